@@ -1,0 +1,152 @@
+# fogfabric: one non-recursive Makefile.
+# Library folders build to static archives; binaries link what they need.
+# New .c files are picked up by folder, so adding a module needs no edit here.
+
+CC       ?= cc
+O        ?= build
+PREFIX   ?= /usr/local
+PKGS     := libmicrohttpd jansson sqlite3 gnutls nettle libcurl libvirt \
+            libxml-2.0 libnl-3.0 libnl-genl-3.0 libnl-route-3.0 libnftables
+WERROR   ?=
+SAN      ?=
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+            -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -fstack-protector-strong -fno-strict-aliasing -MMD -MP -I. \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(WERROR) $(SAN)
+ifeq ($(filter -O0,$(CFLAGS)),)
+CFLAGS   += -D_FORTIFY_SOURCE=2
+endif
+LDFLAGS  += $(SAN) -Wl,-z,relro,-z,now
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lreadline -lpthread
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# ---- libraries -------------------------------------------------------------
+LIBDIRS   := common api netfabric images billing
+define lib_rules
+$(1)_SRC := $$(wildcard $(1)/*.c)
+$(1)_OBJ := $$($(1)_SRC:%.c=$(O)/%.o)
+$(O)/lib$(1).a: $$($(1)_OBJ)
+	@echo "  AR      $$@"
+	$(Q)rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach d,$(LIBDIRS),$(eval $(call lib_rules,$(d))))
+
+# Program folders: everything but main.c is an archive too, so tests can
+# link a program's modules without its main().
+define prog_rules
+$(1)_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
+$(1)_OBJ := $$($(1)_SRC:%.c=$(O)/%.o)
+$(O)/lib$(1).a: $$($(1)_OBJ)
+	@echo "  AR      $$@"
+	$(Q)rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach d,controller nodeagent cli,$(eval $(call prog_rules,$(d))))
+
+BASELIBS := $(O)/libapi.a $(O)/libnetfabric.a $(O)/libimages.a \
+            $(O)/libbilling.a $(O)/libcommon.a
+
+# Schema migrations are compiled into the controller.
+SCHEMA    := $(sort $(wildcard controller/schema/*.sql))
+$(O)/controller/schema_sql.c: $(SCHEMA) tools/embed_sql.sh
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	$(Q)sh tools/embed_sql.sh $(SCHEMA) > $@
+controller_OBJ += $(O)/controller/schema_sql.o
+
+# ---- programs --------------------------------------------------------------
+BINS := bin/fog-controller bin/fog-nodeagent bin/fogctl
+
+bin/fog-controller: $(O)/controller/main.o $(O)/libcontroller.a $(BASELIBS)
+bin/fog-nodeagent:  $(O)/nodeagent/main.o $(O)/libnodeagent.a $(BASELIBS)
+bin/fogctl:         $(O)/cli/main.o $(O)/libcli.a $(BASELIBS)
+$(BINS):
+	@mkdir -p bin
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- tests -----------------------------------------------------------------
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+INTEG_SRC := $(wildcard tests/integration/test_*.c)
+INTEG_BINS:= $(INTEG_SRC:tests/integration/%.c=$(O)/tests/%)
+TESTLIB   := $(O)/tests/testutil.o
+ALLLIBS   := $(O)/libcontroller.a $(O)/libnodeagent.a $(O)/libcli.a $(BASELIBS)
+
+$(O)/tests/%: $(O)/tests/unit/%.o $(TESTLIB) $(ALLLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(O)/tests/%: $(O)/tests/integration/%.o $(TESTLIB) $(ALLLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(O)/tests/testutil.o: tests/testutil.c tests/testutil.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+BENCH_SRC  := $(wildcard bench/bench_*.c)
+BENCH_BINS := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
+$(O)/bench/%: $(O)/bench/%.o $(TESTLIB) $(ALLLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- generic ---------------------------------------------------------------
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+.PHONY: all deps test test-unit test-integration test-e2e demo bench asan \
+        valgrind install clean guest
+all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+
+# Installs every Debian package the project needs; idempotent.
+deps:
+	$(Q)sh tools/deps.sh
+
+guest:
+	$(Q)sh tests/guest/build.sh
+
+# The whole suite: unit, integration and end to end (FOG_SKIP_E2E=1 skips
+# the QEMU tests).
+test: deps
+	$(Q)$(MAKE) --no-print-directory all WERROR=$(or $(WERROR),-Werror)
+	$(Q)O=$(O) sh tests/run.sh
+
+test-unit: all
+	$(Q)O=$(O) FOG_ONLY=unit sh tests/run.sh
+
+# Builds everything with ASan+UBSan in build-asan/ and runs unit and
+# integration tests under it (no QEMU, which the sanitizers would slow).
+asan:
+	$(Q)$(MAKE) --no-print-directory all O=build-asan \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	    CFLAGS="-O1 -g" WERROR=-Werror
+	$(Q)O=build-asan FOG_SKIP_E2E=1 ASAN_OPTIONS=detect_leaks=1 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 sh tests/run.sh
+
+valgrind: all
+	$(Q)O=$(O) FOG_ONLY=unit FOG_WRAP="valgrind -q --error-exitcode=99 --leak-check=full" sh tests/run.sh
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)sh tools/demo.sh
+
+bench: all
+	$(Q)O=$(O) sh bench/run.sh
+
+install: $(BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf $(O) build-asan bin
+
+DEPS := $(shell find $(O) -name '*.d' 2>/dev/null)
+-include $(DEPS)

@@ -1,0 +1,100 @@
+/* File helpers. */
+#include "common/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+int file_read(const char *path, size_t max, char **ret_data, size_t *ret_len)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t cap = 4096, len = 0;
+    _cleanup_free_ char *data = xmalloc(cap + 1);
+    for (;;) {
+        if (len == cap) {
+            if (cap >= max + 1)
+                return -EFBIG;
+            cap *= 2;
+            data = xrealloc(data, cap + 1);
+        }
+        ssize_t n = read(fd, data + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > max)
+            return -EFBIG;
+    }
+    data[len] = '\0';
+    if (ret_len)
+        *ret_len = len;
+    *ret_data = TAKE_PTR(data);
+    return 0;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len,
+                      mode_t mode)
+{
+    _cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int r = -errno;
+            close(fd);
+            unlink(tmp);
+            return r;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+        int r = -errno;
+        close(fd);
+        unlink(tmp);
+        return r;
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        int r = -errno;
+        unlink(tmp);
+        return r;
+    }
+    return 0;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+    _cleanup_free_ char *p = xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+char *path_join_root(const char *root, const char *path)
+{
+    if (!root || !*root)
+        return xstrdup(path);
+    return xasprintf("%s%s", root, path);
+}

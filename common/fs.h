@@ -1,0 +1,17 @@
+/* File helpers: bounded reads, atomic writes with a mode, mkdir -p. */
+#pragma once
+
+#include "common/util.h"
+
+#include <sys/types.h>
+
+/* Read a whole file of at most max bytes into a NUL-terminated buffer the
+ * caller frees. 0, -EFBIG when larger, or -errno. */
+int file_read(const char *path, size_t max, char **ret_data, size_t *ret_len);
+/* Write via a temp file + fsync + rename, created with `mode`. 0 or -errno. */
+int file_write_atomic(const char *path, const void *data, size_t len,
+                      mode_t mode);
+/* Create a directory and its parents. 0 or -errno. */
+int mkdir_p(const char *path, mode_t mode);
+/* Join a root prefix and an absolute path ("" or NULL root = as is). */
+char *path_join_root(const char *root, const char *path);

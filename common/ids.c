@@ -1,0 +1,136 @@
+/* Identifiers, randomness, hex and SHA-256. */
+#include "common/ids.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <nettle/sha2.h>
+
+void random_bytes(void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            fputs("fogfabric: getrandom failed\n", stderr);
+            abort();
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+void hex_encode(const void *data, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool is_hex(const char *s, size_t len)
+{
+    if (!s || strlen(s) != len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (hexval(s[i]) < 0)
+            return false;
+    return true;
+}
+
+int hex_decode(const char *hex, void *out, size_t n)
+{
+    uint8_t *p = out;
+    if (!is_hex(hex, 2 * n))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+    return 0;
+}
+
+char *random_hex(size_t n)
+{
+    uint8_t *raw = xmalloc(n);
+    char *out = xmalloc(2 * n + 1);
+    random_bytes(raw, n);
+    hex_encode(raw, n, out);
+    free(raw);
+    return out;
+}
+
+void uuid_generate_str(char out[UUID_STR_LEN + 1])
+{
+    uint8_t u[16];
+    random_bytes(u, sizeof(u));
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    snprintf(out, UUID_STR_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+             "%02x%02x%02x%02x%02x%02x",
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
+             u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
+bool uuid_is_valid(const char *s)
+{
+    if (!s || strlen(s) != UUID_STR_LEN)
+        return false;
+    for (size_t i = 0; i < UUID_STR_LEN; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return false;
+        } else if (!((s[i] >= '0' && s[i] <= '9') ||
+                     (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void sha256(const void *data, size_t n, uint8_t out[SHA256_LEN])
+{
+    struct sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, n, data);
+    sha256_digest(&ctx, SHA256_LEN, out);
+}
+
+void sha256_hex(const void *data, size_t n, char out[2 * SHA256_LEN + 1])
+{
+    uint8_t d[SHA256_LEN];
+    sha256(data, n, d);
+    hex_encode(d, SHA256_LEN, out);
+}
+
+bool name_is_valid(const char *s)
+{
+    if (!s)
+        return false;
+    size_t n = strlen(s);
+    if (n == 0 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  (c == '-' && i > 0);
+        if (!ok)
+            return false;
+    }
+    return true;
+}

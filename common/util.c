@@ -1,0 +1,126 @@
+/* Allocation wrappers and small parsing helpers shared by every folder. */
+#include "common/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+static _noreturn_ void oom(void)
+{
+    fputs("fogfabric: out of memory\n", stderr);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        oom();
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        oom();
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        oom();
+    return q;
+}
+
+char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        oom();
+    return p;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = strndup(s, n);
+    if (!p)
+        oom();
+    return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *p;
+
+    va_start(ap, fmt);
+    int r = vasprintf(&p, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        oom();
+    return p;
+}
+
+bool mem_eq_ct(const void *a, const void *b, size_t n)
+{
+    const volatile unsigned char *x = a, *y = b;
+    unsigned char d = 0;
+    for (size_t i = 0; i < n; i++)
+        d |= x[i] ^ y[i];
+    return d == 0;
+}
+
+int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)
+{
+    char *end;
+
+    if (!s || !*s)
+        return -EINVAL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || end == s)
+        return -EINVAL;
+    if (errno == ERANGE || v < min || v > max)
+        return -ERANGE;
+    *ret = v;
+    return 0;
+}
+
+int parse_size(const char *s, uint64_t unit, uint64_t *ret)
+{
+    char *end;
+    uint64_t mult = 1;
+
+    if (!s || !*s || *s == '-')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno)
+        return -EINVAL;
+    switch (*end) {
+    case '\0': mult = unit; break; /* bare number is in the caller's unit */
+    case 'K': case 'k': mult = 1ULL << 10; break;
+    case 'M': case 'm': mult = 1ULL << 20; break;
+    case 'G': case 'g': mult = 1ULL << 30; break;
+    case 'T': case 't': mult = 1ULL << 40; break;
+    default: return -EINVAL;
+    }
+    if (*end) {
+        end++;
+        if (*end == 'i')
+            end++;
+        if (*end == 'B' || *end == 'b')
+            end++;
+        if (*end)
+            return -EINVAL;
+    }
+    if (v > UINT64_MAX / mult)
+        return -ERANGE;
+    uint64_t bytes = v * mult;
+    *ret = (bytes + unit - 1) / unit;
+    return 0;
+}

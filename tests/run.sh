@@ -1,0 +1,60 @@
+#!/bin/sh
+# Runs the suite: unit binaries, integration binaries, then the end-to-end
+# scripts. Each is one test here (cmocka counts its own cases inside).
+# FOG_ONLY=unit|integration|e2e limits the layers; FOG_SKIP_E2E=1 skips QEMU.
+# FOG_WRAP prefixes each binary (valgrind). Closes with "N passed, N failed".
+set -u
+O=${O:-build}
+only=${FOG_ONLY:-}
+pass=0; fail=0; skip=0; failed=""
+logdir=$O/test-logs
+mkdir -p "$logdir"
+
+run_one() { # name, command...
+    name=$1; shift
+    start=$(date +%s)
+    if "$@" >"$logdir/$name.log" 2>&1; then
+        rc=0
+    else
+        rc=$?
+    fi
+    secs=$(( $(date +%s) - start ))
+    if [ "$rc" -eq 0 ]; then
+        pass=$((pass + 1)); echo "PASS  $name (${secs}s)"
+    elif [ "$rc" -eq 77 ]; then
+        skip=$((skip + 1)); echo "SKIP  $name: $(tail -n 1 "$logdir/$name.log")"
+    else
+        fail=$((fail + 1)); failed="$failed $name"
+        echo "FAIL  $name (${secs}s, exit $rc); last lines of $logdir/$name.log:"
+        tail -n 30 "$logdir/$name.log" | sed 's/^/    | /'
+    fi
+}
+
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
+if want unit; then
+    for src in tests/unit/test_*.c; do
+        [ -e "$src" ] || continue
+        n=$(basename "$src" .c)
+        run_one "$n" ${FOG_WRAP:-} "$O/tests/$n"
+    done
+fi
+if want integration; then
+    for src in tests/integration/test_*.c; do
+        [ -e "$src" ] || continue
+        n=$(basename "$src" .c)
+        run_one "$n" ${FOG_WRAP:-} "$O/tests/$n"
+    done
+fi
+if want e2e && [ "${FOG_SKIP_E2E:-0}" != 1 ]; then
+    for t in tests/e2e/test_*.sh; do
+        [ -e "$t" ] || continue
+        n=$(basename "$t" .sh)
+        run_one "$n" env O="$O" bash "$t"
+    done
+fi
+
+echo
+[ -n "$failed" ] && echo "failed:$failed"
+echo "tests: $pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,163 @@
+/* Unit tests for common/: names, UUIDs, hex, sizes, buffers, JSON checks. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+
+static void name_rule_accepts_only_lowercase_dns_like_names(void **state)
+{
+    assert_true(name_is_valid("web-1"));
+    assert_true(name_is_valid("a"));
+    assert_true(name_is_valid("0abc"));
+    assert_false(name_is_valid(""));
+    assert_false(name_is_valid("-web"));
+    assert_false(name_is_valid("Web"));
+    assert_false(name_is_valid("a/b"));
+    assert_false(name_is_valid(".."));
+    assert_false(name_is_valid("a<b"));
+    assert_false(name_is_valid("a&b"));
+    assert_false(name_is_valid("a'b"));
+    assert_false(name_is_valid("a b"));
+    char long64[65];
+    memset(long64, 'a', 64);
+    long64[64] = '\0';
+    assert_false(name_is_valid(long64));
+    long64[63] = '\0';
+    assert_true(name_is_valid(long64));
+}
+
+static void uuids_are_v4_and_validated(void **state)
+{
+    char u[UUID_STR_LEN + 1], v[UUID_STR_LEN + 1];
+    uuid_generate_str(u);
+    uuid_generate_str(v);
+    assert_true(uuid_is_valid(u));
+    assert_string_not_equal(u, v);
+    assert_int_equal(u[14], '4');
+    assert_false(uuid_is_valid("not-a-uuid"));
+    assert_false(uuid_is_valid("0123456789abcdef0123456789abcdef0123"));
+    assert_false(uuid_is_valid("AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA"));
+}
+
+static void hex_round_trips_and_rejects_garbage(void **state)
+{
+    uint8_t in[4] = { 0, 0x7f, 0x80, 0xff }, out[4];
+    char hex[9];
+    hex_encode(in, 4, hex);
+    assert_string_equal(hex, "007f80ff");
+    assert_int_equal(hex_decode(hex, out, 4), 0);
+    assert_memory_equal(in, out, 4);
+    assert_int_not_equal(hex_decode("007f80fg", out, 4), 0);
+    assert_int_not_equal(hex_decode("007f80", out, 4), 0);
+}
+
+static void sha256_matches_known_vector(void **state)
+{
+    char h[65];
+    sha256_hex("abc", 3, h);
+    assert_string_equal(
+        h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+static void sizes_parse_with_binary_suffixes(void **state)
+{
+    uint64_t v;
+    assert_int_equal(parse_size("512M", 1 << 20, &v), 0);
+    assert_int_equal(v, 512);
+    assert_int_equal(parse_size("2G", 1 << 20, &v), 0);
+    assert_int_equal(v, 2048);
+    assert_int_equal(parse_size("10GiB", 1ULL << 30, &v), 0);
+    assert_int_equal(v, 10);
+    assert_int_equal(parse_size("1024", 1 << 20, &v), 0);
+    assert_int_equal(v, 1024);
+    assert_int_not_equal(parse_size("-1G", 1 << 20, &v), 0);
+    assert_int_not_equal(parse_size("12X", 1 << 20, &v), 0);
+    assert_int_not_equal(parse_size("99999999999999999999T", 1, &v), 0);
+}
+
+static void buffers_grow_and_format(void **state)
+{
+    struct buf b = BUF_INIT;
+    for (int i = 0; i < 1000; i++)
+        buf_printf(&b, "%d,", i);
+    assert_true(b.len > 3000);
+    assert_true(startswith(buf_str(&b), "0,1,2,"));
+    char *s = buf_steal(&b);
+    assert_null(b.data);
+    free(s);
+}
+
+static const char *const roles[] = { "tenant", "admin", NULL };
+static const struct jfield fields[] = {
+    { "name", JF_NAME, true, 0, 0, NULL },
+    { "n", JF_INT, false, 1, 10, NULL },
+    { "role", JF_ENUM, false, 0, 0, roles },
+    { "note", JF_STRING, false, 0, 8, NULL },
+};
+
+static int check(const char *text, struct jerr *e)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_ALLOW_NUL, &je);
+    assert_non_null(j);
+    int r = json_check(j, fields, ARRAY_SIZE(fields), e);
+    json_decref(j);
+    return r;
+}
+
+static void json_check_rejects_unknown_wrong_and_missing_fields(void **state)
+{
+    struct jerr e = { 0 };
+    assert_int_equal(check("{\"name\":\"ok\",\"n\":3,\"role\":\"admin\"}", &e), 0);
+    assert_int_not_equal(check("{\"name\":\"ok\",\"bogus\":1}", &e), 0);
+    assert_string_equal(e.field, "bogus");
+    jerr_clear(&e);
+    assert_int_not_equal(check("{\"n\":3}", &e), 0);
+    assert_string_equal(e.field, "name");
+    jerr_clear(&e);
+    assert_int_not_equal(check("{\"name\":\"ok\",\"n\":\"3\"}", &e), 0);
+    assert_string_equal(e.field, "n");
+    jerr_clear(&e);
+    assert_int_not_equal(check("{\"name\":\"ok\",\"n\":11}", &e), 0);
+    jerr_clear(&e);
+    assert_int_not_equal(check("{\"name\":\"a<b\"}", &e), 0);
+    jerr_clear(&e);
+    assert_int_not_equal(check("{\"name\":\"a\\u0000b\"}", &e), 0);
+    jerr_clear(&e);
+    assert_int_not_equal(check("{\"name\":\"ok\",\"role\":\"root\"}", &e), 0);
+    jerr_clear(&e);
+    assert_int_not_equal(check("{\"name\":\"ok\",\"note\":\"123456789\"}", &e), 0);
+    jerr_clear(&e);
+    assert_int_not_equal(check("[1]", &e), 0);
+    jerr_clear(&e);
+}
+
+static void rfc3339_round_trips(void **state)
+{
+    char s[21];
+    int64_t t;
+    time_format_rfc3339(1764049429, s);
+    assert_int_equal(time_parse_rfc3339(s, &t), 0);
+    assert_int_equal(t, 1764049429);
+    assert_int_not_equal(time_parse_rfc3339("yesterday", &t), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(name_rule_accepts_only_lowercase_dns_like_names),
+        cmocka_unit_test(uuids_are_v4_and_validated),
+        cmocka_unit_test(hex_round_trips_and_rejects_garbage),
+        cmocka_unit_test(sha256_matches_known_vector),
+        cmocka_unit_test(sizes_parse_with_binary_suffixes),
+        cmocka_unit_test(buffers_grow_and_format),
+        cmocka_unit_test(json_check_rejects_unknown_wrong_and_missing_fields),
+        cmocka_unit_test(rfc3339_round_trips),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
