@@ -38,11 +38,23 @@ $(O)/lib$(1).a: $$($(1)_OBJ)
 endef
 $(foreach d,$(LIBDIRS),$(eval $(call lib_rules,$(d))))
 
+# Schema migrations are compiled into the controller.
+SCHEMA    := $(sort $(wildcard controller/schema/*.sql))
+$(O)/controller/schema_sql.c: $(SCHEMA) tools/embed_sql.sh
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	$(Q)sh tools/embed_sql.sh $(SCHEMA) > $@
+controller_EXTRA := $(O)/controller/schema_sql.o
+$(O)/controller/schema_sql.o: $(O)/controller/schema_sql.c controller/schema.h
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+
 # Program folders: everything but main.c is an archive too, so tests can
 # link a program's modules without its main().
 define prog_rules
 $(1)_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
-$(1)_OBJ := $$($(1)_SRC:%.c=$(O)/%.o)
+$(1)_OBJ := $$($(1)_SRC:%.c=$(O)/%.o) $$($(1)_EXTRA)
 $(O)/lib$(1).a: $$($(1)_OBJ)
 	@echo "  AR      $$@"
 	$(Q)rm -f $$@ && ar rcs $$@ $$^
@@ -51,14 +63,6 @@ $(foreach d,controller nodeagent cli,$(eval $(call prog_rules,$(d))))
 
 BASELIBS := $(O)/libapi.a $(O)/libnetfabric.a $(O)/libimages.a \
             $(O)/libbilling.a $(O)/libcommon.a
-
-# Schema migrations are compiled into the controller.
-SCHEMA    := $(sort $(wildcard controller/schema/*.sql))
-$(O)/controller/schema_sql.c: $(SCHEMA) tools/embed_sql.sh
-	@mkdir -p $(dir $@)
-	@echo "  GEN     $@"
-	$(Q)sh tools/embed_sql.sh $(SCHEMA) > $@
-controller_OBJ += $(O)/controller/schema_sql.o
 
 # ---- programs --------------------------------------------------------------
 BINS := bin/fog-controller bin/fog-nodeagent bin/fogctl

@@ -2,7 +2,7 @@
 # Turn numbered schema files into a C table of migrations compiled into the
 # controller: { version, sql } in file order.
 set -eu
-echo '/* Generated from controller/schema/*.sql by tools/embed_sql.sh. */'
+echo "/* Generated from the controller schema files by tools/embed_sql.sh. */"
 echo '#include "controller/schema.h"'
 echo 'const struct schema_migration schema_migrations[] = {'
 for f in "$@"; do

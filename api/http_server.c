@@ -1,0 +1,745 @@
+/* HTTP(S) server core over libmicrohttpd: routing, bounded bodies, problem
+ * errors, parked long polls and request metrics. */
+#include "api/http_server.h"
+
+#include "common/timeutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define MAX_PARAMS 4
+#define MAX_HEADERS 8
+#define N_BUCKETS 12
+
+static const double latency_le[N_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01,
+                                              0.025, 0.05,   0.1,   0.25,
+                                              0.5,   1,      2.5,   10 };
+
+struct http_request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    char *method;
+    char *path;
+    const struct http_route *route;
+    char *params[MAX_PARAMS];
+    struct buf body;
+    bool too_big;
+    json_t *json;
+    char peer[INET6_ADDRSTRLEN];
+    int64_t started_ms;
+
+    /* reply */
+    int status;
+    char *reply_type;
+    char *reply_body;
+    size_t reply_len;
+    bool answered;
+    char *hdr_name[MAX_HEADERS];
+    char *hdr_value[MAX_HEADERS];
+    unsigned n_hdr;
+
+    /* long poll */
+    bool park_requested;
+    bool parked;
+    uint64_t wake_gen_seen; /* server's wake_gen when the handler ran */
+    bool resumed;
+    bool timed_out;
+    char *park_tag;
+    int64_t park_deadline;
+    struct http_request *park_next;
+
+    void *user;
+    void (*user_free)(void *);
+};
+
+struct route_stats {
+    uint64_t by_status[6][100]; /* [status/100][status%100] */
+};
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct http_server_opts opts;
+    int port;
+
+    pthread_mutex_t park_lock;
+    struct http_request *parked; /* singly linked */
+    uint64_t wake_gen;           /* bumped by every wake */
+    size_t n_parked;
+    pthread_t timer;
+    pthread_cond_t timer_cond;
+    bool stopping;
+
+    pthread_mutex_t stats_lock;
+    struct route_stats *stats; /* n_routes + 1 (unmatched) */
+    uint64_t lat_bucket[N_BUCKETS + 1];
+    uint64_t lat_count;
+    double lat_sum;
+};
+
+/* ---- routing ---------------------------------------------------------- */
+
+/* Match path against pattern; on success fill params (owned copies). */
+static bool route_match(const char *pattern, const char *path,
+                        char *params[MAX_PARAMS])
+{
+    unsigned np = 0;
+    const char *p = pattern, *s = path;
+
+    while (*p && *s) {
+        if (*p != '/' || *s != '/')
+            return false;
+        p++, s++;
+        const char *pe = strchrnul(p, '/'), *se = strchrnul(s, '/');
+        if (*p == '{') {
+            if (se == s || np >= MAX_PARAMS)
+                return false;
+            params[np++] = xstrndup(s, (size_t)(se - s));
+        } else if ((size_t)(pe - p) != (size_t)(se - s) ||
+                   strncmp(p, s, (size_t)(pe - p)) != 0) {
+            return false;
+        }
+        p = pe, s = se;
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+static void free_params(char *params[MAX_PARAMS])
+{
+    for (unsigned i = 0; i < MAX_PARAMS; i++) {
+        free(params[i]);
+        params[i] = NULL;
+    }
+}
+
+/* Find the route for method+path. Sets *ret_path_known when some route has
+ * this path with another method (405 rather than 404). */
+static const struct http_route *route_find(struct http_server *s,
+                                           struct http_request *r,
+                                           bool *ret_path_known)
+{
+    bool known = false;
+    for (size_t i = 0; i < s->opts.n_routes; i++) {
+        const struct http_route *rt = &s->opts.routes[i];
+        char *params[MAX_PARAMS] = { 0 };
+        if (!route_match(rt->pattern, r->path, params))
+            continue;
+        if (streq(rt->method, r->method)) {
+            memcpy(r->params, params, sizeof(params));
+            *ret_path_known = true;
+            return rt;
+        }
+        free_params(params);
+        known = true;
+    }
+    *ret_path_known = known;
+    return NULL;
+}
+
+/* ---- request accessors ------------------------------------------------ */
+
+const char *http_req_method(const struct http_request *r) { return r->method; }
+const char *http_req_path(const struct http_request *r) { return r->path; }
+const struct http_route *http_req_route(const struct http_request *r)
+{
+    return r->route;
+}
+
+const char *http_req_param(const struct http_request *r, unsigned n)
+{
+    return n < MAX_PARAMS ? r->params[n] : NULL;
+}
+
+const char *http_req_query(const struct http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_req_header(const struct http_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+json_t *http_req_json(const struct http_request *r) { return r->json; }
+
+const char *http_req_body(const struct http_request *r, size_t *ret_len)
+{
+    if (ret_len)
+        *ret_len = r->body.len;
+    return buf_str(&r->body);
+}
+
+const char *http_req_peer(const struct http_request *r) { return r->peer; }
+
+void http_req_set_user(struct http_request *r, void *user,
+                       void (*free_fn)(void *))
+{
+    if (r->user && r->user_free)
+        r->user_free(r->user);
+    r->user = user;
+    r->user_free = free_fn;
+}
+
+void *http_req_user(const struct http_request *r) { return r->user; }
+bool http_req_answered(const struct http_request *r) { return r->answered; }
+int http_req_status(const struct http_request *r) { return r->status; }
+bool http_req_resumed(const struct http_request *r) { return r->resumed; }
+bool http_req_timed_out(const struct http_request *r) { return r->timed_out; }
+
+bool http_req_stopping(const struct http_request *r)
+{
+    return r->srv->stopping;
+}
+
+const char *http_req_reply_body(const struct http_request *r, size_t *len)
+{
+    if (len)
+        *len = r->reply_len;
+    return r->reply_body;
+}
+
+const char *http_req_reply_type(const struct http_request *r)
+{
+    return r->reply_type;
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+void http_reply_text(struct http_request *r, int status,
+                     const char *content_type, char *body, size_t len)
+{
+    if (r->answered) {
+        /* A second answer is our bug; keep the first. */
+        free(body);
+        return;
+    }
+    r->answered = true;
+    r->status = status;
+    r->reply_type = xstrdup(content_type);
+    r->reply_body = body ? body : xstrdup("");
+    r->reply_len = body ? len : 0;
+}
+
+void http_reply_json(struct http_request *r, int status, json_t *body)
+{
+    if (!body) {
+        http_reply_text(r, status, "application/json", NULL, 0);
+        return;
+    }
+    char *text = json_dumps(body, JSON_INDENT(0) | JSON_COMPACT);
+    json_decref(body);
+    if (!text)
+        abort();
+    size_t len = strlen(text);
+    text = xrealloc(text, len + 2);
+    text[len++] = '\n';
+    text[len] = '\0';
+    http_reply_text(r, status, "application/json", text, len);
+}
+
+static const char *status_title(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+void http_reply_problem(struct http_request *r, int status, const char *slug,
+                        const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    char *detail;
+
+    va_start(ap, fmt);
+    if (vasprintf(&detail, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    json_t *p = json_pack("{s:s+, s:s, s:i, s:s}", "type", "urn:fog:problem:",
+                          slug, "title", status_title(status), "status",
+                          status, "detail", detail);
+    if (field)
+        json_object_set_new(p, "field", json_string(field));
+    free(detail);
+    char *text = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    http_reply_text(r, status, "application/problem+json", text, strlen(text));
+}
+
+void http_reply_header(struct http_request *r, const char *name,
+                       const char *value)
+{
+    if (r->n_hdr >= MAX_HEADERS)
+        return;
+    r->hdr_name[r->n_hdr] = xstrdup(name);
+    r->hdr_value[r->n_hdr] = xstrdup(value);
+    r->n_hdr++;
+}
+
+/* ---- metrics ---------------------------------------------------------- */
+
+static void stats_record(struct http_server *s, struct http_request *r)
+{
+    size_t idx = r->route ? (size_t)(r->route - s->opts.routes)
+                          : s->opts.n_routes;
+    int st = r->status;
+    double secs = (double)(mono_ms() - r->started_ms) / 1000.0;
+
+    if (st < 100 || st > 599)
+        st = 500;
+    pthread_mutex_lock(&s->stats_lock);
+    s->stats[idx].by_status[st / 100][st % 100]++;
+    unsigned b = 0;
+    while (b < N_BUCKETS && secs > latency_le[b])
+        b++;
+    s->lat_bucket[b]++;
+    s->lat_count++;
+    s->lat_sum += secs;
+    pthread_mutex_unlock(&s->stats_lock);
+}
+
+void http_server_metrics(struct http_server *s, struct buf *out)
+{
+    pthread_mutex_lock(&s->stats_lock);
+    buf_puts(out, "# HELP fog_http_requests_total HTTP requests by route and "
+                  "status.\n# TYPE fog_http_requests_total counter\n");
+    for (size_t i = 0; i <= s->opts.n_routes; i++) {
+        for (int c = 1; c < 6; c++) {
+            for (int d = 0; d < 100; d++) {
+                uint64_t n = s->stats[i].by_status[c][d];
+                if (!n)
+                    continue;
+                if (i < s->opts.n_routes)
+                    buf_printf(out,
+                               "fog_http_requests_total{method=\"%s\","
+                               "route=\"%s\",code=\"%d\"} %llu\n",
+                               s->opts.routes[i].method,
+                               s->opts.routes[i].pattern, c * 100 + d,
+                               (unsigned long long)n);
+                else
+                    buf_printf(out,
+                               "fog_http_requests_total{route=\"unmatched\","
+                               "code=\"%d\"} %llu\n",
+                               c * 100 + d, (unsigned long long)n);
+            }
+        }
+    }
+    buf_puts(out, "# HELP fog_http_request_duration_seconds Request latency."
+                  "\n# TYPE fog_http_request_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (unsigned b = 0; b < N_BUCKETS; b++) {
+        cum += s->lat_bucket[b];
+        buf_printf(out, "fog_http_request_duration_seconds_bucket{le=\"%g\"} "
+                        "%llu\n", latency_le[b], (unsigned long long)cum);
+    }
+    cum += s->lat_bucket[N_BUCKETS];
+    buf_printf(out,
+               "fog_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+               "fog_http_request_duration_seconds_sum %.6f\n"
+               "fog_http_request_duration_seconds_count %llu\n",
+               (unsigned long long)cum, s->lat_sum,
+               (unsigned long long)s->lat_count);
+    pthread_mutex_unlock(&s->stats_lock);
+}
+
+/* ---- long polls ------------------------------------------------------- */
+
+void http_req_park(struct http_request *r, const char *tag,
+                   int64_t deadline_mono_ms)
+{
+    free(r->park_tag);
+    r->park_tag = xstrdup(tag ? tag : "");
+    if (deadline_mono_ms >= 0)
+        r->park_deadline = deadline_mono_ms;
+    r->park_requested = true;
+}
+
+/* Called with park_lock held: unlink and resume. */
+static void park_resume_locked(struct http_server *s, struct http_request **pp,
+                               bool timed_out)
+{
+    struct http_request *r = *pp;
+    *pp = r->park_next;
+    r->park_next = NULL;
+    r->timed_out = timed_out;
+    s->n_parked--;
+    MHD_resume_connection(r->conn);
+}
+
+void http_server_wake(struct http_server *s, const char *tag)
+{
+    pthread_mutex_lock(&s->park_lock);
+    s->wake_gen++;
+    struct http_request **pp = &s->parked;
+    while (*pp) {
+        if (!tag || streq((*pp)->park_tag, tag))
+            park_resume_locked(s, pp, false);
+        else
+            pp = &(*pp)->park_next;
+    }
+    pthread_mutex_unlock(&s->park_lock);
+}
+
+size_t http_server_parked(struct http_server *s)
+{
+    pthread_mutex_lock(&s->park_lock);
+    size_t n = s->n_parked;
+    pthread_mutex_unlock(&s->park_lock);
+    return n;
+}
+
+static void *park_timer(void *arg)
+{
+    struct http_server *s = arg;
+
+    pthread_mutex_lock(&s->park_lock);
+    while (!s->stopping) {
+        int64_t now = mono_ms();
+        struct http_request **pp = &s->parked;
+        while (*pp) {
+            if ((*pp)->park_deadline <= now)
+                park_resume_locked(s, pp, true);
+            else
+                pp = &(*pp)->park_next;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->timer_cond, &s->park_lock, &ts);
+    }
+    pthread_mutex_unlock(&s->park_lock);
+    return NULL;
+}
+
+/* ---- libmicrohttpd glue ----------------------------------------------- */
+
+static void request_free(struct http_request *r)
+{
+    if (!r)
+        return;
+    free(r->method);
+    free(r->path);
+    free_params(r->params);
+    buf_free(&r->body);
+    if (r->json)
+        json_decref(r->json);
+    free(r->reply_type);
+    free(r->reply_body);
+    for (unsigned i = 0; i < r->n_hdr; i++) {
+        free(r->hdr_name[i]);
+        free(r->hdr_value[i]);
+    }
+    free(r->park_tag);
+    if (r->user && r->user_free)
+        r->user_free(r->user);
+    free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+                         void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    request_free(*con_cls);
+    *con_cls = NULL;
+}
+
+static void peer_text(struct MHD_Connection *conn, char *out, size_t n)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out,
+                  (socklen_t)n);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+                  (socklen_t)n);
+}
+
+static enum MHD_Result send_reply(struct http_server *s, struct http_request *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->reply_len, r->reply_body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->reply_type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    for (unsigned i = 0; i < r->n_hdr; i++)
+        MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    stats_record(s, r);
+    return ok;
+}
+
+static bool content_is_json(const char *ct)
+{
+    if (!ct)
+        return false;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Parse the body when it is JSON; answer 400/415 on failure. */
+static bool parse_body(struct http_request *r)
+{
+    if (r->body.len == 0)
+        return true;
+    const char *ct = http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!content_is_json(ct)) {
+        /* Raw bodies are allowed only for routes that read them raw; the
+         * application decides. JSON routes see json == NULL and a body. */
+        return true;
+    }
+    json_error_t je;
+    r->json = json_loadb(r->body.data, r->body.len,
+                         JSON_REJECT_DUPLICATES,
+                         &je);
+    if (!r->json) {
+        http_reply_problem(r, 400, "malformed-json", NULL,
+                           "malformed JSON at line %d column %d: %s",
+                           je.line, je.column, je.text);
+        return false;
+    }
+    return true;
+}
+
+static void dispatch(struct http_server *s, struct http_request *r)
+{
+    bool known;
+
+    if (r->too_big) {
+        http_reply_problem(r, 413, "payload-too-large", NULL,
+                           "request body larger than %zu bytes",
+                           s->opts.max_body);
+        return;
+    }
+    r->route = route_find(s, r, &known);
+    if (!r->route) {
+        if (known)
+            http_reply_problem(r, 405, "method-not-allowed", NULL,
+                               "method %s not allowed on this resource",
+                               r->method);
+        else
+            http_reply_problem(r, 404, "not-found", NULL, "no such resource");
+        return;
+    }
+    if (s->opts.before && !s->opts.before(r, r->route, s->opts.app))
+        return;
+    if (!parse_body(r))
+        return;
+    r->route->fn(r, s->opts.app);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct http_request *r = *con_cls;
+
+    if (!r) {
+        r = xcalloc(1, sizeof(*r));
+        r->srv = s;
+        r->conn = conn;
+        r->method = xstrdup(method);
+        r->path = xstrdup(url);
+        r->started_ms = mono_ms();
+        peer_text(conn, r->peer, sizeof(r->peer));
+        const char *cl = MHD_lookup_connection_value(
+            conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > s->opts.max_body)
+            r->too_big = true;
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!r->too_big && r->body.len + *upload_data_size <= s->opts.max_body)
+            buf_append(&r->body, upload_data, *upload_data_size);
+        else
+            r->too_big = true;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->answered)
+        return MHD_NO; /* already queued; should not happen */
+
+    pthread_mutex_lock(&s->park_lock);
+    r->wake_gen_seen = s->wake_gen;
+    pthread_mutex_unlock(&s->park_lock);
+    if (r->parked) {
+        r->parked = false;
+        r->resumed = true;
+        r->park_requested = false;
+        r->route->fn(r, s->opts.app);
+    } else {
+        dispatch(s, r);
+    }
+
+    /* A wake may have come between the handler's look at its state and
+     * here; then run it again instead of sleeping through the change. */
+    for (;;) {
+        if (r->answered || !r->park_requested)
+            break;
+        pthread_mutex_lock(&s->park_lock);
+        bool missed = s->wake_gen != r->wake_gen_seen;
+        r->wake_gen_seen = s->wake_gen;
+        if (!missed && !s->stopping) {
+            r->parked = true;
+            r->park_next = s->parked;
+            s->parked = r;
+            s->n_parked++;
+            MHD_suspend_connection(conn);
+            pthread_mutex_unlock(&s->park_lock);
+            return MHD_YES;
+        }
+        bool stopping = s->stopping;
+        pthread_mutex_unlock(&s->park_lock);
+        r->park_requested = false;
+        r->resumed = true;
+        r->timed_out = stopping || r->park_deadline <= mono_ms();
+        r->route->fn(r, s->opts.app);
+    }
+    if (!r->answered)
+        http_reply_problem(r, 500, "internal", NULL, "handler gave no answer");
+    if (s->opts.after)
+        s->opts.after(r, r->route, s->opts.app);
+    return send_reply(s, r);
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon)
+        return -EINVAL;
+    _cleanup_free_ char *host = xstrndup(listen, (size_t)(colon - listen));
+    int64_t port;
+    if (parse_int64(colon + 1, 0, 65535, &port) < 0)
+        return -EINVAL;
+    memset(ss, 0, sizeof(*ss));
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        host[hl - 1] = '\0';
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+            return -EINVAL;
+        return 0;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+        return -EINVAL;
+    return 0;
+}
+
+int http_server_start(const struct http_server_opts *o,
+                      struct http_server **ret)
+{
+    struct sockaddr_storage ss;
+    int r = parse_listen(o->listen, &ss);
+    if (r < 0)
+        return r;
+
+    struct http_server *s = xcalloc(1, sizeof(*s));
+    s->opts = *o;
+    if (!s->opts.threads)
+        s->opts.threads = 2;
+    s->stats = xcalloc(o->n_routes + 1, sizeof(*s->stats));
+    pthread_mutex_init(&s->park_lock, NULL);
+    pthread_mutex_init(&s->stats_lock, NULL);
+    pthread_cond_init(&s->timer_cond, NULL);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (o->tls_cert_pem)
+        flags |= MHD_USE_TLS;
+
+    struct MHD_OptionItem opts[] = {
+        { MHD_OPTION_SOCK_ADDR, 0, &ss },
+        { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL },
+        { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)s->opts.threads, NULL },
+        { MHD_OPTION_CONNECTION_TIMEOUT, 90, NULL },
+        { MHD_OPTION_CONNECTION_LIMIT, 20000, NULL },
+        { MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL },
+        { o->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
+          (void *)o->tls_cert_pem },
+        { o->tls_key_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,
+          (void *)o->tls_key_pem },
+        { MHD_OPTION_END, 0, NULL },
+    };
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
+                                 MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!s->daemon) {
+        r = errno ? -errno : -EADDRINUSE;
+        free(s->stats);
+        free(s);
+        return r;
+    }
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : 0;
+    pthread_create(&s->timer, NULL, park_timer, s);
+    *ret = s;
+    return 0;
+}
+
+int http_server_port(const struct http_server *s) { return s->port; }
+
+void http_server_stop(struct http_server *s, int grace_ms)
+{
+    if (!s)
+        return;
+    MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
+    pthread_mutex_lock(&s->park_lock);
+    s->stopping = true;
+    pthread_cond_signal(&s->timer_cond);
+    pthread_mutex_unlock(&s->park_lock);
+    pthread_join(s->timer, NULL);
+    http_server_wake(s, NULL);
+    int64_t until = mono_ms() + grace_ms;
+    while (mono_ms() < until) {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(
+            s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!di || di->num_connections == 0)
+            break;
+        struct timespec ts = { 0, 20 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(s->daemon);
+    if (lsock != MHD_INVALID_SOCKET)
+        close(lsock);
+    pthread_mutex_destroy(&s->park_lock);
+    pthread_mutex_destroy(&s->stats_lock);
+    pthread_cond_destroy(&s->timer_cond);
+    free(s->stats);
+    free(s);
+}

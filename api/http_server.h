@@ -1,0 +1,104 @@
+/* HTTP(S) server core over libmicrohttpd: route table with {param}
+ * segments, bounded JSON bodies, problem+json errors, parked long polls
+ * (suspend/resume, no thread each) and per-route request metrics.
+ * The application supplies the routes and a hook run before each handler
+ * (authentication); it never sees libmicrohttpd itself. */
+#pragma once
+
+#include "common/buf.h"
+#include "common/util.h"
+
+#include <jansson.h>
+
+struct http_server;
+struct http_request;
+
+typedef void (*http_handler_fn)(struct http_request *req, void *app);
+
+struct http_route {
+    const char *method;  /* "GET", "POST", "DELETE", ... */
+    const char *pattern; /* "/v1/vms/{id}/start": {x} matches one segment */
+    http_handler_fn fn;
+    unsigned flags;      /* application-defined (roles, no-auth, ...) */
+};
+
+struct http_server_opts {
+    const char *listen;       /* "127.0.0.1:8443", "[::1]:0", "0.0.0.0:8443" */
+    const char *tls_cert_pem; /* NULL: plain HTTP */
+    const char *tls_key_pem;
+    const struct http_route *routes;
+    size_t n_routes;
+    size_t max_body;          /* bytes; larger bodies get 413 */
+    unsigned threads;         /* worker threads (epoll each), default 2 */
+    /* Called before the handler; returns false when it has answered the
+     * request itself (401, 403...). May be NULL. */
+    bool (*before)(struct http_request *req, const struct http_route *route,
+                   void *app);
+    /* Called after a handler answered (not for parked requests until they
+     * are answered). May be NULL. */
+    void (*after)(struct http_request *req, const struct http_route *route,
+                  void *app);
+    void *app;
+};
+
+/* Start serving. 0 and *ret, or -errno (address in use, bad TLS...). */
+int http_server_start(const struct http_server_opts *o,
+                      struct http_server **ret);
+/* Stop accepting, answer parked requests, wait up to grace_ms for requests
+ * in flight to finish, then free everything. Accepts NULL. */
+void http_server_stop(struct http_server *s, int grace_ms);
+/* The TCP port actually bound (useful with port 0). */
+int http_server_port(const struct http_server *s);
+/* Resume parked requests whose tag equals `tag` (all when NULL): their
+ * handler runs again and sees http_req_resumed(). Thread-safe. */
+void http_server_wake(struct http_server *s, const char *tag);
+/* Number of currently parked requests. */
+size_t http_server_parked(struct http_server *s);
+/* Prometheus text for request counts and latency histogram. */
+void http_server_metrics(struct http_server *s, struct buf *out);
+
+/* ---- request side ---- */
+const char *http_req_method(const struct http_request *r);
+const char *http_req_path(const struct http_request *r);
+/* The n-th {param} of the matched route (0-based) or NULL. */
+const char *http_req_param(const struct http_request *r, unsigned n);
+const char *http_req_query(const struct http_request *r, const char *name);
+const char *http_req_header(const struct http_request *r, const char *name);
+/* Parsed JSON body (owned by the request) or NULL when the body is empty. */
+json_t *http_req_json(const struct http_request *r);
+const char *http_req_body(const struct http_request *r, size_t *ret_len);
+/* Peer address as "ip" text. */
+const char *http_req_peer(const struct http_request *r);
+const struct http_route *http_req_route(const struct http_request *r);
+/* Application data attached to the request, freed with `free_fn` at the end. */
+void http_req_set_user(struct http_request *r, void *user,
+                       void (*free_fn)(void *));
+void *http_req_user(const struct http_request *r);
+
+/* ---- answering: exactly one reply per request ---- */
+/* Steals `body` (may be NULL for an empty body). */
+void http_reply_json(struct http_request *r, int status, json_t *body);
+/* Steals `body`. */
+void http_reply_text(struct http_request *r, int status,
+                     const char *content_type, char *body, size_t len);
+/* RFC 9457 problem: type urn:fog:problem:<slug>; field may be NULL. */
+void http_reply_problem(struct http_request *r, int status, const char *slug,
+                        const char *field, const char *fmt, ...)
+    _printf_(5, 6);
+void http_reply_header(struct http_request *r, const char *name,
+                       const char *value);
+bool http_req_answered(const struct http_request *r);
+int http_req_status(const struct http_request *r);
+/* The body of the reply (for idempotency records); NULL before replying. */
+const char *http_req_reply_body(const struct http_request *r, size_t *len);
+const char *http_req_reply_type(const struct http_request *r);
+
+/* ---- long polls ---- */
+/* Instead of answering, park the request until http_server_wake(tag) or
+ * until the monotonic deadline; then the handler runs again. */
+void http_req_park(struct http_request *r, const char *tag,
+                   int64_t deadline_mono_ms);
+bool http_req_resumed(const struct http_request *r);
+bool http_req_timed_out(const struct http_request *r);
+/* True when the server is shutting down (answer parked requests now). */
+bool http_req_stopping(const struct http_request *r);

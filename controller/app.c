@@ -1,0 +1,398 @@
+/* The controller's route table and the hooks around every handler:
+ * authentication, role checks, idempotent POST replay, the event log. */
+#include "controller/app.h"
+
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "controller/auth.h"
+#include "controller/handlers.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+/* Successful calls of QUIET routes are not written to the event log (agent
+ * heartbeats would drown it); refusals still are. */
+#define QUIET (1u << 8)
+
+const struct http_route app_routes[] = {
+    { "GET", "/healthz", h_healthz, ALLOW_PUBLIC },
+    { "GET", "/metrics", h_metrics, ALLOW_ADMIN },
+    { "GET", "/v1/ca", h_ca, ALLOW_PUBLIC },
+
+    { "POST", "/v1/accounts", h_account_create, ALLOW_ADMIN },
+    { "GET", "/v1/accounts", h_account_list, ALLOW_USERS },
+    { "GET", "/v1/accounts/{id}", h_account_get, ALLOW_USERS },
+
+    { "POST", "/v1/keys", h_key_create, ALLOW_USERS },
+    { "GET", "/v1/keys", h_key_list, ALLOW_USERS },
+    { "DELETE", "/v1/keys/{id}", h_key_delete, ALLOW_USERS },
+
+    { "POST", "/v1/vms", h_vm_create, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms", h_vm_list, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}", h_vm_get, ALLOW_ADMIN | ALLOW_TENANT },
+    { "DELETE", "/v1/vms/{id}", h_vm_delete, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/start", h_vm_start, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/stop", h_vm_stop, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/reboot", h_vm_reboot, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/destroy", h_vm_destroy, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/resize", h_vm_resize, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}/console", h_vm_console, ALLOW_ADMIN | ALLOW_TENANT },
+
+    { "POST", "/v1/join-tokens", h_jointoken_create,
+      ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "GET", "/v1/nodes", h_node_list, ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "GET", "/v1/nodes/{id}", h_node_get, ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "POST", "/v1/nodes/{id}/approve", h_node_approve, ALLOW_ADMIN },
+    { "DELETE", "/v1/nodes/{id}", h_node_delete, ALLOW_ADMIN | ALLOW_PROVIDER },
+
+    { "GET", "/v1/events", h_event_list, ALLOW_USERS },
+
+    { "POST", "/v1/agent/register", h_agent_register, ALLOW_PUBLIC },
+    { "GET", "/v1/agent/desired", h_agent_desired, ALLOW_NODE },
+    { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET },
+};
+const size_t app_n_routes = ARRAY_SIZE(app_routes);
+
+static void reqctx_free(void *p)
+{
+    struct reqctx *c = p;
+    if (!c)
+        return;
+    free(c->target);
+    free(c->event_detail);
+    free(c);
+}
+
+struct reqctx *reqctx_of(struct http_request *r)
+{
+    struct reqctx *c = http_req_user(r);
+    if (!c) {
+        c = xcalloc(1, sizeof(*c));
+        http_req_set_user(r, c, reqctx_free);
+    }
+    return c;
+}
+
+void reqctx_set_target(struct http_request *r, const char *id)
+{
+    struct reqctx *c = reqctx_of(r);
+    free(c->target);
+    c->target = id ? xstrdup(id) : NULL;
+}
+
+void reqctx_set_detail(struct http_request *r, const char *fmt, ...)
+{
+    struct reqctx *c = reqctx_of(r);
+    va_list ap;
+    free(c->event_detail);
+    va_start(ap, fmt);
+    if (vasprintf(&c->event_detail, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+}
+
+const char *role_name(enum role role)
+{
+    static const char *names[ROLE_MAX] = { "none", "admin", "tenant",
+                                           "provider", "node" };
+    return role < ROLE_MAX ? names[role] : "none";
+}
+
+static enum role role_parse(const char *s)
+{
+    if (streq(s, "admin"))
+        return ROLE_ADMIN;
+    if (streq(s, "tenant"))
+        return ROLE_TENANT;
+    if (streq(s, "provider"))
+        return ROLE_PROVIDER;
+    return ROLE_NONE;
+}
+
+static unsigned role_bit(enum role role)
+{
+    switch (role) {
+    case ROLE_ADMIN: return ALLOW_ADMIN;
+    case ROLE_TENANT: return ALLOW_TENANT;
+    case ROLE_PROVIDER: return ALLOW_PROVIDER;
+    case ROLE_NODE: return ALLOW_NODE;
+    default: return 0;
+    }
+}
+
+/* Resolve the bearer credential into the request context. */
+static bool authenticate(struct app *a, struct http_request *r,
+                         struct reqctx *c)
+{
+    const char *h = http_req_header(r, "Authorization");
+    char id[AUTH_ID_LEN + 1], secret[AUTH_SECRET_LEN + 1];
+    json_auto_t *row = NULL;
+
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *tok = h + 7;
+    if (auth_token_split(tok, "fog", id, secret)) {
+        if (store_query_one(a->store, &row,
+                            "SELECT k.salt, k.hash, k.account_id, a.role "
+                            "FROM api_keys k JOIN accounts a ON a.id = "
+                            "k.account_id WHERE k.id = $1 AND k.revoked_at "
+                            "IS NULL", "s", id) < 0)
+            return false;
+        if (!auth_verify(json_str(row, "salt"), json_str(row, "hash"), secret))
+            return false;
+        c->role = role_parse(json_str(row, "role"));
+        snprintf(c->account_id, sizeof(c->account_id), "%s",
+                 json_str(row, "account_id"));
+        snprintf(c->actor, sizeof(c->actor), "key:%s", id);
+        int64_t now = now_s();
+        store_exec(a->store,
+                   "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND "
+                   "(last_used_at IS NULL OR last_used_at < $3)", "isi", now,
+                   id, now - 60);
+        return c->role != ROLE_NONE;
+    }
+    if (auth_token_split(tok, "fogn", id, secret)) {
+        if (store_query_one(a->store, &row,
+                            "SELECT id, cred_salt, cred_hash, account_id FROM "
+                            "nodes WHERE cred_id = $1 AND removed_at IS NULL",
+                            "s", id) < 0)
+            return false;
+        if (!auth_verify(json_str(row, "cred_salt"), json_str(row, "cred_hash"),
+                         secret))
+            return false;
+        c->role = ROLE_NODE;
+        snprintf(c->account_id, sizeof(c->account_id), "%s",
+                 json_str(row, "account_id"));
+        snprintf(c->actor, sizeof(c->actor), "%s", json_str(row, "id"));
+        return true;
+    }
+    return false;
+}
+
+static bool idempotency_key_valid(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > 255)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (k[i] < 0x21 || k[i] > 0x7e)
+            return false;
+    return true;
+}
+
+bool app_before(struct http_request *r, const struct http_route *route,
+                void *app)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+
+    if (route->flags & ALLOW_PUBLIC)
+        return true;
+    if (!authenticate(a, r, c)) {
+        http_reply_header(r, "WWW-Authenticate", "Bearer");
+        http_reply_problem(r, 401, "unauthorized", NULL,
+                           "missing, malformed, unknown or revoked credential");
+        return false;
+    }
+    if (!(route->flags & role_bit(c->role))) {
+        http_reply_problem(r, 403, "forbidden", NULL,
+                           "a %s may not call %s %s", role_name(c->role),
+                           route->method, route->pattern);
+        return false;
+    }
+    const char *ik = http_req_header(r, "Idempotency-Key");
+    if (ik && streq(route->method, "POST")) {
+        if (!idempotency_key_valid(ik)) {
+            http_reply_problem(r, 400, "validation", "Idempotency-Key",
+                               "Idempotency-Key must be 1 to 255 visible "
+                               "ASCII characters");
+            return false;
+        }
+        json_auto_t *row = NULL;
+        if (store_query_one(a->store, &row,
+                            "SELECT method, path, status, content_type, body "
+                            "FROM idempotency WHERE account_id = $1 AND key = "
+                            "$2", "ss", c->account_id, ik) == 0) {
+            if (!streq(json_str(row, "path"), http_req_path(r))) {
+                http_reply_problem(r, 409, "conflict", "Idempotency-Key",
+                                   "Idempotency-Key was used for another "
+                                   "request");
+                return false;
+            }
+            const char *body = json_str(row, "body");
+            http_reply_header(r, "Idempotent-Replayed", "true");
+            http_reply_text(r, (int)json_int(row, "status", 200),
+                            json_str(row, "content_type"), xstrdup(body),
+                            strlen(body));
+            reqctx_set_detail(r, "replayed");
+            return false;
+        }
+    }
+    return true;
+}
+
+void app_event(struct app *a, const char *account_id, const char *actor,
+               const char *action, const char *target, int status,
+               const char *detail)
+{
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    store_exec(a->store,
+               "INSERT INTO events (id, time_ms, account_id, actor, action, "
+               "target, status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+               "$8)", "sissssis", id, now_ms(), account_id, actor, action,
+               target, (int64_t)status, detail ? detail : "");
+}
+
+/* The problem detail of an error reply, for the event log. */
+static char *reply_detail(struct http_request *r)
+{
+    size_t len;
+    const char *body = http_req_reply_body(r, &len);
+    if (!body || !startswith(http_req_reply_type(r), "application/problem"))
+        return NULL;
+    json_auto_t *j = json_loadb(body, len, 0, NULL);
+    const char *d = json_str(j, "detail");
+    return d ? xstrdup(d) : NULL;
+}
+
+void app_after(struct http_request *r, const struct http_route *route,
+               void *app)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    const char *method = http_req_method(r);
+    int status = http_req_status(r);
+
+    if (streq(method, "GET") || streq(method, "HEAD"))
+        return;
+
+    /* Remember the answer to an idempotent POST (not server errors, which a
+     * retry should be allowed to get past). */
+    const char *ik = http_req_header(r, "Idempotency-Key");
+    if (ik && streq(method, "POST") && status < 500 && c->account_id[0] &&
+        !streq(c->event_detail, "replayed") && idempotency_key_valid(ik)) {
+        size_t len;
+        const char *body = http_req_reply_body(r, &len);
+        store_exec(a->store,
+                   "INSERT INTO idempotency (account_id, key, method, path, "
+                   "status, content_type, body, created_at) VALUES ($1, $2, "
+                   "$3, $4, $5, $6, $7, $8)", "ssssissi", c->account_id, ik,
+                   method, http_req_path(r), (int64_t)status,
+                   http_req_reply_type(r), body ? body : "", now_s());
+    }
+
+    bool quiet = route && (route->flags & QUIET);
+    if (quiet && status < 400 && !c->event_detail)
+        return;
+    _cleanup_free_ char *problem = status >= 400 ? reply_detail(r) : NULL;
+    _cleanup_free_ char *action = xasprintf("%s %.200s", method,
+                                            http_req_path(r));
+    const char *target = c->target ? c->target : http_req_param(r, 0);
+    /* Path words come from outside: only keep them when they look sane. */
+    if (target && !uuid_is_valid(target) && !name_is_valid(target))
+        target = NULL;
+    app_event(a, c->account_id[0] ? c->account_id : NULL,
+              c->actor[0] ? c->actor : NULL, action, target, status,
+              c->event_detail ? c->event_detail : problem);
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+bool body_check(struct http_request *r, const struct jfield *fields, size_t n,
+                bool required)
+{
+    json_t *body = http_req_json(r);
+    size_t len;
+    http_req_body(r, &len);
+    if (!body) {
+        if (len > 0) {
+            http_reply_problem(r, 415, "unsupported-media-type", NULL,
+                               "the body must be application/json");
+            return false;
+        }
+        if (!required)
+            return true;
+        http_reply_problem(r, 400, "validation", NULL,
+                           "a JSON object body is required");
+        return false;
+    }
+    struct jerr e = { 0 };
+    if (json_check(body, fields, n, &e) < 0) {
+        bool unknown = startswith(e.detail, "unknown field");
+        http_reply_problem(r, 400, unknown ? "unknown-field" : "validation",
+                           e.field && *e.field ? e.field : NULL, "%s",
+                           e.detail);
+        jerr_clear(&e);
+        return false;
+    }
+    return true;
+}
+
+bool page_parse(struct http_request *r, struct page *p)
+{
+    const char *l = http_req_query(r, "limit"), *cur = http_req_query(r, "cursor");
+    p->limit = 100;
+    p->after_time = -1;
+    p->after_id[0] = '\0';
+    if (l && parse_int64(l, 1, 500, &p->limit) < 0) {
+        http_reply_problem(r, 400, "validation", "limit",
+                           "limit must be an integer from 1 to 500");
+        return false;
+    }
+    if (cur) {
+        const char *dot = strchr(cur, '.');
+        _cleanup_free_ char *t = dot ? xstrndup(cur, (size_t)(dot - cur)) : NULL;
+        if (!dot || parse_int64(t, 0, INT64_MAX, &p->after_time) < 0 ||
+            !uuid_is_valid(dot + 1)) {
+            http_reply_problem(r, 400, "validation", "cursor",
+                               "cursor is not one this server gave out");
+            return false;
+        }
+        memcpy(p->after_id, dot + 1, UUID_STR_LEN + 1);
+    }
+    return true;
+}
+
+void page_reply(struct http_request *r, const struct page *p, json_t *rows,
+                const char *time_col, json_t *(*render)(json_t *row))
+{
+    json_t *items = json_array();
+    json_t *next = json_null();
+    size_t n = json_array_size(rows);
+    for (size_t i = 0; i < n && (int64_t)i < p->limit; i++)
+        json_array_append_new(items, render(json_array_get(rows, i)));
+    if ((int64_t)n > p->limit) {
+        json_t *last = json_array_get(rows, (size_t)p->limit - 1);
+        _cleanup_free_ char *cursor = xasprintf(
+            "%lld.%s", (long long)json_int(last, time_col, 0),
+            json_str(last, "id"));
+        json_decref(next);
+        next = json_string(cursor);
+    }
+    json_decref(rows);
+    http_reply_json(r, 200, json_pack("{s:o, s:o}", "items", items,
+                                      "next_cursor", next));
+}
+
+void reply_store_error(struct http_request *r, int err, const char *what)
+{
+    if (err == -EEXIST)
+        http_reply_problem(r, 409, "conflict", "name", "%s already exists",
+                           what);
+    else if (err == -ENOENT)
+        http_reply_problem(r, 404, "not-found", NULL, "no such %s", what);
+    else
+        http_reply_problem(r, 500, "internal", NULL, "store error");
+}
+
+void app_node_changed(struct app *a, const char *node_id)
+{
+    if (!node_id)
+        return;
+    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = $1",
+               "s", node_id);
+    http_server_wake(a->http, node_id);
+}

@@ -1,0 +1,96 @@
+/* The controller as one object: store, HTTP server, settings, and the
+ * request context every handler sees (who is calling, what it touched). */
+#pragma once
+
+#include "api/http_server.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "controller/store.h"
+
+#include <jansson.h>
+
+/* Who may call a route: bits in http_route.flags. */
+enum {
+    ALLOW_ADMIN = 1 << 0,
+    ALLOW_TENANT = 1 << 1,
+    ALLOW_PROVIDER = 1 << 2,
+    ALLOW_NODE = 1 << 3,
+    ALLOW_PUBLIC = 1 << 4, /* no credential needed */
+    ALLOW_USERS = ALLOW_ADMIN | ALLOW_TENANT | ALLOW_PROVIDER,
+};
+
+enum role { ROLE_NONE, ROLE_ADMIN, ROLE_TENANT, ROLE_PROVIDER, ROLE_NODE,
+            ROLE_MAX };
+
+struct app_settings {
+    char *data_dir;
+    char *listen;
+    bool plain_http;
+    int64_t heartbeat_s;     /* agents report this often */
+    int64_t longpoll_s;      /* longest hold of GET /v1/agent/desired */
+    int64_t max_body;        /* bytes */
+    int64_t threads;
+    int64_t max_vcpus, max_memory_mib, max_disk_gib;
+    char *mesh_cidr;
+};
+
+struct app {
+    struct app_settings cfg;
+    struct store *store;
+    struct http_server *http;
+    char *ca_pem;
+    char ca_sha256[65];
+};
+
+/* Per-request context, attached as the request's user data. */
+struct reqctx {
+    enum role role;
+    char account_id[UUID_STR_LEN + 1];
+    char actor[64];        /* key id or node id */
+    char *target;          /* object the call touched, for the event log */
+    char *event_detail;    /* extra words for the event log */
+};
+
+struct reqctx *reqctx_of(struct http_request *r);
+void reqctx_set_target(struct http_request *r, const char *id);
+void reqctx_set_detail(struct http_request *r, const char *fmt, ...)
+    _printf_(2, 3);
+const char *role_name(enum role role);
+
+/* The route table (every route the controller serves) and its size. */
+extern const struct http_route app_routes[];
+extern const size_t app_n_routes;
+
+/* Hooks for the HTTP core: authentication + idempotency replay, and the
+ * event log + idempotency record. */
+bool app_before(struct http_request *r, const struct http_route *route,
+                void *app);
+void app_after(struct http_request *r, const struct http_route *route,
+               void *app);
+
+/* Record an event outside the request path (scheduler, health). */
+void app_event(struct app *a, const char *account_id, const char *actor,
+               const char *action, const char *target, int status,
+               const char *detail);
+
+/* ---- helpers for handlers ---- */
+/* Check the JSON body against fields; answers 400 and returns false. */
+bool body_check(struct http_request *r, const struct jfield *fields, size_t n,
+                bool required);
+/* Pagination: parse ?limit and ?cursor; false after answering 400. */
+struct page {
+    int64_t limit;
+    int64_t after_time;
+    char after_id[UUID_STR_LEN + 1];
+};
+bool page_parse(struct http_request *r, struct page *p);
+/* Answer {"items": rows[0..limit), "next_cursor"} from limit+1 rows that
+ * carry created_at and id (or time and id). Steals rows. */
+void page_reply(struct http_request *r, const struct page *p, json_t *rows,
+                const char *time_col, json_t *(*render)(json_t *row));
+
+/* Answer a store error as problem+json. */
+void reply_store_error(struct http_request *r, int err, const char *what);
+
+/* Bump a node's desired-state revision and wake its parked long poll. */
+void app_node_changed(struct app *a, const char *node_id);

@@ -1,0 +1,54 @@
+/* Health, CA distribution and Prometheus metrics. */
+#include "common/buf.h"
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "controller/handlers.h"
+
+HANDLER(h_healthz)
+{
+    http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+HANDLER(h_ca)
+{
+    struct app *a = app;
+    http_reply_text(r, 200, "application/x-pem-file", xstrdup(a->ca_pem),
+                    strlen(a->ca_pem));
+}
+
+static void gauge_by(struct app *a, struct buf *out, const char *metric,
+                     const char *help, const char *label, const char *sql)
+{
+    json_auto_t *rows = NULL;
+    size_t i;
+    json_t *row;
+
+    buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", metric, help, metric);
+    if (store_query(a->store, &rows, sql, "") < 0)
+        return;
+    json_array_foreach(rows, i, row)
+        buf_printf(out, "%s{%s=\"%s\"} %lld\n", metric, label,
+                   json_str(row, "k"), (long long)json_int(row, "n", 0));
+}
+
+HANDLER(h_metrics)
+{
+    struct app *a = app;
+    struct buf out = BUF_INIT;
+    _cleanup_free_ char *nodes_sql = xasprintf(
+        "SELECT CASE WHEN last_seen IS NULL THEN 'new' WHEN last_seen >= %lld "
+        "THEN 'online' ELSE 'unreachable' END AS k, COUNT(*) AS n FROM nodes "
+        "WHERE removed_at IS NULL GROUP BY k",
+        (long long)(now_s() - 3 * a->cfg.heartbeat_s));
+
+    http_server_metrics(a->http, &out);
+    gauge_by(a, &out, "fog_vms", "VMs by state.", "state",
+             "SELECT state AS k, COUNT(*) AS n FROM vms WHERE deleted_at IS "
+             "NULL GROUP BY state");
+    gauge_by(a, &out, "fog_nodes", "Nodes by state.", "state", nodes_sql);
+    buf_printf(&out, "# HELP fog_agent_longpolls Parked agent long polls.\n"
+                     "# TYPE fog_agent_longpolls gauge\nfog_agent_longpolls %zu\n",
+               http_server_parked(a->http));
+    size_t len = out.len;
+    http_reply_text(r, 200, "text/plain; version=0.0.4", buf_steal(&out), len);
+}

@@ -1,0 +1,228 @@
+/* Nodes: join tokens, listing, approval and removal. Providers see and
+ * remove only their own nodes; approval is the admin's. */
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "controller/handlers.h"
+
+#include <errno.h>
+
+#define NODE_COLS                                                              \
+    "n.id, n.name, n.account_id, n.approved, n.kvm, n.arch, n.cpu_model, "     \
+    "n.vcpus, n.memory_mib, n.disk_gib, n.mesh_ip, n.endpoint, "               \
+    "n.observed_endpoint, n.last_seen, n.created_at, "                         \
+    "(SELECT COALESCE(SUM(v.vcpus), 0) FROM vms v WHERE v.node_id = n.id AND " \
+    "v.deleted_at IS NULL) AS used_vcpus, (SELECT COALESCE(SUM(v.memory_mib), " \
+    "0) FROM vms v WHERE v.node_id = n.id AND v.deleted_at IS NULL) AS "       \
+    "used_memory_mib, (SELECT COALESCE(SUM(v.disk_gib), 0) FROM vms v WHERE "  \
+    "v.node_id = n.id AND v.deleted_at IS NULL) AS used_disk_gib, "            \
+    "(SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.deleted_at IS "  \
+    "NULL) AS vm_count"
+
+/* Heartbeat interval, for rendering online/unreachable; set at start. */
+int64_t node_heartbeat_s = 5;
+
+json_t *node_render(json_t *row)
+{
+    json_t *o = json_object();
+    static const char *const copy[] = { "id", "name", "account_id", "arch",
+                                        "cpu_model", "mesh_ip", "endpoint",
+                                        "observed_endpoint", "vm_count" };
+    for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
+        json_t *v = json_object_get(row, copy[i]);
+        json_object_set(o, copy[i], v ? v : json_null());
+    }
+    json_object_set_new(o, "approved", json_boolean(json_int(row, "approved", 0)));
+    json_object_set_new(o, "kvm", json_boolean(json_int(row, "kvm", 0)));
+    json_object_set_new(o, "capacity",
+                        json_pack("{s:I, s:I, s:I}", "vcpus",
+                                  (json_int_t)json_int(row, "vcpus", 0),
+                                  "memory_mib",
+                                  (json_int_t)json_int(row, "memory_mib", 0),
+                                  "disk_gib",
+                                  (json_int_t)json_int(row, "disk_gib", 0)));
+    json_object_set_new(o, "used",
+                        json_pack("{s:I, s:I, s:I}", "vcpus",
+                                  (json_int_t)json_int(row, "used_vcpus", 0),
+                                  "memory_mib",
+                                  (json_int_t)json_int(row, "used_memory_mib", 0),
+                                  "disk_gib",
+                                  (json_int_t)json_int(row, "used_disk_gib", 0)));
+    json_t *seen = json_object_get(row, "last_seen");
+    const char *state = "new";
+    char t[21];
+    if (json_is_integer(seen)) {
+        state = json_integer_value(seen) >= now_s() - 3 * node_heartbeat_s
+                    ? "online" : "unreachable";
+        time_format_rfc3339(json_integer_value(seen), t);
+        json_object_set_new(o, "last_seen", json_string(t));
+    } else {
+        json_object_set_new(o, "last_seen", json_null());
+    }
+    json_object_set_new(o, "state", json_string(state));
+    time_format_rfc3339(json_int(row, "created_at", 0), t);
+    json_object_set_new(o, "created_at", json_string(t));
+    return o;
+}
+
+static int node_find(struct app *a, struct http_request *r, json_t **ret)
+{
+    struct reqctx *c = reqctx_of(r);
+    const char *ref = http_req_param(r, 0);
+    if (!ref || (!uuid_is_valid(ref) && !name_is_valid(ref)))
+        return -ENOENT;
+    json_t *rows;
+    int e = store_query(a->store, &rows,
+                        "SELECT " NODE_COLS " FROM nodes n WHERE n.removed_at "
+                        "IS NULL AND (n.id = $1 OR n.name = $1) AND ($2 = 1 OR "
+                        "n.account_id = $3) ORDER BY (n.id = $1) DESC, "
+                        "(n.account_id = $3) DESC", "sbs", ref,
+                        c->role == ROLE_ADMIN, c->account_id);
+    if (e < 0)
+        return e;
+    if (json_array_size(rows) == 0) {
+        json_decref(rows);
+        return -ENOENT;
+    }
+    *ret = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    reqctx_set_target(r, json_str(*ret, "id"));
+    return 0;
+}
+
+HANDLER(h_jointoken_create)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    static const struct jfield fields[] = {
+        { "ttl_s", JF_INT, false, 60, 604800, NULL },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), false))
+        return;
+    int64_t ttl = json_int(http_req_json(r), "ttl_s", 3600);
+    _cleanup_free_ char *secret = random_hex(16);
+    char hash[65], t[21];
+    sha256_hex(secret, strlen(secret), hash);
+    int64_t now = now_s();
+    int e = store_exec(a->store,
+                       "INSERT INTO join_tokens (hash, account_id, created_at, "
+                       "expires_at) VALUES ($1, $2, $3, $4)", "ssii", hash,
+                       c->account_id, now, now + ttl);
+    if (e < 0) {
+        reply_store_error(r, e, "join token");
+        return;
+    }
+    _cleanup_free_ char *token = xasprintf("fogjoin.%s.%s", secret, a->ca_sha256);
+    time_format_rfc3339(now + ttl, t);
+    http_reply_json(r, 201, json_pack("{s:s, s:s}", "token", token,
+                                      "expires_at", t));
+}
+
+HANDLER(h_node_list)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    struct page p;
+    json_t *rows;
+    if (!page_parse(r, &p))
+        return;
+    int e = store_query(a->store, &rows,
+                        "SELECT " NODE_COLS " FROM nodes n WHERE n.removed_at "
+                        "IS NULL AND ($1 = 1 OR n.account_id = $2) AND "
+                        "(n.created_at > $3 OR (n.created_at = $3 AND n.id > "
+                        "$4)) ORDER BY n.created_at, n.id LIMIT $5", "bsisi",
+                        c->role == ROLE_ADMIN, c->account_id, p.after_time,
+                        p.after_id, p.limit + 1);
+    if (e < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    page_reply(r, &p, rows, "created_at", node_render);
+}
+
+HANDLER(h_node_get)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    int e = node_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    http_reply_json(r, 200, node_render(row));
+}
+
+HANDLER(h_node_approve)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL, *again = NULL;
+    int e = node_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    store_exec(a->store, "UPDATE nodes SET approved = 1 WHERE id = $1", "s",
+               json_str(row, "id"));
+    if (node_find(a, r, &again) < 0) {
+        http_reply_problem(r, 500, "internal", NULL, "node vanished");
+        return;
+    }
+    http_reply_json(r, 200, node_render(again));
+}
+
+HANDLER(h_node_delete)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    int e = node_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    if (json_int(row, "vm_count", 0) > 0) {
+        http_reply_problem(r, 409, "conflict", NULL,
+                           "node still hosts %lld VMs",
+                           (long long)json_int(row, "vm_count", 0));
+        return;
+    }
+    store_exec(a->store, "UPDATE nodes SET removed_at = $1 WHERE id = $2", "is",
+               now_s(), json_str(row, "id"));
+    http_server_wake(a->http, json_str(row, "id"));
+    http_reply_text(r, 204, "application/json", NULL, 0);
+}
+
+static json_t *event_render(json_t *row)
+{
+    char t[21];
+    time_format_rfc3339(json_int(row, "time_ms", 0) / 1000, t);
+    json_t *o = json_object();
+    static const char *const copy[] = { "id", "account_id", "actor", "action",
+                                        "target", "status", "detail" };
+    for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
+        json_t *v = json_object_get(row, copy[i]);
+        json_object_set(o, copy[i], v ? v : json_null());
+    }
+    json_object_set_new(o, "time", json_string(t));
+    return o;
+}
+
+HANDLER(h_event_list)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    struct page p;
+    json_t *rows;
+    if (!page_parse(r, &p))
+        return;
+    int e = store_query(a->store, &rows,
+                        "SELECT id, time_ms, account_id, actor, action, target, "
+                        "status, detail FROM events WHERE ($1 = 1 OR "
+                        "account_id = $2) AND (time_ms > $3 OR (time_ms = $3 "
+                        "AND id > $4)) ORDER BY time_ms, id LIMIT $5", "bsisi",
+                        c->role == ROLE_ADMIN, c->account_id, p.after_time,
+                        p.after_id, p.limit + 1);
+    if (e < 0) {
+        reply_store_error(r, e, "event");
+        return;
+    }
+    page_reply(r, &p, rows, "time_ms", event_render);
+}

@@ -1,0 +1,322 @@
+/* VMs: create (then placement), list, show, delete and power actions. A
+ * tenant sees only its own VMs: anything else is 404, never its data. */
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "controller/handlers.h"
+#include "controller/scheduler.h"
+
+#include <errno.h>
+
+#define VM_COLS                                                                \
+    "v.id, v.account_id, v.name, v.vcpus, v.memory_mib, v.disk_gib, "          \
+    "v.image, v.allow_tcg, length(v.user_data) AS user_data_size, "            \
+    "v.desired_state, v.state, v.state_reason, v.node_id, n.name AS "          \
+    "node_name, v.reboot_gen, v.addresses, v.created_at, v.updated_at"
+#define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
+
+static void set_time(json_t *o, const char *key, json_t *row, const char *col)
+{
+    json_t *v = json_object_get(row, col);
+    if (!json_is_integer(v)) {
+        json_object_set_new(o, key, json_null());
+        return;
+    }
+    char t[21];
+    time_format_rfc3339(json_integer_value(v), t);
+    json_object_set_new(o, key, json_string(t));
+}
+
+json_t *vm_render(json_t *row)
+{
+    json_t *o = json_object();
+    static const char *const copy[] = { "id", "account_id", "name", "vcpus",
+                                        "memory_mib", "disk_gib", "image",
+                                        "user_data_size", "desired_state",
+                                        "state", "state_reason", "node_id",
+                                        "node_name", "reboot_gen" };
+    for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
+        json_t *v = json_object_get(row, copy[i]);
+        json_object_set(o, copy[i], v ? v : json_null());
+    }
+    json_object_set_new(o, "allow_tcg",
+                        json_boolean(json_int(row, "allow_tcg", 0)));
+    json_t *addrs = json_loads(json_str(row, "addresses") ?
+                                   json_str(row, "addresses") : "[]", 0, NULL);
+    json_object_set_new(o, "addresses", json_is_array(addrs) ? addrs :
+                                                               json_array());
+    if (addrs && !json_is_array(addrs))
+        json_decref(addrs);
+    set_time(o, "created_at", row, "created_at");
+    set_time(o, "updated_at", row, "updated_at");
+    return o;
+}
+
+/* Find a live VM by id, or by name among the caller's own VMs. */
+static int vm_find(struct app *a, struct http_request *r, json_t **ret)
+{
+    struct reqctx *c = reqctx_of(r);
+    const char *ref = http_req_param(r, 0);
+    if (!ref || (!uuid_is_valid(ref) && !name_is_valid(ref)))
+        return -ENOENT;
+    bool admin = c->role == ROLE_ADMIN;
+    json_t *rows;
+    int e = store_query(a->store, &rows,
+                        "SELECT " VM_COLS VM_FROM "WHERE v.deleted_at IS NULL "
+                        "AND (v.id = $1 OR (v.name = $1 AND (v.account_id = $2 "
+                        "OR $3 = 1))) AND ($3 = 1 OR v.account_id = $2) "
+                        "ORDER BY (v.id = $1) DESC, (v.account_id = $2) DESC",
+                        "ssb", ref, c->account_id, admin);
+    if (e < 0)
+        return e;
+    if (json_array_size(rows) == 0) {
+        json_decref(rows);
+        return -ENOENT;
+    }
+    *ret = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    reqctx_set_target(r, json_str(*ret, "id"));
+    return 0;
+}
+
+static void reply_vm(struct app *a, struct http_request *r, int status,
+                     const char *id)
+{
+    json_auto_t *row = NULL;
+    if (store_query_one(a->store, &row, "SELECT " VM_COLS VM_FROM
+                        "WHERE v.id = $1", "s", id) < 0) {
+        http_reply_problem(r, 500, "internal", NULL, "VM vanished");
+        return;
+    }
+    http_reply_json(r, status, vm_render(row));
+}
+
+HANDLER(h_vm_create)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    static const char *const power[] = { "running", "stopped", NULL };
+    const struct jfield fields[] = {
+        { "name", JF_NAME, true, 0, 0, NULL },
+        { "vcpus", JF_INT, true, 1, a->cfg.max_vcpus, NULL },
+        { "memory_mib", JF_INT, true, 64, a->cfg.max_memory_mib, NULL },
+        { "disk_gib", JF_INT, true, 1, a->cfg.max_disk_gib, NULL },
+        { "image", JF_NAME, true, 0, 0, NULL },
+        { "allow_tcg", JF_BOOL, false, 0, 0, NULL },
+        { "user_data", JF_STRING, false, 0, 65536, NULL },
+        { "power_state", JF_ENUM, false, 0, 0, power },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), true))
+        return;
+    json_t *b = http_req_json(r);
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    int64_t now = now_s();
+    const char *desired = json_str(b, "power_state");
+    int e = store_exec(
+        a->store,
+        "INSERT INTO vms (id, account_id, name, vcpus, memory_mib, disk_gib, "
+        "image, allow_tcg, user_data, desired_state, state, created_at, "
+        "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+        "'pending', $11, $11)", "sssiiisbssi", id, c->account_id,
+        json_str(b, "name"), json_int(b, "vcpus", 1),
+        json_int(b, "memory_mib", 0), json_int(b, "disk_gib", 0),
+        json_str(b, "image"), json_bool(b, "allow_tcg", false),
+        json_str(b, "user_data") ? json_str(b, "user_data") : "",
+        desired ? desired : "running", now);
+    if (e < 0) {
+        reply_store_error(r, e, "a VM with this name");
+        return;
+    }
+    reqctx_set_target(r, id);
+    scheduler_place(a, id);
+    reply_vm(a, r, 201, id);
+}
+
+HANDLER(h_vm_list)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    struct page p;
+    json_t *rows;
+    if (!page_parse(r, &p))
+        return;
+    int e = store_query(a->store, &rows,
+                        "SELECT " VM_COLS VM_FROM "WHERE v.deleted_at IS NULL "
+                        "AND ($1 = 1 OR v.account_id = $2) AND (v.created_at > "
+                        "$3 OR (v.created_at = $3 AND v.id > $4)) ORDER BY "
+                        "v.created_at, v.id LIMIT $5", "bsisi",
+                        c->role == ROLE_ADMIN, c->account_id, p.after_time,
+                        p.after_id, p.limit + 1);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    page_reply(r, &p, rows, "created_at", vm_render);
+}
+
+HANDLER(h_vm_get)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    int e = vm_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    http_reply_json(r, 200, vm_render(row));
+}
+
+HANDLER(h_vm_console)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL, *con = NULL;
+    int e = vm_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    if (store_query_one(a->store, &con, "SELECT console FROM vms WHERE id = $1",
+                        "s", json_str(row, "id")) < 0) {
+        http_reply_problem(r, 500, "internal", NULL, "store error");
+        return;
+    }
+    const char *text = json_str(con, "console");
+    http_reply_text(r, 200, "text/plain; charset=utf-8", xstrdup(text),
+                    strlen(text));
+}
+
+HANDLER(h_vm_delete)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    int e = vm_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    const char *id = json_str(row, "id"), *node = json_str(row, "node_id");
+    int64_t now = now_s();
+    if (!node)
+        e = store_exec(a->store,
+                       "UPDATE vms SET desired_state = 'deleted', state = "
+                       "'deleted', deleted_at = $1, updated_at = $1 WHERE id "
+                       "= $2", "is", now, id);
+    else
+        e = store_exec(a->store,
+                       "UPDATE vms SET desired_state = 'deleted', state = "
+                       "'deleting', updated_at = $1 WHERE id = $2", "is", now,
+                       id);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    app_node_changed(a, node);
+    reply_vm(a, r, 202, id);
+}
+
+/* Set the desired power state (and force flag / reboot generation). */
+static void vm_power(struct http_request *r, struct app *a,
+                     const char *desired, bool force, bool reboot)
+{
+    json_auto_t *row = NULL;
+    int e = vm_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    if (streq(json_str(row, "desired_state"), "deleted")) {
+        http_reply_problem(r, 409, "conflict", NULL, "the VM is being deleted");
+        return;
+    }
+    if (reboot && !streq(json_str(row, "desired_state"), "running")) {
+        http_reply_problem(r, 409, "conflict", NULL,
+                           "only a running VM can be rebooted");
+        return;
+    }
+    const char *id = json_str(row, "id");
+    e = store_exec(a->store,
+                   "UPDATE vms SET desired_state = $1, stop_force = $2, "
+                   "reboot_gen = reboot_gen + $3, updated_at = $4 WHERE id = "
+                   "$5", "sbiis", desired, force, (int64_t)(reboot ? 1 : 0),
+                   now_s(), id);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    app_node_changed(a, json_str(row, "node_id"));
+    reply_vm(a, r, 202, id);
+}
+
+HANDLER(h_vm_start) { vm_power(r, app, "running", false, false); }
+HANDLER(h_vm_stop) { vm_power(r, app, "stopped", false, false); }
+HANDLER(h_vm_destroy) { vm_power(r, app, "stopped", true, false); }
+HANDLER(h_vm_reboot) { vm_power(r, app, "running", false, true); }
+
+HANDLER(h_vm_resize)
+{
+    struct app *a = app;
+    const struct jfield fields[] = {
+        { "vcpus", JF_INT, false, 1, a->cfg.max_vcpus, NULL },
+        { "memory_mib", JF_INT, false, 64, a->cfg.max_memory_mib, NULL },
+        { "disk_gib", JF_INT, false, 1, a->cfg.max_disk_gib, NULL },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), true))
+        return;
+    json_t *b = http_req_json(r);
+    json_auto_t *row = NULL;
+    int e = vm_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    int64_t vcpus = json_int(b, "vcpus", json_int(row, "vcpus", 1));
+    int64_t mem = json_int(b, "memory_mib", json_int(row, "memory_mib", 64));
+    int64_t disk = json_int(b, "disk_gib", json_int(row, "disk_gib", 1));
+    bool cpu_mem_change = vcpus != json_int(row, "vcpus", 0) ||
+                          mem != json_int(row, "memory_mib", 0);
+    bool stopped = streq(json_str(row, "desired_state"), "stopped") &&
+                   (streq(json_str(row, "state"), "stopped") ||
+                    streq(json_str(row, "state"), "pending"));
+    if (cpu_mem_change && !stopped) {
+        http_reply_problem(r, 409, "conflict", NULL,
+                           "vCPUs and memory can change only while the VM is "
+                           "stopped");
+        return;
+    }
+    if (disk < json_int(row, "disk_gib", 0)) {
+        http_reply_problem(r, 400, "validation", "disk_gib",
+                           "a disk can only grow (now %lld GiB)",
+                           (long long)json_int(row, "disk_gib", 0));
+        return;
+    }
+    const char *id = json_str(row, "id"), *node = json_str(row, "node_id");
+    /* Growing on the same node must fit its free capacity. */
+    if (node) {
+        json_auto_t *fit = NULL;
+        e = store_query_one(
+            a->store, &fit,
+            "SELECT n.vcpus - COALESCE(SUM(v.vcpus), 0) AS cpu, n.memory_mib - "
+            "COALESCE(SUM(v.memory_mib), 0) AS mem, n.disk_gib - "
+            "COALESCE(SUM(v.disk_gib), 0) AS disk FROM nodes n LEFT JOIN vms "
+            "v ON v.node_id = n.id AND v.deleted_at IS NULL AND v.id <> $2 "
+            "WHERE n.id = $1 GROUP BY n.id, n.vcpus, n.memory_mib, n.disk_gib",
+            "ss", node, id);
+        if (e == 0 && (json_int(fit, "cpu", 0) < vcpus ||
+                       json_int(fit, "mem", 0) < mem ||
+                       json_int(fit, "disk", 0) < disk)) {
+            http_reply_problem(r, 409, "insufficient-capacity", NULL,
+                               "the VM's node has not enough free capacity");
+            return;
+        }
+    }
+    e = store_exec(a->store,
+                   "UPDATE vms SET vcpus = $1, memory_mib = $2, disk_gib = $3, "
+                   "updated_at = $4 WHERE id = $5", "iiiis", vcpus, mem, disk,
+                   now_s(), id);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    app_node_changed(a, node);
+    reply_vm(a, r, 202, id);
+}

@@ -1,0 +1,250 @@
+/* fog-controller: `init` creates the data directory (database, CA, first
+ * admin key); `serve` runs the HTTPS API, the scheduler and health checks. */
+#include "common/config.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "controller/app.h"
+#include "controller/auth.h"
+#include "controller/pki.h"
+#include "controller/scheduler.h"
+#include "controller/schema.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+int key_insert(struct store *s, const char *account_id, const char *desc,
+               struct auth_key *ret_key);
+extern int64_t node_heartbeat_s;
+
+#define F(x) CONFIG_FIELD(struct app_settings, x)
+static const struct config_opt options[] = {
+    { "data-dir", CONFIG_STRING, F(data_dir), 0, 0, "/var/lib/fogfabric",
+      "directory holding fog.db, the CA and the server certificate" },
+    { "listen", CONFIG_STRING, F(listen), 0, 0, "127.0.0.1:8443",
+      "address:port to serve on ([v6]:port for IPv6)" },
+    { "plain-http", CONFIG_BOOL, F(plain_http), 0, 0, NULL,
+      "serve plain HTTP instead of HTTPS (only on a loopback address)" },
+    { "heartbeat", CONFIG_INT, F(heartbeat_s), 1, 3600, "5",
+      "seconds between agent status posts; 3 missed = unreachable" },
+    { "longpoll", CONFIG_INT, F(longpoll_s), 1, 300, "30",
+      "longest hold of an agent's desired-state poll, seconds" },
+    { "max-body", CONFIG_INT, F(max_body), 1024, 64 << 20, "65536",
+      "largest accepted request body, bytes" },
+    { "threads", CONFIG_INT, F(threads), 1, 256, "4",
+      "HTTP worker threads" },
+    { "max-vcpus", CONFIG_INT, F(max_vcpus), 1, 1024, "64",
+      "largest VM, vCPUs" },
+    { "max-memory-mib", CONFIG_INT, F(max_memory_mib), 64, 1 << 24, "262144",
+      "largest VM, MiB of memory" },
+    { "max-disk-gib", CONFIG_INT, F(max_disk_gib), 1, 1 << 20, "4096",
+      "largest VM, GiB of disk" },
+    { "mesh-cidr", CONFIG_STRING, F(mesh_cidr), 0, 0, "100.96.0.0/12",
+      "address range of the WireGuard mesh" },
+};
+#undef F
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fog-controller init [--data-dir DIR] [--san NAME|IP]...\n"
+            "       fog-controller serve [options]\n"
+            "       fog-controller version\n\noptions (also as "
+            "'name = value' lines in a file given with --config FILE):\n");
+    config_print_help(options, ARRAY_SIZE(options), out);
+}
+
+static int cmd_init(struct app_settings *cfg, char **args, int nargs)
+{
+    /* Extra certificate names come as "--san X" pairs among the words. */
+    char **sans = xcalloc((size_t)nargs + 1, sizeof(char *));
+    size_t n_sans = 0;
+    for (int i = 0; i < nargs; i++) {
+        if (!streq(args[i], "san") || i + 1 >= nargs) {
+            fprintf(stderr, "fog-controller: unexpected argument '%s'\n", args[i]);
+            free(sans);
+            return 2;
+        }
+        sans[n_sans++] = args[++i];
+    }
+    int r = mkdir_p(cfg->data_dir, 0700);
+    if (r < 0) {
+        fprintf(stderr, "fog-controller: cannot create '%s': %s\n",
+                cfg->data_dir, strerror(-r));
+        free(sans);
+        return 1;
+    }
+    _cleanup_free_ char *db = xasprintf("%s/fog.db", cfg->data_dir);
+    struct stat st;
+    if (stat(db, &st) == 0) {
+        fprintf(stderr, "fog-controller: '%s' exists: already initialised\n", db);
+        free(sans);
+        return 1;
+    }
+    r = pki_init(cfg->data_dir, sans, n_sans);
+    free(sans);
+    if (r < 0)
+        return 1;
+    struct store *s;
+    if (store_open(db, &s) < 0)
+        return 1;
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    struct auth_key k;
+    if (store_exec(s, "INSERT INTO accounts (id, name, role, created_at) "
+                      "VALUES ($1, 'admin', 'admin', $2)", "si", id, now_s()) < 0 ||
+        key_insert(s, id, "first admin key", &k) < 0) {
+        store_close(s);
+        return 1;
+    }
+    store_close(s);
+    printf("initialised %s (schema version %u)\n", cfg->data_dir,
+           schema_migration_count);
+    printf("CA certificate: %s/ca.pem\n", cfg->data_dir);
+    printf("admin key: %s\n", k.token);
+    auth_key_clear(&k);
+    return 0;
+}
+
+static bool listen_is_loopback(const char *listen)
+{
+    return startswith(listen, "127.") || startswith(listen, "[::1]:") ||
+           startswith(listen, "localhost:");
+}
+
+static int cmd_serve(struct app *a)
+{
+    struct app_settings *cfg = &a->cfg;
+    _cleanup_free_ char *db = xasprintf("%s/fog.db", cfg->data_dir);
+    _cleanup_free_ char *ca = xasprintf("%s/ca.pem", cfg->data_dir);
+    _cleanup_free_ char *crt = xasprintf("%s/server.pem", cfg->data_dir);
+    _cleanup_free_ char *key = xasprintf("%s/server.key", cfg->data_dir);
+    _cleanup_free_ char *crt_pem = NULL, *key_pem = NULL;
+    sigset_t sigs;
+    int sig, r;
+
+    if (cfg->plain_http && !listen_is_loopback(cfg->listen)) {
+        fprintf(stderr, "fog-controller: --plain-http is only allowed on a "
+                        "loopback address, not '%s'\n", cfg->listen);
+        return 2;
+    }
+    if ((r = file_read(ca, 1 << 20, &a->ca_pem, NULL)) < 0 ||
+        (r = file_read(crt, 1 << 20, &crt_pem, NULL)) < 0 ||
+        (r = file_read(key, 1 << 20, &key_pem, NULL)) < 0) {
+        fprintf(stderr, "fog-controller: cannot read the certificates in '%s' "
+                        "(run 'fog-controller init' first): %s\n",
+                cfg->data_dir, strerror(-r));
+        return 1;
+    }
+    if (pki_fingerprint(a->ca_pem, a->ca_sha256) < 0) {
+        fprintf(stderr, "fog-controller: '%s' is not a certificate\n", ca);
+        return 1;
+    }
+    struct stat st;
+    if (stat(db, &st) < 0) {
+        fprintf(stderr, "fog-controller: no database at '%s' (run "
+                        "'fog-controller init' first)\n", db);
+        return 1;
+    }
+    if (store_open(db, &a->store) < 0)
+        return 1;
+    node_heartbeat_s = cfg->heartbeat_s;
+
+    /* Thousands of parked agent polls need as many descriptors. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct http_server_opts o = {
+        .listen = cfg->listen,
+        .tls_cert_pem = cfg->plain_http ? NULL : crt_pem,
+        .tls_key_pem = cfg->plain_http ? NULL : key_pem,
+        .routes = app_routes,
+        .n_routes = app_n_routes,
+        .max_body = (size_t)cfg->max_body,
+        .threads = (unsigned)cfg->threads,
+        .before = app_before,
+        .after = app_after,
+        .app = a,
+    };
+    if ((r = http_server_start(&o, &a->http)) < 0) {
+        fprintf(stderr, "fog-controller: cannot serve on '%s': %s\n",
+                cfg->listen, strerror(-r));
+        store_close(a->store);
+        return 1;
+    }
+    reconciler_start(a);
+    log_info("serving %s on %s (port %d), data in %s",
+             cfg->plain_http ? "HTTP" : "HTTPS", cfg->listen,
+             http_server_port(a->http), cfg->data_dir);
+    /* A line tests and scripts can wait for. */
+    printf("listening on port %d\n", http_server_port(a->http));
+    fflush(stdout);
+
+    sigwait(&sigs, &sig);
+    log_info("signal %d: shutting down", sig);
+    reconciler_stop();
+    http_server_stop(a->http, 5000);
+    store_close(a->store);
+    free(a->ca_pem);
+    log_info("stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct app a = { 0 };
+    char **args = NULL;
+    int nargs = 0, rc;
+
+    log_set_ident("fog-controller");
+    if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (streq(argv[1], "version") || streq(argv[1], "--version")) {
+        printf("fog-controller 0.1.0\n");
+        return 0;
+    }
+    config_defaults(options, ARRAY_SIZE(options), &a.cfg);
+    /* "--san X" is an init-only list; turn it into words before parsing. */
+    for (int i = 2; i < argc; i++)
+        if (streq(argv[i], "--san"))
+            argv[i] = (char *)"san";
+    if (config_parse_args(options, ARRAY_SIZE(options), &a.cfg, argc, argv, 2,
+                          &args, &nargs) < 0) {
+        usage(stderr);
+        config_free(options, ARRAY_SIZE(options), &a.cfg);
+        return 2;
+    }
+    if (streq(argv[1], "init")) {
+        rc = cmd_init(&a.cfg, args, nargs);
+    } else if (streq(argv[1], "serve")) {
+        if (nargs > 0) {
+            fprintf(stderr, "fog-controller: unexpected argument '%s'\n", args[0]);
+            rc = 2;
+        } else {
+            rc = cmd_serve(&a);
+        }
+    } else {
+        fprintf(stderr, "fog-controller: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        rc = 2;
+    }
+    free(args);
+    config_free(options, ARRAY_SIZE(options), &a.cfg);
+    return rc;
+}

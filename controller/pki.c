@@ -1,0 +1,175 @@
+/* Private CA and server certificate generation with GnuTLS. */
+#include "controller/pki.h"
+
+#include "common/fs.h"
+#include "common/ids.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <stdio.h>
+#include <time.h>
+
+#define TEN_YEARS (10 * 365 * 24 * 3600L)
+
+static int check(int r, const char *what)
+{
+    if (r < 0) {
+        fprintf(stderr, "pki: %s: %s\n", what, gnutls_strerror(r));
+        return -EIO;
+    }
+    return 0;
+}
+
+static int new_key(gnutls_x509_privkey_t *ret)
+{
+    gnutls_x509_privkey_t k;
+    if (check(gnutls_x509_privkey_init(&k), "key init") < 0)
+        return -EIO;
+    if (check(gnutls_x509_privkey_generate(
+                  k, GNUTLS_PK_ECDSA,
+                  GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0),
+              "key generation") < 0) {
+        gnutls_x509_privkey_deinit(k);
+        return -EIO;
+    }
+    *ret = k;
+    return 0;
+}
+
+static int new_cert(gnutls_x509_crt_t *ret, gnutls_x509_privkey_t key,
+                    const char *dn)
+{
+    gnutls_x509_crt_t c;
+    uint8_t serial[16];
+    const char *err = NULL;
+    time_t now = time(NULL);
+
+    random_bytes(serial, sizeof(serial));
+    serial[0] &= 0x7f;
+    if (check(gnutls_x509_crt_init(&c), "cert init") < 0)
+        return -EIO;
+    if (check(gnutls_x509_crt_set_version(c, 3), "version") < 0 ||
+        check(gnutls_x509_crt_set_serial(c, serial, sizeof(serial)), "serial") < 0 ||
+        check(gnutls_x509_crt_set_activation_time(c, now - 3600), "time") < 0 ||
+        check(gnutls_x509_crt_set_expiration_time(c, now + TEN_YEARS), "time") < 0 ||
+        check(gnutls_x509_crt_set_dn(c, dn, &err), "dn") < 0 ||
+        check(gnutls_x509_crt_set_key(c, key), "set key") < 0) {
+        gnutls_x509_crt_deinit(c);
+        return -EIO;
+    }
+    *ret = c;
+    return 0;
+}
+
+static int write_pem(const char *dir, const char *name, gnutls_datum_t *d,
+                     mode_t mode)
+{
+    _cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+    int r = file_write_atomic(path, d->data, d->size, mode);
+    gnutls_free(d->data);
+    if (r < 0)
+        fprintf(stderr, "pki: cannot write '%s': %s\n", path, strerror(-r));
+    return r;
+}
+
+static int add_san(gnutls_x509_crt_t c, const char *name)
+{
+    uint8_t addr[16];
+    if (inet_pton(AF_INET, name, addr) == 1)
+        return gnutls_x509_crt_set_subject_alt_name(c, GNUTLS_SAN_IPADDRESS,
+                                                    addr, 4, GNUTLS_FSAN_APPEND);
+    if (inet_pton(AF_INET6, name, addr) == 1)
+        return gnutls_x509_crt_set_subject_alt_name(c, GNUTLS_SAN_IPADDRESS,
+                                                    addr, 16, GNUTLS_FSAN_APPEND);
+    for (const char *p = name; *p; p++)
+        if (!(*p == '.' || *p == '-' || (*p >= 'a' && *p <= 'z') ||
+              (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) {
+            fprintf(stderr, "pki: invalid name '%s' for the certificate\n", name);
+            return GNUTLS_E_INVALID_REQUEST;
+        }
+    return gnutls_x509_crt_set_subject_alt_name(c, GNUTLS_SAN_DNSNAME, name,
+                                                (unsigned)strlen(name),
+                                                GNUTLS_FSAN_APPEND);
+}
+
+int pki_init(const char *dir, char *const *sans, size_t n_sans)
+{
+    gnutls_x509_privkey_t ca_key = NULL, srv_key = NULL;
+    gnutls_x509_crt_t ca = NULL, srv = NULL;
+    gnutls_datum_t d;
+    int r = -EIO;
+
+    if (new_key(&ca_key) < 0 || new_key(&srv_key) < 0)
+        goto out;
+    if (new_cert(&ca, ca_key, "CN=fogfabric controller CA,O=fogfabric") < 0 ||
+        check(gnutls_x509_crt_set_basic_constraints(ca, 1, 0), "ca bc") < 0 ||
+        check(gnutls_x509_crt_set_key_usage(ca, GNUTLS_KEY_KEY_CERT_SIGN |
+                                                    GNUTLS_KEY_CRL_SIGN),
+              "ca usage") < 0 ||
+        check(gnutls_x509_crt_sign2(ca, ca, ca_key, GNUTLS_DIG_SHA256, 0),
+              "ca sign") < 0)
+        goto out;
+    if (new_cert(&srv, srv_key, "CN=fogfabric controller,O=fogfabric") < 0 ||
+        check(gnutls_x509_crt_set_basic_constraints(srv, 0, -1), "bc") < 0 ||
+        check(gnutls_x509_crt_set_key_usage(srv, GNUTLS_KEY_DIGITAL_SIGNATURE),
+              "usage") < 0 ||
+        check(gnutls_x509_crt_set_key_purpose_oid(srv, GNUTLS_KP_TLS_WWW_SERVER,
+                                                  0), "purpose") < 0 ||
+        check(add_san(srv, "localhost"), "san") < 0 ||
+        check(add_san(srv, "127.0.0.1"), "san") < 0 ||
+        check(add_san(srv, "::1"), "san") < 0)
+        goto out;
+    for (size_t i = 0; i < n_sans; i++)
+        if (check(add_san(srv, sans[i]), "san") < 0)
+            goto out;
+    if (check(gnutls_x509_crt_sign2(srv, ca, ca_key, GNUTLS_DIG_SHA256, 0),
+              "sign") < 0)
+        goto out;
+
+    if (check(gnutls_x509_crt_export2(ca, GNUTLS_X509_FMT_PEM, &d), "export") < 0 ||
+        write_pem(dir, "ca.pem", &d, 0644) < 0)
+        goto out;
+    if (check(gnutls_x509_privkey_export2(ca_key, GNUTLS_X509_FMT_PEM, &d),
+              "export") < 0 ||
+        write_pem(dir, "ca.key", &d, 0600) < 0)
+        goto out;
+    if (check(gnutls_x509_crt_export2(srv, GNUTLS_X509_FMT_PEM, &d), "export") < 0 ||
+        write_pem(dir, "server.pem", &d, 0644) < 0)
+        goto out;
+    if (check(gnutls_x509_privkey_export2(srv_key, GNUTLS_X509_FMT_PEM, &d),
+              "export") < 0 ||
+        write_pem(dir, "server.key", &d, 0600) < 0)
+        goto out;
+    r = 0;
+out:
+    if (srv)
+        gnutls_x509_crt_deinit(srv);
+    if (ca)
+        gnutls_x509_crt_deinit(ca);
+    if (srv_key)
+        gnutls_x509_privkey_deinit(srv_key);
+    if (ca_key)
+        gnutls_x509_privkey_deinit(ca_key);
+    return r;
+}
+
+int pki_fingerprint(const char *pem, char out[65])
+{
+    gnutls_x509_crt_t c;
+    gnutls_datum_t d = { (unsigned char *)pem, (unsigned)strlen(pem) };
+    uint8_t fp[32];
+    size_t len = sizeof(fp);
+
+    if (gnutls_x509_crt_init(&c) < 0)
+        return -EINVAL;
+    int r = gnutls_x509_crt_import(c, &d, GNUTLS_X509_FMT_PEM);
+    if (r >= 0)
+        r = gnutls_x509_crt_get_fingerprint(c, GNUTLS_DIG_SHA256, fp, &len);
+    gnutls_x509_crt_deinit(c);
+    if (r < 0 || len != 32)
+        return -EINVAL;
+    hex_encode(fp, 32, out);
+    return 0;
+}

@@ -1,0 +1,159 @@
+/* First-fit placement and node health. The first approved, reachable node
+ * with enough free vCPUs, memory and disk (and KVM unless the VM allows TCG)
+ * gets the VM; nothing is ever moved off an unreachable node. */
+#include "controller/scheduler.h"
+
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+
+/* Free capacity of node n = its capacity minus every live VM placed on it. */
+#define FREE_SQL(res)                                                          \
+    "n." res " - COALESCE((SELECT SUM(v." res ") FROM vms v WHERE v.node_id = " \
+    "n.id AND v.deleted_at IS NULL), 0)"
+
+int scheduler_place(struct app *a, const char *vm_id)
+{
+    json_auto_t *vm = NULL, *node = NULL;
+    int64_t online_since = now_s() - 3 * a->cfg.heartbeat_s;
+    int r;
+
+    if ((r = store_tx_begin(a->store)) < 0)
+        return r;
+    r = store_query_one(a->store, &vm,
+                        "SELECT vcpus, memory_mib, disk_gib, allow_tcg FROM "
+                        "vms WHERE id = $1 AND node_id IS NULL AND deleted_at "
+                        "IS NULL AND desired_state <> 'deleted'", "s", vm_id);
+    if (r < 0) {
+        store_tx_rollback(a->store);
+        return r == -ENOENT ? 0 : r;
+    }
+    int64_t vcpus = json_int(vm, "vcpus", 0), mem = json_int(vm, "memory_mib", 0),
+            disk = json_int(vm, "disk_gib", 0);
+    bool tcg = json_int(vm, "allow_tcg", 0) != 0;
+    r = store_query_one(a->store, &node,
+                        "SELECT n.id FROM nodes n WHERE n.approved = 1 AND "
+                        "n.removed_at IS NULL AND n.last_seen >= $1 AND "
+                        "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 "
+                        "AND " FREE_SQL("memory_mib") " >= $4 AND "
+                        FREE_SQL("disk_gib") " >= $5 ORDER BY n.created_at, "
+                        "n.id LIMIT 1", "ibiii", online_since, tcg, vcpus, mem,
+                        disk);
+    if (r == -ENOENT) {
+        int64_t tcg_only = store_query_int(
+            a->store, 0, "SELECT COUNT(*) FROM nodes WHERE approved = 1 AND "
+                         "removed_at IS NULL AND last_seen >= $1 AND kvm = 0",
+            "i", online_since);
+        _cleanup_free_ char *why = xasprintf(
+            "no approved, reachable node has %lld vCPUs, %lld MiB and %lld GiB "
+            "free%s", (long long)vcpus, (long long)mem, (long long)disk,
+            !tcg && tcg_only ? " with KVM (the VM does not allow TCG)" : "");
+        store_exec(a->store,
+                   "UPDATE vms SET state_reason = $1 WHERE id = $2 AND "
+                   "(state_reason IS NULL OR state_reason <> $1)", "ss", why,
+                   vm_id);
+        store_tx_commit(a->store);
+        return 0;
+    }
+    if (r < 0) {
+        store_tx_rollback(a->store);
+        return r;
+    }
+    const char *node_id = json_str(node, "id");
+    r = store_exec(a->store,
+                   "UPDATE vms SET node_id = $1, state = 'scheduled', "
+                   "state_reason = NULL, updated_at = $2 WHERE id = $3", "sis",
+                   node_id, now_s(), vm_id);
+    if (r < 0) {
+        store_tx_rollback(a->store);
+        return r;
+    }
+    if ((r = store_tx_commit(a->store)) < 0)
+        return r;
+    app_node_changed(a, node_id);
+    return 1;
+}
+
+int scheduler_run(struct app *a)
+{
+    json_auto_t *rows = NULL;
+    size_t i;
+    json_t *row;
+    int placed = 0;
+
+    if (store_query(a->store, &rows,
+                    "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at "
+                    "IS NULL AND desired_state <> 'deleted' ORDER BY "
+                    "created_at, id LIMIT 1000", "") < 0)
+        return 0;
+    json_array_foreach(rows, i, row)
+        if (scheduler_place(a, json_str(row, "id")) > 0)
+            placed++;
+    return placed;
+}
+
+void health_check(struct app *a)
+{
+    int64_t cutoff = now_s() - 3 * a->cfg.heartbeat_s;
+    int n = store_exec(a->store,
+                       "UPDATE vms SET state = 'unknown', state_reason = "
+                       "'node unreachable', updated_at = $2 WHERE deleted_at "
+                       "IS NULL AND state NOT IN ('unknown', 'pending') AND "
+                       "node_id IN (SELECT id FROM nodes WHERE last_seen < $1)",
+                       "ii", cutoff, now_s());
+    if (n > 0)
+        log_warn("%d VMs now unknown: their node stopped reporting", n);
+}
+
+static pthread_t rec_thread;
+static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rec_cond = PTHREAD_COND_INITIALIZER;
+static bool rec_stop, rec_running;
+
+static void *reconciler(void *arg)
+{
+    struct app *a = arg;
+    /* After a controller restart every node looks silent: give them three
+     * heartbeats to report before judging. */
+    int64_t judge_from = now_s() + 3 * a->cfg.heartbeat_s;
+    pthread_mutex_lock(&rec_lock);
+    while (!rec_stop) {
+        pthread_mutex_unlock(&rec_lock);
+        if (now_s() >= judge_from)
+            health_check(a);
+        scheduler_run(a);
+        pthread_mutex_lock(&rec_lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&rec_cond, &rec_lock, &ts);
+    }
+    pthread_mutex_unlock(&rec_lock);
+    return NULL;
+}
+
+int reconciler_start(struct app *a)
+{
+    rec_stop = false;
+    int r = pthread_create(&rec_thread, NULL, reconciler, a);
+    if (r)
+        return -r;
+    rec_running = true;
+    return 0;
+}
+
+void reconciler_stop(void)
+{
+    if (!rec_running)
+        return;
+    pthread_mutex_lock(&rec_lock);
+    rec_stop = true;
+    pthread_cond_signal(&rec_cond);
+    pthread_mutex_unlock(&rec_lock);
+    pthread_join(rec_thread, NULL);
+    rec_running = false;
+}

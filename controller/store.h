@@ -1,0 +1,41 @@
+/* The controller's state store. One interface; the embedded backend is
+ * sqlite3 (store_sqlite.c). SQL is written portably with $1..$n
+ * placeholders so the same statements run on PostgreSQL.
+ *
+ * Every call is serialised by one lock; a transaction holds it from
+ * store_tx_begin() to store_tx_commit()/store_tx_rollback(). Rows come back
+ * as jansson objects keyed by column name (integers as JSON integers, NULL as
+ * JSON null). */
+#pragma once
+
+#include "common/util.h"
+
+#include <jansson.h>
+
+struct store;
+
+/* Open (creating) the database at path and apply pending migrations.
+ * 0 or -errno. */
+int store_open(const char *path, struct store **ret);
+void store_close(struct store *s);
+/* Highest applied migration version. */
+unsigned store_schema_version(struct store *s);
+
+int store_tx_begin(struct store *s);
+int store_tx_commit(struct store *s);
+void store_tx_rollback(struct store *s);
+
+/* Arguments are described by `types`, one letter each:
+ *   's' const char * (NULL binds SQL NULL)   'i' int64_t   'b' bool (int)
+ * store_exec returns the number of rows changed, -EEXIST on a uniqueness
+ * or constraint violation, -EIO on other errors (logged at debug). */
+int store_exec(struct store *s, const char *sql, const char *types, ...);
+/* All rows as a JSON array (caller owns). 0 or -EIO. */
+int store_query(struct store *s, json_t **ret_rows, const char *sql,
+                const char *types, ...);
+/* The first row (caller owns); -ENOENT when there is none. */
+int store_query_one(struct store *s, json_t **ret_row, const char *sql,
+                    const char *types, ...);
+/* Single integer of the first column of the first row (def if none). */
+int64_t store_query_int(struct store *s, int64_t def, const char *sql,
+                        const char *types, ...);
