@@ -23,3 +23,40 @@ char *tu_run(char *const argv[], int *ret_status);
 void tu_kill(pid_t pid, int sig);
 /* Wait until a TCP connect to 127.0.0.1:port succeeds. 0 or -ETIMEDOUT. */
 int tu_wait_port(int port, int timeout_ms);
+
+/* ---- a controller under test ---- */
+struct tu_ctl {
+    char *dir;      /* data dir (temp) */
+    char *url;      /* https://127.0.0.1:PORT */
+    char *ca;       /* dir/ca.pem */
+    char *admin_key;
+    char *log;      /* log file path */
+    int port;
+    pid_t pid;
+};
+/* fog-controller init + serve on a free port; waits until it answers.
+ * extra_args (NULL-terminated, may be NULL) are added to `serve`.
+ * Aborts the test binary on failure. */
+void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args);
+/* Restart `serve` on the same data dir and port (after tu_ctl_stop). */
+void tu_ctl_restart(struct tu_ctl *c);
+/* SIGTERM (or sig) and reap; the data dir stays. */
+void tu_ctl_stop(struct tu_ctl *c, int sig);
+/* Stop if running and remove everything. */
+void tu_ctl_destroy(struct tu_ctl *c);
+
+/* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
+struct tu_resp {
+    long status;
+    char *body;          /* NUL-terminated */
+    size_t len;
+    char *content_type;
+};
+/* method + url + bearer key (or NULL) + CA file; body of body_len bytes
+ * (body NULL = none) sent as content_type (NULL = application/json);
+ * extra_header e.g. "Idempotency-Key: x" or NULL. Returns status or -1. */
+long tu_http(const char *method, const char *url, const char *key,
+             const char *ca, const char *body, size_t body_len,
+             const char *content_type, const char *extra_header,
+             struct tu_resp *ret);
+void tu_resp_clear(struct tu_resp *r);
