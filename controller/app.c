@@ -49,6 +49,15 @@ const struct http_route app_routes[] = {
 
     { "GET", "/v1/events", h_event_list, ALLOW_USERS },
 
+    { "POST", "/v1/networks", h_net_create, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/networks", h_net_list, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/networks/{id}", h_net_get, ALLOW_ADMIN | ALLOW_TENANT },
+    { "DELETE", "/v1/networks/{id}", h_net_delete, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}/ports", h_port_list, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/ports", h_port_add, ALLOW_ADMIN | ALLOW_TENANT },
+    { "DELETE", "/v1/vms/{id}/ports/{port}", h_port_remove,
+      ALLOW_ADMIN | ALLOW_TENANT },
+
     { "POST", "/v1/agent/register", h_agent_register, ALLOW_PUBLIC },
     { "GET", "/v1/agent/desired", h_agent_desired, ALLOW_NODE },
     { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET },
@@ -386,6 +395,13 @@ void reply_store_error(struct http_request *r, int err, const char *what)
         http_reply_problem(r, 404, "not-found", NULL, "no such %s", what);
     else
         http_reply_problem(r, 500, "internal", NULL, "store error");
+}
+
+void app_all_nodes_changed(struct app *a)
+{
+    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE "
+               "removed_at IS NULL", "");
+    http_server_wake(a->http, NULL);
 }
 
 void app_node_changed(struct app *a, const char *node_id)

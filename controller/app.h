@@ -94,3 +94,5 @@ void reply_store_error(struct http_request *r, int err, const char *what);
 
 /* Bump a node's desired-state revision and wake its parked long poll. */
 void app_node_changed(struct app *a, const char *node_id);
+/* Every node's desired state changed (mesh membership). */
+void app_all_nodes_changed(struct app *a);

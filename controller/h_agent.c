@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/auth.h"
+#include "controller/desired.h"
 #include "controller/handlers.h"
 
 #include <arpa/inet.h>
@@ -55,6 +56,10 @@ HANDLER(h_agent_register)
         { "inventory", JF_OBJECT, true, 0, 0, NULL },
         { "wg_public_key", JF_STRING, false, 44, 44, NULL },
         { "endpoint", JF_STRING, false, 1, 80, NULL },
+        { "wg_port", JF_INT, false, 1, 65535, NULL },
+        { "public_ip", JF_STRING, false, 7, 45, NULL },
+        { "port_min", JF_INT, false, 1, 65535, NULL },
+        { "port_max", JF_INT, false, 1, 65535, NULL },
     };
     static const struct jfield inv_fields[] = {
         { "vcpus", JF_INT, true, 1, 4096, NULL },
@@ -120,7 +125,14 @@ HANDLER(h_agent_register)
         json_int(inv, "vcpus", 0), json_int(inv, "memory_mib", 0),
         json_int(inv, "disk_gib", 0), mesh_ip, json_str(b, "wg_public_key"),
         json_str(b, "endpoint"), http_req_peer(r), now);
-    if (e == 0 || e > 0)
+    if (e >= 0)
+        e = store_exec(a->store,
+                       "UPDATE nodes SET wg_port = $1, public_ip = $2, "
+                       "port_min = $3, port_max = $4 WHERE id = $5", "isiis",
+                       json_int(b, "wg_port", 51820), json_str(b, "public_ip"),
+                       json_int(b, "port_min", 20000),
+                       json_int(b, "port_max", 29999), node_id);
+    if (e >= 0)
         e = store_exec(a->store,
                        "UPDATE join_tokens SET used_at = $1, node_id = $2 "
                        "WHERE hash = $3", "iss", now, node_id, hash);
@@ -135,6 +147,8 @@ HANDLER(h_agent_register)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
+    if (approved)
+        app_all_nodes_changed(a); /* every peer learns the new node */
     struct reqctx *c = reqctx_of(r);
     snprintf(c->account_id, sizeof(c->account_id), "%s",
              json_str(tok, "account_id"));
@@ -146,41 +160,6 @@ HANDLER(h_agent_register)
                                       (json_int_t)a->cfg.heartbeat_s,
                                       "approved", approved));
     auth_key_clear(&cred);
-}
-
-/* The whole desired state of a node (new reference). */
-static json_t *desired_doc(struct app *a, const char *node_id, int64_t rev)
-{
-    json_auto_t *rows = NULL;
-    json_t *vms = json_array();
-    size_t i;
-    json_t *row;
-
-    store_query(a->store, &rows,
-                "SELECT id, name, vcpus, memory_mib, disk_gib, image, "
-                "desired_state, stop_force, reboot_gen, user_data FROM vms "
-                "WHERE node_id = $1 AND deleted_at IS NULL ORDER BY id", "s",
-                node_id);
-    json_array_foreach(rows, i, row) {
-        const char *d = json_str(row, "desired_state");
-        json_array_append_new(
-            vms, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:b, s:b, "
-                           "s:I, s:s, s:[]}",
-                           "id", json_str(row, "id"), "name",
-                           json_str(row, "name"), "vcpus",
-                           (json_int_t)json_int(row, "vcpus", 1), "memory_mib",
-                           (json_int_t)json_int(row, "memory_mib", 64),
-                           "disk_gib", (json_int_t)json_int(row, "disk_gib", 1),
-                           "image", json_str(row, "image"), "power",
-                           streq(d, "running") ? "running" : "stopped",
-                           "stop_force", json_int(row, "stop_force", 0) != 0,
-                           "deleted", streq(d, "deleted"), "reboot_gen",
-                           (json_int_t)json_int(row, "reboot_gen", 0),
-                           "user_data", json_str(row, "user_data"), "nics"));
-    }
-    return json_pack("{s:I, s:s, s:o, s:[], s:[], s:[]}", "revision",
-                     (json_int_t)rev, "node_id", node_id, "vms", vms, "peers",
-                     "networks", "ports");
 }
 
 HANDLER(h_agent_desired)
@@ -219,7 +198,7 @@ HANDLER(h_agent_desired)
         http_req_park(r, node_id, -1);
         return;
     }
-    http_reply_json(r, 200, desired_doc(a, node_id, rev));
+    http_reply_json(r, 200, desired_build(a, node_id, rev));
 }
 
 static const char *const vm_states[] = { "creating", "running", "stopped",
@@ -317,10 +296,15 @@ HANDLER(h_agent_status)
     json_array_foreach(vms, i, v) {
         const char *id = json_str(v, "id"), *st = json_str(v, "state");
         if (streq(st, "deleted")) {
-            store_exec(a->store,
-                       "UPDATE vms SET state = 'deleted', deleted_at = $1, "
-                       "updated_at = $1 WHERE id = $2 AND desired_state = "
-                       "'deleted' AND deleted_at IS NULL", "is", now, id);
+            if (store_exec(a->store,
+                           "UPDATE vms SET state = 'deleted', deleted_at = "
+                           "$1, updated_at = $1 WHERE id = $2 AND "
+                           "desired_state = 'deleted' AND deleted_at IS NULL",
+                           "is", now, id) > 0) {
+                vm_networks_changed(a, id);
+                vm_release(a, id);
+                app_node_changed(a, node_id);
+            }
             continue;
         }
         json_t *addrs = json_object_get(v, "addresses");

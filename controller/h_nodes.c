@@ -162,6 +162,7 @@ HANDLER(h_node_approve)
     }
     store_exec(a->store, "UPDATE nodes SET approved = 1 WHERE id = $1", "s",
                json_str(row, "id"));
+    app_all_nodes_changed(a);
     if (node_find(a, r, &again) < 0) {
         http_reply_problem(r, 500, "internal", NULL, "node vanished");
         return;
@@ -186,7 +187,7 @@ HANDLER(h_node_delete)
     }
     store_exec(a->store, "UPDATE nodes SET removed_at = $1 WHERE id = $2", "is",
                now_s(), json_str(row, "id"));
-    http_server_wake(a->http, json_str(row, "id"));
+    app_all_nodes_changed(a); /* peers drop it */
     http_reply_text(r, 204, "application/json", NULL, 0);
 }
 

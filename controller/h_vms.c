@@ -3,6 +3,7 @@
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "controller/handlers.h"
+#include "controller/netalloc.h"
 #include "controller/scheduler.h"
 
 #include <errno.h>
@@ -52,7 +53,7 @@ json_t *vm_render(json_t *row)
 }
 
 /* Find a live VM by id, or by name among the caller's own VMs. */
-static int vm_find(struct app *a, struct http_request *r, json_t **ret)
+int vm_lookup(struct app *a, struct http_request *r, json_t **ret)
 {
     struct reqctx *c = reqctx_of(r);
     const char *ref = http_req_param(r, 0);
@@ -90,6 +91,76 @@ static void reply_vm(struct app *a, struct http_request *r, int status,
     http_reply_json(r, status, vm_render(row));
 }
 
+/* Interfaces for a new VM: one per requested network (the default network
+ * when none is named), each with an address and a MAC. Inside the caller's
+ * transaction. Fills `addrs` with the addresses. */
+static int vm_attach_networks(struct app *a, struct http_request *r,
+                              const char *vm_id, const char *account_id,
+                              json_t *nets, json_t *addrs)
+{
+    size_t n = json_array_size(nets);
+    for (size_t i = 0; i < (n ? n : 1); i++) {
+        json_t *ref = n ? json_array_get(nets, i) : NULL;
+        if (ref && !json_is_string(ref)) {
+            http_reply_problem(r, 400, "validation", "networks",
+                               "networks must be names");
+            return -EINVAL;
+        }
+        char net_id[UUID_STR_LEN + 1];
+        int e = network_resolve(a->store, account_id,
+                                ref ? json_string_value(ref) : NULL, net_id);
+        if (e < 0) {
+            http_reply_problem(r, e == -ENOENT ? 400 : 409,
+                               e == -ENOENT ? "validation" : "conflict",
+                               "networks", "no usable network '%s'",
+                               ref && name_is_valid(json_string_value(ref))
+                                   ? json_string_value(ref) : "default");
+            return e;
+        }
+        _cleanup_free_ char *addr = netalloc_address(a->store, net_id);
+        _cleanup_free_ char *mac = netalloc_mac(a->store);
+        if (!addr) {
+            http_reply_problem(r, 409, "insufficient-capacity", "networks",
+                               "network has no free address");
+            return -ENOSPC;
+        }
+        e = store_exec(a->store,
+                       "INSERT INTO vm_nics (vm_id, idx, network_id, mac, "
+                       "address) VALUES ($1, $2, $3, $4, $5)", "sisss", vm_id,
+                       (int64_t)i, net_id, mac, addr);
+        if (e < 0) {
+            http_reply_problem(r, 409, "conflict", "networks",
+                               "the same network twice");
+            return e;
+        }
+        json_array_append_new(addrs, json_string(addr));
+    }
+    return 0;
+}
+
+static int vm_add_ports(struct app *a, struct http_request *r,
+                        const char *vm_id, json_t *ports)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(ports, i, p) {
+        struct jerr je = { 0 };
+        if (json_check(p, port_fields, ARRAY_SIZE(port_fields), &je) < 0) {
+            http_reply_problem(r, 400, "validation", "ports", "ports[%zu]: %s",
+                               i, je.detail);
+            jerr_clear(&je);
+            return -EINVAL;
+        }
+        int e = port_insert(a->store, vm_id, NULL, p, NULL);
+        if (e < 0) {
+            http_reply_problem(r, 409, "conflict", "ports",
+                               "ports[%zu] is published twice", i);
+            return e;
+        }
+    }
+    return 0;
+}
+
 HANDLER(h_vm_create)
 {
     struct app *a = app;
@@ -104,6 +175,8 @@ HANDLER(h_vm_create)
         { "allow_tcg", JF_BOOL, false, 0, 0, NULL },
         { "user_data", JF_STRING, false, 0, 65536, NULL },
         { "power_state", JF_ENUM, false, 0, 0, power },
+        { "networks", JF_ARRAY, false, 0, 8, NULL },
+        { "ports", JF_ARRAY, false, 0, 32, NULL },
     };
     if (!body_check(r, fields, ARRAY_SIZE(fields), true))
         return;
@@ -112,6 +185,12 @@ HANDLER(h_vm_create)
     uuid_generate_str(id);
     int64_t now = now_s();
     const char *desired = json_str(b, "power_state");
+    json_auto_t *addrs = json_array();
+
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
     int e = store_exec(
         a->store,
         "INSERT INTO vms (id, account_id, name, vcpus, memory_mib, disk_gib, "
@@ -124,12 +203,46 @@ HANDLER(h_vm_create)
         json_str(b, "user_data") ? json_str(b, "user_data") : "",
         desired ? desired : "running", now);
     if (e < 0) {
+        store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
+        return;
+    }
+    if (vm_attach_networks(a, r, id, c->account_id,
+                           json_object_get(b, "networks"), addrs) < 0 ||
+        vm_add_ports(a, r, id, json_object_get(b, "ports")) < 0) {
+        store_tx_rollback(a->store);
+        return;
+    }
+    _cleanup_free_ char *addr_text = json_dumps_compact(addrs);
+    store_exec(a->store, "UPDATE vms SET addresses = $1 WHERE id = $2", "ss",
+               addr_text, id);
+    if (store_tx_commit(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
     reqctx_set_target(r, id);
     scheduler_place(a, id);
     reply_vm(a, r, 201, id);
+}
+
+void vm_release(struct app *a, const char *vm_id)
+{
+    store_exec(a->store, "DELETE FROM ports WHERE vm_id = $1", "s", vm_id);
+    store_exec(a->store, "DELETE FROM vm_nics WHERE vm_id = $1", "s", vm_id);
+}
+
+void vm_networks_changed(struct app *a, const char *vm_id)
+{
+    json_auto_t *rows = NULL;
+    size_t i;
+    json_t *row;
+    store_query(a->store, &rows,
+                "SELECT DISTINCT v.node_id FROM vms v JOIN vm_nics c ON "
+                "c.vm_id = v.id WHERE v.node_id IS NOT NULL AND "
+                "v.deleted_at IS NULL AND c.network_id IN (SELECT network_id "
+                "FROM vm_nics WHERE vm_id = $1)", "s", vm_id);
+    json_array_foreach(rows, i, row)
+        app_node_changed(a, json_str(row, "node_id"));
 }
 
 HANDLER(h_vm_list)
@@ -158,7 +271,7 @@ HANDLER(h_vm_get)
 {
     struct app *a = app;
     json_auto_t *row = NULL;
-    int e = vm_find(a, r, &row);
+    int e = vm_lookup(a, r, &row);
     if (e < 0) {
         reply_store_error(r, e, "VM");
         return;
@@ -170,7 +283,7 @@ HANDLER(h_vm_console)
 {
     struct app *a = app;
     json_auto_t *row = NULL, *con = NULL;
-    int e = vm_find(a, r, &row);
+    int e = vm_lookup(a, r, &row);
     if (e < 0) {
         reply_store_error(r, e, "VM");
         return;
@@ -189,19 +302,20 @@ HANDLER(h_vm_delete)
 {
     struct app *a = app;
     json_auto_t *row = NULL;
-    int e = vm_find(a, r, &row);
+    int e = vm_lookup(a, r, &row);
     if (e < 0) {
         reply_store_error(r, e, "VM");
         return;
     }
     const char *id = json_str(row, "id"), *node = json_str(row, "node_id");
     int64_t now = now_s();
-    if (!node)
+    if (!node) {
         e = store_exec(a->store,
                        "UPDATE vms SET desired_state = 'deleted', state = "
                        "'deleted', deleted_at = $1, updated_at = $1 WHERE id "
                        "= $2", "is", now, id);
-    else
+        vm_release(a, id);
+    } else
         e = store_exec(a->store,
                        "UPDATE vms SET desired_state = 'deleted', state = "
                        "'deleting', updated_at = $1 WHERE id = $2", "is", now,
@@ -219,7 +333,7 @@ static void vm_power(struct http_request *r, struct app *a,
                      const char *desired, bool force, bool reboot)
 {
     json_auto_t *row = NULL;
-    int e = vm_find(a, r, &row);
+    int e = vm_lookup(a, r, &row);
     if (e < 0) {
         reply_store_error(r, e, "VM");
         return;
@@ -264,7 +378,7 @@ HANDLER(h_vm_resize)
         return;
     json_t *b = http_req_json(r);
     json_auto_t *row = NULL;
-    int e = vm_find(a, r, &row);
+    int e = vm_lookup(a, r, &row);
     if (e < 0) {
         reply_store_error(r, e, "VM");
         return;

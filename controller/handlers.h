@@ -36,9 +36,37 @@ HANDLER(h_node_delete);
 
 HANDLER(h_event_list);
 
+HANDLER(h_net_create);
+HANDLER(h_net_list);
+HANDLER(h_net_get);
+HANDLER(h_net_delete);
+HANDLER(h_port_list);
+HANDLER(h_port_add);
+HANDLER(h_port_remove);
+
 HANDLER(h_agent_register);
 HANDLER(h_agent_desired);
 HANDLER(h_agent_status);
+
+/* Find a live VM named by the route's first parameter (UUID, or a name
+ * among the caller's VMs) that the caller may see; sets the event target.
+ * 0 and *ret (caller owns) or -ENOENT / -EIO. */
+int vm_lookup(struct app *a, struct http_request *r, json_t **ret);
+/* Resolve a network reference (name or id; NULL = the account's default,
+ * created on first use) inside the caller's transaction. */
+int network_resolve(struct store *s, const char *account_id, const char *ref,
+                    char ret_id[37]);
+int network_insert(struct store *s, const char *account_id, const char *name,
+                   const char *cidr, bool is_default, char ret_id[37]);
+/* Insert a published port {proto, vm_port, host_port?}; with a node, the
+ * host port is allocated now. ret_id may be NULL. */
+int port_insert(struct store *s, const char *vm_id, const char *node_id,
+                json_t *spec, char ret_id[37]);
+extern const struct jfield port_fields[3];
+/* Drop a deleted VM's interfaces and ports. */
+void vm_release(struct app *a, const char *vm_id);
+/* Bump every node hosting a VM on one of this VM's networks. */
+void vm_networks_changed(struct app *a, const char *vm_id);
 
 /* Render a stored VM / node row as its API object (new reference). */
 json_t *vm_render(json_t *row);

@@ -6,6 +6,8 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/handlers.h"
+#include "controller/netalloc.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -64,6 +66,24 @@ int scheduler_place(struct app *a, const char *vm_id)
         return r;
     }
     const char *node_id = json_str(node, "id");
+    /* Published ports get their host ports on the chosen node. */
+    json_auto_t *ports = NULL;
+    size_t i;
+    json_t *p;
+    store_query(a->store, &ports, "SELECT id, proto, want_port FROM ports "
+                "WHERE vm_id = $1 AND host_port IS NULL", "s", vm_id);
+    json_array_foreach(ports, i, p) {
+        int64_t hp = netalloc_host_port(a->store, node_id, json_str(p, "proto"),
+                                        json_int(p, "want_port", 0));
+        if (hp < 0 || store_exec(a->store, "UPDATE ports SET node_id = $1, "
+                                 "host_port = $2 WHERE id = $3", "sis",
+                                 node_id, hp, json_str(p, "id")) < 0) {
+            store_tx_rollback(a->store);
+            store_exec(a->store, "UPDATE vms SET state_reason = 'no free host "
+                       "port on the chosen node' WHERE id = $1", "s", vm_id);
+            return 0;
+        }
+    }
     r = store_exec(a->store,
                    "UPDATE vms SET node_id = $1, state = 'scheduled', "
                    "state_reason = NULL, updated_at = $2 WHERE id = $3", "sis",
@@ -75,6 +95,7 @@ int scheduler_place(struct app *a, const char *vm_id)
     if ((r = store_tx_commit(a->store)) < 0)
         return r;
     app_node_changed(a, node_id);
+    vm_networks_changed(a, vm_id);
     return 1;
 }
 

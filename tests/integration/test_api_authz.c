@@ -19,6 +19,7 @@ static const char *who_name[WHO_MAX] = { "admin", "tenant-a", "tenant-b",
 static struct tu_ctl ctl;
 static char *keys[WHO_MAX];
 static char *acct_a, *acct_b, *vm_a, *node_id, *key_a_id, *node_b_cred;
+static char *net_a, *port_a;
 
 static json_t *call(enum who w, const char *method, const char *path,
                     const char *body, long *ret_status)
@@ -48,7 +49,8 @@ static char *expand(const char *tmpl)
 {
     struct { const char *k; const char *v; } subst[] = {
         { "{vmA}", vm_a }, { "{acctA}", acct_a }, { "{acctB}", acct_b },
-        { "{node}", node_id }, { "{keyA}", key_a_id },
+        { "{node}", node_id }, { "{keyA}", key_a_id }, { "{netA}", net_a },
+        { "{portA}", port_a },
     };
     char *s = xstrdup(tmpl);
     for (size_t i = 0; i < ARRAY_SIZE(subst); i++) {
@@ -100,6 +102,16 @@ static const struct row matrix[] = {
     { "POST", "/v1/nodes/{node}/approve", NULL, { 0, 403, 403, 403, 403, 403, 401 } },
     { "DELETE", "/v1/nodes/{node}", NULL, { 0, 403, 403, 0, 404, 403, 401 } },
     { "GET", "/v1/events", NULL, { 200, 200, 200, 200, 200, 403, 401 } },
+    { "GET", "/v1/networks", NULL, { 200, 200, 200, 403, 403, 403, 401 } },
+    { "POST", "/v1/networks", "{\"name\":\"n\",\"cidr\":\"10.9.0.0/24\"}",
+      { 0, 0, 0, 403, 403, 403, 401 } },
+    { "GET", "/v1/networks/{netA}", NULL, { 200, 200, 404, 403, 403, 403, 401 } },
+    { "DELETE", "/v1/networks/{netA}", NULL, { 409, 409, 404, 403, 403, 403, 401 } },
+    { "GET", "/v1/vms/{vmA}/ports", NULL, { 200, 200, 404, 403, 403, 403, 401 } },
+    { "POST", "/v1/vms/{vmA}/ports", "{\"proto\":\"udp\",\"vm_port\":53}",
+      { 0, 0, 404, 403, 403, 403, 401 } },
+    { "DELETE", "/v1/vms/{vmA}/ports/{portA}", NULL,
+      { 0, 0, 404, 403, 403, 403, 401 } },
     { "GET", "/v1/agent/desired?wait=0", NULL, { 403, 403, 403, 403, 403, 200, 401 } },
     { "POST", "/v1/agent/status", "{\"vms\":[]}",
       { 403, 403, 403, 403, 403, 200, 401 } },
@@ -154,8 +166,14 @@ static int setup(void **state)
     free(must(ADMIN, "POST", "/v1/nodes/node-a/approve", NULL, 200, NULL));
     vm_a = must(TA, "POST", "/v1/vms",
                 "{\"name\":\"web\",\"vcpus\":1,\"memory_mib\":128,"
-                "\"disk_gib\":1,\"image\":\"fog-tiny\",\"allow_tcg\":true}",
+                "\"disk_gib\":1,\"image\":\"fog-tiny\",\"allow_tcg\":true,"
+                "\"ports\":[{\"proto\":\"tcp\",\"vm_port\":80}]}",
                 201, "id");
+    net_a = must(TA, "GET", "/v1/networks/default", NULL, 200, "id");
+    long st2;
+    json_auto_t *ports = call(TA, "GET", "/v1/vms/web/ports", NULL, &st2);
+    assert_int_equal(json_array_size(json_object_get(ports, "items")), 1);
+    port_a = xstrdup(json_str(json_array_get(json_object_get(ports, "items"), 0), "id"));
     return 0;
 }
 
@@ -170,6 +188,8 @@ static int teardown(void **state)
     free(node_id);
     free(key_a_id);
     free(node_b_cred);
+    free(net_a);
+    free(port_a);
     return 0;
 }
 

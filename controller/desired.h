@@ -1,0 +1,14 @@
+/* The whole desired state of one node, as the agent receives it: its VMs
+ * with their interfaces, the tenant networks it must carry (with the mesh
+ * addresses of the other nodes carrying them), published ports and its
+ * WireGuard peers. Whole documents, never deltas. */
+#pragma once
+
+#include "controller/app.h"
+
+/* New reference. */
+json_t *desired_build(struct app *a, const char *node_id, int64_t revision);
+
+/* MTU of a guest NIC on a 1500-byte underlay: WireGuard (60) and VXLAN
+ * (50) overheads and 20 bytes of margin for an IPv4 path (FACTS.md). */
+#define DESIRED_GUEST_MTU 1370

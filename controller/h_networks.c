@@ -1,0 +1,339 @@
+/* Tenant networks and published ports. Networks are per tenant, never
+ * overlap (they share each node's routing table), and are refused for
+ * deletion while a VM uses them. */
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "controller/handlers.h"
+#include "controller/netalloc.h"
+#include "controller/scheduler.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+#define NET_COLS                                                               \
+    "w.id, w.account_id, w.name, w.cidr, w.gateway, w.vxlan_id, "            \
+    "w.is_default, w.created_at, (SELECT COUNT(*) FROM vm_nics c WHERE "      \
+    "c.network_id = w.id) AS vm_count"
+
+static json_t *net_render(json_t *row)
+{
+    char t[21];
+    time_format_rfc3339(json_int(row, "created_at", 0), t);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:i, s:s}",
+                     "id", json_str(row, "id"), "account_id",
+                     json_str(row, "account_id"), "name", json_str(row, "name"),
+                     "cidr", json_str(row, "cidr"), "gateway",
+                     json_str(row, "gateway"), "vxlan_id",
+                     (json_int_t)json_int(row, "vxlan_id", 0), "default",
+                     json_int(row, "is_default", 0) != 0, "vm_count",
+                     (json_int_t)json_int(row, "vm_count", 0), "mtu", 1370,
+                     "created_at", t);
+}
+
+int network_insert(struct store *s, const char *account_id, const char *name,
+                   const char *cidr, bool is_default, char ret_id[37])
+{
+    uint32_t net;
+    int prefix;
+    if (netalloc_parse_cidr(cidr, &net, &prefix) < 0)
+        return -EINVAL;
+    if (netalloc_cidr_taken(s, net, prefix))
+        return -EADDRINUSE;
+    _cleanup_free_ char *gw = netalloc_gateway(net);
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    int e = store_exec(s,
+                       "INSERT INTO networks (id, account_id, name, cidr, "
+                       "gateway, vxlan_id, is_default, created_at) VALUES ($1, "
+                       "$2, $3, $4, $5, $6, $7, $8)", "sssssibi", id,
+                       account_id, name, cidr, gw, netalloc_next_vxlan(s),
+                       is_default, now_s());
+    if (e < 0)
+        return e;
+    memcpy(ret_id, id, UUID_STR_LEN + 1);
+    return 0;
+}
+
+int network_resolve(struct store *s, const char *account_id, const char *ref,
+                    char ret_id[37])
+{
+    json_auto_t *row = NULL;
+    if (!ref) {
+        if (store_query_one(s, &row, "SELECT id FROM networks WHERE "
+                                     "account_id = $1 AND is_default = 1 AND "
+                                     "deleted_at IS NULL", "s", account_id) == 0) {
+            memcpy(ret_id, json_str(row, "id"), UUID_STR_LEN + 1);
+            return 0;
+        }
+        _cleanup_free_ char *cidr = netalloc_default_cidr(s);
+        if (!cidr)
+            return -ENOSPC;
+        return network_insert(s, account_id, "default", cidr, true, ret_id);
+    }
+    if (!uuid_is_valid(ref) && !name_is_valid(ref))
+        return -ENOENT;
+    int e = store_query_one(s, &row, "SELECT id FROM networks WHERE account_id "
+                                     "= $1 AND (id = $2 OR name = $2) AND "
+                                     "deleted_at IS NULL", "ss", account_id, ref);
+    if (e < 0) {
+        if (e == -ENOENT && streq(ref, "default"))
+            return network_resolve(s, account_id, NULL, ret_id);
+        return e;
+    }
+    memcpy(ret_id, json_str(row, "id"), UUID_STR_LEN + 1);
+    return 0;
+}
+
+static int net_find(struct app *a, struct http_request *r, json_t **ret)
+{
+    struct reqctx *c = reqctx_of(r);
+    const char *ref = http_req_param(r, 0);
+    if (!ref || (!uuid_is_valid(ref) && !name_is_valid(ref)))
+        return -ENOENT;
+    json_t *rows;
+    int e = store_query(a->store, &rows,
+                        "SELECT " NET_COLS " FROM networks w WHERE "
+                        "w.deleted_at IS NULL AND (w.id = $1 OR (w.name = $1 "
+                        "AND w.account_id = $2)) AND ($3 = 1 OR w.account_id = "
+                        "$2)", "ssb", ref, c->account_id, c->role == ROLE_ADMIN);
+    if (e < 0)
+        return e;
+    if (json_array_size(rows) == 0) {
+        json_decref(rows);
+        return -ENOENT;
+    }
+    *ret = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    reqctx_set_target(r, json_str(*ret, "id"));
+    return 0;
+}
+
+HANDLER(h_net_create)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    static const struct jfield fields[] = {
+        { "name", JF_NAME, true, 0, 0, NULL },
+        { "cidr", JF_STRING, true, 9, 18, NULL },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), true))
+        return;
+    json_t *b = http_req_json(r);
+    char id[UUID_STR_LEN + 1];
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    int e = network_insert(a->store, c->account_id, json_str(b, "name"),
+                           json_str(b, "cidr"), false, id);
+    if (e < 0) {
+        store_tx_rollback(a->store);
+        if (e == -EINVAL)
+            http_reply_problem(r, 400, "validation", "cidr",
+                               "cidr must be a network address with a prefix "
+                               "from /16 to /29, like 10.1.0.0/24");
+        else if (e == -EADDRINUSE)
+            http_reply_problem(r, 409, "conflict", "cidr",
+                               "%s overlaps an existing network",
+                               json_str(b, "cidr"));
+        else
+            reply_store_error(r, e, "a network with this name");
+        return;
+    }
+    if (store_tx_commit(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    reqctx_set_target(r, id);
+    json_auto_t *row = NULL;
+    store_query_one(a->store, &row, "SELECT " NET_COLS " FROM networks w WHERE "
+                    "w.id = $1", "s", id);
+    http_reply_json(r, 201, net_render(row));
+}
+
+HANDLER(h_net_list)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    struct page p;
+    json_t *rows;
+    if (!page_parse(r, &p))
+        return;
+    int e = store_query(a->store, &rows,
+                        "SELECT " NET_COLS " FROM networks w WHERE "
+                        "w.deleted_at IS NULL AND ($1 = 1 OR w.account_id = "
+                        "$2) AND (w.created_at > $3 OR (w.created_at = $3 AND "
+                        "w.id > $4)) ORDER BY w.created_at, w.id LIMIT $5",
+                        "bsisi", c->role == ROLE_ADMIN, c->account_id,
+                        p.after_time, p.after_id, p.limit + 1);
+    if (e < 0) {
+        reply_store_error(r, e, "network");
+        return;
+    }
+    page_reply(r, &p, rows, "created_at", net_render);
+}
+
+HANDLER(h_net_get)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    int e = net_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "network");
+        return;
+    }
+    http_reply_json(r, 200, net_render(row));
+}
+
+HANDLER(h_net_delete)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    int e = net_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "network");
+        return;
+    }
+    if (json_int(row, "vm_count", 0) > 0) {
+        http_reply_problem(r, 409, "conflict", NULL,
+                           "network is used by %lld VMs",
+                           (long long)json_int(row, "vm_count", 0));
+        return;
+    }
+    store_exec(a->store, "UPDATE networks SET deleted_at = $1 WHERE id = $2",
+               "is", now_s(), json_str(row, "id"));
+    http_reply_text(r, 204, "application/json", NULL, 0);
+}
+
+/* ---- published ports ---- */
+
+static json_t *port_render(json_t *row)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "id", json_str(row, "id"),
+                          "vm_id", json_str(row, "vm_id"), "proto",
+                          json_str(row, "proto"), "vm_port",
+                          (json_int_t)json_int(row, "vm_port", 0));
+    json_t *hp = json_object_get(row, "host_port");
+    json_object_set(o, "host_port", hp ? hp : json_null());
+    json_t *ip = json_object_get(row, "public_ip");
+    json_object_set(o, "public_ip", ip ? ip : json_null());
+    return o;
+}
+
+static const char *const protos[] = { "tcp", "udp", NULL };
+const struct jfield port_fields[3] = {
+    { "proto", JF_ENUM, true, 0, 0, protos },
+    { "vm_port", JF_INT, true, 1, 65535, NULL },
+    { "host_port", JF_INT, false, 1, 65535, NULL },
+};
+
+int port_insert(struct store *s, const char *vm_id, const char *node_id,
+                json_t *spec, char ret_id[37])
+{
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    int64_t want = json_int(spec, "host_port", 0);
+    int64_t host = -1;
+    if (node_id) {
+        host = netalloc_host_port(s, node_id, json_str(spec, "proto"), want);
+        if (host < 0)
+            return (int)host;
+    }
+    const char *sql = host >= 0
+        ? "INSERT INTO ports (id, vm_id, proto, vm_port, want_port, node_id, "
+          "host_port, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        : "INSERT INTO ports (id, vm_id, proto, vm_port, want_port, node_id, "
+          "created_at) VALUES ($1, $2, $3, $4, $5, $6, $8)";
+    int e;
+    if (host >= 0)
+        e = store_exec(s, sql, "sssiisii", id, vm_id, json_str(spec, "proto"),
+                       json_int(spec, "vm_port", 0), want, node_id, host,
+                       now_s());
+    else
+        e = store_exec(s, "INSERT INTO ports (id, vm_id, proto, vm_port, "
+                          "want_port, created_at) VALUES ($1, $2, $3, $4, $5, "
+                          "$6)", "sssiii", id, vm_id, json_str(spec, "proto"),
+                       json_int(spec, "vm_port", 0), want, now_s());
+    if (e < 0)
+        return e;
+    if (ret_id)
+        memcpy(ret_id, id, UUID_STR_LEN + 1);
+    return 0;
+}
+
+#define PORT_SELECT                                                            \
+    "SELECT p.id, p.vm_id, p.proto, p.vm_port, p.host_port, n.public_ip FROM " \
+    "ports p LEFT JOIN nodes n ON n.id = p.node_id "
+
+HANDLER(h_port_list)
+{
+    struct app *a = app;
+    json_auto_t *vm = NULL, *rows = NULL;
+    int e = vm_lookup(a, r, &vm);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    store_query(a->store, &rows, PORT_SELECT "WHERE p.vm_id = $1 ORDER BY "
+                "p.proto, p.vm_port", "s", json_str(vm, "id"));
+    json_t *items = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_array_append_new(items, port_render(row));
+    http_reply_json(r, 200, json_pack("{s:o, s:n}", "items", items,
+                                      "next_cursor"));
+}
+
+HANDLER(h_port_add)
+{
+    struct app *a = app;
+    if (!body_check(r, port_fields, ARRAY_SIZE(port_fields), true))
+        return;
+    json_auto_t *vm = NULL, *row = NULL;
+    int e = vm_lookup(a, r, &vm);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    char id[UUID_STR_LEN + 1];
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    e = port_insert(a->store, json_str(vm, "id"), json_str(vm, "node_id"),
+                    http_req_json(r), id);
+    if (e < 0) {
+        store_tx_rollback(a->store);
+        if (e == -ENOSPC)
+            http_reply_problem(r, 409, "insufficient-capacity", "host_port",
+                               "no free host port on the VM's node");
+        else
+            reply_store_error(r, e, "this port");
+        return;
+    }
+    store_tx_commit(a->store);
+    app_node_changed(a, json_str(vm, "node_id"));
+    store_query_one(a->store, &row, PORT_SELECT "WHERE p.id = $1", "s", id);
+    http_reply_json(r, 201, port_render(row));
+}
+
+HANDLER(h_port_remove)
+{
+    struct app *a = app;
+    json_auto_t *vm = NULL;
+    int e = vm_lookup(a, r, &vm);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    const char *pid = http_req_param(r, 1);
+    if (!uuid_is_valid(pid) ||
+        store_exec(a->store, "DELETE FROM ports WHERE id = $1 AND vm_id = $2",
+                   "ss", pid, json_str(vm, "id")) <= 0) {
+        http_reply_problem(r, 404, "not-found", NULL, "no such port");
+        return;
+    }
+    app_node_changed(a, json_str(vm, "node_id"));
+    http_reply_text(r, 204, "application/json", NULL, 0);
+}

@@ -1,0 +1,28 @@
+/* Allocation of network resources by the controller: tenant network
+ * ranges and VXLAN ids, VM addresses and MACs, published host ports.
+ * Callers hold a store transaction so allocations cannot race. */
+#pragma once
+
+#include "controller/store.h"
+
+/* Parse "a.b.c.d/p" as a tenant network: the address must be the network
+ * address and p in 16..29. 0 or -EINVAL. */
+int netalloc_parse_cidr(const char *text, uint32_t *ret_net, int *ret_prefix);
+/* True if the range overlaps any live network. */
+bool netalloc_cidr_taken(struct store *s, uint32_t net, int prefix);
+/* Next VXLAN id (1000 and up). */
+int64_t netalloc_next_vxlan(struct store *s);
+/* A free /24 in 10.128.0.0/9 for a tenant's default network; caller frees
+ * the "a.b.c.d/24" text. NULL when exhausted. */
+char *netalloc_default_cidr(struct store *s);
+/* The gateway (first host) of a range, as text; caller frees. */
+char *netalloc_gateway(uint32_t net);
+/* A free host address in the network (gateway excluded); caller frees.
+ * NULL when the network is full. */
+char *netalloc_address(struct store *s, const char *network_id);
+/* A random locally administered unicast MAC not yet used; caller frees. */
+char *netalloc_mac(struct store *s);
+/* A free host port for proto on the node: `want` if it is in the node's
+ * range and free, else the lowest free one. -ENOSPC when none. */
+int64_t netalloc_host_port(struct store *s, const char *node_id,
+                           const char *proto, int64_t want);
