@@ -12,7 +12,7 @@ SAN      ?=
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
-            -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wshadow -Wno-missing-field-initializers -Wstrict-prototypes -Wmissing-prototypes \
             -fstack-protector-strong -fno-strict-aliasing -MMD -MP -I. \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(WERROR) $(SAN)
 ifeq ($(filter -O0,$(CFLAGS)),)

@@ -34,6 +34,12 @@ struct http_request {
     char peer[INET6_ADDRSTRLEN];
     int64_t started_ms;
 
+    bool routed;        /* route looked up and before-hook run */
+    bool sink_failed;
+    uint64_t streamed;
+    int reply_fd;       /* >= 0: answer with this file */
+    uint64_t fd_off, fd_len;
+
     /* reply */
     int status;
     char *reply_type;
@@ -187,6 +193,7 @@ void http_req_set_user(struct http_request *r, void *user,
 
 void *http_req_user(const struct http_request *r) { return r->user; }
 bool http_req_answered(const struct http_request *r) { return r->answered; }
+uint64_t http_req_streamed(const struct http_request *r) { return r->streamed; }
 int http_req_status(const struct http_request *r) { return r->status; }
 bool http_req_resumed(const struct http_request *r) { return r->resumed; }
 bool http_req_timed_out(const struct http_request *r) { return r->timed_out; }
@@ -289,6 +296,73 @@ void http_reply_header(struct http_request *r, const char *name,
     r->hdr_name[r->n_hdr] = xstrdup(name);
     r->hdr_value[r->n_hdr] = xstrdup(value);
     r->n_hdr++;
+}
+
+/* Parse "bytes=a-b", "bytes=a-" or "bytes=-n" against size. 0 ok, 1 no
+ * range header, -1 unsatisfiable. */
+static int parse_range(const char *h, uint64_t size, uint64_t *off,
+                       uint64_t *len)
+{
+    if (!h)
+        return 1;
+    if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return -1;
+    const char *p = h + 6, *dash = strchr(p, '-');
+    if (!dash)
+        return -1;
+    char *end;
+    if (p == dash) { /* suffix */
+        unsigned long long n = strtoull(dash + 1, &end, 10);
+        if (*end || n == 0 || dash[1] == '\0')
+            return -1;
+        if (n > size)
+            n = size;
+        *off = size - n;
+        *len = n;
+        return size ? 0 : -1;
+    }
+    unsigned long long a = strtoull(p, &end, 10);
+    if (end != dash || a >= size)
+        return -1;
+    unsigned long long b = size - 1;
+    if (dash[1]) {
+        b = strtoull(dash + 1, &end, 10);
+        if (*end || b < a)
+            return -1;
+        if (b >= size)
+            b = size - 1;
+    }
+    *off = a;
+    *len = b - a + 1;
+    return 0;
+}
+
+void http_reply_file(struct http_request *r, const char *content_type,
+                     int fd, uint64_t size)
+{
+    uint64_t off = 0, len = size;
+    int pr = parse_range(http_req_header(r, "Range"), size, &off, &len);
+    if (pr < 0) {
+        close(fd);
+        _cleanup_free_ char *cr = xasprintf("bytes */%llu",
+                                            (unsigned long long)size);
+        http_reply_header(r, "Content-Range", cr);
+        http_reply_problem(r, 416, "range-not-satisfiable", "Range",
+                           "the requested range is outside the %llu bytes",
+                           (unsigned long long)size);
+        return;
+    }
+    http_reply_header(r, "Accept-Ranges", "bytes");
+    if (pr == 0) {
+        _cleanup_free_ char *cr = xasprintf(
+            "bytes %llu-%llu/%llu", (unsigned long long)off,
+            (unsigned long long)(off + len - 1), (unsigned long long)size);
+        http_reply_header(r, "Content-Range", cr);
+    }
+    http_reply_text(r, pr == 0 ? 206 : 200, content_type, NULL, 0);
+    r->reply_fd = fd;
+    r->fd_off = off;
+    r->fd_len = len;
 }
 
 /* ---- metrics ---------------------------------------------------------- */
@@ -449,6 +523,8 @@ static void request_free(struct http_request *r)
         free(r->hdr_value[i]);
     }
     free(r->park_tag);
+    if (r->reply_fd >= 0)
+        close(r->reply_fd);
     if (r->user && r->user_free)
         r->user_free(r->user);
     free(r);
@@ -479,8 +555,16 @@ static void peer_text(struct MHD_Connection *conn, char *out, size_t n)
 
 static enum MHD_Result send_reply(struct http_server *s, struct http_request *r)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        r->reply_len, r->reply_body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp;
+    if (r->reply_fd >= 0) {
+        resp = MHD_create_response_from_fd_at_offset64(r->fd_len, r->reply_fd,
+                                                       r->fd_off);
+        if (resp)
+            r->reply_fd = -1; /* MHD closes it now */
+    } else {
+        resp = MHD_create_response_from_buffer(r->reply_len, r->reply_body,
+                                               MHD_RESPMEM_MUST_COPY);
+    }
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->reply_type);
@@ -527,16 +611,13 @@ static bool parse_body(struct http_request *r)
     return true;
 }
 
-static void dispatch(struct http_server *s, struct http_request *r)
+/* At header time: find the route and run the before-hook, so a request
+ * is refused before its body is read. */
+static void route_request(struct http_server *s, struct http_request *r)
 {
     bool known;
 
-    if (r->too_big) {
-        http_reply_problem(r, 413, "payload-too-large", NULL,
-                           "request body larger than %zu bytes",
-                           s->opts.max_body);
-        return;
-    }
+    r->routed = true;
     r->route = route_find(s, r, &known);
     if (!r->route) {
         if (known)
@@ -547,9 +628,25 @@ static void dispatch(struct http_server *s, struct http_request *r)
             http_reply_problem(r, 404, "not-found", NULL, "no such resource");
         return;
     }
-    if (s->opts.before && !s->opts.before(r, r->route, s->opts.app))
+    if (r->too_big && !r->route->sink) {
+        http_reply_problem(r, 413, "payload-too-large", NULL,
+                           "request body larger than %zu bytes",
+                           s->opts.max_body);
         return;
-    if (!parse_body(r))
+    }
+    if (s->opts.before)
+        s->opts.before(r, r->route, s->opts.app);
+}
+
+static void dispatch(struct http_server *s, struct http_request *r)
+{
+    if (r->too_big && !r->route->sink) {
+        http_reply_problem(r, 413, "payload-too-large", NULL,
+                           "request body larger than %zu bytes",
+                           s->opts.max_body);
+        return;
+    }
+    if (!r->route->sink && !parse_body(r))
         return;
     r->route->fn(r, s->opts.app);
 }
@@ -570,18 +667,34 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         r->path = xstrdup(url);
         r->started_ms = mono_ms();
         peer_text(conn, r->peer, sizeof(r->peer));
+        r->reply_fd = -1;
         const char *cl = MHD_lookup_connection_value(
             conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->opts.max_body)
             r->too_big = true;
         *con_cls = r;
+        route_request(s, r);
+        if (r->answered) {
+            /* Refused on its headers: answer now, never read the body. */
+            if (s->opts.after)
+                s->opts.after(r, r->route, s->opts.app);
+            return send_reply(s, r);
+        }
         return MHD_YES;
     }
     if (*upload_data_size) {
-        if (!r->too_big && r->body.len + *upload_data_size <= s->opts.max_body)
+        if (r->route->sink) {
+            if (!r->sink_failed &&
+                r->route->sink(r, upload_data, *upload_data_size,
+                               s->opts.app) < 0)
+                r->sink_failed = true;
+            r->streamed += *upload_data_size;
+        } else if (!r->too_big &&
+                   r->body.len + *upload_data_size <= s->opts.max_body) {
             buf_append(&r->body, upload_data, *upload_data_size);
-        else
+        } else {
             r->too_big = true;
+        }
         *upload_data_size = 0;
         return MHD_YES;
     }

@@ -15,11 +15,18 @@ struct http_request;
 
 typedef void (*http_handler_fn)(struct http_request *req, void *app);
 
+/* Receives a streamed request body chunk by chunk (routes with a sink
+ * never buffer their body). Return 0, or -errno to stop reading: the
+ * handler then runs and should answer the error it recorded. */
+typedef int (*http_sink_fn)(struct http_request *req, const void *data,
+                            size_t len, void *app);
+
 struct http_route {
     const char *method;  /* "GET", "POST", "DELETE", ... */
     const char *pattern; /* "/v1/vms/{id}/start": {x} matches one segment */
     http_handler_fn fn;
     unsigned flags;      /* application-defined (roles, no-auth, ...) */
+    http_sink_fn sink;   /* NULL: body buffered up to max_body */
 };
 
 struct http_server_opts {
@@ -87,6 +94,13 @@ void http_reply_problem(struct http_request *r, int status, const char *slug,
     _printf_(5, 6);
 void http_reply_header(struct http_request *r, const char *name,
                        const char *value);
+/* Answer with `len` bytes of an open file from `offset` (the core closes
+ * fd). Honours a single "Range: bytes=a-b" request header: 206 with
+ * Content-Range, or 416 when unsatisfiable. */
+void http_reply_file(struct http_request *r, const char *content_type,
+                     int fd, uint64_t size);
+/* Bytes received by a sink so far. */
+uint64_t http_req_streamed(const struct http_request *r);
 bool http_req_answered(const struct http_request *r);
 int http_req_status(const struct http_request *r);
 /* The body of the reply (for idempotency records); NULL before replying. */
