@@ -71,6 +71,8 @@ static void reqctx_free(void *p)
         return;
     free(c->target);
     free(c->event_detail);
+    if (c->stream && c->stream_free)
+        c->stream_free(c->stream);
     free(c);
 }
 

@@ -31,7 +31,9 @@ struct app_settings {
     int64_t max_body;        /* bytes */
     int64_t threads;
     int64_t max_vcpus, max_memory_mib, max_disk_gib;
+    int64_t max_image_gib;
     char *mesh_cidr;
+    char *templates_dir;
 };
 
 struct app {
@@ -49,6 +51,8 @@ struct reqctx {
     char actor[64];        /* key id or node id */
     char *target;          /* object the call touched, for the event log */
     char *event_detail;    /* extra words for the event log */
+    void *stream;          /* state of a streamed upload */
+    void (*stream_free)(void *);
 };
 
 struct reqctx *reqctx_of(struct http_request *r);

@@ -41,21 +41,43 @@ static json_t *vms_doc(struct app *a, const char *node_id)
     json_t *row;
 
     store_query(a->store, &rows,
-                "SELECT id, name, vcpus, memory_mib, disk_gib, image, "
-                "desired_state, stop_force, reboot_gen, user_data FROM vms "
-                "WHERE node_id = $1 AND deleted_at IS NULL ORDER BY id", "s",
-                node_id);
+                "SELECT v.id, v.name, v.vcpus, v.memory_mib, v.disk_gib, "
+                "v.image, v.desired_state, v.stop_force, v.reboot_gen, "
+                "v.user_data, v.account_id, i.id AS image_id, i.sha256, "
+                "i.format, i.size FROM vms v LEFT JOIN images i ON i.id = "
+                "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS NULL "
+                "ORDER BY v.id", "s", node_id);
     json_array_foreach(rows, i, row) {
         const char *d = json_str(row, "desired_state");
+        json_t *source = json_null();
+        if (json_str(row, "image_id") && json_str(row, "sha256")) {
+            _cleanup_free_ char *url = xasprintf("/v1/images/%s/file",
+                                                 json_str(row, "image_id"));
+            source = json_pack("{s:s, s:s, s:s, s:I, s:s}", "id",
+                               json_str(row, "image_id"), "sha256",
+                               json_str(row, "sha256"), "format",
+                               json_str(row, "format"), "size",
+                               (json_int_t)json_int(row, "size", 0), "url", url);
+        }
+        json_auto_t *keys = NULL;
+        json_t *ssh = json_array();
+        size_t k;
+        json_t *kr;
+        store_query(a->store, &keys, "SELECT public_key FROM ssh_keys WHERE "
+                    "account_id = $1 ORDER BY name", "s",
+                    json_str(row, "account_id"));
+        json_array_foreach(keys, k, kr)
+            json_array_append_new(ssh, json_string(json_str(kr, "public_key")));
         json_array_append_new(
-            vms, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:b, s:b, "
-                           "s:I, s:s, s:o}",
+            vms, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:o, s:s, "
+                           "s:b, s:b, s:I, s:s, s:o}",
                            "id", json_str(row, "id"), "name",
                            json_str(row, "name"), "vcpus",
                            (json_int_t)json_int(row, "vcpus", 1), "memory_mib",
                            (json_int_t)json_int(row, "memory_mib", 64),
                            "disk_gib", (json_int_t)json_int(row, "disk_gib", 1),
-                           "image", json_str(row, "image"), "power",
+                           "image", json_str(row, "image"), "image_source",
+                           source, "ssh_keys", ssh, "power",
                            streq(d, "running") ? "running" : "stopped",
                            "stop_force", json_int(row, "stop_force", 0) != 0,
                            "deleted", streq(d, "deleted"), "reboot_gen",

@@ -44,8 +44,13 @@ static const struct config_opt options[] = {
       "largest VM, MiB of memory" },
     { "max-disk-gib", CONFIG_INT, F(max_disk_gib), 1, 1 << 20, "4096",
       "largest VM, GiB of disk" },
+    { "max-image-gib", CONFIG_INT, F(max_image_gib), 1, 1 << 16, "64",
+      "largest image file accepted by the catalog, GiB" },
     { "mesh-cidr", CONFIG_STRING, F(mesh_cidr), 0, 0, "100.96.0.0/12",
       "address range of the WireGuard mesh" },
+    { "templates-dir", CONFIG_STRING, F(templates_dir), 0, 0,
+      "/usr/local/share/fogfabric/templates",
+      "directory of application templates (*.json)" },
 };
 #undef F
 

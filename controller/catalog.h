@@ -1,0 +1,25 @@
+/* The controller's side of images: where content lives (by SHA-256 under
+ * DATA/images), accepting content after its checks, imports from URLs and
+ * inspection in the background, templates from the templates directory. */
+#pragma once
+
+#include "controller/app.h"
+
+/* DATA/images/<sha256>; caller frees. */
+char *catalog_path(struct app *a, const char *sha256);
+/* Check the file at tmp_path (content, not name) and, if it is a usable
+ * disk image, move it into the catalog and mark the image ready; then
+ * queue its inspection. On refusal the image is `error` with the reason
+ * and -EINVAL is returned; tmp_path is removed either way. */
+int catalog_accept(struct app *a, const char *image_id, const char *tmp_path,
+                   const char *sha256);
+/* Fetch the image's URL in the background (resumable, SHA-256 checked),
+ * then catalog_accept it. */
+void catalog_import_start(struct app *a, const char *image_id);
+/* Remove content files no live image refers to. */
+void catalog_gc(struct app *a);
+/* Templates as API objects (new references); NULL when unknown. */
+json_t *catalog_templates(struct app *a);
+json_t *catalog_template(struct app *a, const char *name);
+/* Stop background work (joins threads). */
+void catalog_shutdown(void);
