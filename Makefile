@@ -20,9 +20,10 @@ CFLAGS   += -D_FORTIFY_SOURCE=2
 endif
 LDFLAGS  += $(SAN) -Wl,-z,relro,-z,now
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lreadline -lpthread
-# libguestfs only in the controller (image inspection): agents stay lean.
-CFLAGS   += $(shell pkg-config --cflags libguestfs 2>/dev/null)
-GUESTFS_LIBS := $(shell pkg-config --libs libguestfs 2>/dev/null)
+# libguestfs (image inspection) and libpq only in the controller: agents
+# on providers' machines stay lean.
+CFLAGS   += $(shell pkg-config --cflags libguestfs libpq 2>/dev/null)
+CTL_LIBS := $(shell pkg-config --libs libguestfs libpq 2>/dev/null)
 
 ifeq ($(V),1)
 Q :=
@@ -73,7 +74,7 @@ BINS := bin/fog-controller bin/fog-nodeagent bin/fogctl
 bin/fog-controller: $(O)/controller/main.o $(O)/libcontroller.a $(BASELIBS)
 bin/fog-nodeagent:  $(O)/nodeagent/main.o $(O)/libnodeagent.a $(BASELIBS)
 bin/fogctl:         $(O)/cli/main.o $(O)/libcli.a $(BASELIBS)
-bin/fog-controller: LDLIBS += $(GUESTFS_LIBS)
+bin/fog-controller: LDLIBS += $(CTL_LIBS)
 $(BINS):
 	@mkdir -p bin
 	@echo "  LD      $@"
@@ -89,10 +90,10 @@ ALLLIBS   := $(O)/libcontroller.a $(O)/libnodeagent.a $(O)/libcli.a $(BASELIBS)
 
 $(O)/tests/%: $(O)/tests/unit/%.o $(TESTLIB) $(ALLLIBS)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(GUESTFS_LIBS) -lcmocka
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTL_LIBS) -lcmocka
 $(O)/tests/%: $(O)/tests/integration/%.o $(TESTLIB) $(ALLLIBS)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(GUESTFS_LIBS) -lcmocka
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTL_LIBS) -lcmocka
 $(O)/tests/testutil.o: tests/testutil.c tests/testutil.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
@@ -102,7 +103,7 @@ BENCH_SRC  := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 $(O)/bench/%: $(O)/bench/%.o $(TESTLIB) $(ALLLIBS)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(GUESTFS_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTL_LIBS)
 
 # ---- generic ---------------------------------------------------------------
 $(O)/%.o: %.c

@@ -404,6 +404,7 @@ void app_all_nodes_changed(struct app *a)
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE "
                "removed_at IS NULL", "");
     http_server_wake(a->http, NULL);
+    store_notify_node(a->store, "*");
 }
 
 void app_node_changed(struct app *a, const char *node_id)
@@ -413,4 +414,5 @@ void app_node_changed(struct app *a, const char *node_id)
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = $1",
                "s", node_id);
     http_server_wake(a->http, node_id);
+    store_notify_node(a->store, node_id);
 }

@@ -24,6 +24,7 @@ enum role { ROLE_NONE, ROLE_ADMIN, ROLE_TENANT, ROLE_PROVIDER, ROLE_NODE,
 
 struct app_settings {
     char *data_dir;
+    char *database;
     char *listen;
     bool plain_http;
     int64_t heartbeat_s;     /* agents report this often */

@@ -26,6 +26,8 @@ extern int64_t node_heartbeat_s;
 static const struct config_opt options[] = {
     { "data-dir", CONFIG_STRING, F(data_dir), 0, 0, "/var/lib/fogfabric",
       "directory holding fog.db, the CA and the server certificate" },
+    { "database", CONFIG_STRING, F(database), 0, 0, NULL,
+      "postgresql://... to use PostgreSQL; default: sqlite DATA-DIR/fog.db" },
     { "listen", CONFIG_STRING, F(listen), 0, 0, "127.0.0.1:8443",
       "address:port to serve on ([v6]:port for IPv6)" },
     { "plain-http", CONFIG_BOOL, F(plain_http), 0, 0, NULL,
@@ -84,10 +86,13 @@ static int cmd_init(struct app_settings *cfg, char **args, int nargs)
         free(sans);
         return 1;
     }
-    _cleanup_free_ char *db = xasprintf("%s/fog.db", cfg->data_dir);
+    _cleanup_free_ char *db = cfg->database ? xstrdup(cfg->database)
+                                            : xasprintf("%s/fog.db", cfg->data_dir);
+    _cleanup_free_ char *ca_path = xasprintf("%s/ca.pem", cfg->data_dir);
     struct stat st;
-    if (stat(db, &st) == 0) {
-        fprintf(stderr, "fog-controller: '%s' exists: already initialised\n", db);
+    if (stat(ca_path, &st) == 0) {
+        fprintf(stderr, "fog-controller: '%s' exists: already initialised\n",
+                ca_path);
         free(sans);
         return 1;
     }
@@ -116,6 +121,15 @@ static int cmd_init(struct app_settings *cfg, char **args, int nargs)
     return 0;
 }
 
+/* Another replica changed a node's desired state: wake its long poll here
+ * if it is parked on this replica ("*": every node). */
+static void on_remote_change(const char *node_id, void *data)
+{
+    struct app *a = data;
+    if (a->http)
+        http_server_wake(a->http, streq(node_id, "*") ? NULL : node_id);
+}
+
 static bool listen_is_loopback(const char *listen)
 {
     return startswith(listen, "127.") || startswith(listen, "[::1]:") ||
@@ -125,7 +139,8 @@ static bool listen_is_loopback(const char *listen)
 static int cmd_serve(struct app *a)
 {
     struct app_settings *cfg = &a->cfg;
-    _cleanup_free_ char *db = xasprintf("%s/fog.db", cfg->data_dir);
+    _cleanup_free_ char *db = cfg->database ? xstrdup(cfg->database)
+                                            : xasprintf("%s/fog.db", cfg->data_dir);
     _cleanup_free_ char *ca = xasprintf("%s/ca.pem", cfg->data_dir);
     _cleanup_free_ char *crt = xasprintf("%s/server.pem", cfg->data_dir);
     _cleanup_free_ char *key = xasprintf("%s/server.key", cfg->data_dir);
@@ -151,13 +166,14 @@ static int cmd_serve(struct app *a)
         return 1;
     }
     struct stat st;
-    if (stat(db, &st) < 0) {
+    if (!cfg->database && stat(db, &st) < 0) {
         fprintf(stderr, "fog-controller: no database at '%s' (run "
                         "'fog-controller init' first)\n", db);
         return 1;
     }
     if (store_open(db, &a->store) < 0)
         return 1;
+    store_listen(a->store, on_remote_change, a);
     node_heartbeat_s = cfg->heartbeat_s;
 
     /* Thousands of parked agent polls need as many descriptors. */

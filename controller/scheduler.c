@@ -144,9 +144,12 @@ static void *reconciler(void *arg)
     pthread_mutex_lock(&rec_lock);
     while (!rec_stop) {
         pthread_mutex_unlock(&rec_lock);
-        if (now_s() >= judge_from)
-            health_check(a);
-        scheduler_run(a);
+        /* With PostgreSQL several replicas serve the API; one leads. */
+        if (store_try_lead(a->store)) {
+            if (now_s() >= judge_from)
+                health_check(a);
+            scheduler_run(a);
+        }
         pthread_mutex_lock(&rec_lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -14,12 +14,25 @@
 
 struct store;
 
-/* Open (creating) the database at path and apply pending migrations.
+/* Open (creating) the database and apply pending migrations: a file path
+ * for sqlite, a postgresql:// URI for PostgreSQL.
  * 0 or -errno. */
 int store_open(const char *path, struct store **ret);
 void store_close(struct store *s);
 /* Highest applied migration version. */
 unsigned store_schema_version(struct store *s);
+/* "sqlite" or "postgresql". */
+const char *store_backend_name(struct store *s);
+
+/* True when this controller runs the scheduler and health checks: always
+ * with sqlite; with PostgreSQL, the replica holding an advisory lock. */
+bool store_try_lead(struct store *s);
+/* Announce a node's changed desired state to every replica (no-op with
+ * sqlite, where there is only one). */
+void store_notify_node(struct store *s, const char *node_id);
+/* Call fn(node_id, data) when another replica announces a change.
+ * 0 or -errno; no-op with sqlite. */
+int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
 
 int store_tx_begin(struct store *s);
 int store_tx_commit(struct store *s);

@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev
 libsqlite3-dev libgnutls28-dev nettle-dev libcurl4-gnutls-dev libcmocka-dev
-libvirt-dev libguestfs-dev libxml2-dev libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
+libvirt-dev libguestfs-dev libpq-dev postgresql libxml2-dev libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
 libnftables-dev libreadline-dev libvirt-daemon libvirt-daemon-driver-qemu
 libvirt-clients qemu-system-x86 qemu-utils wireguard-go wireguard-tools
 iproute2 nftables busybox-static linux-image-cloud-amd64 cpio curl sqlite3

@@ -1,0 +1,66 @@
+/* HTTPS client for the fogfabric API (libcurl), shared by fogctl and
+ * fog-nodeagent: bearer auth, server verified against a CA file or pinned
+ * by the CA's SHA-256, JSON bodies in and out, problem+json decoded. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct api_client;
+
+/* A reply: HTTP status, the decoded JSON body (NULL when empty or not JSON;
+ * owned by the reply), the raw body (NUL-terminated) and, for transport
+ * failures (status 0), a message. */
+struct api_reply {
+    long status;
+    json_t *json;
+    char *body;
+    size_t body_len;
+    char *content_type;
+    char *error;
+};
+
+/* Create a client for base URL `url` ("https://host:port", no trailing
+ * /v1). `key` may be NULL (unauthenticated calls), `ca_file` is the PEM
+ * bundle to trust (NULL: the system store). Copies its arguments. */
+struct api_client *api_client_new(const char *url, const char *key,
+                                  const char *ca_file);
+void api_client_free(struct api_client *c);
+/* Total timeout of each request in seconds (default 30; 0 = none). */
+void api_client_set_timeout(struct api_client *c, long seconds);
+/* Replace the bearer key (NULL clears it). */
+void api_client_set_key(struct api_client *c, const char *key);
+
+/* Send `method` to `path` (starting with "/", e.g. "/v1/vms?limit=5")
+ * with an optional JSON body and optional Idempotency-Key. Returns 0 when
+ * an HTTP answer arrived (any status; see ret->status) or -EIO with
+ * ret->error set when none did. *ret is always initialised; release it
+ * with api_reply_clear(). */
+int api_request(struct api_client *c, const char *method, const char *path,
+                const json_t *body, const char *idem_key,
+                struct api_reply *ret);
+/* As api_request with a raw body of `len` bytes and a content type. */
+int api_request_raw(struct api_client *c, const char *method,
+                    const char *path, const void *data, size_t len,
+                    const char *content_type, struct api_reply *ret);
+/* Upload a file as the request body (streamed, not read into memory). */
+int api_request_file(struct api_client *c, const char *method,
+                     const char *path, const char *file,
+                     struct api_reply *ret);
+void api_reply_clear(struct api_reply *r);
+
+/* One line describing a failed reply: the problem's detail (and field)
+ * when the body is problem+json, else the status or transport error.
+ * Caller frees. */
+char *api_reply_describe(const struct api_reply *r);
+
+/* Fetch the server's CA bundle from `url` over TLS without trusting
+ * anything, and accept it only if the SHA-256 (hex) of its first
+ * certificate's DER equals `sha256_hex`. On success *ret_pem holds the PEM
+ * (caller frees). -EPERM on mismatch, -EIO on transport failure. */
+int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem);
+
+/* SHA-256 (lower-case hex, caller frees) of the first certificate in a
+ * PEM string; NULL when it holds none. */
+char *api_cert_fingerprint(const char *pem);

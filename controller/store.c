@@ -1,0 +1,237 @@
+/* The store front: picks the backend from the address (a path for sqlite,
+ * postgresql:// for PostgreSQL), serialises calls with one recursive lock,
+ * applies the numbered migrations, and decodes typed arguments. */
+#include "controller/store.h"
+
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "controller/schema.h"
+#include "controller/store_backend.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+
+struct store {
+    const struct store_ops *ops;
+    void *conn;
+    char *address;
+    bool listening;
+    pthread_mutex_t lock;
+};
+
+static int migrate(struct store *s)
+{
+    int r = s->ops->exec_plain(s->conn,
+                               "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                               " version INTEGER PRIMARY KEY, name TEXT NOT "
+                               "NULL, applied_at BIGINT NOT NULL)");
+    if (r < 0)
+        return r;
+    int64_t have = store_query_int(s, 0, "SELECT MAX(version) FROM "
+                                         "schema_migrations", "");
+    for (unsigned i = 0; i < schema_migration_count; i++) {
+        const struct schema_migration *m = &schema_migrations[i];
+        if (m->version <= have)
+            continue;
+        if ((r = store_tx_begin(s)) < 0)
+            return r;
+        if (s->ops->exec_plain(s->conn, m->sql) < 0 ||
+            store_exec(s, "INSERT INTO schema_migrations (version, name, "
+                          "applied_at) VALUES ($1, $2, $3)", "isi",
+                       (int64_t)m->version, m->name, now_s()) < 0) {
+            store_tx_rollback(s);
+            log_error("store: migration %s failed", m->name);
+            return -EIO;
+        }
+        if ((r = store_tx_commit(s)) < 0)
+            return r;
+        log_debug("store: applied migration %s", m->name);
+    }
+    return 0;
+}
+
+int store_open(const char *address, struct store **ret)
+{
+    struct store *s = xcalloc(1, sizeof(*s));
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->lock, &a);
+    pthread_mutexattr_destroy(&a);
+    s->ops = startswith(address, "postgresql://") ||
+                     startswith(address, "postgres://")
+                 ? &store_pg_ops
+                 : &store_sqlite_ops;
+    s->address = xstrdup(address);
+    int r = s->ops->open(address, &s->conn);
+    if (r < 0 || (r = migrate(s)) < 0) {
+        store_close(s);
+        return r < 0 ? r : -EIO;
+    }
+    *ret = s;
+    return 0;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    if (s->listening && s->ops->unlisten)
+        s->ops->unlisten();
+    if (s->conn)
+        s->ops->close(s->conn);
+    pthread_mutex_destroy(&s->lock);
+    free(s->address);
+    free(s);
+}
+
+const char *store_backend_name(struct store *s) { return s->ops->name; }
+
+unsigned store_schema_version(struct store *s)
+{
+    return (unsigned)store_query_int(s, 0, "SELECT MAX(version) FROM "
+                                           "schema_migrations", "");
+}
+
+bool store_try_lead(struct store *s)
+{
+    if (!s->ops->try_lead)
+        return true;
+    pthread_mutex_lock(&s->lock);
+    bool r = s->ops->try_lead(s->conn);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+void store_notify_node(struct store *s, const char *node_id)
+{
+    if (!s->ops->notify)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->ops->notify(s->conn, node_id);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int store_listen(struct store *s, void (*fn)(const char *, void *), void *data)
+{
+    if (!s->ops->listen)
+        return 0;
+    int r = s->ops->listen(s->address, fn, data);
+    s->listening = r == 0;
+    return r;
+}
+
+int store_tx_begin(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->ops->exec_plain(s->conn, s->ops->begin_sql) < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return -EIO;
+    }
+    return 0;
+}
+
+int store_tx_commit(struct store *s)
+{
+    int r = s->ops->exec_plain(s->conn, "COMMIT");
+    if (r < 0)
+        s->ops->exec_plain(s->conn, "ROLLBACK");
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+void store_tx_rollback(struct store *s)
+{
+    s->ops->exec_plain(s->conn, "ROLLBACK");
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Decode varargs per the type letters; count must match the placeholders
+ * ("$1".."$n"), which the backend checks. */
+static int run(struct store *s, const char *sql, const char *types,
+               va_list ap, json_t **ret_rows)
+{
+    size_t n = strlen(types);
+    struct store_arg *args = xcalloc(n ? n : 1, sizeof(*args));
+    for (size_t i = 0; i < n; i++) {
+        args[i].type = types[i];
+        switch (types[i]) {
+        case 's': args[i].s = va_arg(ap, const char *); break;
+        case 'i': args[i].i = va_arg(ap, int64_t); break;
+        case 'b': args[i].i = va_arg(ap, int) ? 1 : 0; break;
+        default: abort(); /* our bug: unknown type letter */
+        }
+    }
+    pthread_mutex_lock(&s->lock);
+    int r = s->ops->exec(s->conn, sql, args, n, ret_rows);
+    pthread_mutex_unlock(&s->lock);
+    free(args);
+    return r;
+}
+
+int store_exec(struct store *s, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int r = run(s, sql, types, ap, NULL);
+    va_end(ap);
+    return r;
+}
+
+int store_query(struct store *s, json_t **ret_rows, const char *sql,
+                const char *types, ...)
+{
+    va_list ap;
+    json_t *rows = NULL;
+    va_start(ap, types);
+    int r = run(s, sql, types, ap, &rows);
+    va_end(ap);
+    if (r < 0)
+        return r;
+    *ret_rows = rows ? rows : json_array();
+    return 0;
+}
+
+int store_query_one(struct store *s, json_t **ret_row, const char *sql,
+                    const char *types, ...)
+{
+    va_list ap;
+    json_t *rows = NULL;
+    va_start(ap, types);
+    int r = run(s, sql, types, ap, &rows);
+    va_end(ap);
+    if (r < 0)
+        return r;
+    if (json_array_size(rows) == 0) {
+        json_decref(rows);
+        return -ENOENT;
+    }
+    *ret_row = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    return 0;
+}
+
+int64_t store_query_int(struct store *s, int64_t def, const char *sql,
+                        const char *types, ...)
+{
+    va_list ap;
+    json_t *rows = NULL;
+    va_start(ap, types);
+    int r = run(s, sql, types, ap, &rows);
+    va_end(ap);
+    if (r < 0)
+        return def;
+    int64_t v = def;
+    json_t *row = json_array_get(rows, 0);
+    const char *k;
+    json_t *val;
+    json_object_foreach(row, k, val) {
+        if (json_is_integer(val))
+            v = json_integer_value(val);
+        break;
+    }
+    json_decref(rows);
+    return v;
+}

@@ -1,0 +1,44 @@
+/* What a store backend implements (store_sqlite.c, store_pg.c). store.c
+ * picks one from the database address and does the shared work: locking,
+ * migrations, argument checking. Rows are JSON objects keyed by column. */
+#pragma once
+
+#include "controller/store.h"
+
+#include <stdarg.h>
+
+/* One bound argument, already decoded from the caller's varargs. */
+struct store_arg {
+    char type;         /* 's', 'i', 'b' */
+    const char *s;     /* NULL = SQL NULL */
+    int64_t i;
+};
+
+struct store_ops {
+    const char *name;
+    /* 0 or -errno; *ret_conn is the backend's connection. */
+    int (*open)(const char *address, void **ret_conn);
+    void (*close)(void *conn);
+    /* Plain statements without arguments (BEGIN, migrations). */
+    int (*exec_plain)(void *conn, const char *sql);
+    /* Rows changed, -EEXIST on constraint violations, -EIO otherwise. When
+     * ret_rows is not NULL, the result rows go there (JSON array). */
+    int (*exec)(void *conn, const char *sql, const struct store_arg *args,
+                size_t n, json_t **ret_rows);
+    const char *begin_sql;
+    /* Leadership among controller replicas: true when this connection
+     * holds (or just took) the lock; a single sqlite controller always
+     * leads. */
+    bool (*try_lead)(void *conn);
+    /* Tell every replica that a node's desired state changed; the
+     * listener calls on_node_changed(node_id) in each (PostgreSQL
+     * NOTIFY/LISTEN). NULL for a single-process backend. */
+    void (*notify)(void *conn, const char *node_id);
+    int (*listen)(const char *address, void (*on_node_changed)(const char *,
+                                                                void *),
+                  void *data);
+    void (*unlisten)(void);
+};
+
+extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops;
