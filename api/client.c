@@ -1,0 +1,313 @@
+/* HTTPS client for the fogfabric API on libcurl: one easy handle per
+ * client (reused, so TLS sessions and connections are kept), bearer auth,
+ * JSON in and out, problem+json turned into one line for humans. */
+#include "api/client.h"
+#include "common/buf.h"
+#include "common/ids.h"
+#include "common/util.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <gnutls/x509.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+struct api_client {
+    char *url;
+    char *key;
+    char *ca_file;
+    long timeout_s;
+    CURL *curl;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct api_client *api_client_new(const char *url, const char *key,
+                                  const char *ca_file)
+{
+    pthread_once(&curl_once, curl_init_once);
+    if (!url || !*url)
+        return NULL;
+    struct api_client *c = xcalloc(1, sizeof(*c));
+    c->url = xstrdup(url);
+    size_t n = strlen(c->url);
+    while (n > 0 && c->url[n - 1] == '/')
+        c->url[--n] = '\0';
+    c->key = key ? xstrdup(key) : NULL;
+    c->ca_file = ca_file ? xstrdup(ca_file) : NULL;
+    c->timeout_s = 30;
+    c->curl = curl_easy_init();
+    if (!c->curl) {
+        api_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void api_client_free(struct api_client *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    free(c->url);
+    if (c->key)
+        explicit_bzero(c->key, strlen(c->key));
+    free(c->key);
+    free(c->ca_file);
+    free(c);
+}
+
+void api_client_set_timeout(struct api_client *c, long seconds)
+{
+    c->timeout_s = seconds < 0 ? 0 : seconds;
+}
+
+void api_client_set_key(struct api_client *c, const char *key)
+{
+    free(c->key);
+    c->key = key ? xstrdup(key) : NULL;
+}
+
+void api_reply_clear(struct api_reply *r)
+{
+    if (!r)
+        return;
+    json_decref(r->json);
+    free(r->body);
+    free(r->content_type);
+    free(r->error);
+    memset(r, 0, sizeof(*r));
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    struct buf *b = arg;
+    /* A client never needs more than this from our API (console tails
+     * are 64 KiB, pages bounded); refuse a server that sends more. */
+    if (b->len + size * n > (64u << 20))
+        return 0;
+    buf_append(b, data, size * n);
+    return size * n;
+}
+
+/* Common options; the caller adds method and body. */
+static struct curl_slist *prepare(struct api_client *c, const char *path,
+                                  struct buf *body, char *errbuf)
+{
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    _cleanup_free_ char *url = xasprintf("%s%s", c->url, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout_s);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+    if (c->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    struct curl_slist *hdr = NULL;
+    hdr = curl_slist_append(hdr, "Accept: application/json");
+    hdr = curl_slist_append(hdr, "Expect:");
+    if (c->key) {
+        _cleanup_free_ char *auth = xasprintf("Authorization: Bearer %s", c->key);
+        hdr = curl_slist_append(hdr, auth);
+        explicit_bzero(auth, strlen(auth));
+    }
+    return hdr;
+}
+
+static int perform(struct api_client *c, struct curl_slist *hdr,
+                   struct buf *body, const char *errbuf,
+                   struct api_reply *ret)
+{
+    CURL *h = c->curl;
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    CURLcode cc = curl_easy_perform(h);
+    curl_slist_free_all(hdr);
+    if (cc != CURLE_OK) {
+        ret->error = xstrdup(*errbuf ? errbuf : curl_easy_strerror(cc));
+        buf_free(body);
+        return -EIO;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
+    char *ct = NULL;
+    curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct);
+    ret->content_type = ct ? xstrdup(ct) : NULL;
+    ret->body_len = body->len;
+    ret->body = body->data ? buf_steal(body) : xstrdup("");
+    if (ret->content_type && strstr(ret->content_type, "json") && ret->body_len)
+        ret->json = json_loadb(ret->body, ret->body_len, 0, NULL);
+    return 0;
+}
+
+int api_request_raw(struct api_client *c, const char *method,
+                    const char *path, const void *data, size_t len,
+                    const char *content_type, struct api_reply *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    struct buf body = BUF_INIT;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdr = prepare(c, path, &body, errbuf);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+    if (streq(method, "HEAD"))
+        curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
+    if (data) {
+        _cleanup_free_ char *ctype = xasprintf("Content-Type: %s",
+                                               content_type ? content_type :
+                                               "application/octet-stream");
+        hdr = curl_slist_append(hdr, ctype);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, data);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    return perform(c, hdr, &body, errbuf, ret);
+}
+
+int api_request(struct api_client *c, const char *method, const char *path,
+                const json_t *json, const char *idem_key,
+                struct api_reply *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    struct buf body = BUF_INIT;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdr = prepare(c, path, &body, errbuf);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+    _cleanup_free_ char *text = NULL;
+    if (json) {
+        text = json_dumps(json, JSON_COMPACT);
+        if (!text) {
+            curl_slist_free_all(hdr);
+            ret->error = xstrdup("cannot encode the request body");
+            return -EINVAL;
+        }
+        hdr = curl_slist_append(hdr, "Content-Type: application/json");
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, text);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)strlen(text));
+    } else if (!streq(method, "GET") && !streq(method, "DELETE")) {
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+    }
+    if (idem_key) {
+        _cleanup_free_ char *h = xasprintf("Idempotency-Key: %s", idem_key);
+        hdr = curl_slist_append(hdr, h);
+    }
+    return perform(c, hdr, &body, errbuf, ret);
+}
+
+static size_t on_read_file(char *out, size_t size, size_t n, void *arg)
+{
+    return fread(out, 1, size * n, (FILE *)arg);
+}
+
+int api_request_file(struct api_client *c, const char *method,
+                     const char *path, const char *file,
+                     struct api_reply *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    FILE *f = fopen(file, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+        ret->error = xasprintf("cannot read '%s': %s", file,
+                               f ? "not a regular file" : strerror(errno));
+        if (f)
+            fclose(f);
+        return -EINVAL;
+    }
+    struct buf body = BUF_INIT;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdr = prepare(c, path, &body, errbuf);
+    hdr = curl_slist_append(hdr, "Content-Type: application/octet-stream");
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, on_read_file);
+    curl_easy_setopt(c->curl, CURLOPT_READDATA, f);
+    curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+    /* Large uploads take as long as they take. */
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 0L);
+    int r = perform(c, hdr, &body, errbuf, ret);
+    fclose(f);
+    return r;
+}
+
+char *api_reply_describe(const struct api_reply *r)
+{
+    if (r->status == 0)
+        return xstrdup(r->error ? r->error : "no answer");
+    const char *detail = json_string_value(json_object_get(r->json, "detail"));
+    const char *field = json_string_value(json_object_get(r->json, "field"));
+    if (detail && field && !strstr(detail, field))
+        return xasprintf("%s (%s)", detail, field);
+    if (detail)
+        return xstrdup(detail);
+    return xasprintf("HTTP %ld", r->status);
+}
+
+char *api_cert_fingerprint(const char *pem)
+{
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t d = { (unsigned char *)pem, (unsigned)strlen(pem) };
+    uint8_t fp[32];
+    size_t len = sizeof(fp);
+
+    if (gnutls_x509_crt_init(&crt) < 0)
+        return NULL;
+    int r = gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_PEM);
+    if (r >= 0)
+        r = gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fp, &len);
+    gnutls_x509_crt_deinit(crt);
+    if (r < 0 || len != sizeof(fp))
+        return NULL;
+    char *out = xmalloc(2 * sizeof(fp) + 1);
+    hex_encode(fp, sizeof(fp), out);
+    return out;
+}
+
+int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
+{
+    pthread_once(&curl_once, curl_init_once);
+    if (!url || !sha256_hex || !is_hex(sha256_hex, 64))
+        return -EINVAL;
+    CURL *h = curl_easy_init();
+    if (!h)
+        return -ENOMEM;
+    struct buf body = BUF_INIT;
+    _cleanup_free_ char *full = xasprintf("%s/v1/ca", url);
+    curl_easy_setopt(h, CURLOPT_URL, full);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    /* Nothing is trusted yet: what we get is accepted only if its hash
+     * is the one the join token carries. */
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    CURLcode cc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(h);
+    if (cc != CURLE_OK || status != 200) {
+        buf_free(&body);
+        return -EIO;
+    }
+    _cleanup_free_ char *pem = buf_steal(&body);
+    _cleanup_free_ char *fp = api_cert_fingerprint(pem);
+    char want[65];
+    for (size_t i = 0; i < 64; i++)
+        want[i] = (char)(sha256_hex[i] | 0x20); /* hex digits: lower case */
+    want[64] = '\0';
+    if (!fp || !mem_eq_ct(fp, want, 64))
+        return -EPERM;
+    *ret_pem = TAKE_PTR(pem);
+    return 0;
+}

@@ -1,0 +1,181 @@
+/* fogctl verbs for tenant networks and published ports: net-create,
+ * net-list, net-info, net-delete, port-add, port-list, port-remove. */
+#include "cli/cli.h"
+
+#define NET_TABLE "name,cidr,gateway,vxlan_id,id"
+#define NET_FIELDS "id,name,cidr,gateway,vxlan_id,created_at"
+#define PORT_TABLE "proto,vm_port,host_port,public_ip,id"
+
+static int net_create(struct cli *c, struct cli_args *a)
+{
+    const char *cidr = cli_flag(a, "cidr");
+    if (!cidr)
+        return cli_usage(cli_verb_find("net-create"), "--cidr is required");
+    json_auto_t *body = json_pack("{s:s?, s:s?}", "name", a->pos[0], "cidr", cidr);
+    json_auto_t *n = NULL;
+    if (!body)
+        return cli_usage(cli_verb_find("net-create"), "arguments are not UTF-8");
+    if (cli_call(c, "POST", "/v1/networks", body, &n) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(n);
+    else
+        printf("network %s created (%s)\n", a->pos[0],
+               json_string_value(json_object_get(n, "cidr")));
+    return CLI_OK;
+}
+
+static int net_list(struct cli *c, struct cli_args *a)
+{
+    json_t *items;
+    if (cli_list_all(c, "/v1/networks", SIZE_MAX, &items) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(items);
+    else
+        cli_print_table(items, NET_TABLE);
+    json_decref(items);
+    return CLI_OK;
+}
+
+static int net_info(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *e = cli_escape(a->pos[0]);
+    _cleanup_free_ char *p = xasprintf("/v1/networks/%s", e);
+    json_auto_t *n = NULL;
+    if (cli_call(c, "GET", p, NULL, &n) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(n);
+    else
+        cli_print_fields(n, NET_FIELDS);
+    return CLI_OK;
+}
+
+static int net_delete(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *e = cli_escape(a->pos[0]);
+    _cleanup_free_ char *p = xasprintf("/v1/networks/%s", e);
+    if (cli_call(c, "DELETE", p, NULL, NULL) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(json_object());
+    else
+        printf("network %s deleted\n", a->pos[0]);
+    return CLI_OK;
+}
+
+static char *ports_path(const char *vm)
+{
+    _cleanup_free_ char *e = cli_escape(vm);
+    return xasprintf("/v1/vms/%s/ports", e);
+}
+
+/* "[HOST:]VM[/PROTO]" into its parts; false when malformed. */
+static bool port_spec(const char *spec, int64_t *host, int64_t *vm,
+                      const char **proto)
+{
+    _cleanup_free_ char *s = xstrdup(spec);
+    *proto = "tcp";
+    *host = 0;
+    char *slash = strchr(s, '/');
+    if (slash) {
+        *slash = '\0';
+        if (streq(slash + 1, "udp"))
+            *proto = "udp";
+        else if (!streq(slash + 1, "tcp"))
+            return false;
+    }
+    char *colon = strchr(s, ':');
+    if (colon) {
+        *colon = '\0';
+        if (parse_int64(s, 1, 65535, host) < 0)
+            return false;
+    }
+    return parse_int64(colon ? colon + 1 : s, 1, 65535, vm) == 0;
+}
+
+static int port_add(struct cli *c, struct cli_args *a)
+{
+    int64_t host, vm;
+    const char *proto;
+    if (!port_spec(a->pos[1], &host, &vm, &proto))
+        return cli_usage(cli_verb_find("port-add"), "invalid port '%s'",
+                         a->pos[1]);
+    json_auto_t *body = json_pack("{s:s, s:I}", "proto", proto, "vm_port",
+                                  (json_int_t)vm);
+    if (host)
+        json_object_set_new(body, "host_port", json_integer(host));
+    _cleanup_free_ char *p = ports_path(a->pos[0]);
+    json_auto_t *port = NULL;
+    if (cli_call(c, "POST", p, body, &port) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(port);
+    else
+        printf("%s/%s published on host port %lld\n", a->pos[1], proto,
+               (long long)json_integer_value(json_object_get(port, "host_port")));
+    return CLI_OK;
+}
+
+static int port_list(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *p = ports_path(a->pos[0]);
+    json_auto_t *page = NULL;
+    if (cli_call(c, "GET", p, NULL, &page) != 0)
+        return CLI_FAIL;
+    json_t *items = json_object_get(page, "items");
+    if (c->json)
+        cli_print_json(items ? items : json_array());
+    else
+        cli_print_table(items, PORT_TABLE);
+    return CLI_OK;
+}
+
+static int port_remove(struct cli *c, struct cli_args *a)
+{
+    int64_t host, vm;
+    const char *proto;
+    if (!port_spec(a->pos[1], &host, &vm, &proto))
+        return cli_usage(cli_verb_find("port-remove"), "invalid port '%s'",
+                         a->pos[1]);
+    _cleanup_free_ char *p = ports_path(a->pos[0]);
+    json_auto_t *page = NULL;
+    if (cli_call(c, "GET", p, NULL, &page) != 0)
+        return CLI_FAIL;
+    size_t i;
+    json_t *it;
+    const char *id = NULL;
+    json_array_foreach(json_object_get(page, "items"), i, it)
+    {
+        if (json_integer_value(json_object_get(it, "vm_port")) == vm &&
+            streq(json_string_value(json_object_get(it, "proto")), proto) &&
+            (!host || json_integer_value(json_object_get(it, "host_port")) == host))
+            id = json_string_value(json_object_get(it, "id"));
+    }
+    if (!id)
+        return cli_fail("VM '%s' does not publish %s", a->pos[0], a->pos[1]);
+    _cleanup_free_ char *dp = xasprintf("%s/%s", p, id);
+    if (cli_call(c, "DELETE", dp, NULL, NULL) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(json_object());
+    else
+        printf("%s unpublished\n", a->pos[1]);
+    return CLI_OK;
+}
+
+const struct cli_verb cli_network_verbs[] = {
+    { "net-create", net_create, 1, 1, "cidr=", "NAME --cidr 10.1.0.0/24",
+      "create a private network" },
+    { "net-list", net_list, 0, 0, "", "", "list networks" },
+    { "net-info", net_info, 1, 1, "", "NAME", "show a network" },
+    { "net-delete", net_delete, 1, 1, "", "NAME",
+      "delete a network (refused while in use)" },
+    { "port-add", port_add, 2, 2, "", "VM [HOST:]PORT[/tcp|udp]",
+      "publish a VM's port on its node's public address" },
+    { "port-list", port_list, 1, 1, "", "VM", "list a VM's published ports" },
+    { "port-remove", port_remove, 2, 2, "", "VM [HOST:]PORT[/tcp|udp]",
+      "unpublish a port" },
+    { NULL, NULL, 0, 0, NULL, NULL, NULL },
+};

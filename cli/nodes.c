@@ -1,0 +1,122 @@
+/* fogctl verbs for providers' nodes: nodelist, nodeinfo, node-approve,
+ * node-remove, join-token. */
+#include "cli/cli.h"
+
+#define NODE_TABLE "name,state,approved,kvm,vcpus,memory_mib,disk_gib,vm_count,mesh_ip"
+#define NODE_FIELDS                                                            \
+    "id,name,state,approved,kvm,arch,cpu_model,vcpus,used_vcpus,memory_mib,"   \
+    "used_memory_mib,disk_gib,used_disk_gib,vm_count,mesh_ip,endpoint,"        \
+    "observed_endpoint,last_seen,created_at"
+
+/* Lift capacity.{x} to x and used.{x} to used_x for tables. */
+static void node_flatten(json_t *n)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(n, "capacity"), k, v)
+        json_object_set(n, k, v);
+    json_object_foreach(json_object_get(n, "used"), k, v)
+    {
+        _cleanup_free_ char *name = xasprintf("used_%s", k);
+        json_object_set(n, name, v);
+    }
+}
+
+static int node_list(struct cli *c, struct cli_args *a)
+{
+    json_t *items;
+    if (cli_list_all(c, "/v1/nodes", SIZE_MAX, &items) != 0)
+        return CLI_FAIL;
+    if (c->json) {
+        cli_print_json(items);
+    } else {
+        size_t i;
+        json_t *n;
+        json_array_foreach(items, i, n)
+            node_flatten(n);
+        cli_print_table(items, NODE_TABLE);
+    }
+    json_decref(items);
+    return CLI_OK;
+}
+
+static char *node_path(const char *ref, const char *suffix)
+{
+    _cleanup_free_ char *e = cli_escape(ref);
+    return xasprintf("/v1/nodes/%s%s", e, suffix ? suffix : "");
+}
+
+static int node_info(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *p = node_path(a->pos[0], NULL);
+    json_auto_t *n = NULL;
+    if (cli_call(c, "GET", p, NULL, &n) != 0)
+        return CLI_FAIL;
+    if (c->json) {
+        cli_print_json(n);
+    } else {
+        node_flatten(n);
+        cli_print_fields(n, NODE_FIELDS);
+    }
+    return CLI_OK;
+}
+
+static int node_approve(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *p = node_path(a->pos[0], "/approve");
+    json_auto_t *n = NULL;
+    if (cli_call(c, "POST", p, NULL, &n) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(n);
+    else
+        printf("node %s approved\n", a->pos[0]);
+    return CLI_OK;
+}
+
+static int node_remove(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *p = node_path(a->pos[0], NULL);
+    if (cli_call(c, "DELETE", p, NULL, NULL) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(json_object());
+    else
+        printf("node %s removed\n", a->pos[0]);
+    return CLI_OK;
+}
+
+static int join_token(struct cli *c, struct cli_args *a)
+{
+    json_auto_t *body = json_object(), *t = NULL;
+    const char *ttl = cli_flag(a, "ttl");
+    int64_t n;
+    if (ttl) {
+        if (parse_int64(ttl, 60, 604800, &n) < 0)
+            return cli_usage(cli_verb_find("join-token"),
+                             "invalid --ttl '%s' (60..604800 seconds)", ttl);
+        json_object_set_new(body, "ttl_s", json_integer(n));
+    }
+    if (cli_call(c, "POST", "/v1/join-tokens", body, &t) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(t);
+    else
+        printf("token: %s\nexpires: %s\n",
+               json_string_value(json_object_get(t, "token")),
+               json_string_value(json_object_get(t, "expires_at")));
+    return CLI_OK;
+}
+
+const struct cli_verb cli_node_verbs[] = {
+    { "nodelist", node_list, 0, 0, "", "", "list nodes" },
+    { "nodeinfo", node_info, 1, 1, "", "NODE",
+      "show a node: capacity, use, state, last contact" },
+    { "node-approve", node_approve, 1, 1, "", "NODE",
+      "approve a node that joined with a provider's token" },
+    { "node-remove", node_remove, 1, 1, "", "NODE",
+      "remove a node (its VMs are not moved)" },
+    { "join-token", join_token, 0, 0, "ttl=", "[--ttl SECONDS]",
+      "create a single-use token for 'fog-nodeagent join'" },
+    { NULL, NULL, 0, 0, NULL, NULL, NULL },
+};

@@ -1,0 +1,398 @@
+/* fogctl verbs for virtual machines, named as virsh names them: list,
+ * create, dominfo, start, shutdown, destroy, reboot, undefine, resize,
+ * console. */
+#include "cli/cli.h"
+#include "common/fs.h"
+
+#include <errno.h>
+#include <time.h>
+
+#define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
+#define VM_FIELDS                                                              \
+    "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
+    "image,allow_tcg,node_name,node_id,addresses,ports,price,created_at"
+
+static char *vm_path(const char *ref, const char *suffix)
+{
+    _cleanup_free_ char *e = cli_escape(ref);
+    return xasprintf("/v1/vms/%s%s", e, suffix ? suffix : "");
+}
+
+static int vm_list(struct cli *c, struct cli_args *a)
+{
+    json_t *items;
+    if (cli_list_all(c, "/v1/vms", SIZE_MAX, &items) != 0)
+        return CLI_FAIL;
+    /* As virsh: without --all only VMs meant to run (or running). */
+    if (!cli_flag_bool(a, "all")) {
+        json_t *keep = json_array();
+        size_t i;
+        json_t *vm;
+        json_array_foreach(items, i, vm)
+        {
+            const char *d = json_string_value(json_object_get(vm, "desired_state"));
+            const char *s = json_string_value(json_object_get(vm, "state"));
+            if (streq(d, "running") || streq(s, "running"))
+                json_array_append(keep, vm);
+        }
+        json_decref(items);
+        items = keep;
+    }
+    if (c->json)
+        cli_print_json(items);
+    else
+        cli_print_table(items, VM_TABLE);
+    json_decref(items);
+    return CLI_OK;
+}
+
+/* "8080:80/tcp", "80", "27015/udp" -> {proto, vm_port[, host_port]} */
+static json_t *publish_parse(const char *spec)
+{
+    _cleanup_free_ char *s = xstrdup(spec);
+    const char *proto = "tcp";
+    char *slash = strchr(s, '/');
+    if (slash) {
+        *slash = '\0';
+        proto = slash + 1;
+        if (!streq(proto, "tcp") && !streq(proto, "udp"))
+            return NULL;
+    }
+    char *colon = strchr(s, ':');
+    int64_t host = 0, vm;
+    if (colon) {
+        *colon = '\0';
+        if (parse_int64(s, 1, 65535, &host) < 0)
+            return NULL;
+    }
+    if (parse_int64(colon ? colon + 1 : s, 1, 65535, &vm) < 0)
+        return NULL;
+    json_t *p = json_pack("{s:s, s:I}", "proto", proto, "vm_port", (json_int_t)vm);
+    if (host)
+        json_object_set_new(p, "host_port", json_integer(host));
+    return p;
+}
+
+static int size_flag(const struct cli_verb *v, struct cli_args *a,
+                     const char *flag, uint64_t unit, json_t *body,
+                     const char *field)
+{
+    const char *s = cli_flag(a, flag);
+    uint64_t n;
+    if (!s)
+        return 0;
+    if (parse_size(s, unit, &n) < 0 || n == 0 || n > INT32_MAX)
+        return cli_usage(v, "invalid size '%s' for --%s", s, flag);
+    json_object_set_new(body, field, json_integer((json_int_t)n));
+    return 0;
+}
+
+static int int_flag(const struct cli_verb *v, struct cli_args *a,
+                    const char *flag, json_t *body, const char *field)
+{
+    const char *s = cli_flag(a, flag);
+    int64_t n;
+    if (!s)
+        return 0;
+    if (parse_int64(s, 1, 4096, &n) < 0)
+        return cli_usage(v, "invalid number '%s' for --%s", s, flag);
+    json_object_set_new(body, field, json_integer(n));
+    return 0;
+}
+
+static void print_vm(struct cli *c, json_t *vm)
+{
+    if (c->json)
+        cli_print_json(vm);
+    else
+        cli_print_fields(vm, VM_FIELDS);
+}
+
+/* Poll until the VM reaches `state` (or "gone"); prints it at the end. */
+static int vm_wait(struct cli *c, const char *ref, const char *state,
+                   int64_t timeout_s, json_t **ret_vm)
+{
+    _cleanup_free_ char *p = vm_path(ref, NULL);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        struct api_reply rep;
+        struct api_client *api = cli_api(c);
+        if (!api)
+            return CLI_FAIL;
+        api_request(api, "GET", p, NULL, NULL, &rep);
+        if (rep.status == 404 && streq(state, "gone")) {
+            api_reply_clear(&rep);
+            return CLI_OK;
+        }
+        if (rep.status == 200) {
+            const char *s = json_string_value(json_object_get(rep.json, "state"));
+            if (streq(s, state)) {
+                if (ret_vm)
+                    *ret_vm = json_incref(rep.json);
+                api_reply_clear(&rep);
+                return CLI_OK;
+            }
+            if (streq(s, "error")) {
+                const char *why = json_string_value(
+                    json_object_get(rep.json, "state_reason"));
+                cli_fail("VM '%s' failed: %s", ref, why ? why : "unknown error");
+                api_reply_clear(&rep);
+                return CLI_FAIL;
+            }
+        }
+        api_reply_clear(&rep);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= timeout_s)
+            return cli_fail("VM '%s' not %s after %llds", ref, state,
+                            (long long)timeout_s);
+        nanosleep(&(struct timespec){ 0, 300 * 1000 * 1000 }, NULL);
+    }
+}
+
+static int wait_timeout(const struct cli_verb *v, struct cli_args *a,
+                        int64_t *ret)
+{
+    const char *t = cli_flag(a, "timeout");
+    *ret = 300;
+    if (t && parse_int64(t, 1, 86400, ret) < 0)
+        return cli_usage(v, "invalid --timeout '%s'", t);
+    return 0;
+}
+
+static int vm_create(struct cli *c, struct cli_args *a)
+{
+    const struct cli_verb *v = cli_verb_find("create");
+    json_auto_t *body = json_object();
+    json_t *name = json_string(a->pos[0]);
+    if (!name)
+        return cli_usage(v, "the name is not valid UTF-8");
+    json_object_set_new(body, "name", name);
+    int r;
+    if ((r = int_flag(v, a, "cpus", body, "vcpus")) ||
+        (r = size_flag(v, a, "memory", 1u << 20, body, "memory_mib")) ||
+        (r = size_flag(v, a, "disk", 1u << 30, body, "disk_gib")))
+        return r;
+    const char *tmpl = cli_flag(a, "template");
+    if (tmpl)
+        json_object_set_new(body, "template", json_string(tmpl));
+    if (cli_flag(a, "image"))
+        json_object_set_new(body, "image", json_string(cli_flag(a, "image")));
+    if (!tmpl) {
+        static const char *const need[] = { "vcpus", "memory_mib", "disk_gib",
+                                            "image" };
+        static const char *const flag[] = { "--cpus", "--memory", "--disk",
+                                            "--image" };
+        for (size_t i = 0; i < ARRAY_SIZE(need); i++)
+            if (!json_object_get(body, need[i]))
+                return cli_usage(v, "%s is required (or --template)", flag[i]);
+    }
+    if (cli_flag_bool(a, "allow-tcg"))
+        json_object_set_new(body, "allow_tcg", json_true());
+    if (cli_flag_bool(a, "stopped"))
+        json_object_set_new(body, "power_state", json_string("stopped"));
+    const char *ud = cli_flag(a, "user-data");
+    if (ud) {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int e = file_read(ud, 65536, &text, &len);
+        if (e < 0)
+            return cli_fail("cannot read user-data '%s': %s", ud,
+                            e == -EFBIG ? "larger than 64 KiB" : strerror(-e));
+        json_t *s = json_string(text);
+        if (!s)
+            return cli_fail("user-data '%s' is not UTF-8 text", ud);
+        json_object_set_new(body, "user_data", s);
+    }
+    json_t *nets = cli_flag_list(a, "network");
+    if (json_array_size(nets))
+        json_object_set(body, "networks", nets);
+    json_t *pubs = cli_flag_list(a, "publish"), *ports = json_array();
+    json_object_set_new(body, "ports", ports);
+    size_t i;
+    json_t *it;
+    json_array_foreach(pubs, i, it)
+    {
+        json_t *p = publish_parse(json_string_value(it));
+        if (!p)
+            return cli_usage(v, "invalid --publish '%s' (HOST:VM/PROTO, VM/PROTO "
+                                "or VM)", json_string_value(it));
+        json_array_append_new(ports, p);
+    }
+    if (json_array_size(ports) == 0)
+        json_object_del(body, "ports");
+    json_auto_t *vm = NULL;
+    if (cli_call(c, "POST", "/v1/vms", body, &vm) != 0)
+        return CLI_FAIL;
+    if (cli_flag_bool(a, "wait") && !cli_flag_bool(a, "stopped")) {
+        int64_t t;
+        if ((r = wait_timeout(v, a, &t)))
+            return r;
+        json_t *done = NULL;
+        if (vm_wait(c, json_string_value(json_object_get(vm, "id")), "running",
+                    t, &done) != 0)
+            return CLI_FAIL;
+        json_decref(vm);
+        vm = done;
+    }
+    if (c->json)
+        cli_print_json(vm);
+    else
+        printf("VM %s created (%s), state %s\n", a->pos[0],
+               json_string_value(json_object_get(vm, "id")),
+               json_string_value(json_object_get(vm, "state")));
+    return CLI_OK;
+}
+
+static int vm_dominfo(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *p = vm_path(a->pos[0], NULL);
+    _cleanup_free_ char *pp = vm_path(a->pos[0], "/ports");
+    json_auto_t *vm = NULL, *ports = NULL;
+    if (cli_call(c, "GET", p, NULL, &vm) != 0)
+        return CLI_FAIL;
+    if (cli_call(c, "GET", pp, NULL, &ports) == 0) {
+        json_t *list = json_array();
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(ports, "items"), i, it)
+        {
+            json_t *hp = json_object_get(it, "host_port");
+            json_array_append_new(
+                list, json_sprintf("%lld->%lld/%s",
+                                   (long long)json_integer_value(hp),
+                                   (long long)json_integer_value(
+                                       json_object_get(it, "vm_port")),
+                                   json_string_value(json_object_get(it, "proto"))));
+        }
+        json_object_set_new(vm, "ports", list);
+    }
+    print_vm(c, vm);
+    return CLI_OK;
+}
+
+/* start / shutdown / destroy / reboot / undefine share one shape. */
+static int vm_action(struct cli *c, struct cli_args *a, const char *method,
+                     const char *suffix, const char *wait_for, const char *done)
+{
+    const struct cli_verb *v = cli_verb_find(suffix ? suffix + 1 : "undefine");
+    _cleanup_free_ char *p = vm_path(a->pos[0], suffix);
+    json_auto_t *vm = NULL;
+    if (cli_call(c, method, p, NULL, &vm) != 0)
+        return CLI_FAIL;
+    if (wait_for && cli_flag_bool(a, "wait")) {
+        int64_t t;
+        int r = wait_timeout(v ? v : cli_verb_find("start"), a, &t);
+        if (r)
+            return r;
+        json_t *last = NULL;
+        if (vm_wait(c, json_string_value(json_object_get(vm, "id")), wait_for,
+                    t, &last) != 0)
+            return CLI_FAIL;
+        if (last) {
+            json_decref(vm);
+            vm = last;
+        }
+    }
+    if (c->json)
+        cli_print_json(vm);
+    else
+        printf("VM %s %s\n", a->pos[0], done);
+    return CLI_OK;
+}
+
+static int vm_start(struct cli *c, struct cli_args *a)
+{
+    return vm_action(c, a, "POST", "/start", "running", "started");
+}
+static int vm_shutdown(struct cli *c, struct cli_args *a)
+{
+    return vm_action(c, a, "POST", "/stop", "stopped", "is being shut down");
+}
+static int vm_destroy(struct cli *c, struct cli_args *a)
+{
+    return vm_action(c, a, "POST", "/destroy", "stopped", "destroyed");
+}
+static int vm_reboot(struct cli *c, struct cli_args *a)
+{
+    return vm_action(c, a, "POST", "/reboot", NULL, "is being rebooted");
+}
+static int vm_undefine(struct cli *c, struct cli_args *a)
+{
+    return vm_action(c, a, "DELETE", NULL, "gone", "undefined");
+}
+
+static int vm_resize(struct cli *c, struct cli_args *a)
+{
+    const struct cli_verb *v = cli_verb_find("resize");
+    json_auto_t *body = json_object();
+    int r;
+    if ((r = int_flag(v, a, "cpus", body, "vcpus")) ||
+        (r = size_flag(v, a, "memory", 1u << 20, body, "memory_mib")) ||
+        (r = size_flag(v, a, "disk", 1u << 30, body, "disk_gib")))
+        return r;
+    if (json_object_size(body) == 0)
+        return cli_usage(v, "give at least one of --cpus, --memory, --disk");
+    _cleanup_free_ char *p = vm_path(a->pos[0], "/resize");
+    json_auto_t *vm = NULL;
+    if (cli_call(c, "POST", p, body, &vm) != 0)
+        return CLI_FAIL;
+    print_vm(c, vm);
+    return CLI_OK;
+}
+
+static int vm_console(struct cli *c, struct cli_args *a)
+{
+    const struct cli_verb *v = cli_verb_find("console");
+    if (!cli_flag_bool(a, "log"))
+        return cli_usage(v, "only --log (the last 64 KiB of the serial "
+                            "console) is available");
+    struct api_client *api = cli_api(c);
+    if (!api)
+        return CLI_FAIL;
+    _cleanup_free_ char *p = vm_path(a->pos[0], "/console");
+    struct api_reply rep;
+    if (api_request(api, "GET", p, NULL, NULL, &rep) < 0 || rep.status != 200) {
+        _cleanup_free_ char *msg = api_reply_describe(&rep);
+        api_reply_clear(&rep);
+        return cli_fail("%s", msg);
+    }
+    if (c->json) {
+        json_auto_t *o = json_pack("{s:s%}", "console", rep.body, rep.body_len);
+        cli_print_json(o ? o : json_null());
+    } else {
+        fwrite(rep.body, 1, rep.body_len, stdout);
+        if (rep.body_len && rep.body[rep.body_len - 1] != '\n')
+            putchar('\n');
+    }
+    api_reply_clear(&rep);
+    return CLI_OK;
+}
+
+const struct cli_verb cli_vm_verbs[] = {
+    { "list", vm_list, 0, 0, "all", "[--all]",
+      "list VMs (running or meant to run; --all for every VM)" },
+    { "create", vm_create, 1, 1,
+      "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
+      "allow-tcg,stopped,wait,timeout=",
+      "NAME --cpus N --memory 512M --disk 10G --image IMG [--template T] "
+      "[--network NET]... [--publish [HOST:]PORT[/tcp|udp]]... "
+      "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]]",
+      "create a VM (and start it unless --stopped)" },
+    { "dominfo", vm_dominfo, 1, 1, "", "NAME",
+      "show a VM: state and reason, size, node, addresses, ports" },
+    { "start", vm_start, 1, 1, "wait,timeout=", "NAME [--wait]", "start a VM" },
+    { "shutdown", vm_shutdown, 1, 1, "wait,timeout=", "NAME [--wait]",
+      "shut a VM down gracefully (forced after a timeout)" },
+    { "destroy", vm_destroy, 1, 1, "wait,timeout=", "NAME [--wait]",
+      "power a VM off at once" },
+    { "reboot", vm_reboot, 1, 1, "", "NAME", "reboot a VM" },
+    { "undefine", vm_undefine, 1, 1, "wait,timeout=", "NAME [--wait]",
+      "delete a VM and its disks" },
+    { "resize", vm_resize, 1, 1, "cpus=,memory=,disk=",
+      "NAME [--cpus N] [--memory SIZE] [--disk SIZE]",
+      "change vCPUs or memory (while stopped) or grow the disk" },
+    { "console", vm_console, 1, 1, "log", "NAME --log",
+      "print the last 64 KiB of the VM's serial console" },
+    { NULL, NULL, 0, 0, NULL, NULL, NULL },
+};

@@ -1,0 +1,289 @@
+/* fogctl against the real controller: the admin makes a tenant and its
+ * key, the tenant drives a VM through every verb, another tenant cannot
+ * see it, login saves settings, and errors have the promised exit codes
+ * (0 done, 1 failed with one line, 2 usage). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/fs.h"
+#include "tests/testutil.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+static struct tu_ctl ctl;
+static char *fogctl_bin, *home;
+
+/* Run fogctl with argv (NULL-terminated words after the binary) as the
+ * holder of `key`; returns stdout, exit status in *st. */
+static char *fogctl(const char *key, int *st, ...)
+{
+    char *argv[32] = { fogctl_bin };
+    va_list ap;
+    va_start(ap, st);
+    int n = 1;
+    const char *w;
+    while ((w = va_arg(ap, const char *)) != NULL && n < 31)
+        argv[n++] = (char *)w;
+    va_end(ap);
+    argv[n] = NULL;
+    if (key)
+        setenv("FOG_KEY", key, 1);
+    else
+        unsetenv("FOG_KEY");
+    return tu_run(argv, st);
+}
+
+/* The value after "label: " on its own line of out; caller frees. */
+static char *field(const char *out, const char *label)
+{
+    _cleanup_free_ char *pat = xasprintf("%s:", label);
+    for (const char *p = out; p && *p;) {
+        if (strncmp(p, pat, strlen(pat)) == 0) {
+            p += strlen(pat);
+            while (*p == ' ')
+                p++;
+            return xstrndup(p, strcspn(p, "\n"));
+        }
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    return NULL;
+}
+
+static char *make_tenant(const char *name)
+{
+    int st;
+    _cleanup_free_ char *o1 = fogctl(ctl.admin_key, &st, "account-create", name,
+                                     "--role", "tenant", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *o2 = fogctl(ctl.admin_key, &st, "key-create",
+                                     "--account", name, NULL);
+    assert_int_equal(st, 0);
+    char *key = field(o2, "key");
+    assert_non_null(key);
+    assert_true(startswith(key, "fog_"));
+    return key;
+}
+
+static int setup(void **state)
+{
+    tu_ctl_start(&ctl, NULL);
+    fogctl_bin = tu_bin("fogctl");
+    home = tu_tempdir("fogctl-home");
+    setenv("HOME", home, 1);
+    unsetenv("XDG_CONFIG_HOME");
+    unsetenv("FOG_CONFIG");
+    setenv("FOG_URL", ctl.url, 1);
+    setenv("FOG_CA", ctl.ca, 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tu_ctl_destroy(&ctl);
+    tu_rmrf(home);
+    free(home);
+    free(fogctl_bin);
+    return 0;
+}
+
+static void tenant_drives_a_vm_through_every_verb(void **state)
+{
+    _cleanup_free_ char *key = make_tenant("cli-alice");
+    int st;
+    _cleanup_free_ char *c = fogctl(key, &st, "create", "web", "--cpus", "2",
+                                    "--memory", "256M", "--disk", "2G",
+                                    "--image", "tiny", "--publish", "8080:80/tcp",
+                                    NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(c, "VM web created"));
+
+    _cleanup_free_ char *info = fogctl(key, &st, "dominfo", "web", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *state_ = field(info, "state");
+    _cleanup_free_ char *mem = field(info, "memory_mib");
+    _cleanup_free_ char *reason = field(info, "state_reason");
+    _cleanup_free_ char *ports = field(info, "ports");
+    assert_string_equal(state_, "pending");
+    assert_string_equal(mem, "256");
+    /* No node yet: the reason says why it waits. */
+    assert_non_null(reason);
+    assert_non_null(strstr(reason, "node"));
+    assert_non_null(strstr(ports, "/tcp"));
+
+    _cleanup_free_ char *js = fogctl(key, &st, "dominfo", "web", "--json", NULL);
+    assert_int_equal(st, 0);
+    json_auto_t *vm = json_loads(js, 0, NULL);
+    assert_non_null(vm);
+    assert_int_equal(json_integer_value(json_object_get(vm, "vcpus")), 2);
+
+    _cleanup_free_ char *l = fogctl(key, &st, "list", NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(l, "web"));
+
+    _cleanup_free_ char *s1 = fogctl(key, &st, "shutdown", "web", NULL);
+    assert_int_equal(st, 0);
+    /* Stopped VMs leave `list` but stay in `list --all`, as in virsh. */
+    _cleanup_free_ char *l2 = fogctl(key, &st, "list", NULL);
+    assert_null(strstr(l2, "web"));
+    _cleanup_free_ char *l3 = fogctl(key, &st, "list", "--all", NULL);
+    assert_non_null(strstr(l3, "web"));
+    _cleanup_free_ char *s2 = fogctl(key, &st, "start", "web", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *s3 = fogctl(key, &st, "destroy", "web", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *s4 = fogctl(key, &st, "resize", "web", "--cpus", "1",
+                                     "--json", NULL);
+    assert_int_equal(st, 0);
+    json_auto_t *resized = json_loads(s4, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(resized, "vcpus")), 1);
+    _cleanup_free_ char *s5 = fogctl(key, &st, "undefine", "web", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *gone = fogctl(key, &st, "dominfo", "web", NULL);
+    assert_int_equal(st, 1);
+
+    /* The audit log records what the tenant did. */
+    _cleanup_free_ char *ev = fogctl(key, &st, "events", "--json", NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(ev, "POST /v1/vms"));
+    assert_non_null(strstr(ev, "DELETE /v1/vms/"));
+}
+
+static void other_tenant_cannot_see_or_touch_the_vm(void **state)
+{
+    _cleanup_free_ char *ka = make_tenant("cli-bob");
+    _cleanup_free_ char *kb = make_tenant("cli-carol");
+    int st;
+    _cleanup_free_ char *c = fogctl(ka, &st, "create", "secret", "--cpus", "1",
+                                    "--memory", "128M", "--disk", "1G",
+                                    "--image", "tiny", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *l = fogctl(kb, &st, "list", "--all", NULL);
+    assert_int_equal(st, 0);
+    assert_null(strstr(l, "secret"));
+    _cleanup_free_ char *d = fogctl(kb, &st, "dominfo", "secret", NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *u = fogctl(kb, &st, "undefine", "secret", NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *still = fogctl(ka, &st, "dominfo", "secret", NULL);
+    assert_int_equal(st, 0);
+    /* A tenant is not an admin. */
+    _cleanup_free_ char *ac = fogctl(kb, &st, "account-create", "evil",
+                                     "--role", "admin", NULL);
+    assert_int_equal(st, 1);
+}
+
+static void admin_verbs_for_nodes_and_tokens(void **state)
+{
+    int st;
+    _cleanup_free_ char *t = fogctl(ctl.admin_key, &st, "join-token", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *tok = field(t, "token");
+    assert_non_null(tok);
+    assert_true(startswith(tok, "fogjoin."));
+    _cleanup_free_ char *nl = fogctl(ctl.admin_key, &st, "nodelist", NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(nl, "NAME"));
+    _cleanup_free_ char *ni = fogctl(ctl.admin_key, &st, "nodeinfo", "nope", NULL);
+    assert_int_equal(st, 1);
+}
+
+static void errors_have_their_exit_codes(void **state)
+{
+    int st;
+    _cleanup_free_ char *o1 = fogctl(ctl.admin_key, &st, "no-such-verb", NULL);
+    assert_int_equal(st, 2);
+    _cleanup_free_ char *o2 = fogctl(ctl.admin_key, &st, "create", NULL);
+    assert_int_equal(st, 2);
+    _cleanup_free_ char *o3 = fogctl(ctl.admin_key, &st, "create", "x", "--cpus",
+                                     "1", "--memory", "lots", "--disk", "1G",
+                                     "--image", "i", NULL);
+    assert_int_equal(st, 2);
+    _cleanup_free_ char *o4 = fogctl(ctl.admin_key, &st, "list", "--bogus", NULL);
+    assert_int_equal(st, 2);
+    /* A name the API refuses is an error from the server: exit 1. */
+    _cleanup_free_ char *o5 = fogctl(ctl.admin_key, &st, "create", "Bad<Name>",
+                                     "--cpus", "1", "--memory", "128M", "--disk",
+                                     "1G", "--image", "tiny", NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *o6 = fogctl("fog_0000000000000000_00", &st, "list", NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *h = fogctl(NULL, &st, "help", "create", NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(h, "usage: fogctl create"));
+}
+
+static void server_is_verified_against_the_ca(void **state)
+{
+    int st;
+    /* Without our CA the system store does not know the server. */
+    setenv("FOG_CA", "/etc/ssl/certs/ca-certificates.crt", 1);
+    _cleanup_free_ char *o = fogctl(ctl.admin_key, &st, "list", NULL);
+    setenv("FOG_CA", ctl.ca, 1);
+    assert_int_equal(st, 1);
+}
+
+static void login_saves_settings_privately(void **state)
+{
+    int st;
+    _cleanup_free_ char *o = fogctl(NULL, &st, "login", "--url", ctl.url, "--key",
+                                    ctl.admin_key, "--ca", ctl.ca, NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *cfg = xasprintf("%s/.config/fogctl/config", home);
+    struct stat sb;
+    assert_int_equal(stat(cfg, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    unsetenv("FOG_URL");
+    unsetenv("FOG_CA");
+    _cleanup_free_ char *l = fogctl(NULL, &st, "account-list", NULL);
+    setenv("FOG_URL", ctl.url, 1);
+    setenv("FOG_CA", ctl.ca, 1);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(l, "admin"));
+    /* A wrong key is refused at login and nothing is written. */
+    _cleanup_free_ char *bad = fogctl(NULL, &st, "login", "--url", ctl.url,
+                                      "--key", "fog_1111111111111111_22", "--ca",
+                                      ctl.ca, NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    assert_int_equal(file_read(cfg, 1 << 16, &text, &len), 0);
+    assert_non_null(strstr(text, ctl.admin_key));
+    unlink(cfg);
+}
+
+static void shell_reads_verbs_from_stdin(void **state)
+{
+    _cleanup_free_ char *dir = tu_tempdir("fogctl-shell");
+    _cleanup_free_ char *in = xasprintf("%s/in", dir);
+    const char *script = "account-list --json\ncreate 'sh vm'\nquit\n";
+    assert_int_equal(file_write_atomic(in, script, strlen(script), 0600), 0);
+    _cleanup_free_ char *cmd = xasprintf("exec %s < %s", fogctl_bin, in);
+    char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+    setenv("FOG_KEY", ctl.admin_key, 1);
+    int st;
+    _cleanup_free_ char *out = tu_run(argv, &st);
+    json_error_t err;
+    json_auto_t *list = json_loads(out, JSON_DISABLE_EOF_CHECK, &err);
+    assert_non_null(list);
+    assert_true(json_array_size(list) >= 1);
+    tu_rmrf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tenant_drives_a_vm_through_every_verb),
+        cmocka_unit_test(other_tenant_cannot_see_or_touch_the_vm),
+        cmocka_unit_test(admin_verbs_for_nodes_and_tokens),
+        cmocka_unit_test(errors_have_their_exit_codes),
+        cmocka_unit_test(server_is_verified_against_the_ca),
+        cmocka_unit_test(login_saves_settings_privately),
+        cmocka_unit_test(shell_reads_verbs_from_stdin),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
