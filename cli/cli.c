@@ -429,3 +429,27 @@ void cli_print_fields(const json_t *obj, const char *fields)
         printf("%-*s %s\n", (int)w + 1, label, s);
     }
 }
+
+/* "[HOST:]VM[/PROTO]" into its parts; false when malformed. */
+bool cli_port_spec(const char *spec, int64_t *host, int64_t *vm,
+                      const char **proto)
+{
+    _cleanup_free_ char *s = xstrdup(spec);
+    *proto = "tcp";
+    *host = 0;
+    char *slash = strchr(s, '/');
+    if (slash) {
+        *slash = '\0';
+        if (streq(slash + 1, "udp"))
+            *proto = "udp";
+        else if (!streq(slash + 1, "tcp"))
+            return false;
+    }
+    char *colon = strchr(s, ':');
+    if (colon) {
+        *colon = '\0';
+        if (parse_int64(s, 1, 65535, host) < 0)
+            return false;
+    }
+    return parse_int64(colon ? colon + 1 : s, 1, 65535, vm) == 0;
+}

@@ -79,6 +79,11 @@ char *cli_escape(const char *s);
 int cli_fail(const char *fmt, ...) _printf_(1, 2);
 int cli_usage(const struct cli_verb *v, const char *fmt, ...) _printf_(2, 3);
 
+/* A port as users write it, "[HOST:]VM[/tcp|udp]": host 0 when absent,
+ * proto "tcp" by default. false when malformed. */
+bool cli_port_spec(const char *spec, int64_t *host, int64_t *vm,
+                   const char **proto);
+
 /* Output. With --json, the value itself; else a table of the named
  * columns ("id,name,state") or "key: value" lines. */
 void cli_print_json(const json_t *v);

@@ -71,35 +71,11 @@ static char *ports_path(const char *vm)
     return xasprintf("/v1/vms/%s/ports", e);
 }
 
-/* "[HOST:]VM[/PROTO]" into its parts; false when malformed. */
-static bool port_spec(const char *spec, int64_t *host, int64_t *vm,
-                      const char **proto)
-{
-    _cleanup_free_ char *s = xstrdup(spec);
-    *proto = "tcp";
-    *host = 0;
-    char *slash = strchr(s, '/');
-    if (slash) {
-        *slash = '\0';
-        if (streq(slash + 1, "udp"))
-            *proto = "udp";
-        else if (!streq(slash + 1, "tcp"))
-            return false;
-    }
-    char *colon = strchr(s, ':');
-    if (colon) {
-        *colon = '\0';
-        if (parse_int64(s, 1, 65535, host) < 0)
-            return false;
-    }
-    return parse_int64(colon ? colon + 1 : s, 1, 65535, vm) == 0;
-}
-
 static int port_add(struct cli *c, struct cli_args *a)
 {
     int64_t host, vm;
     const char *proto;
-    if (!port_spec(a->pos[1], &host, &vm, &proto))
+    if (!cli_port_spec(a->pos[1], &host, &vm, &proto))
         return cli_usage(cli_verb_find("port-add"), "invalid port '%s'",
                          a->pos[1]);
     json_auto_t *body = json_pack("{s:s, s:I}", "proto", proto, "vm_port",
@@ -113,7 +89,7 @@ static int port_add(struct cli *c, struct cli_args *a)
     if (c->json)
         cli_print_json(port);
     else
-        printf("%s/%s published on host port %lld\n", a->pos[1], proto,
+        printf("%lld/%s published on host port %lld\n", (long long)vm, proto,
                (long long)json_integer_value(json_object_get(port, "host_port")));
     return CLI_OK;
 }
@@ -136,7 +112,7 @@ static int port_remove(struct cli *c, struct cli_args *a)
 {
     int64_t host, vm;
     const char *proto;
-    if (!port_spec(a->pos[1], &host, &vm, &proto))
+    if (!cli_port_spec(a->pos[1], &host, &vm, &proto))
         return cli_usage(cli_verb_find("port-remove"), "invalid port '%s'",
                          a->pos[1]);
     _cleanup_free_ char *p = ports_path(a->pos[0]);

@@ -49,23 +49,9 @@ static int vm_list(struct cli *c, struct cli_args *a)
 /* "8080:80/tcp", "80", "27015/udp" -> {proto, vm_port[, host_port]} */
 static json_t *publish_parse(const char *spec)
 {
-    _cleanup_free_ char *s = xstrdup(spec);
-    const char *proto = "tcp";
-    char *slash = strchr(s, '/');
-    if (slash) {
-        *slash = '\0';
-        proto = slash + 1;
-        if (!streq(proto, "tcp") && !streq(proto, "udp"))
-            return NULL;
-    }
-    char *colon = strchr(s, ':');
-    int64_t host = 0, vm;
-    if (colon) {
-        *colon = '\0';
-        if (parse_int64(s, 1, 65535, &host) < 0)
-            return NULL;
-    }
-    if (parse_int64(colon ? colon + 1 : s, 1, 65535, &vm) < 0)
+    int64_t host, vm;
+    const char *proto;
+    if (!cli_port_spec(spec, &host, &vm, &proto))
         return NULL;
     json_t *p = json_pack("{s:s, s:I}", "proto", proto, "vm_port", (json_int_t)vm);
     if (host)
