@@ -1,0 +1,302 @@
+/* The store's queries on both backends: migrations, bound parameters
+ * (no string ever becomes SQL), uniqueness, transactions, NULLs and
+ * 64-bit integers. sqlite always; PostgreSQL when its server binaries are
+ * installed (a throwaway cluster on a Unix socket in a temp dir), plus
+ * leader election and cross-replica notifications there. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/jsonutil.h"
+#include "controller/store.h"
+#include "tests/testutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+
+struct backend {
+    char *dir;
+    char *uri;
+    pid_t pg;
+};
+static struct backend sq, pg;
+
+static unsigned schema_files(void)
+{
+    unsigned n = 0;
+    for (unsigned v = 1; v < 100; v++) {
+        char path[64];
+        snprintf(path, sizeof(path), "controller/schema/%03u_", v);
+        _cleanup_free_ char *pat = xasprintf("ls %s*.sql >/dev/null 2>&1", path);
+        char *argv[] = { "/bin/sh", "-c", pat, NULL };
+        int st;
+        free(tu_run(argv, &st));
+        if (st != 0)
+            break;
+        n = v;
+    }
+    return n;
+}
+
+/* Run argv as the postgres user (the server refuses root). */
+static int as_postgres(char *const argv[], const char *log)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct passwd *pw = getpwnam("postgres");
+        if (!pw || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+            _exit(126);
+        if (log && !freopen(log, "a", stdout))
+            _exit(126);
+        if (log && !freopen(log, "a", stderr))
+            _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static bool pg_start(struct backend *b)
+{
+    struct stat st;
+    if (stat(PG_BIN "/postgres", &st) < 0 || !getpwnam("postgres") ||
+        getuid() != 0)
+        return false;
+    b->dir = tu_tempdir("store-pg");
+    struct passwd *pw = getpwnam("postgres");
+    if (chown(b->dir, pw->pw_uid, pw->pw_gid) < 0)
+        return false;
+    _cleanup_free_ char *data = xasprintf("%s/data", b->dir);
+    _cleanup_free_ char *log = xasprintf("%s/pg.log", b->dir);
+    char *init[] = { PG_BIN "/initdb", "-D", data, "-A", "trust", "-U", "fog",
+                     "--no-sync", NULL };
+    int status;
+    pid_t p = as_postgres(init, log);
+    waitpid(p, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return false;
+    char *run[] = { PG_BIN "/postgres", "-D", data, "-k", b->dir, "-c",
+                    "listen_addresses=", "-c", "fsync=off", NULL };
+    b->pg = as_postgres(run, log);
+    b->uri = xasprintf("postgresql:///postgres?host=%s&user=fog", b->dir);
+    _cleanup_free_ char *sock = xasprintf("%s/.s.PGSQL.5432", b->dir);
+    for (int i = 0; i < 100; i++) {
+        if (stat(sock, &st) == 0) {
+            /* The socket appears before the server accepts logins. */
+            struct store *s;
+            if (store_open(b->uri, &s) == 0) {
+                store_close(s);
+                return true;
+            }
+        }
+        nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+    }
+    return false;
+}
+
+static int setup(void **state)
+{
+    sq.dir = tu_tempdir("store-sqlite");
+    sq.uri = xasprintf("%s/fog.db", sq.dir);
+    if (!pg_start(&pg)) {
+        fprintf(stderr, "PostgreSQL server not available: its cases are "
+                        "skipped\n");
+        free(pg.uri);
+        pg.uri = NULL;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    if (pg.pg > 0)
+        tu_kill(pg.pg, SIGINT);
+    if (pg.dir)
+        tu_rmrf(pg.dir);
+    tu_rmrf(sq.dir);
+    free(pg.dir);
+    free(pg.uri);
+    free(sq.dir);
+    free(sq.uri);
+    return 0;
+}
+
+static struct store *open_or_skip(struct backend *b)
+{
+    if (!b->uri) {
+        skip();
+        return NULL;
+    }
+    struct store *s;
+    assert_int_equal(store_open(b->uri, &s), 0);
+    return s;
+}
+
+static void check_queries(struct backend *b)
+{
+    struct store *s = open_or_skip(b);
+    unsigned want = schema_files();
+    assert_true(want >= 3);
+    assert_int_equal(store_schema_version(s), want);
+
+    /* A hostile string is data, never SQL. */
+    const char *evil = "x'); DROP TABLE accounts; --";
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ($1, $2, $3, $4)",
+                                "sssi", "a1", evil, "tenant", INT64_C(5000000000)),
+                     1);
+    json_auto_t *row = NULL;
+    assert_int_equal(store_query_one(s, &row, "SELECT name, created_at FROM "
+                                              "accounts WHERE id = $1",
+                                     "s", "a1"),
+                     0);
+    assert_string_equal(json_str(row, "name"), evil);
+    /* 64-bit integers survive both backends (PostgreSQL's BIGINT). */
+    assert_int_equal(json_int(row, "created_at", 0), INT64_C(5000000000));
+
+    /* Uniqueness is -EEXIST, so handlers answer 409. */
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ($1, $2, $3, $4)",
+                                "sssi", "a2", evil, "tenant", INT64_C(1)),
+                     -EEXIST);
+    /* A CHECK constraint too. */
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ($1, $2, $3, $4)",
+                                "sssi", "a3", "n3", "emperor", INT64_C(1)),
+                     -EEXIST);
+
+    /* A rolled-back transaction leaves nothing. */
+    assert_int_equal(store_tx_begin(s), 0);
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ($1, $2, $3, $4)",
+                                "sssi", "a4", "n4", "tenant", INT64_C(1)),
+                     1);
+    store_tx_rollback(s);
+    assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts "
+                                            "WHERE id = $1", "s", "a4"),
+                     0);
+    /* A committed one stays. */
+    assert_int_equal(store_tx_begin(s), 0);
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ($1, $2, $3, $4)",
+                                "sssi", "a5", "n5", "provider", INT64_C(1)),
+                     1);
+    assert_int_equal(store_tx_commit(s), 0);
+
+    /* NULL binds and reads back as JSON null; a bool binds as 0/1. */
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ($1, $2, $3, $4)",
+                                "sssi", "a6", "n6", "tenant", INT64_C(0)),
+                     1);
+    json_auto_t *rows = NULL;
+    assert_int_equal(store_query(s, &rows, "SELECT id, NULL AS missing FROM "
+                                           "accounts WHERE ($1 = 1 OR id = $2) "
+                                           "ORDER BY id", "bs", false, NULL),
+                     0);
+    assert_int_equal(json_array_size(rows), 0);
+    json_decref(rows);
+    rows = NULL;
+    assert_int_equal(store_query(s, &rows, "SELECT id, NULL AS missing FROM "
+                                           "accounts WHERE ($1 = 1 OR id = $2) "
+                                           "ORDER BY id", "bs", true, NULL),
+                     0);
+    assert_int_equal(json_array_size(rows), 3);
+    assert_true(json_is_null(json_object_get(json_array_get(rows, 0), "missing")));
+    assert_int_equal(store_query_int(s, 42, "SELECT created_at FROM accounts "
+                                            "WHERE id = $1", "s", "none"),
+                     42);
+    assert_int_equal(store_query_one(s, &row, "SELECT id FROM accounts WHERE "
+                                              "id = $1", "s", "none"),
+                     -ENOENT);
+    store_close(s);
+
+    /* Reopening applies nothing twice and keeps the data. */
+    assert_int_equal(store_open(b->uri, &s), 0);
+    assert_int_equal(store_schema_version(s), want);
+    assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts", ""),
+                     3);
+    store_close(s);
+}
+
+static void sqlite_queries_bind_and_constrain(void **state)
+{
+    check_queries(&sq);
+}
+
+static void postgresql_queries_bind_and_constrain(void **state)
+{
+    check_queries(&pg);
+}
+
+static void sqlite_store_always_leads(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    assert_string_equal(store_backend_name(s), "sqlite");
+    assert_true(store_try_lead(s));
+    store_close(s);
+}
+
+struct heard {
+    pthread_mutex_t lock;
+    char node[64];
+};
+
+static void on_change(const char *node, void *data)
+{
+    struct heard *h = data;
+    pthread_mutex_lock(&h->lock);
+    snprintf(h->node, sizeof(h->node), "%s", node);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void postgresql_replicas_elect_one_leader_and_notify(void **state)
+{
+    struct store *a = open_or_skip(&pg);
+    struct store *b = open_or_skip(&pg);
+    assert_string_equal(store_backend_name(a), "postgresql");
+    assert_true(store_try_lead(a));
+    assert_false(store_try_lead(b));
+    assert_true(store_try_lead(a));
+
+    struct heard h = { PTHREAD_MUTEX_INITIALIZER, "" };
+    assert_int_equal(store_listen(b, on_change, &h), 0);
+    store_notify_node(a, "node-7");
+    bool got = false;
+    for (int i = 0; i < 100 && !got; i++) {
+        nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+        pthread_mutex_lock(&h.lock);
+        got = streq(h.node, "node-7");
+        pthread_mutex_unlock(&h.lock);
+    }
+    assert_true(got);
+
+    /* The leader leaving hands the lock to the other replica. */
+    store_close(a);
+    bool led = false;
+    for (int i = 0; i < 100 && !led; i++) {
+        led = store_try_lead(b);
+        if (!led)
+            nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+    }
+    assert_true(led);
+    store_close(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sqlite_queries_bind_and_constrain),
+        cmocka_unit_test(sqlite_store_always_leads),
+        cmocka_unit_test(postgresql_queries_bind_and_constrain),
+        cmocka_unit_test(postgresql_replicas_elect_one_leader_and_notify),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
