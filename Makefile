@@ -11,18 +11,18 @@ WERROR   ?=
 SAN      ?=
 
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
             -Wformat=2 -Wshadow -Wno-missing-field-initializers -Wstrict-prototypes -Wmissing-prototypes \
             -fstack-protector-strong -fno-strict-aliasing -MMD -MP -I. \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(WERROR) $(SAN)
 ifeq ($(filter -O0,$(CFLAGS)),)
-CFLAGS   += -D_FORTIFY_SOURCE=2
+override CFLAGS += -D_FORTIFY_SOURCE=2
 endif
-LDFLAGS  += $(SAN) -Wl,-z,relro,-z,now
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lreadline -lpthread
+override LDFLAGS += $(SAN) -Wl,-z,relro,-z,now
+override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lreadline -lpthread
 # libguestfs (image inspection) and libpq only in the controller: agents
 # on providers' machines stay lean.
-CFLAGS   += $(shell pkg-config --cflags libguestfs libpq 2>/dev/null)
+override CFLAGS += $(shell pkg-config --cflags libguestfs libpq 2>/dev/null)
 CTL_LIBS := $(shell pkg-config --libs libguestfs libpq 2>/dev/null)
 
 ifeq ($(V),1)
@@ -69,14 +69,17 @@ BASELIBS := $(O)/libapi.a $(O)/libnetfabric.a $(O)/libimages.a \
             $(O)/libbilling.a $(O)/libcommon.a
 
 # ---- programs --------------------------------------------------------------
-BINS := bin/fog-controller bin/fog-nodeagent bin/fogctl
+# Programs land in bin/ (tests find them through FOG_BIN, default bin);
+# the sanitizer build puts its own in build-asan/bin.
+BINDIR ?= bin
+BINS := $(BINDIR)/fog-controller $(BINDIR)/fog-nodeagent $(BINDIR)/fogctl
 
-bin/fog-controller: $(O)/controller/main.o $(O)/libcontroller.a $(BASELIBS)
-bin/fog-nodeagent:  $(O)/nodeagent/main.o $(O)/libnodeagent.a $(BASELIBS)
-bin/fogctl:         $(O)/cli/main.o $(O)/libcli.a $(BASELIBS)
-bin/fog-controller: LDLIBS += $(CTL_LIBS)
+$(BINDIR)/fog-controller: $(O)/controller/main.o $(O)/libcontroller.a $(BASELIBS)
+$(BINDIR)/fog-nodeagent:  $(O)/nodeagent/main.o $(O)/libnodeagent.a $(BASELIBS)
+$(BINDIR)/fogctl:         $(O)/cli/main.o $(O)/libcli.a $(BASELIBS)
+$(BINDIR)/fog-controller: override LDLIBS += $(CTL_LIBS)
 $(BINS):
-	@mkdir -p bin
+	@mkdir -p $(BINDIR)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -134,10 +137,10 @@ test-unit: all
 # Builds everything with ASan+UBSan in build-asan/ and runs unit and
 # integration tests under it (no QEMU, which the sanitizers would slow).
 asan:
-	$(Q)$(MAKE) --no-print-directory all O=build-asan \
+	$(Q)$(MAKE) --no-print-directory all O=build-asan BINDIR=build-asan/bin \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 	    CFLAGS="-O1 -g" WERROR=-Werror
-	$(Q)O=build-asan FOG_SKIP_E2E=1 ASAN_OPTIONS=detect_leaks=1 \
+	$(Q)O=build-asan FOG_BIN=build-asan/bin FOG_SKIP_E2E=1 ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 sh tests/run.sh
 
 valgrind: all
