@@ -133,8 +133,10 @@ static const struct http_route *route_find(struct http_server *s,
     for (size_t i = 0; i < s->opts.n_routes; i++) {
         const struct http_route *rt = &s->opts.routes[i];
         char *params[MAX_PARAMS] = { 0 };
-        if (!route_match(rt->pattern, r->path, params))
+        if (!route_match(rt->pattern, r->path, params)) {
+            free_params(params); /* a partial match may have taken some */
             continue;
+        }
         if (streq(rt->method, r->method)) {
             memcpy(r->params, params, sizeof(params));
             *ret_path_known = true;

@@ -19,8 +19,8 @@ pid_t tu_spawn(char *const argv[], const char *logfile);
 /* Run argv to completion capturing stdout (caller frees). Exit status in
  * *ret_status (-1 if killed). stdin from /dev/null. */
 char *tu_run(char *const argv[], int *ret_status);
-/* Send sig and reap. */
-void tu_kill(pid_t pid, int sig);
+/* Send sig and reap: the exit status, or -1 when killed by a signal. */
+int tu_kill(pid_t pid, int sig);
 /* Wait until a TCP connect to 127.0.0.1:port succeeds. 0 or -ETIMEDOUT. */
 int tu_wait_port(int port, int timeout_ms);
 
