@@ -1,5 +1,6 @@
 /* The node agent protocol: register with a join token, long-poll the
  * desired state, post status. A node speaks only about its own VMs. */
+#include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -34,19 +35,6 @@ static char *mesh_next(struct app *a)
     return xstrdup(text);
 }
 
-static bool token_parse(const char *tok, char secret[33])
-{
-    /* fogjoin.<32 hex>.<64 hex> */
-    if (!tok || strlen(tok) != 8 + 32 + 1 + 64 || !startswith(tok, "fogjoin.") ||
-        tok[40] != '.')
-        return false;
-    _cleanup_free_ char *s = xstrndup(tok + 8, 32);
-    if (!is_hex(s, 32) || !is_hex(tok + 41, 64))
-        return false;
-    memcpy(secret, s, 33);
-    return true;
-}
-
 HANDLER(h_agent_register)
 {
     struct app *a = app;
@@ -79,8 +67,8 @@ HANDLER(h_agent_register)
         jerr_clear(&je);
         return;
     }
-    char secret[33], hash[65];
-    if (!token_parse(json_str(b, "token"), secret)) {
+    char secret[JOINTOKEN_SECRET_HEX + 1], ca[JOINTOKEN_CA_HEX + 1], hash[65];
+    if (!jointoken_parse(json_str(b, "token"), secret, ca)) {
         http_reply_problem(r, 401, "unauthorized", "token",
                            "malformed join token");
         return;

@@ -1,5 +1,6 @@
 /* Nodes: join tokens, listing, approval and removal. Providers see and
  * remove only their own nodes; approval is the admin's. */
+#include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "controller/handlers.h"
@@ -111,7 +112,7 @@ HANDLER(h_jointoken_create)
         reply_store_error(r, e, "join token");
         return;
     }
-    _cleanup_free_ char *token = xasprintf("fogjoin.%s.%s", secret, a->ca_sha256);
+    _cleanup_free_ char *token = jointoken_format(secret, a->ca_sha256);
     time_format_rfc3339(now + ttl, t);
     http_reply_json(r, 201, json_pack("{s:s, s:s}", "token", token,
                                       "expires_at", t));

@@ -1,0 +1,668 @@
+/* The agent's main loop. Three threads: one long-polls the desired state,
+ * libvirt's event loop delivers lifecycle events, and the main thread
+ * reconciles and posts status whenever either wakes it, a shutdown timeout
+ * or the heartbeat comes due. Signals are taken by sigwait() on a thread
+ * of their own. */
+#include "nodeagent/agent.h"
+#include "api/jointoken.h"
+
+#include "api/client.h"
+#include "common/buf.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "images/fetch.h"
+#include "nodeagent/console.h"
+#include "nodeagent/disk.h"
+#include "nodeagent/inventory.h"
+#include "nodeagent/nodestate.h"
+#include "nodeagent/reconcile.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* The controller takes request bodies up to 64 KiB by default: console
+ * tails share what a status post leaves free of that. */
+#define STATUS_BODY_MAX 60000
+#define CONSOLE_TAIL_MAX 65536
+
+/* A node name from the host name: lower case, other characters as '-'. */
+static char *default_name(void)
+{
+    char host[HOST_NAME_MAX + 1] = "";
+    if (gethostname(host, sizeof(host)) < 0 || !*host)
+        snprintf(host, sizeof(host), "node");
+    host[sizeof(host) - 1] = '\0';
+    char *dot = strchr(host, '.');
+    if (dot)
+        *dot = '\0';
+    char *n = xstrndup(host, 63);
+    for (char *p = n; *p; p++) {
+        char c = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+        *p = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '-';
+    }
+    if (!name_is_valid(n)) {
+        free(n);
+        n = xstrdup("node");
+    }
+    return n;
+}
+
+int agent_print_inventory(const struct agent_settings *s)
+{
+    struct inventory inv;
+    int r = inventory_collect(s->root, s->data_dir, &inv);
+    if (r < 0)
+        return r;
+    _cleanup_json_ json_t *j = inventory_to_json(&inv, true);
+    inventory_clear(&inv);
+    _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2));
+    printf("%s\n", text);
+    return 0;
+}
+
+int agent_join(const struct agent_settings *s)
+{
+    char secret[JOINTOKEN_SECRET_HEX + 1], ca_hash[JOINTOKEN_CA_HEX + 1];
+    int r;
+    if (!s->controller || !s->token) {
+        log_error("join needs --controller URL and --token TOKEN");
+        return -EINVAL;
+    }
+    if (!startswith(s->controller, "https://") &&
+        !startswith(s->controller, "http://")) {
+        log_error("invalid controller URL '%s'", s->controller);
+        return -EINVAL;
+    }
+    if (!jointoken_parse(s->token, secret, ca_hash)) {
+        log_error("malformed join token (want fogjoin.<32 hex>.<64 hex>)");
+        return -EINVAL;
+    }
+    _cleanup_free_ char *name = s->name ? xstrdup(s->name) : default_name();
+    if (!name_is_valid(name)) {
+        log_error("invalid node name '%s'", name);
+        return -EINVAL;
+    }
+    if ((r = mkdir_p(s->data_dir, 0711)) < 0) {
+        log_error("cannot create '%s': %s", s->data_dir, strerror(-r));
+        return r;
+    }
+    if (node_state_exists(s->data_dir)) {
+        log_error("'%s' already holds a joined node (node.json); refusing to "
+                  "register again", s->data_dir);
+        return -EEXIST;
+    }
+    _cleanup_free_ char *url = xstrdup(s->controller);
+    size_t ul = strlen(url);
+    while (ul && url[ul - 1] == '/')
+        url[--ul] = '\0';
+    _cleanup_free_ char *pem = NULL;
+    r = api_fetch_ca(url, ca_hash, &pem);
+    if (r == -EPERM) {
+        log_error("the controller at %s presents a CA whose SHA-256 is not "
+                  "the token's: refusing it", url);
+        return r;
+    }
+    if (r < 0) {
+        log_error("cannot fetch the CA from %s: %s", url, strerror(-r));
+        return r;
+    }
+    _cleanup_free_ char *ca_path = node_state_ca_path(s->data_dir);
+    if ((r = file_write_atomic(ca_path, pem, strlen(pem), 0644)) < 0) {
+        log_error("cannot write '%s': %s", ca_path, strerror(-r));
+        return r;
+    }
+    struct inventory inv;
+    if ((r = inventory_collect(s->root, s->data_dir, &inv)) < 0)
+        return r;
+    _cleanup_json_ json_t *body = json_pack(
+        "{s:s, s:s, s:o}", "token", s->token, "name", name, "inventory",
+        inventory_to_json(&inv, false));
+    inventory_clear(&inv);
+
+    struct api_client *c = api_client_new(url, NULL, ca_path);
+    struct api_reply rep;
+    r = api_request(c, "POST", "/v1/agent/register", body, NULL, &rep);
+    api_client_free(c);
+    if (r < 0 || rep.status != 201) {
+        _cleanup_free_ char *why = api_reply_describe(&rep);
+        log_error("registration refused: %s", why);
+        api_reply_clear(&rep);
+        return r < 0 ? r : -EACCES;
+    }
+    struct node_state st = {
+        .controller = xstrdup(url),
+        .node_id = xstrdup(json_str(rep.json, "node_id") ?
+                               json_str(rep.json, "node_id") : ""),
+        .credential = xstrdup(json_str(rep.json, "credential") ?
+                                  json_str(rep.json, "credential") : ""),
+        .name = xstrdup(name),
+        .mesh_ip = json_str(rep.json, "mesh_ip") ?
+                       xstrdup(json_str(rep.json, "mesh_ip")) : NULL,
+        .libvirt_uri = s->libvirt_uri ? xstrdup(s->libvirt_uri) : NULL,
+        .heartbeat_s = json_int(rep.json, "heartbeat_s", 5),
+    };
+    bool approved = json_bool(rep.json, "approved", false);
+    api_reply_clear(&rep);
+    if (!uuid_is_valid(st.node_id) || !*st.credential) {
+        log_error("the controller's answer lacks a node id or credential");
+        node_state_clear(&st);
+        return -EPROTO;
+    }
+    r = node_state_save(s->data_dir, &st);
+    if (r < 0)
+        log_error("cannot save the node identity in '%s': %s", s->data_dir,
+                  strerror(-r));
+    else
+        printf("joined as %s (node %s)%s\n", st.name, st.node_id,
+               approved ? "" : "; waiting for an administrator's approval");
+    node_state_clear(&st);
+    return r;
+}
+
+/* ---- run ---- */
+
+struct console_seen {
+    char id[37];
+    off_t size;
+    int64_t mtime_ns;
+    bool posted;
+};
+
+struct agent {
+    const struct agent_settings *cfg;
+    struct node_state node;
+    char *ca_path;
+    char *image_dir;
+    char *arch;         /* the inventory's, kept for the reconciler */
+    const char *uri;
+    struct virt *virt;
+    struct reconcile_ctx rc;
+    struct inventory inv;
+    int64_t heartbeat_ms;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    json_t *doc;        /* latest desired document (lock) */
+    bool doc_new;       /* (lock) */
+    bool events;        /* lifecycle event seen (lock) */
+    atomic_bool stop;
+
+    struct console_seen *seen;
+    size_t n_seen;
+    char *last_sig;     /* states last posted successfully */
+};
+
+static void wake(struct agent *a, bool event)
+{
+    pthread_mutex_lock(&a->lock);
+    if (event)
+        a->events = true;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void on_event(void *userdata, const char *vm_id, int event, int detail)
+{
+    log_debug("vm %s: libvirt event %d/%d", vm_id, event, detail);
+    wake(userdata, true);
+}
+
+/* Sleep up to ms unless asked to stop. */
+static void nap(struct agent *a, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&a->lock);
+    if (!atomic_load(&a->stop))
+        pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+    pthread_mutex_unlock(&a->lock);
+}
+
+static bool doc_ok(const json_t *j, const char *node_id)
+{
+    return json_is_object(j) && json_is_integer(json_object_get(j, "revision")) &&
+           json_is_array(json_object_get(j, "vms")) &&
+           streq(json_str(j, "node_id"), node_id);
+}
+
+static void *poller_main(void *arg)
+{
+    struct agent *a = arg;
+    struct api_client *c = api_client_new(a->node.controller,
+                                          a->node.credential, a->ca_path);
+    /* Longer than the controller's longest hold of a poll. */
+    api_client_set_timeout(c, 330);
+    _cleanup_free_ char *node_id = xstrdup(a->node.node_id);
+    int64_t rev = -1, backoff = 0;
+    while (!atomic_load(&a->stop)) {
+        _cleanup_free_ char *path = rev < 0 ?
+            xstrdup("/v1/agent/desired") :
+            xasprintf("/v1/agent/desired?since=%lld", (long long)rev);
+        struct api_reply rep;
+        int r = api_request(c, "GET", path, NULL, NULL, &rep);
+        if (atomic_load(&a->stop)) {
+            api_reply_clear(&rep);
+            break;
+        }
+        if (r == 0 && rep.status == 200 && doc_ok(rep.json, node_id)) {
+            int64_t nrev = json_int(rep.json, "revision", -1);
+            if (backoff)
+                log_info("controller reachable again");
+            backoff = 0;
+            if (nrev != rev) {
+                rev = nrev;
+                pthread_mutex_lock(&a->lock);
+                if (!atomic_load(&a->stop)) {
+                    json_decref(a->doc);
+                    a->doc = json_incref(rep.json);
+                    a->doc_new = true;
+                    pthread_cond_signal(&a->cond);
+                }
+                pthread_mutex_unlock(&a->lock);
+                log_debug("desired state revision %lld", (long long)rev);
+            }
+            api_reply_clear(&rep);
+            continue;
+        }
+        if (backoff == 0) {
+            _cleanup_free_ char *why = api_reply_describe(&rep);
+            log_warn("desired state unavailable: %s", why);
+        }
+        /* Removed or refused nodes wait longer than unreachable ones. */
+        int64_t cap = (r == 0 && (rep.status == 401 || rep.status == 403 ||
+                                  rep.status == 404)) ? 30000 : 5000;
+        backoff = backoff ? backoff * 2 : 500;
+        if (backoff > cap)
+            backoff = cap;
+        api_reply_clear(&rep);
+        nap(a, backoff);
+    }
+    api_client_free(c);
+    return NULL;
+}
+
+static void *signal_main(void *arg)
+{
+    struct agent *a = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("signal %d: stopping", sig);
+    pthread_mutex_lock(&a->lock);
+    atomic_store(&a->stop, true);
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+static int ensure_virt(struct agent *a)
+{
+    if (a->virt && virt_alive(a->virt))
+        return 0;
+    if (a->virt) {
+        log_warn("libvirt connection lost; reconnecting");
+        virt_free(a->virt);
+        a->virt = NULL;
+    }
+    int r = virt_open(a->uri, on_event, a, &a->virt);
+    if (r < 0)
+        return r;
+    a->rc.virt = a->virt;
+    return 0;
+}
+
+static struct console_seen *seen_get(struct agent *a, const char *id)
+{
+    for (size_t i = 0; i < a->n_seen; i++)
+        if (streq(a->seen[i].id, id))
+            return &a->seen[i];
+    a->seen = xrealloc(a->seen, (a->n_seen + 1) * sizeof(*a->seen));
+    struct console_seen *s = &a->seen[a->n_seen++];
+    *s = (struct console_seen){ 0 };
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    return s;
+}
+
+/* Build the status body; *ret_sig summarises the VM states so an unchanged
+ * report can wait for the heartbeat. With consoles, changed console logs
+ * are added within the body budget; *ret_pending tells whether some had
+ * to wait. */
+static json_t *status_build(struct agent *a, const json_t *doc,
+                            struct virt_dom *doms, size_t n, bool consoles,
+                            char **ret_sig, bool *ret_pending)
+{
+    json_t *vms = json_array();
+    struct buf sig = BUF_INIT;
+    size_t i;
+    json_t *vm;
+    int64_t used_cpu = 0, used_mem = 0;
+    for (size_t k = 0; k < n; k++) {
+        used_cpu += doms[k].vcpus;
+        used_mem += doms[k].memory_mib;
+    }
+    json_array_foreach(json_object_get(doc, "vms"), i, vm) {
+        const char *id = json_str(vm, "id");
+        if (!uuid_is_valid(id))
+            continue;
+        const struct virt_dom *d = virt_doms_find(doms, n, id);
+        const char *state, *reason;
+        reconcile_status(vm, d, reconcile_vm_error(&a->rc, id), &state,
+                         &reason);
+        json_t *o = json_pack("{s:s, s:s}", "id", id, "state", state);
+        if (reason) {
+            _cleanup_free_ char *r = console_sanitize(reason, strlen(reason),
+                                                      1000, 1000);
+            json_object_set_new(o, "reason", json_string(r));
+        }
+        buf_printf(&sig, "%s=%s:%s;", id, state, reason ? reason : "");
+        json_array_append_new(vms, o);
+    }
+    json_t *inv = inventory_to_json(&a->inv, true);
+    json_object_set_new(inv, "free_vcpus",
+                        json_integer(used_cpu >= a->inv.vcpus ? 0 :
+                                                                a->inv.vcpus - used_cpu));
+    json_object_set_new(inv, "free_memory_mib",
+                        json_integer(used_mem >= a->inv.memory_mib ?
+                                         0 : a->inv.memory_mib - used_mem));
+    json_t *body = json_pack("{s:o, s:o}", "inventory", inv, "vms", vms);
+    *ret_pending = false;
+    if (consoles) {
+        _cleanup_free_ char *base = json_dumps_compact(body);
+        size_t used = strlen(base);
+        json_array_foreach(vms, i, vm) {
+            const char *id = json_str(vm, "id");
+            _cleanup_free_ char *path = disk_console_path(a->cfg->data_dir, id);
+            struct stat st;
+            if (stat(path, &st) < 0)
+                continue;
+            struct console_seen *s = seen_get(a, id);
+            int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 +
+                         st.st_mtim.tv_nsec;
+            if (s->posted && s->size == st.st_size && s->mtime_ns == mt)
+                continue;
+            if (used + 64 >= STATUS_BODY_MAX) {
+                *ret_pending = true;
+                continue;
+            }
+            char *text = NULL;
+            off_t size;
+            int64_t mtime;
+            if (console_tail(path, STATUS_BODY_MAX - used - 64,
+                             CONSOLE_TAIL_MAX, &text, &size, &mtime) < 0)
+                continue;
+            json_object_set_new(vm, "console_tail", json_string(text));
+            used += 20 + strlen(text) * 2; /* upper bound of its escaping */
+            if (used > STATUS_BODY_MAX)
+                used = STATUS_BODY_MAX;
+            s->size = size;
+            s->mtime_ns = mtime;
+            s->posted = false; /* set once the post succeeds */
+            free(text);
+        }
+    }
+    *ret_sig = buf_steal(&sig);
+    if (!*ret_sig)
+        *ret_sig = xstrdup("");
+    return body;
+}
+
+static int status_post(struct agent *a, struct api_client *c, json_t *body)
+{
+    struct api_reply rep;
+    int r = api_request(c, "POST", "/v1/agent/status", body, NULL, &rep);
+    if (r < 0 || rep.status != 200) {
+        _cleanup_free_ char *why = api_reply_describe(&rep);
+        log_warn("status post failed: %s", why);
+        api_reply_clear(&rep);
+        return r < 0 ? r : -EIO;
+    }
+    api_reply_clear(&rep);
+    /* Console tails in this body have now reached the controller. */
+    size_t i;
+    json_t *vm;
+    json_array_foreach(json_object_get(body, "vms"), i, vm)
+        if (json_object_get(vm, "console_tail"))
+            seen_get(a, json_str(vm, "id"))->posted = true;
+    return 0;
+}
+
+static int agent_setup(struct agent *a, const struct agent_settings *s)
+{
+    int r = node_state_load(s->data_dir, &a->node);
+    if (r == -ENOENT) {
+        log_error("'%s' holds no node identity: run 'fog-nodeagent join' "
+                  "first", s->data_dir);
+        return r;
+    }
+    if (r < 0) {
+        if (r != -EINVAL)
+            log_error("cannot read the node identity in '%s': %s",
+                      s->data_dir, strerror(-r));
+        return r;
+    }
+    a->ca_path = node_state_ca_path(s->data_dir);
+    _cleanup_free_ char *dir = agent_config_image_dir(s);
+    char *abs = realpath(dir, NULL);
+    a->image_dir = abs ? abs : TAKE_PTR(dir);
+    a->uri = s->libvirt_uri ? s->libvirt_uri :
+             a->node.libvirt_uri ? a->node.libvirt_uri : "qemu:///system";
+    a->heartbeat_ms = 1000 * (s->heartbeat_s ? s->heartbeat_s :
+                                               a->node.heartbeat_s);
+    if ((r = inventory_collect(s->root, s->data_dir, &a->inv)) < 0)
+        return r;
+    a->arch = xstrdup(a->inv.arch);
+    a->rc = (struct reconcile_ctx){
+        .data_dir = s->data_dir,
+        .image_dir = a->image_dir,
+        .qemu_img = s->qemu_img,
+        .arch = a->arch,
+        .kvm = a->inv.kvm,
+        .allow_tcg = s->allow_tcg,
+        .shutdown_timeout_ms = s->shutdown_timeout_s * 1000,
+        .retry_ms = 10000,
+        .controller = a->node.controller,
+    };
+    _cleanup_free_ char *cache_dir = xasprintf("%s/cache", s->data_dir);
+    _cleanup_free_ char *why = NULL;
+    struct fetch_opts fo = { .dir = cache_dir, .ca_file = a->ca_path,
+                             .bearer = a->node.credential };
+    a->rc.cache = fetch_cache_new(&fo, &why);
+    if (!a->rc.cache)
+        log_warn("no image cache (%s): only local images can be used", why);
+    return 0;
+}
+
+static void agent_teardown(struct agent *a)
+{
+    virt_free(a->virt);
+    a->virt = NULL;
+    fetch_cache_free(a->rc.cache);
+    a->rc.cache = NULL;
+    reconcile_ctx_free(&a->rc);
+    inventory_clear(&a->inv);
+    node_state_clear(&a->node);
+    free(a->ca_path);
+    free(a->image_dir);
+    free(a->arch);
+    free(a->seen);
+    free(a->last_sig);
+    pthread_mutex_lock(&a->lock);
+    json_decref(a->doc);
+    a->doc = NULL;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void deadline_to_timespec(int64_t mono_deadline, struct timespec *ts)
+{
+    int64_t left = mono_deadline - mono_ms();
+    if (left < 0)
+        left = 0;
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += left / 1000;
+    ts->tv_nsec += (left % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+int agent_run(const struct agent_settings *s)
+{
+    static struct agent a; /* threads left behind at exit may still use it */
+    a = (struct agent){ .cfg = s };
+    pthread_mutex_init(&a.lock, NULL);
+    pthread_cond_init(&a.cond, NULL);
+    int r = agent_setup(&a, s);
+    if (r < 0) {
+        agent_teardown(&a);
+        return r;
+    }
+    /* Signals go to the signal thread only. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((r = virt_events_start()) < 0 || (r = ensure_virt(&a)) < 0) {
+        virt_events_stop();
+        agent_teardown(&a);
+        return r;
+    }
+    if (!a.inv.kvm)
+        log_info("no /dev/kvm: domains run under TCG%s",
+                 s->allow_tcg ? "" : " (not allowed: --no-allow-tcg)");
+    log_info("node %s (%s) running against %s (%s), controller %s",
+             a.node.name, a.node.node_id, a.uri, virt_driver(a.virt),
+             a.node.controller);
+
+    pthread_t poller, sigt;
+    pthread_create(&sigt, NULL, signal_main, &a);
+    pthread_detach(sigt);
+    pthread_create(&poller, NULL, poller_main, &a);
+    pthread_detach(poller); /* may sit in a long poll when we stop */
+
+    struct api_client *c = api_client_new(a.node.controller,
+                                          a.node.credential, a.ca_path);
+    api_client_set_timeout(c, 20);
+    json_t *doc = NULL;
+    int64_t rev = -1, next_hb = mono_ms(), retry_at = 0;
+    bool post_failed = false, consoles_pending = false;
+    for (;;) {
+        int64_t wake_at = next_hb;
+        int64_t dl = reconcile_next_deadline(&a.rc);
+        if (dl > 0 && dl < wake_at)
+            wake_at = dl;
+        if (retry_at > 0 && retry_at < wake_at)
+            wake_at = retry_at;
+        struct timespec ts;
+        deadline_to_timespec(wake_at, &ts);
+        pthread_mutex_lock(&a.lock);
+        while (!atomic_load(&a.stop) && !a.doc_new && !a.events &&
+               mono_ms() < wake_at)
+            if (pthread_cond_timedwait(&a.cond, &a.lock, &ts) == ETIMEDOUT)
+                break;
+        bool events = a.events, doc_new = a.doc_new;
+        a.events = a.doc_new = false;
+        if (doc_new) {
+            json_decref(doc);
+            doc = json_incref(a.doc);
+        }
+        pthread_mutex_unlock(&a.lock);
+        if (atomic_load(&a.stop))
+            break;
+        int64_t now = mono_ms();
+        if (ensure_virt(&a) < 0) {
+            retry_at = now + 2000;
+            continue;
+        }
+        retry_at = 0;
+        struct virt_dom *doms = NULL;
+        size_t n = 0;
+        if (virt_list(a.virt, &doms, &n) < 0) {
+            log_warn("cannot list domains: %s", virt_error());
+            retry_at = now + 2000;
+            continue;
+        }
+        if (doc) {
+            if (doc_new) {
+                rev = json_int(doc, "revision", -1);
+                reconcile_forget(&a.rc, doc);
+            }
+            reconcile_annotate(&a.rc, doms, n);
+            struct reconcile_plan plan;
+            reconcile_plan(doc, doms, n, a.inv.kvm, now, &plan);
+            if (plan.n > 0) {
+                reconcile_execute(&a.rc, &plan, doms, n, rev, now);
+                virt_doms_free(doms, n);
+                doms = NULL;
+                n = 0;
+                if (virt_list(a.virt, &doms, &n) < 0)
+                    log_warn("cannot list domains: %s", virt_error());
+                /* Failed VMs are retried after a pause. */
+                for (size_t i = 0; i < plan.n; i++)
+                    if (reconcile_vm_error(&a.rc, plan.actions[i].vm_id))
+                        retry_at = now + a.rc.retry_ms;
+            }
+            reconcile_plan_free(&plan);
+        }
+        bool hb = now >= next_hb;
+        if (hb) {
+            struct inventory inv;
+            if (inventory_collect(s->root, s->data_dir, &inv) == 0) {
+                inventory_clear(&a.inv);
+                a.inv = inv;
+            }
+        }
+        if (doc || hb) {
+            _cleanup_free_ char *sig = NULL;
+            bool pending = false;
+            _cleanup_json_ json_t *body = status_build(
+                &a, doc, doms, n, hb || consoles_pending, &sig, &pending);
+            if (hb || events || post_failed || doc_new ||
+                !streq(sig, a.last_sig)) {
+                if (status_post(&a, c, body) == 0) {
+                    free(a.last_sig);
+                    a.last_sig = TAKE_PTR(sig);
+                    post_failed = false;
+                    consoles_pending = pending;
+                    if (pending)
+                        retry_at = now + 1000;
+                } else {
+                    post_failed = true;
+                    retry_at = now + 2000;
+                }
+            }
+            if (hb)
+                next_hb = now + a.heartbeat_ms;
+        }
+        virt_doms_free(doms, n);
+    }
+    json_decref(doc);
+    api_client_free(c);
+    virt_free(a.virt);
+    a.virt = NULL;
+    virt_events_stop();
+    agent_teardown(&a);
+    log_info("stopped");
+    return 0;
+}

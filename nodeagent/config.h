@@ -1,0 +1,33 @@
+/* fog-nodeagent's settings: one declarative option table (common/config.h)
+ * drives the flags, an optional config file and --help. */
+#pragma once
+
+#include "common/config.h"
+
+struct agent_settings {
+    char *data_dir;     /* credential, CA, disks, console logs */
+    char *libvirt_uri;  /* NULL: as stored at join, else qemu:///system */
+    char *root;         /* prefix of /proc, /sys and /dev reads */
+    char *image_dir;    /* NULL: DATA-DIR/images */
+    char *controller;   /* join: controller URL */
+    char *token;        /* join: fogjoin.<secret>.<ca sha256> */
+    char *name;         /* join: node name; default from the host name */
+    char *qemu_img;     /* qemu-img program */
+    int64_t heartbeat_s;        /* 0: the controller's interval */
+    int64_t shutdown_timeout_s; /* ACPI shutdown grace before destroy */
+    bool allow_tcg;     /* run domains under TCG when there is no KVM */
+    bool verbose;
+};
+
+extern const struct config_opt agent_options[];
+extern const size_t agent_options_n;
+
+/* Defaults for every option (strings allocated). */
+void agent_config_defaults(struct agent_settings *s);
+/* Parse flags from argv[start..]; leftover words go to ret_args (caller
+ * frees the array only). 0 or -EINVAL (message printed). */
+int agent_config_parse(struct agent_settings *s, int argc, char **argv,
+                       int start, char ***ret_args, int *ret_nargs);
+/* The image directory in effect; caller frees. */
+char *agent_config_image_dir(const struct agent_settings *s);
+void agent_config_free(struct agent_settings *s);

@@ -1,0 +1,39 @@
+/* Host inventory: CPUs, memory, disk under the data directory, KVM, arch
+ * and CPU model. Every /proc and /dev path goes through a root prefix so
+ * tests can point it at a fake tree. */
+#pragma once
+
+#include "common/util.h"
+
+#include <jansson.h>
+
+struct inventory {
+    int64_t vcpus;
+    int64_t memory_mib;
+    int64_t disk_gib;       /* size of the file system holding the data dir */
+    int64_t free_disk_gib;  /* available to us there */
+    bool kvm;
+    char *arch;             /* uname machine, e.g. x86_64 */
+    char *cpu_model;        /* may be "" */
+};
+
+/* Collect the inventory reading ROOT/proc/cpuinfo, ROOT/proc/meminfo,
+ * ROOT/sys/devices/system/cpu/online and ROOT/dev/kvm, and statvfs() of
+ * data_dir. 0, or -errno when a mandatory fact is unreadable (logged). */
+int inventory_collect(const char *root, const char *data_dir,
+                      struct inventory *ret);
+void inventory_clear(struct inventory *inv);
+
+/* Parsers, exposed for tests. Count of "processor" lines and the first
+ * "model name" (or "cpu model"/"Processor") of a cpuinfo text; model is
+ * NULL when absent (caller frees). */
+void inventory_parse_cpuinfo(const char *text, int64_t *ret_cpus,
+                             char **ret_model);
+/* MemTotal of a meminfo text in MiB. 0 or -EINVAL. */
+int inventory_parse_meminfo(const char *text, int64_t *ret_mib);
+/* Number of CPUs in a cpu list "0-3,8,10-11". 0 or -EINVAL. */
+int inventory_parse_cpulist(const char *text, int64_t *ret_n);
+
+/* The inventory as the register call and status posts carry it (new
+ * reference). `with_free` adds free_disk_gib. */
+json_t *inventory_to_json(const struct inventory *inv, bool with_free);

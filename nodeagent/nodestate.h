@@ -1,0 +1,27 @@
+/* What a node keeps after joining: its id, credential and the controller it
+ * belongs to (DATA-DIR/node.json, mode 0600) next to the CA it pinned
+ * (DATA-DIR/ca.pem). */
+#pragma once
+
+#include "common/util.h"
+
+struct node_state {
+    char *controller;   /* https://host:port */
+    char *node_id;
+    char *credential;   /* bearer secret; never logged */
+    char *name;
+    char *mesh_ip;      /* may be NULL */
+    char *libvirt_uri;  /* URI given at join; may be NULL */
+    int64_t heartbeat_s;
+};
+
+/* True when DATA-DIR already holds a node identity. */
+bool node_state_exists(const char *data_dir);
+/* Load DATA-DIR/node.json. 0, -ENOENT when not joined, -EINVAL when the
+ * file is malformed (message logged), or -errno. */
+int node_state_load(const char *data_dir, struct node_state *ret);
+/* Write DATA-DIR/node.json atomically with mode 0600. 0 or -errno. */
+int node_state_save(const char *data_dir, const struct node_state *st);
+/* DATA-DIR/ca.pem; caller frees. */
+char *node_state_ca_path(const char *data_dir);
+void node_state_clear(struct node_state *st);

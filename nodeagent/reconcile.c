@@ -1,0 +1,683 @@
+/* Desired state vs libvirt. The planner is a pure function of the desired
+ * document and the observed domains (with what the agent last did, kept in
+ * their metadata); the executor performs the actions with libvirt and
+ * qemu-img and remembers failures for the status report. */
+#include "nodeagent/reconcile.h"
+
+#include "common/buf.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "images/fetch.h"
+#include "nodeagent/disk.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+static const char *const op_names[RC_OP_MAX] = {
+    [RC_REJECT] = "reject",         [RC_CREATE] = "create",
+    [RC_REDEFINE] = "redefine",     [RC_GROW_DISK] = "grow-disk",
+    [RC_AUTOSTART] = "autostart",   [RC_START] = "start",
+    [RC_RESUME] = "resume",         [RC_REBOOT] = "reboot",
+    [RC_SHUTDOWN] = "shutdown",     [RC_DESTROY] = "destroy",
+    [RC_MARK_STOPPED] = "mark-stopped", [RC_DELETE] = "delete",
+    [RC_PURGE] = "purge",
+};
+
+const char *reconcile_op_name(enum reconcile_op op)
+{
+    return op < RC_OP_MAX ? op_names[op] : "?";
+}
+
+int reconcile_vm_check(const json_t *vm, char **ret_reason)
+{
+    static const char *const power[] = { "running", "stopped", NULL };
+    static const struct jfield fields[] = {
+        { "id", JF_UUID, true, 0, 0, NULL },
+        { "name", JF_STRING, true, 1, 255, NULL },
+        { "vcpus", JF_INT, true, 1, 4096, NULL },
+        { "memory_mib", JF_INT, true, 16, INT64_C(1) << 32, NULL },
+        { "disk_gib", JF_INT, true, 1, INT64_C(1) << 30, NULL },
+        { "image", JF_NAME, true, 0, 0, NULL },
+        { "power", JF_ENUM, true, 0, 0, power },
+        { "stop_force", JF_BOOL, false, 0, 0, NULL },
+        { "deleted", JF_BOOL, false, 0, 0, NULL },
+        { "reboot_gen", JF_INT, false, 0, INT64_MAX, NULL },
+        { "nics", JF_ARRAY, false, 0, 64, NULL },
+    };
+    json_t *copy = json_object();
+    const char *k;
+    json_t *v;
+    /* Fields this agent does not use yet (image_source, ssh_keys,
+     * user_data, ...) are not its business to refuse. */
+    json_object_foreach((json_t *)vm, k, v)
+        for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+            if (streq(k, fields[i].name) && !json_is_null(v))
+                json_object_set(copy, k, v);
+    struct jerr je = { 0 };
+    int r = json_is_object(vm) ?
+                json_check(copy, fields, ARRAY_SIZE(fields), &je) : -EINVAL;
+    json_decref(copy);
+    if (r < 0) {
+        *ret_reason = xasprintf("desired state unusable: %s",
+                                je.detail ? je.detail : "not an object");
+        jerr_clear(&je);
+        return -EINVAL;
+    }
+    if (!vmxml_text_ok(json_str(vm, "name"))) {
+        *ret_reason = xstrdup("desired state unusable: name has control "
+                              "characters");
+        return -EINVAL;
+    }
+    size_t i;
+    json_t *nic;
+    json_array_foreach(json_object_get(vm, "nics"), i, nic) {
+        int64_t mtu = json_int(nic, "mtu", 0);
+        if (!vmxml_mac_ok(json_str(nic, "mac")) ||
+            !vmxml_ifname_ok(json_str(nic, "bridge")) || mtu < 0 ||
+            (mtu > 0 && (mtu < 68 || mtu > 65535))) {
+            *ret_reason = xasprintf("desired state unusable: nics[%zu] has a "
+                                    "bad mac, bridge or mtu", i);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+void reconcile_spec_hash(const json_t *vm, bool kvm, char out[65])
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "v1|%s|%" PRId64 "|%" PRId64 "|%d", json_str(vm, "name"),
+               json_int(vm, "vcpus", 0), json_int(vm, "memory_mib", 0), kvm);
+    size_t i;
+    json_t *nic;
+    json_array_foreach(json_object_get(vm, "nics"), i, nic)
+        buf_printf(&b, "|%s,%s,%" PRId64, json_str(nic, "mac"),
+                   json_str(nic, "bridge"), json_int(nic, "mtu", 0));
+    sha256_hex(b.data, b.len, out);
+    buf_free(&b);
+}
+
+static void add(struct reconcile_plan *p, enum reconcile_op op,
+                const char *id, const json_t *vm, char *reason)
+{
+    p->actions = xrealloc(p->actions, (p->n + 1) * sizeof(*p->actions));
+    struct reconcile_action *a = &p->actions[p->n++];
+    *a = (struct reconcile_action){ .op = op, .vm = vm, .reason = reason };
+    snprintf(a->vm_id, sizeof(a->vm_id), "%s", id);
+}
+
+static void plan_vm(struct reconcile_plan *p, const json_t *vm,
+                    const struct virt_dom *d, bool kvm, int64_t now_ms)
+{
+    const char *id = json_str(vm, "id");
+    bool want_run = streq(json_str(vm, "power"), "running");
+    int64_t gen = json_int(vm, "reboot_gen", 0);
+
+    if (json_bool(vm, "deleted", false)) {
+        add(p, d ? RC_DELETE : RC_PURGE, id, vm, NULL);
+        return;
+    }
+    if (!d) {
+        add(p, RC_CREATE, id, vm, NULL);
+        if (want_run)
+            add(p, RC_START, id, vm, NULL);
+        return;
+    }
+    char spec[65];
+    reconcile_spec_hash(vm, kvm, spec);
+    if (!streq(spec, d->meta.spec))
+        add(p, RC_REDEFINE, id, vm, NULL);
+    if (json_int(vm, "disk_gib", 0) > d->meta.disk_gib)
+        add(p, RC_GROW_DISK, id, vm, NULL);
+    if (!d->autostart)
+        add(p, RC_AUTOSTART, id, vm, NULL);
+
+    bool up = d->state == VIRT_RUNNING || d->state == VIRT_PAUSED;
+    if (want_run) {
+        if (d->state == VIRT_PAUSED)
+            add(p, RC_RESUME, id, vm, NULL);
+        if (up) {
+            if (gen > d->meta.reboot_gen)
+                add(p, RC_REBOOT, id, vm, NULL);
+        } else if (!d->meta.power_running || gen > d->meta.reboot_gen) {
+            /* Started when asked to run after being stopped by us, or when
+             * asked to reboot; a VM that stopped by itself while meant to
+             * run (guest poweroff, crash) stays down and is reported. */
+            add(p, RC_START, id, vm, NULL);
+        }
+        return;
+    }
+    if (up) {
+        if (json_bool(vm, "stop_force", false) ||
+            (d->shutdown_deadline_ms > 0 && now_ms >= d->shutdown_deadline_ms))
+            add(p, RC_DESTROY, id, vm, NULL);
+        else if (d->shutdown_deadline_ms == 0)
+            add(p, RC_SHUTDOWN, id, vm, NULL);
+    } else if (d->meta.power_running || gen != d->meta.reboot_gen) {
+        add(p, RC_MARK_STOPPED, id, vm, NULL);
+    }
+}
+
+void reconcile_plan(const json_t *desired, const struct virt_dom *doms,
+                    size_t n_doms, bool kvm, int64_t now_ms,
+                    struct reconcile_plan *ret)
+{
+    struct reconcile_plan p = { NULL, 0 };
+    size_t i;
+    json_t *vm;
+    json_array_foreach(json_object_get(desired, "vms"), i, vm) {
+        char *reason = NULL;
+        const char *id = json_str(vm, "id");
+        if (!uuid_is_valid(id))
+            continue; /* nothing can be said about it */
+        if (reconcile_vm_check(vm, &reason) < 0) {
+            add(&p, RC_REJECT, id, vm, reason);
+            continue;
+        }
+        const struct virt_dom *d = NULL;
+        for (size_t k = 0; k < n_doms && !d; k++)
+            if (streq(doms[k].meta.vm_id, id))
+                d = &doms[k];
+        plan_vm(&p, vm, d, kvm, now_ms);
+    }
+    *ret = p;
+}
+
+void reconcile_plan_free(struct reconcile_plan *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->actions[i].reason);
+    free(p->actions);
+    *p = (struct reconcile_plan){ NULL, 0 };
+}
+
+void reconcile_status(const json_t *vm, const struct virt_dom *d,
+                      const char *error, const char **ret_state,
+                      const char **ret_reason)
+{
+    bool want_run = streq(json_str(vm, "power"), "running");
+    const char *state, *reason = error;
+    if (json_bool(vm, "deleted", false) && !d) {
+        *ret_state = "deleted";
+        *ret_reason = NULL;
+        return;
+    }
+    if (!d) {
+        state = error ? "error" : "creating";
+    } else {
+        switch (d->state) {
+        case VIRT_RUNNING:
+            state = "running";
+            break;
+        case VIRT_PAUSED:
+            state = "paused";
+            break;
+        case VIRT_CRASHED:
+            state = "crashed";
+            if (!reason)
+                reason = "the guest crashed";
+            break;
+        default:
+            if (error && want_run) {
+                state = "error";
+            } else {
+                state = "stopped";
+                if (!reason && want_run && d->meta.power_running)
+                    reason = d->stopped_by_guest ?
+                                 "shut down from inside the guest" :
+                                 "stopped outside fogfabric";
+            }
+            break;
+        }
+    }
+    *ret_state = state;
+    *ret_reason = reason;
+}
+
+/* ---- executor ---- */
+
+struct reconcile_vm_mem {
+    char id[37];
+    int64_t shutdown_deadline_ms;
+    char *error;
+    int64_t error_at_ms;
+    int64_t error_rev;
+};
+
+static struct reconcile_vm_mem *mem_get(struct reconcile_ctx *c,
+                                        const char *id, bool create)
+{
+    for (size_t i = 0; i < c->n_mem; i++)
+        if (streq(c->mem[i].id, id))
+            return &c->mem[i];
+    if (!create)
+        return NULL;
+    c->mem = xrealloc(c->mem, (c->n_mem + 1) * sizeof(*c->mem));
+    struct reconcile_vm_mem *m = &c->mem[c->n_mem++];
+    *m = (struct reconcile_vm_mem){ 0 };
+    snprintf(m->id, sizeof(m->id), "%s", id);
+    return m;
+}
+
+void reconcile_annotate(struct reconcile_ctx *c, struct virt_dom *doms,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct reconcile_vm_mem *m = mem_get(c, doms[i].meta.vm_id, false);
+        bool up = doms[i].state == VIRT_RUNNING || doms[i].state == VIRT_PAUSED;
+        if (m && !up)
+            m->shutdown_deadline_ms = 0;
+        doms[i].shutdown_deadline_ms = m ? m->shutdown_deadline_ms : 0;
+    }
+}
+
+const char *reconcile_vm_error(const struct reconcile_ctx *c,
+                               const char *vm_id)
+{
+    for (size_t i = 0; i < c->n_mem; i++)
+        if (streq(c->mem[i].id, vm_id))
+            return c->mem[i].error;
+    return NULL;
+}
+
+int64_t reconcile_next_deadline(const struct reconcile_ctx *c)
+{
+    int64_t next = 0;
+    for (size_t i = 0; i < c->n_mem; i++) {
+        int64_t d = c->mem[i].shutdown_deadline_ms;
+        if (d > 0 && (next == 0 || d < next))
+            next = d;
+    }
+    return next;
+}
+
+void reconcile_forget(struct reconcile_ctx *c, const json_t *desired)
+{
+    json_t *vms = json_object_get(desired, "vms");
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_mem; i++) {
+        bool keep = false;
+        size_t j;
+        json_t *vm;
+        json_array_foreach(vms, j, vm)
+            if (streq(json_str(vm, "id"), c->mem[i].id))
+                keep = true;
+        if (keep)
+            c->mem[k++] = c->mem[i];
+        else
+            free(c->mem[i].error);
+    }
+    c->n_mem = k;
+}
+
+void reconcile_ctx_free(struct reconcile_ctx *c)
+{
+    for (size_t i = 0; i < c->n_mem; i++)
+        free(c->mem[i].error);
+    free(c->mem);
+    c->mem = NULL;
+    c->n_mem = 0;
+}
+
+/* Record a failure (taking `msg`), logging it only when it is new. */
+static void fail(struct reconcile_ctx *c, const struct reconcile_action *a,
+                 char *msg, int64_t rev, int64_t now_ms)
+{
+    struct reconcile_vm_mem *m = mem_get(c, a->vm_id, true);
+    if (!streq(m->error, msg))
+        log_warn("vm %s: %s failed: %s", a->vm_id, reconcile_op_name(a->op),
+                 msg);
+    free(m->error);
+    m->error = msg;
+    m->error_at_ms = now_ms;
+    m->error_rev = rev;
+}
+
+static void vfail(struct reconcile_ctx *c, const struct reconcile_action *a,
+                  const char *what, int64_t rev, int64_t now_ms)
+{
+    fail(c, a, xasprintf("%s: %s", what, virt_error()), rev, now_ms);
+}
+
+/* The definition of a VM from its desired entry and the metadata to keep. */
+static int build_xml(struct reconcile_ctx *c, const json_t *vm,
+                     struct vmxml_meta *meta, char **ret_xml)
+{
+    _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, meta->vm_id);
+    _cleanup_free_ char *con = disk_console_path(c->data_dir, meta->vm_id);
+    json_t *nics = json_object_get(vm, "nics");
+    size_t n = json_array_size(nics);
+    _cleanup_free_ struct vmxml_nic *nv = xcalloc(n + 1, sizeof(*nv));
+    for (size_t i = 0; i < n; i++) {
+        json_t *nic = json_array_get(nics, i);
+        nv[i] = (struct vmxml_nic){ json_str(nic, "mac"),
+                                    json_str(nic, "bridge"),
+                                    json_int(nic, "mtu", 0) };
+    }
+    reconcile_spec_hash(vm, c->kvm, meta->spec);
+    struct vmxml_spec s = {
+        .meta = meta,
+        .vcpus = json_int(vm, "vcpus", 1),
+        .memory_mib = json_int(vm, "memory_mib", 64),
+        .kvm = c->kvm,
+        .arch = c->arch,
+        .disk_path = disk,
+        .console_log = con,
+        .nics = nv,
+        .n_nics = n,
+    };
+    return vmxml_build(&s, ret_xml);
+}
+
+static void meta_from(struct vmxml_meta *m, const json_t *vm,
+                      const struct virt_dom *d)
+{
+    if (d) {
+        *m = d->meta;
+        m->name = (char *)json_str(vm, "name");
+        return;
+    }
+    *m = (struct vmxml_meta){ .name = (char *)json_str(vm, "name"),
+                              .power_running = false,
+                              .reboot_gen = json_int(vm, "reboot_gen", 0),
+                              .disk_gib = json_int(vm, "disk_gib", 1) };
+    snprintf(m->vm_id, sizeof(m->vm_id), "%s", json_str(vm, "id"));
+}
+
+static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
+                     int64_t rev, int64_t now_ms)
+{
+    const json_t *vm = a->vm;
+    if (!c->kvm && !c->allow_tcg) {
+        fail(c, a, xstrdup("no KVM on this node and TCG is not allowed"), rev,
+             now_ms);
+        return -EPERM;
+    }
+    _cleanup_free_ char *base = NULL, *err = NULL;
+    const char *fmt = NULL;
+    int r;
+    json_t *src = json_object_get(vm, "image_source");
+    if (json_is_object(src) && c->cache) {
+        /* A catalog image: fetched by digest into the cache. */
+        const char *url = json_str(src, "url"), *sha = json_str(src, "sha256");
+        const char *f = json_str(src, "format");
+        int64_t size = json_int(src, "size", 0);
+        if (!url || !sha || !(streq(f, "qcow2") || streq(f, "raw")) ||
+            size < 0) {
+            fail(c, a, xstrdup("image_source is incomplete"), rev, now_ms);
+            return -EINVAL;
+        }
+        _cleanup_free_ char *full = url[0] == '/' && c->controller ?
+            xasprintf("%s%s", c->controller, url) : xstrdup(url);
+        if ((r = fetch_get(c->cache, full, sha, (uint64_t)size, &base,
+                           &err)) < 0) {
+            fail(c, a, xasprintf("image fetch: %s", err ? err : strerror(-r)),
+                 rev, now_ms);
+            return r;
+        }
+        fmt = streq(f, "qcow2") ? "qcow2" : "raw";
+    } else if ((r = disk_base_find(c->image_dir, json_str(vm, "image"), &base,
+                                   &fmt, &err)) < 0) {
+        if (json_is_object(src))
+            fail(c, a, xasprintf("image_source fetch not available; %s", err),
+                 rev, now_ms);
+        else
+            fail(c, a, TAKE_PTR(err), rev, now_ms);
+        return r;
+    }
+    _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, a->vm_id);
+    _cleanup_free_ char *condir = xasprintf("%s/console", c->data_dir);
+    if ((r = mkdir_p(condir, 0711)) < 0) {
+        fail(c, a, xasprintf("cannot create '%s': %s", condir, strerror(-r)),
+             rev, now_ms);
+        return r;
+    }
+    if ((r = disk_overlay_create(c->qemu_img, base, fmt, disk,
+                                 json_int(vm, "disk_gib", 1), &err)) < 0) {
+        fail(c, a, TAKE_PTR(err), rev, now_ms);
+        return r;
+    }
+    struct vmxml_meta meta;
+    meta_from(&meta, vm, NULL);
+    _cleanup_free_ char *xml = NULL;
+    if ((r = build_xml(c, vm, &meta, &xml)) < 0) {
+        fail(c, a, xstrdup("cannot build the domain definition"), rev, now_ms);
+        return r;
+    }
+    if ((r = virt_define(c->virt, xml)) < 0) {
+        vfail(c, a, "define", rev, now_ms);
+        return r;
+    }
+    if (virt_set_autostart(c->virt, a->vm_id, true) < 0)
+        log_warn("vm %s: cannot set autostart: %s", a->vm_id, virt_error());
+    log_info("vm %s: created domain %s%s", a->vm_id, VMXML_NAME_PREFIX,
+             a->vm_id);
+    return 0;
+}
+
+/* Record what was done in the domain's metadata; `d` (the pass's working
+ * copy of the domain) follows, so later actions of the pass see it. */
+static int set_meta(struct reconcile_ctx *c, const struct reconcile_action *a,
+                    struct virt_dom *d, bool power_running, int64_t reboot_gen,
+                    int64_t disk_gib)
+{
+    struct vmxml_meta m;
+    meta_from(&m, a->vm, d);
+    if (!d) { /* just created: the definition carries the desired values */
+        m.disk_gib = json_int(a->vm, "disk_gib", 1);
+        reconcile_spec_hash(a->vm, c->kvm, m.spec);
+    }
+    m.power_running = power_running;
+    m.reboot_gen = reboot_gen;
+    m.disk_gib = disk_gib;
+    int r = virt_set_meta(c->virt, &m);
+    if (r == 0 && d) {
+        d->meta.power_running = power_running;
+        d->meta.reboot_gen = reboot_gen;
+        d->meta.disk_gib = disk_gib;
+    }
+    return r;
+}
+
+static int64_t meta_disk(const struct reconcile_action *a,
+                         const struct virt_dom *d)
+{
+    return d ? d->meta.disk_gib : json_int(a->vm, "disk_gib", 1);
+}
+
+static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a,
+                       struct virt_dom *d, int64_t rev, int64_t now_ms)
+{
+    const json_t *vm = a->vm;
+    int64_t gen = json_int(vm, "reboot_gen", 0);
+    struct reconcile_vm_mem *m;
+    _cleanup_free_ char *err = NULL;
+    int r;
+
+    switch (a->op) {
+    case RC_REJECT:
+        fail(c, a, xstrdup(a->reason), rev, now_ms);
+        return -EINVAL;
+    case RC_CREATE:
+        return do_create(c, a, rev, now_ms);
+    case RC_REDEFINE: {
+        struct vmxml_meta meta;
+        _cleanup_free_ char *xml = NULL;
+        meta_from(&meta, vm, d);
+        if ((r = build_xml(c, vm, &meta, &xml)) < 0) {
+            fail(c, a, xstrdup("cannot build the domain definition"), rev,
+                 now_ms);
+            return r;
+        }
+        if ((r = virt_define(c->virt, xml)) < 0) {
+            vfail(c, a, "redefine", rev, now_ms);
+            return r;
+        }
+        if (d)
+            memcpy(d->meta.spec, meta.spec, sizeof(d->meta.spec));
+        log_info("vm %s: definition updated", a->vm_id);
+        return 0;
+    }
+    case RC_GROW_DISK: {
+        int64_t gib = json_int(vm, "disk_gib", 1);
+        r = -EOPNOTSUPP;
+        if (d && d->state != VIRT_STOPPED && d->state != VIRT_CRASHED)
+            r = virt_block_resize(c->virt, a->vm_id, (uint64_t)gib << 30);
+        if (r == -EOPNOTSUPP) {
+            _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, a->vm_id);
+            r = disk_grow(c->qemu_img, disk, gib, &err);
+            if (r < 0) {
+                fail(c, a, TAKE_PTR(err), rev, now_ms);
+                return r;
+            }
+        } else if (r < 0) {
+            vfail(c, a, "disk resize", rev, now_ms);
+            return r;
+        }
+        if ((r = set_meta(c, a, d, d ? d->meta.power_running : false,
+                          d ? d->meta.reboot_gen : gen, gib)) < 0) {
+            vfail(c, a, "metadata", rev, now_ms);
+            return r;
+        }
+        log_info("vm %s: disk grown to %" PRId64 " GiB", a->vm_id, gib);
+        return 0;
+    }
+    case RC_AUTOSTART:
+        if ((r = virt_set_autostart(c->virt, a->vm_id, true)) < 0)
+            vfail(c, a, "autostart", rev, now_ms);
+        return r;
+    case RC_START:
+        if ((r = virt_start(c->virt, a->vm_id)) < 0) {
+            vfail(c, a, "start", rev, now_ms);
+            return r;
+        }
+        if (set_meta(c, a, d, true, gen, meta_disk(a, d)) < 0)
+            log_warn("vm %s: cannot record its power state: %s", a->vm_id,
+                     virt_error());
+        log_info("vm %s: started", a->vm_id);
+        return 0;
+    case RC_RESUME:
+        if ((r = virt_resume(c->virt, a->vm_id)) < 0)
+            vfail(c, a, "resume", rev, now_ms);
+        return r;
+    case RC_REBOOT:
+        r = virt_reboot(c->virt, a->vm_id);
+        if (r == -EOPNOTSUPP &&
+            (r = virt_destroy(c->virt, a->vm_id)) == 0)
+            r = virt_start(c->virt, a->vm_id);
+        if (r < 0) {
+            vfail(c, a, "reboot", rev, now_ms);
+            return r;
+        }
+        if (set_meta(c, a, d, true, gen, meta_disk(a, d)) < 0)
+            log_warn("vm %s: cannot record its reboot: %s", a->vm_id,
+                     virt_error());
+        log_info("vm %s: rebooted", a->vm_id);
+        return 0;
+    case RC_SHUTDOWN:
+        /* Recorded first, so the shut-off that follows reads as ours. */
+        if ((r = set_meta(c, a, d, false, gen, meta_disk(a, d))) < 0) {
+            vfail(c, a, "metadata", rev, now_ms);
+            return r;
+        }
+        if ((r = virt_shutdown(c->virt, a->vm_id)) < 0) {
+            vfail(c, a, "shutdown", rev, now_ms);
+            return r;
+        }
+        m = mem_get(c, a->vm_id, true);
+        m->shutdown_deadline_ms = now_ms + c->shutdown_timeout_ms;
+        log_info("vm %s: shutting down", a->vm_id);
+        return 0;
+    case RC_DESTROY:
+        if ((r = set_meta(c, a, d, false, gen, meta_disk(a, d))) < 0) {
+            vfail(c, a, "metadata", rev, now_ms);
+            return r;
+        }
+        if ((r = virt_destroy(c->virt, a->vm_id)) < 0) {
+            vfail(c, a, "destroy", rev, now_ms);
+            return r;
+        }
+        if ((m = mem_get(c, a->vm_id, false)))
+            m->shutdown_deadline_ms = 0;
+        log_info("vm %s: destroyed", a->vm_id);
+        return 0;
+    case RC_MARK_STOPPED:
+        if ((r = set_meta(c, a, d, false, gen, meta_disk(a, d))) < 0)
+            vfail(c, a, "metadata", rev, now_ms);
+        return r;
+    case RC_DELETE:
+        if ((r = virt_undefine(c->virt, a->vm_id)) < 0 && r != -ENOENT) {
+            vfail(c, a, "undefine", rev, now_ms);
+            return r;
+        }
+        log_info("vm %s: domain undefined", a->vm_id);
+        __attribute__((fallthrough)); /* its files go too */
+    case RC_PURGE:
+        if ((r = disk_remove(c->data_dir, a->vm_id)) < 0) {
+            fail(c, a, xasprintf("cannot remove its files: %s", strerror(-r)),
+                 rev, now_ms);
+            return r;
+        }
+        return a->op == RC_DELETE ? 0 : 1;
+    case RC_OP_MAX:
+        break;
+    }
+    return -EINVAL;
+}
+
+int reconcile_execute(struct reconcile_ctx *c, const struct reconcile_plan *p,
+                      const struct virt_dom *doms, size_t n_doms, int64_t rev,
+                      int64_t now_ms)
+{
+    int changed = 0;
+    const char *failed_vm = NULL;
+    struct virt_dom work;   /* the current VM's domain as the pass changes it */
+    bool have_work = false;
+    for (size_t i = 0; i < p->n; i++) {
+        const struct reconcile_action *a = &p->actions[i];
+        /* After one action of a VM fails, its later ones wait. */
+        if (failed_vm && streq(failed_vm, a->vm_id))
+            continue;
+        struct reconcile_vm_mem *m = mem_get(c, a->vm_id, false);
+        /* A VM that just failed is retried on a new revision or after a
+         * pause, not on every wake-up. Deletions always proceed. */
+        if (m && m->error && a->op != RC_DELETE && a->op != RC_PURGE &&
+            m->error_rev == rev && now_ms - m->error_at_ms < c->retry_ms)
+            continue;
+        if (i == 0 || !streq(p->actions[i - 1].vm_id, a->vm_id)) {
+            have_work = false;
+            for (size_t k = 0; k < n_doms && !have_work; k++)
+                if (streq(doms[k].meta.vm_id, a->vm_id)) {
+                    work = doms[k]; /* name stays borrowed */
+                    have_work = true;
+                }
+        }
+        int r = execute_one(c, a, have_work ? &work : NULL, rev, now_ms);
+        if (r < 0) {
+            failed_vm = a->vm_id;
+            continue;
+        }
+        if (r == 0)
+            changed++;
+        /* Success of the VM's last action clears its error. */
+        bool last = i + 1 == p->n || !streq(p->actions[i + 1].vm_id, a->vm_id);
+        if (last && (m = mem_get(c, a->vm_id, false)) && m->error) {
+            free(m->error);
+            m->error = NULL;
+        }
+    }
+    /* A VM with nothing left to do has converged: its error is history. */
+    for (size_t k = 0; k < c->n_mem; k++) {
+        bool planned = false;
+        for (size_t i = 0; i < p->n && !planned; i++)
+            planned = streq(p->actions[i].vm_id, c->mem[k].id);
+        if (!planned && c->mem[k].error) {
+            free(c->mem[k].error);
+            c->mem[k].error = NULL;
+        }
+    }
+    return changed;
+}

@@ -1,0 +1,104 @@
+/* Reconciliation of a node's desired state with its libvirt domains: a pure
+ * planner (desired document + observed domains -> actions), an executor
+ * that carries actions out, and the per-VM state reported back. Idempotent
+ * and restart-safe: what the agent did is kept in each domain's metadata,
+ * so a restarted agent adopts running domains and never duplicates one. */
+#pragma once
+
+#include "nodeagent/virt.h"
+
+#include <jansson.h>
+
+enum reconcile_op {
+    RC_REJECT,       /* desired entry unusable: record `reason` */
+    RC_CREATE,       /* disk + definition + autostart (left stopped) */
+    RC_REDEFINE,     /* the spec changed: new definition, next boot */
+    RC_GROW_DISK,
+    RC_AUTOSTART,
+    RC_START,
+    RC_RESUME,
+    RC_REBOOT,
+    RC_SHUTDOWN,     /* ACPI; a later pass destroys after the timeout */
+    RC_DESTROY,
+    RC_MARK_STOPPED, /* remember that the VM is meant to be stopped */
+    RC_DELETE,       /* destroy, undefine, remove its files */
+    RC_PURGE,        /* no domain left: remove leftover files */
+    RC_OP_MAX
+};
+
+struct reconcile_action {
+    enum reconcile_op op;
+    char vm_id[37];
+    const json_t *vm;  /* the desired entry (borrowed from the document) */
+    char *reason;      /* RC_REJECT only; owned */
+};
+
+struct reconcile_plan {
+    struct reconcile_action *actions;
+    size_t n;
+};
+
+const char *reconcile_op_name(enum reconcile_op op);
+
+/* Check one desired VM entry from the controller (which is input like any
+ * other). 0, or -EINVAL with a reason (caller frees). */
+int reconcile_vm_check(const json_t *vm, char **ret_reason);
+/* Hash of everything a definition is built from, as 64 hex chars. */
+void reconcile_spec_hash(const json_t *vm, bool kvm, char out[65]);
+
+/* Plan the actions that move `doms` towards `desired` (the document's
+ * "vms" array is read). Pure: no I/O. Domains not in the document are left
+ * alone. Free the result with reconcile_plan_free(). */
+void reconcile_plan(const json_t *desired, const struct virt_dom *doms,
+                    size_t n_doms, bool kvm, int64_t now_ms,
+                    struct reconcile_plan *ret);
+void reconcile_plan_free(struct reconcile_plan *p);
+
+/* The state and reason to report for desired VM `vm` given its domain (or
+ * NULL) and the last error recorded for it (or NULL). Pure; the strings
+ * are static or borrowed from `error`. */
+void reconcile_status(const json_t *vm, const struct virt_dom *dom,
+                      const char *error, const char **ret_state,
+                      const char **ret_reason);
+
+/* ---- executor ---- */
+
+struct reconcile_vm_mem;
+struct fetch_cache;
+
+struct reconcile_ctx {
+    struct virt *virt;
+    const char *data_dir;
+    const char *image_dir;
+    const char *qemu_img;
+    const char *arch;
+    bool kvm;
+    bool allow_tcg;
+    int64_t shutdown_timeout_ms;
+    int64_t retry_ms;  /* pause before retrying a failed VM, same revision */
+    /* Image cache for image_source (NULL: local image directory only) and
+     * the controller URL its relative URLs are resolved against. */
+    struct fetch_cache *cache;
+    const char *controller;
+    /* What the executor remembers per VM: shutdown deadlines, errors. */
+    struct reconcile_vm_mem *mem;
+    size_t n_mem;
+};
+
+/* Copy remembered shutdown deadlines into observed domains. */
+void reconcile_annotate(struct reconcile_ctx *c, struct virt_dom *doms,
+                        size_t n);
+/* Carry out a plan made from document revision `rev`; errors are logged
+ * once and remembered for the status. Returns the number of actions that
+ * changed something. */
+int reconcile_execute(struct reconcile_ctx *c, const struct reconcile_plan *p,
+                      const struct virt_dom *doms, size_t n_doms, int64_t rev,
+                      int64_t now_ms);
+/* The last error of a VM, or NULL (borrowed until the next execute). */
+const char *reconcile_vm_error(const struct reconcile_ctx *c,
+                               const char *vm_id);
+/* The earliest pending shutdown deadline (monotonic ms), or 0. */
+int64_t reconcile_next_deadline(const struct reconcile_ctx *c);
+/* Forget VMs that are no longer in the document. */
+void reconcile_forget(struct reconcile_ctx *c, const json_t *desired);
+void reconcile_ctx_free(struct reconcile_ctx *c);

@@ -1,0 +1,375 @@
+/* libvirt driver for fog-nodeagent. Only domains named fog-<uuid> with a
+ * fogfabric metadata element whose id matches are ever looked up, listed,
+ * changed or removed. */
+#include "nodeagent/virt.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+struct virt {
+    virConnectPtr conn;
+    int cb_id;
+    virt_event_fn fn;
+    void *userdata;
+    char *driver;
+};
+
+static void save_error(void);
+static int err_code(void);
+
+static pthread_t event_thread;
+static atomic_bool event_stop;
+static bool event_running;
+
+/* libvirt prints every error to stderr unless told otherwise; the agent
+ * reports the ones that matter itself. */
+static void silent_error(void *ud, virErrorPtr err) {}
+
+static void *event_main(void *arg)
+{
+    while (!atomic_load(&event_stop))
+        if (virEventRunDefaultImpl() < 0)
+            log_warn("libvirt event loop: %s", virt_error());
+    return NULL;
+}
+
+int virt_events_start(void)
+{
+    virSetErrorFunc(NULL, silent_error);
+    if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
+        save_error();
+        log_error("cannot start libvirt's event loop: %s", virt_error());
+        return -EIO;
+    }
+    atomic_store(&event_stop, false);
+    if (pthread_create(&event_thread, NULL, event_main, NULL) != 0) {
+        log_error("cannot start the libvirt event thread");
+        return -EIO;
+    }
+    event_running = true;
+    return 0;
+}
+
+static void wake_cb(int timer, void *opaque) {}
+
+void virt_events_stop(void)
+{
+    if (!event_running)
+        return;
+    atomic_store(&event_stop, true);
+    /* A due timer makes the loop return so it sees the flag. */
+    int t = virEventAddTimeout(0, wake_cb, NULL, NULL);
+    pthread_join(event_thread, NULL);
+    if (t >= 0)
+        virEventRemoveTimeout(t);
+    event_running = false;
+}
+
+/* The message of the last failure, saved before cleanup functions
+ * (virDomainFree) reset libvirt's own. */
+static __thread char last_error[512];
+
+static void save_error(void)
+{
+    const char *m = virGetLastErrorMessage();
+    snprintf(last_error, sizeof(last_error), "%s",
+             m && !streq(m, "no error") ? m : "unknown libvirt error");
+}
+
+const char *virt_error(void)
+{
+    return last_error[0] ? last_error : "unknown libvirt error";
+}
+
+static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event,
+                        int detail, void *opaque)
+{
+    struct virt *v = opaque;
+    const char *id = vmxml_name_vm_id(virDomainGetName(dom));
+    if (id && v->fn)
+        v->fn(v->userdata, id, event, detail);
+    return 0;
+}
+
+int virt_open(const char *uri, virt_event_fn fn, void *userdata,
+              struct virt **ret)
+{
+    virSetErrorFunc(NULL, silent_error);
+    struct virt *v = xcalloc(1, sizeof(*v));
+    v->fn = fn;
+    v->userdata = userdata;
+    v->cb_id = -1;
+    v->conn = virConnectOpen(uri);
+    if (!v->conn) {
+        save_error();
+        log_error("cannot connect to libvirt '%s': %s", uri, virt_error());
+        free(v);
+        return -EIO;
+    }
+    const char *type = virConnectGetType(v->conn);
+    v->driver = xstrdup(type ? type : "");
+    if (fn) {
+        v->cb_id = virConnectDomainEventRegisterAny(
+            v->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+            VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), v, NULL);
+        if (v->cb_id < 0)
+            log_warn("libvirt '%s' gives no lifecycle events: %s", uri,
+                     virt_error());
+    }
+    *ret = v;
+    return 0;
+}
+
+void virt_free(struct virt *v)
+{
+    if (!v)
+        return;
+    if (v->cb_id >= 0)
+        virConnectDomainEventDeregisterAny(v->conn, v->cb_id);
+    virConnectClose(v->conn);
+    free(v->driver);
+    free(v);
+}
+
+bool virt_alive(struct virt *v)
+{
+    return v && virConnectIsAlive(v->conn) == 1;
+}
+
+const char *virt_driver(struct virt *v)
+{
+    return v->driver;
+}
+
+static void dom_freep(virDomainPtr *d)
+{
+    if (*d)
+        virDomainFree(*d);
+}
+#define _cleanup_dom_ _cleanup_(dom_freep)
+
+/* Our metadata of a domain, read from the persistent definition when there
+ * is one. 0 or -ENOENT when it carries none (or a malformed one). */
+static int dom_meta(virDomainPtr d, struct vmxml_meta *ret)
+{
+    unsigned flags = virDomainIsPersistent(d) == 1 ? VIR_DOMAIN_AFFECT_CONFIG :
+                                                      VIR_DOMAIN_AFFECT_LIVE;
+    char *xml = virDomainGetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT,
+                                     VMXML_NS_URI, flags);
+    if (!xml)
+        return -ENOENT;
+    int r = vmxml_meta_parse(xml, ret);
+    free(xml);
+    return r < 0 ? -ENOENT : 0;
+}
+
+/* Look up the domain of vm_id, refusing anything without our metadata. */
+static int dom_get(struct virt *v, const char *vm_id, virDomainPtr *ret)
+{
+    _cleanup_free_ char *name = vmxml_domain_name(vm_id);
+    virDomainPtr d = virDomainLookupByName(v->conn, name);
+    if (!d)
+        return err_code();
+    struct vmxml_meta m;
+    if (dom_meta(d, &m) < 0) {
+        virDomainFree(d);
+        return -ENOENT;
+    }
+    bool same = streq(m.vm_id, vm_id);
+    vmxml_meta_clear(&m);
+    if (!same) {
+        virDomainFree(d);
+        return -ENOENT;
+    }
+    *ret = d;
+    return 0;
+}
+
+static int err_code(void)
+{
+    save_error();
+    switch (virGetLastErrorCode()) {
+    case VIR_ERR_NO_SUPPORT:
+        return -EOPNOTSUPP;
+    case VIR_ERR_NO_DOMAIN:
+        return -ENOENT;
+    default:
+        return -EIO;
+    }
+}
+
+static enum virt_state map_state(int st, int reason, bool *ret_by_guest)
+{
+    *ret_by_guest = false;
+    switch (st) {
+    case VIR_DOMAIN_RUNNING:
+    case VIR_DOMAIN_BLOCKED:
+        return VIRT_RUNNING;
+    case VIR_DOMAIN_PAUSED:
+    case VIR_DOMAIN_PMSUSPENDED:
+        return VIRT_PAUSED;
+    case VIR_DOMAIN_CRASHED:
+        return VIRT_CRASHED;
+    case VIR_DOMAIN_SHUTDOWN: /* on its way down */
+        return VIRT_RUNNING;
+    case VIR_DOMAIN_SHUTOFF:
+        if (reason == VIR_DOMAIN_SHUTOFF_CRASHED)
+            return VIRT_CRASHED;
+        *ret_by_guest = reason == VIR_DOMAIN_SHUTOFF_SHUTDOWN;
+        return VIRT_STOPPED;
+    default:
+        return VIRT_STOPPED;
+    }
+}
+
+int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
+{
+    virDomainPtr *all = NULL;
+    int n = virConnectListAllDomains(v->conn, &all, 0);
+    if (n < 0)
+        return err_code();
+    struct virt_dom *out = xcalloc((size_t)n + 1, sizeof(*out));
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        virDomainPtr d = all[i];
+        const char *id = vmxml_name_vm_id(virDomainGetName(d));
+        struct virt_dom *o = &out[k];
+        int st, reason, autostart = 0;
+        virDomainInfo info;
+        if (!id || dom_meta(d, &o->meta) < 0) {
+            virDomainFree(d);
+            continue;
+        }
+        if (!streq(o->meta.vm_id, id) || virDomainGetState(d, &st, &reason, 0) < 0 ||
+            virDomainGetInfo(d, &info) < 0) {
+            vmxml_meta_clear(&o->meta);
+            virDomainFree(d);
+            continue;
+        }
+        virDomainGetAutostart(d, &autostart);
+        o->state = map_state(st, reason, &o->stopped_by_guest);
+        o->vcpus = info.nrVirtCpu;
+        o->memory_mib = (int64_t)(info.maxMem / 1024);
+        o->autostart = autostart != 0;
+        k++;
+        virDomainFree(d);
+    }
+    free(all);
+    *ret = out;
+    *ret_n = k;
+    return 0;
+}
+
+void virt_doms_free(struct virt_dom *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++)
+        vmxml_meta_clear(&d[i].meta);
+    free(d);
+}
+
+struct virt_dom *virt_doms_find(struct virt_dom *d, size_t n,
+                                const char *vm_id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (streq(d[i].meta.vm_id, vm_id))
+            return &d[i];
+    return NULL;
+}
+
+int virt_define(struct virt *v, const char *xml)
+{
+    virDomainPtr d = virDomainDefineXML(v->conn, xml);
+    if (!d)
+        return err_code();
+    virDomainFree(d);
+    return 0;
+}
+
+#define DOM_OP(fn, call)                                                       \
+    int fn(struct virt *v, const char *vm_id)                                  \
+    {                                                                          \
+        _cleanup_dom_ virDomainPtr d = NULL;                                   \
+        int r = dom_get(v, vm_id, &d);                                         \
+        if (r < 0)                                                             \
+            return r;                                                          \
+        return (call) < 0 ? err_code() : 0;                                    \
+    }
+
+DOM_OP(virt_start, virDomainCreate(d))
+DOM_OP(virt_shutdown, virDomainShutdown(d))
+DOM_OP(virt_reboot, virDomainReboot(d, 0))
+DOM_OP(virt_resume, virDomainResume(d))
+
+int virt_destroy(struct virt *v, const char *vm_id)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    int r = dom_get(v, vm_id, &d);
+    if (r < 0)
+        return r;
+    if (virDomainIsActive(d) != 1)
+        return 0;
+    if (virDomainDestroy(d) < 0)
+        return virDomainIsActive(d) == 0 ? 0 : err_code();
+    return 0;
+}
+
+int virt_undefine(struct virt *v, const char *vm_id)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    int r = dom_get(v, vm_id, &d);
+    if (r < 0)
+        return r;
+    if (virDomainIsActive(d) == 1 && virDomainDestroy(d) < 0 &&
+        virDomainIsActive(d) == 1)
+        return err_code();
+    if (virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                                      VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA) == 0)
+        return 0;
+    /* Drivers without those flags. */
+    return virDomainUndefine(d) < 0 ? err_code() : 0;
+}
+
+int virt_set_autostart(struct virt *v, const char *vm_id, bool on)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    int r = dom_get(v, vm_id, &d);
+    if (r < 0)
+        return r;
+    return virDomainSetAutostart(d, on) < 0 ? err_code() : 0;
+}
+
+int virt_set_meta(struct virt *v, const struct vmxml_meta *m)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    _cleanup_free_ char *xml = NULL;
+    int r = dom_get(v, m->vm_id, &d);
+    if (r < 0)
+        return r;
+    if ((r = vmxml_meta_build(m, &xml)) < 0)
+        return r;
+    unsigned flags = VIR_DOMAIN_AFFECT_CONFIG;
+    if (virDomainIsActive(d) == 1)
+        flags |= VIR_DOMAIN_AFFECT_LIVE;
+    return virDomainSetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, xml,
+                                VMXML_NS_PREFIX, VMXML_NS_URI, flags) < 0 ?
+               err_code() :
+               0;
+}
+
+int virt_block_resize(struct virt *v, const char *vm_id, uint64_t bytes)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    int r = dom_get(v, vm_id, &d);
+    if (r < 0)
+        return r;
+    return virDomainBlockResize(d, "vda", bytes, VIR_DOMAIN_BLOCK_RESIZE_BYTES) <
+                   0 ?
+               err_code() :
+               0;
+}

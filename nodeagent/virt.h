@@ -1,0 +1,76 @@
+/* The libvirt driver: one connection, the event loop thread that delivers
+ * lifecycle events, and the operations the reconciler needs. It only ever
+ * touches domains named fog-<uuid> that carry our metadata element. */
+#pragma once
+
+#include "nodeagent/vmxml.h"
+
+enum virt_state {
+    VIRT_RUNNING,
+    VIRT_PAUSED,
+    VIRT_STOPPED,  /* shut off, not crashed */
+    VIRT_CRASHED,
+    VIRT_STATE_MAX
+};
+
+/* One of our domains as observed. */
+struct virt_dom {
+    struct vmxml_meta meta;   /* meta.vm_id identifies the VM */
+    enum virt_state state;
+    bool stopped_by_guest;    /* shut off by a poweroff from inside */
+    int64_t vcpus;            /* as defined */
+    int64_t memory_mib;
+    bool autostart;
+    int64_t shutdown_deadline_ms; /* filled by the caller: 0 = none */
+};
+
+struct virt;
+
+/* Called from the event thread with the VM id of one of our domains and
+ * libvirt's lifecycle event and detail codes. */
+typedef void (*virt_event_fn)(void *userdata, const char *vm_id, int event,
+                              int detail);
+
+/* Register libvirt's default event loop and run it on a thread. Call once,
+ * before virt_open(). 0 or -EIO. */
+int virt_events_start(void);
+/* Stop and join the event thread. */
+void virt_events_stop(void);
+
+/* Connect to `uri` and subscribe to lifecycle events of our domains
+ * (fn may be NULL). 0 or -EIO (message logged). */
+int virt_open(const char *uri, virt_event_fn fn, void *userdata,
+              struct virt **ret);
+void virt_free(struct virt *v);
+/* False once the connection has dropped (libvirtd restarted). */
+bool virt_alive(struct virt *v);
+/* The driver's type name ("QEMU", "Test"); owned by v. */
+const char *virt_driver(struct virt *v);
+
+/* Our domains (array owned by the caller, free with virt_doms_free).
+ * Domains without a valid fogfabric metadata element are not listed.
+ * 0 or -EIO. */
+int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n);
+void virt_doms_free(struct virt_dom *d, size_t n);
+/* The observed domain with this VM id in an array, or NULL. */
+struct virt_dom *virt_doms_find(struct virt_dom *d, size_t n,
+                                const char *vm_id);
+
+/* Operations on the domain of `vm_id`. All return 0, -ENOENT when there is
+ * no such domain of ours, -EOPNOTSUPP when the driver lacks the call, or
+ * -EIO; the reason is then in virt_error(). */
+int virt_define(struct virt *v, const char *xml);
+int virt_start(struct virt *v, const char *vm_id);
+int virt_shutdown(struct virt *v, const char *vm_id);
+int virt_destroy(struct virt *v, const char *vm_id); /* 0 when not running */
+int virt_reboot(struct virt *v, const char *vm_id);
+int virt_resume(struct virt *v, const char *vm_id);
+int virt_undefine(struct virt *v, const char *vm_id);
+int virt_set_autostart(struct virt *v, const char *vm_id, bool on);
+/* Replace the metadata element of the persistent definition. */
+int virt_set_meta(struct virt *v, const struct vmxml_meta *m);
+/* Grow disk vda of a running domain to `bytes`. */
+int virt_block_resize(struct virt *v, const char *vm_id, uint64_t bytes);
+
+/* Message of the last failed libvirt call on this thread (never NULL). */
+const char *virt_error(void);

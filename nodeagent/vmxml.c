@@ -1,0 +1,435 @@
+/* Domain XML through libxml2's xmlTextWriter (which escapes every attribute
+ * and text node), plus the fogfabric metadata element. Inputs are checked
+ * before they are written, so a definition either is safe or is refused. */
+#include "nodeagent/vmxml.h"
+
+#include "common/ids.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlwriter.h>
+#include <stdio.h>
+
+char *vmxml_domain_name(const char *vm_id)
+{
+    return xasprintf(VMXML_NAME_PREFIX "%s", vm_id);
+}
+
+const char *vmxml_name_vm_id(const char *name)
+{
+    if (!startswith(name, VMXML_NAME_PREFIX))
+        return NULL;
+    const char *id = name + strlen(VMXML_NAME_PREFIX);
+    return uuid_is_valid(id) ? id : NULL;
+}
+
+bool vmxml_text_ok(const char *s)
+{
+    if (!s)
+        return false;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return false;
+            p++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0)
+            n = 1, cp = c & 0x1f;
+        else if ((c & 0xf0) == 0xe0)
+            n = 2, cp = c & 0x0f;
+        else if ((c & 0xf8) == 0xf0)
+            n = 3, cp = c & 0x07;
+        else
+            return false;
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        /* Overlong forms, surrogates, beyond Unicode, C1 controls and the
+         * two non-characters XML 1.0 forbids. */
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+            (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0) ||
+            cp == 0xfffe || cp == 0xffff)
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+bool vmxml_mac_ok(const char *s)
+{
+    if (!s || strlen(s) != 17)
+        return false;
+    for (int i = 0; i < 17; i++) {
+        if (i % 3 == 2) {
+            if (s[i] != ':')
+                return false;
+        } else if (!((s[i] >= '0' && s[i] <= '9') ||
+                     (s[i] >= 'a' && s[i] <= 'f') ||
+                     (s[i] >= 'A' && s[i] <= 'F')))
+            return false;
+    }
+    /* The multicast bit of the first octet must be clear. */
+    unsigned first = (unsigned)strtoul(s, NULL, 16);
+    return (first & 1) == 0;
+}
+
+bool vmxml_ifname_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 15 || streq(s, ".") || streq(s, ".."))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool path_ok(const char *p)
+{
+    return p && p[0] == '/' && strlen(p) < 4096 && vmxml_text_ok(p) &&
+           !strstr(p, "/../") && !strstr(p, "/./") &&
+           !(strlen(p) >= 3 && streq(p + strlen(p) - 3, "/..")) &&
+           !strchr(p, ',');
+}
+
+/* Thin wrappers: libxml2's writer returns -1 on failure; fold every call
+ * into one error flag checked at the end. */
+struct xw {
+    xmlTextWriterPtr w;
+    bool failed;
+};
+
+static void x_start(struct xw *x, const char *name)
+{
+    if (xmlTextWriterStartElement(x->w, BAD_CAST name) < 0)
+        x->failed = true;
+}
+
+static void x_end(struct xw *x)
+{
+    if (xmlTextWriterEndElement(x->w) < 0)
+        x->failed = true;
+}
+
+static void x_attr(struct xw *x, const char *name, const char *value)
+{
+    if (xmlTextWriterWriteAttribute(x->w, BAD_CAST name, BAD_CAST value) < 0)
+        x->failed = true;
+}
+
+static void x_attr_int(struct xw *x, const char *name, int64_t v)
+{
+    char t[24];
+    snprintf(t, sizeof(t), "%" PRId64, v);
+    x_attr(x, name, t);
+}
+
+static void x_text_el(struct xw *x, const char *name, const char *text)
+{
+    if (xmlTextWriterWriteElement(x->w, BAD_CAST name, BAD_CAST text) < 0)
+        x->failed = true;
+}
+
+static void x_empty(struct xw *x, const char *name)
+{
+    x_start(x, name);
+    x_end(x);
+}
+
+static bool meta_ok(const struct vmxml_meta *m)
+{
+    return m && uuid_is_valid(m->vm_id) && m->name && vmxml_text_ok(m->name) &&
+           strlen(m->name) <= 1024 && m->reboot_gen >= 0 && m->disk_gib >= 0 &&
+           (m->spec[0] == '\0' || is_hex(m->spec, 64));
+}
+
+/* Inside a domain the element carries its namespace; virDomainSetMetadata()
+ * takes it bare and adds the namespace itself. */
+static void write_meta(struct xw *x, const struct vmxml_meta *m, bool ns)
+{
+    if (ns ? xmlTextWriterStartElementNS(x->w, BAD_CAST VMXML_NS_PREFIX,
+                                         BAD_CAST "vm",
+                                         BAD_CAST VMXML_NS_URI) < 0 :
+             xmlTextWriterStartElement(x->w, BAD_CAST "vm") < 0)
+        x->failed = true;
+    x_attr(x, "id", m->vm_id);
+    x_attr(x, "name", m->name);
+    x_attr(x, "power", m->power_running ? "running" : "stopped");
+    x_attr_int(x, "reboot-gen", m->reboot_gen);
+    x_attr_int(x, "disk-gib", m->disk_gib);
+    x_attr(x, "spec", m->spec);
+    x_end(x);
+}
+
+/* Run `body` against a fresh in-memory writer; hand out the document. */
+static int with_writer(void (*body)(struct xw *, const void *), const void *arg,
+                       char **ret_xml)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    if (!buf)
+        abort();
+    struct xw x = { xmlNewTextWriterMemory(buf, 0), false };
+    if (!x.w)
+        abort();
+    xmlTextWriterSetIndent(x.w, 1);
+    xmlTextWriterSetIndentString(x.w, BAD_CAST "  ");
+    body(&x, arg);
+    if (xmlTextWriterEndDocument(x.w) < 0)
+        x.failed = true;
+    xmlFreeTextWriter(x.w);
+    if (x.failed) {
+        xmlBufferFree(buf);
+        return -EINVAL;
+    }
+    *ret_xml = xstrdup((const char *)xmlBufferContent(buf));
+    xmlBufferFree(buf);
+    return 0;
+}
+
+static void meta_body(struct xw *x, const void *arg)
+{
+    write_meta(x, arg, false);
+}
+
+int vmxml_meta_build(const struct vmxml_meta *m, char **ret_xml)
+{
+    if (!meta_ok(m))
+        return -EINVAL;
+    return with_writer(meta_body, m, ret_xml);
+}
+
+static void domain_body(struct xw *x, const void *arg)
+{
+    const struct vmxml_spec *s = arg;
+    const char *arch = s->arch ? s->arch : "x86_64";
+    bool x86 = streq(arch, "x86_64") || streq(arch, "i686");
+    _cleanup_free_ char *name = vmxml_domain_name(s->meta->vm_id);
+
+    x_start(x, "domain");
+    x_attr(x, "type", s->kvm ? "kvm" : "qemu");
+    x_text_el(x, "name", name);
+    x_text_el(x, "uuid", s->meta->vm_id);
+    x_text_el(x, "title", s->meta->name);
+    x_start(x, "metadata");
+    write_meta(x, s->meta, true);
+    x_end(x);
+    char num[24];
+    x_start(x, "memory");
+    x_attr(x, "unit", "MiB");
+    snprintf(num, sizeof(num), "%" PRId64, s->memory_mib);
+    if (xmlTextWriterWriteString(x->w, BAD_CAST num) < 0)
+        x->failed = true;
+    x_end(x);
+    snprintf(num, sizeof(num), "%" PRId64, s->vcpus);
+    x_text_el(x, "vcpu", num);
+
+    x_start(x, "os");
+    x_start(x, "type");
+    x_attr(x, "arch", arch);
+    if (streq(arch, "aarch64"))
+        x_attr(x, "machine", "virt");
+    if (xmlTextWriterWriteString(x->w, BAD_CAST "hvm") < 0)
+        x->failed = true;
+    x_end(x);
+    x_start(x, "boot");
+    x_attr(x, "dev", "hd");
+    x_end(x);
+    x_end(x);
+
+    x_start(x, "features");
+    x_empty(x, "acpi");
+    if (x86)
+        x_empty(x, "apic");
+    x_end(x);
+    if (s->kvm) {
+        x_start(x, "cpu");
+        x_attr(x, "mode", "host-passthrough");
+        x_end(x);
+    }
+    x_start(x, "clock");
+    x_attr(x, "offset", "utc");
+    x_end(x);
+    /* A guest poweroff or crash leaves the domain shut off for the agent to
+     * report; a guest reboot stays a reboot. */
+    x_text_el(x, "on_poweroff", "destroy");
+    x_text_el(x, "on_reboot", "restart");
+    x_text_el(x, "on_crash", "destroy");
+
+    x_start(x, "devices");
+    x_start(x, "disk");
+    x_attr(x, "type", "file");
+    x_attr(x, "device", "disk");
+    x_start(x, "driver");
+    x_attr(x, "name", "qemu");
+    x_attr(x, "type", "qcow2");
+    x_attr(x, "discard", "unmap");
+    x_end(x);
+    x_start(x, "source");
+    x_attr(x, "file", s->disk_path);
+    x_end(x);
+    x_start(x, "target");
+    x_attr(x, "dev", "vda");
+    x_attr(x, "bus", "virtio");
+    x_end(x);
+    x_end(x);
+    if (s->seed_path) {
+        x_start(x, "disk");
+        x_attr(x, "type", "file");
+        x_attr(x, "device", "disk");
+        x_start(x, "driver");
+        x_attr(x, "name", "qemu");
+        x_attr(x, "type", "raw");
+        x_end(x);
+        x_start(x, "source");
+        x_attr(x, "file", s->seed_path);
+        x_end(x);
+        x_start(x, "target");
+        x_attr(x, "dev", "vdb");
+        x_attr(x, "bus", "virtio");
+        x_end(x);
+        x_empty(x, "readonly");
+        x_end(x);
+    }
+    for (size_t i = 0; i < s->n_nics; i++) {
+        const struct vmxml_nic *n = &s->nics[i];
+        x_start(x, "interface");
+        x_attr(x, "type", "bridge");
+        x_start(x, "mac");
+        x_attr(x, "address", n->mac);
+        x_end(x);
+        x_start(x, "source");
+        x_attr(x, "bridge", n->bridge);
+        x_end(x);
+        x_start(x, "model");
+        x_attr(x, "type", "virtio");
+        x_end(x);
+        if (n->mtu > 0) {
+            x_start(x, "mtu");
+            x_attr_int(x, "size", n->mtu);
+            x_end(x);
+        }
+        x_end(x);
+    }
+    /* The serial console is a pty (interactive) whose output libvirt also
+     * appends to a log file that the API serves. */
+    x_start(x, "serial");
+    x_attr(x, "type", "pty");
+    x_start(x, "log");
+    x_attr(x, "file", s->console_log);
+    x_attr(x, "append", "on");
+    x_end(x);
+    x_start(x, "target");
+    x_attr(x, "port", "0");
+    x_end(x);
+    x_end(x);
+    x_start(x, "console");
+    x_attr(x, "type", "pty");
+    x_start(x, "target");
+    x_attr(x, "type", "serial");
+    x_attr(x, "port", "0");
+    x_end(x);
+    x_end(x);
+    x_start(x, "rng");
+    x_attr(x, "model", "virtio");
+    x_start(x, "backend");
+    x_attr(x, "model", "random");
+    if (xmlTextWriterWriteString(x->w, BAD_CAST "/dev/urandom") < 0)
+        x->failed = true;
+    x_end(x);
+    x_end(x);
+    x_start(x, "memballoon");
+    x_attr(x, "model", "virtio");
+    x_end(x);
+    x_end(x); /* devices */
+    x_end(x); /* domain */
+}
+
+int vmxml_build(const struct vmxml_spec *s, char **ret_xml)
+{
+    if (!s || !meta_ok(s->meta) || s->vcpus < 1 || s->vcpus > 4096 ||
+        s->memory_mib < 16 || s->memory_mib > (INT64_C(1) << 32) ||
+        !path_ok(s->disk_path) || !path_ok(s->console_log) ||
+        (s->seed_path && !path_ok(s->seed_path)) ||
+        (s->arch && !vmxml_ifname_ok(s->arch)) || s->n_nics > 64)
+        return -EINVAL;
+    for (size_t i = 0; i < s->n_nics; i++)
+        if (!vmxml_mac_ok(s->nics[i].mac) ||
+            !vmxml_ifname_ok(s->nics[i].bridge) || s->nics[i].mtu < 0 ||
+            (s->nics[i].mtu > 0 && (s->nics[i].mtu < 68 ||
+                                    s->nics[i].mtu > 65535)))
+            return -EINVAL;
+    return with_writer(domain_body, s, ret_xml);
+}
+
+static char *attr_dup(xmlNodePtr n, const char *name)
+{
+    xmlChar *v = xmlGetProp(n, BAD_CAST name);
+    if (!v)
+        return NULL;
+    char *s = xstrdup((const char *)v);
+    xmlFree(v);
+    return s;
+}
+
+static bool attr_int(xmlNodePtr n, const char *name, int64_t *ret)
+{
+    _cleanup_free_ char *v = attr_dup(n, name);
+    return v && parse_int64(v, 0, INT64_MAX, ret) == 0;
+}
+
+int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret)
+{
+    if (!xml)
+        return -EINVAL;
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "metadata.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                  XML_PARSE_NOWARNING);
+    if (!doc)
+        return -EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    struct vmxml_meta m = { 0 };
+    _cleanup_free_ char *id = NULL, *power = NULL, *spec = NULL;
+    int r = -EINVAL;
+    if (!root || !xmlStrEqual(root->name, BAD_CAST "vm"))
+        goto out;
+    id = attr_dup(root, "id");
+    power = attr_dup(root, "power");
+    spec = attr_dup(root, "spec");
+    m.name = attr_dup(root, "name");
+    if (!uuid_is_valid(id) || !m.name ||
+        !(streq(power, "running") || streq(power, "stopped")) ||
+        !attr_int(root, "reboot-gen", &m.reboot_gen) ||
+        !attr_int(root, "disk-gib", &m.disk_gib) ||
+        (spec && *spec && !(strlen(spec) == 64 && is_hex(spec, 64)))) {
+        free(m.name);
+        goto out;
+    }
+    memcpy(m.vm_id, id, sizeof(m.vm_id));
+    m.power_running = streq(power, "running");
+    if (spec)
+        snprintf(m.spec, sizeof(m.spec), "%s", spec);
+    *ret = m;
+    r = 0;
+out:
+    xmlFreeDoc(doc);
+    return r;
+}
+
+void vmxml_meta_clear(struct vmxml_meta *m)
+{
+    free(m->name);
+    m->name = NULL;
+}

@@ -1,0 +1,299 @@
+/* The reconcile planner and status mapping, without libvirt: what a
+ * desired document and a set of observed domains turn into. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/jsonutil.h"
+#include "nodeagent/reconcile.h"
+
+#include <stdio.h>
+
+#define ID1 "11111111-1111-4111-8111-111111111111"
+#define ID2 "22222222-2222-4222-8222-222222222222"
+#define FOREIGN "33333333-3333-4333-8333-333333333333"
+
+static json_t *vm(const char *id, const char *power)
+{
+    return json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:b, s:b, s:i, "
+                     "s:n, s:[{s:s, s:s, s:i}]}",
+                     "id", id, "name", "web", "vcpus", 1, "memory_mib", 128,
+                     "disk_gib", 2, "image", "tiny", "power", power,
+                     "stop_force", 0, "deleted", 0, "reboot_gen", 0,
+                     "image_source", "nics", "mac", "52:54:00:00:00:01",
+                     "bridge", "fogbr1", "mtu", 1370);
+}
+
+static json_t *doc1(json_t *v)
+{
+    return json_pack("{s:I, s:[o]}", "revision", (json_int_t)1, "vms", v);
+}
+
+/* A domain as the agent would have left it for desired entry v. */
+static struct virt_dom dom_for(const json_t *v, enum virt_state st, bool power)
+{
+    struct virt_dom d = { .state = st, .vcpus = 1, .memory_mib = 128,
+                          .autostart = true };
+    snprintf(d.meta.vm_id, sizeof(d.meta.vm_id), "%s", json_str(v, "id"));
+    d.meta.name = "web";
+    d.meta.power_running = power;
+    d.meta.reboot_gen = json_int(v, "reboot_gen", 0);
+    d.meta.disk_gib = json_int(v, "disk_gib", 0);
+    reconcile_spec_hash(v, false, d.meta.spec);
+    return d;
+}
+
+/* The plan as "op op ..." for compact assertions. */
+static char *plan_str(const json_t *doc, const struct virt_dom *d, size_t n,
+                      int64_t now)
+{
+    struct reconcile_plan p;
+    reconcile_plan(doc, d, n, false, now, &p);
+    char *s = xstrdup("");
+    for (size_t i = 0; i < p.n; i++) {
+        char *t = xasprintf("%s%s%s", s, *s ? " " : "",
+                            reconcile_op_name(p.actions[i].op));
+        free(s);
+        s = t;
+    }
+    reconcile_plan_free(&p);
+    return s;
+}
+
+static void a_new_vm_is_created_then_started(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    _cleanup_free_ char *p = plan_str(doc, NULL, 0, 0);
+    assert_string_equal(p, "create start");
+    json_auto_t *doc2 = doc1(vm(ID1, "stopped"));
+    _cleanup_free_ char *p2 = plan_str(doc2, NULL, 0, 0);
+    assert_string_equal(p2, "create");
+}
+
+static void a_running_domain_is_adopted_as_is(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_RUNNING, true);
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "");
+    /* Even if the agent never recorded a start (power stopped in its
+     * metadata): running is what is wanted, nothing to do. */
+    d.meta.power_running = false;
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p2, "");
+}
+
+static void domains_not_in_the_document_are_left_alone(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d[2] = { dom_for(v, VIRT_RUNNING, true),
+                             dom_for(v, VIRT_STOPPED, false) };
+    snprintf(d[1].meta.vm_id, sizeof(d[1].meta.vm_id), "%s", FOREIGN);
+    _cleanup_free_ char *p = plan_str(doc, d, 2, 0);
+    assert_string_equal(p, "");
+    json_auto_t *empty = json_pack("{s:I, s:[]}", "revision", (json_int_t)2, "vms");
+    _cleanup_free_ char *p2 = plan_str(empty, d, 2, 0);
+    assert_string_equal(p2, "");
+}
+
+static void a_guest_poweroff_is_reported_not_undone(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_STOPPED, true);
+    d.stopped_by_guest = true;
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "");
+    const char *st, *reason;
+    reconcile_status(v, &d, NULL, &st, &reason);
+    assert_string_equal(st, "stopped");
+    assert_string_equal(reason, "shut down from inside the guest");
+
+    d.state = VIRT_CRASHED;
+    reconcile_status(v, &d, NULL, &st, &reason);
+    assert_string_equal(st, "crashed");
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p2, "");
+
+    /* A reboot request starts it again. */
+    json_object_set_new(v, "reboot_gen", json_integer(1));
+    _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p3, "start");
+}
+
+static void start_after_a_stop_the_agent_made(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_STOPPED, false);
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "start");
+}
+
+static void reboot_generation_drives_a_reboot(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_RUNNING, true);
+    json_object_set_new(v, "reboot_gen", json_integer(4));
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "reboot");
+    d.meta.reboot_gen = 4;
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p2, "");
+}
+
+static void stop_is_acpi_then_destroy_after_the_deadline(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "stopped"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_RUNNING, true);
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 1000);
+    assert_string_equal(p, "shutdown");
+    d.shutdown_deadline_ms = 5000;
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 4999);
+    assert_string_equal(p2, "");
+    _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 5000);
+    assert_string_equal(p3, "destroy");
+    d.shutdown_deadline_ms = 0;
+    json_object_set_new(v, "stop_force", json_true());
+    _cleanup_free_ char *p4 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p4, "destroy");
+    /* Down already, but the metadata still says running: recorded. */
+    d.state = VIRT_STOPPED;
+    _cleanup_free_ char *p5 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p5, "mark-stopped");
+    d.meta.power_running = false;
+    _cleanup_free_ char *p6 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p6, "");
+}
+
+static void resize_grows_disk_and_redefines(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "stopped"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_STOPPED, false);
+    json_object_set_new(v, "vcpus", json_integer(4));
+    json_object_set_new(v, "disk_gib", json_integer(10));
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "redefine grow-disk");
+    /* A disk never shrinks. */
+    json_object_set_new(v, "vcpus", json_integer(1));
+    json_object_set_new(v, "disk_gib", json_integer(1));
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p2, "");
+    /* An adopted domain without autostart gets it. */
+    d.autostart = false;
+    _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p3, "autostart");
+}
+
+static void delete_undefines_then_only_purges(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "stopped"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_RUNNING, true);
+    json_object_set_new(v, "deleted", json_true());
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "delete");
+    _cleanup_free_ char *p2 = plan_str(doc, NULL, 0, 0);
+    assert_string_equal(p2, "purge");
+    const char *st, *reason;
+    reconcile_status(v, NULL, NULL, &st, &reason);
+    assert_string_equal(st, "deleted");
+}
+
+static void unusable_entries_are_rejected_not_acted_on(void **state)
+{
+    static const char *const bad[][2] = {
+        { "vcpus", "0" }, { "image", "\"../etc/passwd\"" },
+        { "power", "\"sideways\"" }, { "memory_mib", "\"lots\"" },
+        { "name", "\"a\\u0001b\"" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        json_auto_t *doc = doc1(vm(ID1, "running"));
+        json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+        json_object_set_new(v, bad[i][0], json_loads(bad[i][1], JSON_DECODE_ANY, NULL));
+        _cleanup_free_ char *p = plan_str(doc, NULL, 0, 0);
+        assert_string_equal(p, "reject");
+    }
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *nic = json_array_get(json_object_get(json_array_get(
+                                     json_object_get(doc, "vms"), 0), "nics"), 0);
+    json_object_set_new(nic, "bridge", json_string("br0; rm -rf /"));
+    _cleanup_free_ char *p = plan_str(doc, NULL, 0, 0);
+    assert_string_equal(p, "reject");
+    /* Without a valid id nothing can be said or done about it. */
+    json_auto_t *doc2 = doc1(vm("not-a-uuid", "running"));
+    _cleanup_free_ char *p2 = plan_str(doc2, NULL, 0, 0);
+    assert_string_equal(p2, "");
+}
+
+static void two_vms_are_planned_independently(void **state)
+{
+    json_auto_t *doc = json_pack("{s:I, s:[o, o]}", "revision", (json_int_t)3,
+                                 "vms", vm(ID1, "running"), vm(ID2, "stopped"));
+    json_t *v1 = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v1, VIRT_RUNNING, true);
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "create");
+}
+
+static void status_maps_what_is_seen(void **state)
+{
+    json_auto_t *v = vm(ID1, "running");
+    const char *st, *reason;
+    reconcile_status(v, NULL, NULL, &st, &reason);
+    assert_string_equal(st, "creating");
+    reconcile_status(v, NULL, "image 'tiny' not found", &st, &reason);
+    assert_string_equal(st, "error");
+    assert_string_equal(reason, "image 'tiny' not found");
+    struct virt_dom d = dom_for(v, VIRT_STOPPED, false);
+    reconcile_status(v, &d, "start: no bridge", &st, &reason);
+    assert_string_equal(st, "error");
+    d.state = VIRT_PAUSED;
+    reconcile_status(v, &d, NULL, &st, &reason);
+    assert_string_equal(st, "paused");
+    d.state = VIRT_RUNNING;
+    reconcile_status(v, &d, NULL, &st, &reason);
+    assert_string_equal(st, "running");
+    assert_null(reason);
+}
+
+static void the_spec_hash_follows_the_definition_inputs(void **state)
+{
+    json_auto_t *a = vm(ID1, "running");
+    json_auto_t *b = vm(ID1, "stopped");
+    char ha[65], hb[65], hk[65];
+    reconcile_spec_hash(a, false, ha);
+    reconcile_spec_hash(b, false, hb);
+    assert_string_equal(ha, hb); /* power is not part of the definition */
+    reconcile_spec_hash(a, true, hk);
+    assert_string_not_equal(ha, hk);
+    json_object_set_new(b, "memory_mib", json_integer(256));
+    reconcile_spec_hash(b, false, hb);
+    assert_string_not_equal(ha, hb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_new_vm_is_created_then_started),
+        cmocka_unit_test(a_running_domain_is_adopted_as_is),
+        cmocka_unit_test(domains_not_in_the_document_are_left_alone),
+        cmocka_unit_test(a_guest_poweroff_is_reported_not_undone),
+        cmocka_unit_test(start_after_a_stop_the_agent_made),
+        cmocka_unit_test(reboot_generation_drives_a_reboot),
+        cmocka_unit_test(stop_is_acpi_then_destroy_after_the_deadline),
+        cmocka_unit_test(resize_grows_disk_and_redefines),
+        cmocka_unit_test(delete_undefines_then_only_purges),
+        cmocka_unit_test(unusable_entries_are_rejected_not_acted_on),
+        cmocka_unit_test(two_vms_are_planned_independently),
+        cmocka_unit_test(status_maps_what_is_seen),
+        cmocka_unit_test(the_spec_hash_follows_the_definition_inputs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
