@@ -5,6 +5,7 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/handlers.h"
 
@@ -24,6 +25,8 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/accounts", h_account_create, ALLOW_ADMIN },
     { "GET", "/v1/accounts", h_account_list, ALLOW_USERS },
     { "GET", "/v1/accounts/{id}", h_account_get, ALLOW_USERS },
+    { "GET", "/v1/accounts/{id}/balance", h_account_balance, ALLOW_USERS },
+    { "POST", "/v1/accounts/{id}/credit", h_account_credit, ALLOW_ADMIN },
 
     { "POST", "/v1/keys", h_key_create, ALLOW_USERS },
     { "GET", "/v1/keys", h_key_list, ALLOW_USERS },
@@ -46,6 +49,14 @@ const struct http_route app_routes[] = {
     { "GET", "/v1/nodes/{id}", h_node_get, ALLOW_ADMIN | ALLOW_PROVIDER },
     { "POST", "/v1/nodes/{id}/approve", h_node_approve, ALLOW_ADMIN },
     { "DELETE", "/v1/nodes/{id}", h_node_delete, ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "GET", "/v1/nodes/{id}/offer", h_offer_get, ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "PUT", "/v1/nodes/{id}/offer", h_offer_put, ALLOW_ADMIN | ALLOW_PROVIDER },
+
+    { "GET", "/v1/usage", h_usage_list, ALLOW_USERS },
+    { "GET", "/v1/invoices", h_invoice_get, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/payouts", h_payout_get, ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "GET", "/v1/ledger", h_ledger_list, ALLOW_ADMIN },
+    { "POST", "/v1/ledger/{id}/reverse", h_ledger_reverse, ALLOW_ADMIN },
 
     { "GET", "/v1/events", h_event_list, ALLOW_USERS },
 

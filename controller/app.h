@@ -35,6 +35,12 @@ struct app_settings {
     int64_t max_image_gib;
     char *mesh_cidr;
     char *templates_dir;
+    /* billing */
+    int64_t accrual_s;       /* seconds between accrual runs */
+    int64_t fee_bps;         /* platform fee in basis points */
+    int64_t grace_s;         /* balance must cover this much running */
+    char *token_symbol;
+    char *default_offer;     /* "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001" */
 };
 
 struct app {

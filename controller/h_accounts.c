@@ -2,6 +2,7 @@
  * providers see only their own account and keys. */
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
+#include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/handlers.h"
 
@@ -98,7 +99,11 @@ HANDLER(h_account_get)
         reply_store_error(r, e, "account");
         return;
     }
-    http_reply_json(r, 200, account_render(row));
+    json_t *o = account_render(row);
+    json_t *bal = billing_balance_json(a->store, json_str(row, "id"));
+    json_object_update(o, bal);
+    json_decref(bal);
+    http_reply_json(r, 200, o);
 }
 
 /* ---- keys ---- */

@@ -4,6 +4,7 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/desired.h"
 #include "controller/handlers.h"
@@ -306,6 +307,27 @@ HANDLER(h_agent_status)
         if (json_str(v, "console_tail"))
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
                        "ss", json_str(v, "console_tail"), id);
+    }
+    size_t bad = 0;
+    int be = billing_ingest_status(a, node_id, vms,
+                                   json_object_get(b, "samples"), &bad);
+    if (be < 0) {
+        store_tx_rollback(a->store);
+        if (be == -EPERM) {
+            reqctx_set_detail(r, "node %s sent usage of a VM it does not "
+                                 "host: refused", node_id);
+            log_warn("node %s sent usage of a foreign VM: refused", node_id);
+            http_reply_problem(r, 403, "forbidden", "samples",
+                               "samples[%zu] is about a VM not placed on this "
+                               "node", bad);
+        } else if (be == -EINVAL) {
+            http_reply_problem(r, 400, "validation", "samples",
+                               "samples[%zu] must be {vm, seq >= 1, start, "
+                               "end >= start} (unix seconds)", bad);
+        } else {
+            http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        }
+        return;
     }
     if (store_tx_commit(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");

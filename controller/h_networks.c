@@ -3,6 +3,7 @@
  * deletion while a VM uses them. */
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
+#include "controller/accrual.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/scheduler.h"
@@ -303,6 +304,8 @@ HANDLER(h_port_add)
     }
     e = port_insert(a->store, json_str(vm, "id"), json_str(vm, "node_id"),
                     http_req_json(r), id);
+    if (e >= 0)
+        e = billing_deal_reshape(a, json_str(vm, "id")); /* port-hours */
     if (e < 0) {
         store_tx_rollback(a->store);
         if (e == -ENOSPC)
@@ -333,6 +336,12 @@ HANDLER(h_port_remove)
                    "ss", pid, json_str(vm, "id")) <= 0) {
         http_reply_problem(r, 404, "not-found", NULL, "no such port");
         return;
+    }
+    if (store_tx_begin(a->store) == 0) {
+        if (billing_deal_reshape(a, json_str(vm, "id")) < 0)
+            store_tx_rollback(a->store);
+        else
+            store_tx_commit(a->store);
     }
     app_node_changed(a, json_str(vm, "node_id"));
     http_reply_text(r, 204, "application/json", NULL, 0);

@@ -2,6 +2,8 @@
  * tenant sees only its own VMs: anything else is 404, never its data. */
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
+#include "billing/money.h"
+#include "controller/accrual.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/scheduler.h"
@@ -186,6 +188,21 @@ HANDLER(h_vm_create)
     int64_t now = now_s();
     const char *desired = json_str(b, "power_state");
     json_auto_t *addrs = json_array();
+    struct rating_shape shape = { json_int(b, "vcpus", 1),
+                                  json_int(b, "memory_mib", 0),
+                                  json_int(b, "disk_gib", 0), 0,
+                                  (int64_t)json_array_size(
+                                      json_object_get(b, "ports")) };
+    int64_t need = 0;
+    if (!streq(desired, "stopped") &&
+        billing_check_create(a, c->account_id, &shape, &need) == -EDQUOT) {
+        _cleanup_free_ char *t = money_format(need, billing_config()->symbol);
+        http_reply_problem(r, 402, "insufficient-funds", NULL,
+                           "the balance must cover %lld s of running (%s): "
+                           "top up the account", (long long)billing_config()->grace_s,
+                           t);
+        return;
+    }
 
     if (store_tx_begin(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
@@ -276,7 +293,10 @@ HANDLER(h_vm_get)
         reply_store_error(r, e, "VM");
         return;
     }
-    http_reply_json(r, 200, vm_render(row));
+    json_t *o = vm_render(row);
+    json_t *deal = billing_vm_deal(a, json_str(row, "id"));
+    json_object_set_new(o, "deal", deal ? deal : json_null());
+    http_reply_json(r, 200, o);
 }
 
 HANDLER(h_vm_console)
@@ -348,6 +368,17 @@ static void vm_power(struct http_request *r, struct app *a,
         return;
     }
     const char *id = json_str(row, "id");
+    int64_t need = 0;
+    if (streq(desired, "running") && !reboot &&
+        !streq(json_str(row, "desired_state"), "running") &&
+        billing_check_start(a, id, &need) == -EDQUOT) {
+        _cleanup_free_ char *t = money_format(need, billing_config()->symbol);
+        http_reply_problem(r, 402, "insufficient-funds", NULL,
+                           "the balance must cover %lld s of running (%s): "
+                           "top up the account", (long long)billing_config()->grace_s,
+                           t);
+        return;
+    }
     e = store_exec(a->store,
                    "UPDATE vms SET desired_state = $1, stop_force = $2, "
                    "reboot_gen = reboot_gen + $3, updated_at = $4 WHERE id = "
@@ -423,12 +454,24 @@ HANDLER(h_vm_resize)
             return;
         }
     }
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
     e = store_exec(a->store,
                    "UPDATE vms SET vcpus = $1, memory_mib = $2, disk_gib = $3, "
                    "updated_at = $4 WHERE id = $5", "iiiis", vcpus, mem, disk,
                    now_s(), id);
+    /* The new shape is billed from now on, at the locked prices. */
+    if (e >= 0)
+        e = billing_deal_reshape(a, id);
     if (e < 0) {
+        store_tx_rollback(a->store);
         reply_store_error(r, e, "VM");
+        return;
+    }
+    if (store_tx_commit(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
     app_node_changed(a, node);

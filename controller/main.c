@@ -4,6 +4,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/accrual.h"
 #include "controller/app.h"
 #include "controller/auth.h"
 #include "controller/pki.h"
@@ -53,6 +54,19 @@ static const struct config_opt options[] = {
     { "templates-dir", CONFIG_STRING, F(templates_dir), 0, 0,
       "/usr/local/share/fogfabric/templates",
       "directory of application templates (*.json)" },
+    { "accrual-interval", CONFIG_INT, F(accrual_s), 1, 86400, "60",
+      "seconds between billing accrual runs" },
+    { "fee-bps", CONFIG_INT, F(fee_bps), 0, 10000, "500",
+      "platform fee in basis points of every charge (500 = 5%)" },
+    { "grace", CONFIG_INT, F(grace_s), 0, 30 * 86400, "3600",
+      "seconds of running a tenant's balance must cover to create or start "
+      "VMs" },
+    { "token-symbol", CONFIG_STRING, F(token_symbol), 0, 0, "FOG",
+      "symbol printed after token amounts" },
+    { "default-offer", CONFIG_STRING, F(default_offer), 0, 0,
+      "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001",
+      "prices of nodes without an offer, tokens per vCPU-hour, GiB-hour of "
+      "memory, GiB-month of disk, GPU-hour, port-hour" },
 };
 #undef F
 
@@ -171,6 +185,10 @@ static int cmd_serve(struct app *a)
                         "'fog-controller init' first)\n", db);
         return 1;
     }
+    if (billing_configure(cfg->accrual_s, cfg->fee_bps, cfg->grace_s,
+                          cfg->heartbeat_s, cfg->token_symbol,
+                          cfg->default_offer) < 0)
+        return 2;
     if (store_open(db, &a->store) < 0)
         return 1;
     store_listen(a->store, on_remote_change, a);
@@ -208,6 +226,7 @@ static int cmd_serve(struct app *a)
         return 1;
     }
     reconciler_start(a);
+    accrual_start(a);
     log_info("serving %s on %s (port %d), data in %s",
              cfg->plain_http ? "HTTP" : "HTTPS", cfg->listen,
              http_server_port(a->http), cfg->data_dir);
@@ -217,6 +236,7 @@ static int cmd_serve(struct app *a)
 
     sigwait(&sigs, &sig);
     log_info("signal %d: shutting down", sig);
+    accrual_stop();
     reconciler_stop();
     http_server_stop(a->http, 5000);
     store_close(a->store);

@@ -6,6 +6,7 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/accrual.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 
@@ -88,6 +89,9 @@ int scheduler_place(struct app *a, const char *vm_id)
                    "UPDATE vms SET node_id = $1, state = 'scheduled', "
                    "state_reason = NULL, updated_at = $2 WHERE id = $3", "sis",
                    node_id, now_s(), vm_id);
+    /* The price is locked now: later offer changes do not touch it. */
+    if (r >= 0)
+        r = billing_deal_lock(a, vm_id, node_id);
     if (r < 0) {
         store_tx_rollback(a->store);
         return r;

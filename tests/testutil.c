@@ -148,10 +148,12 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
     char port[16];
     snprintf(port, sizeof(port), "127.0.0.1:%d", c->port);
     _cleanup_free_ char *bin = tu_bin("fog-controller");
-    char *argv[32] = { bin, (char *)"serve", (char *)"--data-dir", c->dir,
-                       (char *)"--listen", port };
-    int n = 6;
-    for (const char *const *e = extra; e && *e && n < 30; e++)
+    /* Balance limits are off unless a test turns them on (--grace N):
+     * most tests are not about billing. */
+    char *argv[40] = { bin, (char *)"serve", (char *)"--data-dir", c->dir,
+                       (char *)"--listen", port, (char *)"--grace", (char *)"0" };
+    int n = 8;
+    for (const char *const *e = extra; e && *e && n < 38; e++)
         argv[n++] = (char *)*e;
     argv[n] = NULL;
     c->pid = tu_spawn(argv, c->log);
@@ -180,10 +182,11 @@ void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args)
     c->admin_key = xstrndup(k, strcspn(k, "\n"));
     c->port = tu_free_port();
     c->url = xasprintf("https://127.0.0.1:%d", c->port);
+    c->extra = extra_args;
     ctl_spawn(c, extra_args);
 }
 
-void tu_ctl_restart(struct tu_ctl *c) { ctl_spawn(c, NULL); }
+void tu_ctl_restart(struct tu_ctl *c) { ctl_spawn(c, c->extra); }
 
 void tu_ctl_stop(struct tu_ctl *c, int sig)
 {

@@ -33,9 +33,12 @@ struct tu_ctl {
     char *log;      /* log file path */
     int port;
     pid_t pid;
+    const char *const *extra; /* serve's extra arguments (caller's array) */
 };
 /* fog-controller init + serve on a free port; waits until it answers.
- * extra_args (NULL-terminated, may be NULL) are added to `serve`.
+ * extra_args (NULL-terminated, may be NULL; must outlive the controller,
+ * restarts reuse them) are added to `serve`, after "--grace 0" (balance
+ * limits off) so a test can turn them on.
  * Aborts the test binary on failure. */
 void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args);
 /* Restart `serve` on the same data dir and port (after tu_ctl_stop). */

@@ -1,0 +1,793 @@
+/* Billing in the controller: what agents report becomes usage state, usage
+ * becomes balanced ledger postings at the locked deal price, and balances
+ * limit what tenants may run. Every posting shares one store transaction
+ * with the cursor it advances. */
+#include "controller/accrual.h"
+
+#include "billing/money.h"
+#include "billing/usage.h"
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+
+static struct billing_cfg cfg = {
+    .accrual_s = 60,
+    .fee_bps = 500,
+    .grace_s = 3600,
+    .settle_s = 86400,
+    .max_gap_s = 15,
+    .symbol = MONEY_DEFAULT_SYMBOL,
+    .default_offer = {
+        .vcpu_hour = 10000000,      /* 0.01 per vCPU-hour */
+        .mem_gib_hour = 5000000,    /* 0.005 per GiB-hour */
+        .disk_gib_month = 100000000, /* 0.1 per GiB-month */
+        .gpu_hour = 500000000,      /* 0.5 per GPU-hour */
+        .port_hour = 1000000,       /* 0.001 per port-hour */
+    },
+};
+
+const struct billing_cfg *billing_config(void) { return &cfg; }
+
+int billing_offer_parse(const char *text, struct rating_offer *offer)
+{
+    struct rating_offer o = *offer;
+    _cleanup_free_ char *copy = xstrdup(text ? text : "");
+    char *save = NULL;
+    for (char *kv = strtok_r(copy, ",", &save); kv;
+         kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        int64_t v;
+        if (!eq)
+            return -EINVAL;
+        *eq = '\0';
+        if (money_parse(eq + 1, &v) < 0 || v < 0)
+            return -EINVAL;
+        if (streq(kv, "vcpu"))
+            o.vcpu_hour = v;
+        else if (streq(kv, "mem"))
+            o.mem_gib_hour = v;
+        else if (streq(kv, "disk"))
+            o.disk_gib_month = v;
+        else if (streq(kv, "gpu"))
+            o.gpu_hour = v;
+        else if (streq(kv, "port"))
+            o.port_hour = v;
+        else
+            return -EINVAL;
+    }
+    *offer = o;
+    return 0;
+}
+
+int billing_configure(int64_t accrual_s, int64_t fee_bps, int64_t grace_s,
+                      int64_t heartbeat_s, const char *symbol,
+                      const char *default_offer)
+{
+    struct billing_cfg c = cfg;
+    if (accrual_s < 1 || fee_bps < 0 || fee_bps > RATING_BPS_MAX ||
+        grace_s < 0 || heartbeat_s < 1) {
+        fprintf(stderr, "billing: accrual interval, fee (0..10000 bps), "
+                        "grace or heartbeat out of range\n");
+        return -EINVAL;
+    }
+    c.accrual_s = accrual_s;
+    c.fee_bps = fee_bps;
+    c.grace_s = grace_s;
+    c.max_gap_s = 3 * heartbeat_s;
+    if (symbol) {
+        size_t n = strlen(symbol);
+        if (n == 0 || n >= sizeof(c.symbol)) {
+            fprintf(stderr, "billing: token symbol '%s' must be 1 to %zu "
+                            "characters\n", symbol, sizeof(c.symbol) - 1);
+            return -EINVAL;
+        }
+        memcpy(c.symbol, symbol, n + 1);
+    }
+    if (default_offer && billing_offer_parse(default_offer, &c.default_offer) < 0) {
+        fprintf(stderr, "billing: invalid default offer '%s' (want "
+                        "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001)\n",
+                default_offer);
+        return -EINVAL;
+    }
+    cfg = c;
+    return 0;
+}
+
+/* ---- ledger posting ---- */
+
+int billing_post(struct store *s, const struct ledger_tx *tx,
+                 const struct ledger_post_info *info, int64_t now,
+                 char ret_id[UUID_STR_LEN + 1])
+{
+    static const struct ledger_post_info none = { 0 };
+    char id[UUID_STR_LEN + 1];
+    int e;
+
+    if (ledger_tx_check(tx) < 0)
+        return -EINVAL;
+    if (!info)
+        info = &none;
+    uuid_generate_str(id);
+    if (info->deal_id)
+        e = store_exec(s,
+                       "INSERT INTO ledger_tx (id, time_s, kind, memo, actor, "
+                       "vm_id, deal_id, seconds, upto_s, reverses) VALUES ($1, "
+                       "$2, $3, $4, $5, $6, $7, $8, $9, $10)", "sisssssiis",
+                       id, now, tx->kind,
+                       tx->memo ? tx->memo : "", info->actor, info->vm_id,
+                       info->deal_id, info->seconds, info->upto_s, tx->reverses);
+    else
+        e = store_exec(s,
+                       "INSERT INTO ledger_tx (id, time_s, kind, memo, actor, "
+                       "vm_id, seconds, reverses) VALUES ($1, $2, $3, $4, $5, "
+                       "$6, $7, $8)", "sissssis", id, now, tx->kind,
+                       tx->memo ? tx->memo : "", info->actor, info->vm_id,
+                       info->seconds, tx->reverses);
+    if (e < 0)
+        return e;
+    for (size_t i = 0; i < tx->n; i++) {
+        const struct ledger_entry *en = &tx->e[i];
+        if ((e = store_exec(s, "INSERT INTO ledger_entry (tx_id, account, "
+                               "amount, time_s) VALUES ($1, $2, $3, $4)",
+                            "ssii", id, en->account, en->amount, now)) < 0 ||
+            (e = store_exec(s, "INSERT INTO ledger_balances (account, "
+                               "balance) VALUES ($1, $2) ON CONFLICT "
+                               "(account) DO UPDATE SET balance = "
+                               "ledger_balances.balance + excluded.balance",
+                            "si", en->account, en->amount)) < 0)
+            return e == -EEXIST ? -EIO : e;
+    }
+    if (ret_id)
+        memcpy(ret_id, id, sizeof(id));
+    return 0;
+}
+
+int64_t billing_balance(struct store *s, const char *account)
+{
+    return store_query_int(s, 0, "SELECT balance FROM ledger_balances WHERE "
+                                 "account = $1", "s", account);
+}
+
+json_t *billing_balance_json(struct store *s, const char *account)
+{
+    int64_t b = billing_balance(s, account);
+    _cleanup_free_ char *text = money_format(b, NULL);
+    return json_pack("{s:s, s:I, s:s}", "balance", text, "balance_nano",
+                     (json_int_t)b, "currency", cfg.symbol);
+}
+
+/* ---- usage ingestion ---- */
+
+static int usage_load(struct store *s, const char *vm_id, struct usage_vm *ret)
+{
+    json_auto_t *row = NULL;
+    int e = store_query_one(s, &row, "SELECT state FROM vm_usage WHERE vm_id = "
+                                     "$1", "s", vm_id);
+    if (e == -ENOENT) {
+        *ret = (struct usage_vm)USAGE_VM_INIT;
+        return 0;
+    }
+    if (e < 0)
+        return e;
+    json_auto_t *j = json_loads(json_str(row, "state"), 0, NULL);
+    if (usage_vm_from_json(j, ret) < 0) {
+        log_error("billing: usage state of VM %s is corrupt", vm_id);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int usage_save(struct store *s, const char *vm_id, const char *node_id,
+                      const struct usage_vm *u, int64_t new_samples,
+                      int64_t dups, int64_t now)
+{
+    json_auto_t *j = usage_vm_to_json(u);
+    _cleanup_free_ char *text = json_dumps_compact(j);
+    return store_exec(s,
+                      "INSERT INTO vm_usage (vm_id, node_id, state, billable_s, "
+                      "claimed_s, samples, duplicates, updated_at) VALUES ($1, "
+                      "$2, $3, $4, $5, $6, $7, $8) ON CONFLICT (vm_id) DO "
+                      "UPDATE SET node_id = excluded.node_id, state = "
+                      "excluded.state, billable_s = excluded.billable_s, "
+                      "claimed_s = excluded.claimed_s, samples = "
+                      "vm_usage.samples + excluded.samples, duplicates = "
+                      "vm_usage.duplicates + excluded.duplicates, updated_at "
+                      "= excluded.updated_at", "sssiiiii", vm_id, node_id,
+                      text, usage_vm_billable(u), usage_vm_claimed(u),
+                      new_samples, dups, now);
+}
+
+static const struct jfield sample_fields[] = {
+    { "vm", JF_UUID, true, 0, 0, NULL },
+    { "seq", JF_INT, true, 1, INT64_MAX, NULL },
+    { "start", JF_INT, true, 0, INT64_C(1) << 40, NULL },
+    { "end", JF_INT, true, 0, INT64_C(1) << 40, NULL },
+    { "cpu_ns", JF_INT, false, 0, INT64_MAX, NULL },
+    { "rx_bytes", JF_INT, false, 0, INT64_MAX, NULL },
+    { "tx_bytes", JF_INT, false, 0, INT64_MAX, NULL },
+};
+
+/* Apply one VM's observation (state string or NULL) and samples. */
+static int ingest_vm(struct app *a, const char *node_id, const char *owner,
+                     const char *vm_id, const char *state, json_t *samples,
+                     json_t *idx, int64_t now)
+{
+    struct usage_vm u;
+    int e = usage_load(a->store, vm_id, &u);
+    if (e < 0)
+        return e;
+    int64_t capped_before = usage_vm_capped(&u);
+    /* Observe first: a sample ending now is covered by this very report. */
+    if (streq(state, "running"))
+        usage_vm_observe(&u, now, cfg.max_gap_s);
+    else if (state)
+        usage_vm_observe_stop(&u);
+    int64_t fresh = 0, dups = 0;
+    size_t i;
+    json_t *k;
+    json_array_foreach(idx, i, k) {
+        json_t *sj = json_array_get(samples, (size_t)json_integer_value(k));
+        struct usage_sample smp = { json_int(sj, "seq", 0),
+                                    json_int(sj, "start", 0),
+                                    json_int(sj, "end", 0) };
+        if (usage_vm_sample(&u, &smp) == USAGE_NEW)
+            fresh++;
+        else
+            dups++;
+    }
+    /* Fold old intervals away now and then (bounded state). */
+    int64_t horizon = now - cfg.settle_s;
+    if (horizon > u.settled_before + 3600)
+        usage_vm_settle(&u, horizon);
+    int64_t capped = usage_vm_capped(&u) - capped_before;
+    e = usage_save(a->store, vm_id, node_id, &u, fresh, dups, now);
+    usage_vm_free(&u);
+    if (e < 0)
+        return e;
+    /* Claims run a little ahead of the controller's view between reports;
+     * more than the allowed silence is a claim it never saw. */
+    if (capped > cfg.max_gap_s) {
+        _cleanup_free_ char *d = xasprintf(
+            "node %s claimed %lld s of VM %s that the controller did not "
+            "observe running (node silent or VM not reported running): "
+            "capped", node_id, (long long)capped, vm_id);
+        app_event(a, owner, node_id, "billing.usage-capped", vm_id, 200, d);
+        log_warn("billing: %s", d);
+    }
+    return 0;
+}
+
+int billing_ingest_status(struct app *a, const char *node_id, json_t *vms,
+                          json_t *samples, size_t *ret_bad)
+{
+    return billing_ingest_status_at(a, node_id, vms, samples, now_s(), ret_bad);
+}
+
+int billing_ingest_status_at(struct app *a, const char *node_id, json_t *vms,
+                             json_t *samples, int64_t now, size_t *ret_bad)
+{
+    json_auto_t *by_vm = json_object(); /* vm id -> [sample indexes] */
+    json_auto_t *states = json_object(); /* vm id -> reported state */
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(samples, i, v) {
+        struct jerr je = { 0 };
+        if (json_check(v, sample_fields, ARRAY_SIZE(sample_fields), &je) < 0 ||
+            json_int(v, "end", 0) < json_int(v, "start", 0)) {
+            jerr_clear(&je);
+            if (ret_bad)
+                *ret_bad = i;
+            return -EINVAL;
+        }
+        const char *id = json_str(v, "vm");
+        json_t *list = json_object_get(by_vm, id);
+        if (!list) {
+            if (store_query_int(a->store, 0,
+                                "SELECT COUNT(*) FROM vms WHERE id = $1 AND "
+                                "node_id = $2", "ss", id, node_id) == 0) {
+                if (ret_bad)
+                    *ret_bad = i;
+                return -EPERM;
+            }
+            list = json_array();
+            json_object_set_new(by_vm, id, list);
+        }
+        json_array_append_new(list, json_integer((json_int_t)i));
+    }
+    json_array_foreach(vms, i, v) {
+        const char *id = json_str(v, "id"), *st = json_str(v, "state");
+        if (id && st) {
+            json_object_set_new(states, id, json_string(st));
+            if (!json_object_get(by_vm, id))
+                json_object_set_new(by_vm, id, json_array());
+        }
+    }
+    if (json_object_size(by_vm) == 0)
+        return 0;
+    json_auto_t *node = NULL;
+    store_query_one(a->store, &node, "SELECT account_id FROM nodes WHERE id = "
+                                     "$1", "s", node_id);
+    const char *id;
+    json_t *idx;
+    json_object_foreach(by_vm, id, idx) {
+        int e = ingest_vm(a, node_id, json_str(node, "account_id"), id,
+                          json_str(states, id), samples, idx, now);
+        if (e < 0)
+            return e;
+    }
+    return 0;
+}
+
+/* ---- deals ---- */
+
+static void deal_offer(json_t *d, struct rating_offer *o, struct rating_shape *sh)
+{
+    *o = (struct rating_offer){ json_int(d, "vcpu_hour", 0),
+                                json_int(d, "mem_gib_hour", 0),
+                                json_int(d, "disk_gib_month", 0),
+                                json_int(d, "gpu_hour", 0),
+                                json_int(d, "port_hour", 0) };
+    *sh = (struct rating_shape){ json_int(d, "vcpus", 0),
+                                 json_int(d, "memory_mib", 0),
+                                 json_int(d, "disk_gib", 0),
+                                 json_int(d, "gpus", 0),
+                                 json_int(d, "ports", 0) };
+}
+
+#define DEAL_COLS                                                              \
+    "d.id, d.vm_id, d.node_id, d.tenant_id, d.provider_id, d.vcpu_hour, "     \
+    "d.mem_gib_hour, d.disk_gib_month, d.gpu_hour, d.port_hour, d.vcpus, "    \
+    "d.memory_mib, d.disk_gib, d.gpus, d.ports, d.fee_bps, d.base_s, "        \
+    "d.billed_s, d.charged, d.fees, d.created_at, d.closed_at"
+
+/* Post the deal's pending step up to the VM's billable seconds, inside the
+ * caller's transaction. *ret_posted: 1 when a ledger transaction was
+ * written. 0 or -errno. */
+static int deal_accrue(struct app *a, json_t *deal, int64_t billable_s,
+                       int64_t now, int *ret_posted)
+{
+    struct rating_offer o;
+    struct rating_shape sh;
+    struct rating_split sp;
+    deal_offer(deal, &o, &sh);
+    int64_t billed = json_int(deal, "billed_s", 0);
+    int64_t rel = billable_s - json_int(deal, "base_s", 0);
+    *ret_posted = 0;
+    if (rel <= billed)
+        return 0;
+    int e = rating_step(&o, &sh, json_int(deal, "fee_bps", 0), billed, rel, &sp);
+    if (e < 0) {
+        log_error("billing: deal %s cannot be rated (%s)",
+                  json_str(deal, "id"), strerror(-e));
+        return e;
+    }
+    /* A step too small to cost a nano-token waits: the cursor stays, and
+     * the cumulative charge picks the fraction up later. */
+    if (sp.tenant == 0)
+        return 0;
+    struct ledger_tx *tx = ledger_tx_new("accrual", NULL);
+    if ((e = ledger_tx_add(tx, json_str(deal, "tenant_id"), -sp.tenant)) < 0 ||
+        (e = ledger_tx_add(tx, json_str(deal, "provider_id"), sp.provider)) < 0 ||
+        (e = ledger_tx_add(tx, LEDGER_HUB_FEES, sp.fee)) < 0) {
+        ledger_tx_free(tx);
+        return e;
+    }
+    struct ledger_post_info info = { "accrual", json_str(deal, "vm_id"),
+                                     json_str(deal, "id"), rel - billed, rel };
+    e = billing_post(a->store, tx, &info, now, NULL);
+    ledger_tx_free(tx);
+    if (e < 0)
+        return e;
+    e = store_exec(a->store,
+                   "UPDATE deals SET billed_s = $1, charged = charged + $2, "
+                   "fees = fees + $3 WHERE id = $4 AND billed_s = $5", "iiisi",
+                   rel, sp.tenant, sp.fee, json_str(deal, "id"), billed);
+    if (e == 0)
+        return -EAGAIN; /* someone else moved the cursor: roll back */
+    if (e < 0)
+        return e;
+    *ret_posted = 1;
+    return 0;
+}
+
+static int vm_open_deal(struct store *s, const char *vm_id, json_t **ret)
+{
+    return store_query_one(s, ret, "SELECT " DEAL_COLS " FROM deals d JOIN "
+                           "vms v ON v.deal_id = d.id WHERE v.id = $1", "s",
+                           vm_id);
+}
+
+/* New deal for the VM; with keep_prices the old deal's prices and fee
+ * carry over (only the shape changes). */
+static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
+                       bool keep_prices)
+{
+    json_auto_t *vm = NULL, *node = NULL, *offer = NULL, *old = NULL;
+    int64_t now = now_s(), base = 0, fee_bps = cfg.fee_bps;
+    int e, posted;
+
+    if ((e = store_query_one(a->store, &vm,
+                             "SELECT v.account_id, v.vcpus, v.memory_mib, "
+                             "v.disk_gib, COALESCE(u.billable_s, 0) AS "
+                             "billable_s FROM vms v LEFT JOIN vm_usage u ON "
+                             "u.vm_id = v.id WHERE v.id = $1", "s", vm_id)) < 0 ||
+        (e = store_query_one(a->store, &node, "SELECT account_id FROM nodes "
+                             "WHERE id = $1", "s", node_id)) < 0)
+        return e;
+    e = vm_open_deal(a->store, vm_id, &old);
+    if (e == 0) {
+        /* Settle the old price up to now before the new one applies. */
+        if ((e = deal_accrue(a, old, json_int(vm, "billable_s", 0), now,
+                             &posted)) < 0)
+            return e;
+        base = json_int(vm, "billable_s", 0);
+        if ((e = store_exec(a->store, "UPDATE deals SET closed_at = $1 WHERE "
+                            "id = $2", "is", now, json_str(old, "id"))) < 0)
+            return e;
+    } else if (e != -ENOENT) {
+        return e;
+    }
+    struct rating_offer o = cfg.default_offer;
+    struct rating_shape unused;
+    if (keep_prices && old) {
+        deal_offer(old, &o, &unused);
+        fee_bps = json_int(old, "fee_bps", cfg.fee_bps);
+    } else if (store_query_one(a->store, &offer, "SELECT * FROM node_offers "
+                               "WHERE node_id = $1", "s", node_id) == 0) {
+        o = (struct rating_offer){ json_int(offer, "vcpu_hour", 0),
+                                   json_int(offer, "mem_gib_hour", 0),
+                                   json_int(offer, "disk_gib_month", 0),
+                                   json_int(offer, "gpu_hour", 0),
+                                   json_int(offer, "port_hour", 0) };
+    }
+    int64_t ports = store_query_int(a->store, 0, "SELECT COUNT(*) FROM ports "
+                                    "WHERE vm_id = $1", "s", vm_id);
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    e = store_exec(a->store,
+                   "INSERT INTO deals (id, vm_id, node_id, tenant_id, "
+                   "provider_id, vcpu_hour, mem_gib_hour, disk_gib_month, "
+                   "gpu_hour, port_hour, vcpus, memory_mib, disk_gib, gpus, "
+                   "ports, fee_bps, base_s, created_at) VALUES ($1, $2, $3, "
+                   "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
+                   "$17, $18)", "sssssiiiiiiiiiiiii", id, vm_id, node_id,
+                   json_str(vm, "account_id"), json_str(node, "account_id"),
+                   o.vcpu_hour, o.mem_gib_hour, o.disk_gib_month, o.gpu_hour,
+                   o.port_hour, json_int(vm, "vcpus", 0),
+                   json_int(vm, "memory_mib", 0), json_int(vm, "disk_gib", 0),
+                   (int64_t)0, ports, fee_bps, base, now);
+    if (e < 0)
+        return e;
+    e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE id = $2", "ss",
+                   id, vm_id);
+    return e < 0 ? e : 0;
+}
+
+int billing_deal_lock(struct app *a, const char *vm_id, const char *node_id)
+{
+    return deal_relock(a, vm_id, node_id, false);
+}
+
+int billing_deal_reshape(struct app *a, const char *vm_id)
+{
+    json_auto_t *vm = NULL;
+    int e = store_query_one(a->store, &vm, "SELECT node_id, deal_id FROM vms "
+                            "WHERE id = $1", "s", vm_id);
+    if (e < 0)
+        return e;
+    if (!json_str(vm, "node_id") || !json_str(vm, "deal_id"))
+        return 0; /* priced when placed */
+    return deal_relock(a, vm_id, json_str(vm, "node_id"), true);
+}
+
+json_t *billing_vm_deal(struct app *a, const char *vm_id)
+{
+    json_auto_t *d = NULL;
+    if (vm_open_deal(a->store, vm_id, &d) < 0)
+        return NULL;
+    static const char *const prices[] = { "vcpu_hour", "mem_gib_hour",
+                                          "disk_gib_month", "gpu_hour",
+                                          "port_hour" };
+    static const char *const shape[] = { "vcpus", "memory_mib", "disk_gib",
+                                         "gpus", "ports" };
+    json_t *p = json_object(), *s = json_object();
+    for (size_t i = 0; i < ARRAY_SIZE(prices); i++) {
+        _cleanup_free_ char *t = money_format(json_int(d, prices[i], 0), NULL);
+        json_object_set_new(p, prices[i], json_string(t));
+        json_object_set(s, shape[i], json_object_get(d, shape[i]));
+    }
+    struct rating_offer o;
+    struct rating_shape sh;
+    int64_t hour = 0;
+    deal_offer(d, &o, &sh);
+    rating_cost_ceil(&o, &sh, RATING_SECONDS_PER_HOUR, &hour);
+    char since[21];
+    time_format_rfc3339(json_int(d, "created_at", 0), since);
+    _cleanup_free_ char *ht = money_format(hour, NULL);
+    _cleanup_free_ char *ct = money_format(json_int(d, "charged", 0), NULL);
+    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:I, s:s, s:I, s:s, s:s}", "id",
+                     json_str(d, "id"), "node_id", json_str(d, "node_id"),
+                     "prices", p, "shape", s, "per_hour", ht, "fee_bps",
+                     (json_int_t)json_int(d, "fee_bps", 0), "since", since,
+                     "billed_seconds", (json_int_t)json_int(d, "billed_s", 0),
+                     "charged", ct, "currency", cfg.symbol);
+}
+
+/* ---- accrual ---- */
+
+/* One VM's step in its own store transaction. 1 posted, 0 nothing to do,
+ * -errno (rolled back). */
+static int accrue_vm(struct app *a, const char *vm_id, int64_t now)
+{
+    json_auto_t *vm = NULL, *deal = NULL;
+    int e, posted = 0;
+
+    if ((e = store_tx_begin(a->store)) < 0)
+        return e;
+    /* Re-read inside the transaction: the list may be stale. */
+    e = store_query_one(a->store, &vm,
+                        "SELECT v.node_id, v.deal_id, u.billable_s FROM vms v "
+                        "JOIN vm_usage u ON u.vm_id = v.id WHERE v.id = $1",
+                        "s", vm_id);
+    if (e == 0 && !json_str(vm, "deal_id") && json_str(vm, "node_id"))
+        /* Placed before prices were locked at placement: lock now. */
+        e = billing_deal_lock(a, vm_id, json_str(vm, "node_id"));
+    if (e == 0)
+        e = vm_open_deal(a->store, vm_id, &deal);
+    if (e == 0)
+        e = deal_accrue(a, deal, json_int(vm, "billable_s", 0), now, &posted);
+    if (e < 0) {
+        store_tx_rollback(a->store);
+        return e == -ENOENT ? 0 : e;
+    }
+    if ((e = store_tx_commit(a->store)) < 0)
+        return e;
+    return posted;
+}
+
+/* Grace cost of every running deal, per tenant: {tenant: need}. */
+static json_t *running_needs(struct app *a, const char *only_tenant,
+                             const char *except_vm)
+{
+    json_t *needs = json_object();
+    json_auto_t *rows = NULL;
+    size_t i;
+    json_t *d;
+    if (store_query(a->store, &rows,
+                    "SELECT " DEAL_COLS " FROM deals d JOIN vms v ON "
+                    "v.deal_id = d.id WHERE v.desired_state = 'running' AND "
+                    "v.deleted_at IS NULL AND ($1 = '' OR d.tenant_id = $1) "
+                    "AND v.id <> $2", "ss", only_tenant ? only_tenant : "",
+                    except_vm ? except_vm : "") < 0)
+        return needs;
+    json_array_foreach(rows, i, d) {
+        struct rating_offer o;
+        struct rating_shape sh;
+        int64_t c = 0, sum = json_int(needs, json_str(d, "tenant_id"), 0);
+        deal_offer(d, &o, &sh);
+        if (rating_cost_ceil(&o, &sh, cfg.grace_s, &c) < 0 ||
+            __builtin_add_overflow(sum, c, &sum))
+            sum = INT64_MAX;
+        json_object_set_new(needs, json_str(d, "tenant_id"),
+                            json_integer((json_int_t)sum));
+    }
+    return needs;
+}
+
+static void stop_tenant(struct app *a, const char *tenant, int64_t balance,
+                        int64_t now)
+{
+    json_auto_t *vms = NULL;
+    size_t i;
+    json_t *v;
+    if (store_query(a->store, &vms,
+                    "SELECT id, node_id FROM vms WHERE account_id = $1 AND "
+                    "desired_state = 'running' AND deleted_at IS NULL", "s",
+                    tenant) < 0)
+        return;
+    _cleanup_free_ char *bal = money_format(balance, cfg.symbol);
+    json_array_foreach(vms, i, v) {
+        if (store_exec(a->store,
+                       "UPDATE vms SET desired_state = 'stopped', updated_at "
+                       "= $1 WHERE id = $2 AND desired_state = 'running'",
+                       "is", now, json_str(v, "id")) <= 0)
+            continue;
+        app_node_changed(a, json_str(v, "node_id"));
+        _cleanup_free_ char *d = xasprintf(
+            "balance %s is exhausted: VM stopped (not deleted); top up the "
+            "account and start it again", bal);
+        app_event(a, tenant, "billing", "billing.vm-stopped",
+                  json_str(v, "id"), 402, d);
+    }
+    log_info("billing: account %s has balance %s: stopped %zu VMs", tenant,
+             bal, json_array_size(vms));
+    store_exec(a->store,
+               "INSERT INTO billing_notices (account_id, stopped_at) VALUES "
+               "($1, $2) ON CONFLICT (account_id) DO UPDATE SET stopped_at = "
+               "excluded.stopped_at", "si", tenant, now);
+}
+
+static void warn_tenant(struct app *a, const char *tenant, int64_t balance,
+                        int64_t need, int64_t now)
+{
+    int64_t last = store_query_int(a->store, -1,
+                                   "SELECT COALESCE(warned_at, -1) FROM "
+                                   "billing_notices WHERE account_id = $1",
+                                   "s", tenant);
+    if (last >= 0 && now - last < 3600)
+        return;
+    _cleanup_free_ char *bal = money_format(balance, cfg.symbol);
+    _cleanup_free_ char *nd = money_format(need, cfg.symbol);
+    _cleanup_free_ char *d = xasprintf(
+        "balance %s does not cover %lld s of the running VMs (%s): they will "
+        "be stopped when it runs out", bal, (long long)cfg.grace_s, nd);
+    app_event(a, tenant, "billing", "billing.low-balance", tenant, 200, d);
+    store_exec(a->store,
+               "INSERT INTO billing_notices (account_id, warned_at) VALUES "
+               "($1, $2) ON CONFLICT (account_id) DO UPDATE SET warned_at = "
+               "excluded.warned_at", "si", tenant, now);
+}
+
+/* Warn or stop tenants whose balance cannot carry their running VMs. */
+static void enforce(struct app *a, int64_t now)
+{
+    if (cfg.grace_s == 0)
+        return; /* limits off */
+    json_auto_t *needs = running_needs(a, NULL, NULL);
+    const char *tenant;
+    json_t *n;
+    json_object_foreach(needs, tenant, n) {
+        json_auto_t *acct = NULL;
+        if (store_query_one(a->store, &acct, "SELECT role FROM accounts WHERE "
+                            "id = $1", "s", tenant) < 0 ||
+            streq(json_str(acct, "role"), "admin"))
+            continue;
+        int64_t balance = billing_balance(a->store, tenant);
+        int64_t need = json_integer_value(n);
+        if (balance <= 0)
+            stop_tenant(a, tenant, balance, now);
+        else if (balance < need)
+            warn_tenant(a, tenant, balance, need, now);
+    }
+}
+
+int accrual_run(struct app *a, int64_t now)
+{
+    json_auto_t *rows = NULL;
+    size_t i;
+    json_t *row;
+    int posted = 0, failed = 0;
+
+    int e = store_query(a->store, &rows,
+                        "SELECT u.vm_id FROM vm_usage u JOIN vms v ON v.id = "
+                        "u.vm_id LEFT JOIN deals d ON d.id = v.deal_id WHERE "
+                        "v.node_id IS NOT NULL AND (d.id IS NULL OR d.base_s "
+                        "+ d.billed_s < u.billable_s) ORDER BY u.vm_id", "");
+    if (e < 0)
+        return e;
+    json_array_foreach(rows, i, row) {
+        int r = accrue_vm(a, json_str(row, "vm_id"), now);
+        if (r > 0)
+            posted++;
+        else if (r < 0)
+            failed++;
+    }
+    if (failed)
+        log_warn("billing: %d VMs could not be accrued this round; they will "
+                 "be next time", failed);
+    enforce(a, now);
+    return posted;
+}
+
+/* ---- balance limits ---- */
+
+static int check_funds(struct app *a, const char *account_id,
+                       const char *except_vm, int64_t extra, int64_t *ret_need)
+{
+    json_auto_t *acct = NULL;
+    int e = store_query_one(a->store, &acct, "SELECT role FROM accounts WHERE "
+                            "id = $1", "s", account_id);
+    if (e < 0)
+        return e;
+    if (streq(json_str(acct, "role"), "admin") || cfg.grace_s == 0)
+        return 0;
+    json_auto_t *needs = running_needs(a, account_id, except_vm);
+    int64_t need = json_int(needs, account_id, 0);
+    if (__builtin_add_overflow(need, extra, &need))
+        need = INT64_MAX;
+    int64_t balance = billing_balance(a->store, account_id);
+    if (balance <= 0 || balance < need) {
+        if (ret_need)
+            *ret_need = need;
+        return -EDQUOT;
+    }
+    return 0;
+}
+
+int billing_check_create(struct app *a, const char *account_id,
+                         const struct rating_shape *shape, int64_t *ret_need)
+{
+    int64_t extra = 0;
+    if (shape && rating_cost_ceil(&cfg.default_offer, shape, cfg.grace_s,
+                                  &extra) < 0)
+        extra = INT64_MAX;
+    return check_funds(a, account_id, NULL, extra, ret_need);
+}
+
+int billing_check_start(struct app *a, const char *vm_id, int64_t *ret_need)
+{
+    json_auto_t *vm = NULL, *deal = NULL;
+    int e = store_query_one(a->store, &vm, "SELECT account_id, vcpus, "
+                            "memory_mib, disk_gib FROM vms WHERE id = $1", "s",
+                            vm_id);
+    if (e < 0)
+        return e;
+    struct rating_offer o = cfg.default_offer;
+    struct rating_shape sh = { json_int(vm, "vcpus", 0),
+                               json_int(vm, "memory_mib", 0),
+                               json_int(vm, "disk_gib", 0), 0, 0 };
+    if (vm_open_deal(a->store, vm_id, &deal) == 0)
+        deal_offer(deal, &o, &sh);
+    int64_t extra = 0;
+    if (rating_cost_ceil(&o, &sh, cfg.grace_s, &extra) < 0)
+        extra = INT64_MAX;
+    return check_funds(a, json_str(vm, "account_id"), vm_id, extra, ret_need);
+}
+
+/* ---- the accrual thread ---- */
+
+static pthread_t acc_thread;
+static pthread_mutex_t acc_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t acc_cond = PTHREAD_COND_INITIALIZER;
+static bool acc_stop, acc_running;
+
+static void *accrual_loop(void *arg)
+{
+    struct app *a = arg;
+    pthread_mutex_lock(&acc_lock);
+    while (!acc_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += cfg.accrual_s;
+        pthread_cond_timedwait(&acc_cond, &acc_lock, &ts);
+        if (acc_stop)
+            break;
+        pthread_mutex_unlock(&acc_lock);
+        if (store_try_lead(a->store)) {
+            int64_t t0 = mono_ms();
+            int n = accrual_run(a, now_s());
+            log_debug("billing: accrual posted %d transactions in %lld ms", n,
+                      (long long)(mono_ms() - t0));
+        }
+        pthread_mutex_lock(&acc_lock);
+    }
+    pthread_mutex_unlock(&acc_lock);
+    return NULL;
+}
+
+int accrual_start(struct app *a)
+{
+    acc_stop = false;
+    int r = pthread_create(&acc_thread, NULL, accrual_loop, a);
+    if (r)
+        return -r;
+    acc_running = true;
+    return 0;
+}
+
+void accrual_stop(void)
+{
+    if (!acc_running)
+        return;
+    pthread_mutex_lock(&acc_lock);
+    acc_stop = true;
+    pthread_cond_signal(&acc_cond);
+    pthread_mutex_unlock(&acc_lock);
+    pthread_join(acc_thread, NULL);
+    acc_running = false;
+}

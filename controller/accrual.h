@@ -1,0 +1,117 @@
+/* Billing inside the controller: usage ingestion from agent posts, deals
+ * locked at placement, the accrual loop posting balanced ledger
+ * transactions (one store transaction per VM step, so a crash never posts
+ * twice or loses a step), balance limits, and ledger posting. */
+#pragma once
+
+#include "billing/ledger.h"
+#include "billing/rating.h"
+#include "controller/app.h"
+
+#include <jansson.h>
+
+/* Billing settings; defaults until billing_configure() is called. */
+struct billing_cfg {
+    int64_t accrual_s;       /* seconds between accrual runs */
+    int64_t fee_bps;         /* platform fee, basis points of each charge */
+    int64_t grace_s;         /* balance must cover this much running;
+                                0 turns balance limits off */
+    int64_t settle_s;        /* samples older than this are too late */
+    int64_t max_gap_s;       /* running reports further apart leave a hole */
+    char symbol[16];         /* token symbol for printing */
+    struct rating_offer default_offer;
+};
+
+/* Apply settings. `default_offer` is "vcpu=0.01,mem=0.005,disk=0.5,gpu=1,
+ * port=0.001" (decimal tokens; missing keys keep their default; NULL keeps
+ * all). max_gap_s 0 means three heartbeats of `heartbeat_s`.
+ * 0, or -EINVAL with a message on stderr naming the bad part. */
+int billing_configure(int64_t accrual_s, int64_t fee_bps, int64_t grace_s,
+                      int64_t heartbeat_s, const char *symbol,
+                      const char *default_offer);
+/* The settings in force (never NULL). */
+const struct billing_cfg *billing_config(void);
+/* Parse "vcpu=..,mem=..,disk=..,gpu=..,port=.." over *offer (keys not named
+ * keep their value). 0 or -EINVAL. */
+int billing_offer_parse(const char *text, struct rating_offer *offer);
+
+/* Ingest one agent status post, inside the caller's store transaction:
+ * `vms` the reported states ([{id, state}...]) are the controller's own
+ * observations (running while the node keeps reporting); `samples`
+ * ([{vm, seq, start, end}...], may be NULL) the node's claims. Duplicated
+ * or retried samples count once; claims beyond what was observed are
+ * capped and an event says so. 0, -EINVAL (malformed sample, *ret_bad
+ * names it: index into samples), -EPERM (a sample about a VM not placed on
+ * this node; *ret_bad is its index) or -EIO. */
+int billing_ingest_status(struct app *a, const char *node_id, json_t *vms,
+                          json_t *samples, size_t *ret_bad);
+/* The same as observed at unix time `now` (tests replay hours in seconds). */
+int billing_ingest_status_at(struct app *a, const char *node_id, json_t *vms,
+                             json_t *samples, int64_t now, size_t *ret_bad);
+
+/* Lock the price of a VM just placed on node_id (the deal), inside the
+ * caller's store transaction: the node's offer (or the default), the VM's
+ * shape and published ports, the current fee. A VM that already has a deal
+ * is accrued up to now on it first and the old deal closed. 0 or -errno. */
+int billing_deal_lock(struct app *a, const char *vm_id, const char *node_id);
+/* The VM's shape changed (resize, ports added or removed): accrue up to now
+ * on the current deal and continue on a new one with the same prices and
+ * fee, inside the caller's store transaction. No-op for an unplaced VM.
+ * 0 or -errno. */
+int billing_deal_reshape(struct app *a, const char *vm_id);
+
+/* Post every VM's pending usage (one store transaction per VM), then
+ * enforce balances: warn tenants whose balance will not cover grace_s,
+ * stop (never delete) the running VMs of tenants with nothing left.
+ * Returns the number of ledger transactions posted, or -errno. */
+int accrual_run(struct app *a, int64_t now);
+/* Background thread running accrual_run every accrual_s seconds (only on
+ * the leading replica). 0 or -errno. */
+int accrual_start(struct app *a);
+void accrual_stop(void);
+
+/* Post a checked transaction inside the caller's store transaction:
+ * ledger_tx + ledger_entry rows and balances. Accrual steps carry vm_id,
+ * deal_id, seconds and upto_s (NULL/0 otherwise). *ret_id (may be NULL)
+ * receives the new id. 0, -EINVAL (unbalanced), -EEXIST (this step or
+ * reversal was already posted) or -EIO. */
+struct ledger_post_info {
+    const char *actor;
+    const char *vm_id;
+    const char *deal_id;
+    int64_t seconds;
+    int64_t upto_s;
+};
+int billing_post(struct store *s, const struct ledger_tx *tx,
+                 const struct ledger_post_info *info, int64_t now,
+                 char ret_id[UUID_STR_LEN + 1]);
+
+/* Balance of a ledger account (account UUID or LEDGER_HUB_*), nano. */
+int64_t billing_balance(struct store *s, const char *account);
+/* {"balance": "12.5", "balance_nano": N, "currency": "FOG"} (new ref). */
+json_t *billing_balance_json(struct store *s, const char *account);
+
+/* May this account create a VM of `shape` (priced at the default offer)?
+ * Needs a positive balance covering grace_s of its running deals plus the
+ * new VM. Admin accounts are never limited, nobody is with grace_s 0. 0, -EDQUOT (*ret_need is the
+ * balance needed) or -errno. */
+int billing_check_create(struct app *a, const char *account_id,
+                         const struct rating_shape *shape, int64_t *ret_need);
+/* Same for starting a stopped VM, priced at its deal. */
+int billing_check_start(struct app *a, const char *vm_id, int64_t *ret_need);
+
+/* The VM's current deal as its API object {node_id, prices (decimal),
+ * shape, fee_bps, since, billed_seconds, charged} (new ref), or NULL when
+ * it has none. */
+json_t *billing_vm_deal(struct app *a, const char *vm_id);
+
+/* Route handlers of controller/h_billing.c. */
+void h_offer_get(struct http_request *r, void *app);
+void h_offer_put(struct http_request *r, void *app);
+void h_account_credit(struct http_request *r, void *app);
+void h_account_balance(struct http_request *r, void *app);
+void h_ledger_reverse(struct http_request *r, void *app);
+void h_ledger_list(struct http_request *r, void *app);
+void h_usage_list(struct http_request *r, void *app);
+void h_invoice_get(struct http_request *r, void *app);
+void h_payout_get(struct http_request *r, void *app);
