@@ -1,0 +1,31 @@
+/* The node's firewall and NAT as nftables text, planned from an nf_state
+ * with no I/O: our own tables only (inet fogfabric, ip fogfabric_nat,
+ * bridge fogfabric), replaced as a whole in one transaction. */
+#pragma once
+
+#include "common/buf.h"
+#include "netfabric/state.h"
+
+#define NFTPLAN_TABLE_INET "inet fogfabric"
+#define NFTPLAN_TABLE_NAT "ip fogfabric_nat"
+#define NFTPLAN_TABLE_BRIDGE "bridge fogfabric"
+
+/* Append the three table definitions for s to out:
+ * - inet fogfabric: no forwarding between tenant bridges or from them to
+ *   the mesh; into a bridge only replies and DNATed flows; VMs reach the
+ *   host only for ICMP, DNS and DHCP.
+ * - ip fogfabric_nat: DNAT of each published port from the public address
+ *   (any local address when s->public_addr is 0) and masquerade for each
+ *   network's egress.
+ * - bridge fogfabric: a VM's tap passes only frames from its MAC, ARP for
+ *   its MAC and address, and IPv4 from its address (plus DHCP discovery);
+ *   no DHCP server replies, no other ethertypes.
+ * 0 or -EINVAL when s names something that cannot be written safely. */
+int nftplan_build(const struct nf_state *s, struct buf *out);
+
+/* Append one transaction that replaces our tables with the plan for s
+ * (add, delete, define: works whether or not they exist). 0 or -EINVAL. */
+int nftplan_script(const struct nf_state *s, struct buf *out);
+
+/* Append the transaction that removes our tables (present or not). */
+void nftplan_teardown(struct buf *out);

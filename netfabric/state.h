@@ -1,0 +1,103 @@
+/* What the network of one node should look like, as netfabric consumes
+ * it: the mesh (own address, port, peers), tenant networks (VXLAN, bridge,
+ * gateway, remote VTEPs and MACs), the VM ports to guard and the published
+ * ports. Parsed from the controller's desired-state document. */
+#pragma once
+
+#include "common/util.h"
+#include "netfabric/ipam.h"
+#include "netfabric/wgkey.h"
+
+#include <jansson.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#define NF_MESH_IFNAME "fogwg0"
+#define NF_VXLAN_PORT 4789
+
+struct nf_peer {
+    char *node_id;                 /* owned, may be NULL */
+    uint8_t public_key[WGKEY_LEN];
+    char *endpoint;                /* owned "a.b.c.d:port", NULL if unknown */
+    struct ipam_cidr *allowed_ips; /* owned */
+    size_t n_allowed_ips;
+    uint16_t keepalive;
+};
+
+struct nf_mac {
+    uint8_t mac[6];
+    uint32_t vtep;
+};
+
+struct nf_network {
+    uint32_t vxlan_id;
+    struct ipam_cidr cidr;
+    uint32_t gateway;
+    unsigned mtu;            /* guest MTU; bridge and VXLAN use it too */
+    char bridge[IFNAMSIZ];   /* fogbr<id> */
+    char vxlan[IFNAMSIZ];    /* vxlan<id> */
+    uint32_t *vteps;         /* owned: remote mesh addresses */
+    size_t n_vteps;
+    struct nf_mac *macs;     /* owned: VM MACs on remote nodes */
+    size_t n_macs;
+};
+
+/* A VM's NIC on this node: its tap passes only this MAC and address. */
+struct nf_vmport {
+    char tap[IFNAMSIZ];
+    char bridge[IFNAMSIZ];
+    uint8_t mac[6];
+    uint32_t addr;
+};
+
+struct nf_publish {
+    int proto;          /* IPPROTO_TCP or IPPROTO_UDP */
+    uint16_t host_port;
+    uint16_t vm_port;
+    uint32_t vm_addr;
+};
+
+struct nf_state {
+    /* Mesh; has_mesh false = the controller has not given us an address. */
+    bool has_mesh;
+    char mesh_ifname[IFNAMSIZ]; /* default NF_MESH_IFNAME */
+    uint32_t mesh_addr;
+    int mesh_prefix;
+    uint16_t listen_port;
+    struct nf_peer *peers;
+    size_t n_peers;
+    struct nf_network *networks;
+    size_t n_networks;
+    struct nf_vmport *vmports;
+    size_t n_vmports;
+    struct nf_publish *published;
+    size_t n_published;
+    /* Filled by the agent, not the document: the mesh private key (it
+     * never leaves the node), the node's public address for DNAT (0 = any
+     * local address), the underlay MTU (0 = 1500) and where wireguard-go
+     * lives. */
+    bool has_private_key;
+    uint8_t private_key[WGKEY_LEN];
+    uint32_t public_addr;
+    unsigned underlay_mtu;
+    const char *uapi_dir;     /* NULL = /var/run/wireguard */
+    const char *wireguard_go; /* NULL = "wireguard-go" from PATH */
+    const char *proc_root;    /* NULL = "/" (tests point it elsewhere) */
+};
+
+/* Parse the controller's desired document (the object with "mesh",
+ * "peers", "networks", "ports", "vms") into *ret, zeroed first; the caller
+ * frees it with nf_state_clear. mesh_ifname NULL = NF_MESH_IFNAME. Every
+ * field is checked: 0, or -EINVAL with *ret_error (caller frees) naming the
+ * offending member. */
+int netfabric_state_from_json(const json_t *doc, const char *mesh_ifname,
+                              struct nf_state *ret, char **ret_error);
+void nf_state_clear(struct nf_state *s);
+
+/* Interface name of a VM's NIC tap, derived from its id and NIC index so
+ * the domain XML and the firewall agree: "fogt" + 8 hex digits + index.
+ * -EINVAL when the id has too few hex digits or idx > 99. */
+int netfabric_tap_name(const char *vm_id, unsigned idx, char out[IFNAMSIZ]);
+/* Bridge and VXLAN names of a network: fogbr<id>, vxlan<id>. */
+void netfabric_bridge_name(uint32_t vxlan_id, char out[IFNAMSIZ]);
+void netfabric_vxlan_name(uint32_t vxlan_id, char out[IFNAMSIZ]);

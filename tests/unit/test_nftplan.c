@@ -1,0 +1,264 @@
+/* Unit tests for netfabric/nftplan and the desired-document parser that
+ * feeds it: the exact rules for isolation, anti-spoofing, DNAT and
+ * masquerade, and refusal of documents that could inject text. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "netfabric/nftplan.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+static const char *DOC =
+    "{\"revision\": 7, \"node_id\": \"n1\","
+    " \"mesh\": {\"address\": \"100.96.0.1\", \"prefix\": 12, \"listen_port\": 51820},"
+    " \"peers\": [{\"node_id\": \"n2\", \"name\": \"b\","
+    "   \"public_key\": \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+    "   \"endpoint\": \"192.0.2.2:51820\", \"allowed_ips\": [\"100.96.0.2/32\"],"
+    "   \"keepalive\": 25}],"
+    " \"networks\": [{\"id\": \"w1\", \"vxlan_id\": 1000, \"cidr\": \"10.1.0.0/24\","
+    "   \"gateway\": \"10.1.0.1\", \"mtu\": 1370, \"bridge\": \"fogbr1000\","
+    "   \"vteps\": [\"100.96.0.2\"], \"macs\": [{\"mac\": \"52:54:00:00:00:22\","
+    "   \"vtep\": \"100.96.0.2\"}]},"
+    "  {\"id\": \"w2\", \"vxlan_id\": 1001, \"cidr\": \"10.2.0.0/24\","
+    "   \"gateway\": \"10.2.0.1\", \"mtu\": 1370, \"bridge\": \"fogbr1001\","
+    "   \"vteps\": [], \"macs\": []}],"
+    " \"ports\": [{\"vm_id\": \"v\", \"proto\": \"tcp\", \"host_port\": 20080,"
+    "   \"vm_port\": 80, \"vm_address\": \"10.1.0.5\"},"
+    "  {\"vm_id\": \"v\", \"proto\": \"udp\", \"host_port\": 27015,"
+    "   \"vm_port\": 27015, \"vm_address\": \"10.1.0.5\"}],"
+    " \"vms\": [{\"id\": \"0123abcd-0000-4000-8000-000000000001\", \"deleted\": false,"
+    "   \"nics\": [{\"network_id\": \"w1\", \"mac\": \"52:54:00:00:00:05\","
+    "   \"address\": \"10.1.0.5\", \"prefix\": 24, \"gateway\": \"10.1.0.1\","
+    "   \"mtu\": 1370, \"bridge\": \"fogbr1000\"}]},"
+    "  {\"id\": \"ffffeeee-0000-4000-8000-000000000002\", \"deleted\": true,"
+    "   \"nics\": [{\"network_id\": \"w2\", \"mac\": \"52:54:00:00:00:09\","
+    "   \"address\": \"10.2.0.9\", \"bridge\": \"fogbr1001\"}]},"
+    "  {\"id\": \"99998888-0000-4000-8000-000000000003\","
+    "   \"nics\": [{\"network_id\": \"w2\", \"mac\": \"52:54:00:00:00:07\","
+    "   \"address\": \"10.2.0.7\", \"bridge\": \"fogbr1001\"}]}]}";
+
+static void load(const char *text, struct nf_state *s)
+{
+    json_error_t je;
+    json_t *doc = json_loads(text, 0, &je);
+    assert_non_null(doc);
+    char *err = NULL;
+    int r = netfabric_state_from_json(doc, NULL, s, &err);
+    if (r < 0)
+        fprintf(stderr, "parse error: %s\n", err ? err : "?");
+    assert_int_equal(r, 0);
+    json_decref(doc);
+}
+
+/* Parse a variant of DOC with one substring replaced; expect -EINVAL. */
+static void expect_rejected(const char *from, const char *to)
+{
+    const char *at = strstr(DOC, from);
+    if (!at)
+        fprintf(stderr, "not in the document: %s\n", from);
+    assert_non_null(at);
+    char *text = xasprintf("%.*s%s%s", (int)(at - DOC), DOC, to, at + strlen(from));
+    json_t *doc = json_loads(text, 0, NULL);
+    assert_non_null(doc);
+    struct nf_state s;
+    char *err = NULL;
+    int r = netfabric_state_from_json(doc, NULL, &s, &err);
+    if (r == 0) {
+        fprintf(stderr, "accepted: %s\n", to);
+        nf_state_clear(&s);
+    }
+    assert_int_equal(r, -EINVAL);
+    assert_non_null(err);
+    free(err);
+    json_decref(doc);
+    free(text);
+}
+
+static void desired_document_parses_into_state(void **state)
+{
+    struct nf_state s;
+    load(DOC, &s);
+    assert_true(s.has_mesh);
+    assert_string_equal(s.mesh_ifname, "fogwg0");
+    assert_int_equal(s.mesh_prefix, 12);
+    assert_int_equal(s.listen_port, 51820);
+    assert_int_equal(s.n_peers, 1);
+    assert_string_equal(s.peers[0].endpoint, "192.0.2.2:51820");
+    assert_int_equal(s.peers[0].keepalive, 25);
+    assert_int_equal(s.peers[0].n_allowed_ips, 1);
+    assert_int_equal(s.peers[0].allowed_ips[0].prefix, 32);
+    assert_int_equal(s.n_networks, 2);
+    assert_string_equal(s.networks[0].bridge, "fogbr1000");
+    assert_string_equal(s.networks[0].vxlan, "vxlan1000");
+    assert_int_equal(s.networks[0].mtu, 1370);
+    assert_int_equal(s.networks[0].n_vteps, 1);
+    assert_int_equal(s.networks[0].n_macs, 1);
+    assert_int_equal(s.networks[0].macs[0].mac[5], 0x22);
+    assert_int_equal(s.n_published, 2);
+    assert_int_equal(s.published[1].proto, IPPROTO_UDP);
+    /* The deleted VM's NIC is not guarded any more. */
+    assert_int_equal(s.n_vmports, 2);
+    assert_string_equal(s.vmports[0].tap, "fogt0123abcd0");
+    assert_string_equal(s.vmports[1].tap, "fogt999988880");
+    nf_state_clear(&s);
+
+    char tap[IFNAMSIZ];
+    assert_int_equal(netfabric_tap_name("0123abcd-ef", 12, tap), 0);
+    assert_string_equal(tap, "fogt0123abcd12");
+    assert_int_equal(netfabric_tap_name("0123abc", 0, tap), -EINVAL);
+    assert_int_equal(netfabric_tap_name("../../etc", 0, tap), -EINVAL);
+    assert_int_equal(netfabric_tap_name("0123abcd", 100, tap), -EINVAL);
+}
+
+static void hostile_documents_are_refused(void **state)
+{
+    expect_rejected("\"bridge\": \"fogbr1000\",", "\"bridge\": \"br\\\" accept\",");
+    expect_rejected("\"bridge\": \"fogbr1000\"}]},", "\"bridge\": \"x y\"}]},");
+    expect_rejected("\"10.1.0.0/24\"", "\"10.1.0.7/24\"");
+    expect_rejected("\"gateway\": \"10.1.0.1\", \"mtu\": 1370, \"bridge\": \"fogbr1000\",",
+                    "\"gateway\": \"10.9.0.1\", \"mtu\": 1370, \"bridge\": \"fogbr1000\",");
+    expect_rejected("\"proto\": \"tcp\"", "\"proto\": \"sctp\"");
+    expect_rejected("\"host_port\": 20080", "\"host_port\": 70000");
+    expect_rejected("\"host_port\": 20080", "\"host_port\": 0");
+    expect_rejected("\"vm_address\": \"10.1.0.5\"}", "\"vm_address\": \"10.1.0.5; drop\"}");
+    expect_rejected("\"mac\": \"52:54:00:00:00:05\"", "\"mac\": \"01:00:5e:00:00:05\"");
+    expect_rejected("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "short");
+    expect_rejected("\"192.0.2.2:51820\"", "\"evil.example:51820\"");
+    expect_rejected("\"vxlan_id\": 1001", "\"vxlan_id\": 1000");
+    expect_rejected("\"vxlan_id\": 1001", "\"vxlan_id\": 16777216");
+    /* the same host port published twice */
+    expect_rejected("\"proto\": \"udp\", \"host_port\": 27015",
+                    "\"proto\": \"tcp\", \"host_port\": 20080");
+    expect_rejected("\"id\": \"0123abcd-", "\"id\": \"zz23abcd-");
+    expect_rejected("\"listen_port\": 51820", "\"listen_port\": \"51820\"");
+}
+
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = strstr(text, line); p; p = strstr(p + 1, line)) {
+        bool start = p == text || p[-1] == '\n' || p[-1] == '\t';
+        if (start && (p[n] == '\n' || p[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+static void plan_isolates_networks_and_guards_ports(void **state)
+{
+    struct nf_state s;
+    load(DOC, &s);
+    struct buf b = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    const char *t = buf_str(&b);
+    /* Isolation between tenant bridges and from the mesh. */
+    assert_true(has_line(t, "elements = { \"fogbr1000\", \"fogbr1001\" }"));
+    assert_true(has_line(t, "iifname @bridges oifname @bridges drop"));
+    /* Bridged within one network (br_netfilter) passes, before the drop. */
+    assert_true(has_line(t, "iifname \"fogbr1000\" oifname \"fogbr1000\" accept"));
+    assert_true(has_line(t, "iifname \"fogbr1001\" oifname \"fogbr1001\" accept"));
+    assert_true(strstr(t, "iifname \"fogbr1001\" oifname \"fogbr1001\" accept") <
+                strstr(t, "iifname @bridges oifname @bridges drop"));
+    assert_true(has_line(t, "iifname @bridges oifname \"fogwg0\" drop"));
+    assert_true(has_line(t, "oifname @bridges drop"));
+    assert_true(has_line(t, "ct status dnat oifname @bridges accept"));
+    /* The accept for replies comes before the drops. */
+    assert_true(strstr(t, "ct state established,related accept") <
+                strstr(t, "oifname @bridges drop"));
+    /* Anti-spoofing: only the VM's MAC and MAC+IP pass its tap. */
+    assert_true(has_line(t, "elements = { \"fogt0123abcd0\", \"fogt999988880\" }"));
+    assert_true(has_line(t, "elements = { \"fogt0123abcd0\" . 52:54:00:00:00:05, "
+                            "\"fogt999988880\" . 52:54:00:00:00:07 }"));
+    assert_true(has_line(t, "elements = { \"fogt0123abcd0\" . 52:54:00:00:00:05 . "
+                            "10.1.0.5, \"fogt999988880\" . 52:54:00:00:00:07 . "
+                            "10.2.0.7 }"));
+    assert_true(has_line(t, "iifname . ether saddr != @vm_macs drop"));
+    assert_true(has_line(t, "ether type ip iifname . ether saddr . ip saddr "
+                            "@vm_addrs accept"));
+    assert_true(has_line(t, "ether type ip udp sport 67 drop"));
+    assert_null(strstr(t, "10.2.0.9")); /* deleted VM */
+    /* NAT: DNAT from any local address, masquerade per network. */
+    assert_true(has_line(t, "fib daddr type local tcp dport 20080 dnat to 10.1.0.5:80"));
+    assert_true(has_line(t, "fib daddr type local udp dport 27015 dnat to 10.1.0.5:27015"));
+    assert_true(has_line(t, "ip saddr 10.1.0.0/24 oifname != \"fogbr1000\" masquerade"));
+    assert_true(has_line(t, "ip saddr 10.2.0.0/24 oifname != \"fogbr1001\" masquerade"));
+
+    /* With a public address, DNAT matches only it. */
+    buf_reset(&b);
+    assert_int_equal(ipam_addr_parse("203.0.113.9", &s.public_addr), 0);
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    assert_true(has_line(buf_str(&b),
+                         "ip daddr 203.0.113.9 tcp dport 20080 dnat to 10.1.0.5:80"));
+    assert_null(strstr(buf_str(&b), "fib daddr"));
+
+    /* The same state gives the same text. */
+    struct buf b2 = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b2), 0);
+    assert_string_equal(buf_str(&b), buf_str(&b2));
+    buf_free(&b2);
+
+    /* A name that slipped past the parser is still refused. */
+    strcpy(s.vmports[0].tap, "a\"b");
+    buf_reset(&b);
+    assert_int_equal(nftplan_build(&s, &b), -EINVAL);
+    buf_free(&b);
+    nf_state_clear(&s);
+}
+
+static void empty_state_plans_tables_without_elements(void **state)
+{
+    struct nf_state s;
+    load("{\"mesh\": null, \"peers\": [], \"networks\": [], \"ports\": [],"
+         " \"vms\": []}", &s);
+    assert_false(s.has_mesh);
+    struct buf b = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    assert_null(strstr(buf_str(&b), "elements"));
+    assert_null(strstr(buf_str(&b), "dnat to"));
+    assert_null(strstr(buf_str(&b), "masquerade"));
+    assert_non_null(strstr(buf_str(&b), "table inet fogfabric {"));
+    buf_free(&b);
+    nf_state_clear(&s);
+}
+
+static void script_replaces_our_tables_in_one_transaction(void **state)
+{
+    struct nf_state s;
+    load(DOC, &s);
+    struct buf b = BUF_INIT;
+    assert_int_equal(nftplan_script(&s, &b), 0);
+    const char *t = buf_str(&b);
+    const char *head = "add table inet fogfabric\n"
+                       "delete table inet fogfabric\n"
+                       "add table ip fogfabric_nat\n"
+                       "delete table ip fogfabric_nat\n"
+                       "add table bridge fogfabric\n"
+                       "delete table bridge fogfabric\n"
+                       "table inet fogfabric {\n";
+    assert_true(startswith(t, head));
+    /* Only our own tables are ever named. */
+    for (const char *p = strstr(t, "table "); p; p = strstr(p + 1, "table ")) {
+        bool ours = startswith(p, "table inet fogfabric") ||
+                    startswith(p, "table ip fogfabric_nat") ||
+                    startswith(p, "table bridge fogfabric");
+        assert_true(ours);
+    }
+    buf_free(&b);
+    nf_state_clear(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(desired_document_parses_into_state),
+        cmocka_unit_test(hostile_documents_are_refused),
+        cmocka_unit_test(plan_isolates_networks_and_guards_ports),
+        cmocka_unit_test(empty_state_plans_tables_without_elements),
+        cmocka_unit_test(script_replaces_our_tables_in_one_transaction),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
