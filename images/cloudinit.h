@@ -1,0 +1,37 @@
+/* Guest configuration as cloud-init NoCloud: meta-data, user-data and
+ * network-config (version 2) rendered from a VM's desired state, and the
+ * `cidata` seed image holding them. */
+#pragma once
+
+#include "common/util.h"
+
+#include <jansson.h>
+#include <sys/types.h>
+
+#define CLOUDINIT_MAX_USER_DATA (64 * 1024)
+
+struct cloudinit_docs {
+    char *meta_data;
+    char *user_data;
+    char *network_config;
+};
+
+/* Render the three documents from a VM object of the desired state:
+ *   id (string), name (hostname, name rule), user_data (string or null:
+ *   "#cloud-config..." or a script), ssh_keys (array of one-line strings),
+ *   nics (array of {mac, address, prefix, gateway?, mtu?}), dns (optional
+ *   array of IPv4 resolvers; default 1.1.1.1 and 9.9.9.9).
+ * The tenant's user-data may be at most max_user_data bytes (0: the
+ * default). SSH keys are merged in: appended to a plain cloud-config, or
+ * as a second MIME part when the tenant sent a script or keys of its own.
+ * 0 and *ret (cloudinit_docs_clear it), or -EINVAL with *ret_reason
+ * (caller frees). */
+int cloudinit_render(const json_t *vm, size_t max_user_data,
+                     struct cloudinit_docs *ret, char **ret_reason);
+void cloudinit_docs_clear(struct cloudinit_docs *d);
+
+/* Write the `cidata` ISO with meta-data, user-data and network-config at
+ * `path`, atomically, created with `mode` (user-data may hold secrets:
+ * 0600 unless the hypervisor needs more). 0 or -errno. */
+int cloudinit_seed_write(const char *path, const struct cloudinit_docs *d,
+                         mode_t mode);
