@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -29,6 +30,8 @@ struct http_request {
     const struct http_route *route;
     char *params[MAX_PARAMS];
     struct buf body;
+    size_t max_body;    /* this route's limit, known once routed */
+    unsigned long long content_length; /* declared, or ULLONG_MAX */
     bool too_big;
     json_t *json;
     char peer[INET6_ADDRSTRLEN];
@@ -630,10 +633,12 @@ static void route_request(struct http_server *s, struct http_request *r)
             http_reply_problem(r, 404, "not-found", NULL, "no such resource");
         return;
     }
+    r->max_body = r->route->max_body ? r->route->max_body : s->opts.max_body;
+    if (r->content_length != ULLONG_MAX && r->content_length > r->max_body)
+        r->too_big = true;
     if (r->too_big && !r->route->sink) {
         http_reply_problem(r, 413, "payload-too-large", NULL,
-                           "request body larger than %zu bytes",
-                           s->opts.max_body);
+                           "request body larger than %zu bytes", r->max_body);
         return;
     }
     if (s->opts.before)
@@ -644,8 +649,7 @@ static void dispatch(struct http_server *s, struct http_request *r)
 {
     if (r->too_big && !r->route->sink) {
         http_reply_problem(r, 413, "payload-too-large", NULL,
-                           "request body larger than %zu bytes",
-                           s->opts.max_body);
+                           "request body larger than %zu bytes", r->max_body);
         return;
     }
     if (!r->route->sink && !parse_body(r))
@@ -672,8 +676,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         r->reply_fd = -1;
         const char *cl = MHD_lookup_connection_value(
             conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > s->opts.max_body)
-            r->too_big = true;
+        r->content_length = ULLONG_MAX;
+        if (cl) {
+            errno = 0;
+            char *end;
+            unsigned long long n = strtoull(cl, &end, 10);
+            /* A malformed length is as good as an overlong one. */
+            r->content_length = (errno || *end || end == cl) ? ULLONG_MAX - 1 : n;
+        }
         *con_cls = r;
         route_request(s, r);
         if (r->answered) {
@@ -692,7 +702,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                 r->sink_failed = true;
             r->streamed += *upload_data_size;
         } else if (!r->too_big &&
-                   r->body.len + *upload_data_size <= s->opts.max_body) {
+                   r->body.len + *upload_data_size <= r->max_body) {
             buf_append(&r->body, upload_data, *upload_data_size);
         } else {
             r->too_big = true;

@@ -27,6 +27,7 @@ struct http_route {
     http_handler_fn fn;
     unsigned flags;      /* application-defined (roles, no-auth, ...) */
     http_sink_fn sink;   /* NULL: body buffered up to max_body */
+    size_t max_body;     /* 0: the server's max_body */
 };
 
 struct http_server_opts {

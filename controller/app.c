@@ -60,6 +60,20 @@ const struct http_route app_routes[] = {
 
     { "GET", "/v1/events", h_event_list, ALLOW_USERS },
 
+    { "POST", "/v1/images", h_image_create, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/images", h_image_list, ALLOW_USERS },
+    { "GET", "/v1/images/{id}", h_image_get, ALLOW_USERS },
+    { "DELETE", "/v1/images/{id}", h_image_delete, ALLOW_ADMIN | ALLOW_TENANT },
+    { "PUT", "/v1/images/{id}/file", h_image_upload, ALLOW_ADMIN | ALLOW_TENANT,
+      h_image_upload_sink },
+    { "GET", "/v1/images/{id}/file", h_image_download,
+      ALLOW_ADMIN | ALLOW_TENANT | ALLOW_NODE | QUIET },
+    { "GET", "/v1/templates", h_template_list, ALLOW_USERS },
+    { "GET", "/v1/templates/{name}", h_template_get, ALLOW_USERS },
+    { "POST", "/v1/ssh-keys", h_sshkey_create, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/ssh-keys", h_sshkey_list, ALLOW_ADMIN | ALLOW_TENANT },
+    { "DELETE", "/v1/ssh-keys/{id}", h_sshkey_delete, ALLOW_ADMIN | ALLOW_TENANT },
+
     { "POST", "/v1/networks", h_net_create, ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/networks", h_net_list, ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/networks/{id}", h_net_get, ALLOW_ADMIN | ALLOW_TENANT },
@@ -71,7 +85,9 @@ const struct http_route app_routes[] = {
 
     { "POST", "/v1/agent/register", h_agent_register, ALLOW_PUBLIC },
     { "GET", "/v1/agent/desired", h_agent_desired, ALLOW_NODE },
-    { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET },
+    /* Status posts carry console tails (64 KiB each) beside the VM list. */
+    { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET, NULL,
+      1u << 20 },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 

@@ -35,6 +35,7 @@ struct app_settings {
     int64_t max_image_gib;
     char *mesh_cidr;
     char *templates_dir;
+    bool inspect;       /* libguestfs inspection of imported images */
     /* billing */
     int64_t accrual_s;       /* seconds between accrual runs */
     int64_t fee_bps;         /* platform fee in basis points */

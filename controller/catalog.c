@@ -213,8 +213,7 @@ static void job_inspect(struct job *j)
                         "state = 'ready' AND deleted_at IS NULL", "s",
                         j->image_id) < 0)
         return;
-    const char *mode = getenv("FOG_INSPECT");
-    if (streq(mode, "0") || streq(mode, "off")) {
+    if (!a->cfg.inspect) {
         store_exec(a->store, "UPDATE images SET inspection = 'skipped' WHERE "
                    "id = $1", "s", j->image_id);
         return;

@@ -23,3 +23,7 @@ json_t *catalog_templates(struct app *a);
 json_t *catalog_template(struct app *a, const char *name);
 /* Stop background work (joins threads). */
 void catalog_shutdown(void);
+
+/* Requeue work a stopped controller left (URL imports, unfinished
+ * inspections) and return uploads cut off midway to 'pending'. */
+void catalog_resume(struct app *a);

@@ -42,7 +42,7 @@ static json_t *vms_doc(struct app *a, const char *node_id)
 
     store_query(a->store, &rows,
                 "SELECT v.id, v.name, v.vcpus, v.memory_mib, v.disk_gib, "
-                "v.image, v.desired_state, v.stop_force, v.reboot_gen, "
+                "v.image, v.desired_state, v.stop_force, v.reboot_gen, v.start_gen, "
                 "v.user_data, v.account_id, i.id AS image_id, i.sha256, "
                 "i.format, i.size FROM vms v LEFT JOIN images i ON i.id = "
                 "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS NULL "
@@ -69,8 +69,8 @@ static json_t *vms_doc(struct app *a, const char *node_id)
         json_array_foreach(keys, k, kr)
             json_array_append_new(ssh, json_string(json_str(kr, "public_key")));
         json_array_append_new(
-            vms, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:o, s:s, "
-                           "s:b, s:b, s:I, s:s, s:o}",
+            vms, json_pack("{s:s, s:s, s:I, s:I, s:I, s:s?, s:o, s:o, s:s, "
+                           "s:b, s:b, s:I, s:I, s:s?, s:o}",
                            "id", json_str(row, "id"), "name",
                            json_str(row, "name"), "vcpus",
                            (json_int_t)json_int(row, "vcpus", 1), "memory_mib",
@@ -82,6 +82,8 @@ static json_t *vms_doc(struct app *a, const char *node_id)
                            "stop_force", json_int(row, "stop_force", 0) != 0,
                            "deleted", streq(d, "deleted"), "reboot_gen",
                            (json_int_t)json_int(row, "reboot_gen", 0),
+                           "start_gen",
+                           (json_int_t)json_int(row, "start_gen", 0),
                            "user_data", json_str(row, "user_data"), "nics",
                            vm_nics(a, json_str(row, "id"))));
     }

@@ -211,6 +211,8 @@ HANDLER(h_agent_status)
         { "reason", JF_STRING, false, 0, 1024, NULL },
         { "console_tail", JF_STRING, false, 0, 65536, NULL },
         { "addresses", JF_ARRAY, false, 0, 64, NULL },
+        { "by_guest", JF_BOOL, false, 0, 0, NULL },
+        { "start_gen", JF_INT, false, 0, INT64_MAX, NULL },
     };
     static const struct jfield inv_fields[] = {
         { "vcpus", JF_INT, false, 1, 4096, NULL },
@@ -304,6 +306,16 @@ HANDLER(h_agent_status)
                    "AND (state <> $1 OR COALESCE(state_reason, '') <> "
                    "COALESCE($2, '') OR addresses <> COALESCE($4, addresses))",
                    "ssiss", st, json_str(v, "reason"), now, addr_text, id);
+        /* Shut down (or crashed) from inside: the VM's desire follows, as
+         * a powered-off server stays off, unless the tenant has asked to
+         * start it again since (a newer start generation). */
+        if (json_bool(v, "by_guest", false) &&
+            (streq(st, "stopped") || streq(st, "crashed")))
+            store_exec(a->store,
+                       "UPDATE vms SET desired_state = 'stopped', updated_at "
+                       "= $1 WHERE id = $2 AND desired_state = 'running' AND "
+                       "start_gen <= $3", "isi", now, id,
+                       json_int(v, "start_gen", 0));
         if (json_str(v, "console_tail"))
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
                        "ss", json_str(v, "console_tail"), id);

@@ -14,19 +14,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-HANDLER(h_image_create);
-HANDLER(h_image_list);
-HANDLER(h_image_get);
-HANDLER(h_image_delete);
-HANDLER(h_image_upload);
-HANDLER(h_image_download);
-HANDLER(h_template_list);
-HANDLER(h_template_get);
-HANDLER(h_sshkey_create);
-HANDLER(h_sshkey_list);
-HANDLER(h_sshkey_delete);
-int h_image_upload_sink(struct http_request *r, const void *data, size_t len,
-                        void *app);
+
 
 #define IMG_COLS                                                               \
     "i.id, i.account_id, i.name, i.version, i.visibility, i.source, "         \

@@ -381,8 +381,10 @@ static void vm_power(struct http_request *r, struct app *a,
     }
     e = store_exec(a->store,
                    "UPDATE vms SET desired_state = $1, stop_force = $2, "
-                   "reboot_gen = reboot_gen + $3, updated_at = $4 WHERE id = "
-                   "$5", "sbiis", desired, force, (int64_t)(reboot ? 1 : 0),
+                   "reboot_gen = reboot_gen + $3, start_gen = start_gen + $4, "
+                   "updated_at = $5 WHERE id = $6", "sbiiis", desired, force,
+                   (int64_t)(reboot ? 1 : 0),
+                   (int64_t)(streq(desired, "running") && !reboot ? 1 : 0),
                    now_s(), id);
     if (e < 0) {
         reply_store_error(r, e, "VM");

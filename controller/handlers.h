@@ -47,6 +47,20 @@ HANDLER(h_port_remove);
 HANDLER(h_agent_register);
 HANDLER(h_agent_desired);
 HANDLER(h_agent_status);
+HANDLER(h_image_create);
+HANDLER(h_image_list);
+HANDLER(h_image_get);
+HANDLER(h_image_delete);
+HANDLER(h_image_upload);
+HANDLER(h_image_download);
+HANDLER(h_template_list);
+HANDLER(h_template_get);
+HANDLER(h_sshkey_create);
+HANDLER(h_sshkey_list);
+HANDLER(h_sshkey_delete);
+/* Streams an upload into the catalog as it arrives. */
+int h_image_upload_sink(struct http_request *r, const void *data, size_t len,
+                        void *app);
 
 /* Find a live VM named by the route's first parameter (UUID, or a name
  * among the caller's VMs) that the caller may see; sets the event target.

@@ -6,6 +6,7 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/app.h"
+#include "controller/catalog.h"
 #include "controller/auth.h"
 #include "controller/pki.h"
 #include "controller/scheduler.h"
@@ -51,6 +52,8 @@ static const struct config_opt options[] = {
       "largest image file accepted by the catalog, GiB" },
     { "mesh-cidr", CONFIG_STRING, F(mesh_cidr), 0, 0, "100.96.0.0/12",
       "address range of the WireGuard mesh" },
+    { "inspect", CONFIG_BOOL, F(inspect), 0, 0, "true",
+      "inspect imported images with libguestfs (OS, version, arch)" },
     { "templates-dir", CONFIG_STRING, F(templates_dir), 0, 0,
       "/usr/local/share/fogfabric/templates",
       "directory of application templates (*.json)" },
@@ -191,6 +194,7 @@ static int cmd_serve(struct app *a)
         return 2;
     if (store_open(db, &a->store) < 0)
         return 1;
+    catalog_resume(a);
     store_listen(a->store, on_remote_change, a);
     node_heartbeat_s = cfg->heartbeat_s;
 
@@ -239,6 +243,7 @@ static int cmd_serve(struct app *a)
     accrual_stop();
     reconciler_stop();
     http_server_stop(a->http, 5000);
+    catalog_shutdown();
     store_close(a->store);
     free(a->ca_pem);
     log_info("stopped");

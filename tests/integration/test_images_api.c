@@ -537,7 +537,6 @@ static void restart_returns_cut_uploads_to_pending(void **state)
 
 static int setup(void **state)
 {
-    setenv("FOG_INSPECT", "0", 1);
     dir = tu_tempdir("images-api");
     A.cfg.data_dir = dir;
     A.cfg.max_image_gib = 1;
