@@ -51,6 +51,10 @@ const struct http_route app_routes[] = {
     { "DELETE", "/v1/nodes/{id}", h_node_delete, ALLOW_ADMIN | ALLOW_PROVIDER },
     { "GET", "/v1/nodes/{id}/offer", h_offer_get, ALLOW_ADMIN | ALLOW_PROVIDER },
     { "PUT", "/v1/nodes/{id}/offer", h_offer_put, ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "GET", "/v1/nodes/{id}/policy", h_node_policy_get,
+      ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "PUT", "/v1/nodes/{id}/policy", h_node_policy_put,
+      ALLOW_ADMIN | ALLOW_PROVIDER },
 
     { "GET", "/v1/usage", h_usage_list, ALLOW_USERS },
     { "GET", "/v1/invoices", h_invoice_get, ALLOW_ADMIN | ALLOW_TENANT },

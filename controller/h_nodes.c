@@ -1,4 +1,5 @@
-/* Nodes: join tokens, listing, approval and removal. Providers see and
+/* Nodes: join tokens, listing, approval, removal and the node's policy
+ * (which templates and images it accepts). Providers see, restrict and
  * remove only their own nodes; approval is the admin's. */
 #include "api/jointoken.h"
 #include "common/jsonutil.h"
@@ -6,6 +7,9 @@
 #include "controller/handlers.h"
 
 #include <errno.h>
+
+/* Most names one list of a node's policy may hold. */
+#define NODE_POLICY_MAX 64
 
 #define NODE_COLS                                                              \
     "n.id, n.name, n.account_id, n.approved, n.kvm, n.arch, n.cpu_model, "     \
@@ -140,6 +144,27 @@ HANDLER(h_node_list)
     page_reply(r, &p, rows, "created_at", node_render);
 }
 
+/* {"templates": [...], "images": [...]} of a node, sorted; NULL on a
+ * store error. */
+static json_t *policy_render(struct app *a, const char *node_id)
+{
+    json_auto_t *rows = NULL;
+    if (store_query(a->store, &rows, "SELECT kind, name FROM node_policy "
+                    "WHERE node_id = $1 ORDER BY kind, name", "s",
+                    node_id) < 0)
+        return NULL;
+    json_t *templates = json_array(), *images = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_array_append_new(streq(json_str(row, "kind"), "template")
+                                  ? templates : images,
+                              json_string(json_str(row, "name")));
+    return json_pack("{s:s, s:o, s:o, s:b}", "node_id", node_id, "templates",
+                     templates, "images", images, "restricted",
+                     json_array_size(templates) + json_array_size(images) > 0);
+}
+
 HANDLER(h_node_get)
 {
     struct app *a = app;
@@ -149,7 +174,117 @@ HANDLER(h_node_get)
         reply_store_error(r, e, "node");
         return;
     }
-    http_reply_json(r, 200, node_render(row));
+    json_t *o = node_render(row);
+    json_t *pol = policy_render(a, json_str(row, "id"));
+    if (pol) {
+        json_object_del(pol, "node_id");
+        json_object_set_new(o, "policy", pol);
+    }
+    http_reply_json(r, 200, o);
+}
+
+HANDLER(h_node_policy_get)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    int e = node_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    json_t *pol = policy_render(a, json_str(row, "id"));
+    if (!pol) {
+        http_reply_problem(r, 500, "internal", NULL, "store error");
+        return;
+    }
+    http_reply_json(r, 200, pol);
+}
+
+/* Check one list of the policy body: strings that are names (templates)
+ * or names / ids (images), duplicates dropped. false after answering. */
+static bool policy_list_check(struct http_request *r, json_t *list,
+                              const char *field, bool ids_too)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(list, i, it) {
+        const char *s = json_string_value(it);
+        if (!s || !(name_is_valid(s) || (ids_too && uuid_is_valid(s)))) {
+            http_reply_problem(r, 400, "validation", field,
+                               "%s[%zu] must be a name (lowercase letters, "
+                               "digits and '-')%s", field, i,
+                               ids_too ? " or an image id" : "");
+            return false;
+        }
+    }
+    return true;
+}
+
+HANDLER(h_node_policy_put)
+{
+    struct app *a = app;
+    static const struct jfield fields[] = {
+        { "templates", JF_ARRAY, false, 0, NODE_POLICY_MAX, NULL },
+        { "images", JF_ARRAY, false, 0, NODE_POLICY_MAX, NULL },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), true))
+        return;
+    json_t *b = http_req_json(r);
+    json_t *templates = json_object_get(b, "templates");
+    json_t *images = json_object_get(b, "images");
+    json_auto_t *row = NULL;
+    int e = node_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    if (!policy_list_check(r, templates, "templates", false) ||
+        !policy_list_check(r, images, "images", true))
+        return;
+    const char *node_id = json_str(row, "id");
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    e = store_exec(a->store, "DELETE FROM node_policy WHERE node_id = $1", "s",
+                   node_id);
+    static const char *const kinds[] = { "template", "image" };
+    json_t *lists[] = { templates, images };
+    for (size_t k = 0; k < ARRAY_SIZE(kinds) && e >= 0; k++) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(lists[k], i, it) {
+            const char *name = json_string_value(it);
+            if (store_query_int(a->store, 0, "SELECT COUNT(*) FROM "
+                                "node_policy WHERE node_id = $1 AND kind = "
+                                "$2 AND name = $3", "sss", node_id, kinds[k],
+                                name) > 0)
+                continue; /* listed twice */
+            e = store_exec(a->store, "INSERT INTO node_policy (node_id, kind, "
+                           "name) VALUES ($1, $2, $3)", "sss", node_id,
+                           kinds[k], name);
+            if (e < 0)
+                break;
+        }
+    }
+    if (e < 0) {
+        store_tx_rollback(a->store);
+        reply_store_error(r, e, "node policy");
+        return;
+    }
+    if (store_tx_commit(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    json_t *pol = policy_render(a, node_id);
+    if (!pol) {
+        http_reply_problem(r, 500, "internal", NULL, "store error");
+        return;
+    }
+    reqctx_set_detail(r, "templates %zu, images %zu",
+                      json_array_size(json_object_get(pol, "templates")),
+                      json_array_size(json_object_get(pol, "images")));
+    http_reply_json(r, 200, pol);
 }
 
 HANDLER(h_node_approve)

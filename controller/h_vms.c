@@ -1,9 +1,13 @@
-/* VMs: create (then placement), list, show, delete and power actions. A
- * tenant sees only its own VMs: anything else is 404, never its data. */
+/* VMs: create (from explicit sizes or a template, then placement), list,
+ * show, delete and power actions. A tenant sees only its own VMs: anything
+ * else is 404, never its data. An image name that names a catalog image
+ * (the caller's own, else a public one) makes the node fetch that image;
+ * any other name is an image local to the node (its image directory). */
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "billing/money.h"
 #include "controller/accrual.h"
+#include "controller/catalog.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/scheduler.h"
@@ -14,7 +18,8 @@
     "v.id, v.account_id, v.name, v.vcpus, v.memory_mib, v.disk_gib, "          \
     "v.image, v.allow_tcg, length(v.user_data) AS user_data_size, "            \
     "v.desired_state, v.state, v.state_reason, v.node_id, n.name AS "          \
-    "node_name, v.reboot_gen, v.addresses, v.created_at, v.updated_at"
+    "node_name, v.reboot_gen, v.addresses, v.image_id, v.template, "            \
+    "v.created_at, v.updated_at"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 static void set_time(json_t *o, const char *key, json_t *row, const char *col)
@@ -36,7 +41,8 @@ json_t *vm_render(json_t *row)
                                         "memory_mib", "disk_gib", "image",
                                         "user_data_size", "desired_state",
                                         "state", "state_reason", "node_id",
-                                        "node_name", "reboot_gen" };
+                                        "node_name", "reboot_gen", "image_id",
+                                        "template" };
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
         json_t *v = json_object_get(row, copy[i]);
         json_object_set(o, copy[i], v ? v : json_null());
@@ -163,6 +169,128 @@ static int vm_add_ports(struct app *a, struct http_request *r,
     return 0;
 }
 
+/* The catalog image a VM names (id, or name: the caller's own first, then
+ * a public one). 0 and *ret {id, name, state, state_reason, min_disk_gib}
+ * (caller owns), -ENOENT or -EIO. */
+static int vm_image_resolve(struct app *a, const char *account_id,
+                            const char *ref, json_t **ret)
+{
+    return store_query_one(a->store, ret,
+                           "SELECT id, name, state, state_reason, "
+                           "min_disk_gib FROM images WHERE deleted_at IS NULL "
+                           "AND (id = $1 OR name = $1) AND (account_id = $2 OR "
+                           "visibility = 'public') ORDER BY (id = $1) DESC, "
+                           "CASE WHEN account_id = $2 THEN 0 ELSE 1 END, "
+                           "created_at LIMIT 1", "ss", ref, account_id);
+}
+
+/* A VM's request merged with its template: what will be stored. */
+struct vm_spec {
+    int64_t vcpus, memory_mib, disk_gib;
+    bool allow_tcg;
+    const char *image;      /* name stored on the VM */
+    const char *image_id;   /* catalog image, or NULL for a node-local one */
+    const char *user_data;
+    json_t *ports;          /* borrowed */
+    const char *tmpl;
+};
+
+/* Fill spec from the body b and the template t (may be NULL): explicit
+ * fields win, the template fills the rest. false after answering 400. */
+static bool vm_spec_merge(struct app *a, struct http_request *r, json_t *b,
+                          json_t *t, struct vm_spec *spec)
+{
+    static const char *const need[] = { "vcpus", "memory_mib", "disk_gib",
+                                        "image" };
+    for (size_t i = 0; i < ARRAY_SIZE(need); i++)
+        if (!json_object_get(b, need[i]) && !json_object_get(t, need[i])) {
+            http_reply_problem(r, 400, "validation", need[i],
+                               "%s is required (or a template)", need[i]);
+            return false;
+        }
+    json_t *src = json_object_get(b, "vcpus") ? b : t;
+    spec->vcpus = json_int(src, "vcpus", 1);
+    src = json_object_get(b, "memory_mib") ? b : t;
+    spec->memory_mib = json_int(src, "memory_mib", 64);
+    src = json_object_get(b, "disk_gib") ? b : t;
+    spec->disk_gib = json_int(src, "disk_gib", 1);
+    src = json_object_get(b, "allow_tcg") ? b : t;
+    spec->allow_tcg = json_bool(src, "allow_tcg", false);
+    src = json_object_get(b, "image") ? b : t;
+    spec->image = json_str(src, "image");
+    src = json_object_get(b, "user_data") ? b : t;
+    spec->user_data = json_str(src, "user_data") ? json_str(src, "user_data")
+                                                   : "";
+    /* An explicit list, even empty, replaces the template's ports. */
+    src = json_object_get(b, "ports") ? b : t;
+    spec->ports = json_object_get(src, "ports");
+    spec->tmpl = t ? json_str(t, "name") : NULL;
+    if (!t)
+        return true;
+    /* A template is data on disk: it must still fit this controller. */
+    if (spec->vcpus > a->cfg.max_vcpus || spec->memory_mib < 64 ||
+        spec->memory_mib > a->cfg.max_memory_mib ||
+        spec->disk_gib > a->cfg.max_disk_gib) {
+        http_reply_problem(r, 400, "validation", "template",
+                           "template '%s' asks for %lld vCPUs, %lld MiB and "
+                           "%lld GiB: outside this controller's limits; give "
+                           "the sizes explicitly", spec->tmpl,
+                           (long long)spec->vcpus, (long long)spec->memory_mib,
+                           (long long)spec->disk_gib);
+        return false;
+    }
+    return true;
+}
+
+/* Point the spec at the catalog image it names, if any: it must be ready,
+ * and the disk at least its minimum (a template's default disk grows to
+ * it). A name with no catalog image stays a node-local image name. false
+ * after answering. */
+static bool vm_spec_image(struct app *a, struct http_request *r, json_t *b,
+                          const char *account_id, struct vm_spec *spec,
+                          json_t **ret_img)
+{
+    json_t *img = NULL;
+    int e = vm_image_resolve(a, account_id, spec->image, &img);
+    if (e == -ENOENT) {
+        if (uuid_is_valid(spec->image)) {
+            http_reply_problem(r, 400, "validation", "image",
+                               "no such image '%s'", spec->image);
+            return false;
+        }
+        *ret_img = NULL;
+        return true;
+    }
+    if (e < 0) {
+        http_reply_problem(r, 500, "internal", NULL, "store error");
+        return false;
+    }
+    if (!streq(json_str(img, "state"), "ready")) {
+        const char *why = json_str(img, "state_reason");
+        http_reply_problem(r, 409, "conflict", "image",
+                           "image '%s' is %s, not ready%s%s", spec->image,
+                           json_str(img, "state"), why ? ": " : "",
+                           why ? why : "");
+        json_decref(img);
+        return false;
+    }
+    int64_t min = json_int(img, "min_disk_gib", 1);
+    if (spec->disk_gib < min) {
+        if (json_object_get(b, "disk_gib") || min > a->cfg.max_disk_gib) {
+            http_reply_problem(r, 400, "validation", "disk_gib",
+                               "image '%s' needs a disk of at least %lld GiB",
+                               spec->image, (long long)min);
+            json_decref(img);
+            return false;
+        }
+        spec->disk_gib = min;
+    }
+    spec->image = json_str(img, "name");
+    spec->image_id = json_str(img, "id");
+    *ret_img = img;
+    return true;
+}
+
 HANDLER(h_vm_create)
 {
     struct app *a = app;
@@ -170,10 +298,11 @@ HANDLER(h_vm_create)
     static const char *const power[] = { "running", "stopped", NULL };
     const struct jfield fields[] = {
         { "name", JF_NAME, true, 0, 0, NULL },
-        { "vcpus", JF_INT, true, 1, a->cfg.max_vcpus, NULL },
-        { "memory_mib", JF_INT, true, 64, a->cfg.max_memory_mib, NULL },
-        { "disk_gib", JF_INT, true, 1, a->cfg.max_disk_gib, NULL },
-        { "image", JF_NAME, true, 0, 0, NULL },
+        { "template", JF_NAME, false, 0, 0, NULL },
+        { "vcpus", JF_INT, false, 1, a->cfg.max_vcpus, NULL },
+        { "memory_mib", JF_INT, false, 64, a->cfg.max_memory_mib, NULL },
+        { "disk_gib", JF_INT, false, 1, a->cfg.max_disk_gib, NULL },
+        { "image", JF_NAME, false, 0, 0, NULL },
         { "allow_tcg", JF_BOOL, false, 0, 0, NULL },
         { "user_data", JF_STRING, false, 0, 65536, NULL },
         { "power_state", JF_ENUM, false, 0, 0, power },
@@ -183,16 +312,27 @@ HANDLER(h_vm_create)
     if (!body_check(r, fields, ARRAY_SIZE(fields), true))
         return;
     json_t *b = http_req_json(r);
+    json_auto_t *tmpl = NULL, *img = NULL;
+    if (json_str(b, "template")) {
+        tmpl = catalog_template(a, json_str(b, "template"));
+        if (!tmpl) {
+            http_reply_problem(r, 400, "validation", "template",
+                               "no such template '%s'",
+                               json_str(b, "template"));
+            return;
+        }
+    }
+    struct vm_spec spec = { 0 };
+    if (!vm_spec_merge(a, r, b, tmpl, &spec) ||
+        !vm_spec_image(a, r, b, c->account_id, &spec, &img))
+        return;
     char id[UUID_STR_LEN + 1];
     uuid_generate_str(id);
     int64_t now = now_s();
     const char *desired = json_str(b, "power_state");
     json_auto_t *addrs = json_array();
-    struct rating_shape shape = { json_int(b, "vcpus", 1),
-                                  json_int(b, "memory_mib", 0),
-                                  json_int(b, "disk_gib", 0), 0,
-                                  (int64_t)json_array_size(
-                                      json_object_get(b, "ports")) };
+    struct rating_shape shape = { spec.vcpus, spec.memory_mib, spec.disk_gib,
+                                  0, (int64_t)json_array_size(spec.ports) };
     int64_t need = 0;
     if (!streq(desired, "stopped") &&
         billing_check_create(a, c->account_id, &shape, &need) == -EDQUOT) {
@@ -208,17 +348,27 @@ HANDLER(h_vm_create)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
+    /* The image may have gone since it was resolved: deletion checks for
+     * VMs inside its own transaction, so checking again here is enough. */
+    if (spec.image_id &&
+        store_query_int(a->store, 0, "SELECT COUNT(*) FROM images WHERE id = "
+                        "$1 AND deleted_at IS NULL AND state = 'ready'", "s",
+                        spec.image_id) != 1) {
+        store_tx_rollback(a->store);
+        http_reply_problem(r, 409, "conflict", "image",
+                           "image '%s' was deleted or is no longer ready",
+                           spec.image);
+        return;
+    }
     int e = store_exec(
         a->store,
         "INSERT INTO vms (id, account_id, name, vcpus, memory_mib, disk_gib, "
         "image, allow_tcg, user_data, desired_state, state, created_at, "
-        "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-        "'pending', $11, $11)", "sssiiisbssi", id, c->account_id,
-        json_str(b, "name"), json_int(b, "vcpus", 1),
-        json_int(b, "memory_mib", 0), json_int(b, "disk_gib", 0),
-        json_str(b, "image"), json_bool(b, "allow_tcg", false),
-        json_str(b, "user_data") ? json_str(b, "user_data") : "",
-        desired ? desired : "running", now);
+        "updated_at, image_id, template) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+        "$8, $9, $10, 'pending', $11, $11, $12, $13)", "sssiiisbssiss", id,
+        c->account_id, json_str(b, "name"), spec.vcpus, spec.memory_mib,
+        spec.disk_gib, spec.image, spec.allow_tcg, spec.user_data,
+        desired ? desired : "running", now, spec.image_id, spec.tmpl);
     if (e < 0) {
         store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
@@ -226,7 +376,7 @@ HANDLER(h_vm_create)
     }
     if (vm_attach_networks(a, r, id, c->account_id,
                            json_object_get(b, "networks"), addrs) < 0 ||
-        vm_add_ports(a, r, id, json_object_get(b, "ports")) < 0) {
+        vm_add_ports(a, r, id, spec.ports) < 0) {
         store_tx_rollback(a->store);
         return;
     }
@@ -238,6 +388,8 @@ HANDLER(h_vm_create)
         return;
     }
     reqctx_set_target(r, id);
+    if (spec.tmpl)
+        reqctx_set_detail(r, "template %s, image %s", spec.tmpl, spec.image);
     scheduler_place(a, id);
     reply_vm(a, r, 201, id);
 }

@@ -33,6 +33,8 @@ HANDLER(h_node_list);
 HANDLER(h_node_get);
 HANDLER(h_node_approve);
 HANDLER(h_node_delete);
+HANDLER(h_node_policy_get);
+HANDLER(h_node_policy_put);
 
 HANDLER(h_event_list);
 

@@ -1,6 +1,7 @@
 /* First-fit placement and node health. The first approved, reachable node
  * with enough free vCPUs, memory and disk (and KVM unless the VM allows TCG)
- * gets the VM; nothing is ever moved off an unreachable node. */
+ * whose policy accepts the VM's template or image gets the VM; nothing is
+ * ever moved off an unreachable node. */
 #include "controller/scheduler.h"
 
 #include "common/jsonutil.h"
@@ -19,6 +20,50 @@
     "n." res " - COALESCE((SELECT SUM(v." res ") FROM vms v WHERE v.node_id = " \
     "n.id AND v.deleted_at IS NULL), 0)"
 
+/* Nodes that could host the VM by state and free capacity ($1 online
+ * since, $2 TCG allowed, $3..$5 vCPUs, MiB, GiB). */
+#define FITS_SQL                                                               \
+    "n.approved = 1 AND n.removed_at IS NULL AND n.last_seen >= $1 AND "       \
+    "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 AND "               \
+    FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5"
+
+/* A node without a policy accepts every VM; one with a policy only VMs
+ * from a listed template ($6) or using a listed image, by name ($7) or
+ * catalog id ($8). NULL never matches. */
+#define POLICY_SQL                                                             \
+    "(NOT EXISTS (SELECT 1 FROM node_policy p WHERE p.node_id = n.id) OR "     \
+    "EXISTS (SELECT 1 FROM node_policy p WHERE p.node_id = n.id AND "          \
+    "((p.kind = 'template' AND p.name = $6) OR (p.kind = 'image' AND "         \
+    "(p.name = $7 OR p.name = $8)))))"
+
+/* Why a VM waits, for its state_reason; caller frees. */
+static char *place_refusal(struct app *a, int64_t online_since, bool tcg,
+                           int64_t vcpus, int64_t mem, int64_t disk,
+                           const char *tmpl, const char *image)
+{
+    int64_t roomy = store_query_int(a->store, 0, "SELECT COUNT(*) FROM nodes "
+                                    "n WHERE " FITS_SQL, "ibiii",
+                                    online_since, tcg, vcpus, mem, disk);
+    if (roomy > 0) {
+        if (tmpl)
+            return xasprintf("no approved, reachable node with room accepts "
+                             "template '%s' or image '%s' (their providers "
+                             "restrict what they run)", tmpl, image);
+        return xasprintf("no approved, reachable node with room accepts image "
+                         "'%s' (their providers restrict what they run)",
+                         image);
+    }
+    int64_t tcg_only = store_query_int(
+        a->store, 0, "SELECT COUNT(*) FROM nodes WHERE approved = 1 AND "
+                     "removed_at IS NULL AND last_seen >= $1 AND kvm = 0",
+        "i", online_since);
+    return xasprintf("no approved, reachable node has %lld vCPUs, %lld MiB and "
+                     "%lld GiB free%s", (long long)vcpus, (long long)mem,
+                     (long long)disk,
+                     !tcg && tcg_only ? " with KVM (the VM does not allow TCG)"
+                                      : "");
+}
+
 int scheduler_place(struct app *a, const char *vm_id)
 {
     json_auto_t *vm = NULL, *node = NULL;
@@ -28,9 +73,10 @@ int scheduler_place(struct app *a, const char *vm_id)
     if ((r = store_tx_begin(a->store)) < 0)
         return r;
     r = store_query_one(a->store, &vm,
-                        "SELECT vcpus, memory_mib, disk_gib, allow_tcg FROM "
-                        "vms WHERE id = $1 AND node_id IS NULL AND deleted_at "
-                        "IS NULL AND desired_state <> 'deleted'", "s", vm_id);
+                        "SELECT vcpus, memory_mib, disk_gib, allow_tcg, "
+                        "image, image_id, template FROM vms WHERE id = $1 AND "
+                        "node_id IS NULL AND deleted_at IS NULL AND "
+                        "desired_state <> 'deleted'", "s", vm_id);
     if (r < 0) {
         store_tx_rollback(a->store);
         return r == -ENOENT ? 0 : r;
@@ -38,23 +84,15 @@ int scheduler_place(struct app *a, const char *vm_id)
     int64_t vcpus = json_int(vm, "vcpus", 0), mem = json_int(vm, "memory_mib", 0),
             disk = json_int(vm, "disk_gib", 0);
     bool tcg = json_int(vm, "allow_tcg", 0) != 0;
+    const char *tmpl = json_str(vm, "template"), *image = json_str(vm, "image");
     r = store_query_one(a->store, &node,
-                        "SELECT n.id FROM nodes n WHERE n.approved = 1 AND "
-                        "n.removed_at IS NULL AND n.last_seen >= $1 AND "
-                        "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 "
-                        "AND " FREE_SQL("memory_mib") " >= $4 AND "
-                        FREE_SQL("disk_gib") " >= $5 ORDER BY n.created_at, "
-                        "n.id LIMIT 1", "ibiii", online_since, tcg, vcpus, mem,
-                        disk);
+                        "SELECT n.id FROM nodes n WHERE " FITS_SQL " AND "
+                        POLICY_SQL " ORDER BY n.created_at, n.id LIMIT 1",
+                        "ibiiisss", online_since, tcg, vcpus, mem, disk, tmpl,
+                        image, json_str(vm, "image_id"));
     if (r == -ENOENT) {
-        int64_t tcg_only = store_query_int(
-            a->store, 0, "SELECT COUNT(*) FROM nodes WHERE approved = 1 AND "
-                         "removed_at IS NULL AND last_seen >= $1 AND kvm = 0",
-            "i", online_since);
-        _cleanup_free_ char *why = xasprintf(
-            "no approved, reachable node has %lld vCPUs, %lld MiB and %lld GiB "
-            "free%s", (long long)vcpus, (long long)mem, (long long)disk,
-            !tcg && tcg_only ? " with KVM (the VM does not allow TCG)" : "");
+        _cleanup_free_ char *why = place_refusal(a, online_since, tcg, vcpus,
+                                                 mem, disk, tmpl, image);
         store_exec(a->store,
                    "UPDATE vms SET state_reason = $1 WHERE id = $2 AND "
                    "(state_reason IS NULL OR state_reason <> $1)", "ss", why,

@@ -714,17 +714,20 @@ static void remove_host(int h)
 static int mesh_setup(void **state)
 {
     snprintf(ul_ns, sizeof(ul_ns), "%s-ul", P);
-    for (int h = 1; h <= MAX_HOSTS; h++) {
+    for (unsigned h = 1; h <= MAX_HOSTS; h++) {
         struct host *x = &hosts[h];
-        snprintf(x->ns, sizeof(x->ns), "%s-h%d", P, h);
-        snprintf(x->wg, sizeof(x->wg), "nfw%dh%d", (int)getpid() % 10000000, h);
-        snprintf(x->mesh, sizeof(x->mesh), "100.96.0.%d", h);
-        snprintf(x->under, sizeof(x->under), "192.168.77.%d", h);
+        unsigned char n = (unsigned char)h; /* bounded: names fit */
+        snprintf(x->ns, sizeof(x->ns), "%.20s-h%u", P, n);
+        snprintf(x->wg, sizeof(x->wg), "nfw%uh%u",
+                 (unsigned)getpid() % 1000000u, n);
+        snprintf(x->mesh, sizeof(x->mesh), "100.96.0.%u", n);
+        snprintf(x->under, sizeof(x->under), "192.168.77.%u", n);
         wgkey_generate_private(x->priv);
         wgkey_public(x->priv, x->pub);
     }
     for (int v = 1; v <= 3; v++)
-        snprintf(vm_ns[v], sizeof(vm_ns[v]), "%s-vm%d", P, v);
+        snprintf(vm_ns[v], sizeof(vm_ns[v]), "%.20s-vm%u", P,
+                 (unsigned)(unsigned char)v);
     if (ipc("netns add %s", ul_ns) != 0 ||
         ipc("-n %s link add ul0 type bridge", ul_ns) != 0 ||
         ipc("-n %s link set ul0 up", ul_ns) != 0)
