@@ -1,5 +1,9 @@
 /* sqlite3 backend of the store: WAL, foreign keys, busy timeout. "$N"
- * placeholders are bound by name so their order in the text is free. */
+ * placeholders are bound by name so their order in the text is free.
+ * Prepared statements are kept in a small cache keyed by their text:
+ * the controller runs the same few hundred statements over and over, and
+ * parsing them again each time was a tenth of an accrual run. The store
+ * front serialises calls, so the cache needs no lock of its own. */
 #include "common/log.h"
 #include "controller/store_backend.h"
 
@@ -7,10 +11,34 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
+#define SQ_CACHE 128
+
+struct sq_cached {
+    char *sql;
+    uint64_t hash;
+    uint64_t used;      /* tick of last use, for eviction */
+    sqlite3_stmt *st;
+};
+
+struct sq_conn {
+    sqlite3 *db;
+    uint64_t tick;
+    struct sq_cached cache[SQ_CACHE];
+};
+
+static uint64_t sql_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
 static int sq_exec_plain(void *conn, const char *sql)
 {
+    struct sq_conn *c = conn;
     char *err = NULL;
-    if (sqlite3_exec(conn, sql, NULL, NULL, &err) != SQLITE_OK) {
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &err) != SQLITE_OK) {
         log_error("store: %s", err ? err : "unknown error");
         sqlite3_free(err);
         return -EIO;
@@ -18,7 +46,18 @@ static int sq_exec_plain(void *conn, const char *sql)
     return 0;
 }
 
-static void sq_close(void *conn) { sqlite3_close(conn); }
+static void sq_close(void *conn)
+{
+    struct sq_conn *c = conn;
+    if (!c)
+        return;
+    for (size_t i = 0; i < SQ_CACHE; i++) {
+        sqlite3_finalize(c->cache[i].st);
+        free(c->cache[i].sql);
+    }
+    sqlite3_close(c->db);
+    free(c);
+}
 
 static int sq_open(const char *path, void **ret_conn)
 {
@@ -33,12 +72,14 @@ static int sq_open(const char *path, void **ret_conn)
         return -EIO;
     }
     sqlite3_busy_timeout(db, 5000);
-    if (sq_exec_plain(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
-                          "PRAGMA synchronous=NORMAL;") < 0) {
-        sqlite3_close(db);
+    struct sq_conn *c = xcalloc(1, sizeof(*c));
+    c->db = db;
+    if (sq_exec_plain(c, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
+                         "PRAGMA synchronous=NORMAL;") < 0) {
+        sq_close(c);
         return -EIO;
     }
-    *ret_conn = db;
+    *ret_conn = c;
     return 0;
 }
 
@@ -68,15 +109,49 @@ static json_t *row_json(sqlite3_stmt *st)
     return row;
 }
 
+/* The cached statement for sql, prepared on first use; NULL on a
+ * prepare error (reported). */
+static sqlite3_stmt *stmt_get(struct sq_conn *c, const char *sql)
+{
+    uint64_t h = sql_hash(sql);
+    struct sq_cached *victim = &c->cache[0];
+    c->tick++;
+    for (size_t i = 0; i < SQ_CACHE; i++) {
+        struct sq_cached *e = &c->cache[i];
+        if (e->st && e->hash == h && strcmp(e->sql, sql) == 0) {
+            e->used = c->tick;
+            return e->st;
+        }
+        if (!e->st || (victim->st && e->used < victim->used))
+            victim = e;
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+                           NULL) != SQLITE_OK) {
+        log_error("store: prepare failed: %s: %s", sqlite3_errmsg(c->db), sql);
+        return NULL;
+    }
+    sqlite3_finalize(victim->st);
+    free(victim->sql);
+    *victim = (struct sq_cached){ xstrdup(sql), h, c->tick, st };
+    return st;
+}
+
+/* Leave a cached statement ready for its next use. */
+static void stmt_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
 static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
                    size_t n, json_t **ret_rows)
 {
-    sqlite3 *db = conn;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        log_error("store: prepare failed: %s: %s", sqlite3_errmsg(db), sql);
+    struct sq_conn *c = conn;
+    sqlite3 *db = c->db;
+    sqlite3_stmt *st = stmt_get(c, sql);
+    if (!st)
         return -EIO;
-    }
     if (sqlite3_bind_parameter_count(st) != (int)n) {
         /* Our bug: the argument list does not match the statement. */
         log_error("store: %d placeholders but %zu arguments: %s",
@@ -97,7 +172,7 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
         else
             rc = sqlite3_bind_int64(st, idx, args[i].i);
         if (rc != SQLITE_OK) {
-            sqlite3_finalize(st);
+            stmt_done(st);
             return -EIO;
         }
     }
@@ -115,7 +190,7 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
         log_error("store: %s", sqlite3_errmsg(db));
         r = -EIO;
     }
-    sqlite3_finalize(st);
+    stmt_done(st);
     if (r < 0) {
         json_decref(rows);
         return r;
