@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -294,4 +296,75 @@ void tu_resp_clear(struct tu_resp *r)
     free(r->body);
     free(r->content_type);
     memset(r, 0, sizeof(*r));
+}
+
+/* ---- a throwaway PostgreSQL cluster ---- */
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+
+/* Run argv as the postgres user (the server refuses root). */
+static int as_postgres(char *const argv[], const char *log)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct passwd *pw = getpwnam("postgres");
+        if (!pw || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+            _exit(126);
+        if (log && !freopen(log, "a", stdout))
+            _exit(126);
+        if (log && !freopen(log, "a", stderr))
+            _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+bool tu_pg_start(struct tu_pg *b)
+{
+    struct stat st;
+    if (stat(PG_BIN "/postgres", &st) < 0 || !getpwnam("postgres") ||
+        getuid() != 0)
+        return false;
+    b->dir = tu_tempdir("store-pg");
+    struct passwd *pw = getpwnam("postgres");
+    if (chown(b->dir, pw->pw_uid, pw->pw_gid) < 0)
+        return false;
+    _cleanup_free_ char *data = xasprintf("%s/data", b->dir);
+    _cleanup_free_ char *log = xasprintf("%s/pg.log", b->dir);
+    char *init[] = { PG_BIN "/initdb", "-D", data, "-A", "trust", "-U", "fog",
+                     "--no-sync", NULL };
+    int status;
+    pid_t p = as_postgres(init, log);
+    waitpid(p, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return false;
+    char *run[] = { PG_BIN "/postgres", "-D", data, "-k", b->dir, "-c",
+                    "listen_addresses=", "-c", "fsync=off", NULL };
+    b->pid = as_postgres(run, log);
+    b->uri = xasprintf("postgresql:///postgres?host=%s&user=fog", b->dir);
+    _cleanup_free_ char *sock = xasprintf("%s/.s.PGSQL.5432", b->dir);
+    for (int i = 0; i < 100; i++) {
+        if (stat(sock, &st) == 0) {
+            /* The socket appears before the server accepts logins. */
+            char *ready[] = { PG_BIN "/pg_isready", "-q", "-h", b->dir, NULL };
+            int ready_st;
+            free(tu_run(ready, &ready_st));
+            if (ready_st == 0)
+                return true;
+        }
+        nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+    }
+    return false;
+}
+
+void tu_pg_stop(struct tu_pg *b)
+{
+    if (b->pid > 0)
+        tu_kill(b->pid, SIGINT);
+    b->pid = 0;
+    if (b->dir)
+        tu_rmrf(b->dir);
+    free(b->dir);
+    free(b->uri);
+    b->dir = b->uri = NULL;
 }

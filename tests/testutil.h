@@ -63,3 +63,14 @@ long tu_http(const char *method, const char *url, const char *key,
              const char *content_type, const char *extra_header,
              struct tu_resp *ret);
 void tu_resp_clear(struct tu_resp *r);
+
+/* ---- a throwaway PostgreSQL cluster (server binaries of Debian 12) ---- */
+struct tu_pg {
+    char *dir;  /* cluster and Unix socket directory */
+    char *uri;  /* postgresql:///postgres?host=DIR&user=fog */
+    pid_t pid;
+};
+/* initdb + postgres on a Unix socket only, as the postgres user; false
+ * (nothing left running) when the server or root is not available. */
+bool tu_pg_start(struct tu_pg *pg);
+void tu_pg_stop(struct tu_pg *pg);

@@ -20,14 +20,13 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#define PG_BIN "/usr/lib/postgresql/15/bin"
-
 struct backend {
     char *dir;
     char *uri;
-    pid_t pg;
 };
-static struct backend sq, pg;
+static struct backend sq;
+static struct tu_pg pgc;
+static struct backend pg;
 
 static unsigned schema_files(void)
 {
@@ -46,84 +45,22 @@ static unsigned schema_files(void)
     return n;
 }
 
-/* Run argv as the postgres user (the server refuses root). */
-static int as_postgres(char *const argv[], const char *log)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        struct passwd *pw = getpwnam("postgres");
-        if (!pw || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-            _exit(126);
-        if (log && !freopen(log, "a", stdout))
-            _exit(126);
-        if (log && !freopen(log, "a", stderr))
-            _exit(126);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static bool pg_start(struct backend *b)
-{
-    struct stat st;
-    if (stat(PG_BIN "/postgres", &st) < 0 || !getpwnam("postgres") ||
-        getuid() != 0)
-        return false;
-    b->dir = tu_tempdir("store-pg");
-    struct passwd *pw = getpwnam("postgres");
-    if (chown(b->dir, pw->pw_uid, pw->pw_gid) < 0)
-        return false;
-    _cleanup_free_ char *data = xasprintf("%s/data", b->dir);
-    _cleanup_free_ char *log = xasprintf("%s/pg.log", b->dir);
-    char *init[] = { PG_BIN "/initdb", "-D", data, "-A", "trust", "-U", "fog",
-                     "--no-sync", NULL };
-    int status;
-    pid_t p = as_postgres(init, log);
-    waitpid(p, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return false;
-    char *run[] = { PG_BIN "/postgres", "-D", data, "-k", b->dir, "-c",
-                    "listen_addresses=", "-c", "fsync=off", NULL };
-    b->pg = as_postgres(run, log);
-    b->uri = xasprintf("postgresql:///postgres?host=%s&user=fog", b->dir);
-    _cleanup_free_ char *sock = xasprintf("%s/.s.PGSQL.5432", b->dir);
-    for (int i = 0; i < 100; i++) {
-        if (stat(sock, &st) == 0) {
-            /* The socket appears before the server accepts logins. */
-            struct store *s;
-            if (store_open(b->uri, &s) == 0) {
-                store_close(s);
-                return true;
-            }
-        }
-        nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
-    }
-    return false;
-}
-
 static int setup(void **state)
 {
     sq.dir = tu_tempdir("store-sqlite");
     sq.uri = xasprintf("%s/fog.db", sq.dir);
-    if (!pg_start(&pg)) {
+    if (tu_pg_start(&pgc))
+        pg.uri = pgc.uri;
+    else
         fprintf(stderr, "PostgreSQL server not available: its cases are "
                         "skipped\n");
-        free(pg.uri);
-        pg.uri = NULL;
-    }
     return 0;
 }
 
 static int teardown(void **state)
 {
-    if (pg.pg > 0)
-        tu_kill(pg.pg, SIGINT);
-    if (pg.dir)
-        tu_rmrf(pg.dir);
+    tu_pg_stop(&pgc);
     tu_rmrf(sq.dir);
-    free(pg.dir);
-    free(pg.uri);
     free(sq.dir);
     free(sq.uri);
     return 0;
