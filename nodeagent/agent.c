@@ -4,7 +4,6 @@
  * or the heartbeat comes due. Signals are taken by sigwait() on a thread
  * of their own. */
 #include "nodeagent/agent.h"
-#include "api/jointoken.h"
 
 #include "api/client.h"
 #include "common/buf.h"
@@ -14,14 +13,18 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "images/fetch.h"
+#include "netfabric/apply.h"
+#include "netfabric/state.h"
+#include "netfabric/wgkey.h"
 #include "nodeagent/console.h"
 #include "nodeagent/disk.h"
 #include "nodeagent/inventory.h"
+#include "nodeagent/meter.h"
 #include "nodeagent/nodestate.h"
 #include "nodeagent/reconcile.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -33,28 +36,8 @@
  * tails share what a status post leaves free of that. */
 #define STATUS_BODY_MAX 60000
 #define CONSOLE_TAIL_MAX 65536
-
-/* A node name from the host name: lower case, other characters as '-'. */
-static char *default_name(void)
-{
-    char host[HOST_NAME_MAX + 1] = "";
-    if (gethostname(host, sizeof(host)) < 0 || !*host)
-        snprintf(host, sizeof(host), "node");
-    host[sizeof(host) - 1] = '\0';
-    char *dot = strchr(host, '.');
-    if (dot)
-        *dot = '\0';
-    char *n = xstrndup(host, 63);
-    for (char *p = n; *p; p++) {
-        char c = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
-        *p = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '-';
-    }
-    if (!name_is_valid(n)) {
-        free(n);
-        n = xstrdup("node");
-    }
-    return n;
-}
+/* Usage samples per status post (about 100 bytes each). */
+#define SAMPLES_MAX 2000
 
 int agent_print_inventory(const struct agent_settings *s)
 {
@@ -67,105 +50,6 @@ int agent_print_inventory(const struct agent_settings *s)
     _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2));
     printf("%s\n", text);
     return 0;
-}
-
-int agent_join(const struct agent_settings *s)
-{
-    char secret[JOINTOKEN_SECRET_HEX + 1], ca_hash[JOINTOKEN_CA_HEX + 1];
-    int r;
-    if (!s->controller || !s->token) {
-        log_error("join needs --controller URL and --token TOKEN");
-        return -EINVAL;
-    }
-    if (!startswith(s->controller, "https://") &&
-        !startswith(s->controller, "http://")) {
-        log_error("invalid controller URL '%s'", s->controller);
-        return -EINVAL;
-    }
-    if (!jointoken_parse(s->token, secret, ca_hash)) {
-        log_error("malformed join token (want fogjoin.<32 hex>.<64 hex>)");
-        return -EINVAL;
-    }
-    _cleanup_free_ char *name = s->name ? xstrdup(s->name) : default_name();
-    if (!name_is_valid(name)) {
-        log_error("invalid node name '%s'", name);
-        return -EINVAL;
-    }
-    if ((r = mkdir_p(s->data_dir, 0711)) < 0) {
-        log_error("cannot create '%s': %s", s->data_dir, strerror(-r));
-        return r;
-    }
-    if (node_state_exists(s->data_dir)) {
-        log_error("'%s' already holds a joined node (node.json); refusing to "
-                  "register again", s->data_dir);
-        return -EEXIST;
-    }
-    _cleanup_free_ char *url = xstrdup(s->controller);
-    size_t ul = strlen(url);
-    while (ul && url[ul - 1] == '/')
-        url[--ul] = '\0';
-    _cleanup_free_ char *pem = NULL;
-    r = api_fetch_ca(url, ca_hash, &pem);
-    if (r == -EPERM) {
-        log_error("the controller at %s presents a CA whose SHA-256 is not "
-                  "the token's: refusing it", url);
-        return r;
-    }
-    if (r < 0) {
-        log_error("cannot fetch the CA from %s: %s", url, strerror(-r));
-        return r;
-    }
-    _cleanup_free_ char *ca_path = node_state_ca_path(s->data_dir);
-    if ((r = file_write_atomic(ca_path, pem, strlen(pem), 0644)) < 0) {
-        log_error("cannot write '%s': %s", ca_path, strerror(-r));
-        return r;
-    }
-    struct inventory inv;
-    if ((r = inventory_collect(s->root, s->data_dir, &inv)) < 0)
-        return r;
-    _cleanup_json_ json_t *body = json_pack(
-        "{s:s, s:s, s:o}", "token", s->token, "name", name, "inventory",
-        inventory_to_json(&inv, false));
-    inventory_clear(&inv);
-
-    struct api_client *c = api_client_new(url, NULL, ca_path);
-    struct api_reply rep;
-    r = api_request(c, "POST", "/v1/agent/register", body, NULL, &rep);
-    api_client_free(c);
-    if (r < 0 || rep.status != 201) {
-        _cleanup_free_ char *why = api_reply_describe(&rep);
-        log_error("registration refused: %s", why);
-        api_reply_clear(&rep);
-        return r < 0 ? r : -EACCES;
-    }
-    struct node_state st = {
-        .controller = xstrdup(url),
-        .node_id = xstrdup(json_str(rep.json, "node_id") ?
-                               json_str(rep.json, "node_id") : ""),
-        .credential = xstrdup(json_str(rep.json, "credential") ?
-                                  json_str(rep.json, "credential") : ""),
-        .name = xstrdup(name),
-        .mesh_ip = json_str(rep.json, "mesh_ip") ?
-                       xstrdup(json_str(rep.json, "mesh_ip")) : NULL,
-        .libvirt_uri = s->libvirt_uri ? xstrdup(s->libvirt_uri) : NULL,
-        .heartbeat_s = json_int(rep.json, "heartbeat_s", 5),
-    };
-    bool approved = json_bool(rep.json, "approved", false);
-    api_reply_clear(&rep);
-    if (!uuid_is_valid(st.node_id) || !*st.credential) {
-        log_error("the controller's answer lacks a node id or credential");
-        node_state_clear(&st);
-        return -EPROTO;
-    }
-    r = node_state_save(s->data_dir, &st);
-    if (r < 0)
-        log_error("cannot save the node identity in '%s': %s", s->data_dir,
-                  strerror(-r));
-    else
-        printf("joined as %s (node %s)%s\n", st.name, st.node_id,
-               approved ? "" : "; waiting for an administrator's approval");
-    node_state_clear(&st);
-    return r;
 }
 
 /* ---- run ---- */
@@ -199,6 +83,20 @@ struct agent {
     struct console_seen *seen;
     size_t n_seen;
     char *last_sig;     /* states last posted successfully */
+    struct meter *meter;
+
+    /* Digests of the images desired VMs sit on: never evicted. */
+    pthread_mutex_t digests_lock;
+    char (*digests)[65];
+    size_t n_digests;
+
+    /* Host networking (unless --network none). */
+    bool host_net;
+    bool has_wg_key;
+    uint8_t wg_key[WGKEY_LEN];
+    uint32_t public_addr;   /* host order; 0 = any */
+    char *net_error;        /* last netfabric failure, for the status */
+    int64_t net_retry_at;   /* monotonic ms; 0 = none pending */
 };
 
 static void wake(struct agent *a, bool event)
@@ -366,13 +264,24 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         const char *state, *reason;
         reconcile_status(vm, d, reconcile_vm_error(&a->rc, id), &state,
                          &reason);
+        /* A VM on a tenant network shares the node's network trouble. */
+        if (!reason && a->net_error &&
+            json_array_size(json_object_get(vm, "nics")) > 0)
+            reason = a->net_error;
         json_t *o = json_pack("{s:s, s:s}", "id", id, "state", state);
+        bool by_itself = reconcile_down_by_itself(vm, d);
+        if (by_itself) {
+            json_object_set_new(o, "by_guest", json_true());
+            json_object_set_new(o, "start_gen",
+                                json_integer((json_int_t)d->meta.start_gen));
+        }
         if (reason) {
             _cleanup_free_ char *r = console_sanitize(reason, strlen(reason),
                                                       1000, 1000);
             json_object_set_new(o, "reason", json_string(r));
         }
-        buf_printf(&sig, "%s=%s:%s;", id, state, reason ? reason : "");
+        buf_printf(&sig, "%s=%s:%s:%d;", id, state, reason ? reason : "",
+                   by_itself);
         json_array_append_new(vms, o);
     }
     json_t *inv = inventory_to_json(&a->inv, true);
@@ -383,6 +292,8 @@ static json_t *status_build(struct agent *a, const json_t *doc,
                         json_integer(used_mem >= a->inv.memory_mib ?
                                          0 : a->inv.memory_mib - used_mem));
     json_t *body = json_pack("{s:o, s:o}", "inventory", inv, "vms", vms);
+    if (a->cfg->endpoint && *a->cfg->endpoint)
+        json_object_set_new(body, "endpoint", json_string(a->cfg->endpoint));
     *ret_pending = false;
     if (consoles) {
         _cleanup_free_ char *base = json_dumps_compact(body);
@@ -431,8 +342,11 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body)
     if (r < 0 || rep.status != 200) {
         _cleanup_free_ char *why = api_reply_describe(&rep);
         log_warn("status post failed: %s", why);
+        bool refused = r == 0 && rep.status >= 400 && rep.status < 500 &&
+                       rep.status != 401 && rep.status != 408 &&
+                       rep.status != 429;
         api_reply_clear(&rep);
-        return r < 0 ? r : -EIO;
+        return r < 0 ? r : refused ? -EBADMSG : -EIO;
     }
     api_reply_clear(&rep);
     /* Console tails in this body have now reached the controller. */
@@ -442,6 +356,103 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body)
         if (json_object_get(vm, "console_tail"))
             seen_get(a, json_str(vm, "id"))->posted = true;
     return 0;
+}
+
+/* fetch_in_use_fn: is the digest the base of a desired VM? */
+static bool digest_in_use(const char *sha256, void *data)
+{
+    struct agent *a = data;
+    bool used = false;
+    pthread_mutex_lock(&a->digests_lock);
+    for (size_t i = 0; i < a->n_digests && !used; i++)
+        used = streq(a->digests[i], sha256);
+    pthread_mutex_unlock(&a->digests_lock);
+    return used;
+}
+
+/* Remember the images of the VMs in `doc`, then let the cache shrink to
+ * its budget (images of VMs just deleted may go). */
+static void digests_update(struct agent *a, const json_t *doc)
+{
+    json_t *vms = json_object_get(doc, "vms");
+    char (*d)[65] = xcalloc(json_array_size(vms) + 1, 65);
+    size_t n = 0, i;
+    json_t *vm;
+    json_array_foreach(vms, i, vm) {
+        const char *sha = json_str(json_object_get(vm, "image_source"),
+                                   "sha256");
+        if (sha && strlen(sha) == 64)
+            snprintf(d[n++], 65, "%s", sha);
+    }
+    pthread_mutex_lock(&a->digests_lock);
+    free(a->digests);
+    a->digests = d;
+    a->n_digests = n;
+    pthread_mutex_unlock(&a->digests_lock);
+    if (a->rc.cache)
+        fetch_cache_evict(a->rc.cache, 0);
+}
+
+/* Post a status body with the usage samples due; they are forgotten once
+ * the controller has them. A body refused as such (4xx) is sent again
+ * without its samples, and when that passes the samples are dropped, so
+ * one sample the controller will never take cannot block the status. */
+static int status_send(struct agent *a, struct api_client *c, json_t *body)
+{
+    _cleanup_json_ json_t *samples = meter_take(a->meter, now_s(),
+                                                SAMPLES_MAX);
+    size_t n = json_array_size(samples);
+    if (n > 0)
+        json_object_set(body, "samples", samples);
+    int r = status_post(a, c, body);
+    if (r == -EBADMSG && n > 0) {
+        json_object_del(body, "samples");
+        if ((r = status_post(a, c, body)) == 0)
+            log_warn("the controller refused %zu usage samples: dropped", n);
+    }
+    if (r == 0)
+        meter_ack(a->meter, samples);
+    return r;
+}
+
+/* Make the host's network match desired document `doc`: the mesh, the
+ * tenant bridges (before any domain on them starts) and the firewall.
+ * Failures are kept for the status and retried later, never fatal. */
+static void net_apply(struct agent *a, const json_t *doc, int64_t now)
+{
+    struct nf_state st;
+    _cleanup_free_ char *err = NULL, *msg = NULL;
+    int r = netfabric_state_from_json(doc, a->cfg->mesh_ifname, &st, &err);
+    if (r < 0) {
+        msg = xasprintf("network state unusable: %s", err ? err : "invalid");
+    } else {
+        st.has_private_key = a->has_wg_key;
+        if (a->has_wg_key)
+            memcpy(st.private_key, a->wg_key, WGKEY_LEN);
+        st.public_addr = a->public_addr;
+        st.underlay_mtu = (unsigned)a->cfg->underlay_mtu;
+        st.wireguard_go = a->cfg->wireguard_go;
+        if (!a->has_wg_key && st.has_mesh)
+            msg = xstrdup("network setup failed: no mesh key");
+        r = netfabric_apply(&st);
+        if (r < 0 && !msg)
+            msg = xasprintf("network setup failed: %s", strerror(-r));
+        explicit_bzero(st.private_key, sizeof(st.private_key));
+        nf_state_clear(&st);
+    }
+    if (msg) {
+        if (!streq(msg, a->net_error))
+            log_warn("%s", msg);
+        free(a->net_error);
+        a->net_error = TAKE_PTR(msg);
+        a->net_retry_at = now + 10000;
+        return;
+    }
+    if (a->net_error)
+        log_info("network set up");
+    free(a->net_error);
+    a->net_error = NULL;
+    a->net_retry_at = 0;
 }
 
 static int agent_setup(struct agent *a, const struct agent_settings *s)
@@ -469,6 +480,21 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
     if ((r = inventory_collect(s->root, s->data_dir, &a->inv)) < 0)
         return r;
     a->arch = xstrdup(a->inv.arch);
+    _cleanup_free_ char *meter_path = xasprintf("%s/meter.json", s->data_dir);
+    a->meter = meter_new(meter_path, now_s());
+    a->host_net = agent_config_host_network(s);
+    if (a->host_net) {
+        _cleanup_free_ char *key_path = node_state_wg_key_path(s->data_dir);
+        if ((r = wgkey_load_or_create(key_path, a->wg_key)) < 0)
+            log_error("cannot read the mesh key '%s': %s; the mesh stays "
+                      "down", key_path, strerror(-r));
+        else
+            a->has_wg_key = true;
+        struct in_addr in;
+        if (s->public_ip && *s->public_ip &&
+            inet_pton(AF_INET, s->public_ip, &in) == 1)
+            a->public_addr = ntohl(in.s_addr);
+    }
     a->rc = (struct reconcile_ctx){
         .data_dir = s->data_dir,
         .image_dir = a->image_dir,
@@ -483,7 +509,9 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
     _cleanup_free_ char *cache_dir = xasprintf("%s/cache", s->data_dir);
     _cleanup_free_ char *why = NULL;
     struct fetch_opts fo = { .dir = cache_dir, .ca_file = a->ca_path,
-                             .bearer = a->node.credential };
+                             .bearer = a->node.credential,
+                             .budget_bytes = (uint64_t)s->cache_max_gib << 30,
+                             .in_use = digest_in_use, .in_use_data = a };
     a->rc.cache = fetch_cache_new(&fo, &why);
     if (!a->rc.cache)
         log_warn("no image cache (%s): only local images can be used", why);
@@ -504,6 +532,13 @@ static void agent_teardown(struct agent *a)
     free(a->arch);
     free(a->seen);
     free(a->last_sig);
+    free(a->net_error);
+    free(a->digests);
+    a->digests = NULL;
+    a->n_digests = 0;
+    meter_free(a->meter);
+    a->meter = NULL;
+    explicit_bzero(a->wg_key, sizeof(a->wg_key));
     pthread_mutex_lock(&a->lock);
     json_decref(a->doc);
     a->doc = NULL;
@@ -529,6 +564,7 @@ int agent_run(const struct agent_settings *s)
     static struct agent a; /* threads left behind at exit may still use it */
     a = (struct agent){ .cfg = s };
     pthread_mutex_init(&a.lock, NULL);
+    pthread_mutex_init(&a.digests_lock, NULL);
     pthread_cond_init(&a.cond, NULL);
     int r = agent_setup(&a, s);
     if (r < 0) {
@@ -548,6 +584,11 @@ int agent_run(const struct agent_settings *s)
         agent_teardown(&a);
         return r;
     }
+    if (a.host_net)
+        log_info("network: mesh on %s (%s), tenant bridges and firewall",
+                 s->mesh_ifname, netfabric_mesh_backend());
+    else
+        log_info("network: none (host networking left alone)");
     if (!a.inv.kvm)
         log_info("no /dev/kvm: domains run under TCG%s",
                  s->allow_tcg ? "" : " (not allowed: --no-allow-tcg)");
@@ -574,6 +615,8 @@ int agent_run(const struct agent_settings *s)
             wake_at = dl;
         if (retry_at > 0 && retry_at < wake_at)
             wake_at = retry_at;
+        if (a.net_retry_at > 0 && a.net_retry_at < wake_at)
+            wake_at = a.net_retry_at;
         struct timespec ts;
         deadline_to_timespec(wake_at, &ts);
         pthread_mutex_lock(&a.lock);
@@ -598,6 +641,7 @@ int agent_run(const struct agent_settings *s)
         retry_at = 0;
         struct virt_dom *doms = NULL;
         size_t n = 0;
+        bool listed = true;
         if (virt_list(a.virt, &doms, &n) < 0) {
             log_warn("cannot list domains: %s", virt_error());
             retry_at = now + 2000;
@@ -607,7 +651,12 @@ int agent_run(const struct agent_settings *s)
             if (doc_new) {
                 rev = json_int(doc, "revision", -1);
                 reconcile_forget(&a.rc, doc);
+                digests_update(&a, doc);
             }
+            /* Bridges first: a domain on one cannot start without it. */
+            if (a.host_net && (doc_new || (a.net_retry_at > 0 &&
+                                           now >= a.net_retry_at)))
+                net_apply(&a, doc, now);
             reconcile_annotate(&a.rc, doms, n);
             struct reconcile_plan plan;
             reconcile_plan(doc, doms, n, a.inv.kvm, now, &plan);
@@ -616,14 +665,32 @@ int agent_run(const struct agent_settings *s)
                 virt_doms_free(doms, n);
                 doms = NULL;
                 n = 0;
-                if (virt_list(a.virt, &doms, &n) < 0)
+                if (virt_list(a.virt, &doms, &n) < 0) {
                     log_warn("cannot list domains: %s", virt_error());
+                    listed = false;
+                }
                 /* Failed VMs are retried after a pause. */
                 for (size_t i = 0; i < plan.n; i++)
                     if (reconcile_vm_error(&a.rc, plan.actions[i].vm_id))
                         retry_at = now + a.rc.retry_ms;
             }
             reconcile_plan_free(&plan);
+        }
+        if (doc) {
+            /* Running time is metered from what libvirt shows. */
+            if (doc_new)
+                meter_retain(a.meter, json_object_get(doc, "vms"));
+            int64_t wall = now_s();
+            size_t i;
+            json_t *vm;
+            json_array_foreach(json_object_get(doc, "vms"), i, vm) {
+                const char *id = json_str(vm, "id");
+                if (!listed || !uuid_is_valid(id))
+                    continue;
+                const struct virt_dom *d = virt_doms_find(doms, n, id);
+                meter_observe(a.meter, id, d && d->state == VIRT_RUNNING,
+                              wall);
+            }
         }
         bool hb = now >= next_hb;
         if (hb) {
@@ -640,7 +707,7 @@ int agent_run(const struct agent_settings *s)
                 &a, doc, doms, n, hb || consoles_pending, &sig, &pending);
             if (hb || events || post_failed || doc_new ||
                 !streq(sig, a.last_sig)) {
-                if (status_post(&a, c, body) == 0) {
+                if (status_send(&a, c, body) == 0) {
                     free(a.last_sig);
                     a.last_sig = TAKE_PTR(sig);
                     post_failed = false;

@@ -6,9 +6,11 @@
 #include "nodeagent/config.h"
 
 /* Register with the controller named in s->controller using s->token:
- * pin its CA by the token's hash, save ca.pem and node.json (0600) in
- * s->data_dir. Refuses (-EEXIST) when the data dir already holds a node.
- * 0 or -errno (messages logged). */
+ * pin its CA by the token's hash, make the mesh key (wg.key, 0600) and send
+ * its public half with the endpoint, WireGuard port, public address and
+ * published port range; save ca.pem and node.json (0600) in s->data_dir.
+ * Refuses (-EEXIST) when the data dir already holds a node. 0 or -errno
+ * (messages logged). In join.c. */
 int agent_join(const struct agent_settings *s);
 
 /* Run until SIGTERM/SIGINT. 0 on a clean stop, else -errno. */

@@ -1,7 +1,12 @@
 /* fog-nodeagent's option table and its few derived values. */
 #include "nodeagent/config.h"
 
+#include "nodeagent/vmxml.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define F(x) CONFIG_FIELD(struct agent_settings, x)
 const struct config_opt agent_options[] = {
@@ -20,7 +25,7 @@ const struct config_opt agent_options[] = {
     { "name", CONFIG_STRING, F(name), 0, 0, NULL,
       "join: node name [default: derived from the host name]" },
     { "qemu-img", CONFIG_STRING, F(qemu_img), 0, 0, "qemu-img",
-      "qemu-img program used to create and grow disks" },
+      "qemu-img program, used to grow the disks of stopped VMs" },
     { "heartbeat", CONFIG_INT, F(heartbeat_s), 0, 3600, "0",
       "seconds between status posts (0: the controller's interval)" },
     { "shutdown-timeout", CONFIG_INT, F(shutdown_timeout_s), 1, 3600, "60",
@@ -28,6 +33,29 @@ const struct config_opt agent_options[] = {
     { "allow-tcg", CONFIG_BOOL, F(allow_tcg), 0, 0, "true",
       "run domains under QEMU's TCG when /dev/kvm is missing" },
     { "verbose", CONFIG_BOOL, F(verbose), 0, 0, NULL, "log debug messages" },
+    { "network", CONFIG_STRING, F(network), 0, 0, "host",
+      "host: build the mesh, tenant bridges and firewall; none: leave the "
+      "host's network alone" },
+    { "mesh-ifname", CONFIG_STRING, F(mesh_ifname), 0, 0, "fogwg0",
+      "WireGuard interface of the mesh" },
+    { "wg-port", CONFIG_INT, F(wg_port), 1, 65535, "51820",
+      "join: UDP port of the mesh interface" },
+    { "endpoint", CONFIG_STRING, F(endpoint), 0, 0, NULL,
+      "HOST:PORT other nodes reach the mesh at [default: the address the "
+      "controller sees]" },
+    { "public-ip", CONFIG_STRING, F(public_ip), 0, 0, NULL,
+      "IPv4 address published ports answer on [default: any local one]" },
+    { "port-min", CONFIG_INT, F(port_min), 1, 65535, "20000",
+      "join: lowest host port the controller may publish" },
+    { "port-max", CONFIG_INT, F(port_max), 1, 65535, "29999",
+      "join: highest host port the controller may publish" },
+    { "underlay-mtu", CONFIG_INT, F(underlay_mtu), 576, 65535, "1500",
+      "MTU of the network the mesh runs over" },
+    { "wireguard-go", CONFIG_STRING, F(wireguard_go), 0, 0, "wireguard-go",
+      "userspace WireGuard, run when the kernel has no module" },
+    { "cache-max-gib", CONFIG_INT, F(cache_max_gib), 0, 1 << 20, "20",
+      "size of the image cache in GiB; least recently used unused images "
+      "go first (0: no limit)" },
 };
 #undef F
 const size_t agent_options_n = ARRAY_SIZE(agent_options);
@@ -43,6 +71,49 @@ int agent_config_parse(struct agent_settings *s, int argc, char **argv,
 {
     return config_parse_args(agent_options, agent_options_n, s, argc, argv,
                              start, ret_args, ret_nargs);
+}
+
+bool agent_config_host_network(const struct agent_settings *s)
+{
+    return !streq(s->network, "none");
+}
+
+int agent_config_check(const struct agent_settings *s)
+{
+    if (!streq(s->network, "host") && !streq(s->network, "none")) {
+        fprintf(stderr, "invalid --network '%s' (want host or none)\n",
+                s->network ? s->network : "");
+        return -EINVAL;
+    }
+    if (s->port_min > s->port_max) {
+        fprintf(stderr, "--port-min %lld is above --port-max %lld\n",
+                (long long)s->port_min, (long long)s->port_max);
+        return -EINVAL;
+    }
+    struct in_addr a;
+    if (s->public_ip && *s->public_ip &&
+        inet_pton(AF_INET, s->public_ip, &a) != 1) {
+        fprintf(stderr, "invalid --public-ip '%s' (want an IPv4 address)\n",
+                s->public_ip);
+        return -EINVAL;
+    }
+    if (s->endpoint && *s->endpoint) {
+        const char *colon = strrchr(s->endpoint, ':');
+        int64_t port;
+        if (!colon || colon == s->endpoint || strlen(s->endpoint) > 80 ||
+            parse_int64(colon + 1, 1, 65535, &port) < 0 ||
+            !vmxml_text_ok(s->endpoint) || strchr(s->endpoint, ' ')) {
+            fprintf(stderr, "invalid --endpoint '%s' (want HOST:PORT)\n",
+                    s->endpoint);
+            return -EINVAL;
+        }
+    }
+    if (!s->mesh_ifname || !vmxml_ifname_ok(s->mesh_ifname)) {
+        fprintf(stderr, "invalid --mesh-ifname '%s'\n",
+                s->mesh_ifname ? s->mesh_ifname : "");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 char *agent_config_image_dir(const struct agent_settings *s)

@@ -17,6 +17,17 @@ struct agent_settings {
     int64_t shutdown_timeout_s; /* ACPI shutdown grace before destroy */
     bool allow_tcg;     /* run domains under TCG when there is no KVM */
     bool verbose;
+    /* Host networking (netfabric). */
+    char *network;      /* "host": mesh, bridges, firewall; "none": skip */
+    char *mesh_ifname;  /* WireGuard interface */
+    int64_t wg_port;    /* its UDP port, told to the controller at join */
+    char *endpoint;     /* HOST:PORT peers reach us at (NULL: as seen) */
+    char *public_ip;    /* IPv4 address published ports answer on */
+    int64_t port_min;   /* range of host ports the controller may publish */
+    int64_t port_max;
+    int64_t underlay_mtu;
+    char *wireguard_go; /* program used where the kernel lacks WireGuard */
+    int64_t cache_max_gib; /* image cache budget */
 };
 
 extern const struct config_opt agent_options[];
@@ -28,6 +39,11 @@ void agent_config_defaults(struct agent_settings *s);
  * frees the array only). 0 or -EINVAL (message printed). */
 int agent_config_parse(struct agent_settings *s, int argc, char **argv,
                        int start, char ***ret_args, int *ret_nargs);
+/* Check values the table cannot (choices, address forms, ranges).
+ * 0 or -EINVAL (message printed). */
+int agent_config_check(const struct agent_settings *s);
+/* True unless --network none. */
+bool agent_config_host_network(const struct agent_settings *s);
 /* The image directory in effect; caller frees. */
 char *agent_config_image_dir(const struct agent_settings *s);
 void agent_config_free(struct agent_settings *s);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 static void usage(FILE *out)
 {
@@ -62,6 +63,20 @@ int main(int argc, char **argv)
     free(args);
     if (nargs > 0) {
         fprintf(stderr, "unexpected argument '%s'\n", argv[argc - nargs]);
+        agent_config_free(&s);
+        return 2;
+    }
+    /* Paths end up in domain definitions, which want them absolute. */
+    if (s.data_dir && s.data_dir[0] != '/') {
+        char *cwd = getcwd(NULL, 0);
+        if (cwd) {
+            char *abs = xasprintf("%s/%s", cwd, s.data_dir);
+            free(s.data_dir);
+            s.data_dir = abs;
+            free(cwd);
+        }
+    }
+    if (agent_config_check(&s) < 0) {
         agent_config_free(&s);
         return 2;
     }

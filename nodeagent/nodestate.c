@@ -24,6 +24,11 @@ char *node_state_ca_path(const char *data_dir)
     return xasprintf("%s/ca.pem", data_dir);
 }
 
+char *node_state_wg_key_path(const char *data_dir)
+{
+    return xasprintf("%s/wg.key", data_dir);
+}
+
 static char *dup_opt(const json_t *o, const char *key)
 {
     const char *s = json_str(o, key);

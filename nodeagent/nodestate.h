@@ -1,6 +1,6 @@
 /* What a node keeps after joining: its id, credential and the controller it
  * belongs to (DATA-DIR/node.json, mode 0600) next to the CA it pinned
- * (DATA-DIR/ca.pem). */
+ * (DATA-DIR/ca.pem) and its mesh key (DATA-DIR/wg.key). */
 #pragma once
 
 #include "common/util.h"
@@ -24,4 +24,7 @@ int node_state_load(const char *data_dir, struct node_state *ret);
 int node_state_save(const char *data_dir, const struct node_state *st);
 /* DATA-DIR/ca.pem; caller frees. */
 char *node_state_ca_path(const char *data_dir);
+/* DATA-DIR/wg.key, the mesh private key made at join (never sent);
+ * caller frees. */
+char *node_state_wg_key_path(const char *data_dir);
 void node_state_clear(struct node_state *st);

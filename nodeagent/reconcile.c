@@ -9,8 +9,11 @@
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "images/fetch.h"
+#include "netfabric/state.h"
 #include "nodeagent/disk.h"
+#include "nodeagent/guestseed.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,9 +25,16 @@ static const char *const op_names[RC_OP_MAX] = {
     [RC_AUTOSTART] = "autostart",   [RC_START] = "start",
     [RC_RESUME] = "resume",         [RC_REBOOT] = "reboot",
     [RC_SHUTDOWN] = "shutdown",     [RC_DESTROY] = "destroy",
-    [RC_MARK_STOPPED] = "mark-stopped", [RC_DELETE] = "delete",
+    [RC_MARK_STOPPED] = "mark-stopped", [RC_MARK_RUNNING] = "mark-running",
+    [RC_DELETE] = "delete",
     [RC_PURGE] = "purge",
 };
+
+/* Wall clock in ms (the executor's now_ms arguments are monotonic). */
+static int64_t wall_ms(void)
+{
+    return now_ms();
+}
 
 const char *reconcile_op_name(enum reconcile_op op)
 {
@@ -45,6 +55,7 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason)
         { "stop_force", JF_BOOL, false, 0, 0, NULL },
         { "deleted", JF_BOOL, false, 0, 0, NULL },
         { "reboot_gen", JF_INT, false, 0, INT64_MAX, NULL },
+        { "start_gen", JF_INT, false, 0, INT64_MAX, NULL },
         { "nics", JF_ARRAY, false, 0, 64, NULL },
     };
     json_t *copy = json_object();
@@ -89,7 +100,8 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason)
 void reconcile_spec_hash(const json_t *vm, bool kvm, char out[65])
 {
     struct buf b = BUF_INIT;
-    buf_printf(&b, "v1|%s|%" PRId64 "|%" PRId64 "|%d", json_str(vm, "name"),
+    /* v2: a seed disk, NIC tap names and the small-guest devices. */
+    buf_printf(&b, "v2|%s|%" PRId64 "|%" PRId64 "|%d", json_str(vm, "name"),
                json_int(vm, "vcpus", 0), json_int(vm, "memory_mib", 0), kvm);
     size_t i;
     json_t *nic;
@@ -115,6 +127,7 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
     const char *id = json_str(vm, "id");
     bool want_run = streq(json_str(vm, "power"), "running");
     int64_t gen = json_int(vm, "reboot_gen", 0);
+    int64_t sgen = json_int(vm, "start_gen", 0);
 
     if (json_bool(vm, "deleted", false)) {
         add(p, d ? RC_DELETE : RC_PURGE, id, vm, NULL);
@@ -132,7 +145,8 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
         add(p, RC_REDEFINE, id, vm, NULL);
     if (json_int(vm, "disk_gib", 0) > d->meta.disk_gib)
         add(p, RC_GROW_DISK, id, vm, NULL);
-    if (!d->autostart)
+    /* A host reboot brings back what is meant to run, nothing else. */
+    if (d->autostart != want_run)
         add(p, RC_AUTOSTART, id, vm, NULL);
 
     bool up = d->state == VIRT_RUNNING || d->state == VIRT_PAUSED;
@@ -142,10 +156,15 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
         if (up) {
             if (gen > d->meta.reboot_gen)
                 add(p, RC_REBOOT, id, vm, NULL);
-        } else if (!d->meta.power_running || gen > d->meta.reboot_gen) {
+            else if (!d->meta.power_running || sgen > d->meta.start_gen)
+                /* So that a later poweroff from inside reads as such. */
+                add(p, RC_MARK_RUNNING, id, vm, NULL);
+        } else if (!d->meta.power_running || gen > d->meta.reboot_gen ||
+                   sgen > d->meta.start_gen) {
             /* Started when asked to run after being stopped by us, or when
-             * asked to reboot; a VM that stopped by itself while meant to
-             * run (guest poweroff, crash) stays down and is reported. */
+             * asked to start or reboot since it went down; a VM that
+             * stopped by itself while meant to run (guest poweroff, crash)
+             * stays down and is reported until then. */
             add(p, RC_START, id, vm, NULL);
         }
         return;
@@ -237,10 +256,21 @@ void reconcile_status(const json_t *vm, const struct virt_dom *d,
     *ret_reason = reason;
 }
 
+bool reconcile_down_by_itself(const json_t *vm, const struct virt_dom *d)
+{
+    if (!d || !d->meta.power_running || !streq(json_str(vm, "power"), "running") ||
+        json_bool(vm, "deleted", false) ||
+        (d->state != VIRT_STOPPED && d->state != VIRT_CRASHED))
+        return false;
+    return json_int(vm, "start_gen", 0) <= d->meta.start_gen &&
+           json_int(vm, "reboot_gen", 0) <= d->meta.reboot_gen;
+}
+
 /* ---- executor ---- */
 
 struct reconcile_vm_mem {
     char id[37];
+    char seed_hash[65];  /* digest of the seed last written, or "" */
     int64_t shutdown_deadline_ms;
     char *error;
     int64_t error_at_ms;
@@ -348,14 +378,19 @@ static int build_xml(struct reconcile_ctx *c, const json_t *vm,
 {
     _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, meta->vm_id);
     _cleanup_free_ char *con = disk_console_path(c->data_dir, meta->vm_id);
+    _cleanup_free_ char *seed = guestseed_path(c->data_dir, meta->vm_id);
     json_t *nics = json_object_get(vm, "nics");
     size_t n = json_array_size(nics);
     _cleanup_free_ struct vmxml_nic *nv = xcalloc(n + 1, sizeof(*nv));
+    _cleanup_free_ char (*taps)[IFNAMSIZ] = xcalloc(n + 1, IFNAMSIZ);
     for (size_t i = 0; i < n; i++) {
         json_t *nic = json_array_get(nics, i);
+        /* The firewall knows a VM's tap by this name. */
+        if (netfabric_tap_name(meta->vm_id, (unsigned)i, taps[i]) < 0)
+            return -EINVAL;
         nv[i] = (struct vmxml_nic){ json_str(nic, "mac"),
                                     json_str(nic, "bridge"),
-                                    json_int(nic, "mtu", 0) };
+                                    json_int(nic, "mtu", 0), taps[i] };
     }
     reconcile_spec_hash(vm, c->kvm, meta->spec);
     struct vmxml_spec s = {
@@ -365,6 +400,7 @@ static int build_xml(struct reconcile_ctx *c, const json_t *vm,
         .kvm = c->kvm,
         .arch = c->arch,
         .disk_path = disk,
+        .seed_path = seed,
         .console_log = con,
         .nics = nv,
         .n_nics = n,
@@ -383,8 +419,21 @@ static void meta_from(struct vmxml_meta *m, const json_t *vm,
     *m = (struct vmxml_meta){ .name = (char *)json_str(vm, "name"),
                               .power_running = false,
                               .reboot_gen = json_int(vm, "reboot_gen", 0),
+                              .start_gen = json_int(vm, "start_gen", 0),
                               .disk_gib = json_int(vm, "disk_gib", 1) };
     snprintf(m->vm_id, sizeof(m->vm_id), "%s", json_str(vm, "id"));
+}
+
+/* Write the VM's seed when it is missing or says something new. */
+static int ensure_seed(struct reconcile_ctx *c, const struct reconcile_action *a,
+                       int64_t rev, int64_t now_ms)
+{
+    struct reconcile_vm_mem *m = mem_get(c, a->vm_id, true);
+    char *err = NULL;
+    int r = guestseed_ensure(c->data_dir, a->vm, m->seed_hash, &err);
+    if (r < 0)
+        fail(c, a, err, rev, now_ms);
+    return r;
 }
 
 static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
@@ -418,7 +467,6 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
                  rev, now_ms);
             return r;
         }
-        fmt = streq(f, "qcow2") ? "qcow2" : "raw";
     } else if ((r = disk_base_find(c->image_dir, json_str(vm, "image"), &base,
                                    &fmt, &err)) < 0) {
         if (json_is_object(src))
@@ -435,11 +483,13 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
              rev, now_ms);
         return r;
     }
-    if ((r = disk_overlay_create(c->qemu_img, base, fmt, disk,
-                                 json_int(vm, "disk_gib", 1), &err)) < 0) {
+    if ((r = disk_overlay_create(base, disk, json_int(vm, "disk_gib", 1),
+                                 &err)) < 0) {
         fail(c, a, TAKE_PTR(err), rev, now_ms);
         return r;
     }
+    if ((r = ensure_seed(c, a, rev, now_ms)) < 0)
+        return r;
     struct vmxml_meta meta;
     meta_from(&meta, vm, NULL);
     _cleanup_free_ char *xml = NULL;
@@ -447,11 +497,16 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
         fail(c, a, xstrdup("cannot build the domain definition"), rev, now_ms);
         return r;
     }
+    int64_t called = wall_ms();
     if ((r = virt_define(c->virt, xml)) < 0) {
         vfail(c, a, "define", rev, now_ms);
         return r;
     }
-    if (virt_set_autostart(c->virt, a->vm_id, true) < 0)
+    /* The wall clock, for measuring how fast a request reaches libvirt. */
+    log_debug("vm %s: libvirt define called at %" PRId64 " (unix ms)",
+              a->vm_id, called);
+    if (virt_set_autostart(c->virt, a->vm_id,
+                           streq(json_str(vm, "power"), "running")) < 0)
         log_warn("vm %s: cannot set autostart: %s", a->vm_id, virt_error());
     log_info("vm %s: created domain %s%s", a->vm_id, VMXML_NAME_PREFIX,
              a->vm_id);
@@ -462,7 +517,7 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
  * copy of the domain) follows, so later actions of the pass see it. */
 static int set_meta(struct reconcile_ctx *c, const struct reconcile_action *a,
                     struct virt_dom *d, bool power_running, int64_t reboot_gen,
-                    int64_t disk_gib)
+                    int64_t start_gen, int64_t disk_gib)
 {
     struct vmxml_meta m;
     meta_from(&m, a->vm, d);
@@ -472,11 +527,13 @@ static int set_meta(struct reconcile_ctx *c, const struct reconcile_action *a,
     }
     m.power_running = power_running;
     m.reboot_gen = reboot_gen;
+    m.start_gen = start_gen;
     m.disk_gib = disk_gib;
     int r = virt_set_meta(c->virt, &m);
     if (r == 0 && d) {
         d->meta.power_running = power_running;
         d->meta.reboot_gen = reboot_gen;
+        d->meta.start_gen = start_gen;
         d->meta.disk_gib = disk_gib;
     }
     return r;
@@ -493,6 +550,7 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
 {
     const json_t *vm = a->vm;
     int64_t gen = json_int(vm, "reboot_gen", 0);
+    int64_t sgen = json_int(vm, "start_gen", 0);
     struct reconcile_vm_mem *m;
     _cleanup_free_ char *err = NULL;
     int r;
@@ -538,7 +596,8 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
             return r;
         }
         if ((r = set_meta(c, a, d, d ? d->meta.power_running : false,
-                          d ? d->meta.reboot_gen : gen, gib)) < 0) {
+                          d ? d->meta.reboot_gen : gen,
+                          d ? d->meta.start_gen : sgen, gib)) < 0) {
             vfail(c, a, "metadata", rev, now_ms);
             return r;
         }
@@ -546,15 +605,22 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         return 0;
     }
     case RC_AUTOSTART:
-        if ((r = virt_set_autostart(c->virt, a->vm_id, true)) < 0)
+        if ((r = virt_set_autostart(c->virt, a->vm_id,
+                                    streq(json_str(vm, "power"),
+                                          "running"))) < 0)
             vfail(c, a, "autostart", rev, now_ms);
         return r;
     case RC_START:
+        if ((r = ensure_seed(c, a, rev, now_ms)) < 0)
+            return r;
+        int64_t called = wall_ms();
         if ((r = virt_start(c->virt, a->vm_id)) < 0) {
             vfail(c, a, "start", rev, now_ms);
             return r;
         }
-        if (set_meta(c, a, d, true, gen, meta_disk(a, d)) < 0)
+        log_debug("vm %s: libvirt create called at %" PRId64 " (unix ms)",
+                  a->vm_id, called);
+        if (set_meta(c, a, d, true, gen, sgen, meta_disk(a, d)) < 0)
             log_warn("vm %s: cannot record its power state: %s", a->vm_id,
                      virt_error());
         log_info("vm %s: started", a->vm_id);
@@ -564,6 +630,9 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
             vfail(c, a, "resume", rev, now_ms);
         return r;
     case RC_REBOOT:
+        /* The guest reads its seed again as it boots. */
+        if ((r = ensure_seed(c, a, rev, now_ms)) < 0)
+            return r;
         r = virt_reboot(c->virt, a->vm_id);
         if (r == -EOPNOTSUPP &&
             (r = virt_destroy(c->virt, a->vm_id)) == 0)
@@ -572,14 +641,14 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
             vfail(c, a, "reboot", rev, now_ms);
             return r;
         }
-        if (set_meta(c, a, d, true, gen, meta_disk(a, d)) < 0)
+        if (set_meta(c, a, d, true, gen, sgen, meta_disk(a, d)) < 0)
             log_warn("vm %s: cannot record its reboot: %s", a->vm_id,
                      virt_error());
         log_info("vm %s: rebooted", a->vm_id);
         return 0;
     case RC_SHUTDOWN:
         /* Recorded first, so the shut-off that follows reads as ours. */
-        if ((r = set_meta(c, a, d, false, gen, meta_disk(a, d))) < 0) {
+        if ((r = set_meta(c, a, d, false, gen, sgen, meta_disk(a, d))) < 0) {
             vfail(c, a, "metadata", rev, now_ms);
             return r;
         }
@@ -592,7 +661,7 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         log_info("vm %s: shutting down", a->vm_id);
         return 0;
     case RC_DESTROY:
-        if ((r = set_meta(c, a, d, false, gen, meta_disk(a, d))) < 0) {
+        if ((r = set_meta(c, a, d, false, gen, sgen, meta_disk(a, d))) < 0) {
             vfail(c, a, "metadata", rev, now_ms);
             return r;
         }
@@ -605,7 +674,12 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         log_info("vm %s: destroyed", a->vm_id);
         return 0;
     case RC_MARK_STOPPED:
-        if ((r = set_meta(c, a, d, false, gen, meta_disk(a, d))) < 0)
+        if ((r = set_meta(c, a, d, false, gen, sgen, meta_disk(a, d))) < 0)
+            vfail(c, a, "metadata", rev, now_ms);
+        return r;
+    case RC_MARK_RUNNING:
+        if ((r = set_meta(c, a, d, true, d ? d->meta.reboot_gen : gen, sgen,
+                          meta_disk(a, d))) < 0)
             vfail(c, a, "metadata", rev, now_ms);
         return r;
     case RC_DELETE:

@@ -11,16 +11,17 @@
 
 enum reconcile_op {
     RC_REJECT,       /* desired entry unusable: record `reason` */
-    RC_CREATE,       /* disk + definition + autostart (left stopped) */
+    RC_CREATE,       /* disk + definition (left stopped) */
     RC_REDEFINE,     /* the spec changed: new definition, next boot */
     RC_GROW_DISK,
-    RC_AUTOSTART,
+    RC_AUTOSTART,    /* autostart on exactly when meant to run */
     RC_START,
     RC_RESUME,
     RC_REBOOT,
     RC_SHUTDOWN,     /* ACPI; a later pass destroys after the timeout */
     RC_DESTROY,
     RC_MARK_STOPPED, /* remember that the VM is meant to be stopped */
+    RC_MARK_RUNNING, /* remember that it runs as meant (start generation) */
     RC_DELETE,       /* destroy, undefine, remove its files */
     RC_PURGE,        /* no domain left: remove leftover files */
     RC_OP_MAX
@@ -60,6 +61,14 @@ void reconcile_plan_free(struct reconcile_plan *p);
 void reconcile_status(const json_t *vm, const struct virt_dom *dom,
                       const char *error, const char **ret_state,
                       const char **ret_reason);
+
+/* True when VM `vm` is meant to run, the agent last started it, and its
+ * domain `dom` is down without the agent's doing (a poweroff from inside,
+ * a crash, or a stop outside fogfabric) with no newer start or reboot
+ * asked for. It then stays down, and the status says so ("by_guest" with
+ * the domain's start generation) so that the controller's desired power
+ * state follows. Pure. */
+bool reconcile_down_by_itself(const json_t *vm, const struct virt_dom *dom);
 
 /* ---- executor ---- */
 

@@ -152,7 +152,8 @@ static void x_empty(struct xw *x, const char *name)
 static bool meta_ok(const struct vmxml_meta *m)
 {
     return m && uuid_is_valid(m->vm_id) && m->name && vmxml_text_ok(m->name) &&
-           strlen(m->name) <= 1024 && m->reboot_gen >= 0 && m->disk_gib >= 0 &&
+           strlen(m->name) <= 1024 && m->reboot_gen >= 0 &&
+           m->start_gen >= 0 && m->disk_gib >= 0 &&
            (m->spec[0] == '\0' || is_hex(m->spec, 64));
 }
 
@@ -169,6 +170,7 @@ static void write_meta(struct xw *x, const struct vmxml_meta *m, bool ns)
     x_attr(x, "name", m->name);
     x_attr(x, "power", m->power_running ? "running" : "stopped");
     x_attr_int(x, "reboot-gen", m->reboot_gen);
+    x_attr_int(x, "start-gen", m->start_gen);
     x_attr_int(x, "disk-gib", m->disk_gib);
     x_attr(x, "spec", m->spec);
     x_end(x);
@@ -269,6 +271,12 @@ static void domain_body(struct xw *x, const void *arg)
     x_text_el(x, "on_crash", "destroy");
 
     x_start(x, "devices");
+    if (!s->kvm) {
+        x_start(x, "controller");
+        x_attr(x, "type", "usb");
+        x_attr(x, "model", "none");
+        x_end(x);
+    }
     x_start(x, "disk");
     x_attr(x, "type", "file");
     x_attr(x, "device", "disk");
@@ -313,9 +321,19 @@ static void domain_body(struct xw *x, const void *arg)
         x_start(x, "source");
         x_attr(x, "bridge", n->bridge);
         x_end(x);
+        if (n->tap) {
+            x_start(x, "target");
+            x_attr(x, "dev", n->tap);
+            x_end(x);
+        }
         x_start(x, "model");
         x_attr(x, "type", "virtio");
         x_end(x);
+        if (!s->kvm) {
+            x_start(x, "rom");
+            x_attr(x, "enabled", "no");
+            x_end(x);
+        }
         if (n->mtu > 0) {
             x_start(x, "mtu");
             x_attr_int(x, "size", n->mtu);
@@ -351,7 +369,7 @@ static void domain_body(struct xw *x, const void *arg)
     x_end(x);
     x_end(x);
     x_start(x, "memballoon");
-    x_attr(x, "model", "virtio");
+    x_attr(x, "model", s->kvm ? "virtio" : "none");
     x_end(x);
     x_end(x); /* devices */
     x_end(x); /* domain */
@@ -367,7 +385,9 @@ int vmxml_build(const struct vmxml_spec *s, char **ret_xml)
         return -EINVAL;
     for (size_t i = 0; i < s->n_nics; i++)
         if (!vmxml_mac_ok(s->nics[i].mac) ||
-            !vmxml_ifname_ok(s->nics[i].bridge) || s->nics[i].mtu < 0 ||
+            !vmxml_ifname_ok(s->nics[i].bridge) ||
+            (s->nics[i].tap && !vmxml_ifname_ok(s->nics[i].tap)) ||
+            s->nics[i].mtu < 0 ||
             (s->nics[i].mtu > 0 && (s->nics[i].mtu < 68 ||
                                     s->nics[i].mtu > 65535)))
             return -EINVAL;
@@ -401,11 +421,12 @@ int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret)
         return -EINVAL;
     xmlNodePtr root = xmlDocGetRootElement(doc);
     struct vmxml_meta m = { 0 };
-    _cleanup_free_ char *id = NULL, *power = NULL, *spec = NULL;
+    _cleanup_free_ char *id = NULL, *power = NULL, *spec = NULL, *sg = NULL;
     int r = -EINVAL;
     if (!root || !xmlStrEqual(root->name, BAD_CAST "vm"))
         goto out;
     id = attr_dup(root, "id");
+    sg = attr_dup(root, "start-gen");
     power = attr_dup(root, "power");
     spec = attr_dup(root, "spec");
     m.name = attr_dup(root, "name");
@@ -413,6 +434,7 @@ int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret)
         !(streq(power, "running") || streq(power, "stopped")) ||
         !attr_int(root, "reboot-gen", &m.reboot_gen) ||
         !attr_int(root, "disk-gib", &m.disk_gib) ||
+        (sg && !attr_int(root, "start-gen", &m.start_gen)) ||
         (spec && *spec && !(strlen(spec) == 64 && is_hex(spec, 64)))) {
         free(m.name);
         goto out;

@@ -16,6 +16,7 @@ struct vmxml_meta {
     char *name;          /* the tenant's VM name (display only) */
     bool power_running;  /* power state the agent last drove it to */
     int64_t reboot_gen;  /* last reboot generation carried out */
+    int64_t start_gen;   /* start generation last acted on (absent: 0) */
     int64_t disk_gib;    /* size the disk was last grown to */
     char spec[65];       /* hash of the spec the definition came from */
 };
@@ -24,16 +25,20 @@ struct vmxml_nic {
     const char *mac;     /* 52:54:00:xx:xx:xx */
     const char *bridge;  /* host bridge, an interface name */
     int64_t mtu;         /* 0: the bridge's */
+    const char *tap;     /* NULL, or the host tap's name (target dev) */
 };
 
 struct vmxml_spec {
     const struct vmxml_meta *meta;
     int64_t vcpus;
     int64_t memory_mib;
-    bool kvm;               /* domain type kvm, else qemu (TCG) */
+    bool kvm;               /* domain type kvm, else qemu (TCG), which
+                               also drops the NIC option ROM, USB and the
+                               balloon to boot small guests fast */
     const char *arch;       /* NULL: x86_64 */
     const char *disk_path;  /* absolute path of the qcow2 overlay */
-    const char *seed_path;  /* NULL, or a NoCloud seed image (cdrom) */
+    const char *seed_path;  /* NULL, or a NoCloud seed image: virtio disk
+                               vdb, raw, read-only */
     const char *console_log;/* absolute path the serial console logs to */
     const struct vmxml_nic *nics;
     size_t n_nics;

@@ -1,7 +1,8 @@
 /* The node agent end to end against the real controller and libvirt's test
  * driver: join (CA pinned by the token), VM create/stop/resize/start/
  * reboot/delete through the API, the agent killed and restarted, adoption
- * of domains that survived it, the controller killed and restarted, and a
+ * of domains that survived it, a VM powered off from inside staying off
+ * until started again, the controller killed and restarted, and a
  * node reporting on a VM that is not its own. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,9 +11,12 @@
 
 #include "common/buf.h"
 #include "common/fs.h"
+#include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "nodeagent/disk.h"
+#include "nodeagent/guestseed.h"
+#include "netfabric/wgkey.h"
 #include "nodeagent/vmxml.h"
 #include "tests/testutil.h"
 
@@ -78,7 +82,7 @@ static void agent_start(const char *uri)
     char *argv[] = { agent_bin, "run", "--data-dir", data_dir, "--image-dir",
                      image_dir, "--root", root_dir, "--heartbeat", "1",
                      "--shutdown-timeout", "2", "--libvirt", (char *)uri,
-                     "--verbose", NULL };
+                     "--network", "none", "--verbose", NULL };
     agent_pid = tu_spawn(argv, agent_log);
     assert_true(agent_pid > 0);
 }
@@ -173,7 +177,10 @@ static int setup(void **state)
         printf("qemu-img is not installed\n");
         exit(77);
     }
-    const char *ctl_args[] = { "--heartbeat", "1", "--longpoll", "5", NULL };
+    /* Restarts reuse these, so they outlive setup(). Image inspection
+     * (libguestfs) is not what this test is about. */
+    static const char *ctl_args[] = { "--heartbeat", "1", "--longpoll", "5",
+                                      "--no-inspect", NULL };
     tu_ctl_start(&ctl, ctl_args);
     tmp = tu_tempdir("agentflow");
     data_dir = xasprintf("%s/data", tmp);
@@ -239,7 +246,9 @@ static void join_pins_the_ca_and_registers_once(void **state)
 
     char *argv[] = { agent_bin, "join", "--controller", ctl.url, "--token", tok,
                      "--data-dir", data_dir, "--libvirt", "test:///default",
-                     "--name", "node-1", "--root", root_dir, NULL };
+                     "--name", "node-1", "--root", root_dir, "--endpoint",
+                     "127.0.0.1:51999", "--wg-port", "51999", "--port-min",
+                     "21000", "--port-max", "21999", NULL };
     _cleanup_free_ char *out = NULL;
     assert_int_equal(run_cmd(argv, &out), 0);
     assert_non_null(strstr(out, "joined as node-1"));
@@ -248,6 +257,24 @@ static void join_pins_the_ca_and_registers_once(void **state)
     struct stat st;
     assert_int_equal(stat(cred, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    /* The mesh key was made on the node and stays private. */
+    _cleanup_free_ char *key = xasprintf("%s/wg.key", data_dir);
+    assert_int_equal(stat(key, &st), 0);
+    assert_int_equal(st.st_mode & 0077, 0);
+
+    /* Settings the option table cannot judge are refused up front. */
+    static const char *const bad_opts[][2] = {
+        { "--network", "bridged" }, { "--public-ip", "10.0.0" },
+        { "--public-ip", "::1" }, { "--endpoint", "nohostport" },
+        { "--endpoint", "host:99999" }, { "--mesh-ifname", "wg0;x" },
+        { "--port-min", "30000" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad_opts); i++) {
+        char *bargv[] = { agent_bin, "run", "--data-dir", data_dir,
+                          (char *)bad_opts[i][0], (char *)bad_opts[i][1],
+                          NULL };
+        assert_int_equal(run_cmd(bargv, NULL), 2);
+    }
 
     /* A second join from the same data dir is refused before any call. */
     _cleanup_free_ char *tok2 = api_field(ctl.admin_key, "POST",
@@ -264,6 +291,7 @@ static void join_pins_the_ca_and_registers_once(void **state)
     assert_int_equal(json_int(cap, "memory_mib", 0), 16384);
     assert_string_equal(json_str(n, "cpu_model"), "Fake CPU <&> @ 3GHz");
     assert_false(json_bool(n, "kvm", true));
+    assert_string_equal(json_str(n, "endpoint"), "127.0.0.1:51999");
 }
 
 static void a_vm_is_created_started_and_reported_running(void **state)
@@ -278,6 +306,105 @@ static void a_vm_is_created_started_and_reported_running(void **state)
     assert_int_equal(virtual_size(disk), INT64_C(1) << 30);
     _cleanup_free_ char *created = xasprintf("vm %s: created domain", vm_id);
     assert_int_equal(count_in_log(created), 1);
+    /* Its NoCloud seed was written on the start path: a cidata volume
+     * naming the VM. */
+    _cleanup_free_ char *seed = guestseed_path(data_dir, vm_id);
+    _cleanup_free_ char *iso = NULL;
+    size_t len = 0;
+    assert_int_equal(file_read(seed, 1 << 20, &iso, &len), 0);
+    assert_true(len >= 32768 + 2048);
+    assert_memory_equal(iso + 32768 + 1, "CD001", 5);
+    assert_non_null(memmem(iso, len, "cidata", 6));
+    const char *host = "local-hostname: \"web\"";
+    assert_non_null(memmem(iso, len, host, strlen(host)));
+    struct stat st;
+    assert_int_equal(stat(seed, &st), 0);
+    assert_int_equal(st.st_mode & 0077, 0);
+}
+
+static void a_catalog_image_is_fetched_into_the_cache(void **state)
+{
+    /* A tenant's image, uploaded to the controller. */
+    _cleanup_free_ char *img_id = api_field(tenant_key, "POST", "/v1/images",
+                                            "{\"name\":\"cat\"}", 201, "id");
+    _cleanup_free_ char *src = xasprintf("%s/cat.qcow2", tmp);
+    char *mk[] = { qemu_img, "create", "-q", "-f", "qcow2", src, "32M", NULL };
+    assert_int_equal(run_cmd(mk, NULL), 0);
+    _cleanup_free_ char *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(file_read(src, 64 << 20, &bytes, &len), 0);
+    _cleanup_free_ char *url = xasprintf("%s/v1/images/%s/file", ctl.url,
+                                         img_id);
+    struct tu_resp r;
+    assert_int_equal(tu_http("PUT", url, tenant_key, ctl.ca, bytes, len,
+                             "application/octet-stream", NULL, &r), 200);
+    tu_resp_clear(&r);
+    char sha[65];
+    sha256_hex(bytes, len, sha);
+
+    _cleanup_free_ char *id = api_field(
+        tenant_key, "POST", "/v1/vms",
+        "{\"name\":\"cat\",\"vcpus\":1,\"memory_mib\":128,\"disk_gib\":1,"
+        "\"image\":\"cat\",\"allow_tcg\":true}", 201, "id");
+    assert_true(wait_vm("cat", "state", "running", 15000));
+    /* Fetched by digest, verified, and the VM's disk sits on it. */
+    _cleanup_free_ char *cached = xasprintf("%s/cache/%s", data_dir, sha);
+    assert_int_equal(access(cached, R_OK), 0);
+    _cleanup_free_ char *disk = disk_overlay_path(data_dir, id);
+    char *info[] = { qemu_img, "info", "--output=json", "-U", disk, NULL };
+    _cleanup_free_ char *out = NULL;
+    assert_int_equal(run_cmd(info, &out), 0);
+    json_auto_t *j = json_loads(out, 0, NULL);
+    assert_string_equal(json_str(j, "backing-filename"), cached);
+    assert_int_equal(json_int(j, "virtual-size", 0), INT64_C(1) << 30);
+
+    free(api_field(tenant_key, "DELETE", "/v1/vms/cat", NULL, 202, NULL));
+    assert_true(wait_vm("cat", NULL, NULL, 15000));
+    assert_int_not_equal(access(disk, F_OK), 0);
+    /* The base stays for the next VM (until the cache needs room). */
+    assert_int_equal(access(cached, R_OK), 0);
+}
+
+/* The controller's usage counters of the VM: samples and duplicates. */
+static void usage_of_web(int64_t *ret_samples, int64_t *ret_dups,
+                         int64_t *ret_claimed)
+{
+    long st;
+    json_auto_t *u = api(ctl.admin_key, "GET", "/v1/usage?vm=web", NULL, &st);
+    json_t *item = json_array_get(json_object_get(u, "items"), 0);
+    *ret_samples = json_int(item, "samples", 0);
+    *ret_dups = json_int(item, "duplicate_samples", 0);
+    *ret_claimed = json_int(item, "claimed_seconds_total", 0);
+}
+
+static bool wait_samples(int64_t at_least, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms, n = 0, d, c;
+    while (mono_ms() < end) {
+        usage_of_web(&n, &d, &c);
+        if (n >= at_least)
+            return true;
+        usleep(100000);
+    }
+    fprintf(stderr, "usage samples: %lld, wanted %lld\n", (long long)n,
+            (long long)at_least);
+    return false;
+}
+
+static void running_time_is_reported_in_numbered_samples(void **state)
+{
+    assert_true(wait_samples(3, 10000));
+    int64_t n, dups, claimed;
+    usage_of_web(&n, &dups, &claimed);
+    assert_int_equal(dups, 0);
+    assert_true(claimed >= 1);
+    /* The numbers are kept on the node for the next agent. */
+    _cleanup_free_ char *path = xasprintf("%s/meter.json", data_dir);
+    _cleanup_free_ char *text = NULL;
+    assert_int_equal(file_read(path, 1 << 20, &text, NULL), 0);
+    json_auto_t *j = json_loads(text, 0, NULL);
+    json_t *mine = json_object_get(json_object_get(j, "vms"), vm_id);
+    assert_true(json_int(mine, "next_seq", 0) >= 4);
 }
 
 static void stop_resize_start_reboot_through_the_api(void **state)
@@ -330,6 +457,8 @@ static void a_killed_agent_restarts_and_converges_without_duplicates(void **stat
     _cleanup_free_ char *disk = disk_overlay_path(data_dir, vm_id);
     struct stat before, after;
     assert_int_equal(stat(disk, &before), 0);
+    int64_t samples0, dups0, claimed0;
+    usage_of_web(&samples0, &dups0, &claimed0);
     agent_stop(SIGKILL);
     /* The test driver lived in the killed process: the new agent finds no
      * domain and must rebuild it from the desired state, on the same disk. */
@@ -344,19 +473,49 @@ static void a_killed_agent_restarts_and_converges_without_duplicates(void **stat
     assert_int_equal(stat(disk, &after), 0);
     assert_int_equal(before.st_ino, after.st_ino);
     assert_int_equal(virtual_size(disk), INT64_C(3) << 30);
+    /* Sampling goes on with new numbers: at most the one sample in flight
+     * when the agent died comes again (and is counted once). */
+    assert_true(wait_samples(samples0 + 3, 10000));
+    int64_t samples1, dups1, claimed1;
+    usage_of_web(&samples1, &dups1, &claimed1);
+    assert_true(dups1 - dups0 <= 1);
+    assert_true(claimed1 > claimed0);
 }
 
-/* The domain as it would survive an agent restart on a real host: running,
+/* The VM's entry in the node's desired state, as the agent sees it. */
+static json_t *desired_vm(void)
+{
+    _cleanup_free_ char *path = xasprintf("%s/node.json", data_dir);
+    _cleanup_free_ char *text = NULL;
+    assert_int_equal(file_read(path, 1 << 16, &text, NULL), 0);
+    json_auto_t *node = json_loads(text, 0, NULL);
+    long st;
+    json_auto_t *doc = api(json_str(node, "credential"), "GET",
+                           "/v1/agent/desired", NULL, &st);
+    assert_int_equal(st, 200);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(doc, "vms"), i, v)
+        if (streq(json_str(v, "id"), vm_id))
+            return json_incref(v);
+    fail_msg("vm %s is not in the desired state", vm_id);
+    return NULL;
+}
+
+/* The domain as it would survive an agent restart on a real host: running
+ * (or, with `shut_off`, powered off from inside while the agent was away),
  * defined with our metadata (what the agent had recorded), next to a domain
  * that is not ours. */
-static char *node_xml_with_survivor(void)
+static char *node_xml_with(bool shut_off)
 {
     _cleanup_free_ char *disk = disk_overlay_path(data_dir, vm_id);
     _cleanup_free_ char *con = disk_console_path(data_dir, vm_id);
     long st;
     json_auto_t *vm = api(tenant_key, "GET", "/v1/vms/web", NULL, &st);
+    json_auto_t *want = desired_vm();
     struct vmxml_meta meta = { .name = "web", .power_running = true,
                                .reboot_gen = json_int(vm, "reboot_gen", 0),
+                               .start_gen = json_int(want, "start_gen", -1),
                                .disk_gib = 3 };
     snprintf(meta.vm_id, sizeof(meta.vm_id), "%s", vm_id);
     /* Its spec hash is left empty: the agent may only redefine it. */
@@ -367,6 +526,21 @@ static char *node_xml_with_survivor(void)
     assert_int_equal(vmxml_build(&spec, &dom), 0);
     char *decl = strstr(dom, "?>");
     const char *body = decl ? decl + 2 : dom;
+    _cleanup_free_ char *off = NULL;
+    if (shut_off) {
+        /* The test driver's own namespace sets the run state. */
+        const char *open_tag = "<domain type=\"qemu\">";
+        char *at = strstr(body, open_tag), *end = strstr(body, "</domain>");
+        assert_non_null(at);
+        assert_non_null(end);
+        off = xasprintf("%.*s<domain type=\"qemu\" xmlns:test=\"http://"
+                        "libvirt.org/schemas/domain/test/1.0\">%.*s"
+                        "<test:runstate>5</test:runstate>\n%s",
+                        (int)(at - body), body,
+                        (int)(end - at - strlen(open_tag)),
+                        at + strlen(open_tag), end);
+        body = off;
+    }
     return xasprintf(
         "<node>\n"
         "<cpu><mhz>3000</mhz><model>Fake</model><active>8</active>"
@@ -379,7 +553,7 @@ static char *node_xml_with_survivor(void)
 static void a_restarted_agent_adopts_surviving_domains(void **state)
 {
     agent_stop(SIGTERM);
-    _cleanup_free_ char *xml = node_xml_with_survivor();
+    _cleanup_free_ char *xml = node_xml_with(false);
     _cleanup_free_ char *path = xasprintf("%s/node.xml", tmp);
     assert_int_equal(file_write_atomic(path, xml, strlen(xml), 0644), 0);
     _cleanup_free_ char *uri = xasprintf("test://%s", path);
@@ -393,6 +567,29 @@ static void a_restarted_agent_adopts_surviving_domains(void **state)
     assert_int_equal(count_in_log(created), 0);
     assert_int_equal(count_in_log(started), 0);
     assert_int_equal(count_in_log("other"), 0);
+}
+
+static void a_guest_poweroff_is_reported_and_start_starts_it_again(void **state)
+{
+    /* While the agent is away, the guest powers itself off. */
+    agent_stop(SIGTERM);
+    _cleanup_free_ char *xml = node_xml_with(true);
+    _cleanup_free_ char *path = xasprintf("%s/node-off.xml", tmp);
+    assert_int_equal(file_write_atomic(path, xml, strlen(xml), 0644), 0);
+    _cleanup_free_ char *uri = xasprintf("test://%s", path);
+    agent_start(uri);
+    /* Reported stopped; the controller's desire follows; it stays down. */
+    assert_true(wait_vm("web", "state", "stopped", 10000));
+    assert_true(wait_vm("web", "desired_state", "stopped", 10000));
+    usleep(1500000);
+    _cleanup_free_ char *started = xasprintf("vm %s: started", vm_id);
+    assert_int_equal(count_in_log(started), 0);
+    assert_true(wait_vm("web", "state", "stopped", 1000));
+    /* A start through the API starts it again. */
+    free(api_field(tenant_key, "POST", "/v1/vms/web/start", NULL, 202, NULL));
+    assert_true(wait_vm("web", "state", "running", 10000));
+    assert_true(wait_vm("web", "desired_state", "running", 1000));
+    assert_int_equal(count_in_log(started), 1);
 }
 
 static void the_controller_restarting_midway_disturbs_nothing(void **state)
@@ -418,6 +615,21 @@ static void a_node_cannot_report_on_a_vm_it_does_not_host(void **state)
         "\"memory_mib\":64,\"disk_gib\":1,\"kvm\":false}}", tok);
     _cleanup_free_ char *cred = api_field(NULL, "POST", "/v1/agent/register",
                                           reg, 201, "credential");
+    /* The newcomer learns node-1 as a mesh peer by the public key of the
+     * private key node-1 keeps, at the port and endpoint it gave. */
+    _cleanup_free_ char *key_path = xasprintf("%s/wg.key", data_dir);
+    uint8_t priv[WGKEY_LEN], pub[WGKEY_LEN];
+    char pub64[WGKEY_B64_LEN + 1];
+    assert_int_equal(wgkey_load_or_create(key_path, priv), 0);
+    wgkey_public(priv, pub);
+    wgkey_to_base64(pub, pub64);
+    long dst;
+    json_auto_t *desired = api(cred, "GET", "/v1/agent/desired", NULL, &dst);
+    assert_int_equal(dst, 200);
+    json_t *peer = json_array_get(json_object_get(desired, "peers"), 0);
+    assert_non_null(peer);
+    assert_string_equal(json_str(peer, "public_key"), pub64);
+    assert_string_equal(json_str(peer, "endpoint"), "127.0.0.1:51999");
     _cleanup_free_ char *body = xasprintf(
         "{\"vms\":[{\"id\":\"%s\",\"state\":\"stopped\"}]}", vm_id);
     long st;
@@ -445,6 +657,8 @@ static void delete_removes_the_domain_and_its_disk(void **state)
     _cleanup_free_ char *con = disk_console_path(data_dir, vm_id);
     assert_int_not_equal(access(disk, F_OK), 0);
     assert_int_not_equal(access(con, F_OK), 0);
+    _cleanup_free_ char *seed = guestseed_path(data_dir, vm_id);
+    assert_int_not_equal(access(seed, F_OK), 0);
     _cleanup_free_ char *undef = xasprintf("vm %s: domain undefined", vm_id);
     assert_int_equal(count_in_log(undef), 1);
     /* SIGTERM is a clean exit. */
@@ -458,9 +672,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(join_pins_the_ca_and_registers_once),
         cmocka_unit_test(a_vm_is_created_started_and_reported_running),
+        cmocka_unit_test(running_time_is_reported_in_numbered_samples),
+        cmocka_unit_test(a_catalog_image_is_fetched_into_the_cache),
         cmocka_unit_test(stop_resize_start_reboot_through_the_api),
         cmocka_unit_test(a_killed_agent_restarts_and_converges_without_duplicates),
         cmocka_unit_test(a_restarted_agent_adopts_surviving_domains),
+        cmocka_unit_test(a_guest_poweroff_is_reported_and_start_starts_it_again),
         cmocka_unit_test(the_controller_restarting_midway_disturbs_nothing),
         cmocka_unit_test(a_node_cannot_report_on_a_vm_it_does_not_host),
         cmocka_unit_test(delete_removes_the_domain_and_its_disk),

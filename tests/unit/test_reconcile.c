@@ -17,11 +17,12 @@
 static json_t *vm(const char *id, const char *power)
 {
     return json_pack("{s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:b, s:b, s:i, "
-                     "s:n, s:[{s:s, s:s, s:i}]}",
+                     "s:i, s:n, s:[{s:s, s:s, s:i}]}",
                      "id", id, "name", "web", "vcpus", 1, "memory_mib", 128,
                      "disk_gib", 2, "image", "tiny", "power", power,
                      "stop_force", 0, "deleted", 0, "reboot_gen", 0,
-                     "image_source", "nics", "mac", "52:54:00:00:00:01",
+                     "start_gen", 0, "image_source", "nics", "mac",
+                     "52:54:00:00:00:01",
                      "bridge", "fogbr1", "mtu", 1370);
 }
 
@@ -34,11 +35,12 @@ static json_t *doc1(json_t *v)
 static struct virt_dom dom_for(const json_t *v, enum virt_state st, bool power)
 {
     struct virt_dom d = { .state = st, .vcpus = 1, .memory_mib = 128,
-                          .autostart = true };
+                          .autostart = streq(json_str(v, "power"), "running") };
     snprintf(d.meta.vm_id, sizeof(d.meta.vm_id), "%s", json_str(v, "id"));
     d.meta.name = "web";
     d.meta.power_running = power;
     d.meta.reboot_gen = json_int(v, "reboot_gen", 0);
+    d.meta.start_gen = json_int(v, "start_gen", 0);
     d.meta.disk_gib = json_int(v, "disk_gib", 0);
     reconcile_spec_hash(v, false, d.meta.spec);
     return d;
@@ -79,10 +81,12 @@ static void a_running_domain_is_adopted_as_is(void **state)
     _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
     assert_string_equal(p, "");
     /* Even if the agent never recorded a start (power stopped in its
-     * metadata): running is what is wanted, nothing to do. */
+     * metadata): running is what is wanted, the domain is left as it is
+     * and only the metadata learns it, so a later poweroff from inside
+     * reads as one. */
     d.meta.power_running = false;
     _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
-    assert_string_equal(p2, "");
+    assert_string_equal(p2, "mark-running");
 }
 
 static void domains_not_in_the_document_are_left_alone(void **state)
@@ -122,6 +126,71 @@ static void a_guest_poweroff_is_reported_not_undone(void **state)
     json_object_set_new(v, "reboot_gen", json_integer(1));
     _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 0);
     assert_string_equal(p3, "start");
+}
+
+static void a_guest_poweroff_stays_down_until_a_newer_start(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    json_object_set_new(v, "start_gen", json_integer(2));
+    struct virt_dom d = dom_for(v, VIRT_STOPPED, true);
+    d.stopped_by_guest = true;
+    /* Down by itself at the start generation the agent acted on: sticky,
+     * and the status tells the controller so. */
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "");
+    assert_true(reconcile_down_by_itself(v, &d));
+    /* So is a crash, and a stop made outside fogfabric. */
+    d.state = VIRT_CRASHED;
+    assert_true(reconcile_down_by_itself(v, &d));
+    d.state = VIRT_STOPPED;
+    d.stopped_by_guest = false;
+    assert_true(reconcile_down_by_itself(v, &d));
+    const char *st, *reason;
+    reconcile_status(v, &d, NULL, &st, &reason);
+    assert_string_equal(st, "stopped");
+    assert_string_equal(reason, "stopped outside fogfabric");
+    d.stopped_by_guest = true;
+
+    /* A start asked for since (a newer generation) starts it again. */
+    json_object_set_new(v, "start_gen", json_integer(3));
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p2, "start");
+    assert_false(reconcile_down_by_itself(v, &d));
+
+    /* Once the controller's desire follows (stopped), it is recorded and
+     * no longer reported as stopped by itself. */
+    json_object_set_new(v, "start_gen", json_integer(2));
+    json_object_set_new(v, "power", json_string("stopped"));
+    _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p3, "autostart mark-stopped");
+    assert_false(reconcile_down_by_itself(v, &d));
+    d.meta.power_running = false;
+    d.autostart = false;
+    _cleanup_free_ char *p4 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p4, "");
+    /* A VM the agent stopped is never reported as down by itself. */
+    json_object_set_new(v, "power", json_string("running"));
+    assert_false(reconcile_down_by_itself(v, &d));
+    /* Running VMs are not either. */
+    d.meta.power_running = true;
+    d.state = VIRT_RUNNING;
+    assert_false(reconcile_down_by_itself(v, &d));
+}
+
+static void a_start_while_running_is_recorded(void **state)
+{
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_RUNNING, true);
+    json_object_set_new(v, "start_gen", json_integer(5));
+    /* Otherwise a later poweroff from inside would look like a pending
+     * start and be undone. */
+    _cleanup_free_ char *p = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p, "mark-running");
+    d.meta.start_gen = 5;
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p2, "");
 }
 
 static void start_after_a_stop_the_agent_made(void **state)
@@ -185,10 +254,19 @@ static void resize_grows_disk_and_redefines(void **state)
     json_object_set_new(v, "disk_gib", json_integer(1));
     _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
     assert_string_equal(p2, "");
-    /* An adopted domain without autostart gets it. */
-    d.autostart = false;
+    /* Autostart follows the desired power state, so a host reboot brings
+     * back what is meant to run and nothing else. */
+    d.autostart = true;
     _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 0);
     assert_string_equal(p3, "autostart");
+    json_object_set_new(v, "power", json_string("running"));
+    d.meta.power_running = true;
+    d.state = VIRT_RUNNING;
+    _cleanup_free_ char *p4 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p4, "");
+    d.autostart = false;
+    _cleanup_free_ char *p5 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p5, "autostart");
 }
 
 static void delete_undefines_then_only_purges(void **state)
@@ -285,6 +363,8 @@ int main(void)
         cmocka_unit_test(a_running_domain_is_adopted_as_is),
         cmocka_unit_test(domains_not_in_the_document_are_left_alone),
         cmocka_unit_test(a_guest_poweroff_is_reported_not_undone),
+        cmocka_unit_test(a_guest_poweroff_stays_down_until_a_newer_start),
+        cmocka_unit_test(a_start_while_running_is_recorded),
         cmocka_unit_test(start_after_a_stop_the_agent_made),
         cmocka_unit_test(reboot_generation_drives_a_reboot),
         cmocka_unit_test(stop_is_acpi_then_destroy_after_the_deadline),

@@ -134,6 +134,66 @@ static void the_definition_carries_what_was_asked(void **state)
     xmlFreeDoc(doc);
 }
 
+static void small_guests_get_their_seed_and_lean_devices(void **state)
+{
+    struct vmxml_nic nic = { "52:54:00:12:34:56", "fogbr7", 1370,
+                             "fogt1b4e28ba0" };
+    struct vmxml_spec s;
+    struct vmxml_meta m;
+    spec_init(&s, &m, "web", &nic, 1);
+    s.seed_path = "/var/lib/fog/seeds/x.iso";
+    _cleanup_free_ char *xml = NULL;
+    assert_int_equal(vmxml_build(&s, &xml), 0);
+    xmlDocPtr doc = parse(xml);
+    assert_non_null(doc);
+    /* The seed: second virtio disk, raw, read-only. */
+    assert_int_equal((int)xpath_num(doc, "count(/domain/devices/disk)"), 2);
+    _cleanup_free_ char *seed = xpath_str(
+        doc, "string(//disk[target/@dev='vdb']/source/@file)");
+    _cleanup_free_ char *bus = xpath_str(
+        doc, "string(//disk[target/@dev='vdb']/target/@bus)");
+    _cleanup_free_ char *fmt = xpath_str(
+        doc, "string(//disk[target/@dev='vdb']/driver/@type)");
+    assert_string_equal(seed, "/var/lib/fog/seeds/x.iso");
+    assert_string_equal(bus, "virtio");
+    assert_string_equal(fmt, "raw");
+    assert_int_equal((int)xpath_num(doc, "count(//disk[target/@dev='vdb']/readonly)"), 1);
+    assert_int_equal((int)xpath_num(doc, "count(//disk[target/@dev='vda']/readonly)"), 0);
+    /* The tap is named, so the firewall can match it. */
+    _cleanup_free_ char *tap = xpath_str(doc, "string(//interface/target/@dev)");
+    assert_string_equal(tap, "fogt1b4e28ba0");
+    /* Under TCG: no option ROM, no USB, no balloon; ACPI for shutdown. */
+    _cleanup_free_ char *rom = xpath_str(doc, "string(//interface/rom/@enabled)");
+    _cleanup_free_ char *usb = xpath_str(doc, "string(//controller[@type='usb']/@model)");
+    _cleanup_free_ char *balloon = xpath_str(doc, "string(//memballoon/@model)");
+    assert_string_equal(rom, "no");
+    assert_string_equal(usb, "none");
+    assert_string_equal(balloon, "none");
+    assert_int_equal((int)xpath_num(doc, "count(/domain/features/acpi)"), 1);
+    xmlFreeDoc(doc);
+
+    /* With KVM the guest keeps the defaults. */
+    s.kvm = true;
+    free(xml);
+    xml = NULL;
+    assert_int_equal(vmxml_build(&s, &xml), 0);
+    doc = parse(xml);
+    assert_int_equal((int)xpath_num(doc, "count(//interface/rom)"), 0);
+    assert_int_equal((int)xpath_num(doc, "count(//controller[@type='usb'])"), 0);
+    _cleanup_free_ char *kb = xpath_str(doc, "string(//memballoon/@model)");
+    assert_string_equal(kb, "virtio");
+    xmlFreeDoc(doc);
+
+    /* A tap name is an interface name like any other. */
+    free(xml);
+    xml = NULL;
+    nic.tap = "tap0\"/><x";
+    assert_int_equal(vmxml_build(&s, &xml), -EINVAL);
+    s.seed_path = "seeds/x.iso";
+    nic.tap = NULL;
+    assert_int_equal(vmxml_build(&s, &xml), -EINVAL);
+}
+
 static void unsafe_inputs_are_refused(void **state)
 {
     struct vmxml_nic nic = { "52:54:00:12:34:56", "fogbr7", 1370 };
@@ -183,7 +243,7 @@ static void unsafe_inputs_are_refused(void **state)
 static void metadata_round_trips(void **state)
 {
     struct vmxml_meta m = { .name = "a<b>&\"c'", .power_running = false,
-                            .reboot_gen = 7, .disk_gib = 42 };
+                            .reboot_gen = 7, .start_gen = 9, .disk_gib = 42 };
     snprintf(m.vm_id, sizeof(m.vm_id), "%s", VM_ID);
     memset(m.spec, 'f', 64);
     _cleanup_free_ char *xml = NULL;
@@ -194,6 +254,7 @@ static void metadata_round_trips(void **state)
     assert_string_equal(back.name, m.name);
     assert_false(back.power_running);
     assert_int_equal(back.reboot_gen, 7);
+    assert_int_equal(back.start_gen, 9);
     assert_int_equal(back.disk_gib, 42);
     assert_string_equal(back.spec, m.spec);
     vmxml_meta_clear(&back);
@@ -204,6 +265,8 @@ static void metadata_round_trips(void **state)
                         "disk-gib=\"1\" spec=\"\"/>";
     assert_int_equal(vmxml_meta_parse(plain, &back), 0);
     assert_true(back.power_running);
+    /* Written before start generations existed: 0. */
+    assert_int_equal(back.start_gen, 0);
     vmxml_meta_clear(&back);
 
     static const char *const bad[] = {
@@ -213,6 +276,8 @@ static void metadata_round_trips(void **state)
         "power=\"maybe\" reboot-gen=\"0\" disk-gib=\"1\"/>",
         "<vm id=\"1b4e28ba-2fa1-41d2-883f-0016d3cca427\" name=\"x\" "
         "power=\"running\" reboot-gen=\"-1\" disk-gib=\"1\"/>",
+        "<vm id=\"1b4e28ba-2fa1-41d2-883f-0016d3cca427\" name=\"x\" "
+        "power=\"running\" reboot-gen=\"0\" start-gen=\"x\" disk-gib=\"1\"/>",
         "<vm",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
@@ -234,6 +299,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hostile_names_stay_in_their_attribute),
         cmocka_unit_test(the_definition_carries_what_was_asked),
+        cmocka_unit_test(small_guests_get_their_seed_and_lean_devices),
         cmocka_unit_test(unsafe_inputs_are_refused),
         cmocka_unit_test(metadata_round_trips),
         cmocka_unit_test(only_fog_uuid_names_are_ours),

@@ -1,0 +1,299 @@
+/* Node agent benchmark against libvirt's test driver: time from
+ * POST /v1/vms until the agent calls libvirt's define and create for the
+ * new domain (read from the agent's debug log, which stamps each call with
+ * the wall clock), and the agent's resident memory and CPU time per idle
+ * minute with a few VMs defined and running. Prints a table; figures, not
+ * pass/fail.
+ *
+ *   bench_agent [VMS=200] [IDLE_VMS=20] [IDLE_WINDOW_S=60] */
+#include "api/client.h"
+#include "common/buf.h"
+#include "common/fs.h"
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "tests/testutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+
+struct node {
+    struct tu_ctl ctl;
+    char *dir, *data, *images, *root, *log, *bin;
+    pid_t agent;
+    struct api_client *api;
+    size_t log_off;      /* how much of the log has been scanned */
+    struct buf seen;     /* the scanned text */
+};
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t pct(int64_t *v, size_t n, double p)
+{
+    qsort(v, n, sizeof(*v), cmp_i64);
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i];
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_agent: %s\n", what);
+    exit(1);
+}
+
+static void write_text(const char *dir, const char *rel, const char *text)
+{
+    _cleanup_free_ char *p = xasprintf("%s/%s", dir, rel);
+    _cleanup_free_ char *d = xstrdup(p);
+    *strrchr(d, '/') = '\0';
+    if (mkdir_p(d, 0755) < 0 ||
+        file_write_atomic(p, text, strlen(text), 0644) < 0)
+        die("cannot write the fake host");
+}
+
+/* A controller and one joined agent on a fake host big enough for the
+ * VMs (no /dev/kvm: TCG), with a sparse raw base image "tiny". */
+static void node_start(struct node *n, int cpus)
+{
+    *n = (struct node){ .agent = -1, .seen = BUF_INIT };
+    tu_ctl_start(&n->ctl, NULL);
+    n->dir = tu_tempdir("bench-agent");
+    n->data = xasprintf("%s/data", n->dir);
+    n->images = xasprintf("%s/images", n->dir);
+    n->root = xasprintf("%s/root", n->dir);
+    n->log = xasprintf("%s/agent.log", n->dir);
+    n->bin = tu_bin("fog-nodeagent");
+    struct buf cpu = BUF_INIT;
+    for (int i = 0; i < cpus; i++)
+        buf_printf(&cpu, "processor\t: %d\nmodel name\t: Bench CPU\n\n", i);
+    write_text(n->root, "proc/cpuinfo", buf_str(&cpu));
+    buf_free(&cpu);
+    _cleanup_free_ char *mem = xasprintf("MemTotal: %lld kB\n",
+                                         (long long)cpus * 1024 * 1024);
+    write_text(n->root, "proc/meminfo", mem);
+    _cleanup_free_ char *online = xasprintf("0-%d\n", cpus - 1);
+    write_text(n->root, "sys/devices/system/cpu/online", online);
+    write_text(n->images, "tiny.img", "");
+    _cleanup_free_ char *img = xasprintf("%s/tiny.img", n->images);
+    if (truncate(img, 64 << 20) < 0)
+        die("cannot size the base image");
+
+    n->api = api_client_new(n->ctl.url, n->ctl.admin_key, n->ctl.ca);
+    struct api_reply rep;
+    json_auto_t *none = json_object();
+    if (api_request(n->api, "POST", "/v1/join-tokens", none, NULL, &rep) < 0 ||
+        rep.status != 201)
+        die("cannot make a join token");
+    _cleanup_free_ char *tok = xstrdup(json_str(rep.json, "token"));
+    api_reply_clear(&rep);
+    char *join[] = { n->bin, "join", "--controller", n->ctl.url, "--token", tok,
+                     "--data-dir", n->data, "--libvirt", "test:///default",
+                     "--name", "bench", "--root", n->root, NULL };
+    int st;
+    free(tu_run(join, &st));
+    if (st != 0)
+        die("join failed");
+    char *run[] = { n->bin, "run", "--data-dir", n->data, "--image-dir",
+                    n->images, "--root", n->root, "--network", "none",
+                    "--verbose", NULL };
+    n->agent = tu_spawn(run, n->log);
+    if (n->agent <= 0)
+        die("cannot start the agent");
+    /* Placement wants a node the controller has heard from. */
+    int64_t end = mono_ms() + 20000;
+    bool seen = false;
+    while (!seen && mono_ms() < end) {
+        if (api_request(n->api, "GET", "/v1/nodes/bench", NULL, NULL, &rep) == 0 &&
+            rep.status == 200 && json_str(rep.json, "last_seen"))
+            seen = true;
+        api_reply_clear(&rep);
+        if (!seen)
+            usleep(50000);
+    }
+    if (!seen)
+        die("the agent never reached the controller");
+    usleep(200000);
+}
+
+static void node_stop(struct node *n)
+{
+    if (n->agent > 0)
+        tu_kill(n->agent, SIGTERM);
+    api_client_free(n->api);
+    tu_ctl_destroy(&n->ctl);
+    tu_rmrf(n->dir);
+    free(n->dir);
+    free(n->data);
+    free(n->images);
+    free(n->root);
+    free(n->log);
+    free(n->bin);
+    buf_free(&n->seen);
+}
+
+/* Read what the agent logged since last time. */
+static void log_scan(struct node *n)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    if (file_read(n->log, 256 << 20, &text, &len) < 0 || len <= n->log_off)
+        return;
+    buf_append(&n->seen, text + n->log_off, len - n->log_off);
+    n->log_off = len;
+}
+
+/* The unix ms stamped on "vm ID: libvirt WHAT called at MS", or -1. */
+static int64_t log_stamp(struct node *n, const char *id, const char *what)
+{
+    _cleanup_free_ char *needle = xasprintf("vm %s: libvirt %s called at ",
+                                            id, what);
+    const char *p = strstr(buf_str(&n->seen), needle);
+    return p ? strtoll(p + strlen(needle), NULL, 10) : -1;
+}
+
+static char *vm_create(struct node *n, int i)
+{
+    _cleanup_free_ char *name = xasprintf("bench-%d", i);
+    json_auto_t *body = json_pack("{s:s, s:i, s:i, s:i, s:s, s:b}", "name",
+                                  name, "vcpus", 1, "memory_mib", 128,
+                                  "disk_gib", 1, "image", "tiny", "allow_tcg",
+                                  1);
+    struct api_reply rep;
+    if (api_request(n->api, "POST", "/v1/vms", body, NULL, &rep) < 0 ||
+        rep.status != 201) {
+        fprintf(stderr, "create failed: %ld %s\n", rep.status,
+                rep.body ? rep.body : "");
+        exit(1);
+    }
+    char *id = xstrdup(json_str(rep.json, "id"));
+    api_reply_clear(&rep);
+    return id;
+}
+
+/* Wait until the agent logged its create call for VM id; the stamps. */
+static void wait_created(struct node *n, const char *id, int64_t *ret_define,
+                         int64_t *ret_create)
+{
+    int64_t end = mono_ms() + 30000;
+    while (mono_ms() < end) {
+        log_scan(n);
+        int64_t c = log_stamp(n, id, "create");
+        if (c > 0) {
+            *ret_define = log_stamp(n, id, "define");
+            *ret_create = c;
+            return;
+        }
+        usleep(2000);
+    }
+    die("the agent did not start a VM within 30 s (see its log)");
+}
+
+/* utime + stime of a process in clock ticks. */
+static long long cpu_ticks(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_free_ char *text = NULL;
+    if (file_read(path, 1 << 16, &text, NULL) < 0)
+        return -1;
+    const char *p = strrchr(text, ')');
+    unsigned long long ut = 0, st = 0;
+    /* After "pid (comm)": state and fields 4..13, then utime, stime. */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                            "%llu %llu", &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+static long rss_kib(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    _cleanup_free_ char *text = NULL;
+    if (file_read(path, 1 << 16, &text, NULL) < 0)
+        return -1;
+    const char *p = strstr(text, "VmRSS:");
+    return p ? strtol(p + 6, NULL, 10) : -1;
+}
+
+static void row(const char *what, const char *value)
+{
+    printf("| %-58s | %16s |\n", what, value);
+}
+
+int main(int argc, char **argv)
+{
+    int nvms = argc > 1 ? atoi(argv[1]) : 200;
+    int idle_vms = argc > 2 ? atoi(argv[2]) : 20;
+    int window = argc > 3 ? atoi(argv[3]) : 60;
+    if (nvms < 1 || idle_vms < 0 || window < 1)
+        die("usage: bench_agent [VMS] [IDLE_VMS] [IDLE_WINDOW_S]");
+
+    /* 1. Latency, one VM at a time so no request waits behind another. */
+    struct node n;
+    node_start(&n, nvms + 8);
+    int64_t *def = xcalloc((size_t)nvms, sizeof(*def));
+    int64_t *cre = xcalloc((size_t)nvms, sizeof(*cre));
+    for (int i = 0; i < nvms; i++) {
+        int64_t t0 = now_ms();
+        _cleanup_free_ char *id = vm_create(&n, i);
+        int64_t d, c;
+        wait_created(&n, id, &d, &c);
+        def[i] = d - t0;
+        cre[i] = c - t0;
+    }
+    node_stop(&n);
+
+    /* 2. Idle cost with idle_vms running. */
+    node_start(&n, idle_vms + 8);
+    for (int i = 0; i < idle_vms; i++) {
+        _cleanup_free_ char *id = vm_create(&n, i);
+        int64_t d, c;
+        wait_created(&n, id, &d, &c);
+    }
+    sleep(5); /* let the status posts settle */
+    long long t0 = cpu_ticks(n.agent);
+    int64_t w0 = mono_ms();
+    sleep((unsigned)window);
+    long long t1 = cpu_ticks(n.agent);
+    int64_t w1 = mono_ms();
+    long rss = rss_kib(n.agent);
+    node_stop(&n);
+    if (t0 < 0 || t1 < 0)
+        die("cannot read the agent's CPU time");
+    double cpu_ms_per_min = (double)(t1 - t0) * 1000.0 /
+                            (double)sysconf(_SC_CLK_TCK) * 60000.0 /
+                            (double)(w1 - w0);
+
+    char v[64];
+    printf("\n| %-58s | %16s |\n", "node agent (libvirt test driver)", "value");
+    printf("|%s|%s|\n", "------------------------------------------------------------",
+           "------------------");
+    snprintf(v, sizeof(v), "%lld ms", (long long)pct(def, (size_t)nvms, 0.5));
+    _cleanup_free_ char *l1 = xasprintf("POST /v1/vms -> libvirt define, p50 (%d VMs)", nvms);
+    row(l1, v);
+    snprintf(v, sizeof(v), "%lld ms", (long long)pct(def, (size_t)nvms, 0.99));
+    _cleanup_free_ char *l2 = xasprintf("POST /v1/vms -> libvirt define, p99 (%d VMs)", nvms);
+    row(l2, v);
+    snprintf(v, sizeof(v), "%lld ms", (long long)pct(cre, (size_t)nvms, 0.5));
+    _cleanup_free_ char *l3 = xasprintf("POST /v1/vms -> libvirt create, p50 (%d VMs)", nvms);
+    row(l3, v);
+    snprintf(v, sizeof(v), "%lld ms", (long long)pct(cre, (size_t)nvms, 0.99));
+    _cleanup_free_ char *l4 = xasprintf("POST /v1/vms -> libvirt create, p99 (%d VMs)", nvms);
+    row(l4, v);
+    snprintf(v, sizeof(v), "%.1f MiB", (double)rss / 1024.0);
+    _cleanup_free_ char *l5 = xasprintf("agent resident memory, %d VMs running", idle_vms);
+    row(l5, v);
+    snprintf(v, sizeof(v), "%.1f ms", cpu_ms_per_min);
+    _cleanup_free_ char *l6 = xasprintf("agent CPU per idle minute, %d VMs (%d s window)",
+                                        idle_vms, window);
+    row(l6, v);
+    free(def);
+    free(cre);
+    return 0;
+}
