@@ -279,8 +279,9 @@ void catalog_resume(struct app *a)
                   a, json_str(row, "id"));
 }
 
-void catalog_shutdown(void)
+bool catalog_shutdown(void)
 {
+    bool all = true;
     pthread_mutex_lock(&q_lock);
     stopping = 1;
     pthread_cond_broadcast(&q_cond);
@@ -293,8 +294,10 @@ void catalog_shutdown(void)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += SHUTDOWN_GRACE_S;
-        if (pthread_timedjoin_np(w->thr, NULL, &ts) != 0)
+        if (pthread_timedjoin_np(w->thr, NULL, &ts) != 0) {
             pthread_detach(w->thr);
+            all = false;
+        }
         w->running = false;
     }
     pthread_mutex_lock(&q_lock);
@@ -307,6 +310,7 @@ void catalog_shutdown(void)
         workers[k].tail = NULL;
     }
     pthread_mutex_unlock(&q_lock);
+    return all;
 }
 
 void catalog_gc(struct app *a)

@@ -21,8 +21,11 @@ void catalog_gc(struct app *a);
 /* Templates as API objects (new references); NULL when unknown. */
 json_t *catalog_templates(struct app *a);
 json_t *catalog_template(struct app *a, const char *name);
-/* Stop background work (joins threads). */
-void catalog_shutdown(void);
+/* Stop the workers, waiting a few seconds. false when one is still busy
+ * (an inspection cannot be interrupted): the caller must then leave the
+ * store open, as that thread may still write to it until the process
+ * exits. */
+bool catalog_shutdown(void);
 
 /* Requeue work a stopped controller left (URL imports, unfinished
  * inspections) and return uploads cut off midway to 'pending'. */

@@ -36,6 +36,18 @@ static char *mesh_next(struct app *a)
     return xstrdup(text);
 }
 
+/* An address a node says it has must be one: it ends up in firewall
+ * rules on every node. */
+static bool addr_ok(struct http_request *r, const char *ip)
+{
+    struct in6_addr a;
+    if (!ip || inet_pton(AF_INET, ip, &a) == 1 || inet_pton(AF_INET6, ip, &a) == 1)
+        return true;
+    http_reply_problem(r, 400, "validation", "public_ip",
+                       "'public_ip' must be an IP address");
+    return false;
+}
+
 HANDLER(h_agent_register)
 {
     struct app *a = app;
@@ -58,7 +70,8 @@ HANDLER(h_agent_register)
         { "arch", JF_STRING, false, 0, 32, NULL },
         { "cpu_model", JF_STRING, false, 0, 128, NULL },
     };
-    if (!body_check(r, fields, ARRAY_SIZE(fields), true))
+    if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
+        !addr_ok(r, json_str(http_req_json(r), "public_ip")))
         return;
     json_t *b = http_req_json(r), *inv = json_object_get(b, "inventory");
     struct jerr je = { 0 };
@@ -204,6 +217,7 @@ HANDLER(h_agent_status)
         { "vms", JF_ARRAY, false, 0, 100000, NULL },
         { "samples", JF_ARRAY, false, 0, 1000000, NULL },
         { "endpoint", JF_STRING, false, 1, 80, NULL },
+        { "public_ip", JF_STRING, false, 7, 45, NULL },
     };
     static const struct jfield vm_fields[] = {
         { "id", JF_UUID, true, 0, 0, NULL },
@@ -225,7 +239,8 @@ HANDLER(h_agent_status)
         { "free_memory_mib", JF_INT, false, 0, INT64_C(1) << 32, NULL },
         { "free_disk_gib", JF_INT, false, 0, INT64_C(1) << 30, NULL },
     };
-    if (!body_check(r, fields, ARRAY_SIZE(fields), true))
+    if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
+        !addr_ok(r, json_str(http_req_json(r), "public_ip")))
         return;
     json_t *b = http_req_json(r), *vms = json_object_get(b, "vms");
     json_t *inv = json_object_get(b, "inventory");
@@ -270,8 +285,9 @@ HANDLER(h_agent_status)
     int64_t now = now_s();
     store_exec(a->store,
                "UPDATE nodes SET last_seen = $1, observed_endpoint = $2, "
-               "endpoint = COALESCE($3, endpoint) WHERE id = $4", "isss", now,
-               http_req_peer(r), json_str(b, "endpoint"), node_id);
+               "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
+               "public_ip) WHERE id = $5", "issss", now, http_req_peer(r),
+               json_str(b, "endpoint"), json_str(b, "public_ip"), node_id);
     static const char *const inv_cols[] = { "vcpus", "memory_mib",
                                              "disk_gib" };
     for (size_t k = 0; inv && k < ARRAY_SIZE(inv_cols); k++) {

@@ -243,8 +243,11 @@ static int cmd_serve(struct app *a)
     accrual_stop();
     reconciler_stop();
     http_server_stop(a->http, 5000);
-    catalog_shutdown();
-    store_close(a->store);
+    if (catalog_shutdown())
+        store_close(a->store);
+    else
+        log_warn("an image inspection is still running: leaving the store "
+                 "to the exit");
     free(a->ca_pem);
     log_info("stopped");
     return 0;
