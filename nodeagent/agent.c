@@ -294,6 +294,8 @@ static json_t *status_build(struct agent *a, const json_t *doc,
     json_t *body = json_pack("{s:o, s:o}", "inventory", inv, "vms", vms);
     if (a->cfg->endpoint && *a->cfg->endpoint)
         json_object_set_new(body, "endpoint", json_string(a->cfg->endpoint));
+    if (a->cfg->public_ip)
+        json_object_set_new(body, "public_ip", json_string(a->cfg->public_ip));
     *ret_pending = false;
     if (consoles) {
         _cleanup_free_ char *base = json_dumps_compact(body);
