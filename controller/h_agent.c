@@ -283,6 +283,14 @@ HANDLER(h_agent_status)
         }
     }
     int64_t now = now_s();
+    /* A node that moved (another address seen or reported) must reach its
+     * peers' configuration: every node's desired state changes. */
+    bool moved = store_query_int(
+                     a->store, 0,
+                     "SELECT COUNT(*) FROM nodes WHERE id = $1 AND approved = 1 "
+                     "AND (COALESCE(observed_endpoint, '') <> $2 OR COALESCE($3, "
+                     "endpoint, '') <> COALESCE(endpoint, ''))", "sss", node_id,
+                     http_req_peer(r), json_str(b, "endpoint")) > 0;
     store_exec(a->store,
                "UPDATE nodes SET last_seen = $1, observed_endpoint = $2, "
                "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
@@ -361,6 +369,8 @@ HANDLER(h_agent_status)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
+    if (moved)
+        app_all_nodes_changed(a);
     int64_t rev = store_query_int(a->store, 0,
                                   "SELECT revision FROM nodes WHERE id = $1",
                                   "s", node_id);
