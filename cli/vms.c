@@ -308,6 +308,39 @@ static int vm_undefine(struct cli *c, struct cli_args *a)
     return vm_action(c, a, "DELETE", NULL, "gone", "undefined");
 }
 
+/* Incus / OpenStack spelling: `stop` is a graceful shutdown, `stop
+ * --force` a destroy. */
+static int vm_stop(struct cli *c, struct cli_args *a)
+{
+    return cli_flag_bool(a, "force") ? vm_destroy(c, a) : vm_shutdown(c, a);
+}
+
+/* virsh domifaddr: the VM's addresses, one per line. */
+static int vm_domifaddr(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *p = vm_path(a->pos[0], NULL);
+    json_auto_t *vm = NULL;
+    if (cli_call(c, "GET", p, NULL, &vm) != 0)
+        return CLI_FAIL;
+    json_t *addrs = json_object_get(vm, "addresses");
+    if (c->json) {
+        cli_print_json(addrs ? addrs : json_array());
+        return CLI_OK;
+    }
+    json_auto_t *rows = json_array();
+    size_t i;
+    json_t *it;
+    json_array_foreach(addrs, i, it)
+    {
+        _cleanup_free_ char *name = xasprintf("eth%zu", i);
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:O}", "interface",
+                                              name, "protocol", "ipv4",
+                                              "address", it));
+    }
+    cli_print_table(rows, "interface,protocol,address");
+    return CLI_OK;
+}
+
 static int vm_resize(struct cli *c, struct cli_args *a)
 {
     const struct cli_verb *v = cli_verb_find("resize");
@@ -380,5 +413,17 @@ const struct cli_verb cli_vm_verbs[] = {
       "change vCPUs or memory (while stopped) or grow the disk" },
     { "console", vm_console, 1, 1, "log", "NAME --log",
       "print the last 64 KiB of the VM's serial console" },
+    { "domifaddr", vm_domifaddr, 1, 1, "", "NAME", "show a VM's addresses" },
+    /* The names people bring from Incus and OpenStack. */
+    { "launch", vm_create, 1, 1,
+      "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
+      "allow-tcg,stopped,wait,timeout=",
+      "NAME (as create)", "alias of create" },
+    { "info", vm_dominfo, 1, 1, "", "NAME", "alias of dominfo" },
+    { "stop", vm_stop, 1, 1, "force,wait,timeout=", "NAME [--force] [--wait]",
+      "alias of shutdown; with --force, of destroy" },
+    { "restart", vm_reboot, 1, 1, "", "NAME", "alias of reboot" },
+    { "delete", vm_undefine, 1, 1, "wait,timeout=", "NAME [--wait]",
+      "alias of undefine" },
     { NULL, NULL, 0, 0, NULL, NULL, NULL },
 };

@@ -153,6 +153,35 @@ static void tenant_drives_a_vm_through_every_verb(void **state)
     assert_non_null(strstr(ev, "DELETE /v1/vms/"));
 }
 
+static void incus_and_openstack_names_are_aliases(void **state)
+{
+    _cleanup_free_ char *key = make_tenant("cli-dave");
+    int st;
+    _cleanup_free_ char *c = fogctl(key, &st, "launch", "alias", "--cpus", "1",
+                                    "--memory", "128M", "--disk", "1G",
+                                    "--image", "tiny", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *i = fogctl(key, &st, "info", "alias", "--json", NULL);
+    assert_int_equal(st, 0);
+    json_auto_t *vm = json_loads(i, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(vm, "desired_state")),
+                        "running");
+    _cleanup_free_ char *addr = fogctl(key, &st, "domifaddr", "alias", NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(addr, "eth0"));
+    /* stop --force is destroy: stopped at once, by force. */
+    _cleanup_free_ char *s = fogctl(key, &st, "stop", "alias", "--force", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *i2 = fogctl(key, &st, "info", "alias", "--json", NULL);
+    json_auto_t *vm2 = json_loads(i2, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(vm2, "desired_state")),
+                        "stopped");
+    _cleanup_free_ char *d = fogctl(key, &st, "delete", "alias", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *gone = fogctl(key, &st, "info", "alias", NULL);
+    assert_int_equal(st, 1);
+}
+
 static void other_tenant_cannot_see_or_touch_the_vm(void **state)
 {
     _cleanup_free_ char *ka = make_tenant("cli-bob");
@@ -278,6 +307,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tenant_drives_a_vm_through_every_verb),
+        cmocka_unit_test(incus_and_openstack_names_are_aliases),
         cmocka_unit_test(other_tenant_cannot_see_or_touch_the_vm),
         cmocka_unit_test(admin_verbs_for_nodes_and_tokens),
         cmocka_unit_test(errors_have_their_exit_codes),
