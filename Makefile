@@ -156,6 +156,8 @@ bench: all
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/fogfabric/templates
+	install -m 0644 images/templates/*.json $(DESTDIR)$(PREFIX)/share/fogfabric/templates/
 
 clean:
 	rm -rf $(O) build-asan bin
