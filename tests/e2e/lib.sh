@@ -1,9 +1,10 @@
 # Shared helpers of the end-to-end tests (bash): skipping when the machine
 # lacks QEMU/libvirt, a private libvirtd started and stopped by the test,
 # host bridges and network namespaces for test guests, NoCloud seed ISOs
-# for the tiny guest, and cleanup traps. Source it from
-# tests/e2e/test_<name>.sh; exit 0 = pass, 77 = skip (the last line says
-# why), anything else = fail.
+# for the tiny guest, cleanup traps, and (second half) fogfabric's own
+# controller, agents and fogctl in namespace "hosts". Source it from
+# tests/e2e/test_<name>.sh (tools/demo.sh uses it too); exit 0 = pass,
+# 77 = skip (the last line says why), anything else = fail.
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 E2E_GUEST_DIR=$E2E_ROOT/tests/guest
@@ -20,7 +21,8 @@ e2e_log() { echo "e2e: $*" >&2; }
 
 # Ends the test as failed with a message. When E2E_ON_FAIL names a command
 # (e.g. one printing a guest's serial console), it runs first, so the FAIL
-# line stays last in the log.
+# line stays last in the log. E2E_HOLD_ON_FAIL=SECONDS waits that long
+# before the cleanups, to look at the namespaces and daemons by hand.
 E2E_ON_FAIL=
 e2e_fail() {
     if [ -n "$E2E_ON_FAIL" ]; then
@@ -29,6 +31,12 @@ e2e_fail() {
         eval "$hook" >&2 || true
     fi
     echo "FAIL: $*" >&2
+    # For a look inside before the cleanups run.
+    if [ -n "${E2E_HOLD_ON_FAIL:-}" ]; then
+        e2e_log "holding for ${E2E_HOLD_ON_FAIL} s (E2E_HOLD_ON_FAIL)"
+        sleep "$E2E_HOLD_ON_FAIL"
+        echo "FAIL: $*" >&2
+    fi
     exit 1
 }
 
@@ -102,8 +110,10 @@ e2e_start_libvirtd() {
         echo "libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin" >>"$d/passwd"
     mkdir -p /etc/libvirt /run/libvirt /var/lib/libvirt /var/log/libvirt ||
         e2e_fail "cannot create libvirt mount points"
-    # shellcheck disable=SC2016
-    unshare --mount --propagation slave -- sh -c '
+    # E2E_LIBVIRTD_PREFIX (e.g. "ip netns exec NS", see
+    # e2e_start_libvirtd_in) runs it inside another network namespace.
+    # shellcheck disable=SC2016,SC2086
+    ${E2E_LIBVIRTD_PREFIX:-} unshare --mount --propagation slave -- sh -c '
         set -e
         d=$1
         [ -n "$d" ] && [ -d "$d/etc" ]
@@ -211,16 +221,18 @@ e2e_wait_http() {
 
 # Sends PAYLOAD to HOST:PORT over UDP and prints the reply (2 s per try,
 # TRIES tries, default 5). Returns 1 without a reply. bash's /dev/udp is a
-# connected socket, so only the peer's datagrams are read.
+# connected socket, so only the peer's datagrams are read. With E2E_NETNS
+# set, it is sent from inside that namespace.
 e2e_udp_echo() { # host port payload [tries]
-    local host=$1 port=$2 payload=$3 tries=${4:-5} i reply
+    local host=$1 port=$2 payload=$3 tries=${4:-5} i reply pre=()
+    [ -n "${E2E_NETNS:-}" ] && pre=(ip netns exec "$E2E_NETNS")
     for ((i = 0; i < tries; i++)); do
         # One dd block is one recv(): exactly one datagram.
-        reply=$(
-            exec 3<>"/dev/udp/$host/$port" || exit 1
-            printf '%s' "$payload" >&3 || exit 1
-            timeout 2 dd bs=65536 count=1 status=none <&3 2>/dev/null
-        )
+        # shellcheck disable=SC2016
+        reply=$("${pre[@]}" bash -c '
+            exec 3<>"/dev/udp/$1/$2" || exit 1
+            printf "%s" "$3" >&3 || exit 1
+            timeout 2 dd bs=65536 count=1 status=none <&3 2>/dev/null' sh "$host" "$port" "$payload")
         if [ -n "$reply" ]; then
             printf '%s\n' "$reply"
             return 0
@@ -348,4 +360,345 @@ e2e_wait_domstate() { # name state timeout
         sleep 0.2
     done
     return 1
+}
+
+# ------------------------------------------------------------------------
+# fogfabric's own daemons in test "hosts" made of network namespaces.
+#
+# Topology: e2e_world_up makes the "world" namespace, holding bridge br0
+# (E2E_WORLD_IP, 10.214.0.1/24) that stands for the internet between
+# hosts; the controller runs there (e2e_controller_start) and fogctl talks
+# to it from there (e2e_fogctl). e2e_host_add makes a namespace per
+# provider host with eth0 on br0; its libvirtd, agent and guests live in it,
+# so bridges, WireGuard interfaces and nftables rules the agent creates
+# touch neither the machine nor other tests.
+
+# Where the binaries are (make builds them there; FOG_BIN overrides).
+E2E_BIN=${FOG_BIN:-$E2E_ROOT/bin}
+E2E_WORLD=
+E2E_WORLD_IP=10.214.0.1
+E2E_CTL_URL=
+E2E_CTL_CA=
+E2E_CTL_DIR=
+E2E_CTL_PID=
+E2E_ADMIN_KEY=
+E2E_AGENT_PID=
+
+# Fails unless fog-controller, fog-nodeagent and fogctl are built.
+e2e_need_bins() {
+    local b
+    for b in fog-controller fog-nodeagent fogctl; do
+        [ -x "$E2E_BIN/$b" ] || e2e_fail "$E2E_BIN/$b is missing (make first)"
+    done
+}
+
+# Runs a command in namespace NS (plain when NS is empty).
+e2e_in() { # ns command...
+    local ns=$1
+    shift
+    if [ -n "$ns" ]; then
+        ip netns exec "$ns" "$@"
+    else
+        "$@"
+    fi
+}
+
+# Makes the world namespace (default name fog-e2e-world-PID) with bridge
+# br0 holding E2E_WORLD_IP/24.
+e2e_world_up() { # [ns-name]
+    E2E_WORLD=${1:-fog-e2e-world-$$}
+    e2e_netns_up "$E2E_WORLD"
+    ip -n "$E2E_WORLD" link add br0 type bridge || e2e_fail "cannot create br0"
+    ip -n "$E2E_WORLD" link set br0 type bridge stp_state 0 forward_delay 0 2>/dev/null
+    ip -n "$E2E_WORLD" addr add "$E2E_WORLD_IP/24" dev br0 || e2e_fail "cannot address br0"
+    ip -n "$E2E_WORLD" link set br0 up || e2e_fail "cannot bring br0 up"
+}
+
+# Makes host namespace NS with eth0 = IP/24 on the world's br0 and a
+# default route through the world. NS is removed at exit.
+e2e_host_add() { # ns ip
+    local ns=$1 ip=$2 peer
+    [ -n "$E2E_WORLD" ] || e2e_fail "e2e_host_add before e2e_world_up"
+    e2e_netns_up "$ns"
+    peer=h${ip##*.}
+    ip link add eth0 netns "$ns" type veth peer name "$peer" netns "$E2E_WORLD" ||
+        e2e_fail "cannot create veth for $ns"
+    ip -n "$E2E_WORLD" link set "$peer" master br0 up || e2e_fail "cannot plug $ns into br0"
+    ip -n "$ns" addr add "$ip/24" dev eth0 || e2e_fail "cannot address eth0 in $ns"
+    ip -n "$ns" link set eth0 up || e2e_fail "cannot bring eth0 up in $ns"
+    ip -n "$ns" route add default via "$E2E_WORLD_IP" || e2e_fail "no default route in $ns"
+}
+
+# Starts libvirtd (e2e_start_libvirtd) inside namespace NS, so that the
+# taps of its guests are created there. Sets E2E_URI like it.
+e2e_start_libvirtd_in() { # ns
+    local saved=${E2E_LIBVIRTD_PREFIX:-}
+    E2E_LIBVIRTD_PREFIX="ip netns exec $1"
+    e2e_start_libvirtd
+    E2E_LIBVIRTD_PREFIX=$saved
+}
+
+# Initialises a controller in DIR and serves it in the world namespace
+# (on loopback without one) on a free port; extra arguments go to
+# `serve`. Sets E2E_CTL_URL, E2E_CTL_CA, E2E_CTL_DIR, E2E_CTL_PID and
+# E2E_ADMIN_KEY (and E2E_CTL_SERVE, for e2e_controller_restart). Stopped
+# at exit.
+e2e_controller_start() { # dir [serve-args...]
+    local dir=$1 addr=127.0.0.1 port='' i
+    shift
+    [ -n "$E2E_WORLD" ] && addr=$E2E_WORLD_IP
+    E2E_CTL_DIR=$dir
+    mkdir -p "$dir"
+    "$E2E_BIN/fog-controller" init --data-dir "$dir/ctl" --san "$addr" >"$dir/init.out" 2>&1 ||
+        { cat "$dir/init.out" >&2; e2e_fail "fog-controller init failed"; }
+    E2E_ADMIN_KEY=$(sed -n 's/^admin key: //p' "$dir/init.out")
+    [ -n "$E2E_ADMIN_KEY" ] || e2e_fail "fog-controller init printed no admin key"
+    E2E_CTL_CA=$dir/ctl/ca.pem
+    local pre=()
+    [ -n "$E2E_WORLD" ] && pre=(ip netns exec "$E2E_WORLD")
+    "${pre[@]}" "$E2E_BIN/fog-controller" serve --data-dir "$dir/ctl" \
+        --listen "$addr:0" "$@" >"$dir/controller.log" 2>&1 &
+    E2E_CTL_PID=$!
+    e2e_cleanup_add "e2e__stop_pid $E2E_CTL_PID"
+    for ((i = 0; i < 100; i++)); do
+        port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$dir/controller.log" 2>/dev/null)
+        [ -n "$port" ] && break
+        kill -0 "$E2E_CTL_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { tail -n 20 "$dir/controller.log" >&2; e2e_fail "controller did not start"; }
+    E2E_CTL_URL=https://$addr:$port
+    E2E_CTL_SERVE=(--data-dir "$dir/ctl" --listen "$addr:$port" "$@")
+    : >"$dir/fogctl.conf"
+}
+
+# Starts the controller of e2e_controller_start again (after it was
+# stopped or killed) on the same address, port and data; updates
+# E2E_CTL_PID. Fails unless it answers within 10 s.
+e2e_controller_restart() {
+    local pre=() i
+    [ -n "$E2E_WORLD" ] && pre=(ip netns exec "$E2E_WORLD")
+    echo "--- restart $(date +%T.%N)" >>"$E2E_CTL_DIR/controller.log"
+    "${pre[@]}" "$E2E_BIN/fog-controller" serve "${E2E_CTL_SERVE[@]}" \
+        >>"$E2E_CTL_DIR/controller.log" 2>&1 &
+    E2E_CTL_PID=$!
+    e2e_cleanup_add "e2e__stop_pid $E2E_CTL_PID"
+    for ((i = 0; i < 100; i++)); do
+        "${pre[@]}" curl -sf --noproxy '*' --cacert "$E2E_CTL_CA" "$E2E_CTL_URL/healthz" \
+            >/dev/null 2>&1 && return 0
+        kill -0 "$E2E_CTL_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$E2E_CTL_DIR/controller.log" >&2
+    e2e_fail "the controller did not come back on $E2E_CTL_URL"
+}
+
+# Stops process PID (TERM, then KILL after 5 s) if it still runs.
+e2e__stop_pid() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null
+    return 0
+}
+
+# Runs fogctl against the test's controller from the world namespace, as
+# the account whose key is in E2E_KEY (default: the admin).
+e2e_fogctl() {
+    FOG_URL=$E2E_CTL_URL FOG_CA=$E2E_CTL_CA FOG_KEY=${E2E_KEY:-$E2E_ADMIN_KEY} \
+        FOG_CONFIG=$E2E_CTL_DIR/fogctl.conf e2e_in "$E2E_WORLD" "$E2E_BIN/fogctl" "$@"
+}
+
+# Calls the API with curl as E2E_KEY (default: admin) and prints the body;
+# fails the test unless the status is 2xx. Extra arguments go to curl.
+e2e_api() { # method path [curl-args...]
+    local m=$1 p=$2
+    shift 2
+    e2e_in "$E2E_WORLD" curl -sS --fail-with-body --noproxy '*' --cacert "$E2E_CTL_CA" \
+        -H "Authorization: Bearer ${E2E_KEY:-$E2E_ADMIN_KEY}" -X "$m" "$@" \
+        "$E2E_CTL_URL$p" || e2e_fail "$m $p failed"
+}
+
+# Creates tenant account NAME and prints a key of it.
+e2e_tenant_create() { # name
+    local key
+    E2E_KEY='' e2e_fogctl account-create "$1" --role tenant >/dev/null ||
+        e2e_fail "cannot create tenant $1"
+    key=$(E2E_KEY='' e2e_fogctl key-create --account "$1" | sed -n 's/^key: //p')
+    [ -n "$key" ] || e2e_fail "no key for tenant $1"
+    printf '%s\n' "$key"
+}
+
+# True when fog-nodeagent knows option --NAME.
+e2e_agent_has_opt() {
+    "$E2E_BIN/fog-nodeagent" --help 2>/dev/null | grep -q -- "^ *--$1 "
+}
+
+# True when QEMU can use KVM here: /dev/kvm exists and the CPU shows
+# hardware virtualisation (vmx/svm). Some sandboxes expose a /dev/kvm on
+# which guests die at once ("KVM internal error ... emulation failure").
+# E2E_KVM=0 or 1 overrides.
+e2e_kvm_usable() {
+    case "${E2E_KVM:-}" in
+    0) return 1 ;;
+    1) return 0 ;;
+    esac
+    [ -c /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo
+}
+
+# Sets array E2E_PREFIX to what runs a fogfabric daemon in namespace NS
+# (may be empty): `ip netns exec NS`, and when KVM is not usable
+# (e2e_kvm_usable) a mount namespace where /dev/kvm is an empty file, so
+# the agent sees no KVM and runs its domains under TCG. Every step execs,
+# so `"${E2E_PREFIX[@]}" cmd &` leaves the daemon's own PID in $!.
+e2e__daemon_prefix() { # ns
+    E2E_PREFIX=()
+    [ -n "$1" ] && E2E_PREFIX=(ip netns exec "$1")
+    if [ -e /dev/kvm ] && ! e2e_kvm_usable; then
+        if [ -z "${E2E_NOKVM_FILE:-}" ]; then
+            E2E_NOKVM_FILE=$(mktemp /tmp/fog-e2e-nokvm.XXXXXX) || e2e_fail "mktemp failed"
+            e2e_cleanup_add "rm -f '$E2E_NOKVM_FILE'"
+        fi
+        # shellcheck disable=SC2016
+        E2E_PREFIX+=(unshare --mount --propagation private --
+            sh -c 'mount --bind "$0" /dev/kvm && exec "$@"' "$E2E_NOKVM_FILE")
+    fi
+}
+
+# Joins an agent with data dir DIR, named NAME, in namespace NS (may be
+# empty) with an admin join token (approved at once). Extra arguments go to
+# `join`.
+e2e_agent_join() { # ns dir name [join-args...]
+    local ns=$1 dir=$2 name=$3 tok
+    shift 3
+    tok=$(E2E_KEY='' e2e_fogctl join-token | sed -n 's/^token: //p')
+    [ -n "$tok" ] || e2e_fail "fogctl join-token printed no token"
+    mkdir -p "$dir"
+    e2e__daemon_prefix "$ns"
+    "${E2E_PREFIX[@]}" "$E2E_BIN/fog-nodeagent" join --controller "$E2E_CTL_URL" --token "$tok" \
+        --data-dir "$dir" --name "$name" "$@" >"$dir/join.log" 2>&1 ||
+        { cat "$dir/join.log" >&2; e2e_fail "fog-nodeagent join ($name) failed"; }
+}
+
+# Starts `fog-nodeagent run` with data dir DIR in namespace NS, logging to
+# DIR/agent.log (appended); extra arguments go to `run`. Sets
+# E2E_AGENT_PID; stopped at exit (its VMs keep running until the
+# libvirtd that runs them is stopped).
+e2e_agent_start() { # ns dir [run-args...]
+    local ns=$1 dir=$2
+    shift 2
+    echo "--- agent start $(date +%T.%N)" >>"$dir/agent.log"
+    e2e__daemon_prefix "$ns"
+    "${E2E_PREFIX[@]}" "$E2E_BIN/fog-nodeagent" run --data-dir "$dir" "$@" >>"$dir/agent.log" 2>&1 &
+    E2E_AGENT_PID=$!
+    e2e_cleanup_add "e2e__stop_pid $E2E_AGENT_PID"
+}
+
+# Prints field FIELD of `fogctl dominfo VM` (as E2E_KEY), e.g. state,
+# addresses, node_name, state_reason. Empty when the VM is unknown.
+e2e_vm_field() { # vm field
+    e2e_fogctl dominfo "$1" 2>/dev/null | sed -n "s/^$2: *//p"
+}
+
+# Waits up to TIMEOUT seconds for VM to be in STATE as fogctl reports it;
+# returns 1 at once when it is in state error (unless that is STATE).
+e2e_wait_vm_state() { # vm state timeout
+    local deadline=$((SECONDS + $3)) s=
+    while ((SECONDS < deadline)); do
+        s=$(e2e_vm_field "$1" state)
+        [ "$s" = "$2" ] && return 0
+        # error is final until something changes: no use waiting.
+        [ "$s" = error ] && break
+        sleep 0.3
+    done
+    e2e_log "VM $1 is '$s' ($(e2e_vm_field "$1" state_reason)), want '$2'"
+    return 1
+}
+
+# The first IPv4 address fogctl reports for VM.
+e2e_vm_address() { # vm
+    e2e_vm_field "$1" addresses | grep -oE '[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' | head -n 1
+}
+
+# Prints the id of VM as the controller knows it.
+e2e_vm_id() { # vm
+    e2e_vm_field "$1" id
+}
+
+# Names of the fog-* domains of libvirt URI (all states), one a line.
+e2e_fog_domains() { # uri
+    virsh -c "$1" list --all --name 2>/dev/null | grep '^fog-' || true
+}
+
+# Kills the wireguard-go serving interface IFNAME (its socket under
+# /var/run/wireguard names it) and removes the socket; for cleanups,
+# since wireguard-go outlives the agent that started it.
+e2e_wg_go_stop() { # ifname
+    local sock=/var/run/wireguard/$1.sock pid
+    for pid in $(pgrep -x wireguard-go 2>/dev/null); do
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qw -- "$1" &&
+            kill "$pid" 2>/dev/null
+    done
+    rm -f "$sock"
+}
+
+# Host networking options of fog-nodeagent for a node in namespace NS at
+# address IP (those this agent build has), into array E2E_NET_ARGS: host
+# networking, a WireGuard interface name unique to the test and the node
+# (wireguard-go's sockets share /var/run/wireguard), endpoint and public
+# address. The wireguard-go behind it is stopped at exit.
+e2e_node_net_args() { # ip
+    local ip=$1 ifname
+    ifname=fw$$x${ip##*.}
+    ifname=${ifname:0:15}
+    E2E_NET_ARGS=()
+    e2e_agent_has_opt network && E2E_NET_ARGS+=(--network host)
+    if e2e_agent_has_opt mesh-ifname; then
+        E2E_NET_ARGS+=(--mesh-ifname "$ifname")
+        e2e_cleanup_add "e2e_wg_go_stop $ifname"
+    fi
+    e2e_agent_has_opt wg-port && E2E_NET_ARGS+=(--wg-port 51820)
+    e2e_agent_has_opt endpoint && E2E_NET_ARGS+=(--endpoint "$ip:51820")
+    e2e_agent_has_opt public-ip && E2E_NET_ARGS+=(--public-ip "$ip")
+    return 0
+}
+
+# A provider host: namespace NS with address IP on the world, its own
+# libvirtd, and fog-nodeagent NAME joined with data dir DIR and running;
+# extra arguments go to `run` (host networking options are added), the
+# array E2E_NODE_JOIN_ARGS (if set) to `join` as well. Sets
+# E2E_URI to its libvirtd, E2E_AGENT_PID, and E2E_NODE_RUN_ARGS to the
+# `run` arguments (for restarting it with e2e_agent_start NS DIR
+# "${E2E_NODE_RUN_ARGS[@]}").
+e2e_node_up() { # ns ip name dir [run-args...]
+    local ns=$1 ip=$2 name=$3 dir=$4
+    shift 4
+    e2e_host_add "$ns" "$ip"
+    e2e_start_libvirtd_in "$ns"
+    e2e_node_net_args "$ip"
+    e2e_agent_join "$ns" "$dir" "$name" --libvirt "$E2E_URI" "${E2E_NET_ARGS[@]}" \
+        ${E2E_NODE_JOIN_ARGS[@]+"${E2E_NODE_JOIN_ARGS[@]}"}
+    E2E_NODE_RUN_ARGS=(--heartbeat 1 "${E2E_NET_ARGS[@]}" "$@")
+    e2e_agent_start "$ns" "$dir" "${E2E_NODE_RUN_ARGS[@]}"
+}
+
+# Prints, for a failing test, the tail of an agent's log, its guests'
+# consoles, the domains of libvirt URI and the links of namespace NS.
+e2e_dump_node() { # dir uri ns
+    local f
+    echo "--- agent log $1/agent.log:"; tail -n 40 "$1/agent.log" 2>/dev/null
+    for f in "$1"/console/*.log; do
+        [ -f "$f" ] && { echo "--- console $f:"; tail -n 25 "$f"; }
+    done
+    echo "--- domains:"; virsh -c "$2" list --all 2>/dev/null
+    echo "--- links of $3:"; ip -n "$3" -br addr 2>/dev/null
+    echo "--- routes of $3:"; ip -n "$3" route 2>/dev/null
+    for f in $(ip -n "$3" -o link show type wireguard 2>/dev/null | awk -F': ' '{print $2}') \
+        $(ip -n "$3" -o link show type tun 2>/dev/null | awk -F': ' '{print $2}'); do
+        echo "--- wg $f:"; ip netns exec "$3" wg show "$f" 2>&1
+    done
+    return 0
 }
