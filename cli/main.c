@@ -9,12 +9,14 @@
 #include <readline/readline.h>
 #include <stdio.h>
 
-/* Take the global options out of argv wherever they stand (before "--"),
- * so `fogctl list --json` and `fogctl --json list` both work. */
+/* Take the global options out of argv: --json wherever it stands (before
+ * "--"), so `fogctl list --json` and `fogctl --json list` both work;
+ * --url, --key and --ca only before the verb, so verbs keep their own
+ * (`image-import NAME --url URL`). */
 static int strip_globals(struct cli *c, int *argc, char **argv)
 {
     int out = 0;
-    bool rest = false;
+    bool rest = false, verb = false;
     for (int i = 0; i < *argc; i++) {
         const char *w = argv[i];
         if (rest || streq(w, "--")) {
@@ -24,6 +26,11 @@ static int strip_globals(struct cli *c, int *argc, char **argv)
         }
         if (streq(w, "--json")) {
             c->json = true;
+            continue;
+        }
+        if (verb || w[0] != '-') {
+            verb = true;
+            argv[out++] = argv[i];
             continue;
         }
         static const char *const valued[] = { "--url", "--key", "--ca" };
