@@ -55,6 +55,30 @@ static char *api_field(const char *key, const char *method, const char *path,
     return field ? xstrdup(json_str(j, field) ? json_str(j, field) : "") : NULL;
 }
 
+/* Run fogctl as the tenant; its stdout (caller frees), exit status 0
+ * asserted. The lifecycle below goes through it, as a tenant would. */
+static char *fogctl_ok(const char *first, ...)
+{
+    char *argv[24];
+    _cleanup_free_ char *bin = tu_bin("fogctl");
+    int n = 0;
+    argv[n++] = bin;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *w = first; w && n < 22; w = va_arg(ap, const char *))
+        argv[n++] = (char *)w;
+    va_end(ap);
+    argv[n] = NULL;
+    setenv("FOG_URL", ctl.url, 1);
+    setenv("FOG_CA", ctl.ca, 1);
+    setenv("FOG_KEY", tenant_key, 1);
+    int st;
+    char *out = tu_run(argv, &st);
+    if (st != 0)
+        fail_msg("fogctl %s exited %d: %s", first, st, out ? out : "");
+    return out;
+}
+
 static void write_file(const char *dir, const char *rel, const char *text)
 {
     _cleanup_free_ char *p = xasprintf("%s/%s", dir, rel);
@@ -297,10 +321,9 @@ static void join_pins_the_ca_and_registers_once(void **state)
 static void a_vm_is_created_started_and_reported_running(void **state)
 {
     agent_start("test:///default");
-    vm_id = api_field(tenant_key, "POST", "/v1/vms",
-                      "{\"name\":\"web\",\"vcpus\":1,\"memory_mib\":128,"
-                      "\"disk_gib\":1,\"image\":\"tiny\",\"allow_tcg\":true}",
-                      201, "id");
+    free(fogctl_ok("create", "web", "--cpus", "1", "--memory", "128M", "--disk",
+                   "1G", "--image", "tiny", "--allow-tcg", NULL));
+    vm_id = api_field(tenant_key, "GET", "/v1/vms/web", NULL, 200, "id");
     assert_true(wait_vm("web", "state", "running", 15000));
     _cleanup_free_ char *disk = disk_overlay_path(data_dir, vm_id);
     assert_int_equal(virtual_size(disk), INT64_C(1) << 30);
@@ -407,13 +430,12 @@ static void running_time_is_reported_in_numbered_samples(void **state)
     assert_true(json_int(mine, "next_seq", 0) >= 4);
 }
 
-static void stop_resize_start_reboot_through_the_api(void **state)
+static void stop_resize_start_reboot_through_fogctl(void **state)
 {
-    free(api_field(tenant_key, "POST", "/v1/vms/web/stop", NULL, 202, NULL));
+    free(fogctl_ok("shutdown", "web", NULL));
     assert_true(wait_vm("web", "state", "stopped", 10000));
-    free(api_field(tenant_key, "POST", "/v1/vms/web/resize",
-                   "{\"vcpus\":2,\"memory_mib\":256,\"disk_gib\":3}", 202,
-                   NULL));
+    free(fogctl_ok("resize", "web", "--cpus", "2", "--memory", "256M", "--disk",
+                   "3G", NULL));
     _cleanup_free_ char *disk = disk_overlay_path(data_dir, vm_id);
     int64_t end = mono_ms() + 10000;
     while (mono_ms() < end && virtual_size(disk) != INT64_C(3) << 30)
@@ -425,10 +447,10 @@ static void stop_resize_start_reboot_through_the_api(void **state)
         usleep(50000);
     assert_int_equal(count_in_log(redef), 1);
 
-    free(api_field(tenant_key, "POST", "/v1/vms/web/start", NULL, 202, NULL));
+    free(fogctl_ok("start", "web", NULL));
     assert_true(wait_vm("web", "state", "running", 10000));
     _cleanup_free_ char *rebooted = xasprintf("vm %s: rebooted", vm_id);
-    free(api_field(tenant_key, "POST", "/v1/vms/web/reboot", NULL, 202, NULL));
+    free(fogctl_ok("reboot", "web", NULL));
     end = mono_ms() + 10000;
     while (mono_ms() < end && count_in_log(rebooted) < 1)
         usleep(50000);
@@ -441,12 +463,8 @@ static void stop_resize_start_reboot_through_the_api(void **state)
     end = mono_ms() + 5000;
     bool seen = false;
     while (mono_ms() < end && !seen) {
-        _cleanup_free_ char *url = xasprintf("%s/v1/vms/web/console", ctl.url);
-        struct tu_resp r;
-        if (tu_http("GET", url, tenant_key, ctl.ca, NULL, 0, NULL, NULL, &r) ==
-                200 && strstr(r.body, "boot ok\n<&>"))
-            seen = true;
-        tu_resp_clear(&r);
+        _cleanup_free_ char *out = fogctl_ok("console", "web", "--log", NULL);
+        seen = out && strstr(out, "boot ok\n<&>");
         usleep(100000);
     }
     assert_true(seen);
@@ -651,7 +669,7 @@ static void a_node_cannot_report_on_a_vm_it_does_not_host(void **state)
 
 static void delete_removes_the_domain_and_its_disk(void **state)
 {
-    free(api_field(tenant_key, "DELETE", "/v1/vms/web", NULL, 202, NULL));
+    free(fogctl_ok("undefine", "web", NULL));
     assert_true(wait_vm("web", NULL, NULL, 15000));
     _cleanup_free_ char *disk = disk_overlay_path(data_dir, vm_id);
     _cleanup_free_ char *con = disk_console_path(data_dir, vm_id);
@@ -674,7 +692,7 @@ int main(void)
         cmocka_unit_test(a_vm_is_created_started_and_reported_running),
         cmocka_unit_test(running_time_is_reported_in_numbered_samples),
         cmocka_unit_test(a_catalog_image_is_fetched_into_the_cache),
-        cmocka_unit_test(stop_resize_start_reboot_through_the_api),
+        cmocka_unit_test(stop_resize_start_reboot_through_fogctl),
         cmocka_unit_test(a_killed_agent_restarts_and_converges_without_duplicates),
         cmocka_unit_test(a_restarted_agent_adopts_surviving_domains),
         cmocka_unit_test(a_guest_poweroff_is_reported_and_start_starts_it_again),
