@@ -343,7 +343,11 @@ static void invoice_and_payout_reconcile_with_the_ledger(void **state)
     int64_t secs = json_int(u, "seconds", 0);
     assert_true(secs >= 3);
     assert_int_equal(secs, json_int(u, "billable_seconds_total", -1));
-    assert_int_equal(json_int(u, "capped_seconds_total", -1), 0);
+    /* An honest node loses at most the heartbeat before the controller
+     * first saw the VM running (more on a slow, sanitised controller
+     * would be a bug: the capping is for time nobody observed). */
+    int64_t capped = json_int(u, "capped_seconds_total", -1);
+    assert_true(capped >= 0 && capped <= 1);
     /* 1 vCPU + 1 GiB + 1 GiB of disk: 0.012 tokens a second, exactly. */
     int64_t charge = secs * 12000000;
     assert_int_equal(json_int(use, "charged_nano", -1), charge);
