@@ -1,5 +1,6 @@
 /* Image inspection with libguestfs. */
 #include "controller/inspect.h"
+#include "common/cpuinfo.h"
 
 #include <errno.h>
 #include <guestfs.h>
@@ -36,6 +37,12 @@ int inspect_image(const char *path, const char *format,
         return -ENOMEM;
     }
     guestfs_set_error_handler(g, NULL, NULL);
+    /* With a /dev/kvm the CPU cannot use (nested, no vmx/svm), QEMU's KVM
+     * accelerator hangs the appliance: use TCG, which works, slowly. */
+    if (!getenv("LIBGUESTFS_BACKEND_SETTINGS") && !cpuinfo_kvm_usable("/")) {
+        char *settings[] = { (char *)"force_tcg", NULL };
+        guestfs_set_backend_settings(g, settings);
+    }
     if (guestfs_add_drive_opts(g, path, GUESTFS_ADD_DRIVE_OPTS_FORMAT, format,
                                GUESTFS_ADD_DRIVE_OPTS_READONLY, 1, -1) < 0 ||
         guestfs_launch(g) < 0) {

@@ -1,6 +1,7 @@
 /* Host inventory read through a configurable root (STYLE.md: every /proc,
  * /sys and /dev path is built from a root prefix). */
 #include "nodeagent/inventory.h"
+#include "common/cpuinfo.h"
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -65,26 +66,6 @@ void inventory_parse_cpuinfo(const char *text, int64_t *ret_cpus,
     }
     *ret_cpus = n;
     *ret_model = model;
-}
-
-bool inventory_cpu_virt(const char *text)
-{
-    bool saw_flags = false;
-    for (const char *line = text; line && *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        _cleanup_free_ char *l = xstrndup(line, len);
-        const char *v = line_value(l, "flags");
-        if (v) {
-            saw_flags = true;
-            _cleanup_free_ char *words = xasprintf(" %s ", v);
-            if (strstr(words, " vmx ") || strstr(words, " svm "))
-                return true;
-        }
-        line = end ? end + 1 : NULL;
-    }
-    /* Only x86 lists "flags"; elsewhere /dev/kvm alone tells. */
-    return !saw_flags;
 }
 
 int inventory_parse_meminfo(const char *text, int64_t *ret_mib)
@@ -186,12 +167,7 @@ int inventory_collect(const char *root, const char *data_dir,
     inv.disk_gib = (int64_t)(((uint64_t)sv.f_blocks * sv.f_frsize) >> 30);
     inv.free_disk_gib = (int64_t)(((uint64_t)sv.f_bavail * sv.f_frsize) >> 30);
 
-    _cleanup_free_ char *kvm = path_join_root(root, "/dev/kvm");
-    struct stat st;
-    /* A /dev/kvm without the CPU's virtualisation extensions (vmx/svm
-     * hidden from a nested guest) starts guests that halt at once. */
-    inv.kvm = stat(kvm, &st) == 0 && S_ISCHR(st.st_mode) && cpuinfo &&
-              inventory_cpu_virt(cpuinfo);
+    inv.kvm = cpuinfo_kvm_usable(root);
 
     struct utsname u;
     inv.arch = xstrdup(uname(&u) == 0 ? u.machine : "unknown");

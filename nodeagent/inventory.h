@@ -29,9 +29,6 @@ void inventory_clear(struct inventory *inv);
  * NULL when absent (caller frees). */
 void inventory_parse_cpuinfo(const char *text, int64_t *ret_cpus,
                              char **ret_model);
-/* Whether a cpuinfo text shows hardware virtualisation: on x86 the vmx or
- * svm flag; on architectures without a "flags" line, true. */
-bool inventory_cpu_virt(const char *text);
 /* MemTotal of a meminfo text in MiB. 0 or -EINVAL. */
 int inventory_parse_meminfo(const char *text, int64_t *ret_mib);
 /* Number of CPUs in a cpu list "0-3,8,10-11". 0 or -EINVAL. */

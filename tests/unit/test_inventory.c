@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/cpuinfo.h"
 #include "nodeagent/inventory.h"
 
 #include <errno.h>
@@ -32,12 +33,12 @@ static void cpuinfo_counts_processors_and_reads_the_model(void **state)
 
 static void kvm_needs_vmx_or_svm_on_x86(void **state)
 {
-    assert_true(inventory_cpu_virt(x86_vmx));
+    assert_true(cpuinfo_has_virt(x86_vmx));
     /* Words that merely contain the flag names do not count. */
-    assert_false(inventory_cpu_virt(x86_plain));
-    assert_true(inventory_cpu_virt("flags : a svm b\n"));
+    assert_false(cpuinfo_has_virt(x86_plain));
+    assert_true(cpuinfo_has_virt("flags : a svm b\n"));
     /* No flags line (arm64): /dev/kvm decides. */
-    assert_true(inventory_cpu_virt(arm));
+    assert_true(cpuinfo_has_virt(arm));
 }
 
 static void memory_and_cpu_lists_parse(void **state)
