@@ -419,6 +419,24 @@ void page_reply(struct http_request *r, const struct page *p, json_t *rows,
                                       "next_cursor", next));
 }
 
+void page_list(struct http_request *r, struct app *a, const char *sql,
+               const char *time_col, json_t *(*render)(json_t *row),
+               const char *what)
+{
+    struct reqctx *c = reqctx_of(r);
+    struct page p;
+    json_t *rows;
+    if (!page_parse(r, &p))
+        return;
+    int e = store_query(a->store, &rows, sql, "bsisi", c->role == ROLE_ADMIN,
+                        c->account_id, p.after_time, p.after_id, p.limit + 1);
+    if (e < 0) {
+        reply_store_error(r, e, what);
+        return;
+    }
+    page_reply(r, &p, rows, time_col, render);
+}
+
 void reply_store_error(struct http_request *r, int err, const char *what)
 {
     if (err == -EEXIST)

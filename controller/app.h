@@ -101,6 +101,18 @@ bool page_parse(struct http_request *r, struct page *p);
 void page_reply(struct http_request *r, const struct page *p, json_t *rows,
                 const char *time_col, json_t *(*render)(json_t *row));
 
+/* The tail of a keyset-paginated query over TIME and ID columns: $3 is
+ * the cursor's time, $4 its id, $5 the limit + 1 (page_list binds them). */
+#define PAGE_KEYSET(time, id)                                                  \
+    "(" time " > $3 OR (" time " = $3 AND " id " > $4)) ORDER BY " time ", "   \
+    id " LIMIT $5"
+/* Answer one page of a list: `sql` sees $1 = caller is an admin, $2 = the
+ * caller's account id, and ends in PAGE_KEYSET. `what` names the objects
+ * in errors. */
+void page_list(struct http_request *r, struct app *a, const char *sql,
+               const char *time_col, json_t *(*render)(json_t *row),
+               const char *what);
+
 /* Answer a store error as problem+json. */
 void reply_store_error(struct http_request *r, int err, const char *what);
 

@@ -71,23 +71,10 @@ HANDLER(h_account_create)
 
 HANDLER(h_account_list)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
-    struct page p;
-    json_t *rows;
-    if (!page_parse(r, &p))
-        return;
-    int e = store_query(a->store, &rows,
-                        "SELECT id, name, role, created_at FROM accounts "
-                        "WHERE ($1 = 1 OR id = $2) AND (created_at > $3 OR "
-                        "(created_at = $3 AND id > $4)) ORDER BY created_at, "
-                        "id LIMIT $5", "bsisi", c->role == ROLE_ADMIN,
-                        c->account_id, p.after_time, p.after_id, p.limit + 1);
-    if (e < 0) {
-        reply_store_error(r, e, "account");
-        return;
-    }
-    page_reply(r, &p, rows, "created_at", account_render);
+    page_list(r, app,
+              "SELECT id, name, role, created_at FROM accounts WHERE ($1 = 1 "
+              "OR id = $2) AND " PAGE_KEYSET("created_at", "id"),
+              "created_at", account_render, "account");
 }
 
 HANDLER(h_account_get)

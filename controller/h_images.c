@@ -183,25 +183,11 @@ HANDLER(h_image_create)
 
 HANDLER(h_image_list)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
-    struct page p;
-    json_t *rows;
-    if (!page_parse(r, &p))
-        return;
-    int e = store_query(a->store, &rows,
-                        "SELECT " IMG_COLS " FROM images i WHERE "
-                        "i.deleted_at IS NULL AND ($1 = 1 OR i.account_id = "
-                        "$2 OR i.visibility = 'public') AND (i.created_at > $3 "
-                        "OR (i.created_at = $3 AND i.id > $4)) ORDER BY "
-                        "i.created_at, i.id LIMIT $5", "bsisi",
-                        c->role == ROLE_ADMIN, c->account_id, p.after_time,
-                        p.after_id, p.limit + 1);
-    if (e < 0) {
-        reply_store_error(r, e, "image");
-        return;
-    }
-    page_reply(r, &p, rows, "created_at", image_render);
+    page_list(r, app,
+              "SELECT " IMG_COLS " FROM images i WHERE i.deleted_at IS NULL "
+              "AND ($1 = 1 OR i.account_id = $2 OR i.visibility = 'public') "
+              "AND " PAGE_KEYSET("i.created_at", "i.id"),
+              "created_at", image_render, "image");
 }
 
 HANDLER(h_image_get)

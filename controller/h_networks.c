@@ -154,24 +154,11 @@ HANDLER(h_net_create)
 
 HANDLER(h_net_list)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
-    struct page p;
-    json_t *rows;
-    if (!page_parse(r, &p))
-        return;
-    int e = store_query(a->store, &rows,
-                        "SELECT " NET_COLS " FROM networks w WHERE "
-                        "w.deleted_at IS NULL AND ($1 = 1 OR w.account_id = "
-                        "$2) AND (w.created_at > $3 OR (w.created_at = $3 AND "
-                        "w.id > $4)) ORDER BY w.created_at, w.id LIMIT $5",
-                        "bsisi", c->role == ROLE_ADMIN, c->account_id,
-                        p.after_time, p.after_id, p.limit + 1);
-    if (e < 0) {
-        reply_store_error(r, e, "network");
-        return;
-    }
-    page_reply(r, &p, rows, "created_at", net_render);
+    page_list(r, app,
+              "SELECT " NET_COLS " FROM networks w WHERE w.deleted_at IS NULL "
+              "AND ($1 = 1 OR w.account_id = $2) AND "
+              PAGE_KEYSET("w.created_at", "w.id"),
+              "created_at", net_render, "network");
 }
 
 HANDLER(h_net_get)

@@ -124,24 +124,11 @@ HANDLER(h_jointoken_create)
 
 HANDLER(h_node_list)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
-    struct page p;
-    json_t *rows;
-    if (!page_parse(r, &p))
-        return;
-    int e = store_query(a->store, &rows,
-                        "SELECT " NODE_COLS " FROM nodes n WHERE n.removed_at "
-                        "IS NULL AND ($1 = 1 OR n.account_id = $2) AND "
-                        "(n.created_at > $3 OR (n.created_at = $3 AND n.id > "
-                        "$4)) ORDER BY n.created_at, n.id LIMIT $5", "bsisi",
-                        c->role == ROLE_ADMIN, c->account_id, p.after_time,
-                        p.after_id, p.limit + 1);
-    if (e < 0) {
-        reply_store_error(r, e, "node");
-        return;
-    }
-    page_reply(r, &p, rows, "created_at", node_render);
+    page_list(r, app,
+              "SELECT " NODE_COLS " FROM nodes n WHERE n.removed_at IS NULL "
+              "AND ($1 = 1 OR n.account_id = $2) AND "
+              PAGE_KEYSET("n.created_at", "n.id"),
+              "created_at", node_render, "node");
 }
 
 /* {"templates": [...], "images": [...]} of a node, sorted; NULL on a
@@ -344,22 +331,9 @@ static json_t *event_render(json_t *row)
 
 HANDLER(h_event_list)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
-    struct page p;
-    json_t *rows;
-    if (!page_parse(r, &p))
-        return;
-    int e = store_query(a->store, &rows,
-                        "SELECT id, time_ms, account_id, actor, action, target, "
-                        "status, detail FROM events WHERE ($1 = 1 OR "
-                        "account_id = $2) AND (time_ms > $3 OR (time_ms = $3 "
-                        "AND id > $4)) ORDER BY time_ms, id LIMIT $5", "bsisi",
-                        c->role == ROLE_ADMIN, c->account_id, p.after_time,
-                        p.after_id, p.limit + 1);
-    if (e < 0) {
-        reply_store_error(r, e, "event");
-        return;
-    }
-    page_reply(r, &p, rows, "time_ms", event_render);
+    page_list(r, app,
+              "SELECT id, time_ms, account_id, actor, action, target, status, "
+              "detail FROM events WHERE ($1 = 1 OR account_id = $2) AND "
+              PAGE_KEYSET("time_ms", "id"),
+              "time_ms", event_render, "event");
 }

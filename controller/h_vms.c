@@ -416,24 +416,10 @@ void vm_networks_changed(struct app *a, const char *vm_id)
 
 HANDLER(h_vm_list)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
-    struct page p;
-    json_t *rows;
-    if (!page_parse(r, &p))
-        return;
-    int e = store_query(a->store, &rows,
-                        "SELECT " VM_COLS VM_FROM "WHERE v.deleted_at IS NULL "
-                        "AND ($1 = 1 OR v.account_id = $2) AND (v.created_at > "
-                        "$3 OR (v.created_at = $3 AND v.id > $4)) ORDER BY "
-                        "v.created_at, v.id LIMIT $5", "bsisi",
-                        c->role == ROLE_ADMIN, c->account_id, p.after_time,
-                        p.after_id, p.limit + 1);
-    if (e < 0) {
-        reply_store_error(r, e, "VM");
-        return;
-    }
-    page_reply(r, &p, rows, "created_at", vm_render);
+    page_list(r, app,
+              "SELECT " VM_COLS VM_FROM "WHERE v.deleted_at IS NULL AND ($1 = "
+              "1 OR v.account_id = $2) AND " PAGE_KEYSET("v.created_at", "v.id"),
+              "created_at", vm_render, "VM");
 }
 
 HANDLER(h_vm_get)
