@@ -70,17 +70,6 @@ static size_t gen_read(char *buf, size_t size, size_t nitems, void *data)
     return n;
 }
 
-static size_t sink(char *p, size_t size, size_t n, void *data)
-{
-    struct tu_resp *r = data;
-    size_t len = size * n;
-    r->body = xrealloc(r->body, r->len + len + 1);
-    memcpy(r->body + r->len, p, len);
-    r->len += len;
-    r->body[r->len] = '\0';
-    return len;
-}
-
 /* PUT the generated GiB as the image's content; its SHA-256 (from the
  * controller's answer) in ret_sha. 0 or -EIO. */
 static int upload(const struct tu_ctl *ctl, const char *id, char *ret_sha)
@@ -100,7 +89,7 @@ static int upload(const struct tu_ctl *ctl, const char *id, char *ret_sha)
     curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)IMAGE_BYTES);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_CAINFO, ctl->ca);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tu_resp_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
     CURLcode cr = curl_easy_perform(h);
     long status = 0;
@@ -239,19 +228,15 @@ static char *find_curl(void)
 /* POST the image record; its id (caller frees) or NULL. */
 static char *image_create(const struct tu_ctl *ctl)
 {
-    static const char body[] = "{\"name\": \"bench-1g\"}";
-    _cleanup_free_ char *url = xasprintf("%s/v1/images", ctl->url);
-    struct tu_resp resp = { 0 };
-    long st = tu_http("POST", url, ctl->admin_key, ctl->ca, body,
-                      strlen(body), NULL, NULL, &resp);
-    json_t *j = st == 201 ? json_loads(resp.body, 0, NULL) : NULL;
-    char *id = json_str(j, "id") ? xstrdup(json_str(j, "id")) : NULL;
-    if (!id)
+    long st;
+    json_auto_t *j = tu_api(ctl, ctl->admin_key, "POST", "/v1/images",
+                            "{\"name\": \"bench-1g\"}", &st);
+    if (st != 201 || !json_str(j, "id")) {
         fprintf(stderr, "image create: HTTP %ld %s\n", st,
-                resp.body ? resp.body : "");
-    json_decref(j);
-    tu_resp_clear(&resp);
-    return id;
+                json_str(j, "detail") ? json_str(j, "detail") : "");
+        return NULL;
+    }
+    return xstrdup(json_str(j, "id"));
 }
 
 static void print_table(const struct result *res, size_t n, int runs,

@@ -10,19 +10,14 @@
 #include "netfabric/wg_uapi.h"
 #include "tests/testutil.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <netinet/ip_icmp.h>
-#include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,7 +29,7 @@
 #define CONVERGE_TIMEOUT_MS 60000
 
 static const char *ip_bin;
-static const char *iperf_bin;
+static char *iperf_bin;
 static char P[24];       /* namespace prefix, unique per run */
 static unsigned wg_tag;  /* part of interface names, unique per run */
 static pid_t main_pid;
@@ -98,80 +93,16 @@ static double median(const double *v, size_t n)
 
 /* ---- processes: `ip` for setup, children inside namespaces ---- */
 
-/* Run `ip` with a command line we write ourselves (split on spaces). */
-static _printf_(1, 2) int ipc(const char *fmt, ...)
-{
-    va_list ap;
-    char *line;
-    va_start(ap, fmt);
-    if (vasprintf(&line, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    char *argv[64] = { (char *)ip_bin };
-    int n = 1;
-    char *save = NULL;
-    for (char *t = strtok_r(line, " ", &save); t && n < 63;
-         t = strtok_r(NULL, " ", &save))
-        argv[n++] = t;
-    argv[n] = NULL;
-    int st;
-    char *out = tu_run(argv, &st);
-    if (st != 0)
-        fprintf(stderr, "ip %s: exit %d: %s\n", fmt, st, out);
-    free(out);
-    free(line);
-    return st;
-}
-
-static int ns_enter(const char *ns)
-{
-    _cleanup_free_ char *path = xasprintf("/run/netns/%s", ns);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-        return -errno;
-    return 0;
-}
-
-/* Fork a child that enters namespace ns and exits with fn(arg). */
-static pid_t ns_fork(const char *ns, int (*fn)(void *), void *arg)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        if (ns_enter(ns) < 0)
-            _exit(120);
-        int r = fn(arg);
-        fflush(NULL);
-        _exit(r);
-    }
-    return pid;
-}
-
-static int reap(pid_t pid)
-{
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 250;
-}
-
-static int in_ns(const char *ns, int (*fn)(void *), void *arg)
-{
-    return reap(ns_fork(ns, fn, arg));
-}
-
 static void ns_add(const char *ns)
 {
     if (n_ns_made == MAX_NS)
         die("too many namespaces");
-    if (ipc("netns add %s", ns) != 0)
+    int r = tu_ns_add(ns);
+    _cleanup_free_ char *path = xasprintf("/run/netns/%s", ns);
+    if (access(path, F_OK) == 0)
+        snprintf(ns_made[n_ns_made++], sizeof(ns_made[0]), "%s", ns);
+    if (r != 0)
         die("cannot create namespace %s", ns);
-    snprintf(ns_made[n_ns_made++], sizeof(ns_made[0]), "%s", ns);
-    if (ipc("-n %s link set lo up", ns) != 0)
-        die("cannot set lo up in %s", ns);
 }
 
 /* Pids of the processes living in the network namespace with inode ino. */
@@ -236,7 +167,7 @@ static void cleanup(void)
     for (size_t i = n_ns_made; i-- > 0;)
         ns_kill_all(ns_made[i]);
     for (size_t i = n_ns_made; i-- > 0;)
-        ipc("netns del %s", ns_made[i]);
+        tu_ip("netns del %s", ns_made[i]);
     n_ns_made = 0;
     struct wg_opts o = { 0 };
     for (size_t i = 0; i < n_wg_made; i++) {
@@ -254,69 +185,6 @@ static void on_signal(int sig)
     cleanup();
     signal(sig, SIG_DFL);
     raise(sig);
-}
-
-/* ---- ICMP echo (no ping binary needed) ---- */
-
-struct ping_arg {
-    const char *dst;
-    int timeout_ms;
-};
-
-static uint16_t csum(const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint32_t s = 0;
-    for (size_t i = 0; i + 1 < len; i += 2)
-        s += (uint32_t)(p[i] << 8 | p[i + 1]);
-    if (len & 1)
-        s += (uint32_t)(p[len - 1] << 8);
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return htons((uint16_t)~s);
-}
-
-static int ping_fn(void *arg)
-{
-    const struct ping_arg *a = arg;
-    _cleanup_close_ int fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
-    if (fd < 0)
-        return 2;
-    struct sockaddr_in dst = { .sin_family = AF_INET };
-    inet_pton(AF_INET, a->dst, &dst.sin_addr);
-    uint16_t id = (uint16_t)getpid();
-    for (int waited = 0, seq = 1; waited < a->timeout_ms; seq++) {
-        uint8_t pkt[64] = { 0 };
-        struct icmphdr *h = (struct icmphdr *)pkt;
-        h->type = ICMP_ECHO;
-        h->un.echo.id = htons(id);
-        h->un.echo.sequence = htons((uint16_t)seq);
-        h->checksum = csum(pkt, sizeof(pkt));
-        sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&dst, sizeof(dst));
-        for (int slice = 0; slice < 4; slice++, waited += 50) {
-            struct pollfd pf = { .fd = fd, .events = POLLIN };
-            if (poll(&pf, 1, 50) <= 0)
-                continue;
-            uint8_t buf[1500];
-            struct sockaddr_in from;
-            socklen_t fl = sizeof(from);
-            ssize_t n = recvfrom(fd, buf, sizeof(buf), 0,
-                                 (struct sockaddr *)&from, &fl);
-            if (n < 28 || from.sin_addr.s_addr != dst.sin_addr.s_addr)
-                continue;
-            size_t ihl = (size_t)(buf[0] & 0x0f) * 4;
-            const struct icmphdr *r = (const struct icmphdr *)(buf + ihl);
-            if (r->type == ICMP_ECHOREPLY && ntohs(r->un.echo.id) == id)
-                return 0;
-        }
-    }
-    return 1;
-}
-
-static bool ping(const char *ns, const char *dst, int timeout_ms)
-{
-    struct ping_arg a = { dst, timeout_ms };
-    return in_ns(ns, ping_fn, &a) == 0;
 }
 
 /* ---- namespace hosts and their desired documents ---- */
@@ -341,11 +209,10 @@ static void host_add(int h)
     host_init(h);
     ns_add(x->ns);
     snprintf(wg_made[n_wg_made++], sizeof(wg_made[0]), "%s", x->wg);
-    if (ipc("-n %s link add ulh%d type veth peer name eth0 netns %s", ul_ns,
-            h, x->ns) != 0 ||
-        ipc("-n %s link set ulh%d master ul0 up", ul_ns, h) != 0 ||
-        ipc("-n %s addr add %s/24 dev eth0", x->ns, x->under) != 0 ||
-        ipc("-n %s link set eth0 up", x->ns) != 0)
+    char veth[IFNAMSIZ], cidr[24];
+    snprintf(veth, sizeof(veth), "ulh%d", h);
+    snprintf(cidr, sizeof(cidr), "%s/24", x->under);
+    if (tu_ns_wire(ul_ns, "ul0", veth, x->ns, cidr) != 0)
         die("cannot wire host %d to the underlay", h);
 }
 
@@ -353,8 +220,8 @@ static void underlay_add(void)
 {
     snprintf(ul_ns, sizeof(ul_ns), "%s-ul", P);
     ns_add(ul_ns);
-    if (ipc("-n %s link add ul0 type bridge", ul_ns) != 0 ||
-        ipc("-n %s link set ul0 up", ul_ns) != 0)
+    if (tu_ip("-n %s link add ul0 type bridge", ul_ns) != 0 ||
+        tu_ip("-n %s link set ul0 up", ul_ns) != 0)
         die("cannot create the underlay bridge");
 }
 
@@ -426,7 +293,9 @@ static pid_t apply_start(int h, int upto, const char *extra, struct apply_arg *a
 {
     a->host = h;
     a->doc = host_doc(h, upto, extra);
-    pid_t pid = ns_fork(hosts[h].ns, apply_fn, a);
+    pid_t pid = tu_ns_fork(hosts[h].ns, apply_fn, a);
+    if (pid < 0)
+        die("fork: %s", strerror((int)-pid));
     free(a->doc); /* the child has its own copy */
     a->doc = NULL;
     return pid;
@@ -435,17 +304,8 @@ static pid_t apply_start(int h, int upto, const char *extra, struct apply_arg *a
 static void apply_host(int h, int upto, const char *extra)
 {
     struct apply_arg a;
-    if (reap(apply_start(h, upto, extra, &a)) != 0)
+    if (tu_reap(apply_start(h, upto, extra, &a)) != 0)
         die("applying the desired state of host %d failed", h);
-}
-
-static int remove_wg_fn(void *arg)
-{
-    const struct host *h = arg;
-    struct wg_opts o = { 0 };
-    if (link_exists(h->wg))
-        return wg_backend_uapi.remove(&o, h->wg) < 0;
-    return 0;
 }
 
 /* Seconds of host h's last handshake with host j as h's wireguard-go
@@ -589,7 +449,7 @@ static void mesh_register(int n, struct mesh_result *res, int run)
     free(seen);
 
     /* The mesh carries traffic to the new node, not only handshakes. */
-    if (!ping(hosts[1].ns, x->mesh, 5000))
+    if (!tu_ping(hosts[1].ns, NULL, x->mesh, 5000))
         die("host 1 cannot reach the new host %d over the mesh", n);
 }
 
@@ -601,11 +461,11 @@ static void mesh_unregister(int n)
     for (int j = 1; j < n; j++)
         kids[j] = apply_start(j, n - 1, "", &args[j]);
     for (int j = 1; j < n; j++)
-        if (reap(kids[j]) != 0)
+        if (tu_reap(kids[j]) != 0)
             die("removing host %d from host %d failed", n, j);
     free(kids);
     free(args);
-    if (in_ns(hosts[n].ns, remove_wg_fn, &hosts[n]) != 0)
+    if (tu_wg_remove(hosts[n].ns, hosts[n].wg) != 0)
         die("cannot remove the mesh interface of host %d", n);
 }
 
@@ -667,12 +527,12 @@ static void vm_add(const char *ns, int host, const char *vm_id,
     if (netfabric_tap_name(vm_id, 0, tap) < 0)
         die("bad VM id %s", vm_id);
     ns_add(ns);
-    if (ipc("-n %s link add %s type veth peer name eth0 netns %s",
-            hosts[host].ns, tap, ns) != 0 ||
-        ipc("-n %s link set %s master fogbr1000 mtu 1370 up", hosts[host].ns,
-            tap) != 0 ||
-        ipc("-n %s link set eth0 address %s mtu 1370 up", ns, mac) != 0 ||
-        ipc("-n %s addr add %s/24 dev eth0", ns, addr) != 0)
+    if (tu_ip("-n %s link add %s type veth peer name eth0 netns %s",
+              hosts[host].ns, tap, ns) != 0 ||
+        tu_ip("-n %s link set %s master fogbr1000 mtu 1370 up",
+              hosts[host].ns, tap) != 0 ||
+        tu_ip("-n %s link set eth0 address %s mtu 1370 up", ns, mac) != 0 ||
+        tu_ip("-n %s addr add %s/24 dev eth0", ns, addr) != 0)
         die("cannot attach VM namespace %s", ns);
 }
 
@@ -706,7 +566,7 @@ static pid_t iperf_server(const char *ns, const char *addr, const char *log)
         die("cannot start iperf3: %s", strerror((int)-pid));
     int p = IPERF_PORT;
     for (int i = 0; i < 250; i++) {
-        if (in_ns(ns, listening_fn, &p) == 0)
+        if (tu_in_ns(ns, listening_fn, &p) == 0)
             return pid;
         sleep_ms(20);
     }
@@ -775,9 +635,9 @@ static void tput_bench(int runs, int seconds, struct tput_result res[3])
     snprintf(vm2, sizeof(vm2), "%s-vm2", P);
     vm_add(vm1, 1, VM1, "52:54:00:00:01:01", "10.1.0.11");
     vm_add(vm2, 2, VM2, "52:54:00:00:01:02", "10.1.0.12");
-    if (!ping(hosts[1].ns, hosts[2].mesh, 8000))
+    if (!tu_ping(hosts[1].ns, NULL, hosts[2].mesh, 8000))
         die("the mesh between the two hosts does not carry traffic");
-    if (!ping(vm1, "10.1.0.12", 8000))
+    if (!tu_ping(vm1, NULL, "10.1.0.12", 8000))
         die("the tenant network between the two VMs does not carry traffic");
 
     _cleanup_free_ char *dir = tu_tempdir("bench-mesh");
@@ -793,22 +653,6 @@ static void tput_bench(int runs, int seconds, struct tput_result res[3])
 }
 
 /* ================================================================== */
-
-static const char *find_exe(const char *const *candidates, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (access(candidates[i], X_OK) == 0)
-            return candidates[i];
-    return NULL;
-}
-
-static bool have_wireguard_go(void)
-{
-    int st;
-    char *argv[] = { "/bin/sh", "-c", "command -v wireguard-go", NULL };
-    free(tu_run(argv, &st));
-    return st == 0;
-}
 
 static void usage(void)
 {
@@ -884,12 +728,9 @@ int main(int argc, char **argv)
         printf("bench_mesh needs root for network namespaces: skipped\n");
         return 77;
     }
-    static const char *ips[] = { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip",
-                                 "/bin/ip" };
-    static const char *iperfs[] = { "/usr/bin/iperf3", "/usr/local/bin/iperf3" };
-    ip_bin = find_exe(ips, ARRAY_SIZE(ips));
-    iperf_bin = find_exe(iperfs, ARRAY_SIZE(iperfs));
-    if (!ip_bin || !have_wireguard_go()) {
+    ip_bin = tu_ip_bin();
+    iperf_bin = tu_which("iperf3");
+    if (!ip_bin || !tu_have_wireguard_go()) {
         printf("bench_mesh needs iproute2 and wireguard-go: skipped\n");
         return 77;
     }

@@ -1,12 +1,19 @@
-/* Test helpers: temp dirs, processes, ports. */
+/* Test helpers: temp dirs, processes, ports, the controller and its
+ * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
 #include "common/fs.h"
+#include "netfabric/link.h"
+#include "netfabric/wg_uapi.h"
 
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <netinet/ip_icmp.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -75,6 +82,11 @@ pid_t tu_spawn(char *const argv[], const char *logfile)
 
 char *tu_run(char *const argv[], int *ret_status)
 {
+    return tu_run_env(argv, environ, ret_status);
+}
+
+char *tu_run_env(char *const argv[], char *const envp[], int *ret_status)
+{
     int p[2];
     posix_spawn_file_actions_t fa;
     pid_t pid;
@@ -84,7 +96,7 @@ char *tu_run(char *const argv[], int *ret_status)
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, p[1], 1);
     posix_spawn_file_actions_addclose(&fa, p[0]);
-    int r = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    int r = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     close(p[1]);
     if (r) {
@@ -113,6 +125,22 @@ char *tu_run(char *const argv[], int *ret_status)
     return out;
 }
 
+char *tu_which(const char *prog)
+{
+    const char *path = getenv("PATH");
+    _cleanup_free_ char *dirs = xasprintf(
+        "%s:/usr/sbin:/sbin", path && *path ? path : "/usr/bin:/bin");
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d;
+         d = strtok_r(NULL, ":", &save)) {
+        char *p = xasprintf("%s/%s", d, prog);
+        if (access(p, X_OK) == 0)
+            return p;
+        free(p);
+    }
+    return NULL;
+}
+
 int tu_kill(pid_t pid, int sig)
 {
     int status = 0;
@@ -139,6 +167,65 @@ int tu_wait_port(int port, int timeout_ms)
         nanosleep(&ts, NULL);
     }
     return -ETIMEDOUT;
+}
+
+/* ---- a scratch directory for a cmocka group ---------------------------- */
+
+char *tu_dir;
+
+int tu_dir_setup(void **state)
+{
+    const char *name = program_invocation_short_name;
+    tu_dir = tu_tempdir(startswith(name, "test_") ? name + 5 : name);
+    return 0;
+}
+
+int tu_dir_teardown(void **state)
+{
+    tu_rmrf(tu_dir);
+    free(tu_dir);
+    tu_dir = NULL;
+    return 0;
+}
+
+/* ---- image fixtures ------------------------------------------------------ */
+
+void tu_put_be32(uint8_t *b, size_t off, uint32_t v)
+{
+    v = htobe32(v);
+    memcpy(b + off, &v, 4);
+}
+
+void tu_put_be64(uint8_t *b, size_t off, uint64_t v)
+{
+    v = htobe64(v);
+    memcpy(b + off, &v, 8);
+}
+
+uint8_t *tu_qcow2(uint64_t vsize, size_t *ret_len)
+{
+    const uint64_t cs = TU_QCOW2_CLUSTER, per_l1 = cs / 8 * cs;
+    size_t len = 6 * TU_QCOW2_CLUSTER;
+    uint8_t *h = xcalloc(1, len);
+    memcpy(h, "QFI\xfb", 4);
+    tu_put_be32(h, 4, 3);           /* version */
+    tu_put_be32(h, 20, 16);         /* cluster_bits */
+    tu_put_be64(h, 24, vsize);      /* size */
+    tu_put_be32(h, 36, (uint32_t)((vsize + per_l1 - 1) / per_l1)); /* l1_size */
+    tu_put_be64(h, 40, 3 * cs);     /* l1_table_offset */
+    tu_put_be64(h, 48, 1 * cs);     /* refcount_table_offset */
+    tu_put_be32(h, 56, 1);          /* refcount_table_clusters */
+    tu_put_be32(h, 96, 4);          /* refcount_order: 16 bits */
+    tu_put_be32(h, 100, 104);       /* header_length */
+    tu_put_be64(h + cs, 0, 2 * cs); /* reftable[0] -> refcount block */
+    for (int i = 0; i < 6; i++)     /* refcount of clusters 0..5 = 1 */
+        h[2 * cs + 2 * i + 1] = 1;
+    tu_put_be64(h + 3 * cs, 0, (1ULL << 63) | 4 * cs); /* L1[0] -> L2 */
+    tu_put_be64(h + 4 * cs, 0, (1ULL << 63) | 5 * cs); /* L2[0] -> data */
+    for (size_t i = 0; i < cs; i++)
+        h[5 * cs + i] = (uint8_t)(i * 7);
+    *ret_len = len;
+    return h;
 }
 
 /* ---- controller fixture ---------------------------------------------- */
@@ -220,9 +307,98 @@ void tu_ctl_destroy(struct tu_ctl *c)
     memset(c, 0, sizeof(*c));
 }
 
+/* ---- fogctl and the API ------------------------------------------------ */
+
+static bool is_fog_var(const char *entry)
+{
+    static const char *const names[] = { "FOG_URL=", "FOG_CA=", "FOG_KEY=" };
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+        if (startswith(entry, names[i]))
+            return true;
+    return false;
+}
+
+char *tu_fogctlv(const struct tu_ctl *ctl, const char *key, int *ret_status,
+                 const char *first, va_list ap)
+{
+    _cleanup_free_ char *bin = tu_bin("fogctl");
+    size_t nargv = 0, capv = 8;
+    char **argv = xmalloc(capv * sizeof(*argv));
+    argv[nargv++] = bin;
+    for (const char *w = first; w; w = va_arg(ap, const char *)) {
+        if (nargv + 2 > capv)
+            argv = xrealloc(argv, (capv *= 2) * sizeof(*argv));
+        argv[nargv++] = (char *)w;
+    }
+    argv[nargv] = NULL;
+
+    size_t nenv = 0, n = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = xcalloc(nenv + 4, sizeof(*envp));
+    for (size_t i = 0; i < nenv; i++)
+        if (!is_fog_var(environ[i]))
+            envp[n++] = environ[i];
+    _cleanup_free_ char *url = ctl ? xasprintf("FOG_URL=%s", ctl->url) : NULL;
+    _cleanup_free_ char *ca = ctl ? xasprintf("FOG_CA=%s", ctl->ca) : NULL;
+    _cleanup_free_ char *k = key ? xasprintf("FOG_KEY=%s", key) : NULL;
+    if (url)
+        envp[n++] = url;
+    if (ca)
+        envp[n++] = ca;
+    if (k)
+        envp[n++] = k;
+    envp[n] = NULL;
+
+    char *out = tu_run_env(argv, envp, ret_status);
+    free(argv);
+    free(envp);
+    return out;
+}
+
+char *tu_fogctl(const struct tu_ctl *ctl, const char *key, int *ret_status,
+                const char *first, ...)
+{
+    va_list ap;
+    va_start(ap, first);
+    char *out = tu_fogctlv(ctl, key, ret_status, first, ap);
+    va_end(ap);
+    return out;
+}
+
+char *tu_field(const char *text, const char *label)
+{
+    size_t n = strlen(label);
+    for (const char *p = text; p && *p;) {
+        if (strncmp(p, label, n) == 0 && p[n] == ':') {
+            p += n + 1;
+            while (*p == ' ')
+                p++;
+            return xstrndup(p, strcspn(p, "\n"));
+        }
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    return NULL;
+}
+
+json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
+               const char *path, const char *body, long *ret_status)
+{
+    _cleanup_free_ char *url = xasprintf("%s%s", ctl->url, path);
+    struct tu_resp r;
+    long st = tu_http(method, url, key, ctl->ca, body, body ? strlen(body) : 0,
+                      NULL, NULL, &r);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    tu_resp_clear(&r);
+    if (ret_status)
+        *ret_status = st;
+    return j;
+}
+
 /* ---- raw HTTPS --------------------------------------------------------- */
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
+size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)
 {
     struct tu_resp *r = ud;
     size_t len = size * n;
@@ -247,7 +423,7 @@ long tu_http(const char *method, const char *url, const char *key,
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tu_resp_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -296,6 +472,195 @@ void tu_resp_clear(struct tu_resp *r)
     free(r->body);
     free(r->content_type);
     memset(r, 0, sizeof(*r));
+}
+
+/* ---- network namespaces ------------------------------------------------ */
+
+const char *tu_ip_bin(void)
+{
+    static const char *const paths[] = { "/usr/sbin/ip", "/sbin/ip",
+                                         "/usr/bin/ip", "/bin/ip" };
+    for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
+        if (access(paths[i], X_OK) == 0)
+            return paths[i];
+    return NULL;
+}
+
+int tu_ip(const char *fmt, ...)
+{
+    va_list ap;
+    char *line;
+    va_start(ap, fmt);
+    if (vasprintf(&line, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    char *argv[64] = { (char *)tu_ip_bin() };
+    int n = 1;
+    char *save = NULL;
+    for (char *t = strtok_r(line, " ", &save); t && n < 63;
+         t = strtok_r(NULL, " ", &save))
+        argv[n++] = t;
+    argv[n] = NULL;
+    int st = -1;
+    char *out = argv[0] ? tu_run(argv, &st) : xstrdup("ip not installed");
+    if (st != 0)
+        fprintf(stderr, "ip %s: exit %d: %s\n", fmt, st, out);
+    free(out);
+    free(line);
+    return st;
+}
+
+int tu_ns_add(const char *ns)
+{
+    int r = tu_ip("netns add %s", ns);
+    return r ? r : tu_ip("-n %s link set lo up", ns);
+}
+
+int tu_ns_wire(const char *bridge_ns, const char *bridge, const char *veth,
+               const char *ns, const char *cidr)
+{
+    int r = tu_ip("-n %s link add %s type veth peer name eth0 netns %s",
+                  bridge_ns, veth, ns);
+    if (r == 0)
+        r = tu_ip("-n %s link set %s master %s up", bridge_ns, veth, bridge);
+    if (r == 0)
+        r = tu_ip("-n %s addr add %s dev eth0", ns, cidr);
+    if (r == 0)
+        r = tu_ip("-n %s link set eth0 up", ns);
+    return r;
+}
+
+static int ns_enter(const char *ns)
+{
+    if (!ns) {
+        if (unshare(CLONE_NEWNET) < 0)
+            return 121;
+        return link_set_up("lo", true) < 0 ? 122 : 0;
+    }
+    _cleanup_free_ char *path = xasprintf("/run/netns/%s", ns);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fd < 0 || setns(fd, CLONE_NEWNET) < 0 ? 120 : 0;
+}
+
+pid_t tu_ns_fork(const char *ns, int (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        int r = ns_enter(ns);
+        if (r == 0)
+            r = fn(arg);
+        fflush(NULL);
+        _exit(r);
+    }
+    return pid;
+}
+
+int tu_reap(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 250;
+}
+
+int tu_in_ns(const char *ns, int (*fn)(void *), void *arg)
+{
+    pid_t pid = tu_ns_fork(ns, fn, arg);
+    return pid < 0 ? -1 : tu_reap(pid);
+}
+
+struct ping_arg {
+    const char *src, *dst;
+    int timeout_ms;
+};
+
+static uint16_t inet_csum(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint32_t s = 0;
+    for (size_t i = 0; i + 1 < len; i += 2)
+        s += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (len & 1)
+        s += (uint32_t)(p[len - 1] << 8);
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return htons((uint16_t)~s);
+}
+
+/* In the namespace: 0 on an echo reply, 1 on none, 2 without a socket. */
+static int ping_fn(void *arg)
+{
+    const struct ping_arg *a = arg;
+    _cleanup_close_ int fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    if (fd < 0)
+        return 2;
+    struct sockaddr_in dst = { .sin_family = AF_INET };
+    inet_pton(AF_INET, a->dst, &dst.sin_addr);
+    if (a->src) {
+        struct sockaddr_in src = { .sin_family = AF_INET };
+        inet_pton(AF_INET, a->src, &src.sin_addr);
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+            fprintf(stderr, "ping: cannot bind %s: %m\n", a->src);
+            return 2;
+        }
+    }
+    uint16_t id = (uint16_t)getpid();
+    for (int waited = 0, seq = 1; waited < a->timeout_ms; seq++) {
+        uint8_t pkt[64] = { 0 };
+        struct icmphdr *h = (struct icmphdr *)pkt;
+        h->type = ICMP_ECHO;
+        h->un.echo.id = htons(id);
+        h->un.echo.sequence = htons((uint16_t)seq);
+        h->checksum = inet_csum(pkt, sizeof(pkt));
+        sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&dst, sizeof(dst));
+        for (int slice = 0; slice < 4; slice++, waited += 50) {
+            struct pollfd pf = { .fd = fd, .events = POLLIN };
+            if (poll(&pf, 1, 50) <= 0)
+                continue;
+            uint8_t buf[1500];
+            struct sockaddr_in from;
+            socklen_t fl = sizeof(from);
+            ssize_t n = recvfrom(fd, buf, sizeof(buf), 0,
+                                 (struct sockaddr *)&from, &fl);
+            if (n < 28 || from.sin_addr.s_addr != dst.sin_addr.s_addr)
+                continue;
+            size_t ihl = (size_t)(buf[0] & 0x0f) * 4;
+            const struct icmphdr *r = (const struct icmphdr *)(buf + ihl);
+            if (r->type == ICMP_ECHOREPLY && ntohs(r->un.echo.id) == id)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+bool tu_ping(const char *ns, const char *src, const char *dst, int timeout_ms)
+{
+    struct ping_arg a = { src, dst, timeout_ms };
+    return tu_in_ns(ns, ping_fn, &a) == 0;
+}
+
+bool tu_have_wireguard_go(void)
+{
+    _cleanup_free_ char *p = tu_which("wireguard-go");
+    return p != NULL;
+}
+
+static int wg_remove_fn(void *arg)
+{
+    const char *ifname = arg;
+    struct wg_opts o = { 0 };
+    if (link_exists(ifname))
+        return wg_backend_uapi.remove(&o, ifname) < 0;
+    return 0;
+}
+
+int tu_wg_remove(const char *ns, const char *ifname)
+{
+    return tu_in_ns(ns, wg_remove_fn, (void *)ifname);
 }
 
 /* ---- a throwaway PostgreSQL cluster ---- */

@@ -1,9 +1,12 @@
-/* Helpers shared by test binaries: temp dirs, spawning our daemons on
- * ephemeral ports, and waiting for them. Not linked into the product. */
+/* Helpers shared by test and benchmark binaries: temp dirs, spawning our
+ * daemons on ephemeral ports, fogctl and the API as clients, image
+ * fixtures and network namespaces. Not linked into the product. */
 #pragma once
 
 #include "common/util.h"
 
+#include <jansson.h>
+#include <stdarg.h>
 #include <sys/types.h>
 
 /* mkdtemp under $TMPDIR (or /tmp); caller frees; aborts on failure. */
@@ -19,10 +22,33 @@ pid_t tu_spawn(char *const argv[], const char *logfile);
 /* Run argv to completion capturing stdout (caller frees). Exit status in
  * *ret_status (-1 if killed). stdin from /dev/null. */
 char *tu_run(char *const argv[], int *ret_status);
+/* tu_run with envp (NULL-terminated "NAME=value") as the environment. */
+char *tu_run_env(char *const argv[], char *const envp[], int *ret_status);
+/* Full path of prog in $PATH (then /usr/sbin and /sbin), or NULL; caller
+ * frees. */
+char *tu_which(const char *prog);
 /* Send sig and reap: the exit status, or -1 when killed by a signal. */
 int tu_kill(pid_t pid, int sig);
 /* Wait until a TCP connect to 127.0.0.1:port succeeds. 0 or -ETIMEDOUT. */
 int tu_wait_port(int port, int timeout_ms);
+
+/* ---- a scratch directory for a cmocka group ---- */
+/* Made by tu_dir_setup, removed and freed (NULL again) by tu_dir_teardown:
+ * cmocka group fixtures, named fog-NAME-XXXXXX after the program
+ * (test_NAME). */
+extern char *tu_dir;
+int tu_dir_setup(void **state);
+int tu_dir_teardown(void **state);
+
+/* ---- image fixtures ---- */
+/* v stored big-endian at b + off (qcow2 headers are big-endian). */
+void tu_put_be32(uint8_t *b, size_t off, uint32_t v);
+void tu_put_be64(uint8_t *b, size_t off, uint64_t v);
+#define TU_QCOW2_CLUSTER 65536u
+/* A minimal valid qcow2 v3 of vsize bytes in six 64 KiB clusters: header,
+ * refcount table, refcount block, L1, L2, and one data cluster (byte i is
+ * i * 7 mod 256) at guest offset 0. Length in *ret_len; caller frees. */
+uint8_t *tu_qcow2(uint64_t vsize, size_t *ret_len);
 
 /* ---- a controller under test ---- */
 struct tu_ctl {
@@ -48,6 +74,27 @@ void tu_ctl_stop(struct tu_ctl *c, int sig);
 /* Stop if running and remove everything. */
 void tu_ctl_destroy(struct tu_ctl *c);
 
+/* ---- the controller's clients: fogctl and the API ---- */
+/* Run fogctl with the words from `first` on (NULL-terminated) as the
+ * holder of key, against ctl: FOG_URL, FOG_CA and FOG_KEY are set for the
+ * child only, from ctl (NULL: neither) and key (NULL: none); the rest of
+ * the environment (HOME, ...) is this process's. Returns stdout (caller
+ * frees), exit status in *ret_status (-1 if killed). */
+char *tu_fogctl(const struct tu_ctl *ctl, const char *key, int *ret_status,
+                const char *first, ...) __attribute__((sentinel));
+/* tu_fogctl with the words after `first` in ap. */
+char *tu_fogctlv(const struct tu_ctl *ctl, const char *key, int *ret_status,
+                 const char *first, va_list ap);
+/* The value after "label:" (and spaces) on its own line of text, up to the
+ * line's end; NULL when no line starts with it. Caller frees. */
+char *tu_field(const char *text, const char *label);
+/* method path (e.g. "/v1/vms") on the API at ctl->url, trusting ctl->ca
+ * (the only members used), as key (NULL: anonymous) with
+ * a JSON body (or NULL); the answer parsed (NULL when not JSON; caller
+ * decrefs), the HTTP status (-1: no answer) in *ret_status if not NULL. */
+json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
+               const char *path, const char *body, long *ret_status);
+
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {
     long status;
@@ -63,6 +110,43 @@ long tu_http(const char *method, const char *url, const char *key,
              const char *content_type, const char *extra_header,
              struct tu_resp *ret);
 void tu_resp_clear(struct tu_resp *r);
+/* A libcurl write callback appending to the body of the struct tu_resp
+ * passed as its data (body starts NULL or allocated, stays NUL-ended). */
+size_t tu_resp_write(char *p, size_t size, size_t n, void *resp);
+
+/* ---- network namespaces (root) ---- */
+/* The `ip` program of iproute2, or NULL when it is not installed. */
+const char *tu_ip_bin(void);
+/* Run `ip` with a command line the test writes itself, split on spaces
+ * (no word may hold one); a failure prints the line and ip's output.
+ * Returns ip's exit status. */
+int tu_ip(const char *fmt, ...) _printf_(1, 2);
+/* Named namespace ns (ip netns add) with lo up: 0, or non-zero. */
+int tu_ns_add(const char *ns);
+/* Wire namespace ns to a bridge in namespace bridge_ns: a veth named veth
+ * there, enslaved to bridge, its peer eth0 in ns with address cidr
+ * ("192.0.2.1/24"), both up. 0, or non-zero at the first failed step. */
+int tu_ns_wire(const char *bridge_ns, const char *bridge, const char *veth,
+               const char *ns, const char *cidr);
+/* Fork a child that enters named namespace ns (/run/netns/NS; NULL: a new
+ * one with lo up) and exits with fn(arg), or 120 (121, 122) when it cannot
+ * enter (make, bring up lo in) it. The child's pid, or -errno. */
+pid_t tu_ns_fork(const char *ns, int (*fn)(void *), void *arg);
+/* Wait for child pid: its exit status, 250 when a signal killed it, -1
+ * when it cannot be waited for. */
+int tu_reap(pid_t pid);
+/* tu_reap(tu_ns_fork(...)): fn's result inside ns, or -1. */
+int tu_in_ns(const char *ns, int (*fn)(void *), void *arg);
+/* ICMP echo from namespace ns to dst, from address src unless NULL: true
+ * when a reply comes within timeout_ms. */
+bool tu_ping(const char *ns, const char *src, const char *dst,
+             int timeout_ms);
+/* True when wireguard-go is installed (in $PATH). */
+bool tu_have_wireguard_go(void);
+/* Remove WireGuard interface ifname of namespace ns through its UAPI
+ * socket, which ends its wireguard-go; nothing when there is no such
+ * link. 0, or the child's non-zero status. */
+int tu_wg_remove(const char *ns, const char *ifname);
 
 /* ---- a throwaway PostgreSQL cluster (server binaries of Debian 12) ---- */
 struct tu_pg {

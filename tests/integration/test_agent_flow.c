@@ -31,25 +31,11 @@ static char *agent_log, *vm_id;
 static pid_t agent_pid = -1;
 static int agent_runs;
 
-static json_t *api(const char *key, const char *method, const char *path,
-                   const char *body, long *ret_status)
-{
-    _cleanup_free_ char *url = xasprintf("%s%s", ctl.url, path);
-    struct tu_resp r;
-    long st = tu_http(method, url, key, ctl.ca, body, body ? strlen(body) : 0,
-                      NULL, NULL, &r);
-    if (ret_status)
-        *ret_status = st;
-    json_t *j = json_loads(r.body ? r.body : "", 0, NULL);
-    tu_resp_clear(&r);
-    return j;
-}
-
 static char *api_field(const char *key, const char *method, const char *path,
                        const char *body, long want, const char *field)
 {
     long st;
-    json_auto_t *j = api(key, method, path, body, &st);
+    json_auto_t *j = tu_api(&ctl, key, method, path, body, &st);
     if (st != want)
         fail_msg("%s %s: status %ld, want %ld", method, path, st, want);
     return field ? xstrdup(json_str(j, field) ? json_str(j, field) : "") : NULL;
@@ -59,23 +45,13 @@ static char *api_field(const char *key, const char *method, const char *path,
  * asserted. The lifecycle below goes through it, as a tenant would. */
 static char *fogctl_ok(const char *first, ...)
 {
-    char *argv[24];
-    _cleanup_free_ char *bin = tu_bin("fogctl");
-    int n = 0;
-    argv[n++] = bin;
     va_list ap;
-    va_start(ap, first);
-    for (const char *w = first; w && n < 22; w = va_arg(ap, const char *))
-        argv[n++] = (char *)w;
-    va_end(ap);
-    argv[n] = NULL;
-    setenv("FOG_URL", ctl.url, 1);
-    setenv("FOG_CA", ctl.ca, 1);
-    setenv("FOG_KEY", tenant_key, 1);
     int st;
-    char *out = tu_run(argv, &st);
+    va_start(ap, first);
+    char *out = tu_fogctlv(&ctl, tenant_key, &st, first, ap);
+    va_end(ap);
     if (st != 0)
-        fail_msg("fogctl %s exited %d: %s", first, st, out ? out : "");
+        fail_msg("fogctl %s exited %d: %s", first, st, out);
     return out;
 }
 
@@ -152,7 +128,7 @@ static bool wait_vm(const char *name, const char *field, const char *want,
     char last[128] = "";
     while (mono_ms() < end) {
         long st;
-        json_auto_t *j = api(tenant_key, "GET", path, NULL, &st);
+        json_auto_t *j = tu_api(&ctl, tenant_key, "GET", path, NULL, &st);
         if (!want && st == 404)
             return true;
         if (want && st == 200 && streq(json_str(j, field), want))
@@ -168,21 +144,6 @@ static bool wait_vm(const char *name, const char *field, const char *want,
 
 static char *qemu_img;
 
-/* A program in $PATH, or NULL. */
-static char *which(const char *prog)
-{
-    const char *path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
-    _cleanup_free_ char *copy = xstrdup(path);
-    char *save = NULL;
-    for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        char *p = xasprintf("%s/%s", d, prog);
-        if (access(p, X_OK) == 0)
-            return p;
-        free(p);
-    }
-    return NULL;
-}
-
 static int64_t virtual_size(const char *path)
 {
     char *argv[] = { qemu_img, "info", "--output=json", "-U", (char *)path,
@@ -196,7 +157,7 @@ static int64_t virtual_size(const char *path)
 
 static int setup(void **state)
 {
-    qemu_img = which("qemu-img");
+    qemu_img = tu_which("qemu-img");
     if (!qemu_img) {
         printf("qemu-img is not installed\n");
         exit(77);
@@ -308,7 +269,8 @@ static void join_pins_the_ca_and_registers_once(void **state)
 
     /* The inventory came from the fake root. */
     long code;
-    json_auto_t *n = api(ctl.admin_key, "GET", "/v1/nodes/node-1", NULL, &code);
+    json_auto_t *n =
+        tu_api(&ctl, ctl.admin_key, "GET", "/v1/nodes/node-1", NULL, &code);
     assert_int_equal(code, 200);
     json_t *cap = json_object_get(n, "capacity");
     assert_int_equal(json_int(cap, "vcpus", 0), 8);
@@ -393,7 +355,8 @@ static void usage_of_web(int64_t *ret_samples, int64_t *ret_dups,
                          int64_t *ret_claimed)
 {
     long st;
-    json_auto_t *u = api(ctl.admin_key, "GET", "/v1/usage?vm=web", NULL, &st);
+    json_auto_t *u =
+        tu_api(&ctl, ctl.admin_key, "GET", "/v1/usage?vm=web", NULL, &st);
     json_t *item = json_array_get(json_object_get(u, "items"), 0);
     *ret_samples = json_int(item, "samples", 0);
     *ret_dups = json_int(item, "duplicate_samples", 0);
@@ -508,8 +471,8 @@ static json_t *desired_vm(void)
     assert_int_equal(file_read(path, 1 << 16, &text, NULL), 0);
     json_auto_t *node = json_loads(text, 0, NULL);
     long st;
-    json_auto_t *doc = api(json_str(node, "credential"), "GET",
-                           "/v1/agent/desired", NULL, &st);
+    json_auto_t *doc = tu_api(&ctl, json_str(node, "credential"), "GET",
+                              "/v1/agent/desired", NULL, &st);
     assert_int_equal(st, 200);
     size_t i;
     json_t *v;
@@ -529,7 +492,7 @@ static char *node_xml_with(bool shut_off)
     _cleanup_free_ char *disk = disk_overlay_path(data_dir, vm_id);
     _cleanup_free_ char *con = disk_console_path(data_dir, vm_id);
     long st;
-    json_auto_t *vm = api(tenant_key, "GET", "/v1/vms/web", NULL, &st);
+    json_auto_t *vm = tu_api(&ctl, tenant_key, "GET", "/v1/vms/web", NULL, &st);
     json_auto_t *want = desired_vm();
     struct vmxml_meta meta = { .name = "web", .power_running = true,
                                .reboot_gen = json_int(vm, "reboot_gen", 0),
@@ -642,7 +605,8 @@ static void a_node_cannot_report_on_a_vm_it_does_not_host(void **state)
     wgkey_public(priv, pub);
     wgkey_to_base64(pub, pub64);
     long dst;
-    json_auto_t *desired = api(cred, "GET", "/v1/agent/desired", NULL, &dst);
+    json_auto_t *desired =
+        tu_api(&ctl, cred, "GET", "/v1/agent/desired", NULL, &dst);
     assert_int_equal(dst, 200);
     json_t *peer = json_array_get(json_object_get(desired, "peers"), 0);
     assert_non_null(peer);
@@ -651,11 +615,11 @@ static void a_node_cannot_report_on_a_vm_it_does_not_host(void **state)
     _cleanup_free_ char *body = xasprintf(
         "{\"vms\":[{\"id\":\"%s\",\"state\":\"stopped\"}]}", vm_id);
     long st;
-    json_auto_t *j = api(cred, "POST", "/v1/agent/status", body, &st);
+    json_auto_t *j = tu_api(&ctl, cred, "POST", "/v1/agent/status", body, &st);
     assert_true(st == 403 || st == 404);
     /* Recorded as an event, and the VM's state is untouched. */
-    json_auto_t *ev = api(ctl.admin_key, "GET", "/v1/events?limit=200", NULL,
-                          &st);
+    json_auto_t *ev =
+        tu_api(&ctl, ctl.admin_key, "GET", "/v1/events?limit=200", NULL, &st);
     bool found = false;
     size_t i;
     json_t *e;

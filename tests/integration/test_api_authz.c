@@ -24,13 +24,7 @@ static char *net_a, *port_a;
 static json_t *call(enum who w, const char *method, const char *path,
                     const char *body, long *ret_status)
 {
-    _cleanup_free_ char *url = xasprintf("%s%s", ctl.url, path);
-    struct tu_resp r;
-    *ret_status = tu_http(method, url, keys[w], ctl.ca, body,
-                          body ? strlen(body) : 0, NULL, NULL, &r);
-    json_t *j = json_loads(r.body, 0, NULL);
-    tu_resp_clear(&r);
-    return j;
+    return tu_api(&ctl, keys[w], method, path, body, ret_status);
 }
 
 static char *must(enum who w, const char *method, const char *path,

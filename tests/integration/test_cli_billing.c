@@ -19,33 +19,36 @@
 #include <stdio.h>
 
 static struct tu_ctl ctl;
-static char *fogctl_bin, *home;
+static char *home;
 static char *tenant_key, *provider_key, *node_cred;
 
 /* ---- fogctl ---- */
 
+/* fogctl with the words from `first` on as the holder of `key`; fails the
+ * test unless it exits `want`. Returns stdout (caller frees). */
+static char *fogctl_want(int want, const char *key, const char *first,
+                         va_list ap)
+{
+    int st;
+    char *out = tu_fogctlv(&ctl, key, &st, first, ap);
+    if (st != want)
+        fail_msg("fogctl %s exited %d, want %d: %s", first, st, want, out);
+    return out;
+}
+
 /* fogctl --json VERB WORDS... as the holder of `key`, parsed; fails the
  * test unless it exits 0. */
-#define fogctl_json(key, ...) fogctl_json_(key, __VA_ARGS__, NULL)
-static json_t *fogctl_json_(const char *key, const char *verb, ...)
+#define fogctl_json(key, ...) fogctl_json_(key, "--json", __VA_ARGS__, NULL)
+static json_t *fogctl_json_(const char *key, const char *first, ...)
 {
-    char *argv[40] = { fogctl_bin, (char *)"--json", (char *)verb };
     va_list ap;
-    va_start(ap, verb);
-    int n = 3, st;
-    const char *w;
-    while ((w = va_arg(ap, const char *)) != NULL && n < 39)
-        argv[n++] = (char *)w;
+    va_start(ap, first);
+    _cleanup_free_ char *out = fogctl_want(0, key, first, ap);
     va_end(ap);
-    argv[n] = NULL;
-    setenv("FOG_KEY", key, 1);
-    _cleanup_free_ char *out = tu_run(argv, &st);
-    if (st != 0)
-        fail_msg("fogctl --json %s exited %d: %s", verb, st, out);
     json_error_t err;
     json_t *j = json_loads(out, JSON_DECODE_ANY, &err);
     if (!j)
-        fail_msg("fogctl --json %s printed no JSON: %s", verb, out);
+        fail_msg("fogctl --json printed no JSON: %s", out);
     return j;
 }
 
@@ -53,37 +56,19 @@ static json_t *fogctl_json_(const char *key, const char *verb, ...)
 #define fogctl_st(want, key, ...) fogctl_st_(want, key, __VA_ARGS__, NULL)
 static char *fogctl_st_(int want, const char *key, const char *verb, ...)
 {
-    char *argv[40] = { fogctl_bin, (char *)verb };
     va_list ap;
     va_start(ap, verb);
-    int n = 2, st;
-    const char *w;
-    while ((w = va_arg(ap, const char *)) != NULL && n < 39)
-        argv[n++] = (char *)w;
+    char *out = fogctl_want(want, key, verb, ap);
     va_end(ap);
-    argv[n] = NULL;
-    setenv("FOG_KEY", key, 1);
-    char *out = tu_run(argv, &st);
-    if (st != want)
-        fail_msg("fogctl %s exited %d, want %d: %s", verb, st, want, out);
     return out;
 }
 
-/* The value after "label:" on its own line; caller frees. */
+/* The value after "label:" on its own line; "(missing)" when absent, so a
+ * failed comparison names it. Caller frees. */
 static char *field(const char *out, const char *label)
 {
-    _cleanup_free_ char *pat = xasprintf("%s:", label);
-    for (const char *p = out; p && *p;) {
-        if (strncmp(p, pat, strlen(pat)) == 0) {
-            p += strlen(pat);
-            while (*p == ' ')
-                p++;
-            return xstrndup(p, strcspn(p, "\n"));
-        }
-        p = strchr(p, '\n');
-        p = p ? p + 1 : NULL;
-    }
-    return xstrdup("(missing)");
+    char *v = tu_field(out, label);
+    return v ? v : xstrdup("(missing)");
 }
 
 /* An account and a key for it, made by the admin through fogctl. */
@@ -102,15 +87,11 @@ static char *make_account(const char *name, const char *role)
 static json_t *agent_call(const char *method, const char *path,
                           const char *body, long want)
 {
-    _cleanup_free_ char *url = xasprintf("%s%s", ctl.url, path);
-    struct tu_resp r;
-    long st = tu_http(method, url, node_cred, ctl.ca, body,
-                      body ? strlen(body) : 0, NULL, NULL, &r);
+    long st;
+    json_t *j = tu_api(&ctl, node_cred, method, path, body, &st);
     if (st != want)
         fail_msg("%s %s: status %ld, want %ld: %s", method, path, st, want,
-                 r.body);
-    json_t *j = json_loads(r.body, 0, NULL);
-    tu_resp_clear(&r);
+                 json_str(j, "detail") ? json_str(j, "detail") : "");
     return j;
 }
 
@@ -227,13 +208,10 @@ static int setup(void **state)
                                         "--heartbeat", "1", "--longpoll", "1",
                                         NULL };
     tu_ctl_start(&ctl, args);
-    fogctl_bin = tu_bin("fogctl");
     home = tu_tempdir("fogctl-billing");
     setenv("HOME", home, 1);
     unsetenv("XDG_CONFIG_HOME");
     unsetenv("FOG_CONFIG");
-    setenv("FOG_URL", ctl.url, 1);
-    setenv("FOG_CA", ctl.ca, 1);
     claims = json_object();
 
     tenant_key = make_account("acme", "tenant");
@@ -257,7 +235,6 @@ static int teardown(void **state)
     tu_ctl_destroy(&ctl);
     tu_rmrf(home);
     free(home);
-    free(fogctl_bin);
     free(tenant_key);
     free(provider_key);
     free(node_cred);

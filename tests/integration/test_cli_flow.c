@@ -15,55 +15,19 @@
 #include <sys/stat.h>
 
 static struct tu_ctl ctl;
-static char *fogctl_bin, *home;
-
-/* Run fogctl with argv (NULL-terminated words after the binary) as the
- * holder of `key`; returns stdout, exit status in *st. */
-static char *fogctl(const char *key, int *st, ...)
-{
-    char *argv[32] = { fogctl_bin };
-    va_list ap;
-    va_start(ap, st);
-    int n = 1;
-    const char *w;
-    while ((w = va_arg(ap, const char *)) != NULL && n < 31)
-        argv[n++] = (char *)w;
-    va_end(ap);
-    argv[n] = NULL;
-    if (key)
-        setenv("FOG_KEY", key, 1);
-    else
-        unsetenv("FOG_KEY");
-    return tu_run(argv, st);
-}
-
-/* The value after "label: " on its own line of out; caller frees. */
-static char *field(const char *out, const char *label)
-{
-    _cleanup_free_ char *pat = xasprintf("%s:", label);
-    for (const char *p = out; p && *p;) {
-        if (strncmp(p, pat, strlen(pat)) == 0) {
-            p += strlen(pat);
-            while (*p == ' ')
-                p++;
-            return xstrndup(p, strcspn(p, "\n"));
-        }
-        p = strchr(p, '\n');
-        p = p ? p + 1 : NULL;
-    }
-    return NULL;
-}
+static char *home;
 
 static char *make_tenant(const char *name)
 {
     int st;
-    _cleanup_free_ char *o1 = fogctl(ctl.admin_key, &st, "account-create", name,
-                                     "--role", "tenant", NULL);
+    _cleanup_free_ char *o1 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "account-create", name, "--role",
+                  "tenant", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *o2 = fogctl(ctl.admin_key, &st, "key-create",
-                                     "--account", name, NULL);
+    _cleanup_free_ char *o2 = tu_fogctl(&ctl, ctl.admin_key, &st, "key-create",
+                                        "--account", name, NULL);
     assert_int_equal(st, 0);
-    char *key = field(o2, "key");
+    char *key = tu_field(o2, "key");
     assert_non_null(key);
     assert_true(startswith(key, "fog_"));
     return key;
@@ -72,13 +36,10 @@ static char *make_tenant(const char *name)
 static int setup(void **state)
 {
     tu_ctl_start(&ctl, NULL);
-    fogctl_bin = tu_bin("fogctl");
     home = tu_tempdir("fogctl-home");
     setenv("HOME", home, 1);
     unsetenv("XDG_CONFIG_HOME");
     unsetenv("FOG_CONFIG");
-    setenv("FOG_URL", ctl.url, 1);
-    setenv("FOG_CA", ctl.ca, 1);
     return 0;
 }
 
@@ -87,7 +48,6 @@ static int teardown(void **state)
     tu_ctl_destroy(&ctl);
     tu_rmrf(home);
     free(home);
-    free(fogctl_bin);
     return 0;
 }
 
@@ -95,19 +55,19 @@ static void tenant_drives_a_vm_through_every_verb(void **state)
 {
     _cleanup_free_ char *key = make_tenant("cli-alice");
     int st;
-    _cleanup_free_ char *c = fogctl(key, &st, "create", "web", "--cpus", "2",
-                                    "--memory", "256M", "--disk", "2G",
-                                    "--image", "tiny", "--publish", "8080:80/tcp",
-                                    NULL);
+    _cleanup_free_ char *c = tu_fogctl(
+        &ctl, key, &st, "create", "web", "--cpus", "2", "--memory", "256M",
+        "--disk", "2G", "--image", "tiny", "--publish", "8080:80/tcp", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(c, "VM web created"));
 
-    _cleanup_free_ char *info = fogctl(key, &st, "dominfo", "web", NULL);
+    _cleanup_free_ char *info =
+        tu_fogctl(&ctl, key, &st, "dominfo", "web", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *state_ = field(info, "state");
-    _cleanup_free_ char *mem = field(info, "memory_mib");
-    _cleanup_free_ char *reason = field(info, "state_reason");
-    _cleanup_free_ char *ports = field(info, "ports");
+    _cleanup_free_ char *state_ = tu_field(info, "state");
+    _cleanup_free_ char *mem = tu_field(info, "memory_mib");
+    _cleanup_free_ char *reason = tu_field(info, "state_reason");
+    _cleanup_free_ char *ports = tu_field(info, "ports");
     assert_string_equal(state_, "pending");
     assert_string_equal(mem, "256");
     /* No node yet: the reason says why it waits. */
@@ -115,39 +75,44 @@ static void tenant_drives_a_vm_through_every_verb(void **state)
     assert_non_null(strstr(reason, "node"));
     assert_non_null(strstr(ports, "/tcp"));
 
-    _cleanup_free_ char *js = fogctl(key, &st, "dominfo", "web", "--json", NULL);
+    _cleanup_free_ char *js =
+        tu_fogctl(&ctl, key, &st, "dominfo", "web", "--json", NULL);
     assert_int_equal(st, 0);
     json_auto_t *vm = json_loads(js, 0, NULL);
     assert_non_null(vm);
     assert_int_equal(json_integer_value(json_object_get(vm, "vcpus")), 2);
 
-    _cleanup_free_ char *l = fogctl(key, &st, "list", NULL);
+    _cleanup_free_ char *l = tu_fogctl(&ctl, key, &st, "list", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(l, "web"));
 
-    _cleanup_free_ char *s1 = fogctl(key, &st, "shutdown", "web", NULL);
+    _cleanup_free_ char *s1 =
+        tu_fogctl(&ctl, key, &st, "shutdown", "web", NULL);
     assert_int_equal(st, 0);
     /* Stopped VMs leave `list` but stay in `list --all`, as in virsh. */
-    _cleanup_free_ char *l2 = fogctl(key, &st, "list", NULL);
+    _cleanup_free_ char *l2 = tu_fogctl(&ctl, key, &st, "list", NULL);
     assert_null(strstr(l2, "web"));
-    _cleanup_free_ char *l3 = fogctl(key, &st, "list", "--all", NULL);
+    _cleanup_free_ char *l3 = tu_fogctl(&ctl, key, &st, "list", "--all", NULL);
     assert_non_null(strstr(l3, "web"));
-    _cleanup_free_ char *s2 = fogctl(key, &st, "start", "web", NULL);
+    _cleanup_free_ char *s2 = tu_fogctl(&ctl, key, &st, "start", "web", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *s3 = fogctl(key, &st, "destroy", "web", NULL);
+    _cleanup_free_ char *s3 = tu_fogctl(&ctl, key, &st, "destroy", "web", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *s4 = fogctl(key, &st, "resize", "web", "--cpus", "1",
-                                     "--json", NULL);
+    _cleanup_free_ char *s4 = tu_fogctl(&ctl, key, &st, "resize", "web",
+                                        "--cpus", "1", "--json", NULL);
     assert_int_equal(st, 0);
     json_auto_t *resized = json_loads(s4, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(resized, "vcpus")), 1);
-    _cleanup_free_ char *s5 = fogctl(key, &st, "undefine", "web", NULL);
+    _cleanup_free_ char *s5 =
+        tu_fogctl(&ctl, key, &st, "undefine", "web", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *gone = fogctl(key, &st, "dominfo", "web", NULL);
+    _cleanup_free_ char *gone =
+        tu_fogctl(&ctl, key, &st, "dominfo", "web", NULL);
     assert_int_equal(st, 1);
 
     /* The audit log records what the tenant did. */
-    _cleanup_free_ char *ev = fogctl(key, &st, "events", "--json", NULL);
+    _cleanup_free_ char *ev =
+        tu_fogctl(&ctl, key, &st, "events", "--json", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(ev, "POST /v1/vms"));
     assert_non_null(strstr(ev, "DELETE /v1/vms/"));
@@ -157,28 +122,33 @@ static void incus_and_openstack_names_are_aliases(void **state)
 {
     _cleanup_free_ char *key = make_tenant("cli-dave");
     int st;
-    _cleanup_free_ char *c = fogctl(key, &st, "launch", "alias", "--cpus", "1",
-                                    "--memory", "128M", "--disk", "1G",
-                                    "--image", "tiny", NULL);
+    _cleanup_free_ char *c =
+        tu_fogctl(&ctl, key, &st, "launch", "alias", "--cpus", "1", "--memory",
+                  "128M", "--disk", "1G", "--image", "tiny", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *i = fogctl(key, &st, "info", "alias", "--json", NULL);
+    _cleanup_free_ char *i =
+        tu_fogctl(&ctl, key, &st, "info", "alias", "--json", NULL);
     assert_int_equal(st, 0);
     json_auto_t *vm = json_loads(i, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(vm, "desired_state")),
                         "running");
-    _cleanup_free_ char *addr = fogctl(key, &st, "domifaddr", "alias", NULL);
+    _cleanup_free_ char *addr =
+        tu_fogctl(&ctl, key, &st, "domifaddr", "alias", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(addr, "eth0"));
     /* stop --force is destroy: stopped at once, by force. */
-    _cleanup_free_ char *s = fogctl(key, &st, "stop", "alias", "--force", NULL);
+    _cleanup_free_ char *s =
+        tu_fogctl(&ctl, key, &st, "stop", "alias", "--force", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *i2 = fogctl(key, &st, "info", "alias", "--json", NULL);
+    _cleanup_free_ char *i2 =
+        tu_fogctl(&ctl, key, &st, "info", "alias", "--json", NULL);
     json_auto_t *vm2 = json_loads(i2, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(vm2, "desired_state")),
                         "stopped");
-    _cleanup_free_ char *d = fogctl(key, &st, "delete", "alias", NULL);
+    _cleanup_free_ char *d = tu_fogctl(&ctl, key, &st, "delete", "alias", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *gone = fogctl(key, &st, "info", "alias", NULL);
+    _cleanup_free_ char *gone =
+        tu_fogctl(&ctl, key, &st, "info", "alias", NULL);
     assert_int_equal(st, 1);
 }
 
@@ -187,61 +157,71 @@ static void other_tenant_cannot_see_or_touch_the_vm(void **state)
     _cleanup_free_ char *ka = make_tenant("cli-bob");
     _cleanup_free_ char *kb = make_tenant("cli-carol");
     int st;
-    _cleanup_free_ char *c = fogctl(ka, &st, "create", "secret", "--cpus", "1",
-                                    "--memory", "128M", "--disk", "1G",
-                                    "--image", "tiny", NULL);
+    _cleanup_free_ char *c =
+        tu_fogctl(&ctl, ka, &st, "create", "secret", "--cpus", "1", "--memory",
+                  "128M", "--disk", "1G", "--image", "tiny", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *l = fogctl(kb, &st, "list", "--all", NULL);
+    _cleanup_free_ char *l = tu_fogctl(&ctl, kb, &st, "list", "--all", NULL);
     assert_int_equal(st, 0);
     assert_null(strstr(l, "secret"));
-    _cleanup_free_ char *d = fogctl(kb, &st, "dominfo", "secret", NULL);
+    _cleanup_free_ char *d =
+        tu_fogctl(&ctl, kb, &st, "dominfo", "secret", NULL);
     assert_int_equal(st, 1);
-    _cleanup_free_ char *u = fogctl(kb, &st, "undefine", "secret", NULL);
+    _cleanup_free_ char *u =
+        tu_fogctl(&ctl, kb, &st, "undefine", "secret", NULL);
     assert_int_equal(st, 1);
-    _cleanup_free_ char *still = fogctl(ka, &st, "dominfo", "secret", NULL);
+    _cleanup_free_ char *still =
+        tu_fogctl(&ctl, ka, &st, "dominfo", "secret", NULL);
     assert_int_equal(st, 0);
     /* A tenant is not an admin. */
-    _cleanup_free_ char *ac = fogctl(kb, &st, "account-create", "evil",
-                                     "--role", "admin", NULL);
+    _cleanup_free_ char *ac = tu_fogctl(&ctl, kb, &st, "account-create", "evil",
+                                        "--role", "admin", NULL);
     assert_int_equal(st, 1);
 }
 
 static void admin_verbs_for_nodes_and_tokens(void **state)
 {
     int st;
-    _cleanup_free_ char *t = fogctl(ctl.admin_key, &st, "join-token", NULL);
+    _cleanup_free_ char *t =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "join-token", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *tok = field(t, "token");
+    _cleanup_free_ char *tok = tu_field(t, "token");
     assert_non_null(tok);
     assert_true(startswith(tok, "fogjoin."));
-    _cleanup_free_ char *nl = fogctl(ctl.admin_key, &st, "nodelist", NULL);
+    _cleanup_free_ char *nl =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "nodelist", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(nl, "NAME"));
-    _cleanup_free_ char *ni = fogctl(ctl.admin_key, &st, "nodeinfo", "nope", NULL);
+    _cleanup_free_ char *ni =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "nodeinfo", "nope", NULL);
     assert_int_equal(st, 1);
 }
 
 static void errors_have_their_exit_codes(void **state)
 {
     int st;
-    _cleanup_free_ char *o1 = fogctl(ctl.admin_key, &st, "no-such-verb", NULL);
+    _cleanup_free_ char *o1 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "no-such-verb", NULL);
     assert_int_equal(st, 2);
-    _cleanup_free_ char *o2 = fogctl(ctl.admin_key, &st, "create", NULL);
+    _cleanup_free_ char *o2 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "create", NULL);
     assert_int_equal(st, 2);
-    _cleanup_free_ char *o3 = fogctl(ctl.admin_key, &st, "create", "x", "--cpus",
-                                     "1", "--memory", "lots", "--disk", "1G",
-                                     "--image", "i", NULL);
+    _cleanup_free_ char *o3 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "create", "x", "--cpus", "1",
+                  "--memory", "lots", "--disk", "1G", "--image", "i", NULL);
     assert_int_equal(st, 2);
-    _cleanup_free_ char *o4 = fogctl(ctl.admin_key, &st, "list", "--bogus", NULL);
+    _cleanup_free_ char *o4 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "list", "--bogus", NULL);
     assert_int_equal(st, 2);
     /* A name the API refuses is an error from the server: exit 1. */
-    _cleanup_free_ char *o5 = fogctl(ctl.admin_key, &st, "create", "Bad<Name>",
-                                     "--cpus", "1", "--memory", "128M", "--disk",
-                                     "1G", "--image", "tiny", NULL);
+    _cleanup_free_ char *o5 = tu_fogctl(
+        &ctl, ctl.admin_key, &st, "create", "Bad<Name>", "--cpus", "1",
+        "--memory", "128M", "--disk", "1G", "--image", "tiny", NULL);
     assert_int_equal(st, 1);
-    _cleanup_free_ char *o6 = fogctl("fog_0000000000000000_00", &st, "list", NULL);
+    _cleanup_free_ char *o6 =
+        tu_fogctl(&ctl, "fog_0000000000000000_00", &st, "list", NULL);
     assert_int_equal(st, 1);
-    _cleanup_free_ char *h = fogctl(NULL, &st, "help", "create", NULL);
+    _cleanup_free_ char *h = tu_fogctl(&ctl, NULL, &st, "help", "create", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(h, "usage: fogctl create"));
 }
@@ -250,33 +230,32 @@ static void server_is_verified_against_the_ca(void **state)
 {
     int st;
     /* Without our CA the system store does not know the server. */
-    setenv("FOG_CA", "/etc/ssl/certs/ca-certificates.crt", 1);
-    _cleanup_free_ char *o = fogctl(ctl.admin_key, &st, "list", NULL);
-    setenv("FOG_CA", ctl.ca, 1);
+    struct tu_ctl system_ca = ctl;
+    system_ca.ca = (char *)"/etc/ssl/certs/ca-certificates.crt";
+    _cleanup_free_ char *o = tu_fogctl(&system_ca, ctl.admin_key, &st, "list",
+                                       NULL);
     assert_int_equal(st, 1);
 }
 
 static void login_saves_settings_privately(void **state)
 {
     int st;
-    _cleanup_free_ char *o = fogctl(NULL, &st, "login", "--url", ctl.url, "--key",
-                                    ctl.admin_key, "--ca", ctl.ca, NULL);
+    _cleanup_free_ char *o =
+        tu_fogctl(&ctl, NULL, &st, "login", "--url", ctl.url, "--key",
+                  ctl.admin_key, "--ca", ctl.ca, NULL);
     assert_int_equal(st, 0);
     _cleanup_free_ char *cfg = xasprintf("%s/.config/fogctl/config", home);
     struct stat sb;
     assert_int_equal(stat(cfg, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    unsetenv("FOG_URL");
-    unsetenv("FOG_CA");
-    _cleanup_free_ char *l = fogctl(NULL, &st, "account-list", NULL);
-    setenv("FOG_URL", ctl.url, 1);
-    setenv("FOG_CA", ctl.ca, 1);
+    /* No FOG_URL, FOG_CA or FOG_KEY: the saved settings serve. */
+    _cleanup_free_ char *l = tu_fogctl(NULL, NULL, &st, "account-list", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(l, "admin"));
     /* A wrong key is refused at login and nothing is written. */
-    _cleanup_free_ char *bad = fogctl(NULL, &st, "login", "--url", ctl.url,
-                                      "--key", "fog_1111111111111111_22", "--ca",
-                                      ctl.ca, NULL);
+    _cleanup_free_ char *bad =
+        tu_fogctl(&ctl, NULL, &st, "login", "--url", ctl.url, "--key",
+                  "fog_1111111111111111_22", "--ca", ctl.ca, NULL);
     assert_int_equal(st, 1);
     _cleanup_free_ char *text = NULL;
     size_t len;
@@ -291,8 +270,11 @@ static void shell_reads_verbs_from_stdin(void **state)
     _cleanup_free_ char *in = xasprintf("%s/in", dir);
     const char *script = "account-list --json\ncreate 'sh vm'\nquit\n";
     assert_int_equal(file_write_atomic(in, script, strlen(script), 0600), 0);
-    _cleanup_free_ char *cmd = xasprintf("exec %s < %s", fogctl_bin, in);
+    _cleanup_free_ char *fogctl = tu_bin("fogctl");
+    _cleanup_free_ char *cmd = xasprintf("exec %s < %s", fogctl, in);
     char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+    setenv("FOG_URL", ctl.url, 1);
+    setenv("FOG_CA", ctl.ca, 1);
     setenv("FOG_KEY", ctl.admin_key, 1);
     int st;
     _cleanup_free_ char *out = tu_run(argv, &st);

@@ -36,20 +36,6 @@ static char *debian_id, *zero_id;
 
 /* ---- helpers ---- */
 
-static char *find_prog(const char *prog)
-{
-    const char *path = getenv("PATH");
-    _cleanup_free_ char *dirs = xasprintf("%s:/usr/sbin:/sbin",
-                                          path && *path ? path : "/usr/bin:/bin");
-    for (char *d = strtok(dirs, ":"); d; d = strtok(NULL, ":")) {
-        char *p = xasprintf("%s/%s", d, prog);
-        if (access(p, X_OK) == 0)
-            return p;
-        free(p);
-    }
-    return NULL;
-}
-
 static void write_file(const char *dir, const char *name, const char *text)
 {
     _cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
@@ -104,22 +90,20 @@ static char *make_debian_disk(void)
 static char *import(const char *name, const char *path)
 {
     _cleanup_free_ char *body = xasprintf("{\"name\": \"%s\"}", name);
-    _cleanup_free_ char *url = xasprintf("%s/v1/images", ctl.url);
-    struct tu_resp resp = { 0 };
-    assert_int_equal(tu_http("POST", url, ctl.admin_key, ctl.ca, body,
-                             strlen(body), NULL, NULL, &resp), 201);
-    json_t *j = json_loads(resp.body, 0, NULL);
+    long st;
+    json_t *j = tu_api(&ctl, ctl.admin_key, "POST", "/v1/images", body, &st);
+    assert_int_equal(st, 201);
     assert_non_null(json_str(j, "id"));
     char *id = xstrdup(json_str(j, "id"));
     json_decref(j);
-    tu_resp_clear(&resp);
 
     _cleanup_free_ char *data = NULL;
     size_t len;
     assert_int_equal(file_read(path, 64 << 20, &data, &len), 0);
     _cleanup_free_ char *put = xasprintf("%s/v1/images/%s/file", ctl.url, id);
-    long st = tu_http("PUT", put, ctl.admin_key, ctl.ca, data, len,
-                      "application/octet-stream", NULL, &resp);
+    struct tu_resp resp;
+    st = tu_http("PUT", put, ctl.admin_key, ctl.ca, data, len,
+                 "application/octet-stream", NULL, &resp);
     if (st != 200)
         fprintf(stderr, "upload of %s: HTTP %ld %s\n", name, st, resp.body);
     assert_int_equal(st, 200);
@@ -135,12 +119,10 @@ static char *import(const char *name, const char *path)
 
 static json_t *image_get(const char *id)
 {
-    _cleanup_free_ char *url = xasprintf("%s/v1/images/%s", ctl.url, id);
-    struct tu_resp resp = { 0 };
-    assert_int_equal(tu_http("GET", url, ctl.admin_key, ctl.ca, NULL, 0, NULL,
-                             NULL, &resp), 200);
-    json_t *j = json_loads(resp.body, 0, NULL);
-    tu_resp_clear(&resp);
+    _cleanup_free_ char *path = xasprintf("/v1/images/%s", id);
+    long st;
+    json_t *j = tu_api(&ctl, ctl.admin_key, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
     assert_non_null(j);
     return j;
 }
@@ -320,7 +302,7 @@ static void appliance_env(void)
 
 int main(void)
 {
-    mkfs = find_prog("mkfs.ext4");
+    mkfs = tu_which("mkfs.ext4");
     if (!mkfs) {
         printf("mkfs.ext4 not found (Debian package e2fsprogs)\n");
         return 77;

@@ -41,7 +41,6 @@
         }                                                                      \
     } while (0)
 
-static const char *ip_bin;
 static char P[24]; /* namespace prefix, unique per run */
 
 /* Results written by forked children. */
@@ -59,142 +58,13 @@ static uint32_t A(const char *t)
     return a;
 }
 
-/* Run `ip` with a command line we write ourselves (split on spaces). */
-static int ipc(const char *fmt, ...) _printf_(1, 2);
-static int ipc(const char *fmt, ...)
-{
-    va_list ap;
-    char *line;
-    va_start(ap, fmt);
-    if (vasprintf(&line, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    char *argv[64] = { (char *)ip_bin };
-    int n = 1;
-    char *save = NULL;
-    for (char *t = strtok_r(line, " ", &save); t && n < 63;
-         t = strtok_r(NULL, " ", &save))
-        argv[n++] = t;
-    argv[n] = NULL;
-    int st;
-    char *out = tu_run(argv, &st);
-    if (st != 0)
-        fprintf(stderr, "ip %s: exit %d: %s\n", fmt, st, out);
-    free(out);
-    free(line);
-    return st;
-}
-
 static char *ip_out(const char *a1, const char *a2, const char *a3,
                     const char *a4, const char *a5)
 {
-    char *argv[] = { (char *)ip_bin, (char *)a1, (char *)a2, (char *)a3,
+    char *argv[] = { (char *)tu_ip_bin(), (char *)a1, (char *)a2, (char *)a3,
                      (char *)a4, (char *)a5, NULL };
     int st;
     return tu_run(argv, &st);
-}
-
-/* Fork; the child enters namespace ns (NULL: a fresh one) and returns
- * fn(arg) as its exit status. */
-static int in_ns(const char *ns, int (*fn)(void *), void *arg)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        if (ns) {
-            char path[128];
-            snprintf(path, sizeof(path), "/run/netns/%s", ns);
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-                _exit(120);
-            close(fd);
-        } else {
-            if (unshare(CLONE_NEWNET) < 0)
-                _exit(121);
-            if (link_set_up("lo", true) < 0)
-                _exit(122);
-        }
-        int r = fn(arg);
-        fflush(NULL);
-        _exit(r);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 250;
-}
-
-/* ---- ICMP echo from C (no ping binary needed) ---- */
-struct ping_arg {
-    const char *src, *dst;
-    int timeout_ms;
-};
-
-static uint16_t csum(const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint32_t s = 0;
-    for (size_t i = 0; i + 1 < len; i += 2)
-        s += (uint32_t)(p[i] << 8 | p[i + 1]);
-    if (len & 1)
-        s += (uint32_t)(p[len - 1] << 8);
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return htons((uint16_t)~s);
-}
-
-static int ping_fn(void *arg)
-{
-    const struct ping_arg *a = arg;
-    int fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
-    CHECK(fd >= 0);
-    struct sockaddr_in dst = { .sin_family = AF_INET };
-    inet_pton(AF_INET, a->dst, &dst.sin_addr);
-    if (a->src) {
-        struct sockaddr_in src = { .sin_family = AF_INET };
-        inet_pton(AF_INET, a->src, &src.sin_addr);
-        CHECK(bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0);
-    }
-    uint16_t id = (uint16_t)getpid();
-    for (int waited = 0, seq = 1; waited < a->timeout_ms; seq++) {
-        uint8_t pkt[64] = { 0 };
-        struct icmphdr *h = (struct icmphdr *)pkt;
-        h->type = ICMP_ECHO;
-        h->un.echo.id = htons(id);
-        h->un.echo.sequence = htons((uint16_t)seq);
-        h->checksum = csum(pkt, sizeof(pkt));
-        sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&dst, sizeof(dst));
-        for (int slice = 0; slice < 4; slice++) {
-            struct pollfd pf = { .fd = fd, .events = POLLIN };
-            if (poll(&pf, 1, 50) > 0) {
-                uint8_t buf[1500];
-                struct sockaddr_in from;
-                socklen_t fl = sizeof(from);
-                ssize_t n = recvfrom(fd, buf, sizeof(buf), 0,
-                                     (struct sockaddr *)&from, &fl);
-                if (n < 28 || from.sin_addr.s_addr != dst.sin_addr.s_addr)
-                    continue;
-                size_t ihl = (size_t)(buf[0] & 0x0f) * 4;
-                const struct icmphdr *r = (const struct icmphdr *)(buf + ihl);
-                if (r->type == ICMP_ECHOREPLY && ntohs(r->un.echo.id) == id) {
-                    close(fd);
-                    return 0;
-                }
-            }
-            waited += 50;
-        }
-    }
-    close(fd);
-    return 1;
-}
-
-static bool ping(const char *ns, const char *src, const char *dst, int timeout_ms)
-{
-    struct ping_arg a = { src, dst, timeout_ms };
-    return in_ns(ns, ping_fn, &a) == 0;
 }
 
 /* ---- TCP: a one-shot server and a client ---- */
@@ -239,7 +109,7 @@ static pid_t serve_once(const char *ns, const char *addr, int port)
     if (pid == 0) {
         close(p[0]);
         struct serve_arg a = { addr, port, p[1] };
-        _exit(in_ns(ns, serve_fn, &a));
+        _exit(tu_in_ns(ns, serve_fn, &a));
     }
     close(p[1]);
     char c;
@@ -280,7 +150,7 @@ static const char *fetch(const char *ns, const char *addr, int port)
 {
     struct fetch_arg a = { addr, port };
     memset(sh->text, 0, sizeof(sh->text));
-    return in_ns(ns, fetch_fn, &a) == 0 ? sh->text : NULL;
+    return tu_in_ns(ns, fetch_fn, &a) == 0 ? sh->text : NULL;
 }
 
 /* ================================================================== */
@@ -476,7 +346,7 @@ static int link_ops_fn(void *arg)
 
 static void links_bridges_vxlan_and_fdb_work_in_a_namespace(void **state)
 {
-    assert_int_equal(in_ns(NULL, link_ops_fn, NULL), 0);
+    assert_int_equal(tu_in_ns(NULL, link_ops_fn, NULL), 0);
 }
 
 /* ================================================================== */
@@ -571,7 +441,7 @@ static int nft_fn(void *arg)
 
 static void nft_plan_applies_atomically_and_leaves_other_tables(void **state)
 {
-    assert_int_equal(in_ns(NULL, nft_fn, NULL), 0);
+    assert_int_equal(tu_in_ns(NULL, nft_fn, NULL), 0);
 }
 
 /* ================================================================== */
@@ -646,7 +516,7 @@ static int apply_host(int h, unsigned peers, const char *extra,
 {
     _cleanup_free_ char *doc = host_doc(h, peers, extra);
     struct apply_arg a = { h, doc, public_addr };
-    return in_ns(hosts[h].ns, apply_fn, &a);
+    return tu_in_ns(hosts[h].ns, apply_fn, &a);
 }
 
 /* Reads host h's view of peer j into sh->v: [0] present, [1] handshake
@@ -676,28 +546,17 @@ static void peer_view(int h, int j)
 {
     struct peer_arg a = { h, j };
     memset(sh->v, 0, sizeof(sh->v));
-    assert_int_equal(in_ns(hosts[h].ns, peer_fn, &a), 0);
-}
-
-static int remove_wg_fn(void *arg)
-{
-    const struct host *h = arg;
-    struct wg_opts o = { 0 };
-    if (link_exists(h->wg))
-        wg_backend_uapi.remove(&o, h->wg);
-    return 0;
+    assert_int_equal(tu_in_ns(hosts[h].ns, peer_fn, &a), 0);
 }
 
 static void add_host(int h)
 {
     struct host *x = &hosts[h];
-    assert_int_equal(ipc("netns add %s", x->ns), 0);
-    assert_int_equal(ipc("-n %s link set lo up", x->ns), 0);
-    assert_int_equal(ipc("-n %s link add ulh%d type veth peer name eth0 netns %s",
-                         ul_ns, h, x->ns), 0);
-    assert_int_equal(ipc("-n %s link set ulh%d master ul0 up", ul_ns, h), 0);
-    assert_int_equal(ipc("-n %s addr add %s/24 dev eth0", x->ns, x->under), 0);
-    assert_int_equal(ipc("-n %s link set eth0 up", x->ns), 0);
+    char veth[IFNAMSIZ], cidr[24];
+    snprintf(veth, sizeof(veth), "ulh%d", h);
+    snprintf(cidr, sizeof(cidr), "%s/24", x->under);
+    assert_int_equal(tu_ns_add(x->ns), 0);
+    assert_int_equal(tu_ns_wire(ul_ns, "ul0", veth, x->ns, cidr), 0);
     x->up = true;
 }
 
@@ -706,8 +565,8 @@ static void remove_host(int h)
     struct host *x = &hosts[h];
     if (!x->up)
         return;
-    in_ns(x->ns, remove_wg_fn, x);
-    ipc("netns del %s", x->ns);
+    tu_wg_remove(x->ns, x->wg);
+    tu_ip("netns del %s", x->ns);
     x->up = false;
 }
 
@@ -728,9 +587,9 @@ static int mesh_setup(void **state)
     for (int v = 1; v <= 3; v++)
         snprintf(vm_ns[v], sizeof(vm_ns[v]), "%.20s-vm%u", P,
                  (unsigned)(unsigned char)v);
-    if (ipc("netns add %s", ul_ns) != 0 ||
-        ipc("-n %s link add ul0 type bridge", ul_ns) != 0 ||
-        ipc("-n %s link set ul0 up", ul_ns) != 0)
+    if (tu_ns_add(ul_ns) != 0 ||
+        tu_ip("-n %s link add ul0 type bridge", ul_ns) != 0 ||
+        tu_ip("-n %s link set ul0 up", ul_ns) != 0)
         return -1;
     return 0;
 }
@@ -743,9 +602,9 @@ static int mesh_teardown(void **state)
         char path[64];
         snprintf(path, sizeof(path), "/run/netns/%s", vm_ns[v]);
         if (access(path, F_OK) == 0)
-            ipc("netns del %s", vm_ns[v]);
+            tu_ip("netns del %s", vm_ns[v]);
     }
-    ipc("netns del %s", ul_ns);
+    tu_ip("netns del %s", ul_ns);
     return 0;
 }
 
@@ -755,7 +614,7 @@ static void assert_full_mesh(unsigned members)
         for (int j = 1; j <= MAX_HOSTS; j++) {
             if (i == j || !(members & (1u << i)) || !(members & (1u << j)))
                 continue;
-            if (!ping(hosts[i].ns, NULL, hosts[j].mesh, 8000)) {
+            if (!tu_ping(hosts[i].ns, NULL, hosts[j].mesh, 8000)) {
                 fprintf(stderr, "host %d cannot reach host %d over the mesh\n",
                         i, j);
                 fail();
@@ -807,7 +666,7 @@ static void mesh_joins_and_leaves(void **state)
     peer_view(1, 3);
     assert_int_equal(sh->v[0], 0);
     assert_int_equal(sh->v[3], 2);
-    assert_false(ping(hosts[1].ns, NULL, hosts[3].mesh, 1500));
+    assert_false(tu_ping(hosts[1].ns, NULL, hosts[3].mesh, 1500));
     remove_host(3);
     assert_full_mesh(left);
 }
@@ -821,16 +680,15 @@ static const char *VM3 = "89abcdef-0000-4000-8000-000000000003";
 static void add_vm(int v, int host, const char *tap, const char *mac,
                    const char *addr, const char *gw, const char *bridge)
 {
-    assert_int_equal(ipc("netns add %s", vm_ns[v]), 0);
-    assert_int_equal(ipc("-n %s link add %s type veth peer name eth0 netns %s",
-                         hosts[host].ns, tap, vm_ns[v]), 0);
-    assert_int_equal(ipc("-n %s link set %s master %s mtu 1370 up",
-                         hosts[host].ns, tap, bridge), 0);
-    assert_int_equal(ipc("-n %s link set eth0 address %s mtu 1370 up",
-                         vm_ns[v], mac), 0);
-    assert_int_equal(ipc("-n %s link set lo up", vm_ns[v]), 0);
-    assert_int_equal(ipc("-n %s addr add %s/24 dev eth0", vm_ns[v], addr), 0);
-    assert_int_equal(ipc("-n %s route add default via %s", vm_ns[v], gw), 0);
+    assert_int_equal(tu_ns_add(vm_ns[v]), 0);
+    assert_int_equal(tu_ip("-n %s link add %s type veth peer name eth0 "
+                           "netns %s", hosts[host].ns, tap, vm_ns[v]), 0);
+    assert_int_equal(tu_ip("-n %s link set %s master %s mtu 1370 up",
+                           hosts[host].ns, tap, bridge), 0);
+    assert_int_equal(tu_ip("-n %s link set eth0 address %s mtu 1370 up",
+                           vm_ns[v], mac), 0);
+    assert_int_equal(tu_ip("-n %s addr add %s/24 dev eth0", vm_ns[v], addr), 0);
+    assert_int_equal(tu_ip("-n %s route add default via %s", vm_ns[v], gw), 0);
 }
 
 static char *net_extra(int host)
@@ -917,30 +775,31 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
 
     /* VMs on different hosts share their private network (VXLAN in
      * WireGuard), and each reaches its local anycast gateway. */
-    assert_true(ping(vm_ns[1], NULL, "10.1.0.12", 8000));
-    assert_true(ping(vm_ns[2], NULL, "10.1.0.11", 8000));
-    assert_true(ping(vm_ns[1], NULL, "10.1.0.1", 3000));
-    assert_true(ping(vm_ns[2], NULL, "10.1.0.1", 3000));
-    assert_true(ping(vm_ns[3], NULL, "10.2.0.1", 3000));
+    assert_true(tu_ping(vm_ns[1], NULL, "10.1.0.12", 8000));
+    assert_true(tu_ping(vm_ns[2], NULL, "10.1.0.11", 8000));
+    assert_true(tu_ping(vm_ns[1], NULL, "10.1.0.1", 3000));
+    assert_true(tu_ping(vm_ns[2], NULL, "10.1.0.1", 3000));
+    assert_true(tu_ping(vm_ns[3], NULL, "10.2.0.1", 3000));
 
     /* Another tenant's network on the same host is not routed to. */
-    assert_false(ping(vm_ns[3], NULL, "10.1.0.11", 1500));
-    assert_false(ping(vm_ns[1], NULL, "10.2.0.13", 1500));
+    assert_false(tu_ping(vm_ns[3], NULL, "10.1.0.11", 1500));
+    assert_false(tu_ping(vm_ns[1], NULL, "10.2.0.13", 1500));
     /* Nor is the mesh. */
-    assert_false(ping(vm_ns[1], NULL, "100.96.0.2", 1500));
+    assert_false(tu_ping(vm_ns[1], NULL, "100.96.0.2", 1500));
 
     /* A forged source address is dropped at the tap. */
-    assert_int_equal(ipc("-n %s addr add 10.1.0.99/24 dev eth0", vm_ns[1]), 0);
-    assert_false(ping(vm_ns[1], "10.1.0.99", "10.1.0.12", 1500));
-    assert_true(ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 3000));
+    assert_int_equal(tu_ip("-n %s addr add 10.1.0.99/24 dev eth0",
+                           vm_ns[1]), 0);
+    assert_false(tu_ping(vm_ns[1], "10.1.0.99", "10.1.0.12", 1500));
+    assert_true(tu_ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 3000));
     /* So is a forged MAC. */
-    assert_int_equal(ipc("-n %s link set eth0 address 52:54:00:00:01:99",
-                         vm_ns[1]), 0);
-    assert_int_equal(ipc("-n %s neigh flush dev eth0", vm_ns[1]), 0);
-    assert_false(ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 1500));
-    assert_int_equal(ipc("-n %s link set eth0 address 52:54:00:00:01:01",
-                         vm_ns[1]), 0);
-    assert_true(ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 5000));
+    assert_int_equal(tu_ip("-n %s link set eth0 address 52:54:00:00:01:99",
+                           vm_ns[1]), 0);
+    assert_int_equal(tu_ip("-n %s neigh flush dev eth0", vm_ns[1]), 0);
+    assert_false(tu_ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 1500));
+    assert_int_equal(tu_ip("-n %s link set eth0 address 52:54:00:00:01:01",
+                           vm_ns[1]), 0);
+    assert_true(tu_ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 5000));
 
     /* Published port: the underlay ("internet") reaches the VM through
      * DNAT on host 1's public address. */
@@ -961,11 +820,11 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
 
     /* The network leaves host 2 with its last VM: links go. */
     assert_int_equal(apply_host(2, mesh, "\"networks\": [], \"vms\": []", 0), 0);
-    assert_int_equal(in_ns(hosts[2].ns, gone_fn, NULL), 0);
-    assert_false(ping(vm_ns[1], NULL, "10.1.0.12", 1500));
+    assert_int_equal(tu_in_ns(hosts[2].ns, gone_fn, NULL), 0);
+    assert_false(tu_ping(vm_ns[1], NULL, "10.1.0.12", 1500));
 
     /* Teardown removes the mesh, our links and our tables. */
-    assert_int_equal(in_ns(hosts[1].ns, teardown_fn, &hosts[1]), 0);
+    assert_int_equal(tu_in_ns(hosts[1].ns, teardown_fn, &hosts[1]), 0);
 }
 
 int main(void)
@@ -974,12 +833,7 @@ int main(void)
         printf("needs root for network namespaces\n");
         return 77;
     }
-    static const char *ips[] = { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip",
-                                 "/bin/ip" };
-    for (size_t i = 0; i < ARRAY_SIZE(ips) && !ip_bin; i++)
-        if (access(ips[i], X_OK) == 0)
-            ip_bin = ips[i];
-    if (!ip_bin) {
+    if (!tu_ip_bin()) {
         printf("iproute2 not installed\n");
         return 77;
     }
@@ -997,11 +851,7 @@ int main(void)
     };
     int failed = cmocka_run_group_tests_name("netfabric basics", basic, NULL, NULL);
 
-    int st;
-    char *argv[] = { "/bin/sh", "-c", "command -v wireguard-go", NULL };
-    char *out = tu_run(argv, &st);
-    free(out);
-    if (st != 0) {
+    if (!tu_have_wireguard_go()) {
         printf("wireguard-go not installed: mesh tests skipped\n");
         return failed ? 1 : 0;
     }

@@ -26,22 +26,11 @@ static struct node nodes[3] = {
     { NULL, NULL, "mesh-c", "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=", NULL },
 };
 
-static json_t *call(const char *key, const char *method, const char *path,
-                    const char *body, long *ret_status)
-{
-    _cleanup_free_ char *url = xasprintf("%s%s", ctl.url, path);
-    struct tu_resp r;
-    *ret_status = tu_http(method, url, key, ctl.ca, body, body ? strlen(body) : 0,
-                          NULL, NULL, &r);
-    json_t *j = json_loads(r.body, 0, NULL);
-    tu_resp_clear(&r);
-    return j;
-}
-
 static void join(struct node *n)
 {
     long st;
-    json_auto_t *t = call(ctl.admin_key, "POST", "/v1/join-tokens", "{}", &st);
+    json_auto_t *t =
+        tu_api(&ctl, ctl.admin_key, "POST", "/v1/join-tokens", "{}", &st);
     assert_int_equal(st, 201);
     _cleanup_free_ char *ep = n->endpoint ? xasprintf(",\"endpoint\":\"%s\"",
                                                       n->endpoint)
@@ -51,7 +40,8 @@ static void join(struct node *n)
         "\"inventory\":{\"vcpus\":2,\"memory_mib\":2048,\"disk_gib\":20,"
         "\"kvm\":false}}",
         json_str(t, "token"), n->name, n->key, ep);
-    json_auto_t *reg = call(NULL, "POST", "/v1/agent/register", body, &st);
+    json_auto_t *reg =
+        tu_api(&ctl, NULL, "POST", "/v1/agent/register", body, &st);
     assert_int_equal(st, 201);
     n->id = xstrdup(json_str(reg, "node_id"));
     n->cred = xstrdup(json_str(reg, "credential"));
@@ -64,7 +54,7 @@ static json_t *desired(struct node *n, json_int_t since, long wait)
         since < 0 ? xstrdup("/v1/agent/desired")
                   : xasprintf("/v1/agent/desired?since=%lld&wait=%ld",
                               (long long)since, wait);
-    json_t *d = call(n->cred, "GET", p, NULL, &st);
+    json_t *d = tu_api(&ctl, n->cred, "GET", p, NULL, &st);
     assert_int_equal(st, 200);
     return d;
 }
@@ -138,23 +128,25 @@ static void peers_follow_joins_moves_and_leaves(void **state)
 
     /* B moves: its status reports a new endpoint; A learns it. */
     long st;
-    json_auto_t *ok = call(nodes[1].cred, "POST", "/v1/agent/status",
-                           "{\"endpoint\":\"192.0.2.99:51820\",\"vms\":[]}", &st);
+    json_auto_t *ok =
+        tu_api(&ctl, nodes[1].cred, "POST", "/v1/agent/status",
+               "{\"endpoint\":\"192.0.2.99:51820\",\"vms\":[]}", &st);
     assert_int_equal(st, 200);
     json_auto_t *a2 = desired(&nodes[0], rev(a1), 20);
     assert_true(rev(a2) > rev(a1));
     assert_string_equal(json_str(peer(a2, &nodes[1]), "endpoint"),
                         "192.0.2.99:51820");
     /* Reporting the same again changes nothing for the peers. */
-    json_auto_t *ok2 = call(nodes[1].cred, "POST", "/v1/agent/status",
-                            "{\"endpoint\":\"192.0.2.99:51820\",\"vms\":[]}", &st);
+    json_auto_t *ok2 =
+        tu_api(&ctl, nodes[1].cred, "POST", "/v1/agent/status",
+               "{\"endpoint\":\"192.0.2.99:51820\",\"vms\":[]}", &st);
     assert_int_equal(st, 200);
     json_auto_t *a3 = desired(&nodes[0], rev(a2), 1);
     assert_int_equal(rev(a3), rev(a2));
 
     /* C leaves: A and B drop it. */
     _cleanup_free_ char *p = xasprintf("/v1/nodes/%s", nodes[2].id);
-    json_auto_t *gone = call(ctl.admin_key, "DELETE", p, NULL, &st);
+    json_auto_t *gone = tu_api(&ctl, ctl.admin_key, "DELETE", p, NULL, &st);
     assert_int_equal(st, 204);
     json_auto_t *a4 = desired(&nodes[0], rev(a3), 20);
     assert_null(peer(a4, &nodes[2]));
@@ -164,8 +156,9 @@ static void peers_follow_joins_moves_and_leaves(void **state)
     assert_non_null(peer(b4, &nodes[0]));
 
     /* A hostile public address is refused, not stored. */
-    json_auto_t *bad = call(nodes[1].cred, "POST", "/v1/agent/status",
-                            "{\"public_ip\":\"1.2.3.4; drop\",\"vms\":[]}", &st);
+    json_auto_t *bad =
+        tu_api(&ctl, nodes[1].cred, "POST", "/v1/agent/status",
+               "{\"public_ip\":\"1.2.3.4; drop\",\"vms\":[]}", &st);
     assert_int_equal(st, 400);
 }
 

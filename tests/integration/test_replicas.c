@@ -43,13 +43,8 @@ static void serve(int i)
 static json_t *call(int i, const char *key, const char *method,
                     const char *path, const char *body, long *ret_status)
 {
-    _cleanup_free_ char *url = xasprintf("%s%s", urls[i], path);
-    struct tu_resp r;
-    *ret_status = tu_http(method, url, key, ca, body, body ? strlen(body) : 0,
-                          NULL, NULL, &r);
-    json_t *j = json_loads(r.body, 0, NULL);
-    tu_resp_clear(&r);
-    return j;
+    const struct tu_ctl replica = { .url = urls[i], .ca = ca };
+    return tu_api(&replica, key, method, path, body, ret_status);
 }
 
 static int setup(void **state)

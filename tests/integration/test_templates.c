@@ -29,31 +29,14 @@ static const char *const ctl_args[] = { "--templates-dir", "images/templates",
                                         NULL };
 
 static struct tu_ctl ctl;
-static char *fogctl_bin, *home, *work, *qemu_img;
+static char *home, *work, *qemu_img;
 static char *alice_key, *prov_key;
 
 /* ---- helpers ---- */
 
-/* Run fogctl with the words after the binary (NULL-terminated) as the
- * holder of `key`; returns stdout, exit status in *st. */
-static char *fogctl(const char *key, int *st, ...)
-{
-    char *argv[40] = { fogctl_bin };
-    va_list ap;
-    va_start(ap, st);
-    int n = 1;
-    const char *w;
-    while ((w = va_arg(ap, const char *)) != NULL && n < 39)
-        argv[n++] = (char *)w;
-    va_end(ap);
-    argv[n] = NULL;
-    setenv("FOG_KEY", key, 1);
-    return tu_run(argv, st);
-}
-
-/* The same, parsing --json output (the caller adds --json). */
+/* The output of a fogctl --json verb parsed (the caller adds --json). */
 #define FOGCTL_JSON(key, st, ...)                                              \
-    json_from(fogctl(key, st, __VA_ARGS__))
+    json_from(tu_fogctl(&ctl, key, st, __VA_ARGS__))
 static json_t *json_from(char *out)
 {
     json_t *j = out ? json_loads(out, 0, NULL) : NULL;
@@ -61,41 +44,11 @@ static json_t *json_from(char *out)
     return j;
 }
 
-/* The value after "label: " on its own line of out; caller frees. */
-static char *field(const char *out, const char *label)
-{
-    _cleanup_free_ char *pat = xasprintf("%s:", label);
-    for (const char *p = out; p && *p;) {
-        if (strncmp(p, pat, strlen(pat)) == 0) {
-            p += strlen(pat);
-            while (*p == ' ')
-                p++;
-            return xstrndup(p, strcspn(p, "\n"));
-        }
-        p = strchr(p, '\n');
-        p = p ? p + 1 : NULL;
-    }
-    return NULL;
-}
-
-/* Raw API call; returns the JSON answer (caller decrefs), status in *st. */
-static json_t *api(const char *key, const char *method, const char *path,
-                   const char *body, long *st)
-{
-    _cleanup_free_ char *url = xasprintf("%s%s", ctl.url, path);
-    struct tu_resp r;
-    *st = tu_http(method, url, key, ctl.ca, body, body ? strlen(body) : 0,
-                  NULL, NULL, &r);
-    json_t *j = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
-    tu_resp_clear(&r);
-    return j;
-}
-
 static char *must_api(const char *key, const char *method, const char *path,
                       const char *body, long want, const char *out_field)
 {
     long st;
-    json_auto_t *j = api(key, method, path, body, &st);
+    json_auto_t *j = tu_api(&ctl, key, method, path, body, &st);
     if (st != want)
         fail_msg("%s %s: status %ld, want %ld (%s)", method, path, st, want,
                  json_str(j, "detail") ? json_str(j, "detail") : "");
@@ -105,13 +58,13 @@ static char *must_api(const char *key, const char *method, const char *path,
 static char *make_account(const char *name, const char *role)
 {
     int st;
-    _cleanup_free_ char *o1 = fogctl(ctl.admin_key, &st, "account-create", name,
-                                     "--role", role, NULL);
+    _cleanup_free_ char *o1 = tu_fogctl(
+        &ctl, ctl.admin_key, &st, "account-create", name, "--role", role, NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *o2 = fogctl(ctl.admin_key, &st, "key-create",
-                                     "--account", name, NULL);
+    _cleanup_free_ char *o2 = tu_fogctl(&ctl, ctl.admin_key, &st, "key-create",
+                                        "--account", name, NULL);
     assert_int_equal(st, 0);
-    char *key = field(o2, "key");
+    char *key = tu_field(o2, "key");
     assert_non_null(key);
     return key;
 }
@@ -135,34 +88,17 @@ static char *make_qcow2(const char *name, const char *size)
     return p;
 }
 
-static char *find_in_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    _cleanup_free_ char *copy = xstrdup(path && *path ? path
-                                                      : "/usr/bin:/bin");
-    for (char *d = strtok(copy, ":"); d; d = strtok(NULL, ":")) {
-        char *p = xasprintf("%s/%s", d, prog);
-        if (access(p, X_OK) == 0)
-            return p;
-        free(p);
-    }
-    return NULL;
-}
-
 /* ---- fixtures ---- */
 
 static int setup(void **state)
 {
     (void)state;
     tu_ctl_start(&ctl, ctl_args);
-    fogctl_bin = tu_bin("fogctl");
     home = tu_tempdir("tmpl-home");
     work = tu_tempdir("tmpl-work");
     setenv("HOME", home, 1);
     unsetenv("XDG_CONFIG_HOME");
     unsetenv("FOG_CONFIG");
-    setenv("FOG_URL", ctl.url, 1);
-    setenv("FOG_CA", ctl.ca, 1);
     alice_key = make_account("alice", "tenant");
     prov_key = make_account("prov", "provider");
     return 0;
@@ -176,7 +112,6 @@ static int teardown(void **state)
     tu_rmrf(work);
     free(home);
     free(work);
-    free(fogctl_bin);
     free(alice_key);
     free(prov_key);
     return 0;
@@ -189,12 +124,13 @@ static void image_import_uploads_lists_and_shows_inspection(void **state)
     (void)state;
     _cleanup_free_ char *img = make_qcow2("base.qcow2", "64M");
     int st;
-    _cleanup_free_ char *out = fogctl(alice_key, &st, "image-import",
-                                      "fog-tiny", img, NULL);
+    _cleanup_free_ char *out =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "fog-tiny", img, NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(out, "state ready"));
 
-    _cleanup_free_ char *list = fogctl(alice_key, &st, "image-list", NULL);
+    _cleanup_free_ char *list =
+        tu_fogctl(&ctl, alice_key, &st, "image-list", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(list, "fog-tiny"));
     assert_non_null(strstr(list, "ready"));
@@ -218,14 +154,14 @@ static void image_import_uploads_lists_and_shows_inspection(void **state)
     assert_int_equal(strlen(json_str(j, "sha256")), 64);
     json_decref(j);
 
-    _cleanup_free_ char *info = fogctl(alice_key, &st, "image-info",
-                                       "fog-tiny", NULL);
+    _cleanup_free_ char *info =
+        tu_fogctl(&ctl, alice_key, &st, "image-info", "fog-tiny", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *s = field(info, "state");
-    _cleanup_free_ char *fmt = field(info, "format");
-    _cleanup_free_ char *os = field(info, "os_type");
-    _cleanup_free_ char *arch = field(info, "os_arch");
-    _cleanup_free_ char *insp = field(info, "inspection");
+    _cleanup_free_ char *s = tu_field(info, "state");
+    _cleanup_free_ char *fmt = tu_field(info, "format");
+    _cleanup_free_ char *os = tu_field(info, "os_type");
+    _cleanup_free_ char *arch = tu_field(info, "os_arch");
+    _cleanup_free_ char *insp = tu_field(info, "inspection");
     assert_string_equal(s, "ready");
     assert_string_equal(fmt, "qcow2");
     assert_non_null(os); /* shown, unknown without inspection */
@@ -233,25 +169,29 @@ static void image_import_uploads_lists_and_shows_inspection(void **state)
     assert_string_equal(insp, "skipped");
 
     /* Only an admin publishes for everyone. */
-    _cleanup_free_ char *o2 = fogctl(alice_key, &st, "image-import", "pub",
-                                     img, "--public", NULL);
+    _cleanup_free_ char *o2 = tu_fogctl(&ctl, alice_key, &st, "image-import",
+                                        "pub", img, "--public", NULL);
     assert_int_equal(st, 1);
     _cleanup_free_ char *pub = make_qcow2("pub.qcow2", "32M");
-    _cleanup_free_ char *o3 = fogctl(ctl.admin_key, &st, "image-import",
-                                     "pub-base", pub, "--public", NULL);
+    _cleanup_free_ char *o3 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "image-import", "pub-base", pub,
+                  "--public", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *list2 = fogctl(alice_key, &st, "image-list", NULL);
+    _cleanup_free_ char *list2 =
+        tu_fogctl(&ctl, alice_key, &st, "image-list", NULL);
     assert_non_null(strstr(list2, "pub-base"));
     assert_non_null(strstr(list2, "public"));
 
     /* Usage errors are 2, and nothing is created. */
-    _cleanup_free_ char *o4 = fogctl(alice_key, &st, "image-import", "x", NULL);
+    _cleanup_free_ char *o4 =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "x", NULL);
     assert_int_equal(st, 2);
-    _cleanup_free_ char *o5 = fogctl(alice_key, &st, "image-import", "x",
-                                     "--url", "https://example.org/x.qcow2",
-                                     NULL);
+    _cleanup_free_ char *o5 =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "x", "--url",
+                  "https://example.org/x.qcow2", NULL);
     assert_int_equal(st, 2);
-    _cleanup_free_ char *o6 = fogctl(alice_key, &st, "image-info", "x", NULL);
+    _cleanup_free_ char *o6 =
+        tu_fogctl(&ctl, alice_key, &st, "image-info", "x", NULL);
     assert_int_equal(st, 1);
 }
 
@@ -262,8 +202,8 @@ static void wrong_content_is_refused_and_a_retry_fills_the_image(void **state)
     /* A text file named .qcow2: judged by content, refused, and the image
      * shows why. */
     _cleanup_free_ char *txt = write_file("notes.qcow2", "just some text\n");
-    _cleanup_free_ char *o1 = fogctl(alice_key, &st, "image-import", "retry",
-                                     txt, NULL);
+    _cleanup_free_ char *o1 =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "retry", txt, NULL);
     assert_int_equal(st, 1);
     json_auto_t *j = FOGCTL_JSON(alice_key, &st, "image-info", "retry",
                                  "--json", NULL);
@@ -279,8 +219,8 @@ static void wrong_content_is_refused_and_a_retry_fills_the_image(void **state)
                      (char *)"-b", base, ovl, NULL };
     free(tu_run(argv, &st));
     assert_int_equal(st, 0);
-    _cleanup_free_ char *o2 = fogctl(alice_key, &st, "image-import",
-                                     "backed", ovl, NULL);
+    _cleanup_free_ char *o2 =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "backed", ovl, NULL);
     assert_int_equal(st, 1);
     json_auto_t *b = FOGCTL_JSON(alice_key, &st, "image-info", "backed",
                                  "--json", NULL);
@@ -289,8 +229,8 @@ static void wrong_content_is_refused_and_a_retry_fills_the_image(void **state)
 
     /* Importing again under the same name uploads into the refused image. */
     _cleanup_free_ char *good = make_qcow2("good.qcow2", "16M");
-    _cleanup_free_ char *o3 = fogctl(alice_key, &st, "image-import", "retry",
-                                     good, NULL);
+    _cleanup_free_ char *o3 =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "retry", good, NULL);
     assert_int_equal(st, 0);
     json_auto_t *k = FOGCTL_JSON(alice_key, &st, "image-info", "retry",
                                  "--json", NULL);
@@ -298,14 +238,14 @@ static void wrong_content_is_refused_and_a_retry_fills_the_image(void **state)
     assert_string_equal(json_str(k, "id"), json_str(j, "id"));
 
     /* A ready image is not overwritten by a second import. */
-    _cleanup_free_ char *o4 = fogctl(alice_key, &st, "image-import", "retry",
-                                     good, NULL);
+    _cleanup_free_ char *o4 =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "retry", good, NULL);
     assert_int_equal(st, 1);
-    _cleanup_free_ char *o5 = fogctl(alice_key, &st, "image-delete", "retry",
-                                     NULL);
+    _cleanup_free_ char *o5 =
+        tu_fogctl(&ctl, alice_key, &st, "image-delete", "retry", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *o6 = fogctl(alice_key, &st, "image-info", "retry",
-                                     NULL);
+    _cleanup_free_ char *o6 =
+        tu_fogctl(&ctl, alice_key, &st, "image-info", "retry", NULL);
     assert_int_equal(st, 1);
 }
 
@@ -313,18 +253,19 @@ static void templates_are_listed_and_shown(void **state)
 {
     (void)state;
     int st;
-    _cleanup_free_ char *list = fogctl(alice_key, &st, "template-list", NULL);
+    _cleanup_free_ char *list =
+        tu_fogctl(&ctl, alice_key, &st, "template-list", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(list, "nginx"));
     assert_non_null(strstr(list, "game-server"));
     assert_non_null(strstr(list, "tiny-web"));
     assert_non_null(strstr(list, "30000/udp"));
 
-    _cleanup_free_ char *info = fogctl(alice_key, &st, "template-info",
-                                       "tiny-web", NULL);
+    _cleanup_free_ char *info =
+        tu_fogctl(&ctl, alice_key, &st, "template-info", "tiny-web", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *image = field(info, "image");
-    _cleanup_free_ char *ports = field(info, "ports");
+    _cleanup_free_ char *image = tu_field(info, "image");
+    _cleanup_free_ char *ports = tu_field(info, "ports");
     assert_string_equal(image, "fog-tiny");
     assert_string_equal(ports, "80/tcp");
     assert_non_null(strstr(info, "user_data:\n#cloud-config\n"));
@@ -334,8 +275,8 @@ static void templates_are_listed_and_shown(void **state)
     assert_int_equal(st, 0);
     assert_int_equal(json_int(j, "memory_mib", 0), 1024);
 
-    _cleanup_free_ char *o1 = fogctl(alice_key, &st, "template-info", "nope",
-                                     NULL);
+    _cleanup_free_ char *o1 =
+        tu_fogctl(&ctl, alice_key, &st, "template-info", "nope", NULL);
     assert_int_equal(st, 1);
 }
 
@@ -344,11 +285,12 @@ static void ssh_keys_are_added_listed_and_removed(void **state)
     (void)state;
     int st;
     _cleanup_free_ char *pub = write_file("id.pub", PUBKEY);
-    _cleanup_free_ char *o1 = fogctl(alice_key, &st, "key-add", "laptop", pub,
-                                     NULL);
+    _cleanup_free_ char *o1 =
+        tu_fogctl(&ctl, alice_key, &st, "key-add", "laptop", pub, NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(o1, "SHA256:"));
-    _cleanup_free_ char *list = fogctl(alice_key, &st, "ssh-key-list", NULL);
+    _cleanup_free_ char *list =
+        tu_fogctl(&ctl, alice_key, &st, "ssh-key-list", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(list, "laptop"));
     assert_non_null(strstr(list, "ssh-ed25519"));
@@ -357,29 +299,29 @@ static void ssh_keys_are_added_listed_and_removed(void **state)
     _cleanup_free_ char *priv = write_file(
         "id", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn==\n"
               "-----END OPENSSH PRIVATE KEY-----\n");
-    _cleanup_free_ char *o2 = fogctl(alice_key, &st, "key-add", "priv", priv,
-                                     NULL);
+    _cleanup_free_ char *o2 =
+        tu_fogctl(&ctl, alice_key, &st, "key-add", "priv", priv, NULL);
     assert_int_equal(st, 1);
     _cleanup_free_ char *junk = write_file("junk.pub", "ssh-ed25519 AAAA\n");
-    _cleanup_free_ char *o3 = fogctl(alice_key, &st, "key-add", "junk", junk,
-                                     NULL);
+    _cleanup_free_ char *o3 =
+        tu_fogctl(&ctl, alice_key, &st, "key-add", "junk", junk, NULL);
     assert_int_equal(st, 1);
-    _cleanup_free_ char *o4 = fogctl(alice_key, &st, "key-add", "laptop", pub,
-                                     NULL);
+    _cleanup_free_ char *o4 =
+        tu_fogctl(&ctl, alice_key, &st, "key-add", "laptop", pub, NULL);
     assert_int_equal(st, 1); /* name taken */
 
     json_auto_t *j = FOGCTL_JSON(alice_key, &st, "ssh-key-list", "--json",
                                  NULL);
     assert_int_equal(json_array_size(j), 1);
 
-    _cleanup_free_ char *o5 = fogctl(alice_key, &st, "ssh-key-remove",
-                                     "laptop", NULL);
+    _cleanup_free_ char *o5 =
+        tu_fogctl(&ctl, alice_key, &st, "ssh-key-remove", "laptop", NULL);
     assert_int_equal(st, 0);
     json_auto_t *k = FOGCTL_JSON(alice_key, &st, "ssh-key-list", "--json",
                                  NULL);
     assert_int_equal(json_array_size(k), 0);
-    _cleanup_free_ char *o6 = fogctl(alice_key, &st, "ssh-key-remove",
-                                     "laptop", NULL);
+    _cleanup_free_ char *o6 =
+        tu_fogctl(&ctl, alice_key, &st, "ssh-key-remove", "laptop", NULL);
     assert_int_equal(st, 1);
 }
 
@@ -388,7 +330,7 @@ static char *vm_ports(const char *vm)
 {
     long st;
     _cleanup_free_ char *p = xasprintf("/v1/vms/%s/ports", vm);
-    json_auto_t *j = api(alice_key, "GET", p, NULL, &st);
+    json_auto_t *j = tu_api(&ctl, alice_key, "GET", p, NULL, &st);
     assert_int_equal(st, 200);
     char *out = xstrdup("");
     size_t i;
@@ -447,16 +389,18 @@ static void create_from_template_takes_defaults_and_overrides(void **state)
 
     /* An explicit empty port list means no ports. */
     long ls;
-    json_auto_t *x = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"web3\",\"template\":\"tiny-echo\","
-                         "\"ports\":[],\"power_state\":\"stopped\"}", &ls);
+    json_auto_t *x = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"web3\",\"template\":\"tiny-echo\","
+                            "\"ports\":[],\"power_state\":\"stopped\"}",
+                            &ls);
     assert_int_equal(ls, 201);
     _cleanup_free_ char *p3 = vm_ports("web3");
     assert_string_equal(p3, "");
     /* ... and the template's two otherwise. */
-    json_auto_t *y = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"web4\",\"template\":\"tiny-echo\","
-                         "\"power_state\":\"stopped\"}", &ls);
+    json_auto_t *y = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"web4\",\"template\":\"tiny-echo\","
+                            "\"power_state\":\"stopped\"}",
+                            &ls);
     assert_int_equal(ls, 201);
     _cleanup_free_ char *p4 = vm_ports("web4");
     assert_non_null(strstr(p4, "27015/udp"));
@@ -480,17 +424,17 @@ static void create_from_template_takes_defaults_and_overrides(void **state)
     assert_null(json_str(c2, "image_id"));
 
     /* Without a template the sizes stay required. */
-    _cleanup_free_ char *o1 = fogctl(alice_key, &st, "create", "bad", "--image",
-                                     "fog-tiny", NULL);
+    _cleanup_free_ char *o1 = tu_fogctl(&ctl, alice_key, &st, "create", "bad",
+                                        "--image", "fog-tiny", NULL);
     assert_int_equal(st, 2);
-    json_auto_t *z = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"bad\",\"image\":\"fog-tiny\"}", &ls);
+    json_auto_t *z = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"bad\",\"image\":\"fog-tiny\"}", &ls);
     assert_int_equal(ls, 400);
     assert_string_equal(json_str(z, "field"), "vcpus");
 
     /* An image in use cannot be deleted. */
-    _cleanup_free_ char *o2 = fogctl(alice_key, &st, "image-delete",
-                                     "fog-tiny", NULL);
+    _cleanup_free_ char *o2 =
+        tu_fogctl(&ctl, alice_key, &st, "image-delete", "fog-tiny", NULL);
     assert_int_equal(st, 1);
 }
 
@@ -502,55 +446,59 @@ static void create_refuses_an_image_that_is_not_ready(void **state)
     /* Waiting for its upload: pending. */
     free(must_api(alice_key, "POST", "/v1/images", "{\"name\":\"slow\"}", 201,
                   NULL));
-    json_auto_t *j = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"s1\",\"vcpus\":1,\"memory_mib\":128,"
-                         "\"disk_gib\":1,\"image\":\"slow\"}", &ls);
+    json_auto_t *j = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"s1\",\"vcpus\":1,\"memory_mib\":128,"
+                            "\"disk_gib\":1,\"image\":\"slow\"}",
+                            &ls);
     assert_int_equal(ls, 409);
     assert_string_equal(json_str(j, "field"), "image");
     assert_non_null(strstr(json_str(j, "detail"), "not ready"));
-    _cleanup_free_ char *o1 = fogctl(alice_key, &st, "create", "s1", "--cpus",
-                                     "1", "--memory", "128M", "--disk", "1G",
-                                     "--image", "slow", NULL);
+    _cleanup_free_ char *o1 =
+        tu_fogctl(&ctl, alice_key, &st, "create", "s1", "--cpus", "1",
+                  "--memory", "128M", "--disk", "1G", "--image", "slow", NULL);
     assert_int_equal(st, 1);
 
     /* A template whose image is the tenant's pending catalog image. */
     free(must_api(alice_key, "POST", "/v1/images", "{\"name\":\"debian-12\"}",
                   201, NULL));
-    _cleanup_free_ char *o2 = fogctl(alice_key, &st, "create", "s2",
-                                     "--template", "nginx", NULL);
+    _cleanup_free_ char *o2 = tu_fogctl(&ctl, alice_key, &st, "create", "s2",
+                                        "--template", "nginx", NULL);
     assert_int_equal(st, 1);
 
     /* Refused content: error, with its reason in the answer. */
     _cleanup_free_ char *txt = write_file("bad.img", "not an image\n");
-    _cleanup_free_ char *o3 = fogctl(alice_key, &st, "image-import", "broken",
-                                     txt, NULL);
+    _cleanup_free_ char *o3 =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "broken", txt, NULL);
     assert_int_equal(st, 1);
-    json_auto_t *k = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"s3\",\"vcpus\":1,\"memory_mib\":128,"
-                         "\"disk_gib\":1,\"image\":\"broken\"}", &ls);
+    json_auto_t *k = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"s3\",\"vcpus\":1,\"memory_mib\":128,"
+                            "\"disk_gib\":1,\"image\":\"broken\"}",
+                            &ls);
     assert_int_equal(ls, 409);
     assert_non_null(strstr(json_str(k, "detail"), "error"));
 
     /* Nothing was created by the refusals. */
-    json_auto_t *l = api(alice_key, "GET", "/v1/vms/s1", NULL, &ls);
+    json_auto_t *l = tu_api(&ctl, alice_key, "GET", "/v1/vms/s1", NULL, &ls);
     assert_int_equal(ls, 404);
-    json_auto_t *m = api(alice_key, "GET", "/v1/vms/s2", NULL, &ls);
+    json_auto_t *m = tu_api(&ctl, alice_key, "GET", "/v1/vms/s2", NULL, &ls);
     assert_int_equal(ls, 404);
 
     /* A ready image's minimum disk: an explicit smaller disk is refused. */
     _cleanup_free_ char *big = make_qcow2("big.qcow2", "3G");
-    _cleanup_free_ char *o4 = fogctl(alice_key, &st, "image-import", "big", big,
-                                     NULL);
+    _cleanup_free_ char *o4 =
+        tu_fogctl(&ctl, alice_key, &st, "image-import", "big", big, NULL);
     assert_int_equal(st, 0);
-    json_auto_t *n = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"s4\",\"vcpus\":1,\"memory_mib\":128,"
-                         "\"disk_gib\":2,\"image\":\"big\"}", &ls);
+    json_auto_t *n = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"s4\",\"vcpus\":1,\"memory_mib\":128,"
+                            "\"disk_gib\":2,\"image\":\"big\"}",
+                            &ls);
     assert_int_equal(ls, 400);
     assert_string_equal(json_str(n, "field"), "disk_gib");
-    json_auto_t *o = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"s4\",\"vcpus\":1,\"memory_mib\":128,"
-                         "\"disk_gib\":3,\"image\":\"big\",\"power_state\":"
-                         "\"stopped\"}", &ls);
+    json_auto_t *o = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"s4\",\"vcpus\":1,\"memory_mib\":128,"
+                            "\"disk_gib\":3,\"image\":\"big\",\"power_state\":"
+                            "\"stopped\"}",
+                            &ls);
     assert_int_equal(ls, 201);
 }
 
@@ -567,23 +515,23 @@ static void hostile_names_are_refused(void **state)
         json_auto_t *t = json_pack("{s:s, s:s}", "name", "h1", "template",
                                    bad_templates[i]);
         _cleanup_free_ char *body = json_dumps(t, 0);
-        json_auto_t *j = api(alice_key, "POST", "/v1/vms", body, &ls);
+        json_auto_t *j = tu_api(&ctl, alice_key, "POST", "/v1/vms", body, &ls);
         if (ls != 400)
             fail_msg("template '%s' answered %ld", bad_templates[i], ls);
         assert_string_equal(json_str(j, "field"), "template");
     }
-    _cleanup_free_ char *o1 = fogctl(alice_key, &st, "create", "h1",
-                                     "--template", "../../etc/passwd", NULL);
+    _cleanup_free_ char *o1 = tu_fogctl(&ctl, alice_key, &st, "create", "h1",
+                                        "--template", "../../etc/passwd", NULL);
     assert_int_equal(st, 1);
-    json_auto_t *u = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"h1\",\"template\":\"no-such\"}", &ls);
+    json_auto_t *u = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"h1\",\"template\":\"no-such\"}", &ls);
     assert_int_equal(ls, 400);
     /* A template the directory does not hold, reached by path tricks. */
-    json_auto_t *g = api(alice_key, "GET", "/v1/templates/..%2F..%2Fetc%2Fpasswd",
-                         NULL, &ls);
+    json_auto_t *g = tu_api(&ctl, alice_key, "GET",
+                            "/v1/templates/..%2F..%2Fetc%2Fpasswd", NULL, &ls);
     assert_int_equal(ls, 404);
-    _cleanup_free_ char *o2 = fogctl(alice_key, &st, "template-info",
-                                     "../nginx", NULL);
+    _cleanup_free_ char *o2 =
+        tu_fogctl(&ctl, alice_key, &st, "template-info", "../nginx", NULL);
     assert_int_equal(st, 1);
 
     /* Image names: the catalog's rules, whatever the client sends. */
@@ -591,25 +539,26 @@ static void hostile_names_are_refused(void **state)
     static const char *const bad_images[] = { "../x", "A", "x y", "x;rm",
                                               "x\ty" };
     for (size_t i = 0; i < ARRAY_SIZE(bad_images); i++) {
-        _cleanup_free_ char *o = fogctl(alice_key, &st, "image-import",
-                                        bad_images[i], img, NULL);
+        _cleanup_free_ char *o = tu_fogctl(&ctl, alice_key, &st, "image-import",
+                                           bad_images[i], img, NULL);
         if (st != 1)
             fail_msg("image name '%s' gave exit %d", bad_images[i], st);
         json_auto_t *v = json_pack("{s:s, s:i, s:i, s:i, s:s}", "name", "h2",
                                    "vcpus", 1, "memory_mib", 128, "disk_gib",
                                    1, "image", bad_images[i]);
         _cleanup_free_ char *body = json_dumps(v, 0);
-        json_auto_t *j = api(alice_key, "POST", "/v1/vms", body, &ls);
+        json_auto_t *j = tu_api(&ctl, alice_key, "POST", "/v1/vms", body, &ls);
         assert_int_equal(ls, 400);
     }
     /* An image id that is nobody's (or someone else's private one). */
-    json_auto_t *n = api(alice_key, "POST", "/v1/vms",
-                         "{\"name\":\"h3\",\"vcpus\":1,\"memory_mib\":128,"
-                         "\"disk_gib\":1,\"image\":"
-                         "\"00000000-0000-4000-8000-000000000000\"}", &ls);
+    json_auto_t *n = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"h3\",\"vcpus\":1,\"memory_mib\":128,"
+                            "\"disk_gib\":1,\"image\":"
+                            "\"00000000-0000-4000-8000-000000000000\"}",
+                            &ls);
     assert_int_equal(ls, 400);
-    _cleanup_free_ char *o3 = fogctl(alice_key, &st, "key-add", "../k",
-                                     "/dev/null", NULL);
+    _cleanup_free_ char *o3 =
+        tu_fogctl(&ctl, alice_key, &st, "key-add", "../k", "/dev/null", NULL);
     assert_int_equal(st, 1);
     json_auto_t *l = FOGCTL_JSON(alice_key, &st, "image-list", "--json", NULL);
     for (size_t i = 0; i < json_array_size(l); i++)
@@ -631,7 +580,8 @@ static void node_register(const char *creator_key, const char *name,
         "{\"token\":\"%s\",\"name\":\"%s\",\"inventory\":{\"vcpus\":64,"
         "\"memory_mib\":65536,\"disk_gib\":1000,\"kvm\":false}}", tok, name);
     long st;
-    json_auto_t *j = api(NULL, "POST", "/v1/agent/register", body, &st);
+    json_auto_t *j =
+        tu_api(&ctl, NULL, "POST", "/v1/agent/register", body, &st);
     assert_int_equal(st, 201);
     ret->id = xstrdup(json_str(j, "node_id"));
     ret->cred = xstrdup(json_str(j, "credential"));
@@ -641,7 +591,8 @@ static void node_register(const char *creator_key, const char *name,
 static json_t *node_poll(const struct node *n)
 {
     long st;
-    json_t *j = api(n->cred, "GET", "/v1/agent/desired?wait=0", NULL, &st);
+    json_t *j =
+        tu_api(&ctl, n->cred, "GET", "/v1/agent/desired?wait=0", NULL, &st);
     assert_int_equal(st, 200);
     return j;
 }
@@ -663,7 +614,7 @@ static json_t *vm_placed(const char *name, const struct node *a,
         json_decref(node_poll(b));
         long st;
         json_decref(v);
-        v = api(alice_key, "GET", p, NULL, &st);
+        v = tu_api(&ctl, alice_key, "GET", p, NULL, &st);
         assert_int_equal(st, 200);
         if (json_str(v, "node_name"))
             break;
@@ -682,37 +633,38 @@ static void node_policy_decides_where_vms_land(void **state)
      * provider's, approved by the admin. */
     node_register(ctl.admin_key, "node-a", &na);
     node_register(prov_key, "node-b", &nb);
-    _cleanup_free_ char *o0 = fogctl(ctl.admin_key, &st, "node-approve",
-                                     "node-b", NULL);
+    _cleanup_free_ char *o0 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "node-approve", "node-b", NULL);
     assert_int_equal(st, 0);
 
-    _cleanup_free_ char *o1 = fogctl(ctl.admin_key, &st, "node-policy",
-                                     "node-a", "--template", "tiny-web", NULL);
+    _cleanup_free_ char *o1 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "node-policy", "node-a",
+                  "--template", "tiny-web", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *o2 = fogctl(prov_key, &st, "node-policy", "node-b",
-                                     "--image", "pub-base", "--image",
-                                     "pub-base", NULL);
+    _cleanup_free_ char *o2 =
+        tu_fogctl(&ctl, prov_key, &st, "node-policy", "node-b", "--image",
+                  "pub-base", "--image", "pub-base", NULL);
     assert_int_equal(st, 0);
     /* A provider restricts only its own nodes; a tenant none. */
-    _cleanup_free_ char *o3 = fogctl(prov_key, &st, "node-policy", "node-a",
-                                     "--clear", NULL);
+    _cleanup_free_ char *o3 = tu_fogctl(&ctl, prov_key, &st, "node-policy",
+                                        "node-a", "--clear", NULL);
     assert_int_equal(st, 1);
     _cleanup_free_ char *pa = xasprintf("/v1/nodes/%s/policy", na.id);
-    json_auto_t *t1 = api(alice_key, "PUT", pa, "{}", &ls);
+    json_auto_t *t1 = tu_api(&ctl, alice_key, "PUT", pa, "{}", &ls);
     assert_int_equal(ls, 403);
 
     /* The policies read back (duplicates dropped). */
-    _cleanup_free_ char *show = fogctl(prov_key, &st, "node-policy", "node-b",
-                                       NULL);
+    _cleanup_free_ char *show =
+        tu_fogctl(&ctl, prov_key, &st, "node-policy", "node-b", NULL);
     assert_int_equal(st, 0);
-    _cleanup_free_ char *imgs = field(show, "images");
+    _cleanup_free_ char *imgs = tu_field(show, "images");
     assert_string_equal(imgs, "pub-base");
     json_auto_t *pj = FOGCTL_JSON(ctl.admin_key, &st, "node-policy", "node-a",
                                   "--json", NULL);
     assert_int_equal(json_array_size(json_object_get(pj, "templates")), 1);
     assert_int_equal(json_array_size(json_object_get(pj, "images")), 0);
     _cleanup_free_ char *np = xasprintf("/v1/nodes/%s", na.id);
-    json_auto_t *node = api(ctl.admin_key, "GET", np, NULL, &ls);
+    json_auto_t *node = tu_api(&ctl, ctl.admin_key, "GET", np, NULL, &ls);
     assert_true(json_is_true(json_object_get(json_object_get(node, "policy"),
                                              "restricted")));
 
@@ -723,12 +675,13 @@ static void node_policy_decides_where_vms_land(void **state)
         "{\"gpus\":[]}", "[]",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-        json_auto_t *j = api(ctl.admin_key, "PUT", pa, bad[i], &ls);
+        json_auto_t *j = tu_api(&ctl, ctl.admin_key, "PUT", pa, bad[i], &ls);
         if (ls != 400)
             fail_msg("policy %s answered %ld", bad[i], ls);
     }
-    _cleanup_free_ char *o4 = fogctl(ctl.admin_key, &st, "node-policy",
-                                     "node-a", "--template", "Bad/Name", NULL);
+    _cleanup_free_ char *o4 =
+        tu_fogctl(&ctl, ctl.admin_key, &st, "node-policy", "node-a",
+                  "--template", "Bad/Name", NULL);
     assert_int_equal(st, 1);
     json_auto_t *pj2 = FOGCTL_JSON(ctl.admin_key, &st, "node-policy", "node-a",
                                    "--json", NULL);
@@ -738,8 +691,8 @@ static void node_policy_decides_where_vms_land(void **state)
     json_decref(node_poll(&na));
     json_decref(node_poll(&nb));
     /* From template tiny-web (image fog-tiny): only node-a accepts it. */
-    _cleanup_free_ char *c1 = fogctl(alice_key, &st, "create", "pa1",
-                                     "--template", "tiny-web", NULL);
+    _cleanup_free_ char *c1 = tu_fogctl(&ctl, alice_key, &st, "create", "pa1",
+                                        "--template", "tiny-web", NULL);
     assert_int_equal(st, 0);
     json_auto_t *v1 = vm_placed("pa1", &na, &nb, 40);
     assert_string_equal(json_str(v1, "node_name"), "node-a");
@@ -755,17 +708,16 @@ static void node_policy_decides_where_vms_land(void **state)
     assert_int_equal(strlen(json_str(src, "sha256")), 64);
 
     /* Image pub-base, no template: only node-b accepts it. */
-    _cleanup_free_ char *c2 = fogctl(alice_key, &st, "create", "pb1", "--cpus",
-                                     "1", "--memory", "128M", "--disk", "1G",
-                                     "--image", "pub-base", "--allow-tcg",
-                                     NULL);
+    _cleanup_free_ char *c2 = tu_fogctl(
+        &ctl, alice_key, &st, "create", "pb1", "--cpus", "1", "--memory",
+        "128M", "--disk", "1G", "--image", "pub-base", "--allow-tcg", NULL);
     assert_int_equal(st, 0);
     json_auto_t *v2 = vm_placed("pb1", &na, &nb, 40);
     assert_string_equal(json_str(v2, "node_name"), "node-b");
 
     /* Template tiny-echo: nobody accepts it; the reason says so. */
-    _cleanup_free_ char *c3 = fogctl(alice_key, &st, "create", "pe1",
-                                     "--template", "tiny-echo", NULL);
+    _cleanup_free_ char *c3 = tu_fogctl(&ctl, alice_key, &st, "create", "pe1",
+                                        "--template", "tiny-echo", NULL);
     assert_int_equal(st, 0);
     json_auto_t *v3 = vm_placed("pe1", &na, &nb, 4);
     assert_null(json_str(v3, "node_name"));
@@ -774,14 +726,15 @@ static void node_policy_decides_where_vms_land(void **state)
                            "accepts template 'tiny-echo'"));
 
     /* Lifting node-a's restriction lets the scheduler place it there. */
-    _cleanup_free_ char *o5 = fogctl(ctl.admin_key, &st, "node-policy",
-                                     "node-a", "--clear", NULL);
+    _cleanup_free_ char *o5 = tu_fogctl(&ctl, ctl.admin_key, &st, "node-policy",
+                                        "node-a", "--clear", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(o5, "accepts every"));
     json_auto_t *v4 = vm_placed("pe1", &na, &nb, 40);
     assert_string_equal(json_str(v4, "node_name"), "node-a");
-    _cleanup_free_ char *dom = fogctl(alice_key, &st, "dominfo", "pe1", NULL);
-    _cleanup_free_ char *dn = field(dom, "node_name");
+    _cleanup_free_ char *dom =
+        tu_fogctl(&ctl, alice_key, &st, "dominfo", "pe1", NULL);
+    _cleanup_free_ char *dn = tu_field(dom, "node_name");
     assert_string_equal(dn, "node-a");
 
     node_free(&na);
@@ -790,7 +743,7 @@ static void node_policy_decides_where_vms_land(void **state)
 
 int main(void)
 {
-    qemu_img = find_in_path("qemu-img");
+    qemu_img = tu_which("qemu-img");
     if (!qemu_img) {
         printf("qemu-img not found (Debian package qemu-utils)\n");
         return 77;

@@ -10,65 +10,30 @@
 #include "images/imgcheck.h"
 #include "tests/testutil.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-static char *dir;
-
-/* ---- a minimal qcow2 v3 writer (cluster size 64 KiB) ----
+/* ---- a minimal qcow2 v3 (cluster size 64 KiB, from tu_qcow2) ----
  * cluster 0 header, 1 refcount table, 2 refcount block, 3 L1 table,
  * 4 L2 table, 5 one data cluster mapped at guest offset 0. */
-#define CB 16
-#define CS (1u << CB)
+#define CS TU_QCOW2_CLUSTER
 
 struct q2 {
     uint8_t *img;
     size_t len;
 };
 
-static void put32(uint8_t *b, size_t off, uint32_t v)
-{
-    v = htobe32(v);
-    memcpy(b + off, &v, 4);
-}
-
-static void put64(uint8_t *b, size_t off, uint64_t v)
-{
-    v = htobe64(v);
-    memcpy(b + off, &v, 8);
-}
-
 static void q2_build(struct q2 *q, uint64_t vsize)
 {
-    q->len = 6 * CS;
-    q->img = xcalloc(1, q->len);
-    uint8_t *h = q->img;
-    memcpy(h, "QFI\xfb", 4);
-    put32(h, 4, 3);             /* version */
-    put32(h, 20, CB);           /* cluster_bits */
-    put64(h, 24, vsize);        /* size */
-    put32(h, 36, (uint32_t)((vsize + (uint64_t)CS / 8 * CS - 1) /
-                            ((uint64_t)CS / 8 * CS))); /* l1_size */
-    put64(h, 40, 3 * CS);       /* l1_table_offset */
-    put64(h, 48, 1 * CS);       /* refcount_table_offset */
-    put32(h, 56, 1);            /* refcount_table_clusters */
-    put32(h, 96, 4);            /* refcount_order: 16 bits */
-    put32(h, 100, 104);         /* header_length */
-    put64(h + CS, 0, 2 * CS);   /* reftable[0] -> refcount block */
-    for (int i = 0; i < 6; i++) /* refcount of clusters 0..5 = 1 */
-        h[2 * CS + 2 * i + 1] = 1;
-    put64(h + 3 * CS, 0, (1ULL << 63) | 4 * CS);  /* L1[0] -> L2 */
-    put64(h + 4 * CS, 0, (1ULL << 63) | 5 * CS);  /* L2[0] -> data */
-    memset(h + 5 * CS, 0xa5, CS);
+    q->img = tu_qcow2(vsize, &q->len);
 }
 
 static char *write_fixture(const char *name, const void *data, size_t len)
 {
-    char *path = xasprintf("%s/%s", dir, name);
+    char *path = xasprintf("%s/%s", tu_dir, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, data, len), (ssize_t)len);
@@ -112,8 +77,8 @@ static void qcow2_with_backing_file_on_host_path_is_refused(void **state)
     q2_build(&q, 1ULL << 30);
     static const char target[] = "/etc/passwd";
     memcpy(q.img + 512, target, sizeof(target) - 1);
-    put64(q.img, 8, 512);
-    put32(q.img, 16, sizeof(target) - 1);
+    tu_put_be64(q.img, 8, 512);
+    tu_put_be32(q.img, 16, sizeof(target) - 1);
     _cleanup_free_ char *p = write_fixture("backing.qcow2", q.img, q.len);
     struct imgcheck_info info;
     _cleanup_free_ char *why = NULL;
@@ -122,7 +87,7 @@ static void qcow2_with_backing_file_on_host_path_is_refused(void **state)
 
     /* offset zero but a size is still a backing file field in use */
     free(why);
-    put64(q.img, 8, 0);
+    tu_put_be64(q.img, 8, 0);
     _cleanup_free_ char *p2 = write_fixture("backing2.qcow2", q.img, q.len);
     assert_int_equal(check(p2, 0, &info, &why), -EINVAL);
     assert_non_null(strstr(why, "backing file"));
@@ -133,7 +98,7 @@ static void qcow2_with_external_data_file_is_refused(void **state)
 {
     struct q2 q;
     q2_build(&q, 1ULL << 30);
-    put64(q.img, 72, 1ULL << 2);
+    tu_put_be64(q.img, 72, 1ULL << 2);
     _cleanup_free_ char *p = write_fixture("datafile.qcow2", q.img, q.len);
     struct imgcheck_info info;
     _cleanup_free_ char *why = NULL;
@@ -142,9 +107,9 @@ static void qcow2_with_external_data_file_is_refused(void **state)
     free(why);
 
     /* the name extension alone, without the feature bit, is refused too */
-    put64(q.img, 72, 0);
-    put32(q.img, 104, 0x44415441);
-    put32(q.img, 108, 11);
+    tu_put_be64(q.img, 72, 0);
+    tu_put_be32(q.img, 104, 0x44415441);
+    tu_put_be32(q.img, 108, 11);
     memcpy(q.img + 112, "/etc/shadow", 11);
     _cleanup_free_ char *p2 = write_fixture("dataext.qcow2", q.img, q.len);
     assert_int_equal(check(p2, 0, &info, &why), -EINVAL);
@@ -177,30 +142,30 @@ static void qcow2_header_lying_about_size_is_refused(void **state)
     _cleanup_free_ char *why = NULL;
 
     /* 1 TiB claimed, but an L1 table of two entries covers 1 GiB only */
-    put64(q.img, 24, 1ULL << 40);
+    tu_put_be64(q.img, 24, 1ULL << 40);
     _cleanup_free_ char *p = write_fixture("lie1.qcow2", q.img, q.len);
     assert_int_equal(check(p, 0, &info, &why), -EINVAL);
     assert_non_null(strstr(why, "lies about its size"));
     free(why);
 
     /* an absurd size with an L1 table that claims to match, beyond EOF */
-    put64(q.img, 24, 1ULL << 62);
+    tu_put_be64(q.img, 24, 1ULL << 62);
     _cleanup_free_ char *p2 = write_fixture("lie2.qcow2", q.img, q.len);
     assert_int_equal(check(p2, 0, &info, &why), -EINVAL);
     assert_non_null(strstr(why, "lies about its size"));
     free(why);
 
     /* an L1 table that claims more entries than the file holds */
-    put64(q.img, 24, 1ULL << 30);
-    put32(q.img, 36, 1u << 20);
+    tu_put_be64(q.img, 24, 1ULL << 30);
+    tu_put_be32(q.img, 36, 1u << 20);
     _cleanup_free_ char *p3 = write_fixture("lie3.qcow2", q.img, q.len);
     assert_int_equal(check(p3, 0, &info, &why), -EINVAL);
     assert_non_null(strstr(why, "L1 table"));
     free(why);
 
     /* a virtual size of zero */
-    put32(q.img, 36, 1);
-    put64(q.img, 24, 0);
+    tu_put_be32(q.img, 36, 1);
+    tu_put_be64(q.img, 24, 0);
     _cleanup_free_ char *p4 = write_fixture("lie4.qcow2", q.img, q.len);
     assert_int_equal(check(p4, 0, &info, &why), -EINVAL);
     free(q.img);
@@ -230,9 +195,9 @@ static void qcow2_odd_headers_are_refused(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         q2_build(&q, 1ULL << 30);
         if (cases[i].width == 32)
-            put32(q.img, cases[i].off, (uint32_t)cases[i].v);
+            tu_put_be32(q.img, cases[i].off, (uint32_t)cases[i].v);
         else
-            put64(q.img, cases[i].off, cases[i].v);
+            tu_put_be64(q.img, cases[i].off, cases[i].v);
         _cleanup_free_ char *name = xasprintf("odd%zu.qcow2", i);
         _cleanup_free_ char *p = write_fixture(name, q.img, q.len);
         _cleanup_free_ char *why = NULL;
@@ -247,7 +212,7 @@ static void l2_entry_pointing_past_eof_is_refused(void **state)
 {
     struct q2 q;
     q2_build(&q, 1ULL << 30);
-    put64(q.img + 4 * CS, 8, (1ULL << 63) | 900ULL * CS);
+    tu_put_be64(q.img + 4 * CS, 8, (1ULL << 63) | 900ULL * CS);
     _cleanup_free_ char *p = write_fixture("l2eof.qcow2", q.img, q.len);
     struct imgcheck_info info;
     _cleanup_free_ char *why = NULL;
@@ -330,7 +295,7 @@ static void missing_file_reports_errno(void **state)
 {
     struct imgcheck_info info;
     _cleanup_free_ char *why = NULL;
-    _cleanup_free_ char *p = xasprintf("%s/nope", dir);
+    _cleanup_free_ char *p = xasprintf("%s/nope", tu_dir);
     assert_int_equal(imgcheck_file(p, 0, &info, &why), -ENOENT);
     assert_non_null(why);
 }
@@ -404,13 +369,13 @@ static void qemu_img_fixtures_are_judged_right(void **state)
         skip();
     }
     struct imgcheck_info info;
-    _cleanup_free_ char *good3 = xasprintf("%s/q3.qcow2", dir);
-    _cleanup_free_ char *good2 = xasprintf("%s/q2.qcow2", dir);
-    _cleanup_free_ char *back = xasprintf("%s/qb.qcow2", dir);
-    _cleanup_free_ char *dfile = xasprintf("%s/qd.qcow2", dir);
-    _cleanup_free_ char *dfdata = xasprintf("%s/qd.data", dir);
+    _cleanup_free_ char *good3 = xasprintf("%s/q3.qcow2", tu_dir);
+    _cleanup_free_ char *good2 = xasprintf("%s/q2.qcow2", tu_dir);
+    _cleanup_free_ char *back = xasprintf("%s/qb.qcow2", tu_dir);
+    _cleanup_free_ char *dfile = xasprintf("%s/qd.qcow2", tu_dir);
+    _cleanup_free_ char *dfdata = xasprintf("%s/qd.data", tu_dir);
     _cleanup_free_ char *dfopt = xasprintf("data_file=%s", dfdata);
-    _cleanup_free_ char *raw = xasprintf("%s/r.img", dir);
+    _cleanup_free_ char *raw = xasprintf("%s/r.img", tu_dir);
 
     run_ok((char *const[]){ "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", good3,
                             "1G", NULL });
@@ -440,7 +405,7 @@ static void qemu_img_fixtures_are_judged_right(void **state)
 
     /* compressed clusters, as image builders ship them */
     if (have("qemu-io")) {
-        _cleanup_free_ char *comp = xasprintf("%s/qc.qcow2", dir);
+        _cleanup_free_ char *comp = xasprintf("%s/qc.qcow2", tu_dir);
         run_ok((char *const[]){ "/usr/bin/qemu-io", "-f", "raw", "-c",
                                 "write -P 0x42 0 2M", raw, NULL });
         run_ok((char *const[]){ "/usr/bin/qemu-img", "convert", "-c", "-O",
@@ -466,19 +431,6 @@ static void qemu_img_fixtures_are_judged_right(void **state)
     }
 }
 
-static int setup(void **state)
-{
-    dir = tu_tempdir("imgcheck");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_rmrf(dir);
-    free(dir);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,5 +448,5 @@ int main(void)
         cmocka_unit_test(mutated_qcow2_headers_never_crash),
         cmocka_unit_test(qemu_img_fixtures_are_judged_right),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_dir_setup, tu_dir_teardown);
 }

@@ -16,8 +16,6 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-static char *dir;
-
 static bool have(const char *path)
 {
     return access(path, X_OK) == 0;
@@ -30,7 +28,7 @@ static char *run(char *const argv[], int *st)
 
 static char *raw_base(void)
 {
-    char *p = xasprintf("%s/base.raw", dir);
+    char *p = xasprintf("%s/base.raw", tu_dir);
     _cleanup_free_ uint8_t *d = xcalloc(1, 1 << 20);
     memset(d, 0xa5, 65536);
     assert_int_equal(file_write_atomic(p, d, 1 << 20, 0644), 0);
@@ -40,7 +38,7 @@ static char *raw_base(void)
 static void overlay_header_names_base_and_size(void **state)
 {
     _cleanup_free_ char *base = raw_base();
-    _cleanup_free_ char *ov = xasprintf("%s/disk1.qcow2", dir);
+    _cleanup_free_ char *ov = xasprintf("%s/disk1.qcow2", tu_dir);
     char *why = NULL;
     assert_int_equal(overlay_create(ov, base, 8ULL << 30, 0600, &why), 0);
     /* our own parser sees a qcow2 that points at a backing file */
@@ -63,7 +61,7 @@ static void overlay_header_names_base_and_size(void **state)
 static void overlay_refuses_shrinking_and_bad_bases(void **state)
 {
     _cleanup_free_ char *base = raw_base();
-    _cleanup_free_ char *ov = xasprintf("%s/disk2.qcow2", dir);
+    _cleanup_free_ char *ov = xasprintf("%s/disk2.qcow2", tu_dir);
     char *why = NULL;
     assert_int_equal(overlay_create(ov, base, 4096, 0600, &why), -EINVAL);
     assert_non_null(strstr(why, "smaller"));
@@ -72,7 +70,7 @@ static void overlay_refuses_shrinking_and_bad_bases(void **state)
     assert_int_equal(overlay_create(ov, "relative.raw", 0, 0600, &why), -EINVAL);
     free(why);
     why = NULL;
-    _cleanup_free_ char *txt = xasprintf("%s/notes.txt", dir);
+    _cleanup_free_ char *txt = xasprintf("%s/notes.txt", tu_dir);
     assert_int_equal(file_write_atomic(txt, "hello\n", 6, 0644), 0);
     assert_int_equal(overlay_create(ov, txt, 0, 0600, &why), -EINVAL);
     assert_non_null(strstr(why, "text"));
@@ -87,8 +85,8 @@ static void qemu_reads_base_through_overlay(void **state)
         skip();
     }
     int st;
-    _cleanup_free_ char *base = xasprintf("%s/base.qcow2", dir);
-    _cleanup_free_ char *ov = xasprintf("%s/disk3.qcow2", dir);
+    _cleanup_free_ char *base = xasprintf("%s/base.qcow2", tu_dir);
+    _cleanup_free_ char *ov = xasprintf("%s/disk3.qcow2", tu_dir);
     _cleanup_free_ char *o1 = run((char *const[]){ "/usr/bin/qemu-img",
         "create", "-q", "-f", "qcow2", base, "64M", NULL }, &st);
     assert_int_equal(st, 0);
@@ -129,19 +127,6 @@ static void qemu_reads_base_through_overlay(void **state)
         fail_msg("qemu-img check after writes: %s", chk2);
 }
 
-static int setup(void **state)
-{
-    dir = tu_tempdir("overlay");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_rmrf(dir);
-    free(dir);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,5 +134,5 @@ int main(void)
         cmocka_unit_test(overlay_refuses_shrinking_and_bad_bases),
         cmocka_unit_test(qemu_reads_base_through_overlay),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_dir_setup, tu_dir_teardown);
 }

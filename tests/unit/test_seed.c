@@ -17,8 +17,6 @@
 #include <errno.h>
 #include <stdio.h>
 
-static char *dir;
-
 /* ---- a minimal reader: root directory, Rock Ridge NM names ---- */
 
 static uint32_t rd32le(const uint8_t *p)
@@ -310,9 +308,9 @@ static void documents_load_as_yaml(void **state)
     struct cloudinit_docs d;
     char *why = NULL;
     assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
-    _cleanup_free_ char *m = xasprintf("%s/meta-data", dir);
-    _cleanup_free_ char *u = xasprintf("%s/user-data", dir);
-    _cleanup_free_ char *n = xasprintf("%s/network-config", dir);
+    _cleanup_free_ char *m = xasprintf("%s/meta-data", tu_dir);
+    _cleanup_free_ char *u = xasprintf("%s/user-data", tu_dir);
+    _cleanup_free_ char *n = xasprintf("%s/network-config", tu_dir);
     assert_int_equal(file_write_atomic(m, d.meta_data, strlen(d.meta_data), 0600), 0);
     assert_int_equal(file_write_atomic(u, d.user_data, strlen(d.user_data), 0600), 0);
     assert_int_equal(file_write_atomic(n, d.network_config,
@@ -355,7 +353,7 @@ static void seed_is_read_by_xorriso_and_blkid(void **state)
     struct cloudinit_docs d;
     char *why = NULL;
     assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
-    _cleanup_free_ char *iso = xasprintf("%s/seed.iso", dir);
+    _cleanup_free_ char *iso = xasprintf("%s/seed.iso", tu_dir);
     assert_int_equal(cloudinit_seed_write(iso, &d, 0600), 0);
 
     /* our reader first: always */
@@ -379,7 +377,7 @@ static void seed_is_read_by_xorriso_and_blkid(void **state)
         tried = true;
     }
     if (access("/usr/bin/xorriso", X_OK) == 0) {
-        _cleanup_free_ char *x = xasprintf("%s/x", dir);
+        _cleanup_free_ char *x = xasprintf("%s/x", tu_dir);
         int st;
         _cleanup_free_ char *out = tu_run(
             (char *const[]){ "/usr/bin/xorriso", "-abort_on", "WARNING",
@@ -404,19 +402,6 @@ static void seed_is_read_by_xorriso_and_blkid(void **state)
         print_message("  neither blkid nor xorriso: own reader only\n");
 }
 
-static int setup(void **state)
-{
-    dir = tu_tempdir("seed");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    tu_rmrf(dir);
-    free(dir);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,5 +414,5 @@ int main(void)
         cmocka_unit_test(documents_load_as_yaml),
         cmocka_unit_test(seed_is_read_by_xorriso_and_blkid),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_dir_setup, tu_dir_teardown);
 }
