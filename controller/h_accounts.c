@@ -112,10 +112,6 @@ static json_t *key_render(json_t *row)
     return k;
 }
 
-/* Create a key for an account; returns the token in *ret_token.
- * Shared with `fog-controller init`. */
-int key_insert(struct store *s, const char *account_id, const char *desc,
-               struct auth_key *ret_key);
 int key_insert(struct store *s, const char *account_id, const char *desc,
                struct auth_key *ret_key)
 {

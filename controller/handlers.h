@@ -2,6 +2,7 @@
 #pragma once
 
 #include "controller/app.h"
+#include "controller/auth.h"
 
 #define HANDLER(n) void n(struct http_request *r, void *app)
 
@@ -79,6 +80,10 @@ int network_insert(struct store *s, const char *account_id, const char *name,
 int port_insert(struct store *s, const char *vm_id, const char *node_id,
                 json_t *spec, char ret_id[37]);
 extern const struct jfield port_fields[3];
+/* Create an API key for an account (also `fog-controller init`'s first
+ * admin key); the secret is in ret_key->token. 0 or -errno. */
+int key_insert(struct store *s, const char *account_id, const char *desc,
+               struct auth_key *ret_key);
 /* Drop a deleted VM's interfaces and ports. */
 void vm_release(struct app *a, const char *vm_id);
 /* Bump every node hosting a VM on one of this VM's networks. */

@@ -8,6 +8,7 @@
 #include "controller/app.h"
 #include "controller/catalog.h"
 #include "controller/auth.h"
+#include "controller/handlers.h"
 #include "controller/pki.h"
 #include "controller/scheduler.h"
 #include "controller/schema.h"
@@ -20,8 +21,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-int key_insert(struct store *s, const char *account_id, const char *desc,
-               struct auth_key *ret_key);
 extern int64_t node_heartbeat_s;
 
 #define F(x) CONFIG_FIELD(struct app_settings, x)

@@ -24,8 +24,6 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
-int key_insert(struct store *s, const char *account_id, const char *desc,
-               struct auth_key *ret_key);
 
 static const struct http_route billing_routes[] = {
     { "PUT", "/v1/nodes/{id}/offer", h_offer_put, ALLOW_ADMIN | ALLOW_PROVIDER },

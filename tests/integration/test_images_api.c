@@ -27,9 +27,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-/* controller/h_accounts.c; no header declares it. */
-int key_insert(struct store *s, const char *account_id, const char *desc,
-               struct auth_key *ret_key);
 
 #define AT (ALLOW_ADMIN | ALLOW_TENANT)
 static const struct http_route routes[] = {
