@@ -44,7 +44,11 @@ $(foreach d,$(LIBDIRS),$(eval $(call lib_rules,$(d))))
 
 # Schema migrations are compiled into the controller.
 SCHEMA    := $(sort $(wildcard controller/schema/*.sql))
-$(O)/controller/schema_sql.c: $(SCHEMA) tools/embed_sql.sh
+# The list of migrations is a prerequisite too, so removing one regenerates.
+$(O)/controller/schema.list: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(SCHEMA)' | cmp -s - $@ || echo '$(SCHEMA)' > $@
+$(O)/controller/schema_sql.c: $(SCHEMA) $(O)/controller/schema.list tools/embed_sql.sh
 	@mkdir -p $(dir $@)
 	@echo "  GEN     $@"
 	$(Q)sh tools/embed_sql.sh $(SCHEMA) > $@
@@ -114,7 +118,8 @@ $(O)/%.o: %.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-.PHONY: all deps test test-unit test-integration test-e2e demo bench asan \
+FORCE:
+.PHONY: FORCE all deps test test-unit test-integration test-e2e demo bench asan \
         valgrind install clean guest
 all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
 
