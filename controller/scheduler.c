@@ -39,11 +39,13 @@
 /* Why a VM waits, for its state_reason; caller frees. */
 static char *place_refusal(struct app *a, int64_t online_since, bool tcg,
                            int64_t vcpus, int64_t mem, int64_t disk,
-                           const char *tmpl, const char *image)
+                           const char *tmpl, const char *image,
+                           int64_t roomy, int64_t tcg_only)
 {
-    int64_t roomy = store_query_int(a->store, 0, "SELECT COUNT(*) FROM nodes "
-                                    "n WHERE " FITS_SQL, "ibiii",
-                                    online_since, tcg, vcpus, mem, disk);
+    if (roomy < 0)
+        roomy = store_query_int(a->store, 0, "SELECT COUNT(*) FROM nodes "
+                                "n WHERE " FITS_SQL, "ibiii",
+                                online_since, tcg, vcpus, mem, disk);
     if (roomy > 0) {
         if (tmpl)
             return xasprintf("no approved, reachable node with room accepts "
@@ -53,7 +55,8 @@ static char *place_refusal(struct app *a, int64_t online_since, bool tcg,
                          "'%s' (their providers restrict what they run)",
                          image);
     }
-    int64_t tcg_only = store_query_int(
+    if (tcg_only < 0)
+        tcg_only = store_query_int(
         a->store, 0, "SELECT COUNT(*) FROM nodes WHERE approved = 1 AND "
                      "removed_at IS NULL AND last_seen >= $1 AND kvm = 0",
         "i", online_since);
@@ -64,7 +67,11 @@ static char *place_refusal(struct app *a, int64_t online_since, bool tcg,
                                       : "");
 }
 
-int scheduler_place(struct app *a, const char *vm_id)
+/* Place vm_id, trying node `hint` first when given (one primary-key
+ * lookup instead of a scan of every node). */
+static int place(struct app *a, const char *vm_id, const char *hint,
+                 bool scan, int64_t roomy, int64_t tcg_only,
+                 char ret_node[UUID_STR_LEN + 1])
 {
     json_auto_t *vm = NULL, *node = NULL;
     int64_t online_since = now_s() - 3 * a->cfg.heartbeat_s;
@@ -85,14 +92,23 @@ int scheduler_place(struct app *a, const char *vm_id)
             disk = json_int(vm, "disk_gib", 0);
     bool tcg = json_int(vm, "allow_tcg", 0) != 0;
     const char *tmpl = json_str(vm, "template"), *image = json_str(vm, "image");
-    r = store_query_one(a->store, &node,
-                        "SELECT n.id FROM nodes n WHERE " FITS_SQL " AND "
-                        POLICY_SQL " ORDER BY n.created_at, n.id LIMIT 1",
-                        "ibiiisss", online_since, tcg, vcpus, mem, disk, tmpl,
-                        image, json_str(vm, "image_id"));
+    r = -ENOENT;
+    if (hint)
+        r = store_query_one(a->store, &node,
+                            "SELECT n.id FROM nodes n WHERE n.id = $9 AND "
+                            FITS_SQL " AND " POLICY_SQL, "ibiiissss",
+                            online_since, tcg, vcpus, mem, disk, tmpl, image,
+                            json_str(vm, "image_id"), hint);
+    if (r == -ENOENT && scan)
+        r = store_query_one(a->store, &node,
+                            "SELECT n.id FROM nodes n WHERE " FITS_SQL " AND "
+                            POLICY_SQL " ORDER BY n.created_at, n.id LIMIT 1",
+                            "ibiiisss", online_since, tcg, vcpus, mem, disk,
+                            tmpl, image, json_str(vm, "image_id"));
     if (r == -ENOENT) {
         _cleanup_free_ char *why = place_refusal(a, online_since, tcg, vcpus,
-                                                 mem, disk, tmpl, image);
+                                                 mem, disk, tmpl, image,
+                                                 roomy, tcg_only);
         store_exec(a->store,
                    "UPDATE vms SET state_reason = $1 WHERE id = $2 AND "
                    "(state_reason IS NULL OR state_reason <> $1)", "ss", why,
@@ -105,6 +121,7 @@ int scheduler_place(struct app *a, const char *vm_id)
         return r;
     }
     const char *node_id = json_str(node, "id");
+    snprintf(ret_node, UUID_STR_LEN + 1, "%s", node_id);
     /* Published ports get their host ports on the chosen node. */
     json_auto_t *ports = NULL;
     size_t i;
@@ -141,21 +158,110 @@ int scheduler_place(struct app *a, const char *vm_id)
     return 1;
 }
 
+int scheduler_place(struct app *a, const char *vm_id)
+{
+    char node[UUID_STR_LEN + 1];
+    return place(a, vm_id, NULL, true, -1, -1, node);
+}
+
+/* A node that could take VMs, with its free capacity as of the last load. */
+struct cand {
+    char id[UUID_STR_LEN + 1];
+    int64_t vcpus, mem, disk;
+    bool kvm, restricted;
+};
+
+/* Every approved, reachable node with its free capacity, first-fit order:
+ * one pass over nodes and live VMs. */
+static struct cand *cands_load(struct app *a, size_t *ret_n)
+{
+    json_auto_t *rows = NULL;
+    if (store_query(a->store, &rows,
+                    "SELECT n.id, n.kvm, n.vcpus - COALESCE(u.vcpus, 0) AS "
+                    "vcpus, n.memory_mib - COALESCE(u.mem, 0) AS mem, "
+                    "n.disk_gib - COALESCE(u.disk, 0) AS disk, EXISTS (SELECT "
+                    "1 FROM node_policy p WHERE p.node_id = n.id) AS "
+                    "restricted FROM nodes n LEFT JOIN (SELECT node_id, "
+                    "SUM(vcpus) AS vcpus, SUM(memory_mib) AS mem, "
+                    "SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL "
+                    "AND deleted_at IS NULL GROUP BY node_id) u ON u.node_id "
+                    "= n.id WHERE n.approved = 1 AND n.removed_at IS NULL AND "
+                    "n.last_seen >= $1 ORDER BY n.created_at, n.id", "i",
+                    now_s() - 3 * a->cfg.heartbeat_s) < 0)
+        return NULL;
+    size_t n = json_array_size(rows), i;
+    json_t *row;
+    struct cand *c = xcalloc(n + 1, sizeof(*c));
+    json_array_foreach(rows, i, row) {
+        snprintf(c[i].id, sizeof(c[i].id), "%s", json_str(row, "id"));
+        c[i].vcpus = json_int(row, "vcpus", 0);
+        c[i].mem = json_int(row, "mem", 0);
+        c[i].disk = json_int(row, "disk", 0);
+        c[i].kvm = json_int(row, "kvm", 0) != 0;
+        c[i].restricted = json_int(row, "restricted", 0) != 0;
+    }
+    *ret_n = n;
+    return c;
+}
+
 int scheduler_run(struct app *a)
 {
     json_auto_t *rows = NULL;
-    size_t i;
+    size_t i, n = 0;
     json_t *row;
     int placed = 0;
 
     if (store_query(a->store, &rows,
-                    "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at "
-                    "IS NULL AND desired_state <> 'deleted' ORDER BY "
-                    "created_at, id LIMIT 1000", "") < 0)
+                    "SELECT id, vcpus, memory_mib, disk_gib, allow_tcg FROM "
+                    "vms WHERE node_id IS NULL AND deleted_at IS NULL AND "
+                    "desired_state <> 'deleted' ORDER BY created_at, id "
+                    "LIMIT 1000", "") < 0 || json_array_size(rows) == 0)
         return 0;
-    json_array_foreach(rows, i, row)
-        if (scheduler_place(a, json_str(row, "id")) > 0)
+    _cleanup_free_ struct cand *c = cands_load(a, &n);
+    int64_t tcg_only = 0;
+    for (size_t k = 0; c && k < n; k++)
+        tcg_only += !c[k].kvm;
+    json_array_foreach(rows, i, row) {
+        const char *id = json_str(row, "id");
+        int64_t vcpus = json_int(row, "vcpus", 0),
+                mem = json_int(row, "memory_mib", 0),
+                disk = json_int(row, "disk_gib", 0);
+        bool tcg = json_int(row, "allow_tcg", 0) != 0;
+        /* First fit in memory; the store re-checks the node (and its
+         * policy) in the placing transaction, and scans as before when it
+         * disagrees. */
+        struct cand *hit = NULL;
+        int64_t roomy = 0;
+        for (size_t k = 0; c && k < n && !hit; k++) {
+            if (c[k].vcpus < vcpus || c[k].mem < mem || c[k].disk < disk ||
+                (!c[k].kvm && !tcg))
+                continue;
+            roomy = 1;
+            if (!c[k].restricted ||
+                store_query_int(a->store, 0, "SELECT 1 FROM vms v JOIN "
+                                "node_policy p ON p.node_id = $2 WHERE v.id "
+                                "= $1 AND ((p.kind = 'template' AND p.name = "
+                                "v.template) OR (p.kind = 'image' AND "
+                                "(p.name = v.image OR p.name = v.image_id)))",
+                                "ss", id, c[k].id) == 1)
+                hit = &c[k];
+        }
+        char node[UUID_STR_LEN + 1];
+        /* Without a load (store error) scan as before. */
+        if (place(a, id, hit ? hit->id : NULL, !c || hit, c ? roomy : -1,
+                  c ? tcg_only : -1, node) > 0) {
             placed++;
+            struct cand *got = hit && streq(hit->id, node) ? hit : NULL;
+            for (size_t k = 0; c && k < n && !got; k++)
+                if (streq(c[k].id, node))
+                    got = &c[k];
+            if (got) {
+                got->vcpus -= vcpus;
+                got->mem -= mem;
+                got->disk -= disk;
+            }
+        }
+    }
     return placed;
 }
 
