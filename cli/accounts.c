@@ -24,15 +24,8 @@ static int account_create(struct cli *c, struct cli_args *a)
 
 static int account_list(struct cli *c, struct cli_args *a)
 {
-    json_t *items;
-    if (cli_list_all(c, "/v1/accounts", SIZE_MAX, &items) != 0)
-        return CLI_FAIL;
-    if (c->json)
-        cli_print_json(items);
-    else
-        cli_print_table(items, "name,role,id,created_at");
-    json_decref(items);
-    return CLI_OK;
+    (void)a;
+    return cli_list_print(c, "/v1/accounts", "name,role,id,created_at", NULL);
 }
 
 static int key_create(struct cli *c, struct cli_args *a)
@@ -58,15 +51,8 @@ static int key_create(struct cli *c, struct cli_args *a)
 
 static int key_list(struct cli *c, struct cli_args *a)
 {
-    json_t *items;
-    if (cli_list_all(c, "/v1/keys", SIZE_MAX, &items) != 0)
-        return CLI_FAIL;
-    if (c->json)
-        cli_print_json(items);
-    else
-        cli_print_table(items, "id,account_id,description,created_at");
-    json_decref(items);
-    return CLI_OK;
+    (void)a;
+    return cli_list_print(c, "/v1/keys", "id,account_id,description,created_at", NULL);
 }
 
 static int key_revoke(struct cli *c, struct cli_args *a)

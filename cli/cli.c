@@ -298,6 +298,28 @@ int cli_list_all(struct cli *c, const char *path, size_t max,
     return 0;
 }
 
+int cli_list_print(struct cli *c, const char *path, const char *columns,
+                   void (*flatten)(json_t *item))
+{
+    json_t *items;
+    if (cli_list_all(c, path, SIZE_MAX, &items) != 0)
+        return CLI_FAIL;
+    if (c->json) {
+        cli_print_json(items);
+    } else {
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it)
+        {
+            if (flatten)
+                flatten(it);
+        }
+        cli_print_table(items, columns);
+    }
+    json_decref(items);
+    return CLI_OK;
+}
+
 char *cli_escape(const char *s)
 {
     char *e = curl_easy_escape(NULL, s, 0);

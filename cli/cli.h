@@ -75,6 +75,10 @@ int cli_call(struct cli *c, const char *method, const char *path,
 /* GET every page of a list (up to `max` items) into one array. */
 int cli_list_all(struct cli *c, const char *path, size_t max,
                  json_t **ret_items);
+/* A list verb: every page of `path`, printed as JSON (--json) or as a
+ * table of `columns` after flatten(item) (may be NULL) shapes each row. */
+int cli_list_print(struct cli *c, const char *path, const char *columns,
+                   void (*flatten)(json_t *item));
 /* Percent-encode a user word for use as a path segment; caller frees. */
 char *cli_escape(const char *s);
 /* Print an error line "fogctl: ..." and return CLI_FAIL / CLI_USAGE. */

@@ -196,20 +196,7 @@ static int image_import(struct cli *c, struct cli_args *a)
 static int image_list(struct cli *c, struct cli_args *a)
 {
     (void)a;
-    json_t *items;
-    if (cli_list_all(c, "/v1/images", SIZE_MAX, &items) != 0)
-        return CLI_FAIL;
-    if (c->json) {
-        cli_print_json(items);
-    } else {
-        size_t i;
-        json_t *it;
-        json_array_foreach(items, i, it)
-            image_flatten(it);
-        cli_print_table(items, IMAGE_TABLE);
-    }
-    json_decref(items);
-    return CLI_OK;
+    return cli_list_print(c, "/v1/images", IMAGE_TABLE, image_flatten);
 }
 
 static int image_info(struct cli *c, struct cli_args *a)
@@ -254,20 +241,7 @@ static void template_flatten(json_t *t)
 static int template_list(struct cli *c, struct cli_args *a)
 {
     (void)a;
-    json_t *items;
-    if (cli_list_all(c, "/v1/templates", SIZE_MAX, &items) != 0)
-        return CLI_FAIL;
-    if (c->json) {
-        cli_print_json(items);
-    } else {
-        size_t i;
-        json_t *it;
-        json_array_foreach(items, i, it)
-            template_flatten(it);
-        cli_print_table(items, TEMPLATE_TABLE);
-    }
-    json_decref(items);
-    return CLI_OK;
+    return cli_list_print(c, "/v1/templates", TEMPLATE_TABLE, template_flatten);
 }
 
 /* Multi-line text from the server with control characters (but newlines
@@ -339,15 +313,7 @@ static int ssh_key_add(struct cli *c, struct cli_args *a)
 static int ssh_key_list(struct cli *c, struct cli_args *a)
 {
     (void)a;
-    json_t *items;
-    if (cli_list_all(c, "/v1/ssh-keys", SIZE_MAX, &items) != 0)
-        return CLI_FAIL;
-    if (c->json)
-        cli_print_json(items);
-    else
-        cli_print_table(items, SSH_KEY_TABLE);
-    json_decref(items);
-    return CLI_OK;
+    return cli_list_print(c, "/v1/ssh-keys", SSH_KEY_TABLE, NULL);
 }
 
 static int ssh_key_remove(struct cli *c, struct cli_args *a)

@@ -27,15 +27,8 @@ static int net_create(struct cli *c, struct cli_args *a)
 
 static int net_list(struct cli *c, struct cli_args *a)
 {
-    json_t *items;
-    if (cli_list_all(c, "/v1/networks", SIZE_MAX, &items) != 0)
-        return CLI_FAIL;
-    if (c->json)
-        cli_print_json(items);
-    else
-        cli_print_table(items, NET_TABLE);
-    json_decref(items);
-    return CLI_OK;
+    (void)a;
+    return cli_list_print(c, "/v1/networks", NET_TABLE, NULL);
 }
 
 static int net_info(struct cli *c, struct cli_args *a)

@@ -24,20 +24,8 @@ static void node_flatten(json_t *n)
 
 static int node_list(struct cli *c, struct cli_args *a)
 {
-    json_t *items;
-    if (cli_list_all(c, "/v1/nodes", SIZE_MAX, &items) != 0)
-        return CLI_FAIL;
-    if (c->json) {
-        cli_print_json(items);
-    } else {
-        size_t i;
-        json_t *n;
-        json_array_foreach(items, i, n)
-            node_flatten(n);
-        cli_print_table(items, NODE_TABLE);
-    }
-    json_decref(items);
-    return CLI_OK;
+    (void)a;
+    return cli_list_print(c, "/v1/nodes", NODE_TABLE, node_flatten);
 }
 
 static char *node_path(const char *ref, const char *suffix)

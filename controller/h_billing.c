@@ -39,32 +39,6 @@ static void offer_get(const struct rating_offer *o, int64_t v[5])
     v[3] = o->gpu_hour, v[4] = o->port_hour;
 }
 
-/* A node the caller may price: its own (provider) or any (admin). */
-static int offer_node(struct app *a, struct http_request *r, json_t **ret)
-{
-    struct reqctx *c = reqctx_of(r);
-    const char *ref = http_req_param(r, 0);
-    if (!ref || (!uuid_is_valid(ref) && !name_is_valid(ref)))
-        return -ENOENT;
-    json_t *rows;
-    int e = store_query(a->store, &rows,
-                        "SELECT id, name, account_id FROM nodes WHERE "
-                        "removed_at IS NULL AND (id = $1 OR name = $1) AND ($2 "
-                        "= 1 OR account_id = $3) ORDER BY (id = $1) DESC, "
-                        "(account_id = $3) DESC", "sbs", ref,
-                        c->role == ROLE_ADMIN, c->account_id);
-    if (e < 0)
-        return e;
-    if (json_array_size(rows) == 0) {
-        json_decref(rows);
-        return -ENOENT;
-    }
-    *ret = json_incref(json_array_get(rows, 0));
-    json_decref(rows);
-    reqctx_set_target(r, json_str(*ret, "id"));
-    return 0;
-}
-
 static json_t *offer_render(struct app *a, const char *node_id)
 {
     json_auto_t *row = NULL;
@@ -100,7 +74,7 @@ HANDLER(h_offer_get)
 {
     struct app *a = app;
     json_auto_t *node = NULL;
-    int e = offer_node(a, r, &node);
+    int e = node_find(a, r, &node);
     if (e < 0) {
         reply_store_error(r, e, "node");
         return;
@@ -123,7 +97,7 @@ HANDLER(h_offer_put)
         return;
     json_t *b = http_req_json(r);
     json_auto_t *node = NULL;
-    int e = offer_node(a, r, &node);
+    int e = node_find(a, r, &node);
     if (e < 0) {
         reply_store_error(r, e, "node");
         return;

@@ -69,7 +69,7 @@ json_t *node_render(json_t *row)
     return o;
 }
 
-static int node_find(struct app *a, struct http_request *r, json_t **ret)
+int node_find(struct app *a, struct http_request *r, json_t **ret)
 {
     struct reqctx *c = reqctx_of(r);
     const char *ref = http_req_param(r, 0);

@@ -84,6 +84,10 @@ extern const struct jfield port_fields[3];
  * admin key); the secret is in ret_key->token. 0 or -errno. */
 int key_insert(struct store *s, const char *account_id, const char *desc,
                struct auth_key *ret_key);
+/* The node named by the first path parameter (id or name) that the caller
+ * may see: its own (provider) or any (admin); sets the event target.
+ * -ENOENT when there is none. */
+int node_find(struct app *a, struct http_request *r, json_t **ret);
 /* Drop a deleted VM's interfaces and ports. */
 void vm_release(struct app *a, const char *vm_id);
 /* Bump every node hosting a VM on one of this VM's networks. */
