@@ -267,7 +267,9 @@ static const char *status_title(int status)
     case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
+    case 422: return "Unprocessable Content";
     case 503: return "Service Unavailable";
+    case 507: return "Insufficient Storage";
     default: return "Error";
     }
 }
@@ -291,6 +293,24 @@ void http_reply_problem(struct http_request *r, int status, const char *slug,
     char *text = json_dumps(p, JSON_COMPACT);
     json_decref(p);
     http_reply_text(r, status, "application/problem+json", text, strlen(text));
+}
+
+void http_reply_reset(struct http_request *r)
+{
+    free(r->reply_type);
+    free(r->reply_body);
+    r->reply_type = r->reply_body = NULL;
+    r->reply_len = 0;
+    for (unsigned i = 0; i < r->n_hdr; i++) {
+        free(r->hdr_name[i]);
+        free(r->hdr_value[i]);
+    }
+    r->n_hdr = 0;
+    if (r->reply_fd >= 0)
+        close(r->reply_fd);
+    r->reply_fd = -1;
+    r->status = 0;
+    r->answered = false;
 }
 
 void http_reply_header(struct http_request *r, const char *name,
@@ -653,6 +673,8 @@ static void dispatch(struct http_server *s, struct http_request *r)
         return;
     }
     if (!r->route->sink && !parse_body(r))
+        return;
+    if (s->opts.begin && !s->opts.begin(r, r->route, s->opts.app))
         return;
     r->route->fn(r, s->opts.app);
 }

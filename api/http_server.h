@@ -42,6 +42,11 @@ struct http_server_opts {
      * request itself (401, 403...). May be NULL. */
     bool (*before)(struct http_request *req, const struct http_route *route,
                    void *app);
+    /* Called once the body is read, right before the handler runs (not
+     * again when a parked request resumes); returns false when it has
+     * answered the request itself. May be NULL. */
+    bool (*begin)(struct http_request *req, const struct http_route *route,
+                  void *app);
     /* Called after a handler answered (not for parked requests until they
      * are answered). May be NULL. */
     void (*after)(struct http_request *req, const struct http_route *route,
@@ -95,6 +100,9 @@ void http_reply_problem(struct http_request *r, int status, const char *slug,
     _printf_(5, 6);
 void http_reply_header(struct http_request *r, const char *name,
                        const char *value);
+/* Take back the answer given so far (body, headers, file), so that an
+ * after-hook whose commit failed can answer something else. */
+void http_reply_reset(struct http_request *r);
 /* Answer with `len` bytes of an open file from `offset` (the core closes
  * fd). Honours a single "Range: bytes=a-b" request header: 206 with
  * Content-Range, or 416 when unsatisfiable. */

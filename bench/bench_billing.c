@@ -167,7 +167,10 @@ int main(int argc, char **argv)
                                   "0) FROM ledger_entry", "");
     int64_t billed = store_query_int(a.store, -1, "SELECT COALESCE(SUM("
                                      "billed_s), 0) FROM deals", "");
-    int64_t charged = -billing_balance(a.store, tenant);
+    int64_t charged;
+    if (billing_balance(a.store, tenant, &charged) < 0)
+        abort();
+    charged = -charged;
     struct rating_offer o = billing_config()->default_offer;
     struct rating_shape sh = { 2, 2048, 20, 0, 0 };
     int64_t one = 0;

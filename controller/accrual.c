@@ -146,15 +146,22 @@ int billing_post(struct store *s, const struct ledger_tx *tx,
     return 0;
 }
 
-int64_t billing_balance(struct store *s, const char *account)
+int billing_balance(struct store *s, const char *account, int64_t *ret)
 {
-    return store_query_int(s, 0, "SELECT balance FROM ledger_balances WHERE "
-                                 "account = $1", "s", account);
+    json_auto_t *row = NULL;
+    int e = store_query_one(s, &row, "SELECT balance FROM ledger_balances "
+                            "WHERE account = $1", "s", account);
+    if (e < 0 && e != -ENOENT)
+        return e;
+    *ret = e == 0 ? json_int(row, "balance", 0) : 0;
+    return 0;
 }
 
 json_t *billing_balance_json(struct store *s, const char *account)
 {
-    int64_t b = billing_balance(s, account);
+    int64_t b;
+    if (billing_balance(s, account, &b) < 0)
+        return NULL;
     _cleanup_free_ char *text = money_format(b, NULL);
     return json_pack("{s:s, s:I, s:s}", "balance", text, "balance_nano",
                      (json_int_t)b, "currency", cfg.symbol);
@@ -563,8 +570,10 @@ static json_t *running_needs(struct app *a, const char *only_tenant,
                     "v.deal_id = d.id WHERE v.desired_state = 'running' AND "
                     "v.deleted_at IS NULL AND ($1 = '' OR d.tenant_id = $1) "
                     "AND v.id <> $2", "ss", only_tenant ? only_tenant : "",
-                    except_vm ? except_vm : "") < 0)
-        return needs;
+                    except_vm ? except_vm : "") < 0) {
+        json_decref(needs);
+        return NULL; /* unknown is not "nothing running" */
+    }
     json_array_foreach(rows, i, d) {
         struct rating_offer o;
         struct rating_shape sh;
@@ -640,6 +649,8 @@ static void enforce(struct app *a, int64_t now)
         return; /* limits off */
     json_auto_t *needs = running_needs(a, NULL, NULL);
     const char *tenant;
+    if (!needs)
+        return; /* the store cannot say: stop nobody on a guess */
     json_t *n;
     json_object_foreach(needs, tenant, n) {
         json_auto_t *acct = NULL;
@@ -647,8 +658,9 @@ static void enforce(struct app *a, int64_t now)
                             "id = $1", "s", tenant) < 0 ||
             streq(json_str(acct, "role"), "admin"))
             continue;
-        int64_t balance = billing_balance(a->store, tenant);
-        int64_t need = json_integer_value(n);
+        int64_t balance, need = json_integer_value(n);
+        if (billing_balance(a->store, tenant, &balance) < 0)
+            continue; /* unknown is not zero: stop nobody on a guess */
         if (balance <= 0)
             stop_tenant(a, tenant, balance, now);
         else if (balance < need)
@@ -697,10 +709,13 @@ static int check_funds(struct app *a, const char *account_id,
     if (streq(json_str(acct, "role"), "admin") || cfg.grace_s == 0)
         return 0;
     json_auto_t *needs = running_needs(a, account_id, except_vm);
-    int64_t need = json_int(needs, account_id, 0);
+    if (!needs)
+        return -EIO;
+    int64_t need = json_int(needs, account_id, 0), balance;
     if (__builtin_add_overflow(need, extra, &need))
         need = INT64_MAX;
-    int64_t balance = billing_balance(a->store, account_id);
+    if ((e = billing_balance(a->store, account_id, &balance)) < 0)
+        return e;
     if (balance <= 0 || balance < need) {
         if (ret_need)
             *ret_need = need;

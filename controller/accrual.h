@@ -86,9 +86,12 @@ int billing_post(struct store *s, const struct ledger_tx *tx,
                  const struct ledger_post_info *info, int64_t now,
                  char ret_id[UUID_STR_LEN + 1]);
 
-/* Balance of a ledger account (account UUID or LEDGER_HUB_*), nano. */
-int64_t billing_balance(struct store *s, const char *account);
-/* {"balance": "12.5", "balance_nano": N, "currency": "FOG"} (new ref). */
+/* Balance of a ledger account (account UUID or LEDGER_HUB_*), nano, in
+ * *ret (0 for an account with no postings). 0 or the store's -errno: a
+ * balance that cannot be read is never taken for zero. */
+int billing_balance(struct store *s, const char *account, int64_t *ret);
+/* {"balance": "12.5", "balance_nano": N, "currency": "FOG"} (new ref), or
+ * NULL when the store cannot say. */
 json_t *billing_balance_json(struct store *s, const char *account);
 
 /* May this account create a VM of `shape` (priced at the default offer)?

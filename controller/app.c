@@ -2,6 +2,8 @@
  * authentication, role checks, idempotent POST replay, the event log. */
 #include "controller/app.h"
 
+#include "common/buf.h"
+#include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -102,6 +104,7 @@ static void reqctx_free(void *p)
         return;
     free(c->target);
     free(c->event_detail);
+    free(c->idem_key);
     if (c->stream && c->stream_free)
         c->stream_free(c->stream);
     free(c);
@@ -164,26 +167,30 @@ static unsigned role_bit(enum role role)
     }
 }
 
-/* Resolve the bearer credential into the request context. */
-static bool authenticate(struct app *a, struct http_request *r,
-                         struct reqctx *c)
+/* Resolve the bearer credential into the request context: 0, -EACCES for
+ * a missing, unknown or wrong credential, or the store's -errno (a store
+ * that cannot answer must not read as a revoked key). */
+static int authenticate(struct app *a, struct http_request *r,
+                        struct reqctx *c)
 {
     const char *h = http_req_header(r, "Authorization");
     char id[AUTH_ID_LEN + 1], secret[AUTH_SECRET_LEN + 1];
     json_auto_t *row = NULL;
 
+    int e;
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return false;
+        return -EACCES;
     const char *tok = h + 7;
     if (auth_token_split(tok, "fog", id, secret)) {
-        if (store_query_one(a->store, &row,
+        e = store_query_one(a->store, &row,
                             "SELECT k.salt, k.hash, k.account_id, a.role "
                             "FROM api_keys k JOIN accounts a ON a.id = "
                             "k.account_id WHERE k.id = $1 AND k.revoked_at "
-                            "IS NULL", "s", id) < 0)
-            return false;
+                            "IS NULL", "s", id);
+        if (e < 0)
+            return e == -ENOENT ? -EACCES : e;
         if (!auth_verify(json_str(row, "salt"), json_str(row, "hash"), secret))
-            return false;
+            return -EACCES;
         c->role = role_parse(json_str(row, "role"));
         snprintf(c->account_id, sizeof(c->account_id), "%s",
                  json_str(row, "account_id"));
@@ -193,24 +200,25 @@ static bool authenticate(struct app *a, struct http_request *r,
                    "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND "
                    "(last_used_at IS NULL OR last_used_at < $3)", "isi", now,
                    id, now - 60);
-        return c->role != ROLE_NONE;
+        return c->role != ROLE_NONE ? 0 : -EACCES;
     }
     if (auth_token_split(tok, "fogn", id, secret)) {
-        if (store_query_one(a->store, &row,
+        e = store_query_one(a->store, &row,
                             "SELECT id, cred_salt, cred_hash, account_id FROM "
                             "nodes WHERE cred_id = $1 AND removed_at IS NULL",
-                            "s", id) < 0)
-            return false;
+                            "s", id);
+        if (e < 0)
+            return e == -ENOENT ? -EACCES : e;
         if (!auth_verify(json_str(row, "cred_salt"), json_str(row, "cred_hash"),
                          secret))
-            return false;
+            return -EACCES;
         c->role = ROLE_NODE;
         snprintf(c->account_id, sizeof(c->account_id), "%s",
                  json_str(row, "account_id"));
         snprintf(c->actor, sizeof(c->actor), "%s", json_str(row, "id"));
-        return true;
+        return 0;
     }
-    return false;
+    return -EACCES;
 }
 
 static bool idempotency_key_valid(const char *k)
@@ -232,10 +240,15 @@ bool app_before(struct http_request *r, const struct http_route *route,
 
     if (route->flags & ALLOW_PUBLIC)
         return true;
-    if (!authenticate(a, r, c)) {
+    int e = authenticate(a, r, c);
+    if (e == -EACCES) {
         http_reply_header(r, "WWW-Authenticate", "Bearer");
         http_reply_problem(r, 401, "unauthorized", NULL,
                            "missing, malformed, unknown or revoked credential");
+        return false;
+    }
+    if (e < 0) {
+        reply_store_error(r, e, "credential");
         return false;
     }
     if (!(route->flags & role_bit(c->role))) {
@@ -245,47 +258,168 @@ bool app_before(struct http_request *r, const struct http_route *route,
         return false;
     }
     const char *ik = http_req_header(r, "Idempotency-Key");
-    if (ik && streq(route->method, "POST")) {
-        if (!idempotency_key_valid(ik)) {
-            http_reply_problem(r, 400, "validation", "Idempotency-Key",
-                               "Idempotency-Key must be 1 to 255 visible "
-                               "ASCII characters");
-            return false;
-        }
-        json_auto_t *row = NULL;
-        if (store_query_one(a->store, &row,
-                            "SELECT method, path, status, content_type, body "
-                            "FROM idempotency WHERE account_id = $1 AND key = "
-                            "$2", "ss", c->account_id, ik) == 0) {
-            if (!streq(json_str(row, "path"), http_req_path(r))) {
-                http_reply_problem(r, 409, "conflict", "Idempotency-Key",
-                                   "Idempotency-Key was used for another "
-                                   "request");
-                return false;
-            }
-            const char *body = json_str(row, "body");
-            http_reply_header(r, "Idempotent-Replayed", "true");
-            http_reply_text(r, (int)json_int(row, "status", 200),
-                            json_str(row, "content_type"), xstrdup(body),
-                            strlen(body));
-            reqctx_set_detail(r, "replayed");
-            return false;
-        }
+    if (ik && !idempotency_key_valid(ik)) {
+        http_reply_problem(r, 400, "validation", "Idempotency-Key",
+                           "Idempotency-Key must be 1 to 255 visible "
+                           "ASCII characters");
+        return false;
     }
     return true;
 }
 
-void app_event(struct app *a, const char *account_id, const char *actor,
-               const char *action, const char *target, int status,
-               const char *detail)
+/* Settings built by hand (tests, benchmarks) may leave it 0: a day. */
+static int64_t idempotency_ttl(const struct app *a)
+{
+    return a->cfg.idempotency_ttl_s > 0 ? a->cfg.idempotency_ttl_s : 86400;
+}
+
+static bool method_mutates(const char *m)
+{
+    return !streq(m, "GET") && !streq(m, "HEAD");
+}
+
+/* What a key is bound to: method, path and body, hashed. */
+static void request_hash(struct http_request *r, char out[2 * SHA256_LEN + 1])
+{
+    size_t len;
+    const char *body = http_req_body(r, &len);
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%s\n%s\n", http_req_method(r), http_req_path(r));
+    if (body)
+        buf_append(&b, body, len);
+    sha256_hex(b.data, b.len, out);
+    buf_free(&b);
+}
+
+/* Answer from a stored idempotency row: the first reply again, or 422 when
+ * the key was used for another request. */
+static void idempotency_replay(struct http_request *r, json_t *row,
+                               const char *hash)
+{
+    if (!streq(json_str(row, "req_hash"), hash)) {
+        http_reply_problem(r, 422, "idempotency-key-reused", "Idempotency-Key",
+                           "Idempotency-Key was already used for a different "
+                           "request (method, path or body)");
+        return;
+    }
+    const char *body = json_str(row, "body");
+    http_reply_header(r, "Idempotent-Replayed", "true");
+    http_reply_text(r, (int)json_int(row, "status", 200),
+                    json_str(row, "content_type"), xstrdup(body ? body : ""),
+                    body ? strlen(body) : 0);
+    reqctx_set_detail(r, "replayed");
+}
+
+/* Every mutating call runs in one store transaction that the after-hook
+ * commits together with its event and, under an Idempotency-Key, its
+ * reply: a crash anywhere leaves either all of it or none. The key is
+ * reserved first, inside that transaction, so a concurrent duplicate
+ * waits on it (the store's lock here; the unique key across replicas)
+ * and then replays. Streamed uploads keep their own transactions. */
+bool app_begin(struct http_request *r, const struct http_route *route,
+               void *app)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    const char *ik = http_req_header(r, "Idempotency-Key");
+
+    if (!method_mutates(http_req_method(r)) || route->sink)
+        return true;
+    if (!c->account_id[0])
+        ik = NULL; /* public routes: no account to scope a key to */
+    char hash[2 * SHA256_LEN + 1];
+    if (ik)
+        request_hash(r, hash);
+    for (int attempt = 0;; attempt++) {
+        int e = store_tx_begin(a->store);
+        if (e < 0) {
+            reply_store_error(r, e, "request");
+            return false;
+        }
+        c->tx_open = true;
+        if (!ik)
+            return true;
+        json_auto_t *row = NULL;
+        e = store_query_one(a->store, &row,
+                            "SELECT req_hash, status, content_type, body, "
+                            "created_at FROM idempotency WHERE account_id = "
+                            "$1 AND key = $2", "ss", c->account_id, ik);
+        if (e == 0 && json_int(row, "created_at", 0) <
+                          now_s() - idempotency_ttl(a)) {
+            e = store_exec(a->store, "DELETE FROM idempotency WHERE "
+                           "account_id = $1 AND key = $2", "ss",
+                           c->account_id, ik);
+            e = e < 0 ? e : -ENOENT;
+        }
+        if (e == 0) {
+            store_tx_rollback(a->store);
+            c->tx_open = false;
+            idempotency_replay(r, row, hash);
+            return false;
+        }
+        if (e == -ENOENT)
+            e = store_exec(a->store,
+                           "INSERT INTO idempotency (account_id, key, method, "
+                           "path, req_hash, status, content_type, body, "
+                           "created_at) VALUES ($1, $2, $3, $4, $5, 0, '', '', "
+                           "$6)", "sssssi", c->account_id, ik,
+                           http_req_method(r), http_req_path(r), hash, now_s());
+        if (e >= 0) {
+            c->idem_key = xstrdup(ik);
+            return true;
+        }
+        store_tx_rollback(a->store);
+        c->tx_open = false;
+        /* Another replica reserved the key and has committed since: look
+         * again, once, and replay its answer. */
+        if (e != -EEXIST || attempt > 0) {
+            reply_store_error(r, e, "request");
+            return false;
+        }
+    }
+}
+
+int app_event(struct app *a, const char *account_id, const char *actor,
+              const char *action, const char *target, int status,
+              const char *detail)
 {
     char id[UUID_STR_LEN + 1];
     uuid_generate_str(id);
-    store_exec(a->store,
-               "INSERT INTO events (id, time_ms, account_id, actor, action, "
-               "target, status, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-               "$8)", "sissssis", id, now_ms(), account_id, actor, action,
-               target, (int64_t)status, detail ? detail : "");
+    int e = store_exec(a->store,
+                       "INSERT INTO events (id, time_ms, account_id, actor, "
+                       "action, target, status, detail) VALUES ($1, $2, $3, "
+                       "$4, $5, $6, $7, $8)", "sissssis", id, now_ms(),
+                       account_id, actor, action, target, (int64_t)status,
+                       detail ? detail : "");
+    return e < 0 ? e : 0;
+}
+
+/* Delete in bounded batches, so the store is never held long; returns
+ * how many rows went. */
+static int prune_batches(struct app *a, const char *sql, int64_t cutoff)
+{
+    int n = 0, e;
+    do {
+        e = store_exec(a->store, sql, "i", cutoff);
+        n += e > 0 ? e : 0;
+    } while (e == 1000);
+    return n;
+}
+
+void app_prune(struct app *a)
+{
+    int n = 0;
+    if (a->cfg.event_retention_s > 0)
+        n += prune_batches(a, "DELETE FROM events WHERE id IN (SELECT id FROM "
+                              "events WHERE time_ms < $1 ORDER BY time_ms "
+                              "LIMIT 1000)",
+                           now_ms() - a->cfg.event_retention_s * 1000);
+    n += prune_batches(a, "DELETE FROM idempotency WHERE (account_id, key) IN "
+                          "(SELECT account_id, key FROM idempotency WHERE "
+                          "created_at < $1 ORDER BY created_at LIMIT 1000)",
+                       now_s() - idempotency_ttl(a));
+    if (n > 0)
+        log_debug("pruned %d expired events and idempotency keys", n);
 }
 
 /* The problem detail of an error reply, for the event log. */
@@ -300,6 +434,23 @@ static char *reply_detail(struct http_request *r)
     return d ? xstrdup(d) : NULL;
 }
 
+/* The reply to keep under an idempotency key: the whole reply, except that
+ * one carrying a secret (a key, a node credential, a join token) keeps
+ * only the created object's id, since secrets are never at rest. */
+static char *idempotency_body(struct http_request *r, struct reqctx *c)
+{
+    size_t len;
+    const char *body = http_req_reply_body(r, &len);
+    if (!c->reply_secret)
+        return xstrndup(body ? body : "", body ? len : 0);
+    json_t *j = json_pack("{s:s?, s:s}", "id", c->target, "detail",
+                          "the first answer carried a secret, which is shown "
+                          "only once");
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return text;
+}
+
 void app_after(struct http_request *r, const struct http_route *route,
                void *app)
 {
@@ -307,38 +458,60 @@ void app_after(struct http_request *r, const struct http_route *route,
     struct reqctx *c = reqctx_of(r);
     const char *method = http_req_method(r);
     int status = http_req_status(r);
+    int e = 0;
 
-    if (streq(method, "GET") || streq(method, "HEAD"))
+    if (!method_mutates(method))
         return;
-
-    /* Remember the answer to an idempotent POST (not server errors, which a
-     * retry should be allowed to get past). */
-    const char *ik = http_req_header(r, "Idempotency-Key");
-    if (ik && streq(method, "POST") && status < 500 && c->account_id[0] &&
-        !streq(c->event_detail, "replayed") && idempotency_key_valid(ik)) {
-        size_t len;
-        const char *body = http_req_reply_body(r, &len);
-        store_exec(a->store,
-                   "INSERT INTO idempotency (account_id, key, method, path, "
-                   "status, content_type, body, created_at) VALUES ($1, $2, "
-                   "$3, $4, $5, $6, $7, $8)", "ssssissi", c->account_id, ik,
-                   method, http_req_path(r), (int64_t)status,
-                   http_req_reply_type(r), body ? body : "", now_s());
+    /* A server error undoes the call: nothing of it happened, and a retry
+     * under the same key may go ahead. */
+    if (c->tx_open && status >= 500) {
+        store_tx_rollback(a->store);
+        c->tx_open = false;
+    }
+    if (c->tx_open && c->idem_key) {
+        _cleanup_free_ char *keep = idempotency_body(r, c);
+        e = store_exec(a->store,
+                       "UPDATE idempotency SET status = $1, content_type = $2, "
+                       "body = $3, resource_id = $4 WHERE account_id = $5 AND "
+                       "key = $6", "isssss", (int64_t)status,
+                       http_req_reply_type(r), keep, c->target,
+                       c->account_id, c->idem_key);
+        if (e == 0)
+            e = -EIO; /* the reservation vanished: our bug */
     }
 
+    /* Unauthenticated calls write nothing (a flood of them must not grow
+     * the store); quiet routes log only what went wrong. */
     bool quiet = route && (route->flags & QUIET);
+    bool log = c->account_id[0] || (c->tx_open && status < 400);
     if (quiet && status < 400 && !c->event_detail)
+        log = false;
+    if (log && e >= 0) {
+        _cleanup_free_ char *problem = status >= 400 ? reply_detail(r) : NULL;
+        _cleanup_free_ char *action = xasprintf("%s %.200s", method,
+                                                http_req_path(r));
+        const char *target = c->target ? c->target : http_req_param(r, 0);
+        /* Path words come from outside: only keep them when they look sane. */
+        if (target && !uuid_is_valid(target) && !name_is_valid(target))
+            target = NULL;
+        e = app_event(a, c->account_id[0] ? c->account_id : NULL,
+                      c->actor[0] ? c->actor : NULL, action, target, status,
+                      c->event_detail ? c->event_detail : problem);
+    }
+    if (!c->tx_open)
         return;
-    _cleanup_free_ char *problem = status >= 400 ? reply_detail(r) : NULL;
-    _cleanup_free_ char *action = xasprintf("%s %.200s", method,
-                                            http_req_path(r));
-    const char *target = c->target ? c->target : http_req_param(r, 0);
-    /* Path words come from outside: only keep them when they look sane. */
-    if (target && !uuid_is_valid(target) && !name_is_valid(target))
-        target = NULL;
-    app_event(a, c->account_id[0] ? c->account_id : NULL,
-              c->actor[0] ? c->actor : NULL, action, target, status,
-              c->event_detail ? c->event_detail : problem);
+    c->tx_open = false;
+    if (e < 0) {
+        store_tx_rollback(a->store);
+    } else {
+        e = store_tx_commit(a->store);
+        if (e == 0)
+            return;
+    }
+    /* Neither the effect nor its record is stored: say so, so the client
+     * retries instead of trusting an answer that did not happen. */
+    http_reply_reset(r);
+    reply_store_error(r, e, "request");
 }
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -439,13 +612,35 @@ void page_list(struct http_request *r, struct app *a, const char *sql,
 
 void reply_store_error(struct http_request *r, int err, const char *what)
 {
-    if (err == -EEXIST)
+    switch (err) {
+    case -EEXIST:
         http_reply_problem(r, 409, "conflict", "name", "%s already exists",
                            what);
-    else if (err == -ENOENT)
+        break;
+    case -ENOENT:
         http_reply_problem(r, 404, "not-found", NULL, "no such %s", what);
-    else
-        http_reply_problem(r, 500, "internal", NULL, "store error");
+        break;
+    case -EINVAL:
+        http_reply_problem(r, 409, "constraint", NULL,
+                           "the %s conflicts with the stored state", what);
+        break;
+    case -ENOSPC:
+        http_reply_problem(r, 507, "store-full", NULL,
+                           "the controller's store is out of space; nothing "
+                           "was changed, reads still work");
+        break;
+    case -EBUSY:
+        http_reply_header(r, "Retry-After", "1");
+        http_reply_problem(r, 503, "store-busy", NULL,
+                           "the store is busy; nothing was changed, retry");
+        break;
+    default:
+        http_reply_header(r, "Retry-After", "2");
+        http_reply_problem(r, 503, "store-unavailable", NULL,
+                           "the store cannot be reached; nothing was changed, "
+                           "retry");
+        break;
+    }
 }
 
 void app_all_nodes_changed(struct app *a)

@@ -29,6 +29,8 @@ struct app_settings {
     bool plain_http;
     int64_t heartbeat_s;     /* agents report this often */
     int64_t longpoll_s;      /* longest hold of GET /v1/agent/desired */
+    int64_t idempotency_ttl_s; /* how long a key's answer is kept */
+    int64_t event_retention_s; /* how long events are kept */
     int64_t max_body;        /* bytes */
     int64_t threads;
     int64_t max_vcpus, max_memory_mib, max_disk_gib;
@@ -59,6 +61,9 @@ struct reqctx {
     char actor[64];        /* key id or node id */
     char *target;          /* object the call touched, for the event log */
     char *event_detail;    /* extra words for the event log */
+    bool tx_open;          /* the call's store transaction is open */
+    char *idem_key;        /* Idempotency-Key reserved in that transaction */
+    bool reply_secret;     /* the reply carries a secret: never stored */
     void *stream;          /* state of a streamed upload */
     void (*stream_free)(void *);
 };
@@ -73,17 +78,25 @@ const char *role_name(enum role role);
 extern const struct http_route app_routes[];
 extern const size_t app_n_routes;
 
-/* Hooks for the HTTP core: authentication + idempotency replay, and the
- * event log + idempotency record. */
+/* Hooks for the HTTP core: authentication at header time; the call's
+ * transaction and idempotency reservation (or replay) once the body is
+ * read; the event, the idempotency record and the commit after it. */
 bool app_before(struct http_request *r, const struct http_route *route,
                 void *app);
+bool app_begin(struct http_request *r, const struct http_route *route,
+               void *app);
 void app_after(struct http_request *r, const struct http_route *route,
                void *app);
 
-/* Record an event outside the request path (scheduler, health). */
-void app_event(struct app *a, const char *account_id, const char *actor,
+/* Record an event outside the request path (scheduler, health).
+ * 0 or -errno. */
+int app_event(struct app *a, const char *account_id, const char *actor,
                const char *action, const char *target, int status,
                const char *detail);
+
+/* Delete events and idempotency keys past their retention, in small
+ * batches. Run by the leading replica. */
+void app_prune(struct app *a);
 
 /* ---- helpers for handlers ---- */
 /* Check the JSON body against fields; answers 400 and returns false. */

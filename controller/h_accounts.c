@@ -88,6 +88,11 @@ HANDLER(h_account_get)
     }
     json_t *o = account_render(row);
     json_t *bal = billing_balance_json(a->store, json_str(row, "id"));
+    if (!bal) {
+        json_decref(o);
+        reply_store_error(r, -EIO, "balance");
+        return;
+    }
     json_object_update(o, bal);
     json_decref(bal);
     http_reply_json(r, 200, o);
@@ -161,6 +166,7 @@ HANDLER(h_key_create)
         return;
     }
     reqctx_set_target(r, k.id);
+    reqctx_of(r)->reply_secret = true;
     char t[21];
     time_format_rfc3339(now_s(), t);
     json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", k.id,

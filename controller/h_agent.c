@@ -156,6 +156,7 @@ HANDLER(h_agent_register)
              json_str(tok, "account_id"));
     snprintf(c->actor, sizeof(c->actor), "%s", node_id);
     reqctx_set_target(r, node_id);
+    c->reply_secret = true;
     http_reply_json(r, 201, json_pack("{s:s, s:s, s:s?, s:I, s:b}", "node_id",
                                       node_id, "credential", cred.token,
                                       "mesh_ip", mesh_ip, "heartbeat_s",

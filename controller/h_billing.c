@@ -205,6 +205,11 @@ HANDLER(h_account_credit)
                           "memo", json_str(b, "memo") ? json_str(b, "memo") : "");
     put_amount(o, "amount", amount);
     json_t *bal = billing_balance_json(a->store, id);
+    if (!bal) {
+        json_decref(o);
+        reply_store_error(r, -EIO, "balance");
+        return;
+    }
     json_object_update(o, bal);
     json_decref(bal);
     http_reply_json(r, 201, o);
@@ -615,6 +620,10 @@ HANDLER(h_account_balance)
         return;
     }
     json_t *o = billing_balance_json(a->store, json_str(row, "id"));
+    if (!o) {
+        reply_store_error(r, -EIO, "balance");
+        return;
+    }
     json_object_set_new(o, "account_id", json_string(json_str(row, "id")));
     http_reply_json(r, 200, o);
 }

@@ -188,8 +188,12 @@ HANDLER(h_net_delete)
                            (long long)json_int(row, "vm_count", 0));
         return;
     }
-    store_exec(a->store, "UPDATE networks SET deleted_at = $1 WHERE id = $2",
-               "is", now_s(), json_str(row, "id"));
+    e = store_exec(a->store, "UPDATE networks SET deleted_at = $1 WHERE id = "
+                   "$2", "is", now_s(), json_str(row, "id"));
+    if (e < 0) {
+        reply_store_error(r, e, "network");
+        return;
+    }
     http_reply_text(r, 204, "application/json", NULL, 0);
 }
 

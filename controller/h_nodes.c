@@ -117,6 +117,7 @@ HANDLER(h_jointoken_create)
         return;
     }
     _cleanup_free_ char *token = jointoken_format(secret, a->ca_sha256);
+    reqctx_of(r)->reply_secret = true;
     time_format_rfc3339(now + ttl, t);
     http_reply_json(r, 201, json_pack("{s:s, s:s}", "token", token,
                                       "expires_at", t));

@@ -334,8 +334,14 @@ HANDLER(h_vm_create)
     struct rating_shape shape = { spec.vcpus, spec.memory_mib, spec.disk_gib,
                                   0, (int64_t)json_array_size(spec.ports) };
     int64_t need = 0;
-    if (!streq(desired, "stopped") &&
-        billing_check_create(a, c->account_id, &shape, &need) == -EDQUOT) {
+    int funds = streq(desired, "stopped")
+                    ? 0
+                    : billing_check_create(a, c->account_id, &shape, &need);
+    if (funds < 0 && funds != -EDQUOT) {
+        reply_store_error(r, funds, "balance");
+        return;
+    }
+    if (funds == -EDQUOT) {
         _cleanup_free_ char *t = money_format(need, billing_config()->symbol);
         http_reply_problem(r, 402, "insufficient-funds", NULL,
                            "the balance must cover %lld s of running (%s): "
@@ -507,9 +513,15 @@ static void vm_power(struct http_request *r, struct app *a,
     }
     const char *id = json_str(row, "id");
     int64_t need = 0;
-    if (streq(desired, "running") && !reboot &&
-        !streq(json_str(row, "desired_state"), "running") &&
-        billing_check_start(a, id, &need) == -EDQUOT) {
+    int funds = streq(desired, "running") && !reboot &&
+                        !streq(json_str(row, "desired_state"), "running")
+                    ? billing_check_start(a, id, &need)
+                    : 0;
+    if (funds < 0 && funds != -EDQUOT) {
+        reply_store_error(r, funds, "balance");
+        return;
+    }
+    if (funds == -EDQUOT) {
         _cleanup_free_ char *t = money_format(need, billing_config()->symbol);
         http_reply_problem(r, 402, "insufficient-funds", NULL,
                            "the balance must cover %lld s of running (%s): "

@@ -37,6 +37,10 @@ static const struct config_opt options[] = {
       "seconds between agent status posts; 3 missed = unreachable" },
     { "longpoll", CONFIG_INT, F(longpoll_s), 1, 300, "30",
       "longest hold of an agent's desired-state poll, seconds" },
+    { "idempotency-ttl", CONFIG_INT, F(idempotency_ttl_s), 60, 30 * 86400,
+      "86400", "seconds an Idempotency-Key's answer is kept and replayed" },
+    { "event-retention", CONFIG_INT, F(event_retention_s), 3600,
+      3650 * 86400, "7776000", "seconds events are kept (default 90 days)" },
     { "max-body", CONFIG_INT, F(max_body), 1024, 64 << 20, "65536",
       "largest accepted request body, bytes" },
     { "threads", CONFIG_INT, F(threads), 1, 256, "4",
@@ -219,6 +223,7 @@ static int cmd_serve(struct app *a)
         .max_body = (size_t)cfg->max_body,
         .threads = (unsigned)cfg->threads,
         .before = app_before,
+        .begin = app_begin,
         .after = app_after,
         .app = a,
     };

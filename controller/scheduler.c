@@ -289,6 +289,7 @@ static void *reconciler(void *arg)
     /* After a controller restart every node looks silent: give them three
      * heartbeats to report before judging. */
     int64_t judge_from = now_s() + 3 * a->cfg.heartbeat_s;
+    int64_t prune_at = now_s();
     pthread_mutex_lock(&rec_lock);
     while (!rec_stop) {
         pthread_mutex_unlock(&rec_lock);
@@ -297,6 +298,10 @@ static void *reconciler(void *arg)
             if (now_s() >= judge_from)
                 health_check(a);
             scheduler_run(a);
+            if (now_s() >= prune_at) {
+                app_prune(a);
+                prune_at = now_s() + 60;
+            }
         }
         pthread_mutex_lock(&rec_lock);
         struct timespec ts;

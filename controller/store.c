@@ -9,6 +9,7 @@
 #include "controller/schema.h"
 #include "controller/store_backend.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@ struct store {
     char *address;
     bool listening;
     pthread_mutex_t lock;
+    unsigned tx_depth; /* open transactions of the lock's holder */
 };
 
 static int migrate(struct store *s)
@@ -123,29 +125,69 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data)
     return r;
 }
 
+/* The outermost transaction is a real BEGIN; one opened inside it (a
+ * handler's own, inside the request's) is a SAVEPOINT, so the inner one
+ * can roll back alone while the outer decides for the whole. The recursive
+ * lock makes the depth belong to one thread at a time. */
 int store_tx_begin(struct store *s)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->ops->exec_plain(s->conn, s->ops->begin_sql) < 0) {
-        pthread_mutex_unlock(&s->lock);
-        return -EIO;
+    int r;
+    if (s->tx_depth == 0) {
+        r = s->ops->exec_plain(s->conn, s->ops->begin_sql);
+    } else {
+        char sql[48];
+        snprintf(sql, sizeof(sql), "SAVEPOINT fog_sp%u", s->tx_depth);
+        r = s->ops->exec_plain(s->conn, sql);
     }
+    if (r < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    s->tx_depth++;
     return 0;
 }
 
 int store_tx_commit(struct store *s)
 {
-    int r = s->ops->exec_plain(s->conn, "COMMIT");
-    if (r < 0)
-        s->ops->exec_plain(s->conn, "ROLLBACK");
+    int r;
+    assert(s->tx_depth > 0);
+    s->tx_depth--;
+    if (s->tx_depth == 0) {
+        r = s->ops->exec_plain(s->conn, "COMMIT");
+        if (r < 0)
+            s->ops->exec_plain(s->conn, "ROLLBACK");
+    } else {
+        char sql[48];
+        snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT fog_sp%u", s->tx_depth);
+        r = s->ops->exec_plain(s->conn, sql);
+    }
     pthread_mutex_unlock(&s->lock);
     return r;
 }
 
 void store_tx_rollback(struct store *s)
 {
-    s->ops->exec_plain(s->conn, "ROLLBACK");
+    assert(s->tx_depth > 0);
+    s->tx_depth--;
+    if (s->tx_depth == 0) {
+        s->ops->exec_plain(s->conn, "ROLLBACK");
+    } else {
+        char sql[96];
+        snprintf(sql, sizeof(sql),
+                 "ROLLBACK TO SAVEPOINT fog_sp%u; RELEASE SAVEPOINT fog_sp%u",
+                 s->tx_depth, s->tx_depth);
+        s->ops->exec_plain(s->conn, sql);
+    }
     pthread_mutex_unlock(&s->lock);
+}
+
+bool store_in_tx(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool r = s->tx_depth > 0;
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }
 
 /* Decode varargs per the type letters; count must match the placeholders
@@ -165,7 +207,19 @@ static int run(struct store *s, const char *sql, const char *types,
         }
     }
     pthread_mutex_lock(&s->lock);
+    /* PostgreSQL aborts the whole transaction on any failed statement; a
+     * write that may fail on a constraint (and be answered 409) gets a
+     * savepoint of its own so the request's transaction lives on. */
+    bool guard = s->tx_depth > 0 && s->ops->error_aborts_tx &&
+                 strncmp(sql, "SELECT", 6) != 0;
+    if (guard && s->ops->exec_plain(s->conn, "SAVEPOINT fog_stmt") < 0)
+        guard = false;
     int r = s->ops->exec(s->conn, sql, args, n, ret_rows);
+    if (guard)
+        s->ops->exec_plain(s->conn,
+                           r < 0 ? "ROLLBACK TO SAVEPOINT fog_stmt; RELEASE "
+                                   "SAVEPOINT fog_stmt"
+                                 : "RELEASE SAVEPOINT fog_stmt");
     pthread_mutex_unlock(&s->lock);
     free(args);
     return r;

@@ -34,14 +34,21 @@ void store_notify_node(struct store *s, const char *node_id);
  * 0 or -errno; no-op with sqlite. */
 int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
 
+/* Transactions nest: the outermost is a real transaction, inner ones are
+ * savepoints that commit into (or roll back out of) the outer one. 0 or
+ * -errno; a failed begin leaves nothing open. */
 int store_tx_begin(struct store *s);
 int store_tx_commit(struct store *s);
 void store_tx_rollback(struct store *s);
+/* True when the calling thread has a transaction open. */
+bool store_in_tx(struct store *s);
 
 /* Arguments are described by `types`, one letter each:
  *   's' const char * (NULL binds SQL NULL)   'i' int64_t   'b' bool (int)
- * store_exec returns the number of rows changed, -EEXIST on a uniqueness
- * or constraint violation, -EIO on other errors (logged at debug). */
+ * store_exec returns the number of rows changed or -errno: -EEXIST on a
+ * uniqueness violation, -ENOENT when a referenced row is missing, -EINVAL on
+ * another constraint, -ENOSPC when the disk is full, -EBUSY when the store
+ * stayed locked, -EIO on other errors. */
 int store_exec(struct store *s, const char *sql, const char *types, ...);
 /* All rows as a JSON array (caller owns). 0 or -EIO. */
 int store_query(struct store *s, json_t **ret_rows, const char *sql,

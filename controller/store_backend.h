@@ -21,11 +21,16 @@ struct store_ops {
     void (*close)(void *conn);
     /* Plain statements without arguments (BEGIN, migrations). */
     int (*exec_plain)(void *conn, const char *sql);
-    /* Rows changed, -EEXIST on constraint violations, -EIO otherwise. When
+    /* Rows changed or -errno: -EEXIST (unique key), -ENOENT (a referenced
+     * row is missing), -EINVAL (other constraints), -ENOSPC (disk or quota
+     * full), -EBUSY (locked past the timeout), -EIO otherwise. When
      * ret_rows is not NULL, the result rows go there (JSON array). */
     int (*exec)(void *conn, const char *sql, const struct store_arg *args,
                 size_t n, json_t **ret_rows);
     const char *begin_sql;
+    /* A failed statement poisons the open transaction (PostgreSQL): the
+     * front guards writes inside transactions with a savepoint. */
+    bool error_aborts_tx;
     /* Leadership among controller replicas: true when this connection
      * holds (or just took) the lock; a single sqlite controller always
      * leads. */

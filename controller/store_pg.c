@@ -25,9 +25,17 @@ static int pg_check(PGconn *c, PGresult *res, const char *sql)
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (state && strncmp(state, "23", 2) == 0) {
         log_debug("store: constraint: %s", PQerrorMessage(c));
-        return -EEXIST;
+        if (streq(state, "23505"))
+            return -EEXIST; /* unique_violation */
+        if (streq(state, "23503"))
+            return -ENOENT; /* foreign_key_violation */
+        return -EINVAL;
     }
     log_error("store: %s (%s)", PQerrorMessage(c), sql);
+    if (state && (streq(state, "53100") || streq(state, "53200")))
+        return -ENOSPC; /* disk_full, out_of_memory */
+    if (state && streq(state, "55P03"))
+        return -EBUSY; /* lock_not_available */
     return -EIO;
 }
 
@@ -51,6 +59,9 @@ static int pg_exec_plain(void *conn, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
     int r = pg_check(conn, res, sql);
+    /* COMMIT of a transaction a statement aborted answers "ROLLBACK". */
+    if (r == 0 && streq(sql, "COMMIT") && streq(PQcmdStatus(res), "ROLLBACK"))
+        r = -EIO;
     PQclear(res);
     return r;
 }
@@ -201,4 +212,5 @@ const struct store_ops store_pg_ops = {
     .exec_plain = pg_exec_plain,
     .exec = pg_exec,
     .begin_sql = "BEGIN",
+    .error_aborts_tx = true,
 };

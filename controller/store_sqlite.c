@@ -34,14 +34,45 @@ static uint64_t sql_hash(const char *s)
     return h;
 }
 
+/* An sqlite result code as -errno (see store_backend.h), logged once. */
+static int sq_errno(sqlite3 *db, int rc)
+{
+    switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+        log_debug("store: constraint: %s", sqlite3_errmsg(db));
+        return -EEXIST;
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+        log_debug("store: constraint: %s", sqlite3_errmsg(db));
+        return -ENOENT;
+    default:
+        break;
+    }
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        log_debug("store: constraint: %s", sqlite3_errmsg(db));
+        return -EINVAL;
+    case SQLITE_FULL:
+        log_error("store: %s", sqlite3_errmsg(db));
+        return -ENOSPC;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        log_error("store: %s", sqlite3_errmsg(db));
+        return -EBUSY;
+    default:
+        log_error("store: %s", sqlite3_errmsg(db));
+        return -EIO;
+    }
+}
+
 static int sq_exec_plain(void *conn, const char *sql)
 {
     struct sq_conn *c = conn;
     char *err = NULL;
-    if (sqlite3_exec(c->db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        log_error("store: %s", err ? err : "unknown error");
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
         sqlite3_free(err);
-        return -EIO;
+        return sq_errno(c->db, sqlite3_extended_errcode(c->db));
     }
     return 0;
 }
@@ -183,12 +214,8 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
             json_array_append_new(rows, row_json(st));
     if (rc == SQLITE_DONE) {
         r = sqlite3_changes(db);
-    } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        log_debug("store: constraint: %s", sqlite3_errmsg(db));
-        r = -EEXIST;
     } else {
-        log_error("store: %s", sqlite3_errmsg(db));
-        r = -EIO;
+        r = sq_errno(db, sqlite3_extended_errcode(db));
     }
     stmt_done(st);
     if (r < 0) {

@@ -2,6 +2,7 @@
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
 #include "common/fs.h"
+#include "common/jsonutil.h"
 #include "netfabric/link.h"
 #include "netfabric/wg_uapi.h"
 
@@ -407,6 +408,20 @@ size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)
     r->len += len;
     r->body[r->len] = '\0';
     return len;
+}
+
+char *tu_api_field(const struct tu_ctl *ctl, const char *key,
+                   const char *method, const char *path, const char *body,
+                   long want, const char *field)
+{
+    long st;
+    json_auto_t *j = tu_api(ctl, key, method, path, body, &st);
+    if (st != want) {
+        fprintf(stderr, "%s %s: status %ld, want %ld\n", method, path, st,
+                want);
+        abort();
+    }
+    return field ? xstrdup(json_str(j, field) ? json_str(j, field) : "") : NULL;
 }
 
 long tu_http(const char *method, const char *url, const char *key,

@@ -94,6 +94,12 @@ char *tu_field(const char *text, const char *label);
  * decrefs), the HTTP status (-1: no answer) in *ret_status if not NULL. */
 json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
                const char *path, const char *body, long *ret_status);
+/* tu_api that must answer `want`: the string member `field` of the answer
+ * ("" when absent; NULL field: NULL), caller frees. A different status
+ * prints the call and aborts the test binary. */
+char *tu_api_field(const struct tu_ctl *ctl, const char *key,
+                   const char *method, const char *path, const char *body,
+                   long want, const char *field);
 
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {

@@ -502,7 +502,8 @@ static int setup(void **state)
     struct http_server_opts o = {
         .listen = "127.0.0.1:0", .routes = routes,
         .n_routes = ARRAY_SIZE(routes), .max_body = 1 << 20, .threads = 2,
-        .before = app_before, .after = app_after, .app = &A,
+        .before = app_before, .begin = app_begin,
+        .after = app_after, .app = &A,
     };
     if (http_server_start(&o, &A.http) < 0)
         return -1;
