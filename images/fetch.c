@@ -572,6 +572,16 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         } else if (x.status == 416 && x.have > 0) {
             /* Nothing after our offset: the .part is already whole. */
             complete = true;
+        } else if (cc == CURLE_TOO_MANY_REDIRECTS ||
+                   cc == CURLE_UNSUPPORTED_PROTOCOL ||
+                   cc == CURLE_URL_MALFORMAT) {
+            /* A redirect loop, or one to a scheme we do not follow: the
+             * server's own answer, the same next time. */
+            e = -EIO;
+            free(*reason);
+            *reason = reasonf("fetching the image failed: %s",
+                              errbuf[0] ? errbuf : curl_easy_strerror(cc));
+            break;
         } else if (x.status >= 400 && x.status < 500 && x.status != 408 &&
                    x.status != 429) {
             e = -EIO;

@@ -315,7 +315,8 @@ static void image_in_use_cannot_be_deleted(void **state)
 /* ---- URL imports against small servers on loopback ---- */
 
 /* A server on one loopback address: /disk.qcow2 and /secret answer 200
- * with `body`, /redirect answers 302 to `location`, anything else 404. */
+ * with `body`, /redirect answers 302 to `location`, /loop to itself,
+ * /file to a file: URL, anything else 404. */
 struct srv {
     const char *addr;
     int fd, port;
@@ -348,10 +349,15 @@ static void *srv_main(void *arg)
             hdr = xasprintf("HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
                             "Connection: close\r\n\r\n", s->len);
             body = true;
-        } else if (startswith(req, "GET /redirect ") && s->location) {
+        } else if ((startswith(req, "GET /redirect ") && s->location) ||
+                   startswith(req, "GET /loop ") ||
+                   startswith(req, "GET /file ")) {
             hdr = xasprintf("HTTP/1.1 302 Found\r\nLocation: %s\r\n"
                             "Content-Length: 0\r\nConnection: close\r\n\r\n",
-                            s->location);
+                            startswith(req, "GET /loop ") ? "/loop"
+                            : startswith(req, "GET /file ")
+                                ? "file:///etc/passwd"
+                                : s->location);
         } else {
             hdr = xstrdup("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
                           "Connection: close\r\n\r\n");
@@ -417,6 +423,16 @@ static json_t *import(const char *name, const char *url, const char *sha,
     return jcall("POST", "/v1/images", alice_key, body, st);
 }
 
+/* Import url as `name` (201) and wait until it settles. */
+static json_t *import_settled(const char *name, const char *url,
+                              const char *sha)
+{
+    long st;
+    json_auto_t *j = import(name, url, sha, &st);
+    assert_int_equal(st, 201);
+    return wait_state(json_str(j, "id"), "importing");
+}
+
 /* What a tenant reads about a failed import (state_reason, or a problem's
  * detail) holds none of libcurl's words, a port scanner's oracle; nothing
  * in the reply carries the digest of what was fetched. */
@@ -448,21 +464,16 @@ static void url_import_is_verified_before_it_is_ready(void **state)
 
     char hex[65];
     sha256_hex(img, len, hex);
-    long st;
     _cleanup_free_ char *url = xasprintf("http://127.0.0.2:%d/disk.qcow2",
                                          pub.port);
-    json_auto_t *j = import("imported", url, hex, &st);
-    assert_int_equal(st, 201);
-    assert_string_equal(json_str(j, "state"), "importing");
-    json_auto_t *r = wait_state(json_str(j, "id"), "importing");
+    json_auto_t *r = import_settled("imported", url, hex);
     assert_string_equal(json_str(r, "state"), "ready");
     assert_string_equal(json_str(r, "format"), "qcow2");
 
     /* the wrong digest: refused, saying so but not what came back */
-    json_auto_t *b = import("tampered", url, "1111111111111111111111111111"
-                            "111111111111111111111111111111111111", &st);
-    assert_int_equal(st, 201);
-    json_auto_t *rb = wait_state(json_str(b, "id"), "importing");
+    json_auto_t *rb = import_settled("tampered", url, "11111111111111111111"
+                                     "11111111111111111111111111111111111111"
+                                     "111111");
     assert_string_equal(json_str(rb, "state"), "error");
     assert_string_equal(json_str(rb, "state_reason"), CATALOG_IMPORT_MISMATCH);
     assert_no_leak(rb, hex);
@@ -470,9 +481,7 @@ static void url_import_is_verified_before_it_is_ready(void **state)
     /* a source that fails: one fixed sentence, not the transfer's words */
     _cleanup_free_ char *gone = xasprintf("http://127.0.0.2:%d/missing",
                                           pub.port);
-    json_auto_t *g = import("missing", gone, hex, &st);
-    assert_int_equal(st, 201);
-    json_auto_t *rg = wait_state(json_str(g, "id"), "importing");
+    json_auto_t *rg = import_settled("missing", gone, hex);
     assert_string_equal(json_str(rg, "state"), "error");
     assert_string_equal(json_str(rg, "state_reason"), CATALOG_IMPORT_FAILED);
     assert_no_leak(rg, NULL);
@@ -481,10 +490,10 @@ static void url_import_is_verified_before_it_is_ready(void **state)
 
 /* The image is in error for the owner's fixed sentence, nothing of it can
  * be downloaded, and the admin's event says what was refused. */
-static void assert_refused_and_nothing_kept(const char *id,
+static void assert_refused_and_nothing_kept(const json_t *r,
                                             const char *secret_sha)
 {
-    json_auto_t *r = wait_state(id, "importing");
+    const char *id = json_str(r, "id");
     assert_string_equal(json_str(r, "state"), "error");
     assert_string_equal(json_str(r, "state_reason"),
                         CATALOG_IMPORT_NOT_ALLOWED);
@@ -546,22 +555,34 @@ static void url_imports_never_reach_internal_addresses(void **state)
      * the wrong digest (nothing says what came back) and the right one */
     _cleanup_free_ char *redir = xasprintf("http://127.0.0.2:%d/redirect",
                                            pub.port);
-    json_auto_t *r1 = import("redirect-guess", redir, "22222222222222222222"
-                             "22222222222222222222222222222222222222222222",
-                             &st);
-    assert_int_equal(st, 201);
-    assert_refused_and_nothing_kept(json_str(r1, "id"), ssha);
-    json_auto_t *r2 = import("redirect", redir, ssha, &st);
-    assert_int_equal(st, 201);
-    assert_refused_and_nothing_kept(json_str(r2, "id"), ssha);
+    json_auto_t *r1 = import_settled("redirect-guess", redir,
+                                     "22222222222222222222222222222222222222"
+                                     "22222222222222222222222222");
+    assert_refused_and_nothing_kept(r1, ssha);
+    json_auto_t *r2 = import_settled("redirect", redir, ssha);
+    assert_refused_and_nothing_kept(r2, ssha);
     assert_true(pub.hits >= 2); /* the allowed server was asked */
 
     /* a name that resolves to loopback: refused when connecting */
     _cleanup_free_ char *byname = xasprintf("http://localhost:%d/secret",
                                             in.port);
-    json_auto_t *r3 = import("by-name", byname, ssha, &st);
-    assert_int_equal(st, 201);
-    assert_refused_and_nothing_kept(json_str(r3, "id"), ssha);
+    json_auto_t *r3 = import_settled("by-name", byname, ssha);
+    assert_refused_and_nothing_kept(r3, ssha);
+
+    /* redirects follow http(s) only, and not for ever */
+    _cleanup_free_ char *to_file = xasprintf("http://127.0.0.2:%d/file",
+                                             pub.port);
+    json_auto_t *f4 = import_settled("to-file", to_file, ssha);
+    assert_string_equal(json_str(f4, "state_reason"), CATALOG_IMPORT_FAILED);
+    int before = pub.hits;
+    _cleanup_free_ char *loop = xasprintf("http://127.0.0.2:%d/loop",
+                                          pub.port);
+    json_auto_t *f5 = import_settled("loop", loop, ssha);
+    assert_string_equal(json_str(f5, "state_reason"), CATALOG_IMPORT_FAILED);
+    assert_no_leak(f5, NULL);
+    int loops = pub.hits - before;
+    if (loops < 2 || loops > 6) /* the first ask and at most 5 redirects */
+        fail_msg("a redirect loop was asked %d times", loops);
 
     /* and the secret server never saw a connection */
     assert_int_equal(in.hits, 0);
