@@ -11,8 +11,8 @@
 #include "controller/handlers.h"
 #include "controller/pki.h"
 #include "controller/scheduler.h"
-#include "images/addrpolicy.h"
 #include "controller/schema.h"
+#include "images/addrpolicy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
