@@ -56,14 +56,15 @@ char *catalog_path(struct app *a, const char *sha256)
 }
 
 /* The image is `error`: the owner reads `reason`; the event, which only
- * admins read, carries `detail` when given. */
+ * admins read, carries `detail` when given. The event comes first, so
+ * whoever sees the state finds the event too. */
 static void image_fail_detail(struct app *a, const char *id,
                               const char *reason, const char *detail)
 {
-    store_exec(a->store, "UPDATE images SET state = 'error', state_reason = "
-               "$1 WHERE id = $2", "ss", reason, id);
     app_event(a, NULL, "catalog", "image-error", id, 422,
                detail ? detail : reason);
+    store_exec(a->store, "UPDATE images SET state = 'error', state_reason = "
+               "$1 WHERE id = $2", "ss", reason, id);
 }
 
 static void image_fail(struct app *a, const char *id, const char *reason)

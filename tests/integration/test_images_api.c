@@ -371,9 +371,12 @@ static void *srv_main(void *arg)
     return NULL;
 }
 
+/* Serve on addr; location (owned, may be NULL) is where /redirect goes. */
 static void srv_start(struct srv *s, const char *addr, const uint8_t *body,
-                      size_t len)
+                      size_t len, char *location)
 {
+    memset(s, 0, sizeof(*s));
+    s->location = location;
     s->addr = addr;
     s->body = body;
     s->len = len;
@@ -394,6 +397,7 @@ static void srv_stop(struct srv *s)
     pthread_join(s->thr, NULL);
     close(s->fd);
     free(s->location);
+    s->location = NULL;
 }
 
 /* Poll the image until it leaves not_state (generous: loaded CI). */
@@ -459,8 +463,8 @@ static void url_import_is_verified_before_it_is_ready(void **state)
     size_t len;
     _cleanup_free_ uint8_t *img = qcow2_image(&len);
     img[5 * CS + 1] ^= 0x5a;
-    struct srv pub = { 0 };
-    srv_start(&pub, "127.0.0.2", img, len); /* allow-listed in setup */
+    static struct srv pub; /* static: outlives a failed test's longjmp */
+    srv_start(&pub, "127.0.0.2", img, len, NULL); /* allow-listed */
 
     char hex[65];
     sha256_hex(img, len, hex);
@@ -526,10 +530,10 @@ static void url_imports_never_reach_internal_addresses(void **state)
     memcpy(secret + 5 * CS, "internal only", 13);
     char ssha[65];
     sha256_hex(secret, len, ssha);
-    struct srv in = { 0 }, pub = { 0 };
-    srv_start(&in, "127.0.0.1", secret, len);
-    pub.location = xasprintf("http://127.0.0.1:%d/secret", in.port);
-    srv_start(&pub, "127.0.0.2", NULL, 0);
+    static struct srv in, pub; /* static: outlive a failed test's longjmp */
+    srv_start(&in, "127.0.0.1", secret, len, NULL);
+    srv_start(&pub, "127.0.0.2", NULL, 0,
+              xasprintf("http://127.0.0.1:%d/secret", in.port));
     long st;
 
     /* a literal internal address, in any spelling: refused at once */
