@@ -38,6 +38,7 @@ struct app_settings {
     char *mesh_cidr;
     char *templates_dir;
     bool inspect;       /* libguestfs inspection of imported images */
+    char *import_allow;  /* CIDRs URL imports may reach though internal */
     /* billing */
     int64_t accrual_s;       /* seconds between accrual runs */
     int64_t fee_bps;         /* platform fee in basis points */

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "controller/handlers.h"
 #include "controller/inspect.h"
+#include "images/addrpolicy.h"
 #include "images/fetch.h"
 #include "images/imgcheck.h"
 
@@ -54,11 +55,57 @@ char *catalog_path(struct app *a, const char *sha256)
     return xasprintf("%s/images/%s", a->cfg.data_dir, sha256);
 }
 
-static void image_fail(struct app *a, const char *id, const char *reason)
+/* The image is `error`: the owner reads `reason`; the event, which only
+ * admins read, carries `detail` when given. The event comes first, so
+ * whoever sees the state finds the event too. */
+static void image_fail_detail(struct app *a, const char *id,
+                              const char *reason, const char *detail)
 {
+    app_event(a, NULL, "catalog", "image-error", id, 422,
+               detail ? detail : reason);
     store_exec(a->store, "UPDATE images SET state = 'error', state_reason = "
                "$1 WHERE id = $2", "ss", reason, id);
-    app_event(a, NULL, "catalog", "image-error", id, 422, reason);
+}
+
+static void image_fail(struct app *a, const char *id, const char *reason)
+{
+    image_fail_detail(a, id, reason, NULL);
+}
+
+int catalog_import_policy(struct app *a, struct addrpolicy **ret,
+                          char **ret_reason)
+{
+    struct addrpolicy *p;
+    int e = addrpolicy_new(a->cfg.import_allow, &p, ret_reason);
+    if (e < 0)
+        return e;
+    /* Without the interface list the host's own public address would
+     * pass as public: refuse to judge rather than guess. */
+    if ((e = addrpolicy_add_interfaces(p)) < 0) {
+        addrpolicy_free(p);
+        if (ret_reason)
+            *ret_reason = xasprintf("cannot list this host's addresses: %s",
+                                    strerror(-e));
+        return e;
+    }
+    addrpolicy_add_listen(p, a->cfg.listen);
+    *ret = p;
+    return 0;
+}
+
+/* What the image's owner is told about a failed import: a few fixed
+ * sentences, never libcurl's words (they tell open ports from closed
+ * ones) nor the digest of what came back. */
+static const char *import_reason(int err)
+{
+    switch (err) {
+    case -EACCES:
+        return CATALOG_IMPORT_NOT_ALLOWED;
+    case -EBADMSG:
+        return CATALOG_IMPORT_MISMATCH;
+    default:
+        return CATALOG_IMPORT_FAILED;
+    }
 }
 
 static void job_run(enum job_kind kind, struct job *j);
@@ -177,14 +224,23 @@ static void job_import(struct job *j)
     const char *sha = json_str(row, "sha256");
     _cleanup_free_ char *cache_dir = xasprintf("%s/images/import",
                                                a->cfg.data_dir);
+    _cleanup_(addrpolicy_freep) struct addrpolicy *policy = NULL;
+    char *why = NULL, *path = NULL;
+    int e = catalog_import_policy(a, &policy, &why);
+    if (e < 0) {
+        log_error("image %s: cannot import: %s", j->image_id, why);
+        image_fail_detail(a, j->image_id, CATALOG_IMPORT_FAILED, why);
+        free(why);
+        return;
+    }
     struct fetch_opts o = {
         .dir = cache_dir,
         .max_bytes = (uint64_t)a->cfg.max_image_gib << 30,
         .cancel = &stopping,
+        .policy = policy,
     };
-    char *why = NULL, *path = NULL;
     struct fetch_cache *c = fetch_cache_new(&o, &why);
-    int e = c ? fetch_get(c, url, sha, 0, &path, &why) : -EIO;
+    e = c ? fetch_get(c, url, sha, 0, &path, &why) : -EIO;
     fetch_cache_free(c);
     if (e == -ECANCELED) {
         free(why);
@@ -194,7 +250,9 @@ static void job_import(struct job *j)
         /* Imports run one at a time: nobody else resumes this .part. */
         _cleanup_free_ char *part = xasprintf("%s/%s.part", cache_dir, sha);
         unlink(part);
-        image_fail(a, j->image_id, why ? why : "import failed");
+        log_warn("image %s: import from %s failed: %s", j->image_id, url,
+                 why ? why : strerror(-e));
+        image_fail_detail(a, j->image_id, import_reason(e), why);
         free(why);
         return;
     }

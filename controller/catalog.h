@@ -5,6 +5,16 @@
 
 #include "controller/app.h"
 
+struct addrpolicy;
+
+/* What an image's owner reads in state_reason when a URL import fails:
+ * fixed texts, whatever the transfer said (admins read that in the event
+ * log and the controller's log). */
+#define CATALOG_IMPORT_NOT_ALLOWED "the image source address is not allowed"
+#define CATALOG_IMPORT_FAILED "the image source could not be fetched"
+#define CATALOG_IMPORT_MISMATCH                                                \
+    "the image content does not match its SHA-256 or exceeds the size limit"
+
 /* DATA/images/<sha256>; caller frees. */
 char *catalog_path(struct app *a, const char *sha256);
 /* Check the file at tmp_path (content, not name) and, if it is a usable
@@ -13,6 +23,11 @@ char *catalog_path(struct app *a, const char *sha256);
  * and -EINVAL is returned; tmp_path is removed either way. */
 int catalog_accept(struct app *a, const char *image_id, const char *tmp_path,
                    const char *sha256);
+/* The address policy URL imports run under: the import-allow setting,
+ * with this host's interface and listen addresses refused. 0 and *ret
+ * (addrpolicy_free), or -errno and *ret_reason (caller frees). */
+int catalog_import_policy(struct app *a, struct addrpolicy **ret,
+                          char **ret_reason);
 /* Fetch the image's URL in the background (resumable, SHA-256 checked),
  * then catalog_accept it. */
 void catalog_import_start(struct app *a, const char *image_id);

@@ -12,6 +12,7 @@
 #include "controller/pki.h"
 #include "controller/scheduler.h"
 #include "controller/schema.h"
+#include "images/addrpolicy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,6 +58,9 @@ static const struct config_opt options[] = {
       "address range of the WireGuard mesh" },
     { "inspect", CONFIG_BOOL, F(inspect), 0, 0, "true",
       "inspect imported images with libguestfs (OS, version, arch)" },
+    { "import-allow", CONFIG_STRING, F(import_allow), 0, 0, NULL,
+      "CIDR,... that image imports by URL may reach although loopback, "
+      "private, link-local or otherwise internal (default: none)" },
     { "templates-dir", CONFIG_STRING, F(templates_dir), 0, 0,
       "/usr/local/share/fogfabric/templates",
       "directory of application templates (*.json)" },
@@ -171,6 +175,12 @@ static int cmd_serve(struct app *a)
     if (cfg->plain_http && !listen_is_loopback(cfg->listen)) {
         fprintf(stderr, "fog-controller: --plain-http is only allowed on a "
                         "loopback address, not '%s'\n", cfg->listen);
+        return 2;
+    }
+    _cleanup_(addrpolicy_freep) struct addrpolicy *policy = NULL;
+    _cleanup_free_ char *why = NULL;
+    if (catalog_import_policy(a, &policy, &why) < 0) {
+        fprintf(stderr, "fog-controller: import-allow: %s\n", why);
         return 2;
     }
     if ((r = file_read(ca, 1 << 20, &a->ca_pem, NULL)) < 0 ||

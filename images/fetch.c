@@ -4,6 +4,7 @@
  * do not interleave writes; inside one process a table of flights makes
  * later callers wait for the first one's result. */
 #include "images/fetch.h"
+#include "images/addrpolicy.h"
 
 #include "common/fs.h"
 #include "common/ids.h"
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <strings.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #define FETCH_DEFAULT_ATTEMPTS 5
@@ -45,6 +47,7 @@ struct fetch_cache {
     fetch_in_use_fn in_use;
     void *in_use_data;
     const volatile int *cancel;
+    const struct addrpolicy *policy;
     uint64_t max_bytes;
     pthread_mutex_t lock;
     struct flight *flights;
@@ -108,6 +111,7 @@ struct fetch_cache *fetch_cache_new(const struct fetch_opts *o,
     c->in_use = o->in_use;
     c->in_use_data = o->in_use_data;
     c->cancel = o->cancel;
+    c->policy = o->policy;
     c->max_bytes = o->max_bytes;
     pthread_mutex_init(&c->lock, NULL);
     return c;
@@ -277,6 +281,8 @@ struct xfer {
     bool started;      /* first body byte of this attempt seen */
     int err;           /* why the write callback stopped */
     char *reason;
+    const struct addrpolicy *policy;
+    char *refused;     /* why the policy refused an address */
 };
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *user)
@@ -300,6 +306,29 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *user)
         }
     }
     return len;
+}
+
+/* Every socket libcurl opens, for the first URL and each redirect, comes
+ * here with the address it is about to connect to: the one place where
+ * a name that resolves (or rebinds) to an internal address is caught. */
+static curl_socket_t on_opensocket(void *user, curlsocktype purpose,
+                                   struct curl_sockaddr *addr)
+{
+    struct xfer *x = user;
+    char *why = NULL;
+    if (purpose != CURLSOCKTYPE_IPCXN ||
+        addrpolicy_check(x->policy, &addr->addr, addr->addrlen, &why) < 0) {
+        /* A name may resolve to several refused addresses: keep all. */
+        char *all = xasprintf("%s%s%s", x->refused ? x->refused : "",
+                              x->refused ? "; " : "",
+                              why ? why : "not a plain connection");
+        free(why);
+        free(x->refused);
+        x->refused = all;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC,
+                  addr->protocol);
 }
 
 static int part_reset(struct xfer *x)
@@ -434,7 +463,8 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         return e;
     }
     struct xfer x = { .fd = fd, .sha = &ctx,
-                      .limit = size ? size : c->max_bytes };
+                      .limit = size ? size : c->max_bytes,
+                      .policy = c->policy };
     sha256_init(&ctx);
     x.have = (uint64_t)st.st_size;
     if (x.limit && x.have > x.limit)
@@ -503,6 +533,14 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
             curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
         if (hdrs)
             curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        if (c->policy) {
+            /* A proxy would connect for us, out of the policy's sight. */
+            curl_easy_setopt(h, CURLOPT_PROXY, "");
+            curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+            curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &x);
+        }
+        free(x.refused);
+        x.refused = NULL;
         CURLcode cc = curl_easy_perform(h);
         stat_add(c, &c->stats.bytes, x.have >= before ? x.have - before
                                                        : x.have);
@@ -514,6 +552,14 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         }
         if (x.err == -EAGAIN)
             continue;
+        if (cc != CURLE_OK && x.refused) {
+            /* Not a passing fault: asking again gets the same answer. */
+            e = -EACCES;
+            free(*reason);
+            *reason = reasonf("the image source address is not allowed: %s",
+                              x.refused);
+            break;
+        }
         if (cc == CURLE_OK && (x.status == 200 || x.status == 206)) {
             complete = !size || x.have >= size;
             if (!complete) {
@@ -526,6 +572,16 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         } else if (x.status == 416 && x.have > 0) {
             /* Nothing after our offset: the .part is already whole. */
             complete = true;
+        } else if (cc == CURLE_TOO_MANY_REDIRECTS ||
+                   cc == CURLE_UNSUPPORTED_PROTOCOL ||
+                   cc == CURLE_URL_MALFORMAT) {
+            /* A redirect loop, or one to a scheme we do not follow: the
+             * server's own answer, the same next time. */
+            e = -EIO;
+            free(*reason);
+            *reason = reasonf("fetching the image failed: %s",
+                              errbuf[0] ? errbuf : curl_easy_strerror(cc));
+            break;
         } else if (x.status >= 400 && x.status < 500 && x.status != 408 &&
                    x.status != 429) {
             e = -EIO;
@@ -543,6 +599,7 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         }
     }
     free(x.reason);
+    free(x.refused);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
     if (!complete) {

@@ -7,6 +7,7 @@
 
 #include "common/util.h"
 
+struct addrpolicy;
 struct fetch_cache;
 
 /* Decides whether a cached digest is in use (a VM disk sits on it) and so
@@ -28,6 +29,10 @@ struct fetch_opts {
     void *in_use_data;
     const volatile int *cancel; /* when it becomes nonzero, transfers stop
                                    with -ECANCELED (may be NULL) */
+    const struct addrpolicy *policy; /* judges every address connected to,
+                                        redirects included, and turns off
+                                        proxies (NULL: any address). Not
+                                        copied: must outlive the cache */
 };
 
 /* Open (creating) a cache. Copies the strings in opts. NULL with
@@ -46,7 +51,9 @@ void fetch_cache_free(struct fetch_cache *c);
  * -EBADMSG content did not match the digest or the size (the partial file
  * is discarded), -EIO transfer failed after every attempt, -ECANCELED
  * stopped by opts.cancel (the partial file stays for a later resume),
- * -EINVAL bad digest, other -errno from the file system. */
+ * -EACCES opts.policy refused the address (no retry), -EINVAL bad
+ * digest, other -errno from the file system. The reason is for operators:
+ * it quotes libcurl and digests. */
 int fetch_get(struct fetch_cache *c, const char *url, const char *sha256,
               uint64_t size, char **ret_path, char **ret_reason);
 

@@ -24,7 +24,10 @@ e2e_cleanup_add "rm -rf '$work'"
 mkdir -p "$work/empty-images"
 
 e2e_world_up
-e2e_controller_start "$work" --heartbeat 1 --longpoll 5 --grace 0 --inspect=false
+# The URL import below serves from the world's private address, which is
+# also the controller's own there: only naming it exactly opens it.
+e2e_controller_start "$work" --heartbeat 1 --longpoll 5 --grace 0 --inspect=false \
+    --import-allow "$E2E_WORLD_IP/32"
 host=fog-e2e-img-$$
 agent=$work/agent
 # No local images on this node: every disk comes from the catalog.

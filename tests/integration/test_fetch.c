@@ -1,7 +1,8 @@
 /* images/fetch against a small HTTP server on loopback that can drop the
  * connection midway, ignore ranges, delay, and serve tampered bytes:
  * downloads resume, a mismatch never lands in the cache, concurrent
- * callers share one download, and eviction keeps what is in use. */
+ * callers share one download, eviction keeps what is in use, and an
+ * address policy judges every connection. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/timeutil.h"
+#include "images/addrpolicy.h"
 #include "images/fetch.h"
 #include "tests/testutil.h"
 
@@ -328,6 +330,42 @@ static void http_errors_and_bad_digests_fail_fast(void **state)
     fetch_cache_free(c);
 }
 
+/* With a policy, a refused address is never connected to nor retried,
+ * and an allowed one is reached directly even when the environment names
+ * a proxy (which would connect out of the policy's sight). */
+static void policy_refuses_internal_addresses_and_ignores_proxies(
+    void **state)
+{
+    srv_reset();
+    _cleanup_free_ char *d = xasprintf("%s/p", dir);
+    struct addrpolicy *none, *lo;
+    assert_int_equal(addrpolicy_new(NULL, &none, NULL), 0);
+    assert_int_equal(addrpolicy_new("127.0.0.1/32", &lo, NULL), 0);
+    struct fetch_opts o = { .dir = d, .attempts = 4, .policy = none };
+    struct fetch_cache *c = fetch_cache_new(&o, NULL);
+    _cleanup_free_ char *url = url_of(0);
+    _cleanup_free_ char *path = NULL, *why = NULL;
+    assert_int_equal(fetch_get(c, url, S.sha[0], BLOB, &path, &why), -EACCES);
+    assert_non_null(strstr(why, "127.0.0.1 is a loopback address"));
+    assert_int_equal(S.requests, 0);
+    struct fetch_stats fs;
+    fetch_cache_stats(c, &fs);
+    assert_int_equal(fs.downloads, 1); /* no second attempt */
+    assert_false(fetch_cache_has(c, S.sha[0]));
+    fetch_cache_free(c);
+
+    setenv("http_proxy", "http://127.0.0.1:9", 1);
+    o.policy = lo;
+    c = fetch_cache_new(&o, NULL);
+    int e = fetch_get(c, url, S.sha[0], BLOB, &path, NULL);
+    unsetenv("http_proxy");
+    assert_int_equal(e, 0);
+    assert_int_equal(S.requests, 1);
+    fetch_cache_free(c);
+    addrpolicy_free(none);
+    addrpolicy_free(lo);
+}
+
 struct racer {
     struct fetch_cache *c;
     const char *url;
@@ -494,6 +532,7 @@ int main(void)
         cmocka_unit_test(tampered_bytes_are_refused_and_not_kept),
         cmocka_unit_test(more_bytes_than_announced_are_refused),
         cmocka_unit_test(http_errors_and_bad_digests_fail_fast),
+        cmocka_unit_test(policy_refuses_internal_addresses_and_ignores_proxies),
         cmocka_unit_test(concurrent_requests_share_one_download),
         cmocka_unit_test(lru_entries_are_evicted_under_budget),
         cmocka_unit_test(cancel_stops_a_stalled_transfer_and_keeps_nothing),

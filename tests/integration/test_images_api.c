@@ -312,40 +312,100 @@ static void image_in_use_cannot_be_deleted(void **state)
     assert_int_equal(access(stored, F_OK), -1); /* collected */
 }
 
-/* ---- URL import against a one-file server ---- */
+/* ---- URL imports against small servers on loopback ---- */
 
-static int srv_fd, srv_port;
-static uint8_t *srv_body;
-static size_t srv_len;
-static volatile bool srv_stop;
+/* A server on one loopback address: /disk.qcow2 and /secret answer 200
+ * with `body`, /redirect answers 302 to `location`, /loop to itself,
+ * /file to a file: URL, anything else 404. */
+struct srv {
+    const char *addr;
+    int fd, port;
+    const uint8_t *body;
+    size_t len;
+    char *location;
+    volatile int hits;
+    volatile bool stop;
+    pthread_t thr;
+};
 
 static void *srv_main(void *arg)
 {
-    while (!srv_stop) {
-        struct pollfd p = { .fd = srv_fd, .events = POLLIN };
+    struct srv *s = arg;
+    while (!s->stop) {
+        struct pollfd p = { .fd = s->fd, .events = POLLIN };
         if (poll(&p, 1, 50) <= 0)
             continue;
-        int fd = accept(srv_fd, NULL, NULL);
+        int fd = accept(s->fd, NULL, NULL);
         if (fd < 0)
             continue;
+        __atomic_add_fetch(&s->hits, 1, __ATOMIC_SEQ_CST);
         char req[4096];
         ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
-        (void)n;
-        char hdr[128];
-        int hl = snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\nContent-Length: "
-                          "%zu\r\nConnection: close\r\n\r\n", srv_len);
-        send(fd, hdr, (size_t)hl, MSG_NOSIGNAL);
-        send(fd, srv_body, srv_len, MSG_NOSIGNAL);
+        req[n > 0 ? n : 0] = '\0';
+        _cleanup_free_ char *hdr = NULL;
+        bool body = false;
+        if (startswith(req, "GET /disk.qcow2 ") ||
+            startswith(req, "GET /secret ")) {
+            hdr = xasprintf("HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+                            "Connection: close\r\n\r\n", s->len);
+            body = true;
+        } else if ((startswith(req, "GET /redirect ") && s->location) ||
+                   startswith(req, "GET /loop ") ||
+                   startswith(req, "GET /file ")) {
+            hdr = xasprintf("HTTP/1.1 302 Found\r\nLocation: %s\r\n"
+                            "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                            startswith(req, "GET /loop ") ? "/loop"
+                            : startswith(req, "GET /file ")
+                                ? "file:///etc/passwd"
+                                : s->location);
+        } else {
+            hdr = xstrdup("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+                          "Connection: close\r\n\r\n");
+        }
+        send(fd, hdr, strlen(hdr), MSG_NOSIGNAL);
+        if (body)
+            send(fd, s->body, s->len, MSG_NOSIGNAL);
         shutdown(fd, SHUT_RDWR);
         close(fd);
     }
     return NULL;
 }
 
+/* Serve on addr; location (owned, may be NULL) is where /redirect goes. */
+static void srv_start(struct srv *s, const char *addr, const uint8_t *body,
+                      size_t len, char *location)
+{
+    memset(s, 0, sizeof(*s));
+    s->location = location;
+    s->addr = addr;
+    s->body = body;
+    s->len = len;
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    assert_int_equal(inet_pton(AF_INET, addr, &a.sin_addr), 1);
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s->fd, 8), 0);
+    getsockname(s->fd, (struct sockaddr *)&a, &al);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&s->thr, NULL, srv_main, s), 0);
+}
+
+static void srv_stop(struct srv *s)
+{
+    s->stop = true;
+    pthread_join(s->thr, NULL);
+    close(s->fd);
+    free(s->location);
+    s->location = NULL;
+}
+
+/* Poll the image until it leaves not_state (generous: loaded CI). */
 static json_t *wait_state(const char *id, const char *not_state)
 {
     _cleanup_free_ char *p = xasprintf("/v1/images/%s", id);
-    for (int i = 0; i < 200; i++) {
+    int64_t deadline = now_ms() + 60000;
+    while (now_ms() < deadline) {
         long st;
         json_t *j = jcall("GET", p, alice_key, NULL, &st);
         if (!streq(json_str(j, "state"), not_state))
@@ -357,49 +417,181 @@ static json_t *wait_state(const char *id, const char *not_state)
     return NULL;
 }
 
+/* POST an import of url with digest sha as alice; the reply and status. */
+static json_t *import(const char *name, const char *url, const char *sha,
+                      long *st)
+{
+    _cleanup_free_ char *body = xasprintf(
+        "{\"name\": \"%s\", \"url\": \"%s\", \"sha256\": \"%s\"}", name, url,
+        sha);
+    return jcall("POST", "/v1/images", alice_key, body, st);
+}
+
+/* Import url as `name` (201) and wait until it settles. */
+static json_t *import_settled(const char *name, const char *url,
+                              const char *sha)
+{
+    long st;
+    json_auto_t *j = import(name, url, sha, &st);
+    assert_int_equal(st, 201);
+    return wait_state(json_str(j, "id"), "importing");
+}
+
+/* What a tenant reads about a failed import (state_reason, or a problem's
+ * detail) holds none of libcurl's words, a port scanner's oracle; nothing
+ * in the reply carries the digest of what was fetched. */
+static void assert_no_leak(const json_t *j, const char *fetched_sha)
+{
+    const char *said = json_str(j, "state_reason");
+    if (!said)
+        said = json_str(j, "detail");
+    assert_non_null(said);
+    static const char *const words[] = { "curl", "onnect", "refused",
+                                         "resolve", "timed out", "HTTP",
+                                         "expected", "got ", "port",
+                                         "127.", "loopback" };
+    for (size_t i = 0; i < ARRAY_SIZE(words); i++)
+        if (strcasestr(said, words[i]))
+            fail_msg("the reply says '%s': %s", words[i], said);
+    _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT);
+    if (fetched_sha && strstr(text, fetched_sha))
+        fail_msg("the reply carries the fetched digest: %s", text);
+}
+
 static void url_import_is_verified_before_it_is_ready(void **state)
 {
-    srv_body = qcow2_image(&srv_len);
-    srv_body[5 * CS + 1] ^= 0x5a;
-    srv_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t al = sizeof(a);
-    assert_int_equal(bind(srv_fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(srv_fd, 8), 0);
-    getsockname(srv_fd, (struct sockaddr *)&a, &al);
-    srv_port = ntohs(a.sin_port);
-    pthread_t t;
-    pthread_create(&t, NULL, srv_main, NULL);
+    size_t len;
+    _cleanup_free_ uint8_t *img = qcow2_image(&len);
+    img[5 * CS + 1] ^= 0x5a;
+    static struct srv pub; /* static: outlives a failed test's longjmp */
+    srv_start(&pub, "127.0.0.2", img, len, NULL); /* allow-listed */
 
     char hex[65];
-    sha256_hex(srv_body, srv_len, hex);
-    long st;
-    _cleanup_free_ char *good = xasprintf(
-        "{\"name\": \"imported\", \"url\": \"http://127.0.0.1:%d/disk.qcow2\", "
-        "\"sha256\": \"%s\"}", srv_port, hex);
-    json_auto_t *j = jcall("POST", "/v1/images", alice_key, good, &st);
-    assert_int_equal(st, 201);
-    assert_string_equal(json_str(j, "state"), "importing");
-    json_auto_t *r = wait_state(json_str(j, "id"), "importing");
+    sha256_hex(img, len, hex);
+    _cleanup_free_ char *url = xasprintf("http://127.0.0.2:%d/disk.qcow2",
+                                         pub.port);
+    json_auto_t *r = import_settled("imported", url, hex);
     assert_string_equal(json_str(r, "state"), "ready");
     assert_string_equal(json_str(r, "format"), "qcow2");
 
-    /* the wrong digest: refused, with the reason */
-    _cleanup_free_ char *bad = xasprintf(
-        "{\"name\": \"tampered\", \"url\": \"http://127.0.0.1:%d/disk.qcow2\", "
-        "\"sha256\": \"%s\"}", srv_port,
-        "1111111111111111111111111111111111111111111111111111111111111111");
-    json_auto_t *b = jcall("POST", "/v1/images", alice_key, bad, &st);
-    assert_int_equal(st, 201);
-    json_auto_t *rb = wait_state(json_str(b, "id"), "importing");
+    /* the wrong digest: refused, saying so but not what came back */
+    json_auto_t *rb = import_settled("tampered", url, "11111111111111111111"
+                                     "11111111111111111111111111111111111111"
+                                     "111111");
     assert_string_equal(json_str(rb, "state"), "error");
-    assert_non_null(strstr(json_str(rb, "state_reason"), "SHA-256"));
+    assert_string_equal(json_str(rb, "state_reason"), CATALOG_IMPORT_MISMATCH);
+    assert_no_leak(rb, hex);
 
-    srv_stop = true;
-    pthread_join(t, NULL);
-    close(srv_fd);
-    free(srv_body);
+    /* a source that fails: one fixed sentence, not the transfer's words */
+    _cleanup_free_ char *gone = xasprintf("http://127.0.0.2:%d/missing",
+                                          pub.port);
+    json_auto_t *rg = import_settled("missing", gone, hex);
+    assert_string_equal(json_str(rg, "state"), "error");
+    assert_string_equal(json_str(rg, "state_reason"), CATALOG_IMPORT_FAILED);
+    assert_no_leak(rg, NULL);
+    srv_stop(&pub);
+}
+
+/* The image is in error for the owner's fixed sentence, nothing of it can
+ * be downloaded, and the admin's event says what was refused. */
+static void assert_refused_and_nothing_kept(const json_t *r,
+                                            const char *secret_sha)
+{
+    const char *id = json_str(r, "id");
+    assert_string_equal(json_str(r, "state"), "error");
+    assert_string_equal(json_str(r, "state_reason"),
+                        CATALOG_IMPORT_NOT_ALLOWED);
+    assert_no_leak(r, NULL);
+    long st;
+    _cleanup_free_ char *fp = xasprintf("/v1/images/%s/file", id);
+    struct tu_resp raw;
+    json_decref(call("GET", fp, alice_key, NULL, 0, NULL, NULL, &st, &raw));
+    assert_int_equal(st, 409);
+    assert_null(memmem(raw.body, raw.len, "internal only", 13));
+    tu_resp_clear(&raw);
+    _cleanup_free_ char *stored = catalog_path(&A, secret_sha);
+    assert_int_equal(access(stored, F_OK), -1);
+    _cleanup_free_ char *importdir = xasprintf("%s/images/import", dir);
+    assert_int_equal(dir_entries(importdir), 0);
+    json_auto_t *ev = NULL;
+    assert_int_equal(store_query_one(A.store, &ev, "SELECT detail FROM "
+                                     "events WHERE target = $1 AND action = "
+                                     "'image-error' AND account_id IS NULL",
+                                     "s", id), 0);
+    assert_non_null(strstr(json_str(ev, "detail"), "is a loopback address"));
+}
+
+static void url_imports_never_reach_internal_addresses(void **state)
+{
+    /* The secret: a valid disk image only loopback can read, so a fetch
+     * that reached it would make a ready, downloadable image. */
+    size_t len;
+    _cleanup_free_ uint8_t *secret = qcow2_image(&len);
+    memcpy(secret + 5 * CS, "internal only", 13);
+    char ssha[65];
+    sha256_hex(secret, len, ssha);
+    static struct srv in, pub; /* static: outlive a failed test's longjmp */
+    srv_start(&in, "127.0.0.1", secret, len, NULL);
+    srv_start(&pub, "127.0.0.2", NULL, 0,
+              xasprintf("http://127.0.0.1:%d/secret", in.port));
+    long st;
+
+    /* a literal internal address, in any spelling: refused at once */
+    static const char *const direct[] = { "127.0.0.1", "[::ffff:127.0.0.1]",
+                                          "2130706433", "127.1" };
+    for (size_t i = 0; i < ARRAY_SIZE(direct); i++) {
+        _cleanup_free_ char *url = xasprintf("http://%s:%d/secret", direct[i],
+                                             in.port);
+        _cleanup_free_ char *name = xasprintf("direct-%zu", i);
+        json_auto_t *j = import(name, url, ssha, &st);
+        assert_int_equal(st, 422);
+        assert_string_equal(json_str(j, "type"),
+                            "urn:fog:problem:source-not-allowed");
+        assert_string_equal(json_str(j, "field"), "url");
+        assert_string_equal(json_str(j, "detail"), CATALOG_IMPORT_NOT_ALLOWED);
+        assert_no_leak(j, ssha);
+        _cleanup_free_ char *gp = xasprintf("/v1/images/%s", name);
+        json_decref(jcall("GET", gp, alice_key, NULL, &st));
+        assert_int_equal(st, 404); /* no image was made */
+    }
+
+    /* the allowed server redirects inward: refused at the redirect, with
+     * the wrong digest (nothing says what came back) and the right one */
+    _cleanup_free_ char *redir = xasprintf("http://127.0.0.2:%d/redirect",
+                                           pub.port);
+    json_auto_t *r1 = import_settled("redirect-guess", redir,
+                                     "22222222222222222222222222222222222222"
+                                     "22222222222222222222222222");
+    assert_refused_and_nothing_kept(r1, ssha);
+    json_auto_t *r2 = import_settled("redirect", redir, ssha);
+    assert_refused_and_nothing_kept(r2, ssha);
+    assert_true(pub.hits >= 2); /* the allowed server was asked */
+
+    /* a name that resolves to loopback: refused when connecting */
+    _cleanup_free_ char *byname = xasprintf("http://localhost:%d/secret",
+                                            in.port);
+    json_auto_t *r3 = import_settled("by-name", byname, ssha);
+    assert_refused_and_nothing_kept(r3, ssha);
+
+    /* redirects follow http(s) only, and not for ever */
+    _cleanup_free_ char *to_file = xasprintf("http://127.0.0.2:%d/file",
+                                             pub.port);
+    json_auto_t *f4 = import_settled("to-file", to_file, ssha);
+    assert_string_equal(json_str(f4, "state_reason"), CATALOG_IMPORT_FAILED);
+    int before = pub.hits;
+    _cleanup_free_ char *loop = xasprintf("http://127.0.0.2:%d/loop",
+                                          pub.port);
+    json_auto_t *f5 = import_settled("loop", loop, ssha);
+    assert_string_equal(json_str(f5, "state_reason"), CATALOG_IMPORT_FAILED);
+    assert_no_leak(f5, NULL);
+    int loops = pub.hits - before;
+    if (loops < 2 || loops > 6) /* the first ask and at most 5 redirects */
+        fail_msg("a redirect loop was asked %d times", loops);
+
+    /* and the secret server never saw a connection */
+    assert_int_equal(in.hits, 0);
+    srv_stop(&pub);
+    srv_stop(&in);
 }
 
 static void templates_are_listed_and_fetched(void **state)
@@ -493,6 +685,7 @@ static int setup(void **state)
     A.cfg.data_dir = dir;
     A.cfg.max_image_gib = 1;
     A.cfg.templates_dir = (char *)"images/templates";
+    A.cfg.import_allow = (char *)"127.0.0.2/32"; /* the "public" server */
     _cleanup_free_ char *db = xasprintf("%s/fog.db", dir);
     if (store_open(db, &A.store) < 0)
         return -1;
@@ -533,6 +726,7 @@ int main(void)
         cmocka_unit_test(visibility_and_ownership_are_enforced),
         cmocka_unit_test(image_in_use_cannot_be_deleted),
         cmocka_unit_test(url_import_is_verified_before_it_is_ready),
+        cmocka_unit_test(url_imports_never_reach_internal_addresses),
         cmocka_unit_test(templates_are_listed_and_fetched),
         cmocka_unit_test(ssh_keys_are_checked_listed_and_deleted),
         cmocka_unit_test(restart_returns_cut_uploads_to_pending),

@@ -195,6 +195,39 @@ static void image_import_uploads_lists_and_shows_inspection(void **state)
     assert_int_equal(st, 1);
 }
 
+/* The controller's own API stands for an internal service: an import
+ * from it is refused at once by address, and by name when connecting,
+ * and fogctl exits 1 either way. */
+static void url_import_of_the_controller_itself_is_refused(void **state)
+{
+    (void)state;
+    int st;
+    static const char sha[] = "0123456789abcdef0123456789abcdef0123456789abc"
+                              "def0123456789abcdef";
+    _cleanup_free_ char *direct = xasprintf("%s/v1/ca", ctl.url);
+    _cleanup_free_ char *o1 = tu_fogctl(&ctl, alice_key, &st, "image-import",
+                                        "inside", "--url", direct,
+                                        "--sha256", sha, NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *o2 =
+        tu_fogctl(&ctl, alice_key, &st, "image-info", "inside", NULL);
+    assert_int_equal(st, 1); /* nothing was made */
+
+    _cleanup_free_ char *byname = xasprintf("https://localhost:%d/v1/ca",
+                                            ctl.port);
+    _cleanup_free_ char *o3 = tu_fogctl(&ctl, alice_key, &st, "image-import",
+                                        "inside", "--url", byname,
+                                        "--sha256", sha, "--wait",
+                                        "--timeout", "120", NULL);
+    assert_int_equal(st, 1);
+    json_auto_t *j = FOGCTL_JSON(alice_key, &st, "image-info", "inside",
+                                 "--json", NULL);
+    assert_int_equal(st, 0);
+    assert_string_equal(json_str(j, "state"), "error");
+    assert_string_equal(json_str(j, "state_reason"),
+                        "the image source address is not allowed");
+}
+
 static void wrong_content_is_refused_and_a_retry_fills_the_image(void **state)
 {
     (void)state;
@@ -751,6 +784,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(image_import_uploads_lists_and_shows_inspection),
         cmocka_unit_test(wrong_content_is_refused_and_a_retry_fills_the_image),
+        cmocka_unit_test(url_import_of_the_controller_itself_is_refused),
         cmocka_unit_test(templates_are_listed_and_shown),
         cmocka_unit_test(ssh_keys_are_added_listed_and_removed),
         cmocka_unit_test(create_from_template_takes_defaults_and_overrides),
