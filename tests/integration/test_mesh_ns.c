@@ -504,6 +504,11 @@ static int apply_fn(void *arg)
     s.has_private_key = true;
     memcpy(s.private_key, hosts[a->host].priv, WGKEY_LEN);
     s.public_addr = a->public_addr;
+    /* The underlay stands for the internet here, in a private range: the
+     * provider opts it in (test_egress_ns checks the policy itself). */
+    static const struct ipam_cidr underlay = { 0xc0a84d00, 24 }; /* 192.168.77/24 */
+    s.egress_allow = &underlay;
+    s.n_egress_allow = 1;
     r = netfabric_apply(&s);
     if (r < 0)
         fprintf(stderr, "netfabric_apply on host %d: %s\n", a->host, strerror(-r));
