@@ -27,7 +27,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -834,18 +833,9 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
 
 int main(void)
 {
-    if (geteuid() != 0) {
-        printf("needs root for network namespaces\n");
-        return 77;
-    }
-    if (!tu_ip_bin()) {
-        printf("iproute2 not installed\n");
-        return 77;
-    }
-    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
-              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED)
-        return 1;
+    int r = tu_ns_test_begin(sizeof(*sh), (void **)&sh);
+    if (r != 0)
+        return r;
     snprintf(P, sizeof(P), "nf%d", (int)getpid());
     setenv("FOG_WG_BACKEND", "uapi", 0);
 
