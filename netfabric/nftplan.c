@@ -104,6 +104,11 @@ static void put_egress(const struct nf_state *s, struct buf *b)
                 "\t\tiifname @bridges ip6 daddr @blocked6 counter drop\n");
 }
 
+/* A VM's tap shows at the IP layer only when it is on no bridge (bridged
+ * and br_netfilter traffic carries the bridge's name): a tap that slipped
+ * its bridge gets nothing through, before any accept. */
+#define TAP_ESCAPED "\t\tiifname \"" NF_TAP_PREFIX "*\" counter drop\n"
+
 /* Into the host from tenant bridges: replies to what the host started and
  * ICMP echo to the network's own gateway; nothing else (guests have static
  * addresses and public resolvers from cloud-init, so no DHCP or DNS). */
@@ -111,6 +116,7 @@ static void put_input(const struct nf_state *s, struct buf *b)
 {
     buf_puts(b, "\tchain input {\n"
                 "\t\ttype filter hook input priority filter; policy accept;\n"
+                TAP_ESCAPED
                 "\t\tiifname != @bridges accept\n"
                 "\t\tct state established,related accept\n");
     for (size_t i = 0; i < s->n_networks; i++) {
@@ -140,6 +146,7 @@ static void put_inet(const struct nf_state *s, struct buf *b)
      * that drops names our bridges. */
     buf_puts(b, "\tchain forward {\n"
                 "\t\ttype filter hook forward priority filter; policy accept;\n"
+                TAP_ESCAPED
                 "\t\tct state established,related accept\n");
     /* With br_netfilter loaded, frames bridged within one network reach
      * this hook too, in and out through the same bridge: they pass. */

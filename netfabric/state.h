@@ -14,6 +14,7 @@
 
 #define NF_MESH_IFNAME "fogwg0"
 #define NF_VXLAN_PORT 4789
+#define NF_TAP_PREFIX "fogt" /* VM NIC taps: see netfabric_tap_name */
 
 struct nf_peer {
     char *node_id;                 /* owned, may be NULL */

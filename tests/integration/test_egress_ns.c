@@ -53,8 +53,8 @@ struct shared {
 static struct shared *sh;
 
 static char P[16];
-static char ns_host[32], ns_vm1[32], ns_vm2[32], ns_lan[32], ns_md[32],
-    ns_inet[32];
+static char ns_host[32], ns_vm1[32], ns_vm2[32], ns_vm3[32], ns_lan[32],
+    ns_md[32], ns_inet[32];
 static pid_t sinks[SINK_MAX];
 
 /* ---- sinks: count every UDP datagram and TCP connection ---- */
@@ -292,6 +292,7 @@ static bool wait_drops(const char *chain, const char *match, int64_t want)
 }
 
 #define FWD_DROP "ip daddr @blocked4 counter"
+#define TAP_DROP "iifname \"fogt*\" counter"
 #define IN_DROP "\t\tcounter packets"
 
 /* ---- topology ---- */
@@ -323,6 +324,7 @@ static int topo_setup(void **state)
     snprintf(ns_host, sizeof(ns_host), "%s-host", P);
     snprintf(ns_vm1, sizeof(ns_vm1), "%s-vm1", P);
     snprintf(ns_vm2, sizeof(ns_vm2), "%s-vm2", P);
+    snprintf(ns_vm3, sizeof(ns_vm3), "%s-vm3", P);
     snprintf(ns_lan, sizeof(ns_lan), "%s-lan", P);
     snprintf(ns_md, sizeof(ns_md), "%s-md", P);
     snprintf(ns_inet, sizeof(ns_inet), "%s-inet", P);
@@ -351,7 +353,8 @@ static int topo_teardown(void **state)
     for (int k = 0; k < SINK_MAX; k++)
         if (sinks[k] > 0)
             tu_kill(sinks[k], SIGKILL);
-    const char *all[] = { ns_vm1, ns_vm2, ns_lan, ns_md, ns_inet, ns_host };
+    const char *all[] = { ns_vm1, ns_vm2, ns_vm3, ns_lan, ns_md, ns_inet,
+                          ns_host };
     for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
         _cleanup_free_ char *path = xasprintf("/run/netns/%s", all[i]);
         if (access(path, F_OK) == 0)
@@ -472,6 +475,40 @@ static void opted_in_lan_range_becomes_reachable(void **state)
     assert_false(tcp_connects(ns_vm1, "192.168.93.2", TCP_PORT, 1500));
 }
 
+/* A tap that is on no bridge (libvirt has not enslaved it yet, or it
+ * slipped off): the host would answer ARP for its own addresses on it and
+ * take the VM's packets, but our tables drop them first. */
+static void tap_on_no_bridge_gets_nothing_through(void **state)
+{
+    char tap[IFNAMSIZ];
+    assert_int_equal(netfabric_tap_name("89abcdef-0000-4000-8000-000000000003",
+                                        0, tap), 0);
+    assert_int_equal(tu_ns_add(ns_vm3), 0);
+    assert_int_equal(tu_ip("-n %s link add %s type veth peer name eth0 netns %s",
+                           ns_host, tap, ns_vm3), 0);
+    assert_int_equal(tu_ip("-n %s link set %s up", ns_host, tap), 0);
+    assert_int_equal(tu_ip("-n %s addr add 10.77.0.9/24 dev eth0", ns_vm3), 0);
+    assert_int_equal(tu_ip("-n %s link set eth0 up", ns_vm3), 0);
+    /* On-link: it ARPs for each destination itself. */
+    assert_int_equal(tu_ip("-n %s route add default dev eth0", ns_vm3), 0);
+
+    int64_t host_udp = sh->udp[SINK_HOST], inet_udp = sh->udp[SINK_INET];
+    int64_t lan_udp = sh->udp[SINK_LAN];
+    int64_t taps0 = drops("input", TAP_DROP) + drops("forward", TAP_DROP);
+    udp_send(ns_vm3, HOST_LAN, UDP_PORT);
+    udp_send(ns_vm3, GATEWAY, UDP_PORT);
+    assert_false(tcp_connects(ns_vm3, HOST_LAN, TCP_PORT, 1500));
+    assert_false(tu_ping(ns_vm3, NULL, HOST_LAN, 1000));
+    bool seen = false;
+    for (int64_t end = now_ms() + 20000; !seen && now_ms() < end;
+         poll(NULL, 0, 100))
+        seen = drops("input", TAP_DROP) + drops("forward", TAP_DROP) >= taps0 + 3;
+    assert_true(seen);
+    assert_int_equal(sh->udp[SINK_HOST], host_udp);
+    assert_int_equal(sh->udp[SINK_INET], inet_udp);
+    assert_int_equal(sh->udp[SINK_LAN], lan_udp);
+}
+
 int main(void)
 {
     int r = tu_ns_test_begin(sizeof(*sh), (void **)&sh);
@@ -481,6 +518,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(vm_reaches_internet_but_not_lan_metadata_or_host),
         cmocka_unit_test(opted_in_lan_range_becomes_reachable),
+        cmocka_unit_test(tap_on_no_bridge_gets_nothing_through),
     };
     return cmocka_run_group_tests_name("egress policy", tests, topo_setup,
                                        topo_teardown);
