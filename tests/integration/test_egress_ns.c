@@ -402,12 +402,14 @@ static void vm_reaches_internet_but_not_lan_metadata_or_host(void **state)
             fail_msg("the VM connected to %s", PRIVATE[i]);
         assert_false(tu_ping(ns_vm1, NULL, PRIVATE[i], 1000));
     }
-    /* The host itself, on the gateway and on its LAN address: nothing but
-     * ICMP echo on the gateway. */
+    /* The host itself, on the gateway, its LAN and its public address:
+     * nothing but ICMP echo on the gateway. */
     udp_send(ns_vm1, GATEWAY, UDP_PORT);
     udp_send(ns_vm1, HOST_LAN, UDP_PORT);
+    udp_send(ns_vm1, HOST_WAN, UDP_PORT);
     assert_false(tcp_connects(ns_vm1, GATEWAY, TCP_PORT, 1500));
     assert_false(tcp_connects(ns_vm1, HOST_LAN, TCP_PORT, 1500));
+    assert_false(tcp_connects(ns_vm1, HOST_WAN, TCP_PORT, 1500));
     assert_false(tu_ping(ns_vm1, NULL, HOST_LAN, 1000));
     assert_true(tu_ping(ns_vm1, NULL, GATEWAY, 8000));
 
@@ -420,11 +422,12 @@ static void vm_reaches_internet_but_not_lan_metadata_or_host(void **state)
     assert_string_equal(sh->udp_from[SINK_INET], HOST_WAN);
 
     /* Every attempt above reached the host and met our drops (one UDP
-     * datagram, at least one SYN and one echo per private address; UDP
-     * and SYNs to the host), so the silence of the sinks is theirs. */
+     * datagram, at least one SYN and one echo per private address; three
+     * datagrams, three SYNs and an echo to the host), so the silence of
+     * the sinks is theirs. */
     assert_true(wait_drops("forward", FWD_DROP,
                            fwd0 + 3 * (int64_t)ARRAY_SIZE(PRIVATE)));
-    assert_true(wait_drops("input", IN_DROP, in0 + 5));
+    assert_true(wait_drops("input", IN_DROP, in0 + 7));
     assert_int_equal(sh->udp[SINK_LAN], lan_udp);
     assert_int_equal(sh->tcp[SINK_LAN], lan_tcp);
     assert_int_equal(sh->udp[SINK_METADATA], md_udp);
