@@ -59,6 +59,38 @@ int ipam_cidr_parse(const char *text, bool strict, struct ipam_cidr *ret_cidr,
     return 0;
 }
 
+int ipam_cidr_list_parse(const char *text, struct ipam_cidr **ret_cidrs,
+                         size_t *ret_n)
+{
+    struct ipam_cidr *v = NULL;
+    size_t n = 0;
+    for (const char *p = text ? text : ""; *p;) {
+        p += strspn(p, " ");
+        if (!*p && n == 0)
+            break; /* blank */
+        size_t len = strcspn(p, ", ");
+        const char *q = p + len + strspn(p + len, " ");
+        if (len == 0 || len > 18 || (*q && *q != ',') ||
+            (*q == ',' && q[1 + strspn(q + 1, " ")] == '\0')) {
+            free(v);
+            return -EINVAL;
+        }
+        char one[19];
+        memcpy(one, p, len);
+        one[len] = '\0';
+        v = xrealloc(v, (n + 1) * sizeof(*v));
+        if (ipam_cidr_parse(one, true, &v[n], NULL) < 0) {
+            free(v);
+            return -EINVAL;
+        }
+        n++;
+        p = *q ? q + 1 : q;
+    }
+    *ret_cidrs = v;
+    *ret_n = n;
+    return 0;
+}
+
 char *ipam_cidr_format(const struct ipam_cidr *c)
 {
     char a[IPAM_ADDR_STRLEN];

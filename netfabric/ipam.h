@@ -24,6 +24,12 @@ void ipam_addr_format(uint32_t addr, char out[IPAM_ADDR_STRLEN]);
  * so "10.0.0.5/24" reads as an interface address. 0 or -EINVAL. */
 int ipam_cidr_parse(const char *text, bool strict, struct ipam_cidr *ret_cidr,
                     uint32_t *ret_addr);
+/* Parse a comma-separated list of strict CIDRs ("10.0.0.0/8,
+ * 192.168.1.0/24"; spaces around items allowed; "" or NULL is the empty
+ * list). *ret_cidrs is owned by the caller (NULL when empty). 0 or
+ * -EINVAL. */
+int ipam_cidr_list_parse(const char *text, struct ipam_cidr **ret_cidrs,
+                         size_t *ret_n);
 /* "a.b.c.d/p"; caller frees. */
 char *ipam_cidr_format(const struct ipam_cidr *c);
 /* Netmask of a prefix length (0 for /0). */

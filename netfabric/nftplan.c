@@ -37,7 +37,95 @@ static int check_names(const struct nf_state *s)
             p->host_port == 0 || p->vm_port == 0)
             return -EINVAL;
     }
+    for (size_t i = 0; i < s->n_egress_allow; i++) {
+        const struct ipam_cidr *c = &s->egress_allow[i];
+        if (c->prefix < 0 || c->prefix > 32 || (c->net & ~ipam_mask(c->prefix)))
+            return -EINVAL;
+    }
+    if (s->has_mesh && (s->mesh_prefix < 0 || s->mesh_prefix > 32))
+        return -EINVAL;
     return 0;
+}
+
+/* Destinations a tenant VM never reaches unless the provider opts in:
+ * "this" network, RFC 1918, CGNAT (which holds the default mesh range),
+ * loopback, link-local (the 169.254.169.254 metadata address), IETF
+ * protocol assignments (DS-Lite's 192.0.0.0/29), multicast, reserved and
+ * broadcast. Sorted and disjoint, as an interval set needs. The benchmark
+ * range 198.18.0.0/15 is left out: it is not a LAN range, and tests stand
+ * in for the internet with it. */
+static const char *const BLOCKED4[] = {
+    "0.0.0.0/8",      "10.0.0.0/8",     "100.64.0.0/10",
+    "127.0.0.0/8",    "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24",   "192.168.0.0/16", "224.0.0.0/4",
+    "240.0.0.0/4",
+};
+/* The IPv6 counterparts: loopback, IPv4-mapped, unique local, link-local,
+ * multicast. VM taps pass no IPv6 at all (bridge table), so these guard
+ * only what reaches a bridge some other way. */
+static const char *const BLOCKED6[] = {
+    "::1", "::ffff:0:0/96", "fc00::/7", "fe80::/10", "ff00::/8",
+};
+
+static void put_set(struct buf *b, const char *name, const char *type,
+                    const char *const *elems, size_t n)
+{
+    buf_printf(b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n"
+                  "\t\telements = { ", name, type);
+    for (size_t i = 0; i < n; i++)
+        buf_printf(b, "%s%s", i ? ", " : "", elems[i]);
+    buf_puts(b, " }\n\t}\n");
+}
+
+static void put_cidr(struct buf *b, const struct ipam_cidr *c)
+{
+    put_addr(b, c->net);
+    buf_printf(b, "/%d", c->prefix);
+}
+
+/* Forwarded traffic out of tenant bridges, after the isolation drops:
+ * never to the mesh range, then the provider's opt-ins, then no private
+ * destination. Whatever is left is internet egress (masqueraded). */
+static void put_egress(const struct nf_state *s, struct buf *b)
+{
+    if (s->has_mesh) {
+        struct ipam_cidr mesh = { s->mesh_addr & ipam_mask(s->mesh_prefix),
+                                  s->mesh_prefix };
+        buf_puts(b, "\t\tiifname @bridges ip daddr ");
+        put_cidr(b, &mesh);
+        buf_puts(b, " drop\n");
+    }
+    for (size_t i = 0; i < s->n_egress_allow; i++) {
+        buf_puts(b, "\t\tiifname @bridges ip daddr ");
+        put_cidr(b, &s->egress_allow[i]);
+        buf_puts(b, " accept\n");
+    }
+    buf_puts(b, "\t\tiifname @bridges ip daddr @blocked4 counter drop\n"
+                "\t\tiifname @bridges ip6 daddr @blocked6 counter drop\n");
+}
+
+/* A VM's tap shows at the IP layer only when it is on no bridge (bridged
+ * and br_netfilter traffic carries the bridge's name): a tap that slipped
+ * its bridge gets nothing through, before any accept. */
+#define TAP_ESCAPED "\t\tiifname \"" NF_TAP_PREFIX "*\" counter drop\n"
+
+/* Into the host from tenant bridges: replies to what the host started and
+ * ICMP echo to the network's own gateway; nothing else (guests have static
+ * addresses and public resolvers from cloud-init, so no DHCP or DNS). */
+static void put_input(const struct nf_state *s, struct buf *b)
+{
+    buf_puts(b, "\tchain input {\n"
+                "\t\ttype filter hook input priority filter; policy accept;\n"
+                TAP_ESCAPED
+                "\t\tiifname != @bridges accept\n"
+                "\t\tct state established,related accept\n");
+    for (size_t i = 0; i < s->n_networks; i++) {
+        buf_printf(b, "\t\tiifname \"%s\" ip daddr ", s->networks[i].bridge);
+        put_addr(b, s->networks[i].gateway);
+        buf_puts(b, " icmp type echo-request accept\n");
+    }
+    buf_puts(b, "\t\tcounter drop\n"
+                "\t}\n");
 }
 
 static void put_inet(const struct nf_state *s, struct buf *b)
@@ -50,9 +138,15 @@ static void put_inet(const struct nf_state *s, struct buf *b)
             buf_printf(b, "%s\"%s\"", i ? ", " : "", s->networks[i].bridge);
         buf_puts(b, " }\n");
     }
-    buf_puts(b, "\t}\n"
-                "\tchain forward {\n"
+    buf_puts(b, "\t}\n");
+    put_set(b, "blocked4", "ipv4_addr", BLOCKED4, ARRAY_SIZE(BLOCKED4));
+    put_set(b, "blocked6", "ipv6_addr", BLOCKED6, ARRAY_SIZE(BLOCKED6));
+    /* Policy accept: a drop in any base chain is final, so the host's own
+     * forwarding (containers, VPNs) must not fall into ours; every rule
+     * that drops names our bridges. */
+    buf_puts(b, "\tchain forward {\n"
                 "\t\ttype filter hook forward priority filter; policy accept;\n"
+                TAP_ESCAPED
                 "\t\tct state established,related accept\n");
     /* With br_netfilter loaded, frames bridged within one network reach
      * this hook too, in and out through the same bridge: they pass. */
@@ -63,19 +157,12 @@ static void put_inet(const struct nf_state *s, struct buf *b)
                "\t\tct status dnat oifname @bridges accept\n"
                "\t\tiifname @bridges oifname @bridges drop\n"
                "\t\tiifname @bridges oifname \"%s\" drop\n"
-               "\t\toifname @bridges drop\n"
-               "\t}\n"
-               "\tchain input {\n"
-               "\t\ttype filter hook input priority filter; policy accept;\n"
-               "\t\tiifname != @bridges accept\n"
-               "\t\tct state established,related accept\n"
-               "\t\tmeta l4proto icmp accept\n"
-               "\t\tudp dport { 53, 67 } accept\n"
-               "\t\ttcp dport 53 accept\n"
-               "\t\tdrop\n"
-               "\t}\n"
-               "}\n",
+               "\t\toifname @bridges drop\n",
                s->mesh_ifname);
+    put_egress(s, b);
+    buf_puts(b, "\t}\n");
+    put_input(s, b);
+    buf_puts(b, "}\n");
 }
 
 static void put_dnat_rules(const struct nf_state *s, struct buf *b)

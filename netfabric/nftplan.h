@@ -12,8 +12,11 @@
 
 /* Append the three table definitions for s to out:
  * - inet fogfabric: no forwarding between tenant bridges or from them to
- *   the mesh; into a bridge only replies and DNATed flows; VMs reach the
- *   host only for ICMP, DNS and DHCP.
+ *   the mesh; into a bridge only replies and DNATed flows; out of a bridge
+ *   no private, link-local, CGNAT, loopback, multicast or reserved
+ *   destination (IPv4 and IPv6) except s->egress_allow, which never opens
+ *   the mesh or another tenant; the host itself answers VMs only ICMP echo
+ *   on their gateway and replies to what it started.
  * - ip fogfabric_nat: DNAT of each published port from the public address
  *   (any local address when s->public_addr is 0) and masquerade for each
  *   network's egress.

@@ -41,7 +41,7 @@ int netfabric_tap_name(const char *vm_id, unsigned idx, char out[IFNAMSIZ])
     if (n < 8 || idx > 99)
         return -EINVAL;
     hex[8] = '\0';
-    snprintf(out, IFNAMSIZ, "fogt%s%u", hex, idx);
+    snprintf(out, IFNAMSIZ, NF_TAP_PREFIX "%s%u", hex, idx);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 
 #define NF_MESH_IFNAME "fogwg0"
 #define NF_VXLAN_PORT 4789
+#define NF_TAP_PREFIX "fogt" /* VM NIC taps: see netfabric_tap_name */
 
 struct nf_peer {
     char *node_id;                 /* owned, may be NULL */
@@ -74,8 +75,9 @@ struct nf_state {
     size_t n_published;
     /* Filled by the agent, not the document: the mesh private key (it
      * never leaves the node), the node's public address for DNAT (0 = any
-     * local address), the underlay MTU (0 = 1500) and where wireguard-go
-     * lives. */
+     * local address), the underlay MTU (0 = 1500), where wireguard-go
+     * lives and the private ranges the provider lets VMs reach (borrowed,
+     * not freed by nf_state_clear). */
     bool has_private_key;
     uint8_t private_key[WGKEY_LEN];
     uint32_t public_addr;
@@ -83,6 +85,8 @@ struct nf_state {
     const char *uapi_dir;     /* NULL = /var/run/wireguard */
     const char *wireguard_go; /* NULL = "wireguard-go" from PATH */
     const char *proc_root;    /* NULL = "/" (tests point it elsewhere) */
+    const struct ipam_cidr *egress_allow;
+    size_t n_egress_allow;
 };
 
 /* Parse the controller's desired document (the object with "mesh",

@@ -95,6 +95,8 @@ struct agent {
     bool has_wg_key;
     uint8_t wg_key[WGKEY_LEN];
     uint32_t public_addr;   /* host order; 0 = any */
+    struct ipam_cidr *egress_allow; /* --allow-egress; owned */
+    size_t n_egress_allow;
     char *net_error;        /* last netfabric failure, for the status */
     int64_t net_retry_at;   /* monotonic ms; 0 = none pending */
 };
@@ -434,6 +436,8 @@ static void net_apply(struct agent *a, const json_t *doc, int64_t now)
         st.public_addr = a->public_addr;
         st.underlay_mtu = (unsigned)a->cfg->underlay_mtu;
         st.wireguard_go = a->cfg->wireguard_go;
+        st.egress_allow = a->egress_allow;
+        st.n_egress_allow = a->n_egress_allow;
         if (!a->has_wg_key && st.has_mesh)
             msg = xstrdup("network setup failed: no mesh key");
         r = netfabric_apply(&st);
@@ -496,6 +500,9 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
         if (s->public_ip && *s->public_ip &&
             inet_pton(AF_INET, s->public_ip, &in) == 1)
             a->public_addr = ntohl(in.s_addr);
+        if ((r = agent_config_allow_egress(s, &a->egress_allow,
+                                           &a->n_egress_allow)) < 0)
+            return r;
     }
     a->rc = (struct reconcile_ctx){
         .data_dir = s->data_dir,
@@ -535,6 +542,8 @@ static void agent_teardown(struct agent *a)
     free(a->seen);
     free(a->last_sig);
     free(a->net_error);
+    free(a->egress_allow);
+    a->egress_allow = NULL;
     free(a->digests);
     a->digests = NULL;
     a->n_digests = 0;

@@ -45,6 +45,10 @@ const struct config_opt agent_options[] = {
       "controller sees]" },
     { "public-ip", CONFIG_STRING, F(public_ip), 0, 0, NULL,
       "IPv4 address published ports answer on [default: any local one]" },
+    { "allow-egress", CONFIG_STRING, F(allow_egress), 0, 0, NULL,
+      "private IPv4 ranges tenant VMs may reach, CIDR[,CIDR] (their LAN, "
+      "link-local, CGNAT, ... are closed to them otherwise; the host itself "
+      "and the mesh stay closed) [default: none]" },
     { "port-min", CONFIG_INT, F(port_min), 1, 65535, "20000",
       "join: lowest host port the controller may publish" },
     { "port-max", CONFIG_INT, F(port_max), 1, 65535, "29999",
@@ -108,9 +112,25 @@ int agent_config_check(const struct agent_settings *s)
             return -EINVAL;
         }
     }
+    _cleanup_free_ struct ipam_cidr *allow = NULL;
+    size_t n_allow;
+    if (agent_config_allow_egress(s, &allow, &n_allow) < 0)
+        return -EINVAL;
     if (!s->mesh_ifname || !vmxml_ifname_ok(s->mesh_ifname)) {
         fprintf(stderr, "invalid --mesh-ifname '%s'\n",
                 s->mesh_ifname ? s->mesh_ifname : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int agent_config_allow_egress(const struct agent_settings *s,
+                              struct ipam_cidr **ret_cidrs, size_t *ret_n)
+{
+    if (ipam_cidr_list_parse(s->allow_egress, ret_cidrs, ret_n) < 0) {
+        fprintf(stderr, "invalid --allow-egress '%s' (want IPv4 CIDRs with "
+                "zero host bits, comma-separated, e.g. "
+                "192.168.1.0/24,10.0.0.0/8)\n", s->allow_egress);
         return -EINVAL;
     }
     return 0;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/config.h"
+#include "netfabric/ipam.h"
 
 struct agent_settings {
     char *data_dir;     /* credential, CA, disks, console logs */
@@ -23,6 +24,7 @@ struct agent_settings {
     int64_t wg_port;    /* its UDP port, told to the controller at join */
     char *endpoint;     /* HOST:PORT peers reach us at (NULL: as seen) */
     char *public_ip;    /* IPv4 address published ports answer on */
+    char *allow_egress; /* private IPv4 CIDRs VMs may reach, comma-separated */
     int64_t port_min;   /* range of host ports the controller may publish */
     int64_t port_max;
     int64_t underlay_mtu;
@@ -44,6 +46,10 @@ int agent_config_parse(struct agent_settings *s, int argc, char **argv,
 int agent_config_check(const struct agent_settings *s);
 /* True unless --network none. */
 bool agent_config_host_network(const struct agent_settings *s);
+/* The --allow-egress ranges (the caller frees *ret_cidrs; NULL when none).
+ * 0 or -EINVAL (message printed). */
+int agent_config_allow_egress(const struct agent_settings *s,
+                              struct ipam_cidr **ret_cidrs, size_t *ret_n);
 /* The image directory in effect; caller frees. */
 char *agent_config_image_dir(const struct agent_settings *s);
 void agent_config_free(struct agent_settings *s);

@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -676,6 +677,24 @@ static int wg_remove_fn(void *arg)
 int tu_wg_remove(const char *ns, const char *ifname)
 {
     return tu_in_ns(ns, wg_remove_fn, (void *)ifname);
+}
+
+int tu_ns_test_begin(size_t size, void **ret_shared)
+{
+    if (geteuid() != 0) {
+        printf("needs root for network namespaces\n");
+        return 77;
+    }
+    if (!tu_ip_bin()) {
+        printf("iproute2 not installed\n");
+        return 77;
+    }
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return 1;
+    *ret_shared = m;
+    return 0;
 }
 
 /* ---- a throwaway PostgreSQL cluster ---- */

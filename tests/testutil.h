@@ -153,6 +153,11 @@ bool tu_have_wireguard_go(void);
  * socket, which ends its wireguard-go; nothing when there is no such
  * link. 0, or the child's non-zero status. */
 int tu_wg_remove(const char *ns, const char *ifname);
+/* Start of a test that builds namespace hosts: 0 when running as root
+ * with iproute2, else 77 after saying why (the test skips). *ret_shared
+ * gets a zeroed mapping of `size` bytes shared with forked children (1
+ * when none can be had). */
+int tu_ns_test_begin(size_t size, void **ret_shared);
 
 /* ---- a throwaway PostgreSQL cluster (server binaries of Debian 12) ---- */
 struct tu_pg {

@@ -205,6 +205,15 @@ got=$(probe "$ns_a" "$a1" "spoof-$a2")
 got=$(probe "$ns_a" "$a1" "ping-$a2")
 [ "$got" = reachable ] || e2e_fail "a1 cannot ping a2 after the forged attempt: '$got'"
 
+# ---- egress policy: the world here is a private range (10.214.0.0/24), so
+# it stands for the provider's LAN: a1 reaches neither it (the controller's
+# address) nor the hosts themselves, though it pings a2 above.
+for t in "$E2E_WORLD_IP" "$ip_a" "$ip_b"; do
+    got=$(probe "$ns_a" "$a1" "ping-$t")
+    [ "$got" = unreachable ] || e2e_fail "a1 reaches $t on the provider's LAN: '$got'"
+done
+e2e_log "a guest reaches neither the provider's LAN nor its hosts"
+
 # ---- published ports, from the internet client
 ports=$(E2E_KEY=$key_a e2e_vm_field a2 ports)
 tcp_port=$(grep -oE '[0-9]+->80/tcp' <<<"$ports" | cut -d- -f1)

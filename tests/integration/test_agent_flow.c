@@ -248,7 +248,8 @@ static void join_pins_the_ca_and_registers_once(void **state)
         { "--network", "bridged" }, { "--public-ip", "10.0.0" },
         { "--public-ip", "::1" }, { "--endpoint", "nohostport" },
         { "--endpoint", "host:99999" }, { "--mesh-ifname", "wg0;x" },
-        { "--port-min", "30000" },
+        { "--port-min", "30000" }, { "--allow-egress", "192.168.1.5/24" },
+        { "--allow-egress", "10.0.0.0/8," }, { "--allow-egress", "fc00::/7" },
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad_opts); i++) {
         char *bargv[] = { agent_bin, "run", "--data-dir", data_dir,

@@ -47,6 +47,38 @@ static void cidr_parse_is_strict_about_host_bits_when_asked(void **state)
     assert_string_equal(a, "255.255.255.255");
 }
 
+static void cidr_list_parses_commas_and_refuses_junk(void **state)
+{
+    struct ipam_cidr *v = NULL;
+    size_t n = 99;
+    assert_int_equal(ipam_cidr_list_parse("192.168.1.0/24, 10.0.0.0/8", &v, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].net, 0xc0a80100);
+    assert_int_equal(v[0].prefix, 24);
+    assert_int_equal(v[1].net, 0x0a000000);
+    assert_int_equal(v[1].prefix, 8);
+    free(v);
+    assert_int_equal(ipam_cidr_list_parse("169.254.169.254/32", &v, &n), 0);
+    assert_int_equal(n, 1);
+    free(v);
+    /* Empty means none. */
+    assert_int_equal(ipam_cidr_list_parse("", &v, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(v);
+    assert_int_equal(ipam_cidr_list_parse(NULL, &v, &n), 0);
+    assert_int_equal(n, 0);
+    const char *bad[] = { "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8,,1.0.0.0/8",
+                          "10.0.0.1/8", "10.0.0.0", "10.0.0.0/8 1.0.0.0/8",
+                          "10.0.0.0/8;drop", "fc00::/7", "10.0.0.0/33" };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        n = 99;
+        v = NULL;
+        if (ipam_cidr_list_parse(bad[i], &v, &n) != -EINVAL)
+            fail_msg("accepted '%s'", bad[i]);
+        assert_int_equal(n, 99); /* untouched on failure */
+    }
+}
+
 static void nth_host_skips_network_and_broadcast(void **state)
 {
     struct ipam_cidr c = { A("10.1.0.0"), 24 };
@@ -184,6 +216,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cidr_parse_is_strict_about_host_bits_when_asked),
+        cmocka_unit_test(cidr_list_parses_commas_and_refuses_junk),
         cmocka_unit_test(nth_host_skips_network_and_broadcast),
         cmocka_unit_test(next_free_skips_gateway_and_used_and_fills_holes),
         cmocka_unit_test(allocating_in_a_loop_never_repeats_an_address),

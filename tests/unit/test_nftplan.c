@@ -137,15 +137,21 @@ static void hostile_documents_are_refused(void **state)
     expect_rejected("\"listen_port\": 51820", "\"listen_port\": \"51820\"");
 }
 
-static bool has_line(const char *text, const char *line)
+/* The first whole line `line` in text (after a newline or tab), or NULL. */
+static const char *find_line(const char *text, const char *line)
 {
     size_t n = strlen(line);
     for (const char *p = strstr(text, line); p; p = strstr(p + 1, line)) {
         bool start = p == text || p[-1] == '\n' || p[-1] == '\t';
         if (start && (p[n] == '\n' || p[n] == '\0'))
-            return true;
+            return p;
     }
-    return false;
+    return NULL;
+}
+
+static bool has_line(const char *text, const char *line)
+{
+    return find_line(text, line) != NULL;
 }
 
 static void plan_isolates_networks_and_guards_ports(void **state)
@@ -209,6 +215,133 @@ static void plan_isolates_networks_and_guards_ports(void **state)
     nf_state_clear(&s);
 }
 
+/* The text of chain `name` in t (up to its closing brace); NULL if none. */
+static char *chain_of(const char *t, const char *name)
+{
+    char *head = xasprintf("\tchain %s {\n", name);
+    const char *p = strstr(t, head);
+    free(head);
+    if (!p)
+        return NULL;
+    const char *end = strstr(p, "\n\t}\n");
+    assert_non_null(end);
+    return xasprintf("%.*s", (int)(end - p + 1), p);
+}
+
+/* Offset of the first whole line `line` in t, failing when there is none. */
+static size_t at(const char *t, const char *line)
+{
+    const char *p = find_line(t, line);
+    if (!p)
+        fail_msg("no line '%s' in:\n%s", line, t);
+    return (size_t)(p - t);
+}
+
+#define BLOCKED4_LINE                                                          \
+    "elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, "        \
+    "169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, "           \
+    "224.0.0.0/4, 240.0.0.0/4 }"
+#define BLOCKED6_LINE                                                          \
+    "elements = { ::1, ::ffff:0:0/96, fc00::/7, fe80::/10, ff00::/8 }"
+#define DROP4 "iifname @bridges ip daddr @blocked4 counter drop"
+#define DROP6 "iifname @bridges ip6 daddr @blocked6 counter drop"
+
+static void plan_keeps_vms_off_private_ranges_and_the_host(void **state)
+{
+    struct nf_state s;
+    load(DOC, &s);
+    struct buf b = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    const char *t = buf_str(&b);
+    /* RFC 1918, CGNAT, link-local (metadata), loopback, multicast,
+     * reserved and broadcast; the IPv6 counterparts. */
+    assert_true(has_line(t, BLOCKED4_LINE));
+    assert_true(has_line(t, BLOCKED6_LINE));
+    /* The internet stays: the benchmark range is not blocked. */
+    assert_null(strstr(t, "198.18."));
+
+    char *fwd = chain_of(t, "forward");
+    assert_non_null(fwd);
+    /* The host's own forwarding is not ours to drop. */
+    assert_true(has_line(fwd, "type filter hook forward priority filter; policy accept;"));
+    size_t drop4 = at(fwd, DROP4);
+    assert_true(at(fwd, DROP6) > drop4);
+    /* Replies (published-port DNAT included), VM to VM within a network
+     * and DNATed flows pass before the drops. */
+    assert_true(at(fwd, "ct state established,related accept") < drop4);
+    assert_true(at(fwd, "iifname \"fogbr1000\" oifname \"fogbr1000\" accept") < drop4);
+    assert_true(at(fwd, "ct status dnat oifname @bridges accept") < drop4);
+    /* A tap seen at the IP layer has slipped its bridge: dropped first. */
+    assert_true(at(fwd, "iifname \"fogt*\" counter drop") <
+                at(fwd, "ct state established,related accept"));
+    /* The mesh range by address, besides the mesh interface. */
+    assert_true(at(fwd, "iifname @bridges ip daddr 100.96.0.0/12 drop") < drop4);
+    /* Nothing private is let through without an opt-in. */
+    assert_null(strstr(fwd, "ip daddr 10."));
+    assert_null(strstr(fwd, "ip daddr 192.168."));
+    free(fwd);
+
+    /* The host: only echo to each network's own gateway, then drop; no
+     * DHCP or DNS (guests are configured statically, public resolvers). */
+    char *in = chain_of(t, "input");
+    assert_non_null(in);
+    size_t drop = at(in, "counter drop");
+    assert_true(at(in, "iifname \"fogt*\" counter drop") <
+                at(in, "iifname != @bridges accept"));
+    assert_true(at(in, "iifname != @bridges accept") < drop);
+    assert_true(at(in, "ct state established,related accept") < drop);
+    assert_true(at(in, "iifname \"fogbr1000\" ip daddr 10.1.0.1 icmp type "
+                       "echo-request accept") < drop);
+    assert_true(at(in, "iifname \"fogbr1001\" ip daddr 10.2.0.1 icmp type "
+                       "echo-request accept") < drop);
+    assert_null(strstr(in, "dport"));
+    assert_null(strstr(in, "meta l4proto icmp accept"));
+    free(in);
+    buf_free(&b);
+    nf_state_clear(&s);
+}
+
+static void opted_in_ranges_accept_after_isolation_before_the_drops(void **state)
+{
+    struct nf_state s;
+    load(DOC, &s);
+    struct ipam_cidr allow[2];
+    assert_int_equal(ipam_cidr_parse("192.168.1.0/24", true, &allow[0], NULL), 0);
+    assert_int_equal(ipam_cidr_parse("169.254.169.254/32", true, &allow[1], NULL), 0);
+    s.egress_allow = allow;
+    s.n_egress_allow = 2;
+    struct buf b = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    char *fwd = chain_of(buf_str(&b), "forward");
+    assert_non_null(fwd);
+    size_t lan = at(fwd, "iifname @bridges ip daddr 192.168.1.0/24 accept");
+    size_t md = at(fwd, "iifname @bridges ip daddr 169.254.169.254/32 accept");
+    /* In the order given, before the drops of private ranges... */
+    assert_true(lan < md);
+    assert_true(md < at(fwd, DROP4));
+    /* ...but after isolation: an opt-in never opens another tenant's
+     * bridge or the mesh. */
+    assert_true(at(fwd, "iifname @bridges oifname @bridges drop") < lan);
+    assert_true(at(fwd, "iifname @bridges oifname \"fogwg0\" drop") < lan);
+    assert_true(at(fwd, "iifname @bridges ip daddr 100.96.0.0/12 drop") < lan);
+    assert_true(at(fwd, "oifname @bridges drop") < lan);
+    free(fwd);
+    /* The host stays closed whatever is opted in. */
+    char *in = chain_of(buf_str(&b), "input");
+    assert_null(strstr(in, "192.168.1.0/24"));
+    free(in);
+
+    /* A range that cannot be written exactly is refused, not widened. */
+    allow[0].net |= 5;
+    buf_reset(&b);
+    assert_int_equal(nftplan_build(&s, &b), -EINVAL);
+    allow[0].net &= ~5u;
+    allow[1].prefix = 33;
+    assert_int_equal(nftplan_build(&s, &b), -EINVAL);
+    buf_free(&b);
+    nf_state_clear(&s);
+}
+
 static void empty_state_plans_tables_without_elements(void **state)
 {
     struct nf_state s;
@@ -217,7 +350,10 @@ static void empty_state_plans_tables_without_elements(void **state)
     assert_false(s.has_mesh);
     struct buf b = BUF_INIT;
     assert_int_equal(nftplan_build(&s, &b), 0);
-    assert_null(strstr(buf_str(&b), "elements"));
+    assert_non_null(strstr(buf_str(&b), "set bridges {\n\t\ttype ifname\n\t}\n"));
+    assert_null(strstr(buf_str(&b), "set vm_ports {\n\t\ttype ifname\n\t\telements"));
+    /* No mesh address yet: no mesh range to name (CGNAT covers it). */
+    assert_null(strstr(buf_str(&b), "100.96.0.0/12"));
     assert_null(strstr(buf_str(&b), "dnat to"));
     assert_null(strstr(buf_str(&b), "masquerade"));
     assert_non_null(strstr(buf_str(&b), "table inet fogfabric {"));
@@ -257,6 +393,8 @@ int main(void)
         cmocka_unit_test(desired_document_parses_into_state),
         cmocka_unit_test(hostile_documents_are_refused),
         cmocka_unit_test(plan_isolates_networks_and_guards_ports),
+        cmocka_unit_test(plan_keeps_vms_off_private_ranges_and_the_host),
+        cmocka_unit_test(opted_in_ranges_accept_after_isolation_before_the_drops),
         cmocka_unit_test(empty_state_plans_tables_without_elements),
         cmocka_unit_test(script_replaces_our_tables_in_one_transaction),
     };
