@@ -100,6 +100,13 @@ void http_reply_header(struct http_request *r, const char *name,
  * Content-Range, or 416 when unsatisfiable. */
 void http_reply_file(struct http_request *r, const char *content_type,
                      int fd, uint64_t size);
+/* Parse a Range header value against a file of `size` bytes: one range,
+ * "bytes=a-b", "bytes=a-" or "bytes=-n", digits only, nothing that
+ * overflows 64 bits. 0 with the span in *ret_off and *ret_len, 1 when h
+ * is NULL (no range: the whole file), -1 when unsatisfiable or malformed
+ * (answer 416). */
+int http_parse_range(const char *h, uint64_t size, uint64_t *ret_off,
+                     uint64_t *ret_len);
 /* Bytes received by a sink so far. */
 uint64_t http_req_streamed(const struct http_request *r);
 bool http_req_answered(const struct http_request *r);
