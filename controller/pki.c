@@ -67,7 +67,8 @@ static int new_cert(gnutls_x509_crt_t *ret, gnutls_x509_privkey_t key,
 static int write_pem(const char *dir, const char *name, gnutls_datum_t *d,
                      mode_t mode)
 {
-    _cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+    _cleanup_free_ char *path = dir ? xasprintf("%s/%s", dir, name)
+                                    : xstrdup(name);
     int r = file_write_atomic(path, d->data, d->size, mode);
     gnutls_free(d->data);
     if (r < 0)
@@ -95,7 +96,8 @@ static int add_san(gnutls_x509_crt_t c, const char *name)
                                                 GNUTLS_FSAN_APPEND);
 }
 
-int pki_init(const char *dir, char *const *sans, size_t n_sans)
+int pki_init(const char *dir, const char *ca_key_out, char *const *sans,
+             size_t n_sans)
 {
     gnutls_x509_privkey_t ca_key = NULL, srv_key = NULL;
     gnutls_x509_crt_t ca = NULL, srv = NULL;
@@ -129,15 +131,18 @@ int pki_init(const char *dir, char *const *sans, size_t n_sans)
               "sign") < 0)
         goto out;
 
+    /* Everything in the data dir is the controller's alone (0600), the
+     * certificates too: operators hand out ca.pem from `fogctl` or a copy. */
     if (check(gnutls_x509_crt_export2(ca, GNUTLS_X509_FMT_PEM, &d), "export") < 0 ||
-        write_pem(dir, "ca.pem", &d, 0644) < 0)
+        write_pem(dir, "ca.pem", &d, 0600) < 0)
         goto out;
     if (check(gnutls_x509_privkey_export2(ca_key, GNUTLS_X509_FMT_PEM, &d),
               "export") < 0 ||
-        write_pem(dir, "ca.key", &d, 0600) < 0)
+        write_pem(ca_key_out ? NULL : dir, ca_key_out ? ca_key_out : "ca.key",
+                  &d, 0600) < 0)
         goto out;
     if (check(gnutls_x509_crt_export2(srv, GNUTLS_X509_FMT_PEM, &d), "export") < 0 ||
-        write_pem(dir, "server.pem", &d, 0644) < 0)
+        write_pem(dir, "server.pem", &d, 0600) < 0)
         goto out;
     if (check(gnutls_x509_privkey_export2(srv_key, GNUTLS_X509_FMT_PEM, &d),
               "export") < 0 ||

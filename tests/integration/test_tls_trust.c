@@ -1,0 +1,274 @@
+/* The controller's trust surface over real TLS: a join pins exactly one CA
+ * (a fake controller appending its own CA never gets the join token), the
+ * server speaks only TLS 1.2+ with AEAD suites, every file in the data dir
+ * is the controller's alone, and `init --ca-key-out` keeps the CA key out
+ * of it while nodes still join and work. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "api/http_server.h"
+#include "api/jointoken.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "controller/pki.h"
+#include "tests/testutil.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *tmp, *root_dir, *agent_bin;
+
+/* A fake host for the agent's inventory: 2 CPUs, 4 GiB, no /dev/kvm. */
+static void put(const char *rel, const char *text)
+{
+    _cleanup_free_ char *p = xasprintf("%s/%s", root_dir, rel);
+    _cleanup_free_ char *d = xstrdup(p);
+    *strrchr(d, '/') = '\0';
+    assert_int_equal(mkdir_p(d, 0755), 0);
+    assert_int_equal(file_write_atomic(p, text, strlen(text), 0644), 0);
+}
+
+static int setup(void **state)
+{
+    tmp = tu_tempdir("tlstrust");
+    root_dir = xasprintf("%s/root", tmp);
+    agent_bin = tu_bin("fog-nodeagent");
+    put("proc/cpuinfo", "processor\t: 0\nmodel name\t: Fake\n\n"
+                        "processor\t: 1\nmodel name\t: Fake\n\n");
+    put("proc/meminfo", "MemTotal:        4194304 kB\n");
+    put("sys/devices/system/cpu/online", "0-1\n");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tu_rmrf(tmp);
+    free(tmp);
+    free(root_dir);
+    free(agent_bin);
+    return 0;
+}
+
+static char *read_text(const char *path)
+{
+    char *text = NULL;
+    assert_int_equal(file_read(path, 1 << 20, &text, NULL), 0);
+    return text;
+}
+
+/* Run `fog-nodeagent join` against url with token into a new data dir
+ * DIR/NAME: its exit status. */
+static int agent_join(const char *url, const char *token, const char *dir,
+                      const char *name)
+{
+    char *argv[] = { agent_bin, "join", "--controller", (char *)url,
+                     "--token", (char *)token, "--data-dir", (char *)dir,
+                     "--root", root_dir, "--name", (char *)name,
+                     "--libvirt", "test:///default", NULL };
+    int st;
+    _cleanup_free_ char *out = tu_run(argv, &st);
+    return st;
+}
+
+/* ---- the data directory ---- */
+
+/* Every directory under (and with) dir 0700, every file without group or
+ * other bits; names of offenders printed. The number of files seen. */
+static int assert_private_tree(const char *dir)
+{
+    struct stat st;
+    assert_int_equal(lstat(dir, &st), 0);
+    if ((st.st_mode & 0777) != 0700)
+        fail_msg("directory '%s' is %03o", dir, st.st_mode & 0777);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int files = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+            continue;
+        _cleanup_free_ char *p = xasprintf("%s/%s", dir, de->d_name);
+        assert_int_equal(lstat(p, &st), 0);
+        if (S_ISDIR(st.st_mode)) {
+            files += assert_private_tree(p);
+        } else {
+            if (st.st_mode & 0077)
+                fail_msg("'%s' is %03o", p, st.st_mode & 0777);
+            files++;
+        }
+    }
+    closedir(d);
+    return files;
+}
+
+static void assert_mode(const char *dir, const char *name, mode_t want)
+{
+    _cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
+    struct stat st;
+    if (stat(p, &st) < 0)
+        fail_msg("'%s': %s", p, strerror(errno));
+    if ((st.st_mode & 0777) != want)
+        fail_msg("'%s' is %03o, want %03o", p, st.st_mode & 0777, want);
+}
+
+static void data_dir_files_are_the_controllers_alone(void **state)
+{
+    /* init into a directory an operator made world-readable */
+    _cleanup_free_ char *dir = xasprintf("%s/predone", tmp);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    _cleanup_free_ char *bin = tu_bin("fog-controller");
+    char *init[] = { bin, "init", "--data-dir", dir, NULL };
+    int st;
+    free(tu_run(init, &st));
+    assert_int_equal(st, 0);
+    assert_private_tree(dir);
+    static const char *const made[] = { "fog.db", "ca.pem", "ca.key",
+                                        "server.pem", "server.key" };
+    for (size_t i = 0; i < ARRAY_SIZE(made); i++)
+        assert_mode(dir, made[i], 0600);
+
+    /* A data dir an older version left open is closed at serve, and
+     * what serving writes (the WAL, images) stays closed. */
+    struct tu_ctl ctl;
+    tu_ctl_start(&ctl, NULL);
+    tu_ctl_stop(&ctl, SIGTERM);
+    _cleanup_free_ char *imgs = xasprintf("%s/images", ctl.dir);
+    assert_int_equal(mkdir_p(imgs, 0755), 0);
+    _cleanup_free_ char *stray = xasprintf("%s/old-notes", imgs);
+    assert_int_equal(file_write_atomic(stray, "x", 1, 0644), 0);
+    assert_int_equal(chmod(ctl.dir, 0755), 0);
+    assert_int_equal(chmod(imgs, 0755), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(made); i++) {
+        _cleanup_free_ char *p = xasprintf("%s/%s", ctl.dir, made[i]);
+        assert_int_equal(chmod(p, 0644), 0);
+    }
+    tu_ctl_restart(&ctl);
+    long code;
+    json_decref(tu_api(&ctl, ctl.admin_key, "POST", "/v1/accounts",
+                       "{\"name\":\"bob\",\"role\":\"tenant\"}", &code));
+    assert_int_equal(code, 201);
+    json_decref(tu_api(&ctl, ctl.admin_key, "POST", "/v1/join-tokens", "{}",
+                       &code));
+    assert_int_equal(code, 201);
+    json_auto_t *img = tu_api(&ctl, ctl.admin_key, "POST", "/v1/images",
+                              "{\"name\":\"blank\"}", &code);
+    assert_int_equal(code, 201);
+    /* The WAL and its index exist while the controller holds the db. */
+    assert_mode(ctl.dir, "fog.db-wal", 0600);
+    assert_mode(ctl.dir, "fog.db-shm", 0600);
+    for (size_t i = 0; i < ARRAY_SIZE(made); i++)
+        assert_mode(ctl.dir, made[i], 0600);
+    assert_true(assert_private_tree(ctl.dir) >= 8);
+    tu_ctl_destroy(&ctl);
+}
+
+/* ---- the CA key offline ---- */
+
+/* True when the private key in key_pem is the one of certificate crt_pem. */
+static bool key_matches_cert(const char *key_pem, const char *crt_pem)
+{
+    gnutls_x509_privkey_t k;
+    gnutls_x509_crt_t c;
+    gnutls_datum_t kd = { (unsigned char *)key_pem, (unsigned)strlen(key_pem) };
+    gnutls_datum_t cd = { (unsigned char *)crt_pem, (unsigned)strlen(crt_pem) };
+    uint8_t kid[64], cid[64];
+    size_t klen = sizeof(kid), clen = sizeof(cid);
+    assert_int_equal(gnutls_x509_privkey_init(&k), 0);
+    assert_int_equal(gnutls_x509_crt_init(&c), 0);
+    bool ok = gnutls_x509_privkey_import(k, &kd, GNUTLS_X509_FMT_PEM) == 0 &&
+              gnutls_x509_crt_import(c, &cd, GNUTLS_X509_FMT_PEM) == 0 &&
+              gnutls_x509_privkey_get_key_id(k, 0, kid, &klen) == 0 &&
+              gnutls_x509_crt_get_key_id(c, 0, cid, &clen) == 0 &&
+              klen == clen && memcmp(kid, cid, klen) == 0;
+    gnutls_x509_privkey_deinit(k);
+    gnutls_x509_crt_deinit(c);
+    return ok;
+}
+
+static void ca_key_kept_offline_and_nodes_still_join(void **state)
+{
+    _cleanup_free_ char *vault = xasprintf("%s/vault", tmp);
+    assert_int_equal(mkdir_p(vault, 0700), 0);
+    _cleanup_free_ char *key_out = xasprintf("%s/ca.key", vault);
+    const char *const init_args[] = { "--ca-key-out", key_out, NULL };
+    static const char *const serve_args[] = { "--heartbeat", "1", NULL };
+    struct tu_ctl ctl;
+    tu_ctl_start_init(&ctl, init_args, serve_args);
+
+    /* The key went where it was told, private, and is the CA's. */
+    _cleanup_free_ char *online = xasprintf("%s/ca.key", ctl.dir);
+    assert_int_not_equal(access(online, F_OK), 0);
+    assert_mode(vault, "ca.key", 0600);
+    _cleanup_free_ char *key = read_text(key_out);
+    _cleanup_free_ char *ca = read_text(ctl.ca);
+    assert_true(key_matches_cert(key, ca));
+    /* init refuses to overwrite a key somewhere else too */
+    _cleanup_free_ char *bin = tu_bin("fog-controller");
+    _cleanup_free_ char *dir2 = xasprintf("%s/second", tmp);
+    char *again[] = { bin, "init", "--data-dir", dir2, "--ca-key-out",
+                      key_out, NULL };
+    int st;
+    free(tu_run(again, &st));
+    assert_int_not_equal(st, 0);
+    _cleanup_free_ char *key_after = read_text(key_out);
+    assert_string_equal(key_after, key);
+
+    /* A node joins the controller that has no CA key and reports in. */
+    long code;
+    json_auto_t *t = tu_api(&ctl, ctl.admin_key, "POST", "/v1/join-tokens",
+                            "{}", &code);
+    assert_int_equal(code, 201);
+    _cleanup_free_ char *node_dir = xasprintf("%s/node", tmp);
+    _cleanup_free_ char *img_dir = xasprintf("%s/node-images", tmp);
+    assert_int_equal(agent_join(ctl.url, json_str(t, "token"), node_dir,
+                                "offline-ca"),
+                     0);
+    json_decref(tu_api(&ctl, ctl.admin_key, "POST",
+                       "/v1/nodes/offline-ca/approve", NULL, &code));
+    assert_int_equal(code, 200);
+    _cleanup_free_ char *log = xasprintf("%s/agent.log", tmp);
+    char *run[] = { agent_bin, "run", "--data-dir", node_dir, "--image-dir",
+                    img_dir, "--root", root_dir, "--libvirt",
+                    "test:///default", "--network", "none", NULL };
+    pid_t agent = tu_spawn(run, log);
+    assert_true(agent > 0);
+    bool online_now = false;
+    for (int64_t end = mono_ms() + 30000; !online_now && mono_ms() < end;) {
+        json_auto_t *n = tu_api(&ctl, ctl.admin_key, "GET",
+                                "/v1/nodes/offline-ca", NULL, &code);
+        online_now = code == 200 && streq(json_str(n, "state"), "online");
+        if (!online_now)
+            usleep(100000);
+    }
+    tu_kill(agent, SIGTERM);
+    if (!online_now) {
+        _cleanup_free_ char *text = NULL;
+        file_read(log, 1 << 20, &text, NULL);
+        fail_msg("the node never came online; agent log:\n%s", text);
+    }
+    tu_ctl_destroy(&ctl);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(data_dir_files_are_the_controllers_alone),
+        cmocka_unit_test(ca_key_kept_offline_and_nodes_still_join),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
