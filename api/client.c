@@ -272,6 +272,77 @@ char *api_cert_fingerprint(const char *pem)
     return out;
 }
 
+/* Only blanks around the one PEM block: anything else (a second block,
+ * trailing bytes) would be trusted by a CA-file reader without being the
+ * certificate the token pins. */
+static bool only_space(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return false;
+    return true;
+}
+
+int api_ca_accept(const char *data, size_t len, const char *sha256_hex,
+                  char **ret_pem)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    static const char end_mark[] = "-----END CERTIFICATE-----";
+    if (!data || !sha256_hex || !is_hex(sha256_hex, 64))
+        return -EINVAL;
+    /* Text only: a NUL would hide whatever follows it from strstr. */
+    if (len == 0 || len > (1u << 20) || memchr(data, '\0', len))
+        return -EBADMSG;
+    _cleanup_free_ char *text = xstrndup(data, len);
+    const char *b = strstr(text, begin);
+    const char *e = b ? strstr(b, end_mark) : NULL;
+    if (!b || !e || !only_space(text, b) ||
+        !only_space(e + strlen(end_mark), text + len))
+        return -EBADMSG;
+    /* One block only, nothing between its markers that starts another. */
+    const char *inner = b + strlen(begin);
+    if (memmem(inner, (size_t)(e - inner), "-----", 5))
+        return -EBADMSG;
+
+    gnutls_x509_crt_t crt;
+    if (gnutls_x509_crt_init(&crt) < 0)
+        return -ENOMEM;
+    gnutls_datum_t in = { (unsigned char *)b,
+                          (unsigned)(e + strlen(end_mark) - b) };
+    uint8_t fp[32];
+    size_t fp_len = sizeof(fp);
+    unsigned critical = 0;
+    gnutls_datum_t out = { NULL, 0 };
+    int r = -EBADMSG;
+    if (gnutls_x509_crt_import(crt, &in, GNUTLS_X509_FMT_PEM) < 0 ||
+        gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fp,
+                                        &fp_len) < 0 ||
+        fp_len != sizeof(fp))
+        goto out;
+    char have[65], want[65];
+    hex_encode(fp, sizeof(fp), have);
+    for (size_t i = 0; i < 64; i++)
+        want[i] = (char)(sha256_hex[i] | 0x20); /* hex digits: lower case */
+    want[64] = '\0';
+    if (!mem_eq_ct(have, want, 64)) {
+        r = -EPERM;
+        goto out;
+    }
+    /* The pinned certificate must be a CA to anchor anything. */
+    if (gnutls_x509_crt_get_basic_constraints(crt, &critical, NULL, NULL) <= 0)
+        goto out;
+    /* Hand back our own encoding of exactly that certificate, not the
+     * bytes we were sent. */
+    if (gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &out) < 0)
+        goto out;
+    *ret_pem = xstrndup((const char *)out.data, out.size);
+    gnutls_free(out.data);
+    r = 0;
+out:
+    gnutls_x509_crt_deinit(crt);
+    return r;
+}
+
 int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
 {
     pthread_once(&curl_once, curl_init_once);
@@ -288,8 +359,8 @@ int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    /* Nothing is trusted yet: what we get is accepted only if its hash
-     * is the one the join token carries. */
+    /* Nothing is trusted yet: what we get is accepted only if it is the
+     * one certificate whose hash the join token carries. */
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     CURLcode cc = curl_easy_perform(h);
@@ -300,14 +371,8 @@ int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
         buf_free(&body);
         return -EIO;
     }
-    _cleanup_free_ char *pem = buf_steal(&body);
-    _cleanup_free_ char *fp = api_cert_fingerprint(pem);
-    char want[65];
-    for (size_t i = 0; i < 64; i++)
-        want[i] = (char)(sha256_hex[i] | 0x20); /* hex digits: lower case */
-    want[64] = '\0';
-    if (!fp || !mem_eq_ct(fp, want, 64))
-        return -EPERM;
-    *ret_pem = TAKE_PTR(pem);
-    return 0;
+    int r = api_ca_accept(body.data ? body.data : "", body.len, sha256_hex,
+                          ret_pem);
+    buf_free(&body);
+    return r;
 }

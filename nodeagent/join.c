@@ -82,12 +82,17 @@ int agent_join(const struct agent_settings *s)
                   "the token's: refusing it", url);
         return r;
     }
+    if (r == -EBADMSG) {
+        log_error("the controller at %s does not answer exactly one CA "
+                  "certificate at /v1/ca: refusing it", url);
+        return r;
+    }
     if (r < 0) {
         log_error("cannot fetch the CA from %s: %s", url, strerror(-r));
         return r;
     }
     _cleanup_free_ char *ca_path = node_state_ca_path(s->data_dir);
-    if ((r = file_write_atomic(ca_path, pem, strlen(pem), 0644)) < 0) {
+    if ((r = file_write_atomic(ca_path, pem, strlen(pem), 0600)) < 0) {
         log_error("cannot write '%s': %s", ca_path, strerror(-r));
         return r;
     }

@@ -84,6 +84,137 @@ static int agent_join(const char *url, const char *token, const char *dir,
     return st;
 }
 
+/* ---- a fake controller: our own server with its own CA ---- */
+
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static char *cert_sha256(const char *pem)
+{
+    char fp[65];
+    assert_int_equal(pki_fingerprint(pem, fp), 0);
+    return xstrdup(fp);
+}
+
+static char *token_for(const char *ca_sha256)
+{
+    uint8_t secret[16];
+    char hex[33];
+    random_bytes(secret, sizeof(secret));
+    hex_encode(secret, sizeof(secret), hex);
+    return jointoken_format(hex, ca_sha256);
+}
+
+static const char *fake_ca_reply;
+static int fake_registers;
+
+static void fake_ca(struct http_request *r, void *app)
+{
+    http_reply_text(r, 200, "application/x-pem-file", xstrdup(fake_ca_reply),
+                    strlen(fake_ca_reply));
+}
+
+static void fake_register(struct http_request *r, void *app)
+{
+    __atomic_add_fetch(&fake_registers, 1, __ATOMIC_SEQ_CST);
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    http_reply_json(r, 201, json_pack("{s:s, s:s, s:b}", "node_id", id,
+                                      "credential", "fake", "approved", 0));
+}
+
+static const struct http_route fake_routes[] = {
+    { "GET", "/v1/ca", fake_ca, 0, NULL, 0 },
+    { "POST", "/v1/agent/register", fake_register, 0, NULL, 0 },
+};
+
+static void join_pins_exactly_one_ca_certificate(void **state)
+{
+    _cleanup_free_ char *real = xasprintf("%s/real", tmp);
+    _cleanup_free_ char *fake = xasprintf("%s/fake", tmp);
+    assert_int_equal(mkdir_p(real, 0700), 0);
+    assert_int_equal(mkdir_p(fake, 0700), 0);
+    assert_int_equal(pki_init(real, NULL, NULL, 0), 0);
+    assert_int_equal(pki_init(fake, NULL, NULL, 0), 0);
+    _cleanup_free_ char *real_ca_path = xasprintf("%s/ca.pem", real);
+    _cleanup_free_ char *fake_ca_path = xasprintf("%s/ca.pem", fake);
+    _cleanup_free_ char *srv_path = xasprintf("%s/server.pem", fake);
+    _cleanup_free_ char *key_path = xasprintf("%s/server.key", fake);
+    _cleanup_free_ char *real_ca = read_text(real_ca_path);
+    _cleanup_free_ char *fake_ca = read_text(fake_ca_path);
+    _cleanup_free_ char *srv_pem = read_text(srv_path);
+    _cleanup_free_ char *srv_key = read_text(key_path);
+
+    struct http_server_opts o = {
+        .listen = "127.0.0.1:0",
+        .tls_cert_pem = srv_pem,
+        .tls_key_pem = srv_key,
+        .routes = fake_routes,
+        .n_routes = ARRAY_SIZE(fake_routes),
+        .max_body = 1 << 20,
+        .threads = 1,
+    };
+    struct http_server *srv;
+    assert_int_equal(http_server_start(&o, &srv), 0);
+    _cleanup_free_ char *url =
+        xasprintf("https://127.0.0.1:%d", http_server_port(srv));
+    _cleanup_free_ char *real_fp = cert_sha256(real_ca);
+    _cleanup_free_ char *fake_fp = cert_sha256(fake_ca);
+    _cleanup_free_ char *real_tok = token_for(real_fp);
+    _cleanup_free_ char *fake_tok = token_for(fake_fp);
+
+    /* The attack: the real CA (its hash passes the pin) followed by the
+     * fake's own CA, which signed the fake's server certificate. Then the
+     * same with trailing bytes, in the other order, and the fake's CA
+     * twice under its own pin: none is exactly one pinned certificate. */
+    struct {
+        char *reply;
+        const char *token;
+    } bad[] = {
+        { xasprintf("%s%s", real_ca, fake_ca), real_tok },
+        { xasprintf("%s\n%s", real_ca, fake_ca), real_tok },
+        { xasprintf("%sjunk\n", real_ca), real_tok },
+        { xasprintf("%s%s", fake_ca, real_ca), real_tok },
+        { xasprintf("%s%s", fake_ca, fake_ca), fake_tok },
+        { xasprintf("%s-----BEGIN PRIVATE KEY-----\n", fake_ca), fake_tok },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        fake_ca_reply = bad[i].reply;
+        _cleanup_free_ char *dir = xasprintf("%s/bad%zu", tmp, i);
+        _cleanup_free_ char *name = xasprintf("bad-%zu", i);
+        if (agent_join(url, bad[i].token, dir, name) == 0)
+            fail_msg("case %zu: join succeeded", i);
+        if (__atomic_load_n(&fake_registers, __ATOMIC_SEQ_CST) != 0)
+            fail_msg("case %zu: the fake controller got the join token", i);
+        _cleanup_free_ char *node = xasprintf("%s/node.json", dir);
+        assert_int_not_equal(access(node, F_OK), 0);
+        free(bad[i].reply);
+    }
+
+    /* The control: the fake's own CA alone under its own pin is what an
+     * honest controller serves, and that join reaches the register call,
+     * so the refusals above were the pin's doing. The trust anchor the
+     * node keeps is that one certificate, private to it. */
+    fake_ca_reply = fake_ca;
+    _cleanup_free_ char *ok_dir = xasprintf("%s/good", tmp);
+    assert_int_equal(agent_join(url, fake_tok, ok_dir, "good"), 0);
+    assert_int_equal(__atomic_load_n(&fake_registers, __ATOMIC_SEQ_CST), 1);
+    _cleanup_free_ char *kept_path = xasprintf("%s/ca.pem", ok_dir);
+    _cleanup_free_ char *kept = read_text(kept_path);
+    _cleanup_free_ char *kept_fp = cert_sha256(kept);
+    assert_string_equal(kept_fp, fake_fp);
+    assert_int_equal(count_of(kept, "-----BEGIN"), 1);
+    struct stat st;
+    assert_int_equal(stat(kept_path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    http_server_stop(srv, 0);
+}
+
 /* ---- the data directory ---- */
 
 /* Every directory under (and with) dir 0700, every file without group or
@@ -267,6 +398,7 @@ static void ca_key_kept_offline_and_nodes_still_join(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(join_pins_exactly_one_ca_certificate),
         cmocka_unit_test(data_dir_files_are_the_controllers_alone),
         cmocka_unit_test(ca_key_kept_offline_and_nodes_still_join),
     };
