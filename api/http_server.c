@@ -833,6 +833,8 @@ int http_server_start(const struct http_server_opts *o,
           (void *)o->tls_cert_pem },
         { o->tls_key_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,
           (void *)o->tls_key_pem },
+        { o->tls_cert_pem ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
+          (void *)HTTP_SERVER_TLS_PRIORITIES },
         { MHD_OPTION_END, 0, NULL },
     };
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,

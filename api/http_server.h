@@ -30,6 +30,14 @@ struct http_route {
     size_t max_body;     /* 0: the server's max_body */
 };
 
+/* The TLS the server speaks (a GnuTLS priority string): 1.2 and 1.3
+ * only, AEAD ciphers only (no CBC, no SHA-1 MACs), forward-secret ECDHE
+ * key exchange; the server's preference wins. */
+#define HTTP_SERVER_TLS_PRIORITIES                                           \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:"   \
+    "+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:"   \
+    "+ECDHE-RSA:%SERVER_PRECEDENCE"
+
 struct http_server_opts {
     const char *listen;       /* "127.0.0.1:8443", "[::1]:0", "0.0.0.0:8443" */
     const char *tls_cert_pem; /* NULL: plain HTTP */

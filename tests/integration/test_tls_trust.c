@@ -215,6 +215,88 @@ static void join_pins_exactly_one_ca_certificate(void **state)
     http_server_stop(srv, 0);
 }
 
+/* ---- TLS versions and suites ---- */
+
+struct hs {
+    int rc;              /* gnutls_handshake's result */
+    gnutls_protocol_t version;
+    gnutls_cipher_algorithm_t cipher;
+};
+
+/* One TLS handshake with 127.0.0.1:port offering only `priority` (the
+ * server's certificate is not checked: this is about what it accepts). */
+static struct hs handshake(int port, const char *priority)
+{
+    struct hs out = { .rc = GNUTLS_E_INTERNAL_ERROR };
+    gnutls_certificate_credentials_t cred;
+    gnutls_session_t s;
+    assert_int_equal(gnutls_certificate_allocate_credentials(&cred), 0);
+    assert_int_equal(gnutls_init(&s, GNUTLS_CLIENT), 0);
+    const char *err = NULL;
+    if (gnutls_priority_set_direct(s, priority, &err) < 0)
+        fail_msg("client priority '%s' refused at '%s'", priority, err);
+    assert_int_equal(gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    gnutls_transport_set_int(s, fd);
+    gnutls_handshake_set_timeout(s, 30000);
+    do
+        out.rc = gnutls_handshake(s);
+    while (out.rc < 0 && !gnutls_error_is_fatal(out.rc));
+    if (out.rc == 0) {
+        out.version = gnutls_protocol_get_version(s);
+        out.cipher = gnutls_cipher_get(s);
+        gnutls_bye(s, GNUTLS_SHUT_WR);
+    }
+    close(fd);
+    gnutls_deinit(s);
+    gnutls_certificate_free_credentials(cred);
+    return out;
+}
+
+static void server_speaks_tls12_and_13_with_aead_suites_only(void **state)
+{
+    struct tu_ctl ctl;
+    tu_ctl_start(&ctl, NULL);
+    static const char *const refused[] = {
+        "NORMAL:-VERS-ALL:+VERS-TLS1.0",
+        "NORMAL:-VERS-ALL:+VERS-TLS1.1",
+        /* TLS 1.2, but only CBC suites with SHA-1 and SHA-2 MACs */
+        "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:"
+        "+AES-256-CBC:-MAC-ALL:+SHA1:+SHA256:+SHA384",
+        /* TLS 1.2, only RSA key transport (no forward secrecy) */
+        "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+        struct hs h = handshake(ctl.port, refused[i]);
+        if (h.rc == 0)
+            fail_msg("'%s' was accepted: %s, %s", refused[i],
+                     gnutls_protocol_get_name(h.version),
+                     gnutls_cipher_get_name(h.cipher));
+    }
+    struct hs h = handshake(ctl.port, "NORMAL:-VERS-ALL:+VERS-TLS1.2:"
+                                      "-CIPHER-ALL:+AES-128-GCM");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.version, GNUTLS_TLS1_2);
+    assert_int_equal(h.cipher, GNUTLS_CIPHER_AES_128_GCM);
+    h = handshake(ctl.port, "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:"
+                            "+CHACHA20-POLY1305");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.cipher, GNUTLS_CIPHER_CHACHA20_POLY1305);
+    h = handshake(ctl.port, "NORMAL:-VERS-ALL:+VERS-TLS1.3");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.version, GNUTLS_TLS1_3);
+    /* A default client gets the newest. */
+    h = handshake(ctl.port, "NORMAL");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.version, GNUTLS_TLS1_3);
+    tu_ctl_destroy(&ctl);
+}
+
 /* ---- the data directory ---- */
 
 /* Every directory under (and with) dir 0700, every file without group or
@@ -399,6 +481,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(join_pins_exactly_one_ca_certificate),
+        cmocka_unit_test(server_speaks_tls12_and_13_with_aead_suites_only),
         cmocka_unit_test(data_dir_files_are_the_controllers_alone),
         cmocka_unit_test(ca_key_kept_offline_and_nodes_still_join),
     };
