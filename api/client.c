@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +19,9 @@ struct api_client {
     char *url;
     char *key;
     char *ca_file;
+    char *key_pin;      /* "sha256//<base64>" the server's key must match */
+    bool capture_pin;   /* record the pin of the server's key (seen_pin) */
+    char *seen_pin;
     long timeout_s;
     CURL *curl;
 };
@@ -61,12 +66,30 @@ void api_client_free(struct api_client *c)
         explicit_bzero(c->key, strlen(c->key));
     free(c->key);
     free(c->ca_file);
+    free(c->key_pin);
+    free(c->seen_pin);
     free(c);
 }
 
 void api_client_set_timeout(struct api_client *c, long seconds)
 {
     c->timeout_s = seconds < 0 ? 0 : seconds;
+}
+
+void api_client_set_key_pin(struct api_client *c, const char *pin)
+{
+    free(c->key_pin);
+    c->key_pin = pin && *pin ? xstrdup(pin) : NULL;
+}
+
+void api_client_capture_key_pin(struct api_client *c)
+{
+    c->capture_pin = true;
+}
+
+const char *api_client_seen_key_pin(const struct api_client *c)
+{
+    return c->seen_pin;
 }
 
 void api_client_set_key(struct api_client *c, const char *key)
@@ -115,6 +138,10 @@ static struct curl_slist *prepare(struct api_client *c, const char *path,
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     if (c->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    if (c->key_pin)
+        curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, c->key_pin);
+    if (c->capture_pin)
+        curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
     struct curl_slist *hdr = NULL;
     hdr = curl_slist_append(hdr, "Accept: application/json");
     hdr = curl_slist_append(hdr, "Expect:");
@@ -124,6 +151,21 @@ static struct curl_slist *prepare(struct api_client *c, const char *path,
         explicit_bzero(auth, strlen(auth));
     }
     return hdr;
+}
+
+/* The pin of the server certificate of the last transfer (the first in
+ * the chain curl reports), into c->seen_pin; NULL when none. */
+static void record_key_pin(struct api_client *c)
+{
+    struct curl_certinfo *ci = NULL;
+    free(c->seen_pin);
+    c->seen_pin = NULL;
+    if (curl_easy_getinfo(c->curl, CURLINFO_CERTINFO, &ci) != CURLE_OK ||
+        !ci || ci->num_of_certs < 1)
+        return;
+    for (struct curl_slist *l = ci->certinfo[0]; l; l = l->next)
+        if (startswith(l->data, "Cert:"))
+            c->seen_pin = api_cert_key_pin(l->data + strlen("Cert:"));
 }
 
 static int perform(struct api_client *c, struct curl_slist *hdr,
@@ -140,6 +182,8 @@ static int perform(struct api_client *c, struct curl_slist *hdr,
         return -EIO;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
+    if (c->capture_pin)
+        record_key_pin(c);
     char *ct = NULL;
     curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct);
     ret->content_type = ct ? xstrdup(ct) : NULL;
@@ -341,6 +385,35 @@ int api_ca_accept(const char *data, size_t len, const char *sha256_hex,
 out:
     gnutls_x509_crt_deinit(crt);
     return r;
+}
+
+char *api_cert_key_pin(const char *pem)
+{
+    gnutls_x509_crt_t crt = NULL;
+    gnutls_pubkey_t pub = NULL;
+    gnutls_datum_t in = { (unsigned char *)pem, (unsigned)strlen(pem) };
+    gnutls_datum_t spki = { NULL, 0 }, digest, b64 = { NULL, 0 };
+    uint8_t sha[32];
+    char *out = NULL;
+    if (gnutls_x509_crt_init(&crt) < 0 || gnutls_pubkey_init(&pub) < 0)
+        goto out;
+    if (gnutls_x509_crt_import(crt, &in, GNUTLS_X509_FMT_PEM) < 0 ||
+        gnutls_pubkey_import_x509(pub, crt, 0) < 0 ||
+        gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) < 0 ||
+        gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size, sha) < 0)
+        goto out;
+    digest = (gnutls_datum_t){ sha, sizeof(sha) };
+    if (gnutls_base64_encode2(&digest, &b64) < 0)
+        goto out;
+    out = xasprintf("sha256//%.*s", (int)b64.size, (const char *)b64.data);
+out:
+    gnutls_free(b64.data);
+    gnutls_free(spki.data);
+    if (pub)
+        gnutls_pubkey_deinit(pub);
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+    return out;
 }
 
 int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)

@@ -11,6 +11,11 @@
  * name or IP address in sans. 0 or -errno (message on stderr). */
 int pki_init(const char *dir, const char *ca_key_out, char *const *sans,
              size_t n_sans);
+/* A new server key and certificate for DIR (server.pem, server.key, 0600)
+ * signed by the CA of DIR/ca.pem with the key at ca_key_path (the offline
+ * CA key), naming what pki_init names. 0 or -errno (message on stderr). */
+int pki_issue_server(const char *dir, const char *ca_key_path,
+                     char *const *sans, size_t n_sans);
 /* SHA-256 of the DER of the first certificate of a PEM, as hex. 0 or
  * -EINVAL. */
 int pki_fingerprint(const char *pem, char out[65]);

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/client.h"
 #include "api/http_server.h"
 #include "api/jointoken.h"
 #include "common/fs.h"
@@ -413,6 +414,43 @@ static bool key_matches_cert(const char *key_pem, const char *crt_pem)
     return ok;
 }
 
+static bool node_online(const char *log_text, void *ctl)
+{
+    long code;
+    json_auto_t *n = tu_api(ctl, ((struct tu_ctl *)ctl)->admin_key, "GET",
+                            "/v1/nodes/offline-ca", NULL, &code);
+    return code == 200 && streq(json_str(n, "state"), "online");
+}
+
+static bool log_says_pin_refused(const char *log_text, void *unused)
+{
+    return log_text && strstr(log_text, "pinned public key");
+}
+
+/* Run the agent (argv, output to log) until cond(its log so far, arg)
+ * holds, then stop it; fail with the log when that never happens. */
+static void run_agent_until(char *const argv[], const char *log,
+                            bool (*cond)(const char *, void *), void *arg,
+                            const char *what)
+{
+    pid_t agent = tu_spawn(argv, log);
+    assert_true(agent > 0);
+    bool ok = false;
+    for (int64_t end = mono_ms() + 60000; !ok && mono_ms() < end;) {
+        _cleanup_free_ char *text = NULL;
+        file_read(log, 1 << 20, &text, NULL);
+        ok = cond(text, arg);
+        if (!ok)
+            usleep(100000);
+    }
+    tu_kill(agent, SIGTERM);
+    if (!ok) {
+        _cleanup_free_ char *text = NULL;
+        file_read(log, 1 << 20, &text, NULL);
+        fail_msg("not so: %s; agent log:\n%s", what, text);
+    }
+}
+
 static void ca_key_kept_offline_and_nodes_still_join(void **state)
 {
     _cleanup_free_ char *vault = xasprintf("%s/vault", tmp);
@@ -458,22 +496,29 @@ static void ca_key_kept_offline_and_nodes_still_join(void **state)
     char *run[] = { agent_bin, "run", "--data-dir", node_dir, "--image-dir",
                     img_dir, "--root", root_dir, "--libvirt",
                     "test:///default", "--network", "none", NULL };
-    pid_t agent = tu_spawn(run, log);
-    assert_true(agent > 0);
-    bool online_now = false;
-    for (int64_t end = mono_ms() + 30000; !online_now && mono_ms() < end;) {
-        json_auto_t *n = tu_api(&ctl, ctl.admin_key, "GET",
-                                "/v1/nodes/offline-ca", NULL, &code);
-        online_now = code == 200 && streq(json_str(n, "state"), "online");
-        if (!online_now)
-            usleep(100000);
-    }
-    tu_kill(agent, SIGTERM);
-    if (!online_now) {
-        _cleanup_free_ char *text = NULL;
-        file_read(log, 1 << 20, &text, NULL);
-        fail_msg("the node never came online; agent log:\n%s", text);
-    }
+    run_agent_until(run, log, node_online, &ctl, "the node came online");
+
+    /* The node pinned the key of the controller it joined ... */
+    _cleanup_free_ char *srv_path = xasprintf("%s/server.pem", ctl.dir);
+    _cleanup_free_ char *srv_pem = read_text(srv_path);
+    _cleanup_free_ char *pin = api_cert_key_pin(srv_pem);
+    assert_non_null(pin);
+    _cleanup_free_ char *state_path = xasprintf("%s/node.json", node_dir);
+    json_auto_t *node_state = json_load_file(state_path, 0, NULL);
+    assert_non_null(json_str(node_state, "controller_key_pin"));
+    assert_string_equal(json_str(node_state, "controller_key_pin"), pin);
+
+    /* ... so a new certificate from the same CA with another key, good
+     * for any client that trusts the CA alone, does not pass for the
+     * controller it joined. */
+    tu_ctl_stop(&ctl, SIGTERM);
+    assert_int_equal(pki_issue_server(ctl.dir, key_out, NULL, 0), 0);
+    tu_ctl_restart(&ctl);
+    json_decref(tu_api(&ctl, NULL, "GET", "/healthz", NULL, &code));
+    assert_int_equal(code, 200);
+    _cleanup_free_ char *log2 = xasprintf("%s/agent2.log", tmp);
+    run_agent_until(run, log2, log_says_pin_refused, NULL,
+                    "the agent refused the new key");
     tu_ctl_destroy(&ctl);
 }
 
