@@ -185,6 +185,11 @@ static void join_pins_exactly_one_ca_certificate(void **state)
         { xasprintf("%s-----BEGIN PRIVATE KEY-----\n", fake_ca), fake_tok },
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char *pem = NULL;
+        const char *pin = bad[i].token == real_tok ? real_fp : fake_fp;
+        assert_int_equal(api_ca_accept(bad[i].reply, strlen(bad[i].reply),
+                                       pin, &pem), -EBADMSG);
+        assert_null(pem);
         fake_ca_reply = bad[i].reply;
         _cleanup_free_ char *dir = xasprintf("%s/bad%zu", tmp, i);
         _cleanup_free_ char *name = xasprintf("bad-%zu", i);
@@ -196,6 +201,17 @@ static void join_pins_exactly_one_ca_certificate(void **state)
         assert_int_not_equal(access(node, F_OK), 0);
         free(bad[i].reply);
     }
+
+    /* One certificate, but not the pinned one, or not a CA; a NUL. */
+    char *pem = NULL;
+    assert_int_equal(api_ca_accept(fake_ca, strlen(fake_ca), real_fp, &pem),
+                     -EPERM);
+    _cleanup_free_ char *srv_fp = cert_sha256(srv_pem);
+    assert_int_equal(api_ca_accept(srv_pem, strlen(srv_pem), srv_fp, &pem),
+                     -EBADMSG);
+    assert_int_equal(api_ca_accept(fake_ca, strlen(fake_ca) + 1, fake_fp, &pem),
+                     -EBADMSG);
+    assert_null(pem);
 
     /* The control: the fake's own CA alone under its own pin is what an
      * honest controller serves, and that join reaches the register call,
