@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +19,9 @@ struct api_client {
     char *url;
     char *key;
     char *ca_file;
+    char *key_pin;      /* "sha256//<base64>" the server's key must match */
+    bool capture_pin;   /* record the pin of the server's key (seen_pin) */
+    char *seen_pin;
     long timeout_s;
     CURL *curl;
 };
@@ -61,12 +66,30 @@ void api_client_free(struct api_client *c)
         explicit_bzero(c->key, strlen(c->key));
     free(c->key);
     free(c->ca_file);
+    free(c->key_pin);
+    free(c->seen_pin);
     free(c);
 }
 
 void api_client_set_timeout(struct api_client *c, long seconds)
 {
     c->timeout_s = seconds < 0 ? 0 : seconds;
+}
+
+void api_client_set_key_pin(struct api_client *c, const char *pin)
+{
+    free(c->key_pin);
+    c->key_pin = pin && *pin ? xstrdup(pin) : NULL;
+}
+
+void api_client_capture_key_pin(struct api_client *c)
+{
+    c->capture_pin = true;
+}
+
+const char *api_client_seen_key_pin(const struct api_client *c)
+{
+    return c->seen_pin;
 }
 
 void api_client_set_key(struct api_client *c, const char *key)
@@ -115,6 +138,10 @@ static struct curl_slist *prepare(struct api_client *c, const char *path,
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     if (c->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    if (c->key_pin)
+        curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, c->key_pin);
+    if (c->capture_pin)
+        curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
     struct curl_slist *hdr = NULL;
     hdr = curl_slist_append(hdr, "Accept: application/json");
     hdr = curl_slist_append(hdr, "Expect:");
@@ -124,6 +151,21 @@ static struct curl_slist *prepare(struct api_client *c, const char *path,
         explicit_bzero(auth, strlen(auth));
     }
     return hdr;
+}
+
+/* The pin of the server certificate of the last transfer (the first in
+ * the chain curl reports), into c->seen_pin; NULL when none. */
+static void record_key_pin(struct api_client *c)
+{
+    struct curl_certinfo *ci = NULL;
+    free(c->seen_pin);
+    c->seen_pin = NULL;
+    if (curl_easy_getinfo(c->curl, CURLINFO_CERTINFO, &ci) != CURLE_OK ||
+        !ci || ci->num_of_certs < 1)
+        return;
+    for (struct curl_slist *l = ci->certinfo[0]; l; l = l->next)
+        if (startswith(l->data, "Cert:"))
+            c->seen_pin = api_cert_key_pin(l->data + strlen("Cert:"));
 }
 
 static int perform(struct api_client *c, struct curl_slist *hdr,
@@ -140,6 +182,8 @@ static int perform(struct api_client *c, struct curl_slist *hdr,
         return -EIO;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
+    if (c->capture_pin)
+        record_key_pin(c);
     char *ct = NULL;
     curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct);
     ret->content_type = ct ? xstrdup(ct) : NULL;
@@ -272,6 +316,106 @@ char *api_cert_fingerprint(const char *pem)
     return out;
 }
 
+/* Only blanks around the one PEM block: anything else (a second block,
+ * trailing bytes) would be trusted by a CA-file reader without being the
+ * certificate the token pins. */
+static bool only_space(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return false;
+    return true;
+}
+
+int api_ca_accept(const char *data, size_t len, const char *sha256_hex,
+                  char **ret_pem)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    static const char end_mark[] = "-----END CERTIFICATE-----";
+    if (!data || !sha256_hex || !is_hex(sha256_hex, 64))
+        return -EINVAL;
+    /* Text only: a NUL would hide whatever follows it from strstr. */
+    if (len == 0 || len > (1u << 20) || memchr(data, '\0', len))
+        return -EBADMSG;
+    _cleanup_free_ char *text = xstrndup(data, len);
+    const char *b = strstr(text, begin);
+    const char *e = b ? strstr(b, end_mark) : NULL;
+    if (!b || !e || !only_space(text, b) ||
+        !only_space(e + strlen(end_mark), text + len))
+        return -EBADMSG;
+    /* One block only, nothing between its markers that starts another. */
+    const char *inner = b + strlen(begin);
+    if (memmem(inner, (size_t)(e - inner), "-----", 5))
+        return -EBADMSG;
+
+    gnutls_x509_crt_t crt;
+    if (gnutls_x509_crt_init(&crt) < 0)
+        return -ENOMEM;
+    gnutls_datum_t in = { (unsigned char *)b,
+                          (unsigned)(e + strlen(end_mark) - b) };
+    uint8_t fp[32];
+    size_t fp_len = sizeof(fp);
+    unsigned critical = 0;
+    gnutls_datum_t out = { NULL, 0 };
+    int r = -EBADMSG;
+    if (gnutls_x509_crt_import(crt, &in, GNUTLS_X509_FMT_PEM) < 0 ||
+        gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fp,
+                                        &fp_len) < 0 ||
+        fp_len != sizeof(fp))
+        goto out;
+    char have[65], want[65];
+    hex_encode(fp, sizeof(fp), have);
+    for (size_t i = 0; i < 64; i++)
+        want[i] = (char)(sha256_hex[i] | 0x20); /* hex digits: lower case */
+    want[64] = '\0';
+    if (!mem_eq_ct(have, want, 64)) {
+        r = -EPERM;
+        goto out;
+    }
+    /* The pinned certificate must be a CA to anchor anything. */
+    if (gnutls_x509_crt_get_basic_constraints(crt, &critical, NULL, NULL) <= 0)
+        goto out;
+    /* Hand back our own encoding of exactly that certificate, not the
+     * bytes we were sent. */
+    if (gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &out) < 0)
+        goto out;
+    *ret_pem = xstrndup((const char *)out.data, out.size);
+    gnutls_free(out.data);
+    r = 0;
+out:
+    gnutls_x509_crt_deinit(crt);
+    return r;
+}
+
+char *api_cert_key_pin(const char *pem)
+{
+    gnutls_x509_crt_t crt = NULL;
+    gnutls_pubkey_t pub = NULL;
+    gnutls_datum_t in = { (unsigned char *)pem, (unsigned)strlen(pem) };
+    gnutls_datum_t spki = { NULL, 0 }, digest, b64 = { NULL, 0 };
+    uint8_t sha[32];
+    char *out = NULL;
+    if (gnutls_x509_crt_init(&crt) < 0 || gnutls_pubkey_init(&pub) < 0)
+        goto out;
+    if (gnutls_x509_crt_import(crt, &in, GNUTLS_X509_FMT_PEM) < 0 ||
+        gnutls_pubkey_import_x509(pub, crt, 0) < 0 ||
+        gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) < 0 ||
+        gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size, sha) < 0)
+        goto out;
+    digest = (gnutls_datum_t){ sha, sizeof(sha) };
+    if (gnutls_base64_encode2(&digest, &b64) < 0)
+        goto out;
+    out = xasprintf("sha256//%.*s", (int)b64.size, (const char *)b64.data);
+out:
+    gnutls_free(b64.data);
+    gnutls_free(spki.data);
+    if (pub)
+        gnutls_pubkey_deinit(pub);
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+    return out;
+}
+
 int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
 {
     pthread_once(&curl_once, curl_init_once);
@@ -288,8 +432,8 @@ int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    /* Nothing is trusted yet: what we get is accepted only if its hash
-     * is the one the join token carries. */
+    /* Nothing is trusted yet: what we get is accepted only if it is the
+     * one certificate whose hash the join token carries. */
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     CURLcode cc = curl_easy_perform(h);
@@ -300,14 +444,8 @@ int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
         buf_free(&body);
         return -EIO;
     }
-    _cleanup_free_ char *pem = buf_steal(&body);
-    _cleanup_free_ char *fp = api_cert_fingerprint(pem);
-    char want[65];
-    for (size_t i = 0; i < 64; i++)
-        want[i] = (char)(sha256_hex[i] | 0x20); /* hex digits: lower case */
-    want[64] = '\0';
-    if (!fp || !mem_eq_ct(fp, want, 64))
-        return -EPERM;
-    *ret_pem = TAKE_PTR(pem);
-    return 0;
+    int r = api_ca_accept(body.data ? body.data : "", body.len, sha256_hex,
+                          ret_pem);
+    buf_free(&body);
+    return r;
 }

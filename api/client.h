@@ -29,6 +29,15 @@ struct api_client *api_client_new(const char *url, const char *key,
 void api_client_free(struct api_client *c);
 /* Total timeout of each request in seconds (default 30; 0 = none). */
 void api_client_set_timeout(struct api_client *c, long seconds);
+/* Accept only a server whose public key has this pin, "sha256//" and the
+ * base64 SHA-256 of its DER SubjectPublicKeyInfo (curl's
+ * CURLOPT_PINNEDPUBLICKEY), on top of the CA check. NULL or "": none. */
+void api_client_set_key_pin(struct api_client *c, const char *pin);
+/* From now on, record the key pin of the server each request reaches;
+ * api_client_seen_key_pin() gives the last one (owned by the client, NULL
+ * when none was seen). */
+void api_client_capture_key_pin(struct api_client *c);
+const char *api_client_seen_key_pin(const struct api_client *c);
 /* Replace the bearer key (NULL clears it). */
 void api_client_set_key(struct api_client *c, const char *key);
 
@@ -55,12 +64,24 @@ void api_reply_clear(struct api_reply *r);
  * Caller frees. */
 char *api_reply_describe(const struct api_reply *r);
 
-/* Fetch the server's CA bundle from `url` over TLS without trusting
- * anything, and accept it only if the SHA-256 (hex) of its first
- * certificate's DER equals `sha256_hex`. On success *ret_pem holds the PEM
- * (caller frees). -EPERM on mismatch, -EIO on transport failure. */
+/* Fetch the server's CA from `url` over TLS without trusting anything,
+ * and accept it as api_ca_accept() does. On success *ret_pem holds that
+ * one certificate, re-encoded (caller frees). -EPERM on a hash mismatch,
+ * -EBADMSG when the reply is not exactly one CA certificate, -EIO on
+ * transport failure. */
 int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem);
+/* Accept `len` bytes of a /v1/ca reply only when they hold exactly one
+ * PEM certificate (blanks around it, nothing else: no second block, no
+ * trailing data), that certificate is a CA, and the SHA-256 (hex) of its
+ * DER equals `sha256_hex`. *ret_pem gets our own PEM encoding of it, the
+ * only thing to trust afterwards (caller frees). 0, -EPERM (hash),
+ * -EBADMSG (shape), -EINVAL (arguments). */
+int api_ca_accept(const char *data, size_t len, const char *sha256_hex,
+                  char **ret_pem);
 
+/* The key pin ("sha256//<base64>") of the first certificate in a PEM
+ * string; NULL when it holds none. Caller frees. */
+char *api_cert_key_pin(const char *pem);
 /* SHA-256 (lower-case hex, caller frees) of the first certificate in a
  * PEM string; NULL when it holds none. */
 char *api_cert_fingerprint(const char *pem);

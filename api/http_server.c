@@ -323,42 +323,56 @@ void http_reply_header(struct http_request *r, const char *name,
     r->n_hdr++;
 }
 
-/* Parse "bytes=a-b", "bytes=a-" or "bytes=-n" against size. 0 ok, 1 no
- * range header, -1 unsatisfiable. */
-static int parse_range(const char *h, uint64_t size, uint64_t *off,
-                       uint64_t *len)
+/* Digits [p, end) as a uint64: false when empty, not all digits or past
+ * UINT64_MAX (strtoull would take signs and blanks, and saturate). */
+static bool parse_u64_digits(const char *p, const char *end, uint64_t *ret)
+{
+    uint64_t v = 0;
+    if (p == end)
+        return false;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *ret = v;
+    return true;
+}
+
+int http_parse_range(const char *h, uint64_t size, uint64_t *ret_off,
+                     uint64_t *ret_len)
 {
     if (!h)
         return 1;
-    if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+    if (strncmp(h, "bytes=", 6) != 0)
         return -1;
-    const char *p = h + 6, *dash = strchr(p, '-');
-    if (!dash)
+    const char *p = h + 6, *dash = strchr(p, '-'), *end = p + strlen(p);
+    if (!dash || size == 0)
         return -1;
-    char *end;
-    if (p == dash) { /* suffix */
-        unsigned long long n = strtoull(dash + 1, &end, 10);
-        if (*end || n == 0 || dash[1] == '\0')
+    uint64_t a, b;
+    if (p == dash) { /* suffix: the last b bytes, all of them if fewer */
+        if (!parse_u64_digits(dash + 1, end, &b) || b == 0)
             return -1;
-        if (n > size)
-            n = size;
-        *off = size - n;
-        *len = n;
-        return size ? 0 : -1;
+        if (b > size)
+            b = size;
+        *ret_off = size - b;
+        *ret_len = b;
+        return 0;
     }
-    unsigned long long a = strtoull(p, &end, 10);
-    if (end != dash || a >= size)
+    if (!parse_u64_digits(p, dash, &a) || a >= size)
         return -1;
-    unsigned long long b = size - 1;
-    if (dash[1]) {
-        b = strtoull(dash + 1, &end, 10);
-        if (*end || b < a)
+    b = size - 1;
+    if (dash + 1 < end) {
+        if (!parse_u64_digits(dash + 1, end, &b) || b < a)
             return -1;
         if (b >= size)
             b = size - 1;
     }
-    *off = a;
-    *len = b - a + 1;
+    *ret_off = a;
+    *ret_len = b - a + 1;
     return 0;
 }
 
@@ -366,7 +380,7 @@ void http_reply_file(struct http_request *r, const char *content_type,
                      int fd, uint64_t size)
 {
     uint64_t off = 0, len = size;
-    int pr = parse_range(http_req_header(r, "Range"), size, &off, &len);
+    int pr = http_parse_range(http_req_header(r, "Range"), size, &off, &len);
     if (pr < 0) {
         close(fd);
         _cleanup_free_ char *cr = xasprintf("bytes */%llu",
@@ -841,6 +855,8 @@ int http_server_start(const struct http_server_opts *o,
           (void *)o->tls_cert_pem },
         { o->tls_key_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,
           (void *)o->tls_key_pem },
+        { o->tls_cert_pem ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
+          (void *)HTTP_SERVER_TLS_PRIORITIES },
         { MHD_OPTION_END, 0, NULL },
     };
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,

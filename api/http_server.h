@@ -30,6 +30,14 @@ struct http_route {
     size_t max_body;     /* 0: the server's max_body */
 };
 
+/* The TLS the server speaks (a GnuTLS priority string): 1.2 and 1.3
+ * only, AEAD ciphers only (no CBC, no SHA-1 MACs), forward-secret ECDHE
+ * key exchange; the server's preference wins. */
+#define HTTP_SERVER_TLS_PRIORITIES                                           \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:"   \
+    "+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:"   \
+    "+ECDHE-RSA:%SERVER_PRECEDENCE"
+
 struct http_server_opts {
     const char *listen;       /* "127.0.0.1:8443", "[::1]:0", "0.0.0.0:8443" */
     const char *tls_cert_pem; /* NULL: plain HTTP */
@@ -108,6 +116,13 @@ void http_reply_reset(struct http_request *r);
  * Content-Range, or 416 when unsatisfiable. */
 void http_reply_file(struct http_request *r, const char *content_type,
                      int fd, uint64_t size);
+/* Parse a Range header value against a file of `size` bytes: one range,
+ * "bytes=a-b", "bytes=a-" or "bytes=-n", digits only, nothing that
+ * overflows 64 bits. 0 with the span in *ret_off and *ret_len, 1 when h
+ * is NULL (no range: the whole file), -1 when unsatisfiable or malformed
+ * (answer 416). */
+int http_parse_range(const char *h, uint64_t size, uint64_t *ret_off,
+                     uint64_t *ret_len);
 /* Bytes received by a sink so far. */
 uint64_t http_req_streamed(const struct http_request *r);
 bool http_req_answered(const struct http_request *r);

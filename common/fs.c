@@ -1,10 +1,12 @@
 /* File helpers. */
 #include "common/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int file_read(const char *path, size_t max, char **ret_data, size_t *ret_len)
 {
@@ -97,4 +99,53 @@ char *path_join_root(const char *root, const char *path)
     if (!root || !*root)
         return xstrdup(path);
     return xasprintf("%s%s", root, path);
+}
+
+/* dfd's directory 0700 and, below it, directories 0700 and files without
+ * group or other bits. Links are never followed (opened O_NOFOLLOW,
+ * changed with fchmodat on the entry itself). Consumes dfd. */
+static int make_private_at(int dfd)
+{
+    struct stat st;
+    if (fstat(dfd, &st) < 0 || ((st.st_mode & 07777) != 0700 &&
+                                fchmod(dfd, 0700) < 0)) {
+        int r = -errno;
+        close(dfd);
+        return r;
+    }
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int r = -errno;
+        close(dfd);
+        return r;
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (errno = 0, de = readdir(d))) {
+        const char *n = de->d_name;
+        if (streq(n, ".") || streq(n, ".."))
+            continue;
+        if (fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = errno == ENOENT ? 0 : -errno; /* gone meanwhile */
+        } else if (S_ISDIR(st.st_mode)) {
+            int fd = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                                        O_CLOEXEC);
+            r = fd < 0 ? -errno : make_private_at(fd);
+        } else if (S_ISREG(st.st_mode) && (st.st_mode & 077)) {
+            if (fchmodat(dfd, n, st.st_mode & 07700, 0) < 0)
+                r = -errno;
+        }
+    }
+    if (r == 0 && errno)
+        r = -errno;
+    closedir(d);
+    return r;
+}
+
+int fs_make_private(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return make_private_at(fd);
 }

@@ -13,5 +13,9 @@ int file_write_atomic(const char *path, const void *data, size_t len,
                       mode_t mode);
 /* Create a directory and its parents. 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);
+/* Make a directory tree its owner's alone: dir and every directory below
+ * it 0700, group and other bits off every regular file. Symbolic links
+ * are neither followed nor changed. 0 or -errno. */
+int fs_make_private(const char *dir);
 /* Join a root prefix and an absolute path ("" or NULL root = as is). */
 char *path_join_root(const char *root, const char *path);

@@ -83,7 +83,8 @@ static const struct config_opt options[] = {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: fog-controller init [--data-dir DIR] [--san NAME|IP]...\n"
+            "usage: fog-controller init [--data-dir DIR] [--san NAME|IP]... "
+            "[--ca-key-out PATH]\n"
             "       fog-controller serve [options]\n"
             "       fog-controller version\n\noptions (also as "
             "'name = value' lines in a file given with --config FILE):\n");
@@ -92,10 +93,17 @@ static void usage(FILE *out)
 
 static int cmd_init(struct app_settings *cfg, char **args, int nargs)
 {
-    /* Extra certificate names come as "--san X" pairs among the words. */
+    /* Extra certificate names come as "--san X" pairs among the words,
+     * the CA key's offline home as "--ca-key-out PATH". */
     char **sans = xcalloc((size_t)nargs + 1, sizeof(char *));
     size_t n_sans = 0;
+    const char *ca_key_out = NULL;
     for (int i = 0; i < nargs; i++) {
+        if (streq(args[i], "ca-key-out") && i + 1 < nargs && !ca_key_out &&
+            *args[i + 1]) {
+            ca_key_out = args[++i];
+            continue;
+        }
         if (!streq(args[i], "san") || i + 1 >= nargs) {
             fprintf(stderr, "fog-controller: unexpected argument '%s'\n", args[i]);
             free(sans);
@@ -103,24 +111,32 @@ static int cmd_init(struct app_settings *cfg, char **args, int nargs)
         }
         sans[n_sans++] = args[++i];
     }
+    struct stat st;
+    if (ca_key_out && lstat(ca_key_out, &st) == 0) {
+        fprintf(stderr, "fog-controller: '%s' exists: refusing to overwrite "
+                        "a key\n", ca_key_out);
+        free(sans);
+        return 1;
+    }
     int r = mkdir_p(cfg->data_dir, 0700);
+    if (r == 0)
+        r = fs_make_private(cfg->data_dir);
     if (r < 0) {
-        fprintf(stderr, "fog-controller: cannot create '%s': %s\n",
-                cfg->data_dir, strerror(-r));
+        fprintf(stderr, "fog-controller: cannot create '%s' or make it "
+                        "private: %s\n", cfg->data_dir, strerror(-r));
         free(sans);
         return 1;
     }
     _cleanup_free_ char *db = cfg->database ? xstrdup(cfg->database)
                                             : xasprintf("%s/fog.db", cfg->data_dir);
     _cleanup_free_ char *ca_path = xasprintf("%s/ca.pem", cfg->data_dir);
-    struct stat st;
     if (stat(ca_path, &st) == 0) {
         fprintf(stderr, "fog-controller: '%s' exists: already initialised\n",
                 ca_path);
         free(sans);
         return 1;
     }
-    r = pki_init(cfg->data_dir, sans, n_sans);
+    r = pki_init(cfg->data_dir, ca_key_out, sans, n_sans);
     free(sans);
     if (r < 0)
         return 1;
@@ -140,6 +156,9 @@ static int cmd_init(struct app_settings *cfg, char **args, int nargs)
     printf("initialised %s (schema version %u)\n", cfg->data_dir,
            schema_migration_count);
     printf("CA certificate: %s/ca.pem\n", cfg->data_dir);
+    if (ca_key_out)
+        printf("CA key (keep it offline; serving never needs it): %s\n",
+               ca_key_out);
     printf("admin key: %s\n", k.token);
     auth_key_clear(&k);
     return 0;
@@ -182,6 +201,14 @@ static int cmd_serve(struct app *a)
     if (catalog_import_policy(a, &policy, &why) < 0) {
         fprintf(stderr, "fog-controller: import-allow: %s\n", why);
         return 2;
+    }
+    /* Files an older version or an operator left readable by others
+     * (fog.db holds user data, server.key the TLS identity) are closed
+     * before anything is read or served. */
+    if ((r = fs_make_private(cfg->data_dir)) < 0) {
+        fprintf(stderr, "fog-controller: cannot make '%s' private (0700, "
+                        "files 0600): %s\n", cfg->data_dir, strerror(-r));
+        return 1;
     }
     if ((r = file_read(ca, 1 << 20, &a->ca_pem, NULL)) < 0 ||
         (r = file_read(crt, 1 << 20, &crt_pem, NULL)) < 0 ||
@@ -274,6 +301,9 @@ int main(int argc, char **argv)
     int nargs = 0, rc;
 
     log_set_ident("fog-controller");
+    /* Whatever the controller creates (fog.db and its WAL, keys, images)
+     * is for its own user only. */
+    umask(077);
     if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -283,10 +313,13 @@ int main(int argc, char **argv)
         return 0;
     }
     config_defaults(options, ARRAY_SIZE(options), &a.cfg);
-    /* "--san X" is an init-only list; turn it into words before parsing. */
+    /* "--san X" and "--ca-key-out PATH" are init-only; turn them into
+     * words before parsing. */
     for (int i = 2; i < argc; i++)
         if (streq(argv[i], "--san"))
             argv[i] = (char *)"san";
+        else if (streq(argv[i], "--ca-key-out"))
+            argv[i] = (char *)"ca-key-out";
     if (config_parse_args(options, ARRAY_SIZE(options), &a.cfg, argc, argv, 2,
                           &args, &nargs) < 0) {
         usage(stderr);

@@ -41,6 +41,7 @@ struct fetch_cache {
     char *dir;
     uint64_t budget;
     char *ca_file;
+    char *key_pin;
     char *auth_header;
     unsigned attempts;
     long stall_s;
@@ -102,6 +103,7 @@ struct fetch_cache *fetch_cache_new(const struct fetch_opts *o,
     c->dir = xstrdup(o->dir);
     c->budget = o->budget_bytes;
     c->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
+    c->key_pin = o->key_pin ? xstrdup(o->key_pin) : NULL;
     c->auth_header = o->bearer ? xasprintf("Authorization: Bearer %s",
                                            o->bearer)
                                : NULL;
@@ -133,6 +135,7 @@ void fetch_cache_free(struct fetch_cache *c)
         explicit_bzero(c->auth_header, strlen(c->auth_header));
     free(c->auth_header);
     free(c->ca_file);
+    free(c->key_pin);
     free(c->dir);
     free(c);
 }
@@ -531,6 +534,8 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         }
         if (c->ca_file)
             curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+        if (c->key_pin)
+            curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, c->key_pin);
         if (hdrs)
             curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
         if (c->policy) {

@@ -18,6 +18,8 @@ struct fetch_opts {
     const char *dir;          /* created if missing */
     uint64_t budget_bytes;    /* 0: no eviction */
     const char *ca_file;      /* PEM to verify https (NULL: system store) */
+    const char *key_pin;      /* "sha256//..." the server's key must have
+                                 (NULL: the CA check alone) */
     const char *bearer;       /* Authorization: Bearer ... (NULL: none) */
     uint64_t max_bytes;       /* largest download accepted when the size
                                  is not known in advance (0: no limit) */

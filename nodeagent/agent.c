@@ -145,6 +145,7 @@ static void *poller_main(void *arg)
     struct agent *a = arg;
     struct api_client *c = api_client_new(a->node.controller,
                                           a->node.credential, a->ca_path);
+    api_client_set_key_pin(c, a->node.key_pin);
     /* Longer than the controller's longest hold of a poll. */
     api_client_set_timeout(c, 330);
     _cleanup_free_ char *node_id = xstrdup(a->node.node_id);
@@ -518,6 +519,7 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
     _cleanup_free_ char *cache_dir = xasprintf("%s/cache", s->data_dir);
     _cleanup_free_ char *why = NULL;
     struct fetch_opts fo = { .dir = cache_dir, .ca_file = a->ca_path,
+                             .key_pin = a->node.key_pin,
                              .bearer = a->node.credential,
                              .budget_bytes = (uint64_t)s->cache_max_gib << 30,
                              .in_use = digest_in_use, .in_use_data = a };
@@ -615,6 +617,7 @@ int agent_run(const struct agent_settings *s)
 
     struct api_client *c = api_client_new(a.node.controller,
                                           a.node.credential, a.ca_path);
+    api_client_set_key_pin(c, a.node.key_pin);
     api_client_set_timeout(c, 20);
     json_t *doc = NULL;
     int64_t rev = -1, next_hb = mono_ms(), retry_at = 0;

@@ -82,12 +82,17 @@ int agent_join(const struct agent_settings *s)
                   "the token's: refusing it", url);
         return r;
     }
+    if (r == -EBADMSG) {
+        log_error("the controller at %s does not answer exactly one CA "
+                  "certificate at /v1/ca: refusing it", url);
+        return r;
+    }
     if (r < 0) {
         log_error("cannot fetch the CA from %s: %s", url, strerror(-r));
         return r;
     }
     _cleanup_free_ char *ca_path = node_state_ca_path(s->data_dir);
-    if ((r = file_write_atomic(ca_path, pem, strlen(pem), 0644)) < 0) {
+    if ((r = file_write_atomic(ca_path, pem, strlen(pem), 0600)) < 0) {
         log_error("cannot write '%s': %s", ca_path, strerror(-r));
         return r;
     }
@@ -116,9 +121,16 @@ int agent_join(const struct agent_settings *s)
     if (s->public_ip && *s->public_ip)
         json_object_set_new(body, "public_ip", json_string(s->public_ip));
 
+    /* The key of the controller that takes the token is pinned too: later
+     * connections need it on top of the CA, so a certificate the CA issues
+     * afterwards cannot stand in for the controller. */
     struct api_client *c = api_client_new(url, NULL, ca_path);
+    api_client_capture_key_pin(c);
     struct api_reply rep;
     r = api_request(c, "POST", "/v1/agent/register", body, NULL, &rep);
+    _cleanup_free_ char *key_pin = api_client_seen_key_pin(c) ?
+                                       xstrdup(api_client_seen_key_pin(c)) :
+                                       NULL;
     api_client_free(c);
     if (r < 0 || rep.status != 201) {
         _cleanup_free_ char *why = api_reply_describe(&rep);
@@ -126,6 +138,9 @@ int agent_join(const struct agent_settings *s)
         api_reply_clear(&rep);
         return r < 0 ? r : -EACCES;
     }
+    if (!key_pin && startswith(url, "https://"))
+        log_warn("the controller's key could not be read: this node trusts "
+                 "its CA alone");
     struct node_state st = {
         .controller = xstrdup(url),
         .node_id = xstrdup(json_str(rep.json, "node_id") ?
@@ -137,6 +152,7 @@ int agent_join(const struct agent_settings *s)
                        xstrdup(json_str(rep.json, "mesh_ip")) : NULL,
         .libvirt_uri = s->libvirt_uri ? xstrdup(s->libvirt_uri) : NULL,
         .heartbeat_s = json_int(rep.json, "heartbeat_s", 5),
+        .key_pin = TAKE_PTR(key_pin),
     };
     bool approved = json_bool(rep.json, "approved", false);
     api_reply_clear(&rep);

@@ -51,6 +51,7 @@ int node_state_load(const char *data_dir, struct node_state *ret)
         { "mesh_ip", JF_STRING, false, 0, 64, NULL },
         { "libvirt", JF_STRING, false, 1, 2048, NULL },
         { "heartbeat_s", JF_INT, false, 1, 3600, NULL },
+        { "controller_key_pin", JF_STRING, false, 8, 128, NULL },
     };
     struct jerr je = { 0 };
     if (!j) {
@@ -62,6 +63,12 @@ int node_state_load(const char *data_dir, struct node_state *ret)
         jerr_clear(&je);
         return -EINVAL;
     }
+    const char *pin = json_str(j, "controller_key_pin");
+    if (pin && !startswith(pin, "sha256//")) {
+        log_error("%s: controller_key_pin '%s' is not 'sha256//...'", path,
+                  pin);
+        return -EINVAL;
+    }
     *ret = (struct node_state){
         .controller = dup_opt(j, "controller"),
         .node_id = dup_opt(j, "node_id"),
@@ -70,7 +77,9 @@ int node_state_load(const char *data_dir, struct node_state *ret)
         .mesh_ip = dup_opt(j, "mesh_ip"),
         .libvirt_uri = dup_opt(j, "libvirt"),
         .heartbeat_s = json_int(j, "heartbeat_s", 5),
+        .key_pin = dup_opt(j, "controller_key_pin"),
     };
+
     return 0;
 }
 
@@ -78,10 +87,11 @@ int node_state_save(const char *data_dir, const struct node_state *st)
 {
     _cleanup_free_ char *path = state_path(data_dir);
     _cleanup_json_ json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s?, s:s?, s:I}", "controller", st->controller,
-        "node_id", st->node_id, "credential", st->credential, "name", st->name,
-        "mesh_ip", st->mesh_ip, "libvirt", st->libvirt_uri, "heartbeat_s",
-        (json_int_t)st->heartbeat_s);
+        "{s:s, s:s, s:s, s:s, s:s?, s:s?, s:I, s:s?}", "controller",
+        st->controller, "node_id", st->node_id, "credential", st->credential,
+        "name", st->name, "mesh_ip", st->mesh_ip, "libvirt", st->libvirt_uri,
+        "heartbeat_s", (json_int_t)st->heartbeat_s, "controller_key_pin",
+        st->key_pin);
     if (!j)
         return -EINVAL;
     _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2));
@@ -98,5 +108,6 @@ void node_state_clear(struct node_state *st)
     free(st->name);
     free(st->mesh_ip);
     free(st->libvirt_uri);
+    free(st->key_pin);
     *st = (struct node_state){ 0 };
 }

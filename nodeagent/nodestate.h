@@ -12,6 +12,9 @@ struct node_state {
     char *name;
     char *mesh_ip;      /* may be NULL */
     char *libvirt_uri;  /* URI given at join; may be NULL */
+    char *key_pin;      /* "sha256//..." of the controller's key seen at
+                           join, required on every connection; NULL for
+                           nodes joined before pins (the CA check alone) */
     int64_t heartbeat_s;
 };
 

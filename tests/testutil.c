@@ -256,12 +256,22 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
 
 void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args)
 {
+    tu_ctl_start_init(c, NULL, extra_args);
+}
+
+void tu_ctl_start_init(struct tu_ctl *c, const char *const *init_args,
+                       const char *const *extra_args)
+{
     memset(c, 0, sizeof(*c));
     c->dir = tu_tempdir("ctl");
     c->ca = xasprintf("%s/ca.pem", c->dir);
     c->log = xasprintf("%s/controller.log", c->dir);
     _cleanup_free_ char *bin = tu_bin("fog-controller");
-    char *argv[] = { bin, (char *)"init", (char *)"--data-dir", c->dir, NULL };
+    char *argv[16] = { bin, (char *)"init", (char *)"--data-dir", c->dir };
+    int na = 4;
+    for (const char *const *e = init_args; e && *e && na < 15; e++)
+        argv[na++] = (char *)*e;
+    argv[na] = NULL;
     int st;
     _cleanup_free_ char *out = tu_run(argv, &st);
     char *k = strstr(out, "admin key: ");

@@ -67,6 +67,10 @@ struct tu_ctl {
  * limits off) so a test can turn them on.
  * Aborts the test binary on failure. */
 void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args);
+/* tu_ctl_start with extra arguments for `init` too (NULL-terminated, may
+ * be NULL). */
+void tu_ctl_start_init(struct tu_ctl *c, const char *const *init_args,
+                       const char *const *extra_args);
 /* Restart `serve` on the same data dir and port (after tu_ctl_stop). */
 void tu_ctl_restart(struct tu_ctl *c);
 /* SIGTERM (or sig) and reap; the data dir stays. */

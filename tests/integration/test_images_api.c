@@ -155,6 +155,11 @@ static void good_qcow2_upload_is_ready_and_served_with_ranges(void **state)
     assert_int_equal(raw.len, 10);
     assert_memory_equal(raw.body, img + 5 * CS, 10);
     tu_resp_clear(&raw);
+    /* A suffix of 2^64 bytes once wrapped around to the whole file. */
+    json_decref(call("GET", path, alice_key, NULL, 0, NULL,
+                     "Range: bytes=-18446744073709551616", &st, &raw));
+    assert_int_equal(st, 416);
+    tu_resp_clear(&raw);
     json_decref(call("GET", path, alice_key, NULL, 0, NULL, NULL, &st, &raw));
     assert_int_equal(st, 200);
     assert_int_equal(raw.len, len);

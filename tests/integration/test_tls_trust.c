@@ -1,0 +1,550 @@
+/* The controller's trust surface over real TLS: a join pins exactly one CA
+ * (a fake controller appending its own CA never gets the join token), the
+ * server speaks only TLS 1.2+ with AEAD suites, every file in the data dir
+ * is the controller's alone, and `init --ca-key-out` keeps the CA key out
+ * of it while nodes still join and work. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "api/client.h"
+#include "api/http_server.h"
+#include "api/jointoken.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "controller/pki.h"
+#include "tests/testutil.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *tmp, *root_dir, *agent_bin;
+
+/* A fake host for the agent's inventory: 2 CPUs, 4 GiB, no /dev/kvm. */
+static void put(const char *rel, const char *text)
+{
+    _cleanup_free_ char *p = xasprintf("%s/%s", root_dir, rel);
+    _cleanup_free_ char *d = xstrdup(p);
+    *strrchr(d, '/') = '\0';
+    assert_int_equal(mkdir_p(d, 0755), 0);
+    assert_int_equal(file_write_atomic(p, text, strlen(text), 0644), 0);
+}
+
+static int setup(void **state)
+{
+    tmp = tu_tempdir("tlstrust");
+    root_dir = xasprintf("%s/root", tmp);
+    agent_bin = tu_bin("fog-nodeagent");
+    put("proc/cpuinfo", "processor\t: 0\nmodel name\t: Fake\n\n"
+                        "processor\t: 1\nmodel name\t: Fake\n\n");
+    put("proc/meminfo", "MemTotal:        4194304 kB\n");
+    put("sys/devices/system/cpu/online", "0-1\n");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tu_rmrf(tmp);
+    free(tmp);
+    free(root_dir);
+    free(agent_bin);
+    return 0;
+}
+
+static char *read_text(const char *path)
+{
+    char *text = NULL;
+    assert_int_equal(file_read(path, 1 << 20, &text, NULL), 0);
+    return text;
+}
+
+/* Run `fog-nodeagent join` against url with token into a new data dir
+ * DIR/NAME: its exit status. */
+static int agent_join(const char *url, const char *token, const char *dir,
+                      const char *name)
+{
+    char *argv[] = { agent_bin, "join", "--controller", (char *)url,
+                     "--token", (char *)token, "--data-dir", (char *)dir,
+                     "--root", root_dir, "--name", (char *)name,
+                     "--libvirt", "test:///default", NULL };
+    int st;
+    _cleanup_free_ char *out = tu_run(argv, &st);
+    return st;
+}
+
+/* ---- a fake controller: our own server with its own CA ---- */
+
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static char *cert_sha256(const char *pem)
+{
+    char fp[65];
+    assert_int_equal(pki_fingerprint(pem, fp), 0);
+    return xstrdup(fp);
+}
+
+static char *token_for(const char *ca_sha256)
+{
+    uint8_t secret[16];
+    char hex[33];
+    random_bytes(secret, sizeof(secret));
+    hex_encode(secret, sizeof(secret), hex);
+    return jointoken_format(hex, ca_sha256);
+}
+
+static const char *fake_ca_reply;
+static int fake_registers;
+
+static void fake_ca(struct http_request *r, void *app)
+{
+    http_reply_text(r, 200, "application/x-pem-file", xstrdup(fake_ca_reply),
+                    strlen(fake_ca_reply));
+}
+
+static void fake_register(struct http_request *r, void *app)
+{
+    __atomic_add_fetch(&fake_registers, 1, __ATOMIC_SEQ_CST);
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    http_reply_json(r, 201, json_pack("{s:s, s:s, s:b}", "node_id", id,
+                                      "credential", "fake", "approved", 0));
+}
+
+static const struct http_route fake_routes[] = {
+    { "GET", "/v1/ca", fake_ca, 0, NULL, 0 },
+    { "POST", "/v1/agent/register", fake_register, 0, NULL, 0 },
+};
+
+static void join_pins_exactly_one_ca_certificate(void **state)
+{
+    _cleanup_free_ char *real = xasprintf("%s/real", tmp);
+    _cleanup_free_ char *fake = xasprintf("%s/fake", tmp);
+    assert_int_equal(mkdir_p(real, 0700), 0);
+    assert_int_equal(mkdir_p(fake, 0700), 0);
+    assert_int_equal(pki_init(real, NULL, NULL, 0), 0);
+    assert_int_equal(pki_init(fake, NULL, NULL, 0), 0);
+    _cleanup_free_ char *real_ca_path = xasprintf("%s/ca.pem", real);
+    _cleanup_free_ char *fake_ca_path = xasprintf("%s/ca.pem", fake);
+    _cleanup_free_ char *srv_path = xasprintf("%s/server.pem", fake);
+    _cleanup_free_ char *key_path = xasprintf("%s/server.key", fake);
+    _cleanup_free_ char *real_ca = read_text(real_ca_path);
+    _cleanup_free_ char *fake_ca = read_text(fake_ca_path);
+    _cleanup_free_ char *srv_pem = read_text(srv_path);
+    _cleanup_free_ char *srv_key = read_text(key_path);
+
+    struct http_server_opts o = {
+        .listen = "127.0.0.1:0",
+        .tls_cert_pem = srv_pem,
+        .tls_key_pem = srv_key,
+        .routes = fake_routes,
+        .n_routes = ARRAY_SIZE(fake_routes),
+        .max_body = 1 << 20,
+        .threads = 1,
+    };
+    struct http_server *srv;
+    assert_int_equal(http_server_start(&o, &srv), 0);
+    _cleanup_free_ char *url =
+        xasprintf("https://127.0.0.1:%d", http_server_port(srv));
+    _cleanup_free_ char *real_fp = cert_sha256(real_ca);
+    _cleanup_free_ char *fake_fp = cert_sha256(fake_ca);
+    _cleanup_free_ char *real_tok = token_for(real_fp);
+    _cleanup_free_ char *fake_tok = token_for(fake_fp);
+
+    /* The attack: the real CA (its hash passes the pin) followed by the
+     * fake's own CA, which signed the fake's server certificate. Then the
+     * same with trailing bytes, in the other order, and the fake's CA
+     * twice under its own pin: none is exactly one pinned certificate. */
+    struct {
+        char *reply;
+        const char *token;
+    } bad[] = {
+        { xasprintf("%s%s", real_ca, fake_ca), real_tok },
+        { xasprintf("%s\n%s", real_ca, fake_ca), real_tok },
+        { xasprintf("%sjunk\n", real_ca), real_tok },
+        { xasprintf("%s%s", fake_ca, real_ca), real_tok },
+        { xasprintf("%s%s", fake_ca, fake_ca), fake_tok },
+        { xasprintf("%s-----BEGIN PRIVATE KEY-----\n", fake_ca), fake_tok },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char *pem = NULL;
+        const char *pin = bad[i].token == real_tok ? real_fp : fake_fp;
+        assert_int_equal(api_ca_accept(bad[i].reply, strlen(bad[i].reply),
+                                       pin, &pem), -EBADMSG);
+        assert_null(pem);
+        fake_ca_reply = bad[i].reply;
+        _cleanup_free_ char *dir = xasprintf("%s/bad%zu", tmp, i);
+        _cleanup_free_ char *name = xasprintf("bad-%zu", i);
+        if (agent_join(url, bad[i].token, dir, name) == 0)
+            fail_msg("case %zu: join succeeded", i);
+        if (__atomic_load_n(&fake_registers, __ATOMIC_SEQ_CST) != 0)
+            fail_msg("case %zu: the fake controller got the join token", i);
+        _cleanup_free_ char *node = xasprintf("%s/node.json", dir);
+        assert_int_not_equal(access(node, F_OK), 0);
+        free(bad[i].reply);
+    }
+
+    /* One certificate, but not the pinned one, or not a CA; a NUL. */
+    char *pem = NULL;
+    assert_int_equal(api_ca_accept(fake_ca, strlen(fake_ca), real_fp, &pem),
+                     -EPERM);
+    _cleanup_free_ char *srv_fp = cert_sha256(srv_pem);
+    assert_int_equal(api_ca_accept(srv_pem, strlen(srv_pem), srv_fp, &pem),
+                     -EBADMSG);
+    assert_int_equal(api_ca_accept(fake_ca, strlen(fake_ca) + 1, fake_fp, &pem),
+                     -EBADMSG);
+    assert_null(pem);
+
+    /* The control: the fake's own CA alone under its own pin is what an
+     * honest controller serves, and that join reaches the register call,
+     * so the refusals above were the pin's doing. The trust anchor the
+     * node keeps is that one certificate, private to it. */
+    fake_ca_reply = fake_ca;
+    _cleanup_free_ char *ok_dir = xasprintf("%s/good", tmp);
+    assert_int_equal(agent_join(url, fake_tok, ok_dir, "good"), 0);
+    assert_int_equal(__atomic_load_n(&fake_registers, __ATOMIC_SEQ_CST), 1);
+    _cleanup_free_ char *kept_path = xasprintf("%s/ca.pem", ok_dir);
+    _cleanup_free_ char *kept = read_text(kept_path);
+    _cleanup_free_ char *kept_fp = cert_sha256(kept);
+    assert_string_equal(kept_fp, fake_fp);
+    assert_int_equal(count_of(kept, "-----BEGIN"), 1);
+    struct stat st;
+    assert_int_equal(stat(kept_path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    http_server_stop(srv, 0);
+}
+
+/* ---- TLS versions and suites ---- */
+
+struct hs {
+    int rc;              /* gnutls_handshake's result */
+    gnutls_protocol_t version;
+    gnutls_cipher_algorithm_t cipher;
+};
+
+/* One TLS handshake with 127.0.0.1:port offering only `priority` (the
+ * server's certificate is not checked: this is about what it accepts). */
+static struct hs handshake(int port, const char *priority)
+{
+    struct hs out = { .rc = GNUTLS_E_INTERNAL_ERROR };
+    gnutls_certificate_credentials_t cred;
+    gnutls_session_t s;
+    assert_int_equal(gnutls_certificate_allocate_credentials(&cred), 0);
+    assert_int_equal(gnutls_init(&s, GNUTLS_CLIENT), 0);
+    const char *err = NULL;
+    if (gnutls_priority_set_direct(s, priority, &err) < 0)
+        fail_msg("client priority '%s' refused at '%s'", priority, err);
+    assert_int_equal(gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    gnutls_transport_set_int(s, fd);
+    gnutls_handshake_set_timeout(s, 30000);
+    do
+        out.rc = gnutls_handshake(s);
+    while (out.rc < 0 && !gnutls_error_is_fatal(out.rc));
+    if (out.rc == 0) {
+        out.version = gnutls_protocol_get_version(s);
+        out.cipher = gnutls_cipher_get(s);
+        gnutls_bye(s, GNUTLS_SHUT_WR);
+    }
+    close(fd);
+    gnutls_deinit(s);
+    gnutls_certificate_free_credentials(cred);
+    return out;
+}
+
+static void server_speaks_tls12_and_13_with_aead_suites_only(void **state)
+{
+    struct tu_ctl ctl;
+    tu_ctl_start(&ctl, NULL);
+    static const char *const refused[] = {
+        "NORMAL:-VERS-ALL:+VERS-TLS1.0",
+        "NORMAL:-VERS-ALL:+VERS-TLS1.1",
+        /* TLS 1.2, but only CBC suites with SHA-1 and SHA-2 MACs */
+        "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:"
+        "+AES-256-CBC:-MAC-ALL:+SHA1:+SHA256:+SHA384",
+        /* TLS 1.2, only RSA key transport (no forward secrecy) */
+        "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+        struct hs h = handshake(ctl.port, refused[i]);
+        if (h.rc == 0)
+            fail_msg("'%s' was accepted: %s, %s", refused[i],
+                     gnutls_protocol_get_name(h.version),
+                     gnutls_cipher_get_name(h.cipher));
+    }
+    struct hs h = handshake(ctl.port, "NORMAL:-VERS-ALL:+VERS-TLS1.2:"
+                                      "-CIPHER-ALL:+AES-128-GCM");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.version, GNUTLS_TLS1_2);
+    assert_int_equal(h.cipher, GNUTLS_CIPHER_AES_128_GCM);
+    h = handshake(ctl.port, "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:"
+                            "+CHACHA20-POLY1305");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.cipher, GNUTLS_CIPHER_CHACHA20_POLY1305);
+    h = handshake(ctl.port, "NORMAL:-VERS-ALL:+VERS-TLS1.3");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.version, GNUTLS_TLS1_3);
+    /* A default client gets the newest. */
+    h = handshake(ctl.port, "NORMAL");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.version, GNUTLS_TLS1_3);
+    tu_ctl_destroy(&ctl);
+}
+
+/* ---- the data directory ---- */
+
+/* Every directory under (and with) dir 0700, every file without group or
+ * other bits; names of offenders printed. The number of files seen. */
+static int assert_private_tree(const char *dir)
+{
+    struct stat st;
+    assert_int_equal(lstat(dir, &st), 0);
+    if ((st.st_mode & 0777) != 0700)
+        fail_msg("directory '%s' is %03o", dir, st.st_mode & 0777);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int files = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+            continue;
+        _cleanup_free_ char *p = xasprintf("%s/%s", dir, de->d_name);
+        assert_int_equal(lstat(p, &st), 0);
+        if (S_ISDIR(st.st_mode)) {
+            files += assert_private_tree(p);
+        } else {
+            if (st.st_mode & 0077)
+                fail_msg("'%s' is %03o", p, st.st_mode & 0777);
+            files++;
+        }
+    }
+    closedir(d);
+    return files;
+}
+
+static void assert_mode(const char *dir, const char *name, mode_t want)
+{
+    _cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
+    struct stat st;
+    if (stat(p, &st) < 0)
+        fail_msg("'%s': %s", p, strerror(errno));
+    if ((st.st_mode & 0777) != want)
+        fail_msg("'%s' is %03o, want %03o", p, st.st_mode & 0777, want);
+}
+
+static void data_dir_files_are_the_controllers_alone(void **state)
+{
+    /* init into a directory an operator made world-readable */
+    _cleanup_free_ char *dir = xasprintf("%s/predone", tmp);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    _cleanup_free_ char *bin = tu_bin("fog-controller");
+    char *init[] = { bin, "init", "--data-dir", dir, NULL };
+    int st;
+    free(tu_run(init, &st));
+    assert_int_equal(st, 0);
+    assert_private_tree(dir);
+    static const char *const made[] = { "fog.db", "ca.pem", "ca.key",
+                                        "server.pem", "server.key" };
+    for (size_t i = 0; i < ARRAY_SIZE(made); i++)
+        assert_mode(dir, made[i], 0600);
+
+    /* A data dir an older version left open is closed at serve, and
+     * what serving writes (the WAL, images) stays closed. */
+    struct tu_ctl ctl;
+    tu_ctl_start(&ctl, NULL);
+    tu_ctl_stop(&ctl, SIGTERM);
+    _cleanup_free_ char *imgs = xasprintf("%s/images", ctl.dir);
+    assert_int_equal(mkdir_p(imgs, 0755), 0);
+    _cleanup_free_ char *stray = xasprintf("%s/old-notes", imgs);
+    assert_int_equal(file_write_atomic(stray, "x", 1, 0644), 0);
+    assert_int_equal(chmod(ctl.dir, 0755), 0);
+    assert_int_equal(chmod(imgs, 0755), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(made); i++) {
+        _cleanup_free_ char *p = xasprintf("%s/%s", ctl.dir, made[i]);
+        assert_int_equal(chmod(p, 0644), 0);
+    }
+    tu_ctl_restart(&ctl);
+    long code;
+    json_decref(tu_api(&ctl, ctl.admin_key, "POST", "/v1/accounts",
+                       "{\"name\":\"bob\",\"role\":\"tenant\"}", &code));
+    assert_int_equal(code, 201);
+    json_decref(tu_api(&ctl, ctl.admin_key, "POST", "/v1/join-tokens", "{}",
+                       &code));
+    assert_int_equal(code, 201);
+    json_auto_t *img = tu_api(&ctl, ctl.admin_key, "POST", "/v1/images",
+                              "{\"name\":\"blank\"}", &code);
+    assert_int_equal(code, 201);
+    /* The WAL and its index exist while the controller holds the db. */
+    assert_mode(ctl.dir, "fog.db-wal", 0600);
+    assert_mode(ctl.dir, "fog.db-shm", 0600);
+    for (size_t i = 0; i < ARRAY_SIZE(made); i++)
+        assert_mode(ctl.dir, made[i], 0600);
+    assert_true(assert_private_tree(ctl.dir) >= 8);
+    tu_ctl_destroy(&ctl);
+}
+
+/* ---- the CA key offline ---- */
+
+/* True when the private key in key_pem is the one of certificate crt_pem. */
+static bool key_matches_cert(const char *key_pem, const char *crt_pem)
+{
+    gnutls_x509_privkey_t k;
+    gnutls_x509_crt_t c;
+    gnutls_datum_t kd = { (unsigned char *)key_pem, (unsigned)strlen(key_pem) };
+    gnutls_datum_t cd = { (unsigned char *)crt_pem, (unsigned)strlen(crt_pem) };
+    uint8_t kid[64], cid[64];
+    size_t klen = sizeof(kid), clen = sizeof(cid);
+    assert_int_equal(gnutls_x509_privkey_init(&k), 0);
+    assert_int_equal(gnutls_x509_crt_init(&c), 0);
+    bool ok = gnutls_x509_privkey_import(k, &kd, GNUTLS_X509_FMT_PEM) == 0 &&
+              gnutls_x509_crt_import(c, &cd, GNUTLS_X509_FMT_PEM) == 0 &&
+              gnutls_x509_privkey_get_key_id(k, 0, kid, &klen) == 0 &&
+              gnutls_x509_crt_get_key_id(c, 0, cid, &clen) == 0 &&
+              klen == clen && memcmp(kid, cid, klen) == 0;
+    gnutls_x509_privkey_deinit(k);
+    gnutls_x509_crt_deinit(c);
+    return ok;
+}
+
+static bool node_online(const char *log_text, void *ctl)
+{
+    long code;
+    json_auto_t *n = tu_api(ctl, ((struct tu_ctl *)ctl)->admin_key, "GET",
+                            "/v1/nodes/offline-ca", NULL, &code);
+    return code == 200 && streq(json_str(n, "state"), "online");
+}
+
+static bool log_says_pin_refused(const char *log_text, void *unused)
+{
+    return log_text && strstr(log_text, "pinned public key");
+}
+
+/* Run the agent (argv, output to log) until cond(its log so far, arg)
+ * holds, then stop it; fail with the log when that never happens. */
+static void run_agent_until(char *const argv[], const char *log,
+                            bool (*cond)(const char *, void *), void *arg,
+                            const char *what)
+{
+    pid_t agent = tu_spawn(argv, log);
+    assert_true(agent > 0);
+    bool ok = false;
+    for (int64_t end = mono_ms() + 60000; !ok && mono_ms() < end;) {
+        _cleanup_free_ char *text = NULL;
+        file_read(log, 1 << 20, &text, NULL);
+        ok = cond(text, arg);
+        if (!ok)
+            usleep(100000);
+    }
+    tu_kill(agent, SIGTERM);
+    if (!ok) {
+        _cleanup_free_ char *text = NULL;
+        file_read(log, 1 << 20, &text, NULL);
+        fail_msg("not so: %s; agent log:\n%s", what, text);
+    }
+}
+
+static void ca_key_kept_offline_and_nodes_still_join(void **state)
+{
+    _cleanup_free_ char *vault = xasprintf("%s/vault", tmp);
+    assert_int_equal(mkdir_p(vault, 0700), 0);
+    _cleanup_free_ char *key_out = xasprintf("%s/ca.key", vault);
+    const char *const init_args[] = { "--ca-key-out", key_out, NULL };
+    static const char *const serve_args[] = { "--heartbeat", "1", NULL };
+    struct tu_ctl ctl;
+    tu_ctl_start_init(&ctl, init_args, serve_args);
+
+    /* The key went where it was told, private, and is the CA's. */
+    _cleanup_free_ char *online = xasprintf("%s/ca.key", ctl.dir);
+    assert_int_not_equal(access(online, F_OK), 0);
+    assert_mode(vault, "ca.key", 0600);
+    _cleanup_free_ char *key = read_text(key_out);
+    _cleanup_free_ char *ca = read_text(ctl.ca);
+    assert_true(key_matches_cert(key, ca));
+    /* init refuses to overwrite a key somewhere else too */
+    _cleanup_free_ char *bin = tu_bin("fog-controller");
+    _cleanup_free_ char *dir2 = xasprintf("%s/second", tmp);
+    char *again[] = { bin, "init", "--data-dir", dir2, "--ca-key-out",
+                      key_out, NULL };
+    int st;
+    free(tu_run(again, &st));
+    assert_int_not_equal(st, 0);
+    _cleanup_free_ char *key_after = read_text(key_out);
+    assert_string_equal(key_after, key);
+
+    /* A node joins the controller that has no CA key and reports in. */
+    long code;
+    json_auto_t *t = tu_api(&ctl, ctl.admin_key, "POST", "/v1/join-tokens",
+                            "{}", &code);
+    assert_int_equal(code, 201);
+    _cleanup_free_ char *node_dir = xasprintf("%s/node", tmp);
+    _cleanup_free_ char *img_dir = xasprintf("%s/node-images", tmp);
+    assert_int_equal(agent_join(ctl.url, json_str(t, "token"), node_dir,
+                                "offline-ca"),
+                     0);
+    json_decref(tu_api(&ctl, ctl.admin_key, "POST",
+                       "/v1/nodes/offline-ca/approve", NULL, &code));
+    assert_int_equal(code, 200);
+    _cleanup_free_ char *log = xasprintf("%s/agent.log", tmp);
+    char *run[] = { agent_bin, "run", "--data-dir", node_dir, "--image-dir",
+                    img_dir, "--root", root_dir, "--libvirt",
+                    "test:///default", "--network", "none", NULL };
+    run_agent_until(run, log, node_online, &ctl, "the node came online");
+
+    /* The node pinned the key of the controller it joined ... */
+    _cleanup_free_ char *srv_path = xasprintf("%s/server.pem", ctl.dir);
+    _cleanup_free_ char *srv_pem = read_text(srv_path);
+    _cleanup_free_ char *pin = api_cert_key_pin(srv_pem);
+    assert_non_null(pin);
+    _cleanup_free_ char *state_path = xasprintf("%s/node.json", node_dir);
+    json_auto_t *node_state = json_load_file(state_path, 0, NULL);
+    assert_non_null(json_str(node_state, "controller_key_pin"));
+    assert_string_equal(json_str(node_state, "controller_key_pin"), pin);
+
+    /* ... so a new certificate from the same CA with another key, good
+     * for any client that trusts the CA alone, does not pass for the
+     * controller it joined. */
+    tu_ctl_stop(&ctl, SIGTERM);
+    assert_int_equal(pki_issue_server(ctl.dir, key_out, NULL, 0), 0);
+    tu_ctl_restart(&ctl);
+    json_decref(tu_api(&ctl, NULL, "GET", "/healthz", NULL, &code));
+    assert_int_equal(code, 200);
+    _cleanup_free_ char *log2 = xasprintf("%s/agent2.log", tmp);
+    run_agent_until(run, log2, log_says_pin_refused, NULL,
+                    "the agent refused the new key");
+    tu_ctl_destroy(&ctl);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(join_pins_exactly_one_ca_certificate),
+        cmocka_unit_test(server_speaks_tls12_and_13_with_aead_suites_only),
+        cmocka_unit_test(data_dir_files_are_the_controllers_alone),
+        cmocka_unit_test(ca_key_kept_offline_and_nodes_still_join),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
