@@ -133,6 +133,18 @@ int store_tx_begin(struct store *s)
     return 0;
 }
 
+int store_tx_begin_read(struct store *s)
+{
+    int r = store_tx_begin(s);
+    if (r < 0 || !s->ops->snapshot_sql)
+        return r;
+    if (s->ops->exec_plain(s->conn, s->ops->snapshot_sql) < 0) {
+        store_tx_rollback(s);
+        return -EIO;
+    }
+    return 0;
+}
+
 int store_tx_commit(struct store *s)
 {
     int r = s->ops->exec_plain(s->conn, "COMMIT");

@@ -35,6 +35,9 @@ void store_notify_node(struct store *s, const char *node_id);
 int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
 
 int store_tx_begin(struct store *s);
+/* A transaction that only reads, seeing one consistent snapshot of the
+ * store (REPEATABLE READ on PostgreSQL); end it with store_tx_rollback(). */
+int store_tx_begin_read(struct store *s);
 int store_tx_commit(struct store *s);
 void store_tx_rollback(struct store *s);
 

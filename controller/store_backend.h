@@ -26,6 +26,9 @@ struct store_ops {
     int (*exec)(void *conn, const char *sql, const struct store_arg *args,
                 size_t n, json_t **ret_rows);
     const char *begin_sql;
+    /* Run after begin_sql for a read-only snapshot (NULL: begin_sql's
+     * transaction already sees one). */
+    const char *snapshot_sql;
     /* Leadership among controller replicas: true when this connection
      * holds (or just took) the lock; a single sqlite controller always
      * leads. */

@@ -201,4 +201,5 @@ const struct store_ops store_pg_ops = {
     .exec_plain = pg_exec_plain,
     .exec = pg_exec,
     .begin_sql = "BEGIN",
+    .snapshot_sql = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
 };

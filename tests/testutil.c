@@ -2,6 +2,7 @@
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
 #include "common/fs.h"
+#include "common/jsonutil.h"
 #include "netfabric/link.h"
 #include "netfabric/wg_uapi.h"
 
@@ -394,6 +395,23 @@ json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
     if (ret_status)
         *ret_status = st;
     return j;
+}
+
+char *tu_api_field(const struct tu_ctl *ctl, const char *key,
+                   const char *method, const char *path, const char *body,
+                   long want, const char *field)
+{
+    long st;
+    json_t *j = tu_api(ctl, key, method, path, body, &st);
+    if (st != want) {
+        fprintf(stderr, "%s %s: status %ld, want %ld\n", method, path, st,
+                want);
+        abort();
+    }
+    char *v = field ? xstrdup(json_str(j, field) ? json_str(j, field) : "")
+                    : NULL;
+    json_decref(j);
+    return v;
 }
 
 /* ---- raw HTTPS --------------------------------------------------------- */

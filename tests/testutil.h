@@ -95,6 +95,13 @@ char *tu_field(const char *text, const char *label);
 json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
                const char *path, const char *body, long *ret_status);
 
+/* tu_api that must answer status `want` (else it prints and aborts);
+ * the answer's string member `field` ("" when absent; caller frees), or
+ * NULL when field is NULL. */
+char *tu_api_field(const struct tu_ctl *ctl, const char *key,
+                   const char *method, const char *path, const char *body,
+                   long want, const char *field);
+
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {
     long status;

@@ -34,11 +34,7 @@ static int agent_runs;
 static char *api_field(const char *key, const char *method, const char *path,
                        const char *body, long want, const char *field)
 {
-    long st;
-    json_auto_t *j = tu_api(&ctl, key, method, path, body, &st);
-    if (st != want)
-        fail_msg("%s %s: status %ld, want %ld", method, path, st, want);
-    return field ? xstrdup(json_str(j, field) ? json_str(j, field) : "") : NULL;
+    return tu_api_field(&ctl, key, method, path, body, want, field);
 }
 
 /* Run fogctl as the tenant; its stdout (caller frees), exit status 0
