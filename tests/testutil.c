@@ -236,7 +236,8 @@ uint8_t *tu_qcow2(uint64_t vsize, size_t *ret_len)
 static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
 {
     char port[16];
-    snprintf(port, sizeof(port), "127.0.0.1:%d", c->port);
+    snprintf(port, sizeof(port), "%s:%d", c->any_addr ? "0.0.0.0" :
+                                                         "127.0.0.1", c->port);
     _cleanup_free_ char *bin = tu_bin("fog-controller");
     /* Balance limits are off unless a test turns them on (--grace N):
      * most tests are not about billing. */
@@ -253,14 +254,17 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
     }
 }
 
-void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args)
+static void ctl_start(struct tu_ctl *c, const char *addr,
+                      const char *const *extra_args)
 {
     memset(c, 0, sizeof(*c));
+    c->any_addr = addr != NULL;
     c->dir = tu_tempdir("ctl");
     c->ca = xasprintf("%s/ca.pem", c->dir);
     c->log = xasprintf("%s/controller.log", c->dir);
     _cleanup_free_ char *bin = tu_bin("fog-controller");
-    char *argv[] = { bin, (char *)"init", (char *)"--data-dir", c->dir, NULL };
+    char *argv[] = { bin, (char *)"init", (char *)"--data-dir", c->dir,
+                     addr ? (char *)"--san" : NULL, (char *)addr, NULL };
     int st;
     _cleanup_free_ char *out = tu_run(argv, &st);
     char *k = strstr(out, "admin key: ");
@@ -274,6 +278,17 @@ void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args)
     c->url = xasprintf("https://127.0.0.1:%d", c->port);
     c->extra = extra_args;
     ctl_spawn(c, extra_args);
+}
+
+void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args)
+{
+    ctl_start(c, NULL, extra_args);
+}
+
+void tu_ctl_start_on(struct tu_ctl *c, const char *addr,
+                     const char *const *extra_args)
+{
+    ctl_start(c, addr, extra_args);
 }
 
 void tu_ctl_restart(struct tu_ctl *c) { ctl_spawn(c, c->extra); }

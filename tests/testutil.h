@@ -60,6 +60,7 @@ struct tu_ctl {
     int port;
     pid_t pid;
     const char *const *extra; /* serve's extra arguments (caller's array) */
+    bool any_addr;  /* listen on 0.0.0.0 (tu_ctl_start_on) */
 };
 /* fog-controller init + serve on a free port; waits until it answers.
  * extra_args (NULL-terminated, may be NULL; must outlive the controller,
@@ -67,6 +68,12 @@ struct tu_ctl {
  * limits off) so a test can turn them on.
  * Aborts the test binary on failure. */
 void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args);
+/* tu_ctl_start with `addr` (an IP of this network namespace) also in the
+ * server certificate and `serve` listening on every address, so agents
+ * in other namespaces can reach it at https://ADDR:PORT; ctl->url stays
+ * on 127.0.0.1. */
+void tu_ctl_start_on(struct tu_ctl *c, const char *addr,
+                     const char *const *extra_args);
 /* Restart `serve` on the same data dir and port (after tu_ctl_stop). */
 void tu_ctl_restart(struct tu_ctl *c);
 /* SIGTERM (or sig) and reap; the data dir stays. */
