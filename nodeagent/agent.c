@@ -132,23 +132,6 @@ static void nap(struct agent *a, int64_t ms)
     pthread_mutex_unlock(&a->lock);
 }
 
-/* A document the agent may act on: whole, for this node. Anything short
- * of that (an error answer, a truncated or undecodable body, a missing
- * part) leaves the current networks, peers and VMs as they are. */
-static bool doc_ok(const json_t *j, const char *node_id)
-{
-    json_t *mesh = json_object_get(j, "mesh");
-    return json_is_object(j) &&
-           json_is_integer(json_object_get(j, "revision")) &&
-           json_integer_value(json_object_get(j, "revision")) >= 0 &&
-           streq(json_str(j, "node_id"), node_id) &&
-           json_is_array(json_object_get(j, "vms")) &&
-           json_is_array(json_object_get(j, "networks")) &&
-           json_is_array(json_object_get(j, "ports")) &&
-           json_is_array(json_object_get(j, "peers")) &&
-           (json_is_object(mesh) || json_is_null(mesh));
-}
-
 /* The wait the controller announced, or `def`. */
 static int64_t poll_wait_of(const struct api_reply *rep, int64_t def)
 {
@@ -196,7 +179,8 @@ static void *poller_main(void *arg)
             api_reply_clear(&rep);
             break;
         }
-        if (r == 0 && rep.status == 200 && doc_ok(rep.json, node_id)) {
+        if (r == 0 && rep.status == 200 &&
+            reconcile_doc_whole(rep.json, node_id)) {
             int64_t nrev = json_int(rep.json, "revision", -1);
             wait = poll_wait_of(&rep, wait);
             if (backoff)
@@ -668,6 +652,7 @@ int agent_run(const struct agent_settings *s)
                                           a.node.credential, a.ca_path);
     api_client_set_timeout(c, 20);
     api_client_set_stall(c, 10);
+    api_client_set_connect_timeout(c, 5);
     json_t *doc = NULL;
     int64_t rev = -1, next_hb = mono_ms(), retry_at = 0;
     bool post_failed = false, consoles_pending = false;
