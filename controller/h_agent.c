@@ -165,6 +165,20 @@ HANDLER(h_agent_register)
     auth_key_clear(&cred);
 }
 
+/* No document: 404 for a removed node, else 503 (the agent keeps what it
+ * has and retries). */
+static void reply_desired_error(struct http_request *r, const char *node_id,
+                                int e)
+{
+    if (e == -ENOENT) {
+        http_reply_problem(r, 404, "not-found", NULL, "node removed");
+        return;
+    }
+    log_warn("desired state of node %s not built: %s", node_id, strerror(-e));
+    http_reply_problem(r, 503, "unavailable", NULL,
+                       "desired state unavailable (%s); retry", strerror(-e));
+}
+
 HANDLER(h_agent_desired)
 {
     struct app *a = app;
@@ -183,13 +197,15 @@ HANDLER(h_agent_desired)
      * which every answer announces. */
     if (wait > a->cfg.longpoll_s)
         wait = a->cfg.longpoll_s;
-    int64_t rev = store_query_int(a->store, -1,
-                                  "SELECT revision FROM nodes WHERE id = $1 "
-                                  "AND removed_at IS NULL", "s", node_id);
-    if (rev < 0) {
-        http_reply_problem(r, 404, "not-found", NULL, "node removed");
+    json_auto_t *node = NULL;
+    int e = store_query_one(a->store, &node, "SELECT revision FROM nodes "
+                            "WHERE id = $1 AND removed_at IS NULL", "s",
+                            node_id);
+    if (e < 0) {
+        reply_desired_error(r, node_id, e);
         return;
     }
+    int64_t rev = json_int(node, "revision", 0);
     /* Asking counts as contact: the node is alive. */
     store_exec(a->store, "UPDATE nodes SET last_seen = $1 WHERE id = $2", "is",
                now_s(), node_id);
@@ -206,17 +222,9 @@ HANDLER(h_agent_desired)
     }
     /* Whole or nothing: the agent keeps what it has on a 503. */
     json_t *doc = NULL;
-    int e = desired_build(a, node_id, &doc);
-    if (e == -ENOENT) {
-        http_reply_problem(r, 404, "not-found", NULL, "node removed");
-        return;
-    }
+    e = desired_build(a, node_id, &doc);
     if (e < 0) {
-        log_warn("desired state of node %s not built: %s", node_id,
-                 strerror(-e));
-        http_reply_problem(r, 503, "unavailable", NULL,
-                           "desired state unavailable (%s); retry",
-                           strerror(-e));
+        reply_desired_error(r, node_id, e);
         return;
     }
     _cleanup_free_ char *wait_text = xasprintf("%lld",

@@ -429,6 +429,22 @@ char *tu_api_field(const struct tu_ctl *ctl, const char *key,
     return v;
 }
 
+char *tu_node_register(const struct tu_ctl *ctl, const char *name,
+                       const char *extra)
+{
+    char *tok = tu_api_field(ctl, ctl->admin_key, "POST", "/v1/join-tokens",
+                             "{}", 201, "token");
+    char *body = xasprintf(
+        "{\"token\":\"%s\",\"name\":\"%s\",%s%s\"inventory\":{\"vcpus\":8,"
+        "\"memory_mib\":8192,\"disk_gib\":100,\"kvm\":false}}", tok, name,
+        extra ? extra : "", extra ? "," : "");
+    char *cred = tu_api_field(ctl, NULL, "POST", "/v1/agent/register", body,
+                              201, "credential");
+    free(tok);
+    free(body);
+    return cred;
+}
+
 /* ---- raw HTTPS --------------------------------------------------------- */
 
 size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)

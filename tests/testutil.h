@@ -109,6 +109,14 @@ char *tu_api_field(const struct tu_ctl *ctl, const char *key,
                    const char *method, const char *path, const char *body,
                    long want, const char *field);
 
+/* Register node `name` through POST /v1/agent/register with a fresh
+ * admin join token (so it is approved at once) and an inventory of 8
+ * vCPUs, 8 GiB and 100 GiB; `extra` (NULL or JSON members such as
+ * "\"wg_public_key\":\"...\"") is added to the body. Aborts on failure;
+ * returns the node's credential (caller frees). */
+char *tu_node_register(const struct tu_ctl *ctl, const char *name,
+                       const char *extra);
+
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {
     long status;

@@ -118,15 +118,9 @@ static bool wait_peers(const char *want, const char *not_want, int timeout_ms)
 /* A node that never runs: registered with an admin's token (approved). */
 static void register_peer(const char *name, const char *key, const char *ep)
 {
-    _cleanup_free_ char *tok = tu_api_field(&ctl, ctl.admin_key, "POST",
-                                            "/v1/join-tokens", "{}", 201,
-                                            "token");
-    _cleanup_free_ char *body = xasprintf(
-        "{\"token\":\"%s\",\"name\":\"%s\",\"wg_public_key\":\"%s\","
-        "\"endpoint\":\"%s\",\"inventory\":{\"vcpus\":1,\"memory_mib\":64,"
-        "\"disk_gib\":1,\"kvm\":false}}", tok, name, key, ep);
-    free(tu_api_field(&ctl, NULL, "POST", "/v1/agent/register", body, 201,
-                      NULL));
+    _cleanup_free_ char *extra = xasprintf(
+        "\"wg_public_key\":\"%s\",\"endpoint\":\"%s\"", key, ep);
+    free(tu_node_register(&ctl, name, extra));
 }
 
 static int setup(void **state)

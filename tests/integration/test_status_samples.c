@@ -28,15 +28,8 @@ static char *must(const char *key, const char *method, const char *path,
 static int setup(void **state)
 {
     tu_ctl_start(&ctl, NULL);
-    _cleanup_free_ char *tok = must(ctl.admin_key, "POST", "/v1/join-tokens",
-                                    "{}", 201, "token");
-    _cleanup_free_ char *reg = xasprintf(
-        "{\"token\":\"%s\",\"name\":\"node-s\",\"inventory\":{\"vcpus\":8,"
-        "\"memory_mib\":8192,\"disk_gib\":100,\"kvm\":false}}", tok);
+    node_cred = tu_node_register(&ctl, "node-s", NULL);
     long st;
-    json_auto_t *j = tu_api(&ctl, NULL, "POST", "/v1/agent/register", reg, &st);
-    assert_int_equal(st, 201);
-    node_cred = xstrdup(json_str(j, "credential"));
     /* Asking for its desired state makes the node alive for placement. */
     json_auto_t *d = tu_api(&ctl, node_cred, "GET", "/v1/agent/desired",
                             NULL, &st);
