@@ -248,6 +248,23 @@ static void only_the_samples_the_controller_refused_are_dropped(void **state)
     meter_free(m);
 }
 
+/* While the controller takes nothing, a VM started and stopped over and
+ * over keeps at most 1000 samples: the oldest go first. */
+static void unacknowledged_samples_are_bounded_per_vm(void **state)
+{
+    struct meter *m = meter_new(NULL, 0);
+    for (int64_t i = 0; i < 1005; i++) {
+        meter_observe(m, A, true, 100 + 10 * i);
+        meter_observe(m, A, false, 105 + 10 * i);
+    }
+    assert_int_equal(meter_pending(m), 1000);
+    json_auto_t *s = meter_take(m, 20000, 2000);
+    assert_int_equal(json_array_size(s), 1000);
+    assert_int_equal(json_int(json_array_get(s, 0), "seq", 0), 6);
+    assert_int_equal(json_int(json_array_get(s, 999), "seq", 0), 1005);
+    meter_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +276,7 @@ int main(void)
         cmocka_unit_test(numbers_and_unsent_samples_survive_a_restart),
         cmocka_unit_test(a_damaged_file_never_lets_numbers_repeat),
         cmocka_unit_test(only_the_samples_the_controller_refused_are_dropped),
+        cmocka_unit_test(unacknowledged_samples_are_bounded_per_vm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
