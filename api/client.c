@@ -132,17 +132,20 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 
 /* A dead peer is noticed without waiting for the request's timeout: TCP
  * keepalive probes an idle connection after 5 s, every 5 s, and gives up
- * after 3 unanswered; unacknowledged data gives up after 30 s. */
+ * after 3 unanswered (libcurl before 8.9 has no option for the count);
+ * with a stall limit, data left unacknowledged that long gives up too. */
 static int on_socket(void *arg, curl_socket_t fd, curlsocktype purpose)
 {
-    (void)arg;
+    const struct api_client *c = arg;
     if (purpose != CURLSOCKTYPE_IPCXN)
         return CURL_SOCKOPT_OK;
     int cnt = 3;
-    unsigned user_ms = 30000;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms,
-                     sizeof(user_ms));
+    if (c->stall_s > 0) {
+        unsigned user_ms = (unsigned)c->stall_s * 1000u;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms,
+                         sizeof(user_ms));
+    }
     return CURL_SOCKOPT_OK;
 }
 
@@ -163,6 +166,7 @@ static struct curl_slist *prepare(struct api_client *c, const char *path,
     curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 5L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 5L);
     curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, on_socket);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, c);
     /* Under 1 byte/s for stall_s seconds is a dead transfer. */
     if (c->stall_s > 0) {
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
