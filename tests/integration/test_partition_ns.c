@@ -187,22 +187,30 @@ static int setup(void **state)
     return 0;
 }
 
+/* Also run after a failed setup (cmocka skips the group teardown then). */
+static bool torn_down;
+
 static int teardown(void **state)
 {
+    torn_down = true;
     if (agent_pid > 0)
         tu_kill(agent_pid, SIGTERM);
+    agent_pid = -1;
     tu_wg_remove(ns, wg);
     tu_ip("netns del %s", ns);
     tu_ip("link del %s", veth);
-    tu_ctl_destroy(&ctl);
+    if (ctl.dir)
+        tu_ctl_destroy(&ctl);
     if (tmp)
         tu_rmrf(tmp);
     free(tmp);
+    tmp = NULL;
     free(fault_path);
     free(data_dir);
     free(image_dir);
     free(agent_log);
     free(tenant_key);
+    fault_path = data_dir = image_dir = agent_log = tenant_key = NULL;
     return 0;
 }
 
@@ -295,5 +303,8 @@ int main(void)
         cmocka_unit_test(a_store_error_is_a_503_and_the_node_keeps_networks_and_peers),
         cmocka_unit_test(a_stop_during_a_partition_reaches_the_node_soon_after_heal),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    if (!torn_down)
+        teardown(NULL);
+    return failed;
 }
