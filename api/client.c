@@ -11,8 +11,11 @@
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 struct api_client {
@@ -23,6 +26,8 @@ struct api_client {
     bool capture_pin;   /* record the pin of the server's key (seen_pin) */
     char *seen_pin;
     long timeout_s;
+    long connect_s;
+    long stall_s;
     CURL *curl;
 };
 
@@ -47,6 +52,8 @@ struct api_client *api_client_new(const char *url, const char *key,
     c->key = key ? xstrdup(key) : NULL;
     c->ca_file = ca_file ? xstrdup(ca_file) : NULL;
     c->timeout_s = 30;
+    c->connect_s = 10;
+    c->stall_s = 0;
     c->curl = curl_easy_init();
     if (!c->curl) {
         api_client_free(c);
@@ -92,6 +99,16 @@ const char *api_client_seen_key_pin(const struct api_client *c)
     return c->seen_pin;
 }
 
+void api_client_set_connect_timeout(struct api_client *c, long seconds)
+{
+    c->connect_s = seconds < 1 ? 1 : seconds;
+}
+
+void api_client_set_stall(struct api_client *c, long seconds)
+{
+    c->stall_s = seconds < 0 ? 0 : seconds;
+}
+
 void api_client_set_key(struct api_client *c, const char *key)
 {
     free(c->key);
@@ -106,6 +123,7 @@ void api_reply_clear(struct api_reply *r)
     free(r->body);
     free(r->content_type);
     free(r->error);
+    free(r->headers);
     memset(r, 0, sizeof(*r));
 }
 
@@ -120,9 +138,44 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+/* Response headers, kept as received ("Name: value\r\n" lines); those of
+ * an interim or redirected answer are dropped when the next status line
+ * starts. */
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    struct buf *b = arg;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0)
+        b->len = 0;
+    if (b->len + len > (64u << 10))
+        return 0;
+    buf_append(b, data, len);
+    return len;
+}
+
+/* A dead peer is noticed without waiting for the request's timeout: TCP
+ * keepalive probes an idle connection after 5 s, every 5 s, and gives up
+ * after 3 unanswered (libcurl before 8.9 has no option for the count);
+ * with a stall limit, data left unacknowledged that long gives up too. */
+static int on_socket(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    const struct api_client *c = arg;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKOPT_OK;
+    int cnt = 3;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    if (c->stall_s > 0) {
+        unsigned user_ms = (unsigned)c->stall_s * 1000u;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms,
+                         sizeof(user_ms));
+    }
+    return CURL_SOCKOPT_OK;
+}
+
 /* Common options; the caller adds method and body. */
 static struct curl_slist *prepare(struct api_client *c, const char *path,
-                                  struct buf *body, char *errbuf)
+                                  struct buf *body, struct buf *headers,
+                                  char *errbuf)
 {
     CURL *h = c->curl;
     curl_easy_reset(h);
@@ -131,10 +184,22 @@ static struct curl_slist *prepare(struct api_client *c, const char *path,
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout_s);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->connect_s);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 5L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 5L);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, on_socket);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, c);
+    /* Under 1 byte/s for stall_s seconds is a dead transfer. */
+    if (c->stall_s > 0) {
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->stall_s);
+    }
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, headers);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     if (c->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
@@ -169,7 +234,7 @@ static void record_key_pin(struct api_client *c)
 }
 
 static int perform(struct api_client *c, struct curl_slist *hdr,
-                   struct buf *body, const char *errbuf,
+                   struct buf *body, struct buf *headers, const char *errbuf,
                    struct api_reply *ret)
 {
     CURL *h = c->curl;
@@ -179,8 +244,10 @@ static int perform(struct api_client *c, struct curl_slist *hdr,
     if (cc != CURLE_OK) {
         ret->error = xstrdup(*errbuf ? errbuf : curl_easy_strerror(cc));
         buf_free(body);
+        buf_free(headers);
         return -EIO;
     }
+    ret->headers = headers->data ? buf_steal(headers) : xstrdup("");
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
     if (c->capture_pin)
         record_key_pin(c);
@@ -199,9 +266,9 @@ int api_request_raw(struct api_client *c, const char *method,
                     const char *content_type, struct api_reply *ret)
 {
     memset(ret, 0, sizeof(*ret));
-    struct buf body = BUF_INIT;
+    struct buf body = BUF_INIT, headers = BUF_INIT;
     char errbuf[CURL_ERROR_SIZE] = "";
-    struct curl_slist *hdr = prepare(c, path, &body, errbuf);
+    struct curl_slist *hdr = prepare(c, path, &body, &headers, errbuf);
     curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
     if (streq(method, "HEAD"))
         curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
@@ -213,7 +280,7 @@ int api_request_raw(struct api_client *c, const char *method,
         curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, data);
         curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
-    return perform(c, hdr, &body, errbuf, ret);
+    return perform(c, hdr, &body, &headers, errbuf, ret);
 }
 
 int api_request(struct api_client *c, const char *method, const char *path,
@@ -221,15 +288,16 @@ int api_request(struct api_client *c, const char *method, const char *path,
                 struct api_reply *ret)
 {
     memset(ret, 0, sizeof(*ret));
-    struct buf body = BUF_INIT;
+    struct buf body = BUF_INIT, headers = BUF_INIT;
     char errbuf[CURL_ERROR_SIZE] = "";
-    struct curl_slist *hdr = prepare(c, path, &body, errbuf);
+    struct curl_slist *hdr = prepare(c, path, &body, &headers, errbuf);
     curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
     _cleanup_free_ char *text = NULL;
     if (json) {
         text = json_dumps(json, JSON_COMPACT);
         if (!text) {
             curl_slist_free_all(hdr);
+            buf_free(&headers);
             ret->error = xstrdup("cannot encode the request body");
             return -EINVAL;
         }
@@ -245,7 +313,7 @@ int api_request(struct api_client *c, const char *method, const char *path,
         _cleanup_free_ char *h = xasprintf("Idempotency-Key: %s", idem_key);
         hdr = curl_slist_append(hdr, h);
     }
-    return perform(c, hdr, &body, errbuf, ret);
+    return perform(c, hdr, &body, &headers, errbuf, ret);
 }
 
 static size_t on_read_file(char *out, size_t size, size_t n, void *arg)
@@ -267,9 +335,9 @@ int api_request_file(struct api_client *c, const char *method,
             fclose(f);
         return -EINVAL;
     }
-    struct buf body = BUF_INIT;
+    struct buf body = BUF_INIT, headers = BUF_INIT;
     char errbuf[CURL_ERROR_SIZE] = "";
-    struct curl_slist *hdr = prepare(c, path, &body, errbuf);
+    struct curl_slist *hdr = prepare(c, path, &body, &headers, errbuf);
     hdr = curl_slist_append(hdr, "Content-Type: application/octet-stream");
     curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
@@ -278,9 +346,31 @@ int api_request_file(struct api_client *c, const char *method,
     curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
     /* Large uploads take as long as they take. */
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 0L);
-    int r = perform(c, hdr, &body, errbuf, ret);
+    int r = perform(c, hdr, &body, &headers, errbuf, ret);
     fclose(f);
     return r;
+}
+
+const char *api_reply_header(const struct api_reply *r, const char *name,
+                             size_t *ret_len)
+{
+    size_t nl = strlen(name);
+    for (const char *p = r->headers; p && *p; ) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1;
+            while (v < p + len && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *ve = p + len;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+                ve--;
+            *ret_len = (size_t)(ve - v);
+            return v;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return NULL;
 }
 
 char *api_reply_describe(const struct api_reply *r)

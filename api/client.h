@@ -19,6 +19,7 @@ struct api_reply {
     size_t body_len;
     char *content_type;
     char *error;
+    char *headers;      /* response header lines as received, or NULL */
 };
 
 /* Create a client for base URL `url` ("https://host:port", no trailing
@@ -38,6 +39,13 @@ void api_client_set_key_pin(struct api_client *c, const char *pin);
  * when none was seen). */
 void api_client_capture_key_pin(struct api_client *c);
 const char *api_client_seen_key_pin(const struct api_client *c);
+/* Seconds to wait for a connection (default 10). */
+void api_client_set_connect_timeout(struct api_client *c, long seconds);
+/* Give up on a transfer that moved less than 1 byte/s for this many
+ * seconds (default 0: never). A long poll sets it to at least its
+ * wait. Every connection also has TCP keepalive (5 s idle, 5 s apart,
+ * 3 probes), so a peer gone in a partition is noticed in about 20 s. */
+void api_client_set_stall(struct api_client *c, long seconds);
 /* Replace the bearer key (NULL clears it). */
 void api_client_set_key(struct api_client *c, const char *key);
 
@@ -58,6 +66,10 @@ int api_request_file(struct api_client *c, const char *method,
                      const char *path, const char *file,
                      struct api_reply *ret);
 void api_reply_clear(struct api_reply *r);
+/* The value of response header `name` (any case), not NUL-terminated:
+ * *ret_len bytes, spaces trimmed; NULL when the answer had none. */
+const char *api_reply_header(const struct api_reply *r, const char *name,
+                             size_t *ret_len);
 
 /* One line describing a failed reply: the problem's detail (and field)
  * when the body is problem+json, else the status or transport error.

@@ -268,6 +268,49 @@ static int ingest_vm(struct app *a, const char *node_id, const char *owner,
     return 0;
 }
 
+json_t *billing_samples_rejected(struct app *a, const char *node_id,
+                                 const json_t *samples)
+{
+    json_t *out = json_array();
+    json_auto_t *mine = json_object(); /* vm id -> true/false, looked up once */
+    size_t i;
+    json_t *v;
+    json_array_foreach(samples, i, v) {
+        struct jerr je = { 0 };
+        _cleanup_free_ char *reason = NULL;
+        const char *id = json_str(v, "vm");
+        if (json_check(v, sample_fields, ARRAY_SIZE(sample_fields), &je) < 0)
+            reason = xasprintf("malformed: %s", je.detail ? je.detail : "?");
+        else if (json_int(v, "end", 0) < json_int(v, "start", 0))
+            reason = xstrdup("malformed: end before start");
+        jerr_clear(&je);
+        if (!reason) {
+            json_t *known = json_object_get(mine, id);
+            if (!known) {
+                known = json_boolean(store_query_int(
+                                         a->store, 0,
+                                         "SELECT COUNT(*) FROM vms WHERE id = "
+                                         "$1 AND node_id = $2", "ss", id,
+                                         node_id) > 0);
+                json_object_set_new(mine, id, known);
+            }
+            if (!json_is_true(known))
+                reason = xstrdup("VM not placed on this node");
+        }
+        if (!reason)
+            continue;
+        json_t *seq = json_object_get(v, "seq");
+        json_array_append_new(out, json_pack("{s:I, s:s?, s:O?, s:s}", "index",
+                                             (json_int_t)i, "vm",
+                                             json_is_string(json_object_get(v, "vm")) ?
+                                                 id : NULL,
+                                             "seq",
+                                             json_is_integer(seq) ? seq : NULL,
+                                             "reason", reason));
+    }
+    return out;
+}
+
 int billing_ingest_status(struct app *a, const char *node_id, json_t *vms,
                           json_t *samples, size_t *ret_bad)
 {

@@ -45,6 +45,11 @@ int billing_offer_parse(const char *text, struct rating_offer *offer);
  * this node; *ret_bad is its index) or -EIO. */
 int billing_ingest_status(struct app *a, const char *node_id, json_t *vms,
                           json_t *samples, size_t *ret_bad);
+/* Every sample of a post that billing_ingest_status would refuse, as a new
+ * array of {index, vm, seq, reason} (vm and seq absent when the sample had
+ * none usable); empty when all are acceptable. Reads the store only. */
+json_t *billing_samples_rejected(struct app *a, const char *node_id,
+                                 const json_t *samples);
 /* The same as observed at unix time `now` (tests replay hours in seconds). */
 int billing_ingest_status_at(struct app *a, const char *node_id, json_t *vms,
                              json_t *samples, int64_t now, size_t *ret_bad);

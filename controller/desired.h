@@ -6,8 +6,12 @@
 
 #include "controller/app.h"
 
-/* New reference. */
-json_t *desired_build(struct app *a, const char *node_id, int64_t revision);
+/* Build node_id's document at its current revision, reading every part in
+ * one store transaction (a consistent snapshot). *ret_doc (new reference)
+ * is written only when the whole document was built: 0, -ENOENT (no such
+ * node, or removed), -EIO (a store error) or -EINVAL (a row that cannot
+ * be formatted). Never a partial document. */
+int desired_build(struct app *a, const char *node_id, json_t **ret_doc);
 
 /* MTU of a guest NIC on a 1500-byte underlay: WireGuard (60) and VXLAN
  * (50) overheads and 20 bytes of margin for an IPv4 path (FACTS.md). */

@@ -1,5 +1,6 @@
 /* The node agent protocol: register with a join token, long-poll the
  * desired state, post status. A node speaks only about its own VMs. */
+#include "api/agent_proto.h"
 #include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -165,6 +166,20 @@ HANDLER(h_agent_register)
     auth_key_clear(&cred);
 }
 
+/* No document: 404 for a removed node, else 503 (the agent keeps what it
+ * has and retries). */
+static void reply_desired_error(struct http_request *r, const char *node_id,
+                                int e)
+{
+    if (e == -ENOENT) {
+        http_reply_problem(r, 404, "not-found", NULL, "node removed");
+        return;
+    }
+    log_warn("desired state of node %s not built: %s", node_id, strerror(-e));
+    http_reply_problem(r, 503, "unavailable", NULL,
+                       "desired state unavailable (%s); retry", strerror(-e));
+}
+
 HANDLER(h_agent_desired)
 {
     struct app *a = app;
@@ -174,19 +189,24 @@ HANDLER(h_agent_desired)
     int64_t since = -1, wait = a->cfg.longpoll_s;
 
     if ((since_s && parse_int64(since_s, 0, INT64_MAX, &since) < 0) ||
-        (wait_s && parse_int64(wait_s, 0, a->cfg.longpoll_s, &wait) < 0)) {
+        (wait_s && parse_int64(wait_s, 0, 3600, &wait) < 0)) {
         http_reply_problem(r, 400, "validation", since_s ? "since" : "wait",
-                           "since must be a revision; wait 0..%lld seconds",
-                           (long long)a->cfg.longpoll_s);
+                           "since must be a revision; wait 0..3600 seconds");
         return;
     }
-    int64_t rev = store_query_int(a->store, -1,
-                                  "SELECT revision FROM nodes WHERE id = $1 "
-                                  "AND removed_at IS NULL", "s", node_id);
-    if (rev < 0) {
-        http_reply_problem(r, 404, "not-found", NULL, "node removed");
+    /* A longer wish is held as long as this controller holds any poll,
+     * which every answer announces. */
+    if (wait > a->cfg.longpoll_s)
+        wait = a->cfg.longpoll_s;
+    json_auto_t *node = NULL;
+    int e = store_query_one(a->store, &node, "SELECT revision FROM nodes "
+                            "WHERE id = $1 AND removed_at IS NULL", "s",
+                            node_id);
+    if (e < 0) {
+        reply_desired_error(r, node_id, e);
         return;
     }
+    int64_t rev = json_int(node, "revision", 0);
     /* Asking counts as contact: the node is alive. */
     store_exec(a->store, "UPDATE nodes SET last_seen = $1 WHERE id = $2", "is",
                now_s(), node_id);
@@ -201,7 +221,40 @@ HANDLER(h_agent_desired)
         http_req_park(r, node_id, -1);
         return;
     }
-    http_reply_json(r, 200, desired_build(a, node_id, rev));
+    /* Whole or nothing: the agent keeps what it has on a 503. */
+    json_t *doc = NULL;
+    e = desired_build(a, node_id, &doc);
+    if (e < 0) {
+        reply_desired_error(r, node_id, e);
+        return;
+    }
+    _cleanup_free_ char *wait_text = xasprintf("%lld",
+                                               (long long)a->cfg.longpoll_s);
+    http_reply_header(r, AGENT_POLL_WAIT_HEADER, wait_text);
+    http_reply_json(r, 200, doc);
+}
+
+/* 400 (malformed) or 403 (foreign VM) naming each refused sample in
+ * AGENT_REJECTED_SAMPLES; `first` is the one the detail quotes. */
+static void reply_samples_refused(struct http_request *r, int status,
+                                  json_t *rejected, size_t first)
+{
+    json_t *p = json_pack(
+        "{s:s, s:s, s:i, s:s, s:O}", "type",
+        status == 403 ? "urn:fog:problem:forbidden" :
+                        "urn:fog:problem:validation",
+        "title", status == 403 ? "Forbidden" : "Bad Request", "status", status,
+        "field", "samples", AGENT_REJECTED_SAMPLES, rejected);
+    _cleanup_free_ char *detail = xasprintf(
+        "%zu usage sample(s) refused, first samples[%zu]: %s; send the "
+        "others again without them", json_array_size(rejected), first,
+        status == 403 ? "about a VM not placed on this node" :
+                        "must be {vm, seq >= 1, start, end >= start} (unix "
+                        "seconds)");
+    json_object_set_new(p, "detail", json_string(detail));
+    char *text = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    http_reply_text(r, status, "application/problem+json", text, strlen(text));
 }
 
 static const char *const vm_states[] = { "creating", "running", "stopped",
@@ -349,21 +402,23 @@ HANDLER(h_agent_status)
     int be = billing_ingest_status(a, node_id, vms,
                                    json_object_get(b, "samples"), &bad);
     if (be < 0) {
-        store_tx_rollback(a->store);
-        if (be == -EPERM) {
-            reqctx_set_detail(r, "node %s sent usage of a VM it does not "
-                                 "host: refused", node_id);
-            log_warn("node %s sent usage of a foreign VM: refused", node_id);
-            http_reply_problem(r, 403, "forbidden", "samples",
-                               "samples[%zu] is about a VM not placed on this "
-                               "node", bad);
-        } else if (be == -EINVAL) {
-            http_reply_problem(r, 400, "validation", "samples",
-                               "samples[%zu] must be {vm, seq >= 1, start, "
-                               "end >= start} (unix seconds)", bad);
-        } else {
-            http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        if (be == -EPERM || be == -EINVAL) {
+            /* Name every refused sample, so the node drops those and
+             * sends the rest again. */
+            json_auto_t *rej = billing_samples_rejected(
+                a, node_id, json_object_get(b, "samples"));
+            store_tx_rollback(a->store);
+            if (be == -EPERM) {
+                reqctx_set_detail(r, "node %s sent usage of a VM it does not "
+                                     "host: refused", node_id);
+                log_warn("node %s sent usage of a foreign VM: refused",
+                         node_id);
+            }
+            reply_samples_refused(r, be == -EPERM ? 403 : 400, rej, bad);
+            return;
         }
+        store_tx_rollback(a->store);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
     if (store_tx_commit(a->store) < 0) {

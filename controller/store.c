@@ -148,6 +148,19 @@ int store_tx_begin(struct store *s)
     return 0;
 }
 
+int store_tx_begin_read(struct store *s)
+{
+    int r = store_tx_begin(s);
+    /* Inside another transaction the snapshot is that one's. */
+    if (r < 0 || !s->ops->snapshot_sql || s->tx_depth > 1)
+        return r;
+    if (s->ops->exec_plain(s->conn, s->ops->snapshot_sql) < 0) {
+        store_tx_rollback(s);
+        return -EIO;
+    }
+    return 0;
+}
+
 int store_tx_commit(struct store *s)
 {
     int r;

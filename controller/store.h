@@ -38,6 +38,9 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
  * savepoints that commit into (or roll back out of) the outer one. 0 or
  * -errno; a failed begin leaves nothing open. */
 int store_tx_begin(struct store *s);
+/* A transaction that only reads, seeing one consistent snapshot of the
+ * store (REPEATABLE READ on PostgreSQL); end it with store_tx_rollback(). */
+int store_tx_begin_read(struct store *s);
 int store_tx_commit(struct store *s);
 void store_tx_rollback(struct store *s);
 /* True when the calling thread has a transaction open. */

@@ -31,6 +31,9 @@ struct store_ops {
     /* A failed statement poisons the open transaction (PostgreSQL): the
      * front guards writes inside transactions with a savepoint. */
     bool error_aborts_tx;
+    /* Run after begin_sql for a read-only snapshot (NULL: begin_sql's
+     * transaction already sees one). */
+    const char *snapshot_sql;
     /* Leadership among controller replicas: true when this connection
      * holds (or just took) the lock; a single sqlite controller always
      * leads. */

@@ -213,4 +213,5 @@ const struct store_ops store_pg_ops = {
     .exec = pg_exec,
     .begin_sql = "BEGIN",
     .error_aborts_tx = true,
+    .snapshot_sql = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
 };

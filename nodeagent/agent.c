@@ -5,6 +5,7 @@
  * of their own. */
 #include "nodeagent/agent.h"
 
+#include "api/agent_proto.h"
 #include "api/client.h"
 #include "common/buf.h"
 #include "common/fs.h"
@@ -133,11 +134,28 @@ static void nap(struct agent *a, int64_t ms)
     pthread_mutex_unlock(&a->lock);
 }
 
-static bool doc_ok(const json_t *j, const char *node_id)
+/* The wait the controller announced, or `def`. */
+static int64_t poll_wait_of(const struct api_reply *rep, int64_t def)
 {
-    return json_is_object(j) && json_is_integer(json_object_get(j, "revision")) &&
-           json_is_array(json_object_get(j, "vms")) &&
-           streq(json_str(j, "node_id"), node_id);
+    size_t len;
+    const char *v = api_reply_header(rep, AGENT_POLL_WAIT_HEADER, &len);
+    int64_t w;
+    if (!v || len == 0 || len > 8)
+        return def;
+    _cleanup_free_ char *text = xstrndup(v, len);
+    return parse_int64(text, 1, 3600, &w) == 0 ? w : def;
+}
+
+/* Next pause after a failed poll: doubling from 500 ms up to `cap`, with
+ * up to a quarter more at random so a fleet does not retry in step. */
+static int64_t backoff_next(int64_t prev, int64_t cap)
+{
+    int64_t b = prev ? prev * 2 : 500;
+    if (b > cap)
+        b = cap;
+    uint32_t r;
+    random_bytes(&r, sizeof(r));
+    return b + (int64_t)(r % (uint32_t)(b / 4 + 1));
 }
 
 static void *poller_main(void *arg)
@@ -146,22 +164,28 @@ static void *poller_main(void *arg)
     struct api_client *c = api_client_new(a->node.controller,
                                           a->node.credential, a->ca_path);
     api_client_set_key_pin(c, a->node.key_pin);
-    /* Longer than the controller's longest hold of a poll. */
-    api_client_set_timeout(c, 330);
+    /* A partition must not leave the poll hanging: a short connect, and a
+     * poll silent for longer than the announced wait is given up. */
+    api_client_set_connect_timeout(c, 5);
     _cleanup_free_ char *node_id = xstrdup(a->node.node_id);
-    int64_t rev = -1, backoff = 0;
+    int64_t rev = -1, backoff = 0, wait = AGENT_POLL_WAIT_DEFAULT_S;
     while (!atomic_load(&a->stop)) {
+        api_client_set_timeout(c, wait + AGENT_POLL_MARGIN_S);
+        api_client_set_stall(c, wait + AGENT_POLL_MARGIN_S);
         _cleanup_free_ char *path = rev < 0 ?
             xstrdup("/v1/agent/desired") :
-            xasprintf("/v1/agent/desired?since=%lld", (long long)rev);
+            xasprintf("/v1/agent/desired?since=%lld&wait=%lld",
+                      (long long)rev, (long long)wait);
         struct api_reply rep;
         int r = api_request(c, "GET", path, NULL, NULL, &rep);
         if (atomic_load(&a->stop)) {
             api_reply_clear(&rep);
             break;
         }
-        if (r == 0 && rep.status == 200 && doc_ok(rep.json, node_id)) {
+        if (r == 0 && rep.status == 200 &&
+            reconcile_doc_whole(rep.json, node_id)) {
             int64_t nrev = json_int(rep.json, "revision", -1);
+            wait = poll_wait_of(&rep, wait);
             if (backoff)
                 log_info("controller reachable again");
             backoff = 0;
@@ -181,15 +205,15 @@ static void *poller_main(void *arg)
             continue;
         }
         if (backoff == 0) {
-            _cleanup_free_ char *why = api_reply_describe(&rep);
-            log_warn("desired state unavailable: %s", why);
+            _cleanup_free_ char *why = r == 0 && rep.status == 200 ?
+                xstrdup("incomplete document") : api_reply_describe(&rep);
+            log_warn("desired state unavailable: %s; keeping revision %lld",
+                     why, (long long)rev);
         }
         /* Removed or refused nodes wait longer than unreachable ones. */
         int64_t cap = (r == 0 && (rep.status == 401 || rep.status == 403 ||
-                                  rep.status == 404)) ? 30000 : 5000;
-        backoff = backoff ? backoff * 2 : 500;
-        if (backoff > cap)
-            backoff = cap;
+                                  rep.status == 404)) ? 30000 : 3000;
+        backoff = backoff_next(backoff, cap);
         api_reply_clear(&rep);
         nap(a, backoff);
     }
@@ -340,7 +364,11 @@ static json_t *status_build(struct agent *a, const json_t *doc,
     return body;
 }
 
-static int status_post(struct agent *a, struct api_client *c, json_t *body)
+/* 0, or -EBADMSG when the controller refused the body as such (then
+ * *ret_problem, if not NULL, holds its problem+json: new reference or
+ * NULL), or -EIO / another -errno when it could not take it now. */
+static int status_post(struct agent *a, struct api_client *c, json_t *body,
+                       json_t **ret_problem)
 {
     struct api_reply rep;
     int r = api_request(c, "POST", "/v1/agent/status", body, NULL, &rep);
@@ -350,6 +378,8 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body)
         bool refused = r == 0 && rep.status >= 400 && rep.status < 500 &&
                        rep.status != 401 && rep.status != 408 &&
                        rep.status != 429;
+        if (refused && ret_problem)
+            *ret_problem = json_incref(rep.json);
         api_reply_clear(&rep);
         return r < 0 ? r : refused ? -EBADMSG : -EIO;
     }
@@ -399,21 +429,35 @@ static void digests_update(struct agent *a, const json_t *doc)
 }
 
 /* Post a status body with the usage samples due; they are forgotten once
- * the controller has them. A body refused as such (4xx) is sent again
- * without its samples, and when that passes the samples are dropped, so
- * one sample the controller will never take cannot block the status. */
+ * the controller has them. A body refused for some of its samples names
+ * them: those are dropped and the others sent again at once. A body
+ * refused without naming any is sent again without samples, which stay
+ * for the next post (bounded in the meter). */
 static int status_send(struct agent *a, struct api_client *c, json_t *body)
 {
-    _cleanup_json_ json_t *samples = meter_take(a->meter, now_s(),
-                                                SAMPLES_MAX);
-    size_t n = json_array_size(samples);
-    if (n > 0)
+    json_auto_t *samples = meter_take(a->meter, now_s(), SAMPLES_MAX);
+    if (json_array_size(samples) > 0)
         json_object_set(body, "samples", samples);
-    int r = status_post(a, c, body);
-    if (r == -EBADMSG && n > 0) {
-        json_object_del(body, "samples");
-        if ((r = status_post(a, c, body)) == 0)
-            log_warn("the controller refused %zu usage samples: dropped", n);
+    json_auto_t *problem = NULL;
+    int r = status_post(a, c, body, &problem);
+    if (r == -EBADMSG && json_array_size(samples) > 0) {
+        json_t *named = json_object_get(problem, AGENT_REJECTED_SAMPLES);
+        size_t dropped = 0;
+        if (json_array_size(named) > 0) {
+            json_t *rest = meter_refused(a->meter, samples, named, &dropped);
+            json_decref(samples);
+            samples = rest;
+        }
+        if (dropped > 0 && json_array_size(samples) > 0) {
+            json_object_set(body, "samples", samples);
+        } else {
+            json_object_del(body, "samples");
+            if (dropped == 0) {
+                json_decref(samples);
+                samples = json_array(); /* kept pending, not acknowledged */
+            }
+        }
+        r = status_post(a, c, body, NULL);
     }
     if (r == 0)
         meter_ack(a->meter, samples);
@@ -619,6 +663,8 @@ int agent_run(const struct agent_settings *s)
                                           a.node.credential, a.ca_path);
     api_client_set_key_pin(c, a.node.key_pin);
     api_client_set_timeout(c, 20);
+    api_client_set_stall(c, 10);
+    api_client_set_connect_timeout(c, 5);
     json_t *doc = NULL;
     int64_t rev = -1, next_hb = mono_ms(), retry_at = 0;
     bool post_failed = false, consoles_pending = false;

@@ -15,6 +15,9 @@
 #include <stdio.h>
 
 #define METER_FILE_MAX (64 << 20)
+/* Samples kept per VM while the controller takes none (each stop closes
+ * one; a running VM's interval just grows): past this the oldest go. */
+#define METER_PENDING_MAX 1000
 
 struct meter_sample {
     int64_t seq, start, end;
@@ -54,6 +57,14 @@ static struct meter_vm *vm_get(struct meter *m, const char *id, bool create)
 static void add_sample(struct meter *m, struct meter_vm *v, int64_t start,
                        int64_t end)
 {
+    if (v->n_pending >= METER_PENDING_MAX) {
+        log_warn("vm %s: %zu usage samples unacknowledged: dropping the "
+                 "oldest (seq %lld)", v->id, v->n_pending,
+                 (long long)v->pending[0].seq);
+        memmove(v->pending, v->pending + 1,
+                (v->n_pending - 1) * sizeof(*v->pending));
+        v->n_pending--;
+    }
     v->pending = xrealloc(v->pending, (v->n_pending + 1) * sizeof(*v->pending));
     v->pending[v->n_pending++] = (struct meter_sample){ v->next_seq++, start,
                                                         end };
@@ -274,4 +285,37 @@ size_t meter_pending(const struct meter *m)
     for (size_t i = 0; i < m->n; i++)
         n += m->vms[i].n_pending;
     return n;
+}
+
+/* Does sample `s` (as meter_take made it) match refusal entry `r`? */
+static bool refusal_names(const json_t *r, size_t index, const json_t *s)
+{
+    return json_int(r, "index", -1) == (int64_t)index &&
+           streq(json_str(r, "vm"), json_str(s, "vm")) &&
+           json_int(r, "seq", -1) == json_int(s, "seq", -2);
+}
+
+json_t *meter_refused(struct meter *m, const json_t *samples,
+                      const json_t *rejected, size_t *ret_dropped)
+{
+    json_t *rest = json_array();
+    json_auto_t *drop = json_array();
+    size_t i, k;
+    json_t *s, *r;
+    json_array_foreach(samples, i, s) {
+        bool named = false;
+        json_array_foreach(rejected, k, r)
+            if (refusal_names(r, i, s)) {
+                named = true;
+                log_warn("vm %s: usage sample %lld refused by the controller "
+                         "(%s): dropped", json_str(s, "vm"),
+                         (long long)json_int(s, "seq", 0),
+                         json_str(r, "reason") ? json_str(r, "reason") : "?");
+                break;
+            }
+        json_array_append(named ? drop : rest, s);
+    }
+    meter_ack(m, drop);
+    *ret_dropped = json_array_size(drop);
+    return rest;
 }

@@ -40,5 +40,13 @@ json_t *meter_take(struct meter *m, int64_t now_s, size_t max);
  * forget them. */
 void meter_ack(struct meter *m, const json_t *samples);
 
+/* A post carrying `samples` was refused, naming `rejected` ([{index, vm,
+ * seq, reason}], AGENT_REJECTED_SAMPLES): forget the samples named (an
+ * entry names samples[index] only when vm and seq match too, so a stale
+ * or made-up list drops nothing else) and return the others (new
+ * reference) to send again. *ret_dropped: how many were forgotten. */
+json_t *meter_refused(struct meter *m, const json_t *samples,
+                      const json_t *rejected, size_t *ret_dropped);
+
 /* Samples waiting for an acknowledgement. */
 size_t meter_pending(const struct meter *m);

@@ -36,6 +36,22 @@ static int64_t wall_ms(void)
     return now_ms();
 }
 
+bool reconcile_doc_whole(const json_t *doc, const char *node_id)
+{
+    static const char *const parts[] = { "vms", "networks", "ports", "peers" };
+    json_t *rev = json_object_get(doc, "revision");
+    json_t *mesh = json_object_get(doc, "mesh");
+    if (!json_is_object(doc) || !json_is_integer(rev) ||
+        json_integer_value(rev) < 0 || !node_id ||
+        !streq(json_str(doc, "node_id"), node_id) ||
+        !(json_is_object(mesh) || json_is_null(mesh)))
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(parts); i++)
+        if (!json_is_array(json_object_get(doc, parts[i])))
+            return false;
+    return true;
+}
+
 const char *reconcile_op_name(enum reconcile_op op)
 {
     return op < RC_OP_MAX ? op_names[op] : "?";

@@ -41,6 +41,12 @@ struct reconcile_plan {
 
 const char *reconcile_op_name(enum reconcile_op op);
 
+/* Is `doc` a whole desired document for node `node_id`: an object with a
+ * revision, the node's id, and every part (vms, networks, ports, peers
+ * arrays; mesh an object or null)? The agent acts on nothing less: a
+ * missing part would read as "remove everything of that kind". */
+bool reconcile_doc_whole(const json_t *doc, const char *node_id);
+
 /* Check one desired VM entry from the controller (which is input like any
  * other). 0, or -EINVAL with a reason (caller frees). */
 int reconcile_vm_check(const json_t *vm, char **ret_reason);

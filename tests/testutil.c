@@ -237,7 +237,8 @@ uint8_t *tu_qcow2(uint64_t vsize, size_t *ret_len)
 static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
 {
     char port[16];
-    snprintf(port, sizeof(port), "127.0.0.1:%d", c->port);
+    snprintf(port, sizeof(port), "%s:%d", c->any_addr ? "0.0.0.0" :
+                                                         "127.0.0.1", c->port);
     _cleanup_free_ char *bin = tu_bin("fog-controller");
     /* Balance limits are off unless a test turns them on (--grace N):
      * most tests are not about billing. */
@@ -254,22 +255,24 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
     }
 }
 
-void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args)
-{
-    tu_ctl_start_init(c, NULL, extra_args);
-}
-
-void tu_ctl_start_init(struct tu_ctl *c, const char *const *init_args,
-                       const char *const *extra_args)
+/* init (with --san addr when given, and init_args) and serve. */
+static void ctl_start(struct tu_ctl *c, const char *addr,
+                      const char *const *init_args,
+                      const char *const *extra_args)
 {
     memset(c, 0, sizeof(*c));
+    c->any_addr = addr != NULL;
     c->dir = tu_tempdir("ctl");
     c->ca = xasprintf("%s/ca.pem", c->dir);
     c->log = xasprintf("%s/controller.log", c->dir);
     _cleanup_free_ char *bin = tu_bin("fog-controller");
-    char *argv[16] = { bin, (char *)"init", (char *)"--data-dir", c->dir };
+    char *argv[20] = { bin, (char *)"init", (char *)"--data-dir", c->dir };
     int na = 4;
-    for (const char *const *e = init_args; e && *e && na < 15; e++)
+    if (addr) {
+        argv[na++] = (char *)"--san";
+        argv[na++] = (char *)addr;
+    }
+    for (const char *const *e = init_args; e && *e && na < 19; e++)
         argv[na++] = (char *)*e;
     argv[na] = NULL;
     int st;
@@ -285,6 +288,23 @@ void tu_ctl_start_init(struct tu_ctl *c, const char *const *init_args,
     c->url = xasprintf("https://127.0.0.1:%d", c->port);
     c->extra = extra_args;
     ctl_spawn(c, extra_args);
+}
+
+void tu_ctl_start_init(struct tu_ctl *c, const char *const *init_args,
+                       const char *const *extra_args)
+{
+    ctl_start(c, NULL, init_args, extra_args);
+}
+
+void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args)
+{
+    ctl_start(c, NULL, NULL, extra_args);
+}
+
+void tu_ctl_start_on(struct tu_ctl *c, const char *addr,
+                     const char *const *extra_args)
+{
+    ctl_start(c, addr, NULL, extra_args);
 }
 
 void tu_ctl_restart(struct tu_ctl *c) { ctl_spawn(c, c->extra); }
@@ -408,6 +428,39 @@ json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
     return j;
 }
 
+char *tu_api_field(const struct tu_ctl *ctl, const char *key,
+                   const char *method, const char *path, const char *body,
+                   long want, const char *field)
+{
+    long st;
+    json_t *j = tu_api(ctl, key, method, path, body, &st);
+    if (st != want) {
+        fprintf(stderr, "%s %s: status %ld, want %ld\n", method, path, st,
+                want);
+        abort();
+    }
+    char *v = field ? xstrdup(json_str(j, field) ? json_str(j, field) : "")
+                    : NULL;
+    json_decref(j);
+    return v;
+}
+
+char *tu_node_register(const struct tu_ctl *ctl, const char *name,
+                       const char *extra)
+{
+    char *tok = tu_api_field(ctl, ctl->admin_key, "POST", "/v1/join-tokens",
+                             "{}", 201, "token");
+    char *body = xasprintf(
+        "{\"token\":\"%s\",\"name\":\"%s\",%s%s\"inventory\":{\"vcpus\":8,"
+        "\"memory_mib\":8192,\"disk_gib\":100,\"kvm\":false}}", tok, name,
+        extra ? extra : "", extra ? "," : "");
+    char *cred = tu_api_field(ctl, NULL, "POST", "/v1/agent/register", body,
+                              201, "credential");
+    free(tok);
+    free(body);
+    return cred;
+}
+
 /* ---- raw HTTPS --------------------------------------------------------- */
 
 size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)
@@ -419,20 +472,6 @@ size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)
     r->len += len;
     r->body[r->len] = '\0';
     return len;
-}
-
-char *tu_api_field(const struct tu_ctl *ctl, const char *key,
-                   const char *method, const char *path, const char *body,
-                   long want, const char *field)
-{
-    long st;
-    json_auto_t *j = tu_api(ctl, key, method, path, body, &st);
-    if (st != want) {
-        fprintf(stderr, "%s %s: status %ld, want %ld\n", method, path, st,
-                want);
-        abort();
-    }
-    return field ? xstrdup(json_str(j, field) ? json_str(j, field) : "") : NULL;
 }
 
 long tu_http(const char *method, const char *url, const char *key,

@@ -60,6 +60,7 @@ struct tu_ctl {
     int port;
     pid_t pid;
     const char *const *extra; /* serve's extra arguments (caller's array) */
+    bool any_addr;  /* listen on 0.0.0.0 (tu_ctl_start_on) */
 };
 /* fog-controller init + serve on a free port; waits until it answers.
  * extra_args (NULL-terminated, may be NULL; must outlive the controller,
@@ -71,6 +72,12 @@ void tu_ctl_start(struct tu_ctl *c, const char *const *extra_args);
  * be NULL). */
 void tu_ctl_start_init(struct tu_ctl *c, const char *const *init_args,
                        const char *const *extra_args);
+/* tu_ctl_start with `addr` (an IP of this network namespace) also in the
+ * server certificate and `serve` listening on every address, so agents
+ * in other namespaces can reach it at https://ADDR:PORT; ctl->url stays
+ * on 127.0.0.1. */
+void tu_ctl_start_on(struct tu_ctl *c, const char *addr,
+                     const char *const *extra_args);
 /* Restart `serve` on the same data dir and port (after tu_ctl_stop). */
 void tu_ctl_restart(struct tu_ctl *c);
 /* SIGTERM (or sig) and reap; the data dir stays. */
@@ -98,12 +105,20 @@ char *tu_field(const char *text, const char *label);
  * decrefs), the HTTP status (-1: no answer) in *ret_status if not NULL. */
 json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
                const char *path, const char *body, long *ret_status);
-/* tu_api that must answer `want`: the string member `field` of the answer
- * ("" when absent; NULL field: NULL), caller frees. A different status
- * prints the call and aborts the test binary. */
+/* tu_api that must answer status `want` (else it prints and aborts);
+ * the answer's string member `field` ("" when absent; caller frees), or
+ * NULL when field is NULL. */
 char *tu_api_field(const struct tu_ctl *ctl, const char *key,
                    const char *method, const char *path, const char *body,
                    long want, const char *field);
+
+/* Register node `name` through POST /v1/agent/register with a fresh
+ * admin join token (so it is approved at once) and an inventory of 8
+ * vCPUs, 8 GiB and 100 GiB; `extra` (NULL or JSON members such as
+ * "\"wg_public_key\":\"...\"") is added to the body. Aborts on failure;
+ * returns the node's credential (caller frees). */
+char *tu_node_register(const struct tu_ctl *ctl, const char *name,
+                       const char *extra);
 
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 static struct tu_ctl ctl;
 static char *tmp, *data_dir, *image_dir, *root_dir, *agent_bin, *tenant_key;
@@ -390,6 +391,74 @@ static void running_time_is_reported_in_numbered_samples(void **state)
     assert_true(json_int(mine, "next_seq", 0) >= 4);
 }
 
+/* A sample the controller refuses (it starts past any time it accepts) is
+ * named in the refusal: the agent drops that one alone, and the good
+ * sample sent with it is counted (posting it again is a duplicate). */
+static void a_refused_sample_is_dropped_alone_and_the_rest_counted(void **state)
+{
+    assert_int_equal(WEXITSTATUS(agent_stop(SIGTERM)), 0);
+    _cleanup_free_ char *path = xasprintf("%s/meter.json", data_dir);
+    _cleanup_free_ char *text = NULL;
+    assert_int_equal(file_read(path, 1 << 20, &text, NULL), 0);
+    json_auto_t *j = json_loads(text, 0, NULL);
+    json_t *mine = json_object_get(json_object_get(j, "vms"), vm_id);
+    json_int_t bad = json_int(mine, "next_seq", 0), good = bad + 1;
+    json_int_t t = (json_int_t)time(NULL);
+    assert_true(bad >= 1);
+    json_array_append_new(json_object_get(mine, "pending"),
+                          json_pack("[I, I, I]", bad, (json_int_t)1 << 41,
+                                    ((json_int_t)1 << 41) + 5));
+    json_array_append_new(json_object_get(mine, "pending"),
+                          json_pack("[I, I, I]", good, t - 3, t - 1));
+    json_object_set_new(mine, "next_seq", json_integer(good + 1));
+    _cleanup_free_ char *edited = json_dumps(j, JSON_COMPACT);
+    assert_int_equal(file_write_atomic(path, edited, strlen(edited), 0600), 0);
+
+    agent_start("test:///default");
+    _cleanup_free_ char *refused = xasprintf(
+        "vm %s: usage sample %lld refused by the controller", vm_id,
+        (long long)bad);
+    int64_t end = mono_ms() + 20000;
+    bool gone = false;
+    while (mono_ms() < end && !(count_in_log(refused) == 1 && gone)) {
+        usleep(100000);
+        _cleanup_free_ char *now = NULL;
+        if (file_read(path, 1 << 20, &now, NULL) < 0)
+            continue;
+        json_auto_t *m = json_loads(now, 0, NULL);
+        json_t *pend = json_object_get(json_object_get(
+                                           json_object_get(m, "vms"), vm_id),
+                                       "pending");
+        gone = true;
+        for (size_t i = 0; i < json_array_size(pend); i++) {
+            json_int_t seq = json_integer_value(
+                json_array_get(json_array_get(pend, i), 0));
+            if (seq == bad || seq == good)
+                gone = false;
+        }
+    }
+    assert_int_equal(count_in_log(refused), 1);
+    assert_true(gone);
+
+    /* The good one was taken: the controller sees it again as a duplicate. */
+    int64_t n0, d0, c0, n1, d1, c1;
+    usage_of_web(&n0, &d0, &c0);
+    _cleanup_free_ char *node_json = xasprintf("%s/node.json", data_dir);
+    _cleanup_free_ char *ntext = NULL;
+    assert_int_equal(file_read(node_json, 1 << 20, &ntext, NULL), 0);
+    json_auto_t *node = json_loads(ntext, 0, NULL);
+    _cleanup_free_ char *body = xasprintf(
+        "{\"samples\":[{\"vm\":\"%s\",\"seq\":%lld,\"start\":%lld,"
+        "\"end\":%lld}]}", vm_id, (long long)good, (long long)(t - 3),
+        (long long)(t - 1));
+    _cleanup_free_ char *url = xasprintf("%s/v1/agent/status", ctl.url);
+    assert_int_equal(tu_http("POST", url, json_str(node, "credential"), ctl.ca,
+                             body, strlen(body), NULL, NULL, NULL), 200);
+    usage_of_web(&n1, &d1, &c1);
+    assert_int_equal(d1, d0 + 1);
+    assert_true(wait_vm("web", "state", "running", 15000));
+}
+
 static void stop_resize_start_reboot_through_fogctl(void **state)
 {
     free(fogctl_ok("shutdown", "web", NULL));
@@ -652,6 +721,7 @@ int main(void)
         cmocka_unit_test(join_pins_the_ca_and_registers_once),
         cmocka_unit_test(a_vm_is_created_started_and_reported_running),
         cmocka_unit_test(running_time_is_reported_in_numbered_samples),
+        cmocka_unit_test(a_refused_sample_is_dropped_alone_and_the_rest_counted),
         cmocka_unit_test(a_catalog_image_is_fetched_into_the_cache),
         cmocka_unit_test(stop_resize_start_reboot_through_fogctl),
         cmocka_unit_test(a_killed_agent_restarts_and_converges_without_duplicates),

@@ -204,6 +204,67 @@ static void a_damaged_file_never_lets_numbers_repeat(void **state)
     tu_rmrf(dir);
 }
 
+/* A post refused for one sample: only the sample the controller named
+ * (by index, VM and number) is forgotten; the others are sent again and
+ * stay until acknowledged. A refusal naming a sample by a number that
+ * does not match drops nothing. */
+static void only_the_samples_the_controller_refused_are_dropped(void **state)
+{
+    struct meter *m = meter_new(NULL, 0);
+    meter_observe(m, A, true, 100);
+    meter_observe(m, B, true, 100);
+    meter_observe(m, A, false, 110);
+    meter_observe(m, A, true, 120);
+    json_auto_t *s = meter_take(m, 130, 1000);
+    _cleanup_free_ char *all = str(s);
+    assert_string_equal(all, "A:1:100-110 B:1:100-130");
+    assert_int_equal(meter_pending(m), 2);
+
+    /* Stale or made-up entries: wrong seq, wrong vm, index out of range. */
+    json_auto_t *wrong = json_pack("[{s:i, s:s, s:i}, {s:i, s:s, s:i}, "
+                                   "{s:i, s:s, s:i}]", "index", 0, "vm", A,
+                                   "seq", 2, "index", 1, "vm", A, "seq", 1,
+                                   "index", 7, "vm", B, "seq", 1);
+    size_t dropped = 99;
+    json_auto_t *same = meter_refused(m, s, wrong, &dropped);
+    assert_int_equal(dropped, 0);
+    _cleanup_free_ char *kept = str(same);
+    assert_string_equal(kept, all);
+    assert_int_equal(meter_pending(m), 2);
+
+    json_auto_t *named = json_pack("[{s:i, s:s, s:i, s:s}]", "index", 1, "vm",
+                                   B, "seq", 1, "reason", "malformed");
+    json_auto_t *rest = meter_refused(m, s, named, &dropped);
+    assert_int_equal(dropped, 1);
+    _cleanup_free_ char *r = str(rest);
+    assert_string_equal(r, "A:1:100-110");
+    assert_int_equal(meter_pending(m), 1);
+    /* Until acknowledged, the rest is sent again unchanged. */
+    json_auto_t *again = meter_take(m, 131, 1000);
+    _cleanup_free_ char *a2 = str(again);
+    assert_string_equal(a2, "A:1:100-110 B:2:130-131");
+    meter_ack(m, rest);
+    assert_int_equal(meter_pending(m), 1);
+    meter_free(m);
+}
+
+/* While the controller takes nothing, a VM started and stopped over and
+ * over keeps at most 1000 samples: the oldest go first. */
+static void unacknowledged_samples_are_bounded_per_vm(void **state)
+{
+    struct meter *m = meter_new(NULL, 0);
+    for (int64_t i = 0; i < 1005; i++) {
+        meter_observe(m, A, true, 100 + 10 * i);
+        meter_observe(m, A, false, 105 + 10 * i);
+    }
+    assert_int_equal(meter_pending(m), 1000);
+    json_auto_t *s = meter_take(m, 20000, 2000);
+    assert_int_equal(json_array_size(s), 1000);
+    assert_int_equal(json_int(json_array_get(s, 0), "seq", 0), 6);
+    assert_int_equal(json_int(json_array_get(s, 999), "seq", 0), 1005);
+    meter_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +275,8 @@ int main(void)
         cmocka_unit_test(vms_no_longer_desired_are_forgotten),
         cmocka_unit_test(numbers_and_unsent_samples_survive_a_restart),
         cmocka_unit_test(a_damaged_file_never_lets_numbers_repeat),
+        cmocka_unit_test(only_the_samples_the_controller_refused_are_dropped),
+        cmocka_unit_test(unacknowledged_samples_are_bounded_per_vm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

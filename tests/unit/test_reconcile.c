@@ -356,9 +356,45 @@ static void the_spec_hash_follows_the_definition_inputs(void **state)
     assert_string_not_equal(ha, hb);
 }
 
+/* The agent acts only on a whole document for itself: a truncated body
+ * (which does not parse), a missing or mistyped part, another node's
+ * document or a negative revision are all refused. */
+static void only_a_whole_document_is_acted_on(void **state)
+{
+    static const char *node = "0123abcd-0000-4000-8000-0000000000aa";
+    _cleanup_free_ char *text = xasprintf(
+        "{\"revision\":4,\"node_id\":\"%s\",\"mesh\":null,\"vms\":[],"
+        "\"networks\":[],\"ports\":[],\"peers\":[]}", node);
+    json_auto_t *whole = json_loads(text, 0, NULL);
+    assert_true(reconcile_doc_whole(whole, node));
+    assert_false(reconcile_doc_whole(whole, "0123abcd-0000-4000-8000-0000000000bb"));
+    assert_false(reconcile_doc_whole(whole, NULL));
+    /* Cut anywhere, the body is not a document. */
+    for (size_t n = 0; n < strlen(text); n++) {
+        json_auto_t *cut = json_loadb(text, n, 0, NULL);
+        assert_false(reconcile_doc_whole(cut, node));
+    }
+    static const char *const parts[] = { "vms", "networks", "ports", "peers",
+                                         "mesh", "revision", "node_id" };
+    for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+        json_auto_t *d = json_deep_copy(whole);
+        json_object_del(d, parts[i]);
+        assert_false(reconcile_doc_whole(d, node));
+        json_auto_t *e = json_deep_copy(whole);
+        json_object_set_new(e, parts[i], json_string("x"));
+        assert_false(reconcile_doc_whole(e, node));
+    }
+    json_auto_t *neg = json_deep_copy(whole);
+    json_object_set_new(neg, "revision", json_integer(-1));
+    assert_false(reconcile_doc_whole(neg, node));
+    json_auto_t *arr = json_loads("[]", 0, NULL);
+    assert_false(reconcile_doc_whole(arr, node));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(only_a_whole_document_is_acted_on),
         cmocka_unit_test(a_new_vm_is_created_then_started),
         cmocka_unit_test(a_running_domain_is_adopted_as_is),
         cmocka_unit_test(domains_not_in_the_document_are_left_alone),

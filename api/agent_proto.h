@@ -1,0 +1,17 @@
+/* Numbers of the node agent protocol that both ends must agree on, kept
+ * in one place so neither side retypes them. */
+#pragma once
+
+/* The controller names, on every answer to GET /v1/agent/desired, the
+ * longest it holds such a poll (seconds); the agent asks for that wait
+ * next and gives up on a poll that silent for AGENT_POLL_MARGIN_S longer,
+ * so a poll lost in a partition is replaced soon after the wait. */
+#define AGENT_POLL_WAIT_HEADER "Fog-Poll-Wait"
+/* What the agent asks for before it has heard the controller's wait. */
+#define AGENT_POLL_WAIT_DEFAULT_S 30
+#define AGENT_POLL_MARGIN_S 10
+
+/* A status post refused for some of its usage samples names each, in an
+ * array under this member of the problem+json answer: {index, vm, seq,
+ * reason}. The agent drops exactly those and sends the rest again. */
+#define AGENT_REJECTED_SAMPLES "rejected_samples"
