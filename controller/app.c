@@ -7,6 +7,7 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/auth.h"
+#include "controller/guard.h"
 #include "controller/handlers.h"
 
 #include <errno.h>
@@ -27,6 +28,8 @@ const struct http_route app_routes[] = {
     { "GET", "/v1/accounts/{id}", h_account_get, ALLOW_USERS },
     { "GET", "/v1/accounts/{id}/balance", h_account_balance, ALLOW_USERS },
     { "POST", "/v1/accounts/{id}/credit", h_account_credit, ALLOW_ADMIN },
+    { "GET", "/v1/accounts/{id}/quotas", h_account_quotas_get, ALLOW_USERS },
+    { "PUT", "/v1/accounts/{id}/quotas", h_account_quotas_put, ALLOW_ADMIN },
 
     { "POST", "/v1/keys", h_key_create, ALLOW_USERS },
     { "GET", "/v1/keys", h_key_list, ALLOW_USERS },
@@ -230,6 +233,8 @@ bool app_before(struct http_request *r, const struct http_route *route,
     struct app *a = app;
     struct reqctx *c = reqctx_of(r);
 
+    if (!guard_admit_peer(a, r))
+        return false;
     if (route->flags & ALLOW_PUBLIC)
         return true;
     if (!authenticate(a, r, c)) {
@@ -238,6 +243,8 @@ bool app_before(struct http_request *r, const struct http_route *route,
                            "missing, malformed, unknown or revoked credential");
         return false;
     }
+    if (!guard_admit_caller(a, r, c))
+        return false;
     if (!(route->flags & role_bit(c->role))) {
         http_reply_problem(r, 403, "forbidden", NULL,
                            "a %s may not call %s %s", role_name(c->role),

@@ -216,3 +216,11 @@ json_t *desired_build(struct app *a, const char *node_id, int64_t revision)
                      networks_doc(a, node_id), "ports", ports_doc(a, node_id),
                      "peers", peers_doc(a, node_id));
 }
+
+json_t *desired_build_unapproved(const char *node_id, int64_t revision)
+{
+    return json_pack("{s:I, s:s, s:n, s:[], s:[], s:[], s:[], s:b}",
+                     "revision", (json_int_t)revision, "node_id", node_id,
+                     "mesh", "vms", "networks", "ports", "peers", "approved",
+                     false);
+}

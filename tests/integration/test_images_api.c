@@ -493,6 +493,8 @@ static int setup(void **state)
     A.cfg.data_dir = dir;
     A.cfg.max_image_gib = 1;
     A.cfg.templates_dir = (char *)"images/templates";
+    /* Quotas are test_guard's subject: none here (-1). */
+    A.cfg.quota_images = A.cfg.quota_ssh_keys = -1;
     _cleanup_free_ char *db = xasprintf("%s/fog.db", dir);
     if (store_open(db, &A.store) < 0)
         return -1;
