@@ -63,7 +63,13 @@ static bool reach_ok(struct http_request *r, json_t *body)
 
 /* Bounds of a node's inventory: `vcpus`..`disk_gib` (required at
  * register), then the optional rest. */
-#define INV_FIELDS(req)                                                            { "vcpus", JF_INT, req, 1, NODE_MAX_VCPUS, NULL },                             { "memory_mib", JF_INT, req, 64, NODE_MAX_MEMORY_MIB, NULL },                  { "disk_gib", JF_INT, req, 0, NODE_MAX_DISK_GIB, NULL },                       { "kvm", JF_BOOL, req, 0, 0, NULL },                                           { "arch", JF_STRING, false, 0, 32, NULL },                                     { "cpu_model", JF_STRING, false, 0, 128, NULL }
+#define INV_FIELDS(req)                                                        \
+    { "vcpus", JF_INT, req, 1, NODE_MAX_VCPUS, NULL },                         \
+    { "memory_mib", JF_INT, req, 64, NODE_MAX_MEMORY_MIB, NULL },              \
+    { "disk_gib", JF_INT, req, 0, NODE_MAX_DISK_GIB, NULL },                   \
+    { "kvm", JF_BOOL, req, 0, 0, NULL },                                       \
+    { "arch", JF_STRING, false, 0, 32, NULL },                                 \
+    { "cpu_model", JF_STRING, false, 0, 128, NULL }
 
 /* Capacity columns: what the node reported, what an admin approved, and
  * what the scheduler uses (the lower of the two). */

@@ -15,7 +15,7 @@
 #define NODE_COLS                                                              \
     "n.id, n.name, n.account_id, n.approved, n.kvm, n.arch, n.cpu_model, "     \
     "n.vcpus, n.memory_mib, n.disk_gib, n.mesh_ip, n.endpoint, "               \
-    "n.observed_endpoint, n.last_seen, n.created_at, n.cap_vcpus, "           \
+    "n.observed_endpoint, n.last_seen, n.created_at, n.cap_vcpus, "            \
     "n.cap_memory_mib, n.cap_disk_gib, n.reported_vcpus, "                     \
     "n.reported_memory_mib, n.reported_disk_gib, "                             \
     "(SELECT COALESCE(SUM(v.vcpus), 0) FROM vms v WHERE v.node_id = n.id AND " \
