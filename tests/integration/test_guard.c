@@ -20,6 +20,7 @@
 #include <time.h>
 
 static struct tu_ctl ctl;
+static struct tu_ctl lim; /* a second controller with tight limits */
 static char *alice_key, *bob_key, *carol_key, *prov_key;
 static const char *const ctl_args[] = {
     "--quota-networks", "3", "--quota-vms", "3", "--quota-ports", "4",
@@ -66,6 +67,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     tu_ctl_destroy(&ctl);
+    if (lim.dir) /* a test stopped halfway */
+        tu_ctl_destroy(&lim);
     free(alice_key);
     free(bob_key);
     free(carol_key);
@@ -526,7 +529,6 @@ static void bad_addresses_and_endpoints_are_refused(void **state)
 
 /* ---- a second controller with tight admission limits ---- */
 
-static struct tu_ctl lim;
 static const char *const lim_args[] = {
     "--per-ip-connections", "4", "--rate-ip", "1", "--burst-ip", "3",
     "--rate-key", "1", "--burst-key", "3", "--rate-agent-ip", "1000",
@@ -654,7 +656,7 @@ static void connections_per_address_are_limited(void **state)
         close(fds[i]);
     /* Freed: answered again (the server notices the closes soon). */
     bool answered = false;
-    for (int i = 0; i < 400 && !answered; i++) {
+    for (int i = 0; i < 1200 && !answered; i++) {
         long st;
         json_decref(tu_api(&lim, NULL, "GET", "/healthz", NULL, &st));
         answered = st == 200;
