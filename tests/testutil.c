@@ -244,8 +244,9 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
                        (char *)"--listen", port, (char *)"--grace", (char *)"0",
                        (char *)"--rate-ip", (char *)"0", (char *)"--rate-key",
                        (char *)"0", (char *)"--rate-agent-ip", (char *)"0",
+                       (char *)"--rate-node", (char *)"0",
                        (char *)"--per-ip-connections", (char *)"0" };
-    int n = 16;
+    int n = 18;
     for (const char *const *e = extra; e && *e && n < 46; e++)
         argv[n++] = (char *)*e;
     argv[n] = NULL;

@@ -619,11 +619,18 @@ static void too_many_requests_get_429_with_retry_after(void **state)
     free(ncred);
     tu_ctl_destroy(&lim);
 
-    /* Per key: with the address unlimited, one key still runs out. */
+    /* Per key and per node: with the address unlimited, one key or one
+     * node still runs out. */
     static const char *const key_args[] = { "--rate-key", "1", "--burst-key",
-                                            "3", NULL };
+                                            "3", "--rate-node", "1",
+                                            "--burst-node", "3", NULL };
     tu_ctl_start(&lim, key_args);
+    assert_int_equal(tu_node_join(&lim, lim.admin_key, "gd-lim", NULL, &nid,
+                                  &ncred), 201);
     assert_true(until_429("/v1/vms", lim.admin_key, "API key"));
+    assert_true(until_429("/v1/agent/desired?wait=0", ncred, "node"));
+    free(nid);
+    free(ncred);
     tu_ctl_destroy(&lim);
 }
 
