@@ -1,7 +1,8 @@
 /* Admission of requests and the checks on what nodes report. Rate limits
  * are token buckets (ratelimit.c): one table per client address for
- * anonymous, tenant and admin traffic, one per address for node agents
- * (nodes behind one NAT share it), one per API key and one per node. */
+ * anonymous, tenant and admin traffic (an IPv6 client by its /64), one
+ * per address for node agents (nodes behind one NAT share it), one per API
+ * key and one per node. */
 #include "controller/guard.h"
 
 #include "common/log.h"
@@ -58,15 +59,33 @@ static bool admit(struct http_request *r, struct ratelimit *rl,
     return false;
 }
 
+/* The bucket key of a client address: an IPv4 address, or the /64 of an
+ * IPv6 one (one host usually holds a whole /64 and could rotate through
+ * it). */
+static void peer_key(const char *peer, char out[INET6_ADDRSTRLEN + 4])
+{
+    struct in6_addr v6;
+    if (peer && inet_pton(AF_INET6, peer, &v6) == 1 &&
+        !IN6_IS_ADDR_V4MAPPED(&v6)) {
+        memset(v6.s6_addr + 8, 0, 8);
+        char t[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &v6, t, sizeof(t));
+        snprintf(out, INET6_ADDRSTRLEN + 4, "%s/64", t);
+        return;
+    }
+    snprintf(out, INET6_ADDRSTRLEN + 4, "%s", peer ? peer : "");
+}
+
 bool guard_admit_peer(struct app *a, struct http_request *r)
 {
     if (!a->guard)
         return true;
-    const char *peer = http_req_peer(r);
+    char key[INET6_ADDRSTRLEN + 4];
+    peer_key(http_req_peer(r), key);
     const char *h = http_req_header(r, "Authorization");
     bool agent = h && strncasecmp(h, "Bearer fogn_", 12) == 0;
-    return admit(r, agent ? a->guard->agent_ip : a->guard->ip,
-                 peer ? peer : "", "address");
+    return admit(r, agent ? a->guard->agent_ip : a->guard->ip, key,
+                 "address");
 }
 
 bool guard_admit_caller(struct app *a, struct http_request *r,

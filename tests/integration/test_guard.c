@@ -386,11 +386,18 @@ static void unapproved_node_learns_nothing_of_its_peers(void **state)
 
     /* Approved (with the capacity it reported), it sees its peer. */
     long st;
-    _cleanup_free_ char *p = xasprintf("/v1/nodes/%s/approve", pend_id);
-    json_auto_t *n = call(ctl.admin_key, "POST", p,
-                          "{\"vcpus\":2,\"memory_mib\":2048,\"disk_gib\":20}",
-                          &st);
+    int fst;
+    free(tu_fogctl(&ctl, ctl.admin_key, &fst, "node-approve", pend_id,
+                   "--cpus", "many", NULL));
+    assert_int_equal(fst, 2);
+    free(tu_fogctl(&ctl, ctl.admin_key, &fst, "node-approve", pend_id,
+                   "--cpus", "2", "--memory-mib", "2048", "--disk-gib", "20",
+                   NULL));
+    assert_int_equal(fst, 0);
+    _cleanup_free_ char *p = xasprintf("/v1/nodes/%s", pend_id);
+    json_auto_t *n = call(ctl.admin_key, "GET", p, NULL, &st);
     assert_int_equal(st, 200);
+    assert_true(json_bool(n, "approved", false));
     assert_int_equal(json_int(json_object_get(n, "approved_capacity"),
                               "vcpus", 0), 2);
     assert_int_equal(json_int(json_object_get(n, "capacity"), "vcpus", 0), 2);
