@@ -2,6 +2,7 @@
 #include "controller/desired.h"
 
 #include "common/jsonutil.h"
+#include "controller/guard.h"
 
 #include <stdio.h>
 
@@ -182,6 +183,9 @@ static json_t *peers_doc(struct app *a, const char *node_id)
     json_array_foreach(rows, i, row) {
         const char *ep = json_str(row, "endpoint");
         _cleanup_free_ char *observed = NULL;
+        /* Rows stored before endpoints were checked may hold anything. */
+        if (ep && !guard_endpoint_ok(ep))
+            ep = NULL;
         if (!ep && json_str(row, "observed_endpoint")) {
             observed = xasprintf("%s:%lld", json_str(row, "observed_endpoint"),
                                  (long long)json_int(row, "wg_port", 51820));
