@@ -274,21 +274,22 @@ static const char *status_title(int status)
     }
 }
 
-void http_reply_problem(struct http_request *r, int status, const char *slug,
-                        const char *field, const char *fmt, ...)
+static void reply_vproblem(struct http_request *r, int status,
+                           const char *slug, const char *field, json_t *extra,
+                           const char *fmt, va_list ap)
 {
-    va_list ap;
     char *detail;
 
-    va_start(ap, fmt);
     if (vasprintf(&detail, fmt, ap) < 0)
         abort();
-    va_end(ap);
     json_t *p = json_pack("{s:s+, s:s, s:i, s:s}", "type", "urn:fog:problem:",
                           slug, "title", status_title(status), "status",
                           status, "detail", detail);
     if (field)
         json_object_set_new(p, "field", json_string(field));
+    if (extra)
+        json_object_update_missing(p, extra);
+    json_decref(extra);
     free(detail);
     char *text = json_dumps(p, JSON_COMPACT);
     json_decref(p);
@@ -311,6 +312,25 @@ void http_reply_reset(struct http_request *r)
     r->reply_fd = -1;
     r->status = 0;
     r->answered = false;
+}
+
+void http_reply_problem(struct http_request *r, int status, const char *slug,
+                        const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_vproblem(r, status, slug, field, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void http_reply_problem_ext(struct http_request *r, int status,
+                            const char *slug, const char *field, json_t *extra,
+                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_vproblem(r, status, slug, field, extra, fmt, ap);
+    va_end(ap);
 }
 
 void http_reply_header(struct http_request *r, const char *name,
@@ -851,6 +871,8 @@ int http_server_start(const struct http_server_opts *o,
         { MHD_OPTION_CONNECTION_TIMEOUT, 90, NULL },
         { MHD_OPTION_CONNECTION_LIMIT, 20000, NULL },
         { MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL },
+        { MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+          (intptr_t)s->opts.per_ip_connections, NULL },
         { o->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
           (void *)o->tls_cert_pem },
         { o->tls_key_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,

@@ -46,6 +46,7 @@ struct http_server_opts {
     size_t n_routes;
     size_t max_body;          /* bytes; larger bodies get 413 */
     unsigned threads;         /* worker threads (epoll each), default 2 */
+    unsigned per_ip_connections; /* open connections per client; 0: any */
     /* Called before the handler; returns false when it has answered the
      * request itself (401, 403...). May be NULL. */
     bool (*before)(struct http_request *req, const struct http_route *route,
@@ -106,6 +107,12 @@ void http_reply_text(struct http_request *r, int status,
 void http_reply_problem(struct http_request *r, int status, const char *slug,
                         const char *field, const char *fmt, ...)
     _printf_(5, 6);
+/* http_reply_problem with extension members (RFC 9457 section 3.2) taken
+ * from `extra` (stolen; may be NULL); they never replace the standard
+ * ones. */
+void http_reply_problem_ext(struct http_request *r, int status,
+                            const char *slug, const char *field, json_t *extra,
+                            const char *fmt, ...) _printf_(6, 7);
 void http_reply_header(struct http_request *r, const char *name,
                        const char *value);
 /* Take back the answer given so far (body, headers, file), so that an

@@ -1,5 +1,6 @@
-/* fogctl verbs for accounts, API keys and the audit log: account-create,
- * account-list, key-create, key-list, key-revoke, events. */
+/* fogctl verbs for accounts, API keys, quotas and the audit log:
+ * account-create, account-list, key-create, key-list, key-revoke, quota,
+ * quota-set, events. */
 #include "cli/cli.h"
 
 static int account_create(struct cli *c, struct cli_args *a)
@@ -68,6 +69,67 @@ static int key_revoke(struct cli *c, struct cli_args *a)
     return CLI_OK;
 }
 
+/* Print an account's quotas as a table (or the API's JSON). */
+static void quota_print(struct cli *c, json_t *q)
+{
+    if (c->json) {
+        cli_print_json(q);
+        return;
+    }
+    json_auto_t *rows = json_array();
+    const char *kind;
+    json_t *v;
+    json_object_foreach(json_object_get(q, "quotas"), kind, v) {
+        json_t *row = json_deep_copy(v);
+        json_object_set_new(row, "quota", json_string(kind));
+        if (json_integer_value(json_object_get(row, "limit")) < 0)
+            json_object_set_new(row, "limit", json_string("none"));
+        json_array_append_new(rows, row);
+    }
+    cli_print_table(rows, "quota,used,limit,default");
+}
+
+static int quota_show(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *e = cli_escape(a->pos[0]);
+    _cleanup_free_ char *p = xasprintf("/v1/accounts/%s/quotas", e);
+    json_auto_t *q = NULL;
+    if (cli_call(c, "GET", p, NULL, &q) != 0)
+        return CLI_FAIL;
+    quota_print(c, q);
+    return CLI_OK;
+}
+
+/* quota-set ACCOUNT vms=50 ports=none networks=default */
+static int quota_set(struct cli *c, struct cli_args *a)
+{
+    const struct cli_verb *v = cli_verb_find("quota-set");
+    json_auto_t *body = json_object(), *q = NULL;
+    for (int i = 1; i < a->npos; i++) {
+        const char *eq = strchr(a->pos[i], '=');
+        int64_t n;
+        if (!eq || eq == a->pos[i])
+            return cli_usage(v, "'%s' is not QUOTA=N", a->pos[i]);
+        _cleanup_free_ char *kind = xstrndup(a->pos[i],
+                                             (size_t)(eq - a->pos[i]));
+        if (streq(eq + 1, "default"))
+            json_object_set_new(body, kind, json_null());
+        else if (streq(eq + 1, "none"))
+            json_object_set_new(body, kind, json_integer(-1));
+        else if (parse_int64(eq + 1, 0, 1000000, &n) == 0)
+            json_object_set_new(body, kind, json_integer(n));
+        else
+            return cli_usage(v, "invalid limit '%s' (0..1000000, none or "
+                             "default)", eq + 1);
+    }
+    _cleanup_free_ char *e = cli_escape(a->pos[0]);
+    _cleanup_free_ char *p = xasprintf("/v1/accounts/%s/quotas", e);
+    if (cli_call(c, "PUT", p, body, &q) != 0)
+        return CLI_FAIL;
+    quota_print(c, q);
+    return CLI_OK;
+}
+
 static int events(struct cli *c, struct cli_args *a)
 {
     const char *lim = cli_flag(a, "limit");
@@ -97,6 +159,11 @@ const struct cli_verb cli_account_verbs[] = {
       "create an API key; its secret is printed once" },
     { "key-list", key_list, 0, 0, "", "", "list API keys (never secrets)" },
     { "key-revoke", key_revoke, 1, 1, "", "ID", "revoke an API key" },
+    { "quota", quota_show, 1, 1, "", "ACCOUNT",
+      "an account's quotas: what it holds and may hold" },
+    { "quota-set", quota_set, 2, 7, "", "ACCOUNT QUOTA=N|none|default...",
+      "set an account's quotas (admin): networks, vms, ports, images, "
+      "ssh_keys, api_keys" },
     { "events", events, 0, 0, "limit=", "[--limit N]",
       "the audit log: who did what, when, with what result" },
     { NULL, NULL, 0, 0, NULL, NULL, NULL },

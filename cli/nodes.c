@@ -49,11 +49,26 @@ static int node_info(struct cli *c, struct cli_args *a)
     return CLI_OK;
 }
 
+/* Approval records the capacity the scheduler may use: --cpus,
+ * --memory-mib and --disk-gib, else what the node reports now. */
 static int node_approve(struct cli *c, struct cli_args *a)
 {
+    static const char *const flags[][2] = { { "cpus", "vcpus" },
+                                            { "memory-mib", "memory_mib" },
+                                            { "disk-gib", "disk_gib" } };
+    json_auto_t *body = json_object(), *n = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(flags); i++) {
+        const char *v = cli_flag(a, flags[i][0]);
+        int64_t x;
+        if (!v)
+            continue;
+        if (parse_int64(v, 0, INT64_C(1) << 40, &x) < 0)
+            return cli_usage(cli_verb_find("node-approve"),
+                             "invalid --%s '%s'", flags[i][0], v);
+        json_object_set_new(body, flags[i][1], json_integer(x));
+    }
     _cleanup_free_ char *p = node_path(a->pos[0], "/approve");
-    json_auto_t *n = NULL;
-    if (cli_call(c, "POST", p, NULL, &n) != 0)
+    if (cli_call(c, "POST", p, body, &n) != 0)
         return CLI_FAIL;
     if (c->json)
         cli_print_json(n);
@@ -100,8 +115,10 @@ const struct cli_verb cli_node_verbs[] = {
     { "nodelist", node_list, 0, 0, "", "", "list nodes" },
     { "nodeinfo", node_info, 1, 1, "", "NODE",
       "show a node: capacity, use, state, last contact" },
-    { "node-approve", node_approve, 1, 1, "", "NODE",
-      "approve a node that joined with a provider's token" },
+    { "node-approve", node_approve, 1, 1, "cpus=,memory-mib=,disk-gib=",
+      "NODE [--cpus N] [--memory-mib N] [--disk-gib N]",
+      "approve a node that joined with a provider's token, capping the "
+      "capacity the scheduler uses (default: what it reports now)" },
     { "node-remove", node_remove, 1, 1, "", "NODE",
       "remove a node (its VMs are not moved)" },
     { "join-token", join_token, 0, 0, "ttl=", "[--ttl SECONDS]",

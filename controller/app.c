@@ -9,6 +9,7 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/auth.h"
+#include "controller/guard.h"
 #include "controller/handlers.h"
 
 #include <errno.h>
@@ -29,6 +30,8 @@ const struct http_route app_routes[] = {
     { "GET", "/v1/accounts/{id}", h_account_get, ALLOW_USERS },
     { "GET", "/v1/accounts/{id}/balance", h_account_balance, ALLOW_USERS },
     { "POST", "/v1/accounts/{id}/credit", h_account_credit, ALLOW_ADMIN },
+    { "GET", "/v1/accounts/{id}/quotas", h_account_quotas_get, ALLOW_USERS },
+    { "PUT", "/v1/accounts/{id}/quotas", h_account_quotas_put, ALLOW_ADMIN },
 
     { "POST", "/v1/keys", h_key_create, ALLOW_USERS },
     { "GET", "/v1/keys", h_key_list, ALLOW_USERS },
@@ -238,6 +241,8 @@ bool app_before(struct http_request *r, const struct http_route *route,
     struct app *a = app;
     struct reqctx *c = reqctx_of(r);
 
+    if (!guard_admit_peer(a, r))
+        return false;
     if (route->flags & ALLOW_PUBLIC)
         return true;
     int e = authenticate(a, r, c);
@@ -251,6 +256,8 @@ bool app_before(struct http_request *r, const struct http_route *route,
         reply_store_error(r, e, "credential");
         return false;
     }
+    if (!guard_admit_caller(a, r, c))
+        return false;
     if (!(route->flags & role_bit(c->role))) {
         http_reply_problem(r, 403, "forbidden", NULL,
                            "a %s may not call %s %s", role_name(c->role),
@@ -486,6 +493,8 @@ void app_after(struct http_request *r, const struct http_route *route,
     bool log = c->account_id[0] || (c->tx_open && status < 400);
     if (quiet && status < 400 && !c->event_detail)
         log = false;
+    if (status == 429)
+        log = false; /* throttled: a flood must not write a row each */
     if (log && e >= 0) {
         _cleanup_free_ char *problem = status >= 400 ? reply_detail(r) : NULL;
         _cleanup_free_ char *action = xasprintf("%s %.200s", method,

@@ -45,6 +45,14 @@ struct app_settings {
     int64_t grace_s;         /* balance must cover this much running */
     char *token_symbol;
     char *default_offer;     /* "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001" */
+    /* tenant limits: network pools (netalloc.c) and quotas (quota.c) */
+    char *tenant_pools;      /* "10.0.0.0/9,172.16.0.0/12" */
+    int64_t quota_networks, quota_vms, quota_ports, quota_images,
+        quota_ssh_keys, quota_api_keys;
+    /* request admission (guard.c): connections and requests per second */
+    int64_t per_ip_connections;
+    int64_t rate_ip, burst_ip, rate_agent_ip, burst_agent_ip;
+    int64_t rate_key, burst_key, rate_node, burst_node;
 };
 
 struct app {
@@ -53,6 +61,7 @@ struct app {
     struct http_server *http;
     char *ca_pem;
     char ca_sha256[65];
+    struct guard *guard;     /* rate limit tables (guard.c) */
 };
 
 /* Per-request context, attached as the request's user data. */

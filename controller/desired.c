@@ -5,6 +5,7 @@
 
 #include "common/fs.h"
 #include "common/jsonutil.h"
+#include "controller/guard.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -277,6 +278,9 @@ static int peers_doc(struct app *a, const char *node_id, json_t **ret)
     json_array_foreach(rows, i, row) {
         const char *ep = json_str(row, "endpoint");
         _cleanup_free_ char *observed = NULL;
+        /* Rows stored before endpoints were checked may hold anything. */
+        if (ep && !guard_endpoint_ok(ep))
+            ep = NULL;
         if (!ep && json_str(row, "observed_endpoint")) {
             observed = xasprintf("%s:%lld", json_str(row, "observed_endpoint"),
                                  (long long)json_int(row, "wg_port", 51820));
@@ -345,4 +349,12 @@ int desired_build(struct app *a, const char *node_id, json_t **ret_doc)
         return e;
     *ret_doc = doc;
     return 0;
+}
+
+json_t *desired_build_unapproved(const char *node_id, int64_t revision)
+{
+    return json_pack("{s:I, s:s, s:n, s:[], s:[], s:[], s:[], s:b}",
+                     "revision", (json_int_t)revision, "node_id", node_id,
+                     "mesh", "vms", "networks", "ports", "peers", "approved",
+                     false);
 }

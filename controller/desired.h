@@ -12,6 +12,10 @@
  * node, or removed), -EIO (a store error) or -EINVAL (a row that cannot
  * be formatted). Never a partial document. */
 int desired_build(struct app *a, const char *node_id, json_t **ret_doc);
+/* The document of a node an admin has not approved yet: its revision and
+ * nothing else (no mesh, peers, VMs, networks or ports), with "approved":
+ * false. New reference. */
+json_t *desired_build_unapproved(const char *node_id, int64_t revision);
 
 /* MTU of a guest NIC on a 1500-byte underlay: WireGuard (60) and VXLAN
  * (50) overheads and 20 bytes of margin for an IPv4 path (FACTS.md). */

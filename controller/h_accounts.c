@@ -5,6 +5,7 @@
 #include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/handlers.h"
+#include "controller/quota.h"
 
 #include <errno.h>
 
@@ -98,6 +99,94 @@ HANDLER(h_account_get)
     http_reply_json(r, 200, o);
 }
 
+/* ---- quotas ---- */
+
+/* The account the path names, in *ret_row (caller owns): 0, or -errno
+ * after answering 404 / 500. */
+static int quota_account(struct app *a, struct http_request *r,
+                         json_t **ret_row)
+{
+    int e = account_find(a, r, http_req_param(r, 0), ret_row);
+    if (e < 0)
+        reply_store_error(r, e, "account");
+    return e;
+}
+
+static void quota_reply(struct app *a, struct http_request *r,
+                        const char *account_id)
+{
+    json_t *q = quota_render(a, account_id);
+    if (!q)
+        http_reply_problem(r, 500, "internal", NULL, "store error");
+    else
+        http_reply_json(r, 200, q);
+}
+
+HANDLER(h_account_quotas_get)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    if (quota_account(a, r, &row) == 0)
+        quota_reply(a, r, json_str(row, "id"));
+}
+
+/* Body: {kind: limit | null, ...}; null puts the default back. */
+HANDLER(h_account_quotas_put)
+{
+    struct app *a = app;
+    json_auto_t *row = NULL;
+    int e = quota_account(a, r, &row);
+    if (e < 0)
+        return;
+    json_t *b = http_req_json(r);
+    if (!json_is_object(b) || json_object_size(b) == 0) {
+        http_reply_problem(r, 400, "validation", NULL,
+                           "the body must be an object of quotas, like "
+                           "{\"vms\": 50}");
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(b, key, v) {
+        int k = 0;
+        while (k < QUOTA_MAX && !streq(quota_name((enum quota_kind)k), key))
+            k++;
+        if (k == QUOTA_MAX) {
+            http_reply_problem(r, 400, "unknown-field", key,
+                               "unknown quota '%.64s' (networks, vms, ports, "
+                               "images, ssh_keys, api_keys)", key);
+            return;
+        }
+        if (!json_is_null(v) &&
+            (!json_is_integer(v) || json_integer_value(v) < -1 ||
+             json_integer_value(v) > 1000000)) {
+            http_reply_problem(r, 400, "validation", key,
+                               "%s must be an integer from -1 (no limit) to "
+                               "1000000, or null for the default", key);
+            return;
+        }
+    }
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    json_object_foreach(b, key, v) {
+        int k = 0;
+        while (!streq(quota_name((enum quota_kind)k), key))
+            k++;
+        if ((e = quota_set(a, json_str(row, "id"), (enum quota_kind)k,
+                           json_integer_value(v), json_is_null(v))) < 0)
+            break;
+    }
+    if (e < 0 || store_tx_commit(a->store) < 0) {
+        if (e < 0)
+            store_tx_rollback(a->store);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    quota_reply(a, r, json_str(row, "id"));
+}
+
 /* ---- keys ---- */
 
 static json_t *key_render(json_t *row)
@@ -160,9 +249,17 @@ HANDLER(h_key_create)
         account_id = json_str(row, "id");
     }
     struct auth_key k;
+    if (quota_tx_begin(a, r, account_id, QUOTA_API_KEYS, 1) < 0)
+        return;
     int e = key_insert(a->store, account_id, json_str(b, "description"), &k);
     if (e < 0) {
+        store_tx_rollback(a->store);
         reply_store_error(r, e, "key");
+        return;
+    }
+    if (store_tx_commit(a->store) < 0) {
+        auth_key_clear(&k);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
     reqctx_set_target(r, k.id);

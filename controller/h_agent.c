@@ -8,6 +8,7 @@
 #include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/desired.h"
+#include "controller/guard.h"
 #include "controller/handlers.h"
 
 #include <arpa/inet.h>
@@ -37,16 +38,83 @@ static char *mesh_next(struct app *a)
     return xstrdup(text);
 }
 
-/* An address a node says it has must be one: it ends up in firewall
- * rules on every node. */
-static bool addr_ok(struct http_request *r, const char *ip)
+/* Where a node says it is reached must be an address others can use:
+ * both end up in firewall rules and WireGuard peers on every node, so
+ * loopback, link-local, multicast or a free-text host:port would turn
+ * peers against their own hosts. false after answering 400. */
+static bool reach_ok(struct http_request *r, json_t *body)
 {
-    struct in6_addr a;
-    if (!ip || inet_pton(AF_INET, ip, &a) == 1 || inet_pton(AF_INET6, ip, &a) == 1)
-        return true;
-    http_reply_problem(r, 400, "validation", "public_ip",
-                       "'public_ip' must be an IP address");
-    return false;
+    const char *ip = json_str(body, "public_ip");
+    const char *ep = json_str(body, "endpoint");
+    if (ip && !guard_ip_public(ip)) {
+        http_reply_problem(r, 400, "validation", "public_ip",
+                           "'public_ip' must be an IP address that is not "
+                           "loopback, unspecified, link-local or multicast");
+        return false;
+    }
+    if (ep && !guard_endpoint_ok(ep)) {
+        http_reply_problem(r, 400, "validation", "endpoint",
+                           "'endpoint' must be IP:PORT or [IPv6]:PORT with a "
+                           "port from 1 to 65535 and an address that is not "
+                           "loopback, unspecified, link-local or multicast");
+        return false;
+    }
+    return true;
+}
+
+/* Bounds of a node's inventory: `vcpus`..`disk_gib` (required at
+ * register), then the optional rest. */
+#define INV_FIELDS(req)                                                        \
+    { "vcpus", JF_INT, req, 1, NODE_MAX_VCPUS, NULL },                         \
+    { "memory_mib", JF_INT, req, 64, NODE_MAX_MEMORY_MIB, NULL },              \
+    { "disk_gib", JF_INT, req, 0, NODE_MAX_DISK_GIB, NULL },                   \
+    { "kvm", JF_BOOL, req, 0, 0, NULL },                                       \
+    { "arch", JF_STRING, false, 0, 32, NULL },                                 \
+    { "cpu_model", JF_STRING, false, 0, 128, NULL }
+
+/* Capacity columns: what the node reported, what an admin approved, and
+ * what the scheduler uses (the lower of the two). */
+static const char *const cap_cols[] = { "vcpus", "memory_mib", "disk_gib" };
+
+/* Record the capacity a node reports. Once approved, the figure the
+ * scheduler uses never exceeds the approved one; a report above it is
+ * clamped and an event says so (once per new figure). Inside the
+ * caller's transaction. */
+static void capacity_record(struct app *a, const char *node_id, json_t *inv)
+{
+    json_auto_t *row = NULL;
+    if (!inv || store_query_one(a->store, &row,
+                                "SELECT account_id, approved, cap_vcpus, "
+                                "cap_memory_mib, cap_disk_gib, reported_vcpus, "
+                                "reported_memory_mib, reported_disk_gib FROM "
+                                "nodes WHERE id = $1", "s", node_id) < 0)
+        return;
+    bool approved = json_int(row, "approved", 0) != 0;
+    for (size_t k = 0; k < ARRAY_SIZE(cap_cols); k++) {
+        json_t *v = json_object_get(inv, cap_cols[k]);
+        if (!json_is_integer(v))
+            continue;
+        int64_t got = json_integer_value(v), use = got;
+        _cleanup_free_ char *cap_col = xasprintf("cap_%s", cap_cols[k]);
+        _cleanup_free_ char *rep_col = xasprintf("reported_%s", cap_cols[k]);
+        json_t *cap = json_object_get(row, cap_col);
+        if (approved && json_is_integer(cap) && got > json_integer_value(cap)) {
+            use = json_integer_value(cap);
+            if (json_int(row, rep_col, -1) != got) {
+                _cleanup_free_ char *d = xasprintf(
+                    "node reported %s %lld, above the %lld approved: the "
+                    "scheduler uses %lld", cap_cols[k], (long long)got,
+                    (long long)use, (long long)use);
+                app_event(a, json_str(row, "account_id"), node_id,
+                          "node.capacity-clamped", node_id, 200, d);
+                log_warn("node %s: %s", node_id, d);
+            }
+        }
+        _cleanup_free_ char *sql = xasprintf(
+            "UPDATE nodes SET %s = $1, %s = $2 WHERE id = $3", cap_cols[k],
+            rep_col);
+        store_exec(a->store, sql, "iis", use, got, node_id);
+    }
 }
 
 HANDLER(h_agent_register)
@@ -63,16 +131,9 @@ HANDLER(h_agent_register)
         { "port_min", JF_INT, false, 1, 65535, NULL },
         { "port_max", JF_INT, false, 1, 65535, NULL },
     };
-    static const struct jfield inv_fields[] = {
-        { "vcpus", JF_INT, true, 1, 4096, NULL },
-        { "memory_mib", JF_INT, true, 64, INT64_C(1) << 32, NULL },
-        { "disk_gib", JF_INT, true, 0, INT64_C(1) << 30, NULL },
-        { "kvm", JF_BOOL, true, 0, 0, NULL },
-        { "arch", JF_STRING, false, 0, 32, NULL },
-        { "cpu_model", JF_STRING, false, 0, 128, NULL },
-    };
+    static const struct jfield inv_fields[] = { INV_FIELDS(true) };
     if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
-        !addr_ok(r, json_str(http_req_json(r), "public_ip")))
+        !reach_ok(r, http_req_json(r)))
         return;
     json_t *b = http_req_json(r), *inv = json_object_get(b, "inventory");
     struct jerr je = { 0 };
@@ -135,6 +196,16 @@ HANDLER(h_agent_register)
                        json_int(b, "wg_port", 51820), json_str(b, "public_ip"),
                        json_int(b, "port_min", 20000),
                        json_int(b, "port_max", 29999), node_id);
+    /* A node an admin's token admits is approved with what it reports. */
+    if (e >= 0)
+        e = store_exec(a->store,
+                       "UPDATE nodes SET reported_vcpus = vcpus, "
+                       "reported_memory_mib = memory_mib, reported_disk_gib "
+                       "= disk_gib, cap_vcpus = CASE WHEN approved = 1 THEN "
+                       "vcpus END, cap_memory_mib = CASE WHEN approved = 1 "
+                       "THEN memory_mib END, cap_disk_gib = CASE WHEN "
+                       "approved = 1 THEN disk_gib END WHERE id = $1", "s",
+                       node_id);
     if (e >= 0)
         e = store_exec(a->store,
                        "UPDATE join_tokens SET used_at = $1, node_id = $2 "
@@ -199,7 +270,7 @@ HANDLER(h_agent_desired)
     if (wait > a->cfg.longpoll_s)
         wait = a->cfg.longpoll_s;
     json_auto_t *node = NULL;
-    int e = store_query_one(a->store, &node, "SELECT revision FROM nodes "
+    int e = store_query_one(a->store, &node, "SELECT revision, approved FROM nodes "
                             "WHERE id = $1 AND removed_at IS NULL", "s",
                             node_id);
     if (e < 0) {
@@ -207,6 +278,7 @@ HANDLER(h_agent_desired)
         return;
     }
     int64_t rev = json_int(node, "revision", 0);
+    bool approved = json_int(node, "approved", 0) != 0;
     /* Asking counts as contact: the node is alive. */
     store_exec(a->store, "UPDATE nodes SET last_seen = $1 WHERE id = $2", "is",
                now_s(), node_id);
@@ -221,9 +293,15 @@ HANDLER(h_agent_desired)
         http_req_park(r, node_id, -1);
         return;
     }
-    /* Whole or nothing: the agent keeps what it has on a 503. */
+    /* Whole or nothing: the agent keeps what it has on a 503. Until an
+     * admin approves it, a node learns nothing of the others: a document
+     * with no peers, VMs, networks or ports (approval bumps the revision,
+     * so the parked poll wakes to the real one). */
     json_t *doc = NULL;
-    e = desired_build(a, node_id, &doc);
+    if (approved)
+        e = desired_build(a, node_id, &doc);
+    else
+        doc = desired_build_unapproved(node_id, rev);
     if (e < 0) {
         reply_desired_error(r, node_id, e);
         return;
@@ -278,23 +356,18 @@ HANDLER(h_agent_status)
         { "state", JF_ENUM, true, 0, 0, vm_states },
         { "reason", JF_STRING, false, 0, 1024, NULL },
         { "console_tail", JF_STRING, false, 0, 65536, NULL },
-        { "addresses", JF_ARRAY, false, 0, 64, NULL },
+        { "addresses", JF_ARRAY, false, 0, NODE_MAX_VM_ADDRESSES, NULL },
         { "by_guest", JF_BOOL, false, 0, 0, NULL },
         { "start_gen", JF_INT, false, 0, INT64_MAX, NULL },
     };
     static const struct jfield inv_fields[] = {
-        { "vcpus", JF_INT, false, 1, 4096, NULL },
-        { "memory_mib", JF_INT, false, 64, INT64_C(1) << 32, NULL },
-        { "disk_gib", JF_INT, false, 0, INT64_C(1) << 30, NULL },
-        { "kvm", JF_BOOL, false, 0, 0, NULL },
-        { "arch", JF_STRING, false, 0, 32, NULL },
-        { "cpu_model", JF_STRING, false, 0, 128, NULL },
-        { "free_vcpus", JF_INT, false, 0, 4096, NULL },
-        { "free_memory_mib", JF_INT, false, 0, INT64_C(1) << 32, NULL },
-        { "free_disk_gib", JF_INT, false, 0, INT64_C(1) << 30, NULL },
+        INV_FIELDS(false),
+        { "free_vcpus", JF_INT, false, 0, NODE_MAX_VCPUS, NULL },
+        { "free_memory_mib", JF_INT, false, 0, NODE_MAX_MEMORY_MIB, NULL },
+        { "free_disk_gib", JF_INT, false, 0, NODE_MAX_DISK_GIB, NULL },
     };
     if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
-        !addr_ok(r, json_str(http_req_json(r), "public_ip")))
+        !reach_ok(r, http_req_json(r)))
         return;
     json_t *b = http_req_json(r), *vms = json_object_get(b, "vms");
     json_t *inv = json_object_get(b, "inventory");
@@ -313,6 +386,13 @@ HANDLER(h_agent_status)
             http_reply_problem(r, 400, "validation", "vms", "vms[%zu]: %s", i,
                                je.detail);
             jerr_clear(&je);
+            return;
+        }
+        json_t *addrs = json_object_get(v, "addresses");
+        if (addrs && !guard_addresses_ok(addrs)) {
+            http_reply_problem(r, 400, "validation", "vms",
+                               "vms[%zu].addresses must be a list of at most "
+                               "%d IP addresses", i, NODE_MAX_VM_ADDRESSES);
             return;
         }
     }
@@ -350,15 +430,7 @@ HANDLER(h_agent_status)
                "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
                "public_ip) WHERE id = $5", "issss", now, http_req_peer(r),
                json_str(b, "endpoint"), json_str(b, "public_ip"), node_id);
-    static const char *const inv_cols[] = { "vcpus", "memory_mib",
-                                             "disk_gib" };
-    for (size_t k = 0; inv && k < ARRAY_SIZE(inv_cols); k++) {
-        if (!json_object_get(inv, inv_cols[k]))
-            continue;
-        _cleanup_free_ char *sql = xasprintf(
-            "UPDATE nodes SET %s = $1 WHERE id = $2", inv_cols[k]);
-        store_exec(a->store, sql, "is", json_int(inv, inv_cols[k], 0), node_id);
-    }
+    capacity_record(a, node_id, inv);
     if (inv && json_object_get(inv, "kvm"))
         store_exec(a->store, "UPDATE nodes SET kvm = $1 WHERE id = $2", "bs",
                    json_bool(inv, "kvm", false), node_id);

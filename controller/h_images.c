@@ -8,6 +8,7 @@
 #include "controller/catalog.h"
 #include "controller/handlers.h"
 #include "images/addrpolicy.h"
+#include "controller/quota.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -194,6 +195,8 @@ HANDLER(h_image_create)
         return;
     char id[UUID_STR_LEN + 1];
     uuid_generate_str(id);
+    if (quota_tx_begin(a, r, c->account_id, QUOTA_IMAGES, 1) < 0)
+        return;
     int e = store_exec(a->store,
                        "INSERT INTO images (id, account_id, name, version, "
                        "visibility, source, state, sha256, min_disk_gib, "
@@ -204,7 +207,12 @@ HANDLER(h_image_create)
                        url ? "importing" : "pending", sha,
                        json_int(b, "min_disk_gib", 1), now_s());
     if (e < 0) {
+        store_tx_rollback(a->store);
         reply_store_error(r, e, "an image with this name");
+        return;
+    }
+    if (store_tx_commit(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
     reqctx_set_target(r, id);
@@ -628,12 +636,19 @@ HANDLER(h_sshkey_create)
     }
     char id[UUID_STR_LEN + 1];
     uuid_generate_str(id);
+    if (quota_tx_begin(a, r, c->account_id, QUOTA_SSH_KEYS, 1) < 0)
+        return;
     int e = store_exec(a->store, "INSERT INTO ssh_keys (id, account_id, name, "
                        "public_key, created_at) VALUES ($1, $2, $3, $4, $5)",
                        "ssssi", id, c->account_id, json_str(b, "name"), key,
                        now_s());
     if (e < 0) {
+        store_tx_rollback(a->store);
         reply_store_error(r, e, "an SSH key with this name");
+        return;
+    }
+    if (store_tx_commit(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
     reqctx_set_target(r, id);

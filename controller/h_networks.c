@@ -6,6 +6,7 @@
 #include "controller/accrual.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/quota.h"
 #include "controller/scheduler.h"
 
 #include <errno.h>
@@ -121,11 +122,32 @@ HANDLER(h_net_create)
         return;
     json_t *b = http_req_json(r);
     char id[UUID_STR_LEN + 1];
-    if (store_tx_begin(a->store) < 0) {
-        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+    uint32_t net;
+    int prefix;
+    if (netalloc_parse_cidr(json_str(b, "cidr"), &net, &prefix) < 0) {
+        http_reply_problem(r, 400, "validation", "cidr",
+                           "cidr must be a network address with a prefix "
+                           "from /16 to /29, like 10.1.0.0/24");
         return;
     }
-    int e = network_insert(a->store, c->account_id, json_str(b, "name"),
+    int e = netalloc_cidr_allowed(a->cfg.tenant_pools, a->cfg.mesh_cidr, net,
+                                  prefix);
+    if (e == -EADDRNOTAVAIL) {
+        http_reply_problem(r, 409, "conflict", "cidr",
+                           "%s overlaps the hub's mesh range %s",
+                           json_str(b, "cidr"), a->cfg.mesh_cidr);
+        return;
+    }
+    if (e < 0) {
+        http_reply_problem(r, 400, "validation", "cidr",
+                           "%s is outside the ranges tenants' networks may "
+                           "use: %s", json_str(b, "cidr"),
+                           a->cfg.tenant_pools);
+        return;
+    }
+    if (quota_tx_begin(a, r, c->account_id, QUOTA_NETWORKS, 1) < 0)
+        return;
+    e = network_insert(a->store, c->account_id, json_str(b, "name"),
                            json_str(b, "cidr"), false, id);
     if (e < 0) {
         store_tx_rollback(a->store);
@@ -289,10 +311,8 @@ HANDLER(h_port_add)
         return;
     }
     char id[UUID_STR_LEN + 1];
-    if (store_tx_begin(a->store) < 0) {
-        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+    if (quota_tx_begin(a, r, json_str(vm, "account_id"), QUOTA_PORTS, 1) < 0)
         return;
-    }
     e = port_insert(a->store, json_str(vm, "id"), json_str(vm, "node_id"),
                     http_req_json(r), id);
     if (e >= 0)

@@ -4,6 +4,7 @@
 #include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
+#include "controller/guard.h"
 #include "controller/handlers.h"
 
 #include <errno.h>
@@ -14,7 +15,9 @@
 #define NODE_COLS                                                              \
     "n.id, n.name, n.account_id, n.approved, n.kvm, n.arch, n.cpu_model, "     \
     "n.vcpus, n.memory_mib, n.disk_gib, n.mesh_ip, n.endpoint, "               \
-    "n.observed_endpoint, n.last_seen, n.created_at, "                         \
+    "n.observed_endpoint, n.last_seen, n.created_at, n.cap_vcpus, "            \
+    "n.cap_memory_mib, n.cap_disk_gib, n.reported_vcpus, "                     \
+    "n.reported_memory_mib, n.reported_disk_gib, "                             \
     "(SELECT COALESCE(SUM(v.vcpus), 0) FROM vms v WHERE v.node_id = n.id AND " \
     "v.deleted_at IS NULL) AS used_vcpus, (SELECT COALESCE(SUM(v.memory_mib), " \
     "0) FROM vms v WHERE v.node_id = n.id AND v.deleted_at IS NULL) AS "       \
@@ -52,6 +55,25 @@ json_t *node_render(json_t *row)
                                   (json_int_t)json_int(row, "used_memory_mib", 0),
                                   "disk_gib",
                                   (json_int_t)json_int(row, "used_disk_gib", 0)));
+    /* What the admin approved and what the node last said it has; the
+     * capacity above is the lower of the two. */
+    static const char *const caps[] = { "vcpus", "memory_mib", "disk_gib" };
+    static const char *const prefixes[] = { "cap_", "reported_" };
+    static const char *const keys[] = { "approved_capacity",
+                                        "reported_capacity" };
+    for (size_t p = 0; p < ARRAY_SIZE(prefixes); p++) {
+        json_t *c = json_object();
+        bool any = false;
+        for (size_t k = 0; k < ARRAY_SIZE(caps); k++) {
+            _cleanup_free_ char *col = xasprintf("%s%s", prefixes[p], caps[k]);
+            json_t *v = json_object_get(row, col);
+            any = any || json_is_integer(v);
+            json_object_set(c, caps[k], v ? v : json_null());
+        }
+        json_object_set_new(o, keys[p], any ? c : json_null());
+        if (!any)
+            json_decref(c);
+    }
     json_t *seen = json_object_get(row, "last_seen");
     const char *state = "new";
     char t[21];
@@ -275,17 +297,41 @@ HANDLER(h_node_policy_put)
     http_reply_json(r, 200, pol);
 }
 
+/* Approval records the capacity the scheduler may use on the node: the
+ * figures given in the body, else what the node reports now. Later
+ * reports above it are clamped (h_agent.c). */
 HANDLER(h_node_approve)
 {
     struct app *a = app;
+    static const struct jfield fields[] = {
+        { "vcpus", JF_INT, false, 1, NODE_MAX_VCPUS, NULL },
+        { "memory_mib", JF_INT, false, 64, NODE_MAX_MEMORY_MIB, NULL },
+        { "disk_gib", JF_INT, false, 0, NODE_MAX_DISK_GIB, NULL },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), false))
+        return;
+    json_t *b = http_req_json(r);
     json_auto_t *row = NULL, *again = NULL;
     int e = node_find(a, r, &row);
     if (e < 0) {
         reply_store_error(r, e, "node");
         return;
     }
-    store_exec(a->store, "UPDATE nodes SET approved = 1 WHERE id = $1", "s",
+    static const char *const cols[] = { "vcpus", "memory_mib", "disk_gib" };
+    int64_t cap[3], use[3];
+    for (size_t k = 0; k < ARRAY_SIZE(cols); k++) {
+        _cleanup_free_ char *rep = xasprintf("reported_%s", cols[k]);
+        int64_t reported = json_int(row, rep, json_int(row, cols[k], 0));
+        cap[k] = json_int(b, cols[k], reported);
+        use[k] = reported < cap[k] ? reported : cap[k];
+    }
+    store_exec(a->store, "UPDATE nodes SET approved = 1, cap_vcpus = $1, "
+               "cap_memory_mib = $2, cap_disk_gib = $3, vcpus = $4, "
+               "memory_mib = $5, disk_gib = $6 WHERE id = $7", "iiiiiis",
+               cap[0], cap[1], cap[2], use[0], use[1], use[2],
                json_str(row, "id"));
+    reqctx_set_detail(r, "capacity %lld vCPUs, %lld MiB, %lld GiB",
+                      (long long)cap[0], (long long)cap[1], (long long)cap[2]);
     app_all_nodes_changed(a);
     if (node_find(a, r, &again) < 0) {
         http_reply_problem(r, 500, "internal", NULL, "node vanished");

@@ -10,6 +10,7 @@
 #include "controller/catalog.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/quota.h"
 #include "controller/scheduler.h"
 
 #include <errno.h>
@@ -350,8 +351,11 @@ HANDLER(h_vm_create)
         return;
     }
 
-    if (store_tx_begin(a->store) < 0) {
-        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+    if (quota_tx_begin(a, r, c->account_id, QUOTA_VMS, 1) < 0)
+        return;
+    if (quota_check(a, r, c->account_id, QUOTA_PORTS,
+                    (int64_t)json_array_size(spec.ports)) < 0) {
+        store_tx_rollback(a->store);
         return;
     }
     /* The image may have gone since it was resolved: deletion checks for

@@ -13,6 +13,8 @@ HANDLER(h_metrics);
 HANDLER(h_account_create);
 HANDLER(h_account_list);
 HANDLER(h_account_get);
+HANDLER(h_account_quotas_get);
+HANDLER(h_account_quotas_put);
 
 HANDLER(h_key_create);
 HANDLER(h_key_list);

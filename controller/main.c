@@ -8,7 +8,9 @@
 #include "controller/app.h"
 #include "controller/catalog.h"
 #include "controller/auth.h"
+#include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/netalloc.h"
 #include "controller/pki.h"
 #include "controller/scheduler.h"
 #include "controller/schema.h"
@@ -77,6 +79,41 @@ static const struct config_opt options[] = {
       "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001",
       "prices of nodes without an offer, tokens per vCPU-hour, GiB-hour of "
       "memory, GiB-month of disk, GPU-hour, port-hour" },
+    { "tenant-pools", CONFIG_STRING, F(tenant_pools), 0, 0,
+      "10.0.0.0/9,172.16.0.0/12",
+      "comma-separated ranges tenants' network CIDRs must lie in (never the "
+      "mesh or 10.128.0.0/9, where default networks live)" },
+    { "quota-networks", CONFIG_INT, F(quota_networks), -1, 1000000, "10",
+      "networks per tenant (besides its default network)" },
+    { "quota-vms", CONFIG_INT, F(quota_vms), -1, 1000000, "20",
+      "VMs per tenant" },
+    { "quota-ports", CONFIG_INT, F(quota_ports), -1, 1000000, "64",
+      "published ports per tenant" },
+    { "quota-images", CONFIG_INT, F(quota_images), -1, 1000000, "20",
+      "images per tenant" },
+    { "quota-ssh-keys", CONFIG_INT, F(quota_ssh_keys), -1, 1000000, "20",
+      "SSH keys per tenant" },
+    { "quota-api-keys", CONFIG_INT, F(quota_api_keys), -1, 1000000, "10",
+      "API keys per account (admins have no quotas; -1 on any quota: no limit)" },
+    { "per-ip-connections", CONFIG_INT, F(per_ip_connections), 0, 100000,
+      "512", "open connections from one client address (0: no limit)" },
+    { "rate-ip", CONFIG_INT, F(rate_ip), 0, 1000000, "50",
+      "requests per second from one client address (0: no limit)" },
+    { "burst-ip", CONFIG_INT, F(burst_ip), 1, 1000000, "200",
+      "requests one client address may make at once" },
+    { "rate-agent-ip", CONFIG_INT, F(rate_agent_ip), 0, 1000000, "200",
+      "node agents' requests per second from one address (nodes behind one "
+      "NAT share it; 0: no limit)" },
+    { "burst-agent-ip", CONFIG_INT, F(burst_agent_ip), 1, 1000000, "1000",
+      "node agents' requests from one address at once" },
+    { "rate-key", CONFIG_INT, F(rate_key), 0, 1000000, "20",
+      "requests per second with one API key (0: no limit)" },
+    { "burst-key", CONFIG_INT, F(burst_key), 1, 1000000, "100",
+      "requests with one API key at once" },
+    { "rate-node", CONFIG_INT, F(rate_node), 0, 1000000, "10",
+      "requests per second of one node (a healthy one makes well under 1)" },
+    { "burst-node", CONFIG_INT, F(burst_node), 1, 1000000, "100",
+      "requests of one node at once" },
 };
 #undef F
 
@@ -232,8 +269,15 @@ static int cmd_serve(struct app *a)
                           cfg->heartbeat_s, cfg->token_symbol,
                           cfg->default_offer) < 0)
         return 2;
+    _cleanup_free_ char *pools_why = NULL;
+    if (netalloc_pools_check(cfg->tenant_pools, cfg->mesh_cidr,
+                             &pools_why) < 0) {
+        fprintf(stderr, "fog-controller: %s\n", pools_why);
+        return 2;
+    }
     if (store_open(db, &a->store) < 0)
         return 1;
+    a->guard = guard_new(cfg);
     catalog_resume(a);
     store_listen(a->store, on_remote_change, a);
     node_heartbeat_s = cfg->heartbeat_s;
@@ -259,6 +303,7 @@ static int cmd_serve(struct app *a)
         .n_routes = app_n_routes,
         .max_body = (size_t)cfg->max_body,
         .threads = (unsigned)cfg->threads,
+        .per_ip_connections = (unsigned)cfg->per_ip_connections,
         .before = app_before,
         .begin = app_begin,
         .after = app_after,
@@ -290,6 +335,7 @@ static int cmd_serve(struct app *a)
         log_warn("an image inspection is still running: leaving the store "
                  "to the exit");
     free(a->ca_pem);
+    guard_free(a->guard);
     log_info("stopped");
     return 0;
 }

@@ -3,10 +3,14 @@
 
 #include "common/ids.h"
 #include "common/jsonutil.h"
+#include "netfabric/ipam.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+
+static int cidr_parse(const char *text, int min, int max, uint32_t *ret_net,
+                      int *ret_prefix);
 
 static char *ip_text(uint32_t ip)
 {
@@ -18,45 +22,136 @@ static char *ip_text(uint32_t ip)
 
 int netalloc_parse_cidr(const char *text, uint32_t *ret_net, int *ret_prefix)
 {
-    if (!text || strlen(text) > 18)
+    return cidr_parse(text, 16, 29, ret_net, ret_prefix);
+}
+
+/* Any IPv4 range "a.b.c.d/p" with p in [min, max] and no host bits. */
+static int cidr_parse(const char *text, int min, int max, uint32_t *ret_net,
+                      int *ret_prefix)
+{
+    struct ipam_cidr c;
+    if (ipam_cidr_parse(text, true, &c, NULL) < 0 || c.prefix < min ||
+        c.prefix > max)
         return -EINVAL;
-    _cleanup_free_ char *copy = xstrdup(text);
-    char *slash = strchr(copy, '/');
-    struct in_addr a;
-    int64_t p;
-    if (!slash)
-        return -EINVAL;
-    *slash = '\0';
-    if (inet_pton(AF_INET, copy, &a) != 1 ||
-        parse_int64(slash + 1, 16, 29, &p) < 0)
-        return -EINVAL;
-    uint32_t ip = ntohl(a.s_addr), mask = ~0u << (32 - p);
-    if ((ip & ~mask) != 0)
-        return -EINVAL;
-    *ret_net = ip;
-    *ret_prefix = (int)p;
+    *ret_net = c.net;
+    *ret_prefix = c.prefix;
     return 0;
 }
 
-bool netalloc_cidr_taken(struct store *s, uint32_t net, int prefix)
+static bool cidr_overlap(uint32_t n1, int p1, uint32_t n2, int p2)
+{
+    uint32_t mask = ipam_mask(p1 < p2 ? p1 : p2);
+    return (n1 & mask) == (n2 & mask);
+}
+
+static bool cidr_inside(uint32_t net, int prefix, uint32_t pool, int pool_prefix)
+{
+    return prefix >= pool_prefix && cidr_overlap(net, prefix, pool, pool_prefix);
+}
+
+/* The live networks' ranges, loaded once for a scan. */
+struct net_ranges {
+    size_t n;
+    uint32_t *net;
+    int *prefix;
+};
+
+static int ranges_load(struct store *s, struct net_ranges *ret)
 {
     json_auto_t *rows = NULL;
     size_t i;
     json_t *row;
     if (store_query(s, &rows, "SELECT cidr FROM networks WHERE deleted_at IS "
                               "NULL", "") < 0)
-        return true;
-    json_array_foreach(rows, i, row) {
-        uint32_t n2;
-        int p2;
-        if (netalloc_parse_cidr(json_str(row, "cidr"), &n2, &p2) < 0)
-            continue;
-        int p = prefix < p2 ? prefix : p2;
-        uint32_t mask = ~0u << (32 - p);
-        if ((net & mask) == (n2 & mask))
+        return -EIO;
+    size_t n = json_array_size(rows);
+    ret->n = 0;
+    ret->net = xcalloc(n + 1, sizeof(uint32_t));
+    ret->prefix = xcalloc(n + 1, sizeof(int));
+    json_array_foreach(rows, i, row)
+        if (cidr_parse(json_str(row, "cidr"), 0, 32, &ret->net[ret->n],
+                       &ret->prefix[ret->n]) == 0)
+            ret->n++;
+    return 0;
+}
+
+static void ranges_clear(struct net_ranges *r)
+{
+    free(r->net);
+    free(r->prefix);
+}
+
+static bool ranges_overlap(const struct net_ranges *r, uint32_t net, int prefix)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (cidr_overlap(net, prefix, r->net[i], r->prefix[i]))
             return true;
-    }
     return false;
+}
+
+bool netalloc_cidr_taken(struct store *s, uint32_t net, int prefix)
+{
+    struct net_ranges r;
+    if (ranges_load(s, &r) < 0)
+        return true;
+    bool taken = ranges_overlap(&r, net, prefix);
+    ranges_clear(&r);
+    return taken;
+}
+
+/* Default networks come from here; tenants' own ranges never do. */
+#define DEFAULT_POOL_NET ((10u << 24) | (128u << 16))
+#define DEFAULT_POOL_PREFIX 9
+
+int netalloc_cidr_allowed(const char *pools, const char *mesh, uint32_t net,
+                          int prefix)
+{
+    uint32_t mnet, pnet;
+    int mprefix, pprefix;
+    if (cidr_parse(mesh, 0, 32, &mnet, &mprefix) < 0)
+        return -EINVAL;
+    if (cidr_overlap(net, prefix, mnet, mprefix))
+        return -EADDRNOTAVAIL;
+    if (cidr_overlap(net, prefix, DEFAULT_POOL_NET, DEFAULT_POOL_PREFIX))
+        return -EPERM;
+    _cleanup_free_ char *copy = xstrdup(pools ? pools : "");
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ", ", &save); t;
+         t = strtok_r(NULL, ", ", &save)) {
+        if (cidr_parse(t, 0, 32, &pnet, &pprefix) < 0)
+            return -EINVAL;
+        if (cidr_inside(net, prefix, pnet, pprefix))
+            return 0;
+    }
+    return -EPERM;
+}
+
+int netalloc_pools_check(const char *pools, const char *mesh, char **ret_why)
+{
+    uint32_t mnet, pnet;
+    int mprefix, pprefix;
+    if (cidr_parse(mesh, 0, 32, &mnet, &mprefix) < 0) {
+        *ret_why = xasprintf("mesh range '%s' is not a.b.c.d/p", mesh);
+        return -EINVAL;
+    }
+    _cleanup_free_ char *copy = xstrdup(pools ? pools : "");
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ", ", &save); t;
+         t = strtok_r(NULL, ", ", &save)) {
+        if (cidr_parse(t, 0, 32, &pnet, &pprefix) < 0) {
+            *ret_why = xasprintf("tenant pool '%s' is not a network address "
+                                 "a.b.c.d/p", t);
+            return -EINVAL;
+        }
+        if (cidr_overlap(pnet, pprefix, mnet, mprefix) ||
+            cidr_overlap(pnet, pprefix, DEFAULT_POOL_NET, DEFAULT_POOL_PREFIX)) {
+            *ret_why = xasprintf("tenant pool '%s' overlaps the mesh (%s) or "
+                                 "the default networks (10.128.0.0/9)", t,
+                                 mesh);
+            return -EINVAL;
+        }
+    }
+    return 0;
 }
 
 int64_t netalloc_next_vxlan(struct store *s)
@@ -66,15 +161,21 @@ int64_t netalloc_next_vxlan(struct store *s)
 
 char *netalloc_default_cidr(struct store *s)
 {
-    uint32_t base = (10u << 24) | (128u << 16);
-    for (uint32_t k = 0; k < 32768; k++) {
-        uint32_t net = base + (k << 8);
-        if (!netalloc_cidr_taken(s, net, 24)) {
+    /* One load of the live ranges, not a query per candidate: a crowded
+     * pool must not make every create scan the table 32768 times. */
+    struct net_ranges r;
+    if (ranges_load(s, &r) < 0)
+        return NULL;
+    char *out = NULL;
+    for (uint32_t k = 0; k < 32768 && !out; k++) {
+        uint32_t net = DEFAULT_POOL_NET + (k << 8);
+        if (!ranges_overlap(&r, net, 24)) {
             _cleanup_free_ char *ip = ip_text(net);
-            return xasprintf("%s/24", ip);
+            out = xasprintf("%s/24", ip);
         }
     }
-    return NULL;
+    ranges_clear(&r);
+    return out;
 }
 
 char *netalloc_gateway(uint32_t net) { return ip_text(net + 1); }

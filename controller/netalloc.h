@@ -8,6 +8,16 @@
 /* Parse "a.b.c.d/p" as a tenant network: the address must be the network
  * address and p in 16..29. 0 or -EINVAL. */
 int netalloc_parse_cidr(const char *text, uint32_t *ret_net, int *ret_prefix);
+/* May a tenant pick this range? It must lie inside one of `pools`
+ * ("a.b.c.d/p,..."), clear of the mesh range `mesh` and of the default
+ * networks' pool (10.128.0.0/9). 0, -EPERM (outside every pool),
+ * -EADDRNOTAVAIL (overlaps the mesh), -EINVAL (a setting does not parse). */
+int netalloc_cidr_allowed(const char *pools, const char *mesh, uint32_t net,
+                          int prefix);
+/* Check the pools setting once at start: ranges that overlap neither the
+ * mesh nor the default networks' pool. 0, or -EINVAL and why in *ret_why
+ * (caller frees). */
+int netalloc_pools_check(const char *pools, const char *mesh, char **ret_why);
 /* True if the range overlaps any live network. */
 bool netalloc_cidr_taken(struct store *s, uint32_t net, int prefix);
 /* Next VXLAN id (1000 and up). */

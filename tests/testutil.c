@@ -240,12 +240,16 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
     snprintf(port, sizeof(port), "%s:%d", c->any_addr ? "0.0.0.0" :
                                                          "127.0.0.1", c->port);
     _cleanup_free_ char *bin = tu_bin("fog-controller");
-    /* Balance limits are off unless a test turns them on (--grace N):
-     * most tests are not about billing. */
-    char *argv[40] = { bin, (char *)"serve", (char *)"--data-dir", c->dir,
-                       (char *)"--listen", port, (char *)"--grace", (char *)"0" };
-    int n = 8;
-    for (const char *const *e = extra; e && *e && n < 38; e++)
+    /* Balance and rate limits are off unless a test turns them on
+     * (--grace N, --rate-ip N...): most tests are not about them. */
+    char *argv[48] = { bin, (char *)"serve", (char *)"--data-dir", c->dir,
+                       (char *)"--listen", port, (char *)"--grace", (char *)"0",
+                       (char *)"--rate-ip", (char *)"0", (char *)"--rate-key",
+                       (char *)"0", (char *)"--rate-agent-ip", (char *)"0",
+                       (char *)"--rate-node", (char *)"0",
+                       (char *)"--per-ip-connections", (char *)"0" };
+    int n = 18;
+    for (const char *const *e = extra; e && *e && n < 46; e++)
         argv[n++] = (char *)*e;
     argv[n] = NULL;
     c->pid = tu_spawn(argv, c->log);
@@ -815,4 +819,26 @@ void tu_pg_stop(struct tu_pg *b)
     free(b->dir);
     free(b->uri);
     b->dir = b->uri = NULL;
+}
+
+long tu_node_join(const struct tu_ctl *ctl, const char *token_key,
+                  const char *name, const char *fields, char **ret_id,
+                  char **ret_cred)
+{
+    long st;
+    json_auto_t *t = tu_api(ctl, token_key, "POST", "/v1/join-tokens", "{}",
+                            &st);
+    if (st != 201)
+        return st;
+    _cleanup_free_ char *body = xasprintf(
+        "{\"token\":\"%s\",\"name\":\"%s\",%s%s\"inventory\":{\"vcpus\":4,"
+        "\"memory_mib\":8192,\"disk_gib\":100,\"kvm\":true}}",
+        json_str(t, "token"), name, fields ? fields : "", fields ? "," : "");
+    json_auto_t *reg = tu_api(ctl, NULL, "POST", "/v1/agent/register", body,
+                              &st);
+    if (st == 201) {
+        *ret_id = xstrdup(json_str(reg, "node_id"));
+        *ret_cred = xstrdup(json_str(reg, "credential"));
+    }
+    return st;
 }

@@ -120,6 +120,16 @@ char *tu_api_field(const struct tu_ctl *ctl, const char *key,
 char *tu_node_register(const struct tu_ctl *ctl, const char *name,
                        const char *extra);
 
+/* Register a node through POST /v1/agent/register with a join token made
+ * by token_key's holder (admin: approved at once; provider: waits for an
+ * admin). `fields` is more JSON members for the body without braces
+ * (e.g. "\"endpoint\":\"192.0.2.1:51820\"", may be NULL); the inventory is
+ * 4 vCPUs, 8192 MiB, 100 GiB, KVM. Returns the HTTP status; on 201 the
+ * node's id and credential (caller frees). */
+long tu_node_join(const struct tu_ctl *ctl, const char *token_key,
+                  const char *name, const char *fields, char **ret_id,
+                  char **ret_cred);
+
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {
     long status;

@@ -229,7 +229,7 @@ static void join_pins_the_ca_and_registers_once(void **state)
     char *argv[] = { agent_bin, "join", "--controller", ctl.url, "--token", tok,
                      "--data-dir", data_dir, "--libvirt", "test:///default",
                      "--name", "node-1", "--root", root_dir, "--endpoint",
-                     "127.0.0.1:51999", "--wg-port", "51999", "--port-min",
+                     "192.0.2.10:51999", "--wg-port", "51999", "--port-min",
                      "21000", "--port-max", "21999", NULL };
     _cleanup_free_ char *out = NULL;
     assert_int_equal(run_cmd(argv, &out), 0);
@@ -275,7 +275,7 @@ static void join_pins_the_ca_and_registers_once(void **state)
     assert_int_equal(json_int(cap, "memory_mib", 0), 16384);
     assert_string_equal(json_str(n, "cpu_model"), "Fake CPU <&> @ 3GHz");
     assert_false(json_bool(n, "kvm", true));
-    assert_string_equal(json_str(n, "endpoint"), "127.0.0.1:51999");
+    assert_string_equal(json_str(n, "endpoint"), "192.0.2.10:51999");
 }
 
 static void a_vm_is_created_started_and_reported_running(void **state)
@@ -677,7 +677,7 @@ static void a_node_cannot_report_on_a_vm_it_does_not_host(void **state)
     json_t *peer = json_array_get(json_object_get(desired, "peers"), 0);
     assert_non_null(peer);
     assert_string_equal(json_str(peer, "public_key"), pub64);
-    assert_string_equal(json_str(peer, "endpoint"), "127.0.0.1:51999");
+    assert_string_equal(json_str(peer, "endpoint"), "192.0.2.10:51999");
     _cleanup_free_ char *body = xasprintf(
         "{\"vms\":[{\"id\":\"%s\",\"state\":\"stopped\"}]}", vm_id);
     long st;
