@@ -28,11 +28,24 @@ static void add_port(uint16_t **ports, size_t *n, uint16_t port)
     (*ports)[(*n)++] = port;
 }
 
-static void add_net(struct ipam_cidr **nets, size_t *n, uint32_t addr,
-                    int prefix)
+static void add_net(struct policy_net **nets, size_t *n, uint32_t addr,
+                    int prefix, uint32_t vxlan_id)
 {
     *nets = xrealloc(*nets, (*n + 1) * sizeof(**nets));
-    (*nets)[(*n)++] = (struct ipam_cidr){ addr & ipam_mask(prefix), prefix };
+    (*nets)[(*n)++] = (struct policy_net){
+        { addr & ipam_mask(prefix), prefix }, vxlan_id };
+}
+
+/* N when ifname is our bridge fogbr<N>, else 0. */
+static uint32_t bridge_vxlan(const char *ifname)
+{
+    int64_t id;
+    if (!startswith(ifname, "fogbr") ||
+        parse_int64(ifname + 5, 1, (1 << 24) - 1, &id) < 0)
+        return 0;
+    char canon[IFNAMSIZ];
+    netfabric_bridge_name((uint32_t)id, canon);
+    return streq(canon, ifname) ? (uint32_t)id : 0;
 }
 
 /* The next line of *p (without its newline) as an owned string, or NULL
@@ -84,7 +97,7 @@ int policy_parse_proc_net(const char *text, bool listen_only,
     return 0;
 }
 
-int policy_parse_route(const char *text, struct ipam_cidr **nets, size_t *n)
+int policy_parse_route(const char *text, struct policy_net **nets, size_t *n)
 {
     const char *p = text;
     _cleanup_free_ char *head = next_line(&p);
@@ -115,14 +128,15 @@ int policy_parse_route(const char *text, struct ipam_cidr **nets, size_t *n)
             return -EINVAL;
         if (prefix == 0)
             continue; /* the default route covers everything: no fact */
-        add_net(nets, n, dst, prefix);
+        add_net(nets, n, dst, prefix, bridge_vxlan(f[0]));
     }
     return 0;
 }
 
-void policy_parse_fib_trie(const char *text, struct ipam_cidr **nets,
+void policy_parse_fib_trie(const char *text, struct policy_net **nets,
                            size_t *n)
 {
+    size_t routes = *n;
     const char *p = text;
     uint32_t last = 0;
     bool have = false;
@@ -137,10 +151,15 @@ void policy_parse_fib_trie(const char *text, struct ipam_cidr **nets,
         }
         if (have && strstr(l, "/32 host LOCAL")) {
             bool dup = false;
+            uint32_t owner = 0;
             for (size_t i = 0; i < *n && !dup; i++)
-                dup = (*nets)[i].prefix == 32 && (*nets)[i].net == last;
+                dup = (*nets)[i].cidr.prefix == 32 && (*nets)[i].cidr.net == last;
+            for (size_t i = 0; i < routes && !owner; i++)
+                if ((*nets)[i].vxlan_id &&
+                    ipam_cidr_contains(&(*nets)[i].cidr, last))
+                    owner = (*nets)[i].vxlan_id;
             if (!dup)
-                add_net(nets, n, last, 32);
+                add_net(nets, n, last, 32, owner);
         }
     }
 }
@@ -363,11 +382,16 @@ static char *network_check(struct filter *f, const json_t *w,
             return xasprintf("cidr %s overlaps a reserved range", cidr);
     if (!f->h->facts_known)
         return xstrdup("the host's routes are unknown");
-    for (size_t i = 0; i < f->h->n_nets; i++)
-        if (policy_cidr_overlap(&n.cidr, &f->h->nets[i])) {
-            _cleanup_free_ char *hn = ipam_cidr_format(&f->h->nets[i]);
-            return xasprintf("cidr %s overlaps the host's %s", cidr, hn);
+    for (size_t i = 0; i < f->h->n_nets; i++) {
+        const struct policy_net *hn = &f->h->nets[i];
+        /* The network's own bridge, built from an earlier document. */
+        if (hn->vxlan_id == n.vxlan_id)
+            continue;
+        if (policy_cidr_overlap(&n.cidr, &hn->cidr)) {
+            _cleanup_free_ char *t = ipam_cidr_format(&hn->cidr);
+            return xasprintf("cidr %s overlaps the host's %s", cidr, t);
         }
+    }
     if (f->has_mesh && policy_cidr_overlap(&n.cidr, &f->mesh))
         return xasprintf("cidr %s overlaps the mesh range", cidr);
     for (size_t i = 0; i < f->n_nets; i++) {

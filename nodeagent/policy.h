@@ -20,6 +20,14 @@
 #define POLICY_SSH_KEY_MAX 16384
 #define POLICY_NICS_MAX 16
 
+/* A route or address of the host. Those on a bridge of ours (fogbr<N>)
+ * belong to tenant network N: they are there because we built it, and
+ * only network N may overlap them. */
+struct policy_net {
+    struct ipam_cidr cidr;
+    uint32_t vxlan_id;  /* 0: the host's own */
+};
+
 /* What the policy is checked against. The arrays are owned (freed by
  * policy_host_clear); `controller` is borrowed. */
 struct policy_host {
@@ -34,7 +42,7 @@ struct policy_host {
     size_t n_tcp;
     uint16_t *udp_ports;         /* bound UDP ports */
     size_t n_udp;
-    struct ipam_cidr *nets;      /* routes and the host's own addresses */
+    struct policy_net *nets;     /* routes and the host's own addresses */
     size_t n_nets;
 };
 
@@ -45,10 +53,11 @@ int policy_parse_proc_net(const char *text, bool listen_only,
                           uint16_t **ports, size_t *n);
 /* Add the non-default routes of a /proc/net/route text to *nets and *n.
  * 0 or -EINVAL. */
-int policy_parse_route(const char *text, struct ipam_cidr **nets, size_t *n);
+int policy_parse_route(const char *text, struct policy_net **nets, size_t *n);
 /* Add the host's own IPv4 addresses (as /32) listed as LOCAL in a
- * /proc/net/fib_trie text to *nets and *n. */
-void policy_parse_fib_trie(const char *text, struct ipam_cidr **nets,
+ * /proc/net/fib_trie text to *nets and *n; an address inside a route of
+ * one of our bridges already there belongs to that bridge's network. */
+void policy_parse_fib_trie(const char *text, struct policy_net **nets,
                            size_t *n);
 
 /* Fill the facts of *h (its settings are left as they are) from

@@ -229,18 +229,20 @@ static void proc_net_lists_listening_tcp_and_bound_udp_ports(void **state)
 
 static void route_lists_non_default_routes_and_fib_trie_own_addresses(void **state)
 {
-    struct ipam_cidr *c = NULL;
+    struct policy_net *c = NULL;
     size_t n = 0;
     assert_int_equal(policy_parse_route(ROUTE, &c, &n), 0);
     assert_int_equal(n, 2);
-    _cleanup_free_ char *a = ipam_cidr_format(&c[0]);
-    _cleanup_free_ char *b = ipam_cidr_format(&c[1]);
+    _cleanup_free_ char *a = ipam_cidr_format(&c[0].cidr);
+    _cleanup_free_ char *b = ipam_cidr_format(&c[1].cidr);
     assert_string_equal(a, "192.168.1.0/24");
     assert_string_equal(b, "172.17.0.0/16");
     policy_parse_fib_trie(FIB_TRIE, &c, &n);
     assert_int_equal(n, 4);
-    _cleanup_free_ char *lo = ipam_cidr_format(&c[2]);
-    _cleanup_free_ char *own = ipam_cidr_format(&c[3]);
+    _cleanup_free_ char *lo = ipam_cidr_format(&c[2].cidr);
+    _cleanup_free_ char *own = ipam_cidr_format(&c[3].cidr);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(c[i].vxlan_id, 0);
     assert_string_equal(lo, "127.0.0.1/32");
     assert_string_equal(own, "203.0.113.7/32");
     free(c);
@@ -284,6 +286,56 @@ static void host_facts_come_from_the_root_prefix(void **state)
 }
 
 /* ---- rules ---- */
+
+/* Once network 1000 is built, its bridge's route and gateway address are
+ * on the host: they must not refuse network 1000 itself next time, but
+ * still keep any other network off that range. */
+static void a_networks_own_bridge_does_not_refuse_it(void **state)
+{
+    static const char *const route =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "fogbr1000\t0000010A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+        "fogbr10000x\t0000040A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n";
+    static const char *const trie =
+        "Local:\n"
+        "     |-- 10.1.0.1\n"
+        "        /32 host LOCAL\n"
+        "     |-- 10.4.0.1\n"
+        "        /32 host LOCAL\n";
+    struct policy_host h;
+    host_init(&h);
+    free(h.nets);
+    h.nets = NULL;
+    h.n_nets = 0;
+    assert_int_equal(policy_parse_route(route, &h.nets, &h.n_nets), 0);
+    policy_parse_fib_trie(trie, &h.nets, &h.n_nets);
+    assert_int_equal(h.n_nets, 4);
+    assert_int_equal(h.nets[0].vxlan_id, 1000);
+    assert_int_equal(h.nets[1].vxlan_id, 0);  /* not quite our name */
+    assert_int_equal(h.nets[2].vxlan_id, 1000); /* the gateway address */
+    assert_int_equal(h.nets[3].vxlan_id, 0);
+
+    json_t *doc = good_doc(), *acc, *ref;
+    json_array_append_new(json_object_get(doc, "networks"),
+                          json_pack("{s:s, s:i, s:s, s:s}", "id", "w4",
+                                    "vxlan_id", 1004, "cidr", "10.4.0.0/24",
+                                    "gateway", "10.4.0.1"));
+    assert_int_equal(policy_filter(doc, &h, &acc, &ref), 0);
+    assert_null(reason_of(ref, "network 1000"));
+    expect_substr(reason_of(ref, "network 1004"), "overlaps the host's");
+    json_decref(acc);
+    json_decref(ref);
+    /* Another network on network 1000's range is refused. */
+    json_object_set_new(at(doc, "networks", 0), "vxlan_id", json_integer(1001));
+    json_object_set_new(at(doc, "networks", 0), "bridge",
+                        json_string("fogbr1001"));
+    assert_int_equal(policy_filter(doc, &h, &acc, &ref), 0);
+    expect_substr(reason_of(ref, "network 1001"), "overlaps the host's 10.1.0.0/24");
+    json_decref(acc);
+    json_decref(ref);
+    json_decref(doc);
+    policy_host_clear(&h);
+}
 
 static void an_honest_document_passes_whole(void **state)
 {
@@ -660,6 +712,7 @@ int main(void)
         cmocka_unit_test(route_lists_non_default_routes_and_fib_trie_own_addresses),
         cmocka_unit_test(host_facts_come_from_the_root_prefix),
         cmocka_unit_test(an_honest_document_passes_whole),
+        cmocka_unit_test(a_networks_own_bridge_does_not_refuse_it),
         cmocka_unit_test(host_ports_only_in_range_and_not_in_use),
         cmocka_unit_test(the_wireguard_port_is_never_published),
         cmocka_unit_test(port_targets_only_the_vms_own_address),
