@@ -434,6 +434,16 @@ static int status_send(struct agent *a, struct api_client *c, json_t *body)
     if (n > 0)
         json_object_set(body, "samples", samples);
     int r = status_post(a, c, body);
+    /* A controller that does not take refusal lists still gets the
+     * status (and the samples); the refusals stay in the agent's log and
+     * the VMs' reasons. */
+    if (r == -EBADMSG && json_object_get(body, "refused")) {
+        json_object_del(body, "refused");
+        if ((r = status_post(a, c, body)) == 0) {
+            log_warn("the controller refused the list of refusals: dropped");
+            a->refused_sent = true;
+        }
+    }
     if (r == -EBADMSG && n > 0) {
         json_object_del(body, "samples");
         if ((r = status_post(a, c, body)) == 0)

@@ -331,6 +331,8 @@ struct filter {
     size_t n_addrs;
     char (*vms)[UUID_STR_LEN + 1];  /* accepted, not deleted */
     size_t n_vms;
+    char (*deleted)[UUID_STR_LEN + 1]; /* being deleted */
+    size_t n_deleted;
 };
 
 static bool int_in(const json_t *o, const char *k, int64_t lo, int64_t hi,
@@ -616,6 +618,9 @@ static void filter_vms(struct filter *f, const json_t *arr, json_t *out)
         }
         /* Deleting what is ours needs no trust in the rest of the entry. */
         if (json_bool(vm, "deleted", false)) {
+            f->deleted = xrealloc(f->deleted,
+                                  (f->n_deleted + 1) * sizeof(*f->deleted));
+            snprintf(f->deleted[f->n_deleted++], UUID_STR_LEN + 1, "%s", id);
             json_array_append(out, vm);
             continue;
         }
@@ -691,6 +696,12 @@ static void filter_ports(struct filter *f, const json_t *arr, json_t *out)
     size_t i;
     json_t *p;
     json_array_foreach(arr, i, p) {
+        /* A VM being deleted takes its ports along: nothing to refuse. */
+        bool gone = false;
+        for (size_t k = 0; k < f->n_deleted && !gone; k++)
+            gone = streq(f->deleted[k], json_str(p, "vm_id"));
+        if (gone)
+            continue;
         char *why = json_is_object(p) ? port_check(f, p, out) :
                                         xstrdup("not an object");
         if (!why) {
@@ -755,6 +766,7 @@ int policy_filter(const json_t *doc, const struct policy_host *h,
     free(f.refused_bridges);
     free(f.addrs);
     free(f.vms);
+    free(f.deleted);
     *ret_accepted = acc;
     *ret_refused = f.rf.list;
     return 0;

@@ -84,7 +84,8 @@ bool policy_image_url_ok(const char *url, const char *controller,
  * (the reconciler leaves alone domains not in the document); the rest of
  * the document still applies. A VM on a refused network is refused, and
  * so is a port of a refused VM. Deleted VMs are kept whatever their spec
- * says, so deletions always go through. 0, or -EINVAL when `doc` is not
+ * says, so deletions always go through; their ports are left out without
+ * a word. 0, or -EINVAL when `doc` is not
  * an object. */
 int policy_filter(const json_t *doc, const struct policy_host *h,
                   json_t **ret_accepted, json_t **ret_refused);

@@ -659,9 +659,13 @@ static void deleted_vms_go_through_whatever_their_spec_says(void **state)
     json_object_set_new(vm2, "vcpus", json_integer(100000));
     json_object_set_new(json_object_get(vm2, "image_source"), "url",
                         json_string("https://evil.example/x.qcow2"));
+    add_port(doc, "tcp", 20081, VM2, "10.1.0.77");
     run(doc, &acc, &ref);
     assert_int_equal(json_array_size(ref), 0);
     assert_true(has_entry(acc, "vms", "id", VM2));
+    /* Its port goes with it, unremarked; the other VM's stays. */
+    assert_false(has_port(acc, "tcp", 20081));
+    assert_true(has_port(acc, "tcp", 20080));
     json_decref(acc);
     json_decref(ref);
 }
