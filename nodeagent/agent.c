@@ -461,10 +461,14 @@ static int status_send(struct agent *a, struct api_client *c, json_t *body)
  * read again each time, as listening ports and routes come and go. */
 static json_t *policy_check(struct agent *a, const json_t *doc)
 {
+    /* The range and port the controller was told at join; the flags for
+     * a node joined before node.json kept them. */
+    bool joined = a->node.port_min > 0 && a->node.port_max > 0;
+    int64_t wg = a->node.wg_port > 0 ? a->node.wg_port : a->cfg->wg_port;
     struct policy_host h = {
-        .port_min = a->cfg->port_min,
-        .port_max = a->cfg->port_max,
-        .wg_port = (uint16_t)a->cfg->wg_port,
+        .port_min = joined ? a->node.port_min : a->cfg->port_min,
+        .port_max = joined ? a->node.port_max : a->cfg->port_max,
+        .wg_port = (uint16_t)wg,
         .controller = a->node.controller,
         .vcpus = a->inv.vcpus,
         .memory_mib = a->inv.memory_mib,

@@ -39,17 +39,17 @@ const struct config_opt agent_options[] = {
     { "mesh-ifname", CONFIG_STRING, F(mesh_ifname), 0, 0, "fogwg0",
       "WireGuard interface of the mesh" },
     { "wg-port", CONFIG_INT, F(wg_port), 1, 65535, "51820",
-      "UDP port of the mesh interface (told at join; never published)" },
+      "join: UDP port of the mesh interface (never published)" },
     { "endpoint", CONFIG_STRING, F(endpoint), 0, 0, NULL,
       "HOST:PORT other nodes reach the mesh at [default: the address the "
       "controller sees]" },
     { "public-ip", CONFIG_STRING, F(public_ip), 0, 0, NULL,
       "IPv4 address published ports answer on [default: any local one]" },
     { "port-min", CONFIG_INT, F(port_min), 1, 65535, "20000",
-      "lowest host port the controller may publish (told at join; ports "
-      "outside the range are refused)" },
+      "join: lowest host port the controller may publish (kept in "
+      "node.json; the agent refuses ports outside the range)" },
     { "port-max", CONFIG_INT, F(port_max), 1, 65535, "29999",
-      "highest host port the controller may publish (told at join)" },
+      "join: highest host port the controller may publish" },
     { "underlay-mtu", CONFIG_INT, F(underlay_mtu), 576, 65535, "1500",
       "MTU of the network the mesh runs over" },
     { "wireguard-go", CONFIG_STRING, F(wireguard_go), 0, 0, "wireguard-go",

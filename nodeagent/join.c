@@ -137,6 +137,9 @@ int agent_join(const struct agent_settings *s)
                        xstrdup(json_str(rep.json, "mesh_ip")) : NULL,
         .libvirt_uri = s->libvirt_uri ? xstrdup(s->libvirt_uri) : NULL,
         .heartbeat_s = json_int(rep.json, "heartbeat_s", 5),
+        .port_min = s->port_min,
+        .port_max = s->port_max,
+        .wg_port = s->wg_port,
     };
     bool approved = json_bool(rep.json, "approved", false);
     api_reply_clear(&rep);

@@ -13,6 +13,10 @@ struct node_state {
     char *mesh_ip;      /* may be NULL */
     char *libvirt_uri;  /* URI given at join; may be NULL */
     int64_t heartbeat_s;
+    /* What the controller was told at join, so the agent holds it to that
+     * at run (0: joined before these were kept). */
+    int64_t port_min, port_max; /* range of host ports it may publish */
+    int64_t wg_port;            /* the mesh's UDP port */
 };
 
 /* True when DATA-DIR already holds a node identity. */
