@@ -720,6 +720,39 @@ static void filter_ports(struct filter *f, const json_t *arr, json_t *out)
     }
 }
 
+/* Mesh peers may speak only for mesh addresses: a peer whose allowed IPs
+ * reach beyond the mesh range could send us packets from any address. */
+static void filter_peers(struct filter *f, const json_t *arr, json_t *out)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(arr, i, p) {
+        const char *why = NULL;
+        json_t *ips = json_object_get(p, "allowed_ips"), *ip;
+        size_t k;
+        if (!f->has_mesh)
+            continue; /* no mesh of ours to put them on: nothing to say */
+        if (!json_is_object(p) || !json_is_array(ips))
+            why = "not an object with allowed_ips";
+        json_array_foreach(ips, k, ip) {
+            struct ipam_cidr c;
+            if (!why && (ipam_cidr_parse(json_string_value(ip), true, &c,
+                                         NULL) < 0 ||
+                         c.prefix < f->mesh.prefix ||
+                         !ipam_cidr_contains(&f->mesh, c.net)))
+                why = "allowed_ips reach beyond the mesh range";
+        }
+        if (!why) {
+            json_array_append(out, p);
+            continue;
+        }
+        const char *node = json_is_object(p) ? json_str(p, "node_id") : NULL;
+        _cleanup_free_ char *obj = uuid_is_valid(node) ?
+            xasprintf("peer %s", node) : xasprintf("peers[%zu]", i);
+        refuse(&f->rf, obj, "%s", why);
+    }
+}
+
 /* The member `key` of doc as an array to filter; a member that is there
  * but no array is refused as a whole. */
 static const json_t *member(struct filter *f, const json_t *doc,
@@ -748,6 +781,8 @@ int policy_filter(const json_t *doc, const struct policy_host *h,
         f.mesh_port = (uint16_t)json_int(mesh, "listen_port", 0);
     }
     json_t *nets = json_array(), *vms = json_array(), *ports = json_array();
+    json_t *peers = json_array();
+    filter_peers(&f, member(&f, doc, "peers"), peers);
     filter_networks(&f, member(&f, doc, "networks"), nets);
     filter_vms(&f, member(&f, doc, "vms"), vms);
     filter_ports(&f, member(&f, doc, "ports"), ports);
@@ -762,6 +797,7 @@ int policy_filter(const json_t *doc, const struct policy_host *h,
     json_object_set_new(acc, "networks", nets);
     json_object_set_new(acc, "vms", vms);
     json_object_set_new(acc, "ports", ports);
+    json_object_set_new(acc, "peers", peers);
     free(f.nets);
     free(f.refused_bridges);
     free(f.addrs);

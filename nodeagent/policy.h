@@ -79,8 +79,8 @@ bool policy_image_url_ok(const char *url, const char *controller,
  * the document without what the policy refuses (the caller applies only
  * that); *ret_refused an array of {object, reason} (both new references),
  * at most AGENT_REFUSED_MAX long, the last entry counting any left out.
- * Granularity, the way an operator would have it: a refused network, VM
- * or published port is left out and whatever exists of it stays as it is
+ * Granularity, the way an operator would have it: a refused mesh peer,
+ * network, VM or published port is left out and whatever exists of it stays as it is
  * (the reconciler leaves alone domains not in the document); the rest of
  * the document still applies. A VM on a refused network is refused, and
  * so is a port of a refused VM. Deleted VMs are kept whatever their spec

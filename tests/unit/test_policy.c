@@ -651,6 +651,35 @@ static void names_and_sizes_stay_within_bounds(void **state)
     }
 }
 
+static void mesh_peers_speak_only_for_mesh_addresses(void **state)
+{
+    static const char *const A = "0123abcd-0000-4000-8000-0000000000e1";
+    static const char *const B = "0123abcd-0000-4000-8000-0000000000e2";
+    static const char *const C = "0123abcd-0000-4000-8000-0000000000e3";
+    json_t *doc = good_doc(), *acc, *ref;
+    json_t *peers = json_object_get(doc, "peers");
+    json_array_append_new(peers, json_pack("{s:s, s:[s]}", "node_id", A,
+                                           "allowed_ips", "100.96.0.2/32"));
+    json_array_append_new(peers, json_pack("{s:s, s:[s, s]}", "node_id", B,
+                                           "allowed_ips", "100.96.0.3/32",
+                                           "0.0.0.0/0"));
+    json_array_append_new(peers, json_pack("{s:s, s:[s]}", "node_id", C,
+                                           "allowed_ips", "192.168.1.0/24"));
+    json_array_append_new(peers, json_pack("{s:s, s:[s]}", "node_id", "x",
+                                           "allowed_ips", "100.0.0.0/8"));
+    run(doc, &acc, &ref);
+    assert_null(reason_of(ref, "peer 0123abcd-0000-4000-8000-0000000000e1"));
+    expect_substr(reason_of(ref, "peer 0123abcd-0000-4000-8000-0000000000e2"),
+                  "beyond the mesh");
+    expect_substr(reason_of(ref, "peer 0123abcd-0000-4000-8000-0000000000e3"),
+                  "beyond the mesh");
+    expect_substr(reason_of(ref, "peers[3]"), "beyond the mesh");
+    assert_int_equal(json_array_size(json_object_get(acc, "peers")), 1);
+    assert_true(has_entry(acc, "peers", "node_id", A));
+    json_decref(acc);
+    json_decref(ref);
+}
+
 static void deleted_vms_go_through_whatever_their_spec_says(void **state)
 {
     json_t *doc = good_doc(), *acc, *ref;
@@ -726,6 +755,7 @@ int main(void)
         cmocka_unit_test(networks_over_host_routes_mesh_or_reserved_are_refused),
         cmocka_unit_test(image_sources_only_from_the_controllers_image_route),
         cmocka_unit_test(names_and_sizes_stay_within_bounds),
+        cmocka_unit_test(mesh_peers_speak_only_for_mesh_addresses),
         cmocka_unit_test(deleted_vms_go_through_whatever_their_spec_says),
         cmocka_unit_test(the_refusal_list_is_bounded),
         cmocka_unit_test(the_planned_ruleset_holds_only_what_was_accepted),
