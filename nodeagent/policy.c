@@ -333,6 +333,7 @@ struct filter {
     size_t n_vms;
     char (*deleted)[UUID_STR_LEN + 1]; /* being deleted */
     size_t n_deleted;
+    uint8_t published[2][65536 / 8];   /* accepted host ports: udp, tcp */
 };
 
 static bool int_in(const json_t *o, const char *k, int64_t lo, int64_t hi,
@@ -644,9 +645,16 @@ static bool has_port(const uint16_t *ports, size_t n, int64_t port)
     return false;
 }
 
-/* Why published port `p` is refused, or NULL. `seen` holds the accepted
- * ones before it. */
-static char *port_check(struct filter *f, const json_t *p, const json_t *seen)
+static int paddr_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const struct paddr *)a)->addr;
+    uint32_t y = ((const struct paddr *)b)->addr;
+    return x < y ? -1 : x > y;
+}
+
+/* Why published port `p` is refused, or NULL; an accepted one is marked
+ * in f->published. */
+static char *port_check(struct filter *f, const json_t *p)
 {
     const struct policy_host *h = f->h;
     const char *proto = json_str(p, "proto");
@@ -670,23 +678,26 @@ static char *port_check(struct filter *f, const json_t *p, const json_t *seen)
               has_port(h->udp_ports, h->n_udp, hp))
         return xasprintf("host port %s/%lld is in use on the host", proto,
                          (long long)hp);
-    size_t i;
-    json_t *q;
-    json_array_foreach(seen, i, q)
-        if (streq(json_str(q, "proto"), proto) &&
-            json_int(q, "host_port", 0) == hp)
-            return xstrdup("host port published twice");
+    uint8_t *bit = &f->published[tcp][hp / 8];
+    if (*bit & (1u << (hp % 8)))
+        return xstrdup("host port published twice");
+    /* Addresses are unique among accepted VMs and only theirs are in
+     * f->addrs (sorted): the address names the VM. */
     const char *vm_id = json_str(p, "vm_id");
+    struct paddr key = { .addr = 0 };
+    if (ipam_addr_parse(json_str(p, "vm_address"), &key.addr) == 0) {
+        const struct paddr *m = bsearch(&key, f->addrs, f->n_addrs,
+                                        sizeof(*f->addrs), paddr_cmp);
+        if (m && streq(m->vm_id, vm_id)) {
+            *bit |= (uint8_t)(1u << (hp % 8));
+            return NULL;
+        }
+    }
     bool vm_ok = false;
     for (size_t k = 0; k < f->n_vms && !vm_ok; k++)
         vm_ok = streq(f->vms[k], vm_id);
     if (!vm_ok)
         return xstrdup("vm_id is not an accepted VM of this document");
-    uint32_t a;
-    if (ipam_addr_parse(json_str(p, "vm_address"), &a) == 0)
-        for (size_t k = 0; k < f->n_addrs; k++)
-            if (f->addrs[k].addr == a && streq(f->addrs[k].vm_id, vm_id))
-                return NULL;
     _cleanup_free_ char *qa = quote(json_str(p, "vm_address"));
     return xasprintf("vm_address %s is not an address of the VM", qa);
 }
@@ -702,7 +713,7 @@ static void filter_ports(struct filter *f, const json_t *arr, json_t *out)
             gone = streq(f->deleted[k], json_str(p, "vm_id"));
         if (gone)
             continue;
-        char *why = json_is_object(p) ? port_check(f, p, out) :
+        char *why = json_is_object(p) ? port_check(f, p) :
                                         xstrdup("not an object");
         if (!why) {
             json_array_append(out, p);
@@ -769,41 +780,46 @@ int policy_filter(const json_t *doc, const struct policy_host *h,
 {
     if (!json_is_object(doc))
         return -EINVAL;
-    struct filter f = { .h = h, .rf = { .list = json_array() } };
+    /* 16 KiB of port bitmaps: on the heap, not the agent's stack. */
+    _cleanup_free_ struct filter *f = xcalloc(1, sizeof(*f));
+    f->h = h;
+    f->rf.list = json_array();
     json_t *mesh = json_object_get(doc, "mesh");
     uint32_t ma;
     int64_t mp;
     if (json_is_object(mesh) &&
         ipam_addr_parse(json_str(mesh, "address"), &ma) == 0 &&
         int_in(mesh, "prefix", 8, 32, &mp)) {
-        f.has_mesh = true;
-        f.mesh = (struct ipam_cidr){ ma & ipam_mask((int)mp), (int)mp };
-        f.mesh_port = (uint16_t)json_int(mesh, "listen_port", 0);
+        f->has_mesh = true;
+        f->mesh = (struct ipam_cidr){ ma & ipam_mask((int)mp), (int)mp };
+        f->mesh_port = (uint16_t)json_int(mesh, "listen_port", 0);
     }
     json_t *nets = json_array(), *vms = json_array(), *ports = json_array();
     json_t *peers = json_array();
-    filter_peers(&f, member(&f, doc, "peers"), peers);
-    filter_networks(&f, member(&f, doc, "networks"), nets);
-    filter_vms(&f, member(&f, doc, "vms"), vms);
-    filter_ports(&f, member(&f, doc, "ports"), ports);
+    filter_peers(f, member(f, doc, "peers"), peers);
+    filter_networks(f, member(f, doc, "networks"), nets);
+    filter_vms(f, member(f, doc, "vms"), vms);
+    if (f->n_addrs > 0)
+        qsort(f->addrs, f->n_addrs, sizeof(*f->addrs), paddr_cmp);
+    filter_ports(f, member(f, doc, "ports"), ports);
     /* Objects are short by construction (ids, indexes, port numbers). */
-    if (f.rf.dropped > 0) {
+    if (f->rf.dropped > 0) {
         _cleanup_free_ char *more = xasprintf("%zu further refusals not "
-                                              "listed", f.rf.dropped);
-        json_array_append_new(f.rf.list, json_pack("{s:s, s:s}", "object",
-                                                   "more", "reason", more));
+                                              "listed", f->rf.dropped);
+        json_array_append_new(f->rf.list, json_pack("{s:s, s:s}", "object",
+                                                    "more", "reason", more));
     }
     json_t *acc = json_copy((json_t *)doc);
     json_object_set_new(acc, "networks", nets);
     json_object_set_new(acc, "vms", vms);
     json_object_set_new(acc, "ports", ports);
     json_object_set_new(acc, "peers", peers);
-    free(f.nets);
-    free(f.refused_bridges);
-    free(f.addrs);
-    free(f.vms);
-    free(f.deleted);
+    free(f->nets);
+    free(f->refused_bridges);
+    free(f->addrs);
+    free(f->vms);
+    free(f->deleted);
     *ret_accepted = acc;
-    *ret_refused = f.rf.list;
+    *ret_refused = f->rf.list;
     return 0;
 }
