@@ -204,11 +204,17 @@ HANDLER(h_agent_desired)
     http_reply_json(r, 200, desired_build(a, node_id, rev));
 }
 
-/* At most `max` bytes of a node's text, control characters replaced: it
- * goes to the event log, which people read. Caller frees. */
+/* At most `max` bytes of a node's text (cut on a UTF-8 character
+ * boundary), control characters replaced: it goes to the event log, which
+ * people read. Caller frees. */
 static char *node_text(const char *s, size_t max)
 {
-    char *t = xstrndup(s ? s : "", max);
+    if (!s)
+        s = "";
+    size_t len = strnlen(s, max);
+    while (len > 0 && len < strlen(s) && ((unsigned char)s[len] & 0xC0) == 0x80)
+        len--;
+    char *t = xstrndup(s, len);
     for (char *c = t; *c; c++)
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
             *c = '?';

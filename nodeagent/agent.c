@@ -457,9 +457,11 @@ static int status_send(struct agent *a, struct api_client *c, json_t *body)
 /* Check new desired document `doc` against the node's policy before
  * anything of it is applied: the part that passes is returned (new
  * reference) and written to DATA-DIR/accepted.json for the operator; what
- * does not is logged and kept for the next status post. Host facts are
+ * does not is logged and kept for the next status post; `applied` is the
+ * part accepted of the previous document (or NULL). Host facts are
  * read again each time, as listening ports and routes come and go. */
-static json_t *policy_check(struct agent *a, const json_t *doc)
+static json_t *policy_check(struct agent *a, const json_t *doc,
+                            const json_t *applied)
 {
     /* The range and port the controller was told at join; the flags for
      * a node joined before node.json kept them. */
@@ -470,6 +472,7 @@ static json_t *policy_check(struct agent *a, const json_t *doc)
         .port_max = joined ? a->node.port_max : a->cfg->port_max,
         .wg_port = (uint16_t)wg,
         .controller = a->node.controller,
+        .applied = applied,
         .vcpus = a->inv.vcpus,
         .memory_mib = a->inv.memory_mib,
         .disk_gib = a->inv.disk_gib,
@@ -724,8 +727,9 @@ int agent_run(const struct agent_settings *s)
         }
         pthread_mutex_unlock(&a.lock);
         if (doc_new) {
-            json_decref(accepted);
-            accepted = policy_check(&a, doc);
+            json_t *applied = accepted;
+            accepted = policy_check(&a, doc, applied);
+            json_decref(applied);
         }
         if (atomic_load(&a.stop))
             break;

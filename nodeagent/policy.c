@@ -429,6 +429,33 @@ static char *network_check(struct filter *f, const json_t *w,
     return NULL;
 }
 
+/* Network `id` as the last accepted document had it, if it can stay
+ * beside the networks accepted so far: it passed the policy then, and
+ * tearing its bridge down under running VMs is not the node's to do. Its
+ * entry is used as it was, for VMs on it too. */
+static bool network_carry(struct filter *f, int64_t id, struct pnet *ret)
+{
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(f->h->applied, "networks"), i, w) {
+        struct pnet n = { .j = w };
+        if (json_int(w, "vxlan_id", 0) != id)
+            continue;
+        n.vxlan_id = (uint32_t)id;
+        netfabric_bridge_name(n.vxlan_id, n.bridge);
+        if (ipam_cidr_parse(json_str(w, "cidr"), true, &n.cidr, NULL) < 0 ||
+            ipam_addr_parse(json_str(w, "gateway"), &n.gateway) < 0)
+            return false;
+        for (size_t k = 0; k < f->n_nets; k++)
+            if (f->nets[k].vxlan_id == n.vxlan_id ||
+                policy_cidr_overlap(&n.cidr, &f->nets[k].cidr))
+                return false;
+        *ret = n;
+        return true;
+    }
+    return false;
+}
+
 static void filter_networks(struct filter *f, const json_t *arr, json_t *out)
 {
     size_t i;
@@ -436,13 +463,22 @@ static void filter_networks(struct filter *f, const json_t *arr, json_t *out)
     json_array_foreach(arr, i, w) {
         struct pnet n;
         char *why = network_check(f, w, &n);
-        if (!why) {
+        int64_t id = json_int(w, "vxlan_id", -1);
+        bool carried = why && id >= 1 && id < (1 << 24) &&
+                       network_carry(f, id, &n);
+        if (!why || carried) {
             f->nets = xrealloc(f->nets, (f->n_nets + 1) * sizeof(*f->nets));
             f->nets[f->n_nets++] = n;
-            json_array_append(out, w);
+            json_array_append(out, (json_t *)n.j);
+        }
+        if (!why)
+            continue;
+        if (carried) {
+            _cleanup_free_ char *obj = xasprintf("network %lld", (long long)id);
+            refuse(&f->rf, obj, "%s; it stays as it was", why);
+            free(why);
             continue;
         }
-        int64_t id = json_int(w, "vxlan_id", -1);
         _cleanup_free_ char *obj = (id >= 1 && id < (1 << 24)) ?
             xasprintf("network %lld", (long long)id) :
             xasprintf("networks[%zu]", i);

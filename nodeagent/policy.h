@@ -34,6 +34,7 @@ struct policy_host {
     int64_t port_min, port_max;  /* host ports the controller may publish */
     uint16_t wg_port;            /* our WireGuard listen port (0: none) */
     const char *controller;      /* URL images are fetched from */
+    const json_t *applied;       /* the document last accepted, or NULL */
     int64_t vcpus, memory_mib, disk_gib; /* the host's size (0: unknown) */
     /* False when the listening ports or routes could not be read: then no
      * port is published and no network built (fail closed). */
@@ -80,12 +81,15 @@ bool policy_image_url_ok(const char *url, const char *controller,
  * that); *ret_refused an array of {object, reason} (both new references),
  * at most AGENT_REFUSED_MAX long, the last entry counting any left out.
  * Granularity, the way an operator would have it: a refused mesh peer,
- * network, VM or published port is left out and whatever exists of it stays as it is
- * (the reconciler leaves alone domains not in the document); the rest of
- * the document still applies. A VM on a refused network is refused, and
- * so is a port of a refused VM. Deleted VMs are kept whatever their spec
- * says, so deletions always go through; their ports are left out without
- * a word. 0, or -EINVAL when `doc` is not
- * an object. */
+ * network, VM or published port is left out and whatever exists of it
+ * stays as it is (the reconciler leaves alone domains not in the
+ * document; a refused network that h->applied holds is carried over as it
+ * was, so the bridge under its VMs stays); the rest of the document still
+ * applies. The exception is a published port: one refused now is
+ * withdrawn, as keeping its DNAT is the very hijack the policy prevents.
+ * A VM on a refused network is refused, and so is a port of a refused VM.
+ * Deleted VMs are kept whatever their spec says, so deletions always go
+ * through; their ports are left out without a word. 0, or -EINVAL when
+ * `doc` is not an object. */
 int policy_filter(const json_t *doc, const struct policy_host *h,
                   json_t **ret_accepted, json_t **ret_refused);

@@ -543,8 +543,9 @@ static void the_controller_records_refusals_as_bounded_events(void **state)
         "{s:s, s:s}", "object", "port tcp/22",
         "reason", "host port 22 is outside this node's range\nforged"));
     struct buf longr = BUF_INIT;
-    for (int i = 0; i < 100; i++)
-        buf_puts(&longr, "0123456789");
+    buf_puts(&longr, "0"); /* so that a two-byte character straddles 300 */
+    for (int i = 0; i < 500; i++)
+        buf_puts(&longr, "\xc3\xa9");
     json_array_append_new(refused, json_pack("{s:s, s:s}", "object",
                                              "vm long", "reason",
                                              buf_str(&longr)));
@@ -577,7 +578,7 @@ static void the_controller_records_refusals_as_bounded_events(void **state)
         if (streq(json_str(e, "target"), "port tcp/22"))
             port22 = strstr(d, "outside this node's range?forged") != NULL;
         if (streq(json_str(e, "target"), "vm long"))
-            truncated = strlen(d) == AGENT_REFUSED_REASON_MAX;
+            truncated = strlen(d) == AGENT_REFUSED_REASON_MAX - 1;
     }
     assert_int_equal(n, AGENT_REFUSED_MAX);
     assert_true(port22);

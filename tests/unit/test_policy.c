@@ -680,6 +680,47 @@ static void mesh_peers_speak_only_for_mesh_addresses(void **state)
     json_decref(ref);
 }
 
+/* A network accepted before and refused now (the host gained a route over
+ * it, or the document changed it) stays as it was, VMs on it included. */
+static void a_refused_network_already_built_stays_as_it_was(void **state)
+{
+    json_t *applied = good_doc();
+    json_t *doc = good_doc(), *acc, *ref;
+    json_object_set_new(at(doc, "networks", 0), "cidr",
+                        json_string("192.168.1.0/24"));
+    json_object_set_new(at(doc, "networks", 0), "gateway",
+                        json_string("192.168.1.1"));
+    /* A newcomer whose range overlaps the kept one is not built. */
+    json_array_append_new(json_object_get(doc, "networks"),
+                          json_pack("{s:s, s:i, s:s, s:s}", "id", "w2",
+                                    "vxlan_id", 1001, "cidr", "10.1.0.0/16",
+                                    "gateway", "10.1.0.1"));
+    struct policy_host h;
+    host_init(&h);
+    h.applied = applied;
+    assert_int_equal(policy_filter(doc, &h, &acc, &ref), 0);
+    expect_substr(reason_of(ref, "network 1000"), "it stays as it was");
+    expect_substr(reason_of(ref, "network 1001"), "overlaps network 1000");
+    json_t *nets = json_object_get(acc, "networks");
+    assert_int_equal(json_array_size(nets), 1);
+    assert_string_equal(json_str(json_array_get(nets, 0), "cidr"),
+                        "10.1.0.0/24");
+    assert_true(has_entry(acc, "vms", "id", VM1));
+    assert_true(has_port(acc, "tcp", 20080));
+    json_decref(acc);
+    json_decref(ref);
+    /* Without it applied before, the network is simply refused. */
+    h.applied = NULL;
+    assert_int_equal(policy_filter(doc, &h, &acc, &ref), 0);
+    assert_false(has_entry(acc, "networks", "id", "w1"));
+    assert_false(has_entry(acc, "vms", "id", VM1));
+    json_decref(acc);
+    json_decref(ref);
+    policy_host_clear(&h);
+    json_decref(doc);
+    json_decref(applied);
+}
+
 static void deleted_vms_go_through_whatever_their_spec_says(void **state)
 {
     json_t *doc = good_doc(), *acc, *ref;
@@ -756,6 +797,7 @@ int main(void)
         cmocka_unit_test(image_sources_only_from_the_controllers_image_route),
         cmocka_unit_test(names_and_sizes_stay_within_bounds),
         cmocka_unit_test(mesh_peers_speak_only_for_mesh_addresses),
+        cmocka_unit_test(a_refused_network_already_built_stays_as_it_was),
         cmocka_unit_test(deleted_vms_go_through_whatever_their_spec_says),
         cmocka_unit_test(the_refusal_list_is_bounded),
         cmocka_unit_test(the_planned_ruleset_holds_only_what_was_accepted),
