@@ -721,7 +721,8 @@ static char *port_check(struct filter *f, const json_t *p)
      * f->addrs (sorted): the address names the VM. */
     const char *vm_id = json_str(p, "vm_id");
     struct paddr key = { .addr = 0 };
-    if (ipam_addr_parse(json_str(p, "vm_address"), &key.addr) == 0) {
+    if (f->n_addrs > 0 &&
+        ipam_addr_parse(json_str(p, "vm_address"), &key.addr) == 0) {
         const struct paddr *m = bsearch(&key, f->addrs, f->n_addrs,
                                         sizeof(*f->addrs), paddr_cmp);
         if (m && streq(m->vm_id, vm_id)) {
