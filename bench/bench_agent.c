@@ -78,6 +78,7 @@ static void node_start(struct node *n, int cpus)
     write_text(n->root, "proc/meminfo", mem);
     _cleanup_free_ char *online = xasprintf("0-%d\n", cpus - 1);
     write_text(n->root, "sys/devices/system/cpu/online", online);
+    tu_fake_proc_net(n->root);
     write_text(n->images, "tiny.img", "");
     _cleanup_free_ char *img = xasprintf("%s/tiny.img", n->images);
     if (truncate(img, 64 << 20) < 0)

@@ -1,6 +1,7 @@
 /* The node agent protocol: register with a join token, long-poll the
  * desired state, post status. A node speaks only about its own VMs. */
 #include "api/agent_proto.h"
+#include "api/agentproto.h"
 #include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -335,6 +336,53 @@ static void reply_samples_refused(struct http_request *r, int status,
     http_reply_text(r, status, "application/problem+json", text, strlen(text));
 }
 
+/* At most `max` bytes of a node's text (cut on a UTF-8 character
+ * boundary), control characters replaced: it goes to the event log, which
+ * people read. Caller frees. */
+static char *node_text(const char *s, size_t max)
+{
+    if (!s)
+        s = "";
+    size_t len = strnlen(s, max);
+    while (len > 0 && len < strlen(s) && ((unsigned char)s[len] & 0xC0) == 0x80)
+        len--;
+    char *t = xstrndup(s, len);
+    for (char *c = t; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    return t;
+}
+
+/* Record what node `node_id` says its policy refused of its desired
+ * document: one event each, with the node as actor, on the node owner's
+ * log. A node decides what it reports, so the list is bounded in count
+ * and length here, whatever it sends; malformed entries are skipped. */
+static void refusals_record(struct app *a, const char *node_id,
+                            const json_t *list)
+{
+    if (json_array_size(list) == 0)
+        return;
+    _cleanup_json_ json_t *node = NULL;
+    store_query_one(a->store, &node,
+                    "SELECT account_id FROM nodes WHERE id = $1", "s", node_id);
+    const char *owner = json_str(node, "account_id");
+    size_t i, n = 0;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        if (n == AGENT_REFUSED_MAX)
+            break;
+        const char *obj = json_str(e, "object"), *why = json_str(e, "reason");
+        if (!obj || !why)
+            continue;
+        _cleanup_free_ char *o = node_text(obj, AGENT_REFUSED_OBJECT_MAX);
+        _cleanup_free_ char *w = node_text(why, AGENT_REFUSED_REASON_MAX);
+        app_event(a, owner, node_id, "agent.refused", o, 200, w);
+        n++;
+    }
+    log_warn("node %s refused %zu object(s) of its desired state", node_id,
+             json_array_size(list));
+}
+
 static const char *const vm_states[] = { "creating", "running", "stopped",
                                          "crashed", "paused", "error",
                                          "deleted", NULL };
@@ -350,6 +398,7 @@ HANDLER(h_agent_status)
         { "samples", JF_ARRAY, false, 0, 1000000, NULL },
         { "endpoint", JF_STRING, false, 1, 80, NULL },
         { "public_ip", JF_STRING, false, 7, 45, NULL },
+        { "refused", JF_ARRAY, false, 0, 100000, NULL },
     };
     static const struct jfield vm_fields[] = {
         { "id", JF_UUID, true, 0, 0, NULL },
@@ -493,6 +542,7 @@ HANDLER(h_agent_status)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
+    refusals_record(a, node_id, json_object_get(b, "refused"));
     if (store_tx_commit(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;

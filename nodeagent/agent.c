@@ -22,6 +22,7 @@
 #include "nodeagent/inventory.h"
 #include "nodeagent/meter.h"
 #include "nodeagent/nodestate.h"
+#include "nodeagent/policy.h"
 #include "nodeagent/reconcile.h"
 
 #include <arpa/inet.h>
@@ -100,6 +101,11 @@ struct agent {
     size_t n_egress_allow;
     char *net_error;        /* last netfabric failure, for the status */
     int64_t net_retry_at;   /* monotonic ms; 0 = none pending */
+
+    /* What the node's policy refused of the current document: reported
+     * once to the controller (refused_sent), and per VM in its status. */
+    json_t *refused;
+    bool refused_sent;
 };
 
 static void wake(struct agent *a, bool event)
@@ -266,6 +272,21 @@ static struct console_seen *seen_get(struct agent *a, const char *id)
     return s;
 }
 
+/* Why the policy refused VM `id` of the current document, or NULL
+ * (caller frees). */
+static char *vm_refusal(struct agent *a, const char *id)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(a->refused, i, r) {
+        const char *obj = json_str(r, "object");
+        if (startswith(obj, "vm ") && streq(obj + 3, id))
+            return xasprintf("refused by this node's policy: %s",
+                             json_str(r, "reason"));
+    }
+    return NULL;
+}
+
 /* Build the status body; *ret_sig summarises the VM states so an unchanged
  * report can wait for the heartbeat. With consoles, changed console logs
  * are added within the body budget; *ret_pending tells whether some had
@@ -289,8 +310,10 @@ static json_t *status_build(struct agent *a, const json_t *doc,
             continue;
         const struct virt_dom *d = virt_doms_find(doms, n, id);
         const char *state, *reason;
-        reconcile_status(vm, d, reconcile_vm_error(&a->rc, id), &state,
-                         &reason);
+        _cleanup_free_ char *refusal = vm_refusal(a, id);
+        reconcile_status(vm, d, refusal ? refusal :
+                                          reconcile_vm_error(&a->rc, id),
+                         &state, &reason);
         /* A VM on a tenant network shares the node's network trouble. */
         if (!reason && a->net_error &&
             json_array_size(json_object_get(vm, "nics")) > 0)
@@ -323,6 +346,8 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         json_object_set_new(body, "endpoint", json_string(a->cfg->endpoint));
     if (a->cfg->public_ip)
         json_object_set_new(body, "public_ip", json_string(a->cfg->public_ip));
+    if (!a->refused_sent && json_array_size(a->refused) > 0)
+        json_object_set(body, "refused", a->refused);
     *ret_pending = false;
     if (consoles) {
         _cleanup_free_ char *base = json_dumps_compact(body);
@@ -384,6 +409,8 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
         return r < 0 ? r : refused ? -EBADMSG : -EIO;
     }
     api_reply_clear(&rep);
+    if (json_object_get(body, "refused"))
+        a->refused_sent = true;
     /* Console tails in this body have now reached the controller. */
     size_t i;
     json_t *vm;
@@ -440,6 +467,19 @@ static int status_send(struct agent *a, struct api_client *c, json_t *body)
         json_object_set(body, "samples", samples);
     json_auto_t *problem = NULL;
     int r = status_post(a, c, body, &problem);
+    /* A controller that does not take refusal lists still gets the
+     * status (and the samples); the refusals stay in the agent's log and
+     * the VMs' reasons. */
+    if (r == -EBADMSG && json_object_get(body, "refused") &&
+        !json_object_get(problem, AGENT_REJECTED_SAMPLES)) {
+        json_object_del(body, "refused");
+        json_decref(problem);
+        problem = NULL;
+        if ((r = status_post(a, c, body, &problem)) == 0) {
+            log_warn("the controller refused the list of refusals: dropped");
+            a->refused_sent = true;
+        }
+    }
     if (r == -EBADMSG && json_array_size(samples) > 0) {
         json_t *named = json_object_get(problem, AGENT_REJECTED_SAMPLES);
         size_t dropped = 0;
@@ -462,6 +502,60 @@ static int status_send(struct agent *a, struct api_client *c, json_t *body)
     if (r == 0)
         meter_ack(a->meter, samples);
     return r;
+}
+
+/* Check new desired document `doc` against the node's policy before
+ * anything of it is applied: the part that passes is returned (new
+ * reference) and written to DATA-DIR/accepted.json for the operator; what
+ * does not is logged and kept for the next status post; `applied` is the
+ * part accepted of the previous document (or NULL). Host facts are
+ * read again each time, as listening ports and routes come and go. */
+static json_t *policy_check(struct agent *a, const json_t *doc,
+                            const json_t *applied)
+{
+    /* The range and port the controller was told at join; the flags for
+     * a node joined before node.json kept them. */
+    bool joined = a->node.port_min > 0 && a->node.port_max > 0;
+    int64_t wg = a->node.wg_port > 0 ? a->node.wg_port : a->cfg->wg_port;
+    struct policy_host h = {
+        .port_min = joined ? a->node.port_min : a->cfg->port_min,
+        .port_max = joined ? a->node.port_max : a->cfg->port_max,
+        .wg_port = (uint16_t)wg,
+        .controller = a->node.controller,
+        .applied = applied,
+        .vcpus = a->inv.vcpus,
+        .memory_mib = a->inv.memory_mib,
+        .disk_gib = a->inv.disk_gib,
+    };
+    int r = policy_host_collect(a->cfg->root, &h);
+    if (r < 0)
+        log_warn("cannot read the host's ports and routes under '%s': %s; "
+                 "no port is published and no network built", a->cfg->root,
+                 strerror(-r));
+    json_t *accepted = NULL, *refused = NULL;
+    if (policy_filter(doc, &h, &accepted, &refused) < 0) {
+        /* doc_ok() let only objects through. */
+        accepted = json_incref((json_t *)doc);
+        refused = json_array();
+    }
+    policy_host_clear(&h);
+    if (!json_equal(refused, a->refused)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(refused, i, e)
+            log_warn("policy: refused %s: %s", json_str(e, "object"),
+                     json_str(e, "reason"));
+        a->refused_sent = false;
+    }
+    json_decref(a->refused);
+    a->refused = refused;
+    _cleanup_free_ char *path = xasprintf("%s/accepted.json",
+                                          a->cfg->data_dir);
+    _cleanup_free_ char *text = json_dumps(accepted, JSON_INDENT(1) |
+                                                     JSON_SORT_KEYS);
+    if (text && (r = file_write_atomic(path, text, strlen(text), 0600)) < 0)
+        log_warn("cannot write '%s': %s", path, strerror(-r));
+    return accepted;
 }
 
 /* Make the host's network match desired document `doc`: the mesh, the
@@ -590,6 +684,8 @@ static void agent_teardown(struct agent *a)
     free(a->net_error);
     free(a->egress_allow);
     a->egress_allow = NULL;
+    json_decref(a->refused);
+    a->refused = NULL;
     free(a->digests);
     a->digests = NULL;
     a->n_digests = 0;
@@ -665,7 +761,7 @@ int agent_run(const struct agent_settings *s)
     api_client_set_timeout(c, 20);
     api_client_set_stall(c, 10);
     api_client_set_connect_timeout(c, 5);
-    json_t *doc = NULL;
+    json_t *doc = NULL, *accepted = NULL; /* as sent; as the policy lets */
     int64_t rev = -1, next_hb = mono_ms(), retry_at = 0;
     bool post_failed = false, consoles_pending = false;
     for (;;) {
@@ -691,6 +787,11 @@ int agent_run(const struct agent_settings *s)
             doc = json_incref(a.doc);
         }
         pthread_mutex_unlock(&a.lock);
+        if (doc_new) {
+            json_t *applied = accepted;
+            accepted = policy_check(&a, doc, applied);
+            json_decref(applied);
+        }
         if (atomic_load(&a.stop))
             break;
         int64_t now = mono_ms();
@@ -710,16 +811,17 @@ int agent_run(const struct agent_settings *s)
         if (doc) {
             if (doc_new) {
                 rev = json_int(doc, "revision", -1);
-                reconcile_forget(&a.rc, doc);
-                digests_update(&a, doc);
+                reconcile_forget(&a.rc, accepted);
+                digests_update(&a, accepted);
             }
-            /* Bridges first: a domain on one cannot start without it. */
+            /* Only what the policy accepted is applied. Bridges first: a
+             * domain on one cannot start without it. */
             if (a.host_net && (doc_new || (a.net_retry_at > 0 &&
                                            now >= a.net_retry_at)))
-                net_apply(&a, doc, now);
+                net_apply(&a, accepted, now);
             reconcile_annotate(&a.rc, doms, n);
             struct reconcile_plan plan;
-            reconcile_plan(doc, doms, n, a.inv.kvm, now, &plan);
+            reconcile_plan(accepted, doms, n, a.inv.kvm, now, &plan);
             if (plan.n > 0) {
                 reconcile_execute(&a.rc, &plan, doms, n, rev, now);
                 virt_doms_free(doms, n);
@@ -785,6 +887,7 @@ int agent_run(const struct agent_settings *s)
         virt_doms_free(doms, n);
     }
     json_decref(doc);
+    json_decref(accepted);
     api_client_free(c);
     virt_free(a.virt);
     a.virt = NULL;

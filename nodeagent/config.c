@@ -39,7 +39,7 @@ const struct config_opt agent_options[] = {
     { "mesh-ifname", CONFIG_STRING, F(mesh_ifname), 0, 0, "fogwg0",
       "WireGuard interface of the mesh" },
     { "wg-port", CONFIG_INT, F(wg_port), 1, 65535, "51820",
-      "join: UDP port of the mesh interface" },
+      "join: UDP port of the mesh interface (never published)" },
     { "endpoint", CONFIG_STRING, F(endpoint), 0, 0, NULL,
       "HOST:PORT other nodes reach the mesh at [default: the address the "
       "controller sees]" },
@@ -50,7 +50,8 @@ const struct config_opt agent_options[] = {
       "link-local, CGNAT, ... are closed to them otherwise; the host itself "
       "and the mesh stay closed) [default: none]" },
     { "port-min", CONFIG_INT, F(port_min), 1, 65535, "20000",
-      "join: lowest host port the controller may publish" },
+      "join: lowest host port the controller may publish (kept in "
+      "node.json; the agent refuses ports outside the range)" },
     { "port-max", CONFIG_INT, F(port_max), 1, 65535, "29999",
       "join: highest host port the controller may publish" },
     { "underlay-mtu", CONFIG_INT, F(underlay_mtu), 576, 65535, "1500",

@@ -153,6 +153,9 @@ int agent_join(const struct agent_settings *s)
         .libvirt_uri = s->libvirt_uri ? xstrdup(s->libvirt_uri) : NULL,
         .heartbeat_s = json_int(rep.json, "heartbeat_s", 5),
         .key_pin = TAKE_PTR(key_pin),
+        .port_min = s->port_min,
+        .port_max = s->port_max,
+        .wg_port = s->wg_port,
     };
     bool approved = json_bool(rep.json, "approved", false);
     api_reply_clear(&rep);

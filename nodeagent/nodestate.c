@@ -52,6 +52,9 @@ int node_state_load(const char *data_dir, struct node_state *ret)
         { "libvirt", JF_STRING, false, 1, 2048, NULL },
         { "heartbeat_s", JF_INT, false, 1, 3600, NULL },
         { "controller_key_pin", JF_STRING, false, 8, 128, NULL },
+        { "port_min", JF_INT, false, 1, 65535, NULL },
+        { "port_max", JF_INT, false, 1, 65535, NULL },
+        { "wg_port", JF_INT, false, 1, 65535, NULL },
     };
     struct jerr je = { 0 };
     if (!j) {
@@ -78,6 +81,9 @@ int node_state_load(const char *data_dir, struct node_state *ret)
         .libvirt_uri = dup_opt(j, "libvirt"),
         .heartbeat_s = json_int(j, "heartbeat_s", 5),
         .key_pin = dup_opt(j, "controller_key_pin"),
+        .port_min = json_int(j, "port_min", 0),
+        .port_max = json_int(j, "port_max", 0),
+        .wg_port = json_int(j, "wg_port", 0),
     };
 
     return 0;
@@ -94,6 +100,11 @@ int node_state_save(const char *data_dir, const struct node_state *st)
         st->key_pin);
     if (!j)
         return -EINVAL;
+    static const char *const ports[] = { "port_min", "port_max", "wg_port" };
+    const int64_t vals[] = { st->port_min, st->port_max, st->wg_port };
+    for (size_t i = 0; i < ARRAY_SIZE(ports); i++)
+        if (vals[i] > 0)
+            json_object_set_new(j, ports[i], json_integer(vals[i]));
     _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2));
     return file_write_atomic(path, text, strlen(text), 0600);
 }

@@ -16,6 +16,10 @@ struct node_state {
                            join, required on every connection; NULL for
                            nodes joined before pins (the CA check alone) */
     int64_t heartbeat_s;
+    /* What the controller was told at join, so the agent holds it to that
+     * at run (0: joined before these were kept). */
+    int64_t port_min, port_max; /* range of host ports it may publish */
+    int64_t wg_port;            /* the mesh's UDP port */
 };
 
 /* True when DATA-DIR already holds a node identity. */

@@ -175,6 +175,30 @@ int tu_wait_port(int port, int timeout_ms)
 
 char *tu_dir;
 
+void tu_fake_proc_net(const char *root)
+{
+    static const struct { const char *name, *text; } t[] = {
+        { "tcp", "  sl  local_address rem_address   st tx_queue rx_queue tr "
+                 "tm->when retrnsmt   uid  timeout inode\n" },
+        { "udp", "   sl  local_address rem_address   st tx_queue rx_queue tr "
+                 "tm->when retrnsmt   uid  timeout inode ref pointer drops\n" },
+        { "route", "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\t"
+                   "Metric\tMask\t\tMTU\tWindow\tIRTT\n" },
+    };
+    _cleanup_free_ char *dir = xasprintf("%s/proc/net", root);
+    if (mkdir_p(dir, 0755) < 0) {
+        fprintf(stderr, "cannot create %s\n", dir);
+        abort();
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+        _cleanup_free_ char *p = xasprintf("%s/%s", dir, t[i].name);
+        if (file_write_atomic(p, t[i].text, strlen(t[i].text), 0644) < 0) {
+            fprintf(stderr, "cannot write %s\n", p);
+            abort();
+        }
+    }
+}
+
 int tu_dir_setup(void **state)
 {
     const char *name = program_invocation_short_name;

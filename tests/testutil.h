@@ -32,6 +32,11 @@ int tu_kill(pid_t pid, int sig);
 /* Wait until a TCP connect to 127.0.0.1:port succeeds. 0 or -ETIMEDOUT. */
 int tu_wait_port(int port, int timeout_ms);
 
+/* Empty /proc/net/{tcp,udp,route} tables under root: a fake host with no
+ * listening socket and no route but the default, for an agent run with
+ * --root (its policy reads them). Aborts on failure. */
+void tu_fake_proc_net(const char *root);
+
 /* ---- a scratch directory for a cmocka group ---- */
 /* Made by tu_dir_setup, removed and freed (NULL again) by tu_dir_teardown:
  * cmocka group fixtures, named fog-NAME-XXXXXX after the program

@@ -179,6 +179,7 @@ static int setup(void **state)
     write_file(root_dir, "proc/meminfo", "MemTotal:       16777216 kB\n"
                                           "MemFree:         1000000 kB\n");
     write_file(root_dir, "sys/devices/system/cpu/online", "0-7\n");
+    tu_fake_proc_net(root_dir);
 
     assert_int_equal(mkdir_p(image_dir, 0755), 0);
     _cleanup_free_ char *base = xasprintf("%s/tiny.qcow2", image_dir);
