@@ -7,6 +7,7 @@
 #define HANDLER(n) void n(struct http_request *r, void *app)
 
 HANDLER(h_healthz);
+HANDLER(h_readyz);
 HANDLER(h_ca);
 HANDLER(h_metrics);
 

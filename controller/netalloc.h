@@ -1,6 +1,9 @@
 /* Allocation of network resources by the controller: tenant network
  * ranges and VXLAN ids, VM addresses and MACs, published host ports.
- * Callers hold a store transaction so allocations cannot race. */
+ * Callers hold a store transaction; each allocation first takes the store
+ * lock of what it allocates from (the network, the node, all networks), so
+ * replicas sharing a PostgreSQL database allocate one after the other; a
+ * UNIQUE index backs every allocated value. */
 #pragma once
 
 #include "controller/store.h"
@@ -8,9 +11,10 @@
 /* Parse "a.b.c.d/p" as a tenant network: the address must be the network
  * address and p in 16..29. 0 or -EINVAL. */
 int netalloc_parse_cidr(const char *text, uint32_t *ret_net, int *ret_prefix);
-/* True if the range overlaps any live network. */
+/* True if the range overlaps any live network (or the store failed). */
 bool netalloc_cidr_taken(struct store *s, uint32_t net, int prefix);
-/* Next VXLAN id (1000 and up). */
+/* Next VXLAN id (1000 and up), after netalloc_cidr_taken() in the same
+ * transaction (which holds the lock of all networks). */
 int64_t netalloc_next_vxlan(struct store *s);
 /* A free /24 in 10.128.0.0/9 for a tenant's default network; caller frees
  * the "a.b.c.d/24" text. NULL when exhausted. */

@@ -18,8 +18,21 @@ struct store {
     void *conn;
     char *address;
     bool listening;
+    bool in_tx, tx_conflict, leading;
     pthread_mutex_t lock;
 };
+
+/* Notice a lost connection (with the lock held): leadership went with the
+ * session; outside a transaction, connect again (a statement inside one
+ * must not silently run in a new session). */
+static void store_watch(struct store *s)
+{
+    if (!s->ops->alive || s->ops->alive(s->conn))
+        return;
+    s->leading = false;
+    if (!s->in_tx)
+        s->ops->reconnect(s->conn);
+}
 
 static int migrate(struct store *s)
 {
@@ -100,9 +113,41 @@ bool store_try_lead(struct store *s)
     if (!s->ops->try_lead)
         return true;
     pthread_mutex_lock(&s->lock);
+    store_watch(s);
     bool r = s->ops->try_lead(s->conn);
+    s->leading = r;
     pthread_mutex_unlock(&s->lock);
     return r;
+}
+
+bool store_leading(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool r = !s->ops->try_lead || s->leading;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int store_lock(struct store *s, const char *kind, const char *id)
+{
+    if (!s->ops->lock_sql)
+        return 0;
+    int r = store_exec(s, s->ops->lock_sql, "ss", kind, id ? id : "");
+    return r < 0 ? r : 0;
+}
+
+int store_ready(struct store *s, unsigned *ret_version)
+{
+    json_auto_t *row = NULL;
+    if (store_query_one(s, &row, "SELECT MAX(version) AS v FROM "
+                                 "schema_migrations", "") < 0)
+        return -EIO;
+    unsigned have = (unsigned)json_int(row, "v", 0), want = 0;
+    for (unsigned i = 0; i < schema_migration_count; i++)
+        if (schema_migrations[i].version > want)
+            want = schema_migrations[i].version;
+    *ret_version = have;
+    return have >= want ? 0 : -ESTALE;
 }
 
 void store_notify_node(struct store *s, const char *node_id)
@@ -110,6 +155,7 @@ void store_notify_node(struct store *s, const char *node_id)
     if (!s->ops->notify)
         return;
     pthread_mutex_lock(&s->lock);
+    store_watch(s);
     s->ops->notify(s->conn, node_id);
     pthread_mutex_unlock(&s->lock);
 }
@@ -126,18 +172,24 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data)
 int store_tx_begin(struct store *s)
 {
     pthread_mutex_lock(&s->lock);
+    store_watch(s);
     if (s->ops->exec_plain(s->conn, s->ops->begin_sql) < 0) {
+        store_watch(s);
         pthread_mutex_unlock(&s->lock);
         return -EIO;
     }
+    s->in_tx = true;
+    s->tx_conflict = false;
     return 0;
 }
 
 int store_tx_commit(struct store *s)
 {
-    int r = s->ops->exec_plain(s->conn, "COMMIT");
+    /* After a lost conflict PostgreSQL answers COMMIT with a rollback. */
+    int r = s->tx_conflict ? -EAGAIN : s->ops->exec_plain(s->conn, "COMMIT");
     if (r < 0)
         s->ops->exec_plain(s->conn, "ROLLBACK");
+    s->in_tx = false;
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -145,6 +197,7 @@ int store_tx_commit(struct store *s)
 void store_tx_rollback(struct store *s)
 {
     s->ops->exec_plain(s->conn, "ROLLBACK");
+    s->in_tx = false;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -165,7 +218,12 @@ static int run(struct store *s, const char *sql, const char *types,
         }
     }
     pthread_mutex_lock(&s->lock);
+    store_watch(s);
     int r = s->ops->exec(s->conn, sql, args, n, ret_rows);
+    if (r == -EAGAIN && s->in_tx)
+        s->tx_conflict = true;
+    if (r < 0)
+        store_watch(s);
     pthread_mutex_unlock(&s->lock);
     free(args);
     return r;

@@ -27,6 +27,14 @@ const char *store_backend_name(struct store *s);
 /* True when this controller runs the scheduler and health checks: always
  * with sqlite; with PostgreSQL, the replica holding an advisory lock. */
 bool store_try_lead(struct store *s);
+/* True while the last store_try_lead() succeeded and the connection that
+ * holds the lock has not been lost since: a leader that lost it stops
+ * acting until store_try_lead() takes the lock again. */
+bool store_leading(struct store *s);
+/* Store reachable and migrations current: 0, -EIO when the database cannot
+ * be reached, -ESTALE when it lacks migrations this build has. The applied
+ * version goes to *ret_version on 0 and -ESTALE. */
+int store_ready(struct store *s, unsigned *ret_version);
 /* Announce a node's changed desired state to every replica (no-op with
  * sqlite, where there is only one). */
 void store_notify_node(struct store *s, const char *node_id);
@@ -34,15 +42,29 @@ void store_notify_node(struct store *s, const char *node_id);
  * 0 or -errno; no-op with sqlite. */
 int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
 
+/* A lost connection is made again (with backoff) at the next
+ * store_tx_begin() or statement outside a transaction. */
 int store_tx_begin(struct store *s);
+/* 0, -EAGAIN when a statement of the transaction lost a conflict with
+ * another replica's (it was rolled back: run it again, at most
+ * STORE_TX_RETRIES times), -EIO. */
 int store_tx_commit(struct store *s);
+#define STORE_TX_RETRIES 8
 void store_tx_rollback(struct store *s);
 
 /* Arguments are described by `types`, one letter each:
  *   's' const char * (NULL binds SQL NULL)   'i' int64_t   'b' bool (int)
  * store_exec returns the number of rows changed, -EEXIST on a uniqueness
- * or constraint violation, -EIO on other errors (logged at debug). */
+ * or constraint violation, -EAGAIN when the transaction lost a conflict
+ * (serialization failure, deadlock), -EIO on other errors. */
 int store_exec(struct store *s, const char *sql, const char *types, ...);
+/* Inside a transaction: wait for, then hold until it ends, the lock named
+ * (kind, id) (id may be NULL), so that read-then-write allocations of other
+ * replicas' transactions naming it go one after the other; statements after
+ * it see what they committed. No-op with sqlite, where one writer at a
+ * time already holds. 0, -EAGAIN (deadlock: run the transaction again) or
+ * -EIO. */
+int store_lock(struct store *s, const char *kind, const char *id);
 /* All rows as a JSON array (caller owns). 0 or -EIO. */
 int store_query(struct store *s, json_t **ret_rows, const char *sql,
                 const char *types, ...);
