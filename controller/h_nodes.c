@@ -302,14 +302,34 @@ HANDLER(h_node_delete)
         reply_store_error(r, e, "node");
         return;
     }
-    if (json_int(row, "vm_count", 0) > 0) {
-        http_reply_problem(r, 409, "conflict", NULL,
-                           "node still hosts %lld VMs",
-                           (long long)json_int(row, "vm_count", 0));
+    /* Counted again under the node's lock, which placements on it take:
+     * no VM lands on a node as it goes. */
+    const char *id = json_str(row, "id");
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
-    store_exec(a->store, "UPDATE nodes SET removed_at = $1 WHERE id = $2", "is",
-               now_s(), json_str(row, "id"));
+    int64_t vms = -1;
+    if (store_lock(a->store, "node", id) == 0)
+        vms = store_query_int(a->store, -1, "SELECT COUNT(*) FROM vms WHERE "
+                              "node_id = $1 AND deleted_at IS NULL", "s", id);
+    if (vms != 0) {
+        store_tx_rollback(a->store);
+        if (vms < 0)
+            http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        else
+            http_reply_problem(r, 409, "conflict", NULL,
+                               "node still hosts %lld VMs", (long long)vms);
+        return;
+    }
+    e = store_exec(a->store, "UPDATE nodes SET removed_at = $1 WHERE id = $2",
+                   "is", now_s(), id);
+    if (e < 0 || store_tx_commit(a->store) < 0) {
+        if (e < 0)
+            store_tx_rollback(a->store);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
     app_all_nodes_changed(a); /* peers drop it */
     http_reply_text(r, 204, "application/json", NULL, 0);
 }
