@@ -356,12 +356,14 @@ HANDLER(h_vm_create)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
-    /* The image may have gone since it was resolved: deletion checks for
-     * VMs inside its own transaction, so checking again here is enough. */
+    /* The image may have gone since it was resolved: deletion counts VMs
+     * in its own transaction under the image's lock, so checking again
+     * under that lock is enough. */
     if (spec.image_id &&
-        store_query_int(a->store, 0, "SELECT COUNT(*) FROM images WHERE id = "
+        (store_lock(a->store, "image", spec.image_id) < 0 ||
+         store_query_int(a->store, 0, "SELECT COUNT(*) FROM images WHERE id = "
                         "$1 AND deleted_at IS NULL AND state = 'ready'", "s",
-                        spec.image_id) != 1) {
+                        spec.image_id) != 1)) {
         store_tx_rollback(a->store);
         http_reply_problem(r, 409, "conflict", "image",
                            "image '%s' was deleted or is no longer ready",
