@@ -173,8 +173,15 @@ int store_tx_begin(struct store *s)
 {
     pthread_mutex_lock(&s->lock);
     store_watch(s);
-    if (s->ops->exec_plain(s->conn, s->ops->begin_sql) < 0) {
+    int r = s->ops->exec_plain(s->conn, s->ops->begin_sql);
+    /* A connection found lost by BEGIN itself: nothing ran yet, so begin
+     * once more on the new one. */
+    if (r < 0 && s->ops->alive && !s->ops->alive(s->conn)) {
         store_watch(s);
+        if (s->ops->alive(s->conn))
+            r = s->ops->exec_plain(s->conn, s->ops->begin_sql);
+    }
+    if (r < 0) {
         pthread_mutex_unlock(&s->lock);
         return -EIO;
     }

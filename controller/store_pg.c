@@ -46,6 +46,11 @@ static int pg_check(PGconn *c, PGresult *res, const char *sql)
         log_debug("store: conflict: %s", PQerrorMessage(c));
         return -EAGAIN;
     }
+    /* The statement that failed the transaction was reported already. */
+    if (state && streq(state, "25P02")) {
+        log_debug("store: %s (%s)", PQerrorMessage(c), sql);
+        return -EIO;
+    }
     if (PQstatus(c) == CONNECTION_BAD) {
         log_debug("store: connection lost: %s (%s)", PQerrorMessage(c), sql);
         return -EIO;
