@@ -22,6 +22,7 @@
 
 const struct http_route app_routes[] = {
     { "GET", "/healthz", h_healthz, ALLOW_PUBLIC },
+    { "GET", "/readyz", h_readyz, ALLOW_PUBLIC },
     { "GET", "/metrics", h_metrics, ALLOW_ADMIN },
     { "GET", "/v1/ca", h_ca, ALLOW_PUBLIC },
 

@@ -16,8 +16,16 @@
 #include <errno.h>
 #include <stdio.h>
 
-/* Next free mesh address: the mesh range's base plus one more than the
- * highest offset handed out so far. */
+static int cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* The lowest free mesh address (never the range's first or last), under
+ * the mesh lock so that replicas hand out one address once; the UNIQUE
+ * index on nodes.mesh_ip backs it. Caller frees; NULL when the range is
+ * full or the store failed. */
 static char *mesh_next(struct app *a)
 {
     _cleanup_free_ char *base = xstrdup(a->cfg.mesh_cidr);
@@ -30,10 +38,26 @@ static char *mesh_next(struct app *a)
     int prefix = slash ? atoi(slash + 1) : 12;
     uint32_t net = ntohl(in.s_addr);
     uint32_t size = prefix >= 32 ? 1u : (1u << (32 - prefix));
-    int64_t n = store_query_int(a->store, 0, "SELECT COUNT(*) FROM nodes", "");
-    if ((uint64_t)n + 2 >= size)
+    json_auto_t *rows = NULL;
+    if (store_lock(a->store, "mesh", NULL) < 0 ||
+        store_query(a->store, &rows, "SELECT mesh_ip FROM nodes WHERE mesh_ip "
+                    "IS NOT NULL", "") < 0)
         return NULL;
-    struct in_addr out = { htonl(net + (uint32_t)n + 1) };
+    size_t n = json_array_size(rows), k = 0, i;
+    json_t *row;
+    _cleanup_free_ uint32_t *used = xcalloc(n ? n : 1, sizeof(*used));
+    json_array_foreach(rows, i, row) {
+        if (inet_pton(AF_INET, json_str(row, "mesh_ip"), &in) == 1)
+            used[k++] = ntohl(in.s_addr) - net;
+    }
+    qsort(used, k, sizeof(*used), cmp_u32);
+    uint32_t off = 1;
+    for (i = 0; i < k && used[i] <= off; i++)
+        if (used[i] == off)
+            off++;
+    if ((uint64_t)off + 1 >= size)
+        return NULL;
+    struct in_addr out = { htonl(net + off) };
     char text[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &out, text, sizeof(text));
     return xstrdup(text);
@@ -207,10 +231,19 @@ HANDLER(h_agent_register)
                        "THEN memory_mib END, cap_disk_gib = CASE WHEN "
                        "approved = 1 THEN disk_gib END WHERE id = $1", "s",
                        node_id);
+    /* A token admits one node, also when two replicas see it at once. */
     if (e >= 0)
         e = store_exec(a->store,
                        "UPDATE join_tokens SET used_at = $1, node_id = $2 "
-                       "WHERE hash = $3", "iss", now, node_id, hash);
+                       "WHERE hash = $3 AND used_at IS NULL", "iss", now,
+                       node_id, hash);
+    if (e == 0) {
+        store_tx_rollback(a->store);
+        auth_key_clear(&cred);
+        http_reply_problem(r, 401, "unauthorized", "token",
+                           "unknown, used or expired join token");
+        return;
+    }
     if (e < 0) {
         store_tx_rollback(a->store);
         auth_key_clear(&cred);

@@ -255,28 +255,11 @@ HANDLER(h_image_delete)
         return;
     }
     const char *id = json_str(row, "id");
-    if (store_tx_begin(a->store) < 0) {
-        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+    if (!retire_unused(a, r, "image", id, "SELECT COUNT(*) FROM vms WHERE "
+                       "image_id = $1 AND deleted_at IS NULL",
+                       "UPDATE images SET deleted_at = $1 WHERE id = $2",
+                       "image"))
         return;
-    }
-    int64_t used = store_query_int(a->store, -1, "SELECT COUNT(*) FROM vms "
-                                   "WHERE image_id = $1 AND deleted_at IS "
-                                   "NULL", "s", id);
-    if (used != 0) {
-        store_tx_rollback(a->store);
-        if (used < 0)
-            http_reply_problem(r, 500, "internal", NULL, "store error");
-        else
-            http_reply_problem(r, 409, "conflict", NULL,
-                               "image is used by %lld VMs", (long long)used);
-        return;
-    }
-    store_exec(a->store, "UPDATE images SET deleted_at = $1 WHERE id = $2",
-               "is", now_s(), id);
-    if (store_tx_commit(a->store) < 0) {
-        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
-        return;
-    }
     catalog_gc(a);
     http_reply_text(r, 204, "application/json", NULL, 0);
 }

@@ -1,12 +1,37 @@
-/* Health, CA distribution and Prometheus metrics. */
+/* Liveness and readiness, CA distribution and Prometheus metrics. */
 #include "common/buf.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "controller/handlers.h"
 
+#include <errno.h>
+
+/* Liveness: the process serves; the store is not asked. */
 HANDLER(h_healthz)
 {
     http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* Readiness: the store answers and has every migration of this build. */
+HANDLER(h_readyz)
+{
+    struct app *a = app;
+    unsigned version = 0;
+    int e = store_ready(a->store, &version);
+    if (e == -ESTALE) {
+        http_reply_problem(r, 503, "unavailable", NULL,
+                           "the database is at schema version %u: migrations "
+                           "pending", version);
+        return;
+    }
+    if (e < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL,
+                           "the %s database cannot be reached",
+                           store_backend_name(a->store));
+        return;
+    }
+    http_reply_json(r, 200, json_pack("{s:s, s:I}", "status", "ready",
+                                      "schema_version", (json_int_t)version));
 }
 
 HANDLER(h_ca)
@@ -41,6 +66,10 @@ HANDLER(h_metrics)
         "WHERE removed_at IS NULL GROUP BY k",
         (long long)(now_s() - 3 * a->cfg.heartbeat_s));
 
+    /* First: read before any store call of this request can change it. */
+    buf_printf(&out, "# HELP fog_leader 1 while this replica leads "
+                     "(scheduler, health, accrual).\n# TYPE fog_leader "
+                     "gauge\nfog_leader %d\n", store_leading(a->store));
     http_server_metrics(a->http, &out);
     gauge_by(a, &out, "fog_vms", "VMs by state.", "state",
              "SELECT state AS k, COUNT(*) AS n FROM vms WHERE deleted_at IS "

@@ -61,7 +61,10 @@ int network_resolve(struct store *s, const char *account_id, const char *ref,
 {
     json_auto_t *row = NULL;
     if (!ref) {
-        if (store_query_one(s, &row, "SELECT id FROM networks WHERE "
+        /* Under the account's lock, so that concurrent first VMs of an
+         * account through two replicas make one default network. */
+        if (store_lock(s, "default-network", account_id) == 0 &&
+            store_query_one(s, &row, "SELECT id FROM networks WHERE "
                                      "account_id = $1 AND is_default = 1 AND "
                                      "deleted_at IS NULL", "s", account_id) == 0) {
             memcpy(ret_id, json_str(row, "id"), UUID_STR_LEN + 1);

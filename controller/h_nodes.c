@@ -340,6 +340,39 @@ HANDLER(h_node_approve)
     http_reply_json(r, 200, node_render(again));
 }
 
+bool retire_unused(struct app *a, struct http_request *r, const char *kind,
+                   const char *id, const char *count_sql,
+                   const char *retire_sql, const char *what)
+{
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return false;
+    }
+    int64_t users = -1;
+    if (store_lock(a->store, kind, id) == 0)
+        users = store_query_int(a->store, -1, count_sql, "s", id);
+    if (users != 0) {
+        store_tx_rollback(a->store);
+        if (users < 0)
+            http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        else
+            http_reply_problem(r, 409, "conflict", NULL,
+                               "%s is used by %lld VMs", what,
+                               (long long)users);
+        return false;
+    }
+    if (store_exec(a->store, retire_sql, "is", now_s(), id) < 0) {
+        store_tx_rollback(a->store);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return false;
+    }
+    if (store_tx_commit(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return false;
+    }
+    return true;
+}
+
 HANDLER(h_node_delete)
 {
     struct app *a = app;
@@ -349,14 +382,14 @@ HANDLER(h_node_delete)
         reply_store_error(r, e, "node");
         return;
     }
-    if (json_int(row, "vm_count", 0) > 0) {
-        http_reply_problem(r, 409, "conflict", NULL,
-                           "node still hosts %lld VMs",
-                           (long long)json_int(row, "vm_count", 0));
+    /* Counted under the node's lock, which placements on it take: no VM
+     * lands on a node as it goes. */
+    if (!retire_unused(a, r, "node", json_str(row, "id"),
+                       "SELECT COUNT(*) FROM vms WHERE node_id = $1 AND "
+                       "deleted_at IS NULL",
+                       "UPDATE nodes SET removed_at = $1 WHERE id = $2",
+                       "node"))
         return;
-    }
-    store_exec(a->store, "UPDATE nodes SET removed_at = $1 WHERE id = $2", "is",
-               now_s(), json_str(row, "id"));
     app_all_nodes_changed(a); /* peers drop it */
     http_reply_text(r, 204, "application/json", NULL, 0);
 }

@@ -358,12 +358,22 @@ HANDLER(h_vm_create)
         store_tx_rollback(a->store);
         return;
     }
-    /* The image may have gone since it was resolved: deletion checks for
-     * VMs inside its own transaction, so checking again here is enough. */
+    /* The account's creates go one at a time across replicas: each takes
+     * the locks of its networks' addresses, in whatever order it names
+     * them, without deadlocking another. */
+    if (store_lock(a->store, "account-vms", c->account_id) < 0) {
+        store_tx_rollback(a->store);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    /* The image may have gone since it was resolved: deletion counts VMs
+     * in its own transaction under the image's lock, so checking again
+     * under that lock is enough. */
     if (spec.image_id &&
-        store_query_int(a->store, 0, "SELECT COUNT(*) FROM images WHERE id = "
+        (store_lock(a->store, "image", spec.image_id) < 0 ||
+         store_query_int(a->store, 0, "SELECT COUNT(*) FROM images WHERE id = "
                         "$1 AND deleted_at IS NULL AND state = 'ready'", "s",
-                        spec.image_id) != 1) {
+                        spec.image_id) != 1)) {
         store_tx_rollback(a->store);
         http_reply_problem(r, 409, "conflict", "image",
                            "image '%s' was deleted or is no longer ready",
@@ -590,11 +600,29 @@ HANDLER(h_vm_resize)
                            (long long)json_int(row, "disk_gib", 0));
         return;
     }
-    const char *id = json_str(row, "id"), *node = json_str(row, "node_id");
-    /* Growing on the same node must fit its free capacity. */
+    const char *id = json_str(row, "id");
+    json_auto_t *cur = NULL;
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    /* Where the VM is now: a placement (which holds the VM's lock) may have
+     * happened since the lookup. */
+    if ((e = store_lock(a->store, "vm", id)) < 0 ||
+        (e = store_query_one(a->store, &cur, "SELECT node_id FROM vms WHERE "
+                             "id = $1", "s", id)) < 0) {
+        store_tx_rollback(a->store);
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    const char *node = json_str(cur, "node_id");
+    /* Growing on the same node must fit its free capacity: checked under
+     * the node's lock, which placements on it take too. */
     if (node) {
         json_auto_t *fit = NULL;
-        e = store_query_one(
+        e = store_lock(a->store, "node", node);
+        if (e == 0)
+            e = store_query_one(
             a->store, &fit,
             "SELECT n.vcpus - COALESCE(SUM(v.vcpus), 0) AS cpu, n.memory_mib - "
             "COALESCE(SUM(v.memory_mib), 0) AS mem, n.disk_gib - "
@@ -602,17 +630,19 @@ HANDLER(h_vm_resize)
             "v ON v.node_id = n.id AND v.deleted_at IS NULL AND v.id <> $2 "
             "WHERE n.id = $1 GROUP BY n.id, n.vcpus, n.memory_mib, n.disk_gib",
             "ss", node, id);
+        if (e < 0 && e != -ENOENT) {
+            store_tx_rollback(a->store);
+            http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+            return;
+        }
         if (e == 0 && (json_int(fit, "cpu", 0) < vcpus ||
                        json_int(fit, "mem", 0) < mem ||
                        json_int(fit, "disk", 0) < disk)) {
+            store_tx_rollback(a->store);
             http_reply_problem(r, 409, "insufficient-capacity", NULL,
                                "the VM's node has not enough free capacity");
             return;
         }
-    }
-    if (store_tx_begin(a->store) < 0) {
-        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
-        return;
     }
     e = store_exec(a->store,
                    "UPDATE vms SET vcpus = $1, memory_mib = $2, disk_gib = $3, "

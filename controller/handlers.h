@@ -7,6 +7,7 @@
 #define HANDLER(n) void n(struct http_request *r, void *app)
 
 HANDLER(h_healthz);
+HANDLER(h_readyz);
 HANDLER(h_ca);
 HANDLER(h_metrics);
 
@@ -90,6 +91,13 @@ int key_insert(struct store *s, const char *account_id, const char *desc,
  * may see: its own (provider) or any (admin); sets the event target.
  * -ENOENT when there is none. */
 int node_find(struct app *a, struct http_request *r, json_t **ret);
+/* Retire object id (retire_sql: $1 now, $2 id) when count_sql ($1 id)
+ * counts no users, both in one transaction under the store lock (kind,
+ * id). True when retired; otherwise the reply (409 "<what> is used by N
+ * VMs", or 503) is made. */
+bool retire_unused(struct app *a, struct http_request *r, const char *kind,
+                   const char *id, const char *count_sql,
+                   const char *retire_sql, const char *what);
 /* Drop a deleted VM's interfaces and ports. */
 void vm_release(struct app *a, const char *vm_id);
 /* Bump every node hosting a VM on one of this VM's networks. */

@@ -61,7 +61,8 @@ static int ranges_load(struct store *s, struct net_ranges *ret)
     json_auto_t *rows = NULL;
     size_t i;
     json_t *row;
-    if (store_query(s, &rows, "SELECT cidr FROM networks WHERE deleted_at IS "
+    if (store_lock(s, "networks", NULL) < 0 ||
+        store_query(s, &rows, "SELECT cidr FROM networks WHERE deleted_at IS "
                               "NULL", "") < 0)
         return -EIO;
     size_t n = json_array_size(rows);
@@ -185,7 +186,8 @@ char *netalloc_address(struct store *s, const char *network_id)
     json_auto_t *nw = NULL, *used = NULL;
     uint32_t net;
     int prefix;
-    if (store_query_one(s, &nw, "SELECT cidr FROM networks WHERE id = $1", "s",
+    if (store_lock(s, "network", network_id) < 0 ||
+        store_query_one(s, &nw, "SELECT cidr FROM networks WHERE id = $1", "s",
                         network_id) < 0 ||
         netalloc_parse_cidr(json_str(nw, "cidr"), &net, &prefix) < 0 ||
         store_query(s, &used, "SELECT address FROM vm_nics WHERE network_id = $1",
@@ -227,7 +229,8 @@ int64_t netalloc_host_port(struct store *s, const char *node_id,
                            const char *proto, int64_t want)
 {
     json_auto_t *node = NULL, *used = NULL;
-    if (store_query_one(s, &node, "SELECT port_min, port_max FROM nodes WHERE "
+    if (store_lock(s, "node", node_id) < 0 ||
+        store_query_one(s, &node, "SELECT port_min, port_max FROM nodes WHERE "
                                   "id = $1", "s", node_id) < 0 ||
         store_query(s, &used, "SELECT host_port FROM ports WHERE node_id = $1 "
                               "AND proto = $2 AND host_port IS NOT NULL "

@@ -1,6 +1,9 @@
 /* Allocation of network resources by the controller: tenant network
  * ranges and VXLAN ids, VM addresses and MACs, published host ports.
- * Callers hold a store transaction so allocations cannot race. */
+ * Callers hold a store transaction; each allocation first takes the store
+ * lock of what it allocates from (the network, the node, all networks), so
+ * replicas sharing a PostgreSQL database allocate one after the other; a
+ * UNIQUE index backs every allocated value. */
 #pragma once
 
 #include "controller/store.h"
@@ -18,9 +21,10 @@ int netalloc_cidr_allowed(const char *pools, const char *mesh, uint32_t net,
  * mesh nor the default networks' pool. 0, or -EINVAL and why in *ret_why
  * (caller frees). */
 int netalloc_pools_check(const char *pools, const char *mesh, char **ret_why);
-/* True if the range overlaps any live network. */
+/* True if the range overlaps any live network (or the store failed). */
 bool netalloc_cidr_taken(struct store *s, uint32_t net, int prefix);
-/* Next VXLAN id (1000 and up). */
+/* Next VXLAN id (1000 and up), after netalloc_cidr_taken() in the same
+ * transaction (which holds the lock of all networks). */
 int64_t netalloc_next_vxlan(struct store *s);
 /* A free /24 in 10.128.0.0/9 for a tenant's default network; caller frees
  * the "a.b.c.d/24" text. NULL when exhausted. */

@@ -67,11 +67,31 @@ static char *place_refusal(struct app *a, int64_t online_since, bool tcg,
                                       : "");
 }
 
-/* Place vm_id, trying node `hint` first when given (one primary-key
- * lookup instead of a scan of every node). */
-static int place(struct app *a, const char *vm_id, const char *hint,
-                 bool scan, int64_t roomy, int64_t tcg_only,
-                 char ret_node[UUID_STR_LEN + 1])
+/* The node row of `id` if it fits the VM ($1..$8 as in FITS_SQL and
+ * POLICY_SQL), looked up with the node's lock held: with PostgreSQL, other
+ * replicas' placements on it are committed (and seen here) or wait until
+ * this transaction ends. */
+static int place_fit(struct app *a, json_t **ret_node, const char *id,
+                     int64_t online_since, bool tcg, int64_t vcpus,
+                     int64_t mem, int64_t disk, const char *tmpl,
+                     const char *image, const char *image_id)
+{
+    int r = store_lock(a->store, "node", id);
+    if (r < 0)
+        return r;
+    return store_query_one(a->store, ret_node,
+                           "SELECT n.id FROM nodes n WHERE n.id = $9 AND "
+                           FITS_SQL " AND " POLICY_SQL, "ibiiissss",
+                           online_since, tcg, vcpus, mem, disk, tmpl, image,
+                           image_id, id);
+}
+
+/* One try at placing vm_id, trying node `hint` first when given (one
+ * primary-key lookup instead of a scan of every node). -EAGAIN when
+ * another replica's transaction won the node or a lock: try again. */
+static int place_once(struct app *a, const char *vm_id, const char *hint,
+                      bool scan, int64_t roomy, int64_t tcg_only,
+                      char ret_node[UUID_STR_LEN + 1])
 {
     json_auto_t *vm = NULL, *node = NULL;
     int64_t online_since = now_s() - 3 * a->cfg.heartbeat_s;
@@ -79,6 +99,11 @@ static int place(struct app *a, const char *vm_id, const char *hint,
 
     if ((r = store_tx_begin(a->store)) < 0)
         return r;
+    /* One placement of a VM at a time, whichever replica makes it. */
+    if ((r = store_lock(a->store, "vm", vm_id)) < 0) {
+        store_tx_rollback(a->store);
+        return r;
+    }
     r = store_query_one(a->store, &vm,
                         "SELECT vcpus, memory_mib, disk_gib, allow_tcg, "
                         "image, image_id, template FROM vms WHERE id = $1 AND "
@@ -94,17 +119,22 @@ static int place(struct app *a, const char *vm_id, const char *hint,
     const char *tmpl = json_str(vm, "template"), *image = json_str(vm, "image");
     r = -ENOENT;
     if (hint)
-        r = store_query_one(a->store, &node,
-                            "SELECT n.id FROM nodes n WHERE n.id = $9 AND "
-                            FITS_SQL " AND " POLICY_SQL, "ibiiissss",
-                            online_since, tcg, vcpus, mem, disk, tmpl, image,
-                            json_str(vm, "image_id"), hint);
-    if (r == -ENOENT && scan)
-        r = store_query_one(a->store, &node,
+        r = place_fit(a, &node, hint, online_since, tcg, vcpus, mem, disk,
+                      tmpl, image, json_str(vm, "image_id"));
+    if (r == -ENOENT && scan) {
+        json_auto_t *found = NULL;
+        r = store_query_one(a->store, &found,
                             "SELECT n.id FROM nodes n WHERE " FITS_SQL " AND "
                             POLICY_SQL " ORDER BY n.created_at, n.id LIMIT 1",
                             "ibiiisss", online_since, tcg, vcpus, mem, disk,
                             tmpl, image, json_str(vm, "image_id"));
+        /* The scan ran without the node's lock: check again under it. */
+        if (r == 0 && (r = place_fit(a, &node, json_str(found, "id"),
+                                     online_since, tcg, vcpus, mem, disk,
+                                     tmpl, image,
+                                     json_str(vm, "image_id"))) == -ENOENT)
+            r = -EAGAIN;
+    }
     if (r == -ENOENT) {
         _cleanup_free_ char *why = place_refusal(a, online_since, tcg, vcpus,
                                                  mem, disk, tmpl, image,
@@ -156,6 +186,18 @@ static int place(struct app *a, const char *vm_id, const char *hint,
     app_node_changed(a, node_id);
     vm_networks_changed(a, vm_id);
     return 1;
+}
+
+/* place_once() until it does not lose to another replica, a bounded
+ * number of times; a VM left pending is tried again by the leader. */
+static int place(struct app *a, const char *vm_id, const char *hint,
+                 bool scan, int64_t roomy, int64_t tcg_only,
+                 char ret_node[UUID_STR_LEN + 1])
+{
+    int r = -EAGAIN;
+    for (int i = 0; i <= STORE_TX_RETRIES && r == -EAGAIN; i++)
+        r = place_once(a, vm_id, hint, scan, roomy, tcg_only, ret_node);
+    return r;
 }
 
 int scheduler_place(struct app *a, const char *vm_id)
@@ -222,6 +264,9 @@ int scheduler_run(struct app *a)
     for (size_t k = 0; c && k < n; k++)
         tcg_only += !c[k].kvm;
     json_array_foreach(rows, i, row) {
+        /* A leader that lost its connection (and so its lock) stops. */
+        if (!store_leading(a->store))
+            break;
         const char *id = json_str(row, "id");
         int64_t vcpus = json_int(row, "vcpus", 0),
                 mem = json_int(row, "memory_mib", 0),

@@ -19,9 +19,22 @@ struct store {
     void *conn;
     char *address;
     bool listening;
+    bool tx_conflict, leading;
     pthread_mutex_t lock;
     unsigned tx_depth; /* open transactions of the lock's holder */
 };
+
+/* Notice a lost connection (with the lock held): leadership went with the
+ * session; outside a transaction, connect again (a statement inside one
+ * must not silently run in a new session). */
+static void store_watch(struct store *s)
+{
+    if (!s->ops->alive || s->ops->alive(s->conn))
+        return;
+    s->leading = false;
+    if (s->tx_depth == 0)
+        s->ops->reconnect(s->conn);
+}
 
 static int migrate(struct store *s)
 {
@@ -102,9 +115,41 @@ bool store_try_lead(struct store *s)
     if (!s->ops->try_lead)
         return true;
     pthread_mutex_lock(&s->lock);
+    store_watch(s);
     bool r = s->ops->try_lead(s->conn);
+    s->leading = r;
     pthread_mutex_unlock(&s->lock);
     return r;
+}
+
+bool store_leading(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool r = !s->ops->try_lead || s->leading;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int store_lock(struct store *s, const char *kind, const char *id)
+{
+    if (!s->ops->lock_sql)
+        return 0;
+    int r = store_exec(s, s->ops->lock_sql, "ss", kind, id ? id : "");
+    return r < 0 ? r : 0;
+}
+
+int store_ready(struct store *s, unsigned *ret_version)
+{
+    json_auto_t *row = NULL;
+    if (store_query_one(s, &row, "SELECT MAX(version) AS v FROM "
+                                 "schema_migrations", "") < 0)
+        return -EIO;
+    unsigned have = (unsigned)json_int(row, "v", 0), want = 0;
+    for (unsigned i = 0; i < schema_migration_count; i++)
+        if (schema_migrations[i].version > want)
+            want = schema_migrations[i].version;
+    *ret_version = have;
+    return have >= want ? 0 : -ESTALE;
 }
 
 void store_notify_node(struct store *s, const char *node_id)
@@ -112,6 +157,7 @@ void store_notify_node(struct store *s, const char *node_id)
     if (!s->ops->notify)
         return;
     pthread_mutex_lock(&s->lock);
+    store_watch(s);
     s->ops->notify(s->conn, node_id);
     pthread_mutex_unlock(&s->lock);
 }
@@ -134,7 +180,16 @@ int store_tx_begin(struct store *s)
     pthread_mutex_lock(&s->lock);
     int r;
     if (s->tx_depth == 0) {
+        store_watch(s);
         r = s->ops->exec_plain(s->conn, s->ops->begin_sql);
+        /* A connection found lost by BEGIN itself: nothing ran yet, so
+         * begin once more on the new one. */
+        if (r < 0 && s->ops->alive && !s->ops->alive(s->conn)) {
+            store_watch(s);
+            if (s->ops->alive(s->conn))
+                r = s->ops->exec_plain(s->conn, s->ops->begin_sql);
+        }
+        s->tx_conflict = false;
     } else {
         char sql[48];
         snprintf(sql, sizeof(sql), "SAVEPOINT fog_sp%u", s->tx_depth);
@@ -167,7 +222,9 @@ int store_tx_commit(struct store *s)
     assert(s->tx_depth > 0);
     s->tx_depth--;
     if (s->tx_depth == 0) {
-        r = s->ops->exec_plain(s->conn, "COMMIT");
+        /* After a lost conflict PostgreSQL answers COMMIT with a
+         * rollback. */
+        r = s->tx_conflict ? -EAGAIN : s->ops->exec_plain(s->conn, "COMMIT");
         if (r < 0)
             s->ops->exec_plain(s->conn, "ROLLBACK");
     } else {
@@ -220,19 +277,25 @@ static int run(struct store *s, const char *sql, const char *types,
         }
     }
     pthread_mutex_lock(&s->lock);
+    store_watch(s);
     /* PostgreSQL aborts the whole transaction on any failed statement; a
      * write that may fail on a constraint (and be answered 409) gets a
-     * savepoint of its own so the request's transaction lives on. */
+     * savepoint of its own so the request's transaction lives on. A lost
+     * conflict still dooms the whole transaction (tx_conflict). */
     bool guard = s->tx_depth > 0 && s->ops->error_aborts_tx &&
                  strncmp(sql, "SELECT", 6) != 0;
     if (guard && s->ops->exec_plain(s->conn, "SAVEPOINT fog_stmt") < 0)
         guard = false;
     int r = s->ops->exec(s->conn, sql, args, n, ret_rows);
+    if (r == -EAGAIN && s->tx_depth > 0)
+        s->tx_conflict = true;
     if (guard)
         s->ops->exec_plain(s->conn,
                            r < 0 ? "ROLLBACK TO SAVEPOINT fog_stmt; RELEASE "
                                    "SAVEPOINT fog_stmt"
                                  : "RELEASE SAVEPOINT fog_stmt");
+    if (r < 0)
+        store_watch(s);
     pthread_mutex_unlock(&s->lock);
     free(args);
     return r;

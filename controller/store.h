@@ -27,6 +27,14 @@ const char *store_backend_name(struct store *s);
 /* True when this controller runs the scheduler and health checks: always
  * with sqlite; with PostgreSQL, the replica holding an advisory lock. */
 bool store_try_lead(struct store *s);
+/* True while the last store_try_lead() succeeded and the connection that
+ * holds the lock has not been lost since: a leader that lost it stops
+ * acting until store_try_lead() takes the lock again. */
+bool store_leading(struct store *s);
+/* Store reachable and migrations current: 0, -EIO when the database cannot
+ * be reached, -ESTALE when it lacks migrations this build has. The applied
+ * version goes to *ret_version on 0 and -ESTALE. */
+int store_ready(struct store *s, unsigned *ret_version);
 /* Announce a node's changed desired state to every replica (no-op with
  * sqlite, where there is only one). */
 void store_notify_node(struct store *s, const char *node_id);
@@ -36,12 +44,18 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
 
 /* Transactions nest: the outermost is a real transaction, inner ones are
  * savepoints that commit into (or roll back out of) the outer one. 0 or
- * -errno; a failed begin leaves nothing open. */
+ * -errno; a failed begin leaves nothing open. A lost connection is made
+ * again (with backoff) at the next outermost store_tx_begin() or statement
+ * outside a transaction. */
 int store_tx_begin(struct store *s);
 /* A transaction that only reads, seeing one consistent snapshot of the
  * store (REPEATABLE READ on PostgreSQL); end it with store_tx_rollback(). */
 int store_tx_begin_read(struct store *s);
+/* 0, -EAGAIN when a statement of the transaction lost a conflict with
+ * another replica's (it was rolled back: run it again, at most
+ * STORE_TX_RETRIES times), -EIO. */
 int store_tx_commit(struct store *s);
+#define STORE_TX_RETRIES 8
 void store_tx_rollback(struct store *s);
 /* True when the calling thread has a transaction open. */
 bool store_in_tx(struct store *s);
@@ -51,8 +65,16 @@ bool store_in_tx(struct store *s);
  * store_exec returns the number of rows changed or -errno: -EEXIST on a
  * uniqueness violation, -ENOENT when a referenced row is missing, -EINVAL on
  * another constraint, -ENOSPC when the disk is full, -EBUSY when the store
- * stayed locked, -EIO on other errors. */
+ * stayed locked, -EAGAIN when the transaction lost a conflict
+ * (serialization failure, deadlock), -EIO on other errors. */
 int store_exec(struct store *s, const char *sql, const char *types, ...);
+/* Inside a transaction: wait for, then hold until it ends, the lock named
+ * (kind, id) (id may be NULL), so that read-then-write allocations of other
+ * replicas' transactions naming it go one after the other; statements after
+ * it see what they committed. No-op with sqlite, where one writer at a
+ * time already holds. 0, -EAGAIN (deadlock: run the transaction again) or
+ * -EIO. */
+int store_lock(struct store *s, const char *kind, const char *id);
 /* All rows as a JSON array (caller owns). 0 or -EIO. */
 int store_query(struct store *s, json_t **ret_rows, const char *sql,
                 const char *types, ...);

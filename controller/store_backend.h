@@ -38,6 +38,15 @@ struct store_ops {
      * holds (or just took) the lock; a single sqlite controller always
      * leads. */
     bool (*try_lead)(void *conn);
+    /* False once the connection to the database server is lost; NULL for
+     * an embedded database. */
+    bool (*alive)(void *conn);
+    /* Connect again after a loss, at most as often as a backoff allows:
+     * 0 when connected, -EAGAIN while backing off, -EIO on failure. */
+    int (*reconnect)(void *conn);
+    /* Statement taking a lock named by ($1 kind, $2 id) until the end of
+     * the transaction; NULL where one writer at a time already holds. */
+    const char *lock_sql;
     /* Tell every replica that a node's desired state changed; the
      * listener calls on_node_changed(node_id) in each (PostgreSQL
      * NOTIFY/LISTEN). NULL for a single-process backend. */

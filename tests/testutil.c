@@ -814,10 +814,25 @@ bool tu_pg_start(struct tu_pg *b)
     waitpid(p, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return false;
+    b->uri = xasprintf("postgresql:///postgres?host=%s&user=fog", b->dir);
+    return tu_pg_resume(b);
+}
+
+void tu_pg_halt(struct tu_pg *b)
+{
+    if (b->pid > 0)
+        tu_kill(b->pid, SIGINT); /* fast shutdown: sessions are cut */
+    b->pid = 0;
+}
+
+bool tu_pg_resume(struct tu_pg *b)
+{
+    struct stat st;
+    _cleanup_free_ char *data = xasprintf("%s/data", b->dir);
+    _cleanup_free_ char *log = xasprintf("%s/pg.log", b->dir);
     char *run[] = { PG_BIN "/postgres", "-D", data, "-k", b->dir, "-c",
                     "listen_addresses=", "-c", "fsync=off", NULL };
     b->pid = as_postgres(run, log);
-    b->uri = xasprintf("postgresql:///postgres?host=%s&user=fog", b->dir);
     _cleanup_free_ char *sock = xasprintf("%s/.s.PGSQL.5432", b->dir);
     for (int i = 0; i < 100; i++) {
         if (stat(sock, &st) == 0) {
@@ -835,9 +850,7 @@ bool tu_pg_start(struct tu_pg *b)
 
 void tu_pg_stop(struct tu_pg *b)
 {
-    if (b->pid > 0)
-        tu_kill(b->pid, SIGINT);
-    b->pid = 0;
+    tu_pg_halt(b);
     if (b->dir)
         tu_rmrf(b->dir);
     free(b->dir);

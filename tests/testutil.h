@@ -203,3 +203,8 @@ struct tu_pg {
  * (nothing left running) when the server or root is not available. */
 bool tu_pg_start(struct tu_pg *pg);
 void tu_pg_stop(struct tu_pg *pg);
+/* Stop the server (fast shutdown, cutting every session), keeping the
+ * cluster; tu_pg_resume() starts it again and returns once it accepts
+ * logins (false if it does not within 10 s). */
+void tu_pg_halt(struct tu_pg *pg);
+bool tu_pg_resume(struct tu_pg *pg);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <glob.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,20 +29,20 @@ static struct backend sq;
 static struct tu_pg pgc;
 static struct backend pg;
 
+/* The highest migration number (numbers may skip: branches reserve
+ * theirs). */
 static unsigned schema_files(void)
 {
+    glob_t g;
     unsigned n = 0;
-    for (unsigned v = 1; v < 100; v++) {
-        char path[64];
-        snprintf(path, sizeof(path), "controller/schema/%03u_", v);
-        _cleanup_free_ char *pat = xasprintf("ls %s*.sql >/dev/null 2>&1", path);
-        char *argv[] = { "/bin/sh", "-c", pat, NULL };
-        int st;
-        free(tu_run(argv, &st));
-        /* Numbers are handed out ahead of merges: a gap is not the end. */
-        if (st == 0)
+    if (glob("controller/schema/[0-9][0-9][0-9]_*.sql", 0, NULL, &g) != 0)
+        return 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        unsigned v = (unsigned)atoi(g.gl_pathv[i] + strlen("controller/schema/"));
+        if (v > n)
             n = v;
     }
+    globfree(&g);
     return n;
 }
 
@@ -178,6 +179,11 @@ static void sqlite_store_always_leads(void **state)
     struct store *s = open_or_skip(&sq);
     assert_string_equal(store_backend_name(s), "sqlite");
     assert_true(store_try_lead(s));
+    assert_true(store_leading(s));
+    /* One writer at a time already: locks cost nothing. */
+    assert_int_equal(store_tx_begin(s), 0);
+    assert_int_equal(store_lock(s, "node", "n1"), 0);
+    assert_int_equal(store_tx_commit(s), 0);
     store_close(s);
 }
 
@@ -202,6 +208,8 @@ static void postgresql_replicas_elect_one_leader_and_notify(void **state)
     assert_true(store_try_lead(a));
     assert_false(store_try_lead(b));
     assert_true(store_try_lead(a));
+    assert_true(store_leading(a));
+    assert_false(store_leading(b));
 
     struct heard h = { PTHREAD_MUTEX_INITIALIZER, "" };
     assert_int_equal(store_listen(b, on_change, &h), 0);
@@ -224,7 +232,83 @@ static void postgresql_replicas_elect_one_leader_and_notify(void **state)
             nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
     }
     assert_true(led);
+    assert_true(store_leading(b));
     store_close(b);
+}
+
+/* A second transaction taking a lock (kind, id), on its own thread. */
+struct locker {
+    pthread_t t;
+    struct store *s;
+    const char *first, *second; /* ids of kind "k"; second may be NULL */
+    int locked, committed;
+    int64_t seen;
+};
+
+static void *locker_run(void *arg)
+{
+    struct locker *l = arg;
+    l->locked = store_tx_begin(l->s);
+    if (l->locked == 0)
+        l->locked = store_lock(l->s, "k", l->first);
+    if (l->locked == 0 && l->second)
+        l->locked = store_lock(l->s, "k", l->second);
+    l->seen = store_query_int(l->s, -1, "SELECT COUNT(*) FROM accounts "
+                                        "WHERE id = 'lk1'", "");
+    l->committed = store_tx_commit(l->s);
+    return NULL;
+}
+
+/* Until some transaction waits for an advisory lock (asked on c). */
+static bool lock_awaited(struct store *c)
+{
+    for (int i = 0; i < 600; i++) {
+        if (store_query_int(c, 0, "SELECT COUNT(*) FROM pg_locks WHERE "
+                                  "locktype = 'advisory' AND NOT granted",
+                            "") > 0)
+            return true;
+        nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+    }
+    return false;
+}
+
+static void postgresql_locks_serialise_and_deadlocks_are_retryable(void **state)
+{
+    struct store *a = open_or_skip(&pg);
+    struct store *b = open_or_skip(&pg);
+    struct store *c = open_or_skip(&pg);
+
+    /* b waits for a's lock, then sees what a committed. */
+    assert_int_equal(store_tx_begin(a), 0);
+    assert_int_equal(store_lock(a, "k", "x"), 0);
+    assert_int_equal(store_exec(a, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ('lk1', 'lk1', "
+                                   "'tenant', 1)", ""), 1);
+    struct locker l = { .s = b, .first = "x" };
+    assert_int_equal(pthread_create(&l.t, NULL, locker_run, &l), 0);
+    assert_true(lock_awaited(c));
+    assert_int_equal(store_tx_commit(a), 0);
+    pthread_join(l.t, NULL);
+    assert_int_equal(l.locked, 0);
+    assert_int_equal(l.seen, 1);
+    assert_int_equal(l.committed, 0);
+
+    /* Opposite orders deadlock: the loser's lock and commit say -EAGAIN
+     * (run it again), the winner commits. */
+    assert_int_equal(store_tx_begin(a), 0);
+    assert_int_equal(store_lock(a, "k", "1"), 0);
+    l = (struct locker){ .s = b, .first = "2", .second = "1" };
+    assert_int_equal(pthread_create(&l.t, NULL, locker_run, &l), 0);
+    assert_true(lock_awaited(c));
+    int mine = store_lock(a, "k", "2");
+    int mine_commit = store_tx_commit(a);
+    pthread_join(l.t, NULL);
+    assert_true((mine == -EAGAIN) != (l.locked == -EAGAIN));
+    assert_int_equal(mine_commit, mine == -EAGAIN ? -EAGAIN : 0);
+    assert_int_equal(l.committed, l.locked == -EAGAIN ? -EAGAIN : 0);
+    store_close(c);
+    store_close(b);
+    store_close(a);
 }
 
 int main(void)
@@ -234,6 +318,7 @@ int main(void)
         cmocka_unit_test(sqlite_store_always_leads),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_replicas_elect_one_leader_and_notify),
+        cmocka_unit_test(postgresql_locks_serialise_and_deadlocks_are_retryable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
