@@ -1,6 +1,21 @@
-/* Limits of the controller-agent protocol that both ends check (they meet
- * only in api/, so each number is written once, here). */
+/* The node agent protocol's names and limits that both ends must agree
+ * on (controller and agent meet only in api/, so each is written once,
+ * here). */
 #pragma once
+
+/* The controller names, on every answer to GET /v1/agent/desired, the
+ * longest it holds such a poll (seconds); the agent asks for that wait
+ * next and gives up on a poll that silent for AGENT_POLL_MARGIN_S longer,
+ * so a poll lost in a partition is replaced soon after the wait. */
+#define AGENT_POLL_WAIT_HEADER "Fog-Poll-Wait"
+/* What the agent asks for before it has heard the controller's wait. */
+#define AGENT_POLL_WAIT_DEFAULT_S 30
+#define AGENT_POLL_MARGIN_S 10
+
+/* A status post refused for some of its usage samples names each, in an
+ * array under this member of the problem+json answer: {index, vm, seq,
+ * reason}. The agent drops exactly those and sends the rest again. */
+#define AGENT_REJECTED_SAMPLES "rejected_samples"
 
 /* A status post's `refused` list: what the node's policy left out of its
  * desired document, as {object, reason}. */

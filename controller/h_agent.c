@@ -1,6 +1,5 @@
 /* The node agent protocol: register with a join token, long-poll the
  * desired state, post status. A node speaks only about its own VMs. */
-#include "api/agent_proto.h"
 #include "api/agentproto.h"
 #include "api/jointoken.h"
 #include "common/jsonutil.h"

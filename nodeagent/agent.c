@@ -5,7 +5,7 @@
  * of their own. */
 #include "nodeagent/agent.h"
 
-#include "api/agent_proto.h"
+#include "api/agentproto.h"
 #include "api/client.h"
 #include "common/buf.h"
 #include "common/fs.h"

@@ -93,13 +93,19 @@ int node_state_save(const char *data_dir, const struct node_state *st)
 {
     _cleanup_free_ char *path = state_path(data_dir);
     _cleanup_json_ json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s?, s:s?, s:I, s:s?}", "controller",
-        st->controller, "node_id", st->node_id, "credential", st->credential,
-        "name", st->name, "mesh_ip", st->mesh_ip, "libvirt", st->libvirt_uri,
-        "heartbeat_s", (json_int_t)st->heartbeat_s, "controller_key_pin",
-        st->key_pin);
+        "{s:s, s:s, s:s, s:s, s:I}", "controller", st->controller, "node_id",
+        st->node_id, "credential", st->credential, "name", st->name,
+        "heartbeat_s", (json_int_t)st->heartbeat_s);
     if (!j)
         return -EINVAL;
+    /* Optional members are left out rather than written as null, which
+     * the loader's string fields do not take. */
+    static const char *const opt[] = { "mesh_ip", "libvirt",
+                                       "controller_key_pin" };
+    const char *const optv[] = { st->mesh_ip, st->libvirt_uri, st->key_pin };
+    for (size_t i = 0; i < ARRAY_SIZE(opt); i++)
+        if (optv[i])
+            json_object_set_new(j, opt[i], json_string(optv[i]));
     static const char *const ports[] = { "port_min", "port_max", "wg_port" };
     const int64_t vals[] = { st->port_min, st->port_max, st->wg_port };
     for (size_t i = 0; i < ARRAY_SIZE(ports); i++)

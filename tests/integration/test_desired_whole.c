@@ -8,7 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "api/agent_proto.h"
+#include "api/agentproto.h"
 #include "api/client.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"

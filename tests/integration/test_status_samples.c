@@ -7,7 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "api/agent_proto.h"
+#include "api/agentproto.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "tests/testutil.h"
