@@ -19,7 +19,11 @@ struct store {
     void *conn;
     char *address;
     bool listening;
-    bool tx_conflict, leading;
+    bool leading;
+    /* Depth of the transaction a statement lost a conflict in (0: none):
+     * rolling back to a savepoint below it heals the transaction, else
+     * its commit answers -EAGAIN. */
+    unsigned conflict_at;
     pthread_mutex_t lock;
     unsigned tx_depth; /* open transactions of the lock's holder */
 };
@@ -189,7 +193,7 @@ int store_tx_begin(struct store *s)
             if (s->ops->alive(s->conn))
                 r = s->ops->exec_plain(s->conn, s->ops->begin_sql);
         }
-        s->tx_conflict = false;
+        s->conflict_at = 0;
     } else {
         char sql[48];
         snprintf(sql, sizeof(sql), "SAVEPOINT fog_sp%u", s->tx_depth);
@@ -224,7 +228,7 @@ int store_tx_commit(struct store *s)
     if (s->tx_depth == 0) {
         /* After a lost conflict PostgreSQL answers COMMIT with a
          * rollback. */
-        r = s->tx_conflict ? -EAGAIN : s->ops->exec_plain(s->conn, "COMMIT");
+        r = s->conflict_at ? -EAGAIN : s->ops->exec_plain(s->conn, "COMMIT");
         if (r < 0)
             s->ops->exec_plain(s->conn, "ROLLBACK");
     } else {
@@ -248,6 +252,8 @@ void store_tx_rollback(struct store *s)
                  "ROLLBACK TO SAVEPOINT fog_sp%u; RELEASE SAVEPOINT fog_sp%u",
                  s->tx_depth, s->tx_depth);
         s->ops->exec_plain(s->conn, sql);
+        if (s->conflict_at > s->tx_depth)
+            s->conflict_at = 0; /* the conflict went with the savepoint */
     }
     pthread_mutex_unlock(&s->lock);
 }
@@ -281,14 +287,14 @@ static int run(struct store *s, const char *sql, const char *types,
     /* PostgreSQL aborts the whole transaction on any failed statement; a
      * write that may fail on a constraint (and be answered 409) gets a
      * savepoint of its own so the request's transaction lives on. A lost
-     * conflict still dooms the whole transaction (tx_conflict). */
+     * conflict still dooms the transaction it happened in (conflict_at). */
     bool guard = s->tx_depth > 0 && s->ops->error_aborts_tx &&
                  strncmp(sql, "SELECT", 6) != 0;
     if (guard && s->ops->exec_plain(s->conn, "SAVEPOINT fog_stmt") < 0)
         guard = false;
     int r = s->ops->exec(s->conn, sql, args, n, ret_rows);
     if (r == -EAGAIN && s->tx_depth > 0)
-        s->tx_conflict = true;
+        s->conflict_at = s->tx_depth;
     if (guard)
         s->ops->exec_plain(s->conn,
                            r < 0 ? "ROLLBACK TO SAVEPOINT fog_stmt; RELEASE "
