@@ -1,6 +1,7 @@
 /* Test helpers: temp dirs, processes, ports, the controller and its
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
+#include "common/jsonutil.h"
 #include "common/fs.h"
 #include "netfabric/link.h"
 #include "netfabric/wg_uapi.h"
@@ -396,6 +397,20 @@ json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
     return j;
 }
 
+char *tu_api_must(const struct tu_ctl *ctl, const char *key,
+                  const char *method, const char *path, const char *body,
+                  long want, const char *field)
+{
+    long st;
+    json_auto_t *j = tu_api(ctl, key, method, path, body, &st);
+    if (st != want) {
+        fprintf(stderr, "%s %s: status %ld, want %ld\n", method, path, st,
+                want);
+        abort();
+    }
+    return field && json_str(j, field) ? xstrdup(json_str(j, field)) : NULL;
+}
+
 /* ---- raw HTTPS --------------------------------------------------------- */
 
 size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)
@@ -439,8 +454,13 @@ long tu_http(const char *method, const char *url, const char *key,
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
-    if (extra_header)
-        hdrs = curl_slist_append(hdrs, extra_header);
+    /* One header line, or several separated by '\n'. */
+    for (const char *hl = extra_header; hl && *hl;) {
+        size_t n = strcspn(hl, "\n");
+        _cleanup_free_ char *line = xstrndup(hl, n);
+        hdrs = curl_slist_append(hdrs, line);
+        hl += n + (hl[n] == '\n');
+    }
     hdrs = curl_slist_append(hdrs, "Expect:");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     CURLcode rc = curl_easy_perform(h);

@@ -94,6 +94,11 @@ char *tu_field(const char *text, const char *label);
  * decrefs), the HTTP status (-1: no answer) in *ret_status if not NULL. */
 json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
                const char *path, const char *body, long *ret_status);
+/* tu_api for a test's setup: fails the test unless the answer is want;
+ * the string field of the reply (NULL when field is NULL), caller frees. */
+char *tu_api_must(const struct tu_ctl *ctl, const char *key,
+                  const char *method, const char *path, const char *body,
+                  long want, const char *field);
 
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {
@@ -104,7 +109,8 @@ struct tu_resp {
 };
 /* method + url + bearer key (or NULL) + CA file; body of body_len bytes
  * (body NULL = none) sent as content_type (NULL = application/json);
- * extra_header e.g. "Idempotency-Key: x" or NULL. Returns status or -1. */
+ * extra_header e.g. "Idempotency-Key: x", several such lines separated by
+ * '\n', or NULL. Returns status or -1. */
 long tu_http(const char *method, const char *url, const char *key,
              const char *ca, const char *body, size_t body_len,
              const char *content_type, const char *extra_header,
