@@ -1,11 +1,12 @@
-/* The hostile-input corpus (tests/security/corpus/, one JSON entry a line) against a real
- * controller: every entry is sent as the caller it names, and must get no
- * 5xx, leave the controller alive, get the status it expects, and store
- * nothing it says must not be stored (checked in the sqlite file).
- * Entries whose defence is not built yet name it in "needs" and are
- * skipped while that name is listed in tests/security/pending (or in
- * $FOG_SECURITY_PENDING, which replaces the file; set it empty to run
- * everything). The format is described in tests/security/README.md. */
+/* The hostile-input corpus (tests/security/corpus/, one JSON entry a
+ * line) against a real controller: every entry is sent as the caller it
+ * names, and must get no 5xx, leave the controller alive, get the status
+ * it expects, and store nothing it says must not be stored (checked in
+ * the sqlite file). Entries whose defence is not built yet name it in
+ * "needs" and are skipped while that name is listed in
+ * tests/security/pending (or in $FOG_SECURITY_PENDING, which replaces the
+ * file; set it empty to run everything). The format is described in
+ * tests/security/README.md. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -50,6 +51,10 @@ static const char *const ph_name[PH_MAX] = {
 };
 static char *ph_value[PH_MAX];
 
+/* The API as caller w; MUST fails the test unless the status is want. */
+#define API(w, ...) tu_api(&ctl, keys[w], __VA_ARGS__)
+#define MUST(w, ...) tu_api_must(&ctl, keys[w], __VA_ARGS__)
+
 static char *expand(const char *tmpl)
 {
     char *s = xstrdup(tmpl);
@@ -69,57 +74,55 @@ static char *expand(const char *tmpl)
 static char *register_node(enum who provider, const char *name,
                            const char *extra, char **ret_cred)
 {
-    _cleanup_free_ char *tok = tu_api_must(&ctl, keys[provider], "POST", "/v1/join-tokens", "{}",
-                                    201, "token");
+    _cleanup_free_ char *tok =
+        MUST(provider, "POST", "/v1/join-tokens", "{}", 201, "token");
     _cleanup_free_ char *reg = xasprintf(
         "{\"token\":\"%s\",\"name\":\"%s\",\"inventory\":{\"vcpus\":8,"
         "\"memory_mib\":8192,\"disk_gib\":100,\"kvm\":false}%s}", tok, name,
         extra);
     long st;
-    json_auto_t *j = tu_api(&ctl, keys[ANON], "POST", "/v1/agent/register", reg, &st);
+    json_auto_t *j = API(ANON, "POST", "/v1/agent/register", reg, &st);
     assert_int_equal(st, 201);
     *ret_cred = xstrdup(json_str(j, "credential"));
     return xstrdup(json_str(j, "node_id"));
+}
+
+static char *make_account(const char *name, const char *role,
+                          char **ret_secret)
+{
+    _cleanup_free_ char *body =
+        xasprintf("{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
+    char *id = MUST(ADMIN, "POST", "/v1/accounts", body, 201, "id");
+    _cleanup_free_ char *kb = xasprintf("{\"account\":\"%s\"}", name);
+    *ret_secret = MUST(ADMIN, "POST", "/v1/keys", kb, 201, "secret");
+    return id;
 }
 
 static int setup(void **state)
 {
     tu_ctl_start(&ctl, NULL);
     keys[ADMIN] = xstrdup(ctl.admin_key);
-    ph_value[PH_ACCTA] = tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/accounts",
-                              "{\"name\":\"tenant-a\",\"role\":\"tenant\"}",
-                              201, "id");
-    ph_value[PH_ACCTB] = tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/accounts",
-                              "{\"name\":\"tenant-b\",\"role\":\"tenant\"}",
-                              201, "id");
-    free(tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/accounts",
-              "{\"name\":\"prov-a\",\"role\":\"provider\"}", 201, NULL));
-    free(tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/accounts",
-              "{\"name\":\"prov-b\",\"role\":\"provider\"}", 201, NULL));
-    keys[TA] = tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/keys", "{\"account\":\"tenant-a\"}",
-                    201, "secret");
-    keys[TB] = tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/keys", "{\"account\":\"tenant-b\"}",
-                    201, "secret");
-    keys[PA] = tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/keys", "{\"account\":\"prov-a\"}",
-                    201, "secret");
-    keys[PB] = tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/keys", "{\"account\":\"prov-b\"}",
-                    201, "secret");
-    ph_value[PH_KEYA] = tu_api_must(&ctl, keys[TA], "POST", "/v1/keys",
+    ph_value[PH_ACCTA] = make_account("tenant-a", "tenant", &keys[TA]);
+    ph_value[PH_ACCTB] = make_account("tenant-b", "tenant", &keys[TB]);
+    free(make_account("prov-a", "provider", &keys[PA]));
+    free(make_account("prov-b", "provider", &keys[PB]));
+    ph_value[PH_KEYA] = MUST(TA, "POST", "/v1/keys",
                              "{\"description\":\"spare\"}", 201, "id");
 
     ph_value[PH_NODEA] = register_node(
         PA, "node-a",
         ",\"wg_public_key\":\"" NODE_A_WG "\",\"endpoint\":\"192.0.2.10:51820\"",
         &keys[NODE]);
-    ph_value[PH_NODEB] = register_node(PB, "node-b", "", &keys[NODE_UNAPPROVED]);
-    free(tu_api_must(&ctl, keys[ADMIN], "POST", "/v1/nodes/node-a/approve", NULL, 200, NULL));
+    ph_value[PH_NODEB] = register_node(PB, "node-b", "",
+                                       &keys[NODE_UNAPPROVED]);
+    free(MUST(ADMIN, "POST", "/v1/nodes/node-a/approve", NULL, 200, NULL));
 
-    ph_value[PH_VMA] = tu_api_must(&ctl, keys[TA], "POST", "/v1/vms",
+    ph_value[PH_VMA] = MUST(TA, "POST", "/v1/vms",
                             "{\"name\":\"web\",\"vcpus\":1,\"memory_mib\":128,"
                             "\"disk_gib\":1,\"image\":\"fog-tiny\","
                             "\"allow_tcg\":true,\"ports\":[{\"proto\":\"tcp\","
                             "\"vm_port\":80}]}", 201, "id");
-    ph_value[PH_VMB] = tu_api_must(&ctl, keys[TB], "POST", "/v1/vms",
+    ph_value[PH_VMB] = MUST(TB, "POST", "/v1/vms",
                             "{\"name\":\"bweb\",\"vcpus\":1,\"memory_mib\":128,"
                             "\"disk_gib\":1,\"image\":\"fog-tiny\","
                             "\"allow_tcg\":true}", 201, "id");
@@ -129,8 +132,8 @@ static int setup(void **state)
      * for a loaded machine). */
     int64_t deadline = now_ms() + 120 * 1000;
     for (;;) {
-        json_decref(tu_api(&ctl, keys[NODE], "POST", "/v1/agent/status", "{\"vms\":[]}", &st));
-        json_auto_t *v = tu_api(&ctl, keys[TA], "GET", "/v1/vms/web", NULL, &st);
+        json_decref(API(NODE, "POST", "/v1/agent/status", "{\"vms\":[]}", &st));
+        json_auto_t *v = API(TA, "GET", "/v1/vms/web", NULL, &st);
         if (json_str(v, "node_id"))
             break;
         if (now_ms() > deadline)
@@ -138,19 +141,19 @@ static int setup(void **state)
                      json_str(v, "state_reason") ?: "(no reason)");
         usleep(200 * 1000);
     }
-    ph_value[PH_NETA] = tu_api_must(&ctl, keys[TA], "GET", "/v1/networks/default", NULL, 200, "id");
-    ph_value[PH_NETB] = tu_api_must(&ctl, keys[TB], "GET", "/v1/networks/default", NULL, 200, "id");
-    json_auto_t *ports = tu_api(&ctl, keys[TA], "GET", "/v1/vms/web/ports", NULL, &st);
+    ph_value[PH_NETA] = MUST(TA, "GET", "/v1/networks/default", NULL, 200, "id");
+    ph_value[PH_NETB] = MUST(TB, "GET", "/v1/networks/default", NULL, 200, "id");
+    json_auto_t *ports = API(TA, "GET", "/v1/vms/web/ports", NULL, &st);
     json_t *p0 = json_array_get(json_object_get(ports, "items"), 0);
     assert_non_null(p0);
     ph_value[PH_PORTA] = xstrdup(json_str(p0, "id"));
-    ph_value[PH_SSHA] = tu_api_must(&ctl, keys[TA], "POST", "/v1/ssh-keys",
+    ph_value[PH_SSHA] = MUST(TA, "POST", "/v1/ssh-keys",
                              "{\"name\":\"laptop\",\"public_key\":\"ssh-ed25519 "
-                             "AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxg"
-                             "ZGhscHR4f sc@test\"}", 201, "id");
+                             "AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERIT"
+                             "FBUWFxgZGhscHR4f sc@test\"}", 201, "id");
 
     /* An uploaded image of tenant A, for the download route's Range. */
-    ph_value[PH_IMGA] = tu_api_must(&ctl, keys[TA], "POST", "/v1/images", "{\"name\":\"disk\"}",
+    ph_value[PH_IMGA] = MUST(TA, "POST", "/v1/images", "{\"name\":\"disk\"}",
                              201, "id");
     size_t len;
     _cleanup_free_ uint8_t *img = tu_qcow2(64ULL << 20, &len);
@@ -177,14 +180,9 @@ static int teardown(void **state)
 static char **pending;
 static size_t npending;
 
-static void pending_add(const char *word, size_t n)
-{
-    if (n == 0)
-        return;
-    pending = xrealloc(pending, (npending + 1) * sizeof(*pending));
-    pending[npending++] = xstrndup(word, n);
-}
-
+/* Names from $FOG_SECURITY_PENDING (which replaces the file, so that an
+ * empty value runs everything) or the pending file: words separated by
+ * spaces, commas or newlines; '#' starts a comment line. */
 static void pending_load(void)
 {
     const char *env = getenv("FOG_SECURITY_PENDING");
@@ -194,15 +192,17 @@ static void pending_load(void)
         text = xstrdup(env);
     else if (file_read(PENDING_FILE, 1 << 16, &text, &len) < 0)
         return;
-    for (char *line = text; *line;) {
-        size_t n = strcspn(line, "\n");
-        bool comment = line[0] == '#';
-        for (char *w = line; !comment && w < line + n;) {
-            size_t k = strcspn(w, " \t,\n");
-            pending_add(w, k < (size_t)(line + n - w) ? k : (size_t)(line + n - w));
-            w += k + 1;
+    char *save_line = NULL;
+    for (char *line = strtok_r(text, "\n", &save_line); line;
+         line = strtok_r(NULL, "\n", &save_line)) {
+        if (line[0] == '#')
+            continue;
+        char *save_word = NULL;
+        for (char *w = strtok_r(line, " \t,", &save_word); w;
+             w = strtok_r(NULL, " \t,", &save_word)) {
+            pending = xrealloc(pending, (npending + 1) * sizeof(*pending));
+            pending[npending++] = xstrdup(w);
         }
-        line += n + (line[n] == '\n');
     }
 }
 
@@ -223,9 +223,10 @@ static sqlite3 *db;
  * which fails the run). */
 static char *store_text(const json_t *check)
 {
-    const char *sql = json_is_string(check) ? json_string_value(check)
-                    : json_is_array(check) ? json_string_value(json_array_get(check, 0))
-                    : json_str(check, "sql");
+    const char *sql =
+        json_is_string(check)  ? json_string_value(check)
+        : json_is_array(check) ? json_string_value(json_array_get(check, 0))
+                               : json_str(check, "sql");
     json_t *args = json_is_array(check) ? (json_t *)check
                  : json_object_get(check, "args");
     size_t first = json_is_array(check) ? 1 : 0;
@@ -238,7 +239,8 @@ static char *store_text(const json_t *check)
         return NULL;
     }
     for (size_t i = first; i < json_array_size(args); i++) {
-        char *v = expand(json_string_value(json_array_get(args, i)));
+        const char *arg = json_string_value(json_array_get(args, i));
+        char *v = expand(arg ? arg : "");
         sqlite3_bind_text(st, (int)(i - first + 1), v, -1, free);
     }
     char *out = xstrdup("");
@@ -336,7 +338,8 @@ static char *entry_body(const json_t *e, size_t *ret_len)
         json_array_foreach(gen, i, part) {
             const char *text = json_string_value(json_array_get(part, 0)) ?: "";
             size_t lt = strlen(text);
-            for (json_int_t k = 0; k < json_integer_value(json_array_get(part, 1)); k++)
+            json_int_t count = json_integer_value(json_array_get(part, 1));
+            for (json_int_t k = 0; k < count; k++)
                 memcpy(p, text, lt), p += lt;
         }
         *p = '\0';
@@ -367,7 +370,8 @@ static char *entry_headers(const json_t *e)
     size_t i;
     json_t *h;
     json_array_foreach(hs, i, h) {
-        _cleanup_free_ char *line = expand(json_string_value(h));
+        const char *text = json_string_value(h);
+        _cleanup_free_ char *line = expand(text ? text : "");
         char *n = all ? xasprintf("%s\n%s", all, line) : xstrdup(line);
         free(all);
         all = n;
@@ -456,7 +460,8 @@ static void run_entry(const json_t *e, const char *where, struct tally *t)
     size_t i;
     json_t *s;
     json_array_foreach(json_object_get(e, "reply_lacks"), i, s) {
-        _cleanup_free_ char *x = expand(json_string_value(s));
+        const char *lack = json_string_value(s);
+        _cleanup_free_ char *x = expand(lack ? lack : "");
         if (r.body && strstr(r.body, x)) {
             fprintf(stderr, "LEAK %s (%s): the reply holds '%s'\n", id, where, x);
             t->leaked++;
@@ -524,8 +529,8 @@ static void run_file(const char *path, struct tally *t)
         const char *q = line + strspn(line, " \t");
         if (*q && *q != '#') {
             json_error_t err;
-            json_auto_t *e = json_loads(q, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES,
-                                        &err);
+            json_auto_t *e = json_loads(
+                q, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &err);
             if (!e || !json_is_object(e)) {
                 fprintf(stderr, "%s: not a JSON object: %s\n", where, err.text);
                 t->corpus_errors++;
