@@ -92,6 +92,8 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BINS:= $(INTEG_SRC:tests/integration/%.c=$(O)/tests/%)
+SEC_SRC   := $(wildcard tests/security/test_*.c)
+SEC_BINS  := $(SEC_SRC:tests/security/%.c=$(O)/tests/%)
 TESTLIB   := $(O)/tests/testutil.o
 ALLLIBS   := $(O)/libcontroller.a $(O)/libnodeagent.a $(O)/libcli.a $(BASELIBS)
 
@@ -99,6 +101,9 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(TESTLIB) $(ALLLIBS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTL_LIBS) -lcmocka
 $(O)/tests/%: $(O)/tests/integration/%.o $(TESTLIB) $(ALLLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTL_LIBS) -lcmocka
+$(O)/tests/%: $(O)/tests/security/%.o $(TESTLIB) $(ALLLIBS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTL_LIBS) -lcmocka
 $(O)/tests/testutil.o: tests/testutil.c tests/testutil.h
@@ -121,7 +126,7 @@ $(O)/%.o: %.c
 FORCE:
 .PHONY: FORCE all deps test test-unit test-integration test-e2e demo bench asan \
         valgrind install clean guest
-all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(BENCH_BINS)
+all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(SEC_BINS) $(BENCH_BINS)
 
 # Installs every Debian package the project needs; idempotent.
 deps:

@@ -40,7 +40,7 @@ if want unit; then
     done
 fi
 if want integration; then
-    for src in tests/integration/test_*.c; do
+    for src in tests/integration/test_*.c tests/security/test_*.c; do
         [ -e "$src" ] || continue
         n=$(basename "$src" .c)
         run_one "$n" ${FOG_WRAP:-} "$O/tests/$n"

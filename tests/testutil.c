@@ -1,6 +1,7 @@
 /* Test helpers: temp dirs, processes, ports, the controller and its
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
+#include "common/jsonutil.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "netfabric/link.h"
@@ -532,8 +533,13 @@ long tu_http(const char *method, const char *url, const char *key,
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
-    if (extra_header)
-        hdrs = curl_slist_append(hdrs, extra_header);
+    /* One header line, or several separated by '\n'. */
+    for (const char *hl = extra_header; hl && *hl;) {
+        size_t n = strcspn(hl, "\n");
+        _cleanup_free_ char *line = xstrndup(hl, n);
+        hdrs = curl_slist_append(hdrs, line);
+        hl += n + (hl[n] == '\n');
+    }
     hdrs = curl_slist_append(hdrs, "Expect:");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     CURLcode rc = curl_easy_perform(h);

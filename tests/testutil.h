@@ -144,7 +144,8 @@ struct tu_resp {
 };
 /* method + url + bearer key (or NULL) + CA file; body of body_len bytes
  * (body NULL = none) sent as content_type (NULL = application/json);
- * extra_header e.g. "Idempotency-Key: x" or NULL. Returns status or -1. */
+ * extra_header e.g. "Idempotency-Key: x", several such lines separated by
+ * '\n', or NULL. Returns status or -1. */
 long tu_http(const char *method, const char *url, const char *key,
              const char *ca, const char *body, size_t body_len,
              const char *content_type, const char *extra_header,

@@ -30,12 +30,7 @@ static json_t *call(enum who w, const char *method, const char *path,
 static char *must(enum who w, const char *method, const char *path,
                   const char *body, long want, const char *field)
 {
-    long st;
-    json_auto_t *j = call(w, method, path, body, &st);
-    if (st != want)
-        fail_msg("setup %s %s as %s: status %ld, want %ld", method, path,
-                 who_name[w], st, want);
-    return field ? xstrdup(json_str(j, field)) : NULL;
+    return tu_api_field(&ctl, keys[w], method, path, body, want, field);
 }
 
 /* Placeholders in paths: replaced before each call. */
