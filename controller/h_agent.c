@@ -90,7 +90,7 @@ HANDLER(h_agent_register)
     sha256_hex(secret, strlen(secret), hash);
 
     int64_t now = now_s();
-    json_auto_t *tok = NULL, *owner = NULL;
+    json_auto_t *tok = NULL;
     if (store_tx_begin(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
@@ -207,18 +207,16 @@ static const char *const vm_states[] = { "creating", "running", "stopped",
                                          "crashed", "paused", "error",
                                          "deleted", NULL };
 
-HANDLER(h_agent_status)
+static const struct jfield status_fields[] = {
+    { "inventory", JF_OBJECT, false, 0, 0, NULL },
+    { "vms", JF_ARRAY, false, 0, 100000, NULL },
+    { "samples", JF_ARRAY, false, 0, 1000000, NULL },
+    { "endpoint", JF_STRING, false, 1, 80, NULL },
+    { "public_ip", JF_STRING, false, 7, 45, NULL },
+};
+
+int agent_status_check(const json_t *b, struct jerr *err)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
-    const char *node_id = c->actor;
-    static const struct jfield fields[] = {
-        { "inventory", JF_OBJECT, false, 0, 0, NULL },
-        { "vms", JF_ARRAY, false, 0, 100000, NULL },
-        { "samples", JF_ARRAY, false, 0, 1000000, NULL },
-        { "endpoint", JF_STRING, false, 1, 80, NULL },
-        { "public_ip", JF_STRING, false, 7, 45, NULL },
-    };
     static const struct jfield vm_fields[] = {
         { "id", JF_UUID, true, 0, 0, NULL },
         { "state", JF_ENUM, true, 0, 0, vm_states },
@@ -239,8 +237,42 @@ HANDLER(h_agent_status)
         { "free_memory_mib", JF_INT, false, 0, INT64_C(1) << 32, NULL },
         { "free_disk_gib", JF_INT, false, 0, INT64_C(1) << 30, NULL },
     };
-    if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
-        !addr_ok(r, json_str(http_req_json(r), "public_ip")))
+    struct jerr je = { 0 };
+    if (json_check(b, status_fields, ARRAY_SIZE(status_fields), err) < 0)
+        return -EINVAL;
+    const char *ip = json_str(b, "public_ip");
+    struct in6_addr in;
+    if (ip && inet_pton(AF_INET, ip, &in) != 1 && inet_pton(AF_INET6, ip, &in) != 1) {
+        *err = (struct jerr){ xstrdup("public_ip"),
+                              xstrdup("'public_ip' must be an IP address") };
+        return -EINVAL;
+    }
+    json_t *inv = json_object_get(b, "inventory");
+    if (inv && json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
+        *err = (struct jerr){ xstrdup("inventory"),
+                              xasprintf("inventory: %s", je.detail) };
+        jerr_clear(&je);
+        return -EINVAL;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(b, "vms"), i, v) {
+        if (json_check(v, vm_fields, ARRAY_SIZE(vm_fields), &je) < 0) {
+            *err = (struct jerr){ xstrdup("vms"),
+                                  xasprintf("vms[%zu]: %s", i, je.detail) };
+            jerr_clear(&je);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+HANDLER(h_agent_status)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    const char *node_id = c->actor;
+    if (!body_check(r, status_fields, ARRAY_SIZE(status_fields), true))
         return;
     json_t *b = http_req_json(r), *vms = json_object_get(b, "vms");
     json_t *inv = json_object_get(b, "inventory");
@@ -248,19 +280,10 @@ HANDLER(h_agent_status)
     size_t i;
     json_t *v;
 
-    if (inv && json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
-        http_reply_problem(r, 400, "validation", "inventory", "inventory: %s",
-                           je.detail);
+    if (agent_status_check(b, &je) < 0) {
+        http_reply_problem(r, 400, "validation", je.field, "%s", je.detail);
         jerr_clear(&je);
         return;
-    }
-    json_array_foreach(vms, i, v) {
-        if (json_check(v, vm_fields, ARRAY_SIZE(vm_fields), &je) < 0) {
-            http_reply_problem(r, 400, "validation", "vms", "vms[%zu]: %s", i,
-                               je.detail);
-            jerr_clear(&je);
-            return;
-        }
     }
     if (store_tx_begin(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
