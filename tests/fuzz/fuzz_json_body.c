@@ -18,7 +18,7 @@ static const struct jfield kinds[] = {
     { "id", JF_UUID, false, 0, 0, NULL },
     { "meta", JF_OBJECT, false, 0, 0, NULL },
     { "n", JF_INT, false, INT64_MIN, INT64_MAX, NULL },
-    { "s", JF_STRING, false, 0, 0, NULL },
+    { "s", JF_STRING, false, 1, 64, NULL },
 };
 
 /* POST /v1/vms (controller/h_vms.c) with the default limits: filled
