@@ -2,6 +2,7 @@
  * the node agent reads it: the network state (netfabric/state.c) and the
  * firewall built from it (netfabric/nftplan.c), each VM entry's check and
  * the reconcile planner over domains in every state (nodeagent/reconcile.c),
+ * the domain XML and metadata built from each entry (nodeagent/vmxml.c),
  * the per-VM status, and the meter's retain. */
 #include "tests/fuzz/fuzz.h"
 #include "common/buf.h"
@@ -9,6 +10,9 @@
 #include "netfabric/state.h"
 #include "nodeagent/meter.h"
 #include "nodeagent/reconcile.h"
+#include "nodeagent/vmxml.h"
+
+#include <libxml/parser.h>
 
 #include <stdio.h>
 
@@ -25,6 +29,62 @@ static void network(const json_t *doc)
         abort(); /* a refusal names the member */
     }
     free(err);
+}
+
+/* The domain definition for a VM entry, mapped as the executor maps it:
+ * whatever the entry holds, an accepted definition is well-formed XML and
+ * its metadata reads back the same. */
+static void domain(const json_t *vm, bool kvm)
+{
+    const char *id = json_str(vm, "id");
+    if (!id || strlen(id) > 36)
+        return;
+    struct vmxml_meta meta = { .name = (char *)json_str(vm, "name"),
+                               .power_running = kvm,
+                               .reboot_gen = json_int(vm, "reboot_gen", 0),
+                               .start_gen = json_int(vm, "start_gen", 0),
+                               .disk_gib = json_int(vm, "disk_gib", 1) };
+    snprintf(meta.vm_id, sizeof(meta.vm_id), "%s", id);
+    reconcile_spec_hash(vm, kvm, meta.spec);
+    json_t *nics = json_object_get(vm, "nics");
+    struct vmxml_nic nv[8];
+    char taps[8][IFNAMSIZ];
+    size_t n = 0;
+    for (; n < json_array_size(nics) && n < ARRAY_SIZE(nv); n++) {
+        json_t *nic = json_array_get(nics, n);
+        if (netfabric_tap_name(id, (unsigned)n, taps[n]) < 0)
+            return;
+        nv[n] = (struct vmxml_nic){ json_str(nic, "mac"), json_str(nic, "bridge"),
+                                    json_int(nic, "mtu", 0), taps[n] };
+    }
+    struct vmxml_spec spec = {
+        .meta = &meta, .vcpus = json_int(vm, "vcpus", 1),
+        .memory_mib = json_int(vm, "memory_mib", 64), .kvm = kvm,
+        .disk_path = "/var/lib/fog/vms/disk.qcow2",
+        .seed_path = "/var/lib/fog/vms/seed.iso",
+        .console_log = "/var/lib/fog/vms/console.log",
+        .nics = nv, .n_nics = n,
+    };
+    char *xml = NULL;
+    if (vmxml_build(&spec, &xml) == 0) {
+        xmlDocPtr d = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+                                    XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                        XML_PARSE_NOWARNING);
+        if (!d)
+            abort(); /* our writer made XML that does not parse */
+        xmlFreeDoc(d);
+        free(xml);
+    }
+    if (vmxml_meta_build(&meta, &xml) == 0) {
+        struct vmxml_meta back;
+        if (vmxml_meta_parse(xml, &back) < 0 || !streq(back.vm_id, meta.vm_id) ||
+            !streq(back.name, meta.name) || back.reboot_gen != meta.reboot_gen ||
+            back.start_gen != meta.start_gen || back.disk_gib != meta.disk_gib ||
+            back.power_running != meta.power_running || !streq(back.spec, meta.spec))
+            abort(); /* the agent would lose track of its own domain */
+        vmxml_meta_clear(&back);
+        free(xml);
+    }
 }
 
 /* Domains for the document's VMs, in states picked by `seed`: the planner
@@ -77,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         free(why);
         reconcile_spec_hash(vm, true, hash);
+        domain(vm, data[0] & 2);
     }
     struct virt_dom *doms;
     size_t n = domains(vms, data[0], &doms);
