@@ -117,6 +117,17 @@ $(O)/bench/%: $(O)/bench/%.o $(TESTLIB) $(ALLLIBS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CTL_LIBS)
 
+# libFuzzer targets for the parsers of other parties' bytes (clang only):
+# `make fuzz` builds them into build-fuzz/ and runs each FUZZ_SECONDS.
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(O)/fuzz/%)
+$(O)/fuzz/%: $(O)/tests/fuzz/%.o $(ALLLIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) $(CTL_LIBS)
+fuzz-build: $(FUZZ_BINS)
+.SECONDARY: $(FUZZ_SRC:tests/fuzz/%.c=$(O)/tests/fuzz/%.o)
+
 # ---- generic ---------------------------------------------------------------
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -125,7 +136,7 @@ $(O)/%.o: %.c
 
 FORCE:
 .PHONY: FORCE all deps test test-unit test-integration test-e2e demo bench asan \
-        valgrind install clean guest
+        valgrind install clean guest fuzz fuzz-build fuzz-smoke
 all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(SEC_BINS) $(BENCH_BINS)
 
 # Installs every Debian package the project needs; idempotent.
@@ -153,6 +164,20 @@ asan:
 	$(Q)O=build-asan FOG_BIN=build-asan/bin FOG_SKIP_E2E=1 ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 sh tests/run.sh
 
+# Coverage-guided fuzzing with ASan+UBSan: each target FUZZ_SECONDS (60),
+# one after the other, from its seed corpus in tests/fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+fuzz:
+	$(Q)$(MAKE) --no-print-directory fuzz-build O=build-fuzz CC=$(FUZZ_CC) \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    CFLAGS="-O1 -g" WERROR=-Werror
+	$(Q)O=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
+
+# The short pass CI runs.
+fuzz-smoke:
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
 valgrind: all
 	$(Q)O=$(O) FOG_ONLY=unit FOG_WRAP="valgrind -q --error-exitcode=99 --leak-check=full" sh tests/run.sh
 
@@ -170,7 +195,7 @@ install: $(BINS)
 	install -m 0644 images/templates/*.json $(DESTDIR)$(PREFIX)/share/fogfabric/templates/
 
 clean:
-	rm -rf $(O) build-asan bin
+	rm -rf $(O) build-asan build-fuzz bin
 
 DEPS := $(shell find $(O) -name '*.d' 2>/dev/null)
 -include $(DEPS)

@@ -276,6 +276,9 @@ static const char *status_title(int status)
 
 static void reply_vproblem(struct http_request *r, int status,
                            const char *slug, const char *field, json_t *extra,
+                           const char *fmt, va_list ap) _printf_(6, 0);
+static void reply_vproblem(struct http_request *r, int status,
+                           const char *slug, const char *field, json_t *extra,
                            const char *fmt, va_list ap)
 {
     char *detail;

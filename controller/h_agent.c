@@ -176,7 +176,7 @@ HANDLER(h_agent_register)
     sha256_hex(secret, strlen(secret), hash);
 
     int64_t now = now_s();
-    json_auto_t *tok = NULL, *owner = NULL;
+    json_auto_t *tok = NULL;
     if (store_tx_begin(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
@@ -419,19 +419,24 @@ static const char *const vm_states[] = { "creating", "running", "stopped",
                                          "crashed", "paused", "error",
                                          "deleted", NULL };
 
-HANDLER(h_agent_status)
+static const struct jfield status_fields[] = {
+    { "inventory", JF_OBJECT, false, 0, 0, NULL },
+    { "vms", JF_ARRAY, false, 0, 100000, NULL },
+    { "samples", JF_ARRAY, false, 0, 1000000, NULL },
+    { "endpoint", JF_STRING, false, 1, 80, NULL },
+    { "public_ip", JF_STRING, false, 7, 45, NULL },
+    { "refused", JF_ARRAY, false, 0, 100000, NULL },
+};
+
+/* Set *err to a copy of field and a formatted detail; -EINVAL. */
+static int status_refuse(struct jerr *err, const char *field, char *detail)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
-    const char *node_id = c->actor;
-    static const struct jfield fields[] = {
-        { "inventory", JF_OBJECT, false, 0, 0, NULL },
-        { "vms", JF_ARRAY, false, 0, 100000, NULL },
-        { "samples", JF_ARRAY, false, 0, 1000000, NULL },
-        { "endpoint", JF_STRING, false, 1, 80, NULL },
-        { "public_ip", JF_STRING, false, 7, 45, NULL },
-        { "refused", JF_ARRAY, false, 0, 100000, NULL },
-    };
+    *err = (struct jerr){ xstrdup(field), detail };
+    return -EINVAL;
+}
+
+int agent_status_check(const json_t *b, struct jerr *err)
+{
     static const struct jfield vm_fields[] = {
         { "id", JF_UUID, true, 0, 0, NULL },
         { "state", JF_ENUM, true, 0, 0, vm_states },
@@ -447,8 +452,50 @@ HANDLER(h_agent_status)
         { "free_memory_mib", JF_INT, false, 0, NODE_MAX_MEMORY_MIB, NULL },
         { "free_disk_gib", JF_INT, false, 0, NODE_MAX_DISK_GIB, NULL },
     };
-    if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
-        !reach_ok(r, http_req_json(r)))
+    struct jerr je = { 0 };
+    if (json_check(b, status_fields, ARRAY_SIZE(status_fields), err) < 0)
+        return -EINVAL;
+    const char *ip = json_str(b, "public_ip"), *ep = json_str(b, "endpoint");
+    if (ip && !guard_ip_public(ip))
+        return status_refuse(err, "public_ip", xstrdup(
+            "'public_ip' must be an IP address that is not loopback, "
+            "unspecified, link-local or multicast"));
+    if (ep && !guard_endpoint_ok(ep))
+        return status_refuse(err, "endpoint", xstrdup(
+            "'endpoint' must be IP:PORT or [IPv6]:PORT with a port from 1 to "
+            "65535 and an address that is not loopback, unspecified, "
+            "link-local or multicast"));
+    json_t *inv = json_object_get(b, "inventory");
+    if (inv && json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
+        int e = status_refuse(err, "inventory",
+                              xasprintf("inventory: %s", je.detail));
+        jerr_clear(&je);
+        return e;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(b, "vms"), i, v) {
+        if (json_check(v, vm_fields, ARRAY_SIZE(vm_fields), &je) < 0) {
+            int e = status_refuse(err, "vms",
+                                  xasprintf("vms[%zu]: %s", i, je.detail));
+            jerr_clear(&je);
+            return e;
+        }
+        json_t *addrs = json_object_get(v, "addresses");
+        if (addrs && !guard_addresses_ok(addrs))
+            return status_refuse(err, "vms", xasprintf(
+                "vms[%zu].addresses must be a list of at most %d IP "
+                "addresses", i, NODE_MAX_VM_ADDRESSES));
+    }
+    return 0;
+}
+
+HANDLER(h_agent_status)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    const char *node_id = c->actor;
+    if (!body_check(r, status_fields, ARRAY_SIZE(status_fields), true))
         return;
     json_t *b = http_req_json(r), *vms = json_object_get(b, "vms");
     json_t *inv = json_object_get(b, "inventory");
@@ -456,26 +503,10 @@ HANDLER(h_agent_status)
     size_t i;
     json_t *v;
 
-    if (inv && json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
-        http_reply_problem(r, 400, "validation", "inventory", "inventory: %s",
-                           je.detail);
+    if (agent_status_check(b, &je) < 0) {
+        http_reply_problem(r, 400, "validation", je.field, "%s", je.detail);
         jerr_clear(&je);
         return;
-    }
-    json_array_foreach(vms, i, v) {
-        if (json_check(v, vm_fields, ARRAY_SIZE(vm_fields), &je) < 0) {
-            http_reply_problem(r, 400, "validation", "vms", "vms[%zu]: %s", i,
-                               je.detail);
-            jerr_clear(&je);
-            return;
-        }
-        json_t *addrs = json_object_get(v, "addresses");
-        if (addrs && !guard_addresses_ok(addrs)) {
-            http_reply_problem(r, 400, "validation", "vms",
-                               "vms[%zu].addresses must be a list of at most "
-                               "%d IP addresses", i, NODE_MAX_VM_ADDRESSES);
-            return;
-        }
     }
     if (store_tx_begin(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");

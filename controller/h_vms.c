@@ -292,12 +292,11 @@ static bool vm_spec_image(struct app *a, struct http_request *r, json_t *b,
     return true;
 }
 
-HANDLER(h_vm_create)
+void vm_create_fields(const struct app *a,
+                      struct jfield ret[VM_CREATE_NFIELDS])
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
     static const char *const power[] = { "running", "stopped", NULL };
-    const struct jfield fields[] = {
+    const struct jfield fields[VM_CREATE_NFIELDS] = {
         { "name", JF_NAME, true, 0, 0, NULL },
         { "template", JF_NAME, false, 0, 0, NULL },
         { "vcpus", JF_INT, false, 1, a->cfg.max_vcpus, NULL },
@@ -310,6 +309,15 @@ HANDLER(h_vm_create)
         { "networks", JF_ARRAY, false, 0, 8, NULL },
         { "ports", JF_ARRAY, false, 0, 32, NULL },
     };
+    memcpy(ret, fields, sizeof(fields));
+}
+
+HANDLER(h_vm_create)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    struct jfield fields[VM_CREATE_NFIELDS];
+    vm_create_fields(a, fields);
     if (!body_check(r, fields, ARRAY_SIZE(fields), true))
         return;
     json_t *b = http_req_json(r);

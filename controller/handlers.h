@@ -83,6 +83,13 @@ int network_insert(struct store *s, const char *account_id, const char *name,
 int port_insert(struct store *s, const char *vm_id, const char *node_id,
                 json_t *spec, char ret_id[37]);
 extern const struct jfield port_fields[3];
+/* Check a node's status post (POST /v1/agent/status) as far as it can be
+ * without the store: fields, address, inventory and each VM entry.
+ * 0, or -EINVAL with *err naming the field (caller clears it). */
+int agent_status_check(const json_t *body, struct jerr *err);
+/* The members of a POST /v1/vms body, sized by this controller's limits. */
+#define VM_CREATE_NFIELDS 11
+void vm_create_fields(const struct app *a, struct jfield ret[VM_CREATE_NFIELDS]);
 /* Create an API key for an account (also `fog-controller init`'s first
  * admin key); the secret is in ret_key->token. 0 or -errno. */
 int key_insert(struct store *s, const char *account_id, const char *desc,

@@ -18,6 +18,10 @@
 /* Samples kept per VM while the controller takes none (each stop closes
  * one; a running VM's interval just grows): past this the oldest go. */
 #define METER_PENDING_MAX 1000
+/* Numbers past this mark a corrupt file: counting from now_s * 1000 (about
+ * 2^41) at one sample a second would take 10^11 years to reach it, and
+ * below it next_seq++ cannot overflow. */
+#define METER_SEQ_MAX (INT64_C(1) << 62)
 
 struct meter_sample {
     int64_t seq, start, end;
@@ -129,8 +133,9 @@ static int load(struct meter *m)
     json_t *o;
     json_object_foreach(vms, id, o) {
         json_t *pend = json_object_get(o, "pending");
-        if (!uuid_is_valid(id) || !int_ok(json_object_get(o, "next_seq"), 1) ||
-            !json_is_array(pend))
+        json_t *next = json_object_get(o, "next_seq");
+        if (!uuid_is_valid(id) || !int_ok(next, 1) ||
+            json_integer_value(next) > METER_SEQ_MAX || !json_is_array(pend))
             return -EINVAL;
         struct meter_vm *v = vm_get(m, id, true);
         v->next_seq = json_int(o, "next_seq", 1);

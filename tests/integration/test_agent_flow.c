@@ -684,6 +684,19 @@ static void a_node_cannot_report_on_a_vm_it_does_not_host(void **state)
     long st;
     json_auto_t *j = tu_api(&ctl, cred, "POST", "/v1/agent/status", body, &st);
     assert_true(st == 403 || st == 404);
+    /* A malformed entry is refused as a whole, naming the member. */
+    static const char *const bad[][3] = {
+        { "{\"vms\":[{\"id\":\"x\",\"state\":\"running\"}]}", "vms", "vms[0]: " },
+        { "{\"inventory\":{\"vcpus\":0}}", "inventory", "inventory: " },
+        { "{\"public_ip\":\"1.2.3.4; drop\"}", "public_ip", "'public_ip'" },
+    };
+    for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
+        json_auto_t *p = tu_api(&ctl, cred, "POST", "/v1/agent/status",
+                                bad[k][0], &st);
+        assert_int_equal(st, 400);
+        assert_string_equal(json_str(p, "field"), bad[k][1]);
+        assert_true(startswith(json_str(p, "detail"), bad[k][2]));
+    }
     /* Recorded as an event, and the VM's state is untouched. */
     json_auto_t *ev =
         tu_api(&ctl, ctl.admin_key, "GET", "/v1/events?limit=200", NULL, &st);

@@ -192,6 +192,9 @@ static void a_damaged_file_never_lets_numbers_repeat(void **state)
         "{\"version\":1,\"vms\":{\"" A "\":{\"next_seq\":3,\"pending\":[[3,1,2]]}}}",
         "{\"version\":1,\"vms\":{\"" A "\":{\"next_seq\":3,\"pending\":[[1,5,2]]}}}",
         "{\"version\":2,\"vms\":{}}",
+        /* The next number would overflow. */
+        "{\"version\":1,\"vms\":{\"" A "\":{\"next_seq\":9223372036854775807,"
+        "\"pending\":[]}}}",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         assert_int_equal(file_write_atomic(path, bad[i], strlen(bad[i]), 0600), 0);

@@ -1,0 +1,64 @@
+/* The agent contract, controller side: a node's POST /v1/agent/status body
+ * (agent_status_check in controller/h_agent.c), the usage samples it
+ * carries as the billing core ingests them (billing/usage.c), and the join
+ * token of a register body (api/jointoken.c). */
+#include "tests/fuzz/fuzz.h"
+#include "api/jointoken.h"
+#include "billing/usage.h"
+#include "controller/handlers.h"
+
+/* Samples as the controller admits them (controller/accrual.c): seq >= 1,
+ * 0 <= start <= end <= 2^40; each VM's go to its own usage state. */
+static void ingest(const json_t *samples)
+{
+    const int64_t lim = INT64_C(1) << 40;
+    struct usage_vm u = USAGE_VM_INIT;
+    size_t i;
+    json_t *s;
+    usage_vm_observe(&u, 1000, 60);
+    json_array_foreach(samples, i, s) {
+        struct usage_sample smp = { json_int(s, "seq", 0),
+                                    json_int(s, "start", -1),
+                                    json_int(s, "end", -1) };
+        if (smp.seq < 1 || smp.start < 0 || smp.end < smp.start || smp.end > lim)
+            continue;
+        (void)usage_vm_sample(&u, &smp);
+        usage_vm_observe(&u, smp.end, 60);
+        if (i % 7 == 6)
+            usage_vm_settle(&u, smp.start);
+    }
+    usage_vm_observe_stop(&u);
+    if (usage_vm_billable(&u) < 0 || usage_vm_capped(&u) < 0)
+        abort(); /* seconds only ever add up */
+    json_auto_t *j = usage_vm_to_json(&u);
+    struct usage_vm back = USAGE_VM_INIT;
+    if (usage_vm_from_json(j, &back) < 0 ||
+        usage_vm_billable(&back) != usage_vm_billable(&u) ||
+        usage_vm_claimed(&back) != usage_vm_claimed(&u))
+        abort(); /* what the store keeps must read back the same */
+    usage_vm_free(&back);
+    usage_vm_free(&u);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    json_auto_t *b = fuzz_json(data, size);
+    if (!b)
+        return 0;
+    struct jerr e = { 0 };
+    if (agent_status_check(b, &e) < 0) {
+        if (!e.field || !e.detail)
+            abort(); /* the problem names the field and the reason */
+        jerr_clear(&e);
+    } else {
+        ingest(json_object_get(b, "samples"));
+    }
+    const char *tok = json_str(b, "token");
+    char secret[JOINTOKEN_SECRET_HEX + 1], ca[JOINTOKEN_CA_HEX + 1];
+    if (tok && jointoken_parse(tok, secret, ca)) {
+        _cleanup_free_ char *again = jointoken_format(secret, ca);
+        if (!streq(again, tok))
+            abort(); /* one token, one spelling */
+    }
+    return 0;
+}

@@ -1,0 +1,47 @@
+#!/bin/sh
+# Run every libFuzzer target built in $O/fuzz for FUZZ_SECONDS each, one
+# after the other, from its committed seed corpus, and print one line per
+# target: runs, seconds, corpus size, findings. Non-zero exit on a finding.
+#   FUZZ_TARGETS="meter wg_uapi"  only these (names without fuzz_)
+#   FUZZ_JOBS_NICE=19             niceness of the fuzzer processes
+# Findings (crash-*, leak-*, timeout-*, oom-*) land in $O/fuzz/findings/<t>/;
+# the grown corpus in $O/fuzz/corpus/<t>/ (the seeds stay untouched).
+set -u
+O=${O:-build-fuzz}
+S=${FUZZ_SECONDS:-60}
+NICE=${FUZZ_JOBS_NICE:-0}
+here=$(dirname "$0")
+targets=${FUZZ_TARGETS:-$(for f in "$here"/fuzz_*.c; do
+    n=${f##*/fuzz_}; echo "${n%.c}"; done)}
+
+total=0
+printf '%-14s %12s %8s %8s %9s\n' target runs seconds corpus findings
+for t in $targets; do
+    bin=$O/fuzz/fuzz_$t
+    if [ ! -x "$bin" ]; then
+        echo "fuzz: $bin not built (make fuzz-build)" >&2
+        exit 2
+    fi
+    work=$O/fuzz/corpus/$t
+    found=$O/fuzz/findings/$t
+    log=$O/fuzz/logs/$t.log
+    mkdir -p "$work" "$found" "$(dirname "$log")"
+    start=$(date +%s)
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
+    nice -n "$NICE" "$bin" -max_total_time="$S" -timeout=30 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="$found/" \
+        "$work" "$here/corpus/$t" >"$log" 2>&1
+    rc=$?
+    secs=$(( $(date +%s) - start ))
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    size=$(find "$work" -type f | wc -l)
+    n=$(find "$found" -type f | wc -l)
+    [ "$rc" -ne 0 ] && [ "$n" -eq 0 ] && n=1
+    printf '%-14s %12s %8s %8s %9s\n' "$t" "${runs:-?}" "$secs" "$size" "$n"
+    if [ "$n" -gt 0 ]; then
+        echo "  see $log and $found/" >&2
+        total=$((total + n))
+    fi
+done
+[ "$total" -eq 0 ]
