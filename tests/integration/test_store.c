@@ -29,8 +29,7 @@ static struct backend sq;
 static struct tu_pg pgc;
 static struct backend pg;
 
-/* The highest migration number (numbers may skip: branches reserve
- * theirs). */
+/* The highest migration number (numbers may skip). */
 static unsigned schema_files(void)
 {
     glob_t g;
