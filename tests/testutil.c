@@ -457,6 +457,17 @@ json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
     return j;
 }
 
+int tu_count_in_file(const char *path, const char *needle)
+{
+    _cleanup_free_ char *text = NULL;
+    if (file_read(path, 64 << 20, &text, NULL) < 0)
+        return 0;
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
 char *tu_api_field(const struct tu_ctl *ctl, const char *key,
                    const char *method, const char *path, const char *body,
                    long want, const char *field)

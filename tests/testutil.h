@@ -135,6 +135,10 @@ long tu_node_join(const struct tu_ctl *ctl, const char *token_key,
                   const char *name, const char *fields, char **ret_id,
                   char **ret_cred);
 
+/* How many times needle occurs in the file at path (a log); 0 when it
+ * cannot be read. */
+int tu_count_in_file(const char *path, const char *needle);
+
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {
     long status;

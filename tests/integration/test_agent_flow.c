@@ -107,13 +107,7 @@ static int agent_stop(int sig)
 
 static int count_in_log(const char *needle)
 {
-    _cleanup_free_ char *text = NULL;
-    if (file_read(agent_log, 64 << 20, &text, NULL) < 0)
-        return 0;
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
+    return tu_count_in_file(agent_log, needle);
 }
 
 /* Poll GET /v1/vms/NAME until field == want (or 404 when want is NULL). */
