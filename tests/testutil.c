@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -198,6 +199,71 @@ void tu_fake_proc_net(const char *root)
             abort();
         }
     }
+}
+
+static void tu_put(const char *dir, const char *name, const char *fmt, ...)
+    _printf_(3, 4);
+static void tu_put(const char *dir, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *text = NULL;
+    if (vasprintf(&text, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    _cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
+    if (mkdir_p(dir, 0755) < 0 ||
+        file_write_atomic(p, text, strlen(text), 0644) < 0) {
+        fprintf(stderr, "cannot write %s\n", p);
+        abort();
+    }
+}
+
+static void tu_link(const char *target, const char *dir, const char *name)
+{
+    _cleanup_free_ char *p = xasprintf("%s/%s", dir, name);
+    if (mkdir_p(dir, 0755) < 0 || (unlink(p), symlink(target, p)) < 0) {
+        fprintf(stderr, "cannot link %s\n", p);
+        abort();
+    }
+}
+
+void tu_fake_pci(const char *root, const struct tu_pci_fn *f)
+{
+    _cleanup_free_ char *dev = xasprintf("%s/sys/bus/pci/devices/%s", root,
+                                         f->addr);
+    tu_put(dev, "class", "0x%06x\n", f->cls);
+    tu_put(dev, "vendor", "0x%04x\n", f->vendor);
+    tu_put(dev, "device", "0x%04x\n", f->device);
+    tu_put(dev, "subsystem_vendor", "0x%04x\n", f->vendor);
+    tu_put(dev, "subsystem_device", "0x%04x\n", 0x1234u);
+    tu_put(dev, "numa_node", "%d\n", f->numa);
+    tu_put(dev, "local_cpulist", "%s\n", f->cpulist ? f->cpulist : "");
+    if (f->driver) {
+        _cleanup_free_ char *drv = xasprintf("%s/sys/bus/pci/drivers/%s",
+                                             root, f->driver);
+        _cleanup_free_ char *t = xasprintf("../../drivers/%s",
+                                           f->driver);
+        if (mkdir_p(drv, 0755) < 0)
+            abort();
+        tu_link(t, dev, "driver");
+    }
+    if (f->group >= 0) {
+        _cleanup_free_ char *g = xasprintf("%s/sys/kernel/iommu_groups/%d/"
+                                           "devices", root, f->group);
+        _cleanup_free_ char *t = xasprintf("../../../../kernel/iommu_groups/%d",
+                                           f->group);
+        _cleanup_free_ char *back = xasprintf("../../../../bus/pci/devices/%s",
+                                              f->addr);
+        tu_link(t, dev, "iommu_group");
+        tu_link(back, g, f->addr);
+    }
+}
+
+void tu_fake_module(const char *root, const char *name, int refcnt)
+{
+    _cleanup_free_ char *dir = xasprintf("%s/sys/module/%s", root, name);
+    tu_put(dir, "refcnt", "%d\n", refcnt);
 }
 
 int tu_dir_setup(void **state)

@@ -37,6 +37,23 @@ int tu_wait_port(int port, int timeout_ms);
  * --root (its policy reads them). Aborts on failure. */
 void tu_fake_proc_net(const char *root);
 
+/* ---- fake PCI sysfs (GPU inventory) ---- */
+/* One PCI function under ROOT/sys/bus/pci/devices/ADDR with class, ids,
+ * numa_node, local_cpulist, a `driver` link when driver is not NULL and an
+ * `iommu_group` link (plus the group's devices entry) when group >= 0.
+ * Aborts on failure. */
+struct tu_pci_fn {
+    const char *addr;
+    unsigned cls, vendor, device;
+    int group;               /* -1: none */
+    int numa;
+    const char *cpulist;     /* NULL: "" */
+    const char *driver;      /* NULL: unbound */
+};
+void tu_fake_pci(const char *root, const struct tu_pci_fn *f);
+/* ROOT/sys/module/NAME/refcnt = n (a host driver in use when n > 0). */
+void tu_fake_module(const char *root, const char *name, int refcnt);
+
 /* ---- a scratch directory for a cmocka group ---- */
 /* Made by tu_dir_setup, removed and freed (NULL again) by tu_dir_teardown:
  * cmocka group fixtures, named fog-NAME-XXXXXX after the program

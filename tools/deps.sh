@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev
 libsqlite3-dev libgnutls28-dev nettle-dev libcurl4-gnutls-dev libcmocka-dev
 libvirt-dev libguestfs-dev libpq-dev postgresql libxml2-dev libnl-3-dev libnl-genl-3-dev libnl-route-3-dev
-libnftables-dev libreadline-dev libvirt-daemon libvirt-daemon-driver-qemu
+libnftables-dev libreadline-dev libpci-dev pciutils pci.ids libvirt-daemon libvirt-daemon-driver-qemu
 libvirt-clients qemu-system-x86 qemu-utils wireguard-go wireguard-tools
 iproute2 nftables busybox-static linux-image-cloud-amd64 cpio curl sqlite3
 xorriso syslinux syslinux-common mtools dosfstools procps psmisc iperf3 clang"

@@ -1,0 +1,395 @@
+/* GPU inventory from sysfs (through a root prefix) and names from pci.ids
+ * through libpci. Nothing here writes to sysfs: binding to vfio-pci is
+ * libvirt's managed hostdev's job. */
+#include "nodeagent/gpu.h"
+
+#include "common/fs.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pci/pci.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PCI_DEVICES "/sys/bus/pci/devices"
+#define IOMMU_GROUPS "/sys/kernel/iommu_groups"
+
+/* ---- names through libpci ---------------------------------------------- */
+
+static pthread_mutex_t pci_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pci_access *pci_acc;
+
+static void pci_quiet(char *msg, ...) { (void)msg; }
+
+void gpu_pci_names(uint16_t vendor, uint16_t device, char **ret_vendor,
+                   char **ret_device)
+{
+    char vb[256], db[512];
+    const char *v, *d = NULL;
+
+    pthread_mutex_lock(&pci_lock);
+    if (!pci_acc) {
+        /* No pci_init(): only the name database is used, never the bus. */
+        pci_acc = pci_alloc();
+        pci_acc->warning = pci_quiet;
+        pci_acc->debug = pci_quiet;
+    }
+    v = pci_lookup_name(pci_acc, vb, sizeof(vb),
+                        PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS |
+                        PCI_LOOKUP_NO_HWDB, vendor);
+    if (ret_device)
+        d = pci_lookup_name(pci_acc, db, sizeof(db),
+                            PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS |
+                            PCI_LOOKUP_NO_HWDB, vendor, device);
+    *ret_vendor = xstrdup(v ? v : "");
+    if (ret_device)
+        *ret_device = xstrdup(d ? d : "");
+    pthread_mutex_unlock(&pci_lock);
+}
+
+char *gpu_model_of(const char *device_name, uint16_t vendor, uint16_t device)
+{
+    const char *s = device_name ? device_name : "", *e;
+    const char *lb = strchr(s, '['), *rb = lb ? strchr(lb, ']') : NULL;
+    if (lb && rb)
+        s = lb + 1, e = rb;
+    else
+        e = s + strlen(s);
+    char *m = xmalloc((size_t)(e - s) + 1), *p = m;
+    for (; s < e && p - m < 64; s++)
+        if (isalnum((unsigned char)*s) || *s == '-' || *s == '.' || *s == '_')
+            *p++ = *s;
+    *p = '\0';
+    if (!*m) {
+        free(m);
+        return xasprintf("%04x:%04x", vendor, device);
+    }
+    return m;
+}
+
+/* ---- sysfs reading ------------------------------------------------------ */
+
+bool gpu_addr_ok(const char *s)
+{
+    static const char pat[] = "hhhh:hh:hh.h";
+    if (!s || strlen(s) != GPU_ADDR_LEN)
+        return false;
+    for (size_t i = 0; i < GPU_ADDR_LEN; i++) {
+        if (pat[i] == 'h') {
+            if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+                return false;
+        } else if (s[i] != pat[i]) {
+            return false;
+        }
+    }
+    return s[11] <= '7';
+}
+
+/* Contents of ROOT/sys/bus/pci/devices/ADDR/ATTR without trailing space,
+ * or NULL. */
+static char *dev_attr(const char *root, const char *addr, const char *attr)
+{
+    _cleanup_free_ char *rel = xasprintf(PCI_DEVICES "/%s/%s", addr, attr);
+    _cleanup_free_ char *path = path_join_root(root, rel);
+    char *s = NULL;
+    if (file_read(path, 65536, &s, NULL) < 0)
+        return NULL;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static bool dev_hex(const char *root, const char *addr, const char *attr,
+                    uint32_t max, uint32_t *ret)
+{
+    _cleanup_free_ char *s = dev_attr(root, addr, attr);
+    if (!s)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 16);
+    if (errno || end == s || *end || v > max)
+        return false;
+    *ret = (uint32_t)v;
+    return true;
+}
+
+/* Last path component of the symlink ROOT/.../ADDR/LINK, or NULL. */
+static char *dev_link_name(const char *root, const char *addr,
+                           const char *link)
+{
+    _cleanup_free_ char *rel = xasprintf(PCI_DEVICES "/%s/%s", addr, link);
+    _cleanup_free_ char *path = path_join_root(root, rel);
+    char buf[PATH_MAX];
+    ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    const char *b = strrchr(buf, '/');
+    return xstrdup(b ? b + 1 : buf);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names in directory ROOT/REL that pass `keep` (NULL: all but dot
+ * entries). -errno when the directory cannot be read. */
+static int list_dir(const char *root, const char *rel,
+                    bool (*keep)(const char *), char ***ret, size_t *ret_n)
+{
+    _cleanup_free_ char *path = path_join_root(root, rel);
+    DIR *d = opendir(path);
+    if (!d)
+        return -errno;
+    char **v = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' || (keep && !keep(de->d_name)))
+            continue;
+        v = xrealloc(v, (n + 1) * sizeof(*v));
+        v[n++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (n)
+        qsort(v, n, sizeof(*v), cmp_str);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static bool same_slot(const char *a, const char *b)
+{
+    return strncmp(a, b, 10) == 0; /* "dddd:bb:ss" */
+}
+
+/* A driver that holds the device for the host: it drives the console
+ * (boot_vga) or its module is in use. vfio-pci and pci-stub hold nothing. */
+static char *driver_in_use(const char *root, const char *addr,
+                           const char *driver)
+{
+    if (!*driver || streq(driver, "vfio-pci") || streq(driver, "pci-stub"))
+        return NULL;
+    _cleanup_free_ char *boot = dev_attr(root, addr, "boot_vga");
+    if (boot && streq(boot, "1"))
+        return xasprintf("%s is the host's boot display (driver '%s')", addr,
+                         driver);
+    _cleanup_free_ char *rel = xasprintf("/sys/module/%s/refcnt", driver);
+    _cleanup_free_ char *path = path_join_root(root, rel);
+    _cleanup_free_ char *ref = NULL;
+    int64_t n;
+    if (file_read(path, 64, &ref, NULL) == 0 &&
+        parse_int64(strtok(ref, " \n"), 0, INT64_MAX, &n) == 0 && n > 0)
+        return xasprintf("%s is in use by host driver '%s' (module refcount "
+                         "%lld)", addr, driver, (long long)n);
+    return NULL;
+}
+
+static void gpu_fill_group(const char *root, struct gpu *g, bool iommu)
+{
+    _cleanup_free_ char *grp = dev_link_name(root, g->addr, "iommu_group");
+    int64_t n;
+    if (!iommu) {
+        g->reason = xstrdup("the IOMMU is off (no groups in "
+                            "/sys/kernel/iommu_groups): enable VT-d/AMD-Vi "
+                            "and intel_iommu=on or amd_iommu=on");
+        return;
+    }
+    if (!grp || parse_int64(grp, 0, INT_MAX, &n) < 0) {
+        g->reason = xasprintf("%s is in no IOMMU group", g->addr);
+        return;
+    }
+    g->iommu_group = (int)n;
+    _cleanup_free_ char *rel = xasprintf(IOMMU_GROUPS "/%lld/devices",
+                                         (long long)n);
+    if (list_dir(root, rel, gpu_addr_ok, &g->group, &g->n_group) < 0) {
+        g->reason = xasprintf("cannot read IOMMU group %lld", (long long)n);
+        return;
+    }
+    g->isolatable = true;
+    for (size_t i = 0; i < g->n_group; i++) {
+        uint32_t cls = 0;
+        if (same_slot(g->group[i], g->addr))
+            continue;
+        dev_hex(root, g->group[i], "class", 0xffffff, &cls);
+        if ((cls >> 8) == 0x0604) /* PCI bridge */
+            continue;
+        g->isolatable = false;
+        g->reason = xasprintf("IOMMU group %d also holds %s (class 0x%06x), "
+                              "which is not part of the card: VFIO needs the "
+                              "whole group", g->iommu_group, g->group[i], cls);
+        return;
+    }
+}
+
+static void gpu_fill(const char *root, struct gpu *g, char **all, size_t n_all,
+                     bool iommu)
+{
+    uint32_t v = 0;
+    g->iommu_group = -1;
+    g->numa_node = -1;
+    if (dev_hex(root, g->addr, "vendor", 0xffff, &v))
+        g->vendor = (uint16_t)v;
+    if (dev_hex(root, g->addr, "device", 0xffff, &v))
+        g->device = (uint16_t)v;
+    if (dev_hex(root, g->addr, "subsystem_vendor", 0xffff, &v))
+        g->subsys_vendor = (uint16_t)v;
+    if (dev_hex(root, g->addr, "subsystem_device", 0xffff, &v))
+        g->subsys_device = (uint16_t)v;
+    gpu_pci_names(g->vendor, g->device, &g->vendor_name, &g->device_name);
+    g->model = gpu_model_of(g->device_name, g->vendor, g->device);
+    g->driver = dev_link_name(root, g->addr, "driver");
+    if (!g->driver)
+        g->driver = xstrdup("");
+    _cleanup_free_ char *numa = dev_attr(root, g->addr, "numa_node");
+    int64_t nn;
+    if (numa && parse_int64(numa, -1, INT_MAX, &nn) == 0)
+        g->numa_node = (int)nn;
+    g->cpulist = dev_attr(root, g->addr, "local_cpulist");
+    if (!g->cpulist)
+        g->cpulist = xstrdup("");
+
+    /* Functions of the card: the GPU first, then the slot's others. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n_all; i++) {
+            if (!same_slot(all[i], g->addr) ||
+                (pass == 0) != streq(all[i], g->addr))
+                continue;
+            g->functions = xrealloc(g->functions, (g->n_functions + 1) *
+                                                      sizeof(*g->functions));
+            struct gpu_fn *f = &g->functions[g->n_functions++];
+            *f = (struct gpu_fn){ 0 };
+            memcpy(f->addr, all[i], sizeof(f->addr));
+            dev_hex(root, all[i], "class", 0xffffff, &f->class_code);
+            if (dev_hex(root, all[i], "vendor", 0xffff, &v))
+                f->vendor = (uint16_t)v;
+            if (dev_hex(root, all[i], "device", 0xffff, &v))
+                f->device = (uint16_t)v;
+            f->driver = dev_link_name(root, all[i], "driver");
+            if (!f->driver)
+                f->driver = xstrdup("");
+        }
+
+    gpu_fill_group(root, g, iommu);
+    /* Only the display function: companions (HDMI audio) are routinely
+     * held by desktop sound servers and libvirt's managed hostdev detaches
+     * them; a GPU driving the host is what must not be taken. */
+    if (!g->reason)
+        g->reason = driver_in_use(root, g->addr, g->driver);
+}
+
+static bool not_dot(const char *s) { return s[0] != '.'; }
+
+int gpu_inventory_collect(const char *root, struct gpu_inventory *ret)
+{
+    struct gpu_inventory inv = { 0 };
+    char **all = NULL, **groups = NULL;
+    size_t n_all = 0, n_groups = 0;
+    int r = list_dir(root, PCI_DEVICES, gpu_addr_ok, &all, &n_all);
+    if (r == -ENOENT) {
+        *ret = inv;
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    if (list_dir(root, IOMMU_GROUPS, not_dot, &groups, &n_groups) == 0) {
+        inv.iommu = n_groups > 0;
+        strv_free(groups, n_groups);
+    }
+    for (size_t i = 0; i < n_all; i++) {
+        uint32_t cls;
+        if (!dev_hex(root, all[i], "class", 0xffffff, &cls) ||
+            (cls >> 16) != 0x03)
+            continue;
+        inv.gpus = xrealloc(inv.gpus, (inv.n + 1) * sizeof(*inv.gpus));
+        struct gpu *g = &inv.gpus[inv.n++];
+        *g = (struct gpu){ .class_code = cls };
+        memcpy(g->addr, all[i], sizeof(g->addr));
+        gpu_fill(root, g, all, n_all, inv.iommu);
+    }
+    strv_free(all, n_all);
+    *ret = inv;
+    return 0;
+}
+
+void gpu_inventory_clear(struct gpu_inventory *inv)
+{
+    for (size_t i = 0; i < inv->n; i++) {
+        struct gpu *g = &inv->gpus[i];
+        free(g->vendor_name);
+        free(g->device_name);
+        free(g->model);
+        for (size_t k = 0; k < g->n_functions; k++)
+            free(g->functions[k].driver);
+        free(g->functions);
+        strv_free(g->group, g->n_group);
+        free(g->cpulist);
+        free(g->driver);
+        free(g->reason);
+    }
+    free(inv->gpus);
+    *inv = (struct gpu_inventory){ 0 };
+}
+
+const struct gpu *gpu_inventory_find(const struct gpu_inventory *inv,
+                                     const char *addr)
+{
+    for (size_t i = 0; addr && i < inv->n; i++)
+        if (streq(inv->gpus[i].addr, addr))
+            return &inv->gpus[i];
+    return NULL;
+}
+
+json_t *gpu_inventory_to_json(const struct gpu_inventory *inv)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < inv->n; i++) {
+        const struct gpu *g = &inv->gpus[i];
+        char id[16];
+        json_t *fns = json_array(), *grp = json_array();
+        for (size_t k = 0; k < g->n_functions; k++) {
+            const struct gpu_fn *f = &g->functions[k];
+            snprintf(id, sizeof(id), "%04x:%04x", f->vendor, f->device);
+            json_array_append_new(fns, json_pack("{s:s, s:I, s:s, s:s}",
+                                                 "address", f->addr, "class",
+                                                 (json_int_t)f->class_code,
+                                                 "id", id, "driver",
+                                                 f->driver));
+        }
+        for (size_t k = 0; k < g->n_group; k++)
+            json_array_append_new(grp, json_string(g->group[k]));
+        snprintf(id, sizeof(id), "%04x:%04x", g->vendor, g->device);
+        char sub[16];
+        snprintf(sub, sizeof(sub), "%04x:%04x", g->subsys_vendor,
+                 g->subsys_device);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:b, s:I, s:s, "
+            "s:s, s:b}",
+            "address", g->addr, "id", id, "subsystem", sub, "vendor",
+            g->vendor_name, "name", g->device_name, "model", g->model,
+            "functions", fns, "iommu_group", (json_int_t)g->iommu_group,
+            "group", grp, "isolatable", g->isolatable, "numa_node",
+            (json_int_t)g->numa_node, "cpulist", g->cpulist, "driver",
+            g->driver, "usable", g->reason == NULL);
+        if (g->reason)
+            json_object_set_new(o, "reason", json_string(g->reason));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}

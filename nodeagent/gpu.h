@@ -1,0 +1,70 @@
+/* GPU inventory for VFIO passthrough: PCI display and 3D controllers
+ * (class 03xx), the other functions of the same card, their IOMMU group,
+ * NUMA node and bound driver, read through a root prefix so tests use fake
+ * sysfs trees. Names come from the pci.ids database through libpci. */
+#pragma once
+
+#include "common/util.h"
+
+#include <jansson.h>
+
+/* A PCI address "DDDD:BB:SS.F" in canonical lower-case form. */
+#define GPU_ADDR_LEN 12
+
+struct gpu_fn {
+    char addr[GPU_ADDR_LEN + 1];
+    uint32_t class_code;     /* 0x030000, 0x040300, ... */
+    uint16_t vendor, device;
+    char *driver;            /* "" when none is bound */
+};
+
+struct gpu {
+    char addr[GPU_ADDR_LEN + 1];
+    uint32_t class_code;
+    uint16_t vendor, device, subsys_vendor, subsys_device;
+    char *vendor_name;       /* from pci.ids, or "" */
+    char *device_name;       /* from pci.ids, or "" */
+    char *model;             /* offer/placement key: the marketing name in
+                                brackets of device_name without spaces, or
+                                "VVVV:DDDD" when pci.ids does not know it */
+    struct gpu_fn *functions;/* every function of the card (same slot),
+                                the GPU first */
+    size_t n_functions;
+    int iommu_group;         /* -1: none */
+    char **group;            /* every member of the IOMMU group */
+    size_t n_group;
+    bool isolatable;         /* group holds only the card and PCIe bridges */
+    int numa_node;           /* -1: unknown */
+    char *cpulist;           /* local CPUs, "0-7,16-23", or "" */
+    char *driver;            /* "" when none is bound */
+    char *reason;            /* NULL when usable, else why not */
+};
+
+struct gpu_inventory {
+    bool iommu;              /* /sys/kernel/iommu_groups has groups */
+    struct gpu *gpus;
+    size_t n;
+};
+
+/* Read every class 03xx function under ROOT/sys/bus/pci/devices.
+ * A host without PCI sysfs has no GPUs (0). 0 or -errno (-ENOMEM never:
+ * allocation aborts). Clear with gpu_inventory_clear(). */
+int gpu_inventory_collect(const char *root, struct gpu_inventory *ret);
+void gpu_inventory_clear(struct gpu_inventory *inv);
+/* The GPU with address addr, or NULL. */
+const struct gpu *gpu_inventory_find(const struct gpu_inventory *inv,
+                                     const char *addr);
+
+/* True for a canonical PCI address "dddd:bb:ss.f" (lower-case hex). */
+bool gpu_addr_ok(const char *s);
+/* Names for vendor (and device, when ret_device is not NULL) from pci.ids
+ * through libpci; "" when unknown. Caller frees both. */
+void gpu_pci_names(uint16_t vendor, uint16_t device, char **ret_vendor,
+                   char **ret_device);
+/* The offer key of a pci.ids device name ("AD102 [GeForce RTX 4090]" ->
+ * "GeForceRTX4090"); caller frees. */
+char *gpu_model_of(const char *device_name, uint16_t vendor, uint16_t device);
+
+/* The inventory as register and status posts carry it: an array of GPU
+ * objects (new reference). */
+json_t *gpu_inventory_to_json(const struct gpu_inventory *inv);
