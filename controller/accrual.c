@@ -169,11 +169,16 @@ json_t *billing_balance_json(struct store *s, const char *account)
 
 /* ---- usage ingestion ---- */
 
-static int usage_load(struct store *s, const char *vm_id, struct usage_vm *ret)
+/* A VM's usage state, the seconds of its claims already counted as capped
+ * and when it was saved (all zero for a VM never reported). */
+static int usage_load(struct store *s, const char *vm_id, struct usage_vm *ret,
+                      int64_t *ret_capped, int64_t *ret_at)
 {
     json_auto_t *row = NULL;
-    int e = store_query_one(s, &row, "SELECT state FROM vm_usage WHERE vm_id = "
-                                     "$1", "s", vm_id);
+    int e = store_query_one(s, &row, "SELECT state, capped_s, updated_at FROM "
+                                     "vm_usage WHERE vm_id = $1", "s", vm_id);
+    *ret_capped = 0;
+    *ret_at = 0;
     if (e == -ENOENT) {
         *ret = (struct usage_vm)USAGE_VM_INIT;
         return 0;
@@ -185,27 +190,47 @@ static int usage_load(struct store *s, const char *vm_id, struct usage_vm *ret)
         log_error("billing: usage state of VM %s is corrupt", vm_id);
         return -EIO;
     }
+    *ret_capped = json_int(row, "capped_s", 0);
+    *ret_at = json_int(row, "updated_at", 0);
     return 0;
 }
 
 static int usage_save(struct store *s, const char *vm_id, const char *node_id,
-                      const struct usage_vm *u, int64_t new_samples,
-                      int64_t dups, int64_t now)
+                      const struct usage_vm *u, int64_t capped_s,
+                      int64_t new_samples, int64_t dups, int64_t now)
 {
     json_auto_t *j = usage_vm_to_json(u);
     _cleanup_free_ char *text = json_dumps_compact(j);
     return store_exec(s,
                       "INSERT INTO vm_usage (vm_id, node_id, state, billable_s, "
-                      "claimed_s, samples, duplicates, updated_at) VALUES ($1, "
-                      "$2, $3, $4, $5, $6, $7, $8) ON CONFLICT (vm_id) DO "
-                      "UPDATE SET node_id = excluded.node_id, state = "
-                      "excluded.state, billable_s = excluded.billable_s, "
-                      "claimed_s = excluded.claimed_s, samples = "
+                      "claimed_s, capped_s, samples, duplicates, updated_at) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT "
+                      "(vm_id) DO UPDATE SET node_id = excluded.node_id, "
+                      "state = excluded.state, billable_s = "
+                      "excluded.billable_s, claimed_s = excluded.claimed_s, "
+                      "capped_s = excluded.capped_s, samples = "
                       "vm_usage.samples + excluded.samples, duplicates = "
                       "vm_usage.duplicates + excluded.duplicates, updated_at "
-                      "= excluded.updated_at", "sssiiiii", vm_id, node_id,
+                      "= excluded.updated_at", "sssiiiiii", vm_id, node_id,
                       text, usage_vm_billable(u), usage_vm_claimed(u),
-                      new_samples, dups, now);
+                      capped_s, new_samples, dups, now);
+}
+
+/* Claimed seconds that can no longer become billable at `now`: claims
+ * before the point where the next running report could join the current
+ * observed stretch (the last report, or now when the stretch is broken),
+ * less what was billed. Only grows. */
+static int64_t max_i64(int64_t x, int64_t y) { return x > y ? x : y; }
+static int64_t min_i64(int64_t x, int64_t y) { return x < y ? x : y; }
+
+static int64_t usage_final_capped(const struct usage_vm *u, int64_t now)
+{
+    int64_t cut = u->obs_last >= 0 && now - u->obs_last <= cfg.max_gap_s
+                      ? u->obs_last : now;
+    int64_t c = usage_vm_claimed(u) - usage_ivset_cover(&u->claimed, cut,
+                                                        INT64_MAX) -
+                usage_vm_billable(u);
+    return max_i64(c, 0);
 }
 
 static const struct jfield sample_fields[] = {
@@ -218,54 +243,117 @@ static const struct jfield sample_fields[] = {
     { "tx_bytes", JF_INT, false, 0, INT64_MAX, NULL },
 };
 
-/* Apply one VM's observation (state string or NULL) and samples. */
+/* Save a VM's usage with `more` seconds newly capped, counted against the
+ * node (owned by account `owner`) too. */
+static int usage_commit(struct app *a, const char *node_id, const char *owner,
+                        const char *vm_id, const struct usage_vm *u,
+                        int64_t capped_was, int64_t more, int64_t fresh,
+                        int64_t dups, int64_t now)
+{
+    int e = usage_save(a->store, vm_id, node_id, u, capped_was + more, fresh,
+                       dups, now);
+    if (e < 0 || more == 0)
+        return e;
+    if ((e = store_exec(a->store, "UPDATE nodes SET capped_s = capped_s + $1 "
+                        "WHERE id = $2", "is", more, node_id)) < 0)
+        return e;
+    /* Claims run a little ahead of the controller's view between reports;
+     * more than the allowed silence is a claim it never saw. */
+    if (more > cfg.max_gap_s) {
+        _cleanup_free_ char *d = xasprintf(
+            "node %s claimed %lld s of VM %s that the controller did not "
+            "observe running while its tenant wanted it (node silent, VM not "
+            "reported running, stopped or deleted by its tenant, or claimed "
+            "outside the VM's lifetime): capped", node_id, (long long)more,
+            vm_id);
+        app_event(a, owner, node_id, "billing.usage-capped", vm_id, 200, d);
+        log_warn("billing: %s", d);
+    }
+    return 0;
+}
+
+/* Apply one VM's observation (state string or NULL) and samples. A
+ * "running" report counts only while the tenant wants the VM running;
+ * claims are cut to the VM's lifetime up to a little past now, and what
+ * was cut or can no longer be billed is counted against the node. */
 static int ingest_vm(struct app *a, const char *node_id, const char *owner,
                      const char *vm_id, const char *state, json_t *samples,
                      json_t *idx, int64_t now)
 {
-    struct usage_vm u;
-    int e = usage_load(a->store, vm_id, &u);
+    json_auto_t *vm = NULL;
+    int e = store_query_one(a->store, &vm, "SELECT desired_state, "
+                            "deleted_at, created_at FROM vms WHERE id = $1",
+                            "s", vm_id);
     if (e < 0)
         return e;
-    int64_t capped_before = usage_vm_capped(&u);
+    bool wanted = streq(json_str(vm, "desired_state"), "running") &&
+                  json_is_null(json_object_get(vm, "deleted_at"));
+    int64_t born = json_int(vm, "created_at", 0);
+    int64_t latest = now + cfg.max_gap_s; /* an honest node's clock skew */
+    struct usage_vm u;
+    int64_t capped_was, saved_at;
+    if ((e = usage_load(a->store, vm_id, &u, &capped_was, &saved_at)) < 0)
+        return e;
+    int64_t final_was = usage_final_capped(&u, saved_at);
     /* Observe first: a sample ending now is covered by this very report. */
-    if (streq(state, "running"))
+    if (streq(state, "running") && wanted)
         usage_vm_observe(&u, now, cfg.max_gap_s);
     else if (state)
         usage_vm_observe_stop(&u);
-    int64_t fresh = 0, dups = 0;
+    int64_t fresh = 0, dups = 0, cut = 0;
     size_t i;
     json_t *k;
     json_array_foreach(idx, i, k) {
         json_t *sj = json_array_get(samples, (size_t)json_integer_value(k));
+        int64_t start = json_int(sj, "start", 0), end = json_int(sj, "end", 0);
         struct usage_sample smp = { json_int(sj, "seq", 0),
-                                    json_int(sj, "start", 0),
-                                    json_int(sj, "end", 0) };
-        if (usage_vm_sample(&u, &smp) == USAGE_NEW)
+                                    max_i64(start, born),
+                                    min_i64(end, latest) };
+        if (smp.end < smp.start)
+            smp.end = smp.start; /* wholly outside: recorded as seen */
+        if (usage_vm_sample(&u, &smp) == USAGE_NEW) {
             fresh++;
-        else
+            cut += (end - start) - (smp.end - smp.start);
+        } else {
             dups++;
+        }
     }
     /* Fold old intervals away now and then (bounded state). */
     int64_t horizon = now - cfg.settle_s;
     if (horizon > u.settled_before + 3600)
         usage_vm_settle(&u, horizon);
-    int64_t capped = usage_vm_capped(&u) - capped_before;
-    e = usage_save(a->store, vm_id, node_id, &u, fresh, dups, now);
+    e = usage_commit(a, node_id, owner, vm_id, &u, capped_was,
+                     cut + max_i64(0, usage_final_capped(&u, now) - final_was),
+                     fresh, dups, now);
     usage_vm_free(&u);
-    if (e < 0)
+    return e;
+}
+
+/* The tenant stopped or deleted the VM at `now`: its observed running
+ * stretch ends here, whatever the node says later. */
+int billing_vm_unwanted(struct app *a, const char *vm_id, int64_t now)
+{
+    json_auto_t *row = NULL;
+    int e = store_query_one(a->store, &row, "SELECT u.node_id, n.account_id "
+                            "FROM vm_usage u JOIN nodes n ON n.id = u.node_id "
+                            "WHERE u.vm_id = $1", "s", vm_id);
+    if (e == -ENOENT)
+        return 0; /* never reported: nothing observed */
+    struct usage_vm u;
+    int64_t capped, saved_at;
+    if (e < 0 || (e = usage_load(a->store, vm_id, &u, &capped, &saved_at)) < 0)
         return e;
-    /* Claims run a little ahead of the controller's view between reports;
-     * more than the allowed silence is a claim it never saw. */
-    if (capped > cfg.max_gap_s) {
-        _cleanup_free_ char *d = xasprintf(
-            "node %s claimed %lld s of VM %s that the controller did not "
-            "observe running (node silent or VM not reported running): "
-            "capped", node_id, (long long)capped, vm_id);
-        app_event(a, owner, node_id, "billing.usage-capped", vm_id, 200, d);
-        log_warn("billing: %s", d);
-    }
-    return 0;
+    now = max_i64(now, saved_at);
+    int64_t final_was = usage_final_capped(&u, saved_at);
+    if (u.obs_last >= 0 && now > u.obs_last)
+        usage_vm_observe(&u, now, cfg.max_gap_s);
+    usage_vm_observe_stop(&u);
+    e = usage_commit(a, json_str(row, "node_id"), json_str(row, "account_id"),
+                     vm_id, &u, capped,
+                     max_i64(0, usage_final_capped(&u, now) - final_was), 0, 0,
+                     now);
+    usage_vm_free(&u);
+    return e;
 }
 
 json_t *billing_samples_rejected(struct app *a, const char *node_id,
@@ -644,10 +732,18 @@ static void stop_tenant(struct app *a, const char *tenant, int64_t balance,
         return;
     _cleanup_free_ char *bal = money_format(balance, cfg.symbol);
     json_array_foreach(vms, i, v) {
+        /* Stopped, and its billing ends, in one transaction. */
+        if (store_tx_begin(a->store) < 0)
+            continue;
         if (store_exec(a->store,
                        "UPDATE vms SET desired_state = 'stopped', updated_at "
                        "= $1 WHERE id = $2 AND desired_state = 'running'",
-                       "is", now, json_str(v, "id")) <= 0)
+                       "is", now, json_str(v, "id")) <= 0 ||
+            billing_vm_unwanted(a, json_str(v, "id"), now) < 0) {
+            store_tx_rollback(a->store);
+            continue;
+        }
+        if (store_tx_commit(a->store) < 0)
             continue;
         app_node_changed(a, json_str(v, "node_id"));
         _cleanup_free_ char *d = xasprintf(

@@ -54,6 +54,11 @@ json_t *billing_samples_rejected(struct app *a, const char *node_id,
 int billing_ingest_status_at(struct app *a, const char *node_id, json_t *vms,
                              json_t *samples, int64_t now, size_t *ret_bad);
 
+/* The tenant no longer wants VM vm_id running (stop or delete at `now`,
+ * inside the caller's transaction): no running report after this is
+ * billed until it is started again. 0 or -errno. */
+int billing_vm_unwanted(struct app *a, const char *vm_id, int64_t now);
+
 /* Lock the price of a VM just placed on node_id (the deal), inside the
  * caller's store transaction: the node's offer (or the default), the VM's
  * shape and published ports, the current fee. A VM that already has a deal

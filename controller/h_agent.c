@@ -565,7 +565,7 @@ HANDLER(h_agent_status)
         store_exec(a->store,
                    "UPDATE vms SET state = $1, state_reason = $2, updated_at "
                    "= $3, addresses = COALESCE($4, addresses) WHERE id = $5 "
-                   "AND (state <> $1 OR COALESCE(state_reason, '') <> "
+                   "AND deleted_at IS NULL AND (state <> $1 OR COALESCE(state_reason, '') <> "
                    "COALESCE($2, '') OR addresses <> COALESCE($4, addresses))",
                    "ssiss", st, json_str(v, "reason"), now, addr_text, id);
         /* Shut down (or crashed) from inside: the VM's desire follows, as

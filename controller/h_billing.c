@@ -348,7 +348,7 @@ HANDLER(h_usage_list)
     int e = store_query(
         a->store, &rows,
         "SELECT v.id, v.name, v.account_id, v.node_id, u.billable_s, "
-        "u.claimed_s, u.samples, u.duplicates, "
+        "u.claimed_s, u.capped_s, u.samples, u.duplicates, "
         "(SELECT COALESCE(SUM(t.seconds), 0) FROM ledger_tx t WHERE t.vm_id "
         "= v.id AND t.kind = 'accrual' AND t.time_s >= $1 AND t.time_s < $2) "
         "AS seconds, "
@@ -381,7 +381,8 @@ HANDLER(h_usage_list)
                               "billable_seconds_total", (json_int_t)bill,
                               "claimed_seconds_total", (json_int_t)claim,
                               "capped_seconds_total",
-                              (json_int_t)(claim - bill), "samples",
+                              (json_int_t)json_int(row, "capped_s", 0),
+                              "samples",
                               (json_int_t)json_int(row, "samples", 0),
                               "duplicate_samples",
                               (json_int_t)json_int(row, "duplicates", 0));

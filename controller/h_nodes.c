@@ -17,7 +17,7 @@
     "n.vcpus, n.memory_mib, n.disk_gib, n.mesh_ip, n.endpoint, "               \
     "n.observed_endpoint, n.last_seen, n.created_at, n.cap_vcpus, "            \
     "n.cap_memory_mib, n.cap_disk_gib, n.reported_vcpus, "                     \
-    "n.reported_memory_mib, n.reported_disk_gib, "                             \
+    "n.reported_memory_mib, n.reported_disk_gib, n.capped_s, "                 \
     "(SELECT COALESCE(SUM(v.vcpus), 0) FROM vms v WHERE v.node_id = n.id AND " \
     "v.deleted_at IS NULL) AS used_vcpus, (SELECT COALESCE(SUM(v.memory_mib), " \
     "0) FROM vms v WHERE v.node_id = n.id AND v.deleted_at IS NULL) AS "       \
@@ -35,6 +35,9 @@ json_t *node_render(json_t *row)
     static const char *const copy[] = { "id", "name", "account_id", "arch",
                                         "cpu_model", "mesh_ip", "endpoint",
                                         "observed_endpoint", "vm_count" };
+    /* Usage this node claimed that was never billed, for its reputation. */
+    json_object_set_new(o, "capped_usage_seconds",
+                        json_integer(json_int(row, "capped_s", 0)));
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
         json_t *v = json_object_get(row, copy[i]);
         json_object_set(o, copy[i], v ? v : json_null());

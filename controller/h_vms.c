@@ -506,6 +506,8 @@ HANDLER(h_vm_delete)
                        "UPDATE vms SET desired_state = 'deleted', state = "
                        "'deleting', updated_at = $1 WHERE id = $2", "is", now,
                        id);
+    if (e >= 0)
+        e = billing_vm_unwanted(a, id, now);
     if (e < 0) {
         reply_store_error(r, e, "VM");
         return;
@@ -558,6 +560,8 @@ static void vm_power(struct http_request *r, struct app *a,
                    (int64_t)(reboot ? 1 : 0),
                    (int64_t)(streq(desired, "running") && !reboot ? 1 : 0),
                    now_s(), id);
+    if (e >= 0 && !streq(desired, "running"))
+        e = billing_vm_unwanted(a, id, now_s());
     if (e < 0) {
         reply_store_error(r, e, "VM");
         return;

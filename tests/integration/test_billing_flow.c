@@ -69,7 +69,8 @@ static void node(const char *name, const char *owner, char id[37])
 }
 
 /* A running VM of `owner` placed on `on`, its price locked as the
- * scheduler does at placement. */
+ * scheduler does at placement. It was made a day ago, so that the status
+ * posts replayed from hours ago fall within its lifetime. */
 static void vm(const char *name, const char *owner, const char *on, char id[37])
 {
     uuid_generate_str(id);
@@ -80,7 +81,7 @@ static void vm(const char *name, const char *owner, const char *on, char id[37])
                            "node_id, created_at, updated_at) VALUES ($1, $2, "
                            "$3, 2, 2048, 20, 'tiny', 'running', 'running', $4, "
                            "$5, $5)", "ssssi", id, owner, name, on,
-                           now_s()) == 1);
+                           now_s() - 86400) == 1);
     assert_int_equal(billing_deal_lock(&A, id, on), 0);
     assert_int_equal(store_tx_commit(A.store), 0);
 }
