@@ -22,3 +22,11 @@
 #define AGENT_REFUSED_MAX 64
 #define AGENT_REFUSED_OBJECT_MAX 80
 #define AGENT_REFUSED_REASON_MAX 300
+
+/* How long a VM's ACPI shutdown may take before the node forces the power
+ * off (the VM's `shutdown_timeout_s`, carried in the desired document),
+ * and how often the node repeats the ACPI request meanwhile: a guest
+ * still booting misses the first one. */
+#define VM_SHUTDOWN_TIMEOUT_DEFAULT_S 60
+#define VM_SHUTDOWN_TIMEOUT_MAX_S 3600
+#define VM_SHUTDOWN_REPEAT_S 5

@@ -1,10 +1,10 @@
 /* fogctl verbs for providers' nodes: nodelist, nodeinfo, node-approve,
- * node-remove, join-token. */
+ * node-drain, node-undrain, node-remove, join-token. */
 #include "cli/cli.h"
 
-#define NODE_TABLE "name,state,approved,kvm,vcpus,memory_mib,disk_gib,vm_count,mesh_ip"
+#define NODE_TABLE "name,state,approved,drained,kvm,vcpus,memory_mib,disk_gib,vm_count,mesh_ip"
 #define NODE_FIELDS                                                            \
-    "id,name,state,approved,kvm,arch,cpu_model,vcpus,used_vcpus,memory_mib,"   \
+    "id,name,state,approved,drained,kvm,arch,cpu_model,vcpus,used_vcpus,memory_mib,"   \
     "used_memory_mib,disk_gib,used_disk_gib,vm_count,mesh_ip,endpoint,"        \
     "observed_endpoint,last_seen,created_at"
 
@@ -79,14 +79,42 @@ static int node_approve(struct cli *c, struct cli_args *a)
 
 static int node_remove(struct cli *c, struct cli_args *a)
 {
-    _cleanup_free_ char *p = node_path(a->pos[0], NULL);
+    bool force = cli_flag_bool(a, "force");
+    _cleanup_free_ char *p = node_path(a->pos[0], force ? "?force=true" : NULL);
     if (cli_call(c, "DELETE", p, NULL, NULL) != 0)
         return CLI_FAIL;
     if (c->json)
         cli_print_json(json_object());
     else
-        printf("node %s removed\n", a->pos[0]);
+        printf("node %s removed%s\n", a->pos[0],
+               force ? " (its VMs are lost)" : "");
     return CLI_OK;
+}
+
+static int node_drain_set(struct cli *c, struct cli_args *a, bool drain)
+{
+    _cleanup_free_ char *p = node_path(a->pos[0],
+                                       drain ? "/drain" : "/undrain");
+    json_auto_t *n = NULL;
+    if (cli_call(c, "POST", p, NULL, &n) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(n);
+    else
+        printf("node %s %s\n", a->pos[0],
+               drain ? "drained: no new VMs are placed on it"
+                     : "undrained: it takes new VMs again");
+    return CLI_OK;
+}
+
+static int node_drain(struct cli *c, struct cli_args *a)
+{
+    return node_drain_set(c, a, true);
+}
+
+static int node_undrain(struct cli *c, struct cli_args *a)
+{
+    return node_drain_set(c, a, false);
 }
 
 static int join_token(struct cli *c, struct cli_args *a)
@@ -119,8 +147,13 @@ const struct cli_verb cli_node_verbs[] = {
       "NODE [--cpus N] [--memory-mib N] [--disk-gib N]",
       "approve a node that joined with a provider's token, capping the "
       "capacity the scheduler uses (default: what it reports now)" },
-    { "node-remove", node_remove, 1, 1, "", "NODE",
-      "remove a node (its VMs are not moved)" },
+    { "node-drain", node_drain, 1, 1, "", "NODE",
+      "stop placing new VMs on a node (its VMs stay where they are)" },
+    { "node-undrain", node_undrain, 1, 1, "", "NODE",
+      "let a drained node take new VMs again" },
+    { "node-remove", node_remove, 1, 1, "force", "NODE [--force]",
+      "remove a node that hosts no VMs; --force removes one that is gone "
+      "(unreachable): its VMs become 'lost' and stay deletable" },
     { "join-token", join_token, 0, 0, "ttl=", "[--ttl SECONDS]",
       "create a single-use token for 'fog-nodeagent join'" },
     { NULL, NULL, 0, 0, NULL, NULL, NULL },

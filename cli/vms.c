@@ -157,7 +157,8 @@ static int vm_create(struct cli *c, struct cli_args *a)
     int r;
     if ((r = int_flag(v, a, "cpus", body, "vcpus")) ||
         (r = size_flag(v, a, "memory", 1u << 20, body, "memory_mib")) ||
-        (r = size_flag(v, a, "disk", 1u << 30, body, "disk_gib")))
+        (r = size_flag(v, a, "disk", 1u << 30, body, "disk_gib")) ||
+        (r = int_flag(v, a, "shutdown-timeout", body, "shutdown_timeout_s")))
         return r;
     const char *tmpl = cli_flag(a, "template");
     if (tmpl)
@@ -393,11 +394,13 @@ const struct cli_verb cli_vm_verbs[] = {
       "list VMs (running or meant to run; --all for every VM)" },
     { "create", vm_create, 1, 1,
       "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
-      "allow-tcg,stopped,wait,timeout=",
+      "allow-tcg,stopped,wait,timeout=,shutdown-timeout=",
       "NAME --cpus N --memory 512M --disk 10G --image IMG [--template T] "
       "[--network NET]... [--publish [HOST:]PORT[/tcp|udp]]... "
-      "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]]",
-      "create a VM (and start it unless --stopped)" },
+      "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]] "
+      "[--shutdown-timeout S]",
+      "create a VM (and start it unless --stopped); a shutdown is forced "
+      "after --shutdown-timeout seconds (default 60)" },
     { "dominfo", vm_dominfo, 1, 1, "", "NAME",
       "show a VM: state and reason, size, node, addresses, ports" },
     { "start", vm_start, 1, 1, "wait,timeout=", "NAME [--wait]", "start a VM" },
@@ -417,7 +420,7 @@ const struct cli_verb cli_vm_verbs[] = {
     /* The names people bring from Incus and OpenStack. */
     { "launch", vm_create, 1, 1,
       "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
-      "allow-tcg,stopped,wait,timeout=",
+      "allow-tcg,stopped,wait,timeout=,shutdown-timeout=",
       "NAME (as create)", "alias of create" },
     { "info", vm_dominfo, 1, 1, "", "NAME", "alias of dominfo" },
     { "stop", vm_stop, 1, 1, "force,wait,timeout=", "NAME [--force] [--wait]",

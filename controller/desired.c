@@ -3,6 +3,7 @@
  * at all, since an agent prunes what a document leaves out. */
 #include "controller/desired.h"
 
+#include "api/agentproto.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "controller/guard.h"
@@ -111,7 +112,8 @@ static int vms_doc(struct app *a, const char *node_id, json_t **ret)
         (e = store_query(a->store, &rows,
                          "SELECT v.id, v.name, v.vcpus, v.memory_mib, "
                          "v.disk_gib, v.image, v.desired_state, v.stop_force, "
-                         "v.reboot_gen, v.start_gen, v.user_data, "
+                         "v.reboot_gen, v.start_gen, v.place_gen, "
+                         "v.shutdown_timeout_s, v.user_data, "
                          "v.account_id, i.id AS image_id, i.sha256, i.format, "
                          "i.size FROM vms v LEFT JOIN images i ON i.id = "
                          "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS "
@@ -141,7 +143,7 @@ static int vms_doc(struct app *a, const char *node_id, json_t **ret)
             return e;
         if ((e = append(vms, json_pack(
                  "{s:s, s:s, s:I, s:I, s:I, s:s?, s:O, s:O, s:s, s:b, s:b, "
-                 "s:I, s:I, s:s?, s:O}",
+                 "s:I, s:I, s:I, s:I, s:s?, s:O}",
                  "id", json_str(row, "id"), "name", json_str(row, "name"),
                  "vcpus", (json_int_t)json_int(row, "vcpus", 1), "memory_mib",
                  (json_int_t)json_int(row, "memory_mib", 64), "disk_gib",
@@ -151,7 +153,12 @@ static int vms_doc(struct app *a, const char *node_id, json_t **ret)
                  "stop_force", json_int(row, "stop_force", 0) != 0, "deleted",
                  streq(d, "deleted"), "reboot_gen",
                  (json_int_t)json_int(row, "reboot_gen", 0), "start_gen",
-                 (json_int_t)json_int(row, "start_gen", 0), "user_data",
+                 (json_int_t)json_int(row, "start_gen", 0), "place_gen",
+                 (json_int_t)json_int(row, "place_gen", 0),
+                 "shutdown_timeout_s",
+                 (json_int_t)json_int(row, "shutdown_timeout_s",
+                                      VM_SHUTDOWN_TIMEOUT_DEFAULT_S),
+                 "user_data",
                  json_str(row, "user_data"), "nics", nics))) < 0)
             return e;
     }

@@ -549,15 +549,11 @@ HANDLER(h_agent_status)
     json_array_foreach(vms, i, v) {
         const char *id = json_str(v, "id"), *st = json_str(v, "state");
         if (streq(st, "deleted")) {
-            if (store_exec(a->store,
-                           "UPDATE vms SET state = 'deleted', deleted_at = "
-                           "$1, updated_at = $1 WHERE id = $2 AND "
-                           "desired_state = 'deleted' AND deleted_at IS NULL",
-                           "is", now, id) > 0) {
-                vm_networks_changed(a, id);
-                vm_release(a, id);
+            if (store_query_int(a->store, 0, "SELECT COUNT(*) FROM vms "
+                                "WHERE id = $1 AND desired_state = 'deleted'",
+                                "s", id) == 1 &&
+                vm_delete_finish(a, id, now) == 0)
                 app_node_changed(a, node_id);
-            }
             continue;
         }
         json_t *addrs = json_object_get(v, "addresses");

@@ -1,6 +1,6 @@
-/* Nodes: join tokens, listing, approval, removal and the node's policy
- * (which templates and images it accepts). Providers see, restrict and
- * remove only their own nodes; approval is the admin's. */
+/* Nodes: join tokens, listing, approval, draining, removal and the node's
+ * policy (which templates and images it accepts). Providers see, restrict,
+ * drain and remove only their own nodes; approval is the admin's. */
 #include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
@@ -17,7 +17,7 @@
     "n.vcpus, n.memory_mib, n.disk_gib, n.mesh_ip, n.endpoint, "               \
     "n.observed_endpoint, n.last_seen, n.created_at, n.cap_vcpus, "            \
     "n.cap_memory_mib, n.cap_disk_gib, n.reported_vcpus, "                     \
-    "n.reported_memory_mib, n.reported_disk_gib, n.capped_s, "                 \
+    "n.reported_memory_mib, n.reported_disk_gib, n.capped_s, n.drained, "      \
     "(SELECT COALESCE(SUM(v.vcpus), 0) FROM vms v WHERE v.node_id = n.id AND " \
     "v.deleted_at IS NULL) AS used_vcpus, (SELECT COALESCE(SUM(v.memory_mib), " \
     "0) FROM vms v WHERE v.node_id = n.id AND v.deleted_at IS NULL) AS "       \
@@ -44,6 +44,8 @@ json_t *node_render(json_t *row)
     }
     json_object_set_new(o, "approved", json_boolean(json_int(row, "approved", 0)));
     json_object_set_new(o, "kvm", json_boolean(json_int(row, "kvm", 0)));
+    json_object_set_new(o, "drained",
+                        json_boolean(json_int(row, "drained", 0)));
     json_object_set_new(o, "capacity",
                         json_pack("{s:I, s:I, s:I}", "vcpus",
                                   (json_int_t)json_int(row, "vcpus", 0),
@@ -376,13 +378,95 @@ bool retire_unused(struct app *a, struct http_request *r, const char *kind,
     return true;
 }
 
+/* Mark the VMs of node `node_id` (being removed while unreachable) lost:
+ * their disks were there. Each stays deletable, with the reason, and an
+ * event on its tenant's account says so; those already being deleted are
+ * deleted now. Inside the caller's transaction. */
+static int node_vms_lose(struct app *a, const char *node_id,
+                         const char *node_name)
+{
+    json_auto_t *rows = NULL;
+    int e = store_query(a->store, &rows, "SELECT id, account_id, name, "
+                        "desired_state FROM vms WHERE node_id = $1 AND "
+                        "deleted_at IS NULL ORDER BY id", "s", node_id);
+    if (e < 0)
+        return e;
+    _cleanup_free_ char *why = xasprintf("node '%s' was removed while "
+                                         "unreachable; the VM's disk was on "
+                                         "it", node_name);
+    int64_t now = now_s();
+    size_t i;
+    json_t *v;
+    json_array_foreach(rows, i, v) {
+        const char *id = json_str(v, "id");
+        if (streq(json_str(v, "desired_state"), "deleted"))
+            e = vm_delete_finish(a, id, now);
+        else if ((e = store_exec(a->store, "UPDATE vms SET state = 'lost', "
+                                 "state_reason = $1, desired_state = "
+                                 "'stopped', updated_at = $2 WHERE id = $3",
+                                 "sis", why, now, id)) >= 0)
+            e = app_event(a, json_str(v, "account_id"), node_id, "vm.lost", id,
+                          200, why);
+        if (e < 0 && e != -ENOENT)
+            return e;
+    }
+    return 0;
+}
+
+/* DELETE /v1/nodes/{id}?force=true: a node that is gone for good. Its VMs
+ * become `lost` (never undeletable); refused while the node reports. */
+static void node_remove_forced(struct app *a, struct http_request *r,
+                               json_t *row)
+{
+    const char *id = json_str(row, "id");
+    int64_t cutoff = now_s() - 3 * a->cfg.heartbeat_s;
+    if (json_is_integer(json_object_get(row, "last_seen")) &&
+        json_int(row, "last_seen", 0) >= cutoff) {
+        http_reply_problem(r, 409, "conflict", "force",
+                           "node '%s' is online: drain it and delete or "
+                           "stop its VMs, or remove it once it is gone",
+                           json_str(row, "name"));
+        return;
+    }
+    if (store_tx_begin(a->store) < 0) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    int e = store_lock(a->store, "node", id);
+    if (e == 0)
+        e = node_vms_lose(a, id, json_str(row, "name"));
+    if (e == 0)
+        e = store_exec(a->store, "UPDATE nodes SET removed_at = $1 WHERE "
+                       "id = $2", "is", now_s(), id);
+    if (e < 0 || store_tx_commit(a->store) < 0) {
+        if (e < 0)
+            store_tx_rollback(a->store);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    reqctx_set_detail(r, "forced while unreachable: %lld VMs lost",
+                      (long long)json_int(row, "vm_count", 0));
+    app_all_nodes_changed(a); /* peers drop it */
+    http_reply_text(r, 204, "application/json", NULL, 0);
+}
+
 HANDLER(h_node_delete)
 {
     struct app *a = app;
     json_auto_t *row = NULL;
+    const char *force = http_req_query(r, "force");
+    if (force && !streq(force, "true") && !streq(force, "false")) {
+        http_reply_problem(r, 400, "validation", "force",
+                           "force must be true or false");
+        return;
+    }
     int e = node_find(a, r, &row);
     if (e < 0) {
         reply_store_error(r, e, "node");
+        return;
+    }
+    if (streq(force, "true")) {
+        node_remove_forced(a, r, row);
         return;
     }
     /* Counted under the node's lock, which placements on it take: no VM
@@ -396,6 +480,28 @@ HANDLER(h_node_delete)
     app_all_nodes_changed(a); /* peers drop it */
     http_reply_text(r, 204, "application/json", NULL, 0);
 }
+
+/* Drain (no new placements) or undrain a node; its VMs stay. */
+static void node_set_drained(struct app *a, struct http_request *r,
+                             bool drained)
+{
+    json_auto_t *row = NULL, *again = NULL;
+    int e = node_find(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    if ((e = store_exec(a->store, "UPDATE nodes SET drained = $1 WHERE id = "
+                        "$2", "bs", drained, json_str(row, "id"))) < 0 ||
+        (e = node_find(a, r, &again)) < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    http_reply_json(r, 200, node_render(again));
+}
+
+HANDLER(h_node_drain) { node_set_drained(app, r, true); }
+HANDLER(h_node_undrain) { node_set_drained(app, r, false); }
 
 static json_t *event_render(json_t *row)
 {

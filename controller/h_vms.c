@@ -3,6 +3,7 @@
  * else is 404, never its data. An image name that names a catalog image
  * (the caller's own, else a public one) makes the node fetch that image;
  * any other name is an image local to the node (its image directory). */
+#include "api/agentproto.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "billing/money.h"
@@ -20,6 +21,7 @@
     "v.image, v.allow_tcg, length(v.user_data) AS user_data_size, "            \
     "v.desired_state, v.state, v.state_reason, v.node_id, n.name AS "          \
     "node_name, v.reboot_gen, v.addresses, v.image_id, v.template, "            \
+    "v.place_gen, v.shutdown_timeout_s, "                                      \
     "v.created_at, v.updated_at"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
@@ -43,7 +45,8 @@ json_t *vm_render(json_t *row)
                                         "user_data_size", "desired_state",
                                         "state", "state_reason", "node_id",
                                         "node_name", "reboot_gen", "image_id",
-                                        "template" };
+                                        "template", "place_gen",
+                                        "shutdown_timeout_s" };
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
         json_t *v = json_object_get(row, copy[i]);
         json_object_set(o, copy[i], v ? v : json_null());
@@ -308,6 +311,8 @@ void vm_create_fields(const struct app *a,
         { "power_state", JF_ENUM, false, 0, 0, power },
         { "networks", JF_ARRAY, false, 0, 8, NULL },
         { "ports", JF_ARRAY, false, 0, 32, NULL },
+        { "shutdown_timeout_s", JF_INT, false, 1, VM_SHUTDOWN_TIMEOUT_MAX_S,
+          NULL },
     };
     memcpy(ret, fields, sizeof(fields));
 }
@@ -392,11 +397,13 @@ HANDLER(h_vm_create)
         a->store,
         "INSERT INTO vms (id, account_id, name, vcpus, memory_mib, disk_gib, "
         "image, allow_tcg, user_data, desired_state, state, created_at, "
-        "updated_at, image_id, template) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-        "$8, $9, $10, 'pending', $11, $11, $12, $13)", "sssiiisbssiss", id,
-        c->account_id, json_str(b, "name"), spec.vcpus, spec.memory_mib,
-        spec.disk_gib, spec.image, spec.allow_tcg, spec.user_data,
-        desired ? desired : "running", now, spec.image_id, spec.tmpl);
+        "updated_at, image_id, template, shutdown_timeout_s) VALUES ($1, $2, "
+        "$3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $11, $12, $13, $14)",
+        "sssiiisbssissi", id, c->account_id, json_str(b, "name"), spec.vcpus,
+        spec.memory_mib, spec.disk_gib, spec.image, spec.allow_tcg,
+        spec.user_data, desired ? desired : "running", now, spec.image_id,
+        spec.tmpl, json_int(b, "shutdown_timeout_s",
+                            VM_SHUTDOWN_TIMEOUT_DEFAULT_S));
     if (e < 0) {
         store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
@@ -484,6 +491,29 @@ HANDLER(h_vm_console)
                     strlen(text));
 }
 
+int vm_delete_finish(struct app *a, const char *vm_id, int64_t now)
+{
+    int e = store_exec(a->store,
+                       "UPDATE vms SET desired_state = 'deleted', state = "
+                       "'deleted', deleted_at = $1, updated_at = $1 WHERE id "
+                       "= $2 AND deleted_at IS NULL", "is", now, vm_id);
+    if (e <= 0)
+        return e < 0 ? e : -ENOENT;
+    vm_networks_changed(a, vm_id);
+    vm_release(a, vm_id);
+    return 0;
+}
+
+/* True when node `node_id` cannot confirm a deletion: removed, or silent
+ * for three heartbeats. */
+static bool vm_node_gone(struct app *a, const char *node_id)
+{
+    return store_query_int(a->store, 1,
+                           "SELECT COUNT(*) FROM nodes WHERE id = $1 AND "
+                           "removed_at IS NULL AND last_seen >= $2", "si",
+                           node_id, now_s() - 3 * a->cfg.heartbeat_s) == 0;
+}
+
 HANDLER(h_vm_delete)
 {
     struct app *a = app;
@@ -495,12 +525,15 @@ HANDLER(h_vm_delete)
     }
     const char *id = json_str(row, "id"), *node = json_str(row, "node_id");
     int64_t now = now_s();
-    if (!node) {
-        e = store_exec(a->store,
-                       "UPDATE vms SET desired_state = 'deleted', state = "
-                       "'deleted', deleted_at = $1, updated_at = $1 WHERE id "
-                       "= $2", "is", now, id);
-        vm_release(a, id);
+    /* A node that is gone cannot confirm: the deletion completes here
+     * (row, name, addresses and billing go now) and the node, which no
+     * longer finds the VM in its desired document, removes the domain
+     * when it comes back. */
+    if (!node || vm_node_gone(a, node)) {
+        e = vm_delete_finish(a, id, now);
+        if (e == 0 && node)
+            reqctx_set_detail(r, "node unreachable: deleted here; the node "
+                              "removes the domain when it returns");
     } else
         e = store_exec(a->store,
                        "UPDATE vms SET desired_state = 'deleted', state = "
@@ -528,6 +561,12 @@ static void vm_power(struct http_request *r, struct app *a,
     }
     if (streq(json_str(row, "desired_state"), "deleted")) {
         http_reply_problem(r, 409, "conflict", NULL, "the VM is being deleted");
+        return;
+    }
+    if (streq(json_str(row, "state"), "lost")) {
+        http_reply_problem(r, 409, "conflict", NULL, "the VM is lost: %s",
+                           json_str(row, "state_reason") ?
+                               json_str(row, "state_reason") : "its node is gone");
         return;
     }
     if (reboot && !streq(json_str(row, "desired_state"), "running")) {

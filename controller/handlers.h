@@ -37,6 +37,8 @@ HANDLER(h_node_list);
 HANDLER(h_node_get);
 HANDLER(h_node_approve);
 HANDLER(h_node_delete);
+HANDLER(h_node_drain);
+HANDLER(h_node_undrain);
 HANDLER(h_node_policy_get);
 HANDLER(h_node_policy_put);
 
@@ -88,7 +90,7 @@ extern const struct jfield port_fields[3];
  * 0, or -EINVAL with *err naming the field (caller clears it). */
 int agent_status_check(const json_t *body, struct jerr *err);
 /* The members of a POST /v1/vms body, sized by this controller's limits. */
-#define VM_CREATE_NFIELDS 11
+#define VM_CREATE_NFIELDS 12
 void vm_create_fields(const struct app *a, struct jfield ret[VM_CREATE_NFIELDS]);
 /* Create an API key for an account (also `fog-controller init`'s first
  * admin key); the secret is in ret_key->token. 0 or -errno. */
@@ -107,6 +109,11 @@ bool retire_unused(struct app *a, struct http_request *r, const char *kind,
                    const char *retire_sql, const char *what);
 /* Drop a deleted VM's interfaces and ports. */
 void vm_release(struct app *a, const char *vm_id);
+/* Complete a VM's deletion on the controller: the row leaves every list,
+ * its name, addresses and ports are free, billing stops (it counts only
+ * live VMs) and the networks it was on learn it left. 0, -ENOENT when it
+ * was already gone, or the store's -errno. */
+int vm_delete_finish(struct app *a, const char *vm_id, int64_t now);
 /* Bump every node hosting a VM on one of this VM's networks. */
 void vm_networks_changed(struct app *a, const char *vm_id);
 

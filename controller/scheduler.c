@@ -1,7 +1,8 @@
 /* First-fit placement and node health. The first approved, reachable node
  * with enough free vCPUs, memory and disk (and KVM unless the VM allows TCG)
- * whose policy accepts the VM's template or image gets the VM; nothing is
- * ever moved off an unreachable node. */
+ * whose policy accepts the VM's template or image gets the VM. A drained
+ * node takes nothing new. Each placement bumps the VM's placement
+ * generation, which fences domains of earlier placements on their nodes. */
 #include "controller/scheduler.h"
 
 #include "common/jsonutil.h"
@@ -23,7 +24,8 @@
 /* Nodes that could host the VM by state and free capacity ($1 online
  * since, $2 TCG allowed, $3..$5 vCPUs, MiB, GiB). */
 #define FITS_SQL                                                               \
-    "n.approved = 1 AND n.removed_at IS NULL AND n.last_seen >= $1 AND "       \
+    "n.approved = 1 AND n.removed_at IS NULL AND n.drained = 0 AND "           \
+    "n.last_seen >= $1 AND "                                                   \
     "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 AND "               \
     FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5"
 
@@ -172,7 +174,8 @@ static int place_once(struct app *a, const char *vm_id, const char *hint,
     }
     r = store_exec(a->store,
                    "UPDATE vms SET node_id = $1, state = 'scheduled', "
-                   "state_reason = NULL, updated_at = $2 WHERE id = $3", "sis",
+                   "state_reason = NULL, place_gen = place_gen + 1, "
+                   "updated_at = $2 WHERE id = $3", "sis",
                    node_id, now_s(), vm_id);
     /* The price is locked now: later offer changes do not touch it. */
     if (r >= 0)
@@ -228,7 +231,8 @@ static struct cand *cands_load(struct app *a, size_t *ret_n)
                     "SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL "
                     "AND deleted_at IS NULL GROUP BY node_id) u ON u.node_id "
                     "= n.id WHERE n.approved = 1 AND n.removed_at IS NULL AND "
-                    "n.last_seen >= $1 ORDER BY n.created_at, n.id", "i",
+                    "n.drained = 0 AND n.last_seen >= $1 ORDER BY "
+                    "n.created_at, n.id", "i",
                     now_s() - 3 * a->cfg.heartbeat_s) < 0)
         return NULL;
     size_t n = json_array_size(rows), i;
@@ -316,7 +320,7 @@ void health_check(struct app *a)
     int n = store_exec(a->store,
                        "UPDATE vms SET state = 'unknown', state_reason = "
                        "'node unreachable', updated_at = $2 WHERE deleted_at "
-                       "IS NULL AND state NOT IN ('unknown', 'pending') AND "
+                       "IS NULL AND state NOT IN ('unknown', 'pending', 'lost') AND "
                        "node_id IN (SELECT id FROM nodes WHERE last_seen < $1)",
                        "ii", cutoff, now_s());
     if (n > 0)

@@ -551,6 +551,16 @@ char *tu_api_field(const struct tu_ctl *ctl, const char *key,
     return v;
 }
 
+json_t *tu_find(json_t *arr, const char *field, const char *value)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(arr, i, it)
+        if (streq(json_str(it, field), value))
+            return it;
+    return NULL;
+}
+
 char *tu_node_register(const struct tu_ctl *ctl, const char *name,
                        const char *extra)
 {

@@ -152,6 +152,10 @@ long tu_node_join(const struct tu_ctl *ctl, const char *token_key,
                   const char *name, const char *fields, char **ret_id,
                   char **ret_cred);
 
+/* The first object of array `arr` whose string member `field` is `value`
+ * (borrowed), or NULL. */
+json_t *tu_find(json_t *arr, const char *field, const char *value);
+
 /* How many times needle occurs in the file at path (a log); 0 when it
  * cannot be read. */
 int tu_count_in_file(const char *path, const char *needle);
