@@ -393,3 +393,70 @@ json_t *gpu_inventory_to_json(const struct gpu_inventory *inv)
     }
     return arr;
 }
+
+/* Append item to a comma list unless it is there already. */
+static void list_add(char **list, const char *item)
+{
+    if (*list) {
+        _cleanup_free_ char *probe = xasprintf(",%s,", *list);
+        _cleanup_free_ char *needle = xasprintf(",%s,", item);
+        if (strstr(probe, needle))
+            return;
+        char *n = xasprintf("%s,%s", *list, item);
+        free(*list);
+        *list = n;
+    } else {
+        *list = xstrdup(item);
+    }
+}
+
+int gpu_plan_build(const struct gpu_inventory *inv, const char *const *addrs,
+                   size_t n, struct gpu_plan *ret)
+{
+    struct gpu_plan p = { .gpus = xcalloc(n ? n : 1, sizeof(*p.gpus)), .n = n };
+    bool cpus_known = n > 0, nodes_known = n > 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct gpu *g = gpu_inventory_find(inv, addrs[i]);
+        int r = !g ? -ENODEV : g->reason ? -EBUSY : 0;
+        if (r < 0) {
+            gpu_plan_clear(&p);
+            return r;
+        }
+        const char **fns = xcalloc(g->n_functions, sizeof(*fns));
+        for (size_t k = 0; k < g->n_functions; k++)
+            fns[k] = g->functions[k].addr;
+        p.gpus[i] = (struct vmxml_gpu){ .functions = fns,
+                                        .n_functions = g->n_functions };
+        if (*g->cpulist)
+            list_add(&p.cpuset, g->cpulist);
+        else
+            cpus_known = false;
+        if (g->numa_node >= 0) {
+            char node[16];
+            snprintf(node, sizeof(node), "%d", g->numa_node);
+            list_add(&p.nodeset, node);
+        } else {
+            nodes_known = false;
+        }
+    }
+    if (!cpus_known) {
+        free(p.cpuset);
+        p.cpuset = NULL;
+    }
+    if (!nodes_known) {
+        free(p.nodeset);
+        p.nodeset = NULL;
+    }
+    *ret = p;
+    return 0;
+}
+
+void gpu_plan_clear(struct gpu_plan *p)
+{
+    for (size_t i = 0; p->gpus && i < p->n; i++)
+        free((void *)p->gpus[i].functions);
+    free(p->gpus);
+    free(p->cpuset);
+    free(p->nodeset);
+    *p = (struct gpu_plan){ 0 };
+}

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "common/util.h"
+#include "nodeagent/vmxml.h"
 
 #include <jansson.h>
 
@@ -68,3 +69,19 @@ char *gpu_model_of(const char *device_name, uint16_t vendor, uint16_t device);
 /* The inventory as register and status posts carry it: an array of GPU
  * objects (new reference). */
 json_t *gpu_inventory_to_json(const struct gpu_inventory *inv);
+
+/* The passthrough part of a VM's domain for a set of GPUs: every function
+ * of each card, and the CPUs and NUMA nodes local to them. */
+struct gpu_plan {
+    struct vmxml_gpu *gpus;
+    size_t n;
+    char *cpuset;            /* NULL when no GPU knows its local CPUs */
+    char *nodeset;           /* NULL when a GPU's NUMA node is unknown */
+};
+/* Plan passthrough of the GPUs at addrs. -ENODEV when one is not in the
+ * inventory, -EBUSY when one is unusable (reason logged by the caller from
+ * the inventory). Clear with gpu_plan_clear(); the plan points into inv,
+ * which must outlive it. */
+int gpu_plan_build(const struct gpu_inventory *inv, const char *const *addrs,
+                   size_t n, struct gpu_plan *ret);
+void gpu_plan_clear(struct gpu_plan *p);

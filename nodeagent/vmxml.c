@@ -213,6 +213,139 @@ int vmxml_meta_build(const struct vmxml_meta *m, char **ret_xml)
     return with_writer(meta_body, m, ret_xml);
 }
 
+/* cputune, numatune and memoryBacking of a GPU VM: vCPUs and the emulator
+ * on the GPUs' NUMA-local CPUs, memory on their node. */
+static void write_pinning(struct xw *x, const struct vmxml_spec *s)
+{
+    if (s->hugepages) {
+        x_start(x, "memoryBacking");
+        x_empty(x, "hugepages");
+        x_end(x);
+    }
+    if (s->cpuset) {
+        x_start(x, "cputune");
+        for (int64_t v = 0; v < s->vcpus; v++) {
+            x_start(x, "vcpupin");
+            x_attr_int(x, "vcpu", v);
+            x_attr(x, "cpuset", s->cpuset);
+            x_end(x);
+        }
+        x_start(x, "emulatorpin");
+        x_attr(x, "cpuset", s->cpuset);
+        x_end(x);
+        x_end(x);
+    }
+    if (s->nodeset) {
+        x_start(x, "numatune");
+        x_start(x, "memory");
+        x_attr(x, "mode", "strict");
+        x_attr(x, "nodeset", s->nodeset);
+        x_end(x);
+        x_end(x);
+    }
+}
+
+static void x_attr_hex(struct xw *x, const char *name, const char *digits,
+                       size_t n)
+{
+    char v[8];
+    snprintf(v, sizeof(v), "0x%.*s", (int)n, digits);
+    x_attr(x, name, v);
+}
+
+/* One PCIe root port per card (indexes 1..n, bus 0 being pcie-root) and a
+ * managed hostdev per function, the card's functions sharing one guest slot
+ * as on the real card. */
+static void write_hostdevs(struct xw *x, const struct vmxml_spec *s)
+{
+    for (size_t i = 0; i < s->n_gpus; i++) {
+        x_start(x, "controller");
+        x_attr(x, "type", "pci");
+        x_attr_int(x, "index", (int64_t)i + 1);
+        x_attr(x, "model", "pcie-root-port");
+        x_end(x);
+    }
+    for (size_t i = 0; i < s->n_gpus; i++) {
+        const struct vmxml_gpu *g = &s->gpus[i];
+        for (size_t k = 0; k < g->n_functions; k++) {
+            const char *a = g->functions[k];
+            char bus[24], fn[24];
+            x_start(x, "hostdev");
+            x_attr(x, "mode", "subsystem");
+            x_attr(x, "type", "pci");
+            x_attr(x, "managed", "yes");
+            x_start(x, "driver");
+            x_attr(x, "name", "vfio");
+            x_end(x);
+            x_start(x, "source");
+            x_start(x, "address");
+            x_attr_hex(x, "domain", a, 4);
+            x_attr_hex(x, "bus", a + 5, 2);
+            x_attr_hex(x, "slot", a + 8, 2);
+            x_attr_hex(x, "function", a + 11, 1);
+            x_end(x);
+            x_end(x);
+            if (k == 0 && g->rom_file) {
+                x_start(x, "rom");
+                x_attr(x, "file", g->rom_file);
+                x_end(x);
+            }
+            x_start(x, "address");
+            x_attr(x, "type", "pci");
+            x_attr(x, "domain", "0x0000");
+            snprintf(bus, sizeof(bus), "0x%02zx", i + 1);
+            x_attr(x, "bus", bus);
+            x_attr(x, "slot", "0x00");
+            snprintf(fn, sizeof(fn), "0x%zx", k);
+            x_attr(x, "function", fn);
+            if (k == 0 && g->n_functions > 1)
+                x_attr(x, "multifunction", "on");
+            x_end(x);
+            x_end(x);
+        }
+    }
+}
+
+bool vmxml_cpuset_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 4096)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || *p == ',' || *p == '-'))
+            return false;
+    return s[0] != ',' && s[0] != '-';
+}
+
+static bool pci_addr_ok(const char *s)
+{
+    static const char pat[] = "hhhh:hh:hh.h";
+    if (!s || strlen(s) != 12)
+        return false;
+    for (size_t i = 0; i < 12; i++)
+        if (pat[i] == 'h' ? !((s[i] >= '0' && s[i] <= '9') ||
+                              (s[i] >= 'a' && s[i] <= 'f'))
+                          : s[i] != pat[i])
+            return false;
+    return s[11] <= '7';
+}
+
+static bool gpus_ok(const struct vmxml_spec *s)
+{
+    if (s->n_gpus > 16 || (s->cpuset && !vmxml_cpuset_ok(s->cpuset)) ||
+        (s->nodeset && !vmxml_cpuset_ok(s->nodeset)))
+        return false;
+    for (size_t i = 0; i < s->n_gpus; i++) {
+        const struct vmxml_gpu *g = &s->gpus[i];
+        if (g->n_functions < 1 || g->n_functions > 8 ||
+            (g->rom_file && !path_ok(g->rom_file)))
+            return false;
+        for (size_t k = 0; k < g->n_functions; k++)
+            if (!pci_addr_ok(g->functions[k]))
+                return false;
+    }
+    return true;
+}
+
 static void domain_body(struct xw *x, const void *arg)
 {
     const struct vmxml_spec *s = arg;
@@ -243,6 +376,8 @@ static void domain_body(struct xw *x, const void *arg)
     x_attr(x, "arch", arch);
     if (streq(arch, "aarch64"))
         x_attr(x, "machine", "virt");
+    else if (s->n_gpus > 0)
+        x_attr(x, "machine", "q35");
     if (xmlTextWriterWriteString(x->w, BAD_CAST "hvm") < 0)
         x->failed = true;
     x_end(x);
@@ -251,10 +386,18 @@ static void domain_body(struct xw *x, const void *arg)
     x_end(x);
     x_end(x);
 
+    write_pinning(x, s);
     x_start(x, "features");
     x_empty(x, "acpi");
     if (x86)
         x_empty(x, "apic");
+    if (s->hide_kvm) {
+        x_start(x, "kvm");
+        x_start(x, "hidden");
+        x_attr(x, "state", "on");
+        x_end(x);
+        x_end(x);
+    }
     x_end(x);
     if (s->kvm) {
         x_start(x, "cpu");
@@ -368,6 +511,7 @@ static void domain_body(struct xw *x, const void *arg)
         x->failed = true;
     x_end(x);
     x_end(x);
+    write_hostdevs(x, s);
     x_start(x, "memballoon");
     x_attr(x, "model", s->kvm ? "virtio" : "none");
     x_end(x);
@@ -381,7 +525,8 @@ int vmxml_build(const struct vmxml_spec *s, char **ret_xml)
         s->memory_mib < 16 || s->memory_mib > (INT64_C(1) << 32) ||
         !path_ok(s->disk_path) || !path_ok(s->console_log) ||
         (s->seed_path && !path_ok(s->seed_path)) ||
-        (s->arch && !vmxml_ifname_ok(s->arch)) || s->n_nics > 64)
+        (s->arch && !vmxml_ifname_ok(s->arch)) || s->n_nics > 64 ||
+        !gpus_ok(s))
         return -EINVAL;
     for (size_t i = 0; i < s->n_nics; i++)
         if (!vmxml_mac_ok(s->nics[i].mac) ||
@@ -454,4 +599,81 @@ void vmxml_meta_clear(struct vmxml_meta *m)
 {
     free(m->name);
     m->name = NULL;
+}
+
+void vmxml_strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+static bool hex_attr(xmlNodePtr n, const char *name, unsigned max,
+                     unsigned *ret)
+{
+    _cleanup_free_ char *v = attr_dup(n, name);
+    char *end;
+    if (!v || !startswith(v, "0x"))
+        return false;
+    errno = 0;
+    unsigned long u = strtoul(v + 2, &end, 16);
+    if (errno || end == v + 2 || *end || u > max)
+        return false;
+    *ret = (unsigned)u;
+    return true;
+}
+
+int vmxml_hostdevs_parse(const char *xml, char ***ret)
+{
+    if (!xml)
+        return -EINVAL;
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                  XML_PARSE_NOWARNING);
+    if (!doc)
+        return -EINVAL;
+    char **v = xcalloc(1, sizeof(*v));
+    size_t n = 0;
+    int r = 0;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    for (xmlNodePtr d = root ? root->children : NULL; d; d = d->next) {
+        if (d->type != XML_ELEMENT_NODE ||
+            !xmlStrEqual(d->name, BAD_CAST "devices"))
+            continue;
+        for (xmlNodePtr h = d->children; h; h = h->next) {
+            if (h->type != XML_ELEMENT_NODE ||
+                !xmlStrEqual(h->name, BAD_CAST "hostdev"))
+                continue;
+            for (xmlNodePtr src = h->children; src; src = src->next) {
+                if (src->type != XML_ELEMENT_NODE ||
+                    !xmlStrEqual(src->name, BAD_CAST "source"))
+                    continue;
+                for (xmlNodePtr a = src->children; a; a = a->next) {
+                    unsigned dom, bus, slot, fn;
+                    if (a->type != XML_ELEMENT_NODE ||
+                        !xmlStrEqual(a->name, BAD_CAST "address"))
+                        continue;
+                    if (!hex_attr(a, "domain", 0xffff, &dom) ||
+                        !hex_attr(a, "bus", 0xff, &bus) ||
+                        !hex_attr(a, "slot", 0x1f, &slot) ||
+                        !hex_attr(a, "function", 7, &fn)) {
+                        r = -EINVAL;
+                        goto out;
+                    }
+                    v = xrealloc(v, (n + 2) * sizeof(*v));
+                    v[n++] = xasprintf("%04x:%02x:%02x.%x", dom, bus, slot,
+                                       fn);
+                    v[n] = NULL;
+                }
+            }
+        }
+    }
+out:
+    xmlFreeDoc(doc);
+    if (r < 0) {
+        vmxml_strv_free(v);
+        return r;
+    }
+    *ret = v;
+    return 0;
 }

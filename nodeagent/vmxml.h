@@ -28,6 +28,14 @@ struct vmxml_nic {
     const char *tap;     /* NULL, or the host tap's name (target dev) */
 };
 
+/* One passed-through card: every PCI function of it ("dddd:bb:ss.f", the
+ * GPU first), all in one guest slot behind its own PCIe root port. */
+struct vmxml_gpu {
+    const char *const *functions;
+    size_t n_functions;
+    const char *rom_file;   /* NULL, or an absolute path to a ROM image */
+};
+
 struct vmxml_spec {
     const struct vmxml_meta *meta;
     int64_t vcpus;
@@ -42,6 +50,16 @@ struct vmxml_spec {
     const char *console_log;/* absolute path the serial console logs to */
     const struct vmxml_nic *nics;
     size_t n_nics;
+    /* GPU passthrough (n_gpus > 0 makes the machine q35 with PCIe root
+     * ports and managed hostdevs that libvirt moves to vfio-pci). */
+    const struct vmxml_gpu *gpus;
+    size_t n_gpus;
+    const char *cpuset;     /* NULL, or CPUs ("0-7,16-23") the vCPUs and the
+                               emulator are pinned to: the GPUs' local ones */
+    const char *nodeset;    /* NULL, or host NUMA nodes ("0") the memory
+                               is bound to */
+    bool hugepages;         /* back the guest memory with huge pages */
+    bool hide_kvm;          /* hide the KVM signature (consumer drivers) */
 };
 
 /* Domain name for a VM id: "fog-<id>"; caller frees. */
@@ -62,6 +80,14 @@ bool vmxml_ifname_ok(const char *s);
  * unsafe (vm id not a UUID, relative or odd path, bad MAC/bridge, name
  * with control characters). *ret_xml is owned by the caller. */
 int vmxml_build(const struct vmxml_spec *s, char **ret_xml);
+/* The host PCI addresses of every hostdev in a domain XML ("dddd:bb:ss.f"),
+ * in document order, so a restarted agent knows what its domains hold.
+ * 0 or -EINVAL; *ret is a NULL-terminated array the caller frees with
+ * vmxml_strv_free(). */
+int vmxml_hostdevs_parse(const char *xml, char ***ret);
+void vmxml_strv_free(char **v);
+/* True for a CPU list like "0-7,16-23" (digits, ranges, commas). */
+bool vmxml_cpuset_ok(const char *s);
 /* Only the metadata element, without namespace, as virDomainSetMetadata()
  * takes it. */
 int vmxml_meta_build(const struct vmxml_meta *m, char **ret_xml);
