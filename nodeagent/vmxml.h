@@ -28,6 +28,16 @@ struct vmxml_nic {
     const char *tap;     /* NULL, or the host tap's name (target dev) */
 };
 
+/* Limits the host's owner sets on every VM so tenants cannot starve the
+ * host's own work; 0 means none for each. */
+struct vmxml_limits {
+    int64_t cpu_shares;     /* cputune weight per vCPU */
+    int64_t cpu_cap_pct;    /* each vCPU's cap, % of one host CPU */
+    int64_t disk_iops;      /* iotune total_iops_sec */
+    int64_t disk_bytes_sec; /* iotune total_bytes_sec */
+    int64_t net_kbps;       /* bandwidth average, KiB/s, each direction */
+};
+
 struct vmxml_spec {
     const struct vmxml_meta *meta;
     int64_t vcpus;
@@ -42,6 +52,7 @@ struct vmxml_spec {
     const char *console_log;/* absolute path the serial console logs to */
     const struct vmxml_nic *nics;
     size_t n_nics;
+    const struct vmxml_limits *limits; /* NULL: none */
 };
 
 /* Domain name for a VM id: "fog-<id>"; caller frees. */
