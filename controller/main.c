@@ -8,6 +8,7 @@
 #include "controller/app.h"
 #include "controller/catalog.h"
 #include "controller/auth.h"
+#include "controller/backup.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
@@ -123,6 +124,9 @@ static void usage(FILE *out)
             "usage: fog-controller init [--data-dir DIR] [--san NAME|IP]... "
             "[--ca-key-out PATH]\n"
             "       fog-controller serve [options]\n"
+            "       fog-controller backup --to FILE [--data-dir DIR]\n"
+            "       fog-controller restore --from FILE [--data-dir DIR] "
+            "(controller stopped)\n"
             "       fog-controller version\n\noptions (also as "
             "'name = value' lines in a file given with --config FILE):\n");
     config_print_help(options, ARRAY_SIZE(options), out);
@@ -198,6 +202,33 @@ static int cmd_init(struct app_settings *cfg, char **args, int nargs)
                ca_key_out);
     printf("admin key: %s\n", k.token);
     auth_key_clear(&k);
+    return 0;
+}
+
+/* backup --to FILE / restore --from FILE: the sqlite store only (a
+ * PostgreSQL store has pg_dump). */
+static int cmd_backup(struct app_settings *cfg, char **args, int nargs,
+                      bool restore)
+{
+    const char *word = restore ? "from" : "to";
+    if (nargs != 2 || !streq(args[0], word) || !*args[1]) {
+        fprintf(stderr, "fog-controller: %s needs --%s FILE\n",
+                restore ? "restore" : "backup", word);
+        return 2;
+    }
+    if (cfg->database) {
+        fprintf(stderr, "fog-controller: %s works on the sqlite store; for "
+                        "PostgreSQL use pg_dump/pg_restore\n",
+                restore ? "restore" : "backup");
+        return 2;
+    }
+    _cleanup_free_ char *db = xasprintf("%s/fog.db", cfg->data_dir);
+    int r = restore ? backup_sqlite_restore(args[1], db)
+                    : backup_sqlite_take(db, args[1]);
+    if (r < 0)
+        return 1;
+    printf("%s %s\n", restore ? "restored into" : "backed up to",
+           restore ? db : args[1]);
     return 0;
 }
 
@@ -366,6 +397,8 @@ int main(int argc, char **argv)
             argv[i] = (char *)"san";
         else if (streq(argv[i], "--ca-key-out"))
             argv[i] = (char *)"ca-key-out";
+        else if (streq(argv[i], "--to") || streq(argv[i], "--from"))
+            argv[i] += 2;
     if (config_parse_args(options, ARRAY_SIZE(options), &a.cfg, argc, argv, 2,
                           &args, &nargs) < 0) {
         usage(stderr);
@@ -374,6 +407,8 @@ int main(int argc, char **argv)
     }
     if (streq(argv[1], "init")) {
         rc = cmd_init(&a.cfg, args, nargs);
+    } else if (streq(argv[1], "backup") || streq(argv[1], "restore")) {
+        rc = cmd_backup(&a.cfg, args, nargs, streq(argv[1], "restore"));
     } else if (streq(argv[1], "serve")) {
         if (nargs > 0) {
             fprintf(stderr, "fog-controller: unexpected argument '%s'\n", args[0]);

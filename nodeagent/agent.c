@@ -16,14 +16,17 @@
 #include "images/fetch.h"
 #include "netfabric/apply.h"
 #include "netfabric/state.h"
+#include "netfabric/wg.h"
 #include "netfabric/wgkey.h"
 #include "nodeagent/console.h"
 #include "nodeagent/disk.h"
 #include "nodeagent/inventory.h"
 #include "nodeagent/meter.h"
+#include "nodeagent/metrics.h"
 #include "nodeagent/nodestate.h"
 #include "nodeagent/policy.h"
 #include "nodeagent/reconcile.h"
+#include "nodeagent/vmxml.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,7 +47,7 @@
 int agent_print_inventory(const struct agent_settings *s)
 {
     struct inventory inv;
-    int r = inventory_collect(s->root, s->data_dir, &inv);
+    int r = agent_config_inventory(s, &inv);
     if (r < 0)
         return r;
     _cleanup_json_ json_t *j = inventory_to_json(&inv, true);
@@ -86,6 +89,7 @@ struct agent {
     size_t n_seen;
     char *last_sig;     /* states last posted successfully */
     struct meter *meter;
+    struct agent_metrics *metrics; /* NULL without --metrics-listen */
 
     /* Digests of the images desired VMs sit on: never evicted. */
     pthread_mutex_t digests_lock;
@@ -99,6 +103,7 @@ struct agent {
     uint32_t public_addr;   /* host order; 0 = any */
     struct ipam_cidr *egress_allow; /* --allow-egress; owned */
     size_t n_egress_allow;
+    struct vmxml_limits limits; /* per-VM limits from the settings */
     char *net_error;        /* last netfabric failure, for the status */
     int64_t net_retry_at;   /* monotonic ms; 0 = none pending */
 
@@ -192,6 +197,7 @@ static void *poller_main(void *arg)
             reconcile_doc_whole(rep.json, node_id)) {
             int64_t nrev = json_int(rep.json, "revision", -1);
             wait = poll_wait_of(&rep, wait);
+            agent_metrics_contact(a->metrics, now_s());
             if (backoff)
                 log_info("controller reachable again");
             backoff = 0;
@@ -296,6 +302,7 @@ static json_t *status_build(struct agent *a, const json_t *doc,
                             char **ret_sig, bool *ret_pending)
 {
     json_t *vms = json_array();
+    json_auto_t *by_state = json_object();
     struct buf sig = BUF_INIT;
     size_t i;
     json_t *vm;
@@ -332,8 +339,11 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         }
         buf_printf(&sig, "%s=%s:%s:%d;", id, state, reason ? reason : "",
                    by_itself);
+        json_object_set_new(by_state, state,
+                            json_integer(json_int(by_state, state, 0) + 1));
         json_array_append_new(vms, o);
     }
+    agent_metrics_vms(a->metrics, by_state);
     json_t *inv = inventory_to_json(&a->inv, true);
     json_object_set_new(inv, "free_vcpus",
                         json_integer(used_cpu >= a->inv.vcpus ? 0 :
@@ -600,6 +610,24 @@ static void net_apply(struct agent *a, const json_t *doc, int64_t now)
     a->net_retry_at = 0;
 }
 
+/* The mesh peers' latest handshakes, read from WireGuard at scrape time. */
+static int mesh_peers(void *data, size_t *ret_peers, int64_t **ret_handshakes)
+{
+    struct agent *a = data;
+    struct wg_opts o = { .wireguard_go = a->cfg->wireguard_go };
+    struct wg_device d;
+    int r = wg_backend_pick()->get(&o, a->cfg->mesh_ifname, &d);
+    if (r < 0)
+        return r;
+    int64_t *hs = xcalloc(d.n_peers + 1, sizeof(*hs));
+    for (size_t i = 0; i < d.n_peers; i++)
+        hs[i] = d.peers[i].last_handshake_sec;
+    *ret_peers = d.n_peers;
+    *ret_handshakes = hs;
+    wg_device_clear(&d);
+    return 0;
+}
+
 static int agent_setup(struct agent *a, const struct agent_settings *s)
 {
     int r = node_state_load(s->data_dir, &a->node);
@@ -622,7 +650,7 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
              a->node.libvirt_uri ? a->node.libvirt_uri : "qemu:///system";
     a->heartbeat_ms = 1000 * (s->heartbeat_s ? s->heartbeat_s :
                                                a->node.heartbeat_s);
-    if ((r = inventory_collect(s->root, s->data_dir, &a->inv)) < 0)
+    if ((r = agent_config_inventory(s, &a->inv)) < 0)
         return r;
     a->arch = xstrdup(a->inv.arch);
     _cleanup_free_ char *meter_path = xasprintf("%s/meter.json", s->data_dir);
@@ -653,6 +681,14 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
         .shutdown_timeout_ms = s->shutdown_timeout_s * 1000,
         .retry_ms = 10000,
         .controller = a->node.controller,
+        .limits = &a->limits,
+    };
+    a->limits = (struct vmxml_limits){
+        .cpu_shares = s->cpu_shares,
+        .cpu_cap_pct = s->cpu_cap_pct,
+        .disk_iops = s->disk_iops,
+        .disk_bytes_sec = s->disk_mbps << 20,
+        .net_kbps = s->net_kbps,
     };
     _cleanup_free_ char *cache_dir = xasprintf("%s/cache", s->data_dir);
     _cleanup_free_ char *why = NULL;
@@ -669,6 +705,8 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
 
 static void agent_teardown(struct agent *a)
 {
+    agent_metrics_free(a->metrics);
+    a->metrics = NULL;
     virt_free(a->virt);
     a->virt = NULL;
     fetch_cache_free(a->rc.cache);
@@ -736,6 +774,17 @@ int agent_run(const struct agent_settings *s)
         virt_events_stop();
         agent_teardown(&a);
         return r;
+    }
+    if (s->metrics_listen && *s->metrics_listen) {
+        a.metrics = agent_metrics_start(s->metrics_listen,
+                                        a.host_net ? mesh_peers : NULL, &a);
+        if (!a.metrics) {
+            virt_events_stop();
+            agent_teardown(&a);
+            return -EADDRNOTAVAIL;
+        }
+        log_info("metrics on http://%s/metrics (port %d)", s->metrics_listen,
+                 agent_metrics_port(a.metrics));
     }
     if (a.host_net)
         log_info("network: mesh on %s (%s), tenant bridges and firewall",
@@ -819,6 +868,7 @@ int agent_run(const struct agent_settings *s)
             if (a.host_net && (doc_new || (a.net_retry_at > 0 &&
                                            now >= a.net_retry_at)))
                 net_apply(&a, accepted, now);
+            int64_t pass_start = mono_ms();
             reconcile_annotate(&a.rc, doms, n);
             struct reconcile_plan plan;
             reconcile_plan(accepted, doms, n, a.inv.kvm, now, &plan);
@@ -837,6 +887,7 @@ int agent_run(const struct agent_settings *s)
                         retry_at = now + a.rc.retry_ms;
             }
             reconcile_plan_free(&plan);
+            agent_metrics_reconcile(a.metrics, mono_ms() - pass_start);
         }
         if (doc) {
             /* Running time is metered from what libvirt shows. */
@@ -857,7 +908,7 @@ int agent_run(const struct agent_settings *s)
         bool hb = now >= next_hb;
         if (hb) {
             struct inventory inv;
-            if (inventory_collect(s->root, s->data_dir, &inv) == 0) {
+            if (agent_config_inventory(s, &inv) == 0) {
                 inventory_clear(&a.inv);
                 a.inv = inv;
             }
@@ -870,6 +921,7 @@ int agent_run(const struct agent_settings *s)
             if (hb || events || post_failed || doc_new ||
                 !streq(sig, a.last_sig)) {
                 if (status_send(&a, c, body) == 0) {
+                    agent_metrics_contact(a.metrics, now_s());
                     free(a.last_sig);
                     a.last_sig = TAKE_PTR(sig);
                     post_failed = false;
@@ -883,6 +935,13 @@ int agent_run(const struct agent_settings *s)
             }
             if (hb)
                 next_hb = now + a.heartbeat_ms;
+        }
+        agent_metrics_pending(a.metrics, meter_pending(a.meter));
+        if (hb && a.metrics && a.rc.cache) {
+            struct fetch_stats fs;
+            fetch_cache_stats(a.rc.cache, &fs);
+            agent_metrics_cache(a.metrics, &fs,
+                                fetch_cache_usage(a.rc.cache));
         }
         virt_doms_free(doms, n);
     }

@@ -1,6 +1,7 @@
 /* fog-nodeagent's option table and its few derived values. */
 #include "nodeagent/config.h"
 
+#include "nodeagent/inventory.h"
 #include "nodeagent/vmxml.h"
 
 #include <arpa/inet.h>
@@ -61,6 +62,28 @@ const struct config_opt agent_options[] = {
     { "cache-max-gib", CONFIG_INT, F(cache_max_gib), 0, 1 << 20, "20",
       "size of the image cache in GiB; least recently used unused images "
       "go first (0: no limit)" },
+    { "reserve-vcpus", CONFIG_INT, F(reserve_vcpus), 0, 1 << 16, "0",
+      "CPUs kept for the host's own work, out of what the node offers" },
+    { "reserve-memory-mib", CONFIG_INT, F(reserve_memory_mib), 0, 1 << 30,
+      "0", "memory in MiB kept for the host's own work" },
+    { "reserve-disk-gib", CONFIG_INT, F(reserve_disk_gib), 0, 1 << 30, "0",
+      "disk in GiB (of the data dir's file system) kept for the host" },
+    { "cpu-shares", CONFIG_INT, F(cpu_shares), 0, 10000, "100",
+      "CPU weight of a VM per vCPU (libvirt cputune shares; the host's own "
+      "processes weigh 1024 each) (0: libvirt's default)" },
+    { "cpu-cap-pct", CONFIG_INT, F(cpu_cap_pct), 0, 100, "0",
+      "most a VM's vCPU may use of one host CPU, in % (cputune quota) "
+      "(0: no cap)" },
+    { "disk-iops", CONFIG_INT, F(disk_iops), 0, 1000000, "0",
+      "I/O operations per second a VM's disk may do (iotune) (0: no limit)" },
+    { "disk-mbps", CONFIG_INT, F(disk_mbps), 0, 100000, "0",
+      "MiB per second a VM's disk may move (iotune) (0: no limit)" },
+    { "net-kbps", CONFIG_INT, F(net_kbps), 0, 100000000, "0",
+      "KiB per second each VM NIC may send and receive (bandwidth) "
+      "(0: no limit)" },
+    { "metrics-listen", CONFIG_STRING, F(metrics_listen), 0, 0, NULL,
+      "run: IPv4ADDR:PORT to serve Prometheus metrics on (plain HTTP; keep "
+      "it local) [default: none]" },
 };
 #undef F
 const size_t agent_options_n = ARRAY_SIZE(agent_options);
@@ -134,6 +157,22 @@ int agent_config_allow_egress(const struct agent_settings *s,
                 "192.168.1.0/24,10.0.0.0/8)\n", s->allow_egress);
         return -EINVAL;
     }
+    return 0;
+}
+
+int agent_config_inventory(const struct agent_settings *s,
+                           struct inventory *ret)
+{
+    struct inventory inv;
+    int r = inventory_collect(s->root, s->data_dir, &inv);
+    if (r < 0)
+        return r;
+    if ((r = inventory_reserve(&inv, s->reserve_vcpus, s->reserve_memory_mib,
+                               s->reserve_disk_gib)) < 0) {
+        inventory_clear(&inv);
+        return r;
+    }
+    *ret = inv;
     return 0;
 }
 

@@ -30,6 +30,17 @@ struct agent_settings {
     int64_t underlay_mtu;
     char *wireguard_go; /* program used where the kernel lacks WireGuard */
     int64_t cache_max_gib; /* image cache budget */
+    /* Kept for the host's owner, out of what the node offers. */
+    int64_t reserve_vcpus;
+    int64_t reserve_memory_mib;
+    int64_t reserve_disk_gib;
+    /* Per-VM limits written into each domain (0: none). */
+    int64_t cpu_shares;     /* cputune shares per vCPU */
+    int64_t cpu_cap_pct;    /* cputune quota: % of one CPU per vCPU */
+    int64_t disk_iops;      /* iotune total_iops_sec */
+    int64_t disk_mbps;      /* iotune total_bytes_sec, MiB/s */
+    int64_t net_kbps;       /* bandwidth average in and out, KiB/s */
+    char *metrics_listen;   /* ADDR:PORT of the Prometheus endpoint */
 };
 
 extern const struct config_opt agent_options[];
@@ -50,6 +61,11 @@ bool agent_config_host_network(const struct agent_settings *s);
  * 0 or -EINVAL (message printed). */
 int agent_config_allow_egress(const struct agent_settings *s,
                               struct ipam_cidr **ret_cidrs, size_t *ret_n);
+/* The host inventory under s->root and s->data_dir less the --reserve-*
+ * figures. 0 or -errno (logged). */
+struct inventory;
+int agent_config_inventory(const struct agent_settings *s,
+                           struct inventory *ret);
 /* The image directory in effect; caller frees. */
 char *agent_config_image_dir(const struct agent_settings *s);
 void agent_config_free(struct agent_settings *s);

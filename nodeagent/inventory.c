@@ -183,6 +183,24 @@ void inventory_clear(struct inventory *inv)
     *inv = (struct inventory){ 0 };
 }
 
+int inventory_reserve(struct inventory *inv, int64_t vcpus,
+                      int64_t memory_mib, int64_t disk_gib)
+{
+    if (inv->vcpus - vcpus < 1 || inv->memory_mib - memory_mib < 64) {
+        log_error("the reservation (%lld vCPUs, %lld MiB) leaves nothing to "
+                  "offer of this host's %lld vCPUs and %lld MiB",
+                  (long long)vcpus, (long long)memory_mib,
+                  (long long)inv->vcpus, (long long)inv->memory_mib);
+        return -ERANGE;
+    }
+    inv->vcpus -= vcpus;
+    inv->memory_mib -= memory_mib;
+    inv->disk_gib = inv->disk_gib > disk_gib ? inv->disk_gib - disk_gib : 0;
+    inv->free_disk_gib = inv->free_disk_gib > disk_gib ?
+                             inv->free_disk_gib - disk_gib : 0;
+    return 0;
+}
+
 json_t *inventory_to_json(const struct inventory *inv, bool with_free)
 {
     json_t *j = json_pack("{s:I, s:I, s:I, s:b, s:s, s:s}", "vcpus",

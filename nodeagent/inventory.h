@@ -24,6 +24,13 @@ int inventory_collect(const char *root, const char *data_dir,
                       struct inventory *ret);
 void inventory_clear(struct inventory *inv);
 
+/* Keep part of the host for its owner: subtract `vcpus`, `memory_mib` and
+ * `disk_gib` (each >= 0) from what the inventory offers (disk_gib and
+ * free_disk_gib floor at 0). -ERANGE (logged) when less than one vCPU or
+ * 64 MiB would be left to offer, else 0. */
+int inventory_reserve(struct inventory *inv, int64_t vcpus,
+                      int64_t memory_mib, int64_t disk_gib);
+
 /* Parsers, exposed for tests. Count of "processor" lines and the first
  * "model name" (or "cpu model"/"Processor") of a cpuinfo text; model is
  * NULL when absent (caller frees). */

@@ -108,7 +108,7 @@ int agent_join(const struct agent_settings *s)
     explicit_bzero(priv, sizeof(priv));
     wgkey_to_base64(pub, pub64);
     struct inventory inv;
-    if ((r = inventory_collect(s->root, s->data_dir, &inv)) < 0)
+    if ((r = agent_config_inventory(s, &inv)) < 0)
         return r;
     _cleanup_json_ json_t *body = json_pack(
         "{s:s, s:s, s:o, s:s, s:I, s:I, s:I}", "token", s->token, "name", name,

@@ -420,6 +420,7 @@ static int build_xml(struct reconcile_ctx *c, const json_t *vm,
         .console_log = con,
         .nics = nv,
         .n_nics = n,
+        .limits = c->limits,
     };
     return vmxml_build(&s, ret_xml);
 }

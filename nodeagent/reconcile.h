@@ -95,6 +95,8 @@ struct reconcile_ctx {
      * the controller URL its relative URLs are resolved against. */
     struct fetch_cache *cache;
     const char *controller;
+    /* Limits written into every domain (NULL: none). */
+    const struct vmxml_limits *limits;
     /* What the executor remembers per VM: shutdown deadlines, errors. */
     struct reconcile_vm_mem *mem;
     size_t n_mem;

@@ -370,6 +370,21 @@ static void domain_body(struct xw *x, const void *arg)
     x_end(x);
     snprintf(num, sizeof(num), "%" PRId64, s->vcpus);
     x_text_el(x, "vcpu", num);
+    const struct vmxml_limits *l = s->limits;
+    if (l && (l->cpu_shares > 0 || l->cpu_cap_pct > 0)) {
+        x_start(x, "cputune");
+        if (l->cpu_shares > 0) {
+            snprintf(num, sizeof(num), "%" PRId64, l->cpu_shares * s->vcpus);
+            x_text_el(x, "shares", num);
+        }
+        if (l->cpu_cap_pct > 0) {
+            /* The quota is per vCPU thread, in microseconds a period. */
+            x_text_el(x, "period", "100000");
+            snprintf(num, sizeof(num), "%" PRId64, l->cpu_cap_pct * 1000);
+            x_text_el(x, "quota", num);
+        }
+        x_end(x);
+    }
 
     x_start(x, "os");
     x_start(x, "type");
@@ -435,6 +450,18 @@ static void domain_body(struct xw *x, const void *arg)
     x_attr(x, "dev", "vda");
     x_attr(x, "bus", "virtio");
     x_end(x);
+    if (l && (l->disk_iops > 0 || l->disk_bytes_sec > 0)) {
+        x_start(x, "iotune");
+        if (l->disk_bytes_sec > 0) {
+            snprintf(num, sizeof(num), "%" PRId64, l->disk_bytes_sec);
+            x_text_el(x, "total_bytes_sec", num);
+        }
+        if (l->disk_iops > 0) {
+            snprintf(num, sizeof(num), "%" PRId64, l->disk_iops);
+            x_text_el(x, "total_iops_sec", num);
+        }
+        x_end(x);
+    }
     x_end(x);
     if (s->seed_path) {
         x_start(x, "disk");
@@ -482,6 +509,16 @@ static void domain_body(struct xw *x, const void *arg)
             x_attr_int(x, "size", n->mtu);
             x_end(x);
         }
+        if (l && l->net_kbps > 0) {
+            x_start(x, "bandwidth");
+            x_start(x, "inbound");
+            x_attr_int(x, "average", l->net_kbps);
+            x_end(x);
+            x_start(x, "outbound");
+            x_attr_int(x, "average", l->net_kbps);
+            x_end(x);
+            x_end(x);
+        }
         x_end(x);
     }
     /* The serial console is a pty (interactive) whose output libvirt also
@@ -527,6 +564,13 @@ int vmxml_build(const struct vmxml_spec *s, char **ret_xml)
         (s->seed_path && !path_ok(s->seed_path)) ||
         (s->arch && !vmxml_ifname_ok(s->arch)) || s->n_nics > 64 ||
         !gpus_ok(s))
+        return -EINVAL;
+    const struct vmxml_limits *l = s->limits;
+    if (l && (l->cpu_shares < 0 || l->cpu_shares > 10000 ||
+              l->cpu_cap_pct < 0 || l->cpu_cap_pct > 100 ||
+              l->disk_iops < 0 || l->disk_iops > 1000000 ||
+              l->disk_bytes_sec < 0 || l->disk_bytes_sec > (INT64_C(1) << 40) ||
+              l->net_kbps < 0 || l->net_kbps > 100000000))
         return -EINVAL;
     for (size_t i = 0; i < s->n_nics; i++)
         if (!vmxml_mac_ok(s->nics[i].mac) ||

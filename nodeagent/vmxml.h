@@ -36,6 +36,16 @@ struct vmxml_gpu {
     const char *rom_file;   /* NULL, or an absolute path to a ROM image */
 };
 
+/* Limits the host's owner sets on every VM so tenants cannot starve the
+ * host's own work; 0 means none for each. */
+struct vmxml_limits {
+    int64_t cpu_shares;     /* cputune weight per vCPU */
+    int64_t cpu_cap_pct;    /* each vCPU's cap, % of one host CPU */
+    int64_t disk_iops;      /* iotune total_iops_sec */
+    int64_t disk_bytes_sec; /* iotune total_bytes_sec */
+    int64_t net_kbps;       /* bandwidth average, KiB/s, each direction */
+};
+
 struct vmxml_spec {
     const struct vmxml_meta *meta;
     int64_t vcpus;
@@ -60,6 +70,7 @@ struct vmxml_spec {
                                is bound to */
     bool hugepages;         /* back the guest memory with huge pages */
     bool hide_kvm;          /* hide the KVM signature (consumer drivers) */
+    const struct vmxml_limits *limits; /* NULL: none */
 };
 
 /* Domain name for a VM id: "fog-<id>"; caller frees. */

@@ -2,6 +2,7 @@
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
 #include "common/jsonutil.h"
+#include "common/buf.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "netfabric/link.h"
@@ -176,6 +177,33 @@ int tu_wait_port(int port, int timeout_ms)
 /* ---- a scratch directory for a cmocka group ---------------------------- */
 
 char *tu_dir;
+
+void tu_put_file(const char *dir, const char *rel, const char *text)
+{
+    _cleanup_free_ char *p = xasprintf("%s/%s", dir, rel);
+    _cleanup_free_ char *d = xstrdup(p);
+    *strrchr(d, '/') = '\0';
+    if (mkdir_p(d, 0755) < 0 ||
+        file_write_atomic(p, text, strlen(text), 0644) < 0) {
+        fprintf(stderr, "cannot write '%s'\n", p);
+        abort();
+    }
+}
+
+void tu_fake_host(const char *root, int cpus, int64_t mem_mib)
+{
+    struct buf b = BUF_INIT;
+    for (int i = 0; i < cpus; i++)
+        buf_printf(&b, "processor\t: %d\nmodel name\t: Fake CPU\n\n", i);
+    tu_put_file(root, "proc/cpuinfo", buf_str(&b));
+    buf_free(&b);
+    _cleanup_free_ char *mem = xasprintf("MemTotal:       %lld kB\n",
+                                         (long long)mem_mib * 1024);
+    tu_put_file(root, "proc/meminfo", mem);
+    _cleanup_free_ char *online = xasprintf("0-%d\n", cpus - 1);
+    tu_put_file(root, "sys/devices/system/cpu/online", online);
+    tu_fake_proc_net(root);
+}
 
 void tu_fake_proc_net(const char *root)
 {

@@ -36,6 +36,12 @@ int tu_wait_port(int port, int timeout_ms);
  * listening socket and no route but the default, for an agent run with
  * --root (its policy reads them). Aborts on failure. */
 void tu_fake_proc_net(const char *root);
+/* Write text to DIR/REL (mode 0644), making its folders; aborts the test
+ * on failure. */
+void tu_put_file(const char *dir, const char *rel, const char *text);
+/* A fake host under root for the agent's inventory: `cpus` CPUs named
+ * "Fake CPU", `mem_mib` MiB, no /dev/kvm, and tu_fake_proc_net. */
+void tu_fake_host(const char *root, int cpus, int64_t mem_mib);
 
 /* ---- fake PCI sysfs (GPU inventory) ---- */
 /* One PCI function under ROOT/sys/bus/pci/devices/ADDR with class, ids,

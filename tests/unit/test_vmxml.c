@@ -134,6 +134,47 @@ static void the_definition_carries_what_was_asked(void **state)
     xmlFreeDoc(doc);
 }
 
+static void the_owners_limits_reach_cputune_iotune_and_bandwidth(void **state)
+{
+    struct vmxml_nic nics[2] = { { "52:54:00:12:34:56", "fogbr7", 1370 },
+                                 { "52:54:00:AB:CD:EF", "br0", 0 } };
+    struct vmxml_limits l = { .cpu_shares = 100, .cpu_cap_pct = 50,
+                              .disk_iops = 500, .disk_bytes_sec = 20 << 20,
+                              .net_kbps = 12500 };
+    struct vmxml_spec s;
+    struct vmxml_meta m;
+    spec_init(&s, &m, "web", nics, 2);
+    s.limits = &l;
+    _cleanup_free_ char *xml = NULL;
+    assert_int_equal(vmxml_build(&s, &xml), 0);
+    xmlDocPtr doc = parse(xml);
+    assert_non_null(doc);
+    /* The weight grows with the VM's vCPUs; the cap is per vCPU. */
+    assert_int_equal((int)xpath_num(doc, "number(/domain/cputune/shares)"), 200);
+    assert_int_equal((int)xpath_num(doc, "number(/domain/cputune/period)"), 100000);
+    assert_int_equal((int)xpath_num(doc, "number(/domain/cputune/quota)"), 50000);
+    assert_int_equal((int)xpath_num(doc, "number(//disk[target/@dev='vda']/iotune/total_iops_sec)"), 500);
+    assert_int_equal((int)xpath_num(doc, "number(//disk[target/@dev='vda']/iotune/total_bytes_sec)"), 20 << 20);
+    assert_int_equal((int)xpath_num(doc, "count(//interface/bandwidth/inbound[@average='12500'])"), 2);
+    assert_int_equal((int)xpath_num(doc, "count(//interface/bandwidth/outbound[@average='12500'])"), 2);
+    xmlFreeDoc(doc);
+
+    /* No limits set: none written. */
+    l = (struct vmxml_limits){ 0 };
+    free(xml);
+    xml = NULL;
+    assert_int_equal(vmxml_build(&s, &xml), 0);
+    doc = parse(xml);
+    assert_int_equal((int)xpath_num(doc, "count(//cputune|//iotune|//bandwidth)"), 0);
+    xmlFreeDoc(doc);
+
+    /* Out of bounds: refused. */
+    l.cpu_cap_pct = 101;
+    assert_int_equal(vmxml_build(&s, &xml), -EINVAL);
+    l = (struct vmxml_limits){ .net_kbps = -1 };
+    assert_int_equal(vmxml_build(&s, &xml), -EINVAL);
+}
+
 static void small_guests_get_their_seed_and_lean_devices(void **state)
 {
     struct vmxml_nic nic = { "52:54:00:12:34:56", "fogbr7", 1370,
@@ -299,6 +340,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hostile_names_stay_in_their_attribute),
         cmocka_unit_test(the_definition_carries_what_was_asked),
+        cmocka_unit_test(the_owners_limits_reach_cputune_iotune_and_bandwidth),
         cmocka_unit_test(small_guests_get_their_seed_and_lean_devices),
         cmocka_unit_test(unsafe_inputs_are_refused),
         cmocka_unit_test(metadata_round_trips),
