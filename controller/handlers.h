@@ -107,6 +107,12 @@ bool retire_unused(struct app *a, struct http_request *r, const char *kind,
                    const char *retire_sql, const char *what);
 /* Drop a deleted VM's interfaces and ports. */
 void vm_release(struct app *a, const char *vm_id);
+/* The statements behind a VM's lookup and lists, each backed by an index
+ * (tests read their query plans): by id ($1 id, $2 caller, $3 admin), by
+ * the caller's own name ($1 name, $2 caller), by any name ($1), and the
+ * admin's and a tenant's page (page_list's arguments). */
+extern const char vm_sql_by_id[], vm_sql_by_own_name[], vm_sql_by_any_name[],
+    vm_sql_list_all[], vm_sql_list_own[];
 /* Bump every node hosting a VM on one of this VM's networks. */
 void vm_networks_changed(struct app *a, const char *vm_id);
 
