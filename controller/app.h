@@ -125,10 +125,11 @@ void page_reply(struct http_request *r, const struct page *p, json_t *rows,
                 const char *time_col, json_t *(*render)(json_t *row));
 
 /* The tail of a keyset-paginated query over TIME and ID columns: $3 is
- * the cursor's time, $4 its id, $5 the limit + 1 (page_list binds them). */
+ * the cursor's time, $4 its id, $5 the limit + 1 (page_list binds them).
+ * The first term lets an index on (..., time, id) seek to the cursor. */
 #define PAGE_KEYSET(time, id)                                                  \
-    "(" time " > $3 OR (" time " = $3 AND " id " > $4)) ORDER BY " time ", "   \
-    id " LIMIT $5"
+    time " >= $3 AND (" time " > $3 OR (" time " = $3 AND " id " > $4)) "     \
+    "ORDER BY " time ", " id " LIMIT $5"
 /* Answer one page of a list: `sql` sees $1 = caller is an admin, $2 = the
  * caller's account id, and ends in PAGE_KEYSET. `what` names the objects
  * in errors. */

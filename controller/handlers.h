@@ -114,6 +114,12 @@ void vm_release(struct app *a, const char *vm_id);
  * live VMs) and the networks it was on learn it left. 0, -ENOENT when it
  * was already gone, or the store's -errno. */
 int vm_delete_finish(struct app *a, const char *vm_id, int64_t now);
+/* The statements behind a VM's lookup and lists, each backed by an index
+ * (tests read their query plans): by id ($1 id, $2 caller, $3 admin), by
+ * the caller's own name ($1 name, $2 caller), by any name ($1), and the
+ * admin's and a tenant's page (page_list's arguments). */
+extern const char vm_sql_by_id[], vm_sql_by_own_name[], vm_sql_by_any_name[],
+    vm_sql_list_all[], vm_sql_list_own[];
 /* Bump every node hosting a VM on one of this VM's networks. */
 void vm_networks_changed(struct app *a, const char *vm_id);
 

@@ -181,34 +181,98 @@ char *netalloc_default_cidr(struct store *s)
 
 char *netalloc_gateway(uint32_t net) { return ip_text(net + 1); }
 
-char *netalloc_address(struct store *s, const char *network_id)
+const char netalloc_sql_run_end[] =
+    "SELECT a.addr + 1 FROM net_addrs a WHERE a.network_id = $1 AND a.addr "
+    ">= $2 AND NOT EXISTS (SELECT 1 FROM net_addrs b WHERE b.network_id = $1 "
+    "AND b.addr = a.addr + 1) ORDER BY a.addr LIMIT 1";
+
+/* A network's addresses from before integer addresses, recorded once:
+ * the cursor starts at the first host. 0 or -errno. */
+static int addrs_fill(struct store *s, const char *network_id, uint32_t first)
 {
-    json_auto_t *nw = NULL, *used = NULL;
+    json_auto_t *used = NULL;
+    size_t i;
+    json_t *row;
+    int e = store_query(s, &used, "SELECT vm_id, address FROM vm_nics WHERE "
+                                  "network_id = $1", "s", network_id);
+    if (e < 0)
+        return e;
+    json_array_foreach(used, i, row) {
+        struct in_addr in;
+        if (inet_pton(AF_INET, json_str(row, "address"), &in) != 1)
+            continue;
+        e = store_exec(s, "INSERT INTO net_addrs (network_id, addr, vm_id) "
+                          "VALUES ($1, $2, $3)", "sis", network_id,
+                       (int64_t)ntohl(in.s_addr), json_str(row, "vm_id"));
+        if (e < 0)
+            return e;
+    }
+    e = store_exec(s, "UPDATE networks SET addr_next = $1 WHERE id = $2", "is",
+                   (int64_t)first, network_id);
+    return e < 0 ? e : 0;
+}
+
+char *netalloc_address(struct store *s, const char *network_id,
+                       const char *vm_id)
+{
+    json_auto_t *nw = NULL;
     uint32_t net;
     int prefix;
     if (store_lock(s, "network", network_id) < 0 ||
-        store_query_one(s, &nw, "SELECT cidr FROM networks WHERE id = $1", "s",
-                        network_id) < 0 ||
-        netalloc_parse_cidr(json_str(nw, "cidr"), &net, &prefix) < 0 ||
-        store_query(s, &used, "SELECT address FROM vm_nics WHERE network_id = $1",
-                    "s", network_id) < 0)
+        store_query_one(s, &nw, "SELECT cidr, addr_next FROM networks WHERE "
+                                "id = $1", "s", network_id) < 0 ||
+        netalloc_parse_cidr(json_str(nw, "cidr"), &net, &prefix) < 0)
         return NULL;
-    uint32_t size = 1u << (32 - prefix);
     /* .0 network, .1 gateway, last broadcast. */
-    for (uint32_t off = 2; off + 1 < size; off++) {
-        _cleanup_free_ char *cand = ip_text(net + off);
-        bool taken = false;
-        size_t i;
-        json_t *row;
-        json_array_foreach(used, i, row)
-            if (streq(json_str(row, "address"), cand)) {
-                taken = true;
-                break;
-            }
-        if (!taken)
-            return TAKE_PTR(cand);
+    int64_t first = (int64_t)net + 2;
+    int64_t last = (int64_t)net + ((int64_t)1 << (32 - prefix)) - 2;
+    int64_t cursor = json_int(nw, "addr_next", 0);
+    if (cursor == 0) {
+        if (addrs_fill(s, network_id, (uint32_t)first) < 0)
+            return NULL;
+        cursor = first;
     }
-    return NULL;
+    /* Everything below the cursor is taken: the lowest free address is
+     * the cursor itself, or the end of the run of taken ones from it. */
+    int64_t cand = cursor;
+    if (store_query_int(s, 0, "SELECT COUNT(*) FROM net_addrs WHERE "
+                              "network_id = $1 AND addr = $2", "si",
+                        network_id, cand) != 0)
+        cand = store_query_int(s, -1, netalloc_sql_run_end, "si",
+                               network_id, cand);
+    if (cand < first || cand > last)
+        return NULL;
+    if (store_exec(s, "INSERT INTO net_addrs (network_id, addr, vm_id) VALUES "
+                      "($1, $2, $3)", "sis", network_id, cand, vm_id) < 0)
+        return NULL;
+    /* Only from the value read: a release that lowered it meanwhile
+     * (another replica's) wins. */
+    if (store_exec(s, "UPDATE networks SET addr_next = $1 WHERE id = $2 AND "
+                      "addr_next = $3", "isi", cand + 1, network_id,
+                   cursor) < 0)
+        return NULL;
+    return ip_text((uint32_t)cand);
+}
+
+int netalloc_release(struct store *s, const char *vm_id)
+{
+    /* Lower each network's cursor to the freed address, so the lowest
+     * free address is found first again. */
+    json_auto_t *rows = NULL;
+    size_t i;
+    json_t *row;
+    int e = store_query(s, &rows, "SELECT network_id, MIN(addr) AS addr FROM "
+                                  "net_addrs WHERE vm_id = $1 GROUP BY "
+                                  "network_id", "s", vm_id);
+    json_array_foreach(rows, i, row)
+        if (e >= 0)
+            e = store_exec(s, "UPDATE networks SET addr_next = $1 WHERE id = "
+                              "$2 AND addr_next > $1", "is",
+                           json_int(row, "addr", 0),
+                           json_str(row, "network_id"));
+    if (e >= 0)
+        e = store_exec(s, "DELETE FROM net_addrs WHERE vm_id = $1", "s", vm_id);
+    return e < 0 ? e : 0;
 }
 
 char *netalloc_mac(struct store *s)

@@ -31,9 +31,16 @@ int64_t netalloc_next_vxlan(struct store *s);
 char *netalloc_default_cidr(struct store *s);
 /* The gateway (first host) of a range, as text; caller frees. */
 char *netalloc_gateway(uint32_t net);
-/* A free host address in the network (gateway excluded); caller frees.
- * NULL when the network is full. */
-char *netalloc_address(struct store *s, const char *network_id);
+/* The lowest free host address in the network (gateway excluded),
+ * recorded as vm_id's; caller frees. NULL when the network is full (or
+ * the store failed). Inside the caller's transaction. */
+char *netalloc_address(struct store *s, const char *network_id,
+                       const char *vm_id);
+/* The first free address after the run of taken ones that starts at $2
+ * in network $1 (tests read its query plan). */
+extern const char netalloc_sql_run_end[];
+/* Free every address vm_id holds. 0 or -errno. */
+int netalloc_release(struct store *s, const char *vm_id);
 /* A random locally administered unicast MAC not yet used; caller frees. */
 char *netalloc_mac(struct store *s);
 /* A free host port for proto on the node: `want` if it is in the node's

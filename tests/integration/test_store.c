@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "common/jsonutil.h"
+#include "controller/netalloc.h"
 #include "controller/store.h"
 #include "tests/testutil.h"
 
@@ -173,6 +174,86 @@ static void postgresql_queries_bind_and_constrain(void **state)
     check_queries(&pg);
 }
 
+/* A VM "vmN" of account na1 with one interface in network w1 at addr, as
+ * a controller before integer addresses recorded it (vm_nics only). */
+static void vm_with_nic(struct store *s, int n, const char *addr)
+{
+    char id[16], mac[32];
+    snprintf(id, sizeof(id), "vm%d", n);
+    snprintf(mac, sizeof(mac), "52:54:00:00:00:%02x", n);
+    assert_int_equal(store_exec(s, "INSERT INTO vms (id, account_id, name, "
+                                   "vcpus, memory_mib, disk_gib, image, "
+                                   "desired_state, state, created_at, "
+                                   "updated_at) VALUES ($1, 'na1', $1, 1, 64, "
+                                   "1, 'i', 'running', 'pending', 1, 1)",
+                                "s", id), 1);
+    assert_int_equal(store_exec(s, "INSERT INTO vm_nics (vm_id, idx, "
+                                   "network_id, mac, address) VALUES ($1, 0, "
+                                   "'w1', $2, $3)", "sss", id, mac, addr), 1);
+}
+
+static char *alloc_for(struct store *s, int n)
+{
+    char id[16];
+    snprintf(id, sizeof(id), "vm%d", n);
+    assert_int_equal(store_tx_begin(s), 0);
+    char *addr = netalloc_address(s, "w1", id);
+    assert_int_equal(store_tx_commit(s), 0);
+    return addr;
+}
+
+/* Addresses are the lowest free host of the network: a network's rows
+ * from before integer addresses count as taken, a freed address is the
+ * next one handed out, and a full network gives none. */
+static void check_addresses(struct backend *b)
+{
+    struct store *s = open_or_skip(b);
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ('na1', 'nn1', "
+                                   "'tenant', 1)", ""), 1);
+    /* A /29: hosts .2 to .6 (.1 the gateway, .7 broadcast). */
+    assert_int_equal(store_exec(s, "INSERT INTO networks (id, account_id, "
+                                   "name, cidr, gateway, vxlan_id, "
+                                   "created_at) VALUES ('w1', 'na1', 'w', "
+                                   "'10.9.0.0/29', '10.9.0.1', 5000, 1)", ""),
+                     1);
+    /* Rows as an older controller left them: .2 and .4 taken. */
+    vm_with_nic(s, 1, "10.9.0.2");
+    vm_with_nic(s, 2, "10.9.0.4");
+    _cleanup_free_ char *a3 = alloc_for(s, 3);
+    _cleanup_free_ char *a4 = alloc_for(s, 4);
+    _cleanup_free_ char *a5 = alloc_for(s, 5);
+    _cleanup_free_ char *a6 = alloc_for(s, 6);
+    assert_string_equal(a3, "10.9.0.3");
+    assert_string_equal(a4, "10.9.0.5");
+    assert_string_equal(a5, "10.9.0.6");
+    assert_null(a6);
+    /* The lowest freed address comes back first. */
+    assert_int_equal(netalloc_release(s, "vm4"), 0);
+    assert_int_equal(netalloc_release(s, "vm1"), 0);
+    _cleanup_free_ char *again = alloc_for(s, 7);
+    _cleanup_free_ char *again2 = alloc_for(s, 8);
+    _cleanup_free_ char *none = alloc_for(s, 9);
+    assert_string_equal(again, "10.9.0.2");
+    assert_string_equal(again2, "10.9.0.5");
+    assert_null(none);
+    /* One address is never held twice. */
+    assert_int_equal(store_exec(s, "INSERT INTO net_addrs (network_id, addr, "
+                                   "vm_id) SELECT network_id, addr, 'x' FROM "
+                                   "net_addrs LIMIT 1", ""), -EEXIST);
+    store_close(s);
+}
+
+static void sqlite_addresses_lowest_free_first(void **state)
+{
+    check_addresses(&sq);
+}
+
+static void postgresql_addresses_lowest_free_first(void **state)
+{
+    check_addresses(&pg);
+}
+
 static void sqlite_store_always_leads(void **state)
 {
     struct store *s = open_or_skip(&sq);
@@ -315,7 +396,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sqlite_queries_bind_and_constrain),
         cmocka_unit_test(sqlite_store_always_leads),
+        cmocka_unit_test(sqlite_addresses_lowest_free_first),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
+        cmocka_unit_test(postgresql_addresses_lowest_free_first),
         cmocka_unit_test(postgresql_replicas_elect_one_leader_and_notify),
         cmocka_unit_test(postgresql_locks_serialise_and_deadlocks_are_retryable),
     };
