@@ -305,7 +305,8 @@ static int ssh_key_add(struct cli *c, struct cli_args *a)
     if (c->json)
         cli_print_json(k);
     else
-        printf("SSH key %s added (%s)\n", a->pos[0],
+        printf("SSH key %s added (%s); it applies at each new VM's first "
+               "boot, not to VMs that have already booted\n", a->pos[0],
                json_string_value(json_object_get(k, "fingerprint")));
     return CLI_OK;
 }
@@ -380,7 +381,8 @@ const struct cli_verb cli_image_verbs[] = {
     { "template-info", template_info, 1, 1, "", "NAME",
       "show a template with its user-data" },
     { "key-add", ssh_key_add, 2, 2, "", "NAME PUBKEYFILE",
-      "store an SSH public key on your account (put into every new VM)" },
+      "store an SSH public key on your account (put into new VMs at their "
+      "first boot)" },
     { "ssh-key-list", ssh_key_list, 0, 0, "", "",
       "list the SSH public keys of your account" },
     { "ssh-key-remove", ssh_key_remove, 1, 1, "", "NAME",

@@ -1,8 +1,8 @@
 /* cloud-init NoCloud documents. Every value that reaches YAML is either
  * checked to a strict shape (names, addresses, MACs) or written as a JSON
  * string, which YAML reads as a double-quoted scalar. The tenant's own
- * user-data is never parsed: it is passed on whole, with our SSH keys
- * appended or beside it in a MIME multipart. */
+ * user-data is never parsed nor changed: it is the user-data file byte for
+ * byte, and the account's SSH keys go in meta-data `public-keys`. */
 #include "images/cloudinit.h"
 
 #include "common/buf.h"
@@ -11,6 +11,7 @@
 #include "images/seed.h"
 
 #include <arpa/inet.h>
+#include <nettle/base64.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -79,11 +80,16 @@ static bool key_ok(const char *k, size_t len)
     return true;
 }
 
-static void keys_block(struct buf *b, const json_t *keys)
+/* meta-data `public-keys` (NoCloud): cloud-init's `ssh` module installs
+ * them for the default user. They stay out of user-data, which is the
+ * tenant's alone. */
+static void keys_meta(struct buf *b, const json_t *keys)
 {
     size_t i;
     json_t *k;
-    buf_puts(b, "ssh_authorized_keys:\n");
+    if (json_array_size(keys) == 0)
+        return;
+    buf_puts(b, "public-keys:\n");
     json_array_foreach(keys, i, k) {
         buf_puts(b, "  - ");
         yaml_quoted(b, json_string_value(k));
@@ -91,95 +97,96 @@ static void keys_block(struct buf *b, const json_t *keys)
     }
 }
 
-/* True when a line of `doc` starts with `word`. */
-static bool has_line_starting(const char *doc, const char *word)
+static int check_keys(struct render *r, const json_t *keys)
 {
-    size_t wl = strlen(word);
-    for (const char *p = doc; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
-        if (strncmp(p, word, wl) == 0)
-            return true;
-    return false;
+    size_t i;
+    json_t *k;
+    if (!keys || json_is_null(keys))
+        return 0;
+    if (!json_is_array(keys) || json_array_size(keys) > CLOUDINIT_MAX_KEYS)
+        return fail(r, "ssh_keys must be an array of at most %d keys",
+                    CLOUDINIT_MAX_KEYS);
+    json_array_foreach(keys, i, k)
+        if (!json_is_string(k) ||
+            !key_ok(json_string_value(k), json_string_length(k)))
+            return fail(r, "SSH key %zu is not a single line of text", i);
+    return 0;
 }
 
-static bool is_doc_marker_line(const char *doc)
-{
-    /* beyond the first line: "---" or "..." start another document */
-    const char *nl = strchr(doc, '\n');
-    return nl && (has_line_starting(nl + 1, "---") ||
-                  has_line_starting(nl + 1, "..."));
-}
-
+/* The tenant's user-data, byte for byte: `user_data` (text) or
+ * `user_data_base64` (any bytes, gzip included). cloud-init tells the
+ * formats apart itself; we never parse or rewrite them. */
 static int render_user_data(struct render *r, const json_t *vm, size_t max,
-                            char **ret)
+                            char **ret, size_t *ret_len)
 {
     const json_t *ud = json_object_get(vm, "user_data");
-    const json_t *keys = json_object_get(vm, "ssh_keys");
-    const char *tenant = NULL;
-    size_t tlen = 0;
-    struct buf b = BUF_INIT;
+    const json_t *b64 = json_object_get(vm, "user_data_base64");
+    bool have_ud = ud && !json_is_null(ud), have_b64 = b64 && !json_is_null(b64);
 
-    if (ud && !json_is_null(ud)) {
+    if (have_ud && have_b64)
+        return fail(r, "user_data and user_data_base64 are exclusive");
+    if (have_b64) {
+        if (!json_is_string(b64))
+            return fail(r, "user_data_base64 must be a string");
+        size_t n = json_string_length(b64);
+        if (n / 4 * 3 > max + 2)
+            return fail(r, "user_data of about %zu bytes is over the limit "
+                           "of %zu bytes", n / 4 * 3, max);
+        uint8_t *out = xmalloc(BASE64_DECODE_LENGTH(n) + 1);
+        size_t olen = 0;
+        struct base64_decode_ctx ctx;
+        base64_decode_init(&ctx);
+        if (!base64_decode_update(&ctx, &olen, out,
+                                  n, json_string_value(b64)) ||
+            !base64_decode_final(&ctx)) {
+            free(out);
+            return fail(r, "user_data_base64 is not valid base64");
+        }
+        if (olen > max) {
+            free(out);
+            return fail(r, "user_data of %zu bytes is over the limit of %zu "
+                           "bytes", olen, max);
+        }
+        out[olen] = 0;
+        *ret = (char *)out;
+        *ret_len = olen;
+        return 0;
+    }
+    if (have_ud) {
         if (!json_is_string(ud))
             return fail(r, "user_data must be a string");
-        tenant = json_string_value(ud);
-        tlen = json_string_length(ud);
+        const char *tenant = json_string_value(ud);
+        size_t tlen = json_string_length(ud);
         if (strlen(tenant) != tlen)
             return fail(r, "user_data must not contain NUL bytes");
         if (tlen > max)
             return fail(r, "user_data of %zu bytes is over the limit of %zu "
                            "bytes", tlen, max);
-    }
-    if (keys && !json_is_null(keys)) {
-        size_t i;
-        json_t *k;
-        if (!json_is_array(keys) || json_array_size(keys) > CLOUDINIT_MAX_KEYS)
-            return fail(r, "ssh_keys must be an array of at most %d keys",
-                        CLOUDINIT_MAX_KEYS);
-        json_array_foreach(keys, i, k)
-            if (!json_is_string(k) ||
-                !key_ok(json_string_value(k), json_string_length(k)))
-                return fail(r, "SSH key %zu is not a single line of text", i);
-    }
-    bool have_keys = json_array_size(keys) > 0;
-
-    if (tlen == 0) {
-        buf_puts(&b, "#cloud-config\n");
-        if (have_keys)
-            keys_block(&b, keys);
-    } else if (!have_keys) {
-        buf_append(&b, tenant, tlen);
-    } else if (startswith(tenant, "#cloud-config") &&
-               !has_line_starting(tenant, "ssh_authorized_keys") &&
-               !is_doc_marker_line(tenant)) {
-        buf_append(&b, tenant, tlen);
-        if (tenant[tlen - 1] != '\n')
-            buf_puts(&b, "\n");
-        keys_block(&b, keys);
-    } else {
-        /* Two parts; cloud-init merges ours into the tenant's config by
-         * appending to lists rather than replacing them. */
-        _cleanup_free_ char *rnd = random_hex(12);
-        _cleanup_free_ char *bound = xasprintf("==fog-%s==", rnd);
-        if (strstr(tenant, bound)) {
-            buf_free(&b);
-            return fail(r, "user_data contains the MIME boundary");
+        if (tlen > 0) {
+            *ret = xstrdup(tenant);
+            *ret_len = tlen;
+            return 0;
         }
-        buf_printf(&b, "Content-Type: multipart/mixed; boundary=\"%s\"\n"
-                       "MIME-Version: 1.0\n\n--%s\n"
-                       "Content-Type: text/plain; charset=\"utf-8\"\n"
-                       "MIME-Version: 1.0\n\n", bound, bound);
-        buf_append(&b, tenant, tlen);
-        if (tenant[tlen - 1] != '\n')
-            buf_puts(&b, "\n");
-        buf_printf(&b, "--%s\n"
-                       "Content-Type: text/cloud-config; charset=\"utf-8\"\n"
-                       "MIME-Version: 1.0\n"
-                       "Merge-Type: list(append)+dict(no_replace,recurse_list)"
-                       "+str()\n\n#cloud-config\n", bound);
-        keys_block(&b, keys);
-        buf_printf(&b, "--%s--\n", bound);
     }
-    *ret = buf_steal(&b);
+    /* Nothing from the tenant: an empty cloud-config, so cloud-init still
+     * runs its modules with meta-data's hostname and keys. */
+    *ret = xstrdup("#cloud-config\n");
+    *ret_len = strlen(*ret);
+    return 0;
+}
+
+static int check_dns(struct render *r, const json_t *dns, const char *what)
+{
+    size_t i;
+    json_t *d;
+    if (!dns || json_is_null(dns))
+        return 0;
+    if (!json_is_array(dns) || json_array_size(dns) > CLOUDINIT_MAX_DNS)
+        return fail(r, "%s must be an array of at most %d addresses", what,
+                    CLOUDINIT_MAX_DNS);
+    json_array_foreach(dns, i, d)
+        if (!ipv4_ok(json_string_value(d)))
+            return fail(r, "%s entry %zu is not an IPv4 address", what, i);
     return 0;
 }
 
@@ -191,20 +198,14 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
     bool dns_done = false;
     size_t i;
     json_t *nic;
+    int e;
 
     if (nics && !json_is_null(nics) &&
         (!json_is_array(nics) || json_array_size(nics) > CLOUDINIT_MAX_NICS))
         return fail(r, "nics must be an array of at most %d interfaces",
                     CLOUDINIT_MAX_NICS);
-    if (dns && !json_is_null(dns)) {
-        json_t *d;
-        if (!json_is_array(dns) || json_array_size(dns) > CLOUDINIT_MAX_DNS)
-            return fail(r, "dns must be an array of at most %d addresses",
-                        CLOUDINIT_MAX_DNS);
-        json_array_foreach(dns, i, d)
-            if (!ipv4_ok(json_string_value(d)))
-                return fail(r, "dns entry %zu is not an IPv4 address", i);
-    }
+    if ((e = check_dns(r, dns, "dns")) < 0)
+        return e;
     json_array_foreach(nics, i, nic) {
         const char *mac = json_str(nic, "mac");
         const char *addr = json_str(nic, "address");
@@ -221,6 +222,8 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
             return fail(r, "nic %zu: gateway is not an IPv4 address", i);
         if (mtu && (mtu < 576 || mtu > 9000))
             return fail(r, "nic %zu: mtu must be 576..9000", i);
+        if ((e = check_dns(r, json_object_get(nic, "dns"), "nic dns")) < 0)
+            return e;
     }
 
     buf_puts(&b, "version: 2\n");
@@ -239,17 +242,21 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
                        (long long)json_int(nic, "mtu", 0));
         if (gw && !dns_done) {
             /* One default route and one set of resolvers: the first NIC
-             * with a gateway. */
+             * with a gateway. Resolvers: the network's own, else the
+             * hub's, else the node's gateway address on this network. */
+            const json_t *use = json_object_get(nic, "dns");
+            if (json_array_size(use) == 0)
+                use = dns;
             buf_printf(&b, "    routes:\n      - to: 0.0.0.0/0\n"
                            "        via: %s\n    nameservers:\n"
                            "      addresses:\n", gw);
-            if (json_array_size(dns) > 0) {
+            if (json_array_size(use) > 0) {
                 size_t k;
                 json_t *d;
-                json_array_foreach(dns, k, d)
+                json_array_foreach(use, k, d)
                     buf_printf(&b, "        - %s\n", json_string_value(d));
             } else {
-                buf_puts(&b, "        - 1.1.1.1\n        - 9.9.9.9\n");
+                buf_printf(&b, "        - %s\n", gw);
             }
             dns_done = true;
         }
@@ -265,6 +272,7 @@ int cloudinit_render(const json_t *vm, size_t max_user_data,
     struct cloudinit_docs d = { 0 };
     const char *id = json_str(vm, "id"), *name = json_str(vm, "name");
     struct buf m = BUF_INIT;
+    _cleanup_free_ char *host = NULL;
     int e;
 
     if (!max_user_data)
@@ -277,7 +285,12 @@ int cloudinit_render(const json_t *vm, size_t max_user_data,
         e = fail(&r, "VM id is missing or malformed");
         goto out;
     }
-    if (!name_is_valid(name)) {
+    /* Names made before the hostname rule refused a trailing '-' still
+     * boot: the hostname drops it. */
+    host = name ? xstrdup(name) : NULL;
+    for (size_t hl = host ? strlen(host) : 0; hl > 1 && host[hl - 1] == '-';)
+        host[--hl] = '\0';
+    if (!name_is_valid(host)) {
         e = fail(&r, "VM name is not a valid hostname");
         goto out;
     }
@@ -286,11 +299,17 @@ int cloudinit_render(const json_t *vm, size_t max_user_data,
     yaml_quoted(&m, iid);
     free(iid);
     buf_puts(&m, "\nlocal-hostname: ");
-    yaml_quoted(&m, name);
+    yaml_quoted(&m, host);
     buf_puts(&m, "\n");
+    if ((e = check_keys(&r, json_object_get(vm, "ssh_keys"))) < 0) {
+        buf_free(&m);
+        goto out;
+    }
+    keys_meta(&m, json_object_get(vm, "ssh_keys"));
     d.meta_data = buf_steal(&m);
 
-    if ((e = render_user_data(&r, vm, max_user_data, &d.user_data)) < 0 ||
+    if ((e = render_user_data(&r, vm, max_user_data, &d.user_data,
+                              &d.user_data_len)) < 0 ||
         (e = render_network(&r, vm, &d.network_config)) < 0)
         goto out;
     *ret = d;
@@ -311,6 +330,7 @@ void cloudinit_docs_clear(struct cloudinit_docs *d)
     free(d->user_data);
     free(d->network_config);
     d->meta_data = d->user_data = d->network_config = NULL;
+    d->user_data_len = 0;
 }
 
 int cloudinit_seed_write(const char *path, const struct cloudinit_docs *d,
@@ -318,7 +338,7 @@ int cloudinit_seed_write(const char *path, const struct cloudinit_docs *d,
 {
     const struct seed_file files[] = {
         { "meta-data", d->meta_data, strlen(d->meta_data) },
-        { "user-data", d->user_data, strlen(d->user_data) },
+        { "user-data", d->user_data, d->user_data_len },
         { "network-config", d->network_config, strlen(d->network_config) },
     };
     return seed_iso_write(path, "cidata", files, ARRAY_SIZE(files), mode);

@@ -12,18 +12,24 @@
 
 struct cloudinit_docs {
     char *meta_data;
-    char *user_data;
+    char *user_data; /* may hold NUL bytes (gzip): use user_data_len */
+    size_t user_data_len;
     char *network_config;
 };
 
 /* Render the three documents from a VM object of the desired state:
- *   id (string), name (hostname, name rule), user_data (string or null:
- *   "#cloud-config..." or a script), ssh_keys (array of one-line strings),
- *   nics (array of {mac, address, prefix, gateway?, mtu?}), dns (optional
- *   array of IPv4 resolvers; default 1.1.1.1 and 9.9.9.9).
- * The tenant's user-data may be at most max_user_data bytes (0: the
- * default). SSH keys are merged in: appended to a plain cloud-config, or
- * as a second MIME part when the tenant sent a script or keys of its own.
+ *   id (string), name (hostname, name rule), user_data (string or null) or
+ *   user_data_base64 (any bytes, e.g. gzip), ssh_keys (array of one-line
+ *   strings), nics (array of {mac, address, prefix, gateway?, mtu?, dns?}),
+ *   dns (optional array of IPv4 resolvers: the hub's setting).
+ * user-data is the tenant's document byte for byte (cloud-config YAML or
+ * JSON, a `#!` script, MIME multipart, gzip...), or an empty
+ * `#cloud-config` when there is none; at most max_user_data bytes (0: the
+ * default). SSH keys go in meta-data `public-keys`: cloud-init installs
+ * them at the instance's first boot only (the `ssh` module runs once per
+ * instance), so key changes reach new VMs, not running ones.
+ * Resolvers: the first NIC with a gateway gets the network's `dns`, else
+ * the hub's `dns`, else its gateway address (the node serves DNS there).
  * 0 and *ret (cloudinit_docs_clear it), or -EINVAL with *ret_reason
  * (caller frees). */
 int cloudinit_render(const json_t *vm, size_t max_user_data,

@@ -111,7 +111,9 @@ static void put_egress(const struct nf_state *s, struct buf *b)
 
 /* Into the host from tenant bridges: replies to what the host started and
  * ICMP echo to the network's own gateway; nothing else (guests have static
- * addresses and public resolvers from cloud-init, so no DHCP or DNS). */
+ * addresses from cloud-init, so no DHCP). Guests are told to resolve on the
+ * gateway address unless the hub or network names resolvers; no resolver
+ * listens there yet, so DNS is not opened. */
 static void put_input(const struct nf_state *s, struct buf *b)
 {
     buf_puts(b, "\tchain input {\n"

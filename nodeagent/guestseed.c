@@ -35,7 +35,8 @@ int guestseed_ensure(const char *data_dir, const json_t *vm, char known[65],
     struct buf all = BUF_INIT;
     /* Each document with its NUL, so no two seeds share a digest. */
     buf_append(&all, docs.meta_data, strlen(docs.meta_data) + 1);
-    buf_append(&all, docs.user_data, strlen(docs.user_data) + 1);
+    buf_append(&all, docs.user_data, docs.user_data_len);
+    buf_append(&all, "", 1);
     buf_append(&all, docs.network_config, strlen(docs.network_config) + 1);
     char digest[65];
     sha256_hex(all.data, all.len, digest);

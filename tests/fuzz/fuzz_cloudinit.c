@@ -39,26 +39,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(why);
         return 0;
     }
-    if (lines(d.meta_data) != 2)
-        abort(); /* instance-id and local-hostname, nothing else */
+    if (lines(d.meta_data) !=
+        2 + (json_array_size(json_object_get(vm, "ssh_keys")) > 0
+                 ? 1 + json_array_size(json_object_get(vm, "ssh_keys"))
+                 : 0))
+        abort(); /* instance-id, local-hostname, one line per key */
     size_t nics = json_array_size(json_object_get(vm, "nics"));
     if (!startswith(d.network_config, "version: 2\n") ||
         lines(d.network_config) > 1 + 1 + nics * 16)
         abort();
     const char *ud = json_str(vm, "user_data");
-    if (ud && *ud && json_array_size(json_object_get(vm, "ssh_keys")) == 0 &&
-        !streq(d.user_data, ud))
+    if (ud && *ud && (d.user_data_len != strlen(ud) || !streq(d.user_data, ud)))
         abort(); /* the tenant's user-data is passed on untouched */
 
     const struct seed_file files[] = {
         { "meta-data", d.meta_data, strlen(d.meta_data) },
-        { "user-data", d.user_data, strlen(d.user_data) },
+        { "user-data", d.user_data, d.user_data_len },
         { "network-config", d.network_config, strlen(d.network_config) },
     };
     struct buf iso = BUF_INIT;
     if (seed_iso_build("cidata", files, ARRAY_SIZE(files), 1700000000, &iso) < 0 ||
         iso.len % 2048 != 0 || !contains(&iso, d.meta_data) ||
-        !contains(&iso, d.user_data) || !contains(&iso, d.network_config))
+        !memmem(iso.data, iso.len, d.user_data, d.user_data_len) ||
+        !contains(&iso, d.network_config))
         abort(); /* every rendered document fits the seed, whole */
     buf_free(&iso);
     cloudinit_docs_clear(&d);

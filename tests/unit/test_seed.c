@@ -136,7 +136,7 @@ static json_t *vm_fixture(void)
         1370);
 }
 
-static void meta_data_has_instance_id_and_hostname(void **state)
+static void meta_data_has_instance_id_hostname_and_public_keys(void **state)
 {
     json_auto_t *vm = vm_fixture();
     struct cloudinit_docs d;
@@ -144,7 +144,24 @@ static void meta_data_has_instance_id_and_hostname(void **state)
     assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
     assert_string_equal(d.meta_data,
                         "instance-id: \"fog-0b6f3a4e-4e0c-4d7a-9f56-2f1d3c1e9a10\"\n"
-                        "local-hostname: \"web-1\"\n");
+                        "local-hostname: \"web-1\"\n"
+                        "public-keys:\n"
+                        "  - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop\"\n"
+                        "  - \"ssh-rsa AAAAB3Nza\\\"quoted\\\" bob\"\n");
+    /* no tenant user-data: an empty cloud-config, keys not in it */
+    assert_string_equal(d.user_data, "#cloud-config\n");
+    assert_int_equal(d.user_data_len, strlen("#cloud-config\n"));
+    cloudinit_docs_clear(&d);
+
+    json_object_set_new(vm, "ssh_keys", json_array());
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+    assert_null(strstr(d.meta_data, "public-keys"));
+    cloudinit_docs_clear(&d);
+
+    /* a name from before the hostname rule: the trailing '-' is dropped */
+    json_object_set_new(vm, "name", json_string("web-"));
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+    assert_non_null(strstr(d.meta_data, "local-hostname: \"web\"\n"));
     cloudinit_docs_clear(&d);
 
     /* a hostname that would inject YAML is refused */
@@ -153,55 +170,86 @@ static void meta_data_has_instance_id_and_hostname(void **state)
     assert_non_null(why);
 }
 
-static void user_data_merges_keys_into_each_kind(void **state)
+/* printf '#cloud-config\nruncmd:\n  - [touch, /run/gz]\n' | gzip -n9 */
+static const uint8_t gz_doc[] = {
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0x53, 0x4e,
+    0xce, 0xc9, 0x2f, 0x4d, 0xd1, 0x4d, 0xce, 0xcf, 0x4b, 0xcb, 0x4c, 0xe7,
+    0x2a, 0x2a, 0xcd, 0x4b, 0xce, 0x4d, 0xb1, 0xe2, 0x52, 0x50, 0xd0, 0x55,
+    0x88, 0x2e, 0xc9, 0x2f, 0x4d, 0xce, 0xd0, 0x51, 0xd0, 0x07, 0x0a, 0xea,
+    0xa7, 0x57, 0xc5, 0x72, 0x01, 0x00, 0xb6, 0x39, 0x4a, 0x11, 0x2b, 0x00,
+    0x00, 0x00
+};
+static const char gz_b64[] =
+    "H4sIAAAAAAACA1NOzskvTdFNzs9Ly0znKirNS85NseJSUNBViC7JL03O0FHQBwrqp1fFcgEAtjlKESsAAAA=";
+
+/* Every format cloud-init accepts, as Terraform and friends write them. */
+static const char *const ud_text_formats[] = {
+    "#cloud-config\nruncmd:\n  - echo hi", /* no final newline */
+    "#cloud-config\n{\"runcmd\":[\"echo hi\"],\"write_files\":"
+    "[{\"path\":\"/x\",\"content\":\"y\"}]}",
+    "#!/bin/sh\necho hi\n",
+    "Content-Type: multipart/mixed; boundary=\"XYZ\"\nMIME-Version: 1.0\n\n"
+    "--XYZ\nContent-Type: text/cloud-config\n\n#cloud-config\nruncmd: [ls]\n"
+    "--XYZ\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho hi\n--XYZ--\n",
+    "#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA carol\n",
+    "#include\nhttps://example.invalid/ud\n",
+};
+
+/* The seed's user-data file holds exactly `want`, read from the ISO. */
+static void assert_seed_user_data(const struct cloudinit_docs *d,
+                                  const void *want, size_t want_len)
 {
-    json_auto_t *vm = vm_fixture();
+    _cleanup_free_ char *iso = xasprintf("%s/ud.iso", tu_dir);
+    assert_int_equal(cloudinit_seed_write(iso, d, 0600), 0);
+    _cleanup_free_ char *img = NULL;
+    size_t len, n;
+    assert_int_equal(file_read(iso, 1 << 20, &img, &len), 0);
+    const uint8_t *p = iso_find((uint8_t *)img, len, "user-data", &n);
+    assert_non_null(p);
+    assert_int_equal(n, want_len);
+    assert_memory_equal(p, want, want_len);
+}
+
+static void user_data_is_the_tenants_byte_for_byte(void **state)
+{
     struct cloudinit_docs d;
     char *why = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(ud_text_formats); i++) {
+        json_auto_t *vm = vm_fixture(); /* with SSH keys */
+        json_object_set_new(vm, "user_data", json_string(ud_text_formats[i]));
+        assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+        assert_int_equal(d.user_data_len, strlen(ud_text_formats[i]));
+        assert_string_equal(d.user_data, ud_text_formats[i]);
+        assert_seed_user_data(&d, ud_text_formats[i], strlen(ud_text_formats[i]));
+        /* keys in meta-data, whatever the user-data */
+        assert_non_null(strstr(d.meta_data, "public-keys:\n  - \"ssh-ed25519"));
+        cloudinit_docs_clear(&d);
+    }
 
-    /* none from the tenant: our cloud-config with the keys, quoted */
+    /* gzip: binary, so it travels as base64 and lands as the raw bytes */
+    json_auto_t *vm = vm_fixture();
+    json_object_set_new(vm, "user_data_base64", json_string(gz_b64));
     assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
-    assert_string_equal(
-        d.user_data,
-        "#cloud-config\nssh_authorized_keys:\n"
-        "  - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop\"\n"
-        "  - \"ssh-rsa AAAAB3Nza\\\"quoted\\\" bob\"\n");
+    assert_int_equal(d.user_data_len, sizeof(gz_doc));
+    assert_memory_equal(d.user_data, gz_doc, sizeof(gz_doc));
+    assert_seed_user_data(&d, gz_doc, sizeof(gz_doc));
     cloudinit_docs_clear(&d);
 
-    /* the tenant's cloud-config: kept whole, keys appended */
-    json_object_set_new(vm, "user_data",
-                        json_string("#cloud-config\nruncmd:\n  - echo hi"));
-    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
-    assert_true(startswith(d.user_data,
-                           "#cloud-config\nruncmd:\n  - echo hi\n"
-                           "ssh_authorized_keys:\n  - \"ssh-ed25519"));
-    cloudinit_docs_clear(&d);
-
-    /* a script: multipart, the script first and untouched */
-    json_object_set_new(vm, "user_data", json_string("#!/bin/sh\necho hi\n"));
-    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
-    assert_true(startswith(d.user_data, "Content-Type: multipart/mixed"));
-    assert_non_null(strstr(d.user_data, "\n\n#!/bin/sh\necho hi\n--"));
-    assert_non_null(strstr(d.user_data, "Merge-Type: list(append)"));
-    assert_non_null(strstr(d.user_data, "ssh_authorized_keys:\n  - \"ssh-ed25519"));
-    cloudinit_docs_clear(&d);
-
-    /* tenant keys of its own: multipart, so neither list is lost */
-    json_object_set_new(vm, "user_data",
-                        json_string("#cloud-config\nssh_authorized_keys:\n"
-                                    "  - ssh-ed25519 AAAA carol\n"));
-    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
-    assert_true(startswith(d.user_data, "Content-Type: multipart/mixed"));
-    assert_non_null(strstr(d.user_data, "carol"));
-    cloudinit_docs_clear(&d);
-
-    /* no keys: the tenant's text verbatim */
-    json_object_set_new(vm, "ssh_keys", json_array());
-    json_object_set_new(vm, "user_data", json_string("#!/bin/sh\necho hi\n"));
-    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
-    assert_string_equal(d.user_data, "#!/bin/sh\necho hi\n");
-    cloudinit_docs_clear(&d);
-    assert_null(why);
+    json_object_set_new(vm, "user_data", json_string("#!/bin/sh\n"));
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), -EINVAL);
+    assert_non_null(strstr(why, "exclusive"));
+    free(why);
+    why = NULL;
+    json_object_del(vm, "user_data");
+    json_object_set_new(vm, "user_data_base64", json_string("not base64!"));
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), -EINVAL);
+    assert_non_null(strstr(why, "base64"));
+    free(why);
+    why = NULL;
+    json_object_set_new(vm, "user_data_base64", json_string(gz_b64));
+    assert_int_equal(cloudinit_render(vm, 20, &d, &why), -EINVAL);
+    assert_non_null(strstr(why, "limit"));
+    free(why);
 }
 
 static void user_data_limits_and_bad_keys_are_refused(void **state)
@@ -231,6 +279,36 @@ static void user_data_limits_and_bad_keys_are_refused(void **state)
     assert_int_equal(cloudinit_render(vm, 0, &d, &why), -EINVAL);
     assert_non_null(strstr(why, "SSH key"));
     free(why);
+}
+
+static void resolvers_are_the_networks_then_the_hubs_then_the_gateway(void **state)
+{
+    json_auto_t *vm = vm_fixture();
+    struct cloudinit_docs d;
+    char *why = NULL;
+    static const char head[] = "        via: 10.1.0.1\n    nameservers:\n"
+                               "      addresses:\n";
+    /* nothing set: the node's gateway address on the tenant network */
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+    _cleanup_free_ char *gw = xasprintf("%s        - 10.1.0.1\n", head);
+    assert_non_null(strstr(d.network_config, gw));
+    assert_null(strstr(d.network_config, "1.1.1.1"));
+    cloudinit_docs_clear(&d);
+    /* the hub's setting */
+    json_object_set_new(vm, "dns", json_pack("[s, s]", "192.0.2.53", "192.0.2.54"));
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+    _cleanup_free_ char *hub = xasprintf("%s        - 192.0.2.53\n"
+                                         "        - 192.0.2.54\n", head);
+    assert_non_null(strstr(d.network_config, hub));
+    cloudinit_docs_clear(&d);
+    /* the network's own wins */
+    json_object_set_new(json_array_get(json_object_get(vm, "nics"), 0), "dns",
+                        json_pack("[s]", "198.51.100.1"));
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+    _cleanup_free_ char *net = xasprintf("%s        - 198.51.100.1\n", head);
+    assert_non_null(strstr(d.network_config, net));
+    cloudinit_docs_clear(&d);
+    assert_null(why);
 }
 
 static void network_config_v2_has_static_addresses(void **state)
@@ -292,6 +370,13 @@ static void network_config_v2_has_static_addresses(void **state)
                         "prefix", json_integer(33));
     assert_int_equal(cloudinit_render(v, 0, &d, &why), -EINVAL);
     free(why);
+    why = NULL;
+    json_object_set_new(json_array_get(json_object_get(v, "nics"), 0),
+                        "prefix", json_integer(24));
+    json_object_set_new(json_array_get(json_object_get(v, "nics"), 0),
+                        "dns", json_pack("[s]", "8.8.8.x"));
+    assert_int_equal(cloudinit_render(v, 0, &d, &why), -EINVAL);
+    free(why);
 }
 
 /* When python3 with PyYAML (what cloud-init uses) is present, every
@@ -316,6 +401,18 @@ static void documents_load_as_yaml(void **state)
     assert_int_equal(file_write_atomic(n, d.network_config,
                                        strlen(d.network_config), 0600), 0);
     cloudinit_docs_clear(&d);
+    /* JSON cloud-config and gzip, as rendered */
+    _cleanup_free_ char *j = xasprintf("%s/user-data-json", tu_dir);
+    _cleanup_free_ char *g = xasprintf("%s/user-data-gz", tu_dir);
+    json_object_set_new(vm, "user_data", json_string(ud_text_formats[1]));
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+    assert_int_equal(file_write_atomic(j, d.user_data, d.user_data_len, 0600), 0);
+    cloudinit_docs_clear(&d);
+    json_object_del(vm, "user_data");
+    json_object_set_new(vm, "user_data_base64", json_string(gz_b64));
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+    assert_int_equal(file_write_atomic(g, d.user_data, d.user_data_len, 0600), 0);
+    cloudinit_docs_clear(&d);
     static const char prog[] =
         "import sys\n"
         "try:\n"
@@ -327,7 +424,13 @@ static void documents_load_as_yaml(void **state)
         "n = yaml.safe_load(open(sys.argv[3]))\n"
         "assert m['local-hostname'] == 'web-1', m\n"
         "assert u['runcmd'] == [['sh', '-c', 'echo hi']], u\n"
-        "assert u['ssh_authorized_keys'][1] == 'ssh-rsa AAAAB3Nza\"quoted\" bob', u\n"
+        "assert 'ssh_authorized_keys' not in u, u\n"
+        "assert m['public-keys'][1] == 'ssh-rsa AAAAB3Nza\"quoted\" bob', m\n"
+        "j = yaml.safe_load(open(sys.argv[4]))\n"
+        "assert j['write_files'][0]['path'] == '/x', j\n"
+        "import gzip\n"
+        "g = yaml.safe_load(gzip.decompress(open(sys.argv[5], 'rb').read()))\n"
+        "assert g['runcmd'] == [['touch', '/run/gz']], g\n"
         "e = n['ethernets']['eth0']\n"
         "assert e['match']['macaddress'] == '52:54:00:12:34:56', e\n"
         "assert e['addresses'] == ['10.1.0.5/24'], e\n"
@@ -337,7 +440,7 @@ static void documents_load_as_yaml(void **state)
     int st;
     _cleanup_free_ char *out = tu_run((char *const[]){ "/usr/bin/python3", "-c",
                                                        (char *)prog, m, u, n,
-                                                       NULL }, &st);
+                                                       j, g, NULL }, &st);
     if (st != 0)
         fail_msg("YAML check failed: %s", out);
     if (startswith(out, "noyaml")) {
@@ -407,10 +510,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(iso_has_rock_ridge_names_and_contents),
         cmocka_unit_test(iso_refuses_bad_names_and_volume_ids),
-        cmocka_unit_test(meta_data_has_instance_id_and_hostname),
-        cmocka_unit_test(user_data_merges_keys_into_each_kind),
+        cmocka_unit_test(meta_data_has_instance_id_hostname_and_public_keys),
+        cmocka_unit_test(user_data_is_the_tenants_byte_for_byte),
         cmocka_unit_test(user_data_limits_and_bad_keys_are_refused),
         cmocka_unit_test(network_config_v2_has_static_addresses),
+        cmocka_unit_test(resolvers_are_the_networks_then_the_hubs_then_the_gateway),
         cmocka_unit_test(documents_load_as_yaml),
         cmocka_unit_test(seed_is_read_by_xorriso_and_blkid),
     };
