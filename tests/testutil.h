@@ -37,6 +37,10 @@ int tu_wait_port(int port, int timeout_ms);
  * --root (its policy reads them). Aborts on failure. */
 void tu_fake_proc_net(const char *root);
 
+/* xorshift64*: the next number of a property test's reproducible stream
+ * (*state must not be 0). */
+uint64_t tu_xorshift(uint64_t *state);
+
 /* ---- a scratch directory for a cmocka group ---- */
 /* Made by tu_dir_setup, removed and freed (NULL again) by tu_dir_teardown:
  * cmocka group fixtures, named fog-NAME-XXXXXX after the program
