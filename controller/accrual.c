@@ -623,6 +623,21 @@ int billing_deal_reshape(struct app *a, const char *vm_id)
     return deal_relock(a, vm_id, json_str(vm, "node_id"), true);
 }
 
+json_t *billing_offer_json(const struct rating_offer *o)
+{
+    const int64_t v[] = { o->vcpu_hour, o->mem_gib_hour, o->disk_gib_month,
+                          o->gpu_hour, o->port_hour };
+    static const char *const keys[] = { "vcpu_hour", "mem_gib_hour",
+                                        "disk_gib_month", "gpu_hour",
+                                        "port_hour" };
+    json_t *j = json_object();
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        _cleanup_free_ char *t = money_format(v[i], NULL);
+        json_object_set_new(j, keys[i], json_string(t));
+    }
+    return j;
+}
+
 json_t *billing_vm_deal(struct app *a, const char *vm_id)
 {
     json_auto_t *d = NULL;

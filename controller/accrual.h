@@ -118,9 +118,14 @@ int billing_check_start(struct app *a, const char *vm_id, int64_t *ret_need);
  * it has none. */
 json_t *billing_vm_deal(struct app *a, const char *vm_id);
 
+/* Prices of an offer as decimal token strings: {vcpu_hour, mem_gib_hour,
+ * disk_gib_month, gpu_hour, port_hour}. */
+json_t *billing_offer_json(const struct rating_offer *o);
+
 /* Route handlers of controller/h_billing.c. */
 void h_offer_get(struct http_request *r, void *app);
 void h_offer_put(struct http_request *r, void *app);
+void h_offers_list(struct http_request *r, void *app);
 void h_account_credit(struct http_request *r, void *app);
 void h_account_balance(struct http_request *r, void *app);
 void h_ledger_reverse(struct http_request *r, void *app);

@@ -497,7 +497,7 @@ void app_after(struct http_request *r, const struct http_route *route,
     bool log = c->account_id[0] || (c->tx_open && status < 400);
     if (quiet && status < 400 && !c->event_detail)
         log = false;
-    if (status == 429)
+    if (status == 429 || c->no_event)
         log = false; /* throttled: a flood must not write a row each */
     if (log && e >= 0) {
         _cleanup_free_ char *problem = status >= 400 ? reply_detail(r) : NULL;

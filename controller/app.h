@@ -45,6 +45,9 @@ struct app_settings {
     int64_t grace_s;         /* balance must cover this much running */
     char *token_symbol;
     char *default_offer;     /* "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001" */
+    /* placement (scheduler.c) */
+    char *default_max_price; /* tokens per hour of a VM without a cap */
+    int64_t weight_price, weight_spread;
     /* tenant limits: network pools (netalloc.c) and quotas (quota.c) */
     char *tenant_pools;      /* "10.0.0.0/9,172.16.0.0/12" */
     int64_t quota_networks, quota_vms, quota_ports, quota_images,
@@ -74,6 +77,7 @@ struct reqctx {
     bool tx_open;          /* the call's store transaction is open */
     char *idem_key;        /* Idempotency-Key reserved in that transaction */
     bool reply_secret;     /* the reply carries a secret: never stored */
+    bool no_event;         /* changed nothing (a dry run): no event */
     void *stream;          /* state of a streamed upload */
     void (*stream_free)(void *);
 };

@@ -4,6 +4,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "billing/money.h"
 #include "controller/accrual.h"
 #include "controller/app.h"
 #include "controller/catalog.h"
@@ -80,6 +81,14 @@ static const struct config_opt options[] = {
       "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001",
       "prices of nodes without an offer, tokens per vCPU-hour, GiB-hour of "
       "memory, GiB-month of disk, GPU-hour, port-hour" },
+    { "default-max-price", CONFIG_STRING, F(default_max_price), 0, 0, "100",
+      "tokens per hour a VM may cost when its create names no max_price "
+      "(\"none\": no cap)" },
+    { "weight-price", CONFIG_INT, F(weight_price), 0, 1000000, "1",
+      "placement weight of price: score falls this much per token an hour" },
+    { "weight-spread", CONFIG_INT, F(weight_spread), -1000000, 1000000, "0",
+      "placement weight of free room after placing: > 0 spreads VMs over "
+      "emptier nodes, < 0 packs them onto fuller ones" },
     { "tenant-pools", CONFIG_STRING, F(tenant_pools), 0, 0,
       "10.0.0.0/9,172.16.0.0/12",
       "comma-separated ranges tenants' network CIDRs must lie in (never the "
@@ -300,6 +309,14 @@ static int cmd_serve(struct app *a)
                           cfg->heartbeat_s, cfg->token_symbol,
                           cfg->default_offer) < 0)
         return 2;
+    int64_t cap;
+    if (cfg->default_max_price && !streq(cfg->default_max_price, "none") &&
+        (money_parse(cfg->default_max_price, &cap) < 0 || cap < 0)) {
+        fprintf(stderr, "fog-controller: default-max-price '%s' is not a "
+                        "decimal amount of tokens or \"none\"\n",
+                cfg->default_max_price);
+        return 2;
+    }
     _cleanup_free_ char *pools_why = NULL;
     if (netalloc_pools_check(cfg->tenant_pools, cfg->mesh_cidr,
                              &pools_why) < 0) {

@@ -1,16 +1,23 @@
-/* First-fit placement and node health. The first approved, reachable node
- * with enough free vCPUs, memory and disk (and KVM unless the VM allows TCG)
- * whose policy accepts the VM's template or image gets the VM. A drained
- * node takes nothing new. Each placement bumps the VM's placement
- * generation, which fences domains of earlier placements on their nodes. */
+/* Placement and node health. Placement is filter then weigh: the fleet
+ * (every approved, reachable node with its free capacity, offer, region,
+ * labels and policy) is loaded into rows, the pure place_decide()
+ * (placement.c) removes the nodes that fail a filter and picks the best of
+ * the rest by the hub's weights, and the placing transaction checks the
+ * chosen node again under its lock (capacity, KVM, policy, and the locked
+ * deal's price against the VM's cap). A VM no node passes stays pending
+ * with the count of nodes each filter removed. A drained node takes
+ * nothing new. Each placement bumps the VM's placement generation, which
+ * fences domains of earlier placements on their nodes. */
 #include "controller/scheduler.h"
 
+#include "billing/money.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/placement.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,8 +28,8 @@
     "n." res " - COALESCE((SELECT SUM(v." res ") FROM vms v WHERE v.node_id = " \
     "n.id AND v.deleted_at IS NULL), 0)"
 
-/* Nodes that could host the VM by state and free capacity ($1 online
- * since, $2 TCG allowed, $3..$5 vCPUs, MiB, GiB). */
+/* The node still fits under its lock ($1 online since, $2 TCG allowed,
+ * $3..$5 vCPUs, MiB, GiB). */
 #define FITS_SQL                                                               \
     "n.approved = 1 AND n.removed_at IS NULL AND n.drained = 0 AND "           \
     "n.last_seen >= $1 AND "                                                   \
@@ -38,64 +45,336 @@
     "((p.kind = 'template' AND p.name = $6) OR (p.kind = 'image' AND "         \
     "(p.name = $7 OR p.name = $8)))))"
 
-/* Why a VM waits, for its state_reason; caller frees. */
-static char *place_refusal(struct app *a, int64_t online_since, bool tcg,
-                           int64_t vcpus, int64_t mem, int64_t disk,
-                           const char *tmpl, const char *image,
-                           int64_t roomy, int64_t tcg_only)
+/* ---- the hub's settings ---- */
+
+int64_t scheduler_default_cap(const struct app *a)
 {
-    if (roomy < 0)
-        roomy = store_query_int(a->store, 0, "SELECT COUNT(*) FROM nodes "
-                                "n WHERE " FITS_SQL, "ibiii",
-                                online_since, tcg, vcpus, mem, disk);
-    if (roomy > 0) {
-        if (tmpl)
-            return xasprintf("no approved, reachable node with room accepts "
-                             "template '%s' or image '%s' (their providers "
-                             "restrict what they run)", tmpl, image);
-        return xasprintf("no approved, reachable node with room accepts image "
-                         "'%s' (their providers restrict what they run)",
-                         image);
-    }
-    if (tcg_only < 0)
-        tcg_only = store_query_int(
-        a->store, 0, "SELECT COUNT(*) FROM nodes WHERE approved = 1 AND "
-                     "removed_at IS NULL AND last_seen >= $1 AND kvm = 0",
-        "i", online_since);
-    return xasprintf("no approved, reachable node has %lld vCPUs, %lld MiB and "
-                     "%lld GiB free%s", (long long)vcpus, (long long)mem,
-                     (long long)disk,
-                     !tcg && tcg_only ? " with KVM (the VM does not allow TCG)"
-                                      : "");
+    int64_t v;
+    const char *t = a->cfg.default_max_price;
+    if (!t || !*t || streq(t, "none") || money_parse(t, &v) < 0 || v < 0)
+        return -1;
+    return v;
 }
+
+static struct place_weights weights(const struct app *a)
+{
+    return (struct place_weights){ (double)a->cfg.weight_price,
+                                   (double)a->cfg.weight_spread };
+}
+
+/* ---- the fleet: candidate rows for place_decide ---- */
+
+struct fleet {
+    json_t *rows, *labels, *rules;   /* own every string below */
+    struct place_node *nodes;
+    const char **lab;                /* nodes' labels, grouped by node */
+    struct place_rule *rul;          /* nodes' policy rules, grouped */
+    size_t n;
+};
+
+static void fleet_free(struct fleet *f)
+{
+    json_decref(f->rows);
+    json_decref(f->labels);
+    json_decref(f->rules);
+    free(f->nodes);
+    free(f->lab);
+    free(f->rul);
+    memset(f, 0, sizeof(*f));
+}
+
+static const struct place_node *by_id_base;
+static int cmp_idx_by_id(const void *x, const void *y)
+{
+    return strcmp(by_id_base[*(const size_t *)x].id,
+                  by_id_base[*(const size_t *)y].id);
+}
+
+/* Index of node `id` through `order` (indices sorted by id), or -1. */
+static ssize_t fleet_find(const struct fleet *f, const size_t *order,
+                          const char *id)
+{
+    size_t lo = 0, hi = f->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(f->nodes[order[mid]].id, id);
+        if (c == 0)
+            return (ssize_t)order[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* Every approved, reachable node, oldest first (the tie-break), with free
+ * capacity, its offer (the hub's default offer when it has none), region,
+ * labels and policy rules: three queries whatever the fleet's size. */
+static int fleet_load(struct app *a, struct fleet *f)
+{
+    const struct rating_offer *d = &billing_config()->default_offer;
+    memset(f, 0, sizeof(*f));
+    static const char sql[] =
+        "SELECT n.id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
+        "AS total_mem, n.vcpus - COALESCE(u.vcpus, 0) AS vcpus, n.memory_mib "
+        "- COALESCE(u.mem, 0) AS mem, n.disk_gib - COALESCE(u.disk, 0) AS "
+        "disk, n.drained, COALESCE(o.vcpu_hour, $2) AS vcpu_hour, "
+        "COALESCE(o.mem_gib_hour, $3) AS mem_gib_hour, "
+        "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
+        "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
+        "port_hour FROM nodes n LEFT JOIN node_offers o ON o.node_id = n.id "
+        "LEFT JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS "
+        "mem, SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL AND "
+        "deleted_at IS NULL GROUP BY node_id) u ON u.node_id = n.id WHERE "
+        "n.approved = 1 AND n.removed_at IS NULL AND n.last_seen >= $1 ORDER "
+        "BY n.created_at, n.id";
+    int e = store_query(a->store, &f->rows, sql, "iiiiii",
+                        now_s() - 3 * a->cfg.heartbeat_s, d->vcpu_hour,
+                        d->mem_gib_hour, d->disk_gib_month, d->gpu_hour,
+                        d->port_hour);
+    if (e < 0 ||
+        (e = store_query(a->store, &f->labels, "SELECT node_id, key || '=' || "
+                         "value AS kv FROM node_labels ORDER BY node_id, key",
+                         "")) < 0 ||
+        (e = store_query(a->store, &f->rules, "SELECT node_id, kind, name "
+                         "FROM node_policy ORDER BY node_id", "")) < 0) {
+        fleet_free(f);
+        return e;
+    }
+    size_t n = json_array_size(f->rows), i;
+    json_t *row;
+    f->n = n;
+    f->nodes = xcalloc(n + 1, sizeof(*f->nodes));
+    json_array_foreach(f->rows, i, row) {
+        struct place_node *p = &f->nodes[i];
+        p->id = json_str(row, "id");
+        p->kvm = json_int(row, "kvm", 0) != 0;
+        p->region = json_str(row, "region") ? json_str(row, "region") : "";
+        p->vcpus = json_int(row, "total_vcpus", 0);
+        p->mem_mib = json_int(row, "total_mem", 0);
+        p->free_vcpus = json_int(row, "vcpus", 0);
+        p->free_mem_mib = json_int(row, "mem", 0);
+        p->free_disk_gib = json_int(row, "disk", 0);
+        p->drained = json_int(row, "drained", 0) != 0;
+        p->offer = (struct rating_offer){ json_int(row, "vcpu_hour", 0),
+                                          json_int(row, "mem_gib_hour", 0),
+                                          json_int(row, "disk_gib_month", 0),
+                                          json_int(row, "gpu_hour", 0),
+                                          json_int(row, "port_hour", 0) };
+        p->reputation = -1; /* not measured yet: unknown */
+    }
+    /* Labels and rules come sorted by node: each node's are one run. */
+    _cleanup_free_ size_t *order = xcalloc(n + 1, sizeof(*order));
+    for (i = 0; i < n; i++)
+        order[i] = i;
+    by_id_base = f->nodes;
+    qsort(order, n, sizeof(*order), cmp_idx_by_id);
+    f->lab = xcalloc(json_array_size(f->labels) + 1, sizeof(*f->lab));
+    json_array_foreach(f->labels, i, row) {
+        f->lab[i] = json_str(row, "kv");
+        ssize_t k = fleet_find(f, order, json_str(row, "node_id"));
+        if (k < 0)
+            continue;
+        if (!f->nodes[k].n_labels)
+            f->nodes[k].labels = &f->lab[i];
+        f->nodes[k].n_labels++;
+    }
+    f->rul = xcalloc(json_array_size(f->rules) + 1, sizeof(*f->rul));
+    json_array_foreach(f->rules, i, row) {
+        f->rul[i] = (struct place_rule){ streq(json_str(row, "kind"),
+                                                "template"),
+                                         json_str(row, "name") };
+        ssize_t k = fleet_find(f, order, json_str(row, "node_id"));
+        if (k < 0)
+            continue;
+        if (!f->nodes[k].n_rules)
+            f->nodes[k].rules = &f->rul[i];
+        f->nodes[k].n_rules++;
+    }
+    return 0;
+}
+
+/* The VM placed: its resources leave the node's free capacity. */
+static void fleet_take(struct fleet *f, const char *node_id,
+                       const struct place_req *r)
+{
+    for (size_t k = 0; k < f->n; k++)
+        if (streq(f->nodes[k].id, node_id)) {
+            f->nodes[k].free_vcpus -= r->vcpus;
+            f->nodes[k].free_mem_mib -= r->mem_mib;
+            f->nodes[k].free_disk_gib -= r->disk_gib;
+            return;
+        }
+}
+
+/* ---- what a VM asks ---- */
+
+void sched_ask_free(struct sched_ask *q)
+{
+    json_decref(q->labels);
+    json_decref(q->avoid);
+    free(q->lab);
+    free(q->av);
+    memset(q, 0, sizeof(*q));
+}
+
+int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
+                   const char *vm_id, const char *labels_json,
+                   const char *group)
+{
+    size_t i;
+    json_t *v;
+    q->labels = json_loads(labels_json ? labels_json : "[]", 0, NULL);
+    if (!json_is_array(q->labels)) {
+        json_decref(q->labels);
+        q->labels = json_array();
+    }
+    q->lab = xcalloc(json_array_size(q->labels) + 1, sizeof(*q->lab));
+    json_array_foreach(q->labels, i, v)
+        if (json_is_string(v))
+            q->lab[q->req.n_labels++] = json_string_value(v);
+    q->req.labels = q->lab;
+    if (!group)
+        return 0;
+    /* Nodes already holding a VM of the owner's group. */
+    int e = store_query(a->store, &q->avoid,
+                        "SELECT DISTINCT node_id FROM vms WHERE account_id = "
+                        "$1 AND anti_affinity = $2 AND node_id IS NOT NULL AND "
+                        "deleted_at IS NULL AND id <> $3", "sss", account_id,
+                        group, vm_id ? vm_id : "");
+    if (e < 0)
+        return e;
+    q->av = xcalloc(json_array_size(q->avoid) + 1, sizeof(*q->av));
+    json_array_foreach(q->avoid, i, v)
+        q->av[q->req.n_avoid++] = json_str(v, "node_id");
+    q->req.avoid = q->av;
+    return 0;
+}
+
+/* The placement columns of a VM row. */
+#define ASK_COLS                                                               \
+    "vcpus, memory_mib, disk_gib, allow_tcg, image, image_id, template, "      \
+    "account_id, max_price, region, labels, anti_affinity, min_reputation, "   \
+    "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports"
+
+/* q from a VM row of ASK_COLS (borrowed: row must outlive q). */
+static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
+                        const char *vm_id)
+{
+    memset(q, 0, sizeof(*q));
+    struct place_req *r = &q->req;
+    r->vcpus = json_int(row, "vcpus", 0);
+    r->mem_mib = json_int(row, "memory_mib", 0);
+    r->disk_gib = json_int(row, "disk_gib", 0);
+    r->ports = json_int(row, "ports", 0);
+    r->allow_tcg = json_int(row, "allow_tcg", 0) != 0;
+    r->tmpl = json_str(row, "template");
+    r->image = json_str(row, "image");
+    r->image_id = json_str(row, "image_id");
+    r->region = json_str(row, "region");
+    r->max_price = json_is_integer(json_object_get(row, "max_price"))
+                       ? json_int(row, "max_price", -1)
+                       : scheduler_default_cap(a);
+    r->min_reputation = (double)json_int(row, "min_reputation", 0) / 100.0;
+    return sched_ask_fill(a, q, json_str(row, "account_id"), vm_id,
+                          json_str(row, "labels"),
+                          json_str(row, "anti_affinity"));
+}
+
+int scheduler_decide(struct app *a, const struct place_req *r,
+                     json_t **ret_choice)
+{
+    struct fleet f;
+    int e = fleet_load(a, &f);
+    if (e < 0)
+        return e;
+    struct place_result res;
+    struct place_weights w = weights(a);
+    place_decide(r, f.nodes, f.n, &w, &res);
+    json_t *o = place_result_json(&res, f.n);
+    if (res.chosen >= 0) {
+        const struct place_node *p = &f.nodes[res.chosen];
+        json_object_set_new(o, "node_id", json_string(p->id));
+        _cleanup_free_ char *t = money_format(res.price_hour, NULL);
+        json_object_set_new(o, "price_hour", json_string(t));
+        json_object_set_new(o, "price_hour_nano",
+                            json_integer((json_int_t)res.price_hour));
+        json_object_set_new(o, "offer", billing_offer_json(&p->offer));
+    } else {
+        _cleanup_free_ char *why = place_refusal_text(&res, f.n);
+        json_object_set_new(o, "reason", json_string(why));
+    }
+    fleet_free(&f);
+    *ret_choice = o;
+    return res.chosen >= 0;
+}
+
+/* ---- placing ---- */
 
 /* The node row of `id` if it fits the VM ($1..$8 as in FITS_SQL and
  * POLICY_SQL), looked up with the node's lock held: with PostgreSQL, other
  * replicas' placements on it are committed (and seen here) or wait until
  * this transaction ends. */
-static int place_fit(struct app *a, json_t **ret_node, const char *id,
-                     int64_t online_since, bool tcg, int64_t vcpus,
-                     int64_t mem, int64_t disk, const char *tmpl,
-                     const char *image, const char *image_id)
+static int place_fit(struct app *a, const char *id, int64_t online_since,
+                     const struct place_req *r)
 {
-    int r = store_lock(a->store, "node", id);
-    if (r < 0)
-        return r;
-    return store_query_one(a->store, ret_node,
+    json_auto_t *node = NULL;
+    int e = store_lock(a->store, "node", id);
+    if (e < 0)
+        return e;
+    return store_query_one(a->store, &node,
                            "SELECT n.id FROM nodes n WHERE n.id = $9 AND "
                            FITS_SQL " AND " POLICY_SQL, "ibiiissss",
-                           online_since, tcg, vcpus, mem, disk, tmpl, image,
-                           image_id, id);
+                           online_since, r->allow_tcg, r->vcpus, r->mem_mib,
+                           r->disk_gib, r->tmpl, r->image, r->image_id, id);
 }
 
-/* One try at placing vm_id, trying node `hint` first when given (one
- * primary-key lookup instead of a scan of every node). -EAGAIN when
- * another replica's transaction won the node or a lock: try again. */
-static int place_once(struct app *a, const char *vm_id, const char *hint,
-                      bool scan, int64_t roomy, int64_t tcg_only,
+/* The hourly price of the VM's deal as locked (its prices and shape). */
+static int deal_price_hour(struct app *a, const char *vm_id,
+                           const struct place_req *r, int64_t *ret,
+                           struct rating_offer *ret_offer)
+{
+    json_auto_t *d = NULL;
+    int e = store_query_one(a->store, &d,
+                            "SELECT d.vcpu_hour, d.mem_gib_hour, "
+                            "d.disk_gib_month, d.gpu_hour, d.port_hour FROM "
+                            "deals d JOIN vms v ON v.deal_id = d.id WHERE "
+                            "v.id = $1", "s", vm_id);
+    if (e < 0)
+        return e;
+    *ret_offer = (struct rating_offer){ json_int(d, "vcpu_hour", 0),
+                                        json_int(d, "mem_gib_hour", 0),
+                                        json_int(d, "disk_gib_month", 0),
+                                        json_int(d, "gpu_hour", 0),
+                                        json_int(d, "port_hour", 0) };
+    *ret = place_price_hour(ret_offer, r);
+    return 0;
+}
+
+/* Record why the VM waits: the filter counts and a reason naming them. */
+static void record_pending(struct app *a, const char *vm_id,
+                           const struct place_result *res, size_t candidates)
+{
+    _cleanup_free_ char *why = place_refusal_text(res, candidates);
+    json_auto_t *pj = place_result_json(res, candidates);
+    _cleanup_free_ char *text = json_dumps_compact(pj);
+    store_exec(a->store,
+               "UPDATE vms SET state_reason = $1, placement = $3 WHERE id = "
+               "$2 AND node_id IS NULL AND (state_reason IS NULL OR "
+               "state_reason <> $1 OR placement IS NULL OR placement <> $3)",
+               "sss", why, vm_id, text);
+}
+
+/* One try at placing vm_id with the fleet f as loaded: decide, then check
+ * the choice under the node's lock. 1 placed (node in ret_node), 0 not
+ * placed (reason recorded), -EAGAIN when the store disagrees with f (a
+ * placement elsewhere or a price change): reload and try again. */
+static int place_once(struct app *a, const char *vm_id, struct fleet *f,
                       char ret_node[UUID_STR_LEN + 1])
 {
-    json_auto_t *vm = NULL, *node = NULL;
+    json_auto_t *vm = NULL;
+    struct sched_ask q _cleanup_(sched_ask_free) = { 0 };
     int64_t online_since = now_s() - 3 * a->cfg.heartbeat_s;
     int r;
 
@@ -106,53 +385,28 @@ static int place_once(struct app *a, const char *vm_id, const char *hint,
         store_tx_rollback(a->store);
         return r;
     }
-    r = store_query_one(a->store, &vm,
-                        "SELECT vcpus, memory_mib, disk_gib, allow_tcg, "
-                        "image, image_id, template FROM vms WHERE id = $1 AND "
-                        "node_id IS NULL AND deleted_at IS NULL AND "
-                        "desired_state <> 'deleted'", "s", vm_id);
+    r = store_query_one(a->store, &vm, "SELECT " ASK_COLS " FROM vms WHERE "
+                        "id = $1 AND node_id IS NULL AND deleted_at IS NULL "
+                        "AND desired_state <> 'deleted'", "s", vm_id);
+    if (r == 0)
+        r = ask_from_row(a, &q, vm, vm_id);
     if (r < 0) {
         store_tx_rollback(a->store);
         return r == -ENOENT ? 0 : r;
     }
-    int64_t vcpus = json_int(vm, "vcpus", 0), mem = json_int(vm, "memory_mib", 0),
-            disk = json_int(vm, "disk_gib", 0);
-    bool tcg = json_int(vm, "allow_tcg", 0) != 0;
-    const char *tmpl = json_str(vm, "template"), *image = json_str(vm, "image");
-    r = -ENOENT;
-    if (hint)
-        r = place_fit(a, &node, hint, online_since, tcg, vcpus, mem, disk,
-                      tmpl, image, json_str(vm, "image_id"));
-    if (r == -ENOENT && scan) {
-        json_auto_t *found = NULL;
-        r = store_query_one(a->store, &found,
-                            "SELECT n.id FROM nodes n WHERE " FITS_SQL " AND "
-                            POLICY_SQL " ORDER BY n.created_at, n.id LIMIT 1",
-                            "ibiiisss", online_since, tcg, vcpus, mem, disk,
-                            tmpl, image, json_str(vm, "image_id"));
-        /* The scan ran without the node's lock: check again under it. */
-        if (r == 0 && (r = place_fit(a, &node, json_str(found, "id"),
-                                     online_since, tcg, vcpus, mem, disk,
-                                     tmpl, image,
-                                     json_str(vm, "image_id"))) == -ENOENT)
-            r = -EAGAIN;
-    }
-    if (r == -ENOENT) {
-        _cleanup_free_ char *why = place_refusal(a, online_since, tcg, vcpus,
-                                                 mem, disk, tmpl, image,
-                                                 roomy, tcg_only);
-        store_exec(a->store,
-                   "UPDATE vms SET state_reason = $1 WHERE id = $2 AND "
-                   "(state_reason IS NULL OR state_reason <> $1)", "ss", why,
-                   vm_id);
+    struct place_result res;
+    struct place_weights w = weights(a);
+    place_decide(&q.req, f->nodes, f->n, &w, &res);
+    if (res.chosen < 0) {
+        record_pending(a, vm_id, &res, f->n);
         store_tx_commit(a->store);
         return 0;
     }
-    if (r < 0) {
+    const char *node_id = f->nodes[res.chosen].id;
+    if ((r = place_fit(a, node_id, online_since, &q.req)) < 0) {
         store_tx_rollback(a->store);
-        return r;
+        return r == -ENOENT ? -EAGAIN : r;
     }
-    const char *node_id = json_str(node, "id");
     snprintf(ret_node, UUID_STR_LEN + 1, "%s", node_id);
     /* Published ports get their host ports on the chosen node. */
     json_auto_t *ports = NULL;
@@ -180,137 +434,91 @@ static int place_once(struct app *a, const char *vm_id, const char *hint,
     /* The price is locked now: later offer changes do not touch it. */
     if (r >= 0)
         r = billing_deal_lock(a, vm_id, node_id);
+    /* The cap holds for the price as locked, whatever the offer became
+     * since the fleet was loaded. */
+    int64_t price = 0;
+    struct rating_offer locked;
+    if (r >= 0)
+        r = deal_price_hour(a, vm_id, &q.req, &price, &locked);
+    if (r >= 0 && q.req.max_price >= 0 && price > q.req.max_price)
+        r = -EAGAIN;
+    if (r >= 0) {
+        json_auto_t *pj = place_result_json(&res, f->n);
+        _cleanup_free_ char *t = money_format(price, NULL);
+        json_object_set_new(pj, "node_id", json_string(node_id));
+        json_object_set_new(pj, "price_hour", json_string(t));
+        json_object_set_new(pj, "offer", billing_offer_json(&locked));
+        _cleanup_free_ char *text = json_dumps_compact(pj);
+        r = store_exec(a->store, "UPDATE vms SET placement = $1, price_hour "
+                       "= $2 WHERE id = $3", "sis", text, price, vm_id);
+    }
     if (r < 0) {
         store_tx_rollback(a->store);
         return r;
     }
     if ((r = store_tx_commit(a->store)) < 0)
         return r;
+    fleet_take(f, node_id, &q.req);
     app_node_changed(a, node_id);
     vm_networks_changed(a, vm_id);
     return 1;
 }
 
-/* place_once() until it does not lose to another replica, a bounded
- * number of times; a VM left pending is tried again by the leader. */
-static int place(struct app *a, const char *vm_id, const char *hint,
-                 bool scan, int64_t roomy, int64_t tcg_only,
+/* place_once() until the store agrees with the fleet, reloading it after
+ * each disagreement, a bounded number of times; a VM left pending is tried
+ * again by the leader. */
+static int place(struct app *a, const char *vm_id, struct fleet *f,
                  char ret_node[UUID_STR_LEN + 1])
 {
     int r = -EAGAIN;
-    for (int i = 0; i <= STORE_TX_RETRIES && r == -EAGAIN; i++)
-        r = place_once(a, vm_id, hint, scan, roomy, tcg_only, ret_node);
+    for (int i = 0; i <= STORE_TX_RETRIES && r == -EAGAIN; i++) {
+        if (i > 0) {
+            fleet_free(f);
+            if ((r = fleet_load(a, f)) < 0)
+                return r;
+        }
+        r = place_once(a, vm_id, f, ret_node);
+    }
     return r;
 }
 
 int scheduler_place(struct app *a, const char *vm_id)
 {
     char node[UUID_STR_LEN + 1];
-    return place(a, vm_id, NULL, true, -1, -1, node);
-}
-
-/* A node that could take VMs, with its free capacity as of the last load. */
-struct cand {
-    char id[UUID_STR_LEN + 1];
-    int64_t vcpus, mem, disk;
-    bool kvm, restricted;
-};
-
-/* Every approved, reachable node with its free capacity, first-fit order:
- * one pass over nodes and live VMs. */
-static struct cand *cands_load(struct app *a, size_t *ret_n)
-{
-    json_auto_t *rows = NULL;
-    if (store_query(a->store, &rows,
-                    "SELECT n.id, n.kvm, n.vcpus - COALESCE(u.vcpus, 0) AS "
-                    "vcpus, n.memory_mib - COALESCE(u.mem, 0) AS mem, "
-                    "n.disk_gib - COALESCE(u.disk, 0) AS disk, EXISTS (SELECT "
-                    "1 FROM node_policy p WHERE p.node_id = n.id) AS "
-                    "restricted FROM nodes n LEFT JOIN (SELECT node_id, "
-                    "SUM(vcpus) AS vcpus, SUM(memory_mib) AS mem, "
-                    "SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL "
-                    "AND deleted_at IS NULL GROUP BY node_id) u ON u.node_id "
-                    "= n.id WHERE n.approved = 1 AND n.removed_at IS NULL AND "
-                    "n.drained = 0 AND n.last_seen >= $1 ORDER BY "
-                    "n.created_at, n.id", "i",
-                    now_s() - 3 * a->cfg.heartbeat_s) < 0)
-        return NULL;
-    size_t n = json_array_size(rows), i;
-    json_t *row;
-    struct cand *c = xcalloc(n + 1, sizeof(*c));
-    json_array_foreach(rows, i, row) {
-        snprintf(c[i].id, sizeof(c[i].id), "%s", json_str(row, "id"));
-        c[i].vcpus = json_int(row, "vcpus", 0);
-        c[i].mem = json_int(row, "mem", 0);
-        c[i].disk = json_int(row, "disk", 0);
-        c[i].kvm = json_int(row, "kvm", 0) != 0;
-        c[i].restricted = json_int(row, "restricted", 0) != 0;
-    }
-    *ret_n = n;
-    return c;
+    struct fleet f;
+    int r = fleet_load(a, &f);
+    if (r < 0)
+        return r;
+    r = place(a, vm_id, &f, node);
+    fleet_free(&f);
+    return r;
 }
 
 int scheduler_run(struct app *a)
 {
     json_auto_t *rows = NULL;
-    size_t i, n = 0;
+    size_t i;
     json_t *row;
     int placed = 0;
 
     if (store_query(a->store, &rows,
-                    "SELECT id, vcpus, memory_mib, disk_gib, allow_tcg FROM "
-                    "vms WHERE node_id IS NULL AND deleted_at IS NULL AND "
-                    "desired_state <> 'deleted' ORDER BY created_at, id "
-                    "LIMIT 1000", "") < 0 || json_array_size(rows) == 0)
+                    "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at "
+                    "IS NULL AND desired_state <> 'deleted' ORDER BY "
+                    "created_at, id LIMIT 1000", "") < 0 ||
+        json_array_size(rows) == 0)
         return 0;
-    _cleanup_free_ struct cand *c = cands_load(a, &n);
-    int64_t tcg_only = 0;
-    for (size_t k = 0; c && k < n; k++)
-        tcg_only += !c[k].kvm;
+    struct fleet f;
+    if (fleet_load(a, &f) < 0)
+        return 0;
     json_array_foreach(rows, i, row) {
         /* A leader that lost its connection (and so its lock) stops. */
         if (!store_leading(a->store))
             break;
-        const char *id = json_str(row, "id");
-        int64_t vcpus = json_int(row, "vcpus", 0),
-                mem = json_int(row, "memory_mib", 0),
-                disk = json_int(row, "disk_gib", 0);
-        bool tcg = json_int(row, "allow_tcg", 0) != 0;
-        /* First fit in memory; the store re-checks the node (and its
-         * policy) in the placing transaction, and scans as before when it
-         * disagrees. */
-        struct cand *hit = NULL;
-        int64_t roomy = 0;
-        for (size_t k = 0; c && k < n && !hit; k++) {
-            if (c[k].vcpus < vcpus || c[k].mem < mem || c[k].disk < disk ||
-                (!c[k].kvm && !tcg))
-                continue;
-            roomy = 1;
-            if (!c[k].restricted ||
-                store_query_int(a->store, 0, "SELECT 1 FROM vms v JOIN "
-                                "node_policy p ON p.node_id = $2 WHERE v.id "
-                                "= $1 AND ((p.kind = 'template' AND p.name = "
-                                "v.template) OR (p.kind = 'image' AND "
-                                "(p.name = v.image OR p.name = v.image_id)))",
-                                "ss", id, c[k].id) == 1)
-                hit = &c[k];
-        }
         char node[UUID_STR_LEN + 1];
-        /* Without a load (store error) scan as before. */
-        if (place(a, id, hit ? hit->id : NULL, !c || hit, c ? roomy : -1,
-                  c ? tcg_only : -1, node) > 0) {
+        if (place(a, json_str(row, "id"), &f, node) > 0)
             placed++;
-            struct cand *got = hit && streq(hit->id, node) ? hit : NULL;
-            for (size_t k = 0; c && k < n && !got; k++)
-                if (streq(c[k].id, node))
-                    got = &c[k];
-            if (got) {
-                got->vcpus -= vcpus;
-                got->mem -= mem;
-                got->disk -= disk;
-            }
-        }
     }
+    fleet_free(&f);
     return placed;
 }
 

@@ -3,6 +3,31 @@
 #pragma once
 
 #include "controller/app.h"
+#include "controller/placement.h"
+
+/* What a VM asks of placement: req, with the storage its label selectors
+ * and anti-affinity nodes point into. */
+struct sched_ask {
+    struct place_req req;
+    json_t *labels, *avoid;
+    const char **lab, **av;
+};
+/* Fill q->req's labels (from labels_json, a JSON array of "key=value") and
+ * its avoid list (nodes with a live VM of account_id's anti-affinity group,
+ * other than vm_id; none when group is NULL). 0 or -errno. */
+int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
+                   const char *vm_id, const char *labels_json,
+                   const char *group);
+void sched_ask_free(struct sched_ask *q);
+
+/* The hub's default cap in nano-tokens per hour, -1 for none. */
+int64_t scheduler_default_cap(const struct app *a);
+
+/* Decide where r would go now, placing nothing: 1 and *ret_choice {node_id,
+ * price_hour, offer, filtered, ...}, 0 and *ret_choice {filtered, reason}
+ * when no node passes, -errno on store failure. */
+int scheduler_decide(struct app *a, const struct place_req *r,
+                     json_t **ret_choice);
 
 /* Place one pending VM if some node fits; otherwise record why not in its
  * state_reason. 1 placed, 0 not placed, -errno on store failure. */

@@ -1000,3 +1000,11 @@ long tu_node_join(const struct tu_ctl *ctl, const char *token_key,
     }
     return st;
 }
+
+uint64_t tu_xorshift(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}

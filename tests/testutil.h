@@ -60,6 +60,10 @@ void tu_fake_pci(const char *root, const struct tu_pci_fn *f);
 /* ROOT/sys/module/NAME/refcnt = n (a host driver in use when n > 0). */
 void tu_fake_module(const char *root, const char *name, int refcnt);
 
+/* xorshift64*: the next number of a property test's reproducible stream
+ * (*state must not be 0). */
+uint64_t tu_xorshift(uint64_t *state);
+
 /* ---- a scratch directory for a cmocka group ---- */
 /* Made by tu_dir_setup, removed and freed (NULL again) by tu_dir_teardown:
  * cmocka group fixtures, named fog-NAME-XXXXXX after the program

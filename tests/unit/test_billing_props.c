@@ -12,6 +12,8 @@
 #include "billing/rating.h"
 #include "billing/usage.h"
 
+#include "tests/testutil.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,10 +26,7 @@ static uint64_t rng_state;
 
 static uint64_t rnd(void)
 {
-    uint64_t x = rng_state;
-    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545F4914F6CDD1DULL;
+    return tu_xorshift(&rng_state);
 }
 
 /* Uniform in [lo, hi]. */

@@ -1,0 +1,109 @@
+/* The placement decision as a pure function: filter candidate nodes, then
+ * weigh those that pass. No store, no clock, no allocation: the scheduler
+ * loads the rows, this picks one, and the property tests and bench_sched
+ * call the same code.
+ *
+ * Filters run in a fixed order and a node removed by one is counted there
+ * only, so the counts add up to the nodes that did not pass (shown on a
+ * pending VM as placement.filtered). */
+#pragma once
+
+#include "billing/rating.h"
+#include "common/util.h"
+
+#include <jansson.h>
+
+/* One rule of a node's policy: a template name, or an image name or id. */
+struct place_rule {
+    bool is_template;
+    const char *name;
+};
+
+/* A candidate node: approved and reachable (the loader's job), with its
+ * free and total capacity, offer and where it is. Strings are borrowed. */
+struct place_node {
+    const char *id;
+    int64_t free_vcpus, free_mem_mib, free_disk_gib;
+    int64_t vcpus, mem_mib;      /* totals, for the spread weight */
+    bool kvm;
+    bool drained;                /* takes no new VMs */
+    const char *region;          /* "" when unset */
+    const char *const *labels;   /* "key=value" */
+    size_t n_labels;
+    const struct place_rule *rules; /* policy: none means accepts all */
+    size_t n_rules;
+    struct rating_offer offer;   /* prices in nano-tokens */
+    double reputation;           /* 0..1, < 0 when unknown */
+};
+
+/* What the VM needs and what its owner asked for. */
+struct place_req {
+    int64_t vcpus, mem_mib, disk_gib, ports;
+    bool allow_tcg;
+    const char *tmpl;            /* NULL: not from a template */
+    const char *image, *image_id;
+    const char *region;          /* NULL: anywhere */
+    const char *const *labels;   /* "key=value", all must match */
+    size_t n_labels;
+    int64_t max_price;           /* nano-tokens per hour; < 0: no cap */
+    double min_reputation;       /* <= 0: none; unknown never passes */
+    const char *const *avoid;    /* node ids holding its anti-affinity group */
+    size_t n_avoid;
+};
+
+/* Hub weights: score = -price * (tokens per hour) + spread * (mean free
+ * fraction of vCPUs and memory after placing). spread > 0 spreads VMs over
+ * empty nodes, < 0 packs them onto full ones. */
+struct place_weights {
+    double price, spread;
+};
+
+enum place_filter {
+    PF_CAPACITY,
+    PF_KVM,
+    PF_DRAINED,
+    PF_POLICY,
+    PF_REGION,
+    PF_LABELS,
+    PF_REPUTATION,
+    PF_ANTI_AFFINITY,
+    PF_PRICE,
+    PF_N
+};
+/* "capacity", "kvm", ... as shown in placement.filtered. */
+extern const char *const place_filter_names[PF_N];
+
+struct place_result {
+    ssize_t chosen;              /* index into nodes, -1 when none passed */
+    int64_t price_hour;          /* the chosen node's price for this VM */
+    double score;
+    size_t passed;
+    size_t removed[PF_N];        /* nodes each filter removed */
+};
+
+/* What one hour of the VM costs at offer o (rounded up, as the balance
+ * check does); INT64_MAX when it does not fit. */
+int64_t place_price_hour(const struct rating_offer *o,
+                         const struct place_req *r);
+
+/* The first filter node n fails for r, or PF_N when it passes; the price
+ * for r goes to *ret_price when the price was computed. */
+enum place_filter place_check(const struct place_node *n,
+                              const struct place_req *r, int64_t *ret_price);
+
+/* The weight of a passing node (higher is better). */
+double place_score(const struct place_node *n, const struct place_req *r,
+                   int64_t price_hour, const struct place_weights *w);
+
+/* Filter nodes[0..n) then pick the best score; ties go to the lower index
+ * (callers list nodes oldest first). */
+void place_decide(const struct place_req *r, const struct place_node *nodes,
+                  size_t n, const struct place_weights *w,
+                  struct place_result *ret);
+
+/* {"filtered": {"capacity": 3, ...}, "candidates": N, "passed": M} */
+json_t *place_result_json(const struct place_result *res, size_t candidates);
+
+/* A reason naming the filters that removed nodes, for state_reason;
+ * caller frees. */
+char *place_refusal_text(const struct place_result *res, size_t candidates);

@@ -1,0 +1,303 @@
+/* Property tests of the placement decision (controller/placement.c), a pure
+ * function: random fleets of nodes with prices, capacities, KVM, policies,
+ * regions, labels, reputations and anti-affinity, and random VMs with caps
+ * and selectors. Checked against an independent oracle written here: the
+ * chosen node passes every filter (never above the cap, never on a node of
+ * its anti-affinity group), no node that passes is better by the weights,
+ * ties go to the oldest, and the filter counts add up. The seed is
+ * printed; FOG_SEED=N repeats a run, FOG_CASES=N changes how many. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "controller/placement.h"
+
+#include "tests/testutil.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    return tu_xorshift(&rng_state);
+}
+
+static uint64_t below(uint64_t n) { return rnd() % n; }
+
+static const char *const regions[] = { "", "eu-west", "us-east", "ap-south" };
+static const char *const labels[] = { "gpu=a100", "gpu=h100", "disk=ssd",
+                                      "disk=hdd", "tier=gold" };
+static const char *const names[] = { "nginx", "debian-12", "tiny" };
+static const char *const ids[] = {
+    "n00", "n01", "n02", "n03", "n04", "n05", "n06", "n07", "n08", "n09",
+    "n10", "n11", "n12", "n13", "n14", "n15", "n16", "n17", "n18", "n19",
+    "n20", "n21", "n22", "n23", "n24", "n25", "n26", "n27", "n28", "n29",
+    "n30", "n31", "n32", "n33", "n34", "n35", "n36", "n37", "n38", "n39",
+};
+#define MAX_NODES ARRAY_SIZE(ids)
+
+struct fleet {
+    struct place_node nodes[MAX_NODES];
+    const char *lab[MAX_NODES][ARRAY_SIZE(labels)];
+    struct place_rule rules[MAX_NODES][2];
+    size_t n;
+};
+
+static int64_t price_of(void)
+{
+    /* Often equal prices, so ties are exercised too. */
+    return (int64_t)(1 + below(4)) * 5000000 * (below(8) == 0 ? 1000 : 1);
+}
+
+static void random_fleet(struct fleet *f)
+{
+    f->n = (size_t)below(MAX_NODES + 1);
+    for (size_t i = 0; i < f->n; i++) {
+        struct place_node *p = &f->nodes[i];
+        memset(p, 0, sizeof(*p));
+        p->id = ids[i];
+        p->vcpus = (int64_t)(1 + below(16));
+        p->mem_mib = (int64_t)(1 + below(16)) * 1024;
+        p->free_vcpus = (int64_t)below((uint64_t)p->vcpus + 1);
+        p->free_mem_mib = (int64_t)below((uint64_t)p->mem_mib + 1);
+        p->free_disk_gib = (int64_t)below(200);
+        p->kvm = below(4) != 0;
+        p->drained = below(10) == 0;
+        p->region = regions[below(ARRAY_SIZE(regions))];
+        for (size_t k = 0; k < ARRAY_SIZE(labels); k++)
+            if (below(2))
+                f->lab[i][p->n_labels++] = labels[k];
+        p->labels = f->lab[i];
+        p->n_rules = (size_t)(below(3) == 0 ? 1 + below(2) : 0);
+        for (size_t k = 0; k < p->n_rules; k++)
+            f->rules[i][k] = (struct place_rule){
+                below(2) == 0, names[below(ARRAY_SIZE(names))] };
+        p->rules = f->rules[i];
+        p->offer = (struct rating_offer){ price_of(), price_of(),
+                                          price_of() * 10, 0, 1000000 };
+        p->reputation = below(4) == 0 ? -1 : (double)below(101) / 100.0;
+    }
+}
+
+struct ask {
+    struct place_req req;
+    const char *lab[2];
+    const char *avoid[MAX_NODES];
+};
+
+static void random_req(struct ask *q, size_t nodes)
+{
+    struct place_req *r = &q->req;
+    memset(q, 0, sizeof(*q));
+    r->vcpus = (int64_t)(1 + below(8));
+    r->mem_mib = (int64_t)(64 + below(8192));
+    r->disk_gib = (int64_t)(1 + below(100));
+    r->ports = (int64_t)below(3);
+    r->allow_tcg = below(2);
+    r->tmpl = below(2) ? names[below(ARRAY_SIZE(names))] : NULL;
+    r->image = names[below(ARRAY_SIZE(names))];
+    r->image_id = below(2) ? "00000000-0000-0000-0000-000000000001" : NULL;
+    r->region = below(3) == 0 ? regions[below(ARRAY_SIZE(regions))] : NULL;
+    r->n_labels = (size_t)below(3);
+    for (size_t i = 0; i < r->n_labels; i++)
+        q->lab[i] = labels[below(ARRAY_SIZE(labels))];
+    r->labels = q->lab;
+    r->max_price = below(4) == 0 ? -1 : (int64_t)below(2000000000);
+    r->min_reputation = below(3) == 0 ? (double)below(101) / 100.0 : 0;
+    for (size_t i = 0; i < nodes; i++)
+        if (below(5) == 0)
+            q->avoid[q->req.n_avoid++] = ids[i];
+    r->avoid = q->avoid;
+}
+
+/* ---- the oracle: every rule spelled out again, independently ---- */
+
+/* Price of one hour: the exact sum over the components, rounded up. */
+static int64_t oracle_price(const struct rating_offer *o,
+                            const struct place_req *r)
+{
+    /* in nano-tokens x 1024 x 720 (MiB per GiB, hours per disk month) */
+    __int128 num = (__int128)o->vcpu_hour * r->vcpus * 1024 * 720 +
+                   (__int128)o->mem_gib_hour * r->mem_mib * 720 +
+                   (__int128)o->disk_gib_month * r->disk_gib * 1024 +
+                   (__int128)o->port_hour * r->ports * 1024 * 720;
+    __int128 d = 1024 * 720;
+    return (int64_t)((num + d - 1) / d);
+}
+
+static bool has(const char *const *v, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
+static bool oracle_pass(const struct place_node *p, const struct place_req *r)
+{
+    if (p->free_vcpus < r->vcpus || p->free_mem_mib < r->mem_mib ||
+        p->free_disk_gib < r->disk_gib)
+        return false;
+    if (!p->kvm && !r->allow_tcg)
+        return false;
+    if (p->drained)
+        return false;
+    bool accepted = p->n_rules == 0;
+    for (size_t k = 0; k < p->n_rules; k++) {
+        const struct place_rule *u = &p->rules[k];
+        if (u->is_template && r->tmpl && strcmp(u->name, r->tmpl) == 0)
+            accepted = true;
+        if (!u->is_template && (strcmp(u->name, r->image) == 0 ||
+                                (r->image_id && strcmp(u->name, r->image_id) == 0)))
+            accepted = true;
+    }
+    if (!accepted)
+        return false;
+    if (r->region && strcmp(r->region, p->region) != 0)
+        return false;
+    for (size_t i = 0; i < r->n_labels; i++)
+        if (!has(p->labels, p->n_labels, r->labels[i]))
+            return false;
+    if (r->min_reputation > 0 && (p->reputation < 0 ||
+                                  p->reputation < r->min_reputation))
+        return false;
+    if (has(r->avoid, r->n_avoid, p->id))
+        return false;
+    if (r->max_price >= 0 && oracle_price(&p->offer, r) > r->max_price)
+        return false;
+    return true;
+}
+
+static double oracle_score(const struct place_node *p,
+                           const struct place_req *r,
+                           const struct place_weights *w)
+{
+    double room = ((double)(p->free_vcpus - r->vcpus) / (double)p->vcpus +
+                   (double)(p->free_mem_mib - r->mem_mib) /
+                       (double)p->mem_mib) / 2;
+    return -w->price * (double)oracle_price(&p->offer, r) / 1e9 +
+           w->spread * room;
+}
+
+static void placement_properties(void **state)
+{
+    uint64_t seed = getenv("FOG_SEED") ? strtoull(getenv("FOG_SEED"), NULL, 10)
+                                       : (uint64_t)time(NULL);
+    long cases = getenv("FOG_CASES") ? atol(getenv("FOG_CASES")) : 20000;
+    printf("# seed %" PRIu64 ", %ld cases\n", seed, cases);
+    rng_state = seed * 2654435761u + 1;
+    static const struct place_weights ws[] = {
+        { 1, 0 }, { 0, 1 }, { 0, -1 }, { 1, 5 }, { 3, -2 }, { 0, 0 } };
+    long placed = 0, refused = 0;
+    static struct fleet f;
+    for (long c = 0; c < cases; c++) {
+        struct ask q;
+        random_fleet(&f);
+        random_req(&q, f.n);
+        const struct place_weights *w = &ws[below(ARRAY_SIZE(ws))];
+        struct place_result res;
+        place_decide(&q.req, f.nodes, f.n, w, &res);
+
+        size_t pass = 0, removed = 0;
+        ssize_t best = -1;
+        for (size_t i = 0; i < f.n; i++) {
+            if (!oracle_pass(&f.nodes[i], &q.req))
+                continue;
+            pass++;
+            if (best < 0 || oracle_score(&f.nodes[i], &q.req, w) >
+                                oracle_score(&f.nodes[best], &q.req, w))
+                best = (ssize_t)i;
+        }
+        for (int k = 0; k < PF_N; k++)
+            removed += res.removed[k];
+        if (res.passed != pass || removed + pass != f.n)
+            fail_msg("seed %" PRIu64 " case %ld: %zu passed, oracle %zu, "
+                     "%zu removed of %zu", seed, c, res.passed, pass, removed,
+                     f.n);
+        if (res.chosen != best)
+            fail_msg("seed %" PRIu64 " case %ld: chose %zd, best is %zd",
+                     seed, c, res.chosen, best);
+        if (best < 0) {
+            refused++;
+            continue;
+        }
+        placed++;
+        const struct place_node *p = &f.nodes[best];
+        /* Never above the cap, never against anti-affinity. */
+        assert_int_equal(res.price_hour, oracle_price(&p->offer, &q.req));
+        assert_true(q.req.max_price < 0 || res.price_hour <= q.req.max_price);
+        assert_false(has(q.req.avoid, q.req.n_avoid, p->id));
+    }
+    printf("# %ld placed, %ld refused\n", placed, refused);
+    /* Both outcomes happened, so neither side went untested. */
+    assert_true(placed > cases / 20 && refused > cases / 20);
+}
+
+/* Each filter named in the counts removes what it should. */
+static void filter_counts(void **state)
+{
+    static const char *const gpu[] = { "gpu=a100" };
+    static const struct place_rule nginx = { true, "nginx" };
+    struct place_node n[] = {
+        { .id = "small", .free_vcpus = 1, .free_mem_mib = 512,
+          .free_disk_gib = 10, .vcpus = 1, .mem_mib = 512, .kvm = true,
+          .region = "eu" },
+        { .id = "tcg", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .region = "eu" },
+        { .id = "strict", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
+          .region = "eu", .rules = &nginx, .n_rules = 1 },
+        { .id = "us", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
+          .region = "us", .labels = gpu, .n_labels = 1 },
+        { .id = "plain", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
+          .region = "eu" },
+        { .id = "dear", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
+          .region = "eu", .labels = gpu, .n_labels = 1,
+          .offer = { .vcpu_hour = 50000000000 } },
+        { .id = "cheap", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
+          .region = "eu", .labels = gpu, .n_labels = 1,
+          .offer = { .vcpu_hour = 10000000 } },
+    };
+    const char *avoid[] = { "cheap" };
+    struct place_req r = { .vcpus = 2, .mem_mib = 1024, .disk_gib = 5,
+                           .image = "tiny", .region = "eu", .labels = gpu,
+                           .n_labels = 1, .max_price = 1000000000,
+                           .avoid = avoid, .n_avoid = 1 };
+    struct place_weights w = { 1, 0 };
+    struct place_result res;
+    place_decide(&r, n, ARRAY_SIZE(n), &w, &res);
+    assert_int_equal(res.chosen, -1);
+    assert_int_equal(res.removed[PF_CAPACITY], 1);
+    assert_int_equal(res.removed[PF_KVM], 1);
+    assert_int_equal(res.removed[PF_POLICY], 1);
+    assert_int_equal(res.removed[PF_REGION], 1);
+    assert_int_equal(res.removed[PF_LABELS], 1);
+    assert_int_equal(res.removed[PF_PRICE], 1);
+    assert_int_equal(res.removed[PF_ANTI_AFFINITY], 1);
+    char *why = place_refusal_text(&res, ARRAY_SIZE(n));
+    assert_non_null(strstr(why, "price removed 1"));
+    assert_non_null(strstr(why, "anti_affinity removed 1"));
+    free(why);
+    /* Without the group, the cheap node is chosen at 0.02 an hour. */
+    r.n_avoid = 0;
+    place_decide(&r, n, ARRAY_SIZE(n), &w, &res);
+    assert_string_equal(n[res.chosen].id, "cheap");
+    assert_int_equal(res.price_hour, 20000000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(placement_properties),
+        cmocka_unit_test(filter_counts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
