@@ -20,6 +20,7 @@
 #include "netfabric/wgkey.h"
 #include "nodeagent/console.h"
 #include "nodeagent/disk.h"
+#include "nodeagent/gpu.h"
 #include "nodeagent/inventory.h"
 #include "nodeagent/meter.h"
 #include "nodeagent/metrics.h"
@@ -52,6 +53,13 @@ int agent_print_inventory(const struct agent_settings *s)
         return r;
     _cleanup_json_ json_t *j = inventory_to_json(&inv, true);
     inventory_clear(&inv);
+    /* Read-only: the GPUs, their groups and drivers as found. */
+    struct gpu_inventory gpus;
+    if ((r = gpu_inventory_collect(s->root, &gpus)) < 0)
+        return r;
+    json_object_set_new(j, "iommu", json_boolean(gpus.iommu));
+    json_object_set_new(j, "gpus", gpu_inventory_to_json(&gpus));
+    gpu_inventory_clear(&gpus);
     _cleanup_free_ char *text = json_dumps(j, JSON_INDENT(2));
     printf("%s\n", text);
     return 0;
