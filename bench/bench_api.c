@@ -4,28 +4,17 @@
  * figures, not pass/fail. */
 #include "api/client.h"
 #include "common/jsonutil.h"
+#include "bench/bench_util.h"
 #include "tests/testutil.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
 #include <time.h>
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static double pct(double *v, size_t n, double p)
 {
-    qsort(v, n, sizeof(double), cmp_double);
+    qsort(v, n, sizeof(double), bench_cmp_double);
     size_t i = (size_t)(p * (double)(n - 1) + 0.5);
     return v[i];
 }
@@ -67,9 +56,9 @@ int main(int argc, char **argv)
                                       "disk_gib", 1, "image", "tiny");
         _cleanup_free_ char *name = xasprintf("bench-%d", i);
         json_object_set_new(body, "name", json_string(name));
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         api_request(api, "POST", "/v1/vms", body, NULL, &rep);
-        lat[i] = now_ms() - t0;
+        lat[i] = bench_now_ms() - t0;
         if (rep.status != 201) {
             fprintf(stderr, "create failed: %ld %s\n", rep.status, rep.body);
             return 1;
@@ -79,14 +68,14 @@ int main(int argc, char **argv)
     double create_p50 = pct(lat, (size_t)nvms, 0.5);
     double create_p99 = pct(lat, (size_t)nvms, 0.99);
 
-    double t_all = now_ms();
+    double t_all = bench_now_ms();
     for (int i = 0; i < nvms; i++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         api_request(api, "GET", "/v1/vms?limit=100", NULL, NULL, &rep);
-        lat[i] = now_ms() - t0;
+        lat[i] = bench_now_ms() - t0;
         api_reply_clear(&rep);
     }
-    double list_s = (now_ms() - t_all) / 1e3;
+    double list_s = (bench_now_ms() - t_all) / 1e3;
     double list_p50 = pct(lat, (size_t)nvms, 0.5);
     double list_p99 = pct(lat, (size_t)nvms, 0.99);
 
@@ -127,9 +116,9 @@ int main(int argc, char **argv)
         curl_multi_add_handle(multi, easy[i]);
     }
     /* Drive the handshakes until every poll has been sent and parked. */
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     int running = npolls;
-    while (now_ms() - t0 < 20000) {
+    while (bench_now_ms() - t0 < 20000) {
         curl_multi_perform(multi, &running);
         curl_multi_poll(multi, NULL, 0, 50, NULL);
         long parked = 0;
@@ -140,20 +129,20 @@ int main(int argc, char **argv)
             curl_easy_getinfo(easy[i], CURLINFO_PRETRANSFER_TIME, &pre);
             parked += pre > 0;
         }
-        if (parked == npolls && now_ms() - t0 > 1000)
+        if (parked == npolls && bench_now_ms() - t0 > 1000)
             break;
     }
     long threads1 = proc_status(ctl.pid, "Threads:");
     long rss1 = proc_status(ctl.pid, "VmRSS:");
     /* A change wakes them all. */
-    double tw = now_ms();
+    double tw = bench_now_ms();
     api_request(api, "DELETE", "/v1/vms/bench-0", NULL, NULL, &rep);
     api_reply_clear(&rep);
-    while (running > 0 && now_ms() - tw < 30000) {
+    while (running > 0 && bench_now_ms() - tw < 30000) {
         curl_multi_perform(multi, &running);
         curl_multi_poll(multi, NULL, 0, 20, NULL);
     }
-    double wake_ms = now_ms() - tw;
+    double wake_ms = bench_now_ms() - tw;
     for (int i = 0; i < npolls; i++) {
         curl_multi_remove_handle(multi, easy[i]);
         curl_easy_cleanup(easy[i]);

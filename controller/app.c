@@ -244,7 +244,10 @@ bool app_before(struct http_request *r, const struct http_route *route,
 {
     struct app *a = app;
     struct reqctx *c = reqctx_of(r);
+    const char *m = http_req_method(r);
 
+    /* Reads never wait for a write in progress. */
+    store_route_reads(a->store, streq(m, "GET") || streq(m, "HEAD"));
     if (!guard_admit_peer(a, r))
         return false;
     if (route->flags & ALLOW_PUBLIC)

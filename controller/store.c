@@ -1,6 +1,8 @@
 /* The store front: picks the backend from the address (a path for sqlite,
- * postgresql:// for PostgreSQL), serialises calls with one recursive lock,
- * applies the numbered migrations, and decodes typed arguments. */
+ * postgresql:// for PostgreSQL), serialises writes with one recursive lock,
+ * sends a request thread's reads to a small pool of read-only connections
+ * where the backend has them, applies the numbered migrations, and decodes
+ * typed arguments. */
 #include "controller/store.h"
 
 #include "common/jsonutil.h"
@@ -14,8 +16,19 @@
 #include <pthread.h>
 #include <stdarg.h>
 
+/* Read-only connections, opened on first use: enough that the request
+ * threads rarely queue for one. */
+#define STORE_READERS 4
+
+struct store_reader {
+    pthread_mutex_t lock;
+    void *conn;
+    bool failed; /* could not be opened: reads go to the writer */
+};
+
 struct store {
     const struct store_ops *ops;
+    struct store_reader readers[STORE_READERS];
     void *conn;
     char *address;
     bool listening;
@@ -27,6 +40,56 @@ struct store {
     pthread_mutex_t lock;
     unsigned tx_depth; /* open transactions of the lock's holder */
 };
+
+/* What the calling thread does with a store: which one's reads go to the
+ * readers (store_route_reads), which one it holds a write transaction of,
+ * and the reader that holds its read-only transaction, if any. */
+static __thread struct store *tls_reads, *tls_writing, *tls_pinned_store;
+static __thread struct store_reader *tls_pinned;
+static __thread unsigned tls_pinned_depth;
+
+void store_route_reads(struct store *s, bool on)
+{
+    tls_reads = on ? s : NULL;
+}
+
+static bool sql_reads(const char *sql)
+{
+    return strncmp(sql, "SELECT", 6) == 0;
+}
+
+/* A reader for this thread's statement, locked, or NULL for the writer:
+ * only reads, only from threads routed to readers, never inside a write
+ * transaction (which must see its own writes). */
+static struct store_reader *reader_take(struct store *s)
+{
+    if (!s->ops->open_reader || tls_reads != s || tls_writing == s)
+        return NULL;
+    static __thread unsigned spin;
+    struct store_reader *rd = NULL;
+    for (size_t i = 0; i < STORE_READERS && !rd; i++) {
+        struct store_reader *c = &s->readers[(spin + i) % STORE_READERS];
+        if (pthread_mutex_trylock(&c->lock) == 0)
+            rd = c;
+    }
+    if (!rd) {
+        rd = &s->readers[spin++ % STORE_READERS];
+        pthread_mutex_lock(&rd->lock);
+    }
+    if (!rd->conn && !rd->failed &&
+        s->ops->open_reader(s->address, &rd->conn) < 0)
+        rd->failed = true;
+    if (!rd->conn) {
+        pthread_mutex_unlock(&rd->lock);
+        return NULL;
+    }
+    return rd;
+}
+
+static void reader_give(struct store_reader *rd)
+{
+    pthread_mutex_unlock(&rd->lock);
+}
 
 /* Notice a lost connection (with the lock held): leadership went with the
  * session; outside a transaction, connect again (a statement inside one
@@ -79,6 +142,8 @@ int store_open(const char *address, struct store **ret)
     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&s->lock, &a);
     pthread_mutexattr_destroy(&a);
+    for (size_t i = 0; i < STORE_READERS; i++)
+        pthread_mutex_init(&s->readers[i].lock, NULL);
     s->ops = startswith(address, "postgresql://") ||
                      startswith(address, "postgres://")
                  ? &store_pg_ops
@@ -101,6 +166,11 @@ void store_close(struct store *s)
         s->ops->unlisten();
     if (s->conn)
         s->ops->close(s->conn);
+    for (size_t i = 0; i < STORE_READERS; i++) {
+        if (s->readers[i].conn)
+            s->ops->close(s->readers[i].conn);
+        pthread_mutex_destroy(&s->readers[i].lock);
+    }
     pthread_mutex_destroy(&s->lock);
     free(s->address);
     free(s);
@@ -204,12 +274,54 @@ int store_tx_begin(struct store *s)
         return r;
     }
     s->tx_depth++;
+    tls_writing = s;
     return 0;
+}
+
+/* A read-only transaction on a reader: the snapshot starts with its first
+ * read and lasts until the rollback. 0, or -EAGAIN when no reader serves
+ * this thread (the writer takes it). */
+static int reader_tx_begin(struct store *s)
+{
+    if (tls_writing == s)
+        return -EAGAIN; /* inside a write transaction: its snapshot */
+    if (tls_pinned_store == s) {
+        tls_pinned_depth++;
+        return 0;
+    }
+    if (tls_pinned_store)
+        return -EAGAIN; /* one pinned reader per thread */
+    struct store_reader *rd = reader_take(s);
+    if (!rd)
+        return -EAGAIN;
+    int r = s->ops->exec_plain(rd->conn, "BEGIN");
+    if (r < 0) {
+        reader_give(rd);
+        return r;
+    }
+    tls_pinned_store = s;
+    tls_pinned = rd;
+    tls_pinned_depth = 1;
+    return 0;
+}
+
+/* End this thread's read-only transaction (or one level of it). */
+static void reader_tx_end(void)
+{
+    if (--tls_pinned_depth > 0)
+        return;
+    tls_pinned_store->ops->exec_plain(tls_pinned->conn, "ROLLBACK");
+    reader_give(tls_pinned);
+    tls_pinned = NULL;
+    tls_pinned_store = NULL;
 }
 
 int store_tx_begin_read(struct store *s)
 {
-    int r = store_tx_begin(s);
+    int r = reader_tx_begin(s);
+    if (r != -EAGAIN)
+        return r;
+    r = store_tx_begin(s);
     /* Inside another transaction the snapshot is that one's. */
     if (r < 0 || !s->ops->snapshot_sql || s->tx_depth > 1)
         return r;
@@ -223,8 +335,14 @@ int store_tx_begin_read(struct store *s)
 int store_tx_commit(struct store *s)
 {
     int r;
+    if (tls_pinned_store == s && tls_writing != s) {
+        reader_tx_end();
+        return 0;
+    }
     assert(s->tx_depth > 0);
     s->tx_depth--;
+    if (s->tx_depth == 0)
+        tls_writing = NULL;
     if (s->tx_depth == 0) {
         /* After a lost conflict PostgreSQL answers COMMIT with a
          * rollback. */
@@ -242,8 +360,14 @@ int store_tx_commit(struct store *s)
 
 void store_tx_rollback(struct store *s)
 {
+    if (tls_pinned_store == s && tls_writing != s) {
+        reader_tx_end();
+        return;
+    }
     assert(s->tx_depth > 0);
     s->tx_depth--;
+    if (s->tx_depth == 0)
+        tls_writing = NULL;
     if (s->tx_depth == 0) {
         s->ops->exec_plain(s->conn, "ROLLBACK");
     } else {
@@ -260,6 +384,8 @@ void store_tx_rollback(struct store *s)
 
 bool store_in_tx(struct store *s)
 {
+    if (tls_pinned_store == s)
+        return true;
     pthread_mutex_lock(&s->lock);
     bool r = s->tx_depth > 0;
     pthread_mutex_unlock(&s->lock);
@@ -280,6 +406,17 @@ static int run(struct store *s, const char *sql, const char *types,
         case 'i': args[i].i = va_arg(ap, int64_t); break;
         case 'b': args[i].i = va_arg(ap, int) ? 1 : 0; break;
         default: abort(); /* our bug: unknown type letter */
+        }
+    }
+    if (sql_reads(sql) && tls_writing != s) {
+        struct store_reader *rd = tls_pinned_store == s ? tls_pinned : NULL;
+        bool own = !rd && (rd = reader_take(s)) != NULL;
+        if (rd) {
+            int r = s->ops->exec(rd->conn, sql, args, n, ret_rows);
+            if (own)
+                reader_give(rd);
+            free(args);
+            return r;
         }
     }
     pthread_mutex_lock(&s->lock);

@@ -2,8 +2,9 @@
  * sqlite3 (store_sqlite.c). SQL is written portably with $1..$n
  * placeholders so the same statements run on PostgreSQL.
  *
- * Every call is serialised by one lock; a transaction holds it from
- * store_tx_begin() to store_tx_commit()/store_tx_rollback(). Rows come back
+ * Writes are serialised by one lock; a transaction holds it from
+ * store_tx_begin() to store_tx_commit()/store_tx_rollback(). Reads of
+ * threads routed to readers (store_route_reads) bypass it. Rows come back
  * as jansson objects keyed by column name (integers as JSON integers, NULL as
  * JSON null). */
 #pragma once
@@ -41,6 +42,13 @@ void store_notify_node(struct store *s, const char *node_id);
 /* Call fn(node_id, data) when another replica announces a change.
  * 0 or -errno; no-op with sqlite. */
 int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
+
+/* Send the calling thread's reads (SELECTs outside a write transaction,
+ * and its store_tx_begin_read() transactions) to read-only connections
+ * when on, so they never wait for the writer; off: everything goes to the
+ * writer. Request threads turn it on for GET and HEAD. No-op where the
+ * backend has no readers (PostgreSQL). */
+void store_route_reads(struct store *s, bool on);
 
 /* Transactions nest: the outermost is a real transaction, inner ones are
  * savepoints that commit into (or roll back out of) the outer one. 0 or

@@ -19,6 +19,10 @@ struct store_ops {
     /* 0 or -errno; *ret_conn is the backend's connection. */
     int (*open)(const char *address, void **ret_conn);
     void (*close)(void *conn);
+    /* A read-only connection to the same database, for reads that must
+     * not wait on the writer (sqlite in WAL mode); NULL where the backend
+     * has none. 0 or -errno. */
+    int (*open_reader)(const char *address, void **ret_conn);
     /* Plain statements without arguments (BEGIN, migrations). */
     int (*exec_plain)(void *conn, const char *sql);
     /* Rows changed or -errno: -EEXIST (unique key), -ENOENT (a referenced

@@ -90,14 +90,15 @@ static void sq_close(void *conn)
     free(c);
 }
 
-static int sq_open(const char *path, void **ret_conn)
+/* A connection to path opened with flags (busy timeout set), or -EIO
+ * (reported). */
+static int sq_connect(const char *path, int flags, const char *why,
+                      struct sq_conn **ret)
 {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_FULLMUTEX,
-                        NULL) != SQLITE_OK) {
-        log_error("store: cannot open '%s': %s", path,
+    if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_FULLMUTEX, NULL) !=
+        SQLITE_OK) {
+        log_error("store: cannot open '%s'%s: %s", path, why,
                   db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return -EIO;
@@ -105,11 +106,33 @@ static int sq_open(const char *path, void **ret_conn)
     sqlite3_busy_timeout(db, 5000);
     struct sq_conn *c = xcalloc(1, sizeof(*c));
     c->db = db;
+    *ret = c;
+    return 0;
+}
+
+static int sq_open(const char *path, void **ret_conn)
+{
+    struct sq_conn *c;
+    if (sq_connect(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", &c) < 0)
+        return -EIO;
     if (sq_exec_plain(c, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
                          "PRAGMA synchronous=NORMAL;") < 0) {
         sq_close(c);
         return -EIO;
     }
+    *ret_conn = c;
+    return 0;
+}
+
+/* Readers share the writer's WAL: a read sees the last commit and never
+ * waits for a writer (only, briefly, for a checkpoint's start). */
+static int sq_open_reader(const char *path, void **ret_conn)
+{
+    struct sq_conn *c;
+    if (streq(path, ":memory:") || path[0] == '\0')
+        return -EOPNOTSUPP;
+    if (sq_connect(path, SQLITE_OPEN_READONLY, " to read", &c) < 0)
+        return -EIO;
     *ret_conn = c;
     return 0;
 }
@@ -231,6 +254,7 @@ const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
     .close = sq_close,
+    .open_reader = sq_open_reader,
     .exec_plain = sq_exec_plain,
     .exec = sq_exec,
     .begin_sql = "BEGIN IMMEDIATE",

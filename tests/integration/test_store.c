@@ -254,6 +254,66 @@ static void postgresql_addresses_lowest_free_first(void **state)
     check_addresses(&pg);
 }
 
+struct reading {
+    struct store *s;
+    int64_t seen, in_snapshot, after;
+};
+
+/* A request thread's reads while another thread holds a write
+ * transaction: a plain read, then a read-only transaction. */
+static void *reader_run(void *arg)
+{
+    struct reading *rd = arg;
+    store_route_reads(rd->s, true);
+    rd->seen = store_query_int(rd->s, -1, "SELECT COUNT(*) FROM accounts "
+                                          "WHERE id = 'held'", "");
+    if (store_tx_begin_read(rd->s) == 0) {
+        rd->in_snapshot = store_query_int(rd->s, -1, "SELECT COUNT(*) FROM "
+                                                     "accounts", "");
+        store_tx_rollback(rd->s);
+    }
+    return NULL;
+}
+
+/* With sqlite, reads of request threads go to read-only connections: they
+ * answer while a write transaction is open (seeing only what was
+ * committed) instead of queueing behind it, and see the commit after. */
+static void sqlite_reads_do_not_wait_for_writes(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    int64_t before = store_query_int(s, -1, "SELECT COUNT(*) FROM accounts", "");
+    assert_int_equal(store_tx_begin(s), 0);
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ('held', 'held', "
+                                   "'tenant', 1)", ""), 1);
+    struct reading rd = { s, -2, -2, -2 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reader_run, &rd), 0);
+    /* The reader must finish while the write transaction stays open; a
+     * reader queued on the writer would never finish before the commit. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 120;
+    int joined = pthread_timedjoin_np(t, NULL, &deadline);
+    store_tx_commit(s);
+    if (joined != 0)
+        pthread_join(t, NULL);
+    assert_int_equal(joined, 0);
+    assert_int_equal(rd.seen, 0);
+    assert_int_equal(rd.in_snapshot, before);
+    /* After the commit a routed read sees it. */
+    store_route_reads(s, true);
+    assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts "
+                                            "WHERE id = 'held'", ""), 1);
+    /* Writes of a routed thread still go to the writer. */
+    assert_int_equal(store_exec(s, "DELETE FROM accounts WHERE id = 'held'",
+                                ""), 1);
+    assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts "
+                                            "WHERE id = 'held'", ""), 0);
+    store_route_reads(s, false);
+    store_close(s);
+}
+
 static void sqlite_store_always_leads(void **state)
 {
     struct store *s = open_or_skip(&sq);
@@ -397,6 +457,7 @@ int main(void)
         cmocka_unit_test(sqlite_queries_bind_and_constrain),
         cmocka_unit_test(sqlite_store_always_leads),
         cmocka_unit_test(sqlite_addresses_lowest_free_first),
+        cmocka_unit_test(sqlite_reads_do_not_wait_for_writes),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_addresses_lowest_free_first),
         cmocka_unit_test(postgresql_replicas_elect_one_leader_and_notify),

@@ -1,0 +1,354 @@
+/* The controller's API as the store grows: GET /v1/vms/{id}, GET
+ * /v1/vms?limit=100 and POST /v1/vms at 1k, 10k and 100k VMs, each beside
+ * nginx serving the same bytes over TLS in the same run (wrk, 16
+ * connections, medians of 3), and a GET's p99 while POSTs stream against
+ * its p99 idle. Figures, not pass/fail.
+ *
+ * Bulk fill (how the store gets to 100k VMs in seconds, not hours): with
+ * the controller stopped, one transaction inserts the VMs straight into
+ * its store, stopped and unplaced, the first 60,000 with an interface in
+ * one /16 network "bench" and its integer address (net_addrs, cursor set
+ * past them), as the API would have left them; then the controller
+ * restarts. POSTs create VMs in that network.
+ * Sizes: arguments (e.g. `bench_scale 1000 10000`), default 1000 10000
+ * 100000. FOG_BENCH_SECONDS sets each run's length (default 3). */
+#include "api/client.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "controller/store.h"
+#include "bench/bench_util.h"
+#include "tests/testutil.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+
+#define CLIENTS 16
+#define RUNS 3
+#define NET_FIRST ((10u << 24) | 2u) /* 10.0.0.2 in 10.0.0.0/16 */
+#define NET_FILL 60000 /* VMs given an address in it */
+
+static int seconds = 3;
+
+
+static double median3(double v[RUNS])
+{
+    qsort(v, RUNS, sizeof(double), bench_cmp_double);
+    return v[RUNS / 2];
+}
+
+static char *ip_text(uint32_t ip)
+{
+    return xasprintf("%u.%u.%u.%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255,
+                     ip & 255);
+}
+
+/* n stopped VMs of the admin in network "bench"; returns the id of the
+ * middle one (caller frees). */
+static char *bulk_fill(const char *dir, int n)
+{
+    _cleanup_free_ char *db = xasprintf("%s/fog.db", dir);
+    struct store *s;
+    if (store_open(db, &s) < 0)
+        abort();
+    _cleanup_free_ char *admin = NULL;
+    json_auto_t *row = NULL;
+    if (store_query_one(s, &row, "SELECT id FROM accounts WHERE role = "
+                                 "'admin' ORDER BY created_at LIMIT 1", "") < 0)
+        abort();
+    admin = xstrdup(json_str(row, "id"));
+    char net[UUID_STR_LEN + 1], id[UUID_STR_LEN + 1];
+    uuid_generate_str(net);
+    char *mid = NULL;
+    int64_t t = 1700000000;
+    store_tx_begin(s);
+    if (store_exec(s, "INSERT INTO networks (id, account_id, name, cidr, "
+                      "gateway, vxlan_id, created_at, addr_next) VALUES ($1, "
+                      "$2, 'bench', '10.0.0.0/16', '10.0.0.1', 990000, $3, $4)",
+                   "ssii", net, admin, t, (int64_t)NET_FIRST + (n < NET_FILL ? n : NET_FILL)) < 0)
+        abort();
+    for (int i = 0; i < n; i++) {
+        uuid_generate_str(id);
+        _cleanup_free_ char *name = xasprintf("bulk-%d", i);
+        _cleanup_free_ char *ip = ip_text(NET_FIRST + (uint32_t)i);
+        _cleanup_free_ char *addrs = i < NET_FILL ? xasprintf("[\"%s\"]", ip)
+                                                  : xstrdup("[]");
+        _cleanup_free_ char *mac = xasprintf("52:54:01:%02x:%02x:%02x",
+                                             (i >> 16) & 255, (i >> 8) & 255,
+                                             i & 255);
+        if (store_exec(s, "INSERT INTO vms (id, account_id, name, vcpus, "
+                          "memory_mib, disk_gib, image, desired_state, state, "
+                          "addresses, created_at, updated_at) VALUES ($1, $2, "
+                          "$3, 1, 128, 1, 'tiny', 'stopped', 'stopped', $4, $5, "
+                          "$5)", "ssssi", id, admin, name, addrs, t + i) < 0)
+            abort();
+        if (i < NET_FILL &&
+            (store_exec(s, "INSERT INTO vm_nics (vm_id, idx, network_id, mac, "
+                          "address) VALUES ($1, 0, $2, $3, $4)", "ssss", id,
+                       net, mac, ip) < 0 ||
+            store_exec(s, "INSERT INTO net_addrs (network_id, addr, vm_id) "
+                          "VALUES ($1, $2, $3)", "sis", net,
+                        (int64_t)NET_FIRST + i, id) < 0))
+            abort();
+        if (i == n / 2)
+            mid = xstrdup(id);
+    }
+    if (store_tx_commit(s) < 0)
+        abort();
+    store_close(s);
+    return mid;
+}
+
+/* wrk's requests per second against url (key: bearer, may be NULL). */
+static double wrk_rps(const char *url, const char *key)
+{
+    _cleanup_free_ char *wrk = tu_which("wrk");
+    _cleanup_free_ char *dur = xasprintf("%ds", seconds);
+    _cleanup_free_ char *hdr = key ? xasprintf("Authorization: Bearer %s", key)
+                                   : xstrdup("X-Bench: 1");
+    char *argv[] = { wrk, "-t2", "-c" "16", "-d", dur, "-H", hdr,
+                     (char *)url, NULL };
+    int st;
+    _cleanup_free_ char *out = tu_run(argv, &st);
+    const char *p = out ? strstr(out, "Requests/sec:") : NULL;
+    if (!p || strstr(out, "Non-2xx"))
+        return 0;
+    return strtod(p + strlen("Requests/sec:"), NULL);
+}
+
+struct poster {
+    const struct tu_ctl *ctl;
+    int id;
+    atomic_bool *stop;
+    long done, failed;
+};
+
+static atomic_long post_seq;
+
+/* POST /v1/vms in "bench" until told to stop. */
+static void *post_run(void *arg)
+{
+    struct poster *p = arg;
+    struct api_client *api = api_client_new(p->ctl->url, p->ctl->admin_key,
+                                            p->ctl->ca);
+    while (!atomic_load(p->stop)) {
+        _cleanup_free_ char *name = xasprintf("post-%ld",
+                                              atomic_fetch_add(&post_seq, 1));
+        json_auto_t *body = json_pack("{s:s, s:i, s:i, s:i, s:s, s:s, s:[s]}",
+                                      "name", name, "vcpus", 1, "memory_mib",
+                                      128, "disk_gib", 1, "image", "tiny",
+                                      "power_state", "stopped", "networks",
+                                      "bench");
+        struct api_reply rep;
+        api_request(api, "POST", "/v1/vms", body, NULL, &rep);
+        if (rep.status == 201)
+            p->done++;
+        else if (p->failed++ == 0 && p->id == 0)
+            fprintf(stderr, "POST /v1/vms: %ld %s\n", rep.status,
+                    rep.body ? rep.body : "");
+        api_reply_clear(&rep);
+    }
+    api_client_free(api);
+    return NULL;
+}
+
+/* POSTs per second with `clients` posters for the run's length. */
+static double post_rps(const struct tu_ctl *ctl, int clients)
+{
+    atomic_bool stop = false;
+    struct poster p[CLIENTS];
+    pthread_t t[CLIENTS];
+    double t0 = bench_now_ms();
+    for (int i = 0; i < clients; i++) {
+        p[i] = (struct poster){ ctl, i, &stop, 0, 0 };
+        pthread_create(&t[i], NULL, post_run, &p[i]);
+    }
+    struct timespec d = { seconds, 0 };
+    nanosleep(&d, NULL);
+    atomic_store(&stop, true);
+    long done = 0;
+    for (int i = 0; i < clients; i++) {
+        pthread_join(t[i], NULL);
+        done += p[i].done;
+    }
+    return (double)done * 1e3 / (bench_now_ms() - t0);
+}
+
+/* p99 of GET path over the run, one client. */
+static double get_p99(const struct tu_ctl *ctl, const char *path)
+{
+    struct api_client *api = api_client_new(ctl->url, ctl->admin_key, ctl->ca);
+    size_t cap = 1024, n = 0;
+    double *lat = xcalloc(cap, sizeof(double));
+    double end = bench_now_ms() + seconds * 1e3;
+    while (bench_now_ms() < end) {
+        struct api_reply rep;
+        double t0 = bench_now_ms();
+        api_request(api, "GET", path, NULL, NULL, &rep);
+        if (n == cap)
+            lat = xrealloc(lat, (cap *= 2) * sizeof(double));
+        lat[n++] = bench_now_ms() - t0;
+        api_reply_clear(&rep);
+    }
+    qsort(lat, n, sizeof(double), bench_cmp_double);
+    double p = lat[(size_t)(0.99 * (double)(n - 1))];
+    free(lat);
+    api_client_free(api);
+    return p;
+}
+
+struct streamer {
+    const struct tu_ctl *ctl;
+    double p99;
+};
+
+static void *p99_run(void *arg)
+{
+    struct streamer *st = arg;
+    st->p99 = get_p99(st->ctl, "/v1/vms?limit=1");
+    return NULL;
+}
+
+/* The reply body of GET path (caller frees). */
+static char *body_of(const struct tu_ctl *ctl, const char *path, size_t *len)
+{
+    struct api_client *api = api_client_new(ctl->url, ctl->admin_key, ctl->ca);
+    struct api_reply rep;
+    api_request(api, "GET", path, NULL, NULL, &rep);
+    char *b = xstrndup(rep.body ? rep.body : "", rep.body_len);
+    *len = rep.body_len;
+    api_reply_clear(&rep);
+    api_client_free(api);
+    return b;
+}
+
+static void write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "we");
+    if (!f || fwrite(data, 1, len, f) != len)
+        abort();
+    fclose(f);
+}
+
+/* nginx serving dir/vm.json and dir/list.json over TLS with the
+ * controller's certificate; its pid, 0 when nginx is missing. */
+static pid_t nginx_start(const struct tu_ctl *ctl, const char *dir, int port)
+{
+    _cleanup_free_ char *nginx = tu_which("nginx");
+    if (!nginx)
+        return 0;
+    _cleanup_free_ char *conf = xasprintf("%s/nginx.conf", dir);
+    _cleanup_free_ char *text = xasprintf(
+        "worker_processes 2; pid %s/nginx.pid; error_log %s/error.log;\n"
+        "events { worker_connections 1024; }\n"
+        "http { access_log off; keepalive_requests 1000000;\n"
+        " client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;"
+        " uwsgi_temp_path %s; scgi_temp_path %s;\n"
+        " server { listen 127.0.0.1:%d ssl; ssl_protocols TLSv1.3;\n"
+        "  ssl_certificate %s/server.pem; ssl_certificate_key %s/server.key;\n"
+        "  default_type application/json; root %s; } }\n",
+        dir, dir, dir, dir, dir, dir, dir, port, ctl->dir, ctl->dir, dir);
+    write_file(conf, text, strlen(text));
+    _cleanup_free_ char *log = xasprintf("%s/nginx.out", dir);
+    char *argv[] = { nginx, "-p", (char *)dir, "-c", conf, "-g",
+                     "daemon off;", NULL };
+    pid_t pid = tu_spawn(argv, log);
+    if (pid <= 0 || tu_wait_port(port, 20000) < 0)
+        return 0;
+    return pid;
+}
+
+static void row(const char *what, int n, double fog, double ref)
+{
+    char r[32] = "-";
+    if (ref > 0)
+        snprintf(r, sizeof(r), "%.3f", fog / ref);
+    printf("| %-28s | %7d | %12.0f | %12.0f | %6s |\n", what, n, fog, ref, r);
+}
+
+static void one_size(int n)
+{
+    struct tu_ctl ctl;
+    tu_ctl_start(&ctl, NULL);
+    tu_ctl_stop(&ctl, SIGTERM);
+    double tf = bench_now_ms();
+    _cleanup_free_ char *vm = bulk_fill(ctl.dir, n);
+    double fill_s = (bench_now_ms() - tf) / 1e3;
+    tu_ctl_restart(&ctl);
+
+    _cleanup_free_ char *dir = tu_tempdir("sc-nginx");
+    _cleanup_free_ char *vm_path = xasprintf("/v1/vms/%s", vm);
+    size_t len;
+    _cleanup_free_ char *vm_body = body_of(&ctl, vm_path, &len);
+    _cleanup_free_ char *vm_file = xasprintf("%s/vm.json", dir);
+    write_file(vm_file, vm_body, len);
+    _cleanup_free_ char *list_body = body_of(&ctl, "/v1/vms?limit=100", &len);
+    _cleanup_free_ char *list_file = xasprintf("%s/list.json", dir);
+    write_file(list_file, list_body, len);
+    int port = tu_free_port();
+    pid_t ng = nginx_start(&ctl, dir, port);
+
+    _cleanup_free_ char *u_vm = xasprintf("%s%s", ctl.url, vm_path);
+    _cleanup_free_ char *u_list = xasprintf("%s/v1/vms?limit=100", ctl.url);
+    _cleanup_free_ char *n_vm = xasprintf("https://127.0.0.1:%d/vm.json", port);
+    _cleanup_free_ char *n_list = xasprintf("https://127.0.0.1:%d/list.json",
+                                            port);
+    double g[RUNS], gr[RUNS], l[RUNS], lr[RUNS], p[RUNS], idle[RUNS],
+        busy[RUNS];
+    for (int i = 0; i < RUNS; i++) {
+        g[i] = wrk_rps(u_vm, ctl.admin_key);
+        gr[i] = ng ? wrk_rps(n_vm, NULL) : 0;
+        l[i] = wrk_rps(u_list, ctl.admin_key);
+        lr[i] = ng ? wrk_rps(n_list, NULL) : 0;
+        p[i] = post_rps(&ctl, CLIENTS);
+        idle[i] = get_p99(&ctl, "/v1/vms?limit=1");
+        /* The same GETs while 4 clients POST. */
+        struct streamer st = { &ctl, 0 };
+        pthread_t t;
+        pthread_create(&t, NULL, p99_run, &st);
+        post_rps(&ctl, 4);
+        pthread_join(t, NULL);
+        busy[i] = st.p99;
+    }
+    row("GET /v1/vms/{id} req/s", n, median3(g), median3(gr));
+    row("GET /v1/vms?limit=100 req/s", n, median3(l), median3(lr));
+    row("POST /v1/vms req/s", n, median3(p), 0);
+    printf("| %-28s | %7d | %9.2f ms | %9.2f ms | %6.2f |\n",
+           "GET p99 POSTing / idle", n, median3(busy), median3(idle),
+           median3(busy) / median3(idle));
+    double load[3];
+    if (getloadavg(load, 3) == 3)
+        printf("| %-28s | %7d | bulk fill %.1f s, load %.2f %.2f %.2f |\n",
+               "(machine)", n, fill_s, load[0], load[1], load[2]);
+    fflush(stdout);
+    if (ng > 0)
+        tu_kill(ng, SIGQUIT);
+    tu_rmrf(dir);
+    tu_ctl_destroy(&ctl);
+}
+
+int main(int argc, char **argv)
+{
+    _cleanup_free_ char *wrk = tu_which("wrk");
+    if (!wrk) {
+        fprintf(stderr, "wrk is not installed (make deps)\n");
+        return 77;
+    }
+    const char *sec = getenv("FOG_BENCH_SECONDS");
+    if (sec && atoi(sec) > 0)
+        seconds = atoi(sec);
+    printf("\n| %-28s | %7s | %12s | %12s | %6s |\n", "controller at scale",
+           "VMs", "fogfabric", "nginx", "ratio");
+    printf("|------------------------------|---------|--------------|"
+           "--------------|--------|\n");
+    static const int defaults[] = { 1000, 10000, 100000 };
+    if (argc > 1)
+        for (int i = 1; i < argc; i++)
+            one_size(atoi(argv[i]));
+    else
+        for (size_t i = 0; i < ARRAY_SIZE(defaults); i++)
+            one_size(defaults[i]);
+    return 0;
+}
