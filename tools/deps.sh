@@ -8,7 +8,8 @@ libvirt-dev libguestfs-dev libpq-dev postgresql libxml2-dev libnl-3-dev libnl-ge
 libnftables-dev libreadline-dev libvirt-daemon libvirt-daemon-driver-qemu
 libvirt-clients qemu-system-x86 qemu-utils wireguard-go wireguard-tools
 iproute2 nftables busybox-static linux-image-cloud-amd64 cpio curl sqlite3
-xorriso syslinux syslinux-common mtools dosfstools procps psmisc iperf3 clang"
+xorriso syslinux syslinux-common mtools dosfstools procps psmisc iperf3 clang
+libsystemd-dev debhelper lintian prometheus"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
