@@ -6,7 +6,8 @@ CC       ?= cc
 O        ?= build
 PREFIX   ?= /usr/local
 PKGS     := libmicrohttpd jansson sqlite3 gnutls nettle hogweed libcurl libvirt \
-            libxml-2.0 libnl-3.0 libnl-genl-3.0 libnl-route-3.0 libnftables libpci
+            libxml-2.0 libnl-3.0 libnl-genl-3.0 libnl-route-3.0 libnftables libpci \
+            libsystemd
 WERROR   ?=
 SAN      ?=
 
@@ -136,7 +137,7 @@ $(O)/%.o: %.c
 
 FORCE:
 .PHONY: FORCE all deps test test-unit test-integration test-e2e demo bench asan \
-        valgrind install clean guest fuzz fuzz-build fuzz-smoke
+        valgrind install clean guest deb fuzz fuzz-build fuzz-smoke
 all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(SEC_BINS) $(BENCH_BINS)
 
 # Installs every Debian package the project needs; idempotent.
@@ -187,6 +188,16 @@ demo: deps
 
 bench: all
 	$(Q)O=$(O) sh bench/run.sh
+
+# Debian packages (fogfabric-controller, fogfabric-nodeagent, fogctl)
+# into build/deb/, then lintian on them.
+deb:
+	$(Q)mkdir -p build/deb
+	$(Q)dpkg-buildpackage -us -uc -b \
+	    --buildinfo-option=-ubuild/deb --changes-option=-ubuild/deb \
+	    --buildinfo-option=-Obuild/deb/fogfabric.buildinfo \
+	    --changes-option=-Obuild/deb/fogfabric.changes
+	$(Q)lintian --fail-on error build/deb/fogfabric.changes
 
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 
 extern int64_t node_heartbeat_s;
 
@@ -371,8 +372,28 @@ static int cmd_serve(struct app *a)
     /* A line tests and scripts can wait for. */
     printf("listening on port %d\n", http_server_port(a->http));
     fflush(stdout);
+    /* Under systemd (Type=notify): serving from here on. */
+    sd_notifyf(0, "READY=1\nSTATUS=serving on port %d",
+               http_server_port(a->http));
 
-    sigwait(&sigs, &sig);
+    /* With WatchdogSec=, a keepalive at half the interval from this loop;
+     * else a plain wait for the signal. */
+    uint64_t wd_usec = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) <= 0)
+        wd_usec = 0;
+    for (;;) {
+        if (wd_usec == 0) {
+            sigwait(&sigs, &sig);
+            break;
+        }
+        struct timespec ts = { .tv_sec = (time_t)(wd_usec / 2000000),
+                               .tv_nsec = (long)(wd_usec / 2 % 1000000) *
+                                          1000 };
+        if ((sig = sigtimedwait(&sigs, NULL, &ts)) > 0)
+            break;
+        sd_notify(0, "WATCHDOG=1");
+    }
+    sd_notify(0, "STOPPING=1");
     log_info("signal %d: shutting down", sig);
     accrual_stop();
     reconciler_stop();

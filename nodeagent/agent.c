@@ -36,6 +36,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 
 /* The controller takes request bodies up to 64 KiB by default: console
@@ -820,6 +821,14 @@ int agent_run(const struct agent_settings *s)
     api_client_set_connect_timeout(c, 5);
     json_t *doc = NULL, *accepted = NULL; /* as sent; as the policy lets */
     int64_t rev = -1, next_hb = mono_ms(), retry_at = 0;
+    /* Ready once libvirt answers: VMs must keep being tended when the
+     * controller is out of reach, so contact is not waited for. With
+     * WatchdogSec=, the loop below wakes at least every half interval. */
+    uint64_t wd_usec = 0;
+    if (sd_watchdog_enabled(0, &wd_usec) <= 0)
+        wd_usec = 0;
+    int64_t wd_ms = (int64_t)(wd_usec / 2000), next_wd = mono_ms();
+    sd_notifyf(0, "READY=1\nSTATUS=node %s against %s", a.node.name, a.uri);
     bool post_failed = false, consoles_pending = false;
     for (;;) {
         int64_t wake_at = next_hb;
@@ -830,6 +839,14 @@ int agent_run(const struct agent_settings *s)
             wake_at = retry_at;
         if (a.net_retry_at > 0 && a.net_retry_at < wake_at)
             wake_at = a.net_retry_at;
+        if (wd_ms > 0) {
+            if (mono_ms() >= next_wd) {
+                sd_notify(0, "WATCHDOG=1");
+                next_wd = mono_ms() + wd_ms;
+            }
+            if (next_wd < wake_at)
+                wake_at = next_wd;
+        }
         struct timespec ts;
         deadline_to_timespec(wake_at, &ts);
         pthread_mutex_lock(&a.lock);
@@ -953,6 +970,7 @@ int agent_run(const struct agent_settings *s)
         }
         virt_doms_free(doms, n);
     }
+    sd_notify(0, "STOPPING=1");
     json_decref(doc);
     json_decref(accepted);
     api_client_free(c);

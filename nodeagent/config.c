@@ -68,9 +68,10 @@ const struct config_opt agent_options[] = {
       "0", "memory in MiB kept for the host's own work" },
     { "reserve-disk-gib", CONFIG_INT, F(reserve_disk_gib), 0, 1 << 30, "0",
       "disk in GiB (of the data dir's file system) kept for the host" },
-    { "cpu-shares", CONFIG_INT, F(cpu_shares), 0, 10000, "100",
-      "CPU weight of a VM per vCPU (libvirt cputune shares; the host's own "
-      "processes weigh 1024 each) (0: libvirt's default)" },
+    { "cpu-shares", CONFIG_INT, F(cpu_shares), 0, 10000, "0",
+      "CPU weight of a VM per vCPU (libvirt cputune shares; a host process "
+      "group weighs 1024; 100 lets the owner's work win) (0: libvirt's "
+      "default, 1024 per VM)" },
     { "cpu-cap-pct", CONFIG_INT, F(cpu_cap_pct), 0, 100, "0",
       "most a VM's vCPU may use of one host CPU, in % (cputune quota) "
       "(0: no cap)" },
