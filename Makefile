@@ -32,6 +32,9 @@ else
 Q := @
 endif
 
+# Plain `make` builds the programs and tests, not the first library rule.
+.DEFAULT_GOAL := all
+
 # ---- libraries -------------------------------------------------------------
 LIBDIRS   := common api netfabric images billing
 define lib_rules

@@ -22,6 +22,9 @@ static const double latency_le[N_BUCKETS] = { 0.001, 0.0025, 0.005, 0.01,
                                               0.025, 0.05,   0.1,   0.25,
                                               0.5,   1,      2.5,   10 };
 
+/* The most of a refused body read (and dropped) so the client gets its 413. */
+#define HTTP_DRAIN_MAX (16u << 20)
+
 struct http_request {
     struct http_server *srv;
     struct MHD_Connection *conn;
@@ -693,11 +696,18 @@ static void route_request(struct http_server *s, struct http_request *r)
     r->max_body = r->route->max_body ? r->route->max_body : s->opts.max_body;
     if (r->content_length != ULLONG_MAX && r->content_length > r->max_body)
         r->too_big = true;
-    if (r->too_big && !r->route->sink) {
+    /* A client still sending when we close loses our answer to the reset
+     * (curl: "Failed sending data to the peer"). So a body up to
+     * HTTP_DRAIN_MAX is read and dropped and the 413 follows it; only a
+     * larger declared one is refused at once, on its headers. */
+    if (r->too_big && !r->route->sink &&
+        r->content_length > HTTP_DRAIN_MAX) {
         http_reply_problem(r, 413, "payload-too-large", NULL,
                            "request body larger than %zu bytes", r->max_body);
         return;
     }
+    if (r->too_big && !r->route->sink)
+        return; /* drained in on_access, answered by dispatch */
     if (s->opts.before)
         s->opts.before(r, r->route, s->opts.app);
 }
@@ -765,6 +775,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
             buf_append(&r->body, upload_data, *upload_data_size);
         } else {
             r->too_big = true;
+            r->streamed += *upload_data_size;
+            if (r->streamed > HTTP_DRAIN_MAX)
+                return MHD_NO; /* an endless chunked body: close */
         }
         *upload_data_size = 0;
         return MHD_YES;

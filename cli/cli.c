@@ -32,6 +32,8 @@ void cli_help(FILE *out, const char *verb)
         }
         fprintf(out, "usage: fogctl %s %s\n\n  %s\n", v->name, v->usage,
                 v->help);
+        if (v->virsh)
+            fprintf(out, "  (virsh %s)\n", v->virsh);
         return;
     }
     fprintf(out,
@@ -39,10 +41,16 @@ void cli_help(FILE *out, const char *verb)
             "VERB [ARGS]\n"
             "       fogctl            (interactive shell)\n\n"
             "Settings come from flags, then FOG_URL, FOG_KEY, FOG_CA, then "
-            "the file written by 'fogctl login'.\n\nVerbs:\n");
+            "the file written by 'fogctl login'.\n\nVerbs (virsh name in "
+            "brackets):\n");
     for (size_t g = 0; g < ARRAY_SIZE(groups); g++)
-        for (const struct cli_verb *v = groups[g]; v->name; v++)
-            fprintf(out, "  %-16s %s\n", v->name, v->help);
+        for (const struct cli_verb *v = groups[g]; v->name; v++) {
+            if (v->virsh)
+                fprintf(out, "  %-16s [virsh %s] %s\n", v->name, v->virsh,
+                        v->help);
+            else
+                fprintf(out, "  %-16s %s\n", v->name, v->help);
+        }
     fprintf(out, "  %-16s %s\n", "help",
             "show this list, or 'help VERB' for one verb");
 }

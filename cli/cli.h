@@ -36,6 +36,7 @@ struct cli_verb {
     const char *flags;
     const char *usage;  /* after the verb name */
     const char *help;
+    const char *virsh; /* the virsh command it stands for, or NULL */
 };
 
 /* Each group's table, terminated by a NULL name. */

@@ -1,6 +1,6 @@
-/* fogctl verbs for virtual machines, named as virsh names them: list,
- * create, dominfo, start, shutdown, destroy, reboot, undefine, resize,
- * console. */
+/* fogctl verbs for virtual machines, named as virsh names them and
+ * answering as virsh does: list, create, dominfo, domstate, start,
+ * shutdown, destroy, reboot, undefine, resize, console. */
 #include "cli/cli.h"
 #include "common/fs.h"
 
@@ -18,30 +18,50 @@ static char *vm_path(const char *ref, const char *suffix)
     return xasprintf("/v1/vms/%s%s", e, suffix ? suffix : "");
 }
 
+/* As virsh: running means the VM runs or is meant to run. */
+static bool vm_is_active(const json_t *vm)
+{
+    const char *d = json_string_value(json_object_get(vm, "desired_state"));
+    const char *s = json_string_value(json_object_get(vm, "state"));
+    return streq(s, "running") || (streq(d, "running") && !streq(s, "error"));
+}
+
 static int vm_list(struct cli *c, struct cli_args *a)
 {
+    const struct cli_verb *v = cli_verb_find("list");
     json_t *items;
+    bool all = cli_flag_bool(a, "all"), inactive = cli_flag_bool(a, "inactive");
+    bool running = cli_flag_bool(a, "state-running");
+    if (cli_flag_bool(a, "name") && cli_flag_bool(a, "uuid"))
+        return cli_usage(v, "--name and --uuid are exclusive");
     if (cli_list_all(c, "/v1/vms", SIZE_MAX, &items) != 0)
         return CLI_FAIL;
-    /* As virsh: without --all only VMs meant to run (or running). */
-    if (!cli_flag_bool(a, "all")) {
-        json_t *keep = json_array();
-        size_t i;
-        json_t *vm;
-        json_array_foreach(items, i, vm)
-        {
-            const char *d = json_string_value(json_object_get(vm, "desired_state"));
-            const char *s = json_string_value(json_object_get(vm, "state"));
-            if (streq(d, "running") || streq(s, "running"))
-                json_array_append(keep, vm);
-        }
-        json_decref(items);
-        items = keep;
+    /* As virsh: without --all only active VMs; --inactive only the others;
+     * --state-running only those running now. */
+    json_t *keep = json_array();
+    size_t i;
+    json_t *vm;
+    json_array_foreach(items, i, vm)
+    {
+        bool act = vm_is_active(vm);
+        bool show = running ? streq(json_string_value(json_object_get(vm, "state")),
+                                    "running")
+                  : inactive ? !act || (all && act)
+                  : all || act;
+        if (show)
+            json_array_append(keep, vm);
     }
-    if (c->json)
+    json_decref(items);
+    items = keep;
+    if (c->json) {
         cli_print_json(items);
-    else
+    } else if (cli_flag_bool(a, "name") || cli_flag_bool(a, "uuid")) {
+        const char *f = cli_flag_bool(a, "name") ? "name" : "id";
+        json_array_foreach(items, i, vm)
+            printf("%s\n", json_string_value(json_object_get(vm, f)));
+    } else {
         cli_print_table(items, VM_TABLE);
+    }
     json_decref(items);
     return CLI_OK;
 }
@@ -258,13 +278,38 @@ static int vm_dominfo(struct cli *c, struct cli_args *a)
     return CLI_OK;
 }
 
-/* start / shutdown / destroy / reboot / undefine share one shape. */
+/* Fetch the VM to check a verb against its state, as virsh does before
+ * acting. NULL after reporting the failure. */
+static json_t *vm_get(struct cli *c, const char *ref)
+{
+    _cleanup_free_ char *p = vm_path(ref, NULL);
+    json_t *vm = NULL;
+    if (cli_call(c, "GET", p, NULL, &vm) != 0)
+        return NULL;
+    return vm;
+}
+
+/* start / shutdown / destroy / reboot / undefine share one shape. The API
+ * is idempotent (a retried start is harmless); the CLI answers as virsh:
+ * starting an active VM or stopping an inactive one is an error. */
 static int vm_action(struct cli *c, struct cli_args *a, const char *method,
                      const char *suffix, const char *wait_for, const char *done)
 {
     const struct cli_verb *v = cli_verb_find(suffix ? suffix + 1 : "undefine");
     _cleanup_free_ char *p = vm_path(a->pos[0], suffix);
     json_auto_t *vm = NULL;
+    if (suffix) {
+        json_auto_t *cur = vm_get(c, a->pos[0]);
+        if (!cur)
+            return CLI_FAIL;
+        bool act = vm_is_active(cur);
+        if (streq(suffix, "/start") && act)
+            return cli_fail("Domain '%s' is already active", a->pos[0]);
+        if (!streq(suffix, "/start") && !act)
+            return cli_fail("Failed to %s domain '%s': domain is not running",
+                            streq(suffix, "/stop") ? "shutdown" : suffix + 1,
+                            a->pos[0]);
+    }
     if (cli_call(c, method, p, NULL, &vm) != 0)
         return CLI_FAIL;
     if (wait_for && cli_flag_bool(a, "wait")) {
@@ -304,9 +349,39 @@ static int vm_reboot(struct cli *c, struct cli_args *a)
 {
     return vm_action(c, a, "POST", "/reboot", NULL, "is being rebooted");
 }
-static int vm_undefine(struct cli *c, struct cli_args *a)
+/* Incus / OpenStack `delete`: the VM and its disks. */
+static int vm_delete(struct cli *c, struct cli_args *a)
 {
     return vm_action(c, a, "DELETE", NULL, "gone", "undefined");
+}
+/* virsh undefine keeps storage unless --remove-all-storage; a VM's disks
+ * cannot outlive it here, so undefine keeps nothing silently: it asks for
+ * the flag (or `delete`) rather than deleting disks unasked. */
+static int vm_undefine(struct cli *c, struct cli_args *a)
+{
+    if (!cli_flag_bool(a, "remove-all-storage"))
+        return cli_fail("undefining '%s' would delete its disks (they cannot "
+                        "outlive the VM): give --remove-all-storage, or use "
+                        "'fogctl delete %s'", a->pos[0], a->pos[0]);
+    return vm_delete(c, a);
+}
+
+/* virsh domstate: one word. */
+static int vm_domstate(struct cli *c, struct cli_args *a)
+{
+    json_auto_t *vm = vm_get(c, a->pos[0]);
+    if (!vm)
+        return CLI_FAIL;
+    const char *s = json_string_value(json_object_get(vm, "state"));
+    if (c->json) {
+        json_auto_t *o = json_pack("{s:s?, s:s?}", "state", s, "reason",
+                                   json_string_value(json_object_get(
+                                       vm, "state_reason")));
+        cli_print_json(o ? o : json_null());
+    } else {
+        printf("%s\n", s ? s : "unknown");
+    }
+    return CLI_OK;
 }
 
 /* Incus / OpenStack spelling: `stop` is a graceful shutdown, `stop
@@ -390,8 +465,10 @@ static int vm_console(struct cli *c, struct cli_args *a)
 }
 
 const struct cli_verb cli_vm_verbs[] = {
-    { "list", vm_list, 0, 0, "all", "[--all]",
-      "list VMs (running or meant to run; --all for every VM)" },
+    { "list", vm_list, 0, 0, "all,inactive,state-running,name,uuid",
+      "[--all | --inactive | --state-running] [--name | --uuid]",
+      "list VMs (active ones; --all every VM, --inactive the stopped, "
+      "--name/--uuid print only names or ids)", "list" },
     { "create", vm_create, 1, 1,
       "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
       "allow-tcg,stopped,wait,timeout=,shutdown-timeout=",
@@ -400,33 +477,43 @@ const struct cli_verb cli_vm_verbs[] = {
       "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]] "
       "[--shutdown-timeout S]",
       "create a VM (and start it unless --stopped); a shutdown is forced "
-      "after --shutdown-timeout seconds (default 60)" },
+      "after --shutdown-timeout seconds (default 60)", "define + start" },
     { "dominfo", vm_dominfo, 1, 1, "", "NAME",
-      "show a VM: state and reason, size, node, addresses, ports" },
-    { "start", vm_start, 1, 1, "wait,timeout=", "NAME [--wait]", "start a VM" },
+      "show a VM: state and reason, size, node, addresses, ports",
+      "dominfo" },
+    { "domstate", vm_domstate, 1, 1, "", "NAME", "print a VM's state",
+      "domstate" },
+    { "start", vm_start, 1, 1, "wait,timeout=", "NAME [--wait]",
+      "start a VM (an error if it is already active)", "start" },
     { "shutdown", vm_shutdown, 1, 1, "wait,timeout=", "NAME [--wait]",
-      "shut a VM down gracefully (forced after a timeout)" },
+      "shut a VM down gracefully (forced after a timeout; an error if it "
+      "is not running)", "shutdown" },
     { "destroy", vm_destroy, 1, 1, "wait,timeout=", "NAME [--wait]",
-      "power a VM off at once" },
-    { "reboot", vm_reboot, 1, 1, "", "NAME", "reboot a VM" },
-    { "undefine", vm_undefine, 1, 1, "wait,timeout=", "NAME [--wait]",
-      "delete a VM and its disks" },
+      "power a VM off at once", "destroy" },
+    { "reboot", vm_reboot, 1, 1, "", "NAME", "reboot a running VM",
+      "reboot" },
+    { "undefine", vm_undefine, 1, 1, "remove-all-storage,wait,timeout=",
+      "NAME --remove-all-storage [--wait]",
+      "delete a VM and its disks (refused without --remove-all-storage)",
+      "undefine --remove-all-storage" },
     { "resize", vm_resize, 1, 1, "cpus=,memory=,disk=",
       "NAME [--cpus N] [--memory SIZE] [--disk SIZE]",
-      "change vCPUs or memory (while stopped) or grow the disk" },
+      "change vCPUs or memory (while stopped) or grow the disk",
+      "setvcpus/setmem --config, vol-resize" },
     { "console", vm_console, 1, 1, "log", "NAME --log",
-      "print the last 64 KiB of the VM's serial console" },
-    { "domifaddr", vm_domifaddr, 1, 1, "", "NAME", "show a VM's addresses" },
+      "print the last 64 KiB of the VM's serial console", "console" },
+    { "domifaddr", vm_domifaddr, 1, 1, "", "NAME", "show a VM's addresses",
+      "domifaddr" },
     /* The names people bring from Incus and OpenStack. */
     { "launch", vm_create, 1, 1,
       "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
       "allow-tcg,stopped,wait,timeout=,shutdown-timeout=",
-      "NAME (as create)", "alias of create" },
-    { "info", vm_dominfo, 1, 1, "", "NAME", "alias of dominfo" },
+      "NAME (as create)", "alias of create", NULL },
+    { "info", vm_dominfo, 1, 1, "", "NAME", "alias of dominfo", NULL },
     { "stop", vm_stop, 1, 1, "force,wait,timeout=", "NAME [--force] [--wait]",
-      "alias of shutdown; with --force, of destroy" },
-    { "restart", vm_reboot, 1, 1, "", "NAME", "alias of reboot" },
-    { "delete", vm_undefine, 1, 1, "wait,timeout=", "NAME [--wait]",
-      "alias of undefine" },
-    { NULL, NULL, 0, 0, NULL, NULL, NULL },
+      "alias of shutdown; with --force, of destroy", NULL },
+    { "restart", vm_reboot, 1, 1, "", "NAME", "alias of reboot", NULL },
+    { "delete", vm_delete, 1, 1, "wait,timeout=", "NAME [--wait]",
+      "delete a VM and its disks (undefine --remove-all-storage)", NULL },
+    { NULL, NULL, 0, 0, NULL, NULL, NULL, NULL },
 };

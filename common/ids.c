@@ -127,8 +127,9 @@ bool name_is_valid(const char *s)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
+        /* RFC 1123 label: '-' inside only, as `hostname` insists */
         bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  (c == '-' && i > 0);
+                  (c == '-' && i > 0 && i + 1 < n);
         if (!ok)
             return false;
     }

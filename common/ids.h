@@ -26,5 +26,5 @@ bool is_hex(const char *s, size_t len);
 void sha256(const void *data, size_t n, uint8_t out[SHA256_LEN]);
 void sha256_hex(const void *data, size_t n, char out[2 * SHA256_LEN + 1]);
 
-/* Name rule: ^[a-z0-9][a-z0-9-]{0,62}$ */
+/* Name rule: an RFC 1123 hostname label, ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ */
 bool name_is_valid(const char *s);

@@ -44,7 +44,8 @@ static int check_one(const struct jfield *f, const json_t *v, struct jerr *err)
                         xasprintf("'%s' must not contain NUL", f->name));
         if (f->type == JF_NAME && !name_is_valid(s))
             return fail(err, f->name,
-                        xasprintf("'%s' must match ^[a-z0-9][a-z0-9-]{0,62}$",
+                        xasprintf("'%s' must be a hostname: 1 to 63 of "
+                                  "a-z, 0-9 and '-', not at either end",
                                   f->name));
         if (f->type == JF_UUID && !uuid_is_valid(s))
             return fail(err, f->name, xasprintf("'%s' must be a UUID", f->name));

@@ -104,6 +104,9 @@ int vm_lookup(struct app *a, struct http_request *r, json_t **ret)
 {
     struct reqctx *c = reqctx_of(r);
     const char *ref = http_req_param(r, 0);
+    /* The libvirt domain name on the node, fog-<id>, names the VM too. */
+    if (ref && startswith(ref, "fog-") && uuid_is_valid(ref + 4))
+        ref += 4;
     if (!ref || (!uuid_is_valid(ref) && !name_is_valid(ref)))
         return -ENOENT;
     int e = vm_find(a, ref, c->account_id, c->role == ROLE_ADMIN, ret);

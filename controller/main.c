@@ -51,8 +51,9 @@ static const struct config_opt options[] = {
       "largest accepted request body, bytes" },
     { "threads", CONFIG_INT, F(threads), 1, 256, "4",
       "HTTP worker threads" },
-    { "max-vcpus", CONFIG_INT, F(max_vcpus), 1, 1024, "64",
-      "largest VM, vCPUs" },
+    /* 255: the most the i440fx machine type takes (libvirt refuses more). */
+    { "max-vcpus", CONFIG_INT, F(max_vcpus), 1, 255, "64",
+      "largest VM, vCPUs (at most 255, the pc machine's limit)" },
     { "max-memory-mib", CONFIG_INT, F(max_memory_mib), 64, 1 << 24, "262144",
       "largest VM, MiB of memory" },
     { "max-disk-gib", CONFIG_INT, F(max_disk_gib), 1, 1 << 20, "4096",

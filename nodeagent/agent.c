@@ -393,7 +393,7 @@ static json_t *status_build(struct agent *a, const json_t *doc,
                              CONSOLE_TAIL_MAX, &text, &size, &mtime) < 0)
                 continue;
             json_object_set_new(vm, "console_tail", json_string(text));
-            used += 20 + strlen(text) * 2; /* upper bound of its escaping */
+            used += 20 + console_escaped_size(text);
             if (used > STATUS_BODY_MAX)
                 used = STATUS_BODY_MAX;
             s->size = size;

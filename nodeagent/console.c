@@ -39,7 +39,16 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 
 static size_t escaped_len(unsigned char c)
 {
-    return (c == '"' || c == '\\' || c == '\n' || c == '\t') ? 2 : 1;
+    return c == 0x1b ? 6 /* \u001b */
+         : (c == '"' || c == '\\' || c == '\n' || c == '\t') ? 2 : 1;
+}
+
+size_t console_escaped_size(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += escaped_len((unsigned char)*s);
+    return n;
 }
 
 char *console_sanitize(const char *data, size_t len, size_t max_escaped,
@@ -54,8 +63,10 @@ char *console_sanitize(const char *data, size_t len, size_t max_escaped,
             continue;
         }
         if (c < 0x80) {
-            char out = (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f ?
-                           '?' : (char)c;
+            /* ESC stays: terminal colours are what the guest wrote;
+             * readers strip them for display. */
+            char out = (c < 0x20 && c != '\n' && c != '\t' && c != 0x1b) ||
+                               c == 0x7f ? '?' : (char)c;
             buf_append(&b, &out, 1);
             i++;
             continue;

@@ -90,6 +90,8 @@ char *tu_run(char *const argv[], int *ret_status)
     return tu_run_env(argv, environ, ret_status);
 }
 
+bool tu_run_with_stderr;
+
 char *tu_run_env(char *const argv[], char *const envp[], int *ret_status)
 {
     int p[2];
@@ -100,6 +102,8 @@ char *tu_run_env(char *const argv[], char *const envp[], int *ret_status)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    if (tu_run_with_stderr)
+        posix_spawn_file_actions_adddup2(&fa, p[1], 2);
     posix_spawn_file_actions_addclose(&fa, p[0]);
     int r = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&fa);

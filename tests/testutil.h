@@ -24,6 +24,9 @@ pid_t tu_spawn(char *const argv[], const char *logfile);
 char *tu_run(char *const argv[], int *ret_status);
 /* tu_run with envp (NULL-terminated "NAME=value") as the environment. */
 char *tu_run_env(char *const argv[], char *const envp[], int *ret_status);
+/* When true, tu_run* (and so tu_fogctl) return stderr with stdout, to check
+ * an error's message. */
+extern bool tu_run_with_stderr;
 /* Full path of prog in $PATH (then /usr/sbin and /sbin), or NULL; caller
  * frees. */
 char *tu_which(const char *prog);

@@ -157,7 +157,7 @@ sleep 3
 disk1=$agent/disks/$id1.qcow2
 [ -f "$disk1" ] || e2e_fail "no disk at $disk1"
 for n in 1 2; do
-    e2e_fogctl undefine "vm$n" --wait --timeout 30 >/dev/null || e2e_fail "fogctl undefine vm$n failed"
+    e2e_fogctl undefine "vm$n" --remove-all-storage --wait --timeout 30 >/dev/null || e2e_fail "fogctl undefine vm$n failed"
 done
 [ -z "$(e2e_fog_domains "$uri")" ] || e2e_fail "domains left after undefine: $(e2e_fog_domains "$uri" | tr '\n' ' ')"
 left=$(find "$agent/disks" -name '*.qcow2' 2>/dev/null)

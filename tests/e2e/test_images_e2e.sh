@@ -146,7 +146,7 @@ done < <(find "$agent" -type f -size +1M ! -path "$agent/disks/*")
 e2e_log "tampered images refused: $reason"
 
 # ---- undefine removes the overlay, the cached base stays for reuse
-e2e_fogctl undefine web --wait --timeout 30 >/dev/null || e2e_fail "fogctl undefine web failed"
+e2e_fogctl undefine web --remove-all-storage --wait --timeout 30 >/dev/null || e2e_fail "fogctl undefine web failed"
 [ ! -e "$agent/disks/$id.qcow2" ] || e2e_fail "web's disk is still there"
 [ -f "$backing" ] || e2e_fail "the cached base went with the VM"
 

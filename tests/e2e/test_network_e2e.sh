@@ -244,7 +244,7 @@ E2E_NETNS=$client e2e_wait_http "http://$ip_b:$tcp_port/" 10 >/dev/null ||
 # Deleting the VM closes the rest: no rule on node-b names the port.
 ip netns exec "$ns_b" nft list ruleset | grep -qw "$tcp_port" ||
     e2e_fail "no nftables rule on node-b names TCP port $tcp_port"
-E2E_KEY=$key_a e2e_fogctl undefine a2 --wait --timeout 30 >/dev/null || e2e_fail "undefine a2 failed"
+E2E_KEY=$key_a e2e_fogctl undefine a2 --remove-all-storage --wait --timeout 30 >/dev/null || e2e_fail "undefine a2 failed"
 gone=0
 for _ in $(seq 25); do
     ip netns exec "$ns_b" nft list ruleset | grep -qw "$tcp_port" || { gone=1; break; }

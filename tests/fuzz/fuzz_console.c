@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)t[i];
-        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
+        if ((c < 0x20 && c != '\n' && c != '\t' && c != 0x1b) || c == 0x7f)
             abort();
     }
     /* jansson refuses invalid UTF-8: a string it takes is valid. */

@@ -707,7 +707,7 @@ static void a_node_cannot_report_on_a_vm_it_does_not_host(void **state)
 
 static void delete_removes_the_domain_and_its_disk(void **state)
 {
-    free(fogctl_ok("undefine", "web", NULL));
+    free(fogctl_ok("undefine", "web", "--remove-all-storage", NULL));
     assert_true(wait_vm("web", NULL, NULL, 15000));
     _cleanup_free_ char *disk = disk_overlay_path(data_dir, vm_id);
     _cleanup_free_ char *con = disk_console_path(data_dir, vm_id);

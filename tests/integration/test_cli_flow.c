@@ -103,8 +103,8 @@ static void tenant_drives_a_vm_through_every_verb(void **state)
     assert_int_equal(st, 0);
     json_auto_t *resized = json_loads(s4, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(resized, "vcpus")), 1);
-    _cleanup_free_ char *s5 =
-        tu_fogctl(&ctl, key, &st, "undefine", "web", NULL);
+    _cleanup_free_ char *s5 = tu_fogctl(&ctl, key, &st, "undefine", "web",
+                                        "--remove-all-storage", NULL);
     assert_int_equal(st, 0);
     _cleanup_free_ char *gone =
         tu_fogctl(&ctl, key, &st, "dominfo", "web", NULL);
@@ -226,6 +226,107 @@ static void errors_have_their_exit_codes(void **state)
     assert_non_null(strstr(h, "usage: fogctl create"));
 }
 
+/* What a virsh user types answers as virsh would. */
+static void virsh_verbs_answer_as_virsh_does(void **state)
+{
+    _cleanup_free_ char *key = make_tenant("cli-virsh");
+    int st;
+    _cleanup_free_ char *c = tu_fogctl(
+        &ctl, key, &st, "create", "vw", "--cpus", "1", "--memory", "128M",
+        "--disk", "1G", "--image", "tiny", "--json", NULL);
+    assert_int_equal(st, 0);
+    json_auto_t *vm = json_loads(c, 0, NULL);
+    assert_non_null(vm);
+    const char *id = json_string_value(json_object_get(vm, "id"));
+    _cleanup_free_ char *c2 = tu_fogctl(
+        &ctl, key, &st, "create", "vs", "--cpus", "1", "--memory", "128M",
+        "--disk", "1G", "--image", "tiny", "--stopped", NULL);
+    assert_int_equal(st, 0);
+
+    /* start on an active VM, shutdown/reboot/destroy on an inactive one */
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *e1 = tu_fogctl(&ctl, key, &st, "start", "vw", NULL);
+    assert_int_equal(st, 1);
+    assert_non_null(strstr(e1, "is already active"));
+    static const char *const down[] = { "shutdown", "reboot", "destroy" };
+    for (size_t i = 0; i < ARRAY_SIZE(down); i++) {
+        _cleanup_free_ char *e = tu_fogctl(&ctl, key, &st, down[i], "vs", NULL);
+        assert_int_equal(st, 1);
+        assert_non_null(strstr(e, "domain is not running"));
+    }
+    tu_run_with_stderr = false;
+
+    /* domstate; the libvirt domain name fog-<id> names the VM */
+    _cleanup_free_ char *ds = tu_fogctl(&ctl, key, &st, "domstate", "vs", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *vsinfo = tu_fogctl(&ctl, key, &st, "dominfo", "vs", NULL);
+    _cleanup_free_ char *vsstate = tu_field(vsinfo, "state");
+    _cleanup_free_ char *want = xasprintf("%s\n", vsstate);
+    assert_string_equal(ds, want); /* one word, no table */
+    _cleanup_free_ char *dom = xasprintf("fog-%s", id);
+    _cleanup_free_ char *di = tu_fogctl(&ctl, key, &st, "dominfo", dom, NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *dn = tu_field(di, "name");
+    assert_string_equal(dn, "vw");
+
+    /* list filters */
+    _cleanup_free_ char *l1 = tu_fogctl(&ctl, key, &st, "list", "--name", NULL);
+    assert_int_equal(st, 0);
+    assert_string_equal(l1, "vw\n");
+    _cleanup_free_ char *l2 =
+        tu_fogctl(&ctl, key, &st, "list", "--inactive", "--name", NULL);
+    assert_string_equal(l2, "vs\n");
+    _cleanup_free_ char *l3 =
+        tu_fogctl(&ctl, key, &st, "list", "--all", "--uuid", NULL);
+    assert_non_null(strstr(l3, id));
+    assert_null(strstr(l3, "vw"));
+    _cleanup_free_ char *l4 =
+        tu_fogctl(&ctl, key, &st, "list", "--state-running", "--name", NULL);
+    assert_int_equal(st, 0);
+    assert_string_equal(l4, ""); /* no node: nothing runs yet */
+
+    /* undefine deletes no disks unasked */
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *u1 = tu_fogctl(&ctl, key, &st, "undefine", "vs", NULL);
+    tu_run_with_stderr = false;
+    assert_int_equal(st, 1);
+    assert_non_null(strstr(u1, "--remove-all-storage"));
+    _cleanup_free_ char *still = tu_fogctl(&ctl, key, &st, "domstate", "vs", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *u2 = tu_fogctl(&ctl, key, &st, "undefine", "vs",
+                                        "--remove-all-storage", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *d = tu_fogctl(&ctl, key, &st, "delete", "vw", NULL);
+    assert_int_equal(st, 0);
+
+    /* help names the virsh verbs */
+    _cleanup_free_ char *h = tu_fogctl(&ctl, NULL, &st, "help", NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(h, "[virsh undefine --remove-all-storage]"));
+    assert_non_null(strstr(h, "[virsh domstate]"));
+}
+
+/* Names are hostnames; vCPUs stay within what the pc machine takes. */
+static void names_are_hostnames_and_vcpus_fit_the_machine(void **state)
+{
+    int st;
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *o = tu_fogctl(
+        &ctl, ctl.admin_key, &st, "create", "web-", "--cpus", "1", "--memory",
+        "128M", "--disk", "1G", "--image", "tiny", NULL);
+    assert_int_equal(st, 1);
+    assert_non_null(strstr(o, "hostname"));
+    _cleanup_free_ char *bin = tu_bin("fog-controller");
+    _cleanup_free_ char *dir = tu_tempdir("gu-vcpus");
+    _cleanup_free_ char *out = tu_run(
+        (char *const[]){ bin, "serve", "--max-vcpus", "256", "--data-dir",
+                         dir, NULL }, &st);
+    tu_run_with_stderr = false;
+    tu_rmrf(dir);
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(out, "from 1 to 255"));
+}
+
 static void server_is_verified_against_the_ca(void **state)
 {
     int st;
@@ -293,6 +394,8 @@ int main(void)
         cmocka_unit_test(other_tenant_cannot_see_or_touch_the_vm),
         cmocka_unit_test(admin_verbs_for_nodes_and_tokens),
         cmocka_unit_test(errors_have_their_exit_codes),
+        cmocka_unit_test(virsh_verbs_answer_as_virsh_does),
+        cmocka_unit_test(names_are_hostnames_and_vcpus_fit_the_machine),
         cmocka_unit_test(server_is_verified_against_the_ca),
         cmocka_unit_test(login_saves_settings_privately),
         cmocka_unit_test(shell_reads_verbs_from_stdin),

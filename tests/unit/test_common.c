@@ -16,6 +16,9 @@ static void name_rule_accepts_only_lowercase_dns_like_names(void **state)
     assert_true(name_is_valid("0abc"));
     assert_false(name_is_valid(""));
     assert_false(name_is_valid("-web"));
+    assert_false(name_is_valid("web-"));
+    assert_false(name_is_valid("-"));
+    assert_true(name_is_valid("a-b"));
     assert_false(name_is_valid("Web"));
     assert_false(name_is_valid("a/b"));
     assert_false(name_is_valid(".."));
