@@ -27,14 +27,27 @@
     "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 AND "               \
     FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5"
 
+/* Whether policy entry p of node n accepts a VM from template TMPL with
+ * image name IMG and catalog image IMGID (SQL expressions): by content,
+ * never by name alone. An entry that named a catalog image (or a template
+ * whose image is one) matches a VM whose image has the same sha256 and is
+ * public or the node owner's own, so a tenant's private image under a
+ * listed name never does; an entry that named no catalog image matches
+ * only that node-local image. A template entry also needs the VM to be
+ * that template (not one whose image or user data was replaced). */
+#define POLICY_MATCH_SQL(TMPL, IMG, IMGID)                                     \
+    "(p.kind = 'image' OR (p.kind = 'template' AND p.name = " TMPL ")) AND "  \
+    "((p.digest IS NOT NULL AND p.digest = (SELECT i.sha256 FROM images i "    \
+    "WHERE i.id = " IMGID " AND (i.visibility = 'public' OR i.account_id = "  \
+    "n.account_id))) OR (p.digest IS NULL AND " IMGID " IS NULL AND "          \
+    "p.local_image = " IMG "))"
+
 /* A node without a policy accepts every VM; one with a policy only VMs
- * from a listed template ($6) or using a listed image, by name ($7) or
- * catalog id ($8). NULL never matches. */
+ * its entries match: template ($6), image name ($7), catalog id ($8). */
 #define POLICY_SQL                                                             \
     "(NOT EXISTS (SELECT 1 FROM node_policy p WHERE p.node_id = n.id) OR "     \
     "EXISTS (SELECT 1 FROM node_policy p WHERE p.node_id = n.id AND "          \
-    "((p.kind = 'template' AND p.name = $6) OR (p.kind = 'image' AND "         \
-    "(p.name = $7 OR p.name = $8)))))"
+    POLICY_MATCH_SQL("$6", "$7", "$8") "))"
 
 /* Why a VM waits, for its state_reason; caller frees. */
 static char *place_refusal(struct app *a, int64_t online_since, bool tcg,
@@ -284,10 +297,10 @@ int scheduler_run(struct app *a)
             roomy = 1;
             if (!c[k].restricted ||
                 store_query_int(a->store, 0, "SELECT 1 FROM vms v JOIN "
-                                "node_policy p ON p.node_id = $2 WHERE v.id "
-                                "= $1 AND ((p.kind = 'template' AND p.name = "
-                                "v.template) OR (p.kind = 'image' AND "
-                                "(p.name = v.image OR p.name = v.image_id)))",
+                                "nodes n ON n.id = $2 JOIN node_policy p ON "
+                                "p.node_id = n.id WHERE v.id = $1 AND "
+                                POLICY_MATCH_SQL("v.template", "v.image",
+                                                 "v.image_id") " LIMIT 1",
                                 "ss", id, c[k].id) == 1)
                 hit = &c[k];
         }
