@@ -4,6 +4,7 @@
 #include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
+#include "controller/catalog.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 
@@ -164,19 +165,26 @@ HANDLER(h_node_list)
 static json_t *policy_render(struct app *a, const char *node_id)
 {
     json_auto_t *rows = NULL;
-    if (store_query(a->store, &rows, "SELECT kind, name FROM node_policy "
-                    "WHERE node_id = $1 ORDER BY kind, name", "s",
-                    node_id) < 0)
+    if (store_query(a->store, &rows, "SELECT kind, name, digest, "
+                    "local_image FROM node_policy WHERE node_id = $1 ORDER "
+                    "BY kind, name", "s", node_id) < 0)
         return NULL;
     json_t *templates = json_array(), *images = json_array();
+    json_t *entries = json_array();
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row)
+    json_array_foreach(rows, i, row) {
         json_array_append_new(streq(json_str(row, "kind"), "template")
                                   ? templates : images,
                               json_string(json_str(row, "name")));
-    return json_pack("{s:s, s:o, s:o, s:b}", "node_id", node_id, "templates",
-                     templates, "images", images, "restricted",
+        json_array_append_new(entries, json_pack(
+            "{s:s, s:s, s:O?, s:O?}", "kind", json_str(row, "kind"), "name",
+            json_str(row, "name"), "sha256", json_object_get(row, "digest"),
+            "local_image", json_object_get(row, "local_image")));
+    }
+    return json_pack("{s:s, s:o, s:o, s:o, s:b}", "node_id", node_id,
+                     "templates", templates, "images", images, "entries",
+                     entries, "restricted",
                      json_array_size(templates) + json_array_size(images) > 0);
 }
 
@@ -235,6 +243,30 @@ static bool policy_list_check(struct http_request *r, json_t *list,
     return true;
 }
 
+/* What a policy entry naming image `ref` matches, fixed when the policy is
+ * set: the sha256 of the catalog image it names (by id, public or the
+ * node owner's own; by name, a public one, the oldest first), else the
+ * node-local image of that name. 0 or -errno. */
+static int policy_image_resolve(struct app *a, const char *owner,
+                                const char *ref, char **ret_digest,
+                                char **ret_local)
+{
+    json_auto_t *img = NULL;
+    int e = store_query_one(a->store, &img,
+                            "SELECT sha256 FROM images WHERE deleted_at IS "
+                            "NULL AND state = 'ready' AND sha256 IS NOT NULL "
+                            "AND ((id = $1 AND (visibility = 'public' OR "
+                            "account_id = $2)) OR (name = $1 AND visibility "
+                            "= 'public')) ORDER BY (id = $1) DESC, "
+                            "created_at, id LIMIT 1", "ss", ref, owner);
+    *ret_digest = *ret_local = NULL;
+    if (e == 0)
+        *ret_digest = xstrdup(json_str(img, "sha256"));
+    else if (e == -ENOENT)
+        *ret_local = xstrdup(ref);
+    return e == -ENOENT ? 0 : e;
+}
+
 HANDLER(h_node_policy_put)
 {
     struct app *a = app;
@@ -275,9 +307,25 @@ HANDLER(h_node_policy_put)
                                 "$2 AND name = $3", "sss", node_id, kinds[k],
                                 name) > 0)
                 continue; /* listed twice */
+            /* A template is its name and its image's content. */
+            json_auto_t *t = k == 0 ? catalog_template(a, name) : NULL;
+            if (k == 0 && !t) {
+                store_tx_rollback(a->store);
+                http_reply_problem(r, 400, "validation", "templates",
+                                   "templates[%zu]: no such template '%s'", i,
+                                   name);
+                return;
+            }
+            _cleanup_free_ char *digest = NULL, *local = NULL;
+            e = policy_image_resolve(a, json_str(row, "account_id"),
+                                     t ? json_str(t, "image") : name, &digest,
+                                     &local);
+            if (e < 0)
+                break;
             e = store_exec(a->store, "INSERT INTO node_policy (node_id, kind, "
-                           "name) VALUES ($1, $2, $3)", "sss", node_id,
-                           kinds[k], name);
+                           "name, digest, local_image) VALUES ($1, $2, $3, "
+                           "$4, $5)", "sssss", node_id, kinds[k], name,
+                           digest, local);
             if (e < 0)
                 break;
         }

@@ -21,7 +21,7 @@
     "v.image, v.allow_tcg, length(v.user_data) AS user_data_size, "            \
     "v.desired_state, v.state, v.state_reason, v.node_id, n.name AS "          \
     "node_name, v.reboot_gen, v.addresses, v.image_id, v.template, "            \
-    "v.place_gen, v.shutdown_timeout_s, "                                      \
+    "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
     "v.created_at, v.updated_at"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
@@ -45,7 +45,7 @@ json_t *vm_render(json_t *row)
                                         "user_data_size", "desired_state",
                                         "state", "state_reason", "node_id",
                                         "node_name", "reboot_gen", "image_id",
-                                        "template", "place_gen",
+                                        "template", "based_on", "place_gen",
                                         "shutdown_timeout_s" };
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
         json_t *v = json_object_get(row, copy[i]);
@@ -221,7 +221,8 @@ struct vm_spec {
     const char *image_id;   /* catalog image, or NULL for a node-local one */
     const char *user_data;
     json_t *ports;          /* borrowed */
-    const char *tmpl;
+    const char *tmpl;       /* the template the VM is */
+    const char *based_on;   /* the template it was made from, replaced */
 };
 
 /* Fill spec from the body b and the template t (may be NULL): explicit
@@ -267,6 +268,16 @@ static bool vm_spec_merge(struct app *a, struct http_request *r, json_t *b,
                            (long long)spec->vcpus, (long long)spec->memory_mib,
                            (long long)spec->disk_gib);
         return false;
+    }
+    /* Another image or other user data than the template's makes another
+     * application: the VM is only based on the template, and a node whose
+     * policy accepts the template does not take it. */
+    json_t *img = json_object_get(b, "image"), *ud = json_object_get(b, "user_data");
+    if ((img && !streq(json_string_value(img), json_str(t, "image"))) ||
+        (ud && !streq(json_string_value(ud), json_str(t, "user_data") ?
+                                                  json_str(t, "user_data") : ""))) {
+        spec->based_on = spec->tmpl;
+        spec->tmpl = NULL;
     }
     return true;
 }
@@ -422,13 +433,14 @@ HANDLER(h_vm_create)
         a->store,
         "INSERT INTO vms (id, account_id, name, vcpus, memory_mib, disk_gib, "
         "image, allow_tcg, user_data, desired_state, state, created_at, "
-        "updated_at, image_id, template, shutdown_timeout_s) VALUES ($1, $2, "
-        "$3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $11, $12, $13, $14)",
-        "sssiiisbssissi", id, c->account_id, json_str(b, "name"), spec.vcpus,
+        "updated_at, image_id, template, based_on, shutdown_timeout_s) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, "
+        "$11, $12, $13, $14, $15)",
+        "sssiiisbssisssi", id, c->account_id, json_str(b, "name"), spec.vcpus,
         spec.memory_mib, spec.disk_gib, spec.image, spec.allow_tcg,
         spec.user_data, desired ? desired : "running", now, spec.image_id,
-        spec.tmpl, json_int(b, "shutdown_timeout_s",
-                            VM_SHUTDOWN_TIMEOUT_DEFAULT_S));
+        spec.tmpl, spec.based_on,
+        json_int(b, "shutdown_timeout_s", VM_SHUTDOWN_TIMEOUT_DEFAULT_S));
     if (e < 0) {
         store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
@@ -448,8 +460,11 @@ HANDLER(h_vm_create)
         return;
     }
     reqctx_set_target(r, id);
-    if (spec.tmpl)
-        reqctx_set_detail(r, "template %s, image %s", spec.tmpl, spec.image);
+    if (spec.tmpl || spec.based_on)
+        reqctx_set_detail(r, "template %s%s, image %s",
+                          spec.tmpl ? spec.tmpl : spec.based_on,
+                          spec.tmpl ? "" : " (image or user data replaced)",
+                          spec.image);
     scheduler_place(a, id);
     reply_vm(a, r, 201, id);
 }

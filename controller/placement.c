@@ -29,17 +29,23 @@ int64_t place_price_hour(const struct rating_offer *o,
     return v;
 }
 
-/* A node without rules accepts everything; with rules, a VM from a listed
- * template or using a listed image (by name or catalog id). */
+/* A node without rules accepts everything; with rules, a VM one of them
+ * matches by content (struct place_rule). */
 static bool policy_ok(const struct place_node *n, const struct place_req *r)
 {
     if (n->n_rules == 0)
         return true;
+    bool own_image = r->image_public ||
+                     (r->image_account && n->account_id &&
+                      streq(r->image_account, n->account_id));
     for (size_t i = 0; i < n->n_rules; i++) {
         const struct place_rule *p = &n->rules[i];
-        if (p->is_template ? r->tmpl && streq(p->name, r->tmpl)
-                           : (r->image && streq(p->name, r->image)) ||
-                                 (r->image_id && streq(p->name, r->image_id)))
+        if (p->is_template && !(r->tmpl && streq(p->name, r->tmpl)))
+            continue;
+        if (p->digest ? r->image_id && r->image_digest && own_image &&
+                            streq(p->digest, r->image_digest)
+                      : !r->image_id && p->local_image && r->image &&
+                            streq(p->local_image, r->image))
             return true;
     }
     return false;

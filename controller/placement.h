@@ -13,16 +13,23 @@
 
 #include <jansson.h>
 
-/* One rule of a node's policy: a template name, or an image name or id. */
+/* One entry of a node's policy, matched by content, never by name alone:
+ * a template entry needs the VM to be that template; then the VM's catalog
+ * image must have the entry's digest and be public or the node owner's
+ * own, or, for an entry that named no catalog image (digest NULL), the VM
+ * must use that node-local image and no catalog one. */
 struct place_rule {
     bool is_template;
-    const char *name;
+    const char *name;            /* template entries: the template's name */
+    const char *digest;          /* sha256 of the image; NULL: node-local */
+    const char *local_image;     /* the node-local image when digest NULL */
 };
 
 /* A candidate node: approved and reachable (the loader's job), with its
  * free and total capacity, offer and where it is. Strings are borrowed. */
 struct place_node {
     const char *id;
+    const char *account_id;      /* the provider owning the node */
     int64_t free_vcpus, free_mem_mib, free_disk_gib;
     int64_t vcpus, mem_mib;      /* totals, for the spread weight */
     bool kvm;
@@ -42,6 +49,9 @@ struct place_req {
     bool allow_tcg;
     const char *tmpl;            /* NULL: not from a template */
     const char *image, *image_id;
+    const char *image_digest;    /* sha256 of the catalog image, or NULL */
+    bool image_public;           /* the catalog image is public */
+    const char *image_account;   /* the catalog image's owner */
     const char *region;          /* NULL: anywhere */
     const char *const *labels;   /* "key=value", all must match */
     size_t n_labels;

@@ -36,14 +36,27 @@
     "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 AND "               \
     FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5"
 
+/* Whether policy entry p of node n accepts a VM from template TMPL with
+ * image name IMG and catalog image IMGID (SQL expressions): by content,
+ * never by name alone. An entry that named a catalog image (or a template
+ * whose image is one) matches a VM whose image has the same sha256 and is
+ * public or the node owner's own, so a tenant's private image under a
+ * listed name never does; an entry that named no catalog image matches
+ * only that node-local image. A template entry also needs the VM to be
+ * that template (not one whose image or user data was replaced). */
+#define POLICY_MATCH_SQL(TMPL, IMG, IMGID)                                     \
+    "(p.kind = 'image' OR (p.kind = 'template' AND p.name = " TMPL ")) AND "  \
+    "((p.digest IS NOT NULL AND p.digest = (SELECT i.sha256 FROM images i "    \
+    "WHERE i.id = " IMGID " AND (i.visibility = 'public' OR i.account_id = "  \
+    "n.account_id))) OR (p.digest IS NULL AND " IMGID " IS NULL AND "          \
+    "p.local_image = " IMG "))"
+
 /* A node without a policy accepts every VM; one with a policy only VMs
- * from a listed template ($6) or using a listed image, by name ($7) or
- * catalog id ($8). NULL never matches. */
+ * its entries match: template ($6), image name ($7), catalog id ($8). */
 #define POLICY_SQL                                                             \
     "(NOT EXISTS (SELECT 1 FROM node_policy p WHERE p.node_id = n.id) OR "     \
     "EXISTS (SELECT 1 FROM node_policy p WHERE p.node_id = n.id AND "          \
-    "((p.kind = 'template' AND p.name = $6) OR (p.kind = 'image' AND "         \
-    "(p.name = $7 OR p.name = $8)))))"
+    POLICY_MATCH_SQL("$6", "$7", "$8") "))"
 
 /* ---- the hub's settings ---- */
 
@@ -116,7 +129,7 @@ static int fleet_load(struct app *a, struct fleet *f)
     const struct rating_offer *d = &billing_config()->default_offer;
     memset(f, 0, sizeof(*f));
     static const char sql[] =
-        "SELECT n.id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
+        "SELECT n.id, n.account_id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
         "AS total_mem, n.vcpus - COALESCE(u.vcpus, 0) AS vcpus, n.memory_mib "
         "- COALESCE(u.mem, 0) AS mem, n.disk_gib - COALESCE(u.disk, 0) AS "
         "disk, n.drained, COALESCE(o.vcpu_hour, $2) AS vcpu_hour, "
@@ -137,8 +150,8 @@ static int fleet_load(struct app *a, struct fleet *f)
         (e = store_query(a->store, &f->labels, "SELECT node_id, key || '=' || "
                          "value AS kv FROM node_labels ORDER BY node_id, key",
                          "")) < 0 ||
-        (e = store_query(a->store, &f->rules, "SELECT node_id, kind, name "
-                         "FROM node_policy ORDER BY node_id", "")) < 0) {
+        (e = store_query(a->store, &f->rules, "SELECT node_id, kind, name, digest, "
+                         "local_image FROM node_policy ORDER BY node_id", "")) < 0) {
         fleet_free(f);
         return e;
     }
@@ -149,6 +162,7 @@ static int fleet_load(struct app *a, struct fleet *f)
     json_array_foreach(f->rows, i, row) {
         struct place_node *p = &f->nodes[i];
         p->id = json_str(row, "id");
+        p->account_id = json_str(row, "account_id");
         p->kvm = json_int(row, "kvm", 0) != 0;
         p->region = json_str(row, "region") ? json_str(row, "region") : "";
         p->vcpus = json_int(row, "total_vcpus", 0);
@@ -182,9 +196,9 @@ static int fleet_load(struct app *a, struct fleet *f)
     }
     f->rul = xcalloc(json_array_size(f->rules) + 1, sizeof(*f->rul));
     json_array_foreach(f->rules, i, row) {
-        f->rul[i] = (struct place_rule){ streq(json_str(row, "kind"),
-                                                "template"),
-                                         json_str(row, "name") };
+        f->rul[i] = (struct place_rule){
+            streq(json_str(row, "kind"), "template"), json_str(row, "name"),
+            json_str(row, "digest"), json_str(row, "local_image") };
         ssize_t k = fleet_find(f, order, json_str(row, "node_id"));
         if (k < 0)
             continue;
@@ -256,7 +270,11 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
 #define ASK_COLS                                                               \
     "vcpus, memory_mib, disk_gib, allow_tcg, image, image_id, template, "      \
     "account_id, max_price, region, labels, anti_affinity, min_reputation, "   \
-    "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports"
+    "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports, "             \
+    "(SELECT i.sha256 FROM images i WHERE i.id = vms.image_id) AS "            \
+    "image_sha256, (SELECT i.visibility FROM images i WHERE i.id = "           \
+    "vms.image_id) AS image_visibility, (SELECT i.account_id FROM images i "   \
+    "WHERE i.id = vms.image_id) AS image_account"
 
 /* q from a VM row of ASK_COLS (borrowed: row must outlive q). */
 static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
@@ -272,6 +290,9 @@ static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
     r->tmpl = json_str(row, "template");
     r->image = json_str(row, "image");
     r->image_id = json_str(row, "image_id");
+    r->image_digest = json_str(row, "image_sha256");
+    r->image_public = streq(json_str(row, "image_visibility"), "public");
+    r->image_account = json_str(row, "image_account");
     r->region = json_str(row, "region");
     r->max_price = json_is_integer(json_object_get(row, "max_price"))
                        ? json_int(row, "max_price", -1)

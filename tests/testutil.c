@@ -593,6 +593,18 @@ json_t *tu_find(json_t *arr, const char *field, const char *value)
     return NULL;
 }
 
+char *tu_account(const struct tu_ctl *ctl, const char *name,
+                 const char *role)
+{
+    _cleanup_free_ char *b = xasprintf("{\"name\":\"%s\",\"role\":\"%s\"}",
+                                       name, role);
+    free(tu_api_field(ctl, ctl->admin_key, "POST", "/v1/accounts", b, 201,
+                      NULL));
+    _cleanup_free_ char *kb = xasprintf("{\"account\":\"%s\"}", name);
+    return tu_api_field(ctl, ctl->admin_key, "POST", "/v1/keys", kb, 201,
+                        "secret");
+}
+
 char *tu_node_register(const struct tu_ctl *ctl, const char *name,
                        const char *extra)
 {

@@ -147,6 +147,11 @@ char *tu_api_field(const struct tu_ctl *ctl, const char *key,
                    const char *method, const char *path, const char *body,
                    long want, const char *field);
 
+/* A new account `name` of `role` made by ctl's admin through the API, and
+ * one API key for it: the key's secret (caller frees). Aborts on failure. */
+char *tu_account(const struct tu_ctl *ctl, const char *name,
+                 const char *role);
+
 /* Register node `name` through POST /v1/agent/register with a fresh
  * admin join token (so it is approved at once) and an inventory of 8
  * vCPUs, 8 GiB and 100 GiB; `extra` (NULL or JSON members such as

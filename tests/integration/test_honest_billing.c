@@ -157,15 +157,6 @@ static char *vm_running(const char *name)
 
 /* ---- fixtures ---- */
 
-static char *account(const char *name, const char *role)
-{
-    _cleanup_free_ char *b = xasprintf("{\"name\":\"%s\",\"role\":\"%s\"}",
-                                       name, role);
-    json_decref(api(ctl.admin_key, "POST", "/v1/accounts", b, 201));
-    _cleanup_free_ char *kb = xasprintf("{\"account\":\"%s\"}", name);
-    json_auto_t *k = api(ctl.admin_key, "POST", "/v1/keys", kb, 201);
-    return xstrdup(json_str(k, "secret"));
-}
 
 static int setup(void **state)
 {
@@ -173,7 +164,7 @@ static int setup(void **state)
     tu_ctl_start(&ctl, ctl_args);
     claims = json_object();
     liar = json_object();
-    tenant_key = account("acme", "tenant");
+    tenant_key = tu_account(&ctl, "acme", "tenant");
     rig1_cred = tu_node_register(&ctl, "ho-rig1", NULL);
     rig2_cred = tu_node_register(&ctl, "ho-rig2", NULL);
     agent_tick(); /* rig1 heartbeats; rig2 never does, so VMs land on rig1 */

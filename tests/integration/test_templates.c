@@ -637,8 +637,8 @@ static void node_free(struct node *n)
 }
 
 /* Wait until the VM has a node (or the timeout); returns the VM. */
-static json_t *vm_placed(const char *name, const struct node *a,
-                         const struct node *b, int tries)
+static json_t *vm_placed(const char *key, const char *name,
+                         const struct node *a, const struct node *b, int tries)
 {
     _cleanup_free_ char *p = xasprintf("/v1/vms/%s", name);
     json_t *v = NULL;
@@ -647,7 +647,7 @@ static json_t *vm_placed(const char *name, const struct node *a,
         json_decref(node_poll(b));
         long st;
         json_decref(v);
-        v = tu_api(&ctl, alice_key, "GET", p, NULL, &st);
+        v = tu_api(&ctl, key, "GET", p, NULL, &st);
         assert_int_equal(st, 200);
         if (json_str(v, "node_name"))
             break;
@@ -664,6 +664,15 @@ static void node_policy_decides_where_vms_land(void **state)
     struct node na, nb;
     /* node-a joins with an admin's token (admitted at once); node-b with a
      * provider's, approved by the admin. */
+    /* The hub publishes fog-tiny, template tiny-web's image; Alice has a
+     * private image of that name with other content. A node's policy
+     * names content, fixed when it is set. */
+    _cleanup_free_ char *pt = make_qcow2("pub-tiny.qcow2", "48M");
+    _cleanup_free_ char *o00 = tu_fogctl(&ctl, ctl.admin_key, &st,
+                                         "image-import", "fog-tiny", pt,
+                                         "--public", NULL);
+    assert_int_equal(st, 0);
+    _cleanup_free_ char *carol_key = make_account("carol", "tenant");
     node_register(ctl.admin_key, "node-a", &na);
     node_register(prov_key, "node-b", &nb);
     _cleanup_free_ char *o0 =
@@ -723,11 +732,12 @@ static void node_policy_decides_where_vms_land(void **state)
 
     json_decref(node_poll(&na));
     json_decref(node_poll(&nb));
-    /* From template tiny-web (image fog-tiny): only node-a accepts it. */
-    _cleanup_free_ char *c1 = tu_fogctl(&ctl, alice_key, &st, "create", "pa1",
+    /* From template tiny-web (the public fog-tiny): only node-a accepts
+     * it. */
+    _cleanup_free_ char *c1 = tu_fogctl(&ctl, carol_key, &st, "create", "pa1",
                                         "--template", "tiny-web", NULL);
     assert_int_equal(st, 0);
-    json_auto_t *v1 = vm_placed("pa1", &na, &nb, 40);
+    json_auto_t *v1 = vm_placed(carol_key, "pa1", &na, &nb, 40);
     assert_string_equal(json_str(v1, "node_name"), "node-a");
     /* The node is told where to fetch the catalog image. */
     json_auto_t *desired = node_poll(&na);
@@ -740,19 +750,26 @@ static void node_policy_decides_where_vms_land(void **state)
     assert_string_equal(json_str(src, "id"), json_str(v1, "image_id"));
     assert_int_equal(strlen(json_str(src, "sha256")), 64);
 
+    /* Alice's tiny-web runs her private fog-tiny: nobody accepts it. */
+    _cleanup_free_ char *c0 = tu_fogctl(&ctl, alice_key, &st, "create", "pa2",
+                                        "--template", "tiny-web", NULL);
+    assert_int_equal(st, 0);
+    json_auto_t *v0 = vm_placed(alice_key, "pa2", &na, &nb, 4);
+    assert_null(json_str(v0, "node_name"));
+
     /* Image pub-base, no template: only node-b accepts it. */
     _cleanup_free_ char *c2 = tu_fogctl(
         &ctl, alice_key, &st, "create", "pb1", "--cpus", "1", "--memory",
         "128M", "--disk", "1G", "--image", "pub-base", "--allow-tcg", NULL);
     assert_int_equal(st, 0);
-    json_auto_t *v2 = vm_placed("pb1", &na, &nb, 40);
+    json_auto_t *v2 = vm_placed(alice_key, "pb1", &na, &nb, 40);
     assert_string_equal(json_str(v2, "node_name"), "node-b");
 
     /* Template tiny-echo: nobody accepts it; the reason says so. */
     _cleanup_free_ char *c3 = tu_fogctl(&ctl, alice_key, &st, "create", "pe1",
                                         "--template", "tiny-echo", NULL);
     assert_int_equal(st, 0);
-    json_auto_t *v3 = vm_placed("pe1", &na, &nb, 4);
+    json_auto_t *v3 = vm_placed(alice_key, "pe1", &na, &nb, 4);
     assert_null(json_str(v3, "node_name"));
     assert_string_equal(json_str(v3, "state"), "pending");
     assert_non_null(strstr(json_str(v3, "state_reason"),
@@ -763,7 +780,7 @@ static void node_policy_decides_where_vms_land(void **state)
                                         "node-a", "--clear", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(o5, "accepts every"));
-    json_auto_t *v4 = vm_placed("pe1", &na, &nb, 40);
+    json_auto_t *v4 = vm_placed(alice_key, "pe1", &na, &nb, 40);
     assert_string_equal(json_str(v4, "node_name"), "node-a");
     _cleanup_free_ char *dom =
         tu_fogctl(&ctl, alice_key, &st, "dominfo", "pe1", NULL);

@@ -32,6 +32,8 @@ static const char *const regions[] = { "", "eu-west", "us-east", "ap-south" };
 static const char *const labels[] = { "gpu=a100", "gpu=h100", "disk=ssd",
                                       "disk=hdd", "tier=gold" };
 static const char *const names[] = { "nginx", "debian-12", "tiny" };
+static const char *const digests[] = { "d0", "d1", "d2" };
+static const char *const owners[] = { "acct-a", "acct-b" };
 static const char *const ids[] = {
     "n00", "n01", "n02", "n03", "n04", "n05", "n06", "n07", "n08", "n09",
     "n10", "n11", "n12", "n13", "n14", "n15", "n16", "n17", "n18", "n19",
@@ -72,10 +74,15 @@ static void random_fleet(struct fleet *f)
             if (below(2))
                 f->lab[i][p->n_labels++] = labels[k];
         p->labels = f->lab[i];
+        p->account_id = owners[below(ARRAY_SIZE(owners))];
         p->n_rules = (size_t)(below(3) == 0 ? 1 + below(2) : 0);
-        for (size_t k = 0; k < p->n_rules; k++)
+        for (size_t k = 0; k < p->n_rules; k++) {
+            bool local = below(3) == 0;
             f->rules[i][k] = (struct place_rule){
-                below(2) == 0, names[below(ARRAY_SIZE(names))] };
+                below(2) == 0, names[below(ARRAY_SIZE(names))],
+                local ? NULL : digests[below(ARRAY_SIZE(digests))],
+                local ? names[below(ARRAY_SIZE(names))] : NULL };
+        }
         p->rules = f->rules[i];
         p->offer = (struct rating_offer){ price_of(), price_of(),
                                           price_of() * 10, 0, 1000000 };
@@ -101,6 +108,11 @@ static void random_req(struct ask *q, size_t nodes)
     r->tmpl = below(2) ? names[below(ARRAY_SIZE(names))] : NULL;
     r->image = names[below(ARRAY_SIZE(names))];
     r->image_id = below(2) ? "00000000-0000-0000-0000-000000000001" : NULL;
+    if (r->image_id) {
+        r->image_digest = digests[below(ARRAY_SIZE(digests))];
+        r->image_public = below(2);
+        r->image_account = owners[below(ARRAY_SIZE(owners))];
+    }
     r->region = below(3) == 0 ? regions[below(ARRAY_SIZE(regions))] : NULL;
     r->n_labels = (size_t)below(3);
     for (size_t i = 0; i < r->n_labels; i++)
@@ -146,13 +158,21 @@ static bool oracle_pass(const struct place_node *p, const struct place_req *r)
         return false;
     if (p->drained)
         return false;
+    /* Content, not names: the digest of a catalog image the node's owner
+     * may run (public or its own), or a node-local image by name. */
     bool accepted = p->n_rules == 0;
+    bool may_run = r->image_public ||
+                   (r->image_account && strcmp(r->image_account,
+                                               p->account_id) == 0);
     for (size_t k = 0; k < p->n_rules; k++) {
         const struct place_rule *u = &p->rules[k];
-        if (u->is_template && r->tmpl && strcmp(u->name, r->tmpl) == 0)
-            accepted = true;
-        if (!u->is_template && (strcmp(u->name, r->image) == 0 ||
-                                (r->image_id && strcmp(u->name, r->image_id) == 0)))
+        bool is_it = !u->is_template || (r->tmpl && strcmp(u->name,
+                                                           r->tmpl) == 0);
+        bool by_digest = u->digest && r->image_id && may_run &&
+                         strcmp(u->digest, r->image_digest) == 0;
+        bool by_local = !u->digest && !r->image_id &&
+                        strcmp(u->local_image, r->image) == 0;
+        if (is_it && (by_digest || by_local))
             accepted = true;
     }
     if (!accepted)
