@@ -126,6 +126,7 @@ json_t *billing_offer_json(const struct rating_offer *o);
 void h_offer_get(struct http_request *r, void *app);
 void h_offer_put(struct http_request *r, void *app);
 void h_offers_list(struct http_request *r, void *app);
+void h_node_market_put(struct http_request *r, void *app);
 void h_account_credit(struct http_request *r, void *app);
 void h_account_balance(struct http_request *r, void *app);
 void h_ledger_reverse(struct http_request *r, void *app);

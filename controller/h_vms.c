@@ -22,7 +22,8 @@
     "v.desired_state, v.state, v.state_reason, v.node_id, n.name AS "          \
     "node_name, v.reboot_gen, v.addresses, v.image_id, v.template, "            \
     "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
-    "v.created_at, v.updated_at"
+    "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
+    "v.anti_affinity, v.min_reputation, v.placement, v.price_hour"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 static void set_time(json_t *o, const char *key, json_t *row, const char *col)
@@ -35,6 +36,11 @@ static void set_time(json_t *o, const char *key, json_t *row, const char *col)
     char t[21];
     time_format_rfc3339(json_integer_value(v), t);
     json_object_set_new(o, key, json_string(t));
+}
+
+static json_t *json_string_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
 }
 
 json_t *vm_render(json_t *row)
@@ -61,6 +67,26 @@ json_t *vm_render(json_t *row)
         json_decref(addrs);
     set_time(o, "created_at", row, "created_at");
     set_time(o, "updated_at", row, "updated_at");
+    /* What the owner asked of placement and what placement decided. */
+    int64_t cap = json_int(row, "max_price", -1);
+    _cleanup_free_ char *capt = cap >= 0 ? money_format(cap, NULL) : NULL;
+    json_object_set_new(o, "max_price", capt ? json_string(capt) : json_null());
+    json_object_set_new(o, "region", json_string_or_null(json_str(row, "region")));
+    json_object_set_new(o, "anti_affinity",
+                        json_string_or_null(json_str(row, "anti_affinity")));
+    json_object_set_new(o, "min_reputation",
+                        json_integer(json_int(row, "min_reputation", 0)));
+    json_t *sel = json_loads(json_str(row, "labels") ? json_str(row, "labels")
+                                                      : "[]", 0, NULL);
+    json_object_set_new(o, "labels", json_is_array(sel) ? sel : json_array());
+    if (sel && !json_is_array(sel))
+        json_decref(sel);
+    json_t *pl = json_str(row, "placement")
+                     ? json_loads(json_str(row, "placement"), 0, NULL) : NULL;
+    json_object_set_new(o, "placement", pl ? pl : json_null());
+    int64_t ph = json_int(row, "price_hour", -1);
+    _cleanup_free_ char *pht = ph >= 0 ? money_format(ph, NULL) : NULL;
+    json_object_set_new(o, "price_hour", pht ? json_string(pht) : json_null());
     return o;
 }
 
@@ -349,8 +375,77 @@ void vm_create_fields(const struct app *a,
         { "ports", JF_ARRAY, false, 0, 32, NULL },
         { "shutdown_timeout_s", JF_INT, false, 1, VM_SHUTDOWN_TIMEOUT_MAX_S,
           NULL },
+        { "max_price", JF_STRING, false, 1, 32, NULL },
+        { "region", JF_NAME, false, 0, 0, NULL },
+        { "labels", JF_ARRAY, false, 0, 16, NULL },
+        { "anti_affinity", JF_NAME, false, 0, 0, NULL },
+        { "min_reputation", JF_INT, false, 0, 100, NULL },
+        { "dry_run", JF_BOOL, false, 0, 0, NULL },
     };
     memcpy(ret, fields, sizeof(fields));
+}
+
+/* The placement constraints of a create: the cap (the hub's default when
+ * none is given; -1 for none) and the label selectors as a JSON array of
+ * "key=value". false after answering 400. */
+static bool vm_constraints(struct app *a, struct http_request *r, json_t *b,
+                           int64_t *ret_cap, char **ret_labels)
+{
+    const char *t = json_str(b, "max_price");
+    *ret_cap = scheduler_default_cap(a);
+    if (t && (money_parse(t, ret_cap) < 0 || *ret_cap < 0)) {
+        http_reply_problem(r, 400, "validation", "max_price",
+                           "max_price must be a non-negative decimal amount "
+                           "of tokens per hour, like \"0.5\"");
+        return false;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(b, "labels"), i, v) {
+        const char *kv = json_string_value(v), *eq = kv ? strchr(kv, '=') : NULL;
+        if (!eq || eq == kv || !eq[1] || strlen(kv) > 200) {
+            http_reply_problem(r, 400, "validation", "labels",
+                               "labels[%zu] must be a \"key=value\" string "
+                               "(at most 200 characters)", i);
+            return false;
+        }
+    }
+    json_t *sel = json_object_get(b, "labels");
+    *ret_labels = sel ? json_dumps_compact(sel) : xstrdup("[]");
+    return true;
+}
+
+/* Where the VM would go now and at what price, creating nothing. */
+static void vm_dry_run(struct app *a, struct http_request *r, json_t *b,
+                       const struct vm_spec *spec, int64_t cap,
+                       const char *labels)
+{
+    struct reqctx *c = reqctx_of(r);
+    struct sched_ask q _cleanup_(sched_ask_free) = { 0 };
+    q.req = (struct place_req){
+        .vcpus = spec->vcpus, .mem_mib = spec->memory_mib,
+        .disk_gib = spec->disk_gib,
+        .ports = (int64_t)json_array_size(spec->ports),
+        .allow_tcg = spec->allow_tcg, .tmpl = spec->tmpl,
+        .image = spec->image, .image_id = spec->image_id,
+        .region = json_str(b, "region"), .max_price = cap,
+        .min_reputation = (double)json_int(b, "min_reputation", 0) / 100.0 };
+    json_t *choice = NULL;
+    int e = sched_ask_fill(a, &q, c->account_id, NULL, labels,
+                           json_str(b, "anti_affinity"));
+    if (e >= 0)
+        e = scheduler_decide(a, &q.req, &choice);
+    if (e < 0) {
+        reply_store_error(r, e, "placement");
+        return;
+    }
+    c->no_event = true;
+    json_object_set_new(choice, "dry_run", json_true());
+    json_object_set_new(choice, "placeable", json_boolean(e > 0));
+    _cleanup_free_ char *capt = cap >= 0 ? money_format(cap, NULL) : NULL;
+    json_object_set_new(choice, "max_price",
+                        capt ? json_string(capt) : json_null());
+    http_reply_json(r, 200, choice);
 }
 
 HANDLER(h_vm_create)
@@ -376,6 +471,14 @@ HANDLER(h_vm_create)
     if (!vm_spec_merge(a, r, b, tmpl, &spec) ||
         !vm_spec_image(a, r, b, c->account_id, &spec, &img))
         return;
+    int64_t cap;
+    _cleanup_free_ char *labels = NULL;
+    if (!vm_constraints(a, r, b, &cap, &labels))
+        return;
+    if (json_bool(b, "dry_run", false)) {
+        vm_dry_run(a, r, b, &spec, cap, labels);
+        return;
+    }
     char id[UUID_STR_LEN + 1];
     uuid_generate_str(id);
     int64_t now = now_s();
@@ -433,14 +536,17 @@ HANDLER(h_vm_create)
         a->store,
         "INSERT INTO vms (id, account_id, name, vcpus, memory_mib, disk_gib, "
         "image, allow_tcg, user_data, desired_state, state, created_at, "
-        "updated_at, image_id, template, based_on, shutdown_timeout_s) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, "
-        "$11, $12, $13, $14, $15)",
-        "sssiiisbssisssi", id, c->account_id, json_str(b, "name"), spec.vcpus,
-        spec.memory_mib, spec.disk_gib, spec.image, spec.allow_tcg,
+        "updated_at, image_id, template, based_on, shutdown_timeout_s, "
+        "max_price, region, labels, anti_affinity, min_reputation) VALUES "
+        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $11, $12, "
+        "$13, $14, $15, $16, $17, $18, $19, $20)",
+        "sssiiisbssisssiisssi", id, c->account_id, json_str(b, "name"),
+        spec.vcpus, spec.memory_mib, spec.disk_gib, spec.image, spec.allow_tcg,
         spec.user_data, desired ? desired : "running", now, spec.image_id,
         spec.tmpl, spec.based_on,
-        json_int(b, "shutdown_timeout_s", VM_SHUTDOWN_TIMEOUT_DEFAULT_S));
+        json_int(b, "shutdown_timeout_s", VM_SHUTDOWN_TIMEOUT_DEFAULT_S), cap,
+        json_str(b, "region"), labels, json_str(b, "anti_affinity"),
+        json_int(b, "min_reputation", 0));
     if (e < 0) {
         store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
