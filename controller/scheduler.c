@@ -72,7 +72,7 @@ static char *place_refusal(struct app *a, int64_t online_since, bool tcg,
  * replicas' placements on it are committed (and seen here) or wait until
  * this transaction ends. */
 static int place_fit(struct app *a, json_t **ret_node, const char *id,
-                     int64_t online_since, bool tcg, int64_t vcpus,
+                     const char *vm_id, int64_t online_since, bool tcg, int64_t vcpus,
                      int64_t mem, int64_t disk, const char *tmpl,
                      const char *image, const char *image_id)
 {
@@ -81,9 +81,10 @@ static int place_fit(struct app *a, json_t **ret_node, const char *id,
         return r;
     return store_query_one(a->store, ret_node,
                            "SELECT n.id FROM nodes n WHERE n.id = $9 AND "
-                           FITS_SQL " AND " POLICY_SQL, "ibiiissss",
+                           FITS_SQL " AND " POLICY_SQL " AND "
+                           NETALLOC_PORTS_FIT_SQL("$10"), "ibiiisssss",
                            online_since, tcg, vcpus, mem, disk, tmpl, image,
-                           image_id, id);
+                           image_id, id, vm_id);
 }
 
 /* One try at placing vm_id, trying node `hint` first when given (one
@@ -119,30 +120,34 @@ static int place_once(struct app *a, const char *vm_id, const char *hint,
     const char *tmpl = json_str(vm, "template"), *image = json_str(vm, "image");
     r = -ENOENT;
     if (hint)
-        r = place_fit(a, &node, hint, online_since, tcg, vcpus, mem, disk,
+        r = place_fit(a, &node, hint, vm_id, online_since, tcg, vcpus, mem, disk,
                       tmpl, image, json_str(vm, "image_id"));
     if (r == -ENOENT && scan) {
         json_auto_t *found = NULL;
         r = store_query_one(a->store, &found,
                             "SELECT n.id FROM nodes n WHERE " FITS_SQL " AND "
-                            POLICY_SQL " ORDER BY n.created_at, n.id LIMIT 1",
-                            "ibiiisss", online_since, tcg, vcpus, mem, disk,
-                            tmpl, image, json_str(vm, "image_id"));
+                            POLICY_SQL " AND " NETALLOC_PORTS_FIT_SQL("$9")
+                            " ORDER BY n.created_at, n.id LIMIT 1",
+                            "ibiiissss", online_since, tcg, vcpus, mem, disk,
+                            tmpl, image, json_str(vm, "image_id"), vm_id);
         /* The scan ran without the node's lock: check again under it. */
         if (r == 0 && (r = place_fit(a, &node, json_str(found, "id"),
-                                     online_since, tcg, vcpus, mem, disk,
+                                     vm_id, online_since, tcg, vcpus, mem, disk,
                                      tmpl, image,
                                      json_str(vm, "image_id"))) == -ENOENT)
             r = -EAGAIN;
     }
     if (r == -ENOENT) {
-        _cleanup_free_ char *why = place_refusal(a, online_since, tcg, vcpus,
-                                                 mem, disk, tmpl, image,
-                                                 roomy, tcg_only);
+        /* Requested host ports taken or not permitted everywhere. */
+        char *why = netalloc_ports_refusal(a->store, vm_id);
+        if (!why)
+            why = place_refusal(a, online_since, tcg, vcpus, mem, disk, tmpl,
+                                image, roomy, tcg_only);
         store_exec(a->store,
                    "UPDATE vms SET state_reason = $1 WHERE id = $2 AND "
                    "(state_reason IS NULL OR state_reason <> $1)", "ss", why,
                    vm_id);
+        free(why);
         store_tx_commit(a->store);
         return 0;
     }
