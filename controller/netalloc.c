@@ -323,6 +323,9 @@ char *netalloc_ports_refusal(struct store *s, const char *vm_id)
     store_query(s, &nodes, "SELECT id FROM nodes WHERE approved = 1 AND "
                            "removed_at IS NULL ORDER BY created_at, id LIMIT 3",
                 "");
+    /* With no node yet the VM waits, as any VM does. */
+    if (json_array_size(nodes) == 0)
+        return NULL;
     struct buf b = BUF_INIT;
     size_t i;
     json_t *row;
@@ -333,8 +336,6 @@ char *netalloc_ports_refusal(struct store *s, const char *vm_id)
                    json_str(row, "proto"));
     buf_printf(&b, " (each must be free and in the node's range or among "
                    "the ports its provider permits)");
-    if (json_array_size(nodes) == 0)
-        buf_printf(&b, ": there is no approved node");
     json_array_foreach(nodes, i, row) {
         _cleanup_free_ char *offer = netalloc_port_offer(
             s, json_str(row, "id"), json_str(json_array_get(want, 0), "proto"));

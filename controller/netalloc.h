@@ -59,8 +59,8 @@ int64_t netalloc_host_port(struct store *s, const char *node_id,
 char *netalloc_port_offer(struct store *s, const char *node_id,
                           const char *proto);
 /* Why VM `vm_id`'s requested host ports fit no approved node, naming up
- * to three nodes' offers; caller frees. NULL when they fit one (or the VM
- * requested none). */
+ * to three nodes' offers; caller frees. NULL when they fit one, when
+ * there is no approved node yet, or when the VM requested none. */
 char *netalloc_ports_refusal(struct store *s, const char *vm_id);
 /* Replace the well-known ports node_id permits with `ports` (a JSON array
  * of distinct port numbers, checked by the caller) unless they are the
