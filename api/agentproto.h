@@ -30,3 +30,14 @@
 #define VM_SHUTDOWN_TIMEOUT_DEFAULT_S 60
 #define VM_SHUTDOWN_TIMEOUT_MAX_S 3600
 #define VM_SHUTDOWN_REPEAT_S 5
+
+/* Well-known host ports a provider permits beyond its range (80, 443,
+ * 25565, ...): the agent's --permit-ports, sent under this member at
+ * register and in every status post, and enforced by both ends. */
+#define AGENT_PERMIT_PORTS "permit_ports"
+#define AGENT_PERMIT_PORTS_MAX 64
+
+/* The address the controller saw the agent connect from, in the answer
+ * to every status post: the node's public address when it has no
+ * --public-ip. */
+#define AGENT_OBSERVED_IP "observed_ip"

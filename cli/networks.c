@@ -4,7 +4,7 @@
 
 #define NET_TABLE "name,cidr,gateway,vxlan_id,id"
 #define NET_FIELDS "id,name,cidr,gateway,vxlan_id,created_at"
-#define PORT_TABLE "proto,vm_port,host_port,public_ip,id"
+#define PORT_TABLE "proto,vm_port,host_port,public_address,id"
 
 static int net_create(struct cli *c, struct cli_args *a)
 {
@@ -81,6 +81,9 @@ static int port_add(struct cli *c, struct cli_args *a)
         return CLI_FAIL;
     if (c->json)
         cli_print_json(port);
+    else if (json_string_value(json_object_get(port, "public_address")))
+        printf("%lld/%s published at %s\n", (long long)vm, proto,
+               json_string_value(json_object_get(port, "public_address")));
     else
         printf("%lld/%s published on host port %lld\n", (long long)vm, proto,
                (long long)json_integer_value(json_object_get(port, "host_port")));

@@ -6,7 +6,8 @@
 #define NODE_FIELDS                                                            \
     "id,name,state,approved,drained,kvm,arch,cpu_model,vcpus,used_vcpus,memory_mib,"   \
     "used_memory_mib,disk_gib,used_disk_gib,vm_count,mesh_ip,endpoint,"        \
-    "observed_endpoint,last_seen,created_at"
+    "observed_endpoint,public_ip,public_ip_source,port_range,permit_ports,"    \
+    "last_seen,created_at"
 
 /* Lift capacity.{x} to x and used.{x} to used_x for tables. */
 static void node_flatten(json_t *n)

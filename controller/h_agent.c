@@ -10,6 +10,7 @@
 #include "controller/desired.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/netalloc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,6 +63,26 @@ static char *mesh_next(struct app *a)
     return xstrdup(text);
 }
 
+/* A node's permitted well-known ports: distinct integers 1..65535. */
+static bool permit_ports_ok(const json_t *ports)
+{
+    size_t i, k;
+    json_t *p, *q;
+    json_array_foreach(ports, i, p) {
+        if (!json_is_integer(p) || json_integer_value(p) < 1 ||
+            json_integer_value(p) > 65535)
+            return false;
+        json_array_foreach(ports, k, q)
+            if (k < i && json_integer_value(q) == json_integer_value(p))
+                return false;
+    }
+    return true;
+}
+
+#define PERMIT_PORTS_WHY                                                       \
+    "'" AGENT_PERMIT_PORTS "' must be a list of distinct port numbers from 1 " \
+    "to 65535"
+
 /* Where a node says it is reached must be an address others can use:
  * both end up in firewall rules and WireGuard peers on every node, so
  * loopback, link-local, multicast or a free-text host:port would turn
@@ -81,6 +102,11 @@ static bool reach_ok(struct http_request *r, json_t *body)
                            "'endpoint' must be IP:PORT or [IPv6]:PORT with a "
                            "port from 1 to 65535 and an address that is not "
                            "loopback, unspecified, link-local or multicast");
+        return false;
+    }
+    if (!permit_ports_ok(json_object_get(body, AGENT_PERMIT_PORTS))) {
+        http_reply_problem(r, 400, "validation", AGENT_PERMIT_PORTS,
+                           PERMIT_PORTS_WHY);
         return false;
     }
     return true;
@@ -154,6 +180,7 @@ HANDLER(h_agent_register)
         { "public_ip", JF_STRING, false, 7, 45, NULL },
         { "port_min", JF_INT, false, 1, 65535, NULL },
         { "port_max", JF_INT, false, 1, 65535, NULL },
+        { AGENT_PERMIT_PORTS, JF_ARRAY, false, 0, AGENT_PERMIT_PORTS_MAX, NULL },
     };
     static const struct jfield inv_fields[] = { INV_FIELDS(true) };
     if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
@@ -220,6 +247,9 @@ HANDLER(h_agent_register)
                        json_int(b, "wg_port", 51820), json_str(b, "public_ip"),
                        json_int(b, "port_min", 20000),
                        json_int(b, "port_max", 29999), node_id);
+    if (e >= 0)
+        e = netalloc_permit_set(a->store, node_id,
+                                json_object_get(b, AGENT_PERMIT_PORTS));
     /* A node an admin's token admits is approved with what it reports. */
     if (e >= 0)
         e = store_exec(a->store,
@@ -426,6 +456,7 @@ static const struct jfield status_fields[] = {
     { "endpoint", JF_STRING, false, 1, 80, NULL },
     { "public_ip", JF_STRING, false, 7, 45, NULL },
     { "refused", JF_ARRAY, false, 0, 100000, NULL },
+    { AGENT_PERMIT_PORTS, JF_ARRAY, false, 0, AGENT_PERMIT_PORTS_MAX, NULL },
 };
 
 /* Set *err to a copy of field and a formatted detail; -EINVAL. */
@@ -465,6 +496,9 @@ int agent_status_check(const json_t *b, struct jerr *err)
             "'endpoint' must be IP:PORT or [IPv6]:PORT with a port from 1 to "
             "65535 and an address that is not loopback, unspecified, "
             "link-local or multicast"));
+    if (!permit_ports_ok(json_object_get(b, AGENT_PERMIT_PORTS)))
+        return status_refuse(err, AGENT_PERMIT_PORTS,
+                             xstrdup(PERMIT_PORTS_WHY));
     json_t *inv = json_object_get(b, "inventory");
     if (inv && json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
         int e = status_refuse(err, "inventory",
@@ -543,6 +577,9 @@ HANDLER(h_agent_status)
                "public_ip) WHERE id = $5", "issss", now, http_req_peer(r),
                json_str(b, "endpoint"), json_str(b, "public_ip"), node_id);
     capacity_record(a, node_id, inv);
+    if (json_object_get(b, AGENT_PERMIT_PORTS))
+        netalloc_permit_set(a->store, node_id,
+                            json_object_get(b, AGENT_PERMIT_PORTS));
     if (inv && json_object_get(inv, "kvm"))
         store_exec(a->store, "UPDATE nodes SET kvm = $1 WHERE id = $2", "bs",
                    json_bool(inv, "kvm", false), node_id);
@@ -611,5 +648,7 @@ HANDLER(h_agent_status)
     int64_t rev = store_query_int(a->store, 0,
                                   "SELECT revision FROM nodes WHERE id = $1",
                                   "s", node_id);
-    http_reply_json(r, 200, json_pack("{s:I}", "revision", (json_int_t)rev));
+    http_reply_json(r, 200, json_pack("{s:I, s:s}", "revision",
+                                      (json_int_t)rev, AGENT_OBSERVED_IP,
+                                      http_req_peer(r)));
 }

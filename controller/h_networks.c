@@ -232,8 +232,17 @@ static json_t *port_render(json_t *row)
                           (json_int_t)json_int(row, "vm_port", 0));
     json_t *hp = json_object_get(row, "host_port");
     json_object_set(o, "host_port", hp ? hp : json_null());
-    json_t *ip = json_object_get(row, "public_ip");
-    json_object_set(o, "public_ip", ip ? ip : json_null());
+    /* The provider's --public-ip, else where the node connects from. */
+    const char *ip = json_str(row, "public_ip");
+    if (!ip)
+        ip = json_str(row, "observed_ip");
+    json_object_set_new(o, "public_ip", ip ? json_string(ip) : json_null());
+    json_object_set_new(o, "public_address",
+                        ip && json_is_integer(hp) ?
+                            json_sprintf(strchr(ip, ':') ? "[%s]:%lld" :
+                                                           "%s:%lld", ip,
+                                         (long long)json_integer_value(hp)) :
+                            json_null());
     return o;
 }
 
@@ -279,7 +288,8 @@ int port_insert(struct store *s, const char *vm_id, const char *node_id,
 }
 
 #define PORT_SELECT                                                            \
-    "SELECT p.id, p.vm_id, p.proto, p.vm_port, p.host_port, n.public_ip FROM " \
+    "SELECT p.id, p.vm_id, p.proto, p.vm_port, p.host_port, n.public_ip, "    \
+    "n.observed_endpoint AS observed_ip FROM "                                 \
     "ports p LEFT JOIN nodes n ON n.id = p.node_id "
 
 HANDLER(h_port_list)
@@ -325,7 +335,18 @@ HANDLER(h_port_add)
         if (e == -ENOSPC)
             http_reply_problem(r, 409, "insufficient-capacity", "host_port",
                                "no free host port on the VM's node");
-        else
+        else if (e == -EADDRINUSE || e == -EACCES) {
+            json_t *b = http_req_json(r);
+            _cleanup_free_ char *offer = netalloc_port_offer(
+                a->store, json_str(vm, "node_id"), json_str(b, "proto"));
+            http_reply_problem(r, 409, "port-unavailable", "host_port",
+                               "host port %lld/%s is %s: %s",
+                               (long long)json_int(b, "host_port", 0),
+                               json_str(b, "proto"),
+                               e == -EADDRINUSE ? "taken on the VM's node" :
+                                   "neither in the node's range nor permitted "
+                                   "by its provider", offer ? offer : "");
+        } else
             reply_store_error(r, e, "this port");
         return;
     }

@@ -16,7 +16,8 @@
 #define NODE_COLS                                                              \
     "n.id, n.name, n.account_id, n.approved, n.kvm, n.arch, n.cpu_model, "     \
     "n.vcpus, n.memory_mib, n.disk_gib, n.mesh_ip, n.endpoint, "               \
-    "n.observed_endpoint, n.last_seen, n.created_at, n.cap_vcpus, "            \
+    "n.observed_endpoint, n.public_ip, n.port_min, n.port_max, n.last_seen, "  \
+    "n.created_at, n.cap_vcpus, "                                              \
     "n.cap_memory_mib, n.cap_disk_gib, n.reported_vcpus, "                     \
     "n.reported_memory_mib, n.reported_disk_gib, n.capped_s, n.drained, "      \
     "(SELECT COALESCE(SUM(v.vcpus), 0) FROM vms v WHERE v.node_id = n.id AND " \
@@ -43,6 +44,19 @@ json_t *node_render(json_t *row)
         json_t *v = json_object_get(row, copy[i]);
         json_object_set(o, copy[i], v ? v : json_null());
     }
+    /* Where published ports answer: the provider's --public-ip, else the
+     * address the node was last seen connecting from. */
+    const char *pub = json_str(row, "public_ip");
+    const char *seen_from = json_str(row, "observed_endpoint");
+    json_object_set_new(o, "public_ip", pub ? json_string(pub) :
+                        seen_from ? json_string(seen_from) : json_null());
+    json_object_set_new(o, "public_ip_source",
+                        pub ? json_string("configured") :
+                        seen_from ? json_string("observed") : json_null());
+    json_object_set_new(o, "port_range",
+                        json_sprintf("%lld-%lld",
+                                     (long long)json_int(row, "port_min", 0),
+                                     (long long)json_int(row, "port_max", 0)));
     json_object_set_new(o, "approved", json_boolean(json_int(row, "approved", 0)));
     json_object_set_new(o, "kvm", json_boolean(json_int(row, "kvm", 0)));
     json_object_set_new(o, "drained",
@@ -198,6 +212,15 @@ HANDLER(h_node_get)
         return;
     }
     json_t *o = node_render(row);
+    json_auto_t *permit = NULL;
+    json_t *ports = json_array();
+    size_t i;
+    json_t *it;
+    store_query(a->store, &permit, "SELECT port FROM node_permit_ports WHERE "
+                "node_id = $1 ORDER BY port", "s", json_str(row, "id"));
+    json_array_foreach(permit, i, it)
+        json_array_append(ports, json_object_get(it, "port"));
+    json_object_set_new(o, "permit_ports", ports);
     json_t *pol = policy_render(a, json_str(row, "id"));
     if (pol) {
         json_object_del(pol, "node_id");

@@ -558,6 +558,14 @@ HANDLER(h_vm_create)
         store_tx_rollback(a->store);
         return;
     }
+    /* A requested host port is honoured or the create refused, never
+     * quietly replaced by another. */
+    _cleanup_free_ char *no_port = netalloc_ports_refusal(a->store, id);
+    if (no_port) {
+        store_tx_rollback(a->store);
+        http_reply_problem(r, 409, "port-unavailable", "ports", "%s", no_port);
+        return;
+    }
     _cleanup_free_ char *addr_text = json_dumps_compact(addrs);
     store_exec(a->store, "UPDATE vms SET addresses = $1 WHERE id = $2", "ss",
                addr_text, id);

@@ -1,6 +1,7 @@
 /* Network resource allocation for the controller. */
 #include "controller/netalloc.h"
 
+#include "common/buf.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "netfabric/ipam.h"
@@ -289,28 +290,27 @@ char *netalloc_mac(struct store *s)
     }
 }
 
-int64_t netalloc_host_port(struct store *s, const char *node_id,
-                           const char *proto, int64_t want)
+/* The node's range and its taken ports for proto (sorted). */
+static int port_facts(struct store *s, const char *node_id, const char *proto,
+                      json_t **ret_node, json_t **ret_used)
 {
     json_auto_t *node = NULL, *used = NULL;
-    if (store_lock(s, "node", node_id) < 0 ||
-        store_query_one(s, &node, "SELECT port_min, port_max FROM nodes WHERE "
-                                  "id = $1", "s", node_id) < 0 ||
+    if (store_query_one(s, &node, "SELECT name, port_min, port_max FROM nodes "
+                                  "WHERE id = $1", "s", node_id) < 0 ||
         store_query(s, &used, "SELECT host_port FROM ports WHERE node_id = $1 "
                               "AND proto = $2 AND host_port IS NOT NULL "
                               "ORDER BY host_port", "ss", node_id, proto) < 0)
         return -EIO;
-    int64_t lo = json_int(node, "port_min", 20000), hi = json_int(node, "port_max", 29999);
-    size_t n = json_array_size(used);
-    bool want_free = want >= lo && want <= hi;
-    for (size_t i = 0; want_free && i < n; i++)
-        if (json_int(json_array_get(used, i), "host_port", 0) == want)
-            want_free = false;
-    if (want_free)
-        return want;
-    /* Lowest gap in the sorted list. */
+    *ret_node = TAKE_PTR(node);
+    *ret_used = TAKE_PTR(used);
+    return 0;
+}
+
+/* Lowest port of lo..hi not in the sorted `used`, or -ENOSPC. */
+static int64_t port_lowest_free(json_t *used, int64_t lo, int64_t hi)
+{
     int64_t cand = lo;
-    for (size_t i = 0; i < n && cand <= hi; i++) {
+    for (size_t i = 0; i < json_array_size(used) && cand <= hi; i++) {
         int64_t p = json_int(json_array_get(used, i), "host_port", 0);
         if (p < cand)
             continue;
@@ -319,4 +319,121 @@ int64_t netalloc_host_port(struct store *s, const char *node_id,
         cand = p + 1;
     }
     return cand <= hi ? cand : -ENOSPC;
+}
+
+int64_t netalloc_host_port(struct store *s, const char *node_id,
+                           const char *proto, int64_t want)
+{
+    json_auto_t *node = NULL, *used = NULL;
+    if (store_lock(s, "node", node_id) < 0 ||
+        port_facts(s, node_id, proto, &node, &used) < 0)
+        return -EIO;
+    int64_t lo = json_int(node, "port_min", 20000), hi = json_int(node, "port_max", 29999);
+    if (want <= 0)
+        return port_lowest_free(used, lo, hi);
+    for (size_t i = 0; i < json_array_size(used); i++)
+        if (json_int(json_array_get(used, i), "host_port", 0) == want)
+            return -EADDRINUSE;
+    if ((want < lo || want > hi) &&
+        store_query_int(s, 0, "SELECT COUNT(*) FROM node_permit_ports WHERE "
+                              "node_id = $1 AND port = $2", "si", node_id,
+                        want) != 1)
+        return -EACCES;
+    return want;
+}
+
+char *netalloc_port_offer(struct store *s, const char *node_id,
+                          const char *proto)
+{
+    json_auto_t *node = NULL, *used = NULL, *permit = NULL;
+    if (port_facts(s, node_id, proto, &node, &used) < 0 ||
+        store_query(s, &permit, "SELECT port FROM node_permit_ports WHERE "
+                                "node_id = $1 ORDER BY port", "s", node_id) < 0)
+        return NULL;
+    int64_t lo = json_int(node, "port_min", 20000), hi = json_int(node, "port_max", 29999);
+    int64_t free_port = port_lowest_free(used, lo, hi);
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "node '%s' publishes %lld-%lld", json_str(node, "name"),
+               (long long)lo, (long long)hi);
+    if (free_port > 0)
+        buf_printf(&b, " (lowest free %lld/%s)", (long long)free_port, proto);
+    else
+        buf_printf(&b, " (all taken for %s)", proto);
+    size_t i;
+    json_t *row;
+    json_array_foreach(permit, i, row) {
+        int64_t p = json_int(row, "port", 0);
+        bool taken = false;
+        for (size_t k = 0; k < json_array_size(used); k++)
+            if (json_int(json_array_get(used, k), "host_port", 0) == p)
+                taken = true;
+        buf_printf(&b, "%s%lld%s", i == 0 ? " and permits " : ", ",
+                   (long long)p, taken ? " (taken)" : "");
+    }
+    return buf_steal(&b);
+}
+
+char *netalloc_ports_refusal(struct store *s, const char *vm_id)
+{
+    json_auto_t *want = NULL, *nodes = NULL;
+    if (store_query(s, &want, "SELECT proto, want_port FROM ports WHERE "
+                              "vm_id = $1 AND want_port > 0 AND "
+                              "host_port IS NULL ORDER BY proto, want_port",
+                    "s", vm_id) < 0 || json_array_size(want) == 0 ||
+        store_query_int(s, 0, "SELECT COUNT(*) FROM nodes n WHERE n.approved "
+                              "= 1 AND n.removed_at IS NULL AND "
+                              NETALLOC_PORTS_FIT_SQL("$1"), "s", vm_id) > 0)
+        return NULL;
+    store_query(s, &nodes, "SELECT id FROM nodes WHERE approved = 1 AND "
+                           "removed_at IS NULL ORDER BY created_at, id LIMIT 3",
+                "");
+    /* With no node yet the VM waits, as any VM does. */
+    if (json_array_size(nodes) == 0)
+        return NULL;
+    struct buf b = BUF_INIT;
+    size_t i;
+    json_t *row;
+    json_array_foreach(want, i, row)
+        buf_printf(&b, "%s%lld/%s", i == 0 ? "no node can publish host port "
+                                             "" : ", ",
+                   (long long)json_int(row, "want_port", 0),
+                   json_str(row, "proto"));
+    buf_printf(&b, " (each must be free and in the node's range or among "
+                   "the ports its provider permits)");
+    json_array_foreach(nodes, i, row) {
+        _cleanup_free_ char *offer = netalloc_port_offer(
+            s, json_str(row, "id"), json_str(json_array_get(want, 0), "proto"));
+        if (offer)
+            buf_printf(&b, "%s%s", i == 0 ? ": " : "; ", offer);
+    }
+    return buf_steal(&b);
+}
+
+int netalloc_permit_set(struct store *s, const char *node_id,
+                        const json_t *ports)
+{
+    /* Status posts repeat the list: write only when it changed. */
+    json_auto_t *now = NULL;
+    if (store_query(s, &now, "SELECT port FROM node_permit_ports WHERE "
+                             "node_id = $1", "s", node_id) < 0)
+        return -EIO;
+    size_t i, k;
+    json_t *p, *row;
+    bool same = json_array_size(now) == json_array_size(ports);
+    json_array_foreach(now, k, row) {
+        bool found = false;
+        json_array_foreach(ports, i, p)
+            found |= json_integer_value(p) == json_int(row, "port", 0);
+        same &= found;
+    }
+    if (same)
+        return 0;
+    int r = store_exec(s, "DELETE FROM node_permit_ports WHERE node_id = $1",
+                       "s", node_id);
+    json_array_foreach(ports, i, p)
+        if (r >= 0)
+            r = store_exec(s, "INSERT INTO node_permit_ports (node_id, port) "
+                              "VALUES ($1, $2) ON CONFLICT DO NOTHING", "si",
+                           node_id, (int64_t)json_integer_value(p));
+    return r < 0 ? r : 0;
 }

@@ -43,7 +43,34 @@ extern const char netalloc_sql_run_end[];
 int netalloc_release(struct store *s, const char *vm_id);
 /* A random locally administered unicast MAC not yet used; caller frees. */
 char *netalloc_mac(struct store *s);
-/* A free host port for proto on the node: `want` if it is in the node's
- * range and free, else the lowest free one. -ENOSPC when none. */
+/* A host port for proto on the node. A requested port (`want` > 0) is
+ * honoured or refused, never replaced: it must be free and in the node's
+ * range or among the well-known ports its provider permits (-EADDRINUSE,
+ * -EACCES otherwise). Without one, the lowest free port of the range;
+ * -ENOSPC when none. */
 int64_t netalloc_host_port(struct store *s, const char *node_id,
                            const char *proto, int64_t want);
+/* SQL condition on node `n`: every host port that VM `vm` (an SQL
+ * expression, e.g. a placeholder) requested and has not yet got is free
+ * on n and inside n's range or permitted there. For placement filters. */
+#define NETALLOC_PORTS_FIT_SQL(vm)                                             \
+    "NOT EXISTS (SELECT 1 FROM ports q WHERE q.vm_id = " vm " AND "            \
+    "q.want_port > 0 AND q.host_port IS NULL AND (((q.want_port < "    \
+    "n.port_min OR q.want_port > n.port_max) AND NOT EXISTS (SELECT 1 FROM "   \
+    "node_permit_ports pp WHERE pp.node_id = n.id AND pp.port = "              \
+    "q.want_port)) OR EXISTS (SELECT 1 FROM ports u WHERE u.node_id = n.id "   \
+    "AND u.proto = q.proto AND u.host_port = q.want_port)))"
+/* What node `node_id` offers for proto, for a refusal's detail: "node
+ * 'NAME' publishes 20000-29999 (lowest free 20001) and permits 80, 443".
+ * Caller frees; NULL when the node is unknown. */
+char *netalloc_port_offer(struct store *s, const char *node_id,
+                          const char *proto);
+/* Why VM `vm_id`'s requested host ports fit no approved node, naming up
+ * to three nodes' offers; caller frees. NULL when they fit one, when
+ * there is no approved node yet, or when the VM requested none. */
+char *netalloc_ports_refusal(struct store *s, const char *vm_id);
+/* Replace the well-known ports node_id permits with `ports` (a JSON array
+ * of distinct port numbers, checked by the caller) unless they are the
+ * same. 0 or -errno. */
+int netalloc_permit_set(struct store *s, const char *node_id,
+                        const json_t *ports);

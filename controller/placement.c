@@ -11,6 +11,7 @@ const char *const place_filter_names[PF_N] = {
     [PF_KVM] = "kvm",
     [PF_DRAINED] = "drained",
     [PF_POLICY] = "policy",
+    [PF_PORTS] = "ports",
     [PF_REGION] = "region",
     [PF_LABELS] = "labels",
     [PF_REPUTATION] = "reputation",
@@ -63,10 +64,10 @@ static bool labels_ok(const struct place_node *n, const struct place_req *r)
     return true;
 }
 
-static bool avoided(const struct place_node *n, const struct place_req *r)
+static bool listed(const char *id, const char *const *ids, size_t n)
 {
-    for (size_t i = 0; i < r->n_avoid; i++)
-        if (streq(n->id, r->avoid[i]))
+    for (size_t i = 0; i < n; i++)
+        if (streq(id, ids[i]))
             return true;
     return false;
 }
@@ -83,13 +84,15 @@ enum place_filter place_check(const struct place_node *n,
         return PF_DRAINED;
     if (!policy_ok(n, r))
         return PF_POLICY;
+    if (listed(n->id, r->port_blocked, r->n_port_blocked))
+        return PF_PORTS;
     if (r->region && !streq(r->region, n->region ? n->region : ""))
         return PF_REGION;
     if (!labels_ok(n, r))
         return PF_LABELS;
     if (r->min_reputation > 0 && n->reputation < r->min_reputation)
         return PF_REPUTATION;
-    if (avoided(n, r))
+    if (listed(n->id, r->avoid, r->n_avoid))
         return PF_ANTI_AFFINITY;
     int64_t price = place_price_hour(&n->offer, r);
     if (ret_price)

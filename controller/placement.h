@@ -59,6 +59,9 @@ struct place_req {
     double min_reputation;       /* <= 0: none; unknown never passes */
     const char *const *avoid;    /* node ids holding its anti-affinity group */
     size_t n_avoid;
+    const char *const *port_blocked; /* node ids where a requested host port
+                                        is taken or not permitted */
+    size_t n_port_blocked;
 };
 
 /* Hub weights: score = -price * (tokens per hour) + spread * (mean free
@@ -73,6 +76,7 @@ enum place_filter {
     PF_KVM,
     PF_DRAINED,
     PF_POLICY,
+    PF_PORTS,
     PF_REGION,
     PF_LABELS,
     PF_REPUTATION,

@@ -228,6 +228,8 @@ void sched_ask_free(struct sched_ask *q)
 {
     json_decref(q->labels);
     json_decref(q->avoid);
+    json_decref(q->blocked);
+    free(q->bl);
     free(q->lab);
     free(q->av);
     memset(q, 0, sizeof(*q));
@@ -249,6 +251,20 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
         if (json_is_string(v))
             q->lab[q->req.n_labels++] = json_string_value(v);
     q->req.labels = q->lab;
+    if (vm_id) {
+        /* Nodes where a host port the VM asked for is taken or not
+         * permitted. */
+        int e = store_query(a->store, &q->blocked,
+                            "SELECT n.id FROM nodes n WHERE n.approved = 1 AND "
+                            "n.removed_at IS NULL AND NOT ("
+                            NETALLOC_PORTS_FIT_SQL("$1") ")", "s", vm_id);
+        if (e < 0)
+            return e;
+        q->bl = xcalloc(json_array_size(q->blocked) + 1, sizeof(*q->bl));
+        json_array_foreach(q->blocked, i, v)
+            q->bl[q->req.n_port_blocked++] = json_str(v, "id");
+        q->req.port_blocked = q->bl;
+    }
     if (!group)
         return 0;
     /* Nodes already holding a VM of the owner's group. */
@@ -337,8 +353,8 @@ int scheduler_decide(struct app *a, const struct place_req *r,
  * POLICY_SQL), looked up with the node's lock held: with PostgreSQL, other
  * replicas' placements on it are committed (and seen here) or wait until
  * this transaction ends. */
-static int place_fit(struct app *a, const char *id, int64_t online_since,
-                     const struct place_req *r)
+static int place_fit(struct app *a, const char *id, const char *vm_id,
+                     int64_t online_since, const struct place_req *r)
 {
     json_auto_t *node = NULL;
     int e = store_lock(a->store, "node", id);
@@ -346,9 +362,11 @@ static int place_fit(struct app *a, const char *id, int64_t online_since,
         return e;
     return store_query_one(a->store, &node,
                            "SELECT n.id FROM nodes n WHERE n.id = $9 AND "
-                           FITS_SQL " AND " POLICY_SQL, "ibiiissss",
+                           FITS_SQL " AND " POLICY_SQL " AND "
+                           NETALLOC_PORTS_FIT_SQL("$10"), "ibiiisssss",
                            online_since, r->allow_tcg, r->vcpus, r->mem_mib,
-                           r->disk_gib, r->tmpl, r->image, r->image_id, id);
+                           r->disk_gib, r->tmpl, r->image, r->image_id, id,
+                           vm_id);
 }
 
 /* The hourly price of the VM's deal as locked (its prices and shape). */
@@ -378,6 +396,15 @@ static void record_pending(struct app *a, const char *vm_id,
                            const struct place_result *res, size_t candidates)
 {
     _cleanup_free_ char *why = place_refusal_text(res, candidates);
+    /* Requested host ports: say what the nodes offer instead. */
+    _cleanup_free_ char *ports = res->removed[PF_PORTS] > 0
+                                     ? netalloc_ports_refusal(a->store, vm_id)
+                                     : NULL;
+    if (ports) {
+        char *both = xasprintf("%s; %s", ports, why);
+        free(why);
+        why = both;
+    }
     json_auto_t *pj = place_result_json(res, candidates);
     _cleanup_free_ char *text = json_dumps_compact(pj);
     store_exec(a->store,
@@ -424,7 +451,7 @@ static int place_once(struct app *a, const char *vm_id, struct fleet *f,
         return 0;
     }
     const char *node_id = f->nodes[res.chosen].id;
-    if ((r = place_fit(a, node_id, online_since, &q.req)) < 0) {
+    if ((r = place_fit(a, node_id, vm_id, online_since, &q.req)) < 0) {
         store_tx_rollback(a->store);
         return r == -ENOENT ? -EAGAIN : r;
     }

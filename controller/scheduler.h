@@ -9,12 +9,13 @@
  * and anti-affinity nodes point into. */
 struct sched_ask {
     struct place_req req;
-    json_t *labels, *avoid;
-    const char **lab, **av;
+    json_t *labels, *avoid, *blocked;
+    const char **lab, **av, **bl;
 };
-/* Fill q->req's labels (from labels_json, a JSON array of "key=value") and
- * its avoid list (nodes with a live VM of account_id's anti-affinity group,
- * other than vm_id; none when group is NULL). 0 or -errno. */
+/* Fill q->req's labels (from labels_json, a JSON array of "key=value"), its
+ * avoid list (nodes with a live VM of account_id's anti-affinity group,
+ * other than vm_id; none when group is NULL) and the nodes where vm_id's
+ * requested host ports do not fit (none without vm_id). 0 or -errno. */
 int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
                    const char *vm_id, const char *labels_json,
                    const char *group);

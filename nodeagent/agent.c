@@ -365,6 +365,9 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         json_object_set_new(body, "endpoint", json_string(a->cfg->endpoint));
     if (a->cfg->public_ip)
         json_object_set_new(body, "public_ip", json_string(a->cfg->public_ip));
+    json_t *permit = agent_config_permit_json(a->cfg);
+    if (permit)
+        json_object_set_new(body, AGENT_PERMIT_PORTS, permit);
     if (!a->refused_sent && json_array_size(a->refused) > 0)
         json_object_set(body, "refused", a->refused);
     *ret_pending = false;
@@ -546,6 +549,9 @@ static json_t *policy_check(struct agent *a, const json_t *doc,
         .memory_mib = a->inv.memory_mib,
         .disk_gib = a->inv.disk_gib,
     };
+    _cleanup_free_ uint16_t *permit = NULL;
+    if (agent_config_permit_ports(a->cfg, &permit, &h.n_permit) == 0)
+        h.permit_ports = permit;
     int r = policy_host_collect(a->cfg->root, &h);
     if (r < 0)
         log_warn("cannot read the host's ports and routes under '%s': %s; "

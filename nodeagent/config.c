@@ -1,6 +1,7 @@
 /* fog-nodeagent's option table and its few derived values. */
 #include "nodeagent/config.h"
 
+#include "api/agentproto.h"
 #include "nodeagent/inventory.h"
 #include "nodeagent/vmxml.h"
 
@@ -8,6 +9,8 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define F(x) CONFIG_FIELD(struct agent_settings, x)
 const struct config_opt agent_options[] = {
@@ -55,6 +58,10 @@ const struct config_opt agent_options[] = {
       "node.json; the agent refuses ports outside the range)" },
     { "port-max", CONFIG_INT, F(port_max), 1, 65535, "29999",
       "join: highest host port the controller may publish" },
+    { "permit-ports", CONFIG_STRING, F(permit_ports), 0, 0, NULL,
+      "well-known host ports the controller may publish beyond the range, "
+      "PORT[,PORT] (e.g. 80,443,25565,27015; reported to the controller "
+      "and enforced here) [default: none]" },
     { "underlay-mtu", CONFIG_INT, F(underlay_mtu), 576, 65535, "1500",
       "MTU of the network the mesh runs over" },
     { "wireguard-go", CONFIG_STRING, F(wireguard_go), 0, 0, "wireguard-go",
@@ -141,6 +148,10 @@ int agent_config_check(const struct agent_settings *s)
     size_t n_allow;
     if (agent_config_allow_egress(s, &allow, &n_allow) < 0)
         return -EINVAL;
+    _cleanup_free_ uint16_t *permit = NULL;
+    size_t n_permit;
+    if (agent_config_permit_ports(s, &permit, &n_permit) < 0)
+        return -EINVAL;
     if (!s->mesh_ifname || !vmxml_ifname_ok(s->mesh_ifname)) {
         fprintf(stderr, "invalid --mesh-ifname '%s'\n",
                 s->mesh_ifname ? s->mesh_ifname : "");
@@ -175,6 +186,55 @@ int agent_config_inventory(const struct agent_settings *s,
     }
     *ret = inv;
     return 0;
+}
+
+static int cmp_u16(const void *x, const void *y)
+{
+    return (int)*(const uint16_t *)x - (int)*(const uint16_t *)y;
+}
+
+int agent_config_permit_ports(const struct agent_settings *s,
+                              uint16_t **ret_ports, size_t *ret_n)
+{
+    _cleanup_free_ uint16_t *ports = NULL;
+    size_t n = 0;
+    const char *p = s->permit_ports ? s->permit_ports : "";
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        _cleanup_free_ char *word = xstrndup(p, len);
+        int64_t v;
+        if (parse_int64(word, 1, 65535, &v) < 0 ||
+            n >= AGENT_PERMIT_PORTS_MAX) {
+            fprintf(stderr, "invalid --permit-ports '%s' (want at most %d "
+                    "port numbers from 1 to 65535, comma-separated, e.g. "
+                    "80,443,27015)\n", s->permit_ports, AGENT_PERMIT_PORTS_MAX);
+            return -EINVAL;
+        }
+        ports = xrealloc(ports, (n + 1) * sizeof(*ports));
+        ports[n++] = (uint16_t)v;
+        p += len + (p[len] == ',');
+    }
+    if (n > 0)
+        qsort(ports, n, sizeof(*ports), cmp_u16);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || ports[k - 1] != ports[i])
+            ports[k++] = ports[i];
+    *ret_ports = TAKE_PTR(ports);
+    *ret_n = k;
+    return 0;
+}
+
+json_t *agent_config_permit_json(const struct agent_settings *s)
+{
+    _cleanup_free_ uint16_t *ports = NULL;
+    size_t n;
+    if (agent_config_permit_ports(s, &ports, &n) < 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_integer(ports[i]));
+    return arr;
 }
 
 char *agent_config_image_dir(const struct agent_settings *s)

@@ -5,6 +5,9 @@
 #include "common/config.h"
 #include "netfabric/ipam.h"
 
+#include <jansson.h>
+#include <stdint.h>
+
 struct agent_settings {
     char *data_dir;     /* credential, CA, disks, console logs */
     char *libvirt_uri;  /* NULL: as stored at join, else qemu:///system */
@@ -27,6 +30,7 @@ struct agent_settings {
     char *allow_egress; /* private IPv4 CIDRs VMs may reach, comma-separated */
     int64_t port_min;   /* range of host ports the controller may publish */
     int64_t port_max;
+    char *permit_ports; /* well-known host ports permitted beyond the range */
     int64_t underlay_mtu;
     char *wireguard_go; /* program used where the kernel lacks WireGuard */
     int64_t cache_max_gib; /* image cache budget */
@@ -66,6 +70,14 @@ int agent_config_allow_egress(const struct agent_settings *s,
 struct inventory;
 int agent_config_inventory(const struct agent_settings *s,
                            struct inventory *ret);
+
+/* The --permit-ports list, ascending and without duplicates (the caller
+ * frees *ret_ports; NULL when none). 0 or -EINVAL (message printed). */
+int agent_config_permit_ports(const struct agent_settings *s,
+                              uint16_t **ret_ports, size_t *ret_n);
+/* The same list as a JSON array of integers (new reference), NULL when
+ * the option does not parse. */
+json_t *agent_config_permit_json(const struct agent_settings *s);
 /* The image directory in effect; caller frees. */
 char *agent_config_image_dir(const struct agent_settings *s);
 void agent_config_free(struct agent_settings *s);

@@ -3,6 +3,7 @@
  * (node.json, 0600) and mesh private key (wg.key, 0600) in the data dir. */
 #include "nodeagent/agent.h"
 
+#include "api/agentproto.h"
 #include "api/client.h"
 #include "api/jointoken.h"
 #include "common/fs.h"
@@ -120,6 +121,9 @@ int agent_join(const struct agent_settings *s)
         json_object_set_new(body, "endpoint", json_string(s->endpoint));
     if (s->public_ip && *s->public_ip)
         json_object_set_new(body, "public_ip", json_string(s->public_ip));
+    json_t *permit = agent_config_permit_json(s);
+    if (permit)
+        json_object_set_new(body, AGENT_PERMIT_PORTS, permit);
 
     /* The key of the controller that takes the token is pinned too: later
      * connections need it on top of the CA, so a certificate the CA issues

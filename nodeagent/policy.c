@@ -701,9 +701,11 @@ static char *port_check(struct filter *f, const json_t *p)
     if (!int_in(p, "host_port", 1, 65535, &hp) ||
         !int_in(p, "vm_port", 1, 65535, &vp))
         return xstrdup("host_port or vm_port is not in 1..65535");
-    if (hp < h->port_min || hp > h->port_max)
+    if ((hp < h->port_min || hp > h->port_max) &&
+        !has_port(h->permit_ports, h->n_permit, hp))
         return xasprintf("host port %lld is outside this node's range "
-                         "%lld..%lld", (long long)hp, (long long)h->port_min,
+                         "%lld..%lld and not among its permitted ports",
+                         (long long)hp, (long long)h->port_min,
                          (long long)h->port_max);
     if (hp == h->wg_port || hp == f->mesh_port)
         return xasprintf("host port %lld is the mesh's WireGuard port",

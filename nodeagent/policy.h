@@ -32,6 +32,8 @@ struct policy_net {
  * policy_host_clear); `controller` is borrowed. */
 struct policy_host {
     int64_t port_min, port_max;  /* host ports the controller may publish */
+    const uint16_t *permit_ports; /* and these beyond the range (borrowed) */
+    size_t n_permit;
     uint16_t wg_port;            /* our WireGuard listen port (0: none) */
     const char *controller;      /* URL images are fetched from */
     const json_t *applied;       /* the document last accepted, or NULL */

@@ -94,6 +94,7 @@ struct ask {
     struct place_req req;
     const char *lab[2];
     const char *avoid[MAX_NODES];
+    const char *blocked[MAX_NODES];
 };
 
 static void random_req(struct ask *q, size_t nodes)
@@ -124,6 +125,10 @@ static void random_req(struct ask *q, size_t nodes)
         if (below(5) == 0)
             q->avoid[q->req.n_avoid++] = ids[i];
     r->avoid = q->avoid;
+    for (size_t i = 0; i < nodes; i++)
+        if (below(6) == 0)
+            q->blocked[q->req.n_port_blocked++] = ids[i];
+    r->port_blocked = q->blocked;
 }
 
 /* ---- the oracle: every rule spelled out again, independently ---- */
@@ -176,6 +181,8 @@ static bool oracle_pass(const struct place_node *p, const struct place_req *r)
             accepted = true;
     }
     if (!accepted)
+        return false;
+    if (has(r->port_blocked, r->n_port_blocked, p->id))
         return false;
     if (r->region && strcmp(r->region, p->region) != 0)
         return false;

@@ -350,6 +350,29 @@ static void an_honest_document_passes_whole(void **state)
     json_decref(ref);
 }
 
+static void permitted_well_known_ports_pass_beyond_the_range(void **state)
+{
+    static const uint16_t permit[] = { 22, 80, 27015 };
+    json_t *doc = good_doc(), *acc, *ref;
+    add_port(doc, "tcp", 80, VM1, "10.1.0.5");      /* permitted */
+    add_port(doc, "udp", 27015, VM1, "10.1.0.5");   /* permitted, in range */
+    add_port(doc, "tcp", 443, VM1, "10.1.0.5");     /* not permitted */
+    add_port(doc, "tcp", 22, VM1, "10.1.0.5");      /* permitted, sshd */
+    struct policy_host h;
+    host_init(&h);
+    h.permit_ports = permit;
+    h.n_permit = ARRAY_SIZE(permit);
+    assert_int_equal(policy_filter(doc, &h, &acc, &ref), 0);
+    policy_host_clear(&h);
+    json_decref(doc);
+    assert_true(has_port(acc, "tcp", 80));
+    assert_true(has_port(acc, "udp", 27015));
+    expect_substr(reason_of(ref, "port tcp/443"), "not among its permitted");
+    expect_substr(reason_of(ref, "port tcp/22"), "in use on the host");
+    json_decref(acc);
+    json_decref(ref);
+}
+
 static void host_ports_only_in_range_and_not_in_use(void **state)
 {
     json_t *doc = good_doc(), *acc, *ref;
@@ -788,6 +811,7 @@ int main(void)
         cmocka_unit_test(an_honest_document_passes_whole),
         cmocka_unit_test(a_networks_own_bridge_does_not_refuse_it),
         cmocka_unit_test(host_ports_only_in_range_and_not_in_use),
+        cmocka_unit_test(permitted_well_known_ports_pass_beyond_the_range),
         cmocka_unit_test(the_wireguard_port_is_never_published),
         cmocka_unit_test(port_targets_only_the_vms_own_address),
         cmocka_unit_test(unknown_host_facts_refuse_ports_and_networks),
