@@ -393,9 +393,23 @@ static int deal_price_hour(struct app *a, const char *vm_id,
 
 /* Record why the VM waits: the filter counts and a reason naming them. */
 static void record_pending(struct app *a, const char *vm_id,
+                           const struct place_req *r,
                            const struct place_result *res, size_t candidates)
 {
     _cleanup_free_ char *why = place_refusal_text(res, candidates);
+    /* Policies: say which template or image the providers do not run. */
+    if (res->removed[PF_POLICY] > 0) {
+        char *t = r->tmpl
+                      ? xasprintf("%s; no node with room accepts template "
+                                  "'%s' or image '%s' (their providers "
+                                  "restrict what they run)", why, r->tmpl,
+                                  r->image)
+                      : xasprintf("%s; no node with room accepts image '%s' "
+                                  "(their providers restrict what they run)",
+                                  why, r->image);
+        free(why);
+        why = t;
+    }
     /* Requested host ports: say what the nodes offer instead. */
     _cleanup_free_ char *ports = res->removed[PF_PORTS] > 0
                                      ? netalloc_ports_refusal(a->store, vm_id)
@@ -446,7 +460,7 @@ static int place_once(struct app *a, const char *vm_id, struct fleet *f,
     struct place_weights w = weights(a);
     place_decide(&q.req, f->nodes, f->n, &w, &res);
     if (res.chosen < 0) {
-        record_pending(a, vm_id, &res, f->n);
+        record_pending(a, vm_id, &q.req, &res, f->n);
         store_tx_commit(a->store);
         return 0;
     }
