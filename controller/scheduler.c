@@ -397,6 +397,18 @@ static void record_pending(struct app *a, const char *vm_id,
                            const struct place_result *res, size_t candidates)
 {
     _cleanup_free_ char *why = place_refusal_text(res, candidates);
+    /* Room: say what the VM needs. */
+    if (res->removed[PF_CAPACITY] > 0 || res->removed[PF_KVM] > 0) {
+        char *t = xasprintf("%s; no approved, reachable node has %lld vCPUs, "
+                            "%lld MiB and %lld GiB free%s", why,
+                            (long long)r->vcpus, (long long)r->mem_mib,
+                            (long long)r->disk_gib,
+                            res->removed[PF_KVM] > 0
+                                ? " with KVM (the VM does not allow TCG)"
+                                : "");
+        free(why);
+        why = t;
+    }
     /* Policies: say which template or image the providers do not run. */
     if (res->removed[PF_POLICY] > 0) {
         char *t = r->tmpl
