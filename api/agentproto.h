@@ -30,3 +30,6 @@
 #define VM_SHUTDOWN_TIMEOUT_DEFAULT_S 60
 #define VM_SHUTDOWN_TIMEOUT_MAX_S 3600
 #define VM_SHUTDOWN_REPEAT_S 5
+/* How a VM's status reason begins when the node had to force its power
+ * off after the shutdown deadline; the controller records an event. */
+#define AGENT_FORCED_OFF_REASON "forced power-off"
