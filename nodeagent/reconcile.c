@@ -218,6 +218,9 @@ enum reconcile_fence reconcile_fence(const json_t *vm,
     if (!d)
         return RC_FENCE_KEEP;
     int64_t gen = json_int(vm, "place_gen", 0);
+    /* Made before placements had generations: adopted. */
+    if (d->meta.place_gen < 0)
+        return RC_FENCE_KEEP;
     if (gen < d->meta.place_gen)
         return RC_FENCE_HOLD;
     return gen == d->meta.place_gen ? RC_FENCE_KEEP : RC_FENCE_DESTROY;
@@ -496,6 +499,9 @@ static void meta_from(struct vmxml_meta *m, const json_t *vm,
     if (d) {
         *m = d->meta;
         m->name = (char *)json_str(vm, "name");
+        /* An adopted domain takes the placement it was adopted for. */
+        if (m->place_gen < 0)
+            m->place_gen = json_int(vm, "place_gen", 0);
         return;
     }
     *m = (struct vmxml_meta){ .name = (char *)json_str(vm, "name"),

@@ -610,7 +610,9 @@ int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret)
     if (!doc)
         return -EINVAL;
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    struct vmxml_meta m = { 0 };
+    /* A domain an agent made before placements had generations: unknown,
+     * adopted as it is (never fenced for lacking one). */
+    struct vmxml_meta m = { .place_gen = -1 };
     _cleanup_free_ char *id = NULL, *power = NULL, *spec = NULL, *sg = NULL,
                         *pg = NULL;
     int r = -EINVAL;

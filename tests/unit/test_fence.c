@@ -288,6 +288,9 @@ static void the_fence_rule(void **state)
     assert_int_equal(reconcile_fence(vm, &d), RC_FENCE_DESTROY);
     d.meta.place_gen = 3; /* the document is older than the domain */
     assert_int_equal(reconcile_fence(vm, &d), RC_FENCE_HOLD);
+    d.meta.place_gen = -1; /* made before generations existed: adopted */
+    assert_int_equal(reconcile_fence(vm, &d), RC_FENCE_KEEP);
+    d.meta.place_gen = 3;
     /* An unlisted domain is removed, a listed one left to the planner;
      * a document of a node not yet approved removes nothing. */
     struct reconcile_plan p = { NULL, 0 };
