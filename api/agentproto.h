@@ -31,6 +31,10 @@
 #define VM_SHUTDOWN_TIMEOUT_MAX_S 3600
 #define VM_SHUTDOWN_REPEAT_S 5
 
+/* How a VM's status reason begins when the node had to force its power
+ * off after the shutdown deadline; the controller records an event. */
+#define AGENT_FORCED_OFF_REASON "forced power-off"
+
 /* Well-known host ports a provider permits beyond its range (80, 443,
  * 25565, ...): the agent's --permit-ports, sent under this member at
  * register and in every status post, and enforced by both ends. */

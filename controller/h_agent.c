@@ -415,6 +415,18 @@ static char *node_text(const char *s, size_t max)
     return t;
 }
 
+/* An event on the VM's tenant: its node forced the power off after the
+ * shutdown deadline. */
+static void vm_event_forced_off(struct app *a, const char *node_id,
+                                const char *vm_id, const char *reason)
+{
+    json_auto_t *vm = NULL;
+    if (store_query_one(a->store, &vm, "SELECT account_id FROM vms WHERE id "
+                        "= $1", "s", vm_id) == 0)
+        app_event(a, json_str(vm, "account_id"), node_id, "vm.forced-off",
+                  vm_id, 200, reason);
+}
+
 /* Record what node `node_id` says its policy refused of its desired
  * document: one event each, with the node as actor, on the node owner's
  * log. A node decides what it reports, so the list is bounded in count
@@ -595,12 +607,18 @@ HANDLER(h_agent_status)
         }
         json_t *addrs = json_object_get(v, "addresses");
         _cleanup_free_ char *addr_text = addrs ? json_dumps_compact(addrs) : NULL;
-        store_exec(a->store,
-                   "UPDATE vms SET state = $1, state_reason = $2, updated_at "
-                   "= $3, addresses = COALESCE($4, addresses) WHERE id = $5 "
-                   "AND deleted_at IS NULL AND (state <> $1 OR COALESCE(state_reason, '') <> "
-                   "COALESCE($2, '') OR addresses <> COALESCE($4, addresses))",
-                   "ssiss", st, json_str(v, "reason"), now, addr_text, id);
+        int changed = store_exec(
+            a->store,
+            "UPDATE vms SET state = $1, state_reason = $2, updated_at "
+            "= $3, addresses = COALESCE($4, addresses) WHERE id = $5 "
+            "AND deleted_at IS NULL AND (state <> $1 OR "
+            "COALESCE(state_reason, '') <> COALESCE($2, '') OR addresses <> "
+            "COALESCE($4, addresses))",
+            "ssiss", st, json_str(v, "reason"), now, addr_text, id);
+        /* A power-off the node had to force is the tenant's to know. */
+        if (changed > 0 && json_str(v, "reason") &&
+            startswith(json_str(v, "reason"), AGENT_FORCED_OFF_REASON))
+            vm_event_forced_off(a, node_id, id, json_str(v, "reason"));
         /* Shut down (or crashed) from inside: the VM's desire follows, as
          * a powered-off server stays off, unless the tenant has asked to
          * start it again since (a newer start generation). */

@@ -243,7 +243,8 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
         if (gw && !dns_done) {
             /* One default route and one set of resolvers: the first NIC
              * with a gateway. Resolvers: the network's own, else the
-             * hub's, else the node's gateway address on this network. */
+             * hub's, else public ones: no node serves DNS on its gateway
+             * address yet (its firewall drops port 53 there). */
             const json_t *use = json_object_get(nic, "dns");
             if (json_array_size(use) == 0)
                 use = dns;
@@ -256,7 +257,8 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
                 json_array_foreach(use, k, d)
                     buf_printf(&b, "        - %s\n", json_string_value(d));
             } else {
-                buf_printf(&b, "        - %s\n", gw);
+                buf_puts(&b, "        - " CLOUDINIT_DEFAULT_DNS1 "\n"
+                             "        - " CLOUDINIT_DEFAULT_DNS2 "\n");
             }
             dns_done = true;
         }

@@ -8,6 +8,11 @@
 #include <jansson.h>
 #include <sys/types.h>
 
+/* Resolvers of a VM whose network and hub name none (public ones, reached
+ * through the node's egress like any internet address). */
+#define CLOUDINIT_DEFAULT_DNS1 "1.1.1.1"
+#define CLOUDINIT_DEFAULT_DNS2 "9.9.9.9"
+
 #define CLOUDINIT_MAX_USER_DATA (64 * 1024)
 
 struct cloudinit_docs {

@@ -327,8 +327,9 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         const struct virt_dom *d = virt_doms_find(doms, n, id);
         const char *state, *reason;
         _cleanup_free_ char *refusal = vm_refusal(a, id);
-        reconcile_status(vm, d, refusal ? refusal :
-                                          reconcile_vm_error(&a->rc, id),
+        const char *err = reconcile_vm_error(&a->rc, id);
+        reconcile_status(vm, d, refusal ? refusal : err ? err :
+                                reconcile_vm_note(&a->rc, id),
                          &state, &reason);
         /* A VM on a tenant network shares the node's network trouble. */
         if (!reason && a->net_error &&
@@ -903,6 +904,10 @@ int agent_run(const struct agent_settings *s)
             reconcile_annotate(&a.rc, doms, n);
             struct reconcile_plan plan;
             reconcile_plan(accepted, doms, n, a.inv.kvm, now, &plan);
+            /* Domains the controller no longer lists here (deleted, or
+             * placed elsewhere, while this node was away) go, whatever the
+             * policy made of the rest. */
+            reconcile_plan_orphans(doc, doms, n, &plan);
             if (plan.n > 0) {
                 reconcile_execute(&a.rc, &plan, doms, n, rev, now);
                 virt_doms_free(doms, n);

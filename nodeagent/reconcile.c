@@ -4,6 +4,7 @@
  * qemu-img and remembers failures for the status report. */
 #include "nodeagent/reconcile.h"
 
+#include "api/agentproto.h"
 #include "common/buf.h"
 #include "common/fs.h"
 #include "common/ids.h"
@@ -149,6 +150,16 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
         add(p, d ? RC_DELETE : RC_PURGE, id, vm, NULL);
         return;
     }
+    switch (reconcile_fence(vm, d)) {
+    case RC_FENCE_DESTROY:
+        /* The next pass makes this placement's domain afresh. */
+        add(p, RC_DELETE, id, vm, NULL);
+        return;
+    case RC_FENCE_HOLD:
+        return;
+    default:
+        break;
+    }
     if (!d) {
         add(p, RC_CREATE, id, vm, NULL);
         if (want_run)
@@ -189,10 +200,48 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
         if (json_bool(vm, "stop_force", false) ||
             (d->shutdown_deadline_ms > 0 && now_ms >= d->shutdown_deadline_ms))
             add(p, RC_DESTROY, id, vm, NULL);
-        else if (d->shutdown_deadline_ms == 0)
+        else if (d->shutdown_deadline_ms == 0 ||
+                 (d->shutdown_repeat_ms > 0 && now_ms >= d->shutdown_repeat_ms))
+            /* Asked again until the deadline: a guest still booting, or
+             * busy, misses an ACPI request. */
             add(p, RC_SHUTDOWN, id, vm, NULL);
     } else if (d->meta.power_running || gen != d->meta.reboot_gen) {
         add(p, RC_MARK_STOPPED, id, vm, NULL);
+    }
+}
+
+enum reconcile_fence reconcile_fence(const json_t *vm,
+                                     const struct virt_dom *d)
+{
+    if (!vm)
+        return d ? RC_FENCE_DESTROY : RC_FENCE_KEEP;
+    if (!d)
+        return RC_FENCE_KEEP;
+    int64_t gen = json_int(vm, "place_gen", 0);
+    /* Made before placements had generations: adopted. */
+    if (d->meta.place_gen < 0)
+        return RC_FENCE_KEEP;
+    if (gen < d->meta.place_gen)
+        return RC_FENCE_HOLD;
+    return gen == d->meta.place_gen ? RC_FENCE_KEEP : RC_FENCE_DESTROY;
+}
+
+void reconcile_plan_orphans(const json_t *doc, const struct virt_dom *doms,
+                            size_t n_doms, struct reconcile_plan *p)
+{
+    json_t *approved = json_object_get(doc, "approved");
+    json_t *vms = json_object_get(doc, "vms");
+    if (!json_is_array(vms) || (approved && !json_is_true(approved)))
+        return;
+    for (size_t k = 0; k < n_doms; k++) {
+        const json_t *listed = NULL;
+        size_t i;
+        json_t *vm;
+        json_array_foreach(vms, i, vm)
+            if (streq(json_str(vm, "id"), doms[k].meta.vm_id))
+                listed = vm;
+        if (reconcile_fence(listed, &doms[k]) == RC_FENCE_DESTROY && !listed)
+            add(p, RC_DELETE, doms[k].meta.vm_id, NULL, NULL);
     }
 }
 
@@ -288,6 +337,9 @@ struct reconcile_vm_mem {
     char id[37];
     char seed_hash[65];  /* digest of the seed last written, or "" */
     int64_t shutdown_deadline_ms;
+    int64_t shutdown_repeat_ms;
+    int64_t shutdown_timeout_ms; /* of the shutdown under way */
+    char *note;          /* a forced power-off, for the status */
     char *error;
     int64_t error_at_ms;
     int64_t error_rev;
@@ -315,9 +367,19 @@ void reconcile_annotate(struct reconcile_ctx *c, struct virt_dom *doms,
         struct reconcile_vm_mem *m = mem_get(c, doms[i].meta.vm_id, false);
         bool up = doms[i].state == VIRT_RUNNING || doms[i].state == VIRT_PAUSED;
         if (m && !up)
-            m->shutdown_deadline_ms = 0;
+            m->shutdown_deadline_ms = m->shutdown_repeat_ms = 0;
         doms[i].shutdown_deadline_ms = m ? m->shutdown_deadline_ms : 0;
+        doms[i].shutdown_repeat_ms = m ? m->shutdown_repeat_ms : 0;
     }
+}
+
+const char *reconcile_vm_note(const struct reconcile_ctx *c,
+                              const char *vm_id)
+{
+    for (size_t i = 0; i < c->n_mem; i++)
+        if (streq(c->mem[i].id, vm_id))
+            return c->mem[i].note;
+    return NULL;
 }
 
 const char *reconcile_vm_error(const struct reconcile_ctx *c,
@@ -333,9 +395,11 @@ int64_t reconcile_next_deadline(const struct reconcile_ctx *c)
 {
     int64_t next = 0;
     for (size_t i = 0; i < c->n_mem; i++) {
-        int64_t d = c->mem[i].shutdown_deadline_ms;
-        if (d > 0 && (next == 0 || d < next))
-            next = d;
+        int64_t at[] = { c->mem[i].shutdown_deadline_ms,
+                         c->mem[i].shutdown_repeat_ms };
+        for (size_t k = 0; k < ARRAY_SIZE(at); k++)
+            if (at[k] > 0 && (next == 0 || at[k] < next))
+                next = at[k];
     }
     return next;
 }
@@ -353,16 +417,20 @@ void reconcile_forget(struct reconcile_ctx *c, const json_t *desired)
                 keep = true;
         if (keep)
             c->mem[k++] = c->mem[i];
-        else
+        else {
             free(c->mem[i].error);
+            free(c->mem[i].note);
+        }
     }
     c->n_mem = k;
 }
 
 void reconcile_ctx_free(struct reconcile_ctx *c)
 {
-    for (size_t i = 0; i < c->n_mem; i++)
+    for (size_t i = 0; i < c->n_mem; i++) {
         free(c->mem[i].error);
+        free(c->mem[i].note);
+    }
     free(c->mem);
     c->mem = NULL;
     c->n_mem = 0;
@@ -431,12 +499,16 @@ static void meta_from(struct vmxml_meta *m, const json_t *vm,
     if (d) {
         *m = d->meta;
         m->name = (char *)json_str(vm, "name");
+        /* An adopted domain takes the placement it was adopted for. */
+        if (m->place_gen < 0)
+            m->place_gen = json_int(vm, "place_gen", 0);
         return;
     }
     *m = (struct vmxml_meta){ .name = (char *)json_str(vm, "name"),
                               .power_running = false,
                               .reboot_gen = json_int(vm, "reboot_gen", 0),
                               .start_gen = json_int(vm, "start_gen", 0),
+                              .place_gen = json_int(vm, "place_gen", 0),
                               .disk_gib = json_int(vm, "disk_gib", 1) };
     snprintf(m->vm_id, sizeof(m->vm_id), "%s", json_str(vm, "id"));
 }
@@ -640,6 +712,10 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         if (set_meta(c, a, d, true, gen, sgen, meta_disk(a, d)) < 0)
             log_warn("vm %s: cannot record its power state: %s", a->vm_id,
                      virt_error());
+        if ((m = mem_get(c, a->vm_id, false))) {
+            free(m->note);
+            m->note = NULL;
+        }
         log_info("vm %s: started", a->vm_id);
         return 0;
     case RC_RESUME:
@@ -674,8 +750,18 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
             return r;
         }
         m = mem_get(c, a->vm_id, true);
-        m->shutdown_deadline_ms = now_ms + c->shutdown_timeout_ms;
-        log_info("vm %s: shutting down", a->vm_id);
+        if (m->shutdown_deadline_ms == 0) {
+            int64_t s = json_int(vm, "shutdown_timeout_s", 0);
+            m->shutdown_deadline_ms =
+                now_ms + (s > 0 ? s * 1000 : c->shutdown_timeout_ms);
+            m->shutdown_timeout_ms = m->shutdown_deadline_ms - now_ms;
+            log_info("vm %s: shutting down", a->vm_id);
+        } else {
+            log_debug("vm %s: shutdown asked again", a->vm_id);
+        }
+        m->shutdown_repeat_ms = now_ms + VM_SHUTDOWN_REPEAT_S * 1000;
+        if (m->shutdown_repeat_ms >= m->shutdown_deadline_ms)
+            m->shutdown_repeat_ms = 0;
         return 0;
     case RC_DESTROY:
         if ((r = set_meta(c, a, d, false, gen, sgen, meta_disk(a, d))) < 0) {
@@ -686,9 +772,17 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
             vfail(c, a, "destroy", rev, now_ms);
             return r;
         }
-        if ((m = mem_get(c, a->vm_id, false)))
-            m->shutdown_deadline_ms = 0;
-        log_info("vm %s: destroyed", a->vm_id);
+        m = mem_get(c, a->vm_id, true);
+        if (m->shutdown_deadline_ms > 0 && !json_bool(vm, "stop_force", false)) {
+            free(m->note);
+            m->note = xasprintf(AGENT_FORCED_OFF_REASON ": the guest did not "
+                                "shut down within %" PRId64 " s",
+                                m->shutdown_timeout_ms / 1000);
+            log_warn("vm %s: %s", a->vm_id, m->note);
+        } else {
+            log_info("vm %s: destroyed", a->vm_id);
+        }
+        m->shutdown_deadline_ms = m->shutdown_repeat_ms = 0;
         return 0;
     case RC_MARK_STOPPED:
         if ((r = set_meta(c, a, d, false, gen, sgen, meta_disk(a, d))) < 0)

@@ -76,6 +76,32 @@ void reconcile_status(const json_t *vm, const struct virt_dom *dom,
  * state follows. Pure. */
 bool reconcile_down_by_itself(const json_t *vm, const struct virt_dom *dom);
 
+/* Fencing: what to do with VM `vm`'s domain `dom` (either may be NULL)
+ * given the placement generations. Each placement of a VM on a node has a
+ * generation (the entry's "place_gen"; the domain keeps the one it was made
+ * for in its metadata). A domain the document does not list, or lists for
+ * a later placement, belongs to an earlier placement: it is destroyed and
+ * its files removed (RC_FENCE_DESTROY), never started. A document that
+ * lists an earlier placement than the domain was made for is older than
+ * what this node has seen: nothing is created, started or removed
+ * (RC_FENCE_HOLD). Otherwise the domain is this placement's
+ * (RC_FENCE_KEEP). Pure. */
+enum reconcile_fence {
+    RC_FENCE_KEEP,
+    RC_FENCE_DESTROY,
+    RC_FENCE_HOLD,
+    RC_FENCE_MAX
+};
+enum reconcile_fence reconcile_fence(const json_t *vm,
+                                     const struct virt_dom *dom);
+
+/* Append to *p an RC_DELETE for every domain in `doms` that desired
+ * document `doc` (as the controller sent it, before the node's policy
+ * filtered it) does not list: a VM deleted, or placed elsewhere, while
+ * this node was away. Nothing for a document of a node not yet approved. */
+void reconcile_plan_orphans(const json_t *doc, const struct virt_dom *doms,
+                            size_t n_doms, struct reconcile_plan *p);
+
 /* ---- executor ---- */
 
 struct reconcile_vm_mem;
@@ -111,6 +137,10 @@ void reconcile_annotate(struct reconcile_ctx *c, struct virt_dom *doms,
 int reconcile_execute(struct reconcile_ctx *c, const struct reconcile_plan *p,
                       const struct virt_dom *doms, size_t n_doms, int64_t rev,
                       int64_t now_ms);
+/* What the node last had to do against a VM's wish, for its status (a
+ * forced power-off), or NULL (borrowed until the next execute). */
+const char *reconcile_vm_note(const struct reconcile_ctx *c,
+                              const char *vm_id);
 /* The last error of a VM, or NULL (borrowed until the next execute). */
 const char *reconcile_vm_error(const struct reconcile_ctx *c,
                                const char *vm_id);

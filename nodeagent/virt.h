@@ -22,6 +22,7 @@ struct virt_dom {
     int64_t memory_mib;
     bool autostart;
     int64_t shutdown_deadline_ms; /* filled by the caller: 0 = none */
+    int64_t shutdown_repeat_ms;   /* when to ask again (caller; 0 = none) */
 };
 
 struct virt;

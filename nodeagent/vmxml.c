@@ -153,7 +153,7 @@ static bool meta_ok(const struct vmxml_meta *m)
 {
     return m && uuid_is_valid(m->vm_id) && m->name && vmxml_text_ok(m->name) &&
            strlen(m->name) <= 1024 && m->reboot_gen >= 0 &&
-           m->start_gen >= 0 && m->disk_gib >= 0 &&
+           m->start_gen >= 0 && m->place_gen >= 0 && m->disk_gib >= 0 &&
            (m->spec[0] == '\0' || is_hex(m->spec, 64));
 }
 
@@ -171,6 +171,7 @@ static void write_meta(struct xw *x, const struct vmxml_meta *m, bool ns)
     x_attr(x, "power", m->power_running ? "running" : "stopped");
     x_attr_int(x, "reboot-gen", m->reboot_gen);
     x_attr_int(x, "start-gen", m->start_gen);
+    x_attr_int(x, "place-gen", m->place_gen);
     x_attr_int(x, "disk-gib", m->disk_gib);
     x_attr(x, "spec", m->spec);
     x_end(x);
@@ -609,13 +610,17 @@ int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret)
     if (!doc)
         return -EINVAL;
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    struct vmxml_meta m = { 0 };
-    _cleanup_free_ char *id = NULL, *power = NULL, *spec = NULL, *sg = NULL;
+    /* A domain an agent made before placements had generations: unknown,
+     * adopted as it is (never fenced for lacking one). */
+    struct vmxml_meta m = { .place_gen = -1 };
+    _cleanup_free_ char *id = NULL, *power = NULL, *spec = NULL, *sg = NULL,
+                        *pg = NULL;
     int r = -EINVAL;
     if (!root || !xmlStrEqual(root->name, BAD_CAST "vm"))
         goto out;
     id = attr_dup(root, "id");
     sg = attr_dup(root, "start-gen");
+    pg = attr_dup(root, "place-gen");
     power = attr_dup(root, "power");
     spec = attr_dup(root, "spec");
     m.name = attr_dup(root, "name");
@@ -624,6 +629,7 @@ int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret)
         !attr_int(root, "reboot-gen", &m.reboot_gen) ||
         !attr_int(root, "disk-gib", &m.disk_gib) ||
         (sg && !attr_int(root, "start-gen", &m.start_gen)) ||
+        (pg && !attr_int(root, "place-gen", &m.place_gen)) ||
         (spec && *spec && !(strlen(spec) == 64 && is_hex(spec, 64)))) {
         free(m.name);
         goto out;

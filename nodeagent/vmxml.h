@@ -17,6 +17,7 @@ struct vmxml_meta {
     bool power_running;  /* power state the agent last drove it to */
     int64_t reboot_gen;  /* last reboot generation carried out */
     int64_t start_gen;   /* start generation last acted on (absent: 0) */
+    int64_t place_gen;   /* placement the domain was made for (absent: -1) */
     int64_t disk_gib;    /* size the disk was last grown to */
     char spec[65];       /* hash of the spec the definition came from */
 };

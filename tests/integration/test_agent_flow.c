@@ -558,6 +558,7 @@ static char *node_xml_with(bool shut_off)
     struct vmxml_meta meta = { .name = "web", .power_running = true,
                                .reboot_gen = json_int(vm, "reboot_gen", 0),
                                .start_gen = json_int(want, "start_gen", -1),
+                               .place_gen = json_int(want, "place_gen", 0),
                                .disk_gib = 3 };
     snprintf(meta.vm_id, sizeof(meta.vm_id), "%s", vm_id);
     /* Its spec hash is left empty: the agent may only redefine it. */

@@ -240,6 +240,27 @@ static void stop_is_acpi_then_destroy_after_the_deadline(void **state)
     assert_string_equal(p6, "");
 }
 
+/* A shutdown is asked again while the guest ignores it, until the deadline
+ * forces the power off. */
+static void shutdown_is_repeated_until_the_deadline(void **state)
+{
+    (void)state;
+    json_auto_t *doc = doc1(vm(ID1, "stopped"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_RUNNING, false);
+    d.shutdown_deadline_ms = 60000;
+    d.shutdown_repeat_ms = 5000;
+    _cleanup_free_ char *p1 = plan_str(doc, &d, 1, 4999);
+    assert_string_equal(p1, "");
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 5000);
+    assert_string_equal(p2, "shutdown");
+    d.shutdown_repeat_ms = 0; /* the last repeat was before the deadline */
+    _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 59999);
+    assert_string_equal(p3, "");
+    _cleanup_free_ char *p4 = plan_str(doc, &d, 1, 60000);
+    assert_string_equal(p4, "destroy");
+}
+
 static void resize_grows_disk_and_redefines(void **state)
 {
     json_auto_t *doc = doc1(vm(ID1, "stopped"));
@@ -404,6 +425,7 @@ int main(void)
         cmocka_unit_test(start_after_a_stop_the_agent_made),
         cmocka_unit_test(reboot_generation_drives_a_reboot),
         cmocka_unit_test(stop_is_acpi_then_destroy_after_the_deadline),
+        cmocka_unit_test(shutdown_is_repeated_until_the_deadline),
         cmocka_unit_test(resize_grows_disk_and_redefines),
         cmocka_unit_test(delete_undefines_then_only_purges),
         cmocka_unit_test(unusable_entries_are_rejected_not_acted_on),

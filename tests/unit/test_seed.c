@@ -281,18 +281,18 @@ static void user_data_limits_and_bad_keys_are_refused(void **state)
     free(why);
 }
 
-static void resolvers_are_the_networks_then_the_hubs_then_the_gateway(void **state)
+static void resolvers_are_the_networks_then_the_hubs_then_public_ones(void **state)
 {
     json_auto_t *vm = vm_fixture();
     struct cloudinit_docs d;
     char *why = NULL;
     static const char head[] = "        via: 10.1.0.1\n    nameservers:\n"
                                "      addresses:\n";
-    /* nothing set: the node's gateway address on the tenant network */
+    /* nothing set: public resolvers (the node serves no DNS yet) */
     assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
-    _cleanup_free_ char *gw = xasprintf("%s        - 10.1.0.1\n", head);
+    _cleanup_free_ char *gw = xasprintf("%s        - 1.1.1.1\n"
+                                        "        - 9.9.9.9\n", head);
     assert_non_null(strstr(d.network_config, gw));
-    assert_null(strstr(d.network_config, "1.1.1.1"));
     cloudinit_docs_clear(&d);
     /* the hub's setting */
     json_object_set_new(vm, "dns", json_pack("[s, s]", "192.0.2.53", "192.0.2.54"));
@@ -514,7 +514,7 @@ int main(void)
         cmocka_unit_test(user_data_is_the_tenants_byte_for_byte),
         cmocka_unit_test(user_data_limits_and_bad_keys_are_refused),
         cmocka_unit_test(network_config_v2_has_static_addresses),
-        cmocka_unit_test(resolvers_are_the_networks_then_the_hubs_then_the_gateway),
+        cmocka_unit_test(resolvers_are_the_networks_then_the_hubs_then_public_ones),
         cmocka_unit_test(documents_load_as_yaml),
         cmocka_unit_test(seed_is_read_by_xorriso_and_blkid),
     };
