@@ -84,8 +84,9 @@ for f in user-data meta-data network-config; do
     xorriso -osirrox on -indev "$seed" -extract "/$f" "$work/seed-out/$f" >/dev/null 2>&1 ||
         e2e_fail "the seed has no $f"
 done
-grep -qF "${pubkey% *}" "$work/seed-out/user-data" || e2e_fail "the account's SSH key is not in the seed's user-data"
-grep -q 'catalog page from user-data' "$work/seed-out/user-data" || e2e_fail "the tenant's cloud-config is not in the seed"
+grep -qF "${pubkey% *}" "$work/seed-out/meta-data" || e2e_fail "the account's SSH key is not in the seed's meta-data"
+grep -q '^public-keys:' "$work/seed-out/meta-data" || e2e_fail "meta-data has no public-keys"
+cmp -s "$work/ud-web" "$work/seed-out/user-data" || e2e_fail "the seed's user-data is not the tenant's byte for byte"
 grep -qE '^local-hostname: *["'\'']?web["'\'']?$' "$work/seed-out/meta-data" || e2e_fail "meta-data does not name the host web"
 grep -qF "$ip" "$work/seed-out/network-config" || e2e_fail "network-config does not carry the address $ip"
 # The node keeps the base by digest; the VM's disk is an overlay on it.
