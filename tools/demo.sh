@@ -132,7 +132,7 @@ sleep 3
 ctl balance
 
 say "the tenant deletes the VM"
-ctl undefine web --wait --timeout 60 || e2e_fail "undefine failed"
+ctl delete web --wait --timeout 60 || e2e_fail "delete failed"
 for _ in $(seq 50); do
     ip netns exec "$node_ns" nft list ruleset 2>/dev/null | grep -qw 8080 || break
     sleep 0.2
