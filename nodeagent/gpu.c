@@ -75,22 +75,6 @@ char *gpu_model_of(const char *device_name, uint16_t vendor, uint16_t device)
 
 /* ---- sysfs reading ------------------------------------------------------ */
 
-bool gpu_addr_ok(const char *s)
-{
-    static const char pat[] = "hhhh:hh:hh.h";
-    if (!s || strlen(s) != GPU_ADDR_LEN)
-        return false;
-    for (size_t i = 0; i < GPU_ADDR_LEN; i++) {
-        if (pat[i] == 'h') {
-            if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
-                return false;
-        } else if (s[i] != pat[i]) {
-            return false;
-        }
-    }
-    return s[11] <= '7';
-}
-
 /* Contents of ROOT/sys/bus/pci/devices/ADDR/ATTR without trailing space,
  * or NULL. */
 static char *dev_attr(const char *root, const char *addr, const char *attr)
@@ -218,7 +202,7 @@ static void gpu_fill_group(const char *root, struct gpu *g, bool iommu)
     g->iommu_group = (int)n;
     _cleanup_free_ char *rel = xasprintf(IOMMU_GROUPS "/%lld/devices",
                                          (long long)n);
-    if (list_dir(root, rel, gpu_addr_ok, &g->group, &g->n_group) < 0) {
+    if (list_dir(root, rel, vmxml_pci_addr_ok, &g->group, &g->n_group) < 0) {
         g->reason = xasprintf("cannot read IOMMU group %lld", (long long)n);
         return;
     }
@@ -301,7 +285,7 @@ int gpu_inventory_collect(const char *root, struct gpu_inventory *ret)
     struct gpu_inventory inv = { 0 };
     char **all = NULL, **groups = NULL;
     size_t n_all = 0, n_groups = 0;
-    int r = list_dir(root, PCI_DEVICES, gpu_addr_ok, &all, &n_all);
+    int r = list_dir(root, PCI_DEVICES, vmxml_pci_addr_ok, &all, &n_all);
     if (r == -ENOENT) {
         *ret = inv;
         return 0;

@@ -56,8 +56,6 @@ void gpu_inventory_clear(struct gpu_inventory *inv);
 const struct gpu *gpu_inventory_find(const struct gpu_inventory *inv,
                                      const char *addr);
 
-/* True for a canonical PCI address "dddd:bb:ss.f" (lower-case hex). */
-bool gpu_addr_ok(const char *s);
 /* Names for vendor (and device, when ret_device is not NULL) from pci.ids
  * through libpci; "" when unknown. Caller frees both. */
 void gpu_pci_names(uint16_t vendor, uint16_t device, char **ret_vendor,

@@ -317,12 +317,12 @@ bool vmxml_cpuset_ok(const char *s)
     return s[0] != ',' && s[0] != '-';
 }
 
-static bool pci_addr_ok(const char *s)
+bool vmxml_pci_addr_ok(const char *s)
 {
     static const char pat[] = "hhhh:hh:hh.h";
-    if (!s || strlen(s) != 12)
+    if (!s || strlen(s) != sizeof(pat) - 1)
         return false;
-    for (size_t i = 0; i < 12; i++)
+    for (size_t i = 0; i < sizeof(pat) - 1; i++)
         if (pat[i] == 'h' ? !((s[i] >= '0' && s[i] <= '9') ||
                               (s[i] >= 'a' && s[i] <= 'f'))
                           : s[i] != pat[i])
@@ -341,7 +341,7 @@ static bool gpus_ok(const struct vmxml_spec *s)
             (g->rom_file && !path_ok(g->rom_file)))
             return false;
         for (size_t k = 0; k < g->n_functions; k++)
-            if (!pci_addr_ok(g->functions[k]))
+            if (!vmxml_pci_addr_ok(g->functions[k]))
                 return false;
     }
     return true;

@@ -100,6 +100,9 @@ int vmxml_hostdevs_parse(const char *xml, char ***ret);
 void vmxml_strv_free(char **v);
 /* True for a CPU list like "0-7,16-23" (digits, ranges, commas). */
 bool vmxml_cpuset_ok(const char *s);
+/* True for a canonical PCI address "dddd:bb:ss.f" (lower-case hex, function
+ * 0-7): safe in a sysfs path and in a hostdev. */
+bool vmxml_pci_addr_ok(const char *s);
 /* Only the metadata element, without namespace, as virDomainSetMetadata()
  * takes it. */
 int vmxml_meta_build(const struct vmxml_meta *m, char **ret_xml);

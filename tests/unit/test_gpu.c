@@ -172,11 +172,11 @@ static void host_without_pci_sysfs_has_no_gpus(void **state)
 
 static void addresses_and_models_are_checked(void **state)
 {
-    assert_true(gpu_addr_ok("0000:01:00.0"));
-    assert_false(gpu_addr_ok("0000:01:00.8"));
-    assert_false(gpu_addr_ok("0000:0A:00.0"));
-    assert_false(gpu_addr_ok("0000:01:00.0/../x"));
-    assert_false(gpu_addr_ok("../0:01:00.0"));
+    assert_true(vmxml_pci_addr_ok("0000:01:00.0"));
+    assert_false(vmxml_pci_addr_ok("0000:01:00.8"));
+    assert_false(vmxml_pci_addr_ok("0000:0A:00.0"));
+    assert_false(vmxml_pci_addr_ok("0000:01:00.0/../x"));
+    assert_false(vmxml_pci_addr_ok("../0:01:00.0"));
     _cleanup_free_ char *m = gpu_model_of("", 0x1234, 0xabcd);
     assert_string_equal(m, "1234:abcd");
     _cleanup_free_ char *h = gpu_model_of("GH100[H100 SXM5 80GB]", 0x10de, 1);
