@@ -67,9 +67,10 @@ static const struct config_opt options[] = {
     { "import-allow", CONFIG_STRING, F(import_allow), 0, 0, NULL,
       "CIDR,... that image imports by URL may reach although loopback, "
       "private, link-local or otherwise internal (default: none)" },
-    { "templates-dir", CONFIG_STRING, F(templates_dir), 0, 0,
-      "/usr/local/share/fogfabric/templates",
-      "directory of application templates (*.json)" },
+    { "templates-dir", CONFIG_STRING, F(templates_dir), 0, 0, NULL,
+      "directory of application templates (*.json); default: the "
+      "program's PREFIX/share/fogfabric/templates, a checkout's "
+      "images/templates, /usr/share or /usr/local/share/fogfabric/templates" },
     { "accrual-interval", CONFIG_INT, F(accrual_s), 1, 86400, "60",
       "seconds between billing accrual runs" },
     { "fee-bps", CONFIG_INT, F(fee_bps), 0, 10000, "500",
@@ -274,6 +275,12 @@ static int cmd_serve(struct app *a)
         fprintf(stderr, "fog-controller: --plain-http is only allowed on a "
                         "loopback address, not '%s'\n", cfg->listen);
         return 2;
+    }
+    if (!cfg->templates_dir) {
+        _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL);
+        cfg->templates_dir = catalog_templates_find(exe);
+        log_info("templates from %s", cfg->templates_dir ? cfg->templates_dir
+                                                          : "nowhere (none found)");
     }
     _cleanup_(addrpolicy_freep) struct addrpolicy *policy = NULL;
     _cleanup_free_ char *why = NULL;
