@@ -3,6 +3,7 @@
  * their metadata); the executor performs the actions with libvirt and
  * qemu-img and remembers failures for the status report. */
 #include "nodeagent/reconcile.h"
+#include "common/netcheck.h"
 
 #include "api/agentproto.h"
 #include "common/buf.h"
@@ -103,8 +104,8 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason)
     json_t *nic;
     json_array_foreach(json_object_get(vm, "nics"), i, nic) {
         int64_t mtu = json_int(nic, "mtu", 0);
-        if (!vmxml_mac_ok(json_str(nic, "mac")) ||
-            !vmxml_ifname_ok(json_str(nic, "bridge")) || mtu < 0 ||
+        if (!net_mac_ok(json_str(nic, "mac")) ||
+            !net_ifname_ok(json_str(nic, "bridge")) || mtu < 0 ||
             (mtu > 0 && (mtu < 68 || mtu > 65535))) {
             *ret_reason = xasprintf("desired state unusable: nics[%zu] has a "
                                     "bad mac, bridge or mtu", i);
