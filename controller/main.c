@@ -12,6 +12,7 @@
 #include "controller/backup.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/migrate.h"
 #include "controller/netalloc.h"
 #include "controller/pki.h"
 #include "controller/scheduler.h"
@@ -139,6 +140,8 @@ static void usage(FILE *out)
             "       fog-controller backup --to FILE [--data-dir DIR]\n"
             "       fog-controller restore --from FILE [--data-dir DIR] "
             "(controller stopped)\n"
+            "       fog-controller migrate-store [--from FOG.DB] --to "
+            "postgresql://... [--data-dir DIR]\n"
             "       fog-controller version\n\noptions (also as "
             "'name = value' lines in a file given with --config FILE):\n");
     config_print_help(options, ARRAY_SIZE(options), out);
@@ -241,6 +244,40 @@ static int cmd_backup(struct app_settings *cfg, char **args, int nargs,
         return 1;
     printf("%s %s\n", restore ? "restored into" : "backed up to",
            restore ? db : args[1]);
+    return 0;
+}
+
+/* migrate-store [--from FILE] --to postgresql://...: the sqlite store
+ * (default DATA-DIR/fog.db; it may be serving) copied into an empty
+ * PostgreSQL database, checked, then reported. */
+static int cmd_migrate(struct app_settings *cfg, char **args, int nargs)
+{
+    const char *from = NULL, *to = NULL;
+    for (int i = 0; i < nargs; i++) {
+        const char **slot = streq(args[i], "from") ? &from
+                            : streq(args[i], "to") ? &to : NULL;
+        if (!slot || *slot || i + 1 >= nargs || !*args[i + 1]) {
+            fprintf(stderr, "fog-controller: migrate-store: unexpected "
+                            "argument '%s'\n", args[i]);
+            return 2;
+        }
+        *slot = args[++i];
+    }
+    if (!to) {
+        fprintf(stderr, "fog-controller: migrate-store needs --to "
+                        "postgresql://...\n");
+        return 2;
+    }
+    _cleanup_free_ char *db = from ? xstrdup(from)
+                                   : xasprintf("%s/fog.db", cfg->data_dir);
+    struct migrate_report rep;
+    if (migrate_store(db, to, &rep) < 0)
+        return 1;
+    printf("migrated %s: %u tables, %lld rows; ledger: %u accounts, "
+           "entries sum to %lld\n", db, rep.tables, (long long)rep.rows,
+           rep.accounts, (long long)rep.ledger_total);
+    printf("serve with: fog-controller serve --database <the same address> "
+           "--data-dir %s\n", cfg->data_dir);
     return 0;
 }
 
@@ -455,6 +492,8 @@ int main(int argc, char **argv)
         rc = cmd_init(&a.cfg, args, nargs);
     } else if (streq(argv[1], "backup") || streq(argv[1], "restore")) {
         rc = cmd_backup(&a.cfg, args, nargs, streq(argv[1], "restore"));
+    } else if (streq(argv[1], "migrate-store")) {
+        rc = cmd_migrate(&a.cfg, args, nargs);
     } else if (streq(argv[1], "serve")) {
         if (nargs > 0) {
             fprintf(stderr, "fog-controller: unexpected argument '%s'\n", args[0]);

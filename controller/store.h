@@ -76,6 +76,12 @@ bool store_in_tx(struct store *s);
  * stayed locked, -EAGAIN when the transaction lost a conflict
  * (serialization failure, deadlock), -EIO on other errors. */
 int store_exec(struct store *s, const char *sql, const char *types, ...);
+/* store_exec with the arguments as an array (struct store_arg, see
+ * store_backend.h), for statements whose argument count is known only at
+ * run time (bulk copies). Same returns as store_exec. */
+struct store_arg;
+int store_execa(struct store *s, const char *sql, const struct store_arg *args,
+                size_t n);
 /* Inside a transaction: wait for, then hold until it ends, the lock named
  * (kind, id) (id may be NULL), so that read-then-write allocations of other
  * replicas' transactions naming it go one after the other; statements after

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -591,6 +592,61 @@ json_t *tu_find(json_t *arr, const char *field, const char *value)
         if (streq(json_str(it, field), value))
             return it;
     return NULL;
+}
+
+json_t *tu_list(const struct tu_ctl *ctl, const char *key, const char *path)
+{
+    long code;
+    json_t *j = tu_api(ctl, key, "GET", path, NULL, &code);
+    json_t *items = json_is_array(j) ? j : json_object_get(j, "items");
+    if (code != 200 || !json_is_array(items)) {
+        fprintf(stderr, "GET %s answered %ld, not a list\n", path, code);
+        abort();
+    }
+    json_incref(items);
+    json_decref(j);
+    return items;
+}
+
+static void *writer_loop(void *arg)
+{
+    struct tu_writer *w = arg;
+    for (int i = 0; __atomic_load_n(&w->on, __ATOMIC_SEQ_CST); i++) {
+        _cleanup_free_ char *body = xasprintf(
+            "{\"name\":\"%s%d\",\"role\":\"tenant\"}", w->prefix, i);
+        free(tu_api_field(w->ctl, w->ctl->admin_key, "POST", "/v1/accounts",
+                          body, 201, NULL));
+        __atomic_store_n(&w->written, i + 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+void tu_writer_start(struct tu_writer *w, const struct tu_ctl *ctl,
+                     const char *prefix)
+{
+    *w = (struct tu_writer){ .ctl = ctl, .prefix = prefix, .on = 1 };
+    pthread_t t;
+    if (pthread_create(&t, NULL, writer_loop, w) != 0)
+        abort();
+    w->thread = (unsigned long)t;
+}
+
+int tu_writer_count(struct tu_writer *w)
+{
+    return __atomic_load_n(&w->written, __ATOMIC_SEQ_CST);
+}
+
+void tu_writer_wait(struct tu_writer *w, int n)
+{
+    while (tu_writer_count(w) < n)
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+}
+
+int tu_writer_stop(struct tu_writer *w)
+{
+    __atomic_store_n(&w->on, 0, __ATOMIC_SEQ_CST);
+    pthread_join((pthread_t)w->thread, NULL);
+    return tu_writer_count(w);
 }
 
 char *tu_account(const struct tu_ctl *ctl, const char *name,

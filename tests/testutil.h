@@ -147,10 +147,33 @@ char *tu_api_field(const struct tu_ctl *ctl, const char *key,
                    const char *method, const char *path, const char *body,
                    long want, const char *field);
 
+/* GET path as key, which must answer 200: the list's items (a bare array
+ * or the "items" member of a page), owned by the caller. Aborts
+ * otherwise. */
+json_t *tu_list(const struct tu_ctl *ctl, const char *key, const char *path);
+
 /* A new account `name` of `role` made by ctl's admin through the API, and
  * one API key for it: the key's secret (caller frees). Aborts on failure. */
 char *tu_account(const struct tu_ctl *ctl, const char *name,
                  const char *role);
+
+/* A client that keeps creating tenant accounts PREFIX0, PREFIX1, ... one
+ * after the other through ctl's admin, in a thread of its own, so a test
+ * can take a copy of a store that is being written. */
+struct tu_writer {
+    const struct tu_ctl *ctl;
+    const char *prefix;
+    int on, written;   /* read and written atomically */
+    unsigned long thread;
+};
+void tu_writer_start(struct tu_writer *w, const struct tu_ctl *ctl,
+                     const char *prefix);
+/* Wait until at least n accounts were written. */
+void tu_writer_wait(struct tu_writer *w, int n);
+/* Accounts written so far. */
+int tu_writer_count(struct tu_writer *w);
+/* Stop and join the writer: the number of accounts it wrote. */
+int tu_writer_stop(struct tu_writer *w);
 
 /* Register node `name` through POST /v1/agent/register with a fresh
  * admin join token (so it is approved at once) and an inventory of 8
