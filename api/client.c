@@ -2,6 +2,7 @@
  * client (reused, so TLS sessions and connections are kept), bearer auth,
  * JSON in and out, problem+json turned into one line for humans. */
 #include "api/client.h"
+#include "api/speclog.h"
 #include "common/buf.h"
 #include "common/ids.h"
 #include "common/util.h"
@@ -258,6 +259,8 @@ static int perform(struct api_client *c, struct curl_slist *hdr,
     ret->body = body->data ? buf_steal(body) : xstrdup("");
     if (ret->content_type && strstr(ret->content_type, "json") && ret->body_len)
         ret->json = json_loadb(ret->body, ret->body_len, 0, NULL);
+    api_speclog_record(h, ret->status, ret->content_type, ret->body,
+                       ret->body_len);
     return 0;
 }
 

@@ -129,13 +129,13 @@ static void free_params(char *params[MAX_PARAMS])
     }
 }
 
-/* Find the route for method+path. Sets *ret_path_known when some route has
- * this path with another method (405 rather than 404). */
+/* Find the route for method+path. When none serves this method, the
+ * methods that serve the path are appended to *allow ("GET, POST"): 405
+ * with that Allow header (RFC 9110 section 15.5.6) rather than 404. */
 static const struct http_route *route_find(struct http_server *s,
                                            struct http_request *r,
-                                           bool *ret_path_known)
+                                           struct buf *allow)
 {
-    bool known = false;
     for (size_t i = 0; i < s->opts.n_routes; i++) {
         const struct http_route *rt = &s->opts.routes[i];
         char *params[MAX_PARAMS] = { 0 };
@@ -145,13 +145,11 @@ static const struct http_route *route_find(struct http_server *s,
         }
         if (streq(rt->method, r->method)) {
             memcpy(r->params, params, sizeof(params));
-            *ret_path_known = true;
             return rt;
         }
         free_params(params);
-        known = true;
+        buf_printf(allow, "%s%s", allow->len ? ", " : "", rt->method);
     }
-    *ret_path_known = known;
     return NULL;
 }
 
@@ -680,16 +678,18 @@ static bool parse_body(struct http_request *r)
  * is refused before its body is read. */
 static void route_request(struct http_server *s, struct http_request *r)
 {
-    bool known;
+    struct buf allow = { 0 };
 
     r->routed = true;
-    r->route = route_find(s, r, &known);
+    r->route = route_find(s, r, &allow);
     if (!r->route) {
-        if (known)
+        if (allow.len) {
             http_reply_problem(r, 405, "method-not-allowed", NULL,
                                "method %s not allowed on this resource",
                                r->method);
-        else
+            http_reply_header(r, "Allow", buf_str(&allow));
+            buf_free(&allow);
+        } else
             http_reply_problem(r, 404, "not-found", NULL, "no such resource");
         return;
     }

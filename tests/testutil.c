@@ -1,6 +1,7 @@
 /* Test helpers: temp dirs, processes, ports, the controller and its
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
+#include "api/speclog.h"
 #include "common/jsonutil.h"
 #include "common/buf.h"
 #include "common/fs.h"
@@ -735,6 +736,7 @@ long tu_http(const char *method, const char *url, const char *key,
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
         curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &t);
         r.content_type = xstrdup(t ? t : "");
+        api_speclog_record(h, r.status, t, r.body, r.len);
     } else {
         r.status = -1;
         r.content_type = xstrdup("");
