@@ -7,6 +7,11 @@
 #include <errno.h>
 #include <time.h>
 
+#define CREATE_FLAGS                                                           \
+    "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"     \
+    "allow-tcg,stopped,wait,timeout=,shutdown-timeout=,max-price=,region=,"    \
+    "label=*,anti-affinity=,min-reputation=,dry-run"
+
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
     "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
@@ -166,6 +171,61 @@ static int wait_timeout(const struct cli_verb *v, struct cli_args *a,
     return 0;
 }
 
+/* The market constraints of create: a cap per hour for the whole VM,
+ * region, label selectors, an anti-affinity group, a minimum reputation
+ * (0-100) and a dry run. The hub checks the values; only shapes here. */
+static int market_flags(const struct cli_verb *v, struct cli_args *a,
+                        json_t *body)
+{
+    static const char *const str[][2] = { { "max-price", "max_price" },
+                                          { "region", "region" },
+                                          { "anti-affinity", "anti_affinity" } };
+    for (size_t i = 0; i < ARRAY_SIZE(str); i++) {
+        const char *s = cli_flag(a, str[i][0]);
+        json_t *j = s ? json_string(s) : NULL;
+        if (s && !j)
+            return cli_usage(v, "--%s is not valid UTF-8", str[i][0]);
+        if (j)
+            json_object_set_new(body, str[i][1], j);
+    }
+    json_t *sel = cli_flag_list(a, "label");
+    size_t i;
+    json_t *it;
+    json_array_foreach(sel, i, it) {
+        const char *kv = json_string_value(it), *eq = strchr(kv, '=');
+        if (!eq || eq == kv || !eq[1])
+            return cli_usage(v, "invalid --label '%s' (KEY=VALUE)", kv);
+    }
+    if (json_array_size(sel))
+        json_object_set(body, "labels", sel);
+    const char *m = cli_flag(a, "min-reputation");
+    int64_t n;
+    if (m && parse_int64(m, 0, 100, &n) < 0)
+        return cli_usage(v, "invalid --min-reputation '%s' (0 to 100)", m);
+    if (m)
+        json_object_set_new(body, "min_reputation", json_integer(n));
+    if (cli_flag_bool(a, "dry-run"))
+        json_object_set_new(body, "dry_run", json_true());
+    return 0;
+}
+
+/* A dry run's answer: the chosen offer and its price, or why none. */
+static int dry_run_print(struct cli *c, json_t *ans)
+{
+    bool ok = json_is_true(json_object_get(ans, "placeable"));
+    if (c->json)
+        cli_print_json(ans);
+    else if (ok)
+        printf("would place on node %s (%s) at %s per hour\n",
+               json_string_value(json_object_get(ans, "node_name")),
+               json_string_value(json_object_get(ans, "node_id")),
+               json_string_value(json_object_get(ans, "price_hour")));
+    if (!ok)
+        return cli_fail("no offer fits: %s",
+                        json_string_value(json_object_get(ans, "reason")));
+    return CLI_OK;
+}
+
 static int vm_create(struct cli *c, struct cli_args *a)
 {
     const struct cli_verb *v = cli_verb_find("create");
@@ -228,9 +288,13 @@ static int vm_create(struct cli *c, struct cli_args *a)
     }
     if (json_array_size(ports) == 0)
         json_object_del(body, "ports");
+    if ((r = market_flags(v, a, body)))
+        return r;
     json_auto_t *vm = NULL;
     if (cli_call(c, "POST", "/v1/vms", body, &vm) != 0)
         return CLI_FAIL;
+    if (cli_flag_bool(a, "dry-run"))
+        return dry_run_print(c, vm);
     if (cli_flag_bool(a, "wait") && !cli_flag_bool(a, "stopped")) {
         int64_t t;
         if ((r = wait_timeout(v, a, &t)))
@@ -470,14 +534,16 @@ const struct cli_verb cli_vm_verbs[] = {
       "list VMs (active ones; --all every VM, --inactive the stopped, "
       "--name/--uuid print only names or ids)", "list" },
     { "create", vm_create, 1, 1,
-      "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
-      "allow-tcg,stopped,wait,timeout=,shutdown-timeout=",
+      CREATE_FLAGS,
       "NAME --cpus N --memory 512M --disk 10G --image IMG [--template T] "
       "[--network NET]... [--publish [HOST:]PORT[/tcp|udp]]... "
       "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]] "
-      "[--shutdown-timeout S]",
+      "[--shutdown-timeout S] [--max-price P] [--region R] [--label K=V]... "
+      "[--anti-affinity GROUP] [--min-reputation 0-100] [--dry-run]",
       "create a VM (and start it unless --stopped); a shutdown is forced "
-      "after --shutdown-timeout seconds (default 60)", "define + start" },
+      "after --shutdown-timeout seconds (default 60); --max-price caps the "
+      "whole VM's price per hour, --dry-run prints the offer it would take "
+      "and its price per hour without creating", "define + start" },
     { "dominfo", vm_dominfo, 1, 1, "", "NAME",
       "show a VM: state and reason, size, node, addresses, ports",
       "dominfo" },
@@ -506,8 +572,7 @@ const struct cli_verb cli_vm_verbs[] = {
       "domifaddr" },
     /* The names people bring from Incus and OpenStack. */
     { "launch", vm_create, 1, 1,
-      "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
-      "allow-tcg,stopped,wait,timeout=,shutdown-timeout=",
+      CREATE_FLAGS,
       "NAME (as create)", "alias of create", NULL },
     { "info", vm_dominfo, 1, 1, "", "NAME", "alias of dominfo", NULL },
     { "stop", vm_stop, 1, 1, "force,wait,timeout=", "NAME [--force] [--wait]",

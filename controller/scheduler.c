@@ -129,7 +129,7 @@ static int fleet_load(struct app *a, struct fleet *f)
     const struct rating_offer *d = &billing_config()->default_offer;
     memset(f, 0, sizeof(*f));
     static const char sql[] =
-        "SELECT n.id, n.account_id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
+        "SELECT n.id, n.name, n.account_id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
         "AS total_mem, n.vcpus - COALESCE(u.vcpus, 0) AS vcpus, n.memory_mib "
         "- COALESCE(u.mem, 0) AS mem, n.disk_gib - COALESCE(u.disk, 0) AS "
         "disk, n.drained, COALESCE(o.vcpu_hour, $2) AS vcpu_hour, "
@@ -333,6 +333,8 @@ int scheduler_decide(struct app *a, const struct place_req *r,
     if (res.chosen >= 0) {
         const struct place_node *p = &f.nodes[res.chosen];
         json_object_set_new(o, "node_id", json_string(p->id));
+        json_object_set(o, "node_name", json_object_get(
+                            json_array_get(f.rows, (size_t)res.chosen), "name"));
         _cleanup_free_ char *t = money_format(res.price_hour, NULL);
         json_object_set_new(o, "price_hour", json_string(t));
         json_object_set_new(o, "price_hour_nano",

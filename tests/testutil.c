@@ -678,6 +678,19 @@ char *tu_node_register(const struct tu_ctl *ctl, const char *name,
     return cred;
 }
 
+char *tu_market_node(const struct tu_ctl *ctl, const char *name,
+                     const char *extra, const char *vcpu_hour)
+{
+    char *cred = tu_node_register(ctl, name, extra);
+    json_decref(tu_api(ctl, cred, "GET", "/v1/agent/desired", NULL, NULL));
+    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s/offer", name);
+    _cleanup_free_ char *offer = xasprintf(
+        "{\"vcpu_hour\":\"%s\",\"mem_gib_hour\":\"0\",\"disk_gib_month\":"
+        "\"0\",\"port_hour\":\"0\"}", vcpu_hour);
+    free(tu_api_field(ctl, ctl->admin_key, "PUT", path, offer, 200, NULL));
+    return cred;
+}
+
 /* ---- raw HTTPS --------------------------------------------------------- */
 
 size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)

@@ -193,6 +193,13 @@ long tu_node_join(const struct tu_ctl *ctl, const char *token_key,
                   const char *name, const char *fields, char **ret_id,
                   char **ret_cred);
 
+/* tu_node_register, then the node speaks once (so it counts as
+ * reachable) and the admin sets its offer to vcpu_hour tokens per
+ * vCPU-hour and nothing for memory, disk and ports. Returns the node's
+ * credential (caller frees); aborts on failure. */
+char *tu_market_node(const struct tu_ctl *ctl, const char *name,
+                     const char *extra, const char *vcpu_hour);
+
 /* The first object of array `arr` whose string member `field` is `value`
  * (borrowed), or NULL. */
 json_t *tu_find(json_t *arr, const char *field, const char *value);
