@@ -691,6 +691,66 @@ char *tu_market_node(const struct tu_ctl *ctl, const char *name,
     return cred;
 }
 
+/* ---- a node agent ------------------------------------------------------- */
+
+void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
+                    const char *name, int cpus, int64_t mem_mib)
+{
+    _cleanup_free_ char *qemu_img = tu_which("qemu-img");
+    if (!qemu_img) {
+        printf("qemu-img is not installed\n");
+        exit(77);
+    }
+    memset(a, 0, sizeof(*a));
+    a->pid = -1;
+    a->dir = tu_tempdir("agent");
+    a->data_dir = xasprintf("%s/data", a->dir);
+    a->image_dir = xasprintf("%s/images", a->dir);
+    a->root = xasprintf("%s/root", a->dir);
+    a->log = xasprintf("%s/agent.log", a->dir);
+    tu_fake_host(a->root, cpus, mem_mib);
+    if (mkdir_p(a->image_dir, 0755) < 0)
+        abort();
+    _cleanup_free_ char *base = xasprintf("%s/tiny.qcow2", a->image_dir);
+    char *mk[] = { qemu_img, "create", "-q", "-f", "qcow2", base, "64M", NULL };
+    int st;
+    free(tu_run(mk, &st));
+    _cleanup_free_ char *bin = tu_bin("fog-nodeagent");
+    _cleanup_free_ char *tok = tu_api_field(ctl, ctl->admin_key, "POST",
+                                            "/v1/join-tokens", "{}", 201,
+                                            "token");
+    char *jargv[] = { bin, "join", "--controller", ctl->url, "--token", tok,
+                      "--data-dir", a->data_dir, "--root", a->root,
+                      "--libvirt", "test:///default", "--name", (char *)name,
+                      NULL };
+    if (st == 0)
+        free(tu_run(jargv, &st));
+    if (st != 0) {
+        fprintf(stderr, "agent %s: qemu-img or join failed\n", name);
+        abort();
+    }
+    char *argv[] = { bin, "run", "--data-dir", a->data_dir, "--image-dir",
+                     a->image_dir, "--root", a->root, "--heartbeat", "1",
+                     "--network", "none", "--verbose", NULL };
+    a->pid = tu_spawn(argv, a->log);
+    if (a->pid < 0)
+        abort();
+}
+
+void tu_agent_destroy(struct tu_agent *a)
+{
+    if (a->pid > 0)
+        tu_kill(a->pid, SIGKILL);
+    if (a->dir)
+        tu_rmrf(a->dir);
+    free(a->dir);
+    free(a->data_dir);
+    free(a->image_dir);
+    free(a->root);
+    free(a->log);
+    memset(a, 0, sizeof(*a));
+}
+
 /* ---- raw HTTPS --------------------------------------------------------- */
 
 size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)

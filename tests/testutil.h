@@ -120,6 +120,22 @@ void tu_ctl_stop(struct tu_ctl *c, int sig);
 /* Stop if running and remove everything. */
 void tu_ctl_destroy(struct tu_ctl *c);
 
+/* ---- a node agent on libvirt's test driver ---- */
+struct tu_agent {
+    char *dir;       /* temp dir holding the rest */
+    char *data_dir, *image_dir, *root, *log;
+    pid_t pid;
+};
+/* Join ctl as node `name` with an admin token (approved at once) and run
+ * fog-nodeagent on test:///default (heartbeat 1 s, no networking) over a
+ * fake host of `cpus` CPUs and mem_mib MiB, with a 64 MiB qcow2 image
+ * `tiny` in its image dir. Exits 77 when qemu-img is missing; aborts the
+ * test on other failures. */
+void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
+                    const char *name, int cpus, int64_t mem_mib);
+/* Kill the agent and remove its directory; nothing when never started. */
+void tu_agent_destroy(struct tu_agent *a);
+
 /* ---- the controller's clients: fogctl and the API ---- */
 /* Run fogctl with the words from `first` on (NULL-terminated) as the
  * holder of key, against ctl: FOG_URL, FOG_CA and FOG_KEY are set for the
