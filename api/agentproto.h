@@ -45,3 +45,16 @@
  * to every status post: the node's public address when it has no
  * --public-ip. */
 #define AGENT_OBSERVED_IP "observed_ip"
+
+/* The node's GPUs, at register and in status posts: an array (at most
+ * AGENT_GPUS_MAX) of {address, id, subsystem, vendor, name, model,
+ * functions: [{address, class, id, driver}], iommu_group, group,
+ * isolatable, numa_node, cpulist, driver, usable, reason?}, and whether
+ * the IOMMU is on at all. */
+#define AGENT_GPUS "gpus"
+#define AGENT_GPUS_MAX 64
+#define AGENT_GPU_FUNCTIONS_MAX 8
+#define AGENT_IOMMU "iommu"
+/* In the desired document, each VM's assigned GPUs under this member:
+ * [{address, functions: [addresses], cpulist, numa_node}]. */
+#define AGENT_VM_GPUS "gpus"

@@ -42,6 +42,7 @@ struct cli_verb {
 /* Each group's table, terminated by a NULL name. */
 extern const struct cli_verb cli_vm_verbs[];
 extern const struct cli_verb cli_node_verbs[];
+extern const struct cli_verb cli_gpu_verbs[];
 extern const struct cli_verb cli_account_verbs[];
 extern const struct cli_verb cli_network_verbs[];
 extern const struct cli_verb cli_settings_verbs[];

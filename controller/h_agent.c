@@ -8,6 +8,7 @@
 #include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/desired.h"
+#include "controller/gpus.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
@@ -181,6 +182,8 @@ HANDLER(h_agent_register)
         { "port_min", JF_INT, false, 1, 65535, NULL },
         { "port_max", JF_INT, false, 1, 65535, NULL },
         { AGENT_PERMIT_PORTS, JF_ARRAY, false, 0, AGENT_PERMIT_PORTS_MAX, NULL },
+        { AGENT_GPUS, JF_ARRAY, false, 0, AGENT_GPUS_MAX, NULL },
+        { AGENT_IOMMU, JF_BOOL, false, 0, 0, NULL },
     };
     static const struct jfield inv_fields[] = { INV_FIELDS(true) };
     if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
@@ -191,6 +194,12 @@ HANDLER(h_agent_register)
     if (json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
         http_reply_problem(r, 400, "validation", "inventory", "inventory: %s",
                            je.detail);
+        jerr_clear(&je);
+        return;
+    }
+    json_t *gpus = json_object_get(b, AGENT_GPUS);
+    if (gpus && gpus_report_check(gpus, &je) < 0) {
+        http_reply_problem(r, 400, "validation", je.field, "%s", je.detail);
         jerr_clear(&je);
         return;
     }
@@ -250,6 +259,10 @@ HANDLER(h_agent_register)
     if (e >= 0)
         e = netalloc_permit_set(a->store, node_id,
                                 json_object_get(b, AGENT_PERMIT_PORTS));
+    if (e >= 0 && gpus)
+        e = gpus_record(a->store, node_id, gpus,
+                        json_object_get(b, AGENT_IOMMU)
+                            ? json_bool(b, AGENT_IOMMU, false) : -1);
     /* A node an admin's token admits is approved with what it reports. */
     if (e >= 0)
         e = store_exec(a->store,
@@ -469,6 +482,8 @@ static const struct jfield status_fields[] = {
     { "public_ip", JF_STRING, false, 7, 45, NULL },
     { "refused", JF_ARRAY, false, 0, 100000, NULL },
     { AGENT_PERMIT_PORTS, JF_ARRAY, false, 0, AGENT_PERMIT_PORTS_MAX, NULL },
+    { AGENT_GPUS, JF_ARRAY, false, 0, AGENT_GPUS_MAX, NULL },
+    { AGENT_IOMMU, JF_BOOL, false, 0, 0, NULL },
 };
 
 /* Set *err to a copy of field and a formatted detail; -EINVAL. */
@@ -511,6 +526,9 @@ int agent_status_check(const json_t *b, struct jerr *err)
     if (!permit_ports_ok(json_object_get(b, AGENT_PERMIT_PORTS)))
         return status_refuse(err, AGENT_PERMIT_PORTS,
                              xstrdup(PERMIT_PORTS_WHY));
+    json_t *gpus = json_object_get(b, AGENT_GPUS);
+    if (gpus && gpus_report_check(gpus, err) < 0)
+        return -EINVAL;
     json_t *inv = json_object_get(b, "inventory");
     if (inv && json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
         int e = status_refuse(err, "inventory",
@@ -592,6 +610,10 @@ HANDLER(h_agent_status)
     if (json_object_get(b, AGENT_PERMIT_PORTS))
         netalloc_permit_set(a->store, node_id,
                             json_object_get(b, AGENT_PERMIT_PORTS));
+    if (json_object_get(b, AGENT_GPUS))
+        gpus_record(a->store, node_id, json_object_get(b, AGENT_GPUS),
+                    json_object_get(b, AGENT_IOMMU)
+                        ? json_bool(b, AGENT_IOMMU, false) : -1);
     if (inv && json_object_get(inv, "kvm"))
         store_exec(a->store, "UPDATE nodes SET kvm = $1 WHERE id = $2", "bs",
                    json_bool(inv, "kvm", false), node_id);

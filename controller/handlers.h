@@ -41,6 +41,9 @@ HANDLER(h_node_drain);
 HANDLER(h_node_undrain);
 HANDLER(h_node_policy_get);
 HANDLER(h_node_policy_put);
+HANDLER(h_gpu_list);
+HANDLER(h_gpu_offer);
+HANDLER(h_gpu_withdraw);
 
 HANDLER(h_event_list);
 

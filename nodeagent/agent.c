@@ -120,6 +120,9 @@ struct agent {
      * once to the controller (refused_sent), and per VM in its status. */
     json_t *refused;
     bool refused_sent;
+
+    /* The GPU report (gpu_report) as of the last heartbeat. */
+    json_t *gpus;
 };
 
 static void wake(struct agent *a, bool event)
@@ -371,6 +374,8 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         json_object_set_new(body, AGENT_PERMIT_PORTS, permit);
     if (!a->refused_sent && json_array_size(a->refused) > 0)
         json_object_set(body, "refused", a->refused);
+    if (a->gpus)
+        json_object_update(body, a->gpus);
     *ret_pending = false;
     if (consoles) {
         _cleanup_free_ char *base = json_dumps_compact(body);
@@ -644,6 +649,25 @@ static int mesh_peers(void *data, size_t *ret_peers, int64_t **ret_handshakes)
     return 0;
 }
 
+/* Read the GPUs again, cross-checked with libvirt's node devices. */
+static void gpus_refresh(struct agent *a)
+{
+    char **devs = NULL;
+    if (a->virt && virt_pci_devices(a->virt, &devs) < 0 && !a->gpus)
+        log_info("libvirt lists no PCI devices (%s): GPUs are not "
+                 "cross-checked", virt_error());
+    json_t *rep = NULL;
+    int r = gpu_report(a->cfg->root, devs, &rep);
+    vmxml_strv_free(devs);
+    if (r < 0) {
+        log_warn("cannot read the GPUs under '%s': %s", a->cfg->root,
+                 strerror(-r));
+        return;
+    }
+    json_decref(a->gpus);
+    a->gpus = rep;
+}
+
 static int agent_setup(struct agent *a, const struct agent_settings *s)
 {
     int r = node_state_load(s->data_dir, &a->node);
@@ -740,6 +764,8 @@ static void agent_teardown(struct agent *a)
     a->egress_allow = NULL;
     json_decref(a->refused);
     a->refused = NULL;
+    json_decref(a->gpus);
+    a->gpus = NULL;
     free(a->digests);
     a->digests = NULL;
     a->n_digests = 0;
@@ -791,6 +817,7 @@ int agent_run(const struct agent_settings *s)
         agent_teardown(&a);
         return r;
     }
+    gpus_refresh(&a);
     if (s->metrics_listen && *s->metrics_listen) {
         a.metrics = agent_metrics_start(s->metrics_listen,
                                         a.host_net ? mesh_peers : NULL, &a);
@@ -948,6 +975,7 @@ int agent_run(const struct agent_settings *s)
                 inventory_clear(&a.inv);
                 a.inv = inv;
             }
+            gpus_refresh(&a);
         }
         if (doc || hb) {
             _cleanup_free_ char *sig = NULL;
