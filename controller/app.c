@@ -12,6 +12,7 @@
 #include "controller/guard.h"
 #include "controller/handlers.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -247,6 +248,24 @@ static bool idempotency_key_valid(const char *k)
     return true;
 }
 
+/* A request's id: the caller's X-Request-Id when it is 1 to 64 of
+ * [A-Za-z0-9._-], else a new UUID; echoed in the reply and carried by
+ * every log line of the request (REQUEST_ID in the journal). */
+static void request_id_begin(struct http_request *r)
+{
+    const char *given = http_req_header(r, "X-Request-Id");
+    size_t n = given ? strlen(given) : 0;
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)given[i]) || strchr("._-", given[i]);
+    char id[UUID_STR_LEN + 1];
+    if (!ok)
+        uuid_generate_str(id);
+    log_ctx_clear();
+    log_ctx_set(LOG_CTX_REQUEST, ok ? given : id);
+    http_reply_header(r, "X-Request-Id", ok ? given : id);
+}
+
 bool app_before(struct http_request *r, const struct http_route *route,
                 void *app)
 {
@@ -254,6 +273,7 @@ bool app_before(struct http_request *r, const struct http_route *route,
     struct reqctx *c = reqctx_of(r);
     const char *m = http_req_method(r);
 
+    request_id_begin(r);
     /* Reads never wait for a write in progress. */
     store_route_reads(a->store, streq(m, "GET") || streq(m, "HEAD"));
     if (!guard_admit_peer(a, r))
@@ -271,6 +291,8 @@ bool app_before(struct http_request *r, const struct http_route *route,
         reply_store_error(r, e, "credential");
         return false;
     }
+    if (c->role == ROLE_NODE)
+        log_ctx_set(LOG_CTX_NODE, c->actor);
     if (!guard_admit_caller(a, r, c))
         return false;
     if (!(route->flags & role_bit(c->role))) {

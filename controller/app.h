@@ -56,6 +56,10 @@ struct app_settings {
     int64_t per_ip_connections;
     int64_t rate_ip, burst_ip, rate_agent_ip, burst_agent_ip;
     int64_t rate_key, burst_key, rate_node, burst_node;
+    /* logging */
+    char *log_level;         /* error, warn, info, debug */
+    char *journal;           /* auto, on, off */
+    char *journal_socket;    /* the journal's native socket */
 };
 
 struct app {

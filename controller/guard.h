@@ -17,6 +17,8 @@
  * free). */
 struct guard *guard_new(const struct app_settings *cfg);
 void guard_free(struct guard *g);
+/* Take cfg's rates and bursts (a reload); buckets keep their tokens. */
+void guard_reconfigure(struct guard *g, const struct app_settings *cfg);
 
 /* First thing for every request: the client address's budget (requests
  * carrying a node credential draw on the agents' budget of that address).

@@ -586,6 +586,7 @@ HANDLER(h_agent_status)
             reqctx_set_target(r, id);
             reqctx_set_detail(r, "node %s reported on VM %s, which it does "
                                  "not host: refused", node_id, id);
+            log_ctx_set(LOG_CTX_VM, id);
             log_warn("node %s reported on foreign VM %s: refused", node_id, id);
             http_reply_problem(r, 403, "forbidden", "vms",
                                "VM %s is not placed on this node", id);

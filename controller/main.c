@@ -15,6 +15,7 @@
 #include "controller/migrate.h"
 #include "controller/netalloc.h"
 #include "controller/pki.h"
+#include "controller/reload.h"
 #include "controller/scheduler.h"
 #include "controller/schema.h"
 #include "images/addrpolicy.h"
@@ -128,6 +129,13 @@ static const struct config_opt options[] = {
       "requests per second of one node (a healthy one makes well under 1)" },
     { "burst-node", CONFIG_INT, F(burst_node), 1, 1000000, "100",
       "requests of one node at once" },
+    { "log-level", CONFIG_STRING, F(log_level), 0, 0, "info",
+      "least severe messages logged: error, warn, info or debug" },
+    { "journal", CONFIG_STRING, F(journal), 0, 0, "auto",
+      "log to the systemd journal with fields REQUEST_ID, NODE_ID, VM_ID: "
+      "on, off, or auto (when stderr is the journal)" },
+    { "journal-socket", CONFIG_STRING, F(journal_socket), 0, 0,
+      "/run/systemd/journal/socket", "the journal's native socket" },
 };
 #undef F
 
@@ -290,6 +298,10 @@ static void on_remote_change(const char *node_id, void *data)
         http_server_wake(a->http, streq(node_id, "*") ? NULL : node_id);
 }
 
+/* The command line serve was started with, read again on SIGHUP. */
+static int main_argc;
+static char **main_argv;
+
 static bool listen_is_loopback(const char *listen)
 {
     return startswith(listen, "127.") || startswith(listen, "[::1]:") ||
@@ -308,6 +320,8 @@ static int cmd_serve(struct app *a)
     sigset_t sigs;
     int sig, r;
 
+    if (reload_logging(cfg) < 0)
+        return 2;
     if (cfg->plain_http && !listen_is_loopback(cfg->listen)) {
         fprintf(stderr, "fog-controller: --plain-http is only allowed on a "
                         "loopback address, not '%s'\n", cfg->listen);
@@ -355,9 +369,7 @@ static int cmd_serve(struct app *a)
                           cfg->heartbeat_s, cfg->token_symbol,
                           cfg->default_offer) < 0)
         return 2;
-    int64_t cap;
-    if (cfg->default_max_price && !streq(cfg->default_max_price, "none") &&
-        (money_parse(cfg->default_max_price, &cap) < 0 || cap < 0)) {
+    if (!reload_max_price_ok(cfg->default_max_price)) {
         fprintf(stderr, "fog-controller: default-max-price '%s' is not a "
                         "decimal amount of tokens or \"none\"\n",
                 cfg->default_max_price);
@@ -386,6 +398,7 @@ static int cmd_serve(struct app *a)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -429,14 +442,22 @@ static int cmd_serve(struct app *a)
     for (;;) {
         if (wd_usec == 0) {
             sigwait(&sigs, &sig);
-            break;
+        } else {
+            struct timespec ts = { .tv_sec = (time_t)(wd_usec / 2000000),
+                                   .tv_nsec = (long)(wd_usec / 2 % 1000000) *
+                                              1000 };
+            if ((sig = sigtimedwait(&sigs, NULL, &ts)) <= 0) {
+                sd_notify(0, "WATCHDOG=1");
+                continue;
+            }
         }
-        struct timespec ts = { .tv_sec = (time_t)(wd_usec / 2000000),
-                               .tv_nsec = (long)(wd_usec / 2 % 1000000) *
-                                          1000 };
-        if ((sig = sigtimedwait(&sigs, NULL, &ts)) > 0)
+        if (sig != SIGHUP)
             break;
-        sd_notify(0, "WATCHDOG=1");
+        /* systemd's reload protocol: RELOADING=1, then READY=1. */
+        sd_notify(0, "RELOADING=1");
+        reload_settings(a, options, ARRAY_SIZE(options), main_argc, main_argv,
+                        2);
+        sd_notify(0, "READY=1");
     }
     sd_notify(0, "STOPPING=1");
     log_info("signal %d: shutting down", sig);
@@ -451,6 +472,7 @@ static int cmd_serve(struct app *a)
     free(a->ca_pem);
     guard_free(a->guard);
     log_info("stopped");
+    reload_free();
     return 0;
 }
 
@@ -499,6 +521,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "fog-controller: unexpected argument '%s'\n", args[0]);
             rc = 2;
         } else {
+            main_argc = argc;
+            main_argv = argv;
             rc = cmd_serve(&a);
         }
     } else {
