@@ -673,8 +673,14 @@ json_t *billing_vm_deal(struct app *a, const char *vm_id)
 
 /* ---- accrual ---- */
 
-/* One VM's step in its own store transaction. 1 posted, 0 nothing to do,
- * -errno (rolled back). */
+/* VMs accrued per store transaction (see accrual_run). */
+#ifndef ACCRUAL_BATCH
+#define ACCRUAL_BATCH 256
+#endif
+
+/* One VM's step in its own store transaction (a savepoint inside the
+ * batch's, see accrual_run). 1 posted, 0 nothing to do, -errno (rolled
+ * back). */
 static int accrue_vm(struct app *a, const char *vm_id, int64_t now)
 {
     json_auto_t *vm = NULL, *deal = NULL;
@@ -826,7 +832,6 @@ int accrual_run(struct app *a, int64_t now)
 {
     json_auto_t *rows = NULL;
     size_t i;
-    json_t *row;
     int posted = 0, failed = 0;
 
     int e = store_query(a->store, &rows,
@@ -836,12 +841,30 @@ int accrual_run(struct app *a, int64_t now)
                         "+ d.billed_s < u.billable_s) ORDER BY u.vm_id", "");
     if (e < 0)
         return e;
-    json_array_foreach(rows, i, row) {
-        int r = accrue_vm(a, json_str(row, "vm_id"), now);
-        if (r > 0)
-            posted++;
-        else if (r < 0)
-            failed++;
+    /* Batches of VMs share one transaction, each VM a savepoint of it: a
+     * commit per batch instead of per VM, and a writer waits for one
+     * batch at most. A batch that fails to commit posted nothing; its VMs
+     * still owe and are accrued next time. */
+    size_t n = json_array_size(rows);
+    for (size_t at = 0; at < n; at += ACCRUAL_BATCH) {
+        size_t end = n - at < ACCRUAL_BATCH ? n : at + ACCRUAL_BATCH;
+        int batch = 0;
+        if (store_tx_begin(a->store) < 0) {
+            failed += (int)(end - at);
+            continue;
+        }
+        for (i = at; i < end; i++) {
+            int r = accrue_vm(a, json_str(json_array_get(rows, i), "vm_id"),
+                              now);
+            if (r > 0)
+                batch++;
+            else if (r < 0)
+                failed++;
+        }
+        if (store_tx_commit(a->store) < 0)
+            failed += (int)(end - at);
+        else
+            posted += batch;
     }
     if (failed)
         log_warn("billing: %d VMs could not be accrued this round; they will "

@@ -11,6 +11,7 @@
 #include "controller/auth.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/scheduler.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -693,6 +694,7 @@ void app_all_nodes_changed(struct app *a)
 {
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE "
                "removed_at IS NULL", "");
+    scheduler_fleet_changed(); /* a node joined, was approved or left */
     http_server_wake(a->http, NULL);
     store_notify_node(a->store, "*");
 }

@@ -8,6 +8,7 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/handlers.h"
+#include "controller/scheduler.h"
 
 #include <errno.h>
 
@@ -206,6 +207,7 @@ HANDLER(h_node_market_put)
             return;
         }
     }
+    scheduler_fleet_changed();
     json_auto_t *labs = NULL;
     store_query(a->store, &labs, "SELECT key, value FROM node_labels WHERE "
                 "node_id = $1 ORDER BY key", "s", id);

@@ -7,6 +7,7 @@
 #include "controller/catalog.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/scheduler.h"
 
 #include <errno.h>
 
@@ -362,6 +363,7 @@ HANDLER(h_node_policy_put)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
+    scheduler_fleet_changed();
     json_t *pol = policy_render(a, node_id);
     if (!pol) {
         http_reply_problem(r, 500, "internal", NULL, "store error");
@@ -568,6 +570,7 @@ static void node_set_drained(struct app *a, struct http_request *r,
         reply_store_error(r, e, "node");
         return;
     }
+    scheduler_fleet_changed();
     http_reply_json(r, 200, node_render(again));
 }
 

@@ -39,6 +39,8 @@ struct store {
     unsigned conflict_at;
     pthread_mutex_t lock;
     unsigned tx_depth; /* open transactions of the lock's holder */
+    void *slot;        /* store_slot() */
+    void (*slot_free)(void *);
 };
 
 /* What the calling thread does with a store: which one's reads go to the
@@ -164,6 +166,8 @@ void store_close(struct store *s)
         return;
     if (s->listening && s->ops->unlisten)
         s->ops->unlisten();
+    if (s->slot_free)
+        s->slot_free(s->slot);
     if (s->conn)
         s->ops->close(s->conn);
     for (size_t i = 0; i < STORE_READERS; i++) {
@@ -177,6 +181,13 @@ void store_close(struct store *s)
 }
 
 const char *store_backend_name(struct store *s) { return s->ops->name; }
+
+void **store_slot(struct store *s, void (*free_fn)(void *))
+{
+    if (!s->slot_free)
+        s->slot_free = free_fn;
+    return &s->slot;
+}
 
 unsigned store_schema_version(struct store *s)
 {

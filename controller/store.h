@@ -50,6 +50,11 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
  * backend has no readers (PostgreSQL). */
 void store_route_reads(struct store *s, bool on);
 
+/* The store's one slot for state derived from it (the scheduler's fleet
+ * cache): the address of the slot, whose value store_close() hands to
+ * free_fn (the first caller's). The caller serialises access. */
+void **store_slot(struct store *s, void (*free_fn)(void *));
+
 /* Transactions nest: the outermost is a real transaction, inner ones are
  * savepoints that commit into (or roll back out of) the outer one. 0 or
  * -errno; a failed begin leaves nothing open. A lost connection is made
