@@ -4,7 +4,7 @@
  * while; its reputation, as offers and
  * nodeinfo show it, falls below the honest node's, placement with a
  * reputation weight picks the honest node, and min_reputation filters the
- * flapping one out. */
+ * flapping one out; a VM start failure then lowers the honest node's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -92,6 +92,22 @@ static void flapping_node_loses_reputation_and_placement(void **state)
     assert_string_equal(json_str(dry, "node_name"), "mk-good");
     assert_int_equal(json_int(json_object_get(dry, "filtered"), "reputation",
                               0), 1);
+
+    /* A VM that fails to start counts against the node that hosts it. */
+    int64_t before = offer_rep(key, "mk-good");
+    _cleanup_free_ char *st_body = xasprintf(
+        "{\"vms\":[{\"id\":\"%s\",\"state\":\"error\",\"reason\":"
+        "\"cannot start\"}]}", json_str(vm, "id"));
+    json_decref(tu_api(&ctl, good, "POST", "/v1/agent/status", st_body, NULL));
+    deadline = mono_ms() + 60000;
+    while (offer_rep(key, "mk-good") >= before) {
+        if (mono_ms() > deadline)
+            fail_msg("a start failure left the node at %lld",
+                     (long long)before);
+        beat(flap);
+        beat(good);
+        usleep(250000);
+    }
     tu_ctl_destroy(&ctl);
 }
 
