@@ -20,7 +20,7 @@ ifeq ($(filter -O0,$(CFLAGS)),)
 override CFLAGS += -D_FORTIFY_SOURCE=2
 endif
 override LDFLAGS += $(SAN) -Wl,-z,relro,-z,now
-override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lreadline -lpthread
+override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lreadline -lpthread -lm
 # libguestfs (image inspection) and libpq only in the controller: agents
 # on providers' machines stay lean.
 override CFLAGS += $(shell pkg-config --cflags libguestfs libpq 2>/dev/null)

@@ -47,7 +47,8 @@ struct app_settings {
     char *default_offer;     /* "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001" */
     /* placement (scheduler.c) */
     char *default_max_price; /* tokens per hour of a VM without a cap */
-    int64_t weight_price, weight_spread;
+    int64_t weight_price, weight_spread, weight_reputation;
+    int64_t reputation_half_life_s; /* observations halve this often */
     /* tenant limits: network pools (netalloc.c) and quotas (quota.c) */
     char *tenant_pools;      /* "10.0.0.0/9,172.16.0.0/12" */
     int64_t quota_networks, quota_vms, quota_ports, quota_images,

@@ -12,6 +12,7 @@
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/reputation.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -638,6 +639,10 @@ HANDLER(h_agent_status)
             "COALESCE(state_reason, '') <> COALESCE($2, '') OR addresses <> "
             "COALESCE($4, addresses))",
             "ssiss", st, json_str(v, "reason"), now, addr_text, id);
+        /* A VM that failed to start or crashed counts against the node
+         * (once per change of state). */
+        if (changed > 0 && (streq(st, "error") || streq(st, "crashed")))
+            reputation_fault(a, node_id, REP_FAULT_VM);
         /* A power-off the node had to force is the tenant's to know. */
         if (changed > 0 && json_str(v, "reason") &&
             startswith(json_str(v, "reason"), AGENT_FORCED_OFF_REASON))

@@ -94,6 +94,13 @@ static const struct config_opt options[] = {
     { "weight-spread", CONFIG_INT, F(weight_spread), -1000000, 1000000, "0",
       "placement weight of free room after placing: > 0 spreads VMs over "
       "emptier nodes, < 0 packs them onto fuller ones" },
+    { "weight-reputation", CONFIG_INT, F(weight_reputation), 0, 1000000, "0",
+      "placement weight of reputation: score rises this much from a node of "
+      "reputation 0 to one of 100 (an unmeasured node counts as 0)" },
+    { "reputation-half-life", CONFIG_INT, F(reputation_half_life_s), 60,
+      31536000, "604800",
+      "seconds after which what the hub observed of a node (availability, "
+      "faults, capped claims, wrong benchmarks) weighs half as much" },
     { "tenant-pools", CONFIG_STRING, F(tenant_pools), 0, 0,
       "10.0.0.0/9,172.16.0.0/12",
       "comma-separated ranges tenants' network CIDRs must lie in (never the "

@@ -116,7 +116,8 @@ double place_score(const struct place_node *n, const struct place_req *r,
                    int64_t price_hour, const struct place_weights *w)
 {
     return -w->price * ((double)price_hour / 1e9) +
-           w->spread * free_after(n, r);
+           w->spread * free_after(n, r) +
+           w->reputation * (n->reputation > 0 ? n->reputation : 0);
 }
 
 void place_decide(const struct place_req *r, const struct place_node *nodes,

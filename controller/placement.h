@@ -65,10 +65,11 @@ struct place_req {
 };
 
 /* Hub weights: score = -price * (tokens per hour) + spread * (mean free
- * fraction of vCPUs and memory after placing). spread > 0 spreads VMs over
- * empty nodes, < 0 packs them onto full ones. */
+ * fraction of vCPUs and memory after placing) + reputation * (the node's
+ * reputation, 0..1, unknown as 0). spread > 0 spreads VMs over empty
+ * nodes, < 0 packs them onto full ones. */
 struct place_weights {
-    double price, spread;
+    double price, spread, reputation;
 };
 
 enum place_filter {

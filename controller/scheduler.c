@@ -18,6 +18,7 @@
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/placement.h"
+#include "controller/reputation.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -74,7 +75,8 @@ int64_t scheduler_default_cap(const struct app *a)
 static struct place_weights weights(const struct app *a)
 {
     return (struct place_weights){ (double)a->cfg.weight_price,
-                                   (double)a->cfg.weight_spread };
+                                   (double)a->cfg.weight_spread,
+                                   (double)a->cfg.weight_reputation };
 }
 
 /* ---- the fleet: candidate rows for place_decide ---- */
@@ -185,7 +187,8 @@ static int fleet_load(struct app *a, struct fleet *f)
         "COALESCE(o.mem_gib_hour, $3) AS mem_gib_hour, "
         "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
         "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
-        "port_hour FROM nodes n LEFT JOIN node_offers o ON o.node_id = n.id "
+        "port_hour, t.score AS reputation FROM nodes n LEFT JOIN node_offers "
+        "o ON o.node_id = n.id LEFT JOIN node_trust t ON t.node_id = n.id "
         "LEFT JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS "
         "mem, SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL AND "
         "deleted_at IS NULL GROUP BY node_id) u ON u.node_id = n.id WHERE "
@@ -225,7 +228,11 @@ static int fleet_load(struct app *a, struct fleet *f)
                                           json_int(row, "disk_gib_month", 0),
                                           json_int(row, "gpu_hour", 0),
                                           json_int(row, "port_hour", 0) };
-        p->reputation = -1; /* not measured yet: unknown */
+        /* Percent as the hub observed it; unknown until observed. */
+        json_t *rep = json_object_get(row, "reputation");
+        p->reputation = json_is_integer(rep)
+                            ? (double)json_integer_value(rep) / 100.0
+                            : -1;
     }
     /* Labels and rules come sorted by node: each node's are one run. */
     f->order = xcalloc(n + 1, sizeof(*f->order));
@@ -751,7 +758,7 @@ static void *reconciler(void *arg)
     /* After a controller restart every node looks silent: give them three
      * heartbeats to report before judging. */
     int64_t judge_from = now_s() + 3 * a->cfg.heartbeat_s;
-    int64_t prune_at = now_s();
+    int64_t prune_at = now_s(), rep_at = 0;
     pthread_mutex_lock(&rec_lock);
     while (!rec_stop) {
         pthread_mutex_unlock(&rec_lock);
@@ -760,6 +767,10 @@ static void *reconciler(void *arg)
             if (now_s() >= judge_from)
                 health_check(a);
             scheduler_run(a);
+            if (now_s() >= judge_from && now_s() >= rep_at) {
+                reputation_tick(a);
+                rep_at = now_s() + a->cfg.heartbeat_s;
+            }
             if (now_s() >= prune_at) {
                 app_prune(a);
                 prune_at = now_s() + 60;

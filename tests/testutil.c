@@ -751,6 +751,23 @@ void tu_agent_destroy(struct tu_agent *a)
     memset(a, 0, sizeof(*a));
 }
 
+json_t *tu_vm_post(const struct tu_ctl *ctl, const char *key,
+                   const char *name, int vcpus, const char *extra, long want)
+{
+    _cleanup_free_ char *body = xasprintf(
+        "{\"name\":\"%s\",\"vcpus\":%d,\"memory_mib\":128,\"disk_gib\":1,"
+        "\"image\":\"tiny\",\"allow_tcg\":true%s%s}", name, vcpus,
+        extra ? "," : "", extra ? extra : "");
+    long st;
+    json_t *j = tu_api(ctl, key, "POST", "/v1/vms", body, &st);
+    if (st != want) {
+        fprintf(stderr, "POST /v1/vms %s: status %ld, want %ld\n", body, st,
+                want);
+        abort();
+    }
+    return j;
+}
+
 /* ---- raw HTTPS --------------------------------------------------------- */
 
 size_t tu_resp_write(char *p, size_t size, size_t n, void *ud)

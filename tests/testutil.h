@@ -216,6 +216,13 @@ long tu_node_join(const struct tu_ctl *ctl, const char *token_key,
 char *tu_market_node(const struct tu_ctl *ctl, const char *name,
                      const char *extra, const char *vcpu_hour);
 
+/* POST /v1/vms as key's holder: VM `name` of `vcpus` vCPUs, 128 MiB,
+ * 1 GiB, image tiny, TCG allowed, plus `extra` JSON members (no braces;
+ * NULL: none). Fails the test unless the answer has status `want`;
+ * returns the answer (caller decrefs). */
+json_t *tu_vm_post(const struct tu_ctl *ctl, const char *key,
+                   const char *name, int vcpus, const char *extra, long want);
+
 /* The first object of array `arr` whose string member `field` is `value`
  * (borrowed), or NULL. */
 json_t *tu_find(json_t *arr, const char *field, const char *value);

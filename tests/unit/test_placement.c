@@ -207,7 +207,8 @@ static double oracle_score(const struct place_node *p,
                    (double)(p->free_mem_mib - r->mem_mib) /
                        (double)p->mem_mib) / 2;
     return -w->price * (double)oracle_price(&p->offer, r) / 1e9 +
-           w->spread * room;
+           w->spread * room +
+           w->reputation * (p->reputation < 0 ? 0 : p->reputation);
 }
 
 static void placement_properties(void **state)
@@ -218,7 +219,8 @@ static void placement_properties(void **state)
     printf("# seed %" PRIu64 ", %ld cases\n", seed, cases);
     rng_state = seed * 2654435761u + 1;
     static const struct place_weights ws[] = {
-        { 1, 0 }, { 0, 1 }, { 0, -1 }, { 1, 5 }, { 3, -2 }, { 0, 0 } };
+        { 1, 0, 0 }, { 0, 1, 0 }, { 0, -1, 0 }, { 1, 5, 0 }, { 3, -2, 0 },
+        { 0, 0, 0 }, { 1, 0, 2 }, { 0, 1, 1 }, { 0, 0, 5 } };
     long placed = 0, refused = 0;
     static struct fleet f;
     for (long c = 0; c < cases; c++) {
@@ -298,7 +300,7 @@ static void filter_counts(void **state)
                            .image = "tiny", .region = "eu", .labels = gpu,
                            .n_labels = 1, .max_price = 1000000000,
                            .avoid = avoid, .n_avoid = 1 };
-    struct place_weights w = { 1, 0 };
+    struct place_weights w = { 1, 0, 0 };
     struct place_result res;
     place_decide(&r, n, ARRAY_SIZE(n), &w, &res);
     assert_int_equal(res.chosen, -1);
