@@ -3,6 +3,7 @@
  * shutdown, destroy, reboot, undefine, resize, console. */
 #include "cli/cli.h"
 #include "common/fs.h"
+#include "common/termtext.h"
 
 #include <errno.h>
 #include <time.h>
@@ -484,12 +485,15 @@ static int vm_console(struct cli *c, struct cli_args *a)
         api_reply_clear(&rep);
         return cli_fail("%s", msg);
     }
+    /* The node keeps the guest's bytes; the view is plain text. */
+    size_t n;
+    _cleanup_free_ char *text = term_strip(rep.body, rep.body_len, &n);
     if (c->json) {
-        json_auto_t *o = json_pack("{s:s%}", "console", rep.body, rep.body_len);
+        json_auto_t *o = json_pack("{s:s%}", "console", text, n);
         cli_print_json(o ? o : json_null());
     } else {
-        fwrite(rep.body, 1, rep.body_len, stdout);
-        if (rep.body_len && rep.body[rep.body_len - 1] != '\n')
+        fwrite(text, 1, n, stdout);
+        if (n && text[n - 1] != '\n')
             putchar('\n');
     }
     api_reply_clear(&rep);
