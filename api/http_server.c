@@ -92,6 +92,7 @@ struct http_server {
     uint64_t lat_bucket[N_BUCKETS + 1];
     uint64_t lat_count;
     double lat_sum;
+    uint64_t longpolls;    /* answered after being parked */
 };
 
 /* ---- routing ---------------------------------------------------------- */
@@ -441,6 +442,13 @@ static void stats_record(struct http_server *s, struct http_request *r)
         st = 500;
     pthread_mutex_lock(&s->stats_lock);
     s->stats[idx].by_status[st / 100][st % 100]++;
+    /* A long poll that was parked lasts as long as nothing changed, not
+     * as long as the server took: it would only fill the +Inf bucket. */
+    if (r->resumed) {
+        s->longpolls++;
+        pthread_mutex_unlock(&s->stats_lock);
+        return;
+    }
     unsigned b = 0;
     while (b < N_BUCKETS && secs > latency_le[b])
         b++;
@@ -476,7 +484,13 @@ void http_server_metrics(struct http_server *s, struct buf *out)
             }
         }
     }
-    buf_puts(out, "# HELP fog_http_request_duration_seconds Request latency."
+    buf_printf(out, "# HELP fog_http_longpolls_total Answered requests that "
+                    "were parked as long polls (not in the latency "
+                    "histogram).\n# TYPE fog_http_longpolls_total counter\n"
+                    "fog_http_longpolls_total %llu\n",
+               (unsigned long long)s->longpolls);
+    buf_puts(out, "# HELP fog_http_request_duration_seconds Request latency "
+                  "(parked long polls left out)."
                   "\n# TYPE fog_http_request_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (unsigned b = 0; b < N_BUCKETS; b++) {

@@ -3,6 +3,7 @@
  * shutdown, destroy, reboot, undefine, resize, console. */
 #include "cli/cli.h"
 #include "common/fs.h"
+#include "common/termtext.h"
 
 #include <errno.h>
 #include <time.h>
@@ -481,6 +482,17 @@ static int vm_domifaddr(struct cli *c, struct cli_args *a)
     return CLI_OK;
 }
 
+/* POST the resize body for VM ref and print the VM it answers. */
+static int vm_resize_with(struct cli *c, const char *ref, json_t *body)
+{
+    _cleanup_free_ char *p = vm_path(ref, "/resize");
+    json_auto_t *vm = NULL;
+    if (cli_call(c, "POST", p, body, &vm) != 0)
+        return CLI_FAIL;
+    print_vm(c, vm);
+    return CLI_OK;
+}
+
 static int vm_resize(struct cli *c, struct cli_args *a)
 {
     const struct cli_verb *v = cli_verb_find("resize");
@@ -492,12 +504,33 @@ static int vm_resize(struct cli *c, struct cli_args *a)
         return r;
     if (json_object_size(body) == 0)
         return cli_usage(v, "give at least one of --cpus, --memory, --disk");
-    _cleanup_free_ char *p = vm_path(a->pos[0], "/resize");
-    json_auto_t *vm = NULL;
-    if (cli_call(c, "POST", p, body, &vm) != 0)
-        return CLI_FAIL;
-    print_vm(c, vm);
-    return CLI_OK;
+    return vm_resize_with(c, a->pos[0], body);
+}
+
+/* virsh setvcpus NAME COUNT --config: a stopped VM's vCPUs (the server
+ * refuses a running VM and a count past the machine or the node). */
+static int vm_setvcpus(struct cli *c, struct cli_args *a)
+{
+    int64_t n;
+    if (parse_int64(a->pos[1], 1, 4096, &n) < 0)
+        return cli_usage(cli_verb_find("setvcpus"),
+                         "invalid vCPU count '%s'", a->pos[1]);
+    json_auto_t *body = json_pack("{s:I}", "vcpus", (json_int_t)n);
+    return vm_resize_with(c, a->pos[0], body);
+}
+
+/* virsh setmem NAME SIZE --config: a stopped VM's memory; as in virsh a
+ * bare number is KiB, else a K/M/G/T suffix. */
+static int vm_setmem(struct cli *c, struct cli_args *a)
+{
+    const char *s = a->pos[1];
+    _cleanup_free_ char *kib = s[0] && s[strspn(s, "0123456789")] == '\0'
+                                   ? xasprintf("%sK", s) : xstrdup(s);
+    uint64_t mib;
+    if (parse_size(kib, 1u << 20, &mib) < 0 || mib == 0 || mib > INT32_MAX)
+        return cli_usage(cli_verb_find("setmem"), "invalid size '%s'", s);
+    json_auto_t *body = json_pack("{s:I}", "memory_mib", (json_int_t)mib);
+    return vm_resize_with(c, a->pos[0], body);
 }
 
 static int vm_console(struct cli *c, struct cli_args *a)
@@ -516,12 +549,15 @@ static int vm_console(struct cli *c, struct cli_args *a)
         api_reply_clear(&rep);
         return cli_fail("%s", msg);
     }
+    /* The node keeps the guest's bytes; the view is plain text. */
+    size_t n;
+    _cleanup_free_ char *text = term_strip(rep.body, rep.body_len, &n);
     if (c->json) {
-        json_auto_t *o = json_pack("{s:s%}", "console", rep.body, rep.body_len);
+        json_auto_t *o = json_pack("{s:s%}", "console", text, n);
         cli_print_json(o ? o : json_null());
     } else {
-        fwrite(rep.body, 1, rep.body_len, stdout);
-        if (rep.body_len && rep.body[rep.body_len - 1] != '\n')
+        fwrite(text, 1, n, stdout);
+        if (n && text[n - 1] != '\n')
             putchar('\n');
     }
     api_reply_clear(&rep);
@@ -566,6 +602,11 @@ const struct cli_verb cli_vm_verbs[] = {
       "NAME [--cpus N] [--memory SIZE] [--disk SIZE]",
       "change vCPUs or memory (while stopped) or grow the disk",
       "setvcpus/setmem --config, vol-resize" },
+    { "setvcpus", vm_setvcpus, 2, 2, "config", "NAME COUNT [--config]",
+      "set a stopped VM's vCPUs", "setvcpus --config" },
+    { "setmem", vm_setmem, 2, 2, "config", "NAME SIZE [--config]",
+      "set a stopped VM's memory (a bare SIZE is KiB, as in virsh)",
+      "setmem --config" },
     { "console", vm_console, 1, 1, "log", "NAME --log",
       "print the last 64 KiB of the VM's serial console", "console" },
     { "domifaddr", vm_domifaddr, 1, 1, "", "NAME", "show a VM's addresses",

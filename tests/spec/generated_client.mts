@@ -44,8 +44,12 @@ const created = await client.POST("/v1/vms", {
 });
 if (!created.data)
     fail("create", created.response.status, created.error);
-const id: string = created.data.id;
-console.log(`created ${id} (${created.response.status}, ${created.data.state})`);
+// 201 answers the VM; 200 would be a dry run's placement.
+if (!("id" in created.data))
+    fail("create answered a dry run", created.response.status);
+const vm: Vm = created.data;
+const id: string = vm.id;
+console.log(`created ${id} (${created.response.status}, ${vm.state})`);
 
 const running = await waitState(id, "running");
 console.log(`running on ${running.node_name ?? "?"}`);
