@@ -467,7 +467,7 @@ int scheduler_decide(struct app *a, const struct place_req *r,
         const struct place_node *p = &f->nodes[res.chosen];
         json_object_set_new(o, "node_id", json_string(p->id));
         json_object_set(o, "node_name", json_object_get(
-                            json_array_get(f.rows, (size_t)res.chosen), "name"));
+                            json_array_get(f->rows, (size_t)res.chosen), "name"));
         _cleanup_free_ char *t = money_format(res.price_hour, NULL);
         json_object_set_new(o, "price_hour", json_string(t));
         json_object_set_new(o, "price_hour_nano",
