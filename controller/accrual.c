@@ -551,7 +551,8 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
 
     if ((e = store_query_one(a->store, &vm,
                              "SELECT v.account_id, v.vcpus, v.memory_mib, "
-                             "v.disk_gib, COALESCE(u.billable_s, 0) AS "
+                             "v.disk_gib, v.gpu_model, v.gpu_count, "
+                             "COALESCE(u.billable_s, 0) AS "
                              "billable_s FROM vms v LEFT JOIN vm_usage u ON "
                              "u.vm_id = v.id WHERE v.id = $1", "s", vm_id)) < 0 ||
         (e = store_query_one(a->store, &node, "SELECT account_id FROM nodes "
@@ -582,6 +583,16 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
                                    json_int(offer, "disk_gib_month", 0),
                                    json_int(offer, "gpu_hour", 0),
                                    json_int(offer, "port_hour", 0) };
+        /* A GPU model the node prices on its own is locked at that price. */
+        json_auto_t *models = json_loads(json_str(offer, "gpu_models") ?
+                                         json_str(offer, "gpu_models") : "{}",
+                                         0, NULL);
+        const char *mp = json_string_value(json_object_get(
+            models, json_str(vm, "gpu_model") ? json_str(vm, "gpu_model")
+                                              : ""));
+        int64_t v;
+        if (mp && money_parse(mp, &v) == 0 && v >= 0)
+            o.gpu_hour = v;
     }
     int64_t ports = store_query_int(a->store, 0, "SELECT COUNT(*) FROM ports "
                                     "WHERE vm_id = $1", "s", vm_id);
@@ -598,7 +609,7 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
                    o.vcpu_hour, o.mem_gib_hour, o.disk_gib_month, o.gpu_hour,
                    o.port_hour, json_int(vm, "vcpus", 0),
                    json_int(vm, "memory_mib", 0), json_int(vm, "disk_gib", 0),
-                   (int64_t)0, ports, fee_bps, base, now);
+                   json_int(vm, "gpu_count", 0), ports, fee_bps, base, now);
     if (e < 0)
         return e;
     e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE id = $2", "ss",

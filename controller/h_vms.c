@@ -9,6 +9,7 @@
 #include "billing/money.h"
 #include "controller/accrual.h"
 #include "controller/catalog.h"
+#include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/quota.h"
@@ -381,6 +382,7 @@ void vm_create_fields(const struct app *a,
         { "anti_affinity", JF_NAME, false, 0, 0, NULL },
         { "min_reputation", JF_INT, false, 0, 100, NULL },
         { "dry_run", JF_BOOL, false, 0, 0, NULL },
+        { "gpu", JF_STRING, false, 1, 80, NULL },
     };
     memcpy(ret, fields, sizeof(fields));
 }
@@ -475,6 +477,26 @@ HANDLER(h_vm_create)
     _cleanup_free_ char *labels = NULL;
     if (!vm_constraints(a, r, b, &cap, &labels))
         return;
+    /* "MODEL[:COUNT]": COUNT GPUs (1 to 16, default 1) of MODEL. */
+    _cleanup_free_ char *gpu_model = NULL;
+    int64_t gpu_count = 0;
+    if (json_str(b, "gpu")) {
+        const char *g = json_str(b, "gpu"), *colon = strrchr(g, ':');
+        gpu_count = 1;
+        bool ok = true;
+        if (colon && parse_int64(colon + 1, 1, 16, &gpu_count) == 0)
+            gpu_model = xstrndup(g, (size_t)(colon - g));
+        else
+            gpu_model = xstrdup(g);
+        ok = gpu_model_ok(gpu_model);
+        if (!ok) {
+            http_reply_problem(r, 400, "validation", "gpu",
+                               "gpu must be MODEL[:COUNT] with a model as "
+                               "GET /v1/offers names it and a count from 1 "
+                               "to 16, not '%s'", g);
+            return;
+        }
+    }
     if (json_bool(b, "dry_run", false)) {
         vm_dry_run(a, r, b, &spec, cap, labels);
         return;
@@ -547,6 +569,9 @@ HANDLER(h_vm_create)
         json_int(b, "shutdown_timeout_s", VM_SHUTDOWN_TIMEOUT_DEFAULT_S), cap,
         json_str(b, "region"), labels, json_str(b, "anti_affinity"),
         json_int(b, "min_reputation", 0));
+    if (e >= 0 && gpu_count > 0)
+        e = store_exec(a->store, "UPDATE vms SET gpu_model = $1, gpu_count "
+                       "= $2 WHERE id = $3", "sis", gpu_model, gpu_count, id);
     if (e < 0) {
         store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
@@ -588,6 +613,7 @@ void vm_release(struct app *a, const char *vm_id)
     store_exec(a->store, "DELETE FROM ports WHERE vm_id = $1", "s", vm_id);
     netalloc_release(a->store, vm_id);
     store_exec(a->store, "DELETE FROM vm_nics WHERE vm_id = $1", "s", vm_id);
+    gpus_release(a->store, vm_id);
 }
 
 void vm_networks_changed(struct app *a, const char *vm_id)

@@ -93,7 +93,7 @@ extern const struct jfield port_fields[3];
  * 0, or -EINVAL with *err naming the field (caller clears it). */
 int agent_status_check(const json_t *body, struct jerr *err);
 /* The members of a POST /v1/vms body, sized by this controller's limits. */
-#define VM_CREATE_NFIELDS 18
+#define VM_CREATE_NFIELDS 19
 void vm_create_fields(const struct app *a, struct jfield ret[VM_CREATE_NFIELDS]);
 /* Create an API key for an account (also `fog-controller init`'s first
  * admin key); the secret is in ret_key->token. 0 or -errno. */

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/accrual.h"
+#include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/placement.h"
@@ -394,6 +395,7 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
 #define ASK_COLS                                                               \
     "vcpus, memory_mib, disk_gib, allow_tcg, image, image_id, template, "      \
     "account_id, max_price, region, labels, anti_affinity, min_reputation, "   \
+    "gpu_model, gpu_count, "                                                   \
     "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports, "             \
     "(SELECT i.sha256 FROM images i WHERE i.id = vms.image_id) AS "            \
     "image_sha256, (SELECT i.visibility FROM images i WHERE i.id = "           \
@@ -411,6 +413,8 @@ static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
     r->disk_gib = json_int(row, "disk_gib", 0);
     r->ports = json_int(row, "ports", 0);
     r->allow_tcg = json_int(row, "allow_tcg", 0) != 0;
+    r->gpu_count = json_int(row, "gpu_count", 0);
+    r->gpu_model = r->gpu_count > 0 ? json_str(row, "gpu_model") : NULL;
     r->tmpl = json_str(row, "template");
     r->image = json_str(row, "image");
     r->image_id = json_str(row, "image_id");
@@ -480,6 +484,43 @@ int scheduler_decide(struct app *a, const struct place_req *r,
     fleet_put(f);
     *ret_choice = o;
     return res.chosen >= 0;
+}
+
+/* For a VM asking for GPUs: each node's free offered GPUs of its model
+ * and that model's price there. 0 or -errno. */
+static int fleet_gpus(struct app *a, struct fleet *f, const struct place_req *r)
+{
+    for (size_t k = 0; k < f->n; k++) {
+        f->nodes[k].gpu_free = 0;
+        f->nodes[k].gpu_hour_model = -1;
+    }
+    if (r->gpu_count <= 0)
+        return 0;
+    json_auto_t *rows = NULL;
+    int e = store_query(a->store, &rows,
+                        "SELECT g.node_id, COUNT(*) AS free, (SELECT "
+                        "o.gpu_models FROM node_offers o WHERE o.node_id = "
+                        "g.node_id) AS models FROM gpus g WHERE g.model = $1 "
+                        "AND g.offered = 1 AND g.usable = 1 AND g.present = 1 "
+                        "AND g.vm_id IS NULL GROUP BY g.node_id", "s",
+                        r->gpu_model);
+    if (e < 0)
+        return e;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        for (size_t k = 0; k < f->n; k++) {
+            if (!streq(f->nodes[k].id, json_str(row, "node_id")))
+                continue;
+            f->nodes[k].gpu_free = json_int(row, "free", 0);
+            json_auto_t *m = json_loads(json_str(row, "models") ?
+                                        json_str(row, "models") : "{}", 0, NULL);
+            int64_t v;
+            const char *p = json_string_value(json_object_get(m, r->gpu_model));
+            if (p && money_parse(p, &v) == 0 && v >= 0)
+                f->nodes[k].gpu_hour_model = v;
+        }
+    return 0;
 }
 
 /* ---- placing ---- */
@@ -605,6 +646,10 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         store_tx_rollback(a->store);
         return r == -ENOENT ? 0 : r;
     }
+    if ((r = fleet_gpus(a, f, &q.req)) < 0) {
+        store_tx_rollback(a->store);
+        return r;
+    }
     struct place_result res;
     if ((r = decide(a, &q.req, after, refuse_after, &f, &res)) < 0) {
         store_tx_rollback(a->store);
@@ -622,6 +667,12 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         store_tx_rollback(a->store);
         fleet_put(f);
         return r == -ENOENT ? -EAGAIN : r;
+    }
+    /* Its GPUs, each only while no other VM holds it. */
+    if ((r = gpus_assign(a->store, node_id, vm_id, q.req.gpu_model,
+                         q.req.gpu_count)) < 0) {
+        store_tx_rollback(a->store);
+        return r == -EBUSY ? -EAGAIN : r;
     }
     snprintf(ret_node, UUID_STR_LEN + 1, "%s", node_id);
     /* Published ports get their host ports on the chosen node. */

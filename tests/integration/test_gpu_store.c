@@ -10,6 +10,7 @@
 #include "common/jsonutil.h"
 #include "tests/testutil.h"
 
+#include <pthread.h>
 #include <string.h>
 
 static struct tu_ctl ctl;
@@ -120,10 +121,93 @@ static void gpus_are_stored_offered_and_withdrawn(void **state)
     tu_ctl_destroy(&ctl);
 }
 
+struct ask {
+    const char *key, *body;
+    json_t *vm;
+    long st;
+};
+
+static void *ask_main(void *p)
+{
+    struct ask *q = p;
+    q->vm = tu_api(&ctl, q->key, "POST", "/v1/vms", q->body, &q->st);
+    return NULL;
+}
+
+static const char *vm_node(const char *key, const char *id)
+{
+    _cleanup_free_ char *path = xasprintf("/v1/vms/%s", id);
+    json_t *vm = tu_api(&ctl, key, "GET", path, NULL, NULL);
+    static char node[64];
+    const char *n = json_str(vm, "node_id");
+    snprintf(node, sizeof(node), "%s", n ? n : "");
+    json_decref(vm);
+    return node;
+}
+
+static void two_tenants_race_for_the_last_gpu(void **state)
+{
+    (void)state;
+    tu_ctl_start(&ctl, NULL);
+    _cleanup_free_ char *cred = tu_node_register(&ctl, "gc-one", "\"gpus\":["
+        GC_GPU("0000:01:00.0", "0000:01:00.1", "0", "true", "") "]");
+    json_decref(tu_api(&ctl, cred, "GET", "/v1/agent/desired", NULL, NULL));
+    free(tu_api_field(&ctl, ctl.admin_key, "POST",
+                      "/v1/nodes/gc-one/gpus/offer", "{\"all\":true}", 200,
+                      NULL));
+    _cleanup_free_ char *k1 = tu_account(&ctl, "gc-t1", "tenant");
+    _cleanup_free_ char *k2 = tu_account(&ctl, "gc-t2", "tenant");
+    struct ask q[2] = {
+        { k1, "{\"name\":\"g1\",\"vcpus\":1,\"memory_mib\":128,"
+              "\"disk_gib\":1,\"image\":\"tiny\",\"allow_tcg\":true,"
+              "\"gpu\":\"GeForceRTX4090:1\"}", NULL, 0 },
+        { k2, "{\"name\":\"g2\",\"vcpus\":1,\"memory_mib\":128,"
+              "\"disk_gib\":1,\"image\":\"tiny\",\"allow_tcg\":true,"
+              "\"gpu\":\"GeForceRTX4090\"}", NULL, 0 },
+    };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, ask_main, &q[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(q[0].st, 201);
+    assert_int_equal(q[1].st, 201);
+    int placed = 0, winner = -1;
+    for (int i = 0; i < 2; i++)
+        if (*vm_node(q[i].key, json_str(q[i].vm, "id"))) {
+            placed++;
+            winner = i;
+        }
+    assert_int_equal(placed, 1);
+    /* The winner holds the GPU; the other waits, the gpu filter named. */
+    json_auto_t *gl = tu_api(&ctl, ctl.admin_key, "GET", "/v1/gpus", NULL,
+                             NULL);
+    assert_string_equal(json_str(json_array_get(json_object_get(gl, "gpus"),
+                                                0), "vm_id"),
+                        json_str(q[winner].vm, "id"));
+    _cleanup_free_ char *lp = xasprintf("/v1/vms/%s",
+                                        json_str(q[1 - winner].vm, "id"));
+    json_auto_t *loser = tu_api(&ctl, q[1 - winner].key, "GET", lp, NULL, NULL);
+    _cleanup_free_ char *lt = json_dumps(loser, 0);
+    assert_non_null(strstr(lt, "gpu"));
+    /* A bad request names the field. */
+    long st;
+    json_auto_t *bad = tu_api(&ctl, k1, "POST", "/v1/vms",
+                              "{\"name\":\"g3\",\"vcpus\":1,\"memory_mib\":"
+                              "128,\"disk_gib\":1,\"image\":\"tiny\","
+                              "\"gpu\":\"<x>:99\"}", &st);
+    assert_int_equal(st, 400);
+    assert_string_equal(json_str(bad, "field"), "gpu");
+    for (int i = 0; i < 2; i++)
+        json_decref(q[i].vm);
+    tu_ctl_destroy(&ctl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gpus_are_stored_offered_and_withdrawn),
+        cmocka_unit_test(two_tenants_race_for_the_last_gpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
