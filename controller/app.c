@@ -2,6 +2,8 @@
  * authentication, role checks, idempotent POST replay, the event log. */
 #include "controller/app.h"
 
+#include "api/agentproto.h"
+
 #include "common/buf.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
@@ -108,9 +110,10 @@ const struct http_route app_routes[] = {
 
     { "POST", "/v1/agent/register", h_agent_register, ALLOW_PUBLIC },
     { "GET", "/v1/agent/desired", h_agent_desired, ALLOW_NODE },
-    /* Status posts carry console tails (64 KiB each) beside the VM list. */
+    /* Status posts carry console tails and usage samples beside the VM
+     * list (api/agentproto.h). */
     { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET, NULL,
-      1u << 20 },
+      AGENT_STATUS_BODY_MAX },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 

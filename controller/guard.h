@@ -3,15 +3,8 @@
  * bounds on what a node may report (capacity, addresses, endpoint). */
 #pragma once
 
+#include "api/agentproto.h"
 #include "controller/app.h"
-
-/* Largest capacity a node may report: beyond any one machine sold today
- * (768 threads, 12 TiB), far below what would overflow a sum. */
-#define NODE_MAX_VCPUS 1024
-#define NODE_MAX_MEMORY_MIB (INT64_C(1) << 24) /* 16 TiB */
-#define NODE_MAX_DISK_GIB (INT64_C(1) << 20)   /* 1 PiB */
-/* Most addresses one VM's report may list. */
-#define NODE_MAX_VM_ADDRESSES 64
 
 /* The rate limit tables for a.cfg's settings (caller owns; NULL-safe
  * free). */

@@ -306,13 +306,66 @@ static int fleet_get(struct app *a, uint64_t after, struct fleet **ret)
 }
 
 /* place_decide() on f, its free capacity steady meanwhile. */
-static void fleet_decide(const struct fleet *f, const struct place_req *r,
-                         const struct place_weights *w,
-                         struct place_result *ret)
+
+/* For a VM asking for GPUs: each node's free offered GPUs of its model
+ * and that model's price there, into nodes (a copy of f's). 0 or -errno. */
+static int fleet_gpus(struct app *a, const struct fleet *f,
+                      struct place_node *nodes, const struct place_req *r)
 {
+    for (size_t k = 0; k < f->n; k++) {
+        nodes[k].gpu_free = 0;
+        nodes[k].gpu_hour_model = -1;
+    }
+    json_auto_t *rows = NULL;
+    int e = store_query(a->store, &rows,
+                        "SELECT g.node_id, COUNT(*) AS free, (SELECT "
+                        "o.gpu_models FROM node_offers o WHERE o.node_id = "
+                        "g.node_id) AS models FROM gpus g WHERE g.model = $1 "
+                        "AND g.offered = 1 AND g.usable = 1 AND g.present = 1 "
+                        "AND g.vm_id IS NULL GROUP BY g.node_id", "s",
+                        r->gpu_model);
+    if (e < 0)
+        return e;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        ssize_t k = fleet_find(f, json_str(row, "node_id"));
+        if (k < 0)
+            continue;
+        nodes[k].gpu_free = json_int(row, "free", 0);
+        json_auto_t *m = json_loads(json_str(row, "models") ?
+                                    json_str(row, "models") : "{}", 0, NULL);
+        int64_t v;
+        const char *p = json_string_value(json_object_get(m, r->gpu_model));
+        if (p && money_parse(p, &v) == 0 && v >= 0)
+            nodes[k].gpu_hour_model = v;
+    }
+    return 0;
+}
+
+/* place_decide on the fleet. The cached fleet knows nothing of GPUs: a VM
+ * asking for some is decided on a private copy of the nodes with their
+ * free GPUs of its model read from the store. 0 or -errno. */
+static int fleet_decide(struct app *a, const struct fleet *f,
+                        const struct place_req *r,
+                        const struct place_weights *w,
+                        struct place_result *ret)
+{
+    if (r->gpu_count <= 0) {
+        pthread_mutex_lock(&fleet_lock);
+        place_decide(r, f->nodes, f->n, w, ret);
+        pthread_mutex_unlock(&fleet_lock);
+        return 0;
+    }
+    _cleanup_free_ struct place_node *nodes = xcalloc(f->n + 1,
+                                                      sizeof(*nodes));
     pthread_mutex_lock(&fleet_lock);
-    place_decide(r, f->nodes, f->n, w, ret);
+    memcpy(nodes, f->nodes, f->n * sizeof(*nodes));
     pthread_mutex_unlock(&fleet_lock);
+    int e = fleet_gpus(a, f, nodes, r);
+    if (e == 0)
+        place_decide(r, nodes, f->n, w, ret);
+    return e;
 }
 
 /* The VM placed: its resources leave the node's free capacity. */
@@ -447,12 +500,18 @@ static int decide(struct app *a, const struct place_req *r, uint64_t after,
     int e = fleet_get(a, after, &f);
     if (e < 0)
         return e;
-    fleet_decide(f, r, &w, ret);
+    if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
+        fleet_put(f);
+        return e;
+    }
     if (ret->chosen < 0 && f->seq <= refuse_after) {
         fleet_put(f);
         if ((e = fleet_get(a, refuse_after, &f)) < 0)
             return e;
-        fleet_decide(f, r, &w, ret);
+        if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
+            fleet_put(f);
+            return e;
+        }
     }
     *ret_f = f;
     return 0;
@@ -484,43 +543,6 @@ int scheduler_decide(struct app *a, const struct place_req *r,
     fleet_put(f);
     *ret_choice = o;
     return res.chosen >= 0;
-}
-
-/* For a VM asking for GPUs: each node's free offered GPUs of its model
- * and that model's price there. 0 or -errno. */
-static int fleet_gpus(struct app *a, struct fleet *f, const struct place_req *r)
-{
-    for (size_t k = 0; k < f->n; k++) {
-        f->nodes[k].gpu_free = 0;
-        f->nodes[k].gpu_hour_model = -1;
-    }
-    if (r->gpu_count <= 0)
-        return 0;
-    json_auto_t *rows = NULL;
-    int e = store_query(a->store, &rows,
-                        "SELECT g.node_id, COUNT(*) AS free, (SELECT "
-                        "o.gpu_models FROM node_offers o WHERE o.node_id = "
-                        "g.node_id) AS models FROM gpus g WHERE g.model = $1 "
-                        "AND g.offered = 1 AND g.usable = 1 AND g.present = 1 "
-                        "AND g.vm_id IS NULL GROUP BY g.node_id", "s",
-                        r->gpu_model);
-    if (e < 0)
-        return e;
-    size_t i;
-    json_t *row;
-    json_array_foreach(rows, i, row)
-        for (size_t k = 0; k < f->n; k++) {
-            if (!streq(f->nodes[k].id, json_str(row, "node_id")))
-                continue;
-            f->nodes[k].gpu_free = json_int(row, "free", 0);
-            json_auto_t *m = json_loads(json_str(row, "models") ?
-                                        json_str(row, "models") : "{}", 0, NULL);
-            int64_t v;
-            const char *p = json_string_value(json_object_get(m, r->gpu_model));
-            if (p && money_parse(p, &v) == 0 && v >= 0)
-                f->nodes[k].gpu_hour_model = v;
-        }
-    return 0;
 }
 
 /* ---- placing ---- */
@@ -646,10 +668,6 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         store_tx_rollback(a->store);
         return r == -ENOENT ? 0 : r;
     }
-    if ((r = fleet_gpus(a, f, &q.req)) < 0) {
-        store_tx_rollback(a->store);
-        return r;
-    }
     struct place_result res;
     if ((r = decide(a, &q.req, after, refuse_after, &f, &res)) < 0) {
         store_tx_rollback(a->store);
@@ -672,6 +690,7 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
     if ((r = gpus_assign(a->store, node_id, vm_id, q.req.gpu_model,
                          q.req.gpu_count)) < 0) {
         store_tx_rollback(a->store);
+        fleet_put(f);
         return r == -EBUSY ? -EAGAIN : r;
     }
     snprintf(ret_node, UUID_STR_LEN + 1, "%s", node_id);
