@@ -11,7 +11,7 @@
 #define CREATE_FLAGS                                                           \
     "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"     \
     "allow-tcg,stopped,wait,timeout=,shutdown-timeout=,max-price=,region=,"    \
-    "label=*,anti-affinity=,min-reputation=,dry-run"
+    "label=*,anti-affinity=,min-reputation=,dry-run,gpu="
 
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
@@ -174,13 +174,14 @@ static int wait_timeout(const struct cli_verb *v, struct cli_args *a,
 
 /* The market constraints of create: a cap per hour for the whole VM,
  * region, label selectors, an anti-affinity group, a minimum reputation
- * (0-100) and a dry run. The hub checks the values; only shapes here. */
+ * (0-100), GPUs by model (MODEL[:COUNT]) and a dry run. The hub checks the values; only shapes here. */
 static int market_flags(const struct cli_verb *v, struct cli_args *a,
                         json_t *body)
 {
     static const char *const str[][2] = { { "max-price", "max_price" },
                                           { "region", "region" },
-                                          { "anti-affinity", "anti_affinity" } };
+                                          { "anti-affinity", "anti_affinity" },
+                                          { "gpu", "gpu" } };
     for (size_t i = 0; i < ARRAY_SIZE(str); i++) {
         const char *s = cli_flag(a, str[i][0]);
         json_t *j = s ? json_string(s) : NULL;
@@ -575,7 +576,7 @@ const struct cli_verb cli_vm_verbs[] = {
       "[--network NET]... [--publish [HOST:]PORT[/tcp|udp]]... "
       "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]] "
       "[--shutdown-timeout S] [--max-price P] [--region R] [--label K=V]... "
-      "[--anti-affinity GROUP] [--min-reputation 0-100] [--dry-run]",
+      "[--anti-affinity GROUP] [--min-reputation 0-100] [--gpu MODEL[:COUNT]] [--dry-run]",
       "create a VM (and start it unless --stopped); a shutdown is forced "
       "after --shutdown-timeout seconds (default 60); --max-price caps the "
       "whole VM's price per hour, --dry-run prints the offer it would take "

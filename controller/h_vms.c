@@ -420,7 +420,8 @@ static bool vm_constraints(struct app *a, struct http_request *r, json_t *b,
 /* Where the VM would go now and at what price, creating nothing. */
 static void vm_dry_run(struct app *a, struct http_request *r, json_t *b,
                        const struct vm_spec *spec, int64_t cap,
-                       const char *labels)
+                       const char *labels, const char *gpu_model,
+                       int64_t gpu_count)
 {
     struct reqctx *c = reqctx_of(r);
     struct sched_ask q _cleanup_(sched_ask_free) = { 0 };
@@ -431,7 +432,8 @@ static void vm_dry_run(struct app *a, struct http_request *r, json_t *b,
         .allow_tcg = spec->allow_tcg, .tmpl = spec->tmpl,
         .image = spec->image, .image_id = spec->image_id,
         .region = json_str(b, "region"), .max_price = cap,
-        .min_reputation = (double)json_int(b, "min_reputation", 0) / 100.0 };
+        .min_reputation = (double)json_int(b, "min_reputation", 0) / 100.0,
+        .gpu_model = gpu_model, .gpu_count = gpu_count };
     json_t *choice = NULL;
     int e = sched_ask_fill(a, &q, c->account_id, NULL, labels,
                            json_str(b, "anti_affinity"));
@@ -498,7 +500,7 @@ HANDLER(h_vm_create)
         }
     }
     if (json_bool(b, "dry_run", false)) {
-        vm_dry_run(a, r, b, &spec, cap, labels);
+        vm_dry_run(a, r, b, &spec, cap, labels, gpu_model, gpu_count);
         return;
     }
     char id[UUID_STR_LEN + 1];

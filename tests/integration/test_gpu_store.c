@@ -198,6 +198,25 @@ static void two_tenants_race_for_the_last_gpu(void **state)
                               "\"gpu\":\"<x>:99\"}", &st);
     assert_int_equal(st, 400);
     assert_string_equal(json_str(bad, "field"), "gpu");
+    /* fogctl create --gpu: the last GPU is held, so a dry run finds no
+     * node and says why; a malformed model is the hub's 400. */
+    int rc;
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *dry = tu_fogctl(&ctl, k1, &rc, "create", "g4",
+                                         "--cpus", "1", "--memory", "128M",
+                                         "--disk", "1G", "--image", "tiny",
+                                         "--allow-tcg", "--gpu",
+                                         "GeForceRTX4090:1", "--dry-run",
+                                         NULL);
+    if (rc != 1 || !strstr(dry, "gpu"))
+        fail_msg("fogctl create --gpu --dry-run: exit %d, '%s'", rc, dry);
+    _cleanup_free_ char *badc = tu_fogctl(&ctl, k1, &rc, "create", "g5",
+                                          "--cpus", "1", "--memory", "128M",
+                                          "--disk", "1G", "--image", "tiny",
+                                          "--gpu", "<x>:99", NULL);
+    tu_run_with_stderr = false;
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(badc, "gpu"));
     for (int i = 0; i < 2; i++)
         json_decref(q[i].vm);
     tu_ctl_destroy(&ctl);
