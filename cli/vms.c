@@ -16,7 +16,8 @@
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
     "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
-    "image,allow_tcg,node_name,node_id,addresses,ports,price,created_at"
+    "image,allow_tcg,node_name,node_id,addresses,ports,gpu,gpus,price,"         \
+    "created_at"
 
 static char *vm_path(const char *ref, const char *suffix)
 {
@@ -339,6 +340,16 @@ static int vm_dominfo(struct cli *c, struct cli_args *a)
                                    json_string_value(json_object_get(it, "proto"))));
         }
         json_object_set_new(vm, "ports", list);
+    }
+    if (!c->json && json_array_size(json_object_get(vm, "gpus")) > 0) {
+        json_t *list = json_array();
+        size_t i;
+        json_t *g;
+        json_array_foreach(json_object_get(vm, "gpus"), i, g)
+            json_array_append_new(list, json_sprintf(
+                "%s (%s)", json_string_value(json_object_get(g, "address")),
+                json_string_value(json_object_get(g, "model"))));
+        json_object_set_new(vm, "gpus", list);
     }
     print_vm(c, vm);
     return CLI_OK;

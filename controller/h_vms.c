@@ -24,7 +24,8 @@
     "node_name, v.reboot_gen, v.addresses, v.image_id, v.template, "            \
     "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
-    "v.anti_affinity, v.min_reputation, v.placement, v.price_hour"
+    "v.anti_affinity, v.min_reputation, v.placement, v.price_hour, "           \
+    "v.gpu_model, v.gpu_count"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 static void set_time(json_t *o, const char *key, json_t *row, const char *col)
@@ -88,6 +89,13 @@ json_t *vm_render(json_t *row)
     int64_t ph = json_int(row, "price_hour", -1);
     _cleanup_free_ char *pht = ph >= 0 ? money_format(ph, NULL) : NULL;
     json_object_set_new(o, "price_hour", pht ? json_string(pht) : json_null());
+    /* The GPUs asked for, as MODEL:COUNT. */
+    int64_t gn = json_int(row, "gpu_count", 0);
+    json_object_set_new(o, "gpu", gn > 0 && json_str(row, "gpu_model")
+                                      ? json_sprintf("%s:%lld",
+                                                     json_str(row, "gpu_model"),
+                                                     (long long)gn)
+                                      : json_null());
     return o;
 }
 
@@ -653,6 +661,11 @@ HANDLER(h_vm_get)
     json_t *o = vm_render(row);
     json_t *deal = billing_vm_deal(a, json_str(row, "id"));
     json_object_set_new(o, "deal", deal ? deal : json_null());
+    /* The GPUs placement assigned to it, every function of each card. */
+    json_object_set_new(o, "gpus", json_int(row, "gpu_count", 0) > 0
+                                       ? gpus_of_vm(a->store,
+                                                    json_str(row, "id"))
+                                       : json_array());
     http_reply_json(r, 200, o);
 }
 

@@ -185,11 +185,25 @@ static void two_tenants_race_for_the_last_gpu(void **state)
     assert_string_equal(json_str(json_array_get(json_object_get(gl, "gpus"),
                                                 0), "vm_id"),
                         json_str(q[winner].vm, "id"));
+    /* The winner's VM names what it asked for and what it holds. */
+    _cleanup_free_ char *wp = xasprintf("/v1/vms/%s",
+                                        json_str(q[winner].vm, "id"));
+    json_auto_t *wv = tu_api(&ctl, q[winner].key, "GET", wp, NULL, NULL);
+    assert_string_equal(json_str(wv, "gpu"), "GeForceRTX4090:1");
+    json_t *held = json_array_get(json_object_get(wv, "gpus"), 0);
+    assert_string_equal(json_str(held, "address"), "0000:01:00.0");
+    assert_int_equal(json_array_size(json_object_get(held, "functions")), 2);
+    int drc;
+    _cleanup_free_ char *di = tu_fogctl(&ctl, q[winner].key, &drc, "dominfo",
+                                        json_str(q[winner].vm, "id"), NULL);
+    assert_int_equal(drc, 0);
+    assert_non_null(strstr(di, "0000:01:00.0 (GeForceRTX4090)"));
     _cleanup_free_ char *lp = xasprintf("/v1/vms/%s",
                                         json_str(q[1 - winner].vm, "id"));
     json_auto_t *loser = tu_api(&ctl, q[1 - winner].key, "GET", lp, NULL, NULL);
     _cleanup_free_ char *lt = json_dumps(loser, 0);
     assert_non_null(strstr(lt, "gpu"));
+    assert_int_equal(json_array_size(json_object_get(loser, "gpus")), 0);
     /* A bad request names the field. */
     long st;
     json_auto_t *bad = tu_api(&ctl, k1, "POST", "/v1/vms",
