@@ -27,6 +27,9 @@
 # Needs (tools/deps.sh): mmdebstrap, e2fsprogs, dosfstools, mtools, syslinux,
 # syslinux-common, qemu-utils, fdisk.
 set -eu
+# Only the image's path goes to stdout (callers read it); every tool's
+# chatter goes to stderr.
+exec 3>&1 1>&2
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -71,9 +74,9 @@ finish() {
     if [ -n "$dest" ]; then
         cp --sparse=always "$qcow" "$dest.tmp" && mv "$dest.tmp" "$dest" ||
             die "cannot copy to $dest"
-        echo "$dest"
+        echo "$dest" >&3
     else
-        echo "$qcow"
+        echo "$qcow" >&3
     fi
     exit 0
 }
