@@ -13,8 +13,9 @@
  * answers are far smaller, only image files get this big. */
 #define SPECLOG_MAX_BODY (4u << 20)
 
-void api_speclog_record(CURL *h, long status, const char *content_type,
-                        const char *body, size_t len)
+void api_speclog_record(CURL *h, const char *req, size_t req_len, long status,
+                        const char *content_type, const char *body,
+                        size_t len)
 {
     const char *file = getenv("FOG_SPEC_LOG");
     if (!file || !*file)
@@ -41,6 +42,8 @@ void api_speclog_record(CURL *h, long status, const char *content_type,
         json_object_set_new(line, "allow", json_string(allow->value));
     if (body && len <= SPECLOG_MAX_BODY)
         json_object_set_new(line, "body", json_stringn(body, len));
+    if (req && req_len <= SPECLOG_MAX_BODY)
+        json_object_set_new(line, "request", json_stringn(req, req_len));
     char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(line);
     if (!text)

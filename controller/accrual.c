@@ -238,9 +238,6 @@ static const struct jfield sample_fields[] = {
     { "seq", JF_INT, true, 1, INT64_MAX, NULL },
     { "start", JF_INT, true, 0, INT64_C(1) << 40, NULL },
     { "end", JF_INT, true, 0, INT64_C(1) << 40, NULL },
-    { "cpu_ns", JF_INT, false, 0, INT64_MAX, NULL },
-    { "rx_bytes", JF_INT, false, 0, INT64_MAX, NULL },
-    { "tx_bytes", JF_INT, false, 0, INT64_MAX, NULL },
 };
 
 /* Save a VM's usage with `more` seconds newly capped, counted against the

@@ -826,7 +826,9 @@ long tu_http(const char *method, const char *url, const char *key,
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
         curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &t);
         r.content_type = xstrdup(t ? t : "");
-        api_speclog_record(h, r.status, t, r.body, r.len);
+        bool json = body && (!content_type || strstr(content_type, "json"));
+        api_speclog_record(h, json ? body : NULL, json ? body_len : 0,
+                           r.status, t, r.body, r.len);
     } else {
         r.status = -1;
         r.content_type = xstrdup("");

@@ -3,7 +3,9 @@
 // must be an operation and status the spec documents, every JSON body must
 // validate against that response's schema (a JSON body where the spec
 // declares none is an error too), and a 405 must carry an Allow header
-// naming the path's methods. Usage: node openapi_check.js SPEC LOG...
+// naming the path's methods. A JSON request the server accepted (2xx) must
+// validate against the operation's request body schema when it has one.
+// Usage: node openapi_check.js SPEC LOG...
 // (modules from tools/js, installed by tools/npm-deps.sh). Exit 0 when all
 // pass, 1 when any fails, 2 on bad usage.
 'use strict';
@@ -30,7 +32,7 @@ function main(argv) {
 
     const errors = new Map(); // message -> count
     const seen = new Set();
-    let n = 0, bodies = 0;
+    let n = 0, bodies = 0, requests = 0;
     const fail = (msg) => errors.set(msg, (errors.get(msg) || 0) + 1);
 
     for (const file of argv.slice(1)) {
@@ -133,6 +135,8 @@ function main(argv) {
             fail(`${opName}: status ${status} not documented`);
             return false;
         }
+        if (rec.request !== undefined && status.startsWith('2'))
+            checkRequest(tmpl, method, op, rec.request, opName);
         const resp = deref(responses[key]);
         const content = resp.content || {};
         if (status === '204' || !body)
@@ -152,6 +156,27 @@ function main(argv) {
         return true;
     }
 
+    // A request body the server took, against the operation's schema.
+    function checkRequest(tmpl, method, op, text, opName) {
+        const rb = deref(op.requestBody);
+        const media = rb && rb.content && rb.content['application/json'];
+        if (!media || !media.schema || text === '')
+            return;
+        let req;
+        try {
+            req = JSON.parse(text);
+        } catch (e) {
+            return; // the server answered 2xx to it; not ours to judge
+        }
+        const esc = (x) => x.replace(/~/g, '~0').replace(/\//g, '~1');
+        let base = `#/paths/${esc(tmpl)}/${method}/requestBody`;
+        if (op.requestBody.$ref)
+            base = op.requestBody.$ref;
+        requests++;
+        validate(`spec${base}/content/application~1json/schema`, req,
+                 `${opName} request`);
+    }
+
     function validate(ref, value, where) {
         const v = ajv.getSchema(ref);
         if (!v) {
@@ -160,7 +185,7 @@ function main(argv) {
         }
         if (!v(value))
             for (const e of v.errors)
-                fail(`${where}: body${e.instancePath} ${e.message}` +
+                fail(`${where}: ${where.endsWith(' request') ? 'request' : 'body'}${e.instancePath} ${e.message}` +
                      (e.params && e.params.allowedValues ? ` ${JSON.stringify(e.params.allowedValues)}` : '') +
                      (e.params && e.params.additionalProperty ? ` (${e.params.additionalProperty})` : ''));
     }
@@ -170,7 +195,8 @@ function main(argv) {
         for (const m of METHODS)
             if (spec.paths[t][m])
                 ops++;
-    console.log(`${n} answers checked (${bodies} JSON bodies validated), ` +
+    console.log(`${n} answers checked (${bodies} JSON bodies validated, ` +
+                `${requests} accepted requests), ` +
                 `${seen.size} of ${ops} operations seen`);
     if (process.env.FOG_SPEC_UNSEEN)
         for (const t of Object.keys(spec.paths))
