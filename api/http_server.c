@@ -702,11 +702,13 @@ static void route_request(struct http_server *s, struct http_request *r)
                                "method %s not allowed on this resource",
                                r->method);
             http_reply_header(r, "Allow", buf_str(&allow));
-            buf_free(&allow);
         } else
             http_reply_problem(r, 404, "not-found", NULL, "no such resource");
+        buf_free(&allow);
         return;
     }
+    /* Methods of the path tried before the one that matched. */
+    buf_free(&allow);
     r->max_body = r->route->max_body ? r->route->max_body : s->opts.max_body;
     if (r->content_length != ULLONG_MAX && r->content_length > r->max_body)
         r->too_big = true;
