@@ -40,8 +40,8 @@ static void test_checkout_templates_are_found_from_bin(void **state)
 {
     (void)state;
     _cleanup_free_ char *want = mkdirs("checkout/images/templates");
-    mkdirs("checkout/bin");
-    mkdirs("checkout/build-asan/bin");
+    free(mkdirs("checkout/bin"));
+    free(mkdirs("checkout/build-asan/bin"));
     assert_found("checkout/bin/fog-controller", want);
     assert_found("checkout/build-asan/bin/fog-controller", want);
 }
@@ -50,10 +50,10 @@ static void test_installed_templates_are_found_from_prefix(void **state)
 {
     (void)state;
     _cleanup_free_ char *want = mkdirs("prefix/share/fogfabric/templates");
-    mkdirs("prefix/bin");
+    free(mkdirs("prefix/bin"));
     assert_found("prefix/bin/fog-controller", want);
     /* An install inside a checkout's tree still uses its own share. */
-    mkdirs("prefix/images/templates");
+    free(mkdirs("prefix/images/templates"));
     assert_found("prefix/bin/fog-controller", want);
 }
 
