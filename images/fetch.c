@@ -532,8 +532,12 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
             curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
             curl_easy_setopt(h, CURLOPT_XFERINFODATA, c->cancel);
         }
-        if (c->ca_file)
+        if (c->ca_file) {
+            /* Only this CA: without clearing CAPATH libcurl would also load
+             * the system bundle (about 14 MiB of heap per handle). */
             curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+            curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+        }
         if (c->key_pin)
             curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, c->key_pin);
         if (hdrs)
