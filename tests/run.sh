@@ -26,6 +26,10 @@ run_one() { # name, command...
     else
         fail=$((fail + 1)); failed="$failed $name"
         echo "FAIL  $name (${secs}s, exit $rc); last lines of $logdir/$name.log:"
+        # The failed checks first (a sanitizer report after them would
+        # push them out of the tail), then the end of the log.
+        grep -E -m 20 -e '(error|Failure!?):|^\[  FAILED|^not ok|FAIL:' \
+            "$logdir/$name.log" | sed 's/^/    ! /'
         tail -n 30 "$logdir/$name.log" | sed 's/^/    | /'
     fi
 }

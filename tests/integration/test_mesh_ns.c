@@ -57,6 +57,11 @@ static uint32_t A(const char *t)
     return a;
 }
 
+/* How long a ping that must be answered may take: only a failure waits
+ * this long, and under ASan on a loaded machine the first handshake of
+ * wireguard-go and a fresh ARP can take seconds. */
+#define PING_OK_MS 20000
+
 static char *ip_out(const char *a1, const char *a2, const char *a3,
                     const char *a4, const char *a5)
 {
@@ -131,7 +136,7 @@ static int fetch_fn(void *arg)
 {
     const struct fetch_arg *a = arg;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = { 5, 0 };
+    struct timeval tv = { 15, 0 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)a->port) };
@@ -618,7 +623,7 @@ static void assert_full_mesh(unsigned members)
         for (int j = 1; j <= MAX_HOSTS; j++) {
             if (i == j || !(members & (1u << i)) || !(members & (1u << j)))
                 continue;
-            if (!tu_ping(hosts[i].ns, NULL, hosts[j].mesh, 8000)) {
+            if (!tu_ping(hosts[i].ns, NULL, hosts[j].mesh, PING_OK_MS)) {
                 fprintf(stderr, "host %d cannot reach host %d over the mesh\n",
                         i, j);
                 fail();
@@ -779,11 +784,11 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
 
     /* VMs on different hosts share their private network (VXLAN in
      * WireGuard), and each reaches its local anycast gateway. */
-    assert_true(tu_ping(vm_ns[1], NULL, "10.1.0.12", 8000));
-    assert_true(tu_ping(vm_ns[2], NULL, "10.1.0.11", 8000));
-    assert_true(tu_ping(vm_ns[1], NULL, "10.1.0.1", 3000));
-    assert_true(tu_ping(vm_ns[2], NULL, "10.1.0.1", 3000));
-    assert_true(tu_ping(vm_ns[3], NULL, "10.2.0.1", 3000));
+    assert_true(tu_ping(vm_ns[1], NULL, "10.1.0.12", PING_OK_MS));
+    assert_true(tu_ping(vm_ns[2], NULL, "10.1.0.11", PING_OK_MS));
+    assert_true(tu_ping(vm_ns[1], NULL, "10.1.0.1", PING_OK_MS));
+    assert_true(tu_ping(vm_ns[2], NULL, "10.1.0.1", PING_OK_MS));
+    assert_true(tu_ping(vm_ns[3], NULL, "10.2.0.1", PING_OK_MS));
 
     /* Another tenant's network on the same host is not routed to. */
     assert_false(tu_ping(vm_ns[3], NULL, "10.1.0.11", 1500));
@@ -795,7 +800,7 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
     assert_int_equal(tu_ip("-n %s addr add 10.1.0.99/24 dev eth0",
                            vm_ns[1]), 0);
     assert_false(tu_ping(vm_ns[1], "10.1.0.99", "10.1.0.12", 1500));
-    assert_true(tu_ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 3000));
+    assert_true(tu_ping(vm_ns[1], "10.1.0.11", "10.1.0.12", PING_OK_MS));
     /* So is a forged MAC. */
     assert_int_equal(tu_ip("-n %s link set eth0 address 52:54:00:00:01:99",
                            vm_ns[1]), 0);
@@ -803,7 +808,7 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
     assert_false(tu_ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 1500));
     assert_int_equal(tu_ip("-n %s link set eth0 address 52:54:00:00:01:01",
                            vm_ns[1]), 0);
-    assert_true(tu_ping(vm_ns[1], "10.1.0.11", "10.1.0.12", 5000));
+    assert_true(tu_ping(vm_ns[1], "10.1.0.11", "10.1.0.12", PING_OK_MS));
 
     /* Published port: the underlay ("internet") reaches the VM through
      * DNAT on host 1's public address. */
