@@ -211,15 +211,17 @@ static long long cpu_ticks(pid_t pid)
     return (long long)(ut + st);
 }
 
-static long rss_kib(pid_t pid)
+/* A field of /proc/PID/status in KiB: VmRSS (all resident pages) or
+ * RssAnon (the process's own, without shared library text). */
+static long rss_kib(pid_t pid, const char *field)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
     _cleanup_free_ char *text = NULL;
     if (file_read(path, 1 << 16, &text, NULL) < 0)
         return -1;
-    const char *p = strstr(text, "VmRSS:");
-    return p ? strtol(p + 6, NULL, 10) : -1;
+    const char *p = strstr(text, field);
+    return p ? strtol(p + strlen(field), NULL, 10) : -1;
 }
 
 static void row(const char *what, const char *value)
@@ -263,7 +265,8 @@ int main(int argc, char **argv)
     sleep((unsigned)window);
     long long t1 = cpu_ticks(n.agent);
     int64_t w1 = mono_ms();
-    long rss = rss_kib(n.agent);
+    long rss = rss_kib(n.agent, "VmRSS:");
+    long anon = rss_kib(n.agent, "RssAnon:");
     node_stop(&n);
     if (t0 < 0 || t1 < 0)
         die("cannot read the agent's CPU time");
@@ -290,6 +293,9 @@ int main(int argc, char **argv)
     snprintf(v, sizeof(v), "%.1f MiB", (double)rss / 1024.0);
     _cleanup_free_ char *l5 = xasprintf("agent resident memory, %d VMs running", idle_vms);
     row(l5, v);
+    snprintf(v, sizeof(v), "%.1f MiB", (double)anon / 1024.0);
+    _cleanup_free_ char *l7 = xasprintf("agent anonymous memory, %d VMs running", idle_vms);
+    row(l7, v);
     snprintf(v, sizeof(v), "%.1f ms", cpu_ms_per_min);
     _cleanup_free_ char *l6 = xasprintf("agent CPU per idle minute, %d VMs (%d s window)",
                                         idle_vms, window);
