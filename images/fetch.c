@@ -273,9 +273,98 @@ uint64_t fetch_cache_usage(struct fetch_cache *c)
 
 /* ---- one transfer ---- */
 
+/* SHA-256 of the .part file beside the download: a thread that reads
+ * back from the page cache what the write callback has already written,
+ * so hashing overlaps the transfer instead of stalling it. */
+#define HASH_CHUNK (1u << 20)
+/* Written data is handed to writeback every so often, so that the final
+ * fdatasync finds little left to do. */
+#define FLUSH_EVERY (16ull << 20)
+
+struct hasher {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int fd;
+    struct sha256_ctx sha;
+    uint64_t written; /* bytes the writer has put in the file */
+    uint64_t hashed;  /* bytes already hashed */
+    int err;          /* a read error, -errno */
+    bool stop;        /* the writer is done: hash the rest and end */
+    bool running;
+};
+
+static void *hasher_main(void *arg)
+{
+    struct hasher *h = arg;
+    uint8_t *b = xmalloc(HASH_CHUNK);
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (h->hashed == h->written && !h->stop && !h->err)
+            pthread_cond_wait(&h->cond, &h->lock);
+        if (h->err || h->hashed == h->written)
+            break;
+        uint64_t off = h->hashed, left = h->written - h->hashed;
+        pthread_mutex_unlock(&h->lock);
+        size_t want = left < HASH_CHUNK ? (size_t)left : HASH_CHUNK;
+        ssize_t n = pread(h->fd, b, want, (off_t)off);
+        int e = n < 0 ? -errno : n == 0 ? -EIO : 0;
+        if (n > 0)
+            sha256_update(&h->sha, (size_t)n, b);
+        pthread_mutex_lock(&h->lock);
+        if (e == -EINTR)
+            continue;
+        if (e < 0) {
+            h->err = e;
+            break;
+        }
+        h->hashed += (uint64_t)n;
+    }
+    pthread_mutex_unlock(&h->lock);
+    free(b);
+    return NULL;
+}
+
+/* Hash fd from its start; the first `written` bytes are there already. */
+static void hasher_start(struct hasher *h, int fd, uint64_t written)
+{
+    h->fd = fd;
+    sha256_init(&h->sha);
+    h->written = written;
+    h->hashed = 0;
+    h->err = 0;
+    h->stop = false;
+    if (pthread_create(&h->thread, NULL, hasher_main, h) != 0)
+        abort();
+    h->running = true;
+}
+
+static void hasher_advance(struct hasher *h, uint64_t written)
+{
+    pthread_mutex_lock(&h->lock);
+    h->written = written;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Wait until everything written is hashed; 0 or the read error. */
+static int hasher_finish(struct hasher *h)
+{
+    if (!h->running)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    h->stop = true;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->thread, NULL);
+    h->running = false;
+    return h->err;
+}
+
 struct xfer {
     int fd;
-    struct sha256_ctx *sha;
+    struct hasher *hash;
+    uint64_t flushed;  /* bytes handed to writeback */
     uint64_t have;     /* bytes in the .part file (and hashed) */
     uint64_t resume;   /* offset asked for with Range */
     uint64_t limit;    /* expected size, 0 = unknown */
@@ -336,11 +425,12 @@ static curl_socket_t on_opensocket(void *user, curlsocktype purpose,
 
 static int part_reset(struct xfer *x)
 {
-    if (ftruncate(x->fd, 0) < 0)
-        return -errno;
-    sha256_init(x->sha);
+    hasher_finish(x->hash); /* it must not read what we truncate */
     x->have = 0;
-    return 0;
+    x->flushed = 0;
+    int e = ftruncate(x->fd, 0) < 0 ? -errno : 0;
+    hasher_start(x->hash, x->fd, 0);
+    return e;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
@@ -386,8 +476,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
         }
         done += (size_t)n;
     }
-    sha256_update(x->sha, len, (const uint8_t *)data);
     x->have += len;
+    hasher_advance(x->hash, x->have);
+    if (x->have - x->flushed >= FLUSH_EVERY) {
+        /* Start writeback without waiting for it (a hint: an error
+         * here shows again at the final fdatasync). */
+        sync_file_range(x->fd, (off_t)x->flushed,
+                        (off_t)(x->have - x->flushed), SYNC_FILE_RANGE_WRITE);
+        x->flushed = x->have;
+    }
     return len;
 }
 
@@ -401,25 +498,6 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow,
 static bool cancelled(const struct fetch_cache *c)
 {
     return c->cancel && *c->cancel;
-}
-
-/* Hash what an earlier attempt left in the .part file. */
-static int hash_existing(int fd, uint64_t len, struct sha256_ctx *sha)
-{
-    size_t bsz = 1 << 20;
-    _cleanup_free_ uint8_t *b = xmalloc(bsz);
-    uint64_t off = 0;
-    while (off < len) {
-        size_t want = len - off < bsz ? (size_t)(len - off) : bsz;
-        ssize_t n = pread(fd, b, want, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        sha256_update(sha, (size_t)n, b);
-        off += (uint64_t)n;
-    }
-    return 0;
 }
 
 static void fsync_dir(const char *dir)
@@ -437,7 +515,8 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
     _cleanup_free_ char *final = xasprintf("%s/%s", c->dir, sha);
     _cleanup_free_ char *part = xasprintf("%s/%s.part", c->dir, sha);
     _cleanup_close_ int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    struct sha256_ctx ctx;
+    struct hasher hash = { .lock = PTHREAD_MUTEX_INITIALIZER,
+                           .cond = PTHREAD_COND_INITIALIZER };
     struct stat st;
     int e;
 
@@ -465,16 +544,14 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         *reason = reasonf("cannot stat '%s': %s", part, strerror(-e));
         return e;
     }
-    struct xfer x = { .fd = fd, .sha = &ctx,
+    struct xfer x = { .fd = fd, .hash = &hash,
                       .limit = size ? size : c->max_bytes,
                       .policy = c->policy };
-    sha256_init(&ctx);
-    x.have = (uint64_t)st.st_size;
+    /* What an earlier attempt left in the .part file is hashed first. */
+    x.have = x.flushed = (uint64_t)st.st_size;
+    hasher_start(&hash, fd, x.have);
     if (x.limit && x.have > x.limit)
         part_reset(&x);
-    if (x.have > 0 && (e = hash_existing(fd, x.have, &ctx)) < 0) {
-        part_reset(&x);
-    }
 
     CURL *h = curl_easy_init();
     struct curl_slist *hdrs = NULL;
@@ -611,6 +688,14 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
     free(x.refused);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
+    int he = hasher_finish(&hash);
+    if (complete && he < 0) {
+        complete = false;
+        e = he;
+        free(*reason);
+        *reason = reasonf("cannot read the image back to hash it: %s",
+                          strerror(-he));
+    }
     if (!complete) {
         if (cancelled(c) && e != -EBADMSG)
             e = -ECANCELED;
@@ -627,7 +712,7 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
 
     uint8_t got[SHA256_LEN];
     char got_hex[2 * SHA256_LEN + 1];
-    sha256_digest(&ctx, SHA256_LEN, got);
+    sha256_digest(&hash.sha, SHA256_LEN, got);
     hex_encode(got, SHA256_LEN, got_hex);
     if (size && x.have != size) {
         unlink(part);
