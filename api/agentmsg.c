@@ -255,6 +255,8 @@ static void vm_read(struct rd *r, struct am_vm *v)
     }
     v->stop_force = get_bool(r, "stop_force", false);
     v->deleted = get_bool(r, "deleted", false);
+    v->paused = get_bool(r, AGENT_VM_PAUSED, false);
+    v->no_autostart = !get_bool(r, AGENT_VM_AUTOSTART, true);
     v->reboot_gen = get_int(r, "reboot_gen", false, 0, INT64_MAX, 0);
     v->start_gen = get_int(r, "start_gen", false, 0, INT64_MAX, 0);
     v->place_gen = get_int(r, "place_gen", false, 0, INT64_MAX, 0);
@@ -517,6 +519,10 @@ static json_t *vm_encode(const struct am_vm *v)
     put_str(o, "power", v->running ? "running" : "stopped");
     put(o, "stop_force", json_boolean(v->stop_force));
     put(o, "deleted", json_boolean(v->deleted));
+    if (v->paused)
+        put(o, AGENT_VM_PAUSED, json_true());
+    if (v->no_autostart)
+        put(o, AGENT_VM_AUTOSTART, json_false());
     put_int(o, "reboot_gen", v->reboot_gen);
     put_int(o, "start_gen", v->start_gen);
     put_int(o, "place_gen", v->place_gen);

@@ -38,6 +38,8 @@ struct am_vm {
     size_t n_ssh_keys;
     bool running;           /* "power": running or stopped */
     bool stop_force, deleted;
+    bool paused;            /* AGENT_VM_PAUSED: suspended while running */
+    bool no_autostart;      /* AGENT_VM_AUTOSTART false: not after a reboot */
     int64_t reboot_gen, start_gen, place_gen;
     int64_t shutdown_timeout_s;
     char *user_data;        /* may be NULL */

@@ -61,6 +61,14 @@
  * [{address, functions: [addresses], cpulist, numa_node}]. */
 #define AGENT_VM_GPUS "gpus"
 
+/* In the desired document, a VM meant to run but held suspended
+ * (virDomainSuspend; sent only when true: an agent that does not know it
+ * keeps the VM running), and whether the VM comes back after the node
+ * reboots (virDomainSetAutostart while it is meant to run; sent only when
+ * false). */
+#define AGENT_VM_PAUSED "paused"
+#define AGENT_VM_AUTOSTART "autostart"
+
 /* Bounds of the documents both ends read (api/agentmsg.c checks them;
  * the API's own bounds for a VM stay within them). */
 #define NODE_MAX_VCPUS 1024

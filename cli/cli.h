@@ -93,6 +93,19 @@ int cli_usage(const struct cli_verb *v, const char *fmt, ...) _printf_(2, 3);
 bool cli_port_spec(const char *spec, int64_t *host, int64_t *vm,
                    const char **proto);
 
+/* `list`'s filters, as virsh's flags: without any, the active VMs;
+ * --all every VM, --inactive the inactive ones; the --state-* flags each
+ * VM in any of the states named. Whether VM object `vm` (as GET /v1/vms
+ * lists it) is shown under `flags`. Pure. */
+enum {
+    CLI_LIST_ALL = 1 << 0,
+    CLI_LIST_INACTIVE = 1 << 1,
+    CLI_LIST_RUNNING = 1 << 2,
+    CLI_LIST_PAUSED = 1 << 3,
+    CLI_LIST_SHUTOFF = 1 << 4,
+};
+bool cli_vm_list_keep(const json_t *vm, unsigned flags);
+
 /* Output. With --json, the value itself; else a table of the named
  * columns ("id,name,state") or "key: value" lines. */
 void cli_print_json(const json_t *v);

@@ -1,6 +1,7 @@
 /* fogctl verbs for virtual machines, named as virsh names them and
  * answering as virsh does: list, create, dominfo, domstate, start,
- * shutdown, destroy, reboot, undefine, resize, console. */
+ * shutdown, destroy, reboot, suspend, resume, autostart, undefine, resize,
+ * console. */
 #include "cli/cli.h"
 #include "common/fs.h"
 #include "common/termtext.h"
@@ -17,7 +18,7 @@
 #define VM_FIELDS                                                              \
     "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
     "image,allow_tcg,node_name,node_id,addresses,ports,gpu,gpus,price,"         \
-    "created_at"
+    "autostart,created_at"
 
 static char *vm_path(const char *ref, const char *suffix)
 {
@@ -33,31 +34,56 @@ static bool vm_is_active(const json_t *vm)
     return streq(s, "running") || (streq(d, "running") && !streq(s, "error"));
 }
 
+/* As virsh: paused once suspended (asked for, or seen on the node). */
+static bool vm_is_paused(const json_t *vm)
+{
+    const char *s = json_string_value(json_object_get(vm, "state"));
+    return vm_is_active(vm) &&
+           (streq(s, "paused") || json_is_true(json_object_get(vm, "paused")));
+}
+
+bool cli_vm_list_keep(const json_t *vm, unsigned flags)
+{
+    bool act = vm_is_active(vm);
+    const char *s = json_string_value(json_object_get(vm, "state"));
+    unsigned states = flags & (CLI_LIST_RUNNING | CLI_LIST_PAUSED |
+                               CLI_LIST_SHUTOFF);
+    /* The --state-* flags pick by state, any of them (as virsh's). */
+    if (states)
+        return ((flags & CLI_LIST_RUNNING) && act && streq(s, "running")) ||
+               ((flags & CLI_LIST_PAUSED) && vm_is_paused(vm)) ||
+               ((flags & CLI_LIST_SHUTOFF) && !act);
+    if (flags & CLI_LIST_INACTIVE)
+        return !act || (flags & CLI_LIST_ALL);
+    return (flags & CLI_LIST_ALL) || act;
+}
+
 static int vm_list(struct cli *c, struct cli_args *a)
 {
     const struct cli_verb *v = cli_verb_find("list");
     json_t *items;
-    bool all = cli_flag_bool(a, "all"), inactive = cli_flag_bool(a, "inactive");
-    bool running = cli_flag_bool(a, "state-running");
+    static const struct {
+        const char *flag;
+        unsigned bit;
+    } bits[] = { { "all", CLI_LIST_ALL },
+                 { "inactive", CLI_LIST_INACTIVE },
+                 { "state-running", CLI_LIST_RUNNING },
+                 { "state-paused", CLI_LIST_PAUSED },
+                 { "state-shutoff", CLI_LIST_SHUTOFF } };
+    unsigned flags = 0;
+    for (size_t k = 0; k < ARRAY_SIZE(bits); k++)
+        if (cli_flag_bool(a, bits[k].flag))
+            flags |= bits[k].bit;
     if (cli_flag_bool(a, "name") && cli_flag_bool(a, "uuid"))
         return cli_usage(v, "--name and --uuid are exclusive");
     if (cli_list_all(c, "/v1/vms", SIZE_MAX, &items) != 0)
         return CLI_FAIL;
-    /* As virsh: without --all only active VMs; --inactive only the others;
-     * --state-running only those running now. */
     json_t *keep = json_array();
     size_t i;
     json_t *vm;
     json_array_foreach(items, i, vm)
-    {
-        bool act = vm_is_active(vm);
-        bool show = running ? streq(json_string_value(json_object_get(vm, "state")),
-                                    "running")
-                  : inactive ? !act || (all && act)
-                  : all || act;
-        if (show)
+        if (cli_vm_list_keep(vm, flags))
             json_array_append(keep, vm);
-    }
     json_decref(items);
     items = keep;
     if (c->json) {
@@ -382,6 +408,9 @@ static int vm_action(struct cli *c, struct cli_args *a, const char *method,
         bool act = vm_is_active(cur);
         if (streq(suffix, "/start") && act)
             return cli_fail("Domain '%s' is already active", a->pos[0]);
+        if (streq(suffix, "/resume") && act && !vm_is_paused(cur))
+            return cli_fail("Failed to resume domain '%s': domain is not "
+                            "paused", a->pos[0]);
         if (!streq(suffix, "/start") && !act)
             return cli_fail("Failed to %s domain '%s': domain is not running",
                             streq(suffix, "/stop") ? "shutdown" : suffix + 1,
@@ -426,6 +455,34 @@ static int vm_reboot(struct cli *c, struct cli_args *a)
 {
     return vm_action(c, a, "POST", "/reboot", NULL, "is being rebooted");
 }
+/* virsh suspend / resume: held paused on the node (billed as running). */
+static int vm_suspend(struct cli *c, struct cli_args *a)
+{
+    return vm_action(c, a, "POST", "/suspend", "paused", "suspended");
+}
+static int vm_resume(struct cli *c, struct cli_args *a)
+{
+    return vm_action(c, a, "POST", "/resume", "running", "resumed");
+}
+
+/* virsh autostart NAME [--disable]: whether the VM comes back when its
+ * node reboots. */
+static int vm_autostart(struct cli *c, struct cli_args *a)
+{
+    bool on = !cli_flag_bool(a, "disable");
+    _cleanup_free_ char *p = vm_path(a->pos[0], "/autostart");
+    json_auto_t *body = json_pack("{s:b}", "autostart", on);
+    json_auto_t *vm = NULL;
+    if (cli_call(c, "POST", p, body, &vm) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(vm);
+    else
+        printf("Domain '%s' %s as autostarted\n", a->pos[0],
+               on ? "marked" : "unmarked");
+    return CLI_OK;
+}
+
 /* Incus / OpenStack `delete`: the VM and its disks. */
 static int vm_delete(struct cli *c, struct cli_args *a)
 {
@@ -577,10 +634,13 @@ static int vm_console(struct cli *c, struct cli_args *a)
 }
 
 const struct cli_verb cli_vm_verbs[] = {
-    { "list", vm_list, 0, 0, "all,inactive,state-running,name,uuid",
-      "[--all | --inactive | --state-running] [--name | --uuid]",
+    { "list", vm_list, 0, 0,
+      "all,inactive,state-running,state-paused,state-shutoff,name,uuid",
+      "[--all | --inactive] [--state-running] [--state-paused] "
+      "[--state-shutoff] [--name | --uuid]",
       "list VMs (active ones; --all every VM, --inactive the stopped, "
-      "--name/--uuid print only names or ids)", "list" },
+      "--state-* those in any of the states named, --name/--uuid print "
+      "only names or ids)", "list" },
     { "create", vm_create, 1, 1,
       CREATE_FLAGS,
       "NAME --cpus N --memory 512M --disk 10G --image IMG [--template T] "
@@ -606,6 +666,13 @@ const struct cli_verb cli_vm_verbs[] = {
       "power a VM off at once", "destroy" },
     { "reboot", vm_reboot, 1, 1, "", "NAME", "reboot a running VM",
       "reboot" },
+    { "suspend", vm_suspend, 1, 1, "wait,timeout=", "NAME [--wait]",
+      "hold a running VM paused (still billed as running)", "suspend" },
+    { "resume", vm_resume, 1, 1, "wait,timeout=", "NAME [--wait]",
+      "resume a paused VM", "resume" },
+    { "autostart", vm_autostart, 1, 1, "disable", "NAME [--disable]",
+      "start the VM again when its node reboots (the default), or not",
+      "autostart" },
     { "undefine", vm_undefine, 1, 1, "remove-all-storage,wait,timeout=",
       "NAME --remove-all-storage [--wait]",
       "delete a VM and its disks (refused without --remove-all-storage)",

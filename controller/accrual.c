@@ -293,7 +293,8 @@ static int ingest_vm(struct app *a, const char *node_id, const char *owner,
         return e;
     int64_t final_was = usage_final_capped(&u, saved_at);
     /* Observe first: a sample ending now is covered by this very report. */
-    if (streq(state, "running") && wanted)
+    /* Paused keeps the VM's memory on the node: billed as running. */
+    if ((streq(state, "running") || streq(state, "paused")) && wanted)
         usage_vm_observe(&u, now, cfg.max_gap_s);
     else if (state)
         usage_vm_observe_stop(&u);

@@ -51,6 +51,9 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/vms/{id}/reboot", h_vm_reboot, ALLOW_ADMIN | ALLOW_TENANT },
     { "POST", "/v1/vms/{id}/destroy", h_vm_destroy, ALLOW_ADMIN | ALLOW_TENANT },
     { "POST", "/v1/vms/{id}/resize", h_vm_resize, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/suspend", h_vm_suspend, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/resume", h_vm_resume, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/autostart", h_vm_autostart, ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/vms/{id}/console", h_vm_console, ALLOW_ADMIN | ALLOW_TENANT },
 
     { "POST", "/v1/join-tokens", h_jointoken_create,

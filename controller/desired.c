@@ -130,6 +130,8 @@ static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
     }
     vm->running = streq(d, "running");
     vm->stop_force = json_int(row, "stop_force", 0) != 0;
+    vm->paused = vm->running && json_int(row, "paused", 0) != 0;
+    vm->no_autostart = json_int(row, "autostart", 1) == 0;
     vm->deleted = streq(d, "deleted");
     vm->reboot_gen = json_int(row, "reboot_gen", 0);
     vm->start_gen = json_int(row, "start_gen", 0);
@@ -151,7 +153,8 @@ static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
                          "SELECT v.id, v.name, v.vcpus, v.memory_mib, "
                          "v.disk_gib, v.image, v.desired_state, v.stop_force, "
                          "v.reboot_gen, v.start_gen, v.place_gen, "
-                         "v.shutdown_timeout_s, v.user_data, "
+                         "v.shutdown_timeout_s, v.user_data, v.paused, "
+                         "v.autostart, "
                          "v.account_id, i.id AS image_id, i.sha256, i.format, "
                          "i.size FROM vms v LEFT JOIN images i ON i.id = "
                          "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS "

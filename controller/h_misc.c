@@ -90,7 +90,7 @@ HANDLER(h_metrics)
     http_server_metrics(a->http, &out);
     static const char *const vm_states[] = {
         "pending", "scheduled", "creating", "running", "stopped", "crashed",
-        "unknown", "error", "deleting", "lost", NULL };
+        "unknown", "error", "deleting", "lost", "paused", NULL };
     static const char *const node_states[] = { "new", "online",
                                                "unreachable", NULL };
     gauge_by(a, &out, "fog_vms", "VMs by state.", "state", vm_states,

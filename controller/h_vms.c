@@ -25,7 +25,7 @@
     "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
     "v.anti_affinity, v.min_reputation, v.placement, v.price_hour, "           \
-    "v.gpu_model, v.gpu_count"
+    "v.gpu_model, v.gpu_count, v.paused, v.autostart"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 static void set_time(json_t *o, const char *key, json_t *row, const char *col)
@@ -61,6 +61,9 @@ json_t *vm_render(json_t *row)
     }
     json_object_set_new(o, "allow_tcg",
                         json_boolean(json_int(row, "allow_tcg", 0)));
+    json_object_set_new(o, "paused", json_boolean(json_int(row, "paused", 0)));
+    json_object_set_new(o, "autostart",
+                        json_boolean(json_int(row, "autostart", 1)));
     json_t *addrs = json_loads(json_str(row, "addresses") ?
                                    json_str(row, "addresses") : "[]", 0, NULL);
     json_object_set_new(o, "addresses", json_is_array(addrs) ? addrs :
@@ -789,9 +792,11 @@ static void vm_power(struct http_request *r, struct app *a,
                            t);
         return;
     }
+    /* Any power change but a reboot ends a pause. */
     e = store_exec(a->store,
                    "UPDATE vms SET desired_state = $1, stop_force = $2, "
                    "reboot_gen = reboot_gen + $3, start_gen = start_gen + $4, "
+                   "paused = paused * $3, "
                    "updated_at = $5 WHERE id = $6", "sbiiis", desired, force,
                    (int64_t)(reboot ? 1 : 0),
                    (int64_t)(streq(desired, "running") && !reboot ? 1 : 0),
@@ -810,6 +815,85 @@ HANDLER(h_vm_start) { vm_power(r, app, "running", false, false); }
 HANDLER(h_vm_stop) { vm_power(r, app, "stopped", false, false); }
 HANDLER(h_vm_destroy) { vm_power(r, app, "stopped", true, false); }
 HANDLER(h_vm_reboot) { vm_power(r, app, "running", false, true); }
+
+/* Look the VM up for a change of one flag; NULL after answering 404 or
+ * 409 (being deleted, lost). */
+static json_t *vm_flag_target(struct http_request *r, struct app *a)
+{
+    json_t *row = NULL;
+    int e = vm_lookup(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return NULL;
+    }
+    const char *why = streq(json_str(row, "desired_state"), "deleted")
+                          ? "the VM is being deleted"
+                      : streq(json_str(row, "state"), "lost")
+                          ? "the VM is lost"
+                          : NULL;
+    if (why) {
+        http_reply_problem(r, 409, "conflict", NULL, "%s", why);
+        json_decref(row);
+        return NULL;
+    }
+    return row;
+}
+
+/* Set column `col` (paused or autostart: our own names) of the VM and
+ * hand the node its new document. */
+static void vm_flag_set(struct http_request *r, struct app *a,
+                        const json_t *row, const char *col, bool on)
+{
+    const char *id = json_str(row, "id");
+    _cleanup_free_ char *sql = xasprintf("UPDATE vms SET %s = $1, updated_at "
+                                         "= $2 WHERE id = $3", col);
+    int e = store_exec(a->store, sql, "bis", on, now_s(), id);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    app_node_changed(a, json_str(row, "node_id"));
+    reply_vm(a, r, 202, id);
+}
+
+/* virsh suspend / resume: a running VM held paused on its node (the node
+ * applies it with virDomainSuspend and keeps it paused across restarts);
+ * it stays billed as running, since its memory stays held. */
+static void vm_pause(struct http_request *r, struct app *a, bool pause)
+{
+    json_auto_t *row = vm_flag_target(r, a);
+    if (!row)
+        return;
+    if (!streq(json_str(row, "desired_state"), "running")) {
+        http_reply_problem(r, 409, "conflict", NULL,
+                           "the VM is not running");
+        return;
+    }
+    if (!pause && !json_int(row, "paused", 0)) {
+        http_reply_problem(r, 409, "conflict", NULL, "the VM is not paused");
+        return;
+    }
+    vm_flag_set(r, a, row, "paused", pause);
+}
+
+HANDLER(h_vm_suspend) { vm_pause(r, app, true); }
+HANDLER(h_vm_resume) { vm_pause(r, app, false); }
+
+/* virsh autostart [--disable]: whether the VM starts again when its node
+ * reboots (while it is meant to run). */
+HANDLER(h_vm_autostart)
+{
+    const struct jfield fields[] = {
+        { "autostart", JF_BOOL, true, 0, 0, NULL },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), false))
+        return;
+    json_auto_t *row = vm_flag_target(r, app);
+    if (!row)
+        return;
+    vm_flag_set(r, app, row, "autostart",
+                json_is_true(json_object_get(http_req_json(r), "autostart")));
+}
 
 HANDLER(h_vm_resize)
 {

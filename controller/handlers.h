@@ -32,6 +32,9 @@ HANDLER(h_vm_stop);
 HANDLER(h_vm_reboot);
 HANDLER(h_vm_destroy);
 HANDLER(h_vm_resize);
+HANDLER(h_vm_suspend);
+HANDLER(h_vm_resume);
+HANDLER(h_vm_autostart);
 HANDLER(h_vm_console);
 
 HANDLER(h_jointoken_create);

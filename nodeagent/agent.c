@@ -974,7 +974,11 @@ int agent_run(const struct agent_settings *s)
                 if (!listed || !uuid_is_valid(id))
                     continue;
                 const struct virt_dom *d = virt_doms_find(doms, n, id);
-                meter_observe(a.meter, id, d && d->state == VIRT_RUNNING,
+                /* A paused VM keeps its memory on the node: billed as
+                 * running (as clouds bill a suspended server). */
+                meter_observe(a.meter, id,
+                              d && (d->state == VIRT_RUNNING ||
+                                    d->state == VIRT_PAUSED),
                               wall);
             }
         }

@@ -27,7 +27,8 @@ static const char *const op_names[RC_OP_MAX] = {
     [RC_REJECT] = "reject",         [RC_CREATE] = "create",
     [RC_REDEFINE] = "redefine",     [RC_GROW_DISK] = "grow-disk",
     [RC_AUTOSTART] = "autostart",   [RC_START] = "start",
-    [RC_RESUME] = "resume",         [RC_REBOOT] = "reboot",
+    [RC_RESUME] = "resume",         [RC_SUSPEND] = "suspend",
+    [RC_REBOOT] = "reboot",
     [RC_SHUTDOWN] = "shutdown",     [RC_DESTROY] = "destroy",
     [RC_MARK_STOPPED] = "mark-stopped", [RC_MARK_RUNNING] = "mark-running",
     [RC_DELETE] = "delete",
@@ -87,6 +88,8 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason)
         { "power", JF_ENUM, true, 0, 0, power },
         { "stop_force", JF_BOOL, false, 0, 0, NULL },
         { "deleted", JF_BOOL, false, 0, 0, NULL },
+        { AGENT_VM_PAUSED, JF_BOOL, false, 0, 0, NULL },
+        { AGENT_VM_AUTOSTART, JF_BOOL, false, 0, 0, NULL },
         { "reboot_gen", JF_INT, false, 0, INT64_MAX, NULL },
         { "start_gen", JF_INT, false, 0, INT64_MAX, NULL },
         { "nics", JF_ARRAY, false, 0, 64, NULL },
@@ -145,6 +148,12 @@ void reconcile_spec_hash(const json_t *vm, bool kvm, char out[65])
     buf_free(&b);
 }
 
+bool reconcile_want_autostart(const json_t *vm)
+{
+    return streq(json_str(vm, "power"), "running") &&
+           json_bool(vm, AGENT_VM_AUTOSTART, true);
+}
+
 static void add(struct reconcile_plan *p, enum reconcile_op op,
                 const char *id, const json_t *vm, char *reason)
 {
@@ -159,6 +168,7 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
 {
     const char *id = json_str(vm, "id");
     bool want_run = streq(json_str(vm, "power"), "running");
+    bool want_pause = want_run && json_bool(vm, AGENT_VM_PAUSED, false);
     int64_t gen = json_int(vm, "reboot_gen", 0);
     int64_t sgen = json_int(vm, "start_gen", 0);
 
@@ -180,6 +190,8 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
         add(p, RC_CREATE, id, vm, NULL);
         if (want_run)
             add(p, RC_START, id, vm, NULL);
+        if (want_pause)
+            add(p, RC_SUSPEND, id, vm, NULL);
         return;
     }
     char spec[65];
@@ -188,13 +200,14 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
         add(p, RC_REDEFINE, id, vm, NULL);
     if (json_int(vm, "disk_gib", 0) > d->meta.disk_gib)
         add(p, RC_GROW_DISK, id, vm, NULL);
-    /* A host reboot brings back what is meant to run, nothing else. */
-    if (d->autostart != want_run)
+    /* A host reboot brings back what is meant to run and allowed to
+     * (the VM's autostart flag), nothing else. */
+    if (d->autostart != reconcile_want_autostart(vm))
         add(p, RC_AUTOSTART, id, vm, NULL);
 
     bool up = d->state == VIRT_RUNNING || d->state == VIRT_PAUSED;
     if (want_run) {
-        if (d->state == VIRT_PAUSED)
+        if (d->state == VIRT_PAUSED && !want_pause)
             add(p, RC_RESUME, id, vm, NULL);
         if (up) {
             if (gen > d->meta.reboot_gen)
@@ -202,13 +215,18 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
             else if (!d->meta.power_running || sgen > d->meta.start_gen)
                 /* So that a later poweroff from inside reads as such. */
                 add(p, RC_MARK_RUNNING, id, vm, NULL);
+            if (want_pause && d->state == VIRT_RUNNING)
+                add(p, RC_SUSPEND, id, vm, NULL);
         } else if (!d->meta.power_running || gen > d->meta.reboot_gen ||
                    sgen > d->meta.start_gen) {
             /* Started when asked to run after being stopped by us, or when
              * asked to start or reboot since it went down; a VM that
              * stopped by itself while meant to run (guest poweroff, crash)
-             * stays down and is reported until then. */
+             * stays down and is reported until then. A VM held paused
+             * comes back paused (after a host reboot, say). */
             add(p, RC_START, id, vm, NULL);
+            if (want_pause)
+                add(p, RC_SUSPEND, id, vm, NULL);
         }
         return;
     }
@@ -217,10 +235,13 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
             (d->shutdown_deadline_ms > 0 && now_ms >= d->shutdown_deadline_ms))
             add(p, RC_DESTROY, id, vm, NULL);
         else if (d->shutdown_deadline_ms == 0 ||
-                 (d->shutdown_repeat_ms > 0 && now_ms >= d->shutdown_repeat_ms))
+                 (d->shutdown_repeat_ms > 0 && now_ms >= d->shutdown_repeat_ms)) {
             /* Asked again until the deadline: a guest still booting, or
-             * busy, misses an ACPI request. */
+             * busy, misses an ACPI request; a paused guest hears none. */
+            if (d->state == VIRT_PAUSED)
+                add(p, RC_RESUME, id, vm, NULL);
             add(p, RC_SHUTDOWN, id, vm, NULL);
+        }
     } else if (d->meta.power_running || gen != d->meta.reboot_gen) {
         add(p, RC_MARK_STOPPED, id, vm, NULL);
     }
@@ -610,8 +631,7 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
     /* The wall clock, for measuring how fast a request reaches libvirt. */
     log_debug("vm %s: libvirt define called at %" PRId64 " (unix ms)",
               a->vm_id, called);
-    if (virt_set_autostart(c->virt, a->vm_id,
-                           streq(json_str(vm, "power"), "running")) < 0)
+    if (virt_set_autostart(c->virt, a->vm_id, reconcile_want_autostart(vm)) < 0)
         log_warn("vm %s: cannot set autostart: %s", a->vm_id, virt_error());
     log_info("vm %s: created domain %s%s", a->vm_id, VMXML_NAME_PREFIX,
              a->vm_id);
@@ -711,8 +731,7 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
     }
     case RC_AUTOSTART:
         if ((r = virt_set_autostart(c->virt, a->vm_id,
-                                    streq(json_str(vm, "power"),
-                                          "running"))) < 0)
+                                    reconcile_want_autostart(vm))) < 0)
             vfail(c, a, "autostart", rev, now_ms);
         return r;
     case RC_START:
@@ -737,6 +756,14 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
     case RC_RESUME:
         if ((r = virt_resume(c->virt, a->vm_id)) < 0)
             vfail(c, a, "resume", rev, now_ms);
+        else
+            log_info("vm %s: resumed", a->vm_id);
+        return r;
+    case RC_SUSPEND:
+        if ((r = virt_suspend(c->virt, a->vm_id)) < 0)
+            vfail(c, a, "suspend", rev, now_ms);
+        else
+            log_info("vm %s: suspended", a->vm_id);
         return r;
     case RC_REBOOT:
         /* The guest reads its seed again as it boots. */

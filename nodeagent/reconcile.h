@@ -17,6 +17,7 @@ enum reconcile_op {
     RC_AUTOSTART,    /* autostart on exactly when meant to run */
     RC_START,
     RC_RESUME,
+    RC_SUSPEND,      /* held paused while meant to run */
     RC_REBOOT,
     RC_SHUTDOWN,     /* ACPI; a later pass destroys after the timeout */
     RC_DESTROY,
@@ -81,6 +82,10 @@ void reconcile_status(const json_t *vm, const struct virt_dom *dom,
  * the domain's start generation) so that the controller's desired power
  * state follows. Pure. */
 bool reconcile_down_by_itself(const json_t *vm, const struct virt_dom *dom);
+
+/* Whether the domain of desired entry `vm` should start when its node
+ * boots: meant to run and its autostart flag not off. Pure. */
+bool reconcile_want_autostart(const json_t *vm);
 
 /* Fencing: what to do with VM `vm`'s domain `dom` (either may be NULL)
  * given the placement generations. Each placement of a VM on a node has a

@@ -305,6 +305,7 @@ DOM_OP(virt_start, virDomainCreate(d))
 DOM_OP(virt_shutdown, virDomainShutdown(d))
 DOM_OP(virt_reboot, virDomainReboot(d, 0))
 DOM_OP(virt_resume, virDomainResume(d))
+DOM_OP(virt_suspend, virDomainSuspend(d))
 
 int virt_destroy(struct virt *v, const char *vm_id)
 {

@@ -66,6 +66,7 @@ int virt_shutdown(struct virt *v, const char *vm_id);
 int virt_destroy(struct virt *v, const char *vm_id); /* 0 when not running */
 int virt_reboot(struct virt *v, const char *vm_id);
 int virt_resume(struct virt *v, const char *vm_id);
+int virt_suspend(struct virt *v, const char *vm_id);
 int virt_undefine(struct virt *v, const char *vm_id);
 int virt_set_autostart(struct virt *v, const char *vm_id, bool on);
 /* Replace the metadata element of the persistent definition. */

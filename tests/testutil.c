@@ -729,6 +729,14 @@ void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
         fprintf(stderr, "agent %s: qemu-img or join failed\n", name);
         abort();
     }
+    tu_agent_restart(a);
+}
+
+void tu_agent_restart(struct tu_agent *a)
+{
+    if (a->pid > 0)
+        tu_kill(a->pid, SIGKILL);
+    _cleanup_free_ char *bin = tu_bin("fog-nodeagent");
     char *argv[] = { bin, "run", "--data-dir", a->data_dir, "--image-dir",
                      a->image_dir, "--root", a->root, "--heartbeat", "1",
                      "--network", "none", "--verbose", NULL };

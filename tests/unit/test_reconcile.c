@@ -240,6 +240,65 @@ static void stop_is_acpi_then_destroy_after_the_deadline(void **state)
     assert_string_equal(p6, "");
 }
 
+/* virsh suspend/resume: a VM meant to run but held paused is suspended,
+ * stays so, comes back paused when it had gone down, and is resumed when
+ * the pause ends; a paused VM asked to shut down is resumed first, since a
+ * paused guest hears no ACPI request. */
+static void a_paused_vm_is_suspended_and_resumed(void **state)
+{
+    (void)state;
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    json_object_set_new(v, "paused", json_true());
+    struct virt_dom d = dom_for(v, VIRT_RUNNING, true);
+    _cleanup_free_ char *p1 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p1, "suspend");
+    d.state = VIRT_PAUSED;
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p2, "");
+    d.state = VIRT_STOPPED;
+    d.meta.power_running = false;
+    _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p3, "start suspend");
+    _cleanup_free_ char *p4 = plan_str(doc, NULL, 0, 0);
+    assert_string_equal(p4, "create start suspend");
+    json_object_set_new(v, "paused", json_false());
+    d.state = VIRT_PAUSED;
+    d.meta.power_running = true;
+    _cleanup_free_ char *p5 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p5, "resume");
+    /* A stopped VM is never held paused. */
+    json_auto_t *off = doc1(vm(ID1, "stopped"));
+    json_t *w = json_array_get(json_object_get(off, "vms"), 0);
+    json_object_set_new(w, "paused", json_true());
+    struct virt_dom e = dom_for(w, VIRT_PAUSED, true);
+    _cleanup_free_ char *p6 = plan_str(off, &e, 1, 0);
+    assert_string_equal(p6, "resume shutdown");
+}
+
+/* virsh autostart: on for a VM meant to run unless its flag is off; never
+ * for a stopped one. */
+static void autostart_follows_the_flag_and_the_power(void **state)
+{
+    (void)state;
+    json_auto_t *doc = doc1(vm(ID1, "running"));
+    json_t *v = json_array_get(json_object_get(doc, "vms"), 0);
+    struct virt_dom d = dom_for(v, VIRT_RUNNING, true);
+    assert_true(reconcile_want_autostart(v));
+    _cleanup_free_ char *p1 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p1, "");
+    json_object_set_new(v, "autostart", json_false());
+    assert_false(reconcile_want_autostart(v));
+    _cleanup_free_ char *p2 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p2, "autostart");
+    d.autostart = false;
+    _cleanup_free_ char *p3 = plan_str(doc, &d, 1, 0);
+    assert_string_equal(p3, "");
+    json_object_set_new(v, "autostart", json_true());
+    json_object_set_new(v, "power", json_string("stopped"));
+    assert_false(reconcile_want_autostart(v));
+}
+
 /* A shutdown is asked again while the guest ignores it, until the deadline
  * forces the power off. */
 static void shutdown_is_repeated_until_the_deadline(void **state)
@@ -426,6 +485,8 @@ int main(void)
         cmocka_unit_test(reboot_generation_drives_a_reboot),
         cmocka_unit_test(stop_is_acpi_then_destroy_after_the_deadline),
         cmocka_unit_test(shutdown_is_repeated_until_the_deadline),
+        cmocka_unit_test(a_paused_vm_is_suspended_and_resumed),
+        cmocka_unit_test(autostart_follows_the_flag_and_the_power),
         cmocka_unit_test(resize_grows_disk_and_redefines),
         cmocka_unit_test(delete_undefines_then_only_purges),
         cmocka_unit_test(unusable_entries_are_rejected_not_acted_on),
