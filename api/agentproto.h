@@ -45,3 +45,19 @@
  * to every status post: the node's public address when it has no
  * --public-ip. */
 #define AGENT_OBSERVED_IP "observed_ip"
+
+/* Snapshots. Each desired VM entry lists the snapshots that should exist
+ * under AGENT_VM_SNAPSHOTS as {id, name} and may carry AGENT_VM_REVERT
+ * {gen, snapshot_id}: a revert is done once per generation. The node
+ * reports, per VM, the snapshots it holds under AGENT_VM_SNAPSHOTS as
+ * {id, name, consistency, created_at} and the last revert generation it
+ * carried out as AGENT_VM_REVERT_GEN. Snapshots are internal qcow2
+ * snapshots made through libvirt (the only kind libvirt 9.0 reverts):
+ * of a running VM a checkpoint of memory and disk together (the guest
+ * resumes at that instant on revert), of a stopped one its disk. */
+#define AGENT_VM_SNAPSHOTS "snapshots"
+#define AGENT_VM_REVERT "revert"
+#define AGENT_VM_REVERT_GEN "revert_gen"
+#define VM_SNAPSHOTS_MAX 16
+#define SNAPSHOT_CONSISTENCY_CHECKPOINT "checkpoint"
+#define SNAPSHOT_CONSISTENCY_POWERED_OFF "powered-off"

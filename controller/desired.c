@@ -14,7 +14,8 @@
 
 /* Test seam, compiled in always: with FOG_TEST_FAIL_DESIRED naming a file,
  * while that file exists the step it names ("node", "vms", "nics",
- * "keys", "networks", "remote", "ports", "peers"; empty: every step) fails
+ * "keys", "snapshots", "networks", "remote", "ports", "peers";
+ * empty: every step) fails
  * as a store error would. Costs one getenv per step when unarmed. */
 static int fault(const char *step)
 {
@@ -104,6 +105,27 @@ static int ssh_keys(struct app *a, const char *account_id, json_t **ret)
     return 0;
 }
 
+/* The snapshots VM `vm_id` should have, and the revert last asked for. */
+static int vm_snapshots(struct app *a, const json_t *row, json_t *entry)
+{
+    json_auto_t *rows = NULL;
+    int e;
+    if ((e = fault("snapshots")) < 0 ||
+        (e = store_query(a->store, &rows, "SELECT id, name FROM vm_snapshots "
+                         "WHERE vm_id = $1 AND state IN ('pending', 'ready') "
+                         "ORDER BY created_at, name", "s",
+                         json_str(row, "id"))) < 0)
+        return e;
+    if (json_object_set(entry, AGENT_VM_SNAPSHOTS, rows) < 0)
+        return -ENOMEM;
+    if (json_int(row, "revert_gen", 0) > 0 && json_str(row, "revert_snapshot") &&
+        json_object_set_new(entry, AGENT_VM_REVERT, json_pack(
+            "{s:I, s:s}", "gen", (json_int_t)json_int(row, "revert_gen", 0),
+            "snapshot_id", json_str(row, "revert_snapshot"))) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
 static int vms_doc(struct app *a, const char *node_id, json_t **ret)
 {
     json_auto_t *rows = NULL;
@@ -114,6 +136,7 @@ static int vms_doc(struct app *a, const char *node_id, json_t **ret)
                          "v.disk_gib, v.image, v.desired_state, v.stop_force, "
                          "v.reboot_gen, v.start_gen, v.place_gen, "
                          "v.shutdown_timeout_s, v.user_data, "
+                         "v.revert_gen, v.revert_snapshot, "
                          "v.account_id, i.id AS image_id, i.sha256, i.format, "
                          "i.size FROM vms v LEFT JOIN images i ON i.id = "
                          "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS "
@@ -159,7 +182,9 @@ static int vms_doc(struct app *a, const char *node_id, json_t **ret)
                  (json_int_t)json_int(row, "shutdown_timeout_s",
                                       VM_SHUTDOWN_TIMEOUT_DEFAULT_S),
                  "user_data",
-                 json_str(row, "user_data"), "nics", nics))) < 0)
+                 json_str(row, "user_data"), "nics", nics))) < 0 ||
+            (e = vm_snapshots(a, row, json_array_get(
+                                  vms, json_array_size(vms) - 1))) < 0)
             return e;
     }
     *ret = json_incref(vms);

@@ -457,6 +457,73 @@ static void refusals_record(struct app *a, const char *node_id,
              json_array_size(list));
 }
 
+/* What node `node_id` says it holds of VM `vm_id`'s snapshots (entry `v`
+ * of its status, already checked): the ones it reports are ready, ready
+ * ones it no longer reports are lost (the VM was made afresh), deleted
+ * ones it no longer reports are gone; and the last revert it carried
+ * out. Nothing when the entry carries no list (no domain yet). */
+static void snapshots_record(struct app *a, const char *vm_id, const json_t *v)
+{
+    json_t *list = json_object_get(v, AGENT_VM_SNAPSHOTS);
+    json_t *rg = json_object_get(v, AGENT_VM_REVERT_GEN);
+    if (json_is_integer(rg))
+        store_exec(a->store, "UPDATE vms SET revert_done_gen = $1 WHERE id = "
+                   "$2 AND revert_done_gen < $1 AND revert_gen >= $1", "is",
+                   (int64_t)json_integer_value(rg), vm_id);
+    if (!json_is_array(list))
+        return;
+    json_auto_t *rows = NULL;
+    if (store_query(a->store, &rows, "SELECT id, state FROM vm_snapshots "
+                    "WHERE vm_id = $1", "s", vm_id) < 0)
+        return;
+    size_t i, k;
+    json_t *row, *s;
+    json_array_foreach(rows, i, row) {
+        const char *id = json_str(row, "id"), *st = json_str(row, "state");
+        const json_t *held = NULL;
+        json_array_foreach(list, k, s)
+            if (streq(json_str(s, "id"), id))
+                held = s;
+        if (held && (streq(st, "pending") || streq(st, "lost")))
+            store_exec(a->store, "UPDATE vm_snapshots SET state = 'ready', "
+                       "consistency = $1, taken_at = $2 WHERE id = $3", "sis",
+                       json_str(held, "consistency"),
+                       json_int(held, "created_at", now_s()), id);
+        else if (!held && streq(st, "ready"))
+            store_exec(a->store, "UPDATE vm_snapshots SET state = 'lost' "
+                       "WHERE id = $1", "s", id);
+        else if (!held && streq(st, "deleting"))
+            store_exec(a->store, "DELETE FROM vm_snapshots WHERE id = $1",
+                       "s", id);
+    }
+}
+
+/* Check a status entry's snapshot list. 0 or -EINVAL (detail in *err). */
+static int snapshots_check(const json_t *list, size_t vm_index,
+                           struct jerr *err)
+{
+    static const char *const kinds[] = { SNAPSHOT_CONSISTENCY_CHECKPOINT,
+                                         SNAPSHOT_CONSISTENCY_POWERED_OFF,
+                                         NULL };
+    static const struct jfield fields[] = {
+        { "id", JF_UUID, true, 0, 0, NULL },
+        { "name", JF_NAME, true, 0, 0, NULL },
+        { "consistency", JF_ENUM, true, 0, 0, kinds },
+        { "created_at", JF_INT, false, 0, INT64_MAX, NULL },
+    };
+    struct jerr je = { 0 };
+    size_t i;
+    json_t *s;
+    json_array_foreach(list, i, s)
+        if (json_check(s, fields, ARRAY_SIZE(fields), &je) < 0) {
+            *err = (struct jerr){ xstrdup("vms"), xasprintf(
+                "vms[%zu].snapshots[%zu]: %s", vm_index, i, je.detail) };
+            jerr_clear(&je);
+            return -EINVAL;
+        }
+    return 0;
+}
+
 static const char *const vm_states[] = { "creating", "running", "stopped",
                                          "crashed", "paused", "error",
                                          "deleted", NULL };
@@ -488,6 +555,8 @@ int agent_status_check(const json_t *b, struct jerr *err)
         { "addresses", JF_ARRAY, false, 0, NODE_MAX_VM_ADDRESSES, NULL },
         { "by_guest", JF_BOOL, false, 0, 0, NULL },
         { "start_gen", JF_INT, false, 0, INT64_MAX, NULL },
+        { AGENT_VM_SNAPSHOTS, JF_ARRAY, false, 0, 4 * VM_SNAPSHOTS_MAX, NULL },
+        { AGENT_VM_REVERT_GEN, JF_INT, false, 0, INT64_MAX, NULL },
     };
     static const struct jfield inv_fields[] = {
         INV_FIELDS(false),
@@ -527,6 +596,9 @@ int agent_status_check(const json_t *b, struct jerr *err)
             jerr_clear(&je);
             return e;
         }
+        if (snapshots_check(json_object_get(v, AGENT_VM_SNAPSHOTS), i,
+                            err) < 0)
+            return -EINVAL;
         json_t *addrs = json_object_get(v, "addresses");
         if (addrs && !guard_addresses_ok(addrs))
             return status_refuse(err, "vms", xasprintf(
@@ -629,6 +701,7 @@ HANDLER(h_agent_status)
                        "= $1 WHERE id = $2 AND desired_state = 'running' AND "
                        "start_gen <= $3", "isi", now, id,
                        json_int(v, "start_gen", 0));
+        snapshots_record(a, id, v);
         if (json_str(v, "console_tail"))
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
                        "ss", json_str(v, "console_tail"), id);

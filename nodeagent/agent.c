@@ -27,6 +27,7 @@
 #include "nodeagent/nodestate.h"
 #include "nodeagent/policy.h"
 #include "nodeagent/reconcile.h"
+#include "nodeagent/snapshot.h"
 #include "nodeagent/vmxml.h"
 
 #include <arpa/inet.h>
@@ -349,6 +350,7 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         }
         buf_printf(&sig, "%s=%s:%s:%d;", id, state, reason ? reason : "",
                    by_itself);
+        snapshot_status(d, o, &sig);
         json_object_set_new(by_state, state,
                             json_integer(json_int(by_state, state, 0) + 1));
         json_array_append_new(vms, o);
