@@ -64,7 +64,8 @@ static bool snapshot_target(struct app *a, struct http_request *r,
             if (e == -ENOENT)
                 http_reply_problem(r, 404, "not-found", NULL,
                                    "VM %s has no snapshot '%s'",
-                                   json_str(vm, "name"), ref ? ref : "");
+                                   http_req_param(r, 0) ? http_req_param(r, 0)
+                                                        : "", ref ? ref : "");
             else
                 reply_store_error(r, e, "snapshot");
             return false;
