@@ -20,7 +20,7 @@ ifeq ($(filter -O0,$(CFLAGS)),)
 override CFLAGS += -D_FORTIFY_SOURCE=2
 endif
 override LDFLAGS += $(SAN) -Wl,-z,relro,-z,now
-override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lreadline -lpthread
+override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lreadline -lpthread -lm
 # libguestfs (image inspection) and libpq only in the controller: agents
 # on providers' machines stay lean.
 override CFLAGS += $(shell pkg-config --cflags libguestfs libpq 2>/dev/null)
@@ -140,7 +140,7 @@ $(O)/%.o: %.c
 
 FORCE:
 .PHONY: FORCE all deps test test-unit test-integration test-e2e demo bench asan \
-        valgrind install clean guest deb fuzz fuzz-build fuzz-smoke
+        valgrind install clean guest guest-debian deb fuzz fuzz-build fuzz-smoke
 all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(SEC_BINS) $(BENCH_BINS)
 
 # Installs every Debian package the project needs; idempotent.
@@ -149,6 +149,11 @@ deps:
 
 guest:
 	$(Q)sh tests/guest/build.sh
+
+# The Debian 12 cloud image (systemd, cloud-init, ssh, nginx) built with
+# mmdebstrap, cached in build/debian/ (tools/mkguest-debian.sh says how).
+guest-debian:
+	$(Q)sh tools/mkguest-debian.sh
 
 # The whole suite: unit, integration and end to end (FOG_SKIP_E2E=1 skips
 # the QEMU tests).

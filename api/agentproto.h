@@ -3,6 +3,8 @@
  * here). */
 #pragma once
 
+#include <stdint.h>
+
 /* The controller names, on every answer to GET /v1/agent/desired, the
  * longest it holds such a poll (seconds); the agent asks for that wait
  * next and gives up on a poll that silent for AGENT_POLL_MARGIN_S longer,
@@ -59,5 +61,48 @@
 #define AGENT_VM_REVERT "revert"
 #define AGENT_VM_REVERT_GEN "revert_gen"
 #define VM_SNAPSHOTS_MAX 16
+/* Most snapshots one status entry may report (a node may still hold ones
+ * being deleted beside those asked for). */
+#define AGENT_VM_SNAPSHOTS_HELD_MAX (4 * VM_SNAPSHOTS_MAX)
 #define SNAPSHOT_CONSISTENCY_CHECKPOINT "checkpoint"
 #define SNAPSHOT_CONSISTENCY_POWERED_OFF "powered-off"
+
+/* The node's GPUs, at register and in status posts: an array (at most
+ * AGENT_GPUS_MAX) of {address, id, subsystem, vendor, name, model,
+ * functions: [{address, class, id, driver}], iommu_group, group,
+ * isolatable, numa_node, cpulist, driver, usable, reason?}, and whether
+ * the IOMMU is on at all. */
+#define AGENT_GPUS "gpus"
+#define AGENT_GPUS_MAX 64
+#define AGENT_GPU_FUNCTIONS_MAX 8
+#define AGENT_IOMMU "iommu"
+/* In the desired document, each VM's assigned GPUs under this member:
+ * [{address, functions: [addresses], cpulist, numa_node}]. */
+#define AGENT_VM_GPUS "gpus"
+
+/* Bounds of the documents both ends read (api/agentmsg.c checks them;
+ * the API's own bounds for a VM stay within them). */
+#define NODE_MAX_VCPUS 1024
+#define NODE_MAX_MEMORY_MIB (INT64_C(1) << 24) /* 16 TiB */
+#define NODE_MAX_DISK_GIB (INT64_C(1) << 20)   /* 1 PiB */
+/* Least memory a node may offer, and least a VM may have (templates). */
+#define NODE_MIN_MEMORY_MIB 64
+#define VM_MIN_MEMORY_MIB 16
+/* Most addresses one VM's report may list. */
+#define NODE_MAX_VM_ADDRESSES 64
+/* A VM's status reason in bytes, as the node cuts it and the controller
+ * takes it. */
+#define AGENT_REASON_MAX 1000
+/* A VM's console tail in one status post. */
+#define AGENT_CONSOLE_TAIL_MAX 65536
+/* The largest status post the controller reads (console tails beside the
+ * VM list and up to AGENT_SAMPLES_MAX usage samples). */
+#define AGENT_STATUS_BODY_MAX (1u << 20)
+#define AGENT_SAMPLES_MAX 2000
+/* Items in one list of a document (VMs, networks, ports, peers, ...). */
+#define AGENT_LIST_MAX 100000
+/* NICs of one VM, and a VM's user data (as the API takes it). */
+#define AGENT_VM_NICS_MAX 64
+#define AGENT_USER_DATA_MAX 65536
+/* Any other text member of a document. */
+#define AGENT_TEXT_MAX 4096

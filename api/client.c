@@ -2,6 +2,7 @@
  * client (reused, so TLS sessions and connections are kept), bearer auth,
  * JSON in and out, problem+json turned into one line for humans. */
 #include "api/client.h"
+#include "api/speclog.h"
 #include "common/buf.h"
 #include "common/ids.h"
 #include "common/util.h"
@@ -235,7 +236,7 @@ static void record_key_pin(struct api_client *c)
 
 static int perform(struct api_client *c, struct curl_slist *hdr,
                    struct buf *body, struct buf *headers, const char *errbuf,
-                   struct api_reply *ret)
+                   const char *req, size_t req_len, struct api_reply *ret)
 {
     CURL *h = c->curl;
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
@@ -258,6 +259,8 @@ static int perform(struct api_client *c, struct curl_slist *hdr,
     ret->body = body->data ? buf_steal(body) : xstrdup("");
     if (ret->content_type && strstr(ret->content_type, "json") && ret->body_len)
         ret->json = json_loadb(ret->body, ret->body_len, 0, NULL);
+    api_speclog_record(h, req, req_len, ret->status, ret->content_type,
+                       ret->body, ret->body_len);
     return 0;
 }
 
@@ -280,7 +283,9 @@ int api_request_raw(struct api_client *c, const char *method,
         curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, data);
         curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
-    return perform(c, hdr, &body, &headers, errbuf, ret);
+    bool json = data && content_type && strstr(content_type, "json");
+    return perform(c, hdr, &body, &headers, errbuf, json ? data : NULL,
+                   json ? len : 0, ret);
 }
 
 int api_request(struct api_client *c, const char *method, const char *path,
@@ -313,7 +318,8 @@ int api_request(struct api_client *c, const char *method, const char *path,
         _cleanup_free_ char *h = xasprintf("Idempotency-Key: %s", idem_key);
         hdr = curl_slist_append(hdr, h);
     }
-    return perform(c, hdr, &body, &headers, errbuf, ret);
+    return perform(c, hdr, &body, &headers, errbuf, text,
+                   text ? strlen(text) : 0, ret);
 }
 
 static size_t on_read_file(char *out, size_t size, size_t n, void *arg)
@@ -346,7 +352,7 @@ int api_request_file(struct api_client *c, const char *method,
     curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
     /* Large uploads take as long as they take. */
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 0L);
-    int r = perform(c, hdr, &body, &headers, errbuf, ret);
+    int r = perform(c, hdr, &body, &headers, errbuf, NULL, 0, ret);
     fclose(f);
     return r;
 }

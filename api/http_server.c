@@ -92,6 +92,7 @@ struct http_server {
     uint64_t lat_bucket[N_BUCKETS + 1];
     uint64_t lat_count;
     double lat_sum;
+    uint64_t longpolls;    /* answered after being parked */
 };
 
 /* ---- routing ---------------------------------------------------------- */
@@ -129,13 +130,13 @@ static void free_params(char *params[MAX_PARAMS])
     }
 }
 
-/* Find the route for method+path. Sets *ret_path_known when some route has
- * this path with another method (405 rather than 404). */
+/* Find the route for method+path. When none serves this method, the
+ * methods that serve the path are appended to *allow ("GET, POST"): 405
+ * with that Allow header (RFC 9110 section 15.5.6) rather than 404. */
 static const struct http_route *route_find(struct http_server *s,
                                            struct http_request *r,
-                                           bool *ret_path_known)
+                                           struct buf *allow)
 {
-    bool known = false;
     for (size_t i = 0; i < s->opts.n_routes; i++) {
         const struct http_route *rt = &s->opts.routes[i];
         char *params[MAX_PARAMS] = { 0 };
@@ -145,13 +146,11 @@ static const struct http_route *route_find(struct http_server *s,
         }
         if (streq(rt->method, r->method)) {
             memcpy(r->params, params, sizeof(params));
-            *ret_path_known = true;
             return rt;
         }
         free_params(params);
-        known = true;
+        buf_printf(allow, "%s%s", allow->len ? ", " : "", rt->method);
     }
-    *ret_path_known = known;
     return NULL;
 }
 
@@ -443,6 +442,13 @@ static void stats_record(struct http_server *s, struct http_request *r)
         st = 500;
     pthread_mutex_lock(&s->stats_lock);
     s->stats[idx].by_status[st / 100][st % 100]++;
+    /* A long poll that was parked lasts as long as nothing changed, not
+     * as long as the server took: it would only fill the +Inf bucket. */
+    if (r->resumed) {
+        s->longpolls++;
+        pthread_mutex_unlock(&s->stats_lock);
+        return;
+    }
     unsigned b = 0;
     while (b < N_BUCKETS && secs > latency_le[b])
         b++;
@@ -478,7 +484,13 @@ void http_server_metrics(struct http_server *s, struct buf *out)
             }
         }
     }
-    buf_puts(out, "# HELP fog_http_request_duration_seconds Request latency."
+    buf_printf(out, "# HELP fog_http_longpolls_total Answered requests that "
+                    "were parked as long polls (not in the latency "
+                    "histogram).\n# TYPE fog_http_longpolls_total counter\n"
+                    "fog_http_longpolls_total %llu\n",
+               (unsigned long long)s->longpolls);
+    buf_puts(out, "# HELP fog_http_request_duration_seconds Request latency "
+                  "(parked long polls left out)."
                   "\n# TYPE fog_http_request_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (unsigned b = 0; b < N_BUCKETS; b++) {
@@ -680,19 +692,23 @@ static bool parse_body(struct http_request *r)
  * is refused before its body is read. */
 static void route_request(struct http_server *s, struct http_request *r)
 {
-    bool known;
+    struct buf allow = { 0 };
 
     r->routed = true;
-    r->route = route_find(s, r, &known);
+    r->route = route_find(s, r, &allow);
     if (!r->route) {
-        if (known)
+        if (allow.len) {
             http_reply_problem(r, 405, "method-not-allowed", NULL,
                                "method %s not allowed on this resource",
                                r->method);
-        else
+            http_reply_header(r, "Allow", buf_str(&allow));
+        } else
             http_reply_problem(r, 404, "not-found", NULL, "no such resource");
+        buf_free(&allow);
         return;
     }
+    /* Methods of the path tried before the one that matched. */
+    buf_free(&allow);
     r->max_body = r->route->max_body ? r->route->max_body : s->opts.max_body;
     if (r->content_length != ULLONG_MAX && r->content_length > r->max_body)
         r->too_big = true;

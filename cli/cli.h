@@ -42,11 +42,13 @@ struct cli_verb {
 /* Each group's table, terminated by a NULL name. */
 extern const struct cli_verb cli_vm_verbs[];
 extern const struct cli_verb cli_node_verbs[];
+extern const struct cli_verb cli_gpu_verbs[];
 extern const struct cli_verb cli_account_verbs[];
 extern const struct cli_verb cli_network_verbs[];
 extern const struct cli_verb cli_settings_verbs[];
 extern const struct cli_verb cli_image_verbs[];
 extern const struct cli_verb cli_billing_verbs[];
+extern const struct cli_verb cli_market_verbs[];
 extern const struct cli_verb cli_snapshot_verbs[];
 
 /* Find a verb by name across the groups; NULL when unknown. */

@@ -3,14 +3,21 @@
  * shutdown, destroy, reboot, undefine, resize, console. */
 #include "cli/cli.h"
 #include "common/fs.h"
+#include "common/termtext.h"
 
 #include <errno.h>
 #include <time.h>
 
+#define CREATE_FLAGS                                                           \
+    "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"     \
+    "allow-tcg,stopped,wait,timeout=,shutdown-timeout=,max-price=,region=,"    \
+    "label=*,anti-affinity=,min-reputation=,dry-run,gpu="
+
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
     "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
-    "image,allow_tcg,node_name,node_id,addresses,ports,price,created_at"
+    "image,allow_tcg,node_name,node_id,addresses,ports,gpu,gpus,price,"         \
+    "created_at"
 
 static char *vm_path(const char *ref, const char *suffix)
 {
@@ -166,6 +173,62 @@ static int wait_timeout(const struct cli_verb *v, struct cli_args *a,
     return 0;
 }
 
+/* The market constraints of create: a cap per hour for the whole VM,
+ * region, label selectors, an anti-affinity group, a minimum reputation
+ * (0-100), GPUs by model (MODEL[:COUNT]) and a dry run. The hub checks the values; only shapes here. */
+static int market_flags(const struct cli_verb *v, struct cli_args *a,
+                        json_t *body)
+{
+    static const char *const str[][2] = { { "max-price", "max_price" },
+                                          { "region", "region" },
+                                          { "anti-affinity", "anti_affinity" },
+                                          { "gpu", "gpu" } };
+    for (size_t i = 0; i < ARRAY_SIZE(str); i++) {
+        const char *s = cli_flag(a, str[i][0]);
+        json_t *j = s ? json_string(s) : NULL;
+        if (s && !j)
+            return cli_usage(v, "--%s is not valid UTF-8", str[i][0]);
+        if (j)
+            json_object_set_new(body, str[i][1], j);
+    }
+    json_t *sel = cli_flag_list(a, "label");
+    size_t i;
+    json_t *it;
+    json_array_foreach(sel, i, it) {
+        const char *kv = json_string_value(it), *eq = strchr(kv, '=');
+        if (!eq || eq == kv || !eq[1])
+            return cli_usage(v, "invalid --label '%s' (KEY=VALUE)", kv);
+    }
+    if (json_array_size(sel))
+        json_object_set(body, "labels", sel);
+    const char *m = cli_flag(a, "min-reputation");
+    int64_t n;
+    if (m && parse_int64(m, 0, 100, &n) < 0)
+        return cli_usage(v, "invalid --min-reputation '%s' (0 to 100)", m);
+    if (m)
+        json_object_set_new(body, "min_reputation", json_integer(n));
+    if (cli_flag_bool(a, "dry-run"))
+        json_object_set_new(body, "dry_run", json_true());
+    return 0;
+}
+
+/* A dry run's answer: the chosen offer and its price, or why none. */
+static int dry_run_print(struct cli *c, json_t *ans)
+{
+    bool ok = json_is_true(json_object_get(ans, "placeable"));
+    if (c->json)
+        cli_print_json(ans);
+    else if (ok)
+        printf("would place on node %s (%s) at %s per hour\n",
+               json_string_value(json_object_get(ans, "node_name")),
+               json_string_value(json_object_get(ans, "node_id")),
+               json_string_value(json_object_get(ans, "price_hour")));
+    if (!ok)
+        return cli_fail("no offer fits: %s",
+                        json_string_value(json_object_get(ans, "reason")));
+    return CLI_OK;
+}
+
 static int vm_create(struct cli *c, struct cli_args *a)
 {
     const struct cli_verb *v = cli_verb_find("create");
@@ -228,9 +291,13 @@ static int vm_create(struct cli *c, struct cli_args *a)
     }
     if (json_array_size(ports) == 0)
         json_object_del(body, "ports");
+    if ((r = market_flags(v, a, body)))
+        return r;
     json_auto_t *vm = NULL;
     if (cli_call(c, "POST", "/v1/vms", body, &vm) != 0)
         return CLI_FAIL;
+    if (cli_flag_bool(a, "dry-run"))
+        return dry_run_print(c, vm);
     if (cli_flag_bool(a, "wait") && !cli_flag_bool(a, "stopped")) {
         int64_t t;
         if ((r = wait_timeout(v, a, &t)))
@@ -273,6 +340,16 @@ static int vm_dominfo(struct cli *c, struct cli_args *a)
                                    json_string_value(json_object_get(it, "proto"))));
         }
         json_object_set_new(vm, "ports", list);
+    }
+    if (!c->json && json_array_size(json_object_get(vm, "gpus")) > 0) {
+        json_t *list = json_array();
+        size_t i;
+        json_t *g;
+        json_array_foreach(json_object_get(vm, "gpus"), i, g)
+            json_array_append_new(list, json_sprintf(
+                "%s (%s)", json_string_value(json_object_get(g, "address")),
+                json_string_value(json_object_get(g, "model"))));
+        json_object_set_new(vm, "gpus", list);
     }
     print_vm(c, vm);
     return CLI_OK;
@@ -417,6 +494,17 @@ static int vm_domifaddr(struct cli *c, struct cli_args *a)
     return CLI_OK;
 }
 
+/* POST the resize body for VM ref and print the VM it answers. */
+static int vm_resize_with(struct cli *c, const char *ref, json_t *body)
+{
+    _cleanup_free_ char *p = vm_path(ref, "/resize");
+    json_auto_t *vm = NULL;
+    if (cli_call(c, "POST", p, body, &vm) != 0)
+        return CLI_FAIL;
+    print_vm(c, vm);
+    return CLI_OK;
+}
+
 static int vm_resize(struct cli *c, struct cli_args *a)
 {
     const struct cli_verb *v = cli_verb_find("resize");
@@ -428,12 +516,33 @@ static int vm_resize(struct cli *c, struct cli_args *a)
         return r;
     if (json_object_size(body) == 0)
         return cli_usage(v, "give at least one of --cpus, --memory, --disk");
-    _cleanup_free_ char *p = vm_path(a->pos[0], "/resize");
-    json_auto_t *vm = NULL;
-    if (cli_call(c, "POST", p, body, &vm) != 0)
-        return CLI_FAIL;
-    print_vm(c, vm);
-    return CLI_OK;
+    return vm_resize_with(c, a->pos[0], body);
+}
+
+/* virsh setvcpus NAME COUNT --config: a stopped VM's vCPUs (the server
+ * refuses a running VM and a count past the machine or the node). */
+static int vm_setvcpus(struct cli *c, struct cli_args *a)
+{
+    int64_t n;
+    if (parse_int64(a->pos[1], 1, 4096, &n) < 0)
+        return cli_usage(cli_verb_find("setvcpus"),
+                         "invalid vCPU count '%s'", a->pos[1]);
+    json_auto_t *body = json_pack("{s:I}", "vcpus", (json_int_t)n);
+    return vm_resize_with(c, a->pos[0], body);
+}
+
+/* virsh setmem NAME SIZE --config: a stopped VM's memory; as in virsh a
+ * bare number is KiB, else a K/M/G/T suffix. */
+static int vm_setmem(struct cli *c, struct cli_args *a)
+{
+    const char *s = a->pos[1];
+    _cleanup_free_ char *kib = s[0] && s[strspn(s, "0123456789")] == '\0'
+                                   ? xasprintf("%sK", s) : xstrdup(s);
+    uint64_t mib;
+    if (parse_size(kib, 1u << 20, &mib) < 0 || mib == 0 || mib > INT32_MAX)
+        return cli_usage(cli_verb_find("setmem"), "invalid size '%s'", s);
+    json_auto_t *body = json_pack("{s:I}", "memory_mib", (json_int_t)mib);
+    return vm_resize_with(c, a->pos[0], body);
 }
 
 static int vm_console(struct cli *c, struct cli_args *a)
@@ -452,12 +561,15 @@ static int vm_console(struct cli *c, struct cli_args *a)
         api_reply_clear(&rep);
         return cli_fail("%s", msg);
     }
+    /* The node keeps the guest's bytes; the view is plain text. */
+    size_t n;
+    _cleanup_free_ char *text = term_strip(rep.body, rep.body_len, &n);
     if (c->json) {
-        json_auto_t *o = json_pack("{s:s%}", "console", rep.body, rep.body_len);
+        json_auto_t *o = json_pack("{s:s%}", "console", text, n);
         cli_print_json(o ? o : json_null());
     } else {
-        fwrite(rep.body, 1, rep.body_len, stdout);
-        if (rep.body_len && rep.body[rep.body_len - 1] != '\n')
+        fwrite(text, 1, n, stdout);
+        if (n && text[n - 1] != '\n')
             putchar('\n');
     }
     api_reply_clear(&rep);
@@ -470,14 +582,16 @@ const struct cli_verb cli_vm_verbs[] = {
       "list VMs (active ones; --all every VM, --inactive the stopped, "
       "--name/--uuid print only names or ids)", "list" },
     { "create", vm_create, 1, 1,
-      "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
-      "allow-tcg,stopped,wait,timeout=,shutdown-timeout=",
+      CREATE_FLAGS,
       "NAME --cpus N --memory 512M --disk 10G --image IMG [--template T] "
       "[--network NET]... [--publish [HOST:]PORT[/tcp|udp]]... "
       "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]] "
-      "[--shutdown-timeout S]",
+      "[--shutdown-timeout S] [--max-price P] [--region R] [--label K=V]... "
+      "[--anti-affinity GROUP] [--min-reputation 0-100] [--gpu MODEL[:COUNT]] [--dry-run]",
       "create a VM (and start it unless --stopped); a shutdown is forced "
-      "after --shutdown-timeout seconds (default 60)", "define + start" },
+      "after --shutdown-timeout seconds (default 60); --max-price caps the "
+      "whole VM's price per hour, --dry-run prints the offer it would take "
+      "and its price per hour without creating", "define + start" },
     { "dominfo", vm_dominfo, 1, 1, "", "NAME",
       "show a VM: state and reason, size, node, addresses, ports",
       "dominfo" },
@@ -500,14 +614,18 @@ const struct cli_verb cli_vm_verbs[] = {
       "NAME [--cpus N] [--memory SIZE] [--disk SIZE]",
       "change vCPUs or memory (while stopped) or grow the disk",
       "setvcpus/setmem --config, vol-resize" },
+    { "setvcpus", vm_setvcpus, 2, 2, "config", "NAME COUNT [--config]",
+      "set a stopped VM's vCPUs", "setvcpus --config" },
+    { "setmem", vm_setmem, 2, 2, "config", "NAME SIZE [--config]",
+      "set a stopped VM's memory (a bare SIZE is KiB, as in virsh)",
+      "setmem --config" },
     { "console", vm_console, 1, 1, "log", "NAME --log",
       "print the last 64 KiB of the VM's serial console", "console" },
     { "domifaddr", vm_domifaddr, 1, 1, "", "NAME", "show a VM's addresses",
       "domifaddr" },
     /* The names people bring from Incus and OpenStack. */
     { "launch", vm_create, 1, 1,
-      "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"
-      "allow-tcg,stopped,wait,timeout=,shutdown-timeout=",
+      CREATE_FLAGS,
       "NAME (as create)", "alias of create", NULL },
     { "info", vm_dominfo, 1, 1, "", "NAME", "alias of dominfo", NULL },
     { "stop", vm_stop, 1, 1, "force,wait,timeout=", "NAME [--force] [--wait]",

@@ -12,6 +12,27 @@ void log_set_ident(const char *ident);
 bool log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) _printf_(2, 3);
 
+/* What a log line is about, kept per thread while a request or a pass over
+ * one object runs: written as journal fields (REQUEST_ID, NODE_ID, VM_ID)
+ * or appended to the text line as "[request=... node=... vm=...]". */
+enum log_ctx { LOG_CTX_REQUEST, LOG_CTX_NODE, LOG_CTX_VM, LOG_CTX_MAX };
+/* Set (value NULL: clear) one field of the calling thread's context; the
+ * value is copied (at most 63 bytes kept). */
+void log_ctx_set(enum log_ctx field, const char *value);
+/* Clear every field of the calling thread's context. */
+void log_ctx_clear(void);
+
+/* Send lines to the systemd journal's native socket at `socket_path`
+ * (NULL: back to stderr) as structured entries: MESSAGE, PRIORITY,
+ * SYSLOG_IDENTIFIER and the context fields. A line the socket refuses goes
+ * to stderr. The path is copied. */
+void log_set_journal(const char *socket_path);
+/* True when stderr is connected to the journal (JOURNAL_STREAM names its
+ * device and inode), as under systemd with StandardError=journal. */
+bool log_stderr_is_journal(void);
+/* "error", "warn", "info", "debug" to a level: 0 or -EINVAL. */
+int log_level_parse(const char *name, enum log_level *ret);
+
 #define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)

@@ -238,9 +238,6 @@ static const struct jfield sample_fields[] = {
     { "seq", JF_INT, true, 1, INT64_MAX, NULL },
     { "start", JF_INT, true, 0, INT64_C(1) << 40, NULL },
     { "end", JF_INT, true, 0, INT64_C(1) << 40, NULL },
-    { "cpu_ns", JF_INT, false, 0, INT64_MAX, NULL },
-    { "rx_bytes", JF_INT, false, 0, INT64_MAX, NULL },
-    { "tx_bytes", JF_INT, false, 0, INT64_MAX, NULL },
 };
 
 /* Save a VM's usage with `more` seconds newly capped, counted against the
@@ -551,7 +548,8 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
 
     if ((e = store_query_one(a->store, &vm,
                              "SELECT v.account_id, v.vcpus, v.memory_mib, "
-                             "v.disk_gib, COALESCE(u.billable_s, 0) AS "
+                             "v.disk_gib, v.gpu_model, v.gpu_count, "
+                             "COALESCE(u.billable_s, 0) AS "
                              "billable_s FROM vms v LEFT JOIN vm_usage u ON "
                              "u.vm_id = v.id WHERE v.id = $1", "s", vm_id)) < 0 ||
         (e = store_query_one(a->store, &node, "SELECT account_id FROM nodes "
@@ -582,6 +580,16 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
                                    json_int(offer, "disk_gib_month", 0),
                                    json_int(offer, "gpu_hour", 0),
                                    json_int(offer, "port_hour", 0) };
+        /* A GPU model the node prices on its own is locked at that price. */
+        json_auto_t *models = json_loads(json_str(offer, "gpu_models") ?
+                                         json_str(offer, "gpu_models") : "{}",
+                                         0, NULL);
+        const char *mp = json_string_value(json_object_get(
+            models, json_str(vm, "gpu_model") ? json_str(vm, "gpu_model")
+                                              : ""));
+        int64_t v;
+        if (mp && money_parse(mp, &v) == 0 && v >= 0)
+            o.gpu_hour = v;
     }
     int64_t ports = store_query_int(a->store, 0, "SELECT COUNT(*) FROM ports "
                                     "WHERE vm_id = $1", "s", vm_id);
@@ -598,7 +606,7 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
                    o.vcpu_hour, o.mem_gib_hour, o.disk_gib_month, o.gpu_hour,
                    o.port_hour, json_int(vm, "vcpus", 0),
                    json_int(vm, "memory_mib", 0), json_int(vm, "disk_gib", 0),
-                   (int64_t)0, ports, fee_bps, base, now);
+                   json_int(vm, "gpu_count", 0), ports, fee_bps, base, now);
     if (e < 0)
         return e;
     e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE id = $2", "ss",
@@ -673,8 +681,14 @@ json_t *billing_vm_deal(struct app *a, const char *vm_id)
 
 /* ---- accrual ---- */
 
-/* One VM's step in its own store transaction. 1 posted, 0 nothing to do,
- * -errno (rolled back). */
+/* VMs accrued per store transaction (see accrual_run). */
+#ifndef ACCRUAL_BATCH
+#define ACCRUAL_BATCH 256
+#endif
+
+/* One VM's step in its own store transaction (a savepoint inside the
+ * batch's, see accrual_run). 1 posted, 0 nothing to do, -errno (rolled
+ * back). */
 static int accrue_vm(struct app *a, const char *vm_id, int64_t now)
 {
     json_auto_t *vm = NULL, *deal = NULL;
@@ -826,7 +840,6 @@ int accrual_run(struct app *a, int64_t now)
 {
     json_auto_t *rows = NULL;
     size_t i;
-    json_t *row;
     int posted = 0, failed = 0;
 
     int e = store_query(a->store, &rows,
@@ -836,12 +849,30 @@ int accrual_run(struct app *a, int64_t now)
                         "+ d.billed_s < u.billable_s) ORDER BY u.vm_id", "");
     if (e < 0)
         return e;
-    json_array_foreach(rows, i, row) {
-        int r = accrue_vm(a, json_str(row, "vm_id"), now);
-        if (r > 0)
-            posted++;
-        else if (r < 0)
-            failed++;
+    /* Batches of VMs share one transaction, each VM a savepoint of it: a
+     * commit per batch instead of per VM, and a writer waits for one
+     * batch at most. A batch that fails to commit posted nothing; its VMs
+     * still owe and are accrued next time. */
+    size_t n = json_array_size(rows);
+    for (size_t at = 0; at < n; at += ACCRUAL_BATCH) {
+        size_t end = n - at < ACCRUAL_BATCH ? n : at + ACCRUAL_BATCH;
+        int batch = 0;
+        if (store_tx_begin(a->store) < 0) {
+            failed += (int)(end - at);
+            continue;
+        }
+        for (i = at; i < end; i++) {
+            int r = accrue_vm(a, json_str(json_array_get(rows, i), "vm_id"),
+                              now);
+            if (r > 0)
+                batch++;
+            else if (r < 0)
+                failed++;
+        }
+        if (store_tx_commit(a->store) < 0)
+            failed += (int)(end - at);
+        else
+            posted += batch;
     }
     if (failed)
         log_warn("billing: %d VMs could not be accrued this round; they will "

@@ -2,6 +2,8 @@
  * authentication, role checks, idempotent POST replay, the event log. */
 #include "controller/app.h"
 
+#include "api/agentproto.h"
+
 #include "common/buf.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
@@ -11,7 +13,9 @@
 #include "controller/auth.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/scheduler.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,6 +77,11 @@ const struct http_route app_routes[] = {
     { "PUT", "/v1/nodes/{id}/market", h_node_market_put,
       ALLOW_ADMIN | ALLOW_PROVIDER },
     { "GET", "/v1/offers", h_offers_list, ALLOW_USERS },
+    { "GET", "/v1/gpus", h_gpu_list, ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "POST", "/v1/nodes/{id}/gpus/offer", h_gpu_offer,
+      ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "POST", "/v1/nodes/{id}/gpus/withdraw", h_gpu_withdraw,
+      ALLOW_ADMIN | ALLOW_PROVIDER },
     { "GET", "/v1/nodes/{id}/policy", h_node_policy_get,
       ALLOW_ADMIN | ALLOW_PROVIDER },
     { "PUT", "/v1/nodes/{id}/policy", h_node_policy_put,
@@ -111,9 +120,10 @@ const struct http_route app_routes[] = {
 
     { "POST", "/v1/agent/register", h_agent_register, ALLOW_PUBLIC },
     { "GET", "/v1/agent/desired", h_agent_desired, ALLOW_NODE },
-    /* Status posts carry console tails (64 KiB each) beside the VM list. */
+    /* Status posts carry console tails and usage samples beside the VM
+     * list (api/agentproto.h). */
     { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET, NULL,
-      1u << 20 },
+      AGENT_STATUS_BODY_MAX },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 
@@ -252,6 +262,24 @@ static bool idempotency_key_valid(const char *k)
     return true;
 }
 
+/* A request's id: the caller's X-Request-Id when it is 1 to 64 of
+ * [A-Za-z0-9._-], else a new UUID; echoed in the reply and carried by
+ * every log line of the request (REQUEST_ID in the journal). */
+static void request_id_begin(struct http_request *r)
+{
+    const char *given = http_req_header(r, "X-Request-Id");
+    size_t n = given ? strlen(given) : 0;
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)given[i]) || strchr("._-", given[i]);
+    char id[UUID_STR_LEN + 1];
+    if (!ok)
+        uuid_generate_str(id);
+    log_ctx_clear();
+    log_ctx_set(LOG_CTX_REQUEST, ok ? given : id);
+    http_reply_header(r, "X-Request-Id", ok ? given : id);
+}
+
 bool app_before(struct http_request *r, const struct http_route *route,
                 void *app)
 {
@@ -259,6 +287,7 @@ bool app_before(struct http_request *r, const struct http_route *route,
     struct reqctx *c = reqctx_of(r);
     const char *m = http_req_method(r);
 
+    request_id_begin(r);
     /* Reads never wait for a write in progress. */
     store_route_reads(a->store, streq(m, "GET") || streq(m, "HEAD"));
     if (!guard_admit_peer(a, r))
@@ -276,6 +305,8 @@ bool app_before(struct http_request *r, const struct http_route *route,
         reply_store_error(r, e, "credential");
         return false;
     }
+    if (c->role == ROLE_NODE)
+        log_ctx_set(LOG_CTX_NODE, c->actor);
     if (!guard_admit_caller(a, r, c))
         return false;
     if (!(route->flags & role_bit(c->role))) {
@@ -676,6 +707,7 @@ void app_all_nodes_changed(struct app *a)
 {
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE "
                "removed_at IS NULL", "");
+    scheduler_fleet_changed(); /* a node joined, was approved or left */
     http_server_wake(a->http, NULL);
     store_notify_node(a->store, "*");
 }

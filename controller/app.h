@@ -47,7 +47,8 @@ struct app_settings {
     char *default_offer;     /* "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001" */
     /* placement (scheduler.c) */
     char *default_max_price; /* tokens per hour of a VM without a cap */
-    int64_t weight_price, weight_spread;
+    int64_t weight_price, weight_spread, weight_reputation;
+    int64_t reputation_half_life_s; /* observations halve this often */
     /* tenant limits: network pools (netalloc.c) and quotas (quota.c) */
     char *tenant_pools;      /* "10.0.0.0/9,172.16.0.0/12" */
     int64_t quota_networks, quota_vms, quota_ports, quota_images,
@@ -56,6 +57,10 @@ struct app_settings {
     int64_t per_ip_connections;
     int64_t rate_ip, burst_ip, rate_agent_ip, burst_agent_ip;
     int64_t rate_key, burst_key, rate_node, burst_node;
+    /* logging */
+    char *log_level;         /* error, warn, info, debug */
+    char *journal;           /* auto, on, off */
+    char *journal_socket;    /* the journal's native socket */
 };
 
 struct app {

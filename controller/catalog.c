@@ -479,6 +479,27 @@ json_t *catalog_templates(struct app *a)
     return out;
 }
 
+char *catalog_templates_find(const char *exe)
+{
+    static const char *const rel[] = { "../share/fogfabric/templates",
+                                       "../images/templates",
+                                       "../../images/templates" };
+    static const char *const abs[] = { "/usr/share/fogfabric/templates",
+                                       "/usr/local/share/fogfabric/templates" };
+    struct stat st;
+    const char *slash = exe ? strrchr(exe, '/') : NULL;
+    for (size_t i = 0; slash && i < ARRAY_SIZE(rel); i++) {
+        _cleanup_free_ char *p = xasprintf("%.*s/%s", (int)(slash - exe), exe,
+                                           rel[i]);
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            return realpath(p, NULL);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(abs); i++)
+        if (stat(abs[i], &st) == 0 && S_ISDIR(st.st_mode))
+            return xstrdup(abs[i]);
+    return NULL;
+}
+
 json_t *catalog_template(struct app *a, const char *name)
 {
     return template_load(a, name);

@@ -36,6 +36,11 @@ void catalog_gc(struct app *a);
 /* Templates as API objects (new references); NULL when unknown. */
 json_t *catalog_templates(struct app *a);
 json_t *catalog_template(struct app *a, const char *name);
+/* The templates directory of a controller run from EXE (its own path) when
+ * none is configured: EXE's PREFIX/share/fogfabric/templates for an install,
+ * images/templates for a checkout (bin/ or build-asan/bin/), then
+ * /usr/share and /usr/local/share. A new string, or NULL when none exists. */
+char *catalog_templates_find(const char *exe);
 /* Stop the workers, waiting a few seconds. false when one is still busy
  * (an inspection cannot be interrupted): the caller must then leave the
  * store open, as that thread may still write to it until the process

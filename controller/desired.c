@@ -3,7 +3,7 @@
  * at all, since an agent prunes what a document leaves out. */
 #include "controller/desired.h"
 
-#include "api/agentproto.h"
+#include "api/agentmsg.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "controller/guard.h"
@@ -29,22 +29,30 @@ static int fault(const char *step)
     return !*text || streq(text, step) ? -EIO : 0;
 }
 
-/* Append a packed item; a NULL from json_pack (a column that must not be
- * NULL was) is a broken row, not something to leave out quietly. */
-static int append(json_t *arr, json_t *item)
+/* A string column that must not be NULL: a NULL is a broken row, not
+ * something to leave out quietly. */
+static int col(const json_t *row, const char *k, char **ret)
 {
-    if (!item)
+    const char *v = json_str(row, k);
+    if (!v)
         return -EINVAL;
-    return json_array_append_new(arr, item) < 0 ? -ENOMEM : 0;
+    *ret = xstrdup(v);
+    return 0;
 }
 
-static int prefix_of(const char *cidr, int def, int *ret)
+static char *col_or_null(const json_t *row, const char *k)
+{
+    const char *v = json_str(row, k);
+    return v ? xstrdup(v) : NULL;
+}
+
+static int prefix_of(const char *cidr, int def, int64_t *ret)
 {
     const char *slash = cidr ? strchr(cidr, '/') : NULL;
     int64_t p = def;
     if (slash && parse_int64(slash + 1, 0, 128, &p) < 0)
         return -EINVAL;
-    *ret = (int)p;
+    *ret = p;
     return 0;
 }
 
@@ -53,7 +61,7 @@ static char *bridge_name(const json_t *row)
     return xasprintf("fogbr%lld", (long long)json_int(row, "vxlan_id", 0));
 }
 
-static int vm_nics(struct app *a, const char *vm_id, json_t **ret)
+static int vm_nics(struct app *a, struct am_vm *vm)
 {
     json_auto_t *rows = NULL;
     int e;
@@ -62,31 +70,26 @@ static int vm_nics(struct app *a, const char *vm_id, json_t **ret)
                          "SELECT c.network_id, c.mac, c.address, w.cidr, "
                          "w.gateway, w.vxlan_id FROM vm_nics c JOIN networks "
                          "w ON w.id = c.network_id WHERE c.vm_id = $1 ORDER "
-                         "BY c.idx", "s", vm_id)) < 0)
+                         "BY c.idx", "s", vm->id)) < 0)
         return e;
-    json_auto_t *out = json_array();
     size_t i;
     json_t *row;
+    vm->nics = xcalloc(json_array_size(rows) + 1, sizeof(*vm->nics));
     json_array_foreach(rows, i, row) {
-        int prefix;
-        if ((e = prefix_of(json_str(row, "cidr"), 24, &prefix)) < 0)
+        struct am_nic *n = &vm->nics[vm->n_nics++];
+        if ((e = prefix_of(json_str(row, "cidr"), 24, &n->prefix)) < 0 ||
+            (e = col(row, "network_id", &n->network_id)) < 0 ||
+            (e = col(row, "mac", &n->mac)) < 0 ||
+            (e = col(row, "address", &n->address)) < 0 ||
+            (e = col(row, "gateway", &n->gateway)) < 0)
             return e;
-        _cleanup_free_ char *bridge = bridge_name(row);
-        if ((e = append(out, json_pack("{s:s, s:s, s:s, s:i, s:s, s:i, s:s}",
-                                       "network_id", json_str(row, "network_id"),
-                                       "mac", json_str(row, "mac"), "address",
-                                       json_str(row, "address"), "prefix",
-                                       prefix, "gateway",
-                                       json_str(row, "gateway"), "mtu",
-                                       DESIRED_GUEST_MTU, "bridge",
-                                       bridge))) < 0)
-            return e;
+        n->mtu = DESIRED_GUEST_MTU;
+        n->bridge = bridge_name(row);
     }
-    *ret = json_incref(out);
     return 0;
 }
 
-static int ssh_keys(struct app *a, const char *account_id, json_t **ret)
+static int ssh_keys(struct app *a, const char *account_id, struct am_vm *vm)
 {
     json_auto_t *rows = NULL;
     int e;
@@ -95,38 +98,79 @@ static int ssh_keys(struct app *a, const char *account_id, json_t **ret)
                          "WHERE account_id = $1 ORDER BY name", "s",
                          account_id)) < 0)
         return e;
-    json_auto_t *out = json_array();
     size_t i;
     json_t *row;
+    vm->ssh_keys = xcalloc(json_array_size(rows) + 1, sizeof(char *));
     json_array_foreach(rows, i, row)
-        if ((e = append(out, json_pack("s", json_str(row, "public_key")))) < 0)
+        if ((e = col(row, "public_key", &vm->ssh_keys[vm->n_ssh_keys++])) < 0)
             return e;
-    *ret = json_incref(out);
     return 0;
 }
 
-/* The snapshots VM `vm_id` should have, and the revert last asked for. */
-static int vm_snapshots(struct app *a, const json_t *row, json_t *entry)
+/* The snapshots VM `vm` should have, and the revert last asked for. */
+static int vm_snapshots(struct app *a, const json_t *row, struct am_vm *vm)
 {
     json_auto_t *rows = NULL;
     int e;
     if ((e = fault("snapshots")) < 0 ||
         (e = store_query(a->store, &rows, "SELECT id, name FROM vm_snapshots "
                          "WHERE vm_id = $1 AND state IN ('pending', 'ready') "
-                         "ORDER BY created_at, name", "s",
-                         json_str(row, "id"))) < 0)
+                         "ORDER BY created_at, name", "s", vm->id)) < 0)
         return e;
-    if (json_object_set(entry, AGENT_VM_SNAPSHOTS, rows) < 0)
-        return -ENOMEM;
-    if (json_int(row, "revert_gen", 0) > 0 && json_str(row, "revert_snapshot") &&
-        json_object_set_new(entry, AGENT_VM_REVERT, json_pack(
-            "{s:I, s:s}", "gen", (json_int_t)json_int(row, "revert_gen", 0),
-            "snapshot_id", json_str(row, "revert_snapshot"))) < 0)
-        return -ENOMEM;
+    size_t i;
+    json_t *s;
+    vm->snapshots = xcalloc(json_array_size(rows) + 1, sizeof(*vm->snapshots));
+    json_array_foreach(rows, i, s) {
+        struct am_snapshot *x = &vm->snapshots[vm->n_snapshots++];
+        if ((e = col(s, "id", &x->id)) < 0 || (e = col(s, "name", &x->name)) < 0)
+            return e;
+    }
+    if (json_int(row, "revert_gen", 0) > 0 && json_str(row, "revert_snapshot")) {
+        vm->has_revert = true;
+        vm->revert_gen = json_int(row, "revert_gen", 0);
+        vm->revert_snapshot_id = xstrdup(json_str(row, "revert_snapshot"));
+    }
     return 0;
 }
 
-static int vms_doc(struct app *a, const char *node_id, json_t **ret)
+static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
+{
+    int e;
+    if ((e = col(row, "id", &vm->id)) < 0 ||
+        (e = col(row, "name", &vm->name)) < 0)
+        return e;
+    const char *d = json_str(row, "desired_state");
+    vm->vcpus = json_int(row, "vcpus", 1);
+    vm->memory_mib = json_int(row, "memory_mib", 64);
+    vm->disk_gib = json_int(row, "disk_gib", 1);
+    vm->image = col_or_null(row, "image");
+    if (json_str(row, "image_id") && json_str(row, "sha256")) {
+        vm->has_source = true;
+        vm->source = (struct am_image_source){
+            .id = xstrdup(json_str(row, "image_id")),
+            .sha256 = xstrdup(json_str(row, "sha256")),
+            .url = xasprintf("/v1/images/%s/file", json_str(row, "image_id")),
+            .size = json_int(row, "size", 0),
+        };
+        if ((e = col(row, "format", &vm->source.format)) < 0)
+            return e;
+    }
+    vm->running = streq(d, "running");
+    vm->stop_force = json_int(row, "stop_force", 0) != 0;
+    vm->deleted = streq(d, "deleted");
+    vm->reboot_gen = json_int(row, "reboot_gen", 0);
+    vm->start_gen = json_int(row, "start_gen", 0);
+    vm->place_gen = json_int(row, "place_gen", 0);
+    vm->shutdown_timeout_s = json_int(row, "shutdown_timeout_s",
+                                      VM_SHUTDOWN_TIMEOUT_DEFAULT_S);
+    vm->user_data = col_or_null(row, "user_data");
+    if ((e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
+        (e = vm_snapshots(a, row, vm)) < 0)
+        return e;
+    return vm_nics(a, vm);
+}
+
+static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
 {
     json_auto_t *rows = NULL;
     int e;
@@ -142,58 +186,18 @@ static int vms_doc(struct app *a, const char *node_id, json_t **ret)
                          "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS "
                          "NULL ORDER BY v.id", "s", node_id)) < 0)
         return e;
-    json_auto_t *vms = json_array();
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
-        const char *d = json_str(row, "desired_state");
-        json_auto_t *source = json_null();
-        if (json_str(row, "image_id") && json_str(row, "sha256")) {
-            _cleanup_free_ char *url = xasprintf("/v1/images/%s/file",
-                                                 json_str(row, "image_id"));
-            json_decref(source);
-            source = json_pack("{s:s, s:s, s:s, s:I, s:s}", "id",
-                               json_str(row, "image_id"), "sha256",
-                               json_str(row, "sha256"), "format",
-                               json_str(row, "format"), "size",
-                               (json_int_t)json_int(row, "size", 0), "url", url);
-            if (!source)
-                return -EINVAL;
-        }
-        json_auto_t *keys = NULL, *nics = NULL;
-        if ((e = ssh_keys(a, json_str(row, "account_id"), &keys)) < 0 ||
-            (e = vm_nics(a, json_str(row, "id"), &nics)) < 0)
+    doc->vms = xcalloc(json_array_size(rows) + 1, sizeof(*doc->vms));
+    json_array_foreach(rows, i, row)
+        if ((e = vm_from_row(a, row, &doc->vms[doc->n_vms++])) < 0)
             return e;
-        if ((e = append(vms, json_pack(
-                 "{s:s, s:s, s:I, s:I, s:I, s:s?, s:O, s:O, s:s, s:b, s:b, "
-                 "s:I, s:I, s:I, s:I, s:s?, s:O}",
-                 "id", json_str(row, "id"), "name", json_str(row, "name"),
-                 "vcpus", (json_int_t)json_int(row, "vcpus", 1), "memory_mib",
-                 (json_int_t)json_int(row, "memory_mib", 64), "disk_gib",
-                 (json_int_t)json_int(row, "disk_gib", 1), "image",
-                 json_str(row, "image"), "image_source", source, "ssh_keys",
-                 keys, "power", streq(d, "running") ? "running" : "stopped",
-                 "stop_force", json_int(row, "stop_force", 0) != 0, "deleted",
-                 streq(d, "deleted"), "reboot_gen",
-                 (json_int_t)json_int(row, "reboot_gen", 0), "start_gen",
-                 (json_int_t)json_int(row, "start_gen", 0), "place_gen",
-                 (json_int_t)json_int(row, "place_gen", 0),
-                 "shutdown_timeout_s",
-                 (json_int_t)json_int(row, "shutdown_timeout_s",
-                                      VM_SHUTDOWN_TIMEOUT_DEFAULT_S),
-                 "user_data",
-                 json_str(row, "user_data"), "nics", nics))) < 0 ||
-            (e = vm_snapshots(a, row, json_array_get(
-                                  vms, json_array_size(vms) - 1))) < 0)
-            return e;
-    }
-    *ret = json_incref(vms);
     return 0;
 }
 
 /* The other nodes' VTEPs (mesh addresses) and MACs on network `w`. */
-static int network_remote(struct app *a, const char *node_id, const json_t *w,
-                          json_t *vteps, json_t *macs)
+static int network_remote(struct app *a, const char *node_id,
+                          struct am_network *w)
 {
     json_auto_t *remote = NULL;
     int e;
@@ -203,22 +207,24 @@ static int network_remote(struct app *a, const char *node_id, const json_t *w,
                          "ON v.id = c.vm_id JOIN nodes n ON n.id = v.node_id "
                          "WHERE c.network_id = $1 AND v.deleted_at IS NULL "
                          "AND v.node_id <> $2 AND n.removed_at IS NULL ORDER "
-                         "BY n.mesh_ip, c.mac", "ss", json_str(w, "id"),
-                         node_id)) < 0)
+                         "BY n.mesh_ip, c.mac", "ss", w->id, node_id)) < 0)
         return e;
-    size_t k;
+    size_t n = json_array_size(remote) + 1, k;
     json_t *m;
+    w->vteps = xcalloc(n, sizeof(*w->vteps));
+    w->macs = xcalloc(n, sizeof(*w->macs));
     json_array_foreach(remote, k, m) {
         const char *vtep = json_str(m, "mesh_ip");
         if (!vtep)
             continue; /* a node without a mesh address carries nothing */
         bool seen = false;
-        for (size_t x = 0; x < json_array_size(vteps) && !seen; x++)
-            seen = streq(json_string_value(json_array_get(vteps, x)), vtep);
-        if ((!seen && (e = append(vteps, json_string(vtep))) < 0) ||
-            (e = append(macs, json_pack("{s:s, s:s}", "mac",
-                                        json_str(m, "mac"), "vtep",
-                                        vtep))) < 0)
+        for (size_t x = 0; x < w->n_vteps && !seen; x++)
+            seen = streq(w->vteps[x], vtep);
+        if (!seen)
+            w->vteps[w->n_vteps++] = xstrdup(vtep);
+        struct am_remote_mac *rm = &w->macs[w->n_macs++];
+        rm->vtep = xstrdup(vtep);
+        if ((e = col(m, "mac", &rm->mac)) < 0)
             return e;
     }
     return 0;
@@ -226,7 +232,8 @@ static int network_remote(struct app *a, const char *node_id, const json_t *w,
 
 /* Networks with a VM on this node, each with the other nodes' VTEPs (their
  * mesh addresses) and the MACs living there. */
-static int networks_doc(struct app *a, const char *node_id, json_t **ret)
+static int networks_doc(struct app *a, const char *node_id,
+                        struct am_desired *doc)
 {
     json_auto_t *nets = NULL;
     int e;
@@ -238,29 +245,24 @@ static int networks_doc(struct app *a, const char *node_id, json_t **ret)
                          "$1 AND v.deleted_at IS NULL ORDER BY w.vxlan_id",
                          "s", node_id)) < 0)
         return e;
-    json_auto_t *out = json_array();
     size_t i;
-    json_t *w;
-    json_array_foreach(nets, i, w) {
-        json_auto_t *vteps = json_array(), *macs = json_array();
-        if ((e = network_remote(a, node_id, w, vteps, macs)) < 0)
-            return e;
-        _cleanup_free_ char *bridge = bridge_name(w);
-        if ((e = append(out, json_pack("{s:s, s:I, s:s, s:s, s:i, s:s, s:O, "
-                                       "s:O}", "id", json_str(w, "id"),
-                                       "vxlan_id",
-                                       (json_int_t)json_int(w, "vxlan_id", 0),
-                                       "cidr", json_str(w, "cidr"), "gateway",
-                                       json_str(w, "gateway"), "mtu",
-                                       DESIRED_GUEST_MTU, "bridge", bridge,
-                                       "vteps", vteps, "macs", macs))) < 0)
+    json_t *row;
+    doc->networks = xcalloc(json_array_size(nets) + 1, sizeof(*doc->networks));
+    json_array_foreach(nets, i, row) {
+        struct am_network *w = &doc->networks[doc->n_networks++];
+        w->vxlan_id = json_int(row, "vxlan_id", 0);
+        w->mtu = DESIRED_GUEST_MTU;
+        w->bridge = bridge_name(row);
+        if ((e = col(row, "id", &w->id)) < 0 ||
+            (e = col(row, "cidr", &w->cidr)) < 0 ||
+            (e = col(row, "gateway", &w->gateway)) < 0 ||
+            (e = network_remote(a, node_id, w)) < 0)
             return e;
     }
-    *ret = json_incref(out);
     return 0;
 }
 
-static int ports_doc(struct app *a, const char *node_id, json_t **ret)
+static int ports_doc(struct app *a, const char *node_id, struct am_desired *doc)
 {
     json_auto_t *rows = NULL;
     int e;
@@ -273,26 +275,24 @@ static int ports_doc(struct app *a, const char *node_id, json_t **ret)
                          "AND v.deleted_at IS NULL ORDER BY p.proto, "
                          "p.host_port", "s", node_id)) < 0)
         return e;
-    json_auto_t *out = json_array();
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row)
-        if ((e = append(out, json_pack("{s:s, s:s, s:I, s:I, s:s}", "vm_id",
-                                       json_str(row, "vm_id"), "proto",
-                                       json_str(row, "proto"), "host_port",
-                                       (json_int_t)json_int(row, "host_port", 0),
-                                       "vm_port",
-                                       (json_int_t)json_int(row, "vm_port", 0),
-                                       "vm_address",
-                                       json_str(row, "address")))) < 0)
+    doc->ports = xcalloc(json_array_size(rows) + 1, sizeof(*doc->ports));
+    json_array_foreach(rows, i, row) {
+        struct am_port *p = &doc->ports[doc->n_ports++];
+        p->host_port = json_int(row, "host_port", 0);
+        p->vm_port = json_int(row, "vm_port", 0);
+        if ((e = col(row, "vm_id", &p->vm_id)) < 0 ||
+            (e = col(row, "proto", &p->proto)) < 0 ||
+            (e = col(row, "address", &p->vm_address)) < 0)
             return e;
-    *ret = json_incref(out);
+    }
     return 0;
 }
 
 /* Every other approved node with a WireGuard key is a peer. The endpoint
  * is what the node reported, else the address the controller saw it at. */
-static int peers_doc(struct app *a, const char *node_id, json_t **ret)
+static int peers_doc(struct app *a, const char *node_id, struct am_desired *doc)
 {
     json_auto_t *rows = NULL;
     int e;
@@ -304,68 +304,57 @@ static int peers_doc(struct app *a, const char *node_id, json_t **ret)
                          "NULL AND wg_public_key IS NOT NULL AND mesh_ip IS "
                          "NOT NULL ORDER BY mesh_ip", "s", node_id)) < 0)
         return e;
-    json_auto_t *out = json_array();
     size_t i;
     json_t *row;
+    doc->peers = xcalloc(json_array_size(rows) + 1, sizeof(*doc->peers));
     json_array_foreach(rows, i, row) {
+        struct am_peer *p = &doc->peers[doc->n_peers++];
         const char *ep = json_str(row, "endpoint");
-        _cleanup_free_ char *observed = NULL;
         /* Rows stored before endpoints were checked may hold anything. */
         if (ep && !guard_endpoint_ok(ep))
             ep = NULL;
-        if (!ep && json_str(row, "observed_endpoint")) {
-            observed = xasprintf("%s:%lld", json_str(row, "observed_endpoint"),
-                                 (long long)json_int(row, "wg_port", 51820));
-            ep = observed;
-        }
-        _cleanup_free_ char *allowed = xasprintf("%s/32", json_str(row, "mesh_ip"));
-        if ((e = append(out, json_pack("{s:s, s:s, s:s, s:s?, s:[s], s:i}",
-                                       "node_id", json_str(row, "id"), "name",
-                                       json_str(row, "name"), "public_key",
-                                       json_str(row, "wg_public_key"),
-                                       "endpoint", ep, "allowed_ips", allowed,
-                                       "keepalive", 25))) < 0)
+        if (ep)
+            p->endpoint = xstrdup(ep);
+        else if (json_str(row, "observed_endpoint"))
+            p->endpoint = xasprintf("%s:%lld",
+                                    json_str(row, "observed_endpoint"),
+                                    (long long)json_int(row, "wg_port", 51820));
+        p->allowed_ips = xcalloc(1, sizeof(char *));
+        p->allowed_ips[p->n_allowed_ips++] = xasprintf(
+            "%s/32", json_str(row, "mesh_ip"));
+        p->keepalive = 25;
+        if ((e = col(row, "id", &p->node_id)) < 0 ||
+            (e = col(row, "name", &p->name)) < 0 ||
+            (e = col(row, "wg_public_key", &p->public_key)) < 0)
             return e;
     }
-    *ret = json_incref(out);
     return 0;
 }
 
 /* The parts, read inside the caller's transaction. */
-static int build(struct app *a, const char *node_id, json_t **ret)
+static int build(struct app *a, const char *node_id, struct am_desired *doc)
 {
-    json_auto_t *me = NULL, *mesh = NULL, *vms = NULL, *nets = NULL,
-                *ports = NULL, *peers = NULL;
+    json_auto_t *me = NULL;
     int e;
     if ((e = fault("node")) < 0 ||
         (e = store_query_one(a->store, &me, "SELECT revision, mesh_ip, "
                              "wg_port FROM nodes WHERE id = $1 AND removed_at "
                              "IS NULL", "s", node_id)) < 0)
         return e;
+    doc->revision = json_int(me, "revision", 0);
+    doc->node_id = xstrdup(node_id);
     if (json_str(me, "mesh_ip")) {
-        int prefix;
-        if ((e = prefix_of(a->cfg.mesh_cidr, 12, &prefix)) < 0)
+        doc->has_mesh = true;
+        doc->mesh.address = xstrdup(json_str(me, "mesh_ip"));
+        doc->mesh.listen_port = json_int(me, "wg_port", 51820);
+        if ((e = prefix_of(a->cfg.mesh_cidr, 12, &doc->mesh.prefix)) < 0)
             return e;
-        mesh = json_pack("{s:s, s:i, s:I}", "address", json_str(me, "mesh_ip"),
-                         "prefix", prefix, "listen_port",
-                         (json_int_t)json_int(me, "wg_port", 51820));
-    } else {
-        mesh = json_null();
     }
-    if (!mesh)
-        return -EINVAL;
-    if ((e = vms_doc(a, node_id, &vms)) < 0 ||
-        (e = networks_doc(a, node_id, &nets)) < 0 ||
-        (e = ports_doc(a, node_id, &ports)) < 0 ||
-        (e = peers_doc(a, node_id, &peers)) < 0)
+    if ((e = vms_doc(a, node_id, doc)) < 0 ||
+        (e = networks_doc(a, node_id, doc)) < 0 ||
+        (e = ports_doc(a, node_id, doc)) < 0 ||
+        (e = peers_doc(a, node_id, doc)) < 0)
         return e;
-    json_t *doc = json_pack("{s:I, s:s, s:O, s:O, s:O, s:O, s:O}", "revision",
-                            (json_int_t)json_int(me, "revision", 0), "node_id",
-                            node_id, "mesh", mesh, "vms", vms, "networks", nets,
-                            "ports", ports, "peers", peers);
-    if (!doc)
-        return -EINVAL;
-    *ret = doc;
     return 0;
 }
 
@@ -374,19 +363,18 @@ int desired_build(struct app *a, const char *node_id, json_t **ret_doc)
     int e = store_tx_begin_read(a->store);
     if (e < 0)
         return e;
-    json_t *doc = NULL;
+    struct am_desired doc = { 0 };
     e = build(a, node_id, &doc);
     store_tx_rollback(a->store); /* read only: nothing to keep */
-    if (e < 0)
-        return e;
-    *ret_doc = doc;
-    return 0;
+    if (e == 0)
+        *ret_doc = am_desired_encode(&doc);
+    am_desired_clear(&doc);
+    return e;
 }
 
 json_t *desired_build_unapproved(const char *node_id, int64_t revision)
 {
-    return json_pack("{s:I, s:s, s:n, s:[], s:[], s:[], s:[], s:b}",
-                     "revision", (json_int_t)revision, "node_id", node_id,
-                     "mesh", "vms", "networks", "ports", "peers", "approved",
-                     false);
+    struct am_desired doc = { .revision = revision, .node_id = (char *)node_id,
+                              .unapproved = true };
+    return am_desired_encode(&doc);
 }

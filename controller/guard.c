@@ -31,6 +31,14 @@ struct guard *guard_new(const struct app_settings *cfg)
     return g;
 }
 
+void guard_reconfigure(struct guard *g, const struct app_settings *cfg)
+{
+    ratelimit_set(g->ip, cfg->rate_ip, cfg->burst_ip);
+    ratelimit_set(g->agent_ip, cfg->rate_agent_ip, cfg->burst_agent_ip);
+    ratelimit_set(g->key, cfg->rate_key, cfg->burst_key);
+    ratelimit_set(g->node, cfg->rate_node, cfg->burst_node);
+}
+
 void guard_free(struct guard *g)
 {
     if (!g)

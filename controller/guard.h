@@ -3,20 +3,15 @@
  * bounds on what a node may report (capacity, addresses, endpoint). */
 #pragma once
 
+#include "api/agentproto.h"
 #include "controller/app.h"
-
-/* Largest capacity a node may report: beyond any one machine sold today
- * (768 threads, 12 TiB), far below what would overflow a sum. */
-#define NODE_MAX_VCPUS 1024
-#define NODE_MAX_MEMORY_MIB (INT64_C(1) << 24) /* 16 TiB */
-#define NODE_MAX_DISK_GIB (INT64_C(1) << 20)   /* 1 PiB */
-/* Most addresses one VM's report may list. */
-#define NODE_MAX_VM_ADDRESSES 64
 
 /* The rate limit tables for a.cfg's settings (caller owns; NULL-safe
  * free). */
 struct guard *guard_new(const struct app_settings *cfg);
 void guard_free(struct guard *g);
+/* Take cfg's rates and bursts (a reload); buckets keep their tokens. */
+void guard_reconfigure(struct guard *g, const struct app_settings *cfg);
 
 /* First thing for every request: the client address's budget (requests
  * carrying a node credential draw on the agents' budget of that address).

@@ -1,6 +1,6 @@
 /* The node agent protocol: register with a join token, long-poll the
  * desired state, post status. A node speaks only about its own VMs. */
-#include "api/agentproto.h"
+#include "api/agentmsg.h"
 #include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -8,9 +8,11 @@
 #include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/desired.h"
+#include "controller/gpus.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/reputation.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -63,64 +65,57 @@ static char *mesh_next(struct app *a)
     return xstrdup(text);
 }
 
-/* A node's permitted well-known ports: distinct integers 1..65535. */
-static bool permit_ports_ok(const json_t *ports)
+/* A node's body as the contract's decoder reads it: 415 when it is not
+ * JSON, 400 when there is none. false after answering. */
+static bool agent_body(struct http_request *r, json_t **ret)
 {
-    size_t i, k;
-    json_t *p, *q;
-    json_array_foreach(ports, i, p) {
-        if (!json_is_integer(p) || json_integer_value(p) < 1 ||
-            json_integer_value(p) > 65535)
-            return false;
-        json_array_foreach(ports, k, q)
-            if (k < i && json_integer_value(q) == json_integer_value(p))
-                return false;
+    size_t len;
+    http_req_body(r, &len);
+    json_t *body = http_req_json(r);
+    if (!body) {
+        if (len > 0)
+            http_reply_problem(r, 415, "unsupported-media-type", NULL,
+                               "the body must be application/json");
+        else
+            http_reply_problem(r, 400, "validation", NULL,
+                               "a JSON object body is required");
+        return false;
     }
+    *ret = body;
     return true;
 }
 
-#define PERMIT_PORTS_WHY                                                       \
-    "'" AGENT_PERMIT_PORTS "' must be a list of distinct port numbers from 1 " \
-    "to 65535"
+/* 400 naming the member the decoder (or a check after it) refused. */
+static void reply_refused(struct http_request *r, struct jerr *je)
+{
+    bool unknown = startswith(je->detail, "unknown field");
+    http_reply_problem(r, 400, unknown ? "unknown-field" : "validation",
+                       je->field && *je->field ? je->field : NULL, "%s",
+                       je->detail);
+    jerr_clear(je);
+}
 
 /* Where a node says it is reached must be an address others can use:
  * both end up in firewall rules and WireGuard peers on every node, so
  * loopback, link-local, multicast or a free-text host:port would turn
- * peers against their own hosts. false after answering 400. */
-static bool reach_ok(struct http_request *r, json_t *body)
+ * peers against their own hosts. -EINVAL with *err filled. */
+static int reach_check(const char *ip, const char *ep, struct jerr *err)
 {
-    const char *ip = json_str(body, "public_ip");
-    const char *ep = json_str(body, "endpoint");
     if (ip && !guard_ip_public(ip)) {
-        http_reply_problem(r, 400, "validation", "public_ip",
-                           "'public_ip' must be an IP address that is not "
-                           "loopback, unspecified, link-local or multicast");
-        return false;
+        *err = (struct jerr){ xstrdup("public_ip"), xstrdup(
+            "'public_ip' must be an IP address that is not loopback, "
+            "unspecified, link-local or multicast") };
+        return -EINVAL;
     }
     if (ep && !guard_endpoint_ok(ep)) {
-        http_reply_problem(r, 400, "validation", "endpoint",
-                           "'endpoint' must be IP:PORT or [IPv6]:PORT with a "
-                           "port from 1 to 65535 and an address that is not "
-                           "loopback, unspecified, link-local or multicast");
-        return false;
+        *err = (struct jerr){ xstrdup("endpoint"), xstrdup(
+            "'endpoint' must be IP:PORT or [IPv6]:PORT with a port from 1 to "
+            "65535 and an address that is not loopback, unspecified, "
+            "link-local or multicast") };
+        return -EINVAL;
     }
-    if (!permit_ports_ok(json_object_get(body, AGENT_PERMIT_PORTS))) {
-        http_reply_problem(r, 400, "validation", AGENT_PERMIT_PORTS,
-                           PERMIT_PORTS_WHY);
-        return false;
-    }
-    return true;
+    return 0;
 }
-
-/* Bounds of a node's inventory: `vcpus`..`disk_gib` (required at
- * register), then the optional rest. */
-#define INV_FIELDS(req)                                                        \
-    { "vcpus", JF_INT, req, 1, NODE_MAX_VCPUS, NULL },                         \
-    { "memory_mib", JF_INT, req, 64, NODE_MAX_MEMORY_MIB, NULL },              \
-    { "disk_gib", JF_INT, req, 0, NODE_MAX_DISK_GIB, NULL },                   \
-    { "kvm", JF_BOOL, req, 0, 0, NULL },                                       \
-    { "arch", JF_STRING, false, 0, 32, NULL },                                 \
-    { "cpu_model", JF_STRING, false, 0, 128, NULL }
 
 /* Capacity columns: what the node reported, what an admin approved, and
  * what the scheduler uses (the lower of the two). */
@@ -130,21 +125,23 @@ static const char *const cap_cols[] = { "vcpus", "memory_mib", "disk_gib" };
  * scheduler uses never exceeds the approved one; a report above it is
  * clamped and an event says so (once per new figure). Inside the
  * caller's transaction. */
-static void capacity_record(struct app *a, const char *node_id, json_t *inv)
+static void capacity_record(struct app *a, const char *node_id,
+                            const struct am_inventory *inv)
 {
     json_auto_t *row = NULL;
-    if (!inv || store_query_one(a->store, &row,
-                                "SELECT account_id, approved, cap_vcpus, "
-                                "cap_memory_mib, cap_disk_gib, reported_vcpus, "
-                                "reported_memory_mib, reported_disk_gib FROM "
-                                "nodes WHERE id = $1", "s", node_id) < 0)
+    if (store_query_one(a->store, &row,
+                        "SELECT account_id, approved, cap_vcpus, "
+                        "cap_memory_mib, cap_disk_gib, reported_vcpus, "
+                        "reported_memory_mib, reported_disk_gib FROM "
+                        "nodes WHERE id = $1", "s", node_id) < 0)
         return;
     bool approved = json_int(row, "approved", 0) != 0;
+    const int64_t figure[] = { inv->vcpus, inv->memory_mib, inv->disk_gib };
+    const unsigned has[] = { AM_INV_VCPUS, AM_INV_MEMORY, AM_INV_DISK };
     for (size_t k = 0; k < ARRAY_SIZE(cap_cols); k++) {
-        json_t *v = json_object_get(inv, cap_cols[k]);
-        if (!json_is_integer(v))
+        if (!(inv->has & has[k]))
             continue;
-        int64_t got = json_integer_value(v), use = got;
+        int64_t got = figure[k], use = got;
         _cleanup_free_ char *cap_col = xasprintf("cap_%s", cap_cols[k]);
         _cleanup_free_ char *rep_col = xasprintf("reported_%s", cap_cols[k]);
         json_t *cap = json_object_get(row, cap_col);
@@ -170,32 +167,24 @@ static void capacity_record(struct app *a, const char *node_id, json_t *inv)
 HANDLER(h_agent_register)
 {
     struct app *a = app;
-    static const struct jfield fields[] = {
-        { "token", JF_STRING, true, 1, 200, NULL },
-        { "name", JF_NAME, true, 0, 0, NULL },
-        { "inventory", JF_OBJECT, true, 0, 0, NULL },
-        { "wg_public_key", JF_STRING, false, 44, 44, NULL },
-        { "endpoint", JF_STRING, false, 1, 80, NULL },
-        { "wg_port", JF_INT, false, 1, 65535, NULL },
-        { "public_ip", JF_STRING, false, 7, 45, NULL },
-        { "port_min", JF_INT, false, 1, 65535, NULL },
-        { "port_max", JF_INT, false, 1, 65535, NULL },
-        { AGENT_PERMIT_PORTS, JF_ARRAY, false, 0, AGENT_PERMIT_PORTS_MAX, NULL },
-    };
-    static const struct jfield inv_fields[] = { INV_FIELDS(true) };
-    if (!body_check(r, fields, ARRAY_SIZE(fields), true) ||
-        !reach_ok(r, http_req_json(r)))
-        return;
-    json_t *b = http_req_json(r), *inv = json_object_get(b, "inventory");
+    json_t *body;
+    _cleanup_(am_register_clear) struct am_register g = { 0 };
     struct jerr je = { 0 };
-    if (json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
-        http_reply_problem(r, 400, "validation", "inventory", "inventory: %s",
-                           je.detail);
+    if (!agent_body(r, &body))
+        return;
+    if (am_register_decode(body, &g, &je) < 0 ||
+        reach_check(g.public_ip, g.endpoint, &je) < 0) {
+        reply_refused(r, &je);
+        return;
+    }
+    if (g.gpus && gpus_report_check(g.gpus, &je) < 0) {
+        http_reply_problem(r, 400, "validation", je.field, "%s", je.detail);
         jerr_clear(&je);
         return;
     }
+    const struct am_inventory *inv = &g.inventory;
     char secret[JOINTOKEN_SECRET_HEX + 1], ca[JOINTOKEN_CA_HEX + 1], hash[65];
-    if (!jointoken_parse(json_str(b, "token"), secret, ca)) {
+    if (!jointoken_parse(g.token, secret, ca)) {
         http_reply_problem(r, 401, "unauthorized", "token",
                            "malformed join token");
         return;
@@ -233,23 +222,23 @@ HANDLER(h_agent_register)
         "disk_gib, mesh_ip, wg_public_key, endpoint, observed_endpoint, "
         "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
         "$12, $13, $14, $15, $16, $17, $18)", "ssssssbbssiiissssi", node_id,
-        json_str(b, "name"), json_str(tok, "account_id"), cred.id, cred.salt,
-        cred.hash, approved, json_bool(inv, "kvm", false),
-        json_str(inv, "arch") ? json_str(inv, "arch") : "",
-        json_str(inv, "cpu_model") ? json_str(inv, "cpu_model") : "",
-        json_int(inv, "vcpus", 0), json_int(inv, "memory_mib", 0),
-        json_int(inv, "disk_gib", 0), mesh_ip, json_str(b, "wg_public_key"),
-        json_str(b, "endpoint"), http_req_peer(r), now);
+        g.name, json_str(tok, "account_id"), cred.id, cred.salt, cred.hash,
+        approved, inv->kvm, inv->arch ? inv->arch : "",
+        inv->cpu_model ? inv->cpu_model : "", inv->vcpus, inv->memory_mib,
+        inv->disk_gib, mesh_ip, g.wg_public_key, g.endpoint, http_req_peer(r),
+        now);
     if (e >= 0)
         e = store_exec(a->store,
                        "UPDATE nodes SET wg_port = $1, public_ip = $2, "
                        "port_min = $3, port_max = $4 WHERE id = $5", "isiis",
-                       json_int(b, "wg_port", 51820), json_str(b, "public_ip"),
-                       json_int(b, "port_min", 20000),
-                       json_int(b, "port_max", 29999), node_id);
+                       g.wg_port ? g.wg_port : 51820, g.public_ip,
+                       g.port_min ? g.port_min : 20000,
+                       g.port_max ? g.port_max : 29999, node_id);
     if (e >= 0)
-        e = netalloc_permit_set(a->store, node_id,
-                                json_object_get(b, AGENT_PERMIT_PORTS));
+        e = netalloc_permit_set(a->store, node_id, g.permit_ports,
+                                g.n_permit_ports);
+    if (e >= 0 && g.gpus)
+        e = gpus_record(a->store, node_id, g.gpus, g.iommu);
     /* A node an admin's token admits is approved with what it reports. */
     if (e >= 0)
         e = store_exec(a->store,
@@ -432,20 +421,17 @@ static void vm_event_forced_off(struct app *a, const char *node_id,
  * log. A node decides what it reports, so the list is bounded in count
  * and length here, whatever it sends; malformed entries are skipped. */
 static void refusals_record(struct app *a, const char *node_id,
-                            const json_t *list)
+                            const struct am_refusal *list, size_t n_list)
 {
-    if (json_array_size(list) == 0)
+    if (n_list == 0)
         return;
     _cleanup_json_ json_t *node = NULL;
     store_query_one(a->store, &node,
                     "SELECT account_id FROM nodes WHERE id = $1", "s", node_id);
     const char *owner = json_str(node, "account_id");
-    size_t i, n = 0;
-    json_t *e;
-    json_array_foreach(list, i, e) {
-        if (n == AGENT_REFUSED_MAX)
-            break;
-        const char *obj = json_str(e, "object"), *why = json_str(e, "reason");
+    size_t n = 0;
+    for (size_t i = 0; i < n_list && n < AGENT_REFUSED_MAX; i++) {
+        const char *obj = list[i].object, *why = list[i].reason;
         if (!obj || !why)
             continue;
         _cleanup_free_ char *o = node_text(obj, AGENT_REFUSED_OBJECT_MAX);
@@ -454,7 +440,7 @@ static void refusals_record(struct app *a, const char *node_id,
         n++;
     }
     log_warn("node %s refused %zu object(s) of its desired state", node_id,
-             json_array_size(list));
+             n_list);
 }
 
 /* What node `node_id` says it holds of VM `vm_id`'s snapshots (entry `v`
@@ -462,33 +448,30 @@ static void refusals_record(struct app *a, const char *node_id,
  * ones it no longer reports are lost (the VM was made afresh), deleted
  * ones it no longer reports are gone; and the last revert it carried
  * out. Nothing when the entry carries no list (no domain yet). */
-static void snapshots_record(struct app *a, const char *vm_id, const json_t *v)
+static void snapshots_record(struct app *a, const struct am_vm_status *v)
 {
-    json_t *list = json_object_get(v, AGENT_VM_SNAPSHOTS);
-    json_t *rg = json_object_get(v, AGENT_VM_REVERT_GEN);
-    if (json_is_integer(rg))
-        store_exec(a->store, "UPDATE vms SET revert_done_gen = $1 WHERE id = "
-                   "$2 AND revert_done_gen < $1 AND revert_gen >= $1", "is",
-                   (int64_t)json_integer_value(rg), vm_id);
-    if (!json_is_array(list))
+    if (!v->has_snapshots)
         return;
+    store_exec(a->store, "UPDATE vms SET revert_done_gen = $1 WHERE id = $2 "
+               "AND revert_done_gen < $3 AND revert_gen >= $4", "isii",
+               v->revert_gen, v->id, v->revert_gen, v->revert_gen);
     json_auto_t *rows = NULL;
     if (store_query(a->store, &rows, "SELECT id, state FROM vm_snapshots "
-                    "WHERE vm_id = $1", "s", vm_id) < 0)
+                    "WHERE vm_id = $1", "s", v->id) < 0)
         return;
-    size_t i, k;
-    json_t *row, *s;
+    size_t i;
+    json_t *row;
     json_array_foreach(rows, i, row) {
         const char *id = json_str(row, "id"), *st = json_str(row, "state");
-        const json_t *held = NULL;
-        json_array_foreach(list, k, s)
-            if (streq(json_str(s, "id"), id))
-                held = s;
+        const struct am_snapshot *held = NULL;
+        for (size_t k = 0; k < v->n_snapshots && !held; k++)
+            if (streq(v->snapshots[k].id, id))
+                held = &v->snapshots[k];
         if (held && (streq(st, "pending") || streq(st, "lost")))
             store_exec(a->store, "UPDATE vm_snapshots SET state = 'ready', "
                        "consistency = $1, taken_at = $2 WHERE id = $3", "sis",
-                       json_str(held, "consistency"),
-                       json_int(held, "created_at", now_s()), id);
+                       held->consistency,
+                       held->created_at ? held->created_at : now_s(), id);
         else if (!held && streq(st, "ready"))
             store_exec(a->store, "UPDATE vm_snapshots SET state = 'lost' "
                        "WHERE id = $1", "s", id);
@@ -498,113 +481,28 @@ static void snapshots_record(struct app *a, const char *vm_id, const json_t *v)
     }
 }
 
-/* Check a status entry's snapshot list. 0 or -EINVAL (detail in *err). */
-static int snapshots_check(const json_t *list, size_t vm_index,
-                           struct jerr *err)
+int agent_status_decode(const json_t *b, struct am_status *ret,
+                        struct jerr *err)
 {
-    static const char *const kinds[] = { SNAPSHOT_CONSISTENCY_CHECKPOINT,
-                                         SNAPSHOT_CONSISTENCY_POWERED_OFF,
-                                         NULL };
-    static const struct jfield fields[] = {
-        { "id", JF_UUID, true, 0, 0, NULL },
-        { "name", JF_NAME, true, 0, 0, NULL },
-        { "consistency", JF_ENUM, true, 0, 0, kinds },
-        { "created_at", JF_INT, false, 0, INT64_MAX, NULL },
-    };
-    struct jerr je = { 0 };
-    size_t i;
-    json_t *s;
-    json_array_foreach(list, i, s)
-        if (json_check(s, fields, ARRAY_SIZE(fields), &je) < 0) {
-            *err = (struct jerr){ xstrdup("vms"), xasprintf(
-                "vms[%zu].snapshots[%zu]: %s", vm_index, i, je.detail) };
-            jerr_clear(&je);
-            return -EINVAL;
-        }
-    return 0;
-}
-
-static const char *const vm_states[] = { "creating", "running", "stopped",
-                                         "crashed", "paused", "error",
-                                         "deleted", NULL };
-
-static const struct jfield status_fields[] = {
-    { "inventory", JF_OBJECT, false, 0, 0, NULL },
-    { "vms", JF_ARRAY, false, 0, 100000, NULL },
-    { "samples", JF_ARRAY, false, 0, 1000000, NULL },
-    { "endpoint", JF_STRING, false, 1, 80, NULL },
-    { "public_ip", JF_STRING, false, 7, 45, NULL },
-    { "refused", JF_ARRAY, false, 0, 100000, NULL },
-    { AGENT_PERMIT_PORTS, JF_ARRAY, false, 0, AGENT_PERMIT_PORTS_MAX, NULL },
-};
-
-/* Set *err to a copy of field and a formatted detail; -EINVAL. */
-static int status_refuse(struct jerr *err, const char *field, char *detail)
-{
-    *err = (struct jerr){ xstrdup(field), detail };
-    return -EINVAL;
-}
-
-int agent_status_check(const json_t *b, struct jerr *err)
-{
-    static const struct jfield vm_fields[] = {
-        { "id", JF_UUID, true, 0, 0, NULL },
-        { "state", JF_ENUM, true, 0, 0, vm_states },
-        { "reason", JF_STRING, false, 0, 1024, NULL },
-        { "console_tail", JF_STRING, false, 0, 65536, NULL },
-        { "addresses", JF_ARRAY, false, 0, NODE_MAX_VM_ADDRESSES, NULL },
-        { "by_guest", JF_BOOL, false, 0, 0, NULL },
-        { "start_gen", JF_INT, false, 0, INT64_MAX, NULL },
-        { AGENT_VM_SNAPSHOTS, JF_ARRAY, false, 0, 4 * VM_SNAPSHOTS_MAX, NULL },
-        { AGENT_VM_REVERT_GEN, JF_INT, false, 0, INT64_MAX, NULL },
-    };
-    static const struct jfield inv_fields[] = {
-        INV_FIELDS(false),
-        { "free_vcpus", JF_INT, false, 0, NODE_MAX_VCPUS, NULL },
-        { "free_memory_mib", JF_INT, false, 0, NODE_MAX_MEMORY_MIB, NULL },
-        { "free_disk_gib", JF_INT, false, 0, NODE_MAX_DISK_GIB, NULL },
-    };
-    struct jerr je = { 0 };
-    if (json_check(b, status_fields, ARRAY_SIZE(status_fields), err) < 0)
-        return -EINVAL;
-    const char *ip = json_str(b, "public_ip"), *ep = json_str(b, "endpoint");
-    if (ip && !guard_ip_public(ip))
-        return status_refuse(err, "public_ip", xstrdup(
-            "'public_ip' must be an IP address that is not loopback, "
-            "unspecified, link-local or multicast"));
-    if (ep && !guard_endpoint_ok(ep))
-        return status_refuse(err, "endpoint", xstrdup(
-            "'endpoint' must be IP:PORT or [IPv6]:PORT with a port from 1 to "
-            "65535 and an address that is not loopback, unspecified, "
-            "link-local or multicast"));
-    if (!permit_ports_ok(json_object_get(b, AGENT_PERMIT_PORTS)))
-        return status_refuse(err, AGENT_PERMIT_PORTS,
-                             xstrdup(PERMIT_PORTS_WHY));
-    json_t *inv = json_object_get(b, "inventory");
-    if (inv && json_check(inv, inv_fields, ARRAY_SIZE(inv_fields), &je) < 0) {
-        int e = status_refuse(err, "inventory",
-                              xasprintf("inventory: %s", je.detail));
-        jerr_clear(&je);
+    struct am_status st = { 0 };
+    int e = am_status_decode(b, &st, err);
+    if (e < 0)
+        return e;
+    if ((e = reach_check(st.public_ip, st.endpoint, err)) < 0 ||
+        (st.gpus && (e = gpus_report_check(st.gpus, err)) < 0)) {
+        am_status_clear(&st);
         return e;
     }
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(b, "vms"), i, v) {
-        if (json_check(v, vm_fields, ARRAY_SIZE(vm_fields), &je) < 0) {
-            int e = status_refuse(err, "vms",
-                                  xasprintf("vms[%zu]: %s", i, je.detail));
-            jerr_clear(&je);
-            return e;
-        }
-        if (snapshots_check(json_object_get(v, AGENT_VM_SNAPSHOTS), i,
-                            err) < 0)
-            return -EINVAL;
-        json_t *addrs = json_object_get(v, "addresses");
-        if (addrs && !guard_addresses_ok(addrs))
-            return status_refuse(err, "vms", xasprintf(
+    for (size_t i = 0; i < st.n_vms; i++) {
+        if (st.vms[i].addresses && !guard_addresses_ok(st.vms[i].addresses)) {
+            *err = (struct jerr){ xstrdup("vms"), xasprintf(
                 "vms[%zu].addresses must be a list of at most %d IP "
-                "addresses", i, NODE_MAX_VM_ADDRESSES));
+                "addresses", i, NODE_MAX_VM_ADDRESSES) };
+            am_status_clear(&st);
+            return -EINVAL;
+        }
     }
+    *ret = st;
     return 0;
 }
 
@@ -613,17 +511,13 @@ HANDLER(h_agent_status)
     struct app *a = app;
     struct reqctx *c = reqctx_of(r);
     const char *node_id = c->actor;
-    if (!body_check(r, status_fields, ARRAY_SIZE(status_fields), true))
-        return;
-    json_t *b = http_req_json(r), *vms = json_object_get(b, "vms");
-    json_t *inv = json_object_get(b, "inventory");
+    json_t *body;
+    _cleanup_(am_status_clear) struct am_status b = { 0 };
     struct jerr je = { 0 };
-    size_t i;
-    json_t *v;
-
-    if (agent_status_check(b, &je) < 0) {
-        http_reply_problem(r, 400, "validation", je.field, "%s", je.detail);
-        jerr_clear(&je);
+    if (!agent_body(r, &body))
+        return;
+    if (agent_status_decode(body, &b, &je) < 0) {
+        reply_refused(r, &je);
         return;
     }
     if (store_tx_begin(a->store) < 0) {
@@ -631,8 +525,8 @@ HANDLER(h_agent_status)
         return;
     }
     /* Refuse the whole post if it speaks of any VM not placed here. */
-    json_array_foreach(vms, i, v) {
-        const char *id = json_str(v, "id");
+    for (size_t i = 0; i < b.n_vms; i++) {
+        const char *id = b.vms[i].id;
         if (store_query_int(a->store, 0,
                             "SELECT COUNT(*) FROM vms WHERE id = $1 AND "
                             "node_id = $2", "ss", id, node_id) == 0) {
@@ -640,6 +534,7 @@ HANDLER(h_agent_status)
             reqctx_set_target(r, id);
             reqctx_set_detail(r, "node %s reported on VM %s, which it does "
                                  "not host: refused", node_id, id);
+            log_ctx_set(LOG_CTX_VM, id);
             log_warn("node %s reported on foreign VM %s: refused", node_id, id);
             http_reply_problem(r, 403, "forbidden", "vms",
                                "VM %s is not placed on this node", id);
@@ -654,21 +549,25 @@ HANDLER(h_agent_status)
                      "SELECT COUNT(*) FROM nodes WHERE id = $1 AND approved = 1 "
                      "AND (COALESCE(observed_endpoint, '') <> $2 OR COALESCE($3, "
                      "endpoint, '') <> COALESCE(endpoint, ''))", "sss", node_id,
-                     http_req_peer(r), json_str(b, "endpoint")) > 0;
+                     http_req_peer(r), b.endpoint) > 0;
     store_exec(a->store,
                "UPDATE nodes SET last_seen = $1, observed_endpoint = $2, "
                "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
                "public_ip) WHERE id = $5", "issss", now, http_req_peer(r),
-               json_str(b, "endpoint"), json_str(b, "public_ip"), node_id);
-    capacity_record(a, node_id, inv);
-    if (json_object_get(b, AGENT_PERMIT_PORTS))
-        netalloc_permit_set(a->store, node_id,
-                            json_object_get(b, AGENT_PERMIT_PORTS));
-    if (inv && json_object_get(inv, "kvm"))
+               b.endpoint, b.public_ip, node_id);
+    if (b.has_inventory)
+        capacity_record(a, node_id, &b.inventory);
+    if (b.has_permit_ports)
+        netalloc_permit_set(a->store, node_id, b.permit_ports,
+                            b.n_permit_ports);
+    if (b.gpus)
+        gpus_record(a->store, node_id, b.gpus, b.iommu);
+    if (b.inventory.has & AM_INV_KVM)
         store_exec(a->store, "UPDATE nodes SET kvm = $1 WHERE id = $2", "bs",
-                   json_bool(inv, "kvm", false), node_id);
-    json_array_foreach(vms, i, v) {
-        const char *id = json_str(v, "id"), *st = json_str(v, "state");
+                   b.inventory.kvm, node_id);
+    for (size_t i = 0; i < b.n_vms; i++) {
+        const struct am_vm_status *v = &b.vms[i];
+        const char *id = v->id, *st = v->state;
         if (streq(st, "deleted")) {
             if (store_query_int(a->store, 0, "SELECT COUNT(*) FROM vms "
                                 "WHERE id = $1 AND desired_state = 'deleted'",
@@ -677,8 +576,8 @@ HANDLER(h_agent_status)
                 app_node_changed(a, node_id);
             continue;
         }
-        json_t *addrs = json_object_get(v, "addresses");
-        _cleanup_free_ char *addr_text = addrs ? json_dumps_compact(addrs) : NULL;
+        _cleanup_free_ char *addr_text =
+            v->addresses ? json_dumps_compact(v->addresses) : NULL;
         int changed = store_exec(
             a->store,
             "UPDATE vms SET state = $1, state_reason = $2, updated_at "
@@ -686,35 +585,41 @@ HANDLER(h_agent_status)
             "AND deleted_at IS NULL AND (state <> $1 OR "
             "COALESCE(state_reason, '') <> COALESCE($2, '') OR addresses <> "
             "COALESCE($4, addresses))",
-            "ssiss", st, json_str(v, "reason"), now, addr_text, id);
+            "ssiss", st, v->reason, now, addr_text, id);
+        /* A VM that failed to start or crashed counts against the node
+         * (once per change of state). */
+        if (changed > 0 && (streq(st, "error") || streq(st, "crashed")))
+            reputation_fault(a, node_id, REP_FAULT_VM);
         /* A power-off the node had to force is the tenant's to know. */
-        if (changed > 0 && json_str(v, "reason") &&
-            startswith(json_str(v, "reason"), AGENT_FORCED_OFF_REASON))
-            vm_event_forced_off(a, node_id, id, json_str(v, "reason"));
+        if (changed > 0 && v->reason &&
+            startswith(v->reason, AGENT_FORCED_OFF_REASON))
+            vm_event_forced_off(a, node_id, id, v->reason);
         /* Shut down (or crashed) from inside: the VM's desire follows, as
          * a powered-off server stays off, unless the tenant has asked to
          * start it again since (a newer start generation). */
-        if (json_bool(v, "by_guest", false) &&
+        if (v->by_guest &&
             (streq(st, "stopped") || streq(st, "crashed")))
             store_exec(a->store,
                        "UPDATE vms SET desired_state = 'stopped', updated_at "
                        "= $1 WHERE id = $2 AND desired_state = 'running' AND "
                        "start_gen <= $3", "isi", now, id,
-                       json_int(v, "start_gen", 0));
-        snapshots_record(a, id, v);
-        if (json_str(v, "console_tail"))
+                       v->start_gen);
+        snapshots_record(a, v);
+        if (v->console_tail)
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
-                       "ss", json_str(v, "console_tail"), id);
+                       "ss", v->console_tail, id);
     }
     size_t bad = 0;
-    int be = billing_ingest_status(a, node_id, vms,
-                                   json_object_get(b, "samples"), &bad);
+    /* Billing reads the (decoded) VM list and the samples, naming each
+     * sample it refuses. */
+    int be = billing_ingest_status(a, node_id, json_object_get(body, "vms"),
+                                   b.samples, &bad);
     if (be < 0) {
         if (be == -EPERM || be == -EINVAL) {
             /* Name every refused sample, so the node drops those and
              * sends the rest again. */
-            json_auto_t *rej = billing_samples_rejected(
-                a, node_id, json_object_get(b, "samples"));
+            json_auto_t *rej = billing_samples_rejected(a, node_id,
+                                                        b.samples);
             store_tx_rollback(a->store);
             if (be == -EPERM) {
                 reqctx_set_detail(r, "node %s sent usage of a VM it does not "
@@ -729,7 +634,7 @@ HANDLER(h_agent_status)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
-    refusals_record(a, node_id, json_object_get(b, "refused"));
+    refusals_record(a, node_id, b.refused, b.n_refused);
     if (store_tx_commit(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;

@@ -8,6 +8,7 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/handlers.h"
+#include "controller/scheduler.h"
 
 #include <errno.h>
 
@@ -148,6 +149,7 @@ HANDLER(h_offer_put)
         reply_store_error(r, e, "offer");
         return;
     }
+    scheduler_fleet_changed();
     http_reply_json(r, 200, offer_render(a, json_str(node, "id")));
 }
 

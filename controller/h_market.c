@@ -8,6 +8,7 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/handlers.h"
+#include "controller/scheduler.h"
 
 #include <errno.h>
 
@@ -56,14 +57,13 @@ static json_t *offer_row(json_t *row, json_t *labels, const char *region,
     json_t *gm = def ? NULL : json_loads(json_str(row, "gpu_models") ?
                                          json_str(row, "gpu_models") : "{}",
                                          0, NULL);
-    json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:o, s:b, s:b, s:n, s:{s:I, "
+    json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:o, s:b, s:b, s:{s:I, "
                           "s:I, s:I}}",
                           "node_id", json_str(row, "id"), "node_name",
                           json_str(row, "name"), "region",
                           node_region ? node_region : "", "labels", labels,
                           "prices", billing_offer_json(&o), "default", def,
-                          "kvm", json_int(row, "kvm", 0) != 0, "reputation",
-                          "free", "vcpus",
+                          "kvm", json_int(row, "kvm", 0) != 0, "free", "vcpus",
                           (json_int_t)bucket(json_int(row, "free_vcpus", 0)),
                           "memory_gib",
                           (json_int_t)bucket(json_int(row, "free_mem", 0) / 1024),
@@ -73,6 +73,13 @@ static json_t *offer_row(json_t *row, json_t *labels, const char *region,
                                                              : json_object());
     if (gm && !json_is_object(gm))
         json_decref(gm);
+    /* Percent, as the hub observed the node; null until observed. */
+    json_t *rep = json_object_get(row, "reputation");
+    json_object_set_new(j, "reputation", json_is_integer(rep)
+                                             ? json_incref(rep) : json_null());
+    json_t *bench = json_object_get(row, "bench_score");
+    json_object_set_new(j, "benchmark", json_is_integer(bench)
+                                            ? json_incref(bench) : json_null());
     json_object_set_new(j, "currency", json_string(billing_config()->symbol));
     json_object_set_new(j, "vcpu_hour_nano", json_integer(o.vcpu_hour));
     return j;
@@ -84,6 +91,17 @@ static int by_price(const void *x, const void *y)
     int64_t pa = json_int(a, "vcpu_hour_nano", 0),
             pb = json_int(b, "vcpu_hour_nano", 0);
     return pa < pb ? -1 : pa > pb;
+}
+
+/* Best reputation first; unmeasured nodes last. */
+static int by_reputation(const void *x, const void *y)
+{
+    json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+    json_t *ra = json_object_get(a, "reputation"),
+           *rb = json_object_get(b, "reputation");
+    int64_t pa = json_is_integer(ra) ? json_integer_value(ra) : -1,
+            pb = json_is_integer(rb) ? json_integer_value(rb) : -1;
+    return pa > pb ? -1 : pa < pb;
 }
 
 HANDLER(h_offers_list)
@@ -111,8 +129,10 @@ HANDLER(h_offers_list)
         "SELECT n.id, n.name, n.region, n.kvm, o.vcpu_hour, o.mem_gib_hour, "
         "o.disk_gib_month, o.gpu_hour, o.port_hour, o.gpu_models, n.vcpus - "
         "COALESCE(u.vcpus, 0) AS free_vcpus, n.memory_mib - COALESCE(u.mem, "
-        "0) AS free_mem, n.disk_gib - COALESCE(u.disk, 0) AS free_disk FROM "
-        "nodes n LEFT JOIN node_offers o ON o.node_id = n.id LEFT JOIN "
+        "0) AS free_mem, n.disk_gib - COALESCE(u.disk, 0) AS free_disk, "
+        "t.score AS reputation, t.bench_score FROM nodes n LEFT JOIN "
+        "node_trust t ON t.node_id = n.id LEFT JOIN node_offers o ON "
+        "o.node_id = n.id LEFT JOIN "
         "(SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS mem, "
         "SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL AND "
         "deleted_at IS NULL GROUP BY node_id) u ON u.node_id = n.id WHERE "
@@ -147,9 +167,9 @@ HANDLER(h_offers_list)
         if (o)
             list[n++] = o;
     }
-    /* No reputation is measured yet: sorting by it keeps the node order. */
-    if (sort && streq(sort, "price"))
-        qsort(list, n, sizeof(*list), by_price);
+    if (sort)
+        qsort(list, n, sizeof(*list),
+              streq(sort, "price") ? by_price : by_reputation);
     json_t *arr = json_array();
     for (i = 0; i < n; i++) {
         json_object_del(list[i], "vcpu_hour_nano");
@@ -206,6 +226,7 @@ HANDLER(h_node_market_put)
             return;
         }
     }
+    scheduler_fleet_changed();
     json_auto_t *labs = NULL;
     store_query(a->store, &labs, "SELECT key, value FROM node_labels WHERE "
                 "node_id = $1 ORDER BY key", "s", id);

@@ -41,8 +41,12 @@ HANDLER(h_ca)
                     strlen(a->ca_pem));
 }
 
+/* One gauge series per label value: every value of `known`
+ * (NULL-terminated) even at 0, so a series reads 0 rather than vanishing,
+ * then any other value the query (columns k, n) returns. */
 static void gauge_by(struct app *a, struct buf *out, const char *metric,
-                     const char *help, const char *label, const char *sql)
+                     const char *help, const char *label,
+                     const char *const *known, const char *sql)
 {
     json_auto_t *rows = NULL;
     size_t i;
@@ -51,9 +55,22 @@ static void gauge_by(struct app *a, struct buf *out, const char *metric,
     buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", metric, help, metric);
     if (store_query(a->store, &rows, sql, "") < 0)
         return;
-    json_array_foreach(rows, i, row)
-        buf_printf(out, "%s{%s=\"%s\"} %lld\n", metric, label,
-                   json_str(row, "k"), (long long)json_int(row, "n", 0));
+    for (const char *const *k = known; *k; k++) {
+        json_t *hit = NULL;
+        json_array_foreach(rows, i, row)
+            if (streq(json_str(row, "k"), *k))
+                hit = row;
+        buf_printf(out, "%s{%s=\"%s\"} %lld\n", metric, label, *k,
+                   (long long)(hit ? json_int(hit, "n", 0) : 0));
+    }
+    json_array_foreach(rows, i, row) {
+        bool listed = false;
+        for (const char *const *k = known; *k; k++)
+            listed = listed || streq(json_str(row, "k"), *k);
+        if (!listed)
+            buf_printf(out, "%s{%s=\"%s\"} %lld\n", metric, label,
+                       json_str(row, "k"), (long long)json_int(row, "n", 0));
+    }
 }
 
 HANDLER(h_metrics)
@@ -71,10 +88,16 @@ HANDLER(h_metrics)
                      "(scheduler, health, accrual).\n# TYPE fog_leader "
                      "gauge\nfog_leader %d\n", store_leading(a->store));
     http_server_metrics(a->http, &out);
-    gauge_by(a, &out, "fog_vms", "VMs by state.", "state",
+    static const char *const vm_states[] = {
+        "pending", "scheduled", "creating", "running", "stopped", "crashed",
+        "unknown", "error", "deleting", "lost", NULL };
+    static const char *const node_states[] = { "new", "online",
+                                               "unreachable", NULL };
+    gauge_by(a, &out, "fog_vms", "VMs by state.", "state", vm_states,
              "SELECT state AS k, COUNT(*) AS n FROM vms WHERE deleted_at IS "
              "NULL GROUP BY state");
-    gauge_by(a, &out, "fog_nodes", "Nodes by state.", "state", nodes_sql);
+    gauge_by(a, &out, "fog_nodes", "Nodes by state.", "state", node_states,
+             nodes_sql);
     buf_printf(&out, "# HELP fog_agent_longpolls Parked agent long polls.\n"
                      "# TYPE fog_agent_longpolls gauge\nfog_agent_longpolls %zu\n",
                http_server_parked(a->http));

@@ -7,6 +7,7 @@
 #include "controller/catalog.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/scheduler.h"
 
 #include <errno.h>
 
@@ -26,7 +27,9 @@
     "used_memory_mib, (SELECT COALESCE(SUM(v.disk_gib), 0) FROM vms v WHERE "  \
     "v.node_id = n.id AND v.deleted_at IS NULL) AS used_disk_gib, "            \
     "(SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.deleted_at IS "  \
-    "NULL) AS vm_count"
+    "NULL) AS vm_count, (SELECT t.score FROM node_trust t WHERE t.node_id = " \
+    "n.id) AS reputation, (SELECT t.bench_score FROM node_trust t WHERE "      \
+    "t.node_id = n.id) AS benchmark"
 
 /* Heartbeat interval, for rendering online/unreachable; set at start. */
 int64_t node_heartbeat_s = 5;
@@ -40,6 +43,14 @@ json_t *node_render(json_t *row)
     /* Usage this node claimed that was never billed, for its reputation. */
     json_object_set_new(o, "capped_usage_seconds",
                         json_integer(json_int(row, "capped_s", 0)));
+    /* Percent, from what the hub observed; null until observed. */
+    json_t *rep = json_object_get(row, "reputation");
+    json_object_set_new(o, "reputation",
+                        json_is_integer(rep) ? json_incref(rep) : json_null());
+    json_t *bench = json_object_get(row, "benchmark");
+    json_object_set_new(o, "benchmark",
+                        json_is_integer(bench) ? json_incref(bench)
+                                               : json_null());
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
         json_t *v = json_object_get(row, copy[i]);
         json_object_set(o, copy[i], v ? v : json_null());
@@ -362,6 +373,7 @@ HANDLER(h_node_policy_put)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
+    scheduler_fleet_changed();
     json_t *pol = policy_render(a, node_id);
     if (!pol) {
         http_reply_problem(r, 500, "internal", NULL, "store error");
@@ -568,6 +580,7 @@ static void node_set_drained(struct app *a, struct http_request *r,
         reply_store_error(r, e, "node");
         return;
     }
+    scheduler_fleet_changed();
     http_reply_json(r, 200, node_render(again));
 }
 

@@ -9,6 +9,7 @@
 #include "billing/money.h"
 #include "controller/accrual.h"
 #include "controller/catalog.h"
+#include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/quota.h"
@@ -23,7 +24,8 @@
     "node_name, v.reboot_gen, v.addresses, v.image_id, v.template, "            \
     "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
-    "v.anti_affinity, v.min_reputation, v.placement, v.price_hour"
+    "v.anti_affinity, v.min_reputation, v.placement, v.price_hour, "           \
+    "v.gpu_model, v.gpu_count"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 static void set_time(json_t *o, const char *key, json_t *row, const char *col)
@@ -87,6 +89,13 @@ json_t *vm_render(json_t *row)
     int64_t ph = json_int(row, "price_hour", -1);
     _cleanup_free_ char *pht = ph >= 0 ? money_format(ph, NULL) : NULL;
     json_object_set_new(o, "price_hour", pht ? json_string(pht) : json_null());
+    /* The GPUs asked for, as MODEL:COUNT. */
+    int64_t gn = json_int(row, "gpu_count", 0);
+    json_object_set_new(o, "gpu", gn > 0 && json_str(row, "gpu_model")
+                                      ? json_sprintf("%s:%lld",
+                                                     json_str(row, "gpu_model"),
+                                                     (long long)gn)
+                                      : json_null());
     return o;
 }
 
@@ -381,6 +390,7 @@ void vm_create_fields(const struct app *a,
         { "anti_affinity", JF_NAME, false, 0, 0, NULL },
         { "min_reputation", JF_INT, false, 0, 100, NULL },
         { "dry_run", JF_BOOL, false, 0, 0, NULL },
+        { "gpu", JF_STRING, false, 1, 80, NULL },
     };
     memcpy(ret, fields, sizeof(fields));
 }
@@ -418,7 +428,8 @@ static bool vm_constraints(struct app *a, struct http_request *r, json_t *b,
 /* Where the VM would go now and at what price, creating nothing. */
 static void vm_dry_run(struct app *a, struct http_request *r, json_t *b,
                        const struct vm_spec *spec, int64_t cap,
-                       const char *labels)
+                       const char *labels, const char *gpu_model,
+                       int64_t gpu_count)
 {
     struct reqctx *c = reqctx_of(r);
     struct sched_ask q _cleanup_(sched_ask_free) = { 0 };
@@ -429,7 +440,8 @@ static void vm_dry_run(struct app *a, struct http_request *r, json_t *b,
         .allow_tcg = spec->allow_tcg, .tmpl = spec->tmpl,
         .image = spec->image, .image_id = spec->image_id,
         .region = json_str(b, "region"), .max_price = cap,
-        .min_reputation = (double)json_int(b, "min_reputation", 0) / 100.0 };
+        .min_reputation = (double)json_int(b, "min_reputation", 0) / 100.0,
+        .gpu_model = gpu_model, .gpu_count = gpu_count };
     json_t *choice = NULL;
     int e = sched_ask_fill(a, &q, c->account_id, NULL, labels,
                            json_str(b, "anti_affinity"));
@@ -475,8 +487,28 @@ HANDLER(h_vm_create)
     _cleanup_free_ char *labels = NULL;
     if (!vm_constraints(a, r, b, &cap, &labels))
         return;
+    /* "MODEL[:COUNT]": COUNT GPUs (1 to 16, default 1) of MODEL. */
+    _cleanup_free_ char *gpu_model = NULL;
+    int64_t gpu_count = 0;
+    if (json_str(b, "gpu")) {
+        const char *g = json_str(b, "gpu"), *colon = strrchr(g, ':');
+        gpu_count = 1;
+        bool ok = true;
+        if (colon && parse_int64(colon + 1, 1, 16, &gpu_count) == 0)
+            gpu_model = xstrndup(g, (size_t)(colon - g));
+        else
+            gpu_model = xstrdup(g);
+        ok = gpu_model_ok(gpu_model);
+        if (!ok) {
+            http_reply_problem(r, 400, "validation", "gpu",
+                               "gpu must be MODEL[:COUNT] with a model as "
+                               "GET /v1/offers names it and a count from 1 "
+                               "to 16, not '%s'", g);
+            return;
+        }
+    }
     if (json_bool(b, "dry_run", false)) {
-        vm_dry_run(a, r, b, &spec, cap, labels);
+        vm_dry_run(a, r, b, &spec, cap, labels, gpu_model, gpu_count);
         return;
     }
     char id[UUID_STR_LEN + 1];
@@ -547,6 +579,9 @@ HANDLER(h_vm_create)
         json_int(b, "shutdown_timeout_s", VM_SHUTDOWN_TIMEOUT_DEFAULT_S), cap,
         json_str(b, "region"), labels, json_str(b, "anti_affinity"),
         json_int(b, "min_reputation", 0));
+    if (e >= 0 && gpu_count > 0)
+        e = store_exec(a->store, "UPDATE vms SET gpu_model = $1, gpu_count "
+                       "= $2 WHERE id = $3", "sis", gpu_model, gpu_count, id);
     if (e < 0) {
         store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
@@ -588,6 +623,7 @@ void vm_release(struct app *a, const char *vm_id)
     store_exec(a->store, "DELETE FROM ports WHERE vm_id = $1", "s", vm_id);
     netalloc_release(a->store, vm_id);
     store_exec(a->store, "DELETE FROM vm_nics WHERE vm_id = $1", "s", vm_id);
+    gpus_release(a->store, vm_id);
 }
 
 void vm_networks_changed(struct app *a, const char *vm_id)
@@ -625,6 +661,11 @@ HANDLER(h_vm_get)
     json_t *o = vm_render(row);
     json_t *deal = billing_vm_deal(a, json_str(row, "id"));
     json_object_set_new(o, "deal", deal ? deal : json_null());
+    /* The GPUs placement assigned to it, every function of each card. */
+    json_object_set_new(o, "gpus", json_int(row, "gpu_count", 0) > 0
+                                       ? gpus_of_vm(a->store,
+                                                    json_str(row, "id"))
+                                       : json_array());
     http_reply_json(r, 200, o);
 }
 

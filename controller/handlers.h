@@ -1,6 +1,8 @@
 /* Route handlers, one file per resource (h_<resource>.c). */
 #pragma once
 
+#include "api/agentmsg.h"
+
 #include "controller/app.h"
 #include "controller/auth.h"
 
@@ -46,6 +48,9 @@ HANDLER(h_node_drain);
 HANDLER(h_node_undrain);
 HANDLER(h_node_policy_get);
 HANDLER(h_node_policy_put);
+HANDLER(h_gpu_list);
+HANDLER(h_gpu_offer);
+HANDLER(h_gpu_withdraw);
 
 HANDLER(h_event_list);
 
@@ -90,12 +95,15 @@ int network_insert(struct store *s, const char *account_id, const char *name,
 int port_insert(struct store *s, const char *vm_id, const char *node_id,
                 json_t *spec, char ret_id[37]);
 extern const struct jfield port_fields[3];
-/* Check a node's status post (POST /v1/agent/status) as far as it can be
- * without the store: fields, address, inventory and each VM entry.
- * 0, or -EINVAL with *err naming the field (caller clears it). */
-int agent_status_check(const json_t *body, struct jerr *err);
+/* Decode a node's status post (POST /v1/agent/status) with the contract's
+ * decoder and check it as far as it can be without the store (reachable
+ * address, VM addresses). 0 with *ret filled (caller clears it with
+ * am_status_clear), or -EINVAL with *err naming the member (caller clears
+ * it). */
+int agent_status_decode(const json_t *body, struct am_status *ret,
+                        struct jerr *err);
 /* The members of a POST /v1/vms body, sized by this controller's limits. */
-#define VM_CREATE_NFIELDS 18
+#define VM_CREATE_NFIELDS 19
 void vm_create_fields(const struct app *a, struct jfield ret[VM_CREATE_NFIELDS]);
 /* Create an API key for an account (also `fog-controller init`'s first
  * admin key); the secret is in ret_key->token. 0 or -errno. */

@@ -12,8 +12,10 @@
 #include "controller/backup.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/migrate.h"
 #include "controller/netalloc.h"
 #include "controller/pki.h"
+#include "controller/reload.h"
 #include "controller/scheduler.h"
 #include "controller/schema.h"
 #include "images/addrpolicy.h"
@@ -67,9 +69,10 @@ static const struct config_opt options[] = {
     { "import-allow", CONFIG_STRING, F(import_allow), 0, 0, NULL,
       "CIDR,... that image imports by URL may reach although loopback, "
       "private, link-local or otherwise internal (default: none)" },
-    { "templates-dir", CONFIG_STRING, F(templates_dir), 0, 0,
-      "/usr/local/share/fogfabric/templates",
-      "directory of application templates (*.json)" },
+    { "templates-dir", CONFIG_STRING, F(templates_dir), 0, 0, NULL,
+      "directory of application templates (*.json); default: the "
+      "program's PREFIX/share/fogfabric/templates, a checkout's "
+      "images/templates, /usr/share or /usr/local/share/fogfabric/templates" },
     { "accrual-interval", CONFIG_INT, F(accrual_s), 1, 86400, "60",
       "seconds between billing accrual runs" },
     { "fee-bps", CONFIG_INT, F(fee_bps), 0, 10000, "500",
@@ -91,6 +94,13 @@ static const struct config_opt options[] = {
     { "weight-spread", CONFIG_INT, F(weight_spread), -1000000, 1000000, "0",
       "placement weight of free room after placing: > 0 spreads VMs over "
       "emptier nodes, < 0 packs them onto fuller ones" },
+    { "weight-reputation", CONFIG_INT, F(weight_reputation), 0, 1000000, "0",
+      "placement weight of reputation: score rises this much from a node of "
+      "reputation 0 to one of 100 (an unmeasured node counts as 0)" },
+    { "reputation-half-life", CONFIG_INT, F(reputation_half_life_s), 60,
+      31536000, "604800",
+      "seconds after which what the hub observed of a node (availability, "
+      "faults, capped claims, wrong benchmarks) weighs half as much" },
     { "tenant-pools", CONFIG_STRING, F(tenant_pools), 0, 0,
       "10.0.0.0/9,172.16.0.0/12",
       "comma-separated ranges tenants' network CIDRs must lie in (never the "
@@ -126,6 +136,13 @@ static const struct config_opt options[] = {
       "requests per second of one node (a healthy one makes well under 1)" },
     { "burst-node", CONFIG_INT, F(burst_node), 1, 1000000, "100",
       "requests of one node at once" },
+    { "log-level", CONFIG_STRING, F(log_level), 0, 0, "info",
+      "least severe messages logged: error, warn, info or debug" },
+    { "journal", CONFIG_STRING, F(journal), 0, 0, "auto",
+      "log to the systemd journal with fields REQUEST_ID, NODE_ID, VM_ID: "
+      "on, off, or auto (when stderr is the journal)" },
+    { "journal-socket", CONFIG_STRING, F(journal_socket), 0, 0,
+      "/run/systemd/journal/socket", "the journal's native socket" },
 };
 #undef F
 
@@ -138,6 +155,8 @@ static void usage(FILE *out)
             "       fog-controller backup --to FILE [--data-dir DIR]\n"
             "       fog-controller restore --from FILE [--data-dir DIR] "
             "(controller stopped)\n"
+            "       fog-controller migrate-store [--from FOG.DB] --to "
+            "postgresql://... [--data-dir DIR]\n"
             "       fog-controller version\n\noptions (also as "
             "'name = value' lines in a file given with --config FILE):\n");
     config_print_help(options, ARRAY_SIZE(options), out);
@@ -243,6 +262,40 @@ static int cmd_backup(struct app_settings *cfg, char **args, int nargs,
     return 0;
 }
 
+/* migrate-store [--from FILE] --to postgresql://...: the sqlite store
+ * (default DATA-DIR/fog.db; it may be serving) copied into an empty
+ * PostgreSQL database, checked, then reported. */
+static int cmd_migrate(struct app_settings *cfg, char **args, int nargs)
+{
+    const char *from = NULL, *to = NULL;
+    for (int i = 0; i < nargs; i++) {
+        const char **slot = streq(args[i], "from") ? &from
+                            : streq(args[i], "to") ? &to : NULL;
+        if (!slot || *slot || i + 1 >= nargs || !*args[i + 1]) {
+            fprintf(stderr, "fog-controller: migrate-store: unexpected "
+                            "argument '%s'\n", args[i]);
+            return 2;
+        }
+        *slot = args[++i];
+    }
+    if (!to) {
+        fprintf(stderr, "fog-controller: migrate-store needs --to "
+                        "postgresql://...\n");
+        return 2;
+    }
+    _cleanup_free_ char *db = from ? xstrdup(from)
+                                   : xasprintf("%s/fog.db", cfg->data_dir);
+    struct migrate_report rep;
+    if (migrate_store(db, to, &rep) < 0)
+        return 1;
+    printf("migrated %s: %u tables, %lld rows; ledger: %u accounts, "
+           "entries sum to %lld\n", db, rep.tables, (long long)rep.rows,
+           rep.accounts, (long long)rep.ledger_total);
+    printf("serve with: fog-controller serve --database <the same address> "
+           "--data-dir %s\n", cfg->data_dir);
+    return 0;
+}
+
 /* Another replica changed a node's desired state: wake its long poll here
  * if it is parked on this replica ("*": every node). */
 static void on_remote_change(const char *node_id, void *data)
@@ -251,6 +304,10 @@ static void on_remote_change(const char *node_id, void *data)
     if (a->http)
         http_server_wake(a->http, streq(node_id, "*") ? NULL : node_id);
 }
+
+/* The command line serve was started with, read again on SIGHUP. */
+static int main_argc;
+static char **main_argv;
 
 static bool listen_is_loopback(const char *listen)
 {
@@ -270,10 +327,18 @@ static int cmd_serve(struct app *a)
     sigset_t sigs;
     int sig, r;
 
+    if (reload_logging(cfg) < 0)
+        return 2;
     if (cfg->plain_http && !listen_is_loopback(cfg->listen)) {
         fprintf(stderr, "fog-controller: --plain-http is only allowed on a "
                         "loopback address, not '%s'\n", cfg->listen);
         return 2;
+    }
+    if (!cfg->templates_dir) {
+        _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL);
+        cfg->templates_dir = catalog_templates_find(exe);
+        log_info("templates from %s", cfg->templates_dir ? cfg->templates_dir
+                                                          : "nowhere (none found)");
     }
     _cleanup_(addrpolicy_freep) struct addrpolicy *policy = NULL;
     _cleanup_free_ char *why = NULL;
@@ -311,9 +376,7 @@ static int cmd_serve(struct app *a)
                           cfg->heartbeat_s, cfg->token_symbol,
                           cfg->default_offer) < 0)
         return 2;
-    int64_t cap;
-    if (cfg->default_max_price && !streq(cfg->default_max_price, "none") &&
-        (money_parse(cfg->default_max_price, &cap) < 0 || cap < 0)) {
+    if (!reload_max_price_ok(cfg->default_max_price)) {
         fprintf(stderr, "fog-controller: default-max-price '%s' is not a "
                         "decimal amount of tokens or \"none\"\n",
                 cfg->default_max_price);
@@ -342,6 +405,7 @@ static int cmd_serve(struct app *a)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -385,14 +449,22 @@ static int cmd_serve(struct app *a)
     for (;;) {
         if (wd_usec == 0) {
             sigwait(&sigs, &sig);
-            break;
+        } else {
+            struct timespec ts = { .tv_sec = (time_t)(wd_usec / 2000000),
+                                   .tv_nsec = (long)(wd_usec / 2 % 1000000) *
+                                              1000 };
+            if ((sig = sigtimedwait(&sigs, NULL, &ts)) <= 0) {
+                sd_notify(0, "WATCHDOG=1");
+                continue;
+            }
         }
-        struct timespec ts = { .tv_sec = (time_t)(wd_usec / 2000000),
-                               .tv_nsec = (long)(wd_usec / 2 % 1000000) *
-                                          1000 };
-        if ((sig = sigtimedwait(&sigs, NULL, &ts)) > 0)
+        if (sig != SIGHUP)
             break;
-        sd_notify(0, "WATCHDOG=1");
+        /* systemd's reload protocol: RELOADING=1, then READY=1. */
+        sd_notify(0, "RELOADING=1");
+        reload_settings(a, options, ARRAY_SIZE(options), main_argc, main_argv,
+                        2);
+        sd_notify(0, "READY=1");
     }
     sd_notify(0, "STOPPING=1");
     log_info("signal %d: shutting down", sig);
@@ -407,6 +479,7 @@ static int cmd_serve(struct app *a)
     free(a->ca_pem);
     guard_free(a->guard);
     log_info("stopped");
+    reload_free();
     return 0;
 }
 
@@ -448,11 +521,15 @@ int main(int argc, char **argv)
         rc = cmd_init(&a.cfg, args, nargs);
     } else if (streq(argv[1], "backup") || streq(argv[1], "restore")) {
         rc = cmd_backup(&a.cfg, args, nargs, streq(argv[1], "restore"));
+    } else if (streq(argv[1], "migrate-store")) {
+        rc = cmd_migrate(&a.cfg, args, nargs);
     } else if (streq(argv[1], "serve")) {
         if (nargs > 0) {
             fprintf(stderr, "fog-controller: unexpected argument '%s'\n", args[0]);
             rc = 2;
         } else {
+            main_argc = argc;
+            main_argv = argv;
             rc = cmd_serve(&a);
         }
     } else {

@@ -410,30 +410,29 @@ char *netalloc_ports_refusal(struct store *s, const char *vm_id)
 }
 
 int netalloc_permit_set(struct store *s, const char *node_id,
-                        const json_t *ports)
+                        const uint16_t *ports, size_t n)
 {
     /* Status posts repeat the list: write only when it changed. */
     json_auto_t *now = NULL;
     if (store_query(s, &now, "SELECT port FROM node_permit_ports WHERE "
                              "node_id = $1", "s", node_id) < 0)
         return -EIO;
-    size_t i, k;
-    json_t *p, *row;
-    bool same = json_array_size(now) == json_array_size(ports);
+    size_t k;
+    json_t *row;
+    bool same = json_array_size(now) == n;
     json_array_foreach(now, k, row) {
         bool found = false;
-        json_array_foreach(ports, i, p)
-            found |= json_integer_value(p) == json_int(row, "port", 0);
+        for (size_t i = 0; i < n; i++)
+            found |= ports[i] == json_int(row, "port", 0);
         same &= found;
     }
     if (same)
         return 0;
     int r = store_exec(s, "DELETE FROM node_permit_ports WHERE node_id = $1",
                        "s", node_id);
-    json_array_foreach(ports, i, p)
-        if (r >= 0)
-            r = store_exec(s, "INSERT INTO node_permit_ports (node_id, port) "
-                              "VALUES ($1, $2) ON CONFLICT DO NOTHING", "si",
-                           node_id, (int64_t)json_integer_value(p));
+    for (size_t i = 0; i < n && r >= 0; i++)
+        r = store_exec(s, "INSERT INTO node_permit_ports (node_id, port) "
+                          "VALUES ($1, $2) ON CONFLICT DO NOTHING", "si",
+                       node_id, (int64_t)ports[i]);
     return r < 0 ? r : 0;
 }

@@ -69,8 +69,8 @@ char *netalloc_port_offer(struct store *s, const char *node_id,
  * to three nodes' offers; caller frees. NULL when they fit one, when
  * there is no approved node yet, or when the VM requested none. */
 char *netalloc_ports_refusal(struct store *s, const char *vm_id);
-/* Replace the well-known ports node_id permits with `ports` (a JSON array
- * of distinct port numbers, checked by the caller) unless they are the
- * same. 0 or -errno. */
+/* Replace the well-known ports node_id permits with ports[0..n) (distinct,
+ * as the agent contract's decoder checked) unless they are the same.
+ * 0 or -errno. */
 int netalloc_permit_set(struct store *s, const char *node_id,
-                        const json_t *ports);
+                        const uint16_t *ports, size_t n);

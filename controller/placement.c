@@ -7,6 +7,7 @@
 #include <string.h>
 
 const char *const place_filter_names[PF_N] = {
+    [PF_GPU] = "gpu",
     [PF_CAPACITY] = "capacity",
     [PF_KVM] = "kvm",
     [PF_DRAINED] = "drained",
@@ -22,8 +23,8 @@ const char *const place_filter_names[PF_N] = {
 int64_t place_price_hour(const struct rating_offer *o,
                          const struct place_req *r)
 {
-    struct rating_shape sh = { r->vcpus, r->mem_mib, r->disk_gib, 0,
-                               r->ports };
+    struct rating_shape sh = { r->vcpus, r->mem_mib, r->disk_gib,
+                               r->gpu_count, r->ports };
     int64_t v;
     if (rating_cost_ceil(o, &sh, RATING_SECONDS_PER_HOUR, &v) < 0)
         return INT64_MAX;
@@ -80,6 +81,8 @@ enum place_filter place_check(const struct place_node *n,
         return PF_CAPACITY;
     if (!n->kvm && !r->allow_tcg)
         return PF_KVM;
+    if (r->gpu_count > 0 && n->gpu_free < r->gpu_count)
+        return PF_GPU;
     if (n->drained)
         return PF_DRAINED;
     if (!policy_ok(n, r))
@@ -94,7 +97,10 @@ enum place_filter place_check(const struct place_node *n,
         return PF_REPUTATION;
     if (listed(n->id, r->avoid, r->n_avoid))
         return PF_ANTI_AFFINITY;
-    int64_t price = place_price_hour(&n->offer, r);
+    struct rating_offer o = n->offer;
+    if (r->gpu_count > 0 && n->gpu_hour_model >= 0)
+        o.gpu_hour = n->gpu_hour_model;
+    int64_t price = place_price_hour(&o, r);
     if (ret_price)
         *ret_price = price;
     if (price == INT64_MAX || (r->max_price >= 0 && price > r->max_price))
@@ -116,7 +122,8 @@ double place_score(const struct place_node *n, const struct place_req *r,
                    int64_t price_hour, const struct place_weights *w)
 {
     return -w->price * ((double)price_hour / 1e9) +
-           w->spread * free_after(n, r);
+           w->spread * free_after(n, r) +
+           w->reputation * (n->reputation > 0 ? n->reputation : 0);
 }
 
 void place_decide(const struct place_req *r, const struct place_node *nodes,

@@ -41,11 +41,18 @@ struct place_node {
     size_t n_rules;
     struct rating_offer offer;   /* prices in nano-tokens */
     double reputation;           /* 0..1, < 0 when unknown */
+    /* For the request being placed (the scheduler fills them per VM that
+     * asks for GPUs): free offered GPUs of its model, and the node's
+     * price per GPU-hour of that model (< 0: offer.gpu_hour). */
+    int64_t gpu_free;
+    int64_t gpu_hour_model;
 };
 
 /* What the VM needs and what its owner asked for. */
 struct place_req {
     int64_t vcpus, mem_mib, disk_gib, ports;
+    const char *gpu_model;       /* NULL when gpu_count is 0 */
+    int64_t gpu_count;
     bool allow_tcg;
     const char *tmpl;            /* NULL: not from a template */
     const char *image, *image_id;
@@ -65,10 +72,11 @@ struct place_req {
 };
 
 /* Hub weights: score = -price * (tokens per hour) + spread * (mean free
- * fraction of vCPUs and memory after placing). spread > 0 spreads VMs over
- * empty nodes, < 0 packs them onto full ones. */
+ * fraction of vCPUs and memory after placing) + reputation * (the node's
+ * reputation, 0..1, unknown as 0). spread > 0 spreads VMs over empty
+ * nodes, < 0 packs them onto full ones. */
 struct place_weights {
-    double price, spread;
+    double price, spread, reputation;
 };
 
 enum place_filter {
@@ -82,6 +90,7 @@ enum place_filter {
     PF_REPUTATION,
     PF_ANTI_AFFINITY,
     PF_PRICE,
+    PF_GPU,
     PF_N
 };
 /* "capacity", "kvm", ... as shown in placement.filtered. */

@@ -124,9 +124,13 @@ static struct bucket *bucket_get(struct ratelimit *rl, const char *key,
 bool ratelimit_take(struct ratelimit *rl, const char *key, int64_t now_ms,
                     int64_t *ret_retry_s)
 {
-    if (rl->rate == 0)
+    if (__atomic_load_n(&rl->rate, __ATOMIC_RELAXED) == 0)
         return true;
     pthread_mutex_lock(&rl->lock);
+    if (rl->rate == 0) { /* turned off by a reload meanwhile */
+        pthread_mutex_unlock(&rl->lock);
+        return true;
+    }
     struct bucket *b = bucket_get(rl, key, now_ms);
     int64_t cap = rl->burst * MICRO;
     if (now_ms > b->stamp_ms) {
@@ -157,4 +161,16 @@ size_t ratelimit_size(struct ratelimit *rl)
     size_t n = rl->n_keys;
     pthread_mutex_unlock(&rl->lock);
     return n;
+}
+
+void ratelimit_set(struct ratelimit *rl, int64_t rate, int64_t burst)
+{
+    pthread_mutex_lock(&rl->lock);
+    __atomic_store_n(&rl->rate, rate, __ATOMIC_RELAXED);
+    rl->burst = burst;
+    /* Buckets fuller than the new burst are cut down to it on next use. */
+    for (struct bucket *b = rl->lru_head; b; b = b->lru_next)
+        if (b->tokens > burst * MICRO)
+            b->tokens = burst * MICRO;
+    pthread_mutex_unlock(&rl->lock);
 }

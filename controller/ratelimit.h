@@ -20,5 +20,9 @@ void ratelimit_free(struct ratelimit *rl);
 bool ratelimit_take(struct ratelimit *rl, const char *key, int64_t now_ms,
                     int64_t *ret_retry_s);
 
+/* Change the rate and burst of every bucket (a reload): buckets keep
+ * their tokens, at most the new burst. */
+void ratelimit_set(struct ratelimit *rl, int64_t rate, int64_t burst);
+
 /* Keys held now (at most max_keys). */
 size_t ratelimit_size(struct ratelimit *rl);

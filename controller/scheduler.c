@@ -15,13 +15,17 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/accrual.h"
+#include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/placement.h"
+#include "controller/reputation.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Free capacity of node n = its capacity minus every live VM placed on it. */
 #define FREE_SQL(res)                                                          \
@@ -72,20 +76,49 @@ int64_t scheduler_default_cap(const struct app *a)
 static struct place_weights weights(const struct app *a)
 {
     return (struct place_weights){ (double)a->cfg.weight_price,
-                                   (double)a->cfg.weight_spread };
+                                   (double)a->cfg.weight_spread,
+                                   (double)a->cfg.weight_reputation };
 }
 
 /* ---- the fleet: candidate rows for place_decide ---- */
 
+/* A loaded fleet, shared: the store's cache holds one reference and each
+ * placing call another while it decides on it. Strings are immutable once
+ * loaded; free capacity changes (fleet_take) under fleet_lock. */
 struct fleet {
     json_t *rows, *labels, *rules;   /* own every string below */
     struct place_node *nodes;
     const char **lab;                /* nodes' labels, grouped by node */
     struct place_rule *rul;          /* nodes' policy rules, grouped */
+    size_t *order;                   /* node indices sorted by id */
     size_t n;
+    unsigned refs;
+    uint64_t seq;                    /* fleet_seq when loading began */
+    uint64_t gen;                    /* fleet_gen when loading began */
+    int64_t at_ms;                   /* mono_ms() when loading began */
 };
 
-static void fleet_free(struct fleet *f)
+/* The cache of the fleet. Correctness never rests on it: the placing
+ * transaction checks the chosen node again under its lock (a stale choice
+ * is -EAGAIN and a fresh load), and a VM is left pending only on a fleet
+ * loaded after its placement began. The cache only saves loading every
+ * node and summing every VM for each placement. It is dropped when a
+ * write that changes what placement sees of a node announces itself
+ * (scheduler_fleet_changed) and after FLEET_TTL_MS in any case, which
+ * bounds how long capacity freed elsewhere, a node that came back, or
+ * another replica's change goes unseen by the weighing. */
+#define FLEET_TTL_MS 1000
+static _Atomic uint64_t fleet_gen, fleet_seq;
+/* Guards the store slots holding caches, refs and free capacity. Never
+ * held across a store call; taken after the store's lock when both. */
+static pthread_mutex_t fleet_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void scheduler_fleet_changed(void)
+{
+    atomic_fetch_add(&fleet_gen, 1);
+}
+
+static void fleet_clear(struct fleet *f)
 {
     json_decref(f->rows);
     json_decref(f->labels);
@@ -93,26 +126,46 @@ static void fleet_free(struct fleet *f)
     free(f->nodes);
     free(f->lab);
     free(f->rul);
-    memset(f, 0, sizeof(*f));
+    free(f->order);
 }
 
-static const struct place_node *by_id_base;
-static int cmp_idx_by_id(const void *x, const void *y)
+/* Drop one reference (fleet_lock held). */
+static void fleet_unref_locked(struct fleet *f)
 {
-    return strcmp(by_id_base[*(const size_t *)x].id,
-                  by_id_base[*(const size_t *)y].id);
+    if (f && --f->refs == 0) {
+        fleet_clear(f);
+        free(f);
+    }
 }
 
-/* Index of node `id` through `order` (indices sorted by id), or -1. */
-static ssize_t fleet_find(const struct fleet *f, const size_t *order,
-                          const char *id)
+static void fleet_put(struct fleet *f)
+{
+    pthread_mutex_lock(&fleet_lock);
+    fleet_unref_locked(f);
+    pthread_mutex_unlock(&fleet_lock);
+}
+
+/* The store's slot closing: its cached fleet goes. */
+static void fleet_slot_free(void *p)
+{
+    fleet_put(p);
+}
+
+static int cmp_idx_by_id(const void *x, const void *y, void *base)
+{
+    const struct place_node *n = base;
+    return strcmp(n[*(const size_t *)x].id, n[*(const size_t *)y].id);
+}
+
+/* Index of node `id`, or -1. */
+static ssize_t fleet_find(const struct fleet *f, const char *id)
 {
     size_t lo = 0, hi = f->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = strcmp(f->nodes[order[mid]].id, id);
+        int c = strcmp(f->nodes[f->order[mid]].id, id);
         if (c == 0)
-            return (ssize_t)order[mid];
+            return (ssize_t)f->order[mid];
         if (c < 0)
             lo = mid + 1;
         else
@@ -127,16 +180,16 @@ static ssize_t fleet_find(const struct fleet *f, const size_t *order,
 static int fleet_load(struct app *a, struct fleet *f)
 {
     const struct rating_offer *d = &billing_config()->default_offer;
-    memset(f, 0, sizeof(*f));
     static const char sql[] =
-        "SELECT n.id, n.account_id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
+        "SELECT n.id, n.name, n.account_id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
         "AS total_mem, n.vcpus - COALESCE(u.vcpus, 0) AS vcpus, n.memory_mib "
         "- COALESCE(u.mem, 0) AS mem, n.disk_gib - COALESCE(u.disk, 0) AS "
         "disk, n.drained, COALESCE(o.vcpu_hour, $2) AS vcpu_hour, "
         "COALESCE(o.mem_gib_hour, $3) AS mem_gib_hour, "
         "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
         "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
-        "port_hour FROM nodes n LEFT JOIN node_offers o ON o.node_id = n.id "
+        "port_hour, t.score AS reputation FROM nodes n LEFT JOIN node_offers "
+        "o ON o.node_id = n.id LEFT JOIN node_trust t ON t.node_id = n.id "
         "LEFT JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS "
         "mem, SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL AND "
         "deleted_at IS NULL GROUP BY node_id) u ON u.node_id = n.id WHERE "
@@ -152,7 +205,7 @@ static int fleet_load(struct app *a, struct fleet *f)
                          "")) < 0 ||
         (e = store_query(a->store, &f->rules, "SELECT node_id, kind, name, digest, "
                          "local_image FROM node_policy ORDER BY node_id", "")) < 0) {
-        fleet_free(f);
+        fleet_clear(f);
         return e;
     }
     size_t n = json_array_size(f->rows), i;
@@ -176,18 +229,21 @@ static int fleet_load(struct app *a, struct fleet *f)
                                           json_int(row, "disk_gib_month", 0),
                                           json_int(row, "gpu_hour", 0),
                                           json_int(row, "port_hour", 0) };
-        p->reputation = -1; /* not measured yet: unknown */
+        /* Percent as the hub observed it; unknown until observed. */
+        json_t *rep = json_object_get(row, "reputation");
+        p->reputation = json_is_integer(rep)
+                            ? (double)json_integer_value(rep) / 100.0
+                            : -1;
     }
     /* Labels and rules come sorted by node: each node's are one run. */
-    _cleanup_free_ size_t *order = xcalloc(n + 1, sizeof(*order));
+    f->order = xcalloc(n + 1, sizeof(*f->order));
     for (i = 0; i < n; i++)
-        order[i] = i;
-    by_id_base = f->nodes;
-    qsort(order, n, sizeof(*order), cmp_idx_by_id);
+        f->order[i] = i;
+    qsort_r(f->order, n, sizeof(*f->order), cmp_idx_by_id, f->nodes);
     f->lab = xcalloc(json_array_size(f->labels) + 1, sizeof(*f->lab));
     json_array_foreach(f->labels, i, row) {
         f->lab[i] = json_str(row, "kv");
-        ssize_t k = fleet_find(f, order, json_str(row, "node_id"));
+        ssize_t k = fleet_find(f, json_str(row, "node_id"));
         if (k < 0)
             continue;
         if (!f->nodes[k].n_labels)
@@ -199,7 +255,7 @@ static int fleet_load(struct app *a, struct fleet *f)
         f->rul[i] = (struct place_rule){
             streq(json_str(row, "kind"), "template"), json_str(row, "name"),
             json_str(row, "digest"), json_str(row, "local_image") };
-        ssize_t k = fleet_find(f, order, json_str(row, "node_id"));
+        ssize_t k = fleet_find(f, json_str(row, "node_id"));
         if (k < 0)
             continue;
         if (!f->nodes[k].n_rules)
@@ -209,17 +265,121 @@ static int fleet_load(struct app *a, struct fleet *f)
     return 0;
 }
 
+/* A reference to the store's fleet: the cached one when it is current and
+ * was loaded after load number `after` began (0: any), else a new load,
+ * which becomes the cached one. Release with fleet_put(). 0 or -errno. */
+static int fleet_get(struct app *a, uint64_t after, struct fleet **ret)
+{
+    pthread_mutex_lock(&fleet_lock);
+    struct fleet **slot = (struct fleet **)store_slot(a->store,
+                                                      fleet_slot_free);
+    struct fleet *f = *slot;
+    if (f && f->seq > after && f->gen == atomic_load(&fleet_gen) &&
+        mono_ms() - f->at_ms < FLEET_TTL_MS) {
+        f->refs++;
+        pthread_mutex_unlock(&fleet_lock);
+        *ret = f;
+        return 0;
+    }
+    pthread_mutex_unlock(&fleet_lock);
+    f = xcalloc(1, sizeof(*f));
+    f->gen = atomic_load(&fleet_gen);
+    f->seq = atomic_fetch_add(&fleet_seq, 1) + 1;
+    f->at_ms = mono_ms();
+    int e = fleet_load(a, f);
+    if (e < 0) {
+        free(f);
+        return e;
+    }
+    f->refs = 2;
+    pthread_mutex_lock(&fleet_lock);
+    /* Another load may have finished first: keep the newer one. */
+    if (!*slot || (*slot)->seq < f->seq) {
+        fleet_unref_locked(*slot);
+        *slot = f;
+    } else {
+        f->refs--;
+    }
+    pthread_mutex_unlock(&fleet_lock);
+    *ret = f;
+    return 0;
+}
+
+/* place_decide() on f, its free capacity steady meanwhile. */
+
+/* For a VM asking for GPUs: each node's free offered GPUs of its model
+ * and that model's price there, into nodes (a copy of f's). 0 or -errno. */
+static int fleet_gpus(struct app *a, const struct fleet *f,
+                      struct place_node *nodes, const struct place_req *r)
+{
+    for (size_t k = 0; k < f->n; k++) {
+        nodes[k].gpu_free = 0;
+        nodes[k].gpu_hour_model = -1;
+    }
+    json_auto_t *rows = NULL;
+    int e = store_query(a->store, &rows,
+                        "SELECT g.node_id, COUNT(*) AS free, (SELECT "
+                        "o.gpu_models FROM node_offers o WHERE o.node_id = "
+                        "g.node_id) AS models FROM gpus g WHERE g.model = $1 "
+                        "AND g.offered = 1 AND g.usable = 1 AND g.present = 1 "
+                        "AND g.vm_id IS NULL GROUP BY g.node_id", "s",
+                        r->gpu_model);
+    if (e < 0)
+        return e;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        ssize_t k = fleet_find(f, json_str(row, "node_id"));
+        if (k < 0)
+            continue;
+        nodes[k].gpu_free = json_int(row, "free", 0);
+        json_auto_t *m = json_loads(json_str(row, "models") ?
+                                    json_str(row, "models") : "{}", 0, NULL);
+        int64_t v;
+        const char *p = json_string_value(json_object_get(m, r->gpu_model));
+        if (p && money_parse(p, &v) == 0 && v >= 0)
+            nodes[k].gpu_hour_model = v;
+    }
+    return 0;
+}
+
+/* place_decide on the fleet. The cached fleet knows nothing of GPUs: a VM
+ * asking for some is decided on a private copy of the nodes with their
+ * free GPUs of its model read from the store. 0 or -errno. */
+static int fleet_decide(struct app *a, const struct fleet *f,
+                        const struct place_req *r,
+                        const struct place_weights *w,
+                        struct place_result *ret)
+{
+    if (r->gpu_count <= 0) {
+        pthread_mutex_lock(&fleet_lock);
+        place_decide(r, f->nodes, f->n, w, ret);
+        pthread_mutex_unlock(&fleet_lock);
+        return 0;
+    }
+    _cleanup_free_ struct place_node *nodes = xcalloc(f->n + 1,
+                                                      sizeof(*nodes));
+    pthread_mutex_lock(&fleet_lock);
+    memcpy(nodes, f->nodes, f->n * sizeof(*nodes));
+    pthread_mutex_unlock(&fleet_lock);
+    int e = fleet_gpus(a, f, nodes, r);
+    if (e == 0)
+        place_decide(r, nodes, f->n, w, ret);
+    return e;
+}
+
 /* The VM placed: its resources leave the node's free capacity. */
 static void fleet_take(struct fleet *f, const char *node_id,
                        const struct place_req *r)
 {
-    for (size_t k = 0; k < f->n; k++)
-        if (streq(f->nodes[k].id, node_id)) {
-            f->nodes[k].free_vcpus -= r->vcpus;
-            f->nodes[k].free_mem_mib -= r->mem_mib;
-            f->nodes[k].free_disk_gib -= r->disk_gib;
-            return;
-        }
+    pthread_mutex_lock(&fleet_lock);
+    ssize_t k = fleet_find(f, node_id);
+    if (k >= 0) {
+        f->nodes[k].free_vcpus -= r->vcpus;
+        f->nodes[k].free_mem_mib -= r->mem_mib;
+        f->nodes[k].free_disk_gib -= r->disk_gib;
+    }
+    pthread_mutex_unlock(&fleet_lock);
 }
 
 /* ---- what a VM asks ---- */
@@ -251,9 +411,11 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
         if (json_is_string(v))
             q->lab[q->req.n_labels++] = json_string_value(v);
     q->req.labels = q->lab;
-    if (vm_id) {
-        /* Nodes where a host port the VM asked for is taken or not
-         * permitted. */
+    /* Nodes where a host port the VM asked for is taken or not permitted
+     * (one look at every node only for a VM that asked for one). */
+    if (vm_id && store_query_int(a->store, 0, "SELECT COUNT(*) FROM ports "
+                                 "WHERE vm_id = $1 AND want_port > 0 AND "
+                                 "host_port IS NULL", "s", vm_id) > 0) {
         int e = store_query(a->store, &q->blocked,
                             "SELECT n.id FROM nodes n WHERE n.approved = 1 AND "
                             "n.removed_at IS NULL AND NOT ("
@@ -286,6 +448,7 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
 #define ASK_COLS                                                               \
     "vcpus, memory_mib, disk_gib, allow_tcg, image, image_id, template, "      \
     "account_id, max_price, region, labels, anti_affinity, min_reputation, "   \
+    "gpu_model, gpu_count, "                                                   \
     "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports, "             \
     "(SELECT i.sha256 FROM images i WHERE i.id = vms.image_id) AS "            \
     "image_sha256, (SELECT i.visibility FROM images i WHERE i.id = "           \
@@ -303,6 +466,8 @@ static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
     r->disk_gib = json_int(row, "disk_gib", 0);
     r->ports = json_int(row, "ports", 0);
     r->allow_tcg = json_int(row, "allow_tcg", 0) != 0;
+    r->gpu_count = json_int(row, "gpu_count", 0);
+    r->gpu_model = r->gpu_count > 0 ? json_str(row, "gpu_model") : NULL;
     r->tmpl = json_str(row, "template");
     r->image = json_str(row, "image");
     r->image_id = json_str(row, "image_id");
@@ -319,30 +484,63 @@ static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
                           json_str(row, "anti_affinity"));
 }
 
+/* A decision for r on the cached fleet (one loaded after load number
+ * `after` began), or on a newer load when that one leaves r nowhere to go
+ * and was loaded before load `refuse_after` began: a refusal is never
+ * stale. The fleet it was made on goes to *ret_f (release with
+ * fleet_put()). */
+static int decide(struct app *a, const struct place_req *r, uint64_t after,
+                  uint64_t refuse_after, struct fleet **ret_f,
+                  struct place_result *ret)
+{
+    struct fleet *f;
+    struct place_weights w = weights(a);
+    if (refuse_after < after)
+        refuse_after = after;
+    int e = fleet_get(a, after, &f);
+    if (e < 0)
+        return e;
+    if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
+        fleet_put(f);
+        return e;
+    }
+    if (ret->chosen < 0 && f->seq <= refuse_after) {
+        fleet_put(f);
+        if ((e = fleet_get(a, refuse_after, &f)) < 0)
+            return e;
+        if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
+            fleet_put(f);
+            return e;
+        }
+    }
+    *ret_f = f;
+    return 0;
+}
+
 int scheduler_decide(struct app *a, const struct place_req *r,
                      json_t **ret_choice)
 {
-    struct fleet f;
-    int e = fleet_load(a, &f);
+    struct fleet *f;
+    struct place_result res;
+    int e = decide(a, r, 0, atomic_load(&fleet_seq), &f, &res);
     if (e < 0)
         return e;
-    struct place_result res;
-    struct place_weights w = weights(a);
-    place_decide(r, f.nodes, f.n, &w, &res);
-    json_t *o = place_result_json(&res, f.n);
+    json_t *o = place_result_json(&res, f->n);
     if (res.chosen >= 0) {
-        const struct place_node *p = &f.nodes[res.chosen];
+        const struct place_node *p = &f->nodes[res.chosen];
         json_object_set_new(o, "node_id", json_string(p->id));
+        json_object_set(o, "node_name", json_object_get(
+                            json_array_get(f->rows, (size_t)res.chosen), "name"));
         _cleanup_free_ char *t = money_format(res.price_hour, NULL);
         json_object_set_new(o, "price_hour", json_string(t));
         json_object_set_new(o, "price_hour_nano",
                             json_integer((json_int_t)res.price_hour));
         json_object_set_new(o, "offer", billing_offer_json(&p->offer));
     } else {
-        _cleanup_free_ char *why = place_refusal_text(&res, f.n);
+        _cleanup_free_ char *why = place_refusal_text(&res, f->n);
         json_object_set_new(o, "reason", json_string(why));
     }
-    fleet_free(&f);
+    fleet_put(f);
     *ret_choice = o;
     return res.chosen >= 0;
 }
@@ -440,14 +638,16 @@ static void record_pending(struct app *a, const char *vm_id,
                "sss", why, vm_id, text);
 }
 
-/* One try at placing vm_id with the fleet f as loaded: decide, then check
- * the choice under the node's lock. 1 placed (node in ret_node), 0 not
- * placed (reason recorded), -EAGAIN when the store disagrees with f (a
- * placement elsewhere or a price change): reload and try again. */
-static int place_once(struct app *a, const char *vm_id, struct fleet *f,
-                      char ret_node[UUID_STR_LEN + 1])
+/* One try at placing vm_id: decide (see decide()), then check the choice
+ * under the node's lock. 1 placed (node in
+ * ret_node), 0 not placed (reason recorded), -EAGAIN when the store
+ * disagrees with the fleet (a placement elsewhere or a price change):
+ * try again on a newer load. */
+static int place_once(struct app *a, const char *vm_id, uint64_t after,
+                      uint64_t refuse_after, char ret_node[UUID_STR_LEN + 1])
 {
     json_auto_t *vm = NULL;
+    struct fleet *f = NULL;
     struct sched_ask q _cleanup_(sched_ask_free) = { 0 };
     int64_t online_since = now_s() - 3 * a->cfg.heartbeat_s;
     int r;
@@ -469,17 +669,29 @@ static int place_once(struct app *a, const char *vm_id, struct fleet *f,
         return r == -ENOENT ? 0 : r;
     }
     struct place_result res;
-    struct place_weights w = weights(a);
-    place_decide(&q.req, f->nodes, f->n, &w, &res);
+    if ((r = decide(a, &q.req, after, refuse_after, &f, &res)) < 0) {
+        store_tx_rollback(a->store);
+        return r;
+    }
     if (res.chosen < 0) {
         record_pending(a, vm_id, &q.req, &res, f->n);
         store_tx_commit(a->store);
+        fleet_put(f);
         return 0;
     }
-    const char *node_id = f->nodes[res.chosen].id;
+    char node_id[UUID_STR_LEN + 1];
+    snprintf(node_id, sizeof(node_id), "%s", f->nodes[res.chosen].id);
     if ((r = place_fit(a, node_id, vm_id, online_since, &q.req)) < 0) {
         store_tx_rollback(a->store);
+        fleet_put(f);
         return r == -ENOENT ? -EAGAIN : r;
+    }
+    /* Its GPUs, each only while no other VM holds it. */
+    if ((r = gpus_assign(a->store, node_id, vm_id, q.req.gpu_model,
+                         q.req.gpu_count)) < 0) {
+        store_tx_rollback(a->store);
+        fleet_put(f);
+        return r == -EBUSY ? -EAGAIN : r;
     }
     snprintf(ret_node, UUID_STR_LEN + 1, "%s", node_id);
     /* Published ports get their host ports on the chosen node. */
@@ -497,6 +709,7 @@ static int place_once(struct app *a, const char *vm_id, struct fleet *f,
             store_tx_rollback(a->store);
             store_exec(a->store, "UPDATE vms SET state_reason = 'no free host "
                        "port on the chosen node' WHERE id = $1", "s", vm_id);
+            fleet_put(f);
             return 0;
         }
     }
@@ -528,30 +741,33 @@ static int place_once(struct app *a, const char *vm_id, struct fleet *f,
     }
     if (r < 0) {
         store_tx_rollback(a->store);
+        fleet_put(f);
         return r;
     }
-    if ((r = store_tx_commit(a->store)) < 0)
+    if ((r = store_tx_commit(a->store)) < 0) {
+        fleet_put(f);
         return r;
+    }
     fleet_take(f, node_id, &q.req);
+    fleet_put(f);
     app_node_changed(a, node_id);
     vm_networks_changed(a, vm_id);
     return 1;
 }
 
-/* place_once() until the store agrees with the fleet, reloading it after
- * each disagreement, a bounded number of times; a VM left pending is tried
- * again by the leader. */
-static int place(struct app *a, const char *vm_id, struct fleet *f,
+/* place_once() until the store agrees with the fleet, on a newer load
+ * after each disagreement, a bounded number of times; a VM left pending is
+ * tried again by the leader. A refusal needs a fleet loaded after load
+ * number `after` began. */
+static int place(struct app *a, const char *vm_id, uint64_t refuse_after,
                  char ret_node[UUID_STR_LEN + 1])
 {
     int r = -EAGAIN;
+    uint64_t after = 0;
     for (int i = 0; i <= STORE_TX_RETRIES && r == -EAGAIN; i++) {
-        if (i > 0) {
-            fleet_free(f);
-            if ((r = fleet_load(a, f)) < 0)
-                return r;
-        }
-        r = place_once(a, vm_id, f, ret_node);
+        if (i > 0)
+            after = atomic_load(&fleet_seq);
+        r = place_once(a, vm_id, after, refuse_after, ret_node);
     }
     return r;
 }
@@ -559,13 +775,7 @@ static int place(struct app *a, const char *vm_id, struct fleet *f,
 int scheduler_place(struct app *a, const char *vm_id)
 {
     char node[UUID_STR_LEN + 1];
-    struct fleet f;
-    int r = fleet_load(a, &f);
-    if (r < 0)
-        return r;
-    r = place(a, vm_id, &f, node);
-    fleet_free(&f);
-    return r;
+    return place(a, vm_id, atomic_load(&fleet_seq), node);
 }
 
 int scheduler_run(struct app *a)
@@ -581,18 +791,16 @@ int scheduler_run(struct app *a)
                     "created_at, id LIMIT 1000", "") < 0 ||
         json_array_size(rows) == 0)
         return 0;
-    struct fleet f;
-    if (fleet_load(a, &f) < 0)
-        return 0;
+    /* One fresh load at most for every VM refused in this pass. */
+    uint64_t after = atomic_load(&fleet_seq);
     json_array_foreach(rows, i, row) {
         /* A leader that lost its connection (and so its lock) stops. */
         if (!store_leading(a->store))
             break;
         char node[UUID_STR_LEN + 1];
-        if (place(a, json_str(row, "id"), &f, node) > 0)
+        if (place(a, json_str(row, "id"), after, node) > 0)
             placed++;
     }
-    fleet_free(&f);
     return placed;
 }
 
@@ -620,7 +828,7 @@ static void *reconciler(void *arg)
     /* After a controller restart every node looks silent: give them three
      * heartbeats to report before judging. */
     int64_t judge_from = now_s() + 3 * a->cfg.heartbeat_s;
-    int64_t prune_at = now_s();
+    int64_t prune_at = now_s(), rep_at = 0;
     pthread_mutex_lock(&rec_lock);
     while (!rec_stop) {
         pthread_mutex_unlock(&rec_lock);
@@ -629,6 +837,10 @@ static void *reconciler(void *arg)
             if (now_s() >= judge_from)
                 health_check(a);
             scheduler_run(a);
+            if (now_s() >= judge_from && now_s() >= rep_at) {
+                reputation_tick(a);
+                rep_at = now_s() + a->cfg.heartbeat_s;
+            }
             if (now_s() >= prune_at) {
                 app_prune(a);
                 prune_at = now_s() + 60;

@@ -33,6 +33,10 @@ int scheduler_decide(struct app *a, const struct place_req *r,
 /* Place one pending VM if some node fits; otherwise record why not in its
  * state_reason. 1 placed, 0 not placed, -errno on store failure. */
 int scheduler_place(struct app *a, const char *vm_id);
+/* Say that what placement sees of some node changed (approval, removal,
+ * drain, offer, region, labels, policy): the next placement loads the
+ * fleet again instead of deciding on the cached one. */
+void scheduler_fleet_changed(void);
 /* Try every pending VM. Returns how many were placed. */
 int scheduler_run(struct app *a);
 /* Mark VMs of nodes silent for three heartbeat intervals `unknown`. */

@@ -39,6 +39,8 @@ struct store {
     unsigned conflict_at;
     pthread_mutex_t lock;
     unsigned tx_depth; /* open transactions of the lock's holder */
+    void *slot;        /* store_slot() */
+    void (*slot_free)(void *);
 };
 
 /* What the calling thread does with a store: which one's reads go to the
@@ -164,6 +166,8 @@ void store_close(struct store *s)
         return;
     if (s->listening && s->ops->unlisten)
         s->ops->unlisten();
+    if (s->slot_free)
+        s->slot_free(s->slot);
     if (s->conn)
         s->ops->close(s->conn);
     for (size_t i = 0; i < STORE_READERS; i++) {
@@ -177,6 +181,13 @@ void store_close(struct store *s)
 }
 
 const char *store_backend_name(struct store *s) { return s->ops->name; }
+
+void **store_slot(struct store *s, void (*free_fn)(void *))
+{
+    if (!s->slot_free)
+        s->slot_free = free_fn;
+    return &s->slot;
+}
 
 unsigned store_schema_version(struct store *s)
 {
@@ -392,6 +403,9 @@ bool store_in_tx(struct store *s)
     return r;
 }
 
+static int run_args(struct store *s, const char *sql,
+                    const struct store_arg *args, size_t n, json_t **ret_rows);
+
 /* Decode varargs per the type letters; count must match the placeholders
  * ("$1".."$n"), which the backend checks. */
 static int run(struct store *s, const char *sql, const char *types,
@@ -408,6 +422,21 @@ static int run(struct store *s, const char *sql, const char *types,
         default: abort(); /* our bug: unknown type letter */
         }
     }
+    int r = run_args(s, sql, args, n, ret_rows);
+    free(args);
+    return r;
+}
+
+int store_execa(struct store *s, const char *sql, const struct store_arg *args,
+                size_t n)
+{
+    return run_args(s, sql, args, n, NULL);
+}
+
+/* Run one statement on a reader (reads of routed threads) or the writer. */
+static int run_args(struct store *s, const char *sql,
+                    const struct store_arg *args, size_t n, json_t **ret_rows)
+{
     if (sql_reads(sql) && tls_writing != s) {
         struct store_reader *rd = tls_pinned_store == s ? tls_pinned : NULL;
         bool own = !rd && (rd = reader_take(s)) != NULL;
@@ -415,7 +444,6 @@ static int run(struct store *s, const char *sql, const char *types,
             int r = s->ops->exec(rd->conn, sql, args, n, ret_rows);
             if (own)
                 reader_give(rd);
-            free(args);
             return r;
         }
     }
@@ -440,7 +468,6 @@ static int run(struct store *s, const char *sql, const char *types,
     if (r < 0)
         store_watch(s);
     pthread_mutex_unlock(&s->lock);
-    free(args);
     return r;
 }
 

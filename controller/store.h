@@ -50,6 +50,11 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
  * backend has no readers (PostgreSQL). */
 void store_route_reads(struct store *s, bool on);
 
+/* The store's one slot for state derived from it (the scheduler's fleet
+ * cache): the address of the slot, whose value store_close() hands to
+ * free_fn (the first caller's). The caller serialises access. */
+void **store_slot(struct store *s, void (*free_fn)(void *));
+
 /* Transactions nest: the outermost is a real transaction, inner ones are
  * savepoints that commit into (or roll back out of) the outer one. 0 or
  * -errno; a failed begin leaves nothing open. A lost connection is made
@@ -76,6 +81,12 @@ bool store_in_tx(struct store *s);
  * stayed locked, -EAGAIN when the transaction lost a conflict
  * (serialization failure, deadlock), -EIO on other errors. */
 int store_exec(struct store *s, const char *sql, const char *types, ...);
+/* store_exec with the arguments as an array (struct store_arg, see
+ * store_backend.h), for statements whose argument count is known only at
+ * run time (bulk copies). Same returns as store_exec. */
+struct store_arg;
+int store_execa(struct store *s, const char *sql, const struct store_arg *args,
+                size_t n);
 /* Inside a transaction: wait for, then hold until it ends, the lock named
  * (kind, id) (id may be NULL), so that read-then-write allocations of other
  * replicas' transactions naming it go one after the other; statements after

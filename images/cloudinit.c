@@ -4,6 +4,7 @@
  * user-data is never parsed nor changed: it is the user-data file byte for
  * byte, and the account's SSH keys go in meta-data `public-keys`. */
 #include "images/cloudinit.h"
+#include "common/netcheck.h"
 
 #include "common/buf.h"
 #include "common/ids.h"
@@ -45,29 +46,6 @@ static void yaml_quoted(struct buf *b, const char *s)
                                                JSON_ENSURE_ASCII)
                                : NULL;
     buf_puts(b, q ? q : "\"\"");
-}
-
-static bool ipv4_ok(const char *s)
-{
-    struct in_addr a;
-    return s && inet_pton(AF_INET, s, &a) == 1;
-}
-
-static bool mac_ok(const char *s)
-{
-    if (!s || strlen(s) != 17)
-        return false;
-    for (int i = 0; i < 17; i++) {
-        char c = s[i];
-        if (i % 3 == 2) {
-            if (c != ':')
-                return false;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                     (c >= 'A' && c <= 'F'))) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static bool key_ok(const char *k, size_t len)
@@ -185,7 +163,7 @@ static int check_dns(struct render *r, const json_t *dns, const char *what)
         return fail(r, "%s must be an array of at most %d addresses", what,
                     CLOUDINIT_MAX_DNS);
     json_array_foreach(dns, i, d)
-        if (!ipv4_ok(json_string_value(d)))
+        if (!net_ipv4_ok(json_string_value(d)))
             return fail(r, "%s entry %zu is not an IPv4 address", what, i);
     return 0;
 }
@@ -212,13 +190,13 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
         const char *gw = json_str(nic, "gateway");
         int64_t prefix = json_int(nic, "prefix", -1);
         int64_t mtu = json_int(nic, "mtu", 0);
-        if (!mac_ok(mac))
+        if (!net_mac_ok(mac))
             return fail(r, "nic %zu: mac is not like 52:54:00:ab:cd:ef", i);
-        if (!ipv4_ok(addr))
+        if (!net_ipv4_ok(addr))
             return fail(r, "nic %zu: address is not an IPv4 address", i);
         if (prefix < 1 || prefix > 32)
             return fail(r, "nic %zu: prefix must be 1..32", i);
-        if (gw && !ipv4_ok(gw))
+        if (gw && !net_ipv4_ok(gw))
             return fail(r, "nic %zu: gateway is not an IPv4 address", i);
         if (mtu && (mtu < 576 || mtu > 9000))
             return fail(r, "nic %zu: mtu must be 576..9000", i);

@@ -3,6 +3,7 @@
  * nftables. Each step reads what is there and changes only the difference,
  * so WireGuard sessions and FDB entries that stay are left alone. */
 #include "netfabric/apply.h"
+#include "common/netcheck.h"
 
 #include "common/buf.h"
 #include "common/fs.h"
@@ -293,7 +294,7 @@ int netfabric_teardown(const struct nf_state *s)
     keep_first(&acc, nft_apply(buf_str(&script), false, NULL), "firewall");
     buf_free(&script);
     keep_first(&acc, networks_prune(NULL), "networks");
-    if (wg_ifname_valid(s->mesh_ifname) && link_exists(s->mesh_ifname)) {
+    if (net_ifname_ok(s->mesh_ifname) && link_exists(s->mesh_ifname)) {
         struct wg_opts o;
         opts_of(s, &o);
         keep_first(&acc, wg_backend_pick()->remove(&o, s->mesh_ifname), "mesh");

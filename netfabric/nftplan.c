@@ -2,6 +2,7 @@
  * ports and published ports. Names are checked before they reach the text
  * and every list is written in the order given, so a plan is stable. */
 #include "netfabric/nftplan.h"
+#include "common/netcheck.h"
 
 #include "netfabric/wg.h"
 
@@ -23,13 +24,13 @@ static void put_mac(struct buf *b, const uint8_t mac[6])
 
 static int check_names(const struct nf_state *s)
 {
-    if (!wg_ifname_valid(s->mesh_ifname))
+    if (!net_ifname_ok(s->mesh_ifname))
         return -EINVAL;
     for (size_t i = 0; i < s->n_networks; i++)
-        if (!wg_ifname_valid(s->networks[i].bridge))
+        if (!net_ifname_ok(s->networks[i].bridge))
             return -EINVAL;
     for (size_t i = 0; i < s->n_vmports; i++)
-        if (!wg_ifname_valid(s->vmports[i].tap))
+        if (!net_ifname_ok(s->vmports[i].tap))
             return -EINVAL;
     for (size_t i = 0; i < s->n_published; i++) {
         const struct nf_publish *p = &s->published[i];

@@ -1,6 +1,7 @@
 /* The desired-state document, as sent by the controller, turned into the
  * plain values netfabric plans from. Everything in it is input: checked. */
 #include "netfabric/state.h"
+#include "common/netcheck.h"
 
 #include "common/jsonutil.h"
 #include "netfabric/wg.h"
@@ -145,7 +146,7 @@ static int parse_peers(const json_t *arr, struct nf_state *s, char **err)
 static int parse_ifname(const json_t *o, const char *k, char out[IFNAMSIZ])
 {
     const char *v = json_str(o, k);
-    if (!wg_ifname_valid(v))
+    if (!net_ifname_ok(v))
         return -EINVAL;
     snprintf(out, IFNAMSIZ, "%s", v);
     return 0;
@@ -292,7 +293,7 @@ int netfabric_state_from_json(const json_t *doc, const char *mesh_ifname,
         return fail(ret_error, "document: not an object");
     if (!mesh_ifname)
         mesh_ifname = NF_MESH_IFNAME;
-    if (!wg_ifname_valid(mesh_ifname))
+    if (!net_ifname_ok(mesh_ifname))
         return fail(ret_error, "mesh interface '%s': invalid", mesh_ifname);
     snprintf(s.mesh_ifname, sizeof(s.mesh_ifname), "%s", mesh_ifname);
     int r = parse_mesh(json_object_get(doc, "mesh"), &s, ret_error);

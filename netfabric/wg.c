@@ -1,6 +1,7 @@
 /* WireGuard device configs shared by both backends, and the one place
  * that picks the backend (kernel over generic netlink, else wireguard-go). */
 #include "netfabric/wg.h"
+#include "common/netcheck.h"
 
 #include "common/log.h"
 
@@ -43,20 +44,6 @@ struct wg_peer *wg_device_find_peer(const struct wg_device *d,
         if (wgkey_equal(d->peers[i].public_key, key))
             return &d->peers[i];
     return NULL;
-}
-
-bool wg_ifname_valid(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n >= IFNAMSIZ || streq(name, ".") || streq(name, ".."))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
-            return false;
-    }
-    return true;
 }
 
 static bool host_bits_clear(const uint8_t *addr, size_t len, unsigned cidr)
@@ -155,7 +142,7 @@ void wg_endpoint_format(const union wg_endpoint *e, struct buf *b)
 
 int wg_device_validate(const struct wg_device *d)
 {
-    if (!wg_ifname_valid(d->name))
+    if (!net_ifname_ok(d->name))
         return -EINVAL;
     for (size_t i = 0; i < d->n_peers; i++) {
         const struct wg_peer *p = &d->peers[i];

@@ -68,8 +68,6 @@ struct wg_allowed_ip *wg_peer_add_allowed_ip(struct wg_peer *p);
 struct wg_peer *wg_device_find_peer(const struct wg_device *d,
                                     const uint8_t key[WGKEY_LEN]);
 
-/* Interface names: 1..15 of [A-Za-z0-9_.-], since they reach socket paths. */
-bool wg_ifname_valid(const char *name);
 /* "10.0.0.0/24" or "fd00::/64" (host bits must be clear). 0 or -EINVAL. */
 int wg_allowed_ip_parse(const char *text, struct wg_allowed_ip *ret);
 /* Append the text form of an allowed IP to b. */

@@ -2,6 +2,7 @@
  * over several messages when large, GET_DEVICE dumps merged back into one
  * device. The interface itself is an rtnetlink link of kind "wireguard". */
 #include "netfabric/wg_genl.h"
+#include "common/netcheck.h"
 
 #include "netfabric/link.h"
 #include "netfabric/nlerr.h"
@@ -311,7 +312,7 @@ static int genl_open(struct nl_sock **ret_sk, int *ret_family)
 
 static int genl_create(const struct wg_opts *o, const char *ifname)
 {
-    if (!wg_ifname_valid(ifname))
+    if (!net_ifname_ok(ifname))
         return -EINVAL;
     int r = link_create_kind(ifname, "wireguard");
     if (r == -EEXIST) {
@@ -349,7 +350,7 @@ static int get_cb(struct nl_msg *msg, void *arg)
 static int genl_get(const struct wg_opts *o, const char *ifname,
                     struct wg_device *ret)
 {
-    if (!wg_ifname_valid(ifname))
+    if (!net_ifname_ok(ifname))
         return -EINVAL;
     _cleanup_nl_sock_ struct nl_sock *sk = NULL;
     int family;
@@ -380,7 +381,7 @@ static int genl_get(const struct wg_opts *o, const char *ifname,
 
 static int genl_remove(const struct wg_opts *o, const char *ifname)
 {
-    if (!wg_ifname_valid(ifname))
+    if (!net_ifname_ok(ifname))
         return -EINVAL;
     return link_delete(ifname);
 }

@@ -1,6 +1,7 @@
 /* wireguard-go backend: starts the daemon for an interface and speaks the
  * UAPI key=value protocol (keys in hex, not base64) on its socket. */
 #include "netfabric/wg_uapi.h"
+#include "common/netcheck.h"
 
 #include "common/fs.h"
 #include "common/log.h"
@@ -173,7 +174,7 @@ int wg_uapi_parse_set_reply(const char *text)
 
 static int uapi_connect(const struct wg_opts *o, const char *ifname)
 {
-    if (!wg_ifname_valid(ifname))
+    if (!net_ifname_ok(ifname))
         return -EINVAL;
     _cleanup_free_ char *path = wg_uapi_socket_path(o, ifname);
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -289,7 +290,7 @@ static bool uapi_alive(const struct wg_opts *o, const char *ifname)
  * we spawn exits once the device and its socket exist. */
 static int uapi_create(const struct wg_opts *o, const char *ifname)
 {
-    if (!wg_ifname_valid(ifname))
+    if (!net_ifname_ok(ifname))
         return -EINVAL;
     if (uapi_alive(o, ifname))
         return 0;
@@ -321,7 +322,7 @@ static int uapi_create(const struct wg_opts *o, const char *ifname)
 /* Deleting the tun device makes wireguard-go exit and remove its socket. */
 static int uapi_remove(const struct wg_opts *o, const char *ifname)
 {
-    if (!wg_ifname_valid(ifname))
+    if (!net_ifname_ok(ifname))
         return -EINVAL;
     int r = link_delete(ifname);
     if (r < 0)

@@ -5,7 +5,7 @@
  * of their own. */
 #include "nodeagent/agent.h"
 
-#include "api/agentproto.h"
+#include "api/agentmsg.h"
 #include "api/client.h"
 #include "common/buf.h"
 #include "common/fs.h"
@@ -40,12 +40,10 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
-/* The controller takes request bodies up to 64 KiB by default: console
- * tails share what a status post leaves free of that. */
+/* What console tails may take of one status post: with AGENT_SAMPLES_MAX
+ * samples (about 100 bytes each) the post stays far below the
+ * AGENT_STATUS_BODY_MAX the controller reads. */
 #define STATUS_BODY_MAX 60000
-#define CONSOLE_TAIL_MAX 65536
-/* Usage samples per status post (about 100 bytes each). */
-#define SAMPLES_MAX 2000
 
 int agent_print_inventory(const struct agent_settings *s)
 {
@@ -121,6 +119,9 @@ struct agent {
      * once to the controller (refused_sent), and per VM in its status. */
     json_t *refused;
     bool refused_sent;
+
+    /* The GPU report (gpu_report) as of the last heartbeat. */
+    json_t *gpus;
 };
 
 static void wake(struct agent *a, bool event)
@@ -203,9 +204,14 @@ static void *poller_main(void *arg)
             api_reply_clear(&rep);
             break;
         }
-        if (r == 0 && rep.status == 200 &&
-            reconcile_doc_whole(rep.json, node_id)) {
-            int64_t nrev = json_int(rep.json, "revision", -1);
+        _cleanup_free_ char *refusal = NULL;
+        json_auto_t *doc = r == 0 && rep.status == 200 ?
+            reconcile_doc_read(rep.json, node_id, &refusal) : NULL;
+        if (refusal)
+            log_warn("desired state refused, the current one stays: %s",
+                     refusal);
+        if (doc) {
+            int64_t nrev = json_int(doc, "revision", -1);
             wait = poll_wait_of(&rep, wait);
             agent_metrics_contact(a->metrics, now_s());
             if (backoff)
@@ -216,7 +222,7 @@ static void *poller_main(void *arg)
                 pthread_mutex_lock(&a->lock);
                 if (!atomic_load(&a->stop)) {
                     json_decref(a->doc);
-                    a->doc = json_incref(rep.json);
+                    a->doc = json_incref(doc);
                     a->doc_new = true;
                     pthread_cond_signal(&a->cond);
                 }
@@ -311,17 +317,26 @@ static json_t *status_build(struct agent *a, const json_t *doc,
                             struct virt_dom *doms, size_t n, bool consoles,
                             char **ret_sig, bool *ret_pending)
 {
-    json_t *vms = json_array();
+    json_t *dvms = json_object_get(doc, "vms");
+    struct am_status out = {
+        .vms = xcalloc(json_array_size(dvms) + 1, sizeof(*out.vms)),
+        .endpoint = a->cfg->endpoint && *a->cfg->endpoint ?
+                        xstrdup(a->cfg->endpoint) : NULL,
+        .public_ip = a->cfg->public_ip ? xstrdup(a->cfg->public_ip) : NULL,
+        .has_inventory = true,
+        .inventory = { .has = AM_INV_ALL, .vcpus = a->inv.vcpus,
+                       .memory_mib = a->inv.memory_mib < NODE_MIN_MEMORY_MIB ?
+                                         NODE_MIN_MEMORY_MIB : a->inv.memory_mib,
+                       .disk_gib = a->inv.disk_gib, .kvm = a->inv.kvm,
+                       .arch = xstrdup(a->inv.arch ? a->inv.arch : ""),
+                       .cpu_model = xstrdup(a->inv.cpu_model ?
+                                            a->inv.cpu_model : "") },
+    };
     json_auto_t *by_state = json_object();
     struct buf sig = BUF_INIT;
     size_t i;
     json_t *vm;
-    int64_t used_cpu = 0, used_mem = 0;
-    for (size_t k = 0; k < n; k++) {
-        used_cpu += doms[k].vcpus;
-        used_mem += doms[k].memory_mib;
-    }
-    json_array_foreach(json_object_get(doc, "vms"), i, vm) {
+    json_array_foreach(dvms, i, vm) {
         const char *id = json_str(vm, "id");
         if (!uuid_is_valid(id))
             continue;
@@ -336,43 +351,43 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         if (!reason && a->net_error &&
             json_array_size(json_object_get(vm, "nics")) > 0)
             reason = a->net_error;
-        json_t *o = json_pack("{s:s, s:s}", "id", id, "state", state);
-        bool by_itself = reconcile_down_by_itself(vm, d);
-        if (by_itself) {
-            json_object_set_new(o, "by_guest", json_true());
-            json_object_set_new(o, "start_gen",
-                                json_integer((json_int_t)d->meta.start_gen));
-        }
-        if (reason) {
-            _cleanup_free_ char *r = console_sanitize(reason, strlen(reason),
-                                                      1000, 1000);
-            json_object_set_new(o, "reason", json_string(r));
-        }
+        struct am_vm_status *o = &out.vms[out.n_vms++];
+        o->id = xstrdup(id);
+        o->state = xstrdup(state);
+        o->by_guest = reconcile_down_by_itself(vm, d);
+        if (o->by_guest)
+            o->start_gen = d->meta.start_gen;
+        if (reason)
+            o->reason = console_sanitize(reason, strlen(reason),
+                                         AGENT_REASON_MAX, AGENT_REASON_MAX);
         buf_printf(&sig, "%s=%s:%s:%d;", id, state, reason ? reason : "",
-                   by_itself);
+                   o->by_guest);
         snapshot_status(d, o, &sig);
         json_object_set_new(by_state, state,
                             json_integer(json_int(by_state, state, 0) + 1));
-        json_array_append_new(vms, o);
     }
     agent_metrics_vms(a->metrics, by_state);
-    json_t *inv = inventory_to_json(&a->inv, true);
-    json_object_set_new(inv, "free_vcpus",
-                        json_integer(used_cpu >= a->inv.vcpus ? 0 :
-                                                                a->inv.vcpus - used_cpu));
-    json_object_set_new(inv, "free_memory_mib",
-                        json_integer(used_mem >= a->inv.memory_mib ?
-                                         0 : a->inv.memory_mib - used_mem));
-    json_t *body = json_pack("{s:o, s:o}", "inventory", inv, "vms", vms);
-    if (a->cfg->endpoint && *a->cfg->endpoint)
-        json_object_set_new(body, "endpoint", json_string(a->cfg->endpoint));
-    if (a->cfg->public_ip)
-        json_object_set_new(body, "public_ip", json_string(a->cfg->public_ip));
-    json_t *permit = agent_config_permit_json(a->cfg);
-    if (permit)
-        json_object_set_new(body, AGENT_PERMIT_PORTS, permit);
-    if (!a->refused_sent && json_array_size(a->refused) > 0)
-        json_object_set(body, "refused", a->refused);
+    out.has_permit_ports = agent_config_permit_ports(a->cfg, &out.permit_ports,
+                                                    &out.n_permit_ports) == 0;
+    size_t n_ref = a->refused_sent ? 0 : json_array_size(a->refused);
+    out.refused = xcalloc(n_ref + 1, sizeof(*out.refused));
+    for (size_t k = 0; k < n_ref; k++) {
+        json_t *f = json_array_get(a->refused, k);
+        out.refused[out.n_refused++] = (struct am_refusal){
+            xstrdup(json_str(f, "object") ? json_str(f, "object") : ""),
+            xstrdup(json_str(f, "reason") ? json_str(f, "reason") : "") };
+    }
+    /* The GPU report (gpu_report: {gpus, iommu}) travels as it was read. */
+    out.iommu = -1;
+    if (a->gpus) {
+        out.gpus = json_incref(json_object_get(a->gpus, AGENT_GPUS));
+        json_t *io = json_object_get(a->gpus, AGENT_IOMMU);
+        if (json_is_boolean(io))
+            out.iommu = json_is_true(io);
+    }
+    json_t *body = am_status_encode(&out);
+    am_status_clear(&out);
+    json_t *vms = json_object_get(body, "vms");
     *ret_pending = false;
     if (consoles) {
         _cleanup_free_ char *base = json_dumps_compact(body);
@@ -396,7 +411,7 @@ static json_t *status_build(struct agent *a, const json_t *doc,
             off_t size;
             int64_t mtime;
             if (console_tail(path, STATUS_BODY_MAX - used - 64,
-                             CONSOLE_TAIL_MAX, &text, &size, &mtime) < 0)
+                             AGENT_CONSOLE_TAIL_MAX, &text, &size, &mtime) < 0)
                 continue;
             json_object_set_new(vm, "console_tail", json_string(text));
             used += 20 + console_escaped_size(text);
@@ -487,7 +502,7 @@ static void digests_update(struct agent *a, const json_t *doc)
  * for the next post (bounded in the meter). */
 static int status_send(struct agent *a, struct api_client *c, json_t *body)
 {
-    json_auto_t *samples = meter_take(a->meter, now_s(), SAMPLES_MAX);
+    json_auto_t *samples = meter_take(a->meter, now_s(), AGENT_SAMPLES_MAX);
     if (json_array_size(samples) > 0)
         json_object_set(body, "samples", samples);
     json_auto_t *problem = NULL;
@@ -646,6 +661,25 @@ static int mesh_peers(void *data, size_t *ret_peers, int64_t **ret_handshakes)
     return 0;
 }
 
+/* Read the GPUs again, cross-checked with libvirt's node devices. */
+static void gpus_refresh(struct agent *a)
+{
+    char **devs = NULL;
+    if (a->virt && virt_pci_devices(a->virt, &devs) < 0 && !a->gpus)
+        log_info("libvirt lists no PCI devices (%s): GPUs are not "
+                 "cross-checked", virt_error());
+    json_t *rep = NULL;
+    int r = gpu_report(a->cfg->root, devs, &rep);
+    vmxml_strv_free(devs);
+    if (r < 0) {
+        log_warn("cannot read the GPUs under '%s': %s", a->cfg->root,
+                 strerror(-r));
+        return;
+    }
+    json_decref(a->gpus);
+    a->gpus = rep;
+}
+
 static int agent_setup(struct agent *a, const struct agent_settings *s)
 {
     int r = node_state_load(s->data_dir, &a->node);
@@ -742,6 +776,8 @@ static void agent_teardown(struct agent *a)
     a->egress_allow = NULL;
     json_decref(a->refused);
     a->refused = NULL;
+    json_decref(a->gpus);
+    a->gpus = NULL;
     free(a->digests);
     a->digests = NULL;
     a->n_digests = 0;
@@ -793,6 +829,7 @@ int agent_run(const struct agent_settings *s)
         agent_teardown(&a);
         return r;
     }
+    gpus_refresh(&a);
     if (s->metrics_listen && *s->metrics_listen) {
         a.metrics = agent_metrics_start(s->metrics_listen,
                                         a.host_net ? mesh_peers : NULL, &a);
@@ -950,6 +987,7 @@ int agent_run(const struct agent_settings *s)
                 inventory_clear(&a.inv);
                 a.inv = inv;
             }
+            gpus_refresh(&a);
         }
         if (doc || hb) {
             _cleanup_free_ char *sig = NULL;

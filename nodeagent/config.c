@@ -1,5 +1,6 @@
 /* fog-nodeagent's option table and its few derived values. */
 #include "nodeagent/config.h"
+#include "common/netcheck.h"
 
 #include "api/agentproto.h"
 #include "nodeagent/inventory.h"
@@ -152,7 +153,7 @@ int agent_config_check(const struct agent_settings *s)
     size_t n_permit;
     if (agent_config_permit_ports(s, &permit, &n_permit) < 0)
         return -EINVAL;
-    if (!s->mesh_ifname || !vmxml_ifname_ok(s->mesh_ifname)) {
+    if (!s->mesh_ifname || !net_ifname_ok(s->mesh_ifname)) {
         fprintf(stderr, "invalid --mesh-ifname '%s'\n",
                 s->mesh_ifname ? s->mesh_ifname : "");
         return -EINVAL;

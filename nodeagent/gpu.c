@@ -3,12 +3,15 @@
  * libvirt's managed hostdev's job. */
 #include "nodeagent/gpu.h"
 
+#include "api/agentproto.h"
 #include "common/fs.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
 #include <pci/pci.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -443,4 +446,151 @@ void gpu_plan_clear(struct gpu_plan *p)
     free(p->cpuset);
     free(p->nodeset);
     *p = (struct gpu_plan){ 0 };
+}
+
+/* ---- cross-check with libvirt's node devices --------------------------- */
+
+/* The integer of the first node matching expr under ctx (attribute or
+ * text), base 0; false when absent or not a number in [0, max]. */
+static bool xpath_uint(xmlXPathContextPtr ctx, const char *expr, long max,
+                       long *ret)
+{
+    xmlXPathObjectPtr o = xmlXPathEvalExpression((const xmlChar *)expr, ctx);
+    bool ok = false;
+    if (o && o->nodesetval && o->nodesetval->nodeNr > 0) {
+        xmlChar *t = xmlNodeGetContent(o->nodesetval->nodeTab[0]);
+        char *end = NULL;
+        errno = 0;
+        long v = t ? strtol((const char *)t, &end, 0) : -1;
+        ok = t && end != (char *)t && *end == '\0' && errno == 0 && v >= 0 &&
+             v <= max;
+        if (ok)
+            *ret = v;
+        xmlFree(t);
+    }
+    xmlXPathFreeObject(o);
+    return ok;
+}
+
+int gpu_nodedev_parse(const char *xml, struct gpu_nodedev *ret)
+{
+    xmlDocPtr doc = xml ? xmlReadMemory(xml, (int)strlen(xml), "nodedev.xml",
+                                        NULL, XML_PARSE_NONET |
+                                                  XML_PARSE_NOERROR |
+                                                  XML_PARSE_NOWARNING)
+                        : NULL;
+    if (!doc)
+        return -EINVAL;
+    xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+    struct gpu_nodedev d = { .iommu_group = -1 };
+    long dom, bus, slot, fn, ven, dev, grp;
+    const char *cap = "/device/capability[@type='pci']";
+    char expr[128];
+#define CAP(x) (snprintf(expr, sizeof(expr), "%s/%s", cap, x), expr)
+    int r = -EINVAL;
+    if (ctx && xpath_uint(ctx, CAP("domain"), 0xffff, &dom) &&
+        xpath_uint(ctx, CAP("bus"), 0xff, &bus) &&
+        xpath_uint(ctx, CAP("slot"), 0x1f, &slot) &&
+        xpath_uint(ctx, CAP("function"), 7, &fn) &&
+        xpath_uint(ctx, CAP("vendor/@id"), 0xffff, &ven) &&
+        xpath_uint(ctx, CAP("product/@id"), 0xffff, &dev)) {
+        snprintf(d.addr, sizeof(d.addr), "%04lx:%02lx:%02lx.%lx", dom, bus,
+                 slot, fn);
+        d.vendor = (uint16_t)ven;
+        d.device = (uint16_t)dev;
+        if (xpath_uint(ctx, CAP("iommuGroup/@number"), INT_MAX, &grp))
+            d.iommu_group = (int)grp;
+        xmlXPathObjectPtr o = xmlXPathEvalExpression(
+            (const xmlChar *)"/device/driver/name", ctx);
+        if (o && o->nodesetval && o->nodesetval->nodeNr > 0) {
+            xmlChar *t = xmlNodeGetContent(o->nodesetval->nodeTab[0]);
+            if (t && *t && vmxml_text_ok((const char *)t))
+                d.driver = xstrdup((const char *)t);
+            xmlFree(t);
+        }
+        xmlXPathFreeObject(o);
+        r = 0;
+    }
+#undef CAP
+    xmlXPathFreeContext(ctx);
+    xmlFreeDoc(doc);
+    if (r == 0)
+        *ret = d;
+    return r;
+}
+
+void gpu_nodedev_clear(struct gpu_nodedev *d)
+{
+    free(d->driver);
+    d->driver = NULL;
+}
+
+static const struct gpu_nodedev *nodedev_find(const struct gpu_nodedev *devs,
+                                              size_t n, const char *addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (streq(devs[i].addr, addr))
+            return &devs[i];
+    return NULL;
+}
+
+size_t gpu_inventory_crosscheck(struct gpu_inventory *inv,
+                                const struct gpu_nodedev *devs, size_t n)
+{
+    size_t marked = 0;
+    for (size_t i = 0; i < inv->n; i++) {
+        struct gpu *g = &inv->gpus[i];
+        char *why = NULL;
+        for (size_t k = 0; k < g->n_functions && !why; k++) {
+            const struct gpu_fn *f = &g->functions[k];
+            const struct gpu_nodedev *d = nodedev_find(devs, n, f->addr);
+            if (!d)
+                continue;
+            if (d->vendor != f->vendor || d->device != f->device)
+                why = xasprintf("libvirt sees %s as %04x:%04x, sysfs as "
+                                "%04x:%04x", f->addr, d->vendor, d->device,
+                                f->vendor, f->device);
+            else if (d->iommu_group >= 0 && d->iommu_group != g->iommu_group)
+                why = xasprintf("libvirt sees %s in IOMMU group %d, sysfs in "
+                                "%d", f->addr, d->iommu_group, g->iommu_group);
+            else if (!streq(d->driver ? d->driver : "", f->driver))
+                why = xasprintf("libvirt sees %s bound to '%s', sysfs to '%s'",
+                                f->addr, d->driver ? d->driver : "",
+                                f->driver);
+        }
+        if (!why)
+            continue;
+        char *r = g->reason ? xasprintf("%s; %s", g->reason, why)
+                            : xstrdup(why);
+        free(why);
+        free(g->reason);
+        g->reason = r;
+        marked++;
+    }
+    return marked;
+}
+
+int gpu_report(const char *root, char *const *nodedevs, json_t **ret)
+{
+    struct gpu_inventory inv;
+    int r = gpu_inventory_collect(root, &inv);
+    if (r < 0)
+        return r;
+    struct gpu_nodedev *devs = NULL;
+    size_t n = 0;
+    for (size_t i = 0; nodedevs && nodedevs[i]; i++) {
+        struct gpu_nodedev d;
+        if (gpu_nodedev_parse(nodedevs[i], &d) < 0)
+            continue;
+        devs = xrealloc(devs, (n + 1) * sizeof(*devs));
+        devs[n++] = d;
+    }
+    gpu_inventory_crosscheck(&inv, devs, n);
+    for (size_t i = 0; i < n; i++)
+        gpu_nodedev_clear(&devs[i]);
+    free(devs);
+    *ret = json_pack("{s:o, s:b}", AGENT_GPUS, gpu_inventory_to_json(&inv),
+                     AGENT_IOMMU, inv.iommu);
+    gpu_inventory_clear(&inv);
+    return 0;
 }

@@ -83,3 +83,28 @@ struct gpu_plan {
 int gpu_plan_build(const struct gpu_inventory *inv, const char *const *addrs,
                    size_t n, struct gpu_plan *ret);
 void gpu_plan_clear(struct gpu_plan *p);
+
+/* A PCI device as libvirt's node-device API describes it
+ * (virNodeDeviceGetXMLDesc of a pci capability). */
+struct gpu_nodedev {
+    char addr[GPU_ADDR_LEN + 1];
+    uint16_t vendor, device;
+    int iommu_group;         /* -1: not given */
+    char *driver;            /* NULL: none named */
+};
+/* Parse one node device's XML. 0, or -EINVAL when it is not a PCI device
+ * or malformed. Clear with gpu_nodedev_clear(). */
+int gpu_nodedev_parse(const char *xml, struct gpu_nodedev *ret);
+void gpu_nodedev_clear(struct gpu_nodedev *d);
+/* Compare the inventory with libvirt's view of the same functions: a GPU
+ * whose ids, IOMMU group or bound driver libvirt sees otherwise is made
+ * unusable with a reason naming both views (libvirt's managed hostdevs act
+ * on what libvirt sees). Functions libvirt does not list are left alone.
+ * The number of GPUs marked. */
+size_t gpu_inventory_crosscheck(struct gpu_inventory *inv,
+                                const struct gpu_nodedev *devs, size_t n);
+/* The report register and status posts carry: {gpus: [...], iommu} from
+ * the sysfs under root, cross-checked against the PCI node devices'
+ * XML in nodedevs (NULL-terminated, or NULL when libvirt lists none).
+ * 0 or -errno from the collection; *ret is a new reference. */
+int gpu_report(const char *root, char *const *nodedevs, json_t **ret);

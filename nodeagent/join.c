@@ -11,6 +11,7 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "netfabric/wgkey.h"
+#include "nodeagent/gpu.h"
 #include "nodeagent/inventory.h"
 #include "nodeagent/nodestate.h"
 
@@ -124,6 +125,11 @@ int agent_join(const struct agent_settings *s)
     json_t *permit = agent_config_permit_json(s);
     if (permit)
         json_object_set_new(body, AGENT_PERMIT_PORTS, permit);
+    /* The GPUs as sysfs shows them; the running agent cross-checks them
+     * with libvirt in its status posts. */
+    json_t *gpus = NULL;
+    if (gpu_report(s->root, NULL, &gpus) == 0)
+        json_object_update_new(body, gpus);
 
     /* The key of the controller that takes the token is pinned too: later
      * connections need it on top of the CA, so a certificate the CA issues

@@ -4,6 +4,9 @@
  * qemu-img and remembers failures for the status report. */
 #include "nodeagent/reconcile.h"
 
+#include "api/agentmsg.h"
+#include "common/netcheck.h"
+
 #include "api/agentproto.h"
 #include "common/buf.h"
 #include "common/fs.h"
@@ -41,20 +44,32 @@ static int64_t wall_ms(void)
     return now_ms();
 }
 
+json_t *reconcile_doc_read(const json_t *doc, const char *node_id,
+                           char **ret_why)
+{
+    struct am_desired d;
+    struct jerr je = { 0 };
+    if (am_desired_decode(doc, &d, &je) < 0) {
+        if (ret_why)
+            *ret_why = xstrdup(je.detail);
+        jerr_clear(&je);
+        return NULL;
+    }
+    json_t *out = NULL;
+    if (node_id && streq(d.node_id, node_id))
+        out = am_desired_encode(&d);
+    else if (ret_why)
+        *ret_why = xasprintf("a document for node '%s', not this one",
+                             d.node_id);
+    am_desired_clear(&d);
+    return out;
+}
+
 bool reconcile_doc_whole(const json_t *doc, const char *node_id)
 {
-    static const char *const parts[] = { "vms", "networks", "ports", "peers" };
-    json_t *rev = json_object_get(doc, "revision");
-    json_t *mesh = json_object_get(doc, "mesh");
-    if (!json_is_object(doc) || !json_is_integer(rev) ||
-        json_integer_value(rev) < 0 || !node_id ||
-        !streq(json_str(doc, "node_id"), node_id) ||
-        !(json_is_object(mesh) || json_is_null(mesh)))
-        return false;
-    for (size_t i = 0; i < ARRAY_SIZE(parts); i++)
-        if (!json_is_array(json_object_get(doc, parts[i])))
-            return false;
-    return true;
+    json_t *j = reconcile_doc_read(doc, node_id, NULL);
+    json_decref(j);
+    return j != NULL;
 }
 
 const char *reconcile_op_name(enum reconcile_op op)
@@ -68,9 +83,10 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason)
     static const struct jfield fields[] = {
         { "id", JF_UUID, true, 0, 0, NULL },
         { "name", JF_STRING, true, 1, 255, NULL },
-        { "vcpus", JF_INT, true, 1, 4096, NULL },
-        { "memory_mib", JF_INT, true, 16, INT64_C(1) << 32, NULL },
-        { "disk_gib", JF_INT, true, 1, INT64_C(1) << 30, NULL },
+        { "vcpus", JF_INT, true, 1, NODE_MAX_VCPUS, NULL },
+        { "memory_mib", JF_INT, true, VM_MIN_MEMORY_MIB, NODE_MAX_MEMORY_MIB,
+          NULL },
+        { "disk_gib", JF_INT, true, 1, NODE_MAX_DISK_GIB, NULL },
         { "image", JF_NAME, true, 0, 0, NULL },
         { "power", JF_ENUM, true, 0, 0, power },
         { "stop_force", JF_BOOL, false, 0, 0, NULL },
@@ -111,8 +127,8 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason)
     json_t *nic;
     json_array_foreach(json_object_get(vm, "nics"), i, nic) {
         int64_t mtu = json_int(nic, "mtu", 0);
-        if (!vmxml_mac_ok(json_str(nic, "mac")) ||
-            !vmxml_ifname_ok(json_str(nic, "bridge")) || mtu < 0 ||
+        if (!net_mac_ok(json_str(nic, "mac")) ||
+            !net_ifname_ok(json_str(nic, "bridge")) || mtu < 0 ||
             (mtu > 0 && (mtu < 68 || mtu > 65535))) {
             *ret_reason = xasprintf("desired state unusable: nics[%zu] has a "
                                     "bad mac, bridge or mtu", i);

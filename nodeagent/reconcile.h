@@ -46,10 +46,16 @@ struct reconcile_plan {
 
 const char *reconcile_op_name(enum reconcile_op op);
 
-/* Is `doc` a whole desired document for node `node_id`: an object with a
- * revision, the node's id, and every part (vms, networks, ports, peers
- * arrays; mesh an object or null)? The agent acts on nothing less: a
- * missing part would read as "remove everything of that kind". */
+/* Read a desired document for node `node_id` with the contract's decoder
+ * (api/agentmsg.h): a whole document (revision, the node's id, every part)
+ * whose members have their types and bounds. The agent acts on nothing
+ * less: a missing part would read as "remove everything of that kind".
+ * Returns the document re-encoded (new reference: only the members the
+ * contract names, in their canonical form), or NULL with *ret_why (if not
+ * NULL; caller frees) saying why. */
+json_t *reconcile_doc_read(const json_t *doc, const char *node_id,
+                           char **ret_why);
+/* reconcile_doc_read() as a predicate. */
 bool reconcile_doc_whole(const json_t *doc, const char *node_id);
 
 /* Check one desired VM entry from the controller (which is input like any

@@ -3,7 +3,7 @@
  * virt.c, reported in the status. */
 #include "nodeagent/snapshot.h"
 
-#include "api/agentproto.h"
+#include "api/agentmsg.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -167,22 +167,25 @@ int snapshot_execute(struct reconcile_ctx *c, const struct reconcile_action *a,
     }
 }
 
-void snapshot_status(const struct virt_dom *d, json_t *o, struct buf *sig)
+void snapshot_status(const struct virt_dom *d, struct am_vm_status *o,
+                     struct buf *sig)
 {
     if (!d)
         return;
-    json_t *list = json_array();
+    o->has_snapshots = true;
+    o->snapshots = xcalloc(d->n_snaps + 1, sizeof(*o->snapshots));
     for (size_t k = 0; k < d->n_snaps; k++) {
         const struct vmxml_snap *s = &d->snaps[k];
-        json_array_append_new(list, json_pack(
-            "{s:s, s:s, s:s, s:I}", "id", s->id, "name", s->name,
-            "consistency", s->checkpoint ? SNAPSHOT_CONSISTENCY_CHECKPOINT :
-                                           SNAPSHOT_CONSISTENCY_POWERED_OFF,
-            "created_at", (json_int_t)s->created_at));
+        o->snapshots[o->n_snapshots++] = (struct am_snapshot){
+            .id = xstrdup(s->id),
+            .name = xstrdup(s->name),
+            .consistency = xstrdup(s->checkpoint ?
+                                       SNAPSHOT_CONSISTENCY_CHECKPOINT :
+                                       SNAPSHOT_CONSISTENCY_POWERED_OFF),
+            .created_at = s->created_at,
+        };
         buf_printf(sig, "%s,", s->id);
     }
-    json_object_set_new(o, AGENT_VM_SNAPSHOTS, list);
-    json_object_set_new(o, AGENT_VM_REVERT_GEN,
-                        json_integer((json_int_t)d->meta.revert_gen));
+    o->revert_gen = d->meta.revert_gen;
     buf_printf(sig, "r%" PRId64 ";", d->meta.revert_gen);
 }

@@ -5,6 +5,7 @@
  * description), so a retried or repeated document never takes one twice. */
 #pragma once
 
+#include "api/agentmsg.h"
 #include "common/buf.h"
 #include "nodeagent/reconcile.h"
 
@@ -26,4 +27,5 @@ int snapshot_execute(struct reconcile_ctx *c, const struct reconcile_action *a,
 
 /* Add the snapshots domain `d` holds and its revert generation to status
  * entry `o`, and a summary of them to `sig`. Nothing without a domain. */
-void snapshot_status(const struct virt_dom *d, json_t *o, struct buf *sig);
+void snapshot_status(const struct virt_dom *d, struct am_vm_status *o,
+                     struct buf *sig);

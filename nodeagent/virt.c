@@ -459,3 +459,25 @@ int virt_block_resize(struct virt *v, const char *vm_id, uint64_t bytes)
                err_code() :
                0;
 }
+
+int virt_pci_devices(struct virt *v, char ***ret)
+{
+    virNodeDevicePtr *devs = NULL;
+    int n = virConnectListAllNodeDevices(v->conn, &devs,
+                                         VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV);
+    if (n < 0)
+        return err_code();
+    char **xmls = xcalloc((size_t)n + 1, sizeof(*xmls));
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        char *x = virNodeDeviceGetXMLDesc(devs[i], 0);
+        if (x) {
+            xmls[k++] = xstrdup(x);
+            free(x);
+        }
+        virNodeDeviceFree(devs[i]);
+    }
+    free(devs);
+    *ret = xmls;
+    return 0;
+}

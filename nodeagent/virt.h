@@ -88,3 +88,8 @@ int virt_snapshot_revert(struct virt *v, const char *vm_id, const char *name,
 
 /* Message of the last failed libvirt call on this thread (never NULL). */
 const char *virt_error(void);
+
+/* The XML descriptions of the PCI devices libvirt's node-device API lists
+ * (a NULL-terminated array; free with vmxml_strv_free). 0, -EOPNOTSUPP
+ * when the driver has no node devices, or -EIO. */
+int virt_pci_devices(struct virt *v, char ***ret);

@@ -2,6 +2,7 @@
  * and text node), plus the fogfabric metadata element. Inputs are checked
  * before they are written, so a definition either is safe or is refused. */
 #include "nodeagent/vmxml.h"
+#include "common/netcheck.h"
 
 #include "common/ids.h"
 
@@ -61,38 +62,6 @@ bool vmxml_text_ok(const char *s)
             cp == 0xfffe || cp == 0xffff)
             return false;
         p += n + 1;
-    }
-    return true;
-}
-
-bool vmxml_mac_ok(const char *s)
-{
-    if (!s || strlen(s) != 17)
-        return false;
-    for (int i = 0; i < 17; i++) {
-        if (i % 3 == 2) {
-            if (s[i] != ':')
-                return false;
-        } else if (!((s[i] >= '0' && s[i] <= '9') ||
-                     (s[i] >= 'a' && s[i] <= 'f') ||
-                     (s[i] >= 'A' && s[i] <= 'F')))
-            return false;
-    }
-    /* The multicast bit of the first octet must be clear. */
-    unsigned first = (unsigned)strtoul(s, NULL, 16);
-    return (first & 1) == 0;
-}
-
-bool vmxml_ifname_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 15 || streq(s, ".") || streq(s, ".."))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-            return false;
     }
     return true;
 }
@@ -565,7 +534,7 @@ int vmxml_build(const struct vmxml_spec *s, char **ret_xml)
         s->memory_mib < 16 || s->memory_mib > (INT64_C(1) << 32) ||
         !path_ok(s->disk_path) || !path_ok(s->console_log) ||
         (s->seed_path && !path_ok(s->seed_path)) ||
-        (s->arch && !vmxml_ifname_ok(s->arch)) || s->n_nics > 64 ||
+        (s->arch && !net_ifname_ok(s->arch)) || s->n_nics > 64 ||
         !gpus_ok(s))
         return -EINVAL;
     const struct vmxml_limits *l = s->limits;
@@ -576,9 +545,9 @@ int vmxml_build(const struct vmxml_spec *s, char **ret_xml)
               l->net_kbps < 0 || l->net_kbps > 100000000))
         return -EINVAL;
     for (size_t i = 0; i < s->n_nics; i++)
-        if (!vmxml_mac_ok(s->nics[i].mac) ||
-            !vmxml_ifname_ok(s->nics[i].bridge) ||
-            (s->nics[i].tap && !vmxml_ifname_ok(s->nics[i].tap)) ||
+        if (!net_mac_ok(s->nics[i].mac) ||
+            !net_ifname_ok(s->nics[i].bridge) ||
+            (s->nics[i].tap && !net_ifname_ok(s->nics[i].tap)) ||
             s->nics[i].mtu < 0 ||
             (s->nics[i].mtu > 0 && (s->nics[i].mtu < 68 ||
                                     s->nics[i].mtu > 65535)))

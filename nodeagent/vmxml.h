@@ -84,10 +84,6 @@ const char *vmxml_name_vm_id(const char *name);
 /* True when s is valid UTF-8 without control characters: the rule any
  * free text must pass before it goes into XML. */
 bool vmxml_text_ok(const char *s);
-/* True for a unicast MAC "xx:xx:xx:xx:xx:xx" (hex, lower or upper). */
-bool vmxml_mac_ok(const char *s);
-/* True for a Linux interface name (1..15 of [A-Za-z0-9_.-]). */
-bool vmxml_ifname_ok(const char *s);
 
 /* Build the domain XML. 0, or -EINVAL when a field is out of bounds or
  * unsafe (vm id not a UUID, relative or odd path, bad MAC/bridge, name

@@ -40,11 +40,17 @@ if want unit; then
     done
 fi
 if want integration; then
+    # Every answer these tests' clients receive is recorded (api/speclog.h)
+    # and then checked against api/openapi.yaml.
+    FOG_SPEC_LOG=$(pwd)/$logdir/spec-answers.jsonl; export FOG_SPEC_LOG
+    : >"$FOG_SPEC_LOG"
     for src in tests/integration/test_*.c tests/security/test_*.c; do
         [ -e "$src" ] || continue
         n=$(basename "$src" .c)
         run_one "$n" ${FOG_WRAP:-} "$O/tests/$n"
     done
+    run_one openapi_answers sh tests/spec/check_answers.sh "$FOG_SPEC_LOG"
+    unset FOG_SPEC_LOG
 fi
 if want e2e && [ "${FOG_SKIP_E2E:-0}" != 1 ]; then
     for t in tests/e2e/test_*.sh; do

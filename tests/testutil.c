@@ -1,6 +1,7 @@
 /* Test helpers: temp dirs, processes, ports, the controller and its
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
+#include "api/speclog.h"
 #include "common/jsonutil.h"
 #include "common/buf.h"
 #include "common/fs.h"
@@ -16,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -593,6 +595,61 @@ json_t *tu_find(json_t *arr, const char *field, const char *value)
     return NULL;
 }
 
+json_t *tu_list(const struct tu_ctl *ctl, const char *key, const char *path)
+{
+    long code;
+    json_t *j = tu_api(ctl, key, "GET", path, NULL, &code);
+    json_t *items = json_is_array(j) ? j : json_object_get(j, "items");
+    if (code != 200 || !json_is_array(items)) {
+        fprintf(stderr, "GET %s answered %ld, not a list\n", path, code);
+        abort();
+    }
+    json_incref(items);
+    json_decref(j);
+    return items;
+}
+
+static void *writer_loop(void *arg)
+{
+    struct tu_writer *w = arg;
+    for (int i = 0; __atomic_load_n(&w->on, __ATOMIC_SEQ_CST); i++) {
+        _cleanup_free_ char *body = xasprintf(
+            "{\"name\":\"%s%d\",\"role\":\"tenant\"}", w->prefix, i);
+        free(tu_api_field(w->ctl, w->ctl->admin_key, "POST", "/v1/accounts",
+                          body, 201, NULL));
+        __atomic_store_n(&w->written, i + 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+void tu_writer_start(struct tu_writer *w, const struct tu_ctl *ctl,
+                     const char *prefix)
+{
+    *w = (struct tu_writer){ .ctl = ctl, .prefix = prefix, .on = 1 };
+    pthread_t t;
+    if (pthread_create(&t, NULL, writer_loop, w) != 0)
+        abort();
+    w->thread = (unsigned long)t;
+}
+
+int tu_writer_count(struct tu_writer *w)
+{
+    return __atomic_load_n(&w->written, __ATOMIC_SEQ_CST);
+}
+
+void tu_writer_wait(struct tu_writer *w, int n)
+{
+    while (tu_writer_count(w) < n)
+        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+}
+
+int tu_writer_stop(struct tu_writer *w)
+{
+    __atomic_store_n(&w->on, 0, __ATOMIC_SEQ_CST);
+    pthread_join((pthread_t)w->thread, NULL);
+    return tu_writer_count(w);
+}
+
 char *tu_account(const struct tu_ctl *ctl, const char *name,
                  const char *role)
 {
@@ -619,6 +676,96 @@ char *tu_node_register(const struct tu_ctl *ctl, const char *name,
     free(tok);
     free(body);
     return cred;
+}
+
+char *tu_market_node(const struct tu_ctl *ctl, const char *name,
+                     const char *extra, const char *vcpu_hour)
+{
+    char *cred = tu_node_register(ctl, name, extra);
+    json_decref(tu_api(ctl, cred, "GET", "/v1/agent/desired", NULL, NULL));
+    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s/offer", name);
+    _cleanup_free_ char *offer = xasprintf(
+        "{\"vcpu_hour\":\"%s\",\"mem_gib_hour\":\"0\",\"disk_gib_month\":"
+        "\"0\",\"port_hour\":\"0\"}", vcpu_hour);
+    free(tu_api_field(ctl, ctl->admin_key, "PUT", path, offer, 200, NULL));
+    return cred;
+}
+
+/* ---- a node agent ------------------------------------------------------- */
+
+void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
+                    const char *name, int cpus, int64_t mem_mib)
+{
+    _cleanup_free_ char *qemu_img = tu_which("qemu-img");
+    if (!qemu_img) {
+        printf("qemu-img is not installed\n");
+        exit(77);
+    }
+    memset(a, 0, sizeof(*a));
+    a->pid = -1;
+    a->dir = tu_tempdir("agent");
+    a->data_dir = xasprintf("%s/data", a->dir);
+    a->image_dir = xasprintf("%s/images", a->dir);
+    a->root = xasprintf("%s/root", a->dir);
+    a->log = xasprintf("%s/agent.log", a->dir);
+    tu_fake_host(a->root, cpus, mem_mib);
+    if (mkdir_p(a->image_dir, 0755) < 0)
+        abort();
+    _cleanup_free_ char *base = xasprintf("%s/tiny.qcow2", a->image_dir);
+    char *mk[] = { qemu_img, "create", "-q", "-f", "qcow2", base, "64M", NULL };
+    int st;
+    free(tu_run(mk, &st));
+    _cleanup_free_ char *bin = tu_bin("fog-nodeagent");
+    _cleanup_free_ char *tok = tu_api_field(ctl, ctl->admin_key, "POST",
+                                            "/v1/join-tokens", "{}", 201,
+                                            "token");
+    char *jargv[] = { bin, "join", "--controller", ctl->url, "--token", tok,
+                      "--data-dir", a->data_dir, "--root", a->root,
+                      "--libvirt", "test:///default", "--name", (char *)name,
+                      NULL };
+    if (st == 0)
+        free(tu_run(jargv, &st));
+    if (st != 0) {
+        fprintf(stderr, "agent %s: qemu-img or join failed\n", name);
+        abort();
+    }
+    char *argv[] = { bin, "run", "--data-dir", a->data_dir, "--image-dir",
+                     a->image_dir, "--root", a->root, "--heartbeat", "1",
+                     "--network", "none", "--verbose", NULL };
+    a->pid = tu_spawn(argv, a->log);
+    if (a->pid < 0)
+        abort();
+}
+
+void tu_agent_destroy(struct tu_agent *a)
+{
+    if (a->pid > 0)
+        tu_kill(a->pid, SIGKILL);
+    if (a->dir)
+        tu_rmrf(a->dir);
+    free(a->dir);
+    free(a->data_dir);
+    free(a->image_dir);
+    free(a->root);
+    free(a->log);
+    memset(a, 0, sizeof(*a));
+}
+
+json_t *tu_vm_post(const struct tu_ctl *ctl, const char *key,
+                   const char *name, int vcpus, const char *extra, long want)
+{
+    _cleanup_free_ char *body = xasprintf(
+        "{\"name\":\"%s\",\"vcpus\":%d,\"memory_mib\":128,\"disk_gib\":1,"
+        "\"image\":\"tiny\",\"allow_tcg\":true%s%s}", name, vcpus,
+        extra ? "," : "", extra ? extra : "");
+    long st;
+    json_t *j = tu_api(ctl, key, "POST", "/v1/vms", body, &st);
+    if (st != want) {
+        fprintf(stderr, "POST /v1/vms %s: status %ld, want %ld\n", body, st,
+                want);
+        abort();
+    }
+    return j;
 }
 
 /* ---- raw HTTPS --------------------------------------------------------- */
@@ -679,6 +826,9 @@ long tu_http(const char *method, const char *url, const char *key,
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
         curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &t);
         r.content_type = xstrdup(t ? t : "");
+        bool json = body && (!content_type || strstr(content_type, "json"));
+        api_speclog_record(h, json ? body : NULL, json ? body_len : 0,
+                           r.status, t, r.body, r.len);
     } else {
         r.status = -1;
         r.content_type = xstrdup("");

@@ -120,6 +120,22 @@ void tu_ctl_stop(struct tu_ctl *c, int sig);
 /* Stop if running and remove everything. */
 void tu_ctl_destroy(struct tu_ctl *c);
 
+/* ---- a node agent on libvirt's test driver ---- */
+struct tu_agent {
+    char *dir;       /* temp dir holding the rest */
+    char *data_dir, *image_dir, *root, *log;
+    pid_t pid;
+};
+/* Join ctl as node `name` with an admin token (approved at once) and run
+ * fog-nodeagent on test:///default (heartbeat 1 s, no networking) over a
+ * fake host of `cpus` CPUs and mem_mib MiB, with a 64 MiB qcow2 image
+ * `tiny` in its image dir. Exits 77 when qemu-img is missing; aborts the
+ * test on other failures. */
+void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
+                    const char *name, int cpus, int64_t mem_mib);
+/* Kill the agent and remove its directory; nothing when never started. */
+void tu_agent_destroy(struct tu_agent *a);
+
 /* ---- the controller's clients: fogctl and the API ---- */
 /* Run fogctl with the words from `first` on (NULL-terminated) as the
  * holder of key, against ctl: FOG_URL, FOG_CA and FOG_KEY are set for the
@@ -147,10 +163,33 @@ char *tu_api_field(const struct tu_ctl *ctl, const char *key,
                    const char *method, const char *path, const char *body,
                    long want, const char *field);
 
+/* GET path as key, which must answer 200: the list's items (a bare array
+ * or the "items" member of a page), owned by the caller. Aborts
+ * otherwise. */
+json_t *tu_list(const struct tu_ctl *ctl, const char *key, const char *path);
+
 /* A new account `name` of `role` made by ctl's admin through the API, and
  * one API key for it: the key's secret (caller frees). Aborts on failure. */
 char *tu_account(const struct tu_ctl *ctl, const char *name,
                  const char *role);
+
+/* A client that keeps creating tenant accounts PREFIX0, PREFIX1, ... one
+ * after the other through ctl's admin, in a thread of its own, so a test
+ * can take a copy of a store that is being written. */
+struct tu_writer {
+    const struct tu_ctl *ctl;
+    const char *prefix;
+    int on, written;   /* read and written atomically */
+    unsigned long thread;
+};
+void tu_writer_start(struct tu_writer *w, const struct tu_ctl *ctl,
+                     const char *prefix);
+/* Wait until at least n accounts were written. */
+void tu_writer_wait(struct tu_writer *w, int n);
+/* Accounts written so far. */
+int tu_writer_count(struct tu_writer *w);
+/* Stop and join the writer: the number of accounts it wrote. */
+int tu_writer_stop(struct tu_writer *w);
 
 /* Register node `name` through POST /v1/agent/register with a fresh
  * admin join token (so it is approved at once) and an inventory of 8
@@ -169,6 +208,20 @@ char *tu_node_register(const struct tu_ctl *ctl, const char *name,
 long tu_node_join(const struct tu_ctl *ctl, const char *token_key,
                   const char *name, const char *fields, char **ret_id,
                   char **ret_cred);
+
+/* tu_node_register, then the node speaks once (so it counts as
+ * reachable) and the admin sets its offer to vcpu_hour tokens per
+ * vCPU-hour and nothing for memory, disk and ports. Returns the node's
+ * credential (caller frees); aborts on failure. */
+char *tu_market_node(const struct tu_ctl *ctl, const char *name,
+                     const char *extra, const char *vcpu_hour);
+
+/* POST /v1/vms as key's holder: VM `name` of `vcpus` vCPUs, 128 MiB,
+ * 1 GiB, image tiny, TCG allowed, plus `extra` JSON members (no braces;
+ * NULL: none). Fails the test unless the answer has status `want`;
+ * returns the answer (caller decrefs). */
+json_t *tu_vm_post(const struct tu_ctl *ctl, const char *key,
+                   const char *name, int vcpus, const char *extra, long want);
 
 /* The first object of array `arr` whose string member `field` is `value`
  * (borrowed), or NULL. */

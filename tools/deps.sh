@@ -9,15 +9,20 @@ libnftables-dev libreadline-dev libpci-dev pciutils pci.ids libvirt-daemon libvi
 libvirt-clients qemu-system-x86 qemu-utils wireguard-go wireguard-tools
 iproute2 nftables busybox-static linux-image-cloud-amd64 cpio curl sqlite3
 xorriso syslinux syslinux-common mtools dosfstools procps psmisc iperf3 clang
-nginx-light wrk libsystemd-dev debhelper lintian prometheus"
+nginx-light wrk libsystemd-dev debhelper lintian prometheus
+mmdebstrap e2fsprogs fdisk openssh-client dnsmasq-base"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
         missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-echo "installing:$missing"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# node and npm for the OpenAPI checks (Debian's, unless some node is there)
+command -v npm >/dev/null || missing="$missing nodejs npm"
+if [ -n "$missing" ]; then
+    echo "installing:$missing"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+sh tools/npm-deps.sh

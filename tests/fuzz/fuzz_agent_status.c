@@ -1,7 +1,9 @@
-/* The agent contract, controller side: a node's POST /v1/agent/status body
- * (agent_status_check in controller/h_agent.c), the usage samples it
- * carries as the billing core ingests them (billing/usage.c), and the join
- * token of a register body (api/jointoken.c). */
+/* The agent contract, controller side: a node's POST /v1/agent/status and
+ * /v1/agent/register bodies as the contract's decoders read them
+ * (api/agentmsg.c, agent_status_decode in controller/h_agent.c), what they
+ * accept encoding to a body they accept again unchanged, the usage samples
+ * a status carries as the billing core ingests them (billing/usage.c), and
+ * the join token of a register body (api/jointoken.c). */
 #include "tests/fuzz/fuzz.h"
 #include "api/jointoken.h"
 #include "billing/usage.h"
@@ -46,12 +48,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!b)
         return 0;
     struct jerr e = { 0 };
-    if (agent_status_check(b, &e) < 0) {
+    struct am_status st;
+    if (agent_status_decode(b, &st, &e) < 0) {
         if (!e.field || !e.detail)
             abort(); /* the problem names the field and the reason */
         jerr_clear(&e);
     } else {
-        ingest(json_object_get(b, "samples"));
+        json_auto_t *enc = am_status_encode(&st);
+        struct am_status again;
+        if (am_status_decode(enc, &again, &e) < 0)
+            abort(); /* what the encoder writes, the decoder takes */
+        json_auto_t *enc2 = am_status_encode(&again);
+        if (!json_equal(enc, enc2))
+            abort(); /* and it reads back the same */
+        am_status_clear(&again);
+        ingest(st.samples);
+        am_status_clear(&st);
+    }
+    struct am_register reg;
+    if (am_register_decode(b, &reg, &e) < 0) {
+        if (!e.field || !e.detail)
+            abort();
+        jerr_clear(&e);
+    } else {
+        json_auto_t *enc = am_register_encode(&reg);
+        struct am_register again;
+        if (am_register_decode(enc, &again, &e) < 0)
+            abort();
+        json_auto_t *enc2 = am_register_encode(&again);
+        if (!json_equal(enc, enc2))
+            abort();
+        am_register_clear(&again);
+        am_register_clear(&reg);
     }
     const char *tok = json_str(b, "token");
     char secret[JOINTOKEN_SECRET_HEX + 1], ca[JOINTOKEN_CA_HEX + 1];

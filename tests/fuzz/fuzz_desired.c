@@ -3,7 +3,9 @@
  * firewall built from it (netfabric/nftplan.c), each VM entry's check and
  * the reconcile planner over domains in every state (nodeagent/reconcile.c),
  * the domain XML and metadata built from each entry (nodeagent/vmxml.c),
- * the per-VM status, and the meter's retain. */
+ * the per-VM status, and the meter's retain; all of it after the
+ * contract's decoder (api/agentmsg.c), whose output must read back the
+ * same. */
 #include "tests/fuzz/fuzz.h"
 #include "common/buf.h"
 #include "netfabric/nftplan.h"
@@ -123,9 +125,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     fuzz_quiet();
-    json_auto_t *doc = json_loadb((const char *)data + 1, size - 1, 0, NULL);
+    json_auto_t *raw = json_loadb((const char *)data + 1, size - 1, 0, NULL);
+    if (!raw)
+        return 0;
+    /* The agent acts only on what the contract's decoder let through,
+     * re-encoded; that must decode again to the same document. */
+    char *why = NULL;
+    json_auto_t *doc = reconcile_doc_read(raw, json_str(raw, "node_id"), &why);
+    free(why);
     if (!doc)
         return 0;
+    json_auto_t *again = reconcile_doc_read(doc, json_str(doc, "node_id"), NULL);
+    if (!again || !json_equal(doc, again))
+        abort();
     network(doc);
 
     json_t *vms = json_object_get(doc, "vms");

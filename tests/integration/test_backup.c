@@ -11,17 +11,13 @@
 #include "common/jsonutil.h"
 #include "tests/testutil.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
 static struct tu_ctl ctl;
 static char *tmp, *ctl_bin;
-static atomic_bool writing;
-static atomic_int written;
 
 static int setup(void **state)
 {
@@ -39,19 +35,6 @@ static int teardown(void **state)
     free(tmp);
     free(ctl_bin);
     return 0;
-}
-
-/* Create accounts w0, w1, ... one after the other until told to stop. */
-static void *writer(void *arg)
-{
-    for (int i = 0; atomic_load(&writing); i++) {
-        _cleanup_free_ char *body = xasprintf(
-            "{\"name\":\"w%d\",\"role\":\"tenant\"}", i);
-        free(tu_api_field(&ctl, ctl.admin_key, "POST", "/v1/accounts", body,
-                          201, NULL));
-        atomic_store(&written, i + 1);
-    }
-    return NULL;
 }
 
 static int64_t query_int(const char *path, const char *sql)
@@ -94,18 +77,13 @@ static void a_backup_while_serving_is_consistent_and_restores(void **state)
     }
 
     /* The backup runs while another client keeps writing. */
-    atomic_store(&writing, true);
-    pthread_t t;
-    pthread_create(&t, NULL, writer, NULL);
-    while (atomic_load(&written) < 3)
-        usleep(10000);
+    struct tu_writer w;
+    tu_writer_start(&w, &ctl, "w");
+    tu_writer_wait(&w, 3);
     _cleanup_free_ char *bak = xasprintf("%s/fog-backup.db", tmp);
     int st = run_ctl("backup", "--to", bak);
-    int after_backup = atomic_load(&written);
-    while (atomic_load(&written) < after_backup + 2)
-        usleep(10000);
-    atomic_store(&writing, false);
-    pthread_join(t, NULL);
+    tu_writer_wait(&w, tu_writer_count(&w) + 2);
+    int64_t total = tu_writer_stop(&w);
     assert_int_equal(st, 0);
     struct stat sb;
     assert_int_equal(stat(bak, &sb), 0);
@@ -122,7 +100,6 @@ static void a_backup_while_serving_is_consistent_and_restores(void **state)
     assert_int_equal(query_int(bak, "SELECT COUNT(*) FROM vms"), 2);
     assert_int_equal(query_int(bak, "SELECT COUNT(*) FROM accounts WHERE "
                                     "name = 'alice'"), 1);
-    int64_t total = atomic_load(&written);
     assert_true(total > ws);
 
     /* Restore into the stopped controller: the later accounts are gone,

@@ -518,6 +518,64 @@ static int accrue_child(const char *path)
     return n >= 0 ? 0 : 1;
 }
 
+/* A VM holding a GPU pays the node's price for its model per GPU-hour,
+ * locked in its deal like every other price; the provider is paid it. */
+static void gpu_hours_are_billed_at_the_models_price(void **state)
+{
+    (void)state;
+    char tg_id[37], rig_id[37], vm_id[37];
+    _cleanup_free_ char *tg_key = NULL;
+    account("tenant-g", "tenant", tg_id, &tg_key);
+    node("rig-g", provider_id, rig_id);
+    json_decref(call(provider_key, "PUT", "/v1/nodes/rig-g/offer",
+                     "{\"vcpu_hour\": \"0\", \"mem_gib_hour\": \"0\", "
+                     "\"disk_gib_month\": \"0\", \"port_hour\": \"0\", "
+                     "\"gpu_hour\": \"1\", \"gpu_models\": "
+                     "{\"RTX4090\": \"2\"}}", NULL, 200));
+    _cleanup_free_ char *cpath = xasprintf("/v1/accounts/%s/credit", tg_id);
+    json_decref(call(admin_key, "POST", cpath, "{\"amount\": \"10\"}", NULL,
+                     201));
+    uuid_generate_str(vm_id);
+    assert_int_equal(store_tx_begin(A.store), 0);
+    assert_true(store_exec(A.store,
+                           "INSERT INTO vms (id, account_id, name, vcpus, "
+                           "memory_mib, disk_gib, image, desired_state, state, "
+                           "node_id, gpu_model, gpu_count, created_at, "
+                           "updated_at) VALUES ($1, $2, 'gpu-1', 2, 2048, 20, "
+                           "'tiny', 'running', 'running', $3, 'RTX4090', 1, "
+                           "$4, $4)", "sssi", vm_id, tg_id, rig_id,
+                           now_s() - 86400) == 1);
+    assert_int_equal(billing_deal_lock(&A, vm_id, rig_id), 0);
+    assert_int_equal(store_tx_commit(A.store), 0);
+    json_auto_t *deal = billing_vm_deal(&A, vm_id);
+    assert_non_null(deal);
+    assert_string_equal(json_str(json_object_get(deal, "prices"), "gpu_hour"),
+                        "2");
+    assert_int_equal(json_int(json_object_get(deal, "shape"), "gpus", 0), 1);
+
+    /* Half an hour running: 0.5 GPU-hour at 2 is 1 token, nothing else. */
+    int64_t t0 = now_s() - 4000, seq = 0, last = t0;
+    for (int64_t t = t0; t <= t0 + 1800; t += 5) {
+        if (t > last && ((t - t0) % 15 == 0 || t == t0 + 1800)) {
+            post(rig_id, vm_id, "running", ++seq, last, t, t);
+            last = t;
+        } else {
+            post(rig_id, vm_id, "running", 0, 0, 0, t);
+        }
+    }
+    assert_true(accrual_run(&A, t0 + 1850) >= 1);
+    json_auto_t *use = call(tg_key, "GET", "/v1/usage?vm=gpu-1", NULL, NULL,
+                            200);
+    json_t *u0 = json_array_get(json_object_get(use, "items"), 0);
+    assert_int_equal(json_int(u0, "seconds", 0), 1800);
+    assert_int_equal(json_int(u0, "charged_nano", 0), INT64_C(1000000000));
+    json_auto_t *bal = call(tg_key, "GET", "/v1/accounts/tenant-g/balance",
+                            NULL, NULL, 200);
+    assert_int_equal(json_int(bal, "balance_nano", 0), INT64_C(9000000000));
+    assert_int_equal(ledger_total(), 0);
+    assert_balances_match_entries();
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && streq(argv[1], "accrue"))
@@ -528,6 +586,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(lying_provider_is_capped_and_the_event_log_says_so),
         cmocka_unit_test(exhausted_balance_stops_vms_and_a_top_up_allows_a_start),
         cmocka_unit_test(kill9_during_accrual_neither_repeats_nor_loses_postings),
+        cmocka_unit_test(gpu_hours_are_billed_at_the_models_price),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

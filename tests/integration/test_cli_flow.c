@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "common/fs.h"
+#include "common/jsonutil.h"
 #include "tests/testutil.h"
 
 #include <jansson.h>
@@ -306,6 +307,49 @@ static void virsh_verbs_answer_as_virsh_does(void **state)
     assert_non_null(strstr(h, "[virsh domstate]"));
 }
 
+/* setvcpus/setmem --config change a stopped VM (setmem's bare size is
+ * KiB, as in virsh) and fail as virsh does on a running one. */
+static void setvcpus_and_setmem_change_a_stopped_vm(void **state)
+{
+    _cleanup_free_ char *key = make_tenant("cli-setsize");
+    int st;
+    free(tu_fogctl(&ctl, key, &st, "create", "sz", "--cpus", "1", "--memory",
+                   "128M", "--disk", "1G", "--image", "tiny", "--stopped",
+                   NULL));
+    assert_int_equal(st, 0);
+    free(tu_fogctl(&ctl, key, &st, "create", "sr", "--cpus", "1", "--memory",
+                   "128M", "--disk", "1G", "--image", "tiny", NULL));
+    assert_int_equal(st, 0);
+
+    free(tu_fogctl(&ctl, key, &st, "setvcpus", "sz", "2", "--config", NULL));
+    assert_int_equal(st, 0);
+    free(tu_fogctl(&ctl, key, &st, "setmem", "sz", "262144", "--config",
+                   NULL));
+    assert_int_equal(st, 0);
+    long code;
+    json_auto_t *vm = tu_api(&ctl, key, "GET", "/v1/vms/sz", NULL, &code);
+    assert_int_equal(code, 200);
+    assert_int_equal(json_int(vm, "vcpus", 0), 2);
+    assert_int_equal(json_int(vm, "memory_mib", 0), 256);
+    free(tu_fogctl(&ctl, key, &st, "setmem", "sz", "512M", NULL));
+    assert_int_equal(st, 0);
+
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *e1 = tu_fogctl(&ctl, key, &st, "setvcpus", "sr", "2",
+                                        "--config", NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *e2 = tu_fogctl(&ctl, key, &st, "setmem", "sz",
+                                        "lots", NULL);
+    tu_run_with_stderr = false;
+    assert_non_null(strstr(e1, "stopped"));
+    assert_int_equal(st, 2);
+    assert_non_null(strstr(e2, "invalid size 'lots'"));
+    json_auto_t *vm2 = tu_api(&ctl, key, "GET", "/v1/vms/sz", NULL, &code);
+    assert_int_equal(json_int(vm2, "memory_mib", 0), 512);
+    free(tu_fogctl(&ctl, key, &st, "delete", "sz", NULL));
+    free(tu_fogctl(&ctl, key, &st, "delete", "sr", NULL));
+}
+
 /* Names are hostnames; vCPUs stay within what the pc machine takes. */
 static void names_are_hostnames_and_vcpus_fit_the_machine(void **state)
 {
@@ -395,6 +439,7 @@ int main(void)
         cmocka_unit_test(admin_verbs_for_nodes_and_tokens),
         cmocka_unit_test(errors_have_their_exit_codes),
         cmocka_unit_test(virsh_verbs_answer_as_virsh_does),
+        cmocka_unit_test(setvcpus_and_setmem_change_a_stopped_vm),
         cmocka_unit_test(names_are_hostnames_and_vcpus_fit_the_machine),
         cmocka_unit_test(server_is_verified_against_the_ca),
         cmocka_unit_test(login_saves_settings_privately),

@@ -18,18 +18,9 @@ static struct tu_ctl ctl;
 static void market(void **state)
 {
     tu_ctl_start(&ctl, NULL);
-    _cleanup_free_ char *c1 = tu_node_register(&ctl, "of-cheap",
-        "\"endpoint\":\"192.0.2.7:51820\"");
-    _cleanup_free_ char *c2 = tu_node_register(&ctl, "of-dear", NULL);
-    /* Both nodes speak once, so they count as reachable. */
-    json_decref(tu_api(&ctl, c1, "GET", "/v1/agent/desired", NULL, NULL));
-    json_decref(tu_api(&ctl, c2, "GET", "/v1/agent/desired", NULL, NULL));
-    free(tu_api_field(&ctl, ctl.admin_key, "PUT", "/v1/nodes/of-cheap/offer",
-                      "{\"vcpu_hour\":\"0.02\",\"mem_gib_hour\":\"0\","
-                      "\"disk_gib_month\":\"0\",\"port_hour\":\"0\"}", 200,
-                      NULL));
-    free(tu_api_field(&ctl, ctl.admin_key, "PUT", "/v1/nodes/of-dear/offer",
-                      "{\"vcpu_hour\":\"5\"}", 200, NULL));
+    _cleanup_free_ char *c1 = tu_market_node(
+        &ctl, "of-cheap", "\"endpoint\":\"192.0.2.7:51820\"", "0.02");
+    _cleanup_free_ char *c2 = tu_market_node(&ctl, "of-dear", NULL, "5");
     free(tu_api_field(&ctl, ctl.admin_key, "PUT", "/v1/nodes/of-cheap/market",
                       "{\"region\":\"eu\",\"labels\":{\"disk\":\"ssd\"}}",
                       200, NULL));

@@ -87,6 +87,9 @@ static void random_fleet(struct fleet *f)
         p->offer = (struct rating_offer){ price_of(), price_of(),
                                           price_of() * 10, 0, 1000000 };
         p->reputation = below(4) == 0 ? -1 : (double)below(101) / 100.0;
+        p->gpu_free = (int64_t)below(4);
+        p->offer.gpu_hour = price_of();
+        p->gpu_hour_model = below(2) ? -1 : price_of();
     }
 }
 
@@ -105,6 +108,8 @@ static void random_req(struct ask *q, size_t nodes)
     r->mem_mib = (int64_t)(64 + below(8192));
     r->disk_gib = (int64_t)(1 + below(100));
     r->ports = (int64_t)below(3);
+    r->gpu_count = below(3) == 0 ? (int64_t)(1 + below(3)) : 0;
+    r->gpu_model = r->gpu_count ? "GeForceRTX4090" : NULL;
     r->allow_tcg = below(2);
     r->tmpl = below(2) ? names[below(ARRAY_SIZE(names))] : NULL;
     r->image = names[below(ARRAY_SIZE(names))];
@@ -134,14 +139,18 @@ static void random_req(struct ask *q, size_t nodes)
 /* ---- the oracle: every rule spelled out again, independently ---- */
 
 /* Price of one hour: the exact sum over the components, rounded up. */
-static int64_t oracle_price(const struct rating_offer *o,
+static int64_t oracle_price(const struct place_node *p,
                             const struct place_req *r)
 {
+    const struct rating_offer *o = &p->offer;
+    int64_t gpu = r->gpu_count > 0 && p->gpu_hour_model >= 0
+                      ? p->gpu_hour_model : o->gpu_hour;
     /* in nano-tokens x 1024 x 720 (MiB per GiB, hours per disk month) */
     __int128 num = (__int128)o->vcpu_hour * r->vcpus * 1024 * 720 +
                    (__int128)o->mem_gib_hour * r->mem_mib * 720 +
                    (__int128)o->disk_gib_month * r->disk_gib * 1024 +
-                   (__int128)o->port_hour * r->ports * 1024 * 720;
+                   (__int128)o->port_hour * r->ports * 1024 * 720 +
+                   (__int128)gpu * r->gpu_count * 1024 * 720;
     __int128 d = 1024 * 720;
     return (int64_t)((num + d - 1) / d);
 }
@@ -160,6 +169,8 @@ static bool oracle_pass(const struct place_node *p, const struct place_req *r)
         p->free_disk_gib < r->disk_gib)
         return false;
     if (!p->kvm && !r->allow_tcg)
+        return false;
+    if (r->gpu_count > 0 && p->gpu_free < r->gpu_count)
         return false;
     if (p->drained)
         return false;
@@ -194,7 +205,7 @@ static bool oracle_pass(const struct place_node *p, const struct place_req *r)
         return false;
     if (has(r->avoid, r->n_avoid, p->id))
         return false;
-    if (r->max_price >= 0 && oracle_price(&p->offer, r) > r->max_price)
+    if (r->max_price >= 0 && oracle_price(p, r) > r->max_price)
         return false;
     return true;
 }
@@ -206,8 +217,9 @@ static double oracle_score(const struct place_node *p,
     double room = ((double)(p->free_vcpus - r->vcpus) / (double)p->vcpus +
                    (double)(p->free_mem_mib - r->mem_mib) /
                        (double)p->mem_mib) / 2;
-    return -w->price * (double)oracle_price(&p->offer, r) / 1e9 +
-           w->spread * room;
+    return -w->price * (double)oracle_price(p, r) / 1e9 +
+           w->spread * room +
+           w->reputation * (p->reputation < 0 ? 0 : p->reputation);
 }
 
 static void placement_properties(void **state)
@@ -218,7 +230,8 @@ static void placement_properties(void **state)
     printf("# seed %" PRIu64 ", %ld cases\n", seed, cases);
     rng_state = seed * 2654435761u + 1;
     static const struct place_weights ws[] = {
-        { 1, 0 }, { 0, 1 }, { 0, -1 }, { 1, 5 }, { 3, -2 }, { 0, 0 } };
+        { 1, 0, 0 }, { 0, 1, 0 }, { 0, -1, 0 }, { 1, 5, 0 }, { 3, -2, 0 },
+        { 0, 0, 0 }, { 1, 0, 2 }, { 0, 1, 1 }, { 0, 0, 5 } };
     long placed = 0, refused = 0;
     static struct fleet f;
     for (long c = 0; c < cases; c++) {
@@ -255,7 +268,7 @@ static void placement_properties(void **state)
         placed++;
         const struct place_node *p = &f.nodes[best];
         /* Never above the cap, never against anti-affinity. */
-        assert_int_equal(res.price_hour, oracle_price(&p->offer, &q.req));
+        assert_int_equal(res.price_hour, oracle_price(p, &q.req));
         assert_true(q.req.max_price < 0 || res.price_hour <= q.req.max_price);
         assert_false(has(q.req.avoid, q.req.n_avoid, p->id));
     }
@@ -298,7 +311,7 @@ static void filter_counts(void **state)
                            .image = "tiny", .region = "eu", .labels = gpu,
                            .n_labels = 1, .max_price = 1000000000,
                            .avoid = avoid, .n_avoid = 1 };
-    struct place_weights w = { 1, 0 };
+    struct place_weights w = { 1, 0, 0 };
     struct place_result res;
     place_decide(&r, n, ARRAY_SIZE(n), &w, &res);
     assert_int_equal(res.chosen, -1);

@@ -1,0 +1,1098 @@
+/* Encoders and decoders of api/agentmsg.h: the one place that knows the
+ * agent contract's member names, types and bounds. Decoders read with a
+ * small cursor (object, path for the error) and never keep a pointer into
+ * the JSON they read: every string is copied. */
+#include "api/agentmsg.h"
+
+#include "common/ids.h"
+#include "common/netcheck.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+const char *const am_vm_states[] = { "creating", "running", "stopped",
+                                     "crashed",  "paused",  "error",
+                                     "deleted",  NULL };
+
+/* ---- decoding ------------------------------------------------------------ */
+
+/* One object being read: the members it may hold are named by the
+ * get_* calls; `strict` refuses any other. */
+struct rd {
+    const json_t *obj;
+    const char *path; /* "" at the top, "vms[3]." inside */
+    struct jerr *err;
+    bool failed;
+};
+
+_printf_(3, 4) static void fail(struct rd *r, const char *member,
+                                const char *fmt, ...)
+{
+    if (r->failed)
+        return;
+    r->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    char *why = NULL;
+    if (vasprintf(&why, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    /* The field is the top-level member; the detail names the item. */
+    const char *top = *r->path ? r->path : member;
+    size_t len = strlen(r->path);
+    *r->err = (struct jerr){
+        xstrndup(top, strcspn(top, ".[")),
+        len ? xasprintf("%.*s: '%s' %s", (int)len - 1, r->path, member, why) :
+              xasprintf("'%s' %s", member, why) };
+    free(why);
+}
+
+/* The member, or NULL when absent or null (optional members may be null:
+ * the controller writes absent values so). */
+static const json_t *member(struct rd *r, const char *k, bool required)
+{
+    const json_t *v = json_object_get(r->obj, k);
+    if (json_is_null(v))
+        v = NULL;
+    if (!v && required)
+        fail(r, k, "is required");
+    return v;
+}
+
+static char *get_str(struct rd *r, const char *k, bool required, size_t max)
+{
+    const json_t *v = member(r, k, required);
+    if (!v || r->failed)
+        return NULL;
+    if (!json_is_string(v)) {
+        fail(r, k, "must be a string");
+        return NULL;
+    }
+    size_t n = json_string_length(v);
+    if (n > max || strlen(json_string_value(v)) != n) {
+        fail(r, k, "must be a string of at most %zu bytes without NUL", max);
+        return NULL;
+    }
+    return xstrdup(json_string_value(v));
+}
+
+static int64_t get_int(struct rd *r, const char *k, bool required, int64_t min,
+                       int64_t max, int64_t def)
+{
+    const json_t *v = member(r, k, required);
+    if (!v || r->failed)
+        return def;
+    if (!json_is_integer(v) || json_integer_value(v) < min ||
+        json_integer_value(v) > max) {
+        fail(r, k, "must be an integer from %lld to %lld", (long long)min,
+             (long long)max);
+        return def;
+    }
+    return json_integer_value(v);
+}
+
+static bool get_bool(struct rd *r, const char *k, bool def)
+{
+    const json_t *v = member(r, k, false);
+    if (!v || r->failed)
+        return def;
+    if (!json_is_boolean(v)) {
+        fail(r, k, "must be true or false");
+        return def;
+    }
+    return json_is_true(v);
+}
+
+/* An array member of at most max items; its length in *n (0 if absent). */
+static const json_t *get_arr(struct rd *r, const char *k, bool required,
+                             size_t max, size_t *n)
+{
+    const json_t *v = member(r, k, required);
+    *n = 0;
+    if (!v || r->failed)
+        return NULL;
+    if (!json_is_array(v) || json_array_size(v) > max) {
+        fail(r, k, "must be an array of at most %zu items", max);
+        return NULL;
+    }
+    *n = json_array_size(v);
+    return v;
+}
+
+/* Item i of array member k, read as an object: a cursor for it. */
+static bool sub(struct rd *r, const char *k, const json_t *v, ssize_t i,
+                struct rd *out, char **path)
+{
+    *path = i < 0 ? xasprintf("%s%s.", r->path, k) :
+                    xasprintf("%s%s[%zd].", r->path, k, i);
+    *out = (struct rd){ v, *path, r->err, false };
+    if (json_is_object(v))
+        return true;
+    _cleanup_free_ char *m = i < 0 ? xstrdup(k) : xasprintf("%s[%zd]", k, i);
+    fail(r, m, "must be an object");
+    return false;
+}
+
+/* After a sub-object: its failure is the parent's. */
+static void sub_end(struct rd *r, struct rd *s, char *path)
+{
+    if (s->failed)
+        r->failed = true;
+    free(path);
+}
+
+/* Refuse members not in `known` (NULL-terminated). */
+static void strict(struct rd *r, const char *const *known)
+{
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)r->obj, k, v) {
+        bool ok = false;
+        for (size_t i = 0; known[i] && !ok; i++)
+            ok = streq(known[i], k);
+        if (!ok && !r->failed) {
+            r->failed = true;
+            *r->err = (struct jerr){ xasprintf("%s%s", r->path, k),
+                                     xasprintf("unknown field '%s%s'",
+                                               r->path, k) };
+            return;
+        }
+    }
+}
+
+static char **get_strs(struct rd *r, const char *k, size_t max_items,
+                       size_t max_len, size_t *ret_n)
+{
+    size_t n;
+    const json_t *a = get_arr(r, k, false, max_items, &n);
+    *ret_n = 0;
+    if (!a || n == 0)
+        return NULL;
+    char **out = xcalloc(n, sizeof(*out));
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_array_get(a, i);
+        if (!json_is_string(v) || json_string_length(v) > max_len ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+            _cleanup_free_ char *m = xasprintf("%s[%zu]", k, i);
+            fail(r, m, "must be a string of at most %zu bytes", max_len);
+            for (size_t j = 0; j < i; j++)
+                free(out[j]);
+            free(out);
+            return NULL;
+        }
+        out[i] = xstrdup(json_string_value(v));
+    }
+    *ret_n = n;
+    return out;
+}
+
+static void strs_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* ---- the desired document ------------------------------------------------ */
+
+static void nic_read(struct rd *r, struct am_nic *n)
+{
+    n->network_id = get_str(r, "network_id", false, AGENT_TEXT_MAX);
+    n->mac = get_str(r, "mac", true, 17);
+    n->address = get_str(r, "address", true, 45);
+    n->prefix = get_int(r, "prefix", false, 0, 128, 0);
+    n->gateway = get_str(r, "gateway", false, 45);
+    n->mtu = get_int(r, "mtu", false, 0, 65535, 0);
+    n->bridge = get_str(r, "bridge", true, NET_IFNAME_MAX);
+}
+
+static void nic_clear(struct am_nic *n)
+{
+    free(n->network_id);
+    free(n->mac);
+    free(n->address);
+    free(n->gateway);
+    free(n->bridge);
+}
+
+static void source_read(struct rd *r, struct am_image_source *s)
+{
+    s->id = get_str(r, "id", true, AGENT_TEXT_MAX);
+    s->sha256 = get_str(r, "sha256", true, 64);
+    s->format = get_str(r, "format", true, 16);
+    s->size = get_int(r, "size", false, 0, INT64_MAX, 0);
+    s->url = get_str(r, "url", true, AGENT_TEXT_MAX);
+}
+
+/* One snapshot entry; `held`: a node's report, with how and when. */
+static void snapshot_read(struct rd *r, struct am_snapshot *s, bool held)
+{
+    static const char *const known[] = { "id", "name", "consistency",
+                                         "created_at", NULL };
+    if (held)
+        strict(r, known);
+    s->id = get_str(r, "id", true, 36);
+    if (s->id && !uuid_is_valid(s->id))
+        fail(r, "id", "must be a UUID");
+    s->name = get_str(r, "name", true, 63);
+    if (s->name && !name_is_valid(s->name))
+        fail(r, "name", "must be a lowercase name (a-z, 0-9, '-')");
+    if (!held)
+        return;
+    s->consistency = get_str(r, "consistency", true, 16);
+    if (s->consistency &&
+        !streq(s->consistency, SNAPSHOT_CONSISTENCY_CHECKPOINT) &&
+        !streq(s->consistency, SNAPSHOT_CONSISTENCY_POWERED_OFF))
+        fail(r, "consistency", "must be '" SNAPSHOT_CONSISTENCY_CHECKPOINT
+             "' or '" SNAPSHOT_CONSISTENCY_POWERED_OFF "'");
+    s->created_at = get_int(r, "created_at", false, 0, INT64_MAX, 0);
+}
+
+static void snapshots_clear(struct am_snapshot *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].id);
+        free(v[i].name);
+        free(v[i].consistency);
+    }
+    free(v);
+}
+
+/* List member AGENT_VM_SNAPSHOTS of r, at most max entries. */
+static struct am_snapshot *snapshots_read(struct rd *r, size_t max, bool held,
+                                          size_t *ret_n)
+{
+    size_t n;
+    const json_t *a = get_arr(r, AGENT_VM_SNAPSHOTS, false, max, &n);
+    struct am_snapshot *out = n ? xcalloc(n, sizeof(*out)) : NULL;
+    *ret_n = 0;
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_VM_SNAPSHOTS, json_array_get(a, i), (ssize_t)i, &s,
+                &path))
+            snapshot_read(&s, &out[(*ret_n)++], held);
+        sub_end(r, &s, path);
+    }
+    return out;
+}
+
+static void vm_read(struct rd *r, struct am_vm *v)
+{
+    static const char *const power[] = { "running", "stopped", NULL };
+    v->id = get_str(r, "id", true, 64);
+    v->name = get_str(r, "name", true, 255);
+    v->vcpus = get_int(r, "vcpus", true, 1, NODE_MAX_VCPUS, 1);
+    v->memory_mib = get_int(r, "memory_mib", true, VM_MIN_MEMORY_MIB,
+                            NODE_MAX_MEMORY_MIB, VM_MIN_MEMORY_MIB);
+    v->disk_gib = get_int(r, "disk_gib", true, 1, NODE_MAX_DISK_GIB, 1);
+    v->image = get_str(r, "image", false, 255);
+    const json_t *src = member(r, "image_source", false);
+    if (src && !r->failed) {
+        struct rd s;
+        char *path;
+        if (sub(r, "image_source", src, -1, &s, &path)) {
+            source_read(&s, &v->source);
+            v->has_source = true;
+        }
+        sub_end(r, &s, path);
+    }
+    v->ssh_keys = get_strs(r, "ssh_keys", AGENT_LIST_MAX, AGENT_TEXT_MAX * 4,
+                           &v->n_ssh_keys);
+    _cleanup_free_ char *p = get_str(r, "power", true, 16);
+    if (p && !r->failed) {
+        if (!streq(p, power[0]) && !streq(p, power[1]))
+            fail(r, "power", "must be 'running' or 'stopped'");
+        v->running = streq(p, power[0]);
+    }
+    v->stop_force = get_bool(r, "stop_force", false);
+    v->deleted = get_bool(r, "deleted", false);
+    v->reboot_gen = get_int(r, "reboot_gen", false, 0, INT64_MAX, 0);
+    v->start_gen = get_int(r, "start_gen", false, 0, INT64_MAX, 0);
+    v->place_gen = get_int(r, "place_gen", false, 0, INT64_MAX, 0);
+    v->shutdown_timeout_s = get_int(r, "shutdown_timeout_s", false, 0,
+                                    VM_SHUTDOWN_TIMEOUT_MAX_S,
+                                    VM_SHUTDOWN_TIMEOUT_DEFAULT_S);
+    v->user_data = get_str(r, "user_data", false, AGENT_USER_DATA_MAX);
+    size_t n;
+    const json_t *a = get_arr(r, "nics", false, AGENT_VM_NICS_MAX, &n);
+    if (n)
+        v->nics = xcalloc(n, sizeof(*v->nics));
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd s;
+        char *path;
+        if (sub(r, "nics", json_array_get(a, i), (ssize_t)i, &s, &path))
+            nic_read(&s, &v->nics[v->n_nics++]);
+        sub_end(r, &s, path);
+    }
+    v->snapshots = snapshots_read(r, VM_SNAPSHOTS_MAX, false, &v->n_snapshots);
+    const json_t *rv = member(r, AGENT_VM_REVERT, false);
+    if (rv && !r->failed) {
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_VM_REVERT, rv, -1, &s, &path)) {
+            v->has_revert = true;
+            v->revert_gen = get_int(&s, "gen", true, 0, INT64_MAX, 0);
+            v->revert_snapshot_id = get_str(&s, "snapshot_id", true, 36);
+            if (v->revert_snapshot_id && !uuid_is_valid(v->revert_snapshot_id))
+                fail(&s, "snapshot_id", "must be a UUID");
+        }
+        sub_end(r, &s, path);
+    }
+}
+
+static void vm_clear(struct am_vm *v)
+{
+    free(v->id);
+    free(v->name);
+    free(v->image);
+    free(v->source.id);
+    free(v->source.sha256);
+    free(v->source.format);
+    free(v->source.url);
+    strs_free(v->ssh_keys, v->n_ssh_keys);
+    free(v->user_data);
+    for (size_t i = 0; i < v->n_nics; i++)
+        nic_clear(&v->nics[i]);
+    free(v->nics);
+    snapshots_clear(v->snapshots, v->n_snapshots);
+    free(v->revert_snapshot_id);
+}
+
+static void network_read(struct rd *r, struct am_network *w)
+{
+    w->id = get_str(r, "id", true, AGENT_TEXT_MAX);
+    w->vxlan_id = get_int(r, "vxlan_id", true, 1, (1 << 24) - 1, 1);
+    w->cidr = get_str(r, "cidr", true, 49);
+    w->gateway = get_str(r, "gateway", true, 45);
+    w->mtu = get_int(r, "mtu", false, 0, 65535, 0);
+    w->bridge = get_str(r, "bridge", true, NET_IFNAME_MAX);
+    w->vteps = get_strs(r, "vteps", AGENT_LIST_MAX, 45, &w->n_vteps);
+    size_t n;
+    const json_t *a = get_arr(r, "macs", false, AGENT_LIST_MAX, &n);
+    if (n)
+        w->macs = xcalloc(n, sizeof(*w->macs));
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd s;
+        char *path;
+        if (sub(r, "macs", json_array_get(a, i), (ssize_t)i, &s, &path)) {
+            struct am_remote_mac *m = &w->macs[w->n_macs++];
+            m->mac = get_str(&s, "mac", true, 17);
+            m->vtep = get_str(&s, "vtep", true, 45);
+        }
+        sub_end(r, &s, path);
+    }
+}
+
+static void network_clear(struct am_network *w)
+{
+    free(w->id);
+    free(w->cidr);
+    free(w->gateway);
+    free(w->bridge);
+    strs_free(w->vteps, w->n_vteps);
+    for (size_t i = 0; i < w->n_macs; i++) {
+        free(w->macs[i].mac);
+        free(w->macs[i].vtep);
+    }
+    free(w->macs);
+}
+
+static void port_read(struct rd *r, struct am_port *p)
+{
+    p->vm_id = get_str(r, "vm_id", true, 64);
+    p->proto = get_str(r, "proto", true, 16);
+    p->host_port = get_int(r, "host_port", true, 0, 65535, 0);
+    p->vm_port = get_int(r, "vm_port", true, 0, 65535, 0);
+    p->vm_address = get_str(r, "vm_address", true, 45);
+}
+
+static void port_clear(struct am_port *p)
+{
+    free(p->vm_id);
+    free(p->proto);
+    free(p->vm_address);
+}
+
+static void peer_read(struct rd *r, struct am_peer *p)
+{
+    p->node_id = get_str(r, "node_id", true, 64);
+    p->name = get_str(r, "name", false, 255);
+    p->public_key = get_str(r, "public_key", true, 44);
+    p->endpoint = get_str(r, "endpoint", false, 80);
+    p->allowed_ips = get_strs(r, "allowed_ips", AGENT_LIST_MAX, 49,
+                              &p->n_allowed_ips);
+    p->keepalive = get_int(r, "keepalive", false, 0, 65535, 0);
+}
+
+static void peer_clear(struct am_peer *p)
+{
+    free(p->node_id);
+    free(p->name);
+    free(p->public_key);
+    free(p->endpoint);
+    strs_free(p->allowed_ips, p->n_allowed_ips);
+}
+
+/* Read list member k of r into a new array of n items of `size` bytes,
+ * each by `read`. */
+static void *list_read(struct rd *r, const char *k, size_t size,
+                       void (*read)(struct rd *, void *), size_t *ret_n)
+{
+    size_t n;
+    const json_t *a = get_arr(r, k, true, AGENT_LIST_MAX, &n);
+    char *items = n ? xcalloc(n, size) : NULL;
+    *ret_n = 0;
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd s;
+        char *path;
+        if (sub(r, k, json_array_get(a, i), (ssize_t)i, &s, &path)) {
+            read(&s, items + size * *ret_n);
+            ++*ret_n;
+        }
+        sub_end(r, &s, path);
+    }
+    return items;
+}
+
+int am_desired_decode(const json_t *j, struct am_desired *ret,
+                      struct jerr *err)
+{
+    struct am_desired d = { 0 };
+    struct rd r = { j, "", err, false };
+    if (!json_is_object(j)) {
+        *err = (struct jerr){ xstrdup(""), xstrdup("not a JSON object") };
+        return -EINVAL;
+    }
+    d.revision = get_int(&r, "revision", true, 0, INT64_MAX, 0);
+    d.node_id = get_str(&r, "node_id", true, 64);
+    if (!r.failed && !json_object_get(j, "mesh"))
+        fail(&r, "mesh", "is required (null when the node has none)");
+    const json_t *mesh = member(&r, "mesh", false);
+    if (mesh && !r.failed) {
+        struct rd s;
+        char *path;
+        if (sub(&r, "mesh", mesh, -1, &s, &path)) {
+            d.has_mesh = true;
+            d.mesh.address = get_str(&s, "address", true, 45);
+            d.mesh.prefix = get_int(&s, "prefix", false, 0, 128, 0);
+            d.mesh.listen_port = get_int(&s, "listen_port", false, 0, 65535, 0);
+        }
+        sub_end(&r, &s, path);
+    }
+    d.unapproved = !get_bool(&r, "approved", true);
+    d.vms = list_read(&r, "vms", sizeof(*d.vms),
+                      (void (*)(struct rd *, void *))vm_read, &d.n_vms);
+    d.networks = list_read(&r, "networks", sizeof(*d.networks),
+                           (void (*)(struct rd *, void *))network_read,
+                           &d.n_networks);
+    d.ports = list_read(&r, "ports", sizeof(*d.ports),
+                        (void (*)(struct rd *, void *))port_read, &d.n_ports);
+    d.peers = list_read(&r, "peers", sizeof(*d.peers),
+                        (void (*)(struct rd *, void *))peer_read, &d.n_peers);
+    if (r.failed) {
+        am_desired_clear(&d);
+        return -EINVAL;
+    }
+    *ret = d;
+    return 0;
+}
+
+void am_desired_clear(struct am_desired *d)
+{
+    if (!d)
+        return;
+    free(d->node_id);
+    free(d->mesh.address);
+    for (size_t i = 0; i < d->n_vms; i++)
+        vm_clear(&d->vms[i]);
+    free(d->vms);
+    for (size_t i = 0; i < d->n_networks; i++)
+        network_clear(&d->networks[i]);
+    free(d->networks);
+    for (size_t i = 0; i < d->n_ports; i++)
+        port_clear(&d->ports[i]);
+    free(d->ports);
+    for (size_t i = 0; i < d->n_peers; i++)
+        peer_clear(&d->peers[i]);
+    free(d->peers);
+    *d = (struct am_desired){ 0 };
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+static void put(json_t *o, const char *k, json_t *v)
+{
+    if (!v || json_object_set_new(o, k, v) < 0)
+        abort(); /* out of memory, or a string that is not UTF-8: our bug */
+}
+
+static void put_str(json_t *o, const char *k, const char *s)
+{
+    if (s)
+        put(o, k, json_string(s));
+}
+
+static void put_int(json_t *o, const char *k, int64_t v)
+{
+    put(o, k, json_integer((json_int_t)v));
+}
+
+static json_t *strs(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+static json_t *nic_encode(const struct am_nic *n)
+{
+    json_t *o = json_object();
+    put_str(o, "network_id", n->network_id);
+    put_str(o, "mac", n->mac);
+    put_str(o, "address", n->address);
+    if (n->prefix)
+        put_int(o, "prefix", n->prefix);
+    put_str(o, "gateway", n->gateway);
+    if (n->mtu)
+        put_int(o, "mtu", n->mtu);
+    put_str(o, "bridge", n->bridge);
+    return o;
+}
+
+static json_t *snapshots_encode(const struct am_snapshot *v, size_t n,
+                                bool held)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        put_str(o, "id", v[i].id);
+        put_str(o, "name", v[i].name);
+        if (held) {
+            put_str(o, "consistency", v[i].consistency);
+            put_int(o, "created_at", v[i].created_at);
+        }
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static json_t *vm_encode(const struct am_vm *v)
+{
+    json_t *o = json_object();
+    put_str(o, "id", v->id);
+    put_str(o, "name", v->name);
+    put_int(o, "vcpus", v->vcpus);
+    put_int(o, "memory_mib", v->memory_mib);
+    put_int(o, "disk_gib", v->disk_gib);
+    put(o, "image", v->image ? json_string(v->image) : json_null());
+    if (v->has_source) {
+        json_t *s = json_object();
+        put_str(s, "id", v->source.id);
+        put_str(s, "sha256", v->source.sha256);
+        put_str(s, "format", v->source.format);
+        put_int(s, "size", v->source.size);
+        put_str(s, "url", v->source.url);
+        put(o, "image_source", s);
+    } else {
+        put(o, "image_source", json_null());
+    }
+    put(o, "ssh_keys", strs(v->ssh_keys, v->n_ssh_keys));
+    put_str(o, "power", v->running ? "running" : "stopped");
+    put(o, "stop_force", json_boolean(v->stop_force));
+    put(o, "deleted", json_boolean(v->deleted));
+    put_int(o, "reboot_gen", v->reboot_gen);
+    put_int(o, "start_gen", v->start_gen);
+    put_int(o, "place_gen", v->place_gen);
+    put_int(o, "shutdown_timeout_s", v->shutdown_timeout_s);
+    put(o, "user_data", v->user_data ? json_string(v->user_data) : json_null());
+    json_t *nics = json_array();
+    for (size_t i = 0; i < v->n_nics; i++)
+        json_array_append_new(nics, nic_encode(&v->nics[i]));
+    put(o, "nics", nics);
+    put(o, AGENT_VM_SNAPSHOTS, snapshots_encode(v->snapshots, v->n_snapshots,
+                                                false));
+    if (v->has_revert)
+        put(o, AGENT_VM_REVERT, json_pack("{s:I, s:s}", "gen",
+                                          (json_int_t)v->revert_gen,
+                                          "snapshot_id",
+                                          v->revert_snapshot_id));
+    return o;
+}
+
+static json_t *network_encode(const struct am_network *w)
+{
+    json_t *o = json_object();
+    put_str(o, "id", w->id);
+    put_int(o, "vxlan_id", w->vxlan_id);
+    put_str(o, "cidr", w->cidr);
+    put_str(o, "gateway", w->gateway);
+    if (w->mtu)
+        put_int(o, "mtu", w->mtu);
+    put_str(o, "bridge", w->bridge);
+    put(o, "vteps", strs(w->vteps, w->n_vteps));
+    json_t *macs = json_array();
+    for (size_t i = 0; i < w->n_macs; i++)
+        json_array_append_new(macs, json_pack("{s:s, s:s}", "mac",
+                                              w->macs[i].mac, "vtep",
+                                              w->macs[i].vtep));
+    put(o, "macs", macs);
+    return o;
+}
+
+static json_t *port_encode(const struct am_port *p)
+{
+    json_t *o = json_object();
+    put_str(o, "vm_id", p->vm_id);
+    put_str(o, "proto", p->proto);
+    put_int(o, "host_port", p->host_port);
+    put_int(o, "vm_port", p->vm_port);
+    put_str(o, "vm_address", p->vm_address);
+    return o;
+}
+
+static json_t *peer_encode(const struct am_peer *p)
+{
+    json_t *o = json_object();
+    put_str(o, "node_id", p->node_id);
+    put_str(o, "name", p->name);
+    put_str(o, "public_key", p->public_key);
+    put(o, "endpoint", p->endpoint ? json_string(p->endpoint) : json_null());
+    put(o, "allowed_ips", strs(p->allowed_ips, p->n_allowed_ips));
+    put_int(o, "keepalive", p->keepalive);
+    return o;
+}
+
+json_t *am_desired_encode(const struct am_desired *d)
+{
+    json_t *o = json_object();
+    put_int(o, "revision", d->revision);
+    put_str(o, "node_id", d->node_id);
+    if (d->has_mesh) {
+        json_t *m = json_object();
+        put_str(m, "address", d->mesh.address);
+        put_int(m, "prefix", d->mesh.prefix);
+        put_int(m, "listen_port", d->mesh.listen_port);
+        put(o, "mesh", m);
+    } else {
+        put(o, "mesh", json_null());
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < d->n_vms; i++)
+        json_array_append_new(a, vm_encode(&d->vms[i]));
+    put(o, "vms", a);
+    a = json_array();
+    for (size_t i = 0; i < d->n_networks; i++)
+        json_array_append_new(a, network_encode(&d->networks[i]));
+    put(o, "networks", a);
+    a = json_array();
+    for (size_t i = 0; i < d->n_ports; i++)
+        json_array_append_new(a, port_encode(&d->ports[i]));
+    put(o, "ports", a);
+    a = json_array();
+    for (size_t i = 0; i < d->n_peers; i++)
+        json_array_append_new(a, peer_encode(&d->peers[i]));
+    put(o, "peers", a);
+    if (d->unapproved)
+        put(o, "approved", json_false());
+    return o;
+}
+
+/* ---- a node's bodies ---------------------------------------------------- */
+
+static void inventory_read(struct rd *r, struct am_inventory *inv, bool all,
+                           bool with_free)
+{
+    static const char *const known[] = { "vcpus", "memory_mib", "disk_gib",
+                                         "kvm", "arch", "cpu_model", NULL };
+    /* Agents before this contract also sent what was free; nobody reads
+     * it (the controller counts its own placements). */
+    static const char *const known_old[] = { "vcpus", "memory_mib",
+                                             "disk_gib", "kvm", "arch",
+                                             "cpu_model", "free_vcpus",
+                                             "free_memory_mib",
+                                             "free_disk_gib", NULL };
+    strict(r, with_free ? known_old : known);
+    if (member(r, "vcpus", all))
+        inv->has |= AM_INV_VCPUS;
+    inv->vcpus = get_int(r, "vcpus", all, 1, NODE_MAX_VCPUS, 0);
+    if (member(r, "memory_mib", all))
+        inv->has |= AM_INV_MEMORY;
+    inv->memory_mib = get_int(r, "memory_mib", all, NODE_MIN_MEMORY_MIB,
+                              NODE_MAX_MEMORY_MIB, 0);
+    if (member(r, "disk_gib", all))
+        inv->has |= AM_INV_DISK;
+    inv->disk_gib = get_int(r, "disk_gib", all, 0, NODE_MAX_DISK_GIB, 0);
+    if (member(r, "kvm", all))
+        inv->has |= AM_INV_KVM;
+    inv->kvm = get_bool(r, "kvm", false);
+    inv->arch = get_str(r, "arch", false, 32);
+    inv->cpu_model = get_str(r, "cpu_model", false, 128);
+    if (with_free) {
+        (void)get_int(r, "free_vcpus", false, 0, NODE_MAX_VCPUS, 0);
+        (void)get_int(r, "free_memory_mib", false, 0, NODE_MAX_MEMORY_MIB, 0);
+        (void)get_int(r, "free_disk_gib", false, 0, NODE_MAX_DISK_GIB, 0);
+    }
+}
+
+static json_t *inventory_encode(const struct am_inventory *inv)
+{
+    json_t *o = json_object();
+    if (inv->has & AM_INV_VCPUS)
+        put_int(o, "vcpus", inv->vcpus);
+    if (inv->has & AM_INV_MEMORY)
+        put_int(o, "memory_mib", inv->memory_mib);
+    if (inv->has & AM_INV_DISK)
+        put_int(o, "disk_gib", inv->disk_gib);
+    if (inv->has & AM_INV_KVM)
+        put(o, "kvm", json_boolean(inv->kvm));
+    put_str(o, "arch", inv->arch);
+    put_str(o, "cpu_model", inv->cpu_model);
+    return o;
+}
+
+static void inventory_clear(struct am_inventory *inv)
+{
+    free(inv->arch);
+    free(inv->cpu_model);
+}
+
+/* AGENT_PERMIT_PORTS: distinct integers 1..65535. */
+static uint16_t *permit_read(struct rd *r, bool *has, size_t *ret_n)
+{
+    size_t n;
+    const json_t *a = get_arr(r, AGENT_PERMIT_PORTS, false,
+                              AGENT_PERMIT_PORTS_MAX, &n);
+    *ret_n = 0;
+    *has = a != NULL;
+    if (!a || r->failed)
+        return NULL;
+    uint16_t *p = xcalloc(n + 1, sizeof(*p));
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_array_get(a, i);
+        bool dup = false;
+        for (size_t k = 0; k < i && json_is_integer(v); k++)
+            dup |= p[k] == json_integer_value(v);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > 65535 || dup) {
+            fail(r, AGENT_PERMIT_PORTS, "must be a list of distinct port "
+                 "numbers from 1 to 65535");
+            free(p);
+            return NULL;
+        }
+        p[i] = (uint16_t)json_integer_value(v);
+    }
+    *ret_n = n;
+    return p;
+}
+
+static json_t *permit_encode(const uint16_t *p, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(p[i]));
+    return a;
+}
+
+/* Where a node says it is reached: an address, an address:port. */
+static void reach_read(struct rd *r, char **ret_ip, char **ret_ep)
+{
+    *ret_ep = get_str(r, "endpoint", false, 80);
+    *ret_ip = get_str(r, "public_ip", false, 45);
+    if (*ret_ep && !**ret_ep)
+        fail(r, "endpoint", "must not be empty");
+    if (*ret_ip && !net_ip_ok(*ret_ip))
+        fail(r, "public_ip", "must be an IP address");
+}
+
+static void vm_status_read(struct rd *r, struct am_vm_status *v)
+{
+    static const char *const known[] = { "id", "state", "reason",
+                                         "console_tail", "addresses",
+                                         "by_guest", "start_gen",
+                                         AGENT_VM_SNAPSHOTS,
+                                         AGENT_VM_REVERT_GEN, NULL };
+    strict(r, known);
+    v->id = get_str(r, "id", true, 36);
+    if (v->id && !uuid_is_valid(v->id))
+        fail(r, "id", "must be a UUID");
+    v->state = get_str(r, "state", true, 16);
+    bool ok = false;
+    for (size_t i = 0; v->state && am_vm_states[i] && !ok; i++)
+        ok = streq(am_vm_states[i], v->state);
+    if (v->state && !ok)
+        fail(r, "state", "must be one of creating, running, stopped, "
+             "crashed, paused, error, deleted");
+    v->reason = get_str(r, "reason", false, AGENT_REASON_MAX);
+    v->console_tail = get_str(r, "console_tail", false,
+                              AGENT_CONSOLE_TAIL_MAX);
+    size_t n;
+    const json_t *a = get_arr(r, "addresses", false, NODE_MAX_VM_ADDRESSES, &n);
+    for (size_t i = 0; a && i < n && !r->failed; i++) {
+        const char *s = json_string_value(json_array_get(a, i));
+        if (!net_ip_ok(s))
+            fail(r, "addresses", "must be a list of at most %d IP addresses",
+                 NODE_MAX_VM_ADDRESSES);
+    }
+    if (a && !r->failed)
+        v->addresses = json_deep_copy(a);
+    v->by_guest = get_bool(r, "by_guest", false);
+    v->start_gen = get_int(r, "start_gen", false, 0, INT64_MAX, 0);
+    v->has_snapshots = member(r, AGENT_VM_SNAPSHOTS, false) != NULL;
+    v->snapshots = snapshots_read(r, AGENT_VM_SNAPSHOTS_HELD_MAX, true,
+                                  &v->n_snapshots);
+    v->revert_gen = get_int(r, AGENT_VM_REVERT_GEN, false, 0, INT64_MAX, 0);
+}
+
+static void vm_status_clear(struct am_vm_status *v)
+{
+    free(v->id);
+    free(v->state);
+    free(v->reason);
+    free(v->console_tail);
+    json_decref(v->addresses);
+    snapshots_clear(v->snapshots, v->n_snapshots);
+}
+
+static void refusal_read(struct rd *r, struct am_refusal *f)
+{
+    /* What a node says it refused is bounded again by the controller
+     * (AGENT_REFUSED_*), which keeps malformed entries out of its log. */
+    f->object = get_str(r, "object", false, AGENT_STATUS_BODY_MAX);
+    f->reason = get_str(r, "reason", false, AGENT_STATUS_BODY_MAX);
+}
+
+/* The node's GPU report (AGENT_GPUS, AGENT_IOMMU): the list is only
+ * bounded here; the controller checks each entry (gpus_report_check). */
+static json_t *gpus_read(struct rd *r, int *iommu)
+{
+    size_t n;
+    const json_t *a = get_arr(r, AGENT_GPUS, false, AGENT_GPUS_MAX, &n);
+    *iommu = -1;
+    if (member(r, AGENT_IOMMU, false) && !r->failed)
+        *iommu = get_bool(r, AGENT_IOMMU, false);
+    return a && !r->failed ? json_deep_copy(a) : NULL;
+}
+
+static void gpus_encode(json_t *o, const json_t *gpus, int iommu)
+{
+    if (!gpus)
+        return;
+    put(o, AGENT_GPUS, json_deep_copy(gpus));
+    if (iommu >= 0)
+        put(o, AGENT_IOMMU, json_boolean(iommu));
+}
+
+int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
+{
+    static const char *const known[] = { "inventory", "vms", "samples",
+                                         "endpoint", "public_ip", "refused",
+                                         AGENT_PERMIT_PORTS, AGENT_GPUS,
+                                         AGENT_IOMMU, NULL };
+    struct am_status s = { 0 };
+    struct rd r = { j, "", err, false };
+    if (!json_is_object(j)) {
+        *err = (struct jerr){ xstrdup(""), xstrdup("not a JSON object") };
+        return -EINVAL;
+    }
+    strict(&r, known);
+    const json_t *inv = member(&r, "inventory", false);
+    if (inv && !r.failed) {
+        struct rd x;
+        char *path;
+        if (sub(&r, "inventory", inv, -1, &x, &path)) {
+            inventory_read(&x, &s.inventory, false, true);
+            s.has_inventory = true;
+        }
+        sub_end(&r, &x, path);
+    }
+    size_t n;
+    const json_t *a = get_arr(&r, "vms", false, AGENT_LIST_MAX, &n);
+    if (n)
+        s.vms = xcalloc(n, sizeof(*s.vms));
+    for (size_t i = 0; i < n && !r.failed; i++) {
+        struct rd x;
+        char *path;
+        if (sub(&r, "vms", json_array_get(a, i), (ssize_t)i, &x, &path))
+            vm_status_read(&x, &s.vms[s.n_vms++]);
+        sub_end(&r, &x, path);
+    }
+    a = get_arr(&r, "samples", false, AGENT_LIST_MAX, &n);
+    if (a && !r.failed)
+        s.samples = json_deep_copy(a);
+    reach_read(&r, &s.public_ip, &s.endpoint);
+    a = get_arr(&r, "refused", false, AGENT_LIST_MAX, &n);
+    if (n)
+        s.refused = xcalloc(n, sizeof(*s.refused));
+    for (size_t i = 0; i < n && !r.failed; i++) {
+        struct rd x;
+        char *path;
+        if (sub(&r, "refused", json_array_get(a, i), (ssize_t)i, &x, &path))
+            refusal_read(&x, &s.refused[s.n_refused++]);
+        sub_end(&r, &x, path);
+    }
+    s.permit_ports = permit_read(&r, &s.has_permit_ports, &s.n_permit_ports);
+    s.gpus = gpus_read(&r, &s.iommu);
+    if (r.failed) {
+        am_status_clear(&s);
+        return -EINVAL;
+    }
+    *ret = s;
+    return 0;
+}
+
+void am_status_clear(struct am_status *s)
+{
+    if (!s)
+        return;
+    inventory_clear(&s->inventory);
+    for (size_t i = 0; i < s->n_vms; i++)
+        vm_status_clear(&s->vms[i]);
+    free(s->vms);
+    free(s->endpoint);
+    free(s->public_ip);
+    for (size_t i = 0; i < s->n_refused; i++) {
+        free(s->refused[i].object);
+        free(s->refused[i].reason);
+    }
+    free(s->refused);
+    free(s->permit_ports);
+    json_decref(s->samples);
+    json_decref(s->gpus);
+    *s = (struct am_status){ 0 };
+}
+
+json_t *am_status_encode(const struct am_status *s)
+{
+    json_t *o = json_object();
+    if (s->has_inventory)
+        put(o, "inventory", inventory_encode(&s->inventory));
+    json_t *vms = json_array();
+    for (size_t i = 0; i < s->n_vms; i++) {
+        const struct am_vm_status *v = &s->vms[i];
+        json_t *x = json_object();
+        put_str(x, "id", v->id);
+        put_str(x, "state", v->state);
+        if (v->by_guest) {
+            put(x, "by_guest", json_true());
+            put_int(x, "start_gen", v->start_gen);
+        }
+        put_str(x, "reason", v->reason);
+        put_str(x, "console_tail", v->console_tail);
+        if (v->addresses)
+            put(x, "addresses", json_deep_copy(v->addresses));
+        if (v->has_snapshots) {
+            put(x, AGENT_VM_SNAPSHOTS, snapshots_encode(v->snapshots,
+                                                        v->n_snapshots, true));
+            put_int(x, AGENT_VM_REVERT_GEN, v->revert_gen);
+        }
+        json_array_append_new(vms, x);
+    }
+    put(o, "vms", vms);
+    put_str(o, "endpoint", s->endpoint);
+    put_str(o, "public_ip", s->public_ip);
+    if (s->has_permit_ports)
+        put(o, AGENT_PERMIT_PORTS,
+            permit_encode(s->permit_ports, s->n_permit_ports));
+    if (s->n_refused) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < s->n_refused; i++) {
+            json_t *f = json_object();
+            put_str(f, "object", s->refused[i].object);
+            put_str(f, "reason", s->refused[i].reason);
+            json_array_append_new(a, f);
+        }
+        put(o, "refused", a);
+    }
+    if (s->samples)
+        put(o, "samples", json_deep_copy(s->samples));
+    gpus_encode(o, s->gpus, s->iommu);
+    return o;
+}
+
+int am_register_decode(const json_t *j, struct am_register *ret,
+                       struct jerr *err)
+{
+    static const char *const known[] = { "token", "name", "inventory",
+                                         "wg_public_key", "endpoint",
+                                         "wg_port", "public_ip", "port_min",
+                                         "port_max", AGENT_PERMIT_PORTS,
+                                         AGENT_GPUS, AGENT_IOMMU, NULL };
+    struct am_register g = { 0 };
+    struct rd r = { j, "", err, false };
+    if (!json_is_object(j)) {
+        *err = (struct jerr){ xstrdup(""), xstrdup("not a JSON object") };
+        return -EINVAL;
+    }
+    strict(&r, known);
+    g.token = get_str(&r, "token", true, 200);
+    if (g.token && !*g.token)
+        fail(&r, "token", "must not be empty");
+    g.name = get_str(&r, "name", true, 255);
+    if (g.name && !name_is_valid(g.name))
+        fail(&r, "name", "must be a lowercase name (a-z, 0-9, '-')");
+    const json_t *inv = member(&r, "inventory", true);
+    if (inv && !r.failed) {
+        struct rd x;
+        char *path;
+        if (sub(&r, "inventory", inv, -1, &x, &path))
+            inventory_read(&x, &g.inventory, true, false);
+        sub_end(&r, &x, path);
+    }
+    g.wg_public_key = get_str(&r, "wg_public_key", false, 44);
+    if (g.wg_public_key && strlen(g.wg_public_key) != 44)
+        fail(&r, "wg_public_key", "must be 44 characters of base64");
+    reach_read(&r, &g.public_ip, &g.endpoint);
+    g.wg_port = get_int(&r, "wg_port", false, 1, 65535, 0);
+    g.port_min = get_int(&r, "port_min", false, 1, 65535, 0);
+    g.port_max = get_int(&r, "port_max", false, 1, 65535, 0);
+    g.permit_ports = permit_read(&r, &g.has_permit_ports, &g.n_permit_ports);
+    g.gpus = gpus_read(&r, &g.iommu);
+    if (r.failed) {
+        am_register_clear(&g);
+        return -EINVAL;
+    }
+    *ret = g;
+    return 0;
+}
+
+void am_register_clear(struct am_register *g)
+{
+    if (!g)
+        return;
+    if (g->token)
+        explicit_bzero(g->token, strlen(g->token));
+    free(g->token);
+    free(g->name);
+    inventory_clear(&g->inventory);
+    free(g->wg_public_key);
+    free(g->endpoint);
+    free(g->public_ip);
+    free(g->permit_ports);
+    json_decref(g->gpus);
+    *g = (struct am_register){ 0 };
+}
+
+json_t *am_register_encode(const struct am_register *g)
+{
+    json_t *o = json_object();
+    put_str(o, "token", g->token);
+    put_str(o, "name", g->name);
+    put(o, "inventory", inventory_encode(&g->inventory));
+    put_str(o, "wg_public_key", g->wg_public_key);
+    put_str(o, "endpoint", g->endpoint);
+    if (g->wg_port)
+        put_int(o, "wg_port", g->wg_port);
+    put_str(o, "public_ip", g->public_ip);
+    if (g->port_min)
+        put_int(o, "port_min", g->port_min);
+    if (g->port_max)
+        put_int(o, "port_max", g->port_max);
+    if (g->has_permit_ports)
+        put(o, AGENT_PERMIT_PORTS,
+            permit_encode(g->permit_ports, g->n_permit_ports));
+    gpus_encode(o, g->gpus, g->iommu);
+    return o;
+}

@@ -1,0 +1,214 @@
+/* The controller–agent contract as C types: the desired document (GET
+ * /v1/agent/desired), the status body (POST /v1/agent/status) and the
+ * register body (POST /v1/agent/register), each with one encoder and one
+ * decoder that both ends use, so that the wire format, its bounds and its
+ * defaults are written once. Limits are in api/agentproto.h. */
+#pragma once
+
+#include "api/agentproto.h"
+#include "common/jsonutil.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- the desired document ---------------------------------------------- */
+
+struct am_nic {
+    char *network_id;       /* may be NULL */
+    char *mac;
+    char *address;
+    int64_t prefix;         /* 0: not given */
+    char *gateway;          /* may be NULL */
+    int64_t mtu;            /* 0: not given */
+    char *bridge;
+};
+
+struct am_image_source {
+    char *id, *sha256, *format, *url;
+    int64_t size;
+};
+
+/* A snapshot: in the desired document {id, name} (consistency NULL,
+ * created_at 0); in a status post also how it was taken
+ * (SNAPSHOT_CONSISTENCY_*) and when (Unix seconds). */
+struct am_snapshot {
+    char *id, *name;
+    char *consistency;
+    int64_t created_at;
+};
+
+struct am_vm {
+    char *id, *name;
+    int64_t vcpus, memory_mib, disk_gib;
+    char *image;
+    bool has_source;
+    struct am_image_source source;
+    char **ssh_keys;
+    size_t n_ssh_keys;
+    bool running;           /* "power": running or stopped */
+    bool stop_force, deleted;
+    int64_t reboot_gen, start_gen, place_gen;
+    int64_t shutdown_timeout_s;
+    char *user_data;        /* may be NULL */
+    struct am_nic *nics;
+    size_t n_nics;
+    /* AGENT_VM_SNAPSHOTS (at most VM_SNAPSHOTS_MAX) and AGENT_VM_REVERT:
+     * a revert to snapshot revert_snapshot_id, done once per revert_gen
+     * (has_revert false: none asked). */
+    struct am_snapshot *snapshots;
+    size_t n_snapshots;
+    bool has_revert;
+    int64_t revert_gen;
+    char *revert_snapshot_id;
+};
+
+struct am_remote_mac {
+    char *mac, *vtep;
+};
+
+struct am_network {
+    char *id;
+    int64_t vxlan_id;
+    char *cidr, *gateway, *bridge;
+    int64_t mtu;            /* 0: not given */
+    char **vteps;
+    size_t n_vteps;
+    struct am_remote_mac *macs;
+    size_t n_macs;
+};
+
+struct am_port {
+    char *vm_id, *proto, *vm_address;
+    int64_t host_port, vm_port;
+};
+
+struct am_peer {
+    char *node_id, *name, *public_key;
+    char *endpoint;         /* may be NULL */
+    char **allowed_ips;
+    size_t n_allowed_ips;
+    int64_t keepalive;
+};
+
+struct am_mesh {
+    char *address;
+    int64_t prefix, listen_port;
+};
+
+struct am_desired {
+    int64_t revision;
+    char *node_id;
+    bool has_mesh;          /* "mesh": null when false */
+    struct am_mesh mesh;
+    bool unapproved;        /* "approved": false, sent only then */
+    struct am_vm *vms;
+    size_t n_vms;
+    struct am_network *networks;
+    size_t n_networks;
+    struct am_port *ports;
+    size_t n_ports;
+    struct am_peer *peers;
+    size_t n_peers;
+};
+
+/* ---- the status body ---------------------------------------------------- */
+
+/* A node's facts, at register (all of vcpus..kvm required) and in every
+ * status post (all optional). `has` says which were given. */
+enum am_inv_has {
+    AM_INV_VCPUS = 1 << 0,
+    AM_INV_MEMORY = 1 << 1,
+    AM_INV_DISK = 1 << 2,
+    AM_INV_KVM = 1 << 3,
+    AM_INV_ALL = (1 << 4) - 1,
+};
+struct am_inventory {
+    unsigned has;
+    int64_t vcpus, memory_mib, disk_gib;
+    bool kvm;
+    char *arch, *cpu_model; /* may be NULL */
+};
+
+struct am_vm_status {
+    char *id;
+    char *state;            /* one of am_vm_states */
+    char *reason;           /* may be NULL */
+    char *console_tail;     /* may be NULL */
+    json_t *addresses;      /* array of IP texts, or NULL */
+    bool by_guest;
+    int64_t start_gen;
+    /* What the domain holds (AGENT_VM_SNAPSHOTS) and the last revert
+     * generation it carried out (AGENT_VM_REVERT_GEN); has_snapshots
+     * false: not reported (no domain yet). */
+    bool has_snapshots;
+    struct am_snapshot *snapshots;
+    size_t n_snapshots;
+    int64_t revert_gen;
+};
+
+struct am_refusal {
+    char *object, *reason;
+};
+
+struct am_status {
+    bool has_inventory;
+    struct am_inventory inventory;
+    struct am_vm_status *vms;
+    size_t n_vms;
+    char *endpoint, *public_ip;     /* may be NULL */
+    struct am_refusal *refused;
+    size_t n_refused;
+    bool has_permit_ports;
+    uint16_t *permit_ports;
+    size_t n_permit_ports;
+    /* Usage samples, {vm, seq, start, end} each: the decoder checks only
+     * that this is a bounded array, since billing names each sample it
+     * refuses (AGENT_REJECTED_SAMPLES) and the node keeps the rest. */
+    json_t *samples;
+    /* The node's GPUs (AGENT_GPUS; NULL: not reported) and whether its
+     * IOMMU is on (-1: not reported). */
+    json_t *gpus;
+    int iommu;
+};
+
+/* ---- the register body -------------------------------------------------- */
+
+struct am_register {
+    char *token, *name;
+    struct am_inventory inventory;
+    char *wg_public_key, *endpoint, *public_ip; /* may be NULL */
+    int64_t wg_port, port_min, port_max;        /* 0: not given */
+    bool has_permit_ports;
+    uint16_t *permit_ports;
+    size_t n_permit_ports;
+    json_t *gpus; /* as in struct am_status */
+    int iommu;
+};
+
+/* The states a VM may be reported in (NULL-terminated). */
+extern const char *const am_vm_states[];
+
+/* Encoders: a new JSON value (never NULL; aborts on out of memory) in the
+ * wire format, members in a fixed order, optional ones left out when
+ * empty. The caller owns the result. */
+json_t *am_desired_encode(const struct am_desired *d);
+json_t *am_status_encode(const struct am_status *s);
+json_t *am_register_encode(const struct am_register *r);
+
+/* Decoders: check every member the contract names (type, bounds, syntax
+ * of addresses, MACs and interface names) and fill *ret, which the caller
+ * clears with the matching _clear() on success; on failure *ret is left
+ * zeroed and *err names the offending member (caller clears it). -EINVAL
+ * on failure. A document from the controller may hold members this agent
+ * does not know (a newer controller talking to an older agent): they are
+ * ignored. A body from a node may not: unknown members are refused, as
+ * everywhere in the API. */
+int am_desired_decode(const json_t *j, struct am_desired *ret,
+                      struct jerr *err);
+int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err);
+int am_register_decode(const json_t *j, struct am_register *ret,
+                       struct jerr *err);
+
+void am_desired_clear(struct am_desired *d);
+void am_status_clear(struct am_status *s);
+void am_register_clear(struct am_register *r);

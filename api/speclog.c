@@ -1,0 +1,60 @@
+/* FOG_SPEC_LOG: one JSON line per answer received, for the spec check
+ * (tools/openapi_check.js). */
+#include "api/speclog.h"
+#include "common/util.h"
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Bodies past this are recorded without their text: the API's JSON
+ * answers are far smaller, only image files get this big. */
+#define SPECLOG_MAX_BODY (4u << 20)
+
+void api_speclog_record(CURL *h, const char *req, size_t req_len, long status,
+                        const char *content_type, const char *body,
+                        size_t len)
+{
+    const char *file = getenv("FOG_SPEC_LOG");
+    if (!file || !*file)
+        return;
+    char *method = NULL, *url = NULL;
+    struct curl_header *allow = NULL;
+    curl_easy_getinfo(h, CURLINFO_EFFECTIVE_METHOD, &method);
+    curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &url);
+    if (!method || !url)
+        return;
+    /* "https://host:port/v1/x?y" -> "/v1/x?y" */
+    const char *path = strstr(url, "://");
+    path = path ? strchr(path + 3, '/') : url;
+    if (!path)
+        path = "/";
+    json_t *line = json_pack("{s:s, s:s, s:I}", "method", method, "path", path,
+                             "status", (json_int_t)status);
+    if (!line)
+        return;
+    if (content_type)
+        json_object_set_new(line, "content_type", json_string(content_type));
+    if (curl_easy_header(h, "Allow", 0, CURLH_HEADER, -1, &allow) ==
+        CURLHE_OK)
+        json_object_set_new(line, "allow", json_string(allow->value));
+    if (body && len <= SPECLOG_MAX_BODY)
+        json_object_set_new(line, "body", json_stringn(body, len));
+    if (req && req_len <= SPECLOG_MAX_BODY)
+        json_object_set_new(line, "request", json_stringn(req, req_len));
+    char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(line);
+    if (!text)
+        return;
+    size_t n = strlen(text);
+    text[n] = '\n'; /* one write: O_APPEND keeps concurrent lines whole */
+    int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        ssize_t w = write(fd, text, n + 1);
+        (void)w;
+        close(fd);
+    }
+    free(text);
+}

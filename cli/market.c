@@ -1,0 +1,118 @@
+/* fogctl's view of the market: `offers`, every reachable node's prices,
+ * region, labels, free room, reputation and benchmark score, filtered and
+ * sorted as a buyer chooses (the hub filters region, price and order; the
+ * label and GPU selectors are checked here on what the hub answered). */
+#include "cli/cli.h"
+
+/* Whether offer o carries every "k=v" of sel in its labels. */
+static bool labels_match(json_t *o, json_t *sel)
+{
+    json_t *labels = json_object_get(o, "labels");
+    size_t i;
+    json_t *it;
+    json_array_foreach(sel, i, it) {
+        const char *kv = json_string_value(it), *eq = strchr(kv, '=');
+        _cleanup_free_ char *k = xstrndup(kv, (size_t)(eq - kv));
+        json_t *v = json_object_get(labels, k);
+        if (!json_is_string(v) || !streq(json_string_value(v), eq + 1))
+            return false;
+    }
+    return true;
+}
+
+/* A row for the table: prices, room and labels as short text. */
+static json_t *offer_flat(json_t *o)
+{
+    json_t *p = json_object_get(o, "prices"), *f = json_object_get(o, "free");
+    json_t *row = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "node",
+                            json_object_get(o, "node_name"), "region",
+                            json_object_get(o, "region"), "vcpu_hour",
+                            json_object_get(p, "vcpu_hour"), "mem_gib_hour",
+                            json_object_get(p, "mem_gib_hour"),
+                            "disk_gib_month",
+                            json_object_get(p, "disk_gib_month"), "reputation",
+                            json_object_get(o, "reputation"));
+    json_t *bench = json_object_get(o, "benchmark");
+    json_object_set_new(row, "benchmark", bench ? json_incref(bench)
+                                                : json_null());
+    json_object_set_new(row, "free",
+                        json_sprintf("%lldc/%lldG/%lldG",
+                                     (long long)json_integer_value(
+                                         json_object_get(f, "vcpus")),
+                                     (long long)json_integer_value(
+                                         json_object_get(f, "memory_gib")),
+                                     (long long)json_integer_value(
+                                         json_object_get(f, "disk_gib"))));
+    json_t *gpus = json_array(), *labels = json_array(), *v;
+    const char *k;
+    json_object_foreach(json_object_get(o, "gpu_models"), k, v)
+        json_array_append_new(gpus, json_sprintf("%s=%s", k,
+                                                 json_string_value(v)));
+    json_object_foreach(json_object_get(o, "labels"), k, v)
+        json_array_append_new(labels, json_sprintf("%s=%s", k,
+                                                   json_string_value(v)));
+    json_object_set_new(row, "gpus", gpus);
+    json_object_set_new(row, "labels", labels);
+    return row;
+}
+
+static int offers(struct cli *c, struct cli_args *a)
+{
+    const struct cli_verb *v = cli_verb_find("offers");
+    const char *sort = cli_flag(a, "sort"), *gpu = cli_flag(a, "gpu");
+    if (sort && !streq(sort, "price") && !streq(sort, "reputation"))
+        return cli_usage(v, "invalid --sort '%s' (price or reputation)", sort);
+    json_t *sel = cli_flag_list(a, "label");
+    size_t i;
+    json_t *it;
+    json_array_foreach(sel, i, it) {
+        const char *kv = json_string_value(it), *eq = strchr(kv, '=');
+        if (!eq || eq == kv)
+            return cli_usage(v, "invalid --label '%s' (KEY=VALUE)", kv);
+    }
+    /* The hub filters region and price and sorts; words are escaped. */
+    static const char *const q[][2] = { { "region", "region" },
+                                        { "max-price", "max_price" },
+                                        { "sort", "sort" } };
+    _cleanup_free_ char *path = xstrdup("/v1/offers");
+    char sep = '?';
+    for (size_t k = 0; k < ARRAY_SIZE(q); k++) {
+        const char *val = cli_flag(a, q[k][0]);
+        if (!val)
+            continue;
+        _cleanup_free_ char *e = cli_escape(val);
+        char *np = xasprintf("%s%c%s=%s", path, sep, q[k][1], e);
+        free(path);
+        path = np;
+        sep = '&';
+    }
+    json_auto_t *ans = NULL;
+    if (cli_call(c, "GET", path, NULL, &ans) != 0)
+        return CLI_FAIL;
+    json_auto_t *keep = json_array();
+    json_array_foreach(json_object_get(ans, "offers"), i, it)
+        if (labels_match(it, sel) &&
+            (!gpu || json_object_get(json_object_get(it, "gpu_models"), gpu)))
+            json_array_append(keep, it);
+    if (c->json) {
+        cli_print_json(keep);
+        return CLI_OK;
+    }
+    json_auto_t *rows = json_array();
+    json_array_foreach(keep, i, it)
+        json_array_append_new(rows, offer_flat(it));
+    cli_print_table(rows, "node,region,vcpu_hour,mem_gib_hour,disk_gib_month,"
+                          "gpus,free,reputation,benchmark,labels");
+    return CLI_OK;
+}
+
+const struct cli_verb cli_market_verbs[] = {
+    { "offers", offers, 0, 0, "region=,label=*,gpu=,max-price=,sort=",
+      "[--region R] [--label K=V]... [--gpu MODEL] [--max-price P] "
+      "[--sort price|reputation]",
+      "list the offers of reachable nodes: prices (tokens per vCPU-hour, "
+      "GiB-hour of memory, GiB-month of disk, GPU model-hour), region, "
+      "labels, free room (rounded down), reputation (0-100) and benchmark "
+      "score; --max-price is per vCPU-hour", NULL },
+    { NULL, NULL, 0, 0, NULL, NULL, NULL, NULL },
+};
