@@ -91,7 +91,9 @@ static int snapshot_create(struct cli *c, struct cli_args *a)
     int r = cli_call(c, "POST", p, body, &snap);
     if (r)
         return r;
-    const char *name = json_string_value(json_object_get(snap, "name"));
+    /* A copy: snap is replaced below. */
+    _cleanup_free_ char *name = xstrdup(
+        json_string_value(json_object_get(snap, "name")) ?: "");
     if (cli_flag_bool(a, "wait")) {
         if ((r = snap_wait(c, v, a, a->pos[0], name, SNAP_READY)))
             return r;

@@ -54,18 +54,20 @@ static bool snapshot_target(struct app *a, struct http_request *r,
     }
     if (ret_snap) {
         const char *ref = http_req_param(r, 1);
+        bool ok = ref && (name_is_valid(ref) || uuid_is_valid(ref));
         e = -ENOENT;
-        if (ref && (name_is_valid(ref) || uuid_is_valid(ref)))
+        if (ok)
             e = store_query_one(a->store, ret_snap, "SELECT " SNAP_COLS
                                 SNAP_FROM "WHERE s.vm_id = $1 AND (s.name = "
-                                "$2 OR s.id = $2)", "ss", json_str(vm, "id"),
-                                ref);
+                                "$2 OR s.id = $3)", "sss", json_str(vm, "id"),
+                                ref, ref);
         if (e < 0) {
+            /* Only a well-formed reference is quoted back. */
             if (e == -ENOENT)
                 http_reply_problem(r, 404, "not-found", NULL,
-                                   "VM %s has no snapshot '%s'",
-                                   http_req_param(r, 0) ? http_req_param(r, 0)
-                                                        : "", ref ? ref : "");
+                                   "VM %s has no snapshot %s%s%s",
+                                   http_req_param(r, 0), ok ? "'" : "",
+                                   ok ? ref : "by that name", ok ? "'" : "");
             else
                 reply_store_error(r, e, "snapshot");
             return false;
