@@ -238,8 +238,10 @@ static void snapshot_read(struct rd *r, struct am_snapshot *s, bool held)
     s->name = get_str(r, "name", true, 63);
     if (s->name && !name_is_valid(s->name))
         fail(r, "name", "must be a lowercase name (a-z, 0-9, '-')");
-    if (!held)
+    if (!held) {
+        s->taken = get_bool(r, "taken", false);
         return;
+    }
     s->consistency = get_str(r, "consistency", true, 16);
     if (s->consistency &&
         !streq(s->consistency, SNAPSHOT_CONSISTENCY_CHECKPOINT) &&
@@ -573,6 +575,8 @@ static json_t *snapshots_encode(const struct am_snapshot *v, size_t n,
         if (held) {
             put_str(o, "consistency", v[i].consistency);
             put_int(o, "created_at", v[i].created_at);
+        } else if (v[i].taken) {
+            put(o, "taken", json_true());
         }
         json_array_append_new(a, o);
     }

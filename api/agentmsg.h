@@ -28,11 +28,14 @@ struct am_image_source {
     int64_t size;
 };
 
-/* A snapshot: in the desired document {id, name} (consistency NULL,
- * created_at 0); in a status post also how it was taken
+/* A snapshot: in the desired document {id, name, taken} (consistency
+ * NULL, created_at 0), where `taken` says the node has reported it once,
+ * so a node that no longer holds it lost it and must not take it afresh;
+ * in a status post {id, name, consistency, created_at}: how it was taken
  * (SNAPSHOT_CONSISTENCY_*) and when (Unix seconds). */
 struct am_snapshot {
     char *id, *name;
+    bool taken;
     char *consistency;
     int64_t created_at;
 };

@@ -49,8 +49,10 @@
 #define AGENT_OBSERVED_IP "observed_ip"
 
 /* Snapshots. Each desired VM entry lists the snapshots that should exist
- * under AGENT_VM_SNAPSHOTS as {id, name} and may carry AGENT_VM_REVERT
- * {gen, snapshot_id}: a revert is done once per generation. The node
+ * under AGENT_VM_SNAPSHOTS as {id, name, taken?} (taken: the node
+ * reported it once; one it no longer holds is lost, never taken afresh)
+ * and, until the node reports it done, AGENT_VM_REVERT {gen,
+ * snapshot_id}: a revert is done once per generation. The node
  * reports, per VM, the snapshots it holds under AGENT_VM_SNAPSHOTS as
  * {id, name, consistency, created_at} and the last revert generation it
  * carried out as AGENT_VM_REVERT_GEN. Snapshots are internal qcow2

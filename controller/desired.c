@@ -113,7 +113,8 @@ static int vm_snapshots(struct app *a, const json_t *row, struct am_vm *vm)
     json_auto_t *rows = NULL;
     int e;
     if ((e = fault("snapshots")) < 0 ||
-        (e = store_query(a->store, &rows, "SELECT id, name FROM vm_snapshots "
+        (e = store_query(a->store, &rows, "SELECT id, name, state FROM "
+                         "vm_snapshots "
                          "WHERE vm_id = $1 AND state IN ('pending', 'ready') "
                          "ORDER BY created_at, name", "s", vm->id)) < 0)
         return e;
@@ -124,8 +125,12 @@ static int vm_snapshots(struct app *a, const json_t *row, struct am_vm *vm)
         struct am_snapshot *x = &vm->snapshots[vm->n_snapshots++];
         if ((e = col(s, "id", &x->id)) < 0 || (e = col(s, "name", &x->name)) < 0)
             return e;
+        x->taken = streq(json_str(s, "state"), "ready");
     }
-    if (json_int(row, "revert_gen", 0) > 0 && json_str(row, "revert_snapshot")) {
+    /* A revert the node has reported done is not asked again: a domain
+     * made afresh (its host lost it) must not revert. */
+    if (json_int(row, "revert_gen", 0) > json_int(row, "revert_done_gen", 0) &&
+        json_str(row, "revert_snapshot")) {
         vm->has_revert = true;
         vm->revert_gen = json_int(row, "revert_gen", 0);
         vm->revert_snapshot_id = xstrdup(json_str(row, "revert_snapshot"));
@@ -180,7 +185,7 @@ static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
                          "v.disk_gib, v.image, v.desired_state, v.stop_force, "
                          "v.reboot_gen, v.start_gen, v.place_gen, "
                          "v.shutdown_timeout_s, v.user_data, "
-                         "v.revert_gen, v.revert_snapshot, "
+                         "v.revert_gen, v.revert_snapshot, v.revert_done_gen, "
                          "v.account_id, i.id AS image_id, i.sha256, i.format, "
                          "i.size FROM vms v LEFT JOIN images i ON i.id = "
                          "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS "

@@ -70,8 +70,12 @@ bool snapshot_plan(struct reconcile_plan *p, const json_t *vm,
         if (!keep)
             add_snap(p, RC_SNAPSHOT_DELETE, vm, d->snaps[k].name, NULL);
     }
+    /* One the node reported once and no longer holds is lost (the domain
+     * was made afresh): taking it now would give its name to another
+     * state of the disk. */
     json_array_foreach(want, i, s)
-        if (!held_by_id(d, json_str(s, "id")))
+        if (!held_by_id(d, json_str(s, "id")) &&
+            !json_is_true(json_object_get(s, "taken")))
             add_snap(p, RC_SNAPSHOT_CREATE, vm, json_str(s, "name"),
                      json_str(s, "id"));
     json_t *rv = json_object_get(vm, AGENT_VM_REVERT);
@@ -79,12 +83,13 @@ bool snapshot_plan(struct reconcile_plan *p, const json_t *vm,
         return false;
     const char *sid = json_str(rv, "snapshot_id");
     const struct vmxml_snap *held = held_by_id(d, sid);
-    bool coming = false;
+    const json_t *asked = NULL;
     json_array_foreach(want, i, s)
-        coming = coming || streq(json_str(s, "id"), sid);
-    if (!coming)
+        if (streq(json_str(s, "id"), sid))
+            asked = s;
+    if (!asked)
         held = NULL; /* deleted since: nothing to revert to */
-    else if (!held)
+    else if (!held && !json_is_true(json_object_get(asked, "taken")))
         return false; /* taken in this pass: reverted to in the next */
     /* Without the snapshot (gone with an earlier domain) the executor
      * records the revert as impossible. */

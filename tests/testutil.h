@@ -133,6 +133,10 @@ struct tu_agent {
  * test on other failures. */
 void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
                     const char *name, int cpus, int64_t mem_mib);
+/* Kill the agent (SIGKILL) and run it again on the same data dir, its
+ * log appended to. The test driver's domains die with it: the agent
+ * comes back to a host that has lost them. */
+void tu_agent_restart(struct tu_agent *a);
 /* Kill the agent and remove its directory; nothing when never started. */
 void tu_agent_destroy(struct tu_agent *a);
 

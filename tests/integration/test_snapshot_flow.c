@@ -203,10 +203,39 @@ static void snapshots_are_taken_reverted_and_deleted_once(void **state)
     assert_non_null(strstr(out, "powered-off"));
 }
 
+/* The node comes back from a restart having lost the domain (the test
+ * driver keeps nothing): the VM is made afresh, its snapshots are
+ * reported lost, none is taken again under its old name and the revert
+ * done before is not done again. */
+static void a_restarted_node_repeats_nothing(void **state)
+{
+    tu_agent_restart(&agent);
+    assert_true(wait_field("/v1/vms/web/snapshots/off", "state", "lost",
+                           60000));
+    assert_true(wait_field("/v1/vms/web", "state", "stopped", 60000));
+    /* A new snapshot is taken; the node has had time to act on the old. */
+    FOGCTL_OK("snapshot-create", "web", "again", "--wait", "--timeout", "60");
+    assert_int_equal(in_log("snapshot", "off taken"), 1);
+    assert_int_equal(in_log("reverted to snapshot", "s1"), 1);
+    assert_int_equal(in_log("snapshot", "again taken"), 1);
+    json_auto_t *off = tu_api(&ctl, tenant_key, "GET",
+                              "/v1/vms/web/snapshots/off", NULL, NULL);
+    assert_string_equal(json_str(off, "state"), "lost");
+    /* A lost snapshot cannot be reverted to, and goes at once. */
+    assert_problem("POST", "/v1/vms/web/snapshots/off/revert", NULL, 409,
+                   "conflict");
+    long code;
+    json_decref(tu_api(&ctl, tenant_key, "DELETE", "/v1/vms/web/snapshots/off",
+                       NULL, &code));
+    assert_int_equal(code, 204);
+    assert_problem("GET", "/v1/vms/web/snapshots/off", NULL, 404, "not-found");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(snapshots_are_taken_reverted_and_deleted_once),
+        cmocka_unit_test(a_restarted_node_repeats_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
