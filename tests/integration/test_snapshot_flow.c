@@ -201,6 +201,27 @@ static void snapshots_are_taken_reverted_and_deleted_once(void **state)
     out = fogctl(&st, "snapshot-list", "web", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(out, "powered-off"));
+    assert_non_null(strstr(out, "ready"));
+
+    /* fogctl help names each verb with its virsh name. */
+    free(out);
+    out = fogctl(&st, "help", NULL);
+    assert_int_equal(st, 0);
+    static const char *const verbs[][2] = {
+        { "snapshot-create", "snapshot-create-as" },
+        { "snapshot-list", "snapshot-list" },
+        { "snapshot-info", "snapshot-info" },
+        { "snapshot-revert", "snapshot-revert" },
+        { "snapshot-delete", "snapshot-delete" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
+        _cleanup_free_ char *verb = xasprintf("  %s ", verbs[i][0]);
+        _cleanup_free_ char *virsh = xasprintf("[virsh %s]", verbs[i][1]);
+        const char *at = strstr(out, verb);
+        const char *tag = at ? strstr(at, virsh) : NULL;
+        if (!tag || memchr(at, '\n', (size_t)(tag - at)))
+            fail_msg("fogctl help lacks '%s ... %s'", verbs[i][0], virsh);
+    }
 }
 
 /* The node comes back from a restart having lost the domain (the test
