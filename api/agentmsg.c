@@ -225,6 +225,61 @@ static void source_read(struct rd *r, struct am_image_source *s)
     s->url = get_str(r, "url", true, AGENT_TEXT_MAX);
 }
 
+/* One snapshot entry; `held`: a node's report, with how and when. */
+static void snapshot_read(struct rd *r, struct am_snapshot *s, bool held)
+{
+    static const char *const known[] = { "id", "name", "consistency",
+                                         "created_at", NULL };
+    if (held)
+        strict(r, known);
+    s->id = get_str(r, "id", true, 36);
+    if (s->id && !uuid_is_valid(s->id))
+        fail(r, "id", "must be a UUID");
+    s->name = get_str(r, "name", true, 63);
+    if (s->name && !name_is_valid(s->name))
+        fail(r, "name", "must be a lowercase name (a-z, 0-9, '-')");
+    if (!held) {
+        s->taken = get_bool(r, "taken", false);
+        return;
+    }
+    s->consistency = get_str(r, "consistency", true, 16);
+    if (s->consistency &&
+        !streq(s->consistency, SNAPSHOT_CONSISTENCY_CHECKPOINT) &&
+        !streq(s->consistency, SNAPSHOT_CONSISTENCY_POWERED_OFF))
+        fail(r, "consistency", "must be '" SNAPSHOT_CONSISTENCY_CHECKPOINT
+             "' or '" SNAPSHOT_CONSISTENCY_POWERED_OFF "'");
+    s->created_at = get_int(r, "created_at", false, 0, INT64_MAX, 0);
+}
+
+static void snapshots_clear(struct am_snapshot *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].id);
+        free(v[i].name);
+        free(v[i].consistency);
+    }
+    free(v);
+}
+
+/* List member AGENT_VM_SNAPSHOTS of r, at most max entries. */
+static struct am_snapshot *snapshots_read(struct rd *r, size_t max, bool held,
+                                          size_t *ret_n)
+{
+    size_t n;
+    const json_t *a = get_arr(r, AGENT_VM_SNAPSHOTS, false, max, &n);
+    struct am_snapshot *out = n ? xcalloc(n, sizeof(*out)) : NULL;
+    *ret_n = 0;
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_VM_SNAPSHOTS, json_array_get(a, i), (ssize_t)i, &s,
+                &path))
+            snapshot_read(&s, &out[(*ret_n)++], held);
+        sub_end(r, &s, path);
+    }
+    return out;
+}
+
 static void vm_read(struct rd *r, struct am_vm *v)
 {
     static const char *const power[] = { "running", "stopped", NULL };
@@ -275,6 +330,20 @@ static void vm_read(struct rd *r, struct am_vm *v)
             nic_read(&s, &v->nics[v->n_nics++]);
         sub_end(r, &s, path);
     }
+    v->snapshots = snapshots_read(r, VM_SNAPSHOTS_MAX, false, &v->n_snapshots);
+    const json_t *rv = member(r, AGENT_VM_REVERT, false);
+    if (rv && !r->failed) {
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_VM_REVERT, rv, -1, &s, &path)) {
+            v->has_revert = true;
+            v->revert_gen = get_int(&s, "gen", true, 0, INT64_MAX, 0);
+            v->revert_snapshot_id = get_str(&s, "snapshot_id", true, 36);
+            if (v->revert_snapshot_id && !uuid_is_valid(v->revert_snapshot_id))
+                fail(&s, "snapshot_id", "must be a UUID");
+        }
+        sub_end(r, &s, path);
+    }
 }
 
 static void vm_clear(struct am_vm *v)
@@ -291,6 +360,8 @@ static void vm_clear(struct am_vm *v)
     for (size_t i = 0; i < v->n_nics; i++)
         nic_clear(&v->nics[i]);
     free(v->nics);
+    snapshots_clear(v->snapshots, v->n_snapshots);
+    free(v->revert_snapshot_id);
 }
 
 static void network_read(struct rd *r, struct am_network *w)
@@ -495,6 +566,25 @@ static json_t *nic_encode(const struct am_nic *n)
     return o;
 }
 
+static json_t *snapshots_encode(const struct am_snapshot *v, size_t n,
+                                bool held)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        put_str(o, "id", v[i].id);
+        put_str(o, "name", v[i].name);
+        if (held) {
+            put_str(o, "consistency", v[i].consistency);
+            put_int(o, "created_at", v[i].created_at);
+        } else if (v[i].taken) {
+            put(o, "taken", json_true());
+        }
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
 static json_t *vm_encode(const struct am_vm *v)
 {
     json_t *o = json_object();
@@ -532,6 +622,13 @@ static json_t *vm_encode(const struct am_vm *v)
     for (size_t i = 0; i < v->n_nics; i++)
         json_array_append_new(nics, nic_encode(&v->nics[i]));
     put(o, "nics", nics);
+    put(o, AGENT_VM_SNAPSHOTS, snapshots_encode(v->snapshots, v->n_snapshots,
+                                                false));
+    if (v->has_revert)
+        put(o, AGENT_VM_REVERT, json_pack("{s:I, s:s}", "gen",
+                                          (json_int_t)v->revert_gen,
+                                          "snapshot_id",
+                                          v->revert_snapshot_id));
     return o;
 }
 
@@ -724,7 +821,9 @@ static void vm_status_read(struct rd *r, struct am_vm_status *v)
 {
     static const char *const known[] = { "id", "state", "reason",
                                          "console_tail", "addresses",
-                                         "by_guest", "start_gen", NULL };
+                                         "by_guest", "start_gen",
+                                         AGENT_VM_SNAPSHOTS,
+                                         AGENT_VM_REVERT_GEN, NULL };
     strict(r, known);
     v->id = get_str(r, "id", true, 36);
     if (v->id && !uuid_is_valid(v->id))
@@ -751,6 +850,10 @@ static void vm_status_read(struct rd *r, struct am_vm_status *v)
         v->addresses = json_deep_copy(a);
     v->by_guest = get_bool(r, "by_guest", false);
     v->start_gen = get_int(r, "start_gen", false, 0, INT64_MAX, 0);
+    v->has_snapshots = member(r, AGENT_VM_SNAPSHOTS, false) != NULL;
+    v->snapshots = snapshots_read(r, AGENT_VM_SNAPSHOTS_HELD_MAX, true,
+                                  &v->n_snapshots);
+    v->revert_gen = get_int(r, AGENT_VM_REVERT_GEN, false, 0, INT64_MAX, 0);
 }
 
 static void vm_status_clear(struct am_vm_status *v)
@@ -760,6 +863,7 @@ static void vm_status_clear(struct am_vm_status *v)
     free(v->reason);
     free(v->console_tail);
     json_decref(v->addresses);
+    snapshots_clear(v->snapshots, v->n_snapshots);
 }
 
 static void refusal_read(struct rd *r, struct am_refusal *f)
@@ -889,6 +993,11 @@ json_t *am_status_encode(const struct am_status *s)
         put_str(x, "console_tail", v->console_tail);
         if (v->addresses)
             put(x, "addresses", json_deep_copy(v->addresses));
+        if (v->has_snapshots) {
+            put(x, AGENT_VM_SNAPSHOTS, snapshots_encode(v->snapshots,
+                                                        v->n_snapshots, true));
+            put_int(x, AGENT_VM_REVERT_GEN, v->revert_gen);
+        }
         json_array_append_new(vms, x);
     }
     put(o, "vms", vms);

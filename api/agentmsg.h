@@ -28,6 +28,18 @@ struct am_image_source {
     int64_t size;
 };
 
+/* A snapshot: in the desired document {id, name, taken} (consistency
+ * NULL, created_at 0), where `taken` says the node has reported it once,
+ * so a node that no longer holds it lost it and must not take it afresh;
+ * in a status post {id, name, consistency, created_at}: how it was taken
+ * (SNAPSHOT_CONSISTENCY_*) and when (Unix seconds). */
+struct am_snapshot {
+    char *id, *name;
+    bool taken;
+    char *consistency;
+    int64_t created_at;
+};
+
 struct am_vm {
     char *id, *name;
     int64_t vcpus, memory_mib, disk_gib;
@@ -45,6 +57,14 @@ struct am_vm {
     char *user_data;        /* may be NULL */
     struct am_nic *nics;
     size_t n_nics;
+    /* AGENT_VM_SNAPSHOTS (at most VM_SNAPSHOTS_MAX) and AGENT_VM_REVERT:
+     * a revert to snapshot revert_snapshot_id, done once per revert_gen
+     * (has_revert false: none asked). */
+    struct am_snapshot *snapshots;
+    size_t n_snapshots;
+    bool has_revert;
+    int64_t revert_gen;
+    char *revert_snapshot_id;
 };
 
 struct am_remote_mac {
@@ -122,6 +142,13 @@ struct am_vm_status {
     json_t *addresses;      /* array of IP texts, or NULL */
     bool by_guest;
     int64_t start_gen;
+    /* What the domain holds (AGENT_VM_SNAPSHOTS) and the last revert
+     * generation it carried out (AGENT_VM_REVERT_GEN); has_snapshots
+     * false: not reported (no domain yet). */
+    bool has_snapshots;
+    struct am_snapshot *snapshots;
+    size_t n_snapshots;
+    int64_t revert_gen;
 };
 
 struct am_refusal {

@@ -48,6 +48,27 @@
  * --public-ip. */
 #define AGENT_OBSERVED_IP "observed_ip"
 
+/* Snapshots. Each desired VM entry lists the snapshots that should exist
+ * under AGENT_VM_SNAPSHOTS as {id, name, taken?} (taken: the node
+ * reported it once; one it no longer holds is lost, never taken afresh)
+ * and, until the node reports it done, AGENT_VM_REVERT {gen,
+ * snapshot_id}: a revert is done once per generation. The node
+ * reports, per VM, the snapshots it holds under AGENT_VM_SNAPSHOTS as
+ * {id, name, consistency, created_at} and the last revert generation it
+ * carried out as AGENT_VM_REVERT_GEN. Snapshots are internal qcow2
+ * snapshots made through libvirt (the only kind libvirt 9.0 reverts):
+ * of a running VM a checkpoint of memory and disk together (the guest
+ * resumes at that instant on revert), of a stopped one its disk. */
+#define AGENT_VM_SNAPSHOTS "snapshots"
+#define AGENT_VM_REVERT "revert"
+#define AGENT_VM_REVERT_GEN "revert_gen"
+#define VM_SNAPSHOTS_MAX 16
+/* Most snapshots one status entry may report (a node may still hold ones
+ * being deleted beside those asked for). */
+#define AGENT_VM_SNAPSHOTS_HELD_MAX (4 * VM_SNAPSHOTS_MAX)
+#define SNAPSHOT_CONSISTENCY_CHECKPOINT "checkpoint"
+#define SNAPSHOT_CONSISTENCY_POWERED_OFF "powered-off"
+
 /* The node's GPUs, at register and in status posts: an array (at most
  * AGENT_GPUS_MAX) of {address, id, subsystem, vendor, name, model,
  * functions: [{address, class, id, driver}], iommu_group, group,

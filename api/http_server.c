@@ -287,9 +287,19 @@ static void reply_vproblem(struct http_request *r, int status,
 
     if (vasprintf(&detail, fmt, ap) < 0)
         abort();
-    json_t *p = json_pack("{s:s+, s:s, s:i, s:s}", "type", "urn:fog:problem:",
-                          slug, "title", status_title(status), "status",
-                          status, "detail", detail);
+    /* A detail quoting what the client sent may not be UTF-8, which JSON
+     * cannot carry: such bytes are shown as '?' rather than failing. */
+    json_t *p = NULL;
+    for (int pass = 0; !p && pass < 2; pass++) {
+        for (char *c = detail; pass && *c; c++)
+            if ((unsigned char)*c >= 0x80)
+                *c = '?';
+        p = json_pack("{s:s+, s:s, s:i, s:s}", "type", "urn:fog:problem:",
+                      slug, "title", status_title(status), "status", status,
+                      "detail", detail);
+    }
+    if (!p)
+        abort(); /* out of memory, or a slug that is not UTF-8: our bug */
     if (field)
         json_object_set_new(p, "field", json_string(field));
     if (extra)

@@ -14,7 +14,8 @@
 
 /* Test seam, compiled in always: with FOG_TEST_FAIL_DESIRED naming a file,
  * while that file exists the step it names ("node", "vms", "nics",
- * "keys", "networks", "remote", "ports", "peers"; empty: every step) fails
+ * "keys", "snapshots", "networks", "remote", "ports", "peers";
+ * empty: every step) fails
  * as a store error would. Costs one getenv per step when unarmed. */
 static int fault(const char *step)
 {
@@ -106,6 +107,37 @@ static int ssh_keys(struct app *a, const char *account_id, struct am_vm *vm)
     return 0;
 }
 
+/* The snapshots VM `vm` should have, and the revert last asked for. */
+static int vm_snapshots(struct app *a, const json_t *row, struct am_vm *vm)
+{
+    json_auto_t *rows = NULL;
+    int e;
+    if ((e = fault("snapshots")) < 0 ||
+        (e = store_query(a->store, &rows, "SELECT id, name, state FROM "
+                         "vm_snapshots "
+                         "WHERE vm_id = $1 AND state IN ('pending', 'ready') "
+                         "ORDER BY created_at, name", "s", vm->id)) < 0)
+        return e;
+    size_t i;
+    json_t *s;
+    vm->snapshots = xcalloc(json_array_size(rows) + 1, sizeof(*vm->snapshots));
+    json_array_foreach(rows, i, s) {
+        struct am_snapshot *x = &vm->snapshots[vm->n_snapshots++];
+        if ((e = col(s, "id", &x->id)) < 0 || (e = col(s, "name", &x->name)) < 0)
+            return e;
+        x->taken = streq(json_str(s, "state"), "ready");
+    }
+    /* A revert the node has reported done is not asked again: a domain
+     * made afresh (its host lost it) must not revert. */
+    if (json_int(row, "revert_gen", 0) > json_int(row, "revert_done_gen", 0) &&
+        json_str(row, "revert_snapshot")) {
+        vm->has_revert = true;
+        vm->revert_gen = json_int(row, "revert_gen", 0);
+        vm->revert_snapshot_id = xstrdup(json_str(row, "revert_snapshot"));
+    }
+    return 0;
+}
+
 static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
 {
     int e;
@@ -139,7 +171,8 @@ static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
     vm->shutdown_timeout_s = json_int(row, "shutdown_timeout_s",
                                       VM_SHUTDOWN_TIMEOUT_DEFAULT_S);
     vm->user_data = col_or_null(row, "user_data");
-    if ((e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0)
+    if ((e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
+        (e = vm_snapshots(a, row, vm)) < 0)
         return e;
     return vm_nics(a, vm);
 }
@@ -154,7 +187,8 @@ static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
                          "v.disk_gib, v.image, v.desired_state, v.stop_force, "
                          "v.reboot_gen, v.start_gen, v.place_gen, "
                          "v.shutdown_timeout_s, v.user_data, v.paused, "
-                         "v.autostart, "
+                         "v.autostart, v.revert_gen, v.revert_snapshot, "
+                         "v.revert_done_gen, "
                          "v.account_id, i.id AS image_id, i.sha256, i.format, "
                          "i.size FROM vms v LEFT JOIN images i ON i.id = "
                          "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS "

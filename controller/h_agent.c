@@ -443,6 +443,44 @@ static void refusals_record(struct app *a, const char *node_id,
              n_list);
 }
 
+/* What node `node_id` says it holds of VM `vm_id`'s snapshots (entry `v`
+ * of its status, already checked): the ones it reports are ready, ready
+ * ones it no longer reports are lost (the VM was made afresh), deleted
+ * ones it no longer reports are gone; and the last revert it carried
+ * out. Nothing when the entry carries no list (no domain yet). */
+static void snapshots_record(struct app *a, const struct am_vm_status *v)
+{
+    if (!v->has_snapshots)
+        return;
+    store_exec(a->store, "UPDATE vms SET revert_done_gen = $1 WHERE id = $2 "
+               "AND revert_done_gen < $3 AND revert_gen >= $4", "isii",
+               v->revert_gen, v->id, v->revert_gen, v->revert_gen);
+    json_auto_t *rows = NULL;
+    if (store_query(a->store, &rows, "SELECT id, state FROM vm_snapshots "
+                    "WHERE vm_id = $1", "s", v->id) < 0)
+        return;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *id = json_str(row, "id"), *st = json_str(row, "state");
+        const struct am_snapshot *held = NULL;
+        for (size_t k = 0; k < v->n_snapshots && !held; k++)
+            if (streq(v->snapshots[k].id, id))
+                held = &v->snapshots[k];
+        if (held && (streq(st, "pending") || streq(st, "lost")))
+            store_exec(a->store, "UPDATE vm_snapshots SET state = 'ready', "
+                       "consistency = $1, taken_at = $2 WHERE id = $3", "sis",
+                       held->consistency,
+                       held->created_at ? held->created_at : now_s(), id);
+        else if (!held && streq(st, "ready"))
+            store_exec(a->store, "UPDATE vm_snapshots SET state = 'lost' "
+                       "WHERE id = $1", "s", id);
+        else if (!held && streq(st, "deleting"))
+            store_exec(a->store, "DELETE FROM vm_snapshots WHERE id = $1",
+                       "s", id);
+    }
+}
+
 int agent_status_decode(const json_t *b, struct am_status *ret,
                         struct jerr *err)
 {
@@ -566,6 +604,7 @@ HANDLER(h_agent_status)
                        "= $1 WHERE id = $2 AND desired_state = 'running' AND "
                        "start_gen <= $3", "isi", now, id,
                        v->start_gen);
+        snapshots_record(a, v);
         if (v->console_tail)
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
                        "ss", v->console_tail, id);

@@ -36,6 +36,11 @@ HANDLER(h_vm_suspend);
 HANDLER(h_vm_resume);
 HANDLER(h_vm_autostart);
 HANDLER(h_vm_console);
+HANDLER(h_snapshot_create);
+HANDLER(h_snapshot_list);
+HANDLER(h_snapshot_get);
+HANDLER(h_snapshot_delete);
+HANDLER(h_snapshot_revert);
 
 HANDLER(h_jointoken_create);
 HANDLER(h_node_list);

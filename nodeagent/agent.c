@@ -27,6 +27,7 @@
 #include "nodeagent/nodestate.h"
 #include "nodeagent/policy.h"
 #include "nodeagent/reconcile.h"
+#include "nodeagent/snapshot.h"
 #include "nodeagent/vmxml.h"
 
 #include <arpa/inet.h>
@@ -361,6 +362,7 @@ static json_t *status_build(struct agent *a, const json_t *doc,
                                          AGENT_REASON_MAX, AGENT_REASON_MAX);
         buf_printf(&sig, "%s=%s:%s:%d;", id, state, reason ? reason : "",
                    o->by_guest);
+        snapshot_status(d, o, &sig);
         json_object_set_new(by_state, state,
                             json_integer(json_int(by_state, state, 0) + 1));
     }

@@ -18,6 +18,7 @@
 #include "netfabric/state.h"
 #include "nodeagent/disk.h"
 #include "nodeagent/guestseed.h"
+#include "nodeagent/snapshot.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +34,9 @@ static const char *const op_names[RC_OP_MAX] = {
     [RC_MARK_STOPPED] = "mark-stopped", [RC_MARK_RUNNING] = "mark-running",
     [RC_DELETE] = "delete",
     [RC_PURGE] = "purge",
+    [RC_SNAPSHOT_CREATE] = "snapshot-create",
+    [RC_SNAPSHOT_DELETE] = "snapshot-delete",
+    [RC_SNAPSHOT_REVERT] = "snapshot-revert",
 };
 
 /* Wall clock in ms (the executor's now_ms arguments are monotonic). */
@@ -93,6 +97,8 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason)
         { "reboot_gen", JF_INT, false, 0, INT64_MAX, NULL },
         { "start_gen", JF_INT, false, 0, INT64_MAX, NULL },
         { "nics", JF_ARRAY, false, 0, 64, NULL },
+        { AGENT_VM_SNAPSHOTS, JF_ARRAY, false, 0, VM_SNAPSHOTS_MAX, NULL },
+        { AGENT_VM_REVERT, JF_OBJECT, false, 0, 0, NULL },
     };
     json_t *copy = json_object();
     const char *k;
@@ -118,6 +124,8 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason)
                               "characters");
         return -EINVAL;
     }
+    if (snapshot_check(vm, ret_reason) < 0)
+        return -EINVAL;
     size_t i;
     json_t *nic;
     json_array_foreach(json_object_get(vm, "nics"), i, nic) {
@@ -154,13 +162,21 @@ bool reconcile_want_autostart(const json_t *vm)
            json_bool(vm, AGENT_VM_AUTOSTART, true);
 }
 
-static void add(struct reconcile_plan *p, enum reconcile_op op,
-                const char *id, const json_t *vm, char *reason)
+struct reconcile_action *reconcile__add(struct reconcile_plan *p,
+                                        enum reconcile_op op, const char *id,
+                                        const json_t *vm, char *reason)
 {
     p->actions = xrealloc(p->actions, (p->n + 1) * sizeof(*p->actions));
     struct reconcile_action *a = &p->actions[p->n++];
     *a = (struct reconcile_action){ .op = op, .vm = vm, .reason = reason };
     snprintf(a->vm_id, sizeof(a->vm_id), "%s", id);
+    return a;
+}
+
+static void add(struct reconcile_plan *p, enum reconcile_op op,
+                const char *id, const json_t *vm, char *reason)
+{
+    reconcile__add(p, op, id, vm, reason);
 }
 
 static void plan_vm(struct reconcile_plan *p, const json_t *vm,
@@ -194,6 +210,10 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
             add(p, RC_SUSPEND, id, vm, NULL);
         return;
     }
+    /* A revert changes the domain under the power actions: they wait for
+     * the next pass, which sees it reverted. */
+    if (snapshot_plan(p, vm, d))
+        return;
     char spec[65];
     reconcile_spec_hash(vm, kvm, spec);
     if (!streq(spec, d->meta.spec))
@@ -309,8 +329,10 @@ void reconcile_plan(const json_t *desired, const struct virt_dom *doms,
 
 void reconcile_plan_free(struct reconcile_plan *p)
 {
-    for (size_t i = 0; i < p->n; i++)
+    for (size_t i = 0; i < p->n; i++) {
         free(p->actions[i].reason);
+        free(p->actions[i].snap);
+    }
     free(p->actions);
     *p = (struct reconcile_plan){ NULL, 0 };
 }
@@ -474,8 +496,8 @@ void reconcile_ctx_free(struct reconcile_ctx *c)
 }
 
 /* Record a failure (taking `msg`), logging it only when it is new. */
-static void fail(struct reconcile_ctx *c, const struct reconcile_action *a,
-                 char *msg, int64_t rev, int64_t now_ms)
+void reconcile__fail(struct reconcile_ctx *c, const struct reconcile_action *a,
+                     char *msg, int64_t rev, int64_t now_ms)
 {
     struct reconcile_vm_mem *m = mem_get(c, a->vm_id, true);
     if (!streq(m->error, msg))
@@ -487,10 +509,12 @@ static void fail(struct reconcile_ctx *c, const struct reconcile_action *a,
     m->error_rev = rev;
 }
 
-static void vfail(struct reconcile_ctx *c, const struct reconcile_action *a,
-                  const char *what, int64_t rev, int64_t now_ms)
+void reconcile__vfail(struct reconcile_ctx *c,
+                      const struct reconcile_action *a, const char *what,
+                      int64_t rev, int64_t now_ms)
 {
-    fail(c, a, xasprintf("%s: %s", what, virt_error()), rev, now_ms);
+    reconcile__fail(c, a, xasprintf("%s: %s", what, virt_error()), rev,
+                    now_ms);
 }
 
 /* The definition of a VM from its desired entry and the metadata to keep. */
@@ -558,7 +582,7 @@ static int ensure_seed(struct reconcile_ctx *c, const struct reconcile_action *a
     char *err = NULL;
     int r = guestseed_ensure(c->data_dir, a->vm, m->seed_hash, &err);
     if (r < 0)
-        fail(c, a, err, rev, now_ms);
+        reconcile__fail(c, a, err, rev, now_ms);
     return r;
 }
 
@@ -567,7 +591,7 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
 {
     const json_t *vm = a->vm;
     if (!c->kvm && !c->allow_tcg) {
-        fail(c, a, xstrdup("no KVM on this node and TCG is not allowed"), rev,
+        reconcile__fail(c, a, xstrdup("no KVM on this node and TCG is not allowed"), rev,
              now_ms);
         return -EPERM;
     }
@@ -582,36 +606,36 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
         int64_t size = json_int(src, "size", 0);
         if (!url || !sha || !(streq(f, "qcow2") || streq(f, "raw")) ||
             size < 0) {
-            fail(c, a, xstrdup("image_source is incomplete"), rev, now_ms);
+            reconcile__fail(c, a, xstrdup("image_source is incomplete"), rev, now_ms);
             return -EINVAL;
         }
         _cleanup_free_ char *full = url[0] == '/' && c->controller ?
             xasprintf("%s%s", c->controller, url) : xstrdup(url);
         if ((r = fetch_get(c->cache, full, sha, (uint64_t)size, &base,
                            &err)) < 0) {
-            fail(c, a, xasprintf("image fetch: %s", err ? err : strerror(-r)),
+            reconcile__fail(c, a, xasprintf("image fetch: %s", err ? err : strerror(-r)),
                  rev, now_ms);
             return r;
         }
     } else if ((r = disk_base_find(c->image_dir, json_str(vm, "image"), &base,
                                    &fmt, &err)) < 0) {
         if (json_is_object(src))
-            fail(c, a, xasprintf("image_source fetch not available; %s", err),
+            reconcile__fail(c, a, xasprintf("image_source fetch not available; %s", err),
                  rev, now_ms);
         else
-            fail(c, a, TAKE_PTR(err), rev, now_ms);
+            reconcile__fail(c, a, TAKE_PTR(err), rev, now_ms);
         return r;
     }
     _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, a->vm_id);
     _cleanup_free_ char *condir = xasprintf("%s/console", c->data_dir);
     if ((r = mkdir_p(condir, 0711)) < 0) {
-        fail(c, a, xasprintf("cannot create '%s': %s", condir, strerror(-r)),
+        reconcile__fail(c, a, xasprintf("cannot create '%s': %s", condir, strerror(-r)),
              rev, now_ms);
         return r;
     }
     if ((r = disk_overlay_create(base, disk, json_int(vm, "disk_gib", 1),
                                  &err)) < 0) {
-        fail(c, a, TAKE_PTR(err), rev, now_ms);
+        reconcile__fail(c, a, TAKE_PTR(err), rev, now_ms);
         return r;
     }
     if ((r = ensure_seed(c, a, rev, now_ms)) < 0)
@@ -620,12 +644,12 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
     meta_from(&meta, vm, NULL);
     _cleanup_free_ char *xml = NULL;
     if ((r = build_xml(c, vm, &meta, &xml)) < 0) {
-        fail(c, a, xstrdup("cannot build the domain definition"), rev, now_ms);
+        reconcile__fail(c, a, xstrdup("cannot build the domain definition"), rev, now_ms);
         return r;
     }
     int64_t called = wall_ms();
     if ((r = virt_define(c->virt, xml)) < 0) {
-        vfail(c, a, "define", rev, now_ms);
+        reconcile__vfail(c, a, "define", rev, now_ms);
         return r;
     }
     /* The wall clock, for measuring how fast a request reaches libvirt. */
@@ -682,7 +706,7 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
 
     switch (a->op) {
     case RC_REJECT:
-        fail(c, a, xstrdup(a->reason), rev, now_ms);
+        reconcile__fail(c, a, xstrdup(a->reason), rev, now_ms);
         return -EINVAL;
     case RC_CREATE:
         return do_create(c, a, rev, now_ms);
@@ -691,12 +715,12 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         _cleanup_free_ char *xml = NULL;
         meta_from(&meta, vm, d);
         if ((r = build_xml(c, vm, &meta, &xml)) < 0) {
-            fail(c, a, xstrdup("cannot build the domain definition"), rev,
+            reconcile__fail(c, a, xstrdup("cannot build the domain definition"), rev,
                  now_ms);
             return r;
         }
         if ((r = virt_define(c->virt, xml)) < 0) {
-            vfail(c, a, "redefine", rev, now_ms);
+            reconcile__vfail(c, a, "redefine", rev, now_ms);
             return r;
         }
         if (d)
@@ -713,17 +737,17 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
             _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, a->vm_id);
             r = disk_grow(c->qemu_img, disk, gib, &err);
             if (r < 0) {
-                fail(c, a, TAKE_PTR(err), rev, now_ms);
+                reconcile__fail(c, a, TAKE_PTR(err), rev, now_ms);
                 return r;
             }
         } else if (r < 0) {
-            vfail(c, a, "disk resize", rev, now_ms);
+            reconcile__vfail(c, a, "disk resize", rev, now_ms);
             return r;
         }
         if ((r = set_meta(c, a, d, d ? d->meta.power_running : false,
                           d ? d->meta.reboot_gen : gen,
                           d ? d->meta.start_gen : sgen, gib)) < 0) {
-            vfail(c, a, "metadata", rev, now_ms);
+            reconcile__vfail(c, a, "metadata", rev, now_ms);
             return r;
         }
         log_info("vm %s: disk grown to %" PRId64 " GiB", a->vm_id, gib);
@@ -732,14 +756,14 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
     case RC_AUTOSTART:
         if ((r = virt_set_autostart(c->virt, a->vm_id,
                                     reconcile_want_autostart(vm))) < 0)
-            vfail(c, a, "autostart", rev, now_ms);
+            reconcile__vfail(c, a, "autostart", rev, now_ms);
         return r;
     case RC_START:
         if ((r = ensure_seed(c, a, rev, now_ms)) < 0)
             return r;
         int64_t called = wall_ms();
         if ((r = virt_start(c->virt, a->vm_id)) < 0) {
-            vfail(c, a, "start", rev, now_ms);
+            reconcile__vfail(c, a, "start", rev, now_ms);
             return r;
         }
         log_debug("vm %s: libvirt create called at %" PRId64 " (unix ms)",
@@ -755,13 +779,13 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         return 0;
     case RC_RESUME:
         if ((r = virt_resume(c->virt, a->vm_id)) < 0)
-            vfail(c, a, "resume", rev, now_ms);
+            reconcile__vfail(c, a, "resume", rev, now_ms);
         else
             log_info("vm %s: resumed", a->vm_id);
         return r;
     case RC_SUSPEND:
         if ((r = virt_suspend(c->virt, a->vm_id)) < 0)
-            vfail(c, a, "suspend", rev, now_ms);
+            reconcile__vfail(c, a, "suspend", rev, now_ms);
         else
             log_info("vm %s: suspended", a->vm_id);
         return r;
@@ -774,7 +798,7 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
             (r = virt_destroy(c->virt, a->vm_id)) == 0)
             r = virt_start(c->virt, a->vm_id);
         if (r < 0) {
-            vfail(c, a, "reboot", rev, now_ms);
+            reconcile__vfail(c, a, "reboot", rev, now_ms);
             return r;
         }
         if (set_meta(c, a, d, true, gen, sgen, meta_disk(a, d)) < 0)
@@ -785,11 +809,11 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
     case RC_SHUTDOWN:
         /* Recorded first, so the shut-off that follows reads as ours. */
         if ((r = set_meta(c, a, d, false, gen, sgen, meta_disk(a, d))) < 0) {
-            vfail(c, a, "metadata", rev, now_ms);
+            reconcile__vfail(c, a, "metadata", rev, now_ms);
             return r;
         }
         if ((r = virt_shutdown(c->virt, a->vm_id)) < 0) {
-            vfail(c, a, "shutdown", rev, now_ms);
+            reconcile__vfail(c, a, "shutdown", rev, now_ms);
             return r;
         }
         m = mem_get(c, a->vm_id, true);
@@ -808,11 +832,11 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         return 0;
     case RC_DESTROY:
         if ((r = set_meta(c, a, d, false, gen, sgen, meta_disk(a, d))) < 0) {
-            vfail(c, a, "metadata", rev, now_ms);
+            reconcile__vfail(c, a, "metadata", rev, now_ms);
             return r;
         }
         if ((r = virt_destroy(c->virt, a->vm_id)) < 0) {
-            vfail(c, a, "destroy", rev, now_ms);
+            reconcile__vfail(c, a, "destroy", rev, now_ms);
             return r;
         }
         m = mem_get(c, a->vm_id, true);
@@ -829,27 +853,31 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         return 0;
     case RC_MARK_STOPPED:
         if ((r = set_meta(c, a, d, false, gen, sgen, meta_disk(a, d))) < 0)
-            vfail(c, a, "metadata", rev, now_ms);
+            reconcile__vfail(c, a, "metadata", rev, now_ms);
         return r;
     case RC_MARK_RUNNING:
         if ((r = set_meta(c, a, d, true, d ? d->meta.reboot_gen : gen, sgen,
                           meta_disk(a, d))) < 0)
-            vfail(c, a, "metadata", rev, now_ms);
+            reconcile__vfail(c, a, "metadata", rev, now_ms);
         return r;
     case RC_DELETE:
         if ((r = virt_undefine(c->virt, a->vm_id)) < 0 && r != -ENOENT) {
-            vfail(c, a, "undefine", rev, now_ms);
+            reconcile__vfail(c, a, "undefine", rev, now_ms);
             return r;
         }
         log_info("vm %s: domain undefined", a->vm_id);
         __attribute__((fallthrough)); /* its files go too */
     case RC_PURGE:
         if ((r = disk_remove(c->data_dir, a->vm_id)) < 0) {
-            fail(c, a, xasprintf("cannot remove its files: %s", strerror(-r)),
+            reconcile__fail(c, a, xasprintf("cannot remove its files: %s", strerror(-r)),
                  rev, now_ms);
             return r;
         }
         return a->op == RC_DELETE ? 0 : 1;
+    case RC_SNAPSHOT_CREATE:
+    case RC_SNAPSHOT_DELETE:
+    case RC_SNAPSHOT_REVERT:
+        return snapshot_execute(c, a, d, rev, now_ms);
     case RC_OP_MAX:
         break;
     }

@@ -25,6 +25,9 @@ enum reconcile_op {
     RC_MARK_RUNNING, /* remember that it runs as meant (start generation) */
     RC_DELETE,       /* destroy, undefine, remove its files */
     RC_PURGE,        /* no domain left: remove leftover files */
+    RC_SNAPSHOT_CREATE,
+    RC_SNAPSHOT_DELETE,
+    RC_SNAPSHOT_REVERT,
     RC_OP_MAX
 };
 
@@ -33,6 +36,8 @@ struct reconcile_action {
     char vm_id[37];
     const json_t *vm;  /* the desired entry (borrowed from the document) */
     char *reason;      /* RC_REJECT only; owned */
+    char *snap;        /* RC_SNAPSHOT_*: the snapshot's name; owned */
+    char snap_id[37];  /* RC_SNAPSHOT_CREATE and _REVERT: its id */
 };
 
 struct reconcile_plan {
@@ -160,3 +165,15 @@ int64_t reconcile_next_deadline(const struct reconcile_ctx *c);
 /* Forget VMs that are no longer in the document. */
 void reconcile_forget(struct reconcile_ctx *c, const json_t *desired);
 void reconcile_ctx_free(struct reconcile_ctx *c);
+
+/* ---- for the planner's and executor's other files (snapshot.c) ---- */
+/* Append an action (taking `reason`); returns it, to fill in more. */
+struct reconcile_action *reconcile__add(struct reconcile_plan *p,
+                                        enum reconcile_op op, const char *id,
+                                        const json_t *vm, char *reason);
+/* Record action a's failure (taking `msg`) / libvirt's last error. */
+void reconcile__fail(struct reconcile_ctx *c, const struct reconcile_action *a,
+                     char *msg, int64_t rev, int64_t now_ms);
+void reconcile__vfail(struct reconcile_ctx *c,
+                      const struct reconcile_action *a, const char *what,
+                      int64_t rev, int64_t now_ms);

@@ -228,6 +228,27 @@ static enum virt_state map_state(int st, int reason, bool *ret_by_guest)
     }
 }
 
+/* Our snapshots of domain d into o (none when it has none, or they
+ * cannot be read: the next pass reads them again). */
+static void dom_snaps(virDomainPtr d, struct virt_dom *o)
+{
+    if (virDomainSnapshotNum(d, 0) <= 0)
+        return;
+    virDomainSnapshotPtr *all = NULL;
+    int n = virDomainListAllSnapshots(d, &all, 0);
+    if (n <= 0)
+        return;
+    o->snaps = xcalloc((size_t)n, sizeof(*o->snaps));
+    for (int i = 0; i < n; i++) {
+        char *xml = virDomainSnapshotGetXMLDesc(all[i], 0);
+        if (xml && vmxml_snapshot_parse(xml, &o->snaps[o->n_snaps]) == 0)
+            o->n_snaps++;
+        free(xml);
+        virDomainSnapshotFree(all[i]);
+    }
+    free(all);
+}
+
 int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
 {
     virDomainPtr *all = NULL;
@@ -257,6 +278,7 @@ int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
         o->vcpus = info.nrVirtCpu;
         o->memory_mib = (int64_t)(info.maxMem / 1024);
         o->autostart = autostart != 0;
+        dom_snaps(d, o);
         k++;
         virDomainFree(d);
     }
@@ -268,8 +290,12 @@ int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
 
 void virt_doms_free(struct virt_dom *d, size_t n)
 {
-    for (size_t i = 0; d && i < n; i++)
+    for (size_t i = 0; d && i < n; i++) {
         vmxml_meta_clear(&d[i].meta);
+        for (size_t k = 0; k < d[i].n_snaps; k++)
+            vmxml_snapshot_clear(&d[i].snaps[k]);
+        free(d[i].snaps);
+    }
     free(d);
 }
 
@@ -334,6 +360,66 @@ int virt_undefine(struct virt *v, const char *vm_id)
         return 0;
     /* Drivers without those flags. */
     return virDomainUndefine(d) < 0 ? err_code() : 0;
+}
+
+int virt_snapshot_create(struct virt *v, const char *vm_id, const char *name,
+                         const char *id)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    _cleanup_free_ char *xml = NULL;
+    int r = dom_get(v, vm_id, &d);
+    if (r < 0)
+        return r;
+    if (vmxml_snapshot_build(name, id, &xml) < 0)
+        return -EINVAL;
+    /* Internal, with memory when it runs: the one kind libvirt 9.0 can
+     * revert (external ones it cannot, and --quiesce needs external). */
+    virDomainSnapshotPtr s = virDomainSnapshotCreateXML(d, xml, 0);
+    if (!s)
+        return err_code();
+    virDomainSnapshotFree(s);
+    return 0;
+}
+
+static int snap_get(struct virt *v, const char *vm_id, const char *name,
+                    virDomainPtr *ret_dom, virDomainSnapshotPtr *ret)
+{
+    int r = dom_get(v, vm_id, ret_dom);
+    if (r < 0)
+        return r;
+    *ret = virDomainSnapshotLookupByName(*ret_dom, name, 0);
+    if (!*ret) {
+        save_error();
+        return virGetLastErrorCode() == VIR_ERR_NO_DOMAIN_SNAPSHOT ? -ENOENT :
+                                                                     -EIO;
+    }
+    return 0;
+}
+
+int virt_snapshot_delete(struct virt *v, const char *vm_id, const char *name)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    virDomainSnapshotPtr s = NULL;
+    int r = snap_get(v, vm_id, name, &d, &s);
+    if (r < 0)
+        return r;
+    r = virDomainSnapshotDelete(s, 0) < 0 ? err_code() : 0;
+    virDomainSnapshotFree(s);
+    return r;
+}
+
+int virt_snapshot_revert(struct virt *v, const char *vm_id, const char *name,
+                         bool run)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    virDomainSnapshotPtr s = NULL;
+    int r = snap_get(v, vm_id, name, &d, &s);
+    if (r < 0)
+        return r;
+    r = virDomainRevertToSnapshot(s, run ? VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING :
+                                           0) < 0 ? err_code() : 0;
+    virDomainSnapshotFree(s);
+    return r;
 }
 
 int virt_set_autostart(struct virt *v, const char *vm_id, bool on)

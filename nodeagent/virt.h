@@ -23,6 +23,8 @@ struct virt_dom {
     bool autostart;
     int64_t shutdown_deadline_ms; /* filled by the caller: 0 = none */
     int64_t shutdown_repeat_ms;   /* when to ask again (caller; 0 = none) */
+    struct vmxml_snap *snaps;     /* our snapshots of it (owned) */
+    size_t n_snaps;
 };
 
 struct virt;
@@ -73,6 +75,17 @@ int virt_set_autostart(struct virt *v, const char *vm_id, bool on);
 int virt_set_meta(struct virt *v, const struct vmxml_meta *m);
 /* Grow disk vda of a running domain to `bytes`. */
 int virt_block_resize(struct virt *v, const char *vm_id, uint64_t bytes);
+
+/* Snapshots (internal, see api/agentproto.h) of the domain of `vm_id`:
+ * create snapshot `name` with id `id` (a checkpoint of memory and disk
+ * when it runs, its disk when it is off), delete one by name, or revert
+ * to one, starting the domain afterwards when `run` (else it comes back
+ * as the snapshot was: running for a checkpoint). Return as above. */
+int virt_snapshot_create(struct virt *v, const char *vm_id, const char *name,
+                         const char *id);
+int virt_snapshot_delete(struct virt *v, const char *vm_id, const char *name);
+int virt_snapshot_revert(struct virt *v, const char *vm_id, const char *name,
+                         bool run);
 
 /* Message of the last failed libvirt call on this thread (never NULL). */
 const char *virt_error(void);

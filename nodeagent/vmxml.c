@@ -123,6 +123,7 @@ static bool meta_ok(const struct vmxml_meta *m)
     return m && uuid_is_valid(m->vm_id) && m->name && vmxml_text_ok(m->name) &&
            strlen(m->name) <= 1024 && m->reboot_gen >= 0 &&
            m->start_gen >= 0 && m->place_gen >= 0 && m->disk_gib >= 0 &&
+           m->revert_gen >= 0 &&
            (m->spec[0] == '\0' || is_hex(m->spec, 64));
 }
 
@@ -142,6 +143,7 @@ static void write_meta(struct xw *x, const struct vmxml_meta *m, bool ns)
     x_attr_int(x, "start-gen", m->start_gen);
     x_attr_int(x, "place-gen", m->place_gen);
     x_attr_int(x, "disk-gib", m->disk_gib);
+    x_attr_int(x, "revert-gen", m->revert_gen);
     x_attr(x, "spec", m->spec);
     x_end(x);
 }
@@ -583,13 +585,14 @@ int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret)
      * adopted as it is (never fenced for lacking one). */
     struct vmxml_meta m = { .place_gen = -1 };
     _cleanup_free_ char *id = NULL, *power = NULL, *spec = NULL, *sg = NULL,
-                        *pg = NULL;
+                        *pg = NULL, *rg = NULL;
     int r = -EINVAL;
     if (!root || !xmlStrEqual(root->name, BAD_CAST "vm"))
         goto out;
     id = attr_dup(root, "id");
     sg = attr_dup(root, "start-gen");
     pg = attr_dup(root, "place-gen");
+    rg = attr_dup(root, "revert-gen");
     power = attr_dup(root, "power");
     spec = attr_dup(root, "spec");
     m.name = attr_dup(root, "name");
@@ -599,6 +602,7 @@ int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret)
         !attr_int(root, "disk-gib", &m.disk_gib) ||
         (sg && !attr_int(root, "start-gen", &m.start_gen)) ||
         (pg && !attr_int(root, "place-gen", &m.place_gen)) ||
+        (rg && !attr_int(root, "revert-gen", &m.revert_gen)) ||
         (spec && *spec && !(strlen(spec) == 64 && is_hex(spec, 64)))) {
         free(m.name);
         goto out;
@@ -695,4 +699,81 @@ out:
     }
     *ret = v;
     return 0;
+}
+
+struct snap_arg {
+    const char *name, *id;
+};
+
+static void snapshot_body(struct xw *x, const void *arg)
+{
+    const struct snap_arg *a = arg;
+    _cleanup_free_ char *desc = xasprintf(VMXML_SNAPSHOT_TAG "%s", a->id);
+    x_start(x, "domainsnapshot");
+    x_text_el(x, "name", a->name);
+    x_text_el(x, "description", desc);
+    x_end(x);
+}
+
+int vmxml_snapshot_build(const char *name, const char *id, char **ret_xml)
+{
+    if (!name_is_valid(name) || !uuid_is_valid(id))
+        return -EINVAL;
+    struct snap_arg a = { name, id };
+    return with_writer(snapshot_body, &a, ret_xml);
+}
+
+/* The text of root's child element `name`, or NULL; caller frees. */
+static char *child_text(xmlNodePtr root, const char *name)
+{
+    for (xmlNodePtr c = root->children; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST name)) {
+            xmlChar *t = xmlNodeGetContent(c);
+            char *r = t ? xstrdup((const char *)t) : NULL;
+            xmlFree(t);
+            return r;
+        }
+    return NULL;
+}
+
+int vmxml_snapshot_parse(const char *xml, struct vmxml_snap *ret)
+{
+    if (!xml)
+        return -EINVAL;
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "snapshot.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                  XML_PARSE_NOWARNING | XML_PARSE_HUGE);
+    if (!doc)
+        return -EINVAL;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    int r = -EINVAL;
+    _cleanup_free_ char *name = NULL, *desc = NULL, *state = NULL,
+                        *created = NULL;
+    if (!root || !xmlStrEqual(root->name, BAD_CAST "domainsnapshot"))
+        goto out;
+    name = child_text(root, "name");
+    desc = child_text(root, "description");
+    state = child_text(root, "state");
+    created = child_text(root, "creationTime");
+    r = -ENOENT;
+    if (!desc || !startswith(desc, VMXML_SNAPSHOT_TAG) ||
+        !uuid_is_valid(desc + strlen(VMXML_SNAPSHOT_TAG)) ||
+        !name_is_valid(name))
+        goto out;
+    struct vmxml_snap s = { .checkpoint = state && !streq(state, "shutoff") };
+    if (created && parse_int64(created, 0, INT64_MAX, &s.created_at) < 0)
+        s.created_at = 0;
+    snprintf(s.id, sizeof(s.id), "%s", desc + strlen(VMXML_SNAPSHOT_TAG));
+    s.name = TAKE_PTR(name);
+    *ret = s;
+    r = 0;
+out:
+    xmlFreeDoc(doc);
+    return r;
+}
+
+void vmxml_snapshot_clear(struct vmxml_snap *s)
+{
+    free(s->name);
+    s->name = NULL;
 }

@@ -19,6 +19,7 @@ struct vmxml_meta {
     int64_t start_gen;   /* start generation last acted on (absent: 0) */
     int64_t place_gen;   /* placement the domain was made for (absent: -1) */
     int64_t disk_gib;    /* size the disk was last grown to */
+    int64_t revert_gen;  /* last snapshot revert carried out (absent: 0) */
     char spec[65];       /* hash of the spec the definition came from */
 };
 
@@ -106,3 +107,21 @@ int vmxml_meta_build(const struct vmxml_meta *m, char **ret_xml);
  * 0 or -EINVAL. On success free ret->name with vmxml_meta_clear(). */
 int vmxml_meta_parse(const char *xml, struct vmxml_meta *ret);
 void vmxml_meta_clear(struct vmxml_meta *m);
+
+/* One of our snapshots of a domain: libvirt names it as the tenant did and
+ * its description carries VMXML_SNAPSHOT_TAG and the snapshot's id. */
+#define VMXML_SNAPSHOT_TAG "fogfabric-snapshot "
+struct vmxml_snap {
+    char id[37];
+    char *name;
+    bool checkpoint;     /* taken running: memory and disk */
+    int64_t created_at;  /* unix seconds */
+};
+/* The <domainsnapshot> to create snapshot `name` (a hostname-like name)
+ * with id `id`. 0 or -EINVAL; *ret_xml owned by the caller. */
+int vmxml_snapshot_build(const char *name, const char *id, char **ret_xml);
+/* Read a snapshot's XML (virDomainSnapshotGetXMLDesc). 0, -ENOENT when
+ * it is not one of ours, or -EINVAL. Free ret->name with
+ * vmxml_snapshot_clear(). */
+int vmxml_snapshot_parse(const char *xml, struct vmxml_snap *ret);
+void vmxml_snapshot_clear(struct vmxml_snap *s);

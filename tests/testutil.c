@@ -693,6 +693,18 @@ char *tu_market_node(const struct tu_ctl *ctl, const char *name,
 
 /* ---- a node agent ------------------------------------------------------- */
 
+/* Run the joined agent of a (its log appended to). */
+static void agent_run(struct tu_agent *a)
+{
+    _cleanup_free_ char *bin = tu_bin("fog-nodeagent");
+    char *argv[] = { bin, "run", "--data-dir", a->data_dir, "--image-dir",
+                     a->image_dir, "--root", a->root, "--heartbeat", "1",
+                     "--network", "none", "--verbose", NULL };
+    a->pid = tu_spawn(argv, a->log);
+    if (a->pid < 0)
+        abort();
+}
+
 void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
                     const char *name, int cpus, int64_t mem_mib)
 {
@@ -729,20 +741,14 @@ void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
         fprintf(stderr, "agent %s: qemu-img or join failed\n", name);
         abort();
     }
-    tu_agent_restart(a);
+    agent_run(a);
 }
 
 void tu_agent_restart(struct tu_agent *a)
 {
     if (a->pid > 0)
         tu_kill(a->pid, SIGKILL);
-    _cleanup_free_ char *bin = tu_bin("fog-nodeagent");
-    char *argv[] = { bin, "run", "--data-dir", a->data_dir, "--image-dir",
-                     a->image_dir, "--root", a->root, "--heartbeat", "1",
-                     "--network", "none", "--verbose", NULL };
-    a->pid = tu_spawn(argv, a->log);
-    if (a->pid < 0)
-        abort();
+    agent_run(a);
 }
 
 void tu_agent_destroy(struct tu_agent *a)

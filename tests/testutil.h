@@ -133,8 +133,9 @@ struct tu_agent {
  * test on other failures. */
 void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
                     const char *name, int cpus, int64_t mem_mib);
-/* (Re)start the joined agent's `run` on its data dir: SIGKILL first when
- * it runs, so nothing is said on the way out. The log is appended to. */
+/* Kill the agent (SIGKILL) and run it again on the same data dir, its
+ * log appended to. The test driver's domains die with it: the agent
+ * comes back to a host that has lost them. */
 void tu_agent_restart(struct tu_agent *a);
 /* Kill the agent and remove its directory; nothing when never started. */
 void tu_agent_destroy(struct tu_agent *a);
