@@ -58,8 +58,13 @@
 #define AGENT_GPU_FUNCTIONS_MAX 8
 #define AGENT_IOMMU "iommu"
 /* In the desired document, each VM's assigned GPUs under this member:
- * [{address, functions: [addresses], cpulist, numa_node}]. */
+ * [{address, functions: [addresses], cpulist, numa_node}] (at most
+ * AGENT_GPUS_MAX cards of AGENT_GPU_FUNCTIONS_MAX functions each, NUMA
+ * node -1 when unknown, up to AGENT_NUMA_NODE_MAX; cpulist "" when
+ * unknown), as the node's inventory reported them. The agent checks each
+ * against its own inventory before it passes anything through. */
 #define AGENT_VM_GPUS "gpus"
+#define AGENT_NUMA_NODE_MAX 65535
 
 /* Bounds of the documents both ends read (api/agentmsg.c checks them;
  * the API's own bounds for a VM stay within them). */

@@ -2,6 +2,8 @@
  * and text node), plus the fogfabric metadata element. Inputs are checked
  * before they are written, so a definition either is safe or is refused. */
 #include "nodeagent/vmxml.h"
+
+#include "api/agentmsg.h"
 #include "common/netcheck.h"
 
 #include "common/ids.h"
@@ -288,15 +290,7 @@ bool vmxml_cpuset_ok(const char *s)
 
 bool vmxml_pci_addr_ok(const char *s)
 {
-    static const char pat[] = "hhhh:hh:hh.h";
-    if (!s || strlen(s) != sizeof(pat) - 1)
-        return false;
-    for (size_t i = 0; i < sizeof(pat) - 1; i++)
-        if (pat[i] == 'h' ? !((s[i] >= '0' && s[i] <= '9') ||
-                              (s[i] >= 'a' && s[i] <= 'f'))
-                          : s[i] != pat[i])
-            return false;
-    return s[11] <= '7';
+    return am_pci_addr_ok(s);
 }
 
 static bool gpus_ok(const struct vmxml_spec *s)

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/agentmsg.h"
 #include "common/jsonutil.h"
 #include "tests/testutil.h"
 
@@ -198,6 +199,31 @@ static void two_tenants_race_for_the_last_gpu(void **state)
                                         json_str(q[winner].vm, "id"), NULL);
     assert_int_equal(drc, 0);
     assert_non_null(strstr(di, "0000:01:00.0 (GeForceRTX4090)"));
+    /* The node's desired document carries the card, every function of it
+     * and where it sits, and reads back through the contract. */
+    json_auto_t *doc = tu_api(&ctl, cred, "GET", "/v1/agent/desired", NULL,
+                              NULL);
+    json_t *dv = tu_find(json_object_get(doc, "vms"), "id",
+                         json_str(q[winner].vm, "id"));
+    assert_non_null(dv);
+    json_t *dg = json_array_get(json_object_get(dv, AGENT_VM_GPUS), 0);
+    assert_int_equal(json_array_size(json_object_get(dv, AGENT_VM_GPUS)), 1);
+    assert_string_equal(json_str(dg, "address"), "0000:01:00.0");
+    json_t *dfn = json_object_get(dg, "functions");
+    assert_int_equal(json_array_size(dfn), 2);
+    assert_string_equal(json_string_value(json_array_get(dfn, 1)),
+                        "0000:01:00.1");
+    assert_int_equal(json_int(dg, "numa_node", -2), 0);
+    assert_string_equal(json_str(dg, "cpulist"), "0-7");
+    struct am_desired dd;
+    struct jerr dje = { 0 };
+    assert_int_equal(am_desired_decode(doc, &dd, &dje), 0);
+    assert_int_equal(dd.n_vms, 1);
+    assert_int_equal(dd.vms[0].n_gpus, 1);
+    assert_int_equal(dd.vms[0].gpus[0].n_functions, 2);
+    json_auto_t *again = am_desired_encode(&dd);
+    assert_true(json_equal(again, doc));
+    am_desired_clear(&dd);
     _cleanup_free_ char *lp = xasprintf("/v1/vms/%s",
                                         json_str(q[1 - winner].vm, "id"));
     json_auto_t *loser = tu_api(&ctl, q[1 - winner].key, "GET", lp, NULL, NULL);
