@@ -657,6 +657,12 @@ int vmxml_hostdevs_parse(const char *xml, char ***ret)
             if (h->type != XML_ELEMENT_NODE ||
                 !xmlStrEqual(h->name, BAD_CAST "hostdev"))
                 continue;
+            /* USB and mediated devices have addresses of other shapes. */
+            xmlChar *type = xmlGetProp(h, BAD_CAST "type");
+            bool pci = type && xmlStrEqual(type, BAD_CAST "pci");
+            xmlFree(type);
+            if (!pci)
+                continue;
             for (xmlNodePtr src = h->children; src; src = src->next) {
                 if (src->type != XML_ELEMENT_NODE ||
                     !xmlStrEqual(src->name, BAD_CAST "source"))
