@@ -21,6 +21,24 @@ bool gpu_model_ok(const char *s)
     return true;
 }
 
+int gpu_spec_parse(const char *s, char **ret_model, int64_t *ret_count)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    int64_t count = 1;
+    _cleanup_free_ char *model = NULL;
+    if (!s)
+        return -EINVAL;
+    if (colon && parse_int64(colon + 1, 1, 16, &count) == 0)
+        model = xstrndup(s, (size_t)(colon - s));
+    else
+        model = xstrdup(s), count = 1;
+    if (!gpu_model_ok(model))
+        return -EINVAL;
+    *ret_model = TAKE_PTR(model);
+    *ret_count = count;
+    return 0;
+}
+
 bool gpu_addr_ok(const char *s)
 {
     return am_pci_addr_ok(s);

@@ -146,6 +146,19 @@ static const char *vm_node(const char *key, const char *id)
     return node;
 }
 
+/* GET /v1/offers?QUERY as key: the offers (caller decrefs). */
+static json_t *offers_of(const char *key, const char *query)
+{
+    _cleanup_free_ char *p = xasprintf("/v1/offers%s", query);
+    long st;
+    json_t *o = tu_api(&ctl, key, "GET", p, NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *list = json_incref(json_object_get(o, "offers"));
+    json_decref(o);
+    assert_true(json_is_array(list));
+    return list;
+}
+
 static void two_tenants_race_for_the_last_gpu(void **state)
 {
     (void)state;
@@ -158,6 +171,19 @@ static void two_tenants_race_for_the_last_gpu(void **state)
                       NULL));
     _cleanup_free_ char *k1 = tu_account(&ctl, "gc-t1", "tenant");
     _cleanup_free_ char *k2 = tu_account(&ctl, "gc-t2", "tenant");
+    /* The offer counts the free GPU per model, and filters on it. */
+    json_auto_t *offers = offers_of(k1, "?gpu=GeForceRTX4090");
+    assert_int_equal(json_array_size(offers), 1);
+    assert_int_equal(json_int(json_object_get(json_array_get(offers, 0),
+                                              "gpus_free"),
+                              "GeForceRTX4090", 0), 1);
+    json_auto_t *two = offers_of(k1, "?gpu=GeForceRTX4090:2");
+    assert_int_equal(json_array_size(two), 0);
+    long ost;
+    json_auto_t *obad = tu_api(&ctl, k1, "GET", "/v1/offers?gpu=a/b", NULL,
+                               &ost);
+    assert_int_equal(ost, 400);
+    assert_string_equal(json_str(obad, "field"), "gpu");
     struct ask q[2] = {
         { k1, "{\"name\":\"g1\",\"vcpus\":1,\"memory_mib\":128,"
               "\"disk_gib\":1,\"image\":\"tiny\",\"allow_tcg\":true,"
@@ -186,6 +212,13 @@ static void two_tenants_race_for_the_last_gpu(void **state)
     assert_string_equal(json_str(json_array_get(json_object_get(gl, "gpus"),
                                                 0), "vm_id"),
                         json_str(q[winner].vm, "id"));
+    /* Held: no longer free in the offer. */
+    json_auto_t *after = offers_of(k1, "?gpu=GeForceRTX4090");
+    assert_int_equal(json_array_size(after), 0);
+    json_auto_t *all_offers = offers_of(k1, "");
+    assert_int_equal(json_int(json_object_get(json_array_get(all_offers, 0),
+                                              "gpus_free"),
+                              "GeForceRTX4090", 0), 0);
     /* The winner's VM names what it asked for and what it holds. */
     _cleanup_free_ char *wp = xasprintf("/v1/vms/%s",
                                         json_str(q[winner].vm, "id"));
