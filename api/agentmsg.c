@@ -15,6 +15,29 @@ const char *const am_vm_states[] = { "creating", "running", "stopped",
                                      "crashed",  "paused",  "error",
                                      "deleted",  NULL };
 
+bool am_pci_addr_ok(const char *s)
+{
+    static const char pat[] = "hhhh:hh:hh.h";
+    if (!s || strlen(s) != sizeof(pat) - 1)
+        return false;
+    for (size_t i = 0; i < sizeof(pat) - 1; i++)
+        if (pat[i] == 'h' ? !((s[i] >= '0' && s[i] <= '9') ||
+                              (s[i] >= 'a' && s[i] <= 'f'))
+                          : s[i] != pat[i])
+            return false;
+    return s[8] <= '1' && s[11] <= '7';
+}
+
+bool am_cpulist_ok(const char *s)
+{
+    if (!s || strlen(s) > AGENT_TEXT_MAX)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || *p == ',' || *p == '-'))
+            return false;
+    return s[0] != ',' && s[0] != '-';
+}
+
 /* ---- decoding ------------------------------------------------------------ */
 
 /* One object being read: the members it may hold are named by the
@@ -280,6 +303,35 @@ static struct am_snapshot *snapshots_read(struct rd *r, size_t max, bool held,
     return out;
 }
 
+static void vm_gpu_read(struct rd *r, struct am_vm_gpu *g)
+{
+    g->address = get_str(r, "address", true, 12);
+    if (g->address && !am_pci_addr_ok(g->address))
+        fail(r, "address", "must be a PCI address dddd:bb:ss.f");
+    g->functions = get_strs(r, "functions", AGENT_GPU_FUNCTIONS_MAX, 12,
+                            &g->n_functions);
+    if (!r->failed && g->n_functions == 0)
+        fail(r, "functions", "must name the card's functions");
+    for (size_t i = 0; i < g->n_functions && !r->failed; i++)
+        if (!am_pci_addr_ok(g->functions[i])) {
+            _cleanup_free_ char *m = xasprintf("functions[%zu]", i);
+            fail(r, m, "must be a PCI address dddd:bb:ss.f");
+        }
+    g->numa_node = get_int(r, "numa_node", false, -1, AGENT_NUMA_NODE_MAX, -1);
+    g->cpulist = get_str(r, "cpulist", false, AGENT_TEXT_MAX);
+    if (g->cpulist && !am_cpulist_ok(g->cpulist))
+        fail(r, "cpulist", "must be a CPU list such as 0-7,16-23");
+    if (!g->cpulist)
+        g->cpulist = xstrdup("");
+}
+
+static void vm_gpu_clear(struct am_vm_gpu *g)
+{
+    free(g->address);
+    strs_free(g->functions, g->n_functions);
+    free(g->cpulist);
+}
+
 static void vm_read(struct rd *r, struct am_vm *v)
 {
     static const char *const power[] = { "running", "stopped", NULL };
@@ -344,6 +396,17 @@ static void vm_read(struct rd *r, struct am_vm *v)
         }
         sub_end(r, &s, path);
     }
+    a = get_arr(r, AGENT_VM_GPUS, false, AGENT_GPUS_MAX, &n);
+    if (n && !r->failed)
+        v->gpus = xcalloc(n, sizeof(*v->gpus));
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_VM_GPUS, json_array_get(a, i), (ssize_t)i, &s,
+                &path))
+            vm_gpu_read(&s, &v->gpus[v->n_gpus++]);
+        sub_end(r, &s, path);
+    }
 }
 
 static void vm_clear(struct am_vm *v)
@@ -362,6 +425,9 @@ static void vm_clear(struct am_vm *v)
     free(v->nics);
     snapshots_clear(v->snapshots, v->n_snapshots);
     free(v->revert_snapshot_id);
+    for (size_t i = 0; i < v->n_gpus; i++)
+        vm_gpu_clear(&v->gpus[i]);
+    free(v->gpus);
 }
 
 static void network_read(struct rd *r, struct am_network *w)
@@ -629,6 +695,19 @@ static json_t *vm_encode(const struct am_vm *v)
                                           (json_int_t)v->revert_gen,
                                           "snapshot_id",
                                           v->revert_snapshot_id));
+    if (v->n_gpus) {
+        json_t *gpus = json_array();
+        for (size_t i = 0; i < v->n_gpus; i++) {
+            const struct am_vm_gpu *g = &v->gpus[i];
+            json_t *go = json_object();
+            put_str(go, "address", g->address);
+            put(go, "functions", strs(g->functions, g->n_functions));
+            put_int(go, "numa_node", g->numa_node);
+            put_str(go, "cpulist", g->cpulist ? g->cpulist : "");
+            json_array_append_new(gpus, go);
+        }
+        put(o, AGENT_VM_GPUS, gpus);
+    }
     return o;
 }
 

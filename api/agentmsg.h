@@ -40,6 +40,16 @@ struct am_snapshot {
     int64_t created_at;
 };
 
+/* One card a VM holds: its graphics function's PCI address, every
+ * function of the card, and where it sits (AGENT_VM_GPUS). */
+struct am_vm_gpu {
+    char *address;
+    char **functions;
+    size_t n_functions;
+    int64_t numa_node;      /* -1: unknown */
+    char *cpulist;          /* "" when unknown */
+};
+
 struct am_vm {
     char *id, *name;
     int64_t vcpus, memory_mib, disk_gib;
@@ -65,6 +75,8 @@ struct am_vm {
     bool has_revert;
     int64_t revert_gen;
     char *revert_snapshot_id;
+    struct am_vm_gpu *gpus; /* AGENT_VM_GPUS; left out when none */
+    size_t n_gpus;
 };
 
 struct am_remote_mac {
@@ -189,6 +201,12 @@ struct am_register {
     json_t *gpus; /* as in struct am_status */
     int iommu;
 };
+
+/* True for a canonical PCI address "dddd:bb:ss.f" (lower-case hex,
+ * slot below 0x20, function 0-7), the only form the contract carries. */
+bool am_pci_addr_ok(const char *s);
+/* True for a CPU list like "0-7,16-23" (digits, ranges, commas), or "". */
+bool am_cpulist_ok(const char *s);
 
 /* The states a VM may be reported in (NULL-terminated). */
 extern const char *const am_vm_states[];

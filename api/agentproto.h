@@ -79,8 +79,13 @@
 #define AGENT_GPU_FUNCTIONS_MAX 8
 #define AGENT_IOMMU "iommu"
 /* In the desired document, each VM's assigned GPUs under this member:
- * [{address, functions: [addresses], cpulist, numa_node}]. */
+ * [{address, functions: [addresses], cpulist, numa_node}] (at most
+ * AGENT_GPUS_MAX cards of AGENT_GPU_FUNCTIONS_MAX functions each, NUMA
+ * node -1 when unknown, up to AGENT_NUMA_NODE_MAX; cpulist "" when
+ * unknown), as the node's inventory reported them. The agent checks each
+ * against its own inventory before it passes anything through. */
 #define AGENT_VM_GPUS "gpus"
+#define AGENT_NUMA_NODE_MAX 65535
 
 /* In the desired document, a VM meant to run but held suspended
  * (virDomainSuspend; sent only when true: an agent that does not know it

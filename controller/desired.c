@@ -14,9 +14,9 @@
 
 /* Test seam, compiled in always: with FOG_TEST_FAIL_DESIRED naming a file,
  * while that file exists the step it names ("node", "vms", "nics",
- * "keys", "snapshots", "networks", "remote", "ports", "peers";
- * empty: every step) fails
- * as a store error would. Costs one getenv per step when unarmed. */
+ * "keys", "snapshots", "gpus", "networks", "remote", "ports", "peers";
+ * empty: every step) fails as a store error would. Costs one getenv per
+ * step when unarmed. */
 static int fault(const char *step)
 {
     const char *path = getenv("FOG_TEST_FAIL_DESIRED");
@@ -138,6 +138,43 @@ static int vm_snapshots(struct app *a, const json_t *row, struct am_vm *vm)
     return 0;
 }
 
+/* The GPUs the VM holds, as its node reported them: every function of
+ * each card, its NUMA node and local CPUs. */
+static int vm_gpus(struct app *a, struct am_vm *vm)
+{
+    json_auto_t *rows = NULL;
+    int e;
+    if ((e = fault("gpus")) < 0 ||
+        (e = store_query(a->store, &rows,
+                         "SELECT address, functions, numa_node, cpulist FROM "
+                         "gpus WHERE vm_id = $1 ORDER BY address", "s",
+                         vm->id)) < 0)
+        return e;
+    size_t i, k;
+    json_t *row, *f;
+    vm->gpus = xcalloc(json_array_size(rows) + 1, sizeof(*vm->gpus));
+    json_array_foreach(rows, i, row) {
+        struct am_vm_gpu *g = &vm->gpus[vm->n_gpus++];
+        g->numa_node = json_int(row, "numa_node", -1);
+        if ((e = col(row, "address", &g->address)) < 0 ||
+            (e = col(row, "cpulist", &g->cpulist)) < 0)
+            return e;
+        json_auto_t *fns = json_loads(json_str(row, "functions") ?
+                                      json_str(row, "functions") : "", 0, NULL);
+        /* Stored from a checked report: anything else is a broken row. */
+        if (!json_is_array(fns) || json_array_size(fns) == 0 ||
+            json_array_size(fns) > AGENT_GPU_FUNCTIONS_MAX)
+            return -EINVAL;
+        g->functions = xcalloc(json_array_size(fns), sizeof(char *));
+        json_array_foreach(fns, k, f) {
+            if (!json_is_string(f))
+                return -EINVAL;
+            g->functions[g->n_functions++] = xstrdup(json_string_value(f));
+        }
+    }
+    return 0;
+}
+
 static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
 {
     int e;
@@ -172,7 +209,8 @@ static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
                                       VM_SHUTDOWN_TIMEOUT_DEFAULT_S);
     vm->user_data = col_or_null(row, "user_data");
     if ((e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
-        (e = vm_snapshots(a, row, vm)) < 0)
+        (e = vm_snapshots(a, row, vm)) < 0 ||
+        (e = vm_gpus(a, vm)) < 0)
         return e;
     return vm_nics(a, vm);
 }

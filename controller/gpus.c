@@ -2,6 +2,7 @@
  * the placing transaction, release. */
 #include "controller/gpus.h"
 
+#include "api/agentmsg.h"
 #include "api/agentproto.h"
 #include "common/timeutil.h"
 
@@ -20,26 +21,32 @@ bool gpu_model_ok(const char *s)
     return true;
 }
 
+int gpu_spec_parse(const char *s, char **ret_model, int64_t *ret_count)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    int64_t count = 1;
+    _cleanup_free_ char *model = NULL;
+    if (!s)
+        return -EINVAL;
+    if (colon && parse_int64(colon + 1, 1, 16, &count) == 0)
+        model = xstrndup(s, (size_t)(colon - s));
+    else
+        model = xstrdup(s), count = 1;
+    if (!gpu_model_ok(model))
+        return -EINVAL;
+    *ret_model = TAKE_PTR(model);
+    *ret_count = count;
+    return 0;
+}
+
 bool gpu_addr_ok(const char *s)
 {
-    /* dddd:bb:ss.f, lower-case hex, slot < 0x20, function 0-7 */
-    if (!s || strlen(s) != 12 || s[4] != ':' || s[7] != ':' || s[10] != '.')
-        return false;
-    for (size_t i = 0; i < 12; i++) {
-        if (i == 4 || i == 7 || i == 10)
-            continue;
-        if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
-            return false;
-    }
-    return s[8] <= '1' && s[11] >= '0' && s[11] <= '7';
+    return am_pci_addr_ok(s);
 }
 
 static bool cpulist_ok(const char *s)
 {
-    for (; s && *s; s++)
-        if (!isdigit((unsigned char)*s) && *s != ',' && *s != '-')
-            return false;
-    return s != NULL;
+    return am_cpulist_ok(s);
 }
 
 static int report_refuse(struct jerr *err, char *detail)

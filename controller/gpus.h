@@ -10,6 +10,9 @@
 /* A model name as the agent derives it from pci.ids ("GeForceRTX4090",
  * "10de:2684"): 1..64 of [A-Za-z0-9:._+-]. */
 bool gpu_model_ok(const char *s);
+/* A request "MODEL[:COUNT]" (COUNT 1 to 16, 1 when omitted), as create
+ * and GET /v1/offers take it. 0, or -EINVAL (nothing written). */
+int gpu_spec_parse(const char *s, char **ret_model, int64_t *ret_count);
 /* A canonical PCI address "dddd:bb:ss.f". */
 bool gpu_addr_ok(const char *s);
 

@@ -7,6 +7,7 @@
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "controller/accrual.h"
+#include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/scheduler.h"
 
@@ -26,8 +27,12 @@ static int64_t bucket(int64_t v)
 
 /* One offer row as shown; NULL when it fails the query's filters. */
 static json_t *offer_row(json_t *row, json_t *labels, const char *region,
-                         const char *label, int64_t max_vcpu_hour)
+                         const char *label, int64_t max_vcpu_hour,
+                         json_t *gpus_free, const char *gpu_model,
+                         int64_t gpu_count)
 {
+    if (gpu_model && json_int(gpus_free, gpu_model, 0) < gpu_count)
+        return NULL;
     const struct rating_offer *d = &billing_config()->default_offer;
     struct rating_offer o = d[0];
     bool def = !json_is_integer(json_object_get(row, "vcpu_hour"));
@@ -71,6 +76,7 @@ static json_t *offer_row(json_t *row, json_t *labels, const char *region,
                           (json_int_t)bucket(json_int(row, "free_disk", 0)));
     json_object_set_new(j, "gpu_models", json_is_object(gm) ? gm
                                                              : json_object());
+    json_object_set(j, "gpus_free", gpus_free);
     if (gm && !json_is_object(gm))
         json_decref(gm);
     /* Percent, as the hub observed the node; null until observed. */
@@ -83,6 +89,15 @@ static json_t *offer_row(json_t *row, json_t *labels, const char *region,
     json_object_set_new(j, "currency", json_string(billing_config()->symbol));
     json_object_set_new(j, "vcpu_hour_nano", json_integer(o.vcpu_hour));
     return j;
+}
+
+/* The object under node id in map, made empty when absent (borrowed). */
+static json_t *node_map(json_t *map, const char *id)
+{
+    json_t *o = json_object_get(map, id);
+    if (!o)
+        json_object_set_new(map, id, o = json_object());
+    return o;
 }
 
 static int by_price(const void *x, const void *y)
@@ -118,12 +133,21 @@ HANDLER(h_offers_list)
                            "vCPU-hour, like \"0.05\"");
         return;
     }
+    const char *gpu = http_req_query(r, "gpu");
+    _cleanup_free_ char *gpu_model = NULL;
+    int64_t gpu_count = 0;
+    if (gpu && gpu_spec_parse(gpu, &gpu_model, &gpu_count) < 0) {
+        http_reply_problem(r, 400, "validation", "gpu",
+                           "gpu must be MODEL[:COUNT] with a count from 1 to "
+                           "16, not '%s'", gpu);
+        return;
+    }
     if (sort && !streq(sort, "price") && !streq(sort, "reputation")) {
         http_reply_problem(r, 400, "validation", "sort",
                            "sort is price or reputation");
         return;
     }
-    json_auto_t *rows = NULL, *labs = NULL;
+    json_auto_t *rows = NULL, *labs = NULL, *free_gpus = NULL;
     int e = store_query(
         a->store, &rows,
         "SELECT n.id, n.name, n.region, n.kvm, o.vcpu_hour, o.mem_gib_hour, "
@@ -142,28 +166,36 @@ HANDLER(h_offers_list)
     if (e >= 0)
         e = store_query(a->store, &labs, "SELECT node_id, key, value FROM "
                         "node_labels", "");
+    /* GPUs a VM could be given now: usable, offered, present, free. */
+    if (e >= 0)
+        e = store_query(a->store, &free_gpus, "SELECT node_id, model, "
+                        "COUNT(*) AS n FROM gpus WHERE usable = 1 AND offered "
+                        "= 1 AND present = 1 AND vm_id IS NULL GROUP BY "
+                        "node_id, model", "");
     if (e < 0) {
         reply_store_error(r, e, "offers");
         return;
     }
-    json_auto_t *by_node = json_object();
+    json_auto_t *by_node = json_object(), *gpus_by_node = json_object();
     size_t i;
     json_t *row;
-    json_array_foreach(labs, i, row) {
-        const char *id = json_str(row, "node_id");
-        json_t *o = json_object_get(by_node, id);
-        if (!o)
-            json_object_set_new(by_node, id, o = json_object());
-        json_object_set_new(o, json_str(row, "key"),
+    json_array_foreach(labs, i, row)
+        json_object_set_new(node_map(by_node, json_str(row, "node_id")),
+                            json_str(row, "key"),
                             json_string(json_str(row, "value")));
-    }
+    json_array_foreach(free_gpus, i, row)
+        json_object_set_new(node_map(gpus_by_node, json_str(row, "node_id")),
+                            json_str(row, "model"),
+                            json_integer(json_int(row, "n", 0)));
     size_t n = 0;
     _cleanup_free_ json_t **list = xcalloc(json_array_size(rows) + 1,
                                            sizeof(*list));
     json_array_foreach(rows, i, row) {
         json_t *l = json_object_get(by_node, json_str(row, "id"));
-        json_auto_t *empty = json_object();
-        json_t *o = offer_row(row, l ? l : empty, region, label, max_price);
+        json_auto_t *empty = json_object(), *none = json_object();
+        json_t *g = json_object_get(gpus_by_node, json_str(row, "id"));
+        json_t *o = offer_row(row, l ? l : empty, region, label, max_price,
+                              g ? g : none, gpu_model, gpu_count);
         if (o)
             list[n++] = o;
     }

@@ -494,15 +494,8 @@ HANDLER(h_vm_create)
     _cleanup_free_ char *gpu_model = NULL;
     int64_t gpu_count = 0;
     if (json_str(b, "gpu")) {
-        const char *g = json_str(b, "gpu"), *colon = strrchr(g, ':');
-        gpu_count = 1;
-        bool ok = true;
-        if (colon && parse_int64(colon + 1, 1, 16, &gpu_count) == 0)
-            gpu_model = xstrndup(g, (size_t)(colon - g));
-        else
-            gpu_model = xstrdup(g);
-        ok = gpu_model_ok(gpu_model);
-        if (!ok) {
+        const char *g = json_str(b, "gpu");
+        if (gpu_spec_parse(g, &gpu_model, &gpu_count) < 0) {
             http_reply_problem(r, 400, "validation", "gpu",
                                "gpu must be MODEL[:COUNT] with a model as "
                                "GET /v1/offers names it and a count from 1 "

@@ -728,6 +728,7 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
         .image_dir = a->image_dir,
         .qemu_img = s->qemu_img,
         .arch = a->arch,
+        .root = s->root,
         .kvm = a->inv.kvm,
         .allow_tcg = s->allow_tcg,
         .shutdown_timeout_ms = s->shutdown_timeout_s * 1000,

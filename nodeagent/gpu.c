@@ -438,6 +438,86 @@ int gpu_plan_build(const struct gpu_inventory *inv, const char *const *addrs,
     return 0;
 }
 
+/* The domain in held that holds addr, or NULL. */
+static const char *held_by(const struct gpu_held *held, size_t n,
+                           const char *addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (streq(held[i].addr, addr))
+            return held[i].domain;
+    return NULL;
+}
+
+static bool card_has_function(const struct gpu *g, const char *addr)
+{
+    for (size_t k = 0; k < g->n_functions; k++)
+        if (streq(g->functions[k].addr, addr))
+            return true;
+    return false;
+}
+
+/* Why request q may not be passed through, or NULL. */
+static char *request_refusal(const struct gpu_inventory *inv,
+                             const struct gpu_request *q,
+                             const struct gpu_request *earlier, size_t n_earlier,
+                             const struct gpu_held *held, size_t n_held)
+{
+    if (!vmxml_pci_addr_ok(q->address))
+        return xstrdup("a GPU address that is not a PCI address");
+    const struct gpu *g = gpu_inventory_find(inv, q->address);
+    if (!g)
+        return xasprintf("%s is not a GPU of this node", q->address);
+    for (size_t i = 0; i < n_earlier; i++)
+        if (streq(earlier[i].address, q->address))
+            return xasprintf("%s is assigned twice", q->address);
+    for (size_t k = 0; k < q->n_functions; k++)
+        if (!card_has_function(g, q->functions[k]))
+            return xasprintf("%s is not a function of the card at %s",
+                             vmxml_pci_addr_ok(q->functions[k]) ?
+                                 q->functions[k] : "an address",
+                             q->address);
+    if (g->reason)
+        return xasprintf("GPU %s is unusable: %s", q->address, g->reason);
+    if (!inv->iommu || !g->isolatable)
+        return xasprintf("GPU %s is unusable: its IOMMU group cannot be "
+                         "isolated", q->address);
+    const char *dom;
+    for (size_t k = 0; k < g->n_functions; k++)
+        if ((dom = held_by(held, n_held, g->functions[k].addr)))
+            return xasprintf("GPU %s is in use: %s is passed through to "
+                             "domain '%s'", q->address, g->functions[k].addr,
+                             dom);
+    for (size_t k = 0; k < g->n_group; k++)
+        if ((dom = held_by(held, n_held, g->group[k])))
+            return xasprintf("GPU %s is in use: %s of its IOMMU group %d is "
+                             "passed through to domain '%s'", q->address,
+                             g->group[k], g->iommu_group, dom);
+    return NULL;
+}
+
+int gpu_plan_checked(const struct gpu_inventory *inv,
+                     const struct gpu_request *req, size_t n,
+                     const struct gpu_held *held, size_t n_held,
+                     struct gpu_plan *ret, char **ret_reason)
+{
+    _cleanup_free_ const char **addrs = xcalloc(n + 1, sizeof(*addrs));
+    for (size_t i = 0; i < n; i++) {
+        char *why = request_refusal(inv, &req[i], req, i, held, n_held);
+        if (why) {
+            *ret_reason = why;
+            return -EPERM;
+        }
+        addrs[i] = req[i].address;
+    }
+    /* Checked above: only usable GPUs of the inventory are left. */
+    int r = gpu_plan_build(inv, addrs, n, ret);
+    if (r < 0) {
+        *ret_reason = xasprintf("cannot plan passthrough: %s", strerror(-r));
+        return -EPERM;
+    }
+    return 0;
+}
+
 void gpu_plan_clear(struct gpu_plan *p)
 {
     for (size_t i = 0; p->gpus && i < p->n; i++)
@@ -570,7 +650,8 @@ size_t gpu_inventory_crosscheck(struct gpu_inventory *inv,
     return marked;
 }
 
-int gpu_report(const char *root, char *const *nodedevs, json_t **ret)
+int gpu_inventory_read(const char *root, char *const *nodedevs,
+                       struct gpu_inventory *ret)
 {
     struct gpu_inventory inv;
     int r = gpu_inventory_collect(root, &inv);
@@ -589,6 +670,16 @@ int gpu_report(const char *root, char *const *nodedevs, json_t **ret)
     for (size_t i = 0; i < n; i++)
         gpu_nodedev_clear(&devs[i]);
     free(devs);
+    *ret = inv;
+    return 0;
+}
+
+int gpu_report(const char *root, char *const *nodedevs, json_t **ret)
+{
+    struct gpu_inventory inv;
+    int r = gpu_inventory_read(root, nodedevs, &inv);
+    if (r < 0)
+        return r;
     *ret = json_pack("{s:o, s:b}", AGENT_GPUS, gpu_inventory_to_json(&inv),
                      AGENT_IOMMU, inv.iommu);
     gpu_inventory_clear(&inv);

@@ -84,6 +84,34 @@ int gpu_plan_build(const struct gpu_inventory *inv, const char *const *addrs,
                    size_t n, struct gpu_plan *ret);
 void gpu_plan_clear(struct gpu_plan *p);
 
+/* A PCI function a domain on the host holds (a hostdev in its
+ * definition); both strings borrowed. */
+struct gpu_held {
+    const char *addr;
+    const char *domain;
+};
+/* One card the controller assigned to a VM: the graphics function's
+ * address and the functions it named (all borrowed). */
+struct gpu_request {
+    const char *address;
+    const char *const *functions;
+    size_t n_functions;
+};
+/* Plan passthrough of what the controller assigned, but only what this
+ * node's own inventory `inv` allows, since the controller is input like
+ * any other and must not make the node hand out its NIC or disk
+ * controller: each address must be a GPU of the inventory, each function
+ * named one of that card's, the GPU usable (IOMMU on, group isolatable,
+ * not the boot display, no host driver using it), no card asked for
+ * twice, and no function of the card nor member of its IOMMU group held
+ * by a domain in `held` (the caller leaves out the VM's own). The plan
+ * takes every function of the card from the inventory. 0, or -EPERM with
+ * *ret_reason (caller frees) naming the address and why. */
+int gpu_plan_checked(const struct gpu_inventory *inv,
+                     const struct gpu_request *req, size_t n,
+                     const struct gpu_held *held, size_t n_held,
+                     struct gpu_plan *ret, char **ret_reason);
+
 /* A PCI device as libvirt's node-device API describes it
  * (virNodeDeviceGetXMLDesc of a pci capability). */
 struct gpu_nodedev {
@@ -103,6 +131,11 @@ void gpu_nodedev_clear(struct gpu_nodedev *d);
  * The number of GPUs marked. */
 size_t gpu_inventory_crosscheck(struct gpu_inventory *inv,
                                 const struct gpu_nodedev *devs, size_t n);
+/* The inventory under root, cross-checked against the PCI node devices'
+ * XML in nodedevs (NULL-terminated, or NULL when libvirt lists none).
+ * 0 or -errno from the collection; clear with gpu_inventory_clear(). */
+int gpu_inventory_read(const char *root, char *const *nodedevs,
+                       struct gpu_inventory *ret);
 /* The report register and status posts carry: {gpus: [...], iommu} from
  * the sysfs under root, cross-checked against the PCI node devices'
  * XML in nodedevs (NULL-terminated, or NULL when libvirt lists none).

@@ -17,6 +17,7 @@
 #include "images/fetch.h"
 #include "netfabric/state.h"
 #include "nodeagent/disk.h"
+#include "nodeagent/gpu.h"
 #include "nodeagent/guestseed.h"
 #include "nodeagent/snapshot.h"
 
@@ -152,6 +153,14 @@ void reconcile_spec_hash(const json_t *vm, bool kvm, char out[65])
     json_array_foreach(json_object_get(vm, "nics"), i, nic)
         buf_printf(&b, "|%s,%s,%" PRId64, json_str(nic, "mac"),
                    json_str(nic, "bridge"), json_int(nic, "mtu", 0));
+    /* Only VMs with GPUs hash them, so other definitions stay as made. */
+    json_t *gpu, *fn;
+    json_array_foreach(json_object_get(vm, AGENT_VM_GPUS), i, gpu) {
+        size_t k;
+        buf_printf(&b, "|gpu:%s", json_str(gpu, "address"));
+        json_array_foreach(json_object_get(gpu, "functions"), k, fn)
+            buf_printf(&b, ",%s", json_string_value(fn));
+    }
     sha256_hex(b.data, b.len, out);
     buf_free(&b);
 }
@@ -517,9 +526,69 @@ void reconcile__vfail(struct reconcile_ctx *c,
                     now_ms);
 }
 
-/* The definition of a VM from its desired entry and the metadata to keep. */
+/* The passthrough plan for the GPUs VM entry `vm` was assigned (an empty
+ * plan when none), checked against this node's own inventory under
+ * c->root, cross-checked with libvirt, and the functions every other
+ * domain holds. 0, or -errno with *ret_why (caller frees). The plan points
+ * into *inv, which the caller clears after it. */
+static int gpu_plan_for(struct reconcile_ctx *c, const json_t *vm,
+                        struct gpu_inventory *inv, struct gpu_plan *ret,
+                        char **ret_why)
+{
+    const json_t *gpus = json_object_get(vm, AGENT_VM_GPUS);
+    size_t n = json_array_size(gpus);
+    *ret = (struct gpu_plan){ 0 };
+    *inv = (struct gpu_inventory){ 0 };
+    if (n == 0)
+        return 0;
+    char **devs = NULL;
+    if (virt_pci_devices(c->virt, &devs) < 0)
+        devs = NULL; /* a driver without node devices: sysfs alone */
+    int r = gpu_inventory_read(c->root, devs, inv);
+    vmxml_strv_free(devs);
+    if (r < 0) {
+        *ret_why = xasprintf("cannot read this node's GPUs: %s", strerror(-r));
+        return r;
+    }
+    char **addrs = NULL, **doms = NULL;
+    if ((r = virt_hostdevs(c->virt, &addrs, &doms)) < 0) {
+        *ret_why = xasprintf("cannot read which devices the host's domains "
+                             "hold: %s", virt_error());
+        return r;
+    }
+    _cleanup_free_ char *self = vmxml_domain_name(json_str(vm, "id"));
+    size_t n_held = 0;
+    _cleanup_free_ struct gpu_held *held = NULL;
+    for (size_t i = 0; addrs[i]; i++) {
+        if (streq(doms[i], self))
+            continue;
+        held = xrealloc(held, (n_held + 1) * sizeof(*held));
+        held[n_held++] = (struct gpu_held){ addrs[i], doms[i] };
+    }
+    _cleanup_free_ struct gpu_request *req = xcalloc(n, sizeof(*req));
+    for (size_t i = 0; i < n; i++) {
+        const json_t *g = json_array_get(gpus, i), *fns;
+        fns = json_object_get(g, "functions");
+        const char **fv = xcalloc(json_array_size(fns) + 1, sizeof(*fv));
+        for (size_t k = 0; k < json_array_size(fns); k++)
+            fv[k] = json_string_value(json_array_get(fns, k));
+        req[i] = (struct gpu_request){ json_str(g, "address"), fv,
+                                       json_array_size(fns) };
+    }
+    r = gpu_plan_checked(inv, req, n, held, n_held, ret, ret_why);
+    for (size_t i = 0; i < n; i++)
+        free((void *)req[i].functions);
+    vmxml_strv_free(addrs);
+    vmxml_strv_free(doms);
+    if (r < 0)
+        gpu_inventory_clear(inv);
+    return r;
+}
+
+/* The definition of a VM from its desired entry and the metadata to keep.
+ * 0, or -errno with *ret_why (caller frees). */
 static int build_xml(struct reconcile_ctx *c, const json_t *vm,
-                     struct vmxml_meta *meta, char **ret_xml)
+                     struct vmxml_meta *meta, char **ret_xml, char **ret_why)
 {
     _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, meta->vm_id);
     _cleanup_free_ char *con = disk_console_path(c->data_dir, meta->vm_id);
@@ -531,8 +600,10 @@ static int build_xml(struct reconcile_ctx *c, const json_t *vm,
     for (size_t i = 0; i < n; i++) {
         json_t *nic = json_array_get(nics, i);
         /* The firewall knows a VM's tap by this name. */
-        if (netfabric_tap_name(meta->vm_id, (unsigned)i, taps[i]) < 0)
+        if (netfabric_tap_name(meta->vm_id, (unsigned)i, taps[i]) < 0) {
+            *ret_why = xstrdup("cannot build the domain definition");
             return -EINVAL;
+        }
         nv[i] = (struct vmxml_nic){ json_str(nic, "mac"),
                                     json_str(nic, "bridge"),
                                     json_int(nic, "mtu", 0), taps[i] };
@@ -551,7 +622,20 @@ static int build_xml(struct reconcile_ctx *c, const json_t *vm,
         .n_nics = n,
         .limits = c->limits,
     };
-    return vmxml_build(&s, ret_xml);
+    struct gpu_inventory inv;
+    struct gpu_plan plan;
+    int r = gpu_plan_for(c, vm, &inv, &plan, ret_why);
+    if (r < 0)
+        return r;
+    s.gpus = plan.gpus;
+    s.n_gpus = plan.n;
+    s.cpuset = plan.cpuset;
+    s.nodeset = plan.nodeset;
+    if ((r = vmxml_build(&s, ret_xml)) < 0)
+        *ret_why = xstrdup("cannot build the domain definition");
+    gpu_plan_clear(&plan);
+    gpu_inventory_clear(&inv);
+    return r;
 }
 
 static void meta_from(struct vmxml_meta *m, const json_t *vm,
@@ -642,9 +726,9 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
         return r;
     struct vmxml_meta meta;
     meta_from(&meta, vm, NULL);
-    _cleanup_free_ char *xml = NULL;
-    if ((r = build_xml(c, vm, &meta, &xml)) < 0) {
-        reconcile__fail(c, a, xstrdup("cannot build the domain definition"), rev, now_ms);
+    _cleanup_free_ char *xml = NULL, *why = NULL;
+    if ((r = build_xml(c, vm, &meta, &xml, &why)) < 0) {
+        reconcile__fail(c, a, TAKE_PTR(why), rev, now_ms);
         return r;
     }
     int64_t called = wall_ms();
@@ -712,11 +796,10 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         return do_create(c, a, rev, now_ms);
     case RC_REDEFINE: {
         struct vmxml_meta meta;
-        _cleanup_free_ char *xml = NULL;
+        _cleanup_free_ char *xml = NULL, *why = NULL;
         meta_from(&meta, vm, d);
-        if ((r = build_xml(c, vm, &meta, &xml)) < 0) {
-            reconcile__fail(c, a, xstrdup("cannot build the domain definition"), rev,
-                 now_ms);
+        if ((r = build_xml(c, vm, &meta, &xml, &why)) < 0) {
+            reconcile__fail(c, a, TAKE_PTR(why), rev, now_ms);
             return r;
         }
         if ((r = virt_define(c->virt, xml)) < 0) {

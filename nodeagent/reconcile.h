@@ -129,6 +129,7 @@ struct reconcile_ctx {
     const char *image_dir;
     const char *qemu_img;
     const char *arch;
+    const char *root;  /* prefix of the sysfs the GPUs are read from */
     bool kvm;
     bool allow_tcg;
     int64_t shutdown_timeout_ms;

@@ -482,3 +482,43 @@ int virt_pci_devices(struct virt *v, char ***ret)
     *ret = xmls;
     return 0;
 }
+
+int virt_hostdevs(struct virt *v, char ***ret_addrs, char ***ret_domains)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(v->conn, &doms, 0);
+    if (n < 0)
+        return err_code();
+    char **addrs = xcalloc(1, sizeof(*addrs)), **names = xcalloc(1,
+                                                                  sizeof(*names));
+    size_t k = 0;
+    int r = 0;
+    for (int i = 0; i < n; i++) {
+        char *xml = r == 0 ? virDomainGetXMLDesc(doms[i], 0) : NULL;
+        char **hd = NULL;
+        if (r == 0 && !xml)
+            r = err_code();
+        else if (r == 0 && vmxml_hostdevs_parse(xml, &hd) < 0)
+            r = -EINVAL; /* libvirt's own XML: not expected */
+        const char *name = virDomainGetName(doms[i]);
+        for (size_t j = 0; hd && hd[j]; j++) {
+            addrs = xrealloc(addrs, (k + 2) * sizeof(*addrs));
+            names = xrealloc(names, (k + 2) * sizeof(*names));
+            addrs[k] = xstrdup(hd[j]);
+            names[k++] = xstrdup(name ? name : "?");
+            addrs[k] = names[k] = NULL;
+        }
+        vmxml_strv_free(hd);
+        free(xml);
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    if (r < 0) {
+        vmxml_strv_free(addrs);
+        vmxml_strv_free(names);
+        return r;
+    }
+    *ret_addrs = addrs;
+    *ret_domains = names;
+    return 0;
+}

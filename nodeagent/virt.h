@@ -94,3 +94,10 @@ const char *virt_error(void);
  * (a NULL-terminated array; free with vmxml_strv_free). 0, -EOPNOTSUPP
  * when the driver has no node devices, or -EIO. */
 int virt_pci_devices(struct virt *v, char ***ret);
+/* The PCI functions every domain on the host holds (hostdev elements of
+ * its definition, the live one while it runs), ours and any other's: the
+ * assignments as they stand, rebuilt from libvirt each time, so a
+ * restarted agent never gives a GPU twice. Two NULL-terminated arrays of
+ * equal length (addresses, domain names; free each with vmxml_strv_free).
+ * 0 or -errno (reason in virt_error()). */
+int virt_hostdevs(struct virt *v, char ***ret_addrs, char ***ret_domains);

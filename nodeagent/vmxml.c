@@ -2,6 +2,8 @@
  * and text node), plus the fogfabric metadata element. Inputs are checked
  * before they are written, so a definition either is safe or is refused. */
 #include "nodeagent/vmxml.h"
+
+#include "api/agentmsg.h"
 #include "common/netcheck.h"
 
 #include "common/ids.h"
@@ -290,15 +292,7 @@ bool vmxml_cpuset_ok(const char *s)
 
 bool vmxml_pci_addr_ok(const char *s)
 {
-    static const char pat[] = "hhhh:hh:hh.h";
-    if (!s || strlen(s) != sizeof(pat) - 1)
-        return false;
-    for (size_t i = 0; i < sizeof(pat) - 1; i++)
-        if (pat[i] == 'h' ? !((s[i] >= '0' && s[i] <= '9') ||
-                              (s[i] >= 'a' && s[i] <= 'f'))
-                          : s[i] != pat[i])
-            return false;
-    return s[11] <= '7';
+    return am_pci_addr_ok(s);
 }
 
 static bool gpus_ok(const struct vmxml_spec *s)
@@ -666,6 +660,12 @@ int vmxml_hostdevs_parse(const char *xml, char ***ret)
         for (xmlNodePtr h = d->children; h; h = h->next) {
             if (h->type != XML_ELEMENT_NODE ||
                 !xmlStrEqual(h->name, BAD_CAST "hostdev"))
+                continue;
+            /* USB and mediated devices have addresses of other shapes. */
+            xmlChar *type = xmlGetProp(h, BAD_CAST "type");
+            bool pci = type && xmlStrEqual(type, BAD_CAST "pci");
+            xmlFree(type);
+            if (!pci)
                 continue;
             for (xmlNodePtr src = h->children; src; src = src->next) {
                 if (src->type != XML_ELEMENT_NODE ||

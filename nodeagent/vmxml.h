@@ -89,8 +89,9 @@ bool vmxml_text_ok(const char *s);
  * unsafe (vm id not a UUID, relative or odd path, bad MAC/bridge, name
  * with control characters). *ret_xml is owned by the caller. */
 int vmxml_build(const struct vmxml_spec *s, char **ret_xml);
-/* The host PCI addresses of every hostdev in a domain XML ("dddd:bb:ss.f"),
- * in document order, so a restarted agent knows what its domains hold.
+/* The host PCI addresses of every PCI hostdev in a domain XML
+ * ("dddd:bb:ss.f"; USB and mediated ones are skipped), in document order,
+ * so a restarted agent knows what its domains hold.
  * 0 or -EINVAL; *ret is a NULL-terminated array the caller frees with
  * vmxml_strv_free(). */
 int vmxml_hostdevs_parse(const char *xml, char ***ret);

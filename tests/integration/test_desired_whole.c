@@ -107,9 +107,9 @@ static void a_store_error_at_any_step_is_a_503_never_a_partial_document(void **s
     assert_int_equal(json_array_size(json_object_get(whole, "networks")), 1);
     assert_int_equal(json_array_size(json_object_get(whole, "peers")), 1);
 
-    static const char *const steps[] = { "", "node", "vms", "keys", "nics",
-                                         "networks", "remote", "ports",
-                                         "peers" };
+    static const char *const steps[] = { "", "node", "vms", "keys", "gpus",
+                                         "nics", "networks", "remote",
+                                         "ports", "peers" };
     for (size_t i = 0; i < ARRAY_SIZE(steps); i++) {
         assert_int_equal(file_write_atomic(fault_path, steps[i],
                                            strlen(steps[i]), 0600), 0);

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/agentmsg.h"
 #include "common/jsonutil.h"
 #include "tests/testutil.h"
 
@@ -145,6 +146,19 @@ static const char *vm_node(const char *key, const char *id)
     return node;
 }
 
+/* GET /v1/offers?QUERY as key: the offers (caller decrefs). */
+static json_t *offers_of(const char *key, const char *query)
+{
+    _cleanup_free_ char *p = xasprintf("/v1/offers%s", query);
+    long st;
+    json_t *o = tu_api(&ctl, key, "GET", p, NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *list = json_incref(json_object_get(o, "offers"));
+    json_decref(o);
+    assert_true(json_is_array(list));
+    return list;
+}
+
 static void two_tenants_race_for_the_last_gpu(void **state)
 {
     (void)state;
@@ -157,6 +171,19 @@ static void two_tenants_race_for_the_last_gpu(void **state)
                       NULL));
     _cleanup_free_ char *k1 = tu_account(&ctl, "gc-t1", "tenant");
     _cleanup_free_ char *k2 = tu_account(&ctl, "gc-t2", "tenant");
+    /* The offer counts the free GPU per model, and filters on it. */
+    json_auto_t *offers = offers_of(k1, "?gpu=GeForceRTX4090");
+    assert_int_equal(json_array_size(offers), 1);
+    assert_int_equal(json_int(json_object_get(json_array_get(offers, 0),
+                                              "gpus_free"),
+                              "GeForceRTX4090", 0), 1);
+    json_auto_t *two = offers_of(k1, "?gpu=GeForceRTX4090:2");
+    assert_int_equal(json_array_size(two), 0);
+    long ost;
+    json_auto_t *obad = tu_api(&ctl, k1, "GET", "/v1/offers?gpu=a/b", NULL,
+                               &ost);
+    assert_int_equal(ost, 400);
+    assert_string_equal(json_str(obad, "field"), "gpu");
     struct ask q[2] = {
         { k1, "{\"name\":\"g1\",\"vcpus\":1,\"memory_mib\":128,"
               "\"disk_gib\":1,\"image\":\"tiny\",\"allow_tcg\":true,"
@@ -185,6 +212,13 @@ static void two_tenants_race_for_the_last_gpu(void **state)
     assert_string_equal(json_str(json_array_get(json_object_get(gl, "gpus"),
                                                 0), "vm_id"),
                         json_str(q[winner].vm, "id"));
+    /* Held: no longer free in the offer. */
+    json_auto_t *after = offers_of(k1, "?gpu=GeForceRTX4090");
+    assert_int_equal(json_array_size(after), 0);
+    json_auto_t *all_offers = offers_of(k1, "");
+    assert_int_equal(json_int(json_object_get(json_array_get(all_offers, 0),
+                                              "gpus_free"),
+                              "GeForceRTX4090", 0), 0);
     /* The winner's VM names what it asked for and what it holds. */
     _cleanup_free_ char *wp = xasprintf("/v1/vms/%s",
                                         json_str(q[winner].vm, "id"));
@@ -198,6 +232,31 @@ static void two_tenants_race_for_the_last_gpu(void **state)
                                         json_str(q[winner].vm, "id"), NULL);
     assert_int_equal(drc, 0);
     assert_non_null(strstr(di, "0000:01:00.0 (GeForceRTX4090)"));
+    /* The node's desired document carries the card, every function of it
+     * and where it sits, and reads back through the contract. */
+    json_auto_t *doc = tu_api(&ctl, cred, "GET", "/v1/agent/desired", NULL,
+                              NULL);
+    json_t *dv = tu_find(json_object_get(doc, "vms"), "id",
+                         json_str(q[winner].vm, "id"));
+    assert_non_null(dv);
+    json_t *dg = json_array_get(json_object_get(dv, AGENT_VM_GPUS), 0);
+    assert_int_equal(json_array_size(json_object_get(dv, AGENT_VM_GPUS)), 1);
+    assert_string_equal(json_str(dg, "address"), "0000:01:00.0");
+    json_t *dfn = json_object_get(dg, "functions");
+    assert_int_equal(json_array_size(dfn), 2);
+    assert_string_equal(json_string_value(json_array_get(dfn, 1)),
+                        "0000:01:00.1");
+    assert_int_equal(json_int(dg, "numa_node", -2), 0);
+    assert_string_equal(json_str(dg, "cpulist"), "0-7");
+    struct am_desired dd;
+    struct jerr dje = { 0 };
+    assert_int_equal(am_desired_decode(doc, &dd, &dje), 0);
+    assert_int_equal(dd.n_vms, 1);
+    assert_int_equal(dd.vms[0].n_gpus, 1);
+    assert_int_equal(dd.vms[0].gpus[0].n_functions, 2);
+    json_auto_t *again = am_desired_encode(&dd);
+    assert_true(json_equal(again, doc));
+    am_desired_clear(&dd);
     _cleanup_free_ char *lp = xasprintf("/v1/vms/%s",
                                         json_str(q[1 - winner].vm, "id"));
     json_auto_t *loser = tu_api(&ctl, q[1 - winner].key, "GET", lp, NULL, NULL);
