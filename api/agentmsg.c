@@ -778,9 +778,8 @@ static json_t *gpus_read(struct rd *r, int *iommu)
 
 static void gpus_encode(json_t *o, const json_t *gpus, int iommu)
 {
-    if (!gpus)
-        return;
-    put(o, AGENT_GPUS, json_deep_copy(gpus));
+    if (gpus)
+        put(o, AGENT_GPUS, json_deep_copy(gpus));
     if (iommu >= 0)
         put(o, AGENT_IOMMU, json_boolean(iommu));
 }
@@ -875,10 +874,9 @@ json_t *am_status_encode(const struct am_status *s)
         json_t *x = json_object();
         put_str(x, "id", v->id);
         put_str(x, "state", v->state);
-        if (v->by_guest) {
+        if (v->by_guest)
             put(x, "by_guest", json_true());
-            put_int(x, "start_gen", v->start_gen);
-        }
+        put_int(x, "start_gen", v->start_gen);
         put_str(x, "reason", v->reason);
         put_str(x, "console_tail", v->console_tail);
         if (v->addresses)
