@@ -153,20 +153,27 @@ static json_t *rgpus(int *iommu)
     return a;
 }
 
-static json_t *rsamples(void)
+/* Usage samples of one or two VMs, time going forward with seq. */
+static struct am_sample *rsamples(size_t *ret_n)
 {
-    if (coin())
+    *ret_n = (size_t)rr(0, 5);
+    if (*ret_n == 0)
         return NULL;
-    json_t *a = json_array();
-    for (int64_t i = rr(0, 4); i > 0; i--) {
-        _cleanup_free_ char *vm = ruuid();
-        int64_t start = rr(0, INT64_C(1) << 40);
-        json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "vm", vm,
-                                           "seq", (json_int_t)rr(1, 1000),
-                                           "start", (json_int_t)start, "end",
-                                           (json_int_t)(start + rr(0, 60))));
+    struct am_sample *v = xcalloc(*ret_n, sizeof(*v));
+    char *vms[2] = { ruuid(), ruuid() };
+    int64_t seq[2] = { rr(0, 1000), rr(0, 1000) };
+    int64_t t[2] = { rr(0, AGENT_SAMPLE_TIME_MAX - 1000),
+                     rr(0, AGENT_SAMPLE_TIME_MAX - 1000) };
+    for (size_t i = 0; i < *ret_n; i++) {
+        size_t k = rnd() % 2;
+        int64_t len = rr(0, 60);
+        v[i] = (struct am_sample){ xstrdup(vms[k]), seq[k] += rr(1, 3), t[k],
+                                   t[k] + len, NULL };
+        t[k] += len + rr(0, 3);
     }
-    return a;
+    free(vms[0]);
+    free(vms[1]);
+    return v;
 }
 
 /* ---- random valid documents --------------------------------------------- */
@@ -307,7 +314,7 @@ static void rstatus(struct am_status *s)
         s->refused[i] = (struct am_refusal){ ropt(AGENT_REFUSED_OBJECT_MAX),
                                              ropt(AGENT_REFUSED_REASON_MAX) };
     s->permit_ports = rports(&s->has_permit_ports, &s->n_permit_ports);
-    s->samples = rsamples();
+    s->samples = rsamples(&s->n_samples);
     s->gpus = rgpus(&s->iommu);
 }
 
@@ -459,7 +466,7 @@ static bool eq_status(const struct am_status *a, const struct am_status *b)
         a->has_permit_ports != b->has_permit_ports ||
         !eq_ports(a->permit_ports, a->n_permit_ports, b->permit_ports,
                   b->n_permit_ports) ||
-        !eq_j(a->samples, b->samples) || !eq_j(a->gpus, b->gpus) ||
+        a->n_samples != b->n_samples || !eq_j(a->gpus, b->gpus) ||
         a->iommu != b->iommu)
         return false;
     for (size_t i = 0; i < a->n_vms; i++) {
@@ -469,6 +476,12 @@ static bool eq_status(const struct am_status *a, const struct am_status *b)
             !eq_s(x->console_tail, y->console_tail) ||
             !eq_j(x->addresses, y->addresses) || x->by_guest != y->by_guest ||
             x->start_gen != y->start_gen)
+            return false;
+    }
+    for (size_t i = 0; i < a->n_samples; i++) {
+        const struct am_sample *x = &a->samples[i], *y = &b->samples[i];
+        if (!eq_s(x->vm, y->vm) || x->seq != y->seq || x->start != y->start ||
+            x->end != y->end || !eq_s(x->refused, y->refused))
             return false;
     }
     for (size_t i = 0; i < a->n_refused; i++)
@@ -708,6 +721,15 @@ static bool omitted_default(const json_t *v)
            (json_is_array(v) && json_array_size(v) == 0);
 }
 
+/* The first usage sample the status decoder refused, or NULL. */
+static const struct am_sample *sample_refused(const struct am_status *s)
+{
+    for (size_t i = 0; i < s->n_samples; i++)
+        if (s->samples[i].refused)
+            return &s->samples[i];
+    return NULL;
+}
+
 static void damaged(const struct kind *k)
 {
     size_t refused = 0, accepted = 0;
@@ -752,6 +774,18 @@ static void damaged(const struct kind *k)
                 fail_msg("%s %d (FOG_SEED=%" PRIu64 "): refused but the "
                          "result was written", k->name, i, seed);
             jerr_clear(&err);
+        } else if (k == &kind_status && sample_refused(&b.s)) {
+            /* One sample refused on its own: the damaged one, named. */
+            refused++;
+            const struct am_sample *x = sample_refused(&b.s);
+            size_t at = (size_t)(x - b.s.samples);
+            if (!streq(w->steps[0].key, "samples") ||
+                (w->n > 2 && w->steps[1].idx != at) ||
+                !strstr(x->refused, key))
+                fail_msg("%s %d (FOG_SEED=%" PRIu64 "): damage to '%s' "
+                         "refused samples[%zu]: %s\n%s", k->name, i, seed,
+                         key, at, x->refused, text);
+            k->clear(&b);
         } else {
             /* Accepted: the member as sent, everything else as before. */
             accepted++;
