@@ -130,9 +130,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     /* The agent acts only on what the contract's decoder let through,
      * re-encoded; that must decode again to the same document. */
-    char *why = NULL;
-    json_auto_t *doc = reconcile_doc_read(raw, json_str(raw, "node_id"), &why);
-    free(why);
+    char *doc_why = NULL;
+    json_auto_t *doc = reconcile_doc_read(raw, json_str(raw, "node_id"),
+                                          &doc_why);
+    free(doc_why);
     if (!doc)
         return 0;
     json_auto_t *again = reconcile_doc_read(doc, json_str(doc, "node_id"), NULL);
