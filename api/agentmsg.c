@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 const char *const am_vm_states[] = { "creating", "running", "stopped",
                                      "crashed",  "paused",  "error",
@@ -945,6 +946,107 @@ static void vm_status_clear(struct am_vm_status *v)
     snapshots_clear(v->snapshots, v->n_snapshots);
 }
 
+/* One usage sample, read with a cursor of its own: what is wrong with
+ * it goes to its `refused`, not to the body's error. */
+static void sample_read(const json_t *v, size_t i, struct am_sample *smp)
+{
+    static const char *const known[] = { "vm", "seq", "start", "end", NULL };
+    struct jerr e = { 0 };
+    _cleanup_free_ char *path = xasprintf("samples[%zu].", i);
+    struct rd r = { v, path, &e, false };
+    if (!json_is_object(v)) {
+        smp->refused = xasprintf("malformed: samples[%zu] must be an "
+                                 "object", i);
+        return;
+    }
+    strict(&r, known);
+    smp->vm = get_str(&r, "vm", true, 36);
+    if (smp->vm && !uuid_is_valid(smp->vm))
+        fail(&r, "vm", "must be a UUID");
+    smp->seq = get_int(&r, "seq", true, 1, INT64_MAX, 0);
+    smp->start = get_int(&r, "start", true, 0, AGENT_SAMPLE_TIME_MAX, 0);
+    smp->end = get_int(&r, "end", true, 0, AGENT_SAMPLE_TIME_MAX, 0);
+    if (r.failed)
+        smp->refused = xasprintf("malformed: %s", e.detail);
+    else if (smp->end < smp->start)
+        smp->refused = xstrdup("malformed: end before start");
+    jerr_clear(&e);
+}
+
+/* Samples in (vm, seq) order, for the monotony check. */
+static int sample_cmp(const void *x, const void *y, void *base)
+{
+    const struct am_sample *a = (const struct am_sample *)base +
+                                *(const size_t *)x,
+                           *b = (const struct am_sample *)base +
+                                *(const size_t *)y;
+    int c = strcmp(a->vm, b->vm);
+    if (c)
+        return c;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Per VM, time goes forward with seq: a sample that starts before one
+ * numbered lower is refused (a reset clock or a forged number). */
+static void samples_monotonic(struct am_sample *v, size_t n)
+{
+    _cleanup_free_ size_t *ix = xcalloc(n + 1, sizeof(*ix));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!v[i].refused)
+            ix[m++] = i;
+    qsort_r(ix, m, sizeof(*ix), sample_cmp, v);
+    for (size_t k = 1; k < m; k++) {
+        struct am_sample *a = &v[ix[k - 1]], *b = &v[ix[k]];
+        if (!streq(a->vm, b->vm) || a->seq == b->seq || b->start >= a->start)
+            continue;
+        b->refused = xasprintf("not monotonic: seq %lld starts at %lld, "
+                               "before seq %lld (%lld)", (long long)b->seq,
+                               (long long)b->start, (long long)a->seq,
+                               (long long)a->start);
+        /* Later ones compare with the last good sample of the VM. */
+        ix[k] = ix[k - 1];
+    }
+}
+
+static struct am_sample *samples_read(struct rd *r, size_t *ret_n)
+{
+    size_t n;
+    const json_t *a = get_arr(r, "samples", false, AGENT_SAMPLES_MAX, &n);
+    *ret_n = 0;
+    if (!a || n == 0 || r->failed)
+        return NULL;
+    struct am_sample *v = xcalloc(n, sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        sample_read(json_array_get(a, i), i, &v[i]);
+    samples_monotonic(v, n);
+    *ret_n = n;
+    return v;
+}
+
+static void samples_clear(struct am_sample *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].vm);
+        free(v[i].refused);
+    }
+    free(v);
+}
+
+static json_t *samples_encode(const struct am_sample *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        put_str(o, "vm", v[i].vm);
+        put_int(o, "seq", v[i].seq);
+        put_int(o, "start", v[i].start);
+        put_int(o, "end", v[i].end);
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
 static void refusal_read(struct rd *r, struct am_refusal *f)
 {
     /* What a node says it refused is bounded again by the controller
@@ -967,9 +1069,8 @@ static json_t *gpus_read(struct rd *r, int *iommu)
 
 static void gpus_encode(json_t *o, const json_t *gpus, int iommu)
 {
-    if (!gpus)
-        return;
-    put(o, AGENT_GPUS, json_deep_copy(gpus));
+    if (gpus)
+        put(o, AGENT_GPUS, json_deep_copy(gpus));
     if (iommu >= 0)
         put(o, AGENT_IOMMU, json_boolean(iommu));
 }
@@ -1008,9 +1109,7 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
             vm_status_read(&x, &s.vms[s.n_vms++]);
         sub_end(&r, &x, path);
     }
-    a = get_arr(&r, "samples", false, AGENT_LIST_MAX, &n);
-    if (a && !r.failed)
-        s.samples = json_deep_copy(a);
+    s.samples = samples_read(&r, &s.n_samples);
     reach_read(&r, &s.public_ip, &s.endpoint);
     a = get_arr(&r, "refused", false, AGENT_LIST_MAX, &n);
     if (n)
@@ -1048,7 +1147,7 @@ void am_status_clear(struct am_status *s)
     }
     free(s->refused);
     free(s->permit_ports);
-    json_decref(s->samples);
+    samples_clear(s->samples, s->n_samples);
     json_decref(s->gpus);
     *s = (struct am_status){ 0 };
 }
@@ -1064,10 +1163,9 @@ json_t *am_status_encode(const struct am_status *s)
         json_t *x = json_object();
         put_str(x, "id", v->id);
         put_str(x, "state", v->state);
-        if (v->by_guest) {
+        if (v->by_guest)
             put(x, "by_guest", json_true());
-            put_int(x, "start_gen", v->start_gen);
-        }
+        put_int(x, "start_gen", v->start_gen);
         put_str(x, "reason", v->reason);
         put_str(x, "console_tail", v->console_tail);
         if (v->addresses)
@@ -1095,8 +1193,8 @@ json_t *am_status_encode(const struct am_status *s)
         }
         put(o, "refused", a);
     }
-    if (s->samples)
-        put(o, "samples", json_deep_copy(s->samples));
+    if (s->n_samples)
+        put(o, "samples", samples_encode(s->samples, s->n_samples));
     gpus_encode(o, s->gpus, s->iommu);
     return o;
 }

@@ -163,6 +163,17 @@ struct am_vm_status {
     int64_t revert_gen;
 };
 
+/* A usage sample: VM `vm` ran over [start, end) (unix seconds) by the
+ * node's account, numbered `seq` per VM. One malformed sample does not
+ * refuse the whole body: `refused` says why (owned; NULL for a good one),
+ * so that billing names it back (AGENT_REJECTED_SAMPLES) and the node
+ * drops only it. */
+struct am_sample {
+    char *vm;               /* may be NULL in a refused one */
+    int64_t seq, start, end;
+    char *refused;
+};
+
 struct am_refusal {
     char *object, *reason;
 };
@@ -178,10 +189,12 @@ struct am_status {
     bool has_permit_ports;
     uint16_t *permit_ports;
     size_t n_permit_ports;
-    /* Usage samples, {vm, seq, start, end} each: the decoder checks only
-     * that this is a bounded array, since billing names each sample it
-     * refuses (AGENT_REJECTED_SAMPLES) and the node keeps the rest. */
-    json_t *samples;
+    /* Usage samples (at most AGENT_SAMPLES_MAX), each checked on its own
+     * (struct am_sample's `refused`): a UUID, seq >= 1, 0 <= start <=
+     * end <= AGENT_SAMPLE_TIME_MAX, and per VM a higher seq never starts
+     * before a lower one. */
+    struct am_sample *samples;
+    size_t n_samples;
     /* The node's GPUs (AGENT_GPUS; NULL: not reported) and whether its
      * IOMMU is on (-1: not reported). */
     json_t *gpus;

@@ -114,6 +114,10 @@
  * VM list and up to AGENT_SAMPLES_MAX usage samples). */
 #define AGENT_STATUS_BODY_MAX (1u << 20)
 #define AGENT_SAMPLES_MAX 2000
+/* The latest unix second a usage sample may name (year 36812): a bound on
+ * the wire, not a clock check (claims ahead of the controller's clock are
+ * capped and counted against the node, see controller/accrual.c). */
+#define AGENT_SAMPLE_TIME_MAX (INT64_C(1) << 40)
 /* Items in one list of a document (VMs, networks, ports, peers, ...). */
 #define AGENT_LIST_MAX 100000
 /* NICs of one VM, and a VM's user data (as the API takes it). */

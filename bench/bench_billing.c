@@ -12,6 +12,7 @@
 #include "controller/accrual.h"
 #include "tests/testutil.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -143,11 +144,17 @@ int main(int argc, char **argv)
                                       (json_int_t)(t - interval), "end",
                                       (json_int_t)t));
             }
+            /* The samples as the status decoder hands them over. */
+            json_auto_t *body = json_pack("{s:O}", "samples", sj);
+            _cleanup_(am_status_clear) struct am_status st = { 0 };
+            struct jerr je = { 0 };
+            if (am_status_decode(body, &st, &je) < 0)
+                die(je.detail, -EINVAL);
             struct timespec a0, a1;
             clock_gettime(CLOCK_MONOTONIC, &a0);
             if ((e = store_tx_begin(a.store)) < 0 ||
-                (e = billing_ingest_status_at(&a, node_ids[n], vj, sj, t,
-                                              NULL)) < 0 ||
+                (e = billing_ingest_status_at(&a, node_ids[n], vj, st.samples,
+                                              st.n_samples, t, NULL)) < 0 ||
                 (e = store_tx_commit(a.store)) < 0)
                 die("ingest", e);
             clock_gettime(CLOCK_MONOTONIC, &a1);

@@ -233,13 +233,6 @@ static int64_t usage_final_capped(const struct usage_vm *u, int64_t now)
     return max_i64(c, 0);
 }
 
-static const struct jfield sample_fields[] = {
-    { "vm", JF_UUID, true, 0, 0, NULL },
-    { "seq", JF_INT, true, 1, INT64_MAX, NULL },
-    { "start", JF_INT, true, 0, INT64_C(1) << 40, NULL },
-    { "end", JF_INT, true, 0, INT64_C(1) << 40, NULL },
-};
-
 /* Save a VM's usage with `more` seconds newly capped, counted against the
  * node (owned by account `owner`) too. */
 static int usage_commit(struct app *a, const char *node_id, const char *owner,
@@ -274,8 +267,9 @@ static int usage_commit(struct app *a, const char *node_id, const char *owner,
  * claims are cut to the VM's lifetime up to a little past now, and what
  * was cut or can no longer be billed is counted against the node. */
 static int ingest_vm(struct app *a, const char *node_id, const char *owner,
-                     const char *vm_id, const char *state, json_t *samples,
-                     json_t *idx, int64_t now)
+                     const char *vm_id, const char *state,
+                     const struct am_sample *samples, json_t *idx,
+                     int64_t now)
 {
     json_auto_t *vm = NULL;
     int e = store_query_one(a->store, &vm, "SELECT desired_state, "
@@ -302,9 +296,9 @@ static int ingest_vm(struct app *a, const char *node_id, const char *owner,
     size_t i;
     json_t *k;
     json_array_foreach(idx, i, k) {
-        json_t *sj = json_array_get(samples, (size_t)json_integer_value(k));
-        int64_t start = json_int(sj, "start", 0), end = json_int(sj, "end", 0);
-        struct usage_sample smp = { json_int(sj, "seq", 0),
+        const struct am_sample *sj = &samples[json_integer_value(k)];
+        int64_t start = sj->start, end = sj->end;
+        struct usage_sample smp = { sj->seq,
                                     max_i64(start, born),
                                     min_i64(end, latest) };
         if (smp.end < smp.start)
@@ -354,82 +348,73 @@ int billing_vm_unwanted(struct app *a, const char *vm_id, int64_t now)
     return e;
 }
 
+/* Is VM `id` placed on node_id? Looked up once per post, in *mine. */
+static bool vm_is_mine(struct app *a, const char *node_id, json_t *mine,
+                       const char *id)
+{
+    json_t *known = json_object_get(mine, id);
+    if (!known) {
+        known = json_boolean(store_query_int(a->store, 0,
+                                             "SELECT COUNT(*) FROM vms WHERE "
+                                             "id = $1 AND node_id = $2", "ss",
+                                             id, node_id) > 0);
+        json_object_set_new(mine, id, known);
+    }
+    return json_is_true(known);
+}
+
 json_t *billing_samples_rejected(struct app *a, const char *node_id,
-                                 const json_t *samples)
+                                 const struct am_sample *samples, size_t n)
 {
     json_t *out = json_array();
-    json_auto_t *mine = json_object(); /* vm id -> true/false, looked up once */
-    size_t i;
-    json_t *v;
-    json_array_foreach(samples, i, v) {
-        struct jerr je = { 0 };
-        _cleanup_free_ char *reason = NULL;
-        const char *id = json_str(v, "vm");
-        if (json_check(v, sample_fields, ARRAY_SIZE(sample_fields), &je) < 0)
-            reason = xasprintf("malformed: %s", je.detail ? je.detail : "?");
-        else if (json_int(v, "end", 0) < json_int(v, "start", 0))
-            reason = xstrdup("malformed: end before start");
-        jerr_clear(&je);
-        if (!reason) {
-            json_t *known = json_object_get(mine, id);
-            if (!known) {
-                known = json_boolean(store_query_int(
-                                         a->store, 0,
-                                         "SELECT COUNT(*) FROM vms WHERE id = "
-                                         "$1 AND node_id = $2", "ss", id,
-                                         node_id) > 0);
-                json_object_set_new(mine, id, known);
-            }
-            if (!json_is_true(known))
-                reason = xstrdup("VM not placed on this node");
-        }
+    json_auto_t *mine = json_object(); /* vm id -> true/false */
+    for (size_t i = 0; i < n; i++) {
+        const struct am_sample *v = &samples[i];
+        const char *reason = v->refused;
+        if (!reason && !vm_is_mine(a, node_id, mine, v->vm))
+            reason = "VM not placed on this node";
         if (!reason)
             continue;
-        json_t *seq = json_object_get(v, "seq");
-        json_array_append_new(out, json_pack("{s:I, s:s?, s:O?, s:s}", "index",
-                                             (json_int_t)i, "vm",
-                                             json_is_string(json_object_get(v, "vm")) ?
-                                                 id : NULL,
-                                             "seq",
-                                             json_is_integer(seq) ? seq : NULL,
-                                             "reason", reason));
+        json_t *r = json_pack("{s:I, s:s}", "index", (json_int_t)i, "reason",
+                              reason);
+        if (v->vm)
+            json_object_set_new(r, "vm", json_string(v->vm));
+        if (v->seq > 0)
+            json_object_set_new(r, "seq", json_integer((json_int_t)v->seq));
+        json_array_append_new(out, r);
     }
     return out;
 }
 
 int billing_ingest_status(struct app *a, const char *node_id, json_t *vms,
-                          json_t *samples, size_t *ret_bad)
+                          const struct am_sample *samples, size_t n,
+                          size_t *ret_bad)
 {
-    return billing_ingest_status_at(a, node_id, vms, samples, now_s(), ret_bad);
+    return billing_ingest_status_at(a, node_id, vms, samples, n, now_s(),
+                                    ret_bad);
 }
 
 int billing_ingest_status_at(struct app *a, const char *node_id, json_t *vms,
-                             json_t *samples, int64_t now, size_t *ret_bad)
+                             const struct am_sample *samples, size_t n,
+                             int64_t now, size_t *ret_bad)
 {
     json_auto_t *by_vm = json_object(); /* vm id -> [sample indexes] */
     json_auto_t *states = json_object(); /* vm id -> reported state */
+    json_auto_t *mine = json_object();
     size_t i;
     json_t *v;
 
-    json_array_foreach(samples, i, v) {
-        struct jerr je = { 0 };
-        if (json_check(v, sample_fields, ARRAY_SIZE(sample_fields), &je) < 0 ||
-            json_int(v, "end", 0) < json_int(v, "start", 0)) {
-            jerr_clear(&je);
+    for (i = 0; i < n; i++) {
+        const char *id = samples[i].vm;
+        int e = samples[i].refused ? -EINVAL :
+                !vm_is_mine(a, node_id, mine, id) ? -EPERM : 0;
+        if (e < 0) {
             if (ret_bad)
                 *ret_bad = i;
-            return -EINVAL;
+            return e;
         }
-        const char *id = json_str(v, "vm");
         json_t *list = json_object_get(by_vm, id);
         if (!list) {
-            if (store_query_int(a->store, 0,
-                                "SELECT COUNT(*) FROM vms WHERE id = $1 AND "
-                                "node_id = $2", "ss", id, node_id) == 0) {
-                if (ret_bad)
-                    *ret_bad = i;
-                return -EPERM;
-            }
             list = json_array();
             json_object_set_new(by_vm, id, list);
         }

@@ -4,6 +4,7 @@
  * twice or loses a step), balance limits, and ledger posting. */
 #pragma once
 
+#include "api/agentmsg.h"
 #include "billing/ledger.h"
 #include "billing/rating.h"
 #include "controller/app.h"
@@ -37,22 +38,25 @@ int billing_offer_parse(const char *text, struct rating_offer *offer);
 
 /* Ingest one agent status post, inside the caller's store transaction:
  * `vms` the reported states ([{id, state}...]) are the controller's own
- * observations (running while the node keeps reporting); `samples`
- * ([{vm, seq, start, end}...], may be NULL) the node's claims. Duplicated
- * or retried samples count once; claims beyond what was observed are
- * capped and an event says so. 0, -EINVAL (malformed sample, *ret_bad
- * names it: index into samples), -EPERM (a sample about a VM not placed on
- * this node; *ret_bad is its index) or -EIO. */
+ * observations (running while the node keeps reporting); `samples` (n of
+ * them, as api/agentmsg decoded them) the node's claims. Duplicated or
+ * retried samples count once; claims beyond what was observed are capped
+ * and an event says so. 0, -EINVAL (a sample the decoder refused,
+ * *ret_bad names it: its index), -EPERM (a sample about a VM not placed
+ * on this node; *ret_bad is its index) or -EIO. Nothing is counted
+ * unless all are good: the node sends the good ones again. */
 int billing_ingest_status(struct app *a, const char *node_id, json_t *vms,
-                          json_t *samples, size_t *ret_bad);
+                          const struct am_sample *samples, size_t n,
+                          size_t *ret_bad);
 /* Every sample of a post that billing_ingest_status would refuse, as a new
  * array of {index, vm, seq, reason} (vm and seq absent when the sample had
  * none usable); empty when all are acceptable. Reads the store only. */
 json_t *billing_samples_rejected(struct app *a, const char *node_id,
-                                 const json_t *samples);
+                                 const struct am_sample *samples, size_t n);
 /* The same as observed at unix time `now` (tests replay hours in seconds). */
 int billing_ingest_status_at(struct app *a, const char *node_id, json_t *vms,
-                             json_t *samples, int64_t now, size_t *ret_bad);
+                             const struct am_sample *samples, size_t n,
+                             int64_t now, size_t *ret_bad);
 
 /* The tenant no longer wants VM vm_id running (stop or delete at `now`,
  * inside the caller's transaction): no running report after this is

@@ -380,7 +380,7 @@ static void reply_samples_refused(struct http_request *r, int status,
         "others again without them", json_array_size(rejected), first,
         status == 403 ? "about a VM not placed on this node" :
                         "must be {vm, seq >= 1, start, end >= start} (unix "
-                        "seconds)");
+                        "seconds), a higher seq never starting earlier");
     json_object_set_new(p, "detail", json_string(detail));
     char *text = json_dumps(p, JSON_COMPACT);
     json_decref(p);
@@ -613,13 +613,14 @@ HANDLER(h_agent_status)
     /* Billing reads the (decoded) VM list and the samples, naming each
      * sample it refuses. */
     int be = billing_ingest_status(a, node_id, json_object_get(body, "vms"),
-                                   b.samples, &bad);
+                                   b.samples, b.n_samples, &bad);
     if (be < 0) {
         if (be == -EPERM || be == -EINVAL) {
             /* Name every refused sample, so the node drops those and
              * sends the rest again. */
             json_auto_t *rej = billing_samples_rejected(a, node_id,
-                                                        b.samples);
+                                                        b.samples,
+                                                        b.n_samples);
             store_tx_rollback(a->store);
             if (be == -EPERM) {
                 reqctx_set_detail(r, "node %s sent usage of a VM it does not "

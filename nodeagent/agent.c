@@ -324,14 +324,8 @@ static json_t *status_build(struct agent *a, const json_t *doc,
                         xstrdup(a->cfg->endpoint) : NULL,
         .public_ip = a->cfg->public_ip ? xstrdup(a->cfg->public_ip) : NULL,
         .has_inventory = true,
-        .inventory = { .has = AM_INV_ALL, .vcpus = a->inv.vcpus,
-                       .memory_mib = a->inv.memory_mib < NODE_MIN_MEMORY_MIB ?
-                                         NODE_MIN_MEMORY_MIB : a->inv.memory_mib,
-                       .disk_gib = a->inv.disk_gib, .kvm = a->inv.kvm,
-                       .arch = xstrdup(a->inv.arch ? a->inv.arch : ""),
-                       .cpu_model = xstrdup(a->inv.cpu_model ?
-                                            a->inv.cpu_model : "") },
     };
+    inventory_to_am(&a->inv, &out.inventory);
     json_auto_t *by_state = json_object();
     struct buf sig = BUF_INIT;
     size_t i;

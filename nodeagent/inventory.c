@@ -1,6 +1,8 @@
 /* Host inventory read through a configurable root (STYLE.md: every /proc,
  * /sys and /dev path is built from a root prefix). */
 #include "nodeagent/inventory.h"
+
+#include "api/agentmsg.h"
 #include "common/cpuinfo.h"
 
 #include "common/fs.h"
@@ -199,6 +201,20 @@ int inventory_reserve(struct inventory *inv, int64_t vcpus,
     inv->free_disk_gib = inv->free_disk_gib > disk_gib ?
                              inv->free_disk_gib - disk_gib : 0;
     return 0;
+}
+
+void inventory_to_am(const struct inventory *inv, struct am_inventory *ret)
+{
+    *ret = (struct am_inventory){
+        .has = AM_INV_ALL,
+        .vcpus = inv->vcpus,
+        .memory_mib = inv->memory_mib < NODE_MIN_MEMORY_MIB ?
+                          NODE_MIN_MEMORY_MIB : inv->memory_mib,
+        .disk_gib = inv->disk_gib,
+        .kvm = inv->kvm,
+        .arch = xstrdup(inv->arch ? inv->arch : ""),
+        .cpu_model = xstrdup(inv->cpu_model ? inv->cpu_model : ""),
+    };
 }
 
 json_t *inventory_to_json(const struct inventory *inv, bool with_free)

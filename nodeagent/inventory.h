@@ -41,6 +41,11 @@ int inventory_parse_meminfo(const char *text, int64_t *ret_mib);
 /* Number of CPUs in a cpu list "0-3,8,10-11". 0 or -EINVAL. */
 int inventory_parse_cpulist(const char *text, int64_t *ret_n);
 
-/* The inventory as the register call and status posts carry it (new
- * reference). `with_free` adds free_disk_gib. */
+/* The inventory as the contract carries it at register and in status
+ * posts (api/agentmsg.h): every fact given, memory at least
+ * NODE_MIN_MEMORY_MIB; *ret owns copies of the strings. */
+struct am_inventory;
+void inventory_to_am(const struct inventory *inv, struct am_inventory *ret);
+
+/* The inventory as JSON (new reference). `with_free` adds free_disk_gib. */
 json_t *inventory_to_json(const struct inventory *inv, bool with_free);

@@ -3,7 +3,7 @@
  * (node.json, 0600) and mesh private key (wg.key, 0600) in the data dir. */
 #include "nodeagent/agent.h"
 
-#include "api/agentproto.h"
+#include "api/agentmsg.h"
 #include "api/client.h"
 #include "api/jointoken.h"
 #include "common/fs.h"
@@ -109,27 +109,36 @@ int agent_join(const struct agent_settings *s)
     wgkey_public(priv, pub);
     explicit_bzero(priv, sizeof(priv));
     wgkey_to_base64(pub, pub64);
+    /* The register body, as the contract writes it (api/agentmsg.h). */
     struct inventory inv;
     if ((r = agent_config_inventory(s, &inv)) < 0)
         return r;
-    _cleanup_json_ json_t *body = json_pack(
-        "{s:s, s:s, s:o, s:s, s:I, s:I, s:I}", "token", s->token, "name", name,
-        "inventory", inventory_to_json(&inv, false), "wg_public_key", pub64,
-        "wg_port", (json_int_t)s->wg_port, "port_min",
-        (json_int_t)s->port_min, "port_max", (json_int_t)s->port_max);
+    _cleanup_(am_register_clear) struct am_register reg = {
+        .token = xstrdup(s->token),
+        .name = xstrdup(name),
+        .wg_public_key = xstrdup(pub64),
+        .endpoint = s->endpoint && *s->endpoint ? xstrdup(s->endpoint) : NULL,
+        .public_ip = s->public_ip && *s->public_ip ? xstrdup(s->public_ip) :
+                                                     NULL,
+        .wg_port = s->wg_port,
+        .port_min = s->port_min,
+        .port_max = s->port_max,
+        .iommu = -1,
+    };
+    inventory_to_am(&inv, &reg.inventory);
     inventory_clear(&inv);
-    if (s->endpoint && *s->endpoint)
-        json_object_set_new(body, "endpoint", json_string(s->endpoint));
-    if (s->public_ip && *s->public_ip)
-        json_object_set_new(body, "public_ip", json_string(s->public_ip));
-    json_t *permit = agent_config_permit_json(s);
-    if (permit)
-        json_object_set_new(body, AGENT_PERMIT_PORTS, permit);
-    /* The GPUs as sysfs shows them; the running agent cross-checks them
-     * with libvirt in its status posts. */
-    json_t *gpus = NULL;
-    if (gpu_report(s->root, NULL, &gpus) == 0)
-        json_object_update_new(body, gpus);
+    reg.has_permit_ports = agent_config_permit_ports(s, &reg.permit_ports,
+                                                     &reg.n_permit_ports) == 0;
+    /* The GPUs as sysfs shows them ({gpus, iommu}); the running agent
+     * cross-checks them with libvirt in its status posts. */
+    _cleanup_json_ json_t *gpus = NULL;
+    if (gpu_report(s->root, NULL, &gpus) == 0) {
+        reg.gpus = json_incref(json_object_get(gpus, AGENT_GPUS));
+        json_t *io = json_object_get(gpus, AGENT_IOMMU);
+        if (json_is_boolean(io))
+            reg.iommu = json_is_true(io);
+    }
+    _cleanup_json_ json_t *body = am_register_encode(&reg);
 
     /* The key of the controller that takes the token is pinned too: later
      * connections need it on top of the CA, so a certificate the CA issues

@@ -9,21 +9,20 @@
 #include "billing/usage.h"
 #include "controller/handlers.h"
 
-/* Samples as the controller admits them (controller/accrual.c): seq >= 1,
- * 0 <= start <= end <= 2^40; each VM's go to its own usage state. */
-static void ingest(const json_t *samples)
+/* Samples as the decoder admits them (api/agentmsg.c): seq >= 1,
+ * 0 <= start <= end <= AGENT_SAMPLE_TIME_MAX; they go to one usage state. */
+static void ingest(const struct am_sample *samples, size_t n)
 {
-    const int64_t lim = INT64_C(1) << 40;
     struct usage_vm u = USAGE_VM_INIT;
-    size_t i;
-    json_t *s;
     usage_vm_observe(&u, 1000, 60);
-    json_array_foreach(samples, i, s) {
-        struct usage_sample smp = { json_int(s, "seq", 0),
-                                    json_int(s, "start", -1),
-                                    json_int(s, "end", -1) };
-        if (smp.seq < 1 || smp.start < 0 || smp.end < smp.start || smp.end > lim)
+    for (size_t i = 0; i < n; i++) {
+        const struct am_sample *s = &samples[i];
+        struct usage_sample smp = { s->seq, s->start, s->end };
+        if (s->refused)
             continue;
+        if (smp.seq < 1 || smp.start < 0 || smp.end < smp.start ||
+            smp.end > AGENT_SAMPLE_TIME_MAX)
+            abort(); /* the decoder let a malformed sample through */
         (void)usage_vm_sample(&u, &smp);
         usage_vm_observe(&u, smp.end, 60);
         if (i % 7 == 6)
@@ -62,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!json_equal(enc, enc2))
             abort(); /* and it reads back the same */
         am_status_clear(&again);
-        ingest(st.samples);
+        ingest(st.samples, st.n_samples);
         am_status_clear(&st);
     }
     struct am_register reg;
