@@ -45,9 +45,11 @@ static json_t *offer_flat(json_t *o)
                                          json_object_get(f, "disk_gib"))));
     json_t *gpus = json_array(), *labels = json_array(), *v;
     const char *k;
+    json_t *free_gpus = json_object_get(o, "gpus_free");
     json_object_foreach(json_object_get(o, "gpu_models"), k, v)
-        json_array_append_new(gpus, json_sprintf("%s=%s", k,
-                                                 json_string_value(v)));
+        json_array_append_new(gpus, json_sprintf(
+            "%s=%s (%lld free)", k, json_string_value(v),
+            (long long)json_integer_value(json_object_get(free_gpus, k))));
     json_object_foreach(json_object_get(o, "labels"), k, v)
         json_array_append_new(labels, json_sprintf("%s=%s", k,
                                                    json_string_value(v)));
@@ -59,7 +61,7 @@ static json_t *offer_flat(json_t *o)
 static int offers(struct cli *c, struct cli_args *a)
 {
     const struct cli_verb *v = cli_verb_find("offers");
-    const char *sort = cli_flag(a, "sort"), *gpu = cli_flag(a, "gpu");
+    const char *sort = cli_flag(a, "sort");
     if (sort && !streq(sort, "price") && !streq(sort, "reputation"))
         return cli_usage(v, "invalid --sort '%s' (price or reputation)", sort);
     json_t *sel = cli_flag_list(a, "label");
@@ -70,9 +72,11 @@ static int offers(struct cli *c, struct cli_args *a)
         if (!eq || eq == kv)
             return cli_usage(v, "invalid --label '%s' (KEY=VALUE)", kv);
     }
-    /* The hub filters region and price and sorts; words are escaped. */
+    /* The hub filters region, price and free GPUs and sorts; words are
+     * escaped. */
     static const char *const q[][2] = { { "region", "region" },
                                         { "max-price", "max_price" },
+                                        { "gpu", "gpu" },
                                         { "sort", "sort" } };
     _cleanup_free_ char *path = xstrdup("/v1/offers");
     char sep = '?';
@@ -91,8 +95,7 @@ static int offers(struct cli *c, struct cli_args *a)
         return CLI_FAIL;
     json_auto_t *keep = json_array();
     json_array_foreach(json_object_get(ans, "offers"), i, it)
-        if (labels_match(it, sel) &&
-            (!gpu || json_object_get(json_object_get(it, "gpu_models"), gpu)))
+        if (labels_match(it, sel))
             json_array_append(keep, it);
     if (c->json) {
         cli_print_json(keep);
@@ -108,11 +111,12 @@ static int offers(struct cli *c, struct cli_args *a)
 
 const struct cli_verb cli_market_verbs[] = {
     { "offers", offers, 0, 0, "region=,label=*,gpu=,max-price=,sort=",
-      "[--region R] [--label K=V]... [--gpu MODEL] [--max-price P] "
+      "[--region R] [--label K=V]... [--gpu MODEL[:COUNT]] [--max-price P] "
       "[--sort price|reputation]",
       "list the offers of reachable nodes: prices (tokens per vCPU-hour, "
-      "GiB-hour of memory, GiB-month of disk, GPU model-hour), region, "
-      "labels, free room (rounded down), reputation (0-100) and benchmark "
-      "score; --max-price is per vCPU-hour", NULL },
+      "GiB-hour of memory, GiB-month of disk, GPU model-hour, with the "
+      "GPUs of each model free now), region, labels, free room (rounded "
+      "down), reputation (0-100) and benchmark score; --gpu keeps nodes "
+      "with COUNT (1) free GPUs of MODEL; --max-price is per vCPU-hour", NULL },
     { NULL, NULL, 0, 0, NULL, NULL, NULL, NULL },
 };

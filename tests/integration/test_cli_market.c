@@ -55,6 +55,13 @@ static void tenant_chooses_offers_with_fogctl(void **state)
                                          "A100", "--json", NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(gpu, "[]"));
+    /* A malformed GPU selector is the hub's 400, and fogctl fails. */
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *badgpu = tu_fogctl(&ctl, key, &st, "offers", "--gpu",
+                                            "A100:x/y", NULL);
+    tu_run_with_stderr = false;
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(badgpu, "gpu"));
 
     /* A dry run names the cheap node and 2 x 0.02 an hour; nothing made. */
     _cleanup_free_ char *dry = tu_fogctl(
