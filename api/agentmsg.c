@@ -1170,11 +1170,11 @@ json_t *am_status_encode(const struct am_status *s)
         put_str(x, "console_tail", v->console_tail);
         if (v->addresses)
             put(x, "addresses", json_deep_copy(v->addresses));
-        if (v->has_snapshots) {
+        if (v->has_snapshots)
             put(x, AGENT_VM_SNAPSHOTS, snapshots_encode(v->snapshots,
                                                         v->n_snapshots, true));
-            put_int(x, AGENT_VM_REVERT_GEN, v->revert_gen);
-        }
+        /* Always: the decoder reads it apart from the list. */
+        put_int(x, AGENT_VM_REVERT_GEN, v->revert_gen);
         json_array_append_new(vms, x);
     }
     put(o, "vms", vms);

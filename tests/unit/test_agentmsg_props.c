@@ -178,6 +178,53 @@ static struct am_sample *rsamples(size_t *ret_n)
 
 /* ---- random valid documents --------------------------------------------- */
 
+static char *rpci(void)
+{
+    return xasprintf("%04" PRIx64 ":%02" PRIx64 ":%02" PRIx64 ".%" PRIx64,
+                     rnd() & 0xffff, rnd() & 0xff, rnd() & 0x1f, rnd() & 7);
+}
+
+/* Snapshots as the hub asks for them (held false) or a node reports
+ * them (held true). */
+static struct am_snapshot *rsnapshots(bool held, size_t *ret_n)
+{
+    size_t n = (size_t)rr(0, 3);
+    struct am_snapshot *v = n ? xcalloc(n, sizeof(*v)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        v[i].id = ruuid();
+        v[i].name = rname();
+        if (held) {
+            v[i].consistency = xstrdup(coin() ? SNAPSHOT_CONSISTENCY_CHECKPOINT
+                                              : SNAPSHOT_CONSISTENCY_POWERED_OFF);
+            v[i].created_at = rnum(0, INT64_MAX);
+        } else {
+            v[i].taken = coin();
+        }
+    }
+    *ret_n = n;
+    return v;
+}
+
+static struct am_vm_gpu *rvm_gpus(size_t *ret_n)
+{
+    size_t n = (size_t)rr(0, 2);
+    struct am_vm_gpu *v = n ? xcalloc(n, sizeof(*v)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        v[i].address = rpci();
+        v[i].n_functions = (size_t)rr(1, 3);
+        v[i].functions = xcalloc(v[i].n_functions, sizeof(char *));
+        for (size_t k = 0; k < v[i].n_functions; k++)
+            v[i].functions[k] = rpci();
+        v[i].numa_node = rr(-1, 3);
+        int64_t lo = rr(0, 63);
+        v[i].cpulist = coin() ? xstrdup("")
+                              : xasprintf("%" PRId64 "-%" PRId64, lo,
+                                          lo + rr(0, 63));
+    }
+    *ret_n = n;
+    return v;
+}
+
 static void rdesired(struct am_desired *d)
 {
     *d = (struct am_desired){ 0 };
@@ -212,6 +259,15 @@ static void rdesired(struct am_desired *d)
         v->place_gen = rnum(0, INT64_MAX);
         v->shutdown_timeout_s = rnum(0, VM_SHUTDOWN_TIMEOUT_MAX_S);
         v->user_data = ropt(AGENT_USER_DATA_MAX);
+        v->paused = coin();
+        v->no_autostart = coin();
+        v->snapshots = rsnapshots(false, &v->n_snapshots);
+        v->has_revert = coin();
+        if (v->has_revert) {
+            v->revert_gen = rnum(0, INT64_MAX);
+            v->revert_snapshot_id = ruuid();
+        }
+        v->gpus = rvm_gpus(&v->n_gpus);
         v->n_nics = (size_t)rr(0, 3);
         v->nics = v->n_nics ? xcalloc(v->n_nics, sizeof(*v->nics)) : NULL;
         for (size_t k = 0; k < v->n_nics; k++)
@@ -304,6 +360,10 @@ static void rstatus(struct am_status *s)
         }
         v->by_guest = coin();
         v->start_gen = rnum(0, INT64_MAX);
+        v->has_snapshots = coin();
+        if (v->has_snapshots)
+            v->snapshots = rsnapshots(true, &v->n_snapshots);
+        v->revert_gen = coin() ? rnum(0, INT64_MAX) : 0;
     }
     s->endpoint = rendpoint();
     s->public_ip = coin() ? rip() : NULL;
@@ -372,6 +432,35 @@ static bool eq_ports(const uint16_t *a, size_t na, const uint16_t *b,
     return na == nb && (na == 0 || memcmp(a, b, na * sizeof(*a)) == 0);
 }
 
+static bool eq_snapshots(const struct am_snapshot *a, size_t na,
+                         const struct am_snapshot *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!eq_s(a[i].id, b[i].id) || !eq_s(a[i].name, b[i].name) ||
+            a[i].taken != b[i].taken ||
+            !eq_s(a[i].consistency, b[i].consistency) ||
+            a[i].created_at != b[i].created_at)
+            return false;
+    return true;
+}
+
+static bool eq_vm_gpus(const struct am_vm_gpu *a, size_t na,
+                       const struct am_vm_gpu *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (!eq_s(a[i].address, b[i].address) ||
+            !eq_ss(a[i].functions, a[i].n_functions, b[i].functions,
+                   b[i].n_functions) ||
+            a[i].numa_node != b[i].numa_node ||
+            !eq_s(a[i].cpulist, b[i].cpulist))
+            return false;
+    return true;
+}
+
 static bool eq_vm(const struct am_vm *a, const struct am_vm *b)
 {
     if (!eq_s(a->id, b->id) || !eq_s(a->name, b->name) ||
@@ -383,7 +472,15 @@ static bool eq_vm(const struct am_vm *a, const struct am_vm *b)
         a->deleted != b->deleted || a->reboot_gen != b->reboot_gen ||
         a->start_gen != b->start_gen || a->place_gen != b->place_gen ||
         a->shutdown_timeout_s != b->shutdown_timeout_s ||
-        !eq_s(a->user_data, b->user_data) || a->n_nics != b->n_nics)
+        !eq_s(a->user_data, b->user_data) || a->n_nics != b->n_nics ||
+        a->paused != b->paused || a->no_autostart != b->no_autostart ||
+        !eq_snapshots(a->snapshots, a->n_snapshots, b->snapshots,
+                      b->n_snapshots) ||
+        a->has_revert != b->has_revert ||
+        (a->has_revert && (a->revert_gen != b->revert_gen ||
+                           !eq_s(a->revert_snapshot_id,
+                                 b->revert_snapshot_id))) ||
+        !eq_vm_gpus(a->gpus, a->n_gpus, b->gpus, b->n_gpus))
         return false;
     if (a->has_source &&
         (!eq_s(a->source.id, b->source.id) ||
@@ -475,7 +572,11 @@ static bool eq_status(const struct am_status *a, const struct am_status *b)
             !eq_s(x->reason, y->reason) ||
             !eq_s(x->console_tail, y->console_tail) ||
             !eq_j(x->addresses, y->addresses) || x->by_guest != y->by_guest ||
-            x->start_gen != y->start_gen)
+            x->start_gen != y->start_gen ||
+            x->has_snapshots != y->has_snapshots ||
+            !eq_snapshots(x->snapshots, x->n_snapshots, y->snapshots,
+                          y->n_snapshots) ||
+            x->revert_gen != y->revert_gen)
             return false;
     }
     for (size_t i = 0; i < a->n_samples; i++) {
