@@ -11,6 +11,8 @@
 /* System ledger accounts (user accounts are their UUIDs). */
 #define LEDGER_HUB_FEES "hub:fees"
 #define LEDGER_HUB_DEPOSITS "hub:deposits"
+/* The actor of SLA credits the hub posts itself. */
+#define LEDGER_HUB_SLA "hub:sla"
 
 struct ledger_entry {
     char *account; /* owned */

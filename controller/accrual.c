@@ -516,6 +516,43 @@ static int deal_accrue(struct app *a, json_t *deal, int64_t billable_s,
     return 0;
 }
 
+int billing_sla_credit(struct app *a, const char *deal_id, const char *vm_id,
+                       int64_t seconds, int64_t bps, const char *memo,
+                       int64_t *ret_nano, char ret_tx[UUID_STR_LEN + 1])
+{
+    json_auto_t *deal = NULL;
+    struct rating_offer o;
+    struct rating_shape sh;
+    int64_t charge;
+    *ret_nano = 0;
+    if (seconds <= 0 || bps <= 0)
+        return 0;
+    int e = store_query_one(a->store, &deal, "SELECT " DEAL_COLS " FROM "
+                            "deals d WHERE d.id = $1", "s", deal_id);
+    if (e < 0)
+        return e;
+    deal_offer(deal, &o, &sh);
+    if ((e = rating_charge(&o, &sh, seconds, &charge)) < 0)
+        return e;
+    if (charge > INT64_MAX / bps)
+        return -ERANGE;
+    int64_t credit = charge * bps / RATING_BPS_MAX;
+    if (credit <= 0)
+        return 0;
+    struct ledger_tx *tx = ledger_tx_new("credit", memo);
+    e = ledger_tx_move(tx, json_str(deal, "provider_id"),
+                       json_str(deal, "tenant_id"), credit);
+    struct ledger_post_info info = { .actor = LEDGER_HUB_SLA, .vm_id = vm_id,
+                                     .seconds = seconds };
+    if (e == 0)
+        e = billing_post(a->store, tx, &info, now_s(), ret_tx);
+    ledger_tx_free(tx);
+    if (e < 0)
+        return e;
+    *ret_nano = credit;
+    return 0;
+}
+
 static int vm_open_deal(struct store *s, const char *vm_id, json_t **ret)
 {
     return store_query_one(s, ret, "SELECT " DEAL_COLS " FROM deals d JOIN "

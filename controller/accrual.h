@@ -117,6 +117,17 @@ int billing_check_create(struct app *a, const char *account_id,
 /* Same for starting a stopped VM, priced at its deal. */
 int billing_check_start(struct app *a, const char *vm_id, int64_t *ret_need);
 
+/* SLA credit for an outage of `seconds` of VM vm_id on deal deal_id:
+ * bps/10000 of what those seconds cost at the deal's prices (no fee)
+ * moves from the deal's provider to its tenant as one balanced ledger
+ * transaction (kind credit, actor LEDGER_HUB_SLA, with `memo`), inside
+ * the caller's store transaction. *ret_nano: the amount moved (0 when it
+ * rounds to nothing: nothing is posted; ret_tx then untouched). 0 or
+ * -errno. */
+int billing_sla_credit(struct app *a, const char *deal_id, const char *vm_id,
+                       int64_t seconds, int64_t bps, const char *memo,
+                       int64_t *ret_nano, char ret_tx[UUID_STR_LEN + 1]);
+
 /* The VM's current deal as its API object {node_id, prices (decimal),
  * shape, fee_bps, since, billed_seconds, charged} (new ref), or NULL when
  * it has none. */

@@ -45,6 +45,7 @@ struct app_settings {
     int64_t grace_s;         /* balance must cover this much running */
     char *token_symbol;
     char *default_offer;     /* "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001" */
+    int64_t sla_credit_bps;  /* outage credit, basis points of its price */
     /* placement (scheduler.c) */
     char *default_max_price; /* tokens per hour of a VM without a cap */
     int64_t weight_price, weight_spread, weight_reputation;

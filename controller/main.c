@@ -86,6 +86,10 @@ static const struct config_opt options[] = {
       "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001",
       "prices of nodes without an offer, tokens per vCPU-hour, GiB-hour of "
       "memory, GiB-month of disk, GPU-hour, port-hour" },
+    { "sla-credit-bps", CONFIG_INT, F(sla_credit_bps), 0, 1000000, "0",
+      "SLA credit for an outage (a VM that should run on an unreachable "
+      "node): basis points of the outage's price moved from the provider to "
+      "the tenant when it ends (10000 = once the price, 0 = none)" },
     { "default-max-price", CONFIG_STRING, F(default_max_price), 0, 0, "100",
       "tokens per hour a VM may cost when its create names no max_price "
       "(\"none\": no cap)" },

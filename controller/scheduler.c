@@ -18,6 +18,7 @@
 #include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/outage.h"
 #include "controller/placement.h"
 #include "controller/reputation.h"
 
@@ -834,8 +835,10 @@ static void *reconciler(void *arg)
         pthread_mutex_unlock(&rec_lock);
         /* With PostgreSQL several replicas serve the API; one leads. */
         if (store_try_lead(a->store)) {
-            if (now_s() >= judge_from)
+            if (now_s() >= judge_from) {
                 health_check(a);
+                outage_tick(a, judge_from - 3 * a->cfg.heartbeat_s);
+            }
             scheduler_run(a);
             if (now_s() >= judge_from && now_s() >= rep_at) {
                 reputation_tick(a);
