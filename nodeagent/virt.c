@@ -416,9 +416,23 @@ int virt_snapshot_revert(struct virt *v, const char *vm_id, const char *name,
     int r = snap_get(v, vm_id, name, &d, &s);
     if (r < 0)
         return r;
-    r = virDomainRevertToSnapshot(s, run ? VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING :
-                                           0) < 0 ? err_code() : 0;
+    /* A checkpoint brings its guest back running unless told otherwise:
+     * for a VM meant to be off it comes back paused and is destroyed, so
+     * the guest never runs on (nor writes to the reverted disk). */
+    bool checkpoint = false;
+    if (!run) {
+        _cleanup_free_ char *xml = virDomainSnapshotGetXMLDesc(s, 0);
+        struct vmxml_snap vs = { 0 };
+        if (xml && vmxml_snapshot_parse(xml, &vs) == 0)
+            checkpoint = vs.checkpoint;
+        vmxml_snapshot_clear(&vs);
+    }
+    unsigned flags = run ? VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING :
+                     checkpoint ? VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED : 0;
+    r = virDomainRevertToSnapshot(s, flags) < 0 ? err_code() : 0;
     virDomainSnapshotFree(s);
+    if (r == 0 && !run && virDomainIsActive(d) == 1 && virDomainDestroy(d) < 0)
+        r = err_code();
     return r;
 }
 

@@ -79,8 +79,9 @@ int virt_block_resize(struct virt *v, const char *vm_id, uint64_t bytes);
 /* Snapshots (internal, see api/agentproto.h) of the domain of `vm_id`:
  * create snapshot `name` with id `id` (a checkpoint of memory and disk
  * when it runs, its disk when it is off), delete one by name, or revert
- * to one, starting the domain afterwards when `run` (else it comes back
- * as the snapshot was: running for a checkpoint). Return as above. */
+ * to one, starting the domain afterwards when `run` (else it ends off: a
+ * checkpoint comes back paused and is destroyed, its guest never runs).
+ * Return as above. */
 int virt_snapshot_create(struct virt *v, const char *vm_id, const char *name,
                          const char *id);
 int virt_snapshot_delete(struct virt *v, const char *vm_id, const char *name);

@@ -702,3 +702,24 @@ e2e_dump_node() { # dir uri ns
     done
     return 0
 }
+
+# Makes a failing test print e2e_dump_node's view of one node (agent data
+# dir DIR, libvirt URI, namespace NS) and the tail of the controller's log.
+e2e_dump_on_fail() { # dir uri ns
+    E2E_ON_FAIL="e2e_dump_node '$1' '$2' '$3'; echo '--- controller log:';"
+    E2E_ON_FAIL+=" tail -n 30 '$E2E_CTL_DIR/controller.log'"
+}
+
+# Builds the tiny guest and makes the test's scratch directory (removed at
+# exit) with images/tiny.qcow2, a copy of the guest for an agent's
+# --image-dir; sets E2E_WORK to it. TAG names it /tmp/fog-e2e-TAG.XXXXXX.
+e2e_workdir_with_guest() { # tag
+    e2e_build_guest >/dev/null
+    [ -s "$E2E_GUEST_IMAGE" ] || e2e_fail "no $E2E_GUEST_IMAGE after build"
+    E2E_WORK=$(mktemp -d "/tmp/fog-e2e-$1.XXXXXX") || e2e_fail "mktemp failed"
+    chmod 755 "$E2E_WORK"
+    e2e_cleanup_add "rm -rf '$E2E_WORK'"
+    mkdir -p "$E2E_WORK/images"
+    cp --reflink=auto "$E2E_GUEST_IMAGE" "$E2E_WORK/images/tiny.qcow2" ||
+        e2e_fail "cannot copy the guest image"
+}
