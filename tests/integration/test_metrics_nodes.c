@@ -95,6 +95,19 @@ static bool wait_node_metric(const char *family, const char *node,
     return node_metric(text, family, node) == want;
 }
 
+/* GPUs of node mx-a in `state` (0 when it has no such series). */
+static int gpu_count(const char *text, const char *state)
+{
+    _cleanup_free_ char *tail = xasprintf(",state=\"%s\"} ", state);
+    const char *head = "fog_node_gpus{node=\"mx-a\",";
+    for (const char *p = strstr(text, head); p; p = strstr(p + 1, head)) {
+        const char *eol = strchr(p, '\n'), *t = strstr(p, tail);
+        if (t && eol && t < eol)
+            return atoi(t + strlen(tail));
+    }
+    return 0;
+}
+
 static void node_series_show_capacity_reservation_use_and_gpus(void **state)
 {
     long code;
@@ -152,24 +165,22 @@ static void node_series_show_capacity_reservation_use_and_gpus(void **state)
                             "mx-a") == 0);
     /* One GPU per state; none assigned (no VM asked for one). */
     assert_non_null(strstr(text, "# TYPE fog_node_gpus gauge\n"));
-    static const char *const states[] = { "offered", "withdrawn",
-                                          "unusable" };
-    for (size_t k = 0; k < ARRAY_SIZE(states); k++) {
-        _cleanup_free_ char *line = xasprintf(
-            "fog_node_gpus{node=\"mx-a\",node_id=\"");
-        const char *p = strstr(text, line);
-        _cleanup_free_ char *tail = xasprintf("\",state=\"%s\"} 1\n",
-                                              states[k]);
-        bool found = false;
-        for (; p && !found; p = strstr(p + 1, line)) {
-            const char *eol = strchr(p, '\n');
-            const char *t = strstr(p, tail);
-            found = t && eol && t < eol + 1;
-        }
-        if (!found)
-            fail_msg("no GPU %s in:\n%s", states[k], text);
+    assert_int_equal(gpu_count(text, "offered"), 1);
+    assert_int_equal(gpu_count(text, "withdrawn"), 1);
+    assert_int_equal(gpu_count(text, "unusable"), 1);
+    assert_int_equal(gpu_count(text, "assigned"), 0);
+    /* A VM asking for one takes the offered GPU. */
+    json_decref(tu_vm_post(&ctl, tenant_key, "mx-g", 1,
+                           "\"gpu\":\"GeForceRTX4090:1\"", 201));
+    int64_t end = mono_ms() + 30000;
+    while (gpu_count(text, "assigned") != 1 && mono_ms() < end) {
+        usleep(100000);
+        free(text);
+        text = metrics();
     }
-    assert_null(strstr(text, "state=\"assigned\"} "));
+    assert_int_equal(gpu_count(text, "assigned"), 1);
+    assert_int_equal(gpu_count(text, "offered"), 0);
+    assert_int_equal(gpu_count(text, "unusable"), 1);
 
     /* A capacity report without a reservation: nothing kept back. */
     json_decref(tu_api(&ctl, cred_a, "POST", "/v1/agent/status",
