@@ -796,14 +796,20 @@ static void inventory_read(struct rd *r, struct am_inventory *inv, bool all,
                            bool with_free)
 {
     static const char *const known[] = { "vcpus", "memory_mib", "disk_gib",
-                                         "kvm", "arch", "cpu_model", NULL };
+                                         "kvm", "arch", "cpu_model",
+                                         AGENT_INV_RESERVED_VCPUS,
+                                         AGENT_INV_RESERVED_MEMORY,
+                                         AGENT_INV_RESERVED_DISK, NULL };
     /* Agents before this contract also sent what was free; nobody reads
      * it (the controller counts its own placements). */
     static const char *const known_old[] = { "vcpus", "memory_mib",
                                              "disk_gib", "kvm", "arch",
                                              "cpu_model", "free_vcpus",
                                              "free_memory_mib",
-                                             "free_disk_gib", NULL };
+                                             "free_disk_gib",
+                                             AGENT_INV_RESERVED_VCPUS,
+                                             AGENT_INV_RESERVED_MEMORY,
+                                             AGENT_INV_RESERVED_DISK, NULL };
     strict(r, with_free ? known_old : known);
     if (member(r, "vcpus", all))
         inv->has |= AM_INV_VCPUS;
@@ -820,6 +826,18 @@ static void inventory_read(struct rd *r, struct am_inventory *inv, bool all,
     inv->kvm = get_bool(r, "kvm", false);
     inv->arch = get_str(r, "arch", false, 32);
     inv->cpu_model = get_str(r, "cpu_model", false, 128);
+    /* All three or none: a reservation is one setting of the node. */
+    if (member(r, AGENT_INV_RESERVED_VCPUS, false) ||
+        member(r, AGENT_INV_RESERVED_MEMORY, false) ||
+        member(r, AGENT_INV_RESERVED_DISK, false)) {
+        inv->has |= AM_INV_RESERVED;
+        inv->reserved_vcpus = get_int(r, AGENT_INV_RESERVED_VCPUS, true, 0,
+                                      NODE_MAX_VCPUS, 0);
+        inv->reserved_memory_mib = get_int(r, AGENT_INV_RESERVED_MEMORY, true,
+                                           0, NODE_MAX_MEMORY_MIB, 0);
+        inv->reserved_disk_gib = get_int(r, AGENT_INV_RESERVED_DISK, true, 0,
+                                         NODE_MAX_DISK_GIB, 0);
+    }
     if (with_free) {
         (void)get_int(r, "free_vcpus", false, 0, NODE_MAX_VCPUS, 0);
         (void)get_int(r, "free_memory_mib", false, 0, NODE_MAX_MEMORY_MIB, 0);
@@ -840,6 +858,11 @@ static json_t *inventory_encode(const struct am_inventory *inv)
         put(o, "kvm", json_boolean(inv->kvm));
     put_str(o, "arch", inv->arch);
     put_str(o, "cpu_model", inv->cpu_model);
+    if (inv->has & AM_INV_RESERVED) {
+        put_int(o, AGENT_INV_RESERVED_VCPUS, inv->reserved_vcpus);
+        put_int(o, AGENT_INV_RESERVED_MEMORY, inv->reserved_memory_mib);
+        put_int(o, AGENT_INV_RESERVED_DISK, inv->reserved_disk_gib);
+    }
     return o;
 }
 

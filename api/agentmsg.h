@@ -138,10 +138,12 @@ enum am_inv_has {
     AM_INV_DISK = 1 << 2,
     AM_INV_KVM = 1 << 3,
     AM_INV_ALL = (1 << 4) - 1,
+    AM_INV_RESERVED = 1 << 4, /* optional: the provider's reservation */
 };
 struct am_inventory {
     unsigned has;
     int64_t vcpus, memory_mib, disk_gib;
+    int64_t reserved_vcpus, reserved_memory_mib, reserved_disk_gib;
     bool kvm;
     char *arch, *cpu_model; /* may be NULL */
 };

@@ -97,6 +97,13 @@
 
 /* Bounds of the documents both ends read (api/agentmsg.c checks them;
  * the API's own bounds for a VM stay within them). */
+/* What the provider keeps for itself (the agent's --reserve-* figures,
+ * already left out of the inventory's vcpus, memory_mib and disk_gib):
+ * optional inventory members at register and in status posts, bounded
+ * like the inventory figures below. */
+#define AGENT_INV_RESERVED_VCPUS "reserved_vcpus"
+#define AGENT_INV_RESERVED_MEMORY "reserved_memory_mib"
+#define AGENT_INV_RESERVED_DISK "reserved_disk_gib"
 #define NODE_MAX_VCPUS 1024
 #define NODE_MAX_MEMORY_MIB (INT64_C(1) << 24) /* 16 TiB */
 #define NODE_MAX_DISK_GIB (INT64_C(1) << 20)   /* 1 PiB */

@@ -859,11 +859,22 @@ static void enforce(struct app *a, int64_t now)
     }
 }
 
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct accrual_stats stats;
+
+void accrual_stats_get(struct accrual_stats *ret)
+{
+    pthread_mutex_lock(&stats_lock);
+    *ret = stats;
+    pthread_mutex_unlock(&stats_lock);
+}
+
 int accrual_run(struct app *a, int64_t now)
 {
     json_auto_t *rows = NULL;
     size_t i;
     int posted = 0, failed = 0;
+    int64_t t0 = mono_ms();
 
     int e = store_query(a->store, &rows,
                         "SELECT u.vm_id FROM vm_usage u JOIN vms v ON v.id = "
@@ -901,6 +912,12 @@ int accrual_run(struct app *a, int64_t now)
         log_warn("billing: %d VMs could not be accrued this round; they will "
                  "be next time", failed);
     enforce(a, now);
+    int64_t t1 = mono_ms();
+    pthread_mutex_lock(&stats_lock);
+    stats.passes++;
+    stats.last_end_ms = t1;
+    stats.last_duration_ms = t1 - t0;
+    pthread_mutex_unlock(&stats_lock);
     return posted;
 }
 
@@ -996,6 +1013,9 @@ static void *accrual_loop(void *arg)
 int accrual_start(struct app *a)
 {
     acc_stop = false;
+    pthread_mutex_lock(&stats_lock);
+    stats.started_ms = mono_ms();
+    pthread_mutex_unlock(&stats_lock);
     int r = pthread_create(&acc_thread, NULL, accrual_loop, a);
     if (r)
         return -r;

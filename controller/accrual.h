@@ -84,6 +84,17 @@ int accrual_run(struct app *a, int64_t now);
 int accrual_start(struct app *a);
 void accrual_stop(void);
 
+/* What this process knows of its accrual passes, for /metrics: passes
+ * completed, when the last one ended and how long it took (monotonic ms;
+ * 0 before the first), and when the accrual thread started (0: never). */
+struct accrual_stats {
+    int64_t passes;
+    int64_t last_end_ms;
+    int64_t last_duration_ms;
+    int64_t started_ms;
+};
+void accrual_stats_get(struct accrual_stats *ret);
+
 /* Post a checked transaction inside the caller's store transaction:
  * ledger_tx + ledger_entry rows and balances. Accrual steps carry vm_id,
  * deal_id, seconds and upto_s (NULL/0 otherwise). *ret_id (may be NULL)

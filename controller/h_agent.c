@@ -164,6 +164,24 @@ static void capacity_record(struct app *a, const char *node_id,
     }
 }
 
+/* Record what the node's provider keeps back, as reported with its
+ * capacity (none given with a capacity report: nothing kept). 0 or
+ * -errno; inside the caller's transaction. */
+static int reserve_record(struct app *a, const char *node_id,
+                          const struct am_inventory *inv)
+{
+    if (!(inv->has & (AM_INV_RESERVED | AM_INV_VCPUS)))
+        return 0;
+    bool has = inv->has & AM_INV_RESERVED;
+    int e = store_exec(a->store,
+                       "UPDATE nodes SET reserved_vcpus = $1, "
+                       "reserved_memory_mib = $2, reserved_disk_gib = $3 "
+                       "WHERE id = $4", "iiis", has ? inv->reserved_vcpus : 0,
+                       has ? inv->reserved_memory_mib : 0,
+                       has ? inv->reserved_disk_gib : 0, node_id);
+    return e < 0 ? e : 0;
+}
+
 HANDLER(h_agent_register)
 {
     struct app *a = app;
@@ -249,6 +267,8 @@ HANDLER(h_agent_register)
                        "THEN memory_mib END, cap_disk_gib = CASE WHEN "
                        "approved = 1 THEN disk_gib END WHERE id = $1", "s",
                        node_id);
+    if (e >= 0)
+        e = reserve_record(a, node_id, inv);
     /* A token admits one node, also when two replicas see it at once. */
     if (e >= 0)
         e = store_exec(a->store,
@@ -555,8 +575,10 @@ HANDLER(h_agent_status)
                "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
                "public_ip) WHERE id = $5", "issss", now, http_req_peer(r),
                b.endpoint, b.public_ip, node_id);
-    if (b.has_inventory)
+    if (b.has_inventory) {
         capacity_record(a, node_id, &b.inventory);
+        reserve_record(a, node_id, &b.inventory);
+    }
     if (b.has_permit_ports)
         netalloc_permit_set(a->store, node_id, b.permit_ports,
                             b.n_permit_ports);

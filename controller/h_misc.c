@@ -1,7 +1,9 @@
 /* Liveness and readiness, CA distribution and Prometheus metrics. */
 #include "common/buf.h"
 #include "common/jsonutil.h"
+#include "common/promtext.h"
 #include "common/timeutil.h"
+#include "controller/accrual.h"
 #include "controller/handlers.h"
 
 #include <errno.h>
@@ -73,6 +75,150 @@ static void gauge_by(struct app *a, struct buf *out, const char *metric,
     }
 }
 
+/* One series per node of each family below: the node's capacity the
+ * scheduler places into, what its provider keeps back, what placed VMs
+ * hold (in the units of the name), and usage it claimed but was capped. */
+static const struct {
+    const char *name, *type, *col, *help;
+    int64_t scale;
+} node_families[] = {
+    { "fog_node_capacity_vcpus", "gauge", "vcpus",
+      "vCPUs the node offers to placement (after its provider's reservation "
+      "and any approved cap).", 1 },
+    { "fog_node_reserved_vcpus", "gauge", "reserved_vcpus",
+      "vCPUs the provider keeps for itself (--reserve-vcpus).", 1 },
+    { "fog_node_allocated_vcpus", "gauge", "vm_vcpus",
+      "vCPUs of the VMs placed on the node.", 1 },
+    { "fog_node_capacity_memory_bytes", "gauge", "memory_mib",
+      "Memory the node offers to placement.", 1 << 20 },
+    { "fog_node_reserved_memory_bytes", "gauge", "reserved_memory_mib",
+      "Memory the provider keeps for itself (--reserve-memory-mib).", 1 << 20 },
+    { "fog_node_allocated_memory_bytes", "gauge", "vm_memory_mib",
+      "Memory of the VMs placed on the node.", 1 << 20 },
+    { "fog_node_capacity_disk_bytes", "gauge", "disk_gib",
+      "Disk the node offers to placement.", 1 << 30 },
+    { "fog_node_reserved_disk_bytes", "gauge", "reserved_disk_gib",
+      "Disk the provider keeps for itself (--reserve-disk-gib).", 1 << 30 },
+    { "fog_node_allocated_disk_bytes", "gauge", "vm_disk_gib",
+      "Disk of the VMs placed on the node.", 1 << 30 },
+    { "fog_node_last_seen_timestamp_seconds", "gauge", "last_seen",
+      "When the node's agent last spoke to the controller (0: never).", 1 },
+    { "fog_node_capped_usage_seconds_total", "counter", "capped_s",
+      "Usage seconds the node claimed that were not billed (capped).", 1 },
+};
+
+/* `{node="NAME",node_id="ID"` of row (no closing brace). */
+static void node_labels(struct buf *out, json_t *row)
+{
+    buf_puts(out, "{node=\"");
+    prom_label_value(out, json_str(row, "name"));
+    buf_puts(out, "\",node_id=\"");
+    prom_label_value(out, json_str(row, "id"));
+    buf_puts(out, "\"");
+}
+
+/* Per-node capacity and use: one query over every node not removed (a
+ * removed node's series vanish), VMs summed in one grouped subquery. */
+static void node_series(struct app *a, struct buf *out)
+{
+    json_auto_t *rows = NULL;
+    size_t i;
+    json_t *row;
+    int e = store_query(
+        a->store, &rows,
+        "SELECT n.id, n.name, n.vcpus, n.memory_mib, n.disk_gib, "
+        "n.reserved_vcpus, n.reserved_memory_mib, n.reserved_disk_gib, "
+        "COALESCE(n.last_seen, 0) AS last_seen, n.capped_s, "
+        "COALESCE(u.vcpus, 0) AS vm_vcpus, COALESCE(u.mem, 0) AS "
+        "vm_memory_mib, COALESCE(u.disk, 0) AS vm_disk_gib FROM nodes n LEFT "
+        "JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS mem, "
+        "SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL AND "
+        "deleted_at IS NULL GROUP BY node_id) u ON u.node_id = n.id WHERE "
+        "n.removed_at IS NULL ORDER BY n.id", "");
+    for (size_t f = 0; f < ARRAY_SIZE(node_families); f++) {
+        prom_family(out, node_families[f].name, node_families[f].type,
+                    node_families[f].help);
+        if (e < 0)
+            continue;
+        json_array_foreach(rows, i, row) {
+            buf_puts(out, node_families[f].name);
+            node_labels(out, row);
+            buf_printf(out, "} %lld\n",
+                       (long long)(json_int(row, node_families[f].col, 0) *
+                                   node_families[f].scale));
+        }
+    }
+
+    /* Each GPU in exactly one state: held by a VM, unusable (or gone),
+     * offered and free, or usable but withdrawn by its provider. */
+    json_auto_t *gpus = NULL;
+    prom_family(out, "fog_node_gpus", "gauge",
+                "GPUs of each node by state (offered: free for placement).");
+    if (store_query(a->store, &gpus,
+                    "SELECT n.id, n.name, CASE WHEN g.vm_id IS NOT NULL THEN "
+                    "'assigned' WHEN g.usable = 0 OR g.present = 0 THEN "
+                    "'unusable' WHEN g.offered = 1 THEN 'offered' ELSE "
+                    "'withdrawn' END AS k, COUNT(*) AS n FROM gpus g JOIN "
+                    "nodes n ON n.id = g.node_id WHERE n.removed_at IS NULL "
+                    "GROUP BY n.id, n.name, k ORDER BY n.id, k", "") < 0)
+        return;
+    json_array_foreach(gpus, i, row) {
+        buf_puts(out, "fog_node_gpus");
+        node_labels(out, row);
+        buf_printf(out, ",state=\"%s\"} %lld\n", json_str(row, "k"),
+                   (long long)json_int(row, "n", 0));
+    }
+}
+
+/* The accrual loop's passes (this process's) and the ledger's volume:
+ * per transaction kind, the sum of what accounts received (each
+ * transaction sums to zero, so the positive side is what moved). */
+static void billing_series(struct app *a, struct buf *out)
+{
+    struct accrual_stats st;
+    accrual_stats_get(&st);
+    int64_t now = mono_ms(), since = st.passes ? st.last_end_ms : st.started_ms;
+    prom_family(out, "fog_accrual_interval_seconds", "gauge",
+                "Seconds between accrual passes (--accrual-interval).");
+    buf_printf(out, "fog_accrual_interval_seconds %lld\n",
+               (long long)billing_config()->accrual_s);
+    prom_family(out, "fog_accrual_passes_total", "counter",
+                "Accrual passes this process completed.");
+    buf_printf(out, "fog_accrual_passes_total %lld\n", (long long)st.passes);
+    prom_family(out, "fog_accrual_lag_seconds", "gauge",
+                "Seconds since the last completed accrual pass (since the "
+                "accrual loop started, before the first).");
+    buf_printf(out, "fog_accrual_lag_seconds %.3f\n",
+               since ? (double)(now - since) / 1000.0 : 0.0);
+    prom_family(out, "fog_accrual_pass_duration_seconds", "gauge",
+                "How long the last completed accrual pass took.");
+    buf_printf(out, "fog_accrual_pass_duration_seconds %.3f\n",
+               (double)st.last_duration_ms / 1000.0);
+
+    static const char *const kinds[] = { "accrual", "credit", "reversal",
+                                         NULL };
+    json_auto_t *rows = NULL;
+    prom_family(out, "fog_ledger_tokens", "gauge",
+                "Tokens moved by ledger transactions of each kind (sum of "
+                "the positive entries).");
+    if (store_query(a->store, &rows,
+                    "SELECT t.kind AS k, COALESCE(SUM(e.amount), 0) AS n FROM "
+                    "ledger_entry e JOIN ledger_tx t ON t.id = e.tx_id WHERE "
+                    "e.amount > 0 GROUP BY t.kind", "") < 0)
+        return;
+    for (const char *const *k = kinds; *k; k++) {
+        size_t i;
+        json_t *row;
+        int64_t nano = 0;
+        json_array_foreach(rows, i, row)
+            if (streq(json_str(row, "k"), *k))
+                nano = json_int(row, "n", 0);
+        buf_printf(out, "fog_ledger_tokens{kind=\"%s\"} %lld.%09lld\n", *k,
+                   (long long)(nano / 1000000000),
+                   (long long)(nano % 1000000000));
+    }
+}
+
 HANDLER(h_metrics)
 {
     struct app *a = app;
@@ -101,6 +247,8 @@ HANDLER(h_metrics)
     buf_printf(&out, "# HELP fog_agent_longpolls Parked agent long polls.\n"
                      "# TYPE fog_agent_longpolls gauge\nfog_agent_longpolls %zu\n",
                http_server_parked(a->http));
+    node_series(a, &out);
+    billing_series(a, &out);
     size_t len = out.len;
     http_reply_text(r, 200, "text/plain; version=0.0.4", buf_steal(&out), len);
 }

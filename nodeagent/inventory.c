@@ -197,6 +197,9 @@ int inventory_reserve(struct inventory *inv, int64_t vcpus,
     }
     inv->vcpus -= vcpus;
     inv->memory_mib -= memory_mib;
+    inv->reserved_vcpus = vcpus;
+    inv->reserved_memory_mib = memory_mib;
+    inv->reserved_disk_gib = inv->disk_gib > disk_gib ? disk_gib : inv->disk_gib;
     inv->disk_gib = inv->disk_gib > disk_gib ? inv->disk_gib - disk_gib : 0;
     inv->free_disk_gib = inv->free_disk_gib > disk_gib ?
                              inv->free_disk_gib - disk_gib : 0;
@@ -215,6 +218,15 @@ void inventory_to_am(const struct inventory *inv, struct am_inventory *ret)
         .arch = xstrdup(inv->arch ? inv->arch : ""),
         .cpu_model = xstrdup(inv->cpu_model ? inv->cpu_model : ""),
     };
+    /* Sent only when there is one, so a controller that predates the
+     * reservation members still accepts an agent keeping nothing back. */
+    if (inv->reserved_vcpus || inv->reserved_memory_mib ||
+        inv->reserved_disk_gib) {
+        ret->has |= AM_INV_RESERVED;
+        ret->reserved_vcpus = inv->reserved_vcpus;
+        ret->reserved_memory_mib = inv->reserved_memory_mib;
+        ret->reserved_disk_gib = inv->reserved_disk_gib;
+    }
 }
 
 json_t *inventory_to_json(const struct inventory *inv, bool with_free)

@@ -15,6 +15,8 @@ struct inventory {
     bool kvm;
     char *arch;             /* uname machine, e.g. x86_64 */
     char *cpu_model;        /* may be "" */
+    /* Kept for the host's owner (inventory_reserve), already subtracted. */
+    int64_t reserved_vcpus, reserved_memory_mib, reserved_disk_gib;
 };
 
 /* Collect the inventory reading ROOT/proc/cpuinfo, ROOT/proc/meminfo,

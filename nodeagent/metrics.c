@@ -5,6 +5,7 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/promtext.h"
 #include "common/timeutil.h"
 
 #include <arpa/inet.h>
@@ -31,40 +32,34 @@ struct agent_metrics {
     uint64_t cache_bytes;
 };
 
-static void family(struct buf *b, const char *name, const char *type,
-                   const char *help)
-{
-    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 char *agent_metrics_render(struct agent_metrics *m)
 {
     struct buf b = BUF_INIT;
     pthread_mutex_lock(&m->lock);
-    family(&b, "fog_agent_vms", "gauge",
+    prom_family(&b, "fog_agent_vms", "gauge",
            "VMs of the desired state by the state this node reports.");
     const char *k;
     json_t *v;
     json_object_foreach(m->vms, k, v)
         buf_printf(&b, "fog_agent_vms{state=\"%s\"} %lld\n", k,
                    (long long)json_integer_value(v));
-    family(&b, "fog_agent_reconcile_passes_total", "counter",
+    prom_family(&b, "fog_agent_reconcile_passes_total", "counter",
            "Reconcile passes run.");
     buf_printf(&b, "fog_agent_reconcile_passes_total %llu\n",
                (unsigned long long)m->passes);
-    family(&b, "fog_agent_reconcile_seconds_total", "counter",
+    prom_family(&b, "fog_agent_reconcile_seconds_total", "counter",
            "Time spent in reconcile passes.");
     buf_printf(&b, "fog_agent_reconcile_seconds_total %.6f\n",
                m->pass_seconds_sum);
-    family(&b, "fog_agent_reconcile_last_seconds", "gauge",
+    prom_family(&b, "fog_agent_reconcile_last_seconds", "gauge",
            "Duration of the last reconcile pass.");
     buf_printf(&b, "fog_agent_reconcile_last_seconds %.6f\n",
                m->pass_seconds_last);
-    family(&b, "fog_agent_last_contact_timestamp_seconds", "gauge",
+    prom_family(&b, "fog_agent_last_contact_timestamp_seconds", "gauge",
            "When the controller last answered (0: never since start).");
     buf_printf(&b, "fog_agent_last_contact_timestamp_seconds %lld\n",
                (long long)m->last_contact_s);
-    family(&b, "fog_agent_pending_samples", "gauge",
+    prom_family(&b, "fog_agent_pending_samples", "gauge",
            "Usage samples not yet acknowledged by the controller.");
     buf_printf(&b, "fog_agent_pending_samples %llu\n",
                (unsigned long long)m->pending);
@@ -93,10 +88,10 @@ char *agent_metrics_render(struct agent_metrics *m)
         for (size_t i = 0; i < ARRAY_SIZE(c); i++) {
             uint64_t x;
             memcpy(&x, (const char *)&m->cache + c[i].off, sizeof(x));
-            family(&b, c[i].name, "counter", c[i].help);
+            prom_family(&b, c[i].name, "counter", c[i].help);
             buf_printf(&b, "%s %llu\n", c[i].name, (unsigned long long)x);
         }
-        family(&b, "fog_agent_image_cache_bytes", "gauge",
+        prom_family(&b, "fog_agent_image_cache_bytes", "gauge",
                "Bytes of complete images in the cache.");
         buf_printf(&b, "fog_agent_image_cache_bytes %llu\n",
                    (unsigned long long)m->cache_bytes);
@@ -106,7 +101,7 @@ char *agent_metrics_render(struct agent_metrics *m)
     size_t peers = 0;
     _cleanup_free_ int64_t *hs = NULL;
     if (m->mesh && m->mesh(m->mesh_data, &peers, &hs) == 0) {
-        family(&b, "fog_agent_mesh_peers", "gauge",
+        prom_family(&b, "fog_agent_mesh_peers", "gauge",
                "WireGuard peers configured on the mesh interface.");
         buf_printf(&b, "fog_agent_mesh_peers %zu\n", peers);
         /* Ages as a histogram-free summary: oldest and never. */
@@ -118,10 +113,10 @@ char *agent_metrics_render(struct agent_metrics *m)
             else if (now - hs[i] > oldest)
                 oldest = now - hs[i];
         }
-        family(&b, "fog_agent_mesh_peers_without_handshake", "gauge",
+        prom_family(&b, "fog_agent_mesh_peers_without_handshake", "gauge",
                "Mesh peers never handshaken with.");
         buf_printf(&b, "fog_agent_mesh_peers_without_handshake %zu\n", never);
-        family(&b, "fog_agent_mesh_handshake_age_max_seconds", "gauge",
+        prom_family(&b, "fog_agent_mesh_handshake_age_max_seconds", "gauge",
                "Age of the oldest latest handshake among mesh peers.");
         buf_printf(&b, "fog_agent_mesh_handshake_age_max_seconds %lld\n",
                    (long long)oldest);

@@ -13,6 +13,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
@@ -23,6 +24,7 @@
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <pwd.h>
@@ -134,6 +136,54 @@ char *tu_run_env(char *const argv[], char *const envp[], int *ret_status)
         ;
     *ret_status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return out;
+}
+
+int tu_promtool(const char *promtool, const char *dir, const char *check,
+                const char *text)
+{
+    _cleanup_free_ char *path = xasprintf("%s/promtool-input.txt", dir);
+    if (text && file_write_atomic(path, text, strlen(text), 0600) < 0)
+        abort();
+    _cleanup_free_ char *cmd = xasprintf("'%s' %s%s%s%s 2>&1", promtool,
+                                         check, text ? " < '" : "",
+                                         text ? path : "", text ? "'" : "");
+    char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+    int st;
+    _cleanup_free_ char *out = tu_run(argv, &st);
+    if (st != 0)
+        fprintf(stderr, "promtool %s: %s\n", check, out ? out : "");
+    return st;
+}
+
+double tu_metric(const char *text, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+        if (strncmp(p, prefix, n) != 0)
+            continue;
+        const char *eol = strchr(p, '\n');
+        const char *sp = p + n;
+        for (const char *q = p + n; *q && q != eol; q++)
+            if (*q == ' ')
+                sp = q;
+        return strtod(sp, NULL);
+    }
+    return NAN;
+}
+
+char *tu_metrics_text(const struct tu_ctl *ctl)
+{
+    _cleanup_free_ char *url = xasprintf("%s/metrics", ctl->url);
+    struct tu_resp r;
+    if (tu_http("GET", url, ctl->admin_key, ctl->ca, NULL, 0, NULL, NULL,
+                &r) != 200) {
+        fprintf(stderr, "GET %s did not answer 200\n", url);
+        abort();
+    }
+    char *body = r.body;
+    r.body = NULL;
+    tu_resp_clear(&r);
+    return body;
 }
 
 char *tu_which(const char *prog)

@@ -30,6 +30,16 @@ extern bool tu_run_with_stderr;
 /* Full path of prog in $PATH (then /usr/sbin and /sbin), or NULL; caller
  * frees. */
 char *tu_which(const char *prog);
+
+/* Run `promtool CHECK` (e.g. "check metrics" reading `text` on its stdin,
+ * or "check rules FILE" with text NULL) writing text to a file under dir
+ * first; its exit status (its output on stderr when not 0). */
+int tu_promtool(const char *promtool, const char *dir, const char *check,
+                const char *text);
+/* The value of the first line of Prometheus text that starts with
+ * `prefix` (a series name, or a name and the start of its labels, e.g.
+ * "fog_x{node=\"a\","), as a double; NAN when there is none. */
+double tu_metric(const char *text, const char *prefix);
 /* Send sig and reap: the exit status, or -1 when killed by a signal. */
 int tu_kill(pid_t pid, int sig);
 /* Wait until a TCP connect to 127.0.0.1:port succeeds. 0 or -ETIMEDOUT. */
@@ -119,6 +129,9 @@ void tu_ctl_restart(struct tu_ctl *c);
 void tu_ctl_stop(struct tu_ctl *c, int sig);
 /* Stop if running and remove everything. */
 void tu_ctl_destroy(struct tu_ctl *c);
+/* GET ctl's /metrics as its admin (must answer 200); the text, caller
+ * frees. */
+char *tu_metrics_text(const struct tu_ctl *ctl);
 
 /* ---- a node agent on libvirt's test driver ---- */
 struct tu_agent {

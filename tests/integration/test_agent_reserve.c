@@ -212,21 +212,6 @@ static void the_owners_limits_pass_libvirts_schema(void **state)
         fail_msg("virt-xml-validate: %s\n%s", out, xml);
 }
 
-/* Run `promtool check metrics` on text; its exit status. */
-static int promtool_check(const char *text)
-{
-    _cleanup_free_ char *path = xasprintf("%s/metrics.txt", tmp);
-    assert_int_equal(file_write_atomic(path, text, strlen(text), 0600), 0);
-    _cleanup_free_ char *cmd = xasprintf("'%s' check metrics < '%s' 2>&1",
-                                         promtool, path);
-    char *argv[] = { "/bin/sh", "-c", cmd, NULL };
-    int st;
-    _cleanup_free_ char *out = tu_run(argv, &st);
-    if (st != 0)
-        fprintf(stderr, "promtool: %s\n", out);
-    return st;
-}
-
 static void both_metrics_endpoints_pass_promtool(void **state)
 {
     assert_non_null(metrics_url);
@@ -251,7 +236,7 @@ static void both_metrics_endpoints_pass_promtool(void **state)
     assert_non_null(strstr(r.body, "# TYPE fog_agent_pending_samples gauge"));
     assert_non_null(strstr(r.body, "fog_agent_image_cache_hits_total"));
     if (promtool)
-        assert_int_equal(promtool_check(r.body), 0);
+        assert_int_equal(tu_promtool(promtool, tmp, "check metrics", r.body), 0);
     tu_resp_clear(&r);
     _cleanup_free_ char *other = xasprintf("%.*s/nothing",
                                            (int)(strlen(metrics_url) - 8),
@@ -263,8 +248,16 @@ static void both_metrics_endpoints_pass_promtool(void **state)
     _cleanup_free_ char *url = xasprintf("%s/metrics", ctl.url);
     assert_int_equal(tu_http("GET", url, ctl.admin_key, ctl.ca, NULL, 0, NULL,
                              NULL, &r), 200);
+    /* The controller knows what the provider keeps back. */
+    assert_true(tu_metric(r.body, "fog_node_reserved_vcpus{node=\"pk-node\",")
+                == 6);
+    assert_true(tu_metric(r.body,
+                          "fog_node_reserved_memory_bytes{node=\"pk-node\",")
+                == 12288.0 * 1048576);
+    assert_true(tu_metric(r.body, "fog_node_capacity_vcpus{node=\"pk-node\",")
+                == 2);
     if (promtool)
-        assert_int_equal(promtool_check(r.body), 0);
+        assert_int_equal(tu_promtool(promtool, tmp, "check metrics", r.body), 0);
     tu_resp_clear(&r);
     if (!promtool)
         skip();

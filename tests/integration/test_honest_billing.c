@@ -264,6 +264,13 @@ static void claims_outside_the_vm_or_the_node_are_not_billed(void **state)
     assert_true(json_int(n, "capped_usage_seconds", 0) >= capped);
     json_auto_t *n2 = api(ctl.admin_key, "GET", "/v1/nodes/ho-rig2", NULL, 200);
     assert_int_equal(json_int(n2, "capped_usage_seconds", -1), 0);
+    /* /metrics says the same, per node. */
+    _cleanup_free_ char *text = tu_metrics_text(&ctl);
+    assert_true(tu_metric(text, "fog_node_capped_usage_seconds_total{node="
+                                "\"ho-rig1\",") ==
+                (double)json_int(n, "capped_usage_seconds", 0));
+    assert_true(tu_metric(text, "fog_node_capped_usage_seconds_total{node="
+                                "\"ho-rig2\",") == 0);
 }
 
 int main(void)

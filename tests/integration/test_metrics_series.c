@@ -34,17 +34,7 @@ static int teardown(void **state)
 }
 
 /* The metrics text (caller frees). */
-static char *metrics(void)
-{
-    _cleanup_free_ char *url = xasprintf("%s/metrics", ctl.url);
-    struct tu_resp r;
-    assert_int_equal(tu_http("GET", url, ctl.admin_key, ctl.ca, NULL, 0, NULL,
-                             NULL, &r), 200);
-    char *body = r.body;
-    r.body = NULL;
-    tu_resp_clear(&r);
-    return body;
-}
+static char *metrics(void) { return tu_metrics_text(&ctl); }
 
 /* The value of the series line starting with `series ` (-1 when absent). */
 static long long series(const char *text, const char *name)
