@@ -7,6 +7,7 @@
 #include "common/ids.h"
 #include "common/netcheck.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,6 +38,28 @@ bool am_cpulist_ok(const char *s)
         if (!((*p >= '0' && *p <= '9') || *p == ',' || *p == '-'))
             return false;
     return s[0] != ',' && s[0] != '-';
+}
+
+bool am_mac_ok(const char *s)
+{
+    static const char pat[] = "hh:hh:hh:hh:hh:hh";
+    if (!s || strlen(s) != sizeof(pat) - 1)
+        return false;
+    for (size_t i = 0; i < sizeof(pat) - 1; i++)
+        if (pat[i] == 'h' ? !isxdigit((unsigned char)s[i]) : s[i] != ':')
+            return false;
+    return true;
+}
+
+bool am_iface_text_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > AGENT_IFACE_TEXT_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return false;
+    return true;
 }
 
 /* ---- decoding ------------------------------------------------------------ */
@@ -920,13 +943,84 @@ static void reach_read(struct rd *r, char **ret_ip, char **ret_ep)
         fail(r, "public_ip", "must be an IP address");
 }
 
+/* A text member of an interface: absent (NULL) unless required. */
+static char *iface_text(struct rd *r, const char *k, bool required)
+{
+    char *v = get_str(r, k, required, AGENT_IFACE_TEXT_MAX);
+    if (v && !am_iface_text_ok(v))
+        fail(r, k, "must be 1 to %d printable ASCII characters",
+             AGENT_IFACE_TEXT_MAX);
+    return v;
+}
+
+static void iface_read(struct rd *r, struct am_iface *f)
+{
+    static const char *const known[] = { "target", "type", "source", "model",
+                                         "mac", NULL };
+    strict(r, known);
+    f->target = iface_text(r, "target", false);
+    f->type = iface_text(r, "type", true);
+    f->source = iface_text(r, "source", false);
+    f->model = iface_text(r, "model", false);
+    f->mac = get_str(r, "mac", true, 17);
+    if (f->mac && !am_mac_ok(f->mac))
+        fail(r, "mac", "must be a MAC address");
+}
+
+void am_iface_clear(struct am_iface *f)
+{
+    free(f->target);
+    free(f->type);
+    free(f->source);
+    free(f->model);
+    free(f->mac);
+}
+
+static void ifaces_read(struct rd *r, struct am_vm_status *v)
+{
+    size_t n;
+    const json_t *a = get_arr(r, AGENT_VM_INTERFACES, false,
+                              AGENT_VM_NICS_MAX, &n);
+    if (a && !v->domain_xml)
+        fail(r, AGENT_VM_INTERFACES, "comes only with %s",
+             AGENT_VM_DOMAIN_XML);
+    if (!a || n == 0 || r->failed)
+        return;
+    v->ifaces = xcalloc(n, sizeof(*v->ifaces));
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd x;
+        char *path;
+        if (sub(r, AGENT_VM_INTERFACES, json_array_get(a, i), (ssize_t)i, &x,
+                &path))
+            iface_read(&x, &v->ifaces[v->n_ifaces++]);
+        sub_end(r, &x, path);
+    }
+}
+
+static json_t *ifaces_encode(const struct am_iface *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        put_str(o, "target", v[i].target);
+        put_str(o, "type", v[i].type);
+        put_str(o, "source", v[i].source);
+        put_str(o, "model", v[i].model);
+        put_str(o, "mac", v[i].mac);
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
 static void vm_status_read(struct rd *r, struct am_vm_status *v)
 {
     static const char *const known[] = { "id", "state", "reason",
                                          "console_tail", "addresses",
                                          "by_guest", "start_gen",
                                          AGENT_VM_SNAPSHOTS,
-                                         AGENT_VM_REVERT_GEN, NULL };
+                                         AGENT_VM_REVERT_GEN,
+                                         AGENT_VM_DOMAIN_XML,
+                                         AGENT_VM_INTERFACES, NULL };
     strict(r, known);
     v->id = get_str(r, "id", true, 36);
     if (v->id && !uuid_is_valid(v->id))
@@ -957,6 +1051,11 @@ static void vm_status_read(struct rd *r, struct am_vm_status *v)
     v->snapshots = snapshots_read(r, AGENT_VM_SNAPSHOTS_HELD_MAX, true,
                                   &v->n_snapshots);
     v->revert_gen = get_int(r, AGENT_VM_REVERT_GEN, false, 0, INT64_MAX, 0);
+    v->domain_xml = get_str(r, AGENT_VM_DOMAIN_XML, false,
+                            AGENT_DOMAIN_XML_MAX);
+    if (v->domain_xml && !*v->domain_xml)
+        fail(r, AGENT_VM_DOMAIN_XML, "must not be empty");
+    ifaces_read(r, v);
 }
 
 static void vm_status_clear(struct am_vm_status *v)
@@ -967,6 +1066,10 @@ static void vm_status_clear(struct am_vm_status *v)
     free(v->console_tail);
     json_decref(v->addresses);
     snapshots_clear(v->snapshots, v->n_snapshots);
+    free(v->domain_xml);
+    for (size_t i = 0; i < v->n_ifaces; i++)
+        am_iface_clear(&v->ifaces[i]);
+    free(v->ifaces);
 }
 
 /* One usage sample, read with a cursor of its own: what is wrong with
@@ -1198,6 +1301,11 @@ json_t *am_status_encode(const struct am_status *s)
                                                         v->n_snapshots, true));
         /* Always: the decoder reads it apart from the list. */
         put_int(x, AGENT_VM_REVERT_GEN, v->revert_gen);
+        if (v->domain_xml) {
+            put_str(x, AGENT_VM_DOMAIN_XML, v->domain_xml);
+            put(x, AGENT_VM_INTERFACES, ifaces_encode(v->ifaces,
+                                                      v->n_ifaces));
+        }
         json_array_append_new(vms, x);
     }
     put(o, "vms", vms);

@@ -148,6 +148,16 @@ struct am_inventory {
     char *arch, *cpu_model; /* may be NULL */
 };
 
+/* One interface of a domain as the node read it from the domain XML
+ * (AGENT_VM_INTERFACES): virsh domiflist's columns. */
+struct am_iface {
+    char *target;           /* host device ("vnet0"); NULL when none */
+    char *type;             /* "bridge", "network", ... */
+    char *source;           /* bridge or network name; NULL when none */
+    char *model;            /* "virtio", ...; NULL when none */
+    char *mac;
+};
+
 struct am_vm_status {
     char *id;
     char *state;            /* one of am_vm_states */
@@ -163,6 +173,11 @@ struct am_vm_status {
     struct am_snapshot *snapshots;
     size_t n_snapshots;
     int64_t revert_gen;
+    /* The domain's XML (AGENT_VM_DOMAIN_XML; NULL: unchanged or not
+     * reported) and, with it, its interfaces (AGENT_VM_INTERFACES). */
+    char *domain_xml;
+    struct am_iface *ifaces;
+    size_t n_ifaces;
 };
 
 /* A usage sample: VM `vm` ran over [start, end) (unix seconds) by the
@@ -222,6 +237,11 @@ struct am_register {
 bool am_pci_addr_ok(const char *s);
 /* True for a CPU list like "0-7,16-23" (digits, ranges, commas), or "". */
 bool am_cpulist_ok(const char *s);
+/* True for a MAC address "xx:xx:xx:xx:xx:xx" (hex digits). */
+bool am_mac_ok(const char *s);
+/* True for a short interface text: 1..AGENT_IFACE_TEXT_MAX printable
+ * ASCII bytes. */
+bool am_iface_text_ok(const char *s);
 
 /* The states a VM may be reported in (NULL-terminated). */
 extern const char *const am_vm_states[];
@@ -250,3 +270,5 @@ int am_register_decode(const json_t *j, struct am_register *ret,
 void am_desired_clear(struct am_desired *d);
 void am_status_clear(struct am_status *s);
 void am_register_clear(struct am_register *r);
+/* Free the members of one interface entry. */
+void am_iface_clear(struct am_iface *f);

@@ -132,3 +132,19 @@
 #define AGENT_USER_DATA_MAX 65536
 /* Any other text member of a document. */
 #define AGENT_TEXT_MAX 4096
+
+/* A VM's domain as libvirt describes it (virDomainGetXMLDesc without
+ * VIR_DOMAIN_XML_SECURE: no secrets), in a status entry under
+ * AGENT_VM_DOMAIN_XML (at most AGENT_DOMAIN_XML_MAX bytes) only when it
+ * changed since the node's last accepted post, with the interfaces the
+ * node read from it under AGENT_VM_INTERFACES: at most AGENT_VM_NICS_MAX
+ * of {target, type, source, model, mac} (virsh domiflist's columns;
+ * target, source and model may be absent), each text printable and at
+ * most AGENT_IFACE_TEXT_MAX bytes. The controller keeps the last one it
+ * got and never parses the XML. A post carries new domain XML up to
+ * AGENT_DOMAIN_XML_BUDGET bytes in all; the rest waits for the next. */
+#define AGENT_VM_DOMAIN_XML "domain_xml"
+#define AGENT_VM_INTERFACES "interfaces"
+#define AGENT_DOMAIN_XML_MAX 65536
+#define AGENT_DOMAIN_XML_BUDGET (256 * 1024)
+#define AGENT_IFACE_TEXT_MAX 64

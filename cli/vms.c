@@ -602,22 +602,33 @@ static int vm_setmem(struct cli *c, struct cli_args *a)
     return vm_resize_with(c, a->pos[0], body);
 }
 
+/* GET a VM's text resource (suffix of its path) into *rep, which the
+ * caller clears on CLI_OK; else the failure is reported. */
+static int vm_get_text(struct cli *c, const char *ref, const char *suffix,
+                       struct api_reply *rep)
+{
+    struct api_client *api = cli_api(c);
+    if (!api)
+        return CLI_FAIL;
+    _cleanup_free_ char *p = vm_path(ref, suffix);
+    if (api_request(api, "GET", p, NULL, NULL, rep) < 0 || rep->status != 200) {
+        _cleanup_free_ char *msg = api_reply_describe(rep);
+        api_reply_clear(rep);
+        return cli_fail("%s", msg);
+    }
+    return CLI_OK;
+}
+
 static int vm_console(struct cli *c, struct cli_args *a)
 {
     const struct cli_verb *v = cli_verb_find("console");
     if (!cli_flag_bool(a, "log"))
         return cli_usage(v, "only --log (the last 64 KiB of the serial "
                             "console) is available");
-    struct api_client *api = cli_api(c);
-    if (!api)
-        return CLI_FAIL;
-    _cleanup_free_ char *p = vm_path(a->pos[0], "/console");
     struct api_reply rep;
-    if (api_request(api, "GET", p, NULL, NULL, &rep) < 0 || rep.status != 200) {
-        _cleanup_free_ char *msg = api_reply_describe(&rep);
-        api_reply_clear(&rep);
-        return cli_fail("%s", msg);
-    }
+    int r = vm_get_text(c, a->pos[0], "/console", &rep);
+    if (r != CLI_OK)
+        return r;
     /* The node keeps the guest's bytes; the view is plain text. */
     size_t n;
     _cleanup_free_ char *text = term_strip(rep.body, rep.body_len, &n);
@@ -630,6 +641,79 @@ static int vm_console(struct cli *c, struct cli_args *a)
             putchar('\n');
     }
     api_reply_clear(&rep);
+    return CLI_OK;
+}
+
+/* virsh dumpxml: the domain XML as the VM's node reported it. */
+static int vm_dumpxml(struct cli *c, struct cli_args *a)
+{
+    struct api_reply rep;
+    int r = vm_get_text(c, a->pos[0], "/xml", &rep);
+    if (r != CLI_OK)
+        return r;
+    if (c->json) {
+        json_auto_t *o = json_pack("{s:s%}", "xml", rep.body, rep.body_len);
+        cli_print_json(o ? o : json_null());
+    } else {
+        fwrite(rep.body, 1, rep.body_len, stdout);
+        if (rep.body_len && rep.body[rep.body_len - 1] != '\n')
+            putchar('\n');
+    }
+    api_reply_clear(&rep);
+    return CLI_OK;
+}
+
+/* A table as virsh prints one: a space before each cell, columns three
+ * apart, a line of dashes under the header. cells: nrow rows of ncol,
+ * the header first. */
+static void virsh_table(const char *const *cells, size_t nrow, size_t ncol)
+{
+    _cleanup_free_ size_t *w = xcalloc(ncol, sizeof(*w));
+    size_t total = 0;
+    for (size_t r = 0; r < nrow; r++)
+        for (size_t k = 0; k < ncol; k++)
+            if (strlen(cells[r * ncol + k]) > w[k])
+                w[k] = strlen(cells[r * ncol + k]);
+    for (size_t k = 0; k < ncol; k++)
+        total += w[k] + 3;
+    for (size_t r = 0; r < nrow; r++) {
+        for (size_t k = 0; k < ncol; k++)
+            printf(" %-*s%s", k + 1 < ncol ? (int)w[k] : 0,
+                   cells[r * ncol + k], k + 1 < ncol ? "  " : "");
+        putchar('\n');
+        for (size_t i = 0; r == 0 && i < total; i++)
+            putchar(i + 1 < total ? '-' : '\n');
+    }
+}
+
+/* virsh domiflist: Interface, Type, Source, Model, MAC of each interface
+ * the VM's node read from the domain ("-" where it has none). */
+static int vm_domiflist(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *p = vm_path(a->pos[0], NULL);
+    json_auto_t *vm = NULL;
+    if (cli_call(c, "GET", p, NULL, &vm) != 0)
+        return CLI_FAIL;
+    json_t *ifs = json_object_get(vm, "interfaces");
+    if (c->json) {
+        cli_print_json(json_is_array(ifs) ? ifs : json_array());
+        return CLI_OK;
+    }
+    static const char *const col[] = { "target", "type", "source", "model",
+                                       "mac" };
+    size_t n = json_array_size(ifs), nc = ARRAY_SIZE(col);
+    _cleanup_free_ const char **cells = xcalloc((n + 1) * nc, sizeof(*cells));
+    static const char *const head[] = { "Interface", "Type", "Source",
+                                        "Model", "MAC" };
+    for (size_t k = 0; k < nc; k++) {
+        cells[k] = head[k];
+        for (size_t r = 0; r < n; r++) {
+            const char *v = json_string_value(
+                json_object_get(json_array_get(ifs, r), col[k]));
+            cells[(r + 1) * nc + k] = v && *v ? v : "-";
+        }
+    }
+    virsh_table(cells, n + 1, nc);
     return CLI_OK;
 }
 
@@ -690,6 +774,11 @@ const struct cli_verb cli_vm_verbs[] = {
       "print the last 64 KiB of the VM's serial console", "console" },
     { "domifaddr", vm_domifaddr, 1, 1, "", "NAME", "show a VM's addresses",
       "domifaddr" },
+    { "dumpxml", vm_dumpxml, 1, 1, "", "NAME",
+      "print the VM's domain XML as its node last reported it", "dumpxml" },
+    { "domiflist", vm_domiflist, 1, 1, "", "NAME",
+      "list the VM's interfaces (from the domain its node reported)",
+      "domiflist" },
     /* The names people bring from Incus and OpenStack. */
     { "launch", vm_create, 1, 1,
       CREATE_FLAGS,

@@ -55,6 +55,7 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/vms/{id}/resume", h_vm_resume, ALLOW_ADMIN | ALLOW_TENANT },
     { "POST", "/v1/vms/{id}/autostart", h_vm_autostart, ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/vms/{id}/console", h_vm_console, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}/xml", h_vm_xml, ALLOW_ADMIN | ALLOW_TENANT },
     { "POST", "/v1/vms/{id}/snapshots", h_snapshot_create,
       ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/vms/{id}/snapshots", h_snapshot_list,

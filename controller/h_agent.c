@@ -501,6 +501,23 @@ static void snapshots_record(struct app *a, const struct am_vm_status *v)
     }
 }
 
+/* Store a VM's reported domain XML and its interfaces. */
+static void domain_record(struct app *a, const struct am_vm_status *v)
+{
+    json_auto_t *ifs = json_array();
+    for (size_t i = 0; i < v->n_ifaces; i++) {
+        const struct am_iface *f = &v->ifaces[i];
+        json_array_append_new(ifs, json_pack("{s:s?, s:s, s:s?, s:s?, s:s}",
+                                             "target", f->target, "type",
+                                             f->type, "source", f->source,
+                                             "model", f->model, "mac",
+                                             f->mac));
+    }
+    _cleanup_free_ char *text = json_dumps_compact(ifs);
+    store_exec(a->store, "UPDATE vms SET domain_xml = $1, interfaces = $2 "
+               "WHERE id = $3", "sss", v->domain_xml, text, v->id);
+}
+
 int agent_status_decode(const json_t *b, struct am_status *ret,
                         struct jerr *err)
 {
@@ -630,6 +647,10 @@ HANDLER(h_agent_status)
         if (v->console_tail)
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
                        "ss", v->console_tail, id);
+        /* Kept as text for the tenant; only the node's typed interfaces
+         * are read. A post without it keeps what was stored. */
+        if (v->domain_xml)
+            domain_record(a, v);
     }
     size_t bad = 0;
     /* Billing reads the (decoded) VM list and the samples, naming each

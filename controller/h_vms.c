@@ -662,26 +662,74 @@ HANDLER(h_vm_get)
                                        ? gpus_of_vm(a->store,
                                                     json_str(row, "id"))
                                        : json_array());
+    /* The interfaces its node read from the domain (virsh domiflist). */
+    json_auto_t *ifs = NULL;
+    json_t *list = NULL;
+    if (store_query_one(a->store, &ifs, "SELECT interfaces FROM vms WHERE id "
+                        "= $1", "s", json_str(row, "id")) == 0 &&
+        json_str(ifs, "interfaces"))
+        list = json_loads(json_str(ifs, "interfaces"), 0, NULL);
+    json_object_set_new(o, "interfaces", json_is_array(list) ? list
+                                                             : json_array());
+    if (list && !json_is_array(list))
+        json_decref(list);
     http_reply_json(r, 200, o);
+}
+
+/* The VM the request names (404 for another tenant's) and its text
+ * column `col` (a fixed name of ours), which may be NULL; false when an
+ * error was answered. */
+static bool vm_text_column(struct app *a, struct http_request *r,
+                           const char *col, json_t **ret_row,
+                           const char **ret_text)
+{
+    json_t *row = NULL, *x = NULL;
+    int e = vm_lookup(a, r, &row);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return false;
+    }
+    _cleanup_free_ char *sql = xasprintf("SELECT %s AS t FROM vms WHERE id "
+                                         "= $1", col);
+    if (store_query_one(a->store, &x, sql, "s", json_str(row, "id")) < 0) {
+        json_decref(row);
+        http_reply_problem(r, 500, "internal", NULL, "store error");
+        return false;
+    }
+    /* The text lives in x, kept alive by the row. */
+    json_object_set_new(row, "_text", x);
+    *ret_row = row;
+    *ret_text = json_str(x, "t");
+    return true;
 }
 
 HANDLER(h_vm_console)
 {
-    struct app *a = app;
-    json_auto_t *row = NULL, *con = NULL;
-    int e = vm_lookup(a, r, &row);
-    if (e < 0) {
-        reply_store_error(r, e, "VM");
+    json_auto_t *row = NULL;
+    const char *text;
+    if (!vm_text_column(app, r, "console", &row, &text))
         return;
-    }
-    if (store_query_one(a->store, &con, "SELECT console FROM vms WHERE id = $1",
-                        "s", json_str(row, "id")) < 0) {
-        http_reply_problem(r, 500, "internal", NULL, "store error");
-        return;
-    }
-    const char *text = json_str(con, "console");
+    text = text ? text : "";
     http_reply_text(r, 200, "text/plain; charset=utf-8", xstrdup(text),
                     strlen(text));
+}
+
+/* virsh dumpxml: the domain XML the VM's node last reported, as it sent
+ * it (provider output, shown only to the VM's owner). */
+HANDLER(h_vm_xml)
+{
+    json_auto_t *row = NULL;
+    const char *xml;
+    if (!vm_text_column(app, r, "domain_xml", &row, &xml))
+        return;
+    if (!xml) {
+        http_reply_problem(r, 409, "not-reported", "id", "the node of VM %s "
+                           "has not reported its domain XML yet",
+                           json_str(row, "id"));
+        return;
+    }
+    http_reply_text(r, 200, "application/xml; charset=utf-8", xstrdup(xml),
+                    strlen(xml));
 }
 
 int vm_delete_finish(struct app *a, const char *vm_id, int64_t now)

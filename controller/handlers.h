@@ -36,6 +36,7 @@ HANDLER(h_vm_suspend);
 HANDLER(h_vm_resume);
 HANDLER(h_vm_autostart);
 HANDLER(h_vm_console);
+HANDLER(h_vm_xml);
 HANDLER(h_snapshot_create);
 HANDLER(h_snapshot_list);
 HANDLER(h_snapshot_get);

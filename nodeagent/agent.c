@@ -67,11 +67,16 @@ int agent_print_inventory(const struct agent_settings *s)
 
 /* ---- run ---- */
 
+/* What the controller has of each VM: its console log up to size/mtime
+ * (posted) and the digest of the domain XML it accepted last
+ * (xml_posted; xml_sent: the one in the post under way). In memory only,
+ * so a restarted agent sends both again. */
 struct console_seen {
     char id[37];
     off_t size;
     int64_t mtime_ns;
     bool posted;
+    char xml_posted[65], xml_sent[65];
 };
 
 struct agent {
@@ -309,13 +314,48 @@ static char *vm_refusal(struct agent *a, const char *id)
     return NULL;
 }
 
+/* Add VM o's domain XML and its interfaces when they changed since the
+ * controller last took them and fit in what is *used of the post's
+ * budget (else *pending). */
+static void domain_xml_add(struct agent *a, struct am_vm_status *o,
+                           size_t *used, bool *pending)
+{
+    _cleanup_free_ char *xml = NULL;
+    if (virt_xml(a->virt, o->id, &xml) < 0)
+        return; /* gone meanwhile, or libvirt away: the next pass */
+    size_t len = strlen(xml);
+    if (len == 0 || len > AGENT_DOMAIN_XML_MAX) {
+        log_debug("VM %s: domain XML of %zu bytes not reported", o->id, len);
+        return;
+    }
+    struct console_seen *s = seen_get(a, o->id);
+    char digest[65];
+    sha256_hex(xml, len, digest);
+    if (streq(digest, s->xml_posted))
+        return;
+    json_t *valid = json_string(xml); /* NULL unless UTF-8 */
+    json_decref(valid);
+    if (!valid)
+        return;
+    size_t cost = console_escaped_size(xml) + 64 * AGENT_VM_NICS_MAX;
+    if (*used + cost > AGENT_DOMAIN_XML_BUDGET) {
+        *pending = true;
+        return;
+    }
+    if (vmxml_ifaces_parse(xml, &o->ifaces, &o->n_ifaces) < 0)
+        return;
+    *used += cost;
+    memcpy(s->xml_sent, digest, sizeof(digest));
+    o->domain_xml = TAKE_PTR(xml);
+}
+
 /* Build the status body; *ret_sig summarises the VM states so an unchanged
  * report can wait for the heartbeat. With consoles, changed console logs
  * are added within the body budget; *ret_pending tells whether some had
  * to wait. */
 static json_t *status_build(struct agent *a, const json_t *doc,
                             struct virt_dom *doms, size_t n, bool consoles,
-                            char **ret_sig, bool *ret_pending)
+                            bool fresh, char **ret_sig, bool *ret_pending)
 {
     json_t *dvms = json_object_get(doc, "vms");
     struct am_status out = {
@@ -361,6 +401,16 @@ static json_t *status_build(struct agent *a, const json_t *doc,
                             json_integer(json_int(by_state, state, 0) + 1));
     }
     agent_metrics_vms(a->metrics, by_state);
+    /* Domain XML is read when something may have changed it: a new
+     * document, an event, a changed state, or at the heartbeat. */
+    *ret_pending = false;
+    if (consoles || fresh || !a->last_sig || !sig.data ||
+        !streq(sig.data, a->last_sig)) {
+        size_t xml_used = 0;
+        for (size_t k = 0; k < out.n_vms; k++)
+            if (virt_doms_find(doms, n, out.vms[k].id))
+                domain_xml_add(a, &out.vms[k], &xml_used, ret_pending);
+    }
     out.has_permit_ports = agent_config_permit_ports(a->cfg, &out.permit_ports,
                                                     &out.n_permit_ports) == 0;
     size_t n_ref = a->refused_sent ? 0 : json_array_size(a->refused);
@@ -382,7 +432,6 @@ static json_t *status_build(struct agent *a, const json_t *doc,
     json_t *body = am_status_encode(&out);
     am_status_clear(&out);
     json_t *vms = json_object_get(body, "vms");
-    *ret_pending = false;
     if (consoles) {
         _cleanup_free_ char *base = json_dumps_compact(body);
         size_t used = strlen(base);
@@ -423,6 +472,17 @@ static json_t *status_build(struct agent *a, const json_t *doc,
     return body;
 }
 
+/* Whether a status body carries domain XML the controller has not got. */
+static bool status_has_xml(const json_t *body)
+{
+    size_t i;
+    json_t *vm;
+    json_array_foreach(json_object_get(body, "vms"), i, vm)
+        if (json_object_get(vm, AGENT_VM_DOMAIN_XML))
+            return true;
+    return false;
+}
+
 /* 0, or -EBADMSG when the controller refused the body as such (then
  * *ret_problem, if not NULL, holds its problem+json: new reference or
  * NULL), or -EIO / another -errno when it could not take it now. */
@@ -445,12 +505,18 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
     api_reply_clear(&rep);
     if (json_object_get(body, "refused"))
         a->refused_sent = true;
-    /* Console tails in this body have now reached the controller. */
+    /* Console tails and domain XML in this body have now reached the
+     * controller. */
     size_t i;
     json_t *vm;
-    json_array_foreach(json_object_get(body, "vms"), i, vm)
+    json_array_foreach(json_object_get(body, "vms"), i, vm) {
         if (json_object_get(vm, "console_tail"))
             seen_get(a, json_str(vm, "id"))->posted = true;
+        if (json_object_get(vm, AGENT_VM_DOMAIN_XML)) {
+            struct console_seen *s = seen_get(a, json_str(vm, "id"));
+            memcpy(s->xml_posted, s->xml_sent, sizeof(s->xml_posted));
+        }
+    }
     return 0;
 }
 
@@ -992,8 +1058,10 @@ int agent_run(const struct agent_settings *s)
             _cleanup_free_ char *sig = NULL;
             bool pending = false;
             _cleanup_json_ json_t *body = status_build(
-                &a, doc, doms, n, hb || consoles_pending, &sig, &pending);
+                &a, doc, doms, n, hb || consoles_pending,
+                events || doc_new || post_failed, &sig, &pending);
             if (hb || events || post_failed || doc_new ||
+                status_has_xml(body) ||
                 !streq(sig, a.last_sig)) {
                 if (status_send(&a, c, body) == 0) {
                     agent_metrics_contact(a.metrics, now_s());

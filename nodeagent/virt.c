@@ -445,6 +445,20 @@ int virt_set_autostart(struct virt *v, const char *vm_id, bool on)
     return virDomainSetAutostart(d, on) < 0 ? err_code() : 0;
 }
 
+int virt_xml(struct virt *v, const char *vm_id, char **ret)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    int r = dom_get(v, vm_id, &d);
+    if (r < 0)
+        return r;
+    /* Without VIR_DOMAIN_XML_SECURE: no passwords or keys. */
+    char *xml = virDomainGetXMLDesc(d, 0);
+    if (!xml)
+        return err_code();
+    *ret = xml;
+    return 0;
+}
+
 int virt_set_meta(struct virt *v, const struct vmxml_meta *m)
 {
     _cleanup_dom_ virDomainPtr d = NULL;

@@ -73,6 +73,9 @@ int virt_undefine(struct virt *v, const char *vm_id);
 int virt_set_autostart(struct virt *v, const char *vm_id, bool on);
 /* Replace the metadata element of the persistent definition. */
 int virt_set_meta(struct virt *v, const struct vmxml_meta *m);
+/* The domain's XML as libvirt describes it now (the live one while it
+ * runs), without secrets; *ret is the caller's. */
+int virt_xml(struct virt *v, const char *vm_id, char **ret);
 /* Grow disk vda of a running domain to `bytes`. */
 int virt_block_resize(struct virt *v, const char *vm_id, uint64_t bytes);
 

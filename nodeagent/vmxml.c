@@ -640,13 +640,83 @@ static bool hex_attr(xmlNodePtr n, const char *name, unsigned max,
     return true;
 }
 
-int vmxml_hostdevs_parse(const char *xml, char ***ret)
+/* A domain XML read without the network, or NULL. One with a document
+ * type declaration is refused: libvirt never writes one, and attribute
+ * reads would expand its entities (XML_PARSE_NOENT or not). */
+static xmlDocPtr domain_read(const char *xml)
 {
-    if (!xml)
-        return -EINVAL;
+    if (!xml || strlen(xml) > INT32_MAX)
+        return NULL;
     xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
                                   XML_PARSE_NONET | XML_PARSE_NOERROR |
                                   XML_PARSE_NOWARNING);
+    if (doc && (doc->intSubset || doc->extSubset)) {
+        xmlFreeDoc(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+/* Element children of `parent` named `name`, one after another. */
+static xmlNodePtr child_next(xmlNodePtr parent, xmlNodePtr after,
+                             const char *name)
+{
+    for (xmlNodePtr c = after ? after->next : parent ? parent->children : NULL;
+         c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST name))
+            return c;
+    return NULL;
+}
+
+/* Attribute `attr` of the first child `el` of n when it passes
+ * am_iface_text_ok, else NULL (caller frees). */
+static char *iface_attr(xmlNodePtr n, const char *el, const char *attr)
+{
+    xmlNodePtr c = child_next(n, NULL, el);
+    char *v = c ? attr_dup(c, attr) : NULL;
+    if (v && !am_iface_text_ok(v)) {
+        free(v);
+        v = NULL;
+    }
+    return v;
+}
+
+int vmxml_ifaces_parse(const char *xml, struct am_iface **ret, size_t *ret_n)
+{
+    xmlDocPtr doc = domain_read(xml);
+    if (!doc)
+        return -EINVAL;
+    struct am_iface *v = NULL;
+    size_t n = 0;
+    xmlNodePtr devs = child_next(xmlDocGetRootElement(doc), NULL, "devices");
+    for (xmlNodePtr i = child_next(devs, NULL, "interface");
+         i && n < AGENT_VM_NICS_MAX; i = child_next(devs, i, "interface")) {
+        struct am_iface f = { .type = attr_dup(i, "type"),
+                              .mac = iface_attr(i, "mac", "address") };
+        if (!am_iface_text_ok(f.type) || !am_mac_ok(f.mac)) {
+            free(f.type);
+            free(f.mac);
+            continue;
+        }
+        f.target = iface_attr(i, "target", "dev");
+        /* The source's attribute is named after the type (bridge=,
+         * network=, dev= for direct and ethernet). */
+        f.source = iface_attr(i, "source", f.type);
+        if (!f.source)
+            f.source = iface_attr(i, "source", "dev");
+        f.model = iface_attr(i, "model", "type");
+        v = xrealloc(v, (n + 1) * sizeof(*v));
+        v[n++] = f;
+    }
+    xmlFreeDoc(doc);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+int vmxml_hostdevs_parse(const char *xml, char ***ret)
+{
+    xmlDocPtr doc = domain_read(xml);
     if (!doc)
         return -EINVAL;
     char **v = xcalloc(1, sizeof(*v));

@@ -96,6 +96,14 @@ int vmxml_build(const struct vmxml_spec *s, char **ret_xml);
  * vmxml_strv_free(). */
 int vmxml_hostdevs_parse(const char *xml, char ***ret);
 void vmxml_strv_free(char **v);
+/* The interfaces of a domain XML as virsh domiflist shows them, in
+ * document order (at most AGENT_VM_NICS_MAX; one without a valid type or
+ * MAC is left out, a target, source or model that is not a short
+ * printable text reads as NULL). 0 or -EINVAL when it is not XML;
+ * *ret (NULL when none) is the caller's, each entry cleared with
+ * am_iface_clear(). */
+struct am_iface;
+int vmxml_ifaces_parse(const char *xml, struct am_iface **ret, size_t *ret_n);
 /* True for a CPU list like "0-7,16-23" (digits, ranges, commas). */
 bool vmxml_cpuset_ok(const char *s);
 /* True for a canonical PCI address "dddd:bb:ss.f" (lower-case hex, function

@@ -216,11 +216,118 @@ static void autostart_is_a_flag_of_the_vm(void **state)
     assert_true(json_is_null(json_object_get(last, "state_reason")));
 }
 
+/* Poll until `fogctl dumpxml ref` succeeds; its output (caller frees). */
+static char *wait_dumpxml(const char *ref)
+{
+    time_t end = time(NULL) + 120;
+    for (;;) {
+        int st;
+        char *s = FOGCTL(&st, "dumpxml", ref);
+        if (st == 0 && s && strstr(s, "<domain"))
+            return s;
+        free(s);
+        if (time(NULL) > end) {
+            fprintf(stderr, "dumpxml %s: never answered\n", ref);
+            fail();
+        }
+        nanosleep(&(struct timespec){ 0, 200 * 1000 * 1000 }, NULL);
+    }
+}
+
+/* The value of <mac address='...'/> in a domain XML (caller frees). */
+static char *xml_mac(const char *xml)
+{
+    const char *m = strstr(xml, "<mac address=");
+    assert_non_null(m);
+    m += strlen("<mac address=") + 1;
+    return xstrndup(m, 17);
+}
+
+static void dumpxml_and_domiflist_show_the_nodes_domain(void **state)
+{
+    int st;
+    json_auto_t *vm = create_running("vr-xml");
+    const char *id = json_str(vm, "id");
+    _cleanup_free_ char *dom = xasprintf("fog-%s", id);
+
+    /* virsh dumpxml: the domain the agent defined, by either name. */
+    _cleanup_free_ char *xml = wait_dumpxml("vr-xml");
+    _cleanup_free_ char *name_el = xasprintf("<name>%s</name>", dom);
+    assert_non_null(strstr(xml, name_el));
+    _cleanup_free_ char *mac = xml_mac(xml);
+    _cleanup_free_ char *xml2 = wait_dumpxml(dom);
+    assert_string_equal(xml, xml2);
+
+    /* virsh domiflist: header, dashes, one row for that interface. */
+    _cleanup_free_ char *t = FOGCTL(&st, "domiflist", "vr-xml");
+    assert_int_equal(st, 0);
+    char *l1 = t, *l2 = strchr(l1, '\n');
+    assert_non_null(l2);
+    *l2++ = '\0';
+    assert_non_null(strstr(l1, "Interface"));
+    assert_non_null(strstr(l1, "Type"));
+    assert_non_null(strstr(l1, "Source"));
+    assert_non_null(strstr(l1, "Model"));
+    assert_non_null(strstr(l1, "MAC"));
+    assert_true(startswith(l2, "-----"));
+    char *l3 = strchr(l2, '\n');
+    assert_non_null(l3);
+    l3++;
+    _cleanup_free_ char *row = xstrndup(l3, strcspn(l3, "\n"));
+    assert_non_null(strstr(row, mac));
+    assert_non_null(strstr(row, " bridge "));
+    assert_null(strchr(l3 + strlen(row) + 1, '\n')); /* one row */
+    /* The VM resource carries the same, typed. */
+    long code;
+    _cleanup_free_ char *p = xasprintf("/v1/vms/%s", id);
+    json_auto_t *got = tu_api(&ctl, key, "GET", p, NULL, &code);
+    assert_int_equal(code, 200);
+    json_t *ifs = json_object_get(got, "interfaces");
+    assert_int_equal(json_array_size(ifs), 1);
+    assert_string_equal(json_str(json_array_get(ifs, 0), "mac"), mac);
+
+    /* Another tenant: no such VM, in the API and in fogctl. */
+    _cleanup_free_ char *other = tu_account(&ctl, "vr-xml-other", "tenant");
+    _cleanup_free_ char *px = xasprintf("/v1/vms/%s/xml", id);
+    json_auto_t *e1 = tu_api(&ctl, other, "GET", px, NULL, &code);
+    assert_int_equal(code, 404);
+    _cleanup_free_ char *o1 = tu_fogctl(&ctl, other, &st, "dumpxml", dom,
+                                        NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *o2 = tu_fogctl(&ctl, other, &st, "domiflist", dom,
+                                        NULL);
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *u = FOGCTL(&st, "dumpxml", "vr-nosuch");
+    assert_int_equal(st, 1);
+
+    /* A VM its node never defined (no such image there): no XML yet, said
+     * plainly, and no interfaces. */
+    _cleanup_free_ char *c =
+        FOGCTL(&st, "create", "vr-unrep", "--cpus", "1", "--memory", "128M",
+               "--disk", "1G", "--image", "vr-no-image", "--allow-tcg",
+               "--json");
+    assert_int_equal(st, 0);
+    json_auto_t *un = json_loads(c, 0, NULL);
+    _cleanup_free_ char *pu = xasprintf("/v1/vms/%s/xml", json_str(un, "id"));
+    json_auto_t *e2 = tu_api(&ctl, key, "GET", pu, NULL, &code);
+    assert_int_equal(code, 409);
+    assert_non_null(strstr(json_str(e2, "detail"), "not reported"));
+    _cleanup_free_ char *n1 = FOGCTL(&st, "dumpxml", "vr-unrep");
+    assert_int_equal(st, 1);
+    _cleanup_free_ char *n2 = FOGCTL(&st, "domiflist", "vr-unrep");
+    assert_int_equal(st, 0);
+    size_t lines = 0;
+    for (const char *q = n2; (q = strchr(q, '\n')); q++)
+        lines++;
+    assert_int_equal(lines, 2); /* header and dashes only */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(suspend_and_resume_as_virsh),
         cmocka_unit_test(autostart_is_a_flag_of_the_vm),
+        cmocka_unit_test(dumpxml_and_domiflist_show_the_nodes_domain),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

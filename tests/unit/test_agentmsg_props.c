@@ -117,6 +117,60 @@ static char **rtexts(size_t max_items, size_t max_len, size_t *ret_n)
     return v;
 }
 
+/* An interface text: 1..AGENT_IFACE_TEXT_MAX printable ASCII bytes. */
+static char *riface_text(void)
+{
+    size_t n = rnd() % 8 == 0 ? AGENT_IFACE_TEXT_MAX
+                              : (size_t)rr(1, AGENT_IFACE_TEXT_MAX);
+    char *s = xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)rr(0x21, 0x7e);
+    s[n] = 0;
+    return s;
+}
+
+/* A domain XML and, with it, its interfaces (or neither). */
+static void rdomain(struct am_vm_status *v)
+{
+    if (coin())
+        return;
+    v->domain_xml = rtext(AGENT_DOMAIN_XML_MAX);
+    if (!*v->domain_xml) {
+        free(v->domain_xml);
+        v->domain_xml = xstrdup("<domain/>");
+    }
+    v->n_ifaces = (size_t)rr(0, 3);
+    v->ifaces = v->n_ifaces ? xcalloc(v->n_ifaces, sizeof(*v->ifaces)) : NULL;
+    for (size_t i = 0; i < v->n_ifaces; i++) {
+        struct am_iface *f = &v->ifaces[i];
+        f->target = coin() ? riface_text() : NULL;
+        f->type = riface_text();
+        f->source = coin() ? riface_text() : NULL;
+        f->model = coin() ? riface_text() : NULL;
+        f->mac = xasprintf("%02" PRIx64 ":%02" PRIx64 ":%02" PRIx64
+                           ":%02" PRIx64 ":%02" PRIX64 ":%02" PRIX64,
+                           rnd() & 0xff, rnd() & 0xff, rnd() & 0xff,
+                           rnd() & 0xff, rnd() & 0xff, rnd() & 0xff);
+    }
+}
+
+static bool eq_s(const char *a, const char *b);
+
+static bool eq_ifaces(const struct am_vm_status *x,
+                      const struct am_vm_status *y)
+{
+    if (!eq_s(x->domain_xml, y->domain_xml) || x->n_ifaces != y->n_ifaces)
+        return false;
+    for (size_t i = 0; i < x->n_ifaces; i++) {
+        const struct am_iface *a = &x->ifaces[i], *b = &y->ifaces[i];
+        if (!eq_s(a->target, b->target) || !eq_s(a->type, b->type) ||
+            !eq_s(a->source, b->source) || !eq_s(a->model, b->model) ||
+            !eq_s(a->mac, b->mac))
+            return false;
+    }
+    return true;
+}
+
 static uint16_t *rports(bool *has, size_t *ret_n)
 {
     *has = coin();
@@ -364,6 +418,7 @@ static void rstatus(struct am_status *s)
         if (v->has_snapshots)
             v->snapshots = rsnapshots(true, &v->n_snapshots);
         v->revert_gen = coin() ? rnum(0, INT64_MAX) : 0;
+        rdomain(v);
     }
     s->endpoint = rendpoint();
     s->public_ip = coin() ? rip() : NULL;
@@ -576,7 +631,7 @@ static bool eq_status(const struct am_status *a, const struct am_status *b)
             x->has_snapshots != y->has_snapshots ||
             !eq_snapshots(x->snapshots, x->n_snapshots, y->snapshots,
                           y->n_snapshots) ||
-            x->revert_gen != y->revert_gen)
+            x->revert_gen != y->revert_gen || !eq_ifaces(x, y))
             return false;
     }
     for (size_t i = 0; i < a->n_samples; i++) {

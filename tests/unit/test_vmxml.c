@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "nodeagent/vmxml.h"
+#include "api/agentmsg.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -335,6 +336,45 @@ static void only_fog_uuid_names_are_ours(void **state)
     assert_null(vmxml_name_vm_id("xfog-1b4e28ba-2fa1-41d2-883f-0016d3cca427"));
 }
 
+/* domiflist's columns come from the domain's interfaces; one with a bad
+ * MAC is left out, odd texts read as absent, a DTD (entities) refused. */
+static void interfaces_are_read_as_domiflist_shows_them(void **state)
+{
+    static const char xml[] =
+        "<domain type='qemu'><name>fog-x</name><devices>"
+        "<interface type='bridge'><mac address='52:54:00:aa:bb:cc'/>"
+        "<source bridge='fogbr0'/><target dev='vnet0'/>"
+        "<model type='virtio'/></interface>"
+        "<interface type='network'><mac address='52:54:00:aa:bb:cd'/>"
+        "<source network='default'/><model type='bad model'/></interface>"
+        "<interface type='user'><mac address='not-a-mac'/></interface>"
+        "</devices></domain>";
+    struct am_iface *v = NULL;
+    size_t n = 0;
+    assert_int_equal(vmxml_ifaces_parse(xml, &v, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].target, "vnet0");
+    assert_string_equal(v[0].type, "bridge");
+    assert_string_equal(v[0].source, "fogbr0");
+    assert_string_equal(v[0].model, "virtio");
+    assert_string_equal(v[0].mac, "52:54:00:aa:bb:cc");
+    assert_null(v[1].target);
+    assert_string_equal(v[1].type, "network");
+    assert_null(v[1].model);
+    assert_string_equal(v[1].source, "default");
+    for (size_t i = 0; i < n; i++)
+        am_iface_clear(&v[i]);
+    free(v);
+    assert_int_equal(vmxml_ifaces_parse("<domain", &v, &n), -EINVAL);
+    /* A document type declaration (entities) is not libvirt's. */
+    assert_int_equal(vmxml_ifaces_parse(
+                         "<!DOCTYPE domain [<!ENTITY x 'expanded'>]>"
+                         "<domain><devices><interface type='network'>"
+                         "<mac address='52:54:00:aa:bb:cd'/>"
+                         "<source network='&x;'/></interface></devices>"
+                         "</domain>", &v, &n), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +385,7 @@ int main(void)
         cmocka_unit_test(unsafe_inputs_are_refused),
         cmocka_unit_test(metadata_round_trips),
         cmocka_unit_test(only_fog_uuid_names_are_ours),
+        cmocka_unit_test(interfaces_are_read_as_domiflist_shows_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
