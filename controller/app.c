@@ -378,6 +378,25 @@ static void idempotency_replay(struct http_request *r, json_t *row,
  * reserved first, inside that transaction, so a concurrent duplicate
  * waits on it (the store's lock here; the unique key across replicas)
  * and then replays. Streamed uploads keep their own transactions. */
+/* Nodes whose change this thread's open request has not committed yet:
+ * their polls are woken again after the commit, since a poll woken
+ * before it may read the old revision and park again. */
+static _Thread_local struct buf wake_after_commit; /* NUL-separated ids */
+static _Thread_local bool wake_all_after_commit;
+static _Thread_local bool request_tx_open; /* set by app_begin */
+
+static void wake_committed(struct app *a)
+{
+    if (wake_all_after_commit)
+        http_server_wake(a->http, NULL);
+    for (size_t i = 0; !wake_all_after_commit && i < wake_after_commit.len;
+         i += strlen(wake_after_commit.data + i) + 1)
+        http_server_wake(a->http, wake_after_commit.data + i);
+    buf_reset(&wake_after_commit);
+    wake_all_after_commit = false;
+    request_tx_open = false;
+}
+
 bool app_begin(struct http_request *r, const struct http_route *route,
                void *app)
 {
@@ -399,6 +418,7 @@ bool app_begin(struct http_request *r, const struct http_route *route,
             return false;
         }
         c->tx_open = true;
+        request_tx_open = true;
         if (!ik)
             return true;
         json_auto_t *row = NULL;
@@ -562,13 +582,16 @@ void app_after(struct http_request *r, const struct http_route *route,
                       c->actor[0] ? c->actor : NULL, action, target, status,
                       c->event_detail ? c->event_detail : problem);
     }
-    if (!c->tx_open)
+    if (!c->tx_open) {
+        wake_committed(a);
         return;
+    }
     c->tx_open = false;
     if (e < 0) {
         store_tx_rollback(a->store);
     } else {
         e = store_tx_commit(a->store);
+        wake_committed(a);
         if (e == 0)
             return;
     }
@@ -709,6 +732,8 @@ void reply_store_error(struct http_request *r, int err, const char *what)
 
 void app_all_nodes_changed(struct app *a)
 {
+    if (request_tx_open)
+        wake_all_after_commit = true;
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE "
                "removed_at IS NULL", "");
     scheduler_fleet_changed(); /* a node joined, was approved or left */
@@ -723,5 +748,7 @@ void app_node_changed(struct app *a, const char *node_id)
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = $1",
                "s", node_id);
     http_server_wake(a->http, node_id);
+    if (request_tx_open)
+        buf_append(&wake_after_commit, node_id, strlen(node_id) + 1);
     store_notify_node(a->store, node_id);
 }

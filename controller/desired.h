@@ -17,6 +17,16 @@ int desired_build(struct app *a, const char *node_id, json_t **ret_doc);
  * false. New reference. */
 json_t *desired_build_unapproved(const char *node_id, int64_t revision);
 
+/* node_id's document at `revision` as the compact JSON text a reply
+ * carries (newline-terminated), shared by the long polls one change
+ * wakes: built once per (node, revision) and copied to each. A revision
+ * names a document (every change bumps it), so a copy is never stale;
+ * when the node has moved past `revision` the newer document is built
+ * and kept. *ret_text (caller frees) and *ret_len are written on
+ * success; errors as desired_build(). */
+int desired_text_shared(struct app *a, const char *node_id, int64_t revision,
+                        char **ret_text, size_t *ret_len);
+
 /* MTU of a guest NIC on a 1500-byte underlay: WireGuard (60) and VXLAN
  * (50) overheads and 20 bytes of margin for an IPv4 path (FACTS.md). */
 #define DESIRED_GUEST_MTU 1370

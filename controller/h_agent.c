@@ -351,9 +351,12 @@ HANDLER(h_agent_desired)
     }
     int64_t rev = json_int(node, "revision", 0);
     bool approved = json_int(node, "approved", 0) != 0;
-    /* Asking counts as contact: the node is alive. */
-    store_exec(a->store, "UPDATE nodes SET last_seen = $1 WHERE id = $2", "is",
-               now_s(), node_id);
+    /* Asking counts as contact: the node is alive. A parked poll counted
+     * when it came in; waking it writes nothing (one change wakes
+     * thousands, and each write would take the store in turn). */
+    if (!http_req_resumed(r))
+        store_exec(a->store, "UPDATE nodes SET last_seen = $1 WHERE id = $2",
+                   "is", now_s(), node_id);
     if (rev == since && wait > 0 && !http_req_timed_out(r) &&
         !http_req_stopping(r)) {
         if (!http_req_resumed(r)) {
@@ -369,8 +372,15 @@ HANDLER(h_agent_desired)
      * admin approves it, a node learns nothing of the others: a document
      * with no peers, VMs, networks or ports (approval bumps the revision,
      * so the parked poll wakes to the real one). */
+    /* The polls one change wakes share one build of the new revision; a
+     * fresh ask (or a timeout) reads the store itself. */
+    bool woken = http_req_resumed(r) && !http_req_timed_out(r);
     json_t *doc = NULL;
-    if (approved)
+    char *text = NULL;
+    size_t len = 0;
+    if (approved && woken)
+        e = desired_text_shared(a, node_id, rev, &text, &len);
+    else if (approved)
         e = desired_build(a, node_id, &doc);
     else
         doc = desired_build_unapproved(node_id, rev);
@@ -381,7 +391,10 @@ HANDLER(h_agent_desired)
     _cleanup_free_ char *wait_text = xasprintf("%lld",
                                                (long long)a->cfg.longpoll_s);
     http_reply_header(r, AGENT_POLL_WAIT_HEADER, wait_text);
-    http_reply_json(r, 200, doc);
+    if (text)
+        http_reply_text(r, 200, "application/json", text, len);
+    else
+        http_reply_json(r, 200, doc);
 }
 
 /* 400 (malformed) or 403 (foreign VM) naming each refused sample in
