@@ -392,7 +392,8 @@ static void wake_committed(struct app *a)
     for (size_t i = 0; !wake_all_after_commit && i < wake_after_commit.len;
          i += strlen(wake_after_commit.data + i) + 1)
         http_server_wake(a->http, wake_after_commit.data + i);
-    buf_reset(&wake_after_commit);
+    /* Freed, not kept: request threads end without a destructor. */
+    buf_free(&wake_after_commit);
     wake_all_after_commit = false;
     request_tx_open = false;
 }
