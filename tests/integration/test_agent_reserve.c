@@ -171,11 +171,18 @@ static void reserved_capacity_stays_out_of_placement(void **state)
     assert_true(wait_vm("more", "state_reason", NULL));
     json_auto_t *more = tu_api(&ctl, tenant_key, "GET", "/v1/vms/more", NULL,
                                &code);
-    assert_null(json_str(more, "node"));
+    /* Placed VMs name their node in these members; unplaced ones hold
+     * null. */
+    json_auto_t *fits = tu_api(&ctl, tenant_key, "GET", "/v1/vms/fits", NULL,
+                               &code);
+    assert_string_equal(json_str(fits, "node_name"), "pk-node");
+    assert_true(json_is_null(json_object_get(more, "node_id")));
+    assert_true(json_is_null(json_object_get(more, "node_name")));
     assert_non_null(strstr(json_str(more, "state_reason"), "1 vCPUs"));
     json_auto_t *big = tu_api(&ctl, tenant_key, "GET", "/v1/vms/big", NULL,
                               &code);
-    assert_null(json_str(big, "node"));
+    assert_true(json_is_null(json_object_get(big, "node_id")));
+    assert_true(json_is_null(json_object_get(big, "node_name")));
 
     /* The heartbeats that reported "fits" running carried the reduced
      * inventory too: the capacity is still the offer, not the host. */
