@@ -35,6 +35,8 @@ static json_t *offer_flat(json_t *o)
     json_t *bench = json_object_get(o, "benchmark");
     json_object_set_new(row, "benchmark", bench ? json_incref(bench)
                                                 : json_null());
+    json_t *ev = json_object_get(o, "evictions");
+    json_object_set(row, "evictions", ev ? ev : json_null());
     json_object_set_new(row, "free",
                         json_sprintf("%lldc/%lldG/%lldG",
                                      (long long)json_integer_value(
@@ -105,7 +107,7 @@ static int offers(struct cli *c, struct cli_args *a)
     json_array_foreach(keep, i, it)
         json_array_append_new(rows, offer_flat(it));
     cli_print_table(rows, "node,region,vcpu_hour,mem_gib_hour,disk_gib_month,"
-                          "gpus,free,reputation,benchmark,labels");
+                          "gpus,free,reputation,evictions,benchmark,labels");
     return CLI_OK;
 }
 

@@ -628,12 +628,15 @@ HANDLER(h_agent_status)
                 app_node_changed(a, node_id);
             continue;
         }
+        /* Stopped or gone while it should run: the node evicted it. */
+        reputation_status_seen(a, node_id, id, st, v->by_guest);
         _cleanup_free_ char *addr_text =
             v->addresses ? json_dumps_compact(v->addresses) : NULL;
         int changed = store_exec(
             a->store,
             "UPDATE vms SET state = $1, state_reason = $2, updated_at "
-            "= $3, addresses = COALESCE($4, addresses) WHERE id = $5 "
+            "= $3, addresses = COALESCE($4, addresses), running_gen = CASE "
+            "WHEN $1 = 'running' THEN start_gen ELSE running_gen END WHERE id = $5 "
             "AND deleted_at IS NULL AND (state <> $1 OR "
             "COALESCE(state_reason, '') <> COALESCE($2, '') OR addresses <> "
             "COALESCE($4, addresses))",

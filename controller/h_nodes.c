@@ -7,6 +7,7 @@
 #include "controller/catalog.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/reputation.h"
 #include "controller/scheduler.h"
 
 #include <errno.h>
@@ -29,7 +30,8 @@
     "(SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.deleted_at IS "  \
     "NULL) AS vm_count, (SELECT t.score FROM node_trust t WHERE t.node_id = " \
     "n.id) AS reputation, (SELECT t.bench_score FROM node_trust t WHERE "      \
-    "t.node_id = n.id) AS benchmark"
+    "t.node_id = n.id) AS benchmark, (SELECT t.evictions_total FROM "       \
+    "node_trust t WHERE t.node_id = n.id) AS evictions"
 
 /* Heartbeat interval, for rendering online/unreachable; set at start. */
 int64_t node_heartbeat_s = 5;
@@ -47,6 +49,9 @@ json_t *node_render(json_t *row)
     json_t *rep = json_object_get(row, "reputation");
     json_object_set_new(o, "reputation",
                         json_is_integer(rep) ? json_incref(rep) : json_null());
+    /* VMs that should run and that the node took away, as the hub saw. */
+    json_object_set_new(o, "evictions",
+                        json_integer(json_int(row, "evictions", 0)));
     json_t *bench = json_object_get(row, "benchmark");
     json_object_set_new(o, "benchmark",
                         json_is_integer(bench) ? json_incref(bench)
@@ -461,6 +466,14 @@ bool retire_unused(struct app *a, struct http_request *r, const char *kind,
     return true;
 }
 
+/* A VM that should run, lost with its node: an eviction. 0 or -errno. */
+static int node_vm_evicted(struct app *a, const char *node_id, json_t *vm)
+{
+    if (!streq(json_str(vm, "desired_state"), "running"))
+        return 0;
+    return reputation_fault(a, node_id, REP_FAULT_EVICTION);
+}
+
 /* Mark the VMs of node `node_id` (being removed while unreachable) lost:
  * their disks were there. Each stays deletable, with the reason, and an
  * event on its tenant's account says so; those already being deleted are
@@ -484,7 +497,8 @@ static int node_vms_lose(struct app *a, const char *node_id,
         const char *id = json_str(v, "id");
         if (streq(json_str(v, "desired_state"), "deleted"))
             e = vm_delete_finish(a, id, now);
-        else if ((e = store_exec(a->store, "UPDATE vms SET state = 'lost', "
+        else if ((e = node_vm_evicted(a, node_id, v)) >= 0 &&
+                 (e = store_exec(a->store, "UPDATE vms SET state = 'lost', "
                                  "state_reason = $1, desired_state = "
                                  "'stopped', updated_at = $2 WHERE id = $3",
                                  "sis", why, now, id)) >= 0)

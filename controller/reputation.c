@@ -4,6 +4,7 @@
 #include "controller/reputation.h"
 
 #include "common/jsonutil.h"
+#include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/store.h"
 
@@ -49,12 +50,37 @@ int reputation_fault(struct app *a, const char *node_id, enum rep_fault kind)
     if (kind < 0 || kind >= REP_FAULT_MAX)
         return -EINVAL;
     const char *c = fault_col[kind];
+    /* Evictions are also counted whole, for nodeinfo and offers. */
+    bool ev = kind == REP_FAULT_EVICTION;
     _cleanup_free_ char *sql = xasprintf(
-        "INSERT INTO node_trust (node_id, %s, updated_at) VALUES ($1, 1000, "
-        "$2) ON CONFLICT (node_id) DO UPDATE SET %s = node_trust.%s + 1000",
-        c, c, c);
+        "INSERT INTO node_trust (node_id, %s, %supdated_at) VALUES ($1, 1000, "
+        "%s$2) ON CONFLICT (node_id) DO UPDATE SET %s = node_trust.%s + 1000%s",
+        c, ev ? "evictions_total, " : "", ev ? "1, " : "", c, c,
+        ev ? ", evictions_total = node_trust.evictions_total + 1" : "");
     int e = store_exec(a->store, sql, "si", node_id, now_s());
     return e < 0 ? e : 0;
+}
+
+int reputation_status_seen(struct app *a, const char *node_id,
+                           const char *vm_id, const char *state,
+                           bool by_guest)
+{
+    if (by_guest || !(streq(state, "stopped") || streq(state, "creating")))
+        return 0;
+    int64_t n = store_query_int(
+        a->store, -1,
+        "SELECT COUNT(*) FROM vms WHERE id = $1 AND node_id = $2 AND "
+        "deleted_at IS NULL AND desired_state = 'running' AND state IN "
+        "('running', 'unknown') AND running_gen = start_gen", "ss", vm_id,
+        node_id);
+    if (n <= 0)
+        return n < 0 ? -EIO : 0;
+    int e = reputation_fault(a, node_id, REP_FAULT_EVICTION);
+    if (e < 0)
+        return e;
+    log_warn("node %s reported VM %s %s while it should run: eviction "
+             "counted", node_id, vm_id, state);
+    return 1;
 }
 
 /* One node's row (nodes joined with node_trust) brought to `now`. */

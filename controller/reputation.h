@@ -33,7 +33,7 @@ double rep_decay(double v, int64_t dt, int64_t half_life);
 enum rep_fault {
     REP_FAULT_VM,          /* a VM failed to start or crashed */
     REP_FAULT_BENCH,       /* a benchmark answer did not verify */
-    REP_FAULT_EVICTION,    /* a VM was lost with the node */
+    REP_FAULT_EVICTION,    /* a VM that should run was taken away */
     REP_FAULT_MAX
 };
 
@@ -45,3 +45,13 @@ int reputation_fault(struct app *a, const char *node_id, enum rep_fault kind);
  * observations (decayed by the hub's half-life) and store each score.
  * Called by the leader about once a heartbeat. 0 or -errno. */
 int reputation_tick(struct app *a);
+
+/* Node node_id reports VM vm_id in `state` (by_guest: shut down from inside
+ * the guest). When the hub wanted it running, last saw it running (or lost
+ * touch with the node) with no start asked since, and the node now reports
+ * it stopped or gone (being created again), the node evicted it: count it.
+ * Call inside the status transaction, before the new state is stored.
+ * 1 when an eviction was counted, 0 when none, or -errno. */
+int reputation_status_seen(struct app *a, const char *node_id,
+                           const char *vm_id, const char *state,
+                           bool by_guest);

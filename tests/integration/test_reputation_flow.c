@@ -4,7 +4,11 @@
  * while; its reputation, as offers and
  * nodeinfo show it, falls below the honest node's, placement with a
  * reputation weight picks the honest node, and min_reputation filters the
- * flapping one out; a VM start failure then lowers the honest node's. */
+ * flapping one out; a VM start failure then lowers the honest node's.
+ * A node that drops a VM it should run (reported stopped outside the guest,
+ * or gone) has an eviction counted, its reputation falls and
+ * min_reputation filters it out; a stop the tenant asked for, and a stale
+ * report after the tenant started the VM again, count nothing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -111,10 +115,113 @@ static void flapping_node_loses_reputation_and_placement(void **state)
     tu_ctl_destroy(&ctl);
 }
 
+/* Node `cred` reports VM `id` in `state` (the reason the agent gives
+ * when a domain it should run is shut off behind its back). */
+static void report(const char *cred, const char *id, const char *state)
+{
+    _cleanup_free_ char *body = xasprintf(
+        "{\"vms\":[{\"id\":\"%s\",\"state\":\"%s\"%s}]}", id, state,
+        streq(state, "stopped") ? ",\"reason\":\"stopped outside fogfabric\""
+                                : "");
+    long code;
+    json_decref(tu_api(&ctl, cred, "POST", "/v1/agent/status", body, &code));
+    assert_int_equal(code, 200);
+}
+
+static int64_t node_evictions(const char *name)
+{
+    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s", name);
+    json_auto_t *ni = tu_api(&ctl, ctl.admin_key, "GET", path, NULL, NULL);
+    return json_int(ni, "evictions", -1);
+}
+
+static void vm_power(const char *key, const char *name, const char *verb)
+{
+    _cleanup_free_ char *path = xasprintf("/v1/vms/%s/%s", name, verb);
+    long code;
+    json_decref(tu_api(&ctl, key, "POST", path, "{}", &code));
+    assert_in_range(code, 200, 299);
+}
+
+static void evicting_node_loses_reputation(void **state)
+{
+    tu_ctl_start(&ctl, ctl_args);
+    _cleanup_free_ char *ev = tu_market_node(&ctl, "mk-evict", NULL, "0.02");
+    _cleanup_free_ char *key = tu_account(&ctl, "mk-evt", "tenant");
+    /* Three VMs on the evicting node (the only one yet), all running. */
+    json_auto_t *v1 = tu_vm_post(&ctl, key, "mk-e1", 1, NULL, 201);
+    json_auto_t *v2 = tu_vm_post(&ctl, key, "mk-e2", 1, NULL, 201);
+    json_auto_t *v3 = tu_vm_post(&ctl, key, "mk-e3", 1, NULL, 201);
+    const char *id1 = json_str(v1, "id"), *id2 = json_str(v2, "id"),
+               *id3 = json_str(v3, "id");
+    assert_string_equal(json_str(v1, "node_name"), "mk-evict");
+    assert_string_equal(json_str(v3, "node_name"), "mk-evict");
+    report(ev, id1, "running");
+    report(ev, id2, "running");
+    report(ev, id3, "running");
+    _cleanup_free_ char *stay = tu_market_node(&ctl, "mk-stay", NULL, "0.02");
+    int64_t deadline = mono_ms() + 60000;
+    while (offer_rep(key, "mk-evict") < 90 || offer_rep(key, "mk-stay") < 90) {
+        if (mono_ms() > deadline)
+            fail_msg("reputation never measured");
+        beat(ev);
+        beat(stay);
+        usleep(250000);
+    }
+    assert_int_equal(node_evictions("mk-evict"), 0);
+
+    /* The tenant stops mk-e2: the node stopping it is no eviction. */
+    vm_power(key, "mk-e2", "stop");
+    report(ev, id2, "stopped");
+    assert_int_equal(node_evictions("mk-evict"), 0);
+    /* Started again; a report from before the start (still stopped) is
+     * stale, not an eviction. */
+    vm_power(key, "mk-e2", "start");
+    report(ev, id2, "stopped");
+    assert_int_equal(node_evictions("mk-evict"), 0);
+
+    /* The node shuts mk-e1 off behind the tenant's back: one eviction;
+     * reported again, still one. mk-e3 vanishes (the node would create it
+     * again): a second. */
+    report(ev, id1, "stopped");
+    assert_int_equal(node_evictions("mk-evict"), 1);
+    report(ev, id1, "stopped");
+    assert_int_equal(node_evictions("mk-evict"), 1);
+    report(ev, id3, "creating");
+    assert_int_equal(node_evictions("mk-evict"), 2);
+    json_auto_t *offers = tu_api(&ctl, key, "GET", "/v1/offers", NULL, NULL);
+    assert_int_equal(json_int(tu_find(json_object_get(offers, "offers"),
+                                      "node_name", "mk-evict"),
+                              "evictions", -1), 2);
+
+    /* Its reputation falls below the honest node's... */
+    deadline = mono_ms() + 60000;
+    for (;;) {
+        beat(ev);
+        beat(stay);
+        int64_t e = offer_rep(key, "mk-evict"), g = offer_rep(key, "mk-stay");
+        if (e >= 0 && e < 90 && g >= 90)
+            break;
+        if (mono_ms() > deadline)
+            fail_msg("evicting node at %lld, honest at %lld", (long long)e,
+                     (long long)g);
+        usleep(250000);
+    }
+    /* ...and a tenant's min_reputation filters it out. */
+    json_auto_t *dry = tu_vm_post(&ctl, key, "mk-e4", 1,
+                                  "\"min_reputation\":90,\"dry_run\":true",
+                                  200);
+    assert_string_equal(json_str(dry, "node_name"), "mk-stay");
+    assert_int_equal(json_int(json_object_get(dry, "filtered"), "reputation",
+                              0), 1);
+    tu_ctl_destroy(&ctl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(flapping_node_loses_reputation_and_placement),
+        cmocka_unit_test(evicting_node_loses_reputation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
