@@ -111,6 +111,49 @@ static int offers(struct cli *c, struct cli_args *a)
     return CLI_OK;
 }
 
+/* Set a node's region, labels and availability windows. */
+static int node_market(struct cli *c, struct cli_args *a)
+{
+    const struct cli_verb *v = cli_verb_find("node-market");
+    json_auto_t *body = json_object();
+    if (cli_flag(a, "region"))
+        json_object_set_new(body, "region", json_string(cli_flag(a, "region")));
+    json_t *labs = cli_flag_list(a, "label"), *it;
+    size_t i;
+    if (json_array_size(labs)) {
+        json_t *lo = json_object();
+        json_object_set_new(body, "labels", lo);
+        json_array_foreach(labs, i, it) {
+            const char *kv = json_string_value(it), *eq = strchr(kv, '=');
+            if (!eq || eq == kv)
+                return cli_usage(v, "invalid --label '%s' (KEY=VALUE)", kv);
+            _cleanup_free_ char *k = xstrndup(kv, (size_t)(eq - kv));
+            json_object_set_new(lo, k, json_string(eq + 1));
+        }
+    }
+    json_t *wins = cli_flag_list(a, "window");
+    bool none = cli_flag_bool(a, "no-windows");
+    if (none && json_array_size(wins))
+        return cli_usage(v, "--no-windows takes no --window");
+    if (none || json_array_size(wins))
+        json_object_set_new(body, "windows", none ? json_array()
+                                                  : json_incref(wins));
+    if (cli_flag(a, "tz"))
+        json_object_set_new(body, "tz", json_string(cli_flag(a, "tz")));
+    if (json_object_size(body) == 0)
+        return cli_usage(v, "nothing to set");
+    _cleanup_free_ char *esc = cli_escape(a->pos[0]);
+    _cleanup_free_ char *p = xasprintf("/v1/nodes/%s/market", esc);
+    json_auto_t *out = NULL;
+    if (cli_call(c, "PUT", p, body, &out) != 0)
+        return CLI_FAIL;
+    if (c->json)
+        cli_print_json(out);
+    else
+        cli_print_fields(out, "node_id,region,labels,windows,tz");
+    return CLI_OK;
+}
+
 const struct cli_verb cli_market_verbs[] = {
     { "offers", offers, 0, 0, "region=,label=*,gpu=,max-price=,sort=",
       "[--region R] [--label K=V]... [--gpu MODEL[:COUNT]] [--max-price P] "
@@ -120,5 +163,14 @@ const struct cli_verb cli_market_verbs[] = {
       "GPUs of each model free now), region, labels, free room (rounded "
       "down), reputation (0-100) and benchmark score; --gpu keeps nodes "
       "with COUNT (1) free GPUs of MODEL; --max-price is per vCPU-hour", NULL },
+    { "node-market", node_market, 1, 1,
+      "region=,label=*,window=*,tz=,no-windows",
+      "NODE [--region R] [--label K=V]... [--window 'DAYS HH:MM-HH:MM']... "
+      "[--tz UTC|+HH:MM] [--no-windows]",
+      "set a node's region, labels (replacing them) and the weekly windows "
+      "during which new VMs may be placed on it (e.g. --window 'mon-fri "
+      "19:00-07:00' --window 'sat-sun 00:00-24:00' --tz UTC; an end at or "
+      "before the start runs into the next day; outside them the node takes "
+      "no new VMs, running ones stay); --no-windows: always", NULL },
     { NULL, NULL, 0, 0, NULL, NULL, NULL, NULL },
 };

@@ -4,9 +4,11 @@
  * /v1/nodes/{id}/market). An offer never shows a node's address, endpoint,
  * key or credential: only what a buyer chooses by. */
 #include "billing/money.h"
+#include "common/buf.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "controller/accrual.h"
+#include "controller/availwin.h"
 #include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/scheduler.h"
@@ -213,12 +215,52 @@ HANDLER(h_offers_list)
     http_reply_json(r, 200, json_pack("{s:o}", "offers", arr));
 }
 
+/* The availability windows in body b ("windows": ["mon-fri 19:00-07:00",
+ * ...], an empty list clears them) as stored text in *ret_text (NULL:
+ * none), and its zone ("tz") in *ret_tz. false when refused (answered). */
+static bool windows_of(struct http_request *r, json_t *b, char **ret_text,
+                       int *ret_tz)
+{
+    const char *tz = json_str(b, "tz");
+    if (tz && availwin_tz_parse(tz, ret_tz) < 0) {
+        http_reply_problem(r, 400, "validation", "tz",
+                           "invalid tz '%s': UTC or a fixed offset +HH:MM or "
+                           "-HH:MM (up to 14 hours)", tz);
+        return false;
+    }
+    json_t *arr = json_object_get(b, "windows"), *v;
+    size_t i;
+    struct buf text = BUF_INIT;
+    json_array_foreach(arr, i, v) {
+        struct availwin w;
+        _cleanup_free_ char *badtok = NULL;
+        if (!json_is_string(v) ||
+            availwin_parse(json_string_value(v), &w, &badtok) < 0) {
+            free(buf_steal(&text));
+            http_reply_problem(r, 400, "validation", "windows",
+                               "invalid window '%s' at '%s': DAYS HH:MM-HH:MM, "
+                               "DAYS a comma list of days or ranges (mon-fri) "
+                               "or daily; an end at or before the start runs "
+                               "into the next day",
+                               json_is_string(v) ? json_string_value(v) : "",
+                               badtok ? badtok : "");
+            return false;
+        }
+        _cleanup_free_ char *one = availwin_format(&w);
+        buf_printf(&text, "%s%s", i ? "; " : "", one);
+    }
+    *ret_text = buf_steal(&text);
+    return true;
+}
+
 HANDLER(h_node_market_put)
 {
     struct app *a = app;
     static const struct jfield fields[] = {
         { "region", JF_STRING, false, 0, 64, NULL },
         { "labels", JF_OBJECT, false, 0, 0, NULL },
+        { "windows", JF_ARRAY, false, 0, AVAILWIN_MAX, NULL },
+        { "tz", JF_STRING, false, 1, 16, NULL },
     };
     if (!body_check(r, fields, ARRAY_SIZE(fields), true))
         return;
@@ -240,6 +282,23 @@ HANDLER(h_node_market_put)
                                "no '=') to values of 1 to 128 characters");
             return;
         }
+    }
+    _cleanup_free_ char *windows = NULL;
+    int tz = 0;
+    if (!windows_of(r, b, &windows, &tz))
+        return;
+    if (json_object_get(b, "windows") &&
+        (e = store_exec(a->store, "UPDATE nodes SET avail_windows = $1 WHERE "
+                        "id = $2", "ss", windows && *windows ? windows : NULL,
+                        id)) < 0) {
+        reply_store_error(r, e, "node");
+        return;
+    }
+    if (json_str(b, "tz") &&
+        (e = store_exec(a->store, "UPDATE nodes SET avail_tz_min = $1 WHERE "
+                        "id = $2", "is", (int64_t)tz, id)) < 0) {
+        reply_store_error(r, e, "node");
+        return;
     }
     const char *region = json_str(b, "region");
     if (region && (e = store_exec(a->store, "UPDATE nodes SET region = $1 "
@@ -271,9 +330,18 @@ HANDLER(h_node_market_put)
     json_array_foreach(labs, i, row)
         json_object_set_new(lo, json_str(row, "key"),
                             json_string(json_str(row, "value")));
-    http_reply_json(r, 200, json_pack("{s:s, s:s, s:o}", "node_id", id,
-                                      "region", region ? region :
+    json_auto_t *win = NULL;
+    store_query(a->store, &win, "SELECT avail_windows, avail_tz_min FROM "
+                "nodes WHERE id = $1", "s", id);
+    json_t *wr = json_array_get(win, 0);
+    _cleanup_free_ char *tzt =
+        availwin_tz_format((int)json_int(wr, "avail_tz_min", 0));
+    http_reply_json(r, 200, json_pack("{s:s, s:s, s:o, s:o, s:s}", "node_id",
+                                      id, "region", region ? region :
                                       (json_str(node, "region") ?
                                        json_str(node, "region") : ""),
-                                      "labels", lo));
+                                      "labels", lo, "windows",
+                                      availwin_list_json(json_str(wr,
+                                                         "avail_windows")),
+                                      "tz", tzt));
 }

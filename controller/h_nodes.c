@@ -4,6 +4,7 @@
 #include "api/jointoken.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
+#include "controller/availwin.h"
 #include "controller/catalog.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
@@ -31,7 +32,8 @@
     "NULL) AS vm_count, (SELECT t.score FROM node_trust t WHERE t.node_id = " \
     "n.id) AS reputation, (SELECT t.bench_score FROM node_trust t WHERE "      \
     "t.node_id = n.id) AS benchmark, (SELECT t.evictions_total FROM "       \
-    "node_trust t WHERE t.node_id = n.id) AS evictions"
+    "node_trust t WHERE t.node_id = n.id) AS evictions, n.avail_windows, "   \
+    "n.avail_tz_min"
 
 /* Heartbeat interval, for rendering online/unreachable; set at start. */
 int64_t node_heartbeat_s = 5;
@@ -77,6 +79,12 @@ json_t *node_render(json_t *row)
     json_object_set_new(o, "kvm", json_boolean(json_int(row, "kvm", 0)));
     json_object_set_new(o, "drained",
                         json_boolean(json_int(row, "drained", 0)));
+    /* When new VMs may be placed on it (none: always). */
+    json_object_set_new(o, "windows",
+                        availwin_list_json(json_str(row, "avail_windows")));
+    _cleanup_free_ char *tz =
+        availwin_tz_format((int)json_int(row, "avail_tz_min", 0));
+    json_object_set_new(o, "tz", json_string(tz));
     json_object_set_new(o, "capacity",
                         json_pack("{s:I, s:I, s:I}", "vcpus",
                                   (json_int_t)json_int(row, "vcpus", 0),

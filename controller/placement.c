@@ -11,6 +11,7 @@ const char *const place_filter_names[PF_N] = {
     [PF_CAPACITY] = "capacity",
     [PF_KVM] = "kvm",
     [PF_DRAINED] = "drained",
+    [PF_WINDOW] = "window",
     [PF_POLICY] = "policy",
     [PF_PORTS] = "ports",
     [PF_REGION] = "region",
@@ -85,6 +86,8 @@ enum place_filter place_check(const struct place_node *n,
         return PF_GPU;
     if (n->drained)
         return PF_DRAINED;
+    if (n->closed)
+        return PF_WINDOW;
     if (!policy_ok(n, r))
         return PF_POLICY;
     if (listed(n->id, r->port_blocked, r->n_port_blocked))

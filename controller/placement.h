@@ -34,6 +34,8 @@ struct place_node {
     int64_t vcpus, mem_mib;      /* totals, for the spread weight */
     bool kvm;
     bool drained;                /* takes no new VMs */
+    bool closed;                 /* outside its availability windows now:
+                                    takes no new VMs (the loader decides) */
     const char *region;          /* "" when unset */
     const char *const *labels;   /* "key=value" */
     size_t n_labels;
@@ -83,6 +85,7 @@ enum place_filter {
     PF_CAPACITY,
     PF_KVM,
     PF_DRAINED,
+    PF_WINDOW,
     PF_POLICY,
     PF_PORTS,
     PF_REGION,

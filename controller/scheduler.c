@@ -20,6 +20,7 @@
 #include "controller/netalloc.h"
 #include "controller/outage.h"
 #include "controller/placement.h"
+#include "controller/availwin.h"
 #include "controller/reputation.h"
 
 #include <errno.h>
@@ -175,6 +176,17 @@ static ssize_t fleet_find(const struct fleet *f, const char *id)
     return -1;
 }
 
+/* Whether node row (avail_windows, avail_tz_min) takes new VMs at time
+ * now. Windows that no longer parse close the node rather than open it. */
+static bool node_window_open(json_t *row, int64_t now)
+{
+    struct availwin w[AVAILWIN_MAX];
+    size_t n;
+    if (availwin_list_parse(json_str(row, "avail_windows"), w, &n) < 0)
+        return false;
+    return availwin_open(w, n, now, (int)json_int(row, "avail_tz_min", 0));
+}
+
 /* Every approved, reachable node, oldest first (the tie-break), with free
  * capacity, its offer (the hub's default offer when it has none), region,
  * labels and policy rules: three queries whatever the fleet's size. */
@@ -189,7 +201,8 @@ static int fleet_load(struct app *a, struct fleet *f)
         "COALESCE(o.mem_gib_hour, $3) AS mem_gib_hour, "
         "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
         "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
-        "port_hour, t.score AS reputation FROM nodes n LEFT JOIN node_offers "
+        "port_hour, t.score AS reputation, n.avail_windows, n.avail_tz_min "
+        "FROM nodes n LEFT JOIN node_offers "
         "o ON o.node_id = n.id LEFT JOIN node_trust t ON t.node_id = n.id "
         "LEFT JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS "
         "mem, SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL AND "
@@ -211,6 +224,7 @@ static int fleet_load(struct app *a, struct fleet *f)
     }
     size_t n = json_array_size(f->rows), i;
     json_t *row;
+    int64_t now = now_s();
     f->n = n;
     f->nodes = xcalloc(n + 1, sizeof(*f->nodes));
     json_array_foreach(f->rows, i, row) {
@@ -225,6 +239,7 @@ static int fleet_load(struct app *a, struct fleet *f)
         p->free_mem_mib = json_int(row, "mem", 0);
         p->free_disk_gib = json_int(row, "disk", 0);
         p->drained = json_int(row, "drained", 0) != 0;
+        p->closed = !node_window_open(row, now);
         p->offer = (struct rating_offer){ json_int(row, "vcpu_hour", 0),
                                           json_int(row, "mem_gib_hour", 0),
                                           json_int(row, "disk_gib_month", 0),

@@ -69,6 +69,7 @@ static void random_fleet(struct fleet *f)
         p->free_disk_gib = (int64_t)below(200);
         p->kvm = below(4) != 0;
         p->drained = below(10) == 0;
+        p->closed = below(10) == 0;
         p->region = regions[below(ARRAY_SIZE(regions))];
         for (size_t k = 0; k < ARRAY_SIZE(labels); k++)
             if (below(2))
@@ -172,7 +173,7 @@ static bool oracle_pass(const struct place_node *p, const struct place_req *r)
         return false;
     if (r->gpu_count > 0 && p->gpu_free < r->gpu_count)
         return false;
-    if (p->drained)
+    if (p->drained || p->closed)
         return false;
     /* Content, not names: the digest of a catalog image the node's owner
      * may run (public or its own), or a node-local image by name. */
@@ -301,6 +302,10 @@ static void filter_counts(void **state)
           .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
           .region = "eu", .labels = gpu, .n_labels = 1,
           .offer = { .vcpu_hour = 50000000000 } },
+        { .id = "night", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
+          .region = "eu", .labels = gpu, .n_labels = 1,
+          .offer = { .vcpu_hour = 1000000 }, .closed = true },
         { .id = "cheap", .free_vcpus = 8, .free_mem_mib = 8192,
           .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
           .region = "eu", .labels = gpu, .n_labels = 1,
@@ -322,11 +327,14 @@ static void filter_counts(void **state)
     assert_int_equal(res.removed[PF_LABELS], 1);
     assert_int_equal(res.removed[PF_PRICE], 1);
     assert_int_equal(res.removed[PF_ANTI_AFFINITY], 1);
+    assert_int_equal(res.removed[PF_WINDOW], 1);
     char *why = place_refusal_text(&res, ARRAY_SIZE(n));
     assert_non_null(strstr(why, "price removed 1"));
     assert_non_null(strstr(why, "anti_affinity removed 1"));
+    assert_non_null(strstr(why, "window removed 1"));
     free(why);
-    /* Without the group, the cheap node is chosen at 0.02 an hour. */
+    /* Without the group, the cheap node is chosen at 0.02 an hour (the
+     * cheaper node outside its windows never is). */
     r.n_avoid = 0;
     place_decide(&r, n, ARRAY_SIZE(n), &w, &res);
     assert_string_equal(n[res.chosen].id, "cheap");
