@@ -338,13 +338,18 @@ static int node_policy(struct cli *c, struct cli_args *a)
     json_t *tmpls = cli_flag_list(a, "template");
     json_t *imgs = cli_flag_list(a, "image");
     bool clear = cli_flag_bool(a, "clear");
-    bool set = clear || json_array_size(tmpls) || json_array_size(imgs);
-    if (clear && (json_array_size(tmpls) || json_array_size(imgs)))
-        return cli_usage(v, "--clear takes no --template or --image");
+    const char *pool = cli_flag(a, "pool");
+    bool set = clear || pool || json_array_size(tmpls) ||
+               json_array_size(imgs);
+    if (clear && (pool || json_array_size(tmpls) || json_array_size(imgs)))
+        return cli_usage(v, "--clear takes no --template, --image or --pool");
+    if (pool && !streq(pool, "verified") && !streq(pool, "none"))
+        return cli_usage(v, "invalid --pool '%s' (verified or none)", pool);
     json_auto_t *pol = NULL;
     if (set) {
-        json_auto_t *body = json_pack("{s:O, s:O}", "templates", tmpls,
-                                      "images", imgs);
+        json_auto_t *body = json_pack("{s:O, s:O, s:s}", "templates", tmpls,
+                                      "images", imgs, "pool",
+                                      pool ? pool : "none");
         if (cli_call(c, "PUT", p, body, &pol) != 0)
             return CLI_FAIL;
     } else if (cli_call(c, "GET", p, NULL, &pol) != 0) {
@@ -358,7 +363,7 @@ static int node_policy(struct cli *c, struct cli_args *a)
         printf("node %s accepts every template and image\n", a->pos[0]);
         return CLI_OK;
     }
-    cli_print_fields(pol, "node_id,templates,images");
+    cli_print_fields(pol, "node_id,templates,images,pool");
     return CLI_OK;
 }
 
@@ -387,9 +392,10 @@ const struct cli_verb cli_image_verbs[] = {
       "list the SSH public keys of your account" },
     { "ssh-key-remove", ssh_key_remove, 1, 1, "", "NAME",
       "remove an SSH public key" },
-    { "node-policy", node_policy, 1, 1, "template=*,image=*,clear",
-      "NODE [--template T]... [--image I]... | NODE --clear",
+    { "node-policy", node_policy, 1, 1, "template=*,image=*,pool=,clear",
+      "NODE [--template T]... [--image I]... [--pool verified] | NODE --clear",
       "show or set which templates and images a node accepts (none listed: "
-      "all)" },
+      "all); --pool verified accepts the hub's verified application pool "
+      "as a whole" },
     { NULL, NULL, 0, 0, NULL, NULL, NULL },
 };

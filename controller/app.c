@@ -90,6 +90,9 @@ const struct http_route app_routes[] = {
       ALLOW_ADMIN | ALLOW_PROVIDER },
     { "PUT", "/v1/nodes/{id}/policy", h_node_policy_put,
       ALLOW_ADMIN | ALLOW_PROVIDER },
+    { "GET", "/v1/pool", h_pool_list, ALLOW_USERS },
+    { "POST", "/v1/pool", h_pool_add, ALLOW_ADMIN },
+    { "DELETE", "/v1/pool/{id}", h_pool_remove, ALLOW_ADMIN },
 
     { "GET", "/v1/usage", h_usage_list, ALLOW_USERS },
     { "GET", "/v1/invoices", h_invoice_get, ALLOW_ADMIN | ALLOW_TENANT },

@@ -202,11 +202,14 @@ HANDLER(h_node_list)
  * store error. */
 static json_t *policy_render(struct app *a, const char *node_id)
 {
-    json_auto_t *rows = NULL;
+    json_auto_t *rows = NULL, *pool = NULL;
     if (store_query(a->store, &rows, "SELECT kind, name, digest, "
                     "local_image FROM node_policy WHERE node_id = $1 ORDER "
-                    "BY kind, name", "s", node_id) < 0)
+                    "BY kind, name", "s", node_id) < 0 ||
+        store_query(a->store, &pool, "SELECT policy_pool FROM nodes WHERE "
+                    "id = $1", "s", node_id) < 0)
         return NULL;
+    const char *pname = json_str(json_array_get(pool, 0), "policy_pool");
     json_t *templates = json_array(), *images = json_array();
     json_t *entries = json_array();
     size_t i;
@@ -220,10 +223,11 @@ static json_t *policy_render(struct app *a, const char *node_id)
             json_str(row, "name"), "sha256", json_object_get(row, "digest"),
             "local_image", json_object_get(row, "local_image")));
     }
-    return json_pack("{s:s, s:o, s:o, s:o, s:b}", "node_id", node_id,
+    return json_pack("{s:s, s:o, s:o, s:o, s:s?, s:b}", "node_id", node_id,
                      "templates", templates, "images", images, "entries",
-                     entries, "restricted",
-                     json_array_size(templates) + json_array_size(images) > 0);
+                     entries, "pool", pname, "restricted",
+                     pname || json_array_size(templates) +
+                                  json_array_size(images) > 0);
 }
 
 HANDLER(h_node_get)
@@ -317,9 +321,11 @@ static int policy_image_resolve(struct app *a, const char *owner,
 HANDLER(h_node_policy_put)
 {
     struct app *a = app;
+    static const char *const pools[] = { "verified", "none", NULL };
     static const struct jfield fields[] = {
         { "templates", JF_ARRAY, false, 0, NODE_POLICY_MAX, NULL },
         { "images", JF_ARRAY, false, 0, NODE_POLICY_MAX, NULL },
+        { "pool", JF_ENUM, false, 0, 0, pools },
     };
     if (!body_check(r, fields, ARRAY_SIZE(fields), true))
         return;
@@ -342,6 +348,12 @@ HANDLER(h_node_policy_put)
     }
     e = store_exec(a->store, "DELETE FROM node_policy WHERE node_id = $1", "s",
                    node_id);
+    /* The pool is part of the policy a PUT replaces: without it, none. */
+    const char *pool = json_str(b, "pool");
+    if (e >= 0)
+        e = store_exec(a->store, "UPDATE nodes SET policy_pool = $1 WHERE id "
+                       "= $2", "ss", pool && streq(pool, "verified") ?
+                       "verified" : NULL, node_id);
     static const char *const kinds[] = { "template", "image" };
     json_t *lists[] = { templates, images };
     for (size_t k = 0; k < ARRAY_SIZE(kinds) && e >= 0; k++) {
@@ -392,9 +404,10 @@ HANDLER(h_node_policy_put)
         http_reply_problem(r, 500, "internal", NULL, "store error");
         return;
     }
-    reqctx_set_detail(r, "templates %zu, images %zu",
+    reqctx_set_detail(r, "templates %zu, images %zu, pool %s",
                       json_array_size(json_object_get(pol, "templates")),
-                      json_array_size(json_object_get(pol, "images")));
+                      json_array_size(json_object_get(pol, "images")),
+                      json_str(pol, "pool") ? json_str(pol, "pool") : "none");
     http_reply_json(r, 200, pol);
 }
 
@@ -631,4 +644,117 @@ HANDLER(h_event_list)
               "detail FROM events WHERE ($1 = 1 OR account_id = $2) AND "
               PAGE_KEYSET("time_ms", "id"),
               "time_ms", event_render, "event");
+}
+
+/* ---- the hub's verified application pool ---- */
+
+static json_t *pool_render(struct app *a)
+{
+    json_auto_t *rows = NULL;
+    if (store_query(a->store, &rows, "SELECT kind, name, digest FROM "
+                    "pool_members ORDER BY kind, name", "") < 0)
+        return NULL;
+    json_t *members = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_array_append_new(members, json_pack(
+            "{s:s, s:s, s:s}", "kind", json_str(row, "kind"), "name",
+            json_str(row, "name"), "sha256", json_str(row, "digest")));
+    return json_pack("{s:s, s:o}", "pool", "verified", "members", members);
+}
+
+HANDLER(h_pool_list)
+{
+    json_t *o = pool_render(app);
+    if (!o) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    http_reply_json(r, 200, o);
+}
+
+/* POST /v1/pool: {"sha256": HEX} adds an image by content, {"template":
+ * NAME} a template with its image's content (a public catalog image). */
+HANDLER(h_pool_add)
+{
+    struct app *a = app;
+    static const struct jfield fields[] = {
+        { "sha256", JF_STRING, false, 64, 64, NULL },
+        { "template", JF_NAME, false, 0, 0, NULL },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), true))
+        return;
+    json_t *b = http_req_json(r);
+    const char *sha = json_str(b, "sha256"), *tmpl = json_str(b, "template");
+    if (!sha == !tmpl) {
+        http_reply_problem(r, 400, "validation", "sha256",
+                           "give either sha256 (an image's content) or "
+                           "template (a template's name)");
+        return;
+    }
+    for (const char *c = sha; c && *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) {
+            http_reply_problem(r, 400, "validation", "sha256",
+                               "sha256 '%s' is not 64 lowercase hex digits",
+                               sha);
+            return;
+        }
+    _cleanup_free_ char *digest = sha ? xstrdup(sha) : NULL, *local = NULL;
+    if (tmpl) {
+        json_auto_t *t = catalog_template(a, tmpl);
+        if (!t) {
+            http_reply_problem(r, 400, "validation", "template",
+                               "no such template '%s'", tmpl);
+            return;
+        }
+        int e = policy_image_resolve(a, "", json_str(t, "image"), &digest,
+                                     &local);
+        if (e < 0) {
+            reply_store_error(r, e, "pool");
+            return;
+        }
+        if (!digest) {
+            http_reply_problem(r, 409, "conflict", "template",
+                               "template '%s' runs image '%s', which is no "
+                               "public catalog image: its content cannot be "
+                               "verified", tmpl, json_str(t, "image"));
+            return;
+        }
+    }
+    int e = store_exec(a->store, "INSERT INTO pool_members (kind, name, "
+                       "digest, added_at) VALUES ($1, $2, $3, $4) ON "
+                       "CONFLICT (kind, name) DO UPDATE SET digest = $3",
+                       "sssi", tmpl ? "template" : "image",
+                       tmpl ? tmpl : sha, digest, now_s());
+    if (e < 0) {
+        reply_store_error(r, e, "pool");
+        return;
+    }
+    scheduler_fleet_changed();
+    reqctx_set_detail(r, "%s %s", tmpl ? "template" : "image",
+                      tmpl ? tmpl : sha);
+    json_t *o = pool_render(a);
+    http_reply_json(r, 201, o ? o : json_object());
+}
+
+/* DELETE /v1/pool/{id}: the member named id (a template's name or an
+ * image's sha256). */
+HANDLER(h_pool_remove)
+{
+    struct app *a = app;
+    const char *ref = http_req_param(r, 0);
+    int e = ref ? store_exec(a->store, "DELETE FROM pool_members WHERE name "
+                             "= $1", "s", ref) : 0;
+    if (e < 0) {
+        reply_store_error(r, e, "pool");
+        return;
+    }
+    if (e == 0) {
+        http_reply_problem(r, 404, "not-found", NULL,
+                           "no pool member '%s'", ref ? ref : "");
+        return;
+    }
+    scheduler_fleet_changed();
+    http_reply_text(r, 204, "application/json", NULL, 0);
 }

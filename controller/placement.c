@@ -36,7 +36,7 @@ int64_t place_price_hour(const struct rating_offer *o,
  * matches by content (struct place_rule). */
 static bool policy_ok(const struct place_node *n, const struct place_req *r)
 {
-    if (n->n_rules == 0)
+    if (n->n_rules == 0 && !n->restricted)
         return true;
     bool own_image = r->image_public ||
                      (r->image_account && n->account_id &&

@@ -41,6 +41,8 @@ struct place_node {
     size_t n_labels;
     const struct place_rule *rules; /* policy: none means accepts all */
     size_t n_rules;
+    bool restricted;             /* accepts only what rules match, even
+                                    with none (an empty pool) */
     struct rating_offer offer;   /* prices in nano-tokens */
     double reputation;           /* 0..1, < 0 when unknown */
     /* For the request being placed (the scheduler fills them per VM that

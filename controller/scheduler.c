@@ -57,12 +57,20 @@
     "n.account_id))) OR (p.digest IS NULL AND " IMGID " IS NULL AND "          \
     "p.local_image = " IMG "))"
 
+/* Every node's policy entries: its own, and the members of the hub's
+ * verified pool for a node whose policy names the pool. */
+#define NODE_RULES_SQL                                                         \
+    "(SELECT node_id, kind, name, digest, local_image FROM node_policy "       \
+    "UNION ALL SELECT pn.id, pm.kind, pm.name, pm.digest, CAST(NULL AS TEXT) " \
+    "FROM nodes pn JOIN pool_members pm ON pn.policy_pool = 'verified')"
+
 /* A node without a policy accepts every VM; one with a policy only VMs
  * its entries match: template ($6), image name ($7), catalog id ($8). */
 #define POLICY_SQL                                                             \
-    "(NOT EXISTS (SELECT 1 FROM node_policy p WHERE p.node_id = n.id) OR "     \
-    "EXISTS (SELECT 1 FROM node_policy p WHERE p.node_id = n.id AND "          \
-    POLICY_MATCH_SQL("$6", "$7", "$8") "))"
+    "(NOT EXISTS (SELECT 1 FROM " NODE_RULES_SQL " p WHERE p.node_id = n.id) " \
+    "AND NOT EXISTS (SELECT 1 FROM nodes pp WHERE pp.id = n.id AND "           \
+    "pp.policy_pool IS NOT NULL) OR EXISTS (SELECT 1 FROM " NODE_RULES_SQL    \
+    " p WHERE p.node_id = n.id AND " POLICY_MATCH_SQL("$6", "$7", "$8") "))"
 
 /* ---- the hub's settings ---- */
 
@@ -201,7 +209,8 @@ static int fleet_load(struct app *a, struct fleet *f)
         "COALESCE(o.mem_gib_hour, $3) AS mem_gib_hour, "
         "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
         "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
-        "port_hour, t.score AS reputation, n.avail_windows, n.avail_tz_min "
+        "port_hour, t.score AS reputation, n.avail_windows, n.avail_tz_min, "
+        "n.policy_pool "
         "FROM nodes n LEFT JOIN node_offers "
         "o ON o.node_id = n.id LEFT JOIN node_trust t ON t.node_id = n.id "
         "LEFT JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS "
@@ -217,8 +226,9 @@ static int fleet_load(struct app *a, struct fleet *f)
         (e = store_query(a->store, &f->labels, "SELECT node_id, key || '=' || "
                          "value AS kv FROM node_labels ORDER BY node_id, key",
                          "")) < 0 ||
-        (e = store_query(a->store, &f->rules, "SELECT node_id, kind, name, digest, "
-                         "local_image FROM node_policy ORDER BY node_id", "")) < 0) {
+        (e = store_query(a->store, &f->rules, "SELECT node_id, kind, name, "
+                         "digest, local_image FROM " NODE_RULES_SQL " r "
+                         "ORDER BY node_id", "")) < 0) {
         fleet_clear(f);
         return e;
     }
@@ -240,6 +250,7 @@ static int fleet_load(struct app *a, struct fleet *f)
         p->free_disk_gib = json_int(row, "disk", 0);
         p->drained = json_int(row, "drained", 0) != 0;
         p->closed = !node_window_open(row, now);
+        p->restricted = json_str(row, "policy_pool") != NULL;
         p->offer = (struct rating_offer){ json_int(row, "vcpu_hour", 0),
                                           json_int(row, "mem_gib_hour", 0),
                                           json_int(row, "disk_gib_month", 0),

@@ -12,3 +12,15 @@ UPDATE vms SET running_gen = start_gen WHERE state = 'running';
 -- minutes east of UTC. Running VMs are never touched by them.
 ALTER TABLE nodes ADD COLUMN avail_windows TEXT;
 ALTER TABLE nodes ADD COLUMN avail_tz_min INTEGER NOT NULL DEFAULT 0;
+-- The hub's application pool "verified": admin-verified images (by sha256;
+-- name is the digest) and templates (by name, with their image's sha256).
+-- A node whose policy names the pool (nodes.policy_pool = 'verified')
+-- accepts exactly these, matched by content as its own entries are.
+CREATE TABLE pool_members (
+    kind      TEXT NOT NULL CHECK (kind IN ('template', 'image')),
+    name      TEXT NOT NULL,
+    digest    TEXT NOT NULL,
+    added_at  BIGINT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+ALTER TABLE nodes ADD COLUMN policy_pool TEXT;

@@ -3,7 +3,10 @@
  * name and its image's sha256, fixed when the policy is set. A VM made
  * from a listed template with another image or other user data is no
  * longer that template, and a tenant's private image under a listed name
- * never matches. */
+ * never matches. A node that accepts the hub's verified pool accepts
+ * exactly its members, by content: a member runs, a non-member and a
+ * tenant's private image renamed as a member wait with the policy filter
+ * named. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -219,10 +222,82 @@ static void policies_match_content_not_names(void **state)
     assert_null(json_str(p3, "node_id"));
 }
 
+static void verified_pool_accepts_exactly_its_members(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *tiny = image(ctl.admin_key, "fog-tiny", 64 << 20,
+                                      true);
+    _cleanup_free_ char *pool = image(ctl.admin_key, "ho-pool", 80 << 20, true);
+    _cleanup_free_ char *other = image(ctl.admin_key, "ho-other", 72 << 20,
+                                       true);
+    _cleanup_free_ char *priv = image(alice_key, "ho-pool", 88 << 20, false);
+
+    /* The admin verifies ho-pool by content and the template tiny-web
+     * (with fog-tiny's content); nobody else may. */
+    _cleanup_free_ char *add = xasprintf("{\"sha256\":\"%s\"}", pool);
+    json_decref(api(prov_key, "POST", "/v1/pool", add, 403));
+    json_decref(api(ctl.admin_key, "POST", "/v1/pool", add, 201));
+    json_auto_t *p = api(ctl.admin_key, "POST", "/v1/pool",
+                         "{\"template\":\"tiny-web\"}", 201);
+    json_t *members = json_object_get(p, "members");
+    assert_int_equal(json_array_size(members), 2);
+    assert_string_equal(json_str(tu_find(members, "kind", "template"),
+                                 "sha256"), tiny);
+    json_decref(api(ctl.admin_key, "POST", "/v1/pool",
+                    "{\"sha256\":\"not-hex\"}", 400));
+
+    /* The provider accepts the pool as a whole. */
+    set_policy("{\"pool\":\"verified\"}");
+    _cleanup_free_ char *pp = xasprintf("/v1/nodes/%s/policy", node_id);
+    json_auto_t *pol = api(prov_key, "GET", pp, NULL, 200);
+    assert_string_equal(json_str(pol, "pool"), "verified");
+    assert_true(json_is_true(json_object_get(pol, "restricted")));
+
+    static const char *const sized = "\"vcpus\":1,\"memory_mib\":128,"
+                                     "\"disk_gib\":1,\"allow_tcg\":true,";
+    _cleanup_free_ char *m = xasprintf("%s\"image\":\"ho-pool\"", sized);
+    _cleanup_free_ char *o = xasprintf("%s\"image\":\"ho-other\"", sized);
+    /* A member runs: the verified image, and the verified template. */
+    json_decref(create(bob_key, "pl-member", m));
+    json_auto_t *v1 = vm_after_polls(bob_key, "pl-member", 40);
+    assert_string_equal(json_str(v1, "node_id"), node_id);
+    json_decref(create(bob_key, "pl-tmpl", "\"template\":\"tiny-web\""));
+    json_auto_t *v2 = vm_after_polls(bob_key, "pl-tmpl", 40);
+    assert_string_equal(json_str(v2, "node_id"), node_id);
+    /* A public image nobody verified, and Alice's private image renamed
+     * ho-pool, wait: the policy filter is named. */
+    json_auto_t *n1 = create(bob_key, "pl-other", o);
+    json_auto_t *n2 = create(alice_key, "pl-renamed", m);
+    json_t *held[] = { n1, n2 };
+    for (size_t i = 0; i < ARRAY_SIZE(held); i++) {
+        assert_true(json_is_null(json_object_get(held[i], "node_id")));
+        assert_int_equal(json_int(json_object_get(json_object_get(held[i],
+                         "placement"), "filtered"), "policy", 0), 1);
+        assert_non_null(strstr(json_str(held[i], "state_reason"),
+                               "policy removed 1"));
+    }
+    json_auto_t *still = vm_after_polls(alice_key, "pl-renamed", 4);
+    assert_null(json_str(still, "node_id"));
+
+    /* Removed from the pool: no longer accepted (an empty pool accepts
+     * nothing). */
+    _cleanup_free_ char *del = xasprintf("/v1/pool/%s", pool);
+    json_decref(api(ctl.admin_key, "DELETE", del, NULL, 204));
+    json_decref(api(ctl.admin_key, "DELETE", del, NULL, 404));
+    json_decref(api(ctl.admin_key, "DELETE", "/v1/pool/tiny-web", NULL, 204));
+    json_auto_t *gone = create(bob_key, "pl-after", m);
+    assert_true(json_is_null(json_object_get(gone, "node_id")));
+    (void)other;
+    (void)priv;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(policies_match_content_not_names),
+        cmocka_unit_test_setup_teardown(policies_match_content_not_names,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            verified_pool_accepts_exactly_its_members, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
