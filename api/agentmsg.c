@@ -252,6 +252,7 @@ static void nic_read(struct rd *r, struct am_nic *n)
     n->gateway = get_str(r, "gateway", false, 45);
     n->mtu = get_int(r, "mtu", false, 0, 65535, 0);
     n->bridge = get_str(r, "bridge", true, NET_IFNAME_MAX);
+    n->dns_search = get_str(r, AGENT_NIC_DNS_SEARCH, false, 253);
 }
 
 static void nic_clear(struct am_nic *n)
@@ -260,6 +261,7 @@ static void nic_clear(struct am_nic *n)
     free(n->mac);
     free(n->address);
     free(n->gateway);
+    free(n->dns_search);
     free(n->bridge);
 }
 
@@ -477,6 +479,21 @@ static void network_read(struct rd *r, struct am_network *w)
         }
         sub_end(r, &s, path);
     }
+    w->dns_label = get_str(r, AGENT_NET_DNS_LABEL, false, AGENT_DNS_LABEL_MAX);
+    a = get_arr(r, AGENT_NET_RECORDS, false, AGENT_NET_RECORDS_MAX, &n);
+    if (n)
+        w->records = xcalloc(n, sizeof(*w->records));
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_NET_RECORDS, json_array_get(a, i), (ssize_t)i, &s,
+                &path)) {
+            struct am_record *m = &w->records[w->n_records++];
+            m->name = get_str(&s, "name", true, AGENT_TEXT_MAX);
+            m->address = get_str(&s, "address", true, 45);
+        }
+        sub_end(r, &s, path);
+    }
 }
 
 static void network_clear(struct am_network *w)
@@ -491,6 +508,12 @@ static void network_clear(struct am_network *w)
         free(w->macs[i].vtep);
     }
     free(w->macs);
+    free(w->dns_label);
+    for (size_t i = 0; i < w->n_records; i++) {
+        free(w->records[i].name);
+        free(w->records[i].address);
+    }
+    free(w->records);
 }
 
 static void port_read(struct rd *r, struct am_port *p)
@@ -653,6 +676,7 @@ static json_t *nic_encode(const struct am_nic *n)
     if (n->mtu)
         put_int(o, "mtu", n->mtu);
     put_str(o, "bridge", n->bridge);
+    put_str(o, AGENT_NIC_DNS_SEARCH, n->dns_search);
     return o;
 }
 
@@ -752,6 +776,15 @@ static json_t *network_encode(const struct am_network *w)
                                               w->macs[i].mac, "vtep",
                                               w->macs[i].vtep));
     put(o, "macs", macs);
+    put_str(o, AGENT_NET_DNS_LABEL, w->dns_label);
+    if (w->n_records > 0) {
+        json_t *recs = json_array();
+        for (size_t i = 0; i < w->n_records; i++)
+            json_array_append_new(recs, json_pack(
+                "{s:s, s:s}", "name", w->records[i].name, "address",
+                w->records[i].address));
+        put(o, AGENT_NET_RECORDS, recs);
+    }
     return o;
 }
 

@@ -21,6 +21,7 @@ struct am_nic {
     char *gateway;          /* may be NULL */
     int64_t mtu;            /* 0: not given */
     char *bridge;
+    char *dns_search;       /* AGENT_NIC_DNS_SEARCH; may be NULL */
 };
 
 struct am_image_source {
@@ -83,6 +84,11 @@ struct am_remote_mac {
     char *mac, *vtep;
 };
 
+/* A name in a tenant network (AGENT_NET_RECORDS). */
+struct am_record {
+    char *name, *address;
+};
+
 struct am_network {
     char *id;
     int64_t vxlan_id;
@@ -92,6 +98,9 @@ struct am_network {
     size_t n_vteps;
     struct am_remote_mac *macs;
     size_t n_macs;
+    char *dns_label;        /* AGENT_NET_DNS_LABEL; may be NULL */
+    struct am_record *records;
+    size_t n_records;
 };
 
 struct am_port {

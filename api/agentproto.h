@@ -148,3 +148,18 @@
 #define AGENT_DOMAIN_XML_MAX 65536
 #define AGENT_DOMAIN_XML_BUDGET (256 * 1024)
 #define AGENT_IFACE_TEXT_MAX 64
+
+/* Names inside tenant networks. Each desired network entry carries the
+ * tenant's DNS label under AGENT_NET_DNS_LABEL (lowercase letters, digits
+ * and inner '-', at most AGENT_DNS_LABEL_MAX bytes: see
+ * desired_dns_label) and, under AGENT_NET_RECORDS, every VM of that
+ * network on any node as {name, address}, sorted by name then address,
+ * at most AGENT_NET_RECORDS_MAX. The node's resolver on the network's
+ * gateway answers NAME and NAME.LABEL.AGENT_DNS_ZONE; each VM's NIC
+ * names that search domain under AGENT_NIC_DNS_SEARCH. */
+#define AGENT_NET_DNS_LABEL "dns_label"
+#define AGENT_NET_RECORDS "records"
+#define AGENT_NET_RECORDS_MAX 4096
+#define AGENT_NIC_DNS_SEARCH "dns_search"
+#define AGENT_DNS_LABEL_MAX 63
+#define AGENT_DNS_ZONE "internal"

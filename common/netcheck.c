@@ -21,6 +21,40 @@ bool net_mac_ok(const char *s)
     return (mac[0] & 0x01) == 0 && (mac[0] & 0x02) != 0;
 }
 
+static bool label_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > NET_DNS_LABEL_MAX || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool net_dns_label_ok(const char *s)
+{
+    return s && label_ok(s, strlen(s));
+}
+
+bool net_dns_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > NET_DNS_NAME_MAX)
+        return false;
+    for (const char *p = s;;) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (!label_ok(p, len))
+            return false;
+        if (!dot)
+            return true;
+        p = dot + 1;
+    }
+}
+
 bool net_ifname_ok(const char *s)
 {
     size_t n = s ? strlen(s) : 0;

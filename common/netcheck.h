@@ -18,6 +18,18 @@ bool net_mac_ok(const char *s);
 /* A Linux interface name: 1..15 of [A-Za-z0-9_.-], not "." or "..". */
 bool net_ifname_ok(const char *s);
 
+/* The longest DNS label and name (RFC 1035). */
+#define NET_DNS_LABEL_MAX 63
+#define NET_DNS_NAME_MAX 253
+
+/* One RFC 1123 host name label: 1..63 ASCII letters, digits and '-', not
+ * starting or ending with '-'. */
+bool net_dns_label_ok(const char *s);
+
+/* A DNS name of such labels joined by single dots (no trailing dot), at
+ * most NET_DNS_NAME_MAX bytes. */
+bool net_dns_name_ok(const char *s);
+
 /* An IPv4 address in dotted quad. */
 bool net_ipv4_ok(const char *s);
 

@@ -16,7 +16,8 @@
 
 /* Test seam, compiled in always: with FOG_TEST_FAIL_DESIRED naming a file,
  * while that file exists the step it names ("node", "vms", "nics",
- * "keys", "snapshots", "gpus", "networks", "remote", "ports", "peers";
+ * "keys", "snapshots", "gpus", "networks", "remote", "records", "ports",
+ * "peers";
  * empty: every step) fails as a store error would. Costs one getenv per
  * step when unarmed. */
 static int fault(const char *step)
@@ -58,6 +59,36 @@ static int prefix_of(const char *cidr, int def, int64_t *ret)
     return 0;
 }
 
+void desired_dns_label(const char *account_name, char out[AGENT_DNS_LABEL_MAX + 1])
+{
+    size_t n = 0;
+    bool dash = false;
+    for (const char *c = account_name ? account_name : ""; *c; c++) {
+        char ch = *c;
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch - 'A' + 'a');
+        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
+            if (dash && n > 0 && n + 1 < AGENT_DNS_LABEL_MAX)
+                out[n++] = '-';
+            dash = false;
+            if (n < AGENT_DNS_LABEL_MAX)
+                out[n++] = ch;
+        } else {
+            dash = true;
+        }
+    }
+    if (n == 0)
+        memcpy(out, "tenant", (n = 6));
+    out[n] = '\0';
+}
+
+static char *dns_search(const json_t *row)
+{
+    char label[AGENT_DNS_LABEL_MAX + 1];
+    desired_dns_label(json_str(row, "account_name"), label);
+    return xasprintf("%s." AGENT_DNS_ZONE, label);
+}
+
 static char *bridge_name(const json_t *row)
 {
     return xasprintf("fogbr%lld", (long long)json_int(row, "vxlan_id", 0));
@@ -70,9 +101,11 @@ static int vm_nics(struct app *a, struct am_vm *vm)
     if ((e = fault("nics")) < 0 ||
         (e = store_query(a->store, &rows,
                          "SELECT c.network_id, c.mac, c.address, w.cidr, "
-                         "w.gateway, w.vxlan_id FROM vm_nics c JOIN networks "
-                         "w ON w.id = c.network_id WHERE c.vm_id = $1 ORDER "
-                         "BY c.idx", "s", vm->id)) < 0)
+                         "w.gateway, w.vxlan_id, ac.name AS account_name "
+                         "FROM vm_nics c JOIN networks w ON w.id = "
+                         "c.network_id JOIN accounts ac ON ac.id = "
+                         "w.account_id WHERE c.vm_id = $1 ORDER BY c.idx",
+                         "s", vm->id)) < 0)
         return e;
     size_t i;
     json_t *row;
@@ -87,6 +120,7 @@ static int vm_nics(struct app *a, struct am_vm *vm)
             return e;
         n->mtu = DESIRED_GUEST_MTU;
         n->bridge = bridge_name(row);
+        n->dns_search = dns_search(row);
     }
     return 0;
 }
@@ -278,6 +312,33 @@ static int network_remote(struct app *a, const char *node_id,
     return 0;
 }
 
+/* The names network `w` answers inside: every placed VM of it, on any
+ * node (placing or deleting one bumps every node of its networks: see
+ * vm_networks_changed), in a stable order. */
+static int network_records(struct app *a, struct am_network *w)
+{
+    json_auto_t *rows = NULL;
+    int e;
+    if ((e = fault("records")) < 0 ||
+        (e = store_query(a->store, &rows,
+                         "SELECT v.name, c.address FROM vm_nics c JOIN vms v "
+                         "ON v.id = c.vm_id WHERE c.network_id = $1 AND "
+                         "v.deleted_at IS NULL AND v.node_id IS NOT NULL "
+                         "ORDER BY v.name, c.address LIMIT $2", "si", w->id,
+                         (int64_t)AGENT_NET_RECORDS_MAX)) < 0)
+        return e;
+    size_t i;
+    json_t *row;
+    w->records = xcalloc(json_array_size(rows) + 1, sizeof(*w->records));
+    json_array_foreach(rows, i, row) {
+        struct am_record *rec = &w->records[w->n_records++];
+        if ((e = col(row, "name", &rec->name)) < 0 ||
+            (e = col(row, "address", &rec->address)) < 0)
+            return e;
+    }
+    return 0;
+}
+
 /* Networks with a VM on this node, each with the other nodes' VTEPs (their
  * mesh addresses) and the MACs living there. */
 static int networks_doc(struct app *a, const char *node_id,
@@ -287,9 +348,11 @@ static int networks_doc(struct app *a, const char *node_id,
     int e;
     if ((e = fault("networks")) < 0 ||
         (e = store_query(a->store, &nets,
-                         "SELECT DISTINCT w.id, w.cidr, w.gateway, w.vxlan_id "
-                         "FROM networks w JOIN vm_nics c ON c.network_id = "
-                         "w.id JOIN vms v ON v.id = c.vm_id WHERE v.node_id = "
+                         "SELECT DISTINCT w.id, w.cidr, w.gateway, w.vxlan_id, "
+                         "ac.name AS account_name FROM networks w JOIN "
+                         "accounts ac ON ac.id = w.account_id JOIN vm_nics c "
+                         "ON c.network_id = w.id JOIN vms v ON v.id = "
+                         "c.vm_id WHERE v.node_id = "
                          "$1 AND v.deleted_at IS NULL ORDER BY w.vxlan_id",
                          "s", node_id)) < 0)
         return e;
@@ -301,10 +364,14 @@ static int networks_doc(struct app *a, const char *node_id,
         w->vxlan_id = json_int(row, "vxlan_id", 0);
         w->mtu = DESIRED_GUEST_MTU;
         w->bridge = bridge_name(row);
+        char label[AGENT_DNS_LABEL_MAX + 1];
+        desired_dns_label(json_str(row, "account_name"), label);
+        w->dns_label = xstrdup(label);
         if ((e = col(row, "id", &w->id)) < 0 ||
             (e = col(row, "cidr", &w->cidr)) < 0 ||
             (e = col(row, "gateway", &w->gateway)) < 0 ||
-            (e = network_remote(a, node_id, w)) < 0)
+            (e = network_remote(a, node_id, w)) < 0 ||
+            (e = network_records(a, w)) < 0)
             return e;
     }
     return 0;

@@ -4,6 +4,7 @@
  * WireGuard peers. Whole documents, never deltas. */
 #pragma once
 
+#include "api/agentproto.h"
 #include "controller/app.h"
 
 /* Build node_id's document at its current revision, reading every part in
@@ -26,6 +27,15 @@ json_t *desired_build_unapproved(const char *node_id, int64_t revision);
  * success; errors as desired_build(). */
 int desired_text_shared(struct app *a, const char *node_id, int64_t revision,
                         char **ret_text, size_t *ret_len);
+
+/* The DNS label of a tenant (AGENT_NET_DNS_LABEL), from its account name:
+ * ASCII letters lowercased, letters and digits kept, every run of other
+ * bytes one '-' between them (none leading or trailing), cut to
+ * AGENT_DNS_LABEL_MAX bytes; "tenant" when nothing is left. Two accounts
+ * may share a label: each network's resolver answers only its own
+ * network's names, so a shared label crosses nothing. */
+void desired_dns_label(const char *account_name,
+                       char out[AGENT_DNS_LABEL_MAX + 1]);
 
 /* MTU of a guest NIC on a 1500-byte underlay: WireGuard (60) and VXLAN
  * (50) overheads and 20 bytes of margin for an IPv4 path (FACTS.md). */

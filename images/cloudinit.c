@@ -172,6 +172,7 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
 {
     const json_t *nics = json_object_get(vm, "nics");
     const json_t *dns = json_object_get(vm, "dns");
+    bool gateway_dns = json_is_true(json_object_get(vm, "gateway_dns"));
     struct buf b = BUF_INIT;
     bool dns_done = false;
     size_t i;
@@ -202,6 +203,11 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
             return fail(r, "nic %zu: mtu must be 576..9000", i);
         if ((e = check_dns(r, json_object_get(nic, "dns"), "nic dns")) < 0)
             return e;
+        const char *search = json_str(nic, "dns_search");
+        if (json_object_get(nic, "dns_search") &&
+            !json_is_null(json_object_get(nic, "dns_search")) &&
+            !net_dns_name_ok(search))
+            return fail(r, "nic %zu: dns_search is not a DNS name", i);
     }
 
     buf_puts(&b, "version: 2\n");
@@ -221,11 +227,13 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
         if (gw && !dns_done) {
             /* One default route and one set of resolvers: the first NIC
              * with a gateway. Resolvers: the network's own, else the
-             * hub's, else public ones: no node serves DNS on its gateway
-             * address yet (its firewall drops port 53 there). */
+             * hub's, else the node's resolver on the gateway address (with
+             * the tenant's search domain) when the node runs one, else
+             * public ones. */
             const json_t *use = json_object_get(nic, "dns");
             if (json_array_size(use) == 0)
                 use = dns;
+            const char *search = json_str(nic, "dns_search");
             buf_printf(&b, "    routes:\n      - to: 0.0.0.0/0\n"
                            "        via: %s\n    nameservers:\n"
                            "      addresses:\n", gw);
@@ -234,6 +242,10 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
                 json_t *d;
                 json_array_foreach(use, k, d)
                     buf_printf(&b, "        - %s\n", json_string_value(d));
+            } else if (gateway_dns) {
+                buf_printf(&b, "        - %s\n", gw);
+                if (search)
+                    buf_printf(&b, "      search:\n        - %s\n", search);
             } else {
                 buf_puts(&b, "        - " CLOUDINIT_DEFAULT_DNS1 "\n"
                              "        - " CLOUDINIT_DEFAULT_DNS2 "\n");

@@ -8,8 +8,9 @@
 #include <jansson.h>
 #include <sys/types.h>
 
-/* Resolvers of a VM whose network and hub name none (public ones, reached
- * through the node's egress like any internet address). */
+/* Resolvers of a VM whose network and hub name none and whose node runs
+ * no resolver on its gateway (public ones, reached through the node's
+ * egress like any internet address). */
 #define CLOUDINIT_DEFAULT_DNS1 "1.1.1.1"
 #define CLOUDINIT_DEFAULT_DNS2 "9.9.9.9"
 
@@ -25,8 +26,10 @@ struct cloudinit_docs {
 /* Render the three documents from a VM object of the desired state:
  *   id (string), name (hostname, name rule), user_data (string or null) or
  *   user_data_base64 (any bytes, e.g. gzip), ssh_keys (array of one-line
- *   strings), nics (array of {mac, address, prefix, gateway?, mtu?, dns?}),
- *   dns (optional array of IPv4 resolvers: the hub's setting).
+ *   strings), nics (array of {mac, address, prefix, gateway?, mtu?, dns?,
+ *   dns_search?}), dns (optional array of IPv4 resolvers: the hub's
+ *   setting), gateway_dns (true when the node runs a resolver on each
+ *   tenant gateway).
  * user-data is the tenant's document byte for byte (cloud-config YAML or
  * JSON, a `#!` script, MIME multipart, gzip...), or an empty
  * `#cloud-config` when there is none; at most max_user_data bytes (0: the
@@ -34,7 +37,8 @@ struct cloudinit_docs {
  * them at the instance's first boot only (the `ssh` module runs once per
  * instance), so key changes reach new VMs, not running ones.
  * Resolvers: the first NIC with a gateway gets the network's `dns`, else
- * the hub's `dns`, else its gateway address (the node serves DNS there).
+ * the hub's `dns`, else with gateway_dns its gateway address and search
+ * domain `dns_search` (the tenant's LABEL.internal), else public ones.
  * 0 and *ret (cloudinit_docs_clear it), or -EINVAL with *ret_reason
  * (caller frees). */
 int cloudinit_render(const json_t *vm, size_t max_user_data,

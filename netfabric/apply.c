@@ -11,6 +11,7 @@
 #include "netfabric/link.h"
 #include "netfabric/nft.h"
 #include "netfabric/nftplan.h"
+#include "netfabric/resolver.h"
 #include "netfabric/wg.h"
 
 #include <arpa/inet.h>
@@ -283,6 +284,8 @@ int netfabric_apply(const struct nf_state *want)
     for (size_t i = 0; i < want->n_networks; i++)
         keep_first(&acc, network_apply(want, &want->networks[i]), "network");
     keep_first(&acc, firewall_apply(want), "firewall");
+    /* After the bridges: dnsmasq binds to their gateway addresses. */
+    keep_first(&acc, resolver_sync(want), "resolvers");
     return acc;
 }
 
@@ -293,6 +296,7 @@ int netfabric_teardown(const struct nf_state *s)
     nftplan_teardown(&script);
     keep_first(&acc, nft_apply(buf_str(&script), false, NULL), "firewall");
     buf_free(&script);
+    keep_first(&acc, resolver_stop_all(s), "resolvers");
     keep_first(&acc, networks_prune(NULL), "networks");
     if (net_ifname_ok(s->mesh_ifname) && link_exists(s->mesh_ifname)) {
         struct wg_opts o;

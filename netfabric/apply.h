@@ -10,10 +10,13 @@
  * even when an earlier one fails; returns 0 or the first -errno. The mesh
  * keeps sessions with peers that stay (no replace-all), networks and links
  * not wanted any more are removed (only our own: fogbrN and the vxlanN
- * enslaved to them), and the firewall is replaced in one transaction. */
+ * enslaved to them), the firewall is replaced in one transaction, and
+ * the networks' resolvers follow (resolver_sync) when want->dns_dir is
+ * set. */
 int netfabric_apply(const struct nf_state *want);
 
-/* Remove everything netfabric made: our nftables tables, every fogbrN
+/* Remove everything netfabric made: our nftables tables, the resolvers
+ * under s->dns_dir, every fogbrN
  * bridge with its vxlanN, and the mesh interface named in s. 0 or the
  * first -errno. */
 int netfabric_teardown(const struct nf_state *s);

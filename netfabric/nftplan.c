@@ -110,11 +110,11 @@ static void put_egress(const struct nf_state *s, struct buf *b)
  * its bridge gets nothing through, before any accept. */
 #define TAP_ESCAPED "\t\tiifname \"" NF_TAP_PREFIX "*\" counter drop\n"
 
-/* Into the host from tenant bridges: replies to what the host started and
- * ICMP echo to the network's own gateway; nothing else (guests have static
- * addresses from cloud-init, so no DHCP). Guests are told to resolve on the
- * gateway address unless the hub or network names resolvers; no resolver
- * listens there yet, so DNS is not opened. */
+/* Into the host from tenant bridges: replies to what the host started,
+ * ICMP echo and DNS (UDP and TCP 53, the network's resolver) to the
+ * network's own gateway only; nothing else (guests have static addresses
+ * from cloud-init, so no DHCP). DNS is opened only where the node runs
+ * resolvers (dns_dir) and only for networks that serve names (a label). */
 static void put_input(const struct nf_state *s, struct buf *b)
 {
     buf_puts(b, "\tchain input {\n"
@@ -126,6 +126,11 @@ static void put_input(const struct nf_state *s, struct buf *b)
         buf_printf(b, "\t\tiifname \"%s\" ip daddr ", s->networks[i].bridge);
         put_addr(b, s->networks[i].gateway);
         buf_puts(b, " icmp type echo-request accept\n");
+        if (!s->dns_dir || !s->networks[i].dns_label)
+            continue;
+        buf_printf(b, "\t\tiifname \"%s\" ip daddr ", s->networks[i].bridge);
+        put_addr(b, s->networks[i].gateway);
+        buf_puts(b, " meta l4proto { tcp, udp } th dport 53 accept\n");
     }
     buf_puts(b, "\t\tcounter drop\n"
                 "\t}\n");

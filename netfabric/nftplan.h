@@ -16,7 +16,9 @@
  *   no private, link-local, CGNAT, loopback, multicast or reserved
  *   destination (IPv4 and IPv6) except s->egress_allow, which never opens
  *   the mesh or another tenant; the host itself answers VMs only ICMP echo
- *   on their gateway and replies to what it started.
+ *   and (with s->dns_dir, for a network with a DNS label) DNS on their
+ *   own gateway, and
+ *   replies to what it started.
  * - ip fogfabric_nat: DNAT of each published port from the public address
  *   (any local address when s->public_addr is 0) and masquerade for each
  *   network's egress.

@@ -3,6 +3,7 @@
 #include "netfabric/state.h"
 #include "common/netcheck.h"
 
+#include "api/agentproto.h"
 #include "common/jsonutil.h"
 #include "netfabric/wg.h"
 
@@ -21,6 +22,10 @@ void nf_state_clear(struct nf_state *s)
     for (size_t i = 0; i < s->n_networks; i++) {
         free(s->networks[i].vteps);
         free(s->networks[i].macs);
+        free(s->networks[i].dns_label);
+        for (size_t k = 0; k < s->networks[i].n_records; k++)
+            free(s->networks[i].records[k].name);
+        free(s->networks[i].records);
     }
     free(s->networks);
     free(s->vmports);
@@ -152,10 +157,43 @@ static int parse_ifname(const json_t *o, const char *k, char out[IFNAMSIZ])
     return 0;
 }
 
+/* The network's names. A label is checked here (it names the resolver's
+ * zone); record names are kept as sent and checked where the hosts file
+ * is written, so one odd name costs only its own line. -EINVAL for a bad
+ * label, -EBADMSG for bad records. */
+static int parse_names(const json_t *w, struct nf_network *n)
+{
+    const json_t *label = json_object_get(w, AGENT_NET_DNS_LABEL);
+    const json_t *recs = json_object_get(w, AGENT_NET_RECORDS);
+    if (label && !json_is_null(label)) {
+        if (!net_dns_label_ok(json_string_value(label)))
+            return -EINVAL;
+        n->dns_label = xstrdup(json_string_value(label));
+    }
+    if (!recs || json_is_null(recs))
+        return 0;
+    if (!json_is_array(recs) || json_array_size(recs) > AGENT_NET_RECORDS_MAX)
+        return -EBADMSG;
+    n->records = xcalloc(json_array_size(recs) + 1, sizeof(*n->records));
+    size_t k;
+    json_t *v;
+    json_array_foreach(recs, k, v) {
+        const char *name = json_str(v, "name");
+        uint32_t addr;
+        if (!name || strlen(name) > AGENT_TEXT_MAX ||
+            ipam_addr_parse(json_str(v, "address"), &addr) < 0)
+            return -EBADMSG;
+        n->records[n->n_records].name = xstrdup(name);
+        n->records[n->n_records++].addr = addr;
+    }
+    return 0;
+}
+
 static int parse_networks(const json_t *arr, struct nf_state *s, char **err)
 {
     size_t i;
     json_t *w;
+    int e;
     if (!arr)
         return 0;
     if (!json_is_array(arr))
@@ -208,6 +246,9 @@ static int parse_networks(const json_t *arr, struct nf_state *s, char **err)
                 (m->mac[0] & 1))
                 return fail(err, "networks[%zu].macs[%zu]: invalid", i, k);
         }
+        if ((e = parse_names(w, n)) < 0)
+            return fail(err, "networks[%zu].%s: invalid", i,
+                        e == -EBADMSG ? AGENT_NET_RECORDS : AGENT_NET_DNS_LABEL);
     }
     return 0;
 }

@@ -30,6 +30,12 @@ struct nf_mac {
     uint32_t vtep;
 };
 
+/* A name inside a tenant network (the document's "records"). */
+struct nf_record {
+    char *name;              /* owned; as sent: checked where it is used */
+    uint32_t addr;
+};
+
 struct nf_network {
     uint32_t vxlan_id;
     struct ipam_cidr cidr;
@@ -41,6 +47,9 @@ struct nf_network {
     size_t n_vteps;
     struct nf_mac *macs;     /* owned: VM MACs on remote nodes */
     size_t n_macs;
+    char *dns_label;         /* owned; NULL: the network serves no names */
+    struct nf_record *records; /* owned: VM names of the network */
+    size_t n_records;
 };
 
 /* A VM's NIC on this node: its tap passes only this MAC and address. */
@@ -87,6 +96,14 @@ struct nf_state {
     const char *proc_root;    /* NULL = "/" (tests point it elsewhere) */
     const struct ipam_cidr *egress_allow;
     size_t n_egress_allow;
+    /* Resolvers (netfabric/resolver.h), also borrowed: the folder they
+     * live in (NULL: none run), dnsmasq (NULL: RESOLVER_DNSMASQ), the
+     * user it drops to (NULL: its own default when started as root) and
+     * the upstream resolv.conf (NULL: /etc/resolv.conf; "": none). */
+    const char *dns_dir;
+    const char *dnsmasq;
+    const char *dns_user;
+    const char *resolv_conf;
 };
 
 /* Parse the controller's desired document (the object with "mesh",

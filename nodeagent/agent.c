@@ -15,6 +15,7 @@
 #include "common/timeutil.h"
 #include "images/fetch.h"
 #include "netfabric/apply.h"
+#include "netfabric/resolver.h"
 #include "netfabric/state.h"
 #include "netfabric/wg.h"
 #include "netfabric/wgkey.h"
@@ -33,6 +34,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -117,6 +119,8 @@ struct agent {
     struct ipam_cidr *egress_allow; /* --allow-egress; owned */
     size_t n_egress_allow;
     struct vmxml_limits limits; /* per-VM limits from the settings */
+    char *dns_dir;          /* resolvers' folder; NULL: no dnsmasq here */
+    const char *dns_user;   /* the user dnsmasq drops to (NULL: ours) */
     char *net_error;        /* last netfabric failure, for the status */
     int64_t net_retry_at;   /* monotonic ms; 0 = none pending */
 
@@ -661,9 +665,34 @@ static json_t *policy_check(struct agent *a, const json_t *doc,
     return accepted;
 }
 
+/* What the agent adds to a document's network state. */
+static void net_local(const struct agent *a, struct nf_state *st)
+{
+    st->dns_dir = a->dns_dir;
+    st->dns_user = a->dns_user;
+}
+
+/* Restart the resolvers that died since the last apply (dnsmasq runs on
+ * its own; a crash must not leave a network without names until the next
+ * document). Failures wait for the next heartbeat. */
+static void net_resolvers_check(struct agent *a, const json_t *doc)
+{
+    struct nf_state st;
+    _cleanup_free_ char *err = NULL;
+    if (!a->dns_dir ||
+        netfabric_state_from_json(doc, a->cfg->mesh_ifname, &st, &err) < 0)
+        return;
+    net_local(a, &st);
+    int r = resolver_sync(&st);
+    if (r < 0)
+        log_warn("resolvers: %s", strerror(-r));
+    nf_state_clear(&st);
+}
+
 /* Make the host's network match desired document `doc`: the mesh, the
- * tenant bridges (before any domain on them starts) and the firewall.
- * Failures are kept for the status and retried later, never fatal. */
+ * tenant bridges (before any domain on them starts), the firewall and the
+ * networks' resolvers. Failures are kept for the status and retried
+ * later, never fatal. */
 static void net_apply(struct agent *a, const json_t *doc, int64_t now)
 {
     struct nf_state st;
@@ -672,6 +701,7 @@ static void net_apply(struct agent *a, const json_t *doc, int64_t now)
     if (r < 0) {
         msg = xasprintf("network state unusable: %s", err ? err : "invalid");
     } else {
+        net_local(a, &st);
         st.has_private_key = a->has_wg_key;
         if (a->has_wg_key)
             memcpy(st.private_key, a->wg_key, WGKEY_LEN);
@@ -782,6 +812,15 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
         if ((r = agent_config_allow_egress(s, &a->egress_allow,
                                            &a->n_egress_allow)) < 0)
             return r;
+        /* Names inside tenant networks need dnsmasq (dnsmasq-base). */
+        if (access(RESOLVER_DNSMASQ, X_OK) == 0) {
+            a->dns_dir = xasprintf("%s/dns", s->data_dir);
+            if (geteuid() == 0)
+                a->dns_user = getpwnam("dnsmasq") ? "dnsmasq" : "nobody";
+        } else {
+            log_warn("no %s: VMs resolve through public resolvers, not "
+                     "their gateway", RESOLVER_DNSMASQ);
+        }
     }
     a->rc = (struct reconcile_ctx){
         .data_dir = s->data_dir,
@@ -795,6 +834,7 @@ static int agent_setup(struct agent *a, const struct agent_settings *s)
         .retry_ms = 10000,
         .controller = a->node.controller,
         .limits = &a->limits,
+        .gateway_dns = a->dns_dir != NULL,
     };
     a->limits = (struct vmxml_limits){
         .cpu_shares = s->cpu_shares,
@@ -825,6 +865,8 @@ static void agent_teardown(struct agent *a)
     fetch_cache_free(a->rc.cache);
     a->rc.cache = NULL;
     reconcile_ctx_free(&a->rc);
+    free(a->dns_dir);
+    a->dns_dir = NULL;
     inventory_clear(&a->inv);
     node_state_clear(&a->node);
     free(a->ca_path);
@@ -1053,6 +1095,8 @@ int agent_run(const struct agent_settings *s)
                 a.inv = inv;
             }
             gpus_refresh(&a);
+            if (a.host_net && doc && !a.net_error)
+                net_resolvers_check(&a, accepted);
         }
         if (doc || hb) {
             _cleanup_free_ char *sig = NULL;

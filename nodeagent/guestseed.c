@@ -16,8 +16,8 @@ char *guestseed_path(const char *data_dir, const char *vm_id)
     return xasprintf("%s/seeds/%s.iso", data_dir, vm_id);
 }
 
-int guestseed_ensure(const char *data_dir, const json_t *vm, char known[65],
-                     char **ret_err)
+int guestseed_ensure(const char *data_dir, const json_t *vm, bool gateway_dns,
+                     char known[65], char **ret_err)
 {
     const char *id = json_str(vm, "id");
     if (!uuid_is_valid(id)) {
@@ -26,7 +26,10 @@ int guestseed_ensure(const char *data_dir, const json_t *vm, char known[65],
     }
     struct cloudinit_docs docs;
     _cleanup_free_ char *why = NULL;
-    int r = cloudinit_render(vm, 0, &docs, &why);
+    json_auto_t *entry = json_copy((json_t *)vm);
+    if (gateway_dns)
+        json_object_set_new(entry, "gateway_dns", json_true());
+    int r = cloudinit_render(entry, 0, &docs, &why);
     if (r < 0) {
         *ret_err = xasprintf("guest configuration: %s",
                              why ? why : strerror(-r));

@@ -664,7 +664,8 @@ static int ensure_seed(struct reconcile_ctx *c, const struct reconcile_action *a
 {
     struct reconcile_vm_mem *m = mem_get(c, a->vm_id, true);
     char *err = NULL;
-    int r = guestseed_ensure(c->data_dir, a->vm, m->seed_hash, &err);
+    int r = guestseed_ensure(c->data_dir, a->vm, c->gateway_dns,
+                             m->seed_hash, &err);
     if (r < 0)
         reconcile__fail(c, a, err, rev, now_ms);
     return r;

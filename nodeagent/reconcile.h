@@ -132,6 +132,7 @@ struct reconcile_ctx {
     const char *root;  /* prefix of the sysfs the GPUs are read from */
     bool kvm;
     bool allow_tcg;
+    bool gateway_dns;  /* the node runs resolvers on tenant gateways */
     int64_t shutdown_timeout_ms;
     int64_t retry_ms;  /* pause before retrying a failed VM, same revision */
     /* Image cache for image_source (NULL: local image directory only) and

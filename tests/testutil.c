@@ -7,6 +7,7 @@
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "netfabric/link.h"
+#include "netfabric/state.h"
 #include "netfabric/wg_uapi.h"
 
 #include <arpa/inet.h>
@@ -1105,6 +1106,20 @@ static int wg_remove_fn(void *arg)
 int tu_wg_remove(const char *ns, const char *ifname)
 {
     return tu_in_ns(ns, wg_remove_fn, (void *)ifname);
+}
+
+int tu_nf_state(const char *doc, struct nf_state *ret)
+{
+    json_t *j = json_loads(doc, 0, NULL);
+    char *err = NULL;
+    int r = j ? netfabric_state_from_json(j, NULL, ret, &err) : -EINVAL;
+    json_decref(j);
+    if (r < 0) {
+        fprintf(stderr, "document refused: %s\n", err ? err : "?");
+        free(err);
+        return 1;
+    }
+    return 0;
 }
 
 int tu_ns_test_begin(size_t size, void **ret_shared)

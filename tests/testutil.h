@@ -301,6 +301,10 @@ bool tu_have_wireguard_go(void);
  * socket, which ends its wireguard-go; nothing when there is no such
  * link. 0, or the child's non-zero status. */
 int tu_wg_remove(const char *ns, const char *ifname);
+/* Desired document text `doc` as netfabric's state (*ret, for
+ * nf_state_clear): 0, or non-zero after printing why it was refused. */
+struct nf_state;
+int tu_nf_state(const char *doc, struct nf_state *ret);
 /* Start of a test that builds namespace hosts: 0 when running as root
  * with iproute2, else 77 after saying why (the test skips). *ret_shared
  * gets a zeroed mapping of `size` bytes shared with forked children (1

@@ -218,20 +218,13 @@ static const char *DOC =
 static int apply_fn(void *arg)
 {
     const struct apply_arg *a = arg;
-    json_t *doc = json_loads(DOC, 0, NULL);
     struct nf_state s;
-    char *err = NULL;
-    int r = doc ? netfabric_state_from_json(doc, NULL, &s, &err) : -EINVAL;
-    json_decref(doc);
-    if (r < 0) {
-        fprintf(stderr, "document refused: %s\n", err ? err : "?");
-        free(err);
+    if (tu_nf_state(DOC, &s) != 0)
         return 1;
-    }
     s.public_addr = 0;
     s.egress_allow = a->allow;
     s.n_egress_allow = a->n_allow;
-    r = netfabric_apply(&s);
+    int r = netfabric_apply(&s);
     if (r < 0)
         fprintf(stderr, "netfabric_apply: %s\n", strerror(-r));
     nf_state_clear(&s);

@@ -8,6 +8,7 @@
 
 #include "common/buf.h"
 #include "netfabric/nftplan.h"
+#include "netfabric/resolver.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -342,6 +343,54 @@ static void opted_in_ranges_accept_after_isolation_before_the_drops(void **state
     nf_state_clear(&s);
 }
 
+static const char *DNS_DOC =
+    "{\"mesh\": null, \"networks\": [{\"vxlan_id\": 7, \"cidr\": \"10.7.0.0/24\","
+    "  \"gateway\": \"10.7.0.1\", \"bridge\": \"fogbr7\", \"dns_label\": \"acme\","
+    "  \"records\": [{\"name\": \"web\", \"address\": \"10.7.0.5\"},"
+    "   {\"name\": \"evil\\n10.7.0.9 web\", \"address\": \"10.7.0.6\"},"
+    "   {\"name\": \"a b\", \"address\": \"10.7.0.6\"},"
+    "   {\"name\": \"-x\", \"address\": \"10.7.0.6\"},"
+    "   {\"name\": \"far\", \"address\": \"192.0.2.1\"},"
+    "   {\"name\": \"db\", \"address\": \"10.7.0.6\"}]},"
+    " {\"vxlan_id\": 8, \"cidr\": \"10.8.0.0/24\", \"gateway\": \"10.8.0.1\","
+    "  \"bridge\": \"fogbr8\"}]}";
+
+static void hosts_file_has_one_line_per_valid_name(void **state)
+{
+    (void)state;
+    struct nf_state s;
+    load(DNS_DOC, &s);
+    struct buf b = BUF_INIT;
+    assert_int_equal(resolver_hosts_render(&s.networks[0], &b), 4);
+    assert_string_equal(buf_str(&b),
+                        "10.7.0.5 web web.acme.internal\n"
+                        "10.7.0.6 db db.acme.internal\n");
+    buf_free(&b);
+    nf_state_clear(&s);
+}
+
+static void dns_is_opened_to_each_serving_gateway_only(void **state)
+{
+    (void)state;
+    struct nf_state s;
+    load(DNS_DOC, &s);
+    struct buf b = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    assert_null(strstr(buf_str(&b), "dport 53")); /* no resolvers run */
+    buf_free(&b);
+    s.dns_dir = "/run/fog-dns";
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    const char *rule = "\t\tiifname \"fogbr7\" ip daddr 10.7.0.1 meta l4proto "
+                       "{ tcp, udp } th dport 53 accept\n";
+    const char *at = strstr(buf_str(&b), rule);
+    assert_non_null(at);
+    assert_null(strstr(at + strlen(rule), "dport 53")); /* fogbr8: no names */
+    /* Before the input chain's final drop. */
+    assert_non_null(strstr(at, "\t\tcounter drop\n\t}\n"));
+    buf_free(&b);
+    nf_state_clear(&s);
+}
+
 static void empty_state_plans_tables_without_elements(void **state)
 {
     struct nf_state s;
@@ -396,6 +445,8 @@ int main(void)
         cmocka_unit_test(plan_keeps_vms_off_private_ranges_and_the_host),
         cmocka_unit_test(opted_in_ranges_accept_after_isolation_before_the_drops),
         cmocka_unit_test(empty_state_plans_tables_without_elements),
+        cmocka_unit_test(hosts_file_has_one_line_per_valid_name),
+        cmocka_unit_test(dns_is_opened_to_each_serving_gateway_only),
         cmocka_unit_test(script_replaces_our_tables_in_one_transaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
