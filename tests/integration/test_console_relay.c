@@ -243,17 +243,23 @@ static void test_console_relays_owner_and_hosting_node_only(void **state)
     assert_int_equal(n, 1);
 }
 
+/* The hosting node joins the session an attach opened. */
+static void node_join(struct conn *node)
+{
+    _cleanup_free_ char *sid = session_of(host);
+    assert_non_null(sid);
+    _cleanup_free_ char *join = xasprintf("/v1/agent/console/%s", sid);
+    conn_open(node, cred[host], join);
+    assert_non_null(node->s);
+}
+
 static void test_console_tenant_leaving_closes_node_side(void **state)
 {
     struct conn tenant, node;
     pthread_t t;
     report_running();
     assert_int_equal(pthread_create(&t, NULL, tenant_attach, &tenant), 0);
-    _cleanup_free_ char *sid = session_of(host);
-    assert_non_null(sid);
-    _cleanup_free_ char *join = xasprintf("/v1/agent/console/%s", sid);
-    conn_open(&node, cred[host], join);
-    assert_non_null(node.s);
+    node_join(&node);
     pthread_join(t, NULL);
     assert_non_null(tenant.s);
     assert_int_equal(api_stream_send_all(node.s, "login: ", 7, 10000), 0);
@@ -287,11 +293,7 @@ static void test_console_fogctl_pipes_console_output(void **state)
     pthread_t t;
     report_running();
     assert_int_equal(pthread_create(&t, NULL, fogctl_console, &f), 0);
-    _cleanup_free_ char *sid = session_of(host);
-    assert_non_null(sid);
-    _cleanup_free_ char *join = xasprintf("/v1/agent/console/%s", sid);
-    conn_open(&node, cred[host], join);
-    assert_non_null(node.s);
+    node_join(&node);
     assert_int_equal(api_stream_send_all(node.s, "cn-guest login: ", 16,
                                          10000), 0);
     pthread_join(t, NULL);
