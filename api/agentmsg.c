@@ -532,6 +532,12 @@ static void port_clear(struct am_port *p)
     free(p->vm_address);
 }
 
+static void console_read(struct rd *r, struct am_console *c)
+{
+    c->id = get_str(r, "id", true, CONSOLE_SESSION_ID_MAX);
+    c->vm_id = get_str(r, "vm_id", true, 64);
+}
+
 static void peer_read(struct rd *r, struct am_peer *p)
 {
     p->node_id = get_str(r, "node_id", true, 64);
@@ -608,6 +614,10 @@ int am_desired_decode(const json_t *j, struct am_desired *ret,
                         (void (*)(struct rd *, void *))port_read, &d.n_ports);
     d.peers = list_read(&r, "peers", sizeof(*d.peers),
                         (void (*)(struct rd *, void *))peer_read, &d.n_peers);
+    if (!r.failed && json_object_get(j, AGENT_CONSOLES))
+        d.consoles = list_read(&r, AGENT_CONSOLES, sizeof(*d.consoles),
+                               (void (*)(struct rd *, void *))console_read,
+                               &d.n_consoles);
     if (r.failed) {
         am_desired_clear(&d);
         return -EINVAL;
@@ -634,6 +644,11 @@ void am_desired_clear(struct am_desired *d)
     for (size_t i = 0; i < d->n_peers; i++)
         peer_clear(&d->peers[i]);
     free(d->peers);
+    for (size_t i = 0; i < d->n_consoles; i++) {
+        free(d->consoles[i].id);
+        free(d->consoles[i].vm_id);
+    }
+    free(d->consoles);
     *d = (struct am_desired){ 0 };
 }
 
@@ -841,6 +856,14 @@ json_t *am_desired_encode(const struct am_desired *d)
     for (size_t i = 0; i < d->n_peers; i++)
         json_array_append_new(a, peer_encode(&d->peers[i]));
     put(o, "peers", a);
+    if (d->n_consoles) {
+        a = json_array();
+        for (size_t i = 0; i < d->n_consoles; i++)
+            json_array_append_new(
+                a, json_pack("{s:s, s:s}", "id", d->consoles[i].id, "vm_id",
+                             d->consoles[i].vm_id));
+        put(o, AGENT_CONSOLES, a);
+    }
     if (d->unapproved)
         put(o, "approved", json_false());
     return o;

@@ -121,6 +121,11 @@ struct am_mesh {
     int64_t prefix, listen_port;
 };
 
+/* A console session the node is asked to join (AGENT_CONSOLES). */
+struct am_console {
+    char *id, *vm_id;
+};
+
 struct am_desired {
     int64_t revision;
     char *node_id;
@@ -135,6 +140,8 @@ struct am_desired {
     size_t n_ports;
     struct am_peer *peers;
     size_t n_peers;
+    struct am_console *consoles; /* sent only when there are any */
+    size_t n_consoles;
 };
 
 /* ---- the status body ---------------------------------------------------- */

@@ -163,3 +163,22 @@
 #define AGENT_NIC_DNS_SEARCH "dns_search"
 #define AGENT_DNS_LABEL_MAX 63
 #define AGENT_DNS_ZONE "internal"
+
+/* Interactive serial consoles. A tenant attaches with GET
+ * /v1/vms/{id}/console/attach and `Upgrade: CONSOLE_UPGRADE_PROTOCOL`;
+ * the controller lists the session in the hosting node's desired
+ * document under AGENT_CONSOLES as {id, vm_id}, and the node connects
+ * out with GET /v1/agent/console/{id} and the same Upgrade, then pumps
+ * the domain's serial console through that socket. After the 101 both
+ * sockets carry raw bytes; the controller splices them. The node has
+ * CONSOLE_JOIN_TIMEOUT_S to join; a session silent both ways for
+ * CONSOLE_IDLE_S or older than CONSOLE_TOTAL_S is closed. */
+#define CONSOLE_UPGRADE_PROTOCOL "fog-console"
+#define AGENT_CONSOLES "consoles"
+#define CONSOLE_SESSION_ID_MAX 64
+#define CONSOLE_JOIN_TIMEOUT_S 20
+#define CONSOLE_IDLE_S 3600
+#define CONSOLE_TOTAL_S (24 * 3600)
+/* Bytes in flight one way through the controller before it stops reading
+ * the sender. */
+#define CONSOLE_BUFFER 16384

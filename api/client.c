@@ -5,6 +5,7 @@
 #include "api/speclog.h"
 #include "common/buf.h"
 #include "common/ids.h"
+#include "common/timeutil.h"
 #include "common/util.h"
 
 #include <curl/curl.h>
@@ -14,6 +15,7 @@
 #include <gnutls/x509.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
@@ -548,4 +550,221 @@ int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
                           ret_pem);
     buf_free(&body);
     return r;
+}
+
+/* ---- protocol upgrades ------------------------------------------------ */
+
+struct api_stream {
+    struct api_client *c;
+    char *pending; /* bytes that came with the 101, returned first */
+    size_t pending_len, pending_off;
+    int fd;
+};
+
+static int wait_fd(CURL *h, bool out, int timeout_ms)
+{
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd);
+    if (fd == CURL_SOCKET_BAD)
+        return -EIO;
+    struct pollfd pf = { (int)fd, out ? POLLOUT : POLLIN, 0 };
+    int n = poll(&pf, 1, timeout_ms);
+    return n > 0 ? 0 : n == 0 ? -ETIME : -errno;
+}
+
+static int send_all(CURL *h, const char *p, size_t n, int timeout_ms)
+{
+    int64_t until = mono_ms() + timeout_ms;
+    while (n > 0) {
+        size_t sent = 0;
+        CURLcode cc = curl_easy_send(h, p, n, &sent);
+        if (cc == CURLE_AGAIN) {
+            int64_t left = until - mono_ms();
+            if (left <= 0 || wait_fd(h, true, (int)left) < 0)
+                return -ETIME;
+            continue;
+        }
+        if (cc != CURLE_OK)
+            return -EIO;
+        p += sent, n -= sent;
+    }
+    return 0;
+}
+
+/* Read the answer's head (and, for a refusal, its body) into `in`;
+ * *ret_head_len: bytes up to and with the blank line. */
+static int read_head(CURL *h, struct buf *in, size_t *ret_head_len,
+                     int timeout_ms)
+{
+    int64_t until = mono_ms() + timeout_ms;
+    char chunk[4096];
+    for (;;) {
+        const char *end = in->len ? memmem(in->data, in->len, "\r\n\r\n", 4)
+                                  : NULL;
+        if (end) {
+            *ret_head_len = (size_t)(end - in->data) + 4;
+            return 0;
+        }
+        if (in->len > 65536)
+            return -EBADMSG;
+        size_t got = 0;
+        CURLcode cc = curl_easy_recv(h, chunk, sizeof(chunk), &got);
+        if (cc == CURLE_AGAIN) {
+            int64_t left = until - mono_ms();
+            if (left <= 0 || wait_fd(h, false, (int)left) < 0)
+                return -ETIME;
+            continue;
+        }
+        if (cc != CURLE_OK || got == 0)
+            return -EIO;
+        buf_append(in, chunk, got);
+    }
+}
+
+/* The rest of a refusal's body, up to its Content-Length (64 KiB at
+ * most). */
+static void read_body(CURL *h, struct buf *in, size_t head_len, size_t want,
+                      int timeout_ms)
+{
+    if (want > 65536)
+        want = 65536;
+    int64_t until = mono_ms() + timeout_ms;
+    char chunk[4096];
+    while (in->len < head_len + want) {
+        size_t got = 0;
+        CURLcode cc = curl_easy_recv(h, chunk, sizeof(chunk), &got);
+        if (cc == CURLE_AGAIN) {
+            int64_t left = until - mono_ms();
+            if (left <= 0 || wait_fd(h, false, (int)left) < 0)
+                return;
+            continue;
+        }
+        if (cc != CURLE_OK || got == 0)
+            return;
+        buf_append(in, chunk, got);
+    }
+}
+
+int api_upgrade(struct api_client *c, const char *path, const char *protocol,
+                struct api_reply *ret, struct api_stream **ret_stream)
+{
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct buf body = BUF_INIT, headers = BUF_INIT;
+    *ret = (struct api_reply){ 0 };
+    struct curl_slist *hdr = prepare(c, path, &body, &headers, errbuf);
+    curl_slist_free_all(hdr);
+    CURL *h = c->curl;
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    CURLcode cc = curl_easy_perform(h);
+    /* errbuf and the buffers live on this stack only; the handle lives
+     * on with the stream. */
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
+    buf_free(&body);
+    buf_free(&headers);
+    if (cc != CURLE_OK) {
+        ret->error = xstrdup(*errbuf ? errbuf : curl_easy_strerror(cc));
+        return -EIO;
+    }
+    const char *hostport = strstr(c->url, "://");
+    hostport = hostport ? hostport + 3 : c->url;
+    struct buf req = BUF_INIT;
+    buf_printf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\n"
+               "Upgrade: %s\r\n", path, hostport, protocol);
+    if (c->key)
+        buf_printf(&req, "Authorization: Bearer %s\r\n", c->key);
+    buf_printf(&req, "\r\n");
+    int timeout_ms = (int)(c->timeout_s > 0 ? c->timeout_s : 30) * 1000;
+    int e = send_all(h, req.data, req.len, timeout_ms);
+    explicit_bzero(req.data, req.len);
+    buf_free(&req);
+    struct buf in = BUF_INIT;
+    size_t head_len = 0;
+    if (e == 0)
+        e = read_head(h, &in, &head_len, timeout_ms);
+    if (e < 0) {
+        ret->error = xstrdup(e == -ETIME ? "no answer to the upgrade in time"
+                                         : "connection lost during upgrade");
+        buf_free(&in);
+        return -EIO;
+    }
+    int status = 0;
+    if (sscanf(in.data, "HTTP/1.%*d %d", &status) != 1) {
+        ret->error = xstrdup("malformed answer to the upgrade");
+        buf_free(&in);
+        return -EIO;
+    }
+    ret->status = status;
+    ret->headers = xstrndup(in.data, head_len);
+    if (status != 101) {
+        size_t n = 0;
+        const char *cl = api_reply_header(ret, "Content-Length", &n);
+        read_body(h, &in, head_len, cl ? strtoul(cl, NULL, 10) : 0,
+                  timeout_ms);
+        ret->body_len = in.len - head_len;
+        ret->body = xstrndup(in.data + head_len, ret->body_len);
+        const char *ct = api_reply_header(ret, "Content-Type", &n);
+        if (ct && memmem(ct, n, "json", 4) && ret->body_len)
+            ret->json = json_loadb(ret->body, ret->body_len, 0, NULL);
+        buf_free(&in);
+        return -EPROTO;
+    }
+    struct api_stream *s = xcalloc(1, sizeof(*s));
+    s->c = c;
+    s->pending_len = in.len - head_len;
+    s->pending = s->pending_len ? xstrndup(in.data + head_len, s->pending_len)
+                                : NULL;
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd);
+    s->fd = (int)fd;
+    buf_free(&in);
+    *ret_stream = s;
+    return 0;
+}
+
+ssize_t api_stream_send(struct api_stream *s, const void *data, size_t n)
+{
+    size_t sent = 0;
+    CURLcode cc = curl_easy_send(s->c->curl, data, n, &sent);
+    if (cc == CURLE_AGAIN)
+        return -EAGAIN;
+    return cc == CURLE_OK ? (ssize_t)sent : -EIO;
+}
+
+int api_stream_send_all(struct api_stream *s, const void *data, size_t n,
+                        int timeout_ms)
+{
+    return send_all(s->c->curl, data, n, timeout_ms);
+}
+
+ssize_t api_stream_recv(struct api_stream *s, void *data, size_t n)
+{
+    if (s->pending_off < s->pending_len) {
+        size_t k = s->pending_len - s->pending_off;
+        k = k < n ? k : n;
+        memcpy(data, s->pending + s->pending_off, k);
+        s->pending_off += k;
+        return (ssize_t)k;
+    }
+    size_t got = 0;
+    CURLcode cc = curl_easy_recv(s->c->curl, data, n, &got);
+    if (cc == CURLE_AGAIN)
+        return -EAGAIN;
+    return cc == CURLE_OK ? (ssize_t)got : -EIO;
+}
+
+int api_stream_fd(const struct api_stream *s) { return s->fd; }
+
+void api_stream_free(struct api_stream *s)
+{
+    if (!s)
+        return;
+    /* The connection is the stream's alone: drop it with the handle's
+     * state, so the client's next request opens a fresh one. */
+    curl_easy_reset(s->c->curl);
+    curl_easy_cleanup(s->c->curl);
+    s->c->curl = curl_easy_init();
+    free(s->pending);
+    free(s);
 }

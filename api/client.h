@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct api_client;
 
@@ -70,6 +71,30 @@ void api_reply_clear(struct api_reply *r);
  * *ret_len bytes, spaces trimmed; NULL when the answer had none. */
 const char *api_reply_header(const struct api_reply *r, const char *name,
                              size_t *ret_len);
+
+/* A connection switched to another protocol (HTTP Upgrade): raw bytes
+ * both ways over the client's TLS session. */
+struct api_stream;
+/* GET `path` asking to upgrade to `protocol`. 0 and *ret_stream on 101
+ * (the client is busy until api_stream_free(), which must come before
+ * api_client_free()); -EPROTO when the server answered something else
+ * (*ret holds that answer), -EIO with ret->error when none came. *ret is
+ * always initialised; release it with api_reply_clear(). */
+int api_upgrade(struct api_client *c, const char *path, const char *protocol,
+                struct api_reply *ret, struct api_stream **ret_stream);
+/* Send up to n bytes: how many went, -EAGAIN when none could now, -EIO
+ * when the connection is gone. */
+ssize_t api_stream_send(struct api_stream *s, const void *data, size_t n);
+/* Send all n bytes, waiting up to timeout_ms in all. 0 or -EIO/-ETIME. */
+int api_stream_send_all(struct api_stream *s, const void *data, size_t n,
+                        int timeout_ms);
+/* Receive up to n bytes: how many came, 0 when the peer closed, -EAGAIN
+ * when none is there now, -EIO on error. Read until -EAGAIN before
+ * polling again: TLS may hold bytes the socket no longer shows. */
+ssize_t api_stream_recv(struct api_stream *s, void *data, size_t n);
+/* The socket to poll for readability. */
+int api_stream_fd(const struct api_stream *s);
+void api_stream_free(struct api_stream *s);
 
 /* One line describing a failed reply: the problem's detail (and field)
  * when the body is problem+json, else the status or transport error.

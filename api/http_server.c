@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,8 +67,23 @@ struct http_request {
     int64_t park_deadline;
     struct http_request *park_next;
 
+    /* protocol upgrade */
+    char *upgrade_proto;
+    http_upgrade_fn upgrade_fn;
+    void *upgrade_arg;
+
     void *user;
     void (*user_free)(void *);
+};
+
+struct http_upgraded {
+    http_upgrade_fn fn;
+    void *arg;
+    struct MHD_UpgradeResponseHandle *urh;
+    int fd;
+    int peer_fd; /* the client's TCP socket, owned by the server */
+    char *early;
+    size_t early_len;
 };
 
 struct route_stats {
@@ -311,6 +327,64 @@ static void reply_vproblem(struct http_request *r, int status,
     http_reply_text(r, status, "application/problem+json", text, strlen(text));
 }
 
+void http_reply_upgrade(struct http_request *r, const char *protocol,
+                        http_upgrade_fn fn, void *arg)
+{
+    if (r->answered)
+        return;
+    http_reply_text(r, 101, "application/octet-stream", NULL, 0);
+    r->upgrade_proto = xstrdup(protocol);
+    r->upgrade_fn = fn;
+    r->upgrade_arg = arg;
+}
+
+int http_upgraded_fd(const struct http_upgraded *u) { return u->fd; }
+
+const char *http_upgraded_early(const struct http_upgraded *u,
+                                size_t *ret_len)
+{
+    *ret_len = u->early_len;
+    return u->early;
+}
+
+bool http_upgraded_peer_gone(const struct http_upgraded *u)
+{
+    if (u->peer_fd < 0)
+        return false;
+    struct pollfd pf = { u->peer_fd, POLLRDHUP, 0 };
+    return poll(&pf, 1, 0) > 0 &&
+           (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+void http_upgraded_close(struct http_upgraded *u)
+{
+    if (!u)
+        return;
+    /* The server may not get round to a connection that was parked
+     * before its upgrade: hang up the client's socket itself (the server
+     * still owns and closes it). */
+    if (u->peer_fd >= 0)
+        shutdown(u->peer_fd, SHUT_RDWR);
+    MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(u->early);
+    free(u);
+}
+
+static void on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
+                       const char *extra_in, size_t extra_in_size,
+                       MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    struct http_upgraded *u = cls;
+    u->urh = urh;
+    u->fd = sock;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    u->peer_fd = ci ? ci->connect_fd : -1;
+    u->early = extra_in_size ? xstrndup(extra_in, extra_in_size) : NULL;
+    u->early_len = extra_in_size;
+    u->fn(u, u->arg);
+}
+
 void http_reply_reset(struct http_request *r)
 {
     free(r->reply_type);
@@ -327,6 +401,9 @@ void http_reply_reset(struct http_request *r)
     r->reply_fd = -1;
     r->status = 0;
     r->answered = false;
+    free(r->upgrade_proto);
+    r->upgrade_proto = NULL;
+    r->upgrade_fn = NULL;
 }
 
 void http_reply_problem(struct http_request *r, int status, const char *slug,
@@ -610,6 +687,7 @@ static void request_free(struct http_request *r)
         free(r->hdr_value[i]);
     }
     free(r->park_tag);
+    free(r->upgrade_proto);
     if (r->reply_fd >= 0)
         close(r->reply_fd);
     if (r->user && r->user_free)
@@ -643,7 +721,22 @@ static void peer_text(struct MHD_Connection *conn, char *out, size_t n)
 static enum MHD_Result send_reply(struct http_server *s, struct http_request *r)
 {
     struct MHD_Response *resp;
-    if (r->reply_fd >= 0) {
+    if (r->upgrade_fn) {
+        /* The handle lives until the callee closes it; a client gone
+         * before the switch leaves it unused (freed with the response
+         * never: the upgrade callback is its only owner). */
+        struct http_upgraded *u = xcalloc(1, sizeof(*u));
+        u->fn = r->upgrade_fn;
+        u->arg = r->upgrade_arg;
+        u->fd = -1;
+        resp = MHD_create_response_for_upgrade(on_upgrade, u);
+        if (!resp) {
+            free(u);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE,
+                                r->upgrade_proto);
+    } else if (r->reply_fd >= 0) {
         resp = MHD_create_response_from_fd_at_offset64(r->fd_len, r->reply_fd,
                                                        r->fd_off);
         if (resp)
@@ -654,7 +747,9 @@ static enum MHD_Result send_reply(struct http_server *s, struct http_request *r)
     }
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->reply_type);
+    if (!r->upgrade_fn)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                r->reply_type);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     for (unsigned i = 0; i < r->n_hdr; i++)
@@ -900,7 +995,7 @@ int http_server_start(const struct http_server_opts *o,
     pthread_cond_init(&s->timer_cond, NULL);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                     MHD_ALLOW_SUSPEND_RESUME;
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (o->tls_cert_pem)

@@ -138,6 +138,32 @@ int http_req_status(const struct http_request *r);
 const char *http_req_reply_body(const struct http_request *r, size_t *len);
 const char *http_req_reply_type(const struct http_request *r);
 
+/* ---- protocol upgrades (RFC 9110 section 7.8) ---- */
+/* A connection taken over after its 101: fd carries raw bytes both ways
+ * (with TLS, a local socket the server relays through the TLS session). */
+struct http_upgraded;
+/* Called on a server thread right after the 101 went out, with the
+ * upgraded connection (owned by the callee, who must end it with
+ * http_upgraded_close()). It must not block: hand the connection on. */
+typedef void (*http_upgrade_fn)(struct http_upgraded *u, void *arg);
+/* Answer 101 Switching Protocols to `protocol` (the request's Upgrade
+ * header should name it; the caller checks) and hand the connection to
+ * fn(u, arg). If the client goes away first, fn is never called. */
+void http_reply_upgrade(struct http_request *r, const char *protocol,
+                        http_upgrade_fn fn, void *arg);
+/* The socket (never close it yourself). */
+int http_upgraded_fd(const struct http_upgraded *u);
+/* Bytes the client sent after its request headers, read by the server
+ * before the upgrade: they come first. */
+const char *http_upgraded_early(const struct http_upgraded *u,
+                                size_t *ret_len);
+/* True once the client has hung up its connection. With TLS the server
+ * relays through fd and does not pass the client's close on, so a relay
+ * asks here (the TCP socket seen hung up, without reading from it). */
+bool http_upgraded_peer_gone(const struct http_upgraded *u);
+/* Close the connection and free u. Thread-safe; accepts NULL. */
+void http_upgraded_close(struct http_upgraded *u);
+
 /* ---- long polls ---- */
 /* Instead of answering, park the request until http_server_wake(tag) or
  * until the monotonic deadline; then the handler runs again. */

@@ -6,8 +6,14 @@
 #include "common/fs.h"
 #include "common/termtext.h"
 
+#include "api/agentproto.h"
+#include "common/timeutil.h"
+
 #include <errno.h>
+#include <poll.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CREATE_FLAGS                                                           \
     "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"     \
@@ -619,12 +625,118 @@ static int vm_get_text(struct cli *c, const char *ref, const char *suffix,
     return CLI_OK;
 }
 
+/* Ctrl-], as virsh and telnet: leaves an interactive console. */
+#define CONSOLE_ESCAPE 0x1d
+/* After stdin ends (a pipe), wait for the guest's answer until it has
+ * been quiet this long, CONSOLE_DRAIN_MAX_MS at most. */
+#define CONSOLE_QUIET_MS 2000
+#define CONSOLE_DRAIN_MAX_MS 30000
+
+static struct termios console_saved;
+static bool console_raw;
+
+static void console_restore(void)
+{
+    if (console_raw)
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &console_saved);
+    console_raw = false;
+}
+
+/* Move what the console sent to stdout until none is left now: 1 when
+ * something came, 0 when nothing, -1 when the session ended. */
+static int console_down(struct api_stream *s)
+{
+    char buf[16384];
+    int got = 0;
+    for (;;) {
+        ssize_t n = api_stream_recv(s, buf, sizeof(buf));
+        if (n == -EAGAIN)
+            return got;
+        if (n <= 0)
+            return -1;
+        if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+            return -1;
+        fflush(stdout);
+        got = 1;
+    }
+}
+
+/* virsh console: the VM's serial console on this terminal (raw mode,
+ * Ctrl-] leaves) or, when stdin is not a terminal, stdin's bytes in and
+ * the console's out until stdin ends and the guest falls quiet. */
+static int vm_console_attach(struct cli *c, const char *ref, bool force)
+{
+    struct api_client *api = cli_api(c);
+    if (!api)
+        return CLI_FAIL;
+    _cleanup_free_ char *p = vm_path(ref, force ? "/console/attach?force=true"
+                                                : "/console/attach");
+    /* The controller waits for the node to connect before it answers. */
+    api_client_set_timeout(api, CONSOLE_JOIN_TIMEOUT_S + 30);
+    struct api_reply rep;
+    struct api_stream *s = NULL;
+    if (api_upgrade(api, p, CONSOLE_UPGRADE_PROTOCOL, &rep, &s) < 0) {
+        _cleanup_free_ char *msg = api_reply_describe(&rep);
+        api_reply_clear(&rep);
+        return cli_fail("%s", msg);
+    }
+    api_reply_clear(&rep);
+
+    bool tty = isatty(STDIN_FILENO);
+    printf("Connected to domain '%s'\nEscape character is ^] (Ctrl + ])\n",
+           ref);
+    fflush(stdout);
+    if (tty && tcgetattr(STDIN_FILENO, &console_saved) == 0) {
+        struct termios raw = console_saved;
+        cfmakeraw(&raw);
+        console_raw = tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) == 0;
+        atexit(console_restore);
+    }
+    bool in_eof = false, ended = false;
+    int64_t quiet_since = 0, eof_at = 0;
+    while (!ended) {
+        int64_t now = mono_ms();
+        if (in_eof && (now - quiet_since >= CONSOLE_QUIET_MS ||
+                       now - eof_at >= CONSOLE_DRAIN_MAX_MS))
+            break;
+        struct pollfd pf[2] = { { api_stream_fd(s), POLLIN, 0 },
+                                { STDIN_FILENO, POLLIN, 0 } };
+        if (poll(pf, in_eof ? 1 : 2, 200) < 0 && errno != EINTR)
+            break;
+        int d = console_down(s);
+        if (d < 0)
+            break;
+        if (d > 0)
+            quiet_since = mono_ms();
+        if (in_eof || !(pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        char buf[4096];
+        ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+        if (n <= 0) {
+            in_eof = true;
+            eof_at = quiet_since = mono_ms();
+            continue;
+        }
+        const char *esc = tty ? memchr(buf, CONSOLE_ESCAPE, (size_t)n) : NULL;
+        if (esc) {
+            n = esc - buf;
+            ended = true;
+        }
+        if (n > 0 && api_stream_send_all(s, buf, (size_t)n, 10000) < 0)
+            break;
+    }
+    console_restore();
+    if (tty)
+        putchar('\n');
+    fflush(stdout);
+    api_stream_free(s);
+    return CLI_OK;
+}
+
 static int vm_console(struct cli *c, struct cli_args *a)
 {
-    const struct cli_verb *v = cli_verb_find("console");
     if (!cli_flag_bool(a, "log"))
-        return cli_usage(v, "only --log (the last 64 KiB of the serial "
-                            "console) is available");
+        return vm_console_attach(c, a->pos[0], cli_flag_bool(a, "force"));
     struct api_reply rep;
     int r = vm_get_text(c, a->pos[0], "/console", &rep);
     if (r != CLI_OK)
@@ -770,8 +882,10 @@ const struct cli_verb cli_vm_verbs[] = {
     { "setmem", vm_setmem, 2, 2, "config", "NAME SIZE [--config]",
       "set a stopped VM's memory (a bare SIZE is KiB, as in virsh)",
       "setmem --config" },
-    { "console", vm_console, 1, 1, "log", "NAME --log",
-      "print the last 64 KiB of the VM's serial console", "console" },
+    { "console", vm_console, 1, 1, "log,force", "NAME [--force] [--log]",
+      "attach to the VM's serial console (Ctrl-] leaves; --force takes it "
+      "over from another client); with --log print its last 64 KiB",
+      "console" },
     { "domifaddr", vm_domifaddr, 1, 1, "", "NAME", "show a VM's addresses",
       "domifaddr" },
     { "dumpxml", vm_dumpxml, 1, 1, "", "NAME",

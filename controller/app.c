@@ -55,6 +55,8 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/vms/{id}/resume", h_vm_resume, ALLOW_ADMIN | ALLOW_TENANT },
     { "POST", "/v1/vms/{id}/autostart", h_vm_autostart, ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/vms/{id}/console", h_vm_console, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}/console/attach", h_vm_console_attach,
+      ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/vms/{id}/xml", h_vm_xml, ALLOW_ADMIN | ALLOW_TENANT },
     { "POST", "/v1/vms/{id}/snapshots", h_snapshot_create,
       ALLOW_ADMIN | ALLOW_TENANT },
@@ -131,6 +133,7 @@ const struct http_route app_routes[] = {
      * list (api/agentproto.h). */
     { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET, NULL,
       AGENT_STATUS_BODY_MAX },
+    { "GET", "/v1/agent/console/{session}", h_agent_console, ALLOW_NODE },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 

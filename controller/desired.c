@@ -6,6 +6,7 @@
 #include "api/agentmsg.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
+#include "controller/console.h"
 #include "controller/guard.h"
 
 #include <errno.h>
@@ -470,6 +471,7 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
         (e = ports_doc(a, node_id, doc)) < 0 ||
         (e = peers_doc(a, node_id, doc)) < 0)
         return e;
+    console_node_sessions(node_id, doc);
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "netfabric/state.h"
 #include "netfabric/wg.h"
 #include "netfabric/wgkey.h"
+#include "nodeagent/conrelay.h"
 #include "nodeagent/console.h"
 #include "nodeagent/disk.h"
 #include "nodeagent/gpu.h"
@@ -131,6 +132,8 @@ struct agent {
 
     /* The GPU report (gpu_report) as of the last heartbeat. */
     json_t *gpus;
+
+    struct conrelay *consoles; /* interactive console sessions */
 };
 
 static void wake(struct agent *a, bool event)
@@ -962,6 +965,8 @@ int agent_run(const struct agent_settings *s)
     pthread_create(&poller, NULL, poller_main, &a);
     pthread_detach(poller); /* may sit in a long poll when we stop */
 
+    a.consoles = conrelay_new(a.node.controller, a.node.credential,
+                              a.ca_path, a.node.key_pin, a.uri);
     struct api_client *c = api_client_new(a.node.controller,
                                           a.node.credential, a.ca_path);
     api_client_set_key_pin(c, a.node.key_pin);
@@ -1032,6 +1037,7 @@ int agent_run(const struct agent_settings *s)
             continue;
         }
         if (doc) {
+            conrelay_sync(a.consoles, doc);
             if (doc_new) {
                 rev = json_int(doc, "revision", -1);
                 reconcile_forget(&a.rc, accepted);
@@ -1133,6 +1139,7 @@ int agent_run(const struct agent_settings *s)
         virt_doms_free(doms, n);
     }
     sd_notify(0, "STOPPING=1");
+    conrelay_free(a.consoles);
     json_decref(doc);
     json_decref(accepted);
     api_client_free(c);
