@@ -19,3 +19,8 @@ int mkdir_p(const char *path, mode_t mode);
 int fs_make_private(const char *dir);
 /* Join a root prefix and an absolute path ("" or NULL root = as is). */
 char *path_join_root(const char *root, const char *path);
+/* Read up to n bytes from fd, short only at its end (EINTR retried). The
+ * count read, or -errno. */
+ssize_t fd_read_full(int fd, void *buf, size_t n);
+/* Write all n bytes to fd (EINTR retried). 0 or -errno. */
+int fd_write_full(int fd, const void *buf, size_t n);

@@ -1,0 +1,73 @@
+/* The backup store: where the hub keeps the encrypted VM backups its nodes
+ * upload. A small vtable so the default (a directory under the
+ * controller's data dir, bstore_dir.c) and an S3-compatible object store
+ * are siblings behind one interface: begin = CreateMultipartUpload,
+ * append at the received size = UploadPart, stat = ListParts, commit =
+ * CompleteMultipartUpload after the digest check, open = GetObject,
+ * remove = DeleteObject/AbortMultipartUpload, list = ListObjectsV2.
+ * Blob ids are ones the controller made (UUIDs); anything else is refused
+ * before it reaches a path or key. Every call is safe from several
+ * request threads at once. */
+#pragma once
+
+#include "common/util.h"
+
+#include <stdint.h>
+
+struct bstore;
+
+struct bstore_ops {
+    /* Start (or keep) an upload of blob `id`: 0 when it exists and is not
+     * committed yet, -EEXIST when already committed, or -errno. */
+    int (*begin)(struct bstore *s, const char *id);
+    /* Append `len` bytes at `offset`, which must equal the bytes received
+     * so far: -ESPIPE otherwise (nothing written). *ret_size (may be
+     * NULL) is the received size after the call, also on -ESPIPE.
+     * -ENOENT when no upload of `id` is open, -EFBIG past max_size. */
+    int (*append)(struct bstore *s, const char *id, uint64_t offset,
+                  const void *data, size_t len, uint64_t *ret_size);
+    /* Bytes received of `id` and whether it is committed. -ENOENT. */
+    int (*stat)(struct bstore *s, const char *id, uint64_t *ret_size,
+                bool *ret_committed);
+    /* Seal the upload when its bytes are exactly `size` long and hash to
+     * `sha256` (64 lowercase hex). On a mismatch the upload is discarded
+     * and -EBADMSG returned; -ENOENT when there is no open upload. */
+    int (*commit)(struct bstore *s, const char *id, const char *sha256,
+                  uint64_t size);
+    /* A committed blob for reading: an fd positioned at 0 (the caller
+     * closes it) and its size. -ENOENT when missing or not committed. */
+    int (*open)(struct bstore *s, const char *id, int *ret_fd,
+                uint64_t *ret_size);
+    /* Drop a blob or an open upload. 0, or -ENOENT when neither exists. */
+    int (*remove)(struct bstore *s, const char *id);
+    /* The ids of committed blobs, a NULL-terminated array the caller frees
+     * with bstore_ids_free(); *ret_n may be NULL. */
+    int (*list)(struct bstore *s, char ***ret_ids, size_t *ret_n);
+    void (*free)(struct bstore *s);
+};
+
+struct bstore {
+    const struct bstore_ops *ops;
+    uint64_t max_size; /* bytes one blob may reach; 0: no limit */
+};
+
+/* The directory store: `dir` is made 0700 (and its parents), blobs are
+ * files 0600 named by their id, uploads `<id>.part`. 0 and *ret, or
+ * -errno (message printed). */
+int bstore_dir_new(const char *dir, uint64_t max_size, struct bstore **ret);
+
+/* Free a list from ops->list (NULL is fine). */
+void bstore_ids_free(char **ids);
+
+/* True for an id the store accepts: one the controller generated. */
+bool bstore_id_ok(const char *id);
+
+static inline void bstore_free(struct bstore *s)
+{
+    if (s)
+        s->ops->free(s);
+}
+static inline void bstore_freep(struct bstore **s)
+{
+    bstore_free(*s);
+}

@@ -1,0 +1,26 @@
+/* VM disk backups on the node: a standalone copy of the VM's qcow2
+ * overlay sealed with images/bkcrypt for the hub, and a sealed backup
+ * opened back into a VM's overlay on any node. */
+#pragma once
+
+#include "common/util.h"
+#include "images/bkcrypt.h"
+
+#include <stdint.h>
+
+/* Copy `overlay` into a standalone qcow2 (no backing file) with
+ * `qemu-img convert` (-U, sharing the image with a running VM, when
+ * `running`), encrypt it with `key` into `sealed` (mode 0600) and remove
+ * the plain copy, which lives beside `sealed`. *ret_size and sha256 (65
+ * chars) describe the ciphertext. 0 or -errno with *ret_err set (caller
+ * frees); nothing is left behind on failure. */
+int backup_seal_disk(const char *qemu_img, const char *overlay, bool running,
+                     const uint8_t key[BKCRYPT_KEY_LEN], const char *sealed,
+                     uint64_t *ret_size, char *sha256, char **ret_err);
+
+/* Decrypt `sealed` with `key` into `overlay` (mode 0600): written under a
+ * temporary name, checked to be a qcow2 with no backing file and renamed,
+ * so a failure never leaves half a disk. 0 or -errno with *ret_err set
+ * (-EBADMSG: wrong key or damaged backup). */
+int backup_open_disk(const char *sealed, const uint8_t key[BKCRYPT_KEY_LEN],
+                     const char *overlay, char **ret_err);
