@@ -1,0 +1,165 @@
+/* The controller's side of names inside tenant networks: each node's
+ * desired document carries, for every tenant network it serves, the
+ * tenant's DNS label and the names of all the network's VMs on any node
+ * (sorted), each NIC the search domain; another tenant's VMs never appear;
+ * a deleted VM's name goes, and the other node's revision moves, once
+ * its node reports the domain gone. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/jsonutil.h"
+#include "tests/testutil.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static struct tu_ctl ctl;
+static char *team_key, *other_key;
+static char *cred[2]; /* nodes dr-n1, dr-n2 */
+
+static int setup(void **state)
+{
+    tu_ctl_start(&ctl, NULL);
+    team_key = tu_account(&ctl, "dr-team", "tenant");
+    other_key = tu_account(&ctl, "dr-other", "tenant");
+    cred[0] = tu_market_node(&ctl, "dr-n1", NULL, "1");
+    cred[1] = tu_market_node(&ctl, "dr-n2", NULL, "1");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tu_ctl_destroy(&ctl);
+    free(team_key);
+    free(other_key);
+    free(cred[0]);
+    free(cred[1]);
+    return 0;
+}
+
+/* tu_api that must answer `want`. */
+static json_t *call(const char *key, const char *method, const char *path,
+                    const char *body, long want)
+{
+    long st = 0;
+    json_t *j = tu_api(&ctl, key, method, path, body, &st);
+    if (st != want)
+        fail_msg("%s %s: %ld, want %ld", method, path, st, want);
+    return j;
+}
+
+static json_t *desired(int node)
+{
+    return call(cred[node], "GET", "/v1/agent/desired?wait=0", NULL, 200);
+}
+
+/* The network entry of `d` with this CIDR (borrowed), or NULL. */
+static json_t *network(json_t *d, const char *cidr)
+{
+    return tu_find(json_object_get(d, "networks"), "cidr", cidr);
+}
+
+/* Node index and first address of VM `name` of key's holder. */
+static int vm_where(const char *key, const char *name, char **ret_addr)
+{
+    _cleanup_free_ char *path = xasprintf("/v1/vms/%s", name);
+    json_auto_t *vm = call(key, "GET", path, NULL, 200);
+    const char *node = json_str(vm, "node_name");
+    assert_non_null(node);
+    json_t *addrs = json_object_get(vm, "addresses");
+    assert_int_equal(json_array_size(addrs), 1);
+    *ret_addr = xstrdup(json_string_value(json_array_get(addrs, 0)));
+    return streq(node, "dr-n2");
+}
+
+/* Records of `net` as "name=address;..." in their order. */
+static char *records_text(json_t *net)
+{
+    struct buf b = BUF_INIT;
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(net, "records"), i, r)
+        buf_printf(&b, "%s=%s;", json_str(r, "name"), json_str(r, "address"));
+    return buf_steal(&b);
+}
+
+static void records_follow_the_network_on_every_node(void **state)
+{
+    json_decref(call(team_key, "POST", "/v1/networks",
+                     "{\"name\":\"backend\",\"cidr\":\"10.77.0.0/24\"}", 201));
+    json_decref(call(other_key, "POST", "/v1/networks",
+                     "{\"name\":\"backend\",\"cidr\":\"10.78.0.0/24\"}", 201));
+    const char *spread = "\"networks\":[\"backend\"],\"anti_affinity\":\"g\"";
+    json_decref(tu_vm_post(&ctl, team_key, "web", 1, spread, 201));
+    json_decref(tu_vm_post(&ctl, team_key, "db", 1, spread, 201));
+    json_decref(tu_vm_post(&ctl, other_key, "secret", 1,
+                           "\"networks\":[\"backend\"]", 201));
+
+    _cleanup_free_ char *web_ip = NULL, *db_ip = NULL, *sec_ip = NULL;
+    int web = vm_where(team_key, "web", &web_ip);
+    int db = vm_where(team_key, "db", &db_ip);
+    int sec = vm_where(other_key, "secret", &sec_ip);
+    assert_int_not_equal(web, db); /* spread: the records cross nodes */
+
+    _cleanup_free_ char *want = xasprintf("db=%s;web=%s;", db_ip, web_ip);
+    for (int n = 0; n < 2; n++) {
+        json_auto_t *d = desired(n);
+        json_t *net = network(d, "10.77.0.0/24");
+        assert_non_null(net);
+        assert_string_equal(json_str(net, "dns_label"), "dr-team");
+        _cleanup_free_ char *got = records_text(net);
+        assert_string_equal(got, want);
+        /* Every NIC of the team's network names its search domain. */
+        size_t i, j;
+        json_t *vm, *nic;
+        int seen = 0;
+        json_array_foreach(json_object_get(d, "vms"), i, vm)
+            json_array_foreach(json_object_get(vm, "nics"), j, nic) {
+                if (!json_str(nic, "address") ||
+                    (!streq(json_str(nic, "address"), web_ip) &&
+                     !streq(json_str(nic, "address"), db_ip)))
+                    continue;
+                assert_string_equal(json_str(nic, "dns_search"),
+                                    "dr-team.internal");
+                seen++;
+            }
+        assert_int_equal(seen, 1);
+        /* The other tenant's network, where it is served, holds only its
+         * own VM, under its own label. */
+        json_t *o = network(d, "10.78.0.0/24");
+        assert_true((o != NULL) == (n == sec));
+        if (o) {
+            assert_string_equal(json_str(o, "dns_label"), "dr-other");
+            _cleanup_free_ char *og = records_text(o);
+            _cleanup_free_ char *ow = xasprintf("secret=%s;", sec_ip);
+            assert_string_equal(og, ow);
+        }
+    }
+
+    /* Deleting db changes web's node's document: db's name is gone. */
+    json_auto_t *before = desired(web);
+    json_int_t rev0 = json_integer_value(json_object_get(before, "revision"));
+    _cleanup_free_ char *db_id = tu_api_field(&ctl, team_key, "GET",
+                                              "/v1/vms/db", NULL, 200, "id");
+    json_decref(call(team_key, "DELETE", "/v1/vms/db", NULL, 202));
+    /* The deletion completes when db's node reports the domain gone. */
+    _cleanup_free_ char *gone = xasprintf(
+        "{\"vms\":[{\"id\":\"%s\",\"state\":\"deleted\"}]}", db_id);
+    json_decref(call(cred[db], "POST", "/v1/agent/status", gone, 200));
+    json_auto_t *after = desired(web);
+    assert_true(json_integer_value(json_object_get(after, "revision")) > rev0);
+    _cleanup_free_ char *left = records_text(network(after, "10.77.0.0/24"));
+    _cleanup_free_ char *want2 = xasprintf("web=%s;", web_ip);
+    assert_string_equal(left, want2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(records_follow_the_network_on_every_node),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
