@@ -9,8 +9,10 @@
 #        JSON-style cloud-config, a #! script and a gzip'ed cloud-config,
 #        then shut down and started again on the same disk.
 # Checked from outside the guests: SSH login as "debian" with the account's
-# key, hostname, the VM's address, the resolvers the seed names in use by
-# systemd-resolved and a name resolved through them, every user-data part applied, and per-instance work
+# key, hostname, the VM's address, the node's resolver on the tenant
+# gateway named by the seed and used by systemd-resolved (the VMs' own
+# names, and another name forwarded to the node's upstream resolver),
+# every user-data part applied, and per-instance work
 # (runcmd) not run again at the second boot while per-boot work is.
 # Boot and page times are printed as figures, not checked.
 set -u
@@ -37,6 +39,21 @@ e2e_controller_start "$work" --heartbeat 1 --longpoll 5 --grace 0 --inspect=fals
 node=db-node-$$
 node_ip=10.214.0.41
 agent=$work/agent
+# The node's upstream resolver (its /etc/resolv.conf under `ip netns exec`)
+# is a dnsmasq in the world that knows one name and answers NXDOMAIN for the
+# rest (so the template's apt-get update fails fast as it would offline):
+# the resolver on the tenant gateway forwards there, and no query leaves
+# the test's namespaces.
+upstream=192.0.2.53
+mkdir -p "/etc/netns/$node" || e2e_fail "cannot make /etc/netns/$node"
+e2e_cleanup_add "rm -rf '/etc/netns/$node'"
+echo "nameserver $upstream" >"/etc/netns/$node/resolv.conf"
+ip -n "$E2E_WORLD" addr add "$upstream/32" dev lo || e2e_fail "cannot hold $upstream in the world"
+ip netns exec "$E2E_WORLD" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv \
+    --no-hosts --bind-interfaces --user=root --pid-file="$work/dnsmasq.pid" \
+    --address=/#/ --address=/db.fogfabric.test/10.214.0.77 --listen-address="$upstream" \
+    >"$work/dnsmasq.log" 2>&1 &
+e2e_cleanup_add "kill $! 2>/dev/null"
 e2e_node_up "$node" "$node_ip" node-db "$agent" --image-dir "$work/empty-images" \
     --shutdown-timeout 120
 uri=$E2E_URI
@@ -127,10 +144,7 @@ e2e_fogctl create app --cpus 1 --memory 1G --disk 4G --image debian-12 --allow-t
     --user-data "$work/ud-app" --publish 8080/tcp --shutdown-timeout 120 >/dev/null ||
     e2e_fail "fogctl create app failed"
 
-# The resolvers app's seed names answer in the world: dnsmasq on those
-# addresses (public ones, held by the world's loopback, so nothing leaves
-# the test's namespaces) knows one name and answers NXDOMAIN for the rest, so
-# the template's apt-get update fails fast as it would offline.
+# The seed names the node's resolver on app's gateway.
 id_app=$(e2e_vm_id app)
 seed=
 for _ in $(seq 300); do
@@ -143,16 +157,9 @@ xorriso -osirrox on -indev "$seed" -extract /network-config "$work/app-netcfg" >
     e2e_fail "app's seed has no network-config"
 want=$(awk '/nameservers:/ {ns = 1; next} ns && /^ *- / {print $2; next} ns && /addresses:/ {next} {ns = 0}' \
     "$work/app-netcfg" | grep -E '^[0-9.]+$' | sort -u)
-[ -n "$want" ] || e2e_fail "the seed names no IPv4 resolvers: $(cat "$work/app-netcfg")"
-dns_args=()
-for r in $want; do
-    ip -n "$E2E_WORLD" addr add "$r/32" dev lo || e2e_fail "cannot hold $r in the world"
-    dns_args+=(--listen-address="$r")
-done
-ip netns exec "$E2E_WORLD" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv \
-    --no-hosts --bind-interfaces --user=root --pid-file="$work/dnsmasq.pid" \
-    --address=/#/ --address=/db.fogfabric.test/10.214.0.77 "${dns_args[@]}" >"$work/dnsmasq.log" 2>&1 &
-e2e_cleanup_add "kill $! 2>/dev/null"
+gw=$(awk '$1 == "via:" {print $2; exit}' "$work/app-netcfg")
+[ -n "$gw" ] && [ "$want" = "$gw" ] ||
+    e2e_fail "the seed names resolvers '$want', not the gateway '$gw': $(cat "$work/app-netcfg")"
 
 # ---- www: the nginx template on the same image
 t_www=$SECONDS
@@ -195,8 +202,9 @@ vm_ssh "$app_ip" ip -4 -o addr show | grep -qF " $app_ip/" || e2e_fail "app does
     e2e_fail "the JSON part's runcmd did not run once: '$(vm_ssh "$app_ip" cat /var/lib/dbtest/runs 2>&1)'"
 [ "$(vm_ssh "$www_ip" hostname)" = www ] || e2e_fail "www's hostname is '$(vm_ssh "$www_ip" hostname 2>&1)'"
 
-# Resolvers: the seed's are what systemd-resolved uses, and a name only
-# they know resolves in the guest.
+# Resolvers: the seed's (the node's resolver on the gateway) are what
+# systemd-resolved uses; it answers the tenant's VM names and forwards a
+# name only the node's upstream knows.
 got=$(vm_ssh "$app_ip" cat /run/systemd/resolve/resolv.conf | awk '$1 == "nameserver" {print $2}' | sort -u)
 [ "$got" = "$want" ] || e2e_fail "app resolves through '$got', the seed names '$want'"
 # (ssh joins its arguments into one remote command line: quote as one.)
@@ -205,6 +213,12 @@ vm_ssh "$app_ip" "grep -q '^nameserver 127.0.0.53' /etc/resolv.conf" ||
 res=$(vm_ssh "$app_ip" getent ahostsv4 db.fogfabric.test)
 [ "$(awk 'NR == 1 {print $1}' <<<"$res")" = 10.214.0.77 ] ||
     e2e_fail "app resolved db.fogfabric.test to '$res' through $(echo $got)"
+for pair in "app.dave.internal $app_ip" "www.dave.internal $www_ip"; do
+    set -- $pair
+    res=$(vm_ssh "$app_ip" getent ahostsv4 "$1")
+    [ "$(awk 'NR == 1 {print $1}' <<<"$res")" = "$2" ] ||
+        e2e_fail "app resolved $1 to '$res', want $2, through $(echo $got)"
+done
 e2e_log "app: hostname, address $app_ip, key login, all user-data parts, names resolved through $(echo $got)"
 
 # ---- shutdown, then start on the same disk: per-instance work runs once
