@@ -5,7 +5,8 @@
 # content is read back from the disk by the guest that kept running. The
 # snapshot is held by libvirt, not only by the controller; deleting it
 # removes it there. A stopped VM's snapshot holds its disk, and reverting a
-# stopped VM leaves it stopped; deleting the VM works afterwards. One boot.
+# stopped VM leaves it stopped; deleting the VM works afterwards. The
+# interactive console reaches a shell on the guest's serial line. One boot.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -52,6 +53,8 @@ write_files:
       fi
       d=$(dd if=/dev/vda bs=512 skip=131072 count=1 iflag=direct 2>/dev/null | tr -d '\000' | sed 's/ *$//')
       echo "disk=$d mem=$(cat /run/block.mem 2>/dev/null)"
+runcmd:
+  - sh </dev/ttyS0 >/dev/ttyS0 2>&1 &
 EOF
 e2e_fogctl create vm --cpus 1 --memory 128M --disk 1G --image tiny --allow-tcg \
     --user-data "$work/ud" >/dev/null || e2e_fail "fogctl create vm failed"
@@ -70,6 +73,22 @@ block() { # [text]
 }
 E2E_NETNS=$host e2e_wait_http "http://$ip/" 60 >/dev/null || e2e_fail "no HTTP answer from vm at $ip"
 e2e_log "vm serves at $ip ($((SECONDS - t0)) s)"
+
+# The interactive console: a shell the guest runs on its serial line (from
+# runcmd above) answers through `fogctl console`, which the controller
+# splices to the node's own outbound connection. The guest's tty echoes
+# the command as typed; only the shell prints the computed word.
+console_word() {
+    { sleep 1; printf 'echo con$((6*7))sole\n'; sleep 4; } | e2e_fogctl console vm --force 2>&1
+}
+for try in 1 2 3; do
+    out=$(console_word)
+    grep -q con42sole <<<"$out" && break
+    sleep 2
+done
+grep -q con42sole <<<"$out" || e2e_fail "no answer from the guest's shell through fogctl console: $out"
+grep -q "Connected to domain 'vm'" <<<"$out" || e2e_fail "fogctl console printed no banner: $out"
+e2e_log "console answers (try $try, $((SECONDS - t0)) s)"
 
 old=before-snapshot-$$
 new=after-snapshot-$$
