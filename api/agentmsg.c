@@ -535,7 +535,11 @@ static void port_clear(struct am_port *p)
 static void console_read(struct rd *r, struct am_console *c)
 {
     c->id = get_str(r, "id", true, CONSOLE_SESSION_ID_MAX);
-    c->vm_id = get_str(r, "vm_id", true, 64);
+    if (c->id && (!*c->id || !is_hex(c->id, strlen(c->id))))
+        fail(r, "id", "must be hex digits");
+    c->vm_id = get_str(r, "vm_id", true, 36);
+    if (c->vm_id && !uuid_is_valid(c->vm_id))
+        fail(r, "vm_id", "must be a UUID");
 }
 
 static void peer_read(struct rd *r, struct am_peer *p)

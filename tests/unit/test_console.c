@@ -1,12 +1,17 @@
 /* nodeagent/console: a serial console tail keeps what the guest wrote,
- * terminal escapes included, within its limits once JSON-escaped. */
+ * terminal escapes included, within its limits once JSON-escaped; the
+ * console sessions of a desired document are checked before the agent
+ * puts their ids into a URL. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/agentmsg.h"
+#include "common/jsonutil.h"
 #include "nodeagent/console.h"
 
+#include <errno.h>
 #include <jansson.h>
 
 static void escapes_are_kept_and_counted_escaped(void **state)
@@ -28,10 +33,45 @@ static void escapes_are_kept_and_counted_escaped(void **state)
     json_decref(j);
 }
 
+/* A desired document with one console session {id, vm_id}. */
+static int decode_session(const char *id, const char *vm_id, struct jerr *je)
+{
+    _cleanup_free_ char *text = xasprintf(
+        "{\"revision\":1,\"node_id\":\"n1\",\"mesh\":null,\"vms\":[],"
+        "\"networks\":[],\"ports\":[],\"peers\":[],\"consoles\":"
+        "[{\"id\":\"%s\",\"vm_id\":\"%s\"}]}", id, vm_id);
+    json_auto_t *j = json_loads(text, 0, NULL);
+    assert_non_null(j);
+    struct am_desired d;
+    int r = am_desired_decode(j, &d, je);
+    if (r == 0) {
+        assert_int_equal(d.n_consoles, 1);
+        am_desired_clear(&d);
+    }
+    return r;
+}
+
+static void console_sessions_are_checked_before_use(void **state)
+{
+    static const char vm[] = "6f1c2a5e-8d1b-4c4e-9b7a-0c2d3e4f5a6b";
+    struct jerr je = { 0 };
+    assert_int_equal(decode_session("b317f2b70a441946149d1478a2afdcb1", vm,
+                                    &je), 0);
+    static const char *const bad_ids[] = { "", "../status", "ab?cd", "a b" };
+    for (size_t i = 0; i < ARRAY_SIZE(bad_ids); i++) {
+        if (decode_session(bad_ids[i], vm, &je) != -EINVAL)
+            fail_msg("accepted session id '%s'", bad_ids[i]);
+        jerr_clear(&je);
+    }
+    assert_int_equal(decode_session("b317f2b7", "vm/../x", &je), -EINVAL);
+    jerr_clear(&je);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(escapes_are_kept_and_counted_escaped),
+        cmocka_unit_test(console_sessions_are_checked_before_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
