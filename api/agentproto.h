@@ -182,3 +182,39 @@
 /* Bytes in flight one way through the controller before it stops reading
  * the sender. */
 #define CONSOLE_BUFFER 16384
+
+/* Backups (migration 029). A desired VM entry, on the VM's own node only,
+ * carries AGENT_VM_BACKUP_KEY (the VM's 32-byte key, 64 lowercase hex)
+ * whenever it carries AGENT_VM_BACKUPS or AGENT_VM_RESTORE.
+ *
+ * AGENT_VM_BACKUPS: the backups to take, [{id}] (at most
+ * VM_BACKUPS_PENDING_MAX), each listed until the hub committed or failed
+ * it. The node seals the VM's disk with the key (nodeagent/backup.c) and
+ * uploads the sealed file, resuming where the hub's copy ends:
+ *   GET  AGENT_BACKUP_PATH/{id}           {"size": received, "committed"}
+ *   PUT  AGENT_BACKUP_PATH/{id}?offset=N  body: the next bytes (at most
+ *        AGENT_BACKUP_CHUNK_MAX) -> {"size"}; 409 with {"size"} when N is
+ *        not the received size
+ *   POST AGENT_BACKUP_PATH/{id}/commit    {"size", "sha256"} -> 200; 422
+ *        when the bytes do not hash to it (the upload is discarded and
+ *        starts again from 0)
+ *   POST AGENT_BACKUP_PATH/{id}/fail      {"error"} -> 204: the backup is
+ *        failed with that reason (at most AGENT_BACKUP_ERROR_MAX bytes)
+ * Only the node hosting the backup's VM may use these; a committed or
+ * failed backup refuses further bytes (409).
+ *
+ * AGENT_VM_RESTORE: {"backup", "size", "sha256"} in the desired entry of
+ * a VM placed from a backup (restore, migration, evacuation). The node
+ * fetches GET AGENT_BACKUP_PATH/{backup}/blob (only the node the VM is
+ * placed on), checks size and sha256, opens it with the key into the
+ * VM's overlay before defining the domain, and never makes a fresh
+ * overlay from the image for such a VM; a restore that fails is reported
+ * as the VM's state_reason beginning AGENT_RESTORE_FAILED_REASON. */
+#define AGENT_VM_BACKUP_KEY "backup_key"
+#define AGENT_VM_BACKUPS "backups"
+#define AGENT_VM_RESTORE "restore"
+#define AGENT_BACKUP_PATH "/v1/agent/backups"
+#define VM_BACKUPS_PENDING_MAX 4
+#define AGENT_BACKUP_CHUNK_MAX (8u << 20)
+#define AGENT_BACKUP_ERROR_MAX 300
+#define AGENT_RESTORE_FAILED_REASON "restore failed"
