@@ -540,6 +540,8 @@ static void console_read(struct rd *r, struct am_console *c)
     c->vm_id = get_str(r, "vm_id", true, 36);
     if (c->vm_id && !uuid_is_valid(c->vm_id))
         fail(r, "vm_id", "must be a UUID");
+    c->log_bytes = (uint32_t)get_int(r, AGENT_CONSOLE_LOG_BYTES, false, 1,
+                                     CONSOLE_LOG_MAX, 0);
 }
 
 static void peer_read(struct rd *r, struct am_peer *p)
@@ -862,10 +864,14 @@ json_t *am_desired_encode(const struct am_desired *d)
     put(o, "peers", a);
     if (d->n_consoles) {
         a = json_array();
-        for (size_t i = 0; i < d->n_consoles; i++)
-            json_array_append_new(
-                a, json_pack("{s:s, s:s}", "id", d->consoles[i].id, "vm_id",
-                             d->consoles[i].vm_id));
+        for (size_t i = 0; i < d->n_consoles; i++) {
+            json_t *c = json_pack("{s:s, s:s}", "id", d->consoles[i].id,
+                                  "vm_id", d->consoles[i].vm_id);
+            if (d->consoles[i].log_bytes)
+                put(c, AGENT_CONSOLE_LOG_BYTES,
+                    json_integer(d->consoles[i].log_bytes));
+            json_array_append_new(a, c);
+        }
         put(o, AGENT_CONSOLES, a);
     }
     if (d->unapproved)

@@ -124,6 +124,8 @@ struct am_mesh {
 /* A console session the node is asked to join (AGENT_CONSOLES). */
 struct am_console {
     char *id, *vm_id;
+    uint32_t log_bytes; /* a log session's bytes (AGENT_CONSOLE_LOG_BYTES);
+                           0: an interactive console */
 };
 
 struct am_desired {

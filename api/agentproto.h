@@ -182,6 +182,18 @@
 /* Bytes in flight one way through the controller before it stops reading
  * the sender. */
 #define CONSOLE_BUFFER 16384
+/* Reading more of a console log than the tail the controller keeps
+ * (AGENT_CONSOLE_TAIL_MAX): GET /v1/vms/{id}/console?bytes=N with N up to
+ * CONSOLE_LOG_MAX opens a log session, listed to the node as {id, vm_id,
+ * log_bytes: N}; the node answers with POST /v1/agent/console/{id}/log,
+ * whose body is the last N bytes (at most) of the VM's serial log as
+ * console_sanitize leaves them, and the controller hands them to the
+ * waiting reader. The node's log itself is kept by virtlogd (2 MiB before
+ * it rotates, by default). */
+#define AGENT_CONSOLE_LOG_BYTES "log_bytes"
+#define CONSOLE_LOG_MAX (1u << 20)
+/* Log reads of one VM waiting for its node at once. */
+#define CONSOLE_LOG_READERS_MAX 4
 
 /* Backups (migration 029). A desired VM entry, on the VM's own node only,
  * carries AGENT_VM_BACKUP_KEY (the VM's 32-byte key, 64 lowercase hex)

@@ -735,10 +735,18 @@ static int vm_console_attach(struct cli *c, const char *ref, bool force)
 
 static int vm_console(struct cli *c, struct cli_args *a)
 {
-    if (!cli_flag_bool(a, "log"))
+    const char *bytes = cli_flag(a, "bytes");
+    if (!cli_flag_bool(a, "log") && !bytes)
         return vm_console_attach(c, a->pos[0], cli_flag_bool(a, "force"));
+    int64_t n_bytes = 0;
+    if (bytes && parse_int64(bytes, 1, CONSOLE_LOG_MAX, &n_bytes) < 0)
+        return cli_fail("--bytes must be a number from 1 to %u",
+                        CONSOLE_LOG_MAX);
+    _cleanup_free_ char *suffix =
+        n_bytes ? xasprintf("/console?bytes=%lld", (long long)n_bytes)
+                : xstrdup("/console");
     struct api_reply rep;
-    int r = vm_get_text(c, a->pos[0], "/console", &rep);
+    int r = vm_get_text(c, a->pos[0], suffix, &rep);
     if (r != CLI_OK)
         return r;
     /* The node keeps the guest's bytes; the view is plain text. */
@@ -882,9 +890,11 @@ const struct cli_verb cli_vm_verbs[] = {
     { "setmem", vm_setmem, 2, 2, "config", "NAME SIZE [--config]",
       "set a stopped VM's memory (a bare SIZE is KiB, as in virsh)",
       "setmem --config" },
-    { "console", vm_console, 1, 1, "log,force", "NAME [--force] [--log]",
+    { "console", vm_console, 1, 1, "log,force,bytes=",
+      "NAME [--force] [--log [--bytes N]]",
       "attach to the VM's serial console (Ctrl-] leaves; --force takes it "
-      "over from another client); with --log print its last 64 KiB",
+      "over from another client); with --log print its last 64 KiB, or the "
+      "last N bytes (up to 1 MiB, read from its node)",
       "console" },
     { "domifaddr", vm_domifaddr, 1, 1, "", "NAME", "show a VM's addresses",
       "domifaddr" },

@@ -1,8 +1,12 @@
 /* Strip terminal escapes (colours, cursor moves, titles) from console
  * output, so a log reads as text: "[  OK  ] Started" rather than
- * "\e[0;32m  OK  \e[0m] Started". */
+ * "\e[0;32m  OK  \e[0m] Started"; and console text made valid UTF-8 without
+ * stray controls, the form in which logs are carried and stored. */
 #include "common/termtext.h"
+#include "common/buf.h"
 #include "common/util.h"
+
+#include <stdint.h>
 
 #include <string.h>
 
@@ -53,5 +57,95 @@ char *term_strip(const char *s, size_t len, size_t *ret_len)
     out[n] = '\0';
     if (ret_len)
         *ret_len = n;
+    return out;
+}
+
+/* Length of a valid UTF-8 sequence at p (within n bytes), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0)
+        len = 2, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+        (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+        return 0;
+    return len;
+}
+
+static size_t escaped_len(unsigned char c)
+{
+    return c == 0x1b ? 6 /* \u001b */
+         : (c == '"' || c == '\\' || c == '\n' || c == '\t') ? 2 : 1;
+}
+
+size_t console_escaped_size(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += escaped_len((unsigned char)*s);
+    return n;
+}
+
+char *console_sanitize(const char *data, size_t len, size_t max_escaped,
+                       size_t max_raw)
+{
+    struct buf b = BUF_INIT;
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < len;) {
+        unsigned c = p[i];
+        if (c == '\r' || c == 0) {
+            i++;
+            continue;
+        }
+        if (c < 0x80) {
+            /* ESC stays: terminal colours are what the guest wrote;
+             * readers strip them for display. */
+            char out = (c < 0x20 && c != '\n' && c != '\t' && c != 0x1b) ||
+                               c == 0x7f ? '?' : (char)c;
+            buf_append(&b, &out, 1);
+            i++;
+            continue;
+        }
+        size_t l = utf8_len(p + i, len - i);
+        if (l == 0) {
+            buf_append(&b, "?", 1);
+            i++;
+        } else {
+            buf_append(&b, p + i, l);
+            i += l;
+        }
+    }
+    /* Keep the end: walk back while the budget allows. */
+    const unsigned char *s = (const unsigned char *)buf_str(&b);
+    size_t n = b.len, start = n, esc = 0;
+    while (start > 0) {
+        size_t e = escaped_len(s[start - 1]);
+        if (esc + e > max_escaped || n - (start - 1) > max_raw)
+            break;
+        esc += e;
+        start--;
+    }
+    while (start < n && (s[start] & 0xc0) == 0x80)
+        start++;
+    char *out = xstrndup((const char *)s + start, n - start);
+    buf_free(&b);
     return out;
 }

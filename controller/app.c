@@ -134,6 +134,8 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET, NULL,
       AGENT_STATUS_BODY_MAX },
     { "GET", "/v1/agent/console/{session}", h_agent_console, ALLOW_NODE },
+    { "POST", "/v1/agent/console/{session}/log", h_agent_console_log,
+      ALLOW_NODE, NULL, CONSOLE_LOG_MAX },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 

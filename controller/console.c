@@ -6,12 +6,14 @@
 #include "api/agentproto.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/termtext.h"
 #include "common/timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,7 +24,16 @@ struct console_session {
     struct http_upgraded *node, *tenant;
     bool stop;     /* taken over or abandoned: the splice ends */
     bool splicing; /* the splice thread owns the connections */
+    int64_t opened_ms;
+    uint32_t log_bytes; /* a log session: what the reader asked for */
+    char *log;          /* the node's answer, once it came */
+    size_t log_len;
 };
+
+/* A session no one is splicing this long after it opened was left by its
+ * tenant (a reader gone before the node answered, an attach whose 101
+ * never reached its client): it goes, so it never holds the console. */
+#define SESSION_STALE_MS ((CONSOLE_JOIN_TIMEOUT_S + 10) * 1000LL)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct console_session *sessions;
@@ -51,16 +62,62 @@ static void session_free(struct console_session *s)
     free(s->id);
     free(s->vm_id);
     free(s->node_id);
+    free(s->log);
     free(s);
+}
+
+/* Take stale sessions out of the table into *gone (a list to end). */
+static void reap_stale_locked(struct console_session **gone)
+{
+    int64_t now = mono_ms();
+    for (struct console_session **pp = &sessions; *pp;) {
+        struct console_session *s = *pp;
+        if (!s->splicing && now - s->opened_ms > SESSION_STALE_MS) {
+            *pp = s->next;
+            s->stop = true;
+            s->next = *gone;
+            *gone = s;
+            continue;
+        }
+        pp = &s->next;
+    }
+}
+
+static void session_end(struct app *a, struct console_session *s);
+
+static void end_all(struct app *a, struct console_session *gone)
+{
+    while (gone) {
+        struct console_session *s = gone;
+        gone = s->next;
+        log_info("console session %s of VM %s left unattended: ended", s->id,
+                 s->vm_id);
+        session_end(a, s);
+    }
+}
+
+/* A new session at the head of the table (lock held). */
+static struct console_session *add_locked(const char *vm_id,
+                                          const char *node_id)
+{
+    struct console_session *s = xcalloc(1, sizeof(*s));
+    s->id = random_hex(16);
+    s->vm_id = xstrdup(vm_id);
+    s->node_id = xstrdup(node_id);
+    s->opened_ms = mono_ms();
+    s->next = sessions;
+    sessions = s;
+    return s;
 }
 
 int console_open(struct app *a, const char *vm_id, const char *node_id,
                  bool force, char **ret_id)
 {
-    struct console_session *gone = NULL;
+    struct console_session *gone = NULL, *stale = NULL;
     pthread_mutex_lock(&lock);
+    reap_stale_locked(&stale);
     for (struct console_session *s = sessions; s; s = s->next) {
-        if (!streq(s->vm_id, vm_id) || s->stop)
+        if (!streq(s->vm_id, vm_id) || s->stop || s->log_bytes)
             continue;
         if (!force) {
             pthread_mutex_unlock(&lock);
@@ -73,14 +130,9 @@ int console_open(struct app *a, const char *vm_id, const char *node_id,
         }
         break;
     }
-    struct console_session *s = xcalloc(1, sizeof(*s));
-    s->id = random_hex(16);
-    s->vm_id = xstrdup(vm_id);
-    s->node_id = xstrdup(node_id);
-    s->next = sessions;
-    sessions = s;
-    *ret_id = xstrdup(s->id);
+    *ret_id = xstrdup(add_locked(vm_id, node_id)->id);
     pthread_mutex_unlock(&lock);
+    end_all(a, stale);
     if (gone) {
         _cleanup_free_ char *tag = xasprintf("console:%s", gone->id);
         http_server_wake(a->http, tag);
@@ -89,11 +141,76 @@ int console_open(struct app *a, const char *vm_id, const char *node_id,
     return 0;
 }
 
+int console_open_log(struct app *a, const char *vm_id, const char *node_id,
+                     uint32_t bytes, char **ret_id)
+{
+    if (bytes == 0 || bytes > CONSOLE_LOG_MAX)
+        return -EINVAL;
+    struct console_session *stale = NULL;
+    pthread_mutex_lock(&lock);
+    reap_stale_locked(&stale);
+    size_t n = 0;
+    for (struct console_session *s = sessions; s; s = s->next)
+        n += s->log_bytes && streq(s->vm_id, vm_id);
+    int r = -EBUSY;
+    if (n < CONSOLE_LOG_READERS_MAX) {
+        struct console_session *s = add_locked(vm_id, node_id);
+        s->log_bytes = bytes;
+        *ret_id = xstrdup(s->id);
+        r = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    end_all(a, stale);
+    return r;
+}
+
+int console_log_put(struct app *a, const char *id, const char *node_id,
+                    const char *data, size_t len)
+{
+    pthread_mutex_lock(&lock);
+    struct console_session *s = find_locked(id);
+    int r = !s || s->stop || !s->log_bytes || !streq(s->node_id, node_id)
+                ? -ENOENT
+            : s->log ? -EALREADY
+                     : 0;
+    if (r == 0) {
+        /* The node is a provider: what it sends is cleaned as its status
+         * posts' tails are, and never more than was asked for. */
+        s->log = console_sanitize(data, len, SIZE_MAX, s->log_bytes);
+        s->log_len = strlen(s->log);
+    }
+    pthread_mutex_unlock(&lock);
+    if (r == 0) {
+        _cleanup_free_ char *tag = xasprintf("console:%s", id);
+        http_server_wake(a->http, tag);
+    }
+    return r;
+}
+
+int console_log_take(struct app *a, const char *id, char **ret,
+                     size_t *ret_len)
+{
+    pthread_mutex_lock(&lock);
+    struct console_session *s = find_locked(id);
+    int r = !s || s->stop ? -ENOENT : s->log != NULL;
+    if (r == 1) {
+        *ret = s->log;
+        *ret_len = s->log_len;
+        s->log = NULL;
+        s->stop = true;
+    }
+    pthread_mutex_unlock(&lock);
+    if (r == 1)
+        session_end(a, s);
+    return r;
+}
+
 int console_join_check(const char *id, const char *node_id)
 {
     pthread_mutex_lock(&lock);
     struct console_session *s = find_locked(id);
-    int r = !s || s->stop || !streq(s->node_id, node_id) ? -ENOENT
+    int r = !s || s->stop || s->log_bytes || !streq(s->node_id, node_id)
+                ? -ENOENT
             : s->node                                    ? -EALREADY
                                                          : 0;
     pthread_mutex_unlock(&lock);
@@ -301,12 +418,13 @@ void console_node_sessions(const char *node_id, struct am_desired *doc)
 {
     pthread_mutex_lock(&lock);
     for (struct console_session *s = sessions; s; s = s->next) {
-        if (s->stop || !streq(s->node_id, node_id))
+        /* An answered log session leaves the node nothing to do. */
+        if (s->stop || s->log || !streq(s->node_id, node_id))
             continue;
         doc->consoles = xrealloc(doc->consoles,
                                  (doc->n_consoles + 1) * sizeof(*doc->consoles));
         doc->consoles[doc->n_consoles++] = (struct am_console){
-            xstrdup(s->id), xstrdup(s->vm_id) };
+            xstrdup(s->id), xstrdup(s->vm_id), s->log_bytes };
     }
     pthread_mutex_unlock(&lock);
 }

@@ -82,6 +82,38 @@ static void *upgrade_arg(struct app *a, const char *id)
     return p;
 }
 
+/* Keep session `id` (taken) with the request, tell its node, and say
+ * until when the request waits for it. */
+static struct attach_wait *wait_start(struct app *a, struct http_request *r,
+                                      char *id, const char *node)
+{
+    struct reqctx *c = reqctx_of(r);
+    struct attach_wait *w = xcalloc(1, sizeof(*w));
+    w->session = id;
+    w->deadline = mono_ms() + CONSOLE_JOIN_TIMEOUT_S * 1000LL;
+    c->stream = w;
+    c->stream_free = attach_wait_free;
+    app_node_changed(a, node);
+    return w;
+}
+
+/* Wait on for the node unless the session is gone or the time is up:
+ * then it is abandoned and the answer is 504, the node "did not `what`". */
+static void park_or_give_up(struct app *a, struct http_request *r,
+                            struct attach_wait *w, bool gone,
+                            const char *what)
+{
+    if (gone || http_req_stopping(r) || mono_ms() >= w->deadline) {
+        console_abandon(a, w->session);
+        http_reply_problem(r, 504, "node-unreachable", "id",
+                           "the VM's node did not %s within %d s", what,
+                           CONSOLE_JOIN_TIMEOUT_S);
+        return;
+    }
+    _cleanup_free_ char *tag = xasprintf("console:%s", w->session);
+    http_req_park(r, tag, w->deadline);
+}
+
 /* Answer once the node has joined (101), gave up (504) or the session
  * was taken over (409); else park again. */
 static void attach_resume(struct app *a, struct http_request *r,
@@ -101,15 +133,7 @@ static void attach_resume(struct app *a, struct http_request *r,
                            "another client took the console over");
         return;
     }
-    if (http_req_stopping(r) || mono_ms() >= w->deadline) {
-        console_abandon(a, w->session);
-        http_reply_problem(r, 504, "node-unreachable", "id",
-                           "the VM's node did not connect to the console "
-                           "within %d s", CONSOLE_JOIN_TIMEOUT_S);
-        return;
-    }
-    _cleanup_free_ char *tag = xasprintf("console:%s", w->session);
-    http_req_park(r, tag, w->deadline);
+    park_or_give_up(a, r, w, false, "connect to the console");
 }
 
 HANDLER(h_vm_console_attach)
@@ -149,13 +173,65 @@ HANDLER(h_vm_console_attach)
                            "(force=true takes it over)", json_str(vm, "name"));
         return;
     }
-    struct attach_wait *w = xcalloc(1, sizeof(*w));
-    w->session = id;
-    w->deadline = mono_ms() + CONSOLE_JOIN_TIMEOUT_S * 1000LL;
-    c->stream = w;
-    c->stream_free = attach_wait_free;
-    app_node_changed(a, node);
-    attach_resume(a, r, w);
+    attach_resume(a, r, wait_start(a, r, id, node));
+}
+
+/* A log read: answer once the node sent the log (200), or give up (504). */
+void console_log_resume(struct app *a, struct http_request *r)
+{
+    struct attach_wait *w = reqctx_of(r)->stream;
+    char *log = NULL;
+    size_t n = 0;
+    int st = console_log_take(a, w->session, &log, &n);
+    if (st == 1) {
+        http_reply_text(r, 200, "text/plain; charset=utf-8", log, n);
+        return;
+    }
+    park_or_give_up(a, r, w, st < 0, "send its console log");
+}
+
+void console_log_read(struct app *a, struct http_request *r,
+                      const json_t *vm, uint32_t bytes)
+{
+    const char *node = json_str(vm, "node_id");
+    if (!node) {
+        http_reply_problem(r, 409, "no-node", "id",
+                           "VM %s is on no node: only the log its node last "
+                           "reported can be read (bytes at most %u)",
+                           json_str(vm, "name"), AGENT_CONSOLE_TAIL_MAX);
+        return;
+    }
+    char *id = NULL;
+    if (console_open_log(a, json_str(vm, "id"), node, bytes, &id) < 0) {
+        http_reply_header(r, "Retry-After", "5");
+        http_reply_problem(r, 429, "too-many-readers", "id",
+                           "%d reads of VM %s's console log are waiting "
+                           "already", CONSOLE_LOG_READERS_MAX,
+                           json_str(vm, "name"));
+        return;
+    }
+    wait_start(a, r, id, node);
+    console_log_resume(a, r);
+}
+
+HANDLER(h_agent_console_log)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    size_t n = 0;
+    const char *body = http_req_body(r, &n);
+    int e = console_log_put(a, http_req_param(r, 0), c->actor, body, n);
+    if (e == -EALREADY) {
+        http_reply_problem(r, 409, "console-answered", "id",
+                           "this console log was sent already");
+        return;
+    }
+    if (e < 0) {
+        http_reply_problem(r, 404, "not-found", "id",
+                           "no such console log request for this node");
+        return;
+    }
+    http_reply_text(r, 204, "application/json", NULL, 0);
 }
 
 HANDLER(h_agent_console)

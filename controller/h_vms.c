@@ -9,6 +9,7 @@
 #include "billing/money.h"
 #include "controller/accrual.h"
 #include "controller/catalog.h"
+#include "controller/console.h"
 #include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
@@ -703,15 +704,39 @@ static bool vm_text_column(struct app *a, struct http_request *r,
     return true;
 }
 
+/* The VM's serial log: the tail its node last reported, cut to `bytes`
+ * when asked for less; more than that tail is read from the node. */
 HANDLER(h_vm_console)
 {
+    if (http_req_resumed(r)) {
+        console_log_resume(app, r);
+        return;
+    }
+    const char *b = http_req_query(r, "bytes");
+    int64_t bytes = 0;
+    if (b && parse_int64(b, 1, CONSOLE_LOG_MAX, &bytes) < 0) {
+        http_reply_problem(r, 400, "validation", "bytes",
+                           "bytes must be an integer from 1 to %u",
+                           CONSOLE_LOG_MAX);
+        return;
+    }
     json_auto_t *row = NULL;
     const char *text;
     if (!vm_text_column(app, r, "console", &row, &text))
         return;
+    if (bytes > AGENT_CONSOLE_TAIL_MAX) {
+        console_log_read(app, r, row, (uint32_t)bytes);
+        return;
+    }
     text = text ? text : "";
-    http_reply_text(r, 200, "text/plain; charset=utf-8", xstrdup(text),
-                    strlen(text));
+    size_t len = strlen(text), from = 0;
+    if (bytes && (size_t)bytes < len) {
+        from = len - (size_t)bytes;
+        while (from < len && ((unsigned char)text[from] & 0xc0) == 0x80)
+            from++; /* start on a character */
+    }
+    http_reply_text(r, 200, "text/plain; charset=utf-8",
+                    xstrndup(text + from, len - from), len - from);
 }
 
 /* virsh dumpxml: the domain XML the VM's node last reported, as it sent

@@ -38,6 +38,7 @@ HANDLER(h_vm_autostart);
 HANDLER(h_vm_console);
 HANDLER(h_vm_console_attach);
 HANDLER(h_agent_console);
+HANDLER(h_agent_console_log);
 HANDLER(h_vm_xml);
 HANDLER(h_snapshot_create);
 HANDLER(h_snapshot_list);

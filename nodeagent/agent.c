@@ -966,7 +966,8 @@ int agent_run(const struct agent_settings *s)
     pthread_detach(poller); /* may sit in a long poll when we stop */
 
     a.consoles = conrelay_new(a.node.controller, a.node.credential,
-                              a.ca_path, a.node.key_pin, a.uri);
+                              a.ca_path, a.node.key_pin, a.uri,
+                              a.cfg->data_dir);
     struct api_client *c = api_client_new(a.node.controller,
                                           a.node.credential, a.ca_path);
     api_client_set_key_pin(c, a.node.key_pin);

@@ -8,6 +8,8 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "nodeagent/console.h"
+#include "nodeagent/disk.h"
 
 #include <errno.h>
 #include <libvirt/libvirt.h>
@@ -15,24 +17,27 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
 
 struct session {
     struct session *next;
     struct conrelay *owner;
     char *id, *vm_id;
+    uint32_t log_bytes; /* a log session: send this much of the log */
     atomic_bool stop;
     atomic_bool done;
     pthread_t thread;
 };
 
 struct conrelay {
-    char *controller, *credential, *ca_path, *key_pin, *uri;
+    char *controller, *credential, *ca_path, *key_pin, *uri, *data_dir;
     struct session *sessions;
 };
 
 struct conrelay *conrelay_new(const char *controller, const char *credential,
                               const char *ca_path, const char *key_pin,
-                              const char *uri)
+                              const char *uri, const char *data_dir)
 {
     struct conrelay *r = xcalloc(1, sizeof(*r));
     r->controller = xstrdup(controller);
@@ -40,7 +45,46 @@ struct conrelay *conrelay_new(const char *controller, const char *credential,
     r->ca_path = ca_path ? xstrdup(ca_path) : NULL;
     r->key_pin = key_pin ? xstrdup(key_pin) : NULL;
     r->uri = xstrdup(uri);
+    r->data_dir = xstrdup(data_dir);
     return r;
+}
+
+/* The controller's client for one session (the node's credential). */
+static struct api_client *session_client(struct conrelay *r)
+{
+    struct api_client *c = api_client_new(r->controller, r->credential,
+                                          r->ca_path);
+    api_client_set_key_pin(c, r->key_pin);
+    api_client_set_connect_timeout(c, 5);
+    api_client_set_timeout(c, 20);
+    return c;
+}
+
+/* A log session: the end of the VM's serial log, cleaned as status tails
+ * are, posted to the controller. No log yet sends an empty one. */
+static void send_log(struct session *s)
+{
+    struct conrelay *r = s->owner;
+    _cleanup_free_ char *log = disk_console_path(r->data_dir, s->vm_id);
+    _cleanup_free_ char *path = xasprintf("/v1/agent/console/%s/log", s->id);
+    char *text = NULL;
+    off_t size;
+    int64_t mtime;
+    int e = console_tail(log, SIZE_MAX, s->log_bytes, &text, &size, &mtime);
+    if (e < 0 && e != -ENOENT)
+        log_warn("console log of VM %s unreadable: %s", s->vm_id,
+                 strerror(-e));
+    struct api_client *c = session_client(r);
+    struct api_reply rep;
+    api_request_raw(c, "POST", path, text ? text : "", text ? strlen(text) : 0,
+                    "text/plain; charset=utf-8", &rep);
+    if (rep.status != 204) {
+        _cleanup_free_ char *msg = api_reply_describe(&rep);
+        log_warn("console log of VM %s not sent: %s", s->vm_id, msg);
+    }
+    api_reply_clear(&rep);
+    api_client_free(c);
+    free(text);
 }
 
 /* Send all of buf to the console stream; -1 when it failed. */
@@ -93,6 +137,11 @@ static void *session_main(void *arg)
 {
     struct session *s = arg;
     struct conrelay *r = s->owner;
+    if (s->log_bytes) {
+        send_log(s);
+        atomic_store(&s->done, true);
+        return NULL;
+    }
     _cleanup_free_ char *name = xasprintf("fog-%s", s->vm_id);
     _cleanup_free_ char *path = xasprintf("/v1/agent/console/%s", s->id);
     virConnectPtr conn = virConnectOpen(r->uri);
@@ -107,10 +156,7 @@ static void *session_main(void *arg)
                  e && e->message ? e->message : "no domain");
         goto out;
     }
-    c = api_client_new(r->controller, r->credential, r->ca_path);
-    api_client_set_key_pin(c, r->key_pin);
-    api_client_set_connect_timeout(c, 5);
-    api_client_set_timeout(c, 20);
+    c = session_client(r);
     struct api_reply rep;
     if (api_upgrade(c, path, CONSOLE_UPGRADE_PROTOCOL, &rep, &as) < 0) {
         _cleanup_free_ char *msg = api_reply_describe(&rep);
@@ -198,6 +244,9 @@ void conrelay_sync(struct conrelay *r, const json_t *doc)
         s->owner = r;
         s->id = xstrdup(id);
         s->vm_id = xstrdup(vm);
+        json_int_t lb = json_integer_value(
+            json_object_get(c, AGENT_CONSOLE_LOG_BYTES));
+        s->log_bytes = lb > 0 && lb <= CONSOLE_LOG_MAX ? (uint32_t)lb : 0;
         if (pthread_create(&s->thread, NULL, session_main, s) != 0) {
             log_warn("no thread for console session %s", id);
             free(s->id);
@@ -226,5 +275,6 @@ void conrelay_free(struct conrelay *r)
     free(r->ca_path);
     free(r->key_pin);
     free(r->uri);
+    free(r->data_dir);
     free(r);
 }

@@ -92,13 +92,25 @@ body=$(E2E_NETNS=$host e2e_wait_http "http://$ip2/" 30) || e2e_fail "no HTTP ans
 [ "$body" = "page of vm two" ] || e2e_fail "vm2 answered '$body'"
 e2e_log "both VMs serve their pages ($((SECONDS - t0)) s)"
 
-# The serial console reaches the API (with the agent's next status post).
+# The serial console reaches the API (with the agent's next status post),
+# and more of it straight from the node.
 ok=0
 for _ in $(seq 30); do
     e2e_fogctl console vm1 --log 2>/dev/null | grep -q "fog-guest: ready" && { ok=1; break; }
     sleep 0.3
 done
 [ "$ok" = 1 ] || e2e_fail "fogctl console vm1 --log does not show the guest's console"
+# More than the controller keeps is read from the node: its answer holds
+# the first line the node's log file holds (the guest's first boot line).
+first=$(tr -d '\r\000' <"$agent/console/$id1.log" |
+    grep -a -m 1 -E '^[[:print:]]{20,}$' | cut -c1-40)
+[ -n "$first" ] || e2e_fail "vm1's console log on the node is empty"
+e2e_fogctl console vm1 --log --bytes 1048576 >"$work/console.txt" ||
+    e2e_fail "fogctl console vm1 --log --bytes failed: $(cat "$work/console.txt")"
+grep -qF -- "$first" "$work/console.txt" ||
+    e2e_fail "the node's log read lacks its first line '$first'"
+grep -q "fog-guest: ready" "$work/console.txt" ||
+    e2e_fail "the node's log read lacks 'fog-guest: ready'"
 
 # kill -9 of the agent: both domains go on running and serving.
 domid1=$(virsh -c "$uri" domid "fog-$id1")

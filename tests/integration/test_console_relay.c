@@ -311,12 +311,106 @@ static void test_console_fogctl_pipes_console_output(void **state)
     free(g.out);
 }
 
+static void *fogctl_log(void *arg)
+{
+    struct fogctl_run *f = arg;
+    f->out = tu_fogctl(&ctl, f->key, &f->status, "console", "cn-vm", "--log",
+                       "--bytes", "200000", NULL);
+    return NULL;
+}
+
+/* A node's answer to log session `id` as node `node`: the HTTP status. */
+static long post_log(int node, const char *id, const char *body, size_t len)
+{
+    _cleanup_free_ char *url = xasprintf("%s/v1/agent/console/%s/log",
+                                         ctl.url, id);
+    struct tu_resp rep = { 0 };
+    long st = tu_http("POST", url, cred[node], ctl.ca, body, len,
+                      "text/plain", NULL, &rep);
+    tu_resp_clear(&rep);
+    return st;
+}
+
+/* The log beyond the tail the controller keeps: the tail it keeps is cut
+ * to `bytes` on a character; more is read from the hosting node, which
+ * is asked in its desired document (log_bytes) and answers once; what it
+ * sends is cleaned and cut to what was asked; another node cannot
+ * answer; bad sizes are refused. */
+static void test_console_log_reads_more_than_the_tail(void **state)
+{
+    _cleanup_free_ char *st = xasprintf(
+        "{\"vms\":[{\"id\":\"%s\",\"state\":\"running\","
+        "\"console_tail\":\"boot: one\\nboot: \u00e9t\u00e9\\n\"}]}",
+        vm_id);
+    free(tu_api_field(&ctl, cred[host], "POST", "/v1/agent/status", st, 200,
+                      NULL));
+    _cleanup_free_ char *url = xasprintf("%s/v1/vms/%s/console?bytes=5",
+                                         ctl.url, vm_id);
+    struct tu_resp rep = { 0 };
+    assert_int_equal(tu_http("GET", url, tenant_key, ctl.ca, NULL, 0, NULL,
+                             NULL, &rep), 200);
+    /* The last 5 bytes start inside the first "é": the answer starts
+     * after it. */
+    assert_string_equal(rep.body, "t\u00e9\n");
+    tu_resp_clear(&rep);
+    static const char *const bad[] = { "0", "-1", "1048577", "12x", "" };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        _cleanup_free_ char *p = xasprintf("/v1/vms/%s/console?bytes=%s",
+                                           vm_id, bad[i]);
+        long code = 0;
+        json_auto_t *e = tu_api(&ctl, tenant_key, "GET", p, NULL, &code);
+        assert_int_equal(code, 400);
+    }
+
+    /* 250,000 bytes on the node: a first line that must be cut, a middle
+     * one 150,000 bytes from the end (beyond any tail the controller
+     * keeps), colours, a stray control byte, a last line. */
+    size_t len = 250000;
+    char *log = xmalloc(len);
+    memset(log, 'x', len);
+    for (size_t i = 99; i < len; i += 100)
+        log[i] = '\n';
+    memcpy(log, "FIRSTLINE", 9);
+    memcpy(log + 100000, "MIDDLELINE", 10);
+    static const char ok[] = "[\x1b[0;32m  OK  \x1b[0m] Started\x01";
+    memcpy(log + 200000, ok, sizeof(ok) - 1);
+    memcpy(log + len - 9, "LASTLINE\n", 9);
+
+    struct fogctl_run f = { tenant_key, NULL, -1 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fogctl_log, &f), 0);
+    _cleanup_free_ char *id = session_of(host);
+    assert_non_null(id);
+    json_auto_t *d = tu_api(&ctl, cred[host], "GET",
+                            "/v1/agent/desired?wait=0", NULL, NULL);
+    json_t *c = json_array_get(json_object_get(d, AGENT_CONSOLES), 0);
+    assert_int_equal(json_integer_value(json_object_get(
+                         c, AGENT_CONSOLE_LOG_BYTES)), 200000);
+    assert_int_equal(post_log(!host, id, log, len), 404);
+    assert_int_equal(post_log(host, id, log, len), 204);
+    assert_int_not_equal(post_log(host, id, log, len), 204);
+    pthread_join(t, NULL);
+    free(log);
+    assert_int_equal(f.status, 0);
+    assert_null(strstr(f.out, "FIRSTLINE"));
+    assert_non_null(strstr(f.out, "MIDDLELINE"));
+    assert_non_null(strstr(f.out, "LASTLINE"));
+    /* The view strips the colours; the stray byte was cleaned. */
+    assert_non_null(strstr(f.out, "[  OK  ] Started?"));
+    assert_null(strchr(f.out, 0x1b));
+    assert_true(strlen(f.out) <= 200000 + 1);
+    free(f.out);
+    /* Answered, the session is gone from the node's document. */
+    assert_int_equal(sessions_listed(host), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_console_relays_owner_and_hosting_node_only),
         cmocka_unit_test(test_console_tenant_leaving_closes_node_side),
         cmocka_unit_test(test_console_fogctl_pipes_console_output),
+        cmocka_unit_test(test_console_log_reads_more_than_the_tail),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

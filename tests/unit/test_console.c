@@ -33,13 +33,15 @@ static void escapes_are_kept_and_counted_escaped(void **state)
     json_decref(j);
 }
 
-/* A desired document with one console session {id, vm_id}. */
-static int decode_session(const char *id, const char *vm_id, struct jerr *je)
+/* A desired document with one console session {id, vm_id} and the
+ * members in `extra` (",..." or ""). */
+static int decode_session_with(const char *id, const char *vm_id,
+                               const char *extra, struct jerr *je)
 {
     _cleanup_free_ char *text = xasprintf(
         "{\"revision\":1,\"node_id\":\"n1\",\"mesh\":null,\"vms\":[],"
         "\"networks\":[],\"ports\":[],\"peers\":[],\"consoles\":"
-        "[{\"id\":\"%s\",\"vm_id\":\"%s\"}]}", id, vm_id);
+        "[{\"id\":\"%s\",\"vm_id\":\"%s\"%s}]}", id, vm_id, extra);
     json_auto_t *j = json_loads(text, 0, NULL);
     assert_non_null(j);
     struct am_desired d;
@@ -49,6 +51,11 @@ static int decode_session(const char *id, const char *vm_id, struct jerr *je)
         am_desired_clear(&d);
     }
     return r;
+}
+
+static int decode_session(const char *id, const char *vm_id, struct jerr *je)
+{
+    return decode_session_with(id, vm_id, "", je);
 }
 
 static void console_sessions_are_checked_before_use(void **state)
@@ -65,6 +72,17 @@ static void console_sessions_are_checked_before_use(void **state)
     }
     assert_int_equal(decode_session("b317f2b7", "vm/../x", &je), -EINVAL);
     jerr_clear(&je);
+    /* A log session asks for 1 byte to CONSOLE_LOG_MAX of the log. */
+    assert_int_equal(decode_session_with("b317f2b7", vm, ",\"log_bytes\":"
+                                         "1048576", &je), 0);
+    static const char *const bad_sizes[] = { "0", "-5", "1048577", "\"9\"",
+                                             "1.5" };
+    for (size_t i = 0; i < ARRAY_SIZE(bad_sizes); i++) {
+        _cleanup_free_ char *m = xasprintf(",\"log_bytes\":%s", bad_sizes[i]);
+        if (decode_session_with("b317f2b7", vm, m, &je) != -EINVAL)
+            fail_msg("accepted log_bytes %s", bad_sizes[i]);
+        jerr_clear(&je);
+    }
 }
 
 int main(void)
