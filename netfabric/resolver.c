@@ -6,20 +6,18 @@
 
 #include "api/agentproto.h"
 #include "common/fs.h"
+#include "common/proc.h"
 #include "common/netcheck.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
 
 #define STOP_WAIT_MS 5000
 
@@ -143,21 +141,7 @@ static int stop_dir(const struct nf_state *s, const char *dir)
  * (non-zero when it could not, e.g. the address is not up yet). */
 static int start(const char *const *argv)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    pid_t pid;
-    int r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (r != 0)
-        return -r;
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -errno;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+    return spawn_wait((char *const *)argv, true);
 }
 
 static int sync_one(const struct nf_state *s, const struct nf_network *n)

@@ -4,6 +4,7 @@
 #include "common/netcheck.h"
 
 #include "common/fs.h"
+#include "common/proc.h"
 #include "common/log.h"
 #include "netfabric/link.h"
 
@@ -11,14 +12,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 
-extern char **environ;
 
 #define UAPI_DEFAULT_DIR "/var/run/wireguard"
 #define UAPI_REPLY_MAX (16u << 20)
@@ -296,20 +294,9 @@ static int uapi_create(const struct wg_opts *o, const char *ifname)
         return 0;
     const char *prog = o && o->wireguard_go ? o->wireguard_go : "wireguard-go";
     char *const argv[] = { (char *)prog, (char *)ifname, NULL };
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    pid_t pid;
-    int r = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (r != 0)
-        return -r;
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -errno;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return -EIO;
+    int r = spawn_wait(argv, false);
+    if (r < 0)
+        return r;
     for (int i = 0; i < UAPI_TIMEOUT_MS / 20; i++) {
         if (uapi_alive(o, ifname))
             return 0;
