@@ -441,12 +441,15 @@ int api_ca_accept(const char *data, size_t len, const char *sha256_hex,
         return -EBADMSG;
     _cleanup_free_ char *text = xstrndup(data, len);
     const char *b = strstr(text, begin);
-    const char *e = b ? strstr(b, end_mark) : NULL;
+    /* The end marker after the whole begin marker: the two must not
+     * share dashes ("-----BEGIN CERTIFICATE-------END CERTIFICATE-----"
+     * once made the span between them negative). */
+    const char *inner = b ? b + strlen(begin) : NULL;
+    const char *e = inner ? strstr(inner, end_mark) : NULL;
     if (!b || !e || !only_space(text, b) ||
         !only_space(e + strlen(end_mark), text + len))
         return -EBADMSG;
     /* One block only, nothing between its markers that starts another. */
-    const char *inner = b + strlen(begin);
     if (memmem(inner, (size_t)(e - inner), "-----", 5))
         return -EBADMSG;
 

@@ -2,7 +2,9 @@
  * bytes. A refusal's body is kept whole (a NUL inside it once cut the
  * copy short while JSON was parsed over the full length, reading past
  * it); its declared length is bounded; a status line that is not HTTP
- * with a real status is refused. */
+ * with a real status is refused. The CA a joining node fetches: markers
+ * that share dashes are refused (the span between them was once
+ * negative, and scanned as a huge length: ASan in `make asan`). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -118,9 +120,28 @@ static void status_line_checked(void **state)
     api_reply_clear(&r);
 }
 
+static void ca_markers_sharing_dashes_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "-----BEGIN CERTIFICATE-------END CERTIFICATE-----\n",
+        "-----BEGIN CERTIFICATE-----END CERTIFICATE-----",
+        "-----BEGIN CERTIFICATE----END CERTIFICATE-----",
+    };
+    static const char hash[] = "0123456789abcdef0123456789abcdef"
+                               "0123456789abcdef0123456789abcdef";
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char *pem = NULL;
+        assert_int_equal(api_ca_accept(bad[i], strlen(bad[i]), hash, &pem),
+                         -EBADMSG);
+        assert_null(pem);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ca_markers_sharing_dashes_refused),
         cmocka_unit_test(refusal_body_with_nul_kept_whole),
         cmocka_unit_test(declared_length_bounded),
         cmocka_unit_test(status_line_checked),
