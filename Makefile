@@ -34,6 +34,10 @@ endif
 
 # Plain `make` builds the programs and tests, not the first library rule.
 .DEFAULT_GOAL := all
+# Every rule is written here. With make's built-in ones, it searched them
+# (RCS, SCCS, chains through our patterns) for each dependency file of
+# $(O)/tests before doing anything: minutes per call once tests were built.
+MAKEFLAGS += --no-builtin-rules
 
 # ---- libraries -------------------------------------------------------------
 LIBDIRS   := common api netfabric images billing

@@ -441,12 +441,15 @@ int api_ca_accept(const char *data, size_t len, const char *sha256_hex,
         return -EBADMSG;
     _cleanup_free_ char *text = xstrndup(data, len);
     const char *b = strstr(text, begin);
-    const char *e = b ? strstr(b, end_mark) : NULL;
+    /* The end marker after the whole begin marker: the two must not
+     * share dashes ("-----BEGIN CERTIFICATE-------END CERTIFICATE-----"
+     * once made the span between them negative). */
+    const char *inner = b ? b + strlen(begin) : NULL;
+    const char *e = inner ? strstr(inner, end_mark) : NULL;
     if (!b || !e || !only_space(text, b) ||
         !only_space(e + strlen(end_mark), text + len))
         return -EBADMSG;
     /* One block only, nothing between its markers that starts another. */
-    const char *inner = b + strlen(begin);
     if (memmem(inner, (size_t)(e - inner), "-----", 5))
         return -EBADMSG;
 
@@ -554,6 +557,9 @@ int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
 
 /* ---- protocol upgrades ------------------------------------------------ */
 
+/* The most of a refusal's body kept. */
+#define UPGRADE_BODY_MAX 65536
+
 struct api_stream {
     struct api_client *c;
     char *pending; /* bytes that came with the 101, returned first */
@@ -621,13 +627,11 @@ static int read_head(CURL *h, struct buf *in, size_t *ret_head_len,
     }
 }
 
-/* The rest of a refusal's body, up to its Content-Length (64 KiB at
- * most). */
+/* The rest of a refusal's body, up to `want` bytes past the head (what
+ * api_upgrade_head allows). */
 static void read_body(CURL *h, struct buf *in, size_t head_len, size_t want,
                       int timeout_ms)
 {
-    if (want > 65536)
-        want = 65536;
     int64_t until = mono_ms() + timeout_ms;
     char chunk[4096];
     while (in->len < head_len + want) {
@@ -643,6 +647,50 @@ static void read_body(CURL *h, struct buf *in, size_t head_len, size_t want,
             return;
         buf_append(in, chunk, got);
     }
+}
+
+int api_upgrade_head(const char *head, size_t head_len, struct api_reply *ret,
+                     size_t *ret_body_len)
+{
+    /* The status line alone, so that nothing past the head is read. */
+    size_t line = strcspn(head, "\r\n");
+    if (line > head_len)
+        line = head_len;
+    _cleanup_free_ char *first = xstrndup(head, line);
+    int status = 0;
+    if (sscanf(first, "HTTP/1.%*d %d", &status) != 1 || status < 100 ||
+        status > 599)
+        return -EBADMSG;
+    ret->status = status;
+    ret->headers = xstrndup(head, head_len);
+    size_t n = 0;
+    const char *cl = api_reply_header(ret, "Content-Length", &n);
+    /* Digits only; past the bound (however far) is the bound; anything
+     * else is no length: take what came with the head. */
+    size_t want = 0, i = 0;
+    for (; cl && i < n && cl[i] >= '0' && cl[i] <= '9'; i++)
+        if ((want = want * 10 + (size_t)(cl[i] - '0')) > UPGRADE_BODY_MAX)
+            want = UPGRADE_BODY_MAX + 1;
+    if (!cl || i < n || n == 0)
+        want = 0;
+    *ret_body_len = want > UPGRADE_BODY_MAX ? UPGRADE_BODY_MAX : want;
+    return 0;
+}
+
+void api_upgrade_refusal(struct api_reply *ret, const char *body, size_t len)
+{
+    if (len > UPGRADE_BODY_MAX)
+        len = UPGRADE_BODY_MAX;
+    /* A copy of every byte (a NUL inside included), NUL-terminated. */
+    ret->body = xmalloc(len + 1);
+    if (len)
+        memcpy(ret->body, body, len);
+    ret->body[len] = '\0';
+    ret->body_len = len;
+    size_t n = 0;
+    const char *ct = api_reply_header(ret, "Content-Type", &n);
+    if (ct && memmem(ct, n, "json", 4) && len)
+        ret->json = json_loadb(ret->body, len, 0, NULL);
 }
 
 int api_upgrade(struct api_client *c, const char *path, const char *protocol,
@@ -689,24 +737,15 @@ int api_upgrade(struct api_client *c, const char *path, const char *protocol,
         buf_free(&in);
         return -EIO;
     }
-    int status = 0;
-    if (sscanf(in.data, "HTTP/1.%*d %d", &status) != 1) {
+    size_t want = 0;
+    if (api_upgrade_head(in.data, head_len, ret, &want) < 0) {
         ret->error = xstrdup("malformed answer to the upgrade");
         buf_free(&in);
         return -EIO;
     }
-    ret->status = status;
-    ret->headers = xstrndup(in.data, head_len);
-    if (status != 101) {
-        size_t n = 0;
-        const char *cl = api_reply_header(ret, "Content-Length", &n);
-        read_body(h, &in, head_len, cl ? strtoul(cl, NULL, 10) : 0,
-                  timeout_ms);
-        ret->body_len = in.len - head_len;
-        ret->body = xstrndup(in.data + head_len, ret->body_len);
-        const char *ct = api_reply_header(ret, "Content-Type", &n);
-        if (ct && memmem(ct, n, "json", 4) && ret->body_len)
-            ret->json = json_loadb(ret->body, ret->body_len, 0, NULL);
+    if (ret->status != 101) {
+        read_body(h, &in, head_len, want, timeout_ms);
+        api_upgrade_refusal(ret, in.data + head_len, in.len - head_len);
         buf_free(&in);
         return -EPROTO;
     }

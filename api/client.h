@@ -82,6 +82,18 @@ struct api_stream;
  * always initialised; release it with api_reply_clear(). */
 int api_upgrade(struct api_client *c, const char *path, const char *protocol,
                 struct api_reply *ret, struct api_stream **ret_stream);
+/* The two halves of reading the answer to an upgrade, apart so that they
+ * can be tried on any bytes. api_upgrade_head: `head` holds head_len bytes
+ * up to and with the blank line (NUL-terminated after them); sets
+ * ret->status and ret->headers and *ret_body_len, the bytes of body to
+ * wait for (Content-Length, at most 64 KiB; 0 when absent or malformed).
+ * 0, or -EBADMSG when the status line is not HTTP/1.x with a status.
+ * api_upgrade_refusal: keep `len` bytes of a refusal's body (at most
+ * 64 KiB, any bytes) in ret->body and, when the answer says JSON,
+ * ret->json. */
+int api_upgrade_head(const char *head, size_t head_len, struct api_reply *ret,
+                     size_t *ret_body_len);
+void api_upgrade_refusal(struct api_reply *ret, const char *body, size_t len);
 /* Send up to n bytes: how many went, -EAGAIN when none could now, -EIO
  * when the connection is gone. */
 ssize_t api_stream_send(struct api_stream *s, const void *data, size_t n);

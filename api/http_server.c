@@ -63,6 +63,8 @@ struct http_request {
     uint64_t wake_gen_seen; /* server's wake_gen when the handler ran */
     bool resumed;
     bool timed_out;
+    bool retry;         /* the after-hook asked to run it again */
+    unsigned n_hdr_before; /* headers the before-hook set: kept on a retry */
     char *park_tag;
     int64_t park_deadline;
     struct http_request *park_next;
@@ -781,6 +783,7 @@ static bool parse_body(struct http_request *r)
         return true;
     }
     json_error_t je;
+    json_decref(r->json); /* a retried attempt reads the body afresh */
     r->json = json_loadb(r->body.data, r->body.len,
                          JSON_REJECT_DUPLICATES,
                          &je);
@@ -842,9 +845,41 @@ static void dispatch(struct http_server *s, struct http_request *r)
     }
     if (!r->route->sink && !parse_body(r))
         return;
+    r->n_hdr_before = r->n_hdr;
     if (s->opts.begin && !s->opts.begin(r, r->route, s->opts.app))
         return;
     r->route->fn(r, s->opts.app);
+}
+
+bool http_req_retry(struct http_request *r)
+{
+    /* A parked request's client may have been told nothing yet, but the
+     * handler ran more than once already: not worth the bookkeeping. */
+    if (r->resumed || r->parked || r->route->sink || r->upgrade_fn)
+        return false;
+    r->retry = true;
+    return true;
+}
+
+/* Drop the answer of an attempt the after-hook gave up on, keeping the
+ * headers the before-hook set (the request id). */
+static void reply_drop_attempt(struct http_request *r)
+{
+    unsigned keep = r->n_hdr_before;
+    if (keep > r->n_hdr)
+        keep = r->n_hdr;
+    char *names[MAX_HEADERS], *values[MAX_HEADERS];
+    for (unsigned i = 0; i < keep; i++) {
+        names[i] = r->hdr_name[i];
+        values[i] = r->hdr_value[i];
+        r->hdr_name[i] = r->hdr_value[i] = NULL;
+    }
+    http_reply_reset(r);
+    for (unsigned i = 0; i < keep; i++) {
+        r->hdr_name[i] = names[i];
+        r->hdr_value[i] = values[i];
+    }
+    r->n_hdr = keep;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
@@ -946,6 +981,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         http_reply_problem(r, 500, "internal", NULL, "handler gave no answer");
     if (s->opts.after)
         s->opts.after(r, r->route, s->opts.app);
+    /* Nothing was sent yet: an attempt the after-hook undid whole (its
+     * transaction lost to another's) runs again from the begin-hook. */
+    while (r->retry) {
+        r->retry = false;
+        reply_drop_attempt(r);
+        dispatch(s, r);
+        if (!r->answered)
+            http_reply_problem(r, 500, "internal", NULL,
+                               "handler gave no answer");
+        if (s->opts.after)
+            s->opts.after(r, r->route, s->opts.app);
+    }
     return send_reply(s, r);
 }
 

@@ -115,6 +115,12 @@ void http_reply_problem_ext(struct http_request *r, int status,
                             const char *fmt, ...) _printf_(6, 7);
 void http_reply_header(struct http_request *r, const char *name,
                        const char *value);
+/* From an after-hook: run the request again from the begin-hook once the
+ * hook returns, its answer so far dropped (but for the headers the
+ * before-hook set), since nothing of it has been sent. For an attempt
+ * whose every effect the hook undid. false where the core cannot (the
+ * request was parked, streams its body or switches protocols). */
+bool http_req_retry(struct http_request *r);
 /* Take back the answer given so far (body, headers, file), so that an
  * after-hook whose commit failed can answer something else. */
 void http_reply_reset(struct http_request *r);

@@ -18,7 +18,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 
 /* Successful calls of QUIET routes are not written to the event log (agent
  * heartbeats would drown it); refusals still are. */
@@ -426,7 +428,7 @@ bool app_begin(struct http_request *r, const struct http_route *route,
             reply_store_error(r, e, "request");
             return false;
         }
-        c->tx_open = true;
+        c->tx_open = c->tx_ran = true;
         request_tx_open = true;
         if (!ik)
             return true;
@@ -542,6 +544,48 @@ static char *idempotency_body(struct http_request *r, struct reqctx *c)
     return text;
 }
 
+/* Requests run again after losing a serialization conflict. */
+static _Atomic uint64_t store_retries;
+
+uint64_t app_store_retries(void)
+{
+    return atomic_load(&store_retries);
+}
+
+/* Run the request again when its transaction, now ended, lost a conflict
+ * with another replica's (PostgreSQL 40001/40P01) and was rolled back
+ * whole: the handler wrote nothing but through that transaction, so a
+ * second run starts from the same state as the client's own retry would,
+ * only sooner. After a short, jittered wait (the winner commits and the
+ * losers do not collide again in step); at most APP_STORE_RETRIES times,
+ * then the 503 stands. True when the request runs again. */
+static bool retry_lost_conflict(struct app *a, struct http_request *r,
+                                struct reqctx *c)
+{
+    if (!c->tx_ran || c->tx_open || !store_tx_lost_conflict(a->store) ||
+        c->retries >= APP_STORE_RETRIES)
+        return false;
+    int64_t cap = APP_RETRY_BASE_MS << c->retries;
+    uint16_t rnd;
+    random_bytes(&rnd, sizeof(rnd));
+    int64_t ms = cap / 2 + (int64_t)rnd % (cap / 2 + 1);
+    if (!http_req_retry(r))
+        return false;
+    c->retries++;
+    atomic_fetch_add(&store_retries, 1);
+    log_debug("store: the request lost a conflict; running it again in "
+              "%lld ms (%u of %u)", (long long)ms, c->retries,
+              APP_STORE_RETRIES);
+    /* What the lost attempt noted goes with it. */
+    free(c->target);
+    free(c->event_detail);
+    free(c->idem_key);
+    c->target = c->event_detail = c->idem_key = NULL;
+    c->reply_secret = c->no_event = c->tx_ran = false;
+    nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000 }, NULL);
+    return true;
+}
+
 void app_after(struct http_request *r, const struct http_route *route,
                void *app)
 {
@@ -558,6 +602,10 @@ void app_after(struct http_request *r, const struct http_route *route,
     if (c->tx_open && status >= 500) {
         store_tx_rollback(a->store);
         c->tx_open = false;
+    }
+    if (status >= 500 && retry_lost_conflict(a, r, c)) {
+        wake_committed(a);
+        return;
     }
     if (c->tx_open && c->idem_key) {
         _cleanup_free_ char *keep = idempotency_body(r, c);
@@ -598,10 +646,14 @@ void app_after(struct http_request *r, const struct http_route *route,
     c->tx_open = false;
     if (e < 0) {
         store_tx_rollback(a->store);
+        if (retry_lost_conflict(a, r, c)) {
+            wake_committed(a);
+            return;
+        }
     } else {
         e = store_tx_commit(a->store);
         wake_committed(a);
-        if (e == 0)
+        if (e == 0 || retry_lost_conflict(a, r, c))
             return;
     }
     /* Neither the effect nor its record is stored: say so, so the client
@@ -724,6 +776,12 @@ void reply_store_error(struct http_request *r, int err, const char *what)
         http_reply_problem(r, 507, "store-full", NULL,
                            "the controller's store is out of space; nothing "
                            "was changed, reads still work");
+        break;
+    case -EAGAIN:
+        http_reply_header(r, "Retry-After", "1");
+        http_reply_problem(r, 503, "store-busy", NULL,
+                           "the request kept losing to concurrent ones in "
+                           "the store; nothing was changed, retry");
         break;
     case -EBUSY:
         http_reply_header(r, "Retry-After", "1");

@@ -81,9 +81,11 @@ struct reqctx {
     char *target;          /* object the call touched, for the event log */
     char *event_detail;    /* extra words for the event log */
     bool tx_open;          /* the call's store transaction is open */
+    bool tx_ran;           /* this attempt opened that transaction */
     char *idem_key;        /* Idempotency-Key reserved in that transaction */
     bool reply_secret;     /* the reply carries a secret: never stored */
     bool no_event;         /* changed nothing (a dry run): no event */
+    unsigned retries;      /* runs again after a lost store conflict */
     void *stream;          /* state of a streamed upload */
     void (*stream_free)(void *);
 };
@@ -107,6 +109,15 @@ bool app_begin(struct http_request *r, const struct http_route *route,
                void *app);
 void app_after(struct http_request *r, const struct http_route *route,
                void *app);
+
+/* A mutating request whose transaction lost a serialization conflict
+ * with another replica's runs again up to APP_STORE_RETRIES times, the
+ * n-th after a random wait between half and all of APP_RETRY_BASE_MS
+ * << (n - 1), before the client is answered 503. */
+#define APP_STORE_RETRIES 4
+#define APP_RETRY_BASE_MS 8
+/* How many times this process ran a request again so (since start). */
+uint64_t app_store_retries(void);
 
 /* Record an event outside the request path (scheduler, health).
  * 0 or -errno. */

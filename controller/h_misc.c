@@ -234,6 +234,11 @@ HANDLER(h_metrics)
                      "(scheduler, health, accrual).\n# TYPE fog_leader "
                      "gauge\nfog_leader %d\n", store_leading(a->store));
     http_server_metrics(a->http, &out);
+    prom_family(&out, "fog_store_retries_total", "counter",
+                "Requests run again by this process after their store "
+                "transaction lost a conflict with another replica's.");
+    buf_printf(&out, "fog_store_retries_total %llu\n",
+               (unsigned long long)app_store_retries());
     static const char *const vm_states[] = {
         "pending", "scheduled", "creating", "running", "stopped", "crashed",
         "unknown", "error", "deleting", "lost", "paused", NULL };

@@ -80,10 +80,13 @@ int quota_check(struct app *a, struct http_request *r, const char *account_id,
     /* A no-op write takes the account's row lock on PostgreSQL, so two
      * replicas cannot both count the old use; sqlite's write lock is
      * already held by the transaction. */
-    if (store_exec(a->store, "UPDATE accounts SET name = name WHERE id = $1",
-                   "s", account_id) < 0 ||
-        quota_limit(a, account_id, k, &limit) < 0) {
-        http_reply_problem(r, 500, "internal", NULL, "store error");
+    int e = store_exec(a->store, "UPDATE accounts SET name = name WHERE "
+                       "id = $1", "s", account_id);
+    if (e >= 0)
+        e = quota_limit(a, account_id, k, &limit);
+    if (e < 0) {
+        /* A store that cannot answer (or lost a conflict) is a 503. */
+        reply_store_error(r, e == -ENOENT ? -EIO : e, "account");
         return -EIO;
     }
     if (limit < 0 || adding <= 0)
@@ -91,7 +94,7 @@ int quota_check(struct app *a, struct http_request *r, const char *account_id,
     int64_t used = store_query_int(a->store, -1, kinds[k].count_sql, "s",
                                    account_id);
     if (used < 0) {
-        http_reply_problem(r, 500, "internal", NULL, "store error");
+        reply_store_error(r, -EIO, "account");
         return -EIO;
     }
     if (used + adding <= limit)

@@ -49,6 +49,9 @@ struct store {
 static __thread struct store *tls_reads, *tls_writing, *tls_pinned_store;
 static __thread struct store_reader *tls_pinned;
 static __thread unsigned tls_pinned_depth;
+/* A statement of this thread's current (or last) write transaction, or
+ * its commit, lost a conflict with another's. */
+static __thread bool tls_lost_conflict;
 
 void store_route_reads(struct store *s, bool on)
 {
@@ -275,6 +278,7 @@ int store_tx_begin(struct store *s)
                 r = s->ops->exec_plain(s->conn, s->ops->begin_sql);
         }
         s->conflict_at = 0;
+        tls_lost_conflict = false;
     } else {
         char sql[48];
         snprintf(sql, sizeof(sql), "SAVEPOINT fog_sp%u", s->tx_depth);
@@ -360,6 +364,9 @@ int store_tx_commit(struct store *s)
         r = s->conflict_at ? -EAGAIN : s->ops->exec_plain(s->conn, "COMMIT");
         if (r < 0)
             s->ops->exec_plain(s->conn, "ROLLBACK");
+        /* A conflict found at COMMIT (SERIALIZABLE) counts the same. */
+        if (r == -EAGAIN)
+            tls_lost_conflict = true;
     } else {
         char sql[48];
         snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT fog_sp%u", s->tx_depth);
@@ -391,6 +398,12 @@ void store_tx_rollback(struct store *s)
             s->conflict_at = 0; /* the conflict went with the savepoint */
     }
     pthread_mutex_unlock(&s->lock);
+}
+
+bool store_tx_lost_conflict(struct store *s)
+{
+    (void)s;
+    return tls_lost_conflict;
 }
 
 bool store_in_tx(struct store *s)
@@ -458,8 +471,12 @@ static int run_args(struct store *s, const char *sql,
     if (guard && s->ops->exec_plain(s->conn, "SAVEPOINT fog_stmt") < 0)
         guard = false;
     int r = s->ops->exec(s->conn, sql, args, n, ret_rows);
-    if (r == -EAGAIN && s->tx_depth > 0)
+    if (r == -EAGAIN && s->tx_depth > 0) {
         s->conflict_at = s->tx_depth;
+        /* Even when a savepoint heals the transaction, a caller that
+         * gives up on it after this lost to a concurrent writer. */
+        tls_lost_conflict = true;
+    }
     if (guard)
         s->ops->exec_plain(s->conn,
                            r < 0 ? "ROLLBACK TO SAVEPOINT fog_stmt; RELEASE "

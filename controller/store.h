@@ -70,6 +70,11 @@ int store_tx_begin_read(struct store *s);
 int store_tx_commit(struct store *s);
 #define STORE_TX_RETRIES 8
 void store_tx_rollback(struct store *s);
+/* True when a statement or the commit of the calling thread's last write
+ * transaction lost a conflict with another replica's (serialization
+ * failure, deadlock). Once that transaction was rolled back (or its
+ * commit failed), running it again may well succeed. */
+bool store_tx_lost_conflict(struct store *s);
 /* True when the calling thread has a transaction open. */
 bool store_in_tx(struct store *s);
 

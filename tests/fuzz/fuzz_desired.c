@@ -3,12 +3,16 @@
  * firewall built from it (netfabric/nftplan.c), each VM entry's check and
  * the reconcile planner over domains in every state (nodeagent/reconcile.c),
  * the domain XML and metadata built from each entry (nodeagent/vmxml.c),
- * the per-VM status, and the meter's retain; all of it after the
+ * the per-VM status, the meter's retain, and each network's resolver
+ * (netfabric/resolver.c: hosts file and dnsmasq arguments from the
+ * tenant's names and label); all of it after the
  * contract's decoder (api/agentmsg.c), whose output must read back the
  * same. */
 #include "tests/fuzz/fuzz.h"
 #include "common/buf.h"
+#include "common/netcheck.h"
 #include "netfabric/nftplan.h"
+#include "netfabric/resolver.h"
 #include "netfabric/state.h"
 #include "nodeagent/meter.h"
 #include "nodeagent/reconcile.h"
@@ -18,6 +22,43 @@
 
 #include <stdio.h>
 
+/* A network's hosts file: one line per record kept, each "ADDR NAME" or
+ * "ADDR NAME NAME.LABEL.internal" of labels only, so no name can add a
+ * line or a name; and its dnsmasq arguments, as many as counted. */
+static void resolver(const struct nf_state *st, const struct nf_network *n)
+{
+    struct buf hosts = BUF_INIT;
+    size_t skipped = resolver_hosts_render(n, &hosts);
+    size_t lines = 0;
+    for (char *line = hosts.data, *end; line && *line; line = end + 1) {
+        end = strchr(line, '\n');
+        if (!end)
+            abort(); /* every line ends */
+        *end = '\0';
+        lines++;
+        char *save = NULL, *f[4];
+        size_t k = 0;
+        for (char *w = strtok_r(line, " ", &save); w && k < 4;
+             w = strtok_r(NULL, " ", &save))
+            f[k++] = w;
+        if (k != (n->dns_label ? 3u : 2u) || !net_dns_label_ok(f[1]))
+            abort();
+        for (size_t i = 0; i < strlen(f[0]); i++)
+            if (!strchr("0123456789.", f[0][i]))
+                abort();
+    }
+    if (lines + skipped != n->n_records)
+        abort();
+    buf_free(&hosts);
+    struct buf argv = BUF_INIT;
+    size_t argc = resolver_argv_render(st, n, "/run/fog/dns/x", &argv), nul = 0;
+    for (size_t i = 0; i < argv.len; i++)
+        nul += argv.data[i] == '\0';
+    if (nul != argc)
+        abort(); /* nothing in an argument splits it */
+    buf_free(&argv);
+}
+
 static void network(const json_t *doc)
 {
     struct nf_state st;
@@ -26,6 +67,8 @@ static void network(const json_t *doc)
         struct buf out = BUF_INIT;
         (void)nftplan_build(&st, &out);
         buf_free(&out);
+        for (size_t i = 0; i < st.n_networks; i++)
+            resolver(&st, &st.networks[i]);
         nf_state_clear(&st);
     } else if (!err) {
         abort(); /* a refusal names the member */
