@@ -154,6 +154,49 @@ static int node_market(struct cli *c, struct cli_args *a)
     return CLI_OK;
 }
 
+/* The hub's verified pool: a table of its members. */
+static int pool_print(struct cli *c, json_t *pool)
+{
+    if (c->json)
+        cli_print_json(pool);
+    else
+        cli_print_table(json_object_get(pool, "members"), "kind,name,sha256");
+    return CLI_OK;
+}
+
+static int pool_list(struct cli *c, struct cli_args *a)
+{
+    json_auto_t *ans = NULL;
+    if (cli_call(c, "GET", "/v1/pool", NULL, &ans) != 0)
+        return CLI_FAIL;
+    return pool_print(c, ans);
+}
+
+static int pool_add(struct cli *c, struct cli_args *a)
+{
+    const char *img = cli_flag(a, "image"), *tmpl = cli_flag(a, "template");
+    if (!img == !tmpl)
+        return cli_usage(cli_verb_find("pool-add"),
+                         "give exactly one of --image SHA256 and --template NAME");
+    json_auto_t *body = json_pack("{s:s}", img ? "sha256" : "template",
+                                  img ? img : tmpl);
+    json_auto_t *ans = NULL;
+    if (cli_call(c, "POST", "/v1/pool", body, &ans) != 0)
+        return CLI_FAIL;
+    return pool_print(c, ans);
+}
+
+static int pool_remove(struct cli *c, struct cli_args *a)
+{
+    _cleanup_free_ char *e = cli_escape(a->pos[0]);
+    _cleanup_free_ char *path = xasprintf("/v1/pool/%s", e);
+    if (cli_call(c, "DELETE", path, NULL, NULL) != 0)
+        return CLI_FAIL;
+    if (!c->json)
+        printf("%s removed from the verified pool\n", a->pos[0]);
+    return CLI_OK;
+}
+
 const struct cli_verb cli_market_verbs[] = {
     { "offers", offers, 0, 0, "region=,label=*,gpu=,max-price=,sort=",
       "[--region R] [--label K=V]... [--gpu MODEL[:COUNT]] [--max-price P] "
@@ -172,5 +215,16 @@ const struct cli_verb cli_market_verbs[] = {
       "19:00-07:00' --window 'sat-sun 00:00-24:00' --tz UTC; an end at or "
       "before the start runs into the next day; outside them the node takes "
       "no new VMs, running ones stay); --no-windows: always", NULL },
+    { "pool-list", pool_list, 0, 0, "", "",
+      "list the hub's verified application pool (images by SHA-256, "
+      "templates with their image's SHA-256)", NULL },
+    { "pool-add", pool_add, 0, 0, "image=,template=",
+      "--image SHA256 | --template NAME",
+      "add an image (by content) or a public template to the verified pool "
+      "(admin); nodes whose policy names the pool accept exactly its members",
+      NULL },
+    { "pool-remove", pool_remove, 1, 1, "", "SHA256|TEMPLATE",
+      "remove a member from the verified pool (admin); VMs already placed "
+      "stay", NULL },
     { NULL, NULL, 0, 0, NULL, NULL, NULL, NULL },
 };

@@ -245,6 +245,20 @@ static void verified_pool_accepts_exactly_its_members(void **state)
                                  "sha256"), tiny);
     json_decref(api(ctl.admin_key, "POST", "/v1/pool",
                     "{\"sha256\":\"not-hex\"}", 400));
+    /* fogctl shows the pool to anyone; adding is the admin's alone, with
+     * exactly one of --image and --template. */
+    int st = -1;
+    _cleanup_free_ char *ls = tu_fogctl(&ctl, bob_key, &st, "pool-list", NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(ls, pool));
+    assert_non_null(strstr(ls, "tiny-web"));
+    _cleanup_free_ char *both = tu_fogctl(&ctl, ctl.admin_key, &st,
+                                          "pool-add", "--image", pool,
+                                          "--template", "tiny-web", NULL);
+    assert_int_not_equal(st, 0);
+    _cleanup_free_ char *theirs = tu_fogctl(&ctl, prov_key, &st, "pool-add",
+                                            "--image", other, NULL);
+    assert_int_not_equal(st, 0);
 
     /* The provider accepts the pool as a whole. */
     set_policy("{\"pool\":\"verified\"}");
@@ -284,7 +298,11 @@ static void verified_pool_accepts_exactly_its_members(void **state)
     _cleanup_free_ char *del = xasprintf("/v1/pool/%s", pool);
     json_decref(api(ctl.admin_key, "DELETE", del, NULL, 204));
     json_decref(api(ctl.admin_key, "DELETE", del, NULL, 404));
-    json_decref(api(ctl.admin_key, "DELETE", "/v1/pool/tiny-web", NULL, 204));
+    _cleanup_free_ char *rm = tu_fogctl(&ctl, ctl.admin_key, &st,
+                                        "pool-remove", "tiny-web", NULL);
+    assert_int_equal(st, 0);
+    json_auto_t *left = api(bob_key, "GET", "/v1/pool", NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(left, "members")), 0);
     json_auto_t *gone = create(bob_key, "pl-after", m);
     assert_true(json_is_null(json_object_get(gone, "node_id")));
     (void)other;
