@@ -358,6 +358,8 @@ static void vm_gpu_clear(struct am_vm_gpu *g)
     free(g->cpulist);
 }
 
+static void vm_restore_read(struct rd *r, struct am_vm *v);
+
 static void vm_read(struct rd *r, struct am_vm *v)
 {
     static const char *const power[] = { "running", "stopped", NULL };
@@ -433,6 +435,45 @@ static void vm_read(struct rd *r, struct am_vm *v)
             vm_gpu_read(&s, &v->gpus[v->n_gpus++]);
         sub_end(r, &s, path);
     }
+    vm_restore_read(r, v);
+}
+
+/* 64 lowercase hex digits: a SHA-256 or a backup key. */
+static bool hex64_ok(const char *s)
+{
+    return s && strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/* AGENT_VM_BACKUP_KEY and AGENT_VM_RESTORE of a desired VM entry. */
+static void vm_restore_read(struct rd *r, struct am_vm *v)
+{
+    _cleanup_free_ char *key = get_str(r, AGENT_VM_BACKUP_KEY, false, 64);
+    if (key && !hex64_ok(key))
+        fail(r, AGENT_VM_BACKUP_KEY, "must be 64 lowercase hex digits");
+    else if (key)
+        memcpy(v->backup_key, key, 65);
+    const json_t *rs = member(r, AGENT_VM_RESTORE, false);
+    if (!rs || r->failed)
+        return;
+    struct rd s;
+    char *path;
+    if (sub(r, AGENT_VM_RESTORE, rs, -1, &s, &path)) {
+        _cleanup_free_ char *id = get_str(&s, "backup", true, 36);
+        _cleanup_free_ char *sha = get_str(&s, "sha256", true, 64);
+        v->restore.size = get_int(&s, "size", true, 1, INT64_MAX, 1);
+        if (id && !uuid_is_valid(id))
+            fail(&s, "backup", "must be a UUID");
+        else if (sha && !hex64_ok(sha))
+            fail(&s, "sha256", "must be 64 lowercase hex digits");
+        else if (id && sha) {
+            memcpy(v->restore.backup, id, 37);
+            memcpy(v->restore.sha256, sha, 65);
+            v->has_restore = true;
+        }
+    }
+    /* Without the key the node reports that VM's restore failed: one
+     * VM's entry never makes the whole document unusable. */
+    sub_end(r, &s, path);
 }
 
 static void vm_clear(struct am_vm *v)
@@ -764,6 +805,13 @@ static json_t *vm_encode(const struct am_vm *v)
                                           (json_int_t)v->revert_gen,
                                           "snapshot_id",
                                           v->revert_snapshot_id));
+    if (v->backup_key[0])
+        put_str(o, AGENT_VM_BACKUP_KEY, v->backup_key);
+    if (v->has_restore)
+        put(o, AGENT_VM_RESTORE, json_pack("{s:s, s:I, s:s}", "backup",
+                                           v->restore.backup, "size",
+                                           (json_int_t)v->restore.size,
+                                           "sha256", v->restore.sha256));
     if (v->n_gpus) {
         json_t *gpus = json_array();
         for (size_t i = 0; i < v->n_gpus; i++) {

@@ -43,6 +43,13 @@ struct am_snapshot {
 
 /* One card a VM holds: its graphics function's PCI address, every
  * function of the card, and where it sits (AGENT_VM_GPUS). */
+/* AGENT_VM_RESTORE: the sealed backup a VM placed from one starts from. */
+struct am_restore {
+    char backup[37];        /* the backup's id (a UUID) */
+    int64_t size;           /* bytes of the sealed blob */
+    char sha256[65];        /* of the sealed blob, lowercase hex */
+};
+
 struct am_vm_gpu {
     char *address;
     char **functions;
@@ -78,6 +85,9 @@ struct am_vm {
     char *revert_snapshot_id;
     struct am_vm_gpu *gpus; /* AGENT_VM_GPUS; left out when none */
     size_t n_gpus;
+    char backup_key[65]; /* AGENT_VM_BACKUP_KEY; "" when absent */
+    bool has_restore;       /* AGENT_VM_RESTORE given */
+    struct am_restore restore;
 };
 
 struct am_remote_mac {

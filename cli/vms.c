@@ -18,7 +18,7 @@
 #define CREATE_FLAGS                                                           \
     "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"     \
     "allow-tcg,stopped,wait,timeout=,shutdown-timeout=,max-price=,region=,"    \
-    "label=*,anti-affinity=,min-reputation=,dry-run,gpu="
+    "label=*,anti-affinity=,min-reputation=,dry-run,gpu=,restart-policy="
 
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
@@ -293,6 +293,9 @@ static int vm_create(struct cli *c, struct cli_args *a)
         json_object_set_new(body, "allow_tcg", json_true());
     if (cli_flag_bool(a, "stopped"))
         json_object_set_new(body, "power_state", json_string("stopped"));
+    if (cli_flag(a, "restart-policy"))
+        json_object_set_new(body, "restart_policy",
+                            json_string(cli_flag(a, "restart-policy")));
     const char *ud = cli_flag(a, "user-data");
     if (ud) {
         _cleanup_free_ char *text = NULL;
@@ -851,7 +854,8 @@ const struct cli_verb cli_vm_verbs[] = {
       "[--network NET]... [--publish [HOST:]PORT[/tcp|udp]]... "
       "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]] "
       "[--shutdown-timeout S] [--max-price P] [--region R] [--label K=V]... "
-      "[--anti-affinity GROUP] [--min-reputation 0-100] [--gpu MODEL[:COUNT]] [--dry-run]",
+      "[--anti-affinity GROUP] [--min-reputation 0-100] [--gpu MODEL[:COUNT]] "
+      "[--restart-policy none|on-host-failure] [--dry-run]",
       "create a VM (and start it unless --stopped); a shutdown is forced "
       "after --shutdown-timeout seconds (default 60); --max-price caps the "
       "whole VM's price per hour, --dry-run prints the offer it would take "

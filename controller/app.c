@@ -11,11 +11,13 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/auth.h"
+#include "controller/bstore.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/scheduler.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -60,6 +62,9 @@ const struct http_route app_routes[] = {
     { "GET", "/v1/vms/{id}/console/attach", h_vm_console_attach,
       ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/vms/{id}/xml", h_vm_xml, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/restore", h_vm_restore, ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/restart-policy", h_vm_restart_policy,
+      ALLOW_ADMIN | ALLOW_TENANT },
     { "POST", "/v1/vms/{id}/snapshots", h_snapshot_create,
       ALLOW_ADMIN | ALLOW_TENANT },
     { "GET", "/v1/vms/{id}/snapshots", h_snapshot_list,
@@ -138,6 +143,7 @@ const struct http_route app_routes[] = {
     { "GET", "/v1/agent/console/{session}", h_agent_console, ALLOW_NODE },
     { "POST", "/v1/agent/console/{session}/log", h_agent_console_log,
       ALLOW_NODE, NULL, CONSOLE_LOG_MAX },
+    { "GET", AGENT_BACKUP_PATH "/{id}/blob", h_agent_backup_blob, ALLOW_NODE },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 
@@ -470,6 +476,27 @@ bool app_begin(struct http_request *r, const struct http_route *route,
             return false;
         }
     }
+}
+
+int app_backup_store(struct app *a, struct bstore **ret)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    int e = 0;
+    pthread_mutex_lock(&lock);
+    if (!a->bstore) {
+        _cleanup_free_ char *dir = xasprintf("%s/backups", a->cfg.data_dir);
+        e = bstore_dir_new(dir, 0, &a->bstore);
+    }
+    if (e == 0)
+        *ret = a->bstore;
+    pthread_mutex_unlock(&lock);
+    return e;
+}
+
+void app_backup_store_close(struct app *a)
+{
+    bstore_free(a->bstore);
+    a->bstore = NULL;
 }
 
 int app_event(struct app *a, const char *account_id, const char *actor,

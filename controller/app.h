@@ -46,6 +46,8 @@ struct app_settings {
     char *token_symbol;
     char *default_offer;     /* "vcpu=0.01,mem=0.005,disk=0.1,gpu=0.5,port=0.001" */
     int64_t sla_credit_bps;  /* outage credit, basis points of its price */
+    int64_t evacuate_after_s; /* restore on-host-failure VMs of a node
+                                 unreachable this long (restore.c) */
     /* placement (scheduler.c) */
     char *default_max_price; /* tokens per hour of a VM without a cap */
     int64_t weight_price, weight_spread, weight_reputation;
@@ -71,6 +73,7 @@ struct app {
     char *ca_pem;
     char ca_sha256[65];
     struct guard *guard;     /* rate limit tables (guard.c) */
+    struct bstore *bstore;   /* VM backups (app_backup_store) */
 };
 
 /* Per-request context, attached as the request's user data. */
@@ -118,6 +121,13 @@ void app_after(struct http_request *r, const struct http_route *route,
 #define APP_RETRY_BASE_MS 8
 /* How many times this process ran a request again so (since start). */
 uint64_t app_store_retries(void);
+
+/* The hub's store of VM backups: the directory DATA/backups (bstore_dir.c),
+ * opened on first use and kept for the controller's life (freed by
+ * app_backup_store_close). 0 and *ret (borrowed), or -errno. */
+struct bstore;
+int app_backup_store(struct app *a, struct bstore **ret);
+void app_backup_store_close(struct app *a);
 
 /* Record an event outside the request path (scheduler, health).
  * 0 or -errno. */

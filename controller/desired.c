@@ -212,6 +212,30 @@ static int vm_gpus(struct app *a, struct am_vm *vm)
     return 0;
 }
 
+/* A placement from a backup carries it (AGENT_VM_RESTORE) with the VM's
+ * key. A backup that is no longer ready still names itself with a digest
+ * nothing hashes to, so the node reports the restore failed rather than
+ * starting the VM on a fresh disk. */
+static void vm_restore(const json_t *row, struct am_vm *vm)
+{
+    const char *key = json_str(row, "backup_key");
+    const char *id = json_str(row, "restore_backup");
+    const char *sha = json_str(row, "restore_sha256");
+    if (key && strlen(key) == 64)
+        memcpy(vm->backup_key, key, 65);
+    if (!id || strlen(id) != 36)
+        return;
+    vm->has_restore = true;
+    memcpy(vm->restore.backup, id, 37);
+    bool ready = sha && strlen(sha) == 64;
+    snprintf(vm->restore.sha256, sizeof(vm->restore.sha256), "%s",
+             ready ? sha : "0000000000000000000000000000000000000000000000000"
+                           "000000000000000");
+    vm->restore.size = ready ? json_int(row, "restore_size", 1) : 1;
+    if (vm->restore.size < 1)
+        vm->restore.size = 1;
+}
+
 static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
 {
     int e;
@@ -245,6 +269,7 @@ static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
     vm->shutdown_timeout_s = json_int(row, "shutdown_timeout_s",
                                       VM_SHUTDOWN_TIMEOUT_DEFAULT_S);
     vm->user_data = col_or_null(row, "user_data");
+    vm_restore(row, vm);
     if ((e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
         (e = vm_snapshots(a, row, vm)) < 0 ||
         (e = vm_gpus(a, vm)) < 0)
@@ -265,9 +290,13 @@ static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
                          "v.autostart, v.revert_gen, v.revert_snapshot, "
                          "v.revert_done_gen, "
                          "v.account_id, i.id AS image_id, i.sha256, i.format, "
-                         "i.size FROM vms v LEFT JOIN images i ON i.id = "
-                         "v.image_id WHERE v.node_id = $1 AND v.deleted_at IS "
-                         "NULL ORDER BY v.id", "s", node_id)) < 0)
+                         "i.size, v.backup_key, v.restore_backup, b.size AS "
+                         "restore_size, b.sha256 AS restore_sha256 FROM vms v "
+                         "LEFT JOIN images i ON i.id = v.image_id LEFT JOIN "
+                         "vm_backups b ON b.id = v.restore_backup AND "
+                         "b.state = 'ready' WHERE v.node_id = $1 AND "
+                         "v.deleted_at IS NULL ORDER BY v.id", "s",
+                         node_id)) < 0)
         return e;
     size_t i;
     json_t *row;

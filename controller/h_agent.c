@@ -11,6 +11,7 @@
 #include "controller/gpus.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/restore.h"
 #include "controller/netalloc.h"
 #include "controller/reputation.h"
 
@@ -660,6 +661,7 @@ HANDLER(h_agent_status)
                        "start_gen <= $3", "isi", now, id,
                        v->start_gen);
         snapshots_record(a, v);
+        restore_seen(a, id, st);
         if (v->console_tail)
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
                        "ss", v->console_tail, id);

@@ -14,6 +14,7 @@
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
 #include "controller/quota.h"
+#include "controller/restore.h"
 #include "controller/scheduler.h"
 
 #include <errno.h>
@@ -26,7 +27,7 @@
     "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
     "v.anti_affinity, v.min_reputation, v.placement, v.price_hour, "           \
-    "v.gpu_model, v.gpu_count, v.paused, v.autostart"
+    "v.gpu_model, v.gpu_count, v.paused, v.autostart, v.restart_policy"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 static void set_time(json_t *o, const char *key, json_t *row, const char *col)
@@ -55,7 +56,8 @@ json_t *vm_render(json_t *row)
                                         "state", "state_reason", "node_id",
                                         "node_name", "reboot_gen", "image_id",
                                         "template", "based_on", "place_gen",
-                                        "shutdown_timeout_s" };
+                                        "shutdown_timeout_s",
+                                        "restart_policy" };
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
         json_t *v = json_object_get(row, copy[i]);
         json_object_set(o, copy[i], v ? v : json_null());
@@ -155,7 +157,7 @@ int vm_lookup(struct app *a, struct http_request *r, json_t **ret)
     return 0;
 }
 
-static void reply_vm(struct app *a, struct http_request *r, int status,
+void reply_vm(struct app *a, struct http_request *r, int status,
                      const char *id)
 {
     json_auto_t *row = NULL;
@@ -395,6 +397,7 @@ void vm_create_fields(const struct app *a,
         { "min_reputation", JF_INT, false, 0, 100, NULL },
         { "dry_run", JF_BOOL, false, 0, 0, NULL },
         { "gpu", JF_STRING, false, 1, 80, NULL },
+        { "restart_policy", JF_ENUM, false, 0, 0, restore_policies },
     };
     memcpy(ret, fields, sizeof(fields));
 }
@@ -579,6 +582,9 @@ HANDLER(h_vm_create)
     if (e >= 0 && gpu_count > 0)
         e = store_exec(a->store, "UPDATE vms SET gpu_model = $1, gpu_count "
                        "= $2 WHERE id = $3", "sis", gpu_model, gpu_count, id);
+    if (e >= 0 && json_str(b, "restart_policy"))
+        e = store_exec(a->store, "UPDATE vms SET restart_policy = $1 WHERE "
+                       "id = $2", "ss", json_str(b, "restart_policy"), id);
     if (e < 0) {
         store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
@@ -959,6 +965,31 @@ HANDLER(h_vm_autostart)
         return;
     vm_flag_set(r, app, row, "autostart",
                 json_is_true(json_object_get(http_req_json(r), "autostart")));
+}
+
+/* When its node fails: "none" (the VM waits for it) or "on-host-failure"
+ * (restored elsewhere from its latest backup after evacuate-after). */
+HANDLER(h_vm_restart_policy)
+{
+    const struct jfield fields[] = {
+        { "restart_policy", JF_ENUM, true, 0, 0, restore_policies },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), false))
+        return;
+    struct app *a = app;
+    json_auto_t *row = vm_flag_target(r, a);
+    if (!row)
+        return;
+    const char *id = json_str(row, "id");
+    int e = store_exec(a->store, "UPDATE vms SET restart_policy = $1, "
+                       "updated_at = $2 WHERE id = $3", "sis",
+                       json_str(http_req_json(r), "restart_policy"), now_s(),
+                       id);
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    reply_vm(a, r, 202, id);
 }
 
 HANDLER(h_vm_resize)

@@ -40,6 +40,9 @@ HANDLER(h_vm_console_attach);
 HANDLER(h_agent_console);
 HANDLER(h_agent_console_log);
 HANDLER(h_vm_xml);
+HANDLER(h_vm_restore);
+HANDLER(h_vm_restart_policy);
+HANDLER(h_agent_backup_blob);
 HANDLER(h_snapshot_create);
 HANDLER(h_snapshot_list);
 HANDLER(h_snapshot_get);
@@ -90,6 +93,9 @@ HANDLER(h_sshkey_delete);
 int h_image_upload_sink(struct http_request *r, const void *data, size_t len,
                         void *app);
 
+/* Answer the VM `id` as GET /v1/vms/{id} shows it, with `status`. */
+void reply_vm(struct app *a, struct http_request *r, int status,
+              const char *id);
 /* Find a live VM named by the route's first parameter (UUID, or a name
  * among the caller's VMs) that the caller may see; sets the event target.
  * 0 and *ret (caller owns) or -ENOENT / -EIO. */
@@ -113,7 +119,7 @@ extern const struct jfield port_fields[3];
 int agent_status_decode(const json_t *body, struct am_status *ret,
                         struct jerr *err);
 /* The members of a POST /v1/vms body, sized by this controller's limits. */
-#define VM_CREATE_NFIELDS 19
+#define VM_CREATE_NFIELDS 20
 void vm_create_fields(const struct app *a, struct jfield ret[VM_CREATE_NFIELDS]);
 /* Create an API key for an account (also `fog-controller init`'s first
  * admin key); the secret is in ret_key->token. 0 or -errno. */

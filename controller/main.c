@@ -90,6 +90,10 @@ static const struct config_opt options[] = {
       "SLA credit for an outage (a VM that should run on an unreachable "
       "node): basis points of the outage's price moved from the provider to "
       "the tenant when it ends (10000 = once the price, 0 = none)" },
+    { "evacuate-after", CONFIG_INT, F(evacuate_after_s), 1, 30 * 86400, "300",
+      "seconds a node must be unreachable (or removed) before its VMs with "
+      "restart policy on-host-failure are restored on another node from "
+      "their latest ready backup (without one they are marked lost)" },
     { "default-max-price", CONFIG_STRING, F(default_max_price), 0, 0, "100",
       "tokens per hour a VM may cost when its create names no max_price "
       "(\"none\": no cap)" },
@@ -482,6 +486,7 @@ static int cmd_serve(struct app *a)
                  "to the exit");
     free(a->ca_pem);
     guard_free(a->guard);
+    app_backup_store_close(a);
     log_info("stopped");
     reload_free();
     return 0;

@@ -19,7 +19,8 @@ const char *const reload_options[] = {
     "quota-api-keys", "rate-ip", "burst-ip", "rate-agent-ip",
     "burst-agent-ip", "rate-key", "burst-key", "rate-node", "burst-node",
     "max-vcpus", "max-memory-mib", "max-disk-gib", "max-image-gib",
-    "event-retention", "idempotency-ttl", "sla-credit-bps", NULL
+    "event-retention", "idempotency-ttl", "sla-credit-bps", "evacuate-after",
+    NULL
 };
 
 /* Strings replaced by reloads: a request thread may still read one. */

@@ -22,6 +22,7 @@
 #include "controller/placement.h"
 #include "controller/availwin.h"
 #include "controller/reputation.h"
+#include "controller/restore.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -665,6 +666,23 @@ static void record_pending(struct app *a, const char *vm_id,
                "sss", why, vm_id, text);
 }
 
+/* Keep what placement decided on the VM (shown as its placement) and the
+ * hourly price locked. The store's result. */
+static int placement_record(struct app *a, const char *vm_id,
+                            const struct place_result *res, size_t candidates,
+                            const char *node_id, int64_t price,
+                            const struct rating_offer *locked)
+{
+    json_auto_t *pj = place_result_json(res, candidates);
+    _cleanup_free_ char *t = money_format(price, NULL);
+    json_object_set_new(pj, "node_id", json_string(node_id));
+    json_object_set_new(pj, "price_hour", json_string(t));
+    json_object_set_new(pj, "offer", billing_offer_json(locked));
+    _cleanup_free_ char *text = json_dumps_compact(pj);
+    return store_exec(a->store, "UPDATE vms SET placement = $1, price_hour = "
+                      "$2 WHERE id = $3", "sis", text, price, vm_id);
+}
+
 /* One try at placing vm_id: decide (see decide()), then check the choice
  * under the node's lock. 1 placed (node in
  * ret_node), 0 not placed (reason recorded), -EAGAIN when the store
@@ -756,16 +774,8 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         r = deal_price_hour(a, vm_id, &q.req, &price, &locked);
     if (r >= 0 && q.req.max_price >= 0 && price > q.req.max_price)
         r = -EAGAIN;
-    if (r >= 0) {
-        json_auto_t *pj = place_result_json(&res, f->n);
-        _cleanup_free_ char *t = money_format(price, NULL);
-        json_object_set_new(pj, "node_id", json_string(node_id));
-        json_object_set_new(pj, "price_hour", json_string(t));
-        json_object_set_new(pj, "offer", billing_offer_json(&locked));
-        _cleanup_free_ char *text = json_dumps_compact(pj);
-        r = store_exec(a->store, "UPDATE vms SET placement = $1, price_hour "
-                       "= $2 WHERE id = $3", "sis", text, price, vm_id);
-    }
+    if (r >= 0)
+        r = placement_record(a, vm_id, &res, f->n, node_id, price, &locked);
     if (r < 0) {
         store_tx_rollback(a->store);
         fleet_put(f);
@@ -803,6 +813,207 @@ int scheduler_place(struct app *a, const char *vm_id)
 {
     char node[UUID_STR_LEN + 1];
     return place(a, vm_id, atomic_load(&fleet_seq), node);
+}
+
+/* ---- placing anew from a backup ---- */
+
+/* Why VM `vm_id` cannot go to `node_id` after it passed the filters: its
+ * published ports, each wanting the host port it has now (or asked for),
+ * are given by that node or the move is refused. The VM's rows are off
+ * every node while this runs. 0, 1 with *ret_why set, or -errno. */
+static int replace_ports(struct app *a, const char *vm_id,
+                         const char *node_id, const char *node_name,
+                         char **ret_why)
+{
+    json_auto_t *ports = NULL;
+    size_t i;
+    json_t *p;
+    int e = store_query(a->store, &ports, "SELECT id, proto, want_port, "
+                        "host_port FROM ports WHERE vm_id = $1 ORDER BY id",
+                        "s", vm_id);
+    if (e < 0)
+        return e;
+    if ((e = store_exec(a->store, "UPDATE ports SET node_id = NULL, "
+                        "host_port = NULL WHERE vm_id = $1", "s", vm_id)) < 0)
+        return e;
+    json_array_foreach(ports, i, p) {
+        int64_t want = json_int(p, "want_port", 0) > 0
+                           ? json_int(p, "want_port", 0)
+                           : json_int(p, "host_port", 0);
+        int64_t hp = netalloc_host_port(a->store, node_id,
+                                        json_str(p, "proto"), want);
+        if (hp == -EADDRINUSE || hp == -EACCES || hp == -ENOSPC) {
+            *ret_why = want > 0
+                           ? xasprintf("node '%s' cannot give host port "
+                                       "%lld/%s (%s)", node_name,
+                                       (long long)want, json_str(p, "proto"),
+                                       hp == -EACCES ? "outside what it "
+                                                       "publishes"
+                                                     : "taken")
+                           : xasprintf("node '%s' has no free %s host port",
+                                       node_name, json_str(p, "proto"));
+            return 1;
+        }
+        if (hp < 0)
+            return (int)hp;
+        if ((e = store_exec(a->store, "UPDATE ports SET node_id = $1, "
+                            "host_port = $2 WHERE id = $3", "sis", node_id,
+                            hp, json_str(p, "id"))) < 0)
+            return e;
+    }
+    return 0;
+}
+
+/* The committing half of scheduler_replace() on node index k of the
+ * fleet copy: 1 placed, 0 refused (*ret_why), -errno. */
+static int replace_commit(struct app *a, const char *vm_id,
+                          const struct place_req *req, const char *node_id,
+                          const char *node_name, const char *backup_id,
+                          const struct place_result *res, size_t candidates,
+                          char **ret_why)
+{
+    int64_t online_since = now_s() - 3 * a->cfg.heartbeat_s;
+    /* Off its node first: the fit below counts what the node holds. */
+    int e = store_exec(a->store, "UPDATE vms SET node_id = NULL WHERE id = "
+                       "$1", "s", vm_id);
+    if (e >= 0 && (e = place_fit(a, node_id, vm_id, online_since, req)) ==
+                      -ENOENT) {
+        *ret_why = xasprintf("node '%s' no longer has room for the VM",
+                             node_name);
+        return 0;
+    }
+    if (e >= 0 && (e = gpus_release(a->store, vm_id)) >= 0 &&
+        (e = gpus_assign(a->store, node_id, vm_id, req->gpu_model,
+                         req->gpu_count)) == -EBUSY) {
+        *ret_why = xasprintf("node '%s' has not %lld free GPUs of model %s",
+                             node_name, (long long)req->gpu_count,
+                             req->gpu_model);
+        return 0;
+    }
+    if (e < 0)
+        return e;
+    if ((e = replace_ports(a, vm_id, node_id, node_name, ret_why)) != 0)
+        return e > 0 ? 0 : e;
+    e = store_exec(a->store,
+                   "UPDATE vms SET node_id = $1, state = 'scheduled', "
+                   "state_reason = NULL, place_gen = place_gen + 1, "
+                   "restore_backup = $2, updated_at = $3 WHERE id = $4",
+                   "ssis", node_id, backup_id, now_s(), vm_id);
+    /* The old deal closes here; the new one is at this node's offer. */
+    if (e >= 0)
+        e = billing_deal_lock(a, vm_id, node_id);
+    int64_t price = 0;
+    struct rating_offer locked;
+    if (e >= 0)
+        e = deal_price_hour(a, vm_id, req, &price, &locked);
+    if (e < 0)
+        return e;
+    if (req->max_price >= 0 && price > req->max_price) {
+        _cleanup_free_ char *p = money_format(price, NULL);
+        _cleanup_free_ char *cap = money_format(req->max_price, NULL);
+        *ret_why = xasprintf("node '%s' prices the VM at %s per hour, above "
+                             "its cap of %s", node_name, p, cap);
+        return 0;
+    }
+    e = placement_record(a, vm_id, res, candidates, node_id, price, &locked);
+    return e < 0 ? e : 1;
+}
+
+int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
+                      const char *backup_id, char ret_node[UUID_STR_LEN + 1],
+                      char **ret_why)
+{
+    json_auto_t *vm = NULL;
+    struct fleet *f = NULL;
+    struct sched_ask q _cleanup_(sched_ask_free) = { 0 };
+    int r;
+
+    if ((r = store_tx_begin(a->store)) < 0)
+        return r;
+    if ((r = store_lock(a->store, "vm", vm_id)) < 0 ||
+        (r = store_query_one(a->store, &vm, "SELECT " ASK_COLS ", node_id "
+                             "FROM vms WHERE id = $1 AND deleted_at IS NULL",
+                             "s", vm_id)) < 0 ||
+        (r = ask_from_row(a, &q, vm, vm_id)) < 0 ||
+        (r = fleet_get(a, 0, &f)) < 0) {
+        store_tx_rollback(a->store);
+        return r;
+    }
+    const char *from = json_str(vm, "node_id");
+    /* The candidates: the node named, else every node but the one the VM
+     * leaves; on the node it is on, its own share is free again. */
+    _cleanup_free_ struct place_node *nodes = xcalloc(f->n + 1,
+                                                      sizeof(*nodes));
+    _cleanup_free_ size_t *idx = xcalloc(f->n + 1, sizeof(*idx));
+    size_t n = 0;
+    pthread_mutex_lock(&fleet_lock);
+    for (size_t k = 0; k < f->n; k++) {
+        const struct place_node *p = &f->nodes[k];
+        if (pin ? !streq(p->id, pin) : streq(p->id, from))
+            continue;
+        nodes[n] = *p;
+        if (streq(p->id, from)) {
+            nodes[n].free_vcpus += q.req.vcpus;
+            nodes[n].free_mem_mib += q.req.mem_mib;
+            nodes[n].free_disk_gib += q.req.disk_gib;
+        }
+        idx[n++] = k;
+    }
+    pthread_mutex_unlock(&fleet_lock);
+    struct place_result res;
+    struct place_weights w = weights(a);
+    if (q.req.gpu_count > 0) {
+        /* Free GPUs of its model per candidate, read from the store. */
+        _cleanup_free_ struct place_node *all = xcalloc(f->n + 1,
+                                                        sizeof(*all));
+        if ((r = fleet_gpus(a, f, all, &q.req)) < 0) {
+            store_tx_rollback(a->store);
+            fleet_put(f);
+            return r;
+        }
+        for (size_t k = 0; k < n; k++) {
+            nodes[k].gpu_free = all[idx[k]].gpu_free;
+            nodes[k].gpu_hour_model = all[idx[k]].gpu_hour_model;
+        }
+    }
+    place_decide(&q.req, nodes, n, &w, &res);
+    if (res.chosen < 0) {
+        _cleanup_free_ char *why = place_refusal_text(&res, n);
+        *ret_why = pin && n == 0
+                       ? xstrdup("the node named is not approved and "
+                                 "reachable")
+                       : pin ? xasprintf("the node named cannot take the "
+                                         "VM: %s", why)
+                             : xasprintf("no other node can take the VM: %s",
+                                         why);
+        store_tx_rollback(a->store);
+        fleet_put(f);
+        return 0;
+    }
+    char node_id[UUID_STR_LEN + 1];
+    snprintf(node_id, sizeof(node_id), "%s", nodes[res.chosen].id);
+    _cleanup_free_ char *node_name = xstrdup(json_str(
+        json_array_get(f->rows, idx[res.chosen]), "name"));
+    r = replace_commit(a, vm_id, &q.req, node_id, node_name, backup_id, &res,
+                       n, ret_why);
+    if (r <= 0) {
+        store_tx_rollback(a->store);
+        fleet_put(f);
+        return r;
+    }
+    if ((r = store_tx_commit(a->store)) < 0) {
+        fleet_put(f);
+        return r;
+    }
+    fleet_take(f, node_id, &q.req);
+    fleet_put(f);
+    scheduler_fleet_changed();
+    snprintf(ret_node, UUID_STR_LEN + 1, "%s", node_id);
+    if (from)
+        app_node_changed(a, from);
+    app_node_changed(a, node_id);
+    vm_networks_changed(a, vm_id);
+    return 1;
 }
 
 int scheduler_run(struct app *a)
@@ -864,6 +1075,7 @@ static void *reconciler(void *arg)
             if (now_s() >= judge_from) {
                 health_check(a);
                 outage_tick(a, judge_from - 3 * a->cfg.heartbeat_s);
+                evacuate_tick(a);
             }
             scheduler_run(a);
             if (now_s() >= judge_from && now_s() >= rep_at) {

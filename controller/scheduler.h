@@ -33,6 +33,18 @@ int scheduler_decide(struct app *a, const struct place_req *r,
 /* Place one pending VM if some node fits; otherwise record why not in its
  * state_reason. 1 placed, 0 not placed, -errno on store failure. */
 int scheduler_place(struct app *a, const char *vm_id);
+/* Place VM vm_id anew from backup backup_id (a restore, migration or
+ * evacuation): on node `pin` when not NULL, else on the best node other
+ * than the one it is on, through the filters a create passes; its
+ * published ports keep their host ports on the new node or it does not
+ * move. Bumps its placement generation (fencing the old node's domain),
+ * sets restore_backup, closes its deal and opens one at the new node's
+ * offer within the VM's price cap. Runs as a (nested) transaction of its
+ * own. 1 and ret_node; 0 and *ret_why (caller frees) when it cannot move
+ * (nothing changed); -errno. */
+int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
+                      const char *backup_id, char ret_node[UUID_STR_LEN + 1],
+                      char **ret_why);
 /* Say that what placement sees of some node changed (approval, removal,
  * drain, offer, region, labels, policy): the next placement loads the
  * fleet again instead of deciding on the cached one. */

@@ -19,6 +19,7 @@
 #include "nodeagent/disk.h"
 #include "nodeagent/gpu.h"
 #include "nodeagent/guestseed.h"
+#include "nodeagent/restore.h"
 #include "nodeagent/snapshot.h"
 
 #include <errno.h>
@@ -683,8 +684,23 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
     _cleanup_free_ char *base = NULL, *err = NULL;
     const char *fmt = NULL;
     int r;
+    _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, a->vm_id);
+    _cleanup_free_ char *condir = xasprintf("%s/console", c->data_dir);
+    if ((r = mkdir_p(condir, 0711)) < 0) {
+        reconcile__fail(c, a, xasprintf("cannot create '%s': %s", condir, strerror(-r)),
+             rev, now_ms);
+        return r;
+    }
     json_t *src = json_object_get(vm, "image_source");
-    if (json_is_object(src) && c->cache) {
+    if (json_is_object(json_object_get(vm, AGENT_VM_RESTORE))) {
+        /* Placed from a backup: that disk or none, never a fresh one. */
+        if ((r = restore_disk(c->cache, c->controller, vm, disk, &err)) < 0) {
+            reconcile__fail(c, a, TAKE_PTR(err), rev, now_ms);
+            return r;
+        }
+        log_info("vm %s: disk restored from backup %s", a->vm_id,
+                 json_str(json_object_get(vm, AGENT_VM_RESTORE), "backup"));
+    } else if (json_is_object(src) && c->cache) {
         /* A catalog image: fetched by digest into the cache. */
         const char *url = json_str(src, "url"), *sha = json_str(src, "sha256");
         const char *f = json_str(src, "format");
@@ -711,15 +727,9 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
             reconcile__fail(c, a, TAKE_PTR(err), rev, now_ms);
         return r;
     }
-    _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, a->vm_id);
-    _cleanup_free_ char *condir = xasprintf("%s/console", c->data_dir);
-    if ((r = mkdir_p(condir, 0711)) < 0) {
-        reconcile__fail(c, a, xasprintf("cannot create '%s': %s", condir, strerror(-r)),
-             rev, now_ms);
-        return r;
-    }
-    if ((r = disk_overlay_create(base, disk, json_int(vm, "disk_gib", 1),
-                                 &err)) < 0) {
+    if (base && (r = disk_overlay_create(base, disk,
+                                         json_int(vm, "disk_gib", 1),
+                                         &err)) < 0) {
         reconcile__fail(c, a, TAKE_PTR(err), rev, now_ms);
         return r;
     }
