@@ -78,6 +78,12 @@ struct am_vm {
     char *revert_snapshot_id;
     struct am_vm_gpu *gpus; /* AGENT_VM_GPUS; left out when none */
     size_t n_gpus;
+    /* AGENT_VM_BACKUPS: the ids (UUIDs) of the backups to take, at most
+     * VM_BACKUPS_PENDING_MAX, and AGENT_VM_BACKUP_KEY: the VM's backup
+     * key, 64 lowercase hex (required with backups; NULL: not given). */
+    char **backups;
+    size_t n_backups;
+    char *backup_key;
 };
 
 struct am_remote_mac {
