@@ -69,6 +69,14 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/vms/{id}/snapshots/{snap}/revert", h_snapshot_revert,
       ALLOW_ADMIN | ALLOW_TENANT },
 
+    { "POST", "/v1/vms/{id}/backups", h_backup_create,
+      ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}/backups", h_backup_list, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}/backups/{backup}", h_backup_get,
+      ALLOW_ADMIN | ALLOW_TENANT },
+    { "DELETE", "/v1/vms/{id}/backups/{backup}", h_backup_delete,
+      ALLOW_ADMIN | ALLOW_TENANT },
+
     { "POST", "/v1/join-tokens", h_jointoken_create,
       ALLOW_ADMIN | ALLOW_PROVIDER },
     { "GET", "/v1/nodes", h_node_list, ALLOW_ADMIN | ALLOW_PROVIDER },
@@ -134,6 +142,15 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET, NULL,
       AGENT_STATUS_BODY_MAX },
     { "GET", "/v1/agent/console/{session}", h_agent_console, ALLOW_NODE },
+    /* Backup uploads (api/agentproto.h): chunks are raw bytes. */
+    { "GET", AGENT_BACKUP_PATH "/{id}", h_agent_backup_stat,
+      ALLOW_NODE | QUIET },
+    { "PUT", AGENT_BACKUP_PATH "/{id}", h_agent_backup_put, ALLOW_NODE | QUIET,
+      NULL, AGENT_BACKUP_CHUNK_MAX },
+    { "POST", AGENT_BACKUP_PATH "/{id}/commit", h_agent_backup_commit,
+      ALLOW_NODE | QUIET },
+    { "POST", AGENT_BACKUP_PATH "/{id}/fail", h_agent_backup_fail,
+      ALLOW_NODE | QUIET },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 

@@ -35,6 +35,7 @@ struct app_settings {
     int64_t threads;
     int64_t max_vcpus, max_memory_mib, max_disk_gib;
     int64_t max_image_gib;
+    int64_t max_backup_gib;  /* bytes one sealed backup may reach, GiB */
     char *mesh_cidr;
     char *templates_dir;
     bool inspect;       /* libguestfs inspection of imported images */
@@ -71,6 +72,7 @@ struct app {
     char *ca_pem;
     char ca_sha256[65];
     struct guard *guard;     /* rate limit tables (guard.c) */
+    struct bstore *backups;  /* the backup store (bstore.h) */
 };
 
 /* Per-request context, attached as the request's user data. */
