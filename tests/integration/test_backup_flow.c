@@ -251,9 +251,43 @@ static void backups_upload_with_resume_verify_and_stay_secret(void **state)
     assert_null(strstr(view, keep_key));
     assert_int_equal(tu_count_in_file(ctl.log, keep_key), 0);
 
+    /* fogctl: the list shows the ready backup with its size; errors are
+     * one line and a non-zero exit. */
+    int cst;
+    _cleanup_free_ char *lst = tu_fogctl(&ctl, alice, &cst, "backup-list",
+                                         "bk-web", NULL);
+    assert_int_equal(cst, 0);
+    _cleanup_free_ char *row = xasprintf("%s  manual", id);
+    _cleanup_free_ char *lenw = xasprintf(" %zu ", len);
+    assert_non_null(strstr(lst, row));
+    assert_non_null(strstr(lst, lenw));
+    assert_non_null(strstr(lst, "failed"));
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *e1 = tu_fogctl(&ctl, bob, &cst, "backup-list",
+                                        "bk-web", NULL);
+    assert_int_not_equal(cst, 0);
+    assert_non_null(strstr(e1, "fogctl: "));
+    _cleanup_free_ char *e2 = tu_fogctl(&ctl, alice, &cst, "backup-delete",
+                                        "bk-web", "../../x", NULL);
+    assert_int_not_equal(cst, 0);
+    assert_non_null(strstr(e2, "fogctl: "));
+    assert_null(strchr(strchr(e2, '\n') ? strchr(e2, '\n') + 1 : "", '\n'));
+    _cleanup_free_ char *e4 = tu_fogctl(&ctl, alice, &cst, "backup-delete",
+                                        "bk-web", fid + 1, NULL);
+    assert_int_not_equal(cst, 0);
+    assert_non_null(strstr(e4, "has no backup by that id"));
+    _cleanup_free_ char *e3 = tu_fogctl(&ctl, alice, &cst, "backup-create",
+                                        "bk-web", NULL);
+    assert_int_not_equal(cst, 0);
+    assert_non_null(strstr(e3, "backups under way"));
+    tu_run_with_stderr = false;
+
     /* Deleting the backup removes its bytes. */
     json_decref(api(bob, "DELETE", bpath, NULL, 404));
-    json_decref(api(alice, "DELETE", bpath, NULL, 204));
+    _cleanup_free_ char *dl = tu_fogctl(&ctl, alice, &cst, "backup-delete",
+                                        "bk-web", id, NULL);
+    assert_int_equal(cst, 0);
+    assert_non_null(strstr(dl, "deleted"));
     json_decref(api(alice, "GET", bpath, NULL, 404));
     struct stat sb;
     assert_int_equal(stat(file, &sb), -1);
