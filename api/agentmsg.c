@@ -329,6 +329,37 @@ static struct am_snapshot *snapshots_read(struct rd *r, size_t max, bool held,
     return out;
 }
 
+/* AGENT_VM_BACKUPS ([{id}]) and AGENT_VM_BACKUP_KEY of a desired VM. */
+static void backups_read(struct rd *r, struct am_vm *v)
+{
+    size_t n;
+    const json_t *a = get_arr(r, AGENT_VM_BACKUPS, false,
+                              VM_BACKUPS_PENDING_MAX, &n);
+    if (n && !r->failed)
+        v->backups = xcalloc(n, sizeof(*v->backups));
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        static const char *const known[] = { "id", NULL };
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_VM_BACKUPS, json_array_get(a, i), (ssize_t)i, &s,
+                &path)) {
+            strict(&s, known);
+            char *id = get_str(&s, "id", true, 36);
+            if (id && !uuid_is_valid(id))
+                fail(&s, "id", "must be a UUID");
+            if (id)
+                v->backups[v->n_backups++] = id;
+        }
+        sub_end(r, &s, path);
+    }
+    v->backup_key = get_str(r, AGENT_VM_BACKUP_KEY, false, 64);
+    if (v->backup_key && !is_lower_hex(v->backup_key, 64))
+        fail(r, AGENT_VM_BACKUP_KEY, "must be 64 lowercase hex digits");
+    if (!r->failed && v->n_backups && !v->backup_key)
+        fail(r, AGENT_VM_BACKUP_KEY, "is required with '%s'",
+             AGENT_VM_BACKUPS);
+}
+
 static void vm_gpu_read(struct rd *r, struct am_vm_gpu *g)
 {
     g->address = get_str(r, "address", true, 12);
@@ -435,23 +466,14 @@ static void vm_read(struct rd *r, struct am_vm *v)
             vm_gpu_read(&s, &v->gpus[v->n_gpus++]);
         sub_end(r, &s, path);
     }
+    backups_read(r, v);
     vm_restore_read(r, v);
 }
 
-/* 64 lowercase hex digits: a SHA-256 or a backup key. */
-static bool hex64_ok(const char *s)
-{
-    return s && strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
-}
-
-/* AGENT_VM_BACKUP_KEY and AGENT_VM_RESTORE of a desired VM entry. */
+/* AGENT_VM_RESTORE of a desired VM entry (its key is read with the
+ * backups). */
 static void vm_restore_read(struct rd *r, struct am_vm *v)
 {
-    _cleanup_free_ char *key = get_str(r, AGENT_VM_BACKUP_KEY, false, 64);
-    if (key && !hex64_ok(key))
-        fail(r, AGENT_VM_BACKUP_KEY, "must be 64 lowercase hex digits");
-    else if (key)
-        memcpy(v->backup_key, key, 65);
     const json_t *rs = member(r, AGENT_VM_RESTORE, false);
     if (!rs || r->failed)
         return;
@@ -463,7 +485,7 @@ static void vm_restore_read(struct rd *r, struct am_vm *v)
         v->restore.size = get_int(&s, "size", true, 1, INT64_MAX, 1);
         if (id && !uuid_is_valid(id))
             fail(&s, "backup", "must be a UUID");
-        else if (sha && !hex64_ok(sha))
+        else if (sha && !is_lower_hex(sha, 64))
             fail(&s, "sha256", "must be 64 lowercase hex digits");
         else if (id && sha) {
             memcpy(v->restore.backup, id, 37);
@@ -495,6 +517,8 @@ static void vm_clear(struct am_vm *v)
     for (size_t i = 0; i < v->n_gpus; i++)
         vm_gpu_clear(&v->gpus[i]);
     free(v->gpus);
+    strs_free(v->backups, v->n_backups);
+    free(v->backup_key);
 }
 
 static void network_read(struct rd *r, struct am_network *w)
@@ -800,13 +824,19 @@ static json_t *vm_encode(const struct am_vm *v)
     put(o, "nics", nics);
     put(o, AGENT_VM_SNAPSHOTS, snapshots_encode(v->snapshots, v->n_snapshots,
                                                 false));
+    if (v->n_backups) {
+        json_t *b = json_array();
+        for (size_t i = 0; i < v->n_backups; i++)
+            json_array_append_new(b, json_pack("{s:s}", "id", v->backups[i]));
+        put(o, AGENT_VM_BACKUPS, b);
+    }
+    if (v->backup_key)
+        put_str(o, AGENT_VM_BACKUP_KEY, v->backup_key);
     if (v->has_revert)
         put(o, AGENT_VM_REVERT, json_pack("{s:I, s:s}", "gen",
                                           (json_int_t)v->revert_gen,
                                           "snapshot_id",
                                           v->revert_snapshot_id));
-    if (v->backup_key[0])
-        put_str(o, AGENT_VM_BACKUP_KEY, v->backup_key);
     if (v->has_restore)
         put(o, AGENT_VM_RESTORE, json_pack("{s:s, s:I, s:s}", "backup",
                                            v->restore.backup, "size",

@@ -85,7 +85,12 @@ struct am_vm {
     char *revert_snapshot_id;
     struct am_vm_gpu *gpus; /* AGENT_VM_GPUS; left out when none */
     size_t n_gpus;
-    char backup_key[65]; /* AGENT_VM_BACKUP_KEY; "" when absent */
+    /* AGENT_VM_BACKUPS: the ids (UUIDs) of the backups to take, at most
+     * VM_BACKUPS_PENDING_MAX, and AGENT_VM_BACKUP_KEY: the VM's backup
+     * key, 64 lowercase hex (required with backups; NULL: not given). */
+    char **backups;
+    size_t n_backups;
+    char *backup_key;
     bool has_restore;       /* AGENT_VM_RESTORE given */
     struct am_restore restore;
 };

@@ -50,6 +50,7 @@ extern const struct cli_verb cli_image_verbs[];
 extern const struct cli_verb cli_billing_verbs[];
 extern const struct cli_verb cli_market_verbs[];
 extern const struct cli_verb cli_snapshot_verbs[];
+extern const struct cli_verb cli_backup_verbs[];
 extern const struct cli_verb cli_restore_verbs[];
 
 /* Find a verb by name across the groups; NULL when unknown. */

@@ -54,6 +54,16 @@ bool is_hex(const char *s, size_t len)
     return true;
 }
 
+bool is_lower_hex(const char *s, size_t len)
+{
+    if (!is_hex(s, len))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] >= 'A' && s[i] <= 'F')
+            return false;
+    return true;
+}
+
 int hex_decode(const char *hex, void *out, size_t n)
 {
     uint8_t *p = out;

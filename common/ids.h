@@ -21,6 +21,9 @@ void hex_encode(const void *data, size_t n, char *out /* 2n+1 */);
 /* Decode exactly 2n hex chars into out[n]. 0 or -EINVAL. */
 int hex_decode(const char *hex, void *out, size_t n);
 bool is_hex(const char *s, size_t len);
+/* True for exactly len lowercase hex digits (a digest, a key as we
+ * write them). */
+bool is_lower_hex(const char *s, size_t len);
 
 #define SHA256_LEN 32
 void sha256(const void *data, size_t n, uint8_t out[SHA256_LEN]);

@@ -76,6 +76,14 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/vms/{id}/snapshots/{snap}/revert", h_snapshot_revert,
       ALLOW_ADMIN | ALLOW_TENANT },
 
+    { "POST", "/v1/vms/{id}/backups", h_backup_create,
+      ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}/backups", h_backup_list, ALLOW_ADMIN | ALLOW_TENANT },
+    { "GET", "/v1/vms/{id}/backups/{backup}", h_backup_get,
+      ALLOW_ADMIN | ALLOW_TENANT },
+    { "DELETE", "/v1/vms/{id}/backups/{backup}", h_backup_delete,
+      ALLOW_ADMIN | ALLOW_TENANT },
+
     { "POST", "/v1/join-tokens", h_jointoken_create,
       ALLOW_ADMIN | ALLOW_PROVIDER },
     { "GET", "/v1/nodes", h_node_list, ALLOW_ADMIN | ALLOW_PROVIDER },
@@ -144,6 +152,15 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/agent/console/{session}/log", h_agent_console_log,
       ALLOW_NODE, NULL, CONSOLE_LOG_MAX },
     { "GET", AGENT_BACKUP_PATH "/{id}/blob", h_agent_backup_blob, ALLOW_NODE },
+    /* Backup uploads (api/agentproto.h): chunks are raw bytes. */
+    { "GET", AGENT_BACKUP_PATH "/{id}", h_agent_backup_stat,
+      ALLOW_NODE | QUIET },
+    { "PUT", AGENT_BACKUP_PATH "/{id}", h_agent_backup_put, ALLOW_NODE | QUIET,
+      NULL, AGENT_BACKUP_CHUNK_MAX },
+    { "POST", AGENT_BACKUP_PATH "/{id}/commit", h_agent_backup_commit,
+      ALLOW_NODE | QUIET },
+    { "POST", AGENT_BACKUP_PATH "/{id}/fail", h_agent_backup_fail,
+      ALLOW_NODE | QUIET },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 
@@ -480,23 +497,10 @@ bool app_begin(struct http_request *r, const struct http_route *route,
 
 int app_backup_store(struct app *a, struct bstore **ret)
 {
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    int e = 0;
-    pthread_mutex_lock(&lock);
-    if (!a->bstore) {
-        _cleanup_free_ char *dir = xasprintf("%s/backups", a->cfg.data_dir);
-        e = bstore_dir_new(dir, 0, &a->bstore);
-    }
-    if (e == 0)
-        *ret = a->bstore;
-    pthread_mutex_unlock(&lock);
-    return e;
-}
-
-void app_backup_store_close(struct app *a)
-{
-    bstore_free(a->bstore);
-    a->bstore = NULL;
+    if (!a->backups)
+        return -ENOENT;
+    *ret = a->backups;
+    return 0;
 }
 
 int app_event(struct app *a, const char *account_id, const char *actor,

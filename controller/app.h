@@ -35,6 +35,7 @@ struct app_settings {
     int64_t threads;
     int64_t max_vcpus, max_memory_mib, max_disk_gib;
     int64_t max_image_gib;
+    int64_t max_backup_gib;  /* bytes one sealed backup may reach, GiB */
     char *mesh_cidr;
     char *templates_dir;
     bool inspect;       /* libguestfs inspection of imported images */
@@ -73,7 +74,7 @@ struct app {
     char *ca_pem;
     char ca_sha256[65];
     struct guard *guard;     /* rate limit tables (guard.c) */
-    struct bstore *bstore;   /* VM backups (app_backup_store) */
+    struct bstore *backups;  /* the backup store (bstore.h) */
 };
 
 /* Per-request context, attached as the request's user data. */
@@ -122,12 +123,10 @@ void app_after(struct http_request *r, const struct http_route *route,
 /* How many times this process ran a request again so (since start). */
 uint64_t app_store_retries(void);
 
-/* The hub's store of VM backups: the directory DATA/backups (bstore_dir.c),
- * opened on first use and kept for the controller's life (freed by
- * app_backup_store_close). 0 and *ret (borrowed), or -errno. */
+/* The hub's store of VM backups (a->backups, the directory DATA/backups
+ * opened at start). 0 and *ret (borrowed), or -ENOENT without one. */
 struct bstore;
 int app_backup_store(struct app *a, struct bstore **ret);
-void app_backup_store_close(struct app *a);
 
 /* Record an event outside the request path (scheduler, health).
  * 0 or -errno. */

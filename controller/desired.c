@@ -17,7 +17,8 @@
 
 /* Test seam, compiled in always: with FOG_TEST_FAIL_DESIRED naming a file,
  * while that file exists the step it names ("node", "vms", "nics",
- * "keys", "snapshots", "gpus", "networks", "remote", "records", "ports",
+ * "keys", "snapshots", "backups", "gpus", "networks", "remote", "records",
+ * "ports",
  * "peers";
  * empty: every step) fails as a store error would. Costs one getenv per
  * step when unarmed. */
@@ -175,6 +176,30 @@ static int vm_snapshots(struct app *a, const json_t *row, struct am_vm *vm)
     return 0;
 }
 
+/* The backups VM `vm` should take (pending or under way) and, with them,
+ * its key: only ever in the document of the node that hosts it. */
+static int vm_backups(struct app *a, const json_t *row, struct am_vm *vm)
+{
+    json_auto_t *rows = NULL;
+    int e;
+    if ((e = fault("backups")) < 0 ||
+        (e = store_query(a->store, &rows, "SELECT id FROM vm_backups WHERE "
+                         "vm_id = $1 AND state IN ('pending', 'uploading') "
+                         "ORDER BY created_at, id LIMIT $2", "si", vm->id,
+                         (int64_t)VM_BACKUPS_PENDING_MAX)) < 0)
+        return e;
+    if (json_array_size(rows) == 0 || !json_str(row, "backup_key"))
+        return 0;
+    size_t i;
+    json_t *b;
+    vm->backups = xcalloc(json_array_size(rows), sizeof(*vm->backups));
+    json_array_foreach(rows, i, b)
+        if ((e = col(b, "id", &vm->backups[vm->n_backups++])) < 0)
+            return e;
+    return vm->backup_key ? 0 /* set with a restore */
+                          : col(row, "backup_key", &vm->backup_key);
+}
+
 /* The GPUs the VM holds, as its node reported them: every function of
  * each card, its NUMA node and local CPUs. */
 static int vm_gpus(struct app *a, struct am_vm *vm)
@@ -221,10 +246,10 @@ static void vm_restore(const json_t *row, struct am_vm *vm)
     const char *key = json_str(row, "backup_key");
     const char *id = json_str(row, "restore_backup");
     const char *sha = json_str(row, "restore_sha256");
-    if (key && strlen(key) == 64)
-        memcpy(vm->backup_key, key, 65);
     if (!id || strlen(id) != 36)
         return;
+    if (key && strlen(key) == 64 && !vm->backup_key)
+        vm->backup_key = xstrdup(key);
     vm->has_restore = true;
     memcpy(vm->restore.backup, id, 37);
     bool ready = sha && strlen(sha) == 64;
@@ -272,6 +297,7 @@ static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
     vm_restore(row, vm);
     if ((e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
         (e = vm_snapshots(a, row, vm)) < 0 ||
+        (e = vm_backups(a, row, vm)) < 0 ||
         (e = vm_gpus(a, vm)) < 0)
         return e;
     return vm_nics(a, vm);
@@ -288,7 +314,7 @@ static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
                          "v.reboot_gen, v.start_gen, v.place_gen, "
                          "v.shutdown_timeout_s, v.user_data, v.paused, "
                          "v.autostart, v.revert_gen, v.revert_snapshot, "
-                         "v.revert_done_gen, "
+                         "v.revert_done_gen, v.backup_key, "
                          "v.account_id, i.id AS image_id, i.sha256, i.format, "
                          "i.size, v.backup_key, v.restore_backup, b.size AS "
                          "restore_size, b.sha256 AS restore_sha256 FROM vms v "

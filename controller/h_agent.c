@@ -421,10 +421,7 @@ static void reply_samples_refused(struct http_request *r, int status,
     http_reply_text(r, status, "application/problem+json", text, strlen(text));
 }
 
-/* At most `max` bytes of a node's text (cut on a UTF-8 character
- * boundary), control characters replaced: it goes to the event log, which
- * people read. Caller frees. */
-static char *node_text(const char *s, size_t max)
+char *node_text(const char *s, size_t max)
 {
     if (!s)
         s = "";

@@ -773,7 +773,7 @@ int vm_delete_finish(struct app *a, const char *vm_id, int64_t now)
         return e < 0 ? e : -ENOENT;
     vm_networks_changed(a, vm_id);
     vm_release(a, vm_id);
-    return 0;
+    return backups_drop_vm(a, vm_id);
 }
 
 /* True when node `node_id` cannot confirm a deletion: removed, or silent

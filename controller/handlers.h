@@ -48,6 +48,20 @@ HANDLER(h_snapshot_list);
 HANDLER(h_snapshot_get);
 HANDLER(h_snapshot_delete);
 HANDLER(h_snapshot_revert);
+HANDLER(h_backup_create);
+HANDLER(h_backup_list);
+HANDLER(h_backup_get);
+HANDLER(h_backup_delete);
+HANDLER(h_agent_backup_stat);
+HANDLER(h_agent_backup_put);
+HANDLER(h_agent_backup_commit);
+HANDLER(h_agent_backup_fail);
+/* Delete VM `vm_id`'s backups, rows and blobs (the VM goes). 0 or -errno. */
+int backups_drop_vm(struct app *a, const char *vm_id);
+/* At most `max` bytes of a node's text (cut on a UTF-8 character
+ * boundary), control characters replaced, for the event log and answers
+ * people read. Caller frees. */
+char *node_text(const char *s, size_t max);
 
 HANDLER(h_jointoken_create);
 HANDLER(h_node_list);

@@ -10,6 +10,7 @@
 #include "controller/catalog.h"
 #include "controller/auth.h"
 #include "controller/backup.h"
+#include "controller/bstore.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/migrate.h"
@@ -62,6 +63,8 @@ static const struct config_opt options[] = {
       "largest VM, GiB of disk" },
     { "max-image-gib", CONFIG_INT, F(max_image_gib), 1, 1 << 16, "64",
       "largest image file accepted by the catalog, GiB" },
+    { "max-backup-gib", CONFIG_INT, F(max_backup_gib), 1, 1 << 20, "256",
+      "largest sealed VM backup the hub keeps, GiB (in DATA/backups)" },
     { "mesh-cidr", CONFIG_STRING, F(mesh_cidr), 0, 0, "100.96.0.0/12",
       "address range of the WireGuard mesh" },
     { "inspect", CONFIG_BOOL, F(inspect), 0, 0, "true",
@@ -396,6 +399,10 @@ static int cmd_serve(struct app *a)
         fprintf(stderr, "fog-controller: %s\n", pools_why);
         return 2;
     }
+    _cleanup_free_ char *bdir = xasprintf("%s/backups", cfg->data_dir);
+    if (bstore_dir_new(bdir, (uint64_t)cfg->max_backup_gib << 30,
+                       &a->backups) < 0)
+        return 1;
     if (store_open(db, &a->store) < 0)
         return 1;
     a->guard = guard_new(cfg);
@@ -486,7 +493,7 @@ static int cmd_serve(struct app *a)
                  "to the exit");
     free(a->ca_pem);
     guard_free(a->guard);
-    app_backup_store_close(a);
+    bstore_free(a->backups);
     log_info("stopped");
     reload_free();
     return 0;

@@ -12,10 +12,12 @@
 #include <cmocka.h>
 
 #include "api/agentmsg.h"
+#include "common/ids.h"
 #include "common/netcheck.h"
 
 #include "tests/testutil.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -322,6 +324,13 @@ static void rdesired(struct am_desired *d)
             v->revert_snapshot_id = ruuid();
         }
         v->gpus = rvm_gpus(&v->n_gpus);
+        v->n_backups = (size_t)rr(0, VM_BACKUPS_PENDING_MAX);
+        v->backups = v->n_backups ? xcalloc(v->n_backups, sizeof(char *))
+                                  : NULL;
+        for (size_t k = 0; k < v->n_backups; k++)
+            v->backups[k] = ruuid();
+        if (v->n_backups || coin())
+            v->backup_key = random_hex(32);
         v->n_nics = (size_t)rr(0, 3);
         v->nics = v->n_nics ? xcalloc(v->n_nics, sizeof(*v->nics)) : NULL;
         for (size_t k = 0; k < v->n_nics; k++)
@@ -535,7 +544,9 @@ static bool eq_vm(const struct am_vm *a, const struct am_vm *b)
         (a->has_revert && (a->revert_gen != b->revert_gen ||
                            !eq_s(a->revert_snapshot_id,
                                  b->revert_snapshot_id))) ||
-        !eq_vm_gpus(a->gpus, a->n_gpus, b->gpus, b->n_gpus))
+        !eq_vm_gpus(a->gpus, a->n_gpus, b->gpus, b->n_gpus) ||
+        !eq_ss(a->backups, a->n_backups, b->backups, b->n_backups) ||
+        !eq_s(a->backup_key, b->backup_key))
         return false;
     if (a->has_source &&
         (!eq_s(a->source.id, b->source.id) ||
@@ -999,6 +1010,78 @@ static void damaged_register_is_refused_naming_the_member(void **state)
     damaged(&kind_register);
 }
 
+/* A desired document with one VM carrying `extra` members (",\"k\":v"). */
+static int decode_vm_with(const char *extra, struct am_desired *d,
+                          struct jerr *je)
+{
+    _cleanup_free_ char *text = xasprintf(
+        "{\"revision\":1,\"node_id\":\"n1\",\"mesh\":null,\"vms\":[{"
+        "\"id\":\"6f1c2a5e-8d1b-4c4e-9b7a-0c2d3e4f5a6b\",\"name\":\"web\","
+        "\"vcpus\":1,\"memory_mib\":%d,\"disk_gib\":1,\"power\":"
+        "\"running\"%s}],\"networks\":[],\"ports\":[],\"peers\":[]}",
+        VM_MIN_MEMORY_MIB, extra);
+    json_auto_t *j = json_loads(text, 0, NULL);
+    assert_non_null(j);
+    *d = (struct am_desired){ 0 };
+    return am_desired_decode(j, d, je);
+}
+
+static void backup_members_are_checked_before_use(void **state)
+{
+    static const char key[] =
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    static const char id[] = "0b1c2a5e-8d1b-4c4e-9b7a-0c2d3e4f5a6b";
+    struct am_desired d;
+    struct jerr je = { 0 };
+    _cleanup_free_ char *good = xasprintf(
+        ",\"backups\":[{\"id\":\"%s\"}],\"backup_key\":\"%s\"", id, key);
+    assert_int_equal(decode_vm_with(good, &d, &je), 0);
+    assert_int_equal(d.vms[0].n_backups, 1);
+    assert_string_equal(d.vms[0].backups[0], id);
+    assert_string_equal(d.vms[0].backup_key, key);
+    am_desired_clear(&d);
+    /* A key alone (a restore's) is fine; no backups, no key is too. */
+    _cleanup_free_ char *key_only = xasprintf(",\"backup_key\":\"%s\"", key);
+    assert_int_equal(decode_vm_with(key_only, &d, &je), 0);
+    assert_int_equal(d.vms[0].n_backups, 0);
+    am_desired_clear(&d);
+    assert_int_equal(decode_vm_with("", &d, &je), 0);
+    assert_null(d.vms[0].backup_key);
+    am_desired_clear(&d);
+
+    char upper[65];
+    memcpy(upper, key, sizeof(upper));
+    upper[10] = 'A';
+    _cleanup_free_ char *five = xasprintf(
+        ",\"backups\":[{\"id\":\"%s\"},{\"id\":\"%s\"},{\"id\":\"%s\"},"
+        "{\"id\":\"%s\"},{\"id\":\"%s\"}],\"backup_key\":\"%s\"",
+        id, id, id, id, id, key);
+    char *bad[] = {
+        xasprintf(",\"backups\":[{\"id\":\"%s\"}]", id), /* no key */
+        xasprintf(",\"backup_key\":\"%.63s\"", key),       /* short */
+        xasprintf(",\"backup_key\":\"%s0\"", key),         /* long */
+        xasprintf(",\"backup_key\":\"%s\"", upper),
+        xasprintf(",\"backup_key\":\"%.62sxz\"", key),
+        xasprintf(",\"backup_key\":32"),
+        xasprintf(",\"backups\":[{\"id\":\"../x\"}],\"backup_key\":\"%s\"",
+                  key),
+        xasprintf(",\"backups\":[{\"id\":\"%s\",\"url\":\"x\"}],"
+                  "\"backup_key\":\"%s\"", id, key),
+        xasprintf(",\"backups\":[\"%s\"],\"backup_key\":\"%s\"", id, key),
+        xasprintf(",\"backups\":{},\"backup_key\":\"%s\"", key),
+        xstrdup(five),
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        if (decode_vm_with(bad[i], &d, &je) != -EINVAL)
+            fail_msg("accepted %s", bad[i]);
+        if (!je.field || strncmp(je.field, "vms", 3) != 0)
+            fail_msg("%s: refused naming '%s'", bad[i],
+                     je.field ? je.field : "(none)");
+        jerr_clear(&je);
+        free(bad[i]);
+    }
+}
+
 static int reseed(void **state)
 {
     rng_state = seed;
@@ -1024,6 +1107,7 @@ int main(void)
                                reseed),
         cmocka_unit_test_setup(damaged_register_is_refused_naming_the_member,
                                reseed),
+        cmocka_unit_test(backup_members_are_checked_before_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
