@@ -12,6 +12,7 @@
 #include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/bstore.h"
+#include "controller/desired_cache.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/scheduler.h"
@@ -418,17 +419,23 @@ static _Thread_local struct buf wake_after_commit; /* NUL-separated ids */
 static _Thread_local bool wake_all_after_commit;
 static _Thread_local bool request_tx_open; /* set by app_begin */
 
-static void wake_committed(struct app *a)
+/* The request's changes did not commit: nothing to wake. Freed, not
+ * kept: request threads end without a destructor. */
+static void wake_discard(void)
 {
-    if (wake_all_after_commit)
-        http_server_wake(a->http, NULL);
-    for (size_t i = 0; !wake_all_after_commit && i < wake_after_commit.len;
-         i += strlen(wake_after_commit.data + i) + 1)
-        http_server_wake(a->http, wake_after_commit.data + i);
-    /* Freed, not kept: request threads end without a destructor. */
     buf_free(&wake_after_commit);
     wake_all_after_commit = false;
     request_tx_open = false;
+}
+
+static void wake_committed(struct app *a)
+{
+    if (wake_all_after_commit)
+        app_nodes_wake(a, NULL);
+    for (size_t i = 0; !wake_all_after_commit && i < wake_after_commit.len;
+         i += strlen(wake_after_commit.data + i) + 1)
+        app_nodes_wake(a, wake_after_commit.data + i);
+    wake_discard();
 }
 
 bool app_begin(struct http_request *r, const struct http_route *route,
@@ -633,6 +640,7 @@ void app_after(struct http_request *r, const struct http_route *route,
     if (c->tx_open && status >= 500) {
         store_tx_rollback(a->store);
         c->tx_open = false;
+        wake_discard();
     }
     if (status >= 500 && retry_lost_conflict(a, r, c)) {
         wake_committed(a);
@@ -677,14 +685,17 @@ void app_after(struct http_request *r, const struct http_route *route,
     c->tx_open = false;
     if (e < 0) {
         store_tx_rollback(a->store);
-        if (retry_lost_conflict(a, r, c)) {
+        wake_discard();
+        if (retry_lost_conflict(a, r, c))
+            return;
+    } else {
+        e = store_tx_commit(a->store);
+        if (e == 0) {
             wake_committed(a);
             return;
         }
-    } else {
-        e = store_tx_commit(a->store);
-        wake_committed(a);
-        if (e == 0 || retry_lost_conflict(a, r, c))
+        wake_discard();
+        if (retry_lost_conflict(a, r, c))
             return;
     }
     /* Neither the effect nor its record is stored: say so, so the client
@@ -828,14 +839,24 @@ void reply_store_error(struct http_request *r, int err, const char *what)
     }
 }
 
+void app_nodes_wake(struct app *a, const char *node_id)
+{
+    desired_cache_invalidate(node_id);
+    if (a->http)
+        http_server_wake(a->http, node_id);
+}
+
 void app_all_nodes_changed(struct app *a)
 {
-    if (request_tx_open)
-        wake_all_after_commit = true;
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE "
                "removed_at IS NULL", "");
     scheduler_fleet_changed(); /* a node joined, was approved or left */
-    http_server_wake(a->http, NULL);
+    /* Inside a request the polls are woken once it commits: woken now,
+     * they would only find the revision they have and park again. */
+    if (request_tx_open)
+        wake_all_after_commit = true;
+    else
+        app_nodes_wake(a, NULL);
     store_notify_node(a->store, "*");
 }
 
@@ -845,8 +866,9 @@ void app_node_changed(struct app *a, const char *node_id)
         return;
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = $1",
                "s", node_id);
-    http_server_wake(a->http, node_id);
     if (request_tx_open)
         buf_append(&wake_after_commit, node_id, strlen(node_id) + 1);
+    else
+        app_nodes_wake(a, node_id);
     store_notify_node(a->store, node_id);
 }

@@ -170,7 +170,15 @@ void page_list(struct http_request *r, struct app *a, const char *sql,
 /* Answer a store error as problem+json. */
 void reply_store_error(struct http_request *r, int err, const char *what);
 
-/* Bump a node's desired-state revision and wake its parked long poll. */
+/* Bump a node's desired-state revision and wake its parked long polls,
+ * with the cached document they are answered from invalidated first.
+ * Inside a request's transaction both wait for its commit (and never
+ * happen when it rolls back); elsewhere call it after the change has
+ * committed: a poll woken earlier would read the old state. */
 void app_node_changed(struct app *a, const char *node_id);
-/* Every node's desired state changed (mesh membership). */
+/* Every node's desired state changed (mesh membership); as above. */
 void app_all_nodes_changed(struct app *a);
+/* Node node_id's desired state (every node's when NULL) changed in a
+ * committed transaction, here or on another replica: invalidate its
+ * cached document, then wake its parked polls. */
+void app_nodes_wake(struct app *a, const char *node_id);

@@ -10,7 +10,6 @@
 #include "controller/guard.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -551,80 +550,3 @@ json_t *desired_build_unapproved(const char *node_id, int64_t revision)
     return am_desired_encode(&doc);
 }
 
-/* ---- documents shared by woken polls ---------------------------------- */
-
-/* One node's last built document. `lock` is held while it is built, so
- * the polls of one node woken together wait for one build instead of
- * each reading the store; other nodes' polls are not held up. */
-struct shared_doc {
-    struct shared_doc *next;
-    char *node_id;
-    pthread_mutex_t lock;
-    int64_t revision; /* -1: none built yet */
-    char *text;
-    size_t len;
-};
-
-/* One controller per process: the table lives as long as the process.
- * Entries are few (one per node that long-polls) and small. */
-#define SHARED_BUCKETS 1024
-static struct shared_doc *shared[SHARED_BUCKETS];
-static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static struct shared_doc *shared_entry(const char *node_id)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *c = node_id; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
-    struct shared_doc **head = &shared[h % SHARED_BUCKETS];
-
-    pthread_mutex_lock(&shared_lock);
-    struct shared_doc *d = *head;
-    while (d && !streq(d->node_id, node_id))
-        d = d->next;
-    if (!d) {
-        d = xcalloc(1, sizeof(*d));
-        d->node_id = xstrdup(node_id);
-        d->revision = -1;
-        pthread_mutex_init(&d->lock, NULL);
-        d->next = *head;
-        *head = d;
-    }
-    pthread_mutex_unlock(&shared_lock);
-    return d;
-}
-
-int desired_text_shared(struct app *a, const char *node_id, int64_t revision,
-                        char **ret_text, size_t *ret_len)
-{
-    struct shared_doc *d = shared_entry(node_id);
-    int e = 0;
-
-    pthread_mutex_lock(&d->lock);
-    if (d->revision != revision || revision < 0) {
-        json_t *doc = NULL;
-        e = desired_build(a, node_id, &doc);
-        if (e < 0)
-            goto out_unlock;
-        char *text = json_dumps(doc, JSON_INDENT(0) | JSON_COMPACT);
-        int64_t built = json_int(doc, "revision", -1);
-        json_decref(doc);
-        if (!text)
-            abort();
-        size_t len = strlen(text);
-        text = xrealloc(text, len + 2);
-        text[len++] = '\n';
-        text[len] = '\0';
-        free(d->text);
-        d->text = text;
-        d->len = len;
-        d->revision = built;
-    }
-    char *copy = xmalloc(d->len + 1);
-    memcpy(copy, d->text, d->len + 1);
-    *ret_text = copy;
-    *ret_len = d->len;
-out_unlock:
-    pthread_mutex_unlock(&d->lock);
-    return e;
-}

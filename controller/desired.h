@@ -18,16 +18,6 @@ int desired_build(struct app *a, const char *node_id, json_t **ret_doc);
  * false. New reference. */
 json_t *desired_build_unapproved(const char *node_id, int64_t revision);
 
-/* node_id's document at `revision` as the compact JSON text a reply
- * carries (newline-terminated), shared by the long polls one change
- * wakes: built once per (node, revision) and copied to each. A revision
- * names a document (every change bumps it), so a copy is never stale;
- * when the node has moved past `revision` the newer document is built
- * and kept. *ret_text (caller frees) and *ret_len are written on
- * success; errors as desired_build(). */
-int desired_text_shared(struct app *a, const char *node_id, int64_t revision,
-                        char **ret_text, size_t *ret_len);
-
 /* The DNS label of a tenant (AGENT_NET_DNS_LABEL), from its account name:
  * ASCII letters lowercased, letters and digits kept, every run of other
  * bytes one '-' between them (none leading or trailing), cut to

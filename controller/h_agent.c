@@ -8,6 +8,7 @@
 #include "controller/accrual.h"
 #include "controller/auth.h"
 #include "controller/desired.h"
+#include "controller/desired_cache.h"
 #include "controller/gpus.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
@@ -310,6 +311,14 @@ HANDLER(h_agent_register)
     auth_key_clear(&cred);
 }
 
+/* Every answer announces how long this controller holds a poll. */
+static void reply_poll_wait(struct http_request *r, struct app *a)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%lld", (long long)a->cfg.longpoll_s);
+    http_reply_header(r, AGENT_POLL_WAIT_HEADER, v);
+}
+
 /* No document: 404 for a removed node, else 503 (the agent keeps what it
  * has and retries). */
 static void reply_desired_error(struct http_request *r, const char *node_id,
@@ -322,6 +331,37 @@ static void reply_desired_error(struct http_request *r, const char *node_id,
     log_warn("desired state of node %s not built: %s", node_id, strerror(-e));
     http_reply_problem(r, 503, "unavailable", NULL,
                        "desired state unavailable (%s); retry", strerror(-e));
+}
+
+/* A poll a change woke: answered from the node's document as the cache
+ * holds it (built once for all the polls the change woke), never reading
+ * the store itself; parked again when the document is still the one it
+ * has. */
+static void desired_woken(struct http_request *r, struct app *a,
+                          const char *node_id, int64_t since, int64_t wait)
+{
+    struct desired_text *t = NULL;
+    /* A GET: a build never waits for a write (the thread may have served
+     * a POST since this request began). */
+    store_route_reads(a->store, true);
+    int e = desired_cache_get(a, node_id, since, &t);
+    if (e < 0) {
+        reply_desired_error(r, node_id, e);
+        return;
+    }
+    if (t->revision == since && wait > 0 && !http_req_stopping(r)) {
+        desired_text_unref(t);
+        /* Woken for another reason with nothing new: keep waiting until
+         * the original deadline, which the core remembers. */
+        http_req_park(r, node_id, -1);
+        return;
+    }
+    char *text = xmalloc(t->len + 1);
+    memcpy(text, t->text, t->len + 1);
+    size_t len = t->len;
+    desired_text_unref(t);
+    reply_poll_wait(r, a);
+    http_reply_text(r, 200, "application/json", text, len);
 }
 
 HANDLER(h_agent_desired)
@@ -342,6 +382,14 @@ HANDLER(h_agent_desired)
      * which every answer announces. */
     if (wait > a->cfg.longpoll_s)
         wait = a->cfg.longpoll_s;
+    /* The polls one change wakes share one build of the new document and
+     * write no last_seen (one change wakes thousands, and each write would
+     * take the store in turn); a fresh ask or a timeout reads the store
+     * itself. */
+    if (http_req_resumed(r) && !http_req_timed_out(r)) {
+        desired_woken(r, a, node_id, since, wait);
+        return;
+    }
     json_auto_t *node = NULL;
     int e = store_query_one(a->store, &node, "SELECT revision, approved FROM nodes "
                             "WHERE id = $1 AND removed_at IS NULL", "s",
@@ -353,35 +401,21 @@ HANDLER(h_agent_desired)
     int64_t rev = json_int(node, "revision", 0);
     bool approved = json_int(node, "approved", 0) != 0;
     /* Asking counts as contact: the node is alive. A parked poll counted
-     * when it came in; waking it writes nothing (one change wakes
-     * thousands, and each write would take the store in turn). */
+     * when it came in. */
     if (!http_req_resumed(r))
         store_exec(a->store, "UPDATE nodes SET last_seen = $1 WHERE id = $2",
                    "is", now_s(), node_id);
     if (rev == since && wait > 0 && !http_req_timed_out(r) &&
         !http_req_stopping(r)) {
-        if (!http_req_resumed(r)) {
-            http_req_park(r, node_id, mono_ms() + wait * 1000);
-            return;
-        }
-        /* Woken for another reason with nothing new: keep waiting until the
-         * original deadline, which the core remembers. */
-        http_req_park(r, node_id, -1);
+        http_req_park(r, node_id, mono_ms() + wait * 1000);
         return;
     }
     /* Whole or nothing: the agent keeps what it has on a 503. Until an
      * admin approves it, a node learns nothing of the others: a document
      * with no peers, VMs, networks or ports (approval bumps the revision,
      * so the parked poll wakes to the real one). */
-    /* The polls one change wakes share one build of the new revision; a
-     * fresh ask (or a timeout) reads the store itself. */
-    bool woken = http_req_resumed(r) && !http_req_timed_out(r);
     json_t *doc = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    if (approved && woken)
-        e = desired_text_shared(a, node_id, rev, &text, &len);
-    else if (approved)
+    if (approved)
         e = desired_build(a, node_id, &doc);
     else
         doc = desired_build_unapproved(node_id, rev);
@@ -389,13 +423,8 @@ HANDLER(h_agent_desired)
         reply_desired_error(r, node_id, e);
         return;
     }
-    _cleanup_free_ char *wait_text = xasprintf("%lld",
-                                               (long long)a->cfg.longpoll_s);
-    http_reply_header(r, AGENT_POLL_WAIT_HEADER, wait_text);
-    if (text)
-        http_reply_text(r, 200, "application/json", text, len);
-    else
-        http_reply_json(r, 200, doc);
+    reply_poll_wait(r, a);
+    http_reply_json(r, 200, doc);
 }
 
 /* 400 (malformed) or 403 (foreign VM) naming each refused sample in

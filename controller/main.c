@@ -311,9 +311,7 @@ static int cmd_migrate(struct app_settings *cfg, char **args, int nargs)
  * if it is parked on this replica ("*": every node). */
 static void on_remote_change(const char *node_id, void *data)
 {
-    struct app *a = data;
-    if (a->http)
-        http_server_wake(a->http, streq(node_id, "*") ? NULL : node_id);
+    app_nodes_wake(data, streq(node_id, "*") ? NULL : node_id);
 }
 
 /* The command line serve was started with, read again on SIGHUP. */

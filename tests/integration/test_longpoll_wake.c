@@ -1,7 +1,9 @@
 /* Parked agent long polls: one change to a node's desired state answers
  * every poll parked for that node, each with the new document (never a
  * stale copy of the old one), and no other node's poll; a poll nothing
- * wakes is answered at the end of its wait with the unchanged revision. */
+ * wakes is answered at the end of its wait with the unchanged revision.
+ * The woken polls share one cached document per node: a later change, an
+ * approval or the node's removal must never answer that copy. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -158,6 +160,76 @@ static bool all_done(const struct poll *p, size_t n)
     return true;
 }
 
+/* Start n polls of cred's node at `since` and drive them until the
+ * controller holds every one of them. */
+static void park(CURLM *multi, struct poll *p, size_t n, const char *cred,
+                 json_int_t since)
+{
+    long long parked0 = parked_polls();
+    for (size_t i = 0; i < n; i++)
+        poll_start(multi, &p[i], cred, since, 120);
+    int64_t end = mono_ms() + 60000;
+    while (parked_polls() < parked0 + (long long)n) {
+        if (mono_ms() > end)
+            fail_msg("the polls never parked (%lld parked, %lld before)",
+                     parked_polls(), parked0);
+        drive(multi, 100);
+    }
+    for (size_t i = 0; i < n; i++)
+        assert_false(p[i].done);
+}
+
+/* Drive until the n polls are answered; a minute is far more than any
+ * wake takes, so a poll still parked then was not woken. */
+static void await(CURLM *multi, struct poll *p, size_t n, const char *what)
+{
+    int64_t end = mono_ms() + 60000;
+    while (!all_done(p, n)) {
+        if (mono_ms() > end)
+            fail_msg("%s left the polls parked (%lld parked)", what,
+                     parked_polls());
+        drive(multi, 100);
+    }
+}
+
+/* Each of the n answered polls is 200 with exactly the document a fresh
+ * ask reads now, `fresh`. */
+static void assert_fresh(struct poll *p, size_t n, const json_t *fresh)
+{
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(p[i].status, 200);
+        buf_append(&p[i].body, "", 1);
+        json_auto_t *d = json_loads(p[i].body.data, 0, NULL);
+        assert_non_null(d);
+        if (!json_equal(d, fresh))
+            fail_msg("woken poll %zu got revision %lld%s, a fresh ask "
+                     "revision %lld", i, (long long)revision(d),
+                     json_is_false(json_object_get(d, "approved"))
+                         ? " (unapproved)" : "",
+                     (long long)revision(fresh));
+    }
+}
+
+static void end_polls(CURLM *multi, struct poll *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        poll_end(multi, &p[i]);
+}
+
+/* The id of node `name` as the admin lists it (caller frees). */
+static char *node_id(const char *name)
+{
+    json_auto_t *nodes = tu_list(&ctl, ctl.admin_key, "/v1/nodes");
+    json_t *n = tu_find(nodes, "name", name);
+    assert_non_null(n);
+    return xstrdup(json_str(n, "id"));
+}
+
+static const char *vm_power(const json_t *d)
+{
+    return json_str(json_array_get(json_object_get(d, "vms"), 0), "power");
+}
+
 static void a_change_wakes_exactly_its_nodes_polls_with_the_new_document(
     void **state)
 {
@@ -240,11 +312,109 @@ static void a_poll_nothing_wakes_ends_at_its_wait_unchanged(void **state)
     curl_multi_cleanup(multi);
 }
 
+/* Woken twice in a row: the second change must not answer the document
+ * the first one's polls were given (the cache holds it, at the revision
+ * these polls now have). */
+static void each_change_answers_its_own_document_never_the_cached_one(
+    void **state)
+{
+    CURLM *multi = curl_multi_init();
+    struct poll p[POLLS_A];
+    static const char *const steps[][2] = { { "start", "running" },
+                                            { "stop", "stopped" },
+                                            { "start", "running" } };
+    for (size_t k = 0; k < ARRAY_SIZE(steps); k++) {
+        json_auto_t *d0 = desired_now(cred_a);
+        park(multi, p, POLLS_A, cred_a, revision(d0));
+        _cleanup_free_ char *path = xasprintf("/v1/vms/web/%s", steps[k][0]);
+        free(tu_api_field(&ctl, tenant_key, "POST", path, "{}", 202, NULL));
+        await(multi, p, POLLS_A, steps[k][0]);
+        json_auto_t *d1 = desired_now(cred_a);
+        assert_true(revision(d1) > revision(d0));
+        assert_string_equal(vm_power(d1), steps[k][1]);
+        assert_fresh(p, POLLS_A, d1);
+        end_polls(multi, p, POLLS_A);
+    }
+    curl_multi_cleanup(multi);
+}
+
+/* A node waiting for approval has polls parked on its bare document (the
+ * cache holds it after a wake); approving it must answer them with its
+ * real document, never the bare one. */
+static void approval_answers_the_real_document_not_the_cached_bare_one(
+    void **state)
+{
+    _cleanup_free_ char *prov = tu_account(&ctl, "wprov", "provider");
+    _cleanup_free_ char *id = NULL, *cred = NULL;
+    assert_int_equal(tu_node_join(&ctl, prov, "wake-pend", NULL, &id, &cred),
+                     201);
+    CURLM *multi = curl_multi_init();
+    struct poll p[2];
+
+    /* Another node joins: every node's revision moves, and the woken poll
+     * of the waiting one is answered from the cache with its bare
+     * document. */
+    json_auto_t *d0 = desired_now(cred);
+    assert_true(json_is_false(json_object_get(d0, "approved")));
+    park(multi, p, 1, cred, revision(d0));
+    free(tu_node_register(&ctl, "wake-joiner", NULL));
+    await(multi, p, 1, "a node joining");
+    json_auto_t *d1 = desired_now(cred);
+    assert_true(json_is_false(json_object_get(d1, "approved")));
+    assert_fresh(p, 1, d1);
+    end_polls(multi, p, 1);
+
+    park(multi, p, 2, cred, revision(d1));
+    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s/approve", id);
+    free(tu_api_field(&ctl, ctl.admin_key, "POST", path, "{}", 200, NULL));
+    await(multi, p, 2, "the approval");
+    json_auto_t *d2 = desired_now(cred);
+    assert_null(json_object_get(d2, "approved"));
+    assert_true(revision(d2) > revision(d1));
+    assert_fresh(p, 2, d2);
+    end_polls(multi, p, 2);
+    curl_multi_cleanup(multi);
+}
+
+/* A removed node's parked polls are told it is gone (404), never given
+ * the document the cache holds for it. */
+static void a_removed_nodes_polls_get_404_not_its_cached_document(
+    void **state)
+{
+    _cleanup_free_ char *cred = tu_node_register(&ctl, "wake-gone", NULL);
+    _cleanup_free_ char *id = node_id("wake-gone");
+    CURLM *multi = curl_multi_init();
+    struct poll p[2];
+
+    /* Fill the cache: a joining node wakes this one's poll. */
+    json_auto_t *d0 = desired_now(cred);
+    park(multi, p, 1, cred, revision(d0));
+    free(tu_node_register(&ctl, "wake-joiner2", NULL));
+    await(multi, p, 1, "a node joining");
+    json_auto_t *d1 = desired_now(cred);
+    assert_fresh(p, 1, d1);
+    end_polls(multi, p, 1);
+
+    park(multi, p, 2, cred, revision(d1));
+    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s", id);
+    long st = 0;
+    json_decref(tu_api(&ctl, ctl.admin_key, "DELETE", path, NULL, &st));
+    assert_int_equal(st, 204);
+    await(multi, p, 2, "the removal");
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(p[i].status, 404);
+    end_polls(multi, p, 2);
+    curl_multi_cleanup(multi);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_change_wakes_exactly_its_nodes_polls_with_the_new_document),
         cmocka_unit_test(a_poll_nothing_wakes_ends_at_its_wait_unchanged),
+        cmocka_unit_test(each_change_answers_its_own_document_never_the_cached_one),
+        cmocka_unit_test(approval_answers_the_real_document_not_the_cached_bare_one),
+        cmocka_unit_test(a_removed_nodes_polls_get_404_not_its_cached_document),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

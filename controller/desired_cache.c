@@ -1,0 +1,161 @@
+/* The documents woken long polls are answered from: one per node, built
+ * once per committed change and shared. Validity is a generation count
+ * per node (and one for every node) that each invalidation bumps; a
+ * build remembers the counts it began under and is served only while
+ * they still hold. */
+#include "controller/desired_cache.h"
+
+#include "common/jsonutil.h"
+#include "controller/desired.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One node's cached document. `build` is held while it is looked at or
+ * built, so the polls of one node woken together wait for one build
+ * instead of each reading the store; other nodes' polls are not held up. */
+struct entry {
+    struct entry *next;
+    char *node_id;
+    uint64_t gen; /* atomic: bumped by each invalidation of this node */
+    pthread_mutex_t build;
+    /* under `build`: */
+    bool built;                 /* state and text below are a build's */
+    uint64_t built_gen, built_epoch;
+    int state;                  /* 0, or -ENOENT (removed) */
+    struct desired_text *text;  /* when state is 0 */
+};
+
+/* One controller per process: the table lives as long as the process.
+ * Entries are few (one per node that long-polls) and small. */
+#define BUCKETS 1024
+static struct entry *table[BUCKETS];
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t epoch; /* atomic: bumped when every node changed */
+
+static struct entry **bucket(const char *node_id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = node_id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return &table[h % BUCKETS];
+}
+
+/* node_id's entry, made when `make` and there is none (else NULL). */
+static struct entry *entry_of(const char *node_id, bool make)
+{
+    struct entry **head = bucket(node_id);
+    pthread_mutex_lock(&table_lock);
+    struct entry *e = *head;
+    while (e && !streq(e->node_id, node_id))
+        e = e->next;
+    if (!e && make) {
+        e = xcalloc(1, sizeof(*e));
+        e->node_id = xstrdup(node_id);
+        pthread_mutex_init(&e->build, NULL);
+        e->next = *head;
+        *head = e;
+    }
+    pthread_mutex_unlock(&table_lock);
+    return e;
+}
+
+void desired_cache_invalidate(const char *node_id)
+{
+    if (!node_id) {
+        __atomic_add_fetch(&epoch, 1, __ATOMIC_SEQ_CST);
+        return;
+    }
+    /* A node no poll has asked about has nothing cached. */
+    struct entry *e = entry_of(node_id, false);
+    if (e)
+        __atomic_add_fetch(&e->gen, 1, __ATOMIC_SEQ_CST);
+}
+
+void desired_text_unref(struct desired_text *t)
+{
+    if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(t);
+}
+
+static struct desired_text *text_ref(struct desired_text *t)
+{
+    __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    return t;
+}
+
+/* The document as http_reply_json() writes it, one reference held. */
+static struct desired_text *text_of(json_t *doc)
+{
+    _cleanup_free_ char *s = json_dumps(doc, JSON_INDENT(0) | JSON_COMPACT);
+    if (!s)
+        abort(); /* jansson fails only when out of memory */
+    size_t len = strlen(s);
+    struct desired_text *t = xmalloc(sizeof(*t) + len + 2);
+    t->refs = 1;
+    t->revision = json_int(doc, "revision", -1);
+    memcpy(t->text, s, len);
+    t->text[len++] = '\n';
+    t->text[len] = '\0';
+    t->len = len;
+    return t;
+}
+
+/* Read and serialise node_id's document from one snapshot of the store:
+ * its row says whether it is removed or approved, and at which revision. */
+static int build(struct app *a, const char *node_id,
+                 struct desired_text **ret_text)
+{
+    int e = store_tx_begin_read(a->store);
+    if (e < 0)
+        return e;
+    json_auto_t *node = NULL, *doc = NULL;
+    e = store_query_one(a->store, &node, "SELECT revision, approved FROM "
+                        "nodes WHERE id = $1 AND removed_at IS NULL", "s",
+                        node_id);
+    if (e == 0 && json_int(node, "approved", 0) != 0)
+        e = desired_build(a, node_id, &doc); /* inside: the same snapshot */
+    else if (e == 0)
+        doc = desired_build_unapproved(node_id,
+                                       json_int(node, "revision", 0));
+    store_tx_rollback(a->store); /* read only: nothing to keep */
+    if (e < 0)
+        return e;
+    *ret_text = text_of(doc);
+    return 0;
+}
+
+int desired_cache_get(struct app *a, const char *node_id, int64_t since,
+                      struct desired_text **ret_text)
+{
+    struct entry *c = entry_of(node_id, true);
+
+    pthread_mutex_lock(&c->build);
+    /* Read before the store is: a change committed before this read is in
+     * what the build reads, one committed after it bumps past it. */
+    uint64_t gen = __atomic_load_n(&c->gen, __ATOMIC_SEQ_CST);
+    uint64_t ep = __atomic_load_n(&epoch, __ATOMIC_SEQ_CST);
+    bool fresh = c->built && c->built_gen == gen && c->built_epoch == ep &&
+                 (c->state < 0 || c->text->revision >= since);
+    if (!fresh) {
+        struct desired_text *t = NULL;
+        int e = build(a, node_id, &t);
+        if (e < 0 && e != -ENOENT) {
+            pthread_mutex_unlock(&c->build);
+            return e;
+        }
+        desired_text_unref(c->text);
+        c->text = t;
+        c->state = e;
+        c->built = true;
+        c->built_gen = gen;
+        c->built_epoch = ep;
+    }
+    int e = c->state;
+    if (e == 0)
+        *ret_text = text_ref(c->text);
+    pthread_mutex_unlock(&c->build);
+    return e;
+}
