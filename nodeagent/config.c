@@ -48,6 +48,9 @@ const struct config_opt agent_options[] = {
     { "endpoint", CONFIG_STRING, F(endpoint), 0, 0, NULL,
       "HOST:PORT other nodes reach the mesh at [default: the address the "
       "controller sees]" },
+    { "probe-interval", CONFIG_INT, F(probe_interval_s), 0, 86400, "60",
+      "seconds between probes of the WireGuard port's public mapping and "
+      "NAT class, answered by the controller's --probe-port (0: never)" },
     { "public-ip", CONFIG_STRING, F(public_ip), 0, 0, NULL,
       "IPv4 address published ports answer on [default: any local one]" },
     { "allow-egress", CONFIG_STRING, F(allow_egress), 0, 0, NULL,
