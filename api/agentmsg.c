@@ -3,6 +3,7 @@
  * small cursor (object, path for the error) and never keep a pointer into
  * the JSON they read: every string is copied. */
 #include "api/agentmsg.h"
+#include "api/probe.h"
 
 #include "common/ids.h"
 #include "common/netcheck.h"
@@ -1087,6 +1088,26 @@ static void reach_read(struct rd *r, char **ret_ip, char **ret_ep)
         fail(r, "public_ip", "must be an IP address");
 }
 
+/* What the address probe found: {nat, mapped_endpoint?}. */
+static void reach_status_read(struct rd *r, struct am_status *s)
+{
+    static const char *const known[] = { AGENT_REACH_NAT, AGENT_REACH_MAPPED,
+                                         NULL };
+    strict(r, known);
+    s->nat = get_str(r, AGENT_REACH_NAT, true, 32);
+    s->mapped_endpoint = get_str(r, AGENT_REACH_MAPPED, false,
+                                 PROBE_EP_TEXT_MAX);
+    enum probe_nat nat = PROBE_NAT_UNKNOWN;
+    struct probe_ep ep;
+    if (s->nat && probe_nat_parse(s->nat, &nat) < 0)
+        fail(r, AGENT_REACH_NAT, "must be unknown, none, "
+             "endpoint-independent or endpoint-dependent");
+    if (s->mapped_endpoint && probe_ep_parse(s->mapped_endpoint, &ep) < 0)
+        fail(r, AGENT_REACH_MAPPED, "must be IP:PORT or [IPv6]:PORT");
+    if (s->nat && !s->mapped_endpoint && nat != PROBE_NAT_UNKNOWN)
+        fail(r, AGENT_REACH_MAPPED, "is required unless nat is unknown");
+}
+
 /* A text member of an interface: absent (NULL) unless required. */
 static char *iface_text(struct rd *r, const char *k, bool required)
 {
@@ -1350,7 +1371,7 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
     static const char *const known[] = { "inventory", "vms", "samples",
                                          "endpoint", "public_ip", "refused",
                                          AGENT_PERMIT_PORTS, AGENT_GPUS,
-                                         AGENT_IOMMU, NULL };
+                                         AGENT_IOMMU, AGENT_REACH, NULL };
     struct am_status s = { 0 };
     struct rd r = { j, "", err, false };
     if (!json_is_object(j)) {
@@ -1393,6 +1414,16 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
     }
     s.permit_ports = permit_read(&r, &s.has_permit_ports, &s.n_permit_ports);
     s.gpus = gpus_read(&r, &s.iommu);
+    const json_t *reach = member(&r, AGENT_REACH, false);
+    if (reach && !r.failed) {
+        struct rd x;
+        char *path;
+        if (sub(&r, AGENT_REACH, reach, -1, &x, &path)) {
+            reach_status_read(&x, &s);
+            s.has_reach = true;
+        }
+        sub_end(&r, &x, path);
+    }
     if (r.failed) {
         am_status_clear(&s);
         return -EINVAL;
@@ -1419,6 +1450,8 @@ void am_status_clear(struct am_status *s)
     free(s->permit_ports);
     samples_clear(s->samples, s->n_samples);
     json_decref(s->gpus);
+    free(s->nat);
+    free(s->mapped_endpoint);
     *s = (struct am_status){ 0 };
 }
 
@@ -1471,6 +1504,12 @@ json_t *am_status_encode(const struct am_status *s)
     if (s->n_samples)
         put(o, "samples", samples_encode(s->samples, s->n_samples));
     gpus_encode(o, s->gpus, s->iommu);
+    if (s->has_reach) {
+        json_t *x = json_object();
+        put_str(x, AGENT_REACH_NAT, s->nat);
+        put_str(x, AGENT_REACH_MAPPED, s->mapped_endpoint);
+        put(o, AGENT_REACH, x);
+    }
     return o;
 }
 

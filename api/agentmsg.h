@@ -249,6 +249,12 @@ struct am_status {
      * IOMMU is on (-1: not reported). */
     json_t *gpus;
     int iommu;
+    /* What the address probe found (AGENT_REACH); has_reach false: not
+     * reported. nat is a probe_nat_name(); mapped_endpoint NULL when
+     * nothing answered. */
+    bool has_reach;
+    char *nat;
+    char *mapped_endpoint;
 };
 
 /* ---- the register body -------------------------------------------------- */

@@ -48,6 +48,18 @@
  * --public-ip. */
 #define AGENT_OBSERVED_IP "observed_ip"
 
+/* Public address discovery (api/probe.h). When the controller answers
+ * address probes, the answer to every status post names its first probe
+ * port under AGENT_PROBE_PORT (the port above it answers too), on the
+ * address the agent reaches the API at. The node probes from its
+ * WireGuard port and reports under AGENT_REACH {nat, mapped_endpoint?}:
+ * nat one of probe_nat_name()'s classes, mapped_endpoint the "IP:PORT"
+ * the controller saw (required unless nat is "unknown"). */
+#define AGENT_PROBE_PORT "probe_port"
+#define AGENT_REACH "reachability"
+#define AGENT_REACH_NAT "nat"
+#define AGENT_REACH_MAPPED "mapped_endpoint"
+
 /* Snapshots. Each desired VM entry lists the snapshots that should exist
  * under AGENT_VM_SNAPSHOTS as {id, name, taken?} (taken: the node
  * reported it once; one it no longer holds is lost, never taken afresh)

@@ -6,10 +6,12 @@
 #define NODE_FIELDS                                                            \
     "id,name,state,approved,drained,kvm,arch,cpu_model,vcpus,used_vcpus,memory_mib,"   \
     "used_memory_mib,disk_gib,used_disk_gib,vm_count,mesh_ip,endpoint,"        \
-    "observed_endpoint,public_ip,public_ip_source,port_range,permit_ports,"    \
-    "last_seen,created_at"
+    "observed_endpoint,public_ip,public_ip_source,nat,mapped_endpoint,"        \
+    "peer_endpoint,reach_checked_at,port_range,permit_ports,last_seen,"        \
+    "created_at"
 
-/* Lift capacity.{x} to x and used.{x} to used_x for tables. */
+/* Lift capacity.{x} to x, used.{x} to used_x and reachability's
+ * members for tables. */
 static void node_flatten(json_t *n)
 {
     const char *k;
@@ -21,6 +23,14 @@ static void node_flatten(json_t *n)
         _cleanup_free_ char *name = xasprintf("used_%s", k);
         json_object_set(n, name, v);
     }
+    static const char *const reach[][2] = {
+        { "nat", "nat" }, { "mapped_endpoint", "mapped_endpoint" },
+        { "peer_endpoint", "peer_endpoint" },
+        { "checked_at", "reach_checked_at" } };
+    json_t *r = json_object_get(n, "reachability");
+    for (size_t i = 0; r && i < ARRAY_SIZE(reach); i++)
+        json_object_set(n, reach[i][1], json_object_get(r, reach[i][0]) ?
+                        json_object_get(r, reach[i][0]) : json_null());
 }
 
 static int node_list(struct cli *c, struct cli_args *a)

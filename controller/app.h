@@ -27,6 +27,7 @@ struct app_settings {
     char *database;
     char *listen;
     bool plain_http;
+    int64_t probe_port;      /* UDP address probes (probe.c); 0: off */
     int64_t heartbeat_s;     /* agents report this often */
     int64_t longpoll_s;      /* longest hold of GET /v1/agent/desired */
     int64_t idempotency_ttl_s; /* how long a key's answer is kept */

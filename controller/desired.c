@@ -460,8 +460,39 @@ static int ports_doc(struct app *a, const char *node_id, struct am_desired *doc)
     return 0;
 }
 
-/* Every other approved node with a WireGuard key is a peer. The endpoint
- * is what the node reported, else the address the controller saw it at. */
+/* The WireGuard endpoint a node's peers are given (owned; NULL: none
+ * known). The UDP mapping its address probe found wins where the NAT
+ * keeps one mapping for every destination (or there is no NAT): that is
+ * where its WireGuard port is reached. Else the endpoint the provider
+ * configured (a port forward is the only way into an endpoint-dependent
+ * NAT), else the mapping (right address, a port peers may not reach
+ * until the node speaks first), else the address the controller saw
+ * its API connection come from with the node's WireGuard port. */
+char *desired_peer_endpoint(const json_t *row)
+{
+    const char *mapped = json_str(row, "mapped_endpoint");
+    const char *conf = json_str(row, "endpoint");
+    const char *nat = json_str(row, "nat_class");
+    /* Rows stored before endpoints were checked may hold anything. */
+    if (mapped && !guard_endpoint_ok(mapped))
+        mapped = NULL;
+    if (conf && !guard_endpoint_ok(conf))
+        conf = NULL;
+    if (mapped && nat &&
+        (streq(nat, "none") || streq(nat, "endpoint-independent")))
+        return xstrdup(mapped);
+    if (conf)
+        return xstrdup(conf);
+    if (mapped)
+        return xstrdup(mapped);
+    if (json_str(row, "observed_endpoint"))
+        return xasprintf("%s:%lld", json_str(row, "observed_endpoint"),
+                         (long long)json_int(row, "wg_port", 51820));
+    return NULL;
+}
+
+/* Every other approved node with a WireGuard key is a peer, at the
+ * endpoint desired_peer_endpoint() chooses. */
 static int peers_doc(struct app *a, const char *node_id, struct am_desired *doc)
 {
     json_auto_t *rows = NULL;
@@ -469,7 +500,8 @@ static int peers_doc(struct app *a, const char *node_id, struct am_desired *doc)
     if ((e = fault("peers")) < 0 ||
         (e = store_query(a->store, &rows,
                          "SELECT id, name, wg_public_key, endpoint, "
-                         "observed_endpoint, wg_port, mesh_ip FROM nodes "
+                         "observed_endpoint, wg_port, mesh_ip, mapped_endpoint, "
+                         "nat_class FROM nodes "
                          "WHERE id <> $1 AND approved = 1 AND removed_at IS "
                          "NULL AND wg_public_key IS NOT NULL AND mesh_ip IS "
                          "NOT NULL ORDER BY mesh_ip", "s", node_id)) < 0)
@@ -479,16 +511,7 @@ static int peers_doc(struct app *a, const char *node_id, struct am_desired *doc)
     doc->peers = xcalloc(json_array_size(rows) + 1, sizeof(*doc->peers));
     json_array_foreach(rows, i, row) {
         struct am_peer *p = &doc->peers[doc->n_peers++];
-        const char *ep = json_str(row, "endpoint");
-        /* Rows stored before endpoints were checked may hold anything. */
-        if (ep && !guard_endpoint_ok(ep))
-            ep = NULL;
-        if (ep)
-            p->endpoint = xstrdup(ep);
-        else if (json_str(row, "observed_endpoint"))
-            p->endpoint = xasprintf("%s:%lld",
-                                    json_str(row, "observed_endpoint"),
-                                    (long long)json_int(row, "wg_port", 51820));
+        p->endpoint = desired_peer_endpoint(row);
         p->allowed_ips = xcalloc(1, sizeof(char *));
         p->allowed_ips[p->n_allowed_ips++] = xasprintf(
             "%s/32", json_str(row, "mesh_ip"));

@@ -30,3 +30,11 @@ void desired_dns_label(const char *account_name,
 /* MTU of a guest NIC on a 1500-byte underlay: WireGuard (60) and VXLAN
  * (50) overheads and 20 bytes of margin for an IPv4 path (FACTS.md). */
 #define DESIRED_GUEST_MTU 1370
+
+/* The WireGuard endpoint peers are given for the node in `row` (a nodes
+ * row with endpoint, observed_endpoint, wg_port, mapped_endpoint and
+ * nat_class): "IP:PORT", owned by the caller, or NULL when none is
+ * known. The probe's mapping where the node's NAT keeps one mapping for
+ * every destination (or it has none), else the configured endpoint, else
+ * the mapping, else the address its API connection came from. */
+char *desired_peer_endpoint(const json_t *row);

@@ -627,6 +627,19 @@ HANDLER(h_agent_status)
                      "AND (COALESCE(observed_endpoint, '') <> $2 OR COALESCE($3, "
                      "endpoint, '') <> COALESCE(endpoint, ''))", "sss", node_id,
                      http_req_peer(r), b.endpoint) > 0;
+    /* A new mapping or class changes the endpoint its peers are given. */
+    if (b.has_reach) {
+        moved = moved ||
+                store_query_int(a->store, 0,
+                                "SELECT COUNT(*) FROM nodes WHERE id = $1 AND "
+                                "approved = 1 AND (COALESCE(mapped_endpoint, "
+                                "'') <> COALESCE($2, '') OR COALESCE("
+                                "nat_class, '') <> $3)", "sss", node_id,
+                                b.mapped_endpoint, b.nat) > 0;
+        store_exec(a->store, "UPDATE nodes SET nat_class = $1, "
+                   "mapped_endpoint = $2, reach_at = $3 WHERE id = $4",
+                   "ssis", b.nat, b.mapped_endpoint, now, node_id);
+    }
     store_exec(a->store,
                "UPDATE nodes SET last_seen = $1, observed_endpoint = $2, "
                "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
@@ -732,7 +745,10 @@ HANDLER(h_agent_status)
     int64_t rev = store_query_int(a->store, 0,
                                   "SELECT revision FROM nodes WHERE id = $1",
                                   "s", node_id);
-    http_reply_json(r, 200, json_pack("{s:I, s:s}", "revision",
-                                      (json_int_t)rev, AGENT_OBSERVED_IP,
-                                      http_req_peer(r)));
+    json_t *ans = json_pack("{s:I, s:s}", "revision", (json_int_t)rev,
+                            AGENT_OBSERVED_IP, http_req_peer(r));
+    if (a->cfg.probe_port > 0)
+        json_object_set_new(ans, AGENT_PROBE_PORT,
+                            json_integer(a->cfg.probe_port));
+    http_reply_json(r, 200, ans);
 }

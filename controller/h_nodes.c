@@ -6,6 +6,7 @@
 #include "common/timeutil.h"
 #include "controller/availwin.h"
 #include "controller/catalog.h"
+#include "controller/desired.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/reputation.h"
@@ -33,7 +34,7 @@
     "n.id) AS reputation, (SELECT t.bench_score FROM node_trust t WHERE "      \
     "t.node_id = n.id) AS benchmark, (SELECT t.evictions_total FROM "       \
     "node_trust t WHERE t.node_id = n.id) AS evictions, n.avail_windows, "   \
-    "n.avail_tz_min"
+    "n.avail_tz_min, n.wg_port, n.nat_class, n.mapped_endpoint, n.reach_at"
 
 /* Heartbeat interval, for rendering online/unreachable; set at start. */
 int64_t node_heartbeat_s = 5;
@@ -71,6 +72,26 @@ json_t *node_render(json_t *row)
     json_object_set_new(o, "public_ip_source",
                         pub ? json_string("configured") :
                         seen_from ? json_string("observed") : json_null());
+    /* How its WireGuard port is reached: what its address probe found
+     * (nat null until it reported) and the endpoint peers are given. */
+    json_t *reach = json_object();
+    json_object_set_new(reach, "public_ip", pub ? json_string(pub) :
+                        seen_from ? json_string(seen_from) : json_null());
+    const char *mapped = json_str(row, "mapped_endpoint");
+    const char *nat = json_str(row, "nat_class");
+    json_object_set_new(reach, "mapped_endpoint",
+                        mapped ? json_string(mapped) : json_null());
+    json_object_set_new(reach, "nat", nat ? json_string(nat) : json_null());
+    char when[21];
+    json_t *at = json_object_get(row, "reach_at");
+    if (json_is_integer(at))
+        time_format_rfc3339(json_integer_value(at), when);
+    json_object_set_new(reach, "checked_at", json_is_integer(at) ?
+                        json_string(when) : json_null());
+    _cleanup_free_ char *peer_ep = desired_peer_endpoint(row);
+    json_object_set_new(reach, "peer_endpoint",
+                        peer_ep ? json_string(peer_ep) : json_null());
+    json_object_set_new(o, "reachability", reach);
     json_object_set_new(o, "port_range",
                         json_sprintf("%lld-%lld",
                                      (long long)json_int(row, "port_min", 0),

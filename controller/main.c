@@ -16,6 +16,7 @@
 #include "controller/migrate.h"
 #include "controller/netalloc.h"
 #include "controller/pki.h"
+#include "controller/probe.h"
 #include "controller/reload.h"
 #include "controller/scheduler.h"
 #include "controller/schema.h"
@@ -40,6 +41,10 @@ static const struct config_opt options[] = {
       "postgresql://... to use PostgreSQL; default: sqlite DATA-DIR/fog.db" },
     { "listen", CONFIG_STRING, F(listen), 0, 0, "127.0.0.1:8443",
       "address:port to serve on ([v6]:port for IPv6)" },
+    { "probe-port", CONFIG_INT, F(probe_port), 0, 65534, "0",
+      "UDP port (and the port above it) on the listen address answering "
+      "nodes' public address probes, which find their WireGuard port's NAT "
+      "mapping and class (0: off)" },
     { "plain-http", CONFIG_BOOL, F(plain_http), 0, 0, NULL,
       "serve plain HTTP instead of HTTPS (only on a loopback address)" },
     { "heartbeat", CONFIG_INT, F(heartbeat_s), 1, 3600, "5",
@@ -442,6 +447,17 @@ static int cmd_serve(struct app *a)
         store_close(a->store);
         return 1;
     }
+    struct probe_server *probe = NULL;
+    if (cfg->probe_port > 0 &&
+        (r = probe_server_start(cfg->listen, (int)cfg->probe_port,
+                                &probe)) < 0) {
+        fprintf(stderr, "fog-controller: cannot answer probes on UDP port "
+                        "%lld: %s\n", (long long)cfg->probe_port,
+                strerror(-r));
+        http_server_stop(a->http, 0);
+        store_close(a->store);
+        return 1;
+    }
     reconciler_start(a);
     accrual_start(a);
     log_info("serving %s on %s (port %d), data in %s",
@@ -484,6 +500,7 @@ static int cmd_serve(struct app *a)
     accrual_stop();
     reconciler_stop();
     http_server_stop(a->http, 5000);
+    probe_server_stop(probe);
     if (catalog_shutdown())
         store_close(a->store);
     else

@@ -4,6 +4,7 @@
  * or the heartbeat comes due. Signals are taken by sigwait() on a thread
  * of their own. */
 #include "nodeagent/agent.h"
+#include "nodeagent/natprobe.h"
 
 #include "api/agentmsg.h"
 #include "api/client.h"
@@ -134,6 +135,7 @@ struct agent {
     json_t *gpus;
 
     struct conrelay *consoles; /* interactive console sessions */
+    struct natprobe *probe;    /* address probes; NULL: none */
 };
 
 static void wake(struct agent *a, bool event)
@@ -428,6 +430,14 @@ static json_t *status_build(struct agent *a, const json_t *doc,
             xstrdup(json_str(f, "object") ? json_str(f, "object") : ""),
             xstrdup(json_str(f, "reason") ? json_str(f, "reason") : "") };
     }
+    /* What the last address probe found. */
+    enum probe_nat nat;
+    char mapped[PROBE_EP_TEXT_MAX];
+    if (natprobe_result(a->probe, &nat, mapped)) {
+        out.has_reach = true;
+        out.nat = xstrdup(probe_nat_name(nat));
+        out.mapped_endpoint = *mapped ? xstrdup(mapped) : NULL;
+    }
     /* The GPU report (gpu_report: {gpus, iommu}) travels as it was read. */
     out.iommu = -1;
     if (a->gpus) {
@@ -509,6 +519,12 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
         api_reply_clear(&rep);
         return r < 0 ? r : refused ? -EBADMSG : -EIO;
     }
+    /* The controller names its probe port when it answers probes. */
+    json_t *pp = json_object_get(rep.json, AGENT_PROBE_PORT);
+    natprobe_target(a->probe, a->node.controller,
+                    json_is_integer(pp) && json_integer_value(pp) > 0 &&
+                    json_integer_value(pp) < 65535
+                        ? (int)json_integer_value(pp) : 0);
     api_reply_clear(&rep);
     if (json_object_get(body, "refused"))
         a->refused_sent = true;
@@ -959,6 +975,11 @@ int agent_run(const struct agent_settings *s)
              a.node.name, a.node.node_id, a.uri, virt_driver(a.virt),
              a.node.controller);
 
+    /* The mapping of the mesh's WireGuard port, where a NAT sits. */
+    if (a.host_net && s->probe_interval_s > 0) {
+        int64_t wg = a.node.wg_port > 0 ? a.node.wg_port : s->wg_port;
+        a.probe = natprobe_start((uint16_t)wg, s->probe_interval_s);
+    }
     pthread_t poller, sigt;
     pthread_create(&sigt, NULL, signal_main, &a);
     pthread_detach(sigt);
@@ -1140,6 +1161,7 @@ int agent_run(const struct agent_settings *s)
         virt_doms_free(doms, n);
     }
     sd_notify(0, "STOPPING=1");
+    natprobe_stop(a.probe);
     conrelay_free(a.consoles);
     json_decref(doc);
     json_decref(accepted);

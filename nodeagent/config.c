@@ -47,7 +47,11 @@ const struct config_opt agent_options[] = {
       "join: UDP port of the mesh interface (never published)" },
     { "endpoint", CONFIG_STRING, F(endpoint), 0, 0, NULL,
       "HOST:PORT other nodes reach the mesh at [default: the address the "
-      "controller sees]" },
+      "controller sees]; a probed mapping without NAT or behind an "
+      "endpoint-independent NAT takes its place" },
+    { "probe-interval", CONFIG_INT, F(probe_interval_s), 0, 86400, "60",
+      "seconds between probes of the WireGuard port's public mapping and "
+      "NAT class, answered by the controller's --probe-port (0: never)" },
     { "public-ip", CONFIG_STRING, F(public_ip), 0, 0, NULL,
       "IPv4 address published ports answer on [default: any local one]" },
     { "allow-egress", CONFIG_STRING, F(allow_egress), 0, 0, NULL,

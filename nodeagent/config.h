@@ -27,6 +27,7 @@ struct agent_settings {
     int64_t wg_port;    /* its UDP port, told to the controller at join */
     char *endpoint;     /* HOST:PORT peers reach us at (NULL: as seen) */
     char *public_ip;    /* IPv4 address published ports answer on */
+    int64_t probe_interval_s; /* address probes from the WireGuard port */
     char *allow_egress; /* private IPv4 CIDRs VMs may reach, comma-separated */
     int64_t port_min;   /* range of host ports the controller may publish */
     int64_t port_max;
