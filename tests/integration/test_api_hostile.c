@@ -221,6 +221,30 @@ static void hostile_paths_and_headers_are_refused(void **state)
     assert_int_equal(store_rows(), before);
 }
 
+/* An encoded NUL ends nothing: "NAME%00/ports/x" is not the VM NAME (the
+ * HTTP library decodes the path in place, and a NUL there once routed a
+ * port deletion to the VM's own deletion); other escapes still decode. */
+static void encoded_nul_in_a_path_is_refused(void **state)
+{
+    int bad = 0;
+    _cleanup_free_ char *url = xasprintf("%s/v1/vms", ctl.url);
+    const char *vm = VM("\"nul-victim\"");
+    long st = tu_http("POST", url, tenant_key, ctl.ca, vm, strlen(vm), NULL,
+                      NULL, NULL);
+    assert_true(st == 201 || st == 202);
+    expect_refused("DELETE", "/v1/vms/nul-victim%00/ports/abc", tenant_key,
+                   NULL, 0, NULL, NULL, &bad);
+    expect_refused("DELETE", "/v1/vms/nul-victim%00", tenant_key, NULL, 0,
+                   NULL, NULL, &bad);
+    expect_refused("GET", "/v1/vms/nul-victim%00/console", tenant_key, NULL,
+                   0, NULL, NULL, &bad);
+    assert_int_equal(bad, 0);
+    json_auto_t *v = tu_api(&ctl, tenant_key, "GET", "/v1/vms/nul%2Dvictim",
+                            NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_not_equal(json_str(v, "desired_state"), "deleted");
+}
+
 static void idempotent_post_returns_the_first_result(void **state)
 {
     _cleanup_free_ char *url = xasprintf("%s/v1/vms", ctl.url);
@@ -269,6 +293,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hostile_bodies_are_refused_and_write_nothing),
         cmocka_unit_test(hostile_paths_and_headers_are_refused),
+        cmocka_unit_test(encoded_nul_in_a_path_is_refused),
         cmocka_unit_test(idempotent_post_returns_the_first_result),
         cmocka_unit_test(every_mutating_call_leaves_an_event),
     };
