@@ -19,7 +19,6 @@
 #include "tests/testutil.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -54,29 +53,22 @@ static void refused(const char *key, const char *method, const char *path,
                  text);
 }
 
-static char *sql_text(const char *fmt, ...) _printf_(1, 2);
-static char *sql_text(const char *fmt, ...)
+/* Alice's VM `name`, created stopped or running. */
+static json_t *vm_create(const char *name, bool stopped)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    char *q = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    _cleanup_free_ char *db = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    char *out = NULL;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    sqlite3_busy_timeout(h, 10000);
-    int rc = sqlite3_prepare_v2(h, q, -1, &st, NULL);
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_text(st, 0))
-        out = xstrdup((const char *)sqlite3_column_text(st, 0));
-    else if (rc != SQLITE_OK)
-        fail_msg("%s: %s", q, sqlite3_errmsg(h));
-    sqlite3_finalize(st);
-    sqlite3_free(q);
-    sqlite3_close(h);
-    return out;
+    _cleanup_free_ char *b = xasprintf(
+        "{\"name\":\"%s\",\"vcpus\":1,\"memory_mib\":128,\"disk_gib\":1,"
+        "\"allow_tcg\":true,\"image\":\"fog-tiny\"%s}", name,
+        stopped ? ",\"power_state\":\"stopped\"" : "");
+    return api(alice, "POST", "/v1/vms", b, 201);
+}
+
+/* "COUNT NODE" of VM vm_id's open deals (caller frees). */
+static char *open_deals(const char *vm_id)
+{
+    return tu_sql_text(&ctl, "SELECT COUNT(*) || ' ' || MAX(node_id) FROM "
+                       "deals WHERE vm_id = '%s' AND closed_at IS NULL",
+                       vm_id);
 }
 
 static const char *cred_of(const char *node_id)
@@ -197,10 +189,7 @@ static int teardown(void **state)
 
 static void migrate_moves_a_stopped_vm_or_fails_leaving_it(void **state)
 {
-    json_auto_t *vm = api(alice, "POST", "/v1/vms",
-                          "{\"name\":\"mg-web\",\"vcpus\":1,\"memory_mib\":128,"
-                          "\"disk_gib\":1,\"allow_tcg\":true,\"image\":"
-                          "\"fog-tiny\",\"power_state\":\"stopped\"}", 201);
+    json_auto_t *vm = vm_create("mg-web", true);
     _cleanup_free_ char *id = xstrdup(json_str(vm, "id"));
     json_auto_t *before = api(alice, "GET", "/v1/vms/mg-web", NULL, 200);
     _cleanup_free_ char *from = xstrdup(json_str(before, "node_id"));
@@ -227,10 +216,7 @@ static void migrate_moves_a_stopped_vm_or_fails_leaving_it(void **state)
                     "{\"node\":7}", 400));
 
     /* A running VM must be stopped first. */
-    json_auto_t *run = api(alice, "POST", "/v1/vms",
-                           "{\"name\":\"mg-run\",\"vcpus\":1,\"memory_mib\":"
-                           "128,\"disk_gib\":1,\"allow_tcg\":true,\"image\":"
-                           "\"fog-tiny\"}", 201);
+    json_auto_t *run = vm_create("mg-run", false);
     refused(alice, "POST", "/v1/vms/mg-run/migrate", NULL, 409,
             "stop it first");
 
@@ -286,14 +272,12 @@ static void migrate_moves_a_stopped_vm_or_fails_leaving_it(void **state)
     assert_null(tu_find(json_object_get(od, "vms"), "id", id));
     /* One open deal, on the new node; the event says from where to
      * where. */
-    _cleanup_free_ char *deals = sql_text(
-        "SELECT COUNT(*) || ' ' || MAX(node_id) FROM deals WHERE vm_id = "
-        "'%s' AND closed_at IS NULL", id);
+    _cleanup_free_ char *deals = open_deals(id);
     _cleanup_free_ char *want_deal = xasprintf("1 %s", to);
     assert_string_equal(deals, want_deal);
-    _cleanup_free_ char *ev = sql_text(
-        "SELECT detail FROM events WHERE action = 'vm.migrate' AND target = "
-        "'%s' AND status = 200", id);
+    _cleanup_free_ char *ev = tu_sql_text(
+        &ctl, "SELECT detail FROM events WHERE action = 'vm.migrate' AND "
+        "target = '%s' AND status = 200", id);
     assert_non_null(ev);
     _cleanup_free_ char *ev_want = xasprintf("from node '%s' to node '%s'",
                                              from_name, to_name);
@@ -314,9 +298,9 @@ static void migrate_moves_a_stopped_vm_or_fails_leaving_it(void **state)
     json_auto_t *still = api(alice, "GET", "/v1/vms/mg-web", NULL, 200);
     assert_string_equal(json_str(still, "node_id"), to);
     assert_int_equal(json_int(still, "place_gen", -1), gen + 1);
-    _cleanup_free_ char *fev = sql_text(
-        "SELECT detail FROM events WHERE action = 'vm.migrate' AND target = "
-        "'%s' AND status = 409", id);
+    _cleanup_free_ char *fev = tu_sql_text(
+        &ctl, "SELECT detail FROM events WHERE action = 'vm.migrate' AND "
+        "target = '%s' AND status = 409", id);
     assert_non_null(fev);
     assert_non_null(strstr(fev, "read error"));
 
@@ -331,16 +315,59 @@ static void migrate_moves_a_stopped_vm_or_fails_leaving_it(void **state)
     json_auto_t *still2 = api(alice, "GET", "/v1/vms/mg-web", NULL, 200);
     assert_string_equal(json_str(still2, "node_id"), to);
 
+    /* The node named can no longer take it when the backup is in: failed
+     * with why, and nothing moved (node, generation, deal). */
+    _cleanup_free_ char *back = xasprintf("{\"node\":\"%s\"}", from_name);
+    json_auto_t *m4 = api(alice, "POST", "/v1/vms/mg-web/migrate", back, 202);
+    _cleanup_free_ char *drain = xasprintf("/v1/nodes/%s/drain", from);
+    _cleanup_free_ char *undrain = xasprintf("/v1/nodes/%s/undrain", from);
+    json_decref(api(ctl.admin_key, "POST", drain, NULL, 200));
+    assert_int_equal(play_upload(cred_of(to), json_str(m4, "backup"), NULL,
+                                 sha, &len), 200);
+    json_auto_t *f4 = wait_migration("mg-web", 10000);
+    assert_string_equal(json_str(f4, "state"), "failed");
+    assert_non_null(strstr(json_str(f4, "error"), "cannot take the VM"));
+    json_auto_t *still3 = api(alice, "GET", "/v1/vms/mg-web", NULL, 200);
+    assert_string_equal(json_str(still3, "node_id"), to);
+    assert_int_equal(json_int(still3, "place_gen", -1), gen + 1);
+    _cleanup_free_ char *deals2 = open_deals(id);
+    assert_string_equal(deals2, want_deal);
+    json_decref(api(ctl.admin_key, "POST", undrain, NULL, 200));
+
+    /* Started behind the API's back while the backup was taken: failed,
+     * not moved. */
+    json_auto_t *m5 = api(alice, "POST", "/v1/vms/mg-web/migrate", NULL, 202);
+    tu_sql(&ctl, "UPDATE vms SET desired_state = 'running' WHERE id = '%s'",
+           id);
+    assert_int_equal(play_upload(cred_of(to), json_str(m5, "backup"), NULL,
+                                 sha, &len), 200);
+    json_auto_t *f5 = wait_migration("mg-web", 10000);
+    assert_string_equal(json_str(f5, "state"), "failed");
+    assert_string_equal(json_str(f5, "error"), "started during its migration");
+    json_auto_t *still4 = api(alice, "GET", "/v1/vms/mg-web", NULL, 200);
+    assert_string_equal(json_str(still4, "node_id"), to);
+    tu_sql(&ctl, "UPDATE vms SET desired_state = 'stopped' WHERE id = '%s'",
+           id);
+
+    /* A VM deleted meanwhile: its migration is dropped. */
+    json_auto_t *gone = vm_create("mg-gone", true);
+    json_decref(api(alice, "POST", "/v1/vms/mg-gone/migrate", NULL, 202));
+    json_decref(api(alice, "DELETE", "/v1/vms/mg-gone", NULL, 202));
+    int64_t end = mono_ms() + 10000;
+    char *ms = NULL;
+    while (mono_ms() < end) {
+        free(ms);
+        ms = tu_sql_text(&ctl, "SELECT COALESCE(migrate_state, 'none') "
+                         "FROM vms WHERE id = '%s'", json_str(gone, "id"));
+        if (streq(ms, "none"))
+            break;
+        usleep(100000);
+    }
+    assert_string_equal(ms, "none");
+    free(ms);
+
     /* Its node unreachable: restore, not migrate. */
-    _cleanup_free_ char *db = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *h = NULL;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    sqlite3_busy_timeout(h, 10000);
-    char *q = sqlite3_mprintf("UPDATE nodes SET last_seen = 1 WHERE id = "
-                              "'%q'", to);
-    assert_int_equal(sqlite3_exec(h, q, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_free(q);
-    sqlite3_close(h);
+    tu_sql(&ctl, "UPDATE nodes SET last_seen = 1 WHERE id = '%s'", to);
     refused(alice, "POST", "/v1/vms/mg-web/migrate", NULL, 409,
             "fogctl restore");
     json_decref(api(cred_of(to), "POST", "/v1/agent/status", "{\"vms\":[]}",
