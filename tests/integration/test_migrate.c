@@ -214,6 +214,12 @@ static void migrate_moves_a_stopped_vm_or_fails_leaving_it(void **state)
                     "{\"node\":\"nowhere\"}", 404));
     json_decref(api(alice, "POST", "/v1/vms/mg-web/migrate",
                     "{\"node\":7}", 400));
+    json_decref(api(alice, "POST", "/v1/vms/mg-web/migrate",
+                    "{\"node\":\"\"}", 400));
+    json_decref(api(alice, "POST", "/v1/vms/mg-web/migrate",
+                    "{\"node\":\"mg-a\",\"force\":true}", 400));
+    json_decref(api(alice, "POST", "/v1/vms/..%2f..%2fetc/migrate", NULL,
+                    404));
 
     /* A running VM must be stopped first. */
     json_auto_t *run = vm_create("mg-run", false);
@@ -453,11 +459,90 @@ static void fogctl_migrate_waits_for_the_move_or_says_why(void **state)
     assert_non_null(strstr(u, "Domain 'mg-web' migrating from node "));
 }
 
+/* Migrate VM `name` (body: NULL or {"node":...}) and play its node's
+ * upload: the migration once it is no longer backing up. */
+static json_t *migrate_played(const char *name, const char *body)
+{
+    _cleanup_free_ char *p = xasprintf("/v1/vms/%s/migrate", name);
+    _cleanup_free_ char *g = xasprintf("/v1/vms/%s", name);
+    json_auto_t *vm = api(alice, "GET", g, NULL, 200);
+    json_auto_t *m = api(alice, "POST", p, body, 202);
+    char sha[65];
+    size_t len;
+    assert_int_equal(play_upload(cred_of(json_str(vm, "node_id")),
+                                 json_str(m, "backup"), NULL, sha, &len),
+                     200);
+    return wait_migration(name, 10000);
+}
+
+/* The node each of VM vm_id's published ports is on and its host port,
+ * "NODE:PORT ..." by VM port (caller frees). */
+static char *ports_of(const char *vm_id)
+{
+    return tu_sql_text(&ctl, "SELECT GROUP_CONCAT(node_id || ':' || "
+                       "host_port, ' ') FROM (SELECT node_id, host_port FROM "
+                       "ports WHERE vm_id = '%s' ORDER BY vm_port)", vm_id);
+}
+
+/* Host ports go with the VM: a target that cannot give one refuses the
+ * move (failed, ports where they were); once it can, they are the same
+ * numbers on the new node. */
+static void migrate_keeps_host_ports_or_refuses(void **state)
+{
+    json_auto_t *vm = vm_create("mg-pt", true);
+    const char *id = json_str(vm, "id");
+    json_auto_t *v = api(alice, "GET", "/v1/vms/mg-pt", NULL, 200);
+    _cleanup_free_ char *x = xstrdup(json_str(v, "node_id"));
+    const char *y = streq(x, a_id) ? b_id : a_id;
+    const char *y_name = streq(x, a_id) ? "mg-b" : "mg-a";
+    json_decref(api(alice, "POST", "/v1/vms/mg-pt/ports",
+                    "{\"proto\":\"tcp\",\"vm_port\":80,\"host_port\":"
+                    "20080}", 201));
+    json_decref(api(alice, "POST", "/v1/vms/mg-pt/ports",
+                    "{\"proto\":\"tcp\",\"vm_port\":81,\"host_port\":"
+                    "20081}", 201));
+    /* A VM on the other node holds 20081 there. */
+    _cleanup_free_ char *drain = xasprintf("/v1/nodes/%s/drain", x);
+    _cleanup_free_ char *undrain = xasprintf("/v1/nodes/%s/undrain", x);
+    json_decref(api(ctl.admin_key, "POST", drain, NULL, 200));
+    json_auto_t *blk = vm_create("mg-blk", true);
+    json_decref(api(ctl.admin_key, "POST", undrain, NULL, 200));
+    json_auto_t *bv = api(alice, "GET", "/v1/vms/mg-blk", NULL, 200);
+    assert_string_equal(json_str(bv, "node_id"), y);
+    json_auto_t *port = api(alice, "POST", "/v1/vms/mg-blk/ports",
+                            "{\"proto\":\"tcp\",\"vm_port\":22,"
+                            "\"host_port\":20081}", 201);
+    _cleanup_free_ char *before = ports_of(id);
+    _cleanup_free_ char *want_x = xasprintf("%s:20080 %s:20081", x, x);
+    assert_string_equal(before, want_x);
+
+    _cleanup_free_ char *to_y = xasprintf("{\"node\":\"%s\"}", y_name);
+    json_auto_t *f = migrate_played("mg-pt", to_y);
+    assert_string_equal(json_str(f, "state"), "failed");
+    assert_non_null(strstr(json_str(f, "error"), "host port 20081/tcp"));
+    _cleanup_free_ char *still = ports_of(id);
+    assert_string_equal(still, want_x);
+    json_auto_t *sv = api(alice, "GET", "/v1/vms/mg-pt", NULL, 200);
+    assert_string_equal(json_str(sv, "node_id"), x);
+
+    /* The port freed on the other node, the move keeps both numbers. */
+    _cleanup_free_ char *pp = xasprintf("/v1/vms/mg-blk/ports/%s",
+                                        json_str(port, "id"));
+    json_decref(api(alice, "DELETE", pp, NULL, 204));
+    json_auto_t *m = migrate_played("mg-pt", to_y);
+    assert_string_equal(json_str(m, "state"), "moved");
+    _cleanup_free_ char *after = ports_of(id);
+    _cleanup_free_ char *want_y = xasprintf("%s:20080 %s:20081", y, y);
+    assert_string_equal(after, want_y);
+    (void)blk;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(migrate_moves_a_stopped_vm_or_fails_leaving_it),
         cmocka_unit_test(fogctl_migrate_waits_for_the_move_or_says_why),
+        cmocka_unit_test(migrate_keeps_host_ports_or_refuses),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
