@@ -537,12 +537,47 @@ static void migrate_keeps_host_ports_or_refuses(void **state)
     (void)blk;
 }
 
+/* The new node's offer: above the VM's cap nothing moves; within it the
+ * VM's open deal is at the new node's price. */
+static void migrate_deals_at_the_new_price_within_the_cap(void **state)
+{
+    json_auto_t *v = api(alice, "GET", "/v1/vms/mg-pt", NULL, 200);
+    const char *on = json_str(v, "node_id");
+    const char *other = streq(on, a_id) ? "mg-b" : "mg-a";
+    const char *other_id = streq(on, a_id) ? b_id : a_id;
+    _cleanup_free_ char *offer = xasprintf("/v1/nodes/%s/offer", other);
+    _cleanup_free_ char *body = xasprintf("{\"node\":\"%s\"}", other);
+    json_decref(api(ctl.admin_key, "PUT", offer,
+                    "{\"vcpu_hour\":\"500\"}", 200));
+    json_auto_t *f = migrate_played("mg-pt", body);
+    assert_string_equal(json_str(f, "state"), "failed");
+    /* The price filter of placement: the cap is the VM's. */
+    assert_non_null(strstr(json_str(f, "error"), "price removed 1"));
+    json_auto_t *sv = api(alice, "GET", "/v1/vms/mg-pt", NULL, 200);
+    json_t *deal = json_object_get(sv, "deal");
+    assert_string_equal(json_str(deal, "node_id"), on);
+
+    json_decref(api(ctl.admin_key, "PUT", offer,
+                    "{\"vcpu_hour\":\"0.03\"}", 200));
+    json_auto_t *m = migrate_played("mg-pt", body);
+    assert_string_equal(json_str(m, "state"), "moved");
+    json_auto_t *mv = api(alice, "GET", "/v1/vms/mg-pt", NULL, 200);
+    json_t *nd = json_object_get(mv, "deal");
+    assert_string_equal(json_str(nd, "node_id"), other_id);
+    assert_string_equal(json_str(json_object_get(nd, "prices"), "vcpu_hour"),
+                        "0.03");
+    _cleanup_free_ char *deals = open_deals(json_str(mv, "id"));
+    _cleanup_free_ char *want = xasprintf("1 %s", other_id);
+    assert_string_equal(deals, want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(migrate_moves_a_stopped_vm_or_fails_leaving_it),
         cmocka_unit_test(fogctl_migrate_waits_for_the_move_or_says_why),
         cmocka_unit_test(migrate_keeps_host_ports_or_refuses),
+        cmocka_unit_test(migrate_deals_at_the_new_price_within_the_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
