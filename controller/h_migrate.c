@@ -11,11 +11,13 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/bstore.h"
 #include "controller/handlers.h"
 #include "controller/restore.h"
 
 #include <errno.h>
 
+#define MOVED_MEANWHILE "the VM was moved meanwhile (restore or evacuation)"
 #define MIGRATION_COLS "v.migrate_state, v.migrate_backup, v.migrate_error, " \
                        "f.name AS from_name, v.migrate_from, t.name AS "     \
                        "to_name, v.migrate_to"
@@ -170,15 +172,30 @@ HANDLER(h_vm_migration)
 }
 
 /* The migration of VM `v` (a row of migrate_tick's) ends 'failed' with
- * why; the VM stays where it was. Inside the caller's transaction. */
+ * why; the VM stays where it was. Its backup, if still to come, is no
+ * longer wanted: failed too (the node stops sending it), so it holds no
+ * place among the VM's backups under way. */
 static int migrate_fail(struct app *a, const json_t *v, const char *why)
 {
-    const char *id = json_str(v, "id");
+    const char *id = json_str(v, "id"), *bk = json_str(v, "migrate_backup");
     int e = store_exec(a->store, "UPDATE vms SET migrate_state = 'failed', "
                        "migrate_error = $1 WHERE id = $2 AND migrate_state = "
                        "'backing-up'", "ss", why, id);
     if (e <= 0)
         return e;
+    _cleanup_free_ char *berr = xasprintf("its migration failed: %s", why);
+    e = bk ? store_exec(a->store, "UPDATE vm_backups SET state = 'failed', "
+                        "error = $1, done_at = $2 WHERE id = $3 AND state IN "
+                        "('pending', 'uploading')", "sis", berr, now_s(), bk)
+           : 0;
+    if (e < 0)
+        return e;
+    if (e > 0) {
+        int r = a->backups->ops->remove(a->backups, bk);
+        if (r < 0 && r != -ENOENT)
+            log_warn("cannot remove backup blob %s: %s", bk, strerror(-r));
+        app_node_changed(a, json_str(v, "node_id"));
+    }
     log_warn("vm %s: migration failed: %s", id, why);
     _cleanup_free_ char *d = xasprintf("migration from node '%s' failed: %s",
                                        json_str(v, "from_name"), why);
@@ -200,8 +217,8 @@ static int migrate_move(struct app *a, const json_t *v)
         goto fail;
     /* Read again under the lock: a start may have come in between. */
     if ((e = store_query_one(a->store, &now, "SELECT desired_state, "
-                             "migrate_state FROM vms WHERE id = $1", "s",
-                             id)) < 0)
+                             "node_id, migrate_from, migrate_state FROM vms "
+                             "WHERE id = $1", "s", id)) < 0)
         goto fail;
     if (!streq(json_str(now, "migrate_state"), "backing-up")) {
         store_tx_rollback(a->store);
@@ -209,6 +226,9 @@ static int migrate_move(struct app *a, const json_t *v)
     }
     if (!streq(json_str(now, "desired_state"), "stopped")) {
         e = migrate_fail(a, v, "started during its migration");
+    } else if (!streq(json_str(now, "node_id"),
+                      json_str(now, "migrate_from"))) {
+        e = migrate_fail(a, v, MOVED_MEANWHILE);
     } else if ((e = restore_start(a, id, bk, json_str(v, "migrate_to"),
                                   "hub:migrate", &why)) == 0) {
         e = migrate_fail(a, v, why);
@@ -238,11 +258,12 @@ fail:
     return e;
 }
 
-void migrate_tick(struct app *a)
+void migrate_tick(struct app *a, bool judge_nodes)
 {
     json_auto_t *rows = NULL;
     if (store_query(a->store, &rows,
                     "SELECT v.id, v.account_id, v.desired_state, v.deleted_at, "
+                    "v.node_id, v.migrate_from, "
                     "v.migrate_backup, v.migrate_to, COALESCE(f.name, "
                     "v.migrate_from) AS from_name, b.state AS backup_state, "
                     "b.error AS backup_error FROM vms v LEFT JOIN nodes f ON "
@@ -266,6 +287,9 @@ void migrate_tick(struct app *a)
                            "id = $1", "s", id);
         } else if (!streq(json_str(v, "desired_state"), "stopped")) {
             e = migrate_fail(a, v, "started during its migration");
+        } else if (!streq(json_str(v, "node_id"),
+                          json_str(v, "migrate_from"))) {
+            e = migrate_fail(a, v, MOVED_MEANWHILE);
         } else if (!bs) {
             e = migrate_fail(a, v, "its backup was deleted");
         } else if (streq(bs, "failed")) {
@@ -276,6 +300,15 @@ void migrate_tick(struct app *a)
             e = migrate_fail(a, v, w);
         } else if (streq(bs, "ready")) {
             e = migrate_move(a, v);
+        } else if (judge_nodes &&
+                   !restore_node_reachable(a, json_str(v, "node_id"))) {
+            /* Its node will not send the backup now: nothing moved, and
+             * the VM may be started or restored again. */
+            _cleanup_free_ char *w = xasprintf(
+                "node '%s' became unreachable before the backup was in: "
+                "restore the VM from a backup (fogctl restore) or migrate "
+                "it again", json_str(v, "from_name"));
+            e = migrate_fail(a, v, w);
         }
         if (e < 0)
             log_warn("vm %s: migration pass: %s", id, strerror(-e));

@@ -39,9 +39,11 @@ bool migrate_under_way(struct app *a, const char *vm_id);
  * moves once its backup is ready and it is still stopped (restore_start
  * on the pinned node or the one placement picks; event vm.migrate), and
  * its migration fails with the reason when the backup failed or went,
- * the VM was started meanwhile, or no node can take it (nothing moves).
- * The migration of a VM being deleted is dropped. */
-void migrate_tick(struct app *a);
+ * the VM was started or moved (restore, evacuation) meanwhile, no node
+ * can take it (nothing moves), or, with judge_nodes (the leader trusts
+ * nodes' last reports), its node became unreachable before the backup
+ * was in. The migration of a VM being deleted is dropped. */
+void migrate_tick(struct app *a, bool judge_nodes);
 
 /* The restart policies a VM may have. */
 extern const char *const restore_policies[];

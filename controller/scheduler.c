@@ -1077,8 +1077,7 @@ static void *reconciler(void *arg)
                 outage_tick(a, judge_from - 3 * a->cfg.heartbeat_s);
                 evacuate_tick(a);
             }
-            /* A migration judges no node: it moves once its backup is in. */
-            migrate_tick(a);
+            migrate_tick(a, now_s() >= judge_from);
             scheduler_run(a);
             if (now_s() >= judge_from && now_s() >= rep_at) {
                 reputation_tick(a);

@@ -161,9 +161,11 @@ static void *player_run(void *arg)
     return NULL;
 }
 
-static int setup(void **state)
+/* A controller serving with args, two tenants, and two nodes that have
+ * each reported once. */
+static void start(const char *const *args)
 {
-    tu_ctl_start(&ctl, serve_args);
+    tu_ctl_start(&ctl, args);
     alice = tu_account(&ctl, "mg-alice", "tenant");
     bob = tu_account(&ctl, "mg-bob", "tenant");
     assert_int_equal(tu_node_join(&ctl, ctl.admin_key, "mg-a", NULL, &a_id,
@@ -172,6 +174,11 @@ static int setup(void **state)
                                   &b_cred), 201);
     json_decref(api(a_cred, "POST", "/v1/agent/status", "{\"vms\":[]}", 200));
     json_decref(api(b_cred, "POST", "/v1/agent/status", "{\"vms\":[]}", 200));
+}
+
+static int setup(void **state)
+{
+    start(serve_args);
     return 0;
 }
 
@@ -380,6 +387,26 @@ static void migrate_moves_a_stopped_vm_or_fails_leaving_it(void **state)
                     200));
     json_decref(api(alice, "DELETE", "/v1/vms/mg-run", NULL, 202));
     (void)run;
+
+    /* Restored elsewhere while its backup was taken: the migration
+     * fails, and the VM may be started again. */
+    json_auto_t *m6 = api(alice, "POST", "/v1/vms/mg-web/migrate", NULL, 202);
+    _cleanup_free_ char *rb = xasprintf("{\"backup\":\"%s\",\"node\":"
+                                        "\"%s\"}", bk, from_name);
+    json_decref(api(alice, "POST", "/v1/vms/mg-web/restore", rb, 202));
+    json_auto_t *r = wait_migration("mg-web", 10000);
+    assert_string_equal(json_str(r, "state"), "failed");
+    assert_non_null(strstr(json_str(r, "error"), "moved meanwhile"));
+    /* Its backup is no longer wanted: failed, listed to no node. */
+    _cleanup_free_ char *b6 = xasprintf("/v1/vms/mg-web/backups/%s",
+                                        json_str(m6, "backup"));
+    json_auto_t *b6j = api(alice, "GET", b6, NULL, 200);
+    assert_string_equal(json_str(b6j, "state"), "failed");
+    assert_non_null(strstr(json_str(b6j, "error"), "its migration failed"));
+    _cleanup_free_ char *l6 = listed_backup(cred_of(from), id);
+    assert_null(l6);
+    json_decref(api(alice, "POST", "/v1/vms/mg-web/start", NULL, 202));
+    json_decref(api(alice, "POST", "/v1/vms/mg-web/destroy", NULL, 202));
 }
 
 static void fogctl_migrate_waits_for_the_move_or_says_why(void **state)
@@ -571,6 +598,29 @@ static void migrate_deals_at_the_new_price_within_the_cap(void **state)
     assert_string_equal(deals, want);
 }
 
+/* With heartbeats of 1 s: a node that goes silent before its backup is
+ * in ends the migration (failed, saying so), so the VM is not left
+ * unstartable. */
+static void a_silent_node_ends_the_migration(void **state)
+{
+    static const char *const fast[] = { "--heartbeat", "1", NULL };
+    teardown(state);
+    start(fast);
+    json_auto_t *vm = vm_create("mg-far", true);
+    json_auto_t *v = api(alice, "GET", "/v1/vms/mg-far", NULL, 200);
+    const char *host = cred_of(json_str(v, "node_id"));
+    json_decref(api(host, "POST", "/v1/agent/status", "{\"vms\":[]}", 200));
+    json_auto_t *m = api(alice, "POST", "/v1/vms/mg-far/migrate", NULL, 202);
+    assert_string_equal(json_str(m, "state"), "backing-up");
+    /* Nothing more from the node: after three heartbeats it fails. */
+    json_auto_t *f = wait_migration("mg-far", 15000);
+    assert_string_equal(json_str(f, "state"), "failed");
+    assert_non_null(strstr(json_str(f, "error"), "became unreachable"));
+    json_auto_t *still = api(alice, "GET", "/v1/vms/mg-far", NULL, 200);
+    assert_string_equal(json_str(still, "node_id"), json_str(v, "node_id"));
+    (void)vm;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +628,7 @@ int main(void)
         cmocka_unit_test(fogctl_migrate_waits_for_the_move_or_says_why),
         cmocka_unit_test(migrate_keeps_host_ports_or_refuses),
         cmocka_unit_test(migrate_deals_at_the_new_price_within_the_cap),
+        cmocka_unit_test(a_silent_node_ends_the_migration),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
