@@ -88,6 +88,41 @@ static void reply_backup(struct app *a, struct http_request *r, int status,
     http_reply_json(r, status, backup_render(row));
 }
 
+int backup_add(struct app *a, const json_t *vm, const char *kind,
+               char ret_id[UUID_STR_LEN + 1])
+{
+    const char *vm_id = json_str(vm, "id");
+    int e;
+    /* Under the VM's lock, so two requests cannot both take the last
+     * place. */
+    if ((e = store_lock(a->store, "vm", vm_id)) < 0)
+        return e;
+    if (store_query_int(a->store, 0, "SELECT COUNT(*) FROM vm_backups WHERE "
+                        "vm_id = $1 AND state IN ('pending', 'uploading')",
+                        "s", vm_id) >= VM_BACKUPS_PENDING_MAX)
+        return -EDQUOT;
+    /* Made once, by the CSPRNG, the first time the VM is backed up; never
+     * rendered to anyone but the VM's node. */
+    _cleanup_free_ char *key = random_hex(32);
+    if ((e = store_exec(a->store, "UPDATE vms SET backup_key = $1 WHERE id = "
+                        "$2 AND backup_key IS NULL", "ss", key, vm_id)) < 0)
+        return e;
+    uuid_generate_str(ret_id);
+    e = store_exec(a->store, "INSERT INTO vm_backups (id, vm_id, node_id, "
+                   "kind, state, created_at) VALUES ($1, $2, $3, $4, "
+                   "'pending', $5)", "ssssi", ret_id, vm_id,
+                   json_str(vm, "node_id"), kind, now_s());
+    return e < 0 ? e : 0;
+}
+
+void reply_backups_under_way(struct http_request *r, const json_t *vm)
+{
+    http_reply_problem(r, 409, "quota-exceeded", NULL,
+                       "VM %s has %d backups under way, the most it may "
+                       "have: wait for one to finish", json_str(vm, "name"),
+                       VM_BACKUPS_PENDING_MAX);
+}
+
 HANDLER(h_backup_create)
 {
     struct app *a = app;
@@ -109,40 +144,20 @@ HANDLER(h_backup_create)
     }
     const char *vm_id = json_str(vm, "id");
     char id[UUID_STR_LEN + 1];
-    uuid_generate_str(id);
-    /* Made once, by the CSPRNG, the first time the VM is backed up; never
-     * rendered to anyone but the VM's node. */
-    _cleanup_free_ char *key = random_hex(32);
     int e;
     if ((e = store_tx_begin(a->store)) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
-    /* Under the VM's lock, so two requests cannot both take the last
-     * place. */
-    if ((e = store_lock(a->store, "vm", vm_id)) == 0 &&
-        store_query_int(a->store, 0, "SELECT COUNT(*) FROM vm_backups WHERE "
-                        "vm_id = $1 AND state IN ('pending', 'uploading')",
-                        "s", vm_id) >= VM_BACKUPS_PENDING_MAX) {
-        store_tx_rollback(a->store);
-        http_reply_problem(r, 409, "quota-exceeded", NULL,
-                           "VM %s has %d backups under way, the most it may "
-                           "have: wait for one to finish",
-                           json_str(vm, "name"), VM_BACKUPS_PENDING_MAX);
-        return;
-    }
+    e = backup_add(a, vm, "manual", id);
     if (e == 0)
-        e = store_exec(a->store, "UPDATE vms SET backup_key = $1 WHERE id = "
-                       "$2 AND backup_key IS NULL", "ss", key, vm_id);
-    if (e >= 0)
-        e = store_exec(a->store, "INSERT INTO vm_backups (id, vm_id, node_id, "
-                       "kind, state, created_at) VALUES ($1, $2, $3, "
-                       "'manual', 'pending', $4)", "sssi", id, vm_id,
-                       json_str(vm, "node_id"), now_s());
-    if (e >= 0)
         e = store_tx_commit(a->store);
     else
         store_tx_rollback(a->store);
+    if (e == -EDQUOT) {
+        reply_backups_under_way(r, vm);
+        return;
+    }
     if (e < 0) {
         reply_store_error(r, e, "backup");
         return;

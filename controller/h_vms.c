@@ -847,6 +847,12 @@ static void vm_power(struct http_request *r, struct app *a,
         return;
     }
     const char *id = json_str(row, "id");
+    if (streq(desired, "running") && !reboot && migrate_under_way(a, id)) {
+        http_reply_problem(r, 409, "conflict", NULL,
+                           "the VM is being migrated: wait for the migration "
+                           "to end, or delete its backup to cancel it");
+        return;
+    }
     int64_t need = 0;
     int funds = streq(desired, "running") && !reboot &&
                         !streq(json_str(row, "desired_state"), "running")

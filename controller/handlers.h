@@ -41,6 +41,8 @@ HANDLER(h_agent_console);
 HANDLER(h_agent_console_log);
 HANDLER(h_vm_xml);
 HANDLER(h_vm_restore);
+HANDLER(h_vm_migrate);
+HANDLER(h_vm_migration);
 HANDLER(h_vm_restart_policy);
 HANDLER(h_agent_backup_blob);
 HANDLER(h_snapshot_create);
@@ -56,6 +58,14 @@ HANDLER(h_agent_backup_stat);
 HANDLER(h_agent_backup_put);
 HANDLER(h_agent_backup_commit);
 HANDLER(h_agent_backup_fail);
+/* Add a pending backup of kind `kind` of VM `vm` (a row of vm_lookup)
+ * on its node, the VM's key made on first use, under the VM's lock:
+ * inside the caller's transaction. 0 with its id in ret_id, -EDQUOT when
+ * VM_BACKUPS_PENDING_MAX are under way already, -errno. */
+int backup_add(struct app *a, const json_t *vm, const char *kind,
+               char ret_id[UUID_STR_LEN + 1]);
+/* The 409 for backup_add's -EDQUOT. */
+void reply_backups_under_way(struct http_request *r, const json_t *vm);
 /* Delete VM `vm_id`'s backups, rows and blobs (the VM goes). 0 or -errno. */
 int backups_drop_vm(struct app *a, const char *vm_id);
 /* At most `max` bytes of a node's text (cut on a UTF-8 character

@@ -21,18 +21,46 @@ static const char *restore_refusal(struct app *a, const json_t *vm)
 {
     if (streq(json_str(vm, "desired_state"), "deleted"))
         return "the VM is being deleted";
-    const char *node = json_str(vm, "node_id");
-    bool reachable = node &&
+    if (!restore_node_reachable(a, json_str(vm, "node_id")))
+        return NULL;
+    if (restore_vm_runs(vm))
+        return "the VM runs on a reachable node: stop it first";
+    return NULL;
+}
+
+bool restore_node_reachable(struct app *a, const char *node)
+{
+    return node &&
         store_query_int(a->store, 0, "SELECT COUNT(*) FROM nodes WHERE id = "
                         "$1 AND removed_at IS NULL AND last_seen >= $2", "si",
                         node, now_s() - 3 * a->cfg.heartbeat_s) > 0;
-    if (!reachable)
-        return NULL;
+}
+
+bool restore_vm_runs(const json_t *vm)
+{
     const char *st = json_str(vm, "state");
-    if (!streq(json_str(vm, "desired_state"), "stopped") ||
-        streq(st, "running") || streq(st, "paused") || streq(st, "creating"))
-        return "the VM runs on a reachable node: stop it first";
-    return NULL;
+    return !streq(json_str(vm, "desired_state"), "stopped") ||
+           streq(st, "running") || streq(st, "paused") ||
+           streq(st, "creating");
+}
+
+bool restore_node_arg(struct app *a, struct http_request *r,
+                      const char *node, json_t **ret_pin)
+{
+    int e = store_query_one(a->store, ret_pin, "SELECT id, name FROM nodes "
+                            "WHERE (id = $1 OR name = $1) AND approved = 1 "
+                            "AND removed_at IS NULL ORDER BY created_at, id "
+                            "LIMIT 1", "s", node);
+    if (e == -ENOENT) {
+        http_reply_problem(r, 404, "not-found", "node",
+                           "no approved node '%s'", node);
+        return false;
+    }
+    if (e < 0) {
+        reply_store_error(r, e, "node");
+        return false;
+    }
+    return true;
 }
 
 int restore_start(struct app *a, const char *vm_id, const char *backup_id,
@@ -108,21 +136,8 @@ HANDLER(h_vm_restore)
                            json_str(bk, "state"));
         return;
     }
-    if (node) {
-        e = store_query_one(a->store, &pin, "SELECT id FROM nodes WHERE (id = "
-                            "$1 OR name = $1) AND approved = 1 AND removed_at "
-                            "IS NULL ORDER BY created_at, id LIMIT 1", "s",
-                            node);
-        if (e == -ENOENT) {
-            http_reply_problem(r, 404, "not-found", "node",
-                               "no approved node '%s'", node);
-            return;
-        }
-        if (e < 0) {
-            reply_store_error(r, e, "node");
-            return;
-        }
-    }
+    if (node && !restore_node_arg(a, r, node, &pin))
+        return;
     _cleanup_free_ char *refused = NULL;
     e = restore_start(a, id, backup, pin ? json_str(pin, "id") : NULL,
                       c->actor, &refused);

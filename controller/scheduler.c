@@ -1077,6 +1077,7 @@ static void *reconciler(void *arg)
                 outage_tick(a, judge_from - 3 * a->cfg.heartbeat_s);
                 evacuate_tick(a);
             }
+            migrate_tick(a, now_s() >= judge_from);
             scheduler_run(a);
             if (now_s() >= judge_from && now_s() >= rep_at) {
                 reputation_tick(a);

@@ -23,6 +23,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -831,6 +832,55 @@ json_t *tu_vm_post(const struct tu_ctl *ctl, const char *key,
         abort();
     }
     return j;
+}
+
+static sqlite3 *sql_open(const struct tu_ctl *ctl)
+{
+    _cleanup_free_ char *db = xasprintf("%s/fog.db", ctl->dir);
+    sqlite3 *h = NULL;
+    if (sqlite3_open(db, &h) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", db, h ? sqlite3_errmsg(h) : "no memory");
+        abort();
+    }
+    sqlite3_busy_timeout(h, 10000);
+    return h;
+}
+
+void tu_sql(const struct tu_ctl *ctl, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *q = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    sqlite3 *h = sql_open(ctl);
+    char *err = NULL;
+    if (sqlite3_exec(h, q, NULL, NULL, &err) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", q, err);
+        abort();
+    }
+    sqlite3_free(q);
+    sqlite3_close(h);
+}
+
+char *tu_sql_text(const struct tu_ctl *ctl, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *q = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    sqlite3 *h = sql_open(ctl);
+    sqlite3_stmt *st = NULL;
+    char *out = NULL;
+    if (sqlite3_prepare_v2(h, q, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", q, sqlite3_errmsg(h));
+        abort();
+    }
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        out = xstrdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_free(q);
+    sqlite3_close(h);
+    return out;
 }
 
 /* ---- raw HTTPS --------------------------------------------------------- */

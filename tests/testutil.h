@@ -248,6 +248,16 @@ json_t *tu_find(json_t *arr, const char *field, const char *value);
  * cannot be read. */
 int tu_count_in_file(const char *path, const char *needle);
 
+/* One statement on ctl's sqlite store (fog.db; WAL, so the controller
+ * serves meanwhile), formatted as sqlite3_mprintf() does (%q quotes).
+ * Aborts when it fails. */
+void tu_sql(const struct tu_ctl *ctl, const char *fmt, ...) _printf_(2, 3);
+/* The first column of the first row of a query on ctl's store as text
+ * (caller frees), NULL when there is none or it is NULL. Aborts when the
+ * query cannot be prepared. */
+char *tu_sql_text(const struct tu_ctl *ctl, const char *fmt, ...)
+    _printf_(2, 3);
+
 /* ---- raw HTTPS for tests (libcurl): exact bytes, any headers ---- */
 struct tu_resp {
     long status;

@@ -19,7 +19,6 @@
 #include "tests/testutil.h"
 
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,46 +53,6 @@ static int teardown(void **state)
 }
 
 /* One statement on the controller's store (WAL: it serves meanwhile). */
-static void sql(const char *fmt, ...) _printf_(1, 2);
-static void sql(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *q = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    _cleanup_free_ char *db = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *h = NULL;
-    char *err = NULL;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    sqlite3_busy_timeout(h, 10000);
-    if (sqlite3_exec(h, q, NULL, NULL, &err) != SQLITE_OK)
-        fail_msg("%s: %s", q, err);
-    sqlite3_free(q);
-    sqlite3_close(h);
-}
-
-static char *sql_text(const char *fmt, ...) _printf_(1, 2);
-static char *sql_text(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *q = sqlite3_vmprintf(fmt, ap);
-    va_end(ap);
-    _cleanup_free_ char *db = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    char *out = NULL;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    sqlite3_busy_timeout(h, 10000);
-    if (sqlite3_prepare_v2(h, q, -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-        out = xstrdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_free(q);
-    sqlite3_close(h);
-    return out;
-}
-
 /* Wait until GET /v1/vms/NAME as the tenant has field == want. */
 static bool wait_vm(const char *name, const char *field, const char *want,
                     int timeout_ms)
@@ -165,10 +124,12 @@ static char *make_backup(const char *vm_id, const char *overlay)
     assert_int_equal(bs->ops->commit(bs, id, sha, size), 0);
     bstore_free(bs);
 
-    sql("INSERT INTO vm_backups (id, vm_id, kind, state, size, sha256, "
-        "created_at, done_at) VALUES ('%s', '%s', 'manual', 'ready', %llu, "
-        "'%s', 1, 1)", id, vm_id, (unsigned long long)size, sha);
-    sql("UPDATE vms SET backup_key = '%s' WHERE id = '%s'", key_hex, vm_id);
+    tu_sql(&ctl, "INSERT INTO vm_backups (id, vm_id, kind, state, size, "
+           "sha256, created_at, done_at) VALUES ('%s', '%s', 'manual', "
+           "'ready', %llu, '%s', 1, 1)", id, vm_id, (unsigned long long)size,
+           sha);
+    tu_sql(&ctl, "UPDATE vms SET backup_key = '%s' WHERE id = '%s'", key_hex,
+           vm_id);
     return xstrdup(id);
 }
 
@@ -226,12 +187,12 @@ static void restore_moves_the_disk_and_fences_the_old_node(void **state)
     char pending[UUID_STR_LEN + 1], foreign[UUID_STR_LEN + 1];
     uuid_generate_str(pending);
     uuid_generate_str(foreign);
-    sql("INSERT INTO vm_backups (id, vm_id, state, created_at) VALUES "
-        "('%s', '%s', 'uploading', 1)", pending, id);
-    sql("INSERT INTO vm_backups (id, vm_id, state, size, sha256, created_at) "
-        "VALUES ('%s', '%s', 'ready', 1, '%s', 1)", foreign,
-        json_str(other, "id"), "00000000000000000000000000000000"
-                               "00000000000000000000000000000000");
+    tu_sql(&ctl, "INSERT INTO vm_backups (id, vm_id, state, created_at) "
+           "VALUES ('%s', '%s', 'uploading', 1)", pending, id);
+    tu_sql(&ctl, "INSERT INTO vm_backups (id, vm_id, state, size, sha256, "
+           "created_at) VALUES ('%s', '%s', 'ready', 1, '%s', 1)", foreign,
+           json_str(other, "id"), "00000000000000000000000000000000"
+                                  "00000000000000000000000000000000");
 
     int st;
     _cleanup_free_ char *out = tu_fogctl(&ctl, tenant_key, &st, "destroy",
@@ -271,17 +232,17 @@ static void restore_moves_the_disk_and_fences_the_old_node(void **state)
     assert_true(json_equal(json_object_get(after, "addresses"),
                            json_object_get(before, "addresses")));
     /* The old deal closed, one open at B. */
-    _cleanup_free_ char *open_deals = sql_text(
-        "SELECT COUNT(*) FROM deals WHERE vm_id = '%s' AND closed_at IS "
-        "NULL", id);
+    _cleanup_free_ char *open_deals = tu_sql_text(
+        &ctl, "SELECT COUNT(*) FROM deals WHERE vm_id = '%s' AND closed_at "
+        "IS NULL", id);
     assert_string_equal(open_deals, "1");
-    _cleanup_free_ char *deal_node = sql_text(
-        "SELECT n.name FROM deals d JOIN nodes n ON n.id = d.node_id WHERE "
-        "d.vm_id = '%s' AND d.closed_at IS NULL", id);
+    _cleanup_free_ char *deal_node = tu_sql_text(
+        &ctl, "SELECT n.name FROM deals d JOIN nodes n ON n.id = d.node_id "
+        "WHERE d.vm_id = '%s' AND d.closed_at IS NULL", id);
     assert_string_equal(deal_node, "rs-node-b");
-    _cleanup_free_ char *ev = sql_text(
-        "SELECT detail FROM events WHERE action = 'vm.restore' AND target = "
-        "'%s'", id);
+    _cleanup_free_ char *ev = tu_sql_text(
+        &ctl, "SELECT detail FROM events WHERE action = 'vm.restore' AND "
+        "target = '%s'", id);
     assert_non_null(ev);
     assert_non_null(strstr(ev, bk));
 
@@ -299,8 +260,8 @@ static void restore_moves_the_disk_and_fences_the_old_node(void **state)
     char *rb = NULL;
     while (mono_ms() < end) {
         free(rb);
-        rb = sql_text("SELECT COALESCE(restore_backup, 'none') FROM vms "
-                      "WHERE id = '%s'", id);
+        rb = tu_sql_text(&ctl, "SELECT COALESCE(restore_backup, 'none') "
+                         "FROM vms WHERE id = '%s'", id);
         if (streq(rb, "none"))
             break;
         usleep(100000);
@@ -328,8 +289,8 @@ static void restore_moves_the_disk_and_fences_the_old_node(void **state)
  * with the reason. */
 static void evacuation_restores_or_loses_after_the_node_goes_silent(void **state)
 {
-    _cleanup_free_ char *id = sql_text("SELECT id FROM vms WHERE name = "
-                                       "'web'");
+    _cleanup_free_ char *id = tu_sql_text(&ctl, "SELECT id FROM vms WHERE "
+                                          "name = 'web'");
     assert_non_null(id);
     int st;
     _cleanup_free_ char *out = tu_fogctl(&ctl, tenant_key, &st,
@@ -355,9 +316,9 @@ static void evacuation_restores_or_loses_after_the_node_goes_silent(void **state
     char *cmp[] = { "/usr/bin/qemu-img", "compare", "-U", want, overlay_a,
                     NULL };
     run_ok(cmp);
-    _cleanup_free_ char *ev = sql_text(
-        "SELECT detail FROM events WHERE action = 'vm.evacuate' AND target = "
-        "'%s'", id);
+    _cleanup_free_ char *ev = tu_sql_text(
+        &ctl, "SELECT detail FROM events WHERE action = 'vm.evacuate' AND "
+        "target = '%s'", id);
     assert_non_null(ev);
     assert_non_null(strstr(ev, "rs-node-b"));
     kill(node_b.pid, SIGCONT);
@@ -376,9 +337,9 @@ static void evacuation_restores_or_loses_after_the_node_goes_silent(void **state
     bool lost = wait_vm("lonely", "state", "lost", 30000);
     json_auto_t *l2 = tu_api(&ctl, tenant_key, "GET", "/v1/vms/lonely", NULL,
                              NULL);
-    _cleanup_free_ char *why = sql_text("SELECT detail FROM events WHERE "
-                                        "action = 'vm.lost' AND target = '%s'",
-                                        json_str(vm, "id"));
+    _cleanup_free_ char *why = tu_sql_text(
+        &ctl, "SELECT detail FROM events WHERE action = 'vm.lost' AND "
+        "target = '%s'", json_str(vm, "id"));
     /* Its node back, the VM it still holds is reported again. */
     kill(host, SIGCONT);
     assert_true(lost);
@@ -393,12 +354,12 @@ static void evacuation_restores_or_loses_after_the_node_goes_silent(void **state
  * reads is the committed one, byte for byte. */
 static void blob_is_served_only_to_the_vms_node(void **state)
 {
-    _cleanup_free_ char *id = sql_text("SELECT id FROM vms WHERE name = "
-                                       "'web'");
+    _cleanup_free_ char *id = tu_sql_text(&ctl, "SELECT id FROM vms WHERE "
+                                          "name = 'web'");
     assert_non_null(id);
-    _cleanup_free_ char *bk = sql_text("SELECT id FROM vm_backups WHERE "
-                                       "vm_id = '%s' AND state = 'ready' "
-                                       "ORDER BY created_at LIMIT 1", id);
+    _cleanup_free_ char *bk = tu_sql_text(
+        &ctl, "SELECT id FROM vm_backups WHERE vm_id = '%s' AND state = "
+        "'ready' ORDER BY created_at LIMIT 1", id);
     assert_non_null(bk);
     _cleanup_free_ char *path = xasprintf("%s/%s/blob", AGENT_BACKUP_PATH, bk);
     /* A node of the hub that does not host it. */
