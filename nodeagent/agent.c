@@ -19,6 +19,7 @@
 #include "netfabric/state.h"
 #include "netfabric/wg.h"
 #include "netfabric/wgkey.h"
+#include "nodeagent/backupjob.h"
 #include "nodeagent/conrelay.h"
 #include "nodeagent/console.h"
 #include "nodeagent/disk.h"
@@ -134,6 +135,7 @@ struct agent {
     json_t *gpus;
 
     struct conrelay *consoles; /* interactive console sessions */
+    struct backupjob *backups; /* the backup worker */
 };
 
 static void wake(struct agent *a, bool event)
@@ -967,6 +969,11 @@ int agent_run(const struct agent_settings *s)
 
     a.consoles = conrelay_new(a.node.controller, a.node.credential,
                               a.ca_path, a.node.key_pin, a.uri);
+    a.backups = backupjob_new(&(struct backupjob_opts){
+        .data_dir = s->data_dir, .qemu_img = s->qemu_img,
+        .controller = a.node.controller, .credential = a.node.credential,
+        .ca_path = a.ca_path, .key_pin = a.node.key_pin,
+        .chunk = (size_t)s->backup_chunk_kib << 10 });
     struct api_client *c = api_client_new(a.node.controller,
                                           a.node.credential, a.ca_path);
     api_client_set_key_pin(c, a.node.key_pin);
@@ -1072,6 +1079,9 @@ int agent_run(const struct agent_settings *s)
             }
             reconcile_plan_free(&plan);
             agent_metrics_reconcile(a.metrics, mono_ms() - pass_start);
+            /* Backups run in their own thread; it only gets the list. */
+            if (listed)
+                backupjob_sync(a.backups, accepted, doms, n);
         }
         if (doc) {
             /* Running time is metered from what libvirt shows. */
@@ -1139,6 +1149,7 @@ int agent_run(const struct agent_settings *s)
         virt_doms_free(doms, n);
     }
     sd_notify(0, "STOPPING=1");
+    backupjob_free(a.backups);
     conrelay_free(a.consoles);
     json_decref(doc);
     json_decref(accepted);
