@@ -1,6 +1,8 @@
 /* Identifiers, randomness, hex and SHA-256. */
 #include "common/ids.h"
 
+#include "common/fs.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <sys/random.h>
@@ -126,6 +128,28 @@ void sha256_hex(const void *data, size_t n, char out[2 * SHA256_LEN + 1])
     uint8_t d[SHA256_LEN];
     sha256(data, n, d);
     hex_encode(d, SHA256_LEN, out);
+}
+
+int sha256_fd(int fd, uint64_t *ret_size, char out[2 * SHA256_LEN + 1])
+{
+    struct sha256_ctx c;
+    sha256_init(&c);
+    _cleanup_free_ uint8_t *b = xmalloc(1 << 16);
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = fd_read_full(fd, b, 1 << 16);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            break;
+        sha256_update(&c, (size_t)n, b);
+        total += (uint64_t)n;
+    }
+    uint8_t dig[SHA256_LEN];
+    sha256_digest(&c, sizeof(dig), dig);
+    hex_encode(dig, sizeof(dig), out);
+    *ret_size = total;
+    return 0;
 }
 
 bool name_is_valid(const char *s)

@@ -28,6 +28,9 @@ bool is_lower_hex(const char *s, size_t len);
 #define SHA256_LEN 32
 void sha256(const void *data, size_t n, uint8_t out[SHA256_LEN]);
 void sha256_hex(const void *data, size_t n, char out[2 * SHA256_LEN + 1]);
+/* SHA-256 (hex into out) and length of what fd reads from its position
+ * to its end. 0 or -errno of a read; *ret_size written only on success. */
+int sha256_fd(int fd, uint64_t *ret_size, char out[2 * SHA256_LEN + 1]);
 
 /* Name rule: an RFC 1123 hostname label, ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ */
 bool name_is_valid(const char *s);

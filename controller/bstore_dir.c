@@ -143,28 +143,6 @@ static int dir_stat(struct bstore *s, const char *id, uint64_t *ret_size,
     return 0;
 }
 
-static int file_sha256(int fd, uint64_t *ret_size, char out[65])
-{
-    struct sha256_ctx c;
-    sha256_init(&c);
-    _cleanup_free_ uint8_t *b = xmalloc(1 << 16);
-    uint64_t total = 0;
-    for (;;) {
-        ssize_t n = fd_read_full(fd, b, 1 << 16);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            break;
-        sha256_update(&c, (size_t)n, b);
-        total += (uint64_t)n;
-    }
-    uint8_t dig[SHA256_DIGEST_SIZE];
-    sha256_digest(&c, sizeof(dig), dig);
-    hex_encode(dig, sizeof(dig), out);
-    *ret_size = total;
-    return 0;
-}
-
 static int dir_commit(struct bstore *s, const char *id, const char *sha256,
                       uint64_t size)
 {
@@ -181,7 +159,7 @@ static int dir_commit(struct bstore *s, const char *id, const char *sha256,
     char got[65];
     uint64_t n = 0;
     if (e == 0)
-        e = file_sha256(fd, &n, got);
+        e = sha256_fd(fd, &n, got);
     if (e == 0 && (n != size || !sha256 || !streq(got, sha256))) {
         unlink(part);
         e = -EBADMSG;

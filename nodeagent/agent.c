@@ -20,6 +20,7 @@
 #include "netfabric/state.h"
 #include "netfabric/wg.h"
 #include "netfabric/wgkey.h"
+#include "nodeagent/backupjob.h"
 #include "nodeagent/conrelay.h"
 #include "nodeagent/console.h"
 #include "nodeagent/disk.h"
@@ -136,6 +137,7 @@ struct agent {
 
     struct conrelay *consoles; /* interactive console sessions */
     struct natprobe *probe;    /* address probes; NULL: none */
+    struct backupjob *backups; /* the backup worker */
 };
 
 static void wake(struct agent *a, bool event)
@@ -989,6 +991,11 @@ int agent_run(const struct agent_settings *s)
     a.consoles = conrelay_new(a.node.controller, a.node.credential,
                               a.ca_path, a.node.key_pin, a.uri,
                               a.cfg->data_dir);
+    a.backups = backupjob_new(&(struct backupjob_opts){
+        .data_dir = s->data_dir, .qemu_img = s->qemu_img,
+        .controller = a.node.controller, .credential = a.node.credential,
+        .ca_path = a.ca_path, .key_pin = a.node.key_pin,
+        .chunk = (size_t)s->backup_chunk_kib << 10 });
     struct api_client *c = api_client_new(a.node.controller,
                                           a.node.credential, a.ca_path);
     api_client_set_key_pin(c, a.node.key_pin);
@@ -1094,6 +1101,9 @@ int agent_run(const struct agent_settings *s)
             }
             reconcile_plan_free(&plan);
             agent_metrics_reconcile(a.metrics, mono_ms() - pass_start);
+            /* Backups run in their own thread; it only gets the list. */
+            if (listed)
+                backupjob_sync(a.backups, accepted, doms, n);
         }
         if (doc) {
             /* Running time is metered from what libvirt shows. */
@@ -1161,6 +1171,7 @@ int agent_run(const struct agent_settings *s)
         virt_doms_free(doms, n);
     }
     sd_notify(0, "STOPPING=1");
+    backupjob_free(a.backups);
     natprobe_stop(a.probe);
     conrelay_free(a.consoles);
     json_decref(doc);

@@ -74,6 +74,9 @@ const struct config_opt agent_options[] = {
     { "cache-max-gib", CONFIG_INT, F(cache_max_gib), 0, 1 << 20, "20",
       "size of the image cache in GiB; least recently used unused images "
       "go first (0: no limit)" },
+    { "backup-chunk-kib", CONFIG_INT, F(backup_chunk_kib), 4, 8192, "8192",
+      "KiB of a backup sent to the hub per request (a lost request costs "
+      "at most that much)" },
     { "reserve-vcpus", CONFIG_INT, F(reserve_vcpus), 0, 1 << 16, "0",
       "CPUs kept for the host's own work, out of what the node offers" },
     { "reserve-memory-mib", CONFIG_INT, F(reserve_memory_mib), 0, 1 << 30,

@@ -35,6 +35,7 @@ struct agent_settings {
     int64_t underlay_mtu;
     char *wireguard_go; /* program used where the kernel lacks WireGuard */
     int64_t cache_max_gib; /* image cache budget */
+    int64_t backup_chunk_kib; /* bytes of a backup per upload request */
     /* Kept for the host's owner, out of what the node offers. */
     int64_t reserve_vcpus;
     int64_t reserve_memory_mib;

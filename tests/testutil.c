@@ -749,9 +749,14 @@ char *tu_market_node(const struct tu_ctl *ctl, const char *name,
 static void agent_run(struct tu_agent *a)
 {
     _cleanup_free_ char *bin = tu_bin("fog-nodeagent");
-    char *argv[] = { bin, "run", "--data-dir", a->data_dir, "--image-dir",
-                     a->image_dir, "--root", a->root, "--heartbeat", "1",
-                     "--network", "none", "--verbose", NULL };
+    char *argv[32] = { bin, "run", "--data-dir", a->data_dir, "--image-dir",
+                       a->image_dir, "--root", a->root, "--heartbeat", "1",
+                       "--network", "none", "--verbose", NULL };
+    size_t n = 13;
+    for (size_t i = 0; a->extra && a->extra[i] && n + 1 < ARRAY_SIZE(argv);
+         i++)
+        argv[n++] = (char *)a->extra[i];
+    argv[n] = NULL;
     a->pid = tu_spawn(argv, a->log);
     if (a->pid < 0)
         abort();

@@ -138,6 +138,9 @@ struct tu_agent {
     char *dir;       /* temp dir holding the rest */
     char *data_dir, *image_dir, *root, *log;
     pid_t pid;
+    /* More arguments of `run` (NULL-terminated; the caller's array), for
+     * tu_agent_restart; tu_agent_start clears it. */
+    const char *const *extra;
 };
 /* Join ctl as node `name` with an admin token (approved at once) and run
  * fog-nodeagent on test:///default (heartbeat 1 s, no networking) over a

@@ -187,8 +187,11 @@ static void restore_moves_the_disk_and_fences_the_old_node(void **state)
     char pending[UUID_STR_LEN + 1], foreign[UUID_STR_LEN + 1];
     uuid_generate_str(pending);
     uuid_generate_str(foreign);
-    tu_sql(&ctl, "INSERT INTO vm_backups (id, vm_id, state, created_at) "
-           "VALUES ('%s', '%s', 'uploading', 1)", pending, id);
+    /* Not ready: a failed one (an uploading one would be taken and sent
+     * by the node, which the agent now does). */
+    tu_sql(&ctl, "INSERT INTO vm_backups (id, vm_id, state, error, "
+           "created_at) VALUES ('%s', '%s', 'failed', 'disk is missing', 1)",
+           pending, id);
     tu_sql(&ctl, "INSERT INTO vm_backups (id, vm_id, state, size, sha256, "
            "created_at) VALUES ('%s', '%s', 'ready', 1, '%s', 1)", foreign,
            json_str(other, "id"), "00000000000000000000000000000000"
