@@ -46,7 +46,7 @@ static char *listen_host(const char *listen)
 
 static int bind_udp(const char *host, int port, int *ret_fd)
 {
-    char service[8];
+    char service[12];
     snprintf(service, sizeof(service), "%d", port);
     struct addrinfo hints = { .ai_socktype = SOCK_DGRAM,
                               .ai_flags = AI_PASSIVE | AI_NUMERICSERV };

@@ -167,7 +167,7 @@ static int setup(void **state)
         struct node *n = &nodes[i];
         snprintf(n->ns, sizeof(n->ns), "nat%d-n%d", (int)getpid(), i);
         snprintf(n->router, sizeof(n->router), "nat%d-r%d", (int)getpid(), i);
-        snprintf(n->wg, sizeof(n->wg), "natwg%d", i);
+        snprintf(n->wg, sizeof(n->wg), "natwg%u", (unsigned)i & 0xffu);
         build_node(n);
     }
     tmp = tu_tempdir("nat");
