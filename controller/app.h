@@ -75,6 +75,7 @@ struct app {
     char *ca_pem;
     char ca_sha256[65];
     struct guard *guard;     /* rate limit tables (guard.c) */
+    struct probe_server *probe; /* UDP address probes (probe.c); NULL: off */
     struct bstore *backups;  /* the backup store (bstore.h) */
 };
 

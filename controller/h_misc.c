@@ -5,6 +5,7 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/handlers.h"
+#include "controller/probe.h"
 
 #include <errno.h>
 
@@ -239,6 +240,16 @@ HANDLER(h_metrics)
                 "transaction lost a conflict with another replica's.");
     buf_printf(&out, "fog_store_retries_total %llu\n",
                (unsigned long long)app_store_retries());
+    if (a->probe) {
+        uint64_t answered = 0, dropped = 0;
+        probe_server_counts(a->probe, &answered, &dropped);
+        prom_family(&out, "fog_probe_requests_total", "counter",
+                    "UDP address probes by result: answered, or dropped "
+                    "(malformed, or over their source's rate).");
+        buf_printf(&out, "fog_probe_requests_total{result=\"answered\"} %llu\n"
+                         "fog_probe_requests_total{result=\"dropped\"} %llu\n",
+                   (unsigned long long)answered, (unsigned long long)dropped);
+    }
     static const char *const vm_states[] = {
         "pending", "scheduled", "creating", "running", "stopped", "crashed",
         "unknown", "error", "deleting", "lost", "paused", NULL };

@@ -458,6 +458,7 @@ static int cmd_serve(struct app *a)
         store_close(a->store);
         return 1;
     }
+    a->probe = probe;
     reconciler_start(a);
     accrual_start(a);
     log_info("serving %s on %s (port %d), data in %s",
@@ -500,6 +501,7 @@ static int cmd_serve(struct app *a)
     accrual_stop();
     reconciler_stop();
     http_server_stop(a->http, 5000);
+    a->probe = NULL;
     probe_server_stop(probe);
     if (catalog_shutdown())
         store_close(a->store);

@@ -362,6 +362,18 @@ static void the_probe_port_answers_only_well_formed_requests_at_a_bounded_rate(v
     for (int i = 0; i < n && i < 64; i++)
         assert_int_equal(sizes[i], PROBE_SIZE);
     close(fd);
+
+    /* The controller counts them: at least the burst answered, and the
+     * four malformed requests and the ones over the rate dropped. */
+    _cleanup_free_ char *text = tu_metrics_text(&ctl);
+    const char *ok = strstr(text,
+                            "fog_probe_requests_total{result=\"answered\"} ");
+    const char *no = strstr(text,
+                            "fog_probe_requests_total{result=\"dropped\"} ");
+    assert_non_null(ok);
+    assert_non_null(no);
+    assert_true(atoll(strchr(ok, ' ') + 1) >= n);
+    assert_true(atoll(strchr(no, ' ') + 1) >= 4 + 60 - n);
 }
 
 int main(void)
