@@ -709,6 +709,17 @@ void app_after(struct http_request *r, const struct http_route *route,
 
 /* ---- helpers ---------------------------------------------------------- */
 
+void reply_items(struct http_request *r, json_t *rows,
+                 json_t *(*render)(json_t *row))
+{
+    json_t *items = json_array();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_array_append_new(items, render(row));
+    http_reply_json(r, 200, json_pack("{s:o}", "items", items));
+}
+
 bool body_check(struct http_request *r, const struct jfield *fields, size_t n,
                 bool required)
 {

@@ -180,12 +180,7 @@ HANDLER(h_backup_list)
         reply_store_error(r, e, "backup");
         return;
     }
-    json_t *items = json_array();
-    size_t i;
-    json_t *row;
-    json_array_foreach(rows, i, row)
-        json_array_append_new(items, backup_render(row));
-    http_reply_json(r, 200, json_pack("{s:o}", "items", items));
+    reply_items(r, rows, backup_render);
 }
 
 HANDLER(h_backup_get)

@@ -117,6 +117,10 @@ HANDLER(h_sshkey_delete);
 int h_image_upload_sink(struct http_request *r, const void *data, size_t len,
                         void *app);
 
+/* Answer 200 {items: [render(row) for each of rows]} (a list with no
+ * pages). */
+void reply_items(struct http_request *r, json_t *rows,
+                 json_t *(*render)(json_t *row));
 /* Answer the VM `id` as GET /v1/vms/{id} shows it, with `status`. */
 void reply_vm(struct app *a, struct http_request *r, int status,
               const char *id);

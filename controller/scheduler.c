@@ -410,6 +410,32 @@ static void fleet_take(struct fleet *f, const char *node_id,
     pthread_mutex_unlock(&fleet_lock);
 }
 
+/* End a placing transaction: rolled back when r <= 0 (r returned), else
+ * committed, the VM's share taken from the chosen node in the cached
+ * fleet, and the nodes (the one it left too, when `from`) and the VM's
+ * networks told. Releases f. 1 placed, r, or -errno of the commit. */
+static int place_finish(struct app *a, struct fleet *f, int r,
+                        const char *vm_id, const char *node_id,
+                        const char *from, const struct place_req *req)
+{
+    if (r <= 0) {
+        store_tx_rollback(a->store);
+        fleet_put(f);
+        return r;
+    }
+    if ((r = store_tx_commit(a->store)) < 0) {
+        fleet_put(f);
+        return r;
+    }
+    fleet_take(f, node_id, req);
+    fleet_put(f);
+    if (from)
+        app_node_changed(a, from);
+    app_node_changed(a, node_id);
+    vm_networks_changed(a, vm_id);
+    return 1;
+}
+
 /* ---- what a VM asks ---- */
 
 void sched_ask_free(struct sched_ask *q)
@@ -776,20 +802,7 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         r = -EAGAIN;
     if (r >= 0)
         r = placement_record(a, vm_id, &res, f->n, node_id, price, &locked);
-    if (r < 0) {
-        store_tx_rollback(a->store);
-        fleet_put(f);
-        return r;
-    }
-    if ((r = store_tx_commit(a->store)) < 0) {
-        fleet_put(f);
-        return r;
-    }
-    fleet_take(f, node_id, &q.req);
-    fleet_put(f);
-    app_node_changed(a, node_id);
-    vm_networks_changed(a, vm_id);
-    return 1;
+    return place_finish(a, f, r < 0 ? r : 1, vm_id, node_id, NULL, &q.req);
 }
 
 /* place_once() until the store agrees with the fleet, on a newer load
@@ -996,24 +1009,13 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
         json_array_get(f->rows, idx[res.chosen]), "name"));
     r = replace_commit(a, vm_id, &q.req, node_id, node_name, backup_id, &res,
                        n, ret_why);
-    if (r <= 0) {
-        store_tx_rollback(a->store);
-        fleet_put(f);
-        return r;
+    r = place_finish(a, f, r, vm_id, node_id, from, &q.req);
+    if (r > 0) {
+        /* The node it left has room again, which the fleet does not know. */
+        scheduler_fleet_changed();
+        snprintf(ret_node, UUID_STR_LEN + 1, "%s", node_id);
     }
-    if ((r = store_tx_commit(a->store)) < 0) {
-        fleet_put(f);
-        return r;
-    }
-    fleet_take(f, node_id, &q.req);
-    fleet_put(f);
-    scheduler_fleet_changed();
-    snprintf(ret_node, UUID_STR_LEN + 1, "%s", node_id);
-    if (from)
-        app_node_changed(a, from);
-    app_node_changed(a, node_id);
-    vm_networks_changed(a, vm_id);
-    return 1;
+    return r;
 }
 
 int scheduler_run(struct app *a)
