@@ -610,6 +610,94 @@ static void console_read(struct rd *r, struct am_console *c)
                                      CONSOLE_LOG_MAX, 0);
 }
 
+/* AGENT_BENCH of a desired document. */
+static void bench_read(struct rd *r, struct am_desired *d)
+{
+    const json_t *b = member(r, AGENT_BENCH, false);
+    if (!b || r->failed)
+        return;
+    struct rd s;
+    char *path;
+    if (sub(r, AGENT_BENCH, b, -1, &s, &path)) {
+        _cleanup_free_ char *id = get_str(&s, "id", true, 36);
+        _cleanup_free_ char *nonce = get_str(&s, "nonce", true,
+                                             2 * BENCH_NONCE_LEN);
+        struct bench_params p = {
+            .memory_mib = (uint32_t)get_int(&s, "memory_mib", true,
+                                            BENCH_MEMORY_MIN_MIB,
+                                            BENCH_MEMORY_MAX_MIB, 1),
+            .rounds = (uint32_t)get_int(&s, "rounds", true, 1,
+                                        BENCH_ROUNDS_MAX, 1),
+            .lanes = (uint32_t)get_int(&s, "lanes", true, 1, BENCH_LANES_MAX,
+                                       1),
+            .segments = (uint32_t)get_int(&s, "segments", true, 1,
+                                          BENCH_SEGMENTS_MAX, 1),
+        };
+        int64_t timeout = get_int(&s, "timeout_s", true, 1,
+                                  AGENT_BENCH_TIMEOUT_MAX_S, 1);
+        if (!s.failed && !uuid_is_valid(id))
+            fail(&s, "id", "must be a UUID");
+        if (!s.failed && (!is_lower_hex(nonce, 2 * BENCH_NONCE_LEN) ||
+                          hex_decode(nonce, p.nonce, sizeof(p.nonce)) < 0))
+            fail(&s, "nonce", "must be %d lowercase hex digits",
+                 2 * BENCH_NONCE_LEN);
+        if (!s.failed && bench_params_check(&p) < 0)
+            fail(&s, "segments", "must divide the steps of a lane");
+        if (!s.failed) {
+            memcpy(d->bench.id, id, 37);
+            d->bench.params = p;
+            d->bench.timeout_s = timeout;
+            d->has_bench = true;
+        }
+    }
+    sub_end(r, &s, path);
+}
+
+/* A checkpoint: exactly 2 * BENCH_HASH_LEN lowercase hex digits. */
+static bool hex_ok(const char *s, uint8_t *out)
+{
+    return s && is_lower_hex(s, 2 * BENCH_HASH_LEN) &&
+           hex_decode(s, out, BENCH_HASH_LEN) == 0;
+}
+
+int am_bench_answer_decode(const json_t *j, const struct bench_params *p,
+                           uint8_t **ret_cp, int64_t *ret_elapsed_ms,
+                           struct jerr *err)
+{
+    static const char *const known[] = { "checkpoints", "elapsed_ms", NULL };
+    struct rd r = { j, "", err, false };
+    if (!json_is_object(j) || bench_params_check(p) < 0) {
+        *err = (struct jerr){ xstrdup(""), xstrdup("not a JSON object") };
+        return -EINVAL;
+    }
+    strict(&r, known);
+    int64_t elapsed = get_int(&r, "elapsed_ms", true, 0, INT64_MAX, 0);
+    size_t lanes = 0, ncp = (size_t)p->segments + 1;
+    const json_t *a = get_arr(&r, "checkpoints", true, BENCH_LANES_MAX, &lanes);
+    if (!r.failed && lanes != p->lanes)
+        fail(&r, "checkpoints", "must hold %u lanes", p->lanes);
+    _cleanup_free_ uint8_t *cp = r.failed ? NULL :
+        xmalloc(lanes * ncp * BENCH_HASH_LEN);
+    for (size_t l = 0; l < lanes && !r.failed; l++) {
+        const json_t *lane = json_array_get(a, l);
+        if (!json_is_array(lane) || json_array_size(lane) != ncp) {
+            fail(&r, "checkpoints", "lane %zu must hold %zu checkpoints", l,
+                 ncp);
+            break;
+        }
+        for (size_t k = 0; k < ncp && !r.failed; k++)
+            if (!hex_ok(json_string_value(json_array_get(lane, k)),
+                        cp + (l * ncp + k) * BENCH_HASH_LEN))
+                fail(&r, "checkpoints", "lane %zu item %zu must be %d "
+                     "lowercase hex digits", l, k, 2 * BENCH_HASH_LEN);
+    }
+    if (r.failed)
+        return -EINVAL;
+    *ret_cp = TAKE_PTR(cp);
+    *ret_elapsed_ms = elapsed;
+    return 0;
+}
+
 static void peer_read(struct rd *r, struct am_peer *p)
 {
     p->node_id = get_str(r, "node_id", true, 64);
@@ -690,6 +778,7 @@ int am_desired_decode(const json_t *j, struct am_desired *ret,
         d.consoles = list_read(&r, AGENT_CONSOLES, sizeof(*d.consoles),
                                (void (*)(struct rd *, void *))console_read,
                                &d.n_consoles);
+    bench_read(&r, &d);
     if (r.failed) {
         am_desired_clear(&d);
         return -EINVAL;
@@ -952,6 +1041,18 @@ json_t *am_desired_encode(const struct am_desired *d)
             json_array_append_new(a, c);
         }
         put(o, AGENT_CONSOLES, a);
+    }
+    if (d->has_bench) {
+        const struct bench_params *p = &d->bench.params;
+        char nonce[2 * BENCH_NONCE_LEN + 1];
+        hex_encode(p->nonce, sizeof(p->nonce), nonce);
+        put(o, AGENT_BENCH,
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "id",
+                      d->bench.id, "nonce", nonce, "memory_mib",
+                      (json_int_t)p->memory_mib, "rounds",
+                      (json_int_t)p->rounds, "lanes", (json_int_t)p->lanes,
+                      "segments", (json_int_t)p->segments, "timeout_s",
+                      (json_int_t)d->bench.timeout_s));
     }
     if (d->unapproved)
         put(o, "approved", json_false());

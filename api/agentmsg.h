@@ -6,6 +6,7 @@
 #pragma once
 
 #include "api/agentproto.h"
+#include "common/benchwork.h"
 #include "common/jsonutil.h"
 
 #include <stdbool.h>
@@ -143,6 +144,13 @@ struct am_console {
                            0: an interactive console */
 };
 
+/* The open benchmark challenge (AGENT_BENCH). */
+struct am_bench {
+    char id[37];            /* a UUID */
+    struct bench_params params;
+    int64_t timeout_s;      /* from its issue, 1..AGENT_BENCH_TIMEOUT_MAX_S */
+};
+
 struct am_desired {
     int64_t revision;
     char *node_id;
@@ -159,6 +167,8 @@ struct am_desired {
     size_t n_peers;
     struct am_console *consoles; /* sent only when there are any */
     size_t n_consoles;
+    bool has_bench;         /* AGENT_BENCH: sent only when one is open */
+    struct am_bench bench;
 };
 
 /* ---- the status body ---------------------------------------------------- */
@@ -305,6 +315,15 @@ int am_desired_decode(const json_t *j, struct am_desired *ret,
 int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err);
 int am_register_decode(const json_t *j, struct am_register *ret,
                        struct jerr *err);
+
+/* A benchmark answer (see AGENT_BENCH) for the challenge p: every lane's
+ * segments + 1 checkpoints into *ret_cp (malloc'd, lane by lane, as
+ * bench_run writes them) and the node's own time into *ret_elapsed_ms
+ * (for display only). -EINVAL with *err set when anything is missing,
+ * extra, misshapen or of the wrong count. */
+int am_bench_answer_decode(const json_t *j, const struct bench_params *p,
+                           uint8_t **ret_cp, int64_t *ret_elapsed_ms,
+                           struct jerr *err);
 
 void am_desired_clear(struct am_desired *d);
 void am_status_clear(struct am_status *s);

@@ -242,3 +242,20 @@
 #define AGENT_BACKUP_CHUNK_MAX (8u << 20)
 #define AGENT_BACKUP_ERROR_MAX 300
 #define AGENT_RESTORE_FAILED_REASON "restore failed"
+
+/* The benchmark challenge (migration 035, common/benchwork.h). The
+ * desired document carries, while one is open for the node,
+ * AGENT_BENCH {id, nonce (64 lowercase hex), memory_mib, rounds, lanes,
+ * segments, timeout_s}. The node runs it once, in a probe guest of
+ * `lanes` vCPUs (on libvirt's test driver: the same worker as a local
+ * thread), and posts the worker's answer, {checkpoints: [[hex] * (segments
+ * + 1)] * lanes, elapsed_ms}, at most AGENT_BENCH_ANSWER_MAX bytes, to
+ * POST AGENT_BENCH_PATH/{id} within timeout_s of its issue. The hub
+ * times it itself (issue to answer) and recomputes AGENT_BENCH_PICKS
+ * segments it draws afterwards; a wrong, late or second answer counts
+ * against the node's reputation. */
+#define AGENT_BENCH "benchmark"
+#define AGENT_BENCH_PATH "/v1/agent/benchmarks"
+#define AGENT_BENCH_ANSWER_MAX (256u << 10)
+#define AGENT_BENCH_TIMEOUT_MAX_S 3600
+#define AGENT_BENCH_PICKS 4
