@@ -165,6 +165,8 @@ const struct http_route app_routes[] = {
       ALLOW_NODE | QUIET },
     { "POST", AGENT_BACKUP_PATH "/{id}/fail", h_agent_backup_fail,
       ALLOW_NODE | QUIET },
+    { "POST", AGENT_BENCH_PATH "/{id}", h_agent_benchmark, ALLOW_NODE, NULL,
+      AGENT_BENCH_ANSWER_MAX },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 

@@ -54,6 +54,11 @@ struct app_settings {
     char *default_max_price; /* tokens per hour of a VM without a cap */
     int64_t weight_price, weight_spread, weight_reputation;
     int64_t reputation_half_life_s; /* observations halve this often */
+    /* benchmark challenges (benchmark.c) */
+    int64_t bench_every_s;   /* one per node this often; 0: none */
+    int64_t bench_memory_mib, bench_rounds, bench_lanes;
+    int64_t bench_timeout_s; /* to answer one */
+    int64_t bench_ref;       /* steps/s per lane that back a whole vCPU */
     /* tenant limits: network pools (netalloc.c) and quotas (quota.c) */
     char *tenant_pools;      /* "10.0.0.0/9,172.16.0.0/12" */
     int64_t quota_networks, quota_vms, quota_ports, quota_images,

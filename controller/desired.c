@@ -6,6 +6,7 @@
 #include "api/agentmsg.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
+#include "controller/benchmark.h"
 #include "controller/console.h"
 #include "controller/guard.h"
 
@@ -546,7 +547,8 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
     if ((e = vms_doc(a, node_id, doc)) < 0 ||
         (e = networks_doc(a, node_id, doc)) < 0 ||
         (e = ports_doc(a, node_id, doc)) < 0 ||
-        (e = peers_doc(a, node_id, doc)) < 0)
+        (e = peers_doc(a, node_id, doc)) < 0 ||
+        (e = benchmark_desired(a, node_id, doc)) < 0)
         return e;
     console_node_sessions(node_id, doc);
     return 0;

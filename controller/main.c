@@ -1,5 +1,7 @@
 /* fog-controller: `init` creates the data directory (database, CA, first
  * admin key); `serve` runs the HTTPS API, the scheduler and health checks. */
+#include "api/agentproto.h"
+#include "common/benchwork.h"
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -117,6 +119,23 @@ static const struct config_opt options[] = {
       31536000, "604800",
       "seconds after which what the hub observed of a node (availability, "
       "faults, capped claims, wrong benchmarks) weighs half as much" },
+    { "bench-every", CONFIG_INT, F(bench_every_s), 0, 31536000, "86400",
+      "seconds between benchmark challenges to each node, the first at "
+      "approval (0: none)" },
+    { "bench-memory", CONFIG_INT, F(bench_memory_mib), BENCH_MEMORY_MIN_MIB,
+      BENCH_MEMORY_MAX_MIB, "64",
+      "MiB the benchmark's worker fills and reads (its probe guest gets "
+      "that much more than its kernel needs)" },
+    { "bench-rounds", CONFIG_INT, F(bench_rounds), 1, BENCH_ROUNDS_MAX, "1",
+      "passes over the benchmark's memory each lane makes" },
+    { "bench-lanes", CONFIG_INT, F(bench_lanes), 1, BENCH_LANES_MAX, "2",
+      "vCPUs of the benchmark's probe guest, one chain each" },
+    { "bench-timeout", CONFIG_INT, F(bench_timeout_s), 10,
+      AGENT_BENCH_TIMEOUT_MAX_S, "600",
+      "seconds a node has to answer a benchmark challenge" },
+    { "bench-ref", CONFIG_INT, F(bench_ref), 1, 1000000000, "1000000",
+      "benchmark steps a second per vCPU that back one approved vCPU whole; "
+      "a node's share of it lowers its reputation" },
     { "tenant-pools", CONFIG_STRING, F(tenant_pools), 0, 0,
       "10.0.0.0/9,172.16.0.0/12",
       "comma-separated ranges tenants' network CIDRs must lie in (never the "

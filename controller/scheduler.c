@@ -21,6 +21,7 @@
 #include "controller/outage.h"
 #include "controller/placement.h"
 #include "controller/availwin.h"
+#include "controller/benchmark.h"
 #include "controller/reputation.h"
 #include "controller/restore.h"
 
@@ -1081,6 +1082,7 @@ static void *reconciler(void *arg)
             }
             migrate_tick(a, now_s() >= judge_from);
             scheduler_run(a);
+            benchmark_tick(a, now_s() >= judge_from);
             if (now_s() >= judge_from && now_s() >= rep_at) {
                 reputation_tick(a);
                 rep_at = now_s() + a->cfg.heartbeat_s;

@@ -21,6 +21,7 @@
 #include "netfabric/wg.h"
 #include "netfabric/wgkey.h"
 #include "nodeagent/backupjob.h"
+#include "nodeagent/benchjob.h"
 #include "nodeagent/conrelay.h"
 #include "nodeagent/console.h"
 #include "nodeagent/disk.h"
@@ -138,6 +139,7 @@ struct agent {
     struct conrelay *consoles; /* interactive console sessions */
     struct natprobe *probe;    /* address probes; NULL: none */
     struct backupjob *backups; /* the backup worker */
+    struct benchjob *bench;    /* the benchmark worker */
 };
 
 static void wake(struct agent *a, bool event)
@@ -996,6 +998,12 @@ int agent_run(const struct agent_settings *s)
         .controller = a.node.controller, .credential = a.node.credential,
         .ca_path = a.ca_path, .key_pin = a.node.key_pin,
         .chunk = (size_t)s->backup_chunk_kib << 10 });
+    a.bench = benchjob_new(&(struct benchjob_opts){
+        .uri = a.uri, .test_driver = startswith(a.uri, "test:"),
+        .kvm = a.inv.kvm, .guest_dir = s->bench_guest,
+        .data_dir = s->data_dir, .controller = a.node.controller,
+        .credential = a.node.credential, .ca_path = a.ca_path,
+        .key_pin = a.node.key_pin });
     struct api_client *c = api_client_new(a.node.controller,
                                           a.node.credential, a.ca_path);
     api_client_set_key_pin(c, a.node.key_pin);
@@ -1068,6 +1076,7 @@ int agent_run(const struct agent_settings *s)
         if (doc) {
             conrelay_sync(a.consoles, doc);
             if (doc_new) {
+                benchjob_sync(a.bench, doc);
                 rev = json_int(doc, "revision", -1);
                 reconcile_forget(&a.rc, accepted);
                 digests_update(&a, accepted);
@@ -1171,6 +1180,7 @@ int agent_run(const struct agent_settings *s)
         virt_doms_free(doms, n);
     }
     sd_notify(0, "STOPPING=1");
+    benchjob_free(a.bench);
     backupjob_free(a.backups);
     natprobe_stop(a.probe);
     conrelay_free(a.consoles);

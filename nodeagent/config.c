@@ -77,6 +77,11 @@ const struct config_opt agent_options[] = {
     { "backup-chunk-kib", CONFIG_INT, F(backup_chunk_kib), 4, 8192, "8192",
       "KiB of a backup sent to the hub per request (a lost request costs "
       "at most that much)" },
+    { "bench-guest", CONFIG_STRING, F(bench_guest), 0, 0,
+      "/usr/share/fogfabric/probe",
+      "folder of the benchmark's probe guest (vmlinuz and initrd.gz, as "
+      "images/probe/build.sh makes them); on libvirt's test driver the "
+      "worker runs in the agent instead" },
     { "reserve-vcpus", CONFIG_INT, F(reserve_vcpus), 0, 1 << 16, "0",
       "CPUs kept for the host's own work, out of what the node offers" },
     { "reserve-memory-mib", CONFIG_INT, F(reserve_memory_mib), 0, 1 << 30,

@@ -36,6 +36,7 @@ struct agent_settings {
     char *wireguard_go; /* program used where the kernel lacks WireGuard */
     int64_t cache_max_gib; /* image cache budget */
     int64_t backup_chunk_kib; /* bytes of a backup per upload request */
+    char *bench_guest;  /* the probe guest's folder (benchjob.c) */
     /* Kept for the host's owner, out of what the node offers. */
     int64_t reserve_vcpus;
     int64_t reserve_memory_mib;

@@ -312,6 +312,21 @@ static bool gpus_ok(const struct vmxml_spec *s)
     return true;
 }
 
+/* Serial port 0: a pty whose output libvirt also writes to `log`. */
+static void write_serial(struct xw *x, const char *log, bool append)
+{
+    x_start(x, "serial");
+    x_attr(x, "type", "pty");
+    x_start(x, "log");
+    x_attr(x, "file", log);
+    x_attr(x, "append", append ? "on" : "off");
+    x_end(x);
+    x_start(x, "target");
+    x_attr(x, "port", "0");
+    x_end(x);
+    x_end(x);
+}
+
 static void domain_body(struct xw *x, const void *arg)
 {
     const struct vmxml_spec *s = arg;
@@ -489,16 +504,7 @@ static void domain_body(struct xw *x, const void *arg)
     }
     /* The serial console is a pty (interactive) whose output libvirt also
      * appends to a log file that the API serves. */
-    x_start(x, "serial");
-    x_attr(x, "type", "pty");
-    x_start(x, "log");
-    x_attr(x, "file", s->console_log);
-    x_attr(x, "append", "on");
-    x_end(x);
-    x_start(x, "target");
-    x_attr(x, "port", "0");
-    x_end(x);
-    x_end(x);
+    write_serial(x, s->console_log, true);
     x_start(x, "console");
     x_attr(x, "type", "pty");
     x_start(x, "target");
@@ -769,6 +775,60 @@ out:
     }
     *ret = v;
     return 0;
+}
+
+static void probe_body(struct xw *x, const void *arg)
+{
+    const struct vmxml_probe *p = arg;
+    x_start(x, "domain");
+    x_attr(x, "type", p->kvm ? "kvm" : "qemu");
+    x_text_el(x, "name", p->name);
+    char num[24];
+    x_start(x, "memory");
+    x_attr(x, "unit", "MiB");
+    snprintf(num, sizeof(num), "%" PRId64, p->memory_mib);
+    if (xmlTextWriterWriteString(x->w, BAD_CAST num) < 0)
+        x->failed = true;
+    x_end(x);
+    snprintf(num, sizeof(num), "%" PRId64, p->vcpus);
+    x_text_el(x, "vcpu", num);
+    x_start(x, "os");
+    x_start(x, "type");
+    x_attr(x, "arch", "x86_64");
+    if (xmlTextWriterWriteString(x->w, BAD_CAST "hvm") < 0)
+        x->failed = true;
+    x_end(x);
+    x_text_el(x, "kernel", p->kernel);
+    x_text_el(x, "initrd", p->initrd);
+    x_text_el(x, "cmdline", p->cmdline);
+    x_end(x);
+    if (p->kvm) {
+        x_start(x, "cpu");
+        x_attr(x, "mode", "host-passthrough");
+        x_end(x);
+    }
+    x_text_el(x, "on_poweroff", "destroy");
+    x_text_el(x, "on_reboot", "destroy");
+    x_text_el(x, "on_crash", "destroy");
+    x_start(x, "devices");
+    write_serial(x, p->console_log, false);
+    x_start(x, "memballoon");
+    x_attr(x, "model", "none");
+    x_end(x);
+    x_end(x); /* devices */
+    x_end(x); /* domain */
+}
+
+int vmxml_probe_build(const struct vmxml_probe *p, char **ret_xml)
+{
+    if (!p->name || !startswith(p->name, "fogbench-") ||
+        !uuid_is_valid(p->name + strlen("fogbench-")) || p->vcpus < 1 ||
+        p->vcpus > 64 || p->memory_mib < 32 || p->memory_mib > (1 << 20) ||
+        !path_ok(p->kernel) || !path_ok(p->initrd) ||
+        !path_ok(p->console_log) || !p->cmdline ||
+        strlen(p->cmdline) > 1024 || !vmxml_text_ok(p->cmdline))
+        return -EINVAL;
+    return with_writer(probe_body, p, ret_xml);
 }
 
 struct snap_arg {

@@ -75,6 +75,21 @@ struct vmxml_spec {
     const struct vmxml_limits *limits; /* NULL: none */
 };
 
+/* The benchmark's probe guest: a transient domain booted straight from a
+ * kernel and initramfs, no disk or NIC, the challenge on its kernel
+ * command line, its serial console logged to a file. */
+struct vmxml_probe {
+    const char *name;       /* "fogbench-<uuid>": never one of our VMs */
+    bool kvm;
+    int64_t vcpus, memory_mib;
+    const char *kernel, *initrd; /* absolute paths */
+    const char *cmdline;    /* printable ASCII */
+    const char *console_log;
+};
+/* Build its domain XML: 0, or -EINVAL when a field is unsafe or out of
+ * bounds. *ret_xml is the caller's. */
+int vmxml_probe_build(const struct vmxml_probe *p, char **ret_xml);
+
 /* Domain name for a VM id: "fog-<id>"; caller frees. */
 char *vmxml_domain_name(const char *vm_id);
 /* The VM id in a domain name if it is "fog-<uuid>", else NULL (pointer into

@@ -417,15 +417,17 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
     snprintf(port, sizeof(port), "%s:%d", c->any_addr ? "0.0.0.0" :
                                                          "127.0.0.1", c->port);
     _cleanup_free_ char *bin = tu_bin("fog-controller");
-    /* Balance and rate limits are off unless a test turns them on
-     * (--grace N, --rate-ip N...): most tests are not about them. */
+    /* Balance and rate limits, and benchmark challenges, are off unless a
+     * test turns them on (--grace N, --rate-ip N, --bench-every N...):
+     * most tests are not about them. */
     char *argv[48] = { bin, (char *)"serve", (char *)"--data-dir", c->dir,
                        (char *)"--listen", port, (char *)"--grace", (char *)"0",
                        (char *)"--rate-ip", (char *)"0", (char *)"--rate-key",
                        (char *)"0", (char *)"--rate-agent-ip", (char *)"0",
                        (char *)"--rate-node", (char *)"0",
-                       (char *)"--per-ip-connections", (char *)"0" };
-    int n = 18;
+                       (char *)"--per-ip-connections", (char *)"0",
+                       (char *)"--bench-every", (char *)"0" };
+    int n = 20;
     for (const char *const *e = extra; e && *e && n < 46; e++)
         argv[n++] = (char *)*e;
     argv[n] = NULL;

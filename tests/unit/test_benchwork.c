@@ -10,6 +10,8 @@
 #include "api/agentmsg.h"
 #include "common/benchwork.h"
 #include "common/ids.h"
+#include "nodeagent/benchjob.h"
+#include "nodeagent/vmxml.h"
 #include "tests/testutil.h"
 
 #include <errno.h>
@@ -245,6 +247,44 @@ static void desired_document_carries_the_challenge(void **state)
     jerr_clear(&err);
 }
 
+static void answer_line_is_found_in_a_console_log(void **state)
+{
+    static const char log[] = "fog-probe: up\r\n" BENCH_ANSWER_MARK
+                              "{\"checkpoints\":[],\"elapsed_ms\":1}\r\n"
+                              "reboot: Power down\r\n";
+    _cleanup_free_ char *a = benchjob_answer_in_log(log, sizeof(log) - 1);
+    assert_string_equal(a, "{\"checkpoints\":[],\"elapsed_ms\":1}");
+    /* Cut before its end of line (the guest died mid-line): none. */
+    const char *cut = strstr(log, "elapsed_ms");
+    assert_null(benchjob_answer_in_log(log, (size_t)(cut - log)));
+    assert_null(benchjob_answer_in_log("no answer\n", 10));
+}
+
+static void probe_domain_is_built_only_from_safe_fields(void **state)
+{
+    struct vmxml_probe p = {
+        .name = "fogbench-0b7d7c52-6f0e-4c47-9f3e-2b1a44c0f0aa", .vcpus = 2,
+        .memory_mib = 160, .kernel = "/srv/probe/vmlinuz",
+        .initrd = "/srv/probe/initrd.gz", .cmdline = "console=ttyS0 fog.bench=1",
+        .console_log = "/var/lib/fog/console/x.log" };
+    _cleanup_free_ char *xml = NULL;
+    assert_int_equal(vmxml_probe_build(&p, &xml), 0);
+    assert_non_null(strstr(xml, "<kernel>/srv/probe/vmlinuz</kernel>"));
+    assert_non_null(strstr(xml, "<vcpu>2</vcpu>"));
+    assert_non_null(strstr(xml, "<on_poweroff>destroy</on_poweroff>"));
+    assert_null(strstr(xml, "<disk"));
+    assert_null(strstr(xml, "<interface"));
+    struct vmxml_probe q = p;
+    q.name = "fog-0b7d7c52-6f0e-4c47-9f3e-2b1a44c0f0aa"; /* a VM's name */
+    assert_int_equal(vmxml_probe_build(&q, &xml), -EINVAL);
+    q = p;
+    q.kernel = "/srv/../etc/shadow/..";
+    assert_int_equal(vmxml_probe_build(&q, &xml), -EINVAL);
+    q = p;
+    q.cmdline = "console=ttyS0\ninit=/bin/sh";
+    assert_int_equal(vmxml_probe_build(&q, &xml), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +297,8 @@ int main(void)
         cmocka_unit_test(answer_text_decodes_and_verifies),
         cmocka_unit_test(truncated_or_misshapen_answers_are_refused),
         cmocka_unit_test(desired_document_carries_the_challenge),
+        cmocka_unit_test(answer_line_is_found_in_a_console_log),
+        cmocka_unit_test(probe_domain_is_built_only_from_safe_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

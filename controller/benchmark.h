@@ -1,0 +1,46 @@
+/* Benchmark challenges (api/agentproto.h AGENT_BENCH): the leader issues
+ * one to every approved, reachable node at join and every --bench-every
+ * seconds and expires those not answered in time; the node's answer is
+ * checked by recomputing segments drawn after it arrived, timed from
+ * issue to answer by the hub, and recorded in node_trust (bench_score,
+ * bench_pct), which reputation.c folds into the node's score. A wrong,
+ * late, missing or second answer is a REP_FAULT_BENCH. */
+#pragma once
+
+#include "api/agentmsg.h"
+#include "controller/app.h"
+
+/* Issue challenges where due and, when `judge` (the hub has been up long
+ * enough to have heard every node), expire open ones past their deadline
+ * (a fault each). Leader only, about once a second. 0 or -errno. */
+int benchmark_tick(struct app *a, bool judge);
+
+/* The node's open challenge into doc->bench (inside the desired
+ * document's read transaction). 0 or -errno. */
+int benchmark_desired(struct app *a, const char *node_id,
+                      struct am_desired *doc);
+
+enum bench_outcome {
+    BENCH_PASSED,       /* verified and scored */
+    BENCH_REPEATED,     /* the same answer again: the first result */
+    BENCH_UNKNOWN,      /* no such challenge for this node */
+    BENCH_REPLAYED,     /* the challenge was already closed */
+    BENCH_LATE,         /* after its deadline */
+    BENCH_WRONG,        /* malformed or did not verify */
+};
+
+struct bench_result {
+    enum bench_outcome outcome;
+    int64_t score;      /* steps a second per lane (PASSED, REPEATED) */
+    int64_t pct;        /* share of one approved vCPU it backs, 0..100 */
+    int64_t elapsed_ms; /* as the hub timed it */
+    char reason[160];   /* why, for WRONG */
+};
+
+/* Node node_id answers challenge id with `body` (the decoded JSON) whose
+ * raw bytes are raw[0..n). Inside the request's transaction; closes the
+ * challenge (and counts the fault) for every outcome but UNKNOWN and
+ * REPEATED. 0 with *ret filled, or -errno of the store. */
+int benchmark_answer(struct app *a, const char *node_id, const char *id,
+                     const json_t *body, const char *raw, size_t n,
+                     struct bench_result *ret);

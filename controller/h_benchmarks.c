@@ -1,0 +1,65 @@
+/* POST /v1/agent/benchmarks/{id}: a node's answer to its benchmark
+ * challenge (controller/benchmark.c checks and records it). */
+#include "controller/benchmark.h"
+#include "controller/handlers.h"
+
+#include "common/ids.h"
+#include "common/log.h"
+
+HANDLER(h_agent_benchmark)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    const char *id = http_req_param(r, 0);
+    size_t n = 0;
+    const char *raw = http_req_body(r, &n);
+    const json_t *body = http_req_json(r);
+    if (!uuid_is_valid(id)) {
+        http_reply_problem(r, 404, "not-found", "id",
+                           "no such benchmark for this node");
+        return;
+    }
+    reqctx_set_target(r, id);
+    if (!body) {
+        http_reply_problem(r, n ? 415 : 400, n ? "unsupported-media-type" :
+                           "validation", NULL, "the body must be a JSON object");
+        return;
+    }
+    struct bench_result res;
+    int e = benchmark_answer(a, c->actor, id, body, raw, n, &res);
+    if (e < 0) {
+        reply_store_error(r, e, "benchmark");
+        return;
+    }
+    switch (res.outcome) {
+    case BENCH_PASSED:
+    case BENCH_REPEATED:
+        reqctx_set_detail(r, "benchmark %s passed: %lld steps/s per lane", id,
+                          (long long)res.score);
+        http_reply_json(r, 200, json_pack("{s:s, s:s, s:I, s:I, s:I}", "id",
+                                          id, "state", "passed", "score",
+                                          (json_int_t)res.score, "backs_pct",
+                                          (json_int_t)res.pct, "elapsed_ms",
+                                          (json_int_t)res.elapsed_ms));
+        return;
+    case BENCH_UNKNOWN:
+        log_warn("node %s answered benchmark %s it was not given", c->actor,
+                 id);
+        http_reply_problem(r, 404, "not-found", "id",
+                           "no such benchmark for this node");
+        return;
+    case BENCH_REPLAYED:
+        http_reply_problem(r, 409, "benchmark-closed", "id",
+                           "benchmark %s was answered or closed already", id);
+        return;
+    case BENCH_LATE:
+        http_reply_problem(r, 409, "benchmark-late", "id",
+                           "benchmark %s was answered after its deadline", id);
+        return;
+    case BENCH_WRONG:
+        reqctx_set_detail(r, "benchmark %s refused: %s", id, res.reason);
+        http_reply_problem(r, 422, "benchmark-wrong", "checkpoints",
+                           "benchmark %s refused: %s", id, res.reason);
+        return;
+    }
+}

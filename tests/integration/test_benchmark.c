@@ -1,0 +1,282 @@
+/* The benchmark challenge end to end on libvirt's test driver: the hub
+ * issues a challenge at approval, the agent runs the worker and answers,
+ * the hub verifies it and the score shows in nodeinfo and offers. Lying
+ * nodes (hand-made posts with a node's credential) get no score and a
+ * fault each: invented checkpoints, an answer after the deadline, a
+ * second answer, no answer at all; another node's challenge is not
+ * theirs to answer. A retried post of the same right answer is not a
+ * replay. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "api/agentmsg.h"
+#include "common/benchwork.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "tests/testutil.h"
+
+#include <sqlite3.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct tu_ctl ctl;
+static struct tu_agent honest;
+
+/* One integer from the hub's store (-1 for NULL or no row). */
+static int64_t db_int(const char *sql, const char *arg)
+{
+    _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+                     SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    int64_t v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static int64_t faults_of(const char *name)
+{
+    return db_int("SELECT t.bench_wrong FROM node_trust t JOIN nodes n ON "
+                  "n.id = t.node_id WHERE n.name = ?", name);
+}
+
+/* The challenge in the node's desired document, waiting for its issue. */
+static bool challenge_of(const char *cred, struct am_bench *ret)
+{
+    for (int i = 0; i < 100; i++) {
+        json_auto_t *doc = tu_api(&ctl, cred, "GET", "/v1/agent/desired", NULL,
+                                  NULL);
+        struct am_desired d;
+        struct jerr je = { 0 };
+        if (doc && am_desired_decode(doc, &d, &je) == 0) {
+            bool has = d.has_bench;
+            if (has)
+                *ret = d.bench;
+            am_desired_clear(&d);
+            if (has)
+                return true;
+        }
+        jerr_clear(&je);
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+/* The right answer to c, computed here, with elapsed_ms `ms`. */
+static char *right_answer(const struct am_bench *c, int64_t ms)
+{
+    const struct bench_params *p = &c->params;
+    _cleanup_free_ uint8_t *cp = xmalloc((size_t)p->lanes *
+                                         (p->segments + 1) * BENCH_HASH_LEN);
+    assert_int_equal(bench_run(p, cp), 0);
+    return bench_answer_text(p, cp, ms);
+}
+
+/* Checkpoints invented past each lane's seed (the seed is public). */
+static char *invented_answer(const struct am_bench *c)
+{
+    const struct bench_params *p = &c->params;
+    size_t ncp = (size_t)p->segments + 1;
+    _cleanup_free_ uint8_t *cp = xmalloc((size_t)p->lanes * ncp *
+                                         BENCH_HASH_LEN);
+    assert_int_equal(bench_run(p, cp), 0);
+    for (uint32_t l = 0; l < p->lanes; l++)
+        random_bytes(cp + ((size_t)l * ncp + 1) * BENCH_HASH_LEN,
+                     (ncp - 1) * BENCH_HASH_LEN);
+    return bench_answer_text(p, cp, 1);
+}
+
+static long post(const char *cred, const char *id, const char *body,
+                 json_t **ret)
+{
+    _cleanup_free_ char *path = xasprintf("/v1/agent/benchmarks/%s", id);
+    long st = 0;
+    json_t *j = tu_api(&ctl, cred, "POST", path, body, &st);
+    if (ret)
+        *ret = j;
+    else
+        json_decref(j);
+    return st;
+}
+
+static void assert_no_score(const char *name)
+{
+    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s", name);
+    long st;
+    json_auto_t *n = tu_api(&ctl, ctl.admin_key, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_true(json_is_null(json_object_get(n, "benchmark")));
+}
+
+static void honest_agent_is_scored_and_shown_in_offers(void **state)
+{
+    tu_agent_start(&honest, &ctl, "honest", 4, 4096);
+    json_t *bench = NULL;
+    json_auto_t *n = NULL;
+    for (int i = 0; i < 600 && !json_is_integer(bench); i++) {
+        usleep(100 * 1000);
+        json_decref(n);
+        n = tu_api(&ctl, ctl.admin_key, "GET", "/v1/nodes/honest", NULL, NULL);
+        bench = json_object_get(n, "benchmark");
+    }
+    if (!json_is_integer(bench))
+        fail_msg("no benchmark score; agent log %s, controller log %s",
+                 honest.log, ctl.log);
+    assert_true(json_integer_value(bench) > 0);
+    printf("# honest node: %lld steps/s per vCPU (4 MiB, 2 lanes, timed by "
+           "the hub)\n", (long long)json_integer_value(bench));
+    assert_int_equal(db_int("SELECT COUNT(*) FROM node_benchmarks b JOIN "
+                            "nodes n ON n.id = b.node_id WHERE n.name = ? AND "
+                            "b.state = 'passed'", "honest"), 1);
+    assert_true(faults_of("honest") <= 0);
+    /* A tenant sees the score in the offers. */
+    free(tu_api_field(&ctl, ctl.admin_key, "POST", "/v1/accounts",
+                      "{\"name\":\"ten\",\"role\":\"tenant\"}", 201, NULL));
+    _cleanup_free_ char *tkey = tu_api_field(&ctl, ctl.admin_key, "POST",
+                                             "/v1/keys", "{\"account\":"
+                                             "\"ten\"}", 201, "secret");
+    long st;
+    json_auto_t *offers = tu_api(&ctl, tkey, "GET", "/v1/offers", NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *o = tu_find(json_object_get(offers, "offers"), "node_name",
+                        "honest");
+    assert_non_null(o);
+    assert_int_equal(json_int(o, "benchmark", -1), json_integer_value(bench));
+    /* The challenge left its document once answered. */
+    assert_int_equal(tu_count_in_file(honest.log, "answer accepted"), 1);
+}
+
+static void invented_checkpoints_get_a_fault_and_no_score(void **state)
+{
+    _cleanup_free_ char *cred = tu_node_register(&ctl, "liar", NULL);
+    struct am_bench c;
+    assert_true(challenge_of(cred, &c));
+    _cleanup_free_ char *lie = invented_answer(&c);
+    json_auto_t *j = NULL;
+    assert_int_equal(post(cred, c.id, lie, &j), 422);
+    assert_string_equal(json_str(j, "type") + strlen(json_str(j, "type")) -
+                        strlen("benchmark-wrong"), "benchmark-wrong");
+    assert_no_score("liar");
+    assert_int_equal(faults_of("liar"), 1000);
+    /* The right answer now is a replay of a closed challenge: refused,
+     * counted, still no score. */
+    _cleanup_free_ char *right = right_answer(&c, 5);
+    assert_int_equal(post(cred, c.id, right, NULL), 409);
+    assert_no_score("liar");
+    assert_int_equal(faults_of("liar"), 2000);
+    /* Misshapen and truncated answers, and hostile ids. */
+    _cleanup_free_ char *cred2 = tu_node_register(&ctl, "liar2", NULL);
+    struct am_bench c2;
+    assert_true(challenge_of(cred2, &c2));
+    _cleanup_free_ char *r2 = right_answer(&c2, 5);
+    r2[strlen(r2) / 2] = '\0';
+    assert_int_equal(post(cred2, c2.id, r2, NULL), 400 /* not JSON */);
+    assert_int_equal(post(cred2, "..%2f..%2fetc", "{}", NULL), 404);
+    assert_int_equal(post(cred2, "not-a-uuid", "{}", NULL), 404);
+    assert_int_equal(post(cred2, c2.id, "{\"checkpoints\":[],\"elapsed_ms\":1}",
+                          NULL), 422);
+    assert_no_score("liar2");
+    assert_int_equal(faults_of("liar2"), 1000);
+    /* Another node's challenge is not this node's to answer. */
+    char *hid = NULL;
+    {
+        _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY,
+                                         NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(
+            db, "SELECT b.id FROM node_benchmarks b JOIN nodes n ON n.id = "
+            "b.node_id WHERE n.name = 'honest'", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        hid = xstrdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+    assert_int_equal(post(cred, hid, right, NULL), 404);
+    free(hid);
+}
+
+static void right_answer_retried_is_not_a_replay(void **state)
+{
+    _cleanup_free_ char *cred = tu_node_register(&ctl, "exact", NULL);
+    struct am_bench c;
+    assert_true(challenge_of(cred, &c));
+    _cleanup_free_ char *right = right_answer(&c, 5);
+    json_auto_t *first = NULL, *again = NULL;
+    assert_int_equal(post(cred, c.id, right, &first), 200);
+    assert_string_equal(json_str(first, "state"), "passed");
+    assert_true(json_int(first, "score", 0) > 0);
+    assert_int_equal(post(cred, c.id, right, &again), 200);
+    assert_int_equal(json_int(again, "score", -1), json_int(first, "score", 0));
+    assert_true(faults_of("exact") <= 0);
+    /* Other bytes for the same challenge are a replay. */
+    _cleanup_free_ char *other = right_answer(&c, 6);
+    assert_int_equal(post(cred, c.id, other, NULL), 409);
+    assert_int_equal(faults_of("exact"), 1000);
+}
+
+static void late_and_missing_answers_are_faults(void **state)
+{
+    _cleanup_free_ char *late = tu_node_register(&ctl, "late", NULL);
+    _cleanup_free_ char *mute = tu_node_register(&ctl, "mute", NULL);
+    struct am_bench cl, cm;
+    assert_true(challenge_of(late, &cl));
+    assert_true(challenge_of(mute, &cm));
+    assert_int_equal(cl.timeout_s, 10);
+    _cleanup_free_ char *right = right_answer(&cl, 5);
+    sleep(12);
+    /* Late (or, once the hub expired it, closed): refused either way. */
+    assert_int_equal(post(late, cl.id, right, NULL), 409);
+    assert_no_score("late");
+    assert_true(faults_of("late") >= 1000);
+    for (int i = 0; i < 50 && faults_of("mute") <= 0; i++)
+        usleep(100 * 1000);
+    assert_int_equal(faults_of("mute"), 1000);
+    assert_int_equal(db_int("SELECT COUNT(*) FROM node_benchmarks WHERE id = "
+                            "? AND state = 'expired'", cm.id), 1);
+    /* Closed challenges leave the desired document. */
+    json_auto_t *doc = tu_api(&ctl, mute, "GET", "/v1/agent/desired", NULL,
+                              NULL);
+    assert_null(json_object_get(doc, AGENT_BENCH));
+}
+
+static const char *const serve_args[] = {
+    "--bench-every", "3600", "--bench-memory", "4", "--bench-timeout", "10",
+    "--heartbeat", "1", NULL };
+
+static int setup(void **state)
+{
+    tu_ctl_start(&ctl, serve_args);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tu_agent_destroy(&honest);
+    tu_ctl_destroy(&ctl);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(honest_agent_is_scored_and_shown_in_offers),
+        cmocka_unit_test(invented_checkpoints_get_a_fault_and_no_score),
+        cmocka_unit_test(right_answer_retried_is_not_a_replay),
+        cmocka_unit_test(late_and_missing_answers_are_faults),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
