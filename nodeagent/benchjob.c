@@ -71,6 +71,17 @@ static void quiet_libvirt(void *ud, virErrorPtr err)
 {
 }
 
+/* The answer in the probe's console log so far, or NULL. Bounded: the
+ * answer and the boot messages before it. */
+static char *answer_from(const char *log)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t n = 0;
+    if (file_read(log, 4 * AGENT_BENCH_ANSWER_MAX, &text, &n) < 0)
+        return NULL;
+    return benchjob_answer_in_log(text, n);
+}
+
 /* Boot the probe guest, wait for it to power off (or the deadline), and
  * read its answer from the console log. */
 static char *run_probe(struct benchjob *b, const struct am_bench *c,
@@ -121,27 +132,29 @@ static char *run_probe(struct benchjob *b, const struct am_bench *c,
     }
     log_info("benchmark %s: probe guest booted (%u vCPUs, %lld MiB)", c->id,
              p->lanes, (long long)px.memory_mib);
-    while (!atomic_load(&b->stop) && mono_ms() < deadline_ms &&
-           virDomainIsActive(d) == 1)
-        usleep(200 * 1000);
+    /* Until it powers off, or its answer is complete on the console (a
+     * guest that fails to power off still answered), or the deadline. */
+    bool active = true;
+    while (!atomic_load(&b->stop) && mono_ms() < deadline_ms && !answer &&
+           (active = virDomainIsActive(d) == 1)) {
+        usleep(250 * 1000);
+        answer = answer_from(log);
+    }
+    if (!answer)
+        answer = answer_from(log);
     if (virDomainIsActive(d) == 1) {
-        log_warn("benchmark %s: probe guest still running at the deadline: "
-                 "destroyed", c->id);
+        if (!answer)
+            log_warn("benchmark %s: probe guest still running at the "
+                     "deadline: destroyed", c->id);
         virDomainDestroy(d);
-    } else {
+    }
+    if (answer)
         log_info("benchmark %s: probe guest done in %lld ms", c->id,
                  (long long)(mono_ms() - t0));
-    }
+    else
+        log_warn("benchmark %s: no answer on the probe's console%s", c->id,
+                 active ? "" : " (it powered off)");
     virDomainFree(d);
-    _cleanup_free_ char *text = NULL;
-    size_t n = 0;
-    /* Bounded: the answer and the boot messages before it. */
-    e = file_read(log, 4 * AGENT_BENCH_ANSWER_MAX, &text, &n);
-    if (e < 0)
-        log_warn("benchmark %s: cannot read '%s': %s", c->id, log,
-                 strerror(-e));
-    else if (!(answer = benchjob_answer_in_log(text, n)))
-        log_warn("benchmark %s: no answer on the probe's console", c->id);
 out_close:
     virConnectClose(conn);
     return answer;

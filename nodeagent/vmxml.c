@@ -312,6 +312,20 @@ static bool gpus_ok(const struct vmxml_spec *s)
     return true;
 }
 
+/* <memory> in MiB and <vcpu>. */
+static void write_size(struct xw *x, int64_t memory_mib, int64_t vcpus)
+{
+    char num[24];
+    x_start(x, "memory");
+    x_attr(x, "unit", "MiB");
+    snprintf(num, sizeof(num), "%" PRId64, memory_mib);
+    if (xmlTextWriterWriteString(x->w, BAD_CAST num) < 0)
+        x->failed = true;
+    x_end(x);
+    snprintf(num, sizeof(num), "%" PRId64, vcpus);
+    x_text_el(x, "vcpu", num);
+}
+
 /* Serial port 0: a pty whose output libvirt also writes to `log`. */
 static void write_serial(struct xw *x, const char *log, bool append)
 {
@@ -343,14 +357,7 @@ static void domain_body(struct xw *x, const void *arg)
     write_meta(x, s->meta, true);
     x_end(x);
     char num[24];
-    x_start(x, "memory");
-    x_attr(x, "unit", "MiB");
-    snprintf(num, sizeof(num), "%" PRId64, s->memory_mib);
-    if (xmlTextWriterWriteString(x->w, BAD_CAST num) < 0)
-        x->failed = true;
-    x_end(x);
-    snprintf(num, sizeof(num), "%" PRId64, s->vcpus);
-    x_text_el(x, "vcpu", num);
+    write_size(x, s->memory_mib, s->vcpus);
     const struct vmxml_limits *l = s->limits;
     if (l && (l->cpu_shares > 0 || l->cpu_cap_pct > 0)) {
         x_start(x, "cputune");
@@ -783,15 +790,7 @@ static void probe_body(struct xw *x, const void *arg)
     x_start(x, "domain");
     x_attr(x, "type", p->kvm ? "kvm" : "qemu");
     x_text_el(x, "name", p->name);
-    char num[24];
-    x_start(x, "memory");
-    x_attr(x, "unit", "MiB");
-    snprintf(num, sizeof(num), "%" PRId64, p->memory_mib);
-    if (xmlTextWriterWriteString(x->w, BAD_CAST num) < 0)
-        x->failed = true;
-    x_end(x);
-    snprintf(num, sizeof(num), "%" PRId64, p->vcpus);
-    x_text_el(x, "vcpu", num);
+    write_size(x, p->memory_mib, p->vcpus);
     x_start(x, "os");
     x_start(x, "type");
     x_attr(x, "arch", "x86_64");
@@ -801,6 +800,11 @@ static void probe_body(struct xw *x, const void *arg)
     x_text_el(x, "kernel", p->kernel);
     x_text_el(x, "initrd", p->initrd);
     x_text_el(x, "cmdline", p->cmdline);
+    x_end(x);
+    /* ACPI: the guest sees every vCPU and powers itself off. */
+    x_start(x, "features");
+    x_empty(x, "acpi");
+    x_empty(x, "apic");
     x_end(x);
     if (p->kvm) {
         x_start(x, "cpu");
