@@ -88,6 +88,9 @@ static json_t *offer_row(json_t *row, json_t *labels, const char *region,
     json_t *bench = json_object_get(row, "bench_score");
     json_object_set_new(j, "benchmark", json_is_integer(bench)
                                             ? json_incref(bench) : json_null());
+    json_t *pct = json_object_get(row, "bench_pct");
+    json_object_set_new(j, "benchmark_pct", json_is_integer(pct)
+                                                ? json_incref(pct) : json_null());
     json_object_set_new(j, "evictions",
                         json_integer(json_int(row, "evictions_total", 0)));
     json_object_set_new(j, "currency", json_string(billing_config()->symbol));
@@ -158,7 +161,8 @@ HANDLER(h_offers_list)
         "o.disk_gib_month, o.gpu_hour, o.port_hour, o.gpu_models, n.vcpus - "
         "COALESCE(u.vcpus, 0) AS free_vcpus, n.memory_mib - COALESCE(u.mem, "
         "0) AS free_mem, n.disk_gib - COALESCE(u.disk, 0) AS free_disk, "
-        "t.score AS reputation, t.bench_score, t.evictions_total FROM nodes n "
+        "t.score AS reputation, t.bench_score, t.bench_pct, t.evictions_total "
+        "FROM nodes n "
         "LEFT JOIN "
         "node_trust t ON t.node_id = n.id LEFT JOIN node_offers o ON "
         "o.node_id = n.id LEFT JOIN "

@@ -32,7 +32,8 @@
     "(SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.deleted_at IS "  \
     "NULL) AS vm_count, (SELECT t.score FROM node_trust t WHERE t.node_id = " \
     "n.id) AS reputation, (SELECT t.bench_score FROM node_trust t WHERE "      \
-    "t.node_id = n.id) AS benchmark, (SELECT t.evictions_total FROM "       \
+    "t.node_id = n.id) AS benchmark, (SELECT t.bench_pct FROM node_trust t " \
+    "WHERE t.node_id = n.id) AS benchmark_pct, (SELECT t.evictions_total FROM " \
     "node_trust t WHERE t.node_id = n.id) AS evictions, n.avail_windows, "   \
     "n.avail_tz_min, n.wg_port, n.nat_class, n.mapped_endpoint, n.reach_at"
 
@@ -55,10 +56,14 @@ json_t *node_render(json_t *row)
     /* VMs that should run and that the node took away, as the hub saw. */
     json_object_set_new(o, "evictions",
                         json_integer(json_int(row, "evictions", 0)));
-    json_t *bench = json_object_get(row, "benchmark");
-    json_object_set_new(o, "benchmark",
-                        json_is_integer(bench) ? json_incref(bench)
-                                               : json_null());
+    /* The last verified benchmark (steps/s per vCPU) and the share of an
+     * approved vCPU it backs, in percent; null until one passed. */
+    static const char *const bench[] = { "benchmark", "benchmark_pct" };
+    for (size_t i = 0; i < ARRAY_SIZE(bench); i++) {
+        json_t *b = json_object_get(row, bench[i]);
+        json_object_set_new(o, bench[i], json_is_integer(b) ? json_incref(b)
+                                                            : json_null());
+    }
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
         json_t *v = json_object_get(row, copy[i]);
         json_object_set(o, copy[i], v ? v : json_null());

@@ -1,6 +1,7 @@
 /* The benchmark challenge end to end on libvirt's test driver: the hub
  * issues a challenge at approval, the agent runs the worker and answers,
- * the hub verifies it and the score shows in nodeinfo and offers. Lying
+ * the hub verifies it and the score shows in nodeinfo and offers; a score
+ * far below the hub's reference halves the reputation. Lying
  * nodes (hand-made posts with a node's credential) get no score and a
  * fault each: invented checkpoints, an answer after the deadline, a
  * second answer, no answer at all; another node's challenge is not
@@ -134,9 +135,28 @@ static void honest_agent_is_scored_and_shown_in_offers(void **state)
     if (!json_is_integer(bench))
         fail_msg("no benchmark score; agent log %s, controller log %s",
                  honest.log, ctl.log);
-    assert_true(json_integer_value(bench) > 0);
+    json_int_t score = json_integer_value(bench);
+    assert_true(score > 0);
+    /* The hub's reference is far above any real vCPU here: the score
+     * backs none of the approved capacity, and the reputation says so
+     * (at most half, for an always reachable node). */
+    json_t *pct = json_object_get(n, "benchmark_pct");
+    assert_true(json_is_integer(pct));
+    assert_int_equal(json_integer_value(pct), 0);
+    bench = pct = NULL; /* n is read again below */
+    json_t *rep = NULL;
+    for (int i = 0; i < 100; i++) {
+        json_decref(n);
+        n = tu_api(&ctl, ctl.admin_key, "GET", "/v1/nodes/honest", NULL, NULL);
+        rep = json_object_get(n, "reputation");
+        if (json_is_integer(rep) && json_object_get(n, "benchmark_pct"))
+            break;
+        usleep(100 * 1000);
+    }
+    assert_true(json_is_integer(rep));
+    assert_true(json_integer_value(rep) <= 50);
     printf("# honest node: %lld steps/s per vCPU (4 MiB, 2 lanes, timed by "
-           "the hub)\n", (long long)json_integer_value(bench));
+           "the hub)\n", (long long)score);
     assert_int_equal(db_int("SELECT COUNT(*) FROM node_benchmarks b JOIN "
                             "nodes n ON n.id = b.node_id WHERE n.name = ? AND "
                             "b.state = 'passed'", "honest"), 1);
@@ -153,7 +173,8 @@ static void honest_agent_is_scored_and_shown_in_offers(void **state)
     json_t *o = tu_find(json_object_get(offers, "offers"), "node_name",
                         "honest");
     assert_non_null(o);
-    assert_int_equal(json_int(o, "benchmark", -1), json_integer_value(bench));
+    assert_int_equal(json_int(o, "benchmark", -1), score);
+    assert_int_equal(json_int(o, "benchmark_pct", -1), 0);
     /* The challenge left its document once answered. */
     assert_int_equal(tu_count_in_file(honest.log, "answer accepted"), 1);
 }
@@ -255,7 +276,7 @@ static void late_and_missing_answers_are_faults(void **state)
 
 static const char *const serve_args[] = {
     "--bench-every", "3600", "--bench-memory", "4", "--bench-timeout", "10",
-    "--heartbeat", "1", NULL };
+    "--heartbeat", "1", "--bench-ref", "1000000000", NULL };
 
 static int setup(void **state)
 {
