@@ -256,6 +256,6 @@
  * against the node's reputation. */
 #define AGENT_BENCH "benchmark"
 #define AGENT_BENCH_PATH "/v1/agent/benchmarks"
-#define AGENT_BENCH_ANSWER_MAX (256u << 10)
+#define AGENT_BENCH_ANSWER_MAX (512u << 10) /* 16 lanes of 257: ~270 KiB */
 #define AGENT_BENCH_TIMEOUT_MAX_S 3600
 #define AGENT_BENCH_PICKS 4

@@ -105,6 +105,11 @@ static char *run_probe(struct benchjob *b, const struct am_bench *c,
                  strerror(-e));
         return NULL;
     }
+    if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0) {
+        log_warn("benchmark %s: no probe guest in '%s' (vmlinuz, initrd.gz: "
+                 "images/probe/build.sh makes them)", c->id, b->guest_dir);
+        return NULL;
+    }
     unlink(log);
     struct vmxml_probe px = {
         .name = name, .kvm = b->kvm, .vcpus = p->lanes,

@@ -247,6 +247,18 @@ static void desired_document_carries_the_challenge(void **state)
     jerr_clear(&err);
 }
 
+static void largest_answer_fits_the_wire_bound(void **state)
+{
+    struct bench_params p = { .memory_mib = 1, .rounds = 1,
+                              .lanes = BENCH_LANES_MAX,
+                              .segments = BENCH_SEGMENTS_MAX };
+    assert_int_equal(bench_params_check(&p), 0);
+    _cleanup_free_ uint8_t *cp = xcalloc(1, n_cp(&p));
+    _cleanup_free_ char *text = bench_answer_text(&p, cp, INT64_MAX);
+    assert_true(strlen(text) <= AGENT_BENCH_ANSWER_MAX);
+    assert_int_equal(decode_text(&p, text), 0);
+}
+
 static void answer_line_is_found_in_a_console_log(void **state)
 {
     static const char log[] = "fog-probe: up\r\n" BENCH_ANSWER_MARK
@@ -297,6 +309,7 @@ int main(void)
         cmocka_unit_test(answer_text_decodes_and_verifies),
         cmocka_unit_test(truncated_or_misshapen_answers_are_refused),
         cmocka_unit_test(desired_document_carries_the_challenge),
+        cmocka_unit_test(largest_answer_fits_the_wire_bound),
         cmocka_unit_test(answer_line_is_found_in_a_console_log),
         cmocka_unit_test(probe_domain_is_built_only_from_safe_fields),
     };
