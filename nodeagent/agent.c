@@ -1000,7 +1000,8 @@ int agent_run(const struct agent_settings *s)
         .chunk = (size_t)s->backup_chunk_kib << 10 });
     a.bench = benchjob_new(&(struct benchjob_opts){
         .uri = a.uri, .test_driver = startswith(a.uri, "test:"),
-        .kvm = a.inv.kvm, .guest_dir = s->bench_guest,
+        .kvm = a.inv.kvm, .host_vcpus = a.inv.vcpus + a.inv.reserved_vcpus,
+        .guest_dir = s->bench_guest,
         .data_dir = s->data_dir, .controller = a.node.controller,
         .credential = a.node.credential, .ca_path = a.ca_path,
         .key_pin = a.node.key_pin });

@@ -25,6 +25,7 @@ struct benchjob {
     char *uri, *guest_dir, *data_dir;
     char *controller, *credential, *ca_path, *key_pin;
     bool test_driver, kvm;
+    int64_t host_vcpus;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -112,7 +113,8 @@ static char *run_probe(struct benchjob *b, const struct am_bench *c,
     }
     unlink(log);
     struct vmxml_probe px = {
-        .name = name, .kvm = b->kvm, .vcpus = p->lanes,
+        .name = name, .kvm = b->kvm,
+        .vcpus = p->lanes < b->host_vcpus ? p->lanes : b->host_vcpus,
         .memory_mib = p->memory_mib + PROBE_BASE_MIB, .kernel = kernel,
         .initrd = initrd, .cmdline = cmdline, .console_log = log };
     _cleanup_free_ char *xml = NULL;
@@ -135,8 +137,8 @@ static char *run_probe(struct benchjob *b, const struct am_bench *c,
                  err && err->message ? err->message : "unknown error");
         goto out_close;
     }
-    log_info("benchmark %s: probe guest booted (%u vCPUs, %lld MiB)", c->id,
-             p->lanes, (long long)px.memory_mib);
+    log_info("benchmark %s: probe guest booted (%lld vCPUs, %lld MiB)",
+             c->id, (long long)px.vcpus, (long long)px.memory_mib);
     /* Until it powers off, or its answer is complete on the console (a
      * guest that fails to power off still answered), or the deadline. */
     bool active = true;
@@ -233,6 +235,7 @@ struct benchjob *benchjob_new(const struct benchjob_opts *o)
     b->key_pin = o->key_pin ? xstrdup(o->key_pin) : NULL;
     b->test_driver = o->test_driver;
     b->kvm = o->kvm;
+    b->host_vcpus = o->host_vcpus > 0 ? o->host_vcpus : 1;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
     if (pthread_create(&b->thread, NULL, worker, b)) {

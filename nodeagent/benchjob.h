@@ -15,6 +15,8 @@ struct benchjob_opts {
     const char *uri;        /* libvirt URI the probe boots on */
     bool test_driver;       /* run the worker here instead */
     bool kvm;               /* domain type kvm, else qemu (TCG) */
+    int64_t host_vcpus;     /* the probe never gets more vCPUs (lanes
+                               beyond them share one) */
     const char *guest_dir;  /* vmlinuz and initrd.gz of the probe guest */
     const char *data_dir;   /* its console log goes to DATA-DIR/console */
     const char *controller; /* the hub's URL, its CA and key pin */
