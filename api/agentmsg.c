@@ -610,6 +610,42 @@ static void console_read(struct rd *r, struct am_console *c)
                                      CONSOLE_LOG_MAX, 0);
 }
 
+/* One file of AGENT_BENCH_PROBE. */
+static void probe_file_read(struct rd *r, const char *k,
+                            struct am_probe_file *f)
+{
+    const json_t *v = member(r, k, true);
+    if (!v || r->failed)
+        return;
+    struct rd s;
+    char *path;
+    if (sub(r, k, v, -1, &s, &path)) {
+        _cleanup_free_ char *sha = get_str(&s, "sha256", true, 64);
+        f->size = get_int(&s, "size", true, 1, AGENT_BENCH_PROBE_MAX, 1);
+        if (!s.failed && !is_lower_hex(sha, 64))
+            fail(&s, "sha256", "must be 64 lowercase hex digits");
+        if (!s.failed)
+            memcpy(f->sha256, sha, 65);
+    }
+    sub_end(r, &s, path);
+}
+
+/* AGENT_BENCH_PROBE of a challenge. */
+static void probe_read(struct rd *r, struct am_bench *b)
+{
+    const json_t *v = member(r, AGENT_BENCH_PROBE, false);
+    if (!v || r->failed)
+        return;
+    struct rd s;
+    char *path;
+    if (sub(r, AGENT_BENCH_PROBE, v, -1, &s, &path)) {
+        probe_file_read(&s, "kernel", &b->kernel);
+        probe_file_read(&s, "initrd", &b->initrd);
+        b->has_probe = !s.failed;
+    }
+    sub_end(r, &s, path);
+}
+
 /* AGENT_BENCH of a desired document. */
 static void bench_read(struct rd *r, struct am_desired *d)
 {
@@ -643,10 +679,11 @@ static void bench_read(struct rd *r, struct am_desired *d)
                  2 * BENCH_NONCE_LEN);
         if (!s.failed && bench_params_check(&p) < 0)
             fail(&s, "segments", "must divide the steps of a lane");
+        struct am_bench bench = { .params = p, .timeout_s = timeout };
+        probe_read(&s, &bench);
         if (!s.failed) {
-            memcpy(d->bench.id, id, 37);
-            d->bench.params = p;
-            d->bench.timeout_s = timeout;
+            memcpy(bench.id, id, 37);
+            d->bench = bench;
             d->has_bench = true;
         }
     }
@@ -1053,6 +1090,13 @@ json_t *am_desired_encode(const struct am_desired *d)
                       (json_int_t)p->rounds, "lanes", (json_int_t)p->lanes,
                       "segments", (json_int_t)p->segments, "timeout_s",
                       (json_int_t)d->bench.timeout_s));
+        const struct am_bench *b = &d->bench;
+        if (b->has_probe)
+            put(json_object_get(o, AGENT_BENCH), AGENT_BENCH_PROBE,
+                json_pack("{s:{s:s, s:I}, s:{s:s, s:I}}", "kernel", "sha256",
+                          b->kernel.sha256, "size", (json_int_t)b->kernel.size,
+                          "initrd", "sha256", b->initrd.sha256, "size",
+                          (json_int_t)b->initrd.size));
     }
     if (d->unapproved)
         put(o, "approved", json_false());

@@ -144,11 +144,19 @@ struct am_console {
                            0: an interactive console */
 };
 
+/* A file of the hub's probe guest (AGENT_BENCH_PROBE). */
+struct am_probe_file {
+    char sha256[65];        /* lowercase hex */
+    int64_t size;           /* 1..AGENT_BENCH_PROBE_MAX */
+};
+
 /* The open benchmark challenge (AGENT_BENCH). */
 struct am_bench {
     char id[37];            /* a UUID */
     struct bench_params params;
     int64_t timeout_s;      /* from its issue, 1..AGENT_BENCH_TIMEOUT_MAX_S */
+    bool has_probe;         /* the hub serves its probe guest */
+    struct am_probe_file kernel, initrd;
 };
 
 struct am_desired {

@@ -253,7 +253,19 @@
  * POST AGENT_BENCH_PATH/{id} within timeout_s of its issue. The hub
  * times it itself (issue to answer) and recomputes AGENT_BENCH_PICKS
  * segments it draws afterwards; a wrong, late or second answer counts
- * against the node's reputation. */
+ * against the node's reputation.
+ *
+ * Where the hub holds the probe guest (its --bench-guest), the challenge
+ * also names it, AGENT_BENCH_PROBE {kernel: {sha256, size}, initrd:
+ * {sha256, size}}, and the node fetches each from AGENT_BENCH_PROBE_PATH/
+ * AGENT_BENCH_KERNEL or AGENT_BENCH_INITRD (checked against the digest,
+ * cached by it) instead of using a probe of its own. */
+#define AGENT_BENCH_PROBE "probe"
+#define AGENT_BENCH_PROBE_PATH "/v1/agent/probe"
+#define AGENT_BENCH_KERNEL "vmlinuz"
+#define AGENT_BENCH_INITRD "initrd.gz"
+/* Largest probe file either end accepts. */
+#define AGENT_BENCH_PROBE_MAX (INT64_C(256) << 20)
 #define AGENT_BENCH "benchmark"
 #define AGENT_BENCH_PATH "/v1/agent/benchmarks"
 #define AGENT_BENCH_ANSWER_MAX (512u << 10) /* 16 lanes of 257: ~270 KiB */

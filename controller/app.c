@@ -167,6 +167,8 @@ const struct http_route app_routes[] = {
       ALLOW_NODE | QUIET },
     { "POST", AGENT_BENCH_PATH "/{id}", h_agent_benchmark, ALLOW_NODE, NULL,
       AGENT_BENCH_ANSWER_MAX },
+    { "GET", AGENT_BENCH_PROBE_PATH "/{file}", h_agent_probe,
+      ALLOW_NODE | QUIET },
 };
 const size_t app_n_routes = ARRAY_SIZE(app_routes);
 

@@ -2,6 +2,8 @@
  * request context every handler sees (who is calling, what it touched). */
 #pragma once
 
+#include "api/agentmsg.h"
+
 #include "api/http_server.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
@@ -59,6 +61,7 @@ struct app_settings {
     int64_t bench_memory_mib, bench_rounds, bench_lanes;
     int64_t bench_timeout_s; /* to answer one */
     int64_t bench_ref;       /* steps/s per lane that back a whole vCPU */
+    char *bench_guest;       /* the probe guest nodes fetch; "": none */
     /* tenant limits: network pools (netalloc.c) and quotas (quota.c) */
     char *tenant_pools;      /* "10.0.0.0/9,172.16.0.0/12" */
     int64_t quota_networks, quota_vms, quota_ports, quota_images,
@@ -82,6 +85,10 @@ struct app {
     struct guard *guard;     /* rate limit tables (guard.c) */
     struct probe_server *probe; /* UDP address probes (probe.c); NULL: off */
     struct bstore *backups;  /* the backup store (bstore.h) */
+    /* The probe guest the hub serves (benchmark.c); has_probe false:
+     * none (nodes use their own). */
+    bool has_probe;
+    struct am_probe_file probe_kernel, probe_initrd;
 };
 
 /* Per-request context, attached as the request's user data. */

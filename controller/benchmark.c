@@ -11,6 +11,8 @@
 #include "controller/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <stdio.h>
 
 /* Closing a challenge and counting it against its node, in one
@@ -127,6 +129,46 @@ static bool params_of(const json_t *row, struct bench_params *ret)
     return true;
 }
 
+static int probe_file(const char *dir, const char *name,
+                      struct am_probe_file *ret)
+{
+    _cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint64_t size = 0;
+    int e = fd < 0 ? -errno : sha256_fd(fd, &size, ret->sha256);
+    if (e == 0 && (size == 0 || size > (uint64_t)AGENT_BENCH_PROBE_MAX))
+        e = -EFBIG;
+    if (e < 0) {
+        fprintf(stderr, "fog-controller: --bench-guest: cannot use '%s': %s\n",
+                path, strerror(-e));
+        return e;
+    }
+    ret->size = (int64_t)size;
+    return 0;
+}
+
+int benchmark_probe_load(struct app *a)
+{
+    const char *dir = a->cfg.bench_guest;
+    a->has_probe = false;
+    if (!dir || !*dir)
+        return 0;
+    int e;
+    if ((e = probe_file(dir, AGENT_BENCH_KERNEL, &a->probe_kernel)) < 0 ||
+        (e = probe_file(dir, AGENT_BENCH_INITRD, &a->probe_initrd)) < 0)
+        return e;
+    a->has_probe = true;
+    return 0;
+}
+
+char *benchmark_probe_path(struct app *a, const char *name)
+{
+    if (!a->has_probe ||
+        !(streq(name, AGENT_BENCH_KERNEL) || streq(name, AGENT_BENCH_INITRD)))
+        return NULL;
+    return xasprintf("%s/%s", a->cfg.bench_guest, name);
+}
+
 int benchmark_desired(struct app *a, const char *node_id,
                       struct am_desired *doc)
 {
@@ -150,6 +192,9 @@ int benchmark_desired(struct app *a, const char *node_id,
     doc->bench.timeout_s = left < 1 ? 1 :
                            left > AGENT_BENCH_TIMEOUT_MAX_S ?
                            AGENT_BENCH_TIMEOUT_MAX_S : left;
+    doc->bench.has_probe = a->has_probe;
+    doc->bench.kernel = a->probe_kernel;
+    doc->bench.initrd = a->probe_initrd;
     doc->has_bench = true;
     return 0;
 }

@@ -10,6 +10,16 @@
 #include "api/agentmsg.h"
 #include "controller/app.h"
 
+/* Digest and size of the probe guest the hub serves (--bench-guest),
+ * into a->probe_*; nothing without one. 0, or -errno after a message to
+ * stderr when a file is missing or too large. */
+int benchmark_probe_load(struct app *a);
+
+/* The path of probe file `name` (AGENT_BENCH_KERNEL or
+ * AGENT_BENCH_INITRD) the hub serves, or NULL (another name, or none
+ * served); caller frees. */
+char *benchmark_probe_path(struct app *a, const char *name);
+
 /* Issue challenges where due and, when `judge` (the hub has been up long
  * enough to have heard every node), expire open ones past their deadline
  * (a fault each). Leader only, about once a second. 0 or -errno. */

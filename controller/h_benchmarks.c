@@ -6,6 +6,9 @@
 #include "common/ids.h"
 #include "common/log.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 HANDLER(h_agent_benchmark)
 {
     struct app *a = app;
@@ -62,4 +65,22 @@ HANDLER(h_agent_benchmark)
                            "benchmark %s refused: %s", id, res.reason);
         return;
     }
+}
+
+/* GET /v1/agent/probe/{file}: the probe guest, for a node to boot its
+ * challenge in (its digest is in the challenge). */
+HANDLER(h_agent_probe)
+{
+    struct app *a = app;
+    _cleanup_free_ char *path = benchmark_probe_path(a, http_req_param(r, 0));
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        http_reply_problem(r, 404, "not-found", "file",
+                           "no such probe guest file here");
+        return;
+    }
+    http_reply_file(r, "application/octet-stream", fd, (uint64_t)st.st_size);
 }

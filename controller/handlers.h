@@ -59,6 +59,7 @@ HANDLER(h_agent_backup_put);
 HANDLER(h_agent_backup_commit);
 HANDLER(h_agent_backup_fail);
 HANDLER(h_agent_benchmark);
+HANDLER(h_agent_probe);
 /* Add a pending backup of kind `kind` of VM `vm` (a row of vm_lookup)
  * on its node, the VM's key made on first use, under the VM's lock:
  * inside the caller's transaction. 0 with its id in ret_id, -EDQUOT when

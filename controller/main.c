@@ -12,6 +12,7 @@
 #include "controller/catalog.h"
 #include "controller/auth.h"
 #include "controller/backup.h"
+#include "controller/benchmark.h"
 #include "controller/bstore.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
@@ -133,6 +134,10 @@ static const struct config_opt options[] = {
     { "bench-timeout", CONFIG_INT, F(bench_timeout_s), 10,
       AGENT_BENCH_TIMEOUT_MAX_S, "600",
       "seconds a node has to answer a benchmark challenge" },
+    { "bench-guest", CONFIG_STRING, F(bench_guest), 0, 0, "",
+      "folder holding the benchmark's probe guest (vmlinuz and initrd.gz, "
+      "images/probe/build.sh makes them) that nodes fetch from the hub; "
+      "empty: nodes use their own (the agent's --bench-guest)" },
     { "bench-ref", CONFIG_INT, F(bench_ref), 1, 1000000000, "1000000",
       "benchmark steps a second per vCPU that back one approved vCPU whole; "
       "a node's share of it lowers its reputation" },
@@ -425,6 +430,8 @@ static int cmd_serve(struct app *a)
     if (bstore_dir_new(bdir, (uint64_t)cfg->max_backup_gib << 30,
                        &a->backups) < 0)
         return 1;
+    if (benchmark_probe_load(a) < 0)
+        return 2;
     if (store_open(db, &a->store) < 0)
         return 1;
     a->guard = guard_new(cfg);

@@ -1001,7 +1001,7 @@ int agent_run(const struct agent_settings *s)
     a.bench = benchjob_new(&(struct benchjob_opts){
         .uri = a.uri, .test_driver = startswith(a.uri, "test:"),
         .kvm = a.inv.kvm, .host_vcpus = a.inv.vcpus + a.inv.reserved_vcpus,
-        .guest_dir = s->bench_guest,
+        .guest_dir = s->bench_guest, .cache = a.rc.cache,
         .data_dir = s->data_dir, .controller = a.node.controller,
         .credential = a.node.credential, .ca_path = a.ca_path,
         .key_pin = a.node.key_pin });

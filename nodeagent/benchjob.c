@@ -26,6 +26,7 @@ struct benchjob {
     char *controller, *credential, *ca_path, *key_pin;
     bool test_driver, kvm;
     int64_t host_vcpus;
+    struct fetch_cache *cache;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -83,6 +84,27 @@ static char *answer_from(const char *log)
     return benchjob_answer_in_log(text, n);
 }
 
+/* The hub's probe file `name`, fetched into the cache unless there by its
+ * digest already: 0 and its path, or -errno (logged). */
+static int probe_fetch(struct benchjob *b, const char *id, const char *name,
+                       const struct am_probe_file *f, char **ret_path)
+{
+    if (!b->cache) {
+        log_warn("benchmark %s: no cache to fetch the hub's probe guest to",
+                 id);
+        return -ENOENT;
+    }
+    _cleanup_free_ char *url = xasprintf("%s" AGENT_BENCH_PROBE_PATH "/%s",
+                                         b->controller, name);
+    _cleanup_free_ char *why = NULL;
+    int e = fetch_get(b->cache, url, f->sha256, (uint64_t)f->size, ret_path,
+                      &why);
+    if (e < 0)
+        log_warn("benchmark %s: cannot fetch the probe's %s: %s", id, name,
+                 why ? why : strerror(-e));
+    return e;
+}
+
 /* Boot the probe guest, wait for it to power off (or the deadline), and
  * read its answer from the console log. */
 static char *run_probe(struct benchjob *b, const struct am_bench *c,
@@ -92,8 +114,15 @@ static char *run_probe(struct benchjob *b, const struct am_bench *c,
     _cleanup_free_ char *name = xasprintf("fogbench-%s", c->id);
     _cleanup_free_ char *condir = xasprintf("%s/console", b->data_dir);
     _cleanup_free_ char *log = xasprintf("%s/%s.log", condir, name);
-    _cleanup_free_ char *kernel = xasprintf("%s/vmlinuz", b->guest_dir);
-    _cleanup_free_ char *initrd = xasprintf("%s/initrd.gz", b->guest_dir);
+    _cleanup_free_ char *kernel = NULL, *initrd = NULL;
+    if (c->has_probe) {
+        if (probe_fetch(b, c->id, AGENT_BENCH_KERNEL, &c->kernel, &kernel) < 0 ||
+            probe_fetch(b, c->id, AGENT_BENCH_INITRD, &c->initrd, &initrd) < 0)
+            return NULL;
+    } else {
+        kernel = xasprintf("%s/" AGENT_BENCH_KERNEL, b->guest_dir);
+        initrd = xasprintf("%s/" AGENT_BENCH_INITRD, b->guest_dir);
+    }
     char nonce[2 * BENCH_NONCE_LEN + 1];
     hex_encode(p->nonce, sizeof(p->nonce), nonce);
     _cleanup_free_ char *cmdline = xasprintf(
@@ -235,6 +264,7 @@ struct benchjob *benchjob_new(const struct benchjob_opts *o)
     b->key_pin = o->key_pin ? xstrdup(o->key_pin) : NULL;
     b->test_driver = o->test_driver;
     b->kvm = o->kvm;
+    b->cache = o->cache;
     b->host_vcpus = o->host_vcpus > 0 ? o->host_vcpus : 1;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);

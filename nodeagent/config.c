@@ -80,8 +80,8 @@ const struct config_opt agent_options[] = {
     { "bench-guest", CONFIG_STRING, F(bench_guest), 0, 0,
       "/usr/share/fogfabric/probe",
       "folder of the benchmark's probe guest (vmlinuz and initrd.gz, as "
-      "images/probe/build.sh makes them); on libvirt's test driver the "
-      "worker runs in the agent instead" },
+      "images/probe/build.sh makes them), used when the hub serves none; "
+      "on libvirt's test driver the worker runs in the agent instead" },
     { "reserve-vcpus", CONFIG_INT, F(reserve_vcpus), 0, 1 << 16, "0",
       "CPUs kept for the host's own work, out of what the node offers" },
     { "reserve-memory-mib", CONFIG_INT, F(reserve_memory_mib), 0, 1 << 30,

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The benchmark challenge with the probe guest on QEMU/TCG (KVM where
 # usable): the controller issues a challenge at the node's approval, the
-# agent boots the probe guest (images/probe/build.sh) as a transient
+# agent fetches the hub's probe guest (images/probe/build.sh, served by the
+# controller's --bench-guest, checked by digest) and boots it as a transient
 # domain with the challenge on its kernel command line, reads the answer
 # from its serial console and posts it; the controller verifies it and
 # the score shows in nodeinfo and in a tenant's offers. The probe domain is
@@ -22,11 +23,14 @@ chmod 755 "$work/probe"
 
 e2e_world_up "bp-world-$$"
 e2e_controller_start "$work" --heartbeat 1 --longpoll 5 --grace 0 --inspect=false \
-    --bench-every 3600 --bench-memory 16 --bench-lanes 2 --bench-timeout 240
+    --bench-every 3600 --bench-memory 16 --bench-lanes 2 --bench-timeout 240 \
+    --bench-guest "$work/probe"
 
 host=bp-host-$$
 agent=$work/agent
-e2e_node_up "$host" 10.214.0.31 node-p "$agent" --bench-guest "$work/probe"
+# No probe of its own (--bench-guest names an empty folder): the hub's.
+mkdir -p "$work/no-probe"
+e2e_node_up "$host" 10.214.0.31 node-p "$agent" --bench-guest "$work/no-probe"
 uri=$E2E_URI
 e2e_dump_on_fail "$agent" "$uri" "$host"
 
@@ -45,6 +49,9 @@ grep -q "probe guest booted" "$agent/agent.log" ||
     e2e_fail "the agent did not boot the probe guest (test-driver path taken?)"
 guest_ms=$(sed -n 's/.*probe guest done in \([0-9]*\) ms.*/\1/p' "$agent/agent.log" | tail -n 1)
 [ -n "$guest_ms" ] || e2e_fail "the agent did not see the probe guest power off"
+kernel_sha=$(sha256sum "$work/probe/vmlinuz" | cut -d' ' -f1)
+[ -f "$agent/cache/$kernel_sha" ] ||
+    e2e_fail "the hub's probe kernel is not in the agent's cache ($(ls "$agent/cache" 2>&1))"
 log=$(ls "$agent"/console/fogbench-*.log 2>/dev/null | head -n 1)
 [ -n "$log" ] && grep -q '^FOG-BENCH-ANSWER ' "$log" ||
     e2e_fail "no answer line on the probe's console ($log)"

@@ -232,7 +232,30 @@ static void desired_document_carries_the_challenge(void **state)
     assert_memory_equal(&back.bench.params, &d.bench.params,
                         sizeof(d.bench.params));
     assert_int_equal(back.bench.timeout_s, 120);
+    assert_false(back.bench.has_probe);
     am_desired_clear(&back);
+    /* The hub's probe guest, by digest and size. */
+    d.bench.has_probe = true;
+    memset(d.bench.kernel.sha256, 'a', 64);
+    d.bench.kernel.size = 14190528;
+    memset(d.bench.initrd.sha256, '0', 64);
+    d.bench.initrd.size = 1431535;
+    json_auto_t *jp = am_desired_encode(&d);
+    assert_int_equal(am_desired_decode(jp, &back, &err), 0);
+    assert_true(back.bench.has_probe);
+    assert_string_equal(back.bench.kernel.sha256, d.bench.kernel.sha256);
+    assert_int_equal(back.bench.kernel.size, 14190528);
+    assert_string_equal(back.bench.initrd.sha256, d.bench.initrd.sha256);
+    am_desired_clear(&back);
+    json_t *probe = json_object_get(json_object_get(jp, AGENT_BENCH),
+                                    AGENT_BENCH_PROBE);
+    json_object_set_new(json_object_get(probe, "kernel"), "sha256",
+                        json_string("../../etc/passwd"));
+    assert_int_equal(am_desired_decode(jp, &back, &err), -EINVAL);
+    jerr_clear(&err);
+    json_object_del(probe, "kernel");
+    assert_int_equal(am_desired_decode(jp, &back, &err), -EINVAL);
+    jerr_clear(&err);
     /* A nonce that is not hex, or segments that do not divide, refuse
      * the whole document. */
     json_t *b = json_object_get(j, AGENT_BENCH);
