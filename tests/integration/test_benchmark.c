@@ -175,6 +175,16 @@ static void honest_agent_is_scored_and_shown_in_offers(void **state)
     assert_non_null(o);
     assert_int_equal(json_int(o, "benchmark", -1), score);
     assert_int_equal(json_int(o, "benchmark_pct", -1), 0);
+    /* fogctl nodeinfo shows both. */
+    int rc = -1;
+    _cleanup_free_ char *info = tu_fogctl(&ctl, ctl.admin_key, &rc,
+                                          "nodeinfo", "honest", NULL);
+    assert_int_equal(rc, 0);
+    _cleanup_free_ char *shown = tu_field(info, "benchmark");
+    _cleanup_free_ char *want = xasprintf("%lld", (long long)score);
+    assert_string_equal(shown, want);
+    _cleanup_free_ char *shown_pct = tu_field(info, "benchmark_pct");
+    assert_string_equal(shown_pct, "0");
     /* The challenge left its document once answered. */
     assert_int_equal(tu_count_in_file(honest.log, "answer accepted"), 1);
 }
