@@ -69,10 +69,6 @@ static char *run_here(const struct am_bench *c)
     return bench_answer_text(p, cp, mono_ms() - t0);
 }
 
-static void quiet_libvirt(void *ud, virErrorPtr err)
-{
-}
-
 /* The answer in the probe's console log so far, or NULL. Bounded: the
  * answer and the boot messages before it. */
 static char *answer_from(const char *log)
@@ -161,9 +157,8 @@ static char *run_probe(struct benchjob *b, const struct am_bench *c,
     int64_t t0 = mono_ms();
     virDomainPtr d = virDomainCreateXML(conn, xml, VIR_DOMAIN_NONE);
     if (!d) {
-        virErrorPtr err = virGetLastError();
         log_warn("benchmark %s: cannot boot the probe guest: %s", c->id,
-                 err && err->message ? err->message : "unknown error");
+                 virGetLastErrorMessage());
         goto out_close;
     }
     log_info("benchmark %s: probe guest booted (%lld vCPUs, %lld MiB)",
@@ -226,7 +221,6 @@ static void post(struct benchjob *b, const char *id, const char *answer)
 static void *worker(void *arg)
 {
     struct benchjob *b = arg;
-    virSetErrorFunc(NULL, quiet_libvirt);
     pthread_mutex_lock(&b->lock);
     while (!atomic_load(&b->stop)) {
         if (!b->has_next) {
@@ -237,8 +231,8 @@ static void *worker(void *arg)
         b->has_next = false;
         memcpy(b->done, c.id, sizeof(b->done));
         pthread_mutex_unlock(&b->lock);
-        /* Its deadline counts from its issue; ours from now is never
-         * later. */
+        /* The hub's deadline counts from the issue, a little earlier:
+         * a guest still running at ours would be late there anyway. */
         int64_t deadline = mono_ms() + c.timeout_s * 1000;
         log_info("benchmark %s: %u MiB, %u rounds, %u lanes", c.id,
                  c.params.memory_mib, c.params.rounds, c.params.lanes);
