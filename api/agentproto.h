@@ -242,3 +242,15 @@
 #define AGENT_BACKUP_CHUNK_MAX (8u << 20)
 #define AGENT_BACKUP_ERROR_MAX 300
 #define AGENT_RESTORE_FAILED_REASON "restore failed"
+
+/* Health checks (api/healthcheck.h, migration 033). A desired VM entry
+ * lists its checks under AGENT_VM_HEALTH_CHECKS (at most HC_PER_VM_MAX,
+ * each hc_spec_to_json with its id); the node probes the VM's first
+ * address from the host while the domain runs, applies rise and fall,
+ * and reports per VM under AGENT_VM_HEALTH [{id, state, output?}] (state
+ * healthy or unhealthy once a threshold is met, else unknown; output at
+ * most HC_OUTPUT_MAX bytes: what the last probe saw). The controller
+ * keeps the state and its time, records an event on each change and
+ * takes the restart action. */
+#define AGENT_VM_HEALTH_CHECKS "health_checks"
+#define AGENT_VM_HEALTH "health"
