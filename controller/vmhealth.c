@@ -195,7 +195,7 @@ void vmhealth_record(struct app *a, const char *node_id,
 {
     bool running = streq(v->state, "running");
     if (running && !v->has_health)
-        return; /* an agent that runs no checks says nothing of them */
+        return; /* the node runs none of its checks (yet) */
     json_auto_t *rows = NULL;
     if (store_query(a->store, &rows, "SELECT id, port, type, state FROM "
                     "health_checks WHERE vm_id = $1", "s", v->id) < 0)

@@ -232,6 +232,10 @@ static void health_status(struct agent *a, struct am_vm_status *o,
     struct hcheck_result *res;
     size_t n;
     hcheck_runner_results(a->health, o->id, &res, &n);
+    if (n == 0) { /* no checks (yet): nothing to say */
+        free(res);
+        return;
+    }
     o->has_health = true;
     o->health = xcalloc(n + 1, sizeof(*o->health));
     for (size_t i = 0; i < n; i++) {

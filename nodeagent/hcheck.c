@@ -468,7 +468,8 @@ static void *runner_main(void *arg)
             next_free(r);
         }
         pthread_mutex_unlock(&r->lock);
-        bool changed = hcheck_step(r->engine, 1000, r->efd);
+        /* Idle without checks: a new set or a stop kicks the eventfd. */
+        bool changed = hcheck_step(r->engine, 60000, r->efd);
         uint64_t v;
         if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
             break;

@@ -6,7 +6,8 @@
  * recovers the same way; the restart action restarts the VM through its
  * desired state, once per back-off; the API refuses hostile checks with
  * problem+json, fogctl reads the --health syntax and dominfo shows the
- * state; /metrics counts checks by state. */
+ * state; /metrics counts checks by state; a stopped VM's checks read
+ * unknown and it is never restarted. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -423,6 +424,24 @@ static void fogctl_adds_lists_and_shows_checks(void **state)
     assert_non_null(strstr(bad2, "invalid --health"));
 }
 
+static void a_stopped_vm_has_its_checks_unknown_and_is_not_restarted(
+    void **state)
+{
+    (void)state;
+    service_stop();
+    _cleanup_free_ char *p = xasprintf("/v1/vms/%s/stop", vm_id);
+    json_decref(api(tenant_key, "POST", p, NULL, 202));
+    assert_true(wait_check("unknown", 15000) >= 0);
+    json_auto_t *vm = vm_get();
+    json_t *c = json_array_get(json_object_get(vm, "health_checks"), 0);
+    assert_string_equal(json_str(c, "output"), "the VM is not running");
+    int64_t g = reboot_gen();
+    sleep(4); /* two graces: a running VM would have been restarted */
+    assert_int_equal(reboot_gen(), g);
+    _cleanup_free_ char *s = check_state();
+    assert_string_equal(s, "unknown");
+}
+
 int main(void)
 {
     /* A network namespace of our own: the VM's address goes on its lo. */
@@ -444,6 +463,8 @@ int main(void)
         cmocka_unit_test(metrics_count_checks_by_state),
         cmocka_unit_test(hostile_checks_are_refused),
         cmocka_unit_test(fogctl_adds_lists_and_shows_checks),
+        cmocka_unit_test(
+            a_stopped_vm_has_its_checks_unknown_and_is_not_restarted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
