@@ -453,6 +453,19 @@ static void next_free(struct hcheck_runner *r)
     r->has_next = false;
 }
 
+/* Publish the engine's states for hcheck_runner_results. */
+static void runner_publish(struct hcheck_runner *r)
+{
+    struct hcheck_result *res;
+    size_t n;
+    hcheck_results(r->engine, &res, &n);
+    pthread_mutex_lock(&r->lock);
+    hcheck_results_free(r->results, r->n_results);
+    r->results = res;
+    r->n_results = n;
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void *runner_main(void *arg)
 {
     struct hcheck_runner *r = arg;
@@ -468,19 +481,14 @@ static void *runner_main(void *arg)
             next_free(r);
         }
         pthread_mutex_unlock(&r->lock);
+        if (set) /* checks gone are gone from the report at once */
+            runner_publish(r);
         /* Idle without checks: a new set or a stop kicks the eventfd. */
         bool changed = hcheck_step(r->engine, 60000, r->efd);
         uint64_t v;
         if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
             break;
-        struct hcheck_result *res;
-        size_t n;
-        hcheck_results(r->engine, &res, &n);
-        pthread_mutex_lock(&r->lock);
-        hcheck_results_free(r->results, r->n_results);
-        r->results = res;
-        r->n_results = n;
-        pthread_mutex_unlock(&r->lock);
+        runner_publish(r);
         if (changed && r->changed)
             r->changed(r->data);
     }

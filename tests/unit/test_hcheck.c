@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -255,6 +256,61 @@ static void rise_and_fall_count_probes_in_a_row(void **state)
     hc_spec_clear(&sp);
 }
 
+static atomic_int changes;
+static void on_change(void *data)
+{
+    (void)data;
+    atomic_fetch_add(&changes, 1);
+}
+
+static void runner_reports_changes_per_vm_and_stops(void **state)
+{
+    (void)state;
+    struct srv s;
+    srv_start(&s, false, NULL, false);
+    char json[256];
+    snprintf(json, sizeof(json), "{\"id\":\"0b5b7d3e-2f55-4c7a-9a43-"
+             "2b1b1b6f0c21\",\"type\":\"tcp\",\"port\":%d,\"interval_s\":1,"
+             "\"fall\":1}", s.port);
+    struct hc_spec sp = spec_of(json);
+    struct hcheck_target t = { .vm_id = "0b5b7d3e-2f55-4c7a-9a43-"
+                                        "2b1b1b6f0c22",
+                               .address = "127.0.0.1", .spec = &sp };
+    struct hcheck_runner *r = hcheck_runner_start(on_change, NULL);
+    assert_non_null(r);
+    hcheck_runner_sync(r, &t, 1);
+    hc_spec_clear(&sp); /* copied */
+    int64_t t0 = mono_ms();
+    while (atomic_load(&changes) == 0 && mono_ms() - t0 < 3000)
+        usleep(20 * 1000);
+    assert_int_equal(atomic_load(&changes), 1);
+    struct hcheck_result *res;
+    size_t n;
+    hcheck_runner_results(r, t.vm_id, &res, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(res[0].h.state, HC_HEALTHY);
+    assert_string_equal(res[0].h.output, "connected");
+    hcheck_results_free(res, n);
+    hcheck_runner_results(r, "0b5b7d3e-2f55-4c7a-9a43-2b1b1b6f0c99", &res,
+                          &n);
+    assert_int_equal(n, 0);
+    hcheck_results_free(res, n);
+    /* An empty set: nothing left to report. */
+    hcheck_runner_sync(r, NULL, 0);
+    t0 = mono_ms();
+    do {
+        usleep(20 * 1000);
+        hcheck_runner_results(r, t.vm_id, &res, &n);
+        hcheck_results_free(res, n);
+    } while (n && mono_ms() - t0 < 2000);
+    assert_int_equal(n, 0);
+    /* Stops at once, though it idles for a minute. */
+    t0 = mono_ms();
+    hcheck_runner_stop(r);
+    assert_true(mono_ms() - t0 < 500);
+    srv_stop(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,6 +319,7 @@ int main(void)
         cmocka_unit_test(http_times_out_on_a_silent_server),
         cmocka_unit_test(udp_wants_an_answer_that_starts_right),
         cmocka_unit_test(rise_and_fall_count_probes_in_a_row),
+        cmocka_unit_test(runner_reports_changes_per_vm_and_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
