@@ -217,20 +217,28 @@ static int64_t wait_state(struct hcheck *h, enum hc_state want, int64_t ms)
     return -1;
 }
 
+#define CHECK_ID "0b5b7d3e-2f55-4c7a-9a43-2b1b1b6f0c11"
+#define VM_ID "0b5b7d3e-2f55-4c7a-9a43-2b1b1b6f0c12"
+
+/* A tcp check CHECK_ID of 127.0.0.1:port every second, rise and fall as
+ * given, for VM_ID. */
+static struct hc_spec tcp_check(int port, int rise, int fall)
+{
+    char json[256];
+    snprintf(json, sizeof(json), "{\"id\":\"" CHECK_ID "\",\"type\":\"tcp\","
+             "\"port\":%d,\"interval_s\":1,\"rise\":%d,\"fall\":%d}", port,
+             rise, fall);
+    return spec_of(json);
+}
+
 static void rise_and_fall_count_probes_in_a_row(void **state)
 {
     (void)state;
     struct srv s;
     srv_start(&s, false, NULL, false);
-    char json[256];
-    snprintf(json, sizeof(json), "{\"id\":\"0b5b7d3e-2f55-4c7a-9a43-"
-             "2b1b1b6f0c11\",\"type\":\"tcp\",\"port\":%d,\"interval_s\":1,"
-             "\"timeout_s\":1,\"rise\":2,\"fall\":2}", s.port);
-    struct hc_spec sp = spec_of(json);
-    struct hcheck_target t = { .vm_id = "0b5b7d3e-2f55-4c7a-9a43-"
-                                        "2b1b1b6f0c12",
-                               .address = "127.0.0.1", .gen = 1,
-                               .spec = &sp };
+    struct hc_spec sp = tcp_check(s.port, 2, 2);
+    struct hcheck_target t = { .vm_id = VM_ID, .address = "127.0.0.1",
+                               .gen = 1, .spec = &sp };
     struct hcheck *h = hcheck_new();
     hcheck_set(h, &t, 1);
     /* Two passes one interval apart. */
@@ -268,14 +276,9 @@ static void runner_reports_changes_per_vm_and_stops(void **state)
     (void)state;
     struct srv s;
     srv_start(&s, false, NULL, false);
-    char json[256];
-    snprintf(json, sizeof(json), "{\"id\":\"0b5b7d3e-2f55-4c7a-9a43-"
-             "2b1b1b6f0c21\",\"type\":\"tcp\",\"port\":%d,\"interval_s\":1,"
-             "\"fall\":1}", s.port);
-    struct hc_spec sp = spec_of(json);
-    struct hcheck_target t = { .vm_id = "0b5b7d3e-2f55-4c7a-9a43-"
-                                        "2b1b1b6f0c22",
-                               .address = "127.0.0.1", .spec = &sp };
+    struct hc_spec sp = tcp_check(s.port, 1, 1);
+    struct hcheck_target t = { .vm_id = VM_ID, .address = "127.0.0.1",
+                               .spec = &sp };
     struct hcheck_runner *r = hcheck_runner_start(on_change, NULL);
     assert_non_null(r);
     hcheck_runner_sync(r, &t, 1);
