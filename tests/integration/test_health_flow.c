@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -83,6 +84,24 @@ static void service_stop(void)
     pthread_join(srv_thread, NULL);
     close(srv_fd);
     srv_fd = -1;
+}
+
+/* A game server's status port: vm_addr:27015/udp answers "pong " and
+ * what it got. */
+static void *udp_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (;;) {
+        char b[600];
+        struct sockaddr_in from;
+        socklen_t fl = sizeof(from);
+        ssize_t n = recvfrom(fd, b + 5, sizeof(b) - 5, 0,
+                             (struct sockaddr *)&from, &fl);
+        if (n <= 0)
+            return NULL;
+        memcpy(b, "pong ", 5);
+        sendto(fd, b, (size_t)n + 5, 0, (struct sockaddr *)&from, fl);
+    }
 }
 
 /* ---- the API ---- */
@@ -387,6 +406,21 @@ static void fogctl_adds_lists_and_shows_checks(void **state)
                                          NULL);
     assert_int_equal(st, 0);
     assert_non_null(strstr(out, "health check"));
+    /* A published game port with its status query checked: text in,
+     * the answer's first bytes expected. */
+    int ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in ua = { .sin_family = AF_INET,
+                              .sin_port = htons(27015) };
+    assert_int_equal(inet_pton(AF_INET, vm_addr, &ua.sin_addr), 1);
+    assert_int_equal(bind(ufd, (struct sockaddr *)&ua, sizeof(ua)), 0);
+    pthread_t ut;
+    assert_int_equal(pthread_create(&ut, NULL, udp_main,
+                                    (void *)(intptr_t)ufd), 0);
+    _cleanup_free_ char *pub = tu_fogctl(
+        &ctl, tenant_key, &st, "port-add", "web", "27015/udp", "--health",
+        "27015:udp,send=status,expect=pong st,interval=1,fall=1", NULL);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(pub, "health check"));
     _cleanup_free_ char *list = tu_fogctl(&ctl, tenant_key, &st,
                                           "health-list", "web", NULL);
     assert_int_equal(st, 0);
@@ -398,13 +432,31 @@ static void fogctl_adds_lists_and_shows_checks(void **state)
     while (mono_ms() - t0 < 8000) {
         free(info);
         info = tu_fogctl(&ctl, tenant_key, &st, "dominfo", "web", NULL);
-        if (info && strstr(info, "8080/tcp healthy (connected)"))
+        if (info && strstr(info, "8080/tcp healthy (connected)") &&
+            strstr(info, "27015/udp healthy"))
             break;
         usleep(200 * 1000);
     }
     assert_non_null(info);
     assert_non_null(strstr(info, "8080/http healthy (HTTP 200)"));
     assert_non_null(strstr(info, "8080/tcp healthy (connected)"));
+    assert_non_null(strstr(info, "27015/udp healthy (answer of 11 bytes)"));
+    free(info);
+    /* The game server stops answering: its check falls. */
+    shutdown(ufd, SHUT_RDWR);
+    pthread_join(ut, NULL);
+    close(ufd);
+    t0 = mono_ms();
+    info = NULL;
+    while (mono_ms() - t0 < 8000) {
+        free(info);
+        info = tu_fogctl(&ctl, tenant_key, &st, "dominfo", "web", NULL);
+        if (info && strstr(info, "27015/udp unhealthy"))
+            break;
+        usleep(200 * 1000);
+    }
+    assert_non_null(info);
+    assert_non_null(strstr(info, "27015/udp unhealthy (port unreachable)"));
     free(info);
     /* Bad syntax: a one-line message and exit status 2, nothing sent. */
     tu_run_with_stderr = true;
