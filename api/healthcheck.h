@@ -38,6 +38,9 @@ enum hc_state { HC_UNKNOWN, HC_HEALTHY, HC_UNHEALTHY, HC_STATE_MAX };
 #define HC_RESTART_AFTER_DEFAULT 3
 #define HC_RESTART_AFTER_MAX 100
 #define HC_RESTART_BACKOFF_MAX_S 3600
+/* Restarts in a row after which the action gives up until the check is
+ * healthy again (about 7 hours of trying at the longest waits). */
+#define HC_RESTARTS_MAX 10
 /* The last probe's output (its reason) as the node reports it. */
 #define HC_OUTPUT_MAX 200
 

@@ -249,6 +249,10 @@ int vmhealth_tick(struct app *a, int64_t now)
             continue;
         int64_t grace = hc_restart_grace_s(&s);
         int64_t restarts = json_int(row, "restarts", 0);
+        if (restarts >= HC_RESTARTS_MAX) {
+            hc_spec_clear(&s);
+            continue; /* given up until healthy */
+        }
         int64_t wait = hc_restart_backoff_s(&s, restarts);
         int64_t next = hc_restart_backoff_s(&s, restarts + 1);
         hc_spec_clear(&s);
@@ -267,10 +271,14 @@ int vmhealth_tick(struct app *a, int64_t now)
         restarted++;
         _cleanup_free_ char *d = xasprintf(
             "check %s (%lld/%s) unhealthy for %lld s: restart %lld in a row; "
-            "the next not before %lld s", json_str(row, "id"),
+            "%s %lld s", json_str(row, "id"),
             (long long)json_int(row, "port", 0), json_str(row, "type"),
             (long long)(now - json_int(row, "since", now)),
-            (long long)restarts + 1, (long long)next);
+            (long long)restarts + 1,
+            restarts + 1 >= HC_RESTARTS_MAX ? "the last until it is healthy "
+                                              "again; it was waiting"
+                                            : "the next not before",
+            (long long)(restarts + 1 >= HC_RESTARTS_MAX ? wait : next));
         app_event(a, json_str(row, "account_id"), "health",
                   "vm.health-restart", vm_id, 200, d);
         log_info("VM %s restarted: %s", vm_id, d);

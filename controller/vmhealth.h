@@ -35,5 +35,6 @@ void vmhealth_record(struct app *a, const char *node_id,
 /* Restart VMs whose check with action restart has been unhealthy for its
  * grace, at most once per back-off (hc_restart_backoff_s): through the
  * desired state, as a tenant's reboot, with an event
- * `vm.health-restart`. The number restarted. */
+ * `vm.health-restart`; after HC_RESTARTS_MAX in a row no more until the
+ * check is healthy again. The number restarted. */
 int vmhealth_tick(struct app *a, int64_t now);

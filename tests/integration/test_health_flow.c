@@ -302,6 +302,13 @@ static void the_restart_action_restarts_once_per_backoff(void **state)
     /* The VM's desire never changed: it is restarted, not stopped. */
     json_auto_t *vm = vm_get();
     assert_string_equal(json_str(vm, "desired_state"), "running");
+    /* After HC_RESTARTS_MAX in a row the action gives up (until the check
+     * is healthy again), whatever the waits. */
+    tu_sql(&ctl, "UPDATE health_checks SET restarts = %d, restarted_at = 0 "
+           "WHERE id = '%s'", HC_RESTARTS_MAX, check_id);
+    int64_t gen = reboot_gen();
+    sleep(5); /* over two graces and the longest wait seen above */
+    assert_int_equal(reboot_gen(), gen);
 }
 
 static void recovery_flips_back_and_restarts_stop(void **state)
