@@ -23,6 +23,9 @@ enum phase { PH_IDLE, PH_CONNECT, PH_SEND, PH_READ };
 
 /* What an HTTP check reads at most: the status line is all it needs. */
 #define HTTP_READ_MAX 512
+/* Probes under way at once (each holds a socket): the rest wait for the
+ * next step, so a node with many checks never runs out of descriptors. */
+#define HCHECK_INFLIGHT_MAX 256
 
 struct entry {
     char vm_id[37];
@@ -340,16 +343,28 @@ bool hcheck_step(struct hcheck *h, int max_wait_ms, int wake_fd)
 {
     bool changed = false;
     int64_t now = mono_ms();
+    size_t inflight = 0;
     for (size_t i = 0; i < h->n; i++)
-        if (h->v[i].phase == PH_IDLE && now >= h->v[i].next_at)
-            probe_start(&h->v[i], now, &changed);
+        inflight += h->v[i].phase != PH_IDLE;
+    bool waiting = false; /* due, but over the cap */
+    for (size_t i = 0; i < h->n; i++) {
+        if (h->v[i].phase != PH_IDLE || now < h->v[i].next_at)
+            continue;
+        if (inflight >= HCHECK_INFLIGHT_MAX) {
+            waiting = true;
+            continue;
+        }
+        probe_start(&h->v[i], now, &changed);
+        inflight += h->v[i].phase != PH_IDLE;
+    }
     /* Wait no longer than the nearest deadline or next probe. */
     int64_t until = now + max_wait_ms;
     size_t busy = 0;
     for (size_t i = 0; i < h->n; i++) {
         const struct entry *e = &h->v[i];
         int64_t t = e->phase == PH_IDLE ? e->next_at : e->deadline;
-        if (t < until)
+        /* One over the cap waits for a socket to end, not its time. */
+        if (t < until && !(waiting && e->phase == PH_IDLE && t <= now))
             until = t;
         busy += e->phase != PH_IDLE;
     }
