@@ -392,6 +392,35 @@ static void vm_gpu_clear(struct am_vm_gpu *g)
 
 static void vm_restore_read(struct rd *r, struct am_vm *v);
 
+/* AGENT_VM_HEALTH_CHECKS of a desired VM: each with the controller's id. */
+static void checks_read(struct rd *r, struct am_vm *v)
+{
+    size_t n;
+    const json_t *a = get_arr(r, AGENT_VM_HEALTH_CHECKS, false,
+                              HC_PER_VM_MAX, &n);
+    if (n && !r->failed)
+        v->checks = xcalloc(n, sizeof(*v->checks));
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_VM_HEALTH_CHECKS, json_array_get(a, i), (ssize_t)i,
+                &s, &path)) {
+            struct jerr je = { 0 };
+            struct hc_spec c;
+            if (hc_spec_from_json(s.obj, false, &c, &je) < 0) {
+                fail(&s, je.field, "%s", je.detail);
+                jerr_clear(&je);
+            } else if (!*c.id) {
+                hc_spec_clear(&c);
+                fail(&s, "id", "is required");
+            } else {
+                v->checks[v->n_checks++] = c;
+            }
+        }
+        sub_end(r, &s, path);
+    }
+}
+
 static void vm_read(struct rd *r, struct am_vm *v)
 {
     static const char *const power[] = { "running", "stopped", NULL };
@@ -469,6 +498,7 @@ static void vm_read(struct rd *r, struct am_vm *v)
     }
     backups_read(r, v);
     vm_restore_read(r, v);
+    checks_read(r, v);
 }
 
 /* AGENT_VM_RESTORE of a desired VM entry (its key is read with the
@@ -520,6 +550,9 @@ static void vm_clear(struct am_vm *v)
     free(v->gpus);
     strs_free(v->backups, v->n_backups);
     free(v->backup_key);
+    for (size_t i = 0; i < v->n_checks; i++)
+        hc_spec_clear(&v->checks[i]);
+    free(v->checks);
 }
 
 static void network_read(struct rd *r, struct am_network *w)
@@ -982,6 +1015,12 @@ static json_t *vm_encode(const struct am_vm *v)
         }
         put(o, AGENT_VM_GPUS, gpus);
     }
+    if (v->n_checks) {
+        json_t *c = json_array();
+        for (size_t i = 0; i < v->n_checks; i++)
+            json_array_append_new(c, hc_spec_to_json(&v->checks[i]));
+        put(o, AGENT_VM_HEALTH_CHECKS, c);
+    }
     return o;
 }
 
@@ -1322,6 +1361,44 @@ static json_t *ifaces_encode(const struct am_iface *v, size_t n)
     return a;
 }
 
+/* AGENT_VM_HEALTH of a VM's status entry: [{id, state, output?}]. */
+static void health_read(struct rd *r, struct am_vm_status *v)
+{
+    size_t n;
+    const json_t *a = get_arr(r, AGENT_VM_HEALTH, false, HC_PER_VM_MAX, &n);
+    v->has_health = a != NULL && !r->failed;
+    if (n && !r->failed)
+        v->health = xcalloc(n, sizeof(*v->health));
+    for (size_t i = 0; i < n && !r->failed; i++) {
+        static const char *const known[] = { "id", "state", "output", NULL };
+        struct rd s;
+        char *path;
+        if (sub(r, AGENT_VM_HEALTH, json_array_get(a, i), (ssize_t)i, &s,
+                &path)) {
+            strict(&s, known);
+            _cleanup_free_ char *id = get_str(&s, "id", true, 36);
+            _cleanup_free_ char *st = get_str(&s, "state", true, 16);
+            char *out = get_str(&s, "output", false, HC_OUTPUT_MAX);
+            struct am_health *h = &v->health[v->n_health];
+            if (id && !uuid_is_valid(id))
+                fail(&s, "id", "must be a UUID");
+            else if (st && hc_state_from_name(st, &h->state) < 0)
+                fail(&s, "state", "must be unknown, healthy or unhealthy");
+            for (const char *c = out; c && *c && !s.failed; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    fail(&s, "output", "must be printable text");
+            if (s.failed || !id || !st) {
+                free(out);
+            } else {
+                memcpy(h->id, id, 37);
+                h->output = out;
+                v->n_health++;
+            }
+        }
+        sub_end(r, &s, path);
+    }
+}
+
 static void vm_status_read(struct rd *r, struct am_vm_status *v)
 {
     static const char *const known[] = { "id", "state", "reason",
@@ -1330,7 +1407,8 @@ static void vm_status_read(struct rd *r, struct am_vm_status *v)
                                          AGENT_VM_SNAPSHOTS,
                                          AGENT_VM_REVERT_GEN,
                                          AGENT_VM_DOMAIN_XML,
-                                         AGENT_VM_INTERFACES, NULL };
+                                         AGENT_VM_INTERFACES,
+                                         AGENT_VM_HEALTH, NULL };
     strict(r, known);
     v->id = get_str(r, "id", true, 36);
     if (v->id && !uuid_is_valid(v->id))
@@ -1366,10 +1444,14 @@ static void vm_status_read(struct rd *r, struct am_vm_status *v)
     if (v->domain_xml && !*v->domain_xml)
         fail(r, AGENT_VM_DOMAIN_XML, "must not be empty");
     ifaces_read(r, v);
+    health_read(r, v);
 }
 
 static void vm_status_clear(struct am_vm_status *v)
 {
+    for (size_t i = 0; i < v->n_health; i++)
+        free(v->health[i].output);
+    free(v->health);
     free(v->id);
     free(v->state);
     free(v->reason);
@@ -1627,6 +1709,17 @@ json_t *am_status_encode(const struct am_status *s)
             put_str(x, AGENT_VM_DOMAIN_XML, v->domain_xml);
             put(x, AGENT_VM_INTERFACES, ifaces_encode(v->ifaces,
                                                       v->n_ifaces));
+        }
+        if (v->has_health) {
+            json_t *h = json_array();
+            for (size_t k = 0; k < v->n_health; k++) {
+                json_t *e = json_pack("{s:s, s:s}", "id", v->health[k].id,
+                                      "state",
+                                      hc_state_name(v->health[k].state));
+                put_str(e, "output", v->health[k].output);
+                json_array_append_new(h, e);
+            }
+            put(x, AGENT_VM_HEALTH, h);
         }
         json_array_append_new(vms, x);
     }

@@ -7,6 +7,7 @@
 
 #include "api/agentproto.h"
 #include "common/benchwork.h"
+#include "api/healthcheck.h"
 #include "common/jsonutil.h"
 
 #include <stdbool.h>
@@ -94,6 +95,8 @@ struct am_vm {
     char *backup_key;
     bool has_restore;       /* AGENT_VM_RESTORE given */
     struct am_restore restore;
+    struct hc_spec *checks; /* AGENT_VM_HEALTH_CHECKS; each with its id */
+    size_t n_checks;
 };
 
 struct am_remote_mac {
@@ -209,6 +212,13 @@ struct am_iface {
     char *mac;
 };
 
+/* One health check's state as the node sees it (AGENT_VM_HEALTH). */
+struct am_health {
+    char id[37];
+    enum hc_state state;
+    char *output;           /* may be NULL */
+};
+
 struct am_vm_status {
     char *id;
     char *state;            /* one of am_vm_states */
@@ -229,6 +239,10 @@ struct am_vm_status {
     char *domain_xml;
     struct am_iface *ifaces;
     size_t n_ifaces;
+    /* AGENT_VM_HEALTH; has_health false: not reported (not running). */
+    bool has_health;
+    struct am_health *health;
+    size_t n_health;
 };
 
 /* A usage sample: VM `vm` ran over [start, end) (unix seconds) by the

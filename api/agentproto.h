@@ -271,3 +271,14 @@
 #define AGENT_BENCH_ANSWER_MAX (512u << 10) /* 16 lanes of 257: ~270 KiB */
 #define AGENT_BENCH_TIMEOUT_MAX_S 3600
 #define AGENT_BENCH_PICKS 4
+/* Health checks (api/healthcheck.h, migration 033). A desired VM entry
+ * lists its checks under AGENT_VM_HEALTH_CHECKS (at most HC_PER_VM_MAX,
+ * each hc_spec_to_json with its id); the node probes the VM's first
+ * address from the host while the domain runs, applies rise and fall,
+ * and reports per VM under AGENT_VM_HEALTH [{id, state, output?}] (state
+ * healthy or unhealthy once a threshold is met, else unknown; output at
+ * most HC_OUTPUT_MAX bytes: what the last probe saw). The controller
+ * keeps the state and its time, records an event on each change and
+ * takes the restart action. */
+#define AGENT_VM_HEALTH_CHECKS "health_checks"
+#define AGENT_VM_HEALTH "health"

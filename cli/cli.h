@@ -52,6 +52,7 @@ extern const struct cli_verb cli_market_verbs[];
 extern const struct cli_verb cli_snapshot_verbs[];
 extern const struct cli_verb cli_backup_verbs[];
 extern const struct cli_verb cli_restore_verbs[];
+extern const struct cli_verb cli_health_verbs[];
 
 /* Find a verb by name across the groups; NULL when unknown. */
 const struct cli_verb *cli_verb_find(const char *name);
@@ -116,3 +117,14 @@ void cli_print_table(const json_t *items, const char *columns);
 void cli_print_fields(const json_t *obj, const char *fields);
 /* Text of a JSON scalar for humans; caller frees ("-" for null). */
 char *cli_text(const json_t *v);
+
+/* Health checks (cli/health.c). The --health flags of verb v read into
+ * the API's bodies: 0 and *ret an array (NULL when none given; caller
+ * owns), or CLI_USAGE after saying why. */
+int cli_health_flags(const struct cli_verb *v, struct cli_args *a,
+                     json_t **ret);
+/* Add each check of `checks` to VM vm (POST, one by one). CLI_OK or
+ * CLI_FAIL after saying why. */
+int cli_health_add_all(struct cli *c, const char *vm, const json_t *checks);
+/* One check as dominfo prints it (caller frees). */
+char *cli_health_line(const json_t *c);

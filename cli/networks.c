@@ -75,6 +75,10 @@ static int port_add(struct cli *c, struct cli_args *a)
                                   (json_int_t)vm);
     if (host)
         json_object_set_new(body, "host_port", json_integer(host));
+    json_auto_t *checks = NULL;
+    int r = cli_health_flags(cli_verb_find("port-add"), a, &checks);
+    if (r)
+        return r;
     _cleanup_free_ char *p = ports_path(a->pos[0]);
     json_auto_t *port = NULL;
     if (cli_call(c, "POST", p, body, &port) != 0)
@@ -87,7 +91,7 @@ static int port_add(struct cli *c, struct cli_args *a)
     else
         printf("%lld/%s published on host port %lld\n", (long long)vm, proto,
                (long long)json_integer_value(json_object_get(port, "host_port")));
-    return CLI_OK;
+    return checks ? cli_health_add_all(c, a->pos[0], checks) : CLI_OK;
 }
 
 static int port_list(struct cli *c, struct cli_args *a)
@@ -144,8 +148,10 @@ const struct cli_verb cli_network_verbs[] = {
     { "net-info", net_info, 1, 1, "", "NAME", "show a network" },
     { "net-delete", net_delete, 1, 1, "", "NAME",
       "delete a network (refused while in use)" },
-    { "port-add", port_add, 2, 2, "", "VM [HOST:]PORT[/tcp|udp]",
-      "publish a VM's port on its node's public address" },
+    { "port-add", port_add, 2, 2, "health=*",
+      "VM [HOST:]PORT[/tcp|udp] [--health PORT:TYPE[:PATH][,KEY=VALUE]...]...",
+      "publish a VM's port on its node's public address (--health: check "
+      "it too, see health-add)" },
     { "port-list", port_list, 1, 1, "", "VM", "list a VM's published ports" },
     { "port-remove", port_remove, 2, 2, "", "VM [HOST:]PORT[/tcp|udp]",
       "unpublish a port" },

@@ -18,13 +18,14 @@
 #define CREATE_FLAGS                                                           \
     "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"     \
     "allow-tcg,stopped,wait,timeout=,shutdown-timeout=,max-price=,region=,"    \
-    "label=*,anti-affinity=,min-reputation=,dry-run,gpu=,restart-policy="
+    "label=*,anti-affinity=,min-reputation=,dry-run,gpu=,restart-policy=,"     \
+    "health=*"
 
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
     "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
     "image,allow_tcg,node_name,node_id,addresses,ports,gpu,gpus,price,"         \
-    "autostart,created_at"
+    "autostart,health,created_at"
 
 static char *vm_path(const char *ref, const char *suffix)
 {
@@ -326,6 +327,11 @@ static int vm_create(struct cli *c, struct cli_args *a)
     }
     if (json_array_size(ports) == 0)
         json_object_del(body, "ports");
+    json_t *checks = NULL;
+    if ((r = cli_health_flags(v, a, &checks)))
+        return r;
+    if (checks)
+        json_object_set_new(body, "health_checks", checks);
     if ((r = market_flags(v, a, body)))
         return r;
     json_auto_t *vm = NULL;
@@ -385,6 +391,16 @@ static int vm_dominfo(struct cli *c, struct cli_args *a)
                 "%s (%s)", json_string_value(json_object_get(g, "address")),
                 json_string_value(json_object_get(g, "model"))));
         json_object_set_new(vm, "gpus", list);
+    }
+    if (!c->json) {
+        json_t *list = json_array();
+        size_t i;
+        json_t *h;
+        json_array_foreach(json_object_get(vm, "health_checks"), i, h) {
+            _cleanup_free_ char *line = cli_health_line(h);
+            json_array_append_new(list, json_string(line));
+        }
+        json_object_set_new(vm, "health", list);
     }
     print_vm(c, vm);
     return CLI_OK;
@@ -855,13 +871,16 @@ const struct cli_verb cli_vm_verbs[] = {
       "[--user-data FILE] [--allow-tcg] [--stopped] [--wait [--timeout S]] "
       "[--shutdown-timeout S] [--max-price P] [--region R] [--label K=V]... "
       "[--anti-affinity GROUP] [--min-reputation 0-100] [--gpu MODEL[:COUNT]] "
-      "[--restart-policy none|on-host-failure] [--dry-run]",
+      "[--restart-policy none|on-host-failure] "
+      "[--health PORT:TYPE[:PATH][,KEY=VALUE]...]... [--dry-run]",
       "create a VM (and start it unless --stopped); a shutdown is forced "
       "after --shutdown-timeout seconds (default 60); --max-price caps the "
       "whole VM's price per hour, --dry-run prints the offer it would take "
-      "and its price per hour without creating", "define + start" },
+      "and its price per hour without creating; --health checks a "
+      "service from the VM's node (see health-add)", "define + start" },
     { "dominfo", vm_dominfo, 1, 1, "", "NAME",
-      "show a VM: state and reason, size, node, addresses, ports",
+      "show a VM: state and reason, size, node, addresses, ports, health "
+      "checks",
       "dominfo" },
     { "domstate", vm_domstate, 1, 1, "", "NAME", "print a VM's state",
       "domstate" },

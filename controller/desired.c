@@ -9,6 +9,7 @@
 #include "controller/benchmark.h"
 #include "controller/console.h"
 #include "controller/guard.h"
+#include "controller/vmhealth.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -298,7 +299,8 @@ static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
     if ((e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
         (e = vm_snapshots(a, row, vm)) < 0 ||
         (e = vm_backups(a, row, vm)) < 0 ||
-        (e = vm_gpus(a, vm)) < 0)
+        (e = vm_gpus(a, vm)) < 0 ||
+        (e = vmhealth_desired(a->store, vm)) < 0)
         return e;
     return vm_nics(a, vm);
 }

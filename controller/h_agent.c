@@ -15,6 +15,7 @@
 #include "controller/restore.h"
 #include "controller/netalloc.h"
 #include "controller/reputation.h"
+#include "controller/vmhealth.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -708,6 +709,7 @@ HANDLER(h_agent_status)
          * are read. A post without it keeps what was stored. */
         if (v->domain_xml)
             domain_record(a, v);
+        vmhealth_record(a, node_id, v, now);
     }
     size_t bad = 0;
     /* Billing reads the (decoded) VM list and the samples, naming each

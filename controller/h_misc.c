@@ -260,6 +260,13 @@ HANDLER(h_metrics)
              "NULL GROUP BY state");
     gauge_by(a, &out, "fog_nodes", "Nodes by state.", "state", node_states,
              nodes_sql);
+    static const char *const check_states[] = { "unknown", "healthy",
+                                                "unhealthy", NULL };
+    gauge_by(a, &out, "fog_health_checks", "VM health checks by the state "
+             "their nodes report.", "state", check_states,
+             "SELECT h.state AS k, COUNT(*) AS n FROM health_checks h JOIN "
+             "vms v ON v.id = h.vm_id WHERE v.deleted_at IS NULL GROUP BY "
+             "h.state");
     buf_printf(&out, "# HELP fog_agent_longpolls Parked agent long polls.\n"
                      "# TYPE fog_agent_longpolls gauge\nfog_agent_longpolls %zu\n",
                http_server_parked(a->http));

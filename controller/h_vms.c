@@ -16,6 +16,7 @@
 #include "controller/quota.h"
 #include "controller/restore.h"
 #include "controller/scheduler.h"
+#include "controller/vmhealth.h"
 
 #include <errno.h>
 
@@ -216,6 +217,30 @@ static int vm_attach_networks(struct app *a, struct http_request *r,
     return 0;
 }
 
+/* The health checks of a create's body (answered on failure). */
+static int vm_add_checks(struct app *a, struct http_request *r,
+                         const char *vm_id, json_t *checks)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(checks, i, c) {
+        struct jerr je = { 0 };
+        char id[37];
+        int e = vmhealth_add(a->store, vm_id, c, id, &je);
+        if (e == -EINVAL) {
+            _cleanup_free_ char *where = xasprintf("health_checks[%zu]: ", i);
+            reply_health_invalid(r, where, &je);
+        } else if (e == -E2BIG) {
+            reply_health_full(r);
+        } else if (e < 0) {
+            reply_store_error(r, e, "health check");
+        }
+        if (e < 0)
+            return e;
+    }
+    return 0;
+}
+
 static int vm_add_ports(struct app *a, struct http_request *r,
                         const char *vm_id, json_t *ports)
 {
@@ -398,6 +423,7 @@ void vm_create_fields(const struct app *a,
         { "dry_run", JF_BOOL, false, 0, 0, NULL },
         { "gpu", JF_STRING, false, 1, 80, NULL },
         { "restart_policy", JF_ENUM, false, 0, 0, restore_policies },
+        { "health_checks", JF_ARRAY, false, 0, HC_PER_VM_MAX, NULL },
     };
     memcpy(ret, fields, sizeof(fields));
 }
@@ -592,7 +618,8 @@ HANDLER(h_vm_create)
     }
     if (vm_attach_networks(a, r, id, c->account_id,
                            json_object_get(b, "networks"), addrs) < 0 ||
-        vm_add_ports(a, r, id, spec.ports) < 0) {
+        vm_add_ports(a, r, id, spec.ports) < 0 ||
+        vm_add_checks(a, r, id, json_object_get(b, "health_checks")) < 0) {
         store_tx_rollback(a->store);
         return;
     }
@@ -627,6 +654,7 @@ void vm_release(struct app *a, const char *vm_id)
     netalloc_release(a->store, vm_id);
     store_exec(a->store, "DELETE FROM vm_nics WHERE vm_id = $1", "s", vm_id);
     gpus_release(a->store, vm_id);
+    vmhealth_drop_vm(a->store, vm_id);
 }
 
 void vm_networks_changed(struct app *a, const char *vm_id)
@@ -680,6 +708,9 @@ HANDLER(h_vm_get)
                                                              : json_array());
     if (list && !json_is_array(list))
         json_decref(list);
+    /* Its health checks, with the states its node reported. */
+    json_t *checks = vmhealth_list(a->store, json_str(row, "id"));
+    json_object_set_new(o, "health_checks", checks ? checks : json_array());
     http_reply_json(r, 200, o);
 }
 

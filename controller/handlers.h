@@ -101,6 +101,17 @@ HANDLER(h_port_list);
 HANDLER(h_port_add);
 HANDLER(h_port_remove);
 
+HANDLER(h_health_list);
+HANDLER(h_health_add);
+HANDLER(h_health_get);
+HANDLER(h_health_remove);
+/* Answers for health checks a create or POST refused (h_health.c):
+ * 400 naming `where` ("health_checks[2]: ", or "" for a body) and 409
+ * for a VM with HC_PER_VM_MAX. reply_health_invalid clears je. */
+void reply_health_invalid(struct http_request *r, const char *where,
+                          struct jerr *je);
+void reply_health_full(struct http_request *r);
+
 HANDLER(h_agent_register);
 HANDLER(h_agent_desired);
 HANDLER(h_agent_status);
@@ -149,7 +160,7 @@ extern const struct jfield port_fields[3];
 int agent_status_decode(const json_t *body, struct am_status *ret,
                         struct jerr *err);
 /* The members of a POST /v1/vms body, sized by this controller's limits. */
-#define VM_CREATE_NFIELDS 20
+#define VM_CREATE_NFIELDS 21
 void vm_create_fields(const struct app *a, struct jfield ret[VM_CREATE_NFIELDS]);
 /* Create an API key for an account (also `fog-controller init`'s first
  * admin key); the secret is in ret_key->token. 0 or -errno. */

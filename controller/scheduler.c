@@ -22,6 +22,7 @@
 #include "controller/placement.h"
 #include "controller/availwin.h"
 #include "controller/benchmark.h"
+#include "controller/vmhealth.h"
 #include "controller/reputation.h"
 #include "controller/restore.h"
 
@@ -1079,6 +1080,7 @@ static void *reconciler(void *arg)
                 health_check(a);
                 outage_tick(a, judge_from - 3 * a->cfg.heartbeat_s);
                 evacuate_tick(a);
+                vmhealth_tick(a, now_s());
             }
             migrate_tick(a, now_s() >= judge_from);
             scheduler_run(a);

@@ -26,6 +26,7 @@
 #include "nodeagent/console.h"
 #include "nodeagent/disk.h"
 #include "nodeagent/gpu.h"
+#include "nodeagent/hcheck.h"
 #include "nodeagent/inventory.h"
 #include "nodeagent/meter.h"
 #include "nodeagent/metrics.h"
@@ -140,6 +141,8 @@ struct agent {
     struct natprobe *probe;    /* address probes; NULL: none */
     struct backupjob *backups; /* the backup worker */
     struct benchjob *bench;    /* the benchmark worker */
+    struct hcheck_runner *health; /* health checks; NULL: none run */
+    char *health_key;          /* the checks last handed to it */
 };
 
 static void wake(struct agent *a, bool event)
@@ -155,6 +158,94 @@ static void on_event(void *userdata, const char *vm_id, int event, int detail)
 {
     log_debug("vm %s: libvirt event %d/%d", vm_id, event, detail);
     wake(userdata, true);
+}
+
+/* A health check changed state: report it now. */
+static void on_health(void *userdata)
+{
+    wake(userdata, true);
+}
+
+/* Hand the checker the checks of every VM whose domain runs, at its first
+ * address (the node reaches its VMs' private addresses; nobody else
+ * can), when they differ from the last set. */
+static void health_sync(struct agent *a, const json_t *doc,
+                        struct virt_dom *doms, size_t n)
+{
+    if (!a->health)
+        return;
+    size_t max = 0, i;
+    json_t *vm;
+    json_array_foreach(json_object_get(doc, "vms"), i, vm)
+        max += json_array_size(json_object_get(vm, AGENT_VM_HEALTH_CHECKS));
+    struct hcheck_target *t = xcalloc(max + 1, sizeof(*t));
+    struct hc_spec *specs = xcalloc(max + 1, sizeof(*specs));
+    size_t nt = 0;
+    struct buf key = BUF_INIT;
+    json_array_foreach(json_object_get(doc, "vms"), i, vm) {
+        const char *id = json_str(vm, "id");
+        const char *addr = json_str(json_array_get(json_object_get(vm, "nics"),
+                                                   0), "address");
+        const struct virt_dom *d = uuid_is_valid(id) ?
+                                       virt_doms_find(doms, n, id) : NULL;
+        if (!d || d->state != VIRT_RUNNING || !addr ||
+            strlen(addr) >= sizeof(t->address))
+            continue;
+        size_t k;
+        json_t *c;
+        json_array_foreach(json_object_get(vm, AGENT_VM_HEALTH_CHECKS), k, c) {
+            struct jerr je = { 0 };
+            if (nt >= max || hc_spec_from_json(c, false, &specs[nt], &je) < 0 ||
+                !*specs[nt].id) {
+                jerr_clear(&je);
+                hc_spec_clear(&specs[nt]);
+                continue;
+            }
+            snprintf(t[nt].vm_id, sizeof(t[nt].vm_id), "%s", id);
+            snprintf(t[nt].address, sizeof(t[nt].address), "%s", addr);
+            t[nt].gen = json_int(vm, "reboot_gen", 0);
+            t[nt].spec = &specs[nt];
+            _cleanup_free_ char *cj = json_dumps_compact(c);
+            buf_printf(&key, "%s|%s|%lld|%s;", id, addr,
+                       (long long)t[nt].gen, cj);
+            nt++;
+        }
+    }
+    const char *k = key.data ? key.data : "";
+    if (!a->health_key || !streq(a->health_key, k)) {
+        hcheck_runner_sync(a->health, t, nt);
+        free(a->health_key);
+        a->health_key = xstrdup(k);
+    }
+    buf_free(&key);
+    for (size_t j = 0; j < nt; j++)
+        hc_spec_clear(&specs[j]);
+    free(specs);
+    free(t);
+}
+
+/* The states of VM o's checks, into its status entry and the signature
+ * (a change of state is worth a post; a new output alone is not). */
+static void health_status(struct agent *a, struct am_vm_status *o,
+                          struct buf *sig)
+{
+    if (!a->health || !streq(o->state, "running"))
+        return;
+    struct hcheck_result *res;
+    size_t n;
+    hcheck_runner_results(a->health, o->id, &res, &n);
+    if (n == 0) { /* no checks (yet): nothing to say */
+        free(res);
+        return;
+    }
+    o->has_health = true;
+    o->health = xcalloc(n + 1, sizeof(*o->health));
+    for (size_t i = 0; i < n; i++) {
+        o->health[o->n_health++] = res[i].h;
+        res[i].h.output = NULL; /* moved */
+        buf_printf(sig, "%s:%s;", res[i].h.id, hc_state_name(res[i].h.state));
+    }
+    hcheck_results_free(res, n);
 }
 
 /* Sleep up to ms unless asked to stop. */
@@ -410,6 +501,7 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         buf_printf(&sig, "%s=%s:%s:%d;", id, state, reason ? reason : "",
                    o->by_guest);
         snapshot_status(d, o, &sig);
+        health_status(a, o, &sig);
         json_object_set_new(by_state, state,
                             json_integer(json_int(by_state, state, 0) + 1));
     }
@@ -1005,6 +1097,9 @@ int agent_run(const struct agent_settings *s)
         .data_dir = s->data_dir, .controller = a.node.controller,
         .credential = a.node.credential, .ca_path = a.ca_path,
         .key_pin = a.node.key_pin });
+    a.health = hcheck_runner_start(on_health, &a);
+    if (!a.health)
+        log_warn("health checks will not run: cannot start their thread");
     struct api_client *c = api_client_new(a.node.controller,
                                           a.node.credential, a.ca_path);
     api_client_set_key_pin(c, a.node.key_pin);
@@ -1112,8 +1207,10 @@ int agent_run(const struct agent_settings *s)
             reconcile_plan_free(&plan);
             agent_metrics_reconcile(a.metrics, mono_ms() - pass_start);
             /* Backups run in their own thread; it only gets the list. */
-            if (listed)
+            if (listed) {
                 backupjob_sync(a.backups, accepted, doms, n);
+                health_sync(&a, accepted, doms, n);
+            }
         }
         if (doc) {
             /* Running time is metered from what libvirt shows. */
@@ -1182,6 +1279,8 @@ int agent_run(const struct agent_settings *s)
     }
     sd_notify(0, "STOPPING=1");
     benchjob_free(a.bench);
+    hcheck_runner_stop(a.health);
+    free(a.health_key);
     backupjob_free(a.backups);
     natprobe_stop(a.probe);
     conrelay_free(a.consoles);

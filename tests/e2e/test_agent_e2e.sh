@@ -5,8 +5,9 @@
 # power-off from inside a guest is reported stopped; kill -9 of the agent
 # leaves both domains running, and the restarted agent adopts them without
 # duplicates and applies what changed meanwhile; kill -9 of the controller
-# disturbs no VM and the agent resumes with it; undefine removes domain
-# and disk.
+# disturbs no VM and the agent resumes with it; a health check on vm1's
+# web server turns unhealthy (an event) once the guest's httpd is killed;
+# undefine removes domain and disk.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -51,6 +52,12 @@ write_files:
   - path: /www/index.html
     content: |
       page of vm one
+  - path: /www/cgi-bin/stophttpd
+    permissions: '0755'
+    content: |
+      #!/bin/sh
+      printf 'Content-Type: text/plain\r\n\r\nstopping\n'
+      (sleep 1; killall httpd) </dev/null >/dev/null 2>&1 &
 EOF
 cat >"$work/ud2" <<'EOF'
 #cloud-config
@@ -151,6 +158,25 @@ e2e_wait_vm_state vm1 running 30 || e2e_fail "vm1 did not start again"
 body=$(E2E_NETNS=$host e2e_wait_http "http://$ip1/" 60) || e2e_fail "vm1 does not serve after its start"
 [ "$body" = "page of vm one" ] || e2e_fail "vm1 answered '$body' after its start"
 [ "$(e2e_fog_domains "$uri" | wc -l)" = 2 ] || e2e_fail "a start made a duplicate domain"
+
+# A health check of vm1's web server, run by its node: healthy while
+# httpd answers, unhealthy within interval x fall once it is killed.
+e2e_fogctl health-add vm1 "80:http:/index.html,interval=1,timeout=1,fall=2" >/dev/null ||
+    e2e_fail "fogctl health-add vm1 failed"
+health_is() { e2e_vm_field vm1 health | grep -q "80/http $1"; }
+ok=0
+for _ in $(seq 50); do health_is healthy && { ok=1; break; }; sleep 0.2; done
+[ "$ok" = 1 ] || e2e_fail "vm1's check is not healthy: '$(e2e_vm_field vm1 health)'"
+reply=$(ip netns exec "$host" curl -sS --noproxy '*' -m 5 "http://$ip1/cgi-bin/stophttpd") ||
+    e2e_fail "vm1's stophttpd CGI did not answer"
+[ "$reply" = stopping ] || e2e_fail "vm1's stophttpd CGI answered '$reply'"
+kill_ns=$(date +%s%N)
+ok=0
+for _ in $(seq 50); do health_is unhealthy && { ok=1; break; }; sleep 0.2; done
+[ "$ok" = 1 ] || e2e_fail "vm1's check is not unhealthy after httpd was killed: '$(e2e_vm_field vm1 health)'"
+e2e_log "health check unhealthy $((($(date +%s%N) - kill_ns) / 1000000)) ms after the kill was asked (httpd dies 1 s later; interval 1 s, fall 2): $(e2e_vm_field vm1 health)"
+e2e_api GET "/v1/events?limit=200" | grep -q '"action": *"vm.health"' ||
+    e2e_fail "no vm.health event"
 
 # A power-off from inside vm2 is reported stopped, and it stays off.
 stop_ns=$(date +%s%N)
