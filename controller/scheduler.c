@@ -21,6 +21,7 @@
 #include "controller/outage.h"
 #include "controller/placement.h"
 #include "controller/availwin.h"
+#include "controller/bsched.h"
 #include "controller/reputation.h"
 #include "controller/restore.h"
 
@@ -1080,6 +1081,7 @@ static void *reconciler(void *arg)
                 evacuate_tick(a);
             }
             migrate_tick(a, now_s() >= judge_from);
+            bsched_tick(a);
             scheduler_run(a);
             if (now_s() >= judge_from && now_s() >= rep_at) {
                 reputation_tick(a);
