@@ -192,8 +192,9 @@ void app_tx_rollback(struct app *a);
  * deletes (or fails) its row has committed; at once outside one. A failed
  * removal leaves an orphan for the sweep (bsched.h), never a row without
  * its blob. Test seam: FOG_TEST_FAULT naming a file that holds
- * "bstore-remove" makes the removal fail (and "request-commit" makes a
- * request's commit fail as a lost store would). */
+ * "bstore-remove" makes the removal fail ("request-commit" makes a
+ * request's commit fail as a lost store would, "bstore-slow" makes each
+ * backup chunk's write take 3 s). */
 void app_backup_blob_drop(struct app *a, const char *id);
 /* Every node's desired state changed (mesh membership); as above. */
 void app_all_nodes_changed(struct app *a);

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 struct bstore_dir {
     struct bstore pub;
@@ -89,6 +90,9 @@ static int dir_append(struct bstore *s, const char *id, uint64_t offset,
     else if (e == 0 && s->max_size && (len > s->max_size ||
                                        have > s->max_size - len))
         e = -EFBIG;
+    /* Test seam: a disk that takes 3 s a write. */
+    if (e == 0 && fs_test_fault("FOG_TEST_FAULT", "bstore-slow"))
+        nanosleep(&(struct timespec){ 3, 0 }, NULL);
     if (e == 0 && len > 0) {
         _cleanup_close_ int fd = open(part, O_WRONLY | O_CLOEXEC |
                                       O_NOFOLLOW);

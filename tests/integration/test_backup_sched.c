@@ -18,6 +18,7 @@
 #include "common/timeutil.h"
 #include "tests/testutil.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@ static char *clock_file, *fault_file, *tmp;
 static char *vm_id, *host_cred;
 /* The clock as the controller sees it is the wall clock plus skew. */
 static int64_t skew;
+/* What the VM's node reports of it. */
+static const char *vm_state = "running";
 static const char *const serve_args[] = { "--heartbeat", "3600", NULL };
 
 static json_t *api(const char *key, const char *method, const char *path,
@@ -63,7 +66,7 @@ static void clock_to(int64_t at)
     set_skew(at - (int64_t)time(NULL));
     json_decref(api(a_cred, "POST", "/v1/agent/status", "{\"vms\":[]}", 200));
     _cleanup_free_ char *st = xasprintf("{\"vms\":[{\"id\":\"%s\",\"state\":"
-                                        "\"running\"}]}", vm_id);
+                                        "\"%s\"}]}", vm_id, vm_state);
     json_decref(api(host_cred, "POST", "/v1/agent/status", st, 200));
 }
 
@@ -245,12 +248,31 @@ static void due_schedule_starts_exactly_one_backup(void **state)
     int64_t retry = next_at();
     assert_true(retry > t + 3600 && retry <= t + 3600 + 65);
 
-    /* Once it is in, the retry starts the second. */
+    /* Once it is in, the retry starts the second, of the VM stopped. */
     complete(json_str(b1, "id"));
+    vm_state = "stopped";
     clock_to(retry);
     json_auto_t *two = wait_backups(2, 10000);
     assert_int_equal(json_array_size(two), 2);
     assert_int_equal(count_events("vm.backup_scheduled"), 2);
+    vm_state = "running";
+
+    /* The spelling: create --schedule daily --keep 3. */
+    free(out);
+    out = tu_fogctl(&ctl, alice, &st, "create", "sc-other", "--cpus", "1",
+                    "--memory", "128M", "--disk", "1G", "--image", "fog-tiny",
+                    "--allow-tcg", "--stopped", "--schedule", "daily",
+                    "--keep", "3", NULL);
+    if (st != 0)
+        fail_msg("create exited %d: %s", st, out);
+    json_auto_t *other = api(alice, "GET", "/v1/vms/sc-other", NULL, 200);
+    assert_string_equal(json_str(other, "backup_schedule"), "daily");
+    assert_int_equal(json_int(other, "backup_keep", 0), 3);
+    int64_t d = 0;
+    assert_int_equal(time_parse_rfc3339(json_str(other, "backup_next_at"), &d),
+                     0);
+    assert_true(d > now_s() && d <= now_s() + 86400 && d % 86400 < 3600);
+    json_decref(api(alice, "DELETE", "/v1/vms/sc-other", NULL, 202));
 
     /* Off stops it; the API refuses a keep of 0 or an unknown schedule. */
     free(out);
@@ -444,6 +466,48 @@ static void delete_never_leaves_a_row_without_its_blob(void **state)
                 before + 1);
 }
 
+struct slow_put {
+    const char *id;
+    long status;
+};
+
+static void *slow_put(void *arg)
+{
+    struct slow_put *p = arg;
+    _cleanup_free_ char *url = xasprintf("%s/v1/agent/backups/%s?offset=0",
+                                         ctl.url, p->id);
+    struct tu_resp r = { 0 };
+    p->status = tu_http("PUT", url, host_cred, ctl.ca, "abc", 3,
+                        "application/octet-stream", NULL, &r);
+    tu_resp_clear(&r);
+    return NULL;
+}
+
+/* A chunk written to a slow disk holds no store transaction: another
+ * write goes through meanwhile. */
+static void slow_chunk_write_does_not_hold_the_store(void **state)
+{
+    json_auto_t *b = api(alice, "POST", "/v1/vms/sc-web/backups", NULL, 202);
+    struct slow_put p = { json_str(b, "id"), 0 };
+    fault("bstore-slow");
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_put, &p), 0);
+    usleep(500 * 1000);
+    int64_t start = mono_ms();
+    json_decref(api(alice, "POST", "/v1/vms/sc-web/backup-schedule",
+                    "{\"schedule\":\"hourly\"}", 200));
+    int64_t took = mono_ms() - start;
+    pthread_join(t, NULL);
+    fault(NULL);
+    assert_int_equal(p.status, 200);
+    if (took >= 1500)
+        fail_msg("a write waited %lld ms for a chunk's disk write",
+                 (long long)took);
+    /* Failed by its node: it leaves nothing under way. */
+    _cleanup_free_ char *fp = xasprintf("/v1/agent/backups/%s/fail", p.id);
+    json_decref(api(host_cred, "POST", fp, "{\"error\":\"test\"}", 204));
+}
+
 /* A backup whose node stopped sending is failed as abandoned after
  * backup-abandon-after, and its partial upload removed. */
 static void abandoned_upload_is_failed_and_removed(void **state)
@@ -481,6 +545,7 @@ int main(void)
         cmocka_unit_test(keep_prunes_the_oldest_never_the_newest_or_in_use),
         cmocka_unit_test(sweep_removes_planted_orphans_not_live_blobs),
         cmocka_unit_test(delete_never_leaves_a_row_without_its_blob),
+        cmocka_unit_test(slow_chunk_write_does_not_hold_the_store),
         cmocka_unit_test(abandoned_upload_is_failed_and_removed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
