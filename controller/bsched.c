@@ -190,10 +190,12 @@ out:
 
 /* ---- retention ------------------------------------------------------------ */
 
-/* Prune backup `id` of VM `v` when it is still ready, not in use and not
- * the VM's newest ready backup: its row in one transaction with its
- * event, its blob after the commit. 1 pruned, 0 kept, -errno. */
-static int prune_one(struct app *a, const json_t *v, const char *id)
+/* Prune backup `id` of VM `v` when it is still in `state` (ready, or
+ * failed), not in use and not the VM's newest ready backup: its row in
+ * one transaction with its event, its blob after the commit. 1 pruned, 0
+ * kept, -errno. */
+static int prune_one(struct app *a, const json_t *v, const char *id,
+                     const char *state)
 {
     const char *vm_id = json_str(v, "id");
     _cleanup_free_ char *d = NULL;
@@ -203,16 +205,18 @@ static int prune_one(struct app *a, const json_t *v, const char *id)
     if ((e = store_lock(a->store, "vm", vm_id)) < 0)
         goto fail;
     e = store_exec(a->store, "DELETE FROM vm_backups WHERE id = $1 AND "
-                   "vm_id = $2 AND state = 'ready' AND NOT EXISTS (SELECT 1 "
+                   "vm_id = $2 AND state = $3 AND NOT EXISTS (SELECT 1 "
                    "FROM vms WHERE restore_backup = $1) AND NOT EXISTS "
                    "(SELECT 1 FROM vms WHERE migrate_backup = $1) AND id <> "
-                   "(SELECT b.id FROM vm_backups b WHERE b.vm_id = $2 AND "
-                   "b.state = 'ready' ORDER BY b.created_at DESC, b.id DESC "
-                   "LIMIT 1)", "ss", id, vm_id);
+                   "COALESCE((SELECT b.id FROM vm_backups b WHERE b.vm_id = "
+                   "$2 AND b.state = 'ready' ORDER BY b.created_at DESC, "
+                   "b.id DESC LIMIT 1), '')", "sss", id, vm_id, state);
     if (e <= 0)
         goto fail;
-    d = xasprintf("backup %s pruned: the VM keeps its newest %lld scheduled "
-                  "backups", id, (long long)json_int(v, "backup_keep", 0));
+    d = xasprintf("%sbackup %s pruned: the VM keeps its newest %lld "
+                  "%sscheduled backups", streq(state, "failed") ? "failed " : "",
+                  id, (long long)json_int(v, "backup_keep", 0),
+                  streq(state, "failed") ? "failed " : "");
     if ((e = app_event(a, json_str(v, "account_id"), "hub:schedule",
                        "vm.backup_pruned", vm_id, 200, d)) < 0)
         goto fail;
@@ -226,17 +230,19 @@ fail:
     return e < 0 ? e : 0;
 }
 
-/* Each VM with a schedule and more ready scheduled backups than it keeps:
- * the oldest past its keep go, except those in use. */
-static void prune_pass(struct app *a)
+/* Each VM with a schedule and more scheduled backups in `state` than it
+ * keeps: the oldest past its keep go, except those in use. Failed ones
+ * are kept as many, so a schedule that keeps failing shows its latest
+ * reasons without growing the list for ever. */
+static void prune_pass(struct app *a, const char *state)
 {
     json_auto_t *vms = NULL;
     if (store_query(a->store, &vms, "SELECT v.id, v.account_id, "
                     "v.backup_keep FROM vms v WHERE v.backup_schedule IS NOT "
                     "NULL AND v.deleted_at IS NULL AND (SELECT COUNT(*) FROM "
                     "vm_backups b WHERE b.vm_id = v.id AND b.kind = "
-                    "'scheduled' AND b.state = 'ready') > v.backup_keep "
-                    "ORDER BY v.id LIMIT 100", "") < 0)
+                    "'scheduled' AND b.state = $1) > v.backup_keep "
+                    "ORDER BY v.id LIMIT 100", "s", state) < 0)
         return;
     size_t i;
     json_t *v;
@@ -244,15 +250,15 @@ static void prune_pass(struct app *a)
         json_auto_t *rows = NULL;
         if (!store_leading(a->store) ||
             store_query(a->store, &rows, "SELECT id FROM vm_backups WHERE "
-                        "vm_id = $1 AND kind = 'scheduled' AND state = "
-                        "'ready' ORDER BY created_at DESC, id DESC", "s",
-                        json_str(v, "id")) < 0)
+                        "vm_id = $1 AND kind = 'scheduled' AND state = $2 "
+                        "ORDER BY created_at DESC, id DESC", "ss",
+                        json_str(v, "id"), state) < 0)
             break;
         size_t keep = (size_t)json_int(v, "backup_keep", 1);
         /* Oldest first. */
         for (size_t k = json_array_size(rows); k > keep; k--) {
             const char *id = json_str(json_array_get(rows, k - 1), "id");
-            int e = prune_one(a, v, id);
+            int e = prune_one(a, v, id, state);
             if (e < 0)
                 log_warn("vm %s: cannot prune backup %s: %s",
                          json_str(v, "id"), id, strerror(-e));
@@ -391,7 +397,8 @@ void bsched_tick(struct app *a)
     }
     if (atomic_exchange(&prune_wanted, false) || now >= prune_at ||
         now < prune_at - BSCHED_PRUNE_S) {
-        prune_pass(a);
+        prune_pass(a, "ready");
+        prune_pass(a, "failed");
         prune_at = now + BSCHED_PRUNE_S;
     }
     if (now >= sweep_at || now < sweep_at - BSCHED_SWEEP_S) {

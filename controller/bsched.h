@@ -52,7 +52,8 @@ void bsched_prune_wanted(void);
  * vm.backup_scheduled; never a second one under way for a VM), prune
  * scheduled backups past each VM's keep, oldest first (event
  * vm.backup_pruned; never one a placement restores from or a migration
- * moves through, never the VM's newest ready backup), and sweep the store
+ * moves through, never the VM's newest ready backup) and failed scheduled
+ * backups past the same count, and sweep the store
  * at start and every BSCHED_SWEEP_S. */
 void bsched_tick(struct app *a);
 

@@ -491,6 +491,8 @@ HANDLER(h_agent_backup_fail)
         return;
     }
     app_backup_blob_drop(a, id);
+    if (streq(json_str(row, "kind"), "scheduled"))
+        bsched_prune_wanted();
     _cleanup_free_ char *detail = xasprintf("backup %s of VM %s failed: %s",
                                             id, json_str(row, "name"), why);
     app_event(a, json_str(row, "account_id"), c->actor, "vm.backup_failed",

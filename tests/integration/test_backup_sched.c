@@ -3,10 +3,11 @@
  * node's side spoken directly: a due schedule starts exactly one backup
  * and never a second while one is under way; keep=N prunes the oldest
  * scheduled backups, never the newest, one being restored, or a manual
- * one; the sweep removes planted orphans (at start and periodically) and
- * abandoned uploads, never a live blob, and counts them; a backup delete
- * whose unlink fails leaves no row, and one whose commit fails keeps its
- * blob. */
+ * one, and failed scheduled ones past the same count; the sweep removes
+ * planted orphans (at start and periodically) and abandoned uploads,
+ * never a live blob, and counts them; a backup delete whose unlink fails
+ * leaves no row, and one whose commit fails keeps its blob; a chunk on a
+ * slow disk holds no store transaction. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -538,6 +539,56 @@ static void abandoned_upload_is_failed_and_removed(void **state)
                 before + 1);
 }
 
+/* The id of the VM's pending scheduled backup, waited for up to ms. */
+static char *wait_pending_scheduled(int ms)
+{
+    int64_t end = mono_ms() + ms;
+    do {
+        json_auto_t *l = backups();
+        for (size_t i = 0; i < json_array_size(l); i++) {
+            json_t *b = json_array_get(l, i);
+            if (streq(json_str(b, "kind"), "scheduled") &&
+                streq(json_str(b, "state"), "pending"))
+                return xstrdup(json_str(b, "id"));
+        }
+        usleep(100 * 1000);
+    } while (mono_ms() < end);
+    return NULL;
+}
+
+/* keep=1: of two failed scheduled backups only the newer stays. */
+static void failed_scheduled_backups_past_keep_are_pruned(void **state)
+{
+    _cleanup_free_ char *f1 = NULL, *f2 = NULL;
+    for (int k = 0; k < 2; k++) {
+        clock_to(next_at());
+        char *id = wait_pending_scheduled(10000);
+        assert_non_null(id);
+        _cleanup_free_ char *fp = xasprintf("/v1/agent/backups/%s/fail", id);
+        json_decref(api(host_cred, "POST", fp, "{\"error\":\"disk gone\"}",
+                        204));
+        *(k ? &f2 : &f1) = id;
+    }
+    int64_t end = mono_ms() + 10000;
+    size_t failed;
+    bool has_f2;
+    do {
+        usleep(200 * 1000);
+        json_auto_t *l = backups();
+        failed = 0;
+        for (size_t i = 0; i < json_array_size(l); i++) {
+            json_t *b = json_array_get(l, i);
+            failed += streq(json_str(b, "kind"), "scheduled") &&
+                      streq(json_str(b, "state"), "failed");
+        }
+        has_f2 = tu_find(l, "id", f2) != NULL;
+        if (failed == 1 && has_f2 && !tu_find(l, "id", f1))
+            break;
+    } while (mono_ms() < end);
+    assert_int_equal(failed, 1);
+    assert_true(has_f2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +598,7 @@ int main(void)
         cmocka_unit_test(delete_never_leaves_a_row_without_its_blob),
         cmocka_unit_test(slow_chunk_write_does_not_hold_the_store),
         cmocka_unit_test(abandoned_upload_is_failed_and_removed),
+        cmocka_unit_test(failed_scheduled_backups_past_keep_are_pruned),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
