@@ -194,7 +194,7 @@ void app_tx_rollback(struct app *a);
  * its blob. Test seam: FOG_TEST_FAULT naming a file that holds
  * "bstore-remove" makes the removal fail ("request-commit" makes a
  * request's commit fail as a lost store would, "bstore-slow" makes each
- * backup chunk's write take 3 s). */
+ * backup chunk's write take 3 s, "commit-slow" each store commit 1 s). */
 void app_backup_blob_drop(struct app *a, const char *id);
 /* Every node's desired state changed (mesh membership); as above. */
 void app_all_nodes_changed(struct app *a);

@@ -7,7 +7,8 @@
  * planted orphans (at start and periodically) and abandoned uploads,
  * never a live blob, and counts them; a backup delete whose unlink fails
  * leaves no row, and one whose commit fails keeps its blob; a chunk on a
- * slow disk holds no store transaction. */
+ * slow disk holds no store transaction; an evacuation wakes the new
+ * node's poll after its commit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -589,6 +590,60 @@ static void failed_scheduled_backups_past_keep_are_pruned(void **state)
     assert_true(has_f2);
 }
 
+struct poll {
+    const char *cred;
+    int64_t since;
+    int64_t answered_ms;
+    char *body;
+};
+
+static void *long_poll(void *arg)
+{
+    struct poll *p = arg;
+    _cleanup_free_ char *url = xasprintf("%s/v1/agent/desired?since=%lld&"
+                                         "wait=20", ctl.url,
+                                         (long long)p->since);
+    struct tu_resp r = { 0 };
+    tu_http("GET", url, p->cred, ctl.ca, NULL, 0, NULL, NULL, &r);
+    p->answered_ms = mono_ms();
+    p->body = r.body ? xstrdup(r.body) : NULL;
+    tu_resp_clear(&r);
+    return NULL;
+}
+
+/* The VM's node goes silent: the leader restores it on the other node,
+ * whose parked poll is woken after that commits (a poll woken before it
+ * reads the old revision and parks again until its wait runs out). */
+static void evacuation_wakes_the_new_node_after_its_commit(void **state)
+{
+    json_decref(api(alice, "POST", "/v1/vms/sc-web/restart-policy",
+                    "{\"restart_policy\":\"on-host-failure\"}", 202));
+    const char *other = host_cred == a_cred ? b_cred : a_cred;
+    json_auto_t *d = api(other, "GET", "/v1/agent/desired", NULL, 200);
+    struct poll p = { other, json_int(d, "revision", -1), 0, NULL };
+    assert_true(p.since >= 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, long_poll, &p), 0);
+    usleep(500 * 1000);
+    fault("commit-slow");
+    /* Past three heartbeats and evacuate-after for the VM's node; the
+     * other one speaks. */
+    set_skew(skew + 3 * 3600 + 600);
+    int64_t start = mono_ms();
+    json_decref(api(other, "POST", "/v1/agent/status", "{\"vms\":[]}", 200));
+    pthread_join(t, NULL);
+    fault(NULL);
+    int64_t took = p.answered_ms - start;
+    _cleanup_free_ char *body = p.body;
+    assert_non_null(body);
+    if (!strstr(body, vm_id) || took > 10000)
+        fail_msg("the new node's poll answered after %lld ms, %s the VM",
+                 (long long)took, strstr(body, vm_id) ? "with" : "without");
+    json_auto_t *vm = api(alice, "GET", "/v1/vms/sc-web", NULL, 200);
+    assert_string_not_equal(json_str(vm, "node_id"),
+                            host_cred == a_cred ? a_id : b_id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +654,7 @@ int main(void)
         cmocka_unit_test(slow_chunk_write_does_not_hold_the_store),
         cmocka_unit_test(abandoned_upload_is_failed_and_removed),
         cmocka_unit_test(failed_scheduled_backups_past_keep_are_pruned),
+        cmocka_unit_test(evacuation_wakes_the_new_node_after_its_commit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
