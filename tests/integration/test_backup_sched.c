@@ -590,27 +590,6 @@ static void failed_scheduled_backups_past_keep_are_pruned(void **state)
     assert_true(has_f2);
 }
 
-struct poll {
-    const char *cred;
-    int64_t since;
-    int64_t answered_ms;
-    char *body;
-};
-
-static void *long_poll(void *arg)
-{
-    struct poll *p = arg;
-    _cleanup_free_ char *url = xasprintf("%s/v1/agent/desired?since=%lld&"
-                                         "wait=20", ctl.url,
-                                         (long long)p->since);
-    struct tu_resp r = { 0 };
-    tu_http("GET", url, p->cred, ctl.ca, NULL, 0, NULL, NULL, &r);
-    p->answered_ms = mono_ms();
-    p->body = r.body ? xstrdup(r.body) : NULL;
-    tu_resp_clear(&r);
-    return NULL;
-}
-
 /* The VM's node goes silent: the leader restores it on the other node,
  * whose parked poll is woken after that commits (a poll woken before it
  * reads the old revision and parks again until its wait runs out). */
@@ -620,10 +599,8 @@ static void evacuation_wakes_the_new_node_after_its_commit(void **state)
                     "{\"restart_policy\":\"on-host-failure\"}", 202));
     const char *other = host_cred == a_cred ? b_cred : a_cred;
     json_auto_t *d = api(other, "GET", "/v1/agent/desired", NULL, 200);
-    struct poll p = { other, json_int(d, "revision", -1), 0, NULL };
-    assert_true(p.since >= 0);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, long_poll, &p), 0);
+    struct tu_poll p;
+    tu_poll_start(&p, &ctl, other, json_int(d, "revision", -1), 20);
     usleep(500 * 1000);
     fault("commit-slow");
     /* Past three heartbeats and evacuate-after for the VM's node; the
@@ -631,10 +608,9 @@ static void evacuation_wakes_the_new_node_after_its_commit(void **state)
     set_skew(skew + 3 * 3600 + 600);
     int64_t start = mono_ms();
     json_decref(api(other, "POST", "/v1/agent/status", "{\"vms\":[]}", 200));
-    pthread_join(t, NULL);
+    _cleanup_free_ char *body = NULL;
+    int64_t took = tu_poll_join(&p, start, &body);
     fault(NULL);
-    int64_t took = p.answered_ms - start;
-    _cleanup_free_ char *body = p.body;
     assert_non_null(body);
     if (!strstr(body, vm_id) || took > 10000)
         fail_msg("the new node's poll answered after %lld ms, %s the VM",
