@@ -494,7 +494,14 @@ static void slow_chunk_write_does_not_hold_the_store(void **state)
     fault("bstore-slow");
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, slow_put, &p), 0);
-    usleep(500 * 1000);
+    /* Its upload is open: the chunk is being written. A request made now
+     * reaches another HTTP worker (the PUT's is busy), so only a store
+     * held by the PUT can make it wait. */
+    _cleanup_free_ char *pf = blob_path(p.id, true);
+    int64_t end = mono_ms() + 5000;
+    while (!exists(pf) && mono_ms() < end)
+        usleep(20 * 1000);
+    usleep(200 * 1000);
     int64_t start = mono_ms();
     json_decref(api(alice, "POST", "/v1/vms/sc-web/backup-schedule",
                     "{\"schedule\":\"hourly\"}", 200));
