@@ -90,6 +90,53 @@ static int backup_delete(struct cli *c, struct cli_args *a)
     return CLI_OK;
 }
 
+int cli_backup_schedule_args(const struct cli_verb *v, const char *sched,
+                             const char *keep, json_t *body,
+                             const char *sched_key, const char *keep_key)
+{
+    static const char *const names[] = { "off", "hourly", "daily", "weekly" };
+    bool known = false;
+    for (size_t i = 0; sched && i < ARRAY_SIZE(names); i++)
+        known = known || streq(sched, names[i]);
+    if (sched && !known)
+        return cli_usage(v, "the schedule is hourly, daily, weekly or off, "
+                         "not '%s'", sched);
+    int64_t n = 0;
+    if (keep && parse_int64(keep, 1, 1000, &n) < 0)
+        return cli_usage(v, "--keep takes a number of backups from 1 to "
+                         "1000, not '%s'", keep);
+    if (sched)
+        json_object_set_new(body, sched_key, json_string(sched));
+    if (keep)
+        json_object_set_new(body, keep_key, json_integer(n));
+    return 0;
+}
+
+/* fogctl backup-schedule NAME hourly|daily|weekly|off [--keep N] */
+static int backup_schedule(struct cli *c, struct cli_args *a)
+{
+    const struct cli_verb *v = cli_verb_find("backup-schedule");
+    json_auto_t *body = json_object(), *vm = NULL;
+    int r = cli_backup_schedule_args(v, a->pos[1], cli_flag(a, "keep"), body,
+                                     "schedule", "keep");
+    if (r)
+        return r;
+    _cleanup_free_ char *e = cli_escape(a->pos[0]);
+    _cleanup_free_ char *p = xasprintf("/v1/vms/%s/backup-schedule", e);
+    if ((r = cli_call(c, "POST", p, body, &vm)))
+        return r;
+    if (c->json) {
+        cli_print_json(vm);
+        return CLI_OK;
+    }
+    const char *next = json_string_value(json_object_get(vm, "backup_next_at"));
+    printf("Domain '%s' backup schedule %s, keeping %lld%s%s\n", a->pos[0],
+           a->pos[1],
+           (long long)json_integer_value(json_object_get(vm, "backup_keep")),
+           next ? ", next at " : "", next ? next : "");
+    return CLI_OK;
+}
+
 const struct cli_verb cli_backup_verbs[] = {
     { "backup-create", backup_create, 1, 1, "wait,timeout=",
       "NAME [--wait [--timeout S]]",
@@ -99,5 +146,11 @@ const struct cli_verb cli_backup_verbs[] = {
       NULL },
     { "backup-delete", backup_delete, 2, 2, "", "NAME ID",
       "delete a backup and its stored bytes", NULL },
+    { "backup-schedule", backup_schedule, 2, 2, "keep=",
+      "NAME hourly|daily|weekly|off [--keep N]",
+      "back a VM up on a schedule (at the VM's own minute of each hour, or "
+      "in the first hour of each UTC day or week), keeping its newest N "
+      "scheduled backups (default 7); the oldest past N are deleted, never "
+      "one being restored; off stops it and keeps what it took", NULL },
     { NULL, NULL, 0, 0, NULL, NULL, NULL, NULL },
 };

@@ -54,6 +54,13 @@ extern const struct cli_verb cli_backup_verbs[];
 extern const struct cli_verb cli_restore_verbs[];
 extern const struct cli_verb cli_health_verbs[];
 
+/* Check a backup schedule (hourly, daily, weekly, off; NULL: none given)
+ * and a --keep count (NULL: none) and set them in body under sched_key and
+ * keep_key. 0, or the usage error's exit code after printing it. */
+int cli_backup_schedule_args(const struct cli_verb *v, const char *sched,
+                             const char *keep, json_t *body,
+                             const char *sched_key, const char *keep_key);
+
 /* Find a verb by name across the groups; NULL when unknown. */
 const struct cli_verb *cli_verb_find(const char *name);
 /* Print `fogctl help` (no verb) or one verb's usage and help. */

@@ -19,13 +19,14 @@
     "cpus=,memory=,disk=,image=,template=,network=*,publish=*,user-data=,"     \
     "allow-tcg,stopped,wait,timeout=,shutdown-timeout=,max-price=,region=,"    \
     "label=*,anti-affinity=,min-reputation=,dry-run,gpu=,restart-policy=,"     \
-    "health=*"
+    "health=*,backup-schedule=,backup-keep=,schedule=,keep="
 
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
     "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
     "image,allow_tcg,node_name,node_id,addresses,ports,gpu,gpus,price,"         \
-    "autostart,health,created_at"
+    "autostart,health,restart_policy,backup_schedule,backup_keep,"            \
+    "backup_next_at,created_at"
 
 static char *vm_path(const char *ref, const char *suffix)
 {
@@ -297,6 +298,14 @@ static int vm_create(struct cli *c, struct cli_args *a)
     if (cli_flag(a, "restart-policy"))
         json_object_set_new(body, "restart_policy",
                             json_string(cli_flag(a, "restart-policy")));
+    /* --schedule and --keep: the names the issue tracker and Incus users
+     * bring. */
+    const char *bsch = cli_flag(a, "backup-schedule") ?: cli_flag(a, "schedule");
+    const char *bkeep = cli_flag(a, "backup-keep") ?: cli_flag(a, "keep");
+    int br = cli_backup_schedule_args(v, bsch, bkeep, body, "backup_schedule",
+                                      "backup_keep");
+    if (br)
+        return br;
     const char *ud = cli_flag(a, "user-data");
     if (ud) {
         _cleanup_free_ char *text = NULL;
@@ -872,12 +881,16 @@ const struct cli_verb cli_vm_verbs[] = {
       "[--shutdown-timeout S] [--max-price P] [--region R] [--label K=V]... "
       "[--anti-affinity GROUP] [--min-reputation 0-100] [--gpu MODEL[:COUNT]] "
       "[--restart-policy none|on-host-failure] "
-      "[--health PORT:TYPE[:PATH][,KEY=VALUE]...]... [--dry-run]",
+      "[--health PORT:TYPE[:PATH][,KEY=VALUE]...]... "
+      "[--backup-schedule hourly|daily|weekly [--backup-keep N]] [--dry-run]",
       "create a VM (and start it unless --stopped); a shutdown is forced "
       "after --shutdown-timeout seconds (default 60); --max-price caps the "
       "whole VM's price per hour, --dry-run prints the offer it would take "
       "and its price per hour without creating; --health checks a "
-      "service from the VM's node (see health-add)", "define + start" },
+      "service from the VM's node (see health-add); --backup-schedule (or "
+      "--schedule) backs it up on a schedule keeping --backup-keep (or "
+      "--keep) scheduled backups, as backup-schedule does",
+      "define + start" },
     { "dominfo", vm_dominfo, 1, 1, "", "NAME",
       "show a VM: state and reason, size, node, addresses, ports, health "
       "checks",

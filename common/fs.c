@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -178,4 +180,16 @@ int fd_write_full(int fd, const void *buf, size_t n)
         done += (size_t)w;
     }
     return 0;
+}
+
+bool fs_test_fault(const char *env, const char *step)
+{
+    const char *path = getenv(env);
+    if (!path || !*path)
+        return false;
+    _cleanup_free_ char *text = NULL;
+    if (file_read(path, 256, &text, NULL) < 0)
+        return false;
+    text[strcspn(text, " \n")] = '\0';
+    return !*text || streq(text, step);
 }

@@ -24,3 +24,8 @@ char *path_join_root(const char *root, const char *path);
 ssize_t fd_read_full(int fd, void *buf, size_t n);
 /* Write all n bytes to fd (EINTR retried). 0 or -errno. */
 int fd_write_full(int fd, const void *buf, size_t n);
+/* Test seam, compiled in always: true while the file named by environment
+ * variable `env` exists and holds `step` (its first word) or nothing (every
+ * step). The callers make the step fail as the real fault would. Costs one
+ * getenv when unarmed. */
+bool fs_test_fault(const char *env, const char *step);

@@ -4,6 +4,12 @@
 #include "common/util.h"
 
 /* Wall clock, seconds and milliseconds since the epoch. */
+/* Test seam, used by tests only: while the environment names a file in
+ * FOG_TEST_CLOCK, the seconds it holds (a decimal, may be negative) are
+ * added to the wall clock below, so a test moves a daemon's time (backup
+ * schedules, retention, ages) without waiting. 0 when unarmed (one
+ * getenv). */
+int64_t time_test_skew(void);
 int64_t now_s(void);
 int64_t now_ms(void);
 /* Monotonic clock in milliseconds, for timeouts and durations. */

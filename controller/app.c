@@ -5,6 +5,7 @@
 #include "api/agentproto.h"
 
 #include "common/buf.h"
+#include "common/fs.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -28,6 +29,12 @@
 /* Successful calls of QUIET routes are not written to the event log (agent
  * heartbeats would drown it); refusals still are. */
 #define QUIET (1u << 8)
+/* Mutating routes that open no request transaction: their handlers write
+ * outside the store first (a backup chunk to disk, a digest over a whole
+ * blob) and then make short transactions of their own (app_tx_begin), so
+ * a slow disk never holds the store. No Idempotency-Key: only nodes call
+ * them, and each call is safe to repeat. */
+#define NO_TX (1u << 9)
 
 const struct http_route app_routes[] = {
     { "GET", "/healthz", h_healthz, ALLOW_PUBLIC },
@@ -76,6 +83,8 @@ const struct http_route app_routes[] = {
     { "GET", "/v1/vms/{id}/health-checks/{check}", h_health_get,
       ALLOW_ADMIN | ALLOW_TENANT },
     { "DELETE", "/v1/vms/{id}/health-checks/{check}", h_health_remove,
+      ALLOW_ADMIN | ALLOW_TENANT },
+    { "POST", "/v1/vms/{id}/backup-schedule", h_vm_backup_schedule,
       ALLOW_ADMIN | ALLOW_TENANT },
     { "POST", "/v1/vms/{id}/snapshots", h_snapshot_create,
       ALLOW_ADMIN | ALLOW_TENANT },
@@ -167,10 +176,10 @@ const struct http_route app_routes[] = {
     /* Backup uploads (api/agentproto.h): chunks are raw bytes. */
     { "GET", AGENT_BACKUP_PATH "/{id}", h_agent_backup_stat,
       ALLOW_NODE | QUIET },
-    { "PUT", AGENT_BACKUP_PATH "/{id}", h_agent_backup_put, ALLOW_NODE | QUIET,
-      NULL, AGENT_BACKUP_CHUNK_MAX },
+    { "PUT", AGENT_BACKUP_PATH "/{id}", h_agent_backup_put,
+      ALLOW_NODE | QUIET | NO_TX, NULL, AGENT_BACKUP_CHUNK_MAX },
     { "POST", AGENT_BACKUP_PATH "/{id}/commit", h_agent_backup_commit,
-      ALLOW_NODE | QUIET },
+      ALLOW_NODE | QUIET | NO_TX },
     { "POST", AGENT_BACKUP_PATH "/{id}/fail", h_agent_backup_fail,
       ALLOW_NODE | QUIET },
     { "POST", AGENT_BENCH_PATH "/{id}", h_agent_benchmark, ALLOW_NODE, NULL,
@@ -427,30 +436,81 @@ static void idempotency_replay(struct http_request *r, json_t *row,
  * reserved first, inside that transaction, so a concurrent duplicate
  * waits on it (the store's lock here; the unique key across replicas)
  * and then replays. Streamed uploads keep their own transactions. */
-/* Nodes whose change this thread's open request has not committed yet:
- * their polls are woken again after the commit, since a poll woken
- * before it may read the old revision and park again. */
+/* Nodes whose change this thread's open request (or app_tx_begin()
+ * transaction) has not committed yet: their polls are woken after the
+ * commit, since a poll woken before it may read the old revision and
+ * park again. Backup blobs whose rows it deletes go after the commit
+ * too: a rollback keeps row and blob, a failed unlink only an orphan
+ * (which the sweep removes), never a row without its blob. */
 static _Thread_local struct buf wake_after_commit; /* NUL-separated ids */
+static _Thread_local struct buf drop_after_commit; /* NUL-separated ids */
 static _Thread_local bool wake_all_after_commit;
 static _Thread_local bool request_tx_open; /* set by app_begin */
 
-/* The request's changes did not commit: nothing to wake. Freed, not
- * kept: request threads end without a destructor. */
+/* The request's changes did not commit: nothing to wake or drop. Freed,
+ * not kept: request threads end without a destructor. */
 static void wake_discard(void)
 {
     buf_free(&wake_after_commit);
+    buf_free(&drop_after_commit);
     wake_all_after_commit = false;
     request_tx_open = false;
 }
 
+static void blob_drop(struct app *a, const char *id)
+{
+    int e = fs_test_fault("FOG_TEST_FAULT", "bstore-remove")
+                ? -EIO : a->backups->ops->remove(a->backups, id);
+    if (e < 0 && e != -ENOENT)
+        log_warn("cannot remove backup blob %s (the orphan sweep will): %s",
+                 id, strerror(-e));
+}
+
 static void wake_committed(struct app *a)
 {
+    for (size_t i = 0; i < drop_after_commit.len;
+         i += strlen(drop_after_commit.data + i) + 1)
+        blob_drop(a, drop_after_commit.data + i);
     if (wake_all_after_commit)
         app_nodes_wake(a, NULL);
     for (size_t i = 0; !wake_all_after_commit && i < wake_after_commit.len;
          i += strlen(wake_after_commit.data + i) + 1)
         app_nodes_wake(a, wake_after_commit.data + i);
     wake_discard();
+}
+
+int app_tx_begin(struct app *a)
+{
+    int e = store_tx_begin(a->store);
+    if (e == 0)
+        request_tx_open = true;
+    return e;
+}
+
+int app_tx_commit(struct app *a)
+{
+    int e = store_tx_commit(a->store);
+    if (e == 0)
+        wake_committed(a);
+    else
+        wake_discard();
+    return e;
+}
+
+void app_tx_rollback(struct app *a)
+{
+    store_tx_rollback(a->store);
+    wake_discard();
+}
+
+void app_backup_blob_drop(struct app *a, const char *id)
+{
+    if (!id || !a->backups)
+        return;
+    if (request_tx_open)
+        buf_append(&drop_after_commit, id, strlen(id) + 1);
+    else
+        blob_drop(a, id);
 }
 
 bool app_begin(struct http_request *r, const struct http_route *route,
@@ -460,7 +520,8 @@ bool app_begin(struct http_request *r, const struct http_route *route,
     struct reqctx *c = reqctx_of(r);
     const char *ik = http_req_header(r, "Idempotency-Key");
 
-    if (!method_mutates(http_req_method(r)) || route->sink)
+    if (!method_mutates(http_req_method(r)) || route->sink ||
+        (route->flags & NO_TX))
         return true;
     if (!c->account_id[0])
         ik = NULL; /* public routes: no account to scope a key to */
@@ -704,7 +765,13 @@ void app_after(struct http_request *r, const struct http_route *route,
         if (retry_lost_conflict(a, r, c))
             return;
     } else {
-        e = store_tx_commit(a->store);
+        /* Test seam: the commit fails as a lost store would. */
+        if (fs_test_fault("FOG_TEST_FAULT", "request-commit")) {
+            store_tx_rollback(a->store);
+            e = -EIO;
+        } else {
+            e = store_tx_commit(a->store);
+        }
         if (e == 0) {
             wake_committed(a);
             return;

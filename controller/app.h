@@ -52,6 +52,8 @@ struct app_settings {
     int64_t sla_credit_bps;  /* outage credit, basis points of its price */
     int64_t evacuate_after_s; /* restore on-host-failure VMs of a node
                                  unreachable this long (restore.c) */
+    int64_t backup_abandon_s; /* a backup with no new bytes this long is
+                                 failed, its upload removed (bsched.c) */
     /* placement (scheduler.c) */
     char *default_max_price; /* tokens per hour of a VM without a cap */
     int64_t weight_price, weight_spread, weight_reputation;
@@ -190,6 +192,22 @@ void reply_store_error(struct http_request *r, int err, const char *what);
  * happen when it rolls back); elsewhere call it after the change has
  * committed: a poll woken earlier would read the old state. */
 void app_node_changed(struct app *a, const char *node_id);
+/* A store transaction outside a request (the leader's passes, routes
+ * that keep their own): as inside a request, the node wakes and blob
+ * drops it asks for wait for its commit and never happen when it rolls
+ * back. Nested store transactions inside it are fine. 0 or -errno, as
+ * store_tx_begin() / store_tx_commit(). */
+int app_tx_begin(struct app *a);
+int app_tx_commit(struct app *a);
+void app_tx_rollback(struct app *a);
+/* Remove backup blob `id` from the backup store once the transaction that
+ * deletes (or fails) its row has committed; at once outside one. A failed
+ * removal leaves an orphan for the sweep (bsched.h), never a row without
+ * its blob. Test seam: FOG_TEST_FAULT naming a file that holds
+ * "bstore-remove" makes the removal fail ("request-commit" makes a
+ * request's commit fail as a lost store would, "bstore-slow" makes each
+ * backup chunk's write take 3 s, "commit-slow" each store commit 1 s). */
+void app_backup_blob_drop(struct app *a, const char *id);
 /* Every node's desired state changed (mesh membership); as above. */
 void app_all_nodes_changed(struct app *a);
 /* Node node_id's desired state (every node's when NULL) changed in a

@@ -16,6 +16,13 @@
 
 struct bstore;
 
+/* One blob or open upload, as the sweep sees the store. */
+struct bstore_entry {
+    char id[37];
+    bool committed;
+    int64_t mtime;  /* when its bytes last changed, s since the epoch */
+};
+
 struct bstore_ops {
     /* Start (or keep) an upload of blob `id`: 0 when it exists and is not
      * committed yet, -EEXIST when already committed, or -errno. */
@@ -43,6 +50,11 @@ struct bstore_ops {
     /* The ids of committed blobs, a NULL-terminated array the caller frees
      * with bstore_ids_free(); *ret_n may be NULL. */
     int (*list)(struct bstore *s, char ***ret_ids, size_t *ret_n);
+    /* Every committed blob and open upload (ListObjectsV2 with
+     * ListMultipartUploads), an array the caller frees; files that are
+     * not the store's are left out. 0 or -errno. */
+    int (*entries)(struct bstore *s, struct bstore_entry **ret,
+                   size_t *ret_n);
     void (*free)(struct bstore *s);
 };
 

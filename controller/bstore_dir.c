@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 
 struct bstore_dir {
     struct bstore pub;
@@ -89,6 +90,9 @@ static int dir_append(struct bstore *s, const char *id, uint64_t offset,
     else if (e == 0 && s->max_size && (len > s->max_size ||
                                        have > s->max_size - len))
         e = -EFBIG;
+    /* Test seam: a disk that takes 3 s a write. */
+    if (e == 0 && fs_test_fault("FOG_TEST_FAULT", "bstore-slow"))
+        nanosleep(&(struct timespec){ 3, 0 }, NULL);
     if (e == 0 && len > 0) {
         _cleanup_close_ int fd = open(part, O_WRONLY | O_CLOEXEC |
                                       O_NOFOLLOW);
@@ -232,6 +236,43 @@ static int dir_list(struct bstore *s, char ***ret_ids, size_t *ret_n)
     return 0;
 }
 
+static int dir_entries(struct bstore *s, struct bstore_entry **ret,
+                       size_t *ret_n)
+{
+    struct bstore_dir *d = DIR_OF(s);
+    DIR *dh = opendir(d->dir);
+    if (!dh)
+        return -errno;
+    size_t n = 0, cap = 8;
+    struct bstore_entry *v = xcalloc(cap, sizeof(*v));
+    struct dirent *de;
+    while ((de = readdir(dh))) {
+        char id[UUID_STR_LEN + 1];
+        size_t len = strlen(de->d_name);
+        bool part = len == UUID_STR_LEN + 5 &&
+                    streq(de->d_name + UUID_STR_LEN, ".part");
+        if (len != UUID_STR_LEN && !part)
+            continue;
+        memcpy(id, de->d_name, UUID_STR_LEN);
+        id[UUID_STR_LEN] = '\0';
+        struct stat st;
+        if (!bstore_id_ok(id) ||
+            fstatat(dirfd(dh), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode))
+            continue; /* not ours, or gone meanwhile */
+        if (n == cap)
+            v = xrealloc(v, (cap *= 2) * sizeof(*v));
+        memcpy(v[n].id, id, sizeof(id));
+        v[n].committed = !part;
+        v[n].mtime = (int64_t)st.st_mtime;
+        n++;
+    }
+    closedir(dh);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 static void dir_free(struct bstore *s)
 {
     struct bstore_dir *d = DIR_OF(s);
@@ -248,6 +289,7 @@ static const struct bstore_ops dir_ops = {
     .open = dir_open,
     .remove = dir_remove,
     .list = dir_list,
+    .entries = dir_entries,
     .free = dir_free,
 };
 

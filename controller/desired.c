@@ -25,14 +25,7 @@
  * step when unarmed. */
 static int fault(const char *step)
 {
-    const char *path = getenv("FOG_TEST_FAIL_DESIRED");
-    if (!path || !*path)
-        return 0;
-    _cleanup_free_ char *text = NULL;
-    if (file_read(path, 256, &text, NULL) < 0)
-        return 0;
-    text[strcspn(text, " \n")] = '\0';
-    return !*text || streq(text, step) ? -EIO : 0;
+    return fs_test_fault("FOG_TEST_FAIL_DESIRED", step) ? -EIO : 0;
 }
 
 /* A string column that must not be NULL: a NULL is a broken row, not

@@ -9,6 +9,7 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/bsched.h"
 #include "controller/bstore.h"
 #include "controller/handlers.h"
 
@@ -212,10 +213,9 @@ HANDLER(h_backup_delete)
         reply_store_error(r, e, "backup");
         return;
     }
-    /* The blob goes with its row; a node still sending finds it gone. */
-    e = a->backups->ops->remove(a->backups, id);
-    if (e < 0 && e != -ENOENT)
-        log_warn("cannot remove backup blob %s: %s", id, strerror(-e));
+    /* The blob goes once the row's delete has committed; a node still
+     * sending finds it gone. */
+    app_backup_blob_drop(a, id);
     reqctx_set_detail(r, "backup %s of VM %s", id, json_str(vm, "id"));
     if (!streq(json_str(b, "state"), "ready") &&
         !streq(json_str(b, "state"), "failed"))
@@ -235,12 +235,8 @@ int backups_drop_vm(struct app *a, const char *vm_id)
         return e;
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
-        e = a->backups->ops->remove(a->backups, json_str(row, "id"));
-        if (e < 0 && e != -ENOENT)
-            log_warn("cannot remove backup blob %s: %s", json_str(row, "id"),
-                     strerror(-e));
-    }
+    json_array_foreach(rows, i, row)
+        app_backup_blob_drop(a, json_str(row, "id"));
     return 0;
 }
 
@@ -258,7 +254,7 @@ static bool agent_backup(struct app *a, struct http_request *r,
     int e = -ENOENT;
     if (id && uuid_is_valid(id) && bstore_id_ok(id))
         e = store_query_one(a->store, &row, "SELECT b.id, b.state, b.vm_id, "
-                            "b.size, b.sha256, v.node_id, v.account_id, "
+                            "b.kind, b.size, b.sha256, v.node_id, v.account_id, "
                             "v.name FROM vm_backups b JOIN vms v ON v.id = "
                             "b.vm_id WHERE b.id = $1 AND v.deleted_at IS NULL",
                             "s", id);
@@ -427,20 +423,48 @@ HANDLER(h_agent_backup_commit)
         reply_bstore_error(r, e);
         return;
     }
-    int64_t now = now_s();
-    e = store_exec(a->store, "UPDATE vm_backups SET state = 'ready', size = "
-                   "$1, sha256 = $2, done_at = $3, error = NULL WHERE id = $4",
-                   "isis", size, sha, now, id);
+    /* The digest was checked and the blob sealed outside any store
+     * transaction (the route opens none); the row changes in a short
+     * one, with its event, and the node is woken after it commits. */
+    _cleanup_free_ char *detail = xasprintf("backup %s of VM %s: %lld bytes",
+                                            id, json_str(row, "name"),
+                                            (long long)size);
+    if ((e = app_tx_begin(a)) == 0) {
+        e = store_exec(a->store, "UPDATE vm_backups SET state = 'ready', "
+                       "size = $1, sha256 = $2, done_at = $3, error = NULL "
+                       "WHERE id = $4 AND state IN ('pending', 'uploading')",
+                       "isis", size, sha, now_s(), id);
+        if (e > 0)
+            e = app_event(a, json_str(row, "account_id"), c->actor,
+                          "vm.backup_ready", json_str(row, "vm_id"), 200,
+                          detail);
+        if (e >= 0)
+            app_node_changed(a, c->actor);
+        if (e < 0)
+            app_tx_rollback(a);
+        else
+            e = app_tx_commit(a);
+    }
     if (e < 0) {
         reply_store_error(r, e, "backup");
         return;
     }
-    _cleanup_free_ char *detail = xasprintf("backup %s of VM %s: %lld bytes",
-                                            id, json_str(row, "name"),
-                                            (long long)size);
-    app_event(a, json_str(row, "account_id"), c->actor, "vm.backup_ready",
-              json_str(row, "vm_id"), 200, detail);
-    app_node_changed(a, c->actor);
+    json_auto_t *now = NULL;
+    e = store_query_one(a->store, &now, "SELECT state FROM vm_backups WHERE "
+                        "id = $1", "s", id);
+    if (e == -ENOENT || (e == 0 && !streq(json_str(now, "state"), "ready"))) {
+        /* Deleted or failed while its bytes were checked: they go too. */
+        app_backup_blob_drop(a, id);
+        if (e == 0)
+            http_reply_problem(r, 409, "conflict", "id", "backup %s is %s",
+                               id, json_str(now, "state"));
+        else
+            http_reply_problem(r, 404, "not-found", "id",
+                               "no such backup for this node");
+        return;
+    }
+    if (streq(json_str(row, "kind"), "scheduled"))
+        bsched_prune_wanted();
     reply_backup(a, r, 200, id);
 }
 
@@ -450,7 +474,6 @@ HANDLER(h_agent_backup_fail)
         { "error", JF_STRING, true, 1, AGENT_BACKUP_ERROR_MAX, NULL },
     };
     struct app *a = app;
-    struct bstore *s = a->backups;
     struct reqctx *c = reqctx_of(r);
     if (!body_check(r, fields, ARRAY_SIZE(fields), true))
         return;
@@ -467,9 +490,9 @@ HANDLER(h_agent_backup_fail)
         reply_store_error(r, e, "backup");
         return;
     }
-    e = s->ops->remove(s, id);
-    if (e < 0 && e != -ENOENT)
-        log_warn("cannot remove backup blob %s: %s", id, strerror(-e));
+    app_backup_blob_drop(a, id);
+    if (streq(json_str(row, "kind"), "scheduled"))
+        bsched_prune_wanted();
     _cleanup_free_ char *detail = xasprintf("backup %s of VM %s failed: %s",
                                             id, json_str(row, "name"), why);
     app_event(a, json_str(row, "account_id"), c->actor, "vm.backup_failed",

@@ -191,9 +191,7 @@ static int migrate_fail(struct app *a, const json_t *v, const char *why)
     if (e < 0)
         return e;
     if (e > 0) {
-        int r = a->backups->ops->remove(a->backups, bk);
-        if (r < 0 && r != -ENOENT)
-            log_warn("cannot remove backup blob %s: %s", bk, strerror(-r));
+        app_backup_blob_drop(a, bk);
         app_node_changed(a, json_str(v, "node_id"));
     }
     log_warn("vm %s: migration failed: %s", id, why);
@@ -210,7 +208,9 @@ static int migrate_move(struct app *a, const json_t *v)
     const char *id = json_str(v, "id"), *bk = json_str(v, "migrate_backup");
     _cleanup_free_ char *why = NULL;
     json_auto_t *now = NULL;
-    int e = store_tx_begin(a->store);
+    /* Nodes are woken (and a dropped backup's bytes removed) only once
+     * the move commits. */
+    int e = app_tx_begin(a);
     if (e < 0)
         return e;
     if ((e = store_lock(a->store, "vm", id)) < 0)
@@ -221,7 +221,7 @@ static int migrate_move(struct app *a, const json_t *v)
                              "WHERE id = $1", "s", id)) < 0)
         goto fail;
     if (!streq(json_str(now, "migrate_state"), "backing-up")) {
-        store_tx_rollback(a->store);
+        app_tx_rollback(a);
         return 0;
     }
     if (!streq(json_str(now, "desired_state"), "stopped")) {
@@ -250,11 +250,11 @@ static int migrate_move(struct app *a, const json_t *v)
                           "vm.migrate", id, 200, d);
         }
     }
-    if (e >= 0 && (e = store_tx_commit(a->store)) >= 0)
+    if (e >= 0 && (e = app_tx_commit(a)) >= 0)
         return 0;
 fail:
     if (store_in_tx(a->store))
-        store_tx_rollback(a->store);
+        app_tx_rollback(a);
     return e;
 }
 

@@ -4,6 +4,7 @@
 #include "common/promtext.h"
 #include "common/timeutil.h"
 #include "controller/accrual.h"
+#include "controller/bsched.h"
 #include "controller/handlers.h"
 #include "controller/probe.h"
 
@@ -250,6 +251,16 @@ HANDLER(h_metrics)
                          "fog_probe_requests_total{result=\"dropped\"} %llu\n",
                    (unsigned long long)answered, (unsigned long long)dropped);
     }
+    uint64_t orphan_blobs, orphan_uploads;
+    bsched_orphans_removed(&orphan_blobs, &orphan_uploads);
+    prom_family(&out, "fog_backup_orphans_removed_total", "counter",
+                "Files the backup store sweep removed: committed blobs no "
+                "backup owns (blob), and uploads of missing, failed or "
+                "abandoned backups (upload).");
+    buf_printf(&out, "fog_backup_orphans_removed_total{kind=\"blob\"} %llu\n"
+                     "fog_backup_orphans_removed_total{kind=\"upload\"} "
+                     "%llu\n", (unsigned long long)orphan_blobs,
+               (unsigned long long)orphan_uploads);
     static const char *const vm_states[] = {
         "pending", "scheduled", "creating", "running", "stopped", "crashed",
         "unknown", "error", "deleting", "lost", "paused", NULL };

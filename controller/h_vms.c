@@ -8,6 +8,7 @@
 #include "common/timeutil.h"
 #include "billing/money.h"
 #include "controller/accrual.h"
+#include "controller/bsched.h"
 #include "controller/catalog.h"
 #include "controller/console.h"
 #include "controller/gpus.h"
@@ -28,7 +29,8 @@
     "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
     "v.anti_affinity, v.min_reputation, v.placement, v.price_hour, "           \
-    "v.gpu_model, v.gpu_count, v.paused, v.autostart, v.restart_policy"
+    "v.gpu_model, v.gpu_count, v.paused, v.autostart, v.restart_policy, "      \
+    "v.backup_schedule, v.backup_keep, v.backup_next_at"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 static void set_time(json_t *o, const char *key, json_t *row, const char *col)
@@ -58,7 +60,7 @@ json_t *vm_render(json_t *row)
                                         "node_name", "reboot_gen", "image_id",
                                         "template", "based_on", "place_gen",
                                         "shutdown_timeout_s",
-                                        "restart_policy" };
+                                        "restart_policy", "backup_keep" };
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
         json_t *v = json_object_get(row, copy[i]);
         json_object_set(o, copy[i], v ? v : json_null());
@@ -74,6 +76,9 @@ json_t *vm_render(json_t *row)
                                                                json_array());
     if (addrs && !json_is_array(addrs))
         json_decref(addrs);
+    const char *bs = json_str(row, "backup_schedule");
+    json_object_set_new(o, "backup_schedule", json_string(bs ? bs : "off"));
+    set_time(o, "backup_next_at", row, "backup_next_at");
     set_time(o, "created_at", row, "created_at");
     set_time(o, "updated_at", row, "updated_at");
     /* What the owner asked of placement and what placement decided. */
@@ -424,6 +429,8 @@ void vm_create_fields(const struct app *a,
         { "gpu", JF_STRING, false, 1, 80, NULL },
         { "restart_policy", JF_ENUM, false, 0, 0, restore_policies },
         { "health_checks", JF_ARRAY, false, 0, HC_PER_VM_MAX, NULL },
+        { "backup_schedule", JF_ENUM, false, 0, 0, bsched_names },
+        { "backup_keep", JF_INT, false, 1, BSCHED_KEEP_MAX, NULL },
     };
     memcpy(ret, fields, sizeof(fields));
 }
@@ -611,6 +618,11 @@ HANDLER(h_vm_create)
     if (e >= 0 && json_str(b, "restart_policy"))
         e = store_exec(a->store, "UPDATE vms SET restart_policy = $1 WHERE "
                        "id = $2", "ss", json_str(b, "restart_policy"), id);
+    if (e >= 0 && (json_str(b, "backup_schedule") ||
+                   json_object_get(b, "backup_keep")))
+        e = bsched_set(a, id, json_str(b, "backup_schedule") ?
+                                  json_str(b, "backup_schedule") : "off",
+                       json_int(b, "backup_keep", 0));
     if (e < 0) {
         store_tx_rollback(a->store);
         reply_store_error(r, e, "a VM with this name");
@@ -1027,6 +1039,35 @@ HANDLER(h_vm_restart_policy)
         return;
     }
     reply_vm(a, r, 202, id);
+}
+
+/* A backup schedule ("off", "hourly", "daily", "weekly") and, with
+ * "keep", how many scheduled backups the VM keeps. */
+HANDLER(h_vm_backup_schedule)
+{
+    const struct jfield fields[] = {
+        { "schedule", JF_ENUM, true, 0, 0, bsched_names },
+        { "keep", JF_INT, false, 1, BSCHED_KEEP_MAX, NULL },
+    };
+    if (!body_check(r, fields, ARRAY_SIZE(fields), false))
+        return;
+    struct app *a = app;
+    json_auto_t *row = vm_flag_target(r, a);
+    if (!row)
+        return;
+    const char *id = json_str(row, "id");
+    const json_t *b = http_req_json(r);
+    int e = bsched_set(a, id, json_str(b, "schedule"),
+                       json_int(b, "keep", 0));
+    if (e < 0) {
+        reply_store_error(r, e, "VM");
+        return;
+    }
+    reqctx_set_detail(r, "backup schedule %s, keep %lld",
+                      json_str(b, "schedule"),
+                      (long long)json_int(b, "keep",
+                                          json_int(row, "backup_keep", 0)));
+    reply_vm(a, r, 200, id);
 }
 
 HANDLER(h_vm_resize)

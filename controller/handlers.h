@@ -44,6 +44,7 @@ HANDLER(h_vm_restore);
 HANDLER(h_vm_migrate);
 HANDLER(h_vm_migration);
 HANDLER(h_vm_restart_policy);
+HANDLER(h_vm_backup_schedule);
 HANDLER(h_agent_backup_blob);
 HANDLER(h_snapshot_create);
 HANDLER(h_snapshot_list);
@@ -160,7 +161,7 @@ extern const struct jfield port_fields[3];
 int agent_status_decode(const json_t *body, struct am_status *ret,
                         struct jerr *err);
 /* The members of a POST /v1/vms body, sized by this controller's limits. */
-#define VM_CREATE_NFIELDS 21
+#define VM_CREATE_NFIELDS 23
 void vm_create_fields(const struct app *a, struct jfield ret[VM_CREATE_NFIELDS]);
 /* Create an API key for an account (also `fog-controller init`'s first
  * admin key); the secret is in ret_key->token. 0 or -errno. */

@@ -105,6 +105,10 @@ static const struct config_opt options[] = {
       "seconds a node must be unreachable (or removed) before its VMs with "
       "restart policy on-host-failure are restored on another node from "
       "their latest ready backup (without one they are marked lost)" },
+    { "backup-abandon-after", CONFIG_INT, F(backup_abandon_s), 60,
+      30 * 86400, "86400",
+      "seconds a backup may wait for its node's next bytes before it is "
+      "failed as abandoned and its partial upload removed" },
     { "default-max-price", CONFIG_STRING, F(default_max_price), 0, 0, "100",
       "tokens per hour a VM may cost when its create names no max_price "
       "(\"none\": no cap)" },

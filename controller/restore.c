@@ -256,7 +256,8 @@ void evacuate_tick(struct app *a)
             continue;
         }
         _cleanup_free_ char *why = NULL;
-        int e = store_tx_begin(a->store);
+        /* The nodes' polls wake once the move has committed. */
+        int e = app_tx_begin(a);
         if (e == 0)
             e = restore_start(a, id, bk, NULL, "hub", &why);
         if (e > 0) {
@@ -265,7 +266,7 @@ void evacuate_tick(struct app *a)
                 json_str(v, "node_name"), (long long)(now - since), bk);
             e = app_event(a, json_str(v, "account_id"), "hub", "vm.evacuate",
                           id, 202, d);
-            if (e >= 0 && (e = store_tx_commit(a->store)) >= 0) {
+            if (e >= 0 && (e = app_tx_commit(a)) >= 0) {
                 log_info("vm %s: %s", id, d);
                 continue;
             }
@@ -277,11 +278,11 @@ void evacuate_tick(struct app *a)
                            "ss", r, id) > 0)
                 app_event(a, json_str(v, "account_id"), "hub",
                           "vm.evacuate", id, 409, r);
-            if (store_tx_commit(a->store) >= 0)
+            if (app_tx_commit(a) >= 0)
                 continue;
         }
         if (store_in_tx(a->store))
-            store_tx_rollback(a->store);
+            app_tx_rollback(a);
         log_warn("vm %s: evacuation failed: %s", id, strerror(e < 0 ? -e : EIO));
     }
 }

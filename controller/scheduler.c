@@ -23,6 +23,7 @@
 #include "controller/availwin.h"
 #include "controller/benchmark.h"
 #include "controller/vmhealth.h"
+#include "controller/bsched.h"
 #include "controller/reputation.h"
 #include "controller/restore.h"
 
@@ -1083,6 +1084,7 @@ static void *reconciler(void *arg)
                 vmhealth_tick(a, now_s());
             }
             migrate_tick(a, now_s() >= judge_from);
+            bsched_tick(a);
             scheduler_run(a);
             benchmark_tick(a, now_s() >= judge_from);
             if (now_s() >= judge_from && now_s() >= rep_at) {

@@ -5,6 +5,8 @@
  * typed arguments. */
 #include "controller/store.h"
 
+#include "common/fs.h"
+
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -13,6 +15,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdarg.h>
 
@@ -359,6 +362,10 @@ int store_tx_commit(struct store *s)
     if (s->tx_depth == 0)
         tls_writing = NULL;
     if (s->tx_depth == 0) {
+        /* Test seam: a store that takes a second to commit, so a test
+         * sees what others do in between. */
+        if (fs_test_fault("FOG_TEST_FAULT", "commit-slow"))
+            nanosleep(&(struct timespec){ 1, 0 }, NULL);
         /* After a lost conflict PostgreSQL answers COMMIT with a
          * rollback. */
         r = s->conflict_at ? -EAGAIN : s->ops->exec_plain(s->conn, "COMMIT");

@@ -5,6 +5,7 @@
 #include "common/jsonutil.h"
 #include "common/buf.h"
 #include "common/fs.h"
+#include "common/timeutil.h"
 #include "common/jsonutil.h"
 #include "netfabric/link.h"
 #include "netfabric/state.h"
@@ -702,6 +703,40 @@ int tu_writer_stop(struct tu_writer *w)
     __atomic_store_n(&w->on, 0, __ATOMIC_SEQ_CST);
     pthread_join((pthread_t)w->thread, NULL);
     return tu_writer_count(w);
+}
+
+static void *poll_run(void *arg)
+{
+    struct tu_poll *p = arg;
+    _cleanup_free_ char *url = xasprintf("%s/v1/agent/desired?since=%lld&"
+                                         "wait=%lld", p->ctl->url,
+                                         (long long)p->since,
+                                         (long long)p->wait_s);
+    struct tu_resp r = { 0 };
+    tu_http("GET", url, p->cred, p->ctl->ca, NULL, 0, NULL, NULL, &r);
+    p->answered_ms = mono_ms();
+    p->body = r.body ? xstrdup(r.body) : NULL;
+    tu_resp_clear(&r);
+    return NULL;
+}
+
+void tu_poll_start(struct tu_poll *p, const struct tu_ctl *ctl,
+                   const char *cred, int64_t since, int64_t wait_s)
+{
+    *p = (struct tu_poll){ .ctl = ctl, .cred = cred, .since = since,
+                           .wait_s = wait_s };
+    pthread_t t;
+    if (pthread_create(&t, NULL, poll_run, p) != 0)
+        abort();
+    p->thread = (unsigned long)t;
+}
+
+int64_t tu_poll_join(struct tu_poll *p, int64_t from_ms, char **ret_body)
+{
+    pthread_join((pthread_t)p->thread, NULL);
+    *ret_body = p->body;
+    p->body = NULL;
+    return p->answered_ms - from_ms;
 }
 
 char *tu_account(const struct tu_ctl *ctl, const char *name,

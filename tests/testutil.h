@@ -211,6 +211,23 @@ int tu_writer_count(struct tu_writer *w);
 /* Stop and join the writer: the number of accounts it wrote. */
 int tu_writer_stop(struct tu_writer *w);
 
+/* A node's long poll of its desired state (GET /v1/agent/desired?since=
+ * SINCE&wait=WAIT) in a thread of its own: tu_poll_start() sends it,
+ * tu_poll_join() waits for the answer and returns how many ms after
+ * `from_ms` (a mono_ms() time) it came, its body (caller frees) in
+ * *ret_body. */
+struct tu_poll {
+    const struct tu_ctl *ctl;
+    const char *cred;
+    int64_t since, wait_s;
+    int64_t answered_ms;
+    char *body;
+    unsigned long thread;
+};
+void tu_poll_start(struct tu_poll *p, const struct tu_ctl *ctl,
+                   const char *cred, int64_t since, int64_t wait_s);
+int64_t tu_poll_join(struct tu_poll *p, int64_t from_ms, char **ret_body);
+
 /* Register node `name` through POST /v1/agent/register with a fresh
  * admin join token (so it is approved at once) and an inventory of 8
  * vCPUs, 8 GiB and 100 GiB; `extra` (NULL or JSON members such as

@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/fs.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
@@ -176,8 +177,15 @@ static void start(const char *const *args)
     json_decref(api(b_cred, "POST", "/v1/agent/status", "{\"vms\":[]}", 200));
 }
 
+static char *fault_dir, *fault_file;
+
 static int setup(void **state)
 {
+    /* FOG_TEST_FAULT naming this file arms the controller's test seams
+     * while the file exists. */
+    fault_dir = tu_tempdir("mgfault");
+    fault_file = xasprintf("%s/fault", fault_dir);
+    setenv("FOG_TEST_FAULT", fault_file, 1);
     start(serve_args);
     return 0;
 }
@@ -598,6 +606,39 @@ static void migrate_deals_at_the_new_price_within_the_cap(void **state)
     assert_string_equal(deals, want);
 }
 
+/* With each store commit taking a second, the new node's parked poll
+ * answers with the VM once the move has committed: woken before, it would
+ * read the old revision and park again until its wait ran out. */
+static void a_move_wakes_the_new_node_after_its_commit(void **state)
+{
+    json_auto_t *vm = vm_create("mg-wake", true);
+    const char *id = json_str(vm, "id");
+    json_auto_t *v = api(alice, "GET", "/v1/vms/mg-wake", NULL, 200);
+    const char *from = cred_of(json_str(v, "node_id"));
+    const char *to = from == a_cred ? b_cred : a_cred;
+    json_auto_t *m = api(alice, "POST", "/v1/vms/mg-wake/migrate", NULL, 202);
+    _cleanup_free_ char *bk = xstrdup(json_str(m, "backup"));
+    json_auto_t *d = api(to, "GET", "/v1/agent/desired", NULL, 200);
+    struct tu_poll p;
+    tu_poll_start(&p, &ctl, to, json_int(d, "revision", -1), 20);
+    usleep(500 * 1000);
+    assert_int_equal(file_write_atomic(fault_file, "commit-slow", 11, 0600),
+                     0);
+    int64_t start_ms = mono_ms();
+    char sha[65];
+    size_t len = 0;
+    assert_int_equal(play_upload(from, bk, NULL, sha, &len), 200);
+    _cleanup_free_ char *body = NULL;
+    int64_t took = tu_poll_join(&p, start_ms, &body);
+    unlink(fault_file);
+    assert_non_null(body);
+    if (!strstr(body, id) || took > 12000)
+        fail_msg("the new node's poll answered after %lld ms, %s the VM",
+                 (long long)took, strstr(body, id) ? "with" : "without");
+    json_auto_t *done = wait_migration("mg-wake", 10000);
+    assert_string_equal(json_str(done, "state"), "moved");
+}
+
 /* With heartbeats of 1 s: a node that goes silent before its backup is
  * in ends the migration (failed, saying so), so the VM is not left
  * unstartable. */
@@ -628,7 +669,12 @@ int main(void)
         cmocka_unit_test(fogctl_migrate_waits_for_the_move_or_says_why),
         cmocka_unit_test(migrate_keeps_host_ports_or_refuses),
         cmocka_unit_test(migrate_deals_at_the_new_price_within_the_cap),
+        cmocka_unit_test(a_move_wakes_the_new_node_after_its_commit),
         cmocka_unit_test(a_silent_node_ends_the_migration),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int r = cmocka_run_group_tests(tests, setup, teardown);
+    tu_rmrf(fault_dir);
+    free(fault_dir);
+    free(fault_file);
+    return r;
 }

@@ -1,7 +1,7 @@
 /* controller/bstore_dir: a blob is appended only at its received size,
  * commits only when its bytes hash to the digest given (else the upload
  * is discarded), reads back whole, and lives in a private directory under
- * names the store made. */
+ * names the store made; the sweep's listing names only its own files. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define ID1 "0b5c2a2e-6d5f-4c61-9d0a-1c6f6b0f7a11"
 #define ID2 "5e8f0c1d-2b3a-4e5f-8a9b-0c1d2e3f4a52"
@@ -139,6 +141,37 @@ static void private_dir_own_ids_list_remove_and_limit(void **state)
     bstore_ids_free(ids);
 }
 
+/* The sweep's view: committed blobs and uploads with their age; files
+ * and links that are not the store's are left out. */
+static void entries_name_blobs_and_uploads_only(void **state)
+{
+    (void)state;
+    _cleanup_(bstore_freep) struct bstore *s = open_store(0);
+    _cleanup_free_ char *dir = xasprintf("%s/backups", tu_dir);
+    assert_int_equal(s->ops->begin(s, ID1), 0);
+    char hex[65];
+    sha256_hex("", 0, hex);
+    assert_int_equal(s->ops->commit(s, ID1, hex, 0), 0);
+    assert_int_equal(s->ops->begin(s, ID2), 0);
+    tu_put_file(dir, "notes.txt", "x");
+    tu_put_file(dir, "0b5c2a2e-6d5f-4c61-9d0a-1c6f6b0f7a11.tmp", "x");
+    _cleanup_free_ char *link = xasprintf("%s/%s", dir,
+                                          "7e8f0c1d-2b3a-4e5f-8a9b-"
+                                          "0c1d2e3f4a53");
+    assert_int_equal(symlink("/etc/passwd", link), 0);
+
+    _cleanup_free_ struct bstore_entry *en = NULL;
+    size_t n = 0;
+    time_t now = time(NULL);
+    assert_int_equal(s->ops->entries(s, &en, &n), 0);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(streq(en[i].id, ID1) || streq(en[i].id, ID2));
+        assert_true(en[i].committed == streq(en[i].id, ID1));
+        assert_true(en[i].mtime >= now - 60 && en[i].mtime <= now + 60);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +180,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(commit_with_wrong_digest_or_size_discards,
                                         tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(private_dir_own_ids_list_remove_and_limit,
+                                        tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(entries_name_blobs_and_uploads_only,
                                         tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
