@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <nettle/chacha-poly1305.h>
+#include <nettle/gcm.h>
 #include <nettle/hmac.h>
 #include <nettle/sha2.h>
 
@@ -24,8 +25,15 @@ static uint32_t get32(const uint8_t *p)
            (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Version 1 seals with ChaCha20-Poly1305, version 2 with AES-256-GCM
+ * (about four times as fast where the CPU has AES-NI, which hosts that
+ * run KVM have); both have 12-byte nonces and 16-byte tags. */
 struct bk_stream {
-    struct chacha_poly1305_ctx aead;
+    uint32_t version;
+    union {
+        struct chacha_poly1305_ctx chacha;
+        struct gcm_aes256_ctx gcm;
+    } aead;
     uint8_t header[BKCRYPT_HEADER_LEN];
     uint64_t counter;
 };
@@ -40,7 +48,11 @@ static void bk_stream_init(struct bk_stream *s,
     hmac_sha256_update(&h, 16, header + 16);
     uint8_t sub[SHA256_DIGEST_SIZE];
     hmac_sha256_digest(&h, sizeof(sub), sub);
-    chacha_poly1305_set_key(&s->aead, sub);
+    s->version = get32(header + 8);
+    if (s->version == 1)
+        chacha_poly1305_set_key(&s->aead.chacha, sub);
+    else
+        gcm_aes256_set_key(&s->aead.gcm, sub);
     memset(sub, 0, sizeof(sub));
     memset(&h, 0, sizeof(h));
     s->counter = 0;
@@ -54,21 +66,62 @@ static void bk_stream_next(struct bk_stream *s, bool last)
     put32(nonce + 4, (uint32_t)s->counter);
     put32(nonce + 8, last ? 1 : 0);
     s->counter++;
-    chacha_poly1305_set_nonce(&s->aead, nonce);
-    chacha_poly1305_update(&s->aead, BKCRYPT_HEADER_LEN, s->header);
+    if (s->version == 1) {
+        chacha_poly1305_set_nonce(&s->aead.chacha, nonce);
+        chacha_poly1305_update(&s->aead.chacha, BKCRYPT_HEADER_LEN,
+                               s->header);
+    } else {
+        gcm_aes256_set_iv(&s->aead.gcm, sizeof(nonce), nonce);
+        gcm_aes256_update(&s->aead.gcm, BKCRYPT_HEADER_LEN, s->header);
+    }
+}
+
+/* Seal n bytes of the current segment: ciphertext, then its tag. */
+static void bk_stream_seal(struct bk_stream *s, size_t n, uint8_t *out,
+                           const uint8_t *in)
+{
+    if (s->version == 1) {
+        chacha_poly1305_encrypt(&s->aead.chacha, n, out, in);
+        chacha_poly1305_digest(&s->aead.chacha, BKCRYPT_TAG_LEN, out + n);
+    } else {
+        gcm_aes256_encrypt(&s->aead.gcm, n, out, in);
+        gcm_aes256_digest(&s->aead.gcm, BKCRYPT_TAG_LEN, out + n);
+    }
+}
+
+/* Open n bytes of the current segment into out and compute its tag. */
+static void bk_stream_open(struct bk_stream *s, size_t n, uint8_t *out,
+                           const uint8_t *in, uint8_t tag[BKCRYPT_TAG_LEN])
+{
+    if (s->version == 1) {
+        chacha_poly1305_decrypt(&s->aead.chacha, n, out, in);
+        chacha_poly1305_digest(&s->aead.chacha, BKCRYPT_TAG_LEN, tag);
+    } else {
+        gcm_aes256_decrypt(&s->aead.gcm, n, out, in);
+        gcm_aes256_digest(&s->aead.gcm, BKCRYPT_TAG_LEN, tag);
+    }
 }
 
 int bkcrypt_encrypt_fd(const uint8_t key[BKCRYPT_KEY_LEN], int in_fd,
                        int out_fd, uint32_t segment, uint64_t *ret_size,
                        char *sha256_hex)
 {
+    return bkcrypt_encrypt_fd_version(key, in_fd, out_fd, segment,
+                                      BKCRYPT_VERSION, ret_size, sha256_hex);
+}
+
+int bkcrypt_encrypt_fd_version(const uint8_t key[BKCRYPT_KEY_LEN], int in_fd,
+                               int out_fd, uint32_t segment, uint32_t version,
+                               uint64_t *ret_size, char *sha256_hex)
+{
     if (segment == 0)
         segment = BKCRYPT_SEGMENT;
-    if (segment < BKCRYPT_SEGMENT_MIN || segment > BKCRYPT_SEGMENT_MAX)
+    if (segment < BKCRYPT_SEGMENT_MIN || segment > BKCRYPT_SEGMENT_MAX ||
+        version < 1 || version > BKCRYPT_VERSION)
         return -EINVAL;
     uint8_t header[BKCRYPT_HEADER_LEN];
     memcpy(header, bk_magic, sizeof(bk_magic));
-    put32(header + 8, BKCRYPT_VERSION);
+    put32(header + 8, version);
     put32(header + 12, segment);
     random_bytes(header + 16, 16);
     struct bk_stream s;
@@ -97,8 +150,7 @@ int bkcrypt_encrypt_fd(const uint8_t key[BKCRYPT_KEY_LEN], int in_fd,
         last = have <= segment;
         size_t n = last ? have : segment;
         bk_stream_next(&s, last);
-        chacha_poly1305_encrypt(&s.aead, n, out, in);
-        chacha_poly1305_digest(&s.aead, BKCRYPT_TAG_LEN, out + n);
+        bk_stream_seal(&s, n, out, in);
         sha256_update(&sha, n + BKCRYPT_TAG_LEN, out);
         e = fd_write_full(out_fd, out, n + BKCRYPT_TAG_LEN);
         total += n + BKCRYPT_TAG_LEN;
@@ -130,7 +182,7 @@ int bkcrypt_decrypt_fd(const uint8_t key[BKCRYPT_KEY_LEN], int in_fd,
     if ((size_t)r < sizeof(header) ||
         memcmp(header, bk_magic, sizeof(bk_magic)) != 0)
         return -EBADMSG;
-    if (get32(header + 8) != BKCRYPT_VERSION)
+    if (get32(header + 8) < 1 || get32(header + 8) > BKCRYPT_VERSION)
         return -EPROTONOSUPPORT;
     uint32_t segment = get32(header + 12);
     if (segment < BKCRYPT_SEGMENT_MIN || segment > BKCRYPT_SEGMENT_MAX)
@@ -159,9 +211,8 @@ int bkcrypt_decrypt_fd(const uint8_t key[BKCRYPT_KEY_LEN], int in_fd,
         }
         n -= BKCRYPT_TAG_LEN;
         bk_stream_next(&s, last);
-        chacha_poly1305_decrypt(&s.aead, n, out, in);
         uint8_t tag[BKCRYPT_TAG_LEN];
-        chacha_poly1305_digest(&s.aead, sizeof(tag), tag);
+        bk_stream_open(&s, n, out, in, tag);
         if (!mem_eq_ct(tag, in + n, sizeof(tag))) {
             e = -EBADMSG;
             break;

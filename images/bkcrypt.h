@@ -1,4 +1,5 @@
-/* Backup encryption: a VM disk image streamed through ChaCha20-Poly1305 in
+/* Backup encryption: a VM disk image streamed through AES-256-GCM
+ * (version 2; version 1, still opened, used ChaCha20-Poly1305) in
  * fixed segments (the STREAM construction), so a backup of any size is
  * sealed and opened in constant memory, and the hub that stores it never
  * sees the disk. Each backup draws a random salt; the segment key is
@@ -17,7 +18,7 @@
 #include <stdint.h>
 
 #define BKCRYPT_KEY_LEN 32
-#define BKCRYPT_VERSION 1
+#define BKCRYPT_VERSION 2 /* the version sealed; 1 and 2 are opened */
 #define BKCRYPT_HEADER_LEN 32
 #define BKCRYPT_TAG_LEN 16
 #define BKCRYPT_SEGMENT (1u << 20) /* default plaintext bytes per segment */
@@ -32,6 +33,12 @@
 int bkcrypt_encrypt_fd(const uint8_t key[BKCRYPT_KEY_LEN], int in_fd,
                        int out_fd, uint32_t segment, uint64_t *ret_size,
                        char *sha256_hex);
+
+/* As bkcrypt_encrypt_fd, in format `version` (1..BKCRYPT_VERSION); for
+ * tests of older streams. -EINVAL for another version. */
+int bkcrypt_encrypt_fd_version(const uint8_t key[BKCRYPT_KEY_LEN], int in_fd,
+                               int out_fd, uint32_t segment, uint32_t version,
+                               uint64_t *ret_size, char *sha256_hex);
 
 /* Decrypt a stream made by bkcrypt_encrypt_fd onto out_fd. Plaintext is
  * written as segments authenticate, so on any error the caller must

@@ -183,9 +183,10 @@ static int hub_size(struct backupjob *b, const struct want *w,
 }
 
 /* Seal the VM's disk into the backup's file (under a temporary name, so
- * a file there is always whole). JOB_GO_ON, or a JOB_* result. */
+ * a file there is always whole); its size and SHA-256 into *ret_size and
+ * sha. JOB_GO_ON, or a JOB_* result. */
 static int job_seal(struct backupjob *b, const struct want *w,
-                    const char *file)
+                    const char *file, uint64_t *ret_size, char sha[65])
 {
     _cleanup_free_ char *disk = disk_overlay_path(b->data_dir, w->vm_id);
     if (access(disk, F_OK) < 0)
@@ -193,7 +194,6 @@ static int job_seal(struct backupjob *b, const struct want *w,
     _cleanup_free_ char *tmp = xasprintf("%s.new", file);
     _cleanup_free_ char *err = NULL;
     uint64_t size = 0;
-    char sha[65];
     int64_t t0 = mono_ms();
     int e = backup_seal_disk(b->qemu_img, disk, w->running, w->key, tmp,
                              &size, sha, &err);
@@ -210,6 +210,7 @@ static int job_seal(struct backupjob *b, const struct want *w,
     log_info("backup %s of VM %s sealed: %llu bytes in %lld ms%s", w->id,
              w->vm_id, (unsigned long long)size, (long long)(mono_ms() - t0),
              w->running ? " (running)" : "");
+    *ret_size = size;
     return JOB_GO_ON;
 }
 
@@ -273,15 +274,17 @@ static int job_run(struct backupjob *b, const struct want *w)
         return r;
     _cleanup_free_ char *file = sealed_path(b, w->id);
     bool fresh = false;
+    uint64_t fsize = 0;
+    char sha[65];
     if (access(file, F_OK) < 0) {
-        if ((r = job_seal(b, w, file)) != JOB_GO_ON)
+        if ((r = job_seal(b, w, file, &fsize, sha)) != JOB_GO_ON)
             return r;
         fresh = true;
     }
     _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    uint64_t fsize = 0;
-    char sha[65];
-    if (fd < 0 || sha256_fd(fd, &fsize, sha) < 0) {
+    /* A file sealed earlier (before a restart) is hashed again; a fresh
+     * one's digest came with its sealing. */
+    if (fd < 0 || (!fresh && sha256_fd(fd, &fsize, sha) < 0)) {
         _cleanup_free_ char *why = xasprintf("cannot read the sealed file: %s",
                                              strerror(errno));
         return job_fail(b, w, why);

@@ -230,9 +230,13 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
         add(p, RC_REDEFINE, id, vm, NULL);
     if (json_int(vm, "disk_gib", 0) > d->meta.disk_gib)
         add(p, RC_GROW_DISK, id, vm, NULL);
-    /* A host reboot brings back what is meant to run and allowed to
-     * (the VM's autostart flag), nothing else. */
-    if (d->autostart != reconcile_want_autostart(vm))
+    /* Never libvirt's autostart: at boot, libvirtd would start the domain
+     * before this agent hears whether the hub placed the VM elsewhere
+     * meanwhile (its node silent past evacuate-after), and it would run
+     * twice. A host reboot brings back what is meant to run and allowed
+     * to (the VM's autostart flag) through the start below, once the
+     * document that still places it here has arrived. */
+    if (d->autostart)
         add(p, RC_AUTOSTART, id, vm, NULL);
 
     bool up = d->state == VIRT_RUNNING || d->state == VIRT_PAUSED;
@@ -248,12 +252,15 @@ static void plan_vm(struct reconcile_plan *p, const json_t *vm,
             if (want_pause && d->state == VIRT_RUNNING)
                 add(p, RC_SUSPEND, id, vm, NULL);
         } else if (!d->meta.power_running || gen > d->meta.reboot_gen ||
-                   sgen > d->meta.start_gen) {
+                   sgen > d->meta.start_gen ||
+                   (d->lost_with_host && reconcile_want_autostart(vm))) {
             /* Started when asked to run after being stopped by us, or when
-             * asked to start or reboot since it went down; a VM that
-             * stopped by itself while meant to run (guest poweroff, crash)
-             * stays down and is reported until then. A VM held paused
-             * comes back paused (after a host reboot, say). */
+             * asked to start or reboot since it went down, or when its
+             * host went down under it (a reboot) and its autostart flag is
+             * on; a VM that stopped by itself while meant to run (guest
+             * poweroff, crash) stays down and is reported until then. A
+             * VM held paused comes back paused (after a host reboot,
+             * say). */
             add(p, RC_START, id, vm, NULL);
             if (want_pause)
                 add(p, RC_SUSPEND, id, vm, NULL);
@@ -395,6 +402,11 @@ bool reconcile_down_by_itself(const json_t *vm, const struct virt_dom *d)
     if (!d || !d->meta.power_running || !streq(json_str(vm, "power"), "running") ||
         json_bool(vm, "deleted", false) ||
         (d->state != VIRT_STOPPED && d->state != VIRT_CRASHED))
+        return false;
+    /* Its host went down under it: started again (plan_vm), unless its
+     * autostart flag says it stays down, which then reads as its own
+     * stop. */
+    if (d->lost_with_host && reconcile_want_autostart(vm))
         return false;
     return json_int(vm, "start_gen", 0) <= d->meta.start_gen &&
            json_int(vm, "reboot_gen", 0) <= d->meta.reboot_gen;
@@ -750,8 +762,6 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
     /* The wall clock, for measuring how fast a request reaches libvirt. */
     log_debug("vm %s: libvirt define called at %" PRId64 " (unix ms)",
               a->vm_id, called);
-    if (virt_set_autostart(c->virt, a->vm_id, reconcile_want_autostart(vm)) < 0)
-        log_warn("vm %s: cannot set autostart: %s", a->vm_id, virt_error());
     log_info("vm %s: created domain %s%s", a->vm_id, VMXML_NAME_PREFIX,
              a->vm_id);
     return 0;
@@ -848,8 +858,7 @@ static int execute_one(struct reconcile_ctx *c, const struct reconcile_action *a
         return 0;
     }
     case RC_AUTOSTART:
-        if ((r = virt_set_autostart(c->virt, a->vm_id,
-                                    reconcile_want_autostart(vm))) < 0)
+        if ((r = virt_set_autostart(c->virt, a->vm_id, false)) < 0)
             reconcile__vfail(c, a, "autostart", rev, now_ms);
         return r;
     case RC_START:

@@ -14,7 +14,7 @@ enum reconcile_op {
     RC_CREATE,       /* disk + definition (left stopped) */
     RC_REDEFINE,     /* the spec changed: new definition, next boot */
     RC_GROW_DISK,
-    RC_AUTOSTART,    /* autostart on exactly when meant to run */
+    RC_AUTOSTART,    /* libvirt's autostart off (see plan_vm) */
     RC_START,
     RC_RESUME,
     RC_SUSPEND,      /* held paused while meant to run */
@@ -88,8 +88,10 @@ void reconcile_status(const json_t *vm, const struct virt_dom *dom,
  * state follows. Pure. */
 bool reconcile_down_by_itself(const json_t *vm, const struct virt_dom *dom);
 
-/* Whether the domain of desired entry `vm` should start when its node
- * boots: meant to run and its autostart flag not off. Pure. */
+/* Whether the domain of desired entry `vm` should start again once its
+ * node booted: meant to run and its autostart flag not off. The agent
+ * starts it, with the hub's current document in hand, never libvirt at
+ * boot (that would run a placement the hub moved elsewhere). Pure. */
 bool reconcile_want_autostart(const json_t *vm);
 
 /* Fencing: what to do with VM `vm`'s domain `dom` (either may be NULL)

@@ -204,9 +204,11 @@ static int err_code(void)
     }
 }
 
-static enum virt_state map_state(int st, int reason, bool *ret_by_guest)
+static enum virt_state map_state(int st, int reason, bool *ret_by_guest,
+                                 bool *ret_lost)
 {
     *ret_by_guest = false;
+    *ret_lost = false;
     switch (st) {
     case VIR_DOMAIN_RUNNING:
     case VIR_DOMAIN_BLOCKED:
@@ -222,6 +224,10 @@ static enum virt_state map_state(int st, int reason, bool *ret_by_guest)
         if (reason == VIR_DOMAIN_SHUTOFF_CRASHED)
             return VIRT_CRASHED;
         *ret_by_guest = reason == VIR_DOMAIN_SHUTOFF_SHUTDOWN;
+        /* Loaded from its definition by a libvirtd that never ran it: the
+         * host went down under it (QEMU dying under a running libvirtd
+         * reads as crashed instead). */
+        *ret_lost = reason == VIR_DOMAIN_SHUTOFF_UNKNOWN;
         return VIRT_STOPPED;
     default:
         return VIRT_STOPPED;
@@ -274,7 +280,8 @@ int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
             continue;
         }
         virDomainGetAutostart(d, &autostart);
-        o->state = map_state(st, reason, &o->stopped_by_guest);
+        o->state = map_state(st, reason, &o->stopped_by_guest,
+                             &o->lost_with_host);
         o->vcpus = info.nrVirtCpu;
         o->memory_mib = (int64_t)(info.maxMem / 1024);
         o->autostart = autostart != 0;

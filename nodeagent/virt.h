@@ -18,6 +18,9 @@ struct virt_dom {
     struct vmxml_meta meta;   /* meta.vm_id identifies the VM */
     enum virt_state state;
     bool stopped_by_guest;    /* shut off by a poweroff from inside */
+    bool lost_with_host;      /* shut off for no known reason: its host (or
+                               * libvirtd) went down under it, as a reboot
+                               * or a power cut leaves a domain */
     int64_t vcpus;            /* as defined */
     int64_t memory_mib;
     bool autostart;

@@ -110,6 +110,14 @@ e2e_start_libvirtd() {
         echo "libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin" >>"$d/passwd"
     mkdir -p /etc/libvirt /run/libvirt /var/lib/libvirt /var/log/libvirt ||
         e2e_fail "cannot create libvirt mount points"
+    e2e__libvirtd_exec "$d"
+}
+
+# Starts the private libvirtd of DIR (made by e2e_start_libvirtd) and
+# waits until it answers.
+e2e__libvirtd_exec() { # dir
+    local d=$1 uri i
+    uri="qemu:///system?socket=$d/run/libvirt-sock"
     # E2E_LIBVIRTD_PREFIX (e.g. "ip netns exec NS", see
     # e2e_start_libvirtd_in) runs it inside another network namespace.
     # shellcheck disable=SC2016,SC2086
@@ -126,11 +134,34 @@ e2e_start_libvirtd() {
         exec libvirtd -d -p "$d/libvirtd.pid"' sh "$d" ||
         e2e_fail "private libvirtd did not start (see $d/libvirtd.log)"
     for ((i = 0; i < 100; i++)); do
-        timeout 10 virsh -c "$E2E_URI" version >/dev/null 2>&1 && return 0
+        timeout 10 virsh -c "$uri" version >/dev/null 2>&1 && return 0
         sleep 0.2
     done
     tail -n 20 "$d/libvirtd.log" >&2 2>/dev/null
-    e2e_fail "private libvirtd does not answer on $E2E_URI"
+    e2e_fail "private libvirtd does not answer on $uri"
+}
+
+# A host's power loss: kills (SIGKILL) the private libvirtd of DIR and
+# every QEMU it ran, as a power cut would; the domains stay defined.
+e2e_libvirtd_power_off() { # dir
+    local d=$1 pid f
+    pid=$(cat "$d/libvirtd.pid" 2>/dev/null) && kill -9 "$pid" 2>/dev/null
+    for f in "$d"/run/qemu/*.pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f" 2>/dev/null) && kill -9 "$pid" 2>/dev/null
+    done
+    return 0
+}
+
+# The host of e2e_libvirtd_power_off boots again: the private libvirtd of
+# DIR starts in namespace NS with its /run emptied as a boot leaves it, so
+# it runs its boot-time work again (autostart of domains marked so).
+e2e_libvirtd_boot() { # ns dir
+    local saved=${E2E_LIBVIRTD_PREFIX:-}
+    find "$2/run" -mindepth 1 -delete 2>/dev/null
+    E2E_LIBVIRTD_PREFIX="ip netns exec $1"
+    e2e__libvirtd_exec "$2"
+    E2E_LIBVIRTD_PREFIX=$saved
 }
 
 # Destroys the domains of the private libvirtd in DIR, stops it, removes DIR.

@@ -1,7 +1,7 @@
 /* images/bkcrypt: a backup stream opens back to the same bytes with the
  * same key, hides the plaintext, and is refused when tampered with,
  * truncated (also at a segment boundary), reordered, or opened with
- * another key. */
+ * another key; streams of the previous format version still open. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -136,6 +136,39 @@ static void tamper_and_wrong_key_refused(void **state)
     assert_int_equal(unseal(key, c, clen, NULL, NULL), 0);
 }
 
+/* New backups are sealed in version 2 (AES-256-GCM); a version 1 stream
+ * (ChaCha20-Poly1305), as older nodes sealed them, still opens; a header
+ * claiming the other version fails authentication. */
+static void version_2_sealed_version_1_still_opened(void **state)
+{
+    (void)state;
+    size_t len = 2 * SEG + 9, clen = 0, plen = 0;
+    _cleanup_free_ uint8_t *p = pattern(len);
+    _cleanup_free_ uint8_t *c2 = seal(p, len, &clen);
+    assert_int_equal(c2[11], 2);
+    int in = open_file("plain", p, len);
+    int out = open_file("sealed", NULL, 0);
+    assert_int_equal(bkcrypt_encrypt_fd_version(key, in, out, SEG, 3, NULL,
+                                                NULL), -EINVAL);
+    assert_int_equal(bkcrypt_encrypt_fd_version(key, in, out, SEG, 1, NULL,
+                                                NULL), 0);
+    size_t c1len = 0;
+    _cleanup_free_ uint8_t *c1 = slurp(out, &c1len);
+    close(in);
+    close(out);
+    assert_int_equal(c1len, clen);
+    assert_int_equal(c1[11], 1);
+    _cleanup_free_ uint8_t *back = NULL;
+    assert_int_equal(unseal(key, c1, c1len, &back, &plen), 0);
+    assert_int_equal(plen, len);
+    assert_memory_equal(back, p, len);
+    /* The same salt under the other version: not the same cipher. */
+    c1[11] = 2;
+    assert_int_equal(unseal(key, c1, c1len, NULL, NULL), -EBADMSG);
+    c2[11] = 1;
+    assert_int_equal(unseal(key, c2, clen, NULL, NULL), -EBADMSG);
+}
+
 static void truncation_refused_also_at_segment_boundary(void **state)
 {
     (void)state;
@@ -181,6 +214,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip_any_length_hides_plaintext),
         cmocka_unit_test(tamper_and_wrong_key_refused),
+        cmocka_unit_test(version_2_sealed_version_1_still_opened),
         cmocka_unit_test(truncation_refused_also_at_segment_boundary),
         cmocka_unit_test(reordered_segments_refused),
     };

@@ -1,7 +1,9 @@
 /* controller/bstore_dir: a blob is appended only at its received size,
  * commits only when its bytes hash to the digest given (else the upload
- * is discarded), reads back whole, and lives in a private directory under
- * names the store made; the sweep's listing names only its own files. */
+ * is discarded; the digest runs with the upload, or is taken of the whole
+ * file when the store did not see it all), reads back whole, and lives in
+ * a private directory under names the store made; the sweep's listing
+ * names only its own files. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -172,6 +174,52 @@ static void entries_name_blobs_and_uploads_only(void **state)
     }
 }
 
+/* The digest is taken of the bytes as they arrive, so a commit reads
+ * nothing back; an upload whose start the store did not see (it
+ * restarted) is hashed whole at its commit, and one sent again from 0
+ * after a refused commit gets a new running digest. */
+static void commit_digest_runs_with_the_upload_or_reads_it_whole(void **state)
+{
+    (void)state;
+    char hex[65], other[65];
+    sha256_hex("hello world", 11, hex);
+    sha256_hex("hellO world", 11, other);
+    _cleanup_free_ char *part = xasprintf("%s/backups/%s.part", tu_dir, ID1);
+    {
+        _cleanup_(bstore_freep) struct bstore *s = open_store(0);
+        assert_int_equal(s->ops->begin(s, ID1), 0);
+        assert_int_equal(s->ops->append(s, ID1, 0, "hello ", 6, NULL), 0);
+        assert_int_equal(s->ops->append(s, ID1, 6, "world", 5, NULL), 0);
+        /* Changed on disk behind the store's back: the commit checks the
+         * running digest of what arrived, not the file. */
+        FILE *f = fopen(part, "r+");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, 4, SEEK_SET), 0);
+        assert_int_equal(fputc('O', f), 'O');
+        fclose(f);
+        assert_int_equal(s->ops->commit(s, ID1, other, 11), -EBADMSG);
+        /* Refused and discarded; sent again from 0, it commits. */
+        assert_int_equal(s->ops->begin(s, ID1), 0);
+        assert_int_equal(s->ops->append(s, ID1, 0, "hello world", 11, NULL), 0);
+        assert_int_equal(s->ops->commit(s, ID1, hex, 11), 0);
+        /* The first half before a restart of the store ... */
+        assert_int_equal(s->ops->begin(s, ID2), 0);
+        assert_int_equal(s->ops->append(s, ID2, 0, "hellO ", 6, NULL), 0);
+    }
+    /* ... the rest after it: the commit hashes the file. */
+    _cleanup_(bstore_freep) struct bstore *s = open_store(0);
+    assert_int_equal(s->ops->begin(s, ID2), 0);
+    assert_int_equal(s->ops->append(s, ID2, 6, "world", 5, NULL), 0);
+    assert_int_equal(s->ops->commit(s, ID2, hex, 11), -EBADMSG);
+    assert_int_equal(s->ops->begin(s, ID2), 0);
+    assert_int_equal(s->ops->append(s, ID2, 0, "hellO ", 6, NULL), 0);
+    {
+        _cleanup_(bstore_freep) struct bstore *s2 = open_store(0);
+        assert_int_equal(s2->ops->append(s2, ID2, 6, "world", 5, NULL), 0);
+        assert_int_equal(s2->ops->commit(s2, ID2, other, 11), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -182,6 +230,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(private_dir_own_ids_list_remove_and_limit,
                                         tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(entries_name_blobs_and_uploads_only,
+                                        tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(commit_digest_runs_with_the_upload_or_reads_it_whole,
                                         tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /* Fencing, as a property over random histories: a simulated controller
  * places VMs on simulated nodes with placement generations; nodes are cut
- * off (host lost: its domains stop, it hears nothing), heal (and apply the
- * controller's current document with the agent's own planner, possibly
+ * off (host lost: its domains stop, it hears nothing), heal (the host
+ * boots: libvirtd starts what is marked autostart; then the agent applies
+ * the controller's current document with its own planner, possibly
  * only after VMs were placed on them again), have their agent restarted,
  * and VMs are restored elsewhere while their node is cut off, deleted,
  * started and stopped. After every step a VM runs on at most
@@ -98,6 +99,7 @@ static void apply(struct node *nd, const struct reconcile_action *a)
     case RC_REBOOT:
         assert_non_null(d);
         d->state = VIRT_RUNNING;
+        d->lost_with_host = false;
         d->meta.power_running = true;
         d->meta.start_gen = json_int(vm, "start_gen", 0);
         return;
@@ -114,7 +116,8 @@ static void apply(struct node *nd, const struct reconcile_action *a)
         d->meta.power_running = false;
         return;
     case RC_AUTOSTART:
-        d->autostart = streq(json_str(vm, "power"), "running");
+        /* Planned only when libvirt's flag is not what the agent wants. */
+        d->autostart = !d->autostart;
         return;
     case RC_DELETE:
         assert_non_null(d);
@@ -208,15 +211,27 @@ static void step(int i)
     int n = rand() % NODES, v = rand() % VMS;
     struct cvm *c = &cvms[v];
     switch (rand() % 7) {
-    case 0: /* cut off: the host is lost, its domains stop */
+    case 0: /* cut off: the host is lost (a power cut), its domains stop
+             * for no reason libvirt knows */
         nodes[n].cut = true;
         nodes[n].synced = false;
-        for (size_t k = 0; k < nodes[n].n; k++)
+        for (size_t k = 0; k < nodes[n].n; k++) {
             nodes[n].doms[k].state = VIRT_STOPPED;
+            nodes[n].doms[k].lost_with_host = true;
+        }
         break;
-    case 1: /* heals: the controller hears it before its agent has
-             * applied a document, and may place VMs there again */
+    case 1: /* heals: the host boots, its libvirtd starts the domains
+             * marked autostart before the agent runs; the controller
+             * hears the node before its agent has applied a document, and
+             * may place VMs there again */
+        if (!nodes[n].cut)
+            break;
         nodes[n].cut = false;
+        for (size_t k = 0; k < nodes[n].n; k++)
+            if (nodes[n].doms[k].autostart) {
+                nodes[n].doms[k].state = VIRT_RUNNING;
+                nodes[n].doms[k].lost_with_host = false;
+            }
         break;
     case 2: /* the agent (re)starts and applies the current document */
         converge(n);
