@@ -775,30 +775,55 @@ bool page_parse(struct http_request *r, struct page *p)
     return true;
 }
 
-void page_reply(struct http_request *r, const struct page *p, json_t *rows,
-                const char *time_col, json_t *(*render)(json_t *row))
+/* One page's answer, each row rendered as a tree (render) or written
+ * straight into the answer's text (write, the row's members). */
+static void page_answer(struct http_request *r, const struct page *p,
+                        json_t *rows, const char *time_col,
+                        json_t *(*render)(json_t *row),
+                        void (*write)(struct jsonw *w, json_t *row))
 {
-    json_t *items = json_array();
-    json_t *next = json_null();
+    struct jsonw w = JSONW_INIT;
     size_t n = json_array_size(rows);
-    for (size_t i = 0; i < n && (int64_t)i < p->limit; i++)
-        json_array_append_new(items, render(json_array_get(rows, i)));
+    jsonw_obj_begin(&w);
+    jsonw_key(&w, "items");
+    jsonw_arr_begin(&w);
+    for (size_t i = 0; i < n && (int64_t)i < p->limit; i++) {
+        json_t *row = json_array_get(rows, i);
+        if (write) {
+            jsonw_obj_begin(&w);
+            write(&w, row);
+            jsonw_obj_end(&w);
+        } else {
+            json_auto_t *o = render(row);
+            jsonw_json(&w, o);
+        }
+    }
+    jsonw_arr_end(&w);
+    jsonw_key(&w, "next_cursor");
     if ((int64_t)n > p->limit) {
         json_t *last = json_array_get(rows, (size_t)p->limit - 1);
         _cleanup_free_ char *cursor = xasprintf(
             "%lld.%s", (long long)json_int(last, time_col, 0),
             json_str(last, "id"));
-        json_decref(next);
-        next = json_string(cursor);
+        jsonw_str(&w, cursor);
+    } else {
+        jsonw_null(&w);
     }
+    jsonw_obj_end(&w);
     json_decref(rows);
-    http_reply_json(r, 200, json_pack("{s:o, s:o}", "items", items,
-                                      "next_cursor", next));
+    http_reply_jsonw(r, 200, &w);
 }
 
-void page_list(struct http_request *r, struct app *a, const char *sql,
-               const char *time_col, json_t *(*render)(json_t *row),
-               const char *what)
+void page_reply(struct http_request *r, const struct page *p, json_t *rows,
+                const char *time_col, json_t *(*render)(json_t *row))
+{
+    page_answer(r, p, rows, time_col, render, NULL);
+}
+
+static void page_query(struct http_request *r, struct app *a, const char *sql,
+                       const char *time_col, json_t *(*render)(json_t *row),
+                       void (*write)(struct jsonw *w, json_t *row),
+                       const char *what)
 {
     struct reqctx *c = reqctx_of(r);
     struct page p;
@@ -811,7 +836,22 @@ void page_list(struct http_request *r, struct app *a, const char *sql,
         reply_store_error(r, e, what);
         return;
     }
-    page_reply(r, &p, rows, time_col, render);
+    page_answer(r, &p, rows, time_col, render, write);
+}
+
+void page_list(struct http_request *r, struct app *a, const char *sql,
+               const char *time_col, json_t *(*render)(json_t *row),
+               const char *what)
+{
+    page_query(r, a, sql, time_col, render, NULL, what);
+}
+
+void page_list_write(struct http_request *r, struct app *a, const char *sql,
+                     const char *time_col,
+                     void (*write)(struct jsonw *w, json_t *row),
+                     const char *what)
+{
+    page_query(r, a, sql, time_col, NULL, write, what);
 }
 
 void reply_store_error(struct http_request *r, int err, const char *what)
