@@ -213,30 +213,19 @@ static long long cpu_ticks(pid_t pid)
     return (long long)(ut + st);
 }
 
-/* A field of /proc/PID/status in KiB: VmRSS (all resident pages) or
- * RssAnon (the process's own, without shared library text). */
-static long rss_kib(pid_t pid, const char *field)
+/* A field of /proc/PID/FILE in KiB: status's VmRSS (all resident pages)
+ * or RssAnon (the process's own, without shared library text), or
+ * smaps_rollup's Pss (shared pages divided among the processes mapping
+ * them, which RSS counts whole). */
+static long rss_kib(pid_t pid, const char *file, const char *field)
 {
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
     _cleanup_free_ char *text = NULL;
     if (file_read(path, 1 << 16, &text, NULL) < 0)
         return -1;
     const char *p = strstr(text, field);
     return p ? strtol(p + strlen(field), NULL, 10) : -1;
-}
-
-/* Proportional set size in KiB: shared library pages divided among the
- * processes mapping them, which RSS counts whole. */
-static long pss_kib(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-    _cleanup_free_ char *text = NULL;
-    if (file_read(path, 1 << 16, &text, NULL) < 0)
-        return -1;
-    const char *p = strstr(text, "\nPss:");
-    return p ? strtol(p + 5, NULL, 10) : -1;
 }
 
 struct mem {
@@ -248,8 +237,9 @@ struct mem {
  * the memory goes. */
 static struct mem mem_of(pid_t pid, const char *tag)
 {
-    struct mem m = { rss_kib(pid, "VmRSS:"), pss_kib(pid),
-                     rss_kib(pid, "RssAnon:") };
+    struct mem m = { rss_kib(pid, "status", "VmRSS:"),
+                     rss_kib(pid, "smaps_rollup", "\nPss:"),
+                     rss_kib(pid, "status", "RssAnon:") };
     const char *dir = getenv("FOG_BENCH_SMAPS");
     if (dir && *dir) {
         _cleanup_free_ char *from = xasprintf("/proc/%d/smaps", (int)pid);

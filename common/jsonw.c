@@ -40,34 +40,6 @@ void jsonw_arr_end(struct jsonw *w)
     w->comma = true;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (n bytes left) that is
- * not ASCII, or 0: no overlong forms, surrogates or code points past
- * U+10FFFF (RFC 3629). */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    size_t len;
-    uint32_t cp, min;
-    if ((c & 0xe0) == 0xc0)
-        len = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        len = 3, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-        len = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 static void put_escaped(struct buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -81,7 +53,7 @@ static void put_escaped(struct buf *b, const char *s, size_t len)
             continue;
         }
         if (c >= 0x80) {
-            size_t l = utf8_seq(p + i, len - i);
+            size_t l = utf8_seq_len(p + i, len - i);
             if (l) {
                 i += l;
                 continue;
@@ -233,7 +205,7 @@ static bool scan_string(struct scan *s)
             continue;
         }
         if (c >= 0x80) {
-            size_t l = utf8_seq((const unsigned char *)s->p,
+            size_t l = utf8_seq_len((const unsigned char *)s->p,
                                 (size_t)(s->end - s->p));
             if (!l)
                 return false;
