@@ -173,7 +173,7 @@ void page_list(struct http_request *r, struct app *a, const char *sql,
  * `write` (the object's members, see jsonw.h), no tree per row. */
 void page_list_write(struct http_request *r, struct app *a, const char *sql,
                      const char *time_col,
-                     void (*write)(struct jsonw *w, json_t *row),
+                     void (*write)(struct jsonw *w, struct store_row *row),
                      const char *what);
 
 /* Answer a store error as problem+json. */

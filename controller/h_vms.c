@@ -31,29 +31,30 @@
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 /* A time column as RFC 3339 text; null when not an integer. */
-static void put_time(struct jsonw *w, const char *key, json_t *row,
+static void put_time(struct jsonw *w, const char *key, struct store_row *row,
                      const char *col)
 {
-    json_t *v = json_object_get(row, col);
+    struct store_value v = store_row_get(row, col);
     jsonw_key(w, key);
-    if (!json_is_integer(v)) {
+    if (v.type != STORE_INT) {
         jsonw_null(w);
         return;
     }
     char t[21];
-    time_format_rfc3339(json_integer_value(v), t);
+    time_format_rfc3339(v.i, t);
     jsonw_str(w, t);
 }
 
 /* A column holding a JSON array or object as text, written as it is:
  * `fallback` ("[]" or null when NULL) when it is missing or not one. */
-static void put_json_column(struct jsonw *w, const char *key, json_t *row,
-                            const char *col, char open, const char *fallback)
+static void put_json_column(struct jsonw *w, const char *key,
+                            struct store_row *row, const char *col, char open,
+                            const char *fallback)
 {
-    json_t *v = json_object_get(row, col);
+    struct store_value v = row ? store_row_get(row, col)
+                               : (struct store_value){ STORE_NULL, 0, NULL, 0 };
     jsonw_key(w, key);
-    if (json_is_string(v) && jsonw_text(w, json_string_value(v),
-                                        json_string_length(v), open) == 0)
+    if (v.type == STORE_TEXT && jsonw_text(w, v.s, v.len, open) == 0)
         return;
     if (fallback) {
         jsonw_arr_begin(w);
@@ -75,7 +76,20 @@ static void put_money(struct jsonw *w, const char *key, int64_t amount)
     jsonw_str(w, t);
 }
 
-void vm_write(struct jsonw *w, json_t *row)
+/* A column as it is stored: integer, text or null. */
+static void put_column(struct jsonw *w, struct store_row *row, const char *col)
+{
+    struct store_value v = store_row_get(row, col);
+    jsonw_key(w, col);
+    if (v.type == STORE_INT)
+        jsonw_int(w, v.i);
+    else if (v.type == STORE_TEXT)
+        jsonw_strn(w, v.s, v.len);
+    else
+        jsonw_null(w);
+}
+
+void vm_write(struct jsonw *w, struct store_row *row)
 {
     static const char *const copy[] = { "id", "account_id", "name", "vcpus",
                                         "memory_mib", "disk_gib", "image",
@@ -85,36 +99,34 @@ void vm_write(struct jsonw *w, json_t *row)
                                         "template", "based_on", "place_gen",
                                         "shutdown_timeout_s",
                                         "restart_policy" };
-    for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
-        jsonw_key(w, copy[i]);
-        jsonw_json(w, json_object_get(row, copy[i]));
-    }
+    for (size_t i = 0; i < ARRAY_SIZE(copy); i++)
+        put_column(w, row, copy[i]);
     jsonw_key(w, "allow_tcg");
-    jsonw_bool(w, json_int(row, "allow_tcg", 0));
+    jsonw_bool(w, store_row_int(row, "allow_tcg", 0));
     jsonw_key(w, "paused");
-    jsonw_bool(w, json_int(row, "paused", 0));
+    jsonw_bool(w, store_row_int(row, "paused", 0));
     jsonw_key(w, "autostart");
-    jsonw_bool(w, json_int(row, "autostart", 1));
+    jsonw_bool(w, store_row_int(row, "autostart", 1));
     put_json_column(w, "addresses", row, "addresses", '[', "[]");
     put_time(w, "created_at", row, "created_at");
     put_time(w, "updated_at", row, "updated_at");
     /* What the owner asked of placement and what placement decided. */
-    put_money(w, "max_price", json_int(row, "max_price", -1));
+    put_money(w, "max_price", store_row_int(row, "max_price", -1));
     jsonw_key(w, "region");
-    jsonw_str(w, json_str(row, "region"));
+    jsonw_str(w, store_row_str(row, "region"));
     jsonw_key(w, "anti_affinity");
-    jsonw_str(w, json_str(row, "anti_affinity"));
+    jsonw_str(w, store_row_str(row, "anti_affinity"));
     jsonw_key(w, "min_reputation");
-    jsonw_int(w, json_int(row, "min_reputation", 0));
+    jsonw_int(w, store_row_int(row, "min_reputation", 0));
     put_json_column(w, "labels", row, "labels", '[', "[]");
     put_json_column(w, "placement", row, "placement", '{', NULL);
-    put_money(w, "price_hour", json_int(row, "price_hour", -1));
+    put_money(w, "price_hour", store_row_int(row, "price_hour", -1));
     /* The GPUs asked for, as MODEL:COUNT. */
-    int64_t gn = json_int(row, "gpu_count", 0);
+    int64_t gn = store_row_int(row, "gpu_count", 0);
+    const char *gm = store_row_str(row, "gpu_model");
     jsonw_key(w, "gpu");
-    if (gn > 0 && json_str(row, "gpu_model")) {
-        _cleanup_free_ char *g = xasprintf("%s:%lld", json_str(row, "gpu_model"),
-                                           (long long)gn);
+    if (gn > 0 && gm) {
+        _cleanup_free_ char *g = xasprintf("%s:%lld", gm, (long long)gn);
         jsonw_str(w, g);
     } else {
         jsonw_null(w);
@@ -173,19 +185,25 @@ int vm_lookup(struct app *a, struct http_request *r, json_t **ret)
     return 0;
 }
 
+static void vm_write_object(struct store_row *row, void *data)
+{
+    struct jsonw *w = data;
+    jsonw_obj_begin(w);
+    vm_write(w, row);
+    jsonw_obj_end(w);
+}
+
 void reply_vm(struct app *a, struct http_request *r, int status,
                      const char *id)
 {
-    json_auto_t *row = NULL;
-    if (store_query_one(a->store, &row, "SELECT " VM_COLS VM_FROM
-                        "WHERE v.id = $1", "s", id) < 0) {
+    struct jsonw w = JSONW_INIT;
+    if (store_query_each(a->store, vm_write_object, &w, "SELECT " VM_COLS
+                         VM_FROM "WHERE v.id = $1", "s", id) < 0 ||
+        w.b.len == 0) {
+        buf_free(&w.b);
         http_reply_problem(r, 500, "internal", NULL, "VM vanished");
         return;
     }
-    struct jsonw w = JSONW_INIT;
-    jsonw_obj_begin(&w);
-    vm_write(&w, row);
-    jsonw_obj_end(&w);
     http_reply_jsonw(r, status, &w);
 }
 
@@ -682,8 +700,10 @@ HANDLER(h_vm_get)
         return;
     }
     struct jsonw w = JSONW_INIT;
+    struct store_row vr;
+    store_row_of_json(row, &vr);
     jsonw_obj_begin(&w);
-    vm_write(&w, row);
+    vm_write(&w, &vr);
     json_auto_t *deal = billing_vm_deal(a, json_str(row, "id"));
     jsonw_key(&w, "deal");
     jsonw_json(&w, deal);
@@ -701,7 +721,11 @@ HANDLER(h_vm_get)
     if (store_query_one(a->store, &ifs, "SELECT interfaces FROM vms WHERE id "
                         "= $1", "s", json_str(row, "id")) < 0)
         ifs = NULL;
-    put_json_column(&w, "interfaces", ifs, "interfaces", '[', "[]");
+    struct store_row ir;
+    if (ifs)
+        store_row_of_json(ifs, &ir);
+    put_json_column(&w, "interfaces", ifs ? &ir : NULL, "interfaces", '[',
+                    "[]");
     jsonw_obj_end(&w);
     http_reply_jsonw(r, 200, &w);
 }

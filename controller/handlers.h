@@ -182,6 +182,6 @@ void vm_networks_changed(struct app *a, const char *vm_id);
 
 /* Write a stored VM row's API object members into w (the caller opens
  * and closes the object). */
-void vm_write(struct jsonw *w, json_t *row);
+void vm_write(struct jsonw *w, struct store_row *row);
 /* Render a stored node row as its API object (new reference). */
 json_t *node_render(json_t *row);

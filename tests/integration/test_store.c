@@ -78,6 +78,30 @@ static struct store *open_or_skip(struct backend *b)
     return s;
 }
 
+/* What store_query_each handed out, row by row. */
+struct each_seen {
+    int rows;
+    char names[4][64];
+    int64_t created[4];
+    enum store_type missing[4], absent[4], created_as_text[4];
+};
+
+static void each_row(struct store_row *row, void *data)
+{
+    struct each_seen *e = data;
+    int i = e->rows++;
+    if (i >= 4)
+        return;
+    /* Asked for out of the select's order: lookups by name wrap. */
+    e->missing[i] = store_row_get(row, "missing").type;
+    e->created[i] = store_row_int(row, "created_at", -1);
+    const char *n = store_row_str(row, "name");
+    snprintf(e->names[i], sizeof(e->names[i]), "%s", n ? n : "(none)");
+    e->absent[i] = store_row_get(row, "no_such_column").type;
+    e->created_as_text[i] = store_row_str(row, "created_at") ? STORE_TEXT
+                                                              : STORE_INT;
+}
+
 static void check_queries(struct backend *b)
 {
     struct store *s = open_or_skip(b);
@@ -148,6 +172,28 @@ static void check_queries(struct backend *b)
                      0);
     assert_int_equal(json_array_size(rows), 3);
     assert_true(json_is_null(json_object_get(json_array_get(rows, 0), "missing")));
+    /* The same rows walked one by one, without a JSON object each. */
+    struct each_seen e = { 0 };
+    assert_int_equal(store_query_each(s, each_row, &e, "SELECT id, name, "
+                                      "NULL AS missing, created_at FROM "
+                                      "accounts WHERE ($1 = 1 OR id = $2) "
+                                      "ORDER BY id", "bs", true, NULL),
+                     0);
+    assert_int_equal(e.rows, 3);
+    assert_string_equal(e.names[0], "x'); DROP TABLE accounts; --");
+    assert_int_equal(e.created[0], INT64_C(5000000000));
+    assert_string_equal(e.names[1], "n5");
+    assert_int_equal(e.created[2], 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(e.missing[i], STORE_NULL);
+        assert_int_equal(e.absent[i], STORE_NULL);
+        assert_int_equal(e.created_as_text[i], STORE_INT);
+    }
+    e = (struct each_seen){ 0 };
+    assert_int_equal(store_query_each(s, each_row, &e, "SELECT id FROM "
+                                      "accounts WHERE id = $1", "s", "none"),
+                     0);
+    assert_int_equal(e.rows, 0);
     assert_int_equal(store_query_int(s, 42, "SELECT created_at FROM accounts "
                                             "WHERE id = $1", "s", "none"),
                      42);
