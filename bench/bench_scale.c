@@ -1,8 +1,9 @@
 /* The controller's API as the store grows: GET /v1/vms/{id}, GET
  * /v1/vms?limit=100 and POST /v1/vms at 1k, 10k and 100k VMs, each beside
  * nginx serving the same bytes over TLS in the same run (wrk, 16
- * connections, medians of 3), and a GET's p99 while POSTs stream against
- * its p99 idle. Figures, not pass/fail.
+ * connections, medians of 3), the controller's CPU time per GET (what a
+ * request costs whatever else the shared machine runs), and a GET's p99
+ * while POSTs stream against its p99 idle. Figures, not pass/fail.
  *
  * Bulk fill (how the store gets to 100k VMs in seconds, not hours): with
  * the controller stopped, one transaction inserts the VMs straight into
@@ -101,8 +102,11 @@ static char *bulk_fill(const char *dir, int n)
     return mid;
 }
 
-/* wrk's requests per second against url (key: bearer, may be NULL). */
-static double wrk_rps(const char *url, const char *key)
+/* wrk's requests per second against url (key: bearer, may be NULL);
+ * with pid > 0, that process's CPU time per request in microseconds goes
+ * to *ret_cpu_us: what a request costs, whatever else the machine runs. */
+static double wrk_rps(const char *url, const char *key, pid_t pid,
+                      double *ret_cpu_us)
 {
     _cleanup_free_ char *wrk = tu_which("wrk");
     _cleanup_free_ char *dur = xasprintf("%ds", seconds);
@@ -111,10 +115,20 @@ static double wrk_rps(const char *url, const char *key)
     char *argv[] = { wrk, "-t2", "-c" "16", "-d", dur, "-H", hdr,
                      (char *)url, NULL };
     int st;
+    double cpu0 = pid > 0 ? proc_cpu_ms(pid) : 0;
     _cleanup_free_ char *out = tu_run(argv, &st);
+    double cpu = pid > 0 ? proc_cpu_ms(pid) - cpu0 : 0;
     const char *p = out ? strstr(out, "Requests/sec:") : NULL;
     if (!p || strstr(out, "Non-2xx"))
         return 0;
+    /* "  123456 requests in 3.00s, ..." */
+    const char *q = strstr(out, " requests in ");
+    if (pid > 0 && q) {
+        while (q > out && q[-1] >= '0' && q[-1] <= '9')
+            q--;
+        double n = strtod(q, NULL);
+        *ret_cpu_us = n > 0 ? cpu * 1e3 / n : 0;
+    }
     return strtod(p + strlen("Requests/sec:"), NULL);
 }
 
@@ -296,12 +310,12 @@ static void one_size(int n)
     _cleanup_free_ char *n_list = xasprintf("https://127.0.0.1:%d/list.json",
                                             port);
     double g[RUNS], gr[RUNS], l[RUNS], lr[RUNS], p[RUNS], idle[RUNS],
-        busy[RUNS];
+        busy[RUNS], gc[RUNS] = { 0 }, lc[RUNS] = { 0 };
     for (int i = 0; i < RUNS; i++) {
-        g[i] = wrk_rps(u_vm, ctl.admin_key);
-        gr[i] = ng ? wrk_rps(n_vm, NULL) : 0;
-        l[i] = wrk_rps(u_list, ctl.admin_key);
-        lr[i] = ng ? wrk_rps(n_list, NULL) : 0;
+        g[i] = wrk_rps(u_vm, ctl.admin_key, ctl.pid, &gc[i]);
+        gr[i] = ng ? wrk_rps(n_vm, NULL, 0, NULL) : 0;
+        l[i] = wrk_rps(u_list, ctl.admin_key, ctl.pid, &lc[i]);
+        lr[i] = ng ? wrk_rps(n_list, NULL, 0, NULL) : 0;
         p[i] = post_rps(&ctl, CLIENTS);
         idle[i] = get_p99(&ctl, "/v1/vms?limit=1");
         /* The same GETs while 4 clients POST. */
@@ -314,6 +328,8 @@ static void one_size(int n)
     }
     row("GET /v1/vms/{id} req/s", n, median3(g), median3(gr));
     row("GET /v1/vms?limit=100 req/s", n, median3(l), median3(lr));
+    row("GET /v1/vms/{id} CPU us/req", n, median3(gc), 0);
+    row("GET ?limit=100 CPU us/req", n, median3(lc), 0);
     row("POST /v1/vms req/s", n, median3(p), 0);
     printf("| %-28s | %7d | %9.2f ms | %9.2f ms | %6.2f |\n",
            "GET p99 POSTing / idle", n, median3(busy), median3(idle),
