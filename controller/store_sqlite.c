@@ -65,6 +65,9 @@ static int sq_errno(sqlite3 *db, int rc)
     }
 }
 
+/* How much of the database file is mapped (bytes): the rest is read. */
+#define SQ_MMAP_SIZE "1073741824"
+
 static int sq_exec_plain(void *conn, const char *sql)
 {
     struct sq_conn *c = conn;
@@ -106,6 +109,12 @@ static int sq_connect(const char *path, int flags, const char *why,
     sqlite3_busy_timeout(db, 5000);
     struct sq_conn *c = xcalloc(1, sizeof(*c));
     c->db = db;
+    /* Pages read through a mapping of the file, not pread() into each
+     * connection's own 2 MB cache: past that cache (some 10k VMs) every
+     * read copied its pages from the kernel again, half of a GET's CPU
+     * at 100k VMs. Shared by all connections; a no-op where sqlite was
+     * built without mmap. */
+    sq_exec_plain(c, "PRAGMA mmap_size=" SQ_MMAP_SIZE);
     *ret = c;
     return 0;
 }

@@ -300,6 +300,17 @@ static void postgresql_addresses_lowest_free_first(void **state)
     check_addresses(&pg);
 }
 
+/* Connections read the file through a mapping, so a store larger than a
+ * connection's page cache is not copied in by pread() on every request.
+ * (Asked of the writer: readers are opened by the same code, and this
+ * pragma has no SELECT form to route to them.) */
+static void sqlite_connections_map_the_file(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    assert_true(store_query_int(s, 0, "PRAGMA mmap_size", "") >= (1 << 30));
+    store_close(s);
+}
+
 struct reading {
     struct store *s;
     int64_t seen, in_snapshot, after;
@@ -504,6 +515,7 @@ int main(void)
         cmocka_unit_test(sqlite_store_always_leads),
         cmocka_unit_test(sqlite_addresses_lowest_free_first),
         cmocka_unit_test(sqlite_reads_do_not_wait_for_writes),
+        cmocka_unit_test(sqlite_connections_map_the_file),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_addresses_lowest_free_first),
         cmocka_unit_test(postgresql_replicas_elect_one_leader_and_notify),
