@@ -2,6 +2,7 @@
  * errors, parked long polls and request metrics. */
 #include "api/http_server.h"
 
+#include "common/jsonw.h"
 #include "common/timeutil.h"
 
 #include <arpa/inet.h>
@@ -272,6 +273,14 @@ void http_reply_json(struct http_request *r, int status, json_t *body)
     text[len++] = '\n';
     text[len] = '\0';
     http_reply_text(r, status, "application/json", text, len);
+}
+
+void http_reply_jsonw(struct http_request *r, int status, struct jsonw *w)
+{
+    buf_append(&w->b, "\n", 1);
+    size_t len = w->b.len;
+    w->comma = false;
+    http_reply_text(r, status, "application/json", buf_steal(&w->b), len);
 }
 
 static const char *status_title(int status)

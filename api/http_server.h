@@ -100,6 +100,10 @@ void *http_req_user(const struct http_request *r);
 /* ---- answering: exactly one reply per request ---- */
 /* Steals `body` (may be NULL for an empty body). */
 void http_reply_json(struct http_request *r, int status, json_t *body);
+/* Answer the JSON text written into w (its buffer is taken; w is left
+ * empty). */
+struct jsonw;
+void http_reply_jsonw(struct http_request *r, int status, struct jsonw *w);
 /* Steals `body`. */
 void http_reply_text(struct http_request *r, int status,
                      const char *content_type, char *body, size_t len);

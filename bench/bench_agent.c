@@ -2,7 +2,9 @@
  * POST /v1/vms until the agent calls libvirt's define and create for the
  * new domain (read from the agent's debug log, which stamps each call with
  * the wall clock), and the agent's resident memory and CPU time per idle
- * minute with a few VMs defined and running. Prints a table; figures, not
+ * minute with a few VMs defined and running, and its resident and anonymous
+ * memory idle with none, a few and many VMs (FOG_BENCH_SMAPS=DIR keeps
+ * each point's /proc/PID/smaps there). Prints a table; figures, not
  * pass/fail.
  *
  *   bench_agent [VMS=200] [IDLE_VMS=20] [IDLE_WINDOW_S=60] */
@@ -211,12 +213,14 @@ static long long cpu_ticks(pid_t pid)
     return (long long)(ut + st);
 }
 
-/* A field of /proc/PID/status in KiB: VmRSS (all resident pages) or
- * RssAnon (the process's own, without shared library text). */
-static long rss_kib(pid_t pid, const char *field)
+/* A field of /proc/PID/FILE in KiB: status's VmRSS (all resident pages)
+ * or RssAnon (the process's own, without shared library text), or
+ * smaps_rollup's Pss (shared pages divided among the processes mapping
+ * them, which RSS counts whole). */
+static long rss_kib(pid_t pid, const char *file, const char *field)
 {
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
     _cleanup_free_ char *text = NULL;
     if (file_read(path, 1 << 16, &text, NULL) < 0)
         return -1;
@@ -224,9 +228,34 @@ static long rss_kib(pid_t pid, const char *field)
     return p ? strtol(p + strlen(field), NULL, 10) : -1;
 }
 
+struct mem {
+    long rss, pss, anon; /* KiB */
+};
+
+/* The agent's resident and anonymous memory now; with FOG_BENCH_SMAPS
+ * set to a folder, its smaps is copied there as smaps-<tag> to see where
+ * the memory goes. */
+static struct mem mem_of(pid_t pid, const char *tag)
+{
+    struct mem m = { rss_kib(pid, "status", "VmRSS:"),
+                     rss_kib(pid, "smaps_rollup", "\nPss:"),
+                     rss_kib(pid, "status", "RssAnon:") };
+    const char *dir = getenv("FOG_BENCH_SMAPS");
+    if (dir && *dir) {
+        _cleanup_free_ char *from = xasprintf("/proc/%d/smaps", (int)pid);
+        _cleanup_free_ char *to = xasprintf("%s/smaps-%s", dir, tag);
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (file_read(from, 64 << 20, &text, &len) < 0 ||
+            file_write_atomic(to, text, len, 0644) < 0)
+            die("cannot copy the agent's smaps");
+    }
+    return m;
+}
+
 static void row(const char *what, const char *value)
 {
-    printf("| %-58s | %16s |\n", what, value);
+    printf("| %-58s | %22s |\n", what, value);
 }
 
 int main(int argc, char **argv)
@@ -240,6 +269,8 @@ int main(int argc, char **argv)
     /* 1. Latency, one VM at a time so no request waits behind another. */
     struct node n;
     node_start(&n, nvms + 8);
+    sleep(5); /* the first reports and polls done */
+    struct mem m0 = mem_of(n.agent, "0");
     int64_t *def = xcalloc((size_t)nvms, sizeof(*def));
     int64_t *cre = xcalloc((size_t)nvms, sizeof(*cre));
     for (int i = 0; i < nvms; i++) {
@@ -250,6 +281,9 @@ int main(int argc, char **argv)
         def[i] = d - t0;
         cre[i] = c - t0;
     }
+    sleep(5); /* let the status posts settle */
+    _cleanup_free_ char *tag_n = xasprintf("%d", nvms);
+    struct mem mn = mem_of(n.agent, tag_n);
     node_stop(&n);
 
     /* 2. Idle cost with idle_vms running. */
@@ -265,8 +299,8 @@ int main(int argc, char **argv)
     sleep((unsigned)window);
     long long t1 = cpu_ticks(n.agent);
     int64_t w1 = mono_ms();
-    long rss = rss_kib(n.agent, "VmRSS:");
-    long anon = rss_kib(n.agent, "RssAnon:");
+    _cleanup_free_ char *tag_i = xasprintf("idle-%d", idle_vms);
+    struct mem mi = mem_of(n.agent, tag_i);
     node_stop(&n);
     if (t0 < 0 || t1 < 0)
         die("cannot read the agent's CPU time");
@@ -275,9 +309,9 @@ int main(int argc, char **argv)
                             (double)(w1 - w0);
 
     char v[64];
-    printf("\n| %-58s | %16s |\n", "node agent (libvirt test driver)", "value");
+    printf("\n| %-58s | %22s |\n", "node agent (libvirt test driver)", "value");
     printf("|%s|%s|\n", "------------------------------------------------------------",
-           "------------------");
+           "------------------------");
     snprintf(v, sizeof(v), "%lld ms", (long long)pct(def, (size_t)nvms, 0.5));
     _cleanup_free_ char *l1 = xasprintf("POST /v1/vms -> libvirt define, p50 (%d VMs)", nvms);
     row(l1, v);
@@ -290,12 +324,18 @@ int main(int argc, char **argv)
     snprintf(v, sizeof(v), "%lld ms", (long long)pct(cre, (size_t)nvms, 0.99));
     _cleanup_free_ char *l4 = xasprintf("POST /v1/vms -> libvirt create, p99 (%d VMs)", nvms);
     row(l4, v);
-    snprintf(v, sizeof(v), "%.1f MiB", (double)rss / 1024.0);
-    _cleanup_free_ char *l5 = xasprintf("agent resident memory, %d VMs running", idle_vms);
-    row(l5, v);
-    snprintf(v, sizeof(v), "%.1f MiB", (double)anon / 1024.0);
-    _cleanup_free_ char *l7 = xasprintf("agent anonymous memory, %d VMs running", idle_vms);
-    row(l7, v);
+    const struct {
+        int vms;
+        struct mem m;
+    } at[] = { { 0, m0 }, { idle_vms, mi }, { nvms, mn } };
+    for (size_t i = 0; i < ARRAY_SIZE(at); i++) {
+        snprintf(v, sizeof(v), "%.1f / %.1f / %.1f MiB",
+                 (double)at[i].m.rss / 1024.0, (double)at[i].m.pss / 1024.0,
+                 (double)at[i].m.anon / 1024.0);
+        _cleanup_free_ char *l = xasprintf("agent RSS / PSS / anonymous, %d "
+                                           "VMs running, idle", at[i].vms);
+        row(l, v);
+    }
     snprintf(v, sizeof(v), "%.1f ms", cpu_ms_per_min);
     _cleanup_free_ char *l6 = xasprintf("agent CPU per idle minute, %d VMs (%d s window)",
                                         idle_vms, window);

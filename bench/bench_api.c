@@ -38,34 +38,6 @@ static long proc_status(pid_t pid, const char *key)
     return v;
 }
 
-/* CPU time the process has run, all its threads together, in ms: on a
- * shared machine the wall clock of a phase mostly measures the others'
- * load, its CPU time what the phase costs. Threads that ended are not
- * counted (the controller's serving threads live as long as it does). */
-static double proc_cpu_ms(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    double ns = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        _cleanup_free_ char *f = xasprintf("%s/%s/schedstat", path,
-                                           de->d_name);
-        FILE *fp = fopen(f, "re");
-        unsigned long long run = 0;
-        if (fp && fscanf(fp, "%llu", &run) == 1)
-            ns += (double)run;
-        if (fp)
-            fclose(fp);
-    }
-    if (d)
-        closedir(d);
-    return ns / 1e6;
-}
-
 static void row(const char *what, const char *value)
 {
     printf("| %-52s | %18s |\n", what, value);

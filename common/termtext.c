@@ -60,32 +60,14 @@ char *term_strip(const char *s, size_t len, size_t *ret_len)
     return out;
 }
 
-/* Length of a valid UTF-8 sequence at p (within n bytes), or 0. */
+/* Length of a valid UTF-8 sequence at p (within n bytes), or 0; the C1
+ * controls (U+0080..U+009F) are terminal controls, not text. */
 static size_t utf8_len(const unsigned char *p, size_t n)
 {
-    unsigned c = p[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80)
+    if (p[0] < 0x80)
         return 1;
-    if ((c & 0xe0) == 0xc0)
-        len = 2, cp = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0)
-        len = 3, cp = c & 0x0f;
-    else if ((c & 0xf8) == 0xf0)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-        (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+    size_t len = utf8_seq_len(p, n);
+    if (len == 2 && p[0] == 0xc2 && p[1] < 0xa0)
         return 0;
     return len;
 }

@@ -124,3 +124,31 @@ int parse_size(const char *s, uint64_t unit, uint64_t *ret)
     *ret = (bytes + unit - 1) / unit;
     return 0;
 }
+
+/* Length of the well-formed UTF-8 sequence at p (n bytes left) that is
+ * not ASCII, or 0: no overlong forms, surrogates or code points past
+ * U+10FFFF (RFC 3629). */
+size_t utf8_seq_len(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xe0) == 0xc0)
+        len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}

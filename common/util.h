@@ -54,6 +54,10 @@ static inline bool startswith(const char *s, const char *prefix)
 
 /* Constant-time comparison of two equal-length byte strings. */
 bool mem_eq_ct(const void *a, const void *b, size_t n);
+/* Length of the well-formed UTF-8 sequence at p (n > 0 bytes left) that
+ * is not ASCII, or 0: no overlong forms, surrogates or code points past
+ * U+10FFFF (RFC 3629). */
+size_t utf8_seq_len(const unsigned char *p, size_t n);
 
 /* Parse a decimal int64 in [min, max]; whole string must be a number.
  * Returns 0 or -EINVAL / -ERANGE. */

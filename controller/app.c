@@ -854,43 +854,121 @@ bool page_parse(struct http_request *r, struct page *p)
     return true;
 }
 
+/* The answer's text up to the end of items, then next_cursor. */
+static void page_end(struct http_request *r, struct jsonw *w, const char *cursor)
+{
+    jsonw_arr_end(w);
+    jsonw_key(w, "next_cursor");
+    jsonw_str(w, cursor);
+    jsonw_obj_end(w);
+    http_reply_jsonw(r, 200, w);
+}
+
+static void page_begin(struct jsonw *w)
+{
+    jsonw_obj_begin(w);
+    jsonw_key(w, "items");
+    jsonw_arr_begin(w);
+}
+
 void page_reply(struct http_request *r, const struct page *p, json_t *rows,
                 const char *time_col, json_t *(*render)(json_t *row))
 {
-    json_t *items = json_array();
-    json_t *next = json_null();
+    struct jsonw w = JSONW_INIT;
     size_t n = json_array_size(rows);
-    for (size_t i = 0; i < n && (int64_t)i < p->limit; i++)
-        json_array_append_new(items, render(json_array_get(rows, i)));
+    page_begin(&w);
+    for (size_t i = 0; i < n && (int64_t)i < p->limit; i++) {
+        json_auto_t *o = render(json_array_get(rows, i));
+        jsonw_json(&w, o);
+    }
+    _cleanup_free_ char *cursor = NULL;
     if ((int64_t)n > p->limit) {
         json_t *last = json_array_get(rows, (size_t)p->limit - 1);
-        _cleanup_free_ char *cursor = xasprintf(
-            "%lld.%s", (long long)json_int(last, time_col, 0),
-            json_str(last, "id"));
-        json_decref(next);
-        next = json_string(cursor);
+        cursor = xasprintf("%lld.%s", (long long)json_int(last, time_col, 0),
+                           json_str(last, "id"));
     }
     json_decref(rows);
-    http_reply_json(r, 200, json_pack("{s:o, s:o}", "items", items,
-                                      "next_cursor", next));
+    page_end(r, &w, cursor);
+}
+
+static bool page_query(struct http_request *r, struct app *a, const char *sql,
+                       struct page *p, json_t **ret_rows,
+                       void (*fn)(struct store_row *row, void *data),
+                       void *data, const char *what)
+{
+    struct reqctx *c = reqctx_of(r);
+    if (!page_parse(r, p))
+        return false;
+    int e = ret_rows
+                ? store_query(a->store, ret_rows, sql, "bsisi",
+                              c->role == ROLE_ADMIN, c->account_id,
+                              p->after_time, p->after_id, p->limit + 1)
+                : store_query_each(a->store, fn, data, sql, "bsisi",
+                                   c->role == ROLE_ADMIN, c->account_id,
+                                   p->after_time, p->after_id, p->limit + 1);
+    if (e < 0) {
+        reply_store_error(r, e, what);
+        return false;
+    }
+    return true;
 }
 
 void page_list(struct http_request *r, struct app *a, const char *sql,
                const char *time_col, json_t *(*render)(json_t *row),
                const char *what)
 {
-    struct reqctx *c = reqctx_of(r);
     struct page p;
     json_t *rows;
-    if (!page_parse(r, &p))
-        return;
-    int e = store_query(a->store, &rows, sql, "bsisi", c->role == ROLE_ADMIN,
-                        c->account_id, p.after_time, p.after_id, p.limit + 1);
-    if (e < 0) {
-        reply_store_error(r, e, what);
+    if (page_query(r, a, sql, &p, &rows, NULL, NULL, what))
+        page_reply(r, &p, rows, time_col, render);
+}
+
+/* page_list_write's walk: the first limit rows written, the cursor taken
+ * from the last of them, the extra one only says there are more. */
+struct page_walk {
+    struct jsonw w;
+    const struct page *p;
+    const char *time_col;
+    void (*write)(struct jsonw *w, struct store_row *row);
+    int64_t n;
+    char *cursor;
+    int64_t last_time;
+    char *last_id;
+};
+
+static void page_walk_row(struct store_row *row, void *data)
+{
+    struct page_walk *pw = data;
+    if (pw->n++ == pw->p->limit) {
+        pw->cursor = xasprintf("%lld.%s", (long long)pw->last_time,
+                               pw->last_id ? pw->last_id : "");
         return;
     }
-    page_reply(r, &p, rows, time_col, render);
+    if (pw->n > pw->p->limit)
+        return;
+    jsonw_obj_begin(&pw->w);
+    pw->write(&pw->w, row);
+    jsonw_obj_end(&pw->w);
+    if (pw->n == pw->p->limit) {
+        pw->last_time = store_row_int(row, pw->time_col, 0);
+        const char *id = store_row_str(row, "id");
+        pw->last_id = id ? xstrdup(id) : NULL;
+    }
+}
+
+void page_list_write(struct http_request *r, struct app *a, const char *sql,
+                     const char *time_col,
+                     void (*write)(struct jsonw *w, struct store_row *row),
+                     const char *what)
+{
+    struct page p;
+    struct page_walk pw = { JSONW_INIT, &p, time_col, write, 0, NULL, 0, NULL };
+    page_begin(&pw.w);
+    if (page_query(r, a, sql, &p, NULL, page_walk_row, &pw, what))
+        page_end(r, &pw.w, pw.cursor);
+    buf_free(&pw.w.b);
+    free(pw.cursor);
+    free(pw.last_id);
 }
 
 void reply_store_error(struct http_request *r, int err, const char *what)

@@ -7,6 +7,7 @@
 #include "api/http_server.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
+#include "common/jsonw.h"
 #include "controller/store.h"
 
 #include <jansson.h>
@@ -182,6 +183,12 @@ void page_reply(struct http_request *r, const struct page *p, json_t *rows,
 void page_list(struct http_request *r, struct app *a, const char *sql,
                const char *time_col, json_t *(*render)(json_t *row),
                const char *what);
+/* page_list with each row written straight into the answer's text by
+ * `write` (the object's members, see jsonw.h), no tree per row. */
+void page_list_write(struct http_request *r, struct app *a, const char *sql,
+                     const char *time_col,
+                     void (*write)(struct jsonw *w, struct store_row *row),
+                     const char *what);
 
 /* Answer a store error as problem+json. */
 void reply_store_error(struct http_request *r, int err, const char *what);

@@ -33,26 +33,67 @@
     "v.backup_schedule, v.backup_keep, v.backup_next_at"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
-static void set_time(json_t *o, const char *key, json_t *row, const char *col)
+/* A time column as RFC 3339 text; null when not an integer. */
+static void put_time(struct jsonw *w, const char *key, struct store_row *row,
+                     const char *col)
 {
-    json_t *v = json_object_get(row, col);
-    if (!json_is_integer(v)) {
-        json_object_set_new(o, key, json_null());
+    struct store_value v = store_row_get(row, col);
+    jsonw_key(w, key);
+    if (v.type != STORE_INT) {
+        jsonw_null(w);
         return;
     }
     char t[21];
-    time_format_rfc3339(json_integer_value(v), t);
-    json_object_set_new(o, key, json_string(t));
+    time_format_rfc3339(v.i, t);
+    jsonw_str(w, t);
 }
 
-static json_t *json_string_or_null(const char *s)
+/* A column holding a JSON array or object as text, written as it is:
+ * `fallback` ("[]" or null when NULL) when it is missing or not one. */
+static void put_json_column(struct jsonw *w, const char *key,
+                            struct store_row *row, const char *col, char open,
+                            const char *fallback)
 {
-    return s ? json_string(s) : json_null();
+    struct store_value v = row ? store_row_get(row, col)
+                               : (struct store_value){ STORE_NULL, 0, NULL, 0 };
+    jsonw_key(w, key);
+    if (v.type == STORE_TEXT && jsonw_text(w, v.s, v.len, open) == 0)
+        return;
+    if (fallback) {
+        jsonw_arr_begin(w);
+        jsonw_arr_end(w);
+    } else {
+        jsonw_null(w);
+    }
 }
 
-json_t *vm_render(json_t *row)
+/* An amount in micro-units as money text; null when negative (unset). */
+static void put_money(struct jsonw *w, const char *key, int64_t amount)
 {
-    json_t *o = json_object();
+    jsonw_key(w, key);
+    if (amount < 0) {
+        jsonw_null(w);
+        return;
+    }
+    _cleanup_free_ char *t = money_format(amount, NULL);
+    jsonw_str(w, t);
+}
+
+/* A column as it is stored: integer, text or null. */
+static void put_column(struct jsonw *w, struct store_row *row, const char *col)
+{
+    struct store_value v = store_row_get(row, col);
+    jsonw_key(w, col);
+    if (v.type == STORE_INT)
+        jsonw_int(w, v.i);
+    else if (v.type == STORE_TEXT)
+        jsonw_strn(w, v.s, v.len);
+    else
+        jsonw_null(w);
+}
+
+void vm_write(struct jsonw *w, struct store_row *row)
+{
     static const char *const copy[] = { "id", "account_id", "name", "vcpus",
                                         "memory_mib", "disk_gib", "image",
                                         "user_data_size", "desired_state",
@@ -61,54 +102,45 @@ json_t *vm_render(json_t *row)
                                         "template", "based_on", "place_gen",
                                         "shutdown_timeout_s",
                                         "restart_policy", "backup_keep" };
-    for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
-        json_t *v = json_object_get(row, copy[i]);
-        json_object_set(o, copy[i], v ? v : json_null());
-    }
-    json_object_set_new(o, "allow_tcg",
-                        json_boolean(json_int(row, "allow_tcg", 0)));
-    json_object_set_new(o, "paused", json_boolean(json_int(row, "paused", 0)));
-    json_object_set_new(o, "autostart",
-                        json_boolean(json_int(row, "autostart", 1)));
-    json_t *addrs = json_loads(json_str(row, "addresses") ?
-                                   json_str(row, "addresses") : "[]", 0, NULL);
-    json_object_set_new(o, "addresses", json_is_array(addrs) ? addrs :
-                                                               json_array());
-    if (addrs && !json_is_array(addrs))
-        json_decref(addrs);
-    const char *bs = json_str(row, "backup_schedule");
-    json_object_set_new(o, "backup_schedule", json_string(bs ? bs : "off"));
-    set_time(o, "backup_next_at", row, "backup_next_at");
-    set_time(o, "created_at", row, "created_at");
-    set_time(o, "updated_at", row, "updated_at");
+    for (size_t i = 0; i < ARRAY_SIZE(copy); i++)
+        put_column(w, row, copy[i]);
+    jsonw_key(w, "allow_tcg");
+    jsonw_bool(w, store_row_int(row, "allow_tcg", 0));
+    jsonw_key(w, "paused");
+    jsonw_bool(w, store_row_int(row, "paused", 0));
+    jsonw_key(w, "autostart");
+    jsonw_bool(w, store_row_int(row, "autostart", 1));
+    put_json_column(w, "addresses", row, "addresses", '[', "[]");
+    struct store_value bs = store_row_get(row, "backup_schedule");
+    jsonw_key(w, "backup_schedule");
+    if (bs.type == STORE_TEXT)
+        jsonw_strn(w, bs.s, bs.len);
+    else
+        jsonw_str(w, "off");
+    put_time(w, "backup_next_at", row, "backup_next_at");
+    put_time(w, "created_at", row, "created_at");
+    put_time(w, "updated_at", row, "updated_at");
     /* What the owner asked of placement and what placement decided. */
-    int64_t cap = json_int(row, "max_price", -1);
-    _cleanup_free_ char *capt = cap >= 0 ? money_format(cap, NULL) : NULL;
-    json_object_set_new(o, "max_price", capt ? json_string(capt) : json_null());
-    json_object_set_new(o, "region", json_string_or_null(json_str(row, "region")));
-    json_object_set_new(o, "anti_affinity",
-                        json_string_or_null(json_str(row, "anti_affinity")));
-    json_object_set_new(o, "min_reputation",
-                        json_integer(json_int(row, "min_reputation", 0)));
-    json_t *sel = json_loads(json_str(row, "labels") ? json_str(row, "labels")
-                                                      : "[]", 0, NULL);
-    json_object_set_new(o, "labels", json_is_array(sel) ? sel : json_array());
-    if (sel && !json_is_array(sel))
-        json_decref(sel);
-    json_t *pl = json_str(row, "placement")
-                     ? json_loads(json_str(row, "placement"), 0, NULL) : NULL;
-    json_object_set_new(o, "placement", pl ? pl : json_null());
-    int64_t ph = json_int(row, "price_hour", -1);
-    _cleanup_free_ char *pht = ph >= 0 ? money_format(ph, NULL) : NULL;
-    json_object_set_new(o, "price_hour", pht ? json_string(pht) : json_null());
+    put_money(w, "max_price", store_row_int(row, "max_price", -1));
+    jsonw_key(w, "region");
+    jsonw_str(w, store_row_str(row, "region"));
+    jsonw_key(w, "anti_affinity");
+    jsonw_str(w, store_row_str(row, "anti_affinity"));
+    jsonw_key(w, "min_reputation");
+    jsonw_int(w, store_row_int(row, "min_reputation", 0));
+    put_json_column(w, "labels", row, "labels", '[', "[]");
+    put_json_column(w, "placement", row, "placement", '{', NULL);
+    put_money(w, "price_hour", store_row_int(row, "price_hour", -1));
     /* The GPUs asked for, as MODEL:COUNT. */
-    int64_t gn = json_int(row, "gpu_count", 0);
-    json_object_set_new(o, "gpu", gn > 0 && json_str(row, "gpu_model")
-                                      ? json_sprintf("%s:%lld",
-                                                     json_str(row, "gpu_model"),
-                                                     (long long)gn)
-                                      : json_null());
-    return o;
+    int64_t gn = store_row_int(row, "gpu_count", 0);
+    const char *gm = store_row_str(row, "gpu_model");
+    jsonw_key(w, "gpu");
+    if (gn > 0 && gm) {
+        _cleanup_free_ char *g = xasprintf("%s:%lld", gm, (long long)gn);
+        jsonw_str(w, g);
+    } else {
+        jsonw_null(w);
+    }
 }
 
 /* The live VM ref names: by id (its primary key), else by name: the
@@ -163,16 +195,26 @@ int vm_lookup(struct app *a, struct http_request *r, json_t **ret)
     return 0;
 }
 
+static void vm_write_object(struct store_row *row, void *data)
+{
+    struct jsonw *w = data;
+    jsonw_obj_begin(w);
+    vm_write(w, row);
+    jsonw_obj_end(w);
+}
+
 void reply_vm(struct app *a, struct http_request *r, int status,
                      const char *id)
 {
-    json_auto_t *row = NULL;
-    if (store_query_one(a->store, &row, "SELECT " VM_COLS VM_FROM
-                        "WHERE v.id = $1", "s", id) < 0) {
+    struct jsonw w = JSONW_INIT;
+    if (store_query_each(a->store, vm_write_object, &w, "SELECT " VM_COLS
+                         VM_FROM "WHERE v.id = $1", "s", id) < 0 ||
+        w.b.len == 0) {
+        buf_free(&w.b);
         http_reply_problem(r, 500, "internal", NULL, "VM vanished");
         return;
     }
-    http_reply_json(r, status, vm_render(row));
+    http_reply_jsonw(r, status, &w);
 }
 
 /* Interfaces for a new VM: one per requested network (the default network
@@ -687,9 +729,9 @@ HANDLER(h_vm_list)
 {
     /* Two statements, so each has its index: an admin's walks vms_list,
      * a tenant's only its own rows in vms_owner_list. */
-    page_list(r, app, reqctx_of(r)->role == ROLE_ADMIN ? vm_sql_list_all
-                                                        : vm_sql_list_own,
-              "created_at", vm_render, "VM");
+    page_list_write(r, app, reqctx_of(r)->role == ROLE_ADMIN
+                                ? vm_sql_list_all : vm_sql_list_own,
+                    "created_at", vm_write, "VM");
 }
 
 HANDLER(h_vm_get)
@@ -701,29 +743,44 @@ HANDLER(h_vm_get)
         reply_store_error(r, e, "VM");
         return;
     }
-    json_t *o = vm_render(row);
-    json_t *deal = billing_vm_deal(a, json_str(row, "id"));
-    json_object_set_new(o, "deal", deal ? deal : json_null());
+    struct jsonw w = JSONW_INIT;
+    struct store_row vr;
+    store_row_of_json(row, &vr);
+    jsonw_obj_begin(&w);
+    vm_write(&w, &vr);
+    json_auto_t *deal = billing_vm_deal(a, json_str(row, "id"));
+    jsonw_key(&w, "deal");
+    jsonw_json(&w, deal);
     /* The GPUs placement assigned to it, every function of each card. */
-    json_object_set_new(o, "gpus", json_int(row, "gpu_count", 0) > 0
-                                       ? gpus_of_vm(a->store,
-                                                    json_str(row, "id"))
-                                       : json_array());
+    jsonw_key(&w, "gpus");
+    if (json_int(row, "gpu_count", 0) > 0) {
+        json_auto_t *gpus = gpus_of_vm(a->store, json_str(row, "id"));
+        jsonw_json(&w, gpus);
+    } else {
+        jsonw_arr_begin(&w);
+        jsonw_arr_end(&w);
+    }
     /* The interfaces its node read from the domain (virsh domiflist). */
     json_auto_t *ifs = NULL;
-    json_t *list = NULL;
     if (store_query_one(a->store, &ifs, "SELECT interfaces FROM vms WHERE id "
-                        "= $1", "s", json_str(row, "id")) == 0 &&
-        json_str(ifs, "interfaces"))
-        list = json_loads(json_str(ifs, "interfaces"), 0, NULL);
-    json_object_set_new(o, "interfaces", json_is_array(list) ? list
-                                                             : json_array());
-    if (list && !json_is_array(list))
-        json_decref(list);
+                        "= $1", "s", json_str(row, "id")) < 0)
+        ifs = NULL;
+    struct store_row ir;
+    if (ifs)
+        store_row_of_json(ifs, &ir);
+    put_json_column(&w, "interfaces", ifs ? &ir : NULL, "interfaces", '[',
+                    "[]");
     /* Its health checks, with the states its node reported. */
-    json_t *checks = vmhealth_list(a->store, json_str(row, "id"));
-    json_object_set_new(o, "health_checks", checks ? checks : json_array());
-    http_reply_json(r, 200, o);
+    json_auto_t *checks = vmhealth_list(a->store, json_str(row, "id"));
+    jsonw_key(&w, "health_checks");
+    if (checks) {
+        jsonw_json(&w, checks);
+    } else {
+        jsonw_arr_begin(&w);
+        jsonw_arr_end(&w);
+    }
+    jsonw_obj_end(&w);
+    http_reply_jsonw(r, 200, &w);
 }
 
 /* The VM the request names (404 for another tenant's) and its text

@@ -194,6 +194,8 @@ extern const char vm_sql_by_id[], vm_sql_by_own_name[], vm_sql_by_any_name[],
 /* Bump every node hosting a VM on one of this VM's networks. */
 void vm_networks_changed(struct app *a, const char *vm_id);
 
-/* Render a stored VM / node row as its API object (new reference). */
-json_t *vm_render(json_t *row);
+/* Write a stored VM row's API object members into w (the caller opens
+ * and closes the object). */
+void vm_write(struct jsonw *w, struct store_row *row);
+/* Render a stored node row as its API object (new reference). */
 json_t *node_render(json_t *row);

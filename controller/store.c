@@ -423,13 +423,22 @@ bool store_in_tx(struct store *s)
     return r;
 }
 
+/* Where a statement's result rows go: an array of JSON objects, or each
+ * row to a callback; both NULL for none. */
+struct sink {
+    json_t **rows;
+    void (*fn)(struct store_row *row, void *data);
+    void *data;
+};
+
 static int run_args(struct store *s, const char *sql,
-                    const struct store_arg *args, size_t n, json_t **ret_rows);
+                    const struct store_arg *args, size_t n,
+                    const struct sink *out);
 
 /* Decode varargs per the type letters; count must match the placeholders
  * ("$1".."$n"), which the backend checks. */
-static int run(struct store *s, const char *sql, const char *types,
-               va_list ap, json_t **ret_rows)
+static int run_to(struct store *s, const char *sql, const char *types,
+                  va_list ap, const struct sink *out)
 {
     size_t n = strlen(types);
     struct store_arg *args = xcalloc(n ? n : 1, sizeof(*args));
@@ -442,26 +451,93 @@ static int run(struct store *s, const char *sql, const char *types,
         default: abort(); /* our bug: unknown type letter */
         }
     }
-    int r = run_args(s, sql, args, n, ret_rows);
+    int r = run_args(s, sql, args, n, out);
     free(args);
     return r;
+}
+
+static int run(struct store *s, const char *sql, const char *types,
+               va_list ap, json_t **ret_rows)
+{
+    struct sink out = { ret_rows, NULL, NULL };
+    return run_to(s, sql, types, ap, &out);
 }
 
 int store_execa(struct store *s, const char *sql, const struct store_arg *args,
                 size_t n)
 {
-    return run_args(s, sql, args, n, NULL);
+    struct sink none = { 0 };
+    return run_args(s, sql, args, n, &none);
+}
+
+static struct store_value json_row_get(struct store_row *r, const char *col)
+{
+    json_t *v = json_object_get(r->impl, col);
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_INTEGER:
+        return (struct store_value){ STORE_INT, json_integer_value(v), NULL, 0 };
+    case JSON_STRING:
+        return (struct store_value){ STORE_TEXT, 0, json_string_value(v),
+                                     json_string_length(v) };
+    default:
+        return (struct store_value){ STORE_NULL, 0, NULL, 0 };
+    }
+}
+
+void store_row_of_json(json_t *row, struct store_row *ret)
+{
+    *ret = (struct store_row){ json_row_get, row, 0 };
+}
+
+struct store_value store_row_get(struct store_row *r, const char *col)
+{
+    return r->get(r, col);
+}
+
+int64_t store_row_int(struct store_row *r, const char *col, int64_t def)
+{
+    struct store_value v = r->get(r, col);
+    return v.type == STORE_INT ? v.i : def;
+}
+
+const char *store_row_str(struct store_row *r, const char *col)
+{
+    struct store_value v = r->get(r, col);
+    return v.type == STORE_TEXT ? v.s : NULL;
+}
+
+/* One statement on conn, its rows to out. */
+static int exec_to(struct store *s, void *conn, const char *sql,
+                   const struct store_arg *args, size_t n,
+                   const struct sink *out)
+{
+    if (!out->fn)
+        return s->ops->exec(conn, sql, args, n, out->rows);
+    if (s->ops->exec_each)
+        return s->ops->exec_each(conn, sql, args, n, out->fn, out->data);
+    json_t *rows = NULL;
+    int r = s->ops->exec(conn, sql, args, n, &rows);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        struct store_row sr;
+        store_row_of_json(row, &sr);
+        out->fn(&sr, out->data);
+    }
+    json_decref(rows);
+    return r;
 }
 
 /* Run one statement on a reader (reads of routed threads) or the writer. */
 static int run_args(struct store *s, const char *sql,
-                    const struct store_arg *args, size_t n, json_t **ret_rows)
+                    const struct store_arg *args, size_t n,
+                    const struct sink *out)
 {
     if (sql_reads(sql) && tls_writing != s) {
         struct store_reader *rd = tls_pinned_store == s ? tls_pinned : NULL;
         bool own = !rd && (rd = reader_take(s)) != NULL;
         if (rd) {
-            int r = s->ops->exec(rd->conn, sql, args, n, ret_rows);
+            int r = exec_to(s, rd->conn, sql, args, n, out);
             if (own)
                 reader_give(rd);
             return r;
@@ -477,7 +553,7 @@ static int run_args(struct store *s, const char *sql,
                  strncmp(sql, "SELECT", 6) != 0;
     if (guard && s->ops->exec_plain(s->conn, "SAVEPOINT fog_stmt") < 0)
         guard = false;
-    int r = s->ops->exec(s->conn, sql, args, n, ret_rows);
+    int r = exec_to(s, s->conn, sql, args, n, out);
     if (r == -EAGAIN && s->tx_depth > 0) {
         s->conflict_at = s->tx_depth;
         /* Even when a savepoint heals the transaction, a caller that
@@ -516,6 +592,18 @@ int store_query(struct store *s, json_t **ret_rows, const char *sql,
         return r;
     *ret_rows = rows ? rows : json_array();
     return 0;
+}
+
+int store_query_each(struct store *s, void (*fn)(struct store_row *row,
+                                                 void *data),
+                     void *data, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    struct sink out = { NULL, fn, data };
+    va_start(ap, types);
+    int r = run_to(s, sql, types, ap, &out);
+    va_end(ap);
+    return r < 0 ? r : 0;
 }
 
 int store_query_one(struct store *s, json_t **ret_row, const char *sql,

@@ -105,6 +105,39 @@ int store_query(struct store *s, json_t **ret_rows, const char *sql,
 /* The first row (caller owns); -ENOENT when there is none. */
 int store_query_one(struct store *s, json_t **ret_row, const char *sql,
                     const char *types, ...);
+/* A column's value in a row that store_query_each() hands out; text is
+ * NUL-terminated and lives as long as the row. */
+enum store_type { STORE_NULL, STORE_INT, STORE_TEXT, STORE_TYPE_MAX };
+struct store_value {
+    enum store_type type;
+    int64_t i;
+    const char *s;
+    size_t len;
+};
+/* One result row, valid only during the callback it is handed to (or
+ * as long as the JSON row of store_row_of_json()). The backend fills it:
+ * get() looks a column up by name, starting where the last lookup
+ * matched (hint), as columns are mostly asked for in order. */
+struct store_row {
+    struct store_value (*get)(struct store_row *r, const char *col);
+    void *impl;
+    int hint;
+};
+/* The value of column col; STORE_NULL when the row has no such column. */
+struct store_value store_row_get(struct store_row *r, const char *col);
+/* Integer column col, def when it is not an integer. */
+int64_t store_row_int(struct store_row *r, const char *col, int64_t def);
+/* Text column col (NUL-terminated), NULL when it is not text. */
+const char *store_row_str(struct store_row *r, const char *col);
+/* A row of store_query() / store_query_one() seen as a store_row, for
+ * code that takes both (row is borrowed). */
+void store_row_of_json(json_t *row, struct store_row *ret);
+/* Call fn(row, data) for each result row, in order, without building a
+ * JSON object per row (where the backend can: sqlite; otherwise through
+ * one). 0 or -errno as store_query. */
+int store_query_each(struct store *s, void (*fn)(struct store_row *row,
+                                                 void *data),
+                     void *data, const char *sql, const char *types, ...);
 /* Single integer of the first column of the first row (def if none). */
 int64_t store_query_int(struct store *s, int64_t def, const char *sql,
                         const char *types, ...);

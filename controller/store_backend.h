@@ -31,6 +31,11 @@ struct store_ops {
      * ret_rows is not NULL, the result rows go there (JSON array). */
     int (*exec)(void *conn, const char *sql, const struct store_arg *args,
                 size_t n, json_t **ret_rows);
+    /* exec handing each result row to fn without a JSON object per row;
+     * NULL where the backend has none (exec's rows are walked instead). */
+    int (*exec_each)(void *conn, const char *sql, const struct store_arg *args,
+                     size_t n, void (*fn)(struct store_row *row, void *data),
+                     void *data);
     const char *begin_sql;
     /* A failed statement poisons the open transaction (PostgreSQL): the
      * front guards writes inside transactions with a savepoint. */

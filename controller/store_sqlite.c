@@ -65,6 +65,9 @@ static int sq_errno(sqlite3 *db, int rc)
     }
 }
 
+/* How much of the database file is mapped (bytes): the rest is read. */
+#define SQ_MMAP_SIZE "1073741824"
+
 static int sq_exec_plain(void *conn, const char *sql)
 {
     struct sq_conn *c = conn;
@@ -106,6 +109,12 @@ static int sq_connect(const char *path, int flags, const char *why,
     sqlite3_busy_timeout(db, 5000);
     struct sq_conn *c = xcalloc(1, sizeof(*c));
     c->db = db;
+    /* Pages read through a mapping of the file, not pread() into each
+     * connection's own 2 MB cache: past that cache (some 10k VMs) every
+     * read copied its pages from the kernel again, half of a GET's CPU
+     * at 100k VMs. Shared by all connections; a no-op where sqlite was
+     * built without mmap. */
+    sq_exec_plain(c, "PRAGMA mmap_size=" SQ_MMAP_SIZE);
     *ret = c;
     return 0;
 }
@@ -198,11 +207,11 @@ static void stmt_done(sqlite3_stmt *st)
     sqlite3_clear_bindings(st);
 }
 
-static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
-                   size_t n, json_t **ret_rows)
+/* The cached statement for sql with args bound, or -EIO. */
+static int sq_bind(struct sq_conn *c, const char *sql,
+                   const struct store_arg *args, size_t n,
+                   sqlite3_stmt **ret)
 {
-    struct sq_conn *c = conn;
-    sqlite3 *db = c->db;
     sqlite3_stmt *st = stmt_get(c, sql);
     if (!st)
         return -EIO;
@@ -230,17 +239,33 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
             return -EIO;
         }
     }
+    *ret = st;
+    return 0;
+}
+
+/* How a stepped statement ended: rows changed or -errno. */
+static int sq_end(struct sq_conn *c, sqlite3_stmt *st, int rc)
+{
+    int r = rc == SQLITE_DONE
+                ? sqlite3_changes(c->db)
+                : sq_errno(c->db, sqlite3_extended_errcode(c->db));
+    stmt_done(st);
+    return r;
+}
+
+static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
+                   size_t n, json_t **ret_rows)
+{
+    struct sq_conn *c = conn;
+    sqlite3_stmt *st;
+    if (sq_bind(c, sql, args, n, &st) < 0)
+        return -EIO;
     json_t *rows = ret_rows ? json_array() : NULL;
-    int rc, r;
+    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         if (rows)
             json_array_append_new(rows, row_json(st));
-    if (rc == SQLITE_DONE) {
-        r = sqlite3_changes(db);
-    } else {
-        r = sq_errno(db, sqlite3_extended_errcode(db));
-    }
-    stmt_done(st);
+    int r = sq_end(c, st, rc);
     if (r < 0) {
         json_decref(rows);
         return r;
@@ -250,6 +275,52 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
     return r;
 }
 
+static struct store_value sq_row_get(struct store_row *r, const char *col)
+{
+    sqlite3_stmt *st = r->impl;
+    int n = sqlite3_column_count(st);
+    for (int k = 0; k < n; k++) {
+        int c = (r->hint + k) % n;
+        if (strcmp(sqlite3_column_name(st, c), col) != 0)
+            continue;
+        r->hint = c + 1;
+        switch (sqlite3_column_type(st, c)) {
+        case SQLITE_INTEGER:
+            return (struct store_value){ STORE_INT, sqlite3_column_int64(st, c),
+                                         NULL, 0 };
+        case SQLITE_NULL:
+            break;
+        default: {
+            const char *t = (const char *)sqlite3_column_text(st, c);
+            if (!t) /* out of memory */
+                break;
+            return (struct store_value){ STORE_TEXT, 0, t,
+                                         (size_t)sqlite3_column_bytes(st, c) };
+        }
+        }
+        break;
+    }
+    return (struct store_value){ STORE_NULL, 0, NULL, 0 };
+}
+
+static int sq_exec_each(void *conn, const char *sql,
+                        const struct store_arg *args, size_t n,
+                        void (*fn)(struct store_row *row, void *data),
+                        void *data)
+{
+    struct sq_conn *c = conn;
+    sqlite3_stmt *st;
+    if (sq_bind(c, sql, args, n, &st) < 0)
+        return -EIO;
+    struct store_row row = { sq_row_get, st, 0 };
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        row.hint = 0;
+        fn(&row, data);
+    }
+    return sq_end(c, st, rc);
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -257,5 +328,6 @@ const struct store_ops store_sqlite_ops = {
     .open_reader = sq_open_reader,
     .exec_plain = sq_exec_plain,
     .exec = sq_exec,
+    .exec_each = sq_exec_each,
     .begin_sql = "BEGIN IMMEDIATE",
 };

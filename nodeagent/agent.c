@@ -37,6 +37,7 @@
 #include "nodeagent/vmxml.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <errno.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -1026,6 +1027,10 @@ int agent_run(const struct agent_settings *s)
 {
     static struct agent a; /* threads left behind at exit may still use it */
     a = (struct agent){ .cfg = s };
+    /* One malloc arena: the agent's few threads seldom allocate at the
+     * same time, and an arena per thread kept its own free pages (the
+     * poller's held 3.4 MiB with 200 VMs). Set before the first thread. */
+    mallopt(M_ARENA_MAX, 1);
     pthread_mutex_init(&a.lock, NULL);
     pthread_mutex_init(&a.digests_lock, NULL);
     pthread_cond_init(&a.cond, NULL);
@@ -1141,7 +1146,7 @@ int agent_run(const struct agent_settings *s)
                mono_ms() < wake_at)
             if (pthread_cond_timedwait(&a.cond, &a.lock, &ts) == ETIMEDOUT)
                 break;
-        bool events = a.events, doc_new = a.doc_new;
+        bool events = a.events, doc_new = a.doc_new, acted = false;
         a.events = a.doc_new = false;
         if (doc_new) {
             json_decref(doc);
@@ -1191,6 +1196,7 @@ int agent_run(const struct agent_settings *s)
              * policy made of the rest. */
             reconcile_plan_orphans(doc, doms, n, &plan);
             if (plan.n > 0) {
+                acted = true;
                 reconcile_execute(&a.rc, &plan, doms, n, rev, now);
                 virt_doms_free(doms, n);
                 doms = NULL;
@@ -1276,6 +1282,12 @@ int agent_run(const struct agent_settings *s)
                                 fetch_cache_usage(a.rc.cache));
         }
         virt_doms_free(doms, n);
+        /* A new document, domains defined or a heartbeat's report left
+         * freed pages behind: give them back, so the resident memory of
+         * an idle agent is what it holds, not its last peak. Costs a walk
+         * of the free lists, only after such passes. */
+        if (doc_new || acted || hb)
+            malloc_trim(0);
     }
     sd_notify(0, "STOPPING=1");
     benchjob_free(a.bench);
