@@ -13,8 +13,9 @@ struct inspect_result {
 };
 
 /* Inspect read-only. 0 and *ret filled (inspect_result_clear it), -ENOENT
- * when no operating system was found, other -errno with *ret_error set
- * (caller frees) when the appliance failed. */
+ * when no operating system was found, -ENOTSUP when libguestfs is not
+ * installed, other -errno when the appliance failed; with both of these,
+ * *ret_error is set (caller frees). */
 int inspect_image(const char *path, const char *format,
                   struct inspect_result *ret, char **ret_error);
 void inspect_result_clear(struct inspect_result *r);

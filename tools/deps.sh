@@ -10,7 +10,8 @@ libvirt-clients qemu-system-x86 qemu-utils wireguard-go wireguard-tools
 iproute2 nftables busybox-static linux-image-cloud-amd64 cpio curl sqlite3
 xorriso syslinux syslinux-common mtools dosfstools procps psmisc iperf3 clang
 nginx-light wrk libsystemd-dev debhelper lintian prometheus
-mmdebstrap e2fsprogs fdisk openssh-client dnsmasq-base bind9-dnsutils"
+mmdebstrap e2fsprogs fdisk openssh-client dnsmasq-base bind9-dnsutils
+ansible ansible-lint"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -3,7 +3,10 @@
 # mmdebstrap: systemd, cloud-init (NoCloud only), openssh-server, python3 and
 # sudo (an Ansible target), nginx (installed, disabled: templates enable it),
 # busybox and netcat (game-server style ports), qemu-guest-agent, netplan with
-# systemd-networkd and systemd-resolved. No loop mount and no root-only
+# systemd-networkd and systemd-resolved, and the run-time dependencies of our
+# own packages (make deb), so that a VM with no network installs them with
+# dpkg: the hub's libraries, the agent's libvirt (daemon installed, disabled
+# until the agent asks for it), qemu-utils, WireGuard and nftables. No loop mount and no root-only
 # device: the root file system is made with `mkfs.ext4 -d`, the boot
 # partition is FAT with syslinux installed through mtools.
 #
@@ -48,7 +51,12 @@ linux-image-cloud-amd64 initramfs-tools zstd
 cloud-init cloud-guest-utils fdisk netplan.io
 openssh-server sudo python3 python3-apt
 nginx-light busybox netcat-openbsd curl ca-certificates
-qemu-guest-agent iproute2 iputils-ping procps less"
+qemu-guest-agent iproute2 iputils-ping procps less
+adduser libmicrohttpd12 libjansson4 libsqlite3-0 libcurl3-gnutls libgnutls30
+libnettle8 libhogweed6 libnl-3-200 libnl-genl-3-200 libnl-route-3-200 libpq5
+libsystemd0 libnftables1 libpci3 libvirt0 libxml2 libreadline8
+libvirt-daemon-system libvirt-daemon-driver-qemu qemu-utils nftables
+wireguard-tools wireguard-go dnsmasq-base"
 
 # Modules the initramfs carries (MODULES=list: a small initrd loads faster
 # under TCG); udev loads the virtio ones by modalias.
@@ -129,6 +137,11 @@ cfg() { mkdir -p "$(dirname "$root/$1")"; cat >"$root/$1"; }
 # so that it never started in the build tree.
 rm -f "$root/etc/systemd/system/nginx.service"
 chroot "$root" systemctl disable nginx.service >/dev/null 2>&1 || true
+# libvirtd likewise: a VM that runs no fogfabric agent does not pay for its
+# start at boot; the agent's unit wants libvirtd.service and starts it.
+chroot "$root" systemctl disable libvirtd.service libvirtd.socket \
+    libvirtd-ro.socket libvirtd-admin.socket virtlogd.socket virtlockd.socket \
+    libvirt-guests.service >/dev/null 2>&1 || true
 
 # NoCloud only: no probing of network metadata services at boot.
 cfg etc/cloud/cloud.cfg.d/90_dpkg.cfg <<'EOF'
