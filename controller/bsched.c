@@ -283,7 +283,8 @@ static void count_removed(struct app *a, const struct bstore_entry *en,
 }
 
 /* Fail backup `id` (a row: id, vm_id, account_id, name, node_id) as
- * abandoned, and drop its upload after the commit. True when it did. */
+ * abandoned; its upload goes with a later sweep (BSCHED_FAILED_KEEP_S),
+ * since a commit under way would still make it ready. True when it did. */
 static bool abandon(struct app *a, const json_t *row, int64_t idle_s)
 {
     const char *id = json_str(row, "id");
@@ -300,7 +301,6 @@ static bool abandon(struct app *a, const json_t *row, int64_t idle_s)
                                            id, json_str(row, "name"), why);
         e = app_event(a, json_str(row, "account_id"), "hub",
                       "vm.backup_failed", json_str(row, "vm_id"), 200, d);
-        app_backup_blob_drop(a, id);
         app_node_changed(a, json_str(row, "node_id"));
     }
     if (e < 0) {
@@ -334,19 +334,25 @@ int bsched_sweep(struct app *a)
         json_auto_t *row = NULL;
         /* A row is made before its first byte is taken and deleted before
          * its blob: a file without one is an orphan. */
-        e = store_query_one(a->store, &row, "SELECT b.id, b.state FROM "
-                            "vm_backups b WHERE b.id = $1", "s", en[i].id);
+        e = store_query_one(a->store, &row, "SELECT b.id, b.state, "
+                            "b.done_at FROM vm_backups b WHERE b.id = $1",
+                            "s", en[i].id);
         if (e == -ENOENT) {
             count_removed(a, &en[i], "no backup owns it");
             continue;
         }
         if (e < 0)
             continue;
-        /* A failed backup is never read nor written again. An upload of a
-         * ready one is left alone: its commit may be renaming it now. */
+        /* A backup failed an hour ago is never read nor written again
+         * (a commit under way when it failed still makes it ready). An
+         * upload of a ready one is left alone: its commit may be renaming
+         * it now. */
         const char *st = json_str(row, "state");
-        if (streq(st, "failed"))
+        if (streq(st, "failed") &&
+            json_int(row, "done_at", now) < now - BSCHED_FAILED_KEEP_S)
             count_removed(a, &en[i], "its backup failed");
+        else if (streq(st, "failed"))
+            continue;
         else if (!en[i].committed && !streq(st, "ready"))
             json_object_set_new(uploads, en[i].id,
                                 json_integer(en[i].mtime));
@@ -365,8 +371,7 @@ int bsched_sweep(struct app *a)
                              : json_int(row, "created_at", now);
             if (last >= now - limit)
                 continue;
-            if (abandon(a, row, now - last) && m)
-                atomic_fetch_add(&removed_uploads, 1);
+            abandon(a, row, now - last);
         }
     }
     uint64_t b1, u1;

@@ -29,6 +29,9 @@ extern const char *const bsched_names[];
  * backup is ready, and how often the store is swept (also at start). */
 #define BSCHED_PRUNE_S 600
 #define BSCHED_SWEEP_S 3600
+/* The sweep leaves the files of a backup failed less than this long ago:
+ * a commit under way when it failed may still make it ready. */
+#define BSCHED_FAILED_KEEP_S 3600
 
 /* Seconds between a schedule's backups; 0 for "off" or an unknown one. */
 int64_t bsched_period_s(const char *schedule);
@@ -57,10 +60,11 @@ void bsched_prune_wanted(void);
  * at start and every BSCHED_SWEEP_S. */
 void bsched_tick(struct app *a);
 
-/* Sweep the backup store: blobs and uploads no row owns, and uploads of
- * failed backups, are removed; a backup under way whose bytes have not
- * moved for the hub's backup-abandon-after is failed as abandoned (event
- * vm.backup_failed) and its upload removed. Returns how many files went,
+/* Sweep the backup store: blobs and uploads no row owns, and files of
+ * backups failed over BSCHED_FAILED_KEEP_S ago, are removed; a backup
+ * under way whose bytes have not moved for the hub's
+ * backup-abandon-after is failed as abandoned (event vm.backup_failed),
+ * its upload removed by a later sweep. Returns how many files went,
  * or -errno when the store cannot be listed. */
 int bsched_sweep(struct app *a);
 

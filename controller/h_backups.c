@@ -430,10 +430,13 @@ HANDLER(h_agent_backup_commit)
                                             id, json_str(row, "name"),
                                             (long long)size);
     if ((e = app_tx_begin(a)) == 0) {
+        /* Bytes that checked out are kept even when the backup was
+         * failed meanwhile (a migration that ended while they were
+         * hashed): only a deleted row drops them. */
         e = store_exec(a->store, "UPDATE vm_backups SET state = 'ready', "
                        "size = $1, sha256 = $2, done_at = $3, error = NULL "
-                       "WHERE id = $4 AND state IN ('pending', 'uploading')",
-                       "isis", size, sha, now_s(), id);
+                       "WHERE id = $4 AND state <> 'ready'", "isis", size,
+                       sha, now_s(), id);
         if (e > 0)
             e = app_event(a, json_str(row, "account_id"), c->actor,
                           "vm.backup_ready", json_str(row, "vm_id"), 200,

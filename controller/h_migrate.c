@@ -190,10 +190,10 @@ static int migrate_fail(struct app *a, const json_t *v, const char *why)
            : 0;
     if (e < 0)
         return e;
-    if (e > 0) {
-        app_backup_blob_drop(a, bk);
+    /* Its bytes stay until the sweep: a commit under way may still make
+     * the backup ready (h_backups.c), and must find them. */
+    if (e > 0)
         app_node_changed(a, json_str(v, "node_id"));
-    }
     log_warn("vm %s: migration failed: %s", id, why);
     _cleanup_free_ char *d = xasprintf("migration from node '%s' failed: %s",
                                        json_str(v, "from_name"), why);
