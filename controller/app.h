@@ -60,7 +60,8 @@ struct app_settings {
     int64_t weight_price, weight_spread, weight_reputation;
     int64_t reputation_half_life_s; /* observations halve this often */
     /* benchmark challenges (benchmark.c) */
-    int64_t bench_every_s;   /* one per node this often; 0: none */
+    int64_t bench_every_s;   /* one per node this often; 0: none (-1 as
+                              * parsed: a day with a probe guest, else 0) */
     int64_t bench_memory_mib, bench_rounds, bench_lanes;
     int64_t bench_timeout_s; /* to answer one */
     int64_t bench_ref;       /* steps/s per lane that back a whole vCPU */

@@ -124,9 +124,10 @@ static const struct config_opt options[] = {
       31536000, "604800",
       "seconds after which what the hub observed of a node (availability, "
       "faults, capped claims, wrong benchmarks) weighs half as much" },
-    { "bench-every", CONFIG_INT, F(bench_every_s), 0, 31536000, "86400",
+    { "bench-every", CONFIG_INT, F(bench_every_s), -1, 31536000, "-1",
       "seconds between benchmark challenges to each node, the first at "
-      "approval (0: none)" },
+      "approval (0: none; -1: a day when --bench-guest serves the probe "
+      "guest, else none)" },
     { "bench-memory", CONFIG_INT, F(bench_memory_mib), BENCH_MEMORY_MIN_MIB,
       BENCH_MEMORY_MAX_MIB, "64",
       "MiB the benchmark's worker fills and reads (its probe guest gets "
@@ -436,6 +437,11 @@ static int cmd_serve(struct app *a)
         return 1;
     if (benchmark_probe_load(a) < 0)
         return 2;
+    /* By default only a hub that serves the probe guest challenges its
+     * nodes: a node on QEMU with no probe could not answer, and a silent
+     * node is a fault. */
+    if (cfg->bench_every_s < 0)
+        cfg->bench_every_s = a->has_probe ? 86400 : 0;
     if (store_open(db, &a->store) < 0)
         return 1;
     a->guard = guard_new(cfg);

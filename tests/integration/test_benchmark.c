@@ -6,7 +6,7 @@
  * fault each: invented checkpoints, an answer after the deadline, a
  * second answer, no answer at all; another node's challenge is not
  * theirs to answer. A retried post of the same right answer is not a
- * replay. */
+ * replay. By default only a hub that serves the probe guest challenges. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -284,6 +284,45 @@ static void late_and_missing_answers_are_faults(void **state)
     assert_null(json_object_get(doc, AGENT_BENCH));
 }
 
+/* Whether a challenge reaches cred's desired document within `ms`. */
+static bool challenged_within(const struct tu_ctl *c, const char *cred,
+                              int ms)
+{
+    for (int t = 0; t <= ms; t += 100) {
+        json_auto_t *doc = tu_api(c, cred, "GET", "/v1/agent/desired", NULL,
+                                  NULL);
+        if (json_object_get(doc, AGENT_BENCH))
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+/* By default (--bench-every -1) only a hub that serves the probe guest
+ * challenges its nodes: without one, a node on QEMU could not answer and
+ * its silence would count against it. */
+static void default_challenges_only_with_the_hubs_probe(void **state)
+{
+    static const char *const plain[] = { "--bench-every", "-1",
+                                         "--heartbeat", "1", NULL };
+    struct tu_ctl c = { 0 };
+    tu_ctl_start(&c, plain);
+    _cleanup_free_ char *cred = tu_node_register(&c, "unprobed", NULL);
+    assert_false(challenged_within(&c, cred, 3000));
+    tu_ctl_destroy(&c);
+
+    _cleanup_free_ char *dir = xasprintf("%s/probe", ctl.dir);
+    tu_put_file(dir, AGENT_BENCH_KERNEL, "kernel");
+    tu_put_file(dir, AGENT_BENCH_INITRD, "initrd");
+    const char *const served[] = { "--bench-every", "-1", "--heartbeat", "1",
+                                   "--bench-guest", dir, NULL };
+    struct tu_ctl c2 = { 0 };
+    tu_ctl_start(&c2, served);
+    _cleanup_free_ char *cred2 = tu_node_register(&c2, "probed", NULL);
+    assert_true(challenged_within(&c2, cred2, 10000));
+    tu_ctl_destroy(&c2);
+}
+
 static const char *const serve_args[] = {
     "--bench-every", "3600", "--bench-memory", "4", "--bench-timeout", "10",
     "--heartbeat", "1", "--bench-ref", "1000000000", NULL };
@@ -308,6 +347,7 @@ int main(void)
         cmocka_unit_test(invented_checkpoints_get_a_fault_and_no_score),
         cmocka_unit_test(right_answer_retried_is_not_a_replay),
         cmocka_unit_test(late_and_missing_answers_are_faults),
+        cmocka_unit_test(default_challenges_only_with_the_hubs_probe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
