@@ -632,9 +632,13 @@ static void agent_restart_with_the_domain_lost(void)
 static void a_host_reboot_brings_the_vm_back_through_the_agent(void **state)
 {
     agent_restart_with_the_domain_lost();
-    assert_true(wait_vm("web", "state", "running", 10000));
+    /* The hub still says running from before the restart: wait for the
+     * agent's own start, then for the state it reports after it. */
     _cleanup_free_ char *started = xasprintf("vm %s: started", vm_id);
+    for (int i = 0; i < 100 && count_in_log(started) < 1; i++)
+        usleep(100 * 1000);
     assert_int_equal(count_in_log(started), 1);
+    assert_true(wait_vm("web", "state", "running", 10000));
     usleep(1500000);
     assert_true(wait_vm("web", "desired_state", "running", 1000));
     assert_true(wait_vm("web", "state", "running", 1000));
