@@ -48,13 +48,23 @@ void api_speclog_record(CURL *h, const char *req, size_t req_len, long status,
     json_decref(line);
     if (!text)
         return;
+    /* One write: O_APPEND keeps concurrent records whole. A process
+     * killed in the middle of it (tests kill agents mid-upload) leaves a
+     * cut record; the newline before each record keeps the next one on a
+     * line of its own, and the checker skips the cut one. */
     size_t n = strlen(text);
-    text[n] = '\n'; /* one write: O_APPEND keeps concurrent lines whole */
-    int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        ssize_t w = write(fd, text, n + 1);
-        (void)w;
-        close(fd);
+    char *rec = malloc(n + 2);
+    if (rec) {
+        rec[0] = '\n';
+        memcpy(rec + 1, text, n);
+        rec[n + 1] = '\n';
+        int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            ssize_t w = write(fd, rec, n + 2);
+            (void)w;
+            close(fd);
+        }
+        free(rec);
     }
     free(text);
 }
