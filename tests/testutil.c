@@ -623,6 +623,22 @@ int tu_count_in_file(const char *path, const char *needle)
     return n;
 }
 
+json_t *tu_api_want(const struct tu_ctl *ctl, const char *key,
+                    const char *method, const char *path, const char *body,
+                    long want)
+{
+    long st;
+    json_t *j = tu_api(ctl, key, method, path, body, &st);
+    if (st != want) {
+        char *t = j ? json_dumps(j, 0) : NULL;
+        fprintf(stderr, "%s %s: %ld, wanted %ld: %s\n", method, path, st, want,
+                t ? t : "");
+        free(t);
+        abort();
+    }
+    return j;
+}
+
 char *tu_api_field(const struct tu_ctl *ctl, const char *key,
                    const char *method, const char *path, const char *body,
                    long want, const char *field)

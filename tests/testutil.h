@@ -176,6 +176,11 @@ char *tu_field(const char *text, const char *label);
  * decrefs), the HTTP status (-1: no answer) in *ret_status if not NULL. */
 json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
                const char *path, const char *body, long *ret_status);
+/* tu_api that must answer status `want`, else it prints the answer and
+ * aborts; the answer parsed (NULL when not JSON; caller decrefs). */
+json_t *tu_api_want(const struct tu_ctl *ctl, const char *key,
+                    const char *method, const char *path, const char *body,
+                    long want);
 /* tu_api that must answer status `want` (else it prints and aborts);
  * the answer's string member `field` ("" when absent; caller frees), or
  * NULL when field is NULL. */
