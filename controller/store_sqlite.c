@@ -275,13 +275,21 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
     return r;
 }
 
+/* A statement being walked by sq_exec_each, its column names read once:
+ * each sqlite3_column_name() call takes the connection's mutex. */
+struct sq_walk {
+    sqlite3_stmt *st;
+    int n;
+    const char **names;
+};
+
 static struct store_value sq_row_get(struct store_row *r, const char *col)
 {
-    sqlite3_stmt *st = r->impl;
-    int n = sqlite3_column_count(st);
-    for (int k = 0; k < n; k++) {
-        int c = (r->hint + k) % n;
-        if (strcmp(sqlite3_column_name(st, c), col) != 0)
+    const struct sq_walk *w = r->impl;
+    sqlite3_stmt *st = w->st;
+    for (int k = 0; k < w->n; k++) {
+        int c = (r->hint + k) % w->n;
+        if (!w->names[c] || strcmp(w->names[c], col) != 0)
             continue;
         r->hint = c + 1;
         switch (sqlite3_column_type(st, c)) {
@@ -312,9 +320,20 @@ static int sq_exec_each(void *conn, const char *sql,
     sqlite3_stmt *st;
     if (sq_bind(c, sql, args, n, &st) < 0)
         return -EIO;
-    struct store_row row = { sq_row_get, st, 0 };
+    struct sq_walk w = { st, 0, NULL };
+    _cleanup_free_ const char **names = NULL;
+    struct store_row row = { sq_row_get, &w, 0 };
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* Read after the first step, which may prepare the statement
+         * again (schema change) and so replace its names. */
+        if (!names) {
+            w.n = sqlite3_column_count(st);
+            names = xcalloc(w.n > 0 ? (size_t)w.n : 1, sizeof(*names));
+            for (int i = 0; i < w.n; i++)
+                names[i] = sqlite3_column_name(st, i);
+            w.names = names;
+        }
         row.hint = 0;
         fn(&row, data);
     }
