@@ -14,6 +14,21 @@
 #define AGENT_POLL_WAIT_DEFAULT_S 30
 #define AGENT_POLL_MARGIN_S 10
 
+/* The contract's version. An agent names the version it speaks on every
+ * request (AGENT_CONTRACT_HEADER, a decimal number); a request without it
+ * comes from an agent older than the header: version 1. The controller
+ * serves every version from AGENT_CONTRACT_MIN to AGENT_CONTRACT (an older
+ * one gets 426), records each node's (GET /v1/nodes/{id}
+ * `agent_contract`) and gives a feature that needs a newer agent only to
+ * nodes that speak it. Compatibility rules: an agent ignores members of
+ * its desired document that it does not know; a member may be added to
+ * what agents send only as optional. Bump AGENT_CONTRACT when the agent
+ * starts to depend on something the controller did not always do. */
+#define AGENT_CONTRACT_HEADER "Fog-Agent-Contract"
+#define AGENT_CONTRACT 2
+#define AGENT_CONTRACT_MIN 1
+#define AGENT_CONTRACT_MAX_VALUE 999 /* beyond: not a version */
+
 /* A status post refused for some of its usage samples names each, in an
  * array under this member of the problem+json answer: {index, vm, seq,
  * reason}. The agent drops exactly those and sends the rest again. */

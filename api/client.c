@@ -118,6 +118,16 @@ void api_client_set_key(struct api_client *c, const char *key)
     c->key = key ? xstrdup(key) : NULL;
 }
 
+/* One header line every client of this process sends (see
+ * api_client_set_process_header); NULL: none. */
+static char *process_header;
+
+void api_client_set_process_header(const char *line)
+{
+    free(process_header);
+    process_header = line ? xstrdup(line) : NULL;
+}
+
 void api_reply_clear(struct api_reply *r)
 {
     if (!r)
@@ -217,6 +227,8 @@ static struct curl_slist *prepare(struct api_client *c, const char *path,
     struct curl_slist *hdr = NULL;
     hdr = curl_slist_append(hdr, "Accept: application/json");
     hdr = curl_slist_append(hdr, "Expect:");
+    if (process_header)
+        hdr = curl_slist_append(hdr, process_header);
     if (c->key) {
         _cleanup_free_ char *auth = xasprintf("Authorization: Bearer %s", c->key);
         hdr = curl_slist_append(hdr, auth);

@@ -47,6 +47,10 @@ void api_client_set_connect_timeout(struct api_client *c, long seconds);
  * wait. Every connection also has TCP keepalive (5 s idle, 5 s apart,
  * 3 probes), so a peer gone in a partition is noticed in about 20 s. */
 void api_client_set_stall(struct api_client *c, long seconds);
+/* A header line ("Name: value") that every request of every client in
+ * this process carries from now on (NULL: none); the agent names its
+ * contract version so. Call it before any other thread uses a client. */
+void api_client_set_process_header(const char *line);
 /* Replace the bearer key (NULL clears it). */
 void api_client_set_key(struct api_client *c, const char *key);
 

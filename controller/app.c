@@ -342,6 +342,31 @@ static void request_id_begin(struct http_request *r)
     http_reply_header(r, "X-Request-Id", ok ? given : id);
 }
 
+/* An agent call's contract version (AGENT_CONTRACT_HEADER) into
+ * c->contract: 1 when not named (agents older than the header). false,
+ * with 400 or 426 sent, when it is not a number or older than this
+ * controller serves. */
+static bool contract_admit(struct http_request *r, struct reqctx *c)
+{
+    const char *v = http_req_header(r, AGENT_CONTRACT_HEADER);
+    int64_t n = 1;
+    if (v && parse_int64(v, 0, AGENT_CONTRACT_MAX_VALUE, &n) < 0) {
+        http_reply_problem(r, 400, "validation", AGENT_CONTRACT_HEADER,
+                           "%s must be a contract version (a number)",
+                           AGENT_CONTRACT_HEADER);
+        return false;
+    }
+    if (n < AGENT_CONTRACT_MIN) {
+        http_reply_problem(r, 426, "agent-too-old", AGENT_CONTRACT_HEADER,
+                           "this agent speaks contract %lld; this controller "
+                           "serves %d to %d: upgrade the agent",
+                           (long long)n, AGENT_CONTRACT_MIN, AGENT_CONTRACT);
+        return false;
+    }
+    c->contract = (int)n;
+    return true;
+}
+
 bool app_before(struct http_request *r, const struct http_route *route,
                 void *app)
 {
@@ -353,6 +378,9 @@ bool app_before(struct http_request *r, const struct http_route *route,
     /* Reads never wait for a write in progress. */
     store_route_reads(a->store, streq(m, "GET") || streq(m, "HEAD"));
     if (!guard_admit_peer(a, r))
+        return false;
+    c->contract = 1;
+    if (startswith(route->pattern, "/v1/agent/") && !contract_admit(r, c))
         return false;
     if (route->flags & ALLOW_PUBLIC)
         return true;

@@ -108,6 +108,7 @@ struct reqctx {
     bool reply_secret;     /* the reply carries a secret: never stored */
     bool no_event;         /* changed nothing (a dry run): no event */
     unsigned retries;      /* runs again after a lost store conflict */
+    int contract;          /* an agent call's contract version (1..) */
     void *stream;          /* state of a streamed upload */
     void (*stream_free)(void *);
 };

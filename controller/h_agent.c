@@ -241,13 +241,14 @@ HANDLER(h_agent_register)
         "INSERT INTO nodes (id, name, account_id, cred_id, cred_salt, "
         "cred_hash, approved, kvm, arch, cpu_model, vcpus, memory_mib, "
         "disk_gib, mesh_ip, wg_public_key, endpoint, observed_endpoint, "
-        "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-        "$12, $13, $14, $15, $16, $17, $18)", "ssssssbbssiiissssi", node_id,
+        "created_at, agent_contract) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        "ssssssbbssiiissssii", node_id,
         g.name, json_str(tok, "account_id"), cred.id, cred.salt, cred.hash,
         approved, inv->kvm, inv->arch ? inv->arch : "",
         inv->cpu_model ? inv->cpu_model : "", inv->vcpus, inv->memory_mib,
         inv->disk_gib, mesh_ip, g.wg_public_key, g.endpoint, http_req_peer(r),
-        now);
+        now, (int64_t)reqctx_of(r)->contract);
     if (e >= 0)
         e = store_exec(a->store,
                        "UPDATE nodes SET wg_port = $1, public_ip = $2, "
@@ -644,8 +645,9 @@ HANDLER(h_agent_status)
     store_exec(a->store,
                "UPDATE nodes SET last_seen = $1, observed_endpoint = $2, "
                "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
-               "public_ip) WHERE id = $5", "issss", now, http_req_peer(r),
-               b.endpoint, b.public_ip, node_id);
+               "public_ip), agent_contract = $5 WHERE id = $6", "isssis", now,
+               http_req_peer(r), b.endpoint, b.public_ip,
+               (int64_t)reqctx_of(r)->contract, node_id);
     if (b.has_inventory) {
         capacity_record(a, node_id, &b.inventory);
         reserve_record(a, node_id, &b.inventory);

@@ -21,7 +21,7 @@
     "n.id, n.name, n.account_id, n.approved, n.kvm, n.arch, n.cpu_model, "     \
     "n.vcpus, n.memory_mib, n.disk_gib, n.mesh_ip, n.endpoint, "               \
     "n.observed_endpoint, n.public_ip, n.port_min, n.port_max, n.last_seen, "  \
-    "n.created_at, n.cap_vcpus, "                                              \
+    "n.created_at, n.cap_vcpus, n.agent_contract, "                            \
     "n.cap_memory_mib, n.cap_disk_gib, n.reported_vcpus, "                     \
     "n.reported_memory_mib, n.reported_disk_gib, n.capped_s, n.drained, "      \
     "(SELECT COALESCE(SUM(v.vcpus), 0) FROM vms v WHERE v.node_id = n.id AND " \
@@ -103,6 +103,9 @@ json_t *node_render(json_t *row)
                                      (long long)json_int(row, "port_max", 0)));
     json_object_set_new(o, "approved", json_boolean(json_int(row, "approved", 0)));
     json_object_set_new(o, "kvm", json_boolean(json_int(row, "kvm", 0)));
+    /* The contract version its agent last spoke (api/agentproto.h). */
+    json_object_set_new(o, "agent_contract",
+                        json_integer(json_int(row, "agent_contract", 1)));
     json_object_set_new(o, "drained",
                         json_boolean(json_int(row, "drained", 0)));
     /* When new VMs may be placed on it (none: always). */

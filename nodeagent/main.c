@@ -1,5 +1,7 @@
 /* fog-nodeagent: joins a KVM host to a fogfabric controller and runs the
  * tenants' VMs it is given under libvirt. Verbs: join, run, inventory. */
+#include "api/agentproto.h"
+#include "api/client.h"
 #include "common/log.h"
 #include "nodeagent/agent.h"
 
@@ -40,8 +42,15 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (streq(argv[1], "version") || streq(argv[1], "--version")) {
-        printf("fog-nodeagent 0.1\n");
+        printf("fog-nodeagent 0.1 (agent contract %d)\n", AGENT_CONTRACT);
         return 0;
+    }
+    /* Every call to the controller names the contract this agent speaks. */
+    {
+        char h[64];
+        snprintf(h, sizeof(h), "%s: %d", AGENT_CONTRACT_HEADER,
+                 AGENT_CONTRACT);
+        api_client_set_process_header(h);
     }
     const struct verb *v = NULL;
     for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)

@@ -801,7 +801,8 @@ char *tu_market_node(const struct tu_ctl *ctl, const char *name,
 /* Run the joined agent of a (its log appended to). */
 static void agent_run(struct tu_agent *a)
 {
-    _cleanup_free_ char *bin = tu_bin("fog-nodeagent");
+    _cleanup_free_ char *bin = a->bin ? xstrdup(a->bin)
+                                      : tu_bin("fog-nodeagent");
     char *argv[32] = { bin, "run", "--data-dir", a->data_dir, "--image-dir",
                        a->image_dir, "--root", a->root, "--heartbeat", "1",
                        "--network", "none", "--verbose", NULL };
@@ -818,6 +819,13 @@ static void agent_run(struct tu_agent *a)
 void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
                     const char *name, int cpus, int64_t mem_mib)
 {
+    tu_agent_start_bin(a, ctl, name, cpus, mem_mib, NULL);
+}
+
+void tu_agent_start_bin(struct tu_agent *a, const struct tu_ctl *ctl,
+                        const char *name, int cpus, int64_t mem_mib,
+                        const char *agent_bin)
+{
     _cleanup_free_ char *qemu_img = tu_which("qemu-img");
     if (!qemu_img) {
         printf("qemu-img is not installed\n");
@@ -830,6 +838,7 @@ void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
     a->image_dir = xasprintf("%s/images", a->dir);
     a->root = xasprintf("%s/root", a->dir);
     a->log = xasprintf("%s/agent.log", a->dir);
+    a->bin = agent_bin ? xstrdup(agent_bin) : NULL;
     tu_fake_host(a->root, cpus, mem_mib);
     if (mkdir_p(a->image_dir, 0755) < 0)
         abort();
@@ -837,7 +846,8 @@ void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
     char *mk[] = { qemu_img, "create", "-q", "-f", "qcow2", base, "64M", NULL };
     int st;
     free(tu_run(mk, &st));
-    _cleanup_free_ char *bin = tu_bin("fog-nodeagent");
+    _cleanup_free_ char *bin = a->bin ? xstrdup(a->bin)
+                                      : tu_bin("fog-nodeagent");
     _cleanup_free_ char *tok = tu_api_field(ctl, ctl->admin_key, "POST",
                                             "/v1/join-tokens", "{}", 201,
                                             "token");
@@ -868,6 +878,8 @@ void tu_agent_destroy(struct tu_agent *a)
     if (a->dir)
         tu_rmrf(a->dir);
     free(a->dir);
+    free(a->bin);
+    a->bin = NULL;
     free(a->data_dir);
     free(a->image_dir);
     free(a->root);

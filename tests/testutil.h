@@ -141,6 +141,7 @@ struct tu_agent {
     /* More arguments of `run` (NULL-terminated; the caller's array), for
      * tu_agent_restart; tu_agent_start clears it. */
     const char *const *extra;
+    char *bin;       /* the agent binary (tu_agent_start_bin) or NULL */
 };
 /* Join ctl as node `name` with an admin token (approved at once) and run
  * fog-nodeagent on test:///default (heartbeat 1 s, no networking) over a
@@ -149,6 +150,11 @@ struct tu_agent {
  * test on other failures. */
 void tu_agent_start(struct tu_agent *a, const struct tu_ctl *ctl,
                     const char *name, int cpus, int64_t mem_mib);
+/* tu_agent_start with another agent binary (an older build, say) for
+ * join and run; NULL: this tree's. */
+void tu_agent_start_bin(struct tu_agent *a, const struct tu_ctl *ctl,
+                        const char *name, int cpus, int64_t mem_mib,
+                        const char *bin);
 /* Kill the agent (SIGKILL) and run it again on the same data dir, its
  * log appended to. The test driver's domains die with it: the agent
  * comes back to a host that has lost them. */

@@ -730,6 +730,49 @@ static void roundtrip(const struct kind *k)
     }
 }
 
+/* A newer controller's member in every object of j. */
+static void add_future_members(json_t *j)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_object(j)) {
+        json_object_foreach(j, k, v)
+            add_future_members(v);
+        json_object_set_new(j, "x_added_later",
+                            coin() ? json_string("new") : json_object());
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v)
+            add_future_members(v);
+    }
+}
+
+/* The contract's forward rule (api/agentproto.h AGENT_CONTRACT): an agent
+ * reads a desired document holding members it does not know, anywhere,
+ * exactly as it reads the same document without them. */
+static void desired_from_a_newer_controller_decodes_the_same(void **state)
+{
+    (void)state;
+    for (int i = 0; i < iters; i++) {
+        union doc a, b;
+        memset(&b, 0, sizeof(b));
+        desired_gen(&a);
+        json_auto_t *j = desired_enc(&a);
+        add_future_members(j);
+        struct jerr err = { 0 };
+        if (desired_dec(j, &b, &err) < 0) {
+            _cleanup_free_ char *text = json_dumps(j, JSON_COMPACT);
+            fail_msg("desired %d (FOG_SEED=%" PRIu64 "): refused: %s: %s\n%s",
+                     i, seed, err.field, err.detail, text);
+        }
+        if (!desired_eq(&a, &b))
+            fail_msg("desired %d (FOG_SEED=%" PRIu64 "): read differently",
+                     i, seed);
+        desired_clear(&a);
+        desired_clear(&b);
+    }
+}
+
 /* ---- damage ------------------------------------------------------------- */
 
 /* Where a member sits: the keys and indexes from the top to it. */
@@ -1040,6 +1083,15 @@ static void backup_members_are_checked_before_use(void **state)
     assert_string_equal(d.vms[0].backups[0], id);
     assert_string_equal(d.vms[0].backup_key, key);
     am_desired_clear(&d);
+    /* A member a newer controller added is not this agent's to read
+     * (api/agentproto.h): ignored, never used. */
+    _cleanup_free_ char *newer = xasprintf(
+        ",\"backups\":[{\"id\":\"%s\",\"url\":\"x\"}],\"backup_key\":\"%s\"",
+        id, key);
+    assert_int_equal(decode_vm_with(newer, &d, &je), 0);
+    assert_int_equal(d.vms[0].n_backups, 1);
+    assert_string_equal(d.vms[0].backups[0], id);
+    am_desired_clear(&d);
     /* A key alone (a restore's) is fine; no backups, no key is too. */
     _cleanup_free_ char *key_only = xasprintf(",\"backup_key\":\"%s\"", key);
     assert_int_equal(decode_vm_with(key_only, &d, &je), 0);
@@ -1065,8 +1117,6 @@ static void backup_members_are_checked_before_use(void **state)
         xasprintf(",\"backup_key\":32"),
         xasprintf(",\"backups\":[{\"id\":\"../x\"}],\"backup_key\":\"%s\"",
                   key),
-        xasprintf(",\"backups\":[{\"id\":\"%s\",\"url\":\"x\"}],"
-                  "\"backup_key\":\"%s\"", id, key),
         xasprintf(",\"backups\":[\"%s\"],\"backup_key\":\"%s\"", id, key),
         xasprintf(",\"backups\":{},\"backup_key\":\"%s\"", key),
         xstrdup(five),
@@ -1108,6 +1158,8 @@ int main(void)
         cmocka_unit_test_setup(damaged_register_is_refused_naming_the_member,
                                reseed),
         cmocka_unit_test(backup_members_are_checked_before_use),
+        cmocka_unit_test_setup(desired_from_a_newer_controller_decodes_the_same,
+                               reseed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
