@@ -3,6 +3,7 @@
 #include "api/http_server.h"
 
 #include "common/jsonw.h"
+#include "common/log.h"
 #include "common/timeutil.h"
 
 #include <arpa/inet.h>
@@ -14,7 +15,9 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define MAX_PARAMS 4
 #define MAX_HEADERS 8
@@ -70,6 +73,11 @@ struct http_request {
     int64_t park_deadline;
     struct http_request *park_next;
 
+    /* run by a writer thread (mutating calls) */
+    struct http_request *work_next;
+    struct log_ctx_saved log_ctx; /* the before-hook's, for the writer */
+    bool work_done;     /* answered there: send it */
+
     /* protocol upgrade */
     char *upgrade_proto;
     http_upgrade_fn upgrade_fn;
@@ -112,6 +120,16 @@ struct http_server {
     uint64_t lat_count;
     double lat_sum;
     uint64_t longpolls;    /* answered after being parked */
+
+    /* Writers: mutating calls run on these, so that a call waiting for
+     * the store's single writer never holds up the reads that share its
+     * connection thread. */
+    pthread_mutex_t work_lock;
+    pthread_cond_t work_cond;
+    struct http_request *work_head, *work_tail;
+    pthread_t *writers;
+    unsigned n_writers;
+    bool work_stop;
 };
 
 /* ---- routing ---------------------------------------------------------- */
@@ -931,6 +949,10 @@ static void reply_drop_attempt(struct http_request *r)
     r->n_hdr = keep;
 }
 
+static bool work_push(struct http_server *s, struct http_request *r);
+static bool run_request(struct http_server *s, struct http_request *r,
+                        bool may_park);
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  const char *version, const char *upload_data,
@@ -987,9 +1009,24 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (r->work_done)
+        return send_reply(s, r); /* a writer answered it */
     if (r->answered)
         return MHD_NO; /* already queued; should not happen */
+    if (work_push(s, r))
+        return MHD_YES;
+    if (run_request(s, r, true))
+        return MHD_YES; /* parked */
+    return send_reply(s, r);
+}
 
+/* Run a request whose body is read: its handler (again, for a parked one
+ * woken), the after-hook and retries, leaving the answer in r. true when
+ * it parked instead (only where may_park: on its connection's thread). */
+static bool run_request(struct http_server *s, struct http_request *r,
+                        bool may_park)
+{
+    struct MHD_Connection *conn = r->conn;
     pthread_mutex_lock(&s->park_lock);
     r->wake_gen_seen = s->wake_gen;
     pthread_mutex_unlock(&s->park_lock);
@@ -1007,6 +1044,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
     for (;;) {
         if (r->answered || !r->park_requested)
             break;
+        if (!may_park) {
+            r->park_requested = false;
+            http_reply_problem(r, 500, "internal", NULL,
+                               "a mutating call may not wait");
+            break;
+        }
         pthread_mutex_lock(&s->park_lock);
         bool missed = s->wake_gen != r->wake_gen_seen;
         r->wake_gen_seen = s->wake_gen;
@@ -1017,7 +1060,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
             s->n_parked++;
             MHD_suspend_connection(conn);
             pthread_mutex_unlock(&s->park_lock);
-            return MHD_YES;
+            return true;
         }
         bool stopping = s->stopping;
         pthread_mutex_unlock(&s->park_lock);
@@ -1042,7 +1085,68 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         if (s->opts.after)
             s->opts.after(r, r->route, s->opts.app);
     }
-    return send_reply(s, r);
+    return false;
+}
+
+/* ---- writers ------------------------------------------------------------ */
+
+static bool method_mutates(const char *m)
+{
+    return !streq(m, "GET") && !streq(m, "HEAD");
+}
+
+/* Hand a mutating call whose body is read to the writers, its connection
+ * suspended until one has answered it; false (run it here) for reads,
+ * streamed uploads, a woken parked request, or once the server stops. */
+static bool work_push(struct http_server *s, struct http_request *r)
+{
+    if (!s->n_writers || r->parked || r->route->sink ||
+        !method_mutates(r->method))
+        return false;
+    pthread_mutex_lock(&s->work_lock);
+    if (s->work_stop) {
+        pthread_mutex_unlock(&s->work_lock);
+        return false;
+    }
+    log_ctx_save(&r->log_ctx);
+    MHD_suspend_connection(r->conn);
+    r->work_next = NULL;
+    if (s->work_tail)
+        s->work_tail->work_next = r;
+    else
+        s->work_head = r;
+    s->work_tail = r;
+    pthread_cond_signal(&s->work_cond);
+    pthread_mutex_unlock(&s->work_lock);
+    return true;
+}
+
+static void *writer_main(void *arg)
+{
+    struct http_server *s = arg;
+    if (s->opts.write_nice)
+        setpriority(PRIO_PROCESS, (id_t)gettid(), s->opts.write_nice);
+    pthread_mutex_lock(&s->work_lock);
+    for (;;) {
+        while (!s->work_head && !s->work_stop)
+            pthread_cond_wait(&s->work_cond, &s->work_lock);
+        struct http_request *r = s->work_head;
+        if (!r)
+            break; /* stopping, nothing left */
+        s->work_head = r->work_next;
+        if (!s->work_head)
+            s->work_tail = NULL;
+        pthread_mutex_unlock(&s->work_lock);
+        log_ctx_restore(&r->log_ctx);
+        run_request(s, r, false);
+        log_ctx_clear();
+        /* The connection's thread sends it and may free r at once. */
+        r->work_done = true;
+        MHD_resume_connection(r->conn);
+        pthread_mutex_lock(&s->work_lock);
+    }
+    pthread_mutex_unlock(&s->work_lock);
+    return NULL;
 }
 
 static int parse_listen(const char *listen, struct sockaddr_storage *ss)
@@ -1089,6 +1193,8 @@ int http_server_start(const struct http_server_opts *o,
     pthread_mutex_init(&s->park_lock, NULL);
     pthread_mutex_init(&s->stats_lock, NULL);
     pthread_cond_init(&s->timer_cond, NULL);
+    pthread_mutex_init(&s->work_lock, NULL);
+    pthread_cond_init(&s->work_cond, NULL);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
@@ -1127,6 +1233,11 @@ int http_server_start(const struct http_server_opts *o,
         MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : 0;
     pthread_create(&s->timer, NULL, park_timer, s);
+    s->n_writers = s->opts.write_threads ? s->opts.write_threads
+                                         : s->opts.threads;
+    s->writers = xcalloc(s->n_writers, sizeof(*s->writers));
+    for (unsigned i = 0; i < s->n_writers; i++)
+        pthread_create(&s->writers[i], NULL, writer_main, s);
     *ret = s;
     return 0;
 }
@@ -1153,12 +1264,23 @@ void http_server_stop(struct http_server *s, int grace_ms)
         struct timespec ts = { 0, 20 * 1000000 };
         nanosleep(&ts, NULL);
     }
+    /* Writers finish what they hold (its connections resume); calls that
+     * come after run on their connection's thread. */
+    pthread_mutex_lock(&s->work_lock);
+    s->work_stop = true;
+    pthread_cond_broadcast(&s->work_cond);
+    pthread_mutex_unlock(&s->work_lock);
+    for (unsigned i = 0; i < s->n_writers; i++)
+        pthread_join(s->writers[i], NULL);
+    free(s->writers);
     MHD_stop_daemon(s->daemon);
     if (lsock != MHD_INVALID_SOCKET)
         close(lsock);
     pthread_mutex_destroy(&s->park_lock);
     pthread_mutex_destroy(&s->stats_lock);
     pthread_cond_destroy(&s->timer_cond);
+    pthread_mutex_destroy(&s->work_lock);
+    pthread_cond_destroy(&s->work_cond);
     free(s->stats);
     free(s);
 }

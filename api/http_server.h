@@ -46,6 +46,12 @@ struct http_server_opts {
     size_t n_routes;
     size_t max_body;          /* bytes; larger bodies get 413 */
     unsigned threads;         /* worker threads (epoll each), default 2 */
+    /* Threads that run mutating calls (not GET or HEAD, not streamed
+     * uploads) once their body is read, while the connection threads go
+     * on serving others: a write waiting for the store never delays a
+     * read. Default (0): as many as `threads`. */
+    unsigned write_threads;
+    int write_nice;           /* the writers' nice value (0: as the rest) */
     unsigned per_ip_connections; /* open connections per client; 0: any */
     /* Called before the handler; returns false when it has answered the
      * request itself (401, 403...). May be NULL. */

@@ -17,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_CTX_LEN 64
 
 static enum log_level cur_level = LOG_INFO;
 static const char *cur_ident = "fog";
@@ -66,6 +65,16 @@ void log_ctx_clear(void)
 {
     for (int i = 0; i < LOG_CTX_MAX; i++)
         ctx[i][0] = '\0';
+}
+
+void log_ctx_save(struct log_ctx_saved *out)
+{
+    memcpy(out->v, ctx, sizeof(out->v));
+}
+
+void log_ctx_restore(const struct log_ctx_saved *in)
+{
+    memcpy(ctx, in->v, sizeof(ctx));
 }
 
 void log_set_journal(const char *socket_path)

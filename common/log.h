@@ -21,6 +21,14 @@ enum log_ctx { LOG_CTX_REQUEST, LOG_CTX_NODE, LOG_CTX_VM, LOG_CTX_MAX };
 void log_ctx_set(enum log_ctx field, const char *value);
 /* Clear every field of the calling thread's context. */
 void log_ctx_clear(void);
+/* The calling thread's context as a value, to carry a request's context
+ * to the thread that goes on with it. */
+#define LOG_CTX_LEN 64
+struct log_ctx_saved {
+    char v[LOG_CTX_MAX][LOG_CTX_LEN];
+};
+void log_ctx_save(struct log_ctx_saved *out);
+void log_ctx_restore(const struct log_ctx_saved *in);
 
 /* Send lines to the systemd journal's native socket at `socket_path`
  * (NULL: back to stderr) as structured entries: MESSAGE, PRIORITY,
