@@ -26,8 +26,12 @@
 struct store_reader {
     pthread_mutex_t lock;
     void *conn;
-    bool failed; /* could not be opened: reads go to the writer */
+    bool failed;        /* cannot be opened here: reads go to the writer */
+    int64_t retry_at_ms; /* a server's reader that failed: try again then */
 };
+/* How long reads go to the writer after a database server's reader could
+ * not be opened or reconnected. */
+#define READER_RETRY_MS 2000
 
 struct store {
     const struct store_ops *ops;
@@ -84,9 +88,22 @@ static struct store_reader *reader_take(struct store *s)
         rd = &s->readers[spin++ % STORE_READERS];
         pthread_mutex_lock(&rd->lock);
     }
-    if (!rd->conn && !rd->failed &&
-        s->ops->open_reader(s->address, &rd->conn) < 0)
-        rd->failed = true;
+    /* A server's reader (PostgreSQL) may lose its session to a restart:
+     * it opens a new one (at most every READER_RETRY_MS), and meanwhile
+     * its reads go to the writer. An embedded database's reader (sqlite)
+     * that cannot open never will. */
+    int64_t now = mono_ms();
+    if (rd->conn && s->ops->alive && !s->ops->alive(rd->conn)) {
+        s->ops->close(rd->conn);
+        rd->conn = NULL;
+    }
+    if (!rd->conn && !rd->failed && now >= rd->retry_at_ms) {
+        int r = s->ops->open_reader(s->address, &rd->conn);
+        if (r < 0 && !s->ops->alive)
+            rd->failed = true;
+        else if (r < 0)
+            rd->retry_at_ms = now + READER_RETRY_MS;
+    }
     if (!rd->conn) {
         pthread_mutex_unlock(&rd->lock);
         return NULL;
@@ -313,6 +330,11 @@ static int reader_tx_begin(struct store *s)
     if (!rd)
         return -EAGAIN;
     int r = s->ops->exec_plain(rd->conn, "BEGIN");
+    /* One snapshot for the whole read where a transaction does not
+     * already give one (PostgreSQL's READ COMMITTED). */
+    if (r == 0 && s->ops->snapshot_sql &&
+        (r = s->ops->exec_plain(rd->conn, s->ops->snapshot_sql)) < 0)
+        s->ops->exec_plain(rd->conn, "ROLLBACK");
     if (r < 0) {
         reader_give(rd);
         return r;

@@ -84,6 +84,9 @@ static PGconn *pg_connect(const char *uri)
     return c;
 }
 
+static int pg_exec_plain(void *conn, const char *sql);
+static void pg_close(void *conn);
+
 static int pg_open(const char *uri, void **ret_conn)
 {
     PGconn *c = pg_connect(uri);
@@ -92,6 +95,22 @@ static int pg_open(const char *uri, void **ret_conn)
     struct pg_conn *pc = xcalloc(1, sizeof(*pc));
     pc->c = c;
     *ret_conn = pc;
+    return 0;
+}
+
+/* A reader: its own session, which refuses writes; GETs read through a
+ * few of these while the writer's session holds a transaction. */
+static int pg_open_reader(const char *uri, void **ret_conn)
+{
+    int r = pg_open(uri, ret_conn);
+    if (r < 0)
+        return r;
+    if (pg_exec_plain(*ret_conn, "SET SESSION CHARACTERISTICS AS "
+                                 "TRANSACTION READ ONLY") < 0) {
+        pg_close(*ret_conn);
+        *ret_conn = NULL;
+        return -EIO;
+    }
     return 0;
 }
 
@@ -335,6 +354,7 @@ const struct store_ops store_pg_ops = {
     .unlisten = pg_unlisten,
     .name = "postgresql",
     .open = pg_open,
+    .open_reader = pg_open_reader,
     .close = pg_close,
     .exec_plain = pg_exec_plain,
     .exec = pg_exec,

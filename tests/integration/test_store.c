@@ -332,12 +332,12 @@ static void *reader_run(void *arg)
     return NULL;
 }
 
-/* With sqlite, reads of request threads go to read-only connections: they
- * answer while a write transaction is open (seeing only what was
- * committed) instead of queueing behind it, and see the commit after. */
-static void sqlite_reads_do_not_wait_for_writes(void **state)
+/* Reads of request threads go to read-only connections: they answer while
+ * a write transaction is open (seeing only what was committed) instead of
+ * queueing behind it, and see the commit after. */
+static void check_reads_do_not_wait_for_writes(struct backend *b)
 {
-    struct store *s = open_or_skip(&sq);
+    struct store *s = open_or_skip(b);
     int64_t before = store_query_int(s, -1, "SELECT COUNT(*) FROM accounts", "");
     assert_int_equal(store_tx_begin(s), 0);
     assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
@@ -368,6 +368,66 @@ static void sqlite_reads_do_not_wait_for_writes(void **state)
     assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts "
                                             "WHERE id = 'held'", ""), 0);
     store_route_reads(s, false);
+    store_close(s);
+}
+
+static void sqlite_reads_do_not_wait_for_writes(void **state)
+{
+    check_reads_do_not_wait_for_writes(&sq);
+}
+
+static void postgresql_reads_do_not_wait_for_writes(void **state)
+{
+    check_reads_do_not_wait_for_writes(&pg);
+}
+
+/* A routed read while the writer holds a transaction: answered by a
+ * reader (the writer is busy, so this thread would otherwise wait). */
+static void *held_read_run(void *arg)
+{
+    struct reading *rd = arg;
+    store_route_reads(rd->s, true);
+    rd->seen = store_query_int(rd->s, -1, "SELECT COUNT(*) FROM accounts", "");
+    return NULL;
+}
+
+static bool read_beside_a_write(struct store *s)
+{
+    if (store_tx_begin(s) < 0)
+        return false;
+    struct reading rd = { s, -2, -2, -2 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, held_read_run, &rd), 0);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 20;
+    int joined = pthread_timedjoin_np(t, NULL, &deadline);
+    store_tx_rollback(s);
+    if (joined != 0)
+        pthread_join(t, NULL);
+    return joined == 0 && rd.seen >= 0;
+}
+
+/* PostgreSQL restarted under the store: its readers' sessions are gone;
+ * they open new ones, so reads beside a write answer again soon after
+ * the server is back (meanwhile they went to the writer). */
+static void postgresql_readers_come_back_after_a_restart(void **state)
+{
+    struct store *s = open_or_skip(&pg);
+    assert_true(read_beside_a_write(s));
+    tu_pg_halt(&pgc);
+    assert_true(tu_pg_resume(&pgc));
+    /* The writer reconnects at its next statement; the readers at their
+     * next use, at most every 2 s. */
+    bool ok = false;
+    for (int i = 0; i < 100 && !ok; i++) {
+        store_route_reads(s, false);
+        store_query_int(s, -1, "SELECT 1", "");
+        ok = read_beside_a_write(s);
+        if (!ok)
+            nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+    }
+    assert_true(ok);
     store_close(s);
 }
 
@@ -518,6 +578,8 @@ int main(void)
         cmocka_unit_test(sqlite_connections_map_the_file),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_addresses_lowest_free_first),
+        cmocka_unit_test(postgresql_reads_do_not_wait_for_writes),
+        cmocka_unit_test(postgresql_readers_come_back_after_a_restart),
         cmocka_unit_test(postgresql_replicas_elect_one_leader_and_notify),
         cmocka_unit_test(postgresql_locks_serialise_and_deadlocks_are_retryable),
     };
