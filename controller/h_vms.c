@@ -319,7 +319,7 @@ static int vm_image_resolve(struct app *a, const char *account_id,
 {
     return store_query_one(a->store, ret,
                            "SELECT id, name, state, state_reason, "
-                           "min_disk_gib FROM images WHERE deleted_at IS NULL "
+                           "min_disk_gib, source, sha256 FROM images WHERE deleted_at IS NULL "
                            "AND (id = $1 OR name = $1) AND (account_id = $2 OR "
                            "visibility = 'public') ORDER BY (id = $1) DESC, "
                            "CASE WHEN account_id = $2 THEN 0 ELSE 1 END, "
@@ -336,6 +336,7 @@ struct vm_spec {
     json_t *ports;          /* borrowed */
     const char *tmpl;       /* the template the VM is */
     const char *based_on;   /* the template it was made from, replaced */
+    bool importing;         /* its image is the template's, still importing */
 };
 
 /* Fill spec from the body b and the template t (may be NULL): explicit
@@ -400,11 +401,25 @@ static bool vm_spec_merge(struct app *a, struct http_request *r, json_t *b,
  * it). A name with no catalog image stays a node-local image name. false
  * after answering. */
 static bool vm_spec_image(struct app *a, struct http_request *r, json_t *b,
-                          const char *account_id, struct vm_spec *spec,
-                          json_t **ret_img)
+                          json_t *t, const char *account_id,
+                          struct vm_spec *spec, json_t **ret_img)
 {
     json_t *img = NULL;
     int e = vm_image_resolve(a, account_id, spec->image, &img);
+    /* The template's own image, by URL and digest: the hub imports it
+     * once and the VM waits for it. */
+    bool by_url = t && !json_object_get(b, "image") &&
+                  json_str(t, "image_url") && json_str(t, "image_sha256");
+    if (e == -ENOENT && by_url) {
+        char id[UUID_STR_LEN + 1];
+        e = catalog_template_image(a, t, id);
+        if (e == 0)
+            e = vm_image_resolve(a, account_id, id, &img);
+        if (e < 0) {
+            reply_store_error(r, e, "image");
+            return false;
+        }
+    }
     if (e == -ENOENT) {
         if (uuid_is_valid(spec->image)) {
             http_reply_problem(r, 400, "validation", "image",
@@ -418,7 +433,10 @@ static bool vm_spec_image(struct app *a, struct http_request *r, json_t *b,
         http_reply_problem(r, 500, "internal", NULL, "store error");
         return false;
     }
-    if (!streq(json_str(img, "state"), "ready")) {
+    spec->importing = by_url && streq(json_str(img, "state"), "importing") &&
+                      streq(json_str(img, "source"), json_str(t, "image_url")) &&
+                      streq(json_str(img, "sha256"), json_str(t, "image_sha256"));
+    if (!streq(json_str(img, "state"), "ready") && !spec->importing) {
         const char *why = json_str(img, "state_reason");
         http_reply_problem(r, 409, "conflict", "image",
                            "image '%s' is %s, not ready%s%s", spec->image,
@@ -563,7 +581,7 @@ HANDLER(h_vm_create)
     }
     struct vm_spec spec = { 0 };
     if (!vm_spec_merge(a, r, b, tmpl, &spec) ||
-        !vm_spec_image(a, r, b, c->account_id, &spec, &img))
+        !vm_spec_image(a, r, b, tmpl, c->account_id, &spec, &img))
         return;
     int64_t cap;
     _cleanup_free_ char *labels = NULL;
@@ -631,8 +649,9 @@ HANDLER(h_vm_create)
     if (spec.image_id &&
         (store_lock(a->store, "image", spec.image_id) < 0 ||
          store_query_int(a->store, 0, "SELECT COUNT(*) FROM images WHERE id = "
-                        "$1 AND deleted_at IS NULL AND state = 'ready'", "s",
-                        spec.image_id) != 1)) {
+                        "$1 AND deleted_at IS NULL AND (state = 'ready' OR "
+                        "($2 = 1 AND state = 'importing'))", "sb",
+                        spec.image_id, spec.importing) != 1)) {
         store_tx_rollback(a->store);
         http_reply_problem(r, 409, "conflict", "image",
                            "image '%s' was deleted or is no longer ready",

@@ -1,0 +1,324 @@
+/* Templates that name their image by URL and digest, against the real
+ * controller and an agent on libvirt's test driver: the first creates
+ * from such a template make the hub import the image once (a loopback
+ * server counts the downloads), as a public image of its own; the VMs
+ * wait pending with the reason meanwhile and are placed once it is
+ * ready. A wrong digest fails the waiting VM with the reason and leaves
+ * nothing in the catalog; a template that names a URL without a digest
+ * is not offered at all. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
+#include "tests/testutil.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SRV_ADDR "127.0.0.2"
+
+static struct tu_ctl ctl;
+static struct tu_agent agent;
+static char *tmp, *tdir, *alice_key;
+static uint8_t *img;
+static size_t img_len;
+static char img_sha[65];
+
+/* ---- a loopback image server: /disk.qcow2, counted, a little slow ---- */
+static int srv_fd, srv_port;
+static volatile int srv_hits, srv_stop;
+static pthread_t srv_thr;
+
+static void *srv_main(void *arg)
+{
+    (void)arg;
+    while (!srv_stop) {
+        struct pollfd p = { .fd = srv_fd, .events = POLLIN };
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int fd = accept(srv_fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        char req[4096];
+        ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
+        req[n > 0 ? n : 0] = '\0';
+        _cleanup_free_ char *hdr = NULL;
+        bool body = startswith(req, "GET /disk.qcow2 ");
+        if (body) {
+            __atomic_add_fetch(&srv_hits, 1, __ATOMIC_SEQ_CST);
+            /* Slow enough that concurrent creates meet the import. */
+            usleep(500 * 1000);
+            hdr = xasprintf("HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+                            "Connection: close\r\n\r\n", img_len);
+        } else {
+            hdr = xstrdup("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+                          "Connection: close\r\n\r\n");
+        }
+        send(fd, hdr, strlen(hdr), MSG_NOSIGNAL);
+        if (body)
+            send(fd, img, img_len, MSG_NOSIGNAL);
+        shutdown(fd, SHUT_RDWR);
+        close(fd);
+    }
+    return NULL;
+}
+
+static void srv_start(void)
+{
+    srv_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    assert_int_equal(inet_pton(AF_INET, SRV_ADDR, &a.sin_addr), 1);
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(srv_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(srv_fd, 8), 0);
+    getsockname(srv_fd, (struct sockaddr *)&a, &al);
+    srv_port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&srv_thr, NULL, srv_main, NULL), 0);
+}
+
+static void put_template(const char *name, const char *image,
+                         const char *sha)
+{
+    _cleanup_free_ char *url = xasprintf("http://%s:%d/disk.qcow2", SRV_ADDR,
+                                         srv_port);
+    json_auto_t *t = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b}", "name",
+                               name, "image", image, "image_url", url,
+                               "vcpus", 1, "memory_mib", 128, "disk_gib", 1,
+                               "allow_tcg", 1);
+    if (sha)
+        json_object_set_new(t, "image_sha256", json_string(sha));
+    _cleanup_free_ char *text = json_dumps(t, JSON_INDENT(2));
+    _cleanup_free_ char *rel = xasprintf("%s.json", name);
+    tu_put_file(tdir, rel, text);
+}
+
+/* ---- helpers ---- */
+
+static json_t *vm_get(const char *name)
+{
+    long st;
+    _cleanup_free_ char *p = xasprintf("/v1/vms/%s", name);
+    json_t *j = tu_api(&ctl, alice_key, "GET", p, NULL, &st);
+    assert_int_equal(st, 200);
+    return j;
+}
+
+/* Wait until VM name's state is `state` (generous: a loaded machine). */
+static json_t *vm_wait(const char *name, const char *state)
+{
+    int64_t deadline = now_ms() + 60000;
+    for (;;) {
+        json_t *j = vm_get(name);
+        if (streq(json_str(j, "state"), state))
+            return j;
+        if (now_ms() > deadline)
+            fail_msg("VM %s stayed %s (%s), want %s", name,
+                     json_str(j, "state"), json_str(j, "state_reason"),
+                     state);
+        json_decref(j);
+        usleep(100 * 1000);
+    }
+}
+
+/* The catalog's live images named `name`, as the admin lists them. */
+static size_t images_named(const char *name, json_t **ret_first)
+{
+    json_auto_t *all = tu_list(&ctl, ctl.admin_key, "/v1/images");
+    size_t i, n = 0;
+    json_t *row;
+    json_array_foreach(all, i, row)
+        if (streq(json_str(row, "name"), name)) {
+            if (n++ == 0 && ret_first)
+                *ret_first = json_incref(row);
+        }
+    return n;
+}
+
+struct create {
+    const char *name;
+    long status;
+    json_t *reply;
+};
+
+static void *create_main(void *arg)
+{
+    struct create *c = arg;
+    _cleanup_free_ char *body = xasprintf("{\"name\":\"%s\",\"template\":"
+                                          "\"imp\"}", c->name);
+    c->reply = tu_api(&ctl, alice_key, "POST", "/v1/vms", body, &c->status);
+    return NULL;
+}
+
+/* ---- tests ---- */
+
+static void concurrent_creates_share_one_verified_import(void **state)
+{
+    (void)state;
+    assert_int_equal(images_named("imp-os", NULL), 0);
+    struct create c[2] = { { .name = "imp1" }, { .name = "imp2" } };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, create_main, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        if (c[i].status != 201)
+            fail_msg("create %s: %ld %s", c[i].name, c[i].status,
+                     json_str(c[i].reply, "detail"));
+        assert_string_equal(json_str(c[i].reply, "template"), "imp");
+        assert_string_equal(json_str(c[i].reply, "image"), "imp-os");
+        assert_non_null(json_str(c[i].reply, "image_id"));
+    }
+    /* One image row for both. */
+    assert_string_equal(json_str(c[0].reply, "image_id"),
+                        json_str(c[1].reply, "image_id"));
+    /* The first answer came while the (slow) download ran: it waits and
+     * says why. */
+    const char *why = json_str(c[0].reply, "state_reason");
+    if (!streq(json_str(c[0].reply, "state"), "pending") || !why ||
+        !strstr(why, "waiting for image 'imp-os'"))
+        why = json_str(c[1].reply, "state_reason");
+    assert_non_null(why);
+    assert_non_null(strstr(why, "waiting for image 'imp-os' to be imported"));
+
+    json_auto_t *v1 = vm_wait("imp1", "running");
+    json_auto_t *v2 = vm_wait("imp2", "running");
+    assert_non_null(json_str(v1, "node_id"));
+    assert_string_equal(json_str(v1, "node_id"), json_str(v2, "node_id"));
+    assert_int_equal(__atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST), 1);
+
+    /* The hub's public image, verified, ready; the node fetched it by
+     * digest. */
+    json_auto_t *im = NULL;
+    assert_int_equal(images_named("imp-os", &im), 1);
+    assert_string_equal(json_str(im, "visibility"), "public");
+    assert_string_equal(json_str(im, "state"), "ready");
+    assert_string_equal(json_str(im, "sha256"), img_sha);
+    assert_string_equal(json_str(im, "id"), json_str(c[0].reply, "image_id"));
+    _cleanup_free_ char *cached = xasprintf("%s/cache/%s", agent.data_dir,
+                                            img_sha);
+    assert_int_equal(access(cached, R_OK), 0);
+
+    /* A later create uses the image already there: no new download. */
+    json_auto_t *v3 = tu_api_want(&ctl, alice_key, "POST", "/v1/vms",
+                                  "{\"name\":\"imp3\",\"template\":\"imp\","
+                                  "\"power_state\":\"stopped\"}", 201);
+    assert_string_equal(json_str(v3, "image_id"), json_str(im, "id"));
+    assert_int_equal(__atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST), 1);
+    for (int i = 0; i < 2; i++)
+        json_decref(c[i].reply);
+}
+
+static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
+{
+    (void)state;
+    int before = __atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST);
+    json_auto_t *v = tu_api_want(&ctl, alice_key, "POST", "/v1/vms",
+                                 "{\"name\":\"bad1\",\"template\":\"bad\"}",
+                                 201);
+    assert_string_equal(json_str(v, "image"), "bad-os");
+    json_auto_t *e = vm_wait("bad1", "error");
+    assert_null(json_str(e, "node_id"));
+    const char *why = json_str(e, "state_reason");
+    assert_non_null(why);
+    assert_non_null(strstr(why, "image 'bad-os' could not be imported"));
+    assert_non_null(strstr(why, "does not match its SHA-256"));
+    assert_int_equal(__atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST),
+                     before + 1);
+    assert_int_equal(images_named("bad-os", NULL), 0);
+    /* The failed VM stays off every node. */
+    usleep(1500 * 1000);
+    json_auto_t *e2 = vm_get("bad1");
+    assert_string_equal(json_str(e2, "state"), "error");
+    assert_null(json_str(e2, "node_id"));
+
+    /* The next create tries again (a new download), and fails the same. */
+    json_auto_t *w = tu_api_want(&ctl, alice_key, "POST", "/v1/vms",
+                                 "{\"name\":\"bad2\",\"template\":\"bad\"}",
+                                 201);
+    json_auto_t *e3 = vm_wait("bad2", "error");
+    assert_int_equal(__atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST),
+                     before + 2);
+    assert_int_equal(images_named("bad-os", NULL), 0);
+}
+
+static void a_url_without_a_digest_is_refused_at_load(void **state)
+{
+    (void)state;
+    long st;
+    json_auto_t *l = tu_api(&ctl, alice_key, "GET", "/v1/templates", NULL,
+                            &st);
+    assert_int_equal(st, 200);
+    json_t *items = json_is_array(l) ? l : json_object_get(l, "items");
+    assert_non_null(tu_find(items, "name", "imp"));
+    assert_null(tu_find(items, "name", "nosha"));
+    json_auto_t *v = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                            "{\"name\":\"ns1\",\"template\":\"nosha\"}", &st);
+    assert_int_equal(st, 400);
+    assert_string_equal(json_str(v, "field"), "template");
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    tmp = tu_tempdir("tmplimport");
+    tdir = xasprintf("%s/templates", tmp);
+    assert_int_equal(mkdir_p(tdir, 0755), 0);
+    img = tu_qcow2(64ULL << 20, &img_len);
+    sha256_hex(img, img_len, img_sha);
+    srv_start();
+    put_template("imp", "imp-os", img_sha);
+    put_template("bad", "bad-os",
+                 "0000000000000000000000000000000000000000000000000000000000"
+                 "000000");
+    put_template("nosha", "nosha-os", NULL);
+    static const char *args[9];
+    args[0] = "--templates-dir";
+    args[1] = tdir;
+    args[2] = "--import-allow";
+    args[3] = SRV_ADDR "/32";
+    args[4] = "--no-inspect";
+    args[5] = "--heartbeat";
+    args[6] = "1";
+    args[7] = NULL;
+    tu_ctl_start(&ctl, args);
+    alice_key = tu_account(&ctl, "alice", "tenant");
+    tu_agent_start(&agent, &ctl, "n1", 8, 16384);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_agent_destroy(&agent);
+    tu_ctl_destroy(&ctl);
+    srv_stop = 1;
+    pthread_join(srv_thr, NULL);
+    close(srv_fd);
+    tu_rmrf(tmp);
+    free(tmp);
+    free(tdir);
+    free(img);
+    free(alice_key);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_url_without_a_digest_is_refused_at_load),
+        cmocka_unit_test(concurrent_creates_share_one_verified_import),
+        cmocka_unit_test(a_wrong_digest_fails_the_vm_and_leaves_nothing),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
