@@ -30,7 +30,7 @@
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
     "v.anti_affinity, v.min_reputation, v.placement, v.price_hour, "           \
     "v.gpu_model, v.gpu_count, v.paused, v.autostart, v.restart_policy, "      \
-    "v.backup_schedule, v.backup_keep, v.backup_next_at"
+    "v.backup_schedule, v.backup_keep, v.backup_next_at, v.interfaces"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 /* A time column as RFC 3339 text; null when not an integer. */
@@ -111,6 +111,8 @@ void vm_write(struct jsonw *w, struct store_row *row)
     jsonw_key(w, "autostart");
     jsonw_bool(w, store_row_int(row, "autostart", 1));
     put_json_column(w, "addresses", row, "addresses", '[', "[]");
+    /* The interfaces its node read from the domain (virsh domiflist). */
+    put_json_column(w, "interfaces", row, "interfaces", '[', "[]");
     struct store_value bs = store_row_get(row, "backup_schedule");
     jsonw_key(w, "backup_schedule");
     if (bs.type == STORE_TEXT)
@@ -779,16 +781,6 @@ HANDLER(h_vm_get)
         jsonw_arr_begin(&w);
         jsonw_arr_end(&w);
     }
-    /* The interfaces its node read from the domain (virsh domiflist). */
-    json_auto_t *ifs = NULL;
-    if (store_query_one(a->store, &ifs, "SELECT interfaces FROM vms WHERE id "
-                        "= $1", "s", json_str(row, "id")) < 0)
-        ifs = NULL;
-    struct store_row ir;
-    if (ifs)
-        store_row_of_json(ifs, &ir);
-    put_json_column(&w, "interfaces", ifs ? &ir : NULL, "interfaces", '[',
-                    "[]");
     /* Its health checks, with the states its node reported. */
     json_auto_t *checks = vmhealth_list(a->store, json_str(row, "id"));
     jsonw_key(&w, "health_checks");
