@@ -451,11 +451,12 @@ int catalog_template_image(struct app *a, json_t *t, char ret_id[UUID_STR_LEN + 
         goto fail;
     if ((e = store_tx_commit(a->store)) < 0)
         return e;
-    /* After the commit: a transaction run again never fetches twice. */
     log_info("image '%s' for template '%s': importing from %s", name,
              json_str(t, "name"), url);
     app_event(a, NULL, "catalog", "image-import", ret_id, 201, url);
-    catalog_import_start(a, ret_id);
+    /* Once the request's changes commit: a request run again never
+     * fetches twice, and a rolled-back row is never fetched for. */
+    app_after_commit(a, catalog_import_start, ret_id);
     return 0;
 fail:
     store_tx_rollback(a->store);

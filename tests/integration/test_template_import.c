@@ -29,12 +29,13 @@
 
 static struct tu_ctl ctl;
 static struct tu_agent agent;
-static char *tmp, *tdir, *alice_key;
-static uint8_t *img;
-static size_t img_len;
-static char img_sha[65];
+static char *tmp, *tdir, *alice_key, *fault_file;
+static uint8_t *img, *img2;
+static size_t img_len, img2_len;
+static char img_sha[65], img2_sha[65];
 
-/* ---- a loopback image server: /disk.qcow2, counted, a little slow ---- */
+/* ---- a loopback image server: /disk.qcow2 and /late.qcow2 (another
+ * image), counted, a little slow ---- */
 static int srv_fd, srv_port;
 static volatile int srv_hits, srv_stop;
 static pthread_t srv_thr;
@@ -53,20 +54,23 @@ static void *srv_main(void *arg)
         ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
         req[n > 0 ? n : 0] = '\0';
         _cleanup_free_ char *hdr = NULL;
-        bool body = startswith(req, "GET /disk.qcow2 ");
+        bool late = startswith(req, "GET /late.qcow2 ");
+        bool body = late || startswith(req, "GET /disk.qcow2 ");
         if (body) {
             __atomic_add_fetch(&srv_hits, 1, __ATOMIC_SEQ_CST);
             /* Slow enough that concurrent creates meet the import. */
             usleep(500 * 1000);
             hdr = xasprintf("HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
-                            "Connection: close\r\n\r\n", img_len);
+                            "Connection: close\r\n\r\n",
+                            late ? img2_len : img_len);
         } else {
             hdr = xstrdup("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
                           "Connection: close\r\n\r\n");
         }
         send(fd, hdr, strlen(hdr), MSG_NOSIGNAL);
         if (body)
-            send(fd, img, img_len, MSG_NOSIGNAL);
+            send(fd, late ? img2 : img, late ? img2_len : img_len,
+                 MSG_NOSIGNAL);
         shutdown(fd, SHUT_RDWR);
         close(fd);
     }
@@ -87,10 +91,10 @@ static void srv_start(void)
 }
 
 static void put_template(const char *name, const char *image,
-                         const char *sha)
+                         const char *file, const char *sha)
 {
-    _cleanup_free_ char *url = xasprintf("http://%s:%d/disk.qcow2", SRV_ADDR,
-                                         srv_port);
+    _cleanup_free_ char *url = xasprintf("http://%s:%d/%s", SRV_ADDR,
+                                         srv_port, file);
     json_auto_t *t = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b}", "name",
                                name, "image", image, "image_url", url,
                                "vcpus", 1, "memory_mib", 128, "disk_gib", 1,
@@ -103,6 +107,21 @@ static void put_template(const char *name, const char *image,
 }
 
 /* ---- helpers ---- */
+
+/* The controller's test seam: `step` fails from now on (NULL: none). */
+static void fault(const char *step)
+{
+    if (step)
+        assert_int_equal(file_write_atomic(fault_file, step, strlen(step),
+                                           0600), 0);
+    else
+        unlink(fault_file);
+}
+
+static int hits(void)
+{
+    return __atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST);
+}
 
 static json_t *vm_get(const char *name)
 {
@@ -252,6 +271,62 @@ static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
     assert_int_equal(images_named("bad-os", NULL), 0);
 }
 
+/* Effects outside the store happen once the request's changes commit,
+ * never for changes rolled back: a create whose commit fails starts no
+ * download and leaves no image; an image deletion whose commit fails
+ * keeps the image's content. */
+static void effects_wait_for_the_commit(void **state)
+{
+    (void)state;
+    int before = hits();
+    fault("request-commit");
+    json_auto_t *f = tu_api_want(&ctl, alice_key, "POST", "/v1/vms",
+                                 "{\"name\":\"fc1\",\"template\":"
+                                 "\"late\"}", 503);
+    fault(NULL);
+    usleep(1500 * 1000);
+    assert_int_equal(hits(), before);
+    assert_int_equal(images_named("late-os", NULL), 0);
+    long st;
+    json_auto_t *g = tu_api(&ctl, alice_key, "GET", "/v1/vms/fc1", NULL, &st);
+    assert_int_equal(st, 404);
+
+    /* Committed: one download, the image ready, the VM placed. */
+    json_auto_t *v = tu_api_want(&ctl, alice_key, "POST", "/v1/vms",
+                                 "{\"name\":\"fc2\",\"template\":"
+                                 "\"late\"}", 201);
+    json_auto_t *r = vm_wait("fc2", "running");
+    assert_int_equal(hits(), before + 1);
+    json_auto_t *im = NULL;
+    assert_int_equal(images_named("late-os", &im), 1);
+    _cleanup_free_ char *content = xasprintf("%s/images/%s", ctl.dir,
+                                             img2_sha);
+    assert_int_equal(access(content, R_OK), 0);
+
+    /* A deletion that does not commit leaves the content in place. */
+    json_decref(tu_api_want(&ctl, alice_key, "DELETE", "/v1/vms/fc2", NULL,
+                            202));
+    int64_t deadline = now_ms() + 30000;
+    for (;;) {
+        json_decref(tu_api(&ctl, alice_key, "GET", "/v1/vms/fc2", NULL, &st));
+        if (st == 404)
+            break;
+        if (now_ms() > deadline)
+            fail_msg("VM fc2 was never deleted");
+        usleep(200 * 1000);
+    }
+    _cleanup_free_ char *p = xasprintf("/v1/images/%s", json_str(im, "id"));
+    fault("request-commit");
+    json_decref(tu_api_want(&ctl, ctl.admin_key, "DELETE", p, NULL, 503));
+    fault(NULL);
+    assert_int_equal(images_named("late-os", NULL), 1);
+    assert_int_equal(access(content, R_OK), 0);
+    /* Committed: the content no live image uses goes with it. */
+    json_decref(tu_api_want(&ctl, ctl.admin_key, "DELETE", p, NULL, 204));
+    assert_int_equal(images_named("late-os", NULL), 0);
+    assert_int_equal(access(content, F_OK), -1);
+}
+
 static void a_url_without_a_digest_is_refused_at_load(void **state)
 {
     (void)state;
@@ -276,12 +351,18 @@ static int setup(void **state)
     assert_int_equal(mkdir_p(tdir, 0755), 0);
     img = tu_qcow2(64ULL << 20, &img_len);
     sha256_hex(img, img_len, img_sha);
+    img2 = tu_qcow2(32ULL << 20, &img2_len);
+    sha256_hex(img2, img2_len, img2_sha);
+    assert_string_not_equal(img_sha, img2_sha);
     srv_start();
-    put_template("imp", "imp-os", img_sha);
-    put_template("bad", "bad-os",
+    put_template("imp", "imp-os", "disk.qcow2", img_sha);
+    put_template("bad", "bad-os", "disk.qcow2",
                  "0000000000000000000000000000000000000000000000000000000000"
                  "000000");
-    put_template("nosha", "nosha-os", NULL);
+    put_template("nosha", "nosha-os", "disk.qcow2", NULL);
+    put_template("late", "late-os", "late.qcow2", img2_sha);
+    fault_file = xasprintf("%s/fault", tmp);
+    setenv("FOG_TEST_FAULT", fault_file, 1);
     static const char *args[9];
     args[0] = "--templates-dir";
     args[1] = tdir;
@@ -308,7 +389,10 @@ static int teardown(void **state)
     tu_rmrf(tmp);
     free(tmp);
     free(tdir);
+    free(fault_file);
+    unsetenv("FOG_TEST_FAULT");
     free(img);
+    free(img2);
     free(alice_key);
     return 0;
 }
@@ -319,6 +403,7 @@ int main(void)
         cmocka_unit_test(a_url_without_a_digest_is_refused_at_load),
         cmocka_unit_test(concurrent_creates_share_one_verified_import),
         cmocka_unit_test(a_wrong_digest_fails_the_vm_and_leaves_nothing),
+        cmocka_unit_test(effects_wait_for_the_commit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
