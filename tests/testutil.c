@@ -623,6 +623,18 @@ int tu_count_in_file(const char *path, const char *needle)
     return n;
 }
 
+void tu_fault(const char *path, const char *step)
+{
+    if (!step) {
+        unlink(path);
+        return;
+    }
+    if (file_write_atomic(path, step, strlen(step), 0600) < 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        abort();
+    }
+}
+
 json_t *tu_api_want(const struct tu_ctl *ctl, const char *key,
                     const char *method, const char *path, const char *body,
                     long want)

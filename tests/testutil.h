@@ -273,6 +273,10 @@ json_t *tu_find(json_t *arr, const char *field, const char *value);
  * cannot be read. */
 int tu_count_in_file(const char *path, const char *needle);
 
+/* Arm the controller's test seam: write `step` to the file FOG_TEST_FAULT
+ * names (path), or remove it when step is NULL. Aborts on failure. */
+void tu_fault(const char *path, const char *step);
+
 /* One statement on ctl's sqlite store (fog.db; WAL, so the controller
  * serves meanwhile), formatted as sqlite3_mprintf() does (%q quotes).
  * Aborts when it fails. */

@@ -111,11 +111,7 @@ static void put_template(const char *name, const char *image,
 /* The controller's test seam: `step` fails from now on (NULL: none). */
 static void fault(const char *step)
 {
-    if (step)
-        assert_int_equal(file_write_atomic(fault_file, step, strlen(step),
-                                           0600), 0);
-    else
-        unlink(fault_file);
+    tu_fault(fault_file, step);
 }
 
 static int hits(void)
