@@ -17,12 +17,8 @@
 #include "common/timeutil.h"
 #include "tests/testutil.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define SRV_ADDR "127.0.0.2"
@@ -34,67 +30,16 @@ static uint8_t *img, *img2;
 static size_t img_len, img2_len;
 static char img_sha[65], img2_sha[65];
 
-/* ---- a loopback image server: /disk.qcow2 and /late.qcow2 (another
- * image), counted, a little slow ---- */
-static int srv_fd, srv_port;
-static volatile int srv_hits, srv_stop;
-static pthread_t srv_thr;
-
-static void *srv_main(void *arg)
-{
-    (void)arg;
-    while (!srv_stop) {
-        struct pollfd p = { .fd = srv_fd, .events = POLLIN };
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        int fd = accept(srv_fd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        char req[4096];
-        ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
-        req[n > 0 ? n : 0] = '\0';
-        _cleanup_free_ char *hdr = NULL;
-        bool late = startswith(req, "GET /late.qcow2 ");
-        bool body = late || startswith(req, "GET /disk.qcow2 ");
-        if (body) {
-            __atomic_add_fetch(&srv_hits, 1, __ATOMIC_SEQ_CST);
-            /* Slow enough that concurrent creates meet the import. */
-            usleep(500 * 1000);
-            hdr = xasprintf("HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
-                            "Connection: close\r\n\r\n",
-                            late ? img2_len : img_len);
-        } else {
-            hdr = xstrdup("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
-                          "Connection: close\r\n\r\n");
-        }
-        send(fd, hdr, strlen(hdr), MSG_NOSIGNAL);
-        if (body)
-            send(fd, late ? img2 : img, late ? img2_len : img_len,
-                 MSG_NOSIGNAL);
-        shutdown(fd, SHUT_RDWR);
-        close(fd);
-    }
-    return NULL;
-}
-
-static void srv_start(void)
-{
-    srv_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    assert_int_equal(inet_pton(AF_INET, SRV_ADDR, &a.sin_addr), 1);
-    socklen_t al = sizeof(a);
-    assert_int_equal(bind(srv_fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(srv_fd, 8), 0);
-    getsockname(srv_fd, (struct sockaddr *)&a, &al);
-    srv_port = ntohs(a.sin_port);
-    assert_int_equal(pthread_create(&srv_thr, NULL, srv_main, NULL), 0);
-}
+/* The image server on loopback, a little slow so that concurrent creates
+ * meet the import: /disk.qcow2 and /late.qcow2 (another image). */
+static struct tu_file files[2];
+static struct tu_file_srv srv = { .files = files, .n = 2, .delay_ms = 500 };
 
 static void put_template(const char *name, const char *image,
                          const char *file, const char *sha)
 {
     _cleanup_free_ char *url = xasprintf("http://%s:%d/%s", SRV_ADDR,
-                                         srv_port, file);
+                                         srv.port, file);
     json_auto_t *t = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b}", "name",
                                name, "image", image, "image_url", url,
                                "vcpus", 1, "memory_mib", 128, "disk_gib", 1,
@@ -116,7 +61,7 @@ static void fault(const char *step)
 
 static int hits(void)
 {
-    return __atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST);
+    return tu_file_srv_hits(&srv);
 }
 
 static json_t *vm_get(const char *name)
@@ -210,7 +155,7 @@ static void concurrent_creates_share_one_verified_import(void **state)
     json_auto_t *v2 = vm_wait("imp2", "running");
     assert_non_null(json_str(v1, "node_id"));
     assert_string_equal(json_str(v1, "node_id"), json_str(v2, "node_id"));
-    assert_int_equal(__atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal(hits(), 1);
 
     /* The hub's public image, verified, ready; the node fetched it by
      * digest. */
@@ -229,7 +174,7 @@ static void concurrent_creates_share_one_verified_import(void **state)
                                   "{\"name\":\"imp3\",\"template\":\"imp\","
                                   "\"power_state\":\"stopped\"}", 201);
     assert_string_equal(json_str(v3, "image_id"), json_str(im, "id"));
-    assert_int_equal(__atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal(hits(), 1);
     for (int i = 0; i < 2; i++)
         json_decref(c[i].reply);
 }
@@ -237,7 +182,7 @@ static void concurrent_creates_share_one_verified_import(void **state)
 static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
 {
     (void)state;
-    int before = __atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST);
+    int before = hits();
     json_auto_t *v = tu_api_want(&ctl, alice_key, "POST", "/v1/vms",
                                  "{\"name\":\"bad1\",\"template\":\"bad\"}",
                                  201);
@@ -248,7 +193,7 @@ static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
     assert_non_null(why);
     assert_non_null(strstr(why, "image 'bad-os' could not be imported"));
     assert_non_null(strstr(why, "does not match its SHA-256"));
-    assert_int_equal(__atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST),
+    assert_int_equal(hits(),
                      before + 1);
     assert_int_equal(images_named("bad-os", NULL), 0);
     /* The failed VM stays off every node. */
@@ -262,7 +207,7 @@ static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
                                  "{\"name\":\"bad2\",\"template\":\"bad\"}",
                                  201);
     json_auto_t *e3 = vm_wait("bad2", "error");
-    assert_int_equal(__atomic_load_n(&srv_hits, __ATOMIC_SEQ_CST),
+    assert_int_equal(hits(),
                      before + 2);
     assert_int_equal(images_named("bad-os", NULL), 0);
 }
@@ -350,7 +295,9 @@ static int setup(void **state)
     img2 = tu_qcow2(32ULL << 20, &img2_len);
     sha256_hex(img2, img2_len, img2_sha);
     assert_string_not_equal(img_sha, img2_sha);
-    srv_start();
+    files[0] = (struct tu_file){ "/disk.qcow2", img, img_len };
+    files[1] = (struct tu_file){ "/late.qcow2", img2, img2_len };
+    tu_file_srv_start(&srv, SRV_ADDR);
     put_template("imp", "imp-os", "disk.qcow2", img_sha);
     put_template("bad", "bad-os", "disk.qcow2",
                  "0000000000000000000000000000000000000000000000000000000000"
@@ -379,9 +326,7 @@ static int teardown(void **state)
     (void)state;
     tu_agent_destroy(&agent);
     tu_ctl_destroy(&ctl);
-    srv_stop = 1;
-    pthread_join(srv_thr, NULL);
-    close(srv_fd);
+    tu_file_srv_stop(&srv);
     tu_rmrf(tmp);
     free(tmp);
     free(tdir);
