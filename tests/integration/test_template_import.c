@@ -278,6 +278,15 @@ static void a_url_without_a_digest_is_refused_at_load(void **state)
     json_t *items = json_is_array(l) ? l : json_object_get(l, "items");
     assert_non_null(tu_find(items, "name", "imp"));
     assert_null(tu_find(items, "name", "nosha"));
+    /* fogctl shows where the image comes from and its digest. */
+    int fst;
+    _cleanup_free_ char *info =
+        tu_fogctl(&ctl, alice_key, &fst, "template-info", "imp", NULL);
+    assert_int_equal(fst, 0);
+    _cleanup_free_ char *shown = tu_field(info, "image_sha256");
+    assert_string_equal(shown, img_sha);
+    _cleanup_free_ char *url = tu_field(info, "image_url");
+    assert_non_null(strstr(url, "/disk.qcow2"));
     json_auto_t *v = tu_api(&ctl, alice_key, "POST", "/v1/vms",
                             "{\"name\":\"ns1\",\"template\":\"nosha\"}", &st);
     assert_int_equal(st, 400);
