@@ -3,8 +3,8 @@
  * from such a template make the hub import the image once (a loopback
  * server counts the downloads), as a public image of its own; the VMs
  * wait pending with the reason meanwhile and are placed once it is
- * ready. A wrong digest fails the waiting VM with the reason and leaves
- * nothing in the catalog; a template that names a URL without a digest
+ * ready. A wrong digest or a source that does not serve the image fails
+ * the waiting VM with the reason and leaves nothing in the catalog; a template that names a URL without a digest
  * is not offered at all. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -210,6 +210,17 @@ static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
     assert_int_equal(hits(),
                      before + 2);
     assert_int_equal(images_named("bad-os", NULL), 0);
+
+    /* A source that does not serve the image: the same, with its reason. */
+    json_auto_t *g = tu_api_want(&ctl, alice_key, "POST", "/v1/vms",
+                                 "{\"name\":\"gone1\",\"template\":"
+                                 "\"gone\"}", 201);
+    json_auto_t *e4 = vm_wait("gone1", "error");
+    assert_non_null(strstr(json_str(e4, "state_reason"),
+                           "image 'gone-os' could not be imported: the image "
+                           "source could not be fetched"));
+    assert_null(json_str(e4, "node_id"));
+    assert_int_equal(images_named("gone-os", NULL), 0);
 }
 
 /* Effects outside the store happen once the request's changes commit,
@@ -313,6 +324,7 @@ static int setup(void **state)
                  "000000");
     put_template("nosha", "nosha-os", "disk.qcow2", NULL);
     put_template("late", "late-os", "late.qcow2", img2_sha);
+    put_template("gone", "gone-os", "missing.qcow2", img_sha);
     fault_file = xasprintf("%s/fault", tmp);
     setenv("FOG_TEST_FAULT", fault_file, 1);
     static const char *args[9];
