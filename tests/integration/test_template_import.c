@@ -221,6 +221,22 @@ static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
                            "source could not be fetched"));
     assert_null(json_str(e4, "node_id"));
     assert_int_equal(images_named("gone-os", NULL), 0);
+
+    /* A VM failed this way is deleted like any other. */
+    long st;
+    json_decref(tu_api(&ctl, alice_key, "DELETE", "/v1/vms/gone1", NULL,
+                       &st));
+    assert_true(st == 202 || st == 204);
+    int64_t deadline = now_ms() + 30000;
+    for (;;) {
+        json_decref(tu_api(&ctl, alice_key, "GET", "/v1/vms/gone1", NULL,
+                           &st));
+        if (st == 404)
+            break;
+        if (now_ms() > deadline)
+            fail_msg("VM gone1 was never deleted");
+        usleep(100 * 1000);
+    }
 }
 
 /* Effects outside the store happen once the request's changes commit,
