@@ -295,6 +295,7 @@ static void effects_wait_for_the_commit(void **state)
     assert_int_equal(access(content, F_OK), -1);
 }
 
+/* No digest, or one that is not 64 hex characters: not offered. */
 static void a_url_without_a_digest_is_refused_at_load(void **state)
 {
     (void)state;
@@ -305,6 +306,7 @@ static void a_url_without_a_digest_is_refused_at_load(void **state)
     json_t *items = json_is_array(l) ? l : json_object_get(l, "items");
     assert_non_null(tu_find(items, "name", "imp"));
     assert_null(tu_find(items, "name", "nosha"));
+    assert_null(tu_find(items, "name", "badsha"));
     /* fogctl shows where the image comes from and its digest. */
     int fst;
     _cleanup_free_ char *info =
@@ -341,6 +343,9 @@ static int setup(void **state)
     put_template("nosha", "nosha-os", "disk.qcow2", NULL);
     put_template("late", "late-os", "late.qcow2", img2_sha);
     put_template("gone", "gone-os", "missing.qcow2", img_sha);
+    put_template("badsha", "badsha-os", "disk.qcow2",
+                 "zz00000000000000000000000000000000000000000000000000000000"
+                 "000000");
     fault_file = xasprintf("%s/fault", tmp);
     setenv("FOG_TEST_FAULT", fault_file, 1);
     static const char *args[9];
