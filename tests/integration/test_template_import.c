@@ -307,6 +307,7 @@ static void a_url_without_a_digest_is_refused_at_load(void **state)
     assert_non_null(tu_find(items, "name", "imp"));
     assert_null(tu_find(items, "name", "nosha"));
     assert_null(tu_find(items, "name", "badsha"));
+    assert_null(tu_find(items, "name", "upsha"));
     /* fogctl shows where the image comes from and its digest. */
     int fst;
     _cleanup_free_ char *info =
@@ -345,6 +346,10 @@ static int setup(void **state)
     put_template("gone", "gone-os", "missing.qcow2", img_sha);
     put_template("badsha", "badsha-os", "disk.qcow2",
                  "zz00000000000000000000000000000000000000000000000000000000"
+                 "000000");
+    /* Upper case: the digest is compared as lowercase text. */
+    put_template("upsha", "upsha-os", "disk.qcow2",
+                 "AB00000000000000000000000000000000000000000000000000000000"
                  "000000");
     fault_file = xasprintf("%s/fault", tmp);
     setenv("FOG_TEST_FAULT", fault_file, 1);
