@@ -16,8 +16,8 @@
     "inspection,vm_count,created_at"
 #define TEMPLATE_TABLE "name,image,vcpus,memory_mib,disk_gib,ports,description"
 #define TEMPLATE_FIELDS                                                        \
-    "name,description,image,image_url,vcpus,memory_mib,disk_gib,allow_tcg,"   \
-    "ports"
+    "name,description,image,image_url,image_sha256,vcpus,memory_mib,"         \
+    "disk_gib,allow_tcg,ports"
 #define SSH_KEY_TABLE "name,type,fingerprint,created_at"
 #define SSH_KEY_MAX_BYTES 16384
 

@@ -471,7 +471,13 @@ static void idempotency_replay(struct http_request *r, json_t *row,
  * too: a rollback keeps row and blob, a failed unlink only an orphan
  * (which the sweep removes), never a row without its blob. */
 static _Thread_local struct buf wake_after_commit; /* NUL-separated ids */
-static _Thread_local struct buf drop_after_commit; /* NUL-separated ids */
+/* Effects outside the store (app_after_commit), in order. */
+struct deferred {
+    void (*fn)(struct app *, const char *);
+    char *arg;
+};
+static _Thread_local struct deferred *after_commit;
+static _Thread_local size_t n_after_commit;
 static _Thread_local bool wake_all_after_commit;
 static _Thread_local bool request_tx_open; /* set by app_begin */
 
@@ -480,9 +486,26 @@ static _Thread_local bool request_tx_open; /* set by app_begin */
 static void wake_discard(void)
 {
     buf_free(&wake_after_commit);
-    buf_free(&drop_after_commit);
+    for (size_t i = 0; i < n_after_commit; i++)
+        free(after_commit[i].arg);
+    free(after_commit);
+    after_commit = NULL;
+    n_after_commit = 0;
     wake_all_after_commit = false;
     request_tx_open = false;
+}
+
+void app_after_commit(struct app *a, void (*fn)(struct app *, const char *),
+                      const char *arg)
+{
+    if (!request_tx_open) {
+        fn(a, arg);
+        return;
+    }
+    after_commit = xrealloc(after_commit,
+                            (n_after_commit + 1) * sizeof(*after_commit));
+    after_commit[n_after_commit++] = (struct deferred){
+        fn, arg ? xstrdup(arg) : NULL };
 }
 
 static void blob_drop(struct app *a, const char *id)
@@ -496,9 +519,16 @@ static void blob_drop(struct app *a, const char *id)
 
 static void wake_committed(struct app *a)
 {
-    for (size_t i = 0; i < drop_after_commit.len;
-         i += strlen(drop_after_commit.data + i) + 1)
-        blob_drop(a, drop_after_commit.data + i);
+    /* Taken first: an effect may open a transaction of its own. */
+    struct deferred *run = after_commit;
+    size_t n = n_after_commit;
+    after_commit = NULL;
+    n_after_commit = 0;
+    for (size_t i = 0; i < n; i++) {
+        run[i].fn(a, run[i].arg);
+        free(run[i].arg);
+    }
+    free(run);
     if (wake_all_after_commit)
         app_nodes_wake(a, NULL);
     for (size_t i = 0; !wake_all_after_commit && i < wake_after_commit.len;
@@ -535,10 +565,7 @@ void app_backup_blob_drop(struct app *a, const char *id)
 {
     if (!id || !a->backups)
         return;
-    if (request_tx_open)
-        buf_append(&drop_after_commit, id, strlen(id) + 1);
-    else
-        blob_drop(a, id);
+    app_after_commit(a, blob_drop, id);
 }
 
 bool app_begin(struct http_request *r, const struct http_route *route,

@@ -219,6 +219,13 @@ void app_tx_rollback(struct app *a);
  * request's commit fail as a lost store would, "bstore-slow" makes each
  * backup chunk's write take 3 s, "commit-slow" each store commit 1 s). */
 void app_backup_blob_drop(struct app *a, const char *id);
+/* An effect outside the store (a download started, files collected) that
+ * the current request's or app_tx_begin()'s changes call for: run with
+ * `arg` (copied; may be NULL) once those changes have committed, never
+ * when they roll back, so a request run again after a lost conflict does
+ * it once; at once outside a transaction. */
+void app_after_commit(struct app *a, void (*fn)(struct app *, const char *),
+                      const char *arg);
 /* Every node's desired state changed (mesh membership); as above. */
 void app_all_nodes_changed(struct app *a);
 /* Node node_id's desired state (every node's when NULL) changed in a

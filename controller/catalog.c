@@ -7,6 +7,7 @@
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "controller/handlers.h"
 #include "controller/inspect.h"
 #include "images/addrpolicy.h"
@@ -65,6 +66,22 @@ static void image_fail_detail(struct app *a, const char *id,
                detail ? detail : reason);
     store_exec(a->store, "UPDATE images SET state = 'error', state_reason = "
                "$1 WHERE id = $2", "ss", reason, id);
+    /* VMs created from a template while the hub imported its image wait
+     * for it: they fail with the reason, and the hub's own import leaves
+     * nothing in the catalog (the next create tries again). */
+    json_auto_t *img = NULL;
+    if (store_query_one(a->store, &img, "SELECT name, template_import FROM "
+                        "images WHERE id = $1", "s", id) < 0)
+        return;
+    _cleanup_free_ char *why = xasprintf("image '%s' could not be imported: "
+                                         "%s", json_str(img, "name"), reason);
+    store_exec(a->store, "UPDATE vms SET state = 'error', state_reason = $1, "
+               "updated_at = $2 WHERE image_id = $3 AND node_id IS NULL AND "
+               "deleted_at IS NULL AND state = 'pending'", "sis", why,
+               now_s(), id);
+    if (json_int(img, "template_import", 0))
+        store_exec(a->store, "UPDATE images SET deleted_at = $1 WHERE id = "
+                   "$2 AND deleted_at IS NULL", "is", now_s(), id);
 }
 
 static void image_fail(struct app *a, const char *id, const char *reason)
@@ -203,6 +220,10 @@ int catalog_accept(struct app *a, const char *image_id, const char *tmp_path,
                "min_disk_gib END, inspection = 'pending' WHERE id = $6",
                "siisis", imgcheck_format_name(info.format),
                (int64_t)info.file_size, (int64_t)info.virtual_size, sha256,
+               min_gib < 1 ? (int64_t)1 : min_gib, image_id);
+    /* VMs that waited for this image get the disk it needs. */
+    store_exec(a->store, "UPDATE vms SET disk_gib = $1 WHERE image_id = $2 "
+               "AND node_id IS NULL AND disk_gib < $1", "is",
                min_gib < 1 ? (int64_t)1 : min_gib, image_id);
     pthread_mutex_unlock(&content_lock);
     job_queue(JOB_INSPECT, a, image_id);
@@ -392,6 +413,56 @@ void catalog_gc(struct app *a)
 
 /* ---- templates ---- */
 
+int catalog_template_image(struct app *a, json_t *t, char ret_id[UUID_STR_LEN + 1])
+{
+    const char *name = json_str(t, "image"), *url = json_str(t, "image_url");
+    const char *sha = json_str(t, "image_sha256");
+    if (!url || !sha)
+        return -ENOENT;
+    int e = store_tx_begin(a->store);
+    if (e < 0)
+        return e;
+    /* One import per template image, whichever replica or request asks. */
+    json_auto_t *row = NULL;
+    if ((e = store_lock(a->store, "template-image", name)) < 0)
+        goto fail;
+    e = store_query_one(a->store, &row, "SELECT id FROM images WHERE name = "
+                        "$1 AND visibility = 'public' AND deleted_at IS NULL "
+                        "AND sha256 = $2 AND state IN ('importing', 'ready') "
+                        "ORDER BY created_at LIMIT 1", "ss", name, sha);
+    if (e == 0) {
+        snprintf(ret_id, UUID_STR_LEN + 1, "%s", json_str(row, "id"));
+        return store_tx_commit(a->store);
+    }
+    if (e != -ENOENT)
+        goto fail;
+    json_auto_t *hub = NULL;
+    if ((e = store_query_one(a->store, &hub, "SELECT id FROM accounts WHERE "
+                             "role = 'admin' ORDER BY "
+                             "created_at, id LIMIT 1", "")) < 0)
+        goto fail;
+    uuid_generate_str(ret_id);
+    if ((e = store_exec(a->store, "INSERT INTO images (id, account_id, name, "
+                        "version, visibility, source, state, sha256, "
+                        "min_disk_gib, created_at, template_import) VALUES "
+                        "($1, $2, $3, '1', 'public', $4, 'importing', $5, 1, "
+                        "$6, 1)", "sssssi", ret_id, json_str(hub, "id"),
+                        name, url, sha, now_s())) < 0)
+        goto fail;
+    if ((e = store_tx_commit(a->store)) < 0)
+        return e;
+    log_info("image '%s' for template '%s': importing from %s", name,
+             json_str(t, "name"), url);
+    app_event(a, NULL, "catalog", "image-import", ret_id, 201, url);
+    /* Once the request's changes commit: a request run again never
+     * fetches twice, and a rolled-back row is never fetched for. */
+    app_after_commit(a, catalog_import_start, ret_id);
+    return 0;
+fail:
+    store_tx_rollback(a->store);
+    return e;
+}
+
 static const struct jfield template_fields[] = {
     { "name", JF_NAME, true, 0, 0, NULL },
     { "description", JF_STRING, false, 0, 200, NULL },
@@ -427,6 +498,18 @@ static json_t *template_load(struct app *a, const char *name)
                  t ? (err.detail ? err.detail : "name differs from file name")
                    : je.text);
         jerr_clear(&err);
+        json_decref(t);
+        return NULL;
+    }
+    /* An image by URL is pinned by its digest: fetched content is
+     * verified before anything runs it. */
+    const char *url = json_str(t, "image_url"), *sha = json_str(t, "image_sha256");
+    if ((url || sha) && (!url || !sha || strlen(sha) != 64 ||
+                         strspn(sha, "0123456789abcdef") != 64 ||
+                         (!startswith(url, "http://") &&
+                          !startswith(url, "https://")))) {
+        log_warn("template '%s' is invalid: image_url needs image_sha256 "
+                 "(64 lowercase hex characters) and an http(s) URL", path);
         json_decref(t);
         return NULL;
     }

@@ -36,6 +36,13 @@ void catalog_gc(struct app *a);
 /* Templates as API objects (new references); NULL when unknown. */
 json_t *catalog_templates(struct app *a);
 json_t *catalog_template(struct app *a, const char *name);
+/* The catalog image of template t when none of that name exists: the
+ * hub's public image imported from the template's image_url, verified
+ * against image_sha256, shared by every create (one row, one download;
+ * the import starts after the row commits). 0 and ret_id (importing or
+ * ready), -ENOENT when t names no URL, else the store's -errno. */
+int catalog_template_image(struct app *a, json_t *t,
+                           char ret_id[UUID_STR_LEN + 1]);
 /* The templates directory of a controller run from EXE (its own path) when
  * none is configured: EXE's PREFIX/share/fogfabric/templates for an install,
  * images/templates for a checkout (bin/ or build-asan/bin/), then

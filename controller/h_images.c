@@ -217,7 +217,7 @@ HANDLER(h_image_create)
     }
     reqctx_set_target(r, id);
     if (url)
-        catalog_import_start(a, id);
+        app_after_commit(a, catalog_import_start, id);
     json_auto_t *row = NULL;
     store_query_one(a->store, &row, "SELECT " IMG_COLS " FROM images i WHERE "
                     "i.id = $1", "s", id);
@@ -245,6 +245,12 @@ HANDLER(h_image_get)
     http_reply_json(r, 200, image_render(row));
 }
 
+static void gc_after_commit(struct app *a, const char *unused)
+{
+    (void)unused;
+    catalog_gc(a);
+}
+
 HANDLER(h_image_delete)
 {
     struct app *a = app;
@@ -260,7 +266,8 @@ HANDLER(h_image_delete)
                        "UPDATE images SET deleted_at = $1 WHERE id = $2",
                        "image"))
         return;
-    catalog_gc(a);
+    /* The content goes only once the row's deletion has committed. */
+    app_after_commit(a, gc_after_commit, NULL);
     http_reply_text(r, 204, "application/json", NULL, 0);
 }
 

@@ -30,7 +30,7 @@
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
     "v.anti_affinity, v.min_reputation, v.placement, v.price_hour, "           \
     "v.gpu_model, v.gpu_count, v.paused, v.autostart, v.restart_policy, "      \
-    "v.backup_schedule, v.backup_keep, v.backup_next_at"
+    "v.backup_schedule, v.backup_keep, v.backup_next_at, v.interfaces"
 #define VM_FROM " FROM vms v LEFT JOIN nodes n ON n.id = v.node_id "
 
 /* A time column as RFC 3339 text; null when not an integer. */
@@ -111,6 +111,8 @@ void vm_write(struct jsonw *w, struct store_row *row)
     jsonw_key(w, "autostart");
     jsonw_bool(w, store_row_int(row, "autostart", 1));
     put_json_column(w, "addresses", row, "addresses", '[', "[]");
+    /* The interfaces its node read from the domain (virsh domiflist). */
+    put_json_column(w, "interfaces", row, "interfaces", '[', "[]");
     struct store_value bs = store_row_get(row, "backup_schedule");
     jsonw_key(w, "backup_schedule");
     if (bs.type == STORE_TEXT)
@@ -319,7 +321,7 @@ static int vm_image_resolve(struct app *a, const char *account_id,
 {
     return store_query_one(a->store, ret,
                            "SELECT id, name, state, state_reason, "
-                           "min_disk_gib FROM images WHERE deleted_at IS NULL "
+                           "min_disk_gib, source, sha256 FROM images WHERE deleted_at IS NULL "
                            "AND (id = $1 OR name = $1) AND (account_id = $2 OR "
                            "visibility = 'public') ORDER BY (id = $1) DESC, "
                            "CASE WHEN account_id = $2 THEN 0 ELSE 1 END, "
@@ -336,6 +338,7 @@ struct vm_spec {
     json_t *ports;          /* borrowed */
     const char *tmpl;       /* the template the VM is */
     const char *based_on;   /* the template it was made from, replaced */
+    bool importing;         /* its image is the template's, still importing */
 };
 
 /* Fill spec from the body b and the template t (may be NULL): explicit
@@ -400,11 +403,25 @@ static bool vm_spec_merge(struct app *a, struct http_request *r, json_t *b,
  * it). A name with no catalog image stays a node-local image name. false
  * after answering. */
 static bool vm_spec_image(struct app *a, struct http_request *r, json_t *b,
-                          const char *account_id, struct vm_spec *spec,
-                          json_t **ret_img)
+                          json_t *t, const char *account_id,
+                          struct vm_spec *spec, json_t **ret_img)
 {
     json_t *img = NULL;
     int e = vm_image_resolve(a, account_id, spec->image, &img);
+    /* The template's own image, by URL and digest: the hub imports it
+     * once and the VM waits for it. */
+    bool by_url = t && !json_object_get(b, "image") &&
+                  json_str(t, "image_url") && json_str(t, "image_sha256");
+    if (e == -ENOENT && by_url) {
+        char id[UUID_STR_LEN + 1];
+        e = catalog_template_image(a, t, id);
+        if (e == 0)
+            e = vm_image_resolve(a, account_id, id, &img);
+        if (e < 0) {
+            reply_store_error(r, e, "image");
+            return false;
+        }
+    }
     if (e == -ENOENT) {
         if (uuid_is_valid(spec->image)) {
             http_reply_problem(r, 400, "validation", "image",
@@ -418,7 +435,10 @@ static bool vm_spec_image(struct app *a, struct http_request *r, json_t *b,
         http_reply_problem(r, 500, "internal", NULL, "store error");
         return false;
     }
-    if (!streq(json_str(img, "state"), "ready")) {
+    spec->importing = by_url && streq(json_str(img, "state"), "importing") &&
+                      streq(json_str(img, "source"), json_str(t, "image_url")) &&
+                      streq(json_str(img, "sha256"), json_str(t, "image_sha256"));
+    if (!streq(json_str(img, "state"), "ready") && !spec->importing) {
         const char *why = json_str(img, "state_reason");
         http_reply_problem(r, 409, "conflict", "image",
                            "image '%s' is %s, not ready%s%s", spec->image,
@@ -563,7 +583,7 @@ HANDLER(h_vm_create)
     }
     struct vm_spec spec = { 0 };
     if (!vm_spec_merge(a, r, b, tmpl, &spec) ||
-        !vm_spec_image(a, r, b, c->account_id, &spec, &img))
+        !vm_spec_image(a, r, b, tmpl, c->account_id, &spec, &img))
         return;
     int64_t cap;
     _cleanup_free_ char *labels = NULL;
@@ -631,8 +651,9 @@ HANDLER(h_vm_create)
     if (spec.image_id &&
         (store_lock(a->store, "image", spec.image_id) < 0 ||
          store_query_int(a->store, 0, "SELECT COUNT(*) FROM images WHERE id = "
-                        "$1 AND deleted_at IS NULL AND state = 'ready'", "s",
-                        spec.image_id) != 1)) {
+                        "$1 AND deleted_at IS NULL AND (state = 'ready' OR "
+                        "($2 = 1 AND state = 'importing'))", "sb",
+                        spec.image_id, spec.importing) != 1)) {
         store_tx_rollback(a->store);
         http_reply_problem(r, 409, "conflict", "image",
                            "image '%s' was deleted or is no longer ready",
@@ -760,16 +781,6 @@ HANDLER(h_vm_get)
         jsonw_arr_begin(&w);
         jsonw_arr_end(&w);
     }
-    /* The interfaces its node read from the domain (virsh domiflist). */
-    json_auto_t *ifs = NULL;
-    if (store_query_one(a->store, &ifs, "SELECT interfaces FROM vms WHERE id "
-                        "= $1", "s", json_str(row, "id")) < 0)
-        ifs = NULL;
-    struct store_row ir;
-    if (ifs)
-        store_row_of_json(ifs, &ir);
-    put_json_column(&w, "interfaces", ifs ? &ir : NULL, "interfaces", '[',
-                    "[]");
     /* Its health checks, with the states its node reported. */
     json_auto_t *checks = vmhealth_list(a->store, json_str(row, "id"));
     jsonw_key(&w, "health_checks");

@@ -510,7 +510,8 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
     "(SELECT i.sha256 FROM images i WHERE i.id = vms.image_id) AS "            \
     "image_sha256, (SELECT i.visibility FROM images i WHERE i.id = "           \
     "vms.image_id) AS image_visibility, (SELECT i.account_id FROM images i "   \
-    "WHERE i.id = vms.image_id) AS image_account"
+    "WHERE i.id = vms.image_id) AS image_account, (SELECT i.state FROM "     \
+    "images i WHERE i.id = vms.image_id) AS image_state"
 
 /* q from a VM row of ASK_COLS (borrowed: row must outlive q). */
 static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
@@ -741,6 +742,24 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
     if (r < 0) {
         store_tx_rollback(a->store);
         return r == -ENOENT ? 0 : r;
+    }
+    /* A VM whose image the hub still imports waits for it; one whose
+     * import failed has failed with it. */
+    const char *ist = json_str(vm, "image_state");
+    if (q.req.image_id && ist && !streq(ist, "ready")) {
+        if (streq(ist, "importing")) {
+            _cleanup_free_ char *why = xasprintf(
+                "waiting for image '%s' to be imported from its URL",
+                q.req.image);
+            store_exec(a->store, "UPDATE vms SET state_reason = $1, "
+                       "placement = COALESCE(placement, $3) WHERE id = $2 AND "
+                       "(state_reason IS NULL OR state_reason <> $1 OR "
+                       "placement IS NULL)", "sss", why, vm_id,
+                       "{\"filtered\":{},\"candidates\":0,\"passed\":0,"
+                       "\"waiting_for\":\"image\"}");
+        }
+        store_tx_commit(a->store);
+        return 0;
     }
     struct place_result res;
     if ((r = decide(a, &q.req, after, refuse_after, &f, &res)) < 0) {

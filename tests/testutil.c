@@ -623,6 +623,86 @@ int tu_count_in_file(const char *path, const char *needle)
     return n;
 }
 
+static void *file_srv_main(void *arg)
+{
+    struct tu_file_srv *s = arg;
+    while (!__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) {
+        struct pollfd p = { .fd = s->fd, .events = POLLIN };
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int fd = accept(s->fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        char req[4096];
+        ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
+        req[n > 0 ? n : 0] = '\0';
+        const struct tu_file *f = NULL;
+        for (size_t i = 0; i < s->n && !f; i++) {
+            _cleanup_free_ char *line = xasprintf("GET %s ", s->files[i].path);
+            if (startswith(req, line))
+                f = &s->files[i];
+        }
+        _cleanup_free_ char *hdr = NULL;
+        if (f) {
+            __atomic_add_fetch(&s->hits, 1, __ATOMIC_SEQ_CST);
+            if (s->delay_ms > 0)
+                usleep((useconds_t)s->delay_ms * 1000);
+            hdr = xasprintf("HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+                            "Connection: close\r\n\r\n", f->len);
+        } else {
+            hdr = xstrdup("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+                          "Connection: close\r\n\r\n");
+        }
+        send(fd, hdr, strlen(hdr), MSG_NOSIGNAL);
+        if (f)
+            send(fd, f->body, f->len, MSG_NOSIGNAL);
+        shutdown(fd, SHUT_RDWR);
+        close(fd);
+    }
+    return NULL;
+}
+
+void tu_file_srv_start(struct tu_file_srv *s, const char *addr)
+{
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t al = sizeof(a);
+    if (s->fd < 0 || inet_pton(AF_INET, addr, &a.sin_addr) != 1 ||
+        bind(s->fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        listen(s->fd, 16) < 0 ||
+        getsockname(s->fd, (struct sockaddr *)&a, &al) < 0 ||
+        pthread_create(&s->thr, NULL, file_srv_main, s) != 0) {
+        fprintf(stderr, "cannot serve files on %s: %s\n", addr,
+                strerror(errno));
+        abort();
+    }
+    s->port = ntohs(a.sin_port);
+}
+
+void tu_file_srv_stop(struct tu_file_srv *s)
+{
+    __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(s->thr, NULL);
+    close(s->fd);
+}
+
+int tu_file_srv_hits(struct tu_file_srv *s)
+{
+    return __atomic_load_n(&s->hits, __ATOMIC_SEQ_CST);
+}
+
+void tu_fault(const char *path, const char *step)
+{
+    if (!step) {
+        unlink(path);
+        return;
+    }
+    if (file_write_atomic(path, step, strlen(step), 0600) < 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        abort();
+    }
+}
+
 json_t *tu_api_want(const struct tu_ctl *ctl, const char *key,
                     const char *method, const char *path, const char *body,
                     long want)

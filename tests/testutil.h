@@ -6,6 +6,7 @@
 #include "common/util.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/types.h>
 
@@ -278,6 +279,33 @@ json_t *tu_find(json_t *arr, const char *field, const char *value);
 /* How many times needle occurs in the file at path (a log); 0 when it
  * cannot be read. */
 int tu_count_in_file(const char *path, const char *needle);
+
+/* ---- a plain HTTP server of fixed files, counting downloads ---- */
+struct tu_file {
+    const char *path;   /* "/disk.qcow2" */
+    const void *body;
+    size_t len;
+};
+struct tu_file_srv {
+    const struct tu_file *files; /* the caller's array, n of them */
+    size_t n;
+    int delay_ms;                /* before each file's answer */
+    int fd, port;
+    int hits;                    /* files answered (tu_file_srv_hits) */
+    int stop;
+    pthread_t thr;
+};
+/* Serve s->files on addr (a loopback address), a free port in s->port:
+ * GET of a file answers 200 with its body, anything else 404. Aborts on
+ * failure. */
+void tu_file_srv_start(struct tu_file_srv *s, const char *addr);
+void tu_file_srv_stop(struct tu_file_srv *s);
+/* How many times a file was served. */
+int tu_file_srv_hits(struct tu_file_srv *s);
+
+/* Arm the controller's test seam: write `step` to the file FOG_TEST_FAULT
+ * names (path), or remove it when step is NULL. Aborts on failure. */
+void tu_fault(const char *path, const char *step);
 
 /* One statement on ctl's sqlite store (fog.db; WAL, so the controller
  * serves meanwhile), formatted as sqlite3_mprintf() does (%q quotes).

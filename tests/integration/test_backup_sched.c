@@ -65,11 +65,7 @@ static void clock_to(int64_t at)
 
 static void fault(const char *step)
 {
-    if (step)
-        assert_int_equal(file_write_atomic(fault_file, step, strlen(step),
-                                           0600), 0);
-    else
-        unlink(fault_file);
+    tu_fault(fault_file, step);
 }
 
 static json_t *backups(void)

@@ -4,25 +4,36 @@
  * conflicts to each other, and the controller runs the losers again
  * itself, so every create answers 201 without a client retry, none is
  * applied twice (one network and one event each), and the retries show
- * in fog_store_retries_total. Skipped without the PostgreSQL server. */
+ * in fog_store_retries_total. Creates from a template whose image the
+ * hub imports by URL, through both at once, share one import and one
+ * download. Skipped without the PostgreSQL server. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/ids.h"
 #include "common/jsonutil.h"
+#include "common/timeutil.h"
 #include "tests/testutil.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #define ROUNDS 4
 #define CREATES 16
 
 static struct tu_pg pg;
-static char *dir, *ca, *admin, *db, *urls[2];
+static char *dir, *ca, *admin, *db, *urls[2], *tdir;
 static pid_t pids[2];
+/* A template's image, served on loopback (slowly: creates meet the
+ * import), and its digest. */
+static uint8_t *img;
+static char img_sha[65];
+static struct tu_file file;
+static struct tu_file_srv srv = { .files = &file, .n = 1, .delay_ms = 500 };
 
 static json_t *call(int i, const char *method, const char *path,
                     const char *body, long *ret_status)
@@ -51,6 +62,18 @@ static int setup(void **state)
         return -1;
     }
     admin = xstrndup(k + 11, strcspn(k + 11, "\n"));
+    size_t len;
+    img = tu_qcow2(64ULL << 20, &len);
+    sha256_hex(img, len, img_sha);
+    file = (struct tu_file){ "/os.qcow2", img, len };
+    tu_file_srv_start(&srv, "127.0.0.2");
+    tdir = xasprintf("%s/templates", dir);
+    _cleanup_free_ char *t = xasprintf(
+        "{\"name\":\"app\",\"image\":\"app-os\",\"image_url\":"
+        "\"http://127.0.0.2:%d/os.qcow2\",\"image_sha256\":\"%s\","
+        "\"vcpus\":1,\"memory_mib\":128,\"disk_gib\":1}", srv.port,
+        img_sha);
+    tu_put_file(tdir, "app.json", t);
     for (int i = 0; i < 2; i++) {
         int port = tu_free_port();
         char listen[32];
@@ -58,7 +81,9 @@ static int setup(void **state)
         urls[i] = xasprintf("https://127.0.0.1:%d", port);
         _cleanup_free_ char *log = xasprintf("%s/controller-%d.log", dir, i);
         char *argv[] = { bin, "serve", "--data-dir", dir, "--database", db,
-                         "--listen", listen, "--grace", "0", NULL };
+                         "--listen", listen, "--grace", "0",
+                         "--templates-dir", tdir, "--import-allow",
+                         "127.0.0.2/32", "--no-inspect", NULL };
         pids[i] = tu_spawn(argv, log);
         if (pids[i] <= 0 || tu_wait_port(port, 10000) != 0)
             return -1;
@@ -76,6 +101,10 @@ static int teardown(void **state)
     if (dir)
         tu_rmrf(dir);
     tu_pg_stop(&pg);
+    if (img)
+        tu_file_srv_stop(&srv);
+    free(img);
+    free(tdir);
     free(dir);
     free(ca);
     free(admin);
@@ -176,10 +205,72 @@ static void conflicting_creates_are_run_again_not_refused(void **state)
     }
 }
 
+static void *vm_run(void *arg)
+{
+    struct job *j = arg;
+    j->reply = call(j->replica, "POST", "/v1/vms", j->body, &j->status);
+    return NULL;
+}
+
+/* Creates from a template whose image the hub imports by URL, through
+ * both replicas at once: every one answers 201 (conflicts are run again),
+ * all share one image row, and the image is downloaded once, after its
+ * row committed (the import worker of the replica that made it finds the
+ * row and makes the image ready). */
+static void template_creates_share_one_import_across_replicas(void **state)
+{
+    if (!pg.uri)
+        skip();
+    struct job jobs[CREATES];
+    for (int k = 0; k < CREATES; k++) {
+        jobs[k] = (struct job){
+            .replica = k % 2,
+            .body = xasprintf("{\"name\":\"tv%d\",\"template\":\"app\","
+                              "\"power_state\":\"stopped\"}", k) };
+        assert_int_equal(pthread_create(&jobs[k].t, NULL, vm_run, &jobs[k]),
+                         0);
+    }
+    _cleanup_free_ char *image_id = NULL;
+    for (int k = 0; k < CREATES; k++) {
+        pthread_join(jobs[k].t, NULL);
+        if (jobs[k].status != 201)
+            fail_msg("create %d answered %ld: %s", k, jobs[k].status,
+                     json_str(jobs[k].reply, "detail") ?: "");
+        const char *id = json_str(jobs[k].reply, "image_id");
+        assert_non_null(id);
+        if (!image_id)
+            image_id = xstrdup(id);
+        assert_string_equal(id, image_id);
+        json_decref(jobs[k].reply);
+        free(jobs[k].body);
+    }
+    _cleanup_free_ char *path = xasprintf("/v1/images/%s", image_id);
+    int64_t deadline = now_ms() + 60000;
+    for (;;) {
+        long st;
+        json_auto_t *im = call(1, "GET", path, NULL, &st);
+        assert_int_equal(st, 200);
+        if (streq(json_str(im, "state"), "ready")) {
+            assert_string_equal(json_str(im, "sha256"), img_sha);
+            assert_string_equal(json_str(im, "visibility"), "public");
+            break;
+        }
+        if (now_ms() > deadline)
+            fail_msg("the image stayed %s", json_str(im, "state"));
+        usleep(100 * 1000);
+    }
+    assert_int_equal(tu_file_srv_hits(&srv), 1);
+    long st;
+    json_auto_t *all = call(0, "GET", "/v1/images?limit=500", NULL, &st);
+    assert_int_equal(count(json_object_get(all, "items"), "name", "app-os"),
+                     1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(conflicting_creates_are_run_again_not_refused),
+        cmocka_unit_test(template_creates_share_one_import_across_replicas),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,8 @@
 /* GET /v1/vms, written straight from the store's rows: pages by cursor
  * reach every VM of the caller once, in (created_at, id) order, and nobody
  * else's; each item is the single view's object without its single-view
- * members; hostile label text comes back as it went in. */
+ * members (interfaces included in both); hostile label text comes back
+ * as it went in. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -58,11 +59,17 @@ static void pages_reach_every_vm_once_in_order_and_items_match_the_view(
         ids[i] = xstrdup(json_str(vm, "id"));
     }
     json_decref(tu_vm_post(&ctl, key_b, "lv-other", 1, NULL, 201));
+    /* One VM's interfaces as its node reported them. */
+    tu_sql(&ctl, "UPDATE vms SET interfaces = '[{\"target\":\"vnet0\","
+                 "\"type\":\"bridge\",\"source\":\"fog0\",\"model\":"
+                 "\"virtio\",\"mac\":\"52:54:00:12:34:56\"}]' WHERE id = "
+                 "'%s'", ids[1]);
 
     /* Two at a time: pages of 2, 2 and 1, the last without a cursor. */
     int seen = 0;
     char last_at[32] = "", last_id[40] = "";
     _cleanup_free_ char *evil_id = xstrdup(ids[3]);
+    _cleanup_free_ char *nic_id = xstrdup(ids[1]);
     _cleanup_free_ char *cursor = NULL;
     for (int pg = 0; pg < 3; pg++) {
         _cleanup_free_ char *path =
@@ -99,10 +106,11 @@ static void pages_reach_every_vm_once_in_order_and_items_match_the_view(
             assert_non_null(json_object_get(one, "deal"));
             assert_true(json_is_array(json_object_get(one, "gpus")));
             assert_true(json_is_array(json_object_get(one, "interfaces")));
+            /* The list carries the interfaces too (they are a column). */
+            assert_true(json_is_array(json_object_get(it, "interfaces")));
             assert_true(json_is_array(json_object_get(one, "health_checks")));
             json_object_del(one, "deal");
             json_object_del(one, "gpus");
-            json_object_del(one, "interfaces");
             json_object_del(one, "health_checks");
             if (!json_equal(one, it)) {
                 _cleanup_free_ char *a = json_dumps(one, JSON_SORT_KEYS);
@@ -126,6 +134,15 @@ static void pages_reach_every_vm_once_in_order_and_items_match_the_view(
     json_auto_t *all = page(key_a, "/v1/vms?limit=5");
     assert_int_equal(json_array_size(json_object_get(all, "items")), 5);
     assert_true(json_is_null(json_object_get(all, "next_cursor")));
+
+    /* The reported interfaces are on the list item. */
+    json_t *nic = tu_find(json_object_get(all, "items"), "id", nic_id);
+    assert_non_null(nic);
+    json_t *ifs = json_object_get(nic, "interfaces");
+    assert_int_equal(json_array_size(ifs), 1);
+    assert_string_equal(json_str(json_array_get(ifs, 0), "target"), "vnet0");
+    assert_string_equal(json_str(json_array_get(ifs, 0), "mac"),
+                        "52:54:00:12:34:56");
 
     /* Stored label text comes back as it was given. */
     json_t *evil = tu_find(json_object_get(all, "items"), "id", evil_id);
