@@ -17,6 +17,7 @@
 #include "controller/quota.h"
 #include "controller/restore.h"
 #include "controller/scheduler.h"
+#include "controller/ingress.h"
 #include "controller/vmhealth.h"
 
 #include <errno.h>
@@ -709,6 +710,7 @@ void vm_release(struct app *a, const char *vm_id)
     store_exec(a->store, "DELETE FROM vm_nics WHERE vm_id = $1", "s", vm_id);
     gpus_release(a->store, vm_id);
     vmhealth_drop_vm(a->store, vm_id);
+    ingress_drop_vm(a->store, vm_id);
 }
 
 void vm_networks_changed(struct app *a, const char *vm_id)

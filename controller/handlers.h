@@ -102,6 +102,10 @@ HANDLER(h_port_list);
 HANDLER(h_port_add);
 HANDLER(h_port_remove);
 
+HANDLER(h_ingress_all);
+HANDLER(h_ingress_list);
+HANDLER(h_ingress_add);
+HANDLER(h_ingress_remove);
 HANDLER(h_health_list);
 HANDLER(h_health_add);
 HANDLER(h_health_get);
