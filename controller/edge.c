@@ -112,6 +112,9 @@ char *edge_config_render(const struct ingress_route *r, size_t n,
 
 static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *last_written;
+/* The last write's error (0: none), so a failing path is said once, not
+ * every round it is retried. */
+static int last_error;
 
 int edge_sync(struct app *a)
 {
@@ -132,11 +135,16 @@ int edge_sync(struct app *a)
     }
     e = file_write_atomic(cfg->ingress_config, text, strlen(text), 0644);
     if (e < 0) {
+        bool again = e == last_error;
+        last_error = e;
         pthread_mutex_unlock(&sync_lock);
-        log_error("cannot write the ingress configuration '%s': %s",
-                  cfg->ingress_config, strerror(-e));
+        if (!again)
+            log_error("cannot write the ingress configuration '%s': %s "
+                      "(retried each round)", cfg->ingress_config,
+                      strerror(-e));
         return e;
     }
+    last_error = 0;
     free(last_written);
     last_written = TAKE_PTR(text);
     pthread_mutex_unlock(&sync_lock);
