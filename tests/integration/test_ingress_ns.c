@@ -7,7 +7,8 @@
  * plain HTTP. curl with SNI reaches the VM through the edge in
  * passthrough (it trusts only the VM's certificate), Host routes on 80,
  * unknown names are refused, a health check that turns unhealthy takes
- * the route out, the route follows the node's address, and after
+ * the route out, the route follows the node's address and the VM to
+ * another node and host port (as a restore leaves it), and after
  * ingress-remove nothing routes. The API refuses hostile hostnames,
  * unpublished ports, a hostname another account holds and routes past
  * the per-VM bound, with problem+json; fogctl adds, lists and removes. */
@@ -551,6 +552,42 @@ static void after_remove_nothing_routes(void **state)
                     201));
 }
 
+static void the_route_follows_the_vm_to_another_node(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *p = xasprintf("/v1/vms/%s/ingress", vm_id);
+    json_auto_t *r = api(tenant_key, "POST", p,
+                         "{\"hostname\":\"moved.example.org\"}", 201);
+    _cleanup_free_ char *backend = xasprintf(
+        "backend r_%s\n    mode tcp\n    server vm %s:%lld\n",
+        json_str(r, "id"), NODE_IP2, (long long)tls_port);
+    assert_true(wait_config(backend, true, 5000) >= 0);
+    /* As a restore or migration leaves it: the VM on another node, its
+     * port published there on another host port. */
+    char *n2_id = NULL, *n2_cred = NULL;
+    assert_int_equal(tu_node_join(&ctl, ctl.admin_key, "n2",
+                                  "\"public_ip\":\"203.0.113.9\"", &n2_id,
+                                  &n2_cred), 201);
+    tu_sql(&ctl, "UPDATE vms SET node_id = '%s' WHERE id = '%s'", n2_id,
+           vm_id);
+    tu_sql(&ctl, "UPDATE nodes SET public_ip = '203.0.113.9' WHERE id = "
+           "'%s'", n2_id);
+    tu_sql(&ctl, "UPDATE ports SET node_id = '%s', host_port = 31443 WHERE "
+           "vm_id = '%s' AND vm_port = 443", n2_id, vm_id);
+    _cleanup_free_ char *moved = xasprintf(
+        "backend r_%s\n    mode tcp\n    server vm 203.0.113.9:31443\n",
+        json_str(r, "id"));
+    int64_t ms = wait_config(moved, true, 5000);
+    assert_true(ms >= 0);
+    printf("edge followed the VM to its new node in %lld ms\n",
+           (long long)ms);
+    json_auto_t *l = routes();
+    json_t *it = tu_find(l, "hostname", "moved.example.org");
+    assert_string_equal(json_str(it, "backend"), "203.0.113.9:31443");
+    free(n2_id);
+    free(n2_cred);
+}
+
 int main(void)
 {
     if (unshare(CLONE_NEWNET) < 0) {
@@ -583,6 +620,7 @@ int main(void)
         cmocka_unit_test(the_route_follows_the_node_address),
         cmocka_unit_test(fogctl_adds_lists_and_removes),
         cmocka_unit_test(after_remove_nothing_routes),
+        cmocka_unit_test(the_route_follows_the_vm_to_another_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
