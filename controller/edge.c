@@ -49,7 +49,7 @@ bool edge_bind_ok(const char *s)
 }
 
 char *edge_config_render(const struct ingress_route *r, size_t n,
-                            const char *https_bind, const char *http_bind)
+                         const char *https_bind, const char *http_bind)
 {
     struct buf b = { 0 };
     buf_printf(&b,
@@ -65,34 +65,28 @@ char *edge_config_render(const struct ingress_route *r, size_t n,
                "    timeout client 60s\n"
                "    timeout server 60s\n"
                "    timeout http-request 10s\n");
-    /* TLS passthrough: wait for the ClientHello, route by its SNI; an
-     * unknown name meets a backend without servers (closed). */
-    if (edge_bind_ok(https_bind)) {
+    /* TLS passthrough: wait for the ClientHello and pick the backend
+     * named after its SNI, HTTP the one named after its Host: one lookup
+     * by name however many routes there are. A name with no backend
+     * (HAProxy looks it up at run time) meets the default: closed, or a
+     * 404. The prefixes keep each frontend to its own backends. */
+    if (edge_bind_ok(https_bind))
         buf_printf(&b,
                    "\nfrontend fog_https\n"
                    "    mode tcp\n"
                    "    bind %s\n"
                    "    tcp-request inspect-delay 5s\n"
                    "    tcp-request content accept if { req.ssl_hello_type "
-                   "1 }\n", https_bind);
-        for (size_t i = 0; i < n; i++)
-            if (r[i].port == 443 && route_ok(&r[i]))
-                buf_printf(&b, "    use_backend r_%s if { req.ssl_sni -m str "
-                           "%s }\n", r[i].id, r[i].hostname);
-        buf_printf(&b, "    default_backend fog_none_tcp\n");
-    }
-    if (edge_bind_ok(http_bind)) {
+                   "1 }\n"
+                   "    use_backend t_%%[req.ssl_sni,lower]\n"
+                   "    default_backend fog_none_tcp\n", https_bind);
+    if (edge_bind_ok(http_bind))
         buf_printf(&b,
                    "\nfrontend fog_http\n"
                    "    mode http\n"
-                   "    bind %s\n", http_bind);
-        for (size_t i = 0; i < n; i++)
-            if (r[i].port == 80 && route_ok(&r[i]))
-                buf_printf(&b, "    use_backend r_%s if { req.hdr(host),"
-                           "field(1,:),lower -m str %s }\n", r[i].id,
-                           r[i].hostname);
-        buf_printf(&b, "    default_backend fog_none_http\n");
-    }
+                   "    bind %s\n"
+                   "    use_backend h_%%[req.hdr(host),field(1,:),lower]\n"
+                   "    default_backend fog_none_http\n", http_bind);
     buf_printf(&b, "\nbackend fog_none_tcp\n"
                    "    mode tcp\n"
                    "\nbackend fog_none_http\n"
@@ -101,8 +95,10 @@ char *edge_config_render(const struct ingress_route *r, size_t n,
     for (size_t i = 0; i < n; i++) {
         if (!route_ok(&r[i]))
             continue;
-        buf_printf(&b, "\nbackend r_%s\n    mode %s\n", r[i].id,
-                   r[i].port == 443 ? "tcp" : "http");
+        bool tls = r[i].port == 443;
+        buf_printf(&b, "\n# route %s\nbackend %s_%s\n    mode %s\n",
+                   r[i].id, tls ? "t" : "h", r[i].hostname,
+                   tls ? "tcp" : "http");
         /* A route that is down keeps its backend, without a server. */
         if (*r[i].addr)
             buf_printf(&b, "    server vm %s\n", r[i].addr);

@@ -1,7 +1,8 @@
 /* Unit tests for the web ingress edge's configuration writer
- * (controller/ingress.c): hostnames are checked and lower-cased before
+ * (controller/edge.c): hostnames are checked and lower-cased before
  * anything reaches haproxy.cfg, the file holds one SNI frontend in TLS
- * passthrough and one Host frontend with a backend per route, a route
+ * passthrough and one Host frontend, each picking the backend named after
+ * the name the client sent, with a backend per route, a route
  * that is down keeps its backend without a server, hostile values that
  * slip past the store are left out, and HAProxy itself accepts the file
  * (when it is installed). */
@@ -70,26 +71,34 @@ static void config_routes_sni_in_passthrough_and_host_in_http(void **state)
     assert_non_null(http);
     assert_non_null(strstr(https, "    mode tcp\n    bind :443\n"
                                   "    tcp-request inspect-delay 5s\n"));
-    assert_non_null(strstr(c, "use_backend r_" ID1 " if { req.ssl_sni -m "
-                              "str www.example.org }\n"));
-    assert_non_null(strstr(c, "use_backend r_" ID3 " if { req.ssl_sni -m "
-                              "str down.example.org }\n"));
+    assert_non_null(strstr(https, "    use_backend t_%[req.ssl_sni,lower]\n"));
     assert_null(strstr(c, "crt "));
     assert_null(strstr(c, "ssl "));
-    assert_non_null(strstr(http, "    mode http\n    bind :80\n"));
-    assert_non_null(strstr(c, "use_backend r_" ID2 " if { req.hdr(host),"
-                              "field(1,:),lower -m str www.example.org }\n"));
-    /* Each route its backend; the down one has no server. */
-    assert_non_null(strstr(c, "backend r_" ID1 "\n    mode tcp\n    server vm "
+    assert_non_null(strstr(http, "    mode http\n    bind :80\n"
+                                 "    use_backend h_%[req.hdr(host),field(1,:),"
+                                 "lower]\n"));
+    /* Each route its backend named by the frontend's prefix and its
+     * hostname; the down one has no server. */
+    assert_non_null(strstr(c, "# route " ID1 "\nbackend t_www.example.org\n"
+                              "    mode tcp\n    server vm "
                               "198.51.100.7:20001\n"));
-    assert_non_null(strstr(c, "backend r_" ID2 "\n    mode http\n    server vm "
+    assert_non_null(strstr(c, "# route " ID2 "\nbackend h_www.example.org\n"
+                              "    mode http\n    server vm "
                               "[2001:db8::7]:20002\n"));
-    const char *down = strstr(c, "backend r_" ID3 "\n");
+    const char *down = strstr(c, "backend t_down.example.org\n");
     assert_non_null(down);
     const char *next = strstr(down + 1, "\nbackend ");
     _cleanup_free_ char *block = next ? xstrndup(down, (size_t)(next - down))
                                       : xstrdup(down);
     assert_null(strstr(block, "server"));
+    /* One lookup per connection, not a rule per route. */
+    const char *p = c;
+    int uses = 0;
+    while ((p = strstr(p, "use_backend")) != NULL) {
+        uses++;
+        p++;
+    }
+    assert_int_equal(uses, 2);
     /* Unknown names meet backends that refuse. */
     assert_non_null(strstr(c, "default_backend fog_none_tcp\n"));
     assert_non_null(strstr(c, "default_backend fog_none_http\n"));
