@@ -7,34 +7,21 @@
 
 #include <errno.h>
 
-static void reply_list(struct http_request *r, json_t *items)
-{
-    if (!items) {
-        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
-        return;
-    }
-    http_reply_json(r, 200, json_pack("{s:o, s:n}", "items", items,
-                                      "next_cursor"));
-}
-
 HANDLER(h_ingress_all)
 {
     struct app *a = app;
     struct reqctx *c = reqctx_of(r);
-    reply_list(r, ingress_list(a->store, NULL, c->account_id,
+    reply_one_page(r, ingress_list(a->store, NULL, c->account_id,
                                c->role == ROLE_ADMIN));
 }
 
 HANDLER(h_ingress_list)
 {
     struct app *a = app;
-    json_auto_t *vm = NULL;
-    int e = vm_lookup(a, r, &vm);
-    if (e < 0) {
-        reply_store_error(r, e, "VM");
+    json_auto_t *vm = vm_lookup_reply(a, r);
+    if (!vm)
         return;
-    }
-    reply_list(r, ingress_list(a->store, json_str(vm, "id"), NULL, false));
+    reply_one_page(r, ingress_list(a->store, json_str(vm, "id"), NULL, false));
 }
 
 HANDLER(h_ingress_add)
@@ -46,12 +33,9 @@ HANDLER(h_ingress_add)
                            "the body must be a JSON object");
         return;
     }
-    json_auto_t *vm = NULL;
-    int e = vm_lookup(a, r, &vm);
-    if (e < 0) {
-        reply_store_error(r, e, "VM");
+    json_auto_t *vm = vm_lookup_reply(a, r);
+    if (!vm)
         return;
-    }
     if (streq(json_str(vm, "desired_state"), "deleted")) {
         http_reply_problem(r, 409, "conflict", NULL,
                            "the VM is being deleted");
@@ -63,7 +47,7 @@ HANDLER(h_ingress_add)
     }
     struct jerr je = { 0 };
     json_auto_t *made = NULL;
-    e = store_lock(a->store, "vm", json_str(vm, "id"));
+    int e = store_lock(a->store, "vm", json_str(vm, "id"));
     if (e == 0)
         e = ingress_add(a->store, vm, b, &made, &je);
     if (e < 0) {
@@ -105,13 +89,10 @@ HANDLER(h_ingress_add)
 HANDLER(h_ingress_remove)
 {
     struct app *a = app;
-    json_auto_t *vm = NULL;
-    int e = vm_lookup(a, r, &vm);
-    if (e < 0) {
-        reply_store_error(r, e, "VM");
+    json_auto_t *vm = vm_lookup_reply(a, r);
+    if (!vm)
         return;
-    }
-    e = ingress_remove(a->store, json_str(vm, "id"), http_req_param(r, 1), 0);
+    int e = ingress_remove(a->store, json_str(vm, "id"), http_req_param(r, 1), 0);
     if (e < 0) {
         reply_store_error(r, e, "ingress route");
         return;

@@ -196,6 +196,25 @@ int vm_lookup(struct app *a, struct http_request *r, json_t **ret)
     return 0;
 }
 
+json_t *vm_lookup_reply(struct app *a, struct http_request *r)
+{
+    json_t *vm = NULL;
+    int e = vm_lookup(a, r, &vm);
+    if (e < 0)
+        reply_store_error(r, e, "VM");
+    return e < 0 ? NULL : vm;
+}
+
+void reply_one_page(struct http_request *r, json_t *items)
+{
+    if (!items) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    http_reply_json(r, 200, json_pack("{s:o, s:n}", "items", items,
+                                      "next_cursor"));
+}
+
 static void vm_write_object(struct store_row *row, void *data)
 {
     struct jsonw *w = data;
