@@ -85,6 +85,7 @@ char *edge_config_render(const struct ingress_route *r, size_t n,
                    "\nfrontend fog_http\n"
                    "    mode http\n"
                    "    bind %s\n"
+                   "    option forwardfor\n"
                    "    use_backend h_%%[req.hdr(host),field(1,:),lower]\n"
                    "    default_backend fog_none_http\n", http_bind);
     buf_printf(&b, "\nbackend fog_none_tcp\n"

@@ -88,6 +88,7 @@ static void tls_stop(void)
 
 static int http_fd = -1;
 static pthread_t http_thread;
+static volatile int saw_forwarded_for; /* a request named its client */
 
 static void *http_main(void *arg)
 {
@@ -97,7 +98,12 @@ static void *http_main(void *arg)
         if (c < 0)
             return NULL;
         char b[2048];
-        ssize_t n = read(c, b, sizeof(b));
+        ssize_t n = read(c, b, sizeof(b) - 1);
+        if (n > 0) {
+            b[n] = '\0';
+            if (strcasestr(b, "\r\nX-Forwarded-For: "))
+                saw_forwarded_for = 1;
+        }
         static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n"
                                  "Connection: close\r\n\r\nhello from vm\r\n";
         if (n > 0 && write(c, ok, sizeof(ok) - 1) < 0) {
@@ -461,8 +467,10 @@ static void host_routes_plain_http(void **state)
     (void)state;
     assert_true(wait_fetch("http", HOST, true, 10000) >= 0);
     _cleanup_free_ char *body = NULL;
+    saw_forwarded_for = 0;
     assert_int_equal(fetch("http", HOST, &body), 0);
     assert_string_equal(body, "hello from vm\r\n");
+    assert_true(saw_forwarded_for);
 }
 
 static void an_unhealthy_service_is_taken_out_of_ingress(void **state)

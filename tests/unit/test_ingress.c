@@ -74,7 +74,9 @@ static void config_routes_sni_in_passthrough_and_host_in_http(void **state)
     assert_non_null(strstr(https, "    use_backend t_%[req.ssl_sni,lower]\n"));
     assert_null(strstr(c, "crt "));
     assert_null(strstr(c, "ssl "));
+    /* The VM learns its HTTP client's address from X-Forwarded-For. */
     assert_non_null(strstr(http, "    mode http\n    bind :80\n"
+                                 "    option forwardfor\n"
                                  "    use_backend h_%[req.hdr(host),field(1,:),"
                                  "lower]\n"));
     /* Each route its backend named by the frontend's prefix and its
