@@ -12,7 +12,7 @@ static const struct cli_verb *const groups[] = {
     cli_vm_verbs, cli_node_verbs, cli_account_verbs, cli_network_verbs,
     cli_settings_verbs, cli_image_verbs, cli_billing_verbs, cli_market_verbs,
     cli_gpu_verbs, cli_snapshot_verbs, cli_backup_verbs, cli_restore_verbs,
-    cli_health_verbs,
+    cli_health_verbs, cli_ingress_verbs,
 };
 
 const struct cli_verb *cli_verb_find(const char *name)

@@ -53,6 +53,7 @@ extern const struct cli_verb cli_snapshot_verbs[];
 extern const struct cli_verb cli_backup_verbs[];
 extern const struct cli_verb cli_restore_verbs[];
 extern const struct cli_verb cli_health_verbs[];
+extern const struct cli_verb cli_ingress_verbs[];
 
 /* Check a backup schedule (hourly, daily, weekly, off; NULL: none given)
  * and a --keep count (NULL: none) and set them in body under sched_key and

@@ -80,6 +80,10 @@ struct app_settings {
     char *log_level;         /* error, warn, info, debug */
     char *journal;           /* auto, on, off */
     char *journal_socket;    /* the journal's native socket */
+    /* the web ingress edge (ingress.c): HAProxy's file, its reload */
+    char *ingress_config;    /* "": no edge */
+    char *ingress_reload;    /* shell command run after each write */
+    char *ingress_https_bind, *ingress_http_bind; /* HAProxy bind words */
 };
 
 struct app {

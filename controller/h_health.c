@@ -27,29 +27,13 @@ void reply_health_full(struct http_request *r)
                        HC_PER_VM_MAX);
 }
 
-/* The VM of the route (answered when missing: NULL). */
-static json_t *health_vm(struct app *a, struct http_request *r)
-{
-    json_t *vm = NULL;
-    int e = vm_lookup(a, r, &vm);
-    if (e < 0)
-        reply_store_error(r, e, "VM");
-    return e < 0 ? NULL : vm;
-}
-
 HANDLER(h_health_list)
 {
     struct app *a = app;
-    json_auto_t *vm = health_vm(a, r);
+    json_auto_t *vm = vm_lookup_reply(a, r);
     if (!vm)
         return;
-    json_t *items = vmhealth_list(a->store, json_str(vm, "id"));
-    if (!items) {
-        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
-        return;
-    }
-    http_reply_json(r, 200, json_pack("{s:o, s:n}", "items", items,
-                                      "next_cursor"));
+    reply_one_page(r, vmhealth_list(a->store, json_str(vm, "id")));
 }
 
 HANDLER(h_health_add)
@@ -61,7 +45,7 @@ HANDLER(h_health_add)
                            "the body must be a JSON object");
         return;
     }
-    json_auto_t *vm = health_vm(a, r);
+    json_auto_t *vm = vm_lookup_reply(a, r);
     if (!vm)
         return;
     const char *vm_id = json_str(vm, "id");
@@ -109,7 +93,7 @@ HANDLER(h_health_add)
 HANDLER(h_health_get)
 {
     struct app *a = app;
-    json_auto_t *vm = health_vm(a, r);
+    json_auto_t *vm = vm_lookup_reply(a, r);
     if (!vm)
         return;
     json_t *c = vmhealth_get(a->store, json_str(vm, "id"),
@@ -124,7 +108,7 @@ HANDLER(h_health_get)
 HANDLER(h_health_remove)
 {
     struct app *a = app;
-    json_auto_t *vm = health_vm(a, r);
+    json_auto_t *vm = vm_lookup_reply(a, r);
     if (!vm)
         return;
     int e = vmhealth_remove(a->store, json_str(vm, "id"), http_req_param(r, 1));

@@ -17,6 +17,7 @@
 #include "controller/quota.h"
 #include "controller/restore.h"
 #include "controller/scheduler.h"
+#include "controller/ingress.h"
 #include "controller/vmhealth.h"
 
 #include <errno.h>
@@ -195,6 +196,25 @@ int vm_lookup(struct app *a, struct http_request *r, json_t **ret)
         return e;
     reqctx_set_target(r, json_str(*ret, "id"));
     return 0;
+}
+
+json_t *vm_lookup_reply(struct app *a, struct http_request *r)
+{
+    json_t *vm = NULL;
+    int e = vm_lookup(a, r, &vm);
+    if (e < 0)
+        reply_store_error(r, e, "VM");
+    return e < 0 ? NULL : vm;
+}
+
+void reply_one_page(struct http_request *r, json_t *items)
+{
+    if (!items) {
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    http_reply_json(r, 200, json_pack("{s:o, s:n}", "items", items,
+                                      "next_cursor"));
 }
 
 static void vm_write_object(struct store_row *row, void *data)
@@ -730,6 +750,7 @@ void vm_release(struct app *a, const char *vm_id)
     store_exec(a->store, "DELETE FROM vm_nics WHERE vm_id = $1", "s", vm_id);
     gpus_release(a->store, vm_id);
     vmhealth_drop_vm(a->store, vm_id);
+    ingress_drop_vm(a->store, vm_id);
 }
 
 void vm_networks_changed(struct app *a, const char *vm_id)

@@ -102,6 +102,10 @@ HANDLER(h_port_list);
 HANDLER(h_port_add);
 HANDLER(h_port_remove);
 
+HANDLER(h_ingress_all);
+HANDLER(h_ingress_list);
+HANDLER(h_ingress_add);
+HANDLER(h_ingress_remove);
 HANDLER(h_health_list);
 HANDLER(h_health_add);
 HANDLER(h_health_get);
@@ -142,6 +146,12 @@ void reply_vm(struct app *a, struct http_request *r, int status,
  * among the caller's VMs) that the caller may see; sets the event target.
  * 0 and *ret (caller owns) or -ENOENT / -EIO. */
 int vm_lookup(struct app *a, struct http_request *r, json_t **ret);
+/* vm_lookup for a handler: the VM (caller owns), or NULL once the error
+ * is answered. */
+json_t *vm_lookup_reply(struct app *a, struct http_request *r);
+/* Answer 200 {items, next_cursor: null}, a whole list in one page
+ * (steals items); 503 when items is NULL (the store failed). */
+void reply_one_page(struct http_request *r, json_t *items);
 /* Resolve a network reference (name or id; NULL = the account's default,
  * created on first use) inside the caller's transaction. */
 int network_resolve(struct store *s, const char *account_id, const char *ref,

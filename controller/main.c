@@ -9,6 +9,7 @@
 #include "billing/money.h"
 #include "controller/accrual.h"
 #include "controller/app.h"
+#include "controller/edge.h"
 #include "controller/catalog.h"
 #include "controller/auth.h"
 #include "controller/backup.h"
@@ -192,6 +193,17 @@ static const struct config_opt options[] = {
       "on, off, or auto (when stderr is the journal)" },
     { "journal-socket", CONFIG_STRING, F(journal_socket), 0, 0,
       "/run/systemd/journal/socket", "the journal's native socket" },
+    { "ingress-config", CONFIG_STRING, F(ingress_config), 0, 0, "",
+      "HAProxy configuration the web ingress edge is written to (temp file "
+      "+ rename) on every change of routes, placement, ports or health, "
+      "e.g. /var/lib/fogfabric/haproxy.cfg (empty: no edge)" },
+    { "ingress-reload", CONFIG_STRING, F(ingress_reload), 0, 0, "",
+      "shell command run after each write of --ingress-config, e.g. 'kill "
+      "-USR2 $(cat /run/haproxy.pid)' for `haproxy -W -f CFG -p PID`" },
+    { "ingress-https-bind", CONFIG_STRING, F(ingress_https_bind), 0, 0,
+      ":443", "where the edge takes TLS (passthrough by SNI): [ADDR]:PORT" },
+    { "ingress-http-bind", CONFIG_STRING, F(ingress_http_bind), 0, 0, ":80",
+      "where the edge takes plain HTTP (routed by Host): [ADDR]:PORT" },
 };
 #undef F
 
@@ -391,6 +403,12 @@ static int cmd_serve(struct app *a)
     _cleanup_free_ char *why = NULL;
     if (catalog_import_policy(a, &policy, &why) < 0) {
         fprintf(stderr, "fog-controller: import-allow: %s\n", why);
+        return 2;
+    }
+    if (!edge_bind_ok(cfg->ingress_https_bind) ||
+        !edge_bind_ok(cfg->ingress_http_bind)) {
+        fprintf(stderr, "fog-controller: ingress-https-bind and "
+                        "ingress-http-bind must be [ADDR]:PORT\n");
         return 2;
     }
     /* Files an older version or an operator left readable by others

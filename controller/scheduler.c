@@ -9,6 +9,7 @@
  * nothing new. Each placement bumps the VM's placement generation, which
  * fences domains of earlier placements on their nodes. */
 #include "controller/scheduler.h"
+#include "controller/edge.h"
 
 #include "billing/money.h"
 #include "common/jsonutil.h"
@@ -1115,6 +1116,8 @@ static void *reconciler(void *arg)
                 prune_at = now_s() + 60;
             }
         }
+        /* Every replica keeps its own edge's file. */
+        edge_sync(a);
         pthread_mutex_lock(&rec_lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -11,7 +11,7 @@ iproute2 nftables busybox-static linux-image-cloud-amd64 cpio curl sqlite3
 xorriso syslinux syslinux-common mtools dosfstools procps psmisc iperf3 clang
 nginx-light wrk libsystemd-dev systemd debhelper lintian prometheus
 mmdebstrap e2fsprogs fdisk openssh-client dnsmasq-base bind9-dnsutils
-ansible ansible-lint"
+ansible ansible-lint haproxy openssl"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
