@@ -43,46 +43,19 @@
 enum { DIRECT, EIM, EDM, N_NODES };
 
 struct node {
-    const char *name;
-    const char *wan;        /* its (or its router's) internet address */
-    const char *lan;        /* behind the router; NULL: none */
-    const char *router_nat; /* the router's nft masquerade statement */
-    char ns[32], router[32], wg[16];
-    char *data_dir, *log, *mesh, *pub;
-    pid_t pid;
+    struct tu_nat_node t;
+    char *mesh, *pub;       /* its mesh address and public key */
 };
 
 static struct node nodes[N_NODES] = {
-    [DIRECT] = { "rl-direct", "198.51.100.10", NULL, NULL },
-    [EIM] = { "rl-eim", "198.51.100.11", "10.0.1", "masquerade" },
-    [EDM] = { "rl-edm", "198.51.100.12", "10.0.2", "masquerade fully-random" },
+    [DIRECT] = { { "rl-direct", "198.51.100.10", NULL, NULL, NULL } },
+    [EIM] = { { "rl-eim", "198.51.100.11", "10.0.1", "masquerade", NULL } },
+    [EDM] = { { "rl-edm", "198.51.100.12", "10.0.2", "masquerade fully-random",
+                NULL } },
 };
 
 static struct tu_ctl ctl;
 static char *tmp, *watcher;
-static int vseq;
-
-static int wire_to_hub(const char *ns, const char *cidr)
-{
-    char veth[16];
-    snprintf(veth, sizeof(veth), "rh%d_%d", (int)getpid() % 100000, vseq++);
-    if (tu_ip("link add %s type veth peer name eth0 netns %s", veth, ns) ||
-        tu_ip("link set %s master hubbr up", veth) ||
-        tu_ip("-n %s addr add %s dev eth0", ns, cidr) ||
-        tu_ip("-n %s link set eth0 up", ns))
-        return -1;
-    return 0;
-}
-
-static int forward_on(void *arg)
-{
-    (void)arg;
-    int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY);
-    int ok = fd >= 0 && write(fd, "1", 1) == 1;
-    if (fd >= 0)
-        close(fd);
-    return ok ? 0 : 1;
-}
 
 static int nft_run(const char *script)
 {
@@ -91,16 +64,6 @@ static int nft_run(const char *script)
     if (r < 0)
         fprintf(stderr, "nft: %s\n", err ? err : "?");
     return r < 0 ? 1 : 0;
-}
-
-static int nat_rules(void *arg)
-{
-    _cleanup_free_ char *script = xasprintf(
-        "add table ip natr\n"
-        "add chain ip natr post { type nat hook postrouting priority "
-        "srcnat; }\n"
-        "add rule ip natr post oifname \"eth0\" %s\n", (const char *)arg);
-    return nft_run(script);
 }
 
 /* The relay off: the hub drops everything to its relay port. */
@@ -114,68 +77,18 @@ static void relay_block(bool on)
                                 : "delete table inet relayblock\n"), 0);
 }
 
-static void build_node(struct node *n)
-{
-    _cleanup_free_ char *wan = xasprintf("%s/24", n->wan);
-    assert_int_equal(tu_ns_add(n->ns), 0);
-    if (!n->lan) {
-        assert_int_equal(wire_to_hub(n->ns, wan), 0);
-        return;
-    }
-    assert_int_equal(tu_ns_add(n->router), 0);
-    assert_int_equal(wire_to_hub(n->router, wan), 0);
-    assert_int_equal(tu_ip("-n %s link add lan0 type veth peer name eth0 "
-                           "netns %s", n->router, n->ns), 0);
-    assert_int_equal(tu_ip("-n %s addr add %s.1/24 dev lan0", n->router,
-                           n->lan), 0);
-    assert_int_equal(tu_ip("-n %s link set lan0 up", n->router), 0);
-    assert_int_equal(tu_ip("-n %s addr add %s.2/24 dev eth0", n->ns, n->lan),
-                     0);
-    assert_int_equal(tu_ip("-n %s link set eth0 up", n->ns), 0);
-    assert_int_equal(tu_ip("-n %s route add default via %s.1", n->ns, n->lan),
-                     0);
-    assert_int_equal(tu_in_ns(n->router, forward_on, NULL), 0);
-    assert_int_equal(tu_in_ns(n->router, nat_rules, (void *)n->router_nat),
-                     0);
-}
-
-static void start_agent(struct node *n)
-{
-    int st;
-    n->data_dir = xasprintf("%s/%s", tmp, n->name);
-    n->log = xasprintf("%s/%s.log", tmp, n->name);
-    _cleanup_free_ char *images = xasprintf("%s/images", tmp);
-    _cleanup_free_ char *tok = tu_api_field(&ctl, ctl.admin_key, "POST",
-                                            "/v1/join-tokens", "{}", 201,
-                                            "token");
-    _cleanup_free_ char *agent_bin = tu_bin("fog-nodeagent");
-    _cleanup_free_ char *url = xasprintf("https://" HUB_ADDR ":%d", ctl.port);
-    char *join[] = { (char *)tu_ip_bin(), "netns", "exec", n->ns, agent_bin,
-                     "join", "--controller", url, "--token", tok,
-                     "--data-dir", n->data_dir, "--libvirt", "test:///default",
-                     "--name", (char *)n->name, NULL };
-    _cleanup_free_ char *out = tu_run(join, &st);
-    if (st != 0)
-        fail_msg("join of %s failed (%d): %s", n->name, st, out);
-    char *run[] = { (char *)tu_ip_bin(), "netns", "exec", n->ns, agent_bin,
-                    "run", "--data-dir", n->data_dir, "--image-dir", images,
-                    "--mesh-ifname", n->wg, "--verbose", NULL };
-    n->pid = tu_spawn(run, n->log);
-    assert_true(n->pid > 0);
-}
-
 /* Node n's mesh address and key (from the watcher's document) once the
  * pair of them is known, its NAT class once reported. */
 static void learn(struct node *n)
 {
-    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s", n->name);
+    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s", n->t.name);
     int64_t end = mono_ms() + 40000;
     while (mono_ms() < end && !(n->mesh && n->pub)) {
         long st;
         json_auto_t *o = tu_api(&ctl, ctl.admin_key, "GET", path, NULL, &st);
         json_auto_t *d = tu_api(&ctl, watcher, "GET", "/v1/agent/desired",
                                 NULL, &st);
-        json_t *p = tu_find(json_object_get(d, "peers"), "name", n->name);
+        json_t *p = tu_find(json_object_get(d, "peers"), "name", n->t.name);
         if (json_str(o, "mesh_ip") && json_str(p, "public_key") &&
             json_str(json_object_get(o, "reachability"), "nat")) {
             n->mesh = xstrdup(json_str(o, "mesh_ip"));
@@ -185,22 +98,15 @@ static void learn(struct node *n)
             usleep(200000);
     }
     if (!n->mesh)
-        fail_msg("%s never joined the mesh; log %s", n->name, n->log);
+        fail_msg("%s never joined the mesh; log %s", n->t.name, n->t.log);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    assert_int_equal(tu_ip("link add hubbr type bridge"), 0);
-    assert_int_equal(tu_ip("addr add " HUB_ADDR "/24 dev hubbr"), 0);
-    assert_int_equal(tu_ip("link set hubbr up"), 0);
-    for (int i = 0; i < N_NODES; i++) {
-        struct node *n = &nodes[i];
-        snprintf(n->ns, sizeof(n->ns), "rl%d-n%d", (int)getpid(), i);
-        snprintf(n->router, sizeof(n->router), "rl%d-r%d", (int)getpid(), i);
-        snprintf(n->wg, sizeof(n->wg), "rlwg%u", (unsigned)i & 0xffu);
-        build_node(n);
-    }
+    assert_int_equal(tu_nat_hub(HUB_ADDR "/24"), 0);
+    for (int i = 0; i < N_NODES; i++)
+        assert_int_equal(tu_nat_node_build(&nodes[i].t, "rl", i), 0);
     relay_block(true);
     tmp = tu_tempdir("relay");
     _cleanup_free_ char *images = xasprintf("%s/images", tmp);
@@ -213,7 +119,8 @@ static int setup(void **state)
                                "\"wg_public_key\":\"" WATCHER_KEY "\","
                                "\"endpoint\":\"198.51.100.99:51820\"");
     for (int i = 0; i < N_NODES; i++)
-        start_agent(&nodes[i]);
+        assert_int_equal(tu_nat_node_start(&ctl, HUB_ADDR, tmp, &nodes[i].t),
+                         0);
     for (int i = 0; i < N_NODES; i++)
         learn(&nodes[i]);
     return 0;
@@ -227,18 +134,10 @@ static int teardown(void **state)
     torn_down = true;
     for (int i = 0; i < N_NODES; i++) {
         struct node *n = &nodes[i];
-        if (n->pid > 0)
-            tu_kill(n->pid, SIGTERM);
-        n->pid = -1;
-        tu_wg_remove(n->ns, n->wg);
-        tu_ip("netns del %s", n->ns);
-        if (n->lan)
-            tu_ip("netns del %s", n->router);
-        free(n->data_dir);
-        free(n->log);
+        tu_nat_node_destroy(&n->t);
         free(n->mesh);
         free(n->pub);
-        n->data_dir = n->log = n->mesh = n->pub = NULL;
+        n->mesh = n->pub = NULL;
     }
     if (ctl.dir)
         tu_ctl_destroy(&ctl);
@@ -264,7 +163,7 @@ static int peer_fn(void *arg)
     struct wg_device d = { 0 };
     struct wg_opts o = { 0 };
     if (wgkey_from_base64(a->j->pub, key) < 0 ||
-        wg_backend_pick()->get(&o, a->h->wg, &d) < 0)
+        wg_backend_pick()->get(&o, a->h->t.wg, &d) < 0)
         return 64;
     struct wg_peer *p = wg_device_find_peer(&d, key);
     int r = p ? 0 : 64;
@@ -280,7 +179,7 @@ static int peer_fn(void *arg)
 static int peer_state(int h, int j)
 {
     struct peer_arg a = { &nodes[h], &nodes[j] };
-    return tu_in_ns(nodes[h].ns, peer_fn, &a);
+    return tu_in_ns(nodes[h].t.ns, peer_fn, &a);
 }
 
 /* Wait up to ms for h to ping j's mesh address. */
@@ -288,7 +187,7 @@ static bool ping_within(int h, int j, int ms)
 {
     int64_t end = mono_ms() + ms;
     do {
-        if (tu_ping(nodes[h].ns, NULL, nodes[j].mesh, 2000))
+        if (tu_ping(nodes[h].t.ns, NULL, nodes[j].mesh, 2000))
             return true;
     } while (mono_ms() < end);
     return false;
@@ -306,7 +205,7 @@ static long long relay_count(const char *result)
 
 static json_t *relayed_peers(int h)
 {
-    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s", nodes[h].name);
+    _cleanup_free_ char *path = xasprintf("/v1/nodes/%s", nodes[h].t.name);
     long st;
     json_auto_t *o = tu_api(&ctl, ctl.admin_key, "GET", path, NULL, &st);
     assert_int_equal(st, 200);
@@ -370,7 +269,7 @@ static void through_the_relay_the_natted_pair_handshakes_and_pings(void **state)
     assert_int_equal(peer_state(EIM, EDM), 2);  /* handshake, relayed */
     assert_int_equal(peer_state(EDM, EIM), 2);
     long long before = relay_count("forwarded");
-    assert_true(tu_ping(nodes[EDM].ns, NULL, nodes[EIM].mesh, 5000));
+    assert_true(tu_ping(nodes[EDM].t.ns, NULL, nodes[EIM].mesh, 5000));
     long long after = relay_count("forwarded");
     printf("relay frames forwarded: %lld, %lld after one more ping; "
            "dropped %lld\n", before, after, relay_count("dropped"));
