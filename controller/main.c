@@ -501,6 +501,15 @@ static int cmd_serve(struct app *a)
     }
     a->probe = probe;
     struct relay_server *relay = NULL;
+    /* Without probes no node has a class and every pair would be
+     * relayed. */
+    if (cfg->relay_port > 0 && cfg->probe_port == 0) {
+        fprintf(stderr, "fog-controller: --relay-port needs --probe-port\n");
+        probe_server_stop(probe);
+        http_server_stop(a->http, 0);
+        store_close(a->store);
+        return 1;
+    }
     if (cfg->relay_port > 0 &&
         (r = relay_server_start(cfg->listen, (int)cfg->relay_port,
                                 &relay)) < 0) {

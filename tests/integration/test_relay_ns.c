@@ -443,6 +443,26 @@ static void the_relay_forwards_only_between_paired_nodes(void **state)
     close(b);
 }
 
+/* Without address probes no node has a class and every pair would be
+ * relayed: the controller refuses to start so. */
+static void the_relay_needs_the_address_probe(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *dir = xasprintf("%s/lone", tmp);
+    _cleanup_free_ char *bin = tu_bin("fog-controller");
+    int st;
+    char *init[] = { bin, "init", "--data-dir", dir, NULL };
+    _cleanup_free_ char *o1 = tu_run(init, &st);
+    assert_int_equal(st, 0);
+    char *serve[] = { bin, "serve", "--data-dir", dir, "--listen",
+                      "127.0.0.1:0", "--relay-port", "3999", NULL };
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *o2 = tu_run(serve, &st);
+    tu_run_with_stderr = false;
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(o2, "--relay-port needs --probe-port"));
+}
+
 int main(void)
 {
     if (geteuid() != 0 || !tu_ip_bin() || !tu_have_wireguard_go()) {
@@ -460,6 +480,7 @@ int main(void)
         cmocka_unit_test(a_node_without_nat_reaches_both_directly),
         cmocka_unit_test(the_relay_answers_nothing_to_strangers),
         cmocka_unit_test(the_relay_forwards_only_between_paired_nodes),
+        cmocka_unit_test(the_relay_needs_the_address_probe),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     if (!torn_down)
