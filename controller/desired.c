@@ -544,8 +544,8 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
     int e;
     if ((e = fault("node")) < 0 ||
         (e = store_query_one(a->store, &me, "SELECT revision, mesh_ip, "
-                             "wg_port, nat_class FROM nodes WHERE id = $1 AND removed_at "
-                             "IS NULL", "s", node_id)) < 0)
+                             "wg_port, nat_class FROM nodes WHERE id = $1 "
+                             "AND removed_at IS NULL", "s", node_id)) < 0)
         return e;
     doc->revision = json_int(me, "revision", 0);
     doc->node_id = xstrdup(node_id);

@@ -755,9 +755,9 @@ HANDLER(h_agent_status)
                             json_integer(a->cfg.probe_port));
     /* A relay token signs the NAT class the node has now: the relay puts
      * a pair on its path by the same rule as the desired documents. */
-    enum probe_nat nat = PROBE_NAT_UNKNOWN;
-    char tok[RELAY_TOKEN_HEX + 1];
     if (a->relay) {
+        enum probe_nat nat = PROBE_NAT_UNKNOWN;
+        char tok[RELAY_TOKEN_HEX + 1];
         json_auto_t *me = NULL;
         if (store_query_one(a->store, &me, "SELECT nat_class FROM nodes "
                             "WHERE id = $1", "s", node_id) < 0 ||
