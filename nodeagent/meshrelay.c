@@ -194,7 +194,10 @@ static void *meshrelay_main(void *arg)
                 ;
         }
         for (nfds_t i = 1; i < n; i++) {
-            if (!(pf[i].revents & POLLIN))
+            /* A pending error (an ICMP unreachable from a hub that stopped
+             * relaying) is taken by the next recv(): else poll() would
+             * report it again at once, forever. */
+            if (!(pf[i].revents & (POLLIN | POLLERR)))
                 continue;
             if (!who[i] && pf[i].fd == m->hub_fd)
                 from_hub(m);

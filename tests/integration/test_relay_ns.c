@@ -66,14 +66,15 @@ static int nft_run(const char *script)
     return r < 0 ? 1 : 0;
 }
 
-/* The relay off: the hub drops everything to its relay port. */
+/* The relay off: the hub refuses everything to its relay port with ICMP
+ * port unreachable, as a closed port would. */
 static void relay_block(bool on)
 {
     assert_int_equal(nft_run(on ? "add table inet relayblock\n"
                                   "add chain inet relayblock in { type filter "
                                   "hook input priority 0; }\n"
                                   "add rule inet relayblock in udp dport "
-                                  RELAY_PORT_TEXT " drop\n"
+                                  RELAY_PORT_TEXT " reject\n"
                                 : "delete table inet relayblock\n"), 0);
 }
 
@@ -176,6 +177,24 @@ static int peer_fn(void *arg)
     return r;
 }
 
+/* CPU seconds process pid has used so far (user and system). */
+static double cpu_s(pid_t pid)
+{
+    _cleanup_free_ char *path = xasprintf("/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[2048];
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    /* Fields 14 and 15, counted after the command's closing ')'. */
+    const char *p = strrchr(line, ')');
+    assert_non_null(p);
+    unsigned long long ut = 0, st = 0;
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                            "%*u %llu %llu", &ut, &st), 2);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int peer_state(int h, int j)
 {
     struct peer_arg a = { &nodes[h], &nodes[j] };
@@ -252,7 +271,12 @@ static void without_the_relay_the_natted_pair_has_no_handshake(void **state)
         usleep(200000);
     assert_int_equal(peer_state(EIM, EDM) & 2, 2);
     assert_int_equal(peer_state(EDM, EIM) & 2, 2);
+    double cpu0 = cpu_s(nodes[EIM].t.pid);
     assert_false(ping_within(EIM, EDM, 6000));
+    /* Refused by the hub, the agent's relay waits: it does not spin. */
+    double used = cpu_s(nodes[EIM].t.pid) - cpu0;
+    printf("agent CPU while the relay port is refused: %.2f s\n", used);
+    assert_true(used < 0.3);
     assert_int_equal(peer_state(EIM, EDM), 3);  /* no handshake, relayed */
     assert_int_equal(peer_state(EDM, EIM), 3);
     assert_int_equal(relay_count("forwarded"), 0);
