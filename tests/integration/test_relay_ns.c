@@ -212,6 +212,18 @@ static bool ping_within(int h, int j, int ms)
     return false;
 }
 
+/* Print the mean time of 50 echoes from h to j, each from a child in h's
+ * namespace (a figure, not a check: it includes the fork). */
+static void print_rtt(int h, int j, const char *what)
+{
+    int64_t t0 = mono_ms();
+    int ok = 0;
+    for (int i = 0; i < 50; i++)
+        ok += tu_ping(nodes[h].t.ns, NULL, nodes[j].mesh, 2000);
+    printf("%s: %d/50 answered, %.2f ms each with the fork\n", what, ok,
+           (double)(mono_ms() - t0) / 50.0);
+}
+
 static long long relay_count(const char *result)
 {
     _cleanup_free_ char *text = tu_metrics_text(&ctl);
@@ -299,6 +311,7 @@ static void through_the_relay_the_natted_pair_handshakes_and_pings(void **state)
            "dropped %lld\n", before, after, relay_count("dropped"));
     assert_true(before > 0);
     assert_true(after >= before + 2);   /* the echo and its reply */
+    print_rtt(EIM, EDM, "mesh echo through the relay");
     /* Every agent registered (the node without NAT too: it has relayed
      * peers in the watcher), and the series are well formed. */
     _cleanup_free_ char *text = tu_metrics_text(&ctl);
@@ -316,6 +329,7 @@ static void a_node_without_nat_reaches_both_directly(void **state)
     assert_true(ping_within(DIRECT, EIM, 30000));
     assert_true(ping_within(DIRECT, EDM, 30000));
     assert_true(ping_within(EDM, DIRECT, 10000));
+    print_rtt(EDM, DIRECT, "mesh echo direct");
     /* Real endpoints, not relay sockets, on both sides. */
     assert_int_equal(peer_state(DIRECT, EIM), 0);
     assert_int_equal(peer_state(DIRECT, EDM), 0);
