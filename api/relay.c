@@ -1,5 +1,6 @@
 /* The relay's frames, tokens and path rule (api/relay.h). */
 #include "api/relay.h"
+#include "common/ids.h"
 
 #include <errno.h>
 #include <nettle/hmac.h>
@@ -62,45 +63,25 @@ int relay_decode(const uint8_t *data, size_t len, struct relay_frame *ret)
     return 0;
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                                 : -1;
-}
-
 int relay_id_parse(const char *uuid, uint8_t out[RELAY_ID_LEN])
 {
-    uint8_t id[RELAY_ID_LEN];
-    if (!uuid || strlen(uuid) != 36)
+    if (!uuid_is_valid(uuid))
         return -EINVAL;
-    size_t k = 0;
-    for (size_t i = 0; i < 36;) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (uuid[i++] != '-')
-                return -EINVAL;
-            continue;
-        }
-        int hi = hexval(uuid[i]), lo = hexval(uuid[i + 1]);
-        if (hi < 0 || lo < 0)
-            return -EINVAL;
-        id[k++] = (uint8_t)(hi << 4 | lo);
-        i += 2;
-    }
-    memcpy(out, id, sizeof(id));
-    return 0;
+    char hex[2 * RELAY_ID_LEN + 1];
+    size_t n = 0;
+    for (const char *c = uuid; *c; c++)
+        if (*c != '-')
+            hex[n++] = *c;
+    hex[n] = '\0';
+    return hex_decode(hex, out, RELAY_ID_LEN);
 }
 
 void relay_id_format(const uint8_t id[RELAY_ID_LEN], char out[37])
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < RELAY_ID_LEN; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[id[i] >> 4];
-        out[o++] = hex[id[i] & 15];
-    }
-    out[o] = '\0';
+    char hex[2 * RELAY_ID_LEN + 1];
+    hex_encode(id, RELAY_ID_LEN, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
+             hex + 16, hex + 20);
 }
 
 static void token_mac(const uint8_t secret[RELAY_SECRET_LEN],
