@@ -776,6 +776,10 @@ static void peer_read(struct rd *r, struct am_peer *p)
     p->allowed_ips = get_strs(r, "allowed_ips", AGENT_LIST_MAX, 49,
                               &p->n_allowed_ips);
     p->keepalive = get_int(r, "keepalive", false, 0, 65535, 0);
+    _cleanup_free_ char *path = get_str(r, AGENT_PEER_PATH, false, 16);
+    if (path && !streq(path, "direct") && !streq(path, "relay"))
+        fail(r, AGENT_PEER_PATH, "must be direct or relay");
+    p->relayed = path && streq(path, "relay");
 }
 
 static void peer_clear(struct am_peer *p)
@@ -1072,6 +1076,7 @@ static json_t *peer_encode(const struct am_peer *p)
     put(o, "endpoint", p->endpoint ? json_string(p->endpoint) : json_null());
     put(o, "allowed_ips", strs(p->allowed_ips, p->n_allowed_ips));
     put_int(o, "keepalive", p->keepalive);
+    put_str(o, AGENT_PEER_PATH, p->relayed ? "relay" : "direct");
     return o;
 }
 

@@ -133,6 +133,7 @@ struct am_peer {
     char **allowed_ips;
     size_t n_allowed_ips;
     int64_t keepalive;
+    bool relayed;           /* AGENT_PEER_PATH "relay" (else "direct") */
 };
 
 struct am_mesh {

@@ -75,6 +75,16 @@
 #define AGENT_REACH_NAT "nat"
 #define AGENT_REACH_MAPPED "mapped_endpoint"
 
+/* The hub's WireGuard relay (api/relay.h). When the controller relays,
+ * the answer to every status post names its UDP port (AGENT_RELAY_PORT,
+ * on the address the agent reaches the API at) and a fresh token for the
+ * node's hellos (AGENT_RELAY_TOKEN, RELAY_TOKEN_HEX lowercase hex). In the
+ * desired document each peer's AGENT_PEER_PATH is "direct" or "relay";
+ * for a relayed peer the endpoint is only informative. */
+#define AGENT_RELAY_PORT "relay_port"
+#define AGENT_RELAY_TOKEN "relay_token"
+#define AGENT_PEER_PATH "path"
+
 /* Snapshots. Each desired VM entry lists the snapshots that should exist
  * under AGENT_VM_SNAPSHOTS as {id, name, taken?} (taken: the node
  * reported it once; one it no longer holds is lost, never taken afresh)

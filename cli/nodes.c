@@ -7,8 +7,9 @@
     "id,name,state,approved,drained,kvm,arch,cpu_model,vcpus,used_vcpus,memory_mib,"   \
     "used_memory_mib,disk_gib,used_disk_gib,vm_count,mesh_ip,endpoint,"        \
     "observed_endpoint,public_ip,public_ip_source,nat,mapped_endpoint,"        \
-    "peer_endpoint,reach_checked_at,port_range,permit_ports,reputation,"       \
-    "evictions,benchmark,benchmark_pct,agent_contract,last_seen,created_at"
+    "peer_endpoint,relayed_peers,reach_checked_at,port_range,permit_ports,"    \
+    "reputation,evictions,benchmark,benchmark_pct,agent_contract,last_seen,"   \
+    "created_at"
 
 /* Lift capacity.{x} to x, used.{x} to used_x and reachability's
  * members for tables. */
@@ -26,6 +27,7 @@ static void node_flatten(json_t *n)
     static const char *const reach[][2] = {
         { "nat", "nat" }, { "mapped_endpoint", "mapped_endpoint" },
         { "peer_endpoint", "peer_endpoint" },
+        { "relayed_peers", "relayed_peers" },
         { "checked_at", "reach_checked_at" } };
     json_t *r = json_object_get(n, "reachability");
     for (size_t i = 0; r && i < ARRAY_SIZE(reach); i++)

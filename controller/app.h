@@ -31,6 +31,7 @@ struct app_settings {
     char *listen;
     bool plain_http;
     int64_t probe_port;      /* UDP address probes (probe.c); 0: off */
+    int64_t relay_port;      /* UDP WireGuard relay (relay.c); 0: off */
     int64_t heartbeat_s;     /* agents report this often */
     int64_t longpoll_s;      /* longest hold of GET /v1/agent/desired */
     int64_t idempotency_ttl_s; /* how long a key's answer is kept */
@@ -94,6 +95,7 @@ struct app {
     char ca_sha256[65];
     struct guard *guard;     /* rate limit tables (guard.c) */
     struct probe_server *probe; /* UDP address probes (probe.c); NULL: off */
+    struct relay_server *relay; /* WireGuard relay (relay.c); NULL: off */
     struct bstore *backups;  /* the backup store (bstore.h) */
     /* The probe guest the hub serves (benchmark.c); has_probe false:
      * none (nodes use their own). */

@@ -4,6 +4,7 @@
 #include "controller/desired.h"
 
 #include "api/agentmsg.h"
+#include "api/relay.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "controller/benchmark.h"
@@ -487,9 +488,23 @@ char *desired_peer_endpoint(const json_t *row)
     return NULL;
 }
 
+static enum probe_nat nat_of(const char *s)
+{
+    enum probe_nat n;
+    return s && probe_nat_parse(s, &n) == 0 ? n : PROBE_NAT_UNKNOWN;
+}
+
+bool desired_peer_relayed(const struct app *a, const char *nat_a,
+                          const char *nat_b)
+{
+    return a->relay && relay_path_needed(nat_of(nat_a), nat_of(nat_b));
+}
+
 /* Every other approved node with a WireGuard key is a peer, at the
- * endpoint desired_peer_endpoint() chooses. */
-static int peers_doc(struct app *a, const char *node_id, struct am_desired *doc)
+ * endpoint desired_peer_endpoint() chooses, directly or through the relay
+ * as desired_peer_relayed() says for its class and ours (my_nat). */
+static int peers_doc(struct app *a, const char *node_id, const char *my_nat,
+                     struct am_desired *doc)
 {
     json_auto_t *rows = NULL;
     int e;
@@ -512,6 +527,8 @@ static int peers_doc(struct app *a, const char *node_id, struct am_desired *doc)
         p->allowed_ips[p->n_allowed_ips++] = xasprintf(
             "%s/32", json_str(row, "mesh_ip"));
         p->keepalive = 25;
+        p->relayed = desired_peer_relayed(a, my_nat,
+                                          json_str(row, "nat_class"));
         if ((e = col(row, "id", &p->node_id)) < 0 ||
             (e = col(row, "name", &p->name)) < 0 ||
             (e = col(row, "wg_public_key", &p->public_key)) < 0)
@@ -527,8 +544,8 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
     int e;
     if ((e = fault("node")) < 0 ||
         (e = store_query_one(a->store, &me, "SELECT revision, mesh_ip, "
-                             "wg_port FROM nodes WHERE id = $1 AND removed_at "
-                             "IS NULL", "s", node_id)) < 0)
+                             "wg_port, nat_class FROM nodes WHERE id = $1 "
+                             "AND removed_at IS NULL", "s", node_id)) < 0)
         return e;
     doc->revision = json_int(me, "revision", 0);
     doc->node_id = xstrdup(node_id);
@@ -542,7 +559,7 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
     if ((e = vms_doc(a, node_id, doc)) < 0 ||
         (e = networks_doc(a, node_id, doc)) < 0 ||
         (e = ports_doc(a, node_id, doc)) < 0 ||
-        (e = peers_doc(a, node_id, doc)) < 0 ||
+        (e = peers_doc(a, node_id, json_str(me, "nat_class"), doc)) < 0 ||
         (e = benchmark_desired(a, node_id, doc)) < 0)
         return e;
     console_node_sessions(node_id, doc);

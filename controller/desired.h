@@ -38,3 +38,10 @@ void desired_dns_label(const char *account_name,
  * every destination (or it has none), else the configured endpoint, else
  * the mapping, else the address its API connection came from. */
 char *desired_peer_endpoint(const json_t *row);
+
+/* Whether two nodes whose stored NAT classes are nat_a and nat_b (NULL:
+ * never reported, as unknown) reach each other through the hub's relay:
+ * only while this controller relays, and by relay_path_needed()
+ * (docs/operations.md). */
+bool desired_peer_relayed(const struct app *a, const char *nat_a,
+                          const char *nat_b);

@@ -14,6 +14,7 @@
 #include "controller/handlers.h"
 #include "controller/restore.h"
 #include "controller/netalloc.h"
+#include "controller/relay.h"
 #include "controller/reputation.h"
 #include "controller/vmhealth.h"
 
@@ -754,5 +755,21 @@ HANDLER(h_agent_status)
     if (a->cfg.probe_port > 0)
         json_object_set_new(ans, AGENT_PROBE_PORT,
                             json_integer(a->cfg.probe_port));
+    /* A relay token signs the NAT class the node has now: the relay puts
+     * a pair on its path by the same rule as the desired documents. */
+    if (a->relay) {
+        enum probe_nat nat = PROBE_NAT_UNKNOWN;
+        char tok[RELAY_TOKEN_HEX + 1];
+        json_auto_t *me = NULL;
+        if (store_query_one(a->store, &me, "SELECT nat_class FROM nodes "
+                            "WHERE id = $1", "s", node_id) < 0 ||
+            probe_nat_parse(json_str(me, "nat_class"), &nat) < 0)
+            nat = PROBE_NAT_UNKNOWN;
+        if (relay_server_token(a->relay, node_id, nat, tok) == 0) {
+            json_object_set_new(ans, AGENT_RELAY_PORT,
+                                json_integer(a->cfg.relay_port));
+            json_object_set_new(ans, AGENT_RELAY_TOKEN, json_string(tok));
+        }
+    }
     http_reply_json(r, 200, ans);
 }

@@ -7,6 +7,7 @@
 #include "controller/bsched.h"
 #include "controller/handlers.h"
 #include "controller/probe.h"
+#include "controller/relay.h"
 
 #include <errno.h>
 
@@ -250,6 +251,20 @@ HANDLER(h_metrics)
         buf_printf(&out, "fog_probe_requests_total{result=\"answered\"} %llu\n"
                          "fog_probe_requests_total{result=\"dropped\"} %llu\n",
                    (unsigned long long)answered, (unsigned long long)dropped);
+    }
+    if (a->relay) {
+        uint64_t fwd = 0, drop = 0, nodes = 0;
+        relay_server_counts(a->relay, &fwd, &drop, &nodes);
+        prom_family(&out, "fog_relay_packets_total", "counter",
+                    "Frames the WireGuard relay received, by result: "
+                    "forwarded to a registered peer, or dropped (malformed, "
+                    "unregistered, not on a relayed path, over the rate).");
+        buf_printf(&out, "fog_relay_packets_total{result=\"forwarded\"} %llu\n"
+                         "fog_relay_packets_total{result=\"dropped\"} %llu\n",
+                   (unsigned long long)fwd, (unsigned long long)drop);
+        prom_family(&out, "fog_relay_nodes", "gauge",
+                    "Nodes registered with the WireGuard relay.");
+        buf_printf(&out, "fog_relay_nodes %llu\n", (unsigned long long)nodes);
     }
     uint64_t orphan_blobs, orphan_uploads;
     bsched_orphans_removed(&orphan_blobs, &orphan_uploads);

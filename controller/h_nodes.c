@@ -278,6 +278,20 @@ HANDLER(h_node_get)
     json_array_foreach(permit, i, it)
         json_array_append(ports, json_object_get(it, "port"));
     json_object_set_new(o, "permit_ports", ports);
+    /* The peers it reaches through the hub's relay, by the rule its
+     * desired document follows. */
+    json_auto_t *peers = NULL;
+    json_t *relayed = json_array();
+    store_query(a->store, &peers, "SELECT name, nat_class FROM nodes WHERE "
+                "id <> $1 AND approved = 1 AND removed_at IS NULL AND "
+                "wg_public_key IS NOT NULL AND mesh_ip IS NOT NULL ORDER BY "
+                "name", "s", json_str(row, "id"));
+    json_array_foreach(peers, i, it)
+        if (desired_peer_relayed(a, json_str(row, "nat_class"),
+                                 json_str(it, "nat_class")))
+            json_array_append(relayed, json_object_get(it, "name"));
+    json_object_set_new(json_object_get(o, "reachability"), "relayed_peers",
+                        relayed);
     json_t *pol = policy_render(a, json_str(row, "id"));
     if (pol) {
         json_object_del(pol, "node_id");

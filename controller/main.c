@@ -21,6 +21,7 @@
 #include "controller/netalloc.h"
 #include "controller/pki.h"
 #include "controller/probe.h"
+#include "controller/relay.h"
 #include "controller/reload.h"
 #include "controller/scheduler.h"
 #include "controller/schema.h"
@@ -49,6 +50,10 @@ static const struct config_opt options[] = {
       "UDP port (and the port above it) on the listen address answering "
       "nodes' public address probes, which find their WireGuard port's NAT "
       "mapping and class (0: off)" },
+    { "relay-port", CONFIG_INT, F(relay_port), 0, 65535, "0",
+      "UDP port on the listen address relaying WireGuard packets between "
+      "nodes that cannot reach each other directly, by their NAT classes "
+      "(needs --probe-port; 0: off)" },
     { "plain-http", CONFIG_BOOL, F(plain_http), 0, 0, NULL,
       "serve plain HTTP instead of HTTPS (only on a loopback address)" },
     { "heartbeat", CONFIG_INT, F(heartbeat_s), 1, 3600, "5",
@@ -519,6 +524,27 @@ static int cmd_serve(struct app *a)
         return 1;
     }
     a->probe = probe;
+    struct relay_server *relay = NULL;
+    /* Without probes no node has a class and every pair would be
+     * relayed. */
+    if (cfg->relay_port > 0 && cfg->probe_port == 0) {
+        fprintf(stderr, "fog-controller: --relay-port needs --probe-port\n");
+        probe_server_stop(probe);
+        http_server_stop(a->http, 0);
+        store_close(a->store);
+        return 1;
+    }
+    if (cfg->relay_port > 0 &&
+        (r = relay_server_start(cfg->listen, (int)cfg->relay_port,
+                                &relay)) < 0) {
+        fprintf(stderr, "fog-controller: cannot relay on UDP port %lld: %s\n",
+                (long long)cfg->relay_port, strerror(-r));
+        probe_server_stop(probe);
+        http_server_stop(a->http, 0);
+        store_close(a->store);
+        return 1;
+    }
+    a->relay = relay;
     reconciler_start(a);
     accrual_start(a);
     log_info("serving %s on %s (port %d), data in %s",
@@ -563,6 +589,8 @@ static int cmd_serve(struct app *a)
     http_server_stop(a->http, 5000);
     a->probe = NULL;
     probe_server_stop(probe);
+    a->relay = NULL;
+    relay_server_stop(relay);
     if (catalog_shutdown())
         store_close(a->store);
     else

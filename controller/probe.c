@@ -46,6 +46,8 @@ static char *listen_host(const char *listen)
 
 static int bind_udp(const char *host, int port, int *ret_fd)
 {
+    if (port < 1 || port > 65535)
+        return -EINVAL;
     char service[12];
     snprintf(service, sizeof(service), "%d", port);
     struct addrinfo hints = { .ai_socktype = SOCK_DGRAM,
@@ -53,7 +55,7 @@ static int bind_udp(const char *host, int port, int *ret_fd)
     struct addrinfo *res = NULL;
     int g = getaddrinfo(*host ? host : NULL, service, &hints, &res);
     if (g != 0) {
-        log_error("probe: cannot resolve '%s': %s", host, gai_strerror(g));
+        log_error("cannot resolve '%s': %s", host, gai_strerror(g));
         return -EADDRNOTAVAIL;
     }
     int fd = socket(res->ai_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
@@ -65,12 +67,22 @@ static int bind_udp(const char *host, int port, int *ret_fd)
     }
     freeaddrinfo(res);
     if (e < 0) {
-        log_error("probe: cannot bind UDP %s port %d: %s", host, port,
+        log_error("cannot bind UDP %s port %d: %s", host, port,
                   strerror(-e));
         return e;
     }
     *ret_fd = fd;
     return 0;
+}
+
+int probe_udp_bind(const char *listen, int port, int *ret_fd)
+{
+    _cleanup_free_ char *host = listen_host(listen);
+    if (!host) {
+        log_error("no address in '%s'", listen);
+        return -EINVAL;
+    }
+    return bind_udp(host, port, ret_fd);
 }
 
 /* Answer one request waiting on socket `which`, or drop it. */

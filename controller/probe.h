@@ -24,3 +24,8 @@ void probe_server_stop(struct probe_server *p);
 /* Requests answered and dropped (malformed or over the rate) so far. */
 void probe_server_counts(struct probe_server *p, uint64_t *ret_answered,
                          uint64_t *ret_dropped);
+
+/* A non-blocking UDP socket bound to `port` on the host of `listen` (as
+ * --listen), for the controller's UDP services. 0 and *ret_fd, or -errno
+ * with a message logged. */
+int probe_udp_bind(const char *listen, int port, int *ret_fd);

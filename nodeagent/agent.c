@@ -4,6 +4,7 @@
  * or the heartbeat comes due. Signals are taken by sigwait() on a thread
  * of their own. */
 #include "nodeagent/agent.h"
+#include "nodeagent/meshrelay.h"
 #include "nodeagent/natprobe.h"
 
 #include "api/agentmsg.h"
@@ -140,6 +141,7 @@ struct agent {
 
     struct conrelay *consoles; /* interactive console sessions */
     struct natprobe *probe;    /* address probes; NULL: none */
+    struct meshrelay *relay;   /* relayed mesh peers; NULL: none */
     struct backupjob *backups; /* the backup worker */
     struct benchjob *bench;    /* the benchmark worker */
     struct hcheck_runner *health; /* health checks; NULL: none run */
@@ -622,6 +624,13 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
                     json_is_integer(pp) && json_integer_value(pp) > 0 &&
                     json_integer_value(pp) < 65535
                         ? (int)json_integer_value(pp) : 0);
+    /* And its relay port with this node's token when it relays. */
+    json_t *rp = json_object_get(rep.json, AGENT_RELAY_PORT);
+    meshrelay_target(a->relay, a->node.controller,
+                     json_is_integer(rp) && json_integer_value(rp) > 0 &&
+                     json_integer_value(rp) < 65536
+                         ? (int)json_integer_value(rp) : 0,
+                     json_str(rep.json, AGENT_RELAY_TOKEN));
     api_reply_clear(&rep);
     if (json_object_get(body, "refused"))
         a->refused_sent = true;
@@ -805,6 +814,33 @@ static void net_resolvers_check(struct agent *a, const json_t *doc)
     nf_state_clear(&st);
 }
 
+/* Peers the document puts on the relay path get a local relay socket as
+ * their WireGuard endpoint; the relay drops the others. */
+static void net_relay(struct agent *a, const json_t *doc, struct nf_state *st)
+{
+    if (!a->relay)
+        return;
+    json_t *peers = json_object_get(doc, "peers");
+    size_t n = 0, i;
+    json_t *p;
+    const char **ids = xcalloc(json_array_size(peers) + 1, sizeof(*ids));
+    json_array_foreach(peers, i, p)
+        if (streq(json_str(p, AGENT_PEER_PATH), "relay") &&
+            json_str(p, "node_id"))
+            ids[n++] = json_str(p, "node_id");
+    uint16_t *ports = xcalloc(n + 1, sizeof(*ports));
+    meshrelay_sync(a->relay, ids, n, ports);
+    for (size_t k = 0; k < n; k++)
+        for (size_t j = 0; ports[k] && j < st->n_peers; j++)
+            if (streq(st->peers[j].node_id, ids[k])) {
+                free(st->peers[j].endpoint);
+                st->peers[j].endpoint = xasprintf("127.0.0.1:%u",
+                                                  (unsigned)ports[k]);
+            }
+    free(ports);
+    free(ids);
+}
+
 /* Make the host's network match desired document `doc`: the mesh, the
  * tenant bridges (before any domain on them starts), the firewall and the
  * networks' resolvers. Failures are kept for the status and retried
@@ -818,6 +854,7 @@ static void net_apply(struct agent *a, const json_t *doc, int64_t now)
         msg = xasprintf("network state unusable: %s", err ? err : "invalid");
     } else {
         net_local(a, &st);
+        net_relay(a, doc, &st);
         st.has_private_key = a->has_wg_key;
         if (a->has_wg_key)
             memcpy(st.private_key, a->wg_key, WGKEY_LEN);
@@ -1081,6 +1118,11 @@ int agent_run(const struct agent_settings *s)
         int64_t wg = a.node.wg_port > 0 ? a.node.wg_port : s->wg_port;
         a.probe = natprobe_start((uint16_t)wg, s->probe_interval_s);
     }
+    /* Peers reached through the hub's relay, when it gives any. */
+    if (a.host_net) {
+        int64_t wg = a.node.wg_port > 0 ? a.node.wg_port : s->wg_port;
+        a.relay = meshrelay_start(a.node.node_id, (uint16_t)wg);
+    }
     pthread_t poller, sigt;
     pthread_create(&sigt, NULL, signal_main, &a);
     pthread_detach(sigt);
@@ -1295,6 +1337,7 @@ int agent_run(const struct agent_settings *s)
     free(a.health_key);
     backupjob_free(a.backups);
     natprobe_stop(a.probe);
+    meshrelay_stop(a.relay);
     conrelay_free(a.consoles);
     json_decref(doc);
     json_decref(accepted);

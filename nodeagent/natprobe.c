@@ -188,8 +188,7 @@ int natprobe_round(uint32_t hub, uint16_t probe_port, uint16_t wg_port,
     return 0;
 }
 
-/* The IPv4 address of the host in url ("https://host:port/..."). */
-static int url_ipv4(const char *url, uint32_t *ret)
+int natprobe_url_ipv4(const char *url, uint32_t *ret)
 {
     const char *h = strstr(url, "://");
     h = h ? h + 3 : url;
@@ -239,7 +238,7 @@ static void *natprobe_main(void *arg)
 
         uint32_t hub;
         struct probe_ep local = { 0 }, mapped[PROBE_PORTS] = { 0 };
-        int e = url_ipv4(url, &hub);
+        int e = natprobe_url_ipv4(url, &hub);
         if (e == 0)
             e = natprobe_round(hub, (uint16_t)port, np->wg_port,
                                ROUND_TIMEOUT_MS, &local, mapped);

@@ -34,3 +34,8 @@ bool natprobe_result(struct natprobe *np, enum probe_nat *ret_nat,
 int natprobe_round(uint32_t hub, uint16_t probe_port, uint16_t wg_port,
                    int timeout_ms, struct probe_ep *ret_local,
                    struct probe_ep ret_mapped[PROBE_PORTS]);
+
+/* The IPv4 address (network order) of the host in url
+ * ("https://host:port/..."): 0, or -EAFNOSUPPORT for an IPv6 literal,
+ * -EADDRNOTAVAIL when it does not resolve. */
+int natprobe_url_ipv4(const char *url, uint32_t *ret);

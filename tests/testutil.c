@@ -8,6 +8,7 @@
 #include "common/timeutil.h"
 #include "common/jsonutil.h"
 #include "netfabric/link.h"
+#include "netfabric/nft.h"
 #include "netfabric/state.h"
 #include "netfabric/wg_uapi.h"
 
@@ -1452,4 +1453,115 @@ uint64_t tu_xorshift(uint64_t *state)
     x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
     *state = x;
     return x * 0x2545F4914F6CDD1DULL;
+}
+
+int tu_nat_hub(const char *hub_cidr)
+{
+    return tu_ip("link add hubbr type bridge") ||
+           tu_ip("addr add %s dev hubbr", hub_cidr) ||
+           tu_ip("link set hubbr up");
+}
+
+static int nat_forward_on(void *arg)
+{
+    (void)arg;
+    int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY);
+    int ok = fd >= 0 && write(fd, "1", 1) == 1;
+    if (fd >= 0)
+        close(fd);
+    return ok ? 0 : 1;
+}
+
+static int nat_router_rules(void *arg)
+{
+    _cleanup_free_ char *script = xasprintf(
+        "add table ip natr\n"
+        "add chain ip natr post { type nat hook postrouting priority "
+        "srcnat; }\n"
+        "add rule ip natr post oifname \"eth0\" %s\n", (const char *)arg);
+    _cleanup_free_ char *err = NULL;
+    int r = nft_apply(script, false, &err);
+    if (r < 0)
+        fprintf(stderr, "nft: %s\n", err ? err : "?");
+    return r < 0 ? 1 : 0;
+}
+
+int tu_nat_node_build(struct tu_nat_node *n, const char *tag, int idx)
+{
+    static int seq;
+    snprintf(n->ns, sizeof(n->ns), "%s%d-n%d", tag, (int)getpid(), idx);
+    snprintf(n->router, sizeof(n->router), "%s%d-r%d", tag, (int)getpid(),
+             idx);
+    snprintf(n->wg, sizeof(n->wg), "%swg%u", tag, (unsigned)idx & 0xffu);
+    const char *outside = n->lan ? n->router : n->ns;
+    char veth[16];
+    snprintf(veth, sizeof(veth), "h%d_%d", (int)getpid() % 100000, seq++);
+    _cleanup_free_ char *wan = xasprintf("%s/24", n->wan);
+    if (tu_ns_add(n->ns) || (n->lan && tu_ns_add(n->router)) ||
+        tu_ip("link add %s type veth peer name eth0 netns %s", veth,
+              outside) ||
+        tu_ip("link set %s master hubbr up", veth) ||
+        tu_ip("-n %s addr add %s dev eth0", outside, wan) ||
+        tu_ip("-n %s link set eth0 up", outside))
+        return 1;
+    if (!n->lan)
+        return 0;
+    return tu_ip("-n %s link add lan0 type veth peer name eth0 netns %s",
+                 n->router, n->ns) ||
+           tu_ip("-n %s addr add %s.1/24 dev lan0", n->router, n->lan) ||
+           tu_ip("-n %s link set lan0 up", n->router) ||
+           tu_ip("-n %s addr add %s.2/24 dev eth0", n->ns, n->lan) ||
+           tu_ip("-n %s link set eth0 up", n->ns) ||
+           tu_ip("-n %s route add default via %s.1", n->ns, n->lan) ||
+           tu_in_ns(n->router, nat_forward_on, NULL) ||
+           tu_in_ns(n->router, nat_router_rules, (void *)n->router_nat);
+}
+
+int tu_nat_node_start(const struct tu_ctl *ctl, const char *hub_addr,
+                      const char *dir, struct tu_nat_node *n)
+{
+    int st;
+    n->data_dir = xasprintf("%s/%s", dir, n->name);
+    n->log = xasprintf("%s/%s.log", dir, n->name);
+    _cleanup_free_ char *images = xasprintf("%s/images", dir);
+    _cleanup_free_ char *tok = tu_api_field(ctl, ctl->admin_key, "POST",
+                                            "/v1/join-tokens", "{}", 201,
+                                            "token");
+    _cleanup_free_ char *agent_bin = tu_bin("fog-nodeagent");
+    _cleanup_free_ char *url = xasprintf("https://%s:%d", hub_addr,
+                                         ctl->port);
+    char *join[] = { (char *)tu_ip_bin(), "netns", "exec", n->ns, agent_bin,
+                     "join", "--controller", url, "--token", tok,
+                     "--data-dir", n->data_dir, "--libvirt", "test:///default",
+                     "--name", (char *)n->name, NULL, NULL, NULL };
+    if (n->endpoint) {
+        join[16] = "--endpoint";
+        join[17] = (char *)n->endpoint;
+    }
+    _cleanup_free_ char *out = tu_run(join, &st);
+    if (st != 0) {
+        fprintf(stderr, "join of %s failed (%d): %s\n", n->name, st, out);
+        return 1;
+    }
+    char *run[] = { (char *)tu_ip_bin(), "netns", "exec", n->ns, agent_bin,
+                    "run", "--data-dir", n->data_dir, "--image-dir", images,
+                    "--mesh-ifname", n->wg, "--verbose", NULL };
+    n->pid = tu_spawn(run, n->log);
+    return n->pid > 0 ? 0 : 1;
+}
+
+void tu_nat_node_destroy(struct tu_nat_node *n)
+{
+    if (n->pid > 0)
+        tu_kill(n->pid, SIGTERM);
+    n->pid = -1;
+    if (*n->ns) {
+        tu_wg_remove(n->ns, n->wg);
+        tu_ip("netns del %s", n->ns);
+    }
+    if (n->lan && *n->router)
+        tu_ip("netns del %s", n->router);
+    free(n->data_dir);
+    free(n->log);
+    n->data_dir = n->log = NULL;
 }

@@ -370,6 +370,33 @@ bool tu_have_wireguard_go(void);
  * socket, which ends its wireguard-go; nothing when there is no such
  * link. 0, or the child's non-zero status. */
 int tu_wg_remove(const char *ns, const char *ifname);
+
+/* ---- NAT topologies (root): bridge "hubbr" in this namespace is the
+ * internet; a node sits on it, or behind a router namespace doing
+ * nftables masquerade on its eth0 ---- */
+struct tu_nat_node {
+    const char *name;       /* the node's name */
+    const char *wan;        /* its (or its router's) address on hubbr */
+    const char *lan;        /* "10.0.N": the router's LAN; NULL: no router */
+    const char *router_nat; /* the router's masquerade statement */
+    const char *endpoint;   /* --endpoint given at join; NULL: none */
+    char ns[32], router[32], wg[16];
+    char *data_dir, *log;   /* set by tu_nat_node_start */
+    pid_t pid;
+};
+/* Bridge hubbr, up, with hub_cidr ("198.51.100.1/24"). 0 or non-zero. */
+int tu_nat_hub(const char *hub_cidr);
+/* Name node n's namespaces and WireGuard interface from tag and idx and
+ * make them, wired to hubbr (a /24 on wan), with the router's NAT. 0, or
+ * non-zero at the first failed step. */
+int tu_nat_node_build(struct tu_nat_node *n, const char *tag, int idx);
+/* Join n to ctl, reached at https://hub_addr:PORT, and run its agent in
+ * its namespace (libvirt test:///default, images in dir/images, data and
+ * log under dir). 0, or non-zero with the reason printed. */
+int tu_nat_node_start(const struct tu_ctl *ctl, const char *hub_addr,
+                      const char *dir, struct tu_nat_node *n);
+/* Stop n's agent, remove its interface and namespaces, free its paths. */
+void tu_nat_node_destroy(struct tu_nat_node *n);
 /* Desired document text `doc` as netfabric's state (*ret, for
  * nf_state_clear): 0, or non-zero after printing why it was refused. */
 struct nf_state;

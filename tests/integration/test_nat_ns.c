@@ -44,18 +44,7 @@
 
 enum { DIRECT, EIM, EDM, N_NODES };
 
-struct node {
-    const char *name;
-    const char *wan;        /* its (or its router's) internet address */
-    const char *lan;        /* behind the router; NULL: none */
-    const char *router_nat; /* the router's nft masquerade statement */
-    const char *endpoint;   /* --endpoint given to the agent; NULL: none */
-    char ns[32], router[32], wg[16];
-    char *data_dir, *log;
-    pid_t pid;
-};
-
-static struct node nodes[N_NODES] = {
+static struct tu_nat_node nodes[N_NODES] = {
     [DIRECT] = { "nat-direct", "198.51.100.10", NULL, NULL, NULL },
     [EIM] = { "nat-eim", "198.51.100.11", "10.0.1", "masquerade",
               "10.0.1.2:51820" },
@@ -65,111 +54,12 @@ static struct node nodes[N_NODES] = {
 
 static struct tu_ctl ctl;
 static char *tmp, *watcher;
-static int vseq;
-
-/* A veth from this namespace's bridge to eth0 of ns, with cidr there. */
-static int wire_to_hub(const char *ns, const char *cidr)
-{
-    char veth[16];
-    snprintf(veth, sizeof(veth), "nh%d_%d", (int)getpid() % 100000, vseq++);
-    if (tu_ip("link add %s type veth peer name eth0 netns %s", veth, ns) ||
-        tu_ip("link set %s master hubbr up", veth) ||
-        tu_ip("-n %s addr add %s dev eth0", ns, cidr) ||
-        tu_ip("-n %s link set eth0 up", ns))
-        return -1;
-    return 0;
-}
-
-static int forward_on(void *arg)
-{
-    int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY);
-    int ok = fd >= 0 && write(fd, "1", 1) == 1;
-    if (fd >= 0)
-        close(fd);
-    return ok ? 0 : 1;
-}
-
-static int nat_rules(void *arg)
-{
-    const char *stmt = arg;
-    _cleanup_free_ char *script = xasprintf(
-        "add table ip natr\n"
-        "add chain ip natr post { type nat hook postrouting priority "
-        "srcnat; }\n"
-        "add rule ip natr post oifname \"eth0\" %s\n", stmt);
-    _cleanup_free_ char *err = NULL;
-    int r = nft_apply(script, false, &err);
-    if (r < 0)
-        fprintf(stderr, "nft: %s\n", err ? err : "?");
-    return r < 0 ? 1 : 0;
-}
-
-static void build_node(struct node *n)
-{
-    _cleanup_free_ char *wan = xasprintf("%s/24", n->wan);
-    assert_int_equal(tu_ns_add(n->ns), 0);
-    if (!n->lan) {
-        assert_int_equal(wire_to_hub(n->ns, wan), 0);
-        return;
-    }
-    assert_int_equal(tu_ns_add(n->router), 0);
-    assert_int_equal(wire_to_hub(n->router, wan), 0);
-    assert_int_equal(tu_ip("-n %s link add lan0 type veth peer name eth0 "
-                           "netns %s", n->router, n->ns), 0);
-    assert_int_equal(tu_ip("-n %s addr add %s.1/24 dev lan0", n->router,
-                           n->lan), 0);
-    assert_int_equal(tu_ip("-n %s link set lan0 up", n->router), 0);
-    assert_int_equal(tu_ip("-n %s addr add %s.2/24 dev eth0", n->ns, n->lan),
-                     0);
-    assert_int_equal(tu_ip("-n %s link set eth0 up", n->ns), 0);
-    assert_int_equal(tu_ip("-n %s route add default via %s.1", n->ns, n->lan),
-                     0);
-    assert_int_equal(tu_in_ns(n->router, forward_on, NULL), 0);
-    assert_int_equal(tu_in_ns(n->router, nat_rules, (void *)n->router_nat),
-                     0);
-}
-
-static void start_agent(struct node *n)
-{
-    int st;
-    n->data_dir = xasprintf("%s/%s", tmp, n->name);
-    n->log = xasprintf("%s/%s.log", tmp, n->name);
-    _cleanup_free_ char *images = xasprintf("%s/images", tmp);
-    _cleanup_free_ char *tok = tu_api_field(&ctl, ctl.admin_key, "POST",
-                                            "/v1/join-tokens", "{}", 201,
-                                            "token");
-    _cleanup_free_ char *agent_bin = tu_bin("fog-nodeagent");
-    _cleanup_free_ char *url = xasprintf("https://" HUB_ADDR ":%d", ctl.port);
-    char *join[] = { (char *)tu_ip_bin(), "netns", "exec", n->ns, agent_bin,
-                     "join", "--controller", url, "--token", tok,
-                     "--data-dir", n->data_dir, "--libvirt", "test:///default",
-                     "--name", (char *)n->name, NULL, NULL, NULL };
-    if (n->endpoint) {
-        join[16] = "--endpoint";
-        join[17] = (char *)n->endpoint;
-    }
-    _cleanup_free_ char *out = tu_run(join, &st);
-    if (st != 0)
-        fail_msg("join of %s failed (%d): %s", n->name, st, out);
-    char *run[] = { (char *)tu_ip_bin(), "netns", "exec", n->ns, agent_bin,
-                    "run", "--data-dir", n->data_dir, "--image-dir", images,
-                    "--mesh-ifname", n->wg, "--verbose", NULL };
-    n->pid = tu_spawn(run, n->log);
-    assert_true(n->pid > 0);
-}
 
 static int setup(void **state)
 {
-    assert_int_equal(tu_ip("link add hubbr type bridge"), 0);
-    assert_int_equal(tu_ip("addr add " HUB_ADDR "/24 dev hubbr"), 0);
-    assert_int_equal(tu_ip("link set hubbr up"), 0);
-    for (int i = 0; i < N_NODES; i++) {
-        struct node *n = &nodes[i];
-        snprintf(n->ns, sizeof(n->ns), "nat%d-n%d", (int)getpid(), i);
-        snprintf(n->router, sizeof(n->router), "nat%d-r%d", (int)getpid(), i);
-        snprintf(n->wg, sizeof(n->wg), "natwg%u", (unsigned)i & 0xffu);
-        build_node(n);
-    }
+    assert_int_equal(tu_nat_hub(HUB_ADDR "/24"), 0);
+    for (int i = 0; i < N_NODES; i++)
+        assert_int_equal(tu_nat_node_build(&nodes[i], "nat", i), 0);
     tmp = tu_tempdir("nat");
     _cleanup_free_ char *images = xasprintf("%s/images", tmp);
     assert_int_equal(mkdir(images, 0755), 0);
@@ -180,7 +70,8 @@ static int setup(void **state)
                                "\"wg_public_key\":\"" WATCHER_KEY "\","
                                "\"endpoint\":\"198.51.100.99:51820\"");
     for (int i = 0; i < N_NODES; i++)
-        start_agent(&nodes[i]);
+        assert_int_equal(tu_nat_node_start(&ctl, HUB_ADDR, tmp, &nodes[i]),
+                         0);
     return 0;
 }
 
@@ -189,19 +80,8 @@ static bool torn_down;
 static int teardown(void **state)
 {
     torn_down = true;
-    for (int i = 0; i < N_NODES; i++) {
-        struct node *n = &nodes[i];
-        if (n->pid > 0)
-            tu_kill(n->pid, SIGTERM);
-        n->pid = -1;
-        tu_wg_remove(n->ns, n->wg);
-        tu_ip("netns del %s", n->ns);
-        if (n->lan)
-            tu_ip("netns del %s", n->router);
-        free(n->data_dir);
-        free(n->log);
-        n->data_dir = n->log = NULL;
-    }
+    for (int i = 0; i < N_NODES; i++)
+        tu_nat_node_destroy(&nodes[i]);
     if (ctl.dir)
         tu_ctl_destroy(&ctl);
     if (tmp)
@@ -214,7 +94,7 @@ static int teardown(void **state)
 
 /* GET /v1/nodes/NAME's reachability once the node reported it (new
  * reference), or NULL after 40 s. */
-static json_t *reach_of(const struct node *n)
+static json_t *reach_of(const struct tu_nat_node *n)
 {
     _cleanup_free_ char *path = xasprintf("/v1/nodes/%s", n->name);
     int64_t end = mono_ms() + 40000;
@@ -232,7 +112,7 @@ static json_t *reach_of(const struct node *n)
 }
 
 /* The endpoint the watcher's desired document gives node n. */
-static char *peer_endpoint(const struct node *n)
+static char *peer_endpoint(const struct tu_nat_node *n)
 {
     long st;
     json_auto_t *d = tu_api(&ctl, watcher, "GET", "/v1/agent/desired", NULL,

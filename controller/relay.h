@@ -1,0 +1,40 @@
+/* The hub's WireGuard relay (api/relay.h): one thread reading one UDP
+ * socket, --relay-port on the API's listen address. A node registers its
+ * source address with a hello carrying its token; data frames from a
+ * registered address go to the registered node they name, only when the
+ * two nodes' NAT classes (signed in their tokens) put them on the relay
+ * path with each other, at most RELAY_RATE frames a second per source.
+ * Nothing is ever sent to an address that did not register, and nothing
+ * is answered: a frame goes out no larger than it came in. */
+#pragma once
+
+#include "api/relay.h"
+
+#include <stdint.h>
+
+/* Frames a second (and burst) one source address and port may send. */
+#define RELAY_RATE 20000
+#define RELAY_BURST 40000
+/* Nodes registered at once. */
+#define RELAY_NODES_MAX 1024
+
+struct relay_server;
+
+/* Bind UDP `port` on the host of `listen` ("ADDR:PORT" or "[V6]:PORT")
+ * and start relaying, with a fresh random secret for tokens. *ret owned
+ * by the caller (relay_server_stop). 0, or -errno with a message logged. */
+int relay_server_start(const char *listen, int port,
+                       struct relay_server **ret);
+/* Stop the thread and close the socket; NULL is fine. */
+void relay_server_stop(struct relay_server *s);
+
+/* A token for node_id (a UUID) with NAT class nat, valid RELAY_TOKEN_S
+ * from now, as RELAY_TOKEN_HEX lowercase hex into out. 0, or -EINVAL for
+ * a node id that is no UUID. */
+int relay_server_token(struct relay_server *s, const char *node_id,
+                       enum probe_nat nat, char out[RELAY_TOKEN_HEX + 1]);
+
+/* Frames forwarded and dropped (malformed, unregistered, not allowed,
+ * over the rate) so far, and nodes registered now. */
+void relay_server_counts(struct relay_server *s, uint64_t *ret_forwarded,
+                         uint64_t *ret_dropped, uint64_t *ret_nodes);
