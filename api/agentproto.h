@@ -28,6 +28,9 @@
 #define AGENT_CONTRACT 2
 #define AGENT_CONTRACT_MIN 1
 #define AGENT_CONTRACT_MAX_VALUE 999 /* beyond: not a version */
+/* The first contract whose agents relay WireGuard through the hub
+ * (api/relay.h): a pair is put on the relay only when both speak it. */
+#define AGENT_CONTRACT_RELAY 2
 
 /* A status post refused for some of its usage samples names each, in an
  * array under this member of the problem+json answer: {index, vm, seq,

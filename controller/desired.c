@@ -494,16 +494,20 @@ static enum probe_nat nat_of(const char *s)
     return s && probe_nat_parse(s, &n) == 0 ? n : PROBE_NAT_UNKNOWN;
 }
 
-bool desired_peer_relayed(const struct app *a, const char *nat_a,
-                          const char *nat_b)
+bool desired_peer_relayed(const struct app *a, const json_t *node_a,
+                          const json_t *node_b)
 {
-    return a->relay && relay_path_needed(nat_of(nat_a), nat_of(nat_b));
+    return a->relay &&
+           json_int(node_a, "agent_contract", 1) >= AGENT_CONTRACT_RELAY &&
+           json_int(node_b, "agent_contract", 1) >= AGENT_CONTRACT_RELAY &&
+           relay_path_needed(nat_of(json_str(node_a, "nat_class")),
+                             nat_of(json_str(node_b, "nat_class")));
 }
 
 /* Every other approved node with a WireGuard key is a peer, at the
  * endpoint desired_peer_endpoint() chooses, directly or through the relay
- * as desired_peer_relayed() says for its class and ours (my_nat). */
-static int peers_doc(struct app *a, const char *node_id, const char *my_nat,
+ * as desired_peer_relayed() says for it and us (me: our row). */
+static int peers_doc(struct app *a, const char *node_id, const json_t *me,
                      struct am_desired *doc)
 {
     json_auto_t *rows = NULL;
@@ -512,7 +516,7 @@ static int peers_doc(struct app *a, const char *node_id, const char *my_nat,
         (e = store_query(a->store, &rows,
                          "SELECT id, name, wg_public_key, endpoint, "
                          "observed_endpoint, wg_port, mesh_ip, mapped_endpoint, "
-                         "nat_class FROM nodes "
+                         "nat_class, agent_contract FROM nodes "
                          "WHERE id <> $1 AND approved = 1 AND removed_at IS "
                          "NULL AND wg_public_key IS NOT NULL AND mesh_ip IS "
                          "NOT NULL ORDER BY mesh_ip", "s", node_id)) < 0)
@@ -527,8 +531,7 @@ static int peers_doc(struct app *a, const char *node_id, const char *my_nat,
         p->allowed_ips[p->n_allowed_ips++] = xasprintf(
             "%s/32", json_str(row, "mesh_ip"));
         p->keepalive = 25;
-        p->relayed = desired_peer_relayed(a, my_nat,
-                                          json_str(row, "nat_class"));
+        p->relayed = desired_peer_relayed(a, me, row);
         if ((e = col(row, "id", &p->node_id)) < 0 ||
             (e = col(row, "name", &p->name)) < 0 ||
             (e = col(row, "wg_public_key", &p->public_key)) < 0)
@@ -544,8 +547,9 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
     int e;
     if ((e = fault("node")) < 0 ||
         (e = store_query_one(a->store, &me, "SELECT revision, mesh_ip, "
-                             "wg_port, nat_class FROM nodes WHERE id = $1 "
-                             "AND removed_at IS NULL", "s", node_id)) < 0)
+                             "wg_port, nat_class, agent_contract FROM nodes "
+                             "WHERE id = $1 AND removed_at IS NULL", "s",
+                             node_id)) < 0)
         return e;
     doc->revision = json_int(me, "revision", 0);
     doc->node_id = xstrdup(node_id);
@@ -559,7 +563,7 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
     if ((e = vms_doc(a, node_id, doc)) < 0 ||
         (e = networks_doc(a, node_id, doc)) < 0 ||
         (e = ports_doc(a, node_id, doc)) < 0 ||
-        (e = peers_doc(a, node_id, json_str(me, "nat_class"), doc)) < 0 ||
+        (e = peers_doc(a, node_id, me, doc)) < 0 ||
         (e = benchmark_desired(a, node_id, doc)) < 0)
         return e;
     console_node_sessions(node_id, doc);

@@ -39,9 +39,10 @@ void desired_dns_label(const char *account_name,
  * the mapping, else the address its API connection came from. */
 char *desired_peer_endpoint(const json_t *row);
 
-/* Whether two nodes whose stored NAT classes are nat_a and nat_b (NULL:
- * never reported, as unknown) reach each other through the hub's relay:
- * only while this controller relays, and by relay_path_needed()
- * (docs/operations.md). */
-bool desired_peer_relayed(const struct app *a, const char *nat_a,
-                          const char *nat_b);
+/* Whether two nodes (rows with their nat_class, NULL: never reported, as
+ * unknown, and agent_contract) reach each other through the hub's relay:
+ * only while this controller relays, only when both agents speak
+ * AGENT_CONTRACT_RELAY or later (an older one never registers there), and
+ * by relay_path_needed() (docs/operations.md). */
+bool desired_peer_relayed(const struct app *a, const json_t *node_a,
+                          const json_t *node_b);

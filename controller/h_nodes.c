@@ -282,13 +282,13 @@ HANDLER(h_node_get)
      * desired document follows. */
     json_auto_t *peers = NULL;
     json_t *relayed = json_array();
-    store_query(a->store, &peers, "SELECT name, nat_class FROM nodes WHERE "
+    store_query(a->store, &peers, "SELECT name, nat_class, agent_contract "
+                "FROM nodes WHERE "
                 "id <> $1 AND approved = 1 AND removed_at IS NULL AND "
                 "wg_public_key IS NOT NULL AND mesh_ip IS NOT NULL ORDER BY "
                 "name", "s", json_str(row, "id"));
     json_array_foreach(peers, i, it)
-        if (desired_peer_relayed(a, json_str(row, "nat_class"),
-                                 json_str(it, "nat_class")))
+        if (desired_peer_relayed(a, row, it))
             json_array_append(relayed, json_object_get(it, "name"));
     json_object_set_new(json_object_get(o, "reachability"), "relayed_peers",
                         relayed);

@@ -12,6 +12,8 @@
 #include "api/agentmsg.h"
 #include "api/relay.h"
 #include "common/jsonutil.h"
+#include "controller/app.h"
+#include "controller/desired.h"
 
 #include <errno.h>
 #include <string.h>
@@ -190,6 +192,33 @@ static const char *doc_with_path(const char *path)
     return buf;
 }
 
+/* A pair goes through the relay only when both agents speak the contract
+ * that relays: an older agent never registers there, so its peers try it
+ * directly. */
+static void only_agents_that_relay_are_put_on_the_relay(void **state)
+{
+    (void)state;
+    struct app a = { 0 };
+    a.relay = (struct relay_server *)&a; /* relaying: only its presence */
+    json_auto_t *sym = json_pack("{s:s, s:i}", "nat_class",
+                                 "endpoint-dependent", "agent_contract",
+                                 AGENT_CONTRACT_RELAY);
+    json_auto_t *sym2 = json_deep_copy(sym);
+    json_auto_t *old = json_pack("{s:s, s:i}", "nat_class",
+                                 "endpoint-dependent", "agent_contract", 1);
+    json_auto_t *unknown = json_pack("{s:s}", "nat_class",
+                                     "endpoint-dependent");
+    json_auto_t *open = json_pack("{s:s, s:i}", "nat_class", "none",
+                                  "agent_contract", AGENT_CONTRACT_RELAY);
+    assert_true(desired_peer_relayed(&a, sym, sym2));
+    assert_false(desired_peer_relayed(&a, sym, old));
+    assert_false(desired_peer_relayed(&a, old, sym));
+    assert_false(desired_peer_relayed(&a, sym, unknown)); /* as 1 */
+    assert_false(desired_peer_relayed(&a, sym, open));
+    a.relay = NULL;
+    assert_false(desired_peer_relayed(&a, sym, sym2));
+}
+
 static void the_peer_path_travels_in_the_desired_document(void **state)
 {
     (void)state;
@@ -224,6 +253,7 @@ int main(void)
         cmocka_unit_test(tokens_are_bound_to_node_secret_and_time),
         cmocka_unit_test(only_pairs_without_a_direct_path_are_relayed),
         cmocka_unit_test(the_peer_path_travels_in_the_desired_document),
+        cmocka_unit_test(only_agents_that_relay_are_put_on_the_relay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
