@@ -74,9 +74,117 @@ static bool listed(const char *id, const char *const *ids, size_t n)
     return false;
 }
 
-enum place_filter place_check(const struct place_node *n,
-                              const struct place_req *r, int64_t *ret_price)
+/* A list of node ids as an open-addressed hash set, built once per
+ * decision so a long list (the nodes holding a wanted host port, an
+ * anti-affinity group's nodes) costs one probe per node, not a walk.
+ * Fixed size, on the stack: a list longer than half of it is walked. */
+#define IDSET_SLOTS 2048
+struct idset {
+    const char *const *ids;      /* the list, walked when !hashed */
+    size_t n;
+    bool hashed;
+    const char *slot[IDSET_SLOTS];
+};
+
+static uint32_t id_hash(const char *s)
 {
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static void idset_init(struct idset *set, const char *const *ids, size_t n,
+                       bool hash)
+{
+    set->ids = ids;
+    set->n = n;
+    set->hashed = hash && n > 8 && n <= IDSET_SLOTS / 2;
+    if (!set->hashed)
+        return;
+    memset(set->slot, 0, sizeof(set->slot));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = id_hash(ids[i]) % IDSET_SLOTS;
+        while (set->slot[k] && !streq(set->slot[k], ids[i]))
+            k = (k + 1) % IDSET_SLOTS;
+        set->slot[k] = ids[i];
+    }
+}
+
+static bool idset_has(const struct idset *set, const char *id)
+{
+    if (!set->hashed)
+        return listed(id, set->ids, set->n);
+    for (uint32_t k = id_hash(id) % IDSET_SLOTS; set->slot[k];
+         k = (k + 1) % IDSET_SLOTS)
+        if (streq(set->slot[k], id))
+            return true;
+    return false;
+}
+
+/* The hour price as integers: for one hour the seconds cancel out of
+ * rating_cost_ceil(), leaving ceil(sum(price_i * k_i) / PRICE_DENOM) with
+ * k_i the VM's quantity times its component's scale. Computed once per
+ * request; a node's price then takes five multiplications in 64 bits, and
+ * only sums that would overflow go through the 128-bit rating code (same
+ * result: both are the exact sum rounded up once). */
+#define PRICE_DENOM (INT64_C(1024) * 720)
+
+struct price_coef {
+    bool fast;                   /* k usable (quantities valid, no overflow) */
+    int64_t k[5];                /* vCPU, memory, disk, GPU, port */
+};
+
+static struct price_coef price_coef(const struct place_req *r)
+{
+    struct price_coef c = { 0 };
+    const int64_t q[5] = { r->vcpus, r->mem_mib, r->disk_gib, r->gpu_count,
+                           r->ports };
+    const int64_t scale[5] = { PRICE_DENOM, 720, 1024, PRICE_DENOM,
+                               PRICE_DENOM };
+    c.fast = true;
+    for (int i = 0; i < 5; i++)
+        if (q[i] < 0 || __builtin_mul_overflow(q[i], scale[i], &c.k[i]))
+            c.fast = false;
+    return c;
+}
+
+static int64_t price_fast(const struct price_coef *c,
+                          const struct rating_offer *o,
+                          const struct place_req *r)
+{
+    const int64_t p[5] = { o->vcpu_hour, o->mem_gib_hour, o->disk_gib_month,
+                           o->gpu_hour, o->port_hour };
+    int64_t sum = 0, t;
+    bool slow = !c->fast;
+    for (int i = 0; i < 5 && !slow; i++)
+        slow = p[i] < 0 || __builtin_mul_overflow(p[i], c->k[i], &t) ||
+               __builtin_add_overflow(sum, t, &sum);
+    if (slow)
+        return place_price_hour(o, r);
+    return sum / PRICE_DENOM + (sum % PRICE_DENOM != 0);
+}
+
+/* place_check() with the request's price coefficients worked out. */
+/* What place_decide works out once per request. */
+struct prep {
+    struct price_coef c;
+    struct idset blocked, avoid;
+};
+
+/* hash: the lists become hash sets (worth it for many nodes). */
+static void prep_init(struct prep *p, const struct place_req *r, bool hash)
+{
+    p->c = price_coef(r);
+    idset_init(&p->blocked, r->port_blocked, r->n_port_blocked, hash);
+    idset_init(&p->avoid, r->avoid, r->n_avoid, hash);
+}
+
+static enum place_filter check(const struct place_node *n,
+                               const struct place_req *r,
+                               const struct prep *pr, int64_t *ret_price)
+{
+    const struct price_coef *c = &pr->c;
     if (n->free_vcpus < r->vcpus || n->free_mem_mib < r->mem_mib ||
         n->free_disk_gib < r->disk_gib)
         return PF_CAPACITY;
@@ -90,25 +198,37 @@ enum place_filter place_check(const struct place_node *n,
         return PF_WINDOW;
     if (!policy_ok(n, r))
         return PF_POLICY;
-    if (listed(n->id, r->port_blocked, r->n_port_blocked))
+    if (r->n_port_blocked && idset_has(&pr->blocked, n->id))
         return PF_PORTS;
     if (r->region && !streq(r->region, n->region ? n->region : ""))
         return PF_REGION;
-    if (!labels_ok(n, r))
+    if (r->n_labels && !labels_ok(n, r))
         return PF_LABELS;
     if (r->min_reputation > 0 && n->reputation < r->min_reputation)
         return PF_REPUTATION;
-    if (listed(n->id, r->avoid, r->n_avoid))
+    if (r->n_avoid && idset_has(&pr->avoid, n->id))
         return PF_ANTI_AFFINITY;
-    struct rating_offer o = n->offer;
-    if (r->gpu_count > 0 && n->gpu_hour_model >= 0)
+    int64_t price;
+    if (r->gpu_count > 0 && n->gpu_hour_model >= 0) {
+        struct rating_offer o = n->offer;
         o.gpu_hour = n->gpu_hour_model;
-    int64_t price = place_price_hour(&o, r);
+        price = price_fast(c, &o, r);
+    } else {
+        price = price_fast(c, &n->offer, r);
+    }
     if (ret_price)
         *ret_price = price;
     if (price == INT64_MAX || (r->max_price >= 0 && price > r->max_price))
         return PF_PRICE;
     return PF_N;
+}
+
+enum place_filter place_check(const struct place_node *n,
+                              const struct place_req *r, int64_t *ret_price)
+{
+    struct prep p;
+    prep_init(&p, r, false);
+    return check(n, r, &p, ret_price);
 }
 
 /* Mean free fraction of vCPUs and memory once the VM is there. */
@@ -133,11 +253,13 @@ void place_decide(const struct place_req *r, const struct place_node *nodes,
                   size_t n, const struct place_weights *w,
                   struct place_result *ret)
 {
+    struct prep pr;
+    prep_init(&pr, r, n > 64);
     memset(ret, 0, sizeof(*ret));
     ret->chosen = -1;
     for (size_t i = 0; i < n; i++) {
         int64_t price = 0;
-        enum place_filter f = place_check(&nodes[i], r, &price);
+        enum place_filter f = check(&nodes[i], r, &pr, &price);
         if (f != PF_N) {
             ret->removed[f]++;
             continue;
