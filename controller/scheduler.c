@@ -105,6 +105,7 @@ struct fleet {
     const char **lab;                /* nodes' labels, grouped by node */
     struct place_rule *rul;          /* nodes' policy rules, grouped */
     size_t *order;                   /* node indices sorted by id */
+    int64_t *port_min, *port_max;    /* nodes' host port ranges */
     size_t n;
     unsigned refs;
     uint64_t seq;                    /* fleet_seq when loading began */
@@ -141,6 +142,8 @@ static void fleet_clear(struct fleet *f)
     free(f->lab);
     free(f->rul);
     free(f->order);
+    free(f->port_min);
+    free(f->port_max);
 }
 
 /* Drop one reference (fleet_lock held). */
@@ -214,7 +217,7 @@ static int fleet_load(struct app *a, struct fleet *f)
         "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
         "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
         "port_hour, t.score AS reputation, n.avail_windows, n.avail_tz_min, "
-        "n.policy_pool "
+        "n.policy_pool, n.port_min, n.port_max "
         "FROM nodes n LEFT JOIN node_offers "
         "o ON o.node_id = n.id LEFT JOIN node_trust t ON t.node_id = n.id "
         "LEFT JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS "
@@ -241,8 +244,12 @@ static int fleet_load(struct app *a, struct fleet *f)
     int64_t now = now_s();
     f->n = n;
     f->nodes = xcalloc(n + 1, sizeof(*f->nodes));
+    f->port_min = xcalloc(n + 1, sizeof(*f->port_min));
+    f->port_max = xcalloc(n + 1, sizeof(*f->port_max));
     json_array_foreach(f->rows, i, row) {
         struct place_node *p = &f->nodes[i];
+        f->port_min[i] = json_int(row, "port_min", 0);
+        f->port_max[i] = json_int(row, "port_max", 0);
         p->id = json_str(row, "id");
         p->account_id = json_str(row, "account_id");
         p->kvm = json_int(row, "kvm", 0) != 0;
@@ -417,6 +424,28 @@ static void fleet_take(struct fleet *f, const char *node_id,
  * committed, the VM's share taken from the chosen node in the cached
  * fleet, and the nodes (the one it left too, when `from`) and the VM's
  * networks told. Releases f. 1 placed, r, or -errno of the commit. */
+/* A batch of placements in one transaction (scheduler_run on sqlite):
+ * each VM's placement is a savepoint inside it, and whom to tell waits
+ * for the commit, so no node fetches a placement before it is there. */
+struct batch {
+    char (*vms)[UUID_STR_LEN + 1];
+    char (*nodes)[UUID_STR_LEN + 1];
+    size_t n, cap;
+};
+static _Thread_local struct batch *cur_batch;
+
+static void batch_add(struct batch *b, const char *vm_id, const char *node_id)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 64;
+        b->vms = xrealloc(b->vms, b->cap * sizeof(*b->vms));
+        b->nodes = xrealloc(b->nodes, b->cap * sizeof(*b->nodes));
+    }
+    snprintf(b->vms[b->n], sizeof(b->vms[0]), "%s", vm_id);
+    snprintf(b->nodes[b->n], sizeof(b->nodes[0]), "%s", node_id);
+    b->n++;
+}
+
 static int place_finish(struct app *a, struct fleet *f, int r,
                         const char *vm_id, const char *node_id,
                         const char *from, const struct place_req *req)
@@ -432,6 +461,10 @@ static int place_finish(struct app *a, struct fleet *f, int r,
     }
     fleet_take(f, node_id, req);
     fleet_put(f);
+    if (cur_batch && !from) {
+        batch_add(cur_batch, vm_id, node_id);
+        return 1;
+    }
     if (from)
         app_node_changed(a, from);
     app_node_changed(a, node_id);
@@ -445,7 +478,9 @@ void sched_ask_free(struct sched_ask *q)
 {
     json_decref(q->labels);
     json_decref(q->avoid);
-    json_decref(q->blocked);
+    json_decref(q->wanted);
+    json_decref(q->taken);
+    json_decref(q->permits);
     free(q->bl);
     free(q->lab);
     free(q->av);
@@ -470,19 +505,30 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
     q->req.labels = q->lab;
     /* Nodes where a host port the VM asked for is taken or not permitted
      * (one look at every node only for a VM that asked for one). */
-    if (vm_id && store_query_int(a->store, 0, "SELECT COUNT(*) FROM ports "
-                                 "WHERE vm_id = $1 AND want_port > 0 AND "
-                                 "host_port IS NULL", "s", vm_id) > 0) {
-        int e = store_query(a->store, &q->blocked,
-                            "SELECT n.id FROM nodes n WHERE n.approved = 1 AND "
-                            "n.removed_at IS NULL AND NOT ("
-                            NETALLOC_PORTS_FIT_SQL("$1") ")", "s", vm_id);
+    if (vm_id) {
+        int e = store_query(a->store, &q->wanted, "SELECT proto, want_port "
+                            "FROM ports WHERE vm_id = $1 AND want_port > 0 AND "
+                            "host_port IS NULL", "s", vm_id);
         if (e < 0)
             return e;
-        q->bl = xcalloc(json_array_size(q->blocked) + 1, sizeof(*q->bl));
-        json_array_foreach(q->blocked, i, v)
-            q->bl[q->req.n_port_blocked++] = json_str(v, "id");
-        q->req.port_blocked = q->bl;
+        if (json_array_size(q->wanted) == 0) {
+            json_decref(q->wanted);
+            q->wanted = NULL;
+        } else if ((e = store_query(a->store, &q->taken, "SELECT DISTINCT "
+                                    "u.node_id FROM ports q JOIN ports u ON "
+                                    "u.proto = q.proto AND u.host_port = "
+                                    "q.want_port WHERE q.vm_id = $1 AND "
+                                    "q.want_port > 0 AND q.host_port IS NULL "
+                                    "AND u.node_id IS NOT NULL", "s",
+                                    vm_id)) < 0 ||
+                   (e = store_query(a->store, &q->permits, "SELECT "
+                                    "pp.node_id, pp.port FROM ports q JOIN "
+                                    "node_permit_ports pp ON pp.port = "
+                                    "q.want_port WHERE q.vm_id = $1 AND "
+                                    "q.want_port > 0 AND q.host_port IS NULL",
+                                    "s", vm_id)) < 0) {
+            return e;
+        }
     }
     if (!group)
         return 0;
@@ -499,6 +545,44 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
         q->av[q->req.n_avoid++] = json_str(v, "node_id");
     q->req.avoid = q->av;
     return 0;
+}
+
+/* q's port filter on fleet f: the nodes where a host port it asked for
+ * does not fit (as NETALLOC_PORTS_FIT_SQL says; place_fit checks it
+ * again under the node's lock): taken there, or outside the node's range
+ * and not permitted there. The ranges come with the fleet, so a fleet of
+ * nodes costs a comparison each, not a query each. */
+static void ask_block(struct sched_ask *q, const struct fleet *f)
+{
+    if (!q->wanted)
+        return;
+    free(q->bl);
+    size_t nw = json_array_size(q->wanted), i, k, n = 0;
+    json_t *v;
+    _cleanup_free_ int64_t *want = xcalloc(nw + 1, sizeof(*want));
+    json_array_foreach(q->wanted, i, v)
+        want[i] = json_int(v, "want_port", 0);
+    q->bl = xcalloc(json_array_size(q->taken) + f->n + 1, sizeof(*q->bl));
+    json_array_foreach(q->taken, i, v)
+        q->bl[n++] = json_str(v, "node_id");
+    for (k = 0; k < f->n; k++) {
+        bool out = false;
+        for (i = 0; i < nw && !out; i++) {
+            if (want[i] >= f->port_min[k] && want[i] <= f->port_max[k])
+                continue;
+            /* Outside its range: blocked unless the node permits it. */
+            out = true;
+            size_t j;
+            json_array_foreach(q->permits, j, v)
+                if (json_int(v, "port", 0) == want[i] &&
+                    streq(json_str(v, "node_id"), f->nodes[k].id))
+                    out = false;
+        }
+        if (out)
+            q->bl[n++] = f->nodes[k].id;
+    }
+    q->req.port_blocked = q->bl;
+    q->req.n_port_blocked = n;
 }
 
 /* The placement columns of a VM row. */
@@ -546,17 +630,19 @@ static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
  * and was loaded before load `refuse_after` began: a refusal is never
  * stale. The fleet it was made on goes to *ret_f (release with
  * fleet_put()). */
-static int decide(struct app *a, const struct place_req *r, uint64_t after,
+static int decide(struct app *a, struct sched_ask *q, uint64_t after,
                   uint64_t refuse_after, struct fleet **ret_f,
                   struct place_result *ret)
 {
     struct fleet *f;
     struct place_weights w = weights(a);
+    const struct place_req *r = &q->req;
     if (refuse_after < after)
         refuse_after = after;
     int e = fleet_get(a, after, &f);
     if (e < 0)
         return e;
+    ask_block(q, f);
     if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
         fleet_put(f);
         return e;
@@ -565,6 +651,7 @@ static int decide(struct app *a, const struct place_req *r, uint64_t after,
         fleet_put(f);
         if ((e = fleet_get(a, refuse_after, &f)) < 0)
             return e;
+        ask_block(q, f);
         if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
             fleet_put(f);
             return e;
@@ -579,7 +666,8 @@ int scheduler_decide(struct app *a, const struct place_req *r,
 {
     struct fleet *f;
     struct place_result res;
-    int e = decide(a, r, 0, atomic_load(&fleet_seq), &f, &res);
+    struct sched_ask q = { .req = *r };
+    int e = decide(a, &q, 0, atomic_load(&fleet_seq), &f, &res);
     if (e < 0)
         return e;
     json_t *o = place_result_json(&res, f->n);
@@ -743,7 +831,7 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         return r == -ENOENT ? 0 : r;
     }
     struct place_result res;
-    if ((r = decide(a, &q.req, after, refuse_after, &f, &res)) < 0) {
+    if ((r = decide(a, &q, after, refuse_after, &f, &res)) < 0) {
         store_tx_rollback(a->store);
         return r;
     }
@@ -955,6 +1043,7 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
         store_tx_rollback(a->store);
         return r;
     }
+    ask_block(&q, f);
     const char *from = json_str(vm, "node_id");
     /* The candidates: the node named, else every node but the one the VM
      * leaves; on the node it is on, its own share is free again. */
@@ -1021,12 +1110,46 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     return r;
 }
 
+/* One scheduler_run transaction holds the store's writer for at most
+ * this long, or this many placements, whichever comes first. */
+#define BATCH_MS 25
+#define BATCH_MAX 512
+
+/* End batch b's transaction: committed when ok, and then every node
+ * given a VM and the VMs' networks told (once each node); rolled back
+ * otherwise, and the fleet, which counted its placements, dropped. 0 or
+ * -errno of the commit. */
+static int batch_end(struct app *a, struct batch *b, bool ok)
+{
+    int e = 0;
+    cur_batch = NULL;
+    if (!ok)
+        store_tx_rollback(a->store);
+    else
+        e = store_tx_commit(a->store);
+    if (!ok || e < 0) {
+        scheduler_fleet_changed();
+        b->n = 0;
+        return e;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        bool told = false;
+        for (size_t k = 0; k < i && !told; k++)
+            told = streq(b->nodes[k], b->nodes[i]);
+        if (!told)
+            app_node_changed(a, b->nodes[i]);
+        vm_networks_changed(a, b->vms[i]);
+    }
+    b->n = 0;
+    return 0;
+}
+
 int scheduler_run(struct app *a)
 {
     json_auto_t *rows = NULL;
     size_t i;
     json_t *row;
-    int placed = 0;
+    int placed = 0, in_batch = 0;
 
     if (store_query(a->store, &rows,
                     "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at "
@@ -1036,14 +1159,41 @@ int scheduler_run(struct app *a)
         return 0;
     /* One fresh load at most for every VM refused in this pass. */
     uint64_t after = atomic_load(&fleet_seq);
+    /* Batched where one writer at a time holds anyway (sqlite); with
+     * PostgreSQL each VM keeps its own short transaction, so the node
+     * locks it takes are held only while it is placed. */
+    bool batched = streq(store_backend_name(a->store), "sqlite");
+    struct batch b = { 0 };
+    int64_t batch_at = 0;
     json_array_foreach(rows, i, row) {
         /* A leader that lost its connection (and so its lock) stops. */
         if (!store_leading(a->store))
             break;
+        if (batched && !cur_batch) {
+            if (store_tx_begin(a->store) < 0)
+                break;
+            cur_batch = &b;
+            batch_at = mono_ms();
+            in_batch = 0;
+        }
         char node[UUID_STR_LEN + 1];
-        if (place(a, json_str(row, "id"), after, node) > 0)
+        int r = place(a, json_str(row, "id"), after, node);
+        if (r > 0) {
             placed++;
+            in_batch++;
+        }
+        /* A VM that failed rolled back to its savepoint: what the batch
+         * placed before it is committed (its VMs stay pending when that
+         * fails), and the next VM starts a batch of its own. */
+        if (cur_batch && (r < 0 || in_batch >= BATCH_MAX ||
+                          mono_ms() - batch_at >= BATCH_MS) &&
+            batch_end(a, &b, true) < 0)
+            placed -= in_batch;
     }
+    if (cur_batch && batch_end(a, &b, true) < 0)
+        placed -= in_batch;
+    free(b.vms);
+    free(b.nodes);
     return placed;
 }
 
