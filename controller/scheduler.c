@@ -99,8 +99,51 @@ static struct place_weights weights(const struct app *a)
 /* A loaded fleet, shared: the store's cache holds one reference and each
  * placing call another while it decides on it. Strings are immutable once
  * loaded; free capacity changes (fleet_take) under fleet_lock. */
+/* Strings of a fleet, in blocks that never move. */
+struct strpool {
+    struct strpool_block *head;
+};
+struct strpool_block {
+    struct strpool_block *next;
+    size_t used, size;
+    char data[];
+};
+
+/* A copy of s (NULL stays NULL) that lives as long as the pool. */
+static const char *strpool_add(struct strpool *p, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t len = strlen(s) + 1;
+    struct strpool_block *b = p->head;
+    if (!b || b->size - b->used < len) {
+        size_t size = len > 65536 ? len : 65536;
+        b = xmalloc(sizeof(*b) + size);
+        b->next = p->head;
+        b->used = 0;
+        b->size = size;
+        p->head = b;
+    }
+    char *d = b->data + b->used;
+    memcpy(d, s, len);
+    b->used += len;
+    return d;
+}
+
+static void strpool_free(struct strpool *p)
+{
+    while (p->head) {
+        struct strpool_block *b = p->head;
+        p->head = b->next;
+        free(b);
+    }
+}
+
 struct fleet {
-    json_t *rows, *labels, *rules;   /* own every string below */
+    struct strpool strings;          /* own every string below */
+    const char **names;              /* nodes' names */
+    size_t cap, n_lab, cap_lab, n_rul, cap_rul;
+    size_t *lab_at, *rul_at;         /* a node's first label, rule */
     struct place_node *nodes;
     const char **lab;                /* nodes' labels, grouped by node */
     struct place_rule *rul;          /* nodes' policy rules, grouped */
@@ -135,9 +178,10 @@ void scheduler_fleet_changed(void)
 
 static void fleet_clear(struct fleet *f)
 {
-    json_decref(f->rows);
-    json_decref(f->labels);
-    json_decref(f->rules);
+    strpool_free(&f->strings);
+    free(f->names);
+    free(f->lab_at);
+    free(f->rul_at);
     free(f->nodes);
     free(f->lab);
     free(f->rul);
@@ -191,20 +235,110 @@ static ssize_t fleet_find(const struct fleet *f, const char *id)
     return -1;
 }
 
-/* Whether node row (avail_windows, avail_tz_min) takes new VMs at time
- * now. Windows that no longer parse close the node rather than open it. */
-static bool node_window_open(json_t *row, int64_t now)
+/* Whether a node with availability windows `windows` (NULL: none) in
+ * time zone offset tz_min takes new VMs at time now. Windows that no
+ * longer parse close the node rather than open it. */
+static bool node_window_open(const char *windows, int tz_min, int64_t now)
 {
     struct availwin w[AVAILWIN_MAX];
     size_t n;
-    if (availwin_list_parse(json_str(row, "avail_windows"), w, &n) < 0)
+    if (availwin_list_parse(windows, w, &n) < 0)
         return false;
-    return availwin_open(w, n, now, (int)json_int(row, "avail_tz_min", 0));
+    return availwin_open(w, n, now, tz_min);
+}
+
+struct fleet_loading {
+    struct fleet *f;
+    int64_t now;
+};
+
+/* One node row into the fleet. */
+static void fleet_add_node(struct store_row *row, void *data)
+{
+    struct fleet_loading *l = data;
+    struct fleet *f = l->f;
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 256;
+        f->nodes = xrealloc(f->nodes, f->cap * sizeof(*f->nodes));
+        f->names = xrealloc(f->names, f->cap * sizeof(*f->names));
+        f->port_min = xrealloc(f->port_min, f->cap * sizeof(*f->port_min));
+        f->port_max = xrealloc(f->port_max, f->cap * sizeof(*f->port_max));
+    }
+    size_t i = f->n++;
+    struct place_node *p = &f->nodes[i];
+    struct strpool *sp = &f->strings;
+    memset(p, 0, sizeof(*p));
+    p->id = strpool_add(sp, store_row_str(row, "id"));
+    f->names[i] = strpool_add(sp, store_row_str(row, "name"));
+    p->account_id = strpool_add(sp, store_row_str(row, "account_id"));
+    p->kvm = store_row_int(row, "kvm", 0) != 0;
+    const char *region = store_row_str(row, "region");
+    p->region = strpool_add(sp, region ? region : "");
+    p->vcpus = store_row_int(row, "total_vcpus", 0);
+    p->mem_mib = store_row_int(row, "total_mem", 0);
+    p->free_vcpus = store_row_int(row, "vcpus", 0);
+    p->free_mem_mib = store_row_int(row, "mem", 0);
+    p->free_disk_gib = store_row_int(row, "disk", 0);
+    p->drained = store_row_int(row, "drained", 0) != 0;
+    p->closed = !node_window_open(store_row_str(row, "avail_windows"),
+                                  (int)store_row_int(row, "avail_tz_min", 0),
+                                  l->now);
+    p->restricted = store_row_str(row, "policy_pool") != NULL;
+    p->offer = (struct rating_offer){ store_row_int(row, "vcpu_hour", 0),
+                                      store_row_int(row, "mem_gib_hour", 0),
+                                      store_row_int(row, "disk_gib_month", 0),
+                                      store_row_int(row, "gpu_hour", 0),
+                                      store_row_int(row, "port_hour", 0) };
+    /* Percent as the hub observed it; unknown until observed. */
+    struct store_value rep = store_row_get(row, "reputation");
+    p->reputation = rep.type == STORE_INT ? (double)rep.i / 100.0 : -1;
+    f->port_min[i] = store_row_int(row, "port_min", 0);
+    f->port_max[i] = store_row_int(row, "port_max", 0);
+}
+
+/* One "key=value" label of a node (they come grouped by node). */
+static void fleet_add_label(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k < 0)
+        return;
+    if (f->n_lab == f->cap_lab) {
+        f->cap_lab = f->cap_lab ? 2 * f->cap_lab : 256;
+        f->lab = xrealloc(f->lab, f->cap_lab * sizeof(*f->lab));
+    }
+    if (!f->nodes[k].n_labels)
+        f->lab_at[k] = f->n_lab;
+    f->nodes[k].n_labels++;
+    f->lab[f->n_lab++] = strpool_add(&f->strings, store_row_str(row, "kv"));
+}
+
+/* One policy rule of a node (they come grouped by node). */
+static void fleet_add_rule(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k < 0)
+        return;
+    if (f->n_rul == f->cap_rul) {
+        f->cap_rul = f->cap_rul ? 2 * f->cap_rul : 256;
+        f->rul = xrealloc(f->rul, f->cap_rul * sizeof(*f->rul));
+    }
+    if (!f->nodes[k].n_rules)
+        f->rul_at[k] = f->n_rul;
+    f->nodes[k].n_rules++;
+    struct strpool *sp = &f->strings;
+    f->rul[f->n_rul++] = (struct place_rule){
+        streq(store_row_str(row, "kind"), "template"),
+        strpool_add(sp, store_row_str(row, "name")),
+        strpool_add(sp, store_row_str(row, "digest")),
+        strpool_add(sp, store_row_str(row, "local_image")) };
 }
 
 /* Every approved, reachable node, oldest first (the tie-break), with free
  * capacity, its offer (the hub's default offer when it has none), region,
- * labels and policy rules: three queries whatever the fleet's size. */
+ * labels and policy rules: three queries whatever the fleet's size, read
+ * row by row into arrays (no JSON). */
 static int fleet_load(struct app *a, struct fleet *f)
 {
     const struct rating_offer *d = &billing_config()->default_offer;
@@ -225,80 +359,37 @@ static int fleet_load(struct app *a, struct fleet *f)
         "deleted_at IS NULL GROUP BY node_id) u ON u.node_id = n.id WHERE "
         "n.approved = 1 AND n.removed_at IS NULL AND n.last_seen >= $1 ORDER "
         "BY n.created_at, n.id";
-    int e = store_query(a->store, &f->rows, sql, "iiiiii",
-                        now_s() - 3 * a->cfg.heartbeat_s, d->vcpu_hour,
-                        d->mem_gib_hour, d->disk_gib_month, d->gpu_hour,
-                        d->port_hour);
-    if (e < 0 ||
-        (e = store_query(a->store, &f->labels, "SELECT node_id, key || '=' || "
-                         "value AS kv FROM node_labels ORDER BY node_id, key",
-                         "")) < 0 ||
-        (e = store_query(a->store, &f->rules, "SELECT node_id, kind, name, "
-                         "digest, local_image FROM " NODE_RULES_SQL " r "
-                         "ORDER BY node_id", "")) < 0) {
+    struct fleet_loading l = { f, now_s() };
+    int e = store_query_each(a->store, fleet_add_node, &l, sql, "iiiiii",
+                             now_s() - 3 * a->cfg.heartbeat_s, d->vcpu_hour,
+                             d->mem_gib_hour, d->disk_gib_month, d->gpu_hour,
+                             d->port_hour);
+    if (e < 0) {
         fleet_clear(f);
         return e;
     }
-    size_t n = json_array_size(f->rows), i;
-    json_t *row;
-    int64_t now = now_s();
-    f->n = n;
-    f->nodes = xcalloc(n + 1, sizeof(*f->nodes));
-    f->port_min = xcalloc(n + 1, sizeof(*f->port_min));
-    f->port_max = xcalloc(n + 1, sizeof(*f->port_max));
-    json_array_foreach(f->rows, i, row) {
-        struct place_node *p = &f->nodes[i];
-        f->port_min[i] = json_int(row, "port_min", 0);
-        f->port_max[i] = json_int(row, "port_max", 0);
-        p->id = json_str(row, "id");
-        p->account_id = json_str(row, "account_id");
-        p->kvm = json_int(row, "kvm", 0) != 0;
-        p->region = json_str(row, "region") ? json_str(row, "region") : "";
-        p->vcpus = json_int(row, "total_vcpus", 0);
-        p->mem_mib = json_int(row, "total_mem", 0);
-        p->free_vcpus = json_int(row, "vcpus", 0);
-        p->free_mem_mib = json_int(row, "mem", 0);
-        p->free_disk_gib = json_int(row, "disk", 0);
-        p->drained = json_int(row, "drained", 0) != 0;
-        p->closed = !node_window_open(row, now);
-        p->restricted = json_str(row, "policy_pool") != NULL;
-        p->offer = (struct rating_offer){ json_int(row, "vcpu_hour", 0),
-                                          json_int(row, "mem_gib_hour", 0),
-                                          json_int(row, "disk_gib_month", 0),
-                                          json_int(row, "gpu_hour", 0),
-                                          json_int(row, "port_hour", 0) };
-        /* Percent as the hub observed it; unknown until observed. */
-        json_t *rep = json_object_get(row, "reputation");
-        p->reputation = json_is_integer(rep)
-                            ? (double)json_integer_value(rep) / 100.0
-                            : -1;
-    }
+    size_t n = f->n, i;
     /* Labels and rules come sorted by node: each node's are one run. */
     f->order = xcalloc(n + 1, sizeof(*f->order));
     for (i = 0; i < n; i++)
         f->order[i] = i;
     qsort_r(f->order, n, sizeof(*f->order), cmp_idx_by_id, f->nodes);
-    f->lab = xcalloc(json_array_size(f->labels) + 1, sizeof(*f->lab));
-    json_array_foreach(f->labels, i, row) {
-        f->lab[i] = json_str(row, "kv");
-        ssize_t k = fleet_find(f, json_str(row, "node_id"));
-        if (k < 0)
-            continue;
-        if (!f->nodes[k].n_labels)
-            f->nodes[k].labels = &f->lab[i];
-        f->nodes[k].n_labels++;
+    f->lab_at = xcalloc(n + 1, sizeof(*f->lab_at));
+    f->rul_at = xcalloc(n + 1, sizeof(*f->rul_at));
+    if ((e = store_query_each(a->store, fleet_add_label, &l, "SELECT "
+                              "node_id, key || '=' || value AS kv FROM "
+                              "node_labels ORDER BY node_id, key", "")) < 0 ||
+        (e = store_query_each(a->store, fleet_add_rule, &l, "SELECT node_id, "
+                              "kind, name, digest, local_image FROM "
+                              NODE_RULES_SQL " r ORDER BY node_id", "")) < 0) {
+        fleet_clear(f);
+        return e;
     }
-    f->rul = xcalloc(json_array_size(f->rules) + 1, sizeof(*f->rul));
-    json_array_foreach(f->rules, i, row) {
-        f->rul[i] = (struct place_rule){
-            streq(json_str(row, "kind"), "template"), json_str(row, "name"),
-            json_str(row, "digest"), json_str(row, "local_image") };
-        ssize_t k = fleet_find(f, json_str(row, "node_id"));
-        if (k < 0)
-            continue;
-        if (!f->nodes[k].n_rules)
-            f->nodes[k].rules = &f->rul[i];
-        f->nodes[k].n_rules++;
+    for (i = 0; i < n; i++) {
+        if (f->nodes[i].n_labels)
+            f->nodes[i].labels = &f->lab[f->lab_at[i]];
+        if (f->nodes[i].n_rules)
+            f->nodes[i].rules = &f->rul[f->rul_at[i]];
     }
     return 0;
 }
@@ -424,27 +515,13 @@ static void fleet_take(struct fleet *f, const char *node_id,
  * committed, the VM's share taken from the chosen node in the cached
  * fleet, and the nodes (the one it left too, when `from`) and the VM's
  * networks told. Releases f. 1 placed, r, or -errno of the commit. */
-/* A batch of placements in one transaction (scheduler_run on sqlite):
- * each VM's placement is a savepoint inside it, and whom to tell waits
- * for the commit, so no node fetches a placement before it is there. */
+/* The placements of scheduler_run's open batch (NULL when none): the
+ * nodes and networks they touch are told once each, at its end, inside
+ * its transaction (the wake-ups wait for the commit). */
 struct batch {
-    char (*vms)[UUID_STR_LEN + 1];
-    char (*nodes)[UUID_STR_LEN + 1];
-    size_t n, cap;
+    json_t *vms, *nodes;          /* placed VM ids; node ids, as a set */
 };
 static _Thread_local struct batch *cur_batch;
-
-static void batch_add(struct batch *b, const char *vm_id, const char *node_id)
-{
-    if (b->n == b->cap) {
-        b->cap = b->cap ? 2 * b->cap : 64;
-        b->vms = xrealloc(b->vms, b->cap * sizeof(*b->vms));
-        b->nodes = xrealloc(b->nodes, b->cap * sizeof(*b->nodes));
-    }
-    snprintf(b->vms[b->n], sizeof(b->vms[0]), "%s", vm_id);
-    snprintf(b->nodes[b->n], sizeof(b->nodes[0]), "%s", node_id);
-    b->n++;
-}
 
 static int place_finish(struct app *a, struct fleet *f, int r,
                         const char *vm_id, const char *node_id,
@@ -462,7 +539,8 @@ static int place_finish(struct app *a, struct fleet *f, int r,
     fleet_take(f, node_id, req);
     fleet_put(f);
     if (cur_batch && !from) {
-        batch_add(cur_batch, vm_id, node_id);
+        json_array_append_new(cur_batch->vms, json_string(vm_id));
+        json_object_set_new(cur_batch->nodes, node_id, json_true());
         return 1;
     }
     if (from)
@@ -674,8 +752,8 @@ int scheduler_decide(struct app *a, const struct place_req *r,
     if (res.chosen >= 0) {
         const struct place_node *p = &f->nodes[res.chosen];
         json_object_set_new(o, "node_id", json_string(p->id));
-        json_object_set(o, "node_name", json_object_get(
-                            json_array_get(f->rows, (size_t)res.chosen), "name"));
+        json_object_set_new(o, "node_name",
+                            json_string(f->names[res.chosen]));
         _cleanup_free_ char *t = money_format(res.price_hour, NULL);
         json_object_set_new(o, "price_hour", json_string(t));
         json_object_set_new(o, "price_hour_nano",
@@ -1097,8 +1175,7 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     }
     char node_id[UUID_STR_LEN + 1];
     snprintf(node_id, sizeof(node_id), "%s", nodes[res.chosen].id);
-    _cleanup_free_ char *node_name = xstrdup(json_str(
-        json_array_get(f->rows, idx[res.chosen]), "name"));
+    _cleanup_free_ char *node_name = xstrdup(f->names[idx[res.chosen]]);
     r = replace_commit(a, vm_id, &q.req, node_id, node_name, backup_id, &res,
                        n, ret_why);
     r = place_finish(a, f, r, vm_id, node_id, from, &q.req);
@@ -1115,33 +1192,50 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
 #define BATCH_MS 25
 #define BATCH_MAX 512
 
-/* End batch b's transaction: committed when ok, and then every node
- * given a VM and the VMs' networks told (once each node); rolled back
- * otherwise, and the fleet, which counted its placements, dropped. 0 or
- * -errno of the commit. */
-static int batch_end(struct app *a, struct batch *b, bool ok)
+/* Tell what batch b placed, inside its transaction: each node given a
+ * VM, and each node holding a VM of a network that got one (as
+ * vm_networks_changed() does per VM), once each. */
+static void batch_tell(struct app *a, struct batch *b)
 {
-    int e = 0;
+    json_auto_t *nets = json_object();
+    size_t i, k;
+    json_t *v, *row;
+    const char *id;
+    json_array_foreach(b->vms, i, v) {
+        json_auto_t *rows = NULL;
+        store_query(a->store, &rows, "SELECT network_id FROM vm_nics WHERE "
+                    "vm_id = $1", "s", json_string_value(v));
+        json_array_foreach(rows, k, row)
+            json_object_set_new(nets, json_str(row, "network_id"),
+                                json_true());
+    }
+    json_object_foreach(nets, id, v) {
+        json_auto_t *rows = NULL;
+        store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vms v "
+                    "JOIN vm_nics c ON c.vm_id = v.id WHERE c.network_id = $1 "
+                    "AND v.node_id IS NOT NULL AND v.deleted_at IS NULL", "s",
+                    id);
+        json_array_foreach(rows, k, row)
+            json_object_set_new(b->nodes, json_str(row, "node_id"),
+                                json_true());
+    }
+    json_object_foreach(b->nodes, id, v)
+        app_node_changed(a, id);
+}
+
+/* End batch b's transaction: what it placed told, committed, and then
+ * the nodes woken; when the commit fails, the fleet, which counted its
+ * placements, is dropped. 0 or -errno of the commit. */
+static int batch_end(struct app *a, struct batch *b)
+{
     cur_batch = NULL;
-    if (!ok)
-        store_tx_rollback(a->store);
-    else
-        e = store_tx_commit(a->store);
-    if (!ok || e < 0) {
+    batch_tell(a, b);
+    json_array_clear(b->vms);
+    json_object_clear(b->nodes);
+    int e = app_tx_commit(a);
+    if (e < 0)
         scheduler_fleet_changed();
-        b->n = 0;
-        return e;
-    }
-    for (size_t i = 0; i < b->n; i++) {
-        bool told = false;
-        for (size_t k = 0; k < i && !told; k++)
-            told = streq(b->nodes[k], b->nodes[i]);
-        if (!told)
-            app_node_changed(a, b->nodes[i]);
-        vm_networks_changed(a, b->vms[i]);
-    }
-    b->n = 0;
-    return 0;
+    return e;
 }
 
 int scheduler_run(struct app *a)
@@ -1163,14 +1257,14 @@ int scheduler_run(struct app *a)
      * PostgreSQL each VM keeps its own short transaction, so the node
      * locks it takes are held only while it is placed. */
     bool batched = streq(store_backend_name(a->store), "sqlite");
-    struct batch b = { 0 };
+    struct batch b = { json_array(), json_object() };
     int64_t batch_at = 0;
     json_array_foreach(rows, i, row) {
         /* A leader that lost its connection (and so its lock) stops. */
         if (!store_leading(a->store))
             break;
         if (batched && !cur_batch) {
-            if (store_tx_begin(a->store) < 0)
+            if (app_tx_begin(a) < 0)
                 break;
             cur_batch = &b;
             batch_at = mono_ms();
@@ -1187,13 +1281,13 @@ int scheduler_run(struct app *a)
          * fails), and the next VM starts a batch of its own. */
         if (cur_batch && (r < 0 || in_batch >= BATCH_MAX ||
                           mono_ms() - batch_at >= BATCH_MS) &&
-            batch_end(a, &b, true) < 0)
+            batch_end(a, &b) < 0)
             placed -= in_batch;
     }
-    if (cur_batch && batch_end(a, &b, true) < 0)
+    if (cur_batch && batch_end(a, &b) < 0)
         placed -= in_batch;
-    free(b.vms);
-    free(b.nodes);
+    json_decref(b.vms);
+    json_decref(b.nodes);
     return placed;
 }
 

@@ -31,13 +31,19 @@ static void ok(int e)
 
 static void fill(struct app *a, int64_t now)
 {
-    char provider[UUID_STR_LEN + 1], tenant[UUID_STR_LEN + 1];
+    char provider[UUID_STR_LEN + 1], tenant[UUID_STR_LEN + 1],
+         net[UUID_STR_LEN + 1], rig1[UUID_STR_LEN + 1] = "";
     uuid_generate_str(provider);
     uuid_generate_str(tenant);
+    uuid_generate_str(net);
     ok(store_tx_begin(a->store));
     ok(store_exec(a->store, "INSERT INTO accounts (id, name, role, "
                   "created_at) VALUES ($1, 'miner', 'provider', $2), ($3, "
                   "'tenant', 'tenant', $2)", "sis", provider, now, tenant));
+    ok(store_exec(a->store, "INSERT INTO networks (id, account_id, name, "
+                  "cidr, gateway, vxlan_id, is_default, created_at) VALUES "
+                  "($1, $2, 'default', '10.0.0.0/16', '10.0.0.1', 1000, 1, "
+                  "$3)", "ssi", net, tenant, now));
     for (int i = 0; i < NODES; i++) {
         char id[UUID_STR_LEN + 1];
         uuid_generate_str(id);
@@ -65,21 +71,34 @@ static void fill(struct app *a, int64_t now)
                       "port_hour, updated_at) VALUES ($1, $2, 1000000, "
                       "50000000, 0, 1000000, $3)", "sii", id,
                       (int64_t)(5 + i % 4) * 1000000, now));
-        if (i == 1)
+        if (i == 1) {
             ok(store_exec(a->store, "INSERT INTO node_policy (node_id, kind, "
                           "name) VALUES ($1, 'template', 'nobody')", "s", id));
+            snprintf(rig1, sizeof(rig1), "%s", id);
+        }
     }
-    for (int i = 0; i < VMS; i++) {
+    /* One VM of the network runs on rig-1 already (placed before its
+     * policy), so rig-1 hears of the network's new members. */
+    for (int i = 0; i <= VMS; i++) {
         char id[UUID_STR_LEN + 1];
         uuid_generate_str(id);
         _cleanup_free_ char *name = xasprintf("vm-%d", i);
+        _cleanup_free_ char *addr = xasprintf("10.0.%d.%d", (i + 2) / 256,
+                                              (i + 2) % 256);
+        _cleanup_free_ char *mac = xasprintf("02:fb:00:00:%02x:%02x",
+                                             i / 256, i % 256);
         ok(store_exec(a->store,
                       "INSERT INTO vms (id, account_id, name, vcpus, "
                       "memory_mib, disk_gib, image, allow_tcg, "
-                      "desired_state, state, created_at, updated_at) VALUES "
-                      "($1, $2, $3, 1, 1024, 10, 'debian-12', $4, 'running', "
-                      "'pending', $5, $5)", "sssbi", id, tenant, name,
-                      i % 3 == 0, now - VMS + i));
+                      "desired_state, state, created_at, updated_at, "
+                      "node_id) VALUES ($1, $2, $3, 1, 1024, 10, "
+                      "'debian-12', $4, 'running', $6, $5, $5, $7)",
+                      "sssbiss", id, tenant, name, i % 3 == 0,
+                      now - VMS + i, i == VMS ? "running" : "pending",
+                      i == VMS ? rig1 : NULL));
+        ok(store_exec(a->store, "INSERT INTO vm_nics (vm_id, idx, "
+                      "network_id, mac, address) VALUES ($1, 0, $2, $3, $4)",
+                      "ssss", id, net, mac, addr));
     }
     ok(store_tx_commit(a->store));
 }
@@ -110,7 +129,8 @@ static void batches_place_all_that_fit(void **state)
     assert_int_equal(r, 0);
     assert_int_equal(placed, room);
     assert_int_equal(store_query_int(a.store, -1, "SELECT COUNT(*) FROM vms "
-                                     "WHERE node_id IS NOT NULL", ""), room);
+                                     "WHERE node_id IS NOT NULL", ""),
+                     room + 1);
     /* Nothing overcommitted, no TCG against leave, no refused template. */
     assert_int_equal(store_query_int(
         a.store, -1, "SELECT COUNT(*) FROM nodes n WHERE n.vcpus < (SELECT "
@@ -124,7 +144,11 @@ static void batches_place_all_that_fit(void **state)
         "v.node_id WHERE n.kvm = 0 AND v.allow_tcg = 0", ""), 0);
     assert_int_equal(store_query_int(
         a.store, -1, "SELECT COUNT(*) FROM vms v JOIN nodes n ON n.id = "
-        "v.node_id WHERE n.name = 'rig-1'", ""), 0);
+        "v.node_id WHERE n.name = 'rig-1' AND v.state <> 'running'", ""), 0);
+    /* Every node given a VM, and rig-1 with a VM of their network, was
+     * told: its revision moved (the agent's poll wakes on it). */
+    assert_int_equal(store_query_int(a.store, -1, "SELECT COUNT(*) FROM "
+                                     "nodes WHERE revision = 1", ""), 0);
     /* Each placed VM: its deal at the node's offer, and the record. */
     assert_int_equal(store_query_int(
         a.store, -1, "SELECT COUNT(*) FROM vms v JOIN deals d ON d.id = "
@@ -134,7 +158,7 @@ static void batches_place_all_that_fit(void **state)
         room);
     json_auto_t *rows = NULL;
     ok(store_query(a.store, &rows, "SELECT node_id, placement FROM vms WHERE "
-                   "node_id IS NOT NULL", ""));
+                   "state = 'scheduled'", ""));
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) {
@@ -151,6 +175,7 @@ static void batches_place_all_that_fit(void **state)
     ok(store_query(a.store, &left, "SELECT state_reason, placement FROM vms "
                    "WHERE node_id IS NULL", ""));
     assert_int_equal(json_array_size(left), VMS - room);
+    assert_int_equal(json_array_size(rows), room);
     json_array_foreach(left, i, row) {
         assert_non_null(strstr(json_str(row, "state_reason"),
                                "capacity removed"));
