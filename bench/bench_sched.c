@@ -442,6 +442,10 @@ int main(int argc, char **argv)
     /* Nobody heartbeats during a run: a day-long interval keeps the fleet
      * reachable however long placing takes. */
     a.cfg.heartbeat_s = 86400;
+    /* Every weight on: price, spread and reputation count alike. */
+    a.cfg.weight_price = 1;
+    a.cfg.weight_spread = 1;
+    a.cfg.weight_reputation = 1;
     int e;
     if ((e = billing_configure(60, 500, 0, 5, "FOG",
                                "vcpu=0.01,mem=0.005,disk=0.1")) < 0)
