@@ -274,6 +274,189 @@ void place_decide(const struct place_req *r, const struct place_node *nodes,
     }
 }
 
+/* ---- a decision kept across one-node changes ---- */
+
+struct place_memo {
+    struct place_req req;        /* its strings in str[] */
+    char *str[6];
+    struct place_weights w;
+    struct prep prep;
+    size_t n, keep;
+    uint8_t *cls;                /* node's filter, PF_N when it passed */
+    int64_t *price;
+    double *score;
+    size_t removed[PF_N], passed;
+    size_t *top, n_top;          /* best passing nodes, best first: a
+                                    prefix of the ranking of all */
+};
+
+bool place_memo_fits(const struct place_req *r)
+{
+    return r->gpu_count == 0 && r->n_labels == 0 && r->n_avoid == 0 &&
+           r->n_port_blocked == 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && streq(a, b));
+}
+
+bool place_memo_is(const struct place_memo *m, const struct place_req *r,
+                   const struct place_weights *w)
+{
+    const struct place_req *q = &m->req;
+    return place_memo_fits(r) && q->vcpus == r->vcpus &&
+           q->mem_mib == r->mem_mib && q->disk_gib == r->disk_gib &&
+           q->ports == r->ports && q->allow_tcg == r->allow_tcg &&
+           q->image_public == r->image_public &&
+           q->max_price == r->max_price &&
+           q->min_reputation == r->min_reputation &&
+           same_str(q->tmpl, r->tmpl) && same_str(q->image, r->image) &&
+           same_str(q->image_id, r->image_id) &&
+           same_str(q->image_digest, r->image_digest) &&
+           same_str(q->image_account, r->image_account) &&
+           same_str(q->region, r->region) && m->w.price == w->price &&
+           m->w.spread == w->spread && m->w.reputation == w->reputation;
+}
+
+/* Whether node a ranks before node b (place_decide: the higher score,
+ * then the lower index). */
+static bool memo_before(const struct place_memo *m, size_t a, size_t b)
+{
+    return m->score[a] > m->score[b] ||
+           (m->score[a] == m->score[b] && a < b);
+}
+
+/* The best `keep` passing nodes, from the kept scores. */
+static void memo_rank(struct place_memo *m)
+{
+    m->n_top = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->cls[i] != PF_N)
+            continue;
+        if (m->n_top == m->keep && !memo_before(m, i, m->top[m->n_top - 1]))
+            continue;
+        size_t at = m->n_top < m->keep ? m->n_top++ : m->n_top - 1;
+        while (at > 0 && memo_before(m, i, m->top[at - 1])) {
+            m->top[at] = m->top[at - 1];
+            at--;
+        }
+        m->top[at] = i;
+    }
+}
+
+static void memo_eval(struct place_memo *m, const struct place_node *nodes,
+                      size_t k)
+{
+    int64_t price = 0;
+    enum place_filter f = check(&nodes[k], &m->req, &m->prep, &price);
+    m->cls[k] = (uint8_t)f;
+    if (f == PF_N) {
+        m->passed++;
+        m->price[k] = price;
+        m->score[k] = place_score(&nodes[k], &m->req, price, &m->w);
+    } else {
+        m->removed[f]++;
+    }
+}
+
+struct place_memo *place_memo_new(const struct place_req *r,
+                                  const struct place_weights *w,
+                                  const struct place_node *nodes, size_t n,
+                                  size_t keep)
+{
+    struct place_memo *m = xcalloc(1, sizeof(*m));
+    m->req = *r;
+    const char **s[] = { &m->req.tmpl, &m->req.image, &m->req.image_id,
+                         &m->req.image_digest, &m->req.image_account,
+                         &m->req.region };
+    for (size_t i = 0; i < ARRAY_SIZE(s); i++) {
+        m->str[i] = *s[i] ? xstrdup(*s[i]) : NULL;
+        *s[i] = m->str[i];
+    }
+    m->req.labels = NULL;
+    m->req.avoid = m->req.port_blocked = NULL;
+    m->w = *w;
+    prep_init(&m->prep, &m->req, false);
+    m->n = n;
+    m->keep = keep ? keep : 1;
+    m->cls = xcalloc(n + 1, sizeof(*m->cls));
+    m->price = xcalloc(n + 1, sizeof(*m->price));
+    m->score = xcalloc(n + 1, sizeof(*m->score));
+    m->top = xcalloc(m->keep, sizeof(*m->top));
+    for (size_t i = 0; i < n; i++)
+        memo_eval(m, nodes, i);
+    memo_rank(m);
+    return m;
+}
+
+void place_memo_free(struct place_memo *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < ARRAY_SIZE(m->str); i++)
+        free(m->str[i]);
+    free(m->cls);
+    free(m->price);
+    free(m->score);
+    free(m->top);
+    free(m);
+}
+
+void place_memo_node_changed(struct place_memo *m,
+                             const struct place_node *nodes, size_t k)
+{
+    if (k >= m->n)
+        return;
+    if (m->cls[k] == PF_N)
+        m->passed--;
+    else
+        m->removed[m->cls[k]]--;
+    /* Out of the ranking, then back in where it now belongs. */
+    size_t at = 0;
+    while (at < m->n_top && m->top[at] != k)
+        at++;
+    if (at < m->n_top) {
+        memmove(&m->top[at], &m->top[at + 1],
+                (m->n_top - at - 1) * sizeof(*m->top));
+        m->n_top--;
+    }
+    /* Whether every other passing node is kept. */
+    bool complete = m->n_top == m->passed;
+    memo_eval(m, nodes, k);
+    if (m->cls[k] == PF_N) {
+        /* Past the last one kept, it ranks only when every other passing
+         * node is kept (else an unkept node may rank before it). */
+        bool last = m->n_top == 0 || !memo_before(m, k, m->top[m->n_top - 1]);
+        if (!last || (complete && m->n_top < m->keep)) {
+            size_t i = m->n_top < m->keep ? m->n_top++ : m->n_top - 1;
+            while (i > 0 && memo_before(m, k, m->top[i - 1])) {
+                m->top[i] = m->top[i - 1];
+                i--;
+            }
+            m->top[i] = k;
+        }
+    }
+    if (m->n_top == 0 && m->passed > 0)
+        memo_rank(m);
+}
+
+void place_memo_result(struct place_memo *m, const struct place_node *nodes,
+                       struct place_result *ret)
+{
+    (void)nodes;
+    memset(ret, 0, sizeof(*ret));
+    memcpy(ret->removed, m->removed, sizeof(ret->removed));
+    ret->passed = m->passed;
+    ret->chosen = -1;
+    if (m->n_top > 0) {
+        size_t b = m->top[0];
+        ret->chosen = (ssize_t)b;
+        ret->price_hour = m->price[b];
+        ret->score = m->score[b];
+    }
+}
+
 json_t *place_result_json(const struct place_result *res, size_t candidates)
 {
     json_t *f = json_object();

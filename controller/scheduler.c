@@ -149,6 +149,14 @@ struct fleet {
     struct place_rule *rul;          /* nodes' policy rules, grouped */
     size_t *order;                   /* node indices sorted by id */
     int64_t *port_min, *port_max;    /* nodes' host port ranges */
+    /* Decisions kept for the requests seen on this fleet, each with how
+     * far it has read the log of nodes whose capacity changed since. */
+    struct fleet_memo {
+        struct place_memo *m;
+        size_t at;
+    } *memos;
+    size_t n_memos, cap_memos;
+    size_t *log, n_log, cap_log;
     size_t n;
     unsigned refs;
     uint64_t seq;                    /* fleet_seq when loading began */
@@ -188,6 +196,10 @@ static void fleet_clear(struct fleet *f)
     free(f->order);
     free(f->port_min);
     free(f->port_max);
+    for (size_t i = 0; i < f->n_memos; i++)
+        place_memo_free(f->memos[i].m);
+    free(f->memos);
+    free(f->log);
 }
 
 /* Drop one reference (fleet_lock held). */
@@ -472,17 +484,57 @@ static int fleet_gpus(struct app *a, const struct fleet *f,
     return 0;
 }
 
+/* At most this many decisions are kept per fleet, and no more than
+ * FLEET_MEMO_BYTES of them; each keeps its best FLEET_MEMO_KEEP nodes. */
+#define FLEET_MEMOS 64
+#define FLEET_MEMO_BYTES (16 << 20)
+#define FLEET_MEMO_KEEP 32
+
+/* The decision kept on f for r, brought up to date with the nodes that
+ * changed since it was last asked; a new one when there is room; NULL
+ * when there is none (fleet_lock held). */
+static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
+                                     const struct place_weights *w)
+{
+    for (size_t i = 0; i < f->n_memos; i++) {
+        struct fleet_memo *fm = &f->memos[i];
+        if (!place_memo_is(fm->m, r, w))
+            continue;
+        for (; fm->at < f->n_log; fm->at++)
+            place_memo_node_changed(fm->m, f->nodes, f->log[fm->at]);
+        return fm->m;
+    }
+    size_t per = (f->n + 1) * (sizeof(int64_t) + sizeof(double) + 1);
+    if (f->n_memos >= FLEET_MEMOS || (f->n_memos + 1) * per > FLEET_MEMO_BYTES)
+        return NULL;
+    if (f->n_memos == f->cap_memos) {
+        f->cap_memos = f->cap_memos ? 2 * f->cap_memos : 8;
+        f->memos = xrealloc(f->memos, f->cap_memos * sizeof(*f->memos));
+    }
+    struct fleet_memo *fm = &f->memos[f->n_memos++];
+    fm->m = place_memo_new(r, w, f->nodes, f->n, FLEET_MEMO_KEEP);
+    fm->at = f->n_log;
+    return fm->m;
+}
+
 /* place_decide on the fleet. The cached fleet knows nothing of GPUs: a VM
  * asking for some is decided on a private copy of the nodes with their
  * free GPUs of its model read from the store. 0 or -errno. */
-static int fleet_decide(struct app *a, const struct fleet *f,
+static int fleet_decide(struct app *a, struct fleet *f,
                         const struct place_req *r,
                         const struct place_weights *w,
                         struct place_result *ret)
 {
     if (r->gpu_count <= 0) {
         pthread_mutex_lock(&fleet_lock);
-        place_decide(r, f->nodes, f->n, w, ret);
+        /* A request like one decided on f before costs the nodes that
+         * changed since; others a pass over the fleet. */
+        struct place_memo *m = place_memo_fits(r) ? fleet_memo(f, r, w)
+                                                  : NULL;
+        if (m)
+            place_memo_result(m, f->nodes, ret);
+        else
+            place_decide(r, f->nodes, f->n, w, ret);
         pthread_mutex_unlock(&fleet_lock);
         return 0;
     }
@@ -507,6 +559,11 @@ static void fleet_take(struct fleet *f, const char *node_id,
         f->nodes[k].free_vcpus -= r->vcpus;
         f->nodes[k].free_mem_mib -= r->mem_mib;
         f->nodes[k].free_disk_gib -= r->disk_gib;
+        if (f->n_log == f->cap_log) {
+            f->cap_log = f->cap_log ? 2 * f->cap_log : 256;
+            f->log = xrealloc(f->log, f->cap_log * sizeof(*f->log));
+        }
+        f->log[f->n_log++] = (size_t)k;
     }
     pthread_mutex_unlock(&fleet_lock);
 }

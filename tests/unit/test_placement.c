@@ -341,6 +341,77 @@ static void filter_counts(void **state)
     assert_int_equal(res.price_hour, 20000000);
 }
 
+/* A kept decision, after each of a run of changes to single nodes
+ * (capacity taken or given back, a drain, a window, a price), is what
+ * place_decide says of the fleet as it is, keeping from one node in its
+ * ranking to more than the fleet has. */
+static void memo_follows_changes(void **state)
+{
+    uint64_t seed = getenv("FOG_SEED") ? strtoull(getenv("FOG_SEED"), NULL, 10)
+                                       : (uint64_t)time(NULL);
+    printf("# seed %" PRIu64 "\n", seed);
+    rng_state = seed * 2654435761u + 7;
+    static const struct place_weights ws[] = {
+        { 1, 0, 0 }, { 0, 1, 0 }, { 0, -1, 0 }, { 1, 5, 0 }, { 0, 0, 0 },
+        { 1, 1, 1 } };
+    static const size_t keeps[] = { 1, 2, 3, 8, 64 };
+    static struct fleet f;
+    for (long c = 0; c < 3000; c++) {
+        struct ask q;
+        random_fleet(&f);
+        random_req(&q, f.n);
+        q.req.n_labels = q.req.n_avoid = q.req.n_port_blocked = 0;
+        q.req.gpu_count = 0;
+        q.req.gpu_model = NULL;
+        assert_true(place_memo_fits(&q.req));
+        const struct place_weights *w = &ws[below(ARRAY_SIZE(ws))];
+        struct place_memo *m = place_memo_new(&q.req, w, f.nodes, f.n,
+                                              keeps[below(ARRAY_SIZE(keeps))]);
+        assert_true(place_memo_is(m, &q.req, w));
+        for (int step = 0; step <= 40; step++) {
+            if (step > 0 && f.n > 0) {
+                size_t k = (size_t)below(f.n);
+                struct place_node *p = &f.nodes[k];
+                switch (below(5)) {
+                case 0: /* a VM placed there */
+                    p->free_vcpus -= q.req.vcpus;
+                    p->free_mem_mib -= q.req.mem_mib;
+                    p->free_disk_gib -= q.req.disk_gib;
+                    break;
+                case 1: /* one gone */
+                    p->free_vcpus += (int64_t)below(4);
+                    p->free_mem_mib += (int64_t)below(4096);
+                    p->free_disk_gib += (int64_t)below(50);
+                    break;
+                case 2:
+                    p->drained = !p->drained;
+                    break;
+                case 3:
+                    p->closed = !p->closed;
+                    break;
+                default:
+                    p->offer.vcpu_hour = price_of();
+                }
+                place_memo_node_changed(m, f.nodes, k);
+            }
+            struct place_result want, got;
+            place_decide(&q.req, f.nodes, f.n, w, &want);
+            place_memo_result(m, f.nodes, &got);
+            if (got.chosen != want.chosen || got.passed != want.passed ||
+                memcmp(got.removed, want.removed, sizeof(got.removed)))
+                fail_msg("seed %" PRIu64 " case %ld step %d: chose %zd of "
+                         "%zu passing, place_decide %zd of %zu", seed, c,
+                         step, got.chosen, got.passed, want.chosen,
+                         want.passed);
+            if (want.chosen >= 0) {
+                assert_int_equal(got.price_hour, want.price_hour);
+                assert_true(got.score == want.score);
+            }
+        }
+        place_memo_free(m);
+    }
+}
+
 /* Fleets past the size where the avoid and port lists become hash sets:
  * the counts and the choice are those of a walk of the lists, for lists
  * from one node to more than the set holds. */
@@ -439,6 +510,7 @@ int main(void)
         cmocka_unit_test(filter_counts),
         cmocka_unit_test(price_matches_rating),
         cmocka_unit_test(long_lists),
+        cmocka_unit_test(memo_follows_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
