@@ -286,26 +286,56 @@ static void fleet_add_node(struct store_row *row, void *data)
     p->kvm = store_row_int(row, "kvm", 0) != 0;
     const char *region = store_row_str(row, "region");
     p->region = strpool_add(sp, region ? region : "");
-    p->vcpus = store_row_int(row, "total_vcpus", 0);
-    p->mem_mib = store_row_int(row, "total_mem", 0);
-    p->free_vcpus = store_row_int(row, "vcpus", 0);
-    p->free_mem_mib = store_row_int(row, "mem", 0);
-    p->free_disk_gib = store_row_int(row, "disk", 0);
+    p->vcpus = p->free_vcpus = store_row_int(row, "vcpus", 0);
+    p->mem_mib = p->free_mem_mib = store_row_int(row, "memory_mib", 0);
+    p->free_disk_gib = store_row_int(row, "disk_gib", 0);
     p->drained = store_row_int(row, "drained", 0) != 0;
     p->closed = !node_window_open(store_row_str(row, "avail_windows"),
                                   (int)store_row_int(row, "avail_tz_min", 0),
                                   l->now);
     p->restricted = store_row_str(row, "policy_pool") != NULL;
-    p->offer = (struct rating_offer){ store_row_int(row, "vcpu_hour", 0),
-                                      store_row_int(row, "mem_gib_hour", 0),
-                                      store_row_int(row, "disk_gib_month", 0),
-                                      store_row_int(row, "gpu_hour", 0),
-                                      store_row_int(row, "port_hour", 0) };
-    /* Percent as the hub observed it; unknown until observed. */
-    struct store_value rep = store_row_get(row, "reputation");
-    p->reputation = rep.type == STORE_INT ? (double)rep.i / 100.0 : -1;
+    /* The hub's default offer and an unknown reputation until the node's
+     * own are read (fleet_add_offer, fleet_add_trust). */
+    p->offer = billing_config()->default_offer;
+    p->reputation = -1;
     f->port_min[i] = store_row_int(row, "port_min", 0);
     f->port_max[i] = store_row_int(row, "port_max", 0);
+}
+
+/* A node's offer. */
+static void fleet_add_offer(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k >= 0)
+        f->nodes[k].offer = (struct rating_offer){
+            store_row_int(row, "vcpu_hour", 0),
+            store_row_int(row, "mem_gib_hour", 0),
+            store_row_int(row, "disk_gib_month", 0),
+            store_row_int(row, "gpu_hour", 0),
+            store_row_int(row, "port_hour", 0) };
+}
+
+/* A node's reputation: percent as the hub observed it. */
+static void fleet_add_trust(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    struct store_value v = store_row_get(row, "score");
+    if (k >= 0 && v.type == STORE_INT)
+        f->nodes[k].reputation = (double)v.i / 100.0;
+}
+
+/* What a node's live VMs hold, off its free capacity. */
+static void fleet_add_usage(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k < 0)
+        return;
+    f->nodes[k].free_vcpus -= store_row_int(row, "vcpus", 0);
+    f->nodes[k].free_mem_mib -= store_row_int(row, "mem", 0);
+    f->nodes[k].free_disk_gib -= store_row_int(row, "disk", 0);
 }
 
 /* One "key=value" label of a node (they come grouped by node). */
@@ -348,55 +378,63 @@ static void fleet_add_rule(struct store_row *row, void *data)
 }
 
 /* Every approved, reachable node, oldest first (the tie-break), with free
- * capacity, its offer (the hub's default offer when it has none), region,
- * labels and policy rules: three queries whatever the fleet's size, read
- * row by row into arrays (no JSON). */
+ * capacity, its offer (the hub's default offer when it has none),
+ * reputation, region, labels and policy rules: six queries whatever the
+ * fleet's size, each a scan of one table (or index) read row by row into
+ * arrays (no JSON), matched to its node by id in memory, in one snapshot
+ * of the store. */
 static int fleet_load(struct app *a, struct fleet *f)
 {
-    const struct rating_offer *d = &billing_config()->default_offer;
-    static const char sql[] =
-        "SELECT n.id, n.name, n.account_id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
-        "AS total_mem, n.vcpus - COALESCE(u.vcpus, 0) AS vcpus, n.memory_mib "
-        "- COALESCE(u.mem, 0) AS mem, n.disk_gib - COALESCE(u.disk, 0) AS "
-        "disk, n.drained, COALESCE(o.vcpu_hour, $2) AS vcpu_hour, "
-        "COALESCE(o.mem_gib_hour, $3) AS mem_gib_hour, "
-        "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
-        "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
-        "port_hour, t.score AS reputation, n.avail_windows, n.avail_tz_min, "
-        "n.policy_pool, n.port_min, n.port_max "
-        "FROM nodes n LEFT JOIN node_offers "
-        "o ON o.node_id = n.id LEFT JOIN node_trust t ON t.node_id = n.id "
-        "LEFT JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS "
-        "mem, SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL AND "
-        "deleted_at IS NULL GROUP BY node_id) u ON u.node_id = n.id WHERE "
-        "n.approved = 1 AND n.removed_at IS NULL AND n.last_seen >= $1 ORDER "
-        "BY n.created_at, n.id";
     struct fleet_loading l = { f, now_s() };
-    int e = store_query_each(a->store, fleet_add_node, &l, sql, "iiiiii",
-                             now_s() - 3 * a->cfg.heartbeat_s, d->vcpu_hour,
-                             d->mem_gib_hour, d->disk_gib_month, d->gpu_hour,
-                             d->port_hour);
-    if (e < 0) {
-        fleet_clear(f);
+    /* One snapshot: the store's transaction when one is open (a batch, a
+     * request), else a read-only one of its own. */
+    bool own = !store_in_tx(a->store);
+    int e = own ? store_tx_begin_read(a->store) : 0;
+    if (e < 0)
         return e;
-    }
+    e = store_query_each(a->store, fleet_add_node, &l,
+                         "SELECT id, name, account_id, kvm, region, vcpus, "
+                         "memory_mib, disk_gib, drained, avail_windows, "
+                         "avail_tz_min, policy_pool, port_min, port_max FROM "
+                         "nodes WHERE approved = 1 AND removed_at IS NULL AND "
+                         "last_seen >= $1 ORDER BY created_at, id", "i",
+                         now_s() - 3 * a->cfg.heartbeat_s);
     size_t n = f->n, i;
+    if (e >= 0) {
+        /* The rest is matched by node id. */
+        f->order = xcalloc(n + 1, sizeof(*f->order));
+        for (i = 0; i < n; i++)
+            f->order[i] = i;
+        qsort_r(f->order, n, sizeof(*f->order), cmp_idx_by_id, f->nodes);
+        f->lab_at = xcalloc(n + 1, sizeof(*f->lab_at));
+        f->rul_at = xcalloc(n + 1, sizeof(*f->rul_at));
+    }
     /* Labels and rules come sorted by node: each node's are one run. */
-    f->order = xcalloc(n + 1, sizeof(*f->order));
-    for (i = 0; i < n; i++)
-        f->order[i] = i;
-    qsort_r(f->order, n, sizeof(*f->order), cmp_idx_by_id, f->nodes);
-    f->lab_at = xcalloc(n + 1, sizeof(*f->lab_at));
-    f->rul_at = xcalloc(n + 1, sizeof(*f->rul_at));
-    if ((e = store_query_each(a->store, fleet_add_label, &l, "SELECT "
+    if (e < 0 ||
+        (e = store_query_each(a->store, fleet_add_offer, &l, "SELECT "
+                              "node_id, vcpu_hour, mem_gib_hour, "
+                              "disk_gib_month, gpu_hour, port_hour FROM "
+                              "node_offers", "")) < 0 ||
+        (e = store_query_each(a->store, fleet_add_trust, &l, "SELECT "
+                              "node_id, score FROM node_trust", "")) < 0 ||
+        (e = store_query_each(a->store, fleet_add_usage, &l, "SELECT "
+                              "node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) "
+                              "AS mem, SUM(disk_gib) AS disk FROM vms WHERE "
+                              "node_id IS NOT NULL AND deleted_at IS NULL "
+                              "GROUP BY node_id", "")) < 0 ||
+        (e = store_query_each(a->store, fleet_add_label, &l, "SELECT "
                               "node_id, key || '=' || value AS kv FROM "
                               "node_labels ORDER BY node_id, key", "")) < 0 ||
         (e = store_query_each(a->store, fleet_add_rule, &l, "SELECT node_id, "
                               "kind, name, digest, local_image FROM "
                               NODE_RULES_SQL " r ORDER BY node_id", "")) < 0) {
+        if (own)
+            store_tx_rollback(a->store);
         fleet_clear(f);
         return e;
     }
+    if (own)
+        store_tx_rollback(a->store);
     for (i = 0; i < n; i++) {
         if (f->nodes[i].n_labels)
             f->nodes[i].labels = &f->lab[f->lab_at[i]];
