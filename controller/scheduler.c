@@ -1,13 +1,16 @@
 /* Placement and node health. Placement is filter then weigh: the fleet
  * (every approved, reachable node with its free capacity, offer, region,
- * labels and policy) is loaded into rows, the pure place_decide()
- * (placement.c) removes the nodes that fail a filter and picks the best of
- * the rest by the hub's weights, and the placing transaction checks the
- * chosen node again under its lock (capacity, KVM, policy, and the locked
- * deal's price against the VM's cap). A VM no node passes stays pending
- * with the count of nodes each filter removed. A drained node takes
- * nothing new. Each placement bumps the VM's placement generation, which
- * fences domains of earlier placements on their nodes. */
+ * labels and policy) is loaded into arrays and cached, the pure
+ * place_decide() (placement.c) removes the nodes that fail a filter and
+ * picks the best of the rest by the hub's weights (a request like an
+ * earlier one on the same fleet through a kept decision, place_memo_*),
+ * and the placing transaction checks the chosen node again under its lock
+ * (capacity, KVM, policy, and the locked deal's price against the VM's
+ * cap). A VM no node passes stays pending with the count of nodes each
+ * filter removed. A drained node takes nothing new. Each placement bumps
+ * the VM's placement generation, which fences domains of earlier
+ * placements on their nodes. scheduler_run places in batches, each one
+ * transaction on sqlite. */
 #include "controller/scheduler.h"
 
 #include "billing/money.h"
