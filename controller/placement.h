@@ -1,7 +1,7 @@
 /* The placement decision as a pure function: filter candidate nodes, then
- * weigh those that pass. No store, no clock, no allocation: the scheduler
- * loads the rows, this picks one, and the property tests and bench_sched
- * call the same code.
+ * weigh those that pass. No store, no clock (and no allocation but a kept
+ * decision's, place_memo_*): the scheduler loads the rows, this picks one,
+ * and the property tests and bench_sched call the same code.
  *
  * Filters run in a fixed order and a node removed by one is counted there
  * only, so the counts add up to the nodes that did not pass (shown on a
