@@ -16,12 +16,15 @@
 #include <errno.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 /* What one run measured. */
 struct sched_result {
     double setup_s;      /* inserting nodes and VMs */
     double wall_s;       /* placing every VM */
     double per_s;        /* placements per second */
+    double per_cpu_s;    /* placements per second of the placing thread's
+                            CPU time (steady on a loaded machine) */
     double p50_ms, p99_ms, max_ms; /* one scheduler_place (by_place only) */
     double stuck_ms;     /* a scheduler_run finding STUCK VMs room nowhere */
     int64_t placed, pending;
@@ -52,6 +55,13 @@ static int64_t pct(int64_t *v, size_t n, double p)
         return 0;
     qsort(v, n, sizeof(*v), cmp_i64);
     return v[(size_t)(p * (double)(n - 1) + 0.5)];
+}
+
+static int64_t cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int64_t mono_us(void)
@@ -380,9 +390,12 @@ static int64_t run_once(struct app *a, int nodes, int nvms, bool policy,
     int64_t *lat = NULL, placed;
     size_t n = 0;
     t = mono_us();
+    int64_t cpu = cpu_us();
     placed = by_place ? place_one_by_one(a, &lat, &n) : place_by_run(a);
     ret->wall_s = (double)(mono_us() - t) / 1e6;
+    double cpu_s = (double)(cpu_us() - cpu) / 1e6;
     ret->per_s = (double)placed / (ret->wall_s > 0 ? ret->wall_s : 1e-9);
+    ret->per_cpu_s = (double)placed / (cpu_s > 0 ? cpu_s : 1e-9);
     ret->p50_ms = (double)pct(lat, n, 0.5) / 1e3;
     ret->p99_ms = (double)pct(lat, n, 0.99) / 1e3;
     ret->max_ms = n ? (double)lat[n - 1] / 1e3 : 0;
@@ -429,6 +442,10 @@ int main(int argc, char **argv)
     /* Nobody heartbeats during a run: a day-long interval keeps the fleet
      * reachable however long placing takes. */
     a.cfg.heartbeat_s = 86400;
+    /* Every weight on: price, spread and reputation count alike. */
+    a.cfg.weight_price = 1;
+    a.cfg.weight_spread = 1;
+    a.cfg.weight_reputation = 1;
     int e;
     if ((e = billing_configure(60, 500, 0, 5, "FOG",
                                "vcpu=0.01,mem=0.005,disk=0.1")) < 0)
@@ -444,20 +461,29 @@ int main(int argc, char **argv)
            "nodes, placed by scheduler_run (the reconciler's call) and, on a "
            "fresh copy, one by one by scheduler_place (a create's call); "
            "median of %d runs; sqlite, in-process\n\n", nvms, runs);
+    double load[3] = { 0 };
+    if (getloadavg(load, 3) < 1)
+        load[0] = -1;
+    printf("Load average before the runs: %.2f (%ld CPUs online); per "
+           "CPU-second: placements over the placing thread's own CPU time, "
+           "which other load on the machine does not lower\n\n", load[0],
+           sysconf(_SC_NPROCESSORS_ONLN));
     printf("| nodes | policies | VMs placed | scheduler_run placements/s | "
-           "all placed in (s) | scheduler_place placements/s | placement p50 "
-           "(ms) | placement p99 (ms) | tick, %d VMs fit nowhere (ms) | "
-           "setup (s) |\n", STUCK);
+           "scheduler_run per CPU-s | all placed in (s) | scheduler_place "
+           "placements/s | scheduler_place per CPU-s | placement p50 (ms) | "
+           "placement p99 (ms) | tick, %d VMs fit nowhere (ms) | setup (s) "
+           "|\n", STUCK);
     printf("|------:|:---------|-----------:|---------------------------:|"
-           "------------------:|-----------------------------:|"
+           "------------------------:|------------------:|"
+           "-----------------------------:|--------------------------:|"
            "-------------------:|-------------------:|"
            "------------------------------:|----------:|\n");
     fflush(stdout);
     int64_t bad = 0, left = 0;
     for (int f = 0; f < nfleets; f++) {
         for (int pol = 0; pol < 2; pol++) {
-            double run_s[15], wall[15], place_s[15], p50[15], p99[15],
-                   stuck[15], setup[15];
+            double run_s[15], run_cpu[15], wall[15], place_s[15],
+                   place_cpu[15], p50[15], p99[15], stuck[15], setup[15];
             int64_t placed = 0;
             for (int r = 0; r < runs; r++) {
                 struct sched_result byrun = { 0 }, byone = { 0 };
@@ -465,6 +491,8 @@ int main(int argc, char **argv)
                 bad += run_once(&a, fleets[f], nvms, pol, true, &byone);
                 left += byrun.pending + byone.pending;
                 run_s[r] = byrun.per_s;
+                run_cpu[r] = byrun.per_cpu_s;
+                place_cpu[r] = byone.per_cpu_s;
                 wall[r] = byrun.wall_s;
                 place_s[r] = byone.per_s;
                 p50[r] = byone.p50_ms;
@@ -485,11 +513,12 @@ int main(int argc, char **argv)
                             byone.wall_s, byone.per_s, byone.p50_ms,
                             byone.p99_ms, byone.max_ms, byrun.stuck_ms);
             }
-            printf("| %5d | %-8s | %10lld | %26.0f | %17.2f | %28.0f | "
-                   "%18.3f | %18.3f | %29.0f | %9.2f |\n", fleets[f],
-                   pol ? "50%" : "none", (long long)placed,
-                   median(run_s, runs), median(wall, runs),
-                   median(place_s, runs), median(p50, runs),
+            printf("| %5d | %-8s | %10lld | %26.0f | %23.0f | %17.2f | "
+                   "%28.0f | %25.0f | %18.3f | %18.3f | %29.0f | %9.2f |\n",
+                   fleets[f], pol ? "50%" : "none", (long long)placed,
+                   median(run_s, runs), median(run_cpu, runs),
+                   median(wall, runs), median(place_s, runs),
+                   median(place_cpu, runs), median(p50, runs),
                    median(p99, runs), median(stuck, runs),
                    median(setup, runs));
             fflush(stdout);

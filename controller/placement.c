@@ -74,9 +74,117 @@ static bool listed(const char *id, const char *const *ids, size_t n)
     return false;
 }
 
-enum place_filter place_check(const struct place_node *n,
-                              const struct place_req *r, int64_t *ret_price)
+/* A list of node ids as an open-addressed hash set, built once per
+ * decision so a long list (the nodes holding a wanted host port, an
+ * anti-affinity group's nodes) costs one probe per node, not a walk.
+ * Fixed size, on the stack: a list longer than half of it is walked. */
+#define IDSET_SLOTS 2048
+struct idset {
+    const char *const *ids;      /* the list, walked when !hashed */
+    size_t n;
+    bool hashed;
+    const char *slot[IDSET_SLOTS];
+};
+
+static uint32_t id_hash(const char *s)
 {
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static void idset_init(struct idset *set, const char *const *ids, size_t n,
+                       bool hash)
+{
+    set->ids = ids;
+    set->n = n;
+    set->hashed = hash && n > 8 && n <= IDSET_SLOTS / 2;
+    if (!set->hashed)
+        return;
+    memset(set->slot, 0, sizeof(set->slot));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = id_hash(ids[i]) % IDSET_SLOTS;
+        while (set->slot[k] && !streq(set->slot[k], ids[i]))
+            k = (k + 1) % IDSET_SLOTS;
+        set->slot[k] = ids[i];
+    }
+}
+
+static bool idset_has(const struct idset *set, const char *id)
+{
+    if (!set->hashed)
+        return listed(id, set->ids, set->n);
+    for (uint32_t k = id_hash(id) % IDSET_SLOTS; set->slot[k];
+         k = (k + 1) % IDSET_SLOTS)
+        if (streq(set->slot[k], id))
+            return true;
+    return false;
+}
+
+/* The hour price as integers: for one hour the seconds cancel out of
+ * rating_cost_ceil(), leaving ceil(sum(price_i * k_i) / PRICE_DENOM) with
+ * k_i the VM's quantity times its component's scale. Computed once per
+ * request; a node's price then takes five multiplications in 64 bits, and
+ * only sums that would overflow go through the 128-bit rating code (same
+ * result: both are the exact sum rounded up once). */
+#define PRICE_DENOM (INT64_C(1024) * 720)
+
+struct price_coef {
+    bool fast;                   /* k usable (quantities valid, no overflow) */
+    int64_t k[5];                /* vCPU, memory, disk, GPU, port */
+};
+
+static struct price_coef price_coef(const struct place_req *r)
+{
+    struct price_coef c = { 0 };
+    const int64_t q[5] = { r->vcpus, r->mem_mib, r->disk_gib, r->gpu_count,
+                           r->ports };
+    const int64_t scale[5] = { PRICE_DENOM, 720, 1024, PRICE_DENOM,
+                               PRICE_DENOM };
+    c.fast = true;
+    for (int i = 0; i < 5; i++)
+        if (q[i] < 0 || __builtin_mul_overflow(q[i], scale[i], &c.k[i]))
+            c.fast = false;
+    return c;
+}
+
+static int64_t price_fast(const struct price_coef *c,
+                          const struct rating_offer *o,
+                          const struct place_req *r)
+{
+    const int64_t p[5] = { o->vcpu_hour, o->mem_gib_hour, o->disk_gib_month,
+                           o->gpu_hour, o->port_hour };
+    int64_t sum = 0, t;
+    bool slow = !c->fast;
+    for (int i = 0; i < 5 && !slow; i++)
+        slow = p[i] < 0 || __builtin_mul_overflow(p[i], c->k[i], &t) ||
+               __builtin_add_overflow(sum, t, &sum);
+    if (slow)
+        return place_price_hour(o, r);
+    return sum / PRICE_DENOM + (sum % PRICE_DENOM != 0);
+}
+
+/* place_check() with the request's price coefficients worked out. */
+/* What place_decide works out once per request. */
+struct prep {
+    struct price_coef c;
+    struct idset blocked, avoid;
+};
+
+/* hash: the lists become hash sets (worth it for many nodes). */
+static void prep_init(struct prep *p, const struct place_req *r, bool hash)
+{
+    p->c = price_coef(r);
+    idset_init(&p->blocked, r->port_blocked, r->n_port_blocked, hash);
+    idset_init(&p->avoid, r->avoid, r->n_avoid, hash);
+}
+
+static enum place_filter check(const struct place_node *n,
+                               const struct place_req *r,
+                               const struct prep *pr, int64_t *ret_price)
+{
+    const struct price_coef *c = &pr->c;
     if (n->free_vcpus < r->vcpus || n->free_mem_mib < r->mem_mib ||
         n->free_disk_gib < r->disk_gib)
         return PF_CAPACITY;
@@ -90,25 +198,37 @@ enum place_filter place_check(const struct place_node *n,
         return PF_WINDOW;
     if (!policy_ok(n, r))
         return PF_POLICY;
-    if (listed(n->id, r->port_blocked, r->n_port_blocked))
+    if (r->n_port_blocked && idset_has(&pr->blocked, n->id))
         return PF_PORTS;
     if (r->region && !streq(r->region, n->region ? n->region : ""))
         return PF_REGION;
-    if (!labels_ok(n, r))
+    if (r->n_labels && !labels_ok(n, r))
         return PF_LABELS;
     if (r->min_reputation > 0 && n->reputation < r->min_reputation)
         return PF_REPUTATION;
-    if (listed(n->id, r->avoid, r->n_avoid))
+    if (r->n_avoid && idset_has(&pr->avoid, n->id))
         return PF_ANTI_AFFINITY;
-    struct rating_offer o = n->offer;
-    if (r->gpu_count > 0 && n->gpu_hour_model >= 0)
+    int64_t price;
+    if (r->gpu_count > 0 && n->gpu_hour_model >= 0) {
+        struct rating_offer o = n->offer;
         o.gpu_hour = n->gpu_hour_model;
-    int64_t price = place_price_hour(&o, r);
+        price = price_fast(c, &o, r);
+    } else {
+        price = price_fast(c, &n->offer, r);
+    }
     if (ret_price)
         *ret_price = price;
     if (price == INT64_MAX || (r->max_price >= 0 && price > r->max_price))
         return PF_PRICE;
     return PF_N;
+}
+
+enum place_filter place_check(const struct place_node *n,
+                              const struct place_req *r, int64_t *ret_price)
+{
+    struct prep p;
+    prep_init(&p, r, false);
+    return check(n, r, &p, ret_price);
 }
 
 /* Mean free fraction of vCPUs and memory once the VM is there. */
@@ -133,11 +253,13 @@ void place_decide(const struct place_req *r, const struct place_node *nodes,
                   size_t n, const struct place_weights *w,
                   struct place_result *ret)
 {
+    struct prep pr;
+    prep_init(&pr, r, n > 64);
     memset(ret, 0, sizeof(*ret));
     ret->chosen = -1;
     for (size_t i = 0; i < n; i++) {
         int64_t price = 0;
-        enum place_filter f = place_check(&nodes[i], r, &price);
+        enum place_filter f = check(&nodes[i], r, &pr, &price);
         if (f != PF_N) {
             ret->removed[f]++;
             continue;
@@ -149,6 +271,189 @@ void place_decide(const struct place_req *r, const struct place_node *nodes,
             ret->score = s;
             ret->price_hour = price;
         }
+    }
+}
+
+/* ---- a decision kept across one-node changes ---- */
+
+struct place_memo {
+    struct place_req req;        /* its strings in str[] */
+    char *str[6];
+    struct place_weights w;
+    struct prep prep;
+    size_t n, keep;
+    uint8_t *cls;                /* node's filter, PF_N when it passed */
+    int64_t *price;
+    double *score;
+    size_t removed[PF_N], passed;
+    size_t *top, n_top;          /* best passing nodes, best first: a
+                                    prefix of the ranking of all */
+};
+
+bool place_memo_fits(const struct place_req *r)
+{
+    return r->gpu_count == 0 && r->n_labels == 0 && r->n_avoid == 0 &&
+           r->n_port_blocked == 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && streq(a, b));
+}
+
+bool place_memo_is(const struct place_memo *m, const struct place_req *r,
+                   const struct place_weights *w)
+{
+    const struct place_req *q = &m->req;
+    return place_memo_fits(r) && q->vcpus == r->vcpus &&
+           q->mem_mib == r->mem_mib && q->disk_gib == r->disk_gib &&
+           q->ports == r->ports && q->allow_tcg == r->allow_tcg &&
+           q->image_public == r->image_public &&
+           q->max_price == r->max_price &&
+           q->min_reputation == r->min_reputation &&
+           same_str(q->tmpl, r->tmpl) && same_str(q->image, r->image) &&
+           same_str(q->image_id, r->image_id) &&
+           same_str(q->image_digest, r->image_digest) &&
+           same_str(q->image_account, r->image_account) &&
+           same_str(q->region, r->region) && m->w.price == w->price &&
+           m->w.spread == w->spread && m->w.reputation == w->reputation;
+}
+
+/* Whether node a ranks before node b (place_decide: the higher score,
+ * then the lower index). */
+static bool memo_before(const struct place_memo *m, size_t a, size_t b)
+{
+    return m->score[a] > m->score[b] ||
+           (m->score[a] == m->score[b] && a < b);
+}
+
+/* The best `keep` passing nodes, from the kept scores. */
+static void memo_rank(struct place_memo *m)
+{
+    m->n_top = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->cls[i] != PF_N)
+            continue;
+        if (m->n_top == m->keep && !memo_before(m, i, m->top[m->n_top - 1]))
+            continue;
+        size_t at = m->n_top < m->keep ? m->n_top++ : m->n_top - 1;
+        while (at > 0 && memo_before(m, i, m->top[at - 1])) {
+            m->top[at] = m->top[at - 1];
+            at--;
+        }
+        m->top[at] = i;
+    }
+}
+
+static void memo_eval(struct place_memo *m, const struct place_node *nodes,
+                      size_t k)
+{
+    int64_t price = 0;
+    enum place_filter f = check(&nodes[k], &m->req, &m->prep, &price);
+    m->cls[k] = (uint8_t)f;
+    if (f == PF_N) {
+        m->passed++;
+        m->price[k] = price;
+        m->score[k] = place_score(&nodes[k], &m->req, price, &m->w);
+    } else {
+        m->removed[f]++;
+    }
+}
+
+struct place_memo *place_memo_new(const struct place_req *r,
+                                  const struct place_weights *w,
+                                  const struct place_node *nodes, size_t n,
+                                  size_t keep)
+{
+    struct place_memo *m = xcalloc(1, sizeof(*m));
+    m->req = *r;
+    const char **s[] = { &m->req.tmpl, &m->req.image, &m->req.image_id,
+                         &m->req.image_digest, &m->req.image_account,
+                         &m->req.region };
+    for (size_t i = 0; i < ARRAY_SIZE(s); i++) {
+        m->str[i] = *s[i] ? xstrdup(*s[i]) : NULL;
+        *s[i] = m->str[i];
+    }
+    m->req.labels = NULL;
+    m->req.avoid = m->req.port_blocked = NULL;
+    m->w = *w;
+    prep_init(&m->prep, &m->req, false);
+    m->n = n;
+    m->keep = keep ? keep : 1;
+    m->cls = xcalloc(n + 1, sizeof(*m->cls));
+    m->price = xcalloc(n + 1, sizeof(*m->price));
+    m->score = xcalloc(n + 1, sizeof(*m->score));
+    m->top = xcalloc(m->keep, sizeof(*m->top));
+    for (size_t i = 0; i < n; i++)
+        memo_eval(m, nodes, i);
+    memo_rank(m);
+    return m;
+}
+
+void place_memo_free(struct place_memo *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < ARRAY_SIZE(m->str); i++)
+        free(m->str[i]);
+    free(m->cls);
+    free(m->price);
+    free(m->score);
+    free(m->top);
+    free(m);
+}
+
+void place_memo_node_changed(struct place_memo *m,
+                             const struct place_node *nodes, size_t k)
+{
+    if (k >= m->n)
+        return;
+    if (m->cls[k] == PF_N)
+        m->passed--;
+    else
+        m->removed[m->cls[k]]--;
+    /* Out of the ranking, then back in where it now belongs. */
+    size_t at = 0;
+    while (at < m->n_top && m->top[at] != k)
+        at++;
+    if (at < m->n_top) {
+        memmove(&m->top[at], &m->top[at + 1],
+                (m->n_top - at - 1) * sizeof(*m->top));
+        m->n_top--;
+    }
+    /* Whether every other passing node is kept. */
+    bool complete = m->n_top == m->passed;
+    memo_eval(m, nodes, k);
+    if (m->cls[k] == PF_N) {
+        /* Past the last one kept, it ranks only when every other passing
+         * node is kept (else an unkept node may rank before it). */
+        bool last = m->n_top == 0 || !memo_before(m, k, m->top[m->n_top - 1]);
+        if (!last || (complete && m->n_top < m->keep)) {
+            size_t i = m->n_top < m->keep ? m->n_top++ : m->n_top - 1;
+            while (i > 0 && memo_before(m, k, m->top[i - 1])) {
+                m->top[i] = m->top[i - 1];
+                i--;
+            }
+            m->top[i] = k;
+        }
+    }
+    if (m->n_top == 0 && m->passed > 0)
+        memo_rank(m);
+}
+
+void place_memo_result(struct place_memo *m, const struct place_node *nodes,
+                       struct place_result *ret)
+{
+    (void)nodes;
+    memset(ret, 0, sizeof(*ret));
+    memcpy(ret->removed, m->removed, sizeof(ret->removed));
+    ret->passed = m->passed;
+    ret->chosen = -1;
+    if (m->n_top > 0) {
+        size_t b = m->top[0];
+        ret->chosen = (ssize_t)b;
+        ret->price_hour = m->price[b];
+        ret->score = m->score[b];
     }
 }
 

@@ -1,7 +1,7 @@
 /* The placement decision as a pure function: filter candidate nodes, then
- * weigh those that pass. No store, no clock, no allocation: the scheduler
- * loads the rows, this picks one, and the property tests and bench_sched
- * call the same code.
+ * weigh those that pass. No store, no clock (and no allocation but a kept
+ * decision's, place_memo_*): the scheduler loads the rows, this picks one,
+ * and the property tests and bench_sched call the same code.
  *
  * Filters run in a fixed order and a node removed by one is counted there
  * only, so the counts add up to the nodes that did not pass (shown on a
@@ -135,3 +135,27 @@ json_t *place_result_json(const struct place_result *res, size_t candidates);
 /* A reason naming the filters that removed nodes, for state_reason;
  * caller frees. */
 char *place_refusal_text(const struct place_result *res, size_t candidates);
+
+/* A decision for one request kept across changes of the fleet, one node
+ * at a time (a placement takes capacity from the node it chose): the
+ * filter each node failed, its price and score, and the best `keep`
+ * passing nodes in order, so the next identical request costs the nodes
+ * that changed, not the fleet. Its results are place_decide()'s on the
+ * fleet as it is now. Only for requests without label selectors, GPUs,
+ * anti-affinity or port lists (place_memo_fits()); the request's strings
+ * are copied. */
+struct place_memo;
+bool place_memo_fits(const struct place_req *r);
+struct place_memo *place_memo_new(const struct place_req *r,
+                                  const struct place_weights *w,
+                                  const struct place_node *nodes, size_t n,
+                                  size_t keep);
+void place_memo_free(struct place_memo *m);
+/* Whether m decides for r under weights w. */
+bool place_memo_is(const struct place_memo *m, const struct place_req *r,
+                   const struct place_weights *w);
+/* Node k of nodes[0..n) (n as at place_memo_new) changed. */
+void place_memo_node_changed(struct place_memo *m,
+                             const struct place_node *nodes, size_t k);
+void place_memo_result(struct place_memo *m, const struct place_node *nodes,
+                       struct place_result *ret);

@@ -1,13 +1,16 @@
 /* Placement and node health. Placement is filter then weigh: the fleet
  * (every approved, reachable node with its free capacity, offer, region,
- * labels and policy) is loaded into rows, the pure place_decide()
- * (placement.c) removes the nodes that fail a filter and picks the best of
- * the rest by the hub's weights, and the placing transaction checks the
- * chosen node again under its lock (capacity, KVM, policy, and the locked
- * deal's price against the VM's cap). A VM no node passes stays pending
- * with the count of nodes each filter removed. A drained node takes
- * nothing new. Each placement bumps the VM's placement generation, which
- * fences domains of earlier placements on their nodes. */
+ * labels and policy) is loaded into arrays and cached, the pure
+ * place_decide() (placement.c) removes the nodes that fail a filter and
+ * picks the best of the rest by the hub's weights (a request like an
+ * earlier one on the same fleet through a kept decision, place_memo_*),
+ * and the placing transaction checks the chosen node again under its lock
+ * (capacity, KVM, policy, and the locked deal's price against the VM's
+ * cap). A VM no node passes stays pending with the count of nodes each
+ * filter removed. A drained node takes nothing new. Each placement bumps
+ * the VM's placement generation, which fences domains of earlier
+ * placements on their nodes. scheduler_run places in batches, each one
+ * transaction on sqlite. */
 #include "controller/scheduler.h"
 #include "controller/edge.h"
 
@@ -100,12 +103,64 @@ static struct place_weights weights(const struct app *a)
 /* A loaded fleet, shared: the store's cache holds one reference and each
  * placing call another while it decides on it. Strings are immutable once
  * loaded; free capacity changes (fleet_take) under fleet_lock. */
+/* Strings of a fleet, in blocks that never move. */
+struct strpool {
+    struct strpool_block *head;
+};
+struct strpool_block {
+    struct strpool_block *next;
+    size_t used, size;
+    char data[];
+};
+
+/* A copy of s (NULL stays NULL) that lives as long as the pool. */
+static const char *strpool_add(struct strpool *p, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t len = strlen(s) + 1;
+    struct strpool_block *b = p->head;
+    if (!b || b->size - b->used < len) {
+        size_t size = len > 65536 ? len : 65536;
+        b = xmalloc(sizeof(*b) + size);
+        b->next = p->head;
+        b->used = 0;
+        b->size = size;
+        p->head = b;
+    }
+    char *d = b->data + b->used;
+    memcpy(d, s, len);
+    b->used += len;
+    return d;
+}
+
+static void strpool_free(struct strpool *p)
+{
+    while (p->head) {
+        struct strpool_block *b = p->head;
+        p->head = b->next;
+        free(b);
+    }
+}
+
 struct fleet {
-    json_t *rows, *labels, *rules;   /* own every string below */
+    struct strpool strings;          /* own every string below */
+    const char **names;              /* nodes' names */
+    size_t cap, n_lab, cap_lab, n_rul, cap_rul;
+    size_t *lab_at, *rul_at;         /* a node's first label, rule */
     struct place_node *nodes;
     const char **lab;                /* nodes' labels, grouped by node */
     struct place_rule *rul;          /* nodes' policy rules, grouped */
     size_t *order;                   /* node indices sorted by id */
+    int64_t *port_min, *port_max;    /* nodes' host port ranges */
+    /* Decisions kept for the requests seen on this fleet, each with how
+     * far it has read the log of nodes whose capacity changed since. */
+    struct fleet_memo {
+        struct place_memo *m;
+        size_t at;
+    } *memos;
+    size_t n_memos, cap_memos;
+    size_t *log, n_log, cap_log;
     size_t n;
     unsigned refs;
     uint64_t seq;                    /* fleet_seq when loading began */
@@ -135,13 +190,20 @@ void scheduler_fleet_changed(void)
 
 static void fleet_clear(struct fleet *f)
 {
-    json_decref(f->rows);
-    json_decref(f->labels);
-    json_decref(f->rules);
+    strpool_free(&f->strings);
+    free(f->names);
+    free(f->lab_at);
+    free(f->rul_at);
     free(f->nodes);
     free(f->lab);
     free(f->rul);
     free(f->order);
+    free(f->port_min);
+    free(f->port_max);
+    for (size_t i = 0; i < f->n_memos; i++)
+        place_memo_free(f->memos[i].m);
+    free(f->memos);
+    free(f->log);
 }
 
 /* Drop one reference (fleet_lock held). */
@@ -189,110 +251,199 @@ static ssize_t fleet_find(const struct fleet *f, const char *id)
     return -1;
 }
 
-/* Whether node row (avail_windows, avail_tz_min) takes new VMs at time
- * now. Windows that no longer parse close the node rather than open it. */
-static bool node_window_open(json_t *row, int64_t now)
+/* Whether a node with availability windows `windows` (NULL: none) in
+ * time zone offset tz_min takes new VMs at time now. Windows that no
+ * longer parse close the node rather than open it. */
+static bool node_window_open(const char *windows, int tz_min, int64_t now)
 {
     struct availwin w[AVAILWIN_MAX];
     size_t n;
-    if (availwin_list_parse(json_str(row, "avail_windows"), w, &n) < 0)
+    if (availwin_list_parse(windows, w, &n) < 0)
         return false;
-    return availwin_open(w, n, now, (int)json_int(row, "avail_tz_min", 0));
+    return availwin_open(w, n, now, tz_min);
+}
+
+struct fleet_loading {
+    struct fleet *f;
+    int64_t now;
+};
+
+/* One node row into the fleet. */
+static void fleet_add_node(struct store_row *row, void *data)
+{
+    struct fleet_loading *l = data;
+    struct fleet *f = l->f;
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 256;
+        f->nodes = xrealloc(f->nodes, f->cap * sizeof(*f->nodes));
+        f->names = xrealloc(f->names, f->cap * sizeof(*f->names));
+        f->port_min = xrealloc(f->port_min, f->cap * sizeof(*f->port_min));
+        f->port_max = xrealloc(f->port_max, f->cap * sizeof(*f->port_max));
+    }
+    size_t i = f->n++;
+    struct place_node *p = &f->nodes[i];
+    struct strpool *sp = &f->strings;
+    memset(p, 0, sizeof(*p));
+    p->id = strpool_add(sp, store_row_str(row, "id"));
+    f->names[i] = strpool_add(sp, store_row_str(row, "name"));
+    p->account_id = strpool_add(sp, store_row_str(row, "account_id"));
+    p->kvm = store_row_int(row, "kvm", 0) != 0;
+    const char *region = store_row_str(row, "region");
+    p->region = strpool_add(sp, region ? region : "");
+    p->vcpus = p->free_vcpus = store_row_int(row, "vcpus", 0);
+    p->mem_mib = p->free_mem_mib = store_row_int(row, "memory_mib", 0);
+    p->free_disk_gib = store_row_int(row, "disk_gib", 0);
+    p->drained = store_row_int(row, "drained", 0) != 0;
+    p->closed = !node_window_open(store_row_str(row, "avail_windows"),
+                                  (int)store_row_int(row, "avail_tz_min", 0),
+                                  l->now);
+    p->restricted = store_row_str(row, "policy_pool") != NULL;
+    /* The hub's default offer and an unknown reputation until the node's
+     * own are read (fleet_add_offer, fleet_add_trust). */
+    p->offer = billing_config()->default_offer;
+    p->reputation = -1;
+    f->port_min[i] = store_row_int(row, "port_min", 0);
+    f->port_max[i] = store_row_int(row, "port_max", 0);
+}
+
+/* A node's offer. */
+static void fleet_add_offer(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k >= 0)
+        f->nodes[k].offer = (struct rating_offer){
+            store_row_int(row, "vcpu_hour", 0),
+            store_row_int(row, "mem_gib_hour", 0),
+            store_row_int(row, "disk_gib_month", 0),
+            store_row_int(row, "gpu_hour", 0),
+            store_row_int(row, "port_hour", 0) };
+}
+
+/* A node's reputation: percent as the hub observed it. */
+static void fleet_add_trust(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    struct store_value v = store_row_get(row, "score");
+    if (k >= 0 && v.type == STORE_INT)
+        f->nodes[k].reputation = (double)v.i / 100.0;
+}
+
+/* What a node's live VMs hold, off its free capacity. */
+static void fleet_add_usage(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k < 0)
+        return;
+    f->nodes[k].free_vcpus -= store_row_int(row, "vcpus", 0);
+    f->nodes[k].free_mem_mib -= store_row_int(row, "mem", 0);
+    f->nodes[k].free_disk_gib -= store_row_int(row, "disk", 0);
+}
+
+/* One "key=value" label of a node (they come grouped by node). */
+static void fleet_add_label(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k < 0)
+        return;
+    if (f->n_lab == f->cap_lab) {
+        f->cap_lab = f->cap_lab ? 2 * f->cap_lab : 256;
+        f->lab = xrealloc(f->lab, f->cap_lab * sizeof(*f->lab));
+    }
+    if (!f->nodes[k].n_labels)
+        f->lab_at[k] = f->n_lab;
+    f->nodes[k].n_labels++;
+    f->lab[f->n_lab++] = strpool_add(&f->strings, store_row_str(row, "kv"));
+}
+
+/* One policy rule of a node (they come grouped by node). */
+static void fleet_add_rule(struct store_row *row, void *data)
+{
+    struct fleet *f = ((struct fleet_loading *)data)->f;
+    ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k < 0)
+        return;
+    if (f->n_rul == f->cap_rul) {
+        f->cap_rul = f->cap_rul ? 2 * f->cap_rul : 256;
+        f->rul = xrealloc(f->rul, f->cap_rul * sizeof(*f->rul));
+    }
+    if (!f->nodes[k].n_rules)
+        f->rul_at[k] = f->n_rul;
+    f->nodes[k].n_rules++;
+    struct strpool *sp = &f->strings;
+    f->rul[f->n_rul++] = (struct place_rule){
+        streq(store_row_str(row, "kind"), "template"),
+        strpool_add(sp, store_row_str(row, "name")),
+        strpool_add(sp, store_row_str(row, "digest")),
+        strpool_add(sp, store_row_str(row, "local_image")) };
 }
 
 /* Every approved, reachable node, oldest first (the tie-break), with free
- * capacity, its offer (the hub's default offer when it has none), region,
- * labels and policy rules: three queries whatever the fleet's size. */
+ * capacity, its offer (the hub's default offer when it has none),
+ * reputation, region, labels and policy rules: six queries whatever the
+ * fleet's size, each a scan of one table (or index) read row by row into
+ * arrays (no JSON), matched to its node by id in memory, in one snapshot
+ * of the store. */
 static int fleet_load(struct app *a, struct fleet *f)
 {
-    const struct rating_offer *d = &billing_config()->default_offer;
-    static const char sql[] =
-        "SELECT n.id, n.name, n.account_id, n.kvm, n.region, n.vcpus AS total_vcpus, n.memory_mib "
-        "AS total_mem, n.vcpus - COALESCE(u.vcpus, 0) AS vcpus, n.memory_mib "
-        "- COALESCE(u.mem, 0) AS mem, n.disk_gib - COALESCE(u.disk, 0) AS "
-        "disk, n.drained, COALESCE(o.vcpu_hour, $2) AS vcpu_hour, "
-        "COALESCE(o.mem_gib_hour, $3) AS mem_gib_hour, "
-        "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
-        "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
-        "port_hour, t.score AS reputation, n.avail_windows, n.avail_tz_min, "
-        "n.policy_pool "
-        "FROM nodes n LEFT JOIN node_offers "
-        "o ON o.node_id = n.id LEFT JOIN node_trust t ON t.node_id = n.id "
-        "LEFT JOIN (SELECT node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) AS "
-        "mem, SUM(disk_gib) AS disk FROM vms WHERE node_id IS NOT NULL AND "
-        "deleted_at IS NULL GROUP BY node_id) u ON u.node_id = n.id WHERE "
-        "n.approved = 1 AND n.removed_at IS NULL AND n.last_seen >= $1 ORDER "
-        "BY n.created_at, n.id";
-    int e = store_query(a->store, &f->rows, sql, "iiiiii",
-                        now_s() - 3 * a->cfg.heartbeat_s, d->vcpu_hour,
-                        d->mem_gib_hour, d->disk_gib_month, d->gpu_hour,
-                        d->port_hour);
+    struct fleet_loading l = { f, now_s() };
+    /* One snapshot: the store's transaction when one is open (a batch, a
+     * request), else a read-only one of its own. */
+    bool own = !store_in_tx(a->store);
+    int e = own ? store_tx_begin_read(a->store) : 0;
+    if (e < 0)
+        return e;
+    e = store_query_each(a->store, fleet_add_node, &l,
+                         "SELECT id, name, account_id, kvm, region, vcpus, "
+                         "memory_mib, disk_gib, drained, avail_windows, "
+                         "avail_tz_min, policy_pool, port_min, port_max FROM "
+                         "nodes WHERE approved = 1 AND removed_at IS NULL AND "
+                         "last_seen >= $1 ORDER BY created_at, id", "i",
+                         now_s() - 3 * a->cfg.heartbeat_s);
+    size_t n = f->n, i;
+    if (e >= 0) {
+        /* The rest is matched by node id. */
+        f->order = xcalloc(n + 1, sizeof(*f->order));
+        for (i = 0; i < n; i++)
+            f->order[i] = i;
+        qsort_r(f->order, n, sizeof(*f->order), cmp_idx_by_id, f->nodes);
+        f->lab_at = xcalloc(n + 1, sizeof(*f->lab_at));
+        f->rul_at = xcalloc(n + 1, sizeof(*f->rul_at));
+    }
+    /* Labels and rules come sorted by node: each node's are one run. */
     if (e < 0 ||
-        (e = store_query(a->store, &f->labels, "SELECT node_id, key || '=' || "
-                         "value AS kv FROM node_labels ORDER BY node_id, key",
-                         "")) < 0 ||
-        (e = store_query(a->store, &f->rules, "SELECT node_id, kind, name, "
-                         "digest, local_image FROM " NODE_RULES_SQL " r "
-                         "ORDER BY node_id", "")) < 0) {
+        (e = store_query_each(a->store, fleet_add_offer, &l, "SELECT "
+                              "node_id, vcpu_hour, mem_gib_hour, "
+                              "disk_gib_month, gpu_hour, port_hour FROM "
+                              "node_offers", "")) < 0 ||
+        (e = store_query_each(a->store, fleet_add_trust, &l, "SELECT "
+                              "node_id, score FROM node_trust", "")) < 0 ||
+        (e = store_query_each(a->store, fleet_add_usage, &l, "SELECT "
+                              "node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) "
+                              "AS mem, SUM(disk_gib) AS disk FROM vms WHERE "
+                              "node_id IS NOT NULL AND deleted_at IS NULL "
+                              "GROUP BY node_id", "")) < 0 ||
+        (e = store_query_each(a->store, fleet_add_label, &l, "SELECT "
+                              "node_id, key || '=' || value AS kv FROM "
+                              "node_labels ORDER BY node_id, key", "")) < 0 ||
+        (e = store_query_each(a->store, fleet_add_rule, &l, "SELECT node_id, "
+                              "kind, name, digest, local_image FROM "
+                              NODE_RULES_SQL " r ORDER BY node_id", "")) < 0) {
+        if (own)
+            store_tx_rollback(a->store);
         fleet_clear(f);
         return e;
     }
-    size_t n = json_array_size(f->rows), i;
-    json_t *row;
-    int64_t now = now_s();
-    f->n = n;
-    f->nodes = xcalloc(n + 1, sizeof(*f->nodes));
-    json_array_foreach(f->rows, i, row) {
-        struct place_node *p = &f->nodes[i];
-        p->id = json_str(row, "id");
-        p->account_id = json_str(row, "account_id");
-        p->kvm = json_int(row, "kvm", 0) != 0;
-        p->region = json_str(row, "region") ? json_str(row, "region") : "";
-        p->vcpus = json_int(row, "total_vcpus", 0);
-        p->mem_mib = json_int(row, "total_mem", 0);
-        p->free_vcpus = json_int(row, "vcpus", 0);
-        p->free_mem_mib = json_int(row, "mem", 0);
-        p->free_disk_gib = json_int(row, "disk", 0);
-        p->drained = json_int(row, "drained", 0) != 0;
-        p->closed = !node_window_open(row, now);
-        p->restricted = json_str(row, "policy_pool") != NULL;
-        p->offer = (struct rating_offer){ json_int(row, "vcpu_hour", 0),
-                                          json_int(row, "mem_gib_hour", 0),
-                                          json_int(row, "disk_gib_month", 0),
-                                          json_int(row, "gpu_hour", 0),
-                                          json_int(row, "port_hour", 0) };
-        /* Percent as the hub observed it; unknown until observed. */
-        json_t *rep = json_object_get(row, "reputation");
-        p->reputation = json_is_integer(rep)
-                            ? (double)json_integer_value(rep) / 100.0
-                            : -1;
-    }
-    /* Labels and rules come sorted by node: each node's are one run. */
-    f->order = xcalloc(n + 1, sizeof(*f->order));
-    for (i = 0; i < n; i++)
-        f->order[i] = i;
-    qsort_r(f->order, n, sizeof(*f->order), cmp_idx_by_id, f->nodes);
-    f->lab = xcalloc(json_array_size(f->labels) + 1, sizeof(*f->lab));
-    json_array_foreach(f->labels, i, row) {
-        f->lab[i] = json_str(row, "kv");
-        ssize_t k = fleet_find(f, json_str(row, "node_id"));
-        if (k < 0)
-            continue;
-        if (!f->nodes[k].n_labels)
-            f->nodes[k].labels = &f->lab[i];
-        f->nodes[k].n_labels++;
-    }
-    f->rul = xcalloc(json_array_size(f->rules) + 1, sizeof(*f->rul));
-    json_array_foreach(f->rules, i, row) {
-        f->rul[i] = (struct place_rule){
-            streq(json_str(row, "kind"), "template"), json_str(row, "name"),
-            json_str(row, "digest"), json_str(row, "local_image") };
-        ssize_t k = fleet_find(f, json_str(row, "node_id"));
-        if (k < 0)
-            continue;
-        if (!f->nodes[k].n_rules)
-            f->nodes[k].rules = &f->rul[i];
-        f->nodes[k].n_rules++;
+    if (own)
+        store_tx_rollback(a->store);
+    for (i = 0; i < n; i++) {
+        if (f->nodes[i].n_labels)
+            f->nodes[i].labels = &f->lab[f->lab_at[i]];
+        if (f->nodes[i].n_rules)
+            f->nodes[i].rules = &f->rul[f->rul_at[i]];
     }
     return 0;
 }
@@ -375,17 +526,57 @@ static int fleet_gpus(struct app *a, const struct fleet *f,
     return 0;
 }
 
+/* At most this many decisions are kept per fleet, and no more than
+ * FLEET_MEMO_BYTES of them; each keeps its best FLEET_MEMO_KEEP nodes. */
+#define FLEET_MEMOS 64
+#define FLEET_MEMO_BYTES (16 << 20)
+#define FLEET_MEMO_KEEP 32
+
+/* The decision kept on f for r, brought up to date with the nodes that
+ * changed since it was last asked; a new one when there is room; NULL
+ * when there is none (fleet_lock held). */
+static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
+                                     const struct place_weights *w)
+{
+    for (size_t i = 0; i < f->n_memos; i++) {
+        struct fleet_memo *fm = &f->memos[i];
+        if (!place_memo_is(fm->m, r, w))
+            continue;
+        for (; fm->at < f->n_log; fm->at++)
+            place_memo_node_changed(fm->m, f->nodes, f->log[fm->at]);
+        return fm->m;
+    }
+    size_t per = (f->n + 1) * (sizeof(int64_t) + sizeof(double) + 1);
+    if (f->n_memos >= FLEET_MEMOS || (f->n_memos + 1) * per > FLEET_MEMO_BYTES)
+        return NULL;
+    if (f->n_memos == f->cap_memos) {
+        f->cap_memos = f->cap_memos ? 2 * f->cap_memos : 8;
+        f->memos = xrealloc(f->memos, f->cap_memos * sizeof(*f->memos));
+    }
+    struct fleet_memo *fm = &f->memos[f->n_memos++];
+    fm->m = place_memo_new(r, w, f->nodes, f->n, FLEET_MEMO_KEEP);
+    fm->at = f->n_log;
+    return fm->m;
+}
+
 /* place_decide on the fleet. The cached fleet knows nothing of GPUs: a VM
  * asking for some is decided on a private copy of the nodes with their
  * free GPUs of its model read from the store. 0 or -errno. */
-static int fleet_decide(struct app *a, const struct fleet *f,
+static int fleet_decide(struct app *a, struct fleet *f,
                         const struct place_req *r,
                         const struct place_weights *w,
                         struct place_result *ret)
 {
     if (r->gpu_count <= 0) {
         pthread_mutex_lock(&fleet_lock);
-        place_decide(r, f->nodes, f->n, w, ret);
+        /* A request like one decided on f before costs the nodes that
+         * changed since; others a pass over the fleet. */
+        struct place_memo *m = place_memo_fits(r) ? fleet_memo(f, r, w)
+                                                  : NULL;
+        if (m)
+            place_memo_result(m, f->nodes, ret);
+        else
+            place_decide(r, f->nodes, f->n, w, ret);
         pthread_mutex_unlock(&fleet_lock);
         return 0;
     }
@@ -410,6 +601,11 @@ static void fleet_take(struct fleet *f, const char *node_id,
         f->nodes[k].free_vcpus -= r->vcpus;
         f->nodes[k].free_mem_mib -= r->mem_mib;
         f->nodes[k].free_disk_gib -= r->disk_gib;
+        if (f->n_log == f->cap_log) {
+            f->cap_log = f->cap_log ? 2 * f->cap_log : 256;
+            f->log = xrealloc(f->log, f->cap_log * sizeof(*f->log));
+        }
+        f->log[f->n_log++] = (size_t)k;
     }
     pthread_mutex_unlock(&fleet_lock);
 }
@@ -418,6 +614,14 @@ static void fleet_take(struct fleet *f, const char *node_id,
  * committed, the VM's share taken from the chosen node in the cached
  * fleet, and the nodes (the one it left too, when `from`) and the VM's
  * networks told. Releases f. 1 placed, r, or -errno of the commit. */
+/* The placements of scheduler_run's open batch (NULL when none): the
+ * nodes and networks they touch are told once each, at its end, inside
+ * its transaction (the wake-ups wait for the commit). */
+struct batch {
+    json_t *vms, *nodes;          /* placed VM ids; node ids, as a set */
+};
+static _Thread_local struct batch *cur_batch;
+
 static int place_finish(struct app *a, struct fleet *f, int r,
                         const char *vm_id, const char *node_id,
                         const char *from, const struct place_req *req)
@@ -433,6 +637,11 @@ static int place_finish(struct app *a, struct fleet *f, int r,
     }
     fleet_take(f, node_id, req);
     fleet_put(f);
+    if (cur_batch && !from) {
+        json_array_append_new(cur_batch->vms, json_string(vm_id));
+        json_object_set_new(cur_batch->nodes, node_id, json_true());
+        return 1;
+    }
     if (from)
         app_node_changed(a, from);
     app_node_changed(a, node_id);
@@ -446,7 +655,9 @@ void sched_ask_free(struct sched_ask *q)
 {
     json_decref(q->labels);
     json_decref(q->avoid);
-    json_decref(q->blocked);
+    json_decref(q->wanted);
+    json_decref(q->taken);
+    json_decref(q->permits);
     free(q->bl);
     free(q->lab);
     free(q->av);
@@ -471,19 +682,30 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
     q->req.labels = q->lab;
     /* Nodes where a host port the VM asked for is taken or not permitted
      * (one look at every node only for a VM that asked for one). */
-    if (vm_id && store_query_int(a->store, 0, "SELECT COUNT(*) FROM ports "
-                                 "WHERE vm_id = $1 AND want_port > 0 AND "
-                                 "host_port IS NULL", "s", vm_id) > 0) {
-        int e = store_query(a->store, &q->blocked,
-                            "SELECT n.id FROM nodes n WHERE n.approved = 1 AND "
-                            "n.removed_at IS NULL AND NOT ("
-                            NETALLOC_PORTS_FIT_SQL("$1") ")", "s", vm_id);
+    if (vm_id) {
+        int e = store_query(a->store, &q->wanted, "SELECT proto, want_port "
+                            "FROM ports WHERE vm_id = $1 AND want_port > 0 AND "
+                            "host_port IS NULL", "s", vm_id);
         if (e < 0)
             return e;
-        q->bl = xcalloc(json_array_size(q->blocked) + 1, sizeof(*q->bl));
-        json_array_foreach(q->blocked, i, v)
-            q->bl[q->req.n_port_blocked++] = json_str(v, "id");
-        q->req.port_blocked = q->bl;
+        if (json_array_size(q->wanted) == 0) {
+            json_decref(q->wanted);
+            q->wanted = NULL;
+        } else if ((e = store_query(a->store, &q->taken, "SELECT DISTINCT "
+                                    "u.node_id FROM ports q JOIN ports u ON "
+                                    "u.proto = q.proto AND u.host_port = "
+                                    "q.want_port WHERE q.vm_id = $1 AND "
+                                    "q.want_port > 0 AND q.host_port IS NULL "
+                                    "AND u.node_id IS NOT NULL", "s",
+                                    vm_id)) < 0 ||
+                   (e = store_query(a->store, &q->permits, "SELECT "
+                                    "pp.node_id, pp.port FROM ports q JOIN "
+                                    "node_permit_ports pp ON pp.port = "
+                                    "q.want_port WHERE q.vm_id = $1 AND "
+                                    "q.want_port > 0 AND q.host_port IS NULL",
+                                    "s", vm_id)) < 0) {
+            return e;
+        }
     }
     if (!group)
         return 0;
@@ -500,6 +722,44 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
         q->av[q->req.n_avoid++] = json_str(v, "node_id");
     q->req.avoid = q->av;
     return 0;
+}
+
+/* q's port filter on fleet f: the nodes where a host port it asked for
+ * does not fit (as NETALLOC_PORTS_FIT_SQL says; place_fit checks it
+ * again under the node's lock): taken there, or outside the node's range
+ * and not permitted there. The ranges come with the fleet, so a fleet of
+ * nodes costs a comparison each, not a query each. */
+static void ask_block(struct sched_ask *q, const struct fleet *f)
+{
+    if (!q->wanted)
+        return;
+    free(q->bl);
+    size_t nw = json_array_size(q->wanted), i, k, n = 0;
+    json_t *v;
+    _cleanup_free_ int64_t *want = xcalloc(nw + 1, sizeof(*want));
+    json_array_foreach(q->wanted, i, v)
+        want[i] = json_int(v, "want_port", 0);
+    q->bl = xcalloc(json_array_size(q->taken) + f->n + 1, sizeof(*q->bl));
+    json_array_foreach(q->taken, i, v)
+        q->bl[n++] = json_str(v, "node_id");
+    for (k = 0; k < f->n; k++) {
+        bool out = false;
+        for (i = 0; i < nw && !out; i++) {
+            if (want[i] >= f->port_min[k] && want[i] <= f->port_max[k])
+                continue;
+            /* Outside its range: blocked unless the node permits it. */
+            out = true;
+            size_t j;
+            json_array_foreach(q->permits, j, v)
+                if (json_int(v, "port", 0) == want[i] &&
+                    streq(json_str(v, "node_id"), f->nodes[k].id))
+                    out = false;
+        }
+        if (out)
+            q->bl[n++] = f->nodes[k].id;
+    }
+    q->req.port_blocked = q->bl;
+    q->req.n_port_blocked = n;
 }
 
 /* The placement columns of a VM row. */
@@ -548,17 +808,19 @@ static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
  * and was loaded before load `refuse_after` began: a refusal is never
  * stale. The fleet it was made on goes to *ret_f (release with
  * fleet_put()). */
-static int decide(struct app *a, const struct place_req *r, uint64_t after,
+static int decide(struct app *a, struct sched_ask *q, uint64_t after,
                   uint64_t refuse_after, struct fleet **ret_f,
                   struct place_result *ret)
 {
     struct fleet *f;
     struct place_weights w = weights(a);
+    const struct place_req *r = &q->req;
     if (refuse_after < after)
         refuse_after = after;
     int e = fleet_get(a, after, &f);
     if (e < 0)
         return e;
+    ask_block(q, f);
     if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
         fleet_put(f);
         return e;
@@ -567,6 +829,7 @@ static int decide(struct app *a, const struct place_req *r, uint64_t after,
         fleet_put(f);
         if ((e = fleet_get(a, refuse_after, &f)) < 0)
             return e;
+        ask_block(q, f);
         if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
             fleet_put(f);
             return e;
@@ -581,15 +844,16 @@ int scheduler_decide(struct app *a, const struct place_req *r,
 {
     struct fleet *f;
     struct place_result res;
-    int e = decide(a, r, 0, atomic_load(&fleet_seq), &f, &res);
+    struct sched_ask q = { .req = *r };
+    int e = decide(a, &q, 0, atomic_load(&fleet_seq), &f, &res);
     if (e < 0)
         return e;
     json_t *o = place_result_json(&res, f->n);
     if (res.chosen >= 0) {
         const struct place_node *p = &f->nodes[res.chosen];
         json_object_set_new(o, "node_id", json_string(p->id));
-        json_object_set(o, "node_name", json_object_get(
-                            json_array_get(f->rows, (size_t)res.chosen), "name"));
+        json_object_set_new(o, "node_name",
+                            json_string(f->names[res.chosen]));
         _cleanup_free_ char *t = money_format(res.price_hour, NULL);
         json_object_set_new(o, "price_hour", json_string(t));
         json_object_set_new(o, "price_hour_nano",
@@ -763,7 +1027,7 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         return 0;
     }
     struct place_result res;
-    if ((r = decide(a, &q.req, after, refuse_after, &f, &res)) < 0) {
+    if ((r = decide(a, &q, after, refuse_after, &f, &res)) < 0) {
         store_tx_rollback(a->store);
         return r;
     }
@@ -975,6 +1239,7 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
         store_tx_rollback(a->store);
         return r;
     }
+    ask_block(&q, f);
     const char *from = json_str(vm, "node_id");
     /* The candidates: the node named, else every node but the one the VM
      * leaves; on the node it is on, its own share is free again. */
@@ -1028,8 +1293,7 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     }
     char node_id[UUID_STR_LEN + 1];
     snprintf(node_id, sizeof(node_id), "%s", nodes[res.chosen].id);
-    _cleanup_free_ char *node_name = xstrdup(json_str(
-        json_array_get(f->rows, idx[res.chosen]), "name"));
+    _cleanup_free_ char *node_name = xstrdup(f->names[idx[res.chosen]]);
     r = replace_commit(a, vm_id, &q.req, node_id, node_name, backup_id, &res,
                        n, ret_why);
     r = place_finish(a, f, r, vm_id, node_id, from, &q.req);
@@ -1041,12 +1305,63 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     return r;
 }
 
+/* One scheduler_run transaction holds the store's writer for at most
+ * this long, or this many placements, whichever comes first. */
+#define BATCH_MS 25
+#define BATCH_MAX 512
+
+/* Tell what batch b placed, inside its transaction: each node given a
+ * VM, and each node holding a VM of a network that got one (as
+ * vm_networks_changed() does per VM), once each. */
+static void batch_tell(struct app *a, struct batch *b)
+{
+    json_auto_t *nets = json_object();
+    size_t i, k;
+    json_t *v, *row;
+    const char *id;
+    json_array_foreach(b->vms, i, v) {
+        json_auto_t *rows = NULL;
+        store_query(a->store, &rows, "SELECT network_id FROM vm_nics WHERE "
+                    "vm_id = $1", "s", json_string_value(v));
+        json_array_foreach(rows, k, row)
+            json_object_set_new(nets, json_str(row, "network_id"),
+                                json_true());
+    }
+    json_object_foreach(nets, id, v) {
+        json_auto_t *rows = NULL;
+        store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vms v "
+                    "JOIN vm_nics c ON c.vm_id = v.id WHERE c.network_id = $1 "
+                    "AND v.node_id IS NOT NULL AND v.deleted_at IS NULL", "s",
+                    id);
+        json_array_foreach(rows, k, row)
+            json_object_set_new(b->nodes, json_str(row, "node_id"),
+                                json_true());
+    }
+    json_object_foreach(b->nodes, id, v)
+        app_node_changed(a, id);
+}
+
+/* End batch b's transaction: what it placed told, committed, and then
+ * the nodes woken; when the commit fails, the fleet, which counted its
+ * placements, is dropped. 0 or -errno of the commit. */
+static int batch_end(struct app *a, struct batch *b)
+{
+    cur_batch = NULL;
+    batch_tell(a, b);
+    json_array_clear(b->vms);
+    json_object_clear(b->nodes);
+    int e = app_tx_commit(a);
+    if (e < 0)
+        scheduler_fleet_changed();
+    return e;
+}
+
 int scheduler_run(struct app *a)
 {
     json_auto_t *rows = NULL;
     size_t i;
     json_t *row;
-    int placed = 0;
+    int placed = 0, in_batch = 0;
 
     if (store_query(a->store, &rows,
                     "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at "
@@ -1056,14 +1371,41 @@ int scheduler_run(struct app *a)
         return 0;
     /* One fresh load at most for every VM refused in this pass. */
     uint64_t after = atomic_load(&fleet_seq);
+    /* Batched where one writer at a time holds anyway (sqlite); with
+     * PostgreSQL each VM keeps its own short transaction, so the node
+     * locks it takes are held only while it is placed. */
+    bool batched = streq(store_backend_name(a->store), "sqlite");
+    struct batch b = { json_array(), json_object() };
+    int64_t batch_at = 0;
     json_array_foreach(rows, i, row) {
         /* A leader that lost its connection (and so its lock) stops. */
         if (!store_leading(a->store))
             break;
+        if (batched && !cur_batch) {
+            if (app_tx_begin(a) < 0)
+                break;
+            cur_batch = &b;
+            batch_at = mono_ms();
+            in_batch = 0;
+        }
         char node[UUID_STR_LEN + 1];
-        if (place(a, json_str(row, "id"), after, node) > 0)
+        int r = place(a, json_str(row, "id"), after, node);
+        if (r > 0) {
             placed++;
+            in_batch++;
+        }
+        /* A VM that failed rolled back to its savepoint: what the batch
+         * placed before it is committed (its VMs stay pending when that
+         * fails), and the next VM starts a batch of its own. */
+        if (cur_batch && (r < 0 || in_batch >= BATCH_MAX ||
+                          mono_ms() - batch_at >= BATCH_MS) &&
+            batch_end(a, &b) < 0)
+            placed -= in_batch;
     }
+    if (cur_batch && batch_end(a, &b) < 0)
+        placed -= in_batch;
+    json_decref(b.vms);
+    json_decref(b.nodes);
     return placed;
 }
 

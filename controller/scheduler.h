@@ -9,7 +9,11 @@
  * and anti-affinity nodes point into. */
 struct sched_ask {
     struct place_req req;
-    json_t *labels, *avoid, *blocked;
+    json_t *labels, *avoid;
+    /* Host ports the VM asked for and has not got ({proto, want_port}),
+     * the nodes holding one of them already, and the nodes permitting one
+     * outside their range ({node_id, port}); NULL when none were asked. */
+    json_t *wanted, *taken, *permits;
     const char **lab, **av, **bl;
 };
 /* Fill q->req's labels (from labels_json, a JSON array of "key=value"), its

@@ -341,11 +341,176 @@ static void filter_counts(void **state)
     assert_int_equal(res.price_hour, 20000000);
 }
 
+/* A kept decision, after each of a run of changes to single nodes
+ * (capacity taken or given back, a drain, a window, a price), is what
+ * place_decide says of the fleet as it is, keeping from one node in its
+ * ranking to more than the fleet has. */
+static void memo_follows_changes(void **state)
+{
+    uint64_t seed = getenv("FOG_SEED") ? strtoull(getenv("FOG_SEED"), NULL, 10)
+                                       : (uint64_t)time(NULL);
+    printf("# seed %" PRIu64 "\n", seed);
+    rng_state = seed * 2654435761u + 7;
+    static const struct place_weights ws[] = {
+        { 1, 0, 0 }, { 0, 1, 0 }, { 0, -1, 0 }, { 1, 5, 0 }, { 0, 0, 0 },
+        { 1, 1, 1 } };
+    static const size_t keeps[] = { 1, 2, 3, 8, 64 };
+    static struct fleet f;
+    for (long c = 0; c < 3000; c++) {
+        struct ask q;
+        random_fleet(&f);
+        random_req(&q, f.n);
+        q.req.n_labels = q.req.n_avoid = q.req.n_port_blocked = 0;
+        q.req.gpu_count = 0;
+        q.req.gpu_model = NULL;
+        assert_true(place_memo_fits(&q.req));
+        const struct place_weights *w = &ws[below(ARRAY_SIZE(ws))];
+        struct place_memo *m = place_memo_new(&q.req, w, f.nodes, f.n,
+                                              keeps[below(ARRAY_SIZE(keeps))]);
+        assert_true(place_memo_is(m, &q.req, w));
+        for (int step = 0; step <= 40; step++) {
+            if (step > 0 && f.n > 0) {
+                size_t k = (size_t)below(f.n);
+                struct place_node *p = &f.nodes[k];
+                switch (below(5)) {
+                case 0: /* a VM placed there */
+                    p->free_vcpus -= q.req.vcpus;
+                    p->free_mem_mib -= q.req.mem_mib;
+                    p->free_disk_gib -= q.req.disk_gib;
+                    break;
+                case 1: /* one gone */
+                    p->free_vcpus += (int64_t)below(4);
+                    p->free_mem_mib += (int64_t)below(4096);
+                    p->free_disk_gib += (int64_t)below(50);
+                    break;
+                case 2:
+                    p->drained = !p->drained;
+                    break;
+                case 3:
+                    p->closed = !p->closed;
+                    break;
+                default:
+                    p->offer.vcpu_hour = price_of();
+                }
+                place_memo_node_changed(m, f.nodes, k);
+            }
+            struct place_result want, got;
+            place_decide(&q.req, f.nodes, f.n, w, &want);
+            place_memo_result(m, f.nodes, &got);
+            if (got.chosen != want.chosen || got.passed != want.passed ||
+                memcmp(got.removed, want.removed, sizeof(got.removed)))
+                fail_msg("seed %" PRIu64 " case %ld step %d: chose %zd of "
+                         "%zu passing, place_decide %zd of %zu", seed, c,
+                         step, got.chosen, got.passed, want.chosen,
+                         want.passed);
+            if (want.chosen >= 0) {
+                assert_int_equal(got.price_hour, want.price_hour);
+                assert_true(got.score == want.score);
+            }
+        }
+        place_memo_free(m);
+    }
+}
+
+/* Fleets past the size where the avoid and port lists become hash sets:
+ * the counts and the choice are those of a walk of the lists, for lists
+ * from one node to more than the set holds. */
+static void long_lists(void **state)
+{
+    enum { N = 3000 };
+    static char idbuf[N][16];
+    static struct place_node nodes[N];
+    static const char *avoid[N], *blocked[N];
+    static const size_t sizes[] = { 0, 1, 8, 9, 100, 1024, 1025, 2500 };
+    rng_state = 777;
+    for (size_t c = 0; c < 40; c++) {
+        size_t n = 65 + (size_t)below(N - 65);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(idbuf[i], sizeof(idbuf[i]), "node-%zu", i);
+            nodes[i] = (struct place_node){
+                .id = idbuf[i], .free_vcpus = 8, .free_mem_mib = 8192,
+                .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192,
+                .kvm = true, .region = "",
+                .offer = { .vcpu_hour = (int64_t)(1 + below(50)) * 1000000 },
+                .gpu_hour_model = -1 };
+        }
+        size_t na = sizes[below(ARRAY_SIZE(sizes))];
+        size_t nb = sizes[below(ARRAY_SIZE(sizes))];
+        na = na > n ? n : na;
+        nb = nb > n ? n : nb;
+        /* Ids from anywhere in the fleet, repeats allowed, and one that
+         * names no node. */
+        for (size_t i = 0; i < na; i++)
+            avoid[i] = idbuf[below(n)];
+        for (size_t i = 0; i < nb; i++)
+            blocked[i] = i == 0 ? "not-a-node" : idbuf[below(n)];
+        struct place_req r = { .vcpus = 1, .mem_mib = 512, .disk_gib = 1,
+                               .image = "x", .max_price = -1,
+                               .avoid = avoid, .n_avoid = na,
+                               .port_blocked = blocked,
+                               .n_port_blocked = nb };
+        struct place_weights w = { 1, 0, 0 };
+        struct place_result res;
+        place_decide(&r, nodes, n, &w, &res);
+        size_t want_ports = 0, want_avoid = 0;
+        ssize_t best = -1;
+        for (size_t i = 0; i < n; i++) {
+            if (has(blocked, nb, nodes[i].id))
+                want_ports++;
+            else if (has(avoid, na, nodes[i].id))
+                want_avoid++;
+            else if (best < 0 || nodes[i].offer.vcpu_hour <
+                                     nodes[best].offer.vcpu_hour)
+                best = (ssize_t)i;
+        }
+        assert_int_equal(res.removed[PF_PORTS], want_ports);
+        assert_int_equal(res.removed[PF_ANTI_AFFINITY], want_avoid);
+        assert_int_equal(res.chosen, best);
+    }
+}
+
+/* The price a check works out equals the rating code's, in 64 bits and
+ * where the sum only fits 128 (or nothing): random offers from cents to
+ * near INT64_MAX, shapes up to the largest. */
+static void price_matches_rating(void **state)
+{
+    rng_state = 12345;
+    static const int64_t big[] = { 0, 1, 5000000, INT64_C(1) << 40,
+                                   INT64_C(1) << 52, INT64_MAX / 1000,
+                                   INT64_MAX };
+    for (int c = 0; c < 200000; c++) {
+        struct place_node n = { .id = "n", .free_vcpus = INT64_MAX,
+                                .free_mem_mib = INT64_MAX,
+                                .free_disk_gib = INT64_MAX, .kvm = true,
+                                .gpu_free = INT64_MAX, .gpu_hour_model = -1 };
+        int64_t *o = &n.offer.vcpu_hour;
+        for (int i = 0; i < 5; i++)
+            o[i] = below(4) ? (int64_t)below(100000000)
+                            : big[below(ARRAY_SIZE(big))] - (int64_t)below(2);
+        struct place_req r = { .vcpus = (int64_t)below(1 << 12),
+                               .mem_mib = (int64_t)below(1 << 24),
+                               .disk_gib = (int64_t)below(1 << 20),
+                               .gpu_count = (int64_t)below(9),
+                               .ports = (int64_t)below(5), .image = "x",
+                               .max_price = -1, .allow_tcg = true };
+        if (below(50) == 0)
+            r.vcpus = INT64_MAX / (int64_t)(1 + below(1000));
+        r.gpu_model = r.gpu_count ? "m" : NULL;
+        int64_t want = place_price_hour(&n.offer, &r), got = -1;
+        enum place_filter f = place_check(&n, &r, &got);
+        assert_int_equal(got, want);
+        assert_int_equal(f, want == INT64_MAX ? PF_PRICE : PF_N);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(placement_properties),
         cmocka_unit_test(filter_counts),
+        cmocka_unit_test(price_matches_rating),
+        cmocka_unit_test(long_lists),
+        cmocka_unit_test(memo_follows_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,199 @@
+/* scheduler_run places pending VMs in batches, each one transaction of
+ * many placements, in-process on a sqlite store: more VMs than one batch
+ * holds, on a fleet that has room for only some of them, so the cached
+ * fleet's counting and the committed-capacity check under each node's
+ * lock both matter. Every VM that fits is placed (none lost when a batch
+ * ends), no node is overcommitted, none runs on TCG against its leave, a
+ * node whose policy refuses the VM never gets it, and each placed VM has
+ * its deal and its placement record (chosen node, filter counts); those
+ * left pending say why. A second pass places nothing more. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "controller/accrual.h"
+#include "controller/scheduler.h"
+#include "tests/testutil.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum { NODES = 12, NODE_VCPUS = 64, VMS = 1000 };
+
+static void ok(int e)
+{
+    assert_true(e >= 0);
+}
+
+static void fill(struct app *a, int64_t now)
+{
+    char provider[UUID_STR_LEN + 1], tenant[UUID_STR_LEN + 1],
+         net[UUID_STR_LEN + 1], rig1[UUID_STR_LEN + 1] = "";
+    uuid_generate_str(provider);
+    uuid_generate_str(tenant);
+    uuid_generate_str(net);
+    ok(store_tx_begin(a->store));
+    ok(store_exec(a->store, "INSERT INTO accounts (id, name, role, "
+                  "created_at) VALUES ($1, 'miner', 'provider', $2), ($3, "
+                  "'tenant', 'tenant', $2)", "sis", provider, now, tenant));
+    ok(store_exec(a->store, "INSERT INTO networks (id, account_id, name, "
+                  "cidr, gateway, vxlan_id, is_default, created_at) VALUES "
+                  "($1, $2, 'default', '10.0.0.0/16', '10.0.0.1', 1000, 1, "
+                  "$3)", "ssi", net, tenant, now));
+    for (int i = 0; i < NODES; i++) {
+        char id[UUID_STR_LEN + 1];
+        uuid_generate_str(id);
+        _cleanup_free_ char *name = xasprintf("rig-%d", i);
+        _cleanup_free_ char *cred = xasprintf("fogn_%012d", i);
+        _cleanup_free_ char *mesh = xasprintf("100.96.0.%d", i + 1);
+        _cleanup_free_ char *ep = xasprintf("198.18.0.%d:51820", i + 1);
+        _cleanup_free_ char *wg = xasprintf("%043d=", i);
+        /* Node 0 has no KVM; node 1 runs only a template nobody asks. */
+        ok(store_exec(a->store,
+                      "INSERT INTO nodes (id, name, account_id, cred_id, "
+                      "cred_salt, cred_hash, approved, kvm, arch, cpu_model, "
+                      "vcpus, memory_mib, disk_gib, mesh_ip, wg_public_key, "
+                      "endpoint, observed_endpoint, revision, last_seen, "
+                      "created_at) VALUES ($1, $2, $3, $4, "
+                      "'00112233445566778899aabbccddeeff', 'e3b0c44298fc1c149a"
+                      "fbf4c8996fb92427ae41e4649b934ca495991b7852b855', 1, $5, "
+                      "'x86_64', 'cpu', $6, $7, 100000, $8, $9, $10, $10, 1, "
+                      "$11, $12)", "ssssbiisssii", id, name, provider, cred,
+                      i != 0, (int64_t)NODE_VCPUS,
+                      (int64_t)NODE_VCPUS * 1024, mesh, wg, ep, now,
+                      now - 1000 + i));
+        ok(store_exec(a->store, "INSERT INTO node_offers (node_id, "
+                      "vcpu_hour, mem_gib_hour, disk_gib_month, gpu_hour, "
+                      "port_hour, updated_at) VALUES ($1, $2, 1000000, "
+                      "50000000, 0, 1000000, $3)", "sii", id,
+                      (int64_t)(5 + i % 4) * 1000000, now));
+        if (i == 1) {
+            ok(store_exec(a->store, "INSERT INTO node_policy (node_id, kind, "
+                          "name) VALUES ($1, 'template', 'nobody')", "s", id));
+            snprintf(rig1, sizeof(rig1), "%s", id);
+        }
+    }
+    /* One VM of the network runs on rig-1 already (placed before its
+     * policy), so rig-1 hears of the network's new members. */
+    for (int i = 0; i <= VMS; i++) {
+        char id[UUID_STR_LEN + 1];
+        uuid_generate_str(id);
+        _cleanup_free_ char *name = xasprintf("vm-%d", i);
+        _cleanup_free_ char *addr = xasprintf("10.0.%d.%d", (i + 2) / 256,
+                                              (i + 2) % 256);
+        _cleanup_free_ char *mac = xasprintf("02:fb:00:00:%02x:%02x",
+                                             i / 256, i % 256);
+        ok(store_exec(a->store,
+                      "INSERT INTO vms (id, account_id, name, vcpus, "
+                      "memory_mib, disk_gib, image, allow_tcg, "
+                      "desired_state, state, created_at, updated_at, "
+                      "node_id) VALUES ($1, $2, $3, 1, 1024, 10, "
+                      "'debian-12', $4, 'running', $6, $5, $5, $7)",
+                      "sssbiss", id, tenant, name, i % 3 == 0,
+                      now - VMS + i, i == VMS ? "running" : "pending",
+                      i == VMS ? rig1 : NULL));
+        ok(store_exec(a->store, "INSERT INTO vm_nics (vm_id, idx, "
+                      "network_id, mac, address) VALUES ($1, 0, $2, $3, $4)",
+                      "ssss", id, net, mac, addr));
+    }
+    ok(store_tx_commit(a->store));
+}
+
+static void batches_place_all_that_fit(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir("sched-batch");
+    _cleanup_free_ char *db = xasprintf("%s/fog.db", dir);
+    struct app a = { 0 };
+    a.cfg.heartbeat_s = 86400;
+    ok(billing_configure(60, 500, 0, 5, "FOG",
+                         "vcpu=0.01,mem=0.005,disk=0.1"));
+    struct http_server_opts o = { .listen = "127.0.0.1:0", .threads = 1,
+                                  .max_body = 1024 };
+    ok(http_server_start(&o, &a.http));
+    ok(store_open(db, &a.store));
+    int64_t now = now_s();
+    fill(&a, now);
+
+    /* Room: 10 nodes take anything (the TCG-only one only the third of
+     * VMs that allow TCG, which is more than it holds). */
+    int64_t room = (int64_t)(NODES - 1) * NODE_VCPUS;
+    int64_t placed = 0;
+    int r;
+    while ((r = scheduler_run(&a)) > 0)
+        placed += r;
+    assert_int_equal(r, 0);
+    assert_int_equal(placed, room);
+    assert_int_equal(store_query_int(a.store, -1, "SELECT COUNT(*) FROM vms "
+                                     "WHERE node_id IS NOT NULL", ""),
+                     room + 1);
+    /* Nothing overcommitted, no TCG against leave, no refused template. */
+    assert_int_equal(store_query_int(
+        a.store, -1, "SELECT COUNT(*) FROM nodes n WHERE n.vcpus < (SELECT "
+        "COUNT(*) FROM vms v WHERE v.node_id = n.id)", ""), 0);
+    assert_int_equal(store_query_int(
+        a.store, -1, "SELECT COUNT(*) FROM nodes n WHERE n.vcpus <> (SELECT "
+        "COUNT(*) FROM vms v WHERE v.node_id = n.id) AND n.name <> 'rig-1'",
+        ""), 0);
+    assert_int_equal(store_query_int(
+        a.store, -1, "SELECT COUNT(*) FROM vms v JOIN nodes n ON n.id = "
+        "v.node_id WHERE n.kvm = 0 AND v.allow_tcg = 0", ""), 0);
+    assert_int_equal(store_query_int(
+        a.store, -1, "SELECT COUNT(*) FROM vms v JOIN nodes n ON n.id = "
+        "v.node_id WHERE n.name = 'rig-1' AND v.state <> 'running'", ""), 0);
+    /* Every node given a VM, and rig-1 with a VM of their network, was
+     * told: its revision moved (the agent's poll wakes on it). */
+    assert_int_equal(store_query_int(a.store, -1, "SELECT COUNT(*) FROM "
+                                     "nodes WHERE revision = 1", ""), 0);
+    /* Each placed VM: its deal at the node's offer, and the record. */
+    assert_int_equal(store_query_int(
+        a.store, -1, "SELECT COUNT(*) FROM vms v JOIN deals d ON d.id = "
+        "v.deal_id AND d.node_id = v.node_id AND d.vm_id = v.id JOIN "
+        "node_offers o ON o.node_id = v.node_id AND o.vcpu_hour = "
+        "d.vcpu_hour WHERE v.state = 'scheduled' AND v.price_hour > 0", ""),
+        room);
+    json_auto_t *rows = NULL;
+    ok(store_query(a.store, &rows, "SELECT node_id, placement FROM vms WHERE "
+                   "state = 'scheduled'", ""));
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        json_auto_t *p = json_loads(json_str(row, "placement"), 0, NULL);
+        assert_non_null(p);
+        assert_string_equal(json_str(p, "node_id"), json_str(row, "node_id"));
+        assert_int_equal(json_int(p, "candidates", 0), NODES);
+        /* rig-1's policy removed it for every VM. */
+        assert_true(json_int(json_object_get(p, "filtered"), "policy", 0) ==
+                    1);
+    }
+    /* The rest wait, saying capacity is what is missing. */
+    json_auto_t *left = NULL;
+    ok(store_query(a.store, &left, "SELECT state_reason, placement FROM vms "
+                   "WHERE node_id IS NULL", ""));
+    assert_int_equal(json_array_size(left), VMS - room);
+    assert_int_equal(json_array_size(rows), room);
+    json_array_foreach(left, i, row) {
+        assert_non_null(strstr(json_str(row, "state_reason"),
+                               "capacity removed"));
+        assert_non_null(json_str(row, "placement"));
+    }
+    assert_int_equal(scheduler_run(&a), 0);
+
+    store_close(a.store);
+    http_server_stop(a.http, 0);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    log_set_level(LOG_ERR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(batches_place_all_that_fit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
