@@ -352,6 +352,10 @@ static void *poller_main(void *arg)
         int64_t cap = (r == 0 && (rep.status == 401 || rep.status == 403 ||
                                   rep.status == 404)) ? 30000 : 3000;
         backoff = backoff_next(backoff, cap);
+        /* A busy hub says when to come back. */
+        if (r == 0 && (rep.status == 429 || rep.status == 503) &&
+            api_reply_header(&rep, "Retry-After", &(size_t){ 0 }))
+            backoff = api_reply_retry_ms(&rep, backoff, 1000, 60000);
         api_reply_clear(&rep);
         nap(a, backoff);
     }

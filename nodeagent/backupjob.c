@@ -22,7 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A failed step is tried again after RETRY_MS, or after what the hub's
+ * Retry-After asks (a 429 or 503), bounded to RETRY_MIN_MS..RETRY_MAX_MS. */
 #define RETRY_MS 5000
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 60000
 #define DONE_MAX 16
 
 struct want {
@@ -44,6 +48,7 @@ struct backupjob {
     size_t n_want;
     bool synced, changed, stop, exited;
     int64_t retry_at;   /* monotonic ms; 0: now */
+    int64_t retry_ms;   /* the pause after a JOB_RETRY (worker only) */
     /* Ids finished lately (committed, failed, gone): the desired state
      * may list them until the hub's next revision arrives. */
     char done[DONE_MAX][UUID_STR_LEN + 1];
@@ -131,9 +136,13 @@ static int job_fail(struct backupjob *b, const struct want *w,
     struct api_reply rep;
     api_request(b->client, "POST", path, body, NULL, &rep);
     long st = rep.status;
-    api_reply_clear(&rep);
-    if (st == 0 || st >= 500)
+    if (st == 0 || st >= 500 || st == 429) {
+        b->retry_ms = api_reply_retry_ms(&rep, RETRY_MS, RETRY_MIN_MS,
+                                         RETRY_MAX_MS);
+        api_reply_clear(&rep);
         return JOB_RETRY;
+    }
+    api_reply_clear(&rep);
     _cleanup_free_ char *file = sealed_path(b, w->id);
     unlink(file);
     log_warn("backup %s of VM %s failed: %s", w->id, w->vm_id, msg);
@@ -151,12 +160,16 @@ static int job_drop(struct backupjob *b, const struct want *w,
     return JOB_DONE;
 }
 
-/* A transient failure: say why once and try again later. */
-static int job_retry(const struct want *w, const char *step,
-                     const struct api_reply *rep)
+/* A transient failure: say why once and try again later, when the hub's
+ * Retry-After says (a busy or rate-limiting hub), else after RETRY_MS. */
+static int job_retry(struct backupjob *b, const struct want *w,
+                     const char *step, const struct api_reply *rep)
 {
     _cleanup_free_ char *why = api_reply_describe(rep);
-    log_warn("backup %s: %s failed (%s); trying again", w->id, step, why);
+    b->retry_ms = api_reply_retry_ms(rep, RETRY_MS, RETRY_MIN_MS,
+                                     RETRY_MAX_MS);
+    log_warn("backup %s: %s failed (%s); trying again in %lld ms", w->id,
+             step, why, (long long)b->retry_ms);
     return JOB_RETRY;
 }
 
@@ -176,7 +189,7 @@ static int hub_size(struct backupjob *b, const struct want *w,
     } else if (rep.status == 404 || rep.status == 409) {
         r = job_drop(b, w, "is no longer open on the hub: abandoned");
     } else {
-        r = job_retry(w, "asking the hub's size", &rep);
+        r = job_retry(b, w, "asking the hub's size", &rep);
     }
     api_reply_clear(&rep);
     return r;
@@ -250,13 +263,14 @@ static int job_upload(struct backupjob *b, const struct want *w, int fd,
             r = job_drop(b, w, "is no longer open on the hub: abandoned");
         } else if (rep.status == 413) {
             r = job_fail(b, w, "the backup is larger than the hub keeps");
-        } else if (rep.status >= 400 && rep.status < 500) {
+        } else if (rep.status >= 400 && rep.status < 500 &&
+                   rep.status != 429 && rep.status != 408) {
             _cleanup_free_ char *why = api_reply_describe(&rep);
             _cleanup_free_ char *msg = xasprintf("the hub refused the "
                                                  "upload: %s", why);
             r = job_fail(b, w, msg);
         } else {
-            r = job_retry(w, "an upload", &rep);
+            r = job_retry(b, w, "an upload", &rep);
         }
         api_reply_clear(&rep);
         if (r != JOB_GO_ON)
@@ -327,13 +341,13 @@ static int job_run(struct backupjob *b, const struct want *w)
         else if (st == 422)
             r = job_fail(b, w, "the hub's copy did not match the sealed "
                          "file twice");
-        else if (st >= 400 && st < 500) {
+        else if (st >= 400 && st < 500 && st != 429 && st != 408) {
             _cleanup_free_ char *why = api_reply_describe(&rep);
             _cleanup_free_ char *msg = xasprintf("the hub refused the "
                                                  "commit: %s", why);
             r = job_fail(b, w, msg);
         } else
-            r = job_retry(w, "the commit", &rep);
+            r = job_retry(b, w, "the commit", &rep);
         api_reply_clear(&rep);
         return r;
     }
@@ -385,11 +399,12 @@ static void *worker_main(void *arg)
         struct want w = *pick;
         b->retry_at = 0;
         pthread_mutex_unlock(&b->lock);
+        b->retry_ms = RETRY_MS;
         int r = job_run(b, &w);
         explicit_bzero(w.key, sizeof(w.key));
         pthread_mutex_lock(&b->lock);
         if (r == JOB_RETRY)
-            b->retry_at = mono_ms() + RETRY_MS;
+            b->retry_at = mono_ms() + b->retry_ms;
         else if (r == JOB_DONE)
             snprintf(b->done[b->n_done++ % DONE_MAX], UUID_STR_LEN + 1,
                      "%s", w.id);
