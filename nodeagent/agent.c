@@ -1098,7 +1098,7 @@ int agent_run(const struct agent_settings *s)
         .data_dir = s->data_dir, .qemu_img = s->qemu_img,
         .controller = a.node.controller, .credential = a.node.credential,
         .ca_path = a.ca_path, .key_pin = a.node.key_pin,
-        .chunk = (size_t)s->backup_chunk_kib << 10 });
+        .chunk = (size_t)s->backup_chunk_kib << 10, .uri = a.uri });
     a.bench = benchjob_new(&(struct benchjob_opts){
         .uri = a.uri, .test_driver = startswith(a.uri, "test:"),
         .kvm = a.inv.kvm, .host_vcpus = a.inv.vcpus + a.inv.reserved_vcpus,
