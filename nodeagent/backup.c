@@ -73,6 +73,13 @@ int backup_seal_disk(const char *qemu_img, const char *overlay, bool running,
                                          ret_err);
 }
 
+int backup_detach(const char *qemu_img, const char *plain, char **ret_err)
+{
+    const char *argv[] = { qemu_img, "rebase", "-q", "-u", "-f", "qcow2",
+                           "-b", "", plain, NULL };
+    return disk_run((char *const *)argv, ret_err);
+}
+
 int backup_stack(const char *qemu_img, char *const *pieces, size_t n,
                  const char *out, char **ret_err)
 {

@@ -27,6 +27,12 @@ int backup_seal_plain(const char *plain, const uint8_t key[BKCRYPT_KEY_LEN],
                       const char *sealed, uint64_t *ret_size, char *sha256,
                       char **ret_err);
 
+/* Make qcow2 `plain` standalone: drop its backing file reference without
+ * touching its clusters (`qemu-img rebase -u -b ""`), as the copy of an
+ * incremental backup names the VM's disk as its backing. 0 or -errno with
+ * *ret_err set. */
+int backup_detach(const char *qemu_img, const char *plain, char **ret_err);
+
 /* Stack the opened backups pieces[0..n-1] (a full one first, then each
  * incremental one on the one before: `qemu-img rebase -u`) and flatten
  * the top into `out`, a standalone qcow2 (written under a temporary name

@@ -236,7 +236,13 @@ static int disk_copy(struct backupjob *b, const struct want *w,
         if (has == 1) {
             unlink(plain);
             e = virt_backup_disk(v, w->vm_id, plain, w->parent, w->id);
-            if (e == 0)
+            /* Its unchanged clusters read through to the VM's disk:
+             * restored, they come from the backups under it instead. */
+            _cleanup_free_ char *derr = NULL;
+            if (e == 0 && (e = backup_detach(b->qemu_img, plain, &derr)) < 0)
+                *ret_why = xasprintf("the incremental copy could not be "
+                                     "made standalone: %s", derr);
+            else if (e == 0)
                 *ret_incremental = true;
             else
                 *ret_why = xasprintf("the incremental copy failed: %s",
