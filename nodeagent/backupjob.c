@@ -228,18 +228,21 @@ static int disk_copy(struct backupjob *b, const struct want *w,
     else if (!b->uri || virt_open(b->uri, NULL, NULL, &v) < 0)
         *ret_why = xstrdup("libvirt could not be reached for a backup job");
     int e = -EOPNOTSUPP;
+    /* QEMU writes the copy: beside the disk it can reach, moved to the
+     * backups directory (the agent's own) once done. */
+    _cleanup_free_ char *tgt = xasprintf("%s.backup", disk);
     if (v) {
         /* A checkpoint of this backup left by an earlier try goes. */
         virt_checkpoint_delete(v, w->vm_id, w->id);
         int has = w->parent[0] ?
             virt_checkpoint_exists(v, w->vm_id, w->parent) : 0;
         if (has == 1) {
-            unlink(plain);
-            e = virt_backup_disk(v, w->vm_id, plain, w->parent, w->id);
+            unlink(tgt);
+            e = virt_backup_disk(v, w->vm_id, tgt, w->parent, w->id);
             /* Its unchanged clusters read through to the VM's disk:
              * restored, they come from the backups under it instead. */
             _cleanup_free_ char *derr = NULL;
-            if (e == 0 && (e = backup_detach(b->qemu_img, plain, &derr)) < 0)
+            if (e == 0 && (e = backup_detach(b->qemu_img, tgt, &derr)) < 0)
                 *ret_why = xasprintf("the incremental copy could not be "
                                      "made standalone: %s", derr);
             else if (e == 0)
@@ -256,9 +259,9 @@ static int disk_copy(struct backupjob *b, const struct want *w,
                           w->parent);
         }
         if (e < 0) {
-            unlink(plain);
+            unlink(tgt);
             virt_checkpoint_delete(v, w->vm_id, w->id);
-            e = virt_backup_disk(v, w->vm_id, plain, NULL, w->id);
+            e = virt_backup_disk(v, w->vm_id, tgt, NULL, w->id);
             if (e < 0 && !*ret_why)
                 *ret_why = e == -EOPNOTSUPP ?
                     xstrdup("the hypervisor has no backup API") :
@@ -270,8 +273,15 @@ static int disk_copy(struct backupjob *b, const struct want *w,
         if (e == 0 && virt_checkpoints_prune(v, w->vm_id, w->id) < 0)
             log_warn("backup %s: cannot prune the VM's older checkpoints: "
                      "%s", w->id, virt_error());
-        if (e < 0)
+        if (e == 0 && rename(tgt, plain) < 0) {
+            e = -errno;
+            log_warn("backup %s: cannot move the copy to '%s': %s", w->id,
+                     plain, strerror(-e));
+        }
+        if (e < 0) {
             virt_checkpoint_delete(v, w->vm_id, w->id);
+            unlink(tgt);
+        }
         virt_free(v);
     }
     if (e == 0)

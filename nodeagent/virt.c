@@ -5,6 +5,7 @@
 
 #include "common/ids.h"
 #include "common/log.h"
+#include "nodeagent/disk.h"
 
 #include <errno.h>
 #include <libvirt/libvirt.h>
@@ -444,13 +445,6 @@ int virt_snapshot_revert(struct virt *v, const char *vm_id, const char *name,
             checkpoint = vs.checkpoint;
         vmxml_snapshot_clear(&vs);
     }
-    /* QEMU cannot load a snapshot under active dirty bitmaps (it quits),
-     * and a reverted disk is not what any checkpoint tracked: the
-     * checkpoints go, and the next backup is a full one. */
-    int pr = virt_checkpoints_prune(v, vm_id, NULL);
-    if (pr < 0 && pr != -EOPNOTSUPP)
-        log_warn("vm %s: cannot drop its backup checkpoints before the "
-                 "revert: %s", vm_id, virt_error());
     unsigned flags = run ? VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING :
                      checkpoint ? VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED : 0;
     r = virDomainRevertToSnapshot(s, flags) < 0 ? err_code() : 0;
@@ -665,13 +659,40 @@ int virt_checkpoint_delete(struct virt *v, const char *vm_id, const char *name)
     return r;
 }
 
-int virt_checkpoints_prune(struct virt *v, const char *vm_id,
-                           const char *keep)
+/* Delete checkpoint `c` of a stopped domain: libvirt does so only for a
+ * running one, so its bitmap is removed from `disk` with qemu-img first,
+ * then its metadata (it stays, to be dropped again, while its bitmap
+ * cannot go). 0 or -errno. */
+static int checkpoint_delete_offline(virDomainCheckpointPtr c,
+                                     const char *name, const char *qemu_img,
+                                     const char *disk)
+{
+    _cleanup_free_ char *err = NULL;
+    const char *argv[] = { qemu_img, "bitmap", "--remove", "-f", "qcow2",
+                           disk, name, NULL };
+    int e = disk_run((char *const *)argv, &err);
+    if (e < 0 && !(err && strstr(err, "not found"))) {
+        snprintf(last_error, sizeof(last_error), "cannot remove bitmap %s "
+                 "from the disk: %s", name, err ? err : strerror(-e));
+        return -EIO;
+    }
+    return virDomainCheckpointDelete(
+               c, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) < 0 ?
+        err_code() : 0;
+}
+
+/* Delete every checkpoint of the domain but `keep` (NULL: none kept); a
+ * stopped domain's with `qemu_img` on `disk` (without: as libvirt does).
+ * How many went, or -errno. */
+static int checkpoints_delete(struct virt *v, const char *vm_id,
+                              const char *keep, const char *qemu_img,
+                              const char *disk)
 {
     _cleanup_dom_ virDomainPtr d = NULL;
     int r = dom_get(v, vm_id, &d);
     if (r < 0)
         return r;
+    bool offline = qemu_img && disk && virDomainIsActive(d) != 1;
     virDomainCheckpointPtr *cps = NULL;
     int n = virDomainListAllCheckpoints(d, &cps, 0);
     if (n < 0)
@@ -679,14 +700,27 @@ int virt_checkpoints_prune(struct virt *v, const char *vm_id,
     int gone = 0;
     for (int i = 0; i < n; i++) {
         const char *name = virDomainCheckpointGetName(cps[i]);
-        if (r == 0 && !(keep && name && streq(name, keep))) {
-            if (virDomainCheckpointDelete(cps[i], 0) < 0)
-                r = err_code();
-            else
-                gone++;
+        if (r == 0 && name && !(keep && streq(name, keep))) {
+            r = offline ? checkpoint_delete_offline(cps[i], name, qemu_img,
+                                                    disk)
+                        : virDomainCheckpointDelete(cps[i], 0) < 0 ?
+                          err_code() : 0;
+            gone += r == 0;
         }
         virDomainCheckpointFree(cps[i]);
     }
     free(cps);
     return r < 0 ? r : gone;
+}
+
+int virt_checkpoints_prune(struct virt *v, const char *vm_id,
+                           const char *keep)
+{
+    return checkpoints_delete(v, vm_id, keep, NULL, NULL);
+}
+
+int virt_checkpoints_drop(struct virt *v, const char *vm_id,
+                          const char *qemu_img, const char *disk)
+{
+    return checkpoints_delete(v, vm_id, NULL, qemu_img, disk);
 }

@@ -111,6 +111,11 @@ int virt_checkpoint_delete(struct virt *v, const char *vm_id,
                            const char *name);
 int virt_checkpoints_prune(struct virt *v, const char *vm_id,
                            const char *keep);
+/* Every checkpoint of the domain goes, a stopped one's too (its bitmaps
+ * removed from `disk` with `qemu_img`, as libvirt does so only for a
+ * running domain): how many. */
+int virt_checkpoints_drop(struct virt *v, const char *vm_id,
+                          const char *qemu_img, const char *disk);
 
 /* Message of the last failed libvirt call on this thread (never NULL). */
 const char *virt_error(void);

@@ -328,7 +328,9 @@ static void deleted_backup_is_abandoned_on_the_node(void **state)
     assert_int_equal(st, 204);
     _cleanup_free_ char *gone = xasprintf("backup %s of VM", id);
     end = mono_ms() + 30000;
-    while ((sealed_files() > 0 || tu_count_in_file(agent.log, gone) == 0) &&
+    /* The file goes just before the line saying so is written. */
+    while ((sealed_files() > 0 || tu_count_in_file(agent.log, gone) == 0 ||
+            tu_count_in_file(agent.log, "abandoned") == 0) &&
            mono_ms() < end)
         usleep(50000);
     assert_int_equal(sealed_files(), 0);
