@@ -336,8 +336,10 @@ static void backups_read(struct rd *r, struct am_vm *v)
     size_t n;
     const json_t *a = get_arr(r, AGENT_VM_BACKUPS, false,
                               VM_BACKUPS_PENDING_MAX, &n);
-    if (n && !r->failed)
+    if (n && !r->failed) {
         v->backups = xcalloc(n, sizeof(*v->backups));
+        v->backup_parents = xcalloc(n, sizeof(*v->backup_parents));
+    }
     for (size_t i = 0; i < n && !r->failed; i++) {
         struct rd s;
         char *path;
@@ -345,10 +347,17 @@ static void backups_read(struct rd *r, struct am_vm *v)
         if (sub(r, AGENT_VM_BACKUPS, json_array_get(a, i), (ssize_t)i, &s,
                 &path)) {
             char *id = get_str(&s, "id", true, 36);
+            char *parent = get_str(&s, AGENT_VM_BACKUP_PARENT, false, 36);
             if (id && !uuid_is_valid(id))
                 fail(&s, "id", "must be a UUID");
-            if (id)
+            if (parent && !uuid_is_valid(parent))
+                fail(&s, AGENT_VM_BACKUP_PARENT, "must be a UUID");
+            if (id) {
+                v->backup_parents[v->n_backups] = parent;
                 v->backups[v->n_backups++] = id;
+            } else {
+                free(parent);
+            }
         }
         sub_end(r, &s, path);
     }
@@ -500,6 +509,25 @@ static void vm_read(struct rd *r, struct am_vm *v)
     checks_read(r, v);
 }
 
+/* One backup to restore from: {backup, size, sha256}. Whether it was
+ * whole. */
+static bool restore_piece_read(struct rd *s, struct am_restore *p)
+{
+    _cleanup_free_ char *id = get_str(s, "backup", true, 36);
+    _cleanup_free_ char *sha = get_str(s, "sha256", true, 64);
+    p->size = get_int(s, "size", true, 1, INT64_MAX, 1);
+    if (id && !uuid_is_valid(id))
+        fail(s, "backup", "must be a UUID");
+    else if (sha && !is_lower_hex(sha, 64))
+        fail(s, "sha256", "must be 64 lowercase hex digits");
+    else if (id && sha) {
+        memcpy(p->backup, id, 37);
+        memcpy(p->sha256, sha, 65);
+        return true;
+    }
+    return false;
+}
+
 /* AGENT_VM_RESTORE of a desired VM entry (its key is read with the
  * backups). */
 static void vm_restore_read(struct rd *r, struct am_vm *v)
@@ -510,18 +538,23 @@ static void vm_restore_read(struct rd *r, struct am_vm *v)
     struct rd s;
     char *path;
     if (sub(r, AGENT_VM_RESTORE, rs, -1, &s, &path)) {
-        _cleanup_free_ char *id = get_str(&s, "backup", true, 36);
-        _cleanup_free_ char *sha = get_str(&s, "sha256", true, 64);
-        v->restore.size = get_int(&s, "size", true, 1, INT64_MAX, 1);
-        if (id && !uuid_is_valid(id))
-            fail(&s, "backup", "must be a UUID");
-        else if (sha && !is_lower_hex(sha, 64))
-            fail(&s, "sha256", "must be 64 lowercase hex digits");
-        else if (id && sha) {
-            memcpy(v->restore.backup, id, 37);
-            memcpy(v->restore.sha256, sha, 65);
-            v->has_restore = true;
+        v->has_restore = restore_piece_read(&s, &v->restore);
+        size_t n;
+        const json_t *a = get_arr(&s, AGENT_RESTORE_CHAIN, false,
+                                  BACKUP_CHAIN_MAX, &n);
+        if (n && !s.failed)
+            v->chain = xcalloc(n, sizeof(*v->chain));
+        for (size_t i = 0; i < n && !s.failed; i++) {
+            struct rd c;
+            char *cpath;
+            if (sub(&s, AGENT_RESTORE_CHAIN, json_array_get(a, i),
+                    (ssize_t)i, &c, &cpath) &&
+                restore_piece_read(&c, &v->chain[v->n_chain]))
+                v->n_chain++;
+            sub_end(&s, &c, cpath);
         }
+        if (s.failed)
+            v->has_restore = false;
     }
     /* Without the key the node reports that VM's restore failed: one
      * VM's entry never makes the whole document unusable. */
@@ -548,6 +581,9 @@ static void vm_clear(struct am_vm *v)
         vm_gpu_clear(&v->gpus[i]);
     free(v->gpus);
     strs_free(v->backups, v->n_backups);
+    if (v->backup_parents)
+        strs_free(v->backup_parents, v->n_backups);
+    free(v->chain);
     free(v->backup_key);
     for (size_t i = 0; i < v->n_checks; i++)
         hc_spec_clear(&v->checks[i]);
@@ -929,6 +965,12 @@ static json_t *nic_encode(const struct am_nic *n)
     return o;
 }
 
+static json_t *restore_piece_encode(const struct am_restore *p)
+{
+    return json_pack("{s:s, s:I, s:s}", "backup", p->backup, "size",
+                     (json_int_t)p->size, "sha256", p->sha256);
+}
+
 static json_t *snapshots_encode(const struct am_snapshot *v, size_t n,
                                 bool held)
 {
@@ -989,8 +1031,12 @@ static json_t *vm_encode(const struct am_vm *v)
                                                 false));
     if (v->n_backups) {
         json_t *b = json_array();
-        for (size_t i = 0; i < v->n_backups; i++)
-            json_array_append_new(b, json_pack("{s:s}", "id", v->backups[i]));
+        for (size_t i = 0; i < v->n_backups; i++) {
+            json_t *e = json_pack("{s:s}", "id", v->backups[i]);
+            if (v->backup_parents && v->backup_parents[i])
+                put_str(e, AGENT_VM_BACKUP_PARENT, v->backup_parents[i]);
+            json_array_append_new(b, e);
+        }
         put(o, AGENT_VM_BACKUPS, b);
     }
     if (v->backup_key)
@@ -1000,11 +1046,16 @@ static json_t *vm_encode(const struct am_vm *v)
                                           (json_int_t)v->revert_gen,
                                           "snapshot_id",
                                           v->revert_snapshot_id));
-    if (v->has_restore)
-        put(o, AGENT_VM_RESTORE, json_pack("{s:s, s:I, s:s}", "backup",
-                                           v->restore.backup, "size",
-                                           (json_int_t)v->restore.size,
-                                           "sha256", v->restore.sha256));
+    if (v->has_restore) {
+        json_t *rs = restore_piece_encode(&v->restore);
+        if (v->n_chain) {
+            json_t *c = json_array();
+            for (size_t i = 0; i < v->n_chain; i++)
+                json_array_append_new(c, restore_piece_encode(&v->chain[i]));
+            put(rs, AGENT_RESTORE_CHAIN, c);
+        }
+        put(o, AGENT_VM_RESTORE, rs);
+    }
     if (v->n_gpus) {
         json_t *gpus = json_array();
         for (size_t i = 0; i < v->n_gpus; i++) {

@@ -92,9 +92,12 @@ struct am_vm {
      * key, 64 lowercase hex (required with backups; NULL: not given). */
     char **backups;
     size_t n_backups;
+    char **backup_parents;  /* n_backups entries, each NULL when none */
     char *backup_key;
     bool has_restore;       /* AGENT_VM_RESTORE given */
     struct am_restore restore;
+    struct am_restore *chain; /* AGENT_RESTORE_CHAIN, the full one first */
+    size_t n_chain;
     struct hc_spec *checks; /* AGENT_VM_HEALTH_CHECKS; each with its id */
     size_t n_checks;
 };

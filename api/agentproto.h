@@ -255,16 +255,38 @@
  * Only the node hosting the backup's VM may use these; a committed or
  * failed backup refuses further bytes (409).
  *
+ * Incremental backups (migration 039): an entry may name its "parent",
+ * the VM's last ready backup taken on this node. When the domain runs and
+ * holds a libvirt checkpoint named after that parent, the node takes only
+ * the clusters changed since it (libvirt's backup API, push mode, into a
+ * qcow2 file without backing); else it takes the whole disk. Either way a
+ * running domain gets a checkpoint named after the new backup, and the
+ * node keeps no other checkpoint of ours. The commit says which was taken:
+ * {"mode": "incremental"} (the parent as offered), or {"mode": "full",
+ * "full_reason": why} (at most AGENT_BACKUP_ERROR_MAX bytes); without a
+ * mode the backup is full.
+ *
  * AGENT_VM_RESTORE: {"backup", "size", "sha256"} in the desired entry of
  * a VM placed from a backup (restore, migration, evacuation). The node
  * fetches GET AGENT_BACKUP_PATH/{backup}/blob (only the node the VM is
  * placed on), checks size and sha256, opens it with the key into the
  * VM's overlay before defining the domain, and never makes a fresh
  * overlay from the image for such a VM; a restore that fails is reported
- * as the VM's state_reason beginning AGENT_RESTORE_FAILED_REASON. */
+ * as the VM's state_reason beginning AGENT_RESTORE_FAILED_REASON. An
+ * incremental backup also names AGENT_RESTORE_CHAIN, [{"backup", "size",
+ * "sha256"}] (at most BACKUP_CHAIN_MAX), the backups under it, its full
+ * one first: the node fetches and opens each, stacks them in that order
+ * with the restored one on top and flattens them into the overlay. */
 #define AGENT_VM_BACKUP_KEY "backup_key"
 #define AGENT_VM_BACKUPS "backups"
 #define AGENT_VM_RESTORE "restore"
+#define AGENT_VM_BACKUP_PARENT "parent"
+#define AGENT_RESTORE_CHAIN "chain"
+#define BACKUP_MODE_FULL "full"
+#define BACKUP_MODE_INCREMENTAL "incremental"
+/* The most backups under an incremental one; the hub's full-every knob
+ * stays below it. */
+#define BACKUP_CHAIN_MAX 32
 #define AGENT_BACKUP_PATH "/v1/agent/backups"
 #define VM_BACKUPS_PENDING_MAX 4
 #define AGENT_BACKUP_CHUNK_MAX (8u << 20)

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
 struct api_client {
     char *url;
@@ -395,6 +396,38 @@ const char *api_reply_header(const struct api_reply *r, const char *name,
         p = end ? end + 1 : p + len;
     }
     return NULL;
+}
+
+int64_t api_reply_retry_ms(const struct api_reply *r, int64_t dflt_ms,
+                           int64_t min_ms, int64_t max_ms)
+{
+    int64_t ms = dflt_ms;
+    size_t n = 0;
+    const char *v = r ? api_reply_header(r, "Retry-After", &n) : NULL;
+    if (v && n > 0 && n < 64) {
+        char text[64];
+        memcpy(text, v, n);
+        text[n] = '\0';
+        bool digits = true;
+        for (size_t i = 0; i < n; i++)
+            digits = digits && text[i] >= '0' && text[i] <= '9';
+        if (digits) {
+            /* Any number of digits: a huge one is just "long". */
+            ms = n > 9 ? max_ms : (int64_t)strtol(text, NULL, 10) * 1000;
+        } else {
+            time_t at = curl_getdate(text, NULL);
+            if (at != (time_t)-1)
+                ms = ((int64_t)at - (int64_t)time(NULL)) * 1000;
+        }
+    }
+    if (ms < min_ms)
+        ms = min_ms;
+    if (ms > max_ms)
+        ms = max_ms;
+    uint32_t j;
+    random_bytes(&j, sizeof(j));
+    ms += (int64_t)(j % (uint32_t)(ms / 4 + 1));
+    return ms > max_ms ? max_ms : ms;
 }
 
 char *api_reply_describe(const struct api_reply *r)

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct api_client;
@@ -75,6 +76,14 @@ void api_reply_clear(struct api_reply *r);
  * *ret_len bytes, spaces trimmed; NULL when the answer had none. */
 const char *api_reply_header(const struct api_reply *r, const char *name,
                              size_t *ret_len);
+
+/* How long to wait before asking again after this reply, in ms: the
+ * answer's Retry-After (delta-seconds or an HTTP date) when it has one,
+ * else `dflt_ms`; bounded to min_ms..max_ms, then up to a quarter more at
+ * random (still at most max_ms) so that nodes refused together do not
+ * come back together. */
+int64_t api_reply_retry_ms(const struct api_reply *r, int64_t dflt_ms,
+                           int64_t min_ms, int64_t max_ms);
 
 /* A connection switched to another protocol (HTTP Upgrade): raw bytes
  * both ways over the client's TLS session. */

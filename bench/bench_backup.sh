@@ -11,8 +11,13 @@
 #   MB/s of the disk's virtual size and their ratio. qemu-img cannot write
 #   a pipe (its file driver needs a regular file): it writes a file that
 #   curl then sends, as our node does;
-# - a restore of that backup onto the node (fogctl restore + start, until
-#   the VM is reported running);
+#   Each of those backups is full: the one before goes first, so the VM
+#   has no backup to build an incremental one on;
+# - an incremental backup after the guest changed 1% of the disk (random
+#   data written from inside): its size and time beside the full one's;
+# - a restore of that incremental backup onto the node (its chain: the
+#   full one and the increment, fetched, opened, stacked and flattened;
+#   fogctl restore + start, until the VM is reported running);
 # - a node's loss (its agent, libvirtd and QEMU killed) to the VM answering
 #   HTTP on the other node, restored there from its latest backup by the
 #   hub after --evacuate-after BENCH_EVACUATE_AFTER (default 5) s.
@@ -28,7 +33,7 @@ runs=${BENCH_RUNS:-3}
 evac_after=${BENCH_EVACUATE_AFTER:-5}
 skip() { echo "bench_backup: $*, skipped"; exit 0; }
 [ "$(id -u)" = 0 ] || skip "needs root"
-for t in qemu-system-x86_64 libvirtd qemu-img virsh curl xorriso; do
+for t in qemu-system-x86_64 libvirtd qemu-img virsh curl xorriso jq; do
     command -v "$t" >/dev/null 2>&1 || skip "no $t"
 done
 [ -e /dev/net/tun ] || skip "no /dev/net/tun"
@@ -56,9 +61,22 @@ E2E_ON_FAIL="e2e_dump_node '$work/n0' '${uri[0]}' '${ns[0]}'; e2e_dump_node '$wo
 ms() { date +%s%3N; }
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
+# The guest changes N MiB of its disk at 1 GiB with random data when
+# asked: /cgi-bin/change?N.
+cat >"$work/ud" <<'EOF'
+#cloud-config
+write_files:
+  - path: /www/cgi-bin/change
+    permissions: '0755'
+    content: |
+      #!/bin/sh
+      printf 'Content-Type: text/plain\r\n\r\n'
+      dd if=/dev/urandom of=/dev/vda bs=1M seek=1024 count="${QUERY_STRING:-1}" oflag=direct conv=notrunc,fsync 2>/dev/null && echo changed
+EOF
 E2E_KEY= e2e_fogctl node-drain node-b >/dev/null || e2e_fail "node-drain failed"
 e2e_fogctl create vm --cpus 1 --memory 128M --disk "${gib}G" --image tiny --allow-tcg \
-    --restart-policy on-host-failure --stopped >/dev/null || e2e_fail "create vm failed"
+    --user-data "$work/ud" --restart-policy on-host-failure --stopped >/dev/null ||
+    e2e_fail "create vm failed"
 E2E_KEY= e2e_fogctl node-undrain node-b >/dev/null || e2e_fail "node-undrain failed"
 e2e_wait_vm_state vm stopped 60 || e2e_fail "vm is not defined stopped"
 id=$(e2e_vm_id vm)
@@ -80,14 +98,30 @@ E2E_NETNS=${ns[0]} e2e_wait_http "http://$ip/" 120 >/dev/null || e2e_fail "vm do
 # ---- backups: ours, then qemu-img + curl to the same controller.
 ours=() base=() bk=
 for ((r = 0; r < runs; r++)); do
+    [ -n "$bk" ] && { e2e_fogctl backup-delete vm "$bk" >/dev/null || e2e_fail "backup-delete failed"; }
     t=$(ms)
     out=$(e2e_fogctl backup-create vm --wait --timeout 1800 2>&1) || e2e_fail "backup-create failed: $out"
     ours+=($(($(ms) - t)))
-    prev=$bk
     bk=$(sed -nE 's/^Backup ([0-9a-f-]{36}) of VM .* done.*/\1/p' <<<"$out")
     [ -n "$bk" ] || e2e_fail "no backup id in: $out"
-    [ -n "$prev" ] && e2e_fogctl backup-delete vm "$prev" >/dev/null
 done
+bk_field() { # id field
+    E2E_KEY= e2e_fogctl --json backup-list vm | jq -r --arg id "$1" --arg f "$2" \
+        '(if type == "array" then .[] else .items[] end) | select(.id == $id) | .[$f] // empty'
+}
+size=$(bk_field "$bk" size)
+[ "$(bk_field "$bk" mode)" = full ] || e2e_fail "backup $bk is not full"
+
+# ---- an incremental backup after 1% of the disk changed.
+chg=$((gib * 1024 / 100))
+ip netns exec "${ns[0]}" curl -fsS --noproxy '*' -m 600 "http://$ip/cgi-bin/change?$chg" | grep -q changed ||
+    e2e_fail "the guest did not change $chg MiB of its disk"
+t=$(ms)
+out=$(e2e_fogctl backup-create vm --wait --timeout 1800 2>&1) || e2e_fail "backup-create failed: $out"
+inc_ms=$(($(ms) - t))
+inc=$(sed -nE 's/^Backup ([0-9a-f-]{36}) of VM .* done.*/\1/p' <<<"$out")
+[ "$(bk_field "$inc" mode)" = incremental ] || e2e_fail "backup $inc is not incremental: $(bk_field "$inc" full_reason)"
+inc_size=$(bk_field "$inc" size)
 for ((r = 0; r < runs; r++)); do
     img=$(E2E_KEY= e2e_api POST /v1/images -H 'Content-Type: application/json' \
         -d "{\"name\":\"copy$r\"}" | grep -oE '"id": *"[0-9a-f-]{36}"' | grep -oE '[0-9a-f-]{36}')
@@ -106,15 +140,15 @@ done
 # Where our backups' time went, from the node's log.
 grep -E 'backup [0-9a-f-]{36} of VM .* (sealed|committed)|backup [0-9a-f-]{36}: .*(failed|again)' \
     "$work/n0/agent.log" | sed -E 's/, sha256 [0-9a-f]{64}//; s/^/  node-a: /' >"$work/backup-steps"
-size=$(E2E_KEY= e2e_fogctl --json backup-list vm | grep -oE '"size": *[0-9]+' | tail -n 1 | grep -oE '[0-9]+$')
 
-# ---- restores of the last backup onto node-a, until reported running.
+# ---- restores of the incremental backup (and its chain) onto node-a,
+# until reported running.
 rest=()
 for ((r = 0; r < runs; r++)); do
     e2e_fogctl destroy vm >/dev/null || e2e_fail "destroy vm failed"
     e2e_wait_vm_state vm stopped 60 || e2e_fail "vm does not stop"
     t=$(ms)
-    e2e_fogctl restore vm --backup "$bk" --node node-a >/dev/null || e2e_fail "restore failed"
+    e2e_fogctl restore vm --backup "$inc" --node node-a >/dev/null || e2e_fail "restore failed"
     e2e_fogctl start vm >/dev/null || e2e_fail "start after restore failed"
     e2e_wait_vm_state vm running 1800 || e2e_fail "restored vm does not run"
     rest+=($(($(ms) - t)))
@@ -152,7 +186,9 @@ row "disk: ${gib} GiB, random data; sealed backup $((${size:-0} / 1048576)) MiB"
 row "backup through fogfabric (backup-create --wait)" "$(awk -v t="$mo" 'BEGIN {printf "%.1f", t / 1000}') s, $(mbs "$mo") MB/s"
 row "qemu-img convert -U, then curl -T to the controller" "$(awk -v t="$mb" 'BEGIN {printf "%.1f", t / 1000}') s, $(mbs "$mb") MB/s"
 row "ratio fogfabric / qemu-img + curl (throughput)" "$(awk -v a="$mo" -v b="$mb" 'BEGIN {printf "%.2f", b / a}')x"
-row "restore of that backup, to the VM reported running" "$(awk -v t="$mr" 'BEGIN {printf "%.1f", t / 1000}') s"
+row "incremental backup after ${chg} MiB (1%) changed" "$((${inc_size:-0} / 1048576)) MiB, $(awk -v t="$inc_ms" 'BEGIN {printf "%.1f", t / 1000}') s"
+row "incremental / full: size, time" "$(awk -v a="$inc_size" -v b="$size" -v t="$inc_ms" -v f="$mo" 'BEGIN {printf "%.1f%%, %.1f%%", a * 100 / b, t * 100 / f}')"
+row "restore of the incremental one (chain of 2), to running" "$(awk -v t="$mr" 'BEGIN {printf "%.1f", t / 1000}') s"
 row "node lost -> VM answering on another (evacuate-after ${evac_after} s)" "$(awk -v t="$me" 'BEGIN {printf "%.1f", t / 1000}') s"
-echo "ours: ${ours[*]}; qemu-img+curl: ${base[*]}; restore: ${rest[*]}; evacuation: ${evac[*]}"
+echo "ours: ${ours[*]}; incremental: $inc_ms ms ($inc_size bytes); qemu-img+curl: ${base[*]}; restore: ${rest[*]}; evacuation: ${evac[*]}"
 cat "$work/backup-steps"

@@ -77,7 +77,8 @@ static int backup_create(struct cli *c, struct cli_args *a)
 static int backup_list(struct cli *c, struct cli_args *a)
 {
     _cleanup_free_ char *p = backup_path(a->pos[0], NULL);
-    return cli_list_print(c, p, "id,kind,state,size,created_at,done_at", NULL);
+    return cli_list_print(c, p, "id,kind,mode,parent,state,size,created_at,"
+                          "done_at", NULL);
 }
 
 static int backup_delete(struct cli *c, struct cli_args *a)

@@ -58,6 +58,8 @@ struct app_settings {
                                  unreachable this long (restore.c) */
     int64_t backup_abandon_s; /* a backup with no new bytes this long is
                                  failed, its upload removed (bsched.c) */
+    int64_t backup_full_every; /* a full backup at least every this many
+                                  of a VM, incremental ones between */
     /* placement (scheduler.c) */
     char *default_max_price; /* tokens per hour of a VM without a cap */
     int64_t weight_price, weight_spread, weight_reputation;

@@ -207,7 +207,9 @@ static int prune_one(struct app *a, const json_t *v, const char *id,
     e = store_exec(a->store, "DELETE FROM vm_backups WHERE id = $1 AND "
                    "vm_id = $2 AND state = $3 AND NOT EXISTS (SELECT 1 "
                    "FROM vms WHERE restore_backup = $1) AND NOT EXISTS "
-                   "(SELECT 1 FROM vms WHERE migrate_backup = $1) AND id <> "
+                   "(SELECT 1 FROM vms WHERE migrate_backup = $1) AND NOT "
+                   "EXISTS (SELECT 1 FROM vm_backups k WHERE k.parent_id = "
+                   "$1) AND id <> "
                    "COALESCE((SELECT b.id FROM vm_backups b WHERE b.vm_id = "
                    "$2 AND b.state = 'ready' ORDER BY b.created_at DESC, "
                    "b.id DESC LIMIT 1), '')", "sss", id, vm_id, state);
@@ -255,9 +257,12 @@ static void prune_pass(struct app *a, const char *state)
                         json_str(v, "id"), state) < 0)
             break;
         size_t keep = (size_t)json_int(v, "backup_keep", 1);
-        /* Oldest first. */
-        for (size_t k = json_array_size(rows); k > keep; k--) {
-            const char *id = json_str(json_array_get(rows, k - 1), "id");
+        /* Those past the keep, the newest first: a backup others build
+         * on stays while they do, so a chain past the keep goes in one
+         * pass from its top down, and one with a kept backup on top of it
+         * stays whole. */
+        for (size_t k = keep; k < json_array_size(rows); k++) {
+            const char *id = json_str(json_array_get(rows, k), "id");
             int e = prune_one(a, v, id, state);
             if (e < 0)
                 log_warn("vm %s: cannot prune backup %s: %s",

@@ -178,9 +178,10 @@ static int vm_backups(struct app *a, const json_t *row, struct am_vm *vm)
     json_auto_t *rows = NULL;
     int e;
     if ((e = fault("backups")) < 0 ||
-        (e = store_query(a->store, &rows, "SELECT id FROM vm_backups WHERE "
-                         "vm_id = $1 AND state IN ('pending', 'uploading') "
-                         "ORDER BY created_at, id LIMIT $2", "si", vm->id,
+        (e = store_query(a->store, &rows, "SELECT id, parent_id FROM "
+                         "vm_backups WHERE vm_id = $1 AND state IN "
+                         "('pending', 'uploading') ORDER BY created_at, id "
+                         "LIMIT $2", "si", vm->id,
                          (int64_t)VM_BACKUPS_PENDING_MAX)) < 0)
         return e;
     if (json_array_size(rows) == 0 || !json_str(row, "backup_key"))
@@ -188,9 +189,13 @@ static int vm_backups(struct app *a, const json_t *row, struct am_vm *vm)
     size_t i;
     json_t *b;
     vm->backups = xcalloc(json_array_size(rows), sizeof(*vm->backups));
-    json_array_foreach(rows, i, b)
+    vm->backup_parents = xcalloc(json_array_size(rows),
+                                 sizeof(*vm->backup_parents));
+    json_array_foreach(rows, i, b) {
+        vm->backup_parents[vm->n_backups] = col_or_null(b, "parent_id");
         if ((e = col(b, "id", &vm->backups[vm->n_backups++])) < 0)
             return e;
+    }
     return vm->backup_key ? 0 /* set with a restore */
                           : col(row, "backup_key", &vm->backup_key);
 }
@@ -256,6 +261,44 @@ static void vm_restore(const json_t *row, struct am_vm *vm)
         vm->restore.size = 1;
 }
 
+/* The backups under an incremental one the VM is placed from, its full
+ * one first (AGENT_RESTORE_CHAIN). A piece that is missing or not ready
+ * is named with a digest nothing hashes to, as vm_restore does. */
+static int vm_restore_chain(struct app *a, const json_t *row, struct am_vm *vm)
+{
+    if (!vm->has_restore || !json_str(row, "restore_parent"))
+        return 0;
+    struct am_restore chain[BACKUP_CHAIN_MAX];
+    size_t n = 0;
+    _cleanup_free_ char *cur = xstrdup(json_str(row, "restore_parent"));
+    while (cur && n < BACKUP_CHAIN_MAX) {
+        json_auto_t *b = NULL;
+        int e = store_query_one(a->store, &b, "SELECT id, size, sha256, "
+                                "state, parent_id FROM vm_backups WHERE id = "
+                                "$1", "s", cur);
+        if (e < 0 && e != -ENOENT)
+            return e;
+        struct am_restore *p = &chain[n++];
+        snprintf(p->backup, sizeof(p->backup), "%s", cur);
+        bool ready = e == 0 && streq(json_str(b, "state"), "ready") &&
+                     json_str(b, "sha256");
+        snprintf(p->sha256, sizeof(p->sha256), "%s",
+                 ready ? json_str(b, "sha256") :
+                 "0000000000000000000000000000000000000000000000000000000000"
+                 "000000");
+        p->size = ready && json_int(b, "size", 0) > 0 ?
+            json_int(b, "size", 1) : 1;
+        free(cur);
+        cur = e == 0 && json_str(b, "parent_id") ?
+            xstrdup(json_str(b, "parent_id")) : NULL;
+    }
+    vm->chain = xcalloc(n, sizeof(*vm->chain));
+    for (size_t i = 0; i < n; i++)
+        vm->chain[i] = chain[n - 1 - i];
+    vm->n_chain = n;
+    return 0;
+}
+
 static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
 {
     int e;
@@ -290,7 +333,8 @@ static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
                                       VM_SHUTDOWN_TIMEOUT_DEFAULT_S);
     vm->user_data = col_or_null(row, "user_data");
     vm_restore(row, vm);
-    if ((e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
+    if ((e = vm_restore_chain(a, row, vm)) < 0 ||
+        (e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
         (e = vm_snapshots(a, row, vm)) < 0 ||
         (e = vm_backups(a, row, vm)) < 0 ||
         (e = vm_gpus(a, vm)) < 0 ||
@@ -313,7 +357,8 @@ static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
                          "v.revert_done_gen, v.backup_key, "
                          "v.account_id, i.id AS image_id, i.sha256, i.format, "
                          "i.size, v.backup_key, v.restore_backup, b.size AS "
-                         "restore_size, b.sha256 AS restore_sha256 FROM vms v "
+                         "restore_size, b.sha256 AS restore_sha256, "
+                         "b.parent_id AS restore_parent FROM vms v "
                          "LEFT JOIN images i ON i.id = v.image_id LEFT JOIN "
                          "vm_backups b ON b.id = v.restore_backup AND "
                          "b.state = 'ready' WHERE v.node_id = $1 AND "

@@ -5,6 +5,7 @@
  * commit checks the bytes before the row is 'ready'. The key never leaves
  * the store except in the desired document of the VM's own node. */
 #include "api/agentproto.h"
+#include "common/buf.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -19,16 +20,21 @@
 #include <stdlib.h>
 
 #define BACKUP_COLS "b.id, b.vm_id, b.kind, b.state, b.error, b.size, " \
-                    "b.sha256, b.created_at, b.done_at"
+                    "b.sha256, b.created_at, b.done_at, b.mode, " \
+                    "b.parent_id, b.full_reason"
 
 static json_t *backup_render(json_t *row)
 {
     json_t *o = json_object();
-    static const char *const copy[] = { "id", "vm_id", "kind", "state",
-                                        "error", "size", "sha256" };
+    static const char *const copy[][2] = {
+        { "id", "id" }, { "vm_id", "vm_id" }, { "kind", "kind" },
+        { "state", "state" }, { "error", "error" }, { "size", "size" },
+        { "sha256", "sha256" }, { "mode", "mode" }, { "parent_id", "parent" },
+        { "full_reason", "full_reason" },
+    };
     for (size_t i = 0; i < ARRAY_SIZE(copy); i++) {
-        json_t *v = json_object_get(row, copy[i]);
-        json_object_set(o, copy[i], v ? v : json_null());
+        json_t *v = json_object_get(row, copy[i][0]);
+        json_object_set(o, copy[i][1], v ? v : json_null());
     }
     static const char *const times[] = { "created_at", "done_at" };
     for (size_t i = 0; i < ARRAY_SIZE(times); i++) {
@@ -89,6 +95,60 @@ static void reply_backup(struct app *a, struct http_request *r, int status,
     http_reply_json(r, status, backup_render(row));
 }
 
+/* The parent of a new backup of VM `vm`: its last ready backup when
+ * that was taken on the VM's node and its chain leaves room under the
+ * hub's full-every (*ret_parent, caller frees); else NULL and why the
+ * new one is full in *ret_why (static text). 0 or -errno. */
+static int backup_parent_pick(struct app *a, const json_t *vm,
+                              const char *kind, char **ret_parent,
+                              const char **ret_why)
+{
+    *ret_parent = NULL;
+    if (streq(kind, "migrate")) {
+        *ret_why = "a migration moves the whole disk";
+        return 0;
+    }
+    json_auto_t *last = NULL;
+    int e = store_query_one(a->store, &last, "SELECT id, node_id, mode, "
+                            "parent_id FROM vm_backups WHERE vm_id = $1 AND "
+                            "state = 'ready' ORDER BY created_at DESC, id "
+                            "DESC LIMIT 1", "s", json_str(vm, "id"));
+    if (e == -ENOENT) {
+        *ret_why = "the VM has no ready backup to build on";
+        return 0;
+    }
+    if (e < 0)
+        return e;
+    if (!streq(json_str(last, "node_id"), json_str(vm, "node_id"))) {
+        *ret_why = "the VM's last backup was taken on another node";
+        return 0;
+    }
+    /* The incremental backups under it, down to its full one. */
+    int64_t depth = 0;
+    json_auto_t *cur = json_incref(last);
+    while (streq(json_str(cur, "mode"), BACKUP_MODE_INCREMENTAL) &&
+           depth < BACKUP_CHAIN_MAX) {
+        json_t *up = NULL;
+        e = store_query_one(a->store, &up, "SELECT id, mode, parent_id FROM "
+                            "vm_backups WHERE id = $1", "s",
+                            json_str(cur, "parent_id"));
+        if (e < 0 && e != -ENOENT)
+            return e;
+        json_decref(cur);
+        cur = up;
+        depth++;
+        if (!up)
+            break;
+    }
+    if (depth + 1 >= a->cfg.backup_full_every) {
+        *ret_why = "the VM's chain of incremental backups is full: one in "
+                   "backup-full-every is full";
+        return 0;
+    }
+    *ret_parent = xstrdup(json_str(last, "id"));
+    return 0;
+}
+
 int backup_add(struct app *a, const json_t *vm, const char *kind,
                char ret_id[UUID_STR_LEN + 1])
 {
@@ -108,11 +168,18 @@ int backup_add(struct app *a, const json_t *vm, const char *kind,
     if ((e = store_exec(a->store, "UPDATE vms SET backup_key = $1 WHERE id = "
                         "$2 AND backup_key IS NULL", "ss", key, vm_id)) < 0)
         return e;
+    _cleanup_free_ char *parent = NULL;
+    const char *why = NULL;
+    if ((e = backup_parent_pick(a, vm, kind, &parent, &why)) < 0)
+        return e;
     uuid_generate_str(ret_id);
+    /* Incremental when the node can (it says otherwise at the commit). */
     e = store_exec(a->store, "INSERT INTO vm_backups (id, vm_id, node_id, "
-                   "kind, state, created_at) VALUES ($1, $2, $3, $4, "
-                   "'pending', $5)", "ssssi", ret_id, vm_id,
-                   json_str(vm, "node_id"), kind, now_s());
+                   "kind, state, created_at, mode, parent_id, full_reason) "
+                   "VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8)",
+                   "ssssisss", ret_id, vm_id, json_str(vm, "node_id"), kind,
+                   now_s(), parent ? BACKUP_MODE_INCREMENTAL : BACKUP_MODE_FULL,
+                   parent, why);
     return e < 0 ? e : 0;
 }
 
@@ -207,10 +274,42 @@ HANDLER(h_backup_delete)
                            "delete it once the VM runs from it", id);
         return;
     }
-    int e = store_exec(a->store, "DELETE FROM vm_backups WHERE id = $1", "s",
-                       id);
+    /* A chain is never broken: the backups on top of this one go
+     * first. */
+    json_auto_t *kids = NULL;
+    int e = store_query(a->store, &kids, "SELECT id FROM vm_backups WHERE "
+                        "parent_id = $1 ORDER BY created_at, id", "s", id);
     if (e < 0) {
         reply_store_error(r, e, "backup");
+        return;
+    }
+    if (json_array_size(kids) > 0) {
+        struct buf names = { 0 };
+        size_t k;
+        json_t *kid;
+        json_array_foreach(kids, k, kid)
+            buf_printf(&names, "%s%s", k ? ", " : "", json_str(kid, "id"));
+        http_reply_problem_ext(r, 409, "backup-has-dependents", "id",
+                               json_pack("{s:O}", "dependents", kids),
+                               "backup %s is the base of incremental backup%s "
+                               "%s: delete %s first", id,
+                               json_array_size(kids) > 1 ? "s" : "",
+                               buf_str(&names),
+                               json_array_size(kids) > 1 ? "them" : "it");
+        buf_free(&names);
+        return;
+    }
+    e = store_exec(a->store, "DELETE FROM vm_backups WHERE id = $1 AND NOT "
+                   "EXISTS (SELECT 1 FROM vm_backups k WHERE k.parent_id = "
+                   "$1)", "s", id);
+    if (e < 0) {
+        reply_store_error(r, e, "backup");
+        return;
+    }
+    if (e == 0) {
+        http_reply_problem(r, 409, "backup-has-dependents", "id",
+                           "backup %s became the base of another backup; "
+                           "list the VM's backups again", id);
         return;
     }
     /* The blob goes once the row's delete has committed; a node still
@@ -254,8 +353,9 @@ static bool agent_backup(struct app *a, struct http_request *r,
     int e = -ENOENT;
     if (id && uuid_is_valid(id) && bstore_id_ok(id))
         e = store_query_one(a->store, &row, "SELECT b.id, b.state, b.vm_id, "
-                            "b.kind, b.size, b.sha256, v.node_id, v.account_id, "
-                            "v.name FROM vm_backups b JOIN vms v ON v.id = "
+                            "b.kind, b.size, b.sha256, b.parent_id, v.node_id, "
+                            "v.account_id, v.name FROM vm_backups b JOIN vms "
+                            "v ON v.id = "
                             "b.vm_id WHERE b.id = $1 AND v.deleted_at IS NULL",
                             "s", id);
     if (e == 0 && !streq(json_str(row, "node_id"), c->actor)) {
@@ -374,9 +474,13 @@ HANDLER(h_agent_backup_put)
 
 HANDLER(h_agent_backup_commit)
 {
+    static const char *const modes[] = { BACKUP_MODE_FULL,
+                                         BACKUP_MODE_INCREMENTAL, NULL };
     static const struct jfield fields[] = {
         { "size", JF_INT, true, 0, INT64_MAX, NULL },
         { "sha256", JF_STRING, true, 64, 64, NULL },
+        { "mode", JF_ENUM, false, 0, 0, modes },
+        { "full_reason", JF_STRING, false, 1, AGENT_BACKUP_ERROR_MAX, NULL },
     };
     struct app *a = app;
     struct bstore *s = a->backups;
@@ -395,6 +499,15 @@ HANDLER(h_agent_backup_commit)
         return;
     }
     const char *id = json_str(row, "id");
+    bool incremental = streq(json_str(body, "mode"), BACKUP_MODE_INCREMENTAL);
+    if (incremental && !json_str(row, "parent_id")) {
+        http_reply_problem(r, 400, "validation", "mode",
+                           "backup %s was asked for as a full one", id);
+        return;
+    }
+    _cleanup_free_ char *full_why = json_str(body, "full_reason") ?
+        node_text(json_str(body, "full_reason"), AGENT_BACKUP_ERROR_MAX) :
+        NULL;
     /* A commit retried after its answer was lost. */
     if (streq(json_str(row, "state"), "ready") &&
         streq(json_str(row, "sha256"), sha) &&
@@ -433,10 +546,25 @@ HANDLER(h_agent_backup_commit)
         /* Bytes that checked out are kept even when the backup was
          * failed meanwhile (a migration that ended while they were
          * hashed): only a deleted row drops them. */
-        e = store_exec(a->store, "UPDATE vm_backups SET state = 'ready', "
-                       "size = $1, sha256 = $2, done_at = $3, error = NULL "
-                       "WHERE id = $4 AND state <> 'ready'", "isis", size,
-                       sha, now_s(), id);
+        /* The node took the increment offered, or the whole disk. */
+        if (incremental)
+            e = store_exec(a->store, "UPDATE vm_backups SET state = "
+                           "'ready', size = $1, sha256 = $2, done_at = $3, "
+                           "error = NULL, full_reason = NULL WHERE id = $4 "
+                           "AND state <> 'ready'", "isis", size, sha,
+                           now_s(), id);
+        else
+            e = store_exec(a->store, "UPDATE vm_backups SET state = "
+                           "'ready', size = $1, sha256 = $2, done_at = $3, "
+                           "error = NULL, mode = 'full', parent_id = NULL, "
+                           /* The hub's reason when it asked for a full
+                            * one, else the node's. */
+                           "full_reason = CASE WHEN parent_id IS NULL THEN "
+                           "COALESCE(full_reason, $5, $6) ELSE COALESCE($5, "
+                           "$6) END WHERE id = $4 AND state <> 'ready'",
+                           "isisss",
+                           size, sha, now_s(), id, full_why,
+                           "the node took the whole disk");
         if (e > 0)
             e = app_event(a, json_str(row, "account_id"), c->actor,
                           "vm.backup_ready", json_str(row, "vm_id"), 200,
@@ -486,9 +614,10 @@ HANDLER(h_agent_backup_fail)
     const char *id = json_str(row, "id");
     _cleanup_free_ char *why = node_text(json_str(http_req_json(r), "error"),
                                          AGENT_BACKUP_ERROR_MAX);
+    /* A failed backup is nobody's base and needs none. */
     int e = store_exec(a->store, "UPDATE vm_backups SET state = 'failed', "
-                       "error = $1, done_at = $2 WHERE id = $3", "sis", why,
-                       now_s(), id);
+                       "error = $1, done_at = $2, parent_id = NULL WHERE id "
+                       "= $3", "sis", why, now_s(), id);
     if (e < 0) {
         reply_store_error(r, e, "backup");
         return;

@@ -119,6 +119,11 @@ static const struct config_opt options[] = {
       30 * 86400, "86400",
       "seconds a backup may wait for its node's next bytes before it is "
       "failed as abandoned and its partial upload removed" },
+    { "backup-full-every", CONFIG_INT, F(backup_full_every), 1,
+      BACKUP_CHAIN_MAX, "7",
+      "a VM's backups are incremental (the clusters changed since its last "
+      "one) except the first and one in this many, which are full (1: "
+      "every backup is full)" },
     { "default-max-price", CONFIG_STRING, F(default_max_price), 0, 0, "100",
       "tokens per hour a VM may cost when its create names no max_price "
       "(\"none\": no cap)" },

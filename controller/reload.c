@@ -20,6 +20,7 @@ const char *const reload_options[] = {
     "burst-agent-ip", "rate-key", "burst-key", "rate-node", "burst-node",
     "max-vcpus", "max-memory-mib", "max-disk-gib", "max-image-gib",
     "event-retention", "idempotency-ttl", "sla-credit-bps", "evacuate-after",
+    "backup-full-every",
     NULL
 };
 

@@ -354,6 +354,10 @@ static void *poller_main(void *arg)
         int64_t cap = (r == 0 && (rep.status == 401 || rep.status == 403 ||
                                   rep.status == 404)) ? 30000 : 3000;
         backoff = backoff_next(backoff, cap);
+        /* A busy hub says when to come back. */
+        if (r == 0 && (rep.status == 429 || rep.status == 503) &&
+            api_reply_header(&rep, "Retry-After", &(size_t){ 0 }))
+            backoff = api_reply_retry_ms(&rep, backoff, 1000, 60000);
         api_reply_clear(&rep);
         nap(a, backoff);
     }
@@ -1136,7 +1140,7 @@ int agent_run(const struct agent_settings *s)
         .data_dir = s->data_dir, .qemu_img = s->qemu_img,
         .controller = a.node.controller, .credential = a.node.credential,
         .ca_path = a.ca_path, .key_pin = a.node.key_pin,
-        .chunk = (size_t)s->backup_chunk_kib << 10 });
+        .chunk = (size_t)s->backup_chunk_kib << 10, .uri = a.uri });
     a.bench = benchjob_new(&(struct benchjob_opts){
         .uri = a.uri, .test_driver = startswith(a.uri, "test:"),
         .kvm = a.inv.kvm, .host_vcpus = a.inv.vcpus + a.inv.reserved_vcpus,

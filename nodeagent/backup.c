@@ -8,12 +8,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
-int backup_seal_disk(const char *qemu_img, const char *overlay, bool running,
-                     const uint8_t key[BKCRYPT_KEY_LEN], const char *sealed,
-                     uint64_t *ret_size, char *sha256, char **ret_err)
+int backup_copy_disk(const char *qemu_img, const char *overlay, bool running,
+                     const char *plain, char **ret_err)
 {
-    _cleanup_free_ char *plain = xasprintf("%s.plain", sealed);
     unlink(plain);
     const char *argv[10];
     size_t n = 0;
@@ -28,13 +28,19 @@ int backup_seal_disk(const char *qemu_img, const char *overlay, bool running,
     argv[n++] = plain;
     argv[n] = NULL;
     int e = disk_run((char *const *)argv, ret_err);
-    if (e < 0) {
+    if (e < 0)
         unlink(plain);
-        return e;
-    }
+    return e;
+}
+
+int backup_seal_plain(const char *plain, const uint8_t key[BKCRYPT_KEY_LEN],
+                      const char *sealed, uint64_t *ret_size, char *sha256,
+                      char **ret_err)
+{
     _cleanup_close_ int in = open(plain, O_RDONLY | O_CLOEXEC);
     /* The plain copy goes at once: only the open fd reads it now. */
     unlink(plain);
+    int e;
     if (in < 0) {
         e = -errno;
         *ret_err = xasprintf("cannot open the disk copy: %s", strerror(-e));
@@ -54,6 +60,53 @@ int backup_seal_disk(const char *qemu_img, const char *overlay, bool running,
         unlink(sealed);
         *ret_err = xasprintf("cannot encrypt the backup: %s", strerror(-e));
     }
+    return e;
+}
+
+int backup_seal_disk(const char *qemu_img, const char *overlay, bool running,
+                     const uint8_t key[BKCRYPT_KEY_LEN], const char *sealed,
+                     uint64_t *ret_size, char *sha256, char **ret_err)
+{
+    _cleanup_free_ char *plain = xasprintf("%s.plain", sealed);
+    int e = backup_copy_disk(qemu_img, overlay, running, plain, ret_err);
+    return e < 0 ? e : backup_seal_plain(plain, key, sealed, ret_size, sha256,
+                                         ret_err);
+}
+
+int backup_detach(const char *qemu_img, const char *plain, char **ret_err)
+{
+    const char *argv[] = { qemu_img, "rebase", "-q", "-u", "-f", "qcow2",
+                           "-b", "", plain, NULL };
+    return disk_run((char *const *)argv, ret_err);
+}
+
+int backup_stack(const char *qemu_img, char *const *pieces, size_t n,
+                 const char *out, char **ret_err)
+{
+    if (n == 0) {
+        *ret_err = xstrdup("no backup to restore");
+        return -EINVAL;
+    }
+    int e = 0;
+    for (size_t i = 1; i < n && e == 0; i++) {
+        const char *argv[] = { qemu_img, "rebase", "-q", "-u", "-f", "qcow2",
+                               "-F", "qcow2", "-b", pieces[i - 1], pieces[i],
+                               NULL };
+        e = disk_run((char *const *)argv, ret_err);
+    }
+    if (e < 0)
+        return e;
+    _cleanup_free_ char *tmp = xasprintf("%s.stack", out);
+    unlink(tmp);
+    const char *argv[] = { qemu_img, "convert", "-q", "-f", "qcow2", "-O",
+                           "qcow2", pieces[n - 1], tmp, NULL };
+    if ((e = disk_run((char *const *)argv, ret_err)) == 0 &&
+        rename(tmp, out) < 0) {
+        e = -errno;
+        *ret_err = xasprintf("cannot place the disk: %s", strerror(-e));
+    }
+    if (e < 0)
+        unlink(tmp);
     return e;
 }
 

@@ -18,6 +18,29 @@ int backup_seal_disk(const char *qemu_img, const char *overlay, bool running,
                      const uint8_t key[BKCRYPT_KEY_LEN], const char *sealed,
                      uint64_t *ret_size, char *sha256, char **ret_err);
 
+/* The two halves of backup_seal_disk: the plain qcow2 copy into `plain`,
+ * and sealing a plain qcow2 file (a copy, or the delta of an incremental
+ * backup) into `sealed`, removing `plain` in every case. */
+int backup_copy_disk(const char *qemu_img, const char *overlay, bool running,
+                     const char *plain, char **ret_err);
+int backup_seal_plain(const char *plain, const uint8_t key[BKCRYPT_KEY_LEN],
+                      const char *sealed, uint64_t *ret_size, char *sha256,
+                      char **ret_err);
+
+/* Make qcow2 `plain` standalone: drop its backing file reference without
+ * touching its clusters (`qemu-img rebase -u -b ""`), as the copy of an
+ * incremental backup names the VM's disk as its backing. 0 or -errno with
+ * *ret_err set. */
+int backup_detach(const char *qemu_img, const char *plain, char **ret_err);
+
+/* Stack the opened backups pieces[0..n-1] (a full one first, then each
+ * incremental one on the one before: `qemu-img rebase -u`) and flatten
+ * the top into `out`, a standalone qcow2 (written under a temporary name
+ * and renamed). The pieces are left rebased. 0 or -errno with *ret_err
+ * set. */
+int backup_stack(const char *qemu_img, char *const *pieces, size_t n,
+                 const char *out, char **ret_err);
+
 /* Decrypt `sealed` with `key` into `overlay` (mode 0600): written under a
  * temporary name, checked to be a qcow2 with no backing file and renamed,
  * so a failure never leaves half a disk. 0 or -errno with *ret_err set

@@ -12,6 +12,7 @@
 #include "common/timeutil.h"
 #include "nodeagent/backup.h"
 #include "nodeagent/disk.h"
+#include "nodeagent/virt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,18 +23,23 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A failed step is tried again after RETRY_MS, or after what the hub's
+ * Retry-After asks (a 429 or 503), bounded to RETRY_MIN_MS..RETRY_MAX_MS. */
 #define RETRY_MS 5000
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 60000
 #define DONE_MAX 16
 
 struct want {
     char id[UUID_STR_LEN + 1], vm_id[UUID_STR_LEN + 1];
+    char parent[UUID_STR_LEN + 1]; /* "" when the hub offers none */
     uint8_t key[BKCRYPT_KEY_LEN];
     bool running;
 };
 
 struct backupjob {
     char *dir, *data_dir, *qemu_img, *controller, *credential, *ca_path,
-         *key_pin;
+         *key_pin, *uri;
     size_t chunk;
     struct api_client *client;
     pthread_t thread;
@@ -44,6 +50,7 @@ struct backupjob {
     size_t n_want;
     bool synced, changed, stop, exited;
     int64_t retry_at;   /* monotonic ms; 0: now */
+    int64_t retry_ms;   /* the pause after a JOB_RETRY (worker only) */
     /* Ids finished lately (committed, failed, gone): the desired state
      * may list them until the hub's next revision arrives. */
     char done[DONE_MAX][UUID_STR_LEN + 1];
@@ -57,6 +64,14 @@ enum { JOB_GO_ON = -1, JOB_DONE = 0, JOB_RETRY = 1, JOB_STOPPED = 2 };
 static char *sealed_path(const struct backupjob *b, const char *id)
 {
     return xasprintf("%s/%s.fbk", b->dir, id);
+}
+
+/* What a sealed file holds, kept beside it so that a restarted agent
+ * commits it as what it is: "full" or "incremental", then a line with
+ * why a full one was taken (may be empty). */
+static char *mode_path(const struct backupjob *b, const char *id)
+{
+    return xasprintf("%s/%s.mode", b->dir, id);
 }
 
 static bool done_has(const struct backupjob *b, const char *id)
@@ -121,6 +136,15 @@ static void files_prune(struct backupjob *b, const struct want *keep,
     closedir(d);
 }
 
+/* Drop the sealed file of backup `id` and what says what it holds. */
+static void files_drop(struct backupjob *b, const char *id)
+{
+    _cleanup_free_ char *file = sealed_path(b, id);
+    _cleanup_free_ char *mode = mode_path(b, id);
+    unlink(file);
+    unlink(mode);
+}
+
 /* POST fail with `why` and drop the sealed file. */
 static int job_fail(struct backupjob *b, const struct want *w,
                     const char *why)
@@ -131,11 +155,14 @@ static int job_fail(struct backupjob *b, const struct want *w,
     struct api_reply rep;
     api_request(b->client, "POST", path, body, NULL, &rep);
     long st = rep.status;
-    api_reply_clear(&rep);
-    if (st == 0 || st >= 500)
+    if (st == 0 || st >= 500 || st == 429) {
+        b->retry_ms = api_reply_retry_ms(&rep, RETRY_MS, RETRY_MIN_MS,
+                                         RETRY_MAX_MS);
+        api_reply_clear(&rep);
         return JOB_RETRY;
-    _cleanup_free_ char *file = sealed_path(b, w->id);
-    unlink(file);
+    }
+    api_reply_clear(&rep);
+    files_drop(b, w->id);
     log_warn("backup %s of VM %s failed: %s", w->id, w->vm_id, msg);
     return JOB_DONE;
 }
@@ -145,18 +172,21 @@ static int job_fail(struct backupjob *b, const struct want *w,
 static int job_drop(struct backupjob *b, const struct want *w,
                     const char *what)
 {
-    _cleanup_free_ char *file = sealed_path(b, w->id);
-    unlink(file);
+    files_drop(b, w->id);
     log_info("backup %s of VM %s %s", w->id, w->vm_id, what);
     return JOB_DONE;
 }
 
-/* A transient failure: say why once and try again later. */
-static int job_retry(const struct want *w, const char *step,
-                     const struct api_reply *rep)
+/* A transient failure: say why once and try again later, when the hub's
+ * Retry-After says (a busy or rate-limiting hub), else after RETRY_MS. */
+static int job_retry(struct backupjob *b, const struct want *w,
+                     const char *step, const struct api_reply *rep)
 {
     _cleanup_free_ char *why = api_reply_describe(rep);
-    log_warn("backup %s: %s failed (%s); trying again", w->id, step, why);
+    b->retry_ms = api_reply_retry_ms(rep, RETRY_MS, RETRY_MIN_MS,
+                                     RETRY_MAX_MS);
+    log_warn("backup %s: %s failed (%s); trying again in %lld ms", w->id,
+             step, why, (long long)b->retry_ms);
     return JOB_RETRY;
 }
 
@@ -176,15 +206,93 @@ static int hub_size(struct backupjob *b, const struct want *w,
     } else if (rep.status == 404 || rep.status == 409) {
         r = job_drop(b, w, "is no longer open on the hub: abandoned");
     } else {
-        r = job_retry(w, "asking the hub's size", &rep);
+        r = job_retry(b, w, "asking the hub's size", &rep);
     }
     api_reply_clear(&rep);
     return r;
 }
 
+/* Copy the VM's disk into plain qcow2 `plain`: through libvirt's backup
+ * API when the VM runs (only what changed since w->parent when the domain
+ * holds that checkpoint), else with qemu-img. *ret_incremental, and why
+ * a full copy was taken in *ret_why (caller frees; NULL when the hub
+ * asked for a full one and got it). 0 or -errno with *ret_err. */
+static int disk_copy(struct backupjob *b, const struct want *w,
+                     const char *disk, const char *plain,
+                     bool *ret_incremental, char **ret_why, char **ret_err)
+{
+    *ret_incremental = false;
+    struct virt *v = NULL;
+    if (!w->running)
+        *ret_why = xstrdup("the VM was not running");
+    else if (!b->uri || virt_open(b->uri, NULL, NULL, &v) < 0)
+        *ret_why = xstrdup("libvirt could not be reached for a backup job");
+    int e = -EOPNOTSUPP;
+    /* QEMU writes the copy: beside the disk it can reach, moved to the
+     * backups directory (the agent's own) once done. */
+    _cleanup_free_ char *tgt = xasprintf("%s.backup", disk);
+    if (v) {
+        /* A checkpoint of this backup left by an earlier try goes. */
+        virt_checkpoint_delete(v, w->vm_id, w->id);
+        int has = w->parent[0] ?
+            virt_checkpoint_exists(v, w->vm_id, w->parent) : 0;
+        if (has == 1) {
+            unlink(tgt);
+            e = virt_backup_disk(v, w->vm_id, tgt, w->parent, w->id);
+            /* Its unchanged clusters read through to the VM's disk:
+             * restored, they come from the backups under it instead. */
+            _cleanup_free_ char *derr = NULL;
+            if (e == 0 && (e = backup_detach(b->qemu_img, tgt, &derr)) < 0)
+                *ret_why = xasprintf("the incremental copy could not be "
+                                     "made standalone: %s", derr);
+            else if (e == 0)
+                *ret_incremental = true;
+            else
+                *ret_why = xasprintf("the incremental copy failed: %s",
+                                     virt_error());
+        } else if (w->parent[0]) {
+            *ret_why = has < 0 ?
+                xasprintf("the checkpoints could not be read: %s",
+                          virt_error()) :
+                xasprintf("the VM's disk holds no checkpoint of backup %s "
+                          "(moved, restored, reverted or pruned since)",
+                          w->parent);
+        }
+        if (e < 0) {
+            unlink(tgt);
+            virt_checkpoint_delete(v, w->vm_id, w->id);
+            e = virt_backup_disk(v, w->vm_id, tgt, NULL, w->id);
+            if (e < 0 && !*ret_why)
+                *ret_why = e == -EOPNOTSUPP ?
+                    xstrdup("the hypervisor has no backup API") :
+                    xasprintf("libvirt's backup job failed: %s",
+                              virt_error());
+        }
+        /* The new checkpoint is the only one kept: bitmaps never grow in
+         * number, and the next backup builds on this one. */
+        if (e == 0 && virt_checkpoints_prune(v, w->vm_id, w->id) < 0)
+            log_warn("backup %s: cannot prune the VM's older checkpoints: "
+                     "%s", w->id, virt_error());
+        if (e == 0 && rename(tgt, plain) < 0) {
+            e = -errno;
+            log_warn("backup %s: cannot move the copy to '%s': %s", w->id,
+                     plain, strerror(-e));
+        }
+        if (e < 0) {
+            virt_checkpoint_delete(v, w->vm_id, w->id);
+            unlink(tgt);
+        }
+        virt_free(v);
+    }
+    if (e == 0)
+        return 0;
+    unlink(plain);
+    return backup_copy_disk(b->qemu_img, disk, w->running, plain, ret_err);
+}
+
 /* Seal the VM's disk into the backup's file (under a temporary name, so
- * a file there is always whole); its size and SHA-256 into *ret_size and
- * sha. JOB_GO_ON, or a JOB_* result. */
+ * a file there is always whole, and its mode file first); its size and
+ * SHA-256 into *ret_size and sha. JOB_GO_ON, or a JOB_* result. */
 static int job_seal(struct backupjob *b, const struct want *w,
                     const char *file, uint64_t *ret_size, char sha[65])
 {
@@ -192,24 +300,39 @@ static int job_seal(struct backupjob *b, const struct want *w,
     if (access(disk, F_OK) < 0)
         return job_fail(b, w, "the VM's disk is missing on its node");
     _cleanup_free_ char *tmp = xasprintf("%s.new", file);
-    _cleanup_free_ char *err = NULL;
+    _cleanup_free_ char *plain = xasprintf("%s.plain", file);
+    _cleanup_free_ char *mode = mode_path(b, w->id);
+    _cleanup_free_ char *err = NULL, *why = NULL;
     uint64_t size = 0;
     int64_t t0 = mono_ms();
-    int e = backup_seal_disk(b->qemu_img, disk, w->running, w->key, tmp,
-                             &size, sha, &err);
+    bool incremental = false;
+    int e = disk_copy(b, w, disk, plain, &incremental, &why, &err);
+    if (e == 0)
+        e = backup_seal_plain(plain, w->key, tmp, &size, sha, &err);
+    if (e == 0) {
+        _cleanup_free_ char *text = xasprintf(
+            "%s\n%s\n", incremental ? BACKUP_MODE_INCREMENTAL :
+            BACKUP_MODE_FULL, why ? why : "");
+        e = file_write_atomic(mode, text, strlen(text), 0600);
+        if (e < 0)
+            err = xasprintf("cannot write '%s': %s", mode, strerror(-e));
+    }
     if (e == 0 && rename(tmp, file) < 0) {
         e = -errno;
         err = xasprintf("cannot place the sealed disk: %s", strerror(-e));
-        unlink(tmp);
     }
     if (e < 0) {
-        _cleanup_free_ char *why = xasprintf("sealing the disk failed: %s",
+        unlink(tmp);
+        unlink(mode);
+        _cleanup_free_ char *msg = xasprintf("sealing the disk failed: %s",
                                              err ? err : strerror(-e));
-        return job_fail(b, w, why);
+        return job_fail(b, w, msg);
     }
-    log_info("backup %s of VM %s sealed: %llu bytes in %lld ms%s", w->id,
-             w->vm_id, (unsigned long long)size, (long long)(mono_ms() - t0),
-             w->running ? " (running)" : "");
+    log_info("backup %s of VM %s sealed: %s, %llu bytes in %lld ms%s%s%s",
+             w->id, w->vm_id, incremental ? "incremental" : "full",
+             (unsigned long long)size, (long long)(mono_ms() - t0),
+             w->running ? " (running)" : "", why ? "; full: " : "",
+             why ? why : "");
     *ret_size = size;
     return JOB_GO_ON;
 }
@@ -250,13 +373,14 @@ static int job_upload(struct backupjob *b, const struct want *w, int fd,
             r = job_drop(b, w, "is no longer open on the hub: abandoned");
         } else if (rep.status == 413) {
             r = job_fail(b, w, "the backup is larger than the hub keeps");
-        } else if (rep.status >= 400 && rep.status < 500) {
+        } else if (rep.status >= 400 && rep.status < 500 &&
+                   rep.status != 429 && rep.status != 408) {
             _cleanup_free_ char *why = api_reply_describe(&rep);
             _cleanup_free_ char *msg = xasprintf("the hub refused the "
                                                  "upload: %s", why);
             r = job_fail(b, w, msg);
         } else {
-            r = job_retry(w, "an upload", &rep);
+            r = job_retry(b, w, "an upload", &rep);
         }
         api_reply_clear(&rep);
         if (r != JOB_GO_ON)
@@ -273,14 +397,32 @@ static int job_run(struct backupjob *b, const struct want *w)
     if (r != JOB_GO_ON)
         return r;
     _cleanup_free_ char *file = sealed_path(b, w->id);
+    _cleanup_free_ char *mpath = mode_path(b, w->id);
+    _cleanup_free_ char *mode = NULL;
     bool fresh = false;
     uint64_t fsize = 0;
     char sha[65];
+    /* A sealed file without its mode (an agent older than incremental
+     * backups) is not trusted to be a full one: sealed again. */
+    if (access(file, F_OK) == 0 && file_read(mpath, 4096, &mode, NULL) < 0)
+        files_drop(b, w->id);
     if (access(file, F_OK) < 0) {
         if ((r = job_seal(b, w, file, &fsize, sha)) != JOB_GO_ON)
             return r;
         fresh = true;
+        free(mode);
+        mode = NULL;
+        if (file_read(mpath, 4096, &mode, NULL) < 0)
+            return job_fail(b, w, "the sealed backup's mode file is gone");
     }
+    /* "full" or "incremental", a newline, why a full one (may be empty). */
+    char *nl = strchr(mode, '\n');
+    const char *full_why = nl ? nl + 1 : "";
+    if (nl)
+        *nl = '\0';
+    if ((nl = strchr(full_why, '\n')))
+        *nl = '\0';
+    bool incremental = streq(mode, BACKUP_MODE_INCREMENTAL);
     _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     /* A file sealed earlier (before a restart) is hashed again; a fresh
      * one's digest came with its sealing. */
@@ -303,14 +445,20 @@ static int job_run(struct backupjob *b, const struct want *w)
             return r;
         _cleanup_free_ char *path = xasprintf(AGENT_BACKUP_PATH
                                               "/%s/commit", w->id);
-        json_auto_t *body = json_pack("{s:I, s:s}", "size",
-                                      (json_int_t)fsize, "sha256", sha);
+        json_auto_t *body = json_pack("{s:I, s:s, s:s}", "size",
+                                      (json_int_t)fsize, "sha256", sha,
+                                      "mode", incremental ?
+                                      BACKUP_MODE_INCREMENTAL :
+                                      BACKUP_MODE_FULL);
+        if (!incremental && *full_why)
+            json_object_set_new(body, "full_reason", json_stringn(
+                full_why, strnlen(full_why, AGENT_BACKUP_ERROR_MAX)));
         struct api_reply rep;
         api_request(b->client, "POST", path, body, NULL, &rep);
         long st = rep.status;
         if (st == 200) {
             api_reply_clear(&rep);
-            unlink(file);
+            files_drop(b, w->id);
             log_info("backup %s of VM %s committed: %llu bytes, sha256 %s",
                      w->id, w->vm_id, (unsigned long long)fsize, sha);
             return JOB_DONE;
@@ -327,13 +475,13 @@ static int job_run(struct backupjob *b, const struct want *w)
         else if (st == 422)
             r = job_fail(b, w, "the hub's copy did not match the sealed "
                          "file twice");
-        else if (st >= 400 && st < 500) {
+        else if (st >= 400 && st < 500 && st != 429 && st != 408) {
             _cleanup_free_ char *why = api_reply_describe(&rep);
             _cleanup_free_ char *msg = xasprintf("the hub refused the "
                                                  "commit: %s", why);
             r = job_fail(b, w, msg);
         } else
-            r = job_retry(w, "the commit", &rep);
+            r = job_retry(b, w, "the commit", &rep);
         api_reply_clear(&rep);
         return r;
     }
@@ -385,11 +533,12 @@ static void *worker_main(void *arg)
         struct want w = *pick;
         b->retry_at = 0;
         pthread_mutex_unlock(&b->lock);
+        b->retry_ms = RETRY_MS;
         int r = job_run(b, &w);
         explicit_bzero(w.key, sizeof(w.key));
         pthread_mutex_lock(&b->lock);
         if (r == JOB_RETRY)
-            b->retry_at = mono_ms() + RETRY_MS;
+            b->retry_at = mono_ms() + b->retry_ms;
         else if (r == JOB_DONE)
             snprintf(b->done[b->n_done++ % DONE_MAX], UUID_STR_LEN + 1,
                      "%s", w.id);
@@ -406,6 +555,7 @@ struct backupjob *backupjob_new(const struct backupjob_opts *o)
     b->data_dir = xstrdup(o->data_dir);
     b->dir = xasprintf("%s/backups", o->data_dir);
     b->qemu_img = xstrdup(o->qemu_img);
+    b->uri = o->uri ? xstrdup(o->uri) : NULL;
     b->chunk = o->chunk && o->chunk <= AGENT_BACKUP_CHUNK_MAX ?
         o->chunk : AGENT_BACKUP_CHUNK_MAX;
     b->client = api_client_new(o->controller, o->credential, o->ca_path);
@@ -453,6 +603,7 @@ void backupjob_free(struct backupjob *b)
     free(b->dir);
     free(b->data_dir);
     free(b->qemu_img);
+    free(b->uri);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->cond);
     free(b);
@@ -492,6 +643,9 @@ void backupjob_sync(struct backupjob *b, const json_t *doc,
             memset(w, 0, sizeof(*w));
             snprintf(w->id, sizeof(w->id), "%s", id);
             snprintf(w->vm_id, sizeof(w->vm_id), "%s", vm_id);
+            const char *parent = json_str(e, AGENT_VM_BACKUP_PARENT);
+            if (parent && uuid_is_valid(parent))
+                snprintf(w->parent, sizeof(w->parent), "%s", parent);
             hex_decode(key, w->key, sizeof(w->key));
             w->running = d->state == VIRT_RUNNING || d->state == VIRT_PAUSED;
         }
@@ -501,6 +655,7 @@ void backupjob_sync(struct backupjob *b, const json_t *doc,
     for (size_t k = 0; same && k < n_want; k++)
         same = streq(want[k].id, b->want[k].id) &&
                want[k].running == b->want[k].running &&
+               streq(want[k].parent, b->want[k].parent) &&
                !memcmp(want[k].key, b->want[k].key, sizeof(want[k].key));
     if (!same) {
         if (b->want)

@@ -2,7 +2,11 @@
  * own, one at a time, each VM disk is sealed into DATA/backups/<id>.fbk
  * and uploaded to the hub in chunks, resuming where the hub's copy ends
  * (after a lost connection or an agent restart), so a long backup never
- * holds up the reconcile loop or the status posts. */
+ * holds up the reconcile loop or the status posts. A running VM's
+ * backup goes through libvirt's backup API, taking only the clusters
+ * changed since the parent the hub names when the domain holds that
+ * checkpoint, and leaving one checkpoint (the new backup's) behind; a
+ * stopped VM, or a hypervisor without the API, gets a qemu-img copy. */
 #pragma once
 
 #include "nodeagent/virt.h"
@@ -18,6 +22,8 @@ struct backupjob_opts {
     const char *ca_path;
     const char *key_pin;
     size_t chunk;           /* bytes per PUT, at most AGENT_BACKUP_CHUNK_MAX */
+    const char *uri;        /* libvirt's, for incremental backups of running
+                             * VMs (NULL: every backup a qemu-img copy) */
 };
 
 struct backupjob;

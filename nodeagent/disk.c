@@ -184,7 +184,9 @@ int disk_remove(const char *data_dir, const char *vm_id)
     _cleanup_free_ char *tmp = xasprintf("%s.tmp", disk);
     _cleanup_free_ char *con = disk_console_path(data_dir, vm_id);
     _cleanup_free_ char *seed = guestseed_path(data_dir, vm_id);
-    const char *paths[] = { disk, tmp, con, seed };
+    /* A backup copy QEMU was writing when the agent stopped. */
+    _cleanup_free_ char *bk = xasprintf("%s.backup", disk);
+    const char *paths[] = { disk, tmp, con, seed, bk };
     int r = 0;
     for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
         if (unlink(paths[i]) < 0 && errno != ENOENT && r == 0)

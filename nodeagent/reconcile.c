@@ -706,7 +706,8 @@ static int do_create(struct reconcile_ctx *c, const struct reconcile_action *a,
     json_t *src = json_object_get(vm, "image_source");
     if (json_is_object(json_object_get(vm, AGENT_VM_RESTORE))) {
         /* Placed from a backup: that disk or none, never a fresh one. */
-        if ((r = restore_disk(c->cache, c->controller, vm, disk, &err)) < 0) {
+        if ((r = restore_disk(c->cache, c->controller, c->qemu_img,
+                                 vm, disk, &err)) < 0) {
             reconcile__fail(c, a, TAKE_PTR(err), rev, now_ms);
             return r;
         }

@@ -15,6 +15,9 @@ struct fetch_cache;
  * the entry's AGENT_VM_BACKUP_KEY (images/bkcrypt) by backup_open_disk.
  * The sealed copy is removed afterwards. 0, or -errno with *ret_err (caller
  * frees) beginning AGENT_RESTORE_FAILED_REASON; no overlay is left on
- * failure. */
+ * failure. With AGENT_RESTORE_CHAIN each backup of the chain is fetched
+ * and opened the same way, and they are stacked and flattened into the
+ * overlay with `qemu_img` (backup_stack). */
 int restore_disk(struct fetch_cache *cache, const char *controller,
-                 const json_t *vm, const char *disk, char **ret_err);
+                 const char *qemu_img, const json_t *vm, const char *disk,
+                 char **ret_err);

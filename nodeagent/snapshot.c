@@ -7,6 +7,7 @@
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
+#include "nodeagent/disk.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -97,6 +98,22 @@ bool snapshot_plan(struct reconcile_plan *p, const json_t *vm,
     return true;
 }
 
+/* Drop the VM's backup checkpoints: libvirt refuses snapshot operations
+ * on a stopped domain that has any, and QEMU cannot load a snapshot
+ * under active dirty bitmaps; a reverted disk is not what they tracked
+ * anyway. The next backup is a full one. */
+static void checkpoints_drop(struct reconcile_ctx *c, const char *vm_id)
+{
+    _cleanup_free_ char *disk = disk_overlay_path(c->data_dir, vm_id);
+    int r = virt_checkpoints_drop(c->virt, vm_id, c->qemu_img, disk);
+    if (r > 0)
+        log_info("vm %s: %d backup checkpoint%s dropped: its next backup "
+                 "is a full one", vm_id, r, r > 1 ? "s" : "");
+    else if (r < 0 && r != -EOPNOTSUPP && r != -ENOENT)
+        log_warn("vm %s: cannot drop its backup checkpoints: %s", vm_id,
+                 virt_error());
+}
+
 static int do_revert(struct reconcile_ctx *c, const struct reconcile_action *a,
                      struct virt_dom *d, int64_t rev, int64_t now_ms)
 {
@@ -105,6 +122,8 @@ static int do_revert(struct reconcile_ctx *c, const struct reconcile_action *a,
     int r;
     if (!d)
         return -ENOENT;
+    if (a->snap)
+        checkpoints_drop(c, a->vm_id);
     if (a->snap && (r = virt_snapshot_revert(c->virt, a->vm_id, a->snap,
                                              run)) < 0) {
         reconcile__vfail(c, a, "snapshot revert", rev, now_ms);
@@ -147,6 +166,8 @@ int snapshot_execute(struct reconcile_ctx *c, const struct reconcile_action *a,
     switch (a->op) {
     case RC_SNAPSHOT_CREATE: {
         bool running = d && (d->state == VIRT_RUNNING || d->state == VIRT_PAUSED);
+        if (!running)
+            checkpoints_drop(c, a->vm_id);
         if ((r = virt_snapshot_create(c->virt, a->vm_id, a->snap,
                                       a->snap_id)) < 0) {
             reconcile__vfail(c, a, "snapshot", rev, now_ms);
@@ -158,6 +179,8 @@ int snapshot_execute(struct reconcile_ctx *c, const struct reconcile_action *a,
         return 0;
     }
     case RC_SNAPSHOT_DELETE:
+        if (!d || (d->state != VIRT_RUNNING && d->state != VIRT_PAUSED))
+            checkpoints_drop(c, a->vm_id);
         if ((r = virt_snapshot_delete(c->virt, a->vm_id, a->snap)) < 0 &&
             r != -ENOENT) {
             reconcile__vfail(c, a, "snapshot delete", rev, now_ms);

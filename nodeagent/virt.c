@@ -3,7 +3,9 @@
  * changed or removed. */
 #include "nodeagent/virt.h"
 
+#include "common/ids.h"
 #include "common/log.h"
+#include "nodeagent/disk.h"
 
 #include <errno.h>
 #include <libvirt/libvirt.h>
@@ -11,6 +13,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 struct virt {
     virConnectPtr conn;
@@ -362,6 +366,13 @@ int virt_undefine(struct virt *v, const char *vm_id)
     if (virDomainIsActive(d) == 1 && virDomainDestroy(d) < 0 &&
         virDomainIsActive(d) == 1)
         return err_code();
+    /* Checkpoints of incremental backups go with the domain (libvirt
+     * refuses to undefine one that has any otherwise). */
+    if (virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                                      VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                                      VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+        == 0)
+        return 0;
     if (virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                                       VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA) == 0)
         return 0;
@@ -556,4 +567,160 @@ int virt_hostdevs(struct virt *v, char ***ret_addrs, char ***ret_domains)
     *ret_addrs = addrs;
     *ret_domains = names;
     return 0;
+}
+
+/* ---- incremental backups --------------------------------------------- */
+
+int virt_backup_disk(struct virt *v, const char *vm_id, const char *target,
+                     const char *since, const char *checkpoint)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    int r = dom_get(v, vm_id, &d);
+    if (r < 0)
+        return r;
+    /* Names are backup ids, the target a path of ours: none needs
+     * escaping, and one that would is refused. */
+    const char *t = target, *inc = since, *cp = checkpoint;
+    if (strpbrk(t, "<>&'\"") || (inc && !uuid_is_valid(inc)) ||
+        !uuid_is_valid(cp)) {
+        snprintf(last_error, sizeof(last_error), "bad backup target or "
+                 "checkpoint name");
+        return -EINVAL;
+    }
+    _cleanup_free_ char *bx = xasprintf(
+        "<domainbackup mode='push'>%s%s%s<disks><disk name='vda' "
+        "type='file'><target file='%s'/><driver type='qcow2'/></disk>"
+        "</disks></domainbackup>", inc ? "<incremental>" : "",
+        inc ? inc : "", inc ? "</incremental>" : "", t);
+    _cleanup_free_ char *cx = xasprintf(
+        "<domaincheckpoint><name>%s</name><disks><disk name='vda' "
+        "checkpoint='bitmap'/></disks></domaincheckpoint>", cp);
+    if (virDomainBackupBegin(d, bx, cx, 0) < 0)
+        return err_code();
+    /* The job runs in QEMU; its end shows as no job, then its completed
+     * statistics say how it ended. */
+    for (;;) {
+        virDomainJobInfo ji;
+        if (virDomainGetJobInfo(d, &ji) < 0)
+            return err_code();
+        if (ji.type == VIR_DOMAIN_JOB_NONE)
+            break;
+        usleep(100 * 1000);
+    }
+    int type = VIR_DOMAIN_JOB_NONE, n = 0;
+    virTypedParameterPtr params = NULL;
+    if (virDomainGetJobStats(d, &type, &params, &n,
+                             VIR_DOMAIN_JOB_STATS_COMPLETED) < 0)
+        return err_code();
+    const char *msg = NULL;
+    virTypedParamsGetString(params, n, VIR_DOMAIN_JOB_ERRMSG, &msg);
+    if (type != VIR_DOMAIN_JOB_COMPLETED) {
+        snprintf(last_error, sizeof(last_error), "the backup job %s%s%s",
+                 type == VIR_DOMAIN_JOB_FAILED ? "failed" : "did not finish",
+                 msg ? ": " : "", msg ? msg : "");
+        r = -EIO;
+    }
+    virTypedParamsFree(params, n);
+    return r;
+}
+
+static int checkpoint_get(struct virt *v, const char *vm_id, const char *name,
+                          virDomainPtr *ret_d, virDomainCheckpointPtr *ret)
+{
+    int r = dom_get(v, vm_id, ret_d);
+    if (r < 0)
+        return r;
+    *ret = virDomainCheckpointLookupByName(*ret_d, name, 0);
+    if (*ret)
+        return 0;
+    r = err_code();
+    return virGetLastErrorCode() == VIR_ERR_NO_DOMAIN_CHECKPOINT ? -ENOENT : r;
+}
+
+int virt_checkpoint_exists(struct virt *v, const char *vm_id, const char *name)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    virDomainCheckpointPtr c = NULL;
+    int r = checkpoint_get(v, vm_id, name, &d, &c);
+    if (r == 0)
+        virDomainCheckpointFree(c);
+    return r == 0 ? 1 : r == -ENOENT && d ? 0 : r;
+}
+
+int virt_checkpoint_delete(struct virt *v, const char *vm_id, const char *name)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    virDomainCheckpointPtr c = NULL;
+    int r = checkpoint_get(v, vm_id, name, &d, &c);
+    if (r < 0)
+        return r == -ENOENT && d ? 0 : r;
+    r = virDomainCheckpointDelete(c, 0) < 0 ? err_code() : 0;
+    virDomainCheckpointFree(c);
+    return r;
+}
+
+/* Delete checkpoint `c` of a stopped domain: libvirt does so only for a
+ * running one, so its bitmap is removed from `disk` with qemu-img first,
+ * then its metadata (it stays, to be dropped again, while its bitmap
+ * cannot go). 0 or -errno. */
+static int checkpoint_delete_offline(virDomainCheckpointPtr c,
+                                     const char *name, const char *qemu_img,
+                                     const char *disk)
+{
+    _cleanup_free_ char *err = NULL;
+    const char *argv[] = { qemu_img, "bitmap", "--remove", "-f", "qcow2",
+                           disk, name, NULL };
+    int e = disk_run((char *const *)argv, &err);
+    if (e < 0 && !(err && strstr(err, "not found"))) {
+        snprintf(last_error, sizeof(last_error), "cannot remove bitmap %s "
+                 "from the disk: %s", name, err ? err : strerror(-e));
+        return -EIO;
+    }
+    return virDomainCheckpointDelete(
+               c, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) < 0 ?
+        err_code() : 0;
+}
+
+/* Delete every checkpoint of the domain but `keep` (NULL: none kept); a
+ * stopped domain's with `qemu_img` on `disk` (without: as libvirt does).
+ * How many went, or -errno. */
+static int checkpoints_delete(struct virt *v, const char *vm_id,
+                              const char *keep, const char *qemu_img,
+                              const char *disk)
+{
+    _cleanup_dom_ virDomainPtr d = NULL;
+    int r = dom_get(v, vm_id, &d);
+    if (r < 0)
+        return r;
+    bool offline = qemu_img && disk && virDomainIsActive(d) != 1;
+    virDomainCheckpointPtr *cps = NULL;
+    int n = virDomainListAllCheckpoints(d, &cps, 0);
+    if (n < 0)
+        return err_code();
+    int gone = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = virDomainCheckpointGetName(cps[i]);
+        if (r == 0 && name && !(keep && streq(name, keep))) {
+            r = offline ? checkpoint_delete_offline(cps[i], name, qemu_img,
+                                                    disk)
+                        : virDomainCheckpointDelete(cps[i], 0) < 0 ?
+                          err_code() : 0;
+            gone += r == 0;
+        }
+        virDomainCheckpointFree(cps[i]);
+    }
+    free(cps);
+    return r < 0 ? r : gone;
+}
+
+int virt_checkpoints_prune(struct virt *v, const char *vm_id,
+                           const char *keep)
+{
+    return checkpoints_delete(v, vm_id, keep, NULL, NULL);
+}
+
+int virt_checkpoints_drop(struct virt *v, const char *vm_id,
+                          const char *qemu_img, const char *disk)
+{
+    return checkpoints_delete(v, vm_id, NULL, qemu_img, disk);
 }

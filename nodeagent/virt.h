@@ -94,6 +94,29 @@ int virt_snapshot_delete(struct virt *v, const char *vm_id, const char *name);
 int virt_snapshot_revert(struct virt *v, const char *vm_id, const char *name,
                          bool run);
 
+/* Incremental backups (libvirt's backup API, push mode, and checkpoints,
+ * disk vda only). virt_backup_disk copies the disk of the running domain
+ * of `vm_id` into a new qcow2 file `target` (no backing file): all of it,
+ * or with `since` only the clusters changed since that checkpoint; and
+ * creates checkpoint `checkpoint` at the same instant. It returns once
+ * the copy is done (or failed). virt_checkpoint_exists: 1 or 0.
+ * virt_checkpoint_delete: 0 also when there was none. virt_checkpoints_
+ * prune deletes every checkpoint of the domain but `keep` (NULL: all);
+ * how many went. Return as above otherwise. */
+int virt_backup_disk(struct virt *v, const char *vm_id, const char *target,
+                     const char *since, const char *checkpoint);
+int virt_checkpoint_exists(struct virt *v, const char *vm_id,
+                           const char *name);
+int virt_checkpoint_delete(struct virt *v, const char *vm_id,
+                           const char *name);
+int virt_checkpoints_prune(struct virt *v, const char *vm_id,
+                           const char *keep);
+/* Every checkpoint of the domain goes, a stopped one's too (its bitmaps
+ * removed from `disk` with `qemu_img`, as libvirt does so only for a
+ * running domain): how many. */
+int virt_checkpoints_drop(struct virt *v, const char *vm_id,
+                          const char *qemu_img, const char *disk);
+
 /* Message of the last failed libvirt call on this thread (never NULL). */
 const char *virt_error(void);
 

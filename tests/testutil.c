@@ -5,6 +5,7 @@
 #include "common/jsonutil.h"
 #include "common/buf.h"
 #include "common/fs.h"
+#include "common/ids.h"
 #include "common/timeutil.h"
 #include "common/jsonutil.h"
 #include "netfabric/link.h"
@@ -702,6 +703,33 @@ void tu_fault(const char *path, const char *step)
         fprintf(stderr, "cannot write %s\n", path);
         abort();
     }
+}
+
+long tu_backup_complete(const struct tu_ctl *ctl, const char *cred,
+                        const char *id, const char *mode,
+                        const char *full_reason)
+{
+    char data[64], sha[65];
+    snprintf(data, sizeof(data), "sealed bytes of %s", id);
+    sha256_hex(data, strlen(data), sha);
+    _cleanup_free_ char *url = xasprintf("%s/v1/agent/backups/%s?offset=0",
+                                         ctl->url, id);
+    struct tu_resp r = { 0 };
+    long st = tu_http("PUT", url, cred, ctl->ca, data, strlen(data),
+                      "application/octet-stream", NULL, &r);
+    tu_resp_clear(&r);
+    if (st != 200 && st != 409) /* 409: the hub holds them already */
+        return st;
+    _cleanup_free_ char *cp = xasprintf("/v1/agent/backups/%s/commit", id);
+    json_auto_t *body = json_pack("{s:i, s:s}", "size", (int)strlen(data),
+                                  "sha256", sha);
+    if (mode)
+        json_object_set_new(body, "mode", json_string(mode));
+    if (full_reason)
+        json_object_set_new(body, "full_reason", json_string(full_reason));
+    _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
+    json_auto_t *ans = tu_api(ctl, cred, "POST", cp, text, &st);
+    return st;
 }
 
 json_t *tu_api_want(const struct tu_ctl *ctl, const char *key,

@@ -188,6 +188,12 @@ json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
 json_t *tu_api_want(const struct tu_ctl *ctl, const char *key,
                     const char *method, const char *path, const char *body,
                     long want);
+/* Upload a few bytes as backup `id` and commit them as its node (`cred`)
+ * would, the commit body given `mode` and `full_reason` when not NULL;
+ * the commit's status. */
+long tu_backup_complete(const struct tu_ctl *ctl, const char *cred,
+                        const char *id, const char *mode,
+                        const char *full_reason);
 /* tu_api that must answer status `want` (else it prints and aborts);
  * the answer's string member `field` ("" when absent; caller frees), or
  * NULL when field is NULL. */

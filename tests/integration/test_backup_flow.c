@@ -234,6 +234,23 @@ static void backups_upload_with_resume_verify_and_stay_secret(void **state)
     }
     json_auto_t *q = api(alice, "POST", "/v1/vms/bk-web/backups", NULL, 409);
     assert_string_equal(json_str(q, "type"), "urn:fog:problem:quota-exceeded");
+    /* Those are asked for as incremental ones on the ready backup (the
+     * first, full, backup said why it was full), and the node is offered
+     * that parent. */
+    _cleanup_free_ char *gpath = xasprintf("/v1/vms/bk-web/backups/%s", gid);
+    json_auto_t *gj = api(alice, "GET", gpath, NULL, 200);
+    assert_string_equal(json_str(gj, "mode"), "incremental");
+    assert_string_equal(json_str(gj, "parent"), id);
+    assert_null(json_str(gj, "full_reason"));
+    assert_string_equal(json_str(done, "mode"), "full");
+    assert_null(json_str(done, "parent"));
+    assert_non_null(strstr(json_str(done, "full_reason"), "no ready backup"));
+    json_auto_t *d4 = api(host, "GET", "/v1/agent/desired", NULL, 200);
+    json_t *bl = json_object_get(json_array_get(json_object_get(d4, "vms"), 0),
+                                 "backups");
+    assert_int_equal(json_array_size(bl), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(json_str(json_array_get(bl, i), "parent"), id);
 
     /* Events on the tenant, and the key in none of her answers. */
     _cleanup_free_ char *view = tenant_view();
@@ -273,8 +290,21 @@ static void backups_upload_with_resume_verify_and_stay_secret(void **state)
     assert_non_null(strstr(e3, "backups under way"));
     tu_run_with_stderr = false;
 
-    /* Deleting the backup removes its bytes. */
+    /* Deleting the backup removes its bytes, once no backup is built on
+     * it: until then 409 naming them. */
     json_decref(api(bob, "DELETE", bpath, NULL, 404));
+    json_auto_t *dep = api(alice, "DELETE", bpath, NULL, 409);
+    assert_string_equal(json_str(dep, "type"),
+                        "urn:fog:problem:backup-has-dependents");
+    assert_non_null(strstr(json_str(dep, "detail"), gid));
+    assert_int_equal(json_array_size(json_object_get(dep, "dependents")), 4);
+    size_t di;
+    json_t *dk;
+    json_array_foreach(json_object_get(dep, "dependents"), di, dk) {
+        _cleanup_free_ char *kp = xasprintf("/v1/vms/bk-web/backups/%s",
+                                            json_str(dk, "id"));
+        json_decref(api(alice, "DELETE", kp, NULL, 204));
+    }
     _cleanup_free_ char *dl = tu_fogctl(&ctl, alice, &cst, "backup-delete",
                                         "bk-web", id, NULL);
     assert_int_equal(cst, 0);
@@ -283,9 +313,14 @@ static void backups_upload_with_resume_verify_and_stay_secret(void **state)
     struct stat sb;
     assert_int_equal(stat(file, &sb), -1);
 
-    /* A backup goes with its VM: rows and bytes. */
-    assert_int_equal(put_chunk(host, gid, 0, "abc", 3, NULL), 200);
-    _cleanup_free_ char *gfile = xasprintf("%s/backups/%s.part", ctl.dir, gid);
+    /* A backup goes with its VM: rows and bytes. With none ready left,
+     * a new one is full. */
+    json_auto_t *h = api(alice, "POST", "/v1/vms/bk-web/backups", NULL, 202);
+    const char *hid = json_str(h, "id");
+    assert_string_equal(json_str(h, "mode"), "full");
+    assert_null(json_str(h, "parent"));
+    assert_int_equal(put_chunk(host, hid, 0, "abc", 3, NULL), 200);
+    _cleanup_free_ char *gfile = xasprintf("%s/backups/%s.part", ctl.dir, hid);
     assert_int_equal(stat(gfile, &sb), 0);
     json_decref(api(alice, "DELETE", "/v1/vms/bk-web", NULL, 202));
     _cleanup_free_ char *gone = xasprintf("{\"vms\":[{\"id\":\"%s\","
@@ -294,7 +329,7 @@ static void backups_upload_with_resume_verify_and_stay_secret(void **state)
     json_decref(api(host, "POST", "/v1/agent/status", gone, 200));
     json_decref(api(alice, "GET", "/v1/vms/bk-web", NULL, 404));
     assert_int_equal(stat(gfile, &sb), -1);
-    _cleanup_free_ char *gp = xasprintf("/v1/agent/backups/%s", gid);
+    _cleanup_free_ char *gp = xasprintf("/v1/agent/backups/%s", hid);
     json_decref(api(host, "GET", gp, NULL, 404));
 }
 

@@ -117,20 +117,8 @@ static bool wait_gone(const char *path, int ms)
 /* Upload and commit backup id as its node would. */
 static void complete(const char *id)
 {
-    char data[64], sha[65];
-    snprintf(data, sizeof(data), "sealed bytes of %s", id);
-    sha256_hex(data, strlen(data), sha);
-    _cleanup_free_ char *url = xasprintf("%s/v1/agent/backups/%s?offset=0",
-                                         ctl.url, id);
-    struct tu_resp r = { 0 };
-    assert_int_equal(tu_http("PUT", url, host_cred, ctl.ca, data, strlen(data),
-                             "application/octet-stream", NULL, &r), 200);
-    tu_resp_clear(&r);
-    _cleanup_free_ char *cp = xasprintf("/v1/agent/backups/%s/commit", id);
-    _cleanup_free_ char *body = xasprintf("{\"size\":%zu,\"sha256\":\"%s\"}",
-                                          strlen(data), sha);
-    json_auto_t *b = api(host_cred, "POST", cp, body, 200);
-    assert_string_equal(json_str(b, "state"), "ready");
+    assert_int_equal(tu_backup_complete(&ctl, host_cred, id, NULL, NULL),
+                     200);
 }
 
 static double metric(const char *prefix)

@@ -327,10 +327,28 @@ static void rdesired(struct am_desired *d)
         v->n_backups = (size_t)rr(0, VM_BACKUPS_PENDING_MAX);
         v->backups = v->n_backups ? xcalloc(v->n_backups, sizeof(char *))
                                   : NULL;
-        for (size_t k = 0; k < v->n_backups; k++)
+        v->backup_parents = v->n_backups ?
+            xcalloc(v->n_backups, sizeof(char *)) : NULL;
+        for (size_t k = 0; k < v->n_backups; k++) {
             v->backups[k] = ruuid();
+            v->backup_parents[k] = coin() ? ruuid() : NULL;
+        }
         if (v->n_backups || coin())
             v->backup_key = random_hex(32);
+        v->has_restore = coin();
+        if (v->has_restore) {
+            v->n_chain = (size_t)rr(0, 3);
+            v->chain = v->n_chain ? xcalloc(v->n_chain, sizeof(*v->chain))
+                                  : NULL;
+            for (size_t k = 0; k <= v->n_chain; k++) {
+                struct am_restore *p = k < v->n_chain ? &v->chain[k]
+                                                      : &v->restore;
+                _cleanup_free_ char *u = ruuid(), *h = random_hex(32);
+                snprintf(p->backup, sizeof(p->backup), "%s", u);
+                snprintf(p->sha256, sizeof(p->sha256), "%s", h);
+                p->size = rnum(1, INT64_MAX);
+            }
+        }
         v->n_nics = (size_t)rr(0, 3);
         v->nics = v->n_nics ? xcalloc(v->n_nics, sizeof(*v->nics)) : NULL;
         for (size_t k = 0; k < v->n_nics; k++)
@@ -525,6 +543,23 @@ static bool eq_vm_gpus(const struct am_vm_gpu *a, size_t na,
     return true;
 }
 
+static bool eq_piece(const struct am_restore *a, const struct am_restore *b)
+{
+    return streq(a->backup, b->backup) && streq(a->sha256, b->sha256) &&
+           a->size == b->size;
+}
+
+/* The restore entries and their chains. */
+static bool eq_restore(const struct am_vm *a, const struct am_vm *b)
+{
+    if (!eq_piece(&a->restore, &b->restore) || a->n_chain != b->n_chain)
+        return false;
+    for (size_t i = 0; i < a->n_chain; i++)
+        if (!eq_piece(&a->chain[i], &b->chain[i]))
+            return false;
+    return true;
+}
+
 static bool eq_vm(const struct am_vm *a, const struct am_vm *b)
 {
     if (!eq_s(a->id, b->id) || !eq_s(a->name, b->name) ||
@@ -546,8 +581,13 @@ static bool eq_vm(const struct am_vm *a, const struct am_vm *b)
                                  b->revert_snapshot_id))) ||
         !eq_vm_gpus(a->gpus, a->n_gpus, b->gpus, b->n_gpus) ||
         !eq_ss(a->backups, a->n_backups, b->backups, b->n_backups) ||
-        !eq_s(a->backup_key, b->backup_key))
+        !eq_s(a->backup_key, b->backup_key) ||
+        a->has_restore != b->has_restore ||
+        (a->has_restore && !eq_restore(a, b)))
         return false;
+    for (size_t i = 0; i < a->n_backups; i++)
+        if (!eq_s(a->backup_parents[i], b->backup_parents[i]))
+            return false;
     if (a->has_source &&
         (!eq_s(a->source.id, b->source.id) ||
          !eq_s(a->source.sha256, b->source.sha256) ||

@@ -1,7 +1,10 @@
 /* nodeagent/backup: a VM overlay sealed for the hub hides its content,
  * carries the SHA-256 the store checks, and opens on another node into a
  * standalone qcow2 (no base image) with the same data; the wrong key
- * leaves no disk behind. Needs qemu-img and qemu-io. */
+ * leaves no disk behind. An incremental backup's copy is made standalone
+ * (its backing reference dropped, its clusters kept), and a chain of them
+ * stacks on its full one into one flat disk holding what the last one
+ * saw. Needs qemu-img and qemu-io. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -137,6 +140,76 @@ static void wrong_key_or_damage_leaves_no_disk(void **state)
     free(err);
 }
 
+/* Run qemu-io with one command on `img`; fails the test unless it exits
+ * 0 and prints no error (a read with -P checks the pattern). */
+static void qemu_io(const char *img, const char *cmd)
+{
+    int st = -1;
+    _cleanup_free_ char *out = tu_run((char *const[]){ "/usr/bin/qemu-io",
+        "-f", "qcow2", "-c", (char *)cmd, (char *)img, NULL }, &st);
+    if (st != 0 || strstr(out, "fail") || strstr(out, "error"))
+        fail_msg("qemu-io '%s' on %s: %s", cmd, img, out);
+}
+
+static char *qcow2(const char *name, const char *backing)
+{
+    char *p = xasprintf("%s/%s", tu_dir, name);
+    int st = -1;
+    _cleanup_free_ char *out = backing ?
+        tu_run((char *const[]){ "/usr/bin/qemu-img", "create", "-q", "-f",
+                                "qcow2", "-b", (char *)backing, "-F", "qcow2",
+                                p, "64M", NULL }, &st) :
+        tu_run((char *const[]){ "/usr/bin/qemu-img", "create", "-q", "-f",
+                                "qcow2", p, "64M", NULL }, &st);
+    if (st != 0)
+        fail_msg("qemu-img create %s: %s", p, out);
+    return p;
+}
+
+static void chain_stacks_into_what_the_last_backup_saw(void **state)
+{
+    if (!have_qemu())
+        skip();
+    /* The full backup; an increment written as libvirt leaves it (naming
+     * the VM's disk, here the full one, as its backing), then detached;
+     * a second increment. */
+    _cleanup_free_ char *full = qcow2("full.qcow2", NULL);
+    qemu_io(full, "write -P 0x11 0 1M");
+    qemu_io(full, "write -P 0x22 4M 1M");
+    _cleanup_free_ char *inc1 = qcow2("inc1.qcow2", full);
+    qemu_io(inc1, "write -P 0x33 4M 64k");
+    char *err = NULL;
+    assert_int_equal(backup_detach("qemu-img", inc1, &err), 0);
+    /* Standalone: what it did not change reads as zeros. */
+    qemu_io(inc1, "read -P 0 0 1M");
+    qemu_io(inc1, "read -P 0x33 4M 64k");
+    _cleanup_free_ char *inc2 = qcow2("inc2.qcow2", NULL);
+    qemu_io(inc2, "write -P 0x44 10M 64k");
+
+    char *pieces[] = { full, inc1, inc2 };
+    _cleanup_free_ char *out = xasprintf("%s/disk.qcow2", tu_dir);
+    if (backup_stack("qemu-img", pieces, 3, out, &err) < 0)
+        fail_msg("backup_stack: %s", err);
+    qemu_io(out, "read -P 0x11 0 1M");
+    qemu_io(out, "read -P 0x33 4M 64k");
+    qemu_io(out, "read -P 0x22 4160k 960k");
+    qemu_io(out, "read -P 0x44 10M 64k");
+    qemu_io(out, "read -P 0 20M 1M");
+    /* One flat disk: the pieces may go. */
+    int st = -1;
+    _cleanup_free_ char *info = tu_run((char *const[]){ "/usr/bin/qemu-img",
+        "info", (char *)out, NULL }, &st);
+    assert_int_equal(st, 0);
+    assert_null(strstr(info, "backing file"));
+    unlink(full);
+    unlink(inc1);
+    qemu_io(out, "read -P 0x11 0 1M");
+    /* Nothing to stack is refused. */
+    assert_int_equal(backup_stack("qemu-img", pieces, 0, out, &err),
+                     -EINVAL);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +218,9 @@ int main(void)
             tu_dir_teardown),
         cmocka_unit_test_setup_teardown(wrong_key_or_damage_leaves_no_disk,
                                         tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(
+            chain_stacks_into_what_the_last_backup_saw, tu_dir_setup,
+            tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
