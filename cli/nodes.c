@@ -8,7 +8,7 @@
     "used_memory_mib,disk_gib,used_disk_gib,vm_count,mesh_ip,endpoint,"        \
     "observed_endpoint,public_ip,public_ip_source,nat,mapped_endpoint,"        \
     "peer_endpoint,reach_checked_at,port_range,permit_ports,reputation,"       \
-    "evictions,benchmark,benchmark_pct,last_seen,created_at"
+    "evictions,benchmark,benchmark_pct,benchmark_vcpus,last_seen,created_at"
 
 /* Lift capacity.{x} to x, used.{x} to used_x and reachability's
  * members for tables. */

@@ -60,7 +60,28 @@ static int expire(struct app *a, int64_t now)
     return 0;
 }
 
-static int issue(struct app *a, const char *node_id)
+/* Lanes of a node's challenge: one per vCPU it offers, so a node with
+ * fewer real cores than it claims runs them slower and its score backs
+ * fewer vCPUs (at least --bench-lanes, at most BENCH_LANES_MAX). */
+static int64_t lanes_for(const struct app *a, int64_t vcpus)
+{
+    int64_t l = vcpus > a->cfg.bench_lanes ? vcpus : a->cfg.bench_lanes;
+    return l > BENCH_LANES_MAX ? BENCH_LANES_MAX : l;
+}
+
+int64_t benchmark_vcpus(int64_t score, int64_t lanes, int64_t vcpus,
+                        int64_t ref)
+{
+    if (score <= 0 || lanes <= 0 || ref <= 0)
+        return 0;
+    /* Past BENCH_LANES_MAX the challenge cannot fill the node: its lanes'
+     * speed stands for every vCPU. */
+    int64_t span = lanes >= BENCH_LANES_MAX && vcpus > lanes ? vcpus : lanes;
+    __int128 v = (__int128)score * span / ref;
+    return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+static int issue(struct app *a, const char *node_id, int64_t vcpus)
 {
     char id[UUID_STR_LEN + 1];
     uuid_generate_str(id);
@@ -71,14 +92,14 @@ static int issue(struct app *a, const char *node_id)
         "memory_mib, rounds, lanes, segments, issued_ms, deadline) VALUES "
         "($1, $2, $3, $4, $5, $6, $7, $8, $9)", "sssiiiiii", id, node_id,
         nonce, a->cfg.bench_memory_mib, a->cfg.bench_rounds,
-        a->cfg.bench_lanes, (int64_t)BENCH_SEGMENTS_MAX, issued,
+        lanes_for(a, vcpus), (int64_t)BENCH_SEGMENTS_MAX, issued,
         issued / 1000 + a->cfg.bench_timeout_s);
     if (e < 0)
         return e;
     app_node_changed(a, node_id);
     log_info("node %s: benchmark %s issued (%lld MiB, %lld rounds, %lld "
              "lanes)", node_id, id, (long long)a->cfg.bench_memory_mib,
-             (long long)a->cfg.bench_rounds, (long long)a->cfg.bench_lanes);
+             (long long)a->cfg.bench_rounds, (long long)lanes_for(a, vcpus));
     return 0;
 }
 
@@ -94,7 +115,7 @@ int benchmark_tick(struct app *a, bool judge)
      * absence already counts against it. */
     json_auto_t *due = NULL;
     e = store_query(a->store, &due,
-                    "SELECT n.id FROM nodes n WHERE n.approved = 1 AND "
+                    "SELECT n.id, n.vcpus FROM nodes n WHERE n.approved = 1 AND "
                     "n.removed_at IS NULL AND n.last_seen >= $1 AND NOT "
                     "EXISTS (SELECT 1 FROM node_benchmarks b WHERE b.node_id "
                     "= n.id AND (b.state = 'open' OR b.issued_ms >= $2))",
@@ -105,7 +126,7 @@ int benchmark_tick(struct app *a, bool judge)
     size_t i;
     json_t *row;
     json_array_foreach(due, i, row)
-        if ((e = issue(a, json_str(row, "id"))) < 0)
+        if ((e = issue(a, json_str(row, "id"), json_int(row, "vcpus", 0))) < 0)
             return e;
     return 0;
 }
@@ -292,6 +313,13 @@ int benchmark_answer(struct app *a, const char *node_id, const char *id,
     int64_t pct = a->cfg.bench_ref > 0 ? score * 100 / a->cfg.bench_ref : 100;
     if (pct > 100)
         pct = 100;
+    json_auto_t *node = NULL;
+    if ((e = store_query_one(a->store, &node, "SELECT vcpus FROM nodes WHERE "
+                             "id = $1", "s", node_id)) < 0)
+        return e;
+    int64_t vcpus = benchmark_vcpus(score, (int64_t)p.lanes,
+                                    json_int(node, "vcpus", 0),
+                                    a->cfg.bench_ref);
     e = store_exec(a->store, "UPDATE node_benchmarks SET state = 'passed', "
                    "answered_ms = $1, score = $2, pct = $3, answer_sha256 = "
                    "$4 WHERE id = $5 AND state = 'open'", "iiiss", now, score,
@@ -303,17 +331,18 @@ int benchmark_answer(struct app *a, const char *node_id, const char *id,
         return 0;
     }
     e = store_exec(a->store, "INSERT INTO node_trust (node_id, bench_score, "
-                   "bench_pct, bench_at, updated_at) VALUES ($1, $2, $3, $4, "
-                   "$4) ON CONFLICT (node_id) DO UPDATE SET bench_score = $2, "
-                   "bench_pct = $3, bench_at = $4", "siii", node_id, score,
-                   pct, now / 1000);
+                   "bench_pct, bench_vcpus, bench_at, updated_at) VALUES ($1, "
+                   "$2, $3, $5, $4, $4) ON CONFLICT (node_id) DO UPDATE SET "
+                   "bench_score = $2, bench_pct = $3, bench_vcpus = $5, "
+                   "bench_at = $4", "siiii", node_id, score, pct, now / 1000,
+                   vcpus);
     if (e < 0)
         return e;
     app_node_changed(a, node_id);
     log_info("node %s: benchmark %s passed: %lld steps/s per lane in %lld ms "
-             "(%lld%% of a vCPU; the node said %lld ms)", node_id, id,
-             (long long)score, (long long)elapsed, (long long)pct,
-             (long long)node_ms);
+             "(%lld%% of a vCPU, %lld vCPUs verified; the node said %lld ms)",
+             node_id, id, (long long)score, (long long)elapsed, (long long)pct,
+             (long long)vcpus, (long long)node_ms);
     *ret = (struct bench_result){ .outcome = BENCH_PASSED, .score = score,
                                   .pct = pct, .elapsed_ms = elapsed };
     return 0;

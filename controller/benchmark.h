@@ -3,7 +3,9 @@
  * seconds and expires those not answered in time; the node's answer is
  * checked by recomputing segments drawn after it arrived, timed from
  * issue to answer by the hub, and recorded in node_trust (bench_score,
- * bench_pct), which reputation.c folds into the node's score. A wrong,
+ * bench_pct, and bench_vcpus: the vCPUs it backs, which cap what the
+ * scheduler places there), which reputation.c folds into the node's
+ * score. A challenge runs one lane per vCPU the node claims. A wrong,
  * late, missing or second answer is a REP_FAULT_BENCH. */
 #pragma once
 
@@ -29,6 +31,13 @@ int benchmark_tick(struct app *a, bool judge);
  * document's read transaction). 0 or -errno. */
 int benchmark_desired(struct app *a, const char *node_id,
                       struct am_desired *doc);
+
+/* The vCPUs a verified score (steps a second per lane, all `lanes` run
+ * at once) backs on a node of `vcpus`, at `ref` steps a second per vCPU:
+ * floor(score x lanes / ref), the lanes' speed standing for every vCPU
+ * when the node has more than BENCH_LANES_MAX. */
+int64_t benchmark_vcpus(int64_t score, int64_t lanes, int64_t vcpus,
+                        int64_t ref);
 
 enum bench_outcome {
     BENCH_PASSED,       /* verified and scored */

@@ -39,12 +39,16 @@
     "n.id AND v.deleted_at IS NULL), 0)"
 
 /* The node still fits under its lock ($1 online since, $2 TCG allowed,
- * $3..$5 vCPUs, MiB, GiB). */
+ * $3..$5 vCPUs, MiB, GiB), and under the vCPUs its last verified
+ * benchmark backs (placement.h PF_BENCHMARK). */
 #define FITS_SQL                                                               \
     "n.approved = 1 AND n.removed_at IS NULL AND n.drained = 0 AND "           \
     "n.last_seen >= $1 AND "                                                   \
     "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 AND "               \
-    FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5"
+    FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5 AND "    \
+    "NOT EXISTS (SELECT 1 FROM node_trust vt WHERE vt.node_id = n.id AND "     \
+    "vt.bench_vcpus IS NOT NULL AND n.vcpus - (" FREE_SQL("vcpus") ") + $3 > " \
+    "vt.bench_vcpus)"
 
 /* Whether policy entry p of node n accepts a VM from template TMPL with
  * image name IMG and catalog image IMGID (SQL expressions): by content,
@@ -91,7 +95,8 @@ static struct place_weights weights(const struct app *a)
 {
     return (struct place_weights){ (double)a->cfg.weight_price,
                                    (double)a->cfg.weight_spread,
-                                   (double)a->cfg.weight_reputation };
+                                   (double)a->cfg.weight_reputation,
+                                   (double)a->cfg.weight_benchmark };
 }
 
 /* ---- the fleet: candidate rows for place_decide ---- */
@@ -213,7 +218,8 @@ static int fleet_load(struct app *a, struct fleet *f)
         "COALESCE(o.mem_gib_hour, $3) AS mem_gib_hour, "
         "COALESCE(o.disk_gib_month, $4) AS disk_gib_month, "
         "COALESCE(o.gpu_hour, $5) AS gpu_hour, COALESCE(o.port_hour, $6) AS "
-        "port_hour, t.score AS reputation, n.avail_windows, n.avail_tz_min, "
+        "port_hour, t.score AS reputation, t.bench_vcpus, t.bench_pct, "
+        "n.avail_windows, n.avail_tz_min, "
         "n.policy_pool "
         "FROM nodes n LEFT JOIN node_offers "
         "o ON o.node_id = n.id LEFT JOIN node_trust t ON t.node_id = n.id "
@@ -265,6 +271,10 @@ static int fleet_load(struct app *a, struct fleet *f)
         p->reputation = json_is_integer(rep)
                             ? (double)json_integer_value(rep) / 100.0
                             : -1;
+        json_t *bv = json_object_get(row, "bench_vcpus");
+        p->verified = json_is_integer(bv);
+        p->verified_vcpus = p->verified ? json_integer_value(bv) : 0;
+        p->bench = (double)json_int(row, "bench_pct", 0) / 100.0;
     }
     /* Labels and rules come sorted by node: each node's are one run. */
     f->order = xcalloc(n + 1, sizeof(*f->order));

@@ -53,11 +53,13 @@ static int64_t faults_of(const char *name)
                   "n.id = t.node_id WHERE n.name = ?", name);
 }
 
-/* The challenge in the node's desired document, waiting for its issue. */
-static bool challenge_of(const char *cred, struct am_bench *ret)
+/* The challenge in the node's desired document on hub c, waiting for its
+ * issue. */
+static bool challenge_on(const struct tu_ctl *c, const char *cred,
+                         struct am_bench *ret)
 {
     for (int i = 0; i < 100; i++) {
-        json_auto_t *doc = tu_api(&ctl, cred, "GET", "/v1/agent/desired", NULL,
+        json_auto_t *doc = tu_api(c, cred, "GET", "/v1/agent/desired", NULL,
                                   NULL);
         struct am_desired d;
         struct jerr je = { 0 };
@@ -73,6 +75,11 @@ static bool challenge_of(const char *cred, struct am_bench *ret)
         usleep(100 * 1000);
     }
     return false;
+}
+
+static bool challenge_of(const char *cred, struct am_bench *ret)
+{
+    return challenge_on(&ctl, cred, ret);
 }
 
 /* The right answer to c, computed here, with elapsed_ms `ms`. */
@@ -99,17 +106,23 @@ static char *invented_answer(const struct am_bench *c)
     return bench_answer_text(p, cp, 1);
 }
 
-static long post(const char *cred, const char *id, const char *body,
-                 json_t **ret)
+static long post_on(const struct tu_ctl *c, const char *cred, const char *id,
+                    const char *body, json_t **ret)
 {
     _cleanup_free_ char *path = xasprintf("/v1/agent/benchmarks/%s", id);
     long st = 0;
-    json_t *j = tu_api(&ctl, cred, "POST", path, body, &st);
+    json_t *j = tu_api(c, cred, "POST", path, body, &st);
     if (ret)
         *ret = j;
     else
         json_decref(j);
     return st;
+}
+
+static long post(const char *cred, const char *id, const char *body,
+                 json_t **ret)
+{
+    return post_on(&ctl, cred, id, body, ret);
 }
 
 static void assert_no_score(const char *name)
@@ -155,7 +168,7 @@ static void honest_agent_is_scored_and_shown_in_offers(void **state)
     }
     assert_true(json_is_integer(rep));
     assert_true(json_integer_value(rep) <= 50);
-    printf("# honest node: %lld steps/s per vCPU (4 MiB, 2 lanes, timed by "
+    printf("# honest node: %lld steps/s per vCPU (4 MiB, 4 lanes, timed by "
            "the hub)\n", (long long)score);
     assert_int_equal(db_int("SELECT COUNT(*) FROM node_benchmarks b JOIN "
                             "nodes n ON n.id = b.node_id WHERE n.name = ? AND "
@@ -323,13 +336,155 @@ static void default_challenges_only_with_the_hubs_probe(void **state)
     tu_ctl_destroy(&c2);
 }
 
+/* A hub told to challenge without a probe guest to give its nodes is
+ * refused at start, in one line: each node without one of its own would
+ * be faulted for the hub's setting. */
+static void bench_every_without_the_probe_is_refused(void **state)
+{
+    _cleanup_free_ char *bin = tu_bin("fog-controller");
+    char port[32];
+    snprintf(port, sizeof(port), "127.0.0.1:%d", tu_free_port());
+    char *argv[] = { bin, (char *)"serve", (char *)"--data-dir", ctl.dir,
+                     (char *)"--listen", port, (char *)"--bench-every",
+                     (char *)"60", NULL };
+    int st = 0;
+    tu_run_with_stderr = true;
+    _cleanup_free_ char *out = tu_run(argv, &st);
+    tu_run_with_stderr = false;
+    assert_int_equal(st, 2);
+    /* One line, the last (after the log's startup lines). */
+    const char *m = strstr(out, "fog-controller: --bench-every 60 needs the "
+                                "probe guest (--bench-guest DIR)");
+    assert_non_null(m);
+    const char *nl = strchr(m, '\n');
+    assert_true(nl && nl[1] == '\0');
+}
+
+/* The vCPUs a node offers are capped by what its verified benchmark
+ * backs (score x lanes / --bench-ref), the offer shows claimed, verified
+ * and offered vCPUs, and placement weighs benchmark_pct. The nodes here
+ * are hand-made: "slow" claims 8 vCPUs and answers right but late enough
+ * to score like 2; "fast" answers at once. The weights favour the faster
+ * of the two equal offers; the slow one receives at most 2 vCPUs of VMs. */
+static void verified_benchmark_caps_the_offer_and_weighs(void **state)
+{
+    /* 4 MiB and one round: 131072 steps a lane. With the reference at
+     * 104857 steps a second per vCPU, an answer 4 s after the issue on 8
+     * lanes backs floor(131072 / 4 x 8 / 104857) = 2 vCPUs (anything
+     * from 3.5 s to 5.2 s does). */
+    struct bench_params p = { .memory_mib = 4, .rounds = 1, .lanes = 8,
+                              .segments = BENCH_SEGMENTS_MAX };
+    assert_int_equal(bench_steps(&p), 131072);
+    _cleanup_free_ char *dir = xasprintf("%s/probe-cap", ctl.dir);
+    tu_put_file(dir, AGENT_BENCH_KERNEL, "kernel");
+    tu_put_file(dir, AGENT_BENCH_INITRD, "initrd");
+    const char *const args[] = {
+        "--bench-every", "3600", "--bench-memory", "4", "--bench-timeout",
+        "60", "--heartbeat", "30", "--bench-ref", "104857", "--bench-guest",
+        dir, "--weight-benchmark", "10", NULL };
+    struct tu_ctl c = { 0 };
+    tu_ctl_start(&c, args);
+    _cleanup_free_ char *slow = tu_market_node(&c, "slow", NULL, "0.01");
+    _cleanup_free_ char *fast = tu_market_node(&c, "fast", NULL, "0.01");
+    struct am_bench cs, cf;
+    assert_true(challenge_on(&c, slow, &cs));
+    assert_true(challenge_on(&c, fast, &cf));
+    /* One lane per claimed vCPU. */
+    assert_int_equal(cs.params.lanes, 8);
+    _cleanup_free_ char *af = right_answer(&cf, 5);
+    assert_int_equal(post_on(&c, fast, cf.id, af, NULL), 200);
+    _cleanup_free_ char *as = right_answer(&cs, 4000);
+    _cleanup_free_ char *issued = tu_sql_text(
+        &c, "SELECT issued_ms FROM node_benchmarks WHERE id = '%s'", cs.id);
+    assert_non_null(issued);
+    int64_t wait = strtoll(issued, NULL, 10) + 4000 - now_ms();
+    if (wait > 0)
+        usleep((useconds_t)wait * 1000);
+    json_auto_t *res = NULL;
+    assert_int_equal(post_on(&c, slow, cs.id, as, &res), 200);
+    json_auto_t *ns = tu_api_want(&c, c.admin_key, "GET", "/v1/nodes/slow",
+                                  NULL, 200);
+    if (json_int(ns, "benchmark_vcpus", -1) != 2)
+        fail_msg("slow node verified %lld vCPUs (score %lld), not 2",
+                 (long long)json_int(ns, "benchmark_vcpus", -1),
+                 (long long)json_int(ns, "benchmark", -1));
+    json_auto_t *nf = tu_api_want(&c, c.admin_key, "GET", "/v1/nodes/fast",
+                                  NULL, 200);
+    assert_true(json_int(nf, "benchmark_vcpus", 0) >= 8);
+    assert_int_equal(json_int(nf, "benchmark_pct", 0), 100);
+    assert_true(json_int(ns, "benchmark_pct", 100) < 50);
+
+    /* The offers show the cap. */
+    _cleanup_free_ char *tkey = tu_account(&c, "capten", "tenant");
+    json_auto_t *offers = tu_api_want(&c, tkey, "GET", "/v1/offers", NULL,
+                                      200);
+    json_t *os = tu_find(json_object_get(offers, "offers"), "node_name",
+                         "slow");
+    json_t *of = tu_find(json_object_get(offers, "offers"), "node_name",
+                         "fast");
+    assert_non_null(os);
+    assert_non_null(of);
+    json_t *vs = json_object_get(os, "vcpus");
+    assert_int_equal(json_int(vs, "claimed", 0), 8);
+    assert_int_equal(json_int(vs, "verified", 0), 2);
+    assert_int_equal(json_int(vs, "offered", 0), 2);
+    assert_int_equal(json_int(json_object_get(os, "free"), "vcpus", 0), 2);
+    json_t *vf = json_object_get(of, "vcpus");
+    assert_int_equal(json_int(vf, "claimed", 0), 8);
+    assert_int_equal(json_int(vf, "offered", 0), 8);
+    int rc = -1;
+    _cleanup_free_ char *table = tu_fogctl(&c, tkey, &rc, "offers", NULL);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(table, "8/2/2"));
+    _cleanup_free_ char *info = tu_fogctl(&c, c.admin_key, &rc, "nodeinfo",
+                                          "slow", NULL);
+    _cleanup_free_ char *shown = tu_field(info, "benchmark_vcpus");
+    assert_string_equal(shown, "2");
+
+    /* Equal prices, the older node first: the faster one is chosen. */
+    json_auto_t *v0 = tu_vm_post(&c, tkey, "cap-0", 1, NULL, 201);
+    assert_string_equal(json_str(v0, "node_name"), "fast");
+    /* Without it, the slow node takes 2 vCPUs of VMs and no more. */
+    free(tu_api_field(&c, c.admin_key, "POST", "/v1/nodes/fast/drain", NULL,
+                      200, NULL));
+    json_auto_t *v1 = tu_vm_post(&c, tkey, "cap-1", 1, NULL, 201);
+    assert_string_equal(json_str(v1, "node_name"), "slow");
+    json_auto_t *v3 = tu_vm_post(&c, tkey, "cap-3", 2, NULL, 201);
+    assert_null(json_str(v3, "node_id"));
+    assert_int_equal(json_int(json_object_get(json_object_get(v3,
+                     "placement"), "filtered"), "benchmark", 0), 1);
+    json_auto_t *v2 = tu_vm_post(&c, tkey, "cap-2", 1, NULL, 201);
+    assert_string_equal(json_str(v2, "node_name"), "slow");
+    json_auto_t *v4 = tu_vm_post(&c, tkey, "cap-4", 1, NULL, 201);
+    assert_null(json_str(v4, "node_id"));
+    assert_non_null(strstr(json_str(v4, "state_reason"),
+                           "benchmark removed 1"));
+    _cleanup_free_ char *used = tu_sql_text(
+        &c, "SELECT SUM(v.vcpus) FROM vms v JOIN nodes n ON n.id = v.node_id "
+        "WHERE n.name = 'slow' AND v.deleted_at IS NULL");
+    assert_string_equal(used, "2");
+    tu_ctl_destroy(&c);
+}
+
 static const char *const serve_args[] = {
     "--bench-every", "3600", "--bench-memory", "4", "--bench-timeout", "10",
-    "--heartbeat", "1", "--bench-ref", "1000000000", NULL };
+    "--heartbeat", "1", "--bench-ref", "1000000000", "--bench-guest", NULL,
+    NULL };
+
+static char *probe_dir;
 
 static int setup(void **state)
 {
-    tu_ctl_start(&ctl, serve_args);
+    /* The hub serves a probe (placeholder files: the agent here runs on
+     * the test driver and works in-process). */
+    static const char *args[ARRAY_SIZE(serve_args)];
+    memcpy(args, serve_args, sizeof(args));
+    probe_dir = tu_tempdir("probe");
+    const char *dir = probe_dir;
+    tu_put_file(dir, AGENT_BENCH_KERNEL, "kernel");
+    tu_put_file(dir, AGENT_BENCH_INITRD, "initrd");
+    args[ARRAY_SIZE(serve_args) - 2] = dir;
+    tu_ctl_start(&ctl, args);
     return 0;
 }
 
@@ -337,6 +492,8 @@ static int teardown(void **state)
 {
     tu_agent_destroy(&honest);
     tu_ctl_destroy(&ctl);
+    tu_rmrf(probe_dir);
+    free(probe_dir);
     return 0;
 }
 
@@ -348,6 +505,8 @@ int main(void)
         cmocka_unit_test(right_answer_retried_is_not_a_replay),
         cmocka_unit_test(late_and_missing_answers_are_faults),
         cmocka_unit_test(default_challenges_only_with_the_hubs_probe),
+        cmocka_unit_test(bench_every_without_the_probe_is_refused),
+        cmocka_unit_test(verified_benchmark_caps_the_offer_and_weighs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
