@@ -57,9 +57,11 @@ struct bench_result {
 };
 
 /* Node node_id answers challenge id with `body` (the decoded JSON) whose
- * raw bytes are raw[0..n). Inside the request's transaction; closes the
- * challenge (and counts the fault) for every outcome but UNKNOWN and
- * REPEATED. 0 with *ret filled, or -errno of the store. */
+ * raw bytes are raw[0..n). Outside any transaction: the answer is checked
+ * first, then recorded in a short transaction of its own only while the
+ * challenge is still open. Closes the challenge (and counts the fault)
+ * for every outcome but UNKNOWN and REPEATED. 0 with *ret filled, or
+ * -errno of the store. */
 int benchmark_answer(struct app *a, const char *node_id, const char *id,
                      const json_t *body, const char *raw, size_t n,
                      struct bench_result *ret);

@@ -6,7 +6,10 @@
  * fault each: invented checkpoints, an answer after the deadline, a
  * second answer, no answer at all; another node's challenge is not
  * theirs to answer. A retried post of the same right answer is not a
- * replay. By default only a hub that serves the probe guest challenges. */
+ * replay, nor are posts of it at once, and the store is not held while
+ * an answer is checked. By default only a hub that serves the probe guest
+ * challenges, and one told to challenge without it is refused at start.
+ * A verified score caps the vCPUs a node offers and weighs in placement. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,12 +22,14 @@
 #include "common/timeutil.h"
 #include "tests/testutil.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <unistd.h>
 
 static struct tu_ctl ctl;
 static struct tu_agent honest;
+static char *probe_dir, *fault_file; /* the hub's probe; its test seams */
 
 /* One integer from the hub's store (-1 for NULL or no row). */
 static int64_t db_int(const char *sql, const char *arg)
@@ -272,6 +277,85 @@ static void right_answer_retried_is_not_a_replay(void **state)
     assert_int_equal(faults_of("exact"), 1000);
 }
 
+/* For `ms`, take the hub's store's write lock every 50 ms and let it go:
+ * the longest wait for it (a failure to get it within 2 s counts 2 s). */
+static int64_t longest_write_wait(int ms)
+{
+    _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL),
+                     SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    int64_t longest = 0;
+    for (int64_t end = mono_ms() + ms; mono_ms() < end;) {
+        int64_t t0 = mono_ms();
+        int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        int64_t w = rc == SQLITE_OK ? mono_ms() - t0 : 2000;
+        if (rc == SQLITE_OK)
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        if (w > longest)
+            longest = w;
+        usleep(50 * 1000);
+    }
+    sqlite3_close(db);
+    return longest;
+}
+
+struct racer {
+    const char *cred, *id, *body;
+    long status;
+    int64_t score;
+};
+
+static void *race_post(void *arg)
+{
+    struct racer *r = arg;
+    json_auto_t *j = NULL;
+    r->status = post(r->cred, r->id, r->body, &j);
+    r->score = json_int(j, "score", -1);
+    return NULL;
+}
+
+/* The answer is checked outside the store's transaction and recorded only
+ * while its challenge is still open. With the check slowed down (a test
+ * seam: a second after it), the store takes other writes meanwhile, and
+ * the same right answer posted several times at once passes once: every
+ * post gets that one result, with no fault. */
+static void same_answer_posted_at_once_passes_once(void **state)
+{
+    _cleanup_free_ char *cred = tu_node_register(&ctl, "racer", NULL);
+    struct am_bench c;
+    assert_true(challenge_of(cred, &c));
+    _cleanup_free_ char *right = right_answer(&c, 5);
+    struct racer r[4];
+    pthread_t t[ARRAY_SIZE(r)];
+    tu_put_file(probe_dir, "fault", "bench-verify-slow");
+    for (size_t i = 0; i < ARRAY_SIZE(r); i++) {
+        r[i] = (struct racer){ cred, c.id, right, 0, 0 };
+        assert_int_equal(pthread_create(&t[i], NULL, race_post, &r[i]), 0);
+    }
+    /* While the answers are checked, the store takes writes at once. */
+    int64_t took = longest_write_wait(2000);
+    for (size_t i = 0; i < ARRAY_SIZE(r); i++)
+        pthread_join(t[i], NULL);
+    tu_put_file(probe_dir, "fault", "none");
+    printf("# the longest wait for the store's write lock while 4 answers "
+           "were checked: %lld ms\n", (long long)took);
+    assert_true(took < 400);
+    for (size_t i = 0; i < ARRAY_SIZE(r); i++) {
+        assert_int_equal(r[i].status, 200);
+        assert_true(r[i].score > 0);
+        assert_int_equal(r[i].score, r[0].score);
+    }
+    assert_int_equal(db_int("SELECT COUNT(*) FROM node_benchmarks b JOIN "
+                            "nodes n ON n.id = b.node_id WHERE n.name = ? AND "
+                            "b.state = 'passed'", "racer"), 1);
+    assert_int_equal(db_int("SELECT t.bench_score FROM node_trust t JOIN "
+                            "nodes n ON n.id = t.node_id WHERE n.name = ?",
+                            "racer"), r[0].score);
+    assert_true(faults_of("racer") <= 0);
+}
+
 static void late_and_missing_answers_are_faults(void **state)
 {
     _cleanup_free_ char *late = tu_node_register(&ctl, "late", NULL);
@@ -369,9 +453,9 @@ static void bench_every_without_the_probe_is_refused(void **state)
 static void verified_benchmark_caps_the_offer_and_weighs(void **state)
 {
     /* 4 MiB and one round: 131072 steps a lane. With the reference at
-     * 104857 steps a second per vCPU, an answer 4 s after the issue on 8
-     * lanes backs floor(131072 / 4 x 8 / 104857) = 2 vCPUs (anything
-     * from 3.5 s to 5.2 s does). */
+     * 52428 steps a second per vCPU, an answer 7 s after the issue on 8
+     * lanes backs floor(131072 / 7 x 8 / 52428) = 2 vCPUs (anything
+     * from 6.7 s to 10 s does), one within 2.5 s all 8. */
     struct bench_params p = { .memory_mib = 4, .rounds = 1, .lanes = 8,
                               .segments = BENCH_SEGMENTS_MAX };
     assert_int_equal(bench_steps(&p), 131072);
@@ -380,7 +464,7 @@ static void verified_benchmark_caps_the_offer_and_weighs(void **state)
     tu_put_file(dir, AGENT_BENCH_INITRD, "initrd");
     const char *const args[] = {
         "--bench-every", "3600", "--bench-memory", "4", "--bench-timeout",
-        "60", "--heartbeat", "30", "--bench-ref", "104857", "--bench-guest",
+        "60", "--heartbeat", "30", "--bench-ref", "52428", "--bench-guest",
         dir, "--weight-benchmark", "10", NULL };
     struct tu_ctl c = { 0 };
     tu_ctl_start(&c, args);
@@ -393,11 +477,11 @@ static void verified_benchmark_caps_the_offer_and_weighs(void **state)
     assert_int_equal(cs.params.lanes, 8);
     _cleanup_free_ char *af = right_answer(&cf, 5);
     assert_int_equal(post_on(&c, fast, cf.id, af, NULL), 200);
-    _cleanup_free_ char *as = right_answer(&cs, 4000);
+    _cleanup_free_ char *as = right_answer(&cs, 7000);
     _cleanup_free_ char *issued = tu_sql_text(
         &c, "SELECT issued_ms FROM node_benchmarks WHERE id = '%s'", cs.id);
     assert_non_null(issued);
-    int64_t wait = strtoll(issued, NULL, 10) + 4000 - now_ms();
+    int64_t wait = strtoll(issued, NULL, 10) + 7000 - now_ms();
     if (wait > 0)
         usleep((useconds_t)wait * 1000);
     json_auto_t *res = NULL;
@@ -410,9 +494,12 @@ static void verified_benchmark_caps_the_offer_and_weighs(void **state)
                  (long long)json_int(ns, "benchmark", -1));
     json_auto_t *nf = tu_api_want(&c, c.admin_key, "GET", "/v1/nodes/fast",
                                   NULL, 200);
-    assert_true(json_int(nf, "benchmark_vcpus", 0) >= 8);
-    assert_int_equal(json_int(nf, "benchmark_pct", 0), 100);
-    assert_true(json_int(ns, "benchmark_pct", 100) < 50);
+    /* The fast one backs more (all 8 unless this machine was slow to
+     * answer) and more of a vCPU each. */
+    int64_t fast_vcpus = json_int(nf, "benchmark_vcpus", 0);
+    assert_true(fast_vcpus > 2);
+    assert_true(json_int(nf, "benchmark_pct", 0) >
+                json_int(ns, "benchmark_pct", 100));
 
     /* The offers show the cap. */
     _cleanup_free_ char *tkey = tu_account(&c, "capten", "tenant");
@@ -431,7 +518,9 @@ static void verified_benchmark_caps_the_offer_and_weighs(void **state)
     assert_int_equal(json_int(json_object_get(os, "free"), "vcpus", 0), 2);
     json_t *vf = json_object_get(of, "vcpus");
     assert_int_equal(json_int(vf, "claimed", 0), 8);
-    assert_int_equal(json_int(vf, "offered", 0), 8);
+    assert_int_equal(json_int(vf, "verified", 0), fast_vcpus);
+    assert_int_equal(json_int(vf, "offered", 0),
+                     fast_vcpus < 8 ? fast_vcpus : 8);
     int rc = -1;
     _cleanup_free_ char *table = tu_fogctl(&c, tkey, &rc, "offers", NULL);
     assert_int_equal(rc, 0);
@@ -468,10 +557,8 @@ static void verified_benchmark_caps_the_offer_and_weighs(void **state)
 
 static const char *const serve_args[] = {
     "--bench-every", "3600", "--bench-memory", "4", "--bench-timeout", "10",
-    "--heartbeat", "1", "--bench-ref", "1000000000", "--bench-guest", NULL,
-    NULL };
-
-static char *probe_dir;
+    "--heartbeat", "1", "--bench-ref", "1000000000", "--threads", "16",
+    "--bench-guest", NULL, NULL };
 
 static int setup(void **state)
 {
@@ -480,6 +567,9 @@ static int setup(void **state)
     static const char *args[ARRAY_SIZE(serve_args)];
     memcpy(args, serve_args, sizeof(args));
     probe_dir = tu_tempdir("probe");
+    /* Test seams, armed by what a test writes there (none yet). */
+    fault_file = xasprintf("%s/fault", probe_dir);
+    setenv("FOG_TEST_FAULT", fault_file, 1);
     const char *dir = probe_dir;
     tu_put_file(dir, AGENT_BENCH_KERNEL, "kernel");
     tu_put_file(dir, AGENT_BENCH_INITRD, "initrd");
@@ -494,6 +584,7 @@ static int teardown(void **state)
     tu_ctl_destroy(&ctl);
     tu_rmrf(probe_dir);
     free(probe_dir);
+    free(fault_file);
     return 0;
 }
 
@@ -503,6 +594,7 @@ int main(void)
         cmocka_unit_test(honest_agent_is_scored_and_shown_in_offers),
         cmocka_unit_test(invented_checkpoints_get_a_fault_and_no_score),
         cmocka_unit_test(right_answer_retried_is_not_a_replay),
+        cmocka_unit_test(same_answer_posted_at_once_passes_once),
         cmocka_unit_test(late_and_missing_answers_are_faults),
         cmocka_unit_test(default_challenges_only_with_the_hubs_probe),
         cmocka_unit_test(bench_every_without_the_probe_is_refused),
