@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Closing a challenge and counting it against its node, in one
  * transaction of its own (the leader's tick) or the caller's. 1 when this
@@ -179,12 +180,40 @@ static int probe_file(const char *dir, const char *name,
     return 0;
 }
 
+/* The packaged probe guest beside the installed program
+ * (<prefix>/share/fogfabric/probe for <prefix>/bin/fog-controller), when
+ * both its files are there; NULL otherwise. Caller frees. */
+static char *probe_packaged(void)
+{
+    _cleanup_free_ char *exe = realpath("/proc/self/exe", NULL);
+    const char *slash = exe ? strrchr(exe, '/') : NULL;
+    if (!slash)
+        return NULL;
+    char *dir = xasprintf("%.*s/../share/fogfabric/probe",
+                          (int)(slash - exe), exe);
+    _cleanup_free_ char *k = xasprintf("%s/%s", dir, AGENT_BENCH_KERNEL);
+    _cleanup_free_ char *i = xasprintf("%s/%s", dir, AGENT_BENCH_INITRD);
+    if (access(k, R_OK) == 0 && access(i, R_OK) == 0) {
+        char *real = realpath(dir, NULL);
+        free(dir);
+        return real;
+    }
+    free(dir);
+    return NULL;
+}
+
 int benchmark_probe_load(struct app *a)
 {
-    const char *dir = a->cfg.bench_guest;
     a->has_probe = false;
-    if (!dir || !*dir)
-        return 0;
+    if (!a->cfg.bench_guest || !*a->cfg.bench_guest) {
+        char *found = probe_packaged();
+        if (!found)
+            return 0;
+        free(a->cfg.bench_guest);
+        a->cfg.bench_guest = found;
+        log_info("probe guest from %s", found);
+    }
+    const char *dir = a->cfg.bench_guest;
     int e;
     if ((e = probe_file(dir, AGENT_BENCH_KERNEL, &a->probe_kernel)) < 0 ||
         (e = probe_file(dir, AGENT_BENCH_INITRD, &a->probe_initrd)) < 0)

@@ -12,9 +12,11 @@
 #include "api/agentmsg.h"
 #include "controller/app.h"
 
-/* Digest and size of the probe guest the hub serves (--bench-guest),
- * into a->probe_*; nothing without one. 0, or -errno after a message to
- * stderr when a file is missing or too large. */
+/* Digest and size of the probe guest the hub serves (--bench-guest, else
+ * the packaged one in <prefix>/share/fogfabric/probe beside the installed
+ * program, when there), into a->probe_*; nothing without one. 0, or
+ * -errno after a message to stderr when a file is missing or too
+ * large. */
 int benchmark_probe_load(struct app *a);
 
 /* The path of probe file `name` (AGENT_BENCH_KERNEL or

@@ -146,7 +146,9 @@ static const struct config_opt options[] = {
     { "bench-guest", CONFIG_STRING, F(bench_guest), 0, 0, "",
       "folder holding the benchmark's probe guest (vmlinuz and initrd.gz, "
       "images/probe/build.sh makes them) that nodes fetch from the hub; "
-      "needed for challenges (--bench-every)" },
+      "empty: the packaged one (<prefix>/share/fogfabric/probe beside the "
+      "installed program) when there; needed for challenges "
+      "(--bench-every)" },
     { "bench-ref", CONFIG_INT, F(bench_ref), 1, 1000000000, "1000000",
       "benchmark steps a second per vCPU that back one approved vCPU whole: "
       "a node offers at most floor(score x lanes / this) vCPUs, and a share "

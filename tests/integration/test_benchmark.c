@@ -23,6 +23,7 @@
 #include "tests/testutil.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <unistd.h>
@@ -444,6 +445,48 @@ static void bench_every_without_the_probe_is_refused(void **state)
     assert_true(nl && nl[1] == '\0');
 }
 
+/* An installed hub (<prefix>/bin/fog-controller) finds the packaged
+ * probe guest in <prefix>/share/fogfabric/probe with no --bench-guest,
+ * and so challenges its nodes by default. */
+static void packaged_probe_is_found(void **state)
+{
+    _cleanup_free_ char *prefix = tu_tempdir("prefix");
+    _cleanup_free_ char *bindir = xasprintf("%s/bin", prefix);
+    _cleanup_free_ char *probe = xasprintf("%s/share/fogfabric/probe",
+                                           prefix);
+    _cleanup_free_ char *bin = tu_bin("fog-controller");
+    _cleanup_free_ char *copy = xasprintf("%s/fog-controller", bindir);
+    _cleanup_free_ char *data = xasprintf("%s/data", prefix);
+    _cleanup_free_ char *log = xasprintf("%s/serve.log", prefix);
+    tu_put_file(probe, AGENT_BENCH_KERNEL, "kernel");
+    tu_put_file(probe, AGENT_BENCH_INITRD, "initrd");
+    int st = -1;
+    char *md[] = { (char *)"/bin/mkdir", (char *)"-p", bindir, NULL };
+    free(tu_run(md, &st));
+    assert_int_equal(st, 0);
+    char *cp[] = { (char *)"/bin/cp", bin, copy, NULL };
+    free(tu_run(cp, &st));
+    assert_int_equal(st, 0);
+    char *init[] = { copy, (char *)"init", (char *)"--data-dir", data, NULL };
+    free(tu_run(init, &st));
+    assert_int_equal(st, 0);
+    int port = tu_free_port();
+    char listen[32];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    char *serve[] = { copy, (char *)"serve", (char *)"--data-dir", data,
+                      (char *)"--listen", listen, (char *)"--bench-every",
+                      (char *)"60", NULL };
+    pid_t pid = tu_spawn(serve, log);
+    assert_true(pid > 0);
+    int up = tu_wait_port(port, 10000);
+    tu_kill(pid, SIGTERM);
+    if (up < 0)
+        fail_msg("the installed hub did not start; log %s", log);
+    _cleanup_free_ char *want = xasprintf("probe guest from %s", probe);
+    assert_int_equal(tu_count_in_file(log, want), 1);
+    tu_rmrf(prefix);
+}
+
 /* The vCPUs a node offers are capped by what its verified benchmark
  * backs (score x lanes / --bench-ref), the offer shows claimed, verified
  * and offered vCPUs, and placement weighs benchmark_pct. The nodes here
@@ -598,6 +641,7 @@ int main(void)
         cmocka_unit_test(late_and_missing_answers_are_faults),
         cmocka_unit_test(default_challenges_only_with_the_hubs_probe),
         cmocka_unit_test(bench_every_without_the_probe_is_refused),
+        cmocka_unit_test(packaged_probe_is_found),
         cmocka_unit_test(verified_benchmark_caps_the_offer_and_weighs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
