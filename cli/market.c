@@ -3,6 +3,7 @@
  * sorted as a buyer chooses (the hub filters region, price and order; the
  * label and GPU selectors are checked here on what the hub answered). */
 #include "cli/cli.h"
+#include "common/jsonutil.h"
 
 /* Whether offer o carries every "k=v" of sel in its labels. */
 static bool labels_match(json_t *o, json_t *sel)
@@ -35,6 +36,15 @@ static json_t *offer_flat(json_t *o)
     json_t *bench = json_object_get(o, "benchmark");
     json_object_set_new(row, "benchmark", bench ? json_incref(bench)
                                                 : json_null());
+    /* vCPUs claimed/verified/offered: "8/2/2", "-" for not verified. */
+    json_t *vc = json_object_get(o, "vcpus"),
+           *ver = json_object_get(vc, "verified");
+    _cleanup_free_ char *vtext = json_is_integer(ver)
+        ? xasprintf("%lld", (long long)json_integer_value(ver))
+        : xstrdup("-");
+    json_object_set_new(row, "vcpus", json_sprintf(
+        "%lld/%s/%lld", (long long)json_int(vc, "claimed", 0), vtext,
+        (long long)json_int(vc, "offered", 0)));
     json_t *ev = json_object_get(o, "evictions");
     json_object_set(row, "evictions", ev ? ev : json_null());
     json_object_set_new(row, "free",
@@ -107,7 +117,7 @@ static int offers(struct cli *c, struct cli_args *a)
     json_array_foreach(keep, i, it)
         json_array_append_new(rows, offer_flat(it));
     cli_print_table(rows, "node,region,vcpu_hour,mem_gib_hour,disk_gib_month,"
-                          "gpus,free,reputation,evictions,benchmark,labels");
+                          "vcpus,gpus,free,reputation,evictions,benchmark,labels");
     return CLI_OK;
 }
 
@@ -203,8 +213,9 @@ const struct cli_verb cli_market_verbs[] = {
       "[--sort price|reputation]",
       "list the offers of reachable nodes: prices (tokens per vCPU-hour, "
       "GiB-hour of memory, GiB-month of disk, GPU model-hour, with the "
-      "GPUs of each model free now), region, labels, free room (rounded "
-      "down), reputation (0-100) and benchmark score; --gpu keeps nodes "
+      "GPUs of each model free now), region, labels, vCPUs claimed/"
+      "verified by the benchmark/offered, free room (rounded down), "
+      "reputation (0-100) and benchmark score; --gpu keeps nodes "
       "with COUNT (1) free GPUs of MODEL; --max-price is per vCPU-hour", NULL },
     { "node-market", node_market, 1, 1,
       "region=,label=*,window=*,tz=,no-windows",

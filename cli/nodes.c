@@ -8,8 +8,8 @@
     "used_memory_mib,disk_gib,used_disk_gib,vm_count,mesh_ip,endpoint,"        \
     "observed_endpoint,public_ip,public_ip_source,nat,mapped_endpoint,"        \
     "peer_endpoint,relayed_peers,reach_checked_at,port_range,permit_ports,"    \
-    "reputation,evictions,benchmark,benchmark_pct,agent_contract,last_seen,"   \
-    "created_at"
+    "reputation,evictions,benchmark,benchmark_pct,benchmark_vcpus,"            \
+    "agent_contract,last_seen,created_at"
 
 /* Lift capacity.{x} to x, used.{x} to used_x and reachability's
  * members for tables. */

@@ -31,8 +31,8 @@
 #define QUIET (1u << 8)
 /* Mutating routes that open no request transaction: their handlers write
  * outside the store first (a backup chunk to disk, a digest over a whole
- * blob) and then make short transactions of their own (app_tx_begin), so
- * a slow disk never holds the store. No Idempotency-Key: only nodes call
+ * blob) or check a benchmark answer, and then make short transactions of
+ * their own (app_tx_begin), so slow work never holds the store. No Idempotency-Key: only nodes call
  * them, and each call is safe to repeat. */
 #define NO_TX (1u << 9)
 
@@ -187,8 +187,8 @@ const struct http_route app_routes[] = {
       ALLOW_NODE | QUIET | NO_TX },
     { "POST", AGENT_BACKUP_PATH "/{id}/fail", h_agent_backup_fail,
       ALLOW_NODE | QUIET },
-    { "POST", AGENT_BENCH_PATH "/{id}", h_agent_benchmark, ALLOW_NODE, NULL,
-      AGENT_BENCH_ANSWER_MAX },
+    { "POST", AGENT_BENCH_PATH "/{id}", h_agent_benchmark,
+      ALLOW_NODE | NO_TX, NULL, AGENT_BENCH_ANSWER_MAX },
     { "GET", AGENT_BENCH_PROBE_PATH "/{file}", h_agent_probe,
       ALLOW_NODE | QUIET },
 };

@@ -63,6 +63,7 @@ struct app_settings {
     /* placement (scheduler.c) */
     char *default_max_price; /* tokens per hour of a VM without a cap */
     int64_t weight_price, weight_spread, weight_reputation;
+    int64_t weight_benchmark;
     int64_t reputation_half_life_s; /* observations halve this often */
     /* benchmark challenges (benchmark.c) */
     int64_t bench_every_s;   /* one per node this often; 0: none (-1 as

@@ -64,6 +64,13 @@ static json_t *offer_row(json_t *row, json_t *labels, const char *region,
     json_t *gm = def ? NULL : json_loads(json_str(row, "gpu_models") ?
                                          json_str(row, "gpu_models") : "{}",
                                          0, NULL);
+    /* The vCPUs the node claims (as approved), those its last benchmark
+     * verified (null until one passed) and those it offers: the lower. */
+    int64_t claimed = json_int(row, "vcpus", 0), offered = claimed;
+    json_t *verified = json_object_get(row, "bench_vcpus");
+    if (json_is_integer(verified) && json_integer_value(verified) < offered)
+        offered = json_integer_value(verified);
+    int64_t free_vcpus = offered - json_int(row, "used_vcpus", 0);
     json_t *j = json_pack("{s:s, s:s, s:s, s:O, s:o, s:b, s:b, s:{s:I, "
                           "s:I, s:I}}",
                           "node_id", json_str(row, "id"), "node_name",
@@ -71,11 +78,15 @@ static json_t *offer_row(json_t *row, json_t *labels, const char *region,
                           node_region ? node_region : "", "labels", labels,
                           "prices", billing_offer_json(&o), "default", def,
                           "kvm", json_int(row, "kvm", 0) != 0, "free", "vcpus",
-                          (json_int_t)bucket(json_int(row, "free_vcpus", 0)),
+                          (json_int_t)bucket(free_vcpus),
                           "memory_gib",
                           (json_int_t)bucket(json_int(row, "free_mem", 0) / 1024),
                           "disk_gib",
                           (json_int_t)bucket(json_int(row, "free_disk", 0)));
+    json_object_set_new(j, "vcpus", json_pack(
+        "{s:I, s:O, s:I}", "claimed", (json_int_t)claimed, "verified",
+        json_is_integer(verified) ? verified : json_null(), "offered",
+        (json_int_t)offered));
     json_object_set_new(j, "gpu_models", json_is_object(gm) ? gm
                                                              : json_object());
     json_object_set(j, "gpus_free", gpus_free);
@@ -158,10 +169,11 @@ HANDLER(h_offers_list)
     int e = store_query(
         a->store, &rows,
         "SELECT n.id, n.name, n.region, n.kvm, o.vcpu_hour, o.mem_gib_hour, "
-        "o.disk_gib_month, o.gpu_hour, o.port_hour, o.gpu_models, n.vcpus - "
-        "COALESCE(u.vcpus, 0) AS free_vcpus, n.memory_mib - COALESCE(u.mem, "
+        "o.disk_gib_month, o.gpu_hour, o.port_hour, o.gpu_models, n.vcpus, "
+        "COALESCE(u.vcpus, 0) AS used_vcpus, n.memory_mib - COALESCE(u.mem, "
         "0) AS free_mem, n.disk_gib - COALESCE(u.disk, 0) AS free_disk, "
-        "t.score AS reputation, t.bench_score, t.bench_pct, t.evictions_total "
+        "t.score AS reputation, t.bench_score, t.bench_pct, t.bench_vcpus, "
+        "t.evictions_total "
         "FROM nodes n "
         "LEFT JOIN "
         "node_trust t ON t.node_id = n.id LEFT JOIN node_offers o ON "

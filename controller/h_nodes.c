@@ -33,7 +33,9 @@
     "NULL) AS vm_count, (SELECT t.score FROM node_trust t WHERE t.node_id = " \
     "n.id) AS reputation, (SELECT t.bench_score FROM node_trust t WHERE "      \
     "t.node_id = n.id) AS benchmark, (SELECT t.bench_pct FROM node_trust t " \
-    "WHERE t.node_id = n.id) AS benchmark_pct, (SELECT t.evictions_total FROM " \
+    "WHERE t.node_id = n.id) AS benchmark_pct, (SELECT t.bench_vcpus FROM "   \
+    "node_trust t WHERE t.node_id = n.id) AS benchmark_vcpus, "                \
+    "(SELECT t.evictions_total FROM "                                          \
     "node_trust t WHERE t.node_id = n.id) AS evictions, n.avail_windows, "   \
     "n.avail_tz_min, n.wg_port, n.nat_class, n.mapped_endpoint, n.reach_at"
 
@@ -56,9 +58,11 @@ json_t *node_render(json_t *row)
     /* VMs that should run and that the node took away, as the hub saw. */
     json_object_set_new(o, "evictions",
                         json_integer(json_int(row, "evictions", 0)));
-    /* The last verified benchmark (steps/s per vCPU) and the share of an
-     * approved vCPU it backs, in percent; null until one passed. */
-    static const char *const bench[] = { "benchmark", "benchmark_pct" };
+    /* The last verified benchmark (steps/s per vCPU), the share of an
+     * approved vCPU it backs, in percent, and the vCPUs it backs (the
+     * node takes VMs up to them); null until one passed. */
+    static const char *const bench[] = { "benchmark", "benchmark_pct",
+                                         "benchmark_vcpus" };
     for (size_t i = 0; i < ARRAY_SIZE(bench); i++) {
         json_t *b = json_object_get(row, bench[i]);
         json_object_set_new(o, bench[i], json_is_integer(b) ? json_incref(b)

@@ -135,6 +135,10 @@ static const struct config_opt options[] = {
     { "weight-reputation", CONFIG_INT, F(weight_reputation), 0, 1000000, "0",
       "placement weight of reputation: score rises this much from a node of "
       "reputation 0 to one of 100 (an unmeasured node counts as 0)" },
+    { "weight-benchmark", CONFIG_INT, F(weight_benchmark), 0, 1000000, "0",
+      "placement weight of the benchmark: score rises this much from a node "
+      "whose benchmark_pct is 0 to one of 100 (a node not benchmarked yet "
+      "counts as 0)" },
     { "reputation-half-life", CONFIG_INT, F(reputation_half_life_s), 60,
       31536000, "604800",
       "seconds after which what the hub observed of a node (availability, "
@@ -157,10 +161,13 @@ static const struct config_opt options[] = {
     { "bench-guest", CONFIG_STRING, F(bench_guest), 0, 0, "",
       "folder holding the benchmark's probe guest (vmlinuz and initrd.gz, "
       "images/probe/build.sh makes them) that nodes fetch from the hub; "
-      "empty: nodes use their own (the agent's --bench-guest)" },
+      "empty: the packaged one (<prefix>/share/fogfabric/probe beside the "
+      "installed program) when there; needed for challenges "
+      "(--bench-every)" },
     { "bench-ref", CONFIG_INT, F(bench_ref), 1, 1000000000, "1000000",
-      "benchmark steps a second per vCPU that back one approved vCPU whole; "
-      "a node's share of it lowers its reputation" },
+      "benchmark steps a second per vCPU that back one approved vCPU whole: "
+      "a node offers at most floor(score x lanes / this) vCPUs, and a share "
+      "below it lowers its reputation" },
     { "tenant-pools", CONFIG_STRING, F(tenant_pools), 0, 0,
       "10.0.0.0/9,172.16.0.0/12",
       "comma-separated ranges tenants' network CIDRs must lie in (never the "
@@ -474,6 +481,13 @@ static int cmd_serve(struct app *a)
      * node is a fault. */
     if (cfg->bench_every_s < 0)
         cfg->bench_every_s = a->has_probe ? 86400 : 0;
+    if (cfg->bench_every_s > 0 && !a->has_probe) {
+        fprintf(stderr, "fog-controller: --bench-every %lld needs the probe "
+                "guest (--bench-guest DIR): a node without one could not "
+                "answer and would be faulted\n",
+                (long long)cfg->bench_every_s);
+        return 2;
+    }
     if (store_open(db, &a->store) < 0)
         return 1;
     a->guard = guard_new(cfg);

@@ -9,6 +9,7 @@
 const char *const place_filter_names[PF_N] = {
     [PF_GPU] = "gpu",
     [PF_CAPACITY] = "capacity",
+    [PF_BENCHMARK] = "benchmark",
     [PF_KVM] = "kvm",
     [PF_DRAINED] = "drained",
     [PF_WINDOW] = "window",
@@ -188,6 +189,9 @@ static enum place_filter check(const struct place_node *n,
     if (n->free_vcpus < r->vcpus || n->free_mem_mib < r->mem_mib ||
         n->free_disk_gib < r->disk_gib)
         return PF_CAPACITY;
+    if (n->verified &&
+        n->vcpus - n->free_vcpus + r->vcpus > n->verified_vcpus)
+        return PF_BENCHMARK;
     if (!n->kvm && !r->allow_tcg)
         return PF_KVM;
     if (r->gpu_count > 0 && n->gpu_free < r->gpu_count)
@@ -246,7 +250,8 @@ double place_score(const struct place_node *n, const struct place_req *r,
 {
     return -w->price * ((double)price_hour / 1e9) +
            w->spread * free_after(n, r) +
-           w->reputation * (n->reputation > 0 ? n->reputation : 0);
+           w->reputation * (n->reputation > 0 ? n->reputation : 0) +
+           w->benchmark * (n->verified && n->bench > 0 ? n->bench : 0);
 }
 
 void place_decide(const struct place_req *r, const struct place_node *nodes,

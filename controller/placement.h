@@ -45,6 +45,12 @@ struct place_node {
                                     with none (an empty pool) */
     struct rating_offer offer;   /* prices in nano-tokens */
     double reputation;           /* 0..1, < 0 when unknown */
+    /* The last verified benchmark: the vCPUs its score backs (the node
+     * takes VMs only up to them: used + asked <= verified_vcpus) and its
+     * benchmark_pct / 100. Not verified yet: no cap, and bench 0. */
+    bool verified;
+    int64_t verified_vcpus;
+    double bench;
     /* For the request being placed (the scheduler fills them per VM that
      * asks for GPUs): free offered GPUs of its model, and the node's
      * price per GPU-hour of that model (< 0: offer.gpu_hour). */
@@ -77,14 +83,16 @@ struct place_req {
 
 /* Hub weights: score = -price * (tokens per hour) + spread * (mean free
  * fraction of vCPUs and memory after placing) + reputation * (the node's
- * reputation, 0..1, unknown as 0). spread > 0 spreads VMs over empty
- * nodes, < 0 packs them onto full ones. */
+ * reputation, 0..1, unknown as 0) + benchmark * (its benchmark_pct / 100,
+ * none yet as 0). spread > 0 spreads VMs over empty nodes, < 0 packs them
+ * onto full ones. */
 struct place_weights {
-    double price, spread, reputation;
+    double price, spread, reputation, benchmark;
 };
 
 enum place_filter {
     PF_CAPACITY,
+    PF_BENCHMARK,                /* above what its benchmark verified */
     PF_KVM,
     PF_DRAINED,
     PF_WINDOW,

@@ -43,12 +43,16 @@
     "n.id AND v.deleted_at IS NULL), 0)"
 
 /* The node still fits under its lock ($1 online since, $2 TCG allowed,
- * $3..$5 vCPUs, MiB, GiB). */
+ * $3..$5 vCPUs, MiB, GiB), and under the vCPUs its last verified
+ * benchmark backs (placement.h PF_BENCHMARK). */
 #define FITS_SQL                                                               \
     "n.approved = 1 AND n.removed_at IS NULL AND n.drained = 0 AND "           \
     "n.last_seen >= $1 AND "                                                   \
     "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 AND "               \
-    FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5"
+    FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5 AND "    \
+    "NOT EXISTS (SELECT 1 FROM node_trust vt WHERE vt.node_id = n.id AND "     \
+    "vt.bench_vcpus IS NOT NULL AND n.vcpus - (" FREE_SQL("vcpus") ") + $3 > " \
+    "vt.bench_vcpus)"
 
 /* Whether policy entry p of node n accepts a VM from template TMPL with
  * image name IMG and catalog image IMGID (SQL expressions): by content,
@@ -95,7 +99,8 @@ static struct place_weights weights(const struct app *a)
 {
     return (struct place_weights){ (double)a->cfg.weight_price,
                                    (double)a->cfg.weight_spread,
-                                   (double)a->cfg.weight_reputation };
+                                   (double)a->cfg.weight_reputation,
+                                   (double)a->cfg.weight_benchmark };
 }
 
 /* ---- the fleet: candidate rows for place_decide ---- */
@@ -320,14 +325,22 @@ static void fleet_add_offer(struct store_row *row, void *data)
             store_row_int(row, "port_hour", 0) };
 }
 
-/* A node's reputation: percent as the hub observed it. */
+/* A node's reputation (percent as the hub observed it) and its last
+ * verified benchmark: the vCPUs its score backs and benchmark_pct. */
 static void fleet_add_trust(struct store_row *row, void *data)
 {
     struct fleet *f = ((struct fleet_loading *)data)->f;
     ssize_t k = fleet_find(f, store_row_str(row, "node_id"));
+    if (k < 0)
+        return;
+    struct place_node *p = &f->nodes[k];
     struct store_value v = store_row_get(row, "score");
-    if (k >= 0 && v.type == STORE_INT)
-        f->nodes[k].reputation = (double)v.i / 100.0;
+    if (v.type == STORE_INT)
+        p->reputation = (double)v.i / 100.0;
+    v = store_row_get(row, "bench_vcpus");
+    p->verified = v.type == STORE_INT;
+    p->verified_vcpus = p->verified ? v.i : 0;
+    p->bench = (double)store_row_int(row, "bench_pct", 0) / 100.0;
 }
 
 /* What a node's live VMs hold, off its free capacity. */
@@ -420,7 +433,8 @@ static int fleet_load(struct app *a, struct fleet *f)
                               "disk_gib_month, gpu_hour, port_hour FROM "
                               "node_offers", "")) < 0 ||
         (e = store_query_each(a->store, fleet_add_trust, &l, "SELECT "
-                              "node_id, score FROM node_trust", "")) < 0 ||
+                              "node_id, score, bench_vcpus, bench_pct FROM "
+                              "node_trust", "")) < 0 ||
         (e = store_query_each(a->store, fleet_add_usage, &l, "SELECT "
                               "node_id, SUM(vcpus) AS vcpus, SUM(memory_mib) "
                               "AS mem, SUM(disk_gib) AS disk FROM vms WHERE "

@@ -1,11 +1,12 @@
 /* Property tests of the placement decision (controller/placement.c), a pure
  * function: random fleets of nodes with prices, capacities, KVM, policies,
- * regions, labels, reputations and anti-affinity, and random VMs with caps
- * and selectors. Checked against an independent oracle written here: the
- * chosen node passes every filter (never above the cap, never on a node of
- * its anti-affinity group), no node that passes is better by the weights,
- * ties go to the oldest, and the filter counts add up. The seed is
- * printed; FOG_SEED=N repeats a run, FOG_CASES=N changes how many. */
+ * regions, labels, reputations, verified benchmarks and anti-affinity, and
+ * random VMs with caps and selectors. Checked against an independent
+ * oracle written here: the chosen node passes every filter (never above
+ * the cap, never above the vCPUs its benchmark verified, never on a node
+ * of its anti-affinity group), no node that passes is better by the
+ * weights, ties go to the oldest, and the filter counts add up. The seed
+ * is printed; FOG_SEED=N repeats a run, FOG_CASES=N changes how many. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -91,6 +92,11 @@ static void random_fleet(struct fleet *f)
         p->gpu_free = (int64_t)below(4);
         p->offer.gpu_hour = price_of();
         p->gpu_hour_model = below(2) ? -1 : price_of();
+        /* A verified benchmark (often below the claim) or none yet; a
+         * figure without a verification must not count. */
+        p->verified = below(3) != 0;
+        p->verified_vcpus = (int64_t)below((uint64_t)p->vcpus + 2);
+        p->bench = (double)below(101) / 100.0;
     }
 }
 
@@ -169,6 +175,9 @@ static bool oracle_pass(const struct place_node *p, const struct place_req *r)
     if (p->free_vcpus < r->vcpus || p->free_mem_mib < r->mem_mib ||
         p->free_disk_gib < r->disk_gib)
         return false;
+    if (p->verified &&
+        (p->vcpus - p->free_vcpus) + r->vcpus > p->verified_vcpus)
+        return false;
     if (!p->kvm && !r->allow_tcg)
         return false;
     if (r->gpu_count > 0 && p->gpu_free < r->gpu_count)
@@ -220,7 +229,8 @@ static double oracle_score(const struct place_node *p,
                        (double)p->mem_mib) / 2;
     return -w->price * (double)oracle_price(p, r) / 1e9 +
            w->spread * room +
-           w->reputation * (p->reputation < 0 ? 0 : p->reputation);
+           w->reputation * (p->reputation < 0 ? 0 : p->reputation) +
+           w->benchmark * (p->verified ? p->bench : 0);
 }
 
 static void placement_properties(void **state)
@@ -232,7 +242,8 @@ static void placement_properties(void **state)
     rng_state = seed * 2654435761u + 1;
     static const struct place_weights ws[] = {
         { 1, 0, 0 }, { 0, 1, 0 }, { 0, -1, 0 }, { 1, 5, 0 }, { 3, -2, 0 },
-        { 0, 0, 0 }, { 1, 0, 2 }, { 0, 1, 1 }, { 0, 0, 5 } };
+        { 0, 0, 0 }, { 1, 0, 2 }, { 0, 1, 1 }, { 0, 0, 5 }, { 0, 0, 0, 3 },
+        { 1, 1, 1, 1 }, { 0, -1, 0, 4 } };
     long placed = 0, refused = 0;
     static struct fleet f;
     for (long c = 0; c < cases; c++) {
@@ -272,6 +283,9 @@ static void placement_properties(void **state)
         assert_int_equal(res.price_hour, oracle_price(p, &q.req));
         assert_true(q.req.max_price < 0 || res.price_hour <= q.req.max_price);
         assert_false(has(q.req.avoid, q.req.n_avoid, p->id));
+        /* Never above the vCPUs its benchmark verified. */
+        assert_true(!p->verified || p->vcpus - p->free_vcpus + q.req.vcpus <=
+                                        p->verified_vcpus);
     }
     printf("# %ld placed, %ld refused\n", placed, refused);
     /* Both outcomes happened, so neither side went untested. */
@@ -501,6 +515,73 @@ static void price_matches_rating(void **state)
         assert_int_equal(got, want);
         assert_int_equal(f, want == INT64_MAX ? PF_PRICE : PF_N);
     }
+/* A node that claims 8 vCPUs but whose benchmark backs 2 receives at
+ * most 2 vCPUs of VMs, one placement after another; one not benchmarked
+ * yet is not capped. */
+static void verified_vcpus_cap_the_node(void **state)
+{
+    struct place_node n = { .id = "slow", .free_vcpus = 8,
+                            .free_mem_mib = 8192, .free_disk_gib = 100,
+                            .vcpus = 8, .mem_mib = 8192, .kvm = true,
+                            .verified = true, .verified_vcpus = 2,
+                            .bench = 0.25 };
+    struct place_req r = { .vcpus = 1, .mem_mib = 256, .disk_gib = 1,
+                           .image = "tiny", .max_price = -1 };
+    struct place_weights w = { 1, 0, 0, 0 };
+    struct place_result res;
+    int placed = 0;
+    for (int i = 0; i < 8; i++) {
+        place_decide(&r, &n, 1, &w, &res);
+        if (res.chosen < 0)
+            break;
+        n.free_vcpus -= r.vcpus; /* as the scheduler's fleet_take */
+        placed++;
+    }
+    assert_int_equal(placed, 2);
+    assert_int_equal(res.removed[PF_BENCHMARK], 1);
+    char *why = place_refusal_text(&res, 1);
+    assert_non_null(strstr(why, "benchmark removed 1"));
+    free(why);
+    /* A bigger VM does not fit even on the empty node. */
+    n.free_vcpus = 8;
+    r.vcpus = 3;
+    place_decide(&r, &n, 1, &w, &res);
+    assert_int_equal(res.chosen, -1);
+    /* Not benchmarked yet: the claim stands. */
+    n.verified = false;
+    place_decide(&r, &n, 1, &w, &res);
+    assert_int_equal(res.chosen, 0);
+}
+
+/* With a benchmark weight, the faster of two otherwise equal nodes wins,
+ * wherever it is listed; one not benchmarked yet weighs as 0. */
+static void benchmark_weight_prefers_the_faster(void **state)
+{
+    struct place_node n[2] = {
+        { .id = "a", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
+          .verified = true, .verified_vcpus = 8, .bench = 0.5 },
+        { .id = "b", .free_vcpus = 8, .free_mem_mib = 8192,
+          .free_disk_gib = 100, .vcpus = 8, .mem_mib = 8192, .kvm = true,
+          .verified = true, .verified_vcpus = 8, .bench = 0.9 },
+    };
+    struct place_req r = { .vcpus = 2, .mem_mib = 1024, .disk_gib = 5,
+                           .image = "tiny", .max_price = -1 };
+    struct place_weights w = { 1, 0, 0, 1 };
+    struct place_result res;
+    place_decide(&r, n, 2, &w, &res);
+    assert_string_equal(n[res.chosen].id, "b");
+    n[0].bench = 1.0;
+    place_decide(&r, n, 2, &w, &res);
+    assert_string_equal(n[res.chosen].id, "a");
+    /* Unverified: its figure does not count, the verified one wins. */
+    n[0].verified = false;
+    place_decide(&r, n, 2, &w, &res);
+    assert_string_equal(n[res.chosen].id, "b");
+    /* Without the weight, the tie goes to the oldest. */
+    w.benchmark = 0;
+    place_decide(&r, n, 2, &w, &res);
+    assert_string_equal(n[res.chosen].id, "a");
 }
 
 int main(void)
@@ -511,6 +592,8 @@ int main(void)
         cmocka_unit_test(price_matches_rating),
         cmocka_unit_test(long_lists),
         cmocka_unit_test(memo_follows_changes),
+        cmocka_unit_test(verified_vcpus_cap_the_node),
+        cmocka_unit_test(benchmark_weight_prefers_the_faster),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
