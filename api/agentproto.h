@@ -31,6 +31,10 @@
 /* The first contract whose agents relay WireGuard through the hub
  * (api/relay.h): a pair is put on the relay only when both speak it. */
 #define AGENT_CONTRACT_RELAY 2
+/* The first contract whose agents take incremental backups and restore
+ * their chains: an older agent's VMs get full backups, and a chain is
+ * restored only on a node that speaks it. */
+#define AGENT_CONTRACT_INCREMENTAL 2
 
 /* A status post refused for some of its usage samples names each, in an
  * array under this member of the problem+json answer: {index, vm, seq,

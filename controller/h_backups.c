@@ -108,6 +108,13 @@ static int backup_parent_pick(struct app *a, const json_t *vm,
         *ret_why = "a migration moves the whole disk";
         return 0;
     }
+    if (store_query_int(a->store, 1, "SELECT agent_contract FROM nodes "
+                        "WHERE id = $1", "s", json_str(vm, "node_id")) <
+        AGENT_CONTRACT_INCREMENTAL) {
+        *ret_why = "the VM's node runs an agent too old for incremental "
+                   "backups";
+        return 0;
+    }
     json_auto_t *last = NULL;
     int e = store_query_one(a->store, &last, "SELECT id, node_id, mode, "
                             "parent_id FROM vm_backups WHERE vm_id = $1 AND "

@@ -14,6 +14,7 @@
 #include "controller/scheduler.h"
 #include "controller/edge.h"
 
+#include "api/agentproto.h"
 #include "billing/money.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -1233,6 +1234,17 @@ static int replace_commit(struct app *a, const char *vm_id,
     return e < 0 ? e : 1;
 }
 
+/* Whether rows (a JSON array of {id}) hold id. */
+static bool id_in_rows(const json_t *rows, const char *id)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        if (streq(json_str(row, "id"), id))
+            return true;
+    return false;
+}
+
 int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
                       const char *backup_id, char ret_node[UUID_STR_LEN + 1],
                       char **ret_why)
@@ -1255,17 +1267,36 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     }
     ask_block(&q, f);
     const char *from = json_str(vm, "node_id");
+    /* A chain of incremental backups is restored only by agents that
+     * stack one (an older agent would restore the top piece alone). */
+    json_auto_t *too_old = NULL;
+    if (backup_id &&
+        store_query_int(a->store, 0, "SELECT COUNT(*) FROM vm_backups WHERE "
+                        "id = $1 AND mode = $2", "ss", backup_id,
+                        BACKUP_MODE_INCREMENTAL) > 0 &&
+        (r = store_query(a->store, &too_old, "SELECT id FROM nodes WHERE "
+                         "agent_contract < $1 AND removed_at IS NULL", "i",
+                         (int64_t)AGENT_CONTRACT_INCREMENTAL)) < 0) {
+        store_tx_rollback(a->store);
+        fleet_put(f);
+        return r;
+    }
     /* The candidates: the node named, else every node but the one the VM
      * leaves; on the node it is on, its own share is free again. */
     _cleanup_free_ struct place_node *nodes = xcalloc(f->n + 1,
                                                       sizeof(*nodes));
     _cleanup_free_ size_t *idx = xcalloc(f->n + 1, sizeof(*idx));
     size_t n = 0;
+    bool pin_too_old = false;
     pthread_mutex_lock(&fleet_lock);
     for (size_t k = 0; k < f->n; k++) {
         const struct place_node *p = &f->nodes[k];
         if (pin ? !streq(p->id, pin) : streq(p->id, from))
             continue;
+        if (too_old && id_in_rows(too_old, p->id)) {
+            pin_too_old = pin != NULL;
+            continue;
+        }
         nodes[n] = *p;
         if (streq(p->id, from)) {
             nodes[n].free_vcpus += q.req.vcpus;
@@ -1294,7 +1325,10 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     place_decide(&q.req, nodes, n, &w, &res);
     if (res.chosen < 0) {
         _cleanup_free_ char *why = place_refusal_text(&res, n);
-        *ret_why = pin && n == 0
+        *ret_why = pin_too_old
+                       ? xstrdup("the node named runs an agent too old to "
+                                 "restore a chain of incremental backups")
+                   : pin && n == 0
                        ? xstrdup("the node named is not approved and "
                                  "reachable")
                        : pin ? xasprintf("the node named cannot take the "

@@ -1,6 +1,8 @@
 /* Test helpers: temp dirs, processes, ports, the controller and its
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
+
+#include "api/agentproto.h"
 #include "api/speclog.h"
 #include "common/jsonutil.h"
 #include "common/buf.h"
@@ -604,9 +606,14 @@ json_t *tu_api(const struct tu_ctl *ctl, const char *key, const char *method,
                const char *path, const char *body, long *ret_status)
 {
     _cleanup_free_ char *url = xasprintf("%s%s", ctl->url, path);
+    /* A test posing as a node speaks today's contract, as the agent does
+     * (the controller reads it on agent calls only). */
+    char contract[64];
+    snprintf(contract, sizeof(contract), "%s: %d", AGENT_CONTRACT_HEADER,
+             AGENT_CONTRACT);
     struct tu_resp r;
     long st = tu_http(method, url, key, ctl->ca, body, body ? strlen(body) : 0,
-                      NULL, NULL, &r);
+                      NULL, contract, &r);
     json_t *j = json_loadb(r.body, r.len, 0, NULL);
     tu_resp_clear(&r);
     if (ret_status)
@@ -1520,7 +1527,10 @@ int tu_nat_node_build(struct tu_nat_node *n, const char *tag, int idx)
     snprintf(n->ns, sizeof(n->ns), "%s%d-n%d", tag, (int)getpid(), idx);
     snprintf(n->router, sizeof(n->router), "%s%d-r%d", tag, (int)getpid(),
              idx);
-    snprintf(n->wg, sizeof(n->wg), "%swg%u", tag, (unsigned)idx & 0xffu);
+    /* wireguard-go's sockets share one directory across namespaces: the
+     * name is this process's alone, so two runs at once never meet. */
+    snprintf(n->wg, sizeof(n->wg), "%.3s%xw%u", tag,
+             (unsigned)getpid() & 0xffffffu, (unsigned)idx & 0xffu);
     const char *outside = n->lan ? n->router : n->ns;
     char veth[16];
     snprintf(veth, sizeof(veth), "h%d_%d", (int)getpid() % 100000, seq++);

@@ -2,11 +2,13 @@
  * the node agent as it was built at the last commit of contract 1
  * (tools/old-agent.sh builds it from this checkout's git history) joins
  * today's controller on libvirt's test driver, runs a VM through create,
- * stop, start and delete, and posts statuses the controller takes; the
- * controller records which contract each node speaks (a current agent
- * beside it says AGENT_CONTRACT), refuses a version older than it serves
- * with 426 and a misshapen one with 400. Skipped (77) when the checkout
- * has no git history holding that commit. */
+ * stop, start and delete, and posts statuses the controller takes; it
+ * takes and restores full backups (it is never offered an incremental
+ * one, nor a chain to restore). The controller records which contract
+ * each node speaks (a current agent beside it says AGENT_CONTRACT),
+ * refuses a version older than it serves with 426 and a misshapen one
+ * with 400. Skipped (77) when the checkout has no git history holding
+ * that commit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -122,6 +124,78 @@ static void the_older_agent_runs_a_vm_through_its_life(void **state)
     assert_int_equal(st, 404);
 }
 
+/* GET path's member `field` once `state` reads `want` (NULL after ms);
+ * caller frees. */
+static json_t *wait_state(const char *path, const char *want, int64_t ms)
+{
+    int64_t t0 = mono_ms();
+    while (mono_ms() - t0 < ms) {
+        long st;
+        json_t *j = tu_api(&ctl, tenant_key, "GET", path, NULL, &st);
+        if (st == 200 && streq(json_str(j, "state") ? json_str(j, "state")
+                                                    : "", want))
+            return j;
+        json_decref(j);
+        usleep(200 * 1000);
+    }
+    return NULL;
+}
+
+/* The older agent backs a VM up and restores it; it is offered only full
+ * backups (it cannot take incremental ones), and a chain of incremental
+ * backups is never restored on it. */
+static void the_older_agent_backs_up_and_restores_full_backups(void **state)
+{
+    (void)state;
+    json_decref(tu_vm_post(&ctl, tenant_key, "bk", 1, NULL, 201));
+    assert_true(wait_field(tenant_key, "/v1/vms/bk", "state", "running",
+                           30000) >= 0);
+    json_auto_t *b = api(tenant_key, "POST", "/v1/vms/bk/backups", NULL, 202);
+    assert_string_equal(json_str(b, "mode"), "full");
+    assert_non_null(strstr(json_str(b, "full_reason") ? json_str(b,
+                           "full_reason") : "", "too old"));
+    _cleanup_free_ char *path = xasprintf("/v1/vms/bk/backups/%s",
+                                          json_str(b, "id"));
+    json_auto_t *ready = wait_state(path, "ready", 60000);
+    assert_non_null(ready);
+    json_decref(api(tenant_key, "POST", "/v1/vms/bk/stop", NULL, 202));
+    assert_true(wait_field(tenant_key, "/v1/vms/bk", "state", "stopped",
+                           30000) >= 0);
+    /* Were it the top of a chain, this agent could not restore it. */
+    tu_sql(&ctl, "UPDATE vm_backups SET mode = 'incremental' WHERE id = '%s'",
+           json_str(b, "id"));
+    _cleanup_free_ char *body = xasprintf(
+        "{\"backup\":\"%s\",\"node\":\"old1\"}", json_str(b, "id"));
+    long st;
+    json_auto_t *refused = tu_api(&ctl, tenant_key, "POST",
+                                  "/v1/vms/bk/restore", body, &st);
+    assert_int_equal(st, 409);
+    assert_non_null(strstr(json_str(refused, "detail") ? json_str(refused,
+                           "detail") : "", "too old"));
+    tu_sql(&ctl, "UPDATE vm_backups SET mode = 'full' WHERE id = '%s'",
+           json_str(b, "id"));
+    json_decref(api(tenant_key, "POST", "/v1/vms/bk/restore", body, 202));
+    /* Restored as it was left (stopped), and the placement restores no
+     * more once the node reported it. */
+    int64_t end = mono_ms() + 60000;
+    char *rb = NULL;
+    while (mono_ms() < end) {
+        free(rb);
+        rb = tu_sql_text(&ctl, "SELECT COALESCE(restore_backup, 'none') "
+                         "FROM vms WHERE name = 'bk'");
+        if (streq(rb, "none"))
+            break;
+        usleep(200 * 1000);
+    }
+    assert_string_equal(rb, "none");
+    free(rb);
+    assert_true(wait_field(tenant_key, "/v1/vms/bk", "state", "stopped",
+                           30000) >= 0);
+    json_decref(api(tenant_key, "POST", "/v1/vms/bk/start", NULL, 202));
+    assert_true(wait_field(tenant_key, "/v1/vms/bk", "state", "running",
+                           30000) >= 0);
+}
+
 static void each_node_shows_the_contract_its_agent_speaks(void **state)
 {
     (void)state;
@@ -189,6 +263,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_older_agent_runs_a_vm_through_its_life),
+        cmocka_unit_test(the_older_agent_backs_up_and_restores_full_backups),
         cmocka_unit_test(each_node_shows_the_contract_its_agent_speaks),
         cmocka_unit_test(older_or_misshapen_contracts_are_refused),
     };

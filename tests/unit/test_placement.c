@@ -515,6 +515,8 @@ static void price_matches_rating(void **state)
         assert_int_equal(got, want);
         assert_int_equal(f, want == INT64_MAX ? PF_PRICE : PF_N);
     }
+}
+
 /* A node that claims 8 vCPUs but whose benchmark backs 2 receives at
  * most 2 vCPUs of VMs, one placement after another; one not benchmarked
  * yet is not capped. */
