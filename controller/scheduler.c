@@ -10,6 +10,7 @@
  * fences domains of earlier placements on their nodes. */
 #include "controller/scheduler.h"
 #include "controller/edge.h"
+#include "controller/pubzone.h"
 
 #include "billing/money.h"
 #include "common/jsonutil.h"
@@ -1118,6 +1119,7 @@ static void *reconciler(void *arg)
         }
         /* Every replica keeps its own edge's file. */
         edge_sync(a);
+        pubzone_sync(a);
         pthread_mutex_lock(&rec_lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
