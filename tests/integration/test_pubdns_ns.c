@@ -8,8 +8,9 @@
  * (as a restore or migration leaves it) within seconds while the SOA
  * serial rises (AAAA when the node's address is IPv6), a label two
  * accounts map to stays with the one named so, a hostile name in the
- * store never reaches the file, a deleted VM's name answers NXDOMAIN, and
- * a bad --public-zone stops the controller. */
+ * store never reaches the file, a stopped VM's name goes until it starts,
+ * a deleted VM's name answers NXDOMAIN, and a bad --public-zone stops the
+ * controller. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -265,6 +266,18 @@ static void the_name_follows_the_vm_to_another_node(void **state)
     free(n2_cred);
 }
 
+static void a_stopped_vm_has_no_name_until_it_starts(void **state)
+{
+    (void)state;
+    json_decref(tu_api_want(&ctl, rival_key, "POST", "/v1/vms/game/stop",
+                            NULL, 202));
+    assert_true(wait_answer("game.rival." ZONE, "", 5000) >= 0);
+    assert_true(nxdomain("game.rival." ZONE));
+    json_decref(tu_api_want(&ctl, rival_key, "POST", "/v1/vms/game/start",
+                            NULL, 202));
+    assert_true(wait_answer("game.rival." ZONE, NODE_IP, 5000) >= 0);
+}
+
 static void a_deleted_vm_answers_nxdomain(void **state)
 {
     (void)state;
@@ -323,6 +336,7 @@ int main(void)
         cmocka_unit_test(a_shared_label_stays_with_the_account_named_so),
         cmocka_unit_test(a_hostile_name_in_the_store_never_reaches_the_zone),
         cmocka_unit_test(the_name_follows_the_vm_to_another_node),
+        cmocka_unit_test(a_stopped_vm_has_no_name_until_it_starts),
         cmocka_unit_test(a_deleted_vm_answers_nxdomain),
         cmocka_unit_test(a_bad_zone_is_refused_at_start),
     };
