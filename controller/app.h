@@ -88,6 +88,10 @@ struct app_settings {
     char *ingress_config;    /* "": no edge */
     char *ingress_reload;    /* shell command run after each write */
     char *ingress_https_bind, *ingress_http_bind; /* HAProxy bind words */
+    /* the public DNS zone (pubzone.c): its domain, dnsmasq's hosts file */
+    char *public_zone;        /* "": no zone */
+    char *public_zone_file;   /* the hosts file dnsmasq reads */
+    char *public_zone_reload; /* shell command run after each write */
 };
 
 struct app {

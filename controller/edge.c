@@ -4,14 +4,12 @@
  * written only on a difference), then HAProxy asked to reload. */
 #include "controller/edge.h"
 #include "common/buf.h"
-#include "common/fs.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/netcheck.h"
-#include "common/proc.h"
+#include "controller/cfgwrite.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
 
 /* The route checks again before it reaches the file. */
@@ -107,11 +105,7 @@ char *edge_config_render(const struct ingress_route *r, size_t n,
     return buf_steal(&b);
 }
 
-static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *last_written;
-/* The last write's error (0: none), so a failing path is said once, not
- * every round it is retried. */
-static int last_error;
+static struct cfgwrite written = CFGWRITE_INIT;
 
 int edge_sync(struct app *a)
 {
@@ -123,36 +117,8 @@ int edge_sync(struct app *a)
     int e = ingress_routes_load(a->store, &routes, &n);
     if (e < 0)
         return e;
-    _cleanup_free_ char *text = edge_config_render(
-        routes, n, cfg->ingress_https_bind, cfg->ingress_http_bind);
-    pthread_mutex_lock(&sync_lock);
-    if (last_written && streq(last_written, text)) {
-        pthread_mutex_unlock(&sync_lock);
-        return 0;
-    }
-    e = file_write_atomic(cfg->ingress_config, text, strlen(text), 0644);
-    if (e < 0) {
-        bool again = e == last_error;
-        last_error = e;
-        pthread_mutex_unlock(&sync_lock);
-        if (!again)
-            log_error("cannot write the ingress configuration '%s': %s "
-                      "(retried each round)", cfg->ingress_config,
-                      strerror(-e));
-        return e;
-    }
-    last_error = 0;
-    free(last_written);
-    last_written = TAKE_PTR(text);
-    pthread_mutex_unlock(&sync_lock);
-    log_info("ingress configuration written to %s (%zu routes)",
-             cfg->ingress_config, n);
-    if (cfg->ingress_reload && *cfg->ingress_reload) {
-        /* The operator's own command, never data of a request. */
-        char *argv[] = { "/bin/sh", "-c", cfg->ingress_reload, NULL };
-        if ((e = spawn_wait(argv, false)) < 0)
-            log_warn("ingress reload command failed (%s): the edge may "
-                     "still serve the previous routes", strerror(-e));
-    }
-    return 1;
+    char *text = edge_config_render(routes, n, cfg->ingress_https_bind,
+                                    cfg->ingress_http_bind);
+    return cfgwrite_sync(&written, cfg->ingress_config, &text,
+                         cfg->ingress_reload, "ingress configuration");
 }

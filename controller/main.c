@@ -10,6 +10,7 @@
 #include "controller/accrual.h"
 #include "controller/app.h"
 #include "controller/edge.h"
+#include "controller/pubzone.h"
 #include "controller/catalog.h"
 #include "controller/auth.h"
 #include "controller/backup.h"
@@ -221,6 +222,17 @@ static const struct config_opt options[] = {
       ":443", "where the edge takes TLS (passthrough by SNI): [ADDR]:PORT" },
     { "ingress-http-bind", CONFIG_STRING, F(ingress_http_bind), 0, 0, ":80",
       "where the edge takes plain HTTP (routed by Host): [ADDR]:PORT" },
+    { "public-zone", CONFIG_STRING, F(public_zone), 0, 0, "",
+      "DNS domain of the hub's public names, e.g. fog.example.org: each "
+      "published VM answers as VM.TENANT.DOMAIN with its node's public "
+      "address (empty: no zone)" },
+    { "public-zone-file", CONFIG_STRING, F(public_zone_file), 0, 0, "",
+      "hosts file the public zone is written to (temp file + rename) on "
+      "every change, for dnsmasq --auth-zone DOMAIN --addn-hosts FILE" },
+    { "public-zone-reload", CONFIG_STRING, F(public_zone_reload), 0, 0, "",
+      "shell command run after each write of --public-zone-file, e.g. "
+      "'kill -HUP $(cat /run/fog-dns.pid)' (dnsmasq re-reads the file and "
+      "raises the SOA serial)" },
 };
 #undef F
 
@@ -426,6 +438,15 @@ static int cmd_serve(struct app *a)
         !edge_bind_ok(cfg->ingress_http_bind)) {
         fprintf(stderr, "fog-controller: ingress-https-bind and "
                         "ingress-http-bind must be [ADDR]:PORT\n");
+        return 2;
+    }
+    if (cfg->public_zone && *cfg->public_zone &&
+        (!pubzone_domain_ok(cfg->public_zone) || !cfg->public_zone_file ||
+         !*cfg->public_zone_file)) {
+        fprintf(stderr, "fog-controller: public-zone '%s' must be a "
+                        "lower-case DNS name of at least two labels (at "
+                        "most 125 bytes), with public-zone-file set\n",
+                cfg->public_zone);
         return 2;
     }
     /* Files an older version or an operator left readable by others

@@ -13,6 +13,7 @@
  * transaction on sqlite. */
 #include "controller/scheduler.h"
 #include "controller/edge.h"
+#include "controller/pubzone.h"
 
 #include "api/agentproto.h"
 #include "billing/money.h"
@@ -1508,6 +1509,7 @@ static void *reconciler(void *arg)
         }
         /* Every replica keeps its own edge's file. */
         edge_sync(a);
+        pubzone_sync(a);
         pthread_mutex_lock(&rec_lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
