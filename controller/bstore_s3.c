@@ -328,7 +328,12 @@ static int s3_begin(struct bstore *st, const char *id)
     struct bstore_s3 *s = S3_OF(st);
     if (!bstore_id_ok(id))
         return -EINVAL;
-    int e = s3_head(s, id, NULL);
+    /* The upload goes on (a begin comes with every chunk): no request. */
+    bool sealed = true;
+    int e = s->spool->ops->stat(s->spool, id, NULL, &sealed);
+    if (e == 0 && !sealed)
+        return 0;
+    e = s3_head(s, id, NULL);
     if (e == 0)
         return -EEXIST;
     if (e != -ENOENT)
@@ -738,6 +743,8 @@ int bstore_s3_new(const struct bstore_s3_opts *o, struct bstore **ret)
         return -EINVAL;
     }
     _cleanup_free_ char *keys = NULL;
+    /* At start-up, before the request threads: it is not thread-safe. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     int e = read_keys(o->key_file, &keys);
     if (e < 0)
         return e;

@@ -17,42 +17,13 @@
 #include "tests/testutil.h"
 #include "tests/bstore_contract.h"
 
-#include <curl/curl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-static char *srv_dir;   /* s3rver's data */
-static char *srv_js;    /* its entry point */
-static char *srv_node;
-static int srv_port;
-static pid_t srv_pid = -1;
+static struct tu_s3 srv;
 static char bucket[32]; /* this test's */
 static unsigned n_bucket;
-
-static void srv_start(void)
-{
-    _cleanup_free_ char *port = xasprintf("%d", srv_port);
-    _cleanup_free_ char *data = xasprintf("%s/data", srv_dir);
-    _cleanup_free_ char *log = xasprintf("%s/s3rver.log", srv_dir);
-    assert_int_equal(mkdir_p(data, 0700), 0);
-    char *argv[] = { srv_node, srv_js, "-d", data, "-a", "127.0.0.1",
-                     "-p", port, "--no-vhost-buckets", NULL };
-    srv_pid = tu_spawn(argv, log);
-    assert_true(srv_pid > 0);
-    assert_int_equal(tu_wait_port(srv_port, 20000), 0);
-}
-
-static void srv_stop(void)
-{
-    if (srv_pid > 0) {
-        kill(srv_pid, SIGTERM);
-        waitpid(srv_pid, NULL, 0);
-    }
-    srv_pid = -1;
-}
 
 static char *key_file(const char *name, const char *text, mode_t mode)
 {
@@ -62,45 +33,17 @@ static char *key_file(const char *name, const char *text, mode_t mode)
     return p;
 }
 
-/* A signed request straight to s3rver: its HTTP status. */
-static long raw(const char *method, const char *path, const char *body)
-{
-    CURL *c = curl_easy_init();
-    assert_non_null(c);
-    _cleanup_free_ char *url = xasprintf("http://127.0.0.1:%d/%s", srv_port,
-                                         path);
-    struct curl_slist *h = curl_slist_append(NULL, "x-amz-content-sha256: "
-                                                   "UNSIGNED-PAYLOAD");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
-    curl_easy_setopt(c, CURLOPT_USERPWD, "S3RVER:S3RVER");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    }
-    FILE *devnull = fopen("/dev/null", "w");
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    fclose(devnull);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return status;
-}
-
 static int s3_setup(void **state)
 {
     tu_dir_setup(state);
     snprintf(bucket, sizeof(bucket), "fogtest-%u", ++n_bucket);
-    assert_int_equal(raw("PUT", bucket, NULL), 200);
+    assert_int_equal(tu_s3_raw(&srv, "PUT", bucket, NULL), 200);
     return 0;
 }
 
 static struct bstore *open_s3(uint64_t max, uint64_t part, const char *keys)
 {
-    _cleanup_free_ char *url = xasprintf("http://127.0.0.1:%d/%s", srv_port,
+    _cleanup_free_ char *url = xasprintf("http://127.0.0.1:%d/%s", srv.port,
                                          bucket);
     _cleanup_free_ char *spool = xasprintf("%s/spool", tu_dir);
     _cleanup_free_ char *kf = key_file("s3.key", keys, 0600);
@@ -162,9 +105,9 @@ static void failed_send_keeps_the_upload(void **state)
     sha256_hex("hellO world", 11, other);
     assert_int_equal(s->ops->begin(s, ID1), 0);
     assert_int_equal(s->ops->append(s, ID1, 0, "hello world", 11, NULL), 0);
-    srv_stop();
+    tu_s3_halt(&srv);
     assert_int_equal(s->ops->commit(s, ID1, hex, 11), -EIO);
-    srv_start();
+    tu_s3_resume(&srv);
     uint64_t n = 0;
     bool committed = true;
     assert_int_equal(s->ops->stat(s, ID1, &n, &committed), 0);
@@ -181,9 +124,9 @@ static void failed_send_keeps_the_upload(void **state)
     /* the digest is checked again at the retry */
     assert_int_equal(s->ops->begin(s, ID2), 0);
     assert_int_equal(s->ops->append(s, ID2, 0, "hello world", 11, NULL), 0);
-    srv_stop();
+    tu_s3_halt(&srv);
     assert_int_equal(s->ops->commit(s, ID2, hex, 11), -EIO);
-    srv_start();
+    tu_s3_resume(&srv);
     assert_int_equal(s->ops->commit(s, ID2, other, 11), -EBADMSG);
     assert_int_equal(s->ops->stat(s, ID2, &n, NULL), -ENOENT);
 
@@ -204,9 +147,9 @@ static void foreign_objects_left_out(void **state)
     _cleanup_free_ char *p2 = xasprintf("%s/0B5C2A2E-6D5F-4C61-9D0A-"
                                         "1C6F6B0F7A11", bucket);
     _cleanup_free_ char *p3 = xasprintf("%s/%s.part", bucket, ID2);
-    assert_int_equal(raw("PUT", p1, "x"), 200);
-    assert_int_equal(raw("PUT", p2, "x"), 200);
-    assert_int_equal(raw("PUT", p3, "x"), 200);
+    assert_int_equal(tu_s3_raw(&srv, "PUT", p1, "x"), 200);
+    assert_int_equal(tu_s3_raw(&srv, "PUT", p2, "x"), 200);
+    assert_int_equal(tu_s3_raw(&srv, "PUT", p3, "x"), 200);
     char hex[65];
     sha256_hex("", 0, hex);
     assert_int_equal(s->ops->begin(s, ID1), 0);
@@ -288,17 +231,10 @@ static void refused_key_and_bad_options(void **state)
 
 int main(void)
 {
-    const char *o = getenv("O") ? getenv("O") : "build";
-    srv_js = xasprintf("%s/js/node_modules/s3rver/bin/s3rver.js", o);
-    srv_node = tu_which("node");
-    if (!srv_node || access(srv_js, R_OK) < 0) {
+    if (tu_s3_start(&srv) < 0) {
         printf("node or s3rver missing: run sh tools/npm-deps.sh\n");
         return 77;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    srv_dir = tu_tempdir("s3rver");
-    srv_port = tu_free_port();
-    srv_start();
     const struct CMUnitTest tests[] = {
         BSTORE_CONTRACT_TESTS(s3_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(multipart_above_part_size_reads_back_whole,
@@ -311,11 +247,6 @@ int main(void)
                                         s3_setup, tu_dir_teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
-    srv_stop();
-    tu_rmrf(srv_dir);
-    free(srv_dir);
-    free(srv_js);
-    free(srv_node);
-    curl_global_cleanup();
+    tu_s3_destroy(&srv);
     return r;
 }
