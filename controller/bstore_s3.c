@@ -55,7 +55,10 @@ struct bstore_s3 {
 struct s3_req {
     const char *method;
     const char *id;    /* object key, or NULL for the bucket */
-    const char *query; /* already escaped, without '?', or NULL */
+    /* Without '?', or NULL. libcurl 7.88 signs it as written, so it is
+     * written in SigV4's canonical form: keys sorted, every one with '=',
+     * values escaped by curl_easy_escape(). */
+    const char *query;
     int in_fd;         /* body read from here (pread), -1: none */
     uint64_t in_off, in_len;
     const char *body;  /* or a body in memory (POST) */
@@ -386,7 +389,7 @@ static int s3_put_multipart(struct bstore_s3 *s, const char *id, int fd,
 {
     struct s3_req q = S3_REQ("POST");
     q.id = id;
-    q.query = "uploads";
+    q.query = "uploads=";
     int e = s3_do(s, &q);
     xmlDoc *doc = e == 0 ? xml_parse(&q.out) : NULL;
     s3_req_done(&q);

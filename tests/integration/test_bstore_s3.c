@@ -6,18 +6,26 @@
  * and the next commit sends it, objects the store did not name are left
  * out of its listings, a refused key is -EACCES, and the options are
  * checked (URL, region, key file mode). Each test gets a bucket of its
- * own. Skipped (77) when node or s3rver is not installed. */
+ * own. As s3rver does not check V4 signatures, the last test recomputes
+ * them as AWS does for every request the store sends. Skipped (77) when
+ * node or s3rver is not installed. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "common/buf.h"
 #include "common/fs.h"
 #include "controller/bstore_s3.h"
 #include "tests/testutil.h"
 #include "tests/bstore_contract.h"
 
+#include <arpa/inet.h>
+#include <nettle/hmac.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -58,6 +66,17 @@ static struct bstore *open_s3(uint64_t max, uint64_t part, const char *keys)
 static struct bstore *bstore_contract_open(uint64_t max)
 {
     return open_s3(max, 0, "S3RVER:S3RVER\n");
+}
+
+/* The store lists blob `id` and no other. */
+static void list_is_only(struct bstore *s, const char *id)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    assert_int_equal(s->ops->list(s, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], id);
+    bstore_ids_free(ids);
 }
 
 static void multipart_above_part_size_reads_back_whole(void **state)
@@ -154,13 +173,9 @@ static void foreign_objects_left_out(void **state)
     sha256_hex("", 0, hex);
     assert_int_equal(s->ops->begin(s, ID1), 0);
     assert_int_equal(s->ops->commit(s, ID1, hex, 0), 0);
-    char **ids = NULL;
-    size_t n = 0;
-    assert_int_equal(s->ops->list(s, &ids, &n), 0);
-    assert_int_equal(n, 1);
-    assert_string_equal(ids[0], ID1);
-    bstore_ids_free(ids);
+    list_is_only(s, ID1);
     struct bstore_entry *en = NULL;
+    size_t n = 0;
     assert_int_equal(s->ops->entries(s, &en, &n), 0);
     assert_int_equal(n, 1);
     assert_string_equal(en[0].id, ID1);
@@ -229,6 +244,260 @@ static void refused_key_and_bad_options(void **state)
     bstore_free(s);
 }
 
+/* ---- SigV4 as AWS checks it ----
+ * s3rver does not check V4 signatures, so the requests the store sends
+ * also go to a listener here that recomputes each signature from the
+ * request as it arrived, with the canonical query form (keys sorted,
+ * each with '=', values escaped) that S3 uses, and answers as S3 would. */
+struct sig_srv {
+    int fd, port;
+    int good, bad, pages;
+    pthread_t thr;
+};
+
+static void hmac(const uint8_t *key, size_t klen, const char *msg,
+                 uint8_t out[SHA256_DIGEST_SIZE])
+{
+    struct hmac_sha256_ctx c;
+    hmac_sha256_set_key(&c, klen, key);
+    hmac_sha256_update(&c, strlen(msg), (const uint8_t *)msg);
+    hmac_sha256_digest(&c, SHA256_DIGEST_SIZE, out);
+}
+
+static int unhex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* AWS's URI encoding of a decoded query key or value. */
+static void aws_escape(struct buf *b, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%' && i + 2 < len) {
+            c = (char)(unhex(s[i + 1]) * 16 + unhex(s[i + 2]));
+            i += 2;
+        }
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            (c >= '0' && c <= '9') || strchr("-_.~", c))
+            buf_append(b, &c, 1);
+        else
+            buf_printf(b, "%%%02X", (unsigned char)c);
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *canon_query(const char *q)
+{
+    char *parts[16];
+    size_t n = 0;
+    _cleanup_free_ char *dup = xstrdup(q);
+    char *save = NULL;
+    for (char *p = strtok_r(dup, "&", &save); p && n < 16;
+         p = strtok_r(NULL, "&", &save)) {
+        struct buf b = BUF_INIT;
+        char *eq = strchr(p, '=');
+        aws_escape(&b, p, eq ? (size_t)(eq - p) : strlen(p));
+        buf_puts(&b, "=");
+        if (eq)
+            aws_escape(&b, eq + 1, strlen(eq + 1));
+        parts[n++] = buf_steal(&b);
+    }
+    qsort(parts, n, sizeof(*parts), cmp_str);
+    struct buf b = BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        buf_printf(&b, "%s%s", i ? "&" : "", parts[i]);
+        free(parts[i]);
+    }
+    buf_puts(&b, "");
+    return buf_steal(&b);
+}
+
+/* The value of header `name` (lower case) in the request head, or NULL. */
+static char *header(const char *head, const char *name)
+{
+    for (const char *l = strstr(head, "\r\n"); l; l = strstr(l, "\r\n")) {
+        l += 2;
+        size_t nl = strlen(name);
+        if (!strncasecmp(l, name, nl) && l[nl] == ':') {
+            const char *v = l + nl + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            while (e > v && e[-1] == ' ')
+                e--;
+            return xstrndup(v, (size_t)(e - v));
+        }
+    }
+    return NULL;
+}
+
+static bool sig_ok(const char *head)
+{
+    char method[16], target[512];
+    if (sscanf(head, "%15s %511s", method, target) != 2)
+        return false;
+    _cleanup_free_ char *auth = header(head, "authorization");
+    _cleanup_free_ char *date = header(head, "x-amz-date");
+    _cleanup_free_ char *payload = header(head, "x-amz-content-sha256");
+    if (!auth || !date || !payload || strlen(date) != 16)
+        return false;
+    const char *sh = strstr(auth, "SignedHeaders=");
+    const char *sg = strstr(auth, "Signature=");
+    const char *cr = strstr(auth, "Credential=S3RVER/");
+    if (!sh || !sg || !cr)
+        return false;
+    _cleanup_free_ char *signed_h = xstrndup(sh + 14, strcspn(sh + 14, ","));
+    char *qm = strchr(target, '?');
+    if (qm)
+        *qm = '\0';
+    _cleanup_free_ char *cq = canon_query(qm ? qm + 1 : "");
+    struct buf creq = BUF_INIT;
+    buf_printf(&creq, "%s\n%s\n%s\n", method, target, cq);
+    _cleanup_free_ char *names = xstrdup(signed_h);
+    char *save = NULL;
+    for (char *n = strtok_r(names, ";", &save); n;
+         n = strtok_r(NULL, ";", &save)) {
+        _cleanup_free_ char *v = header(head, n);
+        buf_printf(&creq, "%s:%s\n", n, v ? v : "");
+    }
+    buf_printf(&creq, "\n%s\n%s", signed_h, payload);
+    char ch[65];
+    sha256_hex(creq.data, creq.len, ch);
+    buf_free(&creq);
+    _cleanup_free_ char *sts = xasprintf("AWS4-HMAC-SHA256\n%s\n%.8s/"
+                                         "eu-west-1/s3/aws4_request\n%s",
+                                         date, date, ch);
+    uint8_t k[SHA256_DIGEST_SIZE], k2[SHA256_DIGEST_SIZE];
+    _cleanup_free_ char *d8 = xstrndup(date, 8);
+    hmac((const uint8_t *)"AWS4S3RVER", 10, d8, k);
+    hmac(k, sizeof(k), "eu-west-1", k2);
+    hmac(k2, sizeof(k2), "s3", k);
+    hmac(k, sizeof(k), "aws4_request", k2);
+    hmac(k2, sizeof(k2), sts, k);
+    char want[65];
+    hex_encode(k, sizeof(k), want);
+    return !strncmp(sg + 10, want, 64);
+}
+
+static void *sig_thread(void *arg)
+{
+    struct sig_srv *s = arg;
+    for (;;) {
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        struct buf in = BUF_INIT;
+        char chunk[65536];
+        ssize_t n;
+        char *end = NULL;
+        while (!(end = strstr(buf_str(&in), "\r\n\r\n")) &&
+               (n = read(c, chunk, sizeof(chunk))) > 0)
+            buf_append(&in, chunk, (size_t)n);
+        if (!end) {
+            close(c);
+            buf_free(&in);
+            if (!in.len)
+                return NULL; /* the stop poke */
+            continue;
+        }
+        _cleanup_free_ char *head = xstrndup(in.data,
+                                             (size_t)(end - in.data) + 2);
+        _cleanup_free_ char *cl = header(head, "content-length");
+        size_t want = (size_t)(end - in.data) + 4 + (cl ? strtoul(cl, NULL,
+                                                                   10) : 0);
+        while (in.len < want && (n = read(c, chunk, sizeof(chunk))) > 0)
+            buf_append(&in, chunk, (size_t)n);
+        if (sig_ok(head))
+            s->good++;
+        else
+            s->bad++;
+        const char *body = "";
+        const char *status = "200 OK";
+        const char *extra = "";
+        if (!strncmp(head, "HEAD ", 5)) {
+            status = "404 Not Found";
+        } else if (strstr(head, "?uploads")) {
+            body = "<InitiateMultipartUploadResult><UploadId>u/1+=</UploadId>"
+                   "</InitiateMultipartUploadResult>";
+        } else if (!strncmp(head, "PUT ", 4)) {
+            extra = "ETag: \"e1\"\r\n";
+        } else if (strstr(head, "list-type=2") &&
+                   !strstr(head, "continuation-token")) {
+            s->pages++;
+            body = "<ListBucketResult><IsTruncated>true</IsTruncated>"
+                   "<NextContinuationToken>t/+= x</NextContinuationToken>"
+                   "</ListBucketResult>";
+        } else if (strstr(head, "continuation-token=t%2F%2B%3D%20x")) {
+            s->pages++;
+            body = "<ListBucketResult><IsTruncated>false</IsTruncated>"
+                   "<Contents><Key>" ID2 "</Key><LastModified>"
+                   "2026-01-02T03:04:05.000Z</LastModified></Contents>"
+                   "</ListBucketResult>";
+        } else if (!strncmp(head, "POST ", 5)) {
+            body = "<CompleteMultipartUploadResult/>";
+        }
+        _cleanup_free_ char *ans = xasprintf(
+            "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n"
+            "\r\n%s", status, extra, strncmp(head, "HEAD ", 5) ?
+            strlen(body) : 0, strncmp(head, "HEAD ", 5) ? body : "");
+        (void)fd_write_full(c, ans, strlen(ans));
+        close(c);
+        buf_free(&in);
+    }
+}
+
+static void requests_signed_as_aws_checks(void **state)
+{
+    (void)state;
+    struct sig_srv srvs = { .port = tu_free_port() };
+    srvs.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)srvs.port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(srvs.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(srvs.fd, 8), 0);
+    assert_int_equal(pthread_create(&srvs.thr, NULL, sig_thread, &srvs), 0);
+
+    _cleanup_free_ char *url = xasprintf("http://127.0.0.1:%d/fog-sig",
+                                         srvs.port);
+    _cleanup_free_ char *spool = xasprintf("%s/spool", tu_dir);
+    _cleanup_free_ char *kf = key_file("s3.key", "S3RVER:S3RVER", 0600);
+    struct bstore_s3_opts o = { .url = url, .region = "eu-west-1",
+                                .key_file = kf, .spool_dir = spool,
+                                .part_size = 5 << 20 };
+    struct bstore *s = NULL;
+    assert_int_equal(bstore_s3_new(&o, &s), 0);
+    size_t len = (5 << 20) + 100; /* a multipart upload of two parts */
+    _cleanup_free_ char *data = xcalloc(1, len);
+    char hex[65];
+    sha256_hex(data, len, hex);
+    assert_int_equal(s->ops->begin(s, ID1), 0);
+    assert_int_equal(s->ops->append(s, ID1, 0, data, len, NULL), 0);
+    assert_int_equal(s->ops->commit(s, ID1, hex, len), 0);
+    sha256_hex("abc", 3, hex); /* and a PutObject */
+    assert_int_equal(s->ops->begin(s, ID1), 0);
+    assert_int_equal(s->ops->append(s, ID1, 0, "abc", 3, NULL), 0);
+    assert_int_equal(s->ops->commit(s, ID1, hex, 3), 0);
+    list_is_only(s, ID2);
+    bstore_free(s);
+
+    shutdown(srvs.fd, SHUT_RDWR);
+    int poke = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    (void)connect(poke, (struct sockaddr *)&a, sizeof(a));
+    close(poke);
+    pthread_join(srvs.thr, NULL);
+    close(srvs.fd);
+    /* HEAD, create, 2 parts, complete, HEAD, PUT, 2 list pages */
+    assert_int_equal(srvs.pages, 2);
+    assert_int_equal(srvs.bad, 0);
+    assert_int_equal(srvs.good, 9);
+}
+
 int main(void)
 {
     if (tu_s3_start(&srv) < 0) {
@@ -245,6 +514,8 @@ int main(void)
                                         tu_dir_teardown),
         cmocka_unit_test_setup_teardown(refused_key_and_bad_options,
                                         s3_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(requests_signed_as_aws_checks,
+                                        tu_dir_setup, tu_dir_teardown),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     tu_s3_destroy(&srv);
