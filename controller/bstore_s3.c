@@ -124,7 +124,12 @@ static size_t s3_header_cb(char *ptr, size_t size, size_t n, void *ud)
         free(q->etag);
         q->etag = xstrndup(v, vl);
     } else if (len > 5 && !strncasecmp(ptr, "HTTP/", 5)) {
-        q->status = 0; /* a new answer (after 100 Continue) */
+        /* The status line of each answer (a 100 Continue comes first), so
+         * an error's body is kept for the log, not written to out_fd. */
+        char line[64];
+        long st = 0;
+        snprintf(line, sizeof(line), "%.*s", (int)(len < 63 ? len : 63), ptr);
+        q->status = sscanf(line, "%*s %ld", &st) == 1 ? st : 0;
     }
     return len;
 }

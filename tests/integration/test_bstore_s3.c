@@ -196,6 +196,9 @@ static void refused_key_and_bad_options(void **state)
         char **ids = NULL;
         assert_int_equal(s->ops->list(s, &ids, NULL), -EACCES);
         assert_int_equal(s->ops->begin(s, ID1), -EACCES);
+        int fd = -1;
+        uint64_t n = 0;
+        assert_int_equal(s->ops->open(s, ID1, &fd, &n), -EACCES);
     }
     _cleanup_free_ char *spool = xasprintf("%s/spool", tu_dir);
     _cleanup_free_ char *good = key_file("good.key", "A:B\n", 0600);
