@@ -1574,7 +1574,13 @@ void tu_s3_resume(struct tu_s3 *s)
     if (mkdir_p(data, 0700) < 0)
         abort();
     char *argv[] = { s->node, s->js, "-d", data, "-a", "127.0.0.1",
-                     "-p", port, "--no-vhost-buckets", NULL };
+                     "-p", port, "--no-vhost-buckets", NULL, NULL, NULL,
+                     NULL, NULL, NULL, NULL };
+    if (s->cert) {
+        char *tls[] = { "--cert", s->cert, "--key", s->key,
+                        "--configure-bucket", "fog-tls" };
+        memcpy(&argv[9], tls, sizeof(tls));
+    }
     s->pid = tu_spawn(argv, log);
     if (s->pid < 0 || tu_wait_port(s->port, 20000) < 0) {
         fprintf(stderr, "s3rver did not start; log %s\n", log);
@@ -1583,6 +1589,11 @@ void tu_s3_resume(struct tu_s3 *s)
 }
 
 int tu_s3_start(struct tu_s3 *s)
+{
+    return tu_s3_start_tls(s, NULL, NULL);
+}
+
+int tu_s3_start_tls(struct tu_s3 *s, const char *cert, const char *key)
 {
     const char *o = getenv("O");
     *s = (struct tu_s3){ .pid = -1 };
@@ -1601,6 +1612,8 @@ int tu_s3_start(struct tu_s3 *s)
         return -ENOENT;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    s->cert = cert ? xstrdup(cert) : NULL;
+    s->key = key ? xstrdup(key) : NULL;
     s->dir = tu_tempdir("s3rver");
     s->key_file = xasprintf("%s/s3.key", s->dir);
     if (file_write_atomic(s->key_file, "S3RVER:S3RVER\n", 14, 0600) < 0)
@@ -1628,6 +1641,8 @@ void tu_s3_destroy(struct tu_s3 *s)
     free(s->js);
     free(s->node);
     free(s->key_file);
+    free(s->cert);
+    free(s->key);
     *s = (struct tu_s3){ .pid = -1 };
 }
 

@@ -428,12 +428,16 @@ bool tu_pg_resume(struct tu_pg *pg);
  * credentials S3RVER:S3RVER in key_file (mode 0600). */
 struct tu_s3 {
     char *dir, *js, *node, *key_file;
+    char *cert, *key; /* HTTPS with these; NULL: plain HTTP */
     int port;
     pid_t pid;
 };
 /* Start it: 0, or -ENOENT when node or s3rver is not installed (the
  * caller skips: exit 77). */
 int tu_s3_start(struct tu_s3 *s);
+/* The same over HTTPS with the certificate and key given (PEM files),
+ * serving a bucket "fog-tls" made at its start. */
+int tu_s3_start_tls(struct tu_s3 *s, const char *cert, const char *key);
 /* Stop it (the data stays); tu_s3_resume() starts it again on its port. */
 void tu_s3_halt(struct tu_s3 *s);
 void tu_s3_resume(struct tu_s3 *s);

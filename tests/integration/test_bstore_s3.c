@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "common/fs.h"
 #include "controller/bstore_s3.h"
+#include "controller/pki.h"
 #include "tests/testutil.h"
 #include "tests/bstore_contract.h"
 
@@ -245,6 +246,43 @@ static void refused_key_and_bad_options(void **state)
     struct bstore *s = NULL;
     assert_int_equal(bstore_s3_new(&o, &s), 0);
     bstore_free(s);
+}
+
+/* Over HTTPS the store trusts the CA of --s3-ca, or the system's: a
+ * certificate of another CA is refused. */
+static void https_with_its_ca(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *pki = xasprintf("%s/pki", tu_dir);
+    assert_int_equal(mkdir_p(pki, 0700), 0);
+    assert_int_equal(pki_init(pki, NULL, NULL, 0), 0);
+    _cleanup_free_ char *cert = xasprintf("%s/server.pem", pki);
+    _cleanup_free_ char *key = xasprintf("%s/server.key", pki);
+    _cleanup_free_ char *ca = xasprintf("%s/ca.pem", pki);
+    struct tu_s3 tls;
+    assert_int_equal(tu_s3_start_tls(&tls, cert, key), 0);
+    _cleanup_free_ char *url = xasprintf("https://127.0.0.1:%d/fog-tls",
+                                         tls.port);
+    _cleanup_free_ char *spool = xasprintf("%s/spool", tu_dir);
+    char hex[65];
+    sha256_hex("abc", 3, hex);
+    for (int with_ca = 0; with_ca < 2; with_ca++) {
+        struct bstore_s3_opts o = { .url = url, .key_file = tls.key_file,
+                                    .ca_file = with_ca ? ca : NULL,
+                                    .spool_dir = spool };
+        struct bstore *s = NULL;
+        assert_int_equal(bstore_s3_new(&o, &s), 0);
+        if (!with_ca) {
+            assert_int_equal(s->ops->begin(s, ID1), -EIO);
+        } else {
+            assert_int_equal(s->ops->begin(s, ID1), 0);
+            assert_int_equal(s->ops->append(s, ID1, 0, "abc", 3, NULL), 0);
+            assert_int_equal(s->ops->commit(s, ID1, hex, 3), 0);
+            list_is_only(s, ID1);
+        }
+        bstore_free(s);
+    }
+    tu_s3_destroy(&tls);
 }
 
 /* ---- SigV4 as AWS checks it ----
@@ -517,6 +555,8 @@ int main(void)
                                         tu_dir_teardown),
         cmocka_unit_test_setup_teardown(refused_key_and_bad_options,
                                         s3_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(https_with_its_ca, tu_dir_setup,
+                                        tu_dir_teardown),
         cmocka_unit_test_setup_teardown(requests_signed_as_aws_checks,
                                         tu_dir_setup, tu_dir_teardown),
     };
