@@ -512,7 +512,9 @@ static int s3_commit(struct bstore *st, const char *id, const char *sha256,
     }
     if (e < 0)
         return e;
-    return s->spool->ops->remove(s->spool, id);
+    /* -ENOENT: a commit of the same blob at the same time sent it too. */
+    e = s->spool->ops->remove(s->spool, id);
+    return e == -ENOENT ? 0 : e;
 }
 
 static int s3_open(struct bstore *st, const char *id, int *ret_fd,
