@@ -185,6 +185,7 @@ static int s3_do(struct bstore_s3 *s, struct s3_req *q)
         curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
                          (curl_off_t)q->in_len);
     } else if (streq(q->method, "POST")) {
+        h = curl_slist_append(h, "Content-Type: application/xml");
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
                          (curl_off_t)q->body_len);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body ? q->body : "");
