@@ -525,7 +525,11 @@ static int s3_open(struct bstore *st, const char *id, int *ret_fd,
     if (!bstore_id_ok(id))
         return -EINVAL;
     /* An unnamed file beside the spool: on the hub's disk while the reader
-     * holds it, gone when it is closed. */
+     * holds it, gone when it is closed. The whole object is read before
+     * this returns (the caller serves ranges from an fd), so the first
+     * byte of a large blob waits for all of it: a node fetching it gives
+     * up after its stall limit. Streaming it needs a ranged-read op and
+     * a streamed answer in the HTTP server. */
     _cleanup_close_ int fd = open(s->spool_dir, O_TMPFILE | O_RDWR |
                                   O_CLOEXEC, 0600);
     if (fd < 0)
