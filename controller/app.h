@@ -43,6 +43,8 @@ struct app_settings {
     int64_t max_vcpus, max_memory_mib, max_disk_gib;
     int64_t max_image_gib;
     int64_t max_backup_gib;  /* bytes one sealed backup may reach, GiB */
+    char *backup_store;      /* NULL: DATA/backups; else an S3 bucket URL */
+    char *s3_region, *s3_key_file, *s3_ca;
     char *mesh_cidr;
     char *templates_dir;
     bool inspect;       /* libguestfs inspection of imported images */

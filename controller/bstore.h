@@ -1,10 +1,11 @@
 /* The backup store: where the hub keeps the encrypted VM backups its nodes
  * upload. A small vtable so the default (a directory under the
  * controller's data dir, bstore_dir.c) and an S3-compatible object store
- * are siblings behind one interface: begin = CreateMultipartUpload,
- * append at the received size = UploadPart, stat = ListParts, commit =
- * CompleteMultipartUpload after the digest check, open = GetObject,
- * remove = DeleteObject/AbortMultipartUpload, list = ListObjectsV2.
+ * (bstore_s3.c) are siblings behind one interface. On S3, uploads spool
+ * on local disk (begin, append and stat there), commit = the digest check
+ * then PutObject or a multipart upload, open = GetObject, stat of a
+ * committed blob = HeadObject, remove = DeleteObject, list and entries =
+ * ListObjectsV2 (with the spool's uploads).
  * Blob ids are ones the controller made (UUIDs); anything else is refused
  * before it reaches a path or key. Every call is safe from several
  * request threads at once. */
@@ -50,9 +51,9 @@ struct bstore_ops {
     /* The ids of committed blobs, a NULL-terminated array the caller frees
      * with bstore_ids_free(); *ret_n may be NULL. */
     int (*list)(struct bstore *s, char ***ret_ids, size_t *ret_n);
-    /* Every committed blob and open upload (ListObjectsV2 with
-     * ListMultipartUploads), an array the caller frees; files that are
-     * not the store's are left out. 0 or -errno. */
+    /* Every committed blob and open upload, an array the caller frees;
+     * files and objects that are not the store's are left out. 0 or
+     * -errno. */
     int (*entries)(struct bstore *s, struct bstore_entry **ret,
                    size_t *ret_n);
     void (*free)(struct bstore *s);

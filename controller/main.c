@@ -16,6 +16,7 @@
 #include "controller/backup.h"
 #include "controller/benchmark.h"
 #include "controller/bstore.h"
+#include "controller/bstore_s3.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
 #include "controller/migrate.h"
@@ -83,7 +84,17 @@ static const struct config_opt options[] = {
     { "max-image-gib", CONFIG_INT, F(max_image_gib), 1, 1 << 16, "64",
       "largest image file accepted by the catalog, GiB" },
     { "max-backup-gib", CONFIG_INT, F(max_backup_gib), 1, 1 << 20, "256",
-      "largest sealed VM backup the hub keeps, GiB (in DATA/backups)" },
+      "largest sealed VM backup the hub keeps, GiB" },
+    { "backup-store", CONFIG_STRING, F(backup_store), 0, 0, NULL,
+      "where backups are kept: s3://BUCKET or https://HOST[:PORT]/BUCKET "
+      "for an S3-compatible object store (default: DATA/backups)" },
+    { "s3-region", CONFIG_STRING, F(s3_region), 0, 0, "us-east-1",
+      "region the S3 backup store's requests are signed for" },
+    { "s3-access-key-file", CONFIG_STRING, F(s3_key_file), 0, 0, NULL,
+      "file (mode 0600) holding KEY:SECRET for the S3 backup store" },
+    { "s3-ca", CONFIG_STRING, F(s3_ca), 0, 0, NULL,
+      "CA file the S3 backup store's certificate is checked with "
+      "(default: the system's)" },
     { "mesh-cidr", CONFIG_STRING, F(mesh_cidr), 0, 0, "100.96.0.0/12",
       "address range of the WireGuard mesh" },
     { "inspect", CONFIG_BOOL, F(inspect), 0, 0, "true",
@@ -403,6 +414,32 @@ static bool listen_is_loopback(const char *listen)
            startswith(listen, "localhost:");
 }
 
+/* The backup store the settings name: the directory DATA/backups, or an
+ * S3 bucket whose uploads spool in DATA/s3-spool (apart, so blobs of a
+ * directory store used before are never taken for uploads). 0 or -errno
+ * (message printed). */
+static int backup_store_open(const struct app_settings *cfg,
+                             struct bstore **ret)
+{
+    uint64_t max = (uint64_t)cfg->max_backup_gib << 30;
+    if (!cfg->backup_store && (cfg->s3_key_file || cfg->s3_ca)) {
+        fprintf(stderr, "fog-controller: --s3-access-key-file and --s3-ca "
+                        "need --backup-store\n");
+        return -EINVAL;
+    }
+    if (!cfg->backup_store) {
+        _cleanup_free_ char *dir = xasprintf("%s/backups", cfg->data_dir);
+        return bstore_dir_new(dir, max, ret);
+    }
+    _cleanup_free_ char *spool = xasprintf("%s/s3-spool", cfg->data_dir);
+    struct bstore_s3_opts o = { .url = cfg->backup_store,
+                                .region = cfg->s3_region,
+                                .key_file = cfg->s3_key_file,
+                                .ca_file = cfg->s3_ca,
+                                .spool_dir = spool, .max_size = max };
+    return bstore_s3_new(&o, ret);
+}
+
 static int cmd_serve(struct app *a)
 {
     struct app_settings *cfg = &a->cfg;
@@ -491,9 +528,7 @@ static int cmd_serve(struct app *a)
         fprintf(stderr, "fog-controller: %s\n", pools_why);
         return 2;
     }
-    _cleanup_free_ char *bdir = xasprintf("%s/backups", cfg->data_dir);
-    if (bstore_dir_new(bdir, (uint64_t)cfg->max_backup_gib << 30,
-                       &a->backups) < 0)
+    if (backup_store_open(cfg, &a->backups) < 0)
         return 1;
     if (benchmark_probe_load(a) < 0)
         return 2;

@@ -1603,3 +1603,116 @@ void tu_nat_node_destroy(struct tu_nat_node *n)
     free(n->log);
     n->data_dir = n->log = NULL;
 }
+
+void tu_s3_resume(struct tu_s3 *s)
+{
+    _cleanup_free_ char *port = xasprintf("%d", s->port);
+    _cleanup_free_ char *data = xasprintf("%s/data", s->dir);
+    _cleanup_free_ char *log = xasprintf("%s/s3rver.log", s->dir);
+    if (mkdir_p(data, 0700) < 0)
+        abort();
+    char *argv[] = { s->node, s->js, "-d", data, "-a", "127.0.0.1",
+                     "-p", port, "--no-vhost-buckets", NULL, NULL, NULL,
+                     NULL, NULL, NULL, NULL };
+    if (s->cert) {
+        char *tls[] = { "--cert", s->cert, "--key", s->key,
+                        "--configure-bucket", "fog-tls" };
+        memcpy(&argv[9], tls, sizeof(tls));
+    }
+    s->pid = tu_spawn(argv, log);
+    if (s->pid < 0 || tu_wait_port(s->port, 20000) < 0) {
+        fprintf(stderr, "s3rver did not start; log %s\n", log);
+        abort();
+    }
+}
+
+int tu_s3_start(struct tu_s3 *s)
+{
+    return tu_s3_start_tls(s, NULL, NULL);
+}
+
+int tu_s3_start_tls(struct tu_s3 *s, const char *cert, const char *key)
+{
+    const char *o = getenv("O");
+    *s = (struct tu_s3){ .pid = -1 };
+    for (int i = 0; i < 2 && !s->js; i++) {
+        char *js = xasprintf("%s/js/node_modules/s3rver/bin/s3rver.js",
+                             i == 0 && o && *o ? o : "build");
+        if (access(js, R_OK) == 0)
+            s->js = js;
+        else
+            free(js);
+    }
+    s->node = tu_which("node");
+    if (!s->js || !s->node) {
+        free(s->js);
+        free(s->node);
+        return -ENOENT;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    s->cert = cert ? xstrdup(cert) : NULL;
+    s->key = key ? xstrdup(key) : NULL;
+    s->dir = tu_tempdir("s3rver");
+    s->key_file = xasprintf("%s/s3.key", s->dir);
+    if (file_write_atomic(s->key_file, "S3RVER:S3RVER\n", 14, 0600) < 0)
+        abort();
+    s->port = tu_free_port();
+    tu_s3_resume(s);
+    return 0;
+}
+
+void tu_s3_halt(struct tu_s3 *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+    }
+    s->pid = -1;
+}
+
+void tu_s3_destroy(struct tu_s3 *s)
+{
+    tu_s3_halt(s);
+    if (s->dir)
+        tu_rmrf(s->dir);
+    free(s->dir);
+    free(s->js);
+    free(s->node);
+    free(s->key_file);
+    free(s->cert);
+    free(s->key);
+    *s = (struct tu_s3){ .pid = -1 };
+}
+
+static size_t s3_discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+long tu_s3_raw(const struct tu_s3 *s, const char *method, const char *path,
+               const char *body)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        abort();
+    _cleanup_free_ char *url = xasprintf("http://127.0.0.1:%d/%s", s->port,
+                                         path);
+    struct curl_slist *h = curl_slist_append(NULL, "x-amz-content-sha256: "
+                                                   "UNSIGNED-PAYLOAD");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
+    curl_easy_setopt(c, CURLOPT_USERPWD, "S3RVER:S3RVER");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s3_discard);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}

@@ -428,3 +428,26 @@ void tu_pg_stop(struct tu_pg *pg);
  * logins (false if it does not within 10 s). */
 void tu_pg_halt(struct tu_pg *pg);
 bool tu_pg_resume(struct tu_pg *pg);
+
+/* An S3-compatible object store on loopback: s3rver from tools/js
+ * ($O/js, else build/js) under node, its data in a temp dir, the
+ * credentials S3RVER:S3RVER in key_file (mode 0600). */
+struct tu_s3 {
+    char *dir, *js, *node, *key_file;
+    char *cert, *key; /* HTTPS with these; NULL: plain HTTP */
+    int port;
+    pid_t pid;
+};
+/* Start it: 0, or -ENOENT when node or s3rver is not installed (the
+ * caller skips: exit 77). */
+int tu_s3_start(struct tu_s3 *s);
+/* The same over HTTPS with the certificate and key given (PEM files),
+ * serving a bucket "fog-tls" made at its start. */
+int tu_s3_start_tls(struct tu_s3 *s, const char *cert, const char *key);
+/* Stop it (the data stays); tu_s3_resume() starts it again on its port. */
+void tu_s3_halt(struct tu_s3 *s);
+void tu_s3_resume(struct tu_s3 *s);
+void tu_s3_destroy(struct tu_s3 *s);
+/* A signed request to it, body (may be NULL) sent as is: the HTTP status. */
+long tu_s3_raw(const struct tu_s3 *s, const char *method, const char *path,
+               const char *body);

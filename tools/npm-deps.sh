@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the npm packages pinned in tools/js/package-lock.json (the
 # OpenAPI linter, the response validator, the client generator and the
-# TypeScript compiler) into $O/js/node_modules. Idempotent: does nothing
+# TypeScript compiler, the S3 emulator s3rver) into $O/js/node_modules. Idempotent: does nothing
 # when that lock is already installed. Tests never download.
 set -eu
 O=${O:-build}

@@ -3,7 +3,9 @@
  * exactly the backed-up disk (qemu-img compare), the placement generation
  * moves and the old node's domain and files go when it comes back, only
  * the node the VM is placed on may fetch the blob, and a running VM,
- * another tenant, a backup not ready or not the VM's own are refused. */
+ * another tenant, a backup not ready or not the VM's own are refused. All
+ * of it twice: on the directory store, then with the hub's backups in an
+ * S3 bucket (s3rver on loopback, when tools/npm-deps.sh installed it). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +17,7 @@
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "controller/bstore.h"
+#include "controller/bstore_s3.h"
 #include "nodeagent/backup.h"
 #include "tests/testutil.h"
 
@@ -27,11 +30,20 @@ static struct tu_ctl ctl;
 static struct tu_agent node_a, node_b;
 static char *tenant_key, *other_key, *tmp;
 
+static struct tu_s3 s3;   /* pid > 0: the hub keeps backups there */
+static char *s3_url;
+
 static int setup(void **state)
 {
     static const char *ctl_args[] = { "--heartbeat", "1", "--longpoll", "5",
                                       "--no-inspect", "--evacuate-after", "4",
-                                      NULL };
+                                      NULL, NULL, NULL, NULL, NULL };
+    if (s3.pid > 0) {
+        ctl_args[7] = "--backup-store";
+        ctl_args[8] = s3_url;
+        ctl_args[9] = "--s3-access-key-file";
+        ctl_args[10] = s3.key_file;
+    }
     tu_ctl_start(&ctl, ctl_args);
     tenant_key = tu_account(&ctl, "alice", "tenant");
     other_key = tu_account(&ctl, "mallory", "tenant");
@@ -93,7 +105,7 @@ static void run_ok(char *const argv[])
 }
 
 /* A ready backup of VM vm_id's overlay at `overlay`, as the hub holds it:
- * sealed with a fresh key, committed in the store under DATA/backups, its
+ * sealed with a fresh key, committed in the hub's store, its
  * row ready and the key on the VM. Returns the backup's id (caller
  * frees). */
 static char *make_backup(const char *vm_id, const char *overlay)
@@ -113,8 +125,14 @@ static char *make_backup(const char *vm_id, const char *overlay)
         fail_msg("seal: %s", err);
 
     _cleanup_free_ char *dir = xasprintf("%s/backups", ctl.dir);
+    _cleanup_free_ char *spool = xasprintf("%s/writer", tmp);
+    struct bstore_s3_opts o = { .url = s3_url, .key_file = s3.key_file,
+                                .spool_dir = spool };
     struct bstore *bs = NULL;
-    assert_int_equal(bstore_dir_new(dir, 0, &bs), 0);
+    if (s3.pid > 0)
+        assert_int_equal(bstore_s3_new(&o, &bs), 0);
+    else
+        assert_int_equal(bstore_dir_new(dir, 0, &bs), 0);
     _cleanup_free_ char *data = NULL;
     size_t len = 0;
     assert_int_equal(file_read(sealed, 64 << 20, &data, &len), 0);
@@ -386,5 +404,19 @@ int main(void)
         cmocka_unit_test(blob_is_served_only_to_the_vms_node),
         cmocka_unit_test(evacuation_restores_or_loses_after_the_node_goes_silent),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int r = cmocka_run_group_tests(tests, setup, teardown);
+    if (tu_s3_start(&s3) < 0) {
+        printf("node or s3rver missing: the S3 store is not tested\n");
+        return r;
+    }
+    if (tu_s3_raw(&s3, "PUT", "fog-restore", NULL) != 200) {
+        fprintf(stderr, "s3rver: cannot make the bucket\n");
+        tu_s3_destroy(&s3);
+        return 1;
+    }
+    s3_url = xasprintf("http://127.0.0.1:%d/fog-restore", s3.port);
+    r |= cmocka_run_group_tests(tests, setup, teardown);
+    tu_s3_destroy(&s3);
+    free(s3_url);
+    return r;
 }
