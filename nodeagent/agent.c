@@ -135,6 +135,9 @@ struct agent {
      * once to the controller (refused_sent), and per VM in its status. */
     json_t *refused;
     bool refused_sent;
+    /* How long after a failed status post to try again: what a 429 or
+     * 503 answer's Retry-After said, else 2 s. */
+    int64_t status_retry_ms;
 
     /* The GPU report (gpu_report) as of the last heartbeat. */
     json_t *gpus;
@@ -617,6 +620,10 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
         bool refused = r == 0 && rep.status >= 400 && rep.status < 500 &&
                        rep.status != 401 && rep.status != 408 &&
                        rep.status != 429;
+        a->status_retry_ms =
+            r == 0 && (rep.status == 429 || rep.status == 503)
+                ? api_reply_retry_ms(&rep, 2000, 1000, 60000)
+                : 2000;
         if (refused && ret_problem)
             *ret_problem = json_incref(rep.json);
         api_reply_clear(&rep);
@@ -1314,7 +1321,8 @@ int agent_run(const struct agent_settings *s)
                         retry_at = now + 1000;
                 } else {
                     post_failed = true;
-                    retry_at = now + 2000;
+                    retry_at = now + (a.status_retry_ms > 0
+                                          ? a.status_retry_ms : 2000);
                 }
             }
             if (hb)
