@@ -422,8 +422,9 @@ int catalog_template_image(struct app *a, json_t *t, char ret_id[UUID_STR_LEN + 
     int e = store_tx_begin(a->store);
     if (e < 0)
         return e;
-    /* One import per template image, whichever replica or request asks. */
-    json_auto_t *row = NULL;
+    /* One import per template image, whichever replica or request asks.
+     * (Both declared before any goto: a jump may not skip a cleanup.) */
+    json_auto_t *row = NULL, *hub = NULL;
     if ((e = store_lock(a->store, "template-image", name)) < 0)
         goto fail;
     e = store_query_one(a->store, &row, "SELECT id FROM images WHERE name = "
@@ -436,7 +437,6 @@ int catalog_template_image(struct app *a, json_t *t, char ret_id[UUID_STR_LEN + 
     }
     if (e != -ENOENT)
         goto fail;
-    json_auto_t *hub = NULL;
     if ((e = store_query_one(a->store, &hub, "SELECT id FROM accounts WHERE "
                              "role = 'admin' ORDER BY "
                              "created_at, id LIMIT 1", "")) < 0)
