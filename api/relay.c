@@ -37,6 +37,37 @@ int relay_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
     return 0;
 }
 
+int relay_stream_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
+                        size_t *ret_len)
+{
+    if (cap < RELAY_STREAM_PREFIX)
+        return -ENOBUFS;
+    size_t len;
+    int e = relay_encode(f, out + RELAY_STREAM_PREFIX,
+                         cap - RELAY_STREAM_PREFIX, &len);
+    if (e < 0)
+        return e;
+    out[0] = (uint8_t)(len >> 8);
+    out[1] = (uint8_t)len;
+    *ret_len = len + RELAY_STREAM_PREFIX;
+    return 0;
+}
+
+int relay_stream_next(const uint8_t *buf, size_t len, size_t *ret_frame,
+                      size_t *ret_used)
+{
+    if (len < RELAY_STREAM_PREFIX)
+        return 0;
+    size_t n = (size_t)buf[0] << 8 | buf[1];
+    if (n == 0 || n > RELAY_FRAME_MAX)
+        return -EBADMSG;
+    if (len < RELAY_STREAM_PREFIX + n)
+        return 0;
+    *ret_frame = n;
+    *ret_used = RELAY_STREAM_PREFIX + n;
+    return 1;
+}
+
 int relay_decode(const uint8_t *data, size_t len, struct relay_frame *ret)
 {
     if (!data || len < RELAY_HDR_LEN + RELAY_ID_LEN ||

@@ -58,6 +58,23 @@ int relay_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
  * *ret written only on success (its payload points into data). */
 int relay_decode(const uint8_t *data, size_t len, struct relay_frame *ret);
 
+/* Over TCP (a connection upgraded to RELAY_UPGRADE_PROTOCOL on the
+ * controller's HTTPS port, where UDP is blocked) the same frames travel
+ * each after its length, two bytes big-endian. */
+#define RELAY_UPGRADE_PROTOCOL "fog-relay"
+#define RELAY_STREAM_PREFIX 2
+/* Write frame f with its length prefix into out (cap bytes): as
+ * relay_encode(), *ret_len counting the prefix. */
+int relay_stream_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
+                        size_t *ret_len);
+/* The first frame in the len bytes of a stream read so far: 1 with
+ * *ret_frame (its len, after the prefix) and *ret_used (prefix and frame,
+ * to drop from the buffer); 0 when the frame is not all there yet; and
+ * -EBADMSG for a length of 0 or over RELAY_FRAME_MAX (the stream is then
+ * out of step: close it). The frame itself is decoded with relay_decode. */
+int relay_stream_next(const uint8_t *buf, size_t len, size_t *ret_frame,
+                      size_t *ret_used);
+
 /* A canonical lowercase UUID to its 16 bytes and back (out: 37 bytes). */
 int relay_id_parse(const char *uuid, uint8_t out[RELAY_ID_LEN]);
 void relay_id_format(const uint8_t id[RELAY_ID_LEN], char out[37]);
