@@ -34,7 +34,10 @@
 enum relay_type {
     RELAY_HELLO = 1,    /* node -> hub: register this source address */
     RELAY_DATA = 2,     /* node -> hub: for node `id`; hub -> node: from `id` */
+    RELAY_WELCOME = 3,  /* hub -> node: hello taken (id: the node's own);
+                         * shorter than the hello it answers */
 };
+#define RELAY_WELCOME_LEN (RELAY_HDR_LEN + RELAY_ID_LEN)
 
 /* A decoded frame. Hello: id is the sender, token its token. Data: id is
  * the peer (destination towards the hub, source from it); payload points
@@ -53,8 +56,8 @@ struct relay_frame {
 int relay_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
                  size_t *ret_len);
 /* Decode len bytes. Anything but a well-formed frame is -EBADMSG: another
- * magic or version, an unknown type, non-zero reserved bytes, a hello of
- * another length, data with no payload or one over RELAY_PAYLOAD_MAX.
+ * magic or version, an unknown type, non-zero reserved bytes, a hello or
+ * welcome of another length, data with no payload or one over RELAY_PAYLOAD_MAX.
  * *ret written only on success (its payload points into data). */
 int relay_decode(const uint8_t *data, size_t len, struct relay_frame *ret);
 

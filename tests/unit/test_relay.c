@@ -80,8 +80,18 @@ static void frames_round_trip(void **state)
     f.payload = NULL;
     f.payload_len = 10;
     assert_int_equal(relay_encode(&f, out, sizeof(out), &len), -EINVAL);
-    f = (struct relay_frame){ .type = 3 };
+    f = (struct relay_frame){ .type = 4 };
     assert_int_equal(relay_encode(&f, out, sizeof(out), &len), -EINVAL);
+    /* A welcome is a header and an id, nothing more. */
+    f = (struct relay_frame){ .type = RELAY_WELCOME };
+    assert_int_equal(relay_id_parse(ID_A, f.id), 0);
+    assert_int_equal(relay_encode(&f, out, sizeof(out), &len), 0);
+    assert_int_equal(len, RELAY_WELCOME_LEN);
+    assert_true(RELAY_WELCOME_LEN < RELAY_HELLO_LEN);
+    assert_int_equal(relay_decode(out, len, &g), 0);
+    assert_int_equal(g.type, RELAY_WELCOME);
+    assert_memory_equal(g.id, f.id, RELAY_ID_LEN);
+    assert_int_equal(relay_decode(out, len + 1, &g), -EBADMSG);
     f = (struct relay_frame){ .type = RELAY_HELLO };
     assert_int_equal(relay_encode(&f, out, RELAY_HELLO_LEN - 1, &len),
                      -ENOBUFS);
@@ -105,7 +115,7 @@ static void hostile_frames_are_refused(void **state)
         assert_int_equal(relay_decode(bad, len, &g), -EBADMSG);
     }
     /* Unknown types. */
-    static const uint8_t types[] = { 0, 3, 0x7f, 0xff };
+    static const uint8_t types[] = { 0, 3, 4, 0x7f, 0xff };
     for (size_t i = 0; i < sizeof(types); i++) {
         memcpy(bad, good, len);
         bad[5] = types[i];
@@ -205,7 +215,7 @@ static void stream_frames_survive_partial_reads(void **state)
     assert_int_equal(relay_stream_encode(&f, stream, 1, &len), -ENOBUFS);
     assert_int_equal(relay_stream_encode(&f, stream, RELAY_HELLO_LEN + 1,
                                          &len), -ENOBUFS);
-    f.type = 3;
+    f.type = 4;
     assert_int_equal(relay_stream_encode(&f, stream, sizeof(stream), &len),
                      -EINVAL);
 }
