@@ -270,6 +270,28 @@ static void stream_end(struct relay_server *s, size_t i)
     s->streams[i] = NULL;
 }
 
+/* Serve every whole frame stream st has read; false when it broke the
+ * framing. */
+static bool stream_frames(struct relay_server *s, struct relay_stream *st)
+{
+    size_t off = 0, frame, used;
+    int r;
+    while ((r = relay_stream_next(st->in + off, st->in_len - off, &frame,
+                                  &used)) == 1) {
+        uint8_t pkt[RELAY_FRAME_MAX];
+        memcpy(pkt, st->in + off + RELAY_STREAM_PREFIX, frame);
+        serve_frame(s, pkt, frame, NULL, 0, st);
+        off += used;
+    }
+    if (r < 0) {
+        atomic_fetch_add(&s->dropped, 1);
+        return false;
+    }
+    memmove(st->in, st->in + off, st->in_len - off);
+    st->in_len -= off;
+    return true;
+}
+
 /* Read what stream st has for us and serve every whole frame; false when
  * it ended or broke the framing. */
 static bool stream_read(struct relay_server *s, struct relay_stream *st)
@@ -282,21 +304,8 @@ static bool stream_read(struct relay_server *s, struct relay_stream *st)
         if (got < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
         st->in_len += (size_t)got;
-        size_t off = 0, frame, used;
-        int r;
-        while ((r = relay_stream_next(st->in + off, st->in_len - off, &frame,
-                                      &used)) == 1) {
-            uint8_t pkt[RELAY_FRAME_MAX];
-            memcpy(pkt, st->in + off + RELAY_STREAM_PREFIX, frame);
-            serve_frame(s, pkt, frame, NULL, 0, st);
-            off += used;
-        }
-        if (r < 0) {
-            atomic_fetch_add(&s->dropped, 1);
+        if (!stream_frames(s, st))
             return false;
-        }
-        memmove(st->in, st->in + off, st->in_len - off);
-        st->in_len -= off;
     }
     return true;
 }
@@ -327,6 +336,8 @@ static void streams_take(struct relay_server *s)
         }
         memcpy(st->in, early, n);
         st->in_len = n;
+        if (!stream_frames(s, st))
+            stream_end(s, i);
     }
     s->n_pending = 0;
     pthread_mutex_unlock(&s->lock);

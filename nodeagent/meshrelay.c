@@ -172,7 +172,11 @@ static void send_hello(struct meshrelay *m, int64_t now)
             m->hello_at = 0;
         now = mono_ms();
     }
+    /* Over TCP, a UDP try alone: a TCP hello with it would take the
+     * registration back before the welcome. */
     bool udp = !m->ts || now >= m->udp_try_at;
+    if (m->ts && udp && now >= m->hello_at - 1000)
+        m->hello_at = now + 1000;
     if (now < m->hello_at && !(m->ts && udp))
         return;
     if (udp) {
@@ -224,7 +228,12 @@ static void from_hub_frame(struct meshrelay *m, const uint8_t *pkt,
     if (f.type == RELAY_WELCOME && udp &&
         memcmp(f.id, m->id, RELAY_ID_LEN) == 0) {
         m->unanswered = 0;
-        tcp_close(m, "UDP reaches the hub again");
+        if (m->ts) {
+            tcp_close(m, "UDP reaches the hub again");
+            /* The hub forgets a node whose connection closed: say hello
+             * over UDP again at once. */
+            m->hello_at = 0;
+        }
         return;
     }
     struct mr_peer *p = f.type == RELAY_DATA ? peer_by_id(m, f.id) : NULL;

@@ -19,6 +19,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/client.h"
 #include "api/relay.h"
 #include "common/fs.h"
 #include "common/ids.h"
@@ -31,7 +32,9 @@
 #include "tests/testutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -365,7 +368,8 @@ static void with_the_relay_port_refused_the_natted_pair_goes_over_tcp(void **sta
 }
 
 /* UDP blocked on the way (its router), the node has no class and is
- * relayed with every node behind NAT: the frames go over TCP. Without the
+ * relayed with every node behind NAT: its frames go over TCP, those of
+ * the node behind the symmetric NAT (back on UDP) over UDP. Without the
  * TCP transport it has no path to anyone but the hub. */
 static void a_node_without_udp_pings_through_the_hub_over_tcp(void **state)
 {
@@ -583,6 +587,99 @@ static void the_relay_forwards_only_between_paired_nodes(void **state)
     close(b);
 }
 
+/* The next frame of type `type` for `id` on stream s within ms: 1; 0
+ * when none came; -1 once the hub closed the connection. */
+static int stream_wait(struct api_stream *s, enum relay_type type,
+                       const uint8_t *id, int ms)
+{
+    static uint8_t buf[2 * (RELAY_STREAM_PREFIX + RELAY_FRAME_MAX)];
+    static size_t have;
+    int64_t end = mono_ms() + ms;
+    for (;;) {
+        size_t frame, used;
+        int r;
+        while ((r = relay_stream_next(buf, have, &frame, &used)) == 1) {
+            struct relay_frame f;
+            bool hit = relay_decode(buf + RELAY_STREAM_PREFIX, frame, &f) == 0 &&
+                       f.type == type &&
+                       memcmp(f.id, id, RELAY_ID_LEN) == 0;
+            memmove(buf, buf + used, have - used);
+            have -= used;
+            if (hit)
+                return 1;
+        }
+        assert_true(r == 0);
+        int64_t left = end - mono_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pf = { api_stream_fd(s), POLLIN, 0 };
+        poll(&pf, 1, (int)left);
+        ssize_t got;
+        while ((got = api_stream_recv(s, buf + have, sizeof(buf) - have)) > 0)
+            have += (size_t)got;
+        if (got == 0 || got == -EIO) {
+            have = 0;
+            return -1;
+        }
+    }
+}
+
+static void stream_put(struct api_stream *s, const struct relay_frame *f)
+{
+    uint8_t out[RELAY_STREAM_PREFIX + RELAY_FRAME_MAX];
+    size_t len;
+    assert_int_equal(relay_stream_encode(f, out, sizeof(out), &len), 0);
+    assert_int_equal(api_stream_send_all(s, out, len, 2000), 0);
+}
+
+/* The TCP transport: a node's credential and an upgrade to fog-relay
+ * only; over it a hello is welcomed only for the node itself; a length
+ * over a frame's largest ends the connection. */
+static void the_tcp_relay_takes_only_its_own_node(void **state)
+{
+    (void)state;
+    long st;
+    json_auto_t *o = tu_api(&ctl, ctl.admin_key, "GET", "/v1/agent/relay",
+                            NULL, &st);
+    assert_true(st == 401 || st == 403);
+    json_auto_t *o2 = tu_api(&ctl, watcher, "GET", "/v1/agent/relay", NULL,
+                             &st);
+    assert_int_equal(st, 426);
+    json_auto_t *ans = tu_api(&ctl, watcher, "POST", "/v1/agent/status",
+                              "{\"vms\":[]}", &st);
+    assert_int_equal(st, 200);
+    struct relay_frame f = { .type = RELAY_HELLO };
+    assert_int_equal(hex_decode(json_str(ans, "relay_token"), f.token,
+                                RELAY_TOKEN_LEN), 0);
+    _cleanup_free_ char *me = node_id("rl-watcher"), *eim = node_id("rl-eim");
+    uint8_t me_id[RELAY_ID_LEN], eim_id[RELAY_ID_LEN];
+    assert_int_equal(relay_id_parse(me, me_id), 0);
+    assert_int_equal(relay_id_parse(eim, eim_id), 0);
+
+    struct api_client *c = api_client_new(ctl.url, watcher, ctl.ca);
+    struct api_reply rep;
+    struct api_stream *s = NULL;
+    assert_int_equal(api_upgrade(c, "/v1/agent/relay", RELAY_UPGRADE_PROTOCOL,
+                                 &rep, &s), 0);
+    api_reply_clear(&rep);
+    /* Another node's id, whatever the token: dropped, not welcomed. */
+    long long drop = relay_count("dropped");
+    memcpy(f.id, eim_id, RELAY_ID_LEN);
+    stream_put(s, &f);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, eim_id, 1000), 0);
+    assert_true(relay_count("dropped") >= drop + 1);
+    /* Its own: welcomed over the connection. */
+    memcpy(f.id, me_id, RELAY_ID_LEN);
+    stream_put(s, &f);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 3000), 1);
+    /* A length past any frame: the hub hangs up. */
+    static const uint8_t huge[2] = { 0xff, 0xff };
+    assert_int_equal(api_stream_send_all(s, huge, 2, 2000), 0);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 5000), -1);
+    api_stream_free(s);
+    api_client_free(c);
+}
+
 /* Without address probes no node has a class and every pair would be
  * relayed: the controller refuses to start so. */
 static void the_relay_needs_the_address_probe(void **state)
@@ -616,11 +713,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_controller_puts_only_the_two_natted_nodes_on_the_relay),
         cmocka_unit_test(with_the_relay_port_refused_the_natted_pair_goes_over_tcp),
-        cmocka_unit_test(a_node_without_udp_pings_through_the_hub_over_tcp),
         cmocka_unit_test(through_the_relay_the_natted_pair_handshakes_and_pings),
+        cmocka_unit_test(a_node_without_udp_pings_through_the_hub_over_tcp),
         cmocka_unit_test(a_node_without_nat_reaches_both_directly),
         cmocka_unit_test(the_relay_answers_nothing_to_strangers),
         cmocka_unit_test(the_relay_forwards_only_between_paired_nodes),
+        cmocka_unit_test(the_tcp_relay_takes_only_its_own_node),
         cmocka_unit_test(the_relay_needs_the_address_probe),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
