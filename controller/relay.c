@@ -316,6 +316,11 @@ static void streams_take(struct relay_server *s)
     pthread_mutex_lock(&s->lock);
     for (size_t k = 0; k < s->n_pending; k++) {
         struct relay_stream *st = s->pending[k];
+        /* One connection per node: a newer one replaces the older. */
+        for (size_t j = 0; j < RELAY_STREAMS_MAX; j++)
+            if (s->streams[j] &&
+                memcmp(s->streams[j]->id, st->id, RELAY_ID_LEN) == 0)
+                stream_end(s, j);
         size_t i = 0;
         while (i < RELAY_STREAMS_MAX && s->streams[i])
             i++;

@@ -43,7 +43,8 @@ int relay_server_token(struct relay_server *s, const char *node_id,
 /* Node node_id's connection upgraded to RELAY_UPGRADE_PROTOCOL (taken,
  * closed by the relay): the same frames, each after its length (api/
  * relay.h), and the same rules, but only node_id may say hello over it.
- * A node is registered over the transport of its latest hello. */
+ * A node is registered over the transport of its latest hello; a node's
+ * newer connection closes its older one. */
 struct http_upgraded;
 void relay_server_stream(struct relay_server *s, const char *node_id,
                          struct http_upgraded *u);

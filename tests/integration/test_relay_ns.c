@@ -633,8 +633,9 @@ static void stream_put(struct api_stream *s, const struct relay_frame *f)
 }
 
 /* The TCP transport: a node's credential and an upgrade to fog-relay
- * only; over it a hello is welcomed only for the node itself; a length
- * over a frame's largest ends the connection. */
+ * only; over it a hello is welcomed only for the node itself; a node's
+ * newer connection ends its older one; a length over a frame's largest
+ * ends the connection. */
 static void the_tcp_relay_takes_only_its_own_node(void **state)
 {
     (void)state;
@@ -670,6 +671,19 @@ static void the_tcp_relay_takes_only_its_own_node(void **state)
     assert_true(relay_count("dropped") >= drop + 1);
     /* Its own: welcomed over the connection. */
     memcpy(f.id, me_id, RELAY_ID_LEN);
+    stream_put(s, &f);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 3000), 1);
+    /* A second connection of the same node replaces the first. */
+    struct api_client *c2 = api_client_new(ctl.url, watcher, ctl.ca);
+    struct api_stream *s2 = NULL;
+    assert_int_equal(api_upgrade(c2, "/v1/agent/relay",
+                                 RELAY_UPGRADE_PROTOCOL, &rep, &s2), 0);
+    api_reply_clear(&rep);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 5000), -1);
+    api_stream_free(s);
+    api_client_free(c);
+    s = s2;
+    c = c2;
     stream_put(s, &f);
     assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 3000), 1);
     /* A length past any frame: the hub hangs up. */
