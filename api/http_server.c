@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -410,6 +411,16 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *req_cls,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     u->peer_fd = ci ? ci->connect_fd : -1;
+    /* What is written goes out at once (an interactive console, relayed
+     * packets): no waiting to fill a segment, nothing corked after the
+     * 101. */
+    if (u->peer_fd >= 0) {
+        int on = 1, off = 0;
+        (void)setsockopt(u->peer_fd, IPPROTO_TCP, TCP_NODELAY, &on,
+                         sizeof(on));
+        (void)setsockopt(u->peer_fd, IPPROTO_TCP, TCP_CORK, &off,
+                         sizeof(off));
+    }
     u->early = extra_in_size ? xstrndup(extra_in, extra_in_size) : NULL;
     u->early_len = extra_in_size;
     u->fn(u, u->arg);

@@ -16,6 +16,8 @@ int relay_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
     size_t len;
     if (f->type == RELAY_HELLO)
         len = RELAY_HELLO_LEN;
+    else if (f->type == RELAY_WELCOME)
+        len = RELAY_WELCOME_LEN;
     else if (f->type == RELAY_DATA && f->payload && f->payload_len > 0 &&
              f->payload_len <= RELAY_PAYLOAD_MAX)
         len = RELAY_HDR_LEN + RELAY_ID_LEN + f->payload_len;
@@ -31,10 +33,41 @@ int relay_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
     uint8_t *body = out + RELAY_HDR_LEN + RELAY_ID_LEN;
     if (f->type == RELAY_HELLO)
         memcpy(body, f->token, RELAY_TOKEN_LEN);
-    else
+    else if (f->type == RELAY_DATA)
         memmove(body, f->payload, f->payload_len);
     *ret_len = len;
     return 0;
+}
+
+int relay_stream_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
+                        size_t *ret_len)
+{
+    if (cap < RELAY_STREAM_PREFIX)
+        return -ENOBUFS;
+    size_t len;
+    int e = relay_encode(f, out + RELAY_STREAM_PREFIX,
+                         cap - RELAY_STREAM_PREFIX, &len);
+    if (e < 0)
+        return e;
+    out[0] = (uint8_t)(len >> 8);
+    out[1] = (uint8_t)len;
+    *ret_len = len + RELAY_STREAM_PREFIX;
+    return 0;
+}
+
+int relay_stream_next(const uint8_t *buf, size_t len, size_t *ret_frame,
+                      size_t *ret_used)
+{
+    if (len < RELAY_STREAM_PREFIX)
+        return 0;
+    size_t n = (size_t)buf[0] << 8 | buf[1];
+    if (n == 0 || n > RELAY_FRAME_MAX)
+        return -EBADMSG;
+    if (len < RELAY_STREAM_PREFIX + n)
+        return 0;
+    *ret_frame = n;
+    *ret_used = RELAY_STREAM_PREFIX + n;
+    return 1;
 }
 
 int relay_decode(const uint8_t *data, size_t len, struct relay_frame *ret)
@@ -51,6 +84,9 @@ int relay_decode(const uint8_t *data, size_t len, struct relay_frame *ret)
         if (len != RELAY_HELLO_LEN)
             return -EBADMSG;
         memcpy(f.token, body, RELAY_TOKEN_LEN);
+    } else if (f.type == RELAY_WELCOME) {
+        if (len != RELAY_WELCOME_LEN)
+            return -EBADMSG;
     } else if (f.type == RELAY_DATA) {
         if (n == 0 || n > RELAY_PAYLOAD_MAX)
             return -EBADMSG;

@@ -34,7 +34,10 @@
 enum relay_type {
     RELAY_HELLO = 1,    /* node -> hub: register this source address */
     RELAY_DATA = 2,     /* node -> hub: for node `id`; hub -> node: from `id` */
+    RELAY_WELCOME = 3,  /* hub -> node: hello taken (id: the node's own);
+                         * shorter than the hello it answers */
 };
+#define RELAY_WELCOME_LEN (RELAY_HDR_LEN + RELAY_ID_LEN)
 
 /* A decoded frame. Hello: id is the sender, token its token. Data: id is
  * the peer (destination towards the hub, source from it); payload points
@@ -53,10 +56,27 @@ struct relay_frame {
 int relay_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
                  size_t *ret_len);
 /* Decode len bytes. Anything but a well-formed frame is -EBADMSG: another
- * magic or version, an unknown type, non-zero reserved bytes, a hello of
- * another length, data with no payload or one over RELAY_PAYLOAD_MAX.
+ * magic or version, an unknown type, non-zero reserved bytes, a hello or
+ * welcome of another length, data with no payload or one over RELAY_PAYLOAD_MAX.
  * *ret written only on success (its payload points into data). */
 int relay_decode(const uint8_t *data, size_t len, struct relay_frame *ret);
+
+/* Over TCP (a connection upgraded to RELAY_UPGRADE_PROTOCOL on the
+ * controller's HTTPS port, where UDP is blocked) the same frames travel
+ * each after its length, two bytes big-endian. */
+#define RELAY_UPGRADE_PROTOCOL "fog-relay"
+#define RELAY_STREAM_PREFIX 2
+/* Write frame f with its length prefix into out (cap bytes): as
+ * relay_encode(), *ret_len counting the prefix. */
+int relay_stream_encode(const struct relay_frame *f, uint8_t *out, size_t cap,
+                        size_t *ret_len);
+/* The first frame in the len bytes of a stream read so far: 1 with
+ * *ret_frame (its len, after the prefix) and *ret_used (prefix and frame,
+ * to drop from the buffer); 0 when the frame is not all there yet; and
+ * -EBADMSG for a length of 0 or over RELAY_FRAME_MAX (the stream is then
+ * out of step: close it). The frame itself is decoded with relay_decode. */
+int relay_stream_next(const uint8_t *buf, size_t len, size_t *ret_frame,
+                      size_t *ret_used);
 
 /* A canonical lowercase UUID to its 16 bytes and back (out: 37 bytes). */
 int relay_id_parse(const char *uuid, uint8_t out[RELAY_ID_LEN]);

@@ -175,6 +175,7 @@ const struct http_route app_routes[] = {
     { "POST", "/v1/agent/status", h_agent_status, ALLOW_NODE | QUIET, NULL,
       AGENT_STATUS_BODY_MAX },
     { "GET", "/v1/agent/console/{session}", h_agent_console, ALLOW_NODE },
+    { "GET", "/v1/agent/relay", h_agent_relay, ALLOW_NODE },
     { "POST", "/v1/agent/console/{session}/log", h_agent_console_log,
       ALLOW_NODE, NULL, CONSOLE_LOG_MAX },
     { "GET", AGENT_BACKUP_PATH "/{id}/blob", h_agent_backup_blob, ALLOW_NODE },

@@ -773,3 +773,30 @@ HANDLER(h_agent_status)
     }
     http_reply_json(r, 200, ans);
 }
+
+static void relay_upgraded(struct http_upgraded *u, void *arg)
+{
+    void **p = arg;
+    relay_server_stream(p[0], p[1], u);
+    free(p[1]);
+    free(p);
+}
+
+/* The relay over TCP, for a node whose UDP does not reach the hub. */
+HANDLER(h_agent_relay)
+{
+    struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
+    if (!a->relay) {
+        http_reply_problem(r, 404, "no-relay", NULL,
+                           "this controller relays for no node "
+                           "(--relay-port is not set)");
+        return;
+    }
+    if (!upgrade_asked(r, RELAY_UPGRADE_PROTOCOL))
+        return;
+    void **p = xcalloc(2, sizeof(void *));
+    p[0] = a->relay;
+    p[1] = xstrdup(c->actor);
+    http_reply_upgrade(r, RELAY_UPGRADE_PROTOCOL, relay_upgraded, p);
+}

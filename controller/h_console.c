@@ -27,16 +27,15 @@ static bool header_has_token(const char *v, const char *tok)
     return false;
 }
 
-static bool upgrade_asked(struct http_request *r)
+bool upgrade_asked(struct http_request *r, const char *protocol)
 {
-    if (header_has_token(http_req_header(r, "Upgrade"),
-                         CONSOLE_UPGRADE_PROTOCOL) &&
+    if (header_has_token(http_req_header(r, "Upgrade"), protocol) &&
         header_has_token(http_req_header(r, "Connection"), "upgrade"))
         return true;
-    http_reply_header(r, "Upgrade", CONSOLE_UPGRADE_PROTOCOL);
+    http_reply_header(r, "Upgrade", protocol);
     http_reply_problem(r, 426, "upgrade-required", "Upgrade",
-                       "the console is reached with Connection: Upgrade and "
-                       "Upgrade: " CONSOLE_UPGRADE_PROTOCOL);
+                       "this is reached with Connection: Upgrade and "
+                       "Upgrade: %s", protocol);
     return false;
 }
 
@@ -145,7 +144,7 @@ HANDLER(h_vm_console_attach)
         attach_resume(a, r, c->stream);
         return;
     }
-    if (!upgrade_asked(r))
+    if (!upgrade_asked(r, CONSOLE_UPGRADE_PROTOCOL))
         return;
     json_auto_t *vm = NULL;
     int e = vm_lookup(a, r, &vm);
@@ -240,7 +239,7 @@ HANDLER(h_agent_console)
     struct reqctx *c = reqctx_of(r);
     const char *id = http_req_param(r, 0);
 
-    if (!upgrade_asked(r))
+    if (!upgrade_asked(r, CONSOLE_UPGRADE_PROTOCOL))
         return;
     int e = console_join_check(id, c->actor);
     if (e == -EALREADY) {

@@ -253,8 +253,8 @@ HANDLER(h_metrics)
                    (unsigned long long)answered, (unsigned long long)dropped);
     }
     if (a->relay) {
-        uint64_t fwd = 0, drop = 0, nodes = 0;
-        relay_server_counts(a->relay, &fwd, &drop, &nodes);
+        uint64_t fwd = 0, drop = 0, nodes = 0, tcp = 0;
+        relay_server_counts(a->relay, &fwd, &drop, &nodes, &tcp);
         prom_family(&out, "fog_relay_packets_total", "counter",
                     "Frames the WireGuard relay received, by result: "
                     "forwarded to a registered peer, or dropped (malformed, "
@@ -265,6 +265,12 @@ HANDLER(h_metrics)
         prom_family(&out, "fog_relay_nodes", "gauge",
                     "Nodes registered with the WireGuard relay.");
         buf_printf(&out, "fog_relay_nodes %llu\n", (unsigned long long)nodes);
+        prom_family(&out, "fog_relay_tcp_frames_total", "counter",
+                    "Frames the WireGuard relay received or sent over nodes' "
+                    "HTTPS connections upgraded to fog-relay (where UDP is "
+                    "blocked).");
+        buf_printf(&out, "fog_relay_tcp_frames_total %llu\n",
+                   (unsigned long long)tcp);
     }
     uint64_t orphan_blobs, orphan_uploads;
     bsched_orphans_removed(&orphan_blobs, &orphan_uploads);

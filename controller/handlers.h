@@ -38,6 +38,9 @@ HANDLER(h_vm_autostart);
 HANDLER(h_vm_console);
 HANDLER(h_vm_console_attach);
 HANDLER(h_agent_console);
+HANDLER(h_agent_relay);
+/* Whether r asks to upgrade to `protocol`; else answered 426 naming it. */
+bool upgrade_asked(struct http_request *r, const char *protocol);
 HANDLER(h_agent_console_log);
 HANDLER(h_vm_xml);
 HANDLER(h_vm_restore);

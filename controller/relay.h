@@ -4,8 +4,10 @@
  * registered address go to the registered node they name, only when the
  * two nodes' NAT classes (signed in their tokens) put them on the relay
  * path with each other, at most RELAY_RATE frames a second per source.
- * Nothing is ever sent to an address that did not register, and nothing
- * is answered: a frame goes out no larger than it came in. */
+ * Nothing is ever sent to an address that did not register; a valid
+ * hello alone is answered, with a shorter welcome: a frame goes out no
+ * larger than it came in. Where UDP is blocked, a node carries the same
+ * frames over its HTTPS connection upgraded (relay_server_stream). */
 #pragma once
 
 #include "api/relay.h"
@@ -17,6 +19,10 @@
 #define RELAY_BURST 40000
 /* Nodes registered at once. */
 #define RELAY_NODES_MAX 1024
+/* Nodes relayed over TCP at once, and the bytes one such connection may
+ * have waiting to be sent before its frames are lost. */
+#define RELAY_STREAMS_MAX 256
+#define RELAY_STREAM_OUT 65536
 
 struct relay_server;
 
@@ -34,7 +40,18 @@ void relay_server_stop(struct relay_server *s);
 int relay_server_token(struct relay_server *s, const char *node_id,
                        enum probe_nat nat, char out[RELAY_TOKEN_HEX + 1]);
 
+/* Node node_id's connection upgraded to RELAY_UPGRADE_PROTOCOL (taken,
+ * closed by the relay): the same frames, each after its length (api/
+ * relay.h), and the same rules, but only node_id may say hello over it.
+ * A node is registered over the transport of its latest hello; a node's
+ * newer connection closes its older one. */
+struct http_upgraded;
+void relay_server_stream(struct relay_server *s, const char *node_id,
+                         struct http_upgraded *u);
+
 /* Frames forwarded and dropped (malformed, unregistered, not allowed,
- * over the rate) so far, and nodes registered now. */
+ * over the rate) so far, nodes registered now, and frames received or
+ * sent over TCP connections so far. */
 void relay_server_counts(struct relay_server *s, uint64_t *ret_forwarded,
-                         uint64_t *ret_dropped, uint64_t *ret_nodes);
+                         uint64_t *ret_dropped, uint64_t *ret_nodes,
+                         uint64_t *ret_tcp);

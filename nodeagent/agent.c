@@ -1132,7 +1132,9 @@ int agent_run(const struct agent_settings *s)
     /* Peers reached through the hub's relay, when it gives any. */
     if (a.host_net) {
         int64_t wg = a.node.wg_port > 0 ? a.node.wg_port : s->wg_port;
-        a.relay = meshrelay_start(a.node.node_id, (uint16_t)wg);
+        a.relay = meshrelay_start(a.node.node_id, (uint16_t)wg,
+                                  a.node.credential, a.ca_path,
+                                  a.node.key_pin);
     }
     pthread_t poller, sigt;
     pthread_create(&sigt, NULL, signal_main, &a);

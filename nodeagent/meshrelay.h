@@ -5,7 +5,11 @@
  * the hub brings from that peer comes out of the same socket to the local
  * WireGuard port, so WireGuard sees one stable endpoint per peer. A hello
  * every RELAY_HELLO_S keeps the registration and the NAT mapping. Works
- * with kernel WireGuard and wireguard-go alike: it is only UDP. */
+ * with kernel WireGuard and wireguard-go alike: it is only UDP.
+ * Where the hub's UDP port does not answer (UDP blocked on the way), the
+ * frames go over the controller's HTTPS connection upgraded to
+ * RELAY_UPGRADE_PROTOCOL, with a UDP hello every RELAY_UDP_RETRY_S to
+ * come back to UDP once it is welcomed. */
 #pragma once
 
 #include <stddef.h>
@@ -13,13 +17,21 @@
 
 /* Relayed peers at once. */
 #define MESHRELAY_PEERS_MAX 256
+/* A UDP hello unwelcomed this long sends the frames over TCP; over TCP,
+ * UDP is tried again this often. */
+#define RELAY_UDP_WAIT_MS 3000
+#define RELAY_UDP_RETRY_S 30
 
 struct meshrelay;
 
-/* Start for node node_id (a UUID) whose WireGuard listens on wg_port.
- * NULL when node_id is no UUID or the thread cannot start (logged).
- * Free with meshrelay_stop(). */
-struct meshrelay *meshrelay_start(const char *node_id, uint16_t wg_port);
+/* Start for node node_id (a UUID) whose WireGuard listens on wg_port; the
+ * TCP connection, when needed, authenticates with the node's credential
+ * (ca_path, key_pin: as for its other calls; NULL for none). NULL when
+ * node_id is no UUID or the thread cannot start (logged). Free with
+ * meshrelay_stop(). */
+struct meshrelay *meshrelay_start(const char *node_id, uint16_t wg_port,
+                                  const char *credential, const char *ca_path,
+                                  const char *key_pin);
 /* Stop the thread and close every socket; NULL is fine. */
 void meshrelay_stop(struct meshrelay *m);
 

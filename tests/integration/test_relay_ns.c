@@ -6,26 +6,35 @@
  *  - one behind nftables masquerade keeping ports (endpoint-independent),
  *  - one behind `masquerade fully-random` (endpoint-dependent).
  * The two behind NAT have no direct path: the controller puts the pair on
- * the relay path, and only while the relay port is reachable do they
- * complete a WireGuard handshake and ping each other's mesh address, the
- * frames counted by the hub. The node without NAT reaches both directly.
+ * the relay path. While the hub refuses its UDP relay port their agents
+ * carry the frames over TCP (HTTPS upgraded to fog-relay); once it is
+ * open they go back to UDP; either way they complete a WireGuard
+ * handshake and ping each other's mesh address, the frames counted by the
+ * hub. The node without NAT reaches both directly. A fourth node's router
+ * drops all UDP: it has no NAT class and no path but the relay over TCP,
+ * through which it pings the node behind the symmetric NAT.
  * Root, iproute2 and wireguard-go are needed; else skipped (77). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/client.h"
 #include "api/relay.h"
+#include "common/fs.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "netfabric/nft.h"
 #include "netfabric/wg.h"
 #include "netfabric/wgkey.h"
+#include "nodeagent/meshrelay.h"
 #include "tests/testutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,18 +49,34 @@
  * the peers' keys and paths. */
 #define WATCHER_KEY "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
-enum { DIRECT, EIM, EDM, N_NODES };
+enum { DIRECT, EIM, EDM, NOUDP, N_NODES };
 
 struct node {
     struct tu_nat_node t;
     char *mesh, *pub;       /* its mesh address and public key */
 };
 
+/* NOUDP's router forwards no UDP at all, either way. */
+static int udp_drop_fn(void *arg)
+{
+    (void)arg;
+    _cleanup_free_ char *err = NULL;
+    int r = nft_apply("add table inet noudp\n"
+                      "add chain inet noudp through { type filter hook forward "
+                      "priority 0; }\n"
+                      "add rule inet noudp through meta l4proto udp drop\n",
+                      false, &err);
+    if (r < 0)
+        fprintf(stderr, "nft: %s\n", err ? err : "?");
+    return r < 0 ? 1 : 0;
+}
+
 static struct node nodes[N_NODES] = {
     [DIRECT] = { { "rl-direct", "198.51.100.10", NULL, NULL, NULL } },
     [EIM] = { { "rl-eim", "198.51.100.11", "10.0.1", "masquerade", NULL } },
     [EDM] = { { "rl-edm", "198.51.100.12", "10.0.2", "masquerade fully-random",
                 NULL } },
+    [NOUDP] = { { "rl-noudp", "198.51.100.13", "10.0.3", "masquerade", NULL } },
 };
 
 static struct tu_ctl ctl;
@@ -90,8 +115,10 @@ static void learn(struct node *n)
         json_auto_t *d = tu_api(&ctl, watcher, "GET", "/v1/agent/desired",
                                 NULL, &st);
         json_t *p = tu_find(json_object_get(d, "peers"), "name", n->t.name);
+        /* Without UDP no probe is answered: no NAT class. */
         if (json_str(o, "mesh_ip") && json_str(p, "public_key") &&
-            json_str(json_object_get(o, "reachability"), "nat")) {
+            (n == &nodes[NOUDP] ||
+             json_str(json_object_get(o, "reachability"), "nat"))) {
             n->mesh = xstrdup(json_str(o, "mesh_ip"));
             n->pub = xstrdup(json_str(p, "public_key"));
         }
@@ -108,6 +135,7 @@ static int setup(void **state)
     assert_int_equal(tu_nat_hub(HUB_ADDR "/24"), 0);
     for (int i = 0; i < N_NODES; i++)
         assert_int_equal(tu_nat_node_build(&nodes[i].t, "rl", i), 0);
+    assert_int_equal(tu_in_ns(nodes[NOUDP].t.router, udp_drop_fn, NULL), 0);
     relay_block(true);
     tmp = tu_tempdir("relay");
     _cleanup_free_ char *images = xasprintf("%s/images", tmp);
@@ -195,10 +223,18 @@ static double cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* Read again a few times when unreadable: the agent may be setting the
+ * device's peers (a peer's endpoint changed) just then. */
 static int peer_state(int h, int j)
 {
     struct peer_arg a = { &nodes[h], &nodes[j] };
-    return tu_in_ns(nodes[h].t.ns, peer_fn, &a);
+    int r = 64;
+    for (int i = 0; i < 10 && r == 64; i++) {
+        if (i)
+            usleep(200000);
+        r = tu_in_ns(nodes[h].t.ns, peer_fn, &a);
+    }
+    return r;
 }
 
 /* Wait up to ms for h to ping j's mesh address. */
@@ -214,14 +250,16 @@ static bool ping_within(int h, int j, int ms)
 
 /* Print the mean time of 50 echoes from h to j, each from a child in h's
  * namespace (a figure, not a check: it includes the fork). */
-static void print_rtt(int h, int j, const char *what)
+static double print_rtt(int h, int j, const char *what)
 {
     int64_t t0 = mono_ms();
     int ok = 0;
     for (int i = 0; i < 50; i++)
         ok += tu_ping(nodes[h].t.ns, NULL, nodes[j].mesh, 2000);
+    double each = (double)(mono_ms() - t0) / 50.0;
     printf("%s: %d/50 answered, %.2f ms each with the fork\n", what, ok,
-           (double)(mono_ms() - t0) / 50.0);
+           each);
+    return each;
 }
 
 static long long relay_count(const char *result)
@@ -274,7 +312,30 @@ static void the_controller_puts_only_the_two_natted_nodes_on_the_relay(void **st
     assert_non_null(strstr(out, "rl-edm"));
 }
 
-static void without_the_relay_the_natted_pair_has_no_handshake(void **state)
+static long long tcp_frames(void)
+{
+    _cleanup_free_ char *text = tu_metrics_text(&ctl);
+    const char *at = strstr(text, "\nfog_relay_tcp_frames_total ");
+    assert_non_null(at);
+    return atoll(at + strlen("\nfog_relay_tcp_frames_total "));
+}
+
+/* Whether node n's agent log says `what`, waiting up to ms. */
+static bool log_says(int n, const char *what, int ms)
+{
+    int64_t end = mono_ms() + ms;
+    do {
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        if (file_read(nodes[n].t.log, 16 << 20, &text, &len) == 0 &&
+            strstr(text, what))
+            return true;
+        usleep(200000);
+    } while (mono_ms() < end);
+    return false;
+}
+
+static void with_the_relay_port_refused_the_natted_pair_goes_over_tcp(void **state)
 {
     (void)state;
     /* Both agents made local relay sockets the peers' endpoints. */
@@ -283,15 +344,50 @@ static void without_the_relay_the_natted_pair_has_no_handshake(void **state)
         usleep(200000);
     assert_int_equal(peer_state(EIM, EDM) & 2, 2);
     assert_int_equal(peer_state(EDM, EIM) & 2, 2);
+    int64_t t0 = mono_ms();
+    assert_true(ping_within(EIM, EDM, 40000));
+    printf("first ping over the relay's TCP transport after %lld ms\n",
+           (long long)(mono_ms() - t0));
+    assert_true(log_says(EIM, "frames go to the hub over TCP", 1000));
+    assert_true(log_says(EDM, "frames go to the hub over TCP", 1000));
+    assert_int_equal(peer_state(EIM, EDM), 2);  /* handshake, relayed */
+    long long before = tcp_frames();
+    assert_true(tu_ping(nodes[EDM].t.ns, NULL, nodes[EIM].mesh, 5000));
+    /* The echo and its reply, each in and out over TCP. */
+    assert_true(tcp_frames() >= before + 4);
+    /* A few ms like UDP, not the 40 ms delays of small writes held back
+     * (Nagle's algorithm against delayed acknowledgements): ~88 ms so. */
+    assert_true(print_rtt(EIM, EDM, "mesh echo through the relay over TCP") <
+                40.0);
+    /* Over TCP, an idle agent's relay waits: it does not spin. */
     double cpu0 = cpu_s(nodes[EIM].t.pid);
-    assert_false(ping_within(EIM, EDM, 6000));
-    /* Refused by the hub, the agent's relay waits: it does not spin. */
+    sleep(3);
     double used = cpu_s(nodes[EIM].t.pid) - cpu0;
-    printf("agent CPU while the relay port is refused: %.2f s\n", used);
+    printf("agent CPU over 3 s relaying over TCP: %.2f s\n", used);
     assert_true(used < 0.3);
-    assert_int_equal(peer_state(EIM, EDM), 3);  /* no handshake, relayed */
-    assert_int_equal(peer_state(EDM, EIM), 3);
-    assert_int_equal(relay_count("forwarded"), 0);
+}
+
+/* UDP blocked on the way (its router), the node has no class and is
+ * relayed with every node behind NAT: its frames go over TCP, those of
+ * the node behind the symmetric NAT (back on UDP) over UDP. Without the
+ * TCP transport it has no path to anyone but the hub. */
+static void a_node_without_udp_pings_through_the_hub_over_tcp(void **state)
+{
+    (void)state;
+    int64_t t0 = mono_ms();
+    assert_true(ping_within(NOUDP, EDM, 40000));
+    printf("node without UDP: first ping to the symmetric NAT's node after "
+           "%lld ms\n", (long long)(mono_ms() - t0));
+    assert_int_equal(peer_state(NOUDP, EDM), 2);
+    assert_int_equal(peer_state(EDM, NOUDP), 2);
+    assert_true(log_says(NOUDP, "frames go to the hub over TCP", 1000));
+    long long before = tcp_frames(), fwd = relay_count("forwarded");
+    assert_true(tu_ping(nodes[EDM].t.ns, NULL, nodes[NOUDP].mesh, 5000));
+    assert_true(tcp_frames() >= before + 2);
+    assert_true(relay_count("forwarded") >= fwd + 2);
+    print_rtt(NOUDP, EDM, "mesh echo TCP to UDP through the relay");
+    /* It never goes back to a UDP that does not work. */
+    assert_false(log_says(NOUDP, "UDP reaches the hub again", 0));
 }
 
 static void through_the_relay_the_natted_pair_handshakes_and_pings(void **state)
@@ -299,9 +395,14 @@ static void through_the_relay_the_natted_pair_handshakes_and_pings(void **state)
     (void)state;
     relay_block(false);
     int64_t t0 = mono_ms();
-    assert_true(ping_within(EIM, EDM, 40000));
-    printf("first ping through the relay %lld ms after it opened\n",
+    /* Back to UDP at the next try, the TCP connection let go. */
+    assert_true(log_says(EIM, "UDP reaches the hub again",
+                         (RELAY_UDP_RETRY_S + 10) * 1000));
+    assert_true(log_says(EDM, "UDP reaches the hub again",
+                         (RELAY_UDP_RETRY_S + 10) * 1000));
+    printf("both agents back on UDP %lld ms after the port opened\n",
            (long long)(mono_ms() - t0));
+    assert_true(ping_within(EIM, EDM, 40000));
     assert_int_equal(peer_state(EIM, EDM), 2);  /* handshake, relayed */
     assert_int_equal(peer_state(EDM, EIM), 2);
     long long before = relay_count("forwarded");
@@ -486,6 +587,113 @@ static void the_relay_forwards_only_between_paired_nodes(void **state)
     close(b);
 }
 
+/* The next frame of type `type` for `id` on stream s within ms: 1; 0
+ * when none came; -1 once the hub closed the connection. */
+static int stream_wait(struct api_stream *s, enum relay_type type,
+                       const uint8_t *id, int ms)
+{
+    static uint8_t buf[2 * (RELAY_STREAM_PREFIX + RELAY_FRAME_MAX)];
+    static size_t have;
+    int64_t end = mono_ms() + ms;
+    for (;;) {
+        size_t frame, used;
+        int r;
+        while ((r = relay_stream_next(buf, have, &frame, &used)) == 1) {
+            struct relay_frame f;
+            bool hit = relay_decode(buf + RELAY_STREAM_PREFIX, frame, &f) == 0 &&
+                       f.type == type &&
+                       memcmp(f.id, id, RELAY_ID_LEN) == 0;
+            memmove(buf, buf + used, have - used);
+            have -= used;
+            if (hit)
+                return 1;
+        }
+        assert_true(r == 0);
+        int64_t left = end - mono_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pf = { api_stream_fd(s), POLLIN, 0 };
+        poll(&pf, 1, (int)left);
+        ssize_t got;
+        while ((got = api_stream_recv(s, buf + have, sizeof(buf) - have)) > 0)
+            have += (size_t)got;
+        if (got == 0 || got == -EIO) {
+            have = 0;
+            return -1;
+        }
+    }
+}
+
+static void stream_put(struct api_stream *s, const struct relay_frame *f)
+{
+    uint8_t out[RELAY_STREAM_PREFIX + RELAY_FRAME_MAX];
+    size_t len;
+    assert_int_equal(relay_stream_encode(f, out, sizeof(out), &len), 0);
+    assert_int_equal(api_stream_send_all(s, out, len, 2000), 0);
+}
+
+/* The TCP transport: a node's credential and an upgrade to fog-relay
+ * only; over it a hello is welcomed only for the node itself; a node's
+ * newer connection ends its older one; a length over a frame's largest
+ * ends the connection. */
+static void the_tcp_relay_takes_only_its_own_node(void **state)
+{
+    (void)state;
+    long st;
+    json_auto_t *o = tu_api(&ctl, ctl.admin_key, "GET", "/v1/agent/relay",
+                            NULL, &st);
+    assert_true(st == 401 || st == 403);
+    json_auto_t *o2 = tu_api(&ctl, watcher, "GET", "/v1/agent/relay", NULL,
+                             &st);
+    assert_int_equal(st, 426);
+    json_auto_t *ans = tu_api(&ctl, watcher, "POST", "/v1/agent/status",
+                              "{\"vms\":[]}", &st);
+    assert_int_equal(st, 200);
+    struct relay_frame f = { .type = RELAY_HELLO };
+    assert_int_equal(hex_decode(json_str(ans, "relay_token"), f.token,
+                                RELAY_TOKEN_LEN), 0);
+    _cleanup_free_ char *me = node_id("rl-watcher"), *eim = node_id("rl-eim");
+    uint8_t me_id[RELAY_ID_LEN], eim_id[RELAY_ID_LEN];
+    assert_int_equal(relay_id_parse(me, me_id), 0);
+    assert_int_equal(relay_id_parse(eim, eim_id), 0);
+
+    struct api_client *c = api_client_new(ctl.url, watcher, ctl.ca);
+    struct api_reply rep;
+    struct api_stream *s = NULL;
+    assert_int_equal(api_upgrade(c, "/v1/agent/relay", RELAY_UPGRADE_PROTOCOL,
+                                 &rep, &s), 0);
+    api_reply_clear(&rep);
+    /* Another node's id, whatever the token: dropped, not welcomed. */
+    long long drop = relay_count("dropped");
+    memcpy(f.id, eim_id, RELAY_ID_LEN);
+    stream_put(s, &f);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, eim_id, 1000), 0);
+    assert_true(relay_count("dropped") >= drop + 1);
+    /* Its own: welcomed over the connection. */
+    memcpy(f.id, me_id, RELAY_ID_LEN);
+    stream_put(s, &f);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 3000), 1);
+    /* A second connection of the same node replaces the first. */
+    struct api_client *c2 = api_client_new(ctl.url, watcher, ctl.ca);
+    struct api_stream *s2 = NULL;
+    assert_int_equal(api_upgrade(c2, "/v1/agent/relay",
+                                 RELAY_UPGRADE_PROTOCOL, &rep, &s2), 0);
+    api_reply_clear(&rep);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 5000), -1);
+    api_stream_free(s);
+    api_client_free(c);
+    s = s2;
+    c = c2;
+    stream_put(s, &f);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 3000), 1);
+    /* A length past any frame: the hub hangs up. */
+    static const uint8_t huge[2] = { 0xff, 0xff };
+    assert_int_equal(api_stream_send_all(s, huge, 2, 2000), 0);
+    assert_int_equal(stream_wait(s, RELAY_WELCOME, me_id, 5000), -1);
+    api_stream_free(s);
+    api_client_free(c);
+}
+
 /* Without address probes no node has a class and every pair would be
  * relayed: the controller refuses to start so. */
 static void the_relay_needs_the_address_probe(void **state)
@@ -518,11 +726,13 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_controller_puts_only_the_two_natted_nodes_on_the_relay),
-        cmocka_unit_test(without_the_relay_the_natted_pair_has_no_handshake),
+        cmocka_unit_test(with_the_relay_port_refused_the_natted_pair_goes_over_tcp),
         cmocka_unit_test(through_the_relay_the_natted_pair_handshakes_and_pings),
+        cmocka_unit_test(a_node_without_udp_pings_through_the_hub_over_tcp),
         cmocka_unit_test(a_node_without_nat_reaches_both_directly),
         cmocka_unit_test(the_relay_answers_nothing_to_strangers),
         cmocka_unit_test(the_relay_forwards_only_between_paired_nodes),
+        cmocka_unit_test(the_tcp_relay_takes_only_its_own_node),
         cmocka_unit_test(the_relay_needs_the_address_probe),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);

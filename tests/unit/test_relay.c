@@ -80,8 +80,18 @@ static void frames_round_trip(void **state)
     f.payload = NULL;
     f.payload_len = 10;
     assert_int_equal(relay_encode(&f, out, sizeof(out), &len), -EINVAL);
-    f = (struct relay_frame){ .type = 3 };
+    f = (struct relay_frame){ .type = 4 };
     assert_int_equal(relay_encode(&f, out, sizeof(out), &len), -EINVAL);
+    /* A welcome is a header and an id, nothing more. */
+    f = (struct relay_frame){ .type = RELAY_WELCOME };
+    assert_int_equal(relay_id_parse(ID_A, f.id), 0);
+    assert_int_equal(relay_encode(&f, out, sizeof(out), &len), 0);
+    assert_int_equal(len, RELAY_WELCOME_LEN);
+    assert_true(RELAY_WELCOME_LEN < RELAY_HELLO_LEN);
+    assert_int_equal(relay_decode(out, len, &g), 0);
+    assert_int_equal(g.type, RELAY_WELCOME);
+    assert_memory_equal(g.id, f.id, RELAY_ID_LEN);
+    assert_int_equal(relay_decode(out, len + 1, &g), -EBADMSG);
     f = (struct relay_frame){ .type = RELAY_HELLO };
     assert_int_equal(relay_encode(&f, out, RELAY_HELLO_LEN - 1, &len),
                      -ENOBUFS);
@@ -105,7 +115,7 @@ static void hostile_frames_are_refused(void **state)
         assert_int_equal(relay_decode(bad, len, &g), -EBADMSG);
     }
     /* Unknown types. */
-    static const uint8_t types[] = { 0, 3, 0x7f, 0xff };
+    static const uint8_t types[] = { 0, 3, 4, 0x7f, 0xff };
     for (size_t i = 0; i < sizeof(types); i++) {
         memcpy(bad, good, len);
         bad[5] = types[i];
@@ -127,6 +137,87 @@ static void hostile_frames_are_refused(void **state)
     assert_int_equal(relay_decode(good, len + 1, &g), -EBADMSG);
     assert_int_equal(relay_decode(good, RELAY_FRAME_MAX, &g), -EBADMSG);
     assert_int_equal(relay_decode(good, len, &g), 0);
+}
+
+/* The TCP stream: frames after their two-byte length, found in a buffer
+ * however the bytes arrived (one at a time, several frames at once); a
+ * length of 0 or over a frame's largest stops the stream. */
+static void stream_frames_survive_partial_reads(void **state)
+{
+    (void)state;
+    uint8_t payload[RELAY_PAYLOAD_MAX], stream[3 * (RELAY_FRAME_MAX + 2)];
+    for (size_t i = 0; i < sizeof(payload); i++)
+        payload[i] = (uint8_t)(i * 7 + 1);
+    size_t sizes[] = { RELAY_PAYLOAD_MAX, 1, 0 }, total = 0, len;
+    for (size_t i = 0; i < 3; i++) {
+        struct relay_frame f = { .type = RELAY_DATA, .payload = payload,
+                                 .payload_len = sizes[i] };
+        if (sizes[i] == 0)
+            f = (struct relay_frame){ .type = RELAY_HELLO };
+        assert_int_equal(relay_id_parse(ID_A, f.id), 0);
+        assert_int_equal(relay_stream_encode(&f, stream + total,
+                                             sizeof(stream) - total, &len), 0);
+        total += len;
+    }
+    assert_int_equal(total, 3 * (RELAY_STREAM_PREFIX + RELAY_HDR_LEN +
+                                 RELAY_ID_LEN) + RELAY_PAYLOAD_MAX + 1 +
+                                RELAY_TOKEN_LEN);
+    /* Fed one byte at a time: each frame is found exactly when its last
+     * byte arrives, never earlier. */
+    uint8_t buf[sizeof(stream)];
+    size_t have = 0, found = 0, frame, used;
+    for (size_t i = 0; i < total; i++) {
+        buf[have++] = stream[i];
+        int r = relay_stream_next(buf, have, &frame, &used);
+        assert_true(r >= 0);
+        if (r == 0)
+            continue;
+        struct relay_frame g;
+        assert_int_equal(used, have);
+        assert_int_equal(relay_decode(buf + RELAY_STREAM_PREFIX, frame, &g),
+                         0);
+        if (found < 2) {
+            assert_int_equal(g.type, RELAY_DATA);
+            assert_int_equal(g.payload_len, sizes[found]);
+            assert_memory_equal(g.payload, payload, sizes[found]);
+        } else {
+            assert_int_equal(g.type, RELAY_HELLO);
+        }
+        found++;
+        have = 0;
+    }
+    assert_int_equal(found, 3);
+    assert_int_equal(have, 0);
+    /* All at once: one frame after another. */
+    size_t off = 0;
+    for (found = 0; relay_stream_next(stream + off, total - off, &frame,
+                                      &used) == 1; found++)
+        off += used;
+    assert_int_equal(found, 3);
+    assert_int_equal(off, total);
+
+    /* Oversized or empty lengths are refused at once, before the bytes
+     * they announce arrive. */
+    uint8_t bad[2] = { (RELAY_FRAME_MAX + 1) >> 8,
+                       (uint8_t)(RELAY_FRAME_MAX + 1) };
+    assert_int_equal(relay_stream_next(bad, 2, &frame, &used), -EBADMSG);
+    bad[0] = bad[1] = 0xff;
+    assert_int_equal(relay_stream_next(bad, 2, &frame, &used), -EBADMSG);
+    bad[0] = bad[1] = 0;
+    assert_int_equal(relay_stream_next(bad, 2, &frame, &used), -EBADMSG);
+    bad[0] = RELAY_FRAME_MAX >> 8;
+    bad[1] = (uint8_t)RELAY_FRAME_MAX;
+    assert_int_equal(relay_stream_next(bad, 2, &frame, &used), 0);
+    assert_int_equal(relay_stream_next(bad, 1, &frame, &used), 0);
+    assert_int_equal(relay_stream_next(bad, 0, &frame, &used), 0);
+    /* What cannot be sent is not encoded; no room for the prefix. */
+    struct relay_frame f = { .type = RELAY_HELLO };
+    assert_int_equal(relay_stream_encode(&f, stream, 1, &len), -ENOBUFS);
+    assert_int_equal(relay_stream_encode(&f, stream, RELAY_HELLO_LEN + 1,
+                                         &len), -ENOBUFS);
+    f.type = 4;
+    assert_int_equal(relay_stream_encode(&f, stream, sizeof(stream), &len),
+                     -EINVAL);
 }
 
 static void tokens_are_bound_to_node_secret_and_time(void **state)
@@ -250,6 +341,7 @@ int main(void)
         cmocka_unit_test(ids_parse_strictly_and_round_trip),
         cmocka_unit_test(frames_round_trip),
         cmocka_unit_test(hostile_frames_are_refused),
+        cmocka_unit_test(stream_frames_survive_partial_reads),
         cmocka_unit_test(tokens_are_bound_to_node_secret_and_time),
         cmocka_unit_test(only_pairs_without_a_direct_path_are_relayed),
         cmocka_unit_test(the_peer_path_travels_in_the_desired_document),
