@@ -2,7 +2,7 @@
 # The packages' systemd units: `systemd-analyze verify` finds nothing wrong
 # (with ExecStart pointed at this tree's binaries, which it checks exist),
 # and `systemd-analyze security` rates each unit's sandbox no worse than
-# the level it has today (controller 1.5, agent 3.1 out of 10 when this
+# the level it has today (controller 1.6, agent 3.1 out of 10 when this
 # was written; the ceilings leave room for rounding, not for a lost
 # protection such as ProtectSystem or a widened capability set). Prints
 # both figures. Skipped when systemd-analyze is missing.
