@@ -432,7 +432,7 @@ static void memo_follows_changes(void **state)
 static void long_lists(void **state)
 {
     enum { N = 3000 };
-    static char idbuf[N][16];
+    static char idbuf[N][32];
     static struct place_node nodes[N];
     static const char *avoid[N], *blocked[N];
     static const size_t sizes[] = { 0, 1, 8, 9, 100, 1024, 1025, 2500 };
