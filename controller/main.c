@@ -672,8 +672,10 @@ static int cmd_serve(struct app *a)
         log_warn("an image inspection is still running: leaving the store "
                  "to the exit");
     free(a->ca_pem);
+    a->ca_pem = NULL;
     guard_free(a->guard);
     bstore_free(a->backups);
+    a->backups = NULL;
     log_info("stopped");
     reload_free();
     return 0;
@@ -727,6 +729,9 @@ int main(int argc, char **argv)
             main_argc = argc;
             main_argv = argv;
             rc = cmd_serve(&a);
+            /* What a refusal at start had already read or opened. */
+            free(a.ca_pem);
+            bstore_free(a.backups);
         }
     } else {
         fprintf(stderr, "fog-controller: unknown command '%s'\n", argv[1]);
