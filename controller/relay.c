@@ -339,7 +339,8 @@ static void streams_take(struct relay_server *s)
             stream_end(s, i);
             continue;
         }
-        memcpy(st->in, early, n);
+        if (n > 0)
+            memcpy(st->in, early, n);
         st->in_len = n;
         if (!stream_frames(s, st))
             stream_end(s, i);
