@@ -30,15 +30,20 @@ static const char *const ctl_args[] = {
     NULL,
 };
 
-/* The last answer of call() (kept for checks after a create helper). */
+/* The last answer of call() (kept for checks after a create helper).
+ * Racing threads call it too: the swap is locked, or two of them drop the
+ * same answer and lose another. */
 static json_t *last;
+static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static json_t *call(const char *key, const char *method, const char *path,
                     const char *body, long *st)
 {
     json_t *j = tu_api(&ctl, key, method, path, body, st);
+    pthread_mutex_lock(&last_lock);
     json_decref(last);
     last = json_incref(j);
+    pthread_mutex_unlock(&last_lock);
     return j;
 }
 
