@@ -661,11 +661,14 @@ static int cmd_serve(struct app *a)
     log_info("signal %d: shutting down", sig);
     accrual_stop();
     reconciler_stop();
+    /* The relay's TCP streams are connections of the HTTP server: ended
+     * while it still runs. */
+    relay_server_stop(relay);
     http_server_stop(a->http, 5000);
     a->probe = NULL;
     probe_server_stop(probe);
     a->relay = NULL;
-    relay_server_stop(relay);
+    relay_server_free(relay);
     if (catalog_shutdown())
         store_close(a->store);
     else

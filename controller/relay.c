@@ -55,9 +55,10 @@ struct relay_server {
     struct ratelimit *rl;
     struct relay_node nodes[RELAY_NODES_MAX];
     struct relay_stream *streams[RELAY_STREAMS_MAX];
-    pthread_mutex_t lock;       /* guards pending */
+    pthread_mutex_t lock;       /* guards pending and stopped */
     struct relay_stream *pending[RELAY_STREAMS_MAX];
     size_t n_pending;
+    bool stopped;               /* its thread is gone: take no stream */
     atomic_uint_fast64_t forwarded, dropped, registered, tcp;
 };
 
@@ -448,9 +449,22 @@ void relay_server_stop(struct relay_server *s)
 {
     if (!s)
         return;
+    pthread_mutex_lock(&s->lock);
+    bool stopped = s->stopped;
+    s->stopped = true;
+    pthread_mutex_unlock(&s->lock);
+    if (stopped)
+        return;
     if (write(s->stop_pipe[1], "x", 1) != 1)
         log_warn("relay: cannot wake its thread");
     pthread_join(s->thread, NULL);
+}
+
+void relay_server_free(struct relay_server *s)
+{
+    if (!s)
+        return;
+    relay_server_stop(s);
     close(s->fd);
     close(s->stop_pipe[0]);
     close(s->stop_pipe[1]);
@@ -472,7 +486,7 @@ void relay_server_stream(struct relay_server *s, const char *node_id,
         return;
     }
     pthread_mutex_lock(&s->lock);
-    bool taken = s->n_pending < RELAY_STREAMS_MAX;
+    bool taken = !s->stopped && s->n_pending < RELAY_STREAMS_MAX;
     if (taken)
         s->pending[s->n_pending++] = st;
     pthread_mutex_unlock(&s->lock);

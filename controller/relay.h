@@ -28,11 +28,15 @@ struct relay_server;
 
 /* Bind UDP `port` on the host of `listen` ("ADDR:PORT" or "[V6]:PORT")
  * and start relaying, with a fresh random secret for tokens. *ret owned
- * by the caller (relay_server_stop). 0, or -errno with a message logged. */
+ * by the caller (relay_server_free). 0, or -errno with a message logged. */
 int relay_server_start(const char *listen, int port,
                        struct relay_server **ret);
-/* Stop the thread and close the socket; NULL is fine. */
+/* End its thread and every TCP stream it holds (while the HTTP server,
+ * which owns their connections, still runs); a stream handed over after
+ * is closed at once. The struct stays valid until relay_server_free. */
 void relay_server_stop(struct relay_server *s);
+/* Stop if not stopped yet and free. Accepts NULL. */
+void relay_server_free(struct relay_server *s);
 
 /* A token for node_id (a UUID) with NAT class nat, valid RELAY_TOKEN_S
  * from now, as RELAY_TOKEN_HEX lowercase hex into out. 0, or -EINVAL for
