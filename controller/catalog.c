@@ -501,15 +501,16 @@ static json_t *template_load(struct app *a, const char *name)
         json_decref(t);
         return NULL;
     }
-    /* An image by URL is pinned by its digest: fetched content is
-     * verified before anything runs it. */
+    /* A template may pin its catalog image by digest; an image by URL
+     * must be pinned: fetched content is verified before anything runs
+     * it. */
     const char *url = json_str(t, "image_url"), *sha = json_str(t, "image_sha256");
-    if ((url || sha) && (!url || !sha || strlen(sha) != 64 ||
-                         strspn(sha, "0123456789abcdef") != 64 ||
-                         (!startswith(url, "http://") &&
-                          !startswith(url, "https://")))) {
-        log_warn("template '%s' is invalid: image_url needs image_sha256 "
-                 "(64 lowercase hex characters) and an http(s) URL", path);
+    if ((url && !sha) ||
+        (sha && (strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64)) ||
+        (url && !startswith(url, "http://") && !startswith(url, "https://"))) {
+        log_warn("template '%s' is invalid: image_sha256 must be 64 "
+                 "lowercase hex characters, and image_url needs it and an "
+                 "http(s) URL", path);
         json_decref(t);
         return NULL;
     }

@@ -365,6 +365,21 @@ static int policy_image_resolve(struct app *a, const char *owner,
     return e == -ENOENT ? 0 : e;
 }
 
+/* A template's image content: its pinned digest, else what its image
+ * name resolves to as above. */
+static int policy_template_resolve(struct app *a, const char *owner,
+                                   const json_t *t, char **ret_digest,
+                                   char **ret_local)
+{
+    const char *pin = json_str(t, "image_sha256");
+    if (!pin)
+        return policy_image_resolve(a, owner, json_str(t, "image"),
+                                    ret_digest, ret_local);
+    *ret_digest = xstrdup(pin);
+    *ret_local = NULL;
+    return 0;
+}
+
 HANDLER(h_node_policy_put)
 {
     struct app *a = app;
@@ -423,9 +438,10 @@ HANDLER(h_node_policy_put)
                 return;
             }
             _cleanup_free_ char *digest = NULL, *local = NULL;
-            e = policy_image_resolve(a, json_str(row, "account_id"),
-                                     t ? json_str(t, "image") : name, &digest,
-                                     &local);
+            e = t ? policy_template_resolve(a, json_str(row, "account_id"),
+                                            t, &digest, &local)
+                  : policy_image_resolve(a, json_str(row, "account_id"), name,
+                                         &digest, &local);
             if (e < 0)
                 break;
             e = store_exec(a->store, "INSERT INTO node_policy (node_id, kind, "
@@ -755,8 +771,7 @@ HANDLER(h_pool_add)
                                "no such template '%s'", tmpl);
             return;
         }
-        int e = policy_image_resolve(a, "", json_str(t, "image"), &digest,
-                                     &local);
+        int e = policy_template_resolve(a, "", t, &digest, &local);
         if (e < 0) {
             reply_store_error(r, e, "pool");
             return;

@@ -336,16 +336,23 @@ static int vm_add_ports(struct app *a, struct http_request *r,
 /* The catalog image a VM names (id, or name: the caller's own first, then
  * a public one). 0 and *ret {id, name, state, state_reason, min_disk_gib}
  * (caller owns), -ENOENT or -EIO. */
+/* The catalog image ref (an id or a name) names for the account; with
+ * sha256, only one with that content. */
 static int vm_image_resolve(struct app *a, const char *account_id,
-                            const char *ref, json_t **ret)
+                            const char *ref, const char *sha256, json_t **ret)
 {
-    return store_query_one(a->store, ret,
-                           "SELECT id, name, state, state_reason, "
-                           "min_disk_gib, source, sha256 FROM images WHERE deleted_at IS NULL "
-                           "AND (id = $1 OR name = $1) AND (account_id = $2 OR "
-                           "visibility = 'public') ORDER BY (id = $1) DESC, "
-                           "CASE WHEN account_id = $2 THEN 0 ELSE 1 END, "
-                           "created_at LIMIT 1", "ss", ref, account_id);
+#define IMAGE_RESOLVE(extra)                                                  \
+    "SELECT id, name, state, state_reason, min_disk_gib, source, sha256 "    \
+    "FROM images WHERE deleted_at IS NULL AND (id = $1 OR name = $1) AND "   \
+    "(account_id = $2 OR visibility = 'public') " extra "ORDER BY "          \
+    "(id = $1) DESC, CASE WHEN account_id = $2 THEN 0 ELSE 1 END, "          \
+    "created_at LIMIT 1"
+    if (sha256)
+        return store_query_one(a->store, ret, IMAGE_RESOLVE("AND sha256 = $3 "),
+                               "sss", ref, account_id, sha256);
+    return store_query_one(a->store, ret, IMAGE_RESOLVE(""), "ss", ref,
+                           account_id);
+#undef IMAGE_RESOLVE
 }
 
 /* A VM's request merged with its template: what will be stored. */
@@ -427,20 +434,32 @@ static bool vm_spec_image(struct app *a, struct http_request *r, json_t *b,
                           struct vm_spec *spec, json_t **ret_img)
 {
     json_t *img = NULL;
-    int e = vm_image_resolve(a, account_id, spec->image, &img);
+    /* The template's own image (the request names none, or the same
+     * name) may be pinned by digest: only that content will do, whatever
+     * else the catalog calls by its name. */
+    const char *pin = t && (!json_object_get(b, "image") ||
+                            streq(json_str(b, "image"), json_str(t, "image")))
+                          ? json_str(t, "image_sha256") : NULL;
+    int e = vm_image_resolve(a, account_id, spec->image, pin, &img);
     /* The template's own image, by URL and digest: the hub imports it
      * once and the VM waits for it. */
-    bool by_url = t && !json_object_get(b, "image") &&
-                  json_str(t, "image_url") && json_str(t, "image_sha256");
+    bool by_url = pin && json_str(t, "image_url");
     if (e == -ENOENT && by_url) {
         char id[UUID_STR_LEN + 1];
         e = catalog_template_image(a, t, id);
         if (e == 0)
-            e = vm_image_resolve(a, account_id, id, &img);
+            e = vm_image_resolve(a, account_id, id, NULL, &img);
         if (e < 0) {
             reply_store_error(r, e, "image");
             return false;
         }
+    }
+    if (e == -ENOENT && pin) {
+        http_reply_problem(r, 409, "conflict", "template",
+                           "template '%s' pins image '%s' to sha256 %s; the "
+                           "catalog has no image of that name with it",
+                           json_str(t, "name"), spec->image, pin);
+        return false;
     }
     if (e == -ENOENT) {
         if (uuid_is_valid(spec->image)) {

@@ -4,8 +4,10 @@
  * server counts the downloads), as a public image of its own; the VMs
  * wait pending with the reason meanwhile and are placed once it is
  * ready. A wrong digest or a source that does not serve the image fails
- * the waiting VM with the reason and leaves nothing in the catalog; a template that names a URL without a digest
- * is not offered at all. */
+ * the waiting VM with the reason and leaves nothing in the catalog; a
+ * template that names a URL without a digest is not offered at all. A
+ * template that pins its catalog image by digest (no URL) takes only that
+ * content, never another image of the same name. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -47,6 +49,17 @@ static void put_template(const char *name, const char *image,
     if (sha)
         json_object_set_new(t, "image_sha256", json_string(sha));
     _cleanup_free_ char *text = json_dumps(t, JSON_INDENT(2));
+    _cleanup_free_ char *rel = xasprintf("%s.json", name);
+    tu_put_file(tdir, rel, text);
+}
+
+/* A template naming a catalog image and its digest, without a URL. */
+static void put_pinned(const char *name, const char *image, const char *sha)
+{
+    _cleanup_free_ char *text = xasprintf(
+        "{\"name\":\"%s\",\"image\":\"%s\",\"image_sha256\":\"%s\","
+        "\"vcpus\":1,\"memory_mib\":128,\"disk_gib\":1,\"allow_tcg\":true}",
+        name, image, sha);
     _cleanup_free_ char *rel = xasprintf("%s.json", name);
     tu_put_file(tdir, rel, text);
 }
@@ -177,6 +190,72 @@ static void concurrent_creates_share_one_verified_import(void **state)
     assert_int_equal(hits(), 1);
     for (int i = 0; i < 2; i++)
         json_decref(c[i].reply);
+}
+
+/* After imp-os (img) is in the catalog: a template pinning imp-os to img
+ * launches it; one pinning imp-os to another digest is refused with 409
+ * naming the pin, and downloads nothing; one pinning an image the
+ * catalog lacks likewise; a request naming its own image is not held to
+ * the template's pin. */
+static void a_pinned_template_takes_only_its_digest(void **state)
+{
+    (void)state;
+    long st;
+    json_auto_t *ok = tu_api_want(&ctl, alice_key, "POST", "/v1/vms",
+                                  "{\"name\":\"pin1\",\"template\":"
+                                  "\"pinok\",\"power_state\":\"stopped\"}",
+                                  201);
+    assert_string_equal(json_str(ok, "image"), "imp-os");
+    json_auto_t *im = NULL;
+    assert_int_equal(images_named("imp-os", &im), 1);
+    assert_string_equal(json_str(ok, "image_id"), json_str(im, "id"));
+
+    int before = hits();
+    json_auto_t *bad = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                              "{\"name\":\"pin2\",\"template\":"
+                              "\"pinother\"}", &st);
+    assert_int_equal(st, 409);
+    assert_string_equal(json_str(bad, "field"), "template");
+    assert_non_null(strstr(json_str(bad, "detail"), img2_sha));
+    assert_non_null(strstr(json_str(bad, "detail"), "imp-os"));
+    json_auto_t *none = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                               "{\"name\":\"pin3\",\"template\":"
+                               "\"pinnone\"}", &st);
+    assert_int_equal(st, 409);
+    assert_string_equal(json_str(none, "field"), "template");
+    assert_int_equal(hits(), before);
+    assert_int_equal(images_named("none-os", NULL), 0);
+    /* Nothing was created by the refusals. */
+    tu_api(&ctl, alice_key, "GET", "/v1/vms/pin2", NULL, &st);
+    assert_int_equal(st, 404);
+
+    /* Naming the template's image by its name is still the template's
+     * image, pin and all. */
+    json_auto_t *same = tu_api(&ctl, alice_key, "POST", "/v1/vms",
+                               "{\"name\":\"pin4\",\"template\":"
+                               "\"pinother\",\"image\":\"imp-os\"}", &st);
+    assert_int_equal(st, 409);
+    /* Another image (here by id) replaces the template's, pin and all:
+     * the VM is only based on the template. */
+    _cleanup_free_ char *body = xasprintf(
+        "{\"name\":\"pin5\",\"template\":\"pinother\",\"image\":"
+        "\"%s\",\"power_state\":\"stopped\"}", json_str(im, "id"));
+    json_auto_t *own = tu_api_want(&ctl, alice_key, "POST", "/v1/vms", body,
+                                   201);
+    assert_string_equal(json_str(own, "image_id"), json_str(im, "id"));
+    assert_null(json_str(own, "template"));
+    assert_string_equal(json_str(own, "based_on"), "pinother");
+
+    /* A node policy listing a pinned template accepts that content, not
+     * what the catalog calls by the template's image name. */
+    json_auto_t *pol = tu_api_want(&ctl, ctl.admin_key, "PUT",
+                                   "/v1/nodes/n1/policy",
+                                   "{\"templates\":[\"pinother\"]}", 200);
+    json_t *entry = json_array_get(json_object_get(pol, "entries"), 0);
+    assert_string_equal(json_str(entry, "name"), "pinother");
+    assert_string_equal(json_str(entry, "sha256"), img2_sha);
+    tu_api_want(&ctl, ctl.admin_key, "PUT", "/v1/nodes/n1/policy",
+                "{\"templates\":[]}", 200);
 }
 
 static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
@@ -348,6 +427,9 @@ static int setup(void **state)
                  "zz00000000000000000000000000000000000000000000000000000000"
                  "000000");
     /* Upper case: the digest is compared as lowercase text. */
+    put_pinned("pinok", "imp-os", img_sha);
+    put_pinned("pinother", "imp-os", img2_sha);
+    put_pinned("pinnone", "none-os", img_sha);
     put_template("upsha", "upsha-os", "disk.qcow2",
                  "AB00000000000000000000000000000000000000000000000000000000"
                  "000000");
@@ -390,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_url_without_a_digest_is_refused_at_load),
         cmocka_unit_test(concurrent_creates_share_one_verified_import),
+        cmocka_unit_test(a_pinned_template_takes_only_its_digest),
         cmocka_unit_test(a_wrong_digest_fails_the_vm_and_leaves_nothing),
         cmocka_unit_test(effects_wait_for_the_commit),
     };
