@@ -47,8 +47,9 @@ static json_t *gpus_list(struct app *a, struct http_request *r,
     if (store_query(a->store, &rows,
                     "SELECT " GPU_COLS " FROM gpus g JOIN nodes n ON n.id = "
                     "g.node_id WHERE n.removed_at IS NULL AND ($1 = 1 OR "
-                    "n.account_id = $2) AND ($3 IS NULL OR g.node_id = $3) "
-                    "ORDER BY n.created_at, n.id, g.address", "bss",
+                    "n.account_id = $2) AND (CAST($3 AS TEXT) IS NULL OR "
+                    "g.node_id = $3) ORDER BY n.created_at, n.id, g.address",
+                    "bss",
                     c->role == ROLE_ADMIN, c->account_id, node_id) < 0)
         return NULL;
     json_t *list = json_array();
