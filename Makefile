@@ -146,7 +146,7 @@ $(O)/%.o: %.c
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 FORCE:
-.PHONY: FORCE all deps test test-unit test-integration test-e2e demo bench asan \
+.PHONY: FORCE all deps test test-unit test-pg test-integration test-e2e demo bench asan \
         valgrind install clean guest guest-debian deb fuzz fuzz-build fuzz-smoke
 all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(SEC_BINS) $(BENCH_BINS)
 
@@ -170,6 +170,11 @@ test: deps
 
 test-unit: all
 	$(Q)O=$(O) FOG_ONLY=unit sh tests/run.sh
+
+# The integration suite with every controller on PostgreSQL (a throwaway
+# cluster per test binary, a database per controller) instead of sqlite.
+test-pg: all
+	$(Q)O=$(O) FOG_ONLY=integration FOG_TEST_DATABASE=postgresql sh tests/run.sh
 
 # Builds everything with ASan+UBSan in build-asan/ and runs unit and
 # integration tests under it (no QEMU, which the sanitizers would slow).

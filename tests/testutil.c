@@ -28,6 +28,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -433,6 +434,10 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
                        (char *)"--per-ip-connections", (char *)"0",
                        (char *)"--bench-every", (char *)"0" };
     int n = 20;
+    if (c->database) {
+        argv[n++] = (char *)"--database";
+        argv[n++] = c->database;
+    }
     for (const char *const *e = extra; e && *e && n < 46; e++)
         argv[n++] = (char *)*e;
     argv[n] = NULL;
@@ -441,6 +446,93 @@ static void ctl_spawn(struct tu_ctl *c, const char *const *extra)
         fprintf(stderr, "controller did not start; log %s\n", c->log);
         abort();
     }
+}
+
+/* ---- the suite on PostgreSQL ---------------------------------------- */
+
+static struct tu_pg suite_pg;
+static pid_t suite_pg_owner;
+static int suite_pg_n;
+static char *suite_database(void);
+
+bool tu_on_pg(void)
+{
+    const char *v = getenv("FOG_TEST_DATABASE");
+    return v && streq(v, "postgresql");
+}
+
+char *tu_store_address(const struct tu_ctl *ctl)
+{
+    return ctl->database ? xstrdup(ctl->database)
+                         : xasprintf("%s/fog.db", ctl->dir);
+}
+
+char *tu_new_store_address(const char *dir)
+{
+    char *db = suite_database();
+    return db ? db : xasprintf("%s/fog.db", dir);
+}
+
+void tu_sqlite_only(const char *why)
+{
+    if (!tu_on_pg())
+        return;
+    printf("sqlite only: %s\n", why);
+    exit(77);
+}
+
+/* Only the process that started the cluster stops it (forked children
+ * run atexit handlers too). */
+static void suite_pg_stop(void)
+{
+    if (suite_pg_owner == getpid())
+        tu_pg_stop(&suite_pg);
+}
+
+/* On PostgreSQL: an empty database for one more controller, its address
+ * (caller frees); else NULL. */
+static char *suite_database(void)
+{
+    if (!tu_on_pg())
+        return NULL;
+    if (!suite_pg.uri) {
+        if (!tu_pg_start(&suite_pg)) {
+            fprintf(stderr, "FOG_TEST_DATABASE=postgresql: cannot start a "
+                            "PostgreSQL 15 cluster (root and the server "
+                            "package are needed)\n");
+            abort();
+        }
+        suite_pg_owner = getpid();
+        atexit(suite_pg_stop);
+        fprintf(stderr, "controllers on PostgreSQL: %s\n", suite_pg.dir);
+    }
+    char name[32];
+    snprintf(name, sizeof(name), "ctl%d", ++suite_pg_n);
+    PGconn *pc = PQconnectdb(suite_pg.uri);
+    _cleanup_free_ char *q = xasprintf("CREATE DATABASE %s", name);
+    PGresult *res = PQstatus(pc) == CONNECTION_OK ? PQexec(pc, q) : NULL;
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "%s: %s\n", q, PQerrorMessage(pc));
+        abort();
+    }
+    PQclear(res);
+    PQfinish(pc);
+    return xasprintf("postgresql:///%s?host=%s&user=fog", name, suite_pg.dir);
+}
+
+/* One statement on a controller's PostgreSQL database: its result, which
+ * the caller clears; aborts when it fails. */
+static PGresult *pg_sql(const struct tu_ctl *ctl, const char *q)
+{
+    PGconn *pc = PQconnectdb(ctl->database);
+    PGresult *res = PQstatus(pc) == CONNECTION_OK ? PQexec(pc, q) : NULL;
+    if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK &&
+                 PQresultStatus(res) != PGRES_TUPLES_OK)) {
+        fprintf(stderr, "%s: %s\n", q, PQerrorMessage(pc));
+        abort();
+    }
+    PQfinish(pc);
+    return res;
 }
 
 /* init (with --san addr when given, and init_args) and serve. */
@@ -456,6 +548,10 @@ static void ctl_start(struct tu_ctl *c, const char *addr,
     _cleanup_free_ char *bin = tu_bin("fog-controller");
     char *argv[20] = { bin, (char *)"init", (char *)"--data-dir", c->dir };
     int na = 4;
+    if ((c->database = suite_database())) {
+        argv[na++] = (char *)"--database";
+        argv[na++] = c->database;
+    }
     if (addr) {
         argv[na++] = (char *)"--san";
         argv[na++] = (char *)addr;
@@ -518,12 +614,16 @@ void tu_ctl_destroy(struct tu_ctl *c)
 {
     if (c->pid > 0)
         tu_ctl_stop(c, SIGTERM);
-    tu_rmrf(c->dir);
+    if (getenv("FOG_TEST_KEEP"))    /* to read its log after a failure */
+        fprintf(stderr, "kept %s\n", c->dir);
+    else
+        tu_rmrf(c->dir);
     free(c->dir);
     free(c->url);
     free(c->ca);
     free(c->admin_key);
     free(c->log);
+    free(c->database);
     memset(c, 0, sizeof(*c));
 }
 
@@ -1038,6 +1138,11 @@ void tu_sql(const struct tu_ctl *ctl, const char *fmt, ...)
     va_start(ap, fmt);
     char *q = sqlite3_vmprintf(fmt, ap);
     va_end(ap);
+    if (ctl->database) {
+        PQclear(pg_sql(ctl, q));
+        sqlite3_free(q);
+        return;
+    }
     sqlite3 *h = sql_open(ctl);
     char *err = NULL;
     if (sqlite3_exec(h, q, NULL, NULL, &err) != SQLITE_OK) {
@@ -1054,6 +1159,15 @@ char *tu_sql_text(const struct tu_ctl *ctl, const char *fmt, ...)
     va_start(ap, fmt);
     char *q = sqlite3_vmprintf(fmt, ap);
     va_end(ap);
+    if (ctl->database) {
+        PGresult *res = pg_sql(ctl, q);
+        char *v = PQntuples(res) > 0 && PQnfields(res) > 0 &&
+                          !PQgetisnull(res, 0, 0)
+                      ? xstrdup(PQgetvalue(res, 0, 0)) : NULL;
+        PQclear(res);
+        sqlite3_free(q);
+        return v;
+    }
     sqlite3 *h = sql_open(ctl);
     sqlite3_stmt *st = NULL;
     char *out = NULL;

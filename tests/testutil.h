@@ -107,7 +107,22 @@ struct tu_ctl {
     pid_t pid;
     const char *const *extra; /* serve's extra arguments (caller's array) */
     bool any_addr;  /* listen on 0.0.0.0 (tu_ctl_start_on) */
+    char *database; /* its PostgreSQL database (tu_on_pg()); NULL: sqlite */
 };
+/* True when the suite runs its controllers on PostgreSQL
+ * (FOG_TEST_DATABASE=postgresql, `make test-pg`): each tu_ctl_start*()
+ * then gets a database of its own in one throwaway cluster per test
+ * process, and tu_sql*() run there. */
+bool tu_on_pg(void);
+/* The address store_open() takes for ctl's store: its PostgreSQL database
+ * or DIR/fog.db (caller frees). */
+char *tu_store_address(const struct tu_ctl *ctl);
+/* For a test that opens a store in process: a new empty PostgreSQL
+ * database under tu_on_pg(), else DIR/fog.db (caller frees). */
+char *tu_new_store_address(const char *dir);
+/* In a test that reads sqlite files of its own making (the hub's online
+ * backup, query plans): under tu_on_pg() print why and exit 77 (skip). */
+void tu_sqlite_only(const char *why);
 /* fog-controller init + serve on a free port; waits until it answers.
  * extra_args (NULL-terminated, may be NULL; must outlive the controller,
  * restarts reuse them) are added to `serve`, after "--grace 0" (balance
@@ -313,9 +328,9 @@ int tu_file_srv_hits(struct tu_file_srv *s);
  * names (path), or remove it when step is NULL. Aborts on failure. */
 void tu_fault(const char *path, const char *step);
 
-/* One statement on ctl's sqlite store (fog.db; WAL, so the controller
- * serves meanwhile), formatted as sqlite3_mprintf() does (%q quotes).
- * Aborts when it fails. */
+/* One statement on ctl's store (its sqlite fog.db, WAL, so the
+ * controller serves meanwhile; or its PostgreSQL database), formatted as
+ * sqlite3_mprintf() does (%q quotes). Aborts when it fails. */
 void tu_sql(const struct tu_ctl *ctl, const char *fmt, ...) _printf_(2, 3);
 /* The first column of the first row of a query on ctl's store as text
  * (caller frees), NULL when there is none or it is NULL. Aborts when the

@@ -10,7 +10,6 @@
 #include "common/jsonutil.h"
 #include "tests/testutil.h"
 
-#include <sqlite3.h>
 #include <stdio.h>
 
 static struct tu_ctl ctl;
@@ -19,23 +18,16 @@ static char *tenant_key;
 /* Rows of every table but the event log (which records the refusals). */
 static int64_t store_rows(void)
 {
-    _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *db;
     int64_t total = 0;
     static const char *const tables[] = { "accounts", "api_keys", "vms",
                                           "nodes", "join_tokens",
                                           "idempotency" };
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
-                     SQLITE_OK);
     for (size_t i = 0; i < ARRAY_SIZE(tables); i++) {
-        _cleanup_free_ char *sql = xasprintf("SELECT COUNT(*) FROM %s", tables[i]);
-        sqlite3_stmt *st;
-        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        total += sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+        _cleanup_free_ char *n = tu_sql_text(&ctl, "SELECT COUNT(*) FROM %s",
+                                             tables[i]);
+        assert_non_null(n);
+        total += strtoll(n, NULL, 10);
     }
-    sqlite3_close(db);
     return total;
 }
 

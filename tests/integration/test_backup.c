@@ -147,6 +147,8 @@ static void what_is_not_a_store_is_refused(void **state)
 
 int main(void)
 {
+    tu_sqlite_only("fog-controller backup and restore copy the hub's sqlite "
+                   "file; a PostgreSQL store is backed up with its own tools");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_backup_while_serving_is_consistent_and_restores),
         cmocka_unit_test(what_is_not_a_store_is_refused),

@@ -89,7 +89,7 @@ static char *vm_id_of(const char *name)
 /* The VM's backup key as the controller keeps it. */
 static void vm_key(const char *vm_id, uint8_t key[BKCRYPT_KEY_LEN])
 {
-    _cleanup_free_ char *db = xasprintf("%s/fog.db", ctl.dir);
+    _cleanup_free_ char *db = tu_store_address(&ctl);
     struct store *s = NULL;
     assert_int_equal(store_open(db, &s), 0);
     json_auto_t *row = NULL;

@@ -32,25 +32,19 @@ static struct tu_ctl ctl;
 static struct tu_agent honest;
 static char *probe_dir, *fault_file; /* the hub's probe; its test seams */
 
-/* One integer from the hub's store (-1 for NULL or no row). */
+/* One integer from the hub's store (-1 for NULL or no row); arg, quoted,
+ * replaces the query's one '?'. */
 static int64_t db_int(const char *sql, const char *arg)
 {
-    _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
-                     SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    if (arg)
-        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-    int64_t v = -1;
-    if (sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_type(st, 0) != SQLITE_NULL)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    const char *mark = strchr(sql, '?');
+    char *quoted = arg ? sqlite3_mprintf("'%q'", arg) : NULL;
+    _cleanup_free_ char *full =
+        mark && quoted ? xasprintf("%.*s%s%s", (int)(mark - sql), sql, quoted,
+                                   mark + 1)
+                       : xstrdup(sql);
+    sqlite3_free(quoted);
+    _cleanup_free_ char *v = tu_sql_text(&ctl, "%s", full);
+    return v ? strtoll(v, NULL, 10) : -1;
 }
 
 static int64_t faults_of(const char *name)
@@ -241,20 +235,9 @@ static void invented_checkpoints_get_a_fault_and_no_score(void **state)
     assert_int_equal(faults_of("liar2"), 1000);
     /* Another node's challenge is not this node's to answer. */
     char *hid = NULL;
-    {
-        _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
-        sqlite3 *db;
-        sqlite3_stmt *st;
-        assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY,
-                                         NULL), SQLITE_OK);
-        assert_int_equal(sqlite3_prepare_v2(
-            db, "SELECT b.id FROM node_benchmarks b JOIN nodes n ON n.id = "
-            "b.node_id WHERE n.name = 'honest'", -1, &st, NULL), SQLITE_OK);
-        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        hid = xstrdup((const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-    }
+    hid = tu_sql_text(&ctl, "SELECT b.id FROM node_benchmarks b JOIN nodes "
+                      "n ON n.id = b.node_id WHERE n.name = 'honest'");
+    assert_non_null(hid);
     assert_int_equal(post(cred, hid, right, NULL), 404);
     free(hid);
 }
@@ -336,7 +319,8 @@ static void same_answer_posted_at_once_passes_once(void **state)
         assert_int_equal(pthread_create(&t[i], NULL, race_post, &r[i]), 0);
     }
     /* While the answers are checked, the store takes writes at once. */
-    int64_t took = longest_write_wait(2000);
+    /* (sqlite's one write lock; PostgreSQL has row locks instead) */
+    int64_t took = ctl.database ? 0 : longest_write_wait(2000);
     for (size_t i = 0; i < ARRAY_SIZE(r); i++)
         pthread_join(t[i], NULL);
     tu_put_file(probe_dir, "fault", "none");
@@ -431,7 +415,8 @@ static void bench_every_without_the_probe_is_refused(void **state)
     snprintf(port, sizeof(port), "127.0.0.1:%d", tu_free_port());
     char *argv[] = { bin, (char *)"serve", (char *)"--data-dir", ctl.dir,
                      (char *)"--listen", port, (char *)"--bench-every",
-                     (char *)"60", NULL };
+                     (char *)"60", ctl.database ? (char *)"--database" : NULL,
+                     ctl.database, NULL };
     int st = 0;
     tu_run_with_stderr = true;
     _cleanup_free_ char *out = tu_run(argv, &st);

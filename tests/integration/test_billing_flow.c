@@ -149,7 +149,7 @@ static void assert_balances_match_entries(void)
 static int setup(void **state)
 {
     dir = tu_tempdir("billing");
-    db = xasprintf("%s/fog.db", dir);
+    db = tu_new_store_address(dir);
     A.cfg.heartbeat_s = 5;
     A.cfg.max_body = 1 << 20;
     assert_int_equal(store_open(db, &A.store), 0);

@@ -16,7 +16,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -412,15 +411,8 @@ static void unapproved_node_learns_nothing_of_its_peers(void **state)
     _cleanup_free_ char *text2 = json_dumps(d2, JSON_COMPACT);
     assert_non_null(strstr(text2, key_a));
     /* An endpoint stored before the checks existed is not handed out. */
-    _cleanup_free_ char *dbp = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(dbp, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    _cleanup_free_ char *sql = xasprintf("UPDATE nodes SET endpoint = "
-                                         "'127.0.0.1:22' WHERE id = '%s'",
-                                         ok_id);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    tu_sql(&ctl, "UPDATE nodes SET endpoint = '127.0.0.1:22' WHERE id = '%s'",
+           ok_id);
     json_auto_t *d3 = desired(pend_cred);
     _cleanup_free_ char *text3 = json_dumps(d3, JSON_COMPACT);
     assert_non_null(strstr(text3, key_a));

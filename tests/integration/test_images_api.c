@@ -693,7 +693,7 @@ static int setup(void **state)
     A.cfg.import_allow = (char *)"127.0.0.2/32"; /* the "public" server */
     /* Quotas are test_guard's subject: none here (-1). */
     A.cfg.quota_images = A.cfg.quota_ssh_keys = -1;
-    _cleanup_free_ char *db = xasprintf("%s/fog.db", dir);
+    _cleanup_free_ char *db = tu_new_store_address(dir);
     if (store_open(db, &A.store) < 0)
         return -1;
     admin_key = account("admin", "admin", NULL);

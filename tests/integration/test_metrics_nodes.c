@@ -17,7 +17,6 @@
 
 #include <math.h>
 #include <regex.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -215,15 +214,8 @@ static void a_removed_node_leaves_no_series(void **state)
 static void a_hostile_node_name_is_escaped(void **state)
 {
     _cleanup_free_ char *cred = tu_node_register(&ctl, "mx-c", NULL);
-    _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 30000);
-    assert_int_equal(sqlite3_exec(db, "UPDATE nodes SET name = 'mx-\"q\\z' "
-                                      "|| char(10) || 'w' WHERE name = "
-                                      "'mx-c'", NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    tu_sql(&ctl, "UPDATE nodes SET name = '%s' WHERE name = 'mx-c'",
+           "mx-\"q\\z\nw");
     _cleanup_free_ char *text = metrics();
     assert_true(node_metric(text, "fog_node_capacity_vcpus",
                             "mx-\\\"q\\\\z\\nw") == 8);

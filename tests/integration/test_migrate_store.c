@@ -180,6 +180,7 @@ static void a_bad_destination_is_refused(void **state)
 
 int main(void)
 {
+    tu_sqlite_only("it moves a controller's sqlite store to PostgreSQL");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_bad_destination_is_refused),
         cmocka_unit_test(a_serving_store_moves_whole_to_postgresql),

@@ -218,8 +218,8 @@ static void a_hostile_name_in_the_store_never_reaches_the_zone(void **state)
     (void)state;
     /* Past the API's checks (an older row, a hand edit): a name that
      * would add a line of its own to the hosts file. */
-    tu_sql(&ctl, "UPDATE vms SET name = 'x' || char(10) || '203.0.113.66 "
-           "web.acme.fog.test' WHERE name = 'game'");
+    tu_sql(&ctl, "UPDATE vms SET name = 'x\n203.0.113.66 web.acme.fog.test' "
+           "WHERE name = 'game'");
     assert_true(wait_answer("game.rival." ZONE, "", 5000) >= 0);
     _cleanup_free_ char *t = NULL;
     assert_int_equal(file_read(zone_path, 1 << 20, &t, NULL), 0);

@@ -621,6 +621,8 @@ static void hostile_corpus_gets_no_5xx_no_crash_and_stores_nothing(void **state)
 
 int main(void)
 {
+    tu_sqlite_only("the corpus's store checks are sqlite SQL read from the "
+                   "controller's file");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hostile_corpus_gets_no_5xx_no_crash_and_stores_nothing),
     };
