@@ -7,7 +7,9 @@
  * digest the node checks. A fetch resumed with a Range makes the hub ask
  * S3 for that range only; a client that goes away mid-stream (S3 held or
  * flowing) leaves the hub with no more threads, descriptors or S3
- * connections than before. Skipped (77) without node and s3rver. */
+ * connections than before; S3 failing midway cuts the node's answer, and
+ * the node's fetch resumes it and checks the digest. Skipped (77) without
+ * node and s3rver. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,6 +22,7 @@
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "controller/bstore_s3.h"
+#include "images/fetch.h"
 #include "tests/testutil.h"
 
 #include <arpa/inet.h>
@@ -53,6 +56,8 @@ static struct {
     pthread_t thr;
     pthread_mutex_t lock;
     bool held;          /* S3's answers stop after GATE bytes */
+    uint64_t cut_at;    /* > 0: the next answer this long is cut there */
+    unsigned cuts;
     unsigned open;      /* connections from the hub still open */
     uint64_t from_s3;   /* body and head bytes relayed to the hub */
     struct buf heads;   /* the start of each request the hub sent */
@@ -107,7 +112,14 @@ static void *relay_conn(void *arg)
                 fwd += (uint64_t)n;
                 pthread_mutex_lock(&relay.lock);
                 relay.from_s3 += (uint64_t)n;
+                bool cut = relay.cut_at && fwd >= relay.cut_at;
+                if (cut) {
+                    relay.cut_at = 0;
+                    relay.cuts++;
+                }
                 pthread_mutex_unlock(&relay.lock);
+                if (cut)
+                    break; /* S3 fails midway */
             }
         }
     }
@@ -372,6 +384,42 @@ static void client_gone_frees_the_hub(void **state)
     relay_hold(false);
 }
 
+/* S3's answer cut midway: the hub cuts its own, and the node's fetch
+ * (images/fetch.c, as the agent runs it) resumes from what it has and
+ * checks the digest of the whole. */
+static void s3_failure_midway_is_resumed_by_the_node(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&relay.lock);
+    relay.cut_at = 8u << 20;
+    relay.cuts = 0;
+    pthread_mutex_unlock(&relay.lock);
+    _cleanup_free_ char *dir = xasprintf("%s/node-cache", s3.dir);
+    struct fetch_opts o = { .dir = dir, .ca_file = ctl.ca,
+                            .bearer = node_key };
+    _cleanup_free_ char *why = NULL;
+    struct fetch_cache *cache = fetch_cache_new(&o, &why);
+    assert_non_null(cache);
+    _cleanup_free_ char *url = xasprintf("%s%s/%s/blob", ctl.url,
+                                         AGENT_BACKUP_PATH, backup_id);
+    char sha[65];
+    sha256_hex(blob, blob_len, sha);
+    _cleanup_free_ char *path = NULL;
+    int e = fetch_get(cache, url, sha, blob_len, &path, &why);
+    if (e < 0)
+        fail_msg("fetch: %s", why ? why : strerror(-e));
+    struct fetch_stats st;
+    fetch_cache_stats(cache, &st);
+    fetch_cache_free(cache);
+    pthread_mutex_lock(&relay.lock);
+    unsigned cuts = relay.cuts;
+    pthread_mutex_unlock(&relay.lock);
+    assert_int_equal(cuts, 1);
+    assert_true(st.resumed >= 1);
+    assert_int_equal(st.mismatches, 0);
+    assert_int_equal(st.bytes, blob_len); /* no byte twice */
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -464,6 +512,7 @@ int main(void)
         cmocka_unit_test(first_bytes_reach_the_node_while_s3_is_held),
         cmocka_unit_test(range_resumes_with_a_ranged_get),
         cmocka_unit_test(client_gone_frees_the_hub),
+        cmocka_unit_test(s3_failure_midway_is_resumed_by_the_node),
     };
     int r = cmocka_run_group_tests(tests, setup, teardown);
     tu_s3_destroy(&s3);
