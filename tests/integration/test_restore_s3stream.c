@@ -280,6 +280,39 @@ static unsigned count_dir(pid_t pid, const char *what)
     return n;
 }
 
+/* How many of the hub's open files are under its S3 spool (where it once
+ * downloaded a blob before answering). */
+static unsigned hub_spool_files(void)
+{
+    _cleanup_free_ char *dir = xasprintf("/proc/%d/fd", (int)ctl.pid);
+    _cleanup_free_ char *spool = xasprintf("%s/s3-spool", ctl.dir);
+    DIR *d = opendir(dir);
+    unsigned n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char to[4096];
+        _cleanup_free_ char *p = xasprintf("%s/%s", dir, e->d_name);
+        ssize_t l = readlink(p, to, sizeof(to) - 1);
+        if (l > 0) {
+            to[l] = '\0';
+            n += strncmp(to, spool, strlen(spool)) == 0;
+        }
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* The hub's peak resident memory so far, in KiB. */
+static long hub_peak_kib(void)
+{
+    _cleanup_free_ char *p = xasprintf("/proc/%d/status", (int)ctl.pid);
+    _cleanup_free_ char *text = NULL;
+    if (file_read(p, 1 << 16, &text, NULL) < 0)
+        return -1;
+    const char *h = strstr(text, "VmHWM:");
+    return h ? strtol(h + 6, NULL, 10) : -1;
+}
+
 static unsigned hub_fds(void) { return count_dir(ctl.pid, "fd"); }
 static unsigned hub_threads(void)
 {
@@ -308,12 +341,15 @@ static bool hub_back_to(unsigned fds, unsigned threads)
 static void first_bytes_reach_the_node_while_s3_is_held(void **state)
 {
     (void)state;
+    long peak_before = hub_peak_kib();
+    assert_true(peak_before > 0);
     relay_hold(true);
     struct fetch f = { 0 };
     fetch_start(&f);
     /* A hub that downloads the object first sends nothing while S3 is
      * held: this wait would run out. */
     uint64_t got = fetch_wait(&f, 1 << 20, 60000);
+    unsigned spooled = hub_spool_files();
     pthread_mutex_lock(&relay.lock);
     uint64_t from_s3 = relay.from_s3;
     pthread_mutex_unlock(&relay.lock);
@@ -322,11 +358,16 @@ static void first_bytes_reach_the_node_while_s3_is_held(void **state)
     fetch_join(&f, hex);
     assert_true(got >= 1 << 20);
     assert_true(from_s3 < blob_len / 4);
+    assert_int_equal(spooled, 0);
     assert_int_equal(f.cr, CURLE_OK);
     assert_int_equal(f.status, 200);
     assert_int_equal(f.got, blob_len);
     sha256_hex(blob, blob_len, want);
     assert_string_equal(hex, want);
+    /* nothing like the object held in memory on its way */
+    long grew = hub_peak_kib() - peak_before;
+    if (grew > 16 << 10)
+        fail_msg("the hub's peak memory grew by %ld KiB", grew);
 }
 
 static void range_resumes_with_a_ranged_get(void **state)
@@ -508,6 +549,13 @@ int main(void)
         printf("node or s3rver missing: run sh tools/npm-deps.sh\n");
         return 77;
     }
+    /* A sanitizer build of the hub keeps what it frees in a quarantine
+     * (256 MiB by default), which its peak memory would count. */
+    const char *asan = getenv("ASAN_OPTIONS");
+    _cleanup_free_ char *asan_opts = xasprintf(
+        "%s%squarantine_size_mb=4", asan ? asan : "",
+        asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", asan_opts, 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(first_bytes_reach_the_node_while_s3_is_held),
         cmocka_unit_test(range_resumes_with_a_ranged_get),
