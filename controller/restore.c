@@ -169,7 +169,10 @@ static int blob_produce(struct http_stream *st, uint64_t off, uint64_t len,
                         void *ctx)
 {
     struct blob_read *b = ctx;
-    return b->bs->ops->read(b->bs, b->id, off, len, blob_write, st);
+    int e = b->bs->ops->read(b->bs, b->id, off, len, blob_write, st);
+    if (e == -ENOENT)
+        log_error("backup %s: its blob is missing from the store", b->id);
+    return e;
 }
 
 HANDLER(h_agent_backup_blob)
@@ -181,7 +184,8 @@ HANDLER(h_agent_backup_blob)
     /* Only the node the backup's VM is placed on reads it. */
     int e = id && uuid_is_valid(id)
                 ? store_query_one(a->store, &row,
-                                  "SELECT b.id, b.sha256 FROM vm_backups b "
+                                  "SELECT b.id, b.sha256, b.size FROM "
+                                  "vm_backups b "
                                   "JOIN vms v ON v.id = b.vm_id WHERE b.id = "
                                   "$1 AND b.state = 'ready' AND v.node_id = $2 "
                                   "AND v.deleted_at IS NULL", "ss", id,
@@ -200,13 +204,11 @@ HANDLER(h_agent_backup_blob)
     }
     struct bstore *bs;
     int fd = -1;
-    uint64_t size = 0;
-    bool committed = false;
-    if ((e = app_backup_store(a, &bs)) == 0)
-        e = bs->ops->read ? bs->ops->stat(bs, id, &size, &committed)
-                          : bs->ops->open(bs, id, &fd, &size);
-    if (e == 0 && bs->ops->read && !committed)
-        e = -ENOENT;
+    /* The size it was committed with: a streamed read asks the store
+     * nothing on this (connection) thread. */
+    uint64_t size = (uint64_t)json_int(row, "size", 0);
+    if ((e = app_backup_store(a, &bs)) == 0 && !bs->ops->read)
+        e = bs->ops->open(bs, id, &fd, &size);
     if (e < 0) {
         log_error("backup %s: its blob cannot be opened: %s", id,
                   strerror(-e));

@@ -175,6 +175,7 @@ static unsigned relay_open(void)
 
 /* ---- a node's fetch of the blob ---- */
 struct fetch {
+    const char *id;    /* the backup, NULL: backup_id */
     const char *range; /* "bytes=N-" or NULL */
     size_t stop_after; /* > 0: hang up once this many bytes came */
     pthread_mutex_t lock;
@@ -202,7 +203,8 @@ static void *fetch_main(void *arg)
 {
     struct fetch *f = arg;
     _cleanup_free_ char *url = xasprintf("%s%s/%s/blob", ctl.url,
-                                         AGENT_BACKUP_PATH, backup_id);
+                                         AGENT_BACKUP_PATH,
+                                         f->id ? f->id : backup_id);
     _cleanup_free_ char *auth = xasprintf("Authorization: Bearer %s",
                                           node_key);
     _cleanup_free_ char *contract = xasprintf("%s: %d", AGENT_CONTRACT_HEADER,
@@ -461,6 +463,28 @@ static void s3_failure_midway_is_resumed_by_the_node(void **state)
     assert_int_equal(st.bytes, blob_len); /* no byte twice */
 }
 
+/* A ready backup whose object is not in the bucket: the answer (its size
+ * from the backup's row, S3 not asked on the connection thread) ends
+ * without a byte, and the hub says why. */
+static void missing_object_cuts_the_answer(void **state)
+{
+    (void)state;
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    tu_sql(&ctl, "INSERT INTO vm_backups (id, vm_id, kind, state, size, "
+           "sha256, created_at, done_at) SELECT '%s', vm_id, 'manual', "
+           "'ready', 1000, sha256, 2, 2 FROM vm_backups WHERE id = '%s'", id,
+           backup_id);
+    struct fetch f = { .id = id };
+    fetch_start(&f);
+    char hex[65];
+    fetch_join(&f, hex);
+    assert_int_equal(f.cr, CURLE_PARTIAL_FILE);
+    assert_int_equal(f.got, 0);
+    _cleanup_free_ char *why = xasprintf("backup %s: its blob is missing", id);
+    assert_int_equal(tu_count_in_file(ctl.log, why), 1);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -561,6 +585,7 @@ int main(void)
         cmocka_unit_test(range_resumes_with_a_ranged_get),
         cmocka_unit_test(client_gone_frees_the_hub),
         cmocka_unit_test(s3_failure_midway_is_resumed_by_the_node),
+        cmocka_unit_test(missing_object_cuts_the_answer),
     };
     int r = cmocka_run_group_tests(tests, setup, teardown);
     tu_s3_destroy(&s3);
