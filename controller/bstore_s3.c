@@ -14,7 +14,14 @@
  * flight. At the commit a blob up to part_size goes in one PutObject, a
  * larger one as a multipart upload read from the spool (S3 caps a single
  * PUT at 5 GiB). A blob whose send failed stays in the spool, committed
- * there, and the next commit of it checks its digest again and resends. */
+ * there, and the next commit of it checks its digest again and resends.
+ *
+ * Reads stream: s3_read is a ranged GetObject whose bytes go to the
+ * reader as they arrive (a restore's node gets its first byte as S3 sends
+ * it, and resumes from an offset), stopped when the reader refuses them
+ * or, while S3 is silent, when its len-0 call says it has gone. s3_open
+ * downloads the whole object into an unnamed file first, for small reads
+ * and tests. */
 #include "controller/bstore_s3.h"
 #include "common/buf.h"
 #include "common/fs.h"
