@@ -4,13 +4,14 @@
  * (206); a producer that fails midway cuts the body short; a client that
  * hangs up while the producer waits, and a server stopped meanwhile, both
  * tell the producer to stop (-ECANCELED), and stop returns only once it
- * has. No timing: the producer waits for the test to release it. */
+ * has; past the most streams at once, 503. No timing: the producer waits for the test to release it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
 #include "api/http_server.h"
+#include "api/http_stream.h"
 #include "common/timeutil.h"
 #include "common/util.h"
 
@@ -262,6 +263,36 @@ static void client_gone_stops_the_producer(void **state)
     http_server_stop(srv, 0);
 }
 
+/* Past HTTP_STREAMS_MAX streams at once, 503 with Retry-After; the
+ * streams under way are not disturbed. */
+static void streams_past_the_limit_are_refused(void **state)
+{
+    (void)state;
+    enum { N = HTTP_STREAMS_MAX };
+    start();
+    struct client *cs = xcalloc(N, sizeof(*cs));
+    for (int i = 0; i < N; i++) {
+        cs[i].path = "/stream";
+        assert_int_equal(pthread_create(&cs[i].thr, NULL, client_main,
+                                        &cs[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_true(wait_bytes(&cs[i], FIRST));
+    struct client extra = { .path = "/stream" };
+    client_main(&extra);
+    assert_int_equal(extra.cr, CURLE_OK);
+    assert_int_equal(extra.status, 503);
+    release();
+    for (int i = 0; i < N; i++) {
+        pthread_join(cs[i].thr, NULL);
+        assert_int_equal(cs[i].status, 200);
+        assert_int_equal(cs[i].got, BODY);
+        assert_false(cs[i].bad);
+    }
+    free(cs);
+    http_server_stop(srv, 0);
+}
+
 static void stop_ends_a_waiting_stream(void **state)
 {
     (void)state;
@@ -289,6 +320,7 @@ int main(void)
         cmocka_unit_test(range_gives_the_producer_its_span),
         cmocka_unit_test(failure_midway_cuts_the_body),
         cmocka_unit_test(client_gone_stops_the_producer),
+        cmocka_unit_test(streams_past_the_limit_are_refused),
         cmocka_unit_test(stop_ends_a_waiting_stream),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
