@@ -1,6 +1,7 @@
 /* HTTP(S) server core over libmicrohttpd: routing, bounded bodies, problem
  * errors, parked long polls and request metrics. */
 #include "api/http_server.h"
+#include "api/http_stream.h"
 
 #include "common/jsonw.h"
 #include "common/log.h"
@@ -50,7 +51,8 @@ struct http_request {
     bool sink_failed;
     uint64_t streamed;
     int reply_fd;       /* >= 0: answer with this file */
-    uint64_t fd_off, fd_len;
+    uint64_t fd_off, fd_len; /* its span, or a stream's length */
+    struct http_stream *stream; /* or answer with this stream */
 
     /* reply */
     int status;
@@ -131,6 +133,8 @@ struct http_server {
     pthread_t *writers;
     unsigned n_writers;
     bool work_stop;
+
+    struct http_streams streams; /* answers still being produced */
 };
 
 /* ---- routing ---------------------------------------------------------- */
@@ -440,6 +444,8 @@ void http_reply_reset(struct http_request *r)
     if (r->reply_fd >= 0)
         close(r->reply_fd);
     r->reply_fd = -1;
+    http_stream__drop(r->stream);
+    r->stream = NULL;
     r->status = 0;
     r->answered = false;
     free(r->upgrade_proto);
@@ -529,21 +535,31 @@ int http_parse_range(const char *h, uint64_t size, uint64_t *ret_off,
     return 0;
 }
 
-void http_reply_file(struct http_request *r, const char *content_type,
-                     int fd, uint64_t size)
+/* The span of a body of `size` bytes that the request's Range asks for:
+ * 0 (a range) or 1 (the whole body) with *ret_off and *ret_len, or -1
+ * when it answered 416. */
+static int reply_range(struct http_request *r, uint64_t size,
+                       uint64_t *ret_off, uint64_t *ret_len)
 {
-    uint64_t off = 0, len = size;
-    int pr = http_parse_range(http_req_header(r, "Range"), size, &off, &len);
+    *ret_off = 0;
+    *ret_len = size;
+    int pr = http_parse_range(http_req_header(r, "Range"), size, ret_off,
+                              ret_len);
     if (pr < 0) {
-        close(fd);
         _cleanup_free_ char *cr = xasprintf("bytes */%llu",
                                             (unsigned long long)size);
         http_reply_header(r, "Content-Range", cr);
         http_reply_problem(r, 416, "range-not-satisfiable", "Range",
                            "the requested range is outside the %llu bytes",
                            (unsigned long long)size);
-        return;
     }
+    return pr;
+}
+
+/* Answer 206 with Content-Range (pr 0) or 200 for the span of reply_range. */
+static void reply_span(struct http_request *r, const char *content_type,
+                       int pr, uint64_t off, uint64_t len, uint64_t size)
+{
     http_reply_header(r, "Accept-Ranges", "bytes");
     if (pr == 0) {
         _cleanup_free_ char *cr = xasprintf(
@@ -552,9 +568,51 @@ void http_reply_file(struct http_request *r, const char *content_type,
         http_reply_header(r, "Content-Range", cr);
     }
     http_reply_text(r, pr == 0 ? 206 : 200, content_type, NULL, 0);
-    r->reply_fd = fd;
     r->fd_off = off;
     r->fd_len = len;
+}
+
+void http_reply_file(struct http_request *r, const char *content_type,
+                     int fd, uint64_t size)
+{
+    uint64_t off, len;
+    int pr = reply_range(r, size, &off, &len);
+    if (pr < 0) {
+        close(fd);
+        return;
+    }
+    reply_span(r, content_type, pr, off, len, size);
+    r->reply_fd = fd;
+}
+
+void http_reply_stream(struct http_request *r, const char *content_type,
+                       uint64_t size, http_stream_fn fn, void *ctx,
+                       void (*ctx_free)(void *))
+{
+    uint64_t off, len;
+    int pr = r->answered ? -1 : reply_range(r, size, &off, &len);
+    if (pr < 0 || len == 0) {
+        if (pr >= 0) /* an empty body: nothing to make */
+            reply_span(r, content_type, pr, off, len, size);
+        if (ctx_free)
+            ctx_free(ctx);
+        return;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct http_stream *st = NULL;
+    int e = http_stream__new(&r->srv->streams, r->conn,
+                             ci ? ci->connect_fd : -1, off, len, fn, ctx,
+                             ctx_free, &st);
+    if (e < 0) {
+        http_reply_header(r, "Retry-After", "5");
+        http_reply_problem(r, 503, "unavailable", NULL,
+                           "cannot stream this answer now: %s",
+                           strerror(-e));
+        return;
+    }
+    reply_span(r, content_type, pr, off, len, size);
+    r->stream = st;
 }
 
 /* ---- metrics ---------------------------------------------------------- */
@@ -731,6 +789,7 @@ static void request_free(struct http_request *r)
     free(r->upgrade_proto);
     if (r->reply_fd >= 0)
         close(r->reply_fd);
+    http_stream__drop(r->stream);
     if (r->user && r->user_free)
         r->user_free(r->user);
     free(r);
@@ -782,6 +841,9 @@ static enum MHD_Result send_reply(struct http_server *s, struct http_request *r)
                                                        r->fd_off);
         if (resp)
             r->reply_fd = -1; /* MHD closes it now */
+    } else if (r->stream) {
+        resp = http_stream__response(r->stream, r->fd_len);
+        r->stream = NULL; /* the response's now, or dropped */
     } else {
         resp = MHD_create_response_from_buffer(r->reply_len, r->reply_body,
                                                MHD_RESPMEM_MUST_COPY);
@@ -1206,6 +1268,7 @@ int http_server_start(const struct http_server_opts *o,
     pthread_cond_init(&s->timer_cond, NULL);
     pthread_mutex_init(&s->work_lock, NULL);
     pthread_cond_init(&s->work_cond, NULL);
+    http_streams__init(&s->streams);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
@@ -1284,7 +1347,11 @@ void http_server_stop(struct http_server *s, int grace_ms)
     for (unsigned i = 0; i < s->n_writers; i++)
         pthread_join(s->writers[i], NULL);
     free(s->writers);
+    /* No connection may stay suspended on a stream past here; producers
+     * (which read the application's stores) are done before we return. */
+    http_streams__stop(&s->streams);
     MHD_stop_daemon(s->daemon);
+    http_streams__wait(&s->streams);
     if (lsock != MHD_INVALID_SOCKET)
         close(lsock);
     pthread_mutex_destroy(&s->park_lock);

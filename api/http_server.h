@@ -139,6 +139,32 @@ void http_reply_reset(struct http_request *r);
  * Content-Range, or 416 when unsatisfiable. */
 void http_reply_file(struct http_request *r, const char *content_type,
                      int fd, uint64_t size);
+/* ---- streamed answers ---- */
+struct http_stream;
+/* Produces bytes [off, off + len) of a streamed answer, in order, through
+ * http_stream_write(); runs on a thread of its own, never a connection's.
+ * 0 once all len bytes are written, or -errno: the connection is then
+ * closed short of the length it announced, so the client sees the body
+ * cut and may resume with a Range. */
+typedef int (*http_stream_fn)(struct http_stream *st, uint64_t off,
+                              uint64_t len, void *ctx);
+/* Answer with a body of `size` bytes that fn makes while it is sent: the
+ * first bytes go out as soon as fn writes them, at most a bounded buffer
+ * lies between fn and the client, and no connection thread waits on
+ * either. Honours a Range as http_reply_file does (fn gets the span).
+ * ctx is freed with ctx_free (may be NULL) once fn has returned, or when
+ * fn never runs. Past HTTP_STREAMS_MAX (api/http_stream.h) answers at
+ * once 503. */
+void http_reply_stream(struct http_request *r, const char *content_type,
+                       uint64_t size, http_stream_fn fn, void *ctx,
+                       void (*ctx_free)(void *));
+/* Hand the next `len` bytes to the client, waiting while it is behind.
+ * 0, or -ECANCELED once the client has gone, the answer was dropped or
+ * the server stops: the producer should return then. With len 0 only
+ * asks that (and notices a client that hung up while no bytes came):
+ * a producer waiting on a slow source calls it now and then. */
+int http_stream_write(struct http_stream *st, const void *data, size_t len);
+
 /* Parse a Range header value against a file of `size` bytes: one range,
  * "bytes=a-b", "bytes=a-" or "bytes=-n", digits only, nothing that
  * overflows 64 bits. 0 with the span in *ret_off and *ret_len, 1 when h

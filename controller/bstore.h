@@ -5,7 +5,10 @@
  * on local disk (begin, append and stat there), commit = the digest check
  * then PutObject or a multipart upload, open = GetObject, stat of a
  * committed blob = HeadObject, remove = DeleteObject, list and entries =
- * ListObjectsV2 (with the spool's uploads).
+ * ListObjectsV2 (with the spool's uploads), and read = a ranged GetObject
+ * whose bytes are passed on as they arrive, so a restore streams a blob
+ * of any size with no copy of it on the hub (open, which downloads the
+ * whole object first, is for small reads and tests).
  * Blob ids are ones the controller made (UUIDs); anything else is refused
  * before it reaches a path or key. Every call is safe from several
  * request threads at once. */
@@ -23,6 +26,12 @@ struct bstore_entry {
     bool committed;
     int64_t mtime;  /* when its bytes last changed, s since the epoch */
 };
+
+/* Where a read's bytes go, in order: 0 to go on, or -errno to stop the
+ * read, which returns it. Also called with len 0 now and then while the
+ * store sends nothing, so that a reader who has gone stops a stalled
+ * read. */
+typedef int (*bstore_write_fn)(void *ctx, const void *data, size_t len);
 
 struct bstore_ops {
     /* Start (or keep) an upload of blob `id`: 0 when it exists and is not
@@ -46,6 +55,14 @@ struct bstore_ops {
      * closes it) and its size. -ENOENT when missing or not committed. */
     int (*open)(struct bstore *s, const char *id, int *ret_fd,
                 uint64_t *ret_size);
+    /* Optional (NULL: read through open()): bytes [offset, offset + len)
+     * of a committed blob, handed to write(ctx, ...) as the store sends
+     * them, never held whole on the hub. 0 once all len bytes went out;
+     * -ENOENT when the blob is missing (before any byte), -EIO when the
+     * store failed or sent fewer bytes (what was written is good: read
+     * on from there), or write's -errno. */
+    int (*read)(struct bstore *s, const char *id, uint64_t offset,
+                uint64_t len, bstore_write_fn write, void *ctx);
     /* Drop a blob or an open upload. 0, or -ENOENT when neither exists. */
     int (*remove)(struct bstore *s, const char *id);
     /* The ids of committed blobs, a NULL-terminated array the caller frees

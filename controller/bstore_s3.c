@@ -14,7 +14,14 @@
  * flight. At the commit a blob up to part_size goes in one PutObject, a
  * larger one as a multipart upload read from the spool (S3 caps a single
  * PUT at 5 GiB). A blob whose send failed stays in the spool, committed
- * there, and the next commit of it checks its digest again and resends. */
+ * there, and the next commit of it checks its digest again and resends.
+ *
+ * Reads stream: s3_read is a ranged GetObject whose bytes go to the
+ * reader as they arrive (a restore's node gets its first byte as S3 sends
+ * it, and resumes from an offset), stopped when the reader refuses them
+ * or, while S3 is silent, when its len-0 call says it has gone. s3_open
+ * downloads the whole object into an unnamed file first, for small reads
+ * and tests. */
 #include "controller/bstore_s3.h"
 #include "common/buf.h"
 #include "common/fs.h"
@@ -65,6 +72,13 @@ struct s3_req {
     size_t body_len;
     const char *payload_sha; /* hex SHA-256 of the body, NULL: unsigned */
     int out_fd;        /* a 2xx body goes here, -1: into out */
+    /* Or a ranged GET whose 206 body goes to sink: bytes from sink_off,
+     * sink_left of them. */
+    bstore_write_fn sink;
+    void *sink_ctx;
+    uint64_t sink_off, sink_left;
+    int sink_err;      /* why the body was refused */
+    int64_t range_start; /* of the answer's Content-Range, -1: none */
     struct buf out;
     long status;
     uint64_t length;   /* Content-Length of the answer */
@@ -96,11 +110,53 @@ static size_t s3_read_cb(char *ptr, size_t size, size_t n, void *ud)
     return (size_t)got;
 }
 
+/* A ranged GET's body, passed on once the answer is known to be the
+ * range asked for. */
+static size_t s3_sink_cb(struct s3_req *q, const char *ptr, size_t len)
+{
+    if (q->sink_err)
+        return 0;
+    if (q->status != 206 || q->range_start != (int64_t)q->sink_off ||
+        len > q->sink_left) {
+        log_error("backup store: GET %s from byte %llu answered HTTP %ld "
+                  "from byte %lld (%zu bytes, %llu asked)", q->id,
+                  (unsigned long long)q->sink_off, q->status,
+                  (long long)q->range_start, len,
+                  (unsigned long long)q->sink_left);
+        q->sink_err = -EIO;
+        return 0;
+    }
+    int e = q->sink(q->sink_ctx, ptr, len);
+    if (e < 0) {
+        q->sink_err = e;
+        return 0;
+    }
+    q->sink_off += len;
+    q->sink_left -= len;
+    q->range_start = (int64_t)q->sink_off;
+    return len;
+}
+
+/* While a ranged GET waits for bytes: does its reader still want them? */
+static int s3_progress_cb(void *ud, curl_off_t dt, curl_off_t dn,
+                          curl_off_t ut, curl_off_t un)
+{
+    struct s3_req *q = ud;
+    if (q->sink_err)
+        return 1;
+    int e = q->sink(q->sink_ctx, NULL, 0);
+    if (e < 0)
+        q->sink_err = e;
+    return e < 0;
+}
+
 static size_t s3_write_cb(char *ptr, size_t size, size_t n, void *ud)
 {
     struct s3_req *q = ud;
     size_t len = size * n;
     bool ok2xx = q->status == 0 || (q->status >= 200 && q->status < 300);
+    if (q->sink && ok2xx)
+        return s3_sink_cb(q, ptr, len);
     if (q->out_fd >= 0 && ok2xx)
         return fd_write_full(q->out_fd, ptr, len) == 0 ? len : 0;
     if (q->out.len + len > S3_XML_MAX)
@@ -123,6 +179,13 @@ static size_t s3_header_cb(char *ptr, size_t size, size_t n, void *ud)
             vl--;
         free(q->etag);
         q->etag = xstrndup(v, vl);
+    } else if (len > 20 && !strncasecmp(ptr, "Content-Range: bytes ", 20)) {
+        unsigned long long a;
+        char line[64];
+        snprintf(line, sizeof(line), "%.*s", (int)(len < 63 ? len : 63),
+                 ptr + 20);
+        q->range_start = sscanf(line, "%llu-", &a) == 1 && a <= INT64_MAX
+                             ? (int64_t)a : -1;
     } else if (len > 5 && !strncasecmp(ptr, "HTTP/", 5)) {
         /* The status line of each answer (a 100 Continue comes first), so
          * an error's body is kept for the log, not written to out_fd. */
@@ -176,6 +239,16 @@ static int s3_do(struct bstore_s3 *s, struct s3_req *q)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, q);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s3_header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, q);
+    _cleanup_free_ char *range = NULL;
+    if (q->sink) {
+        range = xasprintf("%llu-%llu", (unsigned long long)q->sink_off,
+                          (unsigned long long)(q->sink_off + q->sink_left -
+                                               1));
+        curl_easy_setopt(c, CURLOPT_RANGE, range);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, s3_progress_cb);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, q);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     if (streq(q->method, "HEAD")) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (q->in_fd >= 0) {
@@ -200,6 +273,8 @@ static int s3_do(struct bstore_s3 *s, struct s3_req *q)
     q->length = cl > 0 ? (uint64_t)cl : 0;
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
+    if (q->sink_err)
+        return q->sink_err; /* said where it happened, or the reader's */
     if (cr != CURLE_OK && !(q->status == 404 && cr == CURLE_WRITE_ERROR)) {
         log_error("backup store: %s %s: %s", q->method, url,
                   curl_easy_strerror(cr));
@@ -216,7 +291,7 @@ static int s3_do(struct bstore_s3 *s, struct s3_req *q)
 }
 
 #define S3_REQ(m) { .method = (m), .in_fd = -1, .out_fd = -1, \
-                    .out = BUF_INIT }
+                    .range_start = -1, .out = BUF_INIT }
 
 /* Size of object `id`: 0, -ENOENT or -errno. */
 static int s3_head(struct bstore_s3 *s, const char *id, uint64_t *ret_size)
@@ -526,10 +601,8 @@ static int s3_open(struct bstore *st, const char *id, int *ret_fd,
         return -EINVAL;
     /* An unnamed file beside the spool: on the hub's disk while the reader
      * holds it, gone when it is closed. The whole object is read before
-     * this returns (the caller serves ranges from an fd), so the first
-     * byte of a large blob waits for all of it: a node fetching it gives
-     * up after its stall limit. Streaming it needs a ranged-read op and
-     * a streamed answer in the HTTP server. */
+     * this returns, so the first byte of a large blob waits for all of
+     * it: restores stream through s3_read instead. */
     _cleanup_close_ int fd = open(s->spool_dir, O_TMPFILE | O_RDWR |
                                   O_CLOEXEC, 0600);
     if (fd < 0)
@@ -548,6 +621,31 @@ static int s3_open(struct bstore *st, const char *id, int *ret_fd,
     *ret_fd = fd;
     fd = -1;
     return 0;
+}
+
+static int s3_read(struct bstore *st, const char *id, uint64_t offset,
+                   uint64_t len, bstore_write_fn write, void *ctx)
+{
+    struct bstore_s3 *s = S3_OF(st);
+    if (!bstore_id_ok(id) || offset > UINT64_MAX - len ||
+        offset + len > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    if (len == 0)
+        return s3_head(s, id, NULL);
+    struct s3_req q = S3_REQ("GET");
+    q.id = id;
+    q.sink = write;
+    q.sink_ctx = ctx;
+    q.sink_off = offset;
+    q.sink_left = len;
+    int e = s3_do(s, &q);
+    if (e == 0 && q.sink_left) {
+        log_error("backup store %s: GET %s ended %llu bytes short", s->base,
+                  id, (unsigned long long)q.sink_left);
+        e = -EIO;
+    }
+    s3_req_done(&q);
+    return e;
 }
 
 static int s3_remove(struct bstore *st, const char *id)
@@ -634,6 +732,7 @@ static const struct bstore_ops s3_ops = {
     .stat = s3_stat,
     .commit = s3_commit,
     .open = s3_open,
+    .read = s3_read,
     .remove = s3_remove,
     .list = s3_list,
     .entries = s3_entries,

@@ -116,6 +116,74 @@ static void multipart_above_part_size_reads_back_whole(void **state)
     assert_int_equal(access(spooled, F_OK), -1);
 }
 
+/* What a read passed on, and when to stop it. */
+struct collect {
+    struct buf b;
+    unsigned calls;
+    int stop_after; /* > 0: refuse the call after this many */
+};
+
+static int collect_write(void *ctx, const void *data, size_t len)
+{
+    struct collect *c = ctx;
+    if (!len)
+        return 0;
+    if (c->stop_after > 0 && c->calls == (unsigned)c->stop_after)
+        return -ECANCELED;
+    c->calls++;
+    buf_append(&c->b, data, len);
+    return 0;
+}
+
+/* read passes on exactly the span asked for, from any offset (a ranged
+ * GetObject), stops when its reader does, and fails on a span past the
+ * blob or a blob that is not there. */
+static void read_passes_on_the_span_asked(void **state)
+{
+    (void)state;
+    _cleanup_(bstore_freep) struct bstore *s = bstore_contract_open(0);
+    assert_non_null(s->ops->read);
+    size_t len = (3 << 20) + 777;
+    _cleanup_free_ uint8_t *data = xmalloc(len);
+    uint64_t seed = 11;
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)tu_xorshift(&seed);
+    char hex[65];
+    sha256_hex(data, len, hex);
+    assert_int_equal(s->ops->begin(s, ID1), 0);
+    assert_int_equal(s->ops->append(s, ID1, 0, data, len, NULL), 0);
+    assert_int_equal(s->ops->commit(s, ID1, hex, len), 0);
+    struct { uint64_t off, n; } spans[] = {
+        { 0, len }, { 1234567, len - 1234567 }, { len - 1, 1 },
+        { 99, 4096 },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(spans); i++) {
+        struct collect c = { .b = BUF_INIT };
+        assert_int_equal(s->ops->read(s, ID1, spans[i].off, spans[i].n,
+                                      collect_write, &c), 0);
+        assert_int_equal(c.b.len, spans[i].n);
+        assert_memory_equal(c.b.data, data + spans[i].off, spans[i].n);
+        buf_free(&c.b);
+    }
+    /* the reader stops it: its error, and no more calls */
+    struct collect c = { .b = BUF_INIT, .stop_after = 1 };
+    assert_int_equal(s->ops->read(s, ID1, 0, len, collect_write, &c),
+                     -ECANCELED);
+    assert_int_equal(c.calls, 1);
+    assert_true(c.b.len < len);
+    buf_free(&c.b);
+    /* past the end, at the end, not there, not an id */
+    struct collect d = { .b = BUF_INIT };
+    assert_int_equal(s->ops->read(s, ID1, 10, len, collect_write, &d), -EIO);
+    assert_int_equal(s->ops->read(s, ID1, len, 1, collect_write, &d), -EIO);
+    assert_int_equal(s->ops->read(s, ID2, 0, 1, collect_write, &d), -ENOENT);
+    assert_int_equal(s->ops->read(s, "../x", 0, 1, collect_write, &d),
+                     -EINVAL);
+    assert_int_equal(s->ops->read(s, ID1, UINT64_MAX, 2, collect_write, &d),
+                     -EINVAL);
+    buf_free(&d.b);
+}
+
 static void failed_send_keeps_the_upload(void **state)
 {
     (void)state;
@@ -548,6 +616,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         BSTORE_CONTRACT_TESTS(s3_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(multipart_above_part_size_reads_back_whole,
+                                        s3_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(read_passes_on_the_span_asked,
                                         s3_setup, tu_dir_teardown),
         cmocka_unit_test_setup_teardown(failed_send_keeps_the_upload,
                                         s3_setup, tu_dir_teardown),
