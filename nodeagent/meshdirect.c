@@ -11,6 +11,8 @@
 #include "netfabric/wg.h"
 
 #include <arpa/inet.h>
+#include <linux/icmp.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,7 +45,8 @@ struct meshdirect {
     struct meshdirect_opts o;
     struct md_peer *peers;
     size_t n;
-    int poke_fd;
+    int poke_fd;            /* UDP */
+    int echo_fd;            /* raw ICMP (CAP_NET_RAW); -1: none */
 };
 
 /* A delay of ms with up to a quarter more, so that the pairs of a mesh
@@ -91,18 +94,36 @@ static int set_endpoint(struct meshdirect *md, const struct md_peer *p,
     return r;
 }
 
-/* A datagram through the tunnel to the peer's discard port: it answers
- * (ICMP port unreachable, or a WireGuard keepalive) along the endpoint
- * it now has for us. */
+/* Draw an answer through the tunnel: an ICMP echo request to the peer's
+ * mesh address (where we may send one) and a datagram to its discard
+ * port (ICMP port unreachable back). Its WireGuard sends what answers
+ * along the endpoint it now has for us; a peer that answers neither
+ * still sends a keepalive 10 s after our data. */
 static void poke(struct meshdirect *md, struct md_peer *p, int64_t now)
 {
     p->poke_at = now + 1000;
-    if (!p->mesh_ip || md->poke_fd < 0)
+    if (!p->mesh_ip)
         return;
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(9),
                               .sin_addr.s_addr = htonl(p->mesh_ip) };
-    (void)!sendto(md->poke_fd, "", 0, MSG_DONTWAIT, (struct sockaddr *)&sa,
-                  sizeof(sa));
+    if (md->poke_fd >= 0)
+        (void)!sendto(md->poke_fd, "", 0, MSG_DONTWAIT,
+                      (struct sockaddr *)&sa, sizeof(sa));
+    if (md->echo_fd >= 0) {
+        /* Type 8, code 0, checksum, id, sequence: the checksum of these
+         * eight bytes is the complement of their 16-bit sum. */
+        uint8_t echo[8] = { 8, 0, 0, 0, 0x66, 0x67, 0, 1 };
+        uint32_t sum = 0;
+        for (size_t i = 0; i < sizeof(echo); i += 2)
+            sum += (uint32_t)echo[i] << 8 | echo[i + 1];
+        while (sum >> 16)
+            sum = (sum & 0xffff) + (sum >> 16);
+        echo[2] = (uint8_t)(~sum >> 8);
+        echo[3] = (uint8_t)~sum;
+        sa.sin_port = 0;
+        (void)!sendto(md->echo_fd, echo, sizeof(echo), MSG_DONTWAIT,
+                      (struct sockaddr *)&sa, sizeof(sa));
+    }
 }
 
 static void to_relay(struct meshdirect *md, struct md_peer *p,
@@ -118,11 +139,11 @@ static void to_relay(struct meshdirect *md, struct md_peer *p,
 }
 
 static void to_direct(struct meshdirect *md, struct md_peer *p,
-                      const struct wg_peer *have, int64_t now)
+                      const struct wg_peer *have, int64_t now, const char *why)
 {
     _cleanup_free_ char *ep = ep_text(&have->endpoint);
-    log_info("mesh peer %s: direct path works (%s), relay left", p->node_id,
-             ep);
+    log_info("mesh peer %s: direct path works (%s %s), relay left",
+             p->node_id, why, ep);
     p->state = MD_DIRECT;
     p->since = now_s();
     p->direct = have->endpoint;
@@ -155,7 +176,7 @@ static void peer_tick(struct meshdirect *md, struct md_peer *p,
     case MD_RELAY:
         if (!via_relay && w->endpoint.sa.sa_family && got) {
             /* The peer's packets come straight: it found the path. */
-            to_direct(md, p, w, now);
+            to_direct(md, p, w, now, "its packets come straight from");
         } else if (now >= p->next_try && p->cand.sa.sa_family) {
             if (set_endpoint(md, p, w, &p->cand) < 0) {
                 p->next_try = now + jitter(p->backoff_ms);
@@ -179,7 +200,7 @@ static void peer_tick(struct meshdirect *md, struct md_peer *p,
             if (now < p->window_end && set_endpoint(md, p, w, &p->cand) == 0)
                 mark(md, p);
         } else if (p->rx > p->rx_mark) {
-            to_direct(md, p, w, now);
+            to_direct(md, p, w, now, "a try answered from");
             break;
         }
         if (now >= p->window_end) {
@@ -288,6 +309,15 @@ struct meshdirect *meshdirect_start(const char *ifname,
     md->wireguard_go = wireguard_go ? xstrdup(wireguard_go) : NULL;
     md->o = *o;
     md->poke_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    /* Replies are WireGuard's to count, not ours to read: the raw socket
+     * takes no ICMP type at all (it would get a copy of every one). */
+    md->echo_fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+    uint32_t none = ~UINT32_C(0);
+    if (md->echo_fd >= 0 &&
+        setsockopt(md->echo_fd, SOL_RAW, ICMP_FILTER, &none, sizeof(none)) < 0) {
+        close(md->echo_fd);
+        md->echo_fd = -1;
+    }
     int e = pthread_create(&md->thread, NULL, meshdirect_main, md);
     md->started = e == 0;
     if (e) {
@@ -312,6 +342,8 @@ void meshdirect_stop(struct meshdirect *md)
     }
     if (md->poke_fd >= 0)
         close(md->poke_fd);
+    if (md->echo_fd >= 0)
+        close(md->echo_fd);
     pthread_mutex_destroy(&md->lock);
     pthread_cond_destroy(&md->cond);
     free(md->peers);
