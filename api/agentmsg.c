@@ -1735,6 +1735,13 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
             mesh_path_read(&x, &s.mesh_paths[s.n_mesh_paths++]);
         sub_end(&r, &x, path);
     }
+    /* One path per peer. */
+    for (size_t i = 0; i < s.n_mesh_paths && !r.failed; i++)
+        for (size_t k = 0; k < i && !r.failed; k++)
+            if (s.mesh_paths[i].node_id && s.mesh_paths[k].node_id &&
+                streq(s.mesh_paths[i].node_id, s.mesh_paths[k].node_id))
+                fail(&r, AGENT_MESH_PATHS, "names node %s twice",
+                     s.mesh_paths[i].node_id);
     if (r.failed) {
         am_status_clear(&s);
         return -EINVAL;

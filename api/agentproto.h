@@ -96,8 +96,9 @@
 /* Relayed pairs that found a direct path. The answer to a status post
  * carries AGENT_MESH_PATHS: true when the controller takes the report;
  * then the agent's status posts list, for each peer the desired document
- * relays, under AGENT_MESH_PATHS (at most AGENT_MESH_PATHS_MAX) {node_id,
- * path: one of AGENT_MESH_PATH_*, since: unix seconds}: the path its
+ * relays, under AGENT_MESH_PATHS (at most AGENT_MESH_PATHS_MAX, one per
+ * node) {node_id, path: one of AGENT_MESH_PATH_*, since: unix seconds}:
+ * the path its
  * packets take now. The controller records them per pair and logs an
  * event when a pair goes direct or back to the relay. */
 #define AGENT_MESH_PATHS "mesh_paths"

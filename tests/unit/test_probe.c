@@ -316,6 +316,9 @@ static void mesh_paths_in_status_are_typed_and_bounded(void **state)
         "{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", \"path\": \"direct\"}]}",
         "{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", \"path\": \"direct\", "
         "\"since\": 1, \"extra\": 1}]}",
+        "{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", \"path\": \"direct\", "
+        "\"since\": 1}, {\"node_id\": \"" ID_A "\", \"path\": \"relay-udp\", "
+        "\"since\": 1}]}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(decode_status(bad[i], &s), -EINVAL);
