@@ -1620,6 +1620,22 @@ static json_t *samples_encode(const struct am_sample *v, size_t n)
     return a;
 }
 
+static void mesh_path_read(struct rd *r, struct am_mesh_path *m)
+{
+    static const char *const known[] = { "node_id", AGENT_PEER_PATH, "since",
+                                         NULL };
+    strict(r, known);
+    m->node_id = get_str(r, "node_id", true, 36);
+    m->path = get_str(r, AGENT_PEER_PATH, true, 16);
+    m->since = get_int(r, "since", true, 0, AGENT_SAMPLE_TIME_MAX, 0);
+    if (m->node_id && !uuid_is_valid(m->node_id))
+        fail(r, "node_id", "must be a UUID");
+    if (m->path && !streq(m->path, AGENT_MESH_PATH_DIRECT) &&
+        !streq(m->path, AGENT_MESH_PATH_RELAY_UDP) &&
+        !streq(m->path, AGENT_MESH_PATH_RELAY_TCP))
+        fail(r, AGENT_PEER_PATH, "must be direct, relay-udp or relay-tcp");
+}
+
 static void refusal_read(struct rd *r, struct am_refusal *f)
 {
     /* What a node says it refused is bounded again by the controller
@@ -1653,7 +1669,8 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
     static const char *const known[] = { "inventory", "vms", "samples",
                                          "endpoint", "public_ip", "refused",
                                          AGENT_PERMIT_PORTS, AGENT_GPUS,
-                                         AGENT_IOMMU, AGENT_REACH, NULL };
+                                         AGENT_IOMMU, AGENT_REACH,
+                                         AGENT_MESH_PATHS, NULL };
     struct am_status s = { 0 };
     struct rd r = { j, "", err, false };
     if (!json_is_object(j)) {
@@ -1706,6 +1723,25 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
         }
         sub_end(&r, &x, path);
     }
+    s.has_mesh_paths = member(&r, AGENT_MESH_PATHS, false) != NULL;
+    a = get_arr(&r, AGENT_MESH_PATHS, false, AGENT_MESH_PATHS_MAX, &n);
+    if (n)
+        s.mesh_paths = xcalloc(n, sizeof(*s.mesh_paths));
+    for (size_t i = 0; i < n && !r.failed; i++) {
+        struct rd x;
+        char *path;
+        if (sub(&r, AGENT_MESH_PATHS, json_array_get(a, i), (ssize_t)i, &x,
+                &path))
+            mesh_path_read(&x, &s.mesh_paths[s.n_mesh_paths++]);
+        sub_end(&r, &x, path);
+    }
+    /* One path per peer. */
+    for (size_t i = 0; i < s.n_mesh_paths && !r.failed; i++)
+        for (size_t k = 0; k < i && !r.failed; k++)
+            if (s.mesh_paths[i].node_id && s.mesh_paths[k].node_id &&
+                streq(s.mesh_paths[i].node_id, s.mesh_paths[k].node_id))
+                fail(&r, AGENT_MESH_PATHS, "names node %s twice",
+                     s.mesh_paths[i].node_id);
     if (r.failed) {
         am_status_clear(&s);
         return -EINVAL;
@@ -1734,6 +1770,11 @@ void am_status_clear(struct am_status *s)
     json_decref(s->gpus);
     free(s->nat);
     free(s->mapped_endpoint);
+    for (size_t i = 0; i < s->n_mesh_paths; i++) {
+        free(s->mesh_paths[i].node_id);
+        free(s->mesh_paths[i].path);
+    }
+    free(s->mesh_paths);
     *s = (struct am_status){ 0 };
 }
 
@@ -1802,6 +1843,17 @@ json_t *am_status_encode(const struct am_status *s)
         put_str(x, AGENT_REACH_NAT, s->nat);
         put_str(x, AGENT_REACH_MAPPED, s->mapped_endpoint);
         put(o, AGENT_REACH, x);
+    }
+    if (s->has_mesh_paths) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < s->n_mesh_paths; i++) {
+            json_t *x = json_object();
+            put_str(x, "node_id", s->mesh_paths[i].node_id);
+            put_str(x, AGENT_PEER_PATH, s->mesh_paths[i].path);
+            put(x, "since", json_integer(s->mesh_paths[i].since));
+            json_array_append_new(a, x);
+        }
+        put(o, AGENT_MESH_PATHS, a);
     }
     return o;
 }

@@ -291,6 +291,18 @@ struct am_status {
     bool has_reach;
     char *nat;
     char *mapped_endpoint;
+    /* The relayed peers' paths (AGENT_MESH_PATHS); has_mesh_paths false:
+     * not reported. */
+    bool has_mesh_paths;
+    struct am_mesh_path *mesh_paths;
+    size_t n_mesh_paths;
+};
+
+/* One relayed peer's path in a status post: node_id a UUID, path one
+ * of AGENT_MESH_PATH_*, since >= 0. */
+struct am_mesh_path {
+    char *node_id, *path;
+    int64_t since;
 };
 
 /* ---- the register body -------------------------------------------------- */

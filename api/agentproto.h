@@ -87,10 +87,25 @@
  * on the address the agent reaches the API at) and a fresh token for the
  * node's hellos (AGENT_RELAY_TOKEN, RELAY_TOKEN_HEX lowercase hex). In the
  * desired document each peer's AGENT_PEER_PATH is "direct" or "relay";
- * for a relayed peer the endpoint is only informative. */
+ * for a relayed peer the endpoint is its direct candidate, which the
+ * agent tries now and then and keeps once WireGuard shows it works. */
 #define AGENT_RELAY_PORT "relay_port"
 #define AGENT_RELAY_TOKEN "relay_token"
 #define AGENT_PEER_PATH "path"
+
+/* Relayed pairs that found a direct path. The answer to a status post
+ * carries AGENT_MESH_PATHS: true when the controller takes the report;
+ * then the agent's status posts list, for each peer the desired document
+ * relays, under AGENT_MESH_PATHS (at most AGENT_MESH_PATHS_MAX, one per
+ * node) {node_id, path: one of AGENT_MESH_PATH_*, since: unix seconds}:
+ * the path its
+ * packets take now. The controller records them per pair and logs an
+ * event when a pair goes direct or back to the relay. */
+#define AGENT_MESH_PATHS "mesh_paths"
+#define AGENT_MESH_PATHS_MAX 1024
+#define AGENT_MESH_PATH_DIRECT "direct"
+#define AGENT_MESH_PATH_RELAY_UDP "relay-udp"
+#define AGENT_MESH_PATH_RELAY_TCP "relay-tcp"
 
 /* Snapshots. Each desired VM entry lists the snapshots that should exist
  * under AGENT_VM_SNAPSHOTS as {id, name, taken?} (taken: the node

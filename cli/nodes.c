@@ -1,13 +1,15 @@
 /* fogctl verbs for providers' nodes: nodelist, nodeinfo, node-approve,
  * node-drain, node-undrain, node-remove, join-token. */
 #include "cli/cli.h"
+#include "common/jsonutil.h"
+#include "common/timeutil.h"
 
 #define NODE_TABLE "name,state,approved,drained,kvm,vcpus,memory_mib,disk_gib,vm_count,mesh_ip"
 #define NODE_FIELDS                                                            \
     "id,name,state,approved,drained,kvm,arch,cpu_model,vcpus,used_vcpus,memory_mib,"   \
     "used_memory_mib,disk_gib,used_disk_gib,vm_count,mesh_ip,endpoint,"        \
     "observed_endpoint,public_ip,public_ip_source,nat,mapped_endpoint,"        \
-    "peer_endpoint,relayed_peers,reach_checked_at,port_range,permit_ports,"    \
+    "peer_endpoint,relayed_peers,mesh_paths,reach_checked_at,port_range,permit_ports,"    \
     "reputation,evictions,benchmark,benchmark_pct,benchmark_vcpus,"            \
     "agent_contract,last_seen,created_at"
 
@@ -33,6 +35,23 @@ static void node_flatten(json_t *n)
     for (size_t i = 0; r && i < ARRAY_SIZE(reach); i++)
         json_object_set(n, reach[i][1], json_object_get(r, reach[i][0]) ?
                         json_object_get(r, reach[i][0]) : json_null());
+    /* Each relayed peer's path as "peer path since TIME". */
+    json_t *paths = json_object_get(r, "mesh_paths");
+    if (json_is_array(paths)) {
+        json_t *out = json_array();
+        size_t i;
+        json_t *p;
+        json_array_foreach(paths, i, p) {
+            char since[21];
+            time_format_rfc3339(json_int(p, "since", 0), since);
+            json_array_append_new(out, json_sprintf(
+                "%s %s since %s", json_str(p, "peer") ? json_str(p, "peer")
+                : "?", json_str(p, "path") ? json_str(p, "path") : "?", since));
+        }
+        json_object_set_new(n, "mesh_paths", out);
+    } else {
+        json_object_set_new(n, "mesh_paths", json_null());
+    }
 }
 
 static int node_list(struct cli *c, struct cli_args *a)

@@ -12,6 +12,7 @@
 #include "controller/gpus.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/meshpath.h"
 #include "controller/restore.h"
 #include "controller/netalloc.h"
 #include "controller/relay.h"
@@ -741,6 +742,12 @@ HANDLER(h_agent_status)
         return;
     }
     refusals_record(a, node_id, b.refused, b.n_refused);
+    if (b.has_mesh_paths &&
+        meshpath_record(a, node_id, b.mesh_paths, b.n_mesh_paths) < 0) {
+        store_tx_rollback(a->store);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
     if (store_tx_commit(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
@@ -769,6 +776,7 @@ HANDLER(h_agent_status)
             json_object_set_new(ans, AGENT_RELAY_PORT,
                                 json_integer(a->cfg.relay_port));
             json_object_set_new(ans, AGENT_RELAY_TOKEN, json_string(tok));
+            json_object_set_new(ans, AGENT_MESH_PATHS, json_true());
         }
     }
     http_reply_json(r, 200, ans);

@@ -9,6 +9,7 @@
 #include "controller/desired.h"
 #include "controller/guard.h"
 #include "controller/handlers.h"
+#include "controller/meshpath.h"
 #include "controller/reputation.h"
 #include "controller/scheduler.h"
 
@@ -296,6 +297,9 @@ HANDLER(h_node_get)
             json_array_append(relayed, json_object_get(it, "name"));
     json_object_set_new(json_object_get(o, "reachability"), "relayed_peers",
                         relayed);
+    /* And the path each of those takes now, as the node reports it. */
+    json_object_set_new(json_object_get(o, "reachability"), "mesh_paths",
+                        meshpath_render(a, json_str(row, "id")));
     json_t *pol = policy_render(a, json_str(row, "id"));
     if (pol) {
         json_object_del(pol, "node_id");

@@ -4,6 +4,7 @@
  * or the heartbeat comes due. Signals are taken by sigwait() on a thread
  * of their own. */
 #include "nodeagent/agent.h"
+#include "nodeagent/meshdirect.h"
 #include "nodeagent/meshrelay.h"
 #include "nodeagent/natprobe.h"
 
@@ -145,6 +146,8 @@ struct agent {
     struct conrelay *consoles; /* interactive console sessions */
     struct natprobe *probe;    /* address probes; NULL: none */
     struct meshrelay *relay;   /* relayed mesh peers; NULL: none */
+    struct meshdirect *direct; /* their direct tries; NULL: none */
+    bool paths_wanted;         /* the controller takes AGENT_MESH_PATHS */
     struct backupjob *backups; /* the backup worker */
     struct benchjob *bench;    /* the benchmark worker */
     struct hcheck_runner *health; /* health checks; NULL: none run */
@@ -544,6 +547,22 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         out.nat = xstrdup(probe_nat_name(nat));
         out.mapped_endpoint = *mapped ? xstrdup(mapped) : NULL;
     }
+    /* The relayed peers' paths, where the controller takes them. */
+    if (a->paths_wanted && a->direct) {
+        size_t np;
+        struct meshdirect_state *ps = meshdirect_paths(a->direct, &np);
+        bool tcp = meshrelay_over_tcp(a->relay);
+        out.has_mesh_paths = true;
+        out.mesh_paths = xcalloc(np + 1, sizeof(*out.mesh_paths));
+        for (size_t k = 0; k < np; k++)
+            out.mesh_paths[out.n_mesh_paths++] = (struct am_mesh_path){
+                xstrdup(ps[k].node_id),
+                xstrdup(ps[k].path == MESHDIRECT_DIRECT ? AGENT_MESH_PATH_DIRECT
+                        : tcp ? AGENT_MESH_PATH_RELAY_TCP
+                              : AGENT_MESH_PATH_RELAY_UDP),
+                ps[k].since };
+        free(ps);
+    }
     /* The GPU report (gpu_report: {gpus, iommu}) travels as it was read. */
     out.iommu = -1;
     if (a->gpus) {
@@ -642,6 +661,8 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
                      json_integer_value(rp) < 65536
                          ? (int)json_integer_value(rp) : 0,
                      json_str(rep.json, AGENT_RELAY_TOKEN));
+    a->paths_wanted = json_is_true(json_object_get(rep.json,
+                                                   AGENT_MESH_PATHS));
     api_reply_clear(&rep);
     if (json_object_get(body, "refused"))
         a->refused_sent = true;
@@ -826,7 +847,8 @@ static void net_resolvers_check(struct agent *a, const json_t *doc)
 }
 
 /* Peers the document puts on the relay path get a local relay socket as
- * their WireGuard endpoint; the relay drops the others. */
+ * their WireGuard endpoint, or their direct one where meshdirect found
+ * it works; the relay drops the others. Called under meshdirect_hold. */
 static void net_relay(struct agent *a, const json_t *doc, struct nf_state *st)
 {
     if (!a->relay)
@@ -841,13 +863,34 @@ static void net_relay(struct agent *a, const json_t *doc, struct nf_state *st)
             ids[n++] = json_str(p, "node_id");
     uint16_t *ports = xcalloc(n + 1, sizeof(*ports));
     meshrelay_sync(a->relay, ids, n, ports);
+    struct meshdirect_peer *md = xcalloc(n + 1, sizeof(*md));
+    struct nf_peer **at = xcalloc(n + 1, sizeof(*at));
+    size_t m = 0;
     for (size_t k = 0; k < n; k++)
         for (size_t j = 0; ports[k] && j < st->n_peers; j++)
             if (streq(st->peers[j].node_id, ids[k])) {
-                free(st->peers[j].endpoint);
-                st->peers[j].endpoint = xasprintf("127.0.0.1:%u",
-                                                  (unsigned)ports[k]);
+                struct nf_peer *q = &st->peers[j];
+                at[m] = q;
+                md[m++] = (struct meshdirect_peer){
+                    .node_id = ids[k], .public_key = q->public_key,
+                    .candidate = q->endpoint, .relay_port = ports[k],
+                    .mesh_ip = q->n_allowed_ips ? q->allowed_ips[0].net : 0 };
+                break;
             }
+    char **eps = xcalloc(m + 1, sizeof(*eps));
+    if (a->direct) {
+        meshdirect_sync(a->direct, md, m, eps);
+    } else {
+        for (size_t k = 0; k < m; k++)
+            eps[k] = xasprintf("127.0.0.1:%u", (unsigned)md[k].relay_port);
+    }
+    for (size_t k = 0; k < m; k++) {
+        free(at[k]->endpoint);
+        at[k]->endpoint = eps[k];
+    }
+    free(eps);
+    free(at);
+    free(md);
     free(ports);
     free(ids);
 }
@@ -865,6 +908,7 @@ static void net_apply(struct agent *a, const json_t *doc, int64_t now)
         msg = xasprintf("network state unusable: %s", err ? err : "invalid");
     } else {
         net_local(a, &st);
+        meshdirect_hold(a->direct);
         net_relay(a, doc, &st);
         st.has_private_key = a->has_wg_key;
         if (a->has_wg_key)
@@ -877,6 +921,7 @@ static void net_apply(struct agent *a, const json_t *doc, int64_t now)
         if (!a->has_wg_key && st.has_mesh)
             msg = xstrdup("network setup failed: no mesh key");
         r = netfabric_apply(&st);
+        meshdirect_release(a->direct);
         if (r < 0 && !msg)
             msg = xasprintf("network setup failed: %s", strerror(-r));
         explicit_bzero(st.private_key, sizeof(st.private_key));
@@ -1135,6 +1180,14 @@ int agent_run(const struct agent_settings *s)
         a.relay = meshrelay_start(a.node.node_id, (uint16_t)wg,
                                   a.node.credential, a.ca_path,
                                   a.node.key_pin);
+        struct meshdirect_opts dop = {
+            s->direct_first_s, s->direct_retry_s,
+            s->direct_retry_max_s > s->direct_retry_s ? s->direct_retry_max_s
+                                                      : s->direct_retry_s,
+            s->direct_window_s, s->direct_timeout_s };
+        if (a.relay && s->direct_retry_s > 0)
+            a.direct = meshdirect_start(s->mesh_ifname, s->wireguard_go,
+                                        &dop);
     }
     pthread_t poller, sigt;
     pthread_create(&sigt, NULL, signal_main, &a);
@@ -1351,6 +1404,7 @@ int agent_run(const struct agent_settings *s)
     free(a.health_key);
     backupjob_free(a.backups);
     natprobe_stop(a.probe);
+    meshdirect_stop(a.direct);
     meshrelay_stop(a.relay);
     conrelay_free(a.consoles);
     json_decref(doc);

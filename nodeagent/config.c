@@ -52,6 +52,20 @@ const struct config_opt agent_options[] = {
     { "probe-interval", CONFIG_INT, F(probe_interval_s), 0, 86400, "60",
       "seconds between probes of the WireGuard port's public mapping and "
       "NAT class, answered by the controller's --probe-port (0: never)" },
+    { "direct-first", CONFIG_INT, F(direct_first_s), 1, 86400, "20",
+      "seconds before a peer newly put on the hub's relay first tries the "
+      "direct path" },
+    { "direct-retry", CONFIG_INT, F(direct_retry_s), 0, 86400, "60",
+      "seconds between a relayed peer's direct tries, doubling up to "
+      "--direct-retry-max (0: never try)" },
+    { "direct-retry-max", CONFIG_INT, F(direct_retry_max_s), 1, 86400, "600",
+      "most seconds between a relayed peer's direct tries" },
+    { "direct-window", CONFIG_INT, F(direct_window_s), 1, 60, "5",
+      "seconds a direct try waits for the peer's packets to come straight "
+      "(the most the pair's traffic is lost to a failed try)" },
+    { "direct-timeout", CONFIG_INT, F(direct_timeout_s), 3, 3600, "180",
+      "seconds a direct peer may stay silent before it goes back to the "
+      "relay" },
     { "public-ip", CONFIG_STRING, F(public_ip), 0, 0, NULL,
       "IPv4 address published ports answer on [default: any local one]" },
     { "allow-egress", CONFIG_STRING, F(allow_egress), 0, 0, NULL,

@@ -28,6 +28,11 @@ struct agent_settings {
     char *endpoint;     /* HOST:PORT peers reach us at (NULL: as seen) */
     char *public_ip;    /* IPv4 address published ports answer on */
     int64_t probe_interval_s; /* address probes from the WireGuard port */
+    int64_t direct_first_s;   /* relayed peers: first direct try after */
+    int64_t direct_retry_s;   /* then at least this far apart (0: never) */
+    int64_t direct_retry_max_s; /* and at most */
+    int64_t direct_window_s;  /* how long one try waits for an answer */
+    int64_t direct_timeout_s; /* a silent direct path goes back to relay */
     char *allow_egress; /* private IPv4 CIDRs VMs may reach, comma-separated */
     int64_t port_min;   /* range of host ports the controller may publish */
     int64_t port_max;

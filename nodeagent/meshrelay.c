@@ -543,3 +543,13 @@ void meshrelay_counts(struct meshrelay *m, uint64_t *ret_out,
     *ret_out = m ? atomic_load(&m->out) : 0;
     *ret_in = m ? atomic_load(&m->in) : 0;
 }
+
+bool meshrelay_over_tcp(struct meshrelay *m)
+{
+    if (!m)
+        return false;
+    pthread_mutex_lock(&m->lock);
+    bool tcp = m->ts != NULL;
+    pthread_mutex_unlock(&m->lock);
+    return tcp;
+}

@@ -12,6 +12,7 @@
  * come back to UDP once it is welcomed. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,3 +52,6 @@ void meshrelay_sync(struct meshrelay *m, const char *const *ids, size_t n,
 /* Frames sent to and received from the hub so far. */
 void meshrelay_counts(struct meshrelay *m, uint64_t *ret_out,
                       uint64_t *ret_in);
+
+/* Whether frames go to the hub over TCP now (false: UDP or none). */
+bool meshrelay_over_tcp(struct meshrelay *m);

@@ -1695,11 +1695,32 @@ int tu_nat_node_start(const struct tu_ctl *ctl, const char *hub_addr,
         fprintf(stderr, "join of %s failed (%d): %s\n", n->name, st, out);
         return 1;
     }
-    char *run[] = { (char *)tu_ip_bin(), "netns", "exec", n->ns, agent_bin,
-                    "run", "--data-dir", n->data_dir, "--image-dir", images,
-                    "--mesh-ifname", n->wg, "--verbose", NULL };
+    char *run[32] = { (char *)tu_ip_bin(), "netns", "exec", n->ns, agent_bin,
+                      "run", "--data-dir", n->data_dir, "--image-dir", images,
+                      "--mesh-ifname", n->wg, "--verbose", NULL };
+    size_t at = 13;
+    for (size_t i = 0; n->run_args && n->run_args[i] && i < 16; i++)
+        run[at++] = (char *)n->run_args[i];
     n->pid = tu_spawn(run, n->log);
     return n->pid > 0 ? 0 : 1;
+}
+
+/* CPU seconds process pid has used so far (user and system). */
+double tu_cpu_s(pid_t pid)
+{
+    _cleanup_free_ char *path = xasprintf("/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    char line[2048];
+    bool got = f && fgets(line, sizeof(line), f);
+    if (f)
+        fclose(f);
+    /* Fields 14 and 15, counted after the command's closing ')'. */
+    const char *p = got ? strrchr(line, ')') : NULL;
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu "
+                     "%llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 void tu_nat_node_destroy(struct tu_nat_node *n)

@@ -404,6 +404,9 @@ struct tu_nat_node {
     char ns[32], router[32], wg[16];
     char *data_dir, *log;   /* set by tu_nat_node_start */
     pid_t pid;
+    /* More options for the agent's run, NULL-terminated (at most 16);
+     * NULL: none. */
+    const char *const *run_args;
 };
 /* Bridge hubbr, up, with hub_cidr ("198.51.100.1/24"). 0 or non-zero. */
 int tu_nat_hub(const char *hub_cidr);
@@ -416,6 +419,9 @@ int tu_nat_node_build(struct tu_nat_node *n, const char *tag, int idx);
  * log under dir). 0, or non-zero with the reason printed. */
 int tu_nat_node_start(const struct tu_ctl *ctl, const char *hub_addr,
                       const char *dir, struct tu_nat_node *n);
+/* CPU seconds process pid has used so far (user and system); -1 when
+ * /proc cannot tell. */
+double tu_cpu_s(pid_t pid);
 /* Stop n's agent, remove its interface and namespaces, free its paths. */
 void tu_nat_node_destroy(struct tu_nat_node *n);
 /* Desired document text `doc` as netfabric's state (*ret, for

@@ -2,7 +2,8 @@
  * every other approved node as a WireGuard peer; a node that joins, moves
  * (reports another endpoint) or leaves reaches every peer's document at
  * once, waking parked long polls; the address the controller sees a node
- * at is used when the node reports none. */
+ * at is used when the node reports none; the paths a node reports for
+ * its relayed peers are kept per pair. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -162,10 +163,109 @@ static void peers_follow_joins_moves_and_leaves(void **state)
     assert_int_equal(st, 400);
 }
 
+/* B's post of its relayed peers' paths (mesh_paths). */
+static void paths_post(const char *list, long want)
+{
+    long st;
+    _cleanup_free_ char *body = xasprintf("{\"vms\":[],\"mesh_paths\":%s}",
+                                          list);
+    json_auto_t *ans = tu_api(&ctl, nodes[1].cred, "POST", "/v1/agent/status",
+                              body, &st);
+    assert_int_equal(st, want);
+}
+
+/* B's paths as the node view shows them. */
+static json_t *paths_shown(void)
+{
+    long st;
+    _cleanup_free_ char *p = xasprintf("/v1/nodes/%s", nodes[1].id);
+    json_auto_t *o = tu_api(&ctl, ctl.admin_key, "GET", p, NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *a = json_object_get(json_object_get(o, "reachability"),
+                                "mesh_paths");
+    assert_true(json_is_array(a));
+    return json_incref(a);
+}
+
+/* How many events with this action are about B. */
+static size_t events_of(const char *action)
+{
+    long st;
+    json_auto_t *o = tu_api(&ctl, ctl.admin_key, "GET", "/v1/events?limit=200",
+                            NULL, &st);
+    assert_int_equal(st, 200);
+    size_t i, n = 0;
+    json_t *e;
+    json_array_foreach(json_object_get(o, "items"), i, e)
+        n += streq(json_str(e, "action"), action) &&
+             streq(json_str(e, "target"), nodes[1].id);
+    return n;
+}
+
+/* The paths a node reports for its relayed peers are kept per pair, only
+ * for peers that are approved nodes other than itself; going direct and
+ * leaving direct are events; a peer no longer listed is forgotten. */
+static void reported_paths_are_kept_per_pair(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *list = xasprintf(
+        "[{\"node_id\":\"%s\",\"path\":\"direct\",\"since\":100},"
+        "{\"node_id\":\"%s\",\"path\":\"direct\",\"since\":100},"
+        "{\"node_id\":\"%s\",\"path\":\"direct\",\"since\":100},"
+        "{\"node_id\":\"00000000-0000-4000-8000-000000000001\","
+        "\"path\":\"direct\",\"since\":100}]",
+        nodes[0].id, nodes[1].id, nodes[2].id);
+    paths_post(list, 200);
+    json_auto_t *a = paths_shown();
+    assert_int_equal(json_array_size(a), 1);
+    json_t *p = json_array_get(a, 0);
+    assert_string_equal(json_str(p, "peer"), "mesh-a");
+    assert_string_equal(json_str(p, "node_id"), nodes[0].id);
+    assert_string_equal(json_str(p, "path"), "direct");
+    assert_int_equal(json_int(p, "since", 0), 100);
+    assert_int_equal(events_of("node.mesh-direct"), 1);
+    /* The same again: nothing new. */
+    paths_post(list, 200);
+    assert_int_equal(events_of("node.mesh-direct"), 1);
+    /* Back to the relay (one event), then from UDP to TCP (none). */
+    _cleanup_free_ char *udp = xasprintf(
+        "[{\"node_id\":\"%s\",\"path\":\"relay-udp\",\"since\":200}]",
+        nodes[0].id);
+    _cleanup_free_ char *tcp = xasprintf(
+        "[{\"node_id\":\"%s\",\"path\":\"relay-tcp\",\"since\":300}]",
+        nodes[0].id);
+    paths_post(udp, 200);
+    paths_post(tcp, 200);
+    json_auto_t *b = paths_shown();
+    assert_string_equal(json_str(json_array_get(b, 0), "path"), "relay-tcp");
+    assert_int_equal(json_int(json_array_get(b, 0), "since", 0), 300);
+    assert_int_equal(events_of("node.mesh-relayed"), 1);
+    /* A post without the member leaves them; an empty list clears them. */
+    long st;
+    json_auto_t *ok = tu_api(&ctl, nodes[1].cred, "POST", "/v1/agent/status",
+                             "{\"vms\":[]}", &st);
+    assert_int_equal(st, 200);
+    json_auto_t *c = paths_shown();
+    assert_int_equal(json_array_size(c), 1);
+    paths_post("[]", 200);
+    json_auto_t *d = paths_shown();
+    assert_int_equal(json_array_size(d), 0);
+    /* Malformed: refused whole, nothing kept. */
+    _cleanup_free_ char *bad = xasprintf(
+        "[{\"node_id\":\"%s\",\"path\":\"sideways\",\"since\":1}]",
+        nodes[0].id);
+    paths_post(bad, 400);
+    paths_post("[{\"node_id\":\"'; DROP TABLE nodes; --\","
+               "\"path\":\"direct\",\"since\":1}]", 400);
+    json_auto_t *e = paths_shown();
+    assert_int_equal(json_array_size(e), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(peers_follow_joins_moves_and_leaves),
+        cmocka_unit_test(reported_paths_are_kept_per_pair),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,8 +1,9 @@
 /* The address probe's codec and NAT classification (api/probe.c), the
- * status member that carries the result (api/agentmsg.c) and the choice
- * of a node's endpoint for its peers (controller/desired.c): packets of
- * every other length, magic, version, type and padding are refused; an
- * answer is never longer than a request; endpoints parse strictly. */
+ * status members that carry the result and the relayed peers' paths
+ * (api/agentmsg.c) and the choice of a node's endpoint for its peers
+ * (controller/desired.c): packets of every other length, magic, version,
+ * type and padding are refused; an answer is never longer than a
+ * request; endpoints parse strictly. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,6 +18,9 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#define ID_A "0b7e3a64-1f4c-4a57-9d2e-6c1b2a3f4d5e"
+#define ID_B "9f8e7d6c-5b4a-4392-8170-f1e2d3c4b5a6"
 
 static struct probe_msg request(void)
 {
@@ -270,6 +274,69 @@ static void peers_get_the_mapping_where_it_holds(void **state)
     assert_null(none);
 }
 
+/* A node's report of its relayed peers' paths: UUIDs, the three paths,
+ * a time; round trip; anything else refused whole. */
+static void mesh_paths_in_status_are_typed_and_bounded(void **state)
+{
+    (void)state;
+    struct am_status s = { 0 };
+    assert_int_equal(decode_status("{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", "
+                               "\"path\": \"direct\", \"since\": 1700000000}, "
+                               "{\"node_id\": \"" ID_B "\", \"path\": "
+                               "\"relay-tcp\", \"since\": 0}]}", &s), 0);
+    assert_true(s.has_mesh_paths);
+    assert_int_equal(s.n_mesh_paths, 2);
+    assert_string_equal(s.mesh_paths[0].node_id, ID_A);
+    assert_string_equal(s.mesh_paths[0].path, AGENT_MESH_PATH_DIRECT);
+    assert_int_equal(s.mesh_paths[0].since, 1700000000);
+    json_auto_t *back = am_status_encode(&s);
+    json_t *a = json_object_get(back, AGENT_MESH_PATHS);
+    assert_int_equal(json_array_size(a), 2);
+    assert_string_equal(json_str(json_array_get(a, 1), "path"), "relay-tcp");
+    am_status_clear(&s);
+    /* An empty list says "none relayed"; no member says nothing. */
+    assert_int_equal(decode_status("{\"mesh_paths\": []}", &s), 0);
+    assert_true(s.has_mesh_paths);
+    assert_int_equal(s.n_mesh_paths, 0);
+    am_status_clear(&s);
+    assert_int_equal(decode_status("{}", &s), 0);
+    assert_false(s.has_mesh_paths);
+    am_status_clear(&s);
+    static const char *const bad[] = {
+        "{\"mesh_paths\": {}}",
+        "{\"mesh_paths\": [1]}",
+        "{\"mesh_paths\": [{\"node_id\": \"x\", \"path\": \"direct\", "
+        "\"since\": 1}]}",
+        "{\"mesh_paths\": [{\"node_id\": \"../etc\", \"path\": \"direct\", "
+        "\"since\": 1}]}",
+        "{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", \"path\": \"relay\", "
+        "\"since\": 1}]}",
+        "{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", \"path\": \"direct\", "
+        "\"since\": -1}]}",
+        "{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", \"path\": \"direct\"}]}",
+        "{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", \"path\": \"direct\", "
+        "\"since\": 1, \"extra\": 1}]}",
+        "{\"mesh_paths\": [{\"node_id\": \"" ID_A "\", \"path\": \"direct\", "
+        "\"since\": 1}, {\"node_id\": \"" ID_A "\", \"path\": \"relay-udp\", "
+        "\"since\": 1}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(decode_status(bad[i], &s), -EINVAL);
+        assert_false(s.has_mesh_paths);
+    }
+    /* Past AGENT_MESH_PATHS_MAX entries. */
+    json_auto_t *big = json_object();
+    json_t *arr = json_array();
+    for (int i = 0; i <= AGENT_MESH_PATHS_MAX; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:i}", "node_id",
+                                             ID_A, "path", "direct", "since",
+                                             1));
+    json_object_set_new(big, AGENT_MESH_PATHS, arr);
+    struct jerr err = { 0 };
+    assert_int_equal(am_status_decode(big, &s, &err), -EINVAL);
+    jerr_clear(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +345,7 @@ int main(void)
         cmocka_unit_test(nat_classes_follow_rfc4787),
         cmocka_unit_test(endpoints_parse_strictly_and_format_back),
         cmocka_unit_test(the_status_member_is_typed_and_bounded),
+        cmocka_unit_test(mesh_paths_in_status_are_typed_and_bounded),
         cmocka_unit_test(peers_get_the_mapping_where_it_holds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
