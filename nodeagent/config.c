@@ -53,7 +53,9 @@ const struct config_opt agent_options[] = {
       "seconds between probes of the WireGuard port's public mapping and "
       "NAT class, answered by the controller's --probe-port (0: never)" },
     { "public-ip", CONFIG_STRING, F(public_ip), 0, 0, NULL,
-      "IPv4 address published ports answer on [default: any local one]" },
+      "IPv4 address published ports answer on (the API shows it); behind "
+      "NAT the router's, which forwards the port range to the host [default: "
+      "any local one, and the address the controller sees is shown]" },
     { "allow-egress", CONFIG_STRING, F(allow_egress), 0, 0, NULL,
       "private IPv4 ranges tenant VMs may reach, CIDR[,CIDR] (their LAN, "
       "link-local, CGNAT, ... are closed to them otherwise; the host itself "

@@ -266,6 +266,8 @@ static int link_ops_fn(void *arg)
     CHECK(link_create_kind("ul0", "veth") == -EEXIST);
     CHECK(link_addr_add("ul0", A("10.77.0.1"), 24) == 0);
     CHECK(link_addr_add("ul0", A("10.77.0.1"), 24) == 0);
+    CHECK(link_addr_is_local(A("10.77.0.1")) == 1);
+    CHECK(link_addr_is_local(A("10.77.0.9")) == 0);
     CHECK(link_set_up("ul0", true) == 0);
     CHECK(link_is_up("ul0"));
 
@@ -818,6 +820,18 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
     assert_non_null(seen);
     assert_string_equal(seen, "192.168.77.2"); /* the client, not NATed */
     tu_kill(srv, SIGKILL);
+
+    /* Behind NAT the public address is its router's, which the host does
+     * not hold: the router forwards the port to the host's own address,
+     * where it answers all the same. */
+    assert_int_equal(apply_host(1, mesh, e1, A("198.51.100.77")), 0);
+    srv = serve_once(vm_ns[1], "10.1.0.11", 80);
+    assert_true(srv > 0);
+    seen = fetch(hosts[2].ns, "192.168.77.1", 20080);
+    assert_non_null(seen);
+    assert_string_equal(seen, "192.168.77.2");
+    tu_kill(srv, SIGKILL);
+    assert_int_equal(apply_host(1, mesh, e1, A("192.168.77.1")), 0);
 
     /* Egress is masqueraded behind the host's address. */
     srv = serve_once(hosts[2].ns, "192.168.77.2", 7000);
