@@ -440,6 +440,11 @@ e2e_world_up() { # [ns-name]
     E2E_WORLD=${1:-fog-e2e-world-$$}
     e2e_netns_up "$E2E_WORLD"
     ip -n "$E2E_WORLD" link add br0 type bridge || e2e_fail "cannot create br0"
+    # A bridge without an address of its own takes its lowest port's, so
+    # a host plugged in later could change it under the neighbours cached
+    # by hosts already there (frames to the old one go out that port).
+    ip -n "$E2E_WORLD" link set br0 address 02:00:5e:10:00:01 ||
+        e2e_fail "cannot set the address of br0"
     ip -n "$E2E_WORLD" link set br0 type bridge stp_state 0 forward_delay 0 2>/dev/null
     ip -n "$E2E_WORLD" addr add "$E2E_WORLD_IP/24" dev br0 || e2e_fail "cannot address br0"
     ip -n "$E2E_WORLD" link set br0 up || e2e_fail "cannot bring br0 up"
