@@ -16,7 +16,8 @@
 # echo) and TCP 80 on requested host ports; from the client they answer at
 # exactly the public address the API shows. After B's agent restarts and
 # its VM is powered off and on, the requested ports stay the same in the
-# API and answer again, and the VMs still reach each other.
+# API and answer again, and the VMs still reach each other; and so again
+# once the controller restarts, with a new relay secret.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -212,5 +213,17 @@ check_ports vb "$wan_b" "after the restart"
 got=$(e2e_guest_probe_wait "$ns_b" "$vb" "get-$va" "page of va") ||
     e2e_fail "vb cannot fetch from va after the restart: '$got'"
 phase "after the restart vb keeps $wan_b:$udp_port and $wan_b:$tcp_port"
+
+# ---- the controller restarts (a new relay secret): the same again
+e2e__stop_pid "$E2E_CTL_PID"
+e2e_controller_restart
+check_ports va "$wan_a" "after the controller's restart"
+check_ports vb "$wan_b" "after the controller's restart"
+got=$(e2e_guest_probe_wait "$ns_a" "$va" "get-$vb" "page of vb" 20) ||
+    e2e_fail "va cannot fetch from vb after the controller's restart: '$got'"
+# The new process counts from zero: what it forwarded went through it.
+fwd=$(relay_metric forwarded)
+((fwd > 0)) || e2e_fail "the restarted controller relayed nothing ('$fwd')"
+phase "after the controller's restart: same ports, the VMs reach each other ($fwd frames relayed)"
 
 echo "nat e2e: pass ($((SECONDS - t0)) s)"
