@@ -245,8 +245,18 @@ static int networks_prune(const struct nf_state *want)
 
 static int firewall_apply(const struct nf_state *want)
 {
+    /* A public address the host does not hold is its router's: behind
+     * NAT the provider forwards the port range to the host, so published
+     * ports arrive at one of its own addresses and DNAT matches any of
+     * them, as with no public address. Unreadable addresses keep the
+     * stricter match. The plan needs no key. */
+    struct nf_state plan = *want;
+    explicit_bzero(plan.private_key, sizeof(plan.private_key));
+    plan.has_private_key = false;
+    if (plan.public_addr && link_addr_is_local(plan.public_addr) == 0)
+        plan.public_addr = 0;
     struct buf script = BUF_INIT;
-    int r = nftplan_script(want, &script);
+    int r = nftplan_script(&plan, &script);
     _cleanup_free_ char *err = NULL;
     if (r == 0)
         r = nft_apply(buf_str(&script), false, &err);

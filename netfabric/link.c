@@ -307,17 +307,14 @@ int link_addr_del(const char *name, uint32_t addr, int prefix)
     return addr_op(name, addr, prefix, false);
 }
 
-int link_addr_list(const char *name, struct link_addr **ret, size_t *ret_n)
+/* IPv4 addresses on link idx, or on every link when idx is 0. */
+static int addrs_v4(int idx, struct link_addr **ret, size_t *ret_n)
 {
-    int idx;
-    int r = link_index(name, &idx);
-    if (r < 0)
-        return r;
     _cleanup_nl_sock_ struct nl_sock *sk = netfabric__nl_open(NETLINK_ROUTE);
     _cleanup_cache_ struct nl_cache *cache = NULL;
     if (!sk)
         return -ENOMEM;
-    r = rtnl_addr_alloc_cache(sk, &cache);
+    int r = rtnl_addr_alloc_cache(sk, &cache);
     if (r < 0)
         return netfabric__nlerr(r);
     struct link_addr *out = NULL;
@@ -326,8 +323,9 @@ int link_addr_list(const char *name, struct link_addr **ret, size_t *ret_n)
          o = nl_cache_get_next(o)) {
         struct rtnl_addr *a = (struct rtnl_addr *)o;
         struct nl_addr *local = rtnl_addr_get_local(a);
-        if (rtnl_addr_get_ifindex(a) != idx || rtnl_addr_get_family(a) != AF_INET ||
-            !local || nl_addr_get_len(local) != 4)
+        if ((idx && rtnl_addr_get_ifindex(a) != idx) ||
+            rtnl_addr_get_family(a) != AF_INET || !local ||
+            nl_addr_get_len(local) != 4)
             continue;
         uint32_t be;
         memcpy(&be, nl_addr_get_binary_addr(local), 4);
@@ -338,6 +336,28 @@ int link_addr_list(const char *name, struct link_addr **ret, size_t *ret_n)
     }
     *ret = out;
     *ret_n = n;
+    return 0;
+}
+
+int link_addr_list(const char *name, struct link_addr **ret, size_t *ret_n)
+{
+    int idx;
+    int r = link_index(name, &idx);
+    if (r < 0)
+        return r;
+    return addrs_v4(idx, ret, ret_n);
+}
+
+int link_addr_is_local(uint32_t addr)
+{
+    _cleanup_free_ struct link_addr *all = NULL;
+    size_t n;
+    int r = addrs_v4(0, &all, &n);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        if (all[i].addr == addr)
+            return 1;
     return 0;
 }
 

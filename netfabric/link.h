@@ -58,6 +58,9 @@ int link_addr_add(const char *name, uint32_t addr, int prefix);
 int link_addr_del(const char *name, uint32_t addr, int prefix);
 /* IPv4 addresses on a link; *ret owned by the caller (free). */
 int link_addr_list(const char *name, struct link_addr **ret, size_t *ret_n);
+/* Whether IPv4 address addr (host order) is on one of this namespace's
+ * links: 1 or 0, or -errno when they cannot be read. */
+int link_addr_is_local(uint32_t addr);
 
 /* Append a static FDB entry mac -> dst on a VXLAN device (bridge fdb
  * append ... self permanent). An identical entry already there is fine. */

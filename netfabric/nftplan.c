@@ -27,7 +27,8 @@ static int check_names(const struct nf_state *s)
     if (!net_ifname_ok(s->mesh_ifname))
         return -EINVAL;
     for (size_t i = 0; i < s->n_networks; i++)
-        if (!net_ifname_ok(s->networks[i].bridge))
+        if (!net_ifname_ok(s->networks[i].bridge) ||
+            !net_ifname_ok(s->networks[i].vxlan))
             return -EINVAL;
     for (size_t i = 0; i < s->n_vmports; i++)
         if (!net_ifname_ok(s->vmports[i].tap))
@@ -248,7 +249,24 @@ static void put_bridge(const struct nf_state *s, struct buf *b)
     buf_puts(b,
              "\t}\n"
              "\tchain prerouting {\n"
-             "\t\ttype filter hook prerouting priority -200; policy accept;\n"
+             "\t\ttype filter hook prerouting priority -200; policy accept;\n");
+    /* Every node's bridge holds the network's gateway address (anycast)
+     * with its own MAC: ARP about it stays on its node. A remote node's
+     * answer, or its request, would teach local VMs that node's MAC for
+     * the gateway, and their egress and the replies of published ports
+     * would leave through that node, whose conntrack knows nothing of
+     * them. */
+    for (size_t i = 0; i < s->n_networks; i++) {
+        const struct nf_network *n = &s->networks[i];
+        buf_printf(b, "\t\tiifname \"%s\" ether type arp arp saddr ip ",
+                   n->vxlan);
+        put_addr(b, n->gateway);
+        buf_printf(b, " drop\n\t\tiifname \"%s\" ether type arp arp daddr "
+                      "ip ", n->vxlan);
+        put_addr(b, n->gateway);
+        buf_puts(b, " drop\n");
+    }
+    buf_puts(b,
              "\t\tiifname != @vm_ports accept\n"
              "\t\tiifname . ether saddr != @vm_macs drop\n"
              "\t\tether type arp iifname . arp saddr ether . arp saddr ip "

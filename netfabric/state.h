@@ -83,8 +83,9 @@ struct nf_state {
     struct nf_publish *published;
     size_t n_published;
     /* Filled by the agent, not the document: the mesh private key (it
-     * never leaves the node), the node's public address for DNAT (0 = any
-     * local address), the underlay MTU (0 = 1500), where wireguard-go
+     * never leaves the node), the node's public address for DNAT (0, or
+     * one the host does not hold such as its NAT router's: any local
+     * address), the underlay MTU (0 = 1500), where wireguard-go
      * lives and the private ranges the provider lets VMs reach (borrowed,
      * not freed by nf_state_clear). */
     bool has_private_key;

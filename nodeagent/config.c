@@ -67,7 +67,9 @@ const struct config_opt agent_options[] = {
       "seconds a direct peer may stay silent before it goes back to the "
       "relay" },
     { "public-ip", CONFIG_STRING, F(public_ip), 0, 0, NULL,
-      "IPv4 address published ports answer on [default: any local one]" },
+      "IPv4 address published ports answer on (the API shows it); behind "
+      "NAT the router's, which forwards the port range to the host [default: "
+      "any local one, and the address the controller sees is shown]" },
     { "allow-egress", CONFIG_STRING, F(allow_egress), 0, 0, NULL,
       "private IPv4 ranges tenant VMs may reach, CIDR[,CIDR] (their LAN, "
       "link-local, CGNAT, ... are closed to them otherwise; the host itself "

@@ -440,6 +440,11 @@ e2e_world_up() { # [ns-name]
     E2E_WORLD=${1:-fog-e2e-world-$$}
     e2e_netns_up "$E2E_WORLD"
     ip -n "$E2E_WORLD" link add br0 type bridge || e2e_fail "cannot create br0"
+    # A bridge without an address of its own takes its lowest port's, so
+    # a host plugged in later could change it under the neighbours cached
+    # by hosts already there (frames to the old one go out that port).
+    ip -n "$E2E_WORLD" link set br0 address 02:00:5e:10:00:01 ||
+        e2e_fail "cannot set the address of br0"
     ip -n "$E2E_WORLD" link set br0 type bridge stp_state 0 forward_delay 0 2>/dev/null
     ip -n "$E2E_WORLD" addr add "$E2E_WORLD_IP/24" dev br0 || e2e_fail "cannot address br0"
     ip -n "$E2E_WORLD" link set br0 up || e2e_fail "cannot bring br0 up"
@@ -680,18 +685,28 @@ e2e_wg_go_stop() { # ifname
 # address IP (those this agent build has), into array E2E_NET_ARGS: host
 # networking, a WireGuard interface name unique to the test and the node
 # (wireguard-go's sockets share /var/run/wireguard), endpoint and public
-# address. The wireguard-go behind it is stopped at exit.
-e2e_node_net_args() { # ip
-    local ip=$1 ifname
+# address. With a second argument "nat" (a host behind a router, IP on its
+# LAN) neither endpoint nor public address is given, as a provider behind
+# NAT does: the controller's address probes find the mapping and the
+# address it sees stands for the public one. E2E_MESH_IF is set to the
+# interface's name. The wireguard-go behind it is stopped at exit.
+e2e_node_net_args() { # ip [nat]
+    local ip=$1 ifname l3
     ifname=fw$$x${ip##*.}
+    # Hosts behind NAT may share a LAN address: their LANs differ.
+    l3=${ip%.*}
+    [ "${2:-}" = nat ] && ifname=fw$$n${l3##*.}
     ifname=${ifname:0:15}
     E2E_NET_ARGS=()
     e2e_agent_has_opt network && E2E_NET_ARGS+=(--network host)
+    E2E_MESH_IF=
     if e2e_agent_has_opt mesh-ifname; then
+        E2E_MESH_IF=$ifname
         E2E_NET_ARGS+=(--mesh-ifname "$ifname")
         e2e_cleanup_add "e2e_wg_go_stop $ifname"
     fi
     e2e_agent_has_opt wg-port && E2E_NET_ARGS+=(--wg-port 51820)
+    [ "${2:-}" = nat ] && return 0
     e2e_agent_has_opt endpoint && E2E_NET_ARGS+=(--endpoint "$ip:51820")
     e2e_agent_has_opt public-ip && E2E_NET_ARGS+=(--public-ip "$ip")
     return 0
@@ -714,6 +729,111 @@ e2e_node_up() { # ns ip name dir [run-args...]
         ${E2E_NODE_JOIN_ARGS[@]+"${E2E_NODE_JOIN_ARGS[@]}"}
     E2E_NODE_RUN_ARGS=(--heartbeat 1 "${E2E_NET_ARGS[@]}" "$@")
     e2e_agent_start "$ns" "$dir" "${E2E_NODE_RUN_ARGS[@]}"
+}
+
+# A home router: namespace RNS with eth0 = WAN/24 on the world
+# (e2e_host_add) and lan0 = LAN.1/24 towards a new host namespace NS
+# (eth0 = LAN.2/24, default route through the router; LAN is the first
+# three octets). The router forwards, masquerades what leaves by eth0 with
+# NAT, an nftables statement: "masquerade" keeps the source port where it
+# can (endpoint-independent mapping), "masquerade fully-random" draws a
+# new one per destination (endpoint-dependent, "symmetric"); and it
+# forwards TCP and UDP ports PORTS (e.g. 20000-29999) arriving on its WAN
+# address to the host, as a provider forwards the agent's port range.
+# Both namespaces are removed at exit.
+e2e_nat_router_up() { # rns wan ns lan nat ports
+    local rns=$1 wan=$2 ns=$3 lan=$4 nat=$5 ports=$6
+    e2e_host_add "$rns" "$wan"
+    e2e_netns_up "$ns"
+    ip -n "$rns" link add lan0 type veth peer name eth0 netns "$ns" ||
+        e2e_fail "cannot create the LAN of $rns"
+    ip -n "$rns" addr add "$lan.1/24" dev lan0 && ip -n "$rns" link set lan0 up &&
+        ip -n "$ns" addr add "$lan.2/24" dev eth0 && ip -n "$ns" link set eth0 up &&
+        ip -n "$ns" route add default via "$lan.1" ||
+        e2e_fail "cannot address the LAN of $rns"
+    ip netns exec "$rns" sysctl -qw net.ipv4.ip_forward=1 ||
+        e2e_fail "cannot turn forwarding on in $rns"
+    ip netns exec "$rns" nft -f - <<EOF || e2e_fail "cannot set the NAT of $rns"
+table ip homenat {
+    chain pre {
+        type nat hook prerouting priority dstnat;
+        iifname "eth0" ip daddr $wan meta l4proto { tcp, udp } th dport $ports dnat to $lan.2
+    }
+    chain post {
+        type nat hook postrouting priority srcnat;
+        oifname "eth0" $nat
+    }
+}
+EOF
+}
+
+# A provider host behind a home router (e2e_nat_router_up RNS WAN NS LAN
+# NAT PORTS) with its own libvirtd and fog-nodeagent NAME joined with data
+# dir DIR and running, neither endpoint nor public address configured
+# (e2e_node_net_args LAN.2 nat); extra arguments go to `run`. Sets E2E_URI,
+# E2E_AGENT_PID, E2E_MESH_IF and E2E_NODE_RUN_ARGS as e2e_node_up does.
+e2e_nat_node_up() { # rns wan ns lan nat ports name dir [run-args...]
+    local rns=$1 wan=$2 ns=$3 lan=$4 nat=$5 ports=$6 name=$7 dir=$8
+    shift 8
+    e2e_nat_router_up "$rns" "$wan" "$ns" "$lan" "$nat" "$ports"
+    e2e_start_libvirtd_in "$ns"
+    e2e_node_net_args "$lan.2" nat
+    e2e_agent_join "$ns" "$dir" "$name" --libvirt "$E2E_URI" "${E2E_NET_ARGS[@]}"
+    E2E_NODE_RUN_ARGS=(--heartbeat 1 "${E2E_NET_ARGS[@]}" "$@")
+    e2e_agent_start "$ns" "$dir" "${E2E_NODE_RUN_ARGS[@]}"
+}
+
+# Writes to FILE user-data for the tiny guest serving PAGE as its index
+# page and a probe: /cgi-bin/probe?get-IP fetches http://IP/, ?ping-IP
+# pings IP (twice), ?spoof-IP pings IP from a forged source address (.250
+# of the guest's /24); each answers what it found (the page, "reachable"
+# or "unreachable").
+e2e_probe_user_data() { # file page
+    cat >"$1" <<'EOF'
+#cloud-config
+write_files:
+  - path: /www/cgi-bin/probe
+    permissions: '0755'
+    content: |
+      #!/bin/sh
+      printf 'Content-Type: text/plain\r\n\r\n'
+      op=${QUERY_STRING%%-*}
+      ip=${QUERY_STRING#*-}
+      case "$ip" in
+      ""|*[!0-9.]*) echo "bad query"; exit 0 ;;
+      esac
+      case "$op" in
+      get) timeout 5 wget -q -O - "http://$ip/" 2>/dev/null || echo "unreachable" ;;
+      ping) ping -c 2 -W 2 "$ip" >/dev/null 2>&1 && echo "reachable" || echo "unreachable" ;;
+      spoof)
+        src=${ip%.*}.250
+        ip addr add "$src/32" dev eth0 2>/dev/null
+        ping -c 2 -W 2 -I "$src" "$ip" >/dev/null 2>&1 && echo "reachable" || echo "unreachable"
+        ip addr del "$src/32" dev eth0 2>/dev/null ;;
+      *) echo "bad op" ;;
+      esac
+EOF
+    printf '  - path: /www/index.html\n    content: |\n      %s\n' "$2" >>"$1"
+}
+
+# Asks the probe (e2e_probe_user_data) of the guest at GUEST-IP, from
+# namespace NS (its host, which reaches it on its bridge), for QUERY and
+# prints the answer.
+e2e_guest_probe() { # ns guest-ip query
+    ip netns exec "$1" curl -sS --noproxy '*' -m 20 "http://$2/cgi-bin/probe?$3" 2>&1
+}
+
+# Asks as e2e_guest_probe until the answer is WANT, up to TRIES times (a
+# second apart, default 10); prints the last answer, returns 1 unless WANT.
+e2e_guest_probe_wait() { # ns guest-ip query want [tries]
+    local i got=
+    for ((i = 0; i < ${5:-10}; i++)); do
+        ((i > 0)) && sleep 1
+        got=$(e2e_guest_probe "$1" "$2" "$3")
+        [ "$got" = "$4" ] && break
+    done
+    printf '%s\n' "$got"
+    [ "$got" = "$4" ]
 }
 
 # Prints, for a failing test, the tail of an agent's log, its guests'

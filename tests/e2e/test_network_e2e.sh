@@ -103,38 +103,9 @@ done
 peers_of "$ns_a" | grep -q . || e2e_fail "node-a lost all its peers when node-c left"
 e2e_log "node-c joined the mesh and left it"
 
-# ---- guests with a probe: /cgi-bin/probe?get-IP fetches http://IP/,
-# ?ping-IP pings IP, ?spoof-IP pings IP from a forged source address.
-cat >"$work/ud" <<'EOF'
-#cloud-config
-write_files:
-  - path: /www/cgi-bin/probe
-    permissions: '0755'
-    content: |
-      #!/bin/sh
-      printf 'Content-Type: text/plain\r\n\r\n'
-      op=${QUERY_STRING%%-*}
-      ip=${QUERY_STRING#*-}
-      case "$ip" in
-      ""|*[!0-9.]*) echo "bad query"; exit 0 ;;
-      esac
-      case "$op" in
-      get) timeout 5 wget -q -O - "http://$ip/" 2>/dev/null || echo "unreachable" ;;
-      ping) ping -c 2 -W 2 "$ip" >/dev/null 2>&1 && echo "reachable" || echo "unreachable" ;;
-      spoof)
-        src=${ip%.*}.250
-        ip addr add "$src/32" dev eth0 2>/dev/null
-        ping -c 2 -W 2 -I "$src" "$ip" >/dev/null 2>&1 && echo "reachable" || echo "unreachable"
-        ip addr del "$src/32" dev eth0 2>/dev/null ;;
-      *) echo "bad op" ;;
-      esac
-EOF
-page_ud() { # file page
-    { cat "$work/ud"; printf '  - path: /www/index.html\n    content: |\n      %s\n' "$2"; } >"$1"
-}
-page_ud "$work/ud-a1" "page of a1"
-page_ud "$work/ud-a2" "page of a2"
-page_ud "$work/ud-b1" "page of b1"
+e2e_probe_user_data "$work/ud-a1" "page of a1"
+e2e_probe_user_data "$work/ud-a2" "page of a2"
+e2e_probe_user_data "$work/ud-b1" "page of b1"
 
 E2E_KEY=$(e2e_tenant_create tenant-a)
 key_a=$E2E_KEY
@@ -166,50 +137,42 @@ E2E_NETNS=$ns_b e2e_wait_http "http://$a2/" 60 >/dev/null || e2e_fail "a2 ($a2) 
 E2E_NETNS=$ns_a e2e_wait_http "http://$b1/" 60 >/dev/null || e2e_fail "b1 ($b1) does not answer on node-a"
 e2e_log "three guests up ($((SECONDS - t0)) s): a1 $a1 on node-a, a2 $a2 on node-b, b1 $b1 on node-a"
 
-probe() { # ns guest-ip query
-    ip netns exec "$1" curl -sS --noproxy '*' -m 20 "http://$2/cgi-bin/probe?$3" 2>&1
-}
 # ---- tenant A across hosts, over its private network
-got=
-for _ in $(seq 10); do
-    got=$(probe "$ns_a" "$a1" "get-$a2")
-    [ "$got" = "page of a2" ] && break
-    sleep 1
-done
-[ "$got" = "page of a2" ] || e2e_fail "a1 (node-a) cannot fetch from a2 (node-b): '$got'"
-got=$(probe "$ns_b" "$a2" "get-$a1")
+got=$(e2e_guest_probe_wait "$ns_a" "$a1" "get-$a2" "page of a2") ||
+    e2e_fail "a1 (node-a) cannot fetch from a2 (node-b): '$got'"
+got=$(e2e_guest_probe "$ns_b" "$a2" "get-$a1")
 [ "$got" = "page of a1" ] || e2e_fail "a2 (node-b) cannot fetch from a1 (node-a): '$got'"
 e2e_log "tenant A's VMs reach each other across hosts"
 
 # ---- tenant B is isolated: b1 works (it reaches itself) yet reaches
 # neither of A's VMs, and they do not reach it.
-got=$(probe "$ns_a" "$b1" "get-$b1")
+got=$(e2e_guest_probe "$ns_a" "$b1" "get-$b1")
 [ "$got" = "page of b1" ] || e2e_fail "b1's probe does not work: '$got'"
 for t in "$a1" "$a2"; do
-    got=$(probe "$ns_a" "$b1" "get-$t")
+    got=$(e2e_guest_probe "$ns_a" "$b1" "get-$t")
     [ "$got" = unreachable ] || e2e_fail "b1 (tenant B) reached $t of tenant A: '$got'"
-    got=$(probe "$ns_a" "$b1" "ping-$t")
+    got=$(e2e_guest_probe "$ns_a" "$b1" "ping-$t")
     [ "$got" = unreachable ] || e2e_fail "b1 (tenant B) pings $t of tenant A"
 done
-got=$(probe "$ns_a" "$a1" "get-$b1")
+got=$(e2e_guest_probe "$ns_a" "$a1" "get-$b1")
 [ "$got" = unreachable ] || e2e_fail "a1 (tenant A) reached b1 of tenant B: '$got'"
-got=$(probe "$ns_b" "$a2" "get-$b1")
+got=$(e2e_guest_probe "$ns_b" "$a2" "get-$b1")
 [ "$got" = unreachable ] || e2e_fail "a2 (tenant A) reached b1 of tenant B: '$got'"
 e2e_log "tenant B is isolated from tenant A"
 
 # ---- anti-spoofing: a1 pings a2 from its own address, not from a forged one
-got=$(probe "$ns_a" "$a1" "ping-$a2")
+got=$(e2e_guest_probe "$ns_a" "$a1" "ping-$a2")
 [ "$got" = reachable ] || e2e_fail "a1 cannot ping a2: '$got'"
-got=$(probe "$ns_a" "$a1" "spoof-$a2")
+got=$(e2e_guest_probe "$ns_a" "$a1" "spoof-$a2")
 [ "$got" = unreachable ] || e2e_fail "a1 forging source ${a2%.*}.250 got answers from a2: '$got'"
-got=$(probe "$ns_a" "$a1" "ping-$a2")
+got=$(e2e_guest_probe "$ns_a" "$a1" "ping-$a2")
 [ "$got" = reachable ] || e2e_fail "a1 cannot ping a2 after the forged attempt: '$got'"
 
 # ---- egress policy: the world here is a private range (10.214.0.0/24), so
 # it stands for the provider's LAN: a1 reaches neither it (the controller's
 # address) nor the hosts themselves, though it pings a2 above.
 for t in "$E2E_WORLD_IP" "$ip_a" "$ip_b"; do
-    got=$(probe "$ns_a" "$a1" "ping-$t")
+    got=$(e2e_guest_probe "$ns_a" "$a1" "ping-$t")
     [ "$got" = unreachable ] || e2e_fail "a1 reaches $t on the provider's LAN: '$got'"
 done
 e2e_log "a guest reaches neither the provider's LAN nor its hosts"

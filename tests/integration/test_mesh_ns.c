@@ -27,6 +27,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -266,6 +267,8 @@ static int link_ops_fn(void *arg)
     CHECK(link_create_kind("ul0", "veth") == -EEXIST);
     CHECK(link_addr_add("ul0", A("10.77.0.1"), 24) == 0);
     CHECK(link_addr_add("ul0", A("10.77.0.1"), 24) == 0);
+    CHECK(link_addr_is_local(A("10.77.0.1")) == 1);
+    CHECK(link_addr_is_local(A("10.77.0.9")) == 0);
     CHECK(link_set_up("ul0", true) == 0);
     CHECK(link_is_up("ul0"));
 
@@ -766,6 +769,34 @@ static int teardown_fn(void *arg)
     return 0;
 }
 
+/* Whether every answer VM v gets to broadcast ARP requests for gateway
+ * gw (they reach every node of the network) comes from host h's bridge
+ * fogbr1000: the anycast gateway answers from the VM's own node only. */
+static bool gateway_answers_from(int v, int h, const char *gw)
+{
+    int st;
+    char *mac_argv[] = { (char *)tu_ip_bin(), "netns", "exec", hosts[h].ns,
+                         "cat", "/sys/class/net/fogbr1000/address", NULL };
+    _cleanup_free_ char *mac = tu_run(mac_argv, &st);
+    _cleanup_free_ char *bb = tu_which("busybox");
+    if (st != 0 || !mac || !bb)
+        return false;
+    mac[strcspn(mac, "\n")] = '\0';
+    char *arp_argv[] = { (char *)tu_ip_bin(), "netns", "exec", vm_ns[v], bb,
+                         "arping", "-b", "-c", "3", "-w", "3", "-I", "eth0",
+                         (char *)gw, NULL };
+    _cleanup_free_ char *out = tu_run(arp_argv, &st);
+    int answers = 0;
+    for (const char *p = out; p && (p = strchr(p, '[')); p++, answers++)
+        if (strncasecmp(p + 1, mac, strlen(mac)) != 0 ||
+            p[1 + strlen(mac)] != ']') {
+            fprintf(stderr, "gateway %s answered VM %d as %.17s, not %s\n",
+                    gw, v, p + 1, mac);
+            return false;
+        }
+    return answers > 0;
+}
+
 static void tenant_network_spans_hosts_over_the_mesh(void **state)
 {
     unsigned mesh = BIT(1) | BIT(2) | BIT(4);
@@ -789,6 +820,10 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
     assert_true(tu_ping(vm_ns[1], NULL, "10.1.0.1", PING_OK_MS));
     assert_true(tu_ping(vm_ns[2], NULL, "10.1.0.1", PING_OK_MS));
     assert_true(tu_ping(vm_ns[3], NULL, "10.2.0.1", PING_OK_MS));
+    /* The other node's bridge, with the same gateway address, never
+     * answers for it over the mesh. */
+    assert_true(gateway_answers_from(1, 1, "10.1.0.1"));
+    assert_true(gateway_answers_from(2, 2, "10.1.0.1"));
 
     /* Another tenant's network on the same host is not routed to. */
     assert_false(tu_ping(vm_ns[3], NULL, "10.1.0.11", 1500));
@@ -818,6 +853,18 @@ static void tenant_network_spans_hosts_over_the_mesh(void **state)
     assert_non_null(seen);
     assert_string_equal(seen, "192.168.77.2"); /* the client, not NATed */
     tu_kill(srv, SIGKILL);
+
+    /* Behind NAT the public address is its router's, which the host does
+     * not hold: the router forwards the port to the host's own address,
+     * where it answers all the same. */
+    assert_int_equal(apply_host(1, mesh, e1, A("198.51.100.77")), 0);
+    srv = serve_once(vm_ns[1], "10.1.0.11", 80);
+    assert_true(srv > 0);
+    seen = fetch(hosts[2].ns, "192.168.77.1", 20080);
+    assert_non_null(seen);
+    assert_string_equal(seen, "192.168.77.2");
+    tu_kill(srv, SIGKILL);
+    assert_int_equal(apply_host(1, mesh, e1, A("192.168.77.1")), 0);
 
     /* Egress is masqueraded behind the host's address. */
     srv = serve_once(hosts[2].ns, "192.168.77.2", 7000);

@@ -187,6 +187,10 @@ static void plan_isolates_networks_and_guards_ports(void **state)
     assert_true(has_line(t, "ether type ip iifname . ether saddr . ip saddr "
                             "@vm_addrs accept"));
     assert_true(has_line(t, "ether type ip udp sport 67 drop"));
+    /* ARP about the anycast gateway never crosses between nodes. */
+    assert_true(has_line(t, "iifname \"vxlan1000\" ether type arp arp saddr ip 10.1.0.1 drop"));
+    assert_true(has_line(t, "iifname \"vxlan1000\" ether type arp arp daddr ip 10.1.0.1 drop"));
+    assert_true(has_line(t, "iifname \"vxlan1001\" ether type arp arp saddr ip 10.2.0.1 drop"));
     assert_null(strstr(t, "10.2.0.9")); /* deleted VM */
     /* NAT: DNAT from any local address, masquerade per network. */
     assert_true(has_line(t, "fib daddr type local tcp dport 20080 dnat to 10.1.0.5:80"));
