@@ -163,7 +163,8 @@ struct fleet {
     struct place_node *nodes;
     const char **lab;                /* nodes' labels, grouped by node */
     struct place_rule *rul;          /* nodes' policy rules, grouped */
-    size_t *order;                   /* node indices sorted by id */
+    size_t *slot, n_slot;            /* node index + 1 by id hash (0:
+                                        empty), n_slot a power of two */
     int64_t *port_min, *port_max;    /* nodes' host port ranges */
     /* Decisions kept for the requests seen on this fleet, each with how
      * far it has read the log of nodes whose capacity changed since. */
@@ -209,7 +210,7 @@ static void fleet_clear(struct fleet *f)
     free(f->nodes);
     free(f->lab);
     free(f->rul);
-    free(f->order);
+    free(f->slot);
     free(f->port_min);
     free(f->port_max);
     for (size_t i = 0; i < f->n_memos; i++)
@@ -240,26 +241,38 @@ static void fleet_slot_free(void *p)
     fleet_put(p);
 }
 
-static int cmp_idx_by_id(const void *x, const void *y, void *base)
+static size_t id_hash(const char *s)
 {
-    const struct place_node *n = base;
-    return strcmp(n[*(const size_t *)x].id, n[*(const size_t *)y].id);
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return (size_t)(h ^ h >> 29);
+}
+
+/* f's nodes by id: open addressing, at most half full. */
+static void fleet_index(struct fleet *f)
+{
+    f->n_slot = 16;
+    while (f->n_slot < 2 * f->n)
+        f->n_slot *= 2;
+    f->slot = xcalloc(f->n_slot, sizeof(*f->slot));
+    for (size_t i = 0; i < f->n; i++) {
+        size_t k = id_hash(f->nodes[i].id) & (f->n_slot - 1);
+        while (f->slot[k])
+            k = (k + 1) & (f->n_slot - 1);
+        f->slot[k] = i + 1;
+    }
 }
 
 /* Index of node `id`, or -1. */
 static ssize_t fleet_find(const struct fleet *f, const char *id)
 {
-    size_t lo = 0, hi = f->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(f->nodes[f->order[mid]].id, id);
-        if (c == 0)
-            return (ssize_t)f->order[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    if (!id || !f->slot)
+        return -1;
+    for (size_t k = id_hash(id) & (f->n_slot - 1); f->slot[k];
+         k = (k + 1) & (f->n_slot - 1))
+        if (streq(f->nodes[f->slot[k] - 1].id, id))
+            return (ssize_t)(f->slot[k] - 1);
     return -1;
 }
 
@@ -405,8 +418,8 @@ static void fleet_add_rule(struct store_row *row, void *data)
  * capacity, its offer (the hub's default offer when it has none),
  * reputation, region, labels and policy rules: six queries whatever the
  * fleet's size, each a scan of one table (or index) read row by row into
- * arrays (no JSON), matched to its node by id in memory, in one snapshot
- * of the store. */
+ * arrays (no JSON), matched to its node by id through a hash in memory,
+ * in one snapshot of the store. */
 static int fleet_load(struct app *a, struct fleet *f)
 {
     struct fleet_loading l = { f, now_s() };
@@ -426,10 +439,7 @@ static int fleet_load(struct app *a, struct fleet *f)
     size_t n = f->n, i;
     if (e >= 0) {
         /* The rest is matched by node id. */
-        f->order = xcalloc(n + 1, sizeof(*f->order));
-        for (i = 0; i < n; i++)
-            f->order[i] = i;
-        qsort_r(f->order, n, sizeof(*f->order), cmp_idx_by_id, f->nodes);
+        fleet_index(f);
         f->lab_at = xcalloc(n + 1, sizeof(*f->lab_at));
         f->rul_at = xcalloc(n + 1, sizeof(*f->rul_at));
     }
