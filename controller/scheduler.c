@@ -1398,31 +1398,24 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
 
 /* Tell what batch b placed, inside its transaction: each node given a
  * VM, and each node holding a VM of a network that got one (as
- * vm_networks_changed() does per VM), once each. */
+ * vm_networks_changed() does per VM), once each. Those nodes come from
+ * one query over the batch's VMs (a JSON array of their ids, read with
+ * sqlite's json_each: batches are sqlite's), not one per VM and one per
+ * network. */
 static void batch_tell(struct app *a, struct batch *b)
 {
-    json_auto_t *nets = json_object();
-    size_t i, k;
+    size_t k;
     json_t *v, *row;
     const char *id;
-    json_array_foreach(b->vms, i, v) {
-        json_auto_t *rows = NULL;
-        store_query(a->store, &rows, "SELECT network_id FROM vm_nics WHERE "
-                    "vm_id = $1", "s", json_string_value(v));
-        json_array_foreach(rows, k, row)
-            json_object_set_new(nets, json_str(row, "network_id"),
-                                json_true());
-    }
-    json_object_foreach(nets, id, v) {
-        json_auto_t *rows = NULL;
-        store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vms v "
-                    "JOIN vm_nics c ON c.vm_id = v.id WHERE c.network_id = $1 "
-                    "AND v.node_id IS NOT NULL AND v.deleted_at IS NULL", "s",
-                    id);
-        json_array_foreach(rows, k, row)
-            json_object_set_new(b->nodes, json_str(row, "node_id"),
-                                json_true());
-    }
+    _cleanup_free_ char *vms = json_dumps_compact(b->vms);
+    json_auto_t *rows = NULL;
+    store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vm_nics p "
+                "JOIN vm_nics c ON c.network_id = p.network_id JOIN vms v ON "
+                "v.id = c.vm_id WHERE p.vm_id IN (SELECT value FROM "
+                "json_each($1)) AND v.node_id IS NOT NULL AND v.deleted_at "
+                "IS NULL", "s", vms);
+    json_array_foreach(rows, k, row)
+        json_object_set_new(b->nodes, json_str(row, "node_id"), json_true());
     json_object_foreach(b->nodes, id, v)
         app_node_changed(a, id);
 }
