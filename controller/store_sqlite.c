@@ -79,9 +79,38 @@ static int sq_errno(sqlite3 *db, int rc)
 /* How much of the database file is mapped (bytes): the rest is read. */
 #define SQ_MMAP_SIZE "1073741824"
 
+static struct sq_cached *stmt_get(struct sq_conn *c, const char *sql);
+
+/* Whether sql is one statement of transaction control (BEGIN, COMMIT,
+ * ROLLBACK, SAVEPOINT, RELEASE): run through the statement cache, not
+ * parsed again each time (a scheduler batch opens and releases a
+ * savepoint per placement). */
+static bool tx_control(const char *sql)
+{
+    static const char *const words[] = { "BEGIN", "COMMIT", "ROLLBACK",
+                                         "SAVEPOINT ", "RELEASE " };
+    if (strchr(sql, ';'))
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(words); i++)
+        if (strncmp(sql, words[i], strlen(words[i])) == 0)
+            return true;
+    return false;
+}
+
 static int sq_exec_plain(void *conn, const char *sql)
 {
     struct sq_conn *c = conn;
+    struct sq_cached *e = tx_control(sql) ? stmt_get(c, sql) : NULL;
+    if (e) {
+        int rc;
+        while ((rc = sqlite3_step(e->st)) == SQLITE_ROW)
+            ;
+        int r = rc == SQLITE_DONE
+                    ? 0
+                    : sq_errno(c->db, sqlite3_extended_errcode(c->db));
+        sqlite3_reset(e->st);
+        return r;
+    }
     char *err = NULL;
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, &err);
     if (rc != SQLITE_OK) {
