@@ -1400,8 +1400,8 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
  * VM, and each node holding a VM of a network that got one (as
  * vm_networks_changed() does per VM), once each. Those nodes come from
  * one query over the batch's VMs (a JSON array of their ids, read with
- * sqlite's json_each: batches are sqlite's), not one per VM and one per
- * network. */
+ * sqlite's json_each: batches are sqlite's), each network walked once,
+ * not one query per VM and one per network. */
 static void batch_tell(struct app *a, struct batch *b)
 {
     size_t k;
@@ -1409,11 +1409,11 @@ static void batch_tell(struct app *a, struct batch *b)
     const char *id;
     _cleanup_free_ char *vms = json_dumps_compact(b->vms);
     json_auto_t *rows = NULL;
-    store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vm_nics p "
-                "JOIN vm_nics c ON c.network_id = p.network_id JOIN vms v ON "
-                "v.id = c.vm_id WHERE p.vm_id IN (SELECT value FROM "
-                "json_each($1)) AND v.node_id IS NOT NULL AND v.deleted_at "
-                "IS NULL", "s", vms);
+    store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vm_nics c "
+                "JOIN vms v ON v.id = c.vm_id WHERE c.network_id IN (SELECT "
+                "p.network_id FROM vm_nics p WHERE p.vm_id IN (SELECT value "
+                "FROM json_each($1))) AND v.node_id IS NOT NULL AND "
+                "v.deleted_at IS NULL", "s", vms);
     json_array_foreach(rows, k, row)
         json_object_set_new(b->nodes, json_str(row, "node_id"), json_true());
     json_object_foreach(b->nodes, id, v)
