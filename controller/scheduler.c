@@ -561,7 +561,7 @@ static int fleet_gpus(struct app *a, const struct fleet *f,
  * FLEET_MEMO_BYTES of them; each keeps its best FLEET_MEMO_KEEP nodes. */
 #define FLEET_MEMOS 64
 #define FLEET_MEMO_BYTES (16 << 20)
-#define FLEET_MEMO_KEEP 32
+#define FLEET_MEMO_KEEP 128
 
 /* The decision kept on f for r, brought up to date with the nodes that
  * changed since it was last asked; a new one when there is room; NULL
@@ -577,7 +577,7 @@ static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
             place_memo_node_changed(fm->m, f->nodes, f->log[fm->at]);
         return fm->m;
     }
-    size_t per = (f->n + 1) * (sizeof(int64_t) + sizeof(double) + 1);
+    size_t per = (f->n + 1) * (sizeof(int64_t) + sizeof(double) + 2);
     if (f->n_memos >= FLEET_MEMOS || (f->n_memos + 1) * per > FLEET_MEMO_BYTES)
         return NULL;
     if (f->n_memos == f->cap_memos) {
