@@ -561,24 +561,35 @@ static int vm_open_deal(struct store *s, const char *vm_id, json_t **ret)
 }
 
 /* New deal for the VM; with keep_prices the old deal's prices and fee
- * carry over (only the shape changes). */
+ * carry over (only the shape changes). The prices locked go to
+ * *ret_locked when not NULL; with ret_id, the new deal's id goes there
+ * and the caller points the VM at it (vms.deal_id), else it is done here.
+ * One read gathers the VM, its usage and ports, the node's owner and its
+ * offer; the old deal is read only when the VM has one. */
 static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
-                       bool keep_prices)
+                       bool keep_prices, struct rating_offer *ret_locked,
+                       char ret_id[UUID_STR_LEN + 1])
 {
-    json_auto_t *vm = NULL, *node = NULL, *offer = NULL, *old = NULL;
+    json_auto_t *vm = NULL, *old = NULL;
     int64_t now = now_s(), base = 0, fee_bps = cfg.fee_bps;
     int e, posted;
 
     if ((e = store_query_one(a->store, &vm,
                              "SELECT v.account_id, v.vcpus, v.memory_mib, "
                              "v.disk_gib, v.gpu_model, v.gpu_count, "
-                             "COALESCE(u.billable_s, 0) AS "
-                             "billable_s FROM vms v LEFT JOIN vm_usage u ON "
-                             "u.vm_id = v.id WHERE v.id = $1", "s", vm_id)) < 0 ||
-        (e = store_query_one(a->store, &node, "SELECT account_id FROM nodes "
-                             "WHERE id = $1", "s", node_id)) < 0)
+                             "v.deal_id, COALESCE(u.billable_s, 0) AS "
+                             "billable_s, (SELECT COUNT(*) FROM ports p WHERE "
+                             "p.vm_id = v.id) AS ports, n.account_id AS "
+                             "provider_id, o.node_id AS offer_node, "
+                             "o.vcpu_hour, o.mem_gib_hour, o.disk_gib_month, "
+                             "o.gpu_hour, o.port_hour, o.gpu_models FROM vms "
+                             "v JOIN nodes n ON n.id = $2 LEFT JOIN vm_usage "
+                             "u ON u.vm_id = v.id LEFT JOIN node_offers o ON "
+                             "o.node_id = n.id WHERE v.id = $1", "ss", vm_id,
+                             node_id)) < 0)
         return e;
-    e = vm_open_deal(a->store, vm_id, &old);
+    e = json_str(vm, "deal_id") ? vm_open_deal(a->store, vm_id, &old)
+                                : -ENOENT;
     if (e == 0) {
         /* Settle the old price up to now before the new one applies. */
         if ((e = deal_accrue(a, old, json_int(vm, "billable_s", 0), now,
@@ -596,16 +607,15 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
     if (keep_prices && old) {
         deal_offer(old, &o, &unused);
         fee_bps = json_int(old, "fee_bps", cfg.fee_bps);
-    } else if (store_query_one(a->store, &offer, "SELECT * FROM node_offers "
-                               "WHERE node_id = $1", "s", node_id) == 0) {
-        o = (struct rating_offer){ json_int(offer, "vcpu_hour", 0),
-                                   json_int(offer, "mem_gib_hour", 0),
-                                   json_int(offer, "disk_gib_month", 0),
-                                   json_int(offer, "gpu_hour", 0),
-                                   json_int(offer, "port_hour", 0) };
+    } else if (json_str(vm, "offer_node")) {
+        o = (struct rating_offer){ json_int(vm, "vcpu_hour", 0),
+                                   json_int(vm, "mem_gib_hour", 0),
+                                   json_int(vm, "disk_gib_month", 0),
+                                   json_int(vm, "gpu_hour", 0),
+                                   json_int(vm, "port_hour", 0) };
         /* A GPU model the node prices on its own is locked at that price. */
-        json_auto_t *models = json_loads(json_str(offer, "gpu_models") ?
-                                         json_str(offer, "gpu_models") : "{}",
+        json_auto_t *models = json_loads(json_str(vm, "gpu_models") ?
+                                         json_str(vm, "gpu_models") : "{}",
                                          0, NULL);
         const char *mp = json_string_value(json_object_get(
             models, json_str(vm, "gpu_model") ? json_str(vm, "gpu_model")
@@ -614,8 +624,6 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
         if (mp && money_parse(mp, &v) == 0 && v >= 0)
             o.gpu_hour = v;
     }
-    int64_t ports = store_query_int(a->store, 0, "SELECT COUNT(*) FROM ports "
-                                    "WHERE vm_id = $1", "s", vm_id);
     char id[UUID_STR_LEN + 1];
     uuid_generate_str(id);
     e = store_exec(a->store,
@@ -625,21 +633,34 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
                    "ports, fee_bps, base_s, created_at) VALUES ($1, $2, $3, "
                    "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
                    "$17, $18)", "sssssiiiiiiiiiiiii", id, vm_id, node_id,
-                   json_str(vm, "account_id"), json_str(node, "account_id"),
+                   json_str(vm, "account_id"), json_str(vm, "provider_id"),
                    o.vcpu_hour, o.mem_gib_hour, o.disk_gib_month, o.gpu_hour,
                    o.port_hour, json_int(vm, "vcpus", 0),
                    json_int(vm, "memory_mib", 0), json_int(vm, "disk_gib", 0),
-                   json_int(vm, "gpu_count", 0), ports, fee_bps, base, now);
+                   json_int(vm, "gpu_count", 0), json_int(vm, "ports", 0),
+                   fee_bps, base, now);
     if (e < 0)
         return e;
-    e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE id = $2", "ss",
-                   id, vm_id);
-    return e < 0 ? e : 0;
+    if (ret_id)
+        memcpy(ret_id, id, sizeof(id));
+    else if ((e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE "
+                             "id = $2", "ss", id, vm_id)) < 0)
+        return e;
+    if (ret_locked)
+        *ret_locked = o;
+    return 0;
 }
 
 int billing_deal_lock(struct app *a, const char *vm_id, const char *node_id)
 {
-    return deal_relock(a, vm_id, node_id, false);
+    return deal_relock(a, vm_id, node_id, false, NULL, NULL);
+}
+
+int billing_deal_lock_offer(struct app *a, const char *vm_id,
+                            const char *node_id, struct rating_offer *ret,
+                            char ret_deal[UUID_STR_LEN + 1])
+{
+    return deal_relock(a, vm_id, node_id, false, ret, ret_deal);
 }
 
 int billing_deal_reshape(struct app *a, const char *vm_id)
@@ -651,7 +672,7 @@ int billing_deal_reshape(struct app *a, const char *vm_id)
         return e;
     if (!json_str(vm, "node_id") || !json_str(vm, "deal_id"))
         return 0; /* priced when placed */
-    return deal_relock(a, vm_id, json_str(vm, "node_id"), true);
+    return deal_relock(a, vm_id, json_str(vm, "node_id"), true, NULL, NULL);
 }
 
 json_t *billing_offer_json(const struct rating_offer *o)

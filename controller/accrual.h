@@ -68,6 +68,13 @@ int billing_vm_unwanted(struct app *a, const char *vm_id, int64_t now);
  * shape and published ports, the current fee. A VM that already has a deal
  * is accrued up to now on it first and the old deal closed. 0 or -errno. */
 int billing_deal_lock(struct app *a, const char *vm_id, const char *node_id);
+/* billing_deal_lock(), the prices locked to *ret, but the VM is left to
+ * the caller to point at the new deal: its id goes to ret_deal, for
+ * vms.deal_id in the caller's own update of the VM row, in the same
+ * transaction. */
+int billing_deal_lock_offer(struct app *a, const char *vm_id,
+                            const char *node_id, struct rating_offer *ret,
+                            char ret_deal[UUID_STR_LEN + 1]);
 /* The VM's shape changed (resize, ports added or removed): accrue up to now
  * on the current deal and continue on a new one with the same prices and
  * fee, inside the caller's store transaction. No-op for an unplaced VM.

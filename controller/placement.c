@@ -292,7 +292,10 @@ struct place_memo {
     double *score;
     size_t removed[PF_N], passed;
     size_t *top, n_top;          /* best passing nodes, best first: a
-                                    prefix of the ranking of all */
+                                    prefix of the ranking of all (empty
+                                    until asked again when changes took
+                                    every one out) */
+    bool *in_top;                /* node is in top[] */
 };
 
 bool place_memo_fits(const struct place_req *r)
@@ -332,21 +335,44 @@ static bool memo_before(const struct place_memo *m, size_t a, size_t b)
            (m->score[a] == m->score[b] && a < b);
 }
 
+/* Node k into top[] where it ranks; when top[] is full, the last one
+ * leaves. */
+static void memo_insert(struct place_memo *m, size_t k)
+{
+    size_t end;                  /* the entries k is placed among */
+    if (m->n_top < m->keep) {
+        end = m->n_top++;
+    } else {
+        end = m->n_top - 1;
+        m->in_top[m->top[end]] = false;
+    }
+    /* After every entry that ranks before it (binary search: top[] is in
+     * ranking order, which is total). */
+    size_t lo = 0, hi = end;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memo_before(m, m->top[mid], k))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(&m->top[lo + 1], &m->top[lo], (end - lo) * sizeof(*m->top));
+    m->top[lo] = k;
+    m->in_top[k] = true;
+}
+
 /* The best `keep` passing nodes, from the kept scores. */
 static void memo_rank(struct place_memo *m)
 {
+    for (size_t i = 0; i < m->n_top; i++)
+        m->in_top[m->top[i]] = false;
     m->n_top = 0;
     for (size_t i = 0; i < m->n; i++) {
         if (m->cls[i] != PF_N)
             continue;
         if (m->n_top == m->keep && !memo_before(m, i, m->top[m->n_top - 1]))
             continue;
-        size_t at = m->n_top < m->keep ? m->n_top++ : m->n_top - 1;
-        while (at > 0 && memo_before(m, i, m->top[at - 1])) {
-            m->top[at] = m->top[at - 1];
-            at--;
-        }
-        m->top[at] = i;
+        memo_insert(m, i);
     }
 }
 
@@ -389,6 +415,7 @@ struct place_memo *place_memo_new(const struct place_req *r,
     m->price = xcalloc(n + 1, sizeof(*m->price));
     m->score = xcalloc(n + 1, sizeof(*m->score));
     m->top = xcalloc(m->keep, sizeof(*m->top));
+    m->in_top = xcalloc(n + 1, sizeof(*m->in_top));
     for (size_t i = 0; i < n; i++)
         memo_eval(m, nodes, i);
     memo_rank(m);
@@ -405,6 +432,7 @@ void place_memo_free(struct place_memo *m)
     free(m->price);
     free(m->score);
     free(m->top);
+    free(m->in_top);
     free(m);
 }
 
@@ -418,13 +446,14 @@ void place_memo_node_changed(struct place_memo *m,
     else
         m->removed[m->cls[k]]--;
     /* Out of the ranking, then back in where it now belongs. */
-    size_t at = 0;
-    while (at < m->n_top && m->top[at] != k)
-        at++;
-    if (at < m->n_top) {
+    if (m->in_top[k]) {
+        size_t at = 0;
+        while (m->top[at] != k)
+            at++;
         memmove(&m->top[at], &m->top[at + 1],
                 (m->n_top - at - 1) * sizeof(*m->top));
         m->n_top--;
+        m->in_top[k] = false;
     }
     /* Whether every other passing node is kept. */
     bool complete = m->n_top == m->passed;
@@ -433,23 +462,19 @@ void place_memo_node_changed(struct place_memo *m,
         /* Past the last one kept, it ranks only when every other passing
          * node is kept (else an unkept node may rank before it). */
         bool last = m->n_top == 0 || !memo_before(m, k, m->top[m->n_top - 1]);
-        if (!last || (complete && m->n_top < m->keep)) {
-            size_t i = m->n_top < m->keep ? m->n_top++ : m->n_top - 1;
-            while (i > 0 && memo_before(m, k, m->top[i - 1])) {
-                m->top[i] = m->top[i - 1];
-                i--;
-            }
-            m->top[i] = k;
-        }
+        if (!last || (complete && m->n_top < m->keep))
+            memo_insert(m, k);
     }
-    if (m->n_top == 0 && m->passed > 0)
-        memo_rank(m);
+    /* An empty top[] with nodes passing is ranked again when the result
+     * is asked for: once, however many changes come before. */
 }
 
 void place_memo_result(struct place_memo *m, const struct place_node *nodes,
                        struct place_result *ret)
 {
     (void)nodes;
+    if (m->n_top == 0 && m->passed > 0)
+        memo_rank(m);
     memset(ret, 0, sizeof(*ret));
     memcpy(ret->removed, m->removed, sizeof(ret->removed));
     ret->passed = m->passed;

@@ -165,5 +165,7 @@ bool place_memo_is(const struct place_memo *m, const struct place_req *r,
 /* Node k of nodes[0..n) (n as at place_memo_new) changed. */
 void place_memo_node_changed(struct place_memo *m,
                              const struct place_node *nodes, size_t k);
+/* The decision now; when changes took every kept node out, the kept
+ * scores are ranked again here (once, however many changes came). */
 void place_memo_result(struct place_memo *m, const struct place_node *nodes,
                        struct place_result *ret);

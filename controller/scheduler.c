@@ -39,22 +39,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Free capacity of node n = its capacity minus every live VM placed on it. */
-#define FREE_SQL(res)                                                          \
-    "n." res " - COALESCE((SELECT SUM(v." res ") FROM vms v WHERE v.node_id = " \
-    "n.id AND v.deleted_at IS NULL), 0)"
+/* What every live VM placed on node NODE holds, as u.vcpus, u.mem and
+ * u.disk: one pass over the node's VMs (a FROM item). */
+#define USED_SQL(NODE)                                                         \
+    "(SELECT COALESCE(SUM(v.vcpus), 0) AS vcpus, COALESCE(SUM(v.memory_mib), " \
+    "0) AS mem, COALESCE(SUM(v.disk_gib), 0) AS disk FROM vms v WHERE "        \
+    "v.node_id = " NODE " AND v.deleted_at IS NULL) u"
+
+/* Free capacity of node n = its capacity minus what USED_SQL counted. */
+#define FREE_SQL(res, used) "(n." res " - u." used ")"
 
 /* The node still fits under its lock ($1 online since, $2 TCG allowed,
  * $3..$5 vCPUs, MiB, GiB), and under the vCPUs its last verified
- * benchmark backs (placement.h PF_BENCHMARK). */
+ * benchmark backs (placement.h PF_BENCHMARK); u is USED_SQL's. */
 #define FITS_SQL                                                               \
     "n.approved = 1 AND n.removed_at IS NULL AND n.drained = 0 AND "           \
     "n.last_seen >= $1 AND "                                                   \
-    "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus") " >= $3 AND "               \
-    FREE_SQL("memory_mib") " >= $4 AND " FREE_SQL("disk_gib") " >= $5 AND "    \
-    "NOT EXISTS (SELECT 1 FROM node_trust vt WHERE vt.node_id = n.id AND "     \
-    "vt.bench_vcpus IS NOT NULL AND n.vcpus - (" FREE_SQL("vcpus") ") + $3 > " \
-    "vt.bench_vcpus)"
+    "(n.kvm = 1 OR $2 = 1) AND " FREE_SQL("vcpus", "vcpus") " >= $3 AND "      \
+    FREE_SQL("memory_mib", "mem") " >= $4 AND " FREE_SQL("disk_gib", "disk")   \
+    " >= $5 AND NOT EXISTS (SELECT 1 FROM node_trust vt WHERE vt.node_id = "   \
+    "n.id AND vt.bench_vcpus IS NOT NULL AND n.vcpus - "                       \
+    FREE_SQL("vcpus", "vcpus") " + $3 > vt.bench_vcpus)"
 
 /* Whether policy entry p of node n accepts a VM from template TMPL with
  * image name IMG and catalog image IMGID (SQL expressions): by content,
@@ -158,7 +163,8 @@ struct fleet {
     struct place_node *nodes;
     const char **lab;                /* nodes' labels, grouped by node */
     struct place_rule *rul;          /* nodes' policy rules, grouped */
-    size_t *order;                   /* node indices sorted by id */
+    size_t *slot, n_slot;            /* node index + 1 by id hash (0:
+                                        empty), n_slot a power of two */
     int64_t *port_min, *port_max;    /* nodes' host port ranges */
     /* Decisions kept for the requests seen on this fleet, each with how
      * far it has read the log of nodes whose capacity changed since. */
@@ -204,7 +210,7 @@ static void fleet_clear(struct fleet *f)
     free(f->nodes);
     free(f->lab);
     free(f->rul);
-    free(f->order);
+    free(f->slot);
     free(f->port_min);
     free(f->port_max);
     for (size_t i = 0; i < f->n_memos; i++)
@@ -235,26 +241,38 @@ static void fleet_slot_free(void *p)
     fleet_put(p);
 }
 
-static int cmp_idx_by_id(const void *x, const void *y, void *base)
+static size_t id_hash(const char *s)
 {
-    const struct place_node *n = base;
-    return strcmp(n[*(const size_t *)x].id, n[*(const size_t *)y].id);
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return (size_t)(h ^ h >> 29);
+}
+
+/* f's nodes by id: open addressing, at most half full. */
+static void fleet_index(struct fleet *f)
+{
+    f->n_slot = 16;
+    while (f->n_slot < 2 * f->n)
+        f->n_slot *= 2;
+    f->slot = xcalloc(f->n_slot, sizeof(*f->slot));
+    for (size_t i = 0; i < f->n; i++) {
+        size_t k = id_hash(f->nodes[i].id) & (f->n_slot - 1);
+        while (f->slot[k])
+            k = (k + 1) & (f->n_slot - 1);
+        f->slot[k] = i + 1;
+    }
 }
 
 /* Index of node `id`, or -1. */
 static ssize_t fleet_find(const struct fleet *f, const char *id)
 {
-    size_t lo = 0, hi = f->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(f->nodes[f->order[mid]].id, id);
-        if (c == 0)
-            return (ssize_t)f->order[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    if (!id || !f->slot)
+        return -1;
+    for (size_t k = id_hash(id) & (f->n_slot - 1); f->slot[k];
+         k = (k + 1) & (f->n_slot - 1))
+        if (streq(f->nodes[f->slot[k] - 1].id, id))
+            return (ssize_t)(f->slot[k] - 1);
     return -1;
 }
 
@@ -400,8 +418,8 @@ static void fleet_add_rule(struct store_row *row, void *data)
  * capacity, its offer (the hub's default offer when it has none),
  * reputation, region, labels and policy rules: six queries whatever the
  * fleet's size, each a scan of one table (or index) read row by row into
- * arrays (no JSON), matched to its node by id in memory, in one snapshot
- * of the store. */
+ * arrays (no JSON), matched to its node by id through a hash in memory,
+ * in one snapshot of the store. */
 static int fleet_load(struct app *a, struct fleet *f)
 {
     struct fleet_loading l = { f, now_s() };
@@ -421,10 +439,7 @@ static int fleet_load(struct app *a, struct fleet *f)
     size_t n = f->n, i;
     if (e >= 0) {
         /* The rest is matched by node id. */
-        f->order = xcalloc(n + 1, sizeof(*f->order));
-        for (i = 0; i < n; i++)
-            f->order[i] = i;
-        qsort_r(f->order, n, sizeof(*f->order), cmp_idx_by_id, f->nodes);
+        fleet_index(f);
         f->lab_at = xcalloc(n + 1, sizeof(*f->lab_at));
         f->rul_at = xcalloc(n + 1, sizeof(*f->rul_at));
     }
@@ -546,7 +561,7 @@ static int fleet_gpus(struct app *a, const struct fleet *f,
  * FLEET_MEMO_BYTES of them; each keeps its best FLEET_MEMO_KEEP nodes. */
 #define FLEET_MEMOS 64
 #define FLEET_MEMO_BYTES (16 << 20)
-#define FLEET_MEMO_KEEP 32
+#define FLEET_MEMO_KEEP 128
 
 /* The decision kept on f for r, brought up to date with the nodes that
  * changed since it was last asked; a new one when there is room; NULL
@@ -562,7 +577,7 @@ static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
             place_memo_node_changed(fm->m, f->nodes, f->log[fm->at]);
         return fm->m;
     }
-    size_t per = (f->n + 1) * (sizeof(int64_t) + sizeof(double) + 1);
+    size_t per = (f->n + 1) * (sizeof(int64_t) + sizeof(double) + 2);
     if (f->n_memos >= FLEET_MEMOS || (f->n_memos + 1) * per > FLEET_MEMO_BYTES)
         return NULL;
     if (f->n_memos == f->cap_memos) {
@@ -680,9 +695,11 @@ void sched_ask_free(struct sched_ask *q)
     memset(q, 0, sizeof(*q));
 }
 
-int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
-                   const char *vm_id, const char *labels_json,
-                   const char *group)
+/* sched_ask_fill(); with_ports false: the VM has no published port (so
+ * none is wanted), not looked up. */
+static int ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
+                    const char *vm_id, bool with_ports,
+                    const char *labels_json, const char *group)
 {
     size_t i;
     json_t *v;
@@ -698,7 +715,7 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
     q->req.labels = q->lab;
     /* Nodes where a host port the VM asked for is taken or not permitted
      * (one look at every node only for a VM that asked for one). */
-    if (vm_id) {
+    if (vm_id && with_ports) {
         int e = store_query(a->store, &q->wanted, "SELECT proto, want_port "
                             "FROM ports WHERE vm_id = $1 AND want_port > 0 AND "
                             "host_port IS NULL", "s", vm_id);
@@ -738,6 +755,13 @@ int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
         q->av[q->req.n_avoid++] = json_str(v, "node_id");
     q->req.avoid = q->av;
     return 0;
+}
+
+int sched_ask_fill(struct app *a, struct sched_ask *q, const char *account_id,
+                   const char *vm_id, const char *labels_json,
+                   const char *group)
+{
+    return ask_fill(a, q, account_id, vm_id, true, labels_json, group);
 }
 
 /* q's port filter on fleet f: the nodes where a host port it asked for
@@ -814,9 +838,8 @@ static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
                        ? json_int(row, "max_price", -1)
                        : scheduler_default_cap(a);
     r->min_reputation = (double)json_int(row, "min_reputation", 0) / 100.0;
-    return sched_ask_fill(a, q, json_str(row, "account_id"), vm_id,
-                          json_str(row, "labels"),
-                          json_str(row, "anti_affinity"));
+    return ask_fill(a, q, json_str(row, "account_id"), vm_id, r->ports > 0,
+                    json_str(row, "labels"), json_str(row, "anti_affinity"));
 }
 
 /* A decision for r on the cached fleet (one loaded after load number
@@ -898,8 +921,8 @@ static int place_fit(struct app *a, const char *id, const char *vm_id,
     if (e < 0)
         return e;
     return store_query_one(a->store, &node,
-                           "SELECT n.id FROM nodes n WHERE n.id = $9 AND "
-                           FITS_SQL " AND " POLICY_SQL " AND "
+                           "SELECT n.id FROM nodes n, " USED_SQL("$9")
+                           " WHERE n.id = $9 AND " FITS_SQL " AND " POLICY_SQL " AND "
                            NETALLOC_PORTS_FIT_SQL("$10"), "ibiiisssss",
                            online_since, r->allow_tcg, r->vcpus, r->mem_mib,
                            r->disk_gib, r->tmpl, r->image, r->image_id, id,
@@ -977,10 +1000,9 @@ static void record_pending(struct app *a, const char *vm_id,
                "sss", why, vm_id, text);
 }
 
-/* Keep what placement decided on the VM (shown as its placement) and the
- * hourly price locked. The store's result. */
-static int placement_record(struct app *a, const char *vm_id,
-                            const struct place_result *res, size_t candidates,
+/* What placement decided on a VM placed on node_id at `price` (shown as
+ * its placement), as JSON text; caller frees. */
+static char *placement_text(const struct place_result *res, size_t candidates,
                             const char *node_id, int64_t price,
                             const struct rating_offer *locked)
 {
@@ -989,7 +1011,18 @@ static int placement_record(struct app *a, const char *vm_id,
     json_object_set_new(pj, "node_id", json_string(node_id));
     json_object_set_new(pj, "price_hour", json_string(t));
     json_object_set_new(pj, "offer", billing_offer_json(locked));
-    _cleanup_free_ char *text = json_dumps_compact(pj);
+    return json_dumps_compact(pj);
+}
+
+/* Keep what placement decided on the VM and the hourly price locked. The
+ * store's result. */
+static int placement_record(struct app *a, const char *vm_id,
+                            const struct place_result *res, size_t candidates,
+                            const char *node_id, int64_t price,
+                            const struct rating_offer *locked)
+{
+    _cleanup_free_ char *text = placement_text(res, candidates, node_id, price,
+                                               locked);
     return store_exec(a->store, "UPDATE vms SET placement = $1, price_hour = "
                       "$2 WHERE id = $3", "sis", text, price, vm_id);
 }
@@ -1072,8 +1105,10 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
     json_auto_t *ports = NULL;
     size_t i;
     json_t *p;
-    store_query(a->store, &ports, "SELECT id, proto, want_port FROM ports "
-                "WHERE vm_id = $1 AND host_port IS NULL", "s", vm_id);
+    if (q.req.ports > 0)
+        store_query(a->store, &ports, "SELECT id, proto, want_port FROM "
+                    "ports WHERE vm_id = $1 AND host_port IS NULL", "s",
+                    vm_id);
     json_array_foreach(ports, i, p) {
         int64_t hp = netalloc_host_port(a->store, node_id, json_str(p, "proto"),
                                         json_int(p, "want_port", 0));
@@ -1087,24 +1122,26 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
             return 0;
         }
     }
-    r = store_exec(a->store,
-                   "UPDATE vms SET node_id = $1, state = 'scheduled', "
-                   "state_reason = NULL, place_gen = place_gen + 1, "
-                   "updated_at = $2 WHERE id = $3", "sis",
-                   node_id, now_s(), vm_id);
     /* The price is locked now: later offer changes do not touch it. */
-    if (r >= 0)
-        r = billing_deal_lock(a, vm_id, node_id);
+    struct rating_offer locked;
+    char deal[UUID_STR_LEN + 1];
+    r = billing_deal_lock_offer(a, vm_id, node_id, &locked, deal);
     /* The cap holds for the price as locked, whatever the offer became
      * since the fleet was loaded. */
-    int64_t price = 0;
-    struct rating_offer locked;
-    if (r >= 0)
-        r = deal_price_hour(a, vm_id, &q.req, &price, &locked);
+    int64_t price = r >= 0 ? place_price_hour(&locked, &q.req) : 0;
     if (r >= 0 && q.req.max_price >= 0 && price > q.req.max_price)
         r = -EAGAIN;
-    if (r >= 0)
-        r = placement_record(a, vm_id, &res, f->n, node_id, price, &locked);
+    /* On the node, with what placement decided and its deal. */
+    _cleanup_free_ char *text = NULL;
+    if (r >= 0) {
+        text = placement_text(&res, f->n, node_id, price, &locked);
+        r = store_exec(a->store,
+                       "UPDATE vms SET node_id = $1, state = 'scheduled', "
+                       "state_reason = NULL, place_gen = place_gen + 1, "
+                       "updated_at = $2, placement = $3, price_hour = $4, "
+                       "deal_id = $5 WHERE id = $6", "sisiss", node_id,
+                       now_s(), text, price, deal, vm_id);
+    }
     return place_finish(a, f, r < 0 ? r : 1, vm_id, node_id, NULL, &q.req);
 }
 
@@ -1361,31 +1398,24 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
 
 /* Tell what batch b placed, inside its transaction: each node given a
  * VM, and each node holding a VM of a network that got one (as
- * vm_networks_changed() does per VM), once each. */
+ * vm_networks_changed() does per VM), once each. Those nodes come from
+ * one query over the batch's VMs (a JSON array of their ids, read with
+ * sqlite's json_each: batches are sqlite's), each network walked once,
+ * not one query per VM and one per network. */
 static void batch_tell(struct app *a, struct batch *b)
 {
-    json_auto_t *nets = json_object();
-    size_t i, k;
+    size_t k;
     json_t *v, *row;
     const char *id;
-    json_array_foreach(b->vms, i, v) {
-        json_auto_t *rows = NULL;
-        store_query(a->store, &rows, "SELECT network_id FROM vm_nics WHERE "
-                    "vm_id = $1", "s", json_string_value(v));
-        json_array_foreach(rows, k, row)
-            json_object_set_new(nets, json_str(row, "network_id"),
-                                json_true());
-    }
-    json_object_foreach(nets, id, v) {
-        json_auto_t *rows = NULL;
-        store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vms v "
-                    "JOIN vm_nics c ON c.vm_id = v.id WHERE c.network_id = $1 "
-                    "AND v.node_id IS NOT NULL AND v.deleted_at IS NULL", "s",
-                    id);
-        json_array_foreach(rows, k, row)
-            json_object_set_new(b->nodes, json_str(row, "node_id"),
-                                json_true());
-    }
+    _cleanup_free_ char *vms = json_dumps_compact(b->vms);
+    json_auto_t *rows = NULL;
+    store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vm_nics c "
+                "JOIN vms v ON v.id = c.vm_id WHERE c.network_id IN (SELECT "
+                "p.network_id FROM vm_nics p WHERE p.vm_id IN (SELECT value "
+                "FROM json_each($1))) AND v.node_id IS NOT NULL AND "
+                "v.deleted_at IS NULL", "s", vms);
+    json_array_foreach(rows, k, row)
+        json_object_set_new(b->nodes, json_str(row, "node_id"), json_true());
     json_object_foreach(b->nodes, id, v)
         app_node_changed(a, id);
 }

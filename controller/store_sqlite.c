@@ -2,8 +2,11 @@
  * placeholders are bound by name so their order in the text is free.
  * Prepared statements are kept in a small cache keyed by their text:
  * the controller runs the same few hundred statements over and over, and
- * parsing them again each time was a tenth of an accrual run. The store
- * front serialises calls, so the cache needs no lock of its own. */
+ * parsing them again each time was a tenth of an accrual run. A statement
+ * asked for again with the same pointer (a literal) is found through that
+ * pointer and one comparison of the text, not a hash of it; each keeps
+ * where its "$N" are, so binding looks no name up. The store front
+ * serialises calls, so the cache needs no lock of its own. */
 #include "common/log.h"
 #include "controller/store_backend.h"
 
@@ -18,12 +21,20 @@ struct sq_cached {
     uint64_t hash;
     uint64_t used;      /* tick of last use, for eviction */
     sqlite3_stmt *st;
+    int *param;         /* param[k]: the index of "$k+1", 0 when absent */
+    int n_param;        /* sqlite3_bind_parameter_count() */
 };
+
+/* Slots of the pointer index: text pointer -> cache entry (a hint,
+ * checked against the entry's text). */
+#define SQ_BY_PTR 512
 
 struct sq_conn {
     sqlite3 *db;
     uint64_t tick;
     struct sq_cached cache[SQ_CACHE];
+    const char *ptr_key[SQ_BY_PTR];
+    struct sq_cached *ptr_val[SQ_BY_PTR];
 };
 
 static uint64_t sql_hash(const char *s)
@@ -68,9 +79,38 @@ static int sq_errno(sqlite3 *db, int rc)
 /* How much of the database file is mapped (bytes): the rest is read. */
 #define SQ_MMAP_SIZE "1073741824"
 
+static struct sq_cached *stmt_get(struct sq_conn *c, const char *sql);
+
+/* Whether sql is one statement of transaction control (BEGIN, COMMIT,
+ * ROLLBACK, SAVEPOINT, RELEASE): run through the statement cache, not
+ * parsed again each time (a scheduler batch opens and releases a
+ * savepoint per placement). */
+static bool tx_control(const char *sql)
+{
+    static const char *const words[] = { "BEGIN", "COMMIT", "ROLLBACK",
+                                         "SAVEPOINT ", "RELEASE " };
+    if (strchr(sql, ';'))
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(words); i++)
+        if (strncmp(sql, words[i], strlen(words[i])) == 0)
+            return true;
+    return false;
+}
+
 static int sq_exec_plain(void *conn, const char *sql)
 {
     struct sq_conn *c = conn;
+    struct sq_cached *e = tx_control(sql) ? stmt_get(c, sql) : NULL;
+    if (e) {
+        int rc;
+        while ((rc = sqlite3_step(e->st)) == SQLITE_ROW)
+            ;
+        int r = rc == SQLITE_DONE
+                    ? 0
+                    : sq_errno(c->db, sqlite3_extended_errcode(c->db));
+        sqlite3_reset(e->st);
+        return r;
+    }
     char *err = NULL;
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, &err);
     if (rc != SQLITE_OK) {
@@ -88,6 +128,7 @@ static void sq_close(void *conn)
     for (size_t i = 0; i < SQ_CACHE; i++) {
         sqlite3_finalize(c->cache[i].st);
         free(c->cache[i].sql);
+        free(c->cache[i].param);
     }
     sqlite3_close(c->db);
     free(c);
@@ -124,8 +165,13 @@ static int sq_open(const char *path, void **ret_conn)
     struct sq_conn *c;
     if (sq_connect(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "", &c) < 0)
         return -EIO;
+    /* Temporary files in memory: a savepoint inside a transaction (each
+     * placement of a scheduler batch, a handler's inside a request) keeps
+     * the pages it changes in a sub-journal, which past 64 KiB went to a
+     * file and cost a write for every page touched. */
     if (sq_exec_plain(c, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;"
-                         "PRAGMA synchronous=NORMAL;") < 0) {
+                         "PRAGMA synchronous=NORMAL; "
+                         "PRAGMA temp_store=MEMORY;") < 0) {
         sq_close(c);
         return -EIO;
     }
@@ -172,18 +218,46 @@ static json_t *row_json(sqlite3_stmt *st)
     return row;
 }
 
-/* The cached statement for sql, prepared on first use; NULL on a
- * prepare error (reported). */
-static sqlite3_stmt *stmt_get(struct sq_conn *c, const char *sql)
+static size_t ptr_slot(const char *sql)
 {
+    return (size_t)(((uintptr_t)sql >> 3) * 0x9e3779b97f4a7c15u >> 32) %
+           SQ_BY_PTR;
+}
+
+/* Where each "$N" of st is. */
+static void param_map(struct sq_cached *e)
+{
+    e->n_param = sqlite3_bind_parameter_count(e->st);
+    e->param = xcalloc((size_t)e->n_param + 1, sizeof(*e->param));
+    for (int k = 1; k <= e->n_param; k++) {
+        const char *name = sqlite3_bind_parameter_name(e->st, k);
+        char *end;
+        long v = name && name[0] == '$' ? strtol(name + 1, &end, 10) : 0;
+        if (v >= 1 && v <= e->n_param && *end == '\0')
+            e->param[v - 1] = k;
+    }
+}
+
+/* The cache entry for sql, prepared on first use; NULL on a prepare
+ * error (reported). */
+static struct sq_cached *stmt_get(struct sq_conn *c, const char *sql)
+{
+    size_t slot = ptr_slot(sql);
+    struct sq_cached *e = c->ptr_val[slot];
+    c->tick++;
+    if (c->ptr_key[slot] == sql && e && e->st && strcmp(e->sql, sql) == 0) {
+        e->used = c->tick;
+        return e;
+    }
     uint64_t h = sql_hash(sql);
     struct sq_cached *victim = &c->cache[0];
-    c->tick++;
     for (size_t i = 0; i < SQ_CACHE; i++) {
-        struct sq_cached *e = &c->cache[i];
+        e = &c->cache[i];
         if (e->st && e->hash == h && strcmp(e->sql, sql) == 0) {
             e->used = c->tick;
-            return e->st;
+            c->ptr_key[slot] = sql;
+            c->ptr_val[slot] = e;
+            return e;
         }
         if (!e->st || (victim->st && e->used < victim->used))
             victim = e;
@@ -196,8 +270,12 @@ static sqlite3_stmt *stmt_get(struct sq_conn *c, const char *sql)
     }
     sqlite3_finalize(victim->st);
     free(victim->sql);
-    *victim = (struct sq_cached){ xstrdup(sql), h, c->tick, st };
-    return st;
+    free(victim->param);
+    *victim = (struct sq_cached){ xstrdup(sql), h, c->tick, st, NULL, 0 };
+    param_map(victim);
+    c->ptr_key[slot] = sql;
+    c->ptr_val[slot] = victim;
+    return victim;
 }
 
 /* Leave a cached statement ready for its next use. */
@@ -212,19 +290,18 @@ static int sq_bind(struct sq_conn *c, const char *sql,
                    const struct store_arg *args, size_t n,
                    sqlite3_stmt **ret)
 {
-    sqlite3_stmt *st = stmt_get(c, sql);
-    if (!st)
+    struct sq_cached *e = stmt_get(c, sql);
+    if (!e)
         return -EIO;
-    if (sqlite3_bind_parameter_count(st) != (int)n) {
+    sqlite3_stmt *st = e->st;
+    if (e->n_param != (int)n) {
         /* Our bug: the argument list does not match the statement. */
         log_error("store: %d placeholders but %zu arguments: %s",
-                  sqlite3_bind_parameter_count(st), n, sql);
+                  e->n_param, n, sql);
         abort();
     }
     for (size_t i = 0; i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "$%zu", i + 1);
-        int idx = sqlite3_bind_parameter_index(st, name);
+        int idx = e->param[i];
         int rc = SQLITE_OK;
         if (!idx)
             continue;

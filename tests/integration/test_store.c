@@ -311,6 +311,62 @@ static void sqlite_connections_map_the_file(void **state)
     store_close(s);
 }
 
+/* Statements come from the cache by their text, whatever pointer holds
+ * it: a buffer reused for another text gets that text's statement, and
+ * "$N" bind by number wherever and however often they appear. */
+static void sqlite_statements_cached_by_text(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    json_auto_t *row = NULL;
+    assert_int_equal(store_query_one(s, &row, "SELECT $2 AS b, $1 AS a, $1 "
+                                     "|| $2 || $1 AS aba", "ss", "x", "y"), 0);
+    assert_string_equal(json_str(row, "b"), "y");
+    assert_string_equal(json_str(row, "a"), "x");
+    assert_string_equal(json_str(row, "aba"), "xyx");
+    char sql[96];
+    /* Over and over from one buffer, each time another text, and more
+     * texts than the cache holds, then the first ones again. */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(sql, sizeof(sql), "SELECT %d AS k, $1 + %d AS v", i, i);
+            json_decref(row);
+            row = NULL;
+            assert_int_equal(store_query_one(s, &row, sql, "i",
+                                             (int64_t)round), 0);
+            assert_int_equal(json_int(row, "k", -1), i);
+            assert_int_equal(json_int(row, "v", -1), round + i);
+        }
+    }
+    /* Temporary files in memory on the writer (the scheduler's savepoints
+     * wrote their sub-journals to disk): 2 is MEMORY. */
+    assert_int_equal(store_query_int(s, 0, "PRAGMA temp_store", ""), 2);
+    /* A savepoint that changed more than the old in-memory 64 KiB rolls
+     * back alone; the transaction around it commits. */
+    int64_t before = store_query_int(s, -1, "SELECT COUNT(*) FROM accounts",
+                                     "");
+    assert_int_equal(store_tx_begin(s), 0);
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                "created_at) VALUES ('sp-keep', 'sp-keep', "
+                                "'tenant', 1)", ""), 1);
+    assert_int_equal(store_tx_begin(s), 0);
+    _cleanup_free_ char *pad = xcalloc(2049, 1);
+    memset(pad, 'p', 2048);
+    for (int i = 0; i < 300; i++) {
+        _cleanup_free_ char *id = xasprintf("sp-%d", i);
+        _cleanup_free_ char *name = xasprintf("%s-%d", pad, i);
+        assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, "
+                                    "role, created_at) VALUES ($1, $2, "
+                                    "'tenant', 1)", "ss", id, name), 1);
+    }
+    store_tx_rollback(s);
+    assert_int_equal(store_tx_commit(s), 0);
+    assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts",
+                                     ""), before + 1);
+    assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts "
+                                     "WHERE id = 'sp-keep'", ""), 1);
+    store_close(s);
+}
+
 struct reading {
     struct store *s;
     int64_t seen, in_snapshot, after;
@@ -576,6 +632,7 @@ int main(void)
         cmocka_unit_test(sqlite_addresses_lowest_free_first),
         cmocka_unit_test(sqlite_reads_do_not_wait_for_writes),
         cmocka_unit_test(sqlite_connections_map_the_file),
+        cmocka_unit_test(sqlite_statements_cached_by_text),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_addresses_lowest_free_first),
         cmocka_unit_test(postgresql_reads_do_not_wait_for_writes),
