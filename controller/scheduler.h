@@ -58,6 +58,9 @@ int scheduler_run(struct app *a);
 /* Mark VMs of nodes silent for three heartbeat intervals `unknown`. */
 void health_check(struct app *a);
 
+/* scheduler_run's statement for the VMs it places (test_query_plans). */
+extern const char scheduler_sql_pending[];
+
 /* Background thread running scheduler_run + health_check every second. */
 int reconciler_start(struct app *a);
 void reconciler_stop(void);

@@ -10,6 +10,7 @@
 #include "common/jsonutil.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/scheduler.h"
 #include "controller/store.h"
 #include "tests/testutil.h"
 
@@ -48,6 +49,8 @@ static json_t *plan(const char *sql, const char *types, const char *a1,
         e = store_query(s, &rows, q, types, a1, i3);
     else if (streq(types, "s"))
         e = store_query(s, &rows, q, types, a1);
+    else if (!*types)
+        e = store_query(s, &rows, q, "");
     else /* page_list's */
         e = store_query(s, &rows, q, "bsisi", (int)(a1 != NULL), a2, i3, a4,
                         i5);
@@ -99,6 +102,12 @@ static void address_allocation_searches_the_key(void **state)
                    plan(netalloc_sql_run_end, "si", "w", NULL, 42, NULL, 0));
 }
 
+static void the_scheduler_reads_its_pending_vms_in_index_order(void **state)
+{
+    assert_indexed("pending VMs",
+                   plan(scheduler_sql_pending, "", NULL, NULL, 0, NULL, 0));
+}
+
 int main(void)
 {
     tu_sqlite_only("sqlite's query plans (PostgreSQL has the same indexes "
@@ -107,6 +116,7 @@ int main(void)
         cmocka_unit_test(vm_lookups_search_by_key),
         cmocka_unit_test(vm_lists_walk_only_their_page),
         cmocka_unit_test(address_allocation_searches_the_key),
+        cmocka_unit_test(the_scheduler_reads_its_pending_vms_in_index_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
