@@ -226,7 +226,7 @@ static void a_pinned_template_takes_only_its_digest(void **state)
     assert_int_equal(hits(), before);
     assert_int_equal(images_named("none-os", NULL), 0);
     /* Nothing was created by the refusals. */
-    tu_api(&ctl, alice_key, "GET", "/v1/vms/pin2", NULL, &st);
+    json_decref(tu_api(&ctl, alice_key, "GET", "/v1/vms/pin2", NULL, &st));
     assert_int_equal(st, 404);
 
     /* Naming the template's image by its name is still the template's
@@ -254,8 +254,8 @@ static void a_pinned_template_takes_only_its_digest(void **state)
     json_t *entry = json_array_get(json_object_get(pol, "entries"), 0);
     assert_string_equal(json_str(entry, "name"), "pinother");
     assert_string_equal(json_str(entry, "sha256"), img2_sha);
-    tu_api_want(&ctl, ctl.admin_key, "PUT", "/v1/nodes/n1/policy",
-                "{\"templates\":[]}", 200);
+    json_decref(tu_api_want(&ctl, ctl.admin_key, "PUT", "/v1/nodes/n1/policy",
+                            "{\"templates\":[]}", 200));
 }
 
 static void a_wrong_digest_fails_the_vm_and_leaves_nothing(void **state)
