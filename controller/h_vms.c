@@ -334,10 +334,9 @@ static int vm_add_ports(struct app *a, struct http_request *r,
 }
 
 /* The catalog image a VM names (id, or name: the caller's own first, then
- * a public one). 0 and *ret {id, name, state, state_reason, min_disk_gib}
- * (caller owns), -ENOENT or -EIO. */
-/* The catalog image ref (an id or a name) names for the account; with
- * sha256, only one with that content. */
+ * a public one); with sha256, only one with that content. 0 and *ret {id,
+ * name, state, state_reason, min_disk_gib, source, sha256} (caller owns),
+ * -ENOENT or -EIO. */
 static int vm_image_resolve(struct app *a, const char *account_id,
                             const char *ref, const char *sha256, json_t **ret)
 {
