@@ -1490,6 +1490,19 @@ int tu_ns_test_begin(size_t size, void **ret_shared)
     return 0;
 }
 
+int tu_wg_netns_enter(void)
+{
+    if (geteuid() != 0 || !tu_ip_bin() || !tu_have_wireguard_go()) {
+        printf("needs root, iproute2 and wireguard-go\n");
+        return 77;
+    }
+    if (unshare(CLONE_NEWNET) < 0 || tu_ip("link set lo up") != 0) {
+        printf("cannot make a network namespace\n");
+        return 77;
+    }
+    return 0;
+}
+
 /* ---- a throwaway PostgreSQL cluster ---- */
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 

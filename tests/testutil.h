@@ -433,6 +433,10 @@ int tu_nf_state(const char *doc, struct nf_state *ret);
  * gets a zeroed mapping of `size` bytes shared with forked children (1
  * when none can be had). */
 int tu_ns_test_begin(size_t size, void **ret_shared);
+/* Start of a test whose hosts run wireguard-go in namespaces: 0 once this
+ * process is in a network namespace of its own (loopback up), else 77
+ * after saying why (not root, no iproute2 or wireguard-go, no unshare). */
+int tu_wg_netns_enter(void);
 
 /* ---- a throwaway PostgreSQL cluster (server binaries of Debian 12) ---- */
 struct tu_pg {

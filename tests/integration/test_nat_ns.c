@@ -258,14 +258,8 @@ static void the_probe_port_answers_only_well_formed_requests_at_a_bounded_rate(v
 
 int main(void)
 {
-    if (geteuid() != 0 || !tu_ip_bin() || !tu_have_wireguard_go()) {
-        printf("needs root, iproute2 and wireguard-go\n");
+    if (tu_wg_netns_enter() != 0)
         return 77;
-    }
-    if (unshare(CLONE_NEWNET) < 0 || tu_ip("link set lo up") != 0) {
-        printf("cannot make a network namespace\n");
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_node_without_nat_is_class_none),
         cmocka_unit_test(masquerade_keeping_ports_is_endpoint_independent),

@@ -276,20 +276,14 @@ static void a_stop_during_a_partition_reaches_the_node_soon_after_heal(void **st
 
 int main(void)
 {
-    if (geteuid() != 0 || !tu_ip_bin() || !tu_have_wireguard_go()) {
-        printf("needs root, iproute2 and wireguard-go\n");
-        return 77;
-    }
     _cleanup_free_ char *qemu_img = tu_which("qemu-img");
     if (!qemu_img) {
         printf("qemu-img is not installed\n");
         return 77;
     }
     /* The controller's side lives in a namespace of this test's own. */
-    if (unshare(CLONE_NEWNET) < 0 || tu_ip("link set lo up") != 0) {
-        printf("cannot make a network namespace\n");
+    if (tu_wg_netns_enter() != 0)
         return 77;
-    }
     snprintf(ns, sizeof(ns), "fc-node-%d", (int)getpid());
     snprintf(veth, sizeof(veth), "fc%dc", (int)getpid() % 10000000);
     snprintf(wg, sizeof(wg), "fcwg%d", (int)getpid() % 10000000);

@@ -705,14 +705,8 @@ static void the_relay_needs_the_address_probe(void **state)
 
 int main(void)
 {
-    if (geteuid() != 0 || !tu_ip_bin() || !tu_have_wireguard_go()) {
-        printf("needs root, iproute2 and wireguard-go\n");
+    if (tu_wg_netns_enter() != 0)
         return 77;
-    }
-    if (unshare(CLONE_NEWNET) < 0 || tu_ip("link set lo up") != 0) {
-        printf("cannot make a network namespace\n");
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_controller_puts_only_the_two_natted_nodes_on_the_relay),
         cmocka_unit_test(with_the_relay_port_refused_the_natted_pair_goes_over_tcp),

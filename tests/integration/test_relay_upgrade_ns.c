@@ -438,14 +438,8 @@ static void when_direct_works_again_the_pair_upgrades_while_pinging(void **state
 
 int main(void)
 {
-    if (geteuid() != 0 || !tu_ip_bin() || !tu_have_wireguard_go()) {
-        printf("needs root, iproute2 and wireguard-go\n");
+    if (tu_wg_netns_enter() != 0)
         return 77;
-    }
-    if (unshare(CLONE_NEWNET) < 0 || tu_ip("link set lo up") != 0) {
-        printf("cannot make a network namespace\n");
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(while_direct_fails_the_pair_stays_relayed),
         cmocka_unit_test(an_idle_pair_goes_direct_once_a_port_forward_lets_it_in),
