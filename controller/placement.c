@@ -324,7 +324,8 @@ bool place_memo_is(const struct place_memo *m, const struct place_req *r,
            same_str(q->image_digest, r->image_digest) &&
            same_str(q->image_account, r->image_account) &&
            same_str(q->region, r->region) && m->w.price == w->price &&
-           m->w.spread == w->spread && m->w.reputation == w->reputation;
+           m->w.spread == w->spread && m->w.reputation == w->reputation &&
+           m->w.benchmark == w->benchmark;
 }
 
 /* Whether node a ranks before node b (place_decide: the higher score,

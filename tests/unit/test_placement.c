@@ -359,29 +359,62 @@ static void filter_counts(void **state)
  * (capacity taken or given back, a drain, a window, a price), is what
  * place_decide says of the fleet as it is, keeping from one node in its
  * ranking to more than the fleet has. */
-static void memo_follows_changes(void **state)
+/* Weights and ranking lengths the kept decisions are tried with. */
+static const struct place_weights memo_ws[] = {
+    { 1, 0, 0 }, { 0, 1, 0 }, { 0, -1, 0 }, { 1, 5, 0 }, { 0, 0, 0 },
+    { 1, 1, 1 } };
+static const size_t memo_keeps[] = { 1, 2, 3, 8, 64, 128 };
+
+/* The seed of a randomized test (FOG_SEED, else the time), shown. */
+static uint64_t test_seed(uint64_t mul, uint64_t add)
 {
     uint64_t seed = getenv("FOG_SEED") ? strtoull(getenv("FOG_SEED"), NULL, 10)
                                        : (uint64_t)time(NULL);
     printf("# seed %" PRIu64 "\n", seed);
-    rng_state = seed * 2654435761u + 7;
-    static const struct place_weights ws[] = {
-        { 1, 0, 0 }, { 0, 1, 0 }, { 0, -1, 0 }, { 1, 5, 0 }, { 0, 0, 0 },
-        { 1, 1, 1 } };
-    static const size_t keeps[] = { 1, 2, 3, 8, 64, 128 };
+    rng_state = seed * mul + add;
+    return seed;
+}
+
+/* A random fleet, and a request a kept decision takes (no labels,
+ * anti-affinity, port lists or GPUs; `small`: a fleet takes many), with a
+ * kept decision for it. */
+static struct place_memo *random_memo(struct fleet *f, struct ask *q,
+                                      bool small,
+                                      const struct place_weights **ret_w)
+{
+    random_fleet(f);
+    random_req(q, f->n);
+    q->req.n_labels = q->req.n_avoid = q->req.n_port_blocked = 0;
+    q->req.gpu_count = 0;
+    q->req.gpu_model = NULL;
+    if (small) {
+        q->req.vcpus = 1 + (int64_t)below(2);
+        q->req.mem_mib = 256;
+        q->req.disk_gib = 1;
+    }
+    assert_true(place_memo_fits(&q->req));
+    *ret_w = &memo_ws[below(ARRAY_SIZE(memo_ws))];
+    return place_memo_new(&q->req, *ret_w, f->nodes, f->n,
+                          memo_keeps[below(ARRAY_SIZE(memo_keeps))]);
+}
+
+static void memo_follows_changes(void **state)
+{
+    uint64_t seed = test_seed(2654435761u, 7);
     static struct fleet f;
     for (long c = 0; c < 3000; c++) {
         struct ask q;
-        random_fleet(&f);
-        random_req(&q, f.n);
-        q.req.n_labels = q.req.n_avoid = q.req.n_port_blocked = 0;
-        q.req.gpu_count = 0;
-        q.req.gpu_model = NULL;
-        assert_true(place_memo_fits(&q.req));
-        const struct place_weights *w = &ws[below(ARRAY_SIZE(ws))];
-        struct place_memo *m = place_memo_new(&q.req, w, f.nodes, f.n,
-                                              keeps[below(ARRAY_SIZE(keeps))]);
+        const struct place_weights *w;
+        struct place_memo *m = random_memo(&f, &q, false, &w);
         assert_true(place_memo_is(m, &q.req, w));
+        /* Another weight, another decision (each one counts). */
+        for (int i = 0; i < 4; i++) {
+            struct place_weights w2 = *w;
+            double *wv[] = { &w2.price, &w2.spread, &w2.reputation,
+                             &w2.benchmark };
+            *wv[i] += 1;
+            assert_false(place_memo_is(m, &q.req, &w2));
+        }
         for (int step = 0; step <= 40; step++) {
             /* Sometimes several changes before the next result (the
              * memo ranks again only when asked). */
@@ -425,6 +458,51 @@ static void memo_follows_changes(void **state)
                 assert_int_equal(got.price_hour, want.price_hour);
                 assert_true(got.score == want.score);
             }
+        }
+        place_memo_free(m);
+    }
+}
+
+/* A kept decision placing VM after VM where it chose, as the scheduler
+ * does (the chosen node's capacity taken, now and then a VM gone from
+ * another node), until the fleet is full: each choice, price and score is
+ * place_decide's on the fleet as it is then. Long runs move nodes up and
+ * down the whole ranking, ties (equal prices, no weights) included. */
+static void memo_follows_placements(void **state)
+{
+    uint64_t seed = test_seed(40503u, 11);
+    static struct fleet f;
+    for (long c = 0; c < 300; c++) {
+        struct ask q;
+        const struct place_weights *w;
+        struct place_memo *m = random_memo(&f, &q, true, &w);
+        for (int step = 0; step < 400; step++) {
+            struct place_result want, got;
+            place_decide(&q.req, f.nodes, f.n, w, &want);
+            place_memo_result(m, f.nodes, &got);
+            if (got.chosen != want.chosen || got.passed != want.passed ||
+                memcmp(got.removed, want.removed, sizeof(got.removed)) ||
+                (want.chosen >= 0 && (got.price_hour != want.price_hour ||
+                                      got.score != want.score)))
+                fail_msg("seed %" PRIu64 " case %ld step %d: chose %zd of "
+                         "%zu passing, place_decide %zd of %zu", seed, c,
+                         step, got.chosen, got.passed, want.chosen,
+                         want.passed);
+            size_t k;
+            if (want.chosen >= 0 && below(4) != 0) {
+                k = (size_t)want.chosen;
+                f.nodes[k].free_vcpus -= q.req.vcpus;
+                f.nodes[k].free_mem_mib -= q.req.mem_mib;
+                f.nodes[k].free_disk_gib -= q.req.disk_gib;
+            } else if (f.n > 0) {
+                k = (size_t)below(f.n);
+                f.nodes[k].free_vcpus += q.req.vcpus;
+                f.nodes[k].free_mem_mib += q.req.mem_mib;
+                f.nodes[k].free_disk_gib += q.req.disk_gib;
+            } else {
+                break;
+            }
+            place_memo_node_changed(m, f.nodes, k);
         }
         place_memo_free(m);
     }
@@ -598,6 +676,7 @@ int main(void)
         cmocka_unit_test(price_matches_rating),
         cmocka_unit_test(long_lists),
         cmocka_unit_test(memo_follows_changes),
+        cmocka_unit_test(memo_follows_placements),
         cmocka_unit_test(verified_vcpus_cap_the_node),
         cmocka_unit_test(benchmark_weight_prefers_the_faster),
     };
