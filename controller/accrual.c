@@ -560,6 +560,69 @@ static int vm_open_deal(struct store *s, const char *vm_id, json_t **ret)
                            vm_id);
 }
 
+/* The deal row of VM vm_id on node_id: the VM's shape and owner from
+ * `vm` (account_id, vcpus, memory_mib, disk_gib, gpu_model, gpu_count,
+ * ports), the node's owner and offer from `node` (provider_id, and when it
+ * has an offer offer_node, its prices and gpu_models), or the prices of
+ * deal `old` when not NULL; fee_bps, billed from base seconds. Its prices
+ * to *ret_locked when not NULL; its id to ret_id when not NULL, else the
+ * VM is pointed at it here. */
+static int deal_insert(struct app *a, const char *vm_id, const char *node_id,
+                       const json_t *vm, const json_t *node, json_t *old,
+                       int64_t fee_bps, int64_t base, int64_t now,
+                       struct rating_offer *ret_locked,
+                       char ret_id[UUID_STR_LEN + 1])
+{
+    struct rating_offer o = cfg.default_offer;
+    struct rating_shape unused;
+    if (old) {
+        deal_offer(old, &o, &unused);
+    } else if (json_str(node, "offer_node")) {
+        o = (struct rating_offer){ json_int(node, "vcpu_hour", 0),
+                                   json_int(node, "mem_gib_hour", 0),
+                                   json_int(node, "disk_gib_month", 0),
+                                   json_int(node, "gpu_hour", 0),
+                                   json_int(node, "port_hour", 0) };
+        /* A GPU model the node prices on its own is locked at that price. */
+        json_auto_t *models = json_loads(json_str(node, "gpu_models") ?
+                                         json_str(node, "gpu_models") : "{}",
+                                         0, NULL);
+        const char *mp = json_string_value(json_object_get(
+            models, json_str(vm, "gpu_model") ? json_str(vm, "gpu_model")
+                                              : ""));
+        int64_t v;
+        if (mp && money_parse(mp, &v) == 0 && v >= 0)
+            o.gpu_hour = v;
+    }
+    char id[UUID_STR_LEN + 1];
+    uuid_generate_str(id);
+    int e = store_exec(a->store,
+                       "INSERT INTO deals (id, vm_id, node_id, tenant_id, "
+                       "provider_id, vcpu_hour, mem_gib_hour, disk_gib_month, "
+                       "gpu_hour, port_hour, vcpus, memory_mib, disk_gib, "
+                       "gpus, ports, fee_bps, base_s, created_at) VALUES ($1, "
+                       "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+                       "$14, $15, $16, $17, $18)", "sssssiiiiiiiiiiiii", id,
+                       vm_id, node_id, json_str(vm, "account_id"),
+                       json_str(node, "provider_id"), o.vcpu_hour,
+                       o.mem_gib_hour, o.disk_gib_month, o.gpu_hour,
+                       o.port_hour, json_int(vm, "vcpus", 0),
+                       json_int(vm, "memory_mib", 0),
+                       json_int(vm, "disk_gib", 0),
+                       json_int(vm, "gpu_count", 0), json_int(vm, "ports", 0),
+                       fee_bps, base, now);
+    if (e < 0)
+        return e;
+    if (ret_id)
+        memcpy(ret_id, id, sizeof(id));
+    else if ((e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE "
+                             "id = $2", "ss", id, vm_id)) < 0)
+        return e;
+    if (ret_locked)
+        *ret_locked = o;
+    return 0;
+}
+
 /* New deal for the VM; with keep_prices the old deal's prices and fee
  * carry over (only the shape changes). The prices locked go to
  * *ret_locked when not NULL; with ret_id, the new deal's id goes there
@@ -602,53 +665,18 @@ static int deal_relock(struct app *a, const char *vm_id, const char *node_id,
     } else if (e != -ENOENT) {
         return e;
     }
-    struct rating_offer o = cfg.default_offer;
-    struct rating_shape unused;
-    if (keep_prices && old) {
-        deal_offer(old, &o, &unused);
+    if (keep_prices && old)
         fee_bps = json_int(old, "fee_bps", cfg.fee_bps);
-    } else if (json_str(vm, "offer_node")) {
-        o = (struct rating_offer){ json_int(vm, "vcpu_hour", 0),
-                                   json_int(vm, "mem_gib_hour", 0),
-                                   json_int(vm, "disk_gib_month", 0),
-                                   json_int(vm, "gpu_hour", 0),
-                                   json_int(vm, "port_hour", 0) };
-        /* A GPU model the node prices on its own is locked at that price. */
-        json_auto_t *models = json_loads(json_str(vm, "gpu_models") ?
-                                         json_str(vm, "gpu_models") : "{}",
-                                         0, NULL);
-        const char *mp = json_string_value(json_object_get(
-            models, json_str(vm, "gpu_model") ? json_str(vm, "gpu_model")
-                                              : ""));
-        int64_t v;
-        if (mp && money_parse(mp, &v) == 0 && v >= 0)
-            o.gpu_hour = v;
-    }
-    char id[UUID_STR_LEN + 1];
-    uuid_generate_str(id);
-    e = store_exec(a->store,
-                   "INSERT INTO deals (id, vm_id, node_id, tenant_id, "
-                   "provider_id, vcpu_hour, mem_gib_hour, disk_gib_month, "
-                   "gpu_hour, port_hour, vcpus, memory_mib, disk_gib, gpus, "
-                   "ports, fee_bps, base_s, created_at) VALUES ($1, $2, $3, "
-                   "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
-                   "$17, $18)", "sssssiiiiiiiiiiiii", id, vm_id, node_id,
-                   json_str(vm, "account_id"), json_str(vm, "provider_id"),
-                   o.vcpu_hour, o.mem_gib_hour, o.disk_gib_month, o.gpu_hour,
-                   o.port_hour, json_int(vm, "vcpus", 0),
-                   json_int(vm, "memory_mib", 0), json_int(vm, "disk_gib", 0),
-                   json_int(vm, "gpu_count", 0), json_int(vm, "ports", 0),
-                   fee_bps, base, now);
-    if (e < 0)
-        return e;
-    if (ret_id)
-        memcpy(ret_id, id, sizeof(id));
-    else if ((e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE "
-                             "id = $2", "ss", id, vm_id)) < 0)
-        return e;
-    if (ret_locked)
-        *ret_locked = o;
-    return 0;
+    return deal_insert(a, vm_id, node_id, vm, vm, keep_prices ? old : NULL,
+                       fee_bps, base, now, ret_locked, ret_id);
+}
+
+int billing_deal_open(struct app *a, const char *vm_id, const char *node_id,
+                      const json_t *vm, const json_t *node,
+                      struct rating_offer *ret, char ret_deal[UUID_STR_LEN + 1])
+{
+    return deal_insert(a, vm_id, node_id, vm, node, NULL, cfg.fee_bps, 0,
+                       now_s(), ret, ret_deal);
 }
 
 int billing_deal_lock(struct app *a, const char *vm_id, const char *node_id)

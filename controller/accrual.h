@@ -75,6 +75,16 @@ int billing_deal_lock(struct app *a, const char *vm_id, const char *node_id);
 int billing_deal_lock_offer(struct app *a, const char *vm_id,
                             const char *node_id, struct rating_offer *ret,
                             char ret_deal[UUID_STR_LEN + 1]);
+/* billing_deal_lock_offer() for a VM that has no deal yet, from what the
+ * caller read in its transaction, without a read of its own: the VM's
+ * account_id, vcpus, memory_mib, disk_gib, gpu_model, gpu_count and ports
+ * (the count of its published ports) in `vm`; the node's owner as
+ * provider_id and, when the node has an offer, offer_node (not null),
+ * vcpu_hour, mem_gib_hour, disk_gib_month, gpu_hour, port_hour and
+ * gpu_models in `node`, read with the node's lock held. */
+int billing_deal_open(struct app *a, const char *vm_id, const char *node_id,
+                      const json_t *vm, const json_t *node,
+                      struct rating_offer *ret, char ret_deal[UUID_STR_LEN + 1]);
 /* The VM's shape changed (resize, ports added or removed): accrue up to now
  * on the current deal and continue on a new one with the same prices and
  * fee, inside the caller's store transaction. No-op for an unplaced VM.

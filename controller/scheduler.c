@@ -806,7 +806,7 @@ static void ask_block(struct sched_ask *q, const struct fleet *f)
 #define ASK_COLS                                                               \
     "vcpus, memory_mib, disk_gib, allow_tcg, image, image_id, template, "      \
     "account_id, max_price, region, labels, anti_affinity, min_reputation, "   \
-    "gpu_model, gpu_count, "                                                   \
+    "gpu_model, gpu_count, deal_id, "                                          \
     "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports, "             \
     "(SELECT i.sha256 FROM images i WHERE i.id = vms.image_id) AS "            \
     "image_sha256, (SELECT i.visibility FROM images i WHERE i.id = "           \
@@ -912,21 +912,31 @@ int scheduler_decide(struct app *a, const struct place_req *r,
 /* The node row of `id` if it fits the VM ($1..$8 as in FITS_SQL and
  * POLICY_SQL), looked up with the node's lock held: with PostgreSQL, other
  * replicas' placements on it are committed (and seen here) or wait until
- * this transaction ends. */
+ * this transaction ends. The row (to *ret_node when not NULL) has what
+ * billing_deal_open() takes of a node: its owner and its offer, read under
+ * that lock too. */
 static int place_fit(struct app *a, const char *id, const char *vm_id,
-                     int64_t online_since, const struct place_req *r)
+                     int64_t online_since, const struct place_req *r,
+                     json_t **ret_node)
 {
     json_auto_t *node = NULL;
     int e = store_lock(a->store, "node", id);
     if (e < 0)
         return e;
-    return store_query_one(a->store, &node,
-                           "SELECT n.id FROM nodes n, " USED_SQL("$9")
-                           " WHERE n.id = $9 AND " FITS_SQL " AND " POLICY_SQL " AND "
-                           NETALLOC_PORTS_FIT_SQL("$10"), "ibiiisssss",
-                           online_since, r->allow_tcg, r->vcpus, r->mem_mib,
-                           r->disk_gib, r->tmpl, r->image, r->image_id, id,
-                           vm_id);
+    e = store_query_one(a->store, &node,
+                        "SELECT n.id, n.account_id AS provider_id, o.node_id "
+                        "AS offer_node, o.vcpu_hour, o.mem_gib_hour, "
+                        "o.disk_gib_month, o.gpu_hour, o.port_hour, "
+                        "o.gpu_models FROM nodes n LEFT JOIN node_offers o ON "
+                        "o.node_id = n.id CROSS JOIN " USED_SQL("$9")
+                        " WHERE n.id = $9 AND " FITS_SQL " AND " POLICY_SQL
+                        " AND " NETALLOC_PORTS_FIT_SQL("$10"), "ibiiisssss",
+                        online_since, r->allow_tcg, r->vcpus, r->mem_mib,
+                        r->disk_gib, r->tmpl, r->image, r->image_id, id,
+                        vm_id);
+    if (e >= 0 && ret_node)
+        *ret_node = json_incref(node);
+    return e;
 }
 
 /* The hourly price of the VM's deal as locked (its prices and shape). */
@@ -1088,7 +1098,8 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
     }
     char node_id[UUID_STR_LEN + 1];
     snprintf(node_id, sizeof(node_id), "%s", f->nodes[res.chosen].id);
-    if ((r = place_fit(a, node_id, vm_id, online_since, &q.req)) < 0) {
+    json_auto_t *fit = NULL;
+    if ((r = place_fit(a, node_id, vm_id, online_since, &q.req, &fit)) < 0) {
         store_tx_rollback(a->store);
         fleet_put(f);
         return r == -ENOENT ? -EAGAIN : r;
@@ -1122,10 +1133,14 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
             return 0;
         }
     }
-    /* The price is locked now: later offer changes do not touch it. */
+    /* The price is locked now: later offer changes do not touch it. A VM
+     * placed for the first time has its deal made of the rows read above
+     * (no read of its own); one that had a deal settles it first. */
     struct rating_offer locked;
     char deal[UUID_STR_LEN + 1];
-    r = billing_deal_lock_offer(a, vm_id, node_id, &locked, deal);
+    r = json_str(vm, "deal_id")
+            ? billing_deal_lock_offer(a, vm_id, node_id, &locked, deal)
+            : billing_deal_open(a, vm_id, node_id, vm, fit, &locked, deal);
     /* The cap holds for the price as locked, whatever the offer became
      * since the fleet was loaded. */
     int64_t price = r >= 0 ? place_price_hour(&locked, &q.req) : 0;
@@ -1229,7 +1244,8 @@ static int replace_commit(struct app *a, const char *vm_id,
     /* Off its node first: the fit below counts what the node holds. */
     int e = store_exec(a->store, "UPDATE vms SET node_id = NULL WHERE id = "
                        "$1", "s", vm_id);
-    if (e >= 0 && (e = place_fit(a, node_id, vm_id, online_since, req)) ==
+    if (e >= 0 && (e = place_fit(a, node_id, vm_id, online_since, req,
+                                    NULL)) ==
                       -ENOENT) {
         *ret_why = xasprintf("node '%s' no longer has room for the VM",
                              node_name);

@@ -151,12 +151,22 @@ static void batches_place_all_that_fit(void **state)
      * told: its revision moved (the agent's poll wakes on it). */
     assert_int_equal(store_query_int(a.store, -1, "SELECT COUNT(*) FROM "
                                      "nodes WHERE revision = 1", ""), 0);
-    /* Each placed VM: its deal at the node's offer, and the record. */
+    /* Each placed VM: its deal at the node's offer (every price), between
+     * its owner and the node's, of its shape, at the hub's fee from the
+     * start, and the record. */
     assert_int_equal(store_query_int(
         a.store, -1, "SELECT COUNT(*) FROM vms v JOIN deals d ON d.id = "
         "v.deal_id AND d.node_id = v.node_id AND d.vm_id = v.id JOIN "
-        "node_offers o ON o.node_id = v.node_id AND o.vcpu_hour = "
-        "d.vcpu_hour WHERE v.state = 'scheduled' AND v.price_hour > 0", ""),
+        "nodes n ON n.id = v.node_id JOIN node_offers o ON o.node_id = "
+        "v.node_id AND o.vcpu_hour = d.vcpu_hour AND o.mem_gib_hour = "
+        "d.mem_gib_hour AND o.disk_gib_month = d.disk_gib_month AND "
+        "o.gpu_hour = d.gpu_hour AND o.port_hour = d.port_hour WHERE "
+        "v.state = 'scheduled' AND v.price_hour > 0 AND d.tenant_id = "
+        "v.account_id AND d.provider_id = n.account_id AND d.vcpus = "
+        "v.vcpus AND d.memory_mib = v.memory_mib AND d.disk_gib = "
+        "v.disk_gib AND d.gpus = v.gpu_count AND d.ports = (SELECT COUNT(*) "
+        "FROM ports p WHERE p.vm_id = v.id) AND d.fee_bps = 500 AND "
+        "d.base_s = 0 AND d.closed_at IS NULL", ""),
         room);
     json_auto_t *rows = NULL;
     ok(store_query(a.store, &rows, "SELECT node_id, placement FROM vms WHERE "
