@@ -55,6 +55,11 @@ static bool policy_ok(const struct place_node *n, const struct place_req *r)
     return false;
 }
 
+bool place_policy_ok(const struct place_node *n, const struct place_req *r)
+{
+    return policy_ok(n, r);
+}
+
 static bool labels_ok(const struct place_node *n, const struct place_req *r)
 {
     for (size_t i = 0; i < r->n_labels; i++) {
@@ -310,19 +315,22 @@ static bool same_str(const char *a, const char *b)
 }
 
 bool place_memo_is(const struct place_memo *m, const struct place_req *r,
-                   const struct place_weights *w)
+                   const struct place_weights *w, bool same_policy)
 {
     const struct place_req *q = &m->req;
-    return place_memo_fits(r) && q->vcpus == r->vcpus &&
+    /* The template and image count only in the policy filter. */
+    bool policy = same_policy ||
+                  (q->image_public == r->image_public &&
+                   same_str(q->tmpl, r->tmpl) &&
+                   same_str(q->image, r->image) &&
+                   same_str(q->image_id, r->image_id) &&
+                   same_str(q->image_digest, r->image_digest) &&
+                   same_str(q->image_account, r->image_account));
+    return place_memo_fits(r) && policy && q->vcpus == r->vcpus &&
            q->mem_mib == r->mem_mib && q->disk_gib == r->disk_gib &&
            q->ports == r->ports && q->allow_tcg == r->allow_tcg &&
-           q->image_public == r->image_public &&
            q->max_price == r->max_price &&
            q->min_reputation == r->min_reputation &&
-           same_str(q->tmpl, r->tmpl) && same_str(q->image, r->image) &&
-           same_str(q->image_id, r->image_id) &&
-           same_str(q->image_digest, r->image_digest) &&
-           same_str(q->image_account, r->image_account) &&
            same_str(q->region, r->region) && m->w.price == w->price &&
            m->w.spread == w->spread && m->w.reputation == w->reputation &&
            m->w.benchmark == w->benchmark;

@@ -127,6 +127,9 @@ int64_t place_price_hour(const struct rating_offer *o,
 enum place_filter place_check(const struct place_node *n,
                               const struct place_req *r, int64_t *ret_price);
 
+/* Whether node n's policy accepts r (the policy filter alone). */
+bool place_policy_ok(const struct place_node *n, const struct place_req *r);
+
 /* The weight of a passing node (higher is better). */
 double place_score(const struct place_node *n, const struct place_req *r,
                    int64_t price_hour, const struct place_weights *w);
@@ -159,9 +162,12 @@ struct place_memo *place_memo_new(const struct place_req *r,
                                   const struct place_node *nodes, size_t n,
                                   size_t keep);
 void place_memo_free(struct place_memo *m);
-/* Whether m decides for r under weights w. */
+/* Whether m decides for r under weights w. With same_policy the caller
+ * vouches that place_policy_ok() says of r what it says of m's request on
+ * every node of the fleet (its nodes' policies as at place_memo_new):
+ * then their templates and images need not be the same. */
 bool place_memo_is(const struct place_memo *m, const struct place_req *r,
-                   const struct place_weights *w);
+                   const struct place_weights *w, bool same_policy);
 /* Node k of nodes[0..n) (n as at place_memo_new) changed. */
 void place_memo_node_changed(struct place_memo *m,
                              const struct place_node *nodes, size_t k);

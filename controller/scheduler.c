@@ -171,7 +171,13 @@ struct fleet {
     struct fleet_memo {
         struct place_memo *m;
         size_t at;
+        uint64_t sig;                /* fleet_policy_sig() of its request */
     } *memos;
+    /* Nodes alike in what their policies accept, one standing for each
+     * kind (fleet_policy_groups); pol_sig false when there were too many
+     * kinds to tell requests apart by. */
+    size_t *pol_rep, n_pol;
+    bool pol_sig;
     size_t n_memos, cap_memos;
     size_t *log, n_log, cap_log;
     size_t n;
@@ -213,6 +219,7 @@ static void fleet_clear(struct fleet *f)
     free(f->slot);
     free(f->port_min);
     free(f->port_max);
+    free(f->pol_rep);
     for (size_t i = 0; i < f->n_memos; i++)
         place_memo_free(f->memos[i].m);
     free(f->memos);
@@ -414,6 +421,67 @@ static void fleet_add_rule(struct store_row *row, void *data)
         strpool_add(sp, store_row_str(row, "local_image")) };
 }
 
+/* At most this many kinds of node policy tell requests apart. */
+#define FLEET_POLICY_GROUPS 64
+
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && streq(a, b));
+}
+
+/* Whether nodes a and b accept the same VMs (place_policy_ok() says the
+ * same of every request): both restricted or not, the same rules and,
+ * where a rule names a catalog image (whose owner counts), one owner. */
+static bool same_policy(const struct place_node *a, const struct place_node *b)
+{
+    if (a->restricted != b->restricted || a->n_rules != b->n_rules)
+        return false;
+    bool digest = false;
+    for (size_t i = 0; i < a->n_rules; i++) {
+        const struct place_rule *x = &a->rules[i], *y = &b->rules[i];
+        if (x->is_template != y->is_template || !same_text(x->name, y->name) ||
+            !same_text(x->digest, y->digest) ||
+            !same_text(x->local_image, y->local_image))
+            return false;
+        digest = digest || x->digest;
+    }
+    return !digest || same_text(a->account_id, b->account_id);
+}
+
+/* The kinds of policy among f's nodes, one node standing for each (a
+ * node without a policy accepts every VM and stands for none). */
+static void fleet_policy_groups(struct fleet *f)
+{
+    f->pol_rep = xcalloc(FLEET_POLICY_GROUPS, sizeof(*f->pol_rep));
+    f->pol_sig = true;
+    for (size_t k = 0; k < f->n && f->pol_sig; k++) {
+        const struct place_node *p = &f->nodes[k];
+        if (p->n_rules == 0 && !p->restricted)
+            continue;
+        size_t g = 0;
+        while (g < f->n_pol && !same_policy(&f->nodes[f->pol_rep[g]], p))
+            g++;
+        if (g < f->n_pol)
+            continue;
+        if (f->n_pol == FLEET_POLICY_GROUPS)
+            f->pol_sig = false;
+        else
+            f->pol_rep[f->n_pol++] = k;
+    }
+}
+
+/* Which kinds of node policy accept r, one bit each: requests with the
+ * same bits pass the policy filter on the same nodes of f. */
+static uint64_t fleet_policy_sig(const struct fleet *f,
+                                 const struct place_req *r)
+{
+    uint64_t sig = 0;
+    for (size_t g = 0; g < f->n_pol; g++)
+        if (place_policy_ok(&f->nodes[f->pol_rep[g]], r))
+            sig |= UINT64_C(1) << g;
+    return sig;
+}
+
 /* Every approved, reachable node, oldest first (the tie-break), with free
  * capacity, its offer (the hub's default offer when it has none),
  * reputation, region, labels and policy rules: six queries whatever the
@@ -476,6 +544,7 @@ static int fleet_load(struct app *a, struct fleet *f)
         if (f->nodes[i].n_rules)
             f->nodes[i].rules = &f->rul[f->rul_at[i]];
     }
+    fleet_policy_groups(f);
     return 0;
 }
 
@@ -565,13 +634,17 @@ static int fleet_gpus(struct app *a, const struct fleet *f,
 
 /* The decision kept on f for r, brought up to date with the nodes that
  * changed since it was last asked; a new one when there is room; NULL
- * when there is none (fleet_lock held). */
+ * when there is none (fleet_lock held). Requests that differ only in
+ * template or image share one when the fleet's policies accept or refuse
+ * them alike (on a fleet without policies, always). */
 static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
                                      const struct place_weights *w)
 {
+    uint64_t sig = f->pol_sig ? fleet_policy_sig(f, r) : 0;
     for (size_t i = 0; i < f->n_memos; i++) {
         struct fleet_memo *fm = &f->memos[i];
-        if (!place_memo_is(fm->m, r, w))
+        if (f->pol_sig ? fm->sig != sig || !place_memo_is(fm->m, r, w, true)
+                       : !place_memo_is(fm->m, r, w, false))
             continue;
         for (; fm->at < f->n_log; fm->at++)
             place_memo_node_changed(fm->m, f->nodes, f->log[fm->at]);
@@ -587,6 +660,7 @@ static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
     struct fleet_memo *fm = &f->memos[f->n_memos++];
     fm->m = place_memo_new(r, w, f->nodes, f->n, FLEET_MEMO_KEEP);
     fm->at = f->n_log;
+    fm->sig = sig;
     return fm->m;
 }
 

@@ -398,6 +398,27 @@ static struct place_memo *random_memo(struct fleet *f, struct ask *q,
                           memo_keeps[below(ARRAY_SIZE(memo_keeps))]);
 }
 
+/* m's decision is place_decide's for r on f as it is (its result to
+ * *ret_want when not NULL). */
+static void memo_as_decide(struct place_memo *m, const struct place_req *r,
+                           const struct fleet *f,
+                           const struct place_weights *w, uint64_t seed,
+                           long c, int step, struct place_result *ret_want)
+{
+    struct place_result want, got;
+    place_decide(r, f->nodes, f->n, w, &want);
+    place_memo_result(m, f->nodes, &got);
+    if (got.chosen != want.chosen || got.passed != want.passed ||
+        memcmp(got.removed, want.removed, sizeof(got.removed)) ||
+        (want.chosen >= 0 && (got.price_hour != want.price_hour ||
+                              got.score != want.score)))
+        fail_msg("seed %" PRIu64 " case %ld step %d: chose %zd of %zu "
+                 "passing, place_decide %zd of %zu", seed, c, step,
+                 got.chosen, got.passed, want.chosen, want.passed);
+    if (ret_want)
+        *ret_want = want;
+}
+
 static void memo_follows_changes(void **state)
 {
     uint64_t seed = test_seed(2654435761u, 7);
@@ -406,14 +427,14 @@ static void memo_follows_changes(void **state)
         struct ask q;
         const struct place_weights *w;
         struct place_memo *m = random_memo(&f, &q, false, &w);
-        assert_true(place_memo_is(m, &q.req, w));
+        assert_true(place_memo_is(m, &q.req, w, false));
         /* Another weight, another decision (each one counts). */
         for (int i = 0; i < 4; i++) {
             struct place_weights w2 = *w;
             double *wv[] = { &w2.price, &w2.spread, &w2.reputation,
                              &w2.benchmark };
             *wv[i] += 1;
-            assert_false(place_memo_is(m, &q.req, &w2));
+            assert_false(place_memo_is(m, &q.req, &w2, true));
         }
         for (int step = 0; step <= 40; step++) {
             /* Sometimes several changes before the next result (the
@@ -445,19 +466,7 @@ static void memo_follows_changes(void **state)
                 }
                 place_memo_node_changed(m, f.nodes, k);
             }
-            struct place_result want, got;
-            place_decide(&q.req, f.nodes, f.n, w, &want);
-            place_memo_result(m, f.nodes, &got);
-            if (got.chosen != want.chosen || got.passed != want.passed ||
-                memcmp(got.removed, want.removed, sizeof(got.removed)))
-                fail_msg("seed %" PRIu64 " case %ld step %d: chose %zd of "
-                         "%zu passing, place_decide %zd of %zu", seed, c,
-                         step, got.chosen, got.passed, want.chosen,
-                         want.passed);
-            if (want.chosen >= 0) {
-                assert_int_equal(got.price_hour, want.price_hour);
-                assert_true(got.score == want.score);
-            }
+            memo_as_decide(m, &q.req, &f, w, seed, c, step, NULL);
         }
         place_memo_free(m);
     }
@@ -477,17 +486,8 @@ static void memo_follows_placements(void **state)
         const struct place_weights *w;
         struct place_memo *m = random_memo(&f, &q, true, &w);
         for (int step = 0; step < 400; step++) {
-            struct place_result want, got;
-            place_decide(&q.req, f.nodes, f.n, w, &want);
-            place_memo_result(m, f.nodes, &got);
-            if (got.chosen != want.chosen || got.passed != want.passed ||
-                memcmp(got.removed, want.removed, sizeof(got.removed)) ||
-                (want.chosen >= 0 && (got.price_hour != want.price_hour ||
-                                      got.score != want.score)))
-                fail_msg("seed %" PRIu64 " case %ld step %d: chose %zd of "
-                         "%zu passing, place_decide %zd of %zu", seed, c,
-                         step, got.chosen, got.passed, want.chosen,
-                         want.passed);
+            struct place_result want;
+            memo_as_decide(m, &q.req, &f, w, seed, c, step, &want);
             size_t k;
             if (want.chosen >= 0 && below(4) != 0) {
                 k = (size_t)want.chosen;
@@ -506,6 +506,56 @@ static void memo_follows_placements(void **state)
         }
         place_memo_free(m);
     }
+}
+
+/* Two requests alike but for their template and image, which every
+ * node's policy accepts or refuses alike: the decision kept for one is
+ * the other's too (is told so only when the caller vouches for their
+ * policies), through changes; requests the policies tell apart are not. */
+static void memo_shared_by_policy_alike(void **state)
+{
+    uint64_t seed = test_seed(97u, 3);
+    static struct fleet f;
+    long shared = 0;
+    for (long c = 0; c < 3000; c++) {
+        struct ask q, o;
+        const struct place_weights *w;
+        struct place_memo *m = random_memo(&f, &q, false, &w);
+        /* Another template and image, all else q's. */
+        random_req(&o, f.n);
+        struct place_req r = q.req;
+        r.tmpl = o.req.tmpl;
+        r.image = o.req.image;
+        r.image_id = o.req.image_id;
+        r.image_digest = o.req.image_digest;
+        r.image_public = o.req.image_public;
+        r.image_account = o.req.image_account;
+        bool alike = true;
+        for (size_t k = 0; k < f.n; k++)
+            alike = alike && place_policy_ok(&f.nodes[k], &q.req) ==
+                                 place_policy_ok(&f.nodes[k], &r);
+        bool same = r.tmpl == q.req.tmpl && r.image == q.req.image &&
+                    r.image_id == q.req.image_id &&
+                    r.image_digest == q.req.image_digest &&
+                    r.image_public == q.req.image_public &&
+                    r.image_account == q.req.image_account;
+        assert_true(place_memo_is(m, &r, w, true));
+        assert_true(place_memo_is(m, &r, w, false) == same);
+        for (int step = 0; alike && step <= 20; step++) {
+            if (step > 0 && f.n > 0) {
+                size_t k = (size_t)below(f.n);
+                f.nodes[k].free_vcpus -= r.vcpus;
+                f.nodes[k].free_mem_mib -= r.mem_mib;
+                f.nodes[k].free_disk_gib -= r.disk_gib;
+                place_memo_node_changed(m, f.nodes, k);
+            }
+            memo_as_decide(m, &r, &f, w, seed, c, step, NULL);
+            shared += !same;
+        }
+        place_memo_free(m);
+    }
+    /* Requests that differ were shared, not only identical ones. */
+    assert_true(shared > 0);
 }
 
 /* Fleets past the size where the avoid and port lists become hash sets:
@@ -677,6 +727,7 @@ int main(void)
         cmocka_unit_test(long_lists),
         cmocka_unit_test(memo_follows_changes),
         cmocka_unit_test(memo_follows_placements),
+        cmocka_unit_test(memo_shared_by_policy_alike),
         cmocka_unit_test(verified_vcpus_cap_the_node),
         cmocka_unit_test(benchmark_weight_prefers_the_faster),
     };
