@@ -18,6 +18,7 @@
 #include "api/agentproto.h"
 #include "billing/money.h"
 #include "common/jsonutil.h"
+#include "common/jsonw.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/accrual.h"
@@ -1086,16 +1087,67 @@ static void record_pending(struct app *a, const char *vm_id,
 
 /* What placement decided on a VM placed on node_id at `price` (shown as
  * its placement), as JSON text; caller frees. */
+/* The filters in the order of their names. */
+static enum place_filter filters_by_name[PF_N];
+static pthread_once_t filters_by_name_once = PTHREAD_ONCE_INIT;
+
+static void filters_by_name_sort(void)
+{
+    for (int i = 0; i < PF_N; i++) {
+        int k = i;
+        while (k > 0 && strcmp(place_filter_names[filters_by_name[k - 1]],
+                               place_filter_names[i]) > 0) {
+            filters_by_name[k] = filters_by_name[k - 1];
+            k--;
+        }
+        filters_by_name[k] = (enum place_filter)i;
+    }
+}
+
+static void jsonw_money(struct jsonw *w, const char *key, int64_t v)
+{
+    _cleanup_free_ char *t = money_format(v, NULL);
+    jsonw_key(w, key);
+    jsonw_str(w, t);
+}
+
+/* The same text as json_dumps_compact() of place_result_json() with
+ * node_id, price_hour and offer (billing_offer_json()) added, keys sorted,
+ * written straight (once per placement: a jansson tree cost more). */
 static char *placement_text(const struct place_result *res, size_t candidates,
                             const char *node_id, int64_t price,
                             const struct rating_offer *locked)
 {
-    json_auto_t *pj = place_result_json(res, candidates);
-    _cleanup_free_ char *t = money_format(price, NULL);
-    json_object_set_new(pj, "node_id", json_string(node_id));
-    json_object_set_new(pj, "price_hour", json_string(t));
-    json_object_set_new(pj, "offer", billing_offer_json(locked));
-    return json_dumps_compact(pj);
+    pthread_once(&filters_by_name_once, filters_by_name_sort);
+    struct jsonw w = JSONW_INIT;
+    jsonw_obj_begin(&w);
+    jsonw_key(&w, "candidates");
+    jsonw_int(&w, (int64_t)candidates);
+    jsonw_key(&w, "filtered");
+    jsonw_obj_begin(&w);
+    for (int i = 0; i < PF_N; i++) {
+        enum place_filter f = filters_by_name[i];
+        if (!res->removed[f])
+            continue;
+        jsonw_key(&w, place_filter_names[f]);
+        jsonw_int(&w, (int64_t)res->removed[f]);
+    }
+    jsonw_obj_end(&w);
+    jsonw_key(&w, "node_id");
+    jsonw_str(&w, node_id);
+    jsonw_key(&w, "offer");
+    jsonw_obj_begin(&w);
+    jsonw_money(&w, "disk_gib_month", locked->disk_gib_month);
+    jsonw_money(&w, "gpu_hour", locked->gpu_hour);
+    jsonw_money(&w, "mem_gib_hour", locked->mem_gib_hour);
+    jsonw_money(&w, "port_hour", locked->port_hour);
+    jsonw_money(&w, "vcpu_hour", locked->vcpu_hour);
+    jsonw_obj_end(&w);
+    jsonw_key(&w, "passed");
+    jsonw_int(&w, (int64_t)res->passed);
+    jsonw_money(&w, "price_hour", price);
+    jsonw_obj_end(&w);
+    return buf_steal(&w.b);
 }
 
 /* Keep what placement decided on the VM and the hourly price locked. The

@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "billing/money.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -193,14 +194,20 @@ static void batches_place_all_that_fit(void **state)
         "d.base_s = 0 AND d.closed_at IS NULL", ""),
         room);
     json_auto_t *rows = NULL;
-    ok(store_query(a.store, &rows, "SELECT node_id, placement FROM vms WHERE "
-                   "state = 'scheduled'", ""));
+    ok(store_query(a.store, &rows, "SELECT node_id, placement, price_hour "
+                   "FROM vms WHERE state = 'scheduled'", ""));
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) {
         json_auto_t *p = json_loads(json_str(row, "placement"), 0, NULL);
         assert_non_null(p);
+        /* Written as the JSON library writes it (compact, keys sorted). */
+        _cleanup_free_ char *again = json_dumps_compact(p);
+        assert_string_equal(again, json_str(row, "placement"));
         assert_string_equal(json_str(p, "node_id"), json_str(row, "node_id"));
+        _cleanup_free_ char *price = money_format(json_int(row, "price_hour",
+                                                           -1), NULL);
+        assert_string_equal(json_str(p, "price_hour"), price);
         assert_int_equal(json_int(p, "candidates", 0), NODES);
         /* rig-1's policy removed it for every VM. */
         assert_true(json_int(json_object_get(p, "filtered"), "policy", 0) ==
