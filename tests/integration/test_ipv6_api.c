@@ -1,0 +1,98 @@
+/* Dual-stack tenant networks through the API: every network shows its
+ * ULA /64 (cidr6) and gateway (prefix::1) next to its IPv4 range, each
+ * network its own /64 of the controller's one /48, and a VM its IPv6
+ * address (addresses6) from its IPv4 host number. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "common/jsonutil.h"
+#include "tests/testutil.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+static struct tu_ctl ctl;
+static char *key;
+static char *cred;
+
+static int setup(void **state)
+{
+    (void)state;
+    tu_ctl_start(&ctl, NULL);
+    key = tu_account(&ctl, "v6-team", "tenant");
+    cred = tu_market_node(&ctl, "v6-n1", NULL, "1");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_ctl_destroy(&ctl);
+    free(key);
+    free(cred);
+    return 0;
+}
+
+/* The 16 bytes of an IPv6 text (the part before any '/'). */
+static void v6(const char *text, struct in6_addr *ret)
+{
+    assert_non_null(text);
+    char head[INET6_ADDRSTRLEN] = "";
+    snprintf(head, sizeof(head), "%.*s", (int)strcspn(text, "/"), text);
+    if (inet_pton(AF_INET6, head, ret) != 1)
+        fail_msg("not IPv6: %s", text);
+}
+
+static void networks_and_vms_are_dual_stack(void **state)
+{
+    (void)state;
+    json_auto_t *a = tu_api_want(&ctl, key, "POST", "/v1/networks",
+                          "{\"name\":\"back\",\"cidr\":\"10.61.0.0/16\"}", 201);
+    json_auto_t *b = tu_api_want(&ctl, key, "POST", "/v1/networks",
+                          "{\"name\":\"front\",\"cidr\":\"10.62.0.0/24\"}", 201);
+    struct in6_addr pa, pb, ga, x;
+    v6(json_str(a, "cidr6"), &pa);
+    v6(json_str(b, "cidr6"), &pb);
+    v6(json_str(a, "gateway6"), &ga);
+    assert_non_null(strstr(json_str(a, "cidr6"), "::/64"));
+    /* RFC 4193: fd00::/8, one /48 for both, distinct /64s. */
+    assert_int_equal(pa.s6_addr[0], 0xfd);
+    assert_memory_equal(pa.s6_addr, pb.s6_addr, 6);
+    assert_memory_not_equal(pa.s6_addr, pb.s6_addr, 8);
+    /* gateway: prefix::1 */
+    x = pa;
+    x.s6_addr[15] = 1;
+    assert_memory_equal(&x, &ga, 16);
+    /* GET shows the same. */
+    json_auto_t *g = tu_api_want(&ctl, key, "GET", "/v1/networks/back", NULL, 200);
+    assert_string_equal(json_str(g, "cidr6"), json_str(a, "cidr6"));
+
+    json_decref(tu_vm_post(&ctl, key, "dual", 1, "\"networks\":[\"back\"]",
+                           201));
+    json_auto_t *vm = tu_api_want(&ctl, key, "GET", "/v1/vms/dual", NULL, 200);
+    json_t *a4 = json_object_get(vm, "addresses");
+    json_t *a6 = json_object_get(vm, "addresses6");
+    assert_int_equal(json_array_size(a4), 1);
+    assert_int_equal(json_array_size(a6), 1);
+    struct in_addr ip4;
+    assert_int_equal(inet_pton(AF_INET, json_string_value(json_array_get(a4, 0)),
+                               &ip4), 1);
+    uint32_t host = ntohl(ip4.s_addr) - ((10u << 24) | (61u << 16));
+    struct in6_addr got;
+    v6(json_string_value(json_array_get(a6, 0)), &got);
+    x = pa;
+    x.s6_addr[14] = (uint8_t)(host >> 8);
+    x.s6_addr[15] = (uint8_t)host;
+    assert_memory_equal(&x, &got, 16);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(networks_and_vms_are_dual_stack),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
