@@ -87,6 +87,25 @@ static void networks_and_vms_are_dual_stack(void **state)
     x.s6_addr[14] = (uint8_t)(host >> 8);
     x.s6_addr[15] = (uint8_t)host;
     assert_memory_equal(&x, &got, 16);
+
+    /* The node's desired document carries them: the network's /64 and
+     * gateway, the NIC's address and gateway, the name's AAAA. */
+    json_auto_t *d = tu_api_want(&ctl, cred, "GET", "/v1/agent/desired?wait=0",
+                                 NULL, 200);
+    json_t *net = tu_find(json_object_get(d, "networks"), "cidr",
+                          "10.61.0.0/16");
+    assert_non_null(net);
+    assert_string_equal(json_str(net, "cidr6"), json_str(a, "cidr6"));
+    assert_string_equal(json_str(net, "gateway6"), json_str(a, "gateway6"));
+    json_t *rec = tu_find(json_object_get(net, "records"), "name", "dual");
+    assert_non_null(rec);
+    const char *want6 = json_string_value(json_array_get(a6, 0));
+    assert_string_equal(json_str(rec, "address6"), want6);
+    json_t *dvm = tu_find(json_object_get(d, "vms"), "name", "dual");
+    assert_non_null(dvm);
+    json_t *nic = json_array_get(json_object_get(dvm, "nics"), 0);
+    assert_string_equal(json_str(nic, "address6"), want6);
+    assert_string_equal(json_str(nic, "gateway6"), json_str(a, "gateway6"));
 }
 
 int main(void)
