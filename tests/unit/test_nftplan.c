@@ -56,6 +56,8 @@ static void load(const char *text, struct nf_state *s)
     json_decref(doc);
 }
 
+static char *subst(const char *text, const char *from, const char *to);
+
 /* Parse a variant of DOC with one substring replaced; expect -EINVAL. */
 static void expect_rejected(const char *from, const char *to)
 {
@@ -374,6 +376,54 @@ static void hosts_file_has_one_line_per_valid_name(void **state)
     nf_state_clear(&s);
 }
 
+/* With a /64: an AAAA line after each A line, the resolver listens on
+ * the IPv6 gateway too and the firewall opens DNS there. */
+static void names_answer_aaaa_on_the_ipv6_gateway(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *a = subst(DNS_DOC, "\"gateway\": \"10.7.0.1\",",
+                                   "\"gateway\": \"10.7.0.1\", \"cidr6\": "
+                                   "\"fd07::/64\", \"gateway6\": \"fd07::1\",");
+    _cleanup_free_ char *b = subst(a, "\"address\": \"10.7.0.5\"",
+                                   "\"address\": \"10.7.0.5\", \"address6\": "
+                                   "\"fd07::5\"");
+    /* outside the /64, or the gateway: no AAAA */
+    _cleanup_free_ char *c = subst(b, "{\"name\": \"db\", \"address\": \"10.7.0.6\"",
+                                   "{\"name\": \"db\", \"address\": \"10.7.0.6\", "
+                                   "\"address6\": \"fd08::6\"");
+    _cleanup_free_ char *d = subst(c, "{\"name\": \"-x\", \"address\": \"10.7.0.6\"",
+                                   "{\"name\": \"gw\", \"address\": \"10.7.0.9\", "
+                                   "\"address6\": \"fd07::1\"");
+    struct nf_state s;
+    load(d, &s);
+    struct buf h = BUF_INIT;
+    assert_int_equal(resolver_hosts_render(&s.networks[0], &h), 3);
+    assert_string_equal(buf_str(&h),
+                        "10.7.0.5 web web.acme.internal\n"
+                        "fd07::5 web web.acme.internal\n"
+                        "10.7.0.9 gw gw.acme.internal\n"
+                        "10.7.0.6 db db.acme.internal\n");
+    buf_free(&h);
+    struct buf argv = BUF_INIT;
+    size_t n = resolver_argv_render(&s, &s.networks[0], "/d", &argv);
+    bool v4 = false, v6 = false;
+    const char *p = argv.data;
+    for (size_t i = 0; i < n; i++, p += strlen(p) + 1) {
+        v4 |= streq(p, "--listen-address=10.7.0.1");
+        v6 |= streq(p, "--listen-address=fd07::1");
+    }
+    assert_true(v4 && v6);
+    buf_free(&argv);
+    s.dns_dir = "/d";
+    struct buf b2 = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b2), 0);
+    assert_true(has_line(buf_str(&b2), "iifname \"fogbr7\" ip6 daddr fd07::1 "
+                                       "meta l4proto { tcp, udp } th dport 53 "
+                                       "accept"));
+    buf_free(&b2);
+    nf_state_clear(&s);
+}
+
 static void dns_is_opened_to_each_serving_gateway_only(void **state)
 {
     (void)state;
@@ -609,6 +659,7 @@ int main(void)
         cmocka_unit_test(script_replaces_our_tables_in_one_transaction),
         cmocka_unit_test(ipv6_parses_only_inside_the_networks_own_prefix),
         cmocka_unit_test(plan_guards_ipv6_like_ipv4),
+        cmocka_unit_test(names_answer_aaaa_on_the_ipv6_gateway),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
