@@ -1686,7 +1686,8 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
                                          "endpoint", "public_ip", "refused",
                                          AGENT_PERMIT_PORTS, AGENT_GPUS,
                                          AGENT_IOMMU, AGENT_REACH,
-                                         AGENT_MESH_PATHS, NULL };
+                                         AGENT_MESH_PATHS, AGENT_PUBLIC_IP6,
+                                         NULL };
     struct am_status s = { 0 };
     struct rd r = { j, "", err, false };
     if (!json_is_object(j)) {
@@ -1717,6 +1718,9 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
     }
     s.samples = samples_read(&r, &s.n_samples);
     reach_read(&r, &s.public_ip, &s.endpoint);
+    s.public_ip6 = get_str(&r, AGENT_PUBLIC_IP6, false, 45);
+    if (s.public_ip6 && (!strchr(s.public_ip6, ':') || !net_ip_ok(s.public_ip6)))
+        fail(&r, AGENT_PUBLIC_IP6, "must be an IPv6 address");
     a = get_arr(&r, "refused", false, AGENT_LIST_MAX, &n);
     if (n)
         s.refused = xcalloc(n, sizeof(*s.refused));
@@ -1776,6 +1780,7 @@ void am_status_clear(struct am_status *s)
     free(s->vms);
     free(s->endpoint);
     free(s->public_ip);
+    free(s->public_ip6);
     for (size_t i = 0; i < s->n_refused; i++) {
         free(s->refused[i].object);
         free(s->refused[i].reason);
@@ -1838,6 +1843,7 @@ json_t *am_status_encode(const struct am_status *s)
     put(o, "vms", vms);
     put_str(o, "endpoint", s->endpoint);
     put_str(o, "public_ip", s->public_ip);
+    put_str(o, AGENT_PUBLIC_IP6, s->public_ip6);
     if (s->has_permit_ports)
         put(o, AGENT_PERMIT_PORTS,
             permit_encode(s->permit_ports, s->n_permit_ports));

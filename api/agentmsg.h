@@ -275,6 +275,7 @@ struct am_status {
     struct am_vm_status *vms;
     size_t n_vms;
     char *endpoint, *public_ip;     /* may be NULL */
+    char *public_ip6;               /* AGENT_PUBLIC_IP6; may be NULL */
     struct am_refusal *refused;
     size_t n_refused;
     bool has_permit_ports;

@@ -254,6 +254,13 @@ static json_t *port_render(json_t *row)
                                                            "%s:%lld", ip,
                                          (long long)json_integer_value(hp)) :
                             json_null());
+    /* Over IPv6 too where the node has a global address and the VM a
+     * dual-stack network: the same host port. */
+    const char *ip6 = json_str(row, "public_ip6");
+    if (ip6 && json_int(row, "has6", 0) && json_is_integer(hp))
+        json_object_set_new(o, "public_address6",
+                            json_sprintf("[%s]:%lld", ip6,
+                                         (long long)json_integer_value(hp)));
     return o;
 }
 
@@ -300,7 +307,9 @@ int port_insert(struct store *s, const char *vm_id, const char *node_id,
 
 #define PORT_SELECT                                                            \
     "SELECT p.id, p.vm_id, p.proto, p.vm_port, p.host_port, n.public_ip, "    \
-    "n.observed_endpoint AS observed_ip FROM "                                 \
+    "n.public_ip6, (SELECT COUNT(*) FROM vm_nics c JOIN networks w ON w.id = " \
+    "c.network_id WHERE c.vm_id = p.vm_id AND c.idx = 0 AND w.cidr6 IS NOT "   \
+    "NULL) AS has6, n.observed_endpoint AS observed_ip FROM "                  \
     "ports p LEFT JOIN nodes n ON n.id = p.node_id "
 
 HANDLER(h_port_list)

@@ -108,10 +108,51 @@ static void networks_and_vms_are_dual_stack(void **state)
     assert_string_equal(json_str(nic, "gateway6"), json_str(a, "gateway6"));
 }
 
+/* The node reports its global IPv6 address; a published port shows it
+ * next to the IPv4 one. Anything but a global IPv6 address is refused. */
+static void published_ports_show_the_nodes_ipv6_address(void **state)
+{
+    (void)state;
+    static const char *const bad[] = { "fd00::1", "::1", "fe80::1", "ff02::1",
+                                       "1.2.3.4", "::ffff:1.2.3.4",
+                                       "2001:db8::1; drop", "" };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        _cleanup_free_ char *body = xasprintf("{\"public_ip6\":\"%s\"}",
+                                              bad[i]);
+        json_auto_t *p = tu_api_want(&ctl, cred, "POST", "/v1/agent/status",
+                                     body, 400);
+        assert_string_equal(json_str(p, "field"), "public_ip6");
+    }
+    json_decref(tu_api_want(&ctl, key, "POST", "/v1/vms/dual/ports",
+                            "{\"proto\":\"udp\",\"vm_port\":27015}", 201));
+    /* Not reported yet: IPv4 only. */
+    json_auto_t *l0 = tu_api_want(&ctl, key, "GET", "/v1/vms/dual/ports", NULL,
+                                  200);
+    json_t *p0 = json_array_get(json_object_get(l0, "items"), 0);
+    assert_non_null(p0);
+    assert_null(json_object_get(p0, "public_address6"));
+    json_decref(tu_api_want(&ctl, cred, "POST", "/v1/agent/status",
+                            "{\"public_ip6\":\"2001:db8::5\"}", 200));
+    json_auto_t *l = tu_api_want(&ctl, key, "GET", "/v1/vms/dual/ports", NULL,
+                                 200);
+    json_t *p = json_array_get(json_object_get(l, "items"), 0);
+    _cleanup_free_ char *want = xasprintf(
+        "[2001:db8::5]:%lld",
+        (long long)json_integer_value(json_object_get(p, "host_port")));
+    assert_string_equal(json_str(p, "public_address6"), want);
+    /* A node that stops reporting one (it lost it) shows none again. */
+    json_decref(tu_api_want(&ctl, cred, "POST", "/v1/agent/status", "{}", 200));
+    json_auto_t *l2 = tu_api_want(&ctl, key, "GET", "/v1/vms/dual/ports", NULL,
+                                  200);
+    assert_null(json_object_get(json_array_get(json_object_get(l2, "items"), 0),
+                                "public_address6"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(networks_and_vms_are_dual_stack),
+        cmocka_unit_test(published_ports_show_the_nodes_ipv6_address),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -454,6 +454,8 @@ static void rstatus(struct am_status *s)
     }
     s->endpoint = rendpoint();
     s->public_ip = coin() ? rip() : NULL;
+    s->public_ip6 = coin() ? xstrdup(coin() ? "2001:db8::5" : "2a01:4f8::1")
+                           : NULL;
     s->n_refused = (size_t)rr(0, 3);
     s->refused = s->n_refused ? xcalloc(s->n_refused, sizeof(*s->refused))
                               : NULL;
@@ -672,7 +674,8 @@ static bool eq_status(const struct am_status *a, const struct am_status *b)
     if (a->has_inventory != b->has_inventory ||
         (a->has_inventory && !eq_inventory(&a->inventory, &b->inventory)) ||
         a->n_vms != b->n_vms || !eq_s(a->endpoint, b->endpoint) ||
-        !eq_s(a->public_ip, b->public_ip) || a->n_refused != b->n_refused ||
+        !eq_s(a->public_ip, b->public_ip) ||
+        !eq_s(a->public_ip6, b->public_ip6) || a->n_refused != b->n_refused ||
         a->has_permit_ports != b->has_permit_ports ||
         !eq_ports(a->permit_ports, a->n_permit_ports, b->permit_ports,
                   b->n_permit_ports) ||
