@@ -312,6 +312,11 @@ static int parse_networks(const json_t *arr, struct nf_state *s, char **err)
         }
         if (parse_v6(w, n) < 0)
             return fail(err, "networks[%zu].%s: invalid", i, AGENT_NET_CIDR6);
+        for (size_t j = 0; n->has_v6 && j + 1 < s->n_networks; j++)
+            if (s->networks[j].has_v6 &&
+                memcmp(&s->networks[j].prefix6, &n->prefix6, 8) == 0)
+                return fail(err, "networks[%zu].%s: duplicate", i,
+                            AGENT_NET_CIDR6);
         if ((e = parse_names(w, n)) < 0)
             return fail(err, "networks[%zu].%s: invalid", i,
                         e == -EBADMSG ? AGENT_NET_RECORDS : AGENT_NET_DNS_LABEL);

@@ -561,6 +561,17 @@ static void ipv6_parses_only_inside_the_networks_own_prefix(void **state)
         assert_non_null(strstr(err, "cidr6"));
         free(err);
     }
+    /* Two networks with one /64 would put one gateway on two bridges. */
+    _cleanup_free_ char *dup = subst(
+        text, "\"gateway\": \"10.2.0.1\",",
+        "\"gateway\": \"10.2.0.1\", \"cidr6\": \"fd12:3456:789a:1::/64\", "
+        "\"gateway6\": \"fd12:3456:789a:1::1\",");
+    json_auto_t *dj = json_loads(dup, 0, NULL);
+    assert_non_null(dj);
+    char *derr = NULL;
+    assert_int_equal(netfabric_state_from_json(dj, NULL, &s, &derr), -EINVAL);
+    assert_non_null(strstr(derr, "networks[1].cidr6: duplicate"));
+    free(derr);
     /* A NIC address outside the /64, or the gateway: that NIC has none. */
     static const char *const off[] = { "fd12:3456:789a:2::5",
                                        "fd12:3456:789a:1::1",
