@@ -24,7 +24,8 @@
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
     "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
-    "image,allow_tcg,node_name,node_id,addresses,addresses6,ports,gpu,gpus,"  \
+    "image,allow_tcg,node_name,node_id,addresses,addresses6,public_ip6,"      \
+    "ports,gpu,gpus,"                                                          \
     "price,"                                                                   \
     "autostart,health,restart_policy,backup_schedule,backup_keep,"            \
     "backup_next_at,created_at"

@@ -26,7 +26,8 @@
     "v.id, v.account_id, v.name, v.vcpus, v.memory_mib, v.disk_gib, "          \
     "v.image, v.allow_tcg, length(v.user_data) AS user_data_size, "            \
     "v.desired_state, v.state, v.state_reason, v.node_id, n.name AS "          \
-    "node_name, v.reboot_gen, v.addresses, v.addresses6, v.image_id, "         \
+    "node_name, n.public_ip6 AS node_public_ip6, v.reboot_gen, v.addresses, " \
+    "v.addresses6, v.image_id, "                                               \
     "v.template, "                                                             \
     "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
@@ -114,6 +115,14 @@ void vm_write(struct jsonw *w, struct store_row *row)
     jsonw_bool(w, store_row_int(row, "autostart", 1));
     put_json_column(w, "addresses", row, "addresses", '[', "[]");
     put_json_column(w, "addresses6", row, "addresses6", '[', "[]");
+    /* Where its published ports also answer over IPv6: its node's global
+     * address, when the node has one and the VM a dual-stack network. */
+    struct store_value p6 = store_row_get(row, "node_public_ip6");
+    struct store_value a6 = store_row_get(row, "addresses6");
+    if (p6.type == STORE_TEXT && a6.type == STORE_TEXT && a6.len > 2) {
+        jsonw_key(w, "public_ip6");
+        jsonw_strn(w, p6.s, p6.len);
+    }
     /* The interfaces its node read from the domain (virsh domiflist). */
     put_json_column(w, "interfaces", row, "interfaces", '[', "[]");
     struct store_value bs = store_row_get(row, "backup_schedule");

@@ -140,12 +140,16 @@ static void published_ports_show_the_nodes_ipv6_address(void **state)
         "[2001:db8::5]:%lld",
         (long long)json_integer_value(json_object_get(p, "host_port")));
     assert_string_equal(json_str(p, "public_address6"), want);
+    json_auto_t *vm = tu_api_want(&ctl, key, "GET", "/v1/vms/dual", NULL, 200);
+    assert_string_equal(json_str(vm, "public_ip6"), "2001:db8::5");
     /* A node that stops reporting one (it lost it) shows none again. */
     json_decref(tu_api_want(&ctl, cred, "POST", "/v1/agent/status", "{}", 200));
     json_auto_t *l2 = tu_api_want(&ctl, key, "GET", "/v1/vms/dual/ports", NULL,
                                   200);
     assert_null(json_object_get(json_array_get(json_object_get(l2, "items"), 0),
                                 "public_address6"));
+    json_auto_t *vm2 = tu_api_want(&ctl, key, "GET", "/v1/vms/dual", NULL, 200);
+    assert_null(json_object_get(vm2, "public_ip6"));
 }
 
 int main(void)
