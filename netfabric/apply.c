@@ -180,6 +180,15 @@ static int sysctl6_set(const struct nf_state *want, const char *ifname,
     return 0;
 }
 
+/* False on a host booted without IPv6 (ipv6.disable=1): its networks
+ * stay IPv4 only rather than failing on every apply. */
+static bool ipv6_on(const struct nf_state *want)
+{
+    _cleanup_free_ char *p = path_join_root(want->proc_root,
+                                            "/proc/sys/net/ipv6");
+    return access(p, F_OK) == 0;
+}
+
 static int network_apply(const struct nf_state *want, const struct nf_network *n)
 {
     int r = link_create_bridge(n->bridge);
@@ -197,7 +206,7 @@ static int network_apply(const struct nf_state *want, const struct nf_network *n
     free(addrs);
     keep_first(&acc, link_addr_add(n->bridge, n->gateway, n->cidr.prefix),
                "gateway address");
-    if (n->has_v6) {
+    if (n->has_v6 && ipv6_on(want)) {
         /* The bridge is a router to its VMs, never a host taking their
          * (or a remote node's) advertisements. */
         keep_first(&acc, sysctl6_set(want, n->bridge, "accept_ra", "0"),
@@ -321,7 +330,7 @@ static int forwarding6_enable(const struct nf_state *want)
     bool v6 = false;
     for (size_t i = 0; i < want->n_networks; i++)
         v6 |= want->networks[i].has_v6;
-    if (!v6 || !want->has_public_addr6)
+    if (!v6 || !want->has_public_addr6 || !ipv6_on(want))
         return 0;
     _cleanup_free_ char *cur = NULL;
     _cleanup_free_ char *fwd = path_join_root(
