@@ -69,7 +69,7 @@ static void hostile_input_gives_no_address(void **state)
 
 static struct store *store_new(void)
 {
-    char *dir = tu_tempdir("netalloc6");
+    _cleanup_free_ char *dir = tu_tempdir("netalloc6");
     _cleanup_free_ char *db = tu_new_store_address(dir);
     struct store *s = NULL;
     ok(store_open(db, &s));
