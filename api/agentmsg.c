@@ -254,6 +254,8 @@ static void nic_read(struct rd *r, struct am_nic *n)
     n->mtu = get_int(r, "mtu", false, 0, 65535, 0);
     n->bridge = get_str(r, "bridge", true, NET_IFNAME_MAX);
     n->dns_search = get_str(r, AGENT_NIC_DNS_SEARCH, false, 253);
+    n->address6 = get_str(r, AGENT_NIC_ADDRESS6, false, 45);
+    n->gateway6 = get_str(r, AGENT_NIC_GATEWAY6, false, 45);
 }
 
 static void nic_clear(struct am_nic *n)
@@ -264,6 +266,8 @@ static void nic_clear(struct am_nic *n)
     free(n->gateway);
     free(n->dns_search);
     free(n->bridge);
+    free(n->address6);
+    free(n->gateway6);
 }
 
 static void source_read(struct rd *r, struct am_image_source *s)
@@ -596,6 +600,8 @@ static void network_read(struct rd *r, struct am_network *w)
     w->vxlan_id = get_int(r, "vxlan_id", true, 1, (1 << 24) - 1, 1);
     w->cidr = get_str(r, "cidr", true, 49);
     w->gateway = get_str(r, "gateway", true, 45);
+    w->cidr6 = get_str(r, AGENT_NET_CIDR6, false, 49);
+    w->gateway6 = get_str(r, AGENT_NET_GATEWAY6, false, 45);
     w->mtu = get_int(r, "mtu", false, 0, 65535, 0);
     w->bridge = get_str(r, "bridge", true, NET_IFNAME_MAX);
     w->vteps = get_strs(r, "vteps", AGENT_LIST_MAX, 45, &w->n_vteps);
@@ -625,6 +631,7 @@ static void network_read(struct rd *r, struct am_network *w)
             struct am_record *m = &w->records[w->n_records++];
             m->name = get_str(&s, "name", true, AGENT_TEXT_MAX);
             m->address = get_str(&s, "address", true, 45);
+            m->address6 = get_str(&s, AGENT_REC_ADDRESS6, false, 45);
         }
         sub_end(r, &s, path);
     }
@@ -635,6 +642,8 @@ static void network_clear(struct am_network *w)
     free(w->id);
     free(w->cidr);
     free(w->gateway);
+    free(w->cidr6);
+    free(w->gateway6);
     free(w->bridge);
     strs_free(w->vteps, w->n_vteps);
     for (size_t i = 0; i < w->n_macs; i++) {
@@ -646,6 +655,7 @@ static void network_clear(struct am_network *w)
     for (size_t i = 0; i < w->n_records; i++) {
         free(w->records[i].name);
         free(w->records[i].address);
+        free(w->records[i].address6);
     }
     free(w->records);
 }
@@ -962,6 +972,8 @@ static json_t *nic_encode(const struct am_nic *n)
         put_int(o, "mtu", n->mtu);
     put_str(o, "bridge", n->bridge);
     put_str(o, AGENT_NIC_DNS_SEARCH, n->dns_search);
+    put_str(o, AGENT_NIC_ADDRESS6, n->address6);
+    put_str(o, AGENT_NIC_GATEWAY6, n->gateway6);
     return o;
 }
 
@@ -1085,6 +1097,8 @@ static json_t *network_encode(const struct am_network *w)
     put_int(o, "vxlan_id", w->vxlan_id);
     put_str(o, "cidr", w->cidr);
     put_str(o, "gateway", w->gateway);
+    put_str(o, AGENT_NET_CIDR6, w->cidr6);
+    put_str(o, AGENT_NET_GATEWAY6, w->gateway6);
     if (w->mtu)
         put_int(o, "mtu", w->mtu);
     put_str(o, "bridge", w->bridge);
@@ -1098,10 +1112,12 @@ static json_t *network_encode(const struct am_network *w)
     put_str(o, AGENT_NET_DNS_LABEL, w->dns_label);
     if (w->n_records > 0) {
         json_t *recs = json_array();
-        for (size_t i = 0; i < w->n_records; i++)
-            json_array_append_new(recs, json_pack(
-                "{s:s, s:s}", "name", w->records[i].name, "address",
-                w->records[i].address));
+        for (size_t i = 0; i < w->n_records; i++) {
+            json_t *rec = json_pack("{s:s, s:s}", "name", w->records[i].name,
+                                    "address", w->records[i].address);
+            put_str(rec, AGENT_REC_ADDRESS6, w->records[i].address6);
+            json_array_append_new(recs, rec);
+        }
         put(o, AGENT_NET_RECORDS, recs);
     }
     return o;
@@ -1670,7 +1686,8 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
                                          "endpoint", "public_ip", "refused",
                                          AGENT_PERMIT_PORTS, AGENT_GPUS,
                                          AGENT_IOMMU, AGENT_REACH,
-                                         AGENT_MESH_PATHS, NULL };
+                                         AGENT_MESH_PATHS, AGENT_PUBLIC_IP6,
+                                         NULL };
     struct am_status s = { 0 };
     struct rd r = { j, "", err, false };
     if (!json_is_object(j)) {
@@ -1701,6 +1718,9 @@ int am_status_decode(const json_t *j, struct am_status *ret, struct jerr *err)
     }
     s.samples = samples_read(&r, &s.n_samples);
     reach_read(&r, &s.public_ip, &s.endpoint);
+    s.public_ip6 = get_str(&r, AGENT_PUBLIC_IP6, false, 45);
+    if (s.public_ip6 && (!strchr(s.public_ip6, ':') || !net_ip_ok(s.public_ip6)))
+        fail(&r, AGENT_PUBLIC_IP6, "must be an IPv6 address");
     a = get_arr(&r, "refused", false, AGENT_LIST_MAX, &n);
     if (n)
         s.refused = xcalloc(n, sizeof(*s.refused));
@@ -1760,6 +1780,7 @@ void am_status_clear(struct am_status *s)
     free(s->vms);
     free(s->endpoint);
     free(s->public_ip);
+    free(s->public_ip6);
     for (size_t i = 0; i < s->n_refused; i++) {
         free(s->refused[i].object);
         free(s->refused[i].reason);
@@ -1822,6 +1843,7 @@ json_t *am_status_encode(const struct am_status *s)
     put(o, "vms", vms);
     put_str(o, "endpoint", s->endpoint);
     put_str(o, "public_ip", s->public_ip);
+    put_str(o, AGENT_PUBLIC_IP6, s->public_ip6);
     if (s->has_permit_ports)
         put(o, AGENT_PERMIT_PORTS,
             permit_encode(s->permit_ports, s->n_permit_ports));

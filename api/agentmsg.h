@@ -24,6 +24,8 @@ struct am_nic {
     int64_t mtu;            /* 0: not given */
     char *bridge;
     char *dns_search;       /* AGENT_NIC_DNS_SEARCH; may be NULL */
+    char *address6;         /* AGENT_NIC_ADDRESS6 (a /64); may be NULL */
+    char *gateway6;         /* AGENT_NIC_GATEWAY6; may be NULL */
 };
 
 struct am_image_source {
@@ -109,12 +111,15 @@ struct am_remote_mac {
 /* A name in a tenant network (AGENT_NET_RECORDS). */
 struct am_record {
     char *name, *address;
+    char *address6;         /* AGENT_REC_ADDRESS6; may be NULL */
 };
 
 struct am_network {
     char *id;
     int64_t vxlan_id;
     char *cidr, *gateway, *bridge;
+    char *cidr6, *gateway6; /* AGENT_NET_CIDR6, AGENT_NET_GATEWAY6; may be
+                               NULL */
     int64_t mtu;            /* 0: not given */
     char **vteps;
     size_t n_vteps;
@@ -270,6 +275,7 @@ struct am_status {
     struct am_vm_status *vms;
     size_t n_vms;
     char *endpoint, *public_ip;     /* may be NULL */
+    char *public_ip6;               /* AGENT_PUBLIC_IP6; may be NULL */
     struct am_refusal *refused;
     size_t n_refused;
     bool has_permit_ports;

@@ -223,6 +223,20 @@
 #define AGENT_DNS_LABEL_MAX 63
 #define AGENT_DNS_ZONE "internal"
 
+/* IPv6 next to IPv4 (optional members: a node or hub without them runs
+ * IPv4 only). A network entry may carry its ULA /64 under AGENT_NET_CIDR6
+ * and gateway (prefix::1) under AGENT_NET_GATEWAY6; a NIC its address
+ * (/64) under AGENT_NIC_ADDRESS6 and that gateway under
+ * AGENT_NIC_GATEWAY6; a record the VM's IPv6 address under
+ * AGENT_REC_ADDRESS6 (AAAA). In a status post, AGENT_PUBLIC_IP6 is the
+ * node's global IPv6 address where published ports also answer. */
+#define AGENT_NET_CIDR6 "cidr6"
+#define AGENT_NET_GATEWAY6 "gateway6"
+#define AGENT_NIC_ADDRESS6 "address6"
+#define AGENT_NIC_GATEWAY6 "gateway6"
+#define AGENT_REC_ADDRESS6 "address6"
+#define AGENT_PUBLIC_IP6 "public_ip6"
+
 /* Interactive serial consoles. A tenant attaches with GET
  * /v1/vms/{id}/console/attach and `Upgrade: CONSOLE_UPGRADE_PROTOCOL`;
  * the controller lists the session in the hosting node's desired

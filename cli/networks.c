@@ -4,7 +4,7 @@
 
 #define NET_TABLE "name,cidr,gateway,vxlan_id,id"
 #define NET_FIELDS "id,name,cidr,gateway,vxlan_id,created_at"
-#define PORT_TABLE "proto,vm_port,host_port,public_address,id"
+#define PORT_TABLE "proto,vm_port,host_port,public_address,public_address6,id"
 
 static int net_create(struct cli *c, struct cli_args *a)
 {

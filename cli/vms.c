@@ -24,7 +24,9 @@
 #define VM_TABLE "name,state,vcpus,memory_mib,disk_gib,image,node_name,addresses"
 #define VM_FIELDS                                                              \
     "id,name,state,state_reason,desired_state,vcpus,memory_mib,disk_gib,"      \
-    "image,allow_tcg,node_name,node_id,addresses,ports,gpu,gpus,price,"         \
+    "image,allow_tcg,node_name,node_id,addresses,addresses6,public_ip6,"      \
+    "ports,gpu,gpus,"                                                          \
+    "price,"                                                                   \
     "autostart,health,restart_policy,backup_schedule,backup_keep,"            \
     "backup_next_at,created_at"
 
@@ -580,6 +582,13 @@ static int vm_domifaddr(struct cli *c, struct cli_args *a)
         json_array_append_new(rows, json_pack("{s:s, s:s, s:O}", "interface",
                                               name, "protocol", "ipv4",
                                               "address", it));
+        /* Its IPv6 address on a dual-stack network, next to it. */
+        json_t *six = json_array_get(json_object_get(vm, "addresses6"), i);
+        if (json_is_string(six))
+            json_array_append_new(rows, json_pack("{s:s, s:s, s:O}",
+                                                  "interface", name,
+                                                  "protocol", "ipv6",
+                                                  "address", six));
     }
     cli_print_table(rows, "interface,protocol,address");
     return CLI_OK;

@@ -10,6 +10,7 @@
 #include "controller/benchmark.h"
 #include "controller/console.h"
 #include "controller/guard.h"
+#include "controller/netalloc.h"
 #include "controller/vmhealth.h"
 
 #include <errno.h>
@@ -98,7 +99,8 @@ static int vm_nics(struct app *a, struct am_vm *vm)
     if ((e = fault("nics")) < 0 ||
         (e = store_query(a->store, &rows,
                          "SELECT c.network_id, c.mac, c.address, w.cidr, "
-                         "w.gateway, w.vxlan_id, ac.name AS account_name "
+                         "w.gateway, w.cidr6, w.gateway6, w.vxlan_id, "
+                         "ac.name AS account_name "
                          "FROM vm_nics c JOIN networks w ON w.id = "
                          "c.network_id JOIN accounts ac ON ac.id = "
                          "w.account_id WHERE c.vm_id = $1 ORDER BY c.idx",
@@ -115,6 +117,11 @@ static int vm_nics(struct app *a, struct am_vm *vm)
             (e = col(row, "address", &n->address)) < 0 ||
             (e = col(row, "gateway", &n->gateway)) < 0)
             return e;
+        /* NULL for a network without a /64: the NIC is IPv4 only. */
+        n->address6 = netalloc_address6(json_str(row, "cidr6"),
+                                        json_str(row, "cidr"), n->address);
+        if (n->address6)
+            n->gateway6 = col_or_null(row, "gateway6");
         n->mtu = DESIRED_GUEST_MTU;
         n->bridge = bridge_name(row);
         n->dns_search = dns_search(row);
@@ -432,6 +439,7 @@ static int network_records(struct app *a, struct am_network *w)
         if ((e = col(row, "name", &rec->name)) < 0 ||
             (e = col(row, "address", &rec->address)) < 0)
             return e;
+        rec->address6 = netalloc_address6(w->cidr6, w->cidr, rec->address);
     }
     return 0;
 }
@@ -445,7 +453,8 @@ static int networks_doc(struct app *a, const char *node_id,
     int e;
     if ((e = fault("networks")) < 0 ||
         (e = store_query(a->store, &nets,
-                         "SELECT DISTINCT w.id, w.cidr, w.gateway, w.vxlan_id, "
+                         "SELECT DISTINCT w.id, w.cidr, w.gateway, w.cidr6, "
+                         "w.gateway6, w.vxlan_id, "
                          "ac.name AS account_name FROM networks w JOIN "
                          "accounts ac ON ac.id = w.account_id JOIN vm_nics c "
                          "ON c.network_id = w.id JOIN vms v ON v.id = "
@@ -464,6 +473,8 @@ static int networks_doc(struct app *a, const char *node_id,
         char label[AGENT_DNS_LABEL_MAX + 1];
         desired_dns_label(json_str(row, "account_name"), label);
         w->dns_label = xstrdup(label);
+        w->cidr6 = col_or_null(row, "cidr6");
+        w->gateway6 = col_or_null(row, "gateway6");
         if ((e = col(row, "id", &w->id)) < 0 ||
             (e = col(row, "cidr", &w->cidr)) < 0 ||
             (e = col(row, "gateway", &w->gateway)) < 0 ||

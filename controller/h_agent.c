@@ -562,6 +562,20 @@ static void domain_record(struct app *a, const struct am_vm_status *v)
                "WHERE id = $3", "sss", v->domain_xml, text, v->id);
 }
 
+/* The node's global IPv6 address (published ports answer there): not
+ * loopback, link-local, multicast, and not unique local either. */
+static int reach_check6(const char *ip, struct jerr *err)
+{
+    struct in6_addr a;
+    if (ip && (!guard_ip_public(ip) || inet_pton(AF_INET6, ip, &a) != 1 ||
+               IN6_IS_ADDR_V4MAPPED(&a) || (a.s6_addr[0] & 0xfe) == 0xfc)) {
+        *err = (struct jerr){ xstrdup(AGENT_PUBLIC_IP6), xstrdup(
+            "'" AGENT_PUBLIC_IP6 "' must be a global IPv6 address") };
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int agent_status_decode(const json_t *b, struct am_status *ret,
                         struct jerr *err)
 {
@@ -570,6 +584,7 @@ int agent_status_decode(const json_t *b, struct am_status *ret,
     if (e < 0)
         return e;
     if ((e = reach_check(st.public_ip, st.endpoint, err)) < 0 ||
+        (e = reach_check6(st.public_ip6, err)) < 0 ||
         (st.gpus && (e = gpus_report_check(st.gpus, err)) < 0)) {
         am_status_clear(&st);
         return e;
@@ -647,9 +662,10 @@ HANDLER(h_agent_status)
     store_exec(a->store,
                "UPDATE nodes SET last_seen = $1, observed_endpoint = $2, "
                "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
-               "public_ip), agent_contract = $5 WHERE id = $6", "isssis", now,
-               http_req_peer(r), b.endpoint, b.public_ip,
-               (int64_t)reqctx_of(r)->contract, node_id);
+               "public_ip), agent_contract = $5, public_ip6 = $7 WHERE id = "
+               "$6", "isssiss", now, http_req_peer(r), b.endpoint,
+               b.public_ip, (int64_t)reqctx_of(r)->contract, node_id,
+               b.public_ip6);
     if (b.has_inventory) {
         capacity_record(a, node_id, &b.inventory);
         reserve_record(a, node_id, &b.inventory);

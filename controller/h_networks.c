@@ -13,7 +13,8 @@
 #include <stdio.h>
 
 #define NET_COLS                                                               \
-    "w.id, w.account_id, w.name, w.cidr, w.gateway, w.vxlan_id, "            \
+    "w.id, w.account_id, w.name, w.cidr, w.gateway, w.cidr6, w.gateway6, "   \
+    "w.vxlan_id, "                                                             \
     "w.is_default, w.created_at, (SELECT COUNT(*) FROM vm_nics c WHERE "      \
     "c.network_id = w.id) AS vm_count"
 
@@ -21,7 +22,7 @@ static json_t *net_render(json_t *row)
 {
     char t[21];
     time_format_rfc3339(json_int(row, "created_at", 0), t);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:i, s:s}",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:i, s:s}",
                      "id", json_str(row, "id"), "account_id",
                      json_str(row, "account_id"), "name", json_str(row, "name"),
                      "cidr", json_str(row, "cidr"), "gateway",
@@ -30,6 +31,13 @@ static json_t *net_render(json_t *row)
                      json_int(row, "is_default", 0) != 0, "vm_count",
                      (json_int_t)json_int(row, "vm_count", 0), "mtu", 1370,
                      "created_at", t);
+    /* Networks get their /64 at creation or at the controller's start. */
+    if (json_str(row, "cidr6")) {
+        json_object_set_new(o, "cidr6", json_string(json_str(row, "cidr6")));
+        json_object_set_new(o, "gateway6",
+                            json_string(json_str(row, "gateway6")));
+    }
+    return o;
 }
 
 int network_insert(struct store *s, const char *account_id, const char *name,
@@ -50,7 +58,7 @@ int network_insert(struct store *s, const char *account_id, const char *name,
                        "$2, $3, $4, $5, $6, $7, $8)", "sssssibi", id,
                        account_id, name, cidr, gw, netalloc_next_vxlan(s),
                        is_default, now_s());
-    if (e < 0)
+    if (e < 0 || (e = netalloc_network_v6(s, id)) < 0)
         return e;
     memcpy(ret_id, id, UUID_STR_LEN + 1);
     return 0;
@@ -162,6 +170,9 @@ HANDLER(h_net_create)
             http_reply_problem(r, 409, "conflict", "cidr",
                                "%s overlaps an existing network",
                                json_str(b, "cidr"));
+        else if (e == -ENOSPC)
+            http_reply_problem(r, 409, "insufficient-capacity", "cidr",
+                               "no IPv6 subnet is left for a new network");
         else
             reply_store_error(r, e, "a network with this name");
         return;
@@ -243,6 +254,13 @@ static json_t *port_render(json_t *row)
                                                            "%s:%lld", ip,
                                          (long long)json_integer_value(hp)) :
                             json_null());
+    /* Over IPv6 too where the node has a global address and the VM a
+     * dual-stack network: the same host port. */
+    const char *ip6 = json_str(row, "public_ip6");
+    if (ip6 && json_int(row, "has6", 0) && json_is_integer(hp))
+        json_object_set_new(o, "public_address6",
+                            json_sprintf("[%s]:%lld", ip6,
+                                         (long long)json_integer_value(hp)));
     return o;
 }
 
@@ -289,7 +307,9 @@ int port_insert(struct store *s, const char *vm_id, const char *node_id,
 
 #define PORT_SELECT                                                            \
     "SELECT p.id, p.vm_id, p.proto, p.vm_port, p.host_port, n.public_ip, "    \
-    "n.observed_endpoint AS observed_ip FROM "                                 \
+    "n.public_ip6, (SELECT COUNT(*) FROM vm_nics c JOIN networks w ON w.id = " \
+    "c.network_id WHERE c.vm_id = p.vm_id AND c.idx = 0 AND w.cidr6 IS NOT "   \
+    "NULL) AS has6, n.observed_endpoint AS observed_ip FROM "                  \
     "ports p LEFT JOIN nodes n ON n.id = p.node_id "
 
 HANDLER(h_port_list)

@@ -26,7 +26,9 @@
     "v.id, v.account_id, v.name, v.vcpus, v.memory_mib, v.disk_gib, "          \
     "v.image, v.allow_tcg, length(v.user_data) AS user_data_size, "            \
     "v.desired_state, v.state, v.state_reason, v.node_id, n.name AS "          \
-    "node_name, v.reboot_gen, v.addresses, v.image_id, v.template, "            \
+    "node_name, n.public_ip6 AS node_public_ip6, v.reboot_gen, v.addresses, " \
+    "v.addresses6, v.image_id, "                                               \
+    "v.template, "                                                             \
     "v.based_on, v.place_gen, v.shutdown_timeout_s, "                          \
     "v.created_at, v.updated_at, v.max_price, v.region, v.labels, "           \
     "v.anti_affinity, v.min_reputation, v.placement, v.price_hour, "           \
@@ -112,6 +114,15 @@ void vm_write(struct jsonw *w, struct store_row *row)
     jsonw_key(w, "autostart");
     jsonw_bool(w, store_row_int(row, "autostart", 1));
     put_json_column(w, "addresses", row, "addresses", '[', "[]");
+    put_json_column(w, "addresses6", row, "addresses6", '[', "[]");
+    /* Where its published ports also answer over IPv6: its node's global
+     * address, when the node has one and the VM a dual-stack network. */
+    struct store_value p6 = store_row_get(row, "node_public_ip6");
+    struct store_value a6 = store_row_get(row, "addresses6");
+    if (p6.type == STORE_TEXT && a6.type == STORE_TEXT && a6.len > 2) {
+        jsonw_key(w, "public_ip6");
+        jsonw_strn(w, p6.s, p6.len);
+    }
     /* The interfaces its node read from the domain (virsh domiflist). */
     put_json_column(w, "interfaces", row, "interfaces", '[', "[]");
     struct store_value bs = store_row_get(row, "backup_schedule");
@@ -241,10 +252,11 @@ void reply_vm(struct app *a, struct http_request *r, int status,
 
 /* Interfaces for a new VM: one per requested network (the default network
  * when none is named), each with an address and a MAC. Inside the caller's
- * transaction. Fills `addrs` with the addresses. */
+ * transaction. Fills `addrs` and `addrs6` with the IPv4 and IPv6
+ * addresses. */
 static int vm_attach_networks(struct app *a, struct http_request *r,
                               const char *vm_id, const char *account_id,
-                              json_t *nets, json_t *addrs)
+                              json_t *nets, json_t *addrs, json_t *addrs6)
 {
     size_t n = json_array_size(nets);
     for (size_t i = 0; i < (n ? n : 1); i++) {
@@ -282,6 +294,10 @@ static int vm_attach_networks(struct app *a, struct http_request *r,
             return e;
         }
         json_array_append_new(addrs, json_string(addr));
+        _cleanup_free_ char *addr6 = netalloc_nic_address6(a->store, net_id,
+                                                           addr);
+        if (addr6)
+            json_array_append_new(addrs6, json_string(addr6));
     }
     return 0;
 }
@@ -648,7 +664,7 @@ HANDLER(h_vm_create)
     uuid_generate_str(id);
     int64_t now = now_s();
     const char *desired = json_str(b, "power_state");
-    json_auto_t *addrs = json_array();
+    json_auto_t *addrs = json_array(), *addrs6 = json_array();
     struct rating_shape shape = { spec.vcpus, spec.memory_mib, spec.disk_gib,
                                   0, (int64_t)json_array_size(spec.ports) };
     int64_t need = 0;
@@ -730,7 +746,8 @@ HANDLER(h_vm_create)
         return;
     }
     if (vm_attach_networks(a, r, id, c->account_id,
-                           json_object_get(b, "networks"), addrs) < 0 ||
+                           json_object_get(b, "networks"), addrs,
+                           addrs6) < 0 ||
         vm_add_ports(a, r, id, spec.ports) < 0 ||
         vm_add_checks(a, r, id, json_object_get(b, "health_checks")) < 0) {
         store_tx_rollback(a->store);
@@ -745,8 +762,9 @@ HANDLER(h_vm_create)
         return;
     }
     _cleanup_free_ char *addr_text = json_dumps_compact(addrs);
-    store_exec(a->store, "UPDATE vms SET addresses = $1 WHERE id = $2", "ss",
-               addr_text, id);
+    _cleanup_free_ char *addr6_text = json_dumps_compact(addrs6);
+    store_exec(a->store, "UPDATE vms SET addresses = $1, addresses6 = $2 "
+               "WHERE id = $3", "sss", addr_text, addr6_text, id);
     if (store_tx_commit(a->store) < 0) {
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;

@@ -546,6 +546,11 @@ static int cmd_serve(struct app *a)
     }
     if (store_open(db, &a->store) < 0)
         return 1;
+    if (netalloc_v6_backfill(a->store) < 0) {
+        fprintf(stderr, "fog-controller: cannot give networks their IPv6 "
+                "/64\n");
+        return 1;
+    }
     a->guard = guard_new(cfg);
     catalog_resume(a);
     store_listen(a->store, on_remote_change, a);

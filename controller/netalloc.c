@@ -4,9 +4,11 @@
 #include "common/buf.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
+#include "common/log.h"
 #include "netfabric/ipam.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 
@@ -435,4 +437,209 @@ int netalloc_permit_set(struct store *s, const char *node_id,
                           "VALUES ($1, $2) ON CONFLICT DO NOTHING", "si",
                        node_id, (int64_t)ports[i]);
     return r < 0 ? r : 0;
+}
+
+/* ---- IPv6 ---------------------------------------------------------------- */
+
+int netalloc_ula48(struct store *s, uint8_t ret[6])
+{
+    json_auto_t *row = NULL;
+    uint8_t b[6] = { 0xfd };
+    random_bytes(b + 1, 5);
+    char hex[13];
+    for (int i = 0; i < 6; i++)
+        snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    /* The first writer's value stays: replicas racing here agree on it. */
+    if (store_exec(s, "INSERT INTO settings (key, value) VALUES ('ula48', $1) "
+                      "ON CONFLICT DO NOTHING", "s", hex) < 0 ||
+        store_query_one(s, &row, "SELECT value FROM settings WHERE key = "
+                                 "'ula48'", "") < 0)
+        return -EIO;
+    const char *v = json_str(row, "value");
+    if (!v || strlen(v) != 12 || strncmp(v, "fd", 2) != 0)
+        return -EINVAL;
+    for (int i = 0; i < 6; i++) {
+        unsigned x;
+        if (sscanf(v + 2 * i, "%2x", &x) != 1 || !isxdigit((unsigned char)v[2 * i]) ||
+            !isxdigit((unsigned char)v[2 * i + 1]))
+            return -EINVAL;
+        ret[i] = (uint8_t)x;
+    }
+    return 0;
+}
+
+int64_t netalloc_subnet6(struct store *s)
+{
+    if (store_lock(s, "networks", NULL) < 0)
+        return -EIO;
+    int64_t cand = 1;
+    if (store_query_int(s, 0, "SELECT COUNT(*) FROM networks WHERE deleted_at "
+                              "IS NULL AND subnet6 = 1", "") != 0)
+        cand = store_query_int(s, -1, "SELECT a.subnet6 + 1 FROM networks a "
+                                      "WHERE a.deleted_at IS NULL AND "
+                                      "a.subnet6 IS NOT NULL AND NOT EXISTS "
+                                      "(SELECT 1 FROM networks b WHERE "
+                                      "b.deleted_at IS NULL AND b.subnet6 = "
+                                      "a.subnet6 + 1) ORDER BY a.subnet6 "
+                                      "LIMIT 1", "");
+    if (cand < 0)
+        return -EIO;
+    return cand > 0xffff ? -ENOSPC : cand;
+}
+
+static char *v6_text(const uint8_t ula[6], uint16_t subnet, uint64_t host,
+                     const char *suffix)
+{
+    struct in6_addr a = { 0 };
+    memcpy(a.s6_addr, ula, 6);
+    a.s6_addr[6] = (uint8_t)(subnet >> 8);
+    a.s6_addr[7] = (uint8_t)subnet;
+    for (int i = 0; i < 8; i++)
+        a.s6_addr[15 - i] = (uint8_t)(host >> (8 * i));
+    char t[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &a, t, sizeof(t));
+    return xasprintf("%s%s", t, suffix);
+}
+
+char *netalloc_cidr6(const uint8_t ula[6], uint16_t subnet)
+{
+    return v6_text(ula, subnet, 0, "/64");
+}
+
+char *netalloc_gateway6(const uint8_t ula[6], uint16_t subnet)
+{
+    return v6_text(ula, subnet, 1, "");
+}
+
+char *netalloc_address6(const char *cidr6, const char *cidr4,
+                        const char *addr4)
+{
+    struct ipam_cidr c4;
+    uint32_t a4;
+    struct in6_addr p;
+    if (!cidr6 || !cidr4 || !addr4 ||
+        ipam_cidr_parse(cidr4, true, &c4, NULL) < 0 ||
+        ipam_addr_parse(addr4, &a4) < 0 || !ipam_cidr_contains(&c4, a4))
+        return NULL;
+    const char *slash = strchr(cidr6, '/');
+    if (!slash || strcmp(slash, "/64") != 0 || slash - cidr6 >= INET6_ADDRSTRLEN)
+        return NULL;
+    char head[INET6_ADDRSTRLEN];
+    memcpy(head, cidr6, (size_t)(slash - cidr6));
+    head[slash - cidr6] = '\0';
+    if (inet_pton(AF_INET6, head, &p) != 1)
+        return NULL;
+    uint32_t host = a4 - c4.net;
+    if (host < 2)
+        return NULL;
+    uint16_t subnet = (uint16_t)(p.s6_addr[6] << 8 | p.s6_addr[7]);
+    return v6_text(p.s6_addr, subnet, host, "");
+}
+
+/* Give network `id` subnet6, cidr6 and gateway6. 0 or -errno. */
+static int network_v6_set(struct store *s, const uint8_t ula[6],
+                          const char *id)
+{
+    int64_t sub = netalloc_subnet6(s);
+    if (sub < 0)
+        return (int)sub;
+    _cleanup_free_ char *cidr6 = netalloc_cidr6(ula, (uint16_t)sub);
+    _cleanup_free_ char *gw6 = netalloc_gateway6(ula, (uint16_t)sub);
+    int e = store_exec(s, "UPDATE networks SET subnet6 = $1, cidr6 = $2, "
+                          "gateway6 = $3 WHERE id = $4", "isss", sub, cidr6,
+                       gw6, id);
+    return e < 0 ? e : 0;
+}
+
+int netalloc_network_v6(struct store *s, const char *network_id)
+{
+    uint8_t ula[6];
+    int e = netalloc_ula48(s, ula);
+    return e < 0 ? e : network_v6_set(s, ula, network_id);
+}
+
+char *netalloc_nic_address6(struct store *s, const char *network_id,
+                            const char *addr4)
+{
+    json_auto_t *nw = NULL;
+    if (store_query_one(s, &nw, "SELECT cidr, cidr6 FROM networks WHERE id = "
+                                "$1", "s", network_id) < 0)
+        return NULL;
+    return netalloc_address6(json_str(nw, "cidr6"), json_str(nw, "cidr"),
+                             addr4);
+}
+
+/* Record addresses6 of every live VM without it, from its NICs. */
+static int vms_v6_fill(struct store *s)
+{
+    json_auto_t *rows = NULL;
+    size_t i;
+    json_t *row;
+    int e = store_query(s, &rows, "SELECT c.vm_id, c.address, w.cidr, "
+                                  "w.cidr6 FROM vms v JOIN vm_nics c ON "
+                                  "c.vm_id = v.id JOIN networks w ON w.id = "
+                                  "c.network_id WHERE v.addresses6 IS NULL "
+                                  "AND v.deleted_at IS NULL ORDER BY c.vm_id, "
+                                  "c.idx", "");
+    json_auto_t *list = json_array();
+    for (i = 0; e >= 0 && i <= json_array_size(rows); i++) {
+        row = json_array_get(rows, i);
+        const char *prev = i > 0 ? json_str(json_array_get(rows, i - 1),
+                                            "vm_id") : NULL;
+        /* A VM's list is complete when the next row is another VM's. */
+        if (prev && (!row || strcmp(prev, json_str(row, "vm_id")) != 0)) {
+            _cleanup_free_ char *text = json_dumps_compact(list);
+            e = store_exec(s, "UPDATE vms SET addresses6 = $1 WHERE id = $2",
+                           "ss", text, prev);
+            json_array_clear(list);
+        }
+        if (!row)
+            break;
+        _cleanup_free_ char *a6 = netalloc_address6(
+            json_str(row, "cidr6"), json_str(row, "cidr"),
+            json_str(row, "address"));
+        if (a6)
+            json_array_append_new(list, json_string(a6));
+    }
+    return e < 0 ? e : 0;
+}
+
+int netalloc_v6_backfill(struct store *s)
+{
+    json_auto_t *rows = NULL;
+    int e;
+    for (int attempt = 0; attempt < STORE_TX_RETRIES; attempt++) {
+        if ((e = store_tx_begin(s)) < 0)
+            return e;
+        uint8_t ula[6];
+        size_t i;
+        json_t *row;
+        json_decref(rows);
+        rows = NULL;
+        if ((e = netalloc_ula48(s, ula)) >= 0 &&
+            (e = store_lock(s, "networks", NULL)) >= 0 &&
+            (e = store_query(s, &rows, "SELECT id FROM networks WHERE "
+                                       "deleted_at IS NULL AND subnet6 IS "
+                                       "NULL ORDER BY created_at, id", "")) >= 0)
+            json_array_foreach(rows, i, row)
+                if ((e = network_v6_set(s, ula, json_str(row, "id"))) < 0)
+                    break;
+        if (e >= 0)
+            e = vms_v6_fill(s);
+        if (e < 0) {
+            store_tx_rollback(s);
+            if (e == -EAGAIN || store_tx_lost_conflict(s))
+                continue;
+            return e;
+        }
+        if ((e = store_tx_commit(s)) == 0) {
+            if (json_array_size(rows) > 0)
+                log_info("networks: gave %zu network(s) an IPv6 /64",
+                         json_array_size(rows));
+            return 0;
+        }
+        if (e != -EAGAIN)
+            return e;
+    }
+    return -EAGAIN;
 }

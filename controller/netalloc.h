@@ -74,3 +74,32 @@ char *netalloc_ports_refusal(struct store *s, const char *vm_id);
  * 0 or -errno. */
 int netalloc_permit_set(struct store *s, const char *node_id,
                         const uint16_t *ports, size_t n);
+
+/* ---- IPv6: a ULA /64 next to every network's IPv4 range ---------------- */
+
+/* The controller-wide ULA /48 (RFC 4193: fd + 40 random bits), made once
+ * and kept in settings; *ret gets its 6 bytes. 0 or -errno. */
+int netalloc_ula48(struct store *s, uint8_t ret[6]);
+/* The lowest subnet id (1..65535) no live network holds, under the lock of
+ * all networks; -ENOSPC when none is left, -EIO. */
+int64_t netalloc_subnet6(struct store *s);
+/* "fdxx:xxxx:xxxx:ssss::/64" and its gateway "...::1"; caller frees. */
+char *netalloc_cidr6(const uint8_t ula[6], uint16_t subnet);
+char *netalloc_gateway6(const uint8_t ula[6], uint16_t subnet);
+/* A VM's IPv6 address: the /64 of cidr6 with the host number of its IPv4
+ * address `addr4` inside `cidr4` (10.0.0.7 in 10.0.0.0/24 -> prefix::7),
+ * so it is stable and unique as the IPv4 one is and never the gateway
+ * (::1). Caller frees; NULL when any of them does not parse or addr4 lies
+ * outside cidr4. */
+char *netalloc_address6(const char *cidr6, const char *cidr4,
+                        const char *addr4);
+/* Give every live network without a /64 one (networks from before IPv6),
+ * in one transaction. 0 or -errno. */
+int netalloc_v6_backfill(struct store *s);
+/* Give network_id its /64 (subnet6, cidr6, gateway6), inside the caller's
+ * transaction. 0, -ENOSPC or -errno. */
+int netalloc_network_v6(struct store *s, const char *network_id);
+/* The IPv6 address of a NIC with IPv4 address addr4 in network_id (see
+ * netalloc_address6); caller frees; NULL when the network has no /64. */
+char *netalloc_nic_address6(struct store *s, const char *network_id,
+                            const char *addr4);

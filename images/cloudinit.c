@@ -168,6 +168,11 @@ static int check_dns(struct render *r, const json_t *dns, const char *what)
     return 0;
 }
 
+static bool ipv6_ok(const char *s)
+{
+    return s && strchr(s, ':') && net_ip_ok(s);
+}
+
 static int render_network(struct render *r, const json_t *vm, char **ret)
 {
     const json_t *nics = json_object_get(vm, "nics");
@@ -199,6 +204,13 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
             return fail(r, "nic %zu: prefix must be 1..32", i);
         if (gw && !net_ipv4_ok(gw))
             return fail(r, "nic %zu: gateway is not an IPv4 address", i);
+        const char *a6 = json_str(nic, "address6");
+        const char *gw6 = json_str(nic, "gateway6");
+        if (json_object_get(nic, "address6") && !ipv6_ok(a6))
+            return fail(r, "nic %zu: address6 is not an IPv6 address", i);
+        if (json_object_get(nic, "gateway6") && (!a6 || !ipv6_ok(gw6)))
+            return fail(r, "nic %zu: gateway6 is not an IPv6 address (or "
+                           "comes without address6)", i);
         if (mtu && (mtu < 576 || mtu > 9000))
             return fail(r, "nic %zu: mtu must be 576..9000", i);
         if ((e = check_dns(r, json_object_get(nic, "dns"), "nic dns")) < 0)
@@ -221,6 +233,10 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
         buf_printf(&b, "\"\n    set-name: eth%zu\n    addresses:\n"
                        "      - %s/%lld\n", i, json_str(nic, "address"),
                    (long long)json_int(nic, "prefix", 0));
+        /* IPv6: the network's /64 (AGENT_NIC_ADDRESS6). */
+        const char *gw6 = json_str(nic, "gateway6");
+        if (json_str(nic, "address6"))
+            buf_printf(&b, "      - \"%s/64\"\n", json_str(nic, "address6"));
         if (json_int(nic, "mtu", 0))
             buf_printf(&b, "    mtu: %lld\n",
                        (long long)json_int(nic, "mtu", 0));
@@ -235,8 +251,11 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
                 use = dns;
             const char *search = json_str(nic, "dns_search");
             buf_printf(&b, "    routes:\n      - to: 0.0.0.0/0\n"
-                           "        via: %s\n    nameservers:\n"
-                           "      addresses:\n", gw);
+                           "        via: %s\n", gw);
+            if (gw6)
+                buf_printf(&b, "      - to: \"::/0\"\n        via: \"%s\"\n",
+                           gw6);
+            buf_puts(&b, "    nameservers:\n      addresses:\n");
             if (json_array_size(use) > 0) {
                 size_t k;
                 json_t *d;
@@ -244,6 +263,8 @@ static int render_network(struct render *r, const json_t *vm, char **ret)
                     buf_printf(&b, "        - %s\n", json_string_value(d));
             } else if (gateway_dns) {
                 buf_printf(&b, "        - %s\n", gw);
+                if (gw6)
+                    buf_printf(&b, "        - \"%s\"\n", gw6);
                 if (search)
                     buf_printf(&b, "      search:\n        - %s\n", search);
             } else {

@@ -15,6 +15,7 @@
 #include "netfabric/wg.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -159,6 +160,35 @@ static int fdb_apply(const struct nf_network *n)
     return acc;
 }
 
+/* Write `value` to /proc/sys/net/ipv6/conf/IFNAME/KEY (under proc_root). */
+static int sysctl6_set(const struct nf_state *want, const char *ifname,
+                       const char *key, const char *value)
+{
+    _cleanup_free_ char *rel = xasprintf("/proc/sys/net/ipv6/conf/%s/%s",
+                                         ifname, key);
+    _cleanup_free_ char *path = path_join_root(want->proc_root, rel);
+    _cleanup_free_ char *cur = NULL;
+    size_t n = strlen(value);
+    if (file_read(path, 16, &cur, NULL) == 0 && strncmp(cur, value, n) == 0 &&
+        (cur[n] == '\n' || cur[n] == '\0'))
+        return 0;
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, value, n) != (ssize_t)n)
+        return -errno;
+    return 0;
+}
+
+/* False on a host booted without IPv6 (ipv6.disable=1): its networks
+ * stay IPv4 only rather than failing on every apply. */
+static bool ipv6_on(const struct nf_state *want)
+{
+    _cleanup_free_ char *p = path_join_root(want->proc_root,
+                                            "/proc/sys/net/ipv6");
+    return access(p, F_OK) == 0;
+}
+
 static int network_apply(const struct nf_state *want, const struct nf_network *n)
 {
     int r = link_create_bridge(n->bridge);
@@ -176,6 +206,14 @@ static int network_apply(const struct nf_state *want, const struct nf_network *n
     free(addrs);
     keep_first(&acc, link_addr_add(n->bridge, n->gateway, n->cidr.prefix),
                "gateway address");
+    if (n->has_v6 && ipv6_on(want)) {
+        /* The bridge is a router to its VMs, never a host taking their
+         * (or a remote node's) advertisements. */
+        keep_first(&acc, sysctl6_set(want, n->bridge, "accept_ra", "0"),
+                   "bridge accept_ra");
+        keep_first(&acc, link_addr6_add(n->bridge, &n->gateway6, 64),
+                   "IPv6 gateway address");
+    }
     keep_first(&acc, link_set_up(n->bridge, true), "bridge up");
     if (!want->has_mesh)
         return acc;
@@ -283,11 +321,46 @@ static int forwarding_enable(const struct nf_state *want)
     return 0;
 }
 
+/* IPv6 forwarding, for published ports and egress over IPv6: only where
+ * the node has a global IPv6 address. Forwarding makes the kernel ignore
+ * router advertisements on links with accept_ra 1, so those the host
+ * configures from them get 2 first (take them while forwarding). */
+static int forwarding6_enable(const struct nf_state *want)
+{
+    bool v6 = false;
+    for (size_t i = 0; i < want->n_networks; i++)
+        v6 |= want->networks[i].has_v6;
+    if (!v6 || !want->has_public_addr6 || !ipv6_on(want))
+        return 0;
+    _cleanup_free_ char *cur = NULL;
+    _cleanup_free_ char *fwd = path_join_root(
+        want->proc_root, "/proc/sys/net/ipv6/conf/all/forwarding");
+    if (file_read(fwd, 16, &cur, NULL) == 0 && cur[0] == '1')
+        return 0;
+    _cleanup_free_ char *dir = path_join_root(want->proc_root,
+                                              "/proc/sys/net/ipv6/conf");
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || streq(e->d_name, "all") ||
+            !net_ifname_ok(e->d_name))
+            continue;
+        _cleanup_free_ char *p = xasprintf("%s/%s/accept_ra", dir, e->d_name);
+        _cleanup_free_ char *ra = NULL;
+        if (file_read(p, 16, &ra, NULL) == 0 && ra[0] == '1')
+            sysctl6_set(want, e->d_name, "accept_ra", "2");
+    }
+    if (d)
+        closedir(d);
+    return sysctl6_set(want, "all", "forwarding", "1");
+}
+
 int netfabric_apply(const struct nf_state *want)
 {
     int acc = 0;
     if (want->n_networks > 0)
         keep_first(&acc, forwarding_enable(want), "ip_forward");
+    keep_first(&acc, forwarding6_enable(want), "IPv6 forwarding");
     if (want->has_mesh)
         keep_first(&acc, mesh_apply(want), "mesh");
     keep_first(&acc, networks_prune(want), "prune networks");

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/if_addr.h>
 #include <linux/if_bridge.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
@@ -263,9 +264,13 @@ bool link_is_up(const char *name)
     return (rtnl_link_get_flags(l) & IFF_UP) != 0;
 }
 
-static int addr_op(const char *name, uint32_t addr, int prefix, bool add)
+/* Add or delete an address of `family` (its bytes in network order) with
+ * IFA_* `flags` on the add. */
+static int addr_op(const char *name, int family, const void *bytes, int prefix,
+                   bool add, unsigned flags)
 {
-    if (prefix < 0 || prefix > 32)
+    size_t len = family == AF_INET6 ? 16 : 4;
+    if (prefix < 0 || prefix > (int)len * 8)
         return -EINVAL;
     int idx;
     int r = link_index(name, &idx);
@@ -273,8 +278,7 @@ static int addr_op(const char *name, uint32_t addr, int prefix, bool add)
         return r;
     _cleanup_nl_sock_ struct nl_sock *sk = netfabric__nl_open(NETLINK_ROUTE);
     struct rtnl_addr *a = rtnl_addr_alloc();
-    uint32_t be = htonl(addr);
-    _cleanup_nl_addr_ struct nl_addr *local = nl_addr_build(AF_INET, &be, 4);
+    _cleanup_nl_addr_ struct nl_addr *local = nl_addr_build(family, bytes, len);
     if (!sk || !a || !local) {
         if (a)
             rtnl_addr_put(a);
@@ -285,6 +289,8 @@ static int addr_op(const char *name, uint32_t addr, int prefix, bool add)
     rtnl_addr_set_local(a, local);
     rtnl_addr_set_prefixlen(a, prefix);
     if (add) {
+        if (flags)
+            rtnl_addr_set_flags(a, flags);
         r = netfabric__nlerr(rtnl_addr_add(sk, a, NLM_F_CREATE | NLM_F_EXCL));
         if (r == -EEXIST)
             r = 0;
@@ -297,14 +303,21 @@ static int addr_op(const char *name, uint32_t addr, int prefix, bool add)
     return r;
 }
 
+int link_addr6_add(const char *name, const struct in6_addr *addr, int prefix)
+{
+    return addr_op(name, AF_INET6, addr, prefix, true, IFA_F_NODAD);
+}
+
 int link_addr_add(const char *name, uint32_t addr, int prefix)
 {
-    return addr_op(name, addr, prefix, true);
+    uint32_t be = htonl(addr);
+    return addr_op(name, AF_INET, &be, prefix, true, 0);
 }
 
 int link_addr_del(const char *name, uint32_t addr, int prefix)
 {
-    return addr_op(name, addr, prefix, false);
+    uint32_t be = htonl(addr);
+    return addr_op(name, AF_INET, &be, prefix, false, 0);
 }
 
 /* IPv4 addresses on link idx, or on every link when idx is 0. */

@@ -7,6 +7,7 @@
 #include "common/util.h"
 
 #include <net/if.h>
+#include <netinet/in.h>
 
 struct link_vxlan {
     uint32_t id;       /* VNI */
@@ -56,6 +57,10 @@ bool link_is_up(const char *name);
 /* Add an IPv4 address (already present = 0) / delete it (absent = 0). */
 int link_addr_add(const char *name, uint32_t addr, int prefix);
 int link_addr_del(const char *name, uint32_t addr, int prefix);
+/* Add an IPv6 address without duplicate address detection (every node's
+ * bridge holds the same gateway; the firewall keeps them apart). Already
+ * present = 0. */
+int link_addr6_add(const char *name, const struct in6_addr *addr, int prefix);
 /* IPv4 addresses on a link; *ret owned by the caller (free). */
 int link_addr_list(const char *name, struct link_addr **ret, size_t *ret_n);
 /* Whether IPv4 address addr (host order) is on one of this namespace's

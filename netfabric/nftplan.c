@@ -6,6 +6,7 @@
 
 #include "netfabric/wg.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 
 static void put_addr(struct buf *b, uint32_t a)
@@ -14,6 +15,26 @@ static void put_addr(struct buf *b, uint32_t a)
     ipam_addr_format(a, t);
     buf_puts(b, t);
 }
+
+static void put_addr6(struct buf *b, const struct in6_addr *a)
+{
+    char t[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, a, t, sizeof(t));
+    buf_puts(b, t);
+}
+
+/* An IPv6 address as the 128-bit integer a raw payload match compares
+ * (nft 1.0.6 has no name for the neighbour discovery target). */
+static void put_addr6_raw(struct buf *b, const struct in6_addr *a)
+{
+    buf_puts(b, "0x");
+    for (int i = 0; i < 16; i++)
+        buf_printf(b, "%02x", a->s6_addr[i]);
+}
+
+/* The target address of a neighbour solicitation or advertisement: bits
+ * 64..191 of the ICMPv6 header. */
+#define ND_TARGET "@th,64,128"
 
 static void put_mac(struct buf *b, const uint8_t mac[6])
 {
@@ -124,14 +145,30 @@ static void put_input(const struct nf_state *s, struct buf *b)
                 "\t\tiifname != @bridges accept\n"
                 "\t\tct state established,related accept\n");
     for (size_t i = 0; i < s->n_networks; i++) {
-        buf_printf(b, "\t\tiifname \"%s\" ip daddr ", s->networks[i].bridge);
-        put_addr(b, s->networks[i].gateway);
+        const struct nf_network *n = &s->networks[i];
+        buf_printf(b, "\t\tiifname \"%s\" ip daddr ", n->bridge);
+        put_addr(b, n->gateway);
         buf_puts(b, " icmp type echo-request accept\n");
-        if (!s->dns_dir || !s->networks[i].dns_label)
+        if (n->has_v6) {
+            /* Neighbour discovery with the host (link-local hop limit
+             * 255 only) and echo to the IPv6 gateway. */
+            buf_printf(b, "\t\tiifname \"%s\" icmpv6 type { "
+                          "nd-neighbor-solicit, nd-neighbor-advert } ip6 "
+                          "hoplimit 255 accept\n", n->bridge);
+            buf_printf(b, "\t\tiifname \"%s\" ip6 daddr ", n->bridge);
+            put_addr6(b, &n->gateway6);
+            buf_puts(b, " icmpv6 type echo-request accept\n");
+        }
+        if (!s->dns_dir || !n->dns_label)
             continue;
-        buf_printf(b, "\t\tiifname \"%s\" ip daddr ", s->networks[i].bridge);
-        put_addr(b, s->networks[i].gateway);
+        buf_printf(b, "\t\tiifname \"%s\" ip daddr ", n->bridge);
+        put_addr(b, n->gateway);
         buf_puts(b, " meta l4proto { tcp, udp } th dport 53 accept\n");
+        if (n->has_v6) {
+            buf_printf(b, "\t\tiifname \"%s\" ip6 daddr ", n->bridge);
+            put_addr6(b, &n->gateway6);
+            buf_puts(b, " meta l4proto { tcp, udp } th dport 53 accept\n");
+        }
     }
     buf_puts(b, "\t\tcounter drop\n"
                 "\t}\n");
@@ -215,6 +252,52 @@ static void put_nat(const struct nf_state *s, struct buf *b)
     buf_puts(b, "\t}\n}\n");
 }
 
+/* IPv6 published ports: DNAT from the node's global IPv6 address to the
+ * VM's address (its unique local one), the same host port as IPv4. Only
+ * with such an address: without one nothing reaches the node over IPv6
+ * from outside. */
+static void put_dnat6_rules(const struct nf_state *s, struct buf *b)
+{
+    for (size_t i = 0; s->has_public_addr6 && i < s->n_published; i++) {
+        const struct nf_publish *p = &s->published[i];
+        if (!p->has_vm_addr6)
+            continue;
+        buf_puts(b, "\t\tip6 daddr ");
+        put_addr6(b, &s->public_addr6);
+        buf_printf(b, " %s dport %u dnat to [",
+                   p->proto == IPPROTO_TCP ? "tcp" : "udp", p->host_port);
+        put_addr6(b, &p->vm_addr6);
+        buf_printf(b, "]:%u\n", p->vm_port);
+    }
+}
+
+/* NAT66: the unique local /64s leave masqueraded behind the node's global
+ * address, as IPv4 does (a routed prefix per node would be the
+ * alternative). */
+static void put_nat6(const struct nf_state *s, struct buf *b)
+{
+    buf_puts(b, "table " NFTPLAN_TABLE_NAT6 " {\n"
+                "\tchain prerouting {\n"
+                "\t\ttype nat hook prerouting priority dstnat; policy accept;\n");
+    put_dnat6_rules(s, b);
+    buf_puts(b, "\t}\n"
+                "\tchain output {\n"
+                "\t\ttype nat hook output priority -100; policy accept;\n");
+    put_dnat6_rules(s, b);
+    buf_puts(b, "\t}\n"
+                "\tchain postrouting {\n"
+                "\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
+    for (size_t i = 0; i < s->n_networks; i++) {
+        const struct nf_network *n = &s->networks[i];
+        if (!n->has_v6)
+            continue;
+        buf_puts(b, "\t\tip6 saddr ");
+        put_addr6(b, &n->prefix6);
+        buf_printf(b, "/64 oifname != \"%s\" masquerade\n", n->bridge);
+    }
+    buf_puts(b, "\t}\n}\n");
+}
+
 static void put_bridge(const struct nf_state *s, struct buf *b)
 {
     buf_puts(b, "table " NFTPLAN_TABLE_BRIDGE " {\n"
@@ -246,6 +329,24 @@ static void put_bridge(const struct nf_state *s, struct buf *b)
         }
         buf_puts(b, " }\n");
     }
+    buf_puts(b, "\t}\n\tset vm_addrs6 {\n"
+                "\t\ttype ifname . ether_addr . ipv6_addr\n");
+    bool any6 = false;
+    for (size_t i = 0; i < s->n_vmports; i++) {
+        const struct nf_vmport *v = &s->vmports[i];
+        if (!v->has_addr6)
+            continue;
+        for (int k = 0; k < 2; k++) {
+            buf_printf(b, "%s\"%s\" . ", any6 ? ", " : "\t\telements = { ",
+                       v->tap);
+            put_mac(b, v->mac);
+            buf_puts(b, " . ");
+            put_addr6(b, k == 0 ? &v->addr6 : &v->link_local);
+            any6 = true;
+        }
+    }
+    if (any6)
+        buf_puts(b, " }\n");
     buf_puts(b,
              "\t}\n"
              "\tchain prerouting {\n"
@@ -265,6 +366,19 @@ static void put_bridge(const struct nf_state *s, struct buf *b)
                       "ip ", n->vxlan);
         put_addr(b, n->gateway);
         buf_puts(b, " drop\n");
+        if (!n->has_v6)
+            continue;
+        /* Its IPv6 twin: neighbour discovery from or about the gateway's
+         * IPv6 address, and router advertisements, stay on their node. */
+        buf_printf(b, "\t\tiifname \"%s\" icmpv6 type { nd-neighbor-solicit, "
+                      "nd-neighbor-advert } ip6 saddr ", n->vxlan);
+        put_addr6(b, &n->gateway6);
+        buf_printf(b, " drop\n\t\tiifname \"%s\" icmpv6 type { "
+                      "nd-neighbor-solicit, nd-neighbor-advert } " ND_TARGET
+                      " ", n->vxlan);
+        put_addr6_raw(b, &n->gateway6);
+        buf_printf(b, " drop\n\t\tiifname \"%s\" icmpv6 type "
+                      "nd-router-advert drop\n", n->vxlan);
     }
     buf_puts(b,
              "\t\tiifname != @vm_ports accept\n"
@@ -276,6 +390,22 @@ static void put_bridge(const struct nf_state *s, struct buf *b)
              "udp sport 68 udp dport 67 accept\n"
              "\t\tether type ip iifname . ether saddr . ip saddr @vm_addrs "
              "accept\n"
+             /* A VM is no router, and advertises only its own addresses. */
+             "\t\ticmpv6 type { nd-router-advert, nd-redirect } drop\n");
+    for (size_t i = 0; i < s->n_vmports; i++) {
+        const struct nf_vmport *v = &s->vmports[i];
+        if (!v->has_addr6)
+            continue;
+        buf_printf(b, "\t\tiifname \"%s\" icmpv6 type nd-neighbor-advert "
+                      ND_TARGET " != { ", v->tap);
+        put_addr6_raw(b, &v->addr6);
+        buf_puts(b, ", ");
+        put_addr6_raw(b, &v->link_local);
+        buf_puts(b, " } drop\n");
+    }
+    buf_puts(b,
+             "\t\tether type ip6 iifname . ether saddr . ip6 saddr "
+             "@vm_addrs6 accept\n"
              "\t\tdrop\n"
              "\t}\n"
              "}\n");
@@ -288,6 +418,7 @@ int nftplan_build(const struct nf_state *s, struct buf *out)
         return r;
     put_inet(s, out);
     put_nat(s, out);
+    put_nat6(s, out);
     put_bridge(s, out);
     return 0;
 }
@@ -313,6 +444,8 @@ void nftplan_teardown(struct buf *out)
                   "delete table " NFTPLAN_TABLE_INET "\n"
                   "add table " NFTPLAN_TABLE_NAT "\n"
                   "delete table " NFTPLAN_TABLE_NAT "\n"
+                  "add table " NFTPLAN_TABLE_NAT6 "\n"
+                  "delete table " NFTPLAN_TABLE_NAT6 "\n"
                   "add table " NFTPLAN_TABLE_BRIDGE "\n"
                   "delete table " NFTPLAN_TABLE_BRIDGE "\n");
 }

@@ -10,6 +10,7 @@
 #include "common/netcheck.h"
 
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -32,12 +33,21 @@ size_t resolver_hosts_render(const struct nf_network *n, struct buf *out)
             skipped++;
             continue;
         }
-        char a[IPAM_ADDR_STRLEN];
+        char a[INET6_ADDRSTRLEN];
         ipam_addr_format(r->addr, a);
-        buf_printf(out, "%s %s", a, r->name);
-        if (label)
-            buf_printf(out, " %s.%s." AGENT_DNS_ZONE, r->name, n->dns_label);
-        buf_puts(out, "\n");
+        /* AAAA: a line for the IPv6 address (inside the network's /64,
+         * as parsed), never the gateway's. */
+        bool v6 = r->has_addr6 && n->has_v6 &&
+                  memcmp(&r->addr6, &n->gateway6, sizeof(r->addr6)) != 0;
+        for (int k = 0; k < (v6 ? 2 : 1); k++) {
+            if (k == 1)
+                inet_ntop(AF_INET6, &r->addr6, a, sizeof(a));
+            buf_printf(out, "%s %s", a, r->name);
+            if (label)
+                buf_printf(out, " %s.%s." AGENT_DNS_ZONE, r->name,
+                           n->dns_label);
+            buf_puts(out, "\n");
+        }
     }
     return skipped;
 }
@@ -64,6 +74,11 @@ size_t resolver_argv_render(const struct nf_state *s, const struct nf_network *n
     c += arg(out, "--pid-file=", dir, "/pid");
     c += arg(out, "", "--bind-interfaces", "");
     c += arg(out, "--listen-address=", gw, "");
+    if (n->has_v6) {
+        char gw6[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &n->gateway6, gw6, sizeof(gw6));
+        c += arg(out, "--listen-address=", gw6, "");
+    }
     c += arg(out, "", "--except-interface=lo", "");
     c += arg(out, "", "--local=/" AGENT_DNS_ZONE "/", "");
     c += arg(out, "", "--domain-needed", "");

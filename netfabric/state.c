@@ -7,6 +7,7 @@
 #include "common/jsonutil.h"
 #include "netfabric/wg.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,6 +60,63 @@ void netfabric_bridge_name(uint32_t vxlan_id, char out[IFNAMSIZ])
 void netfabric_vxlan_name(uint32_t vxlan_id, char out[IFNAMSIZ])
 {
     snprintf(out, IFNAMSIZ, "vxlan%u", vxlan_id);
+}
+
+void netfabric_link_local(const uint8_t mac[6], struct in6_addr *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->s6_addr[0] = 0xfe;
+    ret->s6_addr[1] = 0x80;
+    ret->s6_addr[8] = mac[0] ^ 0x02;
+    ret->s6_addr[9] = mac[1];
+    ret->s6_addr[10] = mac[2];
+    ret->s6_addr[11] = 0xff;
+    ret->s6_addr[12] = 0xfe;
+    ret->s6_addr[13] = mac[3];
+    ret->s6_addr[14] = mac[4];
+    ret->s6_addr[15] = mac[5];
+}
+
+/* IPv6 text (no prefix). 0 or -EINVAL. */
+static int addr6_parse(const char *text, struct in6_addr *ret)
+{
+    if (!text || strlen(text) >= INET6_ADDRSTRLEN ||
+        inet_pton(AF_INET6, text, ret) != 1)
+        return -EINVAL;
+    return 0;
+}
+
+static bool in_prefix64(const struct in6_addr *prefix, const struct in6_addr *a)
+{
+    return memcmp(prefix->s6_addr, a->s6_addr, 8) == 0;
+}
+
+/* A network's optional /64 and gateway: a unique local /64 ("p::/64",
+ * host bits zero) and a gateway inside it. Absent: IPv4 only. */
+static int parse_v6(const json_t *w, struct nf_network *n)
+{
+    const char *cidr6 = json_str(w, AGENT_NET_CIDR6);
+    const char *gw6 = json_str(w, AGENT_NET_GATEWAY6);
+    if (!json_object_get(w, AGENT_NET_CIDR6) &&
+        !json_object_get(w, AGENT_NET_GATEWAY6))
+        return 0;
+    const char *slash = cidr6 ? strchr(cidr6, '/') : NULL;
+    char head[INET6_ADDRSTRLEN];
+    if (!slash || !streq(slash, "/64") ||
+        (size_t)(slash - cidr6) >= sizeof(head))
+        return -EINVAL;
+    memcpy(head, cidr6, (size_t)(slash - cidr6));
+    head[slash - cidr6] = '\0';
+    static const uint8_t zero[8];
+    if (addr6_parse(head, &n->prefix6) < 0 ||
+        memcmp(n->prefix6.s6_addr + 8, zero, 8) != 0 ||
+        (n->prefix6.s6_addr[0] & 0xfe) != 0xfc ||
+        addr6_parse(gw6, &n->gateway6) < 0 ||
+        !in_prefix64(&n->prefix6, &n->gateway6) ||
+        memcmp(&n->gateway6, &n->prefix6, 16) == 0)
+        return -EINVAL;
+    n->has_v6 = true;
+    return 0;
 }
 
 static int fail(char **ret_error, const char *fmt, ...) _printf_(2, 3);
@@ -183,8 +241,14 @@ static int parse_names(const json_t *w, struct nf_network *n)
         if (!name || strlen(name) > AGENT_TEXT_MAX ||
             ipam_addr_parse(json_str(v, "address"), &addr) < 0)
             return -EBADMSG;
-        n->records[n->n_records].name = xstrdup(name);
-        n->records[n->n_records++].addr = addr;
+        struct nf_record *rec = &n->records[n->n_records++];
+        rec->name = xstrdup(name);
+        rec->addr = addr;
+        /* AAAA only inside the network's own /64. */
+        if (n->has_v6 && json_str(v, AGENT_REC_ADDRESS6) &&
+            addr6_parse(json_str(v, AGENT_REC_ADDRESS6), &rec->addr6) == 0 &&
+            in_prefix64(&n->prefix6, &rec->addr6))
+            rec->has_addr6 = true;
     }
     return 0;
 }
@@ -246,6 +310,13 @@ static int parse_networks(const json_t *arr, struct nf_state *s, char **err)
                 (m->mac[0] & 1))
                 return fail(err, "networks[%zu].macs[%zu]: invalid", i, k);
         }
+        if (parse_v6(w, n) < 0)
+            return fail(err, "networks[%zu].%s: invalid", i, AGENT_NET_CIDR6);
+        for (size_t j = 0; n->has_v6 && j + 1 < s->n_networks; j++)
+            if (s->networks[j].has_v6 &&
+                memcmp(&s->networks[j].prefix6, &n->prefix6, 8) == 0)
+                return fail(err, "networks[%zu].%s: duplicate", i,
+                            AGENT_NET_CIDR6);
         if ((e = parse_names(w, n)) < 0)
             return fail(err, "networks[%zu].%s: invalid", i,
                         e == -EBADMSG ? AGENT_NET_RECORDS : AGENT_NET_DNS_LABEL);
@@ -285,6 +356,41 @@ static int parse_ports(const json_t *arr, struct nf_state *s, char **err)
     return 0;
 }
 
+/* A NIC's IPv6 address counts only inside the /64 of the network on its
+ * bridge and not as the gateway: anything else leaves the NIC IPv4 only
+ * (its tap then passes no IPv6 at all). */
+static void nic_v6(const struct nf_state *s, const json_t *nic,
+                   struct nf_vmport *v)
+{
+    struct in6_addr a;
+    if (addr6_parse(json_str(nic, AGENT_NIC_ADDRESS6), &a) < 0)
+        return;
+    for (size_t i = 0; i < s->n_networks; i++) {
+        const struct nf_network *n = &s->networks[i];
+        if (!streq(n->bridge, v->bridge) || !n->has_v6 ||
+            !in_prefix64(&n->prefix6, &a) ||
+            memcmp(&a, &n->gateway6, 16) == 0 ||
+            memcmp(&a, &n->prefix6, 16) == 0)
+            continue;
+        v->addr6 = a;
+        v->has_addr6 = true;
+        netfabric_link_local(v->mac, &v->link_local);
+    }
+}
+
+/* A published port answers over IPv6 at the IPv6 address of the NIC
+ * holding its IPv4 address. */
+static void ports_v6(struct nf_state *s)
+{
+    for (size_t i = 0; i < s->n_published; i++)
+        for (size_t k = 0; k < s->n_vmports; k++)
+            if (s->vmports[k].has_addr6 &&
+                s->vmports[k].addr == s->published[i].vm_addr) {
+                s->published[i].has_vm_addr6 = true;
+                s->published[i].vm_addr6 = s->vmports[k].addr6;
+            }
+}
+
 static int parse_vms(const json_t *arr, struct nf_state *s, char **err)
 {
     size_t i;
@@ -319,6 +425,7 @@ static int parse_vms(const json_t *arr, struct nf_state *s, char **err)
                 return fail(err, "vms[%zu].nics[%zu].address: invalid", i, k);
             if (parse_ifname(nic, "bridge", v->bridge) < 0)
                 return fail(err, "vms[%zu].nics[%zu].bridge: invalid", i, k);
+            nic_v6(s, nic, v);
         }
     }
     return 0;
@@ -346,6 +453,8 @@ int netfabric_state_from_json(const json_t *doc, const char *mesh_ifname,
         r = parse_ports(json_object_get(doc, "ports"), &s, ret_error);
     if (r == 0)
         r = parse_vms(json_object_get(doc, "vms"), &s, ret_error);
+    if (r == 0)
+        ports_v6(&s);
     if (r < 0) {
         nf_state_clear(&s);
         return r;

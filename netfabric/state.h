@@ -34,12 +34,18 @@ struct nf_mac {
 struct nf_record {
     char *name;              /* owned; as sent: checked where it is used */
     uint32_t addr;
+    bool has_addr6;          /* AAAA */
+    struct in6_addr addr6;
 };
 
 struct nf_network {
     uint32_t vxlan_id;
     struct ipam_cidr cidr;
     uint32_t gateway;
+    /* IPv6 (optional): the network's /64 and its gateway prefix::1. */
+    bool has_v6;
+    struct in6_addr prefix6; /* host bits zero */
+    struct in6_addr gateway6;
     unsigned mtu;            /* guest MTU; bridge and VXLAN use it too */
     char bridge[IFNAMSIZ];   /* fogbr<id> */
     char vxlan[IFNAMSIZ];    /* vxlan<id> */
@@ -52,12 +58,17 @@ struct nf_network {
     size_t n_records;
 };
 
-/* A VM's NIC on this node: its tap passes only this MAC and address. */
+/* A VM's NIC on this node: its tap passes only this MAC and address and,
+ * when it has IPv6, that address and its link-local one (EUI-64 of the
+ * MAC). */
 struct nf_vmport {
     char tap[IFNAMSIZ];
     char bridge[IFNAMSIZ];
     uint8_t mac[6];
     uint32_t addr;
+    bool has_addr6;          /* only inside its network's /64 */
+    struct in6_addr addr6;
+    struct in6_addr link_local;
 };
 
 struct nf_publish {
@@ -65,6 +76,8 @@ struct nf_publish {
     uint16_t host_port;
     uint16_t vm_port;
     uint32_t vm_addr;
+    bool has_vm_addr6;  /* the IPv6 address of the NIC holding vm_addr */
+    struct in6_addr vm_addr6;
 };
 
 struct nf_state {
@@ -91,6 +104,11 @@ struct nf_state {
     bool has_private_key;
     uint8_t private_key[WGKEY_LEN];
     uint32_t public_addr;
+    /* The node's global IPv6 address (has_public_addr6): published ports
+     * answer there too and VMs' IPv6 egress is masqueraded to the
+     * internet; without one, IPv6 stays inside the tenant networks. */
+    bool has_public_addr6;
+    struct in6_addr public_addr6;
     unsigned underlay_mtu;
     const char *uapi_dir;     /* NULL = /var/run/wireguard */
     const char *wireguard_go; /* NULL = "wireguard-go" from PATH */
@@ -123,3 +141,5 @@ int netfabric_tap_name(const char *vm_id, unsigned idx, char out[IFNAMSIZ]);
 /* Bridge and VXLAN names of a network: fogbr<id>, vxlan<id>. */
 void netfabric_bridge_name(uint32_t vxlan_id, char out[IFNAMSIZ]);
 void netfabric_vxlan_name(uint32_t vxlan_id, char out[IFNAMSIZ]);
+/* The EUI-64 link-local address (fe80::/64) of a MAC. */
+void netfabric_link_local(const uint8_t mac[6], struct in6_addr *ret);

@@ -124,6 +124,7 @@ struct agent {
     bool has_wg_key;
     uint8_t wg_key[WGKEY_LEN];
     uint32_t public_addr;   /* host order; 0 = any */
+    char public_ip6[46];    /* --public-ip6, else detected; "": none */
     struct ipam_cidr *egress_allow; /* --allow-egress; owned */
     size_t n_egress_allow;
     struct vmxml_limits limits; /* per-VM limits from the settings */
@@ -480,6 +481,7 @@ static json_t *status_build(struct agent *a, const json_t *doc,
         .endpoint = a->cfg->endpoint && *a->cfg->endpoint ?
                         xstrdup(a->cfg->endpoint) : NULL,
         .public_ip = a->cfg->public_ip ? xstrdup(a->cfg->public_ip) : NULL,
+        .public_ip6 = *a->public_ip6 ? xstrdup(a->public_ip6) : NULL,
         .has_inventory = true,
     };
     inventory_to_am(&a->inv, &out.inventory);
@@ -914,6 +916,16 @@ static void net_apply(struct agent *a, const json_t *doc, int64_t now)
         if (a->has_wg_key)
             memcpy(st.private_key, a->wg_key, WGKEY_LEN);
         st.public_addr = a->public_addr;
+        /* The global IPv6 address: configured, else looked up on each
+         * apply (addresses come and go with the router's prefix). */
+        if (a->cfg->public_ip6 && *a->cfg->public_ip6)
+            snprintf(a->public_ip6, sizeof(a->public_ip6), "%s",
+                     a->cfg->public_ip6);
+        else if (agent_detect_public_ip6(NULL, a->public_ip6) < 0)
+            a->public_ip6[0] = '\0';
+        st.has_public_addr6 = *a->public_ip6 &&
+                              inet_pton(AF_INET6, a->public_ip6,
+                                        &st.public_addr6) == 1;
         st.underlay_mtu = (unsigned)a->cfg->underlay_mtu;
         st.wireguard_go = a->cfg->wireguard_go;
         st.egress_allow = a->egress_allow;

@@ -3,11 +3,13 @@
 #include "common/netcheck.h"
 
 #include "api/agentproto.h"
+#include "common/fs.h"
 #include "nodeagent/inventory.h"
 #include "nodeagent/vmxml.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +72,11 @@ const struct config_opt agent_options[] = {
       "IPv4 address published ports answer on (the API shows it); behind "
       "NAT the router's, which forwards the port range to the host [default: "
       "any local one, and the address the controller sees is shown]" },
+    { "public-ip6", CONFIG_STRING, F(public_ip6), 0, 0, NULL,
+      "global IPv6 address published ports also answer on (DNAT to the "
+      "VM's IPv6 address) and VMs' IPv6 egress is masqueraded to [default: "
+      "the global address of the IPv6 default route's interface; none: "
+      "IPv6 stays inside tenant networks]" },
     { "allow-egress", CONFIG_STRING, F(allow_egress), 0, 0, NULL,
       "private IPv4 ranges tenant VMs may reach, CIDR[,CIDR] (their LAN, "
       "link-local, CGNAT, ... are closed to them otherwise; the host itself "
@@ -160,6 +167,11 @@ int agent_config_check(const struct agent_settings *s)
         inet_pton(AF_INET, s->public_ip, &a) != 1) {
         fprintf(stderr, "invalid --public-ip '%s' (want an IPv4 address)\n",
                 s->public_ip);
+        return -EINVAL;
+    }
+    if (s->public_ip6 && *s->public_ip6 && !agent_ip6_global(s->public_ip6)) {
+        fprintf(stderr, "invalid --public-ip6 '%s' (want a global IPv6 "
+                "address)\n", s->public_ip6);
         return -EINVAL;
     }
     if (s->endpoint && *s->endpoint) {
@@ -276,4 +288,60 @@ char *agent_config_image_dir(const struct agent_settings *s)
 void agent_config_free(struct agent_settings *s)
 {
     config_free(agent_options, agent_options_n, s);
+}
+
+bool agent_ip6_global(const char *text)
+{
+    struct in6_addr a;
+    if (!text || inet_pton(AF_INET6, text, &a) != 1)
+        return false;
+    return !IN6_IS_ADDR_UNSPECIFIED(&a) && !IN6_IS_ADDR_LOOPBACK(&a) &&
+           !IN6_IS_ADDR_LINKLOCAL(&a) && !IN6_IS_ADDR_MULTICAST(&a) &&
+           !IN6_IS_ADDR_V4MAPPED(&a) && (a.s6_addr[0] & 0xfe) != 0xfc;
+}
+
+/* IFA_F_* flags that rule an address out: temporary, deprecated,
+ * tentative, DAD failed. */
+#define ADDR6_SKIP (0x01 | 0x20 | 0x40 | 0x08)
+
+int agent_detect_public_ip6(const char *root, char out[46])
+{
+    _cleanup_free_ char *routes_path = path_join_root(root,
+                                                      "/proc/net/ipv6_route");
+    _cleanup_free_ char *addrs_path = path_join_root(root, "/proc/net/if_inet6");
+    _cleanup_free_ char *routes = NULL, *addrs = NULL;
+    char dev[IFNAMSIZ + 1] = "";
+    char *save = NULL;
+    if (file_read(routes_path, 1 << 22, &routes, NULL) < 0)
+        return -ENOENT;
+    for (char *l = strtok_r(routes, "\n", &save); l && !*dev;
+         l = strtok_r(NULL, "\n", &save)) {
+        char dst[33], d[IFNAMSIZ + 1];
+        unsigned plen;
+        if (sscanf(l, "%32s %x %*s %*s %*s %*s %*s %*s %*s %16s", dst, &plen,
+                   d) == 3 && plen == 0 && strspn(dst, "0") == 32 &&
+            !streq(d, "lo"))
+            snprintf(dev, sizeof(dev), "%s", d);
+    }
+    if (!*dev || file_read(addrs_path, 1 << 22, &addrs, NULL) < 0)
+        return -ENOENT;
+    for (char *l = strtok_r(addrs, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        char hex[33], d[IFNAMSIZ + 1];
+        unsigned idx, pl, scope, flags;
+        if (sscanf(l, "%32s %x %x %x %x %16s", hex, &idx, &pl, &scope, &flags,
+                   d) != 6 || !streq(d, dev) || scope != 0 ||
+            (flags & ADDR6_SKIP) || strlen(hex) != 32 ||
+            strspn(hex, "0123456789abcdefABCDEF") != 32)
+            continue;
+        struct in6_addr a;
+        for (int i = 0; i < 16; i++) {
+            unsigned byte = 0;
+            sscanf(hex + 2 * i, "%2x", &byte);
+            a.s6_addr[i] = (uint8_t)byte;
+        }
+        if (inet_ntop(AF_INET6, &a, out, 46) && agent_ip6_global(out))
+            return 0;
+    }
+    return -ENOENT;
 }

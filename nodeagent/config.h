@@ -27,6 +27,7 @@ struct agent_settings {
     int64_t wg_port;    /* its UDP port, told to the controller at join */
     char *endpoint;     /* HOST:PORT peers reach us at (NULL: as seen) */
     char *public_ip;    /* IPv4 address published ports answer on */
+    char *public_ip6;   /* global IPv6 address for them (NULL: detected) */
     int64_t probe_interval_s; /* address probes from the WireGuard port */
     int64_t direct_first_s;   /* relayed peers: first direct try after */
     int64_t direct_retry_s;   /* then at least this far apart (0: never) */
@@ -73,6 +74,16 @@ bool agent_config_host_network(const struct agent_settings *s);
  * 0 or -EINVAL (message printed). */
 int agent_config_allow_egress(const struct agent_settings *s,
                               struct ipam_cidr **ret_cidrs, size_t *ret_n);
+/* Whether text is a global IPv6 address a node can publish ports on:
+ * not unspecified, loopback, link-local, multicast, IPv4-mapped or
+ * unique local. */
+bool agent_ip6_global(const char *text);
+/* The node's global IPv6 address where none is configured: the first
+ * global, permanent (not tentative, deprecated or temporary) address of
+ * the interface of the IPv6 default route, read from
+ * ROOT/proc/net/ipv6_route and ROOT/proc/net/if_inet6 (root NULL: "/").
+ * 0, or -ENOENT when there is none. */
+int agent_detect_public_ip6(const char *root, char out[46]);
 /* The host inventory under s->root and s->data_dir less the --reserve-*
  * figures. 0 or -errno (logged). */
 struct inventory;

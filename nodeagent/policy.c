@@ -133,6 +133,38 @@ int policy_parse_route(const char *text, struct policy_net **nets, size_t *n)
     return 0;
 }
 
+int policy_parse_ipv6_route(const char *text, struct policy_net6 **nets,
+                            size_t *n)
+{
+    const char *p = text;
+    for (;;) {
+        _cleanup_free_ char *l = next_line(&p);
+        if (!l)
+            break;
+        char hex[33], dev[IFNAMSIZ + 1];
+        unsigned plen;
+        if (!*l)
+            continue;
+        if (sscanf(l, "%32s %x %*s %*s %*s %*s %*s %*s %*s %16s", hex, &plen,
+                   dev) != 3 || strlen(hex) != 32 ||
+            strspn(hex, "0123456789abcdefABCDEF") != 32 || plen > 128)
+            return -EINVAL;
+        struct in6_addr a;
+        for (int i = 0; i < 16; i++) {
+            unsigned byte = 0;
+            sscanf(hex + 2 * i, "%2x", &byte);
+            a.s6_addr[i] = (uint8_t)byte;
+        }
+        if (plen == 0 || IN6_IS_ADDR_LINKLOCAL(&a) ||
+            IN6_IS_ADDR_MULTICAST(&a))
+            continue;
+        *nets = xrealloc(*nets, (*n + 1) * sizeof(**nets));
+        (*nets)[(*n)++] = (struct policy_net6){ a, (int)plen,
+                                                bridge_vxlan(dev) };
+    }
+    return 0;
+}
+
 void policy_parse_fib_trie(const char *text, struct policy_net **nets,
                            size_t *n)
 {
@@ -198,6 +230,11 @@ int policy_host_collect(const char *root, struct policy_host *h)
         return r;
     if (read_net(root, "fib_trie", &trie) == 0)
         policy_parse_fib_trie(trie, &h->nets, &h->n_nets);
+    /* Absent on a host without IPv6: no IPv6 route to clash with. */
+    _cleanup_free_ char *route6 = NULL;
+    if (read_net(root, "ipv6_route", &route6) == 0 &&
+        (r = policy_parse_ipv6_route(route6, &h->nets6, &h->n_nets6)) < 0)
+        return r;
     h->facts_known = true;
     return 0;
 }
@@ -207,9 +244,11 @@ void policy_host_clear(struct policy_host *h)
     free(h->tcp_ports);
     free(h->udp_ports);
     free(h->nets);
+    free(h->nets6);
     h->tcp_ports = h->udp_ports = NULL;
     h->nets = NULL;
-    h->n_tcp = h->n_udp = h->n_nets = 0;
+    h->nets6 = NULL;
+    h->n_tcp = h->n_udp = h->n_nets = h->n_nets6 = 0;
     h->facts_known = false;
 }
 
@@ -308,6 +347,8 @@ struct pnet {
     struct ipam_cidr cidr;
     uint32_t gateway;
     char bridge[IFNAMSIZ];
+    bool has_v6;
+    struct in6_addr prefix6; /* a unique local /64 */
 };
 
 /* An accepted VM's NIC address, for ports and duplicate checks. */
@@ -346,6 +387,66 @@ static bool int_in(const json_t *o, const char *k, int64_t lo, int64_t hi,
     if (ret)
         *ret = json_integer_value(v);
     return true;
+}
+
+static bool prefix6_overlap(const struct in6_addr *a, int pa,
+                            const struct in6_addr *b, int pb)
+{
+    int p = pa < pb ? pa : pb;
+    for (int bit = 0; bit < p; bit++) {
+        uint8_t m = (uint8_t)(0x80 >> (bit % 8));
+        if ((a->s6_addr[bit / 8] & m) != (b->s6_addr[bit / 8] & m))
+            return false;
+    }
+    return true;
+}
+
+/* Why network `w`'s optional IPv6 /64 is refused (owned), or NULL: it must
+ * be a unique local /64 with its gateway inside, clear of the host's IPv6
+ * routes and addresses and of the other networks' /64s. */
+static char *network_check6(struct filter *f, const json_t *w, struct pnet *n)
+{
+    const json_t *jc = json_object_get(w, AGENT_NET_CIDR6);
+    const json_t *jg = json_object_get(w, AGENT_NET_GATEWAY6);
+    if (!jc && !jg)
+        return NULL;
+    const char *c = json_string_value(jc), *g = json_string_value(jg);
+    const char *slash = c ? strchr(c, '/') : NULL;
+    char head[INET6_ADDRSTRLEN];
+    struct in6_addr gw;
+    static const uint8_t zero[8];
+    if (!slash || !streq(slash, "/64") || (size_t)(slash - c) >= sizeof(head))
+        goto bad;
+    memcpy(head, c, (size_t)(slash - c));
+    head[slash - c] = '\0';
+    if (inet_pton(AF_INET6, head, &n->prefix6) != 1 ||
+        (n->prefix6.s6_addr[0] & 0xfe) != 0xfc ||
+        memcmp(n->prefix6.s6_addr + 8, zero, 8) != 0 || !g ||
+        inet_pton(AF_INET6, g, &gw) != 1 ||
+        memcmp(gw.s6_addr, n->prefix6.s6_addr, 8) != 0 ||
+        memcmp(&gw, &n->prefix6, 16) == 0)
+        goto bad;
+    for (size_t i = 0; i < f->h->n_nets6; i++) {
+        const struct policy_net6 *hn = &f->h->nets6[i];
+        if (hn->vxlan_id == n->vxlan_id ||
+            !prefix6_overlap(&n->prefix6, 64, &hn->net, hn->prefix))
+            continue;
+        char t[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &hn->net, t, sizeof(t));
+        return xasprintf("cidr6 %s overlaps the host's %s/%d", c, t,
+                         hn->prefix);
+    }
+    for (size_t i = 0; i < f->n_nets; i++)
+        if (f->nets[i].has_v6 &&
+            memcmp(f->nets[i].prefix6.s6_addr, n->prefix6.s6_addr, 8) == 0)
+            return xasprintf("cidr6 %s overlaps network %u", c,
+                             f->nets[i].vxlan_id);
+    n->has_v6 = true;
+    return NULL;
+bad:;
+    _cleanup_free_ char *q = quote(c);
+    return xasprintf("cidr6 %s is not a unique local /64 with its gateway "
+                     "inside", q);
 }
 
 /* Why network `w` is refused (owned), or NULL when it is accepted into
@@ -397,6 +498,9 @@ static char *network_check(struct filter *f, const json_t *w,
     }
     if (f->has_mesh && policy_cidr_overlap(&n.cidr, &f->mesh))
         return xasprintf("cidr %s overlaps the mesh range", cidr);
+    char *why6 = network_check6(f, w, &n);
+    if (why6)
+        return why6;
     for (size_t i = 0; i < f->n_nets; i++) {
         if (f->nets[i].vxlan_id == n.vxlan_id)
             return xstrdup("vxlan_id appears twice");

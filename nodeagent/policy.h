@@ -28,6 +28,13 @@ struct policy_net {
     uint32_t vxlan_id;  /* 0: the host's own */
 };
 
+/* An IPv6 route of the host (/proc/net/ipv6_route). */
+struct policy_net6 {
+    struct in6_addr net;
+    int prefix;
+    uint32_t vxlan_id;  /* 0: the host's own */
+};
+
 /* What the policy is checked against. The arrays are owned (freed by
  * policy_host_clear); `controller` is borrowed. */
 struct policy_host {
@@ -47,7 +54,15 @@ struct policy_host {
     size_t n_udp;
     struct policy_net *nets;     /* routes and the host's own addresses */
     size_t n_nets;
+    struct policy_net6 *nets6;   /* IPv6 ones (none on a host without) */
+    size_t n_nets6;
 };
+
+/* Add the routes and own addresses of an /proc/net/ipv6_route text to
+ * *nets and *n, but for the default route, link-local and multicast. 0 or
+ * -EINVAL when a line does not parse. */
+int policy_parse_ipv6_route(const char *text, struct policy_net6 **nets,
+                            size_t *n);
 
 /* Add the local ports of a /proc/net/{tcp,tcp6,udp,udp6} text to
  * *ports and *n (reallocated): with `listen_only`, only sockets in LISTEN.

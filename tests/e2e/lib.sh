@@ -785,8 +785,9 @@ e2e_nat_node_up() { # rns wan ns lan nat ports name dir [run-args...]
 
 # Writes to FILE user-data for the tiny guest serving PAGE as its index
 # page and a probe: /cgi-bin/probe?get-IP fetches http://IP/, ?ping-IP
-# pings IP (twice), ?spoof-IP pings IP from a forged source address (.250
-# of the guest's /24); each answers what it found (the page, "reachable"
+# pings IP (twice), ?ping6-IPV6 the same over IPv6, ?spoof-IP pings IP
+# from a forged source address (.250 of the guest's /24); each answers
+# what it found (the page, "reachable"
 # or "unreachable").
 e2e_probe_user_data() { # file page
     cat >"$1" <<'EOF'
@@ -799,12 +800,16 @@ write_files:
       printf 'Content-Type: text/plain\r\n\r\n'
       op=${QUERY_STRING%%-*}
       ip=${QUERY_STRING#*-}
-      case "$ip" in
-      ""|*[!0-9.]*) echo "bad query"; exit 0 ;;
+      case "$op:$ip" in
+      ping6:|ping6:*[!0-9a-f:]*) echo "bad query"; exit 0 ;;
+      ping6:*) ;;
+      *:|*:*[!0-9.]*) echo "bad query"; exit 0 ;;
       esac
       case "$op" in
       get) timeout 5 wget -q -O - "http://$ip/" 2>/dev/null || echo "unreachable" ;;
       ping) ping -c 2 -W 2 "$ip" >/dev/null 2>&1 && echo "reachable" || echo "unreachable" ;;
+      ping6) { ping -6 -c 2 -W 2 "$ip" || ping6 -c 2 -W 2 "$ip"; } >/dev/null 2>&1 &&
+        echo "reachable" || echo "unreachable" ;;
       spoof)
         src=${ip%.*}.250
         ip addr add "$src/32" dev eth0 2>/dev/null

@@ -9,7 +9,9 @@
 # reaches neither, nor do they reach it; a guest forging its source
 # address gets no answer; a published TCP and a published UDP port answer
 # the client; removing a port closes it, and deleting the VM closes the
-# rest.
+# rest. Over IPv6 too: tenant A's VMs ping each other's ULA address across
+# the hosts, and node-b (with a global IPv6 address) answers the published
+# TCP port there.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -38,10 +40,16 @@ ip_a=10.214.0.11
 ip_b=10.214.0.12
 e2e_node_up "$ns_a" "$ip_a" node-a "$work/a" --image-dir "$work/images" --shutdown-timeout 5
 uri_a=$E2E_URI
-e2e_node_up "$ns_b" "$ip_b" node-b "$work/b" --image-dir "$work/images" --shutdown-timeout 5
+# node-b and the client also hold global IPv6 addresses on the world.
+ip6_b=2001:db8:214::12
+ip6_client=2001:db8:214::50
+e2e_node_up "$ns_b" "$ip_b" node-b "$work/b" --image-dir "$work/images" --shutdown-timeout 5 \
+    --public-ip6 "$ip6_b"
 uri_b=$E2E_URI
+ip -n "$ns_b" addr add "$ip6_b/64" dev eth0 nodad || e2e_fail "cannot give node-b $ip6_b"
 client=fog-e2e-nc-$$
 e2e_host_add "$client" 10.214.0.50
+ip -n "$client" addr add "$ip6_client/64" dev eth0 nodad || e2e_fail "cannot give the client $ip6_client"
 
 dump() {
     e2e_dump_node "$work/a" "$uri_a" "$ns_a"
@@ -168,6 +176,13 @@ got=$(e2e_guest_probe "$ns_a" "$a1" "spoof-$a2")
 got=$(e2e_guest_probe "$ns_a" "$a1" "ping-$a2")
 [ "$got" = reachable ] || e2e_fail "a1 cannot ping a2 after the forged attempt: '$got'"
 
+# ---- IPv6: a1 pings a2's unique local address across the hosts (VXLAN)
+a2_6=$(E2E_KEY=$key_a e2e_vm_field a2 addresses6 | grep -oE 'fd[0-9a-f:]+' | head -n 1)
+[ -n "$a2_6" ] || e2e_fail "a2 has no IPv6 address"
+got=$(e2e_guest_probe_wait "$ns_a" "$a1" "ping6-$a2_6" reachable) ||
+    e2e_fail "a1 cannot ping a2 over IPv6 ($a2_6): '$got'"
+e2e_log "tenant A's VMs reach each other over IPv6 ($a2_6)"
+
 # ---- egress policy: the world here is a private range (10.214.0.0/24), so
 # it stands for the provider's LAN: a1 reaches neither it (the controller's
 # address) nor the hosts themselves, though it pings a2 above.
@@ -188,6 +203,12 @@ body=$(E2E_NETNS=$client e2e_wait_http "http://$ip_b:$tcp_port/" 30) ||
 reply=$(E2E_NETNS=$client e2e_udp_echo "$ip_b" "$udp_port" "fog-udp-$$") ||
     e2e_fail "published UDP $ip_b:$udp_port does not answer the client"
 [ "$reply" = "fog-udp-$$" ] || e2e_fail "published UDP port echoed '$reply'"
+six=$(E2E_KEY=$key_a e2e_fogctl port-list a2 | grep -oE "\[$ip6_b\]:$tcp_port")
+[ -n "$six" ] || e2e_fail "port-list does not show [$ip6_b]:$tcp_port"
+body=$(E2E_NETNS=$client e2e_wait_http "http://[$ip6_b]:$tcp_port/" 30) ||
+    e2e_fail "published TCP [$ip6_b]:$tcp_port does not answer the client over IPv6"
+[ "$body" = "page of a2" ] || e2e_fail "published TCP port over IPv6 answered '$body'"
+e2e_log "published TCP port answers over IPv6 at [$ip6_b]:$tcp_port"
 # Published on node-b only.
 E2E_NETNS=$client e2e_wait_http "http://$ip_a:$tcp_port/" 2 >/dev/null &&
     e2e_fail "node-a answers a2's published port"

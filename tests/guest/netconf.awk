@@ -1,6 +1,7 @@
 # Reads a netplan version 2 network-config (the subset in README.md) and
 # prints one line per ethernet:
-#   name|macaddress|address,address|gateway4|mtu|dhcp4|nameserver,nameserver
+#   name|macaddress|address,address|gateway4|mtu|dhcp4|nameserver,nameserver|gateway6
+# (addresses of both families; the default routes by the family of `via`)
 # Runs under busybox awk in the test guest; the guest's /init applies it.
 
 function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t\r]+$/, "", s); return s }
@@ -18,15 +19,20 @@ function flow_list(v,   n, a, i, out) {
     for (i = 1; i <= n; i++) out = join(out, a[i])
     return out
 }
-function is_default(t) { t = unq(t); return t == "default" || t == "0.0.0.0/0" }
+function is_default(t) { t = unq(t); return t == "default" || t == "0.0.0.0/0" || t == "::/0" }
 function flush() {
     if (ifname != "")
-        print ifname "|" mac "|" addrs "|" gw "|" mtu "|" dhcp "|" dns
-    ifname = ""; mac = ""; addrs = ""; gw = ""; mtu = ""; dhcp = ""; dns = ""
+        print ifname "|" mac "|" addrs "|" gw "|" mtu "|" dhcp "|" dns "|" gw6
+    ifname = ""; mac = ""; addrs = ""; gw = ""; mtu = ""; dhcp = ""; dns = ""; gw6 = ""
     ctx = ""; sub_key = ""; prop_ind = -1; rto = ""; rvia = ""
 }
-function route_done() {
-    if (rto != "" && rvia != "" && is_default(rto) && gw == "") gw = unq(rvia)
+# A default route's family is its gateway's: "::/0" or "default" via an
+# IPv6 address sets gateway6, else gateway4 (the first of each wins).
+function route_done(   v) {
+    if (rto == "" || rvia == "" || !is_default(rto)) return
+    v = unq(rvia)
+    if (v ~ /:/) { if (gw6 == "" && unq(rto) != "0.0.0.0/0") gw6 = v }
+    else if (gw == "" && unq(rto) != "::/0") gw = v
 }
 # Handles "key: value" at depth `deep` (0 = interface property) within ctx.
 function keyval(body, deep,   key, val, m) {
@@ -36,6 +42,7 @@ function keyval(body, deep,   key, val, m) {
         ctx = key; sub_key = ""
         if (key == "addresses") { if (val != "") addrs = flow_list(val) }
         else if (key == "gateway4") gw = unq(val)
+        else if (key == "gateway6") gw6 = unq(val)
         else if (key == "mtu") mtu = unq(val)
         else if (key == "dhcp4") dhcp = tolower(unq(val))
         else if (key == "match" && val ~ /^\{/) {

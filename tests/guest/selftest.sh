@@ -28,7 +28,7 @@ ethernets:
     mtu: 1370
 EOF
 check "netconf flow style" "$($AWK -f "$here/netconf.awk" "$tmp/n1")" \
-    "eth0|52:54:00:12:34:56|10.1.0.5/24|10.1.0.1|1370||"
+    "eth0|52:54:00:12:34:56|10.1.0.5/24|10.1.0.1|1370|||"
 
 cat >"$tmp/n2" <<'EOF'
 network:
@@ -50,11 +50,59 @@ network:
       dhcp4: true
 EOF
 check "netconf block style, routes, two NICs" "$($AWK -f "$here/netconf.awk" "$tmp/n2")" \
-    "id0|52:54:00:aa:bb:cc|10.2.0.5/24,10.2.0.6/24|10.2.0.1|||1.1.1.1,9.9.9.9
-eth1|||||true|"
+    "id0|52:54:00:aa:bb:cc|10.2.0.5/24,10.2.0.6/24|10.2.0.1|||1.1.1.1,9.9.9.9|
+eth1|||||true||"
 
 printf 'version: 2\nethernets:\n  eth0: {}\n' >"$tmp/n3"
-check "netconf bare NIC" "$($AWK -f "$here/netconf.awk" "$tmp/n3")" "eth0||||||"
+check "netconf bare NIC" "$($AWK -f "$here/netconf.awk" "$tmp/n3")" "eth0|||||||"
+
+# Dual stack as the node's seed writes it: both families' addresses, a
+# default route each (the family is the gateway's), both resolvers.
+cat >"$tmp/n4" <<'EOF'
+version: 2
+ethernets:
+  eth0:
+    match:
+      macaddress: "52:54:00:12:34:56"
+    set-name: eth0
+    addresses:
+      - 10.1.0.5/24
+      - "fd12:3456:789a:1::5/64"
+    mtu: 1370
+    routes:
+      - to: 0.0.0.0/0
+        via: 10.1.0.1
+      - to: "::/0"
+        via: "fd12:3456:789a:1::1"
+    nameservers:
+      addresses:
+        - 10.1.0.1
+        - "fd12:3456:789a:1::1"
+EOF
+check "netconf dual stack" "$($AWK -f "$here/netconf.awk" "$tmp/n4")" \
+    "eth0|52:54:00:12:34:56|10.1.0.5/24,fd12:3456:789a:1::5/64|10.1.0.1|1370||10.1.0.1,fd12:3456:789a:1::1|fd12:3456:789a:1::1"
+
+# gateway6 (deprecated netplan key), "default" via either family, flow
+# routes; a route whose prefix and gateway families differ sets nothing.
+cat >"$tmp/n5" <<'EOF'
+version: 2
+ethernets:
+  eth0:
+    addresses: ["fd00::7/64", 10.3.0.7/24]
+    gateway6: "fd00::1"
+  eth1:
+    routes:
+      - {to: default, via: "fd00:1::1"}
+      - {to: default, via: 10.4.0.1}
+  eth2:
+    routes:
+      - {to: ::/0, via: 10.5.0.1}
+      - {to: 0.0.0.0/0, via: "fd00:2::1"}
+EOF
+check "netconf gateway6 and mixed routes" "$($AWK -f "$here/netconf.awk" "$tmp/n5")" \
+    "eth0||fd00::7/64,10.3.0.7/24|||||fd00::1
+eth1|||10.4.0.1||||fd00:1::1
+eth2|||||||"
 
 # ---- cloud-config
 cat >"$tmp/ud" <<'EOF'

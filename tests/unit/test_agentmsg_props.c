@@ -351,11 +351,14 @@ static void rdesired(struct am_desired *d)
         }
         v->n_nics = (size_t)rr(0, 3);
         v->nics = v->n_nics ? xcalloc(v->n_nics, sizeof(*v->nics)) : NULL;
-        for (size_t k = 0; k < v->n_nics; k++)
+        for (size_t k = 0; k < v->n_nics; k++) {
             v->nics[k] = (struct am_nic){ ropt(AGENT_TEXT_MAX), rtext(17),
                                           rtext(45), rnum(0, 128), ropt(45),
                                           rnum(0, 65535),
                                           rtext(NET_IFNAME_MAX) };
+            v->nics[k].address6 = ropt(45);
+            v->nics[k].gateway6 = ropt(45);
+        }
     }
     d->n_networks = (size_t)rr(0, 3);
     d->networks = d->n_networks ? xcalloc(d->n_networks,
@@ -366,6 +369,8 @@ static void rdesired(struct am_desired *d)
         w->vxlan_id = rnum(1, (1 << 24) - 1);
         w->cidr = rtext(49);
         w->gateway = rtext(45);
+        w->cidr6 = ropt(49);
+        w->gateway6 = ropt(45);
         w->mtu = rnum(0, 65535);
         w->bridge = rtext(NET_IFNAME_MAX);
         w->vteps = rtexts(3, 45, &w->n_vteps);
@@ -449,6 +454,8 @@ static void rstatus(struct am_status *s)
     }
     s->endpoint = rendpoint();
     s->public_ip = coin() ? rip() : NULL;
+    s->public_ip6 = coin() ? xstrdup(coin() ? "2001:db8::5" : "2a01:4f8::1")
+                           : NULL;
     s->n_refused = (size_t)rr(0, 3);
     s->refused = s->n_refused ? xcalloc(s->n_refused, sizeof(*s->refused))
                               : NULL;
@@ -599,7 +606,8 @@ static bool eq_vm(const struct am_vm *a, const struct am_vm *b)
         if (!eq_s(x->network_id, y->network_id) || !eq_s(x->mac, y->mac) ||
             !eq_s(x->address, y->address) || x->prefix != y->prefix ||
             !eq_s(x->gateway, y->gateway) || x->mtu != y->mtu ||
-            !eq_s(x->bridge, y->bridge))
+            !eq_s(x->bridge, y->bridge) || !eq_s(x->address6, y->address6) ||
+            !eq_s(x->gateway6, y->gateway6))
             return false;
     }
     return true;
@@ -623,6 +631,7 @@ static bool eq_desired(const struct am_desired *a, const struct am_desired *b)
         const struct am_network *x = &a->networks[i], *y = &b->networks[i];
         if (!eq_s(x->id, y->id) || x->vxlan_id != y->vxlan_id ||
             !eq_s(x->cidr, y->cidr) || !eq_s(x->gateway, y->gateway) ||
+            !eq_s(x->cidr6, y->cidr6) || !eq_s(x->gateway6, y->gateway6) ||
             x->mtu != y->mtu || !eq_s(x->bridge, y->bridge) ||
             !eq_ss(x->vteps, x->n_vteps, y->vteps, y->n_vteps) ||
             x->n_macs != y->n_macs)
@@ -665,7 +674,8 @@ static bool eq_status(const struct am_status *a, const struct am_status *b)
     if (a->has_inventory != b->has_inventory ||
         (a->has_inventory && !eq_inventory(&a->inventory, &b->inventory)) ||
         a->n_vms != b->n_vms || !eq_s(a->endpoint, b->endpoint) ||
-        !eq_s(a->public_ip, b->public_ip) || a->n_refused != b->n_refused ||
+        !eq_s(a->public_ip, b->public_ip) ||
+        !eq_s(a->public_ip6, b->public_ip6) || a->n_refused != b->n_refused ||
         a->has_permit_ports != b->has_permit_ports ||
         !eq_ports(a->permit_ports, a->n_permit_ports, b->permit_ports,
                   b->n_permit_ports) ||

@@ -10,6 +10,7 @@
 #include "netfabric/nftplan.h"
 #include "netfabric/resolver.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 
@@ -54,6 +55,8 @@ static void load(const char *text, struct nf_state *s)
     assert_int_equal(r, 0);
     json_decref(doc);
 }
+
+static char *subst(const char *text, const char *from, const char *to);
 
 /* Parse a variant of DOC with one substring replaced; expect -EINVAL. */
 static void expect_rejected(const char *from, const char *to)
@@ -373,6 +376,54 @@ static void hosts_file_has_one_line_per_valid_name(void **state)
     nf_state_clear(&s);
 }
 
+/* With a /64: an AAAA line after each A line, the resolver listens on
+ * the IPv6 gateway too and the firewall opens DNS there. */
+static void names_answer_aaaa_on_the_ipv6_gateway(void **state)
+{
+    (void)state;
+    _cleanup_free_ char *a = subst(DNS_DOC, "\"gateway\": \"10.7.0.1\",",
+                                   "\"gateway\": \"10.7.0.1\", \"cidr6\": "
+                                   "\"fd07::/64\", \"gateway6\": \"fd07::1\",");
+    _cleanup_free_ char *b = subst(a, "\"address\": \"10.7.0.5\"",
+                                   "\"address\": \"10.7.0.5\", \"address6\": "
+                                   "\"fd07::5\"");
+    /* outside the /64, or the gateway: no AAAA */
+    _cleanup_free_ char *c = subst(b, "{\"name\": \"db\", \"address\": \"10.7.0.6\"",
+                                   "{\"name\": \"db\", \"address\": \"10.7.0.6\", "
+                                   "\"address6\": \"fd08::6\"");
+    _cleanup_free_ char *d = subst(c, "{\"name\": \"-x\", \"address\": \"10.7.0.6\"",
+                                   "{\"name\": \"gw\", \"address\": \"10.7.0.9\", "
+                                   "\"address6\": \"fd07::1\"");
+    struct nf_state s;
+    load(d, &s);
+    struct buf h = BUF_INIT;
+    assert_int_equal(resolver_hosts_render(&s.networks[0], &h), 3);
+    assert_string_equal(buf_str(&h),
+                        "10.7.0.5 web web.acme.internal\n"
+                        "fd07::5 web web.acme.internal\n"
+                        "10.7.0.9 gw gw.acme.internal\n"
+                        "10.7.0.6 db db.acme.internal\n");
+    buf_free(&h);
+    struct buf argv = BUF_INIT;
+    size_t n = resolver_argv_render(&s, &s.networks[0], "/d", &argv);
+    bool v4 = false, v6 = false;
+    const char *p = argv.data;
+    for (size_t i = 0; i < n; i++, p += strlen(p) + 1) {
+        v4 |= streq(p, "--listen-address=10.7.0.1");
+        v6 |= streq(p, "--listen-address=fd07::1");
+    }
+    assert_true(v4 && v6);
+    buf_free(&argv);
+    s.dns_dir = "/d";
+    struct buf b2 = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b2), 0);
+    assert_true(has_line(buf_str(&b2), "iifname \"fogbr7\" ip6 daddr fd07::1 "
+                                       "meta l4proto { tcp, udp } th dport 53 "
+                                       "accept"));
+    buf_free(&b2);
+    nf_state_clear(&s);
+}
+
 static void dns_is_opened_to_each_serving_gateway_only(void **state)
 {
     (void)state;
@@ -425,6 +476,8 @@ static void script_replaces_our_tables_in_one_transaction(void **state)
                        "delete table inet fogfabric\n"
                        "add table ip fogfabric_nat\n"
                        "delete table ip fogfabric_nat\n"
+                       "add table ip6 fogfabric_nat6\n"
+                       "delete table ip6 fogfabric_nat6\n"
                        "add table bridge fogfabric\n"
                        "delete table bridge fogfabric\n"
                        "table inet fogfabric {\n";
@@ -433,9 +486,172 @@ static void script_replaces_our_tables_in_one_transaction(void **state)
     for (const char *p = strstr(t, "table "); p; p = strstr(p + 1, "table ")) {
         bool ours = startswith(p, "table inet fogfabric") ||
                     startswith(p, "table ip fogfabric_nat") ||
+                    startswith(p, "table ip6 fogfabric_nat6") ||
                     startswith(p, "table bridge fogfabric");
         assert_true(ours);
     }
+    buf_free(&b);
+    nf_state_clear(&s);
+}
+
+/* DOC with `from` replaced by `to` (once; caller frees). */
+static char *subst(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    if (!at)
+        fail_msg("not in the document: %s", from);
+    return xasprintf("%.*s%s%s", (int)(at - text), text, to,
+                     at + strlen(from));
+}
+
+#define W1_V4 "\"gateway\": \"10.1.0.1\", \"mtu\": 1370,"
+#define W1_V6 W1_V4 " \"cidr6\": \"fd12:3456:789a:1::/64\", " \
+    "\"gateway6\": \"fd12:3456:789a:1::1\","
+#define NIC5_V4 "\"address\": \"10.1.0.5\","
+#define NIC5_V6 NIC5_V4 " \"address6\": \"fd12:3456:789a:1::5\","
+#define NIC7_V4 "\"address\": \"10.2.0.7\","
+/* w2 has no /64: an address in w1's is not the NIC's. */
+#define NIC7_V6 NIC7_V4 " \"address6\": \"fd12:3456:789a:1::7\","
+
+/* DOC with IPv6 on network w1 and its VM's NIC (caller frees). */
+static char *doc6(void)
+{
+    _cleanup_free_ char *a = subst(DOC, W1_V4, W1_V6);
+    _cleanup_free_ char *b = subst(a, NIC5_V4, NIC5_V6);
+    return subst(b, NIC7_V4, NIC7_V6);
+}
+
+static void ipv6_parses_only_inside_the_networks_own_prefix(void **state)
+{
+    _cleanup_free_ char *text = doc6();
+    struct nf_state s;
+    load(text, &s);
+    assert_true(s.networks[0].has_v6);
+    assert_false(s.networks[1].has_v6);
+    assert_true(s.vmports[0].has_addr6);
+    assert_false(s.vmports[1].has_addr6);
+    char t[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &s.vmports[0].link_local, t, sizeof(t));
+    assert_string_equal(t, "fe80::5054:ff:fe00:5"); /* EUI-64 of the MAC */
+    assert_true(s.published[0].has_vm_addr6);
+    inet_ntop(AF_INET6, &s.published[0].vm_addr6, t, sizeof(t));
+    assert_string_equal(t, "fd12:3456:789a:1::5");
+    nf_state_clear(&s);
+
+    /* Not a ULA /64, host bits, the gateway outside, garbage: refused. */
+    static const char *const bad[][2] = {
+        { "fd12:3456:789a:1::/64", "fd12:3456:789a:1::/48" },
+        { "fd12:3456:789a:1::/64", "fd12:3456:789a:1::5/64" },
+        { "fd12:3456:789a:1::/64", "2001:db8:1::/64" },
+        { "fd12:3456:789a:1::/64", "fd12:3456:789a:1::/64\\\" drop" },
+        { "\"fd12:3456:789a:1::1\"", "\"fd12:3456:789a:2::1\"" },
+        { "\"fd12:3456:789a:1::1\"", "\"fd12:3456:789a:1::\"" },
+        { "\"fd12:3456:789a:1::1\"", "\"10.1.0.1\"" },
+        { "\"fd12:3456:789a:1::1\"", "5" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        _cleanup_free_ char *v = subst(text, bad[i][0], bad[i][1]);
+        json_auto_t *doc = json_loads(v, 0, NULL);
+        assert_non_null(doc);
+        char *err = NULL;
+        if (netfabric_state_from_json(doc, NULL, &s, &err) == 0) {
+            nf_state_clear(&s);
+            fail_msg("accepted: %s", bad[i][1]);
+        }
+        assert_non_null(strstr(err, "cidr6"));
+        free(err);
+    }
+    /* Two networks with one /64 would put one gateway on two bridges. */
+    _cleanup_free_ char *dup = subst(
+        text, "\"gateway\": \"10.2.0.1\",",
+        "\"gateway\": \"10.2.0.1\", \"cidr6\": \"fd12:3456:789a:1::/64\", "
+        "\"gateway6\": \"fd12:3456:789a:1::1\",");
+    json_auto_t *dj = json_loads(dup, 0, NULL);
+    assert_non_null(dj);
+    char *derr = NULL;
+    assert_int_equal(netfabric_state_from_json(dj, NULL, &s, &derr), -EINVAL);
+    assert_non_null(strstr(derr, "networks[1].cidr6: duplicate"));
+    free(derr);
+    /* A NIC address outside the /64, or the gateway: that NIC has none. */
+    static const char *const off[] = { "fd12:3456:789a:2::5",
+                                       "fd12:3456:789a:1::1",
+                                       "fd12:3456:789a:1::", "10.1.0.5" };
+    for (size_t i = 0; i < ARRAY_SIZE(off); i++) {
+        _cleanup_free_ char *to = xasprintf(NIC5_V4 " \"address6\": \"%s\",",
+                                            off[i]);
+        _cleanup_free_ char *v = subst(text, NIC5_V6, to);
+        load(v, &s);
+        assert_false(s.vmports[0].has_addr6);
+        assert_false(s.published[0].has_vm_addr6);
+        nf_state_clear(&s);
+    }
+}
+
+static void plan_guards_ipv6_like_ipv4(void **state)
+{
+    _cleanup_free_ char *text = doc6();
+    struct nf_state s;
+    load(text, &s);
+    struct buf b = BUF_INIT;
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    const char *t = buf_str(&b);
+    /* The tap: its address and link-local with its MAC, nothing else. */
+    assert_true(has_line(t, "elements = { \"fogt0123abcd0\" . 52:54:00:00:00:05 . "
+                            "fd12:3456:789a:1::5, \"fogt0123abcd0\" . "
+                            "52:54:00:00:00:05 . fe80::5054:ff:fe00:5 }"));
+    assert_null(strstr(t, "fd12:3456:789a:1::7"));
+    assert_true(has_line(t, "icmpv6 type { nd-router-advert, nd-redirect } drop"));
+    assert_true(has_line(t, "iifname \"fogt0123abcd0\" icmpv6 type nd-neighbor-advert "
+                            "@th,64,128 != { 0xfd123456789a00010000000000000005, "
+                            "0xfe80000000000000505400fffe000005 } drop"));
+    assert_true(has_line(t, "ether type ip6 iifname . ether saddr . ip6 saddr "
+                            "@vm_addrs6 accept"));
+    /* Order: the advertisement checks before the accept, the drop last. */
+    assert_true(at(t, "icmpv6 type { nd-router-advert, nd-redirect } drop") <
+                at(t, "ether type ip6 iifname . ether saddr . ip6 saddr "
+                      "@vm_addrs6 accept"));
+    /* Neighbour discovery about the gateway and RAs stay off the VXLAN. */
+    assert_true(has_line(t, "iifname \"vxlan1000\" icmpv6 type { nd-neighbor-solicit, "
+                            "nd-neighbor-advert } ip6 saddr fd12:3456:789a:1::1 drop"));
+    assert_true(has_line(t, "iifname \"vxlan1000\" icmpv6 type { nd-neighbor-solicit, "
+                            "nd-neighbor-advert } @th,64,128 "
+                            "0xfd123456789a00010000000000000001 drop"));
+    assert_true(has_line(t, "iifname \"vxlan1000\" icmpv6 type nd-router-advert drop"));
+    assert_null(strstr(t, "iifname \"vxlan1001\" icmpv6"));
+    /* The host: neighbour discovery and echo on the IPv6 gateway. */
+    _cleanup_free_ char *input = chain_of(t, "input");
+    assert_true(has_line(input, "iifname \"fogbr1000\" icmpv6 type { "
+                                "nd-neighbor-solicit, nd-neighbor-advert } ip6 "
+                                "hoplimit 255 accept"));
+    assert_true(has_line(input, "iifname \"fogbr1000\" ip6 daddr "
+                                "fd12:3456:789a:1::1 icmpv6 type echo-request accept"));
+    assert_null(strstr(input, "fogbr1001\" icmpv6"));
+    /* NAT66 out; no published port over IPv6 without a public address. */
+    assert_true(has_line(t, "ip6 saddr fd12:3456:789a:1::/64 oifname != "
+                            "\"fogbr1000\" masquerade"));
+    assert_null(strstr(t, "dnat to ["));
+    /* With one: the same host ports to the VM's IPv6 address. */
+    buf_reset(&b);
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::5", &s.public_addr6), 1);
+    s.has_public_addr6 = true;
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    t = buf_str(&b);
+    _cleanup_free_ char *pre = chain_of(strstr(t, "table ip6 fogfabric_nat6"),
+                                        "prerouting");
+    assert_true(has_line(pre, "ip6 daddr 2001:db8::5 tcp dport 20080 dnat to "
+                              "[fd12:3456:789a:1::5]:80"));
+    assert_true(has_line(pre, "ip6 daddr 2001:db8::5 udp dport 27015 dnat to "
+                              "[fd12:3456:789a:1::5]:27015"));
+    buf_free(&b);
+    nf_state_clear(&s);
+
+    /* Without IPv6 in the document, the tap passes no IPv6 at all. */
+    load(DOC, &s);
+    assert_int_equal(nftplan_build(&s, &b), 0);
+    assert_non_null(strstr(buf_str(&b), "set vm_addrs6 {\n\t\ttype ifname . "
+                                        "ether_addr . ipv6_addr\n\t}\n"));
+    assert_null(strstr(buf_str(&b), "@th,64,128"));
+    assert_null(strstr(buf_str(&b), "ip6 saddr fd"));
     buf_free(&b);
     nf_state_clear(&s);
 }
@@ -452,6 +668,9 @@ int main(void)
         cmocka_unit_test(hosts_file_has_one_line_per_valid_name),
         cmocka_unit_test(dns_is_opened_to_each_serving_gateway_only),
         cmocka_unit_test(script_replaces_our_tables_in_one_transaction),
+        cmocka_unit_test(ipv6_parses_only_inside_the_networks_own_prefix),
+        cmocka_unit_test(plan_guards_ipv6_like_ipv4),
+        cmocka_unit_test(names_answer_aaaa_on_the_ipv6_gateway),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,27 @@ static const char *const FIB_TRIE =
     "     |-- 203.0.113.7\n"
     "        /32 host LOCAL\n";
 
+/* IPv6: a LAN ULA /64 on eth0 with the host's address in it, the
+ * network fd12:3456:789a:1::/64 already on its bridge fogbr1000 (with the
+ * gateway), link-local, multicast, loopback, the default route. */
+static const char *const ROUTE6 =
+    "fd990000000000000000000000000000 40 00000000000000000000000000000000 00 "
+    "00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n"
+    "fd990000000000000000000000000002 80 00000000000000000000000000000000 00 "
+    "00000000000000000000000000000000 00000000 00000004 00000000 80200001     eth0\n"
+    "fd123456789a00010000000000000000 40 00000000000000000000000000000000 00 "
+    "00000000000000000000000000000000 00000100 00000001 00000000 00000001 fogbr1000\n"
+    "fd123456789a00010000000000000001 80 00000000000000000000000000000000 00 "
+    "00000000000000000000000000000000 00000000 00000004 00000000 80200001 fogbr1000\n"
+    "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 "
+    "00000000000000000000000000000000 00000100 00000002 00000000 00000001     eth0\n"
+    "ff000000000000000000000000000000 08 00000000000000000000000000000000 00 "
+    "00000000000000000000000000000000 00000100 00000002 00000000 00000001     eth0\n"
+    "00000000000000000000000000000001 80 00000000000000000000000000000000 00 "
+    "00000000000000000000000000000000 00000000 00000003 00000000 80200001       lo\n"
+    "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+    "fd990000000000000000000000000001 00000400 00000003 00000000 00000003     eth0\n";
+
 static void write_fixture(const char *root, const char *name, const char *text)
 {
     _cleanup_free_ char *dir = xasprintf("%s/proc/net", root);
@@ -95,6 +116,8 @@ static void host_init(struct policy_host *h)
                                            &h->n_udp), 0);
     assert_int_equal(policy_parse_route(ROUTE, &h->nets, &h->n_nets), 0);
     policy_parse_fib_trie(FIB_TRIE, &h->nets, &h->n_nets);
+    assert_int_equal(policy_parse_ipv6_route(ROUTE6, &h->nets6, &h->n_nets6),
+                     0);
     h->facts_known = true;
 }
 
@@ -337,10 +360,10 @@ static void a_networks_own_bridge_does_not_refuse_it(void **state)
     policy_host_clear(&h);
 }
 
-static void an_honest_document_passes_whole(void **state)
+/* Filter doc (taken): nothing refused, all of it accepted as it was. */
+static void expect_whole(json_t *doc)
 {
     json_t *acc, *ref;
-    json_t *doc = good_doc();
     json_t *orig = json_deep_copy(doc);
     run(doc, &acc, &ref);
     assert_int_equal(json_array_size(ref), 0);
@@ -348,6 +371,11 @@ static void an_honest_document_passes_whole(void **state)
     json_decref(orig);
     json_decref(acc);
     json_decref(ref);
+}
+
+static void an_honest_document_passes_whole(void **state)
+{
+    expect_whole(good_doc());
 }
 
 static void permitted_well_known_ports_pass_beyond_the_range(void **state)
@@ -599,6 +627,72 @@ static void networks_over_host_routes_mesh_or_reserved_are_refused(void **state)
     json_decref(ref);
 }
 
+/* good_doc with network w1 dual-stack: /64 cidr6 and gateway6. */
+static json_t *doc_v6(const char *cidr6, const char *gw6)
+{
+    json_t *doc = good_doc();
+    json_t *w = at(doc, "networks", 0);
+    json_object_set_new(w, "cidr6", json_string(cidr6));
+    json_object_set_new(w, "gateway6", json_string(gw6));
+    return doc;
+}
+
+static void ipv6_routes_leave_out_default_link_local_and_multicast(void **state)
+{
+    (void)state;
+    struct policy_net6 *c = NULL;
+    size_t n = 0;
+    assert_int_equal(policy_parse_ipv6_route(ROUTE6, &c, &n), 0);
+    assert_int_equal(n, 5); /* two of eth0, two of fogbr1000, loopback */
+    assert_int_equal(c[0].prefix, 64);
+    assert_int_equal(c[0].vxlan_id, 0);
+    assert_int_equal(c[2].vxlan_id, 1000);
+    free(c);
+    c = NULL;
+    n = 0;
+    assert_int_equal(policy_parse_ipv6_route("zz 40 x\n", &c, &n), -EINVAL);
+    free(c);
+}
+
+static void ipv6_prefixes_are_unique_local_and_clear_of_the_host(void **state)
+{
+    (void)state;
+    json_t *acc, *ref, *doc;
+    /* The network's own /64, already on its bridge: accepted whole. */
+    expect_whole(doc_v6("fd12:3456:789a:1::/64", "fd12:3456:789a:1::1"));
+    static const struct { const char *cidr6, *gw6, *why; } bad[] = {
+        { "fd99::/64", "fd99::1", "overlaps the host's fd99::/64" },
+        { "::1/64", "::2", "not a unique local" },
+        { "2001:db8:1::/64", "2001:db8:1::1", "not a unique local" },
+        { "fd12:3456:789a:1::/48", "fd12:3456:789a:1::1", "not a unique local" },
+        { "fd12:3456:789a:1::5/64", "fd12:3456:789a:1::1", "not a unique local" },
+        { "fd12:3456:789a:1::/64", "fd12:3456:789a:2::1", "gateway" },
+        { "fd12:3456:789a:1::/64", "fd12:3456:789a:1::", "gateway" },
+        { "fd12:3456:789a:1::/64\" drop", "fd12:3456:789a:1::1", "not a unique" },
+        { "fd12:3456:789a:1::/64", "junk", "gateway" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        run(doc_v6(bad[i].cidr6, bad[i].gw6), &acc, &ref);
+        expect_substr(reason_of(ref, "network 1000"), bad[i].why);
+        assert_int_equal(json_array_size(json_object_get(acc, "networks")), 0);
+        json_decref(acc);
+        json_decref(ref);
+    }
+    /* A second network with the same /64 (one the host has not yet). */
+    doc = doc_v6("fd12:3456:789a:7::/64", "fd12:3456:789a:7::1");
+    json_array_append_new(json_object_get(doc, "networks"),
+                          json_pack("{s:s, s:i, s:s, s:s, s:s, s:s}", "id",
+                                    "w2", "vxlan_id", 1001, "cidr",
+                                    "10.2.0.0/24", "gateway", "10.2.0.1",
+                                    "cidr6", "fd12:3456:789a:7::/64",
+                                    "gateway6", "fd12:3456:789a:7::1"));
+    run(doc, &acc, &ref);
+    expect_substr(reason_of(ref, "network 1001"), "overlaps network 1000");
+    assert_int_equal(json_array_size(json_object_get(acc, "networks")), 1);
+    json_decref(acc);
+    json_decref(ref);
+}
+
 static void image_sources_only_from_the_controllers_image_route(void **state)
 {
     const char *rel = "/v1/images/aaaabbbb-0000-4000-8000-00000000000a/file";
@@ -818,6 +912,8 @@ int main(void)
         cmocka_unit_test(bridges_are_only_the_documents_own_networks),
         cmocka_unit_test(vm_addresses_only_host_addresses_inside_the_cidr),
         cmocka_unit_test(networks_over_host_routes_mesh_or_reserved_are_refused),
+        cmocka_unit_test(ipv6_routes_leave_out_default_link_local_and_multicast),
+        cmocka_unit_test(ipv6_prefixes_are_unique_local_and_clear_of_the_host),
         cmocka_unit_test(image_sources_only_from_the_controllers_image_route),
         cmocka_unit_test(names_and_sizes_stay_within_bounds),
         cmocka_unit_test(mesh_peers_speak_only_for_mesh_addresses),

@@ -379,6 +379,79 @@ static void network_config_v2_has_static_addresses(void **state)
     free(why);
 }
 
+/* A NIC of a dual-stack network: its IPv6 address in the /64 next to the
+ * IPv4 one, a default route of each family, the node's resolver on both
+ * gateway addresses. */
+static json_t *dual_stack(json_t *vm)
+{
+    json_t *nic = json_array_get(json_object_get(vm, "nics"), 0);
+    json_object_set_new(nic, "address6", json_string("fd12:3456:789a:1::5"));
+    json_object_set_new(nic, "gateway6", json_string("fd12:3456:789a:1::1"));
+    json_object_set_new(vm, "gateway_dns", json_true());
+    return vm;
+}
+
+static void network_config_is_dual_stack(void **state)
+{
+    json_auto_t *vm = dual_stack(vm_fixture());
+    struct cloudinit_docs d;
+    char *why = NULL;
+    assert_int_equal(cloudinit_render(vm, 0, &d, &why), 0);
+    assert_string_equal(d.network_config,
+                        "version: 2\n"
+                        "ethernets:\n"
+                        "  eth0:\n"
+                        "    match:\n"
+                        "      macaddress: \"52:54:00:12:34:56\"\n"
+                        "    set-name: eth0\n"
+                        "    addresses:\n"
+                        "      - 10.1.0.5/24\n"
+                        "      - \"fd12:3456:789a:1::5/64\"\n"
+                        "    mtu: 1370\n"
+                        "    routes:\n"
+                        "      - to: 0.0.0.0/0\n"
+                        "        via: 10.1.0.1\n"
+                        "      - to: \"::/0\"\n"
+                        "        via: \"fd12:3456:789a:1::1\"\n"
+                        "    nameservers:\n"
+                        "      addresses:\n"
+                        "        - 10.1.0.1\n"
+                        "        - \"fd12:3456:789a:1::1\"\n");
+    cloudinit_docs_clear(&d);
+
+    static const struct {
+        const char *key;
+        const char *bad;
+    } cases[] = {
+        { "address6", "10.1.0.5" },
+        { "address6", "fd12::5/64" },
+        { "address6", "fd12::5\"\n    evil: 1" },
+        { "address6", "fd12:::5" },
+        { "address6", "" },
+        { "gateway6", "10.1.0.1" },
+        { "gateway6", "fd12::1\n" },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        json_auto_t *v = dual_stack(vm_fixture());
+        json_object_set_new(json_array_get(json_object_get(v, "nics"), 0),
+                            cases[i].key, json_string(cases[i].bad));
+        assert_int_equal(cloudinit_render(v, 0, &d, &why), -EINVAL);
+        assert_non_null(strstr(why, cases[i].key));
+        free(why);
+        why = NULL;
+    }
+    /* not a string, or a gateway without an address */
+    json_auto_t *v = dual_stack(vm_fixture());
+    json_t *nic = json_array_get(json_object_get(v, "nics"), 0);
+    json_object_set_new(nic, "address6", json_integer(5));
+    assert_int_equal(cloudinit_render(v, 0, &d, &why), -EINVAL);
+    free(why);
+    why = NULL;
+    json_object_del(nic, "address6");
+    assert_int_equal(cloudinit_render(v, 0, &d, &why), -EINVAL);
+    free(why);
+}
+
 /* When python3 with PyYAML (what cloud-init uses) is present, every
  * document must load and mean what we meant. */
 static void documents_load_as_yaml(void **state)
@@ -387,7 +460,7 @@ static void documents_load_as_yaml(void **state)
         print_message("  python3 missing\n");
         skip();
     }
-    json_auto_t *vm = vm_fixture();
+    json_auto_t *vm = dual_stack(vm_fixture());
     json_object_set_new(vm, "user_data",
                         json_string("#cloud-config\nruncmd:\n  - [sh, -c, 'echo hi']"));
     struct cloudinit_docs d;
@@ -433,8 +506,10 @@ static void documents_load_as_yaml(void **state)
         "assert g['runcmd'] == [['touch', '/run/gz']], g\n"
         "e = n['ethernets']['eth0']\n"
         "assert e['match']['macaddress'] == '52:54:00:12:34:56', e\n"
-        "assert e['addresses'] == ['10.1.0.5/24'], e\n"
+        "assert e['addresses'] == ['10.1.0.5/24', 'fd12:3456:789a:1::5/64'], e\n"
         "assert e['routes'][0]['via'] == '10.1.0.1', e\n"
+        "assert e['routes'][1] == {'to': '::/0', 'via': 'fd12:3456:789a:1::1'}, e\n"
+        "assert e['nameservers']['addresses'] == ['10.1.0.1', 'fd12:3456:789a:1::1'], e\n"
         "assert e['mtu'] == 1370\n"
         "print('ok')\n";
     int st;
@@ -514,6 +589,7 @@ int main(void)
         cmocka_unit_test(user_data_is_the_tenants_byte_for_byte),
         cmocka_unit_test(user_data_limits_and_bad_keys_are_refused),
         cmocka_unit_test(network_config_v2_has_static_addresses),
+        cmocka_unit_test(network_config_is_dual_stack),
         cmocka_unit_test(resolvers_are_the_networks_then_the_hubs_then_public_ones),
         cmocka_unit_test(documents_load_as_yaml),
         cmocka_unit_test(seed_is_read_by_xorriso_and_blkid),
