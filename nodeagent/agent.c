@@ -79,15 +79,23 @@ int agent_print_inventory(const struct agent_settings *s)
 
 /* What the controller has of each VM: its console log up to size/mtime
  * (posted) and the digest of the domain XML it accepted last
- * (xml_posted; xml_sent: the one in the post under way). In memory only,
- * so a restarted agent sends both again. */
+ * (xml_posted; xml_sent: the one in the post under way). xml_known: the
+ * controller has the domain's current XML, nothing (event, action of
+ * ours) touched the domain since it was read, so a report made for an
+ * event or a new document need not read it again (the heartbeat's does).
+ * In memory only, so a restarted agent sends both again. */
 struct console_seen {
     char id[37];
     off_t size;
     int64_t mtime_ns;
     bool posted;
+    bool xml_known;
     char xml_posted[65], xml_sent[65];
 };
+
+/* At most this many VMs are remembered as touched between two passes;
+ * past it, every domain's XML is read again. */
+#define TOUCHED_MAX 1024
 
 struct agent {
     const struct agent_settings *cfg;
@@ -106,6 +114,9 @@ struct agent {
     json_t *doc;        /* latest desired document (lock) */
     bool doc_new;       /* (lock) */
     bool events;        /* lifecycle event seen (lock) */
+    char (*touched)[37]; /* VMs whose domain had an event (lock) */
+    size_t n_touched;    /* (lock) */
+    bool touched_all;    /* more than TOUCHED_MAX of them (lock) */
     atomic_bool stop;
 
     struct console_seen *seen;
@@ -165,8 +176,23 @@ static void wake(struct agent *a, bool event)
 
 static void on_event(void *userdata, const char *vm_id, int event, int detail)
 {
+    struct agent *a = userdata;
     log_debug("vm %s: libvirt event %d/%d", vm_id, event, detail);
-    wake(userdata, true);
+    pthread_mutex_lock(&a->lock);
+    bool listed = false;
+    for (size_t i = 0; i < a->n_touched && !listed; i++)
+        listed = streq(a->touched[i], vm_id);
+    if (!listed && a->n_touched >= TOUCHED_MAX) {
+        a->touched_all = true;
+    } else if (!listed) {
+        if (!a->touched)
+            a->touched = xcalloc(TOUCHED_MAX, sizeof(*a->touched));
+        snprintf(a->touched[a->n_touched++], sizeof(*a->touched), "%s",
+                 vm_id);
+    }
+    a->events = true;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->lock);
 }
 
 /* A health check changed state: report it now. */
@@ -318,6 +344,7 @@ static void *poller_main(void *arg)
                       (long long)rev, (long long)wait);
         struct api_reply rep;
         int r = api_request(c, "GET", path, NULL, NULL, &rep);
+        int64_t answered = now_ms();
         if (atomic_load(&a->stop)) {
             api_reply_clear(&rep);
             break;
@@ -345,7 +372,10 @@ static void *poller_main(void *arg)
                     pthread_cond_signal(&a->cond);
                 }
                 pthread_mutex_unlock(&a->lock);
-                log_debug("desired state revision %lld", (long long)rev);
+                /* The wall clock, for timing a change's way to libvirt. */
+                log_debug("desired state revision %lld: %zu bytes, answered "
+                          "at %" PRId64 ", read at %" PRId64 " (unix ms)",
+                          (long long)rev, rep.body_len, answered, now_ms());
             }
             api_reply_clear(&rep);
             continue;
@@ -416,6 +446,15 @@ static struct console_seen *seen_get(struct agent *a, const char *id)
     return s;
 }
 
+/* Something may have changed VM id's domain (NULL: every VM's): its XML
+ * is read for the next report. */
+static void xml_touched(struct agent *a, const char *id)
+{
+    for (size_t i = 0; i < a->n_seen; i++)
+        if (!id || streq(a->seen[i].id, id))
+            a->seen[i].xml_known = false;
+}
+
 /* Why the policy refused VM `id` of the current document, or NULL
  * (caller frees). */
 static char *vm_refusal(struct agent *a, const char *id)
@@ -448,8 +487,10 @@ static void domain_xml_add(struct agent *a, struct am_vm_status *o,
     struct console_seen *s = seen_get(a, o->id);
     char digest[65];
     sha256_hex(xml, len, digest);
-    if (streq(digest, s->xml_posted))
+    if (streq(digest, s->xml_posted)) {
+        s->xml_known = true;
         return;
+    }
     json_t *valid = json_string(xml); /* NULL unless UTF-8 */
     json_decref(valid);
     if (!valid)
@@ -524,9 +565,14 @@ static json_t *status_build(struct agent *a, const json_t *doc,
     *ret_pending = false;
     if (consoles || fresh || !a->last_sig || !sig.data ||
         !streq(sig.data, a->last_sig)) {
+        /* For an event or a new document, only the domains touched since
+         * their XML was read; every one at the heartbeat, or when a state
+         * changed with neither. */
+        bool all = consoles || !fresh || !a->last_sig;
         size_t xml_used = 0;
         for (size_t k = 0; k < out.n_vms; k++)
-            if (virt_doms_find(doms, n, out.vms[k].id))
+            if ((all || !seen_get(a, out.vms[k].id)->xml_known) &&
+                virt_doms_find(doms, n, out.vms[k].id))
                 domain_xml_add(a, &out.vms[k], &xml_used, ret_pending);
     }
     out.has_permit_ports = agent_config_permit_ports(a->cfg, &out.permit_ports,
@@ -676,6 +722,7 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
         if (json_object_get(vm, AGENT_VM_DOMAIN_XML)) {
             struct console_seen *s = seen_get(a, json_str(vm, "id"));
             memcpy(s->xml_posted, s->xml_sent, sizeof(s->xml_posted));
+            s->xml_known = true;
         }
     }
     return 0;
@@ -1082,6 +1129,7 @@ static void agent_teardown(struct agent *a)
     free(a->image_dir);
     free(a->arch);
     free(a->seen);
+    free(a->touched);
     free(a->last_sig);
     free(a->net_error);
     free(a->egress_allow);
@@ -1256,16 +1304,24 @@ int agent_run(const struct agent_settings *s)
                 break;
         bool events = a.events, doc_new = a.doc_new, acted = false;
         a.events = a.doc_new = false;
+        for (size_t i = 0; i < a.n_touched; i++)
+            xml_touched(&a, a.touched[i]);
+        if (a.touched_all)
+            xml_touched(&a, NULL);
+        a.n_touched = 0;
+        a.touched_all = false;
         if (doc_new) {
             json_decref(doc);
             doc = json_incref(a.doc);
         }
         pthread_mutex_unlock(&a.lock);
+        int64_t woke = now_ms();
         if (doc_new) {
             json_t *applied = accepted;
             accepted = policy_check(&a, doc, applied);
             json_decref(applied);
         }
+        int64_t checked = now_ms();
         if (atomic_load(&a.stop))
             break;
         int64_t now = mono_ms();
@@ -1282,6 +1338,7 @@ int agent_run(const struct agent_settings *s)
             retry_at = now + 2000;
             continue;
         }
+        int64_t listed_at = now_ms();
         if (doc) {
             conrelay_sync(a.consoles, doc);
             if (doc_new) {
@@ -1304,8 +1361,14 @@ int agent_run(const struct agent_settings *s)
              * policy made of the rest. */
             reconcile_plan_orphans(doc, doms, n, &plan);
             if (plan.n > 0) {
+                log_debug("pass: woke at %" PRId64 ", policy checked at %"
+                          PRId64 ", %zu domains listed at %" PRId64 ", %zu "
+                          "actions planned at %" PRId64 " (unix ms)", woke,
+                          checked, n, listed_at, plan.n, now_ms());
                 acted = true;
                 reconcile_execute(&a.rc, &plan, doms, n, rev, now);
+                for (size_t i = 0; i < plan.n; i++)
+                    xml_touched(&a, plan.actions[i].vm_id);
                 virt_doms_free(doms, n);
                 doms = NULL;
                 n = 0;
@@ -1366,7 +1429,13 @@ int agent_run(const struct agent_settings *s)
             if (hb || events || post_failed || doc_new ||
                 status_has_xml(body) ||
                 !streq(sig, a.last_sig)) {
-                if (status_send(&a, c, body) == 0) {
+                int64_t built = now_ms();
+                int sr = status_send(&a, c, body);
+                log_debug("status of %zu VMs built at %" PRId64 ", posted at "
+                          "%" PRId64 " (unix ms)",
+                          json_array_size(json_object_get(body, "vms")),
+                          built, now_ms());
+                if (sr == 0) {
                     agent_metrics_contact(a.metrics, now_s());
                     free(a.last_sig);
                     a.last_sig = TAKE_PTR(sig);
