@@ -446,6 +446,15 @@ static struct console_seen *seen_get(struct agent *a, const char *id)
     return s;
 }
 
+/* Whether the plan has an action for VM id. */
+static bool plan_names(const struct reconcile_plan *p, const char *id)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (streq(p->actions[i].vm_id, id))
+            return true;
+    return false;
+}
+
 /* Something may have changed VM id's domain (NULL: every VM's): its XML
  * is read for the next report. */
 static void xml_touched(struct agent *a, const char *id)
@@ -814,7 +823,7 @@ static int status_send(struct agent *a, struct api_client *c, json_t *body)
 
 /* Check new desired document `doc` against the node's policy before
  * anything of it is applied: the part that passes is returned (new
- * reference) and written to DATA-DIR/accepted.json for the operator; what
+ * reference; accepted_write() keeps it for the operator); what
  * does not is logged and kept for the next status post; `applied` is the
  * part accepted of the previous document (or NULL). Host facts are
  * read again each time, as listening ports and routes come and go. */
@@ -860,13 +869,20 @@ static json_t *policy_check(struct agent *a, const json_t *doc,
     }
     json_decref(a->refused);
     a->refused = refused;
+    return accepted;
+}
+
+/* What the policy accepted, into DATA-DIR/accepted.json for the operator:
+ * written once the pass has acted and reported, not before. */
+static void accepted_write(struct agent *a, const json_t *accepted)
+{
     _cleanup_free_ char *path = xasprintf("%s/accepted.json",
                                           a->cfg->data_dir);
     _cleanup_free_ char *text = json_dumps(accepted, JSON_INDENT(1) |
                                                      JSON_SORT_KEYS);
+    int r;
     if (text && (r = file_write_atomic(path, text, strlen(text), 0600)) < 0)
         log_warn("cannot write '%s': %s", path, strerror(-r));
-    return accepted;
 }
 
 /* What the agent adds to a document's network state. */
@@ -1278,6 +1294,7 @@ int agent_run(const struct agent_settings *s)
     int64_t wd_ms = (int64_t)(wd_usec / 2000), next_wd = mono_ms();
     sd_notifyf(0, "READY=1\nSTATUS=node %s against %s", a.node.name, a.uri);
     bool post_failed = false, consoles_pending = false;
+    bool accepted_unwritten = false; /* accepted.json lags `accepted` */
     for (;;) {
         int64_t wake_at = next_hb;
         int64_t dl = reconcile_next_deadline(&a.rc);
@@ -1320,6 +1337,7 @@ int agent_run(const struct agent_settings *s)
             json_t *applied = accepted;
             accepted = policy_check(&a, doc, applied);
             json_decref(applied);
+            accepted_unwritten = true;
         }
         int64_t checked = now_ms();
         if (atomic_load(&a.stop))
@@ -1369,6 +1387,18 @@ int agent_run(const struct agent_settings *s)
                 reconcile_execute(&a.rc, &plan, doms, n, rev, now);
                 for (size_t i = 0; i < plan.n; i++)
                     xml_touched(&a, plan.actions[i].vm_id);
+                /* The events of the domains just acted on, raised by the
+                 * actions themselves, are in the listing below and the
+                 * report that follows: no pass of their own. */
+                pthread_mutex_lock(&a.lock);
+                bool others = a.touched_all;
+                for (size_t i = 0; i < a.n_touched && !others; i++)
+                    others = !plan_names(&plan, a.touched[i]);
+                if (!others) {
+                    a.events = false;
+                    a.n_touched = 0;
+                }
+                pthread_mutex_unlock(&a.lock);
                 virt_doms_free(doms, n);
                 doms = NULL;
                 n = 0;
@@ -1451,6 +1481,10 @@ int agent_run(const struct agent_settings *s)
             }
             if (hb)
                 next_hb = now + a.heartbeat_ms;
+        }
+        if (accepted_unwritten) {
+            accepted_write(&a, accepted);
+            accepted_unwritten = false;
         }
         agent_metrics_pending(a.metrics, meter_pending(a.meter));
         if (hb && a.metrics && a.rc.cache) {
