@@ -348,11 +348,13 @@ int main(int argc, char **argv)
     int64_t *def = xcalloc((size_t)nvms, sizeof(*def));
     int64_t *cre = xcalloc((size_t)nvms, sizeof(*cre));
     int64_t *flo = xcalloc((size_t)nvms, sizeof(*flo));
+    int64_t *pst = xcalloc((size_t)nvms, sizeof(*pst));
     _cleanup_free_ char *last = NULL;
     for (int i = 0; i < nvms; i++) {
         int64_t t0 = now_ms();
         free(last);
         last = vm_create(&n, i);
+        pst[i] = now_ms() - t0;
         int64_t d, c;
         wait_created(&n, last, &d, &c);
         def[i] = d - t0;
@@ -391,6 +393,9 @@ int main(int argc, char **argv)
     printf("\n| %-58s | %22s |\n", "node agent (libvirt test driver)", "value");
     printf("|%s|%s|\n", "------------------------------------------------------------",
            "------------------------");
+    snprintf(v, sizeof(v), "%lld ms", (long long)pct(pst, (size_t)nvms, 0.5));
+    _cleanup_free_ char *l0 = xasprintf("POST /v1/vms answered, p50 (%d VMs)", nvms);
+    row(l0, v);
     snprintf(v, sizeof(v), "%lld ms", (long long)pct(def, (size_t)nvms, 0.5));
     _cleanup_free_ char *l1 = xasprintf("POST /v1/vms -> libvirt define, p50 (%d VMs)", nvms);
     row(l1, v);
@@ -435,5 +440,6 @@ int main(int argc, char **argv)
     free(def);
     free(cre);
     free(flo);
+    free(pst);
     return 0;
 }
