@@ -1405,6 +1405,7 @@ int agent_run(const struct agent_settings *s)
                 if (virt_list(a.virt, &doms, &n) < 0) {
                     log_warn("cannot list domains: %s", virt_error());
                     listed = false;
+                    retry_at = now + 2000; /* the events' pass, then */
                 }
                 /* Failed VMs are retried after a pause. */
                 for (size_t i = 0; i < plan.n; i++)
