@@ -91,6 +91,7 @@ struct console_seen {
     bool posted;
     bool xml_known;
     char xml_posted[65], xml_sent[65];
+    char entry_posted[65]; /* digest of the VM's status entry as posted */
 };
 
 /* At most this many VMs are remembered as touched between two passes;
@@ -446,6 +447,40 @@ static struct console_seen *seen_get(struct agent *a, const char *id)
     return s;
 }
 
+/* The digest of status entry vm without what travels once (domain XML,
+ * its interfaces, the console tail). */
+static void entry_digest(const json_t *vm, char out[65])
+{
+    json_auto_t *e = json_copy((json_t *)vm);
+    json_object_del(e, AGENT_VM_DOMAIN_XML);
+    json_object_del(e, AGENT_VM_INTERFACES);
+    json_object_del(e, "console_tail");
+    _cleanup_free_ char *text = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+    sha256_hex(text ? text : "", text ? strlen(text) : 0, out);
+}
+
+/* A report made for an event or a new document lists only the VMs whose
+ * entry changed since the controller took it (or that carry domain XML or
+ * a console tail): the controller reads each listed VM inside its
+ * writer's transaction, and most of a node's VMs did not change. The
+ * heartbeat's report lists them all. */
+static void status_changed_only(struct agent *a, json_t *body)
+{
+    json_t *vms = json_object_get(body, "vms");
+    json_auto_t *kept = json_array();
+    size_t i;
+    json_t *vm;
+    json_array_foreach(vms, i, vm) {
+        char d[65];
+        entry_digest(vm, d);
+        if (json_object_get(vm, AGENT_VM_DOMAIN_XML) ||
+            json_object_get(vm, "console_tail") ||
+            !streq(d, seen_get(a, json_str(vm, "id"))->entry_posted))
+            json_array_append(kept, vm);
+    }
+    json_object_set(body, "vms", kept);
+}
+
 /* Whether the plan has an action for VM id. */
 static bool plan_names(const struct reconcile_plan *p, const char *id)
 {
@@ -728,6 +763,7 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
     json_array_foreach(json_object_get(body, "vms"), i, vm) {
         if (json_object_get(vm, "console_tail"))
             seen_get(a, json_str(vm, "id"))->posted = true;
+        entry_digest(vm, seen_get(a, json_str(vm, "id"))->entry_posted);
         if (json_object_get(vm, AGENT_VM_DOMAIN_XML)) {
             struct console_seen *s = seen_get(a, json_str(vm, "id"));
             memcpy(s->xml_posted, s->xml_sent, sizeof(s->xml_posted));
@@ -1460,6 +1496,8 @@ int agent_run(const struct agent_settings *s)
             if (hb || events || post_failed || doc_new ||
                 status_has_xml(body) ||
                 !streq(sig, a.last_sig)) {
+                if (!hb && !consoles_pending)
+                    status_changed_only(&a, body);
                 int64_t built = now_ms();
                 int sr = status_send(&a, c, body);
                 log_debug("status of %zu VMs built at %" PRId64 ", posted at "

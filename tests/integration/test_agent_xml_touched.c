@@ -1,9 +1,10 @@
-/* The domain XML a node reports follows each change of a VM well before
- * the heartbeat, although a report made for an event or a new document
- * reads only the domains touched since (the heartbeat here is 60 s, so
- * the heartbeat's full read cannot be what brings a change): a new VM, a
- * stop, a resize and a start of one VM among others, and the untouched
- * VMs keep the XML they had. */
+/* The domain XML and the state a node reports follow each change of a VM
+ * well before the heartbeat, although a report made for an event or a new
+ * document reads only the domains touched since and lists only the VMs
+ * whose entry changed (the heartbeat here is 60 s, so the heartbeat's
+ * full report cannot be what brings a change): a new VM, a stop, a resize
+ * and a start of one VM among others, and the untouched VMs keep the XML
+ * and state they had. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -41,6 +42,24 @@ static int teardown(void **state)
 }
 
 #define FOGCTL(st, ...) tu_fogctl(&ctl, key, st, __VA_ARGS__, NULL)
+
+/* Poll, for at most 20 s, until VM `id`'s state is `want`. */
+static void wait_state(const char *id, const char *want)
+{
+    _cleanup_free_ char *path = xasprintf("/v1/vms/%s", id);
+    time_t end = time(NULL) + 20;
+    for (;;) {
+        json_auto_t *vm = tu_api_want(&ctl, key, "GET", path, NULL, 200);
+        if (streq(json_str(vm, "state"), want))
+            return;
+        if (time(NULL) > end) {
+            fprintf(stderr, "VM %s: state '%s', want '%s'\n", id,
+                    json_str(vm, "state"), want);
+            fail();
+        }
+        nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+    }
+}
 
 /* Poll, for at most 20 s (a third of the heartbeat), until the XML VM
  * `ref`'s node reported holds `want` and lacks `unwanted` (or NULL); the
@@ -88,6 +107,7 @@ static void each_change_is_reported_before_the_heartbeat(void **state)
     assert_int_equal(st, 0);
     _cleanup_free_ char *xb1 = wait_xml("xt-b", "<domain type='qemu'>",
                                         NULL);
+    wait_state(json_str(b, "id"), "stopped");
     /* Resized while stopped, then started: the new memory, running. */
     _cleanup_free_ char *path = xasprintf("/v1/vms/%s/resize",
                                           json_str(b, "id"));
@@ -98,6 +118,7 @@ static void each_change_is_reported_before_the_heartbeat(void **state)
                                      "--timeout", "60");
     assert_int_equal(st, 0);
     _cleanup_free_ char *xb3 = wait_xml("xt-b", live, mem128);
+    wait_state(json_str(b, "id"), "running");
     assert_non_null(strstr(xb3, mem256));
 
     /* VM c, touched after b: its change is not lost behind b's. */
@@ -106,13 +127,15 @@ static void each_change_is_reported_before_the_heartbeat(void **state)
     assert_int_equal(st, 0);
     _cleanup_free_ char *xc1 = wait_xml("xt-c", "<domain type='qemu'>",
                                         NULL);
+    wait_state(json_str(c, "id"), "stopped");
 
     /* The untouched VM a reads as it did. */
     _cleanup_free_ char *xa2 = FOGCTL(&st, "dumpxml", "xt-a");
     assert_int_equal(st, 0);
     assert_string_equal(xa, xa2);
-    (void)a;
-    (void)c;
+    wait_state(json_str(a, "id"), "running");
+    /* The reports of those changes listed the VM that changed alone. */
+    assert_true(tu_count_in_file(agent.log, "status of 1 VMs built") > 0);
 }
 
 int main(void)
