@@ -1,7 +1,9 @@
 /* Node agent benchmark against libvirt's test driver: time from
  * POST /v1/vms until the agent calls libvirt's define and create for the
  * new domain (read from the agent's debug log, which stamps each call with
- * the wall clock), and the agent's resident memory and CPU time per idle
+ * the wall clock), the floor it compares to (the domain XML the agent
+ * made, defined and started directly through a test driver connection of
+ * this process, as many domains as VMs), and the agent's resident memory and CPU time per idle
  * minute with a few VMs defined and running, and its resident and anonymous
  * memory idle with none, a few and many VMs (FOG_BENCH_SMAPS=DIR keeps
  * each point's /proc/PID/smaps there). Prints a table; figures, not
@@ -15,6 +17,7 @@
 #include "common/timeutil.h"
 #include "tests/testutil.h"
 
+#include <libvirt/libvirt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
@@ -129,6 +132,14 @@ static void node_stop(struct node *n)
         tu_kill(n->agent, SIGTERM);
     api_client_free(n->api);
     tu_ctl_destroy(&n->ctl);
+    /* FOG_BENCH_LOG=FILE keeps the agent's log (its stamps time a pass). */
+    const char *keep = getenv("FOG_BENCH_LOG");
+    if (keep && *keep && access(keep, F_OK) < 0) { /* the first node's */
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (file_read(n->log, 256 << 20, &text, &len) == 0)
+            file_write_atomic(keep, text, len, 0644);
+    }
     tu_rmrf(n->dir);
     free(n->dir);
     free(n->data);
@@ -157,6 +168,69 @@ static int64_t log_stamp(struct node *n, const char *id, const char *what)
                                             id, what);
     const char *p = strstr(buf_str(&n->seen), needle);
     return p ? strtoll(p + strlen(needle), NULL, 10) : -1;
+}
+
+/* The domain XML VM id's node reported (its status posts carry it). */
+static char *vm_xml(struct node *n, const char *id)
+{
+    _cleanup_free_ char *path = xasprintf("/v1/vms/%s/xml", id);
+    int64_t end = mono_ms() + 20000;
+    while (mono_ms() < end) {
+        struct api_reply rep;
+        if (api_request(n->api, "GET", path, NULL, NULL, &rep) == 0 &&
+            rep.status == 200 && rep.body) {
+            char *xml = xstrndup(rep.body, rep.body_len);
+            api_reply_clear(&rep);
+            return xml;
+        }
+        api_reply_clear(&rep);
+        usleep(50000);
+    }
+    die("the node never reported a domain XML");
+    return NULL;
+}
+
+/* xml with the text of element <tag> replaced by `with`. */
+static char *xml_swap(const char *xml, const char *tag, const char *with)
+{
+    _cleanup_free_ char *open = xasprintf("<%s>", tag);
+    _cleanup_free_ char *close = xasprintf("</%s>", tag);
+    const char *a = strstr(xml, open), *b = a ? strstr(a, close) : NULL;
+    if (!b)
+        die("the reported domain XML lacks a name or uuid");
+    a += strlen(open);
+    return xasprintf("%.*s%s%s", (int)(a - xml), xml, with, b);
+}
+
+static int64_t us_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The floor: `xml` defined and started as n domains (each its own name
+ * and uuid) one after the other on a fresh test driver connection, as
+ * the agent does on its own; each pair of calls timed in us. */
+static void floor_measure(const char *xml, int n, int64_t *us)
+{
+    virConnectPtr conn = virConnectOpen("test:///default");
+    if (!conn)
+        die("cannot open libvirt's test driver");
+    for (int i = 0; i < n; i++) {
+        char name[64], uuid[37];
+        snprintf(name, sizeof(name), "floor-%d", i);
+        snprintf(uuid, sizeof(uuid), "f100f100-0000-4000-8000-%012x", i);
+        _cleanup_free_ char *x1 = xml_swap(xml, "name", name);
+        _cleanup_free_ char *x2 = xml_swap(x1, "uuid", uuid);
+        int64_t t0 = us_now();
+        virDomainPtr d = virDomainDefineXML(conn, x2);
+        if (!d || virDomainCreate(d) < 0)
+            die("the floor's define or create failed");
+        us[i] = us_now() - t0;
+        virDomainFree(d);
+    }
+    virConnectClose(conn);
 }
 
 static char *vm_create(struct node *n, int i)
@@ -273,15 +347,22 @@ int main(int argc, char **argv)
     struct mem m0 = mem_of(n.agent, "0");
     int64_t *def = xcalloc((size_t)nvms, sizeof(*def));
     int64_t *cre = xcalloc((size_t)nvms, sizeof(*cre));
+    int64_t *flo = xcalloc((size_t)nvms, sizeof(*flo));
+    int64_t *pst = xcalloc((size_t)nvms, sizeof(*pst));
+    _cleanup_free_ char *last = NULL;
     for (int i = 0; i < nvms; i++) {
         int64_t t0 = now_ms();
-        _cleanup_free_ char *id = vm_create(&n, i);
+        free(last);
+        last = vm_create(&n, i);
+        pst[i] = now_ms() - t0;
         int64_t d, c;
-        wait_created(&n, id, &d, &c);
+        wait_created(&n, last, &d, &c);
         def[i] = d - t0;
         cre[i] = c - t0;
     }
     sleep(5); /* let the status posts settle */
+    _cleanup_free_ char *xml = vm_xml(&n, last);
+    floor_measure(xml, nvms, flo);
     _cleanup_free_ char *tag_n = xasprintf("%d", nvms);
     struct mem mn = mem_of(n.agent, tag_n);
     node_stop(&n);
@@ -312,6 +393,9 @@ int main(int argc, char **argv)
     printf("\n| %-58s | %22s |\n", "node agent (libvirt test driver)", "value");
     printf("|%s|%s|\n", "------------------------------------------------------------",
            "------------------------");
+    snprintf(v, sizeof(v), "%lld ms", (long long)pct(pst, (size_t)nvms, 0.5));
+    _cleanup_free_ char *l0 = xasprintf("POST /v1/vms answered, p50 (%d VMs)", nvms);
+    row(l0, v);
     snprintf(v, sizeof(v), "%lld ms", (long long)pct(def, (size_t)nvms, 0.5));
     _cleanup_free_ char *l1 = xasprintf("POST /v1/vms -> libvirt define, p50 (%d VMs)", nvms);
     row(l1, v);
@@ -324,6 +408,19 @@ int main(int argc, char **argv)
     snprintf(v, sizeof(v), "%lld ms", (long long)pct(cre, (size_t)nvms, 0.99));
     _cleanup_free_ char *l4 = xasprintf("POST /v1/vms -> libvirt create, p99 (%d VMs)", nvms);
     row(l4, v);
+    int64_t f50 = pct(flo, (size_t)nvms, 0.5);
+    snprintf(v, sizeof(v), "%.2f ms", (double)f50 / 1000.0);
+    _cleanup_free_ char *l7 = xasprintf("floor: direct define + create, p50 (%d "
+                                        "domains)", nvms);
+    row(l7, v);
+    snprintf(v, sizeof(v), "%.2f ms",
+             (double)pct(flo, (size_t)nvms, 0.99) / 1000.0);
+    _cleanup_free_ char *l8 = xasprintf("floor: direct define + create, p99 (%d "
+                                        "domains)", nvms);
+    row(l8, v);
+    snprintf(v, sizeof(v), "%.1fx", f50 > 0 ?
+             (double)pct(cre, (size_t)nvms, 0.5) * 1000.0 / (double)f50 : 0.0);
+    row("create p50 / floor p50", v);
     const struct {
         int vms;
         struct mem m;
@@ -342,5 +439,7 @@ int main(int argc, char **argv)
     row(l6, v);
     free(def);
     free(cre);
+    free(flo);
+    free(pst);
     return 0;
 }

@@ -620,12 +620,24 @@ HANDLER(h_agent_status)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
-    /* Refuse the whole post if it speaks of any VM not placed here. */
+    /* Refuse the whole post if it speaks of any VM not placed here (the
+     * node's VMs read at once: a query per VM held the writer longer). */
+    json_auto_t *placed = NULL, *here = json_object();
+    if (b.n_vms > 0 &&
+        store_query(a->store, &placed, "SELECT id FROM vms WHERE node_id = "
+                    "$1", "s", node_id) < 0) {
+        store_tx_rollback(a->store);
+        http_reply_problem(r, 503, "unavailable", NULL, "store busy");
+        return;
+    }
+    size_t k;
+    json_t *row;
+    json_array_foreach(placed, k, row)
+        if (json_str(row, "id"))
+            json_object_set(here, json_str(row, "id"), json_true());
     for (size_t i = 0; i < b.n_vms; i++) {
         const char *id = b.vms[i].id;
-        if (store_query_int(a->store, 0,
-                            "SELECT COUNT(*) FROM vms WHERE id = $1 AND "
-                            "node_id = $2", "ss", id, node_id) == 0) {
+        if (!json_object_get(here, id)) {
             store_tx_rollback(a->store);
             reqctx_set_target(r, id);
             reqctx_set_detail(r, "node %s reported on VM %s, which it does "

@@ -79,15 +79,24 @@ int agent_print_inventory(const struct agent_settings *s)
 
 /* What the controller has of each VM: its console log up to size/mtime
  * (posted) and the digest of the domain XML it accepted last
- * (xml_posted; xml_sent: the one in the post under way). In memory only,
- * so a restarted agent sends both again. */
+ * (xml_posted; xml_sent: the one in the post under way). xml_known: the
+ * controller has the domain's current XML, nothing (event, action of
+ * ours) touched the domain since it was read, so a report made for an
+ * event or a new document need not read it again (the heartbeat's does).
+ * In memory only, so a restarted agent sends both again. */
 struct console_seen {
     char id[37];
     off_t size;
     int64_t mtime_ns;
     bool posted;
+    bool xml_known;
     char xml_posted[65], xml_sent[65];
+    char entry_posted[65]; /* digest of the VM's status entry as posted */
 };
+
+/* At most this many VMs are remembered as touched between two passes;
+ * past it, every domain's XML is read again. */
+#define TOUCHED_MAX 1024
 
 struct agent {
     const struct agent_settings *cfg;
@@ -106,6 +115,9 @@ struct agent {
     json_t *doc;        /* latest desired document (lock) */
     bool doc_new;       /* (lock) */
     bool events;        /* lifecycle event seen (lock) */
+    char (*touched)[37]; /* VMs whose domain had an event (lock) */
+    size_t n_touched;    /* (lock) */
+    bool touched_all;    /* more than TOUCHED_MAX of them (lock) */
     atomic_bool stop;
 
     struct console_seen *seen;
@@ -166,8 +178,23 @@ static void wake(struct agent *a, bool event)
 
 static void on_event(void *userdata, const char *vm_id, int event, int detail)
 {
+    struct agent *a = userdata;
     log_debug("vm %s: libvirt event %d/%d", vm_id, event, detail);
-    wake(userdata, true);
+    pthread_mutex_lock(&a->lock);
+    bool listed = false;
+    for (size_t i = 0; i < a->n_touched && !listed; i++)
+        listed = streq(a->touched[i], vm_id);
+    if (!listed && a->n_touched >= TOUCHED_MAX) {
+        a->touched_all = true;
+    } else if (!listed) {
+        if (!a->touched)
+            a->touched = xcalloc(TOUCHED_MAX, sizeof(*a->touched));
+        snprintf(a->touched[a->n_touched++], sizeof(*a->touched), "%s",
+                 vm_id);
+    }
+    a->events = true;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->lock);
 }
 
 /* A health check changed state: report it now. */
@@ -319,6 +346,7 @@ static void *poller_main(void *arg)
                       (long long)rev, (long long)wait);
         struct api_reply rep;
         int r = api_request(c, "GET", path, NULL, NULL, &rep);
+        int64_t answered = now_ms();
         if (atomic_load(&a->stop)) {
             api_reply_clear(&rep);
             break;
@@ -346,7 +374,10 @@ static void *poller_main(void *arg)
                     pthread_cond_signal(&a->cond);
                 }
                 pthread_mutex_unlock(&a->lock);
-                log_debug("desired state revision %lld", (long long)rev);
+                /* The wall clock, for timing a change's way to libvirt. */
+                log_debug("desired state revision %lld: %zu bytes, answered "
+                          "at %" PRId64 ", read at %" PRId64 " (unix ms)",
+                          (long long)rev, rep.body_len, answered, now_ms());
             }
             api_reply_clear(&rep);
             continue;
@@ -417,6 +448,58 @@ static struct console_seen *seen_get(struct agent *a, const char *id)
     return s;
 }
 
+/* The digest of status entry vm without what travels once (domain XML,
+ * its interfaces, the console tail). */
+static void entry_digest(const json_t *vm, char out[65])
+{
+    json_auto_t *e = json_copy((json_t *)vm);
+    json_object_del(e, AGENT_VM_DOMAIN_XML);
+    json_object_del(e, AGENT_VM_INTERFACES);
+    json_object_del(e, "console_tail");
+    _cleanup_free_ char *text = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+    sha256_hex(text ? text : "", text ? strlen(text) : 0, out);
+}
+
+/* A report made for an event or a new document lists only the VMs whose
+ * entry changed since the controller took it (or that carry domain XML or
+ * a console tail): the controller reads each listed VM inside its
+ * writer's transaction, and most of a node's VMs did not change. The
+ * heartbeat's report lists them all. */
+static void status_changed_only(struct agent *a, json_t *body)
+{
+    json_t *vms = json_object_get(body, "vms");
+    json_auto_t *kept = json_array();
+    size_t i;
+    json_t *vm;
+    json_array_foreach(vms, i, vm) {
+        char d[65];
+        entry_digest(vm, d);
+        if (json_object_get(vm, AGENT_VM_DOMAIN_XML) ||
+            json_object_get(vm, "console_tail") ||
+            !streq(d, seen_get(a, json_str(vm, "id"))->entry_posted))
+            json_array_append(kept, vm);
+    }
+    json_object_set(body, "vms", kept);
+}
+
+/* Whether the plan has an action for VM id. */
+static bool plan_names(const struct reconcile_plan *p, const char *id)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (streq(p->actions[i].vm_id, id))
+            return true;
+    return false;
+}
+
+/* Something may have changed VM id's domain (NULL: every VM's): its XML
+ * is read for the next report. */
+static void xml_touched(struct agent *a, const char *id)
+{
+    for (size_t i = 0; i < a->n_seen; i++)
+        if (!id || streq(a->seen[i].id, id))
+            a->seen[i].xml_known = false;
+}
+
 /* Why the policy refused VM `id` of the current document, or NULL
  * (caller frees). */
 static char *vm_refusal(struct agent *a, const char *id)
@@ -449,8 +532,10 @@ static void domain_xml_add(struct agent *a, struct am_vm_status *o,
     struct console_seen *s = seen_get(a, o->id);
     char digest[65];
     sha256_hex(xml, len, digest);
-    if (streq(digest, s->xml_posted))
+    if (streq(digest, s->xml_posted)) {
+        s->xml_known = true;
         return;
+    }
     json_t *valid = json_string(xml); /* NULL unless UTF-8 */
     json_decref(valid);
     if (!valid)
@@ -526,9 +611,14 @@ static json_t *status_build(struct agent *a, const json_t *doc,
     *ret_pending = false;
     if (consoles || fresh || !a->last_sig || !sig.data ||
         !streq(sig.data, a->last_sig)) {
+        /* For an event or a new document, only the domains touched since
+         * their XML was read; every one at the heartbeat, or when a state
+         * changed with neither. */
+        bool all = consoles || !fresh || !a->last_sig;
         size_t xml_used = 0;
         for (size_t k = 0; k < out.n_vms; k++)
-            if (virt_doms_find(doms, n, out.vms[k].id))
+            if ((all || !seen_get(a, out.vms[k].id)->xml_known) &&
+                virt_doms_find(doms, n, out.vms[k].id))
                 domain_xml_add(a, &out.vms[k], &xml_used, ret_pending);
     }
     out.has_permit_ports = agent_config_permit_ports(a->cfg, &out.permit_ports,
@@ -675,9 +765,11 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
     json_array_foreach(json_object_get(body, "vms"), i, vm) {
         if (json_object_get(vm, "console_tail"))
             seen_get(a, json_str(vm, "id"))->posted = true;
+        entry_digest(vm, seen_get(a, json_str(vm, "id"))->entry_posted);
         if (json_object_get(vm, AGENT_VM_DOMAIN_XML)) {
             struct console_seen *s = seen_get(a, json_str(vm, "id"));
             memcpy(s->xml_posted, s->xml_sent, sizeof(s->xml_posted));
+            s->xml_known = true;
         }
     }
     return 0;
@@ -769,7 +861,7 @@ static int status_send(struct agent *a, struct api_client *c, json_t *body)
 
 /* Check new desired document `doc` against the node's policy before
  * anything of it is applied: the part that passes is returned (new
- * reference) and written to DATA-DIR/accepted.json for the operator; what
+ * reference; accepted_write() keeps it for the operator); what
  * does not is logged and kept for the next status post; `applied` is the
  * part accepted of the previous document (or NULL). Host facts are
  * read again each time, as listening ports and routes come and go. */
@@ -815,13 +907,20 @@ static json_t *policy_check(struct agent *a, const json_t *doc,
     }
     json_decref(a->refused);
     a->refused = refused;
+    return accepted;
+}
+
+/* What the policy accepted, into DATA-DIR/accepted.json for the operator:
+ * written once the pass has acted and reported, not before. */
+static void accepted_write(struct agent *a, const json_t *accepted)
+{
     _cleanup_free_ char *path = xasprintf("%s/accepted.json",
                                           a->cfg->data_dir);
     _cleanup_free_ char *text = json_dumps(accepted, JSON_INDENT(1) |
                                                      JSON_SORT_KEYS);
+    int r;
     if (text && (r = file_write_atomic(path, text, strlen(text), 0600)) < 0)
         log_warn("cannot write '%s': %s", path, strerror(-r));
-    return accepted;
 }
 
 /* What the agent adds to a document's network state. */
@@ -1094,6 +1193,7 @@ static void agent_teardown(struct agent *a)
     free(a->image_dir);
     free(a->arch);
     free(a->seen);
+    free(a->touched);
     free(a->last_sig);
     free(a->net_error);
     free(a->egress_allow);
@@ -1242,6 +1342,7 @@ int agent_run(const struct agent_settings *s)
     int64_t wd_ms = (int64_t)(wd_usec / 2000), next_wd = mono_ms();
     sd_notifyf(0, "READY=1\nSTATUS=node %s against %s", a.node.name, a.uri);
     bool post_failed = false, consoles_pending = false;
+    bool accepted_unwritten = false; /* accepted.json lags `accepted` */
     for (;;) {
         int64_t wake_at = next_hb;
         int64_t dl = reconcile_next_deadline(&a.rc);
@@ -1268,16 +1369,25 @@ int agent_run(const struct agent_settings *s)
                 break;
         bool events = a.events, doc_new = a.doc_new, acted = false;
         a.events = a.doc_new = false;
+        for (size_t i = 0; i < a.n_touched; i++)
+            xml_touched(&a, a.touched[i]);
+        if (a.touched_all)
+            xml_touched(&a, NULL);
+        a.n_touched = 0;
+        a.touched_all = false;
         if (doc_new) {
             json_decref(doc);
             doc = json_incref(a.doc);
         }
         pthread_mutex_unlock(&a.lock);
+        int64_t woke = now_ms();
         if (doc_new) {
             json_t *applied = accepted;
             accepted = policy_check(&a, doc, applied);
             json_decref(applied);
+            accepted_unwritten = true;
         }
+        int64_t checked = now_ms();
         if (atomic_load(&a.stop))
             break;
         int64_t now = mono_ms();
@@ -1294,6 +1404,7 @@ int agent_run(const struct agent_settings *s)
             retry_at = now + 2000;
             continue;
         }
+        int64_t listed_at = now_ms();
         if (doc) {
             conrelay_sync(a.consoles, doc);
             if (doc_new) {
@@ -1316,14 +1427,33 @@ int agent_run(const struct agent_settings *s)
              * policy made of the rest. */
             reconcile_plan_orphans(doc, doms, n, &plan);
             if (plan.n > 0) {
+                log_debug("pass: woke at %" PRId64 ", policy checked at %"
+                          PRId64 ", %zu domains listed at %" PRId64 ", %zu "
+                          "actions planned at %" PRId64 " (unix ms)", woke,
+                          checked, n, listed_at, plan.n, now_ms());
                 acted = true;
                 reconcile_execute(&a.rc, &plan, doms, n, rev, now);
+                for (size_t i = 0; i < plan.n; i++)
+                    xml_touched(&a, plan.actions[i].vm_id);
+                /* The events of the domains just acted on, raised by the
+                 * actions themselves, are in the listing below and the
+                 * report that follows: no pass of their own. */
+                pthread_mutex_lock(&a.lock);
+                bool others = a.touched_all;
+                for (size_t i = 0; i < a.n_touched && !others; i++)
+                    others = !plan_names(&plan, a.touched[i]);
+                if (!others) {
+                    a.events = false;
+                    a.n_touched = 0;
+                }
+                pthread_mutex_unlock(&a.lock);
                 virt_doms_free(doms, n);
                 doms = NULL;
                 n = 0;
                 if (virt_list(a.virt, &doms, &n) < 0) {
                     log_warn("cannot list domains: %s", virt_error());
                     listed = false;
+                    retry_at = now + 2000; /* the events' pass, then */
                 }
                 /* Failed VMs are retried after a pause. */
                 for (size_t i = 0; i < plan.n; i++)
@@ -1378,7 +1508,15 @@ int agent_run(const struct agent_settings *s)
             if (hb || events || post_failed || doc_new ||
                 status_has_xml(body) ||
                 !streq(sig, a.last_sig)) {
-                if (status_send(&a, c, body) == 0) {
+                if (!hb && !consoles_pending)
+                    status_changed_only(&a, body);
+                int64_t built = now_ms();
+                int sr = status_send(&a, c, body);
+                log_debug("status of %zu VMs built at %" PRId64 ", posted at "
+                          "%" PRId64 " (unix ms)",
+                          json_array_size(json_object_get(body, "vms")),
+                          built, now_ms());
+                if (sr == 0) {
                     agent_metrics_contact(a.metrics, now_s());
                     free(a.last_sig);
                     a.last_sig = TAKE_PTR(sig);
@@ -1394,6 +1532,10 @@ int agent_run(const struct agent_settings *s)
             }
             if (hb)
                 next_hb = now + a.heartbeat_ms;
+        }
+        if (accepted_unwritten) {
+            accepted_write(&a, accepted);
+            accepted_unwritten = false;
         }
         agent_metrics_pending(a.metrics, meter_pending(a.meter));
         if (hb && a.metrics && a.rc.cache) {
