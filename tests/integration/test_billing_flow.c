@@ -242,9 +242,14 @@ static void full_flow_invoice_and_payout_reconcile_with_the_ledger(void **state)
         }
     }
     int64_t at = t0 + 3650;
+    struct accrual_stats st0, st1;
+    accrual_stats_get(&st0);
     int n = accrual_run(&A, at);
     assert_true(n == 1);
     assert_int_equal(accrual_run(&A, at), 0); /* nothing twice */
+    /* Posted as a batch, not VM by VM after the batch failed. */
+    accrual_stats_get(&st1);
+    assert_int_equal(st1.batches_redone, st0.batches_redone);
 
     /* 3600 s of 2 vCPU at 0.5 + 2 GiB at 0.25 + 20 GiB at 3/month:
      * 1 + 0.5 + 20*3*3600/2592000 = 1.583333333 (floor). */
@@ -412,30 +417,40 @@ static void exhausted_balance_stops_vms_and_a_top_up_allows_a_start(void **state
 
 #define CRASH_VMS 400
 
-static void crash_fixture(char (*ids)[37])
+/* A tenant whose balance never runs out. */
+static void rich_tenant(const char *name, char id[37])
 {
-    char rich[37];
     _cleanup_free_ char *k = NULL;
-    account("tenant-rich", "tenant", rich, &k);
+    account(name, "tenant", id, &k);
     struct ledger_tx *tx = ledger_tx_new("credit", NULL);
-    ledger_tx_move(tx, LEDGER_HUB_DEPOSITS, rich, INT64_C(1) << 60);
+    ledger_tx_move(tx, LEDGER_HUB_DEPOSITS, id, INT64_C(1) << 60);
     assert_int_equal(store_tx_begin(A.store), 0);
     assert_int_equal(billing_post(A.store, tx, NULL, now_s(), NULL), 0);
     assert_int_equal(store_tx_commit(A.store), 0);
     ledger_tx_free(tx);
-    for (int i = 0; i < CRASH_VMS; i++) {
-        _cleanup_free_ char *name = xasprintf("crash-%d", i);
+}
+
+/* n VMs named prefix-N of a new rich tenant called prefix, each with
+ * `billable` seconds of usage to bill. */
+static void billed_vms(const char *prefix, int n, int64_t billable,
+                       char (*ids)[37])
+{
+    char rich[37];
+    rich_tenant(prefix, rich);
+    for (int i = 0; i < n; i++) {
+        _cleanup_free_ char *name = xasprintf("%s-%d", prefix, i);
         vm(name, rich, node_id, ids[i]);
         assert_true(store_exec(A.store, "INSERT INTO vm_usage (vm_id, node_id, "
                                "state, billable_s, updated_at) VALUES ($1, $2, "
-                               "'{}', 0, 0)", "ss", ids[i], node_id) == 1);
+                               "'{}', $3, 0)", "ssi", ids[i], node_id,
+                               billable) == 1);
     }
 }
 
 static void kill9_during_accrual_neither_repeats_nor_loses_postings(void **state)
 {
     static char ids[CRASH_VMS][37];
-    crash_fixture(ids);
+    billed_vms("crash", CRASH_VMS, 0, ids);
     _cleanup_free_ char *self = NULL;
     char buf[4096];
     ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
@@ -516,6 +531,44 @@ static void kill9_during_accrual_neither_repeats_nor_loses_postings(void **state
     assert_balances_match_entries();
 }
 
+/* A step that cannot be rated (prices past any sum) fails its batch as a
+ * whole; the batch is then posted VM by VM, so the other VMs of the batch
+ * are billed on time, and the broken one again each pass, never twice. */
+#define RATED_VMS 24
+
+static void a_vm_that_cannot_be_rated_holds_no_other_back(void **state)
+{
+    static char ids[RATED_VMS][37];
+    billed_vms("batch", RATED_VMS, 3600, ids);
+    const char *broken = ids[RATED_VMS / 2];
+    assert_true(store_exec(A.store, "UPDATE deals SET vcpu_hour = $1 WHERE "
+                           "vm_id = $2", "is", INT64_MAX, broken) == 1);
+    struct accrual_stats st0, st1;
+    for (int pass = 0; pass < 2; pass++) {
+        accrual_stats_get(&st0);
+        int n = accrual_run(&A, now_s());
+        accrual_stats_get(&st1);
+        assert_int_equal(n, pass == 0 ? RATED_VMS - 1 : 0);
+        assert_int_equal(st1.batches_redone, st0.batches_redone + 1);
+    }
+    for (int i = 0; i < RATED_VMS; i++) {
+        int64_t billed = store_query_int(A.store, -1, "SELECT d.billed_s + "
+                                         "d.base_s FROM deals d JOIN vms v "
+                                         "ON v.deal_id = d.id WHERE v.id = $1",
+                                         "s", ids[i]);
+        int64_t steps = store_query_int(A.store, -1, "SELECT COUNT(*) FROM "
+                                        "ledger_tx WHERE vm_id = $1", "s",
+                                        ids[i]);
+        assert_int_equal(billed, ids[i] == broken ? 0 : 3600);
+        assert_int_equal(steps, ids[i] == broken ? 0 : 1);
+    }
+    assert_int_equal(ledger_total(), 0);
+    assert_balances_match_entries();
+    /* Out of the way of the tests after this one. */
+    assert_true(store_exec(A.store, "UPDATE vms SET node_id = NULL WHERE id "
+                           "= $1", "s", broken) == 1);
+}
+
 /* Child mode for the crash test: accrue everything on DB and exit. */
 static int accrue_child(const char *path)
 {
@@ -524,6 +577,8 @@ static int accrue_child(const char *path)
     if (store_open(path, &a.store) < 0)
         return 1;
     billing_configure(60, 1000, 3600, 5, "FOG", "vcpu=0.01,mem=0.005");
+    /* Many small batches, so that the kill lands between commits. */
+    accrual_set_batch(16);
     int n = accrual_run(&a, now_s());
     store_close(a.store);
     return n >= 0 ? 0 : 1;
@@ -597,6 +652,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(lying_provider_is_capped_and_the_event_log_says_so),
         cmocka_unit_test(exhausted_balance_stops_vms_and_a_top_up_allows_a_start),
         cmocka_unit_test(kill9_during_accrual_neither_repeats_nor_loses_postings),
+        cmocka_unit_test(a_vm_that_cannot_be_rated_holds_no_other_back),
         cmocka_unit_test(gpu_hours_are_billed_at_the_models_price),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
