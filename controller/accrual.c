@@ -777,33 +777,34 @@ static int accrue_vm(struct app *a, const char *vm_id, int64_t now)
     return posted;
 }
 
-/* Grace cost of every running deal, per tenant: {tenant: need}. */
+/* Add a running deal's grace cost to its tenant's need. */
+static void need_row(struct store_row *r, void *data)
+{
+    json_t *needs = data;
+    struct deal_due d;
+    deal_due_of_row(r, &d);
+    int64_t c = 0, sum = json_int(needs, d.tenant_id, 0);
+    if (rating_cost_ceil(&d.o, &d.sh, cfg.grace_s, &c) < 0 ||
+        __builtin_add_overflow(sum, c, &sum))
+        sum = INT64_MAX;
+    json_object_set_new(needs, d.tenant_id, json_integer((json_int_t)sum));
+}
+
+/* Grace cost of every running deal, per tenant: {tenant: need}. Rows are
+ * summed as they come (no JSON per deal: 100,000 running VMs). */
 static json_t *running_needs(struct app *a, const char *only_tenant,
                              const char *except_vm)
 {
     json_t *needs = json_object();
-    json_auto_t *rows = NULL;
-    size_t i;
-    json_t *d;
-    if (store_query(a->store, &rows,
-                    "SELECT " DEAL_COLS " FROM deals d JOIN vms v ON "
-                    "v.deal_id = d.id WHERE v.desired_state = 'running' AND "
-                    "v.deleted_at IS NULL AND ($1 = '' OR d.tenant_id = $1) "
-                    "AND v.id <> $2", "ss", only_tenant ? only_tenant : "",
-                    except_vm ? except_vm : "") < 0) {
+    if (store_query_each(a->store, need_row, needs,
+                         "SELECT " DEAL_COLS " FROM deals d JOIN vms v ON "
+                         "v.deal_id = d.id WHERE v.desired_state = 'running' "
+                         "AND v.deleted_at IS NULL AND ($1 = '' OR "
+                         "d.tenant_id = $1) AND v.id <> $2", "ss",
+                         only_tenant ? only_tenant : "",
+                         except_vm ? except_vm : "") < 0) {
         json_decref(needs);
         return NULL; /* unknown is not "nothing running" */
-    }
-    json_array_foreach(rows, i, d) {
-        struct rating_offer o;
-        struct rating_shape sh;
-        int64_t c = 0, sum = json_int(needs, json_str(d, "tenant_id"), 0);
-        deal_offer(d, &o, &sh);
-        if (rating_cost_ceil(&o, &sh, cfg.grace_s, &c) < 0 ||
-            __builtin_add_overflow(sum, c, &sum))
-            sum = INT64_MAX;
-        json_object_set_new(needs, json_str(d, "tenant_id"),
-                            json_integer((json_int_t)sum));
     }
     return needs;
 }
