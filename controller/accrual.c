@@ -6,6 +6,7 @@
 
 #include "billing/money.h"
 #include "billing/usage.h"
+#include "common/fs.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 
 static struct billing_cfg cfg = {
     .accrual_s = 60,
@@ -1076,6 +1078,10 @@ int accrual_run(struct app *a, int64_t now)
         owing_list_clear(&l);
         return e;
     }
+    /* Test seam: a pass that waits a second after its read, so that a
+     * test changes a deal in between. */
+    if (fs_test_fault("FOG_TEST_FAULT", "accrual-slow"))
+        nanosleep(&(struct timespec){ 1, 0 }, NULL);
     /* VMs placed before prices were locked at placement: locked now. */
     size_t n = 0;
     _cleanup_free_ struct owing *lone = xcalloc(l.n + 1, sizeof(*lone));

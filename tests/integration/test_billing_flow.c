@@ -20,6 +20,7 @@
 #include "tests/testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
@@ -569,6 +570,58 @@ static void a_vm_that_cannot_be_rated_holds_no_other_back(void **state)
                            "= $1", "s", broken) == 1);
 }
 
+static void *accrue_now(void *ret)
+{
+    *(int *)ret = accrual_run(&A, now_s());
+    return NULL;
+}
+
+/* A deal that changes between the pass's read and its batch (the VM
+ * resized: its usage accrued on the old deal, a new deal from there) is
+ * not billed again by the pass; the rest of its batch is. */
+#define MOVED_VMS 8
+
+static void a_deal_changed_during_a_pass_is_billed_once(void **state)
+{
+    static char ids[MOVED_VMS][37];
+    const char *resized = ids[MOVED_VMS / 2];
+    billed_vms("moved", MOVED_VMS, 3600, ids);
+    _cleanup_free_ char *ff = xasprintf("%s/fault", dir);
+    setenv("FOG_TEST_FAULT", ff, 1);
+    tu_fault(ff, "accrual-slow");
+    struct accrual_stats st0, st1;
+    accrual_stats_get(&st0);
+    pthread_t th;
+    int n = -1;
+    assert_int_equal(pthread_create(&th, NULL, accrue_now, &n), 0);
+    usleep(400000); /* the pass has read what is owed and waits */
+    assert_int_equal(store_tx_begin(A.store), 0);
+    assert_true(store_exec(A.store, "UPDATE vms SET vcpus = 4 WHERE id = $1",
+                           "s", resized) == 1);
+    assert_int_equal(billing_deal_reshape(&A, resized), 0);
+    assert_int_equal(store_tx_commit(A.store), 0);
+    pthread_join(th, NULL);
+    tu_fault(ff, NULL);
+    unsetenv("FOG_TEST_FAULT");
+    accrual_stats_get(&st1);
+    assert_int_equal(st1.batches_redone, st0.batches_redone + 1);
+    assert_true(n >= MOVED_VMS - 1);
+    for (int i = 0; i < MOVED_VMS; i++) {
+        /* One step each: the resized VM's by the resize, on its old deal. */
+        assert_int_equal(store_query_int(A.store, -1, "SELECT COUNT(*) FROM "
+                                         "ledger_tx WHERE vm_id = $1", "s",
+                                         ids[i]), 1);
+        assert_int_equal(store_query_int(A.store, -1, "SELECT SUM(billed_s) "
+                                         "FROM deals WHERE vm_id = $1", "s",
+                                         ids[i]), 3600);
+    }
+    assert_int_equal(store_query_int(A.store, -1, "SELECT COUNT(*) FROM deals "
+                                     "WHERE vm_id = $1", "s", resized), 2);
+    assert_int_equal(accrual_run(&A, now_s()), 0);
+    assert_int_equal(ledger_total(), 0);
+    assert_balances_match_entries();
+}
+
 /* Child mode for the crash test: accrue everything on DB and exit. */
 static int accrue_child(const char *path)
 {
@@ -653,6 +706,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(exhausted_balance_stops_vms_and_a_top_up_allows_a_start),
         cmocka_unit_test(kill9_during_accrual_neither_repeats_nor_loses_postings),
         cmocka_unit_test(a_vm_that_cannot_be_rated_holds_no_other_back),
+        cmocka_unit_test(a_deal_changed_during_a_pass_is_billed_once),
         cmocka_unit_test(gpu_hours_are_billed_at_the_models_price),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
