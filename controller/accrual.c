@@ -465,7 +465,8 @@ static void deal_due_of_row(struct store_row *r, struct deal_due *ret)
  * balanced transaction in *ret_tx (caller frees), the split in *ret_sp
  * and the new cursor in *ret_upto; 0 when nothing is due (none yet, or
  * too little to cost a nano-token: the cursor stays, and the cumulative
- * charge picks the fraction up later); -errno when it cannot be rated. */
+ * charge picks the fraction up later); -errno when it cannot be rated
+ * (not reported: a failed batch is posted VM by VM, deal_accrue says). */
 static int deal_step(const struct deal_due *d, int64_t billable_s,
                      struct ledger_tx **ret_tx, struct rating_split *ret_sp,
                      int64_t *ret_upto)
@@ -475,11 +476,8 @@ static int deal_step(const struct deal_due *d, int64_t billable_s,
     if (rel <= d->billed_s)
         return 0;
     int e = rating_step(&d->o, &d->sh, d->fee_bps, d->billed_s, rel, &sp);
-    if (e < 0) {
-        log_error("billing: deal %s cannot be rated (%s)", d->id,
-                  strerror(-e));
+    if (e < 0)
         return e;
-    }
     if (sp.tenant == 0)
         return 0;
     struct ledger_tx *tx = ledger_tx_new("accrual", NULL);
@@ -510,6 +508,9 @@ static int deal_accrue(struct app *a, json_t *deal, int64_t billable_s,
     deal_due_of_row(&row, &d);
     *ret_posted = 0;
     int e = deal_step(&d, billable_s, &tx, &sp, &rel);
+    if (e < 0)
+        log_error("billing: deal %s cannot be rated (%s)", d.id,
+                  strerror(-e));
     if (e <= 0)
         return e;
     struct ledger_post_info info = { "accrual", d.vm_id, d.id,
