@@ -910,10 +910,9 @@ void accrual_stats_get(struct accrual_stats *ret)
     pthread_mutex_unlock(&stats_lock);
 }
 
-/* A VM owing a step, as the pass read it (strings owned). */
+/* A VM owing a step, as the pass read it (the deal's strings owned;
+ * d.id NULL when the VM has no deal yet). */
 struct owing {
-    char *vm_id, *node_id;
-    bool has_deal;
     struct deal_due d;
     int64_t billable_s;
 };
@@ -932,14 +931,11 @@ static void owing_row(struct store_row *r, void *data)
     }
     struct owing *w = &l->v[l->n++];
     deal_due_of_row(r, &w->d);
-    w->has_deal = w->d.id != NULL;
-    w->d.id = w->has_deal ? xstrdup(w->d.id) : NULL;
+    bool has_deal = w->d.id != NULL;
+    w->d.id = has_deal ? xstrdup(w->d.id) : NULL;
     w->d.vm_id = xstrdup(store_row_str(r, "u_vm_id"));
-    w->d.tenant_id = w->has_deal ? xstrdup(w->d.tenant_id) : NULL;
-    w->d.provider_id = w->has_deal ? xstrdup(w->d.provider_id) : NULL;
-    w->vm_id = (char *)w->d.vm_id;
-    const char *node = store_row_str(r, "node_id");
-    w->node_id = node ? xstrdup(node) : NULL;
+    w->d.tenant_id = has_deal ? xstrdup(w->d.tenant_id) : NULL;
+    w->d.provider_id = has_deal ? xstrdup(w->d.provider_id) : NULL;
     w->billable_s = store_row_int(r, "billable_s", 0);
 }
 
@@ -947,10 +943,9 @@ static void owing_list_clear(struct owing_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         free((char *)l->v[i].d.id);
-        free(l->v[i].vm_id);
+        free((char *)l->v[i].d.vm_id);
         free((char *)l->v[i].d.tenant_id);
         free((char *)l->v[i].d.provider_id);
-        free(l->v[i].node_id);
     }
     free(l->v);
     *l = (struct owing_list){ 0 };
@@ -1047,7 +1042,7 @@ static int accrue_each(struct app *a, struct owing *w, size_t n, int64_t now,
         return -EIO;
     }
     for (size_t i = 0; i < n; i++) {
-        int r = accrue_vm(a, w[i].vm_id, now);
+        int r = accrue_vm(a, w[i].d.vm_id, now);
         if (r > 0)
             posted++;
         else if (r < 0)
@@ -1070,7 +1065,7 @@ int accrual_run(struct app *a, int64_t now)
      * steps are computed here, not read VM by VM. */
     int e = store_query_each(a->store, owing_row, &l,
                              "SELECT u.vm_id AS u_vm_id, u.billable_s, "
-                             "v.node_id, " DEAL_COLS " FROM vm_usage u JOIN "
+                             DEAL_COLS " FROM vm_usage u JOIN "
                              "vms v ON v.id = u.vm_id LEFT JOIN deals d ON "
                              "d.id = v.deal_id WHERE v.node_id IS NOT NULL "
                              "AND (d.id IS NULL OR d.base_s + d.billed_s < "
@@ -1083,23 +1078,26 @@ int accrual_run(struct app *a, int64_t now)
      * test changes a deal in between. */
     if (fs_test_fault("FOG_TEST_FAULT", "accrual-slow"))
         nanosleep(&(struct timespec){ 1, 0 }, NULL);
-    /* VMs placed before prices were locked at placement: locked now. */
+    /* VMs placed before prices were locked at placement (no deal): locked
+     * now, one by one, moved to the end of the list. */
     size_t n = 0;
     _cleanup_free_ struct owing *lone = xcalloc(l.n + 1, sizeof(*lone));
     size_t n_lone = 0;
     for (size_t i = 0; i < l.n; i++) {
-        if (l.v[i].has_deal)
+        if (l.v[i].d.id)
             l.v[n++] = l.v[i];
         else
             lone[n_lone++] = l.v[i];
     }
+    memcpy(l.v + n, lone, n_lone * sizeof(*lone));
     if (n_lone) {
-        int r = accrue_each(a, lone, n_lone, now, &failed);
+        int r = accrue_each(a, l.v + n, n_lone, now, &failed);
         posted += r > 0 ? r : 0;
     }
     /* Batches of VMs share one transaction: a commit per batch, and a
-     * writer waits for one batch at most. A batch that fails to commit
-     * posted nothing; its VMs still owe and are accrued next time. */
+     * writer waits for one batch at most. A batch that cannot be posted
+     * whole is posted VM by VM; what fails then still owes and is
+     * accrued next time. */
     int64_t redone = 0;
     for (size_t at = 0; at < n; at += accrual_batch) {
         size_t m = n - at < accrual_batch ? n - at : accrual_batch;
@@ -1115,8 +1113,6 @@ int accrual_run(struct app *a, int64_t now)
         if (mono_ms() - b0 > longest)
             longest = mono_ms() - b0;
     }
-    for (size_t i = 0; i < n_lone; i++)
-        l.v[n + i] = lone[i];
     owing_list_clear(&l);
     if (failed)
         log_warn("billing: %d VMs could not be accrued this round; they will "

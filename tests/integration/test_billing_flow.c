@@ -622,6 +622,34 @@ static void a_deal_changed_during_a_pass_is_billed_once(void **state)
     assert_balances_match_entries();
 }
 
+/* A placed VM without a deal (placed before prices were locked at
+ * placement) gets one in the pass and is billed on it; the VMs with deals
+ * around it are billed as usual. */
+static void a_vm_without_a_deal_is_priced_in_the_pass(void **state)
+{
+    static char ids[3][37];
+    billed_vms("undealt", 3, 3600, ids);
+    assert_true(store_exec(A.store, "UPDATE vms SET deal_id = NULL WHERE id "
+                           "= $1", "s", ids[1]) == 1);
+    assert_true(accrual_run(&A, now_s()) >= 3);
+    const char *sql = "SELECT d.billed_s FROM deals d JOIN vms v ON "
+                      "v.deal_id = d.id WHERE v.id = $1";
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(store_query_int(A.store, -1, sql, "s", ids[i]),
+                         3600);
+    assert_int_equal(store_query_int(A.store, -1, "SELECT COUNT(*) FROM "
+                                     "deals WHERE vm_id = $1", "s", ids[1]),
+                     2);
+    /* Its later usage is billed on the new deal, once. */
+    assert_true(store_exec(A.store, "UPDATE vm_usage SET billable_s = 4000 "
+                           "WHERE vm_id = $1", "s", ids[1]) == 1);
+    assert_int_equal(accrual_run(&A, now_s()), 1);
+    assert_int_equal(accrual_run(&A, now_s()), 0);
+    assert_int_equal(store_query_int(A.store, -1, sql, "s", ids[1]), 4000);
+    assert_int_equal(ledger_total(), 0);
+    assert_balances_match_entries();
+}
+
 /* Child mode for the crash test: accrue everything on DB and exit. */
 static int accrue_child(const char *path)
 {
@@ -707,6 +735,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(kill9_during_accrual_neither_repeats_nor_loses_postings),
         cmocka_unit_test(a_vm_that_cannot_be_rated_holds_no_other_back),
         cmocka_unit_test(a_deal_changed_during_a_pass_is_billed_once),
+        cmocka_unit_test(a_vm_without_a_deal_is_priced_in_the_pass),
         cmocka_unit_test(gpu_hours_are_billed_at_the_models_price),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
