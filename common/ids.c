@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/random.h>
+#include <time.h>
 #include <nettle/sha2.h>
 
 void random_bytes(void *buf, size_t n)
@@ -86,17 +87,47 @@ char *random_hex(size_t n)
     return out;
 }
 
+static void uuid_format(const uint8_t u[16], char out[UUID_STR_LEN + 1])
+{
+    snprintf(out, UUID_STR_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+             "%02x%02x%02x%02x%02x%02x",
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
+             u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
 void uuid_generate_str(char out[UUID_STR_LEN + 1])
 {
     uint8_t u[16];
     random_bytes(u, sizeof(u));
     u[6] = (u[6] & 0x0f) | 0x40;
     u[8] = (u[8] & 0x3f) | 0x80;
-    snprintf(out, UUID_STR_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-             u[10], u[11], u[12], u[13], u[14], u[15]);
+    uuid_format(u, out);
+}
+
+void uuid_generate_time_str(char out[UUID_STR_LEN + 1])
+{
+    /* Ids of one ms count up in the 12 bits after the version; past 4096
+     * in a ms the time field runs ahead (still in order). */
+    static __thread uint64_t last_ms, seq;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (ms > last_ms) {
+        last_ms = ms;
+        seq = 0;
+    } else if (++seq > 0xfff) {
+        last_ms++;
+        seq = 0;
+    }
+    uint8_t u[16];
+    random_bytes(u + 8, 8);
+    for (int i = 0; i < 6; i++)
+        u[i] = (uint8_t)(last_ms >> (40 - 8 * i));
+    u[6] = (uint8_t)(0x70 | (seq >> 8));
+    u[7] = (uint8_t)seq;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    uuid_format(u, out);
 }
 
 bool uuid_is_valid(const char *s)

@@ -9,6 +9,12 @@
 
 /* Random version-4 UUID, lowercase, into out[37]. */
 void uuid_generate_str(char out[UUID_STR_LEN + 1]);
+/* Version-7 UUID (RFC 9562): the unix time in ms, then a counter within
+ * the ms and random bits, so ids made one after the other sort in the
+ * order they were made (within a thread) and land at the end of an
+ * index instead of anywhere in it. For rows written in bulk whose id
+ * may tell when they were made (ledger transactions). */
+void uuid_generate_time_str(char out[UUID_STR_LEN + 1]);
 /* True if s is a canonical lowercase UUID. */
 bool uuid_is_valid(const char *s);
 /* Fill buf with n cryptographically random bytes (getrandom); aborts on

@@ -6,13 +6,16 @@
 
 #include "billing/money.h"
 #include "billing/usage.h"
+#include "common/fs.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/store_backend.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 
 static struct billing_cfg cfg = {
     .accrual_s = 60,
@@ -103,47 +106,15 @@ int billing_post(struct store *s, const struct ledger_tx *tx,
                  const struct ledger_post_info *info, int64_t now,
                  char ret_id[UUID_STR_LEN + 1])
 {
-    static const struct ledger_post_info none = { 0 };
+    struct ledger_batch *b = ledger_batch_new();
     char id[UUID_STR_LEN + 1];
-    int e;
-
-    if (ledger_tx_check(tx) < 0)
-        return -EINVAL;
-    if (!info)
-        info = &none;
-    uuid_generate_str(id);
-    if (info->deal_id)
-        e = store_exec(s,
-                       "INSERT INTO ledger_tx (id, time_s, kind, memo, actor, "
-                       "vm_id, deal_id, seconds, upto_s, reverses) VALUES ($1, "
-                       "$2, $3, $4, $5, $6, $7, $8, $9, $10)", "sisssssiis",
-                       id, now, tx->kind,
-                       tx->memo ? tx->memo : "", info->actor, info->vm_id,
-                       info->deal_id, info->seconds, info->upto_s, tx->reverses);
-    else
-        e = store_exec(s,
-                       "INSERT INTO ledger_tx (id, time_s, kind, memo, actor, "
-                       "vm_id, seconds, reverses) VALUES ($1, $2, $3, $4, $5, "
-                       "$6, $7, $8)", "sissssis", id, now, tx->kind,
-                       tx->memo ? tx->memo : "", info->actor, info->vm_id,
-                       info->seconds, tx->reverses);
-    if (e < 0)
-        return e;
-    for (size_t i = 0; i < tx->n; i++) {
-        const struct ledger_entry *en = &tx->e[i];
-        if ((e = store_exec(s, "INSERT INTO ledger_entry (tx_id, account, "
-                               "amount, time_s) VALUES ($1, $2, $3, $4)",
-                            "ssii", id, en->account, en->amount, now)) < 0 ||
-            (e = store_exec(s, "INSERT INTO ledger_balances (account, "
-                               "balance) VALUES ($1, $2) ON CONFLICT "
-                               "(account) DO UPDATE SET balance = "
-                               "ledger_balances.balance + excluded.balance",
-                            "si", en->account, en->amount)) < 0)
-            return e == -EEXIST ? -EIO : e;
-    }
-    if (ret_id)
+    int e = ledger_batch_add(b, tx, info, now, id);
+    if (e == 0)
+        e = ledger_batch_post(s, b);
+    ledger_batch_free(b);
+    if (e == 0 && ret_id)
         memcpy(ret_id, id, sizeof(id));
-    return 0;
+    return e;
 }
 
 int billing_balance(struct store *s, const char *account, int64_t *ret)
@@ -466,40 +437,84 @@ static void deal_offer(json_t *d, struct rating_offer *o, struct rating_shape *s
     "d.memory_mib, d.disk_gib, d.gpus, d.ports, d.fee_bps, d.base_s, "        \
     "d.billed_s, d.charged, d.fees, d.created_at, d.closed_at"
 
+/* What an accrual step needs of a deal (strings borrowed from its row,
+ * or owned where the pass keeps them). */
+struct deal_due {
+    const char *id, *vm_id, *tenant_id, *provider_id;
+    struct rating_offer o;
+    struct rating_shape sh;
+    int64_t fee_bps, base_s, billed_s;
+};
+
+static void deal_due_of_row(struct store_row *r, struct deal_due *ret)
+{
+    *ret = (struct deal_due){
+        store_row_str(r, "id"), store_row_str(r, "vm_id"),
+        store_row_str(r, "tenant_id"), store_row_str(r, "provider_id"),
+        { store_row_int(r, "vcpu_hour", 0), store_row_int(r, "mem_gib_hour", 0),
+          store_row_int(r, "disk_gib_month", 0), store_row_int(r, "gpu_hour", 0),
+          store_row_int(r, "port_hour", 0) },
+        { store_row_int(r, "vcpus", 0), store_row_int(r, "memory_mib", 0),
+          store_row_int(r, "disk_gib", 0), store_row_int(r, "gpus", 0),
+          store_row_int(r, "ports", 0) },
+        store_row_int(r, "fee_bps", 0), store_row_int(r, "base_s", 0),
+        store_row_int(r, "billed_s", 0) };
+}
+
+/* The deal's pending step up to the VM's billable seconds: 1 with the
+ * balanced transaction in *ret_tx (caller frees), the split in *ret_sp
+ * and the new cursor in *ret_upto; 0 when nothing is due (none yet, or
+ * too little to cost a nano-token: the cursor stays, and the cumulative
+ * charge picks the fraction up later); -errno when it cannot be rated
+ * (not reported: a failed batch is posted VM by VM, deal_accrue says). */
+static int deal_step(const struct deal_due *d, int64_t billable_s,
+                     struct ledger_tx **ret_tx, struct rating_split *ret_sp,
+                     int64_t *ret_upto)
+{
+    int64_t rel = billable_s - d->base_s;
+    struct rating_split sp;
+    if (rel <= d->billed_s)
+        return 0;
+    int e = rating_step(&d->o, &d->sh, d->fee_bps, d->billed_s, rel, &sp);
+    if (e < 0)
+        return e;
+    if (sp.tenant == 0)
+        return 0;
+    struct ledger_tx *tx = ledger_tx_new("accrual", NULL);
+    if ((e = ledger_tx_add(tx, d->tenant_id, -sp.tenant)) < 0 ||
+        (e = ledger_tx_add(tx, d->provider_id, sp.provider)) < 0 ||
+        (e = ledger_tx_add(tx, LEDGER_HUB_FEES, sp.fee)) < 0) {
+        ledger_tx_free(tx);
+        return e;
+    }
+    *ret_tx = tx;
+    *ret_sp = sp;
+    *ret_upto = rel;
+    return 1;
+}
+
 /* Post the deal's pending step up to the VM's billable seconds, inside the
  * caller's transaction. *ret_posted: 1 when a ledger transaction was
  * written. 0 or -errno. */
 static int deal_accrue(struct app *a, json_t *deal, int64_t billable_s,
                        int64_t now, int *ret_posted)
 {
-    struct rating_offer o;
-    struct rating_shape sh;
+    struct store_row row;
+    struct deal_due d;
+    struct ledger_tx *tx;
     struct rating_split sp;
-    deal_offer(deal, &o, &sh);
-    int64_t billed = json_int(deal, "billed_s", 0);
-    int64_t rel = billable_s - json_int(deal, "base_s", 0);
+    int64_t rel;
+    store_row_of_json(deal, &row);
+    deal_due_of_row(&row, &d);
     *ret_posted = 0;
-    if (rel <= billed)
-        return 0;
-    int e = rating_step(&o, &sh, json_int(deal, "fee_bps", 0), billed, rel, &sp);
-    if (e < 0) {
-        log_error("billing: deal %s cannot be rated (%s)",
-                  json_str(deal, "id"), strerror(-e));
+    int e = deal_step(&d, billable_s, &tx, &sp, &rel);
+    if (e < 0)
+        log_error("billing: deal %s cannot be rated (%s)", d.id,
+                  strerror(-e));
+    if (e <= 0)
         return e;
-    }
-    /* A step too small to cost a nano-token waits: the cursor stays, and
-     * the cumulative charge picks the fraction up later. */
-    if (sp.tenant == 0)
-        return 0;
-    struct ledger_tx *tx = ledger_tx_new("accrual", NULL);
-    if ((e = ledger_tx_add(tx, json_str(deal, "tenant_id"), -sp.tenant)) < 0 ||
-        (e = ledger_tx_add(tx, json_str(deal, "provider_id"), sp.provider)) < 0 ||
-        (e = ledger_tx_add(tx, LEDGER_HUB_FEES, sp.fee)) < 0) {
-        ledger_tx_free(tx);
-        return e;
-    }
-    struct ledger_post_info info = { "accrual", json_str(deal, "vm_id"),
-                                     json_str(deal, "id"), rel - billed, rel };
+    struct ledger_post_info info = { "accrual", d.vm_id, d.id,
+                                     rel - d.billed_s, rel };
     e = billing_post(a->store, tx, &info, now, NULL);
     ledger_tx_free(tx);
     if (e < 0)
@@ -507,7 +522,7 @@ static int deal_accrue(struct app *a, json_t *deal, int64_t billable_s,
     e = store_exec(a->store,
                    "UPDATE deals SET billed_s = $1, charged = charged + $2, "
                    "fees = fees + $3 WHERE id = $4 AND billed_s = $5", "iiisi",
-                   rel, sp.tenant, sp.fee, json_str(deal, "id"), billed);
+                   rel, sp.tenant, sp.fee, d.id, d.billed_s);
     if (e == 0)
         return -EAGAIN; /* someone else moved the cursor: roll back */
     if (e < 0)
@@ -753,10 +768,14 @@ json_t *billing_vm_deal(struct app *a, const char *vm_id)
 
 /* ---- accrual ---- */
 
-/* VMs accrued per store transaction (see accrual_run). */
-#ifndef ACCRUAL_BATCH
-#define ACCRUAL_BATCH 256
-#endif
+/* VMs accrued per store transaction (see accrual_run): a writer waits
+ * for one batch at most. */
+static size_t accrual_batch = ACCRUAL_BATCH_DEFAULT;
+
+void accrual_set_batch(size_t n)
+{
+    accrual_batch = n ? n : ACCRUAL_BATCH_DEFAULT;
+}
 
 /* One VM's step in its own store transaction (a savepoint inside the
  * batch's, see accrual_run). 1 posted, 0 nothing to do, -errno (rolled
@@ -789,33 +808,34 @@ static int accrue_vm(struct app *a, const char *vm_id, int64_t now)
     return posted;
 }
 
-/* Grace cost of every running deal, per tenant: {tenant: need}. */
+/* Add a running deal's grace cost to its tenant's need. */
+static void need_row(struct store_row *r, void *data)
+{
+    json_t *needs = data;
+    struct deal_due d;
+    deal_due_of_row(r, &d);
+    int64_t c = 0, sum = json_int(needs, d.tenant_id, 0);
+    if (rating_cost_ceil(&d.o, &d.sh, cfg.grace_s, &c) < 0 ||
+        __builtin_add_overflow(sum, c, &sum))
+        sum = INT64_MAX;
+    json_object_set_new(needs, d.tenant_id, json_integer((json_int_t)sum));
+}
+
+/* Grace cost of every running deal, per tenant: {tenant: need}. Rows are
+ * summed as they come (no JSON per deal: 100,000 running VMs). */
 static json_t *running_needs(struct app *a, const char *only_tenant,
                              const char *except_vm)
 {
     json_t *needs = json_object();
-    json_auto_t *rows = NULL;
-    size_t i;
-    json_t *d;
-    if (store_query(a->store, &rows,
-                    "SELECT " DEAL_COLS " FROM deals d JOIN vms v ON "
-                    "v.deal_id = d.id WHERE v.desired_state = 'running' AND "
-                    "v.deleted_at IS NULL AND ($1 = '' OR d.tenant_id = $1) "
-                    "AND v.id <> $2", "ss", only_tenant ? only_tenant : "",
-                    except_vm ? except_vm : "") < 0) {
+    if (store_query_each(a->store, need_row, needs,
+                         "SELECT " DEAL_COLS " FROM deals d JOIN vms v ON "
+                         "v.deal_id = d.id WHERE v.desired_state = 'running' "
+                         "AND v.deleted_at IS NULL AND ($1 = '' OR "
+                         "d.tenant_id = $1) AND v.id <> $2", "ss",
+                         only_tenant ? only_tenant : "",
+                         except_vm ? except_vm : "") < 0) {
         json_decref(needs);
         return NULL; /* unknown is not "nothing running" */
-    }
-    json_array_foreach(rows, i, d) {
-        struct rating_offer o;
-        struct rating_shape sh;
-        int64_t c = 0, sum = json_int(needs, json_str(d, "tenant_id"), 0);
-        deal_offer(d, &o, &sh);
-        if (rating_cost_ceil(&o, &sh, cfg.grace_s, &c) < 0 ||
-            __builtin_add_overflow(sum, c, &sum))
-            sum = INT64_MAX;
-        json_object_set_new(needs, json_str(d, "tenant_id"),
-                            json_integer((json_int_t)sum));
     }
     return needs;
 }
@@ -918,45 +938,210 @@ void accrual_stats_get(struct accrual_stats *ret)
     pthread_mutex_unlock(&stats_lock);
 }
 
-int accrual_run(struct app *a, int64_t now)
-{
-    json_auto_t *rows = NULL;
-    size_t i;
-    int posted = 0, failed = 0;
-    int64_t t0 = mono_ms();
+/* A VM owing a step, as the pass read it (the deal's strings owned;
+ * d.id NULL when the VM has no deal yet). */
+struct owing {
+    struct deal_due d;
+    int64_t billable_s;
+};
 
-    int e = store_query(a->store, &rows,
-                        "SELECT u.vm_id FROM vm_usage u JOIN vms v ON v.id = "
-                        "u.vm_id LEFT JOIN deals d ON d.id = v.deal_id WHERE "
-                        "v.node_id IS NOT NULL AND (d.id IS NULL OR d.base_s "
-                        "+ d.billed_s < u.billable_s) ORDER BY u.vm_id", "");
+struct owing_list {
+    struct owing *v;
+    size_t n, cap;
+};
+
+static void owing_row(struct store_row *r, void *data)
+{
+    struct owing_list *l = data;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+    }
+    struct owing *w = &l->v[l->n++];
+    deal_due_of_row(r, &w->d);
+    bool has_deal = w->d.id != NULL;
+    w->d.id = has_deal ? xstrdup(w->d.id) : NULL;
+    w->d.vm_id = xstrdup(store_row_str(r, "u_vm_id"));
+    w->d.tenant_id = has_deal ? xstrdup(w->d.tenant_id) : NULL;
+    w->d.provider_id = has_deal ? xstrdup(w->d.provider_id) : NULL;
+    w->billable_s = store_row_int(r, "billable_s", 0);
+}
+
+static void owing_list_clear(struct owing_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free((char *)l->v[i].d.id);
+        free((char *)l->v[i].d.vm_id);
+        free((char *)l->v[i].d.tenant_id);
+        free((char *)l->v[i].d.provider_id);
+    }
+    free(l->v);
+    *l = (struct owing_list){ 0 };
+}
+
+/* Deals' cursors moved per statement (arguments per row: id, cursor as
+ * read, new cursor, charged, fees). */
+#define CURSOR_ROWS 128
+#define CURSOR_COLS 5
+
+/* Move the cursors of n deals (args: CURSOR_COLS per deal), each only
+ * where it still stands as read. 0, -EAGAIN when one had moved (the
+ * caller rolls back) or the store's -errno. */
+static int cursors_move(struct store *s, const struct store_arg *args,
+                        size_t n)
+{
+    static const char *const types[CURSOR_COLS] = { "TEXT", "BIGINT",
+                                                    "BIGINT", "BIGINT",
+                                                    "BIGINT" };
+    for (size_t at = 0; at < n; at += CURSOR_ROWS) {
+        size_t rows = n - at < CURSOR_ROWS ? n - at : CURSOR_ROWS;
+        _cleanup_free_ char *values = store_values_sql(rows, CURSOR_COLS,
+                                                       types);
+        _cleanup_free_ char *sql = xasprintf(
+            "UPDATE deals SET billed_s = x.column3, charged = charged + "
+            "x.column4, fees = fees + x.column5 FROM (VALUES %s) AS x WHERE "
+            "deals.id = x.column1 AND deals.billed_s = x.column2", values);
+        int e = store_execa(s, sql, args + at * CURSOR_COLS,
+                            rows * CURSOR_COLS);
+        if (e < 0)
+            return e;
+        if ((size_t)e != rows)
+            return -EAGAIN; /* a cursor moved since the pass read it */
+    }
+    return 0;
+}
+
+/* The steps of w[0..n) in one store transaction: their cursors moved and
+ * their ledger transactions posted with a few statements. *ret_posted:
+ * steps posted. 0, or -errno with nothing posted (rolled back). */
+static int accrue_batch(struct app *a, struct owing *w, size_t n, int64_t now,
+                        int *ret_posted)
+{
+    _cleanup_free_ struct store_arg *cur = xcalloc(n * CURSOR_COLS + 1,
+                                                   sizeof(*cur));
+    struct ledger_batch *b = ledger_batch_new();
+    size_t moved = 0;
+    int e = 0;
+    for (size_t i = 0; i < n && e >= 0; i++) {
+        struct ledger_tx *tx;
+        struct rating_split sp;
+        int64_t rel;
+        const struct deal_due *d = &w[i].d;
+        if ((e = deal_step(d, w[i].billable_s, &tx, &sp, &rel)) <= 0)
+            continue;
+        struct ledger_post_info info = { "accrual", d->vm_id, d->id,
+                                         rel - d->billed_s, rel };
+        e = ledger_batch_add(b, tx, &info, now, NULL);
+        ledger_tx_free(tx);
+        struct store_arg *c = cur + moved++ * CURSOR_COLS;
+        c[0] = (struct store_arg){ .type = 's', .s = d->id };
+        c[1] = (struct store_arg){ .type = 'i', .i = d->billed_s };
+        c[2] = (struct store_arg){ .type = 'i', .i = rel };
+        c[3] = (struct store_arg){ .type = 'i', .i = sp.tenant };
+        c[4] = (struct store_arg){ .type = 'i', .i = sp.fee };
+    }
+    *ret_posted = 0;
+    if (e >= 0 && moved > 0 && (e = store_tx_begin(a->store)) == 0) {
+        /* The cursors first: a deal moved meanwhile posts nothing. */
+        if ((e = cursors_move(a->store, cur, moved)) < 0 ||
+            (e = ledger_batch_post(a->store, b)) < 0)
+            store_tx_rollback(a->store);
+        else
+            e = store_tx_commit(a->store);
+    }
+    ledger_batch_free(b);
     if (e < 0)
         return e;
-    /* Batches of VMs share one transaction, each VM a savepoint of it: a
-     * commit per batch instead of per VM, and a writer waits for one
-     * batch at most. A batch that fails to commit posted nothing; its VMs
-     * still owe and are accrued next time. */
-    size_t n = json_array_size(rows);
-    for (size_t at = 0; at < n; at += ACCRUAL_BATCH) {
-        size_t end = n - at < ACCRUAL_BATCH ? n : at + ACCRUAL_BATCH;
-        int batch = 0;
-        if (store_tx_begin(a->store) < 0) {
-            failed += (int)(end - at);
-            continue;
-        }
-        for (i = at; i < end; i++) {
-            int r = accrue_vm(a, json_str(json_array_get(rows, i), "vm_id"),
-                              now);
-            if (r > 0)
-                batch++;
-            else if (r < 0)
-                failed++;
-        }
-        if (store_tx_commit(a->store) < 0)
-            failed += (int)(end - at);
-        else
-            posted += batch;
+    *ret_posted = (int)moved;
+    return 0;
+}
+
+/* The steps of w[0..n) one by one, each in a savepoint of one store
+ * transaction: for VMs without a deal yet, and for a batch that failed
+ * as a whole (a deal moved meanwhile, a step that cannot be rated), so
+ * that one VM never holds the others back. *ret_failed counts VMs not
+ * accrued. Steps posted, or -errno when the transaction failed. */
+static int accrue_each(struct app *a, struct owing *w, size_t n, int64_t now,
+                       int *ret_failed)
+{
+    int posted = 0;
+    if (store_tx_begin(a->store) < 0) {
+        *ret_failed += (int)n;
+        return -EIO;
     }
+    for (size_t i = 0; i < n; i++) {
+        int r = accrue_vm(a, w[i].d.vm_id, now);
+        if (r > 0)
+            posted++;
+        else if (r < 0)
+            (*ret_failed)++;
+    }
+    if (store_tx_commit(a->store) < 0) {
+        *ret_failed += (int)n;
+        return -EIO;
+    }
+    return posted;
+}
+
+int accrual_run(struct app *a, int64_t now)
+{
+    struct owing_list l = { 0 };
+    int posted = 0, failed = 0;
+    int64_t t0 = mono_ms(), longest = 0;
+
+    /* Every VM owing a step, with its deal and usage, in one read: the
+     * steps are computed here, not read VM by VM. */
+    int e = store_query_each(a->store, owing_row, &l,
+                             "SELECT u.vm_id AS u_vm_id, u.billable_s, "
+                             DEAL_COLS " FROM vm_usage u JOIN "
+                             "vms v ON v.id = u.vm_id LEFT JOIN deals d ON "
+                             "d.id = v.deal_id WHERE v.node_id IS NOT NULL "
+                             "AND (d.id IS NULL OR d.base_s + d.billed_s < "
+                             "u.billable_s)", "");
+    if (e < 0) {
+        owing_list_clear(&l);
+        return e;
+    }
+    /* Test seam: a pass that waits a second after its read, so that a
+     * test changes a deal in between. */
+    if (fs_test_fault("FOG_TEST_FAULT", "accrual-slow"))
+        nanosleep(&(struct timespec){ 1, 0 }, NULL);
+    /* VMs placed before prices were locked at placement (no deal): locked
+     * now, one by one, moved to the end of the list. */
+    size_t n = 0;
+    _cleanup_free_ struct owing *lone = xcalloc(l.n + 1, sizeof(*lone));
+    size_t n_lone = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (l.v[i].d.id)
+            l.v[n++] = l.v[i];
+        else
+            lone[n_lone++] = l.v[i];
+    }
+    memcpy(l.v + n, lone, n_lone * sizeof(*lone));
+    if (n_lone) {
+        int r = accrue_each(a, l.v + n, n_lone, now, &failed);
+        posted += r > 0 ? r : 0;
+    }
+    /* Batches of VMs share one transaction: a commit per batch, and a
+     * writer waits for one batch at most. A batch that cannot be posted
+     * whole is posted VM by VM; what fails then still owes and is
+     * accrued next time. */
+    int64_t redone = 0;
+    for (size_t at = 0; at < n; at += accrual_batch) {
+        size_t m = n - at < accrual_batch ? n - at : accrual_batch;
+        int64_t b0 = mono_ms();
+        int done;
+        if (accrue_batch(a, l.v + at, m, now, &done) == 0) {
+            posted += done;
+        } else {
+            int r = accrue_each(a, l.v + at, m, now, &failed);
+            posted += r > 0 ? r : 0;
+            redone++;
+        }
+        if (mono_ms() - b0 > longest)
+            longest = mono_ms() - b0;
+    }
+    owing_list_clear(&l);
     if (failed)
         log_warn("billing: %d VMs could not be accrued this round; they will "
                  "be next time", failed);
@@ -966,6 +1151,8 @@ int accrual_run(struct app *a, int64_t now)
     stats.passes++;
     stats.last_end_ms = t1;
     stats.last_duration_ms = t1 - t0;
+    stats.last_batch_max_ms = longest;
+    stats.batches_redone += redone;
     pthread_mutex_unlock(&stats_lock);
     return posted;
 }

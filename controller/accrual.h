@@ -8,6 +8,7 @@
 #include "billing/ledger.h"
 #include "billing/rating.h"
 #include "controller/app.h"
+#include "controller/ledger_batch.h"
 
 #include <jansson.h>
 
@@ -91,39 +92,42 @@ int billing_deal_open(struct app *a, const char *vm_id, const char *node_id,
  * 0 or -errno. */
 int billing_deal_reshape(struct app *a, const char *vm_id);
 
-/* Post every VM's pending usage (one store transaction per VM), then
+/* Post every VM's pending usage (batches of VMs per store transaction,
+ * each step's ledger rows with the deal cursor it advances), then
  * enforce balances: warn tenants whose balance will not cover grace_s,
  * stop (never delete) the running VMs of tenants with nothing left.
  * Returns the number of ledger transactions posted, or -errno. */
 int accrual_run(struct app *a, int64_t now);
+/* VMs accrual_run posts per store transaction (0: the default,
+ * ACCRUAL_BATCH_DEFAULT): the longest a writer waits for it. */
+#define ACCRUAL_BATCH_DEFAULT 5000
+void accrual_set_batch(size_t n);
 /* Background thread running accrual_run every accrual_s seconds (only on
  * the leading replica). 0 or -errno. */
 int accrual_start(struct app *a);
 void accrual_stop(void);
 
 /* What this process knows of its accrual passes, for /metrics: passes
- * completed, when the last one ended and how long it took (monotonic ms;
- * 0 before the first), and when the accrual thread started (0: never). */
+ * completed, when the last one ended, how long it and its longest store
+ * transaction took (monotonic ms; 0 before the first), batches that could
+ * not be posted whole and were posted VM by VM instead (a deal moved
+ * meanwhile, a step that cannot be rated), and when the accrual thread
+ * started (0: never). */
 struct accrual_stats {
     int64_t passes;
     int64_t last_end_ms;
     int64_t last_duration_ms;
+    int64_t last_batch_max_ms;
+    int64_t batches_redone;
     int64_t started_ms;
 };
 void accrual_stats_get(struct accrual_stats *ret);
 
 /* Post a checked transaction inside the caller's store transaction:
  * ledger_tx + ledger_entry rows and balances. Accrual steps carry vm_id,
- * deal_id, seconds and upto_s (NULL/0 otherwise). *ret_id (may be NULL)
- * receives the new id. 0, -EINVAL (unbalanced), -EEXIST (this step or
- * reversal was already posted) or -EIO. */
-struct ledger_post_info {
-    const char *actor;
-    const char *vm_id;
-    const char *deal_id;
-    int64_t seconds;
-    int64_t upto_s;
-};
+ * deal_id, seconds and upto_s in info (see controller/ledger_batch.h).
+ * *ret_id (may be NULL) receives the new id. 0, -EINVAL (unbalanced),
+ * -EEXIST (this step or reversal was already posted) or -EIO. */
 int billing_post(struct store *s, const struct ledger_tx *tx,
                  const struct ledger_post_info *info, int64_t now,
                  char ret_id[UUID_STR_LEN + 1]);

@@ -51,6 +51,7 @@ struct app_settings {
     char *import_allow;  /* CIDRs URL imports may reach though internal */
     /* billing */
     int64_t accrual_s;       /* seconds between accrual runs */
+    int64_t accrual_batch;   /* VMs accrued per store transaction */
     int64_t fee_bps;         /* platform fee in basis points */
     int64_t grace_s;         /* balance must cover this much running */
     char *token_symbol;

@@ -197,6 +197,16 @@ static void billing_series(struct app *a, struct buf *out)
                 "How long the last completed accrual pass took.");
     buf_printf(out, "fog_accrual_pass_duration_seconds %.3f\n",
                (double)st.last_duration_ms / 1000.0);
+    prom_family(out, "fog_accrual_batch_max_seconds", "gauge",
+                "The longest store transaction of the last accrual pass "
+                "(what a write request may have waited for it).");
+    buf_printf(out, "fog_accrual_batch_max_seconds %.3f\n",
+               (double)st.last_batch_max_ms / 1000.0);
+    prom_family(out, "fog_accrual_batches_redone_total", "counter",
+                "Accrual batches that could not be posted whole and were "
+                "posted VM by VM.");
+    buf_printf(out, "fog_accrual_batches_redone_total %lld\n",
+               (long long)st.batches_redone);
 
     static const char *const kinds[] = { "accrual", "credit", "reversal",
                                          NULL };

@@ -108,6 +108,9 @@ static const struct config_opt options[] = {
       "images/templates, /usr/share or /usr/local/share/fogfabric/templates" },
     { "accrual-interval", CONFIG_INT, F(accrual_s), 1, 86400, "60",
       "seconds between billing accrual runs" },
+    { "accrual-batch", CONFIG_INT, F(accrual_batch), 1, 1000000, "5000",
+      "VMs accrued per store transaction: the longest a write request "
+      "waits for an accrual pass (some 35 ms per 1,000 VMs on sqlite)" },
     { "fee-bps", CONFIG_INT, F(fee_bps), 0, 10000, "500",
       "platform fee in basis points of every charge (500 = 5%)" },
     { "grace", CONFIG_INT, F(grace_s), 0, 30 * 86400, "3600",
@@ -516,6 +519,7 @@ static int cmd_serve(struct app *a)
                           cfg->heartbeat_s, cfg->token_symbol,
                           cfg->default_offer) < 0)
         return 2;
+    accrual_set_batch((size_t)cfg->accrual_batch);
     if (!reload_max_price_ok(cfg->default_max_price)) {
         fprintf(stderr, "fog-controller: default-max-price '%s' is not a "
                         "decimal amount of tokens or \"none\"\n",

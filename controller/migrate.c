@@ -154,13 +154,8 @@ static char *insert_sql(const char *t, json_t *cols, size_t nrows)
     buf_printf(&b, "INSERT INTO %s (", t);
     json_array_foreach(cols, k, c)
         buf_printf(&b, "%s%s", k ? ", " : "", json_str(c, "name"));
-    buf_puts(&b, ") VALUES ");
-    for (size_t r = 0; r < nrows; r++) {
-        buf_puts(&b, r ? ", (" : "(");
-        for (k = 0; k < nc; k++)
-            buf_printf(&b, "%s$%zu", k ? ", " : "", r * nc + k + 1);
-        buf_puts(&b, ")");
-    }
+    _cleanup_free_ char *values = store_values_sql(nrows, nc, NULL);
+    buf_printf(&b, ") VALUES %s", values);
     return buf_steal(&b);
 }
 

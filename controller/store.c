@@ -5,6 +5,7 @@
  * typed arguments. */
 #include "controller/store.h"
 
+#include "common/buf.h"
 #include "common/fs.h"
 
 #include "common/jsonutil.h"
@@ -483,6 +484,24 @@ static int run(struct store *s, const char *sql, const char *types,
 {
     struct sink out = { ret_rows, NULL, NULL };
     return run_to(s, sql, types, ap, &out);
+}
+
+char *store_values_sql(size_t rows, size_t cols, const char *const *types)
+{
+    struct buf b = BUF_INIT;
+    for (size_t r = 0; r < rows; r++) {
+        buf_puts(&b, r ? ", (" : "(");
+        for (size_t k = 0; k < cols; k++) {
+            size_t n = r * cols + k + 1;
+            if (types)
+                buf_printf(&b, "%sCAST($%zu AS %s)", k ? ", " : "", n,
+                           types[k]);
+            else
+                buf_printf(&b, "%s$%zu", k ? ", " : "", n);
+        }
+        buf_puts(&b, ")");
+    }
+    return buf_steal(&b);
 }
 
 int store_execa(struct store *s, const char *sql, const struct store_arg *args,

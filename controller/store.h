@@ -92,6 +92,12 @@ int store_exec(struct store *s, const char *sql, const char *types, ...);
 struct store_arg;
 int store_execa(struct store *s, const char *sql, const struct store_arg *args,
                 size_t n);
+/* "($1, $2), ($3, $4)": the VALUES rows of a statement taking `rows`
+ * rows of `cols` arguments each, numbered from $1 (row by row), for
+ * store_execa. With types (one SQL type name per column, or NULL), each
+ * placeholder is CAST to its column's type, for VALUES whose types the
+ * server cannot infer (PostgreSQL, outside INSERT). Caller frees. */
+char *store_values_sql(size_t rows, size_t cols, const char *const *types);
 /* Inside a transaction: wait for, then hold until it ends, the lock named
  * (kind, id) (id may be NULL), so that read-then-write allocations of other
  * replicas' transactions naming it go one after the other; statements after

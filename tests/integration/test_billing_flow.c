@@ -20,6 +20,7 @@
 #include "tests/testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
@@ -242,9 +243,14 @@ static void full_flow_invoice_and_payout_reconcile_with_the_ledger(void **state)
         }
     }
     int64_t at = t0 + 3650;
+    struct accrual_stats st0, st1;
+    accrual_stats_get(&st0);
     int n = accrual_run(&A, at);
     assert_true(n == 1);
     assert_int_equal(accrual_run(&A, at), 0); /* nothing twice */
+    /* Posted as a batch, not VM by VM after the batch failed. */
+    accrual_stats_get(&st1);
+    assert_int_equal(st1.batches_redone, st0.batches_redone);
 
     /* 3600 s of 2 vCPU at 0.5 + 2 GiB at 0.25 + 20 GiB at 3/month:
      * 1 + 0.5 + 20*3*3600/2592000 = 1.583333333 (floor). */
@@ -412,30 +418,40 @@ static void exhausted_balance_stops_vms_and_a_top_up_allows_a_start(void **state
 
 #define CRASH_VMS 400
 
-static void crash_fixture(char (*ids)[37])
+/* A tenant whose balance never runs out. */
+static void rich_tenant(const char *name, char id[37])
 {
-    char rich[37];
     _cleanup_free_ char *k = NULL;
-    account("tenant-rich", "tenant", rich, &k);
+    account(name, "tenant", id, &k);
     struct ledger_tx *tx = ledger_tx_new("credit", NULL);
-    ledger_tx_move(tx, LEDGER_HUB_DEPOSITS, rich, INT64_C(1) << 60);
+    ledger_tx_move(tx, LEDGER_HUB_DEPOSITS, id, INT64_C(1) << 60);
     assert_int_equal(store_tx_begin(A.store), 0);
     assert_int_equal(billing_post(A.store, tx, NULL, now_s(), NULL), 0);
     assert_int_equal(store_tx_commit(A.store), 0);
     ledger_tx_free(tx);
-    for (int i = 0; i < CRASH_VMS; i++) {
-        _cleanup_free_ char *name = xasprintf("crash-%d", i);
+}
+
+/* n VMs named prefix-N of a new rich tenant called prefix, each with
+ * `billable` seconds of usage to bill. */
+static void billed_vms(const char *prefix, int n, int64_t billable,
+                       char (*ids)[37])
+{
+    char rich[37];
+    rich_tenant(prefix, rich);
+    for (int i = 0; i < n; i++) {
+        _cleanup_free_ char *name = xasprintf("%s-%d", prefix, i);
         vm(name, rich, node_id, ids[i]);
         assert_true(store_exec(A.store, "INSERT INTO vm_usage (vm_id, node_id, "
                                "state, billable_s, updated_at) VALUES ($1, $2, "
-                               "'{}', 0, 0)", "ss", ids[i], node_id) == 1);
+                               "'{}', $3, 0)", "ssi", ids[i], node_id,
+                               billable) == 1);
     }
 }
 
 static void kill9_during_accrual_neither_repeats_nor_loses_postings(void **state)
 {
     static char ids[CRASH_VMS][37];
-    crash_fixture(ids);
+    billed_vms("crash", CRASH_VMS, 0, ids);
     _cleanup_free_ char *self = NULL;
     char buf[4096];
     ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
@@ -516,6 +532,124 @@ static void kill9_during_accrual_neither_repeats_nor_loses_postings(void **state
     assert_balances_match_entries();
 }
 
+/* A step that cannot be rated (prices past any sum) fails its batch as a
+ * whole; the batch is then posted VM by VM, so the other VMs of the batch
+ * are billed on time, and the broken one again each pass, never twice. */
+#define RATED_VMS 24
+
+static void a_vm_that_cannot_be_rated_holds_no_other_back(void **state)
+{
+    static char ids[RATED_VMS][37];
+    billed_vms("batch", RATED_VMS, 3600, ids);
+    const char *broken = ids[RATED_VMS / 2];
+    assert_true(store_exec(A.store, "UPDATE deals SET vcpu_hour = $1 WHERE "
+                           "vm_id = $2", "is", INT64_MAX, broken) == 1);
+    struct accrual_stats st0, st1;
+    for (int pass = 0; pass < 2; pass++) {
+        accrual_stats_get(&st0);
+        int n = accrual_run(&A, now_s());
+        accrual_stats_get(&st1);
+        assert_int_equal(n, pass == 0 ? RATED_VMS - 1 : 0);
+        assert_int_equal(st1.batches_redone, st0.batches_redone + 1);
+    }
+    for (int i = 0; i < RATED_VMS; i++) {
+        int64_t billed = store_query_int(A.store, -1, "SELECT d.billed_s + "
+                                         "d.base_s FROM deals d JOIN vms v "
+                                         "ON v.deal_id = d.id WHERE v.id = $1",
+                                         "s", ids[i]);
+        int64_t steps = store_query_int(A.store, -1, "SELECT COUNT(*) FROM "
+                                        "ledger_tx WHERE vm_id = $1", "s",
+                                        ids[i]);
+        assert_int_equal(billed, ids[i] == broken ? 0 : 3600);
+        assert_int_equal(steps, ids[i] == broken ? 0 : 1);
+    }
+    assert_int_equal(ledger_total(), 0);
+    assert_balances_match_entries();
+    /* Out of the way of the tests after this one. */
+    assert_true(store_exec(A.store, "UPDATE vms SET node_id = NULL WHERE id "
+                           "= $1", "s", broken) == 1);
+}
+
+static void *accrue_now(void *ret)
+{
+    *(int *)ret = accrual_run(&A, now_s());
+    return NULL;
+}
+
+/* A deal that changes between the pass's read and its batch (the VM
+ * resized: its usage accrued on the old deal, a new deal from there) is
+ * not billed again by the pass; the rest of its batch is. */
+#define MOVED_VMS 8
+
+static void a_deal_changed_during_a_pass_is_billed_once(void **state)
+{
+    static char ids[MOVED_VMS][37];
+    const char *resized = ids[MOVED_VMS / 2];
+    billed_vms("moved", MOVED_VMS, 3600, ids);
+    _cleanup_free_ char *ff = xasprintf("%s/fault", dir);
+    setenv("FOG_TEST_FAULT", ff, 1);
+    tu_fault(ff, "accrual-slow");
+    struct accrual_stats st0, st1;
+    accrual_stats_get(&st0);
+    pthread_t th;
+    int n = -1;
+    assert_int_equal(pthread_create(&th, NULL, accrue_now, &n), 0);
+    usleep(400000); /* the pass has read what is owed and waits */
+    assert_int_equal(store_tx_begin(A.store), 0);
+    assert_true(store_exec(A.store, "UPDATE vms SET vcpus = 4 WHERE id = $1",
+                           "s", resized) == 1);
+    assert_int_equal(billing_deal_reshape(&A, resized), 0);
+    assert_int_equal(store_tx_commit(A.store), 0);
+    pthread_join(th, NULL);
+    tu_fault(ff, NULL);
+    unsetenv("FOG_TEST_FAULT");
+    accrual_stats_get(&st1);
+    assert_int_equal(st1.batches_redone, st0.batches_redone + 1);
+    assert_true(n >= MOVED_VMS - 1);
+    for (int i = 0; i < MOVED_VMS; i++) {
+        /* One step each: the resized VM's by the resize, on its old deal. */
+        assert_int_equal(store_query_int(A.store, -1, "SELECT COUNT(*) FROM "
+                                         "ledger_tx WHERE vm_id = $1", "s",
+                                         ids[i]), 1);
+        assert_int_equal(store_query_int(A.store, -1, "SELECT SUM(billed_s) "
+                                         "FROM deals WHERE vm_id = $1", "s",
+                                         ids[i]), 3600);
+    }
+    assert_int_equal(store_query_int(A.store, -1, "SELECT COUNT(*) FROM deals "
+                                     "WHERE vm_id = $1", "s", resized), 2);
+    assert_int_equal(accrual_run(&A, now_s()), 0);
+    assert_int_equal(ledger_total(), 0);
+    assert_balances_match_entries();
+}
+
+/* A placed VM without a deal (placed before prices were locked at
+ * placement) gets one in the pass and is billed on it; the VMs with deals
+ * around it are billed as usual. */
+static void a_vm_without_a_deal_is_priced_in_the_pass(void **state)
+{
+    static char ids[3][37];
+    billed_vms("undealt", 3, 3600, ids);
+    assert_true(store_exec(A.store, "UPDATE vms SET deal_id = NULL WHERE id "
+                           "= $1", "s", ids[1]) == 1);
+    assert_true(accrual_run(&A, now_s()) >= 3);
+    const char *sql = "SELECT d.billed_s FROM deals d JOIN vms v ON "
+                      "v.deal_id = d.id WHERE v.id = $1";
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(store_query_int(A.store, -1, sql, "s", ids[i]),
+                         3600);
+    assert_int_equal(store_query_int(A.store, -1, "SELECT COUNT(*) FROM "
+                                     "deals WHERE vm_id = $1", "s", ids[1]),
+                     2);
+    /* Its later usage is billed on the new deal, once. */
+    assert_true(store_exec(A.store, "UPDATE vm_usage SET billable_s = 4000 "
+                           "WHERE vm_id = $1", "s", ids[1]) == 1);
+    assert_int_equal(accrual_run(&A, now_s()), 1);
+    assert_int_equal(accrual_run(&A, now_s()), 0);
+    assert_int_equal(store_query_int(A.store, -1, sql, "s", ids[1]), 4000);
+    assert_int_equal(ledger_total(), 0);
+    assert_balances_match_entries();
+}
+
 /* Child mode for the crash test: accrue everything on DB and exit. */
 static int accrue_child(const char *path)
 {
@@ -524,6 +658,8 @@ static int accrue_child(const char *path)
     if (store_open(path, &a.store) < 0)
         return 1;
     billing_configure(60, 1000, 3600, 5, "FOG", "vcpu=0.01,mem=0.005");
+    /* Many small batches, so that the kill lands between commits. */
+    accrual_set_batch(16);
     int n = accrual_run(&a, now_s());
     store_close(a.store);
     return n >= 0 ? 0 : 1;
@@ -597,6 +733,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(lying_provider_is_capped_and_the_event_log_says_so),
         cmocka_unit_test(exhausted_balance_stops_vms_and_a_top_up_allows_a_start),
         cmocka_unit_test(kill9_during_accrual_neither_repeats_nor_loses_postings),
+        cmocka_unit_test(a_vm_that_cannot_be_rated_holds_no_other_back),
+        cmocka_unit_test(a_deal_changed_during_a_pass_is_billed_once),
+        cmocka_unit_test(a_vm_without_a_deal_is_priced_in_the_pass),
         cmocka_unit_test(gpu_hours_are_billed_at_the_models_price),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

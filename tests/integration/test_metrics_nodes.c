@@ -251,6 +251,8 @@ static void accrual_passes_and_ledger_volume_are_exported(void **state)
     double lag = tu_metric(text, "fog_accrual_lag_seconds ");
     assert_true(isfinite(lag) && lag >= 0);
     assert_true(tu_metric(text, "fog_accrual_pass_duration_seconds ") >= 0);
+    assert_true(tu_metric(text, "fog_accrual_batch_max_seconds ") >= 0);
+    assert_true(tu_metric(text, "fog_accrual_batches_redone_total ") == 0);
     assert_true(tu_metric(text, "fog_accrual_interval_seconds ") == 1);
     assert_true(tu_metric(text, "fog_ledger_tokens{kind=\"credit\"}") == 12.5);
     assert_true(tu_metric(text, "fog_ledger_tokens{kind=\"reversal\"}") == 0);

@@ -47,6 +47,27 @@ static void uuids_are_v4_and_validated(void **state)
     assert_false(uuid_is_valid("AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA"));
 }
 
+/* Time-ordered ids: valid, version 7, each one above the one before even
+ * within one millisecond, and starting with the time. */
+static void time_uuids_are_v7_and_sort_in_the_order_made(void **state)
+{
+    char prev[UUID_STR_LEN + 1] = "", u[UUID_STR_LEN + 1];
+    for (int i = 0; i < 10000; i++) {
+        uuid_generate_time_str(u);
+        assert_true(uuid_is_valid(u));
+        assert_int_equal(u[14], '7');
+        assert_true(strchr("89ab", u[19]) != NULL);
+        assert_true(strcmp(prev, u) < 0);
+        memcpy(prev, u, sizeof(u));
+    }
+    char hex[13];
+    memcpy(hex, u, 8);
+    memcpy(hex + 8, u + 9, 4);
+    hex[12] = '\0';
+    long long ms = strtoll(hex, NULL, 16);
+    assert_true(llabs(ms - (long long)now_s() * 1000) < 60000);
+}
+
 static void hex_round_trips_and_rejects_garbage(void **state)
 {
     uint8_t in[4] = { 0, 0x7f, 0x80, 0xff }, out[4];
@@ -155,6 +176,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(name_rule_accepts_only_lowercase_dns_like_names),
         cmocka_unit_test(uuids_are_v4_and_validated),
+        cmocka_unit_test(time_uuids_are_v7_and_sort_in_the_order_made),
         cmocka_unit_test(hex_round_trips_and_rejects_garbage),
         cmocka_unit_test(sha256_matches_known_vector),
         cmocka_unit_test(sizes_parse_with_binary_suffixes),
