@@ -1117,8 +1117,8 @@ int accrual_run(struct app *a, int64_t now)
         else
             lone[n_lone++] = l.v[i];
     }
-    memcpy(l.v + n, lone, n_lone * sizeof(*lone));
     if (n_lone) {
+        memcpy(l.v + n, lone, n_lone * sizeof(*lone));
         int r = accrue_each(a, l.v + n, n_lone, now, &failed);
         posted += r > 0 ? r : 0;
     }
