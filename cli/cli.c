@@ -347,6 +347,8 @@ void cli_print_json(const json_t *v)
 
 char *cli_text(const json_t *v)
 {
+    if (!v)
+        return xstrdup("-"); /* a member the answer left out */
     switch (json_typeof(v)) {
     case JSON_STRING:
         return xstrdup(json_string_value(v));

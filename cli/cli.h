@@ -123,7 +123,8 @@ bool cli_vm_list_keep(const json_t *vm, unsigned flags);
 void cli_print_json(const json_t *v);
 void cli_print_table(const json_t *items, const char *columns);
 void cli_print_fields(const json_t *obj, const char *fields);
-/* Text of a JSON scalar for humans; caller frees ("-" for null). */
+/* Text of a JSON scalar for humans; caller frees ("-" for null and for
+ * NULL, a member left out). */
 char *cli_text(const json_t *v);
 
 /* Health checks (cli/health.c). The --health flags of verb v read into

@@ -155,11 +155,13 @@ done
 [ -f "$seed" ] || e2e_fail "no seed image for app under $agent"
 xorriso -osirrox on -indev "$seed" -extract /network-config "$work/app-netcfg" >/dev/null 2>&1 ||
     e2e_fail "app's seed has no network-config"
+# The network is dual-stack: the resolvers are the gateway's IPv4 and IPv6
+# addresses (the routes' via: 0.0.0.0/0 first, then ::/0).
 want=$(awk '/nameservers:/ {ns = 1; next} ns && /^ *- / {print $2; next} ns && /addresses:/ {next} {ns = 0}' \
-    "$work/app-netcfg" | grep -E '^[0-9.]+$' | sort -u)
-gw=$(awk '$1 == "via:" {print $2; exit}' "$work/app-netcfg")
-[ -n "$gw" ] && [ "$want" = "$gw" ] ||
-    e2e_fail "the seed names resolvers '$want', not the gateway '$gw': $(cat "$work/app-netcfg")"
+    "$work/app-netcfg" | tr -d '"' | grep -E '^[0-9a-f.:]+$' | sort -u)
+gw=$(awk '$1 == "via:" {print $2}' "$work/app-netcfg" | tr -d '"' | sort -u)
+[ -n "$gw" ] && [ "$want" = "$gw" ] && [ "$(echo "$gw" | wc -l)" = 2 ] ||
+    e2e_fail "the seed names resolvers '$want', not the gateway's two addresses '$gw': $(cat "$work/app-netcfg")"
 
 # ---- www: the nginx template on the same image
 t_www=$SECONDS

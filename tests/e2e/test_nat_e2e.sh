@@ -179,7 +179,8 @@ public_address() { # vm vm-port proto
 check_ports() { # vm wan label
     local v=$1 wan=$2 addr body reply
     addr=$(public_address "$v" 27015 udp)
-    [ "$addr" = "$wan:$udp_port" ] || e2e_fail "$3: $v's UDP 27015 is published at '$addr', want $wan:$udp_port"
+    [ "$addr" = "$wan:$udp_port" ] || { t e2e_fogctl port-list "$v" >&2
+        e2e_fail "$3: $v's UDP 27015 is published at '$addr', want $wan:$udp_port"; }
     reply=$(E2E_NETNS=$client e2e_udp_echo "${addr%:*}" "${addr##*:}" "game-$v-$$" 10) ||
         e2e_fail "$3: $v's game port $addr does not answer the internet"
     [ "$reply" = "game-$v-$$" ] || e2e_fail "$3: $v's game port $addr echoed '$reply'"
