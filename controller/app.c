@@ -35,6 +35,12 @@
  * their own (app_tx_begin), so slow work never holds the store. No Idempotency-Key: only nodes call
  * them, and each call is safe to repeat. */
 #define NO_TX (1u << 9)
+/* Byte transfers of backups (a chunk up, a blob down): not counted against
+ * the node's request rate. A 2 GiB backup is 256 chunks of 8 MiB sent in
+ * seconds, which --rate-node (requests of a node per second) would pace to
+ * 80 MiB/s; each is bounded by its size instead, and the agents' address
+ * limit (checked before the credential) still applies. */
+#define BULK (1u << 10)
 
 const struct http_route app_routes[] = {
     { "GET", "/healthz", h_healthz, ALLOW_PUBLIC },
@@ -178,12 +184,13 @@ const struct http_route app_routes[] = {
     { "GET", "/v1/agent/relay", h_agent_relay, ALLOW_NODE },
     { "POST", "/v1/agent/console/{session}/log", h_agent_console_log,
       ALLOW_NODE, NULL, CONSOLE_LOG_MAX },
-    { "GET", AGENT_BACKUP_PATH "/{id}/blob", h_agent_backup_blob, ALLOW_NODE },
+    { "GET", AGENT_BACKUP_PATH "/{id}/blob", h_agent_backup_blob,
+      ALLOW_NODE | BULK },
     /* Backup uploads (api/agentproto.h): chunks are raw bytes. */
     { "GET", AGENT_BACKUP_PATH "/{id}", h_agent_backup_stat,
       ALLOW_NODE | QUIET },
     { "PUT", AGENT_BACKUP_PATH "/{id}", h_agent_backup_put,
-      ALLOW_NODE | QUIET | NO_TX, NULL, AGENT_BACKUP_CHUNK_MAX },
+      ALLOW_NODE | QUIET | NO_TX | BULK, NULL, AGENT_BACKUP_CHUNK_MAX },
     { "POST", AGENT_BACKUP_PATH "/{id}/commit", h_agent_backup_commit,
       ALLOW_NODE | QUIET | NO_TX },
     { "POST", AGENT_BACKUP_PATH "/{id}/fail", h_agent_backup_fail,
@@ -408,7 +415,7 @@ bool app_before(struct http_request *r, const struct http_route *route,
     }
     if (c->role == ROLE_NODE)
         log_ctx_set(LOG_CTX_NODE, c->actor);
-    if (!guard_admit_caller(a, r, c))
+    if (!(route->flags & BULK) && !guard_admit_caller(a, r, c))
         return false;
     if (!(route->flags & role_bit(c->role))) {
         http_reply_problem(r, 403, "forbidden", NULL,

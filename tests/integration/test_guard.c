@@ -8,6 +8,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/agentproto.h"
+#include "common/ids.h"
 #include "common/jsonutil.h"
 #include "tests/testutil.h"
 
@@ -649,6 +651,24 @@ static void too_many_requests_get_429_with_retry_after(void **state)
     assert_int_equal(tu_node_join(&lim, lim.admin_key, "gd-lim", NULL, &nid,
                                   &ncred), 201);
     assert_true(until_429("/v1/vms", lim.admin_key, "API key"));
+    /* A node's backup transfers (chunks up, blobs down) are bounded by
+     * their bytes, not counted as its requests: many blob fetches in a row
+     * reach the handler (404: no such backup) and leave the node's
+     * requests untouched (its burst of 3 is still there after them). The
+     * pause first lets the node's bucket fill from its join's calls. */
+    sleep(4);
+    char bk[UUID_STR_LEN + 1];
+    uuid_generate_str(bk);
+    _cleanup_free_ char *blob = xasprintf("%s/%s/blob", AGENT_BACKUP_PATH, bk);
+    for (int i = 0; i < 12; i++) {
+        _cleanup_free_ char *body = NULL, *retry = NULL;
+        assert_int_equal(lim_get(blob, ncred, &body, &retry), 404);
+    }
+    for (int i = 0; i < 3; i++) {
+        _cleanup_free_ char *body = NULL, *retry = NULL;
+        assert_int_equal(lim_get("/v1/agent/desired?wait=0", ncred, &body,
+                                 &retry), 200);
+    }
     assert_true(until_429("/v1/agent/desired?wait=0", ncred, "node"));
     free(nid);
     free(ncred);
