@@ -130,15 +130,15 @@ int ledger_batch_add(struct ledger_batch *b, const struct ledger_tx *tx,
 enum batch_stmt { STMT_TX, STMT_ENTRY, STMT_BALANCE, STMT_MAX };
 
 static const char *const stmt_head[STMT_MAX] = {
-    "INSERT INTO ledger_tx (id, time_s, kind, memo, actor, vm_id, deal_id, "
-    "seconds, upto_s, reverses) VALUES ",
+    ("INSERT INTO ledger_tx (id, time_s, kind, memo, actor, vm_id, deal_id, "
+     "seconds, upto_s, reverses) VALUES "),
     "INSERT INTO ledger_entry (tx_id, account, amount, time_s) VALUES ",
     "INSERT INTO ledger_balances (account, balance) VALUES ",
 };
 static const char *const stmt_tail[STMT_MAX] = {
     "", "",
-    " ON CONFLICT (account) DO UPDATE SET balance = ledger_balances.balance "
-    "+ excluded.balance",
+    (" ON CONFLICT (account) DO UPDATE SET balance = ledger_balances.balance "
+     "+ excluded.balance"),
 };
 static const size_t stmt_cols[STMT_MAX] = { 10, 4, 2 };
 
