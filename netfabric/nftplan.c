@@ -229,19 +229,31 @@ static void put_dnat_rules(const struct nf_state *s, struct buf *b)
     }
 }
 
-static void put_nat(const struct nf_state *s, struct buf *b)
+/* A NAT table: published ports DNATed in prerouting (from outside) and
+ * output (from the node itself), the networks masqueraded out. */
+static void put_nat_table(const struct nf_state *s, struct buf *b,
+                          const char *table,
+                          void (*dnat)(const struct nf_state *, struct buf *),
+                          void (*masquerade)(const struct nf_state *, struct buf *))
 {
-    buf_puts(b, "table " NFTPLAN_TABLE_NAT " {\n"
-                "\tchain prerouting {\n"
-                "\t\ttype nat hook prerouting priority dstnat; policy accept;\n");
-    put_dnat_rules(s, b);
+    buf_printf(b, "table %s {\n"
+                  "\tchain prerouting {\n"
+                  "\t\ttype nat hook prerouting priority dstnat; policy accept;\n",
+               table);
+    dnat(s, b);
     buf_puts(b, "\t}\n"
                 "\tchain output {\n"
                 "\t\ttype nat hook output priority -100; policy accept;\n");
-    put_dnat_rules(s, b);
+    dnat(s, b);
     buf_puts(b, "\t}\n"
                 "\tchain postrouting {\n"
                 "\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
+    masquerade(s, b);
+    buf_puts(b, "\t}\n}\n");
+}
+
+static void put_masquerade_rules(const struct nf_state *s, struct buf *b)
+{
     for (size_t i = 0; i < s->n_networks; i++) {
         const struct nf_network *n = &s->networks[i];
         buf_puts(b, "\t\tip saddr ");
@@ -249,7 +261,6 @@ static void put_nat(const struct nf_state *s, struct buf *b)
         buf_printf(b, "/%d oifname != \"%s\" masquerade\n", n->cidr.prefix,
                    n->bridge);
     }
-    buf_puts(b, "\t}\n}\n");
 }
 
 /* IPv6 published ports: DNAT from the node's global IPv6 address to the
@@ -274,19 +285,8 @@ static void put_dnat6_rules(const struct nf_state *s, struct buf *b)
 /* NAT66: the unique local /64s leave masqueraded behind the node's global
  * address, as IPv4 does (a routed prefix per node would be the
  * alternative). */
-static void put_nat6(const struct nf_state *s, struct buf *b)
+static void put_masquerade6_rules(const struct nf_state *s, struct buf *b)
 {
-    buf_puts(b, "table " NFTPLAN_TABLE_NAT6 " {\n"
-                "\tchain prerouting {\n"
-                "\t\ttype nat hook prerouting priority dstnat; policy accept;\n");
-    put_dnat6_rules(s, b);
-    buf_puts(b, "\t}\n"
-                "\tchain output {\n"
-                "\t\ttype nat hook output priority -100; policy accept;\n");
-    put_dnat6_rules(s, b);
-    buf_puts(b, "\t}\n"
-                "\tchain postrouting {\n"
-                "\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
     for (size_t i = 0; i < s->n_networks; i++) {
         const struct nf_network *n = &s->networks[i];
         if (!n->has_v6)
@@ -295,7 +295,6 @@ static void put_nat6(const struct nf_state *s, struct buf *b)
         put_addr6(b, &n->prefix6);
         buf_printf(b, "/64 oifname != \"%s\" masquerade\n", n->bridge);
     }
-    buf_puts(b, "\t}\n}\n");
 }
 
 static void put_bridge(const struct nf_state *s, struct buf *b)
@@ -417,8 +416,10 @@ int nftplan_build(const struct nf_state *s, struct buf *out)
     if (r < 0)
         return r;
     put_inet(s, out);
-    put_nat(s, out);
-    put_nat6(s, out);
+    put_nat_table(s, out, NFTPLAN_TABLE_NAT, put_dnat_rules,
+                  put_masquerade_rules);
+    put_nat_table(s, out, NFTPLAN_TABLE_NAT6, put_dnat6_rules,
+                  put_masquerade6_rules);
     put_bridge(s, out);
     return 0;
 }
