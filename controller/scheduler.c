@@ -738,6 +738,9 @@ struct batch {
     size_t n_put, cap_put;
     json_t *held;
     bool failed;                  /* a write failed: roll it all back */
+    /* The rows (ASK_COLS) of its pending VMs read ahead, by id: read in
+     * its transaction, which no other writer enters. */
+    json_t *ahead;
 };
 static _Thread_local struct batch *cur_batch;
 
@@ -988,6 +991,10 @@ static void ask_block(struct sched_ask *q, const struct fleet *f)
     "vms.image_id) AS image_visibility, (SELECT i.account_id FROM images i "   \
     "WHERE i.id = vms.image_id) AS image_account, (SELECT i.state FROM "     \
     "images i WHERE i.id = vms.image_id) AS image_state"
+
+/* A VM that waits for a node. */
+#define ASK_PENDING_SQL                                                        \
+    "node_id IS NULL AND deleted_at IS NULL AND desired_state <> 'deleted'"
 
 /* q from a VM row of ASK_COLS (borrowed: row must outlive q). */
 static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
@@ -1287,9 +1294,14 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         store_tx_rollback(a->store);
         return r;
     }
-    r = store_query_one(a->store, &vm, "SELECT " ASK_COLS " FROM vms WHERE "
-                        "id = $1 AND node_id IS NULL AND deleted_at IS NULL "
-                        "AND desired_state <> 'deleted'", "s", vm_id);
+    if (cur_batch) {
+        vm = json_incref(json_object_get(cur_batch->ahead, vm_id));
+        r = vm ? 0 : -ENOENT;
+    } else {
+        r = store_query_one(a->store, &vm, "SELECT " ASK_COLS " FROM vms "
+                            "WHERE " ASK_PENDING_SQL " AND id = $1", "s",
+                            vm_id);
+    }
     /* Its group's nodes are read from the VMs' rows: the batch's kept
      * placements are written first. */
     if (r == 0 && cur_batch && json_str(vm, "anti_affinity"))
@@ -1711,6 +1723,34 @@ const char scheduler_sql_pending[] =
     "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at IS NULL AND "
     "desired_state <> 'deleted' ORDER BY created_at, id LIMIT 1000";
 
+/* Rows read ahead per statement: a batch often ends on time (BATCH_MS)
+ * before its BATCH_MAX. */
+#define BATCH_AHEAD 64
+
+/* The rows of the pending VMs of ids (a JSON array of {id}) from index i
+ * on, into b->ahead, a few at a time; *ret_next: the index past them. */
+static int batch_read(struct app *a, struct batch *b, json_t *ids, size_t i,
+                      size_t *ret_next)
+{
+    size_t n = json_array_size(ids), end = i + BATCH_AHEAD < n
+                                              ? i + BATCH_AHEAD
+                                              : n;
+    json_auto_t *want = json_array(), *rows = NULL;
+    for (size_t k = i; k < end; k++)
+        json_array_append(want, json_object_get(json_array_get(ids, k), "id"));
+    _cleanup_free_ char *text = json_dumps_compact(want);
+    int e = store_query(a->store, &rows, "SELECT id, " ASK_COLS " FROM vms "
+                        "WHERE " ASK_PENDING_SQL " AND id IN (SELECT value "
+                        "FROM json_each($1))", "s", text);
+    if (e < 0)
+        return e;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_object_set(b->ahead, json_str(row, "id"), row);
+    *ret_next = end;
+    return 0;
+}
+
 int scheduler_run(struct app *a)
 {
     json_auto_t *rows = NULL;
@@ -1726,12 +1766,13 @@ int scheduler_run(struct app *a)
      * locks it takes are held only while it is placed. */
     bool batched = streq(store_backend_name(a->store), "sqlite");
     struct batch b = { json_array(), json_object(), NULL, NULL, 0, 0,
-                       json_object(), false };
+                       json_object(), false, json_object() };
     int64_t batch_at = 0;
     /* A batch that fails is placed again in halves, down to one VM, so
      * that one VM whose rows cannot be written holds up no other; its
      * size grows back with each that commits. */
-    size_t n = json_array_size(rows), i = 0, start = 0, limit = BATCH_MAX;
+    size_t n = json_array_size(rows), i = 0, start = 0, limit = BATCH_MAX,
+           ahead = 0;
     while (i < n) {
         /* A leader that lost its connection (and so its lock) stops. */
         if (!store_leading(a->store))
@@ -1742,7 +1783,12 @@ int scheduler_run(struct app *a)
             cur_batch = &b;
             batch_at = mono_ms();
             in_batch = 0;
-            start = i;
+            start = ahead = i;
+            json_object_clear(b.ahead);
+        }
+        if (cur_batch && i == ahead && batch_read(a, &b, rows, i, &ahead) < 0) {
+            batch_end(a, &b);
+            break;
         }
         char node[UUID_STR_LEN + 1];
         int r = place(a, json_str(json_array_get(rows, i++), "id"), after,
@@ -1775,6 +1821,7 @@ int scheduler_run(struct app *a)
     json_decref(b.vms);
     json_decref(b.nodes);
     json_decref(b.held);
+    json_decref(b.ahead);
     return placed;
 }
 
