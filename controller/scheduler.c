@@ -982,19 +982,20 @@ static void ask_block(struct sched_ask *q, const struct fleet *f)
 
 /* The placement columns of a VM row. */
 #define ASK_COLS                                                               \
-    "vcpus, memory_mib, disk_gib, allow_tcg, image, image_id, template, "      \
-    "account_id, max_price, region, labels, anti_affinity, min_reputation, "   \
-    "gpu_model, gpu_count, deal_id, "                                          \
-    "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports, "             \
-    "(SELECT i.sha256 FROM images i WHERE i.id = vms.image_id) AS "            \
-    "image_sha256, (SELECT i.visibility FROM images i WHERE i.id = "           \
-    "vms.image_id) AS image_visibility, (SELECT i.account_id FROM images i "   \
-    "WHERE i.id = vms.image_id) AS image_account, (SELECT i.state FROM "     \
-    "images i WHERE i.id = vms.image_id) AS image_state"
+    "vms.vcpus, vms.memory_mib, vms.disk_gib, vms.allow_tcg, vms.image, "      \
+    "vms.image_id, vms.template, vms.account_id, vms.max_price, vms.region, "  \
+    "vms.labels, vms.anti_affinity, vms.min_reputation, vms.gpu_model, "       \
+    "vms.gpu_count, vms.deal_id, "                                             \
+    "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports, i.sha256 AS " \
+    "image_sha256, i.visibility AS image_visibility, i.account_id AS "         \
+    "image_account, i.state AS image_state"
+/* ASK_COLS's tables: the VM's row with its catalog image's, if any. */
+#define ASK_FROM "vms LEFT JOIN images i ON i.id = vms.image_id"
 
 /* A VM that waits for a node. */
 #define ASK_PENDING_SQL                                                        \
-    "node_id IS NULL AND deleted_at IS NULL AND desired_state <> 'deleted'"
+    "vms.node_id IS NULL AND vms.deleted_at IS NULL AND vms.desired_state "    \
+    "<> 'deleted'"
 
 /* q from a VM row of ASK_COLS (borrowed: row must outlive q). */
 static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
@@ -1298,9 +1299,9 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         vm = json_incref(json_object_get(cur_batch->ahead, vm_id));
         r = vm ? 0 : -ENOENT;
     } else {
-        r = store_query_one(a->store, &vm, "SELECT " ASK_COLS " FROM vms "
-                            "WHERE " ASK_PENDING_SQL " AND id = $1", "s",
-                            vm_id);
+        r = store_query_one(a->store, &vm, "SELECT " ASK_COLS " FROM "
+                            ASK_FROM " WHERE " ASK_PENDING_SQL " AND vms.id = "
+                            "$1", "s", vm_id);
     }
     /* Its group's nodes are read from the VMs' rows: the batch's kept
      * placements are written first. */
@@ -1569,9 +1570,9 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     if ((r = store_tx_begin(a->store)) < 0)
         return r;
     if ((r = store_lock(a->store, "vm", vm_id)) < 0 ||
-        (r = store_query_one(a->store, &vm, "SELECT " ASK_COLS ", node_id "
-                             "FROM vms WHERE id = $1 AND deleted_at IS NULL",
-                             "s", vm_id)) < 0 ||
+        (r = store_query_one(a->store, &vm, "SELECT " ASK_COLS ", "
+                             "vms.node_id FROM " ASK_FROM " WHERE vms.id = $1 "
+                             "AND vms.deleted_at IS NULL", "s", vm_id)) < 0 ||
         (r = ask_from_row(a, &q, vm, vm_id)) < 0 ||
         (r = fleet_get(a, 0, &f)) < 0) {
         store_tx_rollback(a->store);
@@ -1739,9 +1740,9 @@ static int batch_read(struct app *a, struct batch *b, json_t *ids, size_t i,
     for (size_t k = i; k < end; k++)
         json_array_append(want, json_object_get(json_array_get(ids, k), "id"));
     _cleanup_free_ char *text = json_dumps_compact(want);
-    int e = store_query(a->store, &rows, "SELECT id, " ASK_COLS " FROM vms "
-                        "WHERE " ASK_PENDING_SQL " AND id IN (SELECT value "
-                        "FROM json_each($1))", "s", text);
+    int e = store_query(a->store, &rows, "SELECT vms.id, " ASK_COLS " FROM "
+                        ASK_FROM " WHERE " ASK_PENDING_SQL " AND vms.id IN "
+                        "(SELECT value FROM json_each($1))", "s", text);
     if (e < 0)
         return e;
     json_t *row;
