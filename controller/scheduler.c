@@ -1724,6 +1724,12 @@ const char scheduler_sql_pending[] =
     "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at IS NULL AND "
     "desired_state <> 'deleted' ORDER BY created_at, id LIMIT 1000";
 
+/* The rows of the pending VMs among $1 (a JSON array of ids), each
+ * looked up by id (json_each first: not a walk of every pending VM). */
+const char scheduler_sql_ahead[] =
+    "SELECT vms.id, " ASK_COLS " FROM json_each($1) w CROSS JOIN " ASK_FROM
+    " WHERE vms.id = w.value AND " ASK_PENDING_SQL;
+
 /* Rows read ahead per statement: a batch often ends on time (BATCH_MS)
  * before its BATCH_MAX. */
 #define BATCH_AHEAD 64
@@ -1740,9 +1746,7 @@ static int batch_read(struct app *a, struct batch *b, json_t *ids, size_t i,
     for (size_t k = i; k < end; k++)
         json_array_append(want, json_object_get(json_array_get(ids, k), "id"));
     _cleanup_free_ char *text = json_dumps_compact(want);
-    int e = store_query(a->store, &rows, "SELECT vms.id, " ASK_COLS " FROM "
-                        ASK_FROM " WHERE " ASK_PENDING_SQL " AND vms.id IN "
-                        "(SELECT value FROM json_each($1))", "s", text);
+    int e = store_query(a->store, &rows, scheduler_sql_ahead, "s", text);
     if (e < 0)
         return e;
     json_t *row;
