@@ -575,18 +575,17 @@ static int vm_open_deal(struct store *s, const char *vm_id, json_t **ret)
                            vm_id);
 }
 
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
 /* The deal row of VM vm_id on node_id: the VM's shape and owner from
  * `vm` (account_id, vcpus, memory_mib, disk_gib, gpu_model, gpu_count,
  * ports), the node's owner and offer from `node` (provider_id, and when it
  * has an offer offer_node, its prices and gpu_models), or the prices of
- * deal `old` when not NULL; fee_bps, billed from base seconds. Its prices
- * to *ret_locked when not NULL; its id to ret_id when not NULL, else the
- * VM is pointed at it here. */
-static int deal_insert(struct app *a, const char *vm_id, const char *node_id,
-                       const json_t *vm, const json_t *node, json_t *old,
-                       int64_t fee_bps, int64_t base, int64_t now,
-                       struct rating_offer *ret_locked,
-                       char ret_id[UUID_STR_LEN + 1])
+ * deal `old` when not NULL; fee_bps, billed from base seconds; a new id.
+ * Nothing is written. */
+static void deal_row(const char *vm_id, const char *node_id, const json_t *vm,
+                     const json_t *node, json_t *old, int64_t fee_bps,
+                     int64_t base, int64_t now, struct deal_row *d)
 {
     struct rating_offer o = cfg.default_offer;
     struct rating_shape unused;
@@ -609,33 +608,89 @@ static int deal_insert(struct app *a, const char *vm_id, const char *node_id,
         if (mp && money_parse(mp, &v) == 0 && v >= 0)
             o.gpu_hour = v;
     }
-    char id[UUID_STR_LEN + 1];
-    uuid_generate_str(id);
-    int e = store_exec(a->store,
-                       "INSERT INTO deals (id, vm_id, node_id, tenant_id, "
-                       "provider_id, vcpu_hour, mem_gib_hour, disk_gib_month, "
-                       "gpu_hour, port_hour, vcpus, memory_mib, disk_gib, "
-                       "gpus, ports, fee_bps, base_s, created_at) VALUES ($1, "
-                       "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                       "$14, $15, $16, $17, $18)", "sssssiiiiiiiiiiiii", id,
-                       vm_id, node_id, json_str(vm, "account_id"),
-                       json_str(node, "provider_id"), o.vcpu_hour,
-                       o.mem_gib_hour, o.disk_gib_month, o.gpu_hour,
-                       o.port_hour, json_int(vm, "vcpus", 0),
-                       json_int(vm, "memory_mib", 0),
-                       json_int(vm, "disk_gib", 0),
-                       json_int(vm, "gpu_count", 0), json_int(vm, "ports", 0),
-                       fee_bps, base, now);
-    if (e < 0)
-        return e;
-    if (ret_id)
-        memcpy(ret_id, id, sizeof(id));
-    else if ((e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE "
-                             "id = $2", "ss", id, vm_id)) < 0)
-        return e;
-    if (ret_locked)
-        *ret_locked = o;
-    return 0;
+    *d = (struct deal_row){ .vm_id = xstrdup(vm_id),
+                            .node_id = xstrdup(node_id),
+                            .tenant_id = dup_or_null(json_str(vm,
+                                                              "account_id")),
+                            .provider_id = dup_or_null(json_str(node,
+                                                                "provider_id")),
+                            .offer = o,
+                            .vcpus = json_int(vm, "vcpus", 0),
+                            .memory_mib = json_int(vm, "memory_mib", 0),
+                            .disk_gib = json_int(vm, "disk_gib", 0),
+                            .gpus = json_int(vm, "gpu_count", 0),
+                            .ports = json_int(vm, "ports", 0),
+                            .fee_bps = fee_bps,
+                            .base_s = base,
+                            .created_at = now };
+    uuid_generate_str(d->id);
+}
+
+void billing_deal_row_free(struct deal_row *d)
+{
+    free(d->vm_id);
+    free(d->node_id);
+    free(d->tenant_id);
+    free(d->provider_id);
+    memset(d, 0, sizeof(*d));
+}
+
+void billing_deal_row_open(const char *vm_id, const char *node_id,
+                           const json_t *vm, const json_t *node,
+                           struct deal_row *ret)
+{
+    deal_row(vm_id, node_id, vm, node, NULL, cfg.fee_bps, 0, now_s(), ret);
+}
+
+static void fill_deal(const void *ctx, size_t i, struct store_arg *a)
+{
+    const struct deal_row *d = &((const struct deal_row *)ctx)[i];
+    const int64_t v[] = { d->offer.vcpu_hour, d->offer.mem_gib_hour,
+                          d->offer.disk_gib_month, d->offer.gpu_hour,
+                          d->offer.port_hour, d->vcpus, d->memory_mib,
+                          d->disk_gib, d->gpus, d->ports, d->fee_bps,
+                          d->base_s, d->created_at };
+    a[0] = store_arg_s(d->id);
+    a[1] = store_arg_s(d->vm_id);
+    a[2] = store_arg_s(d->node_id);
+    a[3] = store_arg_s(d->tenant_id);
+    a[4] = store_arg_s(d->provider_id);
+    for (size_t k = 0; k < ARRAY_SIZE(v); k++)
+        a[5 + k] = store_arg_i(v[k]);
+}
+
+int billing_deals_insert(struct store *s, const struct deal_row *rows,
+                         size_t n)
+{
+    static struct store_rows st = {
+        ("INSERT INTO deals (id, vm_id, node_id, tenant_id, provider_id, "
+         "vcpu_hour, mem_gib_hour, disk_gib_month, gpu_hour, port_hour, "
+         "vcpus, memory_mib, disk_gib, gpus, ports, fee_bps, base_s, "
+         "created_at) VALUES "), "", 18, NULL, 4, { 0 } };
+    int e = store_exec_rows(s, &st, n, fill_deal, rows);
+    return e < 0 ? e : 0;
+}
+
+/* deal_row() written: its prices to *ret_locked when not NULL; its id
+ * to ret_id when not NULL, else the VM is pointed at it here. */
+static int deal_insert(struct app *a, const char *vm_id, const char *node_id,
+                       const json_t *vm, const json_t *node, json_t *old,
+                       int64_t fee_bps, int64_t base, int64_t now,
+                       struct rating_offer *ret_locked,
+                       char ret_id[UUID_STR_LEN + 1])
+{
+    struct deal_row d;
+    deal_row(vm_id, node_id, vm, node, old, fee_bps, base, now, &d);
+    int e = billing_deals_insert(a->store, &d, 1);
+    if (e >= 0 && ret_id)
+        memcpy(ret_id, d.id, sizeof(d.id));
+    else if (e >= 0)
+        e = store_exec(a->store, "UPDATE vms SET deal_id = $1 WHERE id = $2",
+                       "ss", d.id, vm_id);
+    if (e >= 0 && ret_locked)
+        *ret_locked = d.offer;
+    billing_deal_row_free(&d);
+    return e < 0 ? e : 0;
 }
 
 /* New deal for the VM; with keep_prices the old deal's prices and fee

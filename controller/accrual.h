@@ -86,6 +86,25 @@ int billing_deal_lock_offer(struct app *a, const char *vm_id,
 int billing_deal_open(struct app *a, const char *vm_id, const char *node_id,
                       const json_t *vm, const json_t *node,
                       struct rating_offer *ret, char ret_deal[UUID_STR_LEN + 1]);
+/* A deal row as billing_deal_open() writes it, kept to be written with
+ * others (billing_deals_insert). */
+struct deal_row {
+    char id[UUID_STR_LEN + 1];
+    char *vm_id, *node_id, *tenant_id, *provider_id; /* owned */
+    struct rating_offer offer;
+    int64_t vcpus, memory_mib, disk_gib, gpus, ports, fee_bps, base_s,
+        created_at;
+};
+/* billing_deal_open()'s deal (the same `vm` and `node`), not written:
+ * into *ret (free with billing_deal_row_free), its prices in ret->offer. */
+void billing_deal_row_open(const char *vm_id, const char *node_id,
+                           const json_t *vm, const json_t *node,
+                           struct deal_row *ret);
+void billing_deal_row_free(struct deal_row *d);
+/* Write n deal rows with multi-row INSERTs, inside the caller's store
+ * transaction (the VMs are pointed at them by the caller). 0 or -errno. */
+int billing_deals_insert(struct store *s, const struct deal_row *rows,
+                         size_t n);
 /* The VM's shape changed (resize, ports added or removed): accrue up to now
  * on the current deal and continue on a new one with the same prices and
  * fee, inside the caller's store transaction. No-op for an unplaced VM.

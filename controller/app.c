@@ -1104,15 +1104,39 @@ void app_all_nodes_changed(struct app *a)
     store_notify_node(a->store, "*");
 }
 
+/* app_node_changed() past the node's revision. */
+static void node_wake(struct app *a, const char *node_id)
+{
+    if (request_tx_open)
+        buf_append(&wake_after_commit, node_id, strlen(node_id) + 1);
+    else
+        app_nodes_wake(a, node_id);
+    store_notify_node(a->store, node_id);
+}
+
 void app_node_changed(struct app *a, const char *node_id)
 {
     if (!node_id)
         return;
     store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = $1",
                "s", node_id);
-    if (request_tx_open)
-        buf_append(&wake_after_commit, node_id, strlen(node_id) + 1);
-    else
-        app_nodes_wake(a, node_id);
-    store_notify_node(a->store, node_id);
+    node_wake(a, node_id);
+}
+
+void app_nodes_changed(struct app *a, json_t *ids)
+{
+    size_t i;
+    json_t *v;
+    if (!streq(store_backend_name(a->store), "sqlite")) {
+        json_array_foreach(ids, i, v)
+            app_node_changed(a, json_string_value(v));
+        return;
+    }
+    if (json_array_size(ids) == 0)
+        return;
+    _cleanup_free_ char *text = json_dumps_compact(ids);
+    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id "
+               "IN (SELECT value FROM json_each($1))", "s", text);
+    json_array_foreach(ids, i, v)
+        node_wake(a, json_string_value(v));
 }

@@ -219,6 +219,9 @@ void reply_store_error(struct http_request *r, int err, const char *what);
  * happen when it rolls back); elsewhere call it after the change has
  * committed: a poll woken earlier would read the old state. */
 void app_node_changed(struct app *a, const char *node_id);
+/* app_node_changed() for each node in ids (a JSON array of node ids), their
+ * revisions moved by one statement on sqlite. */
+void app_nodes_changed(struct app *a, json_t *ids);
 /* A store transaction outside a request (the leader's passes, routes
  * that keep their own): as inside a request, the node wakes and blob
  * drops it asks for wait for its commit and never happen when it rolls

@@ -7,7 +7,6 @@
 #include "controller/store_backend.h"
 
 #include <errno.h>
-#include <pthread.h>
 
 struct batch_tx {
     char id[UUID_STR_LEN + 1];
@@ -121,44 +120,17 @@ int ledger_batch_add(struct ledger_batch *b, const struct ledger_tx *tx,
     return 0;
 }
 
-/* Rows per statement, at most (a power of two): a remainder is written in
- * smaller powers of two, so that each table has a handful of statement
- * texts, prepared once and kept by the store. */
-#define ROWS_MAX_LOG2 7
-#define ROWS_MAX (1u << ROWS_MAX_LOG2)
-
 enum batch_stmt { STMT_TX, STMT_ENTRY, STMT_BALANCE, STMT_MAX };
 
-static const char *const stmt_head[STMT_MAX] = {
-    ("INSERT INTO ledger_tx (id, time_s, kind, memo, actor, vm_id, deal_id, "
-     "seconds, upto_s, reverses) VALUES "),
-    "INSERT INTO ledger_entry (tx_id, account, amount, time_s) VALUES ",
-    "INSERT INTO ledger_balances (account, balance) VALUES ",
+static struct store_rows stmts[STMT_MAX] = {
+    { ("INSERT INTO ledger_tx (id, time_s, kind, memo, actor, vm_id, "
+       "deal_id, seconds, upto_s, reverses) VALUES "), "", 10, NULL, 0, { 0 } },
+    { "INSERT INTO ledger_entry (tx_id, account, amount, time_s) VALUES ", "",
+      4, NULL, 0, { 0 } },
+    { "INSERT INTO ledger_balances (account, balance) VALUES ",
+      (" ON CONFLICT (account) DO UPDATE SET balance = "
+       "ledger_balances.balance + excluded.balance"), 2, NULL, 0, { 0 } },
 };
-static const char *const stmt_tail[STMT_MAX] = {
-    "", "",
-    (" ON CONFLICT (account) DO UPDATE SET balance = ledger_balances.balance "
-     "+ excluded.balance"),
-};
-static const size_t stmt_cols[STMT_MAX] = { 10, 4, 2 };
-
-static pthread_mutex_t stmt_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *stmt_text[STMT_MAX][ROWS_MAX_LOG2 + 1];
-
-/* The statement writing 2^k rows of `which` (the same pointer each time). */
-static const char *stmt_sql(enum batch_stmt which, unsigned k)
-{
-    pthread_mutex_lock(&stmt_lock);
-    if (!stmt_text[which][k]) {
-        _cleanup_free_ char *values = store_values_sql(
-            (size_t)1 << k, stmt_cols[which], NULL);
-        stmt_text[which][k] = xasprintf("%s%s%s", stmt_head[which], values,
-                                        stmt_tail[which]);
-    }
-    const char *sql = stmt_text[which][k];
-    pthread_mutex_unlock(&stmt_lock);
-    return sql;
-}
 
 /* Write n rows of `which`, fill(i, args) giving row i's arguments. */
 static int write_rows(struct store *s, enum batch_stmt which, size_t n,
@@ -166,57 +138,33 @@ static int write_rows(struct store *s, enum batch_stmt which, size_t n,
                                    struct store_arg *args),
                       const void *ctx)
 {
-    size_t cols = stmt_cols[which];
-    _cleanup_free_ struct store_arg *args =
-        xcalloc(ROWS_MAX * cols, sizeof(*args));
-    for (size_t at = 0; at < n;) {
-        unsigned k = ROWS_MAX_LOG2;
-        while (((size_t)1 << k) > n - at)
-            k--;
-        size_t rows = (size_t)1 << k;
-        for (size_t r = 0; r < rows; r++)
-            fill(ctx, at + r, args + r * cols);
-        int e = store_execa(s, stmt_sql(which, k), args, rows * cols);
-        if (e < 0)
-            return e;
-        at += rows;
-    }
-    return 0;
-}
-
-static struct store_arg arg_s(const char *v)
-{
-    return (struct store_arg){ .type = 's', .s = v };
-}
-
-static struct store_arg arg_i(int64_t v)
-{
-    return (struct store_arg){ .type = 'i', .i = v };
+    int e = store_exec_rows(s, &stmts[which], n, fill, ctx);
+    return e < 0 ? e : 0;
 }
 
 static void fill_tx(const void *ctx, size_t i, struct store_arg *a)
 {
     const struct batch_tx *t = &((const struct ledger_batch *)ctx)->txs[i];
-    a[0] = arg_s(t->id);
-    a[1] = arg_i(t->time_s);
-    a[2] = arg_s(t->kind);
-    a[3] = arg_s(t->memo);
-    a[4] = arg_s(t->actor);
-    a[5] = arg_s(t->vm_id);
-    a[6] = arg_s(t->deal_id);
-    a[7] = arg_i(t->seconds);
-    a[8] = t->has_step ? arg_i(t->upto_s) : arg_s(NULL);
-    a[9] = arg_s(t->reverses);
+    a[0] = store_arg_s(t->id);
+    a[1] = store_arg_i(t->time_s);
+    a[2] = store_arg_s(t->kind);
+    a[3] = store_arg_s(t->memo);
+    a[4] = store_arg_s(t->actor);
+    a[5] = store_arg_s(t->vm_id);
+    a[6] = store_arg_s(t->deal_id);
+    a[7] = store_arg_i(t->seconds);
+    a[8] = t->has_step ? store_arg_i(t->upto_s) : store_arg_s(NULL);
+    a[9] = store_arg_s(t->reverses);
 }
 
 static void fill_entry(const void *ctx, size_t i, struct store_arg *a)
 {
     const struct ledger_batch *b = ctx;
     const struct batch_entry *en = &b->entries[i];
-    a[0] = arg_s(b->txs[en->tx].id);
-    a[1] = arg_s(en->account);
-    a[2] = arg_i(en->amount);
-    a[3] = arg_i(b->txs[en->tx].time_s);
+    a[0] = store_arg_s(b->txs[en->tx].id);
+    a[1] = store_arg_s(en->account);
+    a[2] = store_arg_i(en->amount);
+    a[3] = store_arg_i(b->txs[en->tx].time_s);
 }
 
 /* The batch's accounts in a flat list, for fill_balance. */
@@ -228,8 +176,8 @@ struct moved {
 static void fill_balance(const void *ctx, size_t i, struct store_arg *a)
 {
     const struct moved *m = ctx;
-    a[0] = arg_s(m->account[i]);
-    a[1] = arg_i(m->amount[i]);
+    a[0] = store_arg_s(m->account[i]);
+    a[1] = store_arg_i(m->amount[i]);
 }
 
 int ledger_batch_post(struct store *s, struct ledger_batch *b)

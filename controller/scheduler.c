@@ -33,6 +33,7 @@
 #include "controller/bsched.h"
 #include "controller/reputation.h"
 #include "controller/restore.h"
+#include "controller/store_backend.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -725,12 +726,110 @@ static void fleet_take(struct fleet *f, const char *node_id,
  * its transaction (the wake-ups wait for the commit). */
 struct batch {
     json_t *vms, *nodes;          /* placed VM ids; node ids, as a set */
+    /* Placements of VMs without a deal kept to be written at its end:
+     * their deals (one multi-row INSERT) and VM rows (one multi-row
+     * UPDATE); what they hold of each node (node id -> [vCPUs, MiB,
+     * GiB]) counts in the fit of the VMs after them (place_fit). */
+    struct deal_row *deals;
+    struct batch_vm {
+        char *text;               /* placement_text() */
+        int64_t price, at;
+    } *put;
+    size_t n_put, cap_put;
+    json_t *held;
+    bool failed;                  /* a write failed: roll it all back */
+    /* The rows (ASK_COLS) of its pending VMs read ahead, by id: read in
+     * its transaction, which no other writer enters. */
+    json_t *ahead;
 };
 static _Thread_local struct batch *cur_batch;
 
+/* What the kept placements of batch b hold of node `id` (0s if none). */
+static void batch_held(const struct batch *b, const char *id, int64_t ret[3])
+{
+    json_t *h = b ? json_object_get(b->held, id) : NULL;
+    for (size_t k = 0; k < 3; k++)
+        ret[k] = json_integer_value(json_array_get(h, k));
+}
+
+/* Keep the placement of a VM on deal d's node (d moves into b). */
+static void batch_keep(struct batch *b, struct deal_row *d, char *text,
+                       int64_t price)
+{
+    if (b->n_put == b->cap_put) {
+        b->cap_put = b->cap_put ? 2 * b->cap_put : 64;
+        b->deals = xrealloc(b->deals, b->cap_put * sizeof(*b->deals));
+        b->put = xrealloc(b->put, b->cap_put * sizeof(*b->put));
+    }
+    int64_t held[3];
+    batch_held(b, d->node_id, held);
+    json_object_set_new(b->held, d->node_id,
+                        json_pack("[III]", (json_int_t)(held[0] + d->vcpus),
+                                  (json_int_t)(held[1] + d->memory_mib),
+                                  (json_int_t)(held[2] + d->disk_gib)));
+    b->deals[b->n_put] = *d;
+    memset(d, 0, sizeof(*d));
+    b->put[b->n_put++] = (struct batch_vm){ text, price, now_s() };
+}
+
+static void batch_forget(struct batch *b)
+{
+    for (size_t i = 0; i < b->n_put; i++) {
+        billing_deal_row_free(&b->deals[i]);
+        free(b->put[i].text);
+    }
+    b->n_put = 0;
+    json_object_clear(b->held);
+}
+
+static void fill_vm(const void *ctx, size_t i, struct store_arg *a)
+{
+    const struct batch *b = ctx;
+    const struct deal_row *d = &b->deals[i];
+    const struct batch_vm *v = &b->put[i];
+    a[0] = store_arg_s(d->vm_id);
+    a[1] = store_arg_s(d->node_id);
+    a[2] = store_arg_i(v->at);
+    a[3] = store_arg_s(v->text);
+    a[4] = store_arg_i(v->price);
+    a[5] = store_arg_s(d->id);
+}
+
+/* Write the placements batch b kept: their deals, then their VMs on their
+ * nodes, a few statements for all. 0 or -errno (b->failed set). */
+static int batch_write(struct app *a, struct batch *b)
+{
+    /* The same columns as place_once() sets for a VM placed alone. */
+    static struct store_rows vms_put = {
+        ("UPDATE vms SET node_id = p.column2, state = 'scheduled', "
+         "state_reason = NULL, place_gen = place_gen + 1, updated_at = "
+         "p.column3, placement = p.column4, price_hour = p.column5, deal_id "
+         "= p.column6 FROM (VALUES "),
+        ") AS p WHERE vms.id = p.column1 AND vms.node_id IS NULL", 6, NULL,
+        5, { 0 } };
+    if (b->failed)
+        return -EIO;
+    if (b->n_put == 0)
+        return 0;
+    int e = billing_deals_insert(a->store, b->deals, b->n_put);
+    if (e >= 0)
+        e = store_exec_rows(a->store, &vms_put, b->n_put, fill_vm, b);
+    /* Each VM was pending when placed, and is placed once. */
+    if (e >= 0 && (size_t)e != b->n_put)
+        e = -EIO;
+    batch_forget(b);
+    if (e < 0) {
+        b->failed = true;
+        return e;
+    }
+    return 0;
+}
+
 static int place_finish(struct app *a, struct fleet *f, int r,
                         const char *vm_id, const char *node_id,
-                        const char *from, const struct place_req *req)
+                        const char *from, const struct place_req *req,
+                        struct deal_row *kept, char **kept_text,
+                        int64_t kept_price)
 {
     if (r <= 0) {
         store_tx_rollback(a->store);
@@ -743,6 +842,10 @@ static int place_finish(struct app *a, struct fleet *f, int r,
     }
     fleet_take(f, node_id, req);
     fleet_put(f);
+    if (kept && cur_batch) {
+        batch_keep(cur_batch, kept, *kept_text, kept_price);
+        *kept_text = NULL;
+    }
     if (cur_batch && !from) {
         json_array_append_new(cur_batch->vms, json_string(vm_id));
         json_object_set_new(cur_batch->nodes, node_id, json_true());
@@ -879,15 +982,20 @@ static void ask_block(struct sched_ask *q, const struct fleet *f)
 
 /* The placement columns of a VM row. */
 #define ASK_COLS                                                               \
-    "vcpus, memory_mib, disk_gib, allow_tcg, image, image_id, template, "      \
-    "account_id, max_price, region, labels, anti_affinity, min_reputation, "   \
-    "gpu_model, gpu_count, deal_id, "                                          \
-    "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports, "             \
-    "(SELECT i.sha256 FROM images i WHERE i.id = vms.image_id) AS "            \
-    "image_sha256, (SELECT i.visibility FROM images i WHERE i.id = "           \
-    "vms.image_id) AS image_visibility, (SELECT i.account_id FROM images i "   \
-    "WHERE i.id = vms.image_id) AS image_account, (SELECT i.state FROM "     \
-    "images i WHERE i.id = vms.image_id) AS image_state"
+    "vms.vcpus, vms.memory_mib, vms.disk_gib, vms.allow_tcg, vms.image, "      \
+    "vms.image_id, vms.template, vms.account_id, vms.max_price, vms.region, "  \
+    "vms.labels, vms.anti_affinity, vms.min_reputation, vms.gpu_model, "       \
+    "vms.gpu_count, vms.deal_id, "                                             \
+    "(SELECT COUNT(*) FROM ports WHERE vm_id = vms.id) AS ports, i.sha256 AS " \
+    "image_sha256, i.visibility AS image_visibility, i.account_id AS "         \
+    "image_account, i.state AS image_state"
+/* ASK_COLS's tables: the VM's row with its catalog image's, if any. */
+#define ASK_FROM "vms LEFT JOIN images i ON i.id = vms.image_id"
+
+/* A VM that waits for a node. */
+#define ASK_PENDING_SQL                                                        \
+    "vms.node_id IS NULL AND vms.deleted_at IS NULL AND vms.desired_state "    \
+    "<> 'deleted'"
 
 /* q from a VM row of ASK_COLS (borrowed: row must outlive q). */
 static int ask_from_row(struct app *a, struct sched_ask *q, json_t *row,
@@ -998,6 +1106,9 @@ static int place_fit(struct app *a, const char *id, const char *vm_id,
     int e = store_lock(a->store, "node", id);
     if (e < 0)
         return e;
+    /* Placements of this batch not yet written hold their share too. */
+    int64_t held[3];
+    batch_held(cur_batch, id, held);
     e = store_query_one(a->store, &node,
                         "SELECT n.id, n.account_id AS provider_id, o.node_id "
                         "AS offer_node, o.vcpu_hour, o.mem_gib_hour, "
@@ -1006,9 +1117,9 @@ static int place_fit(struct app *a, const char *id, const char *vm_id,
                         "o.node_id = n.id CROSS JOIN " USED_SQL("$9")
                         " WHERE n.id = $9 AND " FITS_SQL " AND " POLICY_SQL
                         " AND " NETALLOC_PORTS_FIT_SQL("$10"), "ibiiisssss",
-                        online_since, r->allow_tcg, r->vcpus, r->mem_mib,
-                        r->disk_gib, r->tmpl, r->image, r->image_id, id,
-                        vm_id);
+                        online_since, r->allow_tcg, r->vcpus + held[0],
+                        r->mem_mib + held[1], r->disk_gib + held[2], r->tmpl,
+                        r->image, r->image_id, id, vm_id);
     if (e >= 0 && ret_node)
         *ret_node = json_incref(node);
     return e;
@@ -1184,9 +1295,18 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         store_tx_rollback(a->store);
         return r;
     }
-    r = store_query_one(a->store, &vm, "SELECT " ASK_COLS " FROM vms WHERE "
-                        "id = $1 AND node_id IS NULL AND deleted_at IS NULL "
-                        "AND desired_state <> 'deleted'", "s", vm_id);
+    if (cur_batch) {
+        vm = json_incref(json_object_get(cur_batch->ahead, vm_id));
+        r = vm ? 0 : -ENOENT;
+    } else {
+        r = store_query_one(a->store, &vm, "SELECT " ASK_COLS " FROM "
+                            ASK_FROM " WHERE " ASK_PENDING_SQL " AND vms.id = "
+                            "$1", "s", vm_id);
+    }
+    /* Its group's nodes are read from the VMs' rows: the batch's kept
+     * placements are written first. */
+    if (r == 0 && cur_batch && json_str(vm, "anti_affinity"))
+        r = batch_write(a, cur_batch);
     if (r == 0)
         r = ask_from_row(a, &q, vm, vm_id);
     if (r < 0) {
@@ -1264,9 +1384,20 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
      * (no read of its own); one that had a deal settles it first. */
     struct rating_offer locked;
     char deal[UUID_STR_LEN + 1];
-    r = json_str(vm, "deal_id")
-            ? billing_deal_lock_offer(a, vm_id, node_id, &locked, deal)
-            : billing_deal_open(a, vm_id, node_id, vm, fit, &locked, deal);
+    /* In a batch, a VM without a deal has its deal and its row written
+     * with the batch's others, at its end (batch_write). */
+    struct deal_row kept _cleanup_(billing_deal_row_free) = { 0 };
+    bool keep = cur_batch && !json_str(vm, "deal_id");
+    if (keep) {
+        billing_deal_row_open(vm_id, node_id, vm, fit, &kept);
+        locked = kept.offer;
+        r = 0;
+    } else {
+        r = json_str(vm, "deal_id")
+                ? billing_deal_lock_offer(a, vm_id, node_id, &locked, deal)
+                : billing_deal_open(a, vm_id, node_id, vm, fit, &locked,
+                                    deal);
+    }
     /* The cap holds for the price as locked, whatever the offer became
      * since the fleet was loaded. */
     int64_t price = r >= 0 ? place_price_hour(&locked, &q.req) : 0;
@@ -1274,8 +1405,9 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
         r = -EAGAIN;
     /* On the node, with what placement decided and its deal. */
     _cleanup_free_ char *text = NULL;
-    if (r >= 0) {
+    if (r >= 0)
         text = placement_text(&res, f->n, node_id, price, &locked);
+    if (r >= 0 && !keep) {
         r = store_exec(a->store,
                        "UPDATE vms SET node_id = $1, state = 'scheduled', "
                        "state_reason = NULL, place_gen = place_gen + 1, "
@@ -1283,7 +1415,8 @@ static int place_once(struct app *a, const char *vm_id, uint64_t after,
                        "deal_id = $5 WHERE id = $6", "sisiss", node_id,
                        now_s(), text, price, deal, vm_id);
     }
-    return place_finish(a, f, r < 0 ? r : 1, vm_id, node_id, NULL, &q.req);
+    return place_finish(a, f, r < 0 ? r : 1, vm_id, node_id, NULL, &q.req,
+                        keep ? &kept : NULL, &text, price);
 }
 
 /* place_once() until the store agrees with the fleet, on a newer load
@@ -1437,9 +1570,9 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     if ((r = store_tx_begin(a->store)) < 0)
         return r;
     if ((r = store_lock(a->store, "vm", vm_id)) < 0 ||
-        (r = store_query_one(a->store, &vm, "SELECT " ASK_COLS ", node_id "
-                             "FROM vms WHERE id = $1 AND deleted_at IS NULL",
-                             "s", vm_id)) < 0 ||
+        (r = store_query_one(a->store, &vm, "SELECT " ASK_COLS ", "
+                             "vms.node_id FROM " ASK_FROM " WHERE vms.id = $1 "
+                             "AND vms.deleted_at IS NULL", "s", vm_id)) < 0 ||
         (r = ask_from_row(a, &q, vm, vm_id)) < 0 ||
         (r = fleet_get(a, 0, &f)) < 0) {
         store_tx_rollback(a->store);
@@ -1524,7 +1657,7 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
     _cleanup_free_ char *node_name = xstrdup(f->names[idx[res.chosen]]);
     r = replace_commit(a, vm_id, &q.req, node_id, node_name, backup_id, &res,
                        n, ret_why);
-    r = place_finish(a, f, r, vm_id, node_id, from, &q.req);
+    r = place_finish(a, f, r, vm_id, node_id, from, &q.req, NULL, NULL, 0);
     if (r > 0) {
         /* The node it left has room again, which the fleet does not know. */
         scheduler_fleet_changed();
@@ -1558,8 +1691,10 @@ static void batch_tell(struct app *a, struct batch *b)
                 "v.deleted_at IS NULL", "s", vms);
     json_array_foreach(rows, k, row)
         json_object_set_new(b->nodes, json_str(row, "node_id"), json_true());
+    json_auto_t *ids = json_array();
     json_object_foreach(b->nodes, id, v)
-        app_node_changed(a, id);
+        json_array_append_new(ids, json_string(id));
+    app_nodes_changed(a, ids);
 }
 
 /* End batch b's transaction: what it placed told, committed, and then
@@ -1567,11 +1702,17 @@ static void batch_tell(struct app *a, struct batch *b)
  * placements, is dropped. 0 or -errno of the commit. */
 static int batch_end(struct app *a, struct batch *b)
 {
+    int e = batch_write(a, b);
     cur_batch = NULL;
-    batch_tell(a, b);
+    if (e >= 0)
+        batch_tell(a, b);
     json_array_clear(b->vms);
     json_object_clear(b->nodes);
-    int e = app_tx_commit(a);
+    b->failed = false;
+    if (e < 0)
+        app_tx_rollback(a);
+    else
+        e = app_tx_commit(a);
     if (e < 0)
         scheduler_fleet_changed();
     return e;
@@ -1583,11 +1724,41 @@ const char scheduler_sql_pending[] =
     "SELECT id FROM vms WHERE node_id IS NULL AND deleted_at IS NULL AND "
     "desired_state <> 'deleted' ORDER BY created_at, id LIMIT 1000";
 
+/* The rows of the pending VMs among $1 (a JSON array of ids), each
+ * looked up by id (json_each first: not a walk of every pending VM). */
+const char scheduler_sql_ahead[] =
+    "SELECT vms.id, " ASK_COLS " FROM json_each($1) w CROSS JOIN " ASK_FROM
+    " WHERE vms.id = w.value AND " ASK_PENDING_SQL;
+
+/* Rows read ahead per statement: a batch often ends on time (BATCH_MS)
+ * before its BATCH_MAX. */
+#define BATCH_AHEAD 64
+
+/* The rows of the pending VMs of ids (a JSON array of {id}) from index i
+ * on, into b->ahead, a few at a time; *ret_next: the index past them. */
+static int batch_read(struct app *a, struct batch *b, json_t *ids, size_t i,
+                      size_t *ret_next)
+{
+    size_t n = json_array_size(ids), end = i + BATCH_AHEAD < n
+                                              ? i + BATCH_AHEAD
+                                              : n;
+    json_auto_t *want = json_array(), *rows = NULL;
+    for (size_t k = i; k < end; k++)
+        json_array_append(want, json_object_get(json_array_get(ids, k), "id"));
+    _cleanup_free_ char *text = json_dumps_compact(want);
+    int e = store_query(a->store, &rows, scheduler_sql_ahead, "s", text);
+    if (e < 0)
+        return e;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        json_object_set(b->ahead, json_str(row, "id"), row);
+    *ret_next = end;
+    return 0;
+}
+
 int scheduler_run(struct app *a)
 {
     json_auto_t *rows = NULL;
-    size_t i;
-    json_t *row;
     int placed = 0, in_batch = 0;
 
     if (store_query(a->store, &rows, scheduler_sql_pending, "") < 0 ||
@@ -1599,9 +1770,15 @@ int scheduler_run(struct app *a)
      * PostgreSQL each VM keeps its own short transaction, so the node
      * locks it takes are held only while it is placed. */
     bool batched = streq(store_backend_name(a->store), "sqlite");
-    struct batch b = { json_array(), json_object() };
+    struct batch b = { json_array(), json_object(), NULL, NULL, 0, 0,
+                       json_object(), false, json_object() };
     int64_t batch_at = 0;
-    json_array_foreach(rows, i, row) {
+    /* A batch that fails is placed again in halves, down to one VM, so
+     * that one VM whose rows cannot be written holds up no other; its
+     * size grows back with each that commits. */
+    size_t n = json_array_size(rows), i = 0, start = 0, limit = BATCH_MAX,
+           ahead = 0;
+    while (i < n) {
         /* A leader that lost its connection (and so its lock) stops. */
         if (!store_leading(a->store))
             break;
@@ -1611,9 +1788,16 @@ int scheduler_run(struct app *a)
             cur_batch = &b;
             batch_at = mono_ms();
             in_batch = 0;
+            start = ahead = i;
+            json_object_clear(b.ahead);
+        }
+        if (cur_batch && i == ahead && batch_read(a, &b, rows, i, &ahead) < 0) {
+            batch_end(a, &b);
+            break;
         }
         char node[UUID_STR_LEN + 1];
-        int r = place(a, json_str(row, "id"), after, node);
+        int r = place(a, json_str(json_array_get(rows, i++), "id"), after,
+                      node);
         if (r > 0) {
             placed++;
             in_batch++;
@@ -1621,15 +1805,28 @@ int scheduler_run(struct app *a)
         /* A VM that failed rolled back to its savepoint: what the batch
          * placed before it is committed (its VMs stay pending when that
          * fails), and the next VM starts a batch of its own. */
-        if (cur_batch && (r < 0 || in_batch >= BATCH_MAX ||
-                          mono_ms() - batch_at >= BATCH_MS) &&
-            batch_end(a, &b) < 0)
-            placed -= in_batch;
+        if (!cur_batch || !(r < 0 || i - start >= limit || i == n ||
+                            mono_ms() - batch_at >= BATCH_MS))
+            continue;
+        if (batch_end(a, &b) >= 0) {
+            limit = limit < BATCH_MAX ? 2 * limit : BATCH_MAX;
+            continue;
+        }
+        placed -= in_batch;
+        if (i - start > 1) {
+            limit = (i - start) / 2;
+            i = start;
+        }
     }
     if (cur_batch && batch_end(a, &b) < 0)
         placed -= in_batch;
+    batch_forget(&b);
+    free(b.deals);
+    free(b.put);
     json_decref(b.vms);
     json_decref(b.nodes);
+    json_decref(b.held);
+    json_decref(b.ahead);
     return placed;
 }
 

@@ -60,6 +60,8 @@ void health_check(struct app *a);
 
 /* scheduler_run's statement for the VMs it places (test_query_plans). */
 extern const char scheduler_sql_pending[];
+/* Its read of those VMs' rows, a batch's few at a time. */
+extern const char scheduler_sql_ahead[];
 
 /* Background thread running scheduler_run + health_check every second. */
 int reconciler_start(struct app *a);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 
 /* Read-only connections, opened on first use: enough that the request
  * threads rarely queue for one. */
@@ -509,6 +510,47 @@ int store_execa(struct store *s, const char *sql, const struct store_arg *args,
 {
     struct sink none = { 0 };
     return run_args(s, sql, args, n, &none);
+}
+
+/* st's text for 2^k rows, made by the first caller that needs it. */
+static const char *rows_sql(struct store_rows *st, unsigned k)
+{
+    char *t = atomic_load(&st->text[k]);
+    if (t)
+        return t;
+    _cleanup_free_ char *values = store_values_sql((size_t)1 << k, st->cols,
+                                                   st->types);
+    char *mine = xasprintf("%s%s%s", st->head, values, st->tail);
+    if (atomic_compare_exchange_strong(&st->text[k], &t, mine))
+        return mine;
+    free(mine); /* another thread's came first: t is it */
+    return t;
+}
+
+int store_exec_rows(struct store *s, struct store_rows *st, size_t n,
+                    void (*fill)(const void *ctx, size_t i,
+                                 struct store_arg *args),
+                    const void *ctx)
+{
+    _cleanup_free_ struct store_arg *args =
+        xcalloc(STORE_ROWS_MAX * st->cols, sizeof(*args));
+    int changed = 0;
+    for (size_t at = 0; at < n;) {
+        unsigned k = st->max_log2 && st->max_log2 < STORE_ROWS_MAX_LOG2
+                         ? st->max_log2
+                         : STORE_ROWS_MAX_LOG2;
+        while (((size_t)1 << k) > n - at)
+            k--;
+        size_t rows = (size_t)1 << k;
+        for (size_t r = 0; r < rows; r++)
+            fill(ctx, at + r, args + r * st->cols);
+        int e = store_execa(s, rows_sql(st, k), args, rows * st->cols);
+        if (e < 0)
+            return e;
+        changed += e;
+        at += rows;
+    }
+    return changed;
 }
 
 static struct store_value json_row_get(struct store_row *r, const char *col)

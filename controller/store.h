@@ -98,6 +98,32 @@ int store_execa(struct store *s, const char *sql, const struct store_arg *args,
  * placeholder is CAST to its column's type, for VALUES whose types the
  * server cannot infer (PostgreSQL, outside INSERT). Caller frees. */
 char *store_values_sql(size_t rows, size_t cols, const char *const *types);
+/* A statement writing many rows: head, the VALUES rows of `cols`
+ * arguments (cast to `types` when not NULL, as store_values_sql), then
+ * tail. Its texts, for 2^k rows up to 2^max_log2 (0: STORE_ROWS_MAX),
+ * are made once and kept (the store keeps each prepared): declare one
+ * static per statement, e.g. static struct store_rows st = { head, tail,
+ * cols, NULL, 0 }. sqlite's parse of a statement costs the square of its
+ * "$N" count: thousands of them cost milliseconds each time the
+ * statement is prepared again (a new connection, a full cache). */
+#define STORE_ROWS_MAX_LOG2 7
+#define STORE_ROWS_MAX (1u << STORE_ROWS_MAX_LOG2)
+struct store_rows {
+    const char *head, *tail;
+    size_t cols;
+    const char *const *types;
+    unsigned max_log2;
+    char *_Atomic text[STORE_ROWS_MAX_LOG2 + 1];
+};
+/* Write n rows through st, in statements of at most 2^max_log2 rows
+ * (a remainder in smaller powers of two), fill(ctx, i, args) giving row
+ * i's st->cols arguments. The count of rows the statements changed, or
+ * store_exec's -errno of the first that failed (the rows before it are
+ * written: the caller rolls back). */
+int store_exec_rows(struct store *s, struct store_rows *st, size_t n,
+                    void (*fill)(const void *ctx, size_t i,
+                                 struct store_arg *args),
+                    const void *ctx);
 /* Inside a transaction: wait for, then hold until it ends, the lock named
  * (kind, id) (id may be NULL), so that read-then-write allocations of other
  * replicas' transactions naming it go one after the other; statements after

@@ -14,6 +14,16 @@ struct store_arg {
     int64_t i;
 };
 
+static inline struct store_arg store_arg_s(const char *v)
+{
+    return (struct store_arg){ .type = 's', .s = v };
+}
+
+static inline struct store_arg store_arg_i(int64_t v)
+{
+    return (struct store_arg){ .type = 'i', .i = v };
+}
+
 struct store_ops {
     const char *name;
     /* 0 or -errno; *ret_conn is the backend's connection. */

@@ -108,6 +108,26 @@ static void the_scheduler_reads_its_pending_vms_in_index_order(void **state)
                    plan(scheduler_sql_pending, "", NULL, NULL, 0, NULL, 0));
 }
 
+/* A batch's read of its VMs' rows looks each up by id, and their images
+ * too, never walking the pending VMs (or any table). */
+static void the_scheduler_reads_a_batch_by_id(void **state)
+{
+    json_t *rows = plan(scheduler_sql_ahead, "s", "[\"x\",\"y\"]", NULL, 0,
+                        NULL, 0);
+    size_t i, by_id = 0;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *d = json_str(row, "detail");
+        if (startswith(d, "SCAN ") && !startswith(d, "SCAN w VIRTUAL TABLE"))
+            fail_msg("batch read: '%s' in its plan", d);
+        if ((startswith(d, "SEARCH vms ") || startswith(d, "SEARCH i ")) &&
+            strstr(d, "(id=?)"))
+            by_id++;
+    }
+    assert_int_equal(by_id, 2);
+    json_decref(rows);
+}
+
 int main(void)
 {
     tu_sqlite_only("sqlite's query plans (PostgreSQL has the same indexes "
@@ -117,6 +137,7 @@ int main(void)
         cmocka_unit_test(vm_lists_walk_only_their_page),
         cmocka_unit_test(address_allocation_searches_the_key),
         cmocka_unit_test(the_scheduler_reads_its_pending_vms_in_index_order),
+        cmocka_unit_test(the_scheduler_reads_a_batch_by_id),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

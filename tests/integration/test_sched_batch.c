@@ -60,17 +60,25 @@ static void insert_node(struct app *a, int i, const char *provider, bool kvm,
                   (int64_t)(5 + i % 4) * 1000000, now));
 }
 
-static void fill(struct app *a, int64_t now)
+/* A transaction begun with a provider and a tenant account in it. */
+static void begin_with_accounts(struct app *a, int64_t now,
+                                char provider[UUID_STR_LEN + 1],
+                                char tenant[UUID_STR_LEN + 1])
 {
-    char provider[UUID_STR_LEN + 1], tenant[UUID_STR_LEN + 1],
-         net[UUID_STR_LEN + 1], rig1[UUID_STR_LEN + 1] = "";
     uuid_generate_str(provider);
     uuid_generate_str(tenant);
-    uuid_generate_str(net);
     ok(store_tx_begin(a->store));
     ok(store_exec(a->store, "INSERT INTO accounts (id, name, role, "
                   "created_at) VALUES ($1, 'miner', 'provider', $2), ($3, "
                   "'tenant', 'tenant', $2)", "sis", provider, now, tenant));
+}
+
+static void fill(struct app *a, int64_t now)
+{
+    char provider[UUID_STR_LEN + 1], tenant[UUID_STR_LEN + 1],
+         net[UUID_STR_LEN + 1], rig1[UUID_STR_LEN + 1] = "";
+    uuid_generate_str(net);
+    begin_with_accounts(a, now, provider, tenant);
     ok(store_exec(a->store, "INSERT INTO networks (id, account_id, name, "
                   "cidr, gateway, vxlan_id, is_default, created_at) VALUES "
                   "($1, $2, 'default', '10.0.0.0/16', '10.0.0.1', 1000, 1, "
@@ -244,12 +252,7 @@ static void policies_tell_requests_apart(void **state)
     char node[2][UUID_STR_LEN + 1], vm[3][UUID_STR_LEN + 1];
     static const char *const runs[] = { "alpha", "beta" };
     static const char *const asks[] = { "beta", "gamma", "alpha" };
-    uuid_generate_str(provider);
-    uuid_generate_str(tenant);
-    ok(store_tx_begin(a.store));
-    ok(store_exec(a.store, "INSERT INTO accounts (id, name, role, "
-                  "created_at) VALUES ($1, 'miner', 'provider', $2), ($3, "
-                  "'tenant', 'tenant', $2)", "sis", provider, now, tenant));
+    begin_with_accounts(&a, now, provider, tenant);
     for (int i = 0; i < 2; i++) {
         insert_node(&a, i, provider, true, now, node[i]);
         ok(store_exec(a.store, "INSERT INTO node_policy (node_id, kind, "
@@ -296,12 +299,101 @@ static void policies_tell_requests_apart(void **state)
     app_close(&a, dir);
 }
 
+/* One VM whose deal the store refuses and one that fits nowhere, in the
+ * middle of a batch, with VMs of an anti-affinity group spread through
+ * it: every other VM is placed exactly once (one deal each, the VM
+ * pointing at it, one placement generation), the two wait with no deal,
+ * and the group's VMs each go to a node of their own (the batch's
+ * placements are seen by the ones after them), the one too many waiting.
+ * A batch whose rows cannot all be written is placed again in pieces. */
+enum { BAD_NODES = 4, BAD_VMS = 200, REFUSED = 100, TOO_BIG = 130 };
+
+static void one_bad_vm_holds_up_no_other(void **state)
+{
+    (void)state;
+    struct app a = { 0 };
+    char *dir = app_open(&a);
+    int64_t now = now_s();
+    char provider[UUID_STR_LEN + 1], tenant[UUID_STR_LEN + 1];
+    char vm[BAD_VMS][UUID_STR_LEN + 1];
+    static const int group[] = { 10, 60, 120, 170, 190 };
+    begin_with_accounts(&a, now, provider, tenant);
+    for (int i = 0; i < BAD_NODES; i++) {
+        char id[UUID_STR_LEN + 1];
+        insert_node(&a, i, provider, true, now, id);
+    }
+    for (int i = 0; i < BAD_VMS; i++) {
+        uuid_generate_str(vm[i]);
+        _cleanup_free_ char *name = xasprintf("vm-%d", i);
+        bool grouped = false;
+        for (size_t k = 0; k < ARRAY_SIZE(group); k++)
+            grouped = grouped || group[k] == i;
+        ok(store_exec(a.store, "INSERT INTO vms (id, account_id, name, "
+                      "vcpus, memory_mib, disk_gib, image, anti_affinity, "
+                      "desired_state, state, created_at, updated_at) VALUES "
+                      "($1, $2, $3, $4, 512, 1, 'debian-12', $5, 'running', "
+                      "'pending', $6, $6)", "sssisi", vm[i], tenant, name,
+                      (int64_t)(i == TOO_BIG ? 1000 : 1),
+                      grouped ? "spread" : NULL, now - BAD_VMS + i));
+    }
+    /* The store refuses one VM's deal. */
+    _cleanup_free_ char *refuse =
+        streq(store_backend_name(a.store), "sqlite")
+            ? xasprintf("CREATE TRIGGER refuse_deal BEFORE INSERT ON deals "
+                        "WHEN NEW.vm_id = '%s' BEGIN SELECT RAISE(ABORT, "
+                        "'refused'); END", vm[REFUSED])
+            : xasprintf("CREATE FUNCTION refuse_deal() RETURNS trigger AS "
+                        "'BEGIN IF NEW.vm_id = ''%s'' THEN RAISE EXCEPTION "
+                        "''refused''; END IF; RETURN NEW; END' LANGUAGE "
+                        "plpgsql", vm[REFUSED]);
+    ok(store_exec(a.store, refuse, ""));
+    if (!streq(store_backend_name(a.store), "sqlite"))
+        ok(store_exec(a.store, "CREATE TRIGGER refuse_deal BEFORE INSERT ON "
+                      "deals FOR EACH ROW EXECUTE FUNCTION refuse_deal()",
+                      ""));
+    ok(store_tx_commit(a.store));
+
+    int64_t want = BAD_VMS - 3;
+    assert_int_equal(scheduler_run(&a), want);
+    assert_int_equal(scheduler_run(&a), 0);
+    assert_int_equal(store_query_int(a.store, -1, "SELECT COUNT(*) FROM vms "
+                                     "WHERE node_id IS NOT NULL", ""), want);
+    assert_int_equal(store_query_int(a.store, -1, "SELECT COUNT(*) FROM "
+                                     "deals", ""), want);
+    /* Each placed VM: one deal, its own, on its node, placed once. */
+    assert_int_equal(store_query_int(
+        a.store, -1, "SELECT COUNT(*) FROM vms v JOIN deals d ON d.id = "
+        "v.deal_id AND d.vm_id = v.id AND d.node_id = v.node_id WHERE "
+        "v.place_gen = 1 AND v.state = 'scheduled' AND v.placement IS NOT "
+        "NULL AND v.price_hour > 0 AND (SELECT COUNT(*) FROM deals e WHERE "
+        "e.vm_id = v.id) = 1", ""), want);
+    for (int i = 0; i < BAD_VMS; i++) {
+        json_auto_t *row = NULL;
+        ok(store_query_one(a.store, &row, "SELECT node_id, deal_id, "
+                           "place_gen FROM vms WHERE id = $1", "s", vm[i]));
+        bool waits = i == REFUSED || i == TOO_BIG || i == group[4];
+        assert_int_equal(json_str(row, "node_id") == NULL, waits);
+        assert_int_equal(json_str(row, "deal_id") == NULL, waits);
+    }
+    /* The group: one VM per node, the fifth waiting. */
+    assert_int_equal(store_query_int(a.store, -1, "SELECT COUNT(DISTINCT "
+                                     "node_id) FROM vms WHERE anti_affinity "
+                                     "= 'spread'", ""), BAD_NODES);
+    /* Nothing overcommitted. */
+    assert_int_equal(store_query_int(
+        a.store, -1, "SELECT COUNT(*) FROM nodes n WHERE n.vcpus < (SELECT "
+        "COALESCE(SUM(v.vcpus), 0) FROM vms v WHERE v.node_id = n.id)", ""),
+        0);
+    app_close(&a, dir);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(batches_place_all_that_fit),
         cmocka_unit_test(policies_tell_requests_apart),
+        cmocka_unit_test(one_bad_vm_holds_up_no_other),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
