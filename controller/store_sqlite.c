@@ -353,22 +353,50 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
 }
 
 /* A statement being walked by sq_exec_each, its column names read once:
- * each sqlite3_column_name() call takes the connection's mutex. */
+ * each sqlite3_column_name() call takes the connection's mutex. The memo
+ * remembers, per column name pointer asked for (callers pass literals),
+ * the column it named last, so a row written member by member in any
+ * order finds each column with one comparison instead of a scan. */
+#define SQ_MEMO 64
 struct sq_walk {
     sqlite3_stmt *st;
     int n;
     const char **names;
+    struct {
+        const char *col;
+        int at;
+    } memo[SQ_MEMO];
 };
 
-static struct store_value sq_row_get(struct store_row *r, const char *col)
+/* The column named col, -1 when there is none. */
+static int sq_column_of(struct sq_walk *w, struct store_row *r,
+                        const char *col)
 {
-    const struct sq_walk *w = r->impl;
-    sqlite3_stmt *st = w->st;
+    size_t m = (((uintptr_t)col * UINT64_C(0x9e3779b97f4a7c15)) >> 56) %
+               SQ_MEMO;
+    int at = w->memo[m].at;
+    /* The name is compared again: the pointer may be a buffer whose text
+     * changed since. */
+    if (w->memo[m].col == col && w->names[at] && strcmp(w->names[at], col) == 0)
+        return at;
     for (int k = 0; k < w->n; k++) {
         int c = (r->hint + k) % w->n;
         if (!w->names[c] || strcmp(w->names[c], col) != 0)
             continue;
         r->hint = c + 1;
+        w->memo[m].col = col;
+        w->memo[m].at = c;
+        return c;
+    }
+    return -1;
+}
+
+static struct store_value sq_row_get(struct store_row *r, const char *col)
+{
+    struct sq_walk *w = r->impl;
+    sqlite3_stmt *st = w->st;
+    int c = sq_column_of(w, r, col);
+    if (c >= 0) {
         switch (sqlite3_column_type(st, c)) {
         case SQLITE_INTEGER:
             return (struct store_value){ STORE_INT, sqlite3_column_int64(st, c),
@@ -383,7 +411,6 @@ static struct store_value sq_row_get(struct store_row *r, const char *col)
                                          (size_t)sqlite3_column_bytes(st, c) };
         }
         }
-        break;
     }
     return (struct store_value){ STORE_NULL, 0, NULL, 0 };
 }
@@ -397,7 +424,7 @@ static int sq_exec_each(void *conn, const char *sql,
     sqlite3_stmt *st;
     if (sq_bind(c, sql, args, n, &st) < 0)
         return -EIO;
-    struct sq_walk w = { st, 0, NULL };
+    struct sq_walk w = { .st = st };
     _cleanup_free_ const char **names = NULL;
     struct store_row row = { sq_row_get, &w, 0 };
     int rc;
