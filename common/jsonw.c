@@ -93,7 +93,21 @@ static void put_escaped_slow(struct buf *b, const char *s, size_t len)
  * ASCII other than '"' and '\\'. */
 static size_t plain_prefix(const unsigned char *p, size_t len)
 {
+    /* Eight bytes at a time: none has its top bit set, none is below
+     * 0x20, '"' or '\\' (the classic "has a zero byte" test on the bytes
+     * xored with each). */
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t high = UINT64_C(0x8080808080808080);
     size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        uint64_t q = v ^ (ones * '"'), s = v ^ (ones * '\\');
+        uint64_t bad = (v | (v - ones * 0x20) | (q - ones) | (s - ones)) &
+                       high;
+        if (bad)
+            break;
+    }
     while (i < len && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' &&
            p[i] != '\\')
         i++;

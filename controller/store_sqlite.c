@@ -140,7 +140,11 @@ static int sq_connect(const char *path, int flags, const char *why,
                       struct sq_conn **ret)
 {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_FULLMUTEX, NULL) !=
+    /* No mutex of sqlite's own: store.c uses each connection under its
+     * lock (the writer's, or the reader's it took), and with one, every
+     * column read of a list took and released it (a tenth of a page's
+     * CPU). */
+    if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         log_error("store: cannot open '%s'%s: %s", path, why,
                   db ? sqlite3_errmsg(db) : "out of memory");
@@ -357,11 +361,12 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
  * remembers, per column name pointer asked for (callers pass literals),
  * the column it named last, so a row written member by member in any
  * order finds each column with one comparison instead of a scan. */
-#define SQ_MEMO 64
+#define SQ_MEMO 128 /* a power of two, above twice the columns asked for */
 struct sq_walk {
     sqlite3_stmt *st;
     int n;
     const char **names;
+    int memo_used;
     struct {
         const char *col;
         int at;
@@ -372,20 +377,30 @@ struct sq_walk {
 static int sq_column_of(struct sq_walk *w, struct store_row *r,
                         const char *col)
 {
-    size_t m = (((uintptr_t)col * UINT64_C(0x9e3779b97f4a7c15)) >> 56) %
-               SQ_MEMO;
-    int at = w->memo[m].at;
-    /* The name is compared again: the pointer may be a buffer whose text
-     * changed since. */
-    if (w->memo[m].col == col && w->names[at] && strcmp(w->names[at], col) == 0)
-        return at;
+    size_t m = (((uintptr_t)col * UINT64_C(0x9e3779b97f4a7c15)) >> 32) &
+               (SQ_MEMO - 1);
+    /* Open addressing: the names asked for keep their slots for the whole
+     * walk. The name is compared again on a hit: the pointer may be a
+     * buffer whose text changed since. */
+    while (w->memo[m].col) {
+        if (w->memo[m].col == col) {
+            int at = w->memo[m].at;
+            if (strcmp(w->names[at], col) == 0)
+                return at;
+            break;
+        }
+        m = (m + 1) & (SQ_MEMO - 1);
+    }
     for (int k = 0; k < w->n; k++) {
         int c = (r->hint + k) % w->n;
         if (!w->names[c] || strcmp(w->names[c], col) != 0)
             continue;
         r->hint = c + 1;
-        w->memo[m].col = col;
-        w->memo[m].at = c;
+        if (!w->memo[m].col && w->memo_used < SQ_MEMO / 2) {
+            w->memo[m].col = col;
+            w->memo[m].at = c;
+            w->memo_used++;
+        }
         return c;
     }
     return -1;
