@@ -11,6 +11,7 @@
 #include "controller/store_backend.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 
@@ -29,8 +30,11 @@ struct sq_cached {
  * checked against the entry's text). */
 #define SQ_BY_PTR 512
 
+struct sq_ckpt;
+
 struct sq_conn {
     sqlite3 *db;
+    struct sq_ckpt *ckpt; /* the writer's checkpointer, or NULL */
     uint64_t tick;
     struct sq_cached cache[SQ_CACHE];
     const char *ptr_key[SQ_BY_PTR];
@@ -120,11 +124,14 @@ static int sq_exec_plain(void *conn, const char *sql)
     return 0;
 }
 
+static void sq_ckpt_stop(struct sq_ckpt *k);
+
 static void sq_close(void *conn)
 {
     struct sq_conn *c = conn;
     if (!c)
         return;
+    sq_ckpt_stop(c->ckpt);
     for (size_t i = 0; i < SQ_CACHE; i++) {
         sqlite3_finalize(c->cache[i].st);
         free(c->cache[i].sql);
@@ -164,6 +171,101 @@ static int sq_connect(const char *path, int flags, const char *why,
     return 0;
 }
 
+/* WAL checkpoints off the writer's path: sqlite's own runs one inside the
+ * commit that takes the WAL past 1,000 pages, an eighth of a create's time
+ * under a stream of POSTs (copying pages back and an fdatasync while the
+ * store's write lock is held). A thread with its own connection runs a
+ * passive one instead, which readers and the writer do not wait for; only
+ * a WAL that it lets grow to 16 times that is checkpointed in the commit
+ * again. */
+#define SQ_CKPT_PAGES 1000
+
+struct sq_ckpt {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct sq_conn *conn; /* its own */
+    bool due, stop;
+};
+
+static int sq_wal_hook(void *data, sqlite3 *db, const char *name, int pages)
+{
+    struct sq_ckpt *k = data;
+    if (pages >= 16 * SQ_CKPT_PAGES) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
+    } else if (pages >= SQ_CKPT_PAGES) {
+        pthread_mutex_lock(&k->lock);
+        k->due = true;
+        pthread_cond_signal(&k->cond);
+        pthread_mutex_unlock(&k->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void *sq_ckpt_main(void *arg)
+{
+    struct sq_ckpt *k = arg;
+    pthread_mutex_lock(&k->lock);
+    for (;;) {
+        while (!k->due && !k->stop)
+            pthread_cond_wait(&k->cond, &k->lock);
+        if (k->stop)
+            break;
+        k->due = false;
+        pthread_mutex_unlock(&k->lock);
+        sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                  NULL, NULL);
+        pthread_mutex_lock(&k->lock);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+/* Start the checkpointer of the writer c on path; without one (no second
+ * connection), sqlite's own checkpoints stay. */
+static void sq_ckpt_start(struct sq_conn *c, const char *path)
+{
+    struct sq_conn *own;
+    if (streq(path, ":memory:") || path[0] == '\0' ||
+        sq_connect(path, SQLITE_OPEN_READWRITE, " to checkpoint", &own) < 0)
+        return;
+    /* A connection learns the file is in WAL mode when it first reads it;
+     * until then its checkpoints do nothing. */
+    if (sq_exec_plain(own, "PRAGMA journal_mode=WAL") < 0) {
+        sq_close(own);
+        return;
+    }
+    struct sq_ckpt *k = xcalloc(1, sizeof(*k));
+    k->conn = own;
+    pthread_mutex_init(&k->lock, NULL);
+    pthread_cond_init(&k->cond, NULL);
+    if (pthread_create(&k->thread, NULL, sq_ckpt_main, k) != 0) {
+        pthread_mutex_destroy(&k->lock);
+        pthread_cond_destroy(&k->cond);
+        sq_close(own);
+        free(k);
+        return;
+    }
+    c->ckpt = k;
+    sqlite3_wal_hook(c->db, sq_wal_hook, k);
+}
+
+static void sq_ckpt_stop(struct sq_ckpt *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->lock);
+    k->stop = true;
+    pthread_cond_signal(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    sq_close(k->conn);
+    pthread_mutex_destroy(&k->lock);
+    pthread_cond_destroy(&k->cond);
+    free(k);
+}
+
 static int sq_open(const char *path, void **ret_conn)
 {
     struct sq_conn *c;
@@ -179,6 +281,7 @@ static int sq_open(const char *path, void **ret_conn)
         sq_close(c);
         return -EIO;
     }
+    sq_ckpt_start(c, path);
     *ret_conn = c;
     return 0;
 }
