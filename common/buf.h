@@ -13,6 +13,9 @@ struct buf {
 #define BUF_INIT { NULL, 0, 0 }
 
 void buf_append(struct buf *b, const void *data, size_t len);
+/* Room for `extra` more bytes (and the NUL) at data + len, for writers
+ * that fill it themselves and then advance len and terminate. */
+void buf_reserve(struct buf *b, size_t extra);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) _printf_(2, 3);
 void buf_reset(struct buf *b);

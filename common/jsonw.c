@@ -40,7 +40,8 @@ void jsonw_arr_end(struct jsonw *w)
     w->comma = true;
 }
 
-static void put_escaped(struct buf *b, const char *s, size_t len)
+/* The string with escapes and replacement characters. */
+static void put_escaped_slow(struct buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
@@ -88,18 +89,69 @@ static void put_escaped(struct buf *b, const char *s, size_t len)
     buf_append(b, "\"", 1);
 }
 
+/* Length of the leading bytes of s that are copied as they are: printable
+ * ASCII other than '"' and '\\'. */
+static size_t plain_prefix(const unsigned char *p, size_t len)
+{
+    /* Eight bytes at a time: none has its top bit set, none is below
+     * 0x20, '"' or '\\' (the classic "has a zero byte" test on the bytes
+     * xored with each). */
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t high = UINT64_C(0x8080808080808080);
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        uint64_t q = v ^ (ones * '"'), s = v ^ (ones * '\\');
+        uint64_t bad = (v | (v - ones * 0x20) | (q - ones) | (s - ones)) &
+                       high;
+        if (bad)
+            break;
+    }
+    while (i < len && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' &&
+           p[i] != '\\')
+        i++;
+    return i;
+}
+
+/* The string quoted, prefixed by `pre` and followed by `post` (each one
+ * byte or NUL for none); one copy when nothing needs escaping, which is
+ * what ids, names, states and keys are. */
+static void put_string(struct buf *b, char pre, const char *s, size_t len,
+                       char post)
+{
+    if (plain_prefix((const unsigned char *)s, len) != len) {
+        if (pre)
+            buf_append(b, &pre, 1);
+        put_escaped_slow(b, s, len);
+        if (post)
+            buf_append(b, &post, 1);
+        return;
+    }
+    buf_reserve(b, len + 4);
+    char *d = b->data + b->len;
+    if (pre)
+        *d++ = pre;
+    *d++ = '"';
+    memcpy(d, s, len);
+    d += len;
+    *d++ = '"';
+    if (post)
+        *d++ = post;
+    *d = '\0';
+    b->len = (size_t)(d - b->data);
+}
+
 void jsonw_key(struct jsonw *w, const char *key)
 {
-    sep(w);
-    put_escaped(&w->b, key, strlen(key));
-    buf_append(&w->b, ":", 1);
+    put_string(&w->b, w->comma ? ',' : 0, key, strlen(key), ':');
     w->comma = false;
 }
 
 void jsonw_strn(struct jsonw *w, const char *s, size_t len)
 {
-    sep(w);
-    put_escaped(&w->b, s, len);
+    put_string(&w->b, w->comma ? ',' : 0, s, len, 0);
+    w->comma = true;
 }
 
 void jsonw_str(struct jsonw *w, const char *s)
@@ -112,10 +164,21 @@ void jsonw_str(struct jsonw *w, const char *s)
 
 void jsonw_int(struct jsonw *w, int64_t v)
 {
+    /* Digits from the end, on the magnitude as unsigned so INT64_MIN
+     * has one too. */
     char t[24];
-    int n = snprintf(t, sizeof(t), "%" PRId64, v);
-    sep(w);
-    buf_append(&w->b, t, (size_t)n);
+    char *p = t + sizeof(t);
+    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    if (w->comma)
+        *--p = ',';
+    w->comma = true;
+    buf_append(&w->b, p, (size_t)(t + sizeof(t) - p));
 }
 
 void jsonw_bool(struct jsonw *w, bool v)

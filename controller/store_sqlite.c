@@ -11,6 +11,7 @@
 #include "controller/store_backend.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 
@@ -29,8 +30,11 @@ struct sq_cached {
  * checked against the entry's text). */
 #define SQ_BY_PTR 512
 
+struct sq_ckpt;
+
 struct sq_conn {
     sqlite3 *db;
+    struct sq_ckpt *ckpt; /* the writer's checkpointer, or NULL */
     uint64_t tick;
     struct sq_cached cache[SQ_CACHE];
     const char *ptr_key[SQ_BY_PTR];
@@ -120,11 +124,14 @@ static int sq_exec_plain(void *conn, const char *sql)
     return 0;
 }
 
+static void sq_ckpt_stop(struct sq_ckpt *k);
+
 static void sq_close(void *conn)
 {
     struct sq_conn *c = conn;
     if (!c)
         return;
+    sq_ckpt_stop(c->ckpt);
     for (size_t i = 0; i < SQ_CACHE; i++) {
         sqlite3_finalize(c->cache[i].st);
         free(c->cache[i].sql);
@@ -140,7 +147,11 @@ static int sq_connect(const char *path, int flags, const char *why,
                       struct sq_conn **ret)
 {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_FULLMUTEX, NULL) !=
+    /* No mutex of sqlite's own: store.c uses each connection under its
+     * lock (the writer's, or the reader's it took), and with one, every
+     * column read of a list took and released it (a tenth of a page's
+     * CPU). */
+    if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         log_error("store: cannot open '%s'%s: %s", path, why,
                   db ? sqlite3_errmsg(db) : "out of memory");
@@ -160,6 +171,101 @@ static int sq_connect(const char *path, int flags, const char *why,
     return 0;
 }
 
+/* WAL checkpoints off the writer's path: sqlite's own runs one inside the
+ * commit that takes the WAL past 1,000 pages, an eighth of a create's time
+ * under a stream of POSTs (copying pages back and an fdatasync while the
+ * store's write lock is held). A thread with its own connection runs a
+ * passive one instead, which readers and the writer do not wait for; only
+ * a WAL that it lets grow to 16 times that is checkpointed in the commit
+ * again. */
+#define SQ_CKPT_PAGES 1000
+
+struct sq_ckpt {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct sq_conn *conn; /* its own */
+    bool due, stop;
+};
+
+static int sq_wal_hook(void *data, sqlite3 *db, const char *name, int pages)
+{
+    struct sq_ckpt *k = data;
+    if (pages >= 16 * SQ_CKPT_PAGES) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
+    } else if (pages >= SQ_CKPT_PAGES) {
+        pthread_mutex_lock(&k->lock);
+        k->due = true;
+        pthread_cond_signal(&k->cond);
+        pthread_mutex_unlock(&k->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void *sq_ckpt_main(void *arg)
+{
+    struct sq_ckpt *k = arg;
+    pthread_mutex_lock(&k->lock);
+    for (;;) {
+        while (!k->due && !k->stop)
+            pthread_cond_wait(&k->cond, &k->lock);
+        if (k->stop)
+            break;
+        k->due = false;
+        pthread_mutex_unlock(&k->lock);
+        sqlite3_wal_checkpoint_v2(k->conn->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                  NULL, NULL);
+        pthread_mutex_lock(&k->lock);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+/* Start the checkpointer of the writer c on path; without one (no second
+ * connection), sqlite's own checkpoints stay. */
+static void sq_ckpt_start(struct sq_conn *c, const char *path)
+{
+    struct sq_conn *own;
+    if (streq(path, ":memory:") || path[0] == '\0' ||
+        sq_connect(path, SQLITE_OPEN_READWRITE, " to checkpoint", &own) < 0)
+        return;
+    /* A connection learns the file is in WAL mode when it first reads it;
+     * until then its checkpoints do nothing. */
+    if (sq_exec_plain(own, "PRAGMA journal_mode=WAL") < 0) {
+        sq_close(own);
+        return;
+    }
+    struct sq_ckpt *k = xcalloc(1, sizeof(*k));
+    k->conn = own;
+    pthread_mutex_init(&k->lock, NULL);
+    pthread_cond_init(&k->cond, NULL);
+    if (pthread_create(&k->thread, NULL, sq_ckpt_main, k) != 0) {
+        pthread_mutex_destroy(&k->lock);
+        pthread_cond_destroy(&k->cond);
+        sq_close(own);
+        free(k);
+        return;
+    }
+    c->ckpt = k;
+    sqlite3_wal_hook(c->db, sq_wal_hook, k);
+}
+
+static void sq_ckpt_stop(struct sq_ckpt *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->lock);
+    k->stop = true;
+    pthread_cond_signal(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    sq_close(k->conn);
+    pthread_mutex_destroy(&k->lock);
+    pthread_cond_destroy(&k->cond);
+    free(k);
+}
+
 static int sq_open(const char *path, void **ret_conn)
 {
     struct sq_conn *c;
@@ -175,6 +281,7 @@ static int sq_open(const char *path, void **ret_conn)
         sq_close(c);
         return -EIO;
     }
+    sq_ckpt_start(c, path);
     *ret_conn = c;
     return 0;
 }
@@ -353,22 +460,61 @@ static int sq_exec(void *conn, const char *sql, const struct store_arg *args,
 }
 
 /* A statement being walked by sq_exec_each, its column names read once:
- * each sqlite3_column_name() call takes the connection's mutex. */
+ * each sqlite3_column_name() call takes the connection's mutex. The memo
+ * remembers, per column name pointer asked for (callers pass literals),
+ * the column it named last, so a row written member by member in any
+ * order finds each column with one comparison instead of a scan. */
+#define SQ_MEMO 128 /* a power of two, above twice the columns asked for */
 struct sq_walk {
     sqlite3_stmt *st;
     int n;
     const char **names;
+    int memo_used;
+    struct {
+        const char *col;
+        int at;
+    } memo[SQ_MEMO];
 };
 
-static struct store_value sq_row_get(struct store_row *r, const char *col)
+/* The column named col, -1 when there is none. */
+static int sq_column_of(struct sq_walk *w, struct store_row *r,
+                        const char *col)
 {
-    const struct sq_walk *w = r->impl;
-    sqlite3_stmt *st = w->st;
+    size_t m = (((uintptr_t)col * UINT64_C(0x9e3779b97f4a7c15)) >> 32) &
+               (SQ_MEMO - 1);
+    /* Open addressing: the names asked for keep their slots for the whole
+     * walk. The name is compared again on a hit: the pointer may be a
+     * buffer whose text changed since. */
+    while (w->memo[m].col) {
+        if (w->memo[m].col == col) {
+            int at = w->memo[m].at;
+            if (strcmp(w->names[at], col) == 0)
+                return at;
+            break;
+        }
+        m = (m + 1) & (SQ_MEMO - 1);
+    }
     for (int k = 0; k < w->n; k++) {
         int c = (r->hint + k) % w->n;
         if (!w->names[c] || strcmp(w->names[c], col) != 0)
             continue;
         r->hint = c + 1;
+        if (!w->memo[m].col && w->memo_used < SQ_MEMO / 2) {
+            w->memo[m].col = col;
+            w->memo[m].at = c;
+            w->memo_used++;
+        }
+        return c;
+    }
+    return -1;
+}
+
+static struct store_value sq_row_get(struct store_row *r, const char *col)
+{
+    struct sq_walk *w = r->impl;
+    sqlite3_stmt *st = w->st;
+    int c = sq_column_of(w, r, col);
+    if (c >= 0) {
         switch (sqlite3_column_type(st, c)) {
         case SQLITE_INTEGER:
             return (struct store_value){ STORE_INT, sqlite3_column_int64(st, c),
@@ -383,7 +529,6 @@ static struct store_value sq_row_get(struct store_row *r, const char *col)
                                          (size_t)sqlite3_column_bytes(st, c) };
         }
         }
-        break;
     }
     return (struct store_value){ STORE_NULL, 0, NULL, 0 };
 }
@@ -397,7 +542,7 @@ static int sq_exec_each(void *conn, const char *sql,
     sqlite3_stmt *st;
     if (sq_bind(c, sql, args, n, &st) < 0)
         return -EIO;
-    struct sq_walk w = { st, 0, NULL };
+    struct sq_walk w = { .st = st };
     _cleanup_free_ const char **names = NULL;
     struct store_row row = { sq_row_get, &w, 0 };
     int rc;

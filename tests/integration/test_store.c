@@ -311,6 +311,56 @@ static void sqlite_connections_map_the_file(void **state)
     store_close(s);
 }
 
+/* The WAL's checkpoint sequence (its header's fourth word), which goes up
+ * each time the WAL starts over after a checkpoint; 0 without one. */
+static uint32_t wal_sequence(const char *db)
+{
+    _cleanup_free_ char *path = xasprintf("%s-wal", db);
+    unsigned char h[16];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(h, 1, sizeof(h), f);
+    fclose(f);
+    if (n != sizeof(h))
+        return 0;
+    return (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 |
+           (uint32_t)h[14] << 8 | h[15];
+}
+
+/* Checkpoints run beside the commits (a thread of the store's own, not
+ * inside the commit that crosses 1,000 pages): under a stream of commits
+ * past that size the WAL is copied back and starts over, long before the
+ * size at which a commit would do it itself. */
+static void sqlite_wal_checkpointed_beside_commits(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    assert_int_equal(store_exec(s, "CREATE TABLE IF NOT EXISTS ckpt_fill "
+                                   "(b TEXT)", ""), 0);
+    _cleanup_free_ char *blob = xmalloc(3001);
+    memset(blob, 'x', 3000);
+    blob[3000] = '\0';
+    assert_true(store_exec(s, "INSERT INTO ckpt_fill VALUES ($1)", "s",
+                           blob) >= 0);
+    uint32_t first = wal_sequence(sq.uri);
+    int i;
+    /* Some 1,500 pages, then commits until it has started over (each a
+     * moment apart, for the thread to run): well under the 16,000 pages
+     * at which a commit checkpoints on its own. */
+    for (i = 0; i < 1500; i++)
+        assert_true(store_exec(s, "INSERT INTO ckpt_fill VALUES ($1)", "s",
+                               blob) >= 0);
+    for (i = 0; i < 500 && wal_sequence(sq.uri) == first; i++) {
+        struct timespec d = { 0, 10 * 1000 * 1000 };
+        nanosleep(&d, NULL);
+        assert_true(store_exec(s, "INSERT INTO ckpt_fill VALUES ($1)", "s",
+                               blob) >= 0);
+    }
+    assert_int_not_equal(wal_sequence(sq.uri), first);
+    assert_true(store_exec(s, "DROP TABLE ckpt_fill", "") >= 0);
+    store_close(s);
+}
+
 /* Statements come from the cache by their text, whatever pointer holds
  * it: a buffer reused for another text gets that text's statement, and
  * "$N" bind by number wherever and however often they appear. */
@@ -633,6 +683,7 @@ int main(void)
         cmocka_unit_test(sqlite_reads_do_not_wait_for_writes),
         cmocka_unit_test(sqlite_connections_map_the_file),
         cmocka_unit_test(sqlite_statements_cached_by_text),
+        cmocka_unit_test(sqlite_wal_checkpointed_beside_commits),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_addresses_lowest_free_first),
         cmocka_unit_test(postgresql_reads_do_not_wait_for_writes),

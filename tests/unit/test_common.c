@@ -9,6 +9,8 @@
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 
+#include <time.h>
+
 static void name_rule_accepts_only_lowercase_dns_like_names(void **state)
 {
     assert_true(name_is_valid("web-1"));
@@ -171,6 +173,36 @@ static void rfc3339_round_trips(void **state)
     assert_int_not_equal(time_parse_rfc3339("yesterday", &t), 0);
 }
 
+static void rfc3339_is(int64_t v)
+{
+    char got[21], want[21];
+    time_t tt = (time_t)v;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    time_format_rfc3339(v, got);
+    assert_string_equal(got, want);
+}
+
+/* The arithmetic formatter writes what gmtime_r + strftime write: every
+ * day's midnight and last second across leap years, centuries (2000,
+ * 2100) and the ends of its range (1970, 9999), and a spread of times. */
+static void rfc3339_matches_the_c_library(void **state)
+{
+    (void)state;
+    int64_t last = INT64_C(253402300799); /* 9999-12-31T23:59:59Z */
+    for (int64_t t = 0; t < INT64_C(7258118400); t += 86400) { /* to 2200 */
+        rfc3339_is(t);
+        rfc3339_is(t + 86399);
+    }
+    for (int64_t t = last - 86400 * 800; t + 86399 <= last; t += 86400) {
+        rfc3339_is(t);
+        rfc3339_is(t + 86399);
+    }
+    for (int64_t v = 0; v < INT64_C(4102444800); v += 7777777)
+        rfc3339_is(v + v / 7 % 86400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +215,7 @@ int main(void)
         cmocka_unit_test(buffers_grow_and_format),
         cmocka_unit_test(json_check_rejects_unknown_wrong_and_missing_fields),
         cmocka_unit_test(rfc3339_round_trips),
+        cmocka_unit_test(rfc3339_matches_the_c_library),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,6 +65,33 @@ static void strings_round_trip_through_a_parser(void **state)
     buf_free(&w.b);
 }
 
+/* Strings are checked eight bytes at a time: a byte that needs an escape
+ * is caught at every place in and after the first eight, and a string
+ * without one is copied as it is. */
+static void each_byte_is_escaped_wherever_it_stands(void **state)
+{
+    (void)state;
+    for (int c = 0; c < 0x80; c++)
+        for (size_t at = 0; at < 19; at++) {
+            char s[20] = "abcdefghijklmnopqrs";
+            s[at] = (char)c;
+            struct jsonw w = JSONW_INIT;
+            jsonw_strn(&w, s, 19);
+            bool plain = c >= 0x20 && c != '"' && c != '\\';
+            if (plain) {
+                assert_int_equal(w.b.len, 21);
+                assert_memory_equal(w.b.data + 1, s, 19);
+            }
+            json_error_t e;
+            json_auto_t *j = json_loadb(w.b.data, w.b.len,
+                                        JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+            assert_non_null(j);
+            assert_int_equal(json_string_length(j), 19);
+            assert_memory_equal(json_string_value(j), s, 19);
+            buf_free(&w.b);
+        }
+}
+
 static void bytes_that_are_not_utf8_become_the_replacement_character(void **state)
 {
     /* A lone continuation byte, an overlong '/', a surrogate, a cut
@@ -142,6 +169,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nested_objects_and_arrays_get_their_commas),
         cmocka_unit_test(strings_round_trip_through_a_parser),
+        cmocka_unit_test(each_byte_is_escaped_wherever_it_stands),
         cmocka_unit_test(bytes_that_are_not_utf8_become_the_replacement_character),
         cmocka_unit_test(jansson_values_are_written_as_they_are),
         cmocka_unit_test(only_valid_json_text_of_the_asked_type_is_copied),
