@@ -548,6 +548,17 @@ static int cmd_serve(struct app *a)
                 (long long)cfg->bench_every_s);
         return 2;
     }
+    /* Blocked before the store and the catalog start threads of their
+     * own, so that those threads inherit the mask and the signals come
+     * only to the sigwait below: a thread made before it, with SIGTERM
+     * unblocked, took the signal's default action and ended the process
+     * at once instead of shutting down. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     if (store_open(db, &a->store) < 0)
         return 1;
     if (netalloc_v6_backfill(a->store) < 0) {
@@ -567,12 +578,16 @@ static int cmd_serve(struct app *a)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* A signal that came while the store was opened and resumed: stop
+     * here, before serving. */
+    struct timespec now = { 0, 0 };
+    if ((sig = sigtimedwait(&sigs, NULL, &now)) == SIGTERM || sig == SIGINT) {
+        log_info("signal %d before serving: stopping", sig);
+        if (catalog_shutdown())
+            store_close(a->store);
+        guard_free(a->guard);
+        return 0;
+    }
 
     struct http_server_opts o = {
         .listen = cfg->listen,

@@ -2,7 +2,8 @@
  * journal's native socket (here a socket of the test's own) as entries
  * with PRIORITY, MESSAGE and the request's REQUEST_ID, NODE_ID and VM_ID;
  * SIGHUP reads the --config file again and a changed rate limit and log
- * level take effect without a restart. */
+ * level take effect without a restart; every thread of the controller
+ * leaves SIGHUP, SIGINT and SIGTERM to its main loop. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include "common/fs.h"
 #include "tests/testutil.h"
 
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -146,11 +148,47 @@ static void sighup_applies_a_changed_rate_limit_and_log_level(void **state)
     assert_non_null(bad);
 }
 
+/* Every thread blocks the signals the main loop waits for: one that did
+ * not would take a signal's default action (the process ends at once, no
+ * shutdown) whenever the kernel picked it to receive it. */
+static void every_thread_leaves_signals_to_the_main_loop(void **state)
+{
+    _cleanup_free_ char *tasks = xasprintf("/proc/%d/task", (int)ctl.pid);
+    DIR *d = opendir(tasks);
+    assert_non_null(d);
+    int seen = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        /* The main thread waits for them in sigwait, which unblocks them
+         * while it waits. */
+        if (de->d_name[0] == '.' || atoi(de->d_name) == (int)ctl.pid)
+            continue;
+        _cleanup_free_ char *p = xasprintf("%s/%s/status", tasks, de->d_name);
+        _cleanup_free_ char *st = NULL;
+        if (file_read(p, 1 << 16, &st, NULL) < 0)
+            continue; /* the thread ended meanwhile */
+        const char *at = strstr(st, "\nSigBlk:");
+        assert_non_null(at);
+        unsigned long long blk = strtoull(at + strlen("\nSigBlk:"), NULL, 16);
+        const int sigs[] = { SIGHUP, SIGINT, SIGTERM };
+        for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
+            if (!(blk & (1ULL << (sigs[i] - 1))))
+                fail_msg("thread %s of the controller does not block signal "
+                         "%d", de->d_name, sigs[i]);
+        }
+        seen++;
+    }
+    closedir(d);
+    /* The main loop, the HTTP server's and the store's threads. */
+    assert_true(seen > 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(journal_entries_carry_request_node_and_vm),
         cmocka_unit_test(sighup_applies_a_changed_rate_limit_and_log_level),
+        cmocka_unit_test(every_thread_leaves_signals_to_the_main_loop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
