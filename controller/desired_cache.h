@@ -30,9 +30,13 @@ void desired_cache_invalidate(const char *node_id);
  * 0 and *ret_text (a new reference: desired_text_unref()); -ENOENT when
  * the node is removed or unknown (kept too); -EIO or -EINVAL as
  * desired_build() (nothing kept). An unapproved node's document is
- * desired_build_unapproved()'s. */
+ * desired_build_unapproved()'s. With `delta` (the agent merges deltas)
+ * the text is the delta from `since` to the current document
+ * (api/desired_delta.h) when a base for `since` is kept, from the moment
+ * a delta was first asked for on (the digests of the node's last few
+ * documents are kept). */
 int desired_cache_get(struct app *a, const char *node_id, int64_t since,
-                      struct desired_text **ret_text);
+                      bool delta, struct desired_text **ret_text);
 
 /* Drop one reference. Accepts NULL. */
 void desired_text_unref(struct desired_text *t);

@@ -10,6 +10,7 @@
 
 #include "api/agentmsg.h"
 #include "api/client.h"
+#include "api/desired_delta.h"
 #include "common/buf.h"
 #include "common/fs.h"
 #include "common/ids.h"
@@ -337,13 +338,26 @@ static void *poller_main(void *arg)
     api_client_set_connect_timeout(c, 5);
     _cleanup_free_ char *node_id = xstrdup(a->node.node_id);
     int64_t rev = -1, backoff = 0, wait = AGENT_POLL_WAIT_DEFAULT_S;
+    /* The whole document at `rev` deltas are merged into; the next ask
+     * for the whole one (monotonic ms; 0: none but at start). */
+    json_auto_t *held = NULL;
+    int64_t resync_ms = a->cfg->resync_interval_s * 1000;
+    int64_t resync_at = resync_ms > 0 ? mono_ms() + resync_ms : 0;
     while (!atomic_load(&a->stop)) {
+        int64_t now = mono_ms();
+        bool whole = rev < 0 || (resync_at > 0 && now >= resync_at);
+        /* A poll held no longer than the next resync is due. */
+        int64_t hold = wait;
+        if (resync_at > 0 && !whole && (resync_at - now + 999) / 1000 < hold)
+            hold = (resync_at - now + 999) / 1000;
         api_client_set_timeout(c, wait + AGENT_POLL_MARGIN_S);
         api_client_set_stall(c, wait + AGENT_POLL_MARGIN_S);
-        _cleanup_free_ char *path = rev < 0 ?
-            xstrdup("/v1/agent/desired") :
-            xasprintf("/v1/agent/desired?since=%lld&wait=%lld",
-                      (long long)rev, (long long)wait);
+        /* An old controller ignores delta=1 and answers whole. */
+        _cleanup_free_ char *path = whole ?
+            xstrdup("/v1/agent/desired?" DESIRED_DELTA_QUERY "=1") :
+            xasprintf("/v1/agent/desired?since=%lld&wait=%lld&"
+                      DESIRED_DELTA_QUERY "=1", (long long)rev,
+                      (long long)hold);
         struct api_reply rep;
         int r = api_request(c, "GET", path, NULL, NULL, &rep);
         int64_t answered = now_ms();
@@ -351,9 +365,27 @@ static void *poller_main(void *arg)
             api_reply_clear(&rep);
             break;
         }
+        json_auto_t *merged = NULL;
+        const json_t *body = rep.json;
+        bool delta = r == 0 && rep.status == 200 && desired_delta_is(body);
+        if (delta) {
+            int m = desired_delta_apply(held, body, &merged);
+            if (m < 0) {
+                log_warn("desired state delta from revision %lld not "
+                         "applied to revision %lld (%s): asking for the "
+                         "whole document", (long long)json_int(
+                             body, DESIRED_DELTA_FROM, -1),
+                         (long long)rev, m == -ESTALE ? "another base" :
+                                                        "malformed");
+                rev = -1;
+                api_reply_clear(&rep);
+                continue;
+            }
+            body = merged;
+        }
         _cleanup_free_ char *refusal = NULL;
         json_auto_t *doc = r == 0 && rep.status == 200 ?
-            reconcile_doc_read(rep.json, node_id, &refusal) : NULL;
+            reconcile_doc_read(body, node_id, &refusal) : NULL;
         if (refusal)
             log_warn("desired state refused, the current one stays: %s",
                      refusal);
@@ -364,8 +396,17 @@ static void *poller_main(void *arg)
             if (backoff)
                 log_info("controller reachable again");
             backoff = 0;
-            if (nrev != rev) {
+            if (whole && resync_ms > 0)
+                resync_at = mono_ms() + resync_ms;
+            if (whole && rev >= 0)
+                log_debug("full resync: the whole document at revision %lld",
+                          (long long)nrev);
+            /* A whole document asked for again is applied whole even at
+             * the revision held: the full resync. */
+            if (nrev != rev || whole) {
                 rev = nrev;
+                json_decref(held);
+                held = json_incref(doc);
                 pthread_mutex_lock(&a->lock);
                 if (!atomic_load(&a->stop)) {
                     json_decref(a->doc);
@@ -375,9 +416,11 @@ static void *poller_main(void *arg)
                 }
                 pthread_mutex_unlock(&a->lock);
                 /* The wall clock, for timing a change's way to libvirt. */
-                log_debug("desired state revision %lld: %zu bytes, answered "
-                          "at %" PRId64 ", read at %" PRId64 " (unix ms)",
-                          (long long)rev, rep.body_len, answered, now_ms());
+                log_debug("desired state revision %lld%s: %zu bytes, "
+                          "answered at %" PRId64 ", read at %" PRId64
+                          " (unix ms)", (long long)rev,
+                          delta ? " (delta)" : "", rep.body_len, answered,
+                          now_ms());
             }
             api_reply_clear(&rep);
             continue;
