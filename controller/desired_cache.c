@@ -168,10 +168,12 @@ static void parts_keep(struct entry *c, struct desired_parts *parts)
  * it is kept and a delta can say the change; else NULL. */
 static struct desired_text *delta_of(struct entry *c, int64_t since)
 {
-    if (!c->parts || since < 0 || since >= c->parts->revision ||
+    if (!c->parts || since < 0 || since > c->parts->revision ||
         since == c->ambiguous)
         return NULL;
-    const struct desired_parts *base = NULL;
+    /* At the agent's own revision (a poll timed out): an empty delta. */
+    const struct desired_parts *base =
+        since == c->parts->revision ? c->parts : NULL;
     for (size_t i = 0; i < DELTA_BASES && !base; i++)
         if (c->past[i] && c->past[i]->revision == since)
             base = c->past[i];
@@ -190,7 +192,8 @@ static struct desired_text *delta_of(struct entry *c, int64_t since)
 }
 
 int desired_cache_get(struct app *a, const char *node_id, int64_t since,
-                      bool delta, struct desired_text **ret_text)
+                      int64_t rev_min, bool delta,
+                      struct desired_text **ret_text)
 {
     struct entry *c = entry_of(node_id, true);
 
@@ -201,7 +204,8 @@ int desired_cache_get(struct app *a, const char *node_id, int64_t since,
     uint64_t gen = __atomic_load_n(&c->gen, __ATOMIC_SEQ_CST);
     uint64_t ep = __atomic_load_n(&epoch, __ATOMIC_SEQ_CST);
     bool fresh = c->built && c->built_gen == gen && c->built_epoch == ep &&
-                 (c->state < 0 || c->text->revision >= since);
+                 (c->state < 0 || (c->text->revision >= since &&
+                                   c->text->revision >= rev_min));
     if (!fresh) {
         struct desired_text *t = NULL;
         struct desired_parts *parts = NULL;

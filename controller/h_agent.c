@@ -343,14 +343,14 @@ static void reply_desired_error(struct http_request *r, const char *node_id,
  * the store itself; parked again when the document is still the one it
  * has. */
 static void desired_woken(struct http_request *r, struct app *a,
-                          const char *node_id, int64_t since, int64_t wait,
-                          bool delta)
+                          const char *node_id, int64_t since, int64_t rev_min,
+                          int64_t wait, bool delta)
 {
     struct desired_text *t = NULL;
     /* A GET: a build never waits for a write (the thread may have served
      * a POST since this request began). */
     store_route_reads(a->store, true);
-    int e = desired_cache_get(a, node_id, since, delta, &t);
+    int e = desired_cache_get(a, node_id, since, rev_min, delta, &t);
     if (e < 0) {
         reply_desired_error(r, node_id, e);
         return;
@@ -401,7 +401,7 @@ HANDLER(h_agent_desired)
      * take the store in turn); a fresh ask or a timeout reads the store
      * itself. */
     if (http_req_resumed(r) && !http_req_timed_out(r)) {
-        desired_woken(r, a, node_id, since, wait, delta);
+        desired_woken(r, a, node_id, since, since, wait, delta);
         return;
     }
     json_auto_t *node = NULL;
@@ -428,7 +428,9 @@ HANDLER(h_agent_desired)
      * what each document it serves is made of: the base of the next
      * delta. */
     if (delta) {
-        desired_woken(r, a, node_id, since, 0, true);
+        /* Not older than the revision just read: a change another
+         * replica committed may not have invalidated the cache yet. */
+        desired_woken(r, a, node_id, since, rev, 0, true);
         return;
     }
     /* Whole or nothing: the agent keeps what it has on a 503. Until an

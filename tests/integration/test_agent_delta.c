@@ -113,6 +113,14 @@ static void the_controller_answers_deltas_a_base_it_lacks_whole(void **state)
     assert_string_equal(json_str(json_array_get(json_object_get(d2, "vms"),
                                                 0), "power"),
                         "stopped");
+    /* Nothing new (a poll that timed out): an empty delta. */
+    json_auto_t *none = delta_since(json_int(w3, "revision", -1));
+    assert_int_equal(json_int(none, DESIRED_DELTA_FROM, -1),
+                     json_int(w3, "revision", -2));
+    assert_int_equal(json_array_size(json_object_get(none, "vms")), 0);
+    assert_int_equal(json_array_size(json_object_get(none,
+                                                     DESIRED_DELTA_REMOVED)),
+                     0);
     /* A revision it holds no base of: whole. Without delta=1: whole. */
     json_auto_t *o = delta_since(r1 > 0 ? r1 - 1 : 999999);
     assert_false(desired_delta_is(o));
