@@ -14,6 +14,7 @@
 #include "controller/vmhealth.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -92,20 +93,100 @@ static char *bridge_name(const json_t *row)
     return xasprintf("fogbr%lld", (long long)json_int(row, "vxlan_id", 0));
 }
 
-static int vm_nics(struct app *a, struct am_vm *vm)
+/* The rows of one query about every VM of the node, by VM: a VM's
+ * rows are read from them, not with a query of its own (a document of
+ * 200 VMs took some 1,200 queries). */
+struct vm_rows {
+    json_t *nics, *snapshots, *backups, *gpus, *checks;
+    json_t *keys; /* ssh_keys rows by account, read once per account */
+};
+
+static void vm_rows_clear(struct vm_rows *r)
 {
-    json_auto_t *rows = NULL;
+    json_decref(r->nics);
+    json_decref(r->snapshots);
+    json_decref(r->backups);
+    json_decref(r->gpus);
+    json_decref(r->checks);
+    json_decref(r->keys);
+}
+
+/* Rows (each with a string `vm_id`, in the query's order within a VM)
+ * grouped into {vm_id: [rows]}. New reference. */
+static json_t *by_vm(const json_t *rows)
+{
+    json_t *g = json_object();
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) {
+        const char *id = json_str(row, "vm_id");
+        if (!id)
+            continue;
+        json_t *list = json_object_get(g, id);
+        if (!list) {
+            list = json_array();
+            json_object_set_new(g, id, list);
+        }
+        json_array_append(list, row);
+    }
+    return g;
+}
+
+/* Each per-VM part read for the whole node at once: its fault step, its
+ * query (rows with vm_id, in vm_id order, then the part's) and where
+ * the grouping goes. */
+static const struct {
+    const char *step, *query;
+    size_t at;
+} vm_parts[] = {
+    { "nics", "SELECT c.vm_id, c.network_id, c.mac, c.address, w.cidr, "
+      "w.gateway, w.cidr6, w.gateway6, w.vxlan_id, ac.name AS account_name "
+      "FROM vm_nics c JOIN vms v ON v.id = c.vm_id JOIN networks w ON w.id "
+      "= c.network_id JOIN accounts ac ON ac.id = w.account_id WHERE "
+      "v.node_id = $1 AND v.deleted_at IS NULL ORDER BY c.vm_id, c.idx",
+      offsetof(struct vm_rows, nics) },
+    { "snapshots", "SELECT s.vm_id, s.id, s.name, s.state FROM vm_snapshots "
+      "s JOIN vms v ON v.id = s.vm_id WHERE v.node_id = $1 AND "
+      "v.deleted_at IS NULL AND s.state IN ('pending', 'ready') ORDER BY "
+      "s.vm_id, s.created_at, s.name", offsetof(struct vm_rows, snapshots) },
+    { "backups", "SELECT b.vm_id, b.id, b.parent_id FROM vm_backups b JOIN "
+      "vms v ON v.id = b.vm_id WHERE v.node_id = $1 AND v.deleted_at IS "
+      "NULL AND b.state IN ('pending', 'uploading') ORDER BY b.vm_id, "
+      "b.created_at, b.id", offsetof(struct vm_rows, backups) },
+    { "gpus", "SELECT g.vm_id, g.address, g.functions, g.numa_node, "
+      "g.cpulist FROM gpus g JOIN vms v ON v.id = g.vm_id WHERE v.node_id "
+      "= $1 AND v.deleted_at IS NULL ORDER BY g.vm_id, g.address",
+      offsetof(struct vm_rows, gpus) },
+};
+
+static int vm_rows_read(struct app *a, const char *node_id, struct vm_rows *r)
+{
     int e;
-    if ((e = fault("nics")) < 0 ||
-        (e = store_query(a->store, &rows,
-                         "SELECT c.network_id, c.mac, c.address, w.cidr, "
-                         "w.gateway, w.cidr6, w.gateway6, w.vxlan_id, "
-                         "ac.name AS account_name "
-                         "FROM vm_nics c JOIN networks w ON w.id = "
-                         "c.network_id JOIN accounts ac ON ac.id = "
-                         "w.account_id WHERE c.vm_id = $1 ORDER BY c.idx",
-                         "s", vm->id)) < 0)
+    for (size_t i = 0; i < ARRAY_SIZE(vm_parts); i++) {
+        json_auto_t *rows = NULL;
+        if ((e = fault(vm_parts[i].step)) < 0 ||
+            (e = store_query(a->store, &rows, vm_parts[i].query, "s",
+                             node_id)) < 0)
+            return e;
+        *(json_t **)((char *)r + vm_parts[i].at) = by_vm(rows);
+    }
+    json_auto_t *checks = NULL;
+    if ((e = vmhealth_desired_node(a->store, node_id, &checks)) < 0)
         return e;
+    r->checks = by_vm(checks);
+    r->keys = json_object();
+    return 0;
+}
+
+/* VM vm_id's rows of a grouping (NULL: none, read as empty). */
+static const json_t *rows_of(const json_t *g, const char *vm_id)
+{
+    return json_object_get(g, vm_id);
+}
+
+static int vm_nics(const json_t *rows, struct am_vm *vm)
+{
+    int e;
     size_t i;
     json_t *row;
     vm->nics = xcalloc(json_array_size(rows) + 1, sizeof(*vm->nics));
@@ -129,15 +210,19 @@ static int vm_nics(struct app *a, struct am_vm *vm)
     return 0;
 }
 
-static int ssh_keys(struct app *a, const char *account_id, struct am_vm *vm)
+static int ssh_keys(struct app *a, struct vm_rows *r, const char *account_id,
+                    struct am_vm *vm)
 {
-    json_auto_t *rows = NULL;
+    json_t *rows = json_object_get(r->keys, account_id ? account_id : "");
     int e;
-    if ((e = fault("keys")) < 0 ||
-        (e = store_query(a->store, &rows, "SELECT public_key FROM ssh_keys "
-                         "WHERE account_id = $1 ORDER BY name", "s",
-                         account_id)) < 0)
-        return e;
+    if (!rows) {
+        if ((e = fault("keys")) < 0 ||
+            (e = store_query(a->store, &rows, "SELECT public_key FROM "
+                             "ssh_keys WHERE account_id = $1 ORDER BY name",
+                             "s", account_id)) < 0)
+            return e;
+        json_object_set_new(r->keys, account_id ? account_id : "", rows);
+    }
     size_t i;
     json_t *row;
     vm->ssh_keys = xcalloc(json_array_size(rows) + 1, sizeof(char *));
@@ -148,16 +233,10 @@ static int ssh_keys(struct app *a, const char *account_id, struct am_vm *vm)
 }
 
 /* The snapshots VM `vm` should have, and the revert last asked for. */
-static int vm_snapshots(struct app *a, const json_t *row, struct am_vm *vm)
+static int vm_snapshots(const json_t *rows, const json_t *row,
+                        struct am_vm *vm)
 {
-    json_auto_t *rows = NULL;
     int e;
-    if ((e = fault("snapshots")) < 0 ||
-        (e = store_query(a->store, &rows, "SELECT id, name, state FROM "
-                         "vm_snapshots "
-                         "WHERE vm_id = $1 AND state IN ('pending', 'ready') "
-                         "ORDER BY created_at, name", "s", vm->id)) < 0)
-        return e;
     size_t i;
     json_t *s;
     vm->snapshots = xcalloc(json_array_size(rows) + 1, sizeof(*vm->snapshots));
@@ -180,25 +259,20 @@ static int vm_snapshots(struct app *a, const json_t *row, struct am_vm *vm)
 
 /* The backups VM `vm` should take (pending or under way) and, with them,
  * its key: only ever in the document of the node that hosts it. */
-static int vm_backups(struct app *a, const json_t *row, struct am_vm *vm)
+static int vm_backups(const json_t *rows, const json_t *row, struct am_vm *vm)
 {
-    json_auto_t *rows = NULL;
     int e;
-    if ((e = fault("backups")) < 0 ||
-        (e = store_query(a->store, &rows, "SELECT id, parent_id FROM "
-                         "vm_backups WHERE vm_id = $1 AND state IN "
-                         "('pending', 'uploading') ORDER BY created_at, id "
-                         "LIMIT $2", "si", vm->id,
-                         (int64_t)VM_BACKUPS_PENDING_MAX)) < 0)
-        return e;
     if (json_array_size(rows) == 0 || !json_str(row, "backup_key"))
         return 0;
-    size_t i;
+    size_t i, n = json_array_size(rows);
+    if (n > VM_BACKUPS_PENDING_MAX)
+        n = VM_BACKUPS_PENDING_MAX;
     json_t *b;
-    vm->backups = xcalloc(json_array_size(rows), sizeof(*vm->backups));
-    vm->backup_parents = xcalloc(json_array_size(rows),
-                                 sizeof(*vm->backup_parents));
+    vm->backups = xcalloc(n, sizeof(*vm->backups));
+    vm->backup_parents = xcalloc(n, sizeof(*vm->backup_parents));
     json_array_foreach(rows, i, b) {
+        if (i >= n)
+            break;
         vm->backup_parents[vm->n_backups] = col_or_null(b, "parent_id");
         if ((e = col(b, "id", &vm->backups[vm->n_backups++])) < 0)
             return e;
@@ -209,16 +283,9 @@ static int vm_backups(struct app *a, const json_t *row, struct am_vm *vm)
 
 /* The GPUs the VM holds, as its node reported them: every function of
  * each card, its NUMA node and local CPUs. */
-static int vm_gpus(struct app *a, struct am_vm *vm)
+static int vm_gpus(const json_t *rows, struct am_vm *vm)
 {
-    json_auto_t *rows = NULL;
     int e;
-    if ((e = fault("gpus")) < 0 ||
-        (e = store_query(a->store, &rows,
-                         "SELECT address, functions, numa_node, cpulist FROM "
-                         "gpus WHERE vm_id = $1 ORDER BY address", "s",
-                         vm->id)) < 0)
-        return e;
     size_t i, k;
     json_t *row, *f;
     vm->gpus = xcalloc(json_array_size(rows) + 1, sizeof(*vm->gpus));
@@ -306,7 +373,8 @@ static int vm_restore_chain(struct app *a, const json_t *row, struct am_vm *vm)
     return 0;
 }
 
-static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
+static int vm_from_row(struct app *a, struct vm_rows *r, const json_t *row,
+                       struct am_vm *vm)
 {
     int e;
     if ((e = col(row, "id", &vm->id)) < 0 ||
@@ -341,13 +409,13 @@ static int vm_from_row(struct app *a, const json_t *row, struct am_vm *vm)
     vm->user_data = col_or_null(row, "user_data");
     vm_restore(row, vm);
     if ((e = vm_restore_chain(a, row, vm)) < 0 ||
-        (e = ssh_keys(a, json_str(row, "account_id"), vm)) < 0 ||
-        (e = vm_snapshots(a, row, vm)) < 0 ||
-        (e = vm_backups(a, row, vm)) < 0 ||
-        (e = vm_gpus(a, vm)) < 0 ||
-        (e = vmhealth_desired(a->store, vm)) < 0)
+        (e = ssh_keys(a, r, json_str(row, "account_id"), vm)) < 0 ||
+        (e = vm_snapshots(rows_of(r->snapshots, vm->id), row, vm)) < 0 ||
+        (e = vm_backups(rows_of(r->backups, vm->id), row, vm)) < 0 ||
+        (e = vm_gpus(rows_of(r->gpus, vm->id), vm)) < 0)
         return e;
-    return vm_nics(a, vm);
+    vmhealth_desired_from(rows_of(r->checks, vm->id), vm);
+    return vm_nics(rows_of(r->nics, vm->id), vm);
 }
 
 static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
@@ -372,13 +440,19 @@ static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
                          "v.deleted_at IS NULL ORDER BY v.id", "s",
                          node_id)) < 0)
         return e;
+    struct vm_rows r = { 0 };
+    if (json_array_size(rows) > 0 && (e = vm_rows_read(a, node_id, &r)) < 0) {
+        vm_rows_clear(&r);
+        return e;
+    }
     size_t i;
     json_t *row;
     doc->vms = xcalloc(json_array_size(rows) + 1, sizeof(*doc->vms));
     json_array_foreach(rows, i, row)
-        if ((e = vm_from_row(a, row, &doc->vms[doc->n_vms++])) < 0)
-            return e;
-    return 0;
+        if ((e = vm_from_row(a, &r, row, &doc->vms[doc->n_vms++])) < 0)
+            break;
+    vm_rows_clear(&r);
+    return e < 0 ? e : 0;
 }
 
 /* The other nodes' VTEPs (mesh addresses) and MACs on network `w`. */

@@ -5,6 +5,7 @@
  * they still hold. */
 #include "controller/desired_cache.h"
 
+#include "api/desired_delta.h"
 #include "common/jsonutil.h"
 #include "controller/desired.h"
 
@@ -12,6 +13,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* How many earlier revisions of a node's document a delta can start
+ * from: an agent more changes behind gets the whole document. */
+#define DELTA_BASES 8
 
 /* One node's cached document. `build` is held while it is looked at or
  * built, so the polls of one node woken together wait for one build
@@ -26,6 +31,13 @@ struct entry {
     uint64_t built_gen, built_epoch;
     int state;                  /* 0, or -ENOENT (removed) */
     struct desired_text *text;  /* when state is 0 */
+    /* Once the node's agent asked for deltas: the built document cut into
+     * parts (with texts), and the digests of the documents built before
+     * it, newest first, the bases deltas are made from. */
+    bool deltas;
+    struct desired_parts *parts;
+    struct desired_parts *past[DELTA_BASES];
+    int64_t ambiguous; /* a revision built twice differently; -1: none */
 };
 
 /* One controller per process: the table lives as long as the process.
@@ -55,6 +67,7 @@ static struct entry *entry_of(const char *node_id, bool make)
         e = xcalloc(1, sizeof(*e));
         e->node_id = xstrdup(node_id);
         pthread_mutex_init(&e->build, NULL);
+        e->ambiguous = -1;
         e->next = *head;
         *head = e;
     }
@@ -106,7 +119,8 @@ static struct desired_text *text_of(json_t *doc)
 /* Read and serialise node_id's document from one snapshot of the store:
  * its row says whether it is removed or approved, and at which revision. */
 static int build(struct app *a, const char *node_id,
-                 struct desired_text **ret_text)
+                 struct desired_text **ret_text,
+                 struct desired_parts **ret_parts)
 {
     int e = store_tx_begin_read(a->store);
     if (e < 0)
@@ -124,28 +138,83 @@ static int build(struct app *a, const char *node_id,
     if (e < 0)
         return e;
     *ret_text = text_of(doc);
+    if (ret_parts)
+        *ret_parts = desired_parts_new(doc);
     return 0;
 }
 
+/* Keep `parts` (the new build's, may be NULL) as the current cut, the
+ * former one's digests as a base. A revision built twice with different
+ * contents is no base at all: an agent holding it may hold either. */
+static void parts_keep(struct entry *c, struct desired_parts *parts)
+{
+    struct desired_parts *old = c->parts;
+    c->parts = parts;
+    if (!old)
+        return;
+    if (parts && old->revision == parts->revision) {
+        if (memcmp(old->whole, parts->whole, sizeof(old->whole)) != 0)
+            c->ambiguous = old->revision;
+        desired_parts_free(old);
+        return;
+    }
+    desired_parts_drop_text(old);
+    desired_parts_free(c->past[DELTA_BASES - 1]);
+    memmove(&c->past[1], &c->past[0], (DELTA_BASES - 1) * sizeof(c->past[0]));
+    c->past[0] = old;
+}
+
+/* The delta from revision `since` to the current build, when a base for
+ * it is kept and a delta can say the change; else NULL. */
+static struct desired_text *delta_of(struct entry *c, int64_t since)
+{
+    if (!c->parts || since < 0 || since > c->parts->revision ||
+        since == c->ambiguous)
+        return NULL;
+    /* At the agent's own revision (a poll timed out): an empty delta. */
+    const struct desired_parts *base =
+        since == c->parts->revision ? c->parts : NULL;
+    for (size_t i = 0; i < DELTA_BASES && !base; i++)
+        if (c->past[i] && c->past[i]->revision == since)
+            base = c->past[i];
+    if (!base)
+        return NULL;
+    size_t len = 0;
+    _cleanup_free_ char *d = desired_delta_text(base, c->parts, &len);
+    if (!d)
+        return NULL;
+    struct desired_text *t = xmalloc(sizeof(*t) + len + 1);
+    t->refs = 1;
+    t->revision = c->parts->revision;
+    memcpy(t->text, d, len + 1);
+    t->len = len;
+    return t;
+}
+
 int desired_cache_get(struct app *a, const char *node_id, int64_t since,
+                      int64_t rev_min, bool delta,
                       struct desired_text **ret_text)
 {
     struct entry *c = entry_of(node_id, true);
 
     pthread_mutex_lock(&c->build);
+    c->deltas = c->deltas || delta;
     /* Read before the store is: a change committed before this read is in
      * what the build reads, one committed after it bumps past it. */
     uint64_t gen = __atomic_load_n(&c->gen, __ATOMIC_SEQ_CST);
     uint64_t ep = __atomic_load_n(&epoch, __ATOMIC_SEQ_CST);
     bool fresh = c->built && c->built_gen == gen && c->built_epoch == ep &&
-                 (c->state < 0 || c->text->revision >= since);
+                 (c->state < 0 || (c->text->revision >= since &&
+                                   c->text->revision >= rev_min));
     if (!fresh) {
         struct desired_text *t = NULL;
-        int e = build(a, node_id, &t);
+        struct desired_parts *parts = NULL;
+        int e = build(a, node_id, &t, c->deltas ? &parts : NULL);
         if (e < 0 && e != -ENOENT) {
             pthread_mutex_unlock(&c->build);
             return e;
         }
+        parts_keep(c, parts);
         desired_text_unref(c->text);
         c->text = t;
         c->state = e;
@@ -154,7 +223,10 @@ int desired_cache_get(struct app *a, const char *node_id, int64_t since,
         c->built_epoch = ep;
     }
     int e = c->state;
-    if (e == 0)
+    struct desired_text *d = e == 0 && delta ? delta_of(c, since) : NULL;
+    if (d)
+        *ret_text = d;
+    else if (e == 0)
         *ret_text = text_ref(c->text);
     pthread_mutex_unlock(&c->build);
     return e;

@@ -24,14 +24,21 @@ void desired_cache_invalidate(const char *node_id);
 
 /* node_id's current document: the cached one when no invalidation came
  * since it was built and its revision is not older than `since` (the
- * revision the asking poll already has), else one built now from one
+ * revision the asking poll already has) nor `rev_min` (the revision the
+ * store was just seen at, or -1), else one built now from one
  * consistent read of the store and kept. Builds of one node go one at a
  * time, so the polls one change wakes read the store once between them.
  * 0 and *ret_text (a new reference: desired_text_unref()); -ENOENT when
  * the node is removed or unknown (kept too); -EIO or -EINVAL as
  * desired_build() (nothing kept). An unapproved node's document is
- * desired_build_unapproved()'s. */
+ * desired_build_unapproved()'s. With `delta` (the agent merges deltas)
+ * the text is the delta from `since` to the current document
+ * (api/desired_delta.h) when a base for `since` is kept, from the moment
+ * a delta was first asked for on (the digests of the node's last few
+ * documents are kept); an empty delta when `since` is the current
+ * revision. */
 int desired_cache_get(struct app *a, const char *node_id, int64_t since,
+                      int64_t rev_min, bool delta,
                       struct desired_text **ret_text);
 
 /* Drop one reference. Accepts NULL. */

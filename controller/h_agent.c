@@ -7,6 +7,7 @@
 #include "common/timeutil.h"
 #include "controller/accrual.h"
 #include "controller/auth.h"
+#include "api/desired_delta.h"
 #include "controller/desired.h"
 #include "controller/desired_cache.h"
 #include "controller/gpus.h"
@@ -342,13 +343,14 @@ static void reply_desired_error(struct http_request *r, const char *node_id,
  * the store itself; parked again when the document is still the one it
  * has. */
 static void desired_woken(struct http_request *r, struct app *a,
-                          const char *node_id, int64_t since, int64_t wait)
+                          const char *node_id, int64_t since, int64_t rev_min,
+                          int64_t wait, bool delta)
 {
     struct desired_text *t = NULL;
     /* A GET: a build never waits for a write (the thread may have served
      * a POST since this request began). */
     store_route_reads(a->store, true);
-    int e = desired_cache_get(a, node_id, since, &t);
+    int e = desired_cache_get(a, node_id, since, rev_min, delta, &t);
     if (e < 0) {
         reply_desired_error(r, node_id, e);
         return;
@@ -374,12 +376,20 @@ HANDLER(h_agent_desired)
     struct reqctx *c = reqctx_of(r);
     const char *node_id = c->actor;
     const char *since_s = http_req_query(r, "since"), *wait_s = http_req_query(r, "wait");
-    int64_t since = -1, wait = a->cfg.longpoll_s;
+    const char *delta_s = http_req_query(r, DESIRED_DELTA_QUERY);
+    int64_t since = -1, wait = a->cfg.longpoll_s, delta = 0;
 
-    if ((since_s && parse_int64(since_s, 0, INT64_MAX, &since) < 0) ||
-        (wait_s && parse_int64(wait_s, 0, 3600, &wait) < 0)) {
-        http_reply_problem(r, 400, "validation", since_s ? "since" : "wait",
-                           "since must be a revision; wait 0..3600 seconds");
+    const char *bad = NULL;
+    if (since_s && parse_int64(since_s, 0, INT64_MAX, &since) < 0)
+        bad = "since";
+    else if (wait_s && parse_int64(wait_s, 0, 3600, &wait) < 0)
+        bad = "wait";
+    else if (delta_s && parse_int64(delta_s, 0, 1, &delta) < 0)
+        bad = DESIRED_DELTA_QUERY;
+    if (bad) {
+        http_reply_problem(r, 400, "validation", bad,
+                           "since must be a revision; wait 0..3600 seconds; "
+                           "delta 0 or 1");
         return;
     }
     /* A longer wish is held as long as this controller holds any poll,
@@ -391,7 +401,7 @@ HANDLER(h_agent_desired)
      * take the store in turn); a fresh ask or a timeout reads the store
      * itself. */
     if (http_req_resumed(r) && !http_req_timed_out(r)) {
-        desired_woken(r, a, node_id, since, wait);
+        desired_woken(r, a, node_id, since, since, wait, delta);
         return;
     }
     json_auto_t *node = NULL;
@@ -412,6 +422,15 @@ HANDLER(h_agent_desired)
     if (rev == since && wait > 0 && !http_req_timed_out(r) &&
         !http_req_stopping(r)) {
         http_req_park(r, node_id, mono_ms() + wait * 1000);
+        return;
+    }
+    /* An agent that merges deltas is answered from the cache, which keeps
+     * what each document it serves is made of: the base of the next
+     * delta. */
+    if (delta) {
+        /* Not older than the revision just read: a change another
+         * replica committed may not have invalidated the cache yet. */
+        desired_woken(r, a, node_id, since, rev, 0, true);
         return;
     }
     /* Whole or nothing: the agent keeps what it has on a 503. Until an

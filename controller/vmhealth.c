@@ -133,16 +133,20 @@ void vmhealth_drop_vm(struct store *s, const char *vm_id)
     store_exec(s, "DELETE FROM health_checks WHERE vm_id = $1", "s", vm_id);
 }
 
-int vmhealth_desired(struct store *s, struct am_vm *vm)
+int vmhealth_desired_node(struct store *s, const char *node_id,
+                          json_t **ret_rows)
 {
-    json_auto_t *rows = NULL;
-    int e = store_query(s, &rows, "SELECT id, spec FROM health_checks WHERE "
-                        "vm_id = $1 ORDER BY created_at, id", "s", vm->id);
-    if (e < 0)
-        return e;
+    return store_query(s, ret_rows, "SELECT h.vm_id, h.id, h.spec FROM "
+                       "health_checks h JOIN vms v ON v.id = h.vm_id WHERE "
+                       "v.node_id = $1 AND v.deleted_at IS NULL ORDER BY "
+                       "h.vm_id, h.created_at, h.id", "s", node_id);
+}
+
+void vmhealth_desired_from(const json_t *rows, struct am_vm *vm)
+{
     size_t n = json_array_size(rows);
     if (n == 0)
-        return 0;
+        return;
     vm->checks = xcalloc(n, sizeof(*vm->checks));
     size_t i;
     json_t *row;
@@ -154,7 +158,6 @@ int vmhealth_desired(struct store *s, struct am_vm *vm)
         }
         vm->n_checks++;
     }
-    return 0;
 }
 
 /* An event on the VM's tenant for a check's change of state. */

@@ -10,6 +10,7 @@
 
 #include "api/agentmsg.h"
 #include "api/client.h"
+#include "api/desired_delta.h"
 #include "common/buf.h"
 #include "common/fs.h"
 #include "common/ids.h"
@@ -114,6 +115,14 @@ struct agent {
     pthread_cond_t cond;
     json_t *doc;        /* latest desired document (lock) */
     bool doc_new;       /* (lock) */
+    /* The VMs the deltas since the last document taken named (lock);
+     * NULL: a whole document came, every VM is looked at. */
+    json_t *delta_ids;
+    /* The domains as last listed, kept up to date by looking up those a
+     * delta or an action names; valid only when known_ok. */
+    struct virt_dom *known;
+    size_t n_known;
+    bool known_ok;
     bool events;        /* lifecycle event seen (lock) */
     char (*touched)[37]; /* VMs whose domain had an event (lock) */
     size_t n_touched;    /* (lock) */
@@ -326,6 +335,101 @@ static int64_t backoff_next(int64_t prev, int64_t cap)
     return b + (int64_t)(r % (uint32_t)(b / 4 + 1));
 }
 
+/* Add the ids of the VMs delta `d` names (changed or removed) to
+ * a->delta_ids (a->lock held). */
+static void delta_ids_add(struct agent *a, const json_t *d)
+{
+    if (!a->delta_ids)
+        a->delta_ids = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(d, "vms"), i, v)
+        json_array_append(a->delta_ids, json_object_get(v, "id"));
+    json_array_foreach(json_object_get(d, DESIRED_DELTA_REMOVED), i, v)
+        json_array_append(a->delta_ids, v);
+}
+
+/* Bring a->known up to date for the VMs named in `ids` (JSON strings) or
+ * `plan` (its actions), looking each domain up: 0, or -errno when one
+ * could not be looked up (then a->known is no longer trusted). */
+static int known_refresh(struct agent *a, const json_t *ids,
+                         const struct reconcile_plan *plan)
+{
+    size_t n = ids ? json_array_size(ids) : plan->n;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = ids ? json_string_value(json_array_get(ids, i))
+                             : plan->actions[i].vm_id;
+        if (!id || !uuid_is_valid(id))
+            continue;
+        struct virt_dom d;
+        int r = virt_lookup(a->virt, id, &d);
+        if (r < 0 && r != -ENOENT) {
+            a->known_ok = false;
+            return r;
+        }
+        struct virt_dom *old = virt_doms_find(a->known, a->n_known, id);
+        if (old)
+            virt_dom_clear(old);
+        if (r == -ENOENT) {
+            if (old) {
+                size_t at = (size_t)(old - a->known);
+                memmove(old, old + 1, (a->n_known - at - 1) * sizeof(*old));
+                a->n_known--;
+            }
+            continue;
+        }
+        if (!old) {
+            a->known = xrealloc(a->known, (a->n_known + 1) * sizeof(*old));
+            old = &a->known[a->n_known++];
+        }
+        *old = d;
+    }
+    return 0;
+}
+
+/* Document `doc` with only the VMs whose ids `ids` (JSON strings) holds:
+ * a shallow copy, new reference. */
+static json_t *named_vms(const json_t *doc, const json_t *ids)
+{
+    json_auto_t *set = json_object();
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+        if (json_is_string(v))
+            json_object_set(set, json_string_value(v), json_true());
+    json_t *out = json_copy((json_t *)doc);
+    json_t *vms = json_array();
+    json_array_foreach(json_object_get(doc, "vms"), i, v) {
+        const char *id = json_str(v, "id");
+        if (id && json_object_get(set, id))
+            json_array_append(vms, v);
+    }
+    json_object_set_new(out, "vms", vms);
+    return out;
+}
+
+/* The domains of doms[n] the ids name, as shallow copies into *ret (the
+ * array the caller's to free, not what its members point to): their
+ * count. */
+static size_t named_doms(const struct virt_dom *doms, size_t n,
+                         const json_t *ids, struct virt_dom **ret)
+{
+    struct virt_dom *out = xcalloc(json_array_size(ids) + 1, sizeof(*out));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        json_t *v;
+        bool named = false;
+        json_array_foreach(ids, j, v)
+            if (!named && streq(json_string_value(v), doms[i].meta.vm_id))
+                named = true;
+        if (named && k < json_array_size(ids))
+            out[k++] = doms[i];
+    }
+    *ret = out;
+    return k;
+}
+
 static void *poller_main(void *arg)
 {
     struct agent *a = arg;
@@ -337,13 +441,26 @@ static void *poller_main(void *arg)
     api_client_set_connect_timeout(c, 5);
     _cleanup_free_ char *node_id = xstrdup(a->node.node_id);
     int64_t rev = -1, backoff = 0, wait = AGENT_POLL_WAIT_DEFAULT_S;
+    /* The whole document at `rev` deltas are merged into; the next ask
+     * for the whole one (monotonic ms; 0: none but at start). */
+    json_auto_t *held = NULL;
+    int64_t resync_ms = a->cfg->resync_interval_s * 1000;
+    int64_t resync_at = resync_ms > 0 ? mono_ms() + resync_ms : 0;
     while (!atomic_load(&a->stop)) {
+        int64_t now = mono_ms();
+        bool whole = rev < 0 || (resync_at > 0 && now >= resync_at);
+        /* A poll held no longer than the next resync is due. */
+        int64_t hold = wait;
+        if (resync_at > 0 && !whole && (resync_at - now + 999) / 1000 < hold)
+            hold = (resync_at - now + 999) / 1000;
         api_client_set_timeout(c, wait + AGENT_POLL_MARGIN_S);
         api_client_set_stall(c, wait + AGENT_POLL_MARGIN_S);
-        _cleanup_free_ char *path = rev < 0 ?
-            xstrdup("/v1/agent/desired") :
-            xasprintf("/v1/agent/desired?since=%lld&wait=%lld",
-                      (long long)rev, (long long)wait);
+        /* An old controller ignores delta=1 and answers whole. */
+        _cleanup_free_ char *path = whole ?
+            xstrdup("/v1/agent/desired?" DESIRED_DELTA_QUERY "=1") :
+            xasprintf("/v1/agent/desired?since=%lld&wait=%lld&"
+                      DESIRED_DELTA_QUERY "=1", (long long)rev,
+                      (long long)hold);
         struct api_reply rep;
         int r = api_request(c, "GET", path, NULL, NULL, &rep);
         int64_t answered = now_ms();
@@ -351,9 +468,27 @@ static void *poller_main(void *arg)
             api_reply_clear(&rep);
             break;
         }
+        json_auto_t *merged = NULL;
+        const json_t *body = rep.json;
+        bool delta = r == 0 && rep.status == 200 && desired_delta_is(body);
+        if (delta) {
+            int m = desired_delta_apply(held, body, &merged);
+            if (m < 0) {
+                log_warn("desired state delta from revision %lld not "
+                         "applied to revision %lld (%s): asking for the "
+                         "whole document", (long long)json_int(
+                             body, DESIRED_DELTA_FROM, -1),
+                         (long long)rev, m == -ESTALE ? "another base" :
+                                                        "malformed");
+                rev = -1;
+                api_reply_clear(&rep);
+                continue;
+            }
+            body = merged;
+        }
         _cleanup_free_ char *refusal = NULL;
         json_auto_t *doc = r == 0 && rep.status == 200 ?
-            reconcile_doc_read(rep.json, node_id, &refusal) : NULL;
+            reconcile_doc_read(body, node_id, &refusal) : NULL;
         if (refusal)
             log_warn("desired state refused, the current one stays: %s",
                      refusal);
@@ -364,20 +499,37 @@ static void *poller_main(void *arg)
             if (backoff)
                 log_info("controller reachable again");
             backoff = 0;
-            if (nrev != rev) {
+            if (whole && resync_ms > 0)
+                resync_at = mono_ms() + resync_ms;
+            if (whole && rev >= 0)
+                log_debug("full resync: the whole document at revision %lld",
+                          (long long)nrev);
+            /* A whole document asked for again is applied whole even at
+             * the revision held: the full resync. */
+            if (nrev != rev || whole) {
                 rev = nrev;
+                json_decref(held);
+                held = json_incref(doc);
                 pthread_mutex_lock(&a->lock);
                 if (!atomic_load(&a->stop)) {
                     json_decref(a->doc);
                     a->doc = json_incref(doc);
+                    if (delta && (!a->doc_new || a->delta_ids))
+                        delta_ids_add(a, rep.json);
+                    else {
+                        json_decref(a->delta_ids);
+                        a->delta_ids = NULL;
+                    }
                     a->doc_new = true;
                     pthread_cond_signal(&a->cond);
                 }
                 pthread_mutex_unlock(&a->lock);
                 /* The wall clock, for timing a change's way to libvirt. */
-                log_debug("desired state revision %lld: %zu bytes, answered "
-                          "at %" PRId64 ", read at %" PRId64 " (unix ms)",
-                          (long long)rev, rep.body_len, answered, now_ms());
+                log_debug("desired state revision %lld%s: %zu bytes, "
+                          "answered at %" PRId64 ", read at %" PRId64
+                          " (unix ms)", (long long)rev,
+                          delta ? " (delta)" : "", rep.body_len, answered,
+                          now_ms());
             }
             api_reply_clear(&rep);
             continue;
@@ -429,6 +581,7 @@ static int ensure_virt(struct agent *a)
         virt_free(a->virt);
         a->virt = NULL;
     }
+    a->known_ok = false; /* what happened meanwhile is unknown */
     int r = virt_open(a->uri, on_event, a, &a->virt);
     if (r < 0)
         return r;
@@ -1375,9 +1528,11 @@ int agent_run(const struct agent_settings *s)
             xml_touched(&a, NULL);
         a.n_touched = 0;
         a.touched_all = false;
+        json_auto_t *ids = NULL; /* what the deltas named; NULL: all */
         if (doc_new) {
             json_decref(doc);
             doc = json_incref(a.doc);
+            ids = TAKE_PTR(a.delta_ids);
         }
         pthread_mutex_unlock(&a.lock);
         int64_t woke = now_ms();
@@ -1399,7 +1554,15 @@ int agent_run(const struct agent_settings *s)
         struct virt_dom *doms = NULL;
         size_t n = 0;
         bool listed = true;
-        if (virt_list(a.virt, &doms, &n) < 0) {
+        /* A pass for deltas alone looks up the domains they name and
+         * keeps the rest as last seen (an event, a deadline or the
+         * heartbeat lists them all); doms is then a.known. */
+        bool partial = doc_new && ids && doc && a.known_ok && !events &&
+                       now < next_hb && known_refresh(&a, ids, NULL) == 0;
+        if (partial) {
+            doms = a.known;
+            n = a.n_known;
+        } else if (virt_list(a.virt, &doms, &n) < 0) {
             log_warn("cannot list domains: %s", virt_error());
             retry_at = now + 2000;
             continue;
@@ -1421,16 +1584,26 @@ int agent_run(const struct agent_settings *s)
             int64_t pass_start = mono_ms();
             reconcile_annotate(&a.rc, doms, n);
             struct reconcile_plan plan;
-            reconcile_plan(accepted, doms, n, a.inv.kvm, now, &plan);
-            /* Domains the controller no longer lists here (deleted, or
-             * placed elsewhere, while this node was away) go, whatever the
-             * policy made of the rest. */
-            reconcile_plan_orphans(doc, doms, n, &plan);
+            if (partial) {
+                /* Only the VMs and domains the deltas named. */
+                json_auto_t *sub = named_vms(accepted, ids);
+                _cleanup_free_ struct virt_dom *nd = NULL;
+                size_t nn = named_doms(doms, n, ids, &nd);
+                reconcile_plan(sub, nd, nn, a.inv.kvm, now, &plan);
+                reconcile_plan_orphans(doc, nd, nn, &plan);
+            } else {
+                reconcile_plan(accepted, doms, n, a.inv.kvm, now, &plan);
+                /* Domains the controller no longer lists here (deleted,
+                 * or placed elsewhere, while this node was away) go,
+                 * whatever the policy made of the rest. */
+                reconcile_plan_orphans(doc, doms, n, &plan);
+            }
             if (plan.n > 0) {
                 log_debug("pass: woke at %" PRId64 ", policy checked at %"
-                          PRId64 ", %zu domains listed at %" PRId64 ", %zu "
+                          PRId64 ", %zu domains %s at %" PRId64 ", %zu "
                           "actions planned at %" PRId64 " (unix ms)", woke,
-                          checked, n, listed_at, plan.n, now_ms());
+                          checked, n, partial ? "known, those named looked "
+                          "up" : "listed", listed_at, plan.n, now_ms());
                 acted = true;
                 reconcile_execute(&a.rc, &plan, doms, n, rev, now);
                 for (size_t i = 0; i < plan.n; i++)
@@ -1447,13 +1620,20 @@ int agent_run(const struct agent_settings *s)
                     a.n_touched = 0;
                 }
                 pthread_mutex_unlock(&a.lock);
-                virt_doms_free(doms, n);
-                doms = NULL;
-                n = 0;
-                if (virt_list(a.virt, &doms, &n) < 0) {
-                    log_warn("cannot list domains: %s", virt_error());
-                    listed = false;
-                    retry_at = now + 2000; /* the events' pass, then */
+                if (partial && known_refresh(&a, NULL, &plan) == 0) {
+                    doms = a.known;
+                    n = a.n_known;
+                } else {
+                    if (!partial)
+                        virt_doms_free(doms, n);
+                    partial = false;
+                    doms = NULL;
+                    n = 0;
+                    if (virt_list(a.virt, &doms, &n) < 0) {
+                        log_warn("cannot list domains: %s", virt_error());
+                        listed = false;
+                        retry_at = now + 2000; /* the events' pass, then */
+                    }
                 }
                 /* Failed VMs are retried after a pause. */
                 for (size_t i = 0; i < plan.n; i++)
@@ -1544,7 +1724,12 @@ int agent_run(const struct agent_settings *s)
             agent_metrics_cache(a.metrics, &fs,
                                 fetch_cache_usage(a.rc.cache));
         }
-        virt_doms_free(doms, n);
+        if (!partial) { /* a full listing: the domains as known now */
+            virt_doms_free(a.known, a.n_known);
+            a.known = doms;
+            a.n_known = n;
+            a.known_ok = listed;
+        }
         /* A new document, domains defined or a heartbeat's report left
          * freed pages behind: give them back, so the resident memory of
          * an idle agent is what it holds, not its last peak. Costs a walk
@@ -1563,6 +1748,9 @@ int agent_run(const struct agent_settings *s)
     conrelay_free(a.consoles);
     json_decref(doc);
     json_decref(accepted);
+    virt_doms_free(a.known, a.n_known);
+    a.known = NULL;
+    a.n_known = 0;
     api_client_free(c);
     virt_free(a.virt);
     a.virt = NULL;

@@ -54,6 +54,9 @@ const struct config_opt agent_options[] = {
     { "probe-interval", CONFIG_INT, F(probe_interval_s), 0, 86400, "60",
       "seconds between probes of the WireGuard port's public mapping and "
       "NAT class, answered by the controller's --probe-port (0: never)" },
+    { "resync-interval", CONFIG_INT, F(resync_interval_s), 0, 86400, "600",
+      "seconds between asks for the whole desired document, however many "
+      "changes came as deltas since (0: only at start and on a mismatch)" },
     { "direct-first", CONFIG_INT, F(direct_first_s), 1, 86400, "20",
       "seconds before a peer newly put on the hub's relay first tries the "
       "direct path" },

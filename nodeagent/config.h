@@ -29,6 +29,7 @@ struct agent_settings {
     char *public_ip;    /* IPv4 address published ports answer on */
     char *public_ip6;   /* global IPv6 address for them (NULL: detected) */
     int64_t probe_interval_s; /* address probes from the WireGuard port */
+    int64_t resync_interval_s; /* whole desired document at least this often */
     int64_t direct_first_s;   /* relayed peers: first direct try after */
     int64_t direct_retry_s;   /* then at least this far apart (0: never) */
     int64_t direct_retry_max_s; /* and at most */

@@ -259,6 +259,30 @@ static void dom_snaps(virDomainPtr d, struct virt_dom *o)
     free(all);
 }
 
+/* Fill o from domain d when it is one of ours (its name and metadata
+ * name the same VM) and answers; false otherwise, o left clear. */
+static bool dom_fill(virDomainPtr d, struct virt_dom *o)
+{
+    const char *id = vmxml_name_vm_id(virDomainGetName(d));
+    int st, reason, autostart = 0;
+    virDomainInfo info;
+    if (!id || dom_meta(d, &o->meta) < 0)
+        return false;
+    if (!streq(o->meta.vm_id, id) || virDomainGetState(d, &st, &reason, 0) < 0 ||
+        virDomainGetInfo(d, &info) < 0) {
+        vmxml_meta_clear(&o->meta);
+        return false;
+    }
+    virDomainGetAutostart(d, &autostart);
+    o->state = map_state(st, reason, &o->stopped_by_guest,
+                         &o->lost_with_host);
+    o->vcpus = info.nrVirtCpu;
+    o->memory_mib = (int64_t)(info.maxMem / 1024);
+    o->autostart = autostart != 0;
+    dom_snaps(d, o);
+    return true;
+}
+
 int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
 {
     virDomainPtr *all = NULL;
@@ -268,30 +292,9 @@ int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
     struct virt_dom *out = xcalloc((size_t)n + 1, sizeof(*out));
     size_t k = 0;
     for (int i = 0; i < n; i++) {
-        virDomainPtr d = all[i];
-        const char *id = vmxml_name_vm_id(virDomainGetName(d));
-        struct virt_dom *o = &out[k];
-        int st, reason, autostart = 0;
-        virDomainInfo info;
-        if (!id || dom_meta(d, &o->meta) < 0) {
-            virDomainFree(d);
-            continue;
-        }
-        if (!streq(o->meta.vm_id, id) || virDomainGetState(d, &st, &reason, 0) < 0 ||
-            virDomainGetInfo(d, &info) < 0) {
-            vmxml_meta_clear(&o->meta);
-            virDomainFree(d);
-            continue;
-        }
-        virDomainGetAutostart(d, &autostart);
-        o->state = map_state(st, reason, &o->stopped_by_guest,
-                             &o->lost_with_host);
-        o->vcpus = info.nrVirtCpu;
-        o->memory_mib = (int64_t)(info.maxMem / 1024);
-        o->autostart = autostart != 0;
-        dom_snaps(d, o);
-        k++;
-        virDomainFree(d);
+        if (dom_fill(all[i], &out[k]))
+            k++;
+        virDomainFree(all[i]);
     }
     free(all);
     *ret = out;
@@ -299,14 +302,36 @@ int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
     return 0;
 }
 
+int virt_lookup(struct virt *v, const char *vm_id, struct virt_dom *ret)
+{
+    _cleanup_free_ char *name = vmxml_domain_name(vm_id);
+    virDomainPtr d = virDomainLookupByName(v->conn, name);
+    if (!d)
+        return err_code();
+    struct virt_dom o = { 0 };
+    bool ours = dom_fill(d, &o) && streq(o.meta.vm_id, vm_id);
+    virDomainFree(d);
+    if (!ours) {
+        virt_dom_clear(&o);
+        return -ENOENT;
+    }
+    *ret = o;
+    return 0;
+}
+
+void virt_dom_clear(struct virt_dom *d)
+{
+    vmxml_meta_clear(&d->meta);
+    for (size_t k = 0; k < d->n_snaps; k++)
+        vmxml_snapshot_clear(&d->snaps[k]);
+    free(d->snaps);
+    *d = (struct virt_dom){ 0 };
+}
+
 void virt_doms_free(struct virt_dom *d, size_t n)
 {
-    for (size_t i = 0; d && i < n; i++) {
-        vmxml_meta_clear(&d[i].meta);
-        for (size_t k = 0; k < d[i].n_snaps; k++)
-            vmxml_snapshot_clear(&d[i].snaps[k]);
-        free(d[i].snaps);
-    }
+    for (size_t i = 0; d && i < n; i++)
+        virt_dom_clear(&d[i]);
     free(d);
 }
 

@@ -58,6 +58,12 @@ const char *virt_driver(struct virt *v);
  * 0 or -EIO. */
 int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n);
 void virt_doms_free(struct virt_dom *d, size_t n);
+/* The domain of vm_id as virt_list() lists it, looked up by name (no
+ * listing of every domain): 0 and *ret (clear with virt_dom_clear()),
+ * -ENOENT when there is none of ours, or another -errno. */
+int virt_lookup(struct virt *v, const char *vm_id, struct virt_dom *ret);
+/* Free what one listed domain holds and zero it. */
+void virt_dom_clear(struct virt_dom *d);
 /* The observed domain with this VM id in an array, or NULL. */
 struct virt_dom *virt_doms_find(struct virt_dom *d, size_t n,
                                 const char *vm_id);

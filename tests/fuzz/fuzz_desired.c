@@ -7,8 +7,11 @@
  * (netfabric/resolver.c: hosts file and dnsmasq arguments from the
  * tenant's names and label); all of it after the
  * contract's decoder (api/agentmsg.c), whose output must read back the
- * same. */
+ * same. A delta (api/desired_delta.c) is merged into a small whole
+ * document first, and what it merges to, diffed against that document,
+ * must merge back to the same. */
 #include "tests/fuzz/fuzz.h"
+#include "api/desired_delta.h"
 #include "common/buf.h"
 #include "common/netcheck.h"
 #include "netfabric/nftplan.h"
@@ -163,6 +166,40 @@ static size_t domains(const json_t *vms, uint8_t seed, struct virt_dom **ret)
     return k;
 }
 
+/* Merge delta `d` into a whole document at its delta_from with two VMs;
+ * the merged document, diffed against that base and merged again, must
+ * come back the same. */
+static int delta_merge(const json_t *d, json_t **ret)
+{
+    json_auto_t *base = json_pack(
+        "{s:O, s:s, s:[{s:s, s:s}, {s:s, s:s}], s:[]}", "revision",
+        json_object_get(d, DESIRED_DELTA_FROM), "node_id",
+        "00000000-0000-4000-8000-00000000000e", "vms", "id",
+        "00000000-0000-4000-8000-000000000001", "name", "a", "id",
+        "00000000-0000-4000-8000-000000000002", "name", "b", "ports");
+    json_auto_t *merged = NULL;
+    if (!base || desired_delta_apply(base, d, &merged) < 0)
+        return -1;
+    struct desired_parts *pb = desired_parts_new(base);
+    struct desired_parts *pm = desired_parts_new(merged);
+    if (!pb)
+        abort(); /* the base is a document */
+    size_t len = 0;
+    char *text = pm ? desired_delta_text(pb, pm, &len) : NULL;
+    if (text) {
+        json_auto_t *again = json_loadb(text, len, 0, NULL);
+        json_auto_t *back = NULL;
+        if (!again || desired_delta_apply(base, again, &back) < 0 ||
+            !json_equal(back, merged))
+            abort(); /* a delta made is a delta that merges */
+        free(text);
+    }
+    desired_parts_free(pb);
+    desired_parts_free(pm);
+    *ret = TAKE_PTR(merged);
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -171,6 +208,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_auto_t *raw = json_loadb((const char *)data + 1, size - 1, 0, NULL);
     if (!raw)
         return 0;
+    if (desired_delta_is(raw)) {
+        json_t *merged = NULL;
+        if (delta_merge(raw, &merged) < 0)
+            return 0;
+        json_decref(raw);
+        raw = merged;
+    }
     /* The agent acts only on what the contract's decoder let through,
      * re-encoded; that must decode again to the same document. */
     char *doc_why = NULL;

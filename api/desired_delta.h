@@ -1,0 +1,68 @@
+/* The delta form of the desired-state document: what changed between two
+ * revisions of one node's document, for an agent that holds the older.
+ *
+ *   {"revision": NEW, "delta_from": REV, "node_id": ...,
+ *    "vms": [each new or changed VM, whole],
+ *    "removed_vms": ["id", ...],
+ *    any other member of the document only when it changed, whole}
+ *
+ * Applied to the whole document at REV it gives the whole document at NEW
+ * (VMs kept in id order, as the controller lists them). A member the new
+ * document drops is never expressed as a delta: the whole document goes
+ * instead. An answer without "delta_from" is a whole document. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DESIRED_DELTA_FROM "delta_from"
+#define DESIRED_DELTA_REMOVED "removed_vms"
+/* The query parameter an agent able to merge a delta sends: delta=1. */
+#define DESIRED_DELTA_QUERY "delta"
+
+/* One revision of a document cut into digests, and (when kept) the
+ * compact text of each part, as desired_delta_text() assembles a delta
+ * from. */
+struct desired_part {
+    char *key;      /* VM id, or the member's name */
+    uint8_t hash[16];
+    char *text;     /* compact JSON of the part; NULL once dropped */
+};
+
+struct desired_parts {
+    int64_t revision;
+    uint8_t whole[16];           /* digest of every part together */
+    struct desired_part *vms;    /* sorted by key */
+    size_t n_vms;
+    struct desired_part *members; /* every member but vms and revision */
+    size_t n_members;
+};
+
+/* Cut `doc` (a whole document: an object with "revision" and a "vms"
+ * array of objects with string "id"s) into parts with their texts. NULL
+ * when it is not such a document. Owned: desired_parts_free(). */
+struct desired_parts *desired_parts_new(const json_t *doc);
+/* Drop the parts' texts, keeping the digests (a base for later deltas). */
+void desired_parts_drop_text(struct desired_parts *p);
+/* Accepts NULL. */
+void desired_parts_free(struct desired_parts *p);
+
+/* The delta from `base` to `cur` (which must hold its texts) as compact
+ * JSON ending in a newline, owned by the caller; *ret_len its length.
+ * NULL when a delta cannot say it (a member dropped) or would not pay
+ * (more than half of cur's VMs changed, with more than a few VMs). */
+char *desired_delta_text(const struct desired_parts *base,
+                         const struct desired_parts *cur, size_t *ret_len);
+
+/* Whether `answer` is a delta (has "delta_from"). */
+bool desired_delta_is(const json_t *answer);
+
+/* Merge delta `delta` into whole document `whole` (at delta_from):
+ * 0 and *ret_doc (new reference: the whole document at the delta's
+ * revision); -ESTALE when `whole` is NULL or at another revision than the
+ * delta's delta_from (ask for the whole document); -EINVAL when the delta
+ * is malformed. Neither argument is changed. */
+int desired_delta_apply(const json_t *whole, const json_t *delta,
+                        json_t **ret_doc);

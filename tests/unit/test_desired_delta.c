@@ -1,0 +1,266 @@
+/* Deltas of the desired document (api/desired_delta): a delta made
+ * between two revisions and merged into the older gives the newer whole
+ * (VMs added, changed, removed; members changed or added), only what
+ * changed travels, a dropped member or too many changes give no delta,
+ * and a merge into another revision or of a malformed delta is refused
+ * with nothing written. Random runs too: FOG_SEED=N repeats one. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "api/desired_delta.h"
+#include "common/jsonutil.h"
+#include "common/util.h"
+
+#include "tests/testutil.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static json_t *vm(const char *id, int mem, const char *state)
+{
+    return json_pack("{s:s, s:i, s:s, s:[{s:s}]}", "id", id, "memory_mib",
+                     mem, "desired_state", state, "interfaces", "mac",
+                     "52:54:00:00:00:01");
+}
+
+/* A document of n VMs "00000000-...-%012d" at revision rev. */
+static json_t *doc_of(int64_t rev, int n)
+{
+    json_t *vms = json_array();
+    for (int i = 0; i < n; i++) {
+        char id[37];
+        snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", i);
+        json_array_append_new(vms, vm(id, 512, "running"));
+    }
+    return json_pack("{s:I, s:s, s:o, s:[], s:[], s:{s:s}}", "revision",
+                     (json_int_t)rev, "node_id", "node-1", "vms", vms,
+                     "networks", "ports", "mesh", "ip", "10.99.0.1");
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t err;
+    json_t *j = json_loads(text, 0, &err);
+    if (!j)
+        fail_msg("not JSON: %s: %s", err.text, text);
+    return j;
+}
+
+/* The delta base -> cur as JSON (NULL: none), checked to merge into
+ * base as cur. */
+static json_t *delta_checked(const json_t *base, const json_t *cur)
+{
+    struct desired_parts *pb = desired_parts_new(base);
+    struct desired_parts *pc = desired_parts_new(cur);
+    assert_non_null(pb);
+    assert_non_null(pc);
+    desired_parts_drop_text(pb); /* a base keeps digests only */
+    size_t len = 0;
+    _cleanup_free_ char *text = desired_delta_text(pb, pc, &len);
+    desired_parts_free(pb);
+    desired_parts_free(pc);
+    if (!text)
+        return NULL;
+    assert_int_equal(len, strlen(text));
+    assert_int_equal(text[len - 1], '\n');
+    json_t *d = parse(text);
+    assert_true(desired_delta_is(d));
+    json_auto_t *merged = NULL;
+    assert_int_equal(desired_delta_apply(base, d, &merged), 0);
+    if (!json_equal(merged, cur)) {
+        _cleanup_free_ char *m = json_dumps(merged, JSON_SORT_KEYS);
+        _cleanup_free_ char *w = json_dumps(cur, JSON_SORT_KEYS);
+        fail_msg("merged:\n%s\nwhole:\n%s", m, w);
+    }
+    return d;
+}
+
+static void test_add_change_remove(void **state)
+{
+    json_auto_t *a = doc_of(4, 20);
+    json_auto_t *b = json_deep_copy(a);
+    json_object_set_new(b, "revision", json_integer(5));
+    json_t *vms = json_object_get(b, "vms");
+    json_object_set_new(json_array_get(vms, 3), "desired_state",
+                        json_string("stopped"));
+    json_array_remove(vms, 7);
+    json_array_append_new(vms, vm("ffffffff-0000-4000-8000-000000000001",
+                                  1024, "running"));
+    json_auto_t *d = delta_checked(a, b);
+    assert_non_null(d);
+    assert_int_equal(json_int(d, "revision", -1), 5);
+    assert_int_equal(json_int(d, DESIRED_DELTA_FROM, -1), 4);
+    /* Only the changed and the new VM travel, the removed by id. */
+    json_t *dv = json_object_get(d, "vms");
+    assert_int_equal(json_array_size(dv), 2);
+    assert_string_equal(json_str(json_array_get(dv, 0), "id"),
+                        "00000000-0000-4000-8000-000000000003");
+    assert_string_equal(json_str(json_array_get(dv, 1), "id"),
+                        "ffffffff-0000-4000-8000-000000000001");
+    json_t *rm = json_object_get(d, DESIRED_DELTA_REMOVED);
+    assert_int_equal(json_array_size(rm), 1);
+    assert_string_equal(json_string_value(json_array_get(rm, 0)),
+                        "00000000-0000-4000-8000-000000000007");
+    /* Unchanged members stay home; node_id always comes. */
+    assert_null(json_object_get(d, "mesh"));
+    assert_null(json_object_get(d, "networks"));
+    assert_string_equal(json_str(d, "node_id"), "node-1");
+}
+
+static void test_members(void **state)
+{
+    json_auto_t *a = doc_of(1, 3);
+    json_auto_t *b = json_deep_copy(a);
+    json_object_set_new(b, "revision", json_integer(2));
+    json_object_set_new(b, "mesh", json_pack("{s:s}", "ip", "10.99.0.2"));
+    json_object_set_new(b, "consoles", json_pack("[{s:s}]", "id", "c1"));
+    json_auto_t *d = delta_checked(a, b);
+    assert_non_null(d);
+    assert_non_null(json_object_get(d, "mesh"));
+    assert_non_null(json_object_get(d, "consoles"));
+    assert_int_equal(json_array_size(json_object_get(d, "vms")), 0);
+    /* A member dropped: no delta says it, the whole goes. */
+    json_auto_t *c = json_deep_copy(b);
+    json_object_set_new(c, "revision", json_integer(3));
+    json_object_del(c, "consoles");
+    assert_null(delta_checked(b, c));
+}
+
+static void test_too_many(void **state)
+{
+    json_auto_t *a = doc_of(1, 20);
+    json_auto_t *b = json_deep_copy(a);
+    json_object_set_new(b, "revision", json_integer(2));
+    json_t *vms = json_object_get(b, "vms");
+    for (size_t i = 0; i < 11; i++)
+        json_object_set_new(json_array_get(vms, i), "memory_mib",
+                            json_integer(2048));
+    assert_null(delta_checked(a, b));
+    /* A small document: any change goes as a delta. */
+    json_auto_t *s = doc_of(1, 2);
+    json_auto_t *t = doc_of(2, 0);
+    json_auto_t *d = delta_checked(s, t);
+    assert_non_null(d);
+    assert_int_equal(json_array_size(json_object_get(d, DESIRED_DELTA_REMOVED)),
+                     2);
+}
+
+static void test_apply_refused(void **state)
+{
+    json_auto_t *a = doc_of(4, 3);
+    json_auto_t *out = NULL;
+    json_auto_t *other = parse("{\"revision\":6,\"delta_from\":5,\"vms\":[],"
+                               "\"removed_vms\":[]}");
+    assert_int_equal(desired_delta_apply(a, other, &out), -ESTALE);
+    assert_int_equal(desired_delta_apply(NULL, other, &out), -ESTALE);
+    assert_null(out);
+    static const char *const bad[] = {
+        "[]",
+        "{\"revision\":5,\"delta_from\":\"4\",\"vms\":[]}",
+        "{\"delta_from\":4,\"vms\":[]}",
+        "{\"revision\":5,\"delta_from\":4,\"vms\":{}}",
+        "{\"revision\":5,\"delta_from\":4,\"vms\":[1]}",
+        "{\"revision\":5,\"delta_from\":4,\"vms\":[{\"id\":7}]}",
+        "{\"revision\":5,\"delta_from\":4,\"vms\":[{\"id\":\"x\"},{\"id\":\"x\"}]}",
+        "{\"revision\":5,\"delta_from\":4,\"removed_vms\":[null]}",
+        "{\"revision\":5,\"delta_from\":4,\"removed_vms\":\"x\"}",
+        "{\"revision\":5,\"delta_from\":4,\"vms\":[{\"id\":\"x\"}],"
+        "\"removed_vms\":[\"x\"]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_auto_t *d = parse(bad[i]);
+        if (desired_delta_apply(a, d, &out) != -EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+        assert_null(out);
+    }
+    /* The base is left as it was. */
+    json_auto_t *copy = doc_of(4, 3);
+    assert_true(json_equal(a, copy));
+    /* A document that is not one gives no parts. */
+    json_auto_t *notdoc = parse("{\"revision\":1,\"vms\":[{\"name\":\"a\"}]}");
+    assert_null(desired_parts_new(notdoc));
+    json_auto_t *dup = parse("{\"revision\":1,\"vms\":[{\"id\":\"a\"},"
+                             "{\"id\":\"a\"}]}");
+    assert_null(desired_parts_new(dup));
+}
+
+/* Random chains of changes: each delta merged into the previous merge
+ * gives the whole document, or there is none and the whole is taken. */
+static void test_random_chain(void **state)
+{
+    const char *s = getenv("FOG_SEED");
+    uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+    uint64_t rng = seed | 1;
+    print_message("seed %" PRIu64 "\n", seed);
+    json_auto_t *held = doc_of(1, 30);
+    json_auto_t *cur = json_deep_copy(held);
+    for (int step = 2; step < 200; step++) {
+        json_t *next = json_deep_copy(cur);
+        json_object_set_new(next, "revision", json_integer(step));
+        json_t *vms = json_object_get(next, "vms");
+        int changes = (int)(tu_xorshift(&rng) % 4);
+        for (int c = 0; c < changes; c++) {
+            size_t n = json_array_size(vms);
+            switch (tu_xorshift(&rng) % 4) {
+            case 0:
+                if (n)
+                    json_array_remove(vms, tu_xorshift(&rng) % n);
+                break;
+            case 1: {
+                char id[37];
+                snprintf(id, sizeof(id), "%08x-0000-4000-8000-000000000000",
+                         (unsigned)(tu_xorshift(&rng) & 0xffffffff));
+                /* Kept in id order, as the controller lists them. */
+                size_t at = 0;
+                while (at < n && strcmp(json_str(json_array_get(vms, at),
+                                                 "id"), id) < 0)
+                    at++;
+                if (at < n && streq(json_str(json_array_get(vms, at), "id"),
+                                    id))
+                    break;
+                json_array_insert_new(vms, at, vm(id, 256, "running"));
+                break;
+            }
+            case 2:
+                if (n)
+                    json_object_set_new(
+                        json_array_get(vms, tu_xorshift(&rng) % n),
+                        "memory_mib",
+                        json_integer((json_int_t)(tu_xorshift(&rng) % 9999)));
+                break;
+            default:
+                json_object_set_new(next, "ports",
+                                    json_pack("[i]", step));
+            }
+        }
+        json_auto_t *d = delta_checked(cur, next);
+        json_t *merged = NULL;
+        if (d)
+            assert_int_equal(desired_delta_apply(held, d, &merged), 0);
+        else
+            merged = json_incref(next);
+        assert_true(json_equal(merged, next));
+        json_decref(held);
+        held = merged;
+        json_decref(cur);
+        cur = next;
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_add_change_remove),
+        cmocka_unit_test(test_members),
+        cmocka_unit_test(test_too_many),
+        cmocka_unit_test(test_apply_refused),
+        cmocka_unit_test(test_random_chain),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
