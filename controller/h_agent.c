@@ -428,6 +428,12 @@ HANDLER(h_agent_desired)
      * what each document it serves is made of: the base of the next
      * delta. */
     if (delta) {
+        /* An ask for the whole document (at the agent's start, and its
+         * periodic resync) is built from the store, not taken from the
+         * cache: the resync is what heals a drift a cached document
+         * would carry on. */
+        if (since < 0)
+            desired_cache_invalidate(node_id);
         /* Not older than the revision just read: a change another
          * replica committed may not have invalidated the cache yet. */
         desired_woken(r, a, node_id, since, rev, 0, true);
@@ -744,13 +750,17 @@ HANDLER(h_agent_status)
         /* Shut down (or crashed) from inside: the VM's desire follows, as
          * a powered-off server stays off, unless the tenant has asked to
          * start it again since (a newer start generation). */
+        /* The node's document changes with it, so its revision moves:
+         * a cached document at the old revision would still say running
+         * (an agent starting afresh would start the VM again). */
         if (v->by_guest &&
-            (streq(st, "stopped") || streq(st, "crashed")))
+            (streq(st, "stopped") || streq(st, "crashed")) &&
             store_exec(a->store,
                        "UPDATE vms SET desired_state = 'stopped', updated_at "
                        "= $1 WHERE id = $2 AND desired_state = 'running' AND "
                        "start_gen <= $3", "isi", now, id,
-                       v->start_gen);
+                       v->start_gen) > 0)
+            app_node_changed(a, node_id);
         snapshots_record(a, v);
         restore_seen(a, id, st);
         if (v->console_tail)

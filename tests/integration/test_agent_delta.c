@@ -137,6 +137,37 @@ static void the_controller_answers_deltas_a_base_it_lacks_whole(void **state)
     api_reply_clear(&rep);
 }
 
+/* The memory of VM `id` in document `doc`; -1 when it is not there. */
+static int64_t doc_memory(const json_t *doc, const char *id)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(doc, "vms"), i, v)
+        if (streq(json_str(v, "id"), id))
+            return json_int(v, "memory_mib", -1);
+    return -1;
+}
+
+/* An ask for the whole document (an agent's start and its resync) is
+ * built from the store, not served from the cache: a change that reached
+ * the store without moving the node's revision (here written behind the
+ * controller's back) is in it. */
+static void a_whole_ask_reads_the_store(void **state)
+{
+    json_auto_t *vm = tu_vm_post(&ctl, key, "dl-w", 1, NULL, 201);
+    const char *id = json_str(vm, "id");
+    _cleanup_free_ char *stop = xasprintf("/v1/vms/%s/stop", id);
+    json_decref(tu_api_want(&ctl, key, "POST", stop, NULL, 202));
+    json_auto_t *w1 = desired("?delta=1");
+    int64_t mem = doc_memory(w1, id);
+    assert_true(mem > 0);
+    tu_sql(&ctl, "UPDATE vms SET memory_mib = memory_mib + 64 WHERE id = '%s'",
+           id);
+    json_auto_t *w2 = desired("?delta=1");
+    assert_false(desired_delta_is(w2));
+    assert_int_equal(doc_memory(w2, id), mem + 64);
+}
+
 /* Poll, for at most 30 s, until VM `id`'s state is `want`. */
 static void wait_state(const char *id, const char *want)
 {
@@ -252,6 +283,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_controller_answers_deltas_a_base_it_lacks_whole),
+        cmocka_unit_test(a_whole_ask_reads_the_store),
         cmocka_unit_test(changes_survive_deltas_resyncs_and_a_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
