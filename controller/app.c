@@ -390,11 +390,14 @@ bool app_before(struct http_request *r, const struct http_route *route,
 {
     struct app *a = app;
     struct reqctx *c = reqctx_of(r);
-    const char *m = http_req_method(r);
 
     request_id_begin(r);
-    /* Reads never wait for a write in progress. */
-    store_route_reads(a->store, streq(m, "GET") || streq(m, "HEAD"));
+    /* Reads never wait for a write in progress, this hook's own included
+     * (the credential's lookup of a mutating call): it runs on the
+     * connection's thread, which a wait for the writer's lock would take
+     * from every other connection it serves, reads too. A mutating call
+     * goes to the writer in app_begin, on the thread that runs it. */
+    store_route_reads(a->store, true);
     if (!guard_admit_peer(a, r))
         return false;
     c->contract = 1;
@@ -592,9 +595,10 @@ bool app_begin(struct http_request *r, const struct http_route *route,
     struct app *a = app;
     struct reqctx *c = reqctx_of(r);
     const char *ik = http_req_header(r, "Idempotency-Key");
+    bool mutates = method_mutates(http_req_method(r));
 
-    if (!method_mutates(http_req_method(r)) || route->sink ||
-        (route->flags & NO_TX))
+    store_route_reads(a->store, !mutates);
+    if (!mutates || route->sink || (route->flags & NO_TX))
         return true;
     if (!c->account_id[0])
         ik = NULL; /* public routes: no account to scope a key to */

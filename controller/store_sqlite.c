@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define SQ_CACHE 128
 
@@ -179,6 +181,10 @@ static int sq_connect(const char *path, int flags, const char *why,
  * a WAL that it lets grow to 16 times that is checkpointed in the commit
  * again. */
 #define SQ_CKPT_PAGES 1000
+/* The checkpointer's nice value: copying pages back and its fdatasync
+ * take the CPU only when no request (read, or write at --write-nice)
+ * wants it. A WAL it leaves behind is bounded by the 16x rule above. */
+#define SQ_CKPT_NICE 19
 
 struct sq_ckpt {
     pthread_t thread;
@@ -206,6 +212,8 @@ static int sq_wal_hook(void *data, sqlite3 *db, const char *name, int pages)
 static void *sq_ckpt_main(void *arg)
 {
     struct sq_ckpt *k = arg;
+    pthread_setname_np(pthread_self(), "fog-checkpoint");
+    setpriority(PRIO_PROCESS, (id_t)gettid(), SQ_CKPT_NICE);
     pthread_mutex_lock(&k->lock);
     for (;;) {
         while (!k->due && !k->stop)

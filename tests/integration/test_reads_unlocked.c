@@ -4,7 +4,8 @@
  * issue its key's last-use UPDATE on every call, which queued each GET
  * behind the writer's lock (here for the controller's 5 s busy timeout).
  * The wait below is 4 s, shorter than that timeout, and the answers need
- * milliseconds. */
+ * milliseconds. The controller runs one connection thread, so a read
+ * answered there while writes wait proves they never held that thread. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,7 +22,7 @@ static struct tu_ctl ctl;
 static char *key;
 
 struct getter {
-    const char *path;
+    const char *method, *path, *body;
     long status;
     bool done;
     pthread_mutex_t lock;
@@ -32,13 +33,53 @@ static void *get_main(void *arg)
 {
     struct getter *g = arg;
     long st = 0;
-    json_decref(tu_api(&ctl, key, "GET", g->path, NULL, &st));
+    json_decref(tu_api(&ctl, key, g->method, g->path, g->body, &st));
     pthread_mutex_lock(&g->lock);
     g->status = st;
     g->done = true;
     pthread_cond_signal(&g->cond);
     pthread_mutex_unlock(&g->lock);
     return NULL;
+}
+
+static void call_start(struct getter *g, pthread_t *t)
+{
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    assert_int_equal(pthread_create(t, NULL, get_main, g), 0);
+}
+
+/* Whether g answered within ms. */
+static bool call_wait(struct getter *g, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&g->lock);
+    while (!g->done &&
+           pthread_cond_timedwait(&g->cond, &g->lock, &until) == 0)
+        ;
+    bool done = g->done;
+    pthread_mutex_unlock(&g->lock);
+    return done;
+}
+
+/* Another connection to the controller's store holding its write lock
+ * (as a long write transaction would); ROLLBACK and close it to let go. */
+static sqlite3 *write_lock_take(void)
+{
+    _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    return db;
 }
 
 static void gets_answer_while_the_write_lock_is_held(void **state)
@@ -49,29 +90,14 @@ static void gets_answer_while_the_write_lock_is_held(void **state)
                       "{\"name\":\"r1\",\"vcpus\":1,\"memory_mib\":64,"
                       "\"disk_gib\":1,\"image\":\"tiny\",\"power_state\":"
                       "\"stopped\"}", 201, NULL));
-    _cleanup_free_ char *path = xasprintf("%s/fog.db", ctl.dir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL),
-                     SQLITE_OK);
+    sqlite3 *db = write_lock_take();
     static const char *const paths[] = { "/v1/vms", "/v1/vms/r1",
                                          "/v1/networks" };
     for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
-        struct getter g = { paths[i], 0, false, PTHREAD_MUTEX_INITIALIZER,
-                            PTHREAD_COND_INITIALIZER };
+        struct getter g = { "GET", paths[i], NULL, 0, false, {}, {} };
         pthread_t t;
-        assert_int_equal(pthread_create(&t, NULL, get_main, &g), 0);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 4;
-        pthread_mutex_lock(&g.lock);
-        while (!g.done &&
-               pthread_cond_timedwait(&g.cond, &g.lock, &until) == 0)
-            ;
-        bool done = g.done;
-        pthread_mutex_unlock(&g.lock);
-        if (!done) {
+        call_start(&g, &t);
+        if (!call_wait(&g, 4000)) {
             /* Let it through so the thread can be joined, then fail. */
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             pthread_join(t, NULL);
@@ -85,10 +111,51 @@ static void gets_answer_while_the_write_lock_is_held(void **state)
     sqlite3_close(db);
 }
 
+/* A POST whose transaction waits for the write lock holds the store's
+ * writer; the next POST's credential is looked up on the connection
+ * thread, from a reader, so that thread still answers a GET at once
+ * (looked up on the writer, it waited there and the GET behind it). */
+static void gets_answer_while_posts_wait_for_the_writer(void **state)
+{
+    (void)state;
+    sqlite3 *db = write_lock_take();
+    static const char *const vm =
+        "{\"name\":\"%s\",\"vcpus\":1,\"memory_mib\":64,\"disk_gib\":1,"
+        "\"image\":\"tiny\",\"power_state\":\"stopped\"}";
+    _cleanup_free_ char *b1 = xasprintf(vm, "w1");
+    _cleanup_free_ char *b2 = xasprintf(vm, "w2");
+    struct getter p1 = { "POST", "/v1/vms", b1, 0, false, {}, {} };
+    struct getter p2 = { "POST", "/v1/vms", b2, 0, false, {}, {} };
+    struct getter g = { "GET", "/v1/vms", NULL, 0, false, {}, {} };
+    pthread_t t1, t2, tg;
+    struct timespec d = { 0, 300 * 1000 * 1000 };
+    call_start(&p1, &t1);
+    nanosleep(&d, NULL); /* p1 holds the writer, waiting for the lock */
+    call_start(&p2, &t2);
+    nanosleep(&d, NULL);
+    call_start(&g, &tg);
+    bool answered = call_wait(&g, 2500);
+    bool posts_waited = !p1.done && !p2.done;
+    /* Let the POSTs through so the threads can be joined. */
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    pthread_join(tg, NULL);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    if (!answered)
+        fail_msg("GET /v1/vms waited behind POSTs waiting for the writer");
+    assert_true(posts_waited);
+    assert_int_equal(g.status, 200);
+    assert_int_equal(p1.status, 201);
+    assert_int_equal(p2.status, 201);
+}
+
 static int setup(void **state)
 {
     (void)state;
-    tu_ctl_start(&ctl, NULL);
+    static const char *const args[] = { "--threads", "1", NULL };
+    tu_ctl_start(&ctl, args);
     key = tu_account(&ctl, "reader", "tenant");
     return 0;
 }
@@ -106,6 +173,7 @@ int main(void)
     tu_sqlite_only("it holds sqlite's write lock");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gets_answer_while_the_write_lock_is_held),
+        cmocka_unit_test(gets_answer_while_posts_wait_for_the_writer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

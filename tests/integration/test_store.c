@@ -361,6 +361,61 @@ static void sqlite_wal_checkpointed_beside_commits(void **state)
     store_close(s);
 }
 
+/* The first line of path into buf (its newline dropped); false when it
+ * cannot be read. */
+static bool first_line(const char *path, char *buf, int size)
+{
+    FILE *f = fopen(path, "re");
+    bool ok = f && fgets(buf, size, f);
+    if (f)
+        fclose(f);
+    if (ok)
+        buf[strcspn(buf, "\n")] = '\0';
+    return ok;
+}
+
+/* The nice value of this process's thread named comm, -100 while there
+ * is none. */
+static int thread_nice(const char *comm)
+{
+    glob_t g;
+    int nice = -100;
+    if (glob("/proc/self/task/*", 0, NULL, &g) != 0)
+        return nice;
+    for (size_t i = 0; i < g.gl_pathc && nice == -100; i++) {
+        char line[512];
+        _cleanup_free_ char *comm_path = xasprintf("%s/comm", g.gl_pathv[i]);
+        if (!first_line(comm_path, line, sizeof(line)) || !streq(line, comm))
+            continue;
+        _cleanup_free_ char *stat_path = xasprintf("%s/stat", g.gl_pathv[i]);
+        if (!first_line(stat_path, line, sizeof(line)))
+            continue;
+        /* Past the ")" that ends the name: state is field 3, nice 19. */
+        const char *p = strrchr(line, ')');
+        for (int f = 2; p && f < 19; f++)
+            p = strchr(p + 1, ' ');
+        if (p)
+            nice = atoi(p + 1);
+    }
+    globfree(&g);
+    return nice;
+}
+
+/* The checkpointer runs at the lowest priority: its page copies and
+ * fdatasync never take the CPU from a request's thread. */
+static void sqlite_checkpointer_runs_at_the_lowest_priority(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    int nice = -100;
+    for (int i = 0; i < 200 && nice != 19; i++) {
+        struct timespec d = { 0, 5 * 1000 * 1000 };
+        nanosleep(&d, NULL);
+        nice = thread_nice("fog-checkpoint");
+    }
+    assert_int_equal(nice, 19);
+    store_close(s);
+}
+
 /* Statements come from the cache by their text, whatever pointer holds
  * it: a buffer reused for another text gets that text's statement, and
  * "$N" bind by number wherever and however often they appear. */
@@ -684,6 +739,7 @@ int main(void)
         cmocka_unit_test(sqlite_connections_map_the_file),
         cmocka_unit_test(sqlite_statements_cached_by_text),
         cmocka_unit_test(sqlite_wal_checkpointed_beside_commits),
+        cmocka_unit_test(sqlite_checkpointer_runs_at_the_lowest_priority),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_addresses_lowest_free_first),
         cmocka_unit_test(postgresql_reads_do_not_wait_for_writes),
