@@ -666,7 +666,7 @@ int billing_deals_insert(struct store *s, const struct deal_row *rows,
         ("INSERT INTO deals (id, vm_id, node_id, tenant_id, provider_id, "
          "vcpu_hour, mem_gib_hour, disk_gib_month, gpu_hour, port_hour, "
          "vcpus, memory_mib, disk_gib, gpus, ports, fee_bps, base_s, "
-         "created_at) VALUES "), "", 18, NULL, 4, { 0 } };
+         "created_at) VALUES "), "", 18, NULL, 4 };
     int e = store_exec_rows(s, &st, n, fill_deal, rows);
     return e < 0 ? e : 0;
 }

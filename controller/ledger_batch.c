@@ -124,12 +124,12 @@ enum batch_stmt { STMT_TX, STMT_ENTRY, STMT_BALANCE, STMT_MAX };
 
 static struct store_rows stmts[STMT_MAX] = {
     { ("INSERT INTO ledger_tx (id, time_s, kind, memo, actor, vm_id, "
-       "deal_id, seconds, upto_s, reverses) VALUES "), "", 10, NULL, 0, { 0 } },
+       "deal_id, seconds, upto_s, reverses) VALUES "), "", 10, NULL, 0 },
     { "INSERT INTO ledger_entry (tx_id, account, amount, time_s) VALUES ", "",
-      4, NULL, 0, { 0 } },
+      4, NULL, 0 },
     { "INSERT INTO ledger_balances (account, balance) VALUES ",
       (" ON CONFLICT (account) DO UPDATE SET balance = "
-       "ledger_balances.balance + excluded.balance"), 2, NULL, 0, { 0 } },
+       "ledger_balances.balance + excluded.balance"), 2, NULL, 0 },
 };
 
 /* Write n rows of `which`, fill(i, args) giving row i's arguments. */

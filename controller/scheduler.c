@@ -806,7 +806,7 @@ static int batch_write(struct app *a, struct batch *b)
          "p.column3, placement = p.column4, price_hour = p.column5, deal_id "
          "= p.column6 FROM (VALUES "),
         ") AS p WHERE vms.id = p.column1 AND vms.node_id IS NULL", 6, NULL,
-        5, { 0 } };
+        5 };
     if (b->failed)
         return -EIO;
     if (b->n_put == 0)
