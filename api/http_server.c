@@ -15,10 +15,12 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MAX_PARAMS 4
@@ -1029,6 +1031,33 @@ static bool work_push(struct http_server *s, struct http_request *r);
 static bool run_request(struct http_server *s, struct http_request *r,
                         bool may_park);
 
+/* The kernel's struct sched_attr (its first version, 48 bytes): glibc
+ * has no wrapper, and <linux/sched/types.h> clashes with <sched.h>. */
+struct thread_sched_attr {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period; /* ns; runtime: the slice */
+};
+
+/* The calling thread at SCHED_OTHER and its present nice value, asking
+ * for a slice of slice_us. */
+static void thread_slice(unsigned slice_us)
+{
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+    struct thread_sched_attr at = {
+        .size = sizeof(at),
+        .policy = SCHED_OTHER,
+        .nice = errno ? 0 : nice,
+        .runtime = (uint64_t)slice_us * 1000,
+    };
+    if (syscall(SYS_sched_setattr, 0, &at, 0) < 0)
+        log_debug("http: cannot set a thread's scheduling: %s",
+                  strerror(errno));
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  const char *version, const char *upload_data,
@@ -1036,7 +1065,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
 {
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
+    static __thread bool sched_set;
 
+    if (!sched_set) {
+        /* Once per connection thread (libmicrohttpd starts them). */
+        sched_set = true;
+        if (s->opts.conn_slice_us)
+            thread_slice(s->opts.conn_slice_us);
+    }
     if (!r) {
         r = xcalloc(1, sizeof(*r));
         r->srv = s;
@@ -1200,6 +1236,7 @@ static bool work_push(struct http_server *s, struct http_request *r)
 static void *writer_main(void *arg)
 {
     struct http_server *s = arg;
+    pthread_setname_np(pthread_self(), "fog-writer");
     if (s->opts.write_nice)
         setpriority(PRIO_PROCESS, (id_t)gettid(), s->opts.write_nice);
     pthread_mutex_lock(&s->work_lock);

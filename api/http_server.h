@@ -52,6 +52,11 @@ struct http_server_opts {
      * read. Default (0): as many as `threads`. */
     unsigned write_threads;
     int write_nice;           /* the writers' nice value (0: as the rest) */
+    /* Scheduling slice (microseconds) each connection thread asks of the
+     * kernel once it serves a request: a short one gets a thread woken
+     * by a request onto a CPU ahead of longer-running work (Linux 6.12 or
+     * later, EEVDF; older kernels ignore it). 0: the kernel's default. */
+    unsigned conn_slice_us;
     unsigned per_ip_connections; /* open connections per client; 0: any */
     /* Called before the handler; returns false when it has answered the
      * request itself (401, 403...). May be NULL. */

@@ -40,6 +40,7 @@ struct app_settings {
     int64_t threads;
     int64_t write_threads;
     int64_t write_nice;
+    int64_t conn_slice_us;
     int64_t max_vcpus, max_memory_mib, max_disk_gib;
     int64_t max_image_gib;
     int64_t max_backup_gib;  /* bytes one sealed backup may reach, GiB */

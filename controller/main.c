@@ -72,8 +72,11 @@ static const struct config_opt options[] = {
       "HTTP connection threads" },
     { "write-threads", CONFIG_INT, F(write_threads), 1, 256, "4",
       "threads that run mutating calls, so reads never wait behind them" },
-    { "write-nice", CONFIG_INT, F(write_nice), 0, 19, "10",
+    { "write-nice", CONFIG_INT, F(write_nice), 0, 19, "19",
       "nice value of those threads: reads get the CPU first when it is short" },
+    { "conn-slice-us", CONFIG_INT, F(conn_slice_us), 0, 100000, "100",
+      "CPU slice the connection threads ask of the kernel, microseconds "
+      "(Linux 6.12+; 0: the kernel's default)" },
     /* 255: the most the i440fx machine type takes (libvirt refuses more). */
     { "max-vcpus", CONFIG_INT, F(max_vcpus), 1, 255, "64",
       "largest VM, vCPUs (at most 255, the pc machine's limit)" },
@@ -599,6 +602,7 @@ static int cmd_serve(struct app *a)
         .threads = (unsigned)cfg->threads,
         .write_threads = (unsigned)cfg->write_threads,
         .write_nice = (int)cfg->write_nice,
+        .conn_slice_us = (unsigned)cfg->conn_slice_us,
         .per_ip_connections = (unsigned)cfg->per_ip_connections,
         .before = app_before,
         .begin = app_begin,
