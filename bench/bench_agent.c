@@ -496,7 +496,7 @@ int main(int argc, char **argv)
     printf("\n| %-76s | %22s |\n", "node agent (libvirt's test driver in-process "
            "unless said)", "value");
     printf("|%s|%s|\n", "--------------------------------------------------------"
-           "------------------", "------------------------");
+           "----------------------", "------------------------");
     snprintf(v, sizeof(v), "%lld ms", (long long)pct(pst, (size_t)nvms, 0.5));
     _cleanup_free_ char *l0 = xasprintf("POST /v1/vms answered, p50 (%d VMs)", nvms);
     row(l0, v);
