@@ -5,6 +5,7 @@
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "billing/money.h"
 #include "controller/accrual.h"
@@ -36,7 +37,6 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 
 extern int64_t node_heartbeat_s;
 
@@ -657,13 +657,13 @@ static int cmd_serve(struct app *a)
     printf("listening on port %d\n", http_server_port(a->http));
     fflush(stdout);
     /* Under systemd (Type=notify): serving from here on. */
-    sd_notifyf(0, "READY=1\nSTATUS=serving on port %d",
-               http_server_port(a->http));
+    sdnotifyf("READY=1\nSTATUS=serving on port %d",
+              http_server_port(a->http));
 
     /* With WatchdogSec=, a keepalive at half the interval from this loop;
      * else a plain wait for the signal. */
     uint64_t wd_usec = 0;
-    if (sd_watchdog_enabled(0, &wd_usec) <= 0)
+    if (!sdnotify_watchdog(&wd_usec))
         wd_usec = 0;
     for (;;) {
         if (wd_usec == 0) {
@@ -673,19 +673,19 @@ static int cmd_serve(struct app *a)
                                    .tv_nsec = (long)(wd_usec / 2 % 1000000) *
                                               1000 };
             if ((sig = sigtimedwait(&sigs, NULL, &ts)) <= 0) {
-                sd_notify(0, "WATCHDOG=1");
+                sdnotify("WATCHDOG=1");
                 continue;
             }
         }
         if (sig != SIGHUP)
             break;
         /* systemd's reload protocol: RELOADING=1, then READY=1. */
-        sd_notify(0, "RELOADING=1");
+        sdnotify("RELOADING=1");
         reload_settings(a, options, ARRAY_SIZE(options), main_argc, main_argv,
                         2);
-        sd_notify(0, "READY=1");
+        sdnotify("READY=1");
     }
-    sd_notify(0, "STOPPING=1");
+    sdnotify("STOPPING=1");
     log_info("signal %d: shutting down", sig);
     accrual_stop();
     reconciler_stop();

@@ -16,6 +16,7 @@
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "common/timeutil.h"
 #include "images/fetch.h"
 #include "netfabric/apply.h"
@@ -42,13 +43,13 @@
 #include <arpa/inet.h>
 #include <malloc.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 
 /* What console tails may take of one status post: with AGENT_SAMPLES_MAX
@@ -1490,10 +1491,10 @@ int agent_run(const struct agent_settings *s)
      * controller is out of reach, so contact is not waited for. With
      * WatchdogSec=, the loop below wakes at least every half interval. */
     uint64_t wd_usec = 0;
-    if (sd_watchdog_enabled(0, &wd_usec) <= 0)
+    if (!sdnotify_watchdog(&wd_usec))
         wd_usec = 0;
     int64_t wd_ms = (int64_t)(wd_usec / 2000), next_wd = mono_ms();
-    sd_notifyf(0, "READY=1\nSTATUS=node %s against %s", a.node.name, a.uri);
+    sdnotifyf("READY=1\nSTATUS=node %s against %s", a.node.name, a.uri);
     bool post_failed = false, consoles_pending = false;
     bool accepted_unwritten = false; /* accepted.json lags `accepted` */
     for (;;) {
@@ -1507,7 +1508,7 @@ int agent_run(const struct agent_settings *s)
             wake_at = a.net_retry_at;
         if (wd_ms > 0) {
             if (mono_ms() >= next_wd) {
-                sd_notify(0, "WATCHDOG=1");
+                sdnotify("WATCHDOG=1");
                 next_wd = mono_ms() + wd_ms;
             }
             if (next_wd < wake_at)
@@ -1737,7 +1738,7 @@ int agent_run(const struct agent_settings *s)
         if (doc_new || acted || hb)
             malloc_trim(0);
     }
-    sd_notify(0, "STOPPING=1");
+    sdnotify("STOPPING=1");
     benchjob_free(a.bench);
     hcheck_runner_stop(a.health);
     free(a.health_key);

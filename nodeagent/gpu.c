@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 #include <pci/pci.h>
@@ -25,34 +26,70 @@
 
 /* ---- names through libpci ---------------------------------------------- */
 
+/* libpci parses all of pci.ids into its heap on the first lookup (about
+ * 2 MiB, held until pci_cleanup): the names found are kept here instead,
+ * and the database is let go at the end of each inventory. */
+#define PCI_NAMES_MAX 256 /* distinct vendor:device pairs remembered */
+
+struct pci_name {
+    uint16_t vendor, device;
+    char *vendor_name, *device_name;
+};
+
 static pthread_mutex_t pci_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pci_access *pci_acc;
+static struct pci_name pci_names[PCI_NAMES_MAX];
+static size_t n_pci_names;
 
 static void pci_quiet(char *msg, ...) { (void)msg; }
 
 void gpu_pci_names(uint16_t vendor, uint16_t device, char **ret_vendor,
                    char **ret_device)
 {
-    char vb[256], db[512];
-    const char *v, *d = NULL;
-
     pthread_mutex_lock(&pci_lock);
+    const struct pci_name *c = NULL;
+    for (size_t i = 0; i < n_pci_names && !c; i++)
+        if (pci_names[i].vendor == vendor && pci_names[i].device == device)
+            c = &pci_names[i];
+    if (c) {
+        *ret_vendor = xstrdup(c->vendor_name);
+        if (ret_device)
+            *ret_device = xstrdup(c->device_name);
+        pthread_mutex_unlock(&pci_lock);
+        return;
+    }
     if (!pci_acc) {
         /* No pci_init(): only the name database is used, never the bus. */
         pci_acc = pci_alloc();
         pci_acc->warning = pci_quiet;
         pci_acc->debug = pci_quiet;
     }
-    v = pci_lookup_name(pci_acc, vb, sizeof(vb),
-                        PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS |
-                        PCI_LOOKUP_NO_HWDB, vendor);
-    if (ret_device)
-        d = pci_lookup_name(pci_acc, db, sizeof(db),
-                            PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS |
-                            PCI_LOOKUP_NO_HWDB, vendor, device);
+    char vb[256], db[512];
+    const char *v = pci_lookup_name(pci_acc, vb, sizeof(vb),
+                                    PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS |
+                                    PCI_LOOKUP_NO_HWDB, vendor);
+    const char *d = pci_lookup_name(pci_acc, db, sizeof(db),
+                                    PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS |
+                                    PCI_LOOKUP_NO_HWDB, vendor, device);
     *ret_vendor = xstrdup(v ? v : "");
     if (ret_device)
         *ret_device = xstrdup(d ? d : "");
+    if (n_pci_names < PCI_NAMES_MAX)
+        pci_names[n_pci_names++] = (struct pci_name){
+            vendor, device, xstrdup(v ? v : ""), xstrdup(d ? d : "")
+        };
+    pthread_mutex_unlock(&pci_lock);
+}
+
+/* Let go of libpci's copy of pci.ids, and of the heap pages it held. */
+static void pci_names_release(void)
+{
+    pthread_mutex_lock(&pci_lock);
+    if (pci_acc) {
+        pci_cleanup(pci_acc);
+        pci_acc = NULL;
+        malloc_trim(0);
+    }
     pthread_mutex_unlock(&pci_lock);
 }
 
@@ -311,6 +348,7 @@ int gpu_inventory_collect(const char *root, struct gpu_inventory *ret)
         gpu_fill(root, g, all, n_all, inv.iommu);
     }
     strv_free(all, n_all);
+    pci_names_release();
     *ret = inv;
     return 0;
 }

@@ -57,7 +57,9 @@ const struct gpu *gpu_inventory_find(const struct gpu_inventory *inv,
                                      const char *addr);
 
 /* Names for vendor (and device, when ret_device is not NULL) from pci.ids
- * through libpci; "" when unknown. Caller frees both. */
+ * through libpci; "" when unknown. Caller frees both. Names once found are
+ * remembered; libpci's parsed pci.ids (about 2 MiB) is let go at the end
+ * of each gpu_inventory_collect. */
 void gpu_pci_names(uint16_t vendor, uint16_t device, char **ret_vendor,
                    char **ret_device);
 /* The offer key of a pci.ids device name ("AD102 [GeForce RTX 4090]" ->

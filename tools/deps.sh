@@ -9,7 +9,7 @@ libnftables-dev libreadline-dev libpci-dev pciutils pci.ids libvirt-daemon libvi
 libvirt-clients qemu-system-x86 qemu-utils wireguard-go wireguard-tools
 iproute2 nftables busybox-static linux-image-cloud-amd64 cpio curl sqlite3
 xorriso syslinux syslinux-common mtools dosfstools procps psmisc iperf3 clang
-nginx-light wrk libsystemd-dev systemd debhelper lintian prometheus
+nginx-light wrk systemd debhelper lintian prometheus
 mmdebstrap e2fsprogs fdisk openssh-client dnsmasq-base bind9-dnsutils
 ansible ansible-lint haproxy openssl"
 missing=""

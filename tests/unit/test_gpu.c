@@ -1,6 +1,7 @@
 /* GPU inventory on fake sysfs trees: a card with its audio function in one
  * group, a group shared with a foreign device, a rig of 8 GPUs on two NUMA
- * nodes, a host without IOMMU, and a card its host driver is using. */
+ * nodes, a host without IOMMU, and a card its host driver is using; the
+ * pci.ids names without libpci's database held between inventories. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +13,7 @@
 #include "tests/testutil.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 
 static char *root;
@@ -353,9 +355,31 @@ static void the_contract_bounds_and_checks_a_vms_gpus(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tree_setup, tree_teardown)
 
+/* libpci's parsed pci.ids (about 2 MiB of heap) is not held after an
+ * inventory, and a second one finds the names without it. First in the
+ * list: no lookup may have loaded the database before. */
+static void the_name_database_is_not_kept_after_an_inventory(void **state)
+{
+    one_card(3);
+    struct gpu_inventory inv;
+    size_t before = mallinfo2().uordblks;
+    assert_int_equal(gpu_inventory_collect(root, &inv), 0);
+    assert_int_equal(inv.n, 1);
+    assert_string_equal(inv.gpus[0].vendor_name, "NVIDIA Corporation");
+    size_t held = mallinfo2().uordblks;
+    assert_true(held < before + 256 * 1024);
+    gpu_inventory_clear(&inv);
+    assert_int_equal(gpu_inventory_collect(root, &inv), 0);
+    assert_string_equal(inv.gpus[0].vendor_name, "NVIDIA Corporation");
+    assert_true(inv.gpus[0].device_name[0] != '\0');
+    assert_true(mallinfo2().uordblks < before + 256 * 1024);
+    gpu_inventory_clear(&inv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        T(the_name_database_is_not_kept_after_an_inventory),
         T(card_and_audio_in_one_group_are_usable),
         T(group_shared_with_a_foreign_device_is_refused),
         T(mining_rig_of_eight_gpus_on_two_numa_nodes),
