@@ -66,7 +66,11 @@ static void write_text(const char *dir, const char *rel, const char *text)
 static void node_start(struct node *n, int cpus)
 {
     *n = (struct node){ .agent = -1, .seen = BUF_INIT };
-    tu_ctl_start(&n->ctl, NULL);
+    /* FOG_BENCH_CTL_LOG=FILE keeps the controller's log, at debug level
+     * (its stamps time a change's way from the POST to the agent). */
+    const char *ctl_log = getenv("FOG_BENCH_CTL_LOG");
+    static const char *const debug[] = { "--log-level", "debug", NULL };
+    tu_ctl_start(&n->ctl, ctl_log && *ctl_log ? debug : NULL);
     n->dir = tu_tempdir("bench-agent");
     n->data = xasprintf("%s/data", n->dir);
     n->images = xasprintf("%s/images", n->dir);
@@ -131,6 +135,15 @@ static void node_stop(struct node *n)
     if (n->agent > 0)
         tu_kill(n->agent, SIGTERM);
     api_client_free(n->api);
+    const char *ctl_log = getenv("FOG_BENCH_CTL_LOG");
+    if (ctl_log && *ctl_log && n->ctl.pid > 0) {
+        tu_ctl_stop(&n->ctl, SIGTERM);
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (access(ctl_log, F_OK) < 0 && /* the first node's */
+            file_read(n->ctl.log, 256 << 20, &text, &len) == 0)
+            file_write_atomic(ctl_log, text, len, 0644);
+    }
     tu_ctl_destroy(&n->ctl);
     /* FOG_BENCH_LOG=FILE keeps the agent's log (its stamps time a pass). */
     const char *keep = getenv("FOG_BENCH_LOG");
