@@ -197,6 +197,35 @@ char *desired_delta_text(const struct desired_parts *base,
     return buf_steal(&b);
 }
 
+char *desired_parts_text(const struct desired_parts *p, size_t *ret_len)
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "{\"revision\":%lld", (long long)p->revision);
+    for (size_t i = 0; i < p->n_members; i++) {
+        if (!p->members[i].text) {
+            buf_free(&b);
+            return NULL;
+        }
+        buf_puts(&b, ",");
+        put_string(&b, p->members[i].key);
+        buf_puts(&b, ":");
+        buf_puts(&b, p->members[i].text);
+    }
+    buf_puts(&b, ",\"vms\":[");
+    for (size_t i = 0; i < p->n_vms; i++) {
+        if (!p->vms[i].text) {
+            buf_free(&b);
+            return NULL;
+        }
+        if (i > 0)
+            buf_puts(&b, ",");
+        buf_puts(&b, p->vms[i].text);
+    }
+    buf_puts(&b, "]}\n");
+    *ret_len = b.len;
+    return buf_steal(&b);
+}
+
 bool desired_delta_is(const json_t *answer)
 {
     return json_object_get(answer, DESIRED_DELTA_FROM) != NULL;

@@ -56,6 +56,13 @@ void desired_parts_free(struct desired_parts *p);
 char *desired_delta_text(const struct desired_parts *base,
                          const struct desired_parts *cur, size_t *ret_len);
 
+/* The whole document `p` was cut from, assembled from its texts (which
+ * it must hold) as compact JSON ending in a newline: the same JSON value
+ * (VMs in id order, members in name order), without serialising the
+ * document a second time. Owned by the caller; *ret_len its length.
+ * NULL when a text was dropped. */
+char *desired_parts_text(const struct desired_parts *p, size_t *ret_len);
+
 /* Whether `answer` is a delta (has "delta_from"). */
 bool desired_delta_is(const json_t *answer);
 

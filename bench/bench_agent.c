@@ -24,11 +24,13 @@
 #include "tests/testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libvirt/libvirt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 struct node {
     struct tu_ctl ctl;
@@ -37,6 +39,7 @@ struct node {
     struct api_client *api;
     size_t log_off;      /* how much of the log has been scanned */
     struct buf seen;     /* the scanned text */
+    size_t mark;         /* where in it the VM waited for may start */
 };
 
 static int cmp_i64(const void *a, const void *b)
@@ -74,7 +77,11 @@ static void write_text(const char *dir, const char *rel, const char *text)
 static void node_start(struct node *n, int cpus, const char *uri)
 {
     *n = (struct node){ .agent = -1, .seen = BUF_INIT };
-    tu_ctl_start(&n->ctl, NULL);
+    /* FOG_BENCH_CTL_LOG=FILE keeps the controller's log, at debug level
+     * (its stamps time a change's way from the POST to the agent). */
+    const char *ctl_log = getenv("FOG_BENCH_CTL_LOG");
+    static const char *const debug[] = { "--log-level", "debug", NULL };
+    tu_ctl_start(&n->ctl, ctl_log && *ctl_log ? debug : NULL);
     n->dir = tu_tempdir("bench-agent");
     n->data = xasprintf("%s/data", n->dir);
     n->images = xasprintf("%s/images", n->dir);
@@ -139,6 +146,15 @@ static void node_stop(struct node *n)
     if (n->agent > 0)
         tu_kill(n->agent, SIGTERM);
     api_client_free(n->api);
+    const char *ctl_log = getenv("FOG_BENCH_CTL_LOG");
+    if (ctl_log && *ctl_log && n->ctl.pid > 0) {
+        tu_ctl_stop(&n->ctl, SIGTERM);
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (access(ctl_log, F_OK) < 0 && /* the first node's */
+            file_read(n->ctl.log, 256 << 20, &text, &len) == 0)
+            file_write_atomic(ctl_log, text, len, 0644);
+    }
     tu_ctl_destroy(&n->ctl);
     /* FOG_BENCH_LOG=FILE keeps the agent's log (its stamps time a pass). */
     const char *keep = getenv("FOG_BENCH_LOG");
@@ -158,15 +174,20 @@ static void node_stop(struct node *n)
     buf_free(&n->seen);
 }
 
-/* Read what the agent logged since last time. */
+/* Read what the agent logged since last time: only that (reading the
+ * whole log every 2 ms took CPU from the daemons being timed). */
 static void log_scan(struct node *n)
 {
-    _cleanup_free_ char *text = NULL;
-    size_t len = 0;
-    if (file_read(n->log, 256 << 20, &text, &len) < 0 || len <= n->log_off)
+    int fd = open(n->log, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return;
-    buf_append(&n->seen, text + n->log_off, len - n->log_off);
-    n->log_off = len;
+    char chunk[65536];
+    ssize_t got;
+    while ((got = pread(fd, chunk, sizeof(chunk), (off_t)n->log_off)) > 0) {
+        buf_append(&n->seen, chunk, (size_t)got);
+        n->log_off += (size_t)got;
+    }
+    close(fd);
 }
 
 /* The unix ms stamped on "vm ID: libvirt WHAT called at MS", or -1. */
@@ -174,8 +195,13 @@ static int64_t log_stamp(struct node *n, const char *id, const char *what)
 {
     _cleanup_free_ char *needle = xasprintf("vm %s: libvirt %s called at ",
                                             id, what);
-    const char *p = strstr(buf_str(&n->seen), needle);
-    return p ? strtoll(p + strlen(needle), NULL, 10) : -1;
+    const char *p = strstr(buf_str(&n->seen) + n->mark, needle);
+    if (!p)
+        return -1;
+    /* A line read before it was all written is read again next time. */
+    char *end = NULL;
+    long long v = strtoll(p + strlen(needle), &end, 10);
+    return *end == ' ' ? v : -1;
 }
 
 /* The domain XML VM id's node reported (its status posts carry it). */
@@ -243,6 +269,7 @@ static void floor_measure(const char *xml, int n, int64_t *us)
 
 static char *vm_create(struct node *n, int i)
 {
+    n->mark = n->seen.len; /* nothing of this VM was logged before */
     _cleanup_free_ char *name = xasprintf("bench-%d", i);
     json_auto_t *body = json_pack("{s:s, s:i, s:i, s:i, s:s, s:b}", "name",
                                   name, "vcpus", 1, "memory_mib", 128,

@@ -33,6 +33,14 @@ int64_t now_ms(void)
            ts.tv_nsec / 1000000;
 }
 
+int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((int64_t)ts.tv_sec + time_test_skew()) * 1000000 +
+           ts.tv_nsec / 1000;
+}
+
 int64_t mono_ms(void)
 {
     struct timespec ts;

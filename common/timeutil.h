@@ -12,6 +12,8 @@
 int64_t time_test_skew(void);
 int64_t now_s(void);
 int64_t now_ms(void);
+/* Microseconds, for stamps that time one change's way between daemons. */
+int64_t now_us(void);
 /* Monotonic clock in milliseconds, for timeouts and durations. */
 int64_t mono_ms(void);
 /* RFC 3339 UTC ("2026-11-25T05:43:49Z") into out[21]. */

@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1089,6 +1090,9 @@ void reply_store_error(struct http_request *r, int err, const char *what)
 
 void app_nodes_wake(struct app *a, const char *node_id)
 {
+    /* The wall clock, for timing a change's way to the agent. */
+    log_debug("node %s: desired state changed, polls woken at %" PRId64
+              " (unix us)", node_id ? node_id : "*", now_us());
     desired_cache_invalidate(node_id);
     if (a->http)
         http_server_wake(a->http, node_id);

@@ -7,9 +7,12 @@
 
 #include "api/desired_delta.h"
 #include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/timeutil.h"
 #include "controller/desired.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +33,10 @@ struct entry {
     bool built;                 /* state and text below are a build's */
     uint64_t built_gen, built_epoch;
     int state;                  /* 0, or -ENOENT (removed) */
-    struct desired_text *text;  /* when state is 0 */
+    int64_t revision;           /* the build's, when state is 0 */
+    /* The whole text, when state is 0; with parts, made from them when
+     * first asked for (an agent that merges deltas rarely needs it). */
+    struct desired_text *text;
     /* Once the node's agent asked for deltas: the built document cut into
      * parts (with texts), and the digests of the documents built before
      * it, newest first, the bases deltas are made from. */
@@ -99,6 +105,19 @@ static struct desired_text *text_ref(struct desired_text *t)
     return t;
 }
 
+/* A text of `len` bytes (and a NUL) at `revision`, one reference held. */
+static struct desired_text *text_new(int64_t revision, const char *s,
+                                     size_t len)
+{
+    struct desired_text *t = xmalloc(sizeof(*t) + len + 1);
+    t->refs = 1;
+    t->revision = revision;
+    memcpy(t->text, s, len);
+    t->text[len] = '\0';
+    t->len = len;
+    return t;
+}
+
 /* The document as http_reply_json() writes it, one reference held. */
 static struct desired_text *text_of(json_t *doc)
 {
@@ -106,22 +125,35 @@ static struct desired_text *text_of(json_t *doc)
     if (!s)
         abort(); /* jansson fails only when out of memory */
     size_t len = strlen(s);
-    struct desired_text *t = xmalloc(sizeof(*t) + len + 2);
-    t->refs = 1;
-    t->revision = json_int(doc, "revision", -1);
-    memcpy(t->text, s, len);
-    t->text[len++] = '\n';
-    t->text[len] = '\0';
-    t->len = len;
-    return t;
+    s = xrealloc(s, len + 2);
+    s[len++] = '\n';
+    return text_new(json_int(doc, "revision", -1), s, len);
+}
+
+/* The whole text of the current build, made from its parts when the
+ * build kept none. */
+static struct desired_text *text_current(struct entry *c)
+{
+    if (!c->text) {
+        size_t len = 0;
+        _cleanup_free_ char *s = desired_parts_text(c->parts, &len);
+        if (!s)
+            abort(); /* the current parts always hold their texts */
+        c->text = text_new(c->revision, s, len);
+    }
+    return text_ref(c->text);
 }
 
 /* Read and serialise node_id's document from one snapshot of the store:
- * its row says whether it is removed or approved, and at which revision. */
-static int build(struct app *a, const char *node_id,
+ * its row says whether it is removed or approved, and at which revision.
+ * With ret_parts, the document is cut into parts and, when it could be,
+ * *ret_text is NULL: its text is made from the parts if it is asked for
+ * (serialising a document of 200 VMs took as long as cutting it). */
+static int build(struct app *a, const char *node_id, int64_t *ret_revision,
                  struct desired_text **ret_text,
                  struct desired_parts **ret_parts)
 {
+    int64_t t0 = now_us();
     int e = store_tx_begin_read(a->store);
     if (e < 0)
         return e;
@@ -137,9 +169,18 @@ static int build(struct app *a, const char *node_id,
     store_tx_rollback(a->store); /* read only: nothing to keep */
     if (e < 0)
         return e;
-    *ret_text = text_of(doc);
+    int64_t t1 = now_us();
+    struct desired_parts *parts = ret_parts ? desired_parts_new(doc) : NULL;
+    int64_t t2 = now_us();
+    *ret_text = parts ? NULL : text_of(doc);
+    *ret_revision = json_int(doc, "revision", -1);
     if (ret_parts)
-        *ret_parts = desired_parts_new(doc);
+        *ret_parts = parts;
+    /* The wall clock, for timing a change's way to the agent. */
+    log_debug("desired state of node %s revision %lld: read %" PRId64
+              " us, parts %" PRId64 " us, text %" PRId64 " us, built at %"
+              PRId64 " (unix us)", node_id, (long long)*ret_revision,
+              t1 - t0, t2 - t1, now_us() - t2, now_us());
     return 0;
 }
 
@@ -196,6 +237,8 @@ int desired_cache_get(struct app *a, const char *node_id, int64_t since,
                       struct desired_text **ret_text)
 {
     struct entry *c = entry_of(node_id, true);
+    log_debug("desired state of node %s asked from %lld at %" PRId64
+              " (unix us)", node_id, (long long)since, now_us());
 
     pthread_mutex_lock(&c->build);
     c->deltas = c->deltas || delta;
@@ -204,12 +247,13 @@ int desired_cache_get(struct app *a, const char *node_id, int64_t since,
     uint64_t gen = __atomic_load_n(&c->gen, __ATOMIC_SEQ_CST);
     uint64_t ep = __atomic_load_n(&epoch, __ATOMIC_SEQ_CST);
     bool fresh = c->built && c->built_gen == gen && c->built_epoch == ep &&
-                 (c->state < 0 || (c->text->revision >= since &&
-                                   c->text->revision >= rev_min));
+                 (c->state < 0 || (c->revision >= since &&
+                                   c->revision >= rev_min));
     if (!fresh) {
         struct desired_text *t = NULL;
         struct desired_parts *parts = NULL;
-        int e = build(a, node_id, &t, c->deltas ? &parts : NULL);
+        int64_t rev = -1;
+        int e = build(a, node_id, &rev, &t, c->deltas ? &parts : NULL);
         if (e < 0 && e != -ENOENT) {
             pthread_mutex_unlock(&c->build);
             return e;
@@ -217,17 +261,24 @@ int desired_cache_get(struct app *a, const char *node_id, int64_t since,
         parts_keep(c, parts);
         desired_text_unref(c->text);
         c->text = t;
+        c->revision = rev;
         c->state = e;
         c->built = true;
         c->built_gen = gen;
         c->built_epoch = ep;
     }
     int e = c->state;
+    int64_t t0 = now_us();
     struct desired_text *d = e == 0 && delta ? delta_of(c, since) : NULL;
+    if (d)
+        log_debug("desired state delta of node %s from %lld to %lld: %zu "
+                  "bytes in %" PRId64 " us, at %" PRId64 " (unix us)",
+                  node_id, (long long)since, (long long)d->revision, d->len,
+                  now_us() - t0, now_us());
     if (d)
         *ret_text = d;
     else if (e == 0)
-        *ret_text = text_ref(c->text);
+        *ret_text = text_current(c);
     pthread_mutex_unlock(&c->build);
     return e;
 }

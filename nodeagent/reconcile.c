@@ -8,6 +8,7 @@
 #include "common/netcheck.h"
 
 #include "api/agentproto.h"
+#include "api/desired_delta.h"
 #include "common/buf.h"
 #include "common/fs.h"
 #include "common/ids.h"
@@ -66,6 +67,40 @@ json_t *reconcile_doc_read(const json_t *doc, const char *node_id,
                              d.node_id);
     am_desired_clear(&d);
     return out;
+}
+
+int reconcile_delta_read(const json_t *held, const json_t *delta,
+                         const char *node_id, json_t **ret_doc,
+                         char **ret_why)
+{
+    /* Shape and base checked as the merge checks them. */
+    json_auto_t *merged = NULL;
+    int e = desired_delta_apply(held, delta, &merged);
+    if (e < 0)
+        return e;
+    /* A list past its bound is the whole reader's to refuse. */
+    if (json_array_size(json_object_get(merged, "vms")) > AGENT_LIST_MAX) {
+        json_t *w = reconcile_doc_read(merged, node_id, ret_why);
+        if (!w)
+            return -EBADMSG;
+        *ret_doc = w;
+        return 0;
+    }
+    /* The merged members with the delta's VMs alone: what is new. */
+    json_auto_t *probe = json_copy(merged);
+    json_t *vms = json_object_get(delta, "vms");
+    json_object_set_new(probe, "vms", vms ? json_copy(vms) : json_array());
+    json_auto_t *read = reconcile_doc_read(probe, node_id, ret_why);
+    if (!read)
+        return -EBADMSG;
+    /* Those read, merged into the held document (read before). */
+    json_auto_t *d = json_copy(read);
+    json_object_set(d, DESIRED_DELTA_FROM,
+                    json_object_get(delta, DESIRED_DELTA_FROM));
+    json_t *removed = json_object_get(delta, DESIRED_DELTA_REMOVED);
+    json_object_set_new(d, DESIRED_DELTA_REMOVED,
+                        removed ? json_copy(removed) : json_array());
+    return desired_delta_apply(held, d, ret_doc);
 }
 
 bool reconcile_doc_whole(const json_t *doc, const char *node_id)

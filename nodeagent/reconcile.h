@@ -56,6 +56,17 @@ const char *reconcile_op_name(enum reconcile_op op);
  * NULL; caller frees) saying why. */
 json_t *reconcile_doc_read(const json_t *doc, const char *node_id,
                            char **ret_why);
+/* A delta (api/desired_delta.h) merged into `held`, a document this
+ * agent read before (reconcile_doc_read's), and read as that would read
+ * the merged whole, but decoding only what the delta carries: the VMs it
+ * names and the members (each VM and member reads on its own, so those
+ * held are already read). 0 and *ret_doc (new reference); -ESTALE when
+ * held is not at the delta's base, -EINVAL when the delta is malformed
+ * (ask for the whole document), -EBADMSG when the merged document is
+ * refused, with *ret_why (if not NULL; caller frees). */
+int reconcile_delta_read(const json_t *held, const json_t *delta,
+                         const char *node_id, json_t **ret_doc,
+                         char **ret_why);
 /* reconcile_doc_read() as a predicate. */
 bool reconcile_doc_whole(const json_t *doc, const char *node_id);
 

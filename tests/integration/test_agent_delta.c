@@ -5,7 +5,8 @@
  * starts, a resize and a delete, interleaved with the agent's timed full
  * resyncs, its restart and the controller's, the agent ends with the
  * whole document applied and libvirt (test driver) as desired, although
- * a pass for a delta looks up only the domains the delta names. */
+ * a pass for a delta looks up only the domains the delta names. The
+ * agent's reports of what it did move no revision. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -222,6 +223,31 @@ static void wait_log(const char *needle, int than)
     }
 }
 
+/* A create moves the node's document once: the agent's reports of what
+ * it did (the VM running, its state again) change no document, so they
+ * move no revision, and the agent makes no second pass for them. */
+static void a_report_that_changes_no_document_moves_no_revision(void **state)
+{
+    json_auto_t *vm = tu_vm_post(&ctl, key, "dl-r", 1, NULL, 201);
+    const char *id = json_str(vm, "id");
+    wait_state(id, "running"); /* the agent's own report is in */
+    json_auto_t *w1 = desired("");
+    static const char *const states[] = { "running", "stopped", "running" };
+    for (size_t i = 0; i < ARRAY_SIZE(states); i++) {
+        json_auto_t *body = json_pack("{s:[{s:s, s:s}]}", "vms", "id", id,
+                                      "state", states[i]);
+        struct api_reply rep;
+        assert_int_equal(api_request(node, "POST", "/v1/agent/status", body,
+                                     NULL, &rep), 0);
+        assert_int_equal(rep.status, 200);
+        api_reply_clear(&rep);
+    }
+    json_auto_t *w2 = desired("");
+    assert_int_equal(json_int(w2, "revision", -1),
+                     json_int(w1, "revision", -2));
+    assert_true(json_equal(w1, w2));
+}
+
 static void changes_survive_deltas_resyncs_and_a_restart(void **state)
 {
     int st;
@@ -284,6 +310,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_controller_answers_deltas_a_base_it_lacks_whole),
         cmocka_unit_test(a_whole_ask_reads_the_store),
+        cmocka_unit_test(a_report_that_changes_no_document_moves_no_revision),
         cmocka_unit_test(changes_survive_deltas_resyncs_and_a_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

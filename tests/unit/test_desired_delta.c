@@ -62,6 +62,13 @@ static json_t *delta_checked(const json_t *base, const json_t *cur)
     assert_non_null(pc);
     desired_parts_drop_text(pb); /* a base keeps digests only */
     size_t len = 0;
+    /* The whole assembled from the parts is the document. */
+    _cleanup_free_ char *whole = desired_parts_text(pc, &len);
+    assert_non_null(whole);
+    assert_int_equal(len, strlen(whole));
+    json_auto_t *wj = parse(whole);
+    assert_true(json_equal(wj, cur));
+    assert_null(desired_parts_text(pb, &len)); /* no texts: no whole */
     _cleanup_free_ char *text = desired_delta_text(pb, pc, &len);
     desired_parts_free(pb);
     desired_parts_free(pc);
@@ -190,6 +197,30 @@ static void test_apply_refused(void **state)
     assert_null(desired_parts_new(dup));
 }
 
+/* The whole text assembled from a cut is the document it was cut from,
+ * escapes and all, in id order whatever order the document had. */
+static void test_whole_from_parts(void **state)
+{
+    (void)state;
+    json_auto_t *d = parse("{\"revision\":9,\"node_id\":\"n\\\"1\",\"mesh\":"
+                           "{\"a\\u00e9\":[1,null]},\"vms\":[{\"id\":\"b\","
+                           "\"x\":\"\\n\"},{\"id\":\"a\"}]}");
+    struct desired_parts *p = desired_parts_new(d);
+    assert_non_null(p);
+    size_t len = 0;
+    _cleanup_free_ char *text = desired_parts_text(p, &len);
+    assert_non_null(text);
+    assert_int_equal(text[len - 1], '\n');
+    json_auto_t *got = parse(text);
+    json_auto_t *want = parse("{\"revision\":9,\"node_id\":\"n\\\"1\",\"mesh\":"
+                              "{\"a\\u00e9\":[1,null]},\"vms\":[{\"id\":\"a\"},"
+                              "{\"id\":\"b\",\"x\":\"\\n\"}]}");
+    assert_true(json_equal(got, want));
+    desired_parts_drop_text(p);
+    assert_null(desired_parts_text(p, &len));
+    desired_parts_free(p);
+}
+
 /* Random chains of changes: each delta merged into the previous merge
  * gives the whole document, or there is none and the whole is taken. */
 static void test_random_chain(void **state)
@@ -261,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_too_many),
         cmocka_unit_test(test_apply_refused),
         cmocka_unit_test(test_random_chain),
+        cmocka_unit_test(test_whole_from_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

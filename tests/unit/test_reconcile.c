@@ -5,9 +5,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/desired_delta.h"
 #include "common/jsonutil.h"
 #include "nodeagent/reconcile.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 #define ID1 "11111111-1111-4111-8111-111111111111"
@@ -481,6 +483,90 @@ static void only_a_whole_document_is_acted_on(void **state)
     assert_false(reconcile_doc_whole(arr, node));
 }
 
+/* A VM as the contract reads it: vm() without its NICs. */
+static json_t *vm_plain(const char *id, const char *power)
+{
+    json_t *v = vm(id, power);
+    json_object_del(v, "nics");
+    return v;
+}
+
+/* A delta is read as the merged whole would be (reconcile_doc_read of
+ * desired_delta_apply), decoding only what it carries: VMs added,
+ * changed and removed, a member changed, a field the contract does not
+ * name dropped; a VM out of bounds refuses it as it refuses the whole;
+ * another base or a malformed delta asks for the whole. */
+static void a_delta_reads_as_the_merged_whole(void **state)
+{
+    static const char *node = "0123abcd-0000-4000-8000-0000000000aa";
+    json_auto_t *whole = json_pack(
+        "{s:I, s:s, s:n, s:b, s:[o, o], s:[], s:[], s:[]}", "revision",
+        (json_int_t)4, "node_id", node, "mesh", "approved", 1, "vms",
+        vm_plain(ID1, "running"), vm_plain(ID2, "running"), "networks", "ports", "peers");
+    _cleanup_free_ char *held_why = NULL;
+    json_auto_t *held = reconcile_doc_read(whole, node, &held_why);
+    if (!held)
+        fail_msg("the whole refused: %s", held_why);
+    json_t *changed = vm_plain(ID2, "stopped");
+    json_object_set_new(changed, "not_in_the_contract", json_true());
+    json_t *deltas[] = {
+        json_pack("{s:I, s:I, s:s, s:[o, o], s:[], s:{s:s, s:i, s:i}}",
+                  "revision", (json_int_t)5, "delta_from", (json_int_t)4,
+                  "node_id", node, "vms", changed, vm_plain(FOREIGN, "running"),
+                  "removed_vms", "mesh", "address", "10.99.0.2", "prefix",
+                  12, "listen_port", 51820),
+        json_pack("{s:I, s:I, s:s, s:[], s:[s]}", "revision", (json_int_t)5,
+                  "delta_from", (json_int_t)4, "node_id", node, "vms",
+                  "removed_vms", ID1),
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(deltas); i++) {
+        json_auto_t *merged = NULL;
+        assert_int_equal(desired_delta_apply(held, deltas[i], &merged), 0);
+        json_auto_t *want = reconcile_doc_read(merged, node, NULL);
+        assert_non_null(want);
+        json_auto_t *got = NULL;
+        assert_int_equal(reconcile_delta_read(held, deltas[i], node, &got,
+                                              NULL), 0);
+        if (!json_equal(got, want)) {
+            _cleanup_free_ char *g = json_dumps(got, JSON_SORT_KEYS);
+            _cleanup_free_ char *w = json_dumps(want, JSON_SORT_KEYS);
+            fail_msg("delta %zu read as:\n%s\nwhole:\n%s", i, g, w);
+        }
+    }
+    json_auto_t *d0 = deltas[0], *d1 = deltas[1];
+    /* A VM out of bounds: refused, as the merged whole is. */
+    json_t *bad = vm_plain(FOREIGN, "running");
+    json_object_set_new(bad, "vcpus", json_integer(0));
+    json_auto_t *refused = json_pack(
+        "{s:I, s:I, s:s, s:[o], s:[]}", "revision", (json_int_t)5,
+        "delta_from", (json_int_t)4, "node_id", node, "vms", bad,
+        "removed_vms");
+    json_auto_t *got = NULL;
+    _cleanup_free_ char *why = NULL;
+    assert_int_equal(reconcile_delta_read(held, refused, node, &got, &why),
+                     -EBADMSG);
+    assert_null(got);
+    assert_non_null(why);
+    json_auto_t *merged = NULL;
+    assert_int_equal(desired_delta_apply(held, refused, &merged), 0);
+    assert_false(reconcile_doc_whole(merged, node));
+    /* Another node's, another base, or malformed. */
+    json_auto_t *foreign = json_deep_copy(d1);
+    json_object_set_new(foreign, "node_id", json_string(FOREIGN));
+    assert_int_equal(reconcile_delta_read(held, foreign, node, &got, NULL),
+                     -EBADMSG);
+    json_auto_t *other = json_deep_copy(d1);
+    json_object_set_new(other, "delta_from", json_integer(3));
+    assert_int_equal(reconcile_delta_read(held, other, node, &got, NULL),
+                     -ESTALE);
+    json_auto_t *malformed = json_deep_copy(d1);
+    (void)d0;
+    json_object_set_new(malformed, "vms", json_string("x"));
+    assert_int_equal(reconcile_delta_read(held, malformed, node, &got, NULL),
+                     -EINVAL);
+    assert_null(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +589,7 @@ int main(void)
         cmocka_unit_test(two_vms_are_planned_independently),
         cmocka_unit_test(status_maps_what_is_seen),
         cmocka_unit_test(the_spec_hash_follows_the_definition_inputs),
+        cmocka_unit_test(a_delta_reads_as_the_merged_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
