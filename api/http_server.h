@@ -34,8 +34,8 @@ struct http_route {
  * only, AEAD ciphers only (no CBC, no SHA-1 MACs), forward-secret ECDHE
  * key exchange; the server's preference wins. */
 #define HTTP_SERVER_TLS_PRIORITIES                                           \
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:"   \
-    "+AES-256-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:"   \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:"   \
+    "+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:"   \
     "+ECDHE-RSA:%SERVER_PRECEDENCE"
 
 struct http_server_opts {
