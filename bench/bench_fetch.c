@@ -1,7 +1,9 @@
 /* Image distribution benchmark: the agent's cache fetching a 1 GiB catalog
  * image from a real controller over loopback (download, SHA-256 check,
  * fdatasync, rename) against plain `curl -o` of the same URL, interleaved
- * runs, medians and the ratio. Over HTTPS and plain HTTP. */
+ * runs, medians and the ratio, and the CPU time each client and the
+ * server spent. Over HTTPS and plain HTTP. */
+#include "bench/bench_util.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
 #include "images/fetch.h"
@@ -12,6 +14,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -24,6 +27,17 @@ static double now_s_f(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user and system) of this process or of its waited-for
+ * children (who: RUSAGE_SELF or RUSAGE_CHILDREN). */
+static double rusage_s(int who)
+{
+    struct rusage ru;
+    if (getrusage(who, &ru) < 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -112,9 +126,16 @@ static int upload(const struct tu_ctl *ctl, const char *id, char *ret_sha)
     return r;
 }
 
-/* One fetch_get into an empty cache dir; seconds or -1. */
+/* CPU seconds a transfer took: the client's and the server's. */
+struct cpu {
+    double client, server;
+};
+
+/* One fetch_get into an empty cache dir; seconds or -1, and the CPU its
+ * threads and the server (pid) spent in *cpu. */
 static double run_fetch(const char *work, const char *url, const char *ca,
-                        const char *key, const char *sha)
+                        const char *key, const char *sha, pid_t server,
+                        struct cpu *cpu)
 {
     _cleanup_free_ char *dir = xasprintf("%s/cache", work);
     char *reason = NULL;
@@ -126,9 +147,12 @@ static double run_fetch(const char *work, const char *url, const char *ca,
         return -1;
     }
     char *path = NULL;
+    double c0 = rusage_s(RUSAGE_SELF), s0 = proc_cpu_ms(server);
     double t0 = now_s_f();
     int e = fetch_get(c, url, sha, IMAGE_BYTES, &path, &reason);
     double t = now_s_f() - t0;
+    cpu->client = rusage_s(RUSAGE_SELF) - c0;
+    cpu->server = (proc_cpu_ms(server) - s0) / 1e3;
     struct stat st;
     if (e < 0 || stat(path, &st) < 0 || (uint64_t)st.st_size != IMAGE_BYTES) {
         fprintf(stderr, "fetch_get: %s\n", e < 0 ? reason : "wrong size");
@@ -142,11 +166,11 @@ static double run_fetch(const char *work, const char *url, const char *ca,
 }
 
 /* One `curl -s -o FILE`; seconds in *ret_curl, and the fdatasync of its
- * file afterwards (what fetch_get does before it renames) in *ret_sync.
- * 0 or -1. */
+ * file afterwards (what fetch_get does before it renames) in *ret_sync,
+ * the CPU curl and the server (pid) spent in *cpu. 0 or -1. */
 static int run_curl(const char *curl, const char *work, const char *url,
-                    const char *ca, const char *hdr_file, double *ret_curl,
-                    double *ret_sync)
+                    const char *ca, const char *hdr_file, pid_t server,
+                    double *ret_curl, double *ret_sync, struct cpu *cpu)
 {
     _cleanup_free_ char *out = xasprintf("%s/curl.out", work);
     _cleanup_free_ char *hdr = xasprintf("@%s", hdr_file);
@@ -154,9 +178,12 @@ static int run_curl(const char *curl, const char *work, const char *url,
                      (char *)"--fail", (char *)"--cacert", (char *)ca,
                      (char *)"-H", hdr, (char *)"-o", out, (char *)url, NULL };
     int st;
+    double c0 = rusage_s(RUSAGE_CHILDREN), s0 = proc_cpu_ms(server);
     double t0 = now_s_f();
     free(tu_run(argv, &st));
     double t1 = now_s_f();
+    cpu->client = rusage_s(RUSAGE_CHILDREN) - c0;
+    cpu->server = (proc_cpu_ms(server) - s0) / 1e3;
     int fd = open(out, O_RDONLY | O_CLOEXEC);
     struct stat sb;
     int r = -1;
@@ -177,39 +204,58 @@ static int run_curl(const char *curl, const char *work, const char *url,
 struct result {
     const char *transport;
     double fetch, curl, curl_sync; /* medians, seconds */
+    struct cpu fetch_cpu, curl_cpu; /* medians, CPU seconds */
 };
 
 /* `runs` interleaved pairs against the controller at url (the order
  * alternates so neither side always goes first). 0 or -1. */
 static int measure(const char *curl, const char *work, const char *url,
                    const char *ca, const char *key, const char *hdr_file,
-                   const char *sha, int runs, struct result *ret)
+                   const char *sha, pid_t server, int runs,
+                   struct result *ret)
 {
     double *f = xcalloc((size_t)runs, sizeof(double));
     double *c = xcalloc((size_t)runs, sizeof(double));
     double *cs = xcalloc((size_t)runs, sizeof(double));
+    double *cpu[4];
+    for (size_t j = 0; j < ARRAY_SIZE(cpu); j++)
+        cpu[j] = xcalloc((size_t)runs, sizeof(double));
     int r = -1;
     for (int i = 0; i < runs; i++) {
+        struct cpu fc = { 0, 0 }, cc = { 0, 0 };
         for (int k = 0; k < 2; k++) {
             if ((k == 0) == (i % 2 == 0)) {
-                if ((f[i] = run_fetch(work, url, ca, key, sha)) < 0)
+                if ((f[i] = run_fetch(work, url, ca, key, sha, server,
+                                      &fc)) < 0)
                     goto out;
-            } else if (run_curl(curl, work, url, ca, hdr_file, &c[i],
-                                &cs[i]) < 0) {
+            } else if (run_curl(curl, work, url, ca, hdr_file, server, &c[i],
+                                &cs[i], &cc) < 0) {
                 goto out;
             }
         }
+        cpu[0][i] = fc.client;
+        cpu[1][i] = fc.server;
+        cpu[2][i] = cc.client;
+        cpu[3][i] = cc.server;
         fprintf(stderr, "  %s run %d: fetch %.2f s, curl %.2f s (+sync "
-                "%.2f s)\n", ret->transport, i + 1, f[i], c[i], cs[i]);
+                "%.2f s); CPU s client/server: fetch %.2f/%.2f, curl "
+                "%.2f/%.2f\n", ret->transport, i + 1, f[i], c[i], cs[i],
+                fc.client, fc.server, cc.client, cc.server);
     }
     ret->fetch = median(f, (size_t)runs);
     ret->curl = median(c, (size_t)runs);
     ret->curl_sync = median(cs, (size_t)runs);
+    ret->fetch_cpu = (struct cpu){ median(cpu[0], (size_t)runs),
+                                   median(cpu[1], (size_t)runs) };
+    ret->curl_cpu = (struct cpu){ median(cpu[2], (size_t)runs),
+                                  median(cpu[3], (size_t)runs) };
     r = 0;
 out:
     free(f);
     free(c);
     free(cs);
+    for (size_t j = 0; j < ARRAY_SIZE(cpu); j++)
+        free(cpu[j]);
     return r;
 }
 
@@ -259,6 +305,19 @@ static void print_table(const struct result *res, size_t n, int runs,
                IMAGE_BYTES / MIB / x->curl_sync, x->fetch / x->curl,
                x->fetch / x->curl_sync);
     }
+    /* CPU time does not depend on what else the machine runs: where the
+     * wall clock ratio is above 1 on 2 shared cores, this says whose
+     * work it is. */
+    printf("\n| transport | CPU s: fetch_get / its server | CPU s: curl / "
+           "its server | client CPU fetch / curl |\n");
+    printf("|---|---|---|---|\n");
+    for (size_t i = 0; i < n; i++) {
+        const struct result *x = &res[i];
+        printf("| %s | %.2f / %.2f | %.2f / %.2f | %.2f |\n", x->transport,
+               x->fetch_cpu.client, x->fetch_cpu.server, x->curl_cpu.client,
+               x->curl_cpu.server, x->curl_cpu.client > 0 ?
+               x->fetch_cpu.client / x->curl_cpu.client : 0.0);
+    }
 }
 
 /* Create and upload the image, measure over the transports asked for and
@@ -295,7 +354,7 @@ static int bench(struct tu_ctl *ctl, const char *work, const char *curl,
                                              ctl->url, id);
         res[nres] = (struct result){ .transport = "https" };
         if (measure(curl, work, url, ctl->ca, ctl->admin_key, hdr_file, sha,
-                    runs, &res[nres]) < 0)
+                    ctl->pid, runs, &res[nres]) < 0)
             return -1;
         nres++;
     }
@@ -308,7 +367,7 @@ static int bench(struct tu_ctl *ctl, const char *work, const char *curl,
                                              "%s/file", ctl->port, id);
         res[nres] = (struct result){ .transport = "http" };
         if (measure(curl, work, url, ctl->ca, ctl->admin_key, hdr_file, sha,
-                    runs, &res[nres]) < 0)
+                    ctl->pid, runs, &res[nres]) < 0)
             return -1;
         nres++;
     }
