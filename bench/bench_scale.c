@@ -160,6 +160,7 @@ struct poster {
     int id;
     atomic_bool *stop;
     double period_ms; /* between its POSTs; 0: each as soon as the last is answered */
+    int clients;      /* posters in the run, whose schedules interleave */
     long done, failed;
 };
 
@@ -171,7 +172,7 @@ static void *post_run(void *arg)
     struct poster *p = arg;
     struct api_client *api = api_client_new(p->ctl->url, p->ctl->admin_key,
                                             p->ctl->ca);
-    double next = bench_now_ms() + p->period_ms * p->id / CLIENTS;
+    double next = bench_now_ms() + p->period_ms * p->id / p->clients;
     while (!atomic_load(p->stop)) {
         if (p->period_ms > 0) {
             /* On a fixed schedule: one that falls behind sends at once
@@ -215,7 +216,8 @@ static double post_rate(const struct tu_ctl *ctl, int clients,
     double t0 = bench_now_ms();
     for (int i = 0; i < clients; i++) {
         p[i] = (struct poster){ ctl, network, i, &stop,
-                                rate > 0 ? clients * 1e3 / rate : 0, 0, 0 };
+                                rate > 0 ? clients * 1e3 / rate : 0, clients,
+                                0, 0 };
         pthread_create(&t[i], NULL, post_run, &p[i]);
     }
     struct timespec d = { seconds, 0 };
