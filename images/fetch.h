@@ -35,6 +35,10 @@ struct fetch_opts {
                                         redirects included, and turns off
                                         proxies (NULL: any address). Not
                                         copied: must outlive the cache */
+    bool page_cache;          /* write through the page cache (default:
+                                 O_DIRECT where the file system takes it, so
+                                 an image does not push out the page cache
+                                 the host's VMs use) */
 };
 
 /* Open (creating) a cache. Copies the strings in opts. NULL with

@@ -1,8 +1,9 @@
 /* images/fetch against a small HTTP server on loopback that can drop the
  * connection midway, ignore ranges, delay, and serve tampered bytes:
  * downloads resume, a mismatch never lands in the cache, concurrent
- * callers share one download, eviction keeps what is in use, and an
- * address policy judges every connection. */
+ * callers share one download, eviction keeps what is in use, an
+ * address policy judges every connection, and the O_DIRECT writes and
+ * those through the page cache land the same bytes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,8 +23,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BLOB (3u << 20)
 #define NBLOBS 3
@@ -175,6 +179,8 @@ static char *url_of(int idx)
 /* ---- fixtures ---- */
 
 static char *dir;
+/* Caches write through the page cache rather than with O_DIRECT. */
+static bool page_cache;
 
 static struct fetch_cache *cache_open(const char *sub, uint64_t budget,
                                       fetch_in_use_fn in_use, void *data)
@@ -182,7 +188,7 @@ static struct fetch_cache *cache_open(const char *sub, uint64_t budget,
     _cleanup_free_ char *d = xasprintf("%s/%s", dir, sub);
     struct fetch_opts o = { .dir = d, .budget_bytes = budget, .attempts = 4,
                             .stall_timeout_s = 5, .in_use = in_use,
-                            .in_use_data = data };
+                            .in_use_data = data, .page_cache = page_cache };
     char *why = NULL;
     struct fetch_cache *c = fetch_cache_new(&o, &why);
     if (!c)
@@ -255,6 +261,95 @@ static void partial_file_left_by_a_crash_is_resumed(void **state)
     struct stat st;
     assert_int_equal(stat(part, &st), -1);
     fetch_cache_free(c);
+}
+
+/* Dropped at offsets no block boundary divides: each attempt resumes at
+ * the exact byte after the last one received, and the O_DIRECT writes
+ * (whole blocks) rewrite the odd end of the last attempt unchanged. */
+static void interrupted_at_odd_offsets_resumes_exactly(void **state)
+{
+    srv_reset();
+    S.drop_after = 1000003;
+    S.drops_left = 2;
+    struct fetch_cache *c = cache_open(page_cache ? "pc-odd" : "odd", 0, NULL,
+                                       NULL);
+    _cleanup_free_ char *url = url_of(1);
+    _cleanup_free_ char *path = NULL, *why = NULL;
+    assert_int_equal(fetch_get(c, url, S.sha[1], BLOB, &path, &why), 0);
+    assert_cached_equal(c, 1);
+    assert_int_equal(S.requests, 3);
+    assert_int_equal(S.last_range, 2000006);
+    struct fetch_stats st;
+    fetch_cache_stats(c, &st);
+    assert_int_equal(st.bytes, BLOB);
+    fetch_cache_free(c);
+}
+
+/* Resident pages of the file at path (mincore on a mapping of it). */
+static size_t resident_pages(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(m != MAP_FAILED);
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t n = ((size_t)st.st_size + (size_t)pg - 1) / (size_t)pg, in = 0;
+    unsigned char *v = xcalloc(n, 1);
+    assert_int_equal(mincore(m, (size_t)st.st_size, v), 0);
+    for (size_t i = 0; i < n; i++)
+        in += v[i] & 1;
+    free(v);
+    munmap(m, (size_t)st.st_size);
+    return in;
+}
+
+/* A download does not fill the page cache where the file system takes
+ * O_DIRECT: of a 3 MiB image (whole blocks) no page stays resident. With
+ * page_cache, it does. */
+static void direct_writes_leave_the_page_cache_alone(void **state)
+{
+    _cleanup_free_ char *probe = xasprintf("%s/direct-probe", dir);
+    int pfd = open(probe, O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0600);
+    if (pfd < 0) {
+        unlink(probe);
+        skip(); /* this file system refuses O_DIRECT */
+    }
+    close(pfd);
+    unlink(probe);
+    srv_reset();
+    for (int pc = 0; pc < 2; pc++) {
+        page_cache = pc;
+        _cleanup_free_ char *sub = xasprintf("resident-%d", pc);
+        struct fetch_cache *c = cache_open(sub, 0, NULL, NULL);
+        _cleanup_free_ char *url = url_of(2);
+        _cleanup_free_ char *path = NULL, *why = NULL;
+        assert_int_equal(fetch_get(c, url, S.sha[2], BLOB, &path, &why), 0);
+        size_t in = resident_pages(path);
+        if (pc)
+            assert_true(in > 0);
+        else
+            assert_int_equal(in, 0);
+        assert_cached_equal(c, 2);
+        fetch_cache_free(c);
+    }
+    page_cache = false;
+}
+
+/* The page cache path resumes as the O_DIRECT one does. */
+static void page_cache_writes_resume_too(void **state)
+{
+    page_cache = true;
+    interrupted_at_odd_offsets_resumes_exactly(state);
+    _cleanup_free_ char *b = xasprintf("%s/b", dir);
+    _cleanup_free_ char *cdir = xasprintf("%s/c", dir);
+    tu_rmrf(b);
+    tu_rmrf(cdir);
+    interrupted_download_resumes_with_range(state);
+    partial_file_left_by_a_crash_is_resumed(state);
+    page_cache = false;
 }
 
 static void server_ignoring_range_still_gives_right_bytes(void **state)
@@ -528,6 +623,9 @@ int main(void)
         cmocka_unit_test(download_is_verified_cached_and_reused),
         cmocka_unit_test(interrupted_download_resumes_with_range),
         cmocka_unit_test(partial_file_left_by_a_crash_is_resumed),
+        cmocka_unit_test(interrupted_at_odd_offsets_resumes_exactly),
+        cmocka_unit_test(direct_writes_leave_the_page_cache_alone),
+        cmocka_unit_test(page_cache_writes_resume_too),
         cmocka_unit_test(server_ignoring_range_still_gives_right_bytes),
         cmocka_unit_test(tampered_bytes_are_refused_and_not_kept),
         cmocka_unit_test(more_bytes_than_announced_are_refused),
