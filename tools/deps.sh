@@ -11,7 +11,10 @@ iproute2 nftables busybox-static linux-image-cloud-amd64 cpio curl sqlite3
 xorriso syslinux syslinux-common mtools dosfstools procps psmisc iperf3 clang
 nginx-light wrk systemd debhelper lintian prometheus
 mmdebstrap e2fsprogs fdisk openssh-client dnsmasq-base bind9-dnsutils
-ansible ansible-lint haproxy openssl"
+ansible ansible-lint haproxy openssl
+libsystemd-dev"
+# libsystemd-dev: only for test_agent_contract, which builds the agent of
+# the previous contract from git history (that agent still linked it).
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
