@@ -5,6 +5,7 @@
  * later callers wait for the first one's result. */
 #include "images/fetch.h"
 #include "images/addrpolicy.h"
+#include "images/fetch_sink.h"
 
 #include "common/fs.h"
 #include "common/ids.h"
@@ -14,13 +15,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <nettle/sha2.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -274,309 +273,10 @@ uint64_t fetch_cache_usage(struct fetch_cache *c)
     return r;
 }
 
-/* ---- one transfer ---- */
-
-/* What arrives is copied into one of a few page-aligned buffers, and a
- * thread beside the transfer hashes each full buffer from memory and
- * writes it with O_DIRECT where the file system takes it. A large image
- * then neither costs the copy into the page cache and its writeback nor
- * pushes out of it what the host's VMs use, and the final fdatasync finds
- * nothing left to write. Where O_DIRECT is refused (or the cache was
- * opened with page_cache), the same thread writes through the page cache
- * and starts writeback every FLUSH_EVERY bytes. */
-#define SINK_BUF (2u << 20)
-#define SINK_NBUF 4
-/* O_DIRECT wants file offsets, lengths and memory aligned to the device's
- * logical block size; 4096 covers every common one. */
-#define DIO_ALIGN 4096u
-#define FLUSH_EVERY (16ull << 20)
-#define PREFIX_CHUNK (1u << 20)
-
-struct sink {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t work;      /* a buffer was queued, or stop */
-    pthread_cond_t room;      /* the thread finished a buffer, or failed */
-    int fd;                   /* the .part file */
-    int dfd;                  /* the same file opened O_DIRECT, or -1 */
-    struct sha256_ctx sha;
-    uint64_t hashed;          /* the file's first bytes hashed */
-    uint64_t prefix;          /* bytes in the file before this download,
-                                 read back and hashed first */
-    uint64_t flushed;         /* bytes handed to writeback (page cache) */
-    uint64_t synced;          /* bytes known to be in the file */
-    uint8_t *mem;             /* SINK_NBUF buffers of SINK_BUF bytes */
-    uint64_t off[SINK_NBUF];  /* file offset of each buffer's first byte */
-    size_t len[SINK_NBUF];
-    size_t head, queued;      /* buffers handed to the thread, in order */
-    size_t fill;              /* the one being filled (the writer's own) */
-    int err;                  /* a write or read error, -errno */
-    bool busy;                /* the thread is hashing or writing */
-    bool stop;                /* every buffer handed over: end */
-    bool running;
-};
-
-static uint8_t *sink_buf(const struct sink *s, size_t i)
-{
-    return s->mem + i * (size_t)SINK_BUF;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EIO;
-        p += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, uint8_t *p, size_t n, uint64_t off)
-{
-    while (n > 0) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r < 0 ? -errno : -EIO;
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
-/* Hash what an earlier attempt or process left in the file. */
-static int sink_hash_prefix(struct sink *s)
-{
-    if (s->prefix == 0)
-        return 0;
-    uint8_t *b = xmalloc(PREFIX_CHUNK);
-    int e = 0;
-    while (e == 0 && s->hashed < s->prefix) {
-        uint64_t left = s->prefix - s->hashed;
-        size_t n = left < PREFIX_CHUNK ? (size_t)left : PREFIX_CHUNK;
-        if ((e = read_all(s->fd, b, n, s->hashed)) == 0) {
-            sha256_update(&s->sha, n, b);
-            s->hashed += n;
-        }
-    }
-    free(b);
-    return e;
-}
-
-/* Buffer i: hash its bytes not hashed yet (it may start with the end of
- * what was already in the file), then write it. 0 or -errno. */
-static int sink_put(struct sink *s, size_t i)
-{
-    const uint8_t *p = sink_buf(s, i);
-    uint64_t off = s->off[i], end = off + s->len[i];
-    size_t len = s->len[i], direct = 0;
-    if (end > s->hashed) {
-        size_t skip = (size_t)(s->hashed - off);
-        sha256_update(&s->sha, len - skip, p + skip);
-        s->hashed = end;
-    }
-    if (s->dfd >= 0 && off % DIO_ALIGN == 0) {
-        direct = len & ~(size_t)(DIO_ALIGN - 1);
-        int e = direct ? write_all(s->dfd, p, direct, off) : 0;
-        if (e == -EINVAL) {
-            /* Refused after all: the page cache from here on. */
-            close(s->dfd);
-            s->dfd = -1;
-            direct = 0;
-        } else if (e < 0) {
-            return e;
-        }
-    }
-    if (direct < len) {
-        int e = write_all(s->fd, p + direct, len - direct, off + direct);
-        if (e < 0)
-            return e;
-        if (end > s->flushed && end - s->flushed >= FLUSH_EVERY) {
-            /* Start writeback without waiting for it (a hint: an error
-             * here shows again at the final fdatasync). */
-            sync_file_range(s->fd, (off_t)s->flushed,
-                            (off_t)(end - s->flushed), SYNC_FILE_RANGE_WRITE);
-            s->flushed = end;
-        }
-    }
-    return 0;
-}
-
-static void *sink_main(void *arg)
-{
-    struct sink *s = arg;
-    int e = sink_hash_prefix(s);
-    pthread_mutex_lock(&s->lock);
-    s->err = e;
-    s->busy = false;
-    pthread_cond_broadcast(&s->room);
-    while (!s->err) {
-        while (!s->queued && !s->stop)
-            pthread_cond_wait(&s->work, &s->lock);
-        if (!s->queued)
-            break;
-        size_t i = s->head;
-        s->busy = true;
-        pthread_mutex_unlock(&s->lock);
-        e = sink_put(s, i);
-        pthread_mutex_lock(&s->lock);
-        s->busy = false;
-        s->err = e;
-        s->head = (s->head + 1) % SINK_NBUF;
-        s->queued--;
-        pthread_cond_broadcast(&s->room);
-    }
-    pthread_cond_broadcast(&s->room);
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
-}
-
-/* The buffer being filled starts at the last aligned offset at or before
- * `end`, holding the file's bytes from there (written already). */
-static int sink_refill(struct sink *s, uint64_t end)
-{
-    size_t f = s->fill;
-    s->off[f] = end & ~(uint64_t)(DIO_ALIGN - 1);
-    s->len[f] = (size_t)(end - s->off[f]);
-    return read_all(s->fd, sink_buf(s, f), s->len[f], s->off[f]);
-}
-
-/* Start the thread on fd (and dfd, which it then owns); the file's first
- * `have` bytes are there already. 0 or -errno. */
-static int sink_start(struct sink *s, int fd, int dfd, uint64_t have)
-{
-    s->mem = mmap(NULL, (size_t)SINK_NBUF * SINK_BUF, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (s->mem == MAP_FAILED) {
-        s->mem = NULL;
-        if (dfd >= 0)
-            close(dfd);
-        return -ENOMEM;
-    }
-    s->fd = fd;
-    s->dfd = dfd;
-    sha256_init(&s->sha);
-    s->hashed = 0;
-    s->prefix = s->flushed = s->synced = have;
-    s->head = s->queued = s->fill = 0;
-    s->err = 0;
-    s->stop = false;
-    s->busy = true; /* until the prefix is hashed */
-    int e = sink_refill(s, have);
-    if (pthread_create(&s->thread, NULL, sink_main, s) != 0)
-        abort();
-    s->running = true;
-    return e;
-}
-
-/* Hand the full buffer to the thread and take the next one. 0 or the
- * thread's error. */
-static int sink_submit(struct sink *s)
-{
-    uint64_t end = s->off[s->fill] + s->len[s->fill];
-    pthread_mutex_lock(&s->lock);
-    s->queued++;
-    pthread_cond_signal(&s->work);
-    while (s->queued == SINK_NBUF && !s->err)
-        pthread_cond_wait(&s->room, &s->lock);
-    int e = s->err;
-    pthread_mutex_unlock(&s->lock);
-    s->fill = (s->fill + 1) % SINK_NBUF;
-    s->off[s->fill] = end;
-    s->len[s->fill] = 0;
-    return e;
-}
-
-/* Wait until the thread is idle. 0 or its error. */
-static int sink_idle(struct sink *s)
-{
-    pthread_mutex_lock(&s->lock);
-    while ((s->queued || s->busy) && !s->err)
-        pthread_cond_wait(&s->room, &s->lock);
-    int e = s->err;
-    pthread_mutex_unlock(&s->lock);
-    return e;
-}
-
-/* Copy len bytes in, handing over each buffer that fills. */
-static int sink_add(struct sink *s, const char *data, size_t len)
-{
-    while (len > 0) {
-        size_t f = s->fill, n = SINK_BUF - s->len[f];
-        if (n > len)
-            n = len;
-        memcpy(sink_buf(s, f) + s->len[f], data, n);
-        s->len[f] += n;
-        data += n;
-        len -= n;
-        if (s->len[f] == SINK_BUF) {
-            int e = sink_submit(s);
-            if (e < 0)
-                return e;
-        }
-    }
-    return 0;
-}
-
-/* Everything received is in the file and hashed; filling goes on from
- * the last aligned offset. 0 or -errno. */
-static int sink_sync(struct sink *s)
-{
-    if (!s->running)
-        return 0;
-    uint64_t end = s->off[s->fill] + s->len[s->fill];
-    if (end == s->synced)
-        return sink_idle(s);
-    int e = sink_submit(s);
-    if (e < 0 || (e = sink_idle(s)) < 0)
-        return e;
-    s->synced = end;
-    return sink_refill(s, end);
-}
-
-/* Drop what was received and truncate the file: hashing starts over. */
-static int sink_reset(struct sink *s)
-{
-    int e = sink_idle(s);
-    if (e < 0)
-        return e;
-    if (ftruncate(s->fd, 0) < 0)
-        return -errno;
-    sha256_init(&s->sha);
-    s->hashed = s->prefix = s->flushed = s->synced = 0;
-    s->off[s->fill] = 0;
-    s->len[s->fill] = 0;
-    return 0;
-}
-
-/* Stop the thread after the buffers handed over; 0 or its error. */
-static int sink_finish(struct sink *s)
-{
-    if (!s->running)
-        return 0;
-    pthread_mutex_lock(&s->lock);
-    s->stop = true;
-    pthread_cond_signal(&s->work);
-    pthread_mutex_unlock(&s->lock);
-    pthread_join(s->thread, NULL);
-    s->running = false;
-    if (s->dfd >= 0)
-        close(s->dfd);
-    s->dfd = -1;
-    munmap(s->mem, (size_t)SINK_NBUF * SINK_BUF);
-    s->mem = NULL;
-    return s->err;
-}
+/* ---- one transfer (written by images/fetch_sink.c) ---- */
 
 struct xfer {
-    struct sink *sink;
+    struct fetch_sink *sink;
     uint64_t have;     /* bytes received: in the .part file or on their
                           way there */
     uint64_t resume;   /* offset asked for with Range */
@@ -639,7 +339,7 @@ static curl_socket_t on_opensocket(void *user, curlsocktype purpose,
 static int part_reset(struct xfer *x)
 {
     x->have = 0;
-    return sink_reset(x->sink);
+    return fetch_sink_reset(x->sink);
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
@@ -672,7 +372,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
                             (unsigned long long)x->limit);
         return 0;
     }
-    int e = sink_add(x->sink, data, len);
+    int e = fetch_sink_add(x->sink, data, len);
     if (e < 0) {
         x->err = e;
         x->reason = reasonf("cannot write the image: %s", strerror(-e));
@@ -709,9 +409,7 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
     _cleanup_free_ char *final = xasprintf("%s/%s", c->dir, sha);
     _cleanup_free_ char *part = xasprintf("%s/%s.part", c->dir, sha);
     _cleanup_close_ int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    struct sink sink = { .lock = PTHREAD_MUTEX_INITIALIZER,
-                         .work = PTHREAD_COND_INITIALIZER,
-                         .room = PTHREAD_COND_INITIALIZER, .dfd = -1 };
+    struct fetch_sink *sink = NULL;
     struct stat st;
     int e;
 
@@ -740,23 +438,22 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         return e;
     }
     /* The same file again for O_DIRECT writes, where it can be had. */
-    int dfd = c->page_cache ? -1 : open(part, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    int dfd = c->page_cache ? -1
+                            : open(part, O_WRONLY | O_DIRECT | O_CLOEXEC);
     struct stat ds;
     if (dfd >= 0 && (fstat(dfd, &ds) < 0 || ds.st_ino != st.st_ino ||
                      ds.st_dev != st.st_dev)) {
         close(dfd);
         dfd = -1;
     }
-    struct xfer x = { .sink = &sink,
-                      .limit = size ? size : c->max_bytes,
-                      .policy = c->policy };
     /* What an earlier attempt left in the .part file is hashed first. */
-    x.have = (uint64_t)st.st_size;
-    if ((e = sink_start(&sink, fd, dfd, x.have)) < 0) {
-        sink_finish(&sink);
+    if ((e = fetch_sink_new(fd, dfd, (uint64_t)st.st_size, &sink)) < 0) {
         *reason = reasonf("cannot start writing the image: %s", strerror(-e));
         return e;
     }
+    struct xfer x = { .sink = sink, .have = (uint64_t)st.st_size,
+                      .limit = size ? size : c->max_bytes,
+                      .policy = c->policy };
     if (x.limit && x.have > x.limit)
         part_reset(&x);
 
@@ -836,7 +533,7 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
         x.refused = NULL;
         CURLcode cc = curl_easy_perform(h);
         /* What came is written before the next attempt resumes after it. */
-        int se = sink_sync(&sink);
+        int se = fetch_sink_sync(sink);
         if (se < 0 && x.err >= 0) {
             x.err = se;
             free(x.reason);
@@ -902,7 +599,8 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
     free(x.refused);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
-    int he = sink_finish(&sink);
+    uint8_t got[SHA256_LEN];
+    int he = fetch_sink_finish(sink, got);
     if (complete && he < 0) {
         complete = false;
         e = he;
@@ -924,9 +622,7 @@ static int download(struct fetch_cache *c, const char *url, const char *sha,
     free(*reason);
     *reason = NULL;
 
-    uint8_t got[SHA256_LEN];
     char got_hex[2 * SHA256_LEN + 1];
-    sha256_digest(&sink.sha, SHA256_LEN, got);
     hex_encode(got, SHA256_LEN, got_hex);
     if (size && x.have != size) {
         unlink(part);
