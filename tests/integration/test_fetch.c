@@ -226,19 +226,21 @@ static void download_is_verified_cached_and_reused(void **state)
     fetch_cache_free(c);
 }
 
-static void interrupted_download_resumes_with_range(void **state)
+/* Blob 1 into cache `sub`, the connection dropped twice after `drop`
+ * bytes: each attempt resumes at the byte after the last one received. */
+static void resume_after_two_drops(const char *sub, int drop)
 {
     srv_reset();
-    S.drop_after = 1 << 20;
+    S.drop_after = drop;
     S.drops_left = 2;
-    struct fetch_cache *c = cache_open("b", 0, NULL, NULL);
+    struct fetch_cache *c = cache_open(sub, 0, NULL, NULL);
     _cleanup_free_ char *url = url_of(1);
     _cleanup_free_ char *path = NULL, *why = NULL;
     assert_int_equal(fetch_get(c, url, S.sha[1], BLOB, &path, &why), 0);
     assert_cached_equal(c, 1);
     assert_int_equal(S.requests, 3);
     assert_int_equal(S.range_requests, 2);
-    assert_int_equal(S.last_range, 2 << 20);
+    assert_int_equal(S.last_range, 2 * drop);
     struct fetch_stats st;
     fetch_cache_stats(c, &st);
     assert_int_equal(st.resumed, 2);
@@ -246,11 +248,19 @@ static void interrupted_download_resumes_with_range(void **state)
     fetch_cache_free(c);
 }
 
-static void partial_file_left_by_a_crash_is_resumed(void **state)
+static void interrupted_download_resumes_with_range(void **state)
+{
+    resume_after_two_drops("b", 1 << 20);
+}
+
+/* Blob 2 into cache `sub`, whose .part holds its first 1,000,000 bytes
+ * as a crash left them. */
+static void resume_a_crash_part(const char *sub)
 {
     srv_reset();
-    struct fetch_cache *c = cache_open("c", 0, NULL, NULL);
-    _cleanup_free_ char *part = xasprintf("%s/c/%s.part", dir, S.sha[2]);
+    struct fetch_cache *c = cache_open(sub, 0, NULL, NULL);
+    _cleanup_free_ char *part = xasprintf("%s/%s/%s.part", dir, sub,
+                                          S.sha[2]);
     assert_int_equal(file_write_atomic(part, S.blob[2], 1000000, 0600), 0);
     _cleanup_free_ char *url = url_of(2);
     _cleanup_free_ char *path = NULL, *why = NULL;
@@ -263,26 +273,17 @@ static void partial_file_left_by_a_crash_is_resumed(void **state)
     fetch_cache_free(c);
 }
 
+static void partial_file_left_by_a_crash_is_resumed(void **state)
+{
+    resume_a_crash_part("c");
+}
+
 /* Dropped at offsets no block boundary divides: each attempt resumes at
  * the exact byte after the last one received, and the O_DIRECT writes
  * (whole blocks) rewrite the odd end of the last attempt unchanged. */
 static void interrupted_at_odd_offsets_resumes_exactly(void **state)
 {
-    srv_reset();
-    S.drop_after = 1000003;
-    S.drops_left = 2;
-    struct fetch_cache *c = cache_open(page_cache ? "pc-odd" : "odd", 0, NULL,
-                                       NULL);
-    _cleanup_free_ char *url = url_of(1);
-    _cleanup_free_ char *path = NULL, *why = NULL;
-    assert_int_equal(fetch_get(c, url, S.sha[1], BLOB, &path, &why), 0);
-    assert_cached_equal(c, 1);
-    assert_int_equal(S.requests, 3);
-    assert_int_equal(S.last_range, 2000006);
-    struct fetch_stats st;
-    fetch_cache_stats(c, &st);
-    assert_int_equal(st.bytes, BLOB);
-    fetch_cache_free(c);
+    resume_after_two_drops("odd", 1000003);
 }
 
 /* Resident pages of the file at path (mincore on a mapping of it). */
@@ -342,13 +343,9 @@ static void direct_writes_leave_the_page_cache_alone(void **state)
 static void page_cache_writes_resume_too(void **state)
 {
     page_cache = true;
-    interrupted_at_odd_offsets_resumes_exactly(state);
-    _cleanup_free_ char *b = xasprintf("%s/b", dir);
-    _cleanup_free_ char *cdir = xasprintf("%s/c", dir);
-    tu_rmrf(b);
-    tu_rmrf(cdir);
-    interrupted_download_resumes_with_range(state);
-    partial_file_left_by_a_crash_is_resumed(state);
+    resume_after_two_drops("pc-b", 1 << 20);
+    resume_after_two_drops("pc-odd", 1000003);
+    resume_a_crash_part("pc-c");
     page_cache = false;
 }
 
