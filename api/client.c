@@ -4,6 +4,7 @@
 #include "api/client.h"
 #include "api/speclog.h"
 #include "common/buf.h"
+#include "common/curlinit.h"
 #include "common/ids.h"
 #include "common/timeutil.h"
 #include "common/util.h"
@@ -35,17 +36,10 @@ struct api_client {
     CURL *curl;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 struct api_client *api_client_new(const char *url, const char *key,
                                   const char *ca_file)
 {
-    pthread_once(&curl_once, curl_init_once);
+    curl_init_once();
     if (!url || !*url)
         return NULL;
     struct api_client *c = xcalloc(1, sizeof(*c));
@@ -568,7 +562,7 @@ out:
 
 int api_fetch_ca(const char *url, const char *sha256_hex, char **ret_pem)
 {
-    pthread_once(&curl_once, curl_init_once);
+    curl_init_once();
     if (!url || !sha256_hex || !is_hex(sha256_hex, 64))
         return -EINVAL;
     CURL *h = curl_easy_init();

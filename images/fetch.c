@@ -7,6 +7,7 @@
 #include "images/addrpolicy.h"
 #include "images/fetch_sink.h"
 
+#include "common/curlinit.h"
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/timeutil.h"
@@ -56,12 +57,6 @@ struct fetch_cache {
     struct fetch_stats stats;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static bool digest_ok(const char *s)
 {
     if (!s || strlen(s) != 2 * SHA256_LEN)
@@ -99,7 +94,7 @@ struct fetch_cache *fetch_cache_new(const struct fetch_opts *o,
                                   o->dir, strerror(-e));
         return NULL;
     }
-    pthread_once(&curl_once, curl_init_once);
+    curl_init_once();
     struct fetch_cache *c = xcalloc(1, sizeof(*c));
     c->dir = xstrdup(o->dir);
     c->budget = o->budget_bytes;
