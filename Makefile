@@ -6,7 +6,7 @@ CC       ?= cc
 O        ?= build
 PREFIX   ?= /usr/local
 PKGS     := libmicrohttpd jansson sqlite3 gnutls nettle hogweed libcurl libvirt \
-            libxml-2.0 libnl-3.0 libnl-genl-3.0 libnl-route-3.0 libnftables libpci
+            libxml-2.0 libnl-3.0 libnl-genl-3.0 libnl-route-3.0 libpci
 WERROR   ?=
 SAN      ?=
 

@@ -13,8 +13,9 @@ nginx-light wrk systemd debhelper lintian prometheus
 mmdebstrap e2fsprogs fdisk openssh-client dnsmasq-base bind9-dnsutils
 ansible ansible-lint haproxy openssl
 libsystemd-dev"
-# libsystemd-dev: only for test_agent_contract, which builds the agent of
-# the previous contract from git history (that agent still linked it).
+# libsystemd-dev and libnftables-dev: only for test_agent_contract, which
+# builds the agent of the previous contract from git history (that agent
+# still linked both).
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -1,6 +1,6 @@
 /* Integration tests for netfabric in network namespaces this test makes:
  * links, bridges, VXLAN and FDB through rtnetlink; the nftables plan
- * applied through libnftables; the UAPI text protocol; then a mesh of
+ * applied through nft; the UAPI text protocol; then a mesh of
  * namespace "hosts" running wireguard-go, configured by netfabric_apply
  * from desired documents: every host reaches every other, a fourth joins
  * without disturbing existing sessions, one leaves; and tenant networks as
