@@ -530,7 +530,7 @@ void app_after_commit(struct app *a, void (*fn)(struct app *, const char *),
         fn, arg ? xstrdup(arg) : NULL };
 }
 
-static void blob_drop(struct app *a, const char *id)
+void app_backup_blob_remove(struct app *a, const char *id)
 {
     int e = fs_test_fault("FOG_TEST_FAULT", "bstore-remove")
                 ? -EIO : a->backups->ops->remove(a->backups, id);
@@ -587,7 +587,7 @@ void app_backup_blob_drop(struct app *a, const char *id)
 {
     if (!id || !a->backups)
         return;
-    app_after_commit(a, blob_drop, id);
+    app_after_commit(a, app_backup_blob_remove, id);
 }
 
 bool app_begin(struct http_request *r, const struct http_route *route,

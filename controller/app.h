@@ -237,8 +237,12 @@ void app_tx_rollback(struct app *a);
  * its blob. Test seam: FOG_TEST_FAULT naming a file that holds
  * "bstore-remove" makes the removal fail ("request-commit" makes a
  * request's commit fail as a lost store would, "bstore-slow" makes each
- * backup chunk's write take 3 s, "commit-slow" each store commit 1 s). */
+ * backup chunk's write take 3 s, "backup-put-slow" each chunk wait 0.5 s
+ * after its row was read, "commit-slow" each store commit 1 s). */
 void app_backup_blob_drop(struct app *a, const char *id);
+/* Remove the backup blob (or upload) now, logging a failure other than
+ * its absence, which the orphan sweep then retries. */
+void app_backup_blob_remove(struct app *a, const char *id);
 /* An effect outside the store (a download started, files collected) that
  * the current request's or app_tx_begin()'s changes call for: run with
  * `arg` (copied; may be NULL) once those changes have committed, never

@@ -6,6 +6,7 @@
  * the store except in the desired document of the VM's own node. */
 #include "api/agentproto.h"
 #include "common/buf.h"
+#include "common/fs.h"
 #include "common/ids.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -18,6 +19,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #define BACKUP_COLS "b.id, b.vm_id, b.kind, b.state, b.error, b.size, " \
                     "b.sha256, b.created_at, b.done_at, b.mode, " \
@@ -405,6 +408,22 @@ static void reply_bstore_error(struct http_request *r, int e)
                            "backup store: %s", strerror(-e));
 }
 
+/* Whether the backup's row went while a chunk or a stat made its part
+ * file: the delete that took it may have dropped the blob before this
+ * request (re)made the file, which would then stay. The file goes and
+ * the node is answered as for a backup it no longer has. */
+static bool agent_backup_gone_meanwhile(struct app *a, struct http_request *r,
+                                        const char *id)
+{
+    if (store_query_int(a->store, 1, "SELECT COUNT(*) FROM vm_backups WHERE "
+                        "id = $1", "s", id) != 0)
+        return false; /* still there, or the store cannot say: kept */
+    app_backup_blob_remove(a, id);
+    http_reply_problem(r, 404, "not-found", "id",
+                       "no such backup for this node");
+    return true;
+}
+
 HANDLER(h_agent_backup_stat)
 {
     struct app *a = app;
@@ -426,6 +445,8 @@ HANDLER(h_agent_backup_stat)
     int e = s->ops->begin(s, id);
     if (e == 0)
         e = s->ops->stat(s, id, &size, &committed);
+    if (agent_backup_gone_meanwhile(a, r, id))
+        return;
     if (e < 0) {
         reply_bstore_error(r, e);
         return;
@@ -456,9 +477,15 @@ HANDLER(h_agent_backup_put)
     size_t len = 0;
     const char *body = http_req_body(r, &len);
     uint64_t size = 0;
+    /* Test seam: a chunk that waits after its row was read, so that a
+     * test deletes the backup in between. */
+    if (fs_test_fault("FOG_TEST_FAULT", "backup-put-slow"))
+        nanosleep(&(struct timespec){ 0, 500 * 1000 * 1000 }, NULL);
     int e = s->ops->begin(s, id);
     if (e == 0)
         e = s->ops->append(s, id, off, body ? body : "", len, &size);
+    if (agent_backup_gone_meanwhile(a, r, id))
+        return;
     if (e == -ESPIPE) {
         http_reply_problem_ext(r, 409, "conflict", "offset",
                                json_pack("{s:I}", "size", (json_int_t)size),

@@ -31,6 +31,7 @@
 static struct tu_ctl ctl;
 static struct tu_agent agent;
 static char *tenant_key;
+static char *tmp, *fault_file; /* FOG_TEST_FAULT's file (app.h) */
 
 static char *fogctl(int *st, const char *first, ...) __attribute__((sentinel));
 static char *fogctl(int *st, const char *first, ...)
@@ -66,7 +67,11 @@ static int setup(void **state)
 {
     static const char *ctl_args[] = { "--heartbeat", "1", "--longpoll", "5",
                                       "--no-inspect", NULL };
+    tmp = tu_tempdir("bkagent");
+    fault_file = xasprintf("%s/fault", tmp);
+    setenv("FOG_TEST_FAULT", fault_file, 1);
     tu_ctl_start(&ctl, ctl_args);
+    unsetenv("FOG_TEST_FAULT"); /* the controller's alone */
     tenant_key = tu_account(&ctl, "alice", "tenant");
     tu_agent_start(&agent, &ctl, "bk-node-1", 8, 16384);
     return 0;
@@ -77,6 +82,9 @@ static int teardown(void **state)
     tu_agent_destroy(&agent);
     tu_ctl_destroy(&ctl);
     free(tenant_key);
+    tu_rmrf(tmp);
+    free(tmp);
+    free(fault_file);
     return 0;
 }
 
@@ -322,10 +330,18 @@ static void deleted_backup_is_abandoned_on_the_node(void **state)
     while (hub_part(id) < (1 << 20) && mono_ms() < end)
         usleep(2000);
     assert_true(hub_part(id) >= (1 << 20));
+    /* A chunk in flight across the delete: it read the row before and
+     * reaches the store after the delete dropped the upload. */
+    assert_int_equal(file_write_atomic(fault_file, "backup-put-slow", 15,
+                                       0644), 0);
+    usleep(200000);
     _cleanup_free_ char *path = xasprintf("/v1/vms/big/backups/%s", id);
     long st;
     json_decref(tu_api(&ctl, tenant_key, "DELETE", path, NULL, &st));
     assert_int_equal(st, 204);
+    assert_int_equal(hub_part(id), -1);
+    usleep(600000); /* the paused chunk goes on */
+    unlink(fault_file);
     _cleanup_free_ char *gone = xasprintf("backup %s of VM", id);
     end = mono_ms() + 30000;
     /* The file goes just before the line saying so is written. */
