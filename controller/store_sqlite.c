@@ -143,11 +143,28 @@ static void sq_close(void *conn)
     free(c);
 }
 
+/* Once per process, before sqlite's first use: no count of the memory
+ * sqlite holds. Keeping it takes one mutex, shared by every connection,
+ * around each of sqlite's allocations and frees. The writer and the
+ * checkpointer take it at a low priority (--write-nice, SQ_CKPT_NICE); a
+ * reader of a GET then waited for one of them to get a CPU again while
+ * it held it, most of the futex waits of the request threads under a
+ * stream of POSTs. Nothing here reads the count (sqlite3_memory_used,
+ * a soft heap limit). */
+static void sq_global_config(void)
+{
+    if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
+        log_debug("store: sqlite was initialised already; memory status "
+                  "stays on");
+}
+
 /* A connection to path opened with flags (busy timeout set), or -EIO
  * (reported). */
 static int sq_connect(const char *path, int flags, const char *why,
                       struct sq_conn **ret)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sq_global_config);
     sqlite3 *db = NULL;
     /* No mutex of sqlite's own: store.c uses each connection under its
      * lock (the writer's, or the reader's it took), and with one, every

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <pwd.h>
 #include <glob.h>
 #include <stdio.h>
@@ -416,6 +417,18 @@ static void sqlite_checkpointer_runs_at_the_lowest_priority(void **state)
     store_close(s);
 }
 
+/* sqlite counts no memory: the count's mutex, shared by every
+ * connection, would be taken around each allocation, the low-priority
+ * writer's and checkpointer's included, and a GET's reads wait for it. */
+static void sqlite_allocations_share_no_lock(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    assert_true(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts", "") >=
+                0);
+    assert_int_equal(sqlite3_memory_used(), 0);
+    store_close(s);
+}
+
 /* Statements come from the cache by their text, whatever pointer holds
  * it: a buffer reused for another text gets that text's statement, and
  * "$N" bind by number wherever and however often they appear. */
@@ -738,6 +751,7 @@ int main(void)
         cmocka_unit_test(sqlite_reads_do_not_wait_for_writes),
         cmocka_unit_test(sqlite_connections_map_the_file),
         cmocka_unit_test(sqlite_statements_cached_by_text),
+        cmocka_unit_test(sqlite_allocations_share_no_lock),
         cmocka_unit_test(sqlite_wal_checkpointed_beside_commits),
         cmocka_unit_test(sqlite_checkpointer_runs_at_the_lowest_priority),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
