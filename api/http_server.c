@@ -1162,6 +1162,10 @@ static bool run_request(struct http_server *s, struct http_request *r,
                                "a mutating call may not wait");
             break;
         }
+        /* Before the look at missed wakes: a handler run again for one
+         * must not read the state it saw. */
+        if (s->opts.park)
+            s->opts.park(r, r->route, s->opts.app);
         pthread_mutex_lock(&s->park_lock);
         bool missed = s->wake_gen != r->wake_gen_seen;
         r->wake_gen_seen = s->wake_gen;

@@ -71,6 +71,12 @@ struct http_server_opts {
      * are answered). May be NULL. */
     void (*after)(struct http_request *req, const struct http_route *route,
                   void *app);
+    /* Called when a handler asks to park, on its connection's thread,
+     * before it parks (or runs again for a wake it missed): what the
+     * begin-hook holds for the thread is let go here, as the thread goes
+     * on to serve others. May be NULL. */
+    void (*park)(struct http_request *req, const struct http_route *route,
+                 void *app);
     void *app;
 };
 

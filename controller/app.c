@@ -386,19 +386,16 @@ static bool contract_admit(struct http_request *r, struct reqctx *c)
     return true;
 }
 
-bool app_before(struct http_request *r, const struct http_route *route,
-                void *app)
+static bool method_mutates(const char *m)
 {
-    struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
+    return !streq(m, "GET") && !streq(m, "HEAD");
+}
 
-    request_id_begin(r);
-    /* Reads never wait for a write in progress, this hook's own included
-     * (the credential's lookup of a mutating call): it runs on the
-     * connection's thread, which a wait for the writer's lock would take
-     * from every other connection it serves, reads too. A mutating call
-     * goes to the writer in app_begin, on the thread that runs it. */
-    store_route_reads(a->store, true);
+/* Whether the caller may make this call: its peer, credential, rate and
+ * role; false when it was answered (401, 403, 429...). */
+static bool admit(struct app *a, struct http_request *r,
+                  const struct http_route *route, struct reqctx *c)
+{
     if (!guard_admit_peer(a, r))
         return false;
     c->contract = 1;
@@ -437,15 +434,31 @@ bool app_before(struct http_request *r, const struct http_route *route,
     return true;
 }
 
+bool app_before(struct http_request *r, const struct http_route *route,
+                void *app)
+{
+    struct app *a = app;
+
+    request_id_begin(r);
+    /* Reads never wait for a write in progress, this hook's own included
+     * (the credential's lookup of a mutating call): it runs on the
+     * connection's thread, which a wait for the writer's lock would take
+     * from every other connection it serves, reads too. A mutating call
+     * goes to the writer in app_begin, on the thread that runs it. */
+    store_route_reads(a->store, true);
+    /* A call with a body is admitted on its headers, before the body is
+     * read. A GET or HEAD is admitted in app_begin, which comes in the
+     * same call of the thread as its handler: there the credential's
+     * lookup shares the handler's snapshot. */
+    if (!method_mutates(http_req_method(r)))
+        return true;
+    return admit(a, r, route, reqctx_of(r));
+}
+
 /* Settings built by hand (tests, benchmarks) may leave it 0: a day. */
 static int64_t idempotency_ttl(const struct app *a)
 {
     return a->cfg.idempotency_ttl_s > 0 ? a->cfg.idempotency_ttl_s : 86400;
-}
-
-static bool method_mutates(const char *m)
-{
-    return !streq(m, "GET") && !streq(m, "HEAD");
 }
 
 /* What a key is bound to: method, path and body, hashed. */
@@ -599,7 +612,14 @@ bool app_begin(struct http_request *r, const struct http_route *route,
     bool mutates = method_mutates(http_req_method(r));
 
     store_route_reads(a->store, !mutates);
-    if (!mutates || route->sink || (route->flags & NO_TX))
+    if (!mutates) {
+        /* One snapshot for the call's reads, credential included, until
+         * app_after (or app_park): each read is then not a transaction
+         * of its own, and the answer shows one state of the store. */
+        store_snapshot_begin(a->store);
+        return admit(a, r, route, c);
+    }
+    if (route->sink || (route->flags & NO_TX))
         return true;
     if (!c->account_id[0])
         ik = NULL; /* public routes: no account to scope a key to */
@@ -787,6 +807,7 @@ void app_after(struct http_request *r, const struct http_route *route,
     int status = http_req_status(r);
     int e = 0;
 
+    store_snapshot_end(a->store);
     if (!method_mutates(method))
         return;
     /* A server error undoes the call: nothing of it happened, and a retry
@@ -862,6 +883,15 @@ void app_after(struct http_request *r, const struct http_route *route,
      * retries instead of trusting an answer that did not happen. */
     http_reply_reset(r);
     reply_store_error(r, e, "request");
+}
+
+void app_park(struct http_request *r, const struct http_route *route,
+              void *app)
+{
+    (void)r;
+    (void)route;
+    struct app *a = app;
+    store_snapshot_end(a->store);
 }
 
 /* ---- helpers ---------------------------------------------------------- */

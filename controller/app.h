@@ -142,15 +142,19 @@ const char *role_name(enum role role);
 extern const struct http_route app_routes[];
 extern const size_t app_n_routes;
 
-/* Hooks for the HTTP core: authentication at header time; the call's
- * transaction and idempotency reservation (or replay) once the body is
- * read; the event, the idempotency record and the commit after it. */
+/* Hooks for the HTTP core: authentication at header time (for a GET or
+ * HEAD, once it runs, inside its read snapshot); the call's transaction
+ * and idempotency reservation (or replay) once the body is read; the
+ * event, the idempotency record and the commit after it; a parked call's
+ * snapshot let go. */
 bool app_before(struct http_request *r, const struct http_route *route,
                 void *app);
 bool app_begin(struct http_request *r, const struct http_route *route,
                void *app);
 void app_after(struct http_request *r, const struct http_route *route,
                void *app);
+void app_park(struct http_request *r, const struct http_route *route,
+              void *app);
 
 /* A mutating request whose transaction lost a serialization conflict
  * with another replica's runs again up to APP_STORE_RETRIES times, the

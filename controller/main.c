@@ -607,6 +607,7 @@ static int cmd_serve(struct app *a)
         .before = app_before,
         .begin = app_begin,
         .after = app_after,
+        .park = app_park,
         .app = a,
     };
     if ((r = http_server_start(&o, &a->http)) < 0) {

@@ -58,6 +58,9 @@ struct store {
 static __thread struct store *tls_reads, *tls_writing, *tls_pinned_store;
 static __thread struct store_reader *tls_pinned;
 static __thread unsigned tls_pinned_depth;
+/* The store whose store_snapshot_begin() holds one level of this
+ * thread's pinned reader, while it lasts. */
+static __thread struct store *tls_snapshot;
 /* A statement of this thread's current (or last) write transaction, or
  * its commit, lost a conflict with another's. */
 static __thread bool tls_lost_conflict;
@@ -74,8 +77,9 @@ static bool sql_reads(const char *sql)
 
 /* A reader for this thread's statement, locked, or NULL for the writer:
  * only reads, only from threads routed to readers, never inside a write
- * transaction (which must see its own writes). */
-static struct store_reader *reader_take(struct store *s)
+ * transaction (which must see its own writes). With !wait, NULL as well
+ * when every reader is busy. */
+static struct store_reader *reader_take(struct store *s, bool wait)
 {
     if (!s->ops->open_reader || tls_reads != s || tls_writing == s)
         return NULL;
@@ -86,6 +90,8 @@ static struct store_reader *reader_take(struct store *s)
         if (pthread_mutex_trylock(&c->lock) == 0)
             rd = c;
     }
+    if (!rd && !wait)
+        return NULL;
     if (!rd) {
         rd = &s->readers[spin++ % STORE_READERS];
         pthread_mutex_lock(&rd->lock);
@@ -287,6 +293,7 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data)
  * lock makes the depth belong to one thread at a time. */
 int store_tx_begin(struct store *s)
 {
+    store_snapshot_end(s); /* the thread's reads after this see its write */
     pthread_mutex_lock(&s->lock);
     int r;
     if (s->tx_depth == 0) {
@@ -317,8 +324,8 @@ int store_tx_begin(struct store *s)
 
 /* A read-only transaction on a reader: the snapshot starts with its first
  * read and lasts until the rollback. 0, or -EAGAIN when no reader serves
- * this thread (the writer takes it). */
-static int reader_tx_begin(struct store *s)
+ * this thread (the writer takes it) or, with !wait, none is free. */
+static int reader_tx_begin(struct store *s, bool wait)
 {
     if (tls_writing == s)
         return -EAGAIN; /* inside a write transaction: its snapshot */
@@ -328,7 +335,7 @@ static int reader_tx_begin(struct store *s)
     }
     if (tls_pinned_store)
         return -EAGAIN; /* one pinned reader per thread */
-    struct store_reader *rd = reader_take(s);
+    struct store_reader *rd = reader_take(s, wait);
     if (!rd)
         return -EAGAIN;
     int r = s->ops->exec_plain(rd->conn, "BEGIN");
@@ -358,9 +365,28 @@ static void reader_tx_end(void)
     tls_pinned_store = NULL;
 }
 
+void store_snapshot_end(struct store *s)
+{
+    if (tls_snapshot != s)
+        return;
+    tls_snapshot = NULL;
+    reader_tx_end();
+}
+
+void store_snapshot_begin(struct store *s)
+{
+    store_snapshot_end(s); /* one left open must not serve a later read */
+    /* A reader taken without waiting: with every reader held by another
+     * thread's snapshot, this one's reads queue one statement at a time,
+     * not a request at a time. */
+    if (s->ops->shared_snapshot_pays && !tls_pinned_store &&
+        reader_tx_begin(s, false) == 0)
+        tls_snapshot = s;
+}
+
 int store_tx_begin_read(struct store *s)
 {
-    int r = reader_tx_begin(s);
+    int r = reader_tx_begin(s, true);
     if (r != -EAGAIN)
         return r;
     r = store_tx_begin(s);
@@ -439,7 +465,9 @@ bool store_tx_lost_conflict(struct store *s)
 
 bool store_in_tx(struct store *s)
 {
-    if (tls_pinned_store == s)
+    /* A snapshot of store_snapshot_begin()'s alone is no transaction. */
+    if (tls_pinned_store == s &&
+        !(tls_snapshot == s && tls_pinned_depth == 1))
         return true;
     pthread_mutex_lock(&s->lock);
     bool r = s->tx_depth > 0;
@@ -618,7 +646,7 @@ static int run_args(struct store *s, const char *sql,
 {
     if (sql_reads(sql) && tls_writing != s) {
         struct store_reader *rd = tls_pinned_store == s ? tls_pinned : NULL;
-        bool own = !rd && (rd = reader_take(s)) != NULL;
+        bool own = !rd && (rd = reader_take(s, true)) != NULL;
         if (rd) {
             int r = exec_to(s, rd->conn, sql, args, n, out);
             if (own)
@@ -626,6 +654,8 @@ static int run_args(struct store *s, const char *sql,
             return r;
         }
     }
+    if (!sql_reads(sql))
+        store_snapshot_end(s); /* the thread's reads after it see it */
     pthread_mutex_lock(&s->lock);
     store_watch(s);
     /* PostgreSQL aborts the whole transaction on any failed statement; a

@@ -50,6 +50,20 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
  * backend has no readers (PostgreSQL). */
 void store_route_reads(struct store *s, bool on);
 
+/* The calling thread's reads until store_snapshot_end() share one
+ * snapshot on one reader, where the backend gains by it: with sqlite each
+ * read outside a transaction is a transaction of its own, and starting
+ * and ending one takes locks that every connection of the process shares
+ * (the WAL index's). A request's reads then take them once, not once per
+ * statement, and see one state of the store. A no-op where the backend
+ * gains nothing (PostgreSQL), inside a transaction, or when every reader
+ * is busy (the reads then go one by one, as without it). A write by the
+ * thread meanwhile ends it, so the thread's later reads see that write.
+ * Never to be held across a wait: a request parked for a long poll ends it
+ * first. */
+void store_snapshot_begin(struct store *s);
+void store_snapshot_end(struct store *s);
+
 /* The store's one slot for state derived from it (the scheduler's fleet
  * cache): the address of the slot, whose value store_close() hands to
  * free_fn (the first caller's). The caller serialises access. */

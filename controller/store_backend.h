@@ -53,6 +53,10 @@ struct store_ops {
     /* Run after begin_sql for a read-only snapshot (NULL: begin_sql's
      * transaction already sees one). */
     const char *snapshot_sql;
+    /* Reads that share one read transaction cost less than each in its
+     * own (store_snapshot_begin): sqlite, whose every read transaction
+     * takes the WAL index's locks, shared by all connections. */
+    bool shared_snapshot_pays;
     /* Leadership among controller replicas: true when this connection
      * holds (or just took) the lock; a single sqlite controller always
      * leads. */

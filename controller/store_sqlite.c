@@ -596,4 +596,5 @@ const struct store_ops store_sqlite_ops = {
     .exec = sq_exec,
     .exec_each = sq_exec_each,
     .begin_sql = "BEGIN IMMEDIATE",
+    .shared_snapshot_pays = true,
 };

@@ -169,6 +169,7 @@ static int setup(void **state)
         .before = app_before,
         .begin = app_begin,
         .after = app_after,
+        .park = app_park,
         .app = &A,
     };
     assert_int_equal(http_server_start(&o, &A.http), 0);

@@ -703,7 +703,7 @@ static int setup(void **state)
         .listen = "127.0.0.1:0", .routes = routes,
         .n_routes = ARRAY_SIZE(routes), .max_body = 1 << 20, .threads = 2,
         .before = app_before, .begin = app_begin,
-        .after = app_after, .app = &A,
+        .after = app_after, .park = app_park, .app = &A,
     };
     if (http_server_start(&o, &A.http) < 0)
         return -1;

@@ -555,6 +555,155 @@ static void postgresql_reads_do_not_wait_for_writes(void **state)
     check_reads_do_not_wait_for_writes(&pg);
 }
 
+struct inserter {
+    struct store *s;
+    const char *id;
+};
+
+/* Another request's write, committed from its own thread. */
+static void *insert_run(void *arg)
+{
+    struct inserter *in = arg;
+    _cleanup_free_ char *sql = xasprintf(
+        "INSERT INTO accounts (id, name, role, created_at) VALUES ('%s', "
+        "'%s', 'tenant', 1)", in->id, in->id);
+    assert_int_equal(store_exec(in->s, sql, ""), 1);
+    return NULL;
+}
+
+static void insert_elsewhere(struct store *s, const char *id)
+{
+    struct inserter in = { s, id };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, insert_run, &in), 0);
+    pthread_join(t, NULL);
+}
+
+static int64_t count_id(struct store *s, const char *id)
+{
+    return store_query_int(s, -1, "SELECT COUNT(*) FROM accounts WHERE id = "
+                                  "$1", "s", id);
+}
+
+/* A request's reads share one snapshot where that pays (sqlite): a
+ * commit of another thread after its first read is not seen until the
+ * snapshot ends; a write of its own ends it, so it reads what it wrote;
+ * it is no transaction to store_in_tx(). On PostgreSQL it changes
+ * nothing: each read sees the last commit. */
+static void check_request_snapshot(struct backend *b, bool shared)
+{
+    struct store *s = open_or_skip(b);
+    store_route_reads(s, true);
+    store_snapshot_begin(s);
+    assert_int_equal(count_id(s, "snap-a"), 0);
+    assert_false(store_in_tx(s));
+    insert_elsewhere(s, "snap-a");
+    assert_int_equal(count_id(s, "snap-a"), shared ? 0 : 1);
+    /* Its own write: the next read sees it, and the other's commit. */
+    assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
+                                   "created_at) VALUES ('snap-b', 'snap-b', "
+                                   "'tenant', 1)", ""), 1);
+    assert_int_equal(count_id(s, "snap-b"), 1);
+    assert_int_equal(count_id(s, "snap-a"), 1);
+    store_snapshot_end(s); /* ended by the write already: nothing left */
+    store_snapshot_end(s);
+
+    /* A write transaction ends it as well. */
+    store_snapshot_begin(s);
+    assert_int_equal(count_id(s, "snap-c"), 0);
+    insert_elsewhere(s, "snap-c");
+    assert_int_equal(count_id(s, "snap-c"), shared ? 0 : 1);
+    assert_int_equal(store_tx_begin(s), 0);
+    assert_int_equal(store_tx_commit(s), 0);
+    assert_int_equal(count_id(s, "snap-c"), 1);
+    store_snapshot_end(s);
+
+    /* A read-only transaction inside it shares it, and ending that one
+     * leaves the snapshot. */
+    store_snapshot_begin(s);
+    assert_int_equal(count_id(s, "snap-d"), 0);
+    insert_elsewhere(s, "snap-d");
+    assert_int_equal(store_tx_begin_read(s), 0);
+    assert_true(store_in_tx(s));
+    assert_int_equal(count_id(s, "snap-d"), shared ? 0 : 1);
+    store_tx_rollback(s);
+    assert_false(store_in_tx(s));
+    assert_int_equal(count_id(s, "snap-d"), shared ? 0 : 1);
+    store_snapshot_end(s);
+    assert_int_equal(count_id(s, "snap-d"), 1);
+    assert_int_equal(store_exec(s, "DELETE FROM accounts WHERE id LIKE "
+                                   "'snap-%'", ""), 4);
+    store_route_reads(s, false);
+    store_close(s);
+}
+
+static void sqlite_request_reads_share_a_snapshot(void **state)
+{
+    check_request_snapshot(&sq, true);
+}
+
+static void postgresql_request_snapshot_changes_nothing(void **state)
+{
+    check_request_snapshot(&pg, false);
+}
+
+struct holder {
+    struct store *s;
+    pthread_barrier_t *held, *release;
+};
+
+/* Another request thread in a read-only transaction until released. */
+static void *hold_reader_run(void *arg)
+{
+    struct holder *h = arg;
+    store_route_reads(h->s, true);
+    assert_int_equal(store_tx_begin_read(h->s), 0);
+    store_query_int(h->s, -1, "SELECT COUNT(*) FROM accounts", "");
+    pthread_barrier_wait(h->held);
+    pthread_barrier_wait(h->release);
+    store_tx_rollback(h->s);
+    return NULL;
+}
+
+static void *snapshot_run(void *arg)
+{
+    struct store *s = arg;
+    store_route_reads(s, true);
+    store_snapshot_begin(s);
+    store_snapshot_end(s);
+    return NULL;
+}
+
+/* With every reader held by other threads, a snapshot is not waited for:
+ * the request goes on without one. */
+static void sqlite_snapshot_never_waits_for_a_reader(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    enum { READERS = 4 }; /* STORE_READERS */
+    pthread_barrier_t held, release;
+    pthread_barrier_init(&held, NULL, READERS + 1);
+    pthread_barrier_init(&release, NULL, READERS + 1);
+    struct holder h = { s, &held, &release };
+    pthread_t t[READERS], snap;
+    for (int i = 0; i < READERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, hold_reader_run, &h), 0);
+    pthread_barrier_wait(&held);
+    assert_int_equal(pthread_create(&snap, NULL, snapshot_run, s), 0);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 60;
+    int joined = pthread_timedjoin_np(snap, NULL, &deadline);
+    pthread_barrier_wait(&release);
+    for (int i = 0; i < READERS; i++)
+        pthread_join(t[i], NULL);
+    if (joined != 0)
+        pthread_join(snap, NULL);
+    assert_int_equal(joined, 0);
+    pthread_barrier_destroy(&held);
+    pthread_barrier_destroy(&release);
+    store_close(s);
+}
+
 /* A routed read while the writer holds a transaction: answered by a
  * reader (the writer is busy, so this thread would otherwise wait). */
 static void *held_read_run(void *arg)
@@ -749,6 +898,8 @@ int main(void)
         cmocka_unit_test(sqlite_store_always_leads),
         cmocka_unit_test(sqlite_addresses_lowest_free_first),
         cmocka_unit_test(sqlite_reads_do_not_wait_for_writes),
+        cmocka_unit_test(sqlite_request_reads_share_a_snapshot),
+        cmocka_unit_test(sqlite_snapshot_never_waits_for_a_reader),
         cmocka_unit_test(sqlite_connections_map_the_file),
         cmocka_unit_test(sqlite_statements_cached_by_text),
         cmocka_unit_test(sqlite_allocations_share_no_lock),
@@ -757,6 +908,7 @@ int main(void)
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_addresses_lowest_free_first),
         cmocka_unit_test(postgresql_reads_do_not_wait_for_writes),
+        cmocka_unit_test(postgresql_request_snapshot_changes_nothing),
         cmocka_unit_test(postgresql_readers_come_back_after_a_restart),
         cmocka_unit_test(postgresql_replicas_elect_one_leader_and_notify),
         cmocka_unit_test(postgresql_locks_serialise_and_deadlocks_are_retryable),
