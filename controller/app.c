@@ -434,10 +434,18 @@ static bool admit(struct app *a, struct http_request *r,
     return true;
 }
 
+/* Whether the request says a body follows its headers. */
+static bool declares_body(struct http_request *r)
+{
+    const char *cl = http_req_header(r, "Content-Length");
+    return (cl && !streq(cl, "0")) || http_req_header(r, "Transfer-Encoding");
+}
+
 bool app_before(struct http_request *r, const struct http_route *route,
                 void *app)
 {
     struct app *a = app;
+    struct reqctx *c = reqctx_of(r);
 
     request_id_begin(r);
     /* Reads never wait for a write in progress, this hook's own included
@@ -447,12 +455,14 @@ bool app_before(struct http_request *r, const struct http_route *route,
      * goes to the writer in app_begin, on the thread that runs it. */
     store_route_reads(a->store, true);
     /* A call with a body is admitted on its headers, before the body is
-     * read. A GET or HEAD is admitted in app_begin, which comes in the
-     * same call of the thread as its handler: there the credential's
-     * lookup shares the handler's snapshot. */
-    if (!method_mutates(http_req_method(r)))
+     * read (a GET's too, which no route reads: a stranger's is never
+     * parsed). A GET or HEAD without one is admitted in app_begin, which
+     * comes in the same call of the thread as its handler: there the
+     * credential's lookup shares the handler's snapshot. */
+    if (!method_mutates(http_req_method(r)) && !declares_body(r))
         return true;
-    return admit(a, r, route, reqctx_of(r));
+    c->admitted = true;
+    return admit(a, r, route, c);
 }
 
 /* Settings built by hand (tests, benchmarks) may leave it 0: a day. */
@@ -617,7 +627,7 @@ bool app_begin(struct http_request *r, const struct http_route *route,
          * app_after (or app_park): each read is then not a transaction
          * of its own, and the answer shows one state of the store. */
         store_snapshot_begin(a->store);
-        return admit(a, r, route, c);
+        return c->admitted || admit(a, r, route, c);
     }
     if (route->sink || (route->flags & NO_TX))
         return true;
