@@ -445,7 +445,6 @@ bool app_before(struct http_request *r, const struct http_route *route,
                 void *app)
 {
     struct app *a = app;
-    struct reqctx *c = reqctx_of(r);
 
     request_id_begin(r);
     /* Reads never wait for a write in progress, this hook's own included
@@ -461,8 +460,7 @@ bool app_before(struct http_request *r, const struct http_route *route,
      * credential's lookup shares the handler's snapshot. */
     if (!method_mutates(http_req_method(r)) && !declares_body(r))
         return true;
-    c->admitted = true;
-    return admit(a, r, route, c);
+    return admit(a, r, route, reqctx_of(r));
 }
 
 /* Settings built by hand (tests, benchmarks) may leave it 0: a day. */
@@ -627,7 +625,8 @@ bool app_begin(struct http_request *r, const struct http_route *route,
          * app_after (or app_park): each read is then not a transaction
          * of its own, and the answer shows one state of the store. */
         store_snapshot_begin(a->store);
-        return c->admitted || admit(a, r, route, c);
+        /* One with a body was admitted on its headers (app_before). */
+        return declares_body(r) || admit(a, r, route, c);
     }
     if (route->sink || (route->flags & NO_TX))
         return true;

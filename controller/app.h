@@ -128,7 +128,6 @@ struct reqctx {
     bool no_event;         /* changed nothing (a dry run): no event */
     unsigned retries;      /* runs again after a lost store conflict */
     int contract;          /* an agent call's contract version (1..) */
-    bool admitted;         /* admitted on its headers (app_before) */
     void *stream;          /* state of a streamed upload */
     void (*stream_free)(void *);
 };
