@@ -4,6 +4,8 @@
 #include "common/ids.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 void jerr_clear(struct jerr *e)
 {
@@ -128,6 +130,35 @@ int json_check(const json_t *obj, const struct jfield *fields, size_t n,
 const char *json_str(const json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key));
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char **json_keys_sorted(const json_t *arr, const char *key,
+                              size_t *ret_n)
+{
+    const char **keys = NULL;
+    size_t n = 0, i;
+    json_t *o;
+    if (json_array_size(arr) > 0)
+        keys = xcalloc(json_array_size(arr), sizeof(*keys));
+    json_array_foreach(arr, i, o) {
+        const char *s = json_str(o, key);
+        if (s)
+            keys[n++] = s;
+    }
+    if (n > 1)
+        qsort(keys, n, sizeof(*keys), cmp_strp);
+    *ret_n = n;
+    return keys;
+}
+
+bool json_keys_has(const char *const *keys, size_t n, const char *s)
+{
+    return s && n > 0 && bsearch(&s, keys, n, sizeof(*keys), cmp_strp);
 }
 
 int64_t json_int(const json_t *obj, const char *key, int64_t def)

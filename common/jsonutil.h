@@ -48,5 +48,14 @@ const char *json_str(const json_t *obj, const char *key);
 int64_t json_int(const json_t *obj, const char *key, int64_t def);
 bool json_bool(const json_t *obj, const char *key, bool def);
 
+/* The string members `key` of the objects in array `arr`, sorted, for
+ * json_keys_has(): one pass and a sort instead of a scan of the array
+ * per lookup. The strings belong to arr (valid while it is unchanged);
+ * free the array. NULL with *ret_n 0 when there are none. */
+const char **json_keys_sorted(const json_t *arr, const char *key,
+                              size_t *ret_n);
+/* Whether s is among keys[0..n) (from json_keys_sorted). */
+bool json_keys_has(const char *const *keys, size_t n, const char *s);
+
 /* Serialise compactly; caller frees. */
 char *json_dumps_compact(const json_t *j);

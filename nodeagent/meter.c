@@ -218,15 +218,10 @@ void meter_observe(struct meter *m, const char *vm_id, bool running,
 
 void meter_retain(struct meter *m, const json_t *vms)
 {
-    size_t k = 0;
+    size_t k = 0, n_ids;
+    _cleanup_free_ const char **ids = json_keys_sorted(vms, "id", &n_ids);
     for (size_t i = 0; i < m->n; i++) {
-        bool keep = false;
-        size_t j;
-        json_t *vm;
-        json_array_foreach(vms, j, vm)
-            if (streq(json_str(vm, "id"), m->vms[i].id))
-                keep = true;
-        if (keep)
+        if (json_keys_has(ids, n_ids, m->vms[i].id))
             m->vms[k++] = m->vms[i];
         else {
             free(m->vms[i].pending);

@@ -522,16 +522,11 @@ int64_t reconcile_next_deadline(const struct reconcile_ctx *c)
 
 void reconcile_forget(struct reconcile_ctx *c, const json_t *desired)
 {
-    json_t *vms = json_object_get(desired, "vms");
-    size_t k = 0;
+    size_t k = 0, n_ids;
+    _cleanup_free_ const char **ids =
+        json_keys_sorted(json_object_get(desired, "vms"), "id", &n_ids);
     for (size_t i = 0; i < c->n_mem; i++) {
-        bool keep = false;
-        size_t j;
-        json_t *vm;
-        json_array_foreach(vms, j, vm)
-            if (streq(json_str(vm, "id"), c->mem[i].id))
-                keep = true;
-        if (keep)
+        if (json_keys_has(ids, n_ids, c->mem[i].id))
             c->mem[k++] = c->mem[i];
         else {
             free(c->mem[i].error);

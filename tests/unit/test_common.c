@@ -203,6 +203,37 @@ static void rfc3339_matches_the_c_library(void **state)
         rfc3339_is(v + v / 7 % 86400);
 }
 
+static void json_keys_are_found_by_their_text(void **state)
+{
+    (void)state;
+    /* Unsorted, a duplicate, a member of another type, one without the
+     * key, a member that is no object. */
+    json_auto_t *arr = json_pack("[{s:s}, {s:s}, {s:i}, {s:s}, {s:s}, {}, "
+                                 "s, {s:s}]", "id", "m", "id", "c", "id", 7,
+                                 "id", "x", "other", "q", "stray", "id", "c");
+    size_t n;
+    _cleanup_free_ const char **keys = json_keys_sorted(arr, "id", &n);
+    assert_int_equal(n, 4);
+    assert_string_equal(keys[0], "c");
+    assert_string_equal(keys[3], "x");
+    assert_true(json_keys_has(keys, n, "m"));
+    assert_true(json_keys_has(keys, n, "c"));
+    assert_true(json_keys_has(keys, n, "x"));
+    assert_false(json_keys_has(keys, n, "q"));
+    assert_false(json_keys_has(keys, n, "stray"));
+    assert_false(json_keys_has(keys, n, "7"));
+    assert_false(json_keys_has(keys, n, ""));
+    assert_false(json_keys_has(keys, n, NULL));
+    /* Nothing to look in. */
+    json_auto_t *empty = json_array();
+    size_t n0 = 1;
+    _cleanup_free_ const char **none = json_keys_sorted(empty, "id", &n0);
+    assert_int_equal(n0, 0);
+    assert_false(json_keys_has(none, n0, "c"));
+    _cleanup_free_ const char **nul = json_keys_sorted(NULL, "id", &n0);
+    assert_int_equal(n0, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +247,7 @@ int main(void)
         cmocka_unit_test(json_check_rejects_unknown_wrong_and_missing_fields),
         cmocka_unit_test(rfc3339_round_trips),
         cmocka_unit_test(rfc3339_matches_the_c_library),
+        cmocka_unit_test(json_keys_are_found_by_their_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "common/fs.h"
+#include "common/ids.h"
 #include "common/jsonutil.h"
 #include "nodeagent/meter.h"
 #include "tests/testutil.h"
@@ -133,6 +134,42 @@ static void vms_no_longer_desired_are_forgotten(void **state)
     meter_retain(m, vms);
     _cleanup_free_ char *s = take_ack(m, 120);
     assert_string_equal(s, "B:1:100-110");
+    meter_free(m);
+}
+
+/* Many VMs, the desired ones listed in another order than observed:
+ * each kept or forgotten by its own id. */
+static void retained_vms_are_matched_by_id(void **state)
+{
+    (void)state;
+    struct meter *m = meter_new(NULL, 0);
+    char ids[40][UUID_STR_LEN + 1];
+    json_auto_t *vms = json_array();
+    for (int i = 0; i < 40; i++) {
+        snprintf(ids[i], sizeof(ids[i]),
+                 "%08x-0000-4000-8000-000000000000", 0x40 - i);
+        meter_observe(m, ids[i], true, 100);
+    }
+    for (int j = 0; j < 40; j++) {
+        int i = (j * 7) % 40; /* every one, shuffled */
+        if (i % 3 == 0)
+            json_array_append_new(vms, json_pack("{s:s}", "id", ids[i]));
+    }
+    json_auto_t *w = meter_take(m, 110, 1000);
+    assert_int_equal(meter_pending(m), 40);
+    meter_retain(m, vms);
+    assert_int_equal(meter_pending(m), 14);
+    json_auto_t *left = meter_take(m, 110, 1000);
+    size_t i;
+    json_t *s;
+    json_array_foreach(left, i, s) {
+        const char *id = json_str(s, "vm");
+        int k = -1;
+        for (int j = 0; j < 40; j++)
+            if (streq(ids[j], id))
+                k = j;
+        assert_true(k >= 0 && k % 3 == 0);
+    }
     meter_free(m);
 }
 
@@ -276,6 +313,7 @@ int main(void)
         cmocka_unit_test(a_stop_closes_the_interval),
         cmocka_unit_test(at_most_max_samples_per_post),
         cmocka_unit_test(vms_no_longer_desired_are_forgotten),
+        cmocka_unit_test(retained_vms_are_matched_by_id),
         cmocka_unit_test(numbers_and_unsent_samples_survive_a_restart),
         cmocka_unit_test(a_damaged_file_never_lets_numbers_repeat),
         cmocka_unit_test(only_the_samples_the_controller_refused_are_dropped),
