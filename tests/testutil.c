@@ -64,6 +64,13 @@ void tu_rmrf(const char *path)
         nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+void tu_rmrf_freep(char **p)
+{
+    tu_rmrf(*p);
+    free(*p);
+    *p = NULL;
+}
+
 char *tu_bin(const char *name)
 {
     const char *dir = getenv("FOG_BIN");

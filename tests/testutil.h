@@ -14,6 +14,10 @@
 char *tu_tempdir(const char *tag);
 /* rm -rf a directory tree made by a test. */
 void tu_rmrf(const char *path);
+/* tu_rmrf(*p) and free(*p): for _cleanup_tempdir_, a temp dir removed
+ * when its variable leaves scope. */
+void tu_rmrf_freep(char **p);
+#define _cleanup_tempdir_ _cleanup_(tu_rmrf_freep)
 /* Path of a built binary: $O/../bin/NAME resolved from the repo root. */
 char *tu_bin(const char *name);
 /* A free TCP port on 127.0.0.1 (bound then released). */

@@ -630,7 +630,24 @@ e2e_agent_start() { # ns dir [run-args...]
     e2e__daemon_prefix "$ns"
     "${E2E_PREFIX[@]}" "$E2E_BIN/fog-nodeagent" run --data-dir "$dir" "$@" >>"$dir/agent.log" 2>&1 &
     E2E_AGENT_PID=$!
+    # Cleanups run last-registered first: the agent stops, then the
+    # resolvers it started, which outlive it as its VMs do.
+    e2e_cleanup_add "e2e__stop_resolvers '$dir'"
     e2e_cleanup_add "e2e__stop_pid $E2E_AGENT_PID"
+}
+
+# Stops the per-network dnsmasq processes of the agent whose data dir is
+# DIR: each pid in DIR/dns/*/pid whose command line names that pid file.
+e2e__stop_resolvers() { # dir
+    local f pid
+    for f in "$1"/dns/*/pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f" 2>/dev/null) || continue
+        case $pid in '' | *[!0-9]*) continue ;; esac
+        tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null |
+            grep -qxF -- "--pid-file=$f" || continue
+        e2e__stop_pid "$pid"
+    done
 }
 
 # Prints field FIELD of `fogctl dominfo VM` (as E2E_KEY), e.g. state,

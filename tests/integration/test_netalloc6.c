@@ -67,9 +67,10 @@ static void hostile_input_gives_no_address(void **state)
     }
 }
 
-static struct store *store_new(void)
+/* A fresh store in a temp dir (to *ret_dir, removed by its owner). */
+static struct store *store_new(char **ret_dir)
 {
-    _cleanup_free_ char *dir = tu_tempdir("netalloc6");
+    char *dir = *ret_dir = tu_tempdir("netalloc6");
     _cleanup_free_ char *db = tu_new_store_address(dir);
     struct store *s = NULL;
     ok(store_open(db, &s));
@@ -87,7 +88,8 @@ static int64_t subnet_of(struct store *s, const char *id)
 static void ula_is_made_once(void **state)
 {
     (void)state;
-    struct store *s = store_new();
+    _cleanup_tempdir_ char *dir = NULL;
+    struct store *s = store_new(&dir);
     uint8_t u1[6], u2[6];
     ok(store_tx_begin(s));
     ok(netalloc_ula48(s, u1));
@@ -105,7 +107,8 @@ static void ula_is_made_once(void **state)
 static void networks_get_distinct_subnets(void **state)
 {
     (void)state;
-    struct store *s = store_new();
+    _cleanup_tempdir_ char *dir = NULL;
+    struct store *s = store_new(&dir);
     char n1[37], n2[37], n3[37], n4[37];
     ok(store_tx_begin(s));
     ok(network_insert(s, "acc", "a", "10.1.0.0/24", false, n1));
@@ -150,7 +153,8 @@ static void networks_get_distinct_subnets(void **state)
 static void old_networks_get_theirs_at_start(void **state)
 {
     (void)state;
-    struct store *s = store_new();
+    _cleanup_tempdir_ char *dir = NULL;
+    struct store *s = store_new(&dir);
     /* A network and a VM from before IPv6. */
     exec_ok(s, "INSERT INTO networks (id, account_id, name, cidr, "
                      "gateway, vxlan_id, created_at) VALUES ('old', 'acc', "

@@ -18,6 +18,7 @@
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "common/timeutil.h"
+#include "netfabric/resolver.h"
 #include "tests/testutil.h"
 
 #include <sched.h>
@@ -190,6 +191,12 @@ static int teardown(void **state)
     if (agent_pid > 0)
         tu_kill(agent_pid, SIGTERM);
     agent_pid = -1;
+    /* The network's resolver outlives the agent, as its VMs do. */
+    if (data_dir) {
+        _cleanup_free_ char *dns = xasprintf("%s/dns", data_dir);
+        struct nf_state s = { .dns_dir = dns };
+        resolver_stop_all(&s);
+    }
     tu_wg_remove(ns, wg);
     tu_ip("netns del %s", ns);
     tu_ip("link del %s", veth);

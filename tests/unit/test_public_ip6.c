@@ -61,7 +61,7 @@ static void detection_takes_the_default_routes_global_address(void **state)
     /* On the default route's interface: not the ULA, link-local,
      * temporary (0x01), deprecated (0x20) or tentative (0x40) ones, nor
      * another interface's. */
-    _cleanup_free_ char *root = fake_proc(
+    _cleanup_tempdir_ char *root = fake_proc(
         ROUTE_ULA ROUTE_DEFAULT("wan0"),
         "fd000000000000000000000000000002 02 40 00 80     wan0\n"
         "fe800000000000000000000000000002 02 40 20 80     wan0\n"
@@ -75,17 +75,17 @@ static void detection_takes_the_default_routes_global_address(void **state)
     assert_string_equal(out, "2001:db8::5");
 
     /* No default route, none global, or no files: none. */
-    _cleanup_free_ char *r2 = fake_proc(
+    _cleanup_tempdir_ char *r2 = fake_proc(
         ROUTE_ULA, "20010db8000000000000000000000005 02 40 00 80     eth0\n");
     assert_int_equal(agent_detect_public_ip6(r2, out), -ENOENT);
-    _cleanup_free_ char *r3 = fake_proc(
+    _cleanup_tempdir_ char *r3 = fake_proc(
         ROUTE_DEFAULT("eth0"),
         "fd000000000000000000000000000005 02 40 00 80     eth0\n");
     assert_int_equal(agent_detect_public_ip6(r3, out), -ENOENT);
-    _cleanup_free_ char *r4 = fake_proc(NULL, NULL);
+    _cleanup_tempdir_ char *r4 = fake_proc(NULL, NULL);
     assert_int_equal(agent_detect_public_ip6(r4, out), -ENOENT);
     /* A default route through loopback (unreachable) is no route. */
-    _cleanup_free_ char *r5 = fake_proc(
+    _cleanup_tempdir_ char *r5 = fake_proc(
         ROUTE_DEFAULT("lo"), "20010db8000000000000000000000005 01 40 00 80     lo\n");
     assert_int_equal(agent_detect_public_ip6(r5, out), -ENOENT);
 }
