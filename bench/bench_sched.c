@@ -3,8 +3,10 @@
  * policies, through the controller's own scheduler on a temporary sqlite
  * store, in-process (no HTTP requests; a route-less server on loopback
  * takes the long-poll wake-ups). Prints a markdown table of medians over
- * several runs; fails only when a placement breaks a rule (capacity, KVM,
- * policy, locked price) or a VM stays pending (the fleet has room for all).
+ * several runs, then a second table for a stream of creates (see
+ * place_stream); fails only when a placement breaks a rule (capacity,
+ * KVM, policy, locked price) or a VM stays pending (the fleet has room
+ * for all).
  * Usage: bench_sched [VMS [RUNS [NODES...]]], default 1000 3 1000 10000. */
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -14,6 +16,8 @@
 #include "tests/testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +32,9 @@ struct sched_result {
     double p50_ms, p99_ms, max_ms; /* one scheduler_place (by_place only) */
     double stuck_ms;     /* a scheduler_run finding STUCK VMs room nowhere */
     int64_t placed, pending;
+    /* The stream (by_stream only): placements per second, their p99 and
+     * longest, and the longest wait of another writer's commit. */
+    double s_per_s, s_p99_ms, s_max_ms, w_max_ms;
 };
 
 static void die(const char *what, int e)
@@ -333,6 +340,103 @@ static int64_t place_one_by_one(struct app *a, int64_t **lat, size_t *n)
     }
 }
 
+/* A stream of creates: for STREAM_MS, pending VMs placed one at a time
+ * by scheduler_place, as creates place theirs, with the reconciler's
+ * fleet refresh ticking every second beside them, as in the controller,
+ * and another writer committing a one-row transaction every 5 ms (an API
+ * write). A fleet loaded inside a placing transaction shows as a long
+ * wait of that writer, one loaded by a placement as a long placement
+ * (the first, which finds no fleet loaded, aside). */
+enum { STREAM_MS = 2000, STREAM_VMS = 10000 };
+
+struct stream_side {
+    struct app *a;
+    atomic_bool stop;
+    int64_t *waits;
+    size_t n, cap;
+};
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static void *stream_refresh(void *arg)
+{
+    struct stream_side *side = arg;
+    while (!atomic_load(&side->stop)) {
+        scheduler_fleet_refresh(side->a);
+        for (int i = 0; i < 100 && !atomic_load(&side->stop); i++)
+            sleep_ms(10);
+    }
+    return NULL;
+}
+
+static void *stream_writer(void *arg)
+{
+    struct stream_side *side = arg;
+    while (!atomic_load(&side->stop)) {
+        int64_t t0 = mono_us();
+        exec_or_die("writer begin", store_tx_begin(side->a->store));
+        exec_or_die("writer update",
+                    store_exec(side->a->store, "INSERT INTO settings (key, "
+                               "value) VALUES ('bench', $1) ON CONFLICT (key) "
+                               "DO UPDATE SET value = excluded.value", "i",
+                               t0));
+        exec_or_die("writer commit", store_tx_commit(side->a->store));
+        if (side->n == side->cap) {
+            side->cap = side->cap ? 2 * side->cap : 1024;
+            side->waits = xrealloc(side->waits,
+                                   side->cap * sizeof(*side->waits));
+        }
+        side->waits[side->n++] = mono_us() - t0;
+        sleep_ms(5);
+    }
+    return NULL;
+}
+
+/* The stream on a's store: placements until STREAM_MS passed. */
+static int64_t place_stream(struct app *a, struct sched_result *ret)
+{
+    struct stream_side side = { .a = a };
+    pthread_t refresher, writer;
+    if (pthread_create(&refresher, NULL, stream_refresh, &side) ||
+        pthread_create(&writer, NULL, stream_writer, &side))
+        die("pthread_create", -EAGAIN);
+    json_auto_t *rows = NULL;
+    if (store_query(a->store, &rows, "SELECT id FROM vms WHERE node_id IS "
+                    "NULL ORDER BY created_at, id", "") < 0)
+        die("pending query", -EIO);
+    size_t n = json_array_size(rows), k = 0;
+    int64_t *lat = xcalloc(n + 1, sizeof(*lat)), placed = 0;
+    int64_t start = mono_us();
+    while (k < n && mono_us() - start < STREAM_MS * 1000) {
+        int64_t t0 = mono_us();
+        int r = scheduler_place(a, json_str(json_array_get(rows, k), "id"));
+        lat[k++] = mono_us() - t0;
+        if (r < 0)
+            die("scheduler_place", r);
+        placed += r;
+    }
+    double wall = (double)(mono_us() - start) / 1e6;
+    atomic_store(&side.stop, true);
+    pthread_join(refresher, NULL);
+    pthread_join(writer, NULL);
+    if (k == n)
+        fprintf(stderr, "bench_sched: the stream ran out of pending VMs\n");
+    ret->s_per_s = (double)placed / (wall > 0 ? wall : 1e-9);
+    /* The first placement loads the fleet, as the first create after a
+     * quiet spell does: the longest is of the ones after it. */
+    ret->s_p99_ms = k > 1 ? (double)pct(lat + 1, k - 1, 0.99) / 1e3 : 0;
+    ret->s_max_ms = k > 1 ? (double)lat[k - 1] / 1e3 : 0;
+    qsort(side.waits, side.n, sizeof(*side.waits), cmp_i64);
+    ret->w_max_ms = side.n ? (double)side.waits[side.n - 1] / 1e3 : 0;
+    free(lat);
+    free(side.waits);
+    return placed;
+}
+
 /* VMs too big for any node wait, and every reconciler tick tries them
  * again: how long one such tick takes with STUCK of them pending. */
 enum { STUCK = 100 };
@@ -366,12 +470,16 @@ static double stuck_tick_ms(struct app *a, int64_t now)
     return ms;
 }
 
+enum sched_mode { BY_RUN, BY_PLACE, BY_STREAM };
+
 /* One run on a fresh store: the fleet, the VMs, then placing them all
- * through scheduler_run, or one by one through scheduler_place. Returns
- * the number of broken placement rules. */
+ * through scheduler_run, or one by one through scheduler_place, or a
+ * stream of them (STREAM_VMS pending). Returns the number of broken
+ * placement rules. */
 static int64_t run_once(struct app *a, int nodes, int nvms, bool policy,
-                        bool by_place, struct sched_result *ret)
+                        enum sched_mode mode, struct sched_result *ret)
 {
+    bool by_place = mode == BY_PLACE;
     char *dir = tu_tempdir("bench-sched");
     char *db = xasprintf("%s/fog.db", dir);
     uint64_t seed = 42;
@@ -383,7 +491,7 @@ static int64_t run_once(struct app *a, int nodes, int nvms, bool policy,
     t = mono_us();
     exec_or_die("begin", store_tx_begin(a->store));
     insert_nodes(a, nodes, policy, now, &seed);
-    insert_vms(a, nvms, now, &seed);
+    insert_vms(a, mode == BY_STREAM ? STREAM_VMS : nvms, now, &seed);
     exec_or_die("commit", store_tx_commit(a->store));
     ret->setup_s = (double)(mono_us() - t) / 1e6;
 
@@ -391,7 +499,9 @@ static int64_t run_once(struct app *a, int nodes, int nvms, bool policy,
     size_t n = 0;
     t = mono_us();
     int64_t cpu = cpu_us();
-    placed = by_place ? place_one_by_one(a, &lat, &n) : place_by_run(a);
+    placed = mode == BY_STREAM ? place_stream(a, ret)
+             : by_place        ? place_one_by_one(a, &lat, &n)
+                               : place_by_run(a);
     ret->wall_s = (double)(mono_us() - t) / 1e6;
     double cpu_s = (double)(cpu_us() - cpu) / 1e6;
     ret->per_s = (double)placed / (ret->wall_s > 0 ? ret->wall_s : 1e-9);
@@ -400,10 +510,12 @@ static int64_t run_once(struct app *a, int nodes, int nvms, bool policy,
     ret->p99_ms = (double)pct(lat, n, 0.99) / 1e3;
     ret->max_ms = n ? (double)lat[n - 1] / 1e3 : 0;
     ret->placed = placed;
-    ret->pending = store_query_int(a->store, -1, "SELECT COUNT(*) FROM vms "
-                                   "WHERE node_id IS NULL", "");
+    /* A stream leaves VMs pending by design: it stops on time. */
+    ret->pending = mode == BY_STREAM ? 0
+                   : store_query_int(a->store, -1, "SELECT COUNT(*) FROM "
+                                     "vms WHERE node_id IS NULL", "");
     int64_t bad = violations(a);
-    if (!by_place)
+    if (mode == BY_RUN)
         ret->stuck_ms = stuck_tick_ms(a, now);
     free(lat);
     store_close(a->store);
@@ -480,15 +592,25 @@ int main(int argc, char **argv)
            "------------------------------:|----------:|\n");
     fflush(stdout);
     int64_t bad = 0, left = 0;
+    /* The stream's medians, printed after the first table: per fleet and
+     * policy, placements/s, p99, longest, the writer's longest wait. */
+    double stream[8][2][4];
     for (int f = 0; f < nfleets; f++) {
         for (int pol = 0; pol < 2; pol++) {
             double run_s[15], run_cpu[15], wall[15], place_s[15],
-                   place_cpu[15], p50[15], p99[15], stuck[15], setup[15];
+                   place_cpu[15], p50[15], p99[15], stuck[15], setup[15],
+                   s_per[15], s_p99[15], s_max[15], w_max[15];
             int64_t placed = 0;
             for (int r = 0; r < runs; r++) {
-                struct sched_result byrun = { 0 }, byone = { 0 };
-                bad += run_once(&a, fleets[f], nvms, pol, false, &byrun);
-                bad += run_once(&a, fleets[f], nvms, pol, true, &byone);
+                struct sched_result byrun = { 0 }, byone = { 0 },
+                                    bys = { 0 };
+                bad += run_once(&a, fleets[f], nvms, pol, BY_RUN, &byrun);
+                bad += run_once(&a, fleets[f], nvms, pol, BY_PLACE, &byone);
+                bad += run_once(&a, fleets[f], nvms, pol, BY_STREAM, &bys);
+                s_per[r] = bys.s_per_s;
+                s_p99[r] = bys.s_p99_ms;
+                s_max[r] = bys.s_max_ms;
+                w_max[r] = bys.w_max_ms;
                 left += byrun.pending + byone.pending;
                 run_s[r] = byrun.per_s;
                 run_cpu[r] = byrun.per_cpu_s;
@@ -522,8 +644,32 @@ int main(int argc, char **argv)
                    median(p99, runs), median(stuck, runs),
                    median(setup, runs));
             fflush(stdout);
+            stream[f][pol][0] = median(s_per, runs);
+            stream[f][pol][1] = median(s_p99, runs);
+            stream[f][pol][2] = median(s_max, runs);
+            stream[f][pol][3] = median(w_max, runs);
         }
     }
+    printf("\nA stream of creates: for %d ms, pending VMs (%d of them) "
+           "placed one at a time by scheduler_place, the reconciler's fleet "
+           "refresh ticking every second beside them and another writer "
+           "committing a one-row transaction every 5 ms; median of %d "
+           "runs. A fleet loaded inside a placing transaction shows as a "
+           "long wait of that writer, one loaded by a placement as a long "
+           "placement; the first placement, which loads the fleet as the "
+           "first create after a quiet spell does, is left out.\n\n",
+           STREAM_MS, STREAM_VMS, runs);
+    printf("| nodes | policies | placements/s | placement p99 (ms) | "
+           "longest placement (ms) | other writer's longest commit (ms) "
+           "|\n");
+    printf("|------:|:---------|-------------:|-------------------:|"
+           "-----------------------:|-----------------------------------:|"
+           "\n");
+    for (int f = 0; f < nfleets; f++)
+        for (int pol = 0; pol < 2; pol++)
+            printf("| %5d | %-8s | %12.0f | %18.3f | %22.3f | %34.3f |\n",
+                   fleets[f], pol ? "50%" : "none", stream[f][pol][0],
+                   stream[f][pol][1], stream[f][pol][2], stream[f][pol][3]);
     http_server_stop(a.http, 0);
     if (left)
         fprintf(stderr, "bench_sched: %lld VMs left pending in all runs "

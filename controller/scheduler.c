@@ -187,6 +187,7 @@ struct fleet {
     uint64_t seq;                    /* fleet_seq when loading began */
     uint64_t gen;                    /* fleet_gen when loading began */
     int64_t at_ms;                   /* mono_ms() when loading began */
+    bool used;                       /* a decision took it since */
 };
 
 /* The cache of the fleet. Correctness never rests on it: the placing
@@ -195,10 +196,18 @@ struct fleet {
  * loaded after its placement began. The cache only saves loading every
  * node and summing every VM for each placement. It is dropped when a
  * write that changes what placement sees of a node announces itself
- * (scheduler_fleet_changed) and after FLEET_TTL_MS in any case, which
- * bounds how long capacity freed elsewhere, a node that came back, or
- * another replica's change goes unseen by the weighing. */
-#define FLEET_TTL_MS 1000
+ * (scheduler_fleet_changed), and its age is bounded, which bounds how
+ * long capacity freed elsewhere, a node that came back, or another
+ * replica's change goes unseen by the weighing:
+ * - the reconciler loads a fleet that decisions used again once it is
+ *   FLEET_REFRESH_MS old (scheduler_fleet_refresh), each tick, outside
+ *   any transaction: a load takes some 20 ms at 10,000 nodes, and a create
+ *   that found the fleet expired loaded it inside its write transaction,
+ *   every writer waiting, once a second under a stream of creates;
+ * - a decision loads it itself once it is FLEET_MAX_AGE_MS old (the
+ *   reconciler stalled, or nothing used it for a while). */
+#define FLEET_REFRESH_MS 500
+#define FLEET_MAX_AGE_MS 3000
 static _Atomic uint64_t fleet_gen, fleet_seq;
 /* Guards the store slots holding caches, refs and free capacity. Never
  * held across a store call; taken after the store's lock when both. */
@@ -560,8 +569,9 @@ static int fleet_get(struct app *a, uint64_t after, struct fleet **ret)
                                                       fleet_slot_free);
     struct fleet *f = *slot;
     if (f && f->seq > after && f->gen == atomic_load(&fleet_gen) &&
-        mono_ms() - f->at_ms < FLEET_TTL_MS) {
+        mono_ms() - f->at_ms < FLEET_MAX_AGE_MS) {
         f->refs++;
+        f->used = true;
         pthread_mutex_unlock(&fleet_lock);
         *ret = f;
         return 0;
@@ -577,6 +587,7 @@ static int fleet_get(struct app *a, uint64_t after, struct fleet **ret)
         return e;
     }
     f->refs = 2;
+    f->used = true;
     pthread_mutex_lock(&fleet_lock);
     /* Another load may have finished first: keep the newer one. */
     if (!*slot || (*slot)->seq < f->seq) {
@@ -588,6 +599,47 @@ static int fleet_get(struct app *a, uint64_t after, struct fleet **ret)
     pthread_mutex_unlock(&fleet_lock);
     *ret = f;
     return 0;
+}
+
+/* fleet_get() with this thread's reads sent to the store's read-only
+ * connections, outside any transaction: with sqlite, a load read through
+ * the writer's connection held the store's write lock throughout. */
+static int fleet_get_reading(struct app *a, uint64_t after, struct fleet **ret)
+{
+    bool routed = store_reads_routed(a->store);
+    store_route_reads(a->store, true);
+    int e = fleet_get(a, after, ret);
+    store_route_reads(a->store, routed);
+    return e;
+}
+
+/* A fleet loaded after load `after` began cached (0: any current one),
+ * loaded now from a read-only snapshot when due; nothing inside a
+ * transaction, where the load would make every writer wait. */
+static void fleet_warm(struct app *a, uint64_t after)
+{
+    struct fleet *f;
+    if (!store_in_tx(a->store) && fleet_get_reading(a, after, &f) == 0)
+        fleet_put(f);
+}
+
+void scheduler_fleet_refresh(struct app *a)
+{
+    pthread_mutex_lock(&fleet_lock);
+    struct fleet *f = *(struct fleet **)store_slot(a->store, fleet_slot_free);
+    bool due = f && f->used && mono_ms() - f->at_ms >= FLEET_REFRESH_MS;
+    uint64_t seq = f ? f->seq : 0;
+    pthread_mutex_unlock(&fleet_lock);
+    if (!due || store_in_tx(a->store))
+        return;
+    /* A load newer than the cached one, which becomes the cached one;
+     * not counted as used, so an idle hub stops loading after one. */
+    if (fleet_get_reading(a, seq, &f) < 0)
+        return;
+    pthread_mutex_lock(&fleet_lock);
+    f->used = false;
+    fleet_unref_locked(f);
+    pthread_mutex_unlock(&fleet_lock);
 }
 
 /* place_decide() on f, its free capacity steady meanwhile. */
@@ -741,6 +793,10 @@ struct batch {
     /* The rows (ASK_COLS) of its pending VMs read ahead, by id: read in
      * its transaction, which no other writer enters. */
     json_t *ahead;
+    /* A refusal on a fleet loaded before the pass began ends the batch
+     * (-ESTALE), so that the fleet is loaded outside its transaction;
+     * once a pass, and only for a pass begun outside any transaction. */
+    bool stale_ends;
 };
 static _Thread_local struct batch *cur_batch;
 
@@ -1049,6 +1105,8 @@ static int decide(struct app *a, struct sched_ask *q, uint64_t after,
     }
     if (ret->chosen < 0 && f->seq <= refuse_after) {
         fleet_put(f);
+        if (cur_batch && cur_batch->stale_ends)
+            return -ESTALE;
         if ((e = fleet_get(a, refuse_after, &f)) < 0)
             return e;
         ask_block(q, f);
@@ -1431,6 +1489,9 @@ static int place(struct app *a, const char *vm_id, uint64_t refuse_after,
     for (int i = 0; i <= STORE_TX_RETRIES && r == -EAGAIN; i++) {
         if (i > 0)
             after = atomic_load(&fleet_seq);
+        /* A fleet due for loading is loaded here, not inside the
+         * placing transaction. */
+        fleet_warm(a, after);
         r = place_once(a, vm_id, after, refuse_after, ret_node);
     }
     return r;
@@ -1766,12 +1827,16 @@ int scheduler_run(struct app *a)
         return 0;
     /* One fresh load at most for every VM refused in this pass. */
     uint64_t after = atomic_load(&fleet_seq);
+    /* A fleet due for loading (none cached, a change announced, too old)
+     * is loaded here, not inside a batch's transaction. */
+    fleet_warm(a, 0);
     /* Batched where one writer at a time holds anyway (sqlite); with
      * PostgreSQL each VM keeps its own short transaction, so the node
      * locks it takes are held only while it is placed. */
     bool batched = streq(store_backend_name(a->store), "sqlite");
     struct batch b = { json_array(), json_object(), NULL, NULL, 0, 0,
-                       json_object(), false, json_object() };
+                       json_object(), false, json_object(),
+                       !store_in_tx(a->store) };
     int64_t batch_at = 0;
     /* A batch that fails is placed again in halves, down to one VM, so
      * that one VM whose rows cannot be written holds up no other; its
@@ -1802,13 +1867,24 @@ int scheduler_run(struct app *a)
             placed++;
             in_batch++;
         }
+        /* Refused on a fleet older than the pass: what the batch placed is
+         * committed, a fleet is loaded from a read-only snapshot, and the
+         * VM is tried again on it in the next batch. */
+        bool stale = r == -ESTALE;
+        if (stale) {
+            i--;
+            b.stale_ends = false;
+        }
         /* A VM that failed rolled back to its savepoint: what the batch
          * placed before it is committed (its VMs stay pending when that
          * fails), and the next VM starts a batch of its own. */
         if (!cur_batch || !(r < 0 || i - start >= limit || i == n ||
                             mono_ms() - batch_at >= BATCH_MS))
             continue;
-        if (batch_end(a, &b) >= 0) {
+        int e = batch_end(a, &b);
+        if (stale)
+            fleet_warm(a, after);
+        if (e >= 0) {
             limit = limit < BATCH_MAX ? 2 * limit : BATCH_MAX;
             continue;
         }
@@ -1858,6 +1934,8 @@ static void *reconciler(void *arg)
     pthread_mutex_lock(&rec_lock);
     while (!rec_stop) {
         pthread_mutex_unlock(&rec_lock);
+        /* Every replica places its own creates on its own cached fleet. */
+        scheduler_fleet_refresh(a);
         /* With PostgreSQL several replicas serve the API; one leads. */
         if (store_try_lead(a->store)) {
             if (now_s() >= judge_from) {

@@ -53,6 +53,11 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
  * drain, offer, region, labels, policy): the next placement loads the
  * fleet again instead of deciding on the cached one. */
 void scheduler_fleet_changed(void);
+/* Load the cached fleet again when decisions used it and it is getting
+ * old, so that they seldom load it themselves; nothing inside a
+ * transaction or for a fleet nothing used since its load. The reconciler
+ * calls it every tick. */
+void scheduler_fleet_refresh(struct app *a);
 /* Try every pending VM. Returns how many were placed. */
 int scheduler_run(struct app *a);
 /* Mark VMs of nodes silent for three heartbeat intervals `unknown`. */

@@ -70,6 +70,11 @@ void store_route_reads(struct store *s, bool on)
     tls_reads = on ? s : NULL;
 }
 
+bool store_reads_routed(struct store *s)
+{
+    return tls_reads == s;
+}
+
 static bool sql_reads(const char *sql)
 {
     return strncmp(sql, "SELECT", 6) == 0;

@@ -49,6 +49,8 @@ int store_listen(struct store *s, void (*fn)(const char *, void *), void *data);
  * writer. Request threads turn it on for GET and HEAD. No-op where the
  * backend has no readers (PostgreSQL). */
 void store_route_reads(struct store *s, bool on);
+/* Whether the calling thread's reads go to read-only connections. */
+bool store_reads_routed(struct store *s);
 
 /* The calling thread's reads until store_snapshot_end() share one
  * snapshot on one reader, where the backend gains by it: with sqlite each

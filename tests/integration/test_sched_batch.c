@@ -22,6 +22,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { NODES = 12, NODE_VCPUS = 64, VMS = 1000 };
 
@@ -387,6 +388,109 @@ static void one_bad_vm_holds_up_no_other(void **state)
     app_close(&a, dir);
 }
 
+/* The node a 1-vCPU request is decided onto (the cheapest: only the
+ * price is weighed). */
+static void decided_onto(struct app *a, const char *want)
+{
+    struct place_req r = { .vcpus = 1, .mem_mib = 1024, .disk_gib = 10,
+                           .image = "debian-12", .max_price = -1 };
+    json_auto_t *choice = NULL;
+    assert_int_equal(scheduler_decide(a, &r, &choice), 1);
+    assert_string_equal(json_str(choice, "node_id"), want);
+}
+
+/* A node added behind the cache's back, cheaper than the one there. */
+static void cheaper_node(struct app *a, int i, const char *provider,
+                         int64_t price, char id[UUID_STR_LEN + 1])
+{
+    insert_node(a, i, provider, true, now_s(), id);
+    ok(store_exec(a->store, "UPDATE node_offers SET vcpu_hour = $1 WHERE "
+                  "node_id = $2", "is", price, id));
+}
+
+/* The cached fleet is loaded again by the reconciler's refresh once
+ * decisions used it and it is half a second old, not by the decisions;
+ * one nothing used since its load is left as it is; past its longest
+ * age a decision loads it itself. Nodes are added without announcing a
+ * change, so only a new load sees them. */
+static void the_fleet_is_refreshed_beside_decisions(void **state)
+{
+    (void)state;
+    struct app a = { 0 };
+    char *dir = app_open(&a);
+    a.cfg.weight_price = 1;
+    char provider[UUID_STR_LEN + 1], tenant[UUID_STR_LEN + 1];
+    char n[4][UUID_STR_LEN + 1];
+    begin_with_accounts(&a, now_s(), provider, tenant);
+    cheaper_node(&a, 0, provider, 9000000, n[0]);
+    ok(store_tx_commit(a.store));
+    decided_onto(&a, n[0]);
+    /* Unannounced: the cached fleet is decided on. */
+    cheaper_node(&a, 1, provider, 8000000, n[1]);
+    decided_onto(&a, n[0]);
+    usleep(600 * 1000);
+    scheduler_fleet_refresh(&a);
+    /* Loaded again, and not used yet: the next refresh leaves it. */
+    cheaper_node(&a, 2, provider, 7000000, n[2]);
+    usleep(600 * 1000);
+    scheduler_fleet_refresh(&a);
+    decided_onto(&a, n[1]);
+    /* Used now: loaded again. */
+    usleep(600 * 1000);
+    scheduler_fleet_refresh(&a);
+    decided_onto(&a, n[2]);
+    /* With no refresh, a fleet is decided on for 3 s, then a decision
+     * loads it itself. */
+    cheaper_node(&a, 3, provider, 6000000, n[3]);
+    usleep(1500 * 1000);
+    decided_onto(&a, n[2]);
+    usleep(1600 * 1000);
+    decided_onto(&a, n[3]);
+    app_close(&a, dir);
+}
+
+/* A pass refuses a VM only on a fleet loaded after it began: the VM that
+ * fits only a node the cached fleet does not know (added unannounced) is
+ * placed in the same pass, after the batch holding the VM before it is
+ * committed and the fleet loaded again. */
+static void a_pass_refuses_on_a_fleet_newer_than_it(void **state)
+{
+    (void)state;
+    struct app a = { 0 };
+    char *dir = app_open(&a);
+    int64_t now = now_s();
+    char provider[UUID_STR_LEN + 1], tenant[UUID_STR_LEN + 1];
+    char small[UUID_STR_LEN + 1], big[UUID_STR_LEN + 1];
+    char vm[2][UUID_STR_LEN + 1];
+    begin_with_accounts(&a, now, provider, tenant);
+    insert_node(&a, 0, provider, true, now, small);
+    ok(store_exec(a.store, "UPDATE nodes SET vcpus = 2 WHERE id = $1", "s",
+                  small));
+    for (int i = 0; i < 2; i++) {
+        uuid_generate_str(vm[i]);
+        _cleanup_free_ char *name = xasprintf("vm-%d", i);
+        ok(store_exec(a.store, "INSERT INTO vms (id, account_id, name, "
+                      "vcpus, memory_mib, disk_gib, image, desired_state, "
+                      "state, created_at, updated_at) VALUES ($1, $2, $3, $4, "
+                      "1024, 10, 'debian-12', 'running', 'pending', $5, $5)",
+                      "sssii", vm[i], tenant, name, (int64_t)(i ? 8 : 1),
+                      now - 10 + i));
+    }
+    ok(store_tx_commit(a.store));
+    /* The fleet cached with the small node alone. */
+    decided_onto(&a, small);
+    insert_node(&a, 1, provider, true, now, big);
+    assert_int_equal(scheduler_run(&a), 2);
+    const char *want[] = { small, big };
+    for (int i = 0; i < 2; i++) {
+        json_auto_t *row = NULL;
+        ok(store_query_one(a.store, &row, "SELECT node_id FROM vms WHERE id "
+                           "= $1", "s", vm[i]));
+        assert_string_equal(json_str(row, "node_id"), want[i]);
+    }
+    app_close(&a, dir);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERR);
@@ -394,6 +498,8 @@ int main(void)
         cmocka_unit_test(batches_place_all_that_fit),
         cmocka_unit_test(policies_tell_requests_apart),
         cmocka_unit_test(one_bad_vm_holds_up_no_other),
+        cmocka_unit_test(the_fleet_is_refreshed_beside_decisions),
+        cmocka_unit_test(a_pass_refuses_on_a_fleet_newer_than_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
