@@ -474,7 +474,10 @@ bool store_in_tx(struct store *s)
     if (tls_pinned_store == s &&
         !(tls_snapshot == s && tls_pinned_depth == 1))
         return true;
-    pthread_mutex_lock(&s->lock);
+    /* Without waiting: a lock another thread holds is no transaction of
+     * this one's (a scheduler's refresh asks while a POST writes). */
+    if (pthread_mutex_trylock(&s->lock) != 0)
+        return false;
     bool r = s->tx_depth > 0;
     pthread_mutex_unlock(&s->lock);
     return r;

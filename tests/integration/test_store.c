@@ -488,19 +488,23 @@ static void sqlite_statements_cached_by_text(void **state)
 struct reading {
     struct store *s;
     int64_t seen, in_snapshot, after;
+    int in_tx, in_read_tx;
 };
 
 /* A request thread's reads while another thread holds a write
- * transaction: a plain read, then a read-only transaction. */
+ * transaction: a plain read, then a read-only transaction. Whether it is
+ * in a transaction is answered without waiting for the other's. */
 static void *reader_run(void *arg)
 {
     struct reading *rd = arg;
+    rd->in_tx = store_in_tx(rd->s);
     store_route_reads(rd->s, true);
     rd->seen = store_query_int(rd->s, -1, "SELECT COUNT(*) FROM accounts "
                                           "WHERE id = 'held'", "");
     if (store_tx_begin_read(rd->s) == 0) {
         rd->in_snapshot = store_query_int(rd->s, -1, "SELECT COUNT(*) FROM "
                                                      "accounts", "");
+        rd->in_read_tx = store_in_tx(rd->s);
         store_tx_rollback(rd->s);
     }
     return NULL;
@@ -517,7 +521,7 @@ static void check_reads_do_not_wait_for_writes(struct backend *b)
     assert_int_equal(store_exec(s, "INSERT INTO accounts (id, name, role, "
                                    "created_at) VALUES ('held', 'held', "
                                    "'tenant', 1)", ""), 1);
-    struct reading rd = { s, -2, -2, -2 };
+    struct reading rd = { s, -2, -2, -2, -1, -1 };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, reader_run, &rd), 0);
     /* The reader must finish while the write transaction stays open; a
@@ -532,6 +536,8 @@ static void check_reads_do_not_wait_for_writes(struct backend *b)
     assert_int_equal(joined, 0);
     assert_int_equal(rd.seen, 0);
     assert_int_equal(rd.in_snapshot, before);
+    assert_int_equal(rd.in_tx, 0);
+    assert_int_equal(rd.in_read_tx, 1);
     /* After the commit a routed read sees it. */
     store_route_reads(s, true);
     assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM accounts "
@@ -718,7 +724,7 @@ static bool read_beside_a_write(struct store *s)
 {
     if (store_tx_begin(s) < 0)
         return false;
-    struct reading rd = { s, -2, -2, -2 };
+    struct reading rd = { s, -2, -2, -2, -1, -1 };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, held_read_run, &rd), 0);
     struct timespec deadline;
