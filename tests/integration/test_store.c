@@ -329,6 +329,24 @@ static uint32_t wal_sequence(const char *db)
            (uint32_t)h[14] << 8 | h[15];
 }
 
+/* A table of 3,000-byte rows (about a page each) to grow the WAL with;
+ * returns the row's text. */
+static char *fill_start(struct store *s)
+{
+    assert_int_equal(store_exec(s, "CREATE TABLE IF NOT EXISTS ckpt_fill "
+                                   "(b TEXT)", ""), 0);
+    char *blob = xmalloc(3001);
+    memset(blob, 'x', 3000);
+    blob[3000] = '\0';
+    return blob;
+}
+
+static void fill_row(struct store *s, const char *blob)
+{
+    assert_true(store_exec(s, "INSERT INTO ckpt_fill VALUES ($1)", "s",
+                           blob) >= 0);
+}
+
 /* Checkpoints run beside the commits (a thread of the store's own, not
  * inside the commit that crosses 1,000 pages): under a stream of commits
  * past that size the WAL is copied back and starts over, long before the
@@ -336,26 +354,52 @@ static uint32_t wal_sequence(const char *db)
 static void sqlite_wal_checkpointed_beside_commits(void **state)
 {
     struct store *s = open_or_skip(&sq);
-    assert_int_equal(store_exec(s, "CREATE TABLE IF NOT EXISTS ckpt_fill "
-                                   "(b TEXT)", ""), 0);
-    _cleanup_free_ char *blob = xmalloc(3001);
-    memset(blob, 'x', 3000);
-    blob[3000] = '\0';
-    assert_true(store_exec(s, "INSERT INTO ckpt_fill VALUES ($1)", "s",
-                           blob) >= 0);
+    _cleanup_free_ char *blob = fill_start(s);
+    fill_row(s, blob);
     uint32_t first = wal_sequence(sq.uri);
     int i;
     /* Some 1,500 pages, then commits until it has started over (each a
      * moment apart, for the thread to run): well under the 16,000 pages
      * at which a commit checkpoints on its own. */
     for (i = 0; i < 1500; i++)
-        assert_true(store_exec(s, "INSERT INTO ckpt_fill VALUES ($1)", "s",
-                               blob) >= 0);
+        fill_row(s, blob);
     for (i = 0; i < 500 && wal_sequence(sq.uri) == first; i++) {
         struct timespec d = { 0, 10 * 1000 * 1000 };
         nanosleep(&d, NULL);
-        assert_true(store_exec(s, "INSERT INTO ckpt_fill VALUES ($1)", "s",
-                               blob) >= 0);
+        fill_row(s, blob);
+    }
+    assert_int_not_equal(wal_sequence(sq.uri), first);
+    assert_true(store_exec(s, "DROP TABLE ckpt_fill", "") >= 0);
+    store_close(s);
+}
+
+/* A steady writer, one whose next transaction begins before the
+ * checkpointer is done with its last commit, still has the WAL start over:
+ * a commit that finds the checkpointer a few frames behind a WAL of 4,000
+ * pages checkpoints the rest, so the next transaction begins on a WAL
+ * checkpointed to its end. The later transactions here stay open a moment
+ * after their insert (the checkpointer catches up meanwhile), and the next
+ * begins at once. Without that step, the WAL grew to the 16,000 pages at
+ * which a commit checkpoints it all. */
+static void sqlite_wal_starts_over_under_a_steady_writer(void **state)
+{
+    struct store *s = open_or_skip(&sq);
+    _cleanup_free_ char *blob = fill_start(s);
+    uint32_t first = wal_sequence(sq.uri);
+    /* Past 4,000 pages in a hundred commits, one after the other. */
+    for (int i = 0; i < 100 && wal_sequence(sq.uri) == first; i++) {
+        assert_int_equal(store_tx_begin(s), 0);
+        for (int j = 0; j < 40; j++)
+            fill_row(s, blob);
+        assert_int_equal(store_tx_commit(s), 0);
+    }
+    /* At most some 12,500 pages in all, well under 16,000. */
+    for (int i = 0; i < 1500 && wal_sequence(sq.uri) == first; i++) {
+        assert_int_equal(store_tx_begin(s), 0);
+        fill_row(s, blob);
+        struct timespec d = { 0, 5 * 1000 * 1000 };
+        nanosleep(&d, NULL);
+        assert_int_equal(store_tx_commit(s), 0);
     }
     assert_int_not_equal(wal_sequence(sq.uri), first);
     assert_true(store_exec(s, "DROP TABLE ckpt_fill", "") >= 0);
@@ -910,6 +954,7 @@ int main(void)
         cmocka_unit_test(sqlite_statements_cached_by_text),
         cmocka_unit_test(sqlite_allocations_share_no_lock),
         cmocka_unit_test(sqlite_wal_checkpointed_beside_commits),
+        cmocka_unit_test(sqlite_wal_starts_over_under_a_steady_writer),
         cmocka_unit_test(sqlite_checkpointer_runs_at_the_lowest_priority),
         cmocka_unit_test(postgresql_queries_bind_and_constrain),
         cmocka_unit_test(postgresql_addresses_lowest_free_first),
