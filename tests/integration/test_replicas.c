@@ -127,9 +127,14 @@ static void heartbeat(int i, const char *cred)
     assert_int_equal(st, 200);
 }
 
-/* One API call on its own thread. */
+/* One API call on its own thread. Jobs live in a pool, not on a test's
+ * stack: an assertion that fails leaves the test while its jobs still
+ * run, and the test's teardown then waits for them (jobs_reap), so that
+ * they neither write into a stack frame that is gone nor load the
+ * replicas under the next test. */
 struct job {
     pthread_t t;
+    bool used, running;
     int replica;
     const char *key, *method;
     char *path, *body;
@@ -149,20 +154,83 @@ static void *job_run(void *arg)
     return NULL;
 }
 
-static void job_start(struct job *j, int replica, const char *key,
-                      const char *method, char *path, char *body)
+/* A round holds 50 at most (2 joins, 24 creates, 24 deletes). */
+#define JOBS_MAX 64
+static struct job jobs_pool[JOBS_MAX];
+
+static struct job *job_start(int replica, const char *key, const char *method,
+                             char *path, char *body)
 {
-    *j = (struct job){ .replica = replica, .key = key, .method = method,
-                       .path = path, .body = body };
-    assert_int_equal(pthread_create(&j->t, NULL, job_run, j), 0);
+    struct job *j = jobs_pool;
+    while (j < jobs_pool + JOBS_MAX && j->used)
+        j++;
+    if (j == jobs_pool + JOBS_MAX) {
+        free(path);
+        free(body);
+        fail_msg("more than %d jobs at once", JOBS_MAX);
+    }
+    *j = (struct job){ .used = true, .replica = replica, .key = key,
+                       .method = method, .path = path, .body = body };
+    if (pthread_create(&j->t, NULL, job_run, j) != 0) {
+        free(path);
+        free(body);
+        *j = (struct job){ 0 };
+        fail_msg("pthread_create failed");
+    }
+    j->running = true;
+    return j;
 }
 
+/* Wait for j's call to end; its status and reply stay readable until
+ * jobs_reap(). */
 static void job_join(struct job *j)
 {
+    if (!j->running)
+        return;
     pthread_join(j->t, NULL);
+    j->running = false;
     free(j->path);
     free(j->body);
     j->path = j->body = NULL;
+}
+
+/* Wait for every job still running and free them all. */
+static void jobs_reap(void)
+{
+    for (size_t i = 0; i < JOBS_MAX; i++) {
+        if (!jobs_pool[i].used)
+            continue;
+        job_join(&jobs_pool[i]);
+        json_decref(jobs_pool[i].reply);
+        jobs_pool[i] = (struct job){ 0 };
+    }
+}
+
+static int test_teardown(void **state)
+{
+    (void)state;
+    jobs_reap();
+    return 0;
+}
+
+/* After a round that failed: the VMs its creates made go too, so that
+ * the next test's node does not take them. */
+static int creates_teardown(void **state)
+{
+    for (size_t i = 0; i < JOBS_MAX; i++) {
+        struct job *j = &jobs_pool[i];
+        if (!j->used)
+            continue;
+        job_join(j);
+        const char *id = json_str(j->reply, "id");
+        if (streq(j->method, "POST") && j->status == 201 && id &&
+            json_str(j->reply, "state")) {
+            long st;
+            _cleanup_free_ char *p = xasprintf("/v1/vms/%s", id);
+            json_decref(call(0, admin, "DELETE", p, NULL, &st));
+        }
+    }
+    return test_teardown(state);
 }
 
 /* A gauge of replica i's /metrics (-1 when unreadable). */
@@ -286,40 +354,40 @@ static void concurrent_creates_never_overcommit_nor_refuse(void **state)
         double t_round = now_s();
         /* Two nodes join at once, one through each replica; only the
          * first ever heartbeats, so it alone takes VMs. */
-        struct job join[2];
+        struct job *join[2];
         for (int i = 0; i < 2; i++) {
             long st;
             json_auto_t *t = call(i, admin, "POST", "/v1/join-tokens", "{}", &st);
             assert_int_equal(st, 201);
-            job_start(&join[i], i, NULL, "POST", xstrdup("/v1/agent/register"),
+            join[i] = job_start(i, NULL, "POST", xstrdup("/v1/agent/register"),
                       xasprintf("{\"token\":\"%s\",\"name\":\"pg-r%d-%d\","
                                 "\"inventory\":{\"vcpus\":8,\"memory_mib\":"
                                 "65536,\"disk_gib\":1000,\"kvm\":false}}",
                                 json_str(t, "token"), round, i));
         }
-        for (int i = 0; i < 2; i++) {
-            job_join(&join[i]);
-            assert_int_equal(join[i].status, 201);
-        }
-        assert_string_not_equal(json_str(join[0].reply, "mesh_ip"),
-                                json_str(join[1].reply, "mesh_ip"));
-        const char *node = json_str(join[0].reply, "node_id");
-        const char *cred = json_str(join[0].reply, "credential");
+        for (int i = 0; i < 2; i++)
+            job_join(join[i]);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(join[i]->status, 201);
+        assert_string_not_equal(json_str(join[0]->reply, "mesh_ip"),
+                                json_str(join[1]->reply, "mesh_ip"));
+        const char *node = json_str(join[0]->reply, "node_id");
+        const char *cred = json_str(join[0]->reply, "credential");
         heartbeat(0, cred);
 
-        struct job jobs[CREATES];
+        struct job *jobs[CREATES];
         for (int k = 0; k < CREATES; k++)
-            job_start(&jobs[k], k % 2, admin, "POST", xstrdup("/v1/vms"),
+            jobs[k] = job_start(k % 2, admin, "POST", xstrdup("/v1/vms"),
                       xasprintf("{\"name\":\"pg-r%d-v%d\",\"vcpus\":1,"
                                 "\"memory_mib\":64,\"disk_gib\":1,\"image\":"
                                 "\"tiny\",\"allow_tcg\":true}", round, k));
-        for (int k = 0; k < CREATES; k++) {
-            job_join(&jobs[k]);
-            if (jobs[k].status != 201)
+        for (int k = 0; k < CREATES; k++)
+            job_join(jobs[k]);
+        for (int k = 0; k < CREATES; k++)
+            if (jobs[k]->status != 201)
                 fail_msg("round %d: create %d refused with %ld: %s", round, k,
-                         jobs[k].status,
-                         json_str(jobs[k].reply, "detail") ?: "");
-        }
+                         jobs[k]->status,
+                         json_str(jobs[k]->reply, "detail") ?: "");
 
         /* The node fills (the leader places what a create left pending,
          * while the node keeps reporting) and never overflows. */
@@ -342,25 +410,20 @@ static void concurrent_creates_never_overcommit_nor_refuse(void **state)
         /* The VMs left pending go (all at once, through both replicas),
          * so that no round inherits any; deleting a placed one only marks
          * it on its full node. */
-        struct job dels[CREATES];
-        for (int k = 0; k < CREATES; k++) {
-            const char *st = json_str(jobs[k].reply, "state");
-            dels[k].path = NULL;
-            if (!streq(st, "scheduled"))
-                job_start(&dels[k], k % 2, admin, "DELETE",
-                          xasprintf("/v1/vms/%s", json_str(jobs[k].reply, "id")),
-                          NULL);
-        }
-        for (int k = 0; k < CREATES; k++) {
-            if (dels[k].path) {
-                job_join(&dels[k]);
-                assert_int_equal(dels[k].status, 202);
-                json_decref(dels[k].reply);
-            }
-            json_decref(jobs[k].reply);
-        }
-        json_decref(join[0].reply);
-        json_decref(join[1].reply);
+        struct job *dels[CREATES] = { 0 };
+        for (int k = 0; k < CREATES; k++)
+            if (!streq(json_str(jobs[k]->reply, "state"), "scheduled"))
+                dels[k] = job_start(k % 2, admin, "DELETE",
+                                    xasprintf("/v1/vms/%s",
+                                              json_str(jobs[k]->reply, "id")),
+                                    NULL);
+        for (int k = 0; k < CREATES; k++)
+            if (dels[k])
+                job_join(dels[k]);
+        for (int k = 0; k < CREATES; k++)
+            if (dels[k])
+                assert_int_equal(dels[k]->status, 202);
+        jobs_reap();
         fprintf(stderr, "round %d: %.1f s\n", round, now_s() - t_round);
     }
     fprintf(stderr, "%d rounds of %d concurrent creates: %.1f s\n", rounds,
@@ -431,24 +494,22 @@ static void database_restart_is_ridden_out(void **state)
     /* Replica 1 listens again: a node parked there is woken by a change
      * made through replica 0 (another node joining), long before its
      * poll would run out. */
-    struct job poll;
+    struct job *poll = NULL;
     json_int_t rev = -1;
     bool parked = false;
     /* Park it (again, should anything else change the node meanwhile). */
     for (int tries = 0; tries < 5 && !parked; tries++) {
-        if (tries > 0) {
-            job_join(&poll);
-            json_decref(poll.reply);
-        }
+        if (tries > 0)
+            job_join(poll);
         json_auto_t *d0 = call(1, cred, "GET", "/v1/agent/desired?wait=0",
                                NULL, &st);
         assert_int_equal(st, 200);
         rev = json_integer_value(json_object_get(d0, "revision"));
         long long parked0 = metric(1, "fog_agent_longpolls");
-        job_start(&poll, 1, cred, "GET",
+        poll = job_start(1, cred, "GET",
                   xasprintf("/v1/agent/desired?since=%lld&wait=30",
                             (long long)rev), NULL);
-        for (double until = now_s() + 30; !parked && !poll.done &&
+        for (double until = now_s() + 30; !parked && !poll->done &&
                                           now_s() < until;) {
             parked = metric(1, "fog_agent_longpolls") > parked0;
             if (!parked)
@@ -458,11 +519,10 @@ static void database_restart_is_ridden_out(void **state)
     assert_true(parked);
     _cleanup_free_ char *other_id = NULL;
     _cleanup_free_ char *other = node_join(0, 0, "pg-restart-2", &other_id);
-    job_join(&poll);
-    assert_int_equal(poll.status, 200);
-    assert_true(json_integer_value(json_object_get(poll.reply, "revision")) > rev);
-    assert_true(poll.took < 25.0);
-    json_decref(poll.reply);
+    job_join(poll);
+    assert_int_equal(poll->status, 200);
+    assert_true(json_integer_value(json_object_get(poll->reply, "revision")) > rev);
+    assert_true(poll->took < 25.0);
 
     /* Gone again, so that later placements do not pick them. */
     const char *ids[] = { node_id, other_id };
@@ -476,9 +536,11 @@ static void database_restart_is_ridden_out(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(concurrent_creates_never_overcommit_nor_refuse),
-        cmocka_unit_test(database_restart_is_ridden_out),
-        cmocka_unit_test(replicas_share_state_wake_and_fail_over),
+        cmocka_unit_test_teardown(concurrent_creates_never_overcommit_nor_refuse,
+                                  creates_teardown),
+        cmocka_unit_test_teardown(database_restart_is_ridden_out, test_teardown),
+        cmocka_unit_test_teardown(replicas_share_state_wake_and_fail_over,
+                                  test_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
