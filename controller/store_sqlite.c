@@ -306,14 +306,13 @@ static void *sq_ckpt_main(void *arg)
                 k->synced = 0;
             sync = done - k->synced >= SQ_CKPT_SYNC && k->db_fd >= 0;
         }
+        if (!sync)
+            continue;
         pthread_mutex_unlock(&k->lock);
-        if (sync && fdatasync(k->db_fd) == 0) {
-            pthread_mutex_lock(&k->lock);
-            if (k->cycle == cycle)
-                k->synced = done;
-            pthread_mutex_unlock(&k->lock);
-        }
+        bool synced = fdatasync(k->db_fd) == 0;
         pthread_mutex_lock(&k->lock);
+        if (synced && k->cycle == cycle)
+            k->synced = done;
     }
     pthread_mutex_unlock(&k->lock);
     return NULL;
