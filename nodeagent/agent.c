@@ -38,6 +38,7 @@
 #include "nodeagent/policy.h"
 #include "nodeagent/reconcile.h"
 #include "nodeagent/snapshot.h"
+#include "nodeagent/vmseen.h"
 #include "nodeagent/vmxml.h"
 
 #include <arpa/inet.h>
@@ -79,23 +80,6 @@ int agent_print_inventory(const struct agent_settings *s)
 
 /* ---- run ---- */
 
-/* What the controller has of each VM: its console log up to size/mtime
- * (posted) and the digest of the domain XML it accepted last
- * (xml_posted; xml_sent: the one in the post under way). xml_known: the
- * controller has the domain's current XML, nothing (event, action of
- * ours) touched the domain since it was read, so a report made for an
- * event or a new document need not read it again (the heartbeat's does).
- * In memory only, so a restarted agent sends both again. */
-struct console_seen {
-    char id[37];
-    off_t size;
-    int64_t mtime_ns;
-    bool posted;
-    bool xml_known;
-    char xml_posted[65], xml_sent[65];
-    char entry_posted[65]; /* digest of the VM's status entry as posted */
-};
-
 /* At most this many VMs are remembered as touched between two passes;
  * past it, every domain's XML is read again. */
 #define TOUCHED_MAX 1024
@@ -130,8 +114,7 @@ struct agent {
     bool touched_all;    /* more than TOUCHED_MAX of them (lock) */
     atomic_bool stop;
 
-    struct console_seen *seen;
-    size_t n_seen;
+    struct vm_seen_set seen; /* what the controller has of each VM */
     char *last_sig;     /* states last posted successfully */
     struct meter *meter;
     struct agent_metrics *metrics; /* NULL without --metrics-listen */
@@ -590,16 +573,9 @@ static int ensure_virt(struct agent *a)
     return 0;
 }
 
-static struct console_seen *seen_get(struct agent *a, const char *id)
+static struct vm_seen *seen_get(struct agent *a, const char *id)
 {
-    for (size_t i = 0; i < a->n_seen; i++)
-        if (streq(a->seen[i].id, id))
-            return &a->seen[i];
-    a->seen = xrealloc(a->seen, (a->n_seen + 1) * sizeof(*a->seen));
-    struct console_seen *s = &a->seen[a->n_seen++];
-    *s = (struct console_seen){ 0 };
-    snprintf(s->id, sizeof(s->id), "%s", id);
-    return s;
+    return vm_seen_get(&a->seen, id);
 }
 
 /* The digest of status entry vm without what travels once (domain XML,
@@ -649,9 +625,7 @@ static bool plan_names(const struct reconcile_plan *p, const char *id)
  * is read for the next report. */
 static void xml_touched(struct agent *a, const char *id)
 {
-    for (size_t i = 0; i < a->n_seen; i++)
-        if (!id || streq(a->seen[i].id, id))
-            a->seen[i].xml_known = false;
+    vm_seen_touched(&a->seen, id);
 }
 
 /* Why the policy refused VM `id` of the current document, or NULL
@@ -683,7 +657,7 @@ static void domain_xml_add(struct agent *a, struct am_vm_status *o,
         log_debug("VM %s: domain XML of %zu bytes not reported", o->id, len);
         return;
     }
-    struct console_seen *s = seen_get(a, o->id);
+    struct vm_seen *s = seen_get(a, o->id);
     char digest[65];
     sha256_hex(xml, len, digest);
     if (streq(digest, s->xml_posted)) {
@@ -829,7 +803,7 @@ static json_t *status_build(struct agent *a, const json_t *doc,
             struct stat st;
             if (stat(path, &st) < 0)
                 continue;
-            struct console_seen *s = seen_get(a, id);
+            struct vm_seen *s = seen_get(a, id);
             int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 +
                          st.st_mtim.tv_nsec;
             if (s->posted && s->size == st.st_size && s->mtime_ns == mt)
@@ -921,7 +895,7 @@ static int status_post(struct agent *a, struct api_client *c, json_t *body,
             seen_get(a, json_str(vm, "id"))->posted = true;
         entry_digest(vm, seen_get(a, json_str(vm, "id"))->entry_posted);
         if (json_object_get(vm, AGENT_VM_DOMAIN_XML)) {
-            struct console_seen *s = seen_get(a, json_str(vm, "id"));
+            struct vm_seen *s = seen_get(a, json_str(vm, "id"));
             memcpy(s->xml_posted, s->xml_sent, sizeof(s->xml_posted));
             s->xml_known = true;
         }
@@ -1352,7 +1326,7 @@ static void agent_teardown(struct agent *a)
     free(a->ca_path);
     free(a->image_dir);
     free(a->arch);
-    free(a->seen);
+    vm_seen_free(&a->seen);
     free(a->touched);
     free(a->last_sig);
     free(a->net_error);
@@ -1585,6 +1559,7 @@ int agent_run(const struct agent_settings *s)
                 benchjob_sync(a.bench, doc);
                 rev = json_int(doc, "revision", -1);
                 reconcile_forget(&a.rc, accepted);
+                vm_seen_forget(&a.seen, doc);
                 digests_update(&a, accepted);
             }
             /* Only what the policy accepted is applied. Bridges first: a
