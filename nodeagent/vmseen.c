@@ -29,10 +29,20 @@ static size_t seen_at(const struct vm_seen_set *s, const char *id, bool *found)
     return lo;
 }
 
+/* id as an entry holds it: a longer one (a document may carry up to 64
+ * characters, not only UUIDs) cut to fit, so that looking it up again
+ * finds the entry instead of adding one more each time. */
+static void key_of(const char *id, char out[37])
+{
+    snprintf(out, 37, "%s", id);
+}
+
 struct vm_seen *vm_seen_get(struct vm_seen_set *s, const char *id)
 {
+    char key[37];
+    key_of(id, key);
     bool found;
-    size_t at = seen_at(s, id, &found);
+    size_t at = seen_at(s, key, &found);
     if (found)
         return &s->v[at];
     if (s->n == s->cap) {
@@ -43,7 +53,7 @@ struct vm_seen *vm_seen_get(struct vm_seen_set *s, const char *id)
     s->n++;
     struct vm_seen *e = &s->v[at];
     *e = (struct vm_seen){ 0 };
-    snprintf(e->id, sizeof(e->id), "%s", id);
+    memcpy(e->id, key, sizeof(e->id));
     return e;
 }
 
@@ -70,8 +80,10 @@ void vm_seen_touched(struct vm_seen_set *s, const char *id)
             s->v[i].xml_known = false;
         return;
     }
+    char key[37];
+    key_of(id, key);
     bool found;
-    size_t at = seen_at(s, id, &found);
+    size_t at = seen_at(s, key, &found);
     if (found)
         s->v[at].xml_known = false;
 }

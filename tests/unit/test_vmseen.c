@@ -41,6 +41,25 @@ static void entries_are_found_again_with_what_was_set(void **state)
     vm_seen_free(&s);
 }
 
+/* An id longer than an entry holds is found again, not added anew on
+ * each lookup (the set grew by one per report before). */
+static void a_long_id_is_one_entry(void **state)
+{
+    struct vm_seen_set s = { 0 };
+    char id[65];
+    memset(id, 'a', 64);
+    id[64] = '\0';
+    for (int i = 0; i < 3; i++)
+        vm_seen_get(&s, id)->posted = true;
+    assert_int_equal(s.n, 1);
+    vm_seen_get(&s, id)->xml_known = true;
+    vm_seen_touched(&s, id);
+    assert_false(vm_seen_get(&s, id)->xml_known);
+    assert_true(vm_seen_get(&s, id)->posted);
+    assert_int_equal(s.n, 1);
+    vm_seen_free(&s);
+}
+
 static void vms_no_longer_desired_are_forgotten(void **state)
 {
     struct vm_seen_set s = { 0 };
@@ -96,6 +115,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(entries_are_found_again_with_what_was_set),
+        cmocka_unit_test(a_long_id_is_one_entry),
         cmocka_unit_test(vms_no_longer_desired_are_forgotten),
         cmocka_unit_test(touched_clears_one_or_all),
     };
