@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -110,6 +111,13 @@ struct http_server {
     struct MHD_Daemon *daemon;
     struct http_server_opts opts;
     int port;
+
+    /* The server accepts its connections itself and hands them to MHD
+     * (see acceptor_main). */
+    int listen_fd;
+    int accept_stop; /* eventfd: the acceptor returns when it is set */
+    pthread_t acceptor;
+    int64_t accept_warned; /* mono_ms of the last warning it logged */
 
     pthread_mutex_t park_lock;
     struct http_request *parked; /* singly linked */
@@ -1294,6 +1302,100 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss)
     return 0;
 }
 
+/* ---- accepting -------------------------------------------------------- */
+
+/* The server listens and accepts itself, and hands each connection to MHD
+ * (MHD_add_connection). MHD could do both, but then the only way to stop
+ * accepting while the connections being served finish is
+ * MHD_quiesce_daemon(), and with epoll and a pool of threads that call
+ * races the workers' own removal of the listening socket from their epoll
+ * sets: the loser gets ENOENT and libmicrohttpd aborts the process.
+ * Stopping our own acceptor and closing the socket has no such race, and
+ * a client that connects while the server stops is refused at once. */
+
+static int listen_on(const struct sockaddr_storage *ss, int *ret_port)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    if (bind(fd, (const struct sockaddr *)ss, len) < 0 ||
+        listen(fd, 1024) < 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    *ret_port = ntohs(bound.ss_family == AF_INET6
+                          ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                          : ((struct sockaddr_in *)&bound)->sin_port);
+    return fd;
+}
+
+/* Out of descriptors or memory: accepting again at once would spin, so
+ * wait a little (or for the stop). Returns false when stopping. */
+static bool accept_backoff(struct http_server *s, int err)
+{
+    int64_t now = mono_ms();
+    if (now - s->accept_warned >= 10000) {
+        s->accept_warned = now;
+        log_warn("http: cannot accept a connection: %s", strerror(err));
+    }
+    struct pollfd p = { .fd = s->accept_stop, .events = POLLIN };
+    return poll(&p, 1, 100) == 0;
+}
+
+static void *acceptor_main(void *arg)
+{
+    struct http_server *s = arg;
+    for (;;) {
+        struct pollfd p[2] = {
+            { .fd = s->accept_stop, .events = POLLIN },
+            { .fd = s->listen_fd, .events = POLLIN },
+        };
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("http: poll on the listening socket: %s",
+                      strerror(errno));
+            return NULL;
+        }
+        if (p[0].revents)
+            return NULL;
+        for (;;) {
+            struct sockaddr_storage peer;
+            socklen_t plen = sizeof(peer);
+            int fd = accept4(s->listen_fd, (struct sockaddr *)&peer, &plen,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd >= 0) {
+                /* MHD closes the socket itself when it refuses it (at
+                 * its connection limits). */
+                if (MHD_add_connection(s->daemon, fd,
+                                       (const struct sockaddr *)&peer,
+                                       plen) != MHD_YES)
+                    log_debug("http: connection refused: %s",
+                              strerror(errno));
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (!accept_backoff(s, errno))
+                return NULL;
+            break;
+        }
+    }
+}
+
 int http_server_start(const struct http_server_opts *o,
                       struct http_server **ret)
 {
@@ -1301,11 +1403,24 @@ int http_server_start(const struct http_server_opts *o,
     int r = parse_listen(o->listen, &ss);
     if (r < 0)
         return r;
+    int port = 0;
+    int lfd = listen_on(&ss, &port);
+    if (lfd < 0)
+        return lfd;
+    int stopfd = eventfd(0, EFD_CLOEXEC);
+    if (stopfd < 0) {
+        r = -errno;
+        close(lfd);
+        return r;
+    }
 
     struct http_server *s = xcalloc(1, sizeof(*s));
     s->opts = *o;
     if (!s->opts.threads)
         s->opts.threads = 2;
+    s->listen_fd = lfd;
+    s->accept_stop = stopfd;
+    s->port = port;
     s->stats = xcalloc(o->n_routes + 1, sizeof(*s->stats));
     pthread_mutex_init(&s->park_lock, NULL);
     pthread_mutex_init(&s->stats_lock, NULL);
@@ -1315,20 +1430,17 @@ int http_server_start(const struct http_server_opts *o,
     http_streams__init(&s->streams);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
     if (o->tls_cert_pem)
         flags |= MHD_USE_TLS;
 
     struct MHD_OptionItem opts[] = {
-        { MHD_OPTION_SOCK_ADDR, 0, &ss },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL },
         { MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_no_nul, NULL },
         { MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)s->opts.threads, NULL },
         { MHD_OPTION_CONNECTION_TIMEOUT, 90, NULL },
         { MHD_OPTION_CONNECTION_LIMIT, 20000, NULL },
-        { MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL },
         { MHD_OPTION_PER_IP_CONNECTION_LIMIT,
           (intptr_t)s->opts.per_ip_connections, NULL },
         { o->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
@@ -1342,20 +1454,20 @@ int http_server_start(const struct http_server_opts *o,
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
                                  MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!s->daemon) {
-        r = errno ? -errno : -EADDRINUSE;
+        r = errno ? -errno : -EINVAL;
+        close(lfd);
+        close(stopfd);
         free(s->stats);
         free(s);
         return r;
     }
-    const union MHD_DaemonInfo *di =
-        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : 0;
     pthread_create(&s->timer, NULL, park_timer, s);
     s->n_writers = s->opts.write_threads ? s->opts.write_threads
                                          : s->opts.threads;
     s->writers = xcalloc(s->n_writers, sizeof(*s->writers));
     for (unsigned i = 0; i < s->n_writers; i++)
         pthread_create(&s->writers[i], NULL, writer_main, s);
+    pthread_create(&s->acceptor, NULL, acceptor_main, s);
     *ret = s;
     return 0;
 }
@@ -1366,7 +1478,13 @@ void http_server_stop(struct http_server *s, int grace_ms)
 {
     if (!s)
         return;
-    MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
+    /* No new connection from here on: a client is refused at once. */
+    uint64_t one = 1;
+    if (write(s->accept_stop, &one, sizeof(one)) != sizeof(one))
+        log_error("http: cannot stop accepting: %s", strerror(errno));
+    pthread_join(s->acceptor, NULL);
+    close(s->listen_fd);
+    close(s->accept_stop);
     pthread_mutex_lock(&s->park_lock);
     s->stopping = true;
     pthread_cond_signal(&s->timer_cond);
@@ -1396,8 +1514,6 @@ void http_server_stop(struct http_server *s, int grace_ms)
     http_streams__stop(&s->streams);
     MHD_stop_daemon(s->daemon);
     http_streams__wait(&s->streams);
-    if (lsock != MHD_INVALID_SOCKET)
-        close(lsock);
     pthread_mutex_destroy(&s->park_lock);
     pthread_mutex_destroy(&s->stats_lock);
     pthread_cond_destroy(&s->timer_cond);

@@ -83,8 +83,10 @@ struct http_server_opts {
 /* Start serving. 0 and *ret, or -errno (address in use, bad TLS...). */
 int http_server_start(const struct http_server_opts *o,
                       struct http_server **ret);
-/* Stop accepting, answer parked requests, wait up to grace_ms for requests
- * in flight to finish, then free everything. Accepts NULL. */
+/* Stop accepting (the listening socket is closed: a client that connects
+ * from here on is refused), answer parked requests, wait up to grace_ms
+ * for the connections still open to finish, then free everything.
+ * Accepts NULL. */
 void http_server_stop(struct http_server *s, int grace_ms);
 /* The TCP port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *s);
