@@ -1350,7 +1350,7 @@ static bool accept_backoff(struct http_server *s, int err)
         log_warn("http: cannot accept a connection: %s", strerror(err));
     }
     struct pollfd p = { .fd = s->accept_stop, .events = POLLIN };
-    return poll(&p, 1, 100) == 0;
+    return poll(&p, 1, 100) <= 0; /* timed out or interrupted */
 }
 
 static void *acceptor_main(void *arg)
