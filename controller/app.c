@@ -786,7 +786,9 @@ static bool retry_lost_conflict(struct app *a, struct http_request *r,
     if (!c->tx_ran || c->tx_open || !store_tx_lost_conflict(a->store) ||
         c->retries >= APP_STORE_RETRIES)
         return false;
-    int64_t cap = APP_RETRY_BASE_MS << c->retries;
+    int64_t cap = APP_RETRY_MAX_MS;
+    if (c->retries < 8 && (APP_RETRY_BASE_MS << c->retries) < cap)
+        cap = APP_RETRY_BASE_MS << c->retries;
     uint16_t rnd;
     random_bytes(&rnd, sizeof(rnd));
     int64_t ms = cap / 2 + (int64_t)rnd % (cap / 2 + 1);

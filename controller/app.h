@@ -159,9 +159,13 @@ void app_park(struct http_request *r, const struct http_route *route,
 /* A mutating request whose transaction lost a serialization conflict
  * with another replica's runs again up to APP_STORE_RETRIES times, the
  * n-th after a random wait between half and all of APP_RETRY_BASE_MS
- * << (n - 1), before the client is answered 503. */
-#define APP_STORE_RETRIES 4
+ * << (n - 1), at most APP_RETRY_MAX_MS, before the client is answered
+ * 503 (about a second of waits in all). Calls that all touch one table
+ * under SERIALIZABLE commit one after the other, so the last of a burst
+ * may lose once for each call ahead of it. */
+#define APP_STORE_RETRIES 12
 #define APP_RETRY_BASE_MS 8
+#define APP_RETRY_MAX_MS 128
 /* How many times this process ran a request again so (since start). */
 uint64_t app_store_retries(void);
 

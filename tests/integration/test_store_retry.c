@@ -161,8 +161,11 @@ static void conflicting_creates_are_run_again_not_refused(void **state)
             assert_int_equal(pthread_create(&jobs[k].t, NULL, job_run, &jobs[k]),
                              0);
         }
-        for (int k = 0; k < CREATES; k++) {
+        /* every job ends before any is judged: a failed assertion leaves
+         * the test, and a job still running would write into its frame */
+        for (int k = 0; k < CREATES; k++)
             pthread_join(jobs[k].t, NULL);
+        for (int k = 0; k < CREATES; k++) {
             if (jobs[k].status != 201)
                 fail_msg("round %d: create %d answered %ld: %s", round, k,
                          jobs[k].status, json_str(jobs[k].reply, "detail") ?: "");
@@ -230,9 +233,10 @@ static void template_creates_share_one_import_across_replicas(void **state)
         assert_int_equal(pthread_create(&jobs[k].t, NULL, vm_run, &jobs[k]),
                          0);
     }
+    for (int k = 0; k < CREATES; k++)
+        pthread_join(jobs[k].t, NULL);
     _cleanup_free_ char *image_id = NULL;
     for (int k = 0; k < CREATES; k++) {
-        pthread_join(jobs[k].t, NULL);
         if (jobs[k].status != 201)
             fail_msg("create %d answered %ld: %s", k, jobs[k].status,
                      json_str(jobs[k].reply, "detail") ?: "");
