@@ -486,8 +486,9 @@ static void concurrent_requests_share_one_download(void **state)
         r[i] = (struct racer){ .c = c, .url = url, .result = -1 };
         pthread_create(&t[i], NULL, race, &r[i]);
     }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL); /* all, before any is judged */
     for (int i = 0; i < 4; i++) {
-        pthread_join(t[i], NULL);
         assert_int_equal(r[i].result, 0);
         assert_non_null(r[i].path);
         free(r[i].path);
