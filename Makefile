@@ -9,6 +9,9 @@ PKGS     := libmicrohttpd jansson sqlite3 gnutls nettle hogweed libcurl libvirt 
             libxml-2.0 libnl-3.0 libnl-genl-3.0 libnl-route-3.0 libpci
 WERROR   ?=
 SAN      ?=
+# Parallel jobs for the builds that test, asan, fuzz, demo and deb run
+# themselves (a plain `make` stays serial unless given -j).
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
@@ -164,7 +167,7 @@ guest-debian:
 # The whole suite: unit, integration and end to end (FOG_SKIP_E2E=1 skips
 # the QEMU tests).
 test: deps
-	$(Q)$(MAKE) --no-print-directory all WERROR=$(or $(WERROR),-Werror)
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) all WERROR=$(or $(WERROR),-Werror)
 	$(Q)O=$(O) sh tests/run.sh
 
 test-unit: all
@@ -178,18 +181,18 @@ test-pg: all
 # Builds everything with ASan+UBSan in build-asan/ and runs unit and
 # integration tests under it (no QEMU, which the sanitizers would slow).
 asan:
-	$(Q)$(MAKE) --no-print-directory all O=build-asan BINDIR=build-asan/bin \
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) all O=build-asan BINDIR=build-asan/bin \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 	    CFLAGS="-O1 -g" WERROR=-Werror
 	$(Q)O=build-asan FOG_BIN=build-asan/bin FOG_SKIP_E2E=1 ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 sh tests/run.sh
 
 # Coverage-guided fuzzing with ASan+UBSan: each target FUZZ_SECONDS (60),
-# one after the other, from its seed corpus in tests/fuzz/corpus/.
+# one per core at a time, from its seed corpus in tests/fuzz/corpus/.
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 fuzz:
-	$(Q)$(MAKE) --no-print-directory fuzz-build O=build-fuzz CC=$(FUZZ_CC) \
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) fuzz-build O=build-fuzz CC=$(FUZZ_CC) \
 	    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    CFLAGS="-O1 -g" WERROR=-Werror
 	$(Q)O=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
@@ -202,7 +205,7 @@ valgrind: all
 	$(Q)O=$(O) FOG_ONLY=unit FOG_WRAP="valgrind -q --error-exitcode=99 --leak-check=full" sh tests/run.sh
 
 demo: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory -j$(JOBS) all
 	$(Q)sh tools/demo.sh
 
 bench: all
@@ -212,7 +215,7 @@ bench: all
 # into build/deb/, then lintian on them.
 deb:
 	$(Q)mkdir -p build/deb
-	$(Q)dpkg-buildpackage -us -uc -b \
+	$(Q)dpkg-buildpackage -us -uc -b -J$(JOBS) \
 	    --buildinfo-option=-ubuild/deb --changes-option=-ubuild/deb \
 	    --buildinfo-option=-Obuild/deb/fogfabric.buildinfo \
 	    --changes-option=-Obuild/deb/fogfabric.changes
