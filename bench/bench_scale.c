@@ -2,7 +2,9 @@
  * /v1/vms?limit=100 and POST /v1/vms at 1k, 10k and 100k VMs, each beside
  * nginx serving the same bytes over TLS in the same run (wrk, 16
  * connections, medians of 3), the controller's CPU time per GET (what a
- * request costs whatever else the shared machine runs), and a GET's p99
+ * request costs whatever else the shared machine runs), /healthz with a
+ * new TLS connection for each request (what a client that does not keep
+ * its connection pays; beside nginx too), and a GET's p99
  * while POSTs stream against its p99 idle, beside nginx's p99 idle and
  * while the same POSTs stream to the controller (the cost of sharing the
  * CPUs, which no store design removes), twice: POSTs sent as fast as
@@ -126,16 +128,22 @@ static char *bulk_fill(const char *dir, int n)
 
 /* wrk's requests per second against url (key: bearer, may be NULL);
  * with pid > 0, that process's CPU time per request in microseconds goes
- * to *ret_cpu_us: what a request costs, whatever else the machine runs. */
-static double wrk_rps(const char *url, const char *key, pid_t pid,
-                      double *ret_cpu_us)
+ * to *ret_cpu_us: what a request costs, whatever else the machine runs.
+ * With `close`, each request on a new connection (a TLS handshake each). */
+static double wrk_rps(const char *url, const char *key, bool close,
+                      pid_t pid, double *ret_cpu_us)
 {
     _cleanup_free_ char *wrk = tu_which("wrk");
     _cleanup_free_ char *dur = xasprintf("%ds", seconds);
     _cleanup_free_ char *hdr = key ? xasprintf("Authorization: Bearer %s", key)
                                    : xstrdup("X-Bench: 1");
     char *argv[] = { wrk, "-t2", "-c" "16", "-d", dur, "-H", hdr,
-                     (char *)url, NULL };
+                     (char *)url, NULL, NULL, NULL };
+    if (close) {
+        argv[7] = "-H";
+        argv[8] = "Connection: close";
+        argv[9] = (char *)url;
+    }
     int st;
     double cpu0 = pid > 0 ? proc_cpu_ms(pid) : 0;
     _cleanup_free_ char *out = tu_run(argv, &st);
@@ -362,6 +370,9 @@ static void one_size(int n)
     _cleanup_free_ char *list_body = body_of(&ctl, "/v1/vms?limit=100", &len);
     _cleanup_free_ char *list_file = xasprintf("%s/list.json", dir);
     write_file(list_file, list_body, len);
+    _cleanup_free_ char *health_body = body_of(&ctl, "/healthz", &len);
+    _cleanup_free_ char *health_file = xasprintf("%s/healthz", dir);
+    write_file(health_file, health_body, len);
     int port = tu_free_port();
     pid_t ng = nginx_start(&ctl, dir, port);
 
@@ -373,13 +384,19 @@ static void one_size(int n)
     double g[RUNS], gr[RUNS], l[RUNS], lr[RUNS], p[RUNS], idle[RUNS],
         busy[RUNS], gc[RUNS] = { 0 }, lc[RUNS] = { 0 },
         ngidle[RUNS] = { 0 }, ngbusy[RUNS] = { 0 }, paced[RUNS],
-        ngpaced[RUNS] = { 0 }, brate[RUNS], prate[RUNS];
+        ngpaced[RUNS] = { 0 }, brate[RUNS], prate[RUNS], h[RUNS],
+        hr[RUNS], hc[RUNS] = { 0 };
+    _cleanup_free_ char *u_health = xasprintf("%s/healthz", ctl.url);
+    _cleanup_free_ char *n_health = xasprintf("https://127.0.0.1:%d/healthz",
+                                              port);
     _cleanup_free_ char *n_base = xasprintf("https://127.0.0.1:%d", port);
     for (int i = 0; i < RUNS; i++) {
-        g[i] = wrk_rps(u_vm, ctl.admin_key, ctl.pid, &gc[i]);
-        gr[i] = ng ? wrk_rps(n_vm, NULL, 0, NULL) : 0;
-        l[i] = wrk_rps(u_list, ctl.admin_key, ctl.pid, &lc[i]);
-        lr[i] = ng ? wrk_rps(n_list, NULL, 0, NULL) : 0;
+        g[i] = wrk_rps(u_vm, ctl.admin_key, false, ctl.pid, &gc[i]);
+        gr[i] = ng ? wrk_rps(n_vm, NULL, false, 0, NULL) : 0;
+        l[i] = wrk_rps(u_list, ctl.admin_key, false, ctl.pid, &lc[i]);
+        lr[i] = ng ? wrk_rps(n_list, NULL, false, 0, NULL) : 0;
+        h[i] = wrk_rps(u_health, NULL, true, ctl.pid, &hc[i]);
+        hr[i] = ng ? wrk_rps(n_health, NULL, true, 0, NULL) : 0;
         p[i] = post_rps(&ctl, CLIENTS, "bench");
         idle[i] = get_p99(ctl.url, ctl.admin_key, ctl.ca, "/v1/vms?limit=1");
         /* The same GETs while 4 clients POST. */
@@ -403,6 +420,8 @@ static void one_size(int n)
     row("GET /v1/vms?limit=100 req/s", n, median3(l), median3(lr));
     row("GET /v1/vms/{id} CPU us/req", n, median3(gc), 0);
     row("GET ?limit=100 CPU us/req", n, median3(lc), 0);
+    row("new TLS conn /healthz req/s", n, median3(h), median3(hr));
+    row("new TLS conn CPU us/req", n, median3(hc), 0);
     row("POST /v1/vms req/s", n, median3(p), 0);
     printf("| %-28s | %7d | %9.2f ms | %9.2f ms | %6.2f |\n",
            "GET p99 POSTing / idle", n, median3(busy), median3(idle),

@@ -1,6 +1,7 @@
 /* The controller's trust surface over real TLS: a join pins exactly one CA
  * (a fake controller appending its own CA never gets the join token), the
- * server speaks only TLS 1.2+ with AEAD suites, every file in the data dir
+ * server speaks only TLS 1.2+ with AEAD suites and picks X25519 (no
+ * HelloRetryRequest for OpenSSL's clients), every file in the data dir
  * is the controller's alone, and `init --ca-key-out` keeps the CA key out
  * of it while nodes still join and work. */
 #include <stdarg.h>
@@ -238,7 +239,17 @@ struct hs {
     int rc;              /* gnutls_handshake's result */
     gnutls_protocol_t version;
     gnutls_cipher_algorithm_t cipher;
+    gnutls_group_t group;
+    int retries;         /* HelloRetryRequests received */
 };
+
+static int count_retry(gnutls_session_t s, unsigned type, unsigned when,
+                       unsigned incoming, const gnutls_datum_t *msg)
+{
+    if (type == GNUTLS_HANDSHAKE_HELLO_RETRY_REQUEST && incoming)
+        ((struct hs *)gnutls_session_get_ptr(s))->retries++;
+    return 0;
+}
 
 /* One TLS handshake with 127.0.0.1:port offering only `priority` (the
  * server's certificate is not checked: this is about what it accepts). */
@@ -253,6 +264,9 @@ static struct hs handshake(int port, const char *priority)
     if (gnutls_priority_set_direct(s, priority, &err) < 0)
         fail_msg("client priority '%s' refused at '%s'", priority, err);
     assert_int_equal(gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred), 0);
+    gnutls_session_set_ptr(s, &out);
+    gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_ANY,
+                                       GNUTLS_HOOK_POST, count_retry);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = { .sin_family = AF_INET,
                               .sin_port = htons((uint16_t)port) };
@@ -267,6 +281,7 @@ static struct hs handshake(int port, const char *priority)
     if (out.rc == 0) {
         out.version = gnutls_protocol_get_version(s);
         out.cipher = gnutls_cipher_get(s);
+        out.group = gnutls_group_get(s);
         gnutls_bye(s, GNUTLS_SHUT_WR);
     }
     close(fd);
@@ -311,6 +326,56 @@ static void server_speaks_tls12_and_13_with_aead_suites_only(void **state)
     h = handshake(ctl.port, "NORMAL");
     assert_int_equal(h.rc, 0);
     assert_int_equal(h.version, GNUTLS_TLS1_3);
+    tu_ctl_destroy(&ctl);
+}
+
+/* TLS 1.3 clients get X25519, which OpenSSL's clients (curl, wrk, most
+ * language runtimes) send their only key share for: with another group
+ * first, the server answered each of them with a HelloRetryRequest, a
+ * round trip more per connection. */
+static void tls13_clients_get_x25519_without_a_retry(void **state)
+{
+    struct tu_ctl ctl;
+    tu_ctl_start(&ctl, NULL);
+    /* A GnuTLS client that prefers P-256 sends shares for both; the
+     * server's order decides. */
+    struct hs h = handshake(ctl.port, "NORMAL:-VERS-ALL:+VERS-TLS1.3:"
+                                      "-GROUP-ALL:+GROUP-SECP256R1:"
+                                      "+GROUP-X25519");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.version, GNUTLS_TLS1_3);
+    if (h.group != GNUTLS_GROUP_X25519)
+        fail_msg("the server chose %s, not X25519",
+                 gnutls_group_get_name(h.group));
+    assert_int_equal(h.retries, 0);
+    /* A P-256-only client is still served, after one retry at most. */
+    h = handshake(ctl.port, "NORMAL:-GROUP-ALL:+GROUP-SECP256R1");
+    assert_int_equal(h.rc, 0);
+    assert_int_equal(h.group, GNUTLS_GROUP_SECP256R1);
+    /* An OpenSSL client: one ServerHello (a retry shows as a second). */
+    _cleanup_free_ char *openssl = tu_which("openssl");
+    if (!openssl) {
+        print_message("openssl is not installed: its client not tried\n");
+        tu_ctl_destroy(&ctl);
+        return;
+    }
+    _cleanup_free_ char *cmd = xasprintf("%s s_client -connect 127.0.0.1:%d "
+                                         "-tls1_3 -msg </dev/null 2>&1",
+                                         openssl, ctl.port);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512];
+    int hellos = 0, x25519 = 0;
+    while (fgets(line, sizeof(line), p)) {
+        if (strstr(line, "<<<") && strstr(line, "ServerHello"))
+            hellos++;
+        if (strstr(line, "Server Temp Key: X25519"))
+            x25519++;
+    }
+    pclose(p);
+    if (hellos != 1 || x25519 != 1)
+        fail_msg("openssl s_client saw %d ServerHello and %d X25519 key "
+                 "lines, want 1 and 1", hellos, x25519);
     tu_ctl_destroy(&ctl);
 }
 
@@ -549,6 +614,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(join_pins_exactly_one_ca_certificate),
         cmocka_unit_test(server_speaks_tls12_and_13_with_aead_suites_only),
+        cmocka_unit_test(tls13_clients_get_x25519_without_a_retry),
         cmocka_unit_test(data_dir_files_are_the_controllers_alone),
         cmocka_unit_test(ca_key_kept_offline_and_nodes_still_join),
     };
