@@ -50,6 +50,7 @@ mkdir -p "$O/fuzz/logs"
 # FUZZ_JOBS targets at a time (one per core); each runs for S seconds, so
 # they are started in groups of that size.
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[ "$jobs" -ge 1 ] 2>/dev/null || jobs=1
 i=0
 for t in $targets; do
     rm -f "$O/fuzz/logs/$t.row"
