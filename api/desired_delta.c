@@ -55,6 +55,28 @@ void desired_parts_free(struct desired_parts *p)
     free(p);
 }
 
+/* p->whole: every key and digest in order. */
+static void parts_whole(struct desired_parts *p)
+{
+    struct buf b = BUF_INIT;
+    size_t i;
+    for (i = 0; i < p->n_vms; i++) {
+        buf_puts(&b, p->vms[i].key);
+        buf_append(&b, "", 1);
+        buf_append(&b, p->vms[i].hash, 16);
+    }
+    buf_append(&b, "\n", 1);
+    for (i = 0; i < p->n_members; i++) {
+        buf_puts(&b, p->members[i].key);
+        buf_append(&b, "", 1);
+        buf_append(&b, p->members[i].hash, 16);
+    }
+    uint8_t h[SHA256_LEN];
+    sha256(b.data, b.len, h);
+    memcpy(p->whole, h, 16);
+    buf_free(&b);
+}
+
 struct desired_parts *desired_parts_new(const json_t *doc)
 {
     json_t *vms = json_object_get(doc, "vms");
@@ -87,23 +109,63 @@ struct desired_parts *desired_parts_new(const json_t *doc)
         if (!streq(k, "vms") && !streq(k, "revision"))
             part_set(&p->members[p->n_members++], k, v);
     qsort(p->members, p->n_members, sizeof(*p->members), part_cmp);
-    /* The whole: every key and digest in order. */
-    struct buf b = BUF_INIT;
-    for (i = 0; i < p->n_vms; i++) {
-        buf_puts(&b, p->vms[i].key);
-        buf_append(&b, "", 1);
-        buf_append(&b, p->vms[i].hash, 16);
+    parts_whole(p);
+    return p;
+}
+
+struct desired_parts *desired_parts_update(const struct desired_parts *base,
+                                           const json_t *doc,
+                                           const char *const *vm_ids,
+                                           size_t n_vm_ids)
+{
+    /* The changed VMs and every member, cut as a document of their own. */
+    struct desired_parts *fresh = desired_parts_new(doc);
+    if (!fresh)
+        return NULL;
+    struct desired_parts *p = xcalloc(1, sizeof(*p));
+    p->revision = fresh->revision;
+    p->members = TAKE_PTR(fresh->members);
+    p->n_members = fresh->n_members;
+    fresh->n_members = 0;
+    p->vms = xcalloc(base->n_vms + fresh->n_vms + 1, sizeof(*p->vms));
+    bool ok = true;
+    for (size_t i = 0; i < fresh->n_vms; i++) {
+        bool named = false;
+        for (size_t k = 0; k < n_vm_ids && !named; k++)
+            named = streq(vm_ids[k], fresh->vms[i].key);
+        ok = ok && named; /* the document holds the changed VMs only */
     }
-    buf_append(&b, "\n", 1);
-    for (i = 0; i < p->n_members; i++) {
-        buf_puts(&b, p->members[i].key);
-        buf_append(&b, "", 1);
-        buf_append(&b, p->members[i].hash, 16);
+    for (size_t i = 0, j = 0; ok && (i < base->n_vms || j < fresh->n_vms);) {
+        int c = i == base->n_vms ? 1 : j == fresh->n_vms ? -1 :
+                strcmp(base->vms[i].key, fresh->vms[j].key);
+        if (c >= 0) { /* the new part, in place of base's if any */
+            if (c == 0)
+                i++;
+            p->vms[p->n_vms++] = fresh->vms[j];
+            fresh->vms[j++] = (struct desired_part){ 0 };
+            continue;
+        }
+        const struct desired_part *o = &base->vms[i++];
+        bool changed = false;
+        for (size_t k = 0; k < n_vm_ids && !changed; k++)
+            changed = streq(vm_ids[k], o->key);
+        if (changed)
+            continue; /* changed and gone from the node */
+        if (!o->text) {
+            ok = false;
+            break;
+        }
+        struct desired_part *n = &p->vms[p->n_vms++];
+        n->key = xstrdup(o->key);
+        n->text = xstrdup(o->text);
+        memcpy(n->hash, o->hash, sizeof(n->hash));
     }
-    uint8_t h[SHA256_LEN];
-    sha256(b.data, b.len, h);
-    memcpy(p->whole, h, 16);
-    buf_free(&b);
+    desired_parts_free(fresh);
+    if (!ok) {
+        desired_parts_free(p);
+        return NULL;
+    }
+    parts_whole(p);
     return p;
 }
 

@@ -44,6 +44,17 @@ struct desired_parts {
  * array of objects with string "id"s) into parts with their texts. NULL
  * when it is not such a document. Owned: desired_parts_free(). */
 struct desired_parts *desired_parts_new(const json_t *doc);
+/* The parts of a document made from `base` (which must hold its texts)
+ * by a change to the VMs vm_ids (n_vm_ids of them) and to any member:
+ * `doc` is the new document with those of the VMs it still holds, and
+ * every member, whole; the other VMs are base's. The same parts as
+ * desired_parts_new() of the whole new document. NULL when `doc` is not
+ * such a document (a VM it holds is not named, or not a document at
+ * all) or base lacks a text. Owned: desired_parts_free(). */
+struct desired_parts *desired_parts_update(const struct desired_parts *base,
+                                           const json_t *doc,
+                                           const char *const *vm_ids,
+                                           size_t n_vm_ids);
 /* Drop the parts' texts, keeping the digests (a base for later deltas). */
 void desired_parts_drop_text(struct desired_parts *p);
 /* Accepts NULL. */

@@ -1141,8 +1141,8 @@ void app_nodes_wake(struct app *a, const char *node_id)
 
 void app_all_nodes_changed(struct app *a)
 {
-    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE "
-               "removed_at IS NULL", "");
+    store_exec(a->store, "UPDATE nodes SET revision = revision + 1, whole_rev "
+               "= revision + 1 WHERE removed_at IS NULL", "");
     scheduler_fleet_changed(); /* a node joined, was approved or left */
     /* Inside a request the polls are woken once it commits: woken now,
      * they would only find the revision they have and park again. */
@@ -1163,29 +1163,91 @@ static void node_wake(struct app *a, const char *node_id)
     store_notify_node(a->store, node_id);
 }
 
+/* The VM's part changes with the next revision of the node it is on now
+ * (whichever node's revision its caller moves next). Written before that
+ * bump: outside a transaction a build may come between the two, and a
+ * mark the revision has not reached yet only reads the VM once more,
+ * where one written after the bump could be missed by that build. */
+static void vm_part_changed(struct app *a, const char *vm_id)
+{
+    store_exec(a->store, "UPDATE vms SET desired_rev = (SELECT n.revision + "
+               "1 FROM nodes n WHERE n.id = vms.node_id) WHERE id = $1", "s",
+               vm_id);
+}
+
 void app_node_changed(struct app *a, const char *node_id)
 {
     if (!node_id)
         return;
-    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = $1",
-               "s", node_id);
+    store_exec(a->store, "UPDATE nodes SET revision = revision + 1, whole_rev "
+               "= revision + 1 WHERE id = $1", "s", node_id);
     node_wake(a, node_id);
+}
+
+void app_vm_changed(struct app *a, const char *node_id, const char *vm_id)
+{
+    if (!node_id)
+        return;
+    if (!vm_id) {
+        app_node_changed(a, node_id);
+        return;
+    }
+    vm_part_changed(a, vm_id);
+    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = "
+               "$1", "s", node_id);
+    node_wake(a, node_id);
+}
+
+void app_node_members_changed(struct app *a, const char *node_id)
+{
+    if (!node_id)
+        return;
+    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = "
+               "$1", "s", node_id);
+    node_wake(a, node_id);
+}
+
+void app_nodes_changed_vms(struct app *a, json_t *changes)
+{
+    const char *id;
+    json_t *v;
+    if (json_object_size(changes) == 0)
+        return;
+    if (!streq(store_backend_name(a->store), "sqlite")) {
+        json_object_foreach(changes, id, v) {
+            if (!json_is_array(v)) {
+                app_node_changed(a, id);
+                continue;
+            }
+            size_t i;
+            json_t *vm;
+            json_array_foreach(v, i, vm)
+                vm_part_changed(a, json_string_value(vm));
+            app_node_members_changed(a, id);
+        }
+        return;
+    }
+    _cleanup_free_ char *text = json_dumps_compact(changes);
+    store_exec(a->store, "UPDATE vms SET desired_rev = (SELECT n.revision + "
+               "1 FROM nodes n WHERE n.id = vms.node_id) WHERE id IN (SELECT "
+               "v.value FROM json_each($1) j, json_each(j.value) v WHERE "
+               "j.type = 'array')", "s", text);
+    /* A node given null: anything may have changed. */
+    store_exec(a->store, "UPDATE nodes SET revision = revision + 1, whole_rev "
+               "= CASE WHEN id IN (SELECT key FROM json_each($1) WHERE type "
+               "= 'null') THEN revision + 1 ELSE whole_rev END WHERE id IN "
+               "(SELECT key FROM json_each($1))", "s", text);
+    json_object_foreach(changes, id, v)
+        node_wake(a, id);
 }
 
 void app_nodes_changed(struct app *a, json_t *ids)
 {
     size_t i;
     json_t *v;
-    if (!streq(store_backend_name(a->store), "sqlite")) {
-        json_array_foreach(ids, i, v)
-            app_node_changed(a, json_string_value(v));
-        return;
-    }
-    if (json_array_size(ids) == 0)
-        return;
-    _cleanup_free_ char *text = json_dumps_compact(ids);
-    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id "
-               "IN (SELECT value FROM json_each($1))", "s", text);
+    json_auto_t *changes = json_object();
     json_array_foreach(ids, i, v)
-        node_wake(a, json_string_value(v));
+        if (json_is_string(v))
+            json_object_set_new(changes, json_string_value(v), json_null());
+    app_nodes_changed_vms(a, changes);
 }

@@ -228,9 +228,24 @@ void reply_store_error(struct http_request *r, int err, const char *what);
  * happen when it rolls back); elsewhere call it after the change has
  * committed: a poll woken earlier would read the old state. */
 void app_node_changed(struct app *a, const char *node_id);
+/* Each says what its change touched, as the store keeps it for builds
+ * that read only what changed (schema 047): app_node_changed() anything;
+ * app_vm_changed() where the change touched nothing of the node's
+ * document but VM vm_id's part (its row and the rows that hang off it:
+ * NICs, snapshots, backups, GPUs, health checks) and the members outside
+ * the VM list (networks, ports, peers, mesh), which every build reads
+ * whole. VM vm_id may have come onto the node or left it. */
+void app_vm_changed(struct app *a, const char *node_id, const char *vm_id);
+/* app_node_changed() where the change touched only those members. */
+void app_node_members_changed(struct app *a, const char *node_id);
 /* app_node_changed() for each node in ids (a JSON array of node ids), their
  * revisions moved by one statement on sqlite. */
 void app_nodes_changed(struct app *a, json_t *ids);
+/* As app_nodes_changed(), for `changes`: {node id: [ids of the VMs whose
+ * parts changed, as app_vm_changed(); none: app_node_members_changed()]
+ * or null (anything: app_node_changed())}, each node's revision moved by
+ * one. */
+void app_nodes_changed_vms(struct app *a, json_t *changes);
 /* A store transaction outside a request (the leader's passes, routes
  * that keep their own): as inside a request, the node wakes and blob
  * drops it asks for wait for its commit and never happen when it rolls

@@ -136,42 +136,53 @@ static json_t *by_vm(const json_t *rows)
  * query (rows with vm_id, in vm_id order, then the part's) and where
  * the grouping goes. */
 static const struct {
-    const char *step, *query;
+    const char *step, *query, *order;
     size_t at;
 } vm_parts[] = {
     { "nics", "SELECT c.vm_id, c.network_id, c.mac, c.address, w.cidr, "
       "w.gateway, w.cidr6, w.gateway6, w.vxlan_id, ac.name AS account_name "
       "FROM vm_nics c JOIN vms v ON v.id = c.vm_id JOIN networks w ON w.id "
       "= c.network_id JOIN accounts ac ON ac.id = w.account_id WHERE "
-      "v.node_id = $1 AND v.deleted_at IS NULL ORDER BY c.vm_id, c.idx",
+      "v.node_id = $1 AND v.deleted_at IS NULL", "c.vm_id, c.idx",
       offsetof(struct vm_rows, nics) },
     { "snapshots", "SELECT s.vm_id, s.id, s.name, s.state FROM vm_snapshots "
       "s JOIN vms v ON v.id = s.vm_id WHERE v.node_id = $1 AND "
-      "v.deleted_at IS NULL AND s.state IN ('pending', 'ready') ORDER BY "
+      "v.deleted_at IS NULL AND s.state IN ('pending', 'ready')",
       "s.vm_id, s.created_at, s.name", offsetof(struct vm_rows, snapshots) },
     { "backups", "SELECT b.vm_id, b.id, b.parent_id FROM vm_backups b JOIN "
       "vms v ON v.id = b.vm_id WHERE v.node_id = $1 AND v.deleted_at IS "
-      "NULL AND b.state IN ('pending', 'uploading') ORDER BY b.vm_id, "
-      "b.created_at, b.id", offsetof(struct vm_rows, backups) },
+      "NULL AND b.state IN ('pending', 'uploading')",
+      "b.vm_id, b.created_at, b.id", offsetof(struct vm_rows, backups) },
     { "gpus", "SELECT g.vm_id, g.address, g.functions, g.numa_node, "
       "g.cpulist FROM gpus g JOIN vms v ON v.id = g.vm_id WHERE v.node_id "
-      "= $1 AND v.deleted_at IS NULL ORDER BY g.vm_id, g.address",
+      "= $1 AND v.deleted_at IS NULL", "g.vm_id, g.address",
       offsetof(struct vm_rows, gpus) },
 };
 
-static int vm_rows_read(struct app *a, const char *node_id, struct vm_rows *r)
+/* A query of the node's VMs (`where` ends in the node's filter), for
+ * every VM of it or (vm_id) one: owned. */
+static char *vm_query(const char *where, const char *order, const char *vm_id)
+{
+    return xasprintf("%s%s ORDER BY %s", where, vm_id ? " AND v.id = $2" : "",
+                     order);
+}
+
+static int vm_rows_read(struct app *a, const char *node_id, const char *vm_id,
+                        struct vm_rows *r)
 {
     int e;
     for (size_t i = 0; i < ARRAY_SIZE(vm_parts); i++) {
         json_auto_t *rows = NULL;
+        _cleanup_free_ char *sql = vm_query(vm_parts[i].query,
+                                            vm_parts[i].order, vm_id);
         if ((e = fault(vm_parts[i].step)) < 0 ||
-            (e = store_query(a->store, &rows, vm_parts[i].query, "s",
-                             node_id)) < 0)
+            (e = store_query(a->store, &rows, sql, vm_id ? "ss" : "s",
+                             node_id, vm_id)) < 0)
             return e;
         *(json_t **)((char *)r + vm_parts[i].at) = by_vm(rows);
     }
     json_auto_t *checks = NULL;
-    if ((e = vmhealth_desired_node(a->store, node_id, &checks)) < 0)
+    if ((e = vmhealth_desired_node(a->store, node_id, vm_id, &checks)) < 0)
         return e;
     r->checks = by_vm(checks);
     r->keys = json_object();
@@ -418,36 +429,42 @@ static int vm_from_row(struct app *a, struct vm_rows *r, const json_t *row,
     return vm_nics(rows_of(r->nics, vm->id), vm);
 }
 
-static int vms_doc(struct app *a, const char *node_id, struct am_desired *doc)
+/* The node's VMs (or, with vm_id, that one, when it is the node's) added
+ * to doc->vms, which holds room for `room` of them first. */
+static int vms_doc(struct app *a, const char *node_id, const char *vm_id,
+                   size_t room, struct am_desired *doc)
 {
     json_auto_t *rows = NULL;
     int e;
+    _cleanup_free_ char *sql = vm_query(
+        "SELECT v.id, v.name, v.vcpus, v.memory_mib, "
+        "v.disk_gib, v.image, v.desired_state, v.stop_force, "
+        "v.reboot_gen, v.start_gen, v.place_gen, "
+        "v.shutdown_timeout_s, v.user_data, v.paused, "
+        "v.autostart, v.revert_gen, v.revert_snapshot, "
+        "v.revert_done_gen, v.backup_key, "
+        "v.account_id, i.id AS image_id, i.sha256, i.format, "
+        "i.size, v.backup_key, v.restore_backup, b.size AS "
+        "restore_size, b.sha256 AS restore_sha256, "
+        "b.parent_id AS restore_parent FROM vms v "
+        "LEFT JOIN images i ON i.id = v.image_id LEFT JOIN "
+        "vm_backups b ON b.id = v.restore_backup AND "
+        "b.state = 'ready' WHERE v.node_id = $1 AND "
+        "v.deleted_at IS NULL", "v.id", vm_id);
     if ((e = fault("vms")) < 0 ||
-        (e = store_query(a->store, &rows,
-                         "SELECT v.id, v.name, v.vcpus, v.memory_mib, "
-                         "v.disk_gib, v.image, v.desired_state, v.stop_force, "
-                         "v.reboot_gen, v.start_gen, v.place_gen, "
-                         "v.shutdown_timeout_s, v.user_data, v.paused, "
-                         "v.autostart, v.revert_gen, v.revert_snapshot, "
-                         "v.revert_done_gen, v.backup_key, "
-                         "v.account_id, i.id AS image_id, i.sha256, i.format, "
-                         "i.size, v.backup_key, v.restore_backup, b.size AS "
-                         "restore_size, b.sha256 AS restore_sha256, "
-                         "b.parent_id AS restore_parent FROM vms v "
-                         "LEFT JOIN images i ON i.id = v.image_id LEFT JOIN "
-                         "vm_backups b ON b.id = v.restore_backup AND "
-                         "b.state = 'ready' WHERE v.node_id = $1 AND "
-                         "v.deleted_at IS NULL ORDER BY v.id", "s",
-                         node_id)) < 0)
+        (e = store_query(a->store, &rows, sql, vm_id ? "ss" : "s", node_id,
+                         vm_id)) < 0)
         return e;
     struct vm_rows r = { 0 };
-    if (json_array_size(rows) > 0 && (e = vm_rows_read(a, node_id, &r)) < 0) {
+    if (json_array_size(rows) > 0 &&
+        (e = vm_rows_read(a, node_id, vm_id, &r)) < 0) {
         vm_rows_clear(&r);
         return e;
     }
     size_t i;
     json_t *row;
-    doc->vms = xcalloc(json_array_size(rows) + 1, sizeof(*doc->vms));
+    if (!doc->vms)
+        doc->vms = xcalloc(room + json_array_size(rows) + 1, sizeof(*doc->vms));
     json_array_foreach(rows, i, row)
         if ((e = vm_from_row(a, &r, row, &doc->vms[doc->n_vms++])) < 0)
             break;
@@ -670,8 +687,10 @@ static int peers_doc(struct app *a, const char *node_id, const json_t *me,
     return 0;
 }
 
-/* The parts, read inside the caller's transaction. */
-static int build(struct app *a, const char *node_id, struct am_desired *doc)
+/* The parts, read inside the caller's transaction: every VM of the node,
+ * or (vm_ids, n_vm_ids of them) only those of them still on it. */
+static int build(struct app *a, const char *node_id, const char *const *vm_ids,
+                 size_t n_vm_ids, struct am_desired *doc)
 {
     json_auto_t *me = NULL;
     int e;
@@ -690,7 +709,11 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
         if ((e = prefix_of(a->cfg.mesh_cidr, 12, &doc->mesh.prefix)) < 0)
             return e;
     }
-    if ((e = vms_doc(a, node_id, doc)) < 0 ||
+    if (!vm_ids)
+        e = vms_doc(a, node_id, NULL, 0, doc);
+    for (size_t i = 0; vm_ids && i < n_vm_ids && e == 0; i++)
+        e = vms_doc(a, node_id, vm_ids[i], n_vm_ids, doc);
+    if (e < 0 ||
         (e = networks_doc(a, node_id, doc)) < 0 ||
         (e = ports_doc(a, node_id, doc)) < 0 ||
         (e = peers_doc(a, node_id, me, doc)) < 0 ||
@@ -700,18 +723,33 @@ static int build(struct app *a, const char *node_id, struct am_desired *doc)
     return 0;
 }
 
-int desired_build(struct app *a, const char *node_id, json_t **ret_doc)
+static int build_doc(struct app *a, const char *node_id,
+                     const char *const *vm_ids, size_t n_vm_ids,
+                     json_t **ret_doc)
 {
     int e = store_tx_begin_read(a->store);
     if (e < 0)
         return e;
     struct am_desired doc = { 0 };
-    e = build(a, node_id, &doc);
+    e = build(a, node_id, vm_ids, n_vm_ids, &doc);
     store_tx_rollback(a->store); /* read only: nothing to keep */
     if (e == 0)
         *ret_doc = am_desired_encode(&doc);
     am_desired_clear(&doc);
     return e;
+}
+
+int desired_build(struct app *a, const char *node_id, json_t **ret_doc)
+{
+    return build_doc(a, node_id, NULL, 0, ret_doc);
+}
+
+int desired_build_vms(struct app *a, const char *node_id,
+                      const char *const *vm_ids, size_t n_vm_ids,
+                      json_t **ret_doc)
+{
+    static const char *const none[1];
+    return build_doc(a, node_id, vm_ids ? vm_ids : none, n_vm_ids, ret_doc);
 }
 
 json_t *desired_build_unapproved(const char *node_id, int64_t revision)
@@ -720,4 +758,3 @@ json_t *desired_build_unapproved(const char *node_id, int64_t revision)
                               .unapproved = true };
     return am_desired_encode(&doc);
 }
-

@@ -1,7 +1,8 @@
 /* The whole desired state of one node, as the agent receives it: its VMs
  * with their interfaces, the tenant networks it must carry (with the mesh
  * addresses of the other nodes carrying them), published ports and its
- * WireGuard peers. Whole documents, never deltas. */
+ * WireGuard peers. Whole documents, or whole but for the VMs a change
+ * left alone (the cache reuses those from the document it holds). */
 #pragma once
 
 #include "api/agentproto.h"
@@ -13,6 +14,12 @@
  * node, or removed), -EIO (a store error) or -EINVAL (a row that cannot
  * be formatted). Never a partial document. */
 int desired_build(struct app *a, const char *node_id, json_t **ret_doc);
+/* desired_build() with only some VMs in the list: those of vm_ids
+ * (n_vm_ids of them) still on the node, in id order; every other member
+ * whole. */
+int desired_build_vms(struct app *a, const char *node_id,
+                      const char *const *vm_ids, size_t n_vm_ids,
+                      json_t **ret_doc);
 /* The document of a node an admin has not approved yet: its revision and
  * nothing else (no mesh, peers, VMs, networks or ports), with "approved":
  * false. New reference. */

@@ -28,6 +28,7 @@ struct entry {
     struct entry *next;
     char *node_id;
     uint64_t gen; /* atomic: bumped by each invalidation of this node */
+    bool whole;   /* atomic: the next build reads everything */
     pthread_mutex_t build;
     /* under `build`: */
     bool built;                 /* state and text below are a build's */
@@ -42,6 +43,7 @@ struct entry {
      * it, newest first, the bases deltas are made from. */
     bool deltas;
     struct desired_parts *parts;
+    bool parts_approved; /* parts are an approved node's document */
     struct desired_parts *past[DELTA_BASES];
     int64_t ambiguous; /* a revision built twice differently; -1: none */
 };
@@ -91,6 +93,15 @@ void desired_cache_invalidate(const char *node_id)
     struct entry *e = entry_of(node_id, false);
     if (e)
         __atomic_add_fetch(&e->gen, 1, __ATOMIC_SEQ_CST);
+}
+
+void desired_cache_rebuild(const char *node_id)
+{
+    struct entry *e = entry_of(node_id, false);
+    if (!e)
+        return;
+    __atomic_store_n(&e->whole, true, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&e->gen, 1, __ATOMIC_SEQ_CST);
 }
 
 void desired_text_unref(struct desired_text *t)
@@ -144,42 +155,194 @@ static struct desired_text *text_current(struct entry *c)
     return text_ref(c->text);
 }
 
+/* Test seam, compiled in always: with FOG_TEST_DESIRED_VERIFY set, each
+ * document built from the one before (only the VMs a change named read)
+ * is built whole too, from the same snapshot, and the controller aborts
+ * when their VMs differ: a change that touched more than it said. */
+static bool verify_partial(void)
+{
+    static int on = -1;
+    if (on < 0)
+        on = getenv("FOG_TEST_DESIRED_VERIFY") != NULL;
+    return on;
+}
+
+/* FOG_TEST_DESIRED_VERIFY's check of `parts`, built from `base`: its VMs
+ * must be those of a whole build from the same snapshot (the members
+ * are read whole by both, some from memory that may change between). */
+static void verify_vms(struct app *a, const char *node_id,
+                       const struct desired_parts *base,
+                       const struct desired_parts *parts)
+{
+    json_auto_t *whole = NULL;
+    struct desired_parts *check = desired_build(a, node_id, &whole) == 0 ?
+                                  desired_parts_new(whole) : NULL;
+    if (!check)
+        return; /* a store error: nothing to compare */
+    bool same = check->n_vms == parts->n_vms;
+    for (size_t i = 0; same && i < check->n_vms; i++)
+        same = streq(check->vms[i].key, parts->vms[i].key) &&
+               memcmp(check->vms[i].hash, parts->vms[i].hash, 16) == 0;
+    if (!same) {
+        size_t len = 0;
+        _cleanup_free_ char *d = desired_delta_text(parts, check, &len);
+        log_error("desired state of node %s at %lld: the build from %lld "
+                  "differs from the whole one by %s", node_id,
+                  (long long)parts->revision, (long long)base->revision,
+                  d ? d : "(no delta)");
+        abort();
+    }
+    desired_parts_free(check);
+}
+
+struct vm_rev {
+    const char *id;
+    int64_t rev;
+};
+
+static int vm_rev_cmp(const void *x, const void *y)
+{
+    const char *a = ((const struct vm_rev *)x)->id;
+    const char *b = ((const struct vm_rev *)y)->id;
+    return strcmp(a ? a : "", b ? b : "");
+}
+
+/* The VMs of node_id's document to read again since `base` was built:
+ * those whose part changed since (schema 047), those on the node base
+ * lacks and those of base no longer on it. 0 and
+ * *ret_ids (NULL-ended, *ret_n of them; each and it freed by the
+ * caller), or -errno. Inside the caller's read transaction. */
+static int changed_vms(struct app *a, const char *node_id,
+                       const struct desired_parts *base, char ***ret_ids,
+                       size_t *ret_n)
+{
+    json_auto_t *rows = NULL;
+    int e = store_query(a->store, &rows, "SELECT id, desired_rev FROM vms "
+                        "WHERE node_id = $1 AND deleted_at IS NULL", "s",
+                        node_id);
+    if (e < 0)
+        return e;
+    size_t n = json_array_size(rows), i, j = 0, n_ids = 0;
+    struct vm_rev *on = xcalloc(n + 1, sizeof(*on));
+    json_t *row;
+    json_array_foreach(rows, i, row)
+        on[i] = (struct vm_rev){ json_str(row, "id"),
+                                 json_int(row, "desired_rev", 0) };
+    /* In the parts' order (a store may collate otherwise), then walked
+     * beside base's. */
+    qsort(on, n, sizeof(*on), vm_rev_cmp);
+    char **ids = xcalloc(n + base->n_vms + 1, sizeof(char *));
+    for (i = 0; i < n; i++) {
+        int c = 1;
+        if (!on[i].id)
+            continue;
+        while (j < base->n_vms && (c = strcmp(base->vms[j].key, on[i].id)) < 0)
+            ids[n_ids++] = xstrdup(base->vms[j++].key); /* gone */
+        if (c == 0)
+            j++;
+        if (c != 0 || on[i].rev > base->revision)
+            ids[n_ids++] = xstrdup(on[i].id);
+    }
+    while (j < base->n_vms)
+        ids[n_ids++] = xstrdup(base->vms[j++].key);
+    free(on);
+    *ret_ids = ids;
+    *ret_n = n_ids;
+    return 0;
+}
+
+/* The parts of node_id's document at revision `node` says (its nodes
+ * row) made from `base` (its document at an earlier revision, with
+ * texts): only the VMs changed since are read, every member whole. NULL
+ * when a change since may have touched anything (read everything then);
+ * *ret_err a store error (nothing built). Inside the caller's read
+ * transaction. */
+static struct desired_parts *build_from(struct app *a, const char *node_id,
+                                        const struct desired_parts *base,
+                                        const json_t *node, int *ret_err,
+                                        size_t *ret_n)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    int64_t revision = json_int(node, "revision", -1);
+    *ret_err = 0;
+    if (revision < base->revision ||
+        json_int(node, "whole_rev", 0) > base->revision)
+        return NULL;
+    int e = changed_vms(a, node_id, base, &ids, &n);
+    if (e < 0) {
+        *ret_err = e;
+        return NULL;
+    }
+    json_auto_t *doc = NULL;
+    struct desired_parts *parts = NULL;
+    if ((e = desired_build_vms(a, node_id, (const char *const *)ids, n,
+                               &doc)) < 0)
+        *ret_err = e;
+    else
+        parts = desired_parts_update(base, doc, (const char *const *)ids, n);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    *ret_n = n;
+    if (parts && verify_partial())
+        verify_vms(a, node_id, base, parts);
+    return parts;
+}
+
 /* Read and serialise node_id's document from one snapshot of the store:
  * its row says whether it is removed or approved, and at which revision.
  * With ret_parts, the document is cut into parts and, when it could be,
  * *ret_text is NULL: its text is made from the parts if it is asked for
- * (serialising a document of 200 VMs took as long as cutting it). */
-static int build(struct app *a, const char *node_id, int64_t *ret_revision,
+ * (serialising a document of 200 VMs took as long as cutting it). With
+ * `base` too (the parts of the approved node's document built before),
+ * only the VMs changed since are read, where the store can say which.
+ * *ret_approved: whether the node is approved. */
+static int build(struct app *a, const char *node_id,
+                 const struct desired_parts *base, int64_t *ret_revision,
                  struct desired_text **ret_text,
-                 struct desired_parts **ret_parts)
+                 struct desired_parts **ret_parts, bool *ret_approved)
 {
     int64_t t0 = now_us();
     int e = store_tx_begin_read(a->store);
     if (e < 0)
         return e;
     json_auto_t *node = NULL, *doc = NULL;
-    e = store_query_one(a->store, &node, "SELECT revision, approved FROM "
-                        "nodes WHERE id = $1 AND removed_at IS NULL", "s",
-                        node_id);
-    if (e == 0 && json_int(node, "approved", 0) != 0)
+    struct desired_parts *parts = NULL;
+    size_t n_read = 0;
+    e = store_query_one(a->store, &node, "SELECT revision, approved, "
+                        "whole_rev FROM nodes WHERE id = $1 AND removed_at IS "
+                        "NULL", "s", node_id);
+    bool approved = e == 0 && json_int(node, "approved", 0) != 0;
+    *ret_approved = approved;
+    if (approved && base && ret_parts)
+        parts = build_from(a, node_id, base, node, &e, &n_read);
+    if (e == 0 && !parts && approved)
         e = desired_build(a, node_id, &doc); /* inside: the same snapshot */
-    else if (e == 0)
+    else if (e == 0 && !parts)
         doc = desired_build_unapproved(node_id,
                                        json_int(node, "revision", 0));
     store_tx_rollback(a->store); /* read only: nothing to keep */
-    if (e < 0)
+    if (e < 0) {
+        desired_parts_free(parts);
         return e;
+    }
     int64_t t1 = now_us();
-    struct desired_parts *parts = ret_parts ? desired_parts_new(doc) : NULL;
+    if (!parts && ret_parts)
+        parts = desired_parts_new(doc);
     int64_t t2 = now_us();
     *ret_text = parts ? NULL : text_of(doc);
-    *ret_revision = json_int(doc, "revision", -1);
+    *ret_revision = parts ? parts->revision : json_int(doc, "revision", -1);
     if (ret_parts)
         *ret_parts = parts;
     /* The wall clock, for timing a change's way to the agent. */
-    log_debug("desired state of node %s revision %lld: read %" PRId64
+    char how[48] = "whole";
+    if (!doc)
+        snprintf(how, sizeof(how), "%zu VMs from %lld", n_read,
+                 (long long)base->revision);
+    log_debug("desired state of node %s revision %lld (%s): read %" PRId64
               " us, parts %" PRId64 " us, text %" PRId64 " us, built at %"
-              PRId64 " (unix us)", node_id, (long long)*ret_revision,
+              PRId64 " (unix us)", node_id, (long long)*ret_revision, how,
               t1 - t0, t2 - t1, now_us() - t2, now_us());
     return 0;
 }
@@ -253,12 +416,19 @@ int desired_cache_get(struct app *a, const char *node_id, int64_t since,
         struct desired_text *t = NULL;
         struct desired_parts *parts = NULL;
         int64_t rev = -1;
-        int e = build(a, node_id, &rev, &t, c->deltas ? &parts : NULL);
+        bool whole = __atomic_exchange_n(&c->whole, false, __ATOMIC_SEQ_CST);
+        bool approved = false;
+        const struct desired_parts *base =
+            c->built && c->state == 0 && c->parts_approved && !whole
+                ? c->parts : NULL;
+        int e = build(a, node_id, base, &rev, &t, c->deltas ? &parts : NULL,
+                      &approved);
         if (e < 0 && e != -ENOENT) {
             pthread_mutex_unlock(&c->build);
             return e;
         }
         parts_keep(c, parts);
+        c->parts_approved = approved;
         desired_text_unref(c->text);
         c->text = t;
         c->revision = rev;

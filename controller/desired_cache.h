@@ -21,12 +21,18 @@ struct desired_text {
  * waking the node's polls. Never waits for a build in progress (one that
  * began before the call is not kept). Thread-safe. */
 void desired_cache_invalidate(const char *node_id);
+/* desired_cache_invalidate(node_id), and its next document is read whole
+ * from the store, not built from the one before (which a drift would
+ * carry on). */
+void desired_cache_rebuild(const char *node_id);
 
 /* node_id's current document: the cached one when no invalidation came
  * since it was built and its revision is not older than `since` (the
  * revision the asking poll already has) nor `rev_min` (the revision the
  * store was just seen at, or -1), else one built now from one
- * consistent read of the store and kept. Builds of one node go one at a
+ * consistent read of the store and kept: with deltas, only the VMs the
+ * store names as changed since the document kept (desired_changed_vms())
+ * are read, the others taken from it. Builds of one node go one at a
  * time, so the polls one change wakes read the store once between them.
  * 0 and *ret_text (a new reference: desired_text_unref()); -ENOENT when
  * the node is removed or unknown (kept too); -EIO or -EINVAL as

@@ -433,7 +433,7 @@ HANDLER(h_agent_desired)
          * cache: the resync is what heals a drift a cached document
          * would carry on. */
         if (since < 0)
-            desired_cache_invalidate(node_id);
+            desired_cache_rebuild(node_id);
         /* Not older than the revision just read: a change another
          * replica committed may not have invalidated the cache yet. */
         desired_woken(r, a, node_id, since, rev, 0, true);
@@ -536,18 +536,21 @@ static void refusals_record(struct app *a, const char *node_id,
  * of its status, already checked): the ones it reports are ready, ready
  * ones it no longer reports are lost (the VM was made afresh), deleted
  * ones it no longer reports are gone; and the last revert it carried
- * out. Nothing when the entry carries no list (no domain yet). */
-static void snapshots_record(struct app *a, const struct am_vm_status *v)
+ * out. Nothing when the entry carries no list (no domain yet). Whether
+ * that changed the VM's part of the node's document. */
+static bool snapshots_record(struct app *a, const struct am_vm_status *v)
 {
     if (!v->has_snapshots)
-        return;
-    store_exec(a->store, "UPDATE vms SET revert_done_gen = $1 WHERE id = $2 "
-               "AND revert_done_gen < $3 AND revert_gen >= $4", "isii",
-               v->revert_gen, v->id, v->revert_gen, v->revert_gen);
+        return false;
+    /* A revert done, a snapshot taken or lost: the document changes. */
+    bool changed = store_exec(a->store, "UPDATE vms SET revert_done_gen = $1 "
+                              "WHERE id = $2 AND revert_done_gen < $3 AND "
+                              "revert_gen >= $4", "isii", v->revert_gen,
+                              v->id, v->revert_gen, v->revert_gen) > 0;
     json_auto_t *rows = NULL;
     if (store_query(a->store, &rows, "SELECT id, state FROM vm_snapshots "
                     "WHERE vm_id = $1", "s", v->id) < 0)
-        return;
+        return changed;
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) {
@@ -557,17 +560,19 @@ static void snapshots_record(struct app *a, const struct am_vm_status *v)
             if (streq(v->snapshots[k].id, id))
                 held = &v->snapshots[k];
         if (held && (streq(st, "pending") || streq(st, "lost")))
-            store_exec(a->store, "UPDATE vm_snapshots SET state = 'ready', "
-                       "consistency = $1, taken_at = $2 WHERE id = $3", "sis",
-                       held->consistency,
-                       held->created_at ? held->created_at : now_s(), id);
+            changed |= store_exec(a->store, "UPDATE vm_snapshots SET state = "
+                                  "'ready', consistency = $1, taken_at = $2 "
+                                  "WHERE id = $3", "sis", held->consistency,
+                                  held->created_at ? held->created_at :
+                                  now_s(), id) > 0;
         else if (!held && streq(st, "ready"))
-            store_exec(a->store, "UPDATE vm_snapshots SET state = 'lost' "
-                       "WHERE id = $1", "s", id);
+            changed |= store_exec(a->store, "UPDATE vm_snapshots SET state = "
+                                  "'lost' WHERE id = $1", "s", id) > 0;
         else if (!held && streq(st, "deleting"))
             store_exec(a->store, "DELETE FROM vm_snapshots WHERE id = $1",
                        "s", id);
     }
+    return changed;
 }
 
 /* Store a VM's reported domain XML and its interfaces. */
@@ -723,7 +728,7 @@ HANDLER(h_agent_status)
                                 "WHERE id = $1 AND desired_state = 'deleted'",
                                 "s", id) == 1 &&
                 vm_delete_finish(a, id, now) == 0)
-                app_node_changed(a, node_id);
+                app_vm_changed(a, node_id, id);
             continue;
         }
         /* Stopped or gone while it should run: the node evicted it. */
@@ -760,9 +765,11 @@ HANDLER(h_agent_status)
                        "= $1 WHERE id = $2 AND desired_state = 'running' AND "
                        "start_gen <= $3", "isi", now, id,
                        v->start_gen) > 0)
-            app_node_changed(a, node_id);
-        snapshots_record(a, v);
-        restore_seen(a, id, st);
+            app_vm_changed(a, node_id, id);
+        /* What the report changed of the VM's part of the document moves
+         * the revision, as above. */
+        if (snapshots_record(a, v) | (restore_seen(a, id, st) > 0))
+            app_vm_changed(a, node_id, id);
         if (v->console_tail)
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
                        "ss", v->console_tail, id);

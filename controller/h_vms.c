@@ -799,8 +799,9 @@ void vm_networks_changed(struct app *a, const char *vm_id)
                 "c.vm_id = v.id WHERE v.node_id IS NOT NULL AND "
                 "v.deleted_at IS NULL AND c.network_id IN (SELECT network_id "
                 "FROM vm_nics WHERE vm_id = $1)", "s", vm_id);
+    /* Their networks' members (names, remote MACs) changed, no VM. */
     json_array_foreach(rows, i, row)
-        app_node_changed(a, json_str(row, "node_id"));
+        app_node_members_changed(a, json_str(row, "node_id"));
 }
 
 HANDLER(h_vm_list)
@@ -985,7 +986,7 @@ HANDLER(h_vm_delete)
         reply_store_error(r, e, "VM");
         return;
     }
-    app_node_changed(a, node);
+    app_vm_changed(a, node, id);
     reply_vm(a, r, 202, id);
 }
 
@@ -1053,7 +1054,7 @@ static void vm_power(struct http_request *r, struct app *a,
         reply_store_error(r, e, "VM");
         return;
     }
-    app_node_changed(a, json_str(row, "node_id"));
+    app_vm_changed(a, json_str(row, "node_id"), id);
     reply_vm(a, r, 202, id);
 }
 
@@ -1098,7 +1099,7 @@ static void vm_flag_set(struct http_request *r, struct app *a,
         reply_store_error(r, e, "VM");
         return;
     }
-    app_node_changed(a, json_str(row, "node_id"));
+    app_vm_changed(a, json_str(row, "node_id"), id);
     reply_vm(a, r, 202, id);
 }
 
@@ -1292,6 +1293,6 @@ HANDLER(h_vm_resize)
         http_reply_problem(r, 503, "unavailable", NULL, "store busy");
         return;
     }
-    app_node_changed(a, node);
+    app_vm_changed(a, node, id);
     reply_vm(a, r, 202, id);
 }

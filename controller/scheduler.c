@@ -777,7 +777,7 @@ static void fleet_take(struct fleet *f, const char *node_id,
  * nodes and networks they touch are told once each, at its end, inside
  * its transaction (the wake-ups wait for the commit). */
 struct batch {
-    json_t *vms, *nodes;          /* placed VM ids; node ids, as a set */
+    json_t *vms, *nodes;          /* placed VM ids; {node id: [its VMs]} */
     /* Placements of VMs without a deal kept to be written at its end:
      * their deals (one multi-row INSERT) and VM rows (one multi-row
      * UPDATE); what they hold of each node (node id -> [vCPUs, MiB,
@@ -904,12 +904,15 @@ static int place_finish(struct app *a, struct fleet *f, int r,
     }
     if (cur_batch && !from) {
         json_array_append_new(cur_batch->vms, json_string(vm_id));
-        json_object_set_new(cur_batch->nodes, node_id, json_true());
+        json_t *on = json_object_get(cur_batch->nodes, node_id);
+        if (!on)
+            json_object_set_new(cur_batch->nodes, node_id, on = json_array());
+        json_array_append_new(on, json_string(vm_id));
         return 1;
     }
     if (from)
-        app_node_changed(a, from);
-    app_node_changed(a, node_id);
+        app_vm_changed(a, from, vm_id);
+    app_vm_changed(a, node_id, vm_id);
     vm_networks_changed(a, vm_id);
     return 1;
 }
@@ -1741,8 +1744,7 @@ int scheduler_replace(struct app *a, const char *vm_id, const char *pin,
 static void batch_tell(struct app *a, struct batch *b)
 {
     size_t k;
-    json_t *v, *row;
-    const char *id;
+    json_t *row;
     _cleanup_free_ char *vms = json_dumps_compact(b->vms);
     json_auto_t *rows = NULL;
     store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vm_nics c "
@@ -1750,12 +1752,13 @@ static void batch_tell(struct app *a, struct batch *b)
                 "p.network_id FROM vm_nics p WHERE p.vm_id IN (SELECT value "
                 "FROM json_each($1))) AND v.node_id IS NOT NULL AND "
                 "v.deleted_at IS NULL", "s", vms);
+    /* Each node given VMs has those changed; the others only their
+     * networks (app_nodes_changed_vms()). */
     json_array_foreach(rows, k, row)
-        json_object_set_new(b->nodes, json_str(row, "node_id"), json_true());
-    json_auto_t *ids = json_array();
-    json_object_foreach(b->nodes, id, v)
-        json_array_append_new(ids, json_string(id));
-    app_nodes_changed(a, ids);
+        if (!json_object_get(b->nodes, json_str(row, "node_id")))
+            json_object_set_new(b->nodes, json_str(row, "node_id"),
+                                json_array());
+    app_nodes_changed_vms(a, b->nodes);
 }
 
 /* End batch b's transaction: what it placed told, committed, and then

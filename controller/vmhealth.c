@@ -134,8 +134,14 @@ void vmhealth_drop_vm(struct store *s, const char *vm_id)
 }
 
 int vmhealth_desired_node(struct store *s, const char *node_id,
-                          json_t **ret_rows)
+                          const char *vm_id, json_t **ret_rows)
 {
+    if (vm_id)
+        return store_query(s, ret_rows, "SELECT h.vm_id, h.id, h.spec FROM "
+                           "health_checks h JOIN vms v ON v.id = h.vm_id "
+                           "WHERE v.node_id = $1 AND v.deleted_at IS NULL "
+                           "AND v.id = $2 ORDER BY h.created_at, h.id", "ss",
+                           node_id, vm_id);
     return store_query(s, ret_rows, "SELECT h.vm_id, h.id, h.spec FROM "
                        "health_checks h JOIN vms v ON v.id = h.vm_id WHERE "
                        "v.node_id = $1 AND v.deleted_at IS NULL ORDER BY "

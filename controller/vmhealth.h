@@ -23,11 +23,11 @@ int vmhealth_remove(struct store *s, const char *vm_id, const char *id);
 /* Delete all checks of a VM that goes. */
 void vmhealth_drop_vm(struct store *s, const char *vm_id);
 
-/* The health checks of every VM placed on node_id, for its desired
- * document: rows {vm_id, id, spec} in order of vm_id, then of creation.
- * 0 or -errno. */
+/* The health checks of every VM placed on node_id (or of vm_id only,
+ * when it is placed there), for its desired document: rows {vm_id, id,
+ * spec} in order of vm_id, then of creation. 0 or -errno. */
 int vmhealth_desired_node(struct store *s, const char *node_id,
-                          json_t **ret_rows);
+                          const char *vm_id, json_t **ret_rows);
 /* Fill vm->checks from `rows` (vmhealth_desired_node()'s of this VM). A
  * stored spec that cannot be read is logged and left out. */
 void vmhealth_desired_from(const json_t *rows, struct am_vm *vm);

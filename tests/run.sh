@@ -4,6 +4,9 @@
 # FOG_ONLY=unit|integration|e2e limits the layers; FOG_SKIP_E2E=1 skips QEMU.
 # FOG_WRAP prefixes each binary (valgrind). Closes with "N passed, N failed".
 set -u
+# Every controller a test starts checks each document it builds from the
+# one before against one read whole (controller/desired_cache.c).
+export FOG_TEST_DESIRED_VERIFY=1
 O=${O:-build}
 only=${FOG_ONLY:-}
 pass=0; fail=0; skip=0; failed=""

@@ -221,14 +221,20 @@ static void test_whole_from_parts(void **state)
     desired_parts_free(p);
 }
 
+/* A random generator's state from FOG_SEED or the clock, printed. */
+static uint64_t seeded(void)
+{
+    const char *s = getenv("FOG_SEED");
+    uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+    print_message("seed %" PRIu64 "\n", seed);
+    return seed | 1;
+}
+
 /* Random chains of changes: each delta merged into the previous merge
  * gives the whole document, or there is none and the whole is taken. */
 static void test_random_chain(void **state)
 {
-    const char *s = getenv("FOG_SEED");
-    uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
-    uint64_t rng = seed | 1;
-    print_message("seed %" PRIu64 "\n", seed);
+    uint64_t rng = seeded();
     json_auto_t *held = doc_of(1, 30);
     json_auto_t *cur = json_deep_copy(held);
     for (int step = 2; step < 200; step++) {
@@ -284,6 +290,106 @@ static void test_random_chain(void **state)
     }
 }
 
+/* The document `whole` with only the VMs of ids in its list. */
+static json_t *only_vms(const json_t *whole, char ids[][37], size_t n)
+{
+    json_t *d = json_deep_copy(whole);
+    json_t *vms = json_object_get(d, "vms");
+    for (size_t i = json_array_size(vms); i-- > 0;) {
+        bool named = false;
+        for (size_t k = 0; k < n && !named; k++)
+            named = streq(ids[k], json_str(json_array_get(vms, i), "id"));
+        if (!named)
+            json_array_remove(vms, i);
+    }
+    return d;
+}
+
+/* Parts made from the former document's and a document holding only the
+ * changed VMs are those of the whole new document: same digests, same
+ * text; a document holding a VM the change did not name is refused. */
+static void test_update_random(void **state)
+{
+    uint64_t rng = seeded();
+    json_auto_t *cur = doc_of(1, 20);
+    struct desired_parts *held = desired_parts_new(cur);
+    for (int step = 2; step < 300; step++) {
+        json_t *next = json_deep_copy(cur);
+        json_object_set_new(next, "revision", json_integer(step));
+        json_t *vms = json_object_get(next, "vms");
+        char ids[4][37];
+        size_t n_ids = 0;
+        int changes = (int)(tu_xorshift(&rng) % 4);
+        for (int c = 0; c < changes; c++) {
+            size_t n = json_array_size(vms), at;
+            switch (tu_xorshift(&rng) % 4) {
+            case 0: /* one goes */
+                if (!n)
+                    break;
+                at = tu_xorshift(&rng) % n;
+                snprintf(ids[n_ids++], 37, "%s",
+                         json_str(json_array_get(vms, at), "id"));
+                json_array_remove(vms, at);
+                break;
+            case 1: { /* one comes, in id order */
+                char id[37];
+                snprintf(id, sizeof(id), "%08x-0000-4000-8000-000000000000",
+                         (unsigned)(tu_xorshift(&rng) & 0xffffffff));
+                at = 0;
+                while (at < n && strcmp(json_str(json_array_get(vms, at),
+                                                 "id"), id) < 0)
+                    at++;
+                if (at < n &&
+                    streq(json_str(json_array_get(vms, at), "id"), id))
+                    break;
+                json_array_insert_new(vms, at, vm(id, 256, "running"));
+                snprintf(ids[n_ids++], 37, "%s", id);
+                break;
+            }
+            case 2: /* one changes */
+                if (!n)
+                    break;
+                at = tu_xorshift(&rng) % n;
+                json_object_set_new(json_array_get(vms, at), "memory_mib",
+                                    json_integer((json_int_t)step));
+                snprintf(ids[n_ids++], 37, "%s",
+                         json_str(json_array_get(vms, at), "id"));
+                break;
+            default: /* a member changes */
+                json_object_set_new(next, "ports", json_pack("[i]", step));
+            }
+        }
+        /* A VM named that did not change is read again, and is the same. */
+        if (json_array_size(vms) && n_ids < 4 && tu_xorshift(&rng) % 2)
+            snprintf(ids[n_ids++], 37, "%s",
+                     json_str(json_array_get(vms, 0), "id"));
+        json_auto_t *part = only_vms(next, ids, n_ids);
+        const char *idv[4];
+        for (size_t k = 0; k < n_ids; k++)
+            idv[k] = ids[k];
+        struct desired_parts *made =
+            desired_parts_update(held, part, idv, n_ids);
+        struct desired_parts *want = desired_parts_new(next);
+        assert_non_null(made);
+        assert_int_equal(made->revision, step);
+        assert_memory_equal(made->whole, want->whole, sizeof(want->whole));
+        size_t l1 = 0, l2 = 0;
+        _cleanup_free_ char *t1 = desired_parts_text(made, &l1);
+        _cleanup_free_ char *t2 = desired_parts_text(want, &l2);
+        assert_string_equal(t1, t2);
+        /* The new document whole where only some VMs were asked for: a
+         * VM it holds that the change did not name is refused. */
+        if (json_array_size(vms) > n_ids)
+            assert_null(desired_parts_update(held, next, idv, n_ids));
+        desired_parts_free(want);
+        desired_parts_free(held);
+        held = made;
+        json_decref(cur);
+        cur = next;
+    }
+    desired_parts_free(held);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_apply_refused),
         cmocka_unit_test(test_random_chain),
         cmocka_unit_test(test_whole_from_parts),
+        cmocka_unit_test(test_update_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
