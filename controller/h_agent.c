@@ -768,7 +768,9 @@ HANDLER(h_agent_status)
             app_vm_changed(a, node_id, id);
         /* What the report changed of the VM's part of the document moves
          * the revision, as above. */
-        if (snapshots_record(a, v) | (restore_seen(a, id, st) > 0))
+        bool snapped = snapshots_record(a, v);
+        bool restored = restore_seen(a, id, st) > 0;
+        if (snapped || restored)
             app_vm_changed(a, node_id, id);
         if (v->console_tail)
             store_exec(a->store, "UPDATE vms SET console = $1 WHERE id = $2",
