@@ -15,8 +15,8 @@
  * be formatted). Never a partial document. */
 int desired_build(struct app *a, const char *node_id, json_t **ret_doc);
 /* desired_build() with only some VMs in the list: those of vm_ids
- * (n_vm_ids of them) still on the node, in id order; every other member
- * whole. */
+ * (n_vm_ids of them) still on the node, in the order of vm_ids; every
+ * other member whole. */
 int desired_build_vms(struct app *a, const char *node_id,
                       const char *const *vm_ids, size_t n_vm_ids,
                       json_t **ret_doc);

@@ -31,8 +31,8 @@ void desired_cache_rebuild(const char *node_id);
  * revision the asking poll already has) nor `rev_min` (the revision the
  * store was just seen at, or -1), else one built now from one
  * consistent read of the store and kept: with deltas, only the VMs the
- * store names as changed since the document kept (desired_changed_vms())
- * are read, the others taken from it. Builds of one node go one at a
+ * store marks as changed since the document kept (schema 047), come or
+ * gone are read, the others taken from it. Builds of one node go one at a
  * time, so the polls one change wakes read the store once between them.
  * 0 and *ret_text (a new reference: desired_text_unref()); -ENOENT when
  * the node is removed or unknown (kept too); -EIO or -EINVAL as
