@@ -1193,9 +1193,7 @@ void app_vm_changed(struct app *a, const char *node_id, const char *vm_id)
         return;
     }
     vm_part_changed(a, vm_id);
-    store_exec(a->store, "UPDATE nodes SET revision = revision + 1 WHERE id = "
-               "$1", "s", node_id);
-    node_wake(a, node_id);
+    app_node_members_changed(a, node_id);
 }
 
 void app_node_members_changed(struct app *a, const char *node_id)
