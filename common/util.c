@@ -74,6 +74,36 @@ bool mem_eq_ct(const void *a, const void *b, size_t n)
     return d == 0;
 }
 
+size_t sorted_at(const void *base, size_t n, size_t size, size_t off,
+                 const char *key, bool *found)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp((const char *)base + mid * size + off, key);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+void *sorted_insert(void *basep, size_t *n, size_t size, size_t at)
+{
+    char *base = xrealloc(*(void **)basep, (*n + 1) * size);
+    memmove(base + (at + 1) * size, base + at * size, (*n - at) * size);
+    memset(base + at * size, 0, size);
+    *(void **)basep = base;
+    (*n)++;
+    return base + at * size;
+}
+
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret)
 {
     char *end;

@@ -59,6 +59,18 @@ bool mem_eq_ct(const void *a, const void *b, size_t n);
  * U+10FFFF (RFC 3629). */
 size_t utf8_seq_len(const unsigned char *p, size_t n);
 
+/* Arrays of records kept in the order of a string each holds in place
+ * (a char array at byte offset `off`, as a VM's id): a lookup is a
+ * binary search, not a walk of every record.
+ * sorted_at(): where `key` is among base[n] (records of `size` bytes),
+ * or where it would go; *found says which.
+ * sorted_insert(): a zeroed record at index `at` of the array *basep
+ * points to, the ones from there on moved up one and *n counted up: a
+ * pointer to it. */
+size_t sorted_at(const void *base, size_t n, size_t size, size_t off,
+                 const char *key, bool *found);
+void *sorted_insert(void *basep, size_t *n, size_t size, size_t at);
+
 /* Parse a decimal int64 in [min, max]; whole string must be a number.
  * Returns 0 or -EINVAL / -ERANGE. */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);

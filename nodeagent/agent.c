@@ -351,21 +351,20 @@ static int known_refresh(struct agent *a, const json_t *ids,
             a->known_ok = false;
             return r;
         }
-        struct virt_dom *old = virt_doms_find(a->known, a->n_known, id);
+        bool found;
+        size_t at = virt_doms_at(a->known, a->n_known, id, &found);
+        struct virt_dom *old = found ? &a->known[at] : NULL;
         if (old)
             virt_dom_clear(old);
         if (r == -ENOENT) {
-            if (old) {
-                size_t at = (size_t)(old - a->known);
+            if (found) {
                 memmove(old, old + 1, (a->n_known - at - 1) * sizeof(*old));
                 a->n_known--;
             }
             continue;
         }
-        if (!old) {
-            a->known = xrealloc(a->known, (a->n_known + 1) * sizeof(*old));
-            old = &a->known[a->n_known++];
-        }
+        if (!old) /* where it keeps a->known in order */
+            old = sorted_insert(&a->known, &a->n_known, sizeof(*old), at);
         *old = d;
     }
     return 0;

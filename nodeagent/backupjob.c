@@ -623,10 +623,7 @@ void backupjob_sync(struct backupjob *b, const json_t *doc,
         if (!uuid_is_valid(vm_id) || !is_lower_hex(key, 2 * BKCRYPT_KEY_LEN) ||
             !json_is_array(list))
             continue;
-        const struct virt_dom *d = NULL;
-        for (size_t k = 0; k < n && !d; k++)
-            if (streq(doms[k].meta.vm_id, vm_id))
-                d = &doms[k];
+        const struct virt_dom *d = virt_doms_find(doms, n, vm_id);
         if (!d) /* not defined yet: its disk may not exist */
             continue;
         size_t j;

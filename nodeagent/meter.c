@@ -44,15 +44,17 @@ struct meter {
     bool save_failed;
 };
 
+/* m->vms is in the order of their ids (a pass looks each up). */
 static struct meter_vm *vm_get(struct meter *m, const char *id, bool create)
 {
-    for (size_t i = 0; i < m->n; i++)
-        if (streq(m->vms[i].id, id))
-            return &m->vms[i];
+    bool found;
+    size_t at = sorted_at(m->vms, m->n, sizeof(*m->vms),
+                          offsetof(struct meter_vm, id), id, &found);
+    if (found)
+        return &m->vms[at];
     if (!create)
         return NULL;
-    m->vms = xrealloc(m->vms, (m->n + 1) * sizeof(*m->vms));
-    struct meter_vm *v = &m->vms[m->n++];
+    struct meter_vm *v = sorted_insert(&m->vms, &m->n, sizeof(*m->vms), at);
     *v = (struct meter_vm){ .next_seq = m->seq_base };
     snprintf(v->id, sizeof(v->id), "%s", id);
     return v;

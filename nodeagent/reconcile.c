@@ -342,13 +342,14 @@ void reconcile_plan_orphans(const json_t *doc, const struct virt_dom *doms,
     json_t *vms = json_object_get(doc, "vms");
     if (!json_is_array(vms) || (approved && !json_is_true(approved)))
         return;
+    json_auto_t *by_id = json_object(); /* the last VM of an id wins */
+    size_t i;
+    json_t *vm;
+    json_array_foreach(vms, i, vm)
+        if (json_str(vm, "id"))
+            json_object_set(by_id, json_str(vm, "id"), vm);
     for (size_t k = 0; k < n_doms; k++) {
-        const json_t *listed = NULL;
-        size_t i;
-        json_t *vm;
-        json_array_foreach(vms, i, vm)
-            if (streq(json_str(vm, "id"), doms[k].meta.vm_id))
-                listed = vm;
+        const json_t *listed = json_object_get(by_id, doms[k].meta.vm_id);
         if (reconcile_fence(listed, &doms[k]) == RC_FENCE_DESTROY && !listed)
             add(p, RC_DELETE, doms[k].meta.vm_id, NULL, NULL);
     }
@@ -370,10 +371,7 @@ void reconcile_plan(const json_t *desired, const struct virt_dom *doms,
             add(&p, RC_REJECT, id, vm, reason);
             continue;
         }
-        const struct virt_dom *d = NULL;
-        for (size_t k = 0; k < n_doms && !d; k++)
-            if (streq(doms[k].meta.vm_id, id))
-                d = &doms[k];
+        const struct virt_dom *d = virt_doms_find(doms, n_doms, id);
         plan_vm(&p, vm, d, kvm, now_ms);
     }
     *ret = p;
@@ -461,17 +459,24 @@ struct reconcile_vm_mem {
     int64_t error_rev;
 };
 
+/* c->mem is in the order of the VMs' ids (a pass looks each up). */
+static struct reconcile_vm_mem *mem_find(const struct reconcile_ctx *c,
+                                         const char *id, size_t *at)
+{
+    bool found;
+    *at = sorted_at(c->mem, c->n_mem, sizeof(*c->mem),
+                    offsetof(struct reconcile_vm_mem, id), id, &found);
+    return found ? &c->mem[*at] : NULL;
+}
+
 static struct reconcile_vm_mem *mem_get(struct reconcile_ctx *c,
                                         const char *id, bool create)
 {
-    for (size_t i = 0; i < c->n_mem; i++)
-        if (streq(c->mem[i].id, id))
-            return &c->mem[i];
-    if (!create)
-        return NULL;
-    c->mem = xrealloc(c->mem, (c->n_mem + 1) * sizeof(*c->mem));
-    struct reconcile_vm_mem *m = &c->mem[c->n_mem++];
-    *m = (struct reconcile_vm_mem){ 0 };
+    size_t at;
+    struct reconcile_vm_mem *m = mem_find(c, id, &at);
+    if (m || !create)
+        return m;
+    m = sorted_insert(&c->mem, &c->n_mem, sizeof(*c->mem), at);
     snprintf(m->id, sizeof(m->id), "%s", id);
     return m;
 }
@@ -492,19 +497,17 @@ void reconcile_annotate(struct reconcile_ctx *c, struct virt_dom *doms,
 const char *reconcile_vm_note(const struct reconcile_ctx *c,
                               const char *vm_id)
 {
-    for (size_t i = 0; i < c->n_mem; i++)
-        if (streq(c->mem[i].id, vm_id))
-            return c->mem[i].note;
-    return NULL;
+    size_t at;
+    const struct reconcile_vm_mem *m = mem_find(c, vm_id, &at);
+    return m ? m->note : NULL;
 }
 
 const char *reconcile_vm_error(const struct reconcile_ctx *c,
                                const char *vm_id)
 {
-    for (size_t i = 0; i < c->n_mem; i++)
-        if (streq(c->mem[i].id, vm_id))
-            return c->mem[i].error;
-    return NULL;
+    size_t at;
+    const struct reconcile_vm_mem *m = mem_find(c, vm_id, &at);
+    return m ? m->error : NULL;
 }
 
 int64_t reconcile_next_deadline(const struct reconcile_ctx *c)
@@ -1038,12 +1041,10 @@ int reconcile_execute(struct reconcile_ctx *c, const struct reconcile_plan *p,
             m->error_rev == rev && now_ms - m->error_at_ms < c->retry_ms)
             continue;
         if (i == 0 || !streq(p->actions[i - 1].vm_id, a->vm_id)) {
-            have_work = false;
-            for (size_t k = 0; k < n_doms && !have_work; k++)
-                if (streq(doms[k].meta.vm_id, a->vm_id)) {
-                    work = doms[k]; /* name stays borrowed */
-                    have_work = true;
-                }
+            const struct virt_dom *d = virt_doms_find(doms, n_doms, a->vm_id);
+            have_work = d != NULL;
+            if (d)
+                work = *d; /* name stays borrowed */
         }
         int r = execute_one(c, a, have_work ? &work : NULL, rev, now_ms);
         if (r < 0) {

@@ -76,8 +76,9 @@ int reconcile_vm_check(const json_t *vm, char **ret_reason);
 /* Hash of everything a definition is built from, as 64 hex chars. */
 void reconcile_spec_hash(const json_t *vm, bool kvm, char out[65]);
 
-/* Plan the actions that move `doms` towards `desired` (the document's
- * "vms" array is read). Pure: no I/O. Domains not in the document are left
+/* Plan the actions that move `doms` (in the order of their VM ids, as
+ * virt_list() gives them) towards `desired` (the document's "vms" array
+ * is read). Pure: no I/O. Domains not in the document are left
  * alone. Free the result with reconcile_plan_free(). */
 void reconcile_plan(const json_t *desired, const struct virt_dom *doms,
                     size_t n_doms, bool kvm, int64_t now_ms,

@@ -297,6 +297,7 @@ int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n)
         virDomainFree(all[i]);
     }
     free(all);
+    virt_doms_sort(out, k);
     *ret = out;
     *ret_n = k;
     return 0;
@@ -335,13 +336,33 @@ void virt_doms_free(struct virt_dom *d, size_t n)
     free(d);
 }
 
-struct virt_dom *virt_doms_find(struct virt_dom *d, size_t n,
+static int dom_cmp(const void *x, const void *y)
+{
+    const struct virt_dom *a = x, *b = y;
+    return strcmp(a->meta.vm_id, b->meta.vm_id);
+}
+
+void virt_doms_sort(struct virt_dom *d, size_t n)
+{
+    if (n > 1)
+        qsort(d, n, sizeof(*d), dom_cmp);
+}
+
+size_t virt_doms_at(const struct virt_dom *d, size_t n, const char *vm_id,
+                    bool *found)
+{
+    return sorted_at(d, n, sizeof(*d),
+                     offsetof(struct virt_dom, meta) +
+                         offsetof(struct vmxml_meta, vm_id),
+                     vm_id, found);
+}
+
+struct virt_dom *virt_doms_find(const struct virt_dom *d, size_t n,
                                 const char *vm_id)
 {
-    for (size_t i = 0; i < n; i++)
-        if (streq(d[i].meta.vm_id, vm_id))
-            return &d[i];
-    return NULL;
+    bool found;
+    size_t at = vm_id ? virt_doms_at(d, n, vm_id, &found) : 0;
+    return vm_id && found ? (struct virt_dom *)&d[at] : NULL;
 }
 
 int virt_define(struct virt *v, const char *xml)

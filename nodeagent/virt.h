@@ -53,9 +53,9 @@ bool virt_alive(struct virt *v);
 /* The driver's type name ("QEMU", "Test"); owned by v. */
 const char *virt_driver(struct virt *v);
 
-/* Our domains (array owned by the caller, free with virt_doms_free).
- * Domains without a valid fogfabric metadata element are not listed.
- * 0 or -EIO. */
+/* Our domains (array owned by the caller, free with virt_doms_free), in
+ * the order of their VM ids, as virt_doms_find() needs. Domains without
+ * a valid fogfabric metadata element are not listed. 0 or -EIO. */
 int virt_list(struct virt *v, struct virt_dom **ret, size_t *ret_n);
 void virt_doms_free(struct virt_dom *d, size_t n);
 /* The domain of vm_id as virt_list() lists it, looked up by name (no
@@ -64,8 +64,15 @@ void virt_doms_free(struct virt_dom *d, size_t n);
 int virt_lookup(struct virt *v, const char *vm_id, struct virt_dom *ret);
 /* Free what one listed domain holds and zero it. */
 void virt_dom_clear(struct virt_dom *d);
-/* The observed domain with this VM id in an array, or NULL. */
-struct virt_dom *virt_doms_find(struct virt_dom *d, size_t n,
+/* Put an array of domains in the order of their VM ids. */
+void virt_doms_sort(struct virt_dom *d, size_t n);
+/* Where the domain of vm_id is in an array in that order, or would go:
+ * its index, *found saying which. */
+size_t virt_doms_at(const struct virt_dom *d, size_t n, const char *vm_id,
+                    bool *found);
+/* The observed domain with this VM id in an array in that order, or
+ * NULL. */
+struct virt_dom *virt_doms_find(const struct virt_dom *d, size_t n,
                                 const char *vm_id);
 
 /* Operations on the domain of `vm_id`. All return 0, -ENOENT when there is

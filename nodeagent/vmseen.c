@@ -12,21 +12,8 @@
 /* Where id is or would go. */
 static size_t seen_at(const struct vm_seen_set *s, const char *id, bool *found)
 {
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(s->v[mid].id, id);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return sorted_at(s->v, s->n, sizeof(*s->v), offsetof(struct vm_seen, id),
+                     id, found);
 }
 
 /* id as an entry holds it: a longer one (a document may carry up to 64

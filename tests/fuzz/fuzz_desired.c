@@ -162,6 +162,7 @@ static size_t domains(const json_t *vms, uint8_t seed, struct virt_dom **ret)
         if (s & 128)
             reconcile_spec_hash(vm, s & 1, x->meta.spec);
     }
+    virt_doms_sort(d, k);
     *ret = d;
     return k;
 }

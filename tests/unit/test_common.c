@@ -234,6 +234,56 @@ static void json_keys_are_found_by_their_text(void **state)
     assert_int_equal(n0, 0);
 }
 
+/* Records kept in the order of an id they hold: every id put in any
+ * order is found, each where the order says, and a missing one is not. */
+struct rec {
+    int tag;
+    char id[8];
+};
+
+static void sorted_records_are_found_by_their_id(void **state)
+{
+    (void)state;
+    struct rec *v = NULL;
+    size_t n = 0;
+    bool found = true;
+    assert_int_equal(sorted_at(v, n, sizeof(*v), offsetof(struct rec, id),
+                               "m", &found), 0);
+    assert_false(found);
+    unsigned x = 12345;
+    for (int i = 0; i < 200; i++) {
+        char id[8];
+        x = x * 1103515245u + 12345u;
+        snprintf(id, sizeof(id), "%u", (x >> 8) % 1000);
+        size_t at = sorted_at(v, n, sizeof(*v), offsetof(struct rec, id), id,
+                              &found);
+        if (found) {
+            assert_string_equal(v[at].id, id);
+            continue;
+        }
+        struct rec *r = sorted_insert(&v, &n, sizeof(*v), at);
+        assert_int_equal(r->tag, 0); /* zeroed */
+        r->tag = i + 1;
+        snprintf(r->id, sizeof(r->id), "%s", id);
+    }
+    assert_true(n > 100);
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(v[i - 1].id, v[i].id) < 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(sorted_at(v, n, sizeof(*v), offsetof(struct rec, id),
+                                   v[i].id, &found), i);
+        assert_true(found);
+    }
+    size_t at = sorted_at(v, n, sizeof(*v), offsetof(struct rec, id), "9999",
+                          &found);
+    assert_false(found);
+    assert_int_equal(at, n); /* after "999" and every other */
+    at = sorted_at(v, n, sizeof(*v), offsetof(struct rec, id), "", &found);
+    assert_false(found);
+    assert_int_equal(at, 0);
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +298,7 @@ int main(void)
         cmocka_unit_test(rfc3339_round_trips),
         cmocka_unit_test(rfc3339_matches_the_c_library),
         cmocka_unit_test(json_keys_are_found_by_their_text),
+        cmocka_unit_test(sorted_records_are_found_by_their_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

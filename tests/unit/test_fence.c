@@ -144,6 +144,7 @@ static void converge(int n)
     for (int pass = 0; pass < 8; pass++) {
         json_auto_t *doc = doc_of(n);
         struct reconcile_plan p;
+        virt_doms_sort(nd->doms, nd->n); /* as virt_list() gives them */
         reconcile_plan(doc, nd->doms, nd->n, false, 0, &p);
         reconcile_plan_orphans(doc, nd->doms, nd->n, &p);
         size_t acted = p.n;

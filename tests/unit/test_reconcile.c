@@ -97,6 +97,7 @@ static void domains_not_in_the_document_are_left_alone(void **state)
     struct virt_dom d[2] = { dom_for(v, VIRT_RUNNING, true),
                              dom_for(v, VIRT_STOPPED, false) };
     snprintf(d[1].meta.vm_id, sizeof(d[1].meta.vm_id), "%s", FOREIGN);
+    virt_doms_sort(d, 2);
     _cleanup_free_ char *p = plan_str(doc, d, 2, 0);
     assert_string_equal(p, "");
     json_auto_t *empty = json_pack("{s:I, s:[]}", "revision", (json_int_t)2, "vms");
