@@ -2,6 +2,7 @@
  * errors, parked long polls and request metrics. */
 #include "api/http_server.h"
 #include "api/http_stream.h"
+#include "api/http_tlswait.h"
 
 #include "common/jsonw.h"
 #include "common/log.h"
@@ -145,6 +146,7 @@ struct http_server {
     bool work_stop;
 
     struct http_streams streams; /* answers still being produced */
+    struct http_tlswait tlswait;  /* handshakes waiting for their client */
 };
 
 /* ---- routing ---------------------------------------------------------- */
@@ -805,6 +807,14 @@ static void request_free(struct http_request *r)
     free(r);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    http_tlswait__notify(&s->tlswait, conn, socket_context, (int)code);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn,
                          void **con_cls, enum MHD_RequestTerminationCode toe)
 {
@@ -1432,8 +1442,19 @@ int http_server_start(const struct http_server_opts *o,
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
-    if (o->tls_cert_pem)
+    if (o->tls_cert_pem) {
         flags |= MHD_USE_TLS;
+        int64_t hs = o->tls_handshake_timeout_ms > 0
+                         ? o->tls_handshake_timeout_ms
+                         : HTTP_SERVER_TLS_HANDSHAKE_MS;
+        if ((r = http_tlswait__start(&s->tlswait, hs)) < 0) {
+            close(lfd);
+            close(stopfd);
+            free(s->stats);
+            free(s);
+            return r;
+        }
+    }
 
     struct MHD_OptionItem opts[] = {
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL },
@@ -1443,6 +1464,9 @@ int http_server_start(const struct http_server_opts *o,
         { MHD_OPTION_CONNECTION_LIMIT, 20000, NULL },
         { MHD_OPTION_PER_IP_CONNECTION_LIMIT,
           (intptr_t)s->opts.per_ip_connections, NULL },
+        /* Plain HTTP: the first of these ends the list. */
+        { o->tls_cert_pem ? MHD_OPTION_NOTIFY_CONNECTION : MHD_OPTION_END,
+          (intptr_t)on_connection, s },
         { o->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
           (void *)o->tls_cert_pem },
         { o->tls_key_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,
@@ -1455,6 +1479,10 @@ int http_server_start(const struct http_server_opts *o,
                                  MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!s->daemon) {
         r = errno ? -errno : -EINVAL;
+        if (o->tls_cert_pem) {
+            http_tlswait__stop(&s->tlswait);
+            http_tlswait__free(&s->tlswait);
+        }
         close(lfd);
         close(stopfd);
         free(s->stats);
@@ -1485,6 +1513,9 @@ void http_server_stop(struct http_server *s, int grace_ms)
     pthread_join(s->acceptor, NULL);
     close(s->listen_fd);
     close(s->accept_stop);
+    /* Handshakes still waiting for their client end now. */
+    if (s->opts.tls_cert_pem)
+        http_tlswait__stop(&s->tlswait);
     pthread_mutex_lock(&s->park_lock);
     s->stopping = true;
     pthread_cond_signal(&s->timer_cond);
@@ -1513,6 +1544,8 @@ void http_server_stop(struct http_server *s, int grace_ms)
      * (which read the application's stores) are done before we return. */
     http_streams__stop(&s->streams);
     MHD_stop_daemon(s->daemon);
+    if (s->opts.tls_cert_pem)
+        http_tlswait__free(&s->tlswait);
     http_streams__wait(&s->streams);
     pthread_mutex_destroy(&s->park_lock);
     pthread_mutex_destroy(&s->stats_lock);

@@ -30,6 +30,11 @@ struct http_route {
     size_t max_body;     /* 0: the server's max_body */
 };
 
+/* How long a TLS handshake may take by default, from its connection's
+ * start (a client that sends its first flight and then nothing holds a
+ * connection until then). */
+#define HTTP_SERVER_TLS_HANDSHAKE_MS 30000
+
 /* The TLS the server speaks (a GnuTLS priority string): 1.2 and 1.3
  * only, AEAD ciphers only (no CBC, no SHA-1 MACs), forward-secret ECDHE
  * key exchange; the server's preference wins. X25519 comes first among
@@ -64,6 +69,10 @@ struct http_server_opts {
      * later, EEVDF; older kernels ignore it). 0: the kernel's default. */
     unsigned conn_slice_us;
     unsigned per_ip_connections; /* open connections per client; 0: any */
+    /* A TLS handshake not over this long after its connection came is
+     * ended (0: HTTP_SERVER_TLS_HANDSHAKE_MS). While it waits for the
+     * client it costs no CPU (api/http_tlswait.h). */
+    int64_t tls_handshake_timeout_ms;
     /* Called before the handler; returns false when it has answered the
      * request itself (401, 403...). May be NULL. */
     bool (*before)(struct http_request *req, const struct http_route *route,

@@ -82,6 +82,7 @@ struct app_settings {
         quota_ssh_keys, quota_api_keys;
     /* request admission (guard.c): connections and requests per second */
     int64_t per_ip_connections;
+    int64_t tls_handshake_timeout_s;
     int64_t rate_ip, burst_ip, rate_agent_ip, burst_agent_ip;
     int64_t rate_key, burst_key, rate_node, burst_node;
     /* logging */

@@ -204,6 +204,9 @@ static const struct config_opt options[] = {
       "API keys per account (admins have no quotas; -1 on any quota: no limit)" },
     { "per-ip-connections", CONFIG_INT, F(per_ip_connections), 0, 100000,
       "512", "open connections from one client address (0: no limit)" },
+    { "tls-handshake-timeout", CONFIG_INT, F(tls_handshake_timeout_s), 1, 600,
+      "30", "seconds a client has to finish its TLS handshake; one waiting "
+      "for its client costs no CPU" },
     { "rate-ip", CONFIG_INT, F(rate_ip), 0, 1000000, "50",
       "requests per second from one client address (0: no limit)" },
     { "burst-ip", CONFIG_INT, F(burst_ip), 1, 1000000, "200",
@@ -604,6 +607,7 @@ static int cmd_serve(struct app *a)
         .write_nice = (int)cfg->write_nice,
         .conn_slice_us = (unsigned)cfg->conn_slice_us,
         .per_ip_connections = (unsigned)cfg->per_ip_connections,
+        .tls_handshake_timeout_ms = cfg->tls_handshake_timeout_s * 1000,
         .before = app_before,
         .begin = app_begin,
         .after = app_after,

@@ -1,7 +1,8 @@
 /* The controller's trust surface over real TLS: a join pins exactly one CA
  * (a fake controller appending its own CA never gets the join token), the
  * server speaks only TLS 1.2+ with AEAD suites and picks X25519 (no
- * HelloRetryRequest for OpenSSL's clients), every file in the data dir
+ * HelloRetryRequest for OpenSSL's clients), a handshake waiting for its
+ * client costs no CPU and ends at its timeout, every file in the data dir
  * is the controller's alone, and `init --ca-key-out` keeps the CA key out
  * of it while nodes still join and work. */
 #include <stdarg.h>
@@ -24,7 +25,9 @@
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -379,6 +382,195 @@ static void tls13_clients_get_x25519_without_a_retry(void **state)
     tu_ctl_destroy(&ctl);
 }
 
+/* ---- handshakes that wait for their client ---- */
+
+/* A TLS 1.3 client on a non-blocking socket that has sent its ClientHello
+ * and holds the server's answer unread: the server waits for its
+ * Finished. */
+struct stalled {
+    int fd;
+    bool hold; /* reads find nothing, whatever came */
+    gnutls_session_t s;
+    gnutls_certificate_credentials_t cred;
+};
+
+static ssize_t stall_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+    struct stalled *c = p;
+    if (c->hold) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return recv(c->fd, buf, len, 0);
+}
+
+static ssize_t stall_push(gnutls_transport_ptr_t p, const void *buf,
+                          size_t len)
+{
+    return send(((struct stalled *)p)->fd, buf, len, MSG_NOSIGNAL);
+}
+
+static int stall_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
+{
+    struct stalled *c = p;
+    struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+    return c->hold ? 0 : poll(&pfd, 1, (int)ms);
+}
+
+static void stall_start(struct stalled *c, int port)
+{
+    assert_int_equal(gnutls_certificate_allocate_credentials(&c->cred), 0);
+    assert_int_equal(gnutls_init(&c->s, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
+    assert_int_equal(gnutls_set_default_priority(c->s), 0);
+    assert_int_equal(gnutls_credentials_set(c->s, GNUTLS_CRD_CERTIFICATE,
+                                            c->cred), 0);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(c->fd >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(fcntl(c->fd, F_SETFL, O_NONBLOCK), 0);
+    c->hold = true;
+    gnutls_transport_set_ptr(c->s, c);
+    gnutls_transport_set_pull_function(c->s, stall_pull);
+    gnutls_transport_set_pull_timeout_function(c->s, stall_pull_timeout);
+    gnutls_transport_set_push_function(c->s, stall_push);
+    assert_int_equal(gnutls_handshake(c->s), GNUTLS_E_AGAIN);
+    /* The server's flight is in: it now waits for this client. */
+    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    assert_int_equal(poll(&p, 1, 10000), 1);
+}
+
+static void stall_free(struct stalled *c)
+{
+    close(c->fd);
+    gnutls_deinit(c->s);
+    gnutls_certificate_free_credentials(c->cred);
+}
+
+/* Whether buf (len bytes) holds a whole HTTP answer with its body. */
+static bool answer_whole(const char *buf, size_t len)
+{
+    const char *end = memmem(buf, len, "\r\n\r\n", 4);
+    const char *cl = end ? strcasestr(buf, "content-length:") : NULL;
+    return cl && cl < end &&
+           (size_t)(end + 4 - buf) + strtoull(cl + 15, NULL, 10) <= len;
+}
+
+/* Drive c's handshake, or send `out` and read its answer into buf, until
+ * done: the gnutls result (bytes read for a request). */
+static ssize_t stall_io(struct stalled *c, const char *out, char *buf,
+                        size_t size)
+{
+    int64_t until = mono_ms() + 10000;
+    ssize_t r;
+    size_t got = 0;
+    c->hold = false;
+    bool sent = !out;
+    for (;;) {
+        if (!out)
+            r = gnutls_handshake(c->s);
+        else if (!sent)
+            r = gnutls_record_send(c->s, out, strlen(out));
+        else
+            r = gnutls_record_recv(c->s, buf + got, size - 1 - got);
+        if (r >= 0 && out && !sent) {
+            sent = true;
+            continue;
+        }
+        if (r > 0 && out) {
+            got += (size_t)r;
+            if (!answer_whole(buf, got) && got < size - 1)
+                continue;
+            r = (ssize_t)got;
+        }
+        if (r >= 0 || gnutls_error_is_fatal((int)r) || mono_ms() > until)
+            break;
+        struct pollfd p = { .fd = c->fd,
+                            .events = gnutls_record_get_direction(c->s)
+                                          ? POLLOUT : POLLIN };
+        poll(&p, 1, 1000);
+    }
+    if (r >= 0 && out)
+        buf[r] = '\0';
+    return r;
+}
+
+static int64_t cpu_ms(pid_t pid)
+{
+    _cleanup_free_ char *path = xasprintf("/proc/%d/stat", (int)pid);
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(file_read(path, 1 << 16, &text, &len), 0);
+    const char *p = strrchr(text, ')');
+    assert_non_null(p);
+    unsigned long long ut = 0, st = 0;
+    /* Fields 14 and 15 (utime, stime), counted from the state field (3). */
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                                   "%*u %llu %llu", &ut, &st), 2);
+    return (int64_t)((ut + st) * 1000 / (unsigned long long)sysconf(
+                                                   _SC_CLK_TCK));
+}
+
+/* libmicrohttpd alone calls a handshake that waits for its client again
+ * and again: a core for each client that sends its ClientHello and then
+ * nothing. Such a handshake must cost nothing while it waits, finish
+ * when its client goes on, and end at --tls-handshake-timeout; a
+ * finished one outlives that timeout on keep-alive. */
+static void handshakes_waiting_for_their_client_cost_no_cpu(void **state)
+{
+    static const char *const args[] = { "--tls-handshake-timeout", "2", NULL };
+    struct tu_ctl ctl;
+    tu_ctl_start(&ctl, args);
+    struct stalled c[5]; /* more than the connection threads (4) */
+    int64_t started = mono_ms();
+    for (size_t i = 0; i < ARRAY_SIZE(c); i++)
+        stall_start(&c[i], ctl.port);
+    int64_t cpu0 = cpu_ms(ctl.pid), t0 = mono_ms();
+    usleep(1000 * 1000);
+    int64_t spent = cpu_ms(ctl.pid) - cpu0, window = mono_ms() - t0;
+    print_message("controller CPU with %zu handshakes waiting: %lld ms in "
+                  "%lld ms\n", ARRAY_SIZE(c), (long long)spent,
+                  (long long)window);
+    /* Spinning, the connection threads took every core: 1,000 ms a core. */
+    if (spent * 4 > window)
+        fail_msg("the controller spent %lld ms of CPU in %lld ms while "
+                 "handshakes waited for their clients", (long long)spent,
+                 (long long)window);
+    /* The client goes on: its handshake finishes and it is answered. */
+    assert_int_equal(stall_io(&c[0], NULL, NULL, 0), 0);
+    char buf[4096];
+    const char *get = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_true(stall_io(&c[0], get, buf, sizeof(buf)) > 0);
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    /* The others end at the timeout (2 s from their start, swept once a
+     * second). */
+    for (size_t i = 1; i < ARRAY_SIZE(c); i++) {
+        bool closed = false;
+        while (!closed && mono_ms() < started + 10000) {
+            struct pollfd p = { .fd = c[i].fd, .events = POLLIN };
+            poll(&p, 1, 1000);
+            ssize_t r = recv(c[i].fd, buf, sizeof(buf), 0);
+            closed = r == 0 || (r < 0 && errno == ECONNRESET);
+        }
+        if (!closed)
+            fail_msg("handshake %zu still open 10 s after its start", i);
+        stall_free(&c[i]);
+    }
+    int64_t ended = mono_ms() - started;
+    print_message("stalled handshakes ended after %lld ms\n",
+                  (long long)ended);
+    assert_true(ended >= 1900);
+    assert_true(ended < 8000);
+    /* The finished one is past the timeout too, and still served. */
+    assert_true(stall_io(&c[0], get, buf, sizeof(buf)) > 0);
+    if (!strstr(buf, "HTTP/1.1 200"))
+        fail_msg("the second answer on a finished handshake: '%s'", buf);
+    stall_free(&c[0]);
+    tu_ctl_destroy(&ctl);
+}
+
 /* ---- the data directory ---- */
 
 /* Every directory under (and with) dir 0700, every file without group or
@@ -615,6 +807,7 @@ int main(void)
         cmocka_unit_test(join_pins_exactly_one_ca_certificate),
         cmocka_unit_test(server_speaks_tls12_and_13_with_aead_suites_only),
         cmocka_unit_test(tls13_clients_get_x25519_without_a_retry),
+        cmocka_unit_test(handshakes_waiting_for_their_client_cost_no_cpu),
         cmocka_unit_test(data_dir_files_are_the_controllers_alone),
         cmocka_unit_test(ca_key_kept_offline_and_nodes_still_join),
     };
