@@ -687,6 +687,20 @@ void http_server_metrics(struct http_server *s, struct buf *out)
                     "histogram).\n# TYPE fog_http_longpolls_total counter\n"
                     "fog_http_longpolls_total %llu\n",
                (unsigned long long)s->longpolls);
+    if (s->opts.tls_cert_pem) {
+        size_t waiting;
+        uint64_t waits;
+        http_tlswait__counts(&s->tlswait, &waiting, &waits);
+        buf_printf(out, "# HELP fog_http_tls_handshakes_waiting TLS "
+                        "handshakes set aside until their client sends.\n"
+                        "# TYPE fog_http_tls_handshakes_waiting gauge\n"
+                        "fog_http_tls_handshakes_waiting %zu\n"
+                        "# HELP fog_http_tls_handshake_waits_total Times a "
+                        "TLS handshake was set aside to wait for its "
+                        "client.\n# TYPE fog_http_tls_handshake_waits_total "
+                        "counter\nfog_http_tls_handshake_waits_total %llu\n",
+                   waiting, (unsigned long long)waits);
+    }
     buf_puts(out, "# HELP fog_http_request_duration_seconds Request latency "
                   "(parked long polls left out)."
                   "\n# TYPE fog_http_request_duration_seconds histogram\n");

@@ -538,6 +538,10 @@ static void handshakes_waiting_for_their_client_cost_no_cpu(void **state)
         fail_msg("the controller spent %lld ms of CPU in %lld ms while "
                  "handshakes waited for their clients", (long long)spent,
                  (long long)window);
+    _cleanup_free_ char *m = tu_metrics_text(&ctl);
+    const char *g = strstr(m, "\nfog_http_tls_handshakes_waiting ");
+    assert_non_null(g);
+    assert_int_equal(strtol(strchr(g + 1, ' '), NULL, 10), ARRAY_SIZE(c));
     /* The client goes on: its handshake finishes and it is answered. */
     assert_int_equal(stall_io(&c[0], NULL, NULL, 0), 0);
     char buf[4096];
