@@ -236,7 +236,7 @@ void http_tlswait__notify(struct http_tlswait *w, struct MHD_Connection *conn,
         *socket_context = NULL;
         return;
     }
-    if (code != MHD_CONNECTION_NOTIFY_STARTED || !w->started)
+    if (code != MHD_CONNECTION_NOTIFY_STARTED)
         return;
     const union MHD_ConnectionInfo *ts =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
@@ -263,19 +263,23 @@ void http_tlswait__stop(struct http_tlswait *w)
     if (!w->started)
         return;
     pthread_mutex_lock(&w->lock);
-    w->stopping = true;
-    struct http_tlswait_conn *c;
-    while ((c = w->head)) {
-        unlink_conn(w, c);
-        resume(c, true);
-    }
+    w->stopping = true; /* none is suspended from here on */
     pthread_mutex_unlock(&w->lock);
+    /* The thread first: an event it holds may name a connection that,
+     * once resumed here, its thread could close and free. */
     uint64_t one = 1;
     if (write(w->wake, &one, sizeof(one)) != sizeof(one))
         log_error("http: cannot stop the TLS waiting thread: %s",
                   strerror(errno));
     pthread_join(w->thread, NULL);
     w->started = false;
+    pthread_mutex_lock(&w->lock);
+    struct http_tlswait_conn *c;
+    while ((c = w->head)) {
+        unlink_conn(w, c);
+        resume(c, true);
+    }
+    pthread_mutex_unlock(&w->lock);
 }
 
 void http_tlswait__free(struct http_tlswait *w)

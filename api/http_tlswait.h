@@ -41,7 +41,8 @@ struct http_tlswait {
 /* Start the watching thread; handshakes end within timeout_ms of their
  * connection's start. 0 or -errno. */
 int http_tlswait__start(struct http_tlswait *w, int64_t timeout_ms);
-/* For MHD_OPTION_NOTIFY_CONNECTION (code: an
+/* For MHD_OPTION_NOTIFY_CONNECTION of a daemon started after
+ * http_tlswait__start() succeeded (code: an
  * enum MHD_ConnectionNotificationCode): a TLS connection starts (its
  * reads go through this module from now on) or is closed (its state is
  * freed). */
