@@ -507,32 +507,50 @@ static int network_remote(struct app *a, const char *node_id,
     return 0;
 }
 
+struct records_fill {
+    struct am_network *w;
+    size_t cap;
+    int err;
+};
+
+static void record_row(struct store_row *row, void *data)
+{
+    struct records_fill *f = data;
+    struct am_network *w = f->w;
+    const char *name = store_row_str(row, "name");
+    const char *address = store_row_str(row, "address");
+    if (f->err < 0 || !name || !address) {
+        f->err = -EINVAL;
+        return;
+    }
+    if (w->n_records == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 16;
+        w->records = xrealloc(w->records, f->cap * sizeof(*w->records));
+    }
+    struct am_record *rec = &w->records[w->n_records++];
+    *rec = (struct am_record){ .name = xstrdup(name),
+                               .address = xstrdup(address) };
+    rec->address6 = netalloc_address6(w->cidr6, w->cidr, address);
+}
+
 /* The names network `w` answers inside: every placed VM of it, on any
  * node (placing or deleting one bumps every node of its networks: see
- * vm_networks_changed), in a stable order. */
+ * vm_networks_changed), in a stable order. Up to 4,096 rows read for
+ * every node of the network at each change: no JSON object per row. */
 static int network_records(struct app *a, struct am_network *w)
 {
-    json_auto_t *rows = NULL;
+    struct records_fill f = { .w = w };
     int e;
     if ((e = fault("records")) < 0 ||
-        (e = store_query(a->store, &rows,
-                         "SELECT v.name, c.address FROM vm_nics c JOIN vms v "
-                         "ON v.id = c.vm_id WHERE c.network_id = $1 AND "
-                         "v.deleted_at IS NULL AND v.node_id IS NOT NULL "
-                         "ORDER BY v.name, c.address LIMIT $2", "si", w->id,
-                         (int64_t)AGENT_NET_RECORDS_MAX)) < 0)
+        (e = store_query_each(a->store, record_row, &f,
+                              "SELECT v.name, c.address FROM vm_nics c JOIN "
+                              "vms v ON v.id = c.vm_id WHERE c.network_id = "
+                              "$1 AND v.deleted_at IS NULL AND v.node_id IS "
+                              "NOT NULL ORDER BY v.name, c.address LIMIT $2",
+                              "si", w->id,
+                              (int64_t)AGENT_NET_RECORDS_MAX)) < 0)
         return e;
-    size_t i;
-    json_t *row;
-    w->records = xcalloc(json_array_size(rows) + 1, sizeof(*w->records));
-    json_array_foreach(rows, i, row) {
-        struct am_record *rec = &w->records[w->n_records++];
-        if ((e = col(row, "name", &rec->name)) < 0 ||
-            (e = col(row, "address", &rec->address)) < 0)
-            return e;
-        rec->address6 = netalloc_address6(w->cidr6, w->cidr, rec->address);
-    }
-    return 0;
+    return f.err;
 }
 
 /* Networks with a VM on this node, each with the other nodes' VTEPs (their
