@@ -7,10 +7,12 @@
 #include "api/relay.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
+#include "common/log.h"
 #include "controller/benchmark.h"
 #include "controller/console.h"
 #include "controller/guard.h"
 #include "controller/netalloc.h"
+#include "controller/netrecords.h"
 #include "controller/vmhealth.h"
 
 #include <errno.h>
@@ -472,85 +474,143 @@ static int vms_doc(struct app *a, const char *node_id, const char *vm_id,
     return e < 0 ? e : 0;
 }
 
-/* The other nodes' VTEPs (mesh addresses) and MACs on network `w`. */
-static int network_remote(struct app *a, const char *node_id,
-                          struct am_network *w)
-{
-    json_auto_t *remote = NULL;
-    int e;
-    if ((e = fault("remote")) < 0 ||
-        (e = store_query(a->store, &remote,
-                         "SELECT n.mesh_ip, c.mac FROM vm_nics c JOIN vms v "
-                         "ON v.id = c.vm_id JOIN nodes n ON n.id = v.node_id "
-                         "WHERE c.network_id = $1 AND v.deleted_at IS NULL "
-                         "AND v.node_id <> $2 AND n.removed_at IS NULL ORDER "
-                         "BY n.mesh_ip, c.mac", "ss", w->id, node_id)) < 0)
-        return e;
-    size_t n = json_array_size(remote) + 1, k;
-    json_t *m;
-    w->vteps = xcalloc(n, sizeof(*w->vteps));
-    w->macs = xcalloc(n, sizeof(*w->macs));
-    json_array_foreach(remote, k, m) {
-        const char *vtep = json_str(m, "mesh_ip");
-        if (!vtep)
-            continue; /* a node without a mesh address carries nothing */
-        bool seen = false;
-        for (size_t x = 0; x < w->n_vteps && !seen; x++)
-            seen = streq(w->vteps[x], vtep);
-        if (!seen)
-            w->vteps[w->n_vteps++] = xstrdup(vtep);
-        struct am_remote_mac *rm = &w->macs[w->n_macs++];
-        rm->vtep = xstrdup(vtep);
-        if ((e = col(m, "mac", &rm->mac)) < 0)
-            return e;
-    }
-    return 0;
-}
-
-struct records_fill {
+struct remote_fill {
     struct am_network *w;
     size_t cap;
     int err;
 };
 
-static void record_row(struct store_row *row, void *data)
+static void remote_row(struct store_row *row, void *data)
 {
-    struct records_fill *f = data;
+    struct remote_fill *f = data;
     struct am_network *w = f->w;
-    const char *name = store_row_str(row, "name");
-    const char *address = store_row_str(row, "address");
-    if (f->err < 0 || !name || !address) {
+    const char *vtep = store_row_str(row, "mesh_ip");
+    const char *mac = store_row_str(row, "mac");
+    if (f->err < 0 || !vtep)
+        return; /* a node without a mesh address carries nothing */
+    if (!mac) {
         f->err = -EINVAL;
         return;
     }
-    if (w->n_records == f->cap) {
+    if (w->n_macs == f->cap) {
         f->cap = f->cap ? 2 * f->cap : 16;
-        w->records = xrealloc(w->records, f->cap * sizeof(*w->records));
+        w->macs = xrealloc(w->macs, f->cap * sizeof(*w->macs));
+        w->vteps = xrealloc(w->vteps, f->cap * sizeof(*w->vteps));
     }
-    struct am_record *rec = &w->records[w->n_records++];
-    *rec = (struct am_record){ .name = xstrdup(name),
-                               .address = xstrdup(address) };
-    rec->address6 = netalloc_address6(w->cidr6, w->cidr, address);
+    /* In VTEP order: a new one differs from the last. */
+    if (w->n_vteps == 0 || !streq(w->vteps[w->n_vteps - 1], vtep))
+        w->vteps[w->n_vteps++] = xstrdup(vtep);
+    w->macs[w->n_macs++] = (struct am_remote_mac){ .mac = xstrdup(mac),
+                                                   .vtep = xstrdup(vtep) };
 }
 
-/* The names network `w` answers inside: every placed VM of it, on any
- * node (placing or deleting one bumps every node of its networks: see
- * vm_networks_changed), in a stable order. Up to 4,096 rows read for
- * every node of the network at each change: no JSON object per row. */
-static int network_records(struct app *a, struct am_network *w)
+/* The other nodes' VTEPs (mesh addresses) and MACs on network `w` as
+ * the store says them, row by row: FOG_TEST_DESIRED_VERIFY's check of
+ * what netrecords_remote() made from the network's records. */
+static int remote_of_store(struct app *a, const char *node_id,
+                           struct am_network *w)
 {
-    struct records_fill f = { .w = w };
+    struct remote_fill f = { .w = w };
+    int e = store_query_each(a->store, remote_row, &f,
+                             "SELECT n.mesh_ip, c.mac FROM vm_nics c JOIN "
+                             "vms v ON v.id = c.vm_id JOIN nodes n ON n.id = "
+                             "v.node_id WHERE c.network_id = $1 AND "
+                             "v.deleted_at IS NULL AND v.node_id <> $2 AND "
+                             "n.removed_at IS NULL ORDER BY n.mesh_ip, "
+                             "c.mac", "ss", w->id, node_id);
+    return e < 0 ? e : f.err;
+}
+
+static int str_cmp(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* "VTEP MAC" of each of w's MACs, sorted; caller frees each and it. */
+static char **remote_lines(const struct am_network *w)
+{
+    char **v = xcalloc(w->n_macs + 1, sizeof(*v));
+    for (size_t i = 0; i < w->n_macs; i++)
+        v[i] = xasprintf("%s %s", w->macs[i].vtep, w->macs[i].mac);
+    qsort(v, w->n_macs, sizeof(*v), str_cmp);
+    return v;
+}
+
+bool desired_verify(void)
+{
+    static int on = -1;
+    if (on < 0)
+        on = getenv("FOG_TEST_DESIRED_VERIFY") != NULL;
+    return on;
+}
+
+static void verify_remote(struct app *a, const char *node_id,
+                          const struct am_network *w)
+{
+    struct am_network check = { .id = (char *)w->id };
+    if (!desired_verify() || remote_of_store(a, node_id, &check) < 0)
+        goto out;
+    bool same = check.n_macs == w->n_macs && check.n_vteps == w->n_vteps;
+    char **x = remote_lines(w), **y = remote_lines(&check);
+    for (size_t i = 0; same && i < w->n_macs; i++)
+        same = streq(x[i], y[i]);
+    for (size_t i = 0; i < w->n_macs; i++)
+        free(x[i]);
+    for (size_t i = 0; i < check.n_macs; i++)
+        free(y[i]);
+    free(x);
+    free(y);
+    if (!same) {
+        log_error("network %s on node %s: %zu remote MACs made from its "
+                  "records, %zu in the store", w->id, node_id, w->n_macs,
+                  check.n_macs);
+        abort();
+    }
+out:
+    for (size_t i = 0; i < check.n_vteps; i++)
+        free(check.vteps[i]);
+    for (size_t i = 0; i < check.n_macs; i++) {
+        free(check.macs[i].mac);
+        free(check.macs[i].vtep);
+    }
+    free(check.vteps);
+    free(check.macs);
+}
+
+/* What network `w` takes from its records (controller/netrecords.c), at
+ * its DNS revision dns_rev: the other nodes' VTEPs and MACs on it, and
+ * the names it answers inside, every placed VM of it on any node in
+ * (name, address) order, at most AGENT_NET_RECORDS_MAX of them. The
+ * records are held once for every node of the network, not read for
+ * each at each change in it. */
+static int network_from_records(struct app *a, const char *node_id,
+                                struct am_network *w, int64_t dns_rev)
+{
+    struct netrec_set *set = NULL;
     int e;
     if ((e = fault("records")) < 0 ||
-        (e = store_query_each(a->store, record_row, &f,
-                              "SELECT v.name, c.address FROM vm_nics c JOIN "
-                              "vms v ON v.id = c.vm_id WHERE c.network_id = "
-                              "$1 AND v.deleted_at IS NULL AND v.node_id IS "
-                              "NOT NULL ORDER BY v.name, c.address LIMIT $2",
-                              "si", w->id,
-                              (int64_t)AGENT_NET_RECORDS_MAX)) < 0)
+        (e = netrecords_get(a->store, w->id, dns_rev, w->cidr6, w->cidr,
+                            &set)) < 0)
         return e;
-    return f.err;
+    if ((e = fault("remote")) < 0 ||
+        (e = netrecords_remote(a->store, set, node_id, w)) < 0) {
+        netrec_set_unref(set);
+        return e;
+    }
+    verify_remote(a, node_id, w);
+    size_t n = set->n < AGENT_NET_RECORDS_MAX ? set->n : AGENT_NET_RECORDS_MAX;
+    w->records = xcalloc(n + 1, sizeof(*w->records));
+    for (size_t i = 0; i < n; i++) {
+        const struct netrec *r = set->recs[i];
+        w->records[i] = (struct am_record){
+            .name = xstrdup(r->name),
+            .address = xstrdup(r->address),
+            .address6 = r->address6 ? xstrdup(r->address6) : NULL,
+        };
+    }
+    w->n_records = n;
+    netrec_set_unref(set);
+    return 0;
 }
 
 /* Networks with a VM on this node, each with the other nodes' VTEPs (their
@@ -563,7 +623,7 @@ static int networks_doc(struct app *a, const char *node_id,
     if ((e = fault("networks")) < 0 ||
         (e = store_query(a->store, &nets,
                          "SELECT DISTINCT w.id, w.cidr, w.gateway, w.cidr6, "
-                         "w.gateway6, w.vxlan_id, "
+                         "w.gateway6, w.vxlan_id, w.dns_rev, "
                          "ac.name AS account_name FROM networks w JOIN "
                          "accounts ac ON ac.id = w.account_id JOIN vm_nics c "
                          "ON c.network_id = w.id JOIN vms v ON v.id = "
@@ -587,8 +647,8 @@ static int networks_doc(struct app *a, const char *node_id,
         if ((e = col(row, "id", &w->id)) < 0 ||
             (e = col(row, "cidr", &w->cidr)) < 0 ||
             (e = col(row, "gateway", &w->gateway)) < 0 ||
-            (e = network_remote(a, node_id, w)) < 0 ||
-            (e = network_records(a, w)) < 0)
+            (e = network_from_records(a, node_id, w,
+                                      json_int(row, "dns_rev", 0))) < 0)
             return e;
     }
     return 0;

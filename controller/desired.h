@@ -25,6 +25,12 @@ int desired_build_vms(struct app *a, const char *node_id,
  * false. New reference. */
 json_t *desired_build_unapproved(const char *node_id, int64_t revision);
 
+/* Test seam, compiled in always: whether FOG_TEST_DESIRED_VERIFY is set,
+ * under which every document built from parts kept in memory (the one
+ * before, a network's records) is checked against the store read whole,
+ * and the controller aborts when they differ. One getenv, then cached. */
+bool desired_verify(void);
+
 /* The DNS label of a tenant (AGENT_NET_DNS_LABEL), from its account name:
  * ASCII letters lowercased, letters and digits kept, every run of other
  * bytes one '-' between them (none leading or trailing), cut to

@@ -155,18 +155,6 @@ static struct desired_text *text_current(struct entry *c)
     return text_ref(c->text);
 }
 
-/* Test seam, compiled in always: with FOG_TEST_DESIRED_VERIFY set, each
- * document built from the one before (only the VMs a change named read)
- * is built whole too, from the same snapshot, and the controller aborts
- * when their VMs differ: a change that touched more than it said. */
-static bool verify_partial(void)
-{
-    static int on = -1;
-    if (on < 0)
-        on = getenv("FOG_TEST_DESIRED_VERIFY") != NULL;
-    return on;
-}
-
 /* FOG_TEST_DESIRED_VERIFY's check of `parts`, built from `base`: its VMs
  * must be those of a whole build from the same snapshot (the members
  * are read whole by both, some from memory that may change between). */
@@ -196,7 +184,7 @@ static void verify_vms(struct app *a, const char *node_id,
 }
 
 struct vm_rev {
-    const char *id;
+    char *id;
     int64_t rev;
 };
 
@@ -212,40 +200,59 @@ static int vm_rev_cmp(const void *x, const void *y)
  * lacks and those of base no longer on it. 0 and
  * *ret_ids (NULL-ended, *ret_n of them; each and it freed by the
  * caller), or -errno. Inside the caller's read transaction. */
+struct vm_revs {
+    struct vm_rev *v;
+    size_t n, cap;
+};
+
+static void vm_rev_add(struct store_row *row, void *data)
+{
+    struct vm_revs *r = data;
+    const char *id = store_row_str(row, "id");
+    if (!id)
+        return;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 64;
+        r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+    }
+    r->v[r->n++] = (struct vm_rev){ xstrdup(id),
+                                    store_row_int(row, "desired_rev", 0) };
+}
+
 static int changed_vms(struct app *a, const char *node_id,
                        const struct desired_parts *base, char ***ret_ids,
                        size_t *ret_n)
 {
-    json_auto_t *rows = NULL;
-    int e = store_query(a->store, &rows, "SELECT id, desired_rev FROM vms "
-                        "WHERE node_id = $1 AND deleted_at IS NULL", "s",
-                        node_id);
-    if (e < 0)
+    struct vm_revs on = { 0 };
+    int e = store_query_each(a->store, vm_rev_add, &on, "SELECT id, "
+                             "desired_rev FROM vms WHERE node_id = $1 AND "
+                             "deleted_at IS NULL", "s", node_id);
+    if (e < 0) {
+        for (size_t i = 0; i < on.n; i++)
+            free(on.v[i].id);
+        free(on.v);
         return e;
-    size_t n = json_array_size(rows), i, j = 0, n_ids = 0;
-    struct vm_rev *on = xcalloc(n + 1, sizeof(*on));
-    json_t *row;
-    json_array_foreach(rows, i, row)
-        on[i] = (struct vm_rev){ json_str(row, "id"),
-                                 json_int(row, "desired_rev", 0) };
+    }
+    size_t n = on.n, i, j = 0, n_ids = 0;
     /* In the parts' order (a store may collate otherwise), then walked
      * beside base's. */
-    qsort(on, n, sizeof(*on), vm_rev_cmp);
+    qsort(on.v, n, sizeof(*on.v), vm_rev_cmp);
     char **ids = xcalloc(n + base->n_vms + 1, sizeof(char *));
     for (i = 0; i < n; i++) {
         int c = 1;
-        if (!on[i].id)
-            continue;
-        while (j < base->n_vms && (c = strcmp(base->vms[j].key, on[i].id)) < 0)
+        while (j < base->n_vms &&
+               (c = strcmp(base->vms[j].key, on.v[i].id)) < 0)
             ids[n_ids++] = xstrdup(base->vms[j++].key); /* gone */
         if (c == 0)
             j++;
-        if (c != 0 || on[i].rev > base->revision)
-            ids[n_ids++] = xstrdup(on[i].id);
+        if (c != 0 || on.v[i].rev > base->revision)
+            ids[n_ids++] = on.v[i].id;
+        else
+            free(on.v[i].id);
     }
     while (j < base->n_vms)
         ids[n_ids++] = xstrdup(base->vms[j++].key);
-    free(on);
+    free(on.v);
     *ret_ids = ids;
     *ret_n = n_ids;
     return 0;
@@ -285,7 +292,11 @@ static struct desired_parts *build_from(struct app *a, const char *node_id,
         free(ids[i]);
     free(ids);
     *ret_n = n;
-    if (parts && verify_partial())
+    /* desired_verify(): each document built from the one before (only
+     * the VMs a change named read) is built whole too, from the same
+     * snapshot, and the controller aborts when their VMs differ: a change
+     * that touched more than it said. */
+    if (parts && desired_verify())
         verify_vms(a, node_id, base, parts);
     return parts;
 }

@@ -5,15 +5,18 @@
  * any other name is an image local to the node (its image directory). */
 #include "api/agentproto.h"
 #include "common/jsonutil.h"
+#include "common/log.h"
 #include "common/timeutil.h"
 #include "billing/money.h"
 #include "controller/accrual.h"
 #include "controller/bsched.h"
 #include "controller/catalog.h"
 #include "controller/console.h"
+#include "controller/desired.h"
 #include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/netrecords.h"
 #include "controller/quota.h"
 #include "controller/restore.h"
 #include "controller/scheduler.h"
@@ -789,19 +792,87 @@ void vm_release(struct app *a, const char *vm_id)
     ingress_drop_vm(a->store, vm_id);
 }
 
+struct node_list {
+    json_t *ids; /* {node_id: true} */
+};
+
+static void node_row(struct store_row *row, void *data)
+{
+    const char *id = store_row_str(row, "node_id");
+    if (id)
+        json_object_set_new(((struct node_list *)data)->ids, id, json_true());
+}
+
+/* The nodes holding a VM of network `net` (a networks row with id and
+ * dns_rev) but vm_id into l: from the records held for it at that
+ * revision, else from the store (every VM of the network walked). With
+ * desired_verify(), read from the store too, and the controller aborts
+ * when the records held miss one. */
+static void network_nodes(struct app *a, const json_t *net,
+                          const char *vm_id, struct node_list *l)
+{
+    const char *id = json_str(net, "id");
+    struct netrec_set *set = netrecords_held(id, json_int(net, "dns_rev", -1));
+    if (!set || desired_verify()) {
+        json_auto_t *ids = json_object();
+        struct node_list sql = { ids };
+        store_query_each(a->store, node_row, &sql,
+                         "SELECT DISTINCT v.node_id FROM vms v JOIN vm_nics c "
+                         "ON c.vm_id = v.id WHERE v.node_id IS NOT NULL AND "
+                         "v.deleted_at IS NULL AND c.network_id = $1 AND "
+                         "v.id <> $2", "ss", id, vm_id);
+        if (!set) {
+            json_object_update(l->ids, ids);
+            return;
+        }
+        /* The held set must name every node the store does (it may name
+         * more: the VM's own, before its change). */
+        const char *node;
+        json_t *v;
+        json_object_foreach(ids, node, v) {
+            bool held = false;
+            for (size_t i = 0; i < set->n_nodes && !held; i++)
+                held = streq(set->nodes[i], node);
+            if (!held) {
+                log_error("network %s at %lld: node %s holds a VM of it, not "
+                          "in its records", id, (long long)set->rev, node);
+                abort();
+            }
+        }
+    }
+    for (size_t i = 0; i < set->n_nodes; i++)
+        json_object_set_new(l->ids, set->nodes[i], json_true());
+    netrec_set_unref(set);
+}
+
 void vm_networks_changed(struct app *a, const char *vm_id)
 {
-    json_auto_t *rows = NULL;
+    json_auto_t *nets = NULL;
+    struct node_list l = { json_object() };
     size_t i;
-    json_t *row;
-    store_query(a->store, &rows,
-                "SELECT DISTINCT v.node_id FROM vms v JOIN vm_nics c ON "
-                "c.vm_id = v.id WHERE v.node_id IS NOT NULL AND "
-                "v.deleted_at IS NULL AND c.network_id IN (SELECT network_id "
-                "FROM vm_nics WHERE vm_id = $1)", "s", vm_id);
+    json_t *net;
+    /* Read before they move on: the records held at that revision name
+     * the nodes without a walk of the network. */
+    store_query(a->store, &nets, "SELECT w.id, w.dns_rev FROM networks w "
+                "WHERE w.id IN (SELECT network_id FROM vm_nics WHERE vm_id = "
+                "$1)", "s", vm_id);
+    json_array_foreach(nets, i, net)
+        network_nodes(a, net, vm_id, &l);
+    /* The VM's own node now (where it was just placed or moved), when it
+     * has a network. */
+    if (json_array_size(nets) > 0)
+        store_query_each(a->store, node_row, &l, "SELECT node_id FROM vms "
+                         "WHERE id = $1 AND node_id IS NOT NULL AND "
+                         "deleted_at IS NULL", "s", vm_id);
+    if (netrecords_vm_changed(a->store, vm_id) < 0)
+        log_error("vm %s: its networks' names could not be marked changed",
+                  vm_id);
     /* Their networks' members (names, remote MACs) changed, no VM. */
-    json_array_foreach(rows, i, row)
-        app_node_members_changed(a, json_str(row, "node_id"));
+    const char *node;
+    json_t *v;
+    json_object_foreach(l.ids, node, v)
+        app_node_members_changed(a, node);
+    json_decref(l.ids);
 }
 
 HANDLER(h_vm_list)

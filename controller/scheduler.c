@@ -25,6 +25,7 @@
 #include "controller/gpus.h"
 #include "controller/handlers.h"
 #include "controller/netalloc.h"
+#include "controller/netrecords.h"
 #include "controller/outage.h"
 #include "controller/placement.h"
 #include "controller/availwin.h"
@@ -1747,6 +1748,8 @@ static void batch_tell(struct app *a, struct batch *b)
     json_t *row;
     _cleanup_free_ char *vms = json_dumps_compact(b->vms);
     json_auto_t *rows = NULL;
+    if (netrecords_vms_changed(a->store, vms) < 0)
+        log_error("a batch's networks' names could not be marked changed");
     store_query(a->store, &rows, "SELECT DISTINCT v.node_id FROM vm_nics c "
                 "JOIN vms v ON v.id = c.vm_id WHERE c.network_id IN (SELECT "
                 "p.network_id FROM vm_nics p WHERE p.vm_id IN (SELECT value "

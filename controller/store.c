@@ -48,6 +48,7 @@ struct store {
     unsigned conflict_at;
     pthread_mutex_t lock;
     unsigned tx_depth; /* open transactions of the lock's holder */
+    bool tx_reading;   /* the outermost is store_tx_begin_read()'s */
     void *slot;        /* store_slot() */
     void (*slot_free)(void *);
 };
@@ -312,6 +313,7 @@ int store_tx_begin(struct store *s)
                 r = s->ops->exec_plain(s->conn, s->ops->begin_sql);
         }
         s->conflict_at = 0;
+        s->tx_reading = false;
         tls_lost_conflict = false;
     } else {
         char sql[48];
@@ -395,6 +397,8 @@ int store_tx_begin_read(struct store *s)
     if (r != -EAGAIN)
         return r;
     r = store_tx_begin(s);
+    if (r == 0 && s->tx_depth == 1)
+        s->tx_reading = true;
     /* Inside another transaction the snapshot is that one's. */
     if (r < 0 || !s->ops->snapshot_sql || s->tx_depth > 1)
         return r;
@@ -460,6 +464,13 @@ void store_tx_rollback(struct store *s)
             s->conflict_at = 0; /* the conflict went with the savepoint */
     }
     pthread_mutex_unlock(&s->lock);
+}
+
+bool store_reads_committed(struct store *s)
+{
+    if (tls_pinned_store == s && tls_writing != s)
+        return true;
+    return tls_writing == s && s->tx_reading;
 }
 
 bool store_tx_lost_conflict(struct store *s)

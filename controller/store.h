@@ -91,6 +91,10 @@ void store_tx_rollback(struct store *s);
  * failure, deadlock). Once that transaction was rolled back (or its
  * commit failed), running it again may well succeed. */
 bool store_tx_lost_conflict(struct store *s);
+/* True when the calling thread reads in a transaction that has written
+ * nothing (store_tx_begin_read()'s, or one nested in it): what it reads
+ * was committed, and may be kept past it. */
+bool store_reads_committed(struct store *s);
 /* True when the calling thread has a transaction open. */
 bool store_in_tx(struct store *s);
 

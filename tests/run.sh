@@ -5,7 +5,8 @@
 # FOG_WRAP prefixes each binary (valgrind). Closes with "N passed, N failed".
 set -u
 # Every controller a test starts checks each document it builds from the
-# one before against one read whole (controller/desired_cache.c).
+# one before, and each network's records it holds, against the store read
+# whole (desired_verify() in controller/desired.h).
 export FOG_TEST_DESIRED_VERIFY=1
 O=${O:-build}
 only=${FOG_ONLY:-}

@@ -583,6 +583,12 @@ static void the_route_follows_the_vm_to_another_node(void **state)
            "'%s'", n2_id);
     tu_sql(&ctl, "UPDATE ports SET node_id = '%s', host_port = 31443 WHERE "
            "vm_id = '%s' AND vm_port = 443", n2_id, vm_id);
+    /* As a move tells the VM's networks (netrecords_vm_changed). */
+    tu_sql(&ctl, "UPDATE networks SET dns_rev = dns_rev + 1 WHERE id IN "
+           "(SELECT network_id FROM vm_nics WHERE vm_id = '%s')", vm_id);
+    tu_sql(&ctl, "INSERT INTO net_dns_log (network_id, dns_rev, vm_id) "
+           "SELECT id, dns_rev, '%s' FROM networks WHERE id IN (SELECT "
+           "network_id FROM vm_nics WHERE vm_id = '%s')", vm_id, vm_id);
     _cleanup_free_ char *moved = xstrdup(
         "backend t_moved.example.org\n    mode tcp\n    server vm "
         "203.0.113.9:31443\n");

@@ -245,6 +245,12 @@ static void the_name_follows_the_vm_to_another_node(void **state)
            vm_id);
     tu_sql(&ctl, "UPDATE ports SET node_id = '%s', host_port = 31080 WHERE "
            "vm_id = '%s'", n2_id, vm_id);
+    /* ...and as a move tells the VM's networks (netrecords_vm_changed). */
+    tu_sql(&ctl, "UPDATE networks SET dns_rev = dns_rev + 1 WHERE id IN "
+           "(SELECT network_id FROM vm_nics WHERE vm_id = '%s')", vm_id);
+    tu_sql(&ctl, "INSERT INTO net_dns_log (network_id, dns_rev, vm_id) "
+           "SELECT id, dns_rev, '%s' FROM networks WHERE id IN (SELECT "
+           "network_id FROM vm_nics WHERE vm_id = '%s')", vm_id, vm_id);
     int64_t ms = wait_answer("web.acme." ZONE, NODE_IP2, 10000);
     assert_true(ms >= 0);
     printf("public name followed the VM to its new node in %lld ms\n",

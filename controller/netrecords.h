@@ -1,0 +1,73 @@
+/* The records of a tenant network (each placed, undeleted VM's name,
+ * address and MAC in it, and its node): what every node's document says
+ * of the network's VMs (its DNS names, the other nodes' MACs), held in
+ * memory per network and shared by the builds of every node carrying it:
+ * read whole once, then brought forward by the VMs the store's DNS log
+ * names since (schema 048), not read again for each node of the network
+ * at each change in it. */
+#pragma once
+
+#include "api/agentmsg.h"
+#include "controller/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One record. Read-only once made; shared by reference between the sets
+ * that hold it. */
+struct netrec {
+    int refs; /* atomic */
+    const char *vm_id, *name, *address; /* in text[] */
+    const char *mac, *node_id;          /* in text[]: the NIC's, its VM's */
+    const char *address6; /* in text[]; NULL: none (netalloc_address6) */
+    char text[];
+};
+
+/* A network's records at one DNS revision, in (name, address) order, as
+ * bytes compare. Read-only; shared by reference. */
+struct netrec_set {
+    int refs; /* atomic */
+    int64_t rev;
+    char *cidr6, *cidr4; /* the network's, that address6 was made in */
+    struct netrec **by_node; /* recs in (node_id, mac) order */
+    const char **nodes;      /* each node_id of recs once, in order */
+    size_t n_nodes;
+    size_t n;
+    struct netrec *recs[];
+};
+
+/* VM vm_id's records may have changed in each network it has a NIC in
+ * (placed, taken off its node, deleted): every such network's dns_rev
+ * moves on, and its log names the VM at the new revision. Inside the
+ * change's transaction, before the VM's NICs are removed. 0 or -errno. */
+int netrecords_vm_changed(struct store *s, const char *vm_id);
+/* The same for every VM of vm_ids (a JSON array of VM ids, as text),
+ * each network moving on once. sqlite only (batched placement). */
+int netrecords_vms_changed(struct store *s, const char *vm_ids);
+
+/* Network network_id's records at revision dns_rev, the network's
+ * dns_rev as the caller's read transaction sees it, with its cidr6 (may
+ * be NULL) and cidr4 (each record's address6 is made in them): the set
+ * held when it is at that revision, else the one held brought forward
+ * through the log, else read whole; kept when the transaction has
+ * written nothing (store_reads_committed()). 0 and *ret (a new
+ * reference: netrec_set_unref()), or -errno of the store. */
+int netrecords_get(struct store *s, const char *network_id, int64_t dns_rev,
+                   const char *cidr6, const char *cidr4,
+                   struct netrec_set **ret);
+/* The other nodes' part of the network, from its records: w's VTEPs (the
+ * mesh address of each node but node_id holding a VM of it, removed
+ * nodes and those without one left out) in text order, and w's MACs (each
+ * such VM's, with its node's VTEP) in (VTEP, MAC) order. Inside the
+ * caller's read transaction, as netrecords_get(). 0 or -errno of the
+ * store (w then holds nothing new). */
+int netrecords_remote(struct store *s, const struct netrec_set *set,
+                      const char *node_id, struct am_network *w);
+/* The set held for network_id when it is at revision dns_rev (a new
+ * reference), else NULL; reads nothing. Inside a write transaction that
+ * has not yet changed the network (its dns_rev as read there), the set
+ * held at that revision is what the store holds. */
+struct netrec_set *netrecords_held(const char *network_id, int64_t dns_rev);
+/* Accepts NULL. */
+void netrec_set_unref(struct netrec_set *set);
