@@ -853,17 +853,16 @@ void vm_networks_changed(struct app *a, const char *vm_id)
     json_t *net;
     /* Read before they move on: the records held at that revision name
      * the nodes without a walk of the network. */
-    store_query(a->store, &nets, "SELECT w.id, w.dns_rev FROM networks w "
-                "WHERE w.id IN (SELECT network_id FROM vm_nics WHERE vm_id = "
-                "$1)", "s", vm_id);
-    json_array_foreach(nets, i, net)
+    store_query(a->store, &nets, "SELECT w.id, w.dns_rev, (SELECT "
+                "v.node_id FROM vms v WHERE v.id = $1 AND v.deleted_at IS "
+                "NULL) AS node_id FROM networks w WHERE w.id IN (SELECT "
+                "network_id FROM vm_nics WHERE vm_id = $1)", "s", vm_id);
+    json_array_foreach(nets, i, net) {
         network_nodes(a, net, vm_id, &l);
-    /* The VM's own node now (where it was just placed or moved), when it
-     * has a network. */
-    if (json_array_size(nets) > 0)
-        store_query_each(a->store, node_row, &l, "SELECT node_id FROM vms "
-                         "WHERE id = $1 AND node_id IS NOT NULL AND "
-                         "deleted_at IS NULL", "s", vm_id);
+        /* The VM's own node now (where it was just placed or moved). */
+        if (json_str(net, "node_id"))
+            json_object_set_new(l.ids, json_str(net, "node_id"), json_true());
+    }
     if (netrecords_vm_changed(a->store, vm_id) < 0)
         log_error("vm %s: its networks' names could not be marked changed",
                   vm_id);

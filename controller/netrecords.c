@@ -21,43 +21,59 @@
 #define HELD_MAX ((size_t)1 << 18)
 #define ID_MAX 64
 
+/* The log is cut at every PRUNE_EVERY-th revision of a network, to the
+ * last LOG_KEEP (a cut at every change cost each placement a statement). */
+#define PRUNE_EVERY 64
+
+static void bumped(struct store_row *row, void *data)
+{
+    if (store_row_int(row, "dns_rev", 1) % PRUNE_EVERY == 0)
+        *(bool *)data = true;
+}
+
 int netrecords_vm_changed(struct store *s, const char *vm_id)
 {
+    bool prune = false;
     int e;
-    if ((e = store_exec(s, "UPDATE networks SET dns_rev = dns_rev + 1 WHERE "
-                        "id IN (SELECT network_id FROM vm_nics WHERE vm_id = "
-                        "$1)", "s", vm_id)) < 0 ||
+    if ((e = store_query_each(s, bumped, &prune, "UPDATE networks SET "
+                              "dns_rev = dns_rev + 1 WHERE id IN (SELECT "
+                              "network_id FROM vm_nics WHERE vm_id = $1) "
+                              "RETURNING dns_rev", "s", vm_id)) < 0 ||
         (e = store_exec(s, "INSERT INTO net_dns_log (network_id, dns_rev, "
                         "vm_id) SELECT w.id, w.dns_rev, CAST($1 AS TEXT) FROM "
                         "networks w WHERE w.id IN (SELECT network_id FROM "
                         "vm_nics WHERE vm_id = $1)", "s", vm_id)) < 0 ||
-        (e = store_exec(s, "DELETE FROM net_dns_log WHERE network_id IN "
-                        "(SELECT network_id FROM vm_nics WHERE vm_id = $1) "
-                        "AND dns_rev <= (SELECT w.dns_rev FROM networks w "
-                        "WHERE w.id = net_dns_log.network_id) - $2", "si",
-                        vm_id, (int64_t)LOG_KEEP)) < 0)
+        (prune &&
+         (e = store_exec(s, "DELETE FROM net_dns_log WHERE network_id IN "
+                         "(SELECT network_id FROM vm_nics WHERE vm_id = $1) "
+                         "AND dns_rev <= (SELECT w.dns_rev FROM networks w "
+                         "WHERE w.id = net_dns_log.network_id) - $2", "si",
+                         vm_id, (int64_t)LOG_KEEP)) < 0))
         return e;
     return 0;
 }
 
 int netrecords_vms_changed(struct store *s, const char *vm_ids)
 {
+    bool prune = false;
     int e;
-    if ((e = store_exec(s, "UPDATE networks SET dns_rev = dns_rev + 1 WHERE "
-                        "id IN (SELECT c.network_id FROM vm_nics c WHERE "
-                        "c.vm_id IN (SELECT value FROM json_each($1)))", "s",
-                        vm_ids)) < 0 ||
+    if ((e = store_query_each(s, bumped, &prune, "UPDATE networks SET "
+                              "dns_rev = dns_rev + 1 WHERE id IN (SELECT "
+                              "c.network_id FROM vm_nics c WHERE c.vm_id IN "
+                              "(SELECT value FROM json_each($1))) RETURNING "
+                              "dns_rev", "s", vm_ids)) < 0 ||
         (e = store_exec(s, "INSERT INTO net_dns_log (network_id, dns_rev, "
                         "vm_id) SELECT DISTINCT c.network_id, w.dns_rev, "
                         "c.vm_id FROM vm_nics c JOIN networks w ON w.id = "
                         "c.network_id WHERE c.vm_id IN (SELECT value FROM "
                         "json_each($1))", "s", vm_ids)) < 0 ||
-        (e = store_exec(s, "DELETE FROM net_dns_log WHERE network_id IN "
-                        "(SELECT c.network_id FROM vm_nics c WHERE c.vm_id IN "
-                        "(SELECT value FROM json_each($1))) AND dns_rev <= "
-                        "(SELECT w.dns_rev FROM networks w WHERE w.id = "
-                        "net_dns_log.network_id) - $2", "si", vm_ids,
-                        (int64_t)LOG_KEEP)) < 0)
+        (prune &&
+         (e = store_exec(s, "DELETE FROM net_dns_log WHERE network_id IN "
+                         "(SELECT c.network_id FROM vm_nics c WHERE c.vm_id "
+                         "IN (SELECT value FROM json_each($1))) AND dns_rev "
+                         "<= (SELECT w.dns_rev FROM networks w WHERE w.id = "
+                         "net_dns_log.network_id) - $2", "si", vm_ids,
+                         (int64_t)LOG_KEEP)) < 0))
         return e;
     return 0;
 }
