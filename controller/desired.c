@@ -582,15 +582,17 @@ out:
  * the names it answers inside, every placed VM of it on any node in
  * (name, address) order, at most AGENT_NET_RECORDS_MAX of them. The
  * records are held once for every node of the network, not read for
- * each at each change in it. */
+ * each at each change in it; for a `whole` document (an agent's resync,
+ * a change that may have touched anything) read whole from the store. */
 static int network_from_records(struct app *a, const char *node_id,
-                                struct am_network *w, int64_t dns_rev)
+                                struct am_network *w, int64_t dns_rev,
+                                bool whole)
 {
     struct netrec_set *set = NULL;
     int e;
     if ((e = fault("records")) < 0 ||
         (e = netrecords_get(a->store, w->id, dns_rev, w->cidr6, w->cidr,
-                            &set)) < 0)
+                            whole, &set)) < 0)
         return e;
     if ((e = fault("remote")) < 0 ||
         (e = netrecords_remote(a->store, set, node_id, w)) < 0) {
@@ -615,7 +617,7 @@ static int network_from_records(struct app *a, const char *node_id,
 
 /* Networks with a VM on this node, each with the other nodes' VTEPs (their
  * mesh addresses) and the MACs living there. */
-static int networks_doc(struct app *a, const char *node_id,
+static int networks_doc(struct app *a, const char *node_id, bool whole,
                         struct am_desired *doc)
 {
     json_auto_t *nets = NULL;
@@ -648,7 +650,7 @@ static int networks_doc(struct app *a, const char *node_id,
             (e = col(row, "cidr", &w->cidr)) < 0 ||
             (e = col(row, "gateway", &w->gateway)) < 0 ||
             (e = network_from_records(a, node_id, w,
-                                      json_int(row, "dns_rev", 0))) < 0)
+                                      json_int(row, "dns_rev", 0), whole)) < 0)
             return e;
     }
     return 0;
@@ -792,7 +794,7 @@ static int build(struct app *a, const char *node_id, const char *const *vm_ids,
     for (size_t i = 0; vm_ids && i < n_vm_ids && e == 0; i++)
         e = vms_doc(a, node_id, vm_ids[i], n_vm_ids, doc);
     if (e < 0 ||
-        (e = networks_doc(a, node_id, doc)) < 0 ||
+        (e = networks_doc(a, node_id, !vm_ids, doc)) < 0 ||
         (e = ports_doc(a, node_id, doc)) < 0 ||
         (e = peers_doc(a, node_id, me, doc)) < 0 ||
         (e = benchmark_desired(a, node_id, doc)) < 0)

@@ -195,11 +195,6 @@ static int vm_rev_cmp(const void *x, const void *y)
     return strcmp(a ? a : "", b ? b : "");
 }
 
-/* The VMs of node_id's document to read again since `base` was built:
- * those whose part changed since (schema 047), those on the node base
- * lacks and those of base no longer on it. 0 and
- * *ret_ids (NULL-ended, *ret_n of them; each and it freed by the
- * caller), or -errno. Inside the caller's read transaction. */
 struct vm_revs {
     struct vm_rev *v;
     size_t n, cap;
@@ -219,6 +214,11 @@ static void vm_rev_add(struct store_row *row, void *data)
                                     store_row_int(row, "desired_rev", 0) };
 }
 
+/* The VMs of node_id's document to read again since `base` was built:
+ * those whose part changed since (schema 047), those on the node base
+ * lacks and those of base no longer on it. 0 and
+ * *ret_ids (NULL-ended, *ret_n of them; each and it freed by the
+ * caller), or -errno. Inside the caller's read transaction. */
 static int changed_vms(struct app *a, const char *node_id,
                        const struct desired_parts *base, char ***ret_ids,
                        size_t *ret_n)

@@ -342,14 +342,18 @@ static void held_drop_all(void)
     n_held = held_recs = 0;
 }
 
-/* Keep `set` for network_id unless one as new is held. */
-static void held_keep(const char *network_id, struct netrec_set *set)
+/* Keep `set` for network_id unless a newer one is held (or one as new,
+ * unless `fresh`: read whole from the store, it replaces what it
+ * equals). */
+static void held_keep(const char *network_id, struct netrec_set *set,
+                      bool fresh)
 {
     pthread_mutex_lock(&held_lock);
     bool found;
     size_t at = sorted_at(held, n_held, sizeof(*held),
                           offsetof(struct held, id), network_id, &found);
-    if (found && held[at].set->rev >= set->rev) {
+    if (found && (held[at].set->rev > set->rev ||
+                  (held[at].set->rev == set->rev && !fresh))) {
         pthread_mutex_unlock(&held_lock);
         return;
     }
@@ -408,12 +412,13 @@ static void verify(struct store *s, const char *network_id,
 }
 
 int netrecords_get(struct store *s, const char *network_id, int64_t dns_rev,
-                   const char *cidr6, const char *cidr4,
+                   const char *cidr6, const char *cidr4, bool fresh,
                    struct netrec_set **ret)
 {
     const struct net_of w = { cidr6, cidr4 };
     bool keep = strlen(network_id) < ID_MAX && store_reads_committed(s);
-    struct netrec_set *base = keep ? held_get(network_id) : NULL, *set = NULL;
+    struct netrec_set *base = keep && !fresh ? held_get(network_id) : NULL;
+    struct netrec_set *set = NULL;
     int e;
     if (base && !set_of(base, &w)) {
         netrec_set_unref(base); /* the network was given a /64 since */
@@ -435,7 +440,7 @@ int netrecords_get(struct store *s, const char *network_id, int64_t dns_rev,
     if (e < 0)
         return e;
     if (keep)
-        held_keep(network_id, set);
+        held_keep(network_id, set, base == NULL);
     *ret = set;
     return 0;
 }

@@ -50,11 +50,13 @@ int netrecords_vms_changed(struct store *s, const char *vm_ids);
  * dns_rev as the caller's read transaction sees it, with its cidr6 (may
  * be NULL) and cidr4 (each record's address6 is made in them): the set
  * held when it is at that revision, else the one held brought forward
- * through the log, else read whole; kept when the transaction has
- * written nothing (store_reads_committed()). 0 and *ret (a new
- * reference: netrec_set_unref()), or -errno of the store. */
+ * through the log, else read whole; with `fresh`, read whole always (a
+ * whole document's build: what heals a drift). Kept when the transaction
+ * has written nothing (store_reads_committed()), a set read whole in
+ * place of one held at its revision. 0 and *ret (a new reference:
+ * netrec_set_unref()), or -errno of the store. */
 int netrecords_get(struct store *s, const char *network_id, int64_t dns_rev,
-                   const char *cidr6, const char *cidr4,
+                   const char *cidr6, const char *cidr4, bool fresh,
                    struct netrec_set **ret);
 /* The other nodes' part of the network, from its records: w's VTEPs (the
  * mesh address of each node but node_id holding a VM of it, removed
