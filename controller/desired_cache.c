@@ -236,7 +236,8 @@ static int changed_vms(struct app *a, const char *node_id,
     size_t n = on.n, i, j = 0, n_ids = 0;
     /* In the parts' order (a store may collate otherwise), then walked
      * beside base's. */
-    qsort(on.v, n, sizeof(*on.v), vm_rev_cmp);
+    if (n > 0) /* none: on.v is NULL, which qsort must not be given */
+        qsort(on.v, n, sizeof(*on.v), vm_rev_cmp);
     char **ids = xcalloc(n + base->n_vms + 1, sizeof(char *));
     for (i = 0; i < n; i++) {
         int c = 1;

@@ -238,9 +238,12 @@ static int read_whole(struct store *s, const char *network_id,
         rows_clear(&r);
         return e;
     }
-    qsort(r.v, r.n, sizeof(*r.v), rec_cmp);
     struct netrec_set *set = set_new(w, rev, r.n);
-    memcpy(set->recs, r.v, r.n * sizeof(*r.v));
+    /* None read: r.v is NULL, which qsort and memcpy must not be given. */
+    if (r.n > 0) {
+        qsort(r.v, r.n, sizeof(*r.v), rec_cmp);
+        memcpy(set->recs, r.v, r.n * sizeof(*r.v));
+    }
     set->n = r.n;
     free(r.v);
     *ret = set_done(set);
@@ -294,14 +297,17 @@ static int read_forward(struct store *s, const char *network_id,
         goto out;
     if ((e = r.err) < 0)
         goto out;
-    qsort(ids.v, ids.n, sizeof(*ids.v), str_cmp);
-    qsort(r.v, r.n, sizeof(*r.v), rec_cmp);
+    if (ids.n > 0)
+        qsort(ids.v, ids.n, sizeof(*ids.v), str_cmp);
+    if (r.n > 0)
+        qsort(r.v, r.n, sizeof(*r.v), rec_cmp);
     struct netrec_set *set = set_new(w, rev, base->n + r.n);
     size_t i = 0, j = 0;
     /* Merge the kept records of base with the new ones, both in order. */
     while (i < base->n || j < r.n) {
         struct netrec *b = i < base->n ? base->recs[i] : NULL;
-        if (b && bsearch(&b->vm_id, ids.v, ids.n, sizeof(*ids.v), str_cmp)) {
+        if (b && ids.n > 0 &&
+            bsearch(&b->vm_id, ids.v, ids.n, sizeof(*ids.v), str_cmp)) {
             i++;
             continue;
         }
@@ -434,13 +440,14 @@ int netrecords_get(struct store *s, const char *network_id, int64_t dns_rev,
         base = NULL;
         e = read_whole(s, network_id, &w, dns_rev, &set);
     }
+    bool read = !base; /* read whole: it replaces what is held */
     if (base && e == 0)
         verify(s, network_id, &w, set);
     netrec_set_unref(base);
     if (e < 0)
         return e;
     if (keep)
-        held_keep(network_id, set, base == NULL);
+        held_keep(network_id, set, read);
     *ret = set;
     return 0;
 }
