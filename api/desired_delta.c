@@ -169,6 +169,26 @@ struct desired_parts *desired_parts_update(const struct desired_parts *base,
     return p;
 }
 
+void desired_parts_put(struct desired_parts *p, const char *key, char *text)
+{
+    size_t i = 0;
+    while (i < p->n_members && strcmp(p->members[i].key, key) < 0)
+        i++;
+    if (i < p->n_members && streq(p->members[i].key, key)) {
+        free(p->members[i].text);
+    } else {
+        p->members = xrealloc(p->members,
+                              (p->n_members + 2) * sizeof(*p->members));
+        memmove(&p->members[i + 1], &p->members[i],
+                (p->n_members - i) * sizeof(*p->members));
+        p->n_members++;
+        p->members[i] = (struct desired_part){ .key = xstrdup(key) };
+    }
+    p->members[i].text = text;
+    part_hash(text, p->members[i].hash);
+    parts_whole(p);
+}
+
 void desired_parts_drop_text(struct desired_parts *p)
 {
     for (size_t i = 0; p && i < p->n_vms; i++)

@@ -55,6 +55,9 @@ struct desired_parts *desired_parts_update(const struct desired_parts *base,
                                            const json_t *doc,
                                            const char *const *vm_ids,
                                            size_t n_vm_ids);
+/* Set member `key` of p to the JSON text `text` (taken: freed with p),
+ * in place of one so named: a member its maker wrote as text. */
+void desired_parts_put(struct desired_parts *p, const char *key, char *text);
 /* Drop the parts' texts, keeping the digests (a base for later deltas). */
 void desired_parts_drop_text(struct desired_parts *p);
 /* Accepts NULL. */

@@ -5,6 +5,7 @@
 
 #include "api/agentmsg.h"
 #include "api/relay.h"
+#include "common/buf.h"
 #include "common/fs.h"
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -577,16 +578,24 @@ out:
     free(check.macs);
 }
 
+/* A network's "macs" and "records" as JSON text (netrecords_texts()),
+ * for a document cut into parts. */
+struct net_text {
+    char *macs, *records;
+};
+
 /* What network `w` takes from its records (controller/netrecords.c), at
  * its DNS revision dns_rev: the other nodes' VTEPs and MACs on it, and
  * the names it answers inside, every placed VM of it on any node in
  * (name, address) order, at most AGENT_NET_RECORDS_MAX of them. The
  * records are held once for every node of the network, not read for
  * each at each change in it; for a `whole` document (an agent's resync,
- * a change that may have touched anything) read whole from the store. */
+ * a change that may have touched anything) read whole from the store.
+ * With `text`, the MACs and names are left out of w and written there as
+ * JSON text instead, made once for every node. */
 static int network_from_records(struct app *a, const char *node_id,
                                 struct am_network *w, int64_t dns_rev,
-                                bool whole)
+                                bool whole, struct net_text *text)
 {
     struct netrec_set *set = NULL;
     int e;
@@ -594,6 +603,14 @@ static int network_from_records(struct app *a, const char *node_id,
         (e = netrecords_get(a->store, w->id, dns_rev, w->cidr6, w->cidr,
                             whole, &set)) < 0)
         return e;
+    if (text) {
+        e = fault("remote");
+        if (e == 0)
+            e = netrecords_texts(a->store, set, node_id, w, &text->macs,
+                                 &text->records);
+        netrec_set_unref(set);
+        return e;
+    }
     if ((e = fault("remote")) < 0 ||
         (e = netrecords_remote(a->store, set, node_id, w)) < 0) {
         netrec_set_unref(set);
@@ -618,7 +635,7 @@ static int network_from_records(struct app *a, const char *node_id,
 /* Networks with a VM on this node, each with the other nodes' VTEPs (their
  * mesh addresses) and the MACs living there. */
 static int networks_doc(struct app *a, const char *node_id, bool whole,
-                        struct am_desired *doc)
+                        struct am_desired *doc, struct net_text **texts)
 {
     json_auto_t *nets = NULL;
     int e;
@@ -636,6 +653,8 @@ static int networks_doc(struct app *a, const char *node_id, bool whole,
     size_t i;
     json_t *row;
     doc->networks = xcalloc(json_array_size(nets) + 1, sizeof(*doc->networks));
+    if (texts)
+        *texts = xcalloc(json_array_size(nets) + 1, sizeof(**texts));
     json_array_foreach(nets, i, row) {
         struct am_network *w = &doc->networks[doc->n_networks++];
         w->vxlan_id = json_int(row, "vxlan_id", 0);
@@ -650,7 +669,8 @@ static int networks_doc(struct app *a, const char *node_id, bool whole,
             (e = col(row, "cidr", &w->cidr)) < 0 ||
             (e = col(row, "gateway", &w->gateway)) < 0 ||
             (e = network_from_records(a, node_id, w,
-                                      json_int(row, "dns_rev", 0), whole)) < 0)
+                                      json_int(row, "dns_rev", 0), whole,
+                                      texts ? &(*texts)[i] : NULL)) < 0)
             return e;
     }
     return 0;
@@ -768,9 +788,12 @@ static int peers_doc(struct app *a, const char *node_id, const json_t *me,
 }
 
 /* The parts, read inside the caller's transaction: every VM of the node,
- * or (vm_ids, n_vm_ids of them) only those of them still on it. */
+ * or (vm_ids, n_vm_ids of them) only those of them still on it. With
+ * `texts`, each network's MACs and names as text (one per network,
+ * *texts owned by the caller), not in doc. */
 static int build(struct app *a, const char *node_id, const char *const *vm_ids,
-                 size_t n_vm_ids, struct am_desired *doc)
+                 size_t n_vm_ids, struct am_desired *doc,
+                 struct net_text **texts)
 {
     json_auto_t *me = NULL;
     int e;
@@ -794,7 +817,7 @@ static int build(struct app *a, const char *node_id, const char *const *vm_ids,
     for (size_t i = 0; vm_ids && i < n_vm_ids && e == 0; i++)
         e = vms_doc(a, node_id, vm_ids[i], n_vm_ids, doc);
     if (e < 0 ||
-        (e = networks_doc(a, node_id, !vm_ids, doc)) < 0 ||
+        (e = networks_doc(a, node_id, !vm_ids, doc, texts)) < 0 ||
         (e = ports_doc(a, node_id, doc)) < 0 ||
         (e = peers_doc(a, node_id, me, doc)) < 0 ||
         (e = benchmark_desired(a, node_id, doc)) < 0)
@@ -803,33 +826,103 @@ static int build(struct app *a, const char *node_id, const char *const *vm_ids,
     return 0;
 }
 
+static void net_texts_free(struct net_text *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        free(t[i].macs);
+        free(t[i].records);
+    }
+    free(t);
+}
+
+/* The "networks" member of `doc` (taken out of it) as JSON text, each
+ * entry with its MACs and names from texts (one per entry). */
+static char *networks_splice(json_t *doc, const struct net_text *texts)
+{
+    json_t *nets = json_object_get(doc, "networks");
+    struct buf b = BUF_INIT;
+    size_t i;
+    json_t *w;
+    buf_puts(&b, "[");
+    json_array_foreach(nets, i, w) {
+        json_object_del(w, "macs");
+        _cleanup_free_ char *t = json_dumps(w, JSON_COMPACT);
+        size_t len = t ? strlen(t) : 0;
+        if (len < 2)
+            abort(); /* jansson fails only when out of memory */
+        if (i > 0)
+            buf_puts(&b, ",");
+        buf_append(&b, t, len - 1); /* the entry, open */
+        buf_puts(&b, len > 2 ? ",\"macs\":" : "\"macs\":");
+        buf_puts(&b, texts[i].macs);
+        if (texts[i].records) {
+            buf_puts(&b, ",\"" AGENT_NET_RECORDS "\":");
+            buf_puts(&b, texts[i].records);
+        }
+        buf_puts(&b, "}");
+    }
+    buf_puts(&b, "]");
+    json_object_del(doc, "networks");
+    return buf_steal(&b);
+}
+
+/* desired_verify()'s check of a cut: its networks must be what the
+ * document built with them says, from the same snapshot. */
+static void verify_cut(struct app *a, const char *node_id,
+                       const char *const *vm_ids, size_t n_vm_ids,
+                       const char *networks)
+{
+    struct am_desired doc = { 0 };
+    if (build(a, node_id, vm_ids, n_vm_ids, &doc, NULL) < 0) {
+        am_desired_clear(&doc);
+        return; /* a store error: nothing to compare */
+    }
+    json_auto_t *whole = am_desired_encode(&doc);
+    am_desired_clear(&doc);
+    json_auto_t *cut = json_loads(networks, 0, NULL);
+    if (!json_equal(cut, json_object_get(whole, "networks"))) {
+        _cleanup_free_ char *t = json_dumps(json_object_get(whole, "networks"),
+                                            JSON_COMPACT);
+        log_error("desired state of node %s: networks cut as %s, built as "
+                  "%s", node_id, networks, t ? t : "?");
+        abort();
+    }
+}
+
 static int build_doc(struct app *a, const char *node_id,
                      const char *const *vm_ids, size_t n_vm_ids,
-                     json_t **ret_doc)
+                     json_t **ret_doc, char **ret_networks)
 {
     int e = store_tx_begin_read(a->store);
     if (e < 0)
         return e;
     struct am_desired doc = { 0 };
-    e = build(a, node_id, vm_ids, n_vm_ids, &doc);
-    store_tx_rollback(a->store); /* read only: nothing to keep */
-    if (e == 0)
+    struct net_text *texts = NULL;
+    e = build(a, node_id, vm_ids, n_vm_ids, &doc, ret_networks ? &texts : NULL);
+    if (e == 0) {
         *ret_doc = am_desired_encode(&doc);
+        if (ret_networks) {
+            *ret_networks = networks_splice(*ret_doc, texts);
+            if (desired_verify())
+                verify_cut(a, node_id, vm_ids, n_vm_ids, *ret_networks);
+        }
+    }
+    store_tx_rollback(a->store); /* read only: nothing to keep */
+    net_texts_free(texts, doc.n_networks);
     am_desired_clear(&doc);
     return e;
 }
 
 int desired_build(struct app *a, const char *node_id, json_t **ret_doc)
 {
-    return build_doc(a, node_id, NULL, 0, ret_doc);
+    return build_doc(a, node_id, NULL, 0, ret_doc, NULL);
 }
 
-int desired_build_vms(struct app *a, const char *node_id,
+int desired_build_cut(struct app *a, const char *node_id,
                       const char *const *vm_ids, size_t n_vm_ids,
-                      json_t **ret_doc)
+                      json_t **ret_doc, char **ret_networks)
 {
-    static const char *const none[1];
-    return build_doc(a, node_id, vm_ids ? vm_ids : none, n_vm_ids, ret_doc);
+    return build_doc(a, node_id, vm_ids, n_vm_ids, ret_doc, ret_networks);
 }
 
 json_t *desired_build_unapproved(const char *node_id, int64_t revision)

@@ -14,12 +14,15 @@
  * node, or removed), -EIO (a store error) or -EINVAL (a row that cannot
  * be formatted). Never a partial document. */
 int desired_build(struct app *a, const char *node_id, json_t **ret_doc);
-/* desired_build() with only some VMs in the list: those of vm_ids
- * (n_vm_ids of them) still on the node, in the order of vm_ids; every
- * other member whole. */
-int desired_build_vms(struct app *a, const char *node_id,
+/* desired_build() for a document cut into parts (api/desired_delta.h):
+ * every VM, or with vm_ids only those of them (n_vm_ids) still on the
+ * node, in the order of vm_ids; every other member whole. The
+ * "networks" member is left out of *ret_doc and written as JSON text to
+ * *ret_networks (owned by the caller): its MACs and names are made once
+ * for every node of a network, not as JSON for each. */
+int desired_build_cut(struct app *a, const char *node_id,
                       const char *const *vm_ids, size_t n_vm_ids,
-                      json_t **ret_doc);
+                      json_t **ret_doc, char **ret_networks);
 /* The document of a node an admin has not approved yet: its revision and
  * nothing else (no mesh, peers, VMs, networks or ports), with "approved":
  * false. New reference. */

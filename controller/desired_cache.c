@@ -283,12 +283,16 @@ static struct desired_parts *build_from(struct app *a, const char *node_id,
         return NULL;
     }
     json_auto_t *doc = NULL;
+    char *networks = NULL;
     struct desired_parts *parts = NULL;
-    if ((e = desired_build_vms(a, node_id, (const char *const *)ids, n,
-                               &doc)) < 0)
+    if ((e = desired_build_cut(a, node_id, (const char *const *)ids, n, &doc,
+                               &networks)) < 0)
         *ret_err = e;
     else
         parts = desired_parts_update(base, doc, (const char *const *)ids, n);
+    if (parts)
+        desired_parts_put(parts, "networks", TAKE_PTR(networks));
+    free(networks);
     for (size_t i = 0; i < n; i++)
         free(ids[i]);
     free(ids);
@@ -329,8 +333,11 @@ static int build(struct app *a, const char *node_id,
     *ret_approved = approved;
     if (approved && base && ret_parts)
         parts = build_from(a, node_id, base, node, &e, &n_read);
+    _cleanup_free_ char *networks = NULL;
     if (e == 0 && !parts && approved)
-        e = desired_build(a, node_id, &doc); /* inside: the same snapshot */
+        /* Inside: the same snapshot. */
+        e = ret_parts ? desired_build_cut(a, node_id, NULL, 0, &doc, &networks)
+                      : desired_build(a, node_id, &doc);
     else if (e == 0 && !parts)
         doc = desired_build_unapproved(node_id,
                                        json_int(node, "revision", 0));
@@ -342,6 +349,10 @@ static int build(struct app *a, const char *node_id,
     int64_t t1 = now_us();
     if (!parts && ret_parts)
         parts = desired_parts_new(doc);
+    if (parts && networks)
+        desired_parts_put(parts, "networks", TAKE_PTR(networks));
+    else if (networks) /* not a document to cut: whole, as it was */
+        json_object_set_new(doc, "networks", json_loads(networks, 0, NULL));
     int64_t t2 = now_us();
     *ret_text = parts ? NULL : text_of(doc);
     *ret_revision = parts ? parts->revision : json_int(doc, "revision", -1);

@@ -3,6 +3,7 @@
  * log. */
 #include "controller/netrecords.h"
 
+#include "common/jsonw.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "controller/desired.h"
@@ -136,6 +137,7 @@ static struct netrec_set *set_new(const struct net_of *w, int64_t rev,
     *set = (struct netrec_set){ .refs = 1, .rev = rev,
                                 .cidr6 = w->cidr6 ? xstrdup(w->cidr6) : NULL,
                                 .cidr4 = w->cidr4 ? xstrdup(w->cidr4) : NULL };
+    pthread_mutex_init(&set->texts_lock, NULL);
     return set;
 }
 
@@ -168,6 +170,48 @@ static bool set_of(const struct netrec_set *set, const struct net_of *w)
            streq(set->cidr4 ? set->cidr4 : "", w->cidr4 ? w->cidr4 : "");
 }
 
+/* What netrecords_texts() made of a set. */
+struct netrec_texts {
+    char *records; /* "[...]"; NULL: not made yet, or no records */
+    bool records_made;
+    /* The remote MACs of every node with a VTEP, each as ",{...}", in
+     * (VTEP, MAC) order, made with the VTEPs in vtep[] (one per
+     * set->nodes[i], NULL: none); node i's are macs[at[i], at[i] +
+     * len[i]). */
+    bool macs_made;
+    char **vtep;
+    size_t *at, *len;
+    size_t *order; /* the nodes with a VTEP, in VTEP order */
+    size_t n_order;
+    char *macs;
+    size_t macs_len;
+};
+
+static void texts_macs_clear(struct netrec_texts *t, size_t n_nodes)
+{
+    for (size_t i = 0; t->vtep && i < n_nodes; i++)
+        free(t->vtep[i]);
+    free(t->vtep);
+    free(t->at);
+    free(t->len);
+    free(t->order);
+    free(t->macs);
+    t->vtep = NULL;
+    t->at = t->len = t->order = NULL;
+    t->macs = NULL;
+    t->n_order = t->macs_len = 0;
+    t->macs_made = false;
+}
+
+static void texts_free(struct netrec_texts *t, size_t n_nodes)
+{
+    if (!t)
+        return;
+    texts_macs_clear(t, n_nodes);
+    free(t->records);
+    free(t);
+}
+
 static struct netrec_set *set_ref(struct netrec_set *set)
 {
     __atomic_add_fetch(&set->refs, 1, __ATOMIC_RELAXED);
@@ -180,6 +224,8 @@ void netrec_set_unref(struct netrec_set *set)
         return;
     for (size_t i = 0; i < set->n; i++)
         rec_unref(set->recs[i]);
+    texts_free(set->texts, set->n_nodes);
+    pthread_mutex_destroy(&set->texts_lock);
     free(set->by_node);
     free(set->nodes);
     free(set->cidr6);
@@ -452,18 +498,6 @@ int netrecords_get(struct store *s, const char *network_id, int64_t dns_rev,
     return 0;
 }
 
-/* One node of the network's: its VMs' records in by_node, its VTEP. */
-struct group {
-    size_t at, n;
-    char *vtep;
-};
-
-static int group_cmp(const void *x, const void *y)
-{
-    return strcmp(((const struct group *)x)->vtep,
-                  ((const struct group *)y)->vtep);
-}
-
 static void vtep_row(struct store_row *row, void *data)
 {
     const char *ip = store_row_str(row, "mesh_ip");
@@ -472,50 +506,212 @@ static void vtep_row(struct store_row *row, void *data)
         *ret = xstrdup(ip);
 }
 
+/* The VTEP of each node of the set (its mesh address; NULL for a removed
+ * node or one without): 0 and *ret (set->n_nodes of them, each and it
+ * freed by the caller), or -errno of the store. One indexed row per
+ * node: a network spans few of the nodes. */
+static int node_vteps(struct store *s, const struct netrec_set *set,
+                      char ***ret)
+{
+    char **vt = xcalloc(set->n_nodes + 1, sizeof(*vt));
+    int e = 0;
+    for (size_t i = 0; i < set->n_nodes && e == 0; i++)
+        e = store_query_each(s, vtep_row, &vt[i], "SELECT mesh_ip FROM "
+                             "nodes WHERE id = $1 AND removed_at IS NULL",
+                             "s", set->nodes[i]);
+    if (e < 0) {
+        for (size_t i = 0; i < set->n_nodes; i++)
+            free(vt[i]);
+        free(vt);
+        return e;
+    }
+    *ret = vt;
+    return 0;
+}
+
+/* Where node i of set->nodes begins in by_node (n_nodes + 1 of them). */
+static size_t *node_starts(const struct netrec_set *set)
+{
+    size_t *at = xcalloc(set->n_nodes + 1, sizeof(*at));
+    for (size_t i = 0, k = 0; i < set->n; i++)
+        if (i == 0 || !streq(set->by_node[i]->node_id,
+                             set->by_node[i - 1]->node_id))
+            at[k++] = i;
+    at[set->n_nodes] = set->n;
+    return at;
+}
+
+struct by_vtep {
+    const char *vtep;
+    size_t node;
+};
+
+static int by_vtep_cmp(const void *x, const void *y)
+{
+    return strcmp(((const struct by_vtep *)x)->vtep,
+                  ((const struct by_vtep *)y)->vtep);
+}
+
+/* The nodes of vt[] (n of them) with a VTEP, in VTEP order: *ret_n of
+ * them, owned by the caller. */
+static size_t *vtep_order(char *const *vt, size_t n, size_t *ret_n)
+{
+    struct by_vtep *g = xcalloc(n + 1, sizeof(*g));
+    size_t n_g = 0;
+    for (size_t i = 0; i < n; i++)
+        if (vt[i])
+            g[n_g++] = (struct by_vtep){ vt[i], i };
+    if (n_g > 0)
+        qsort(g, n_g, sizeof(*g), by_vtep_cmp);
+    size_t *order = xcalloc(n_g + 1, sizeof(*order));
+    for (size_t k = 0; k < n_g; k++)
+        order[k] = g[k].node;
+    free(g);
+    *ret_n = n_g;
+    return order;
+}
+
+static void vteps_free(char **vt, size_t n)
+{
+    for (size_t i = 0; vt && i < n; i++)
+        free(vt[i]);
+    free(vt);
+}
+
 int netrecords_remote(struct store *s, const struct netrec_set *set,
                       const char *node_id, struct am_network *w)
 {
-    struct group *g = xcalloc(set->n + 1, sizeof(*g));
-    size_t n_g = 0, n_macs = 0;
-    int e = 0;
-    for (size_t i = 0; i < set->n && e == 0;) {
-        size_t j = i;
-        while (j < set->n &&
-               streq(set->by_node[j]->node_id, set->by_node[i]->node_id))
-            j++;
-        const char *node = set->by_node[i]->node_id;
-        char *vtep = NULL;
-        /* A removed node, or one without a mesh address, carries
-         * nothing. */
-        if (!streq(node, node_id) &&
-            (e = store_query_each(s, vtep_row, &vtep, "SELECT mesh_ip FROM "
-                                  "nodes WHERE id = $1 AND removed_at IS "
-                                  "NULL", "s", node)) == 0 &&
-            vtep) {
-            g[n_g++] = (struct group){ i, j - i, vtep };
-            n_macs += j - i;
+    char **vt = NULL;
+    int e = node_vteps(s, set, &vt);
+    if (e < 0)
+        return e;
+    size_t n_order = 0;
+    _cleanup_free_ size_t *order = vtep_order(vt, set->n_nodes, &n_order);
+    _cleanup_free_ size_t *at = node_starts(set);
+    w->vteps = xcalloc(n_order + 1, sizeof(*w->vteps));
+    w->macs = xcalloc(set->n + 1, sizeof(*w->macs));
+    for (size_t k = 0; k < n_order; k++) {
+        size_t i = order[k];
+        /* The node's own VMs are no remote MACs. */
+        if (streq(set->nodes[i], node_id))
+            continue;
+        w->vteps[w->n_vteps++] = xstrdup(vt[i]);
+        for (size_t r = at[i]; r < at[i + 1]; r++)
+            w->macs[w->n_macs++] = (struct am_remote_mac){
+                .mac = xstrdup(set->by_node[r]->mac),
+                .vtep = xstrdup(vt[i]),
+            };
+    }
+    vteps_free(vt, set->n_nodes);
+    return 0;
+}
+
+/* t's MACs made again with the VTEPs vt (taken). Under texts_lock. */
+static void texts_make_macs(struct netrec_texts *t,
+                            const struct netrec_set *set, char **vt)
+{
+    texts_macs_clear(t, set->n_nodes);
+    t->vtep = vt;
+    t->order = vtep_order(vt, set->n_nodes, &t->n_order);
+    t->at = xcalloc(set->n_nodes + 1, sizeof(*t->at));
+    t->len = xcalloc(set->n_nodes + 1, sizeof(*t->len));
+    _cleanup_free_ size_t *start = node_starts(set);
+    struct jsonw jw = JSONW_INIT;
+    for (size_t k = 0; k < t->n_order; k++) {
+        size_t i = t->order[k];
+        t->at[i] = jw.b.len;
+        for (size_t r = start[i]; r < start[i + 1]; r++) {
+            buf_puts(&jw.b, ",");
+            jw.comma = false;
+            jsonw_obj_begin(&jw);
+            jsonw_key(&jw, "mac");
+            jsonw_str(&jw, set->by_node[r]->mac);
+            jsonw_key(&jw, "vtep");
+            jsonw_str(&jw, vt[i]);
+            jsonw_obj_end(&jw);
+        }
+        t->len[i] = jw.b.len - t->at[i];
+    }
+    t->macs_len = jw.b.len;
+    t->macs = buf_steal(&jw.b);
+    t->macs_made = true;
+}
+
+static void texts_make_records(struct netrec_texts *t,
+                               const struct netrec_set *set)
+{
+    size_t n = set->n < AGENT_NET_RECORDS_MAX ? set->n : AGENT_NET_RECORDS_MAX;
+    t->records_made = true;
+    if (n == 0)
+        return;
+    struct jsonw jw = JSONW_INIT;
+    jsonw_arr_begin(&jw);
+    for (size_t i = 0; i < n; i++) {
+        const struct netrec *r = set->recs[i];
+        jsonw_obj_begin(&jw);
+        jsonw_key(&jw, "name");
+        jsonw_str(&jw, r->name);
+        jsonw_key(&jw, "address");
+        jsonw_str(&jw, r->address);
+        if (r->address6) {
+            jsonw_key(&jw, AGENT_REC_ADDRESS6);
+            jsonw_str(&jw, r->address6);
+        }
+        jsonw_obj_end(&jw);
+    }
+    jsonw_arr_end(&jw);
+    t->records = buf_steal(&jw.b);
+}
+
+static bool same_vteps(char *const *x, char *const *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!streq(x[i] ? x[i] : "", y[i] ? y[i] : "") || !x[i] != !y[i])
+            return false;
+    return true;
+}
+
+int netrecords_texts(struct store *s, struct netrec_set *set,
+                     const char *node_id, struct am_network *w,
+                     char **ret_macs, char **ret_records)
+{
+    char **vt = NULL;
+    int e = node_vteps(s, set, &vt);
+    if (e < 0)
+        return e;
+    pthread_mutex_lock(&set->texts_lock);
+    struct netrec_texts *t = set->texts;
+    if (!t)
+        t = set->texts = xcalloc(1, sizeof(*t));
+    if (!t->records_made)
+        texts_make_records(t, set);
+    if (!t->macs_made || !same_vteps(t->vtep, vt, set->n_nodes))
+        texts_make_macs(t, set, TAKE_PTR(vt));
+    vteps_free(vt, set->n_nodes);
+    /* This node's MACs cut out: the rest are its remote ones. */
+    struct buf b = BUF_INIT;
+    size_t cut_at = t->macs_len, cut_len = 0;
+    w->vteps = xcalloc(t->n_order + 1, sizeof(*w->vteps));
+    for (size_t k = 0; k < t->n_order; k++) {
+        size_t i = t->order[k];
+        if (streq(set->nodes[i], node_id)) {
+            cut_at = t->at[i];
+            cut_len = t->len[i];
         } else {
-            free(vtep);
-        }
-        i = j;
-    }
-    if (e == 0) {
-        qsort(g, n_g, sizeof(*g), group_cmp);
-        w->vteps = xcalloc(n_g + 1, sizeof(*w->vteps));
-        w->macs = xcalloc(n_macs + 1, sizeof(*w->macs));
-        for (size_t k = 0; k < n_g; k++) {
-            w->vteps[w->n_vteps++] = xstrdup(g[k].vtep);
-            for (size_t i = g[k].at; i < g[k].at + g[k].n; i++)
-                w->macs[w->n_macs++] = (struct am_remote_mac){
-                    .mac = xstrdup(set->by_node[i]->mac),
-                    .vtep = xstrdup(g[k].vtep),
-                };
+            w->vteps[w->n_vteps++] = xstrdup(t->vtep[i]);
         }
     }
-    for (size_t k = 0; k < n_g; k++)
-        free(g[k].vtep);
-    free(g);
-    return e;
+    buf_puts(&b, "[");
+    buf_append(&b, t->macs, cut_at);
+    buf_append(&b, t->macs + cut_at + cut_len, t->macs_len - cut_at - cut_len);
+    buf_puts(&b, "]");
+    *ret_records = t->records ? xstrdup(t->records) : NULL;
+    pthread_mutex_unlock(&set->texts_lock);
+    char *m = buf_steal(&b);
+    if (m[1] == ',') /* each MAC's text begins with its comma */
+        memmove(m + 1, m + 2, strlen(m + 2) + 1);
+    *ret_macs = m;
+    return 0;
 }
 
 struct netrec_set *netrecords_held(const char *network_id, int64_t dns_rev)

@@ -10,6 +10,7 @@
 #include "api/agentmsg.h"
 #include "controller/store.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +30,9 @@ struct netrec {
 struct netrec_set {
     int refs; /* atomic */
     int64_t rev;
+    /* What netrecords_texts() made of the set, for every node's build. */
+    pthread_mutex_t texts_lock;
+    struct netrec_texts *texts; /* under texts_lock; NULL: none yet */
     char *cidr6, *cidr4; /* the network's, that address6 was made in */
     struct netrec **by_node; /* recs in (node_id, mac) order */
     const char **nodes;      /* each node_id of recs once, in order */
@@ -66,6 +70,17 @@ int netrecords_get(struct store *s, const char *network_id, int64_t dns_rev,
  * store (w then holds nothing new). */
 int netrecords_remote(struct store *s, const struct netrec_set *set,
                       const char *node_id, struct am_network *w);
+/* netrecords_remote() and the first AGENT_NET_RECORDS_MAX records as
+ * node_id's document writes them: w's VTEPs, and JSON text owned by the
+ * caller of the network's "macs" array (*ret_macs) and "records" array
+ * (*ret_records; NULL when the network has no records). Both texts are
+ * made once per set (the MACs again when a node's VTEP changed) and
+ * shared by every node's build: a node's MACs are the set's with its
+ * own cut out, no JSON made per node. 0 or -errno of the store, as
+ * netrecords_remote(). */
+int netrecords_texts(struct store *s, struct netrec_set *set,
+                     const char *node_id, struct am_network *w,
+                     char **ret_macs, char **ret_records);
 /* The set held for network_id when it is at revision dns_rev (a new
  * reference), else NULL; reads nothing. Inside a write transaction that
  * has not yet changed the network (its dns_rev as read there), the set

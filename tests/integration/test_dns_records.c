@@ -51,9 +51,26 @@ static json_t *call(const char *key, const char *method, const char *path,
     return j;
 }
 
+/* As the agent asks: able to merge deltas, so the controller cuts each
+ * document into parts (each network's MACs and names made as text once
+ * for all its nodes); with no revision held, the answer is whole. */
 static json_t *desired(int node)
 {
-    return call(cred[node], "GET", "/v1/agent/desired?wait=0", NULL, 200);
+    return call(cred[node], "GET", "/v1/agent/desired?wait=0&delta=1", NULL,
+                200);
+}
+
+/* The MAC of the first NIC of VM `address` in node document d. */
+static const char *mac_of(json_t *d, const char *address)
+{
+    size_t i;
+    json_t *vm;
+    json_array_foreach(json_object_get(d, "vms"), i, vm) {
+        json_t *nic = json_array_get(json_object_get(vm, "nics"), 0);
+        if (streq(json_str(nic, "address"), address))
+            return json_str(nic, "mac");
+    }
+    return NULL;
 }
 
 /* The network entry of `d` with this CIDR (borrowed), or NULL. */
@@ -138,6 +155,27 @@ static void records_follow_the_network_on_every_node(void **state)
             assert_string_equal(og, ow);
         }
     }
+
+    /* Each node's remote MACs in the team's network: the other node's
+     * VM, at that node's VTEP (its mesh address), never its own. */
+    json_t *dn[2] = { desired(0), desired(1) };
+    for (int n = 0; n < 2; n++) {
+        json_t *macs = json_object_get(network(dn[n], "10.77.0.0/24"), "macs");
+        json_t *other = dn[1 - n];
+        const char *there = n == web ? db_ip : web_ip;
+        assert_int_equal(json_array_size(macs), 1);
+        json_t *m = json_array_get(macs, 0);
+        assert_non_null(mac_of(other, there));
+        assert_string_equal(json_str(m, "mac"), mac_of(other, there));
+        assert_string_equal(json_str(m, "vtep"),
+                            json_str(json_object_get(other, "mesh"), "address"));
+        json_t *vteps = json_object_get(network(dn[n], "10.77.0.0/24"), "vteps");
+        assert_int_equal(json_array_size(vteps), 1);
+        assert_string_equal(json_string_value(json_array_get(vteps, 0)),
+                            json_str(m, "vtep"));
+    }
+    json_decref(dn[0]);
+    json_decref(dn[1]);
 
     /* Deleting db changes web's node's document: db's name is gone. */
     json_auto_t *before = desired(web);

@@ -306,7 +306,41 @@ static void a_whole_build_heals_a_change_not_told(void **state)
 }
 
 /* node's view of the others: "VTEP MAC ..." of w's MACs, its VTEPs. */
-static char *remote_of(struct fixture *f, const struct netrec_set *set,
+/* What netrecords_texts() makes for node: the same form as remote_of(),
+ * its MACs from their JSON text; *ret_names the records' names. */
+static char *texts_of(struct fixture *f, struct netrec_set *set,
+                      const char *node, char **ret_names)
+{
+    struct am_network w = { 0 };
+    char *macs = NULL, *records = NULL;
+    ok(store_tx_begin_read(f->s));
+    ok(netrecords_texts(f->s, set, node, &w, &macs, &records));
+    store_tx_rollback(f->s);
+    json_auto_t *m = json_loads(macs, 0, NULL);
+    json_auto_t *r = records ? json_loads(records, 0, NULL) : json_array();
+    assert_true(json_is_array(m));
+    assert_true(json_is_array(r));
+    struct buf b = BUF_INIT, names = BUF_INIT;
+    size_t i;
+    json_t *v;
+    for (i = 0; i < w.n_vteps; i++) {
+        buf_printf(&b, "%s%s", i ? "," : "", w.vteps[i]);
+        free(w.vteps[i]);
+    }
+    json_array_foreach(m, i, v)
+        buf_printf(&b, " %s=%s", json_str(v, "vtep"), json_str(v, "mac"));
+    json_array_foreach(r, i, v)
+        buf_printf(&names, "%s%s", i ? "," : "", json_str(v, "name"));
+    free(w.vteps);
+    free(macs);
+    free(records);
+    *ret_names = buf_steal(&names);
+    return buf_steal(&b);
+}
+
+/* The other nodes' VTEPs and MACs for node, as "VTEPS VTEP=MAC ...":
+ * netrecords_remote()'s, which netrecords_texts() must give too. */
+static char *remote_of(struct fixture *f, struct netrec_set *set,
                        const char *node)
 {
     struct am_network w = { 0 };
@@ -325,6 +359,15 @@ static char *remote_of(struct fixture *f, const struct netrec_set *set,
         free(w.vteps[i]);
     free(w.vteps);
     free(w.macs);
+    _cleanup_free_ char *names = NULL;
+    _cleanup_free_ char *text = texts_of(f, set, node, &names);
+    assert_string_equal(text, b.data ? b.data : "");
+    /* Every node's names: all the network's, in (name, address) order. */
+    struct buf want = BUF_INIT;
+    for (size_t i = 0; i < set->n; i++)
+        buf_printf(&want, "%s%s", i ? "," : "", set->recs[i]->name);
+    assert_string_equal(names, want.data ? want.data : "");
+    buf_free(&want);
     return buf_steal(&b);
 }
 
@@ -363,6 +406,18 @@ static void each_node_sees_the_other_nodes_macs(void **state)
     _cleanup_free_ char *gone = remote_of(f, set, "n3");
     assert_string_equal(gone, "100.96.0.1 100.96.0.1=02:fb:00:00:00:00 "
                               "100.96.0.1=02:fb:00:00:00:02");
+    /* A node's new mesh address: its MACs' VTEP follows, in VTEP order,
+     * in the texts made for the set too. */
+    exec_ok(f->s, "UPDATE nodes SET removed_at = NULL WHERE id = 'n2'", "");
+    exec_ok(f->s, "UPDATE nodes SET mesh_ip = '100.96.0.9' WHERE id = 'n1'",
+            "");
+    _cleanup_free_ char *moved = remote_of(f, set, "n3");
+    assert_string_equal(moved, "100.96.0.2,100.96.0.9 "
+                               "100.96.0.2=02:fb:00:00:00:01 "
+                               "100.96.0.9=02:fb:00:00:00:00 "
+                               "100.96.0.9=02:fb:00:00:00:02");
+    _cleanup_free_ char *moved1 = remote_of(f, set, "n1");
+    assert_string_equal(moved1, "100.96.0.2 100.96.0.2=02:fb:00:00:00:01");
     netrec_set_unref(set);
     fixture_free(f);
 }
