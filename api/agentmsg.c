@@ -637,6 +637,107 @@ static void network_read(struct rd *r, struct am_network *w)
     }
 }
 
+static void net_vm_read(struct rd *r, struct am_net_vm *v)
+{
+    v->id = get_str(r, "id", true, 8 + 1 + 17);
+    v->vxlan_id = get_int(r, "vxlan_id", true, 1, (1 << 24) - 1, 1);
+    v->name = get_str(r, "name", true, AGENT_TEXT_MAX);
+    v->address = get_str(r, "address", true, 45);
+    v->address6 = get_str(r, AGENT_REC_ADDRESS6, false, 45);
+    v->mac = get_str(r, "mac", true, 17);
+    v->vtep = get_str(r, "vtep", false, 45);
+    if (r->failed)
+        return;
+    char want[8 + 1 + 17 + 8];
+    snprintf(want, sizeof(want), AGENT_NET_VM_ID_FMT, (long long)v->vxlan_id,
+             v->mac);
+    if (!streq(want, v->id))
+        fail(r, "id", "must be the VXLAN id in eight digits, '/' and the MAC");
+}
+
+static void net_vm_clear(struct am_net_vm *v)
+{
+    free(v->id);
+    free(v->name);
+    free(v->address);
+    free(v->address6);
+    free(v->mac);
+    free(v->vtep);
+}
+
+static int net_vm_name_cmp(const void *x, const void *y)
+{
+    const struct am_net_vm *a = *(const struct am_net_vm *const *)x;
+    const struct am_net_vm *b = *(const struct am_net_vm *const *)y;
+    int c = strcmp(a->name, b->name);
+    if (c == 0)
+        c = strcmp(a->address, b->address);
+    return c ? c : strcmp(a->id, b->id);
+}
+
+static int net_vm_vtep_cmp(const void *x, const void *y)
+{
+    const struct am_net_vm *a = *(const struct am_net_vm *const *)x;
+    const struct am_net_vm *b = *(const struct am_net_vm *const *)y;
+    int c = strcmp(a->vtep, b->vtep);
+    return c ? c : strcmp(a->mac, b->mac);
+}
+
+/* Each network's records and remote MACs made from d's AGENT_NET_VMS, as
+ * the controller writes them for older agents. */
+static void net_vms_expand(struct am_desired *d)
+{
+    const struct am_net_vm **of = xcalloc(d->n_net_vms + 1, sizeof(*of));
+    for (size_t i = 0; i < d->n_networks; i++) {
+        struct am_network *w = &d->networks[i];
+        for (size_t k = 0; k < w->n_macs; k++) {
+            free(w->macs[k].mac);
+            free(w->macs[k].vtep);
+        }
+        for (size_t k = 0; k < w->n_records; k++) {
+            free(w->records[k].name);
+            free(w->records[k].address);
+            free(w->records[k].address6);
+        }
+        free(w->macs);
+        free(w->records);
+        w->macs = NULL;
+        w->records = NULL;
+        w->n_macs = w->n_records = 0;
+        size_t n = 0;
+        for (size_t k = 0; k < d->n_net_vms; k++)
+            if (d->net_vms[k].vxlan_id == w->vxlan_id)
+                of[n++] = &d->net_vms[k];
+        if (n == 0)
+            continue;
+        qsort(of, n, sizeof(*of), net_vm_name_cmp);
+        size_t nr = n < AGENT_NET_RECORDS_MAX ? n : AGENT_NET_RECORDS_MAX;
+        w->records = xcalloc(nr, sizeof(*w->records));
+        for (size_t k = 0; k < nr; k++)
+            w->records[w->n_records++] = (struct am_record){
+                .name = xstrdup(of[k]->name),
+                .address = xstrdup(of[k]->address),
+                .address6 = of[k]->address6 ? xstrdup(of[k]->address6) : NULL,
+            };
+        /* Remote: at a VTEP that is not this node's own. */
+        size_t m = 0;
+        for (size_t k = 0; k < n; k++)
+            if (of[k]->vtep && !(d->has_mesh && d->mesh.address &&
+                                 streq(of[k]->vtep, d->mesh.address)))
+                of[m++] = of[k];
+        if (m == 0)
+            continue;
+        qsort(of, m, sizeof(*of), net_vm_vtep_cmp);
+        w->macs = xcalloc(m, sizeof(*w->macs));
+        for (size_t k = 0; k < m; k++)
+            w->macs[w->n_macs++] = (struct am_remote_mac){
+                .mac = xstrdup(of[k]->mac),
+                .vtep = xstrdup(of[k]->vtep),
+            };
+    }
+    free(of);
+}
+
 static void network_clear(struct am_network *w)
 {
     free(w->id);
@@ -889,6 +990,14 @@ int am_desired_decode(const json_t *j, struct am_desired *ret,
     d.networks = list_read(&r, "networks", sizeof(*d.networks),
                            (void (*)(struct rd *, void *))network_read,
                            &d.n_networks);
+    if (!r.failed && json_object_get(j, AGENT_NET_VMS)) {
+        d.has_net_vms = true;
+        d.net_vms = list_read(&r, AGENT_NET_VMS, sizeof(*d.net_vms),
+                              (void (*)(struct rd *, void *))net_vm_read,
+                              &d.n_net_vms);
+        if (!r.failed)
+            net_vms_expand(&d);
+    }
     d.ports = list_read(&r, "ports", sizeof(*d.ports),
                         (void (*)(struct rd *, void *))port_read, &d.n_ports);
     d.peers = list_read(&r, "peers", sizeof(*d.peers),
@@ -918,6 +1027,9 @@ void am_desired_clear(struct am_desired *d)
     for (size_t i = 0; i < d->n_networks; i++)
         network_clear(&d->networks[i]);
     free(d->networks);
+    for (size_t i = 0; i < d->n_net_vms; i++)
+        net_vm_clear(&d->net_vms[i]);
+    free(d->net_vms);
     for (size_t i = 0; i < d->n_ports; i++)
         port_clear(&d->ports[i]);
     free(d->ports);
@@ -1174,6 +1286,22 @@ json_t *am_desired_encode(const struct am_desired *d)
     for (size_t i = 0; i < d->n_networks; i++)
         json_array_append_new(a, network_encode(&d->networks[i]));
     put(o, "networks", a);
+    if (d->has_net_vms) {
+        a = json_array();
+        for (size_t i = 0; i < d->n_net_vms; i++) {
+            const struct am_net_vm *v = &d->net_vms[i];
+            json_t *m = json_object();
+            put_str(m, "id", v->id);
+            put_int(m, "vxlan_id", v->vxlan_id);
+            put_str(m, "name", v->name);
+            put_str(m, "address", v->address);
+            put_str(m, AGENT_REC_ADDRESS6, v->address6);
+            put_str(m, "mac", v->mac);
+            put_str(m, "vtep", v->vtep);
+            json_array_append_new(a, m);
+        }
+        put(o, AGENT_NET_VMS, a);
+    }
     a = json_array();
     for (size_t i = 0; i < d->n_ports; i++)
         json_array_append_new(a, port_encode(&d->ports[i]));

@@ -130,6 +130,16 @@ struct am_network {
     size_t n_records;
 };
 
+/* One VM of a network the document carries, as an item of the keyed list
+ * AGENT_NET_VMS (agentproto.h). */
+struct am_net_vm {
+    char *id;               /* AGENT_NET_VM_ID_FMT of vxlan_id and mac */
+    int64_t vxlan_id;
+    char *name, *address, *mac;
+    char *address6;         /* may be NULL */
+    char *vtep;             /* may be NULL: its node has no VTEP */
+};
+
 struct am_port {
     char *vm_id, *proto, *vm_address;
     int64_t host_port, vm_port;
@@ -181,6 +191,11 @@ struct am_desired {
     size_t n_vms;
     struct am_network *networks;
     size_t n_networks;
+    /* AGENT_NET_VMS, given: the networks' records and macs are made from
+     * it when the document is read (whatever the entries said). */
+    bool has_net_vms;
+    struct am_net_vm *net_vms;
+    size_t n_net_vms;
     struct am_port *ports;
     size_t n_ports;
     struct am_peer *peers;

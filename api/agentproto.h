@@ -25,7 +25,7 @@
  * what agents send only as optional. Bump AGENT_CONTRACT when the agent
  * starts to depend on something the controller did not always do. */
 #define AGENT_CONTRACT_HEADER "Fog-Agent-Contract"
-#define AGENT_CONTRACT 2
+#define AGENT_CONTRACT 3
 #define AGENT_CONTRACT_MIN 1
 #define AGENT_CONTRACT_MAX_VALUE 999 /* beyond: not a version */
 /* The first contract whose agents relay WireGuard through the hub
@@ -35,6 +35,10 @@
  * their chains: an older agent's VMs get full backups, and a chain is
  * restored only on a node that speaks it. */
 #define AGENT_CONTRACT_INCREMENTAL 2
+/* The first contract whose agents take a network's VMs as the keyed list
+ * AGENT_NET_VMS (below), so a change to one VM of a network reaches each
+ * of its nodes as that item alone. */
+#define AGENT_CONTRACT_NET_VMS 3
 
 /* A status post refused for some of its usage samples names each, in an
  * array under this member of the problem+json answer: {index, vm, seq,
@@ -216,6 +220,20 @@
  * at most AGENT_NET_RECORDS_MAX. The node's resolver on the network's
  * gateway answers NAME and NAME.LABEL.AGENT_DNS_ZONE; each VM's NIC
  * names that search domain under AGENT_NIC_DNS_SEARCH. */
+/* A network's VMs as one keyed list of the document (a node whose agent
+ * speaks AGENT_CONTRACT_NET_VMS): under AGENT_NET_VMS, each placed VM of
+ * each network the document carries, on any node, as {id, vxlan_id,
+ * name, address, address6 (optional), mac, vtep (its node's mesh
+ * address; absent when its node has none or is removed)}, id being the
+ * network's VXLAN id in eight digits, '/' and the MAC, the list in id
+ * order. Its network entries then carry no AGENT_NET_RECORDS and no
+ * "macs": the agent makes them from the list (records: the first
+ * AGENT_NET_RECORDS_MAX by name then address; macs: those at another
+ * VTEP than its own mesh address), and a delta carries the items that
+ * changed (api/desired_delta.h). */
+#define AGENT_NET_VMS "net_vms"
+#define AGENT_NET_VM_ID_FMT "%08lld/%s"
+
 #define AGENT_NET_DNS_LABEL "dns_label"
 #define AGENT_NET_RECORDS "records"
 #define AGENT_NET_RECORDS_MAX 4096

@@ -4,21 +4,29 @@
  *   {"revision": NEW, "delta_from": REV, "node_id": ...,
  *    "vms": [each new or changed VM, whole],
  *    "removed_vms": ["id", ...],
+ *    "net_vms": [each new or changed item, whole],
+ *    "removed_net_vms": ["id", ...],
  *    any other member of the document only when it changed, whole}
  *
  * Applied to the whole document at REV it gives the whole document at NEW
- * (VMs kept in id order, as the controller lists them). A member the new
- * document drops is never expressed as a delta: the whole document goes
- * instead. An answer without "delta_from" is a whole document. */
+ * (VMs kept in id order, as the controller lists them; the items of
+ * AGENT_NET_VMS too, a list only documents for newer agents carry). A
+ * member the new document drops is never expressed as a delta: the whole
+ * document goes instead. An answer without "delta_from" is a whole
+ * document. */
 #pragma once
 
+#include "api/agentproto.h"
+
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define DESIRED_DELTA_FROM "delta_from"
 #define DESIRED_DELTA_REMOVED "removed_vms"
+#define DESIRED_DELTA_REMOVED_NET_VMS "removed_net_vms"
 /* The query parameter an agent able to merge a delta sends: delta=1. */
 #define DESIRED_DELTA_QUERY "delta"
 
@@ -31,18 +39,54 @@ struct desired_part {
     char *text;     /* compact JSON of the part; NULL once dropped */
 };
 
+/* Items of the AGENT_NET_VMS list that share their id's text before its
+ * first '/' (a network's): cut once and shared by reference between the
+ * documents of every node that carries them. Read-only once made. */
+struct desired_run {
+    int refs;                  /* atomic */
+    char *key;                 /* the ids' common text before '/' */
+    uint8_t digest[16];        /* of every key and digest in order */
+    struct desired_part *items; /* sorted by key, with their texts */
+    size_t n;
+    /* The change to it from the run it was last compared with (of digest
+     * diff_from), kept for the next document with that base: every node
+     * of a network holds the same. Under lock. */
+    pthread_mutex_t lock;
+    bool diffed;
+    uint8_t diff_from[16];
+    char *diff_changed, *diff_removed; /* each part after a comma */
+    size_t diff_n;
+};
+
 struct desired_parts {
     int64_t revision;
     uint8_t whole[16];           /* digest of every part together */
     struct desired_part *vms;    /* sorted by key */
     size_t n_vms;
-    struct desired_part *members; /* every member but vms and revision */
+    struct desired_part *members; /* every member but the lists, revision */
     size_t n_members;
+    bool has_net_vms;            /* the document has AGENT_NET_VMS */
+    struct desired_run **runs;   /* its items, sorted by run key */
+    size_t n_runs;
 };
 
+/* A run of key `key` holding items (n of them, keys and texts taken and
+ * hashed here, each key beginning with key and '/'), one reference
+ * held. */
+struct desired_run *desired_run_new(const char *key,
+                                    struct desired_part *items, size_t n);
+struct desired_run *desired_run_ref(struct desired_run *r);
+/* Accepts NULL. */
+void desired_run_unref(struct desired_run *r);
+/* Give p the AGENT_NET_VMS list made of runs (n of them, sorted by key,
+ * their references taken), in place of any it had. */
+void desired_parts_put_runs(struct desired_parts *p, struct desired_run **runs,
+                            size_t n);
+
 /* Cut `doc` (a whole document: an object with "revision" and a "vms"
- * array of objects with string "id"s) into parts with their texts. NULL
- * when it is not such a document. Owned: desired_parts_free(). */
+ * array of objects with string "id"s, maybe an AGENT_NET_VMS array of
+ * objects with ids "RUN/ITEM") into parts with their texts. NULL when it
+ * is not such a document. Owned: desired_parts_free(). */
 struct desired_parts *desired_parts_new(const json_t *doc);
 /* The parts of a document made from `base` (which must hold its texts)
  * by a change to the VMs vm_ids (n_vm_ids of them) and to any member:

@@ -4,6 +4,7 @@
 #include "controller/desired.h"
 
 #include "api/agentmsg.h"
+#include "api/desired_delta.h"
 #include "api/relay.h"
 #include "common/buf.h"
 #include "common/fs.h"
@@ -584,6 +585,14 @@ struct net_text {
     char *macs, *records;
 };
 
+/* What a build for a cut makes of the networks besides the document. */
+struct cut {
+    bool runs_only;             /* asked only where the node takes them */
+    bool net_vms;               /* the node takes AGENT_NET_VMS */
+    struct net_text *texts;     /* without net_vms: one per network */
+    struct desired_run **runs;  /* with net_vms: one per network */
+};
+
 /* What network `w` takes from its records (controller/netrecords.c), at
  * its DNS revision dns_rev: the other nodes' VTEPs and MACs on it, and
  * the names it answers inside, every placed VM of it on any node in
@@ -595,7 +604,7 @@ struct net_text {
  * JSON text instead, made once for every node. */
 static int network_from_records(struct app *a, const char *node_id,
                                 struct am_network *w, int64_t dns_rev,
-                                bool whole, struct net_text *text)
+                                bool whole, struct cut *cut, size_t at)
 {
     struct netrec_set *set = NULL;
     int e;
@@ -603,11 +612,15 @@ static int network_from_records(struct app *a, const char *node_id,
         (e = netrecords_get(a->store, w->id, dns_rev, w->cidr6, w->cidr,
                             whole, &set)) < 0)
         return e;
-    if (text) {
+    if (cut) {
         e = fault("remote");
-        if (e == 0)
-            e = netrecords_texts(a->store, set, node_id, w, &text->macs,
-                                 &text->records);
+        if (e == 0 && cut->net_vms)
+            e = netrecords_run(a->store, set, w->vxlan_id, node_id, w,
+                               &cut->runs[at]);
+        else if (e == 0)
+            e = netrecords_texts(a->store, set, node_id, w,
+                                 &cut->texts[at].macs,
+                                 &cut->texts[at].records);
         netrec_set_unref(set);
         return e;
     }
@@ -635,7 +648,7 @@ static int network_from_records(struct app *a, const char *node_id,
 /* Networks with a VM on this node, each with the other nodes' VTEPs (their
  * mesh addresses) and the MACs living there. */
 static int networks_doc(struct app *a, const char *node_id, bool whole,
-                        struct am_desired *doc, struct net_text **texts)
+                        struct am_desired *doc, struct cut *cut)
 {
     json_auto_t *nets = NULL;
     int e;
@@ -653,8 +666,10 @@ static int networks_doc(struct app *a, const char *node_id, bool whole,
     size_t i;
     json_t *row;
     doc->networks = xcalloc(json_array_size(nets) + 1, sizeof(*doc->networks));
-    if (texts)
-        *texts = xcalloc(json_array_size(nets) + 1, sizeof(**texts));
+    if (cut && cut->net_vms)
+        cut->runs = xcalloc(json_array_size(nets) + 1, sizeof(*cut->runs));
+    else if (cut)
+        cut->texts = xcalloc(json_array_size(nets) + 1, sizeof(*cut->texts));
     json_array_foreach(nets, i, row) {
         struct am_network *w = &doc->networks[doc->n_networks++];
         w->vxlan_id = json_int(row, "vxlan_id", 0);
@@ -670,7 +685,7 @@ static int networks_doc(struct app *a, const char *node_id, bool whole,
             (e = col(row, "gateway", &w->gateway)) < 0 ||
             (e = network_from_records(a, node_id, w,
                                       json_int(row, "dns_rev", 0), whole,
-                                      texts ? &(*texts)[i] : NULL)) < 0)
+                                      cut, i)) < 0)
             return e;
     }
     return 0;
@@ -789,11 +804,11 @@ static int peers_doc(struct app *a, const char *node_id, const json_t *me,
 
 /* The parts, read inside the caller's transaction: every VM of the node,
  * or (vm_ids, n_vm_ids of them) only those of them still on it. With
- * `texts`, each network's MACs and names as text (one per network,
- * *texts owned by the caller), not in doc. */
+ * `cut`, each network's MACs and names are not in doc but in cut (as
+ * text, or as items of AGENT_NET_VMS where the node's agent takes them),
+ * one per network. */
 static int build(struct app *a, const char *node_id, const char *const *vm_ids,
-                 size_t n_vm_ids, struct am_desired *doc,
-                 struct net_text **texts)
+                 size_t n_vm_ids, struct am_desired *doc, struct cut *cut)
 {
     json_auto_t *me = NULL;
     int e;
@@ -805,6 +820,11 @@ static int build(struct app *a, const char *node_id, const char *const *vm_ids,
         return e;
     doc->revision = json_int(me, "revision", 0);
     doc->node_id = xstrdup(node_id);
+    if (cut)
+        cut->net_vms =
+            json_int(me, "agent_contract", 1) >= AGENT_CONTRACT_NET_VMS;
+    if (cut && cut->runs_only && !cut->net_vms)
+        cut = NULL; /* the networks whole, for an older agent */
     if (json_str(me, "mesh_ip")) {
         doc->has_mesh = true;
         doc->mesh.address = xstrdup(json_str(me, "mesh_ip"));
@@ -817,7 +837,7 @@ static int build(struct app *a, const char *node_id, const char *const *vm_ids,
     for (size_t i = 0; vm_ids && i < n_vm_ids && e == 0; i++)
         e = vms_doc(a, node_id, vm_ids[i], n_vm_ids, doc);
     if (e < 0 ||
-        (e = networks_doc(a, node_id, !vm_ids, doc, texts)) < 0 ||
+        (e = networks_doc(a, node_id, !vm_ids, doc, cut)) < 0 ||
         (e = ports_doc(a, node_id, doc)) < 0 ||
         (e = peers_doc(a, node_id, me, doc)) < 0 ||
         (e = benchmark_desired(a, node_id, doc)) < 0)
@@ -826,13 +846,16 @@ static int build(struct app *a, const char *node_id, const char *const *vm_ids,
     return 0;
 }
 
-static void net_texts_free(struct net_text *t, size_t n)
+static void cut_free(struct cut *c, size_t n)
 {
-    for (size_t i = 0; t && i < n; i++) {
-        free(t[i].macs);
-        free(t[i].records);
+    for (size_t i = 0; c->texts && i < n; i++) {
+        free(c->texts[i].macs);
+        free(c->texts[i].records);
     }
-    free(t);
+    for (size_t i = 0; c->runs && i < n; i++)
+        desired_run_unref(c->runs[i]);
+    free(c->texts);
+    free(c->runs);
 }
 
 /* The "networks" member of `doc` (taken out of it) as JSON text, each
@@ -866,49 +889,96 @@ static char *networks_splice(json_t *doc, const struct net_text *texts)
     return buf_steal(&b);
 }
 
-/* desired_verify()'s check of a cut: its networks must be what the
- * document built with them says, from the same snapshot. */
+void desired_cut_join(json_t *doc, const struct desired_cut *c)
+{
+    if (c->networks)
+        json_object_set_new(doc, "networks", json_loads(c->networks, 0, NULL));
+    if (!c->net_vms)
+        return;
+    json_t *items = json_array();
+    for (size_t r = 0; r < c->n_runs; r++)
+        for (size_t i = 0; i < c->runs[r]->n; i++)
+            json_array_append_new(items, json_loads(c->runs[r]->items[i].text,
+                                                    0, NULL));
+    json_object_set_new(doc, AGENT_NET_VMS, items);
+}
+
+/* desired_verify()'s check of a cut: its networks, as an agent reads
+ * them, must be what the document built with them says, from the same
+ * snapshot. */
 static void verify_cut(struct app *a, const char *node_id,
                        const char *const *vm_ids, size_t n_vm_ids,
-                       const char *networks)
+                       const json_t *doc, const struct desired_cut *c)
 {
-    struct am_desired doc = { 0 };
-    if (build(a, node_id, vm_ids, n_vm_ids, &doc, NULL) < 0) {
-        am_desired_clear(&doc);
+    struct am_desired built = { 0 }, read = { 0 };
+    /* The document an older agent gets: each network's names and MACs
+     * read from its records for this node. */
+    if (build(a, node_id, vm_ids, n_vm_ids, &built, NULL) < 0) {
+        am_desired_clear(&built);
         return; /* a store error: nothing to compare */
     }
-    json_auto_t *whole = am_desired_encode(&doc);
-    am_desired_clear(&doc);
-    json_auto_t *cut = json_loads(networks, 0, NULL);
-    if (!json_equal(cut, json_object_get(whole, "networks"))) {
-        _cleanup_free_ char *t = json_dumps(json_object_get(whole, "networks"),
+    json_auto_t *want = am_desired_encode(&built);
+    am_desired_clear(&built);
+    json_auto_t *whole = json_deep_copy(doc);
+    desired_cut_join(whole, c);
+    struct jerr je = { 0 };
+    json_auto_t *got = NULL;
+    if (am_desired_decode(whole, &read, &je) == 0) {
+        got = am_desired_encode(&read);
+        am_desired_clear(&read);
+    }
+    if (!got || !json_equal(json_object_get(got, "networks"),
+                            json_object_get(want, "networks"))) {
+        _cleanup_free_ char *g = json_dumps(whole, JSON_COMPACT);
+        _cleanup_free_ char *t = json_dumps(json_object_get(want, "networks"),
                                             JSON_COMPACT);
-        log_error("desired state of node %s: networks cut as %s, built as "
-                  "%s", node_id, networks, t ? t : "?");
+        log_error("desired state of node %s: cut as %s (%s), built with "
+                  "networks %s", node_id, g ? g : "?",
+                  je.detail ? je.detail : "read", t ? t : "?");
         abort();
     }
+    jerr_clear(&je);
 }
 
 static int build_doc(struct app *a, const char *node_id,
                      const char *const *vm_ids, size_t n_vm_ids,
-                     json_t **ret_doc, char **ret_networks)
+                     json_t **ret_doc, struct desired_cut *ret_cut)
 {
     int e = store_tx_begin_read(a->store);
     if (e < 0)
         return e;
     struct am_desired doc = { 0 };
-    struct net_text *texts = NULL;
-    e = build(a, node_id, vm_ids, n_vm_ids, &doc, ret_networks ? &texts : NULL);
+    /* Without ret_cut: a whole document, with AGENT_NET_VMS where the
+     * node takes them. */
+    struct cut cut = { .runs_only = !ret_cut };
+    struct desired_cut whole = { 0 };
+    e = build(a, node_id, vm_ids, n_vm_ids, &doc, &cut);
     if (e == 0) {
         *ret_doc = am_desired_encode(&doc);
-        if (ret_networks) {
-            *ret_networks = networks_splice(*ret_doc, texts);
-            if (desired_verify())
-                verify_cut(a, node_id, vm_ids, n_vm_ids, *ret_networks);
+        if (!ret_cut && cut.net_vms)
+            ret_cut = &whole;
+    }
+    if (e == 0 && ret_cut) {
+        *ret_cut = (struct desired_cut){ .net_vms = cut.net_vms };
+        if (cut.net_vms) {
+            /* The entries name no MACs: the agent makes them. */
+            size_t i;
+            json_t *w;
+            json_array_foreach(json_object_get(*ret_doc, "networks"), i, w)
+                json_object_del(w, "macs");
+            ret_cut->runs = TAKE_PTR(cut.runs);
+            ret_cut->n_runs = doc.n_networks;
+        } else {
+            ret_cut->networks = networks_splice(*ret_doc, cut.texts);
         }
+        if (desired_verify())
+            verify_cut(a, node_id, vm_ids, n_vm_ids, *ret_doc, ret_cut);
     }
     store_tx_rollback(a->store); /* read only: nothing to keep */
-    net_texts_free(texts, doc.n_networks);
+    if (ret_cut == &whole)
+        desired_cut_join(*ret_doc, &whole);
+    desired_cut_clear(&whole);
+    cut_free(&cut, doc.n_networks);
     am_desired_clear(&doc);
     return e;
 }
@@ -920,9 +990,18 @@ int desired_build(struct app *a, const char *node_id, json_t **ret_doc)
 
 int desired_build_cut(struct app *a, const char *node_id,
                       const char *const *vm_ids, size_t n_vm_ids,
-                      json_t **ret_doc, char **ret_networks)
+                      json_t **ret_doc, struct desired_cut *ret_cut)
 {
-    return build_doc(a, node_id, vm_ids, n_vm_ids, ret_doc, ret_networks);
+    return build_doc(a, node_id, vm_ids, n_vm_ids, ret_doc, ret_cut);
+}
+
+void desired_cut_clear(struct desired_cut *c)
+{
+    free(c->networks);
+    for (size_t i = 0; i < c->n_runs; i++)
+        desired_run_unref(c->runs[i]);
+    free(c->runs);
+    *c = (struct desired_cut){ 0 };
 }
 
 json_t *desired_build_unapproved(const char *node_id, int64_t revision)

@@ -9,20 +9,39 @@
 #include "controller/app.h"
 
 /* Build node_id's document at its current revision, reading every part in
- * one store transaction (a consistent snapshot). *ret_doc (new reference)
+ * one store transaction (a consistent snapshot); for a node whose agent
+ * speaks AGENT_CONTRACT_NET_VMS, with its networks' VMs under
+ * AGENT_NET_VMS. *ret_doc (new reference)
  * is written only when the whole document was built: 0, -ENOENT (no such
  * node, or removed), -EIO (a store error) or -EINVAL (a row that cannot
  * be formatted). Never a partial document. */
 int desired_build(struct app *a, const char *node_id, json_t **ret_doc);
-/* desired_build() for a document cut into parts (api/desired_delta.h):
- * every VM, or with vm_ids only those of them (n_vm_ids) still on the
- * node, in the order of vm_ids; every other member whole. The
- * "networks" member is left out of *ret_doc and written as JSON text to
- * *ret_networks (owned by the caller): its MACs and names are made once
- * for every node of a network, not as JSON for each. */
+/* What a document cut into parts (api/desired_delta.h) says of its
+ * networks' VMs outside the document itself: made once for every node
+ * of a network, not as JSON for each. */
+struct desired_run;
+struct desired_cut {
+    /* The "networks" member as JSON text, left out of the document; NULL
+     * when the document holds it. */
+    char *networks;
+    /* The node's agent takes AGENT_NET_VMS: the list, a run per network
+     * (its entries then name no MACs and no records). */
+    bool net_vms;
+    struct desired_run **runs;
+    size_t n_runs;
+};
+
+/* desired_build() for a document cut into parts: every VM, or with
+ * vm_ids only those of them (n_vm_ids) still on the node, in the order
+ * of vm_ids; every other member whole, but what *ret_cut says instead
+ * (desired_cut_clear() it). */
 int desired_build_cut(struct app *a, const char *node_id,
                       const char *const *vm_ids, size_t n_vm_ids,
-                      json_t **ret_doc, char **ret_networks);
+                      json_t **ret_doc, struct desired_cut *ret_cut);
+void desired_cut_clear(struct desired_cut *c);
+/* doc, a cut's document, made whole with what c says outside it: the
+ * whole document the node's agent is sent. */
+void desired_cut_join(json_t *doc, const struct desired_cut *c);
 /* The document of a node an admin has not approved yet: its revision and
  * nothing else (no mesh, peers, VMs, networks or ports), with "approved":
  * false. New reference. */

@@ -259,6 +259,18 @@ static int changed_vms(struct app *a, const char *node_id,
     return 0;
 }
 
+/* What `cut` says outside the document, put into its parts. */
+static void cut_put(struct desired_parts *parts, struct desired_cut *cut)
+{
+    if (cut->networks)
+        desired_parts_put(parts, "networks", TAKE_PTR(cut->networks));
+    if (cut->net_vms) {
+        desired_parts_put_runs(parts, cut->runs, cut->n_runs);
+        free(TAKE_PTR(cut->runs));
+        cut->n_runs = 0;
+    }
+}
+
 /* The parts of node_id's document at revision `node` says (its nodes
  * row) made from `base` (its document at an earlier revision, with
  * texts): only the VMs changed since are read, every member whole. NULL
@@ -283,16 +295,16 @@ static struct desired_parts *build_from(struct app *a, const char *node_id,
         return NULL;
     }
     json_auto_t *doc = NULL;
-    char *networks = NULL;
+    struct desired_cut cut = { 0 };
     struct desired_parts *parts = NULL;
     if ((e = desired_build_cut(a, node_id, (const char *const *)ids, n, &doc,
-                               &networks)) < 0)
+                               &cut)) < 0)
         *ret_err = e;
     else
         parts = desired_parts_update(base, doc, (const char *const *)ids, n);
     if (parts)
-        desired_parts_put(parts, "networks", TAKE_PTR(networks));
-    free(networks);
+        cut_put(parts, &cut);
+    desired_cut_clear(&cut);
     for (size_t i = 0; i < n; i++)
         free(ids[i]);
     free(ids);
@@ -333,26 +345,31 @@ static int build(struct app *a, const char *node_id,
     *ret_approved = approved;
     if (approved && base && ret_parts)
         parts = build_from(a, node_id, base, node, &e, &n_read);
-    _cleanup_free_ char *networks = NULL;
-    if (e == 0 && !parts && approved)
+    struct desired_cut cut = { 0 };
+    bool cut_made = false;
+    if (e == 0 && !parts && approved) {
         /* Inside: the same snapshot. */
-        e = ret_parts ? desired_build_cut(a, node_id, NULL, 0, &doc, &networks)
+        cut_made = ret_parts != NULL;
+        e = ret_parts ? desired_build_cut(a, node_id, NULL, 0, &doc, &cut)
                       : desired_build(a, node_id, &doc);
+    }
     else if (e == 0 && !parts)
         doc = desired_build_unapproved(node_id,
                                        json_int(node, "revision", 0));
     store_tx_rollback(a->store); /* read only: nothing to keep */
     if (e < 0) {
         desired_parts_free(parts);
+        desired_cut_clear(&cut);
         return e;
     }
     int64_t t1 = now_us();
     if (!parts && ret_parts)
         parts = desired_parts_new(doc);
-    if (parts && networks)
-        desired_parts_put(parts, "networks", TAKE_PTR(networks));
-    else if (networks) /* not a document to cut: whole, as it was */
-        json_object_set_new(doc, "networks", json_loads(networks, 0, NULL));
+    if (parts && cut_made)
+        cut_put(parts, &cut);
+    else if (cut_made) /* not a document to cut: whole, as it was */
+        desired_cut_join(doc, &cut);
+    desired_cut_clear(&cut);
     int64_t t2 = now_us();
     *ret_text = parts ? NULL : text_of(doc);
     *ret_revision = parts ? parts->revision : json_int(doc, "revision", -1);

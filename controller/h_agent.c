@@ -701,13 +701,19 @@ HANDLER(h_agent_status)
                    "mapped_endpoint = $2, reach_at = $3 WHERE id = $4",
                    "ssis", b.nat, b.mapped_endpoint, now, node_id);
     }
+    /* An agent that begins or stops taking AGENT_NET_VMS (upgraded or
+     * downgraded) gets its next document whole, in its form. */
+    int contract = reqctx_of(r)->contract;
+    bool reform = (store_query_int(a->store, 1, "SELECT agent_contract FROM "
+                                   "nodes WHERE id = $1", "s", node_id) >=
+                   AGENT_CONTRACT_NET_VMS) !=
+                  (contract >= AGENT_CONTRACT_NET_VMS);
     store_exec(a->store,
                "UPDATE nodes SET last_seen = $1, observed_endpoint = $2, "
                "endpoint = COALESCE($3, endpoint), public_ip = COALESCE($4, "
                "public_ip), agent_contract = $5, public_ip6 = $7 WHERE id = "
                "$6", "isssiss", now, http_req_peer(r), b.endpoint,
-               b.public_ip, (int64_t)reqctx_of(r)->contract, node_id,
-               b.public_ip6);
+               b.public_ip, (int64_t)contract, node_id, b.public_ip6);
     if (b.has_inventory) {
         capacity_record(a, node_id, &b.inventory);
         reserve_record(a, node_id, &b.inventory);
@@ -820,6 +826,8 @@ HANDLER(h_agent_status)
     }
     if (moved)
         app_all_nodes_changed(a);
+    else if (reform)
+        app_node_changed(a, node_id);
     int64_t rev = store_query_int(a->store, 0,
                                   "SELECT revision FROM nodes WHERE id = $1",
                                   "s", node_id);

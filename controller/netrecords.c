@@ -3,6 +3,7 @@
  * log. */
 #include "controller/netrecords.h"
 
+#include "api/desired_delta.h"
 #include "common/jsonw.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -174,17 +175,20 @@ static bool set_of(const struct netrec_set *set, const struct net_of *w)
 struct netrec_texts {
     char *records; /* "[...]"; NULL: not made yet, or no records */
     bool records_made;
-    /* The remote MACs of every node with a VTEP, each as ",{...}", in
-     * (VTEP, MAC) order, made with the VTEPs in vtep[] (one per
-     * set->nodes[i], NULL: none); node i's are macs[at[i], at[i] +
-     * len[i]). */
-    bool macs_made;
+    /* The VTEPs the rest was made with (one per set->nodes[i], NULL:
+     * none), and the remote MACs of every node with a VTEP, each as
+     * ",{...}", in (VTEP, MAC) order (NULL: not made yet); node i's are
+     * macs[at[i], at[i] + len[i]). */
+    bool vteps_made;
     char **vtep;
     size_t *at, *len;
     size_t *order; /* the nodes with a VTEP, in VTEP order */
     size_t n_order;
     char *macs;
     size_t macs_len;
+    /* The set as items of AGENT_NET_VMS, with the same VTEPs; NULL: not
+     * made yet. */
+    struct desired_run *run;
 };
 
 static void texts_macs_clear(struct netrec_texts *t, size_t n_nodes)
@@ -200,7 +204,9 @@ static void texts_macs_clear(struct netrec_texts *t, size_t n_nodes)
     t->at = t->len = t->order = NULL;
     t->macs = NULL;
     t->n_order = t->macs_len = 0;
-    t->macs_made = false;
+    t->vteps_made = false;
+    desired_run_unref(t->run);
+    t->run = NULL;
 }
 
 static void texts_free(struct netrec_texts *t, size_t n_nodes)
@@ -606,13 +612,22 @@ int netrecords_remote(struct store *s, const struct netrec_set *set,
     return 0;
 }
 
-/* t's MACs made again with the VTEPs vt (taken). Under texts_lock. */
-static void texts_make_macs(struct netrec_texts *t,
+/* t's VTEPs set to vt (taken), and what was made with the former ones
+ * dropped. Under texts_lock. */
+static void texts_set_vteps(struct netrec_texts *t,
                             const struct netrec_set *set, char **vt)
 {
     texts_macs_clear(t, set->n_nodes);
     t->vtep = vt;
     t->order = vtep_order(vt, set->n_nodes, &t->n_order);
+    t->vteps_made = true;
+}
+
+/* t's MACs made, with its VTEPs. Under texts_lock. */
+static void texts_make_macs(struct netrec_texts *t,
+                            const struct netrec_set *set)
+{
+    char **vt = t->vtep;
     t->at = xcalloc(set->n_nodes + 1, sizeof(*t->at));
     t->len = xcalloc(set->n_nodes + 1, sizeof(*t->len));
     _cleanup_free_ size_t *start = node_starts(set);
@@ -634,7 +649,19 @@ static void texts_make_macs(struct netrec_texts *t,
     }
     t->macs_len = jw.b.len;
     t->macs = buf_steal(&jw.b);
-    t->macs_made = true;
+}
+
+/* A record's name and addresses, as members of the object open in jw. */
+static void put_name(struct jsonw *jw, const struct netrec *r)
+{
+    jsonw_key(jw, "name");
+    jsonw_str(jw, r->name);
+    jsonw_key(jw, "address");
+    jsonw_str(jw, r->address);
+    if (r->address6) {
+        jsonw_key(jw, AGENT_REC_ADDRESS6);
+        jsonw_str(jw, r->address6);
+    }
 }
 
 static void texts_make_records(struct netrec_texts *t,
@@ -647,16 +674,8 @@ static void texts_make_records(struct netrec_texts *t,
     struct jsonw jw = JSONW_INIT;
     jsonw_arr_begin(&jw);
     for (size_t i = 0; i < n; i++) {
-        const struct netrec *r = set->recs[i];
         jsonw_obj_begin(&jw);
-        jsonw_key(&jw, "name");
-        jsonw_str(&jw, r->name);
-        jsonw_key(&jw, "address");
-        jsonw_str(&jw, r->address);
-        if (r->address6) {
-            jsonw_key(&jw, AGENT_REC_ADDRESS6);
-            jsonw_str(&jw, r->address6);
-        }
+        put_name(&jw, set->recs[i]);
         jsonw_obj_end(&jw);
     }
     jsonw_arr_end(&jw);
@@ -671,36 +690,66 @@ static bool same_vteps(char *const *x, char *const *y, size_t n)
     return true;
 }
 
-int netrecords_texts(struct store *s, struct netrec_set *set,
-                     const char *node_id, struct am_network *w,
-                     char **ret_macs, char **ret_records)
+/* set's texts with their MACs made with the VTEPs vt (taken), made
+ * again when those differ from what they were made with. Under
+ * texts_lock. */
+static struct netrec_texts *texts_sync(struct netrec_set *set, char **vt)
+{
+    struct netrec_texts *t = set->texts;
+    if (!t)
+        t = set->texts = xcalloc(1, sizeof(*t));
+    if (!t->vteps_made || !same_vteps(t->vtep, vt, set->n_nodes))
+        texts_set_vteps(t, set, TAKE_PTR(vt));
+    vteps_free(vt, set->n_nodes);
+    return t;
+}
+
+/* set's texts (*ret) with texts_lock held, made with the VTEPs of its
+ * nodes now. 0, or -errno of the store (the lock not taken). */
+static int texts_locked(struct store *s, struct netrec_set *set,
+                        struct netrec_texts **ret)
 {
     char **vt = NULL;
     int e = node_vteps(s, set, &vt);
     if (e < 0)
         return e;
     pthread_mutex_lock(&set->texts_lock);
-    struct netrec_texts *t = set->texts;
-    if (!t)
-        t = set->texts = xcalloc(1, sizeof(*t));
+    *ret = texts_sync(set, vt);
+    return 0;
+}
+
+/* w's VTEPs: each node's of t but node_id's. */
+static void texts_vteps(const struct netrec_texts *t,
+                        const struct netrec_set *set, const char *node_id,
+                        struct am_network *w)
+{
+    w->vteps = xcalloc(t->n_order + 1, sizeof(*w->vteps));
+    for (size_t k = 0; k < t->n_order; k++)
+        if (!streq(set->nodes[t->order[k]], node_id))
+            w->vteps[w->n_vteps++] = xstrdup(t->vtep[t->order[k]]);
+}
+
+int netrecords_texts(struct store *s, struct netrec_set *set,
+                     const char *node_id, struct am_network *w,
+                     char **ret_macs, char **ret_records)
+{
+    struct netrec_texts *t = NULL;
+    int e = texts_locked(s, set, &t);
+    if (e < 0)
+        return e;
     if (!t->records_made)
         texts_make_records(t, set);
-    if (!t->macs_made || !same_vteps(t->vtep, vt, set->n_nodes))
-        texts_make_macs(t, set, TAKE_PTR(vt));
-    vteps_free(vt, set->n_nodes);
+    if (!t->macs)
+        texts_make_macs(t, set);
+    texts_vteps(t, set, node_id, w);
     /* This node's MACs cut out: the rest are its remote ones. */
-    struct buf b = BUF_INIT;
     size_t cut_at = t->macs_len, cut_len = 0;
-    w->vteps = xcalloc(t->n_order + 1, sizeof(*w->vteps));
-    for (size_t k = 0; k < t->n_order; k++) {
-        size_t i = t->order[k];
-        if (streq(set->nodes[i], node_id)) {
-            cut_at = t->at[i];
-            cut_len = t->len[i];
-        } else {
-            w->vteps[w->n_vteps++] = xstrdup(t->vtep[i]);
+    for (size_t k = 0; k < t->n_order; k++)
+        if (streq(set->nodes[t->order[k]], node_id)) {
+            cut_at = t->at[t->order[k]];
+            cut_len = t->len[t->order[k]];
         }
-    }
+    struct buf b = BUF_INIT;
     buf_puts(&b, "[");
     buf_append(&b, t->macs, cut_at);
     buf_append(&b, t->macs + cut_at + cut_len, t->macs_len - cut_at - cut_len);
@@ -711,6 +760,57 @@ int netrecords_texts(struct store *s, struct netrec_set *set,
     if (m[1] == ',') /* each MAC's text begins with its comma */
         memmove(m + 1, m + 2, strlen(m + 2) + 1);
     *ret_macs = m;
+    return 0;
+}
+
+/* t->run made: every record of set (network vxlan_id) as an item of
+ * AGENT_NET_VMS, at its node's VTEP in t. Under texts_lock. */
+static void texts_make_run(struct netrec_texts *t,
+                           const struct netrec_set *set, int64_t vxlan_id)
+{
+    struct desired_part *items = xcalloc(set->n + 1, sizeof(*items));
+    _cleanup_free_ size_t *start = node_starts(set);
+    size_t n = 0;
+    for (size_t i = 0; i < set->n_nodes; i++)
+        for (size_t r = start[i]; r < start[i + 1]; r++) {
+            const struct netrec *rec = set->by_node[r];
+            struct jsonw jw = JSONW_INIT;
+            char *key = xasprintf(AGENT_NET_VM_ID_FMT, (long long)vxlan_id,
+                                  rec->mac);
+            jsonw_obj_begin(&jw);
+            jsonw_key(&jw, "id");
+            jsonw_str(&jw, key);
+            jsonw_key(&jw, "vxlan_id");
+            jsonw_int(&jw, vxlan_id);
+            put_name(&jw, rec);
+            jsonw_key(&jw, "mac");
+            jsonw_str(&jw, rec->mac);
+            if (t->vtep[i]) {
+                jsonw_key(&jw, "vtep");
+                jsonw_str(&jw, t->vtep[i]);
+            }
+            jsonw_obj_end(&jw);
+            items[n++] = (struct desired_part){ .key = key,
+                                                .text = buf_steal(&jw.b) };
+        }
+    char run_key[24];
+    snprintf(run_key, sizeof(run_key), "%08lld", (long long)vxlan_id);
+    t->run = desired_run_new(run_key, items, n);
+}
+
+int netrecords_run(struct store *s, struct netrec_set *set, int64_t vxlan_id,
+                   const char *node_id, struct am_network *w,
+                   struct desired_run **ret)
+{
+    struct netrec_texts *t = NULL;
+    int e = texts_locked(s, set, &t);
+    if (e < 0)
+        return e;
+    if (!t->run)
+        texts_make_run(t, set, vxlan_id);
+    texts_vteps(t, set, node_id, w);
+    *ret = desired_run_ref(t->run);
+    pthread_mutex_unlock(&set->texts_lock);
     return 0;
 }
 

@@ -81,6 +81,15 @@ int netrecords_remote(struct store *s, const struct netrec_set *set,
 int netrecords_texts(struct store *s, struct netrec_set *set,
                      const char *node_id, struct am_network *w,
                      char **ret_macs, char **ret_records);
+/* For a node whose agent takes AGENT_NET_VMS: w's VTEPs, as
+ * netrecords_texts(), and *ret (a new reference) the set's records as
+ * the items of network vxlan_id, each at its node's VTEP: made once per
+ * set and VTEPs and shared by every node's document, its key the VXLAN
+ * id in eight digits. 0 or -errno of the store. */
+struct desired_run;
+int netrecords_run(struct store *s, struct netrec_set *set, int64_t vxlan_id,
+                   const char *node_id, struct am_network *w,
+                   struct desired_run **ret);
 /* The set held for network_id when it is at revision dns_rev (a new
  * reference), else NULL; reads nothing. Inside a write transaction that
  * has not yet changed the network (its dns_rev as read there), the set

@@ -100,7 +100,14 @@ int reconcile_delta_read(const json_t *held, const json_t *delta,
     json_t *removed = json_object_get(delta, DESIRED_DELTA_REMOVED);
     json_object_set_new(d, DESIRED_DELTA_REMOVED,
                         removed ? json_copy(removed) : json_array());
-    return desired_delta_apply(held, d, ret_doc);
+    /* A network's VMs were merged whole into `read`: they replace the
+     * held list, not merge into it again. */
+    json_t *items = json_object_get(read, AGENT_NET_VMS);
+    json_object_del(d, AGENT_NET_VMS);
+    int e2 = desired_delta_apply(held, d, ret_doc);
+    if (e2 == 0 && items)
+        json_object_set(*ret_doc, AGENT_NET_VMS, items);
+    return e2;
 }
 
 bool reconcile_doc_whole(const json_t *doc, const char *node_id)

@@ -2,6 +2,7 @@
  * clients, image fixtures and network namespaces. */
 #include "tests/testutil.h"
 
+#include "api/agentmsg.h"
 #include "api/agentproto.h"
 #include "api/speclog.h"
 #include "common/jsonutil.h"
@@ -877,6 +878,33 @@ char *tu_api_field(const struct tu_ctl *ctl, const char *key,
                     : NULL;
     json_decref(j);
     return v;
+}
+
+json_t *tu_desired_read(const json_t *doc)
+{
+    struct am_desired d;
+    struct jerr je = { 0 };
+    if (am_desired_decode(doc, &d, &je) < 0) {
+        fprintf(stderr, "desired document refused: %s: %s\n", je.field,
+                je.detail);
+        abort();
+    }
+    json_t *read = am_desired_encode(&d);
+    am_desired_clear(&d);
+    return read;
+}
+
+json_t *tu_net_vm(int vxlan, const char *name, const char *mac,
+                  const char *vtep)
+{
+    char id[40];
+    snprintf(id, sizeof(id), AGENT_NET_VM_ID_FMT, (long long)vxlan, mac);
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:s}", "id", id, "vxlan_id",
+                          vxlan, "name", name, "address", "10.1.0.9", "mac",
+                          mac);
+    if (vtep)
+        json_object_set_new(o, "vtep", json_string(vtep));
+    return o;
 }
 
 json_t *tu_find(json_t *arr, const char *field, const char *value)

@@ -300,6 +300,15 @@ json_t *tu_vm_post(const struct tu_ctl *ctl, const char *key,
 /* The first object of array `arr` whose string member `field` is `value`
  * (borrowed), or NULL. */
 json_t *tu_find(json_t *arr, const char *field, const char *value);
+/* A node's desired document as the agent reads it (new reference): each
+ * network's records and remote MACs made from AGENT_NET_VMS, where the
+ * controller sent the network's VMs so (api/agentproto.h). Aborts when
+ * the agent would refuse it. */
+json_t *tu_desired_read(const json_t *doc);
+/* An item of AGENT_NET_VMS: a VM of network vxlan named `name` with MAC
+ * mac, address 10.1.0.9, at VTEP vtep (NULL: none). New reference. */
+json_t *tu_net_vm(int vxlan, const char *name, const char *mac,
+                  const char *vtep);
 
 /* How many times needle occurs in the file at path (a log); 0 when it
  * cannot be read. */

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Build the node agent as it was at an older commit (the last release of
-# the previous agent contract), for the contract-compatibility test: an
-# agent one version older than the controller must keep working.
+# an older agent contract), for the contract-compatibility test: an agent
+# of an older contract than the controller's must keep working.
 #   tools/old-agent.sh OUTDIR [COMMIT]
 # Prints the agent binary's path. Cached: an OUTDIR that already holds the
 # binary built from COMMIT is reused. Exits 77 when the checkout has no git

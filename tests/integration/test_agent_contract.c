@@ -1,4 +1,4 @@
-/* An agent one contract version older than the controller keeps working:
+/* An agent of an older contract than the controller's keeps working:
  * the node agent as it was built at the last commit of contract 1
  * (tools/old-agent.sh builds it from this checkout's git history) joins
  * today's controller on libvirt's test driver, runs a VM through create,

@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "api/agentmsg.h"
+#include "api/desired_delta.h"
 #include "common/buf.h"
 #include "common/jsonutil.h"
 #include "tests/testutil.h"
@@ -19,6 +21,7 @@
 static struct tu_ctl ctl;
 static char *team_key, *other_key;
 static char *cred[2]; /* nodes dr-n1, dr-n2 */
+static int web_node;  /* where the first test leaves VM web */
 
 static int setup(void **state)
 {
@@ -52,12 +55,23 @@ static json_t *call(const char *key, const char *method, const char *path,
 }
 
 /* As the agent asks: able to merge deltas, so the controller cuts each
- * document into parts (each network's MACs and names made as text once
- * for all its nodes); with no revision held, the answer is whole. */
+ * document into parts (each network's VMs made once for all its nodes);
+ * with no revision held, the answer is whole. Speaking today's contract,
+ * the document carries the networks' VMs as AGENT_NET_VMS, and their
+ * entries no names or MACs: the document as the agent reads it, with
+ * the names and MACs it makes from them. */
 static json_t *desired(int node)
 {
-    return call(cred[node], "GET", "/v1/agent/desired?wait=0&delta=1", NULL,
-                200);
+    json_auto_t *raw = call(cred[node], "GET",
+                            "/v1/agent/desired?wait=0&delta=1", NULL, 200);
+    assert_true(json_is_array(json_object_get(raw, AGENT_NET_VMS)));
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(raw, "networks"), i, w) {
+        assert_null(json_object_get(w, "records"));
+        assert_null(json_object_get(w, "macs"));
+    }
+    return tu_desired_read(raw);
 }
 
 /* The MAC of the first NIC of VM `address` in node document d. */
@@ -117,6 +131,7 @@ static void records_follow_the_network_on_every_node(void **state)
 
     _cleanup_free_ char *web_ip = NULL, *db_ip = NULL, *sec_ip = NULL;
     int web = vm_where(team_key, "web", &web_ip);
+    web_node = web;
     int db = vm_where(team_key, "db", &db_ip);
     int sec = vm_where(other_key, "secret", &sec_ip);
     assert_int_not_equal(web, db); /* spread: the records cross nodes */
@@ -177,6 +192,46 @@ static void records_follow_the_network_on_every_node(void **state)
     json_decref(dn[0]);
     json_decref(dn[1]);
 
+    /* A new VM of the network reaches each node as its one item: not the
+     * networks again, nor any other VM of the network. */
+    for (int n = 0; n < 2; n++) {
+        json_auto_t *base = call(cred[n], "GET",
+                                 "/v1/agent/desired?wait=0&delta=1", NULL, 200);
+        char name[16];
+        snprintf(name, sizeof(name), "cache%d", n);
+        json_decref(tu_vm_post(&ctl, team_key, name, 1,
+                               "\"networks\":[\"backend\"]", 201));
+        _cleanup_free_ char *q = xasprintf(
+            "/v1/agent/desired?since=%lld&wait=0&delta=1",
+            (long long)json_int(base, "revision", -1));
+        json_auto_t *d = call(cred[n], "GET", q, NULL, 200);
+        assert_int_equal(json_int(d, DESIRED_DELTA_FROM, -1),
+                         json_int(base, "revision", -2));
+        assert_null(json_object_get(d, "networks"));
+        json_t *items = json_object_get(d, AGENT_NET_VMS);
+        assert_int_equal(json_array_size(items), 1);
+        assert_string_equal(json_str(json_array_get(items, 0), "name"), name);
+        assert_int_equal(json_array_size(json_object_get(
+                             d, DESIRED_DELTA_REMOVED_NET_VMS)), 0);
+        /* Merged into what the node holds, it is the whole document. */
+        json_auto_t *merged = NULL;
+        assert_int_equal(desired_delta_apply(base, d, &merged), 0);
+        json_auto_t *now = call(cred[n], "GET", "/v1/agent/desired?wait=0",
+                                NULL, 200);
+        assert_true(json_equal(merged, now));
+    }
+    for (int n = 0; n < 2; n++) { /* gone once their nodes say so */
+        _cleanup_free_ char *path = xasprintf("/v1/vms/cache%d", n);
+        _cleanup_free_ char *addr = NULL;
+        int on = vm_where(team_key, path + strlen("/v1/vms/"), &addr);
+        _cleanup_free_ char *id = tu_api_field(&ctl, team_key, "GET", path,
+                                               NULL, 200, "id");
+        json_decref(call(team_key, "DELETE", path, NULL, 202));
+        _cleanup_free_ char *gone = xasprintf(
+            "{\"vms\":[{\"id\":\"%s\",\"state\":\"deleted\"}]}", id);
+        json_decref(call(cred[on], "POST", "/v1/agent/status", gone, 200));
+    }
+
     /* Deleting db changes web's node's document: db's name is gone. */
     json_auto_t *before = desired(web);
     json_int_t rev0 = json_integer_value(json_object_get(before, "revision"));
@@ -194,10 +249,66 @@ static void records_follow_the_network_on_every_node(void **state)
     assert_string_equal(left, want2);
 }
 
+/* node's status posted by an agent of contract `contract`. */
+static void status_as(int node, int contract)
+{
+    _cleanup_free_ char *url = xasprintf("%s/v1/agent/status", ctl.url);
+    _cleanup_free_ char *h = xasprintf("%s: %d", AGENT_CONTRACT_HEADER,
+                                       contract);
+    struct tu_resp r;
+    long st = tu_http("POST", url, cred[node], ctl.ca, "{\"vms\":[]}", 10,
+                      NULL, h, &r);
+    tu_resp_clear(&r);
+    assert_int_equal(st, 200);
+}
+
+/* The node's whole document as the controller sends it (delta=1). */
+static json_t *raw(int node)
+{
+    return call(cred[node], "GET", "/v1/agent/desired?wait=0&delta=1", NULL,
+                200);
+}
+
+/* An agent that goes back to a contract before AGENT_NET_VMS (a
+ * downgrade), then forward again: each time the node's document moves
+ * on, whole, in the form its agent takes. */
+static void the_form_follows_the_agents_contract(void **state)
+{
+    (void)state;
+    int n = web_node;
+    json_auto_t *d0 = raw(n);
+    json_t *w = network(d0, "10.77.0.0/24");
+    assert_non_null(w);
+    assert_null(json_object_get(w, "records"));
+    status_as(n, AGENT_CONTRACT_NET_VMS - 1);
+    json_auto_t *d1 = raw(n);
+    assert_true(json_int(d1, "revision", -1) > json_int(d0, "revision", -1));
+    assert_null(json_object_get(d1, AGENT_NET_VMS));
+    _cleanup_free_ char *names = records_text(network(d1, "10.77.0.0/24"));
+    assert_true(strstr(names, "web=") != NULL);
+    assert_true(json_is_array(json_object_get(network(d1, "10.77.0.0/24"),
+                                              "macs")));
+    status_as(n, AGENT_CONTRACT);
+    json_auto_t *d2 = raw(n);
+    assert_true(json_int(d2, "revision", -1) > json_int(d1, "revision", -1));
+    assert_true(json_is_array(json_object_get(d2, AGENT_NET_VMS)));
+    assert_null(json_object_get(network(d2, "10.77.0.0/24"), "records"));
+    /* Read as the agent reads it, the same names as the older form. */
+    json_auto_t *as_read = tu_desired_read(d2);
+    _cleanup_free_ char *names2 = records_text(network(as_read,
+                                                       "10.77.0.0/24"));
+    assert_string_equal(names, names2);
+    assert_true(json_equal(json_object_get(network(as_read, "10.77.0.0/24"),
+                                           "macs"),
+                           json_object_get(network(d1, "10.77.0.0/24"),
+                                           "macs")));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(records_follow_the_network_on_every_node),
+        cmocka_unit_test(the_form_follows_the_agents_contract),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

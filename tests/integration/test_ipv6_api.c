@@ -90,8 +90,9 @@ static void networks_and_vms_are_dual_stack(void **state)
 
     /* The node's desired document carries them: the network's /64 and
      * gateway, the NIC's address and gateway, the name's AAAA. */
-    json_auto_t *d = tu_api_want(&ctl, cred, "GET", "/v1/agent/desired?wait=0",
-                                 NULL, 200);
+    json_auto_t *sent = tu_api_want(&ctl, cred, "GET",
+                                    "/v1/agent/desired?wait=0", NULL, 200);
+    json_auto_t *d = tu_desired_read(sent);
     json_t *net = tu_find(json_object_get(d, "networks"), "cidr",
                           "10.61.0.0/16");
     assert_non_null(net);

@@ -823,6 +823,74 @@ static void desired_from_a_newer_controller_decodes_the_same(void **state)
     }
 }
 
+static json_t *net_entry(int vxlan)
+{
+    char bridge[16];
+    snprintf(bridge, sizeof(bridge), "fogbr%d", vxlan);
+    /* What an entry says of names and MACs is not what is read. */
+    return json_pack("{s:s, s:i, s:s, s:s, s:s, s:[], s:[{s:s, s:s}], "
+                     "s:[{s:s, s:s}]}", "id", "n", "vxlan_id", vxlan, "cidr",
+                     "10.1.0.0/24", "gateway", "10.1.0.1", "bridge", bridge,
+                     "vteps", "macs", "mac", "02:00:00:00:00:99", "vtep",
+                     "100.96.0.9", "records", "name", "stale", "address",
+                     "10.1.0.99");
+}
+
+/* A document whose networks' VMs come as AGENT_NET_VMS items is read with
+ * each network's names (every item of it, by name) and remote MACs (the
+ * items at another VTEP than the node's own, by VTEP then MAC), whatever
+ * its entries say; an item whose id is not its network's and MAC's is
+ * refused, naming it. */
+static void net_vms_are_read_as_names_and_remote_macs(void **state)
+{
+    (void)state;
+    json_auto_t *items = json_array();
+    json_array_append_new(items, tu_net_vm(1000, "b", "02:00:00:00:00:02",
+                                        "100.96.0.2"));
+    json_array_append_new(items, tu_net_vm(1000, "a", "02:00:00:00:00:01",
+                                        "100.96.0.1")); /* this node's */
+    json_array_append_new(items, tu_net_vm(1000, "c", "02:00:00:00:00:03", NULL));
+    json_array_append_new(items, tu_net_vm(1000, "d", "02:00:00:00:00:04",
+                                        "100.96.0.0"));
+    json_array_append_new(items, tu_net_vm(1001, "x", "02:00:00:00:00:05",
+                                        "100.96.0.2"));
+    json_auto_t *j = json_pack("{s:i, s:s, s:{s:s}, s:[], s:[o, o], s:O, "
+                               "s:[], s:[]}", "revision", 3, "node_id", "n1",
+                               "mesh", "address", "100.96.0.1", "vms",
+                               "networks", net_entry(1000), net_entry(1001),
+                               AGENT_NET_VMS, items, "ports", "peers");
+    struct am_desired d;
+    struct jerr err = { 0 };
+    if (am_desired_decode(j, &d, &err) < 0)
+        fail_msg("refused: %s: %s", err.field, err.detail);
+    assert_true(d.has_net_vms);
+    assert_int_equal(d.n_net_vms, 5);
+    const struct am_network *w = &d.networks[0];
+    assert_int_equal(w->n_records, 4);
+    const char *names[] = { "a", "b", "c", "d" };
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(w->records[i].name, names[i]);
+    assert_int_equal(w->n_macs, 2);
+    assert_string_equal(w->macs[0].vtep, "100.96.0.0");
+    assert_string_equal(w->macs[0].mac, "02:00:00:00:00:04");
+    assert_string_equal(w->macs[1].vtep, "100.96.0.2");
+    assert_string_equal(w->macs[1].mac, "02:00:00:00:00:02");
+    assert_int_equal(d.networks[1].n_records, 1);
+    assert_int_equal(d.networks[1].n_macs, 1);
+    /* Written again, the list goes with it. */
+    json_auto_t *again = am_desired_encode(&d);
+    assert_true(json_equal(json_object_get(again, AGENT_NET_VMS), items));
+    am_desired_clear(&d);
+
+    json_object_set_new(json_array_get(items, 0), "vxlan_id",
+                        json_integer(1001));
+    json_object_set(j, AGENT_NET_VMS, items);
+    assert_true(am_desired_decode(j, &d, &err) < 0);
+    assert_string_equal(err.field, AGENT_NET_VMS);
+    assert_non_null(strstr(err.detail, AGENT_NET_VMS "[0]: 'id'"));
+    jerr_clear(&err);
+}
+
 /* ---- damage ------------------------------------------------------------- */
 
 /* Where a member sits: the keys and indexes from the top to it. */
@@ -1208,6 +1276,7 @@ int main(void)
         cmocka_unit_test_setup(damaged_register_is_refused_naming_the_member,
                                reseed),
         cmocka_unit_test(backup_members_are_checked_before_use),
+        cmocka_unit_test(net_vms_are_read_as_names_and_remote_macs),
         cmocka_unit_test_setup(desired_from_a_newer_controller_decodes_the_same,
                                reseed),
     };

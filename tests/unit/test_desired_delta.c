@@ -139,6 +139,109 @@ static void test_members(void **state)
     assert_null(delta_checked(b, c));
 }
 
+/* An item of AGENT_NET_VMS: VM i of network vxlan. */
+static json_t *net_vm(int vxlan, int i, const char *vtep)
+{
+    char mac[18], name[16];
+    snprintf(mac, sizeof(mac), "02:fb:00:00:%02x:%02x", (unsigned)vxlan & 0xff,
+             (unsigned)i & 0xff);
+    snprintf(name, sizeof(name), "vm%d", i);
+    return tu_net_vm(vxlan, name, mac, vtep);
+}
+
+/* doc_of(rev, 3) with n0 items of network 1000 and n1 of 1001. */
+static json_t *doc_items(int64_t rev, int n0, int n1)
+{
+    json_t *d = doc_of(rev, 3);
+    json_t *items = json_array();
+    for (int i = 0; i < n0; i++)
+        json_array_append_new(items, net_vm(1000, i, "100.96.0.2"));
+    for (int i = 0; i < n1; i++)
+        json_array_append_new(items, net_vm(1001, i, NULL));
+    json_object_set_new(d, AGENT_NET_VMS, items);
+    return d;
+}
+
+static void test_net_vms(void **state)
+{
+    json_auto_t *a = doc_items(1, 12, 3);
+    json_auto_t *b = doc_items(2, 13, 2); /* one added, one gone */
+    json_t *items = json_object_get(b, AGENT_NET_VMS);
+    json_object_set_new(json_array_get(items, 4), "vtep",
+                        json_string("100.96.0.7"));
+    json_auto_t *d = delta_checked(a, b);
+    assert_non_null(d);
+    /* Only the changed and the new item travel, the removed by id. */
+    json_t *dv = json_object_get(d, AGENT_NET_VMS);
+    assert_int_equal(json_array_size(dv), 2);
+    assert_string_equal(json_str(json_array_get(dv, 0), "id"),
+                        "00001000/02:fb:00:00:e8:04");
+    assert_string_equal(json_str(json_array_get(dv, 1), "id"),
+                        "00001000/02:fb:00:00:e8:0c");
+    json_t *rm = json_object_get(d, DESIRED_DELTA_REMOVED_NET_VMS);
+    assert_int_equal(json_array_size(rm), 1);
+    assert_string_equal(json_string_value(json_array_get(rm, 0)),
+                        "00001001/02:fb:00:00:e9:02");
+    assert_int_equal(json_array_size(json_object_get(d, "vms")), 0);
+    assert_null(json_object_get(d, "networks"));
+    /* A network gone whole, another come whole. */
+    json_auto_t *c = doc_items(3, 12, 0);
+    json_auto_t *d2 = delta_checked(b, c);
+    assert_non_null(d2);
+    assert_int_equal(json_array_size(json_object_get(
+                         d2, DESIRED_DELTA_REMOVED_NET_VMS)), 3);
+    json_auto_t *e = doc_items(4, 12, 3);
+    json_auto_t *d3 = delta_checked(c, e);
+    assert_int_equal(json_array_size(json_object_get(d3, AGENT_NET_VMS)), 3);
+    /* Most items changed: the whole document goes. */
+    json_auto_t *f = doc_items(5, 12, 3);
+    for (size_t i = 0; i < 9; i++)
+        json_object_set_new(json_array_get(json_object_get(f, AGENT_NET_VMS),
+                                           i), "vtep", json_string("x"));
+    assert_null(delta_checked(e, f));
+    /* A document that begins the list: whole. */
+    json_auto_t *g = doc_of(6, 3);
+    json_auto_t *h = doc_items(7, 1, 0);
+    assert_null(delta_checked(g, h));
+    /* Two items with one id: not a document to cut. */
+    json_auto_t *dup = doc_items(8, 2, 0);
+    json_array_append_new(json_object_get(dup, AGENT_NET_VMS),
+                          net_vm(1000, 1, NULL));
+    assert_null(desired_parts_new(dup));
+}
+
+/* A run shared by two documents is not looked into: no item travels. */
+static void test_shared_run(void **state)
+{
+    json_auto_t *a = doc_of(1, 3), *b = doc_of(2, 3);
+    struct desired_part *items = xcalloc(2, sizeof(*items));
+    for (int i = 0; i < 2; i++) {
+        json_auto_t *it = net_vm(1000, i, NULL);
+        items[i].key = xstrdup(json_str(it, "id"));
+        items[i].text = json_dumps(it, JSON_COMPACT);
+    }
+    struct desired_run *run = desired_run_new("00001000", items, 2);
+    struct desired_parts *pa = desired_parts_new(a);
+    struct desired_parts *pb = desired_parts_new(b);
+    struct desired_run *ra[1] = { desired_run_ref(run) }, *rb[1] = { run };
+    desired_parts_put_runs(pa, ra, 1);
+    desired_parts_put_runs(pb, rb, 1);
+    desired_parts_drop_text(pa);
+    size_t len = 0;
+    _cleanup_free_ char *t = desired_delta_text(pa, pb, &len);
+    assert_non_null(t);
+    json_auto_t *d = parse(t);
+    assert_int_equal(json_array_size(json_object_get(d, AGENT_NET_VMS)), 0);
+    assert_int_equal(json_array_size(json_object_get(
+                         d, DESIRED_DELTA_REMOVED_NET_VMS)), 0);
+    /* The whole text carries the run's items. */
+    _cleanup_free_ char *w = desired_parts_text(pb, &len);
+    json_auto_t *wj = parse(w);
+    assert_int_equal(json_array_size(json_object_get(wj, AGENT_NET_VMS)), 2);
+    desired_parts_free(pa);
+    desired_parts_free(pb);
+}
+
 static void test_too_many(void **state)
 {
     json_auto_t *a = doc_of(1, 20);
@@ -396,6 +499,8 @@ int main(void)
         cmocka_unit_test(test_add_change_remove),
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_too_many),
+        cmocka_unit_test(test_net_vms),
+        cmocka_unit_test(test_shared_run),
         cmocka_unit_test(test_apply_refused),
         cmocka_unit_test(test_random_chain),
         cmocka_unit_test(test_whole_from_parts),

@@ -8,6 +8,7 @@
 #include "api/desired_delta.h"
 #include "common/jsonutil.h"
 #include "nodeagent/reconcile.h"
+#include "tests/testutil.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -568,6 +569,64 @@ static void a_delta_reads_as_the_merged_whole(void **state)
     assert_null(got);
 }
 
+/* A delta of a network's VMs (AGENT_NET_VMS) is read as the merged whole
+ * would be: an item changed, one new, one gone, the network's names and
+ * remote MACs made from what the list holds after the merge. */
+static void a_delta_of_net_vms_reads_as_the_merged_whole(void **state)
+{
+    static const char *node = "0123abcd-0000-4000-8000-0000000000aa";
+    json_t *items = json_array();
+    json_array_append_new(items, tu_net_vm(1000, "a", "02:00:00:00:00:01",
+                                           "100.96.0.1")); /* its own */
+    json_array_append_new(items, tu_net_vm(1000, "b", "02:00:00:00:00:02",
+                                           "100.96.0.2"));
+    json_array_append_new(items, tu_net_vm(1000, "c", "02:00:00:00:00:03",
+                                           "100.96.0.3"));
+    json_auto_t *whole = json_pack(
+        "{s:I, s:s, s:{s:s, s:i, s:i}, s:b, s:[], s:[{s:s, s:i, s:s, s:s, "
+        "s:s, s:[]}], s:o, s:[], s:[]}", "revision", (json_int_t)4,
+        "node_id", node, "mesh", "address", "100.96.0.1", "prefix", 12,
+        "listen_port", 51820, "approved", 1, "vms", "networks", "id", "n",
+        "vxlan_id", 1000, "cidr", "10.1.0.0/24", "gateway", "10.1.0.1",
+        "bridge", "fogbr1000", "vteps", AGENT_NET_VMS, items, "ports",
+        "peers");
+    _cleanup_free_ char *why = NULL;
+    json_auto_t *held = reconcile_doc_read(whole, node, &why);
+    if (!held)
+        fail_msg("the whole refused: %s", why);
+    json_t *w = json_array_get(json_object_get(held, "networks"), 0);
+    assert_int_equal(json_array_size(json_object_get(w, "records")), 3);
+    assert_int_equal(json_array_size(json_object_get(w, "macs")), 2);
+    json_t *moved = tu_net_vm(1000, "b", "02:00:00:00:00:02", "100.96.0.7");
+    json_t *added = tu_net_vm(1000, "d", "02:00:00:00:00:04", NULL);
+    json_auto_t *delta = json_pack(
+        "{s:I, s:I, s:s, s:[], s:[], s:[o, o], s:[s]}", "revision",
+        (json_int_t)5, "delta_from", (json_int_t)4, "node_id", node, "vms",
+        "removed_vms", AGENT_NET_VMS, moved, added,
+        DESIRED_DELTA_REMOVED_NET_VMS, "00001000/02:00:00:00:00:03");
+    json_auto_t *merged = NULL;
+    assert_int_equal(desired_delta_apply(held, delta, &merged), 0);
+    json_auto_t *want = reconcile_doc_read(merged, node, NULL);
+    assert_non_null(want);
+    json_auto_t *got = NULL;
+    assert_int_equal(reconcile_delta_read(held, delta, node, &got, NULL), 0);
+    if (!json_equal(got, want)) {
+        _cleanup_free_ char *g = json_dumps(got, JSON_SORT_KEYS);
+        _cleanup_free_ char *x = json_dumps(want, JSON_SORT_KEYS);
+        fail_msg("read as:\n%s\nwhole:\n%s", g, x);
+    }
+    /* a, b and d named; only b is remote now, at its new VTEP. */
+    assert_int_equal(json_array_size(json_object_get(got, AGENT_NET_VMS)), 3);
+    w = json_array_get(json_object_get(got, "networks"), 0);
+    json_t *recs = json_object_get(w, "records");
+    assert_int_equal(json_array_size(recs), 3);
+    assert_string_equal(json_str(json_array_get(recs, 2), "name"), "d");
+    json_t *macs = json_object_get(w, "macs");
+    assert_int_equal(json_array_size(macs), 1);
+    assert_string_equal(json_str(json_array_get(macs, 0), "vtep"),
+                        "100.96.0.7");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -591,6 +650,7 @@ int main(void)
         cmocka_unit_test(status_maps_what_is_seen),
         cmocka_unit_test(the_spec_hash_follows_the_definition_inputs),
         cmocka_unit_test(a_delta_reads_as_the_merged_whole),
+        cmocka_unit_test(a_delta_of_net_vms_reads_as_the_merged_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
