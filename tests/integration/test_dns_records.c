@@ -197,7 +197,7 @@ static void records_follow_the_network_on_every_node(void **state)
     for (int n = 0; n < 2; n++) {
         json_auto_t *base = call(cred[n], "GET",
                                  "/v1/agent/desired?wait=0&delta=1", NULL, 200);
-        char name[16];
+        char name[32];
         snprintf(name, sizeof(name), "cache%d", n);
         json_decref(tu_vm_post(&ctl, team_key, name, 1,
                                "\"networks\":[\"backend\"]", 201));
