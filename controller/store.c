@@ -189,6 +189,8 @@ int store_open(const char *address, struct store **ret)
                  : &store_sqlite_ops;
     s->address = xstrdup(address);
     int r = s->ops->open(address, &s->conn);
+    if (r >= 0 && s->ops->share_lock)
+        s->ops->share_lock(s->conn, &s->lock);
     if (r < 0 || (r = migrate(s)) < 0) {
         store_close(s);
         return r < 0 ? r : -EIO;

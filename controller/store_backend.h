@@ -5,6 +5,7 @@
 
 #include "controller/store.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 
 /* One bound argument, already decoded from the caller's varargs. */
@@ -33,6 +34,10 @@ struct store_ops {
      * not wait on the writer (sqlite in WAL mode); NULL where the backend
      * has none. 0 or -errno. */
     int (*open_reader)(const char *address, void **ret_conn);
+    /* The lock every use of the writer's connection holds (store.c's),
+     * for the backend's own threads that must not run beside a write;
+     * NULL where the backend has none. */
+    void (*share_lock)(void *conn, pthread_mutex_t *lock);
     /* Plain statements without arguments (BEGIN, migrations). */
     int (*exec_plain)(void *conn, const char *sql);
     /* Rows changed or -errno: -EEXIST (unique key), -ENOENT (a referenced
