@@ -286,27 +286,37 @@ void place_decide(const struct place_req *r, const struct place_node *nodes,
 
 /* ---- a decision kept across one-node changes ---- */
 
+/* No passing node in a subtree of the ranking. */
+#define MEMO_NONE UINT32_MAX
+
+/* An entry of the ranking: a node and its score (beside it, so a path is
+ * walked without a look at the nodes' own scores), or k MEMO_NONE. */
+struct memo_ent {
+    double score;
+    uint32_t k;
+};
+
 struct place_memo {
     struct place_req req;        /* its strings in str[] */
     char *str[6];
     struct place_weights w;
     struct prep prep;
-    size_t n, keep;
+    size_t n;
     uint8_t *cls;                /* node's filter, PF_N when it passed */
     int64_t *price;
     double *score;
     size_t removed[PF_N], passed;
-    size_t *top, n_top;          /* best passing nodes, best first: a
-                                    prefix of the ranking of all (empty
-                                    until asked again when changes took
-                                    every one out) */
-    bool *in_top;                /* node is in top[] */
+    /* The ranking as a tournament: leaf `leaves + k` is node k when it
+     * passes (else MEMO_NONE), each inner entry j the better of entries
+     * 2j and 2j + 1, so entry 1 is the best passing node and a node that
+     * changed costs its path to the root, not a ranking of the fleet. */
+    struct memo_ent *tree;
+    size_t leaves;               /* a power of two, >= n */
 };
 
 bool place_memo_fits(const struct place_req *r)
 {
-    return r->gpu_count == 0 && r->n_labels == 0 && r->n_avoid == 0 &&
-           r->n_port_blocked == 0;
+    return r->gpu_count == 0 && r->n_labels == 0;
 }
 
 static bool same_str(const char *a, const char *b)
@@ -336,53 +346,33 @@ bool place_memo_is(const struct place_memo *m, const struct place_req *r,
            m->w.benchmark == w->benchmark;
 }
 
-/* Whether node a ranks before node b (place_decide: the higher score,
- * then the lower index). */
-static bool memo_before(const struct place_memo *m, size_t a, size_t b)
+/* Whether entry a ranks before entry b, both of a node (place_decide:
+ * the higher score, then the lower index). */
+static bool memo_before(const struct memo_ent *a, const struct memo_ent *b)
 {
-    return m->score[a] > m->score[b] ||
-           (m->score[a] == m->score[b] && a < b);
+    return a->score > b->score || (a->score == b->score && a->k < b->k);
 }
 
-/* Node k into top[] where it ranks; when top[] is full, the last one
- * leaves. */
-static void memo_insert(struct place_memo *m, size_t k)
+/* The better of two entries of the tournament. */
+static struct memo_ent memo_better(const struct memo_ent *a,
+                                   const struct memo_ent *b)
 {
-    size_t end;                  /* the entries k is placed among */
-    if (m->n_top < m->keep) {
-        end = m->n_top++;
-    } else {
-        end = m->n_top - 1;
-        m->in_top[m->top[end]] = false;
-    }
-    /* After every entry that ranks before it (binary search: top[] is in
-     * ranking order, which is total). */
-    size_t lo = 0, hi = end;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (memo_before(m, m->top[mid], k))
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    memmove(&m->top[lo + 1], &m->top[lo], (end - lo) * sizeof(*m->top));
-    m->top[lo] = k;
-    m->in_top[k] = true;
+    if (a->k == MEMO_NONE)
+        return *b;
+    if (b->k == MEMO_NONE)
+        return *a;
+    return memo_before(a, b) ? *a : *b;
 }
 
-/* The best `keep` passing nodes, from the kept scores. */
-static void memo_rank(struct place_memo *m)
+/* Node k's leaf from its class, then its path to the root. */
+static void memo_fix(struct place_memo *m, size_t k)
 {
-    for (size_t i = 0; i < m->n_top; i++)
-        m->in_top[m->top[i]] = false;
-    m->n_top = 0;
-    for (size_t i = 0; i < m->n; i++) {
-        if (m->cls[i] != PF_N)
-            continue;
-        if (m->n_top == m->keep && !memo_before(m, i, m->top[m->n_top - 1]))
-            continue;
-        memo_insert(m, i);
-    }
+    size_t j = m->leaves + k;
+    m->tree[j] = (struct memo_ent){ m->score[k],
+                                    m->cls[k] == PF_N ? (uint32_t)k
+                                                      : MEMO_NONE };
+    for (j /= 2; j >= 1; j /= 2)
+        m->tree[j] = memo_better(&m->tree[2 * j], &m->tree[2 * j + 1]);
 }
 
 static void memo_eval(struct place_memo *m, const struct place_node *nodes,
@@ -402,8 +392,7 @@ static void memo_eval(struct place_memo *m, const struct place_node *nodes,
 
 struct place_memo *place_memo_new(const struct place_req *r,
                                   const struct place_weights *w,
-                                  const struct place_node *nodes, size_t n,
-                                  size_t keep)
+                                  const struct place_node *nodes, size_t n)
 {
     struct place_memo *m = xcalloc(1, sizeof(*m));
     m->req = *r;
@@ -416,19 +405,37 @@ struct place_memo *place_memo_new(const struct place_req *r,
     }
     m->req.labels = NULL;
     m->req.avoid = m->req.port_blocked = NULL;
+    m->req.n_avoid = m->req.n_port_blocked = 0;
     m->w = *w;
     prep_init(&m->prep, &m->req, false);
     m->n = n;
-    m->keep = keep ? keep : 1;
     m->cls = xcalloc(n + 1, sizeof(*m->cls));
     m->price = xcalloc(n + 1, sizeof(*m->price));
     m->score = xcalloc(n + 1, sizeof(*m->score));
-    m->top = xcalloc(m->keep, sizeof(*m->top));
-    m->in_top = xcalloc(n + 1, sizeof(*m->in_top));
-    for (size_t i = 0; i < n; i++)
+    for (m->leaves = 1; m->leaves < n; m->leaves *= 2)
+        ;
+    m->tree = xcalloc(2 * m->leaves, sizeof(*m->tree));
+    for (size_t j = 0; j < m->leaves; j++)
+        m->tree[m->leaves + j].k = MEMO_NONE;
+    for (size_t i = 0; i < n; i++) {
         memo_eval(m, nodes, i);
-    memo_rank(m);
+        if (m->cls[i] == PF_N)
+            m->tree[m->leaves + i] = (struct memo_ent){ m->score[i],
+                                                        (uint32_t)i };
+    }
+    for (size_t j = m->leaves - 1; j >= 1; j--)
+        m->tree[j] = memo_better(&m->tree[2 * j], &m->tree[2 * j + 1]);
     return m;
+}
+
+size_t place_memo_bytes(size_t n)
+{
+    size_t leaves = 1;
+    while (leaves < n)
+        leaves *= 2;
+    return sizeof(struct place_memo) +
+           (n + 1) * (sizeof(uint8_t) + sizeof(int64_t) + sizeof(double)) +
+           2 * leaves * sizeof(struct memo_ent);
 }
 
 void place_memo_free(struct place_memo *m)
@@ -440,8 +447,7 @@ void place_memo_free(struct place_memo *m)
     free(m->cls);
     free(m->price);
     free(m->score);
-    free(m->top);
-    free(m->in_top);
+    free(m->tree);
     free(m);
 }
 
@@ -454,45 +460,115 @@ void place_memo_node_changed(struct place_memo *m,
         m->passed--;
     else
         m->removed[m->cls[k]]--;
-    /* Out of the ranking, then back in where it now belongs. */
-    if (m->in_top[k]) {
-        size_t at = 0;
-        while (m->top[at] != k)
-            at++;
-        memmove(&m->top[at], &m->top[at + 1],
-                (m->n_top - at - 1) * sizeof(*m->top));
-        m->n_top--;
-        m->in_top[k] = false;
-    }
-    /* Whether every other passing node is kept. */
-    bool complete = m->n_top == m->passed;
     memo_eval(m, nodes, k);
-    if (m->cls[k] == PF_N) {
-        /* Past the last one kept, it ranks only when every other passing
-         * node is kept (else an unkept node may rank before it). */
-        bool last = m->n_top == 0 || !memo_before(m, k, m->top[m->n_top - 1]);
-        if (!last || (complete && m->n_top < m->keep))
-            memo_insert(m, k);
-    }
-    /* An empty top[] with nodes passing is ranked again when the result
-     * is asked for: once, however many changes come before. */
+    memo_fix(m, k);
 }
 
-void place_memo_result(struct place_memo *m, const struct place_node *nodes,
+/* Each filter's place in check()'s order; a pass (PF_N) after all. */
+static const uint8_t check_order[PF_N + 1] = {
+    [PF_CAPACITY] = 0, [PF_BENCHMARK] = 1, [PF_KVM] = 2, [PF_GPU] = 3,
+    [PF_DRAINED] = 4, [PF_WINDOW] = 5, [PF_POLICY] = 6, [PF_PORTS] = 7,
+    [PF_REGION] = 8, [PF_LABELS] = 9, [PF_REPUTATION] = 10,
+    [PF_ANTI_AFFINITY] = 11, [PF_PRICE] = 12, [PF_N] = 13,
+};
+
+/* The nodes idx[0..n) leave out by filter f: each one that passed, or
+ * failed only a filter check() tries after f, counts as removed by f
+ * instead, and is marked in out[] (duplicates, and nodes out already,
+ * count once). */
+static void memo_except(const struct place_memo *m, const size_t *idx,
+                        size_t n, enum place_filter f, uint8_t *out,
+                        struct place_result *ret)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t k = idx[i];
+        if (k >= m->n || out[k])
+            continue;
+        out[k] = 1;
+        uint8_t c = m->cls[k];
+        if (check_order[c] <= check_order[f])
+            continue;
+        if (c == PF_N)
+            ret->passed--;
+        else
+            ret->removed[c]--;
+        ret->removed[f]++;
+    }
+}
+
+/* The best passing node not marked in out[], or -1: the subtrees of the
+ * tournament taken best first (a heap of entries by their winners), each
+ * whose winner is out split into its two, so it costs a path to the root
+ * for each node out that ranks before the answer. */
+static ssize_t memo_best_except(const struct place_memo *m,
+                                const uint8_t *out)
+{
+    uint32_t w = m->tree[1].k;
+    if (w == MEMO_NONE || !out[w])
+        return w == MEMO_NONE ? -1 : (ssize_t)w;
+    size_t n = 0, cap = 64;
+    _cleanup_free_ size_t *heap = xcalloc(cap, sizeof(*heap));
+    heap[n++] = 1;
+    while (n > 0) {
+        size_t j = heap[0];
+        /* Pop the best entry. */
+        heap[0] = heap[--n];
+        for (size_t i = 0;;) {
+            size_t c = 2 * i + 1, best = i;
+            for (size_t d = c; d < c + 2 && d < n; d++)
+                if (memo_before(&m->tree[heap[d]], &m->tree[heap[best]]))
+                    best = d;
+            if (best == i)
+                break;
+            size_t t = heap[i];
+            heap[i] = heap[best];
+            heap[best] = t;
+            i = best;
+        }
+        w = m->tree[j].k;
+        if (!out[w])
+            return (ssize_t)w;
+        if (j >= m->leaves)
+            continue;
+        /* Its winner is out: its two subtrees that hold a passing node
+         * take its place. */
+        for (size_t c = 2 * j; c <= 2 * j + 1; c++) {
+            if (m->tree[c].k == MEMO_NONE)
+                continue;
+            if (n == cap) {
+                cap *= 2;
+                heap = xrealloc(heap, cap * sizeof(*heap));
+            }
+            size_t i = n++;
+            for (; i > 0 && memo_before(&m->tree[c],
+                                        &m->tree[heap[(i - 1) / 2]]);
+                 i = (i - 1) / 2)
+                heap[i] = heap[(i - 1) / 2];
+            heap[i] = c;
+        }
+    }
+    return -1;
+}
+
+void place_memo_result(struct place_memo *m, const struct place_except *x,
                        struct place_result *ret)
 {
-    (void)nodes;
-    if (m->n_top == 0 && m->passed > 0)
-        memo_rank(m);
     memset(ret, 0, sizeof(*ret));
     memcpy(ret->removed, m->removed, sizeof(ret->removed));
     ret->passed = m->passed;
     ret->chosen = -1;
-    if (m->n_top > 0) {
-        size_t b = m->top[0];
-        ret->chosen = (ssize_t)b;
-        ret->price_hour = m->price[b];
-        ret->score = m->score[b];
+    ssize_t best = m->tree[1].k == MEMO_NONE ? -1 : (ssize_t)m->tree[1].k;
+    if (x && x->n_ports + x->n_avoid > 0) {
+        _cleanup_free_ uint8_t *out = xcalloc(m->n + 1, 1);
+        memo_except(m, x->ports, x->n_ports, PF_PORTS, out, ret);
+        memo_except(m, x->avoid, x->n_avoid, PF_ANTI_AFFINITY, out, ret);
+        if (best >= 0)
+            best = memo_best_except(m, out);
+    }
+    if (best >= 0) {
+        ret->chosen = best;
+        ret->price_hour = m->price[best];
+        ret->score = m->score[best];
     }
 }
 

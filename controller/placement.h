@@ -149,19 +149,22 @@ char *place_refusal_text(const struct place_result *res, size_t candidates);
 
 /* A decision for one request kept across changes of the fleet, one node
  * at a time (a placement takes capacity from the node it chose): the
- * filter each node failed, its price and score, and the best `keep`
- * passing nodes in order, so the next identical request costs the nodes
- * that changed, not the fleet. Its results are place_decide()'s on the
- * fleet as it is now. Only for requests without label selectors, GPUs,
- * anti-affinity or port lists (place_memo_fits()); the request's strings
- * are copied. */
+ * filter each node failed, its price and score, and the passing nodes
+ * ranked as a tournament (each change costs a path of it), so the next
+ * identical request costs the nodes that changed, not the fleet. Its
+ * results are place_decide()'s on the
+ * fleet as it is now. Only for requests without label selectors or GPUs
+ * (place_memo_fits()); a request's anti-affinity and port lists are not
+ * part of it: each result is given them as node indexes (struct
+ * place_except). The request's strings are copied. */
 struct place_memo;
 bool place_memo_fits(const struct place_req *r);
 struct place_memo *place_memo_new(const struct place_req *r,
                                   const struct place_weights *w,
-                                  const struct place_node *nodes, size_t n,
-                                  size_t keep);
+                                  const struct place_node *nodes, size_t n);
 void place_memo_free(struct place_memo *m);
+/* The memory a kept decision on a fleet of n nodes takes. */
+size_t place_memo_bytes(size_t n);
 /* Whether m decides for r under weights w. With same_policy the caller
  * vouches that place_policy_ok() says of r what it says of m's request on
  * every node of the fleet (its nodes' policies as at place_memo_new):
@@ -171,7 +174,17 @@ bool place_memo_is(const struct place_memo *m, const struct place_req *r,
 /* Node k of nodes[0..n) (n as at place_memo_new) changed. */
 void place_memo_node_changed(struct place_memo *m,
                              const struct place_node *nodes, size_t k);
-/* The decision now; when changes took every kept node out, the kept
- * scores are ranked again here (once, however many changes came). */
-void place_memo_result(struct place_memo *m, const struct place_node *nodes,
+/* The nodes, as indexes into the fleet, that a request leaves out by
+ * name: where a host port it asked for is taken or not permitted (its
+ * port_blocked) and where its anti-affinity group is (its avoid), in any
+ * order, duplicates allowed. */
+struct place_except {
+    const size_t *ports, *avoid;
+    size_t n_ports, n_avoid;
+};
+/* The decision now for m's request with the nodes x leaves out (NULL:
+ * none), as place_decide() with its lists says: the best passing node,
+ * or, when x leaves that one out, the best of the rest (a path of the
+ * tournament for each node left out that ranks before it). */
+void place_memo_result(struct place_memo *m, const struct place_except *x,
                        struct place_result *ret);

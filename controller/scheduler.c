@@ -682,10 +682,9 @@ static int fleet_gpus(struct app *a, const struct fleet *f,
 }
 
 /* At most this many decisions are kept per fleet, and no more than
- * FLEET_MEMO_BYTES of them; each keeps its best FLEET_MEMO_KEEP nodes. */
+ * FLEET_MEMO_BYTES of them (some 700 KB each at 10,000 nodes). */
 #define FLEET_MEMOS 64
-#define FLEET_MEMO_BYTES (16 << 20)
-#define FLEET_MEMO_KEEP 128
+#define FLEET_MEMO_BYTES (32 << 20)
 
 /* The decision kept on f for r, brought up to date with the nodes that
  * changed since it was last asked; a new one when there is room; NULL
@@ -705,7 +704,7 @@ static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
             place_memo_node_changed(fm->m, f->nodes, f->log[fm->at]);
         return fm->m;
     }
-    size_t per = (f->n + 1) * (sizeof(int64_t) + sizeof(double) + 2);
+    size_t per = place_memo_bytes(f->n);
     if (f->n_memos >= FLEET_MEMOS || (f->n_memos + 1) * per > FLEET_MEMO_BYTES)
         return NULL;
     if (f->n_memos == f->cap_memos) {
@@ -713,7 +712,7 @@ static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
         f->memos = xrealloc(f->memos, f->cap_memos * sizeof(*f->memos));
     }
     struct fleet_memo *fm = &f->memos[f->n_memos++];
-    fm->m = place_memo_new(r, w, f->nodes, f->n, FLEET_MEMO_KEEP);
+    fm->m = place_memo_new(r, w, f->nodes, f->n);
     fm->at = f->n_log;
     fm->sig = sig;
     return fm->m;
@@ -723,20 +722,42 @@ static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
  * asking for some is decided on a private copy of the nodes with their
  * free GPUs of its model read from the store. 0 or -errno. */
 static int fleet_decide(struct app *a, struct fleet *f,
-                        const struct place_req *r,
+                        const struct sched_ask *q,
                         const struct place_weights *w,
                         struct place_result *ret)
 {
+    const struct place_req *r = &q->req;
     if (r->gpu_count <= 0) {
         pthread_mutex_lock(&fleet_lock);
         /* A request like one decided on f before costs the nodes that
          * changed since; others a pass over the fleet. */
         struct place_memo *m = place_memo_fits(r) ? fleet_memo(f, r, w)
                                                   : NULL;
-        if (m)
-            place_memo_result(m, f->nodes, ret);
-        else
+        if (m) {
+            /* Its port and anti-affinity lists as node indexes (ids
+             * not in the fleet leave nothing out); the port list as
+             * ask_block() worked it out on f. */
+            bool at = q->bl_fleet == f;
+            size_t np = at ? 0 : r->n_port_blocked, n_p = 0, n_a = 0;
+            _cleanup_free_ size_t *idx = xcalloc(np + r->n_avoid + 1,
+                                                 sizeof(*idx));
+            size_t *av = idx + np;
+            for (size_t i = 0; i < np; i++) {
+                ssize_t k = fleet_find(f, r->port_blocked[i]);
+                if (k >= 0)
+                    idx[n_p++] = (size_t)k;
+            }
+            for (size_t i = 0; i < r->n_avoid; i++) {
+                ssize_t k = fleet_find(f, r->avoid[i]);
+                if (k >= 0)
+                    av[n_a++] = (size_t)k;
+            }
+            struct place_except x = { at ? q->bl_at : idx, av,
+                                      at ? q->n_bl_at : n_p, n_a };
+            place_memo_result(m, &x, ret);
+        } else {
             place_decide(r, f->nodes, f->n, w, ret);
+        }
         pthread_mutex_unlock(&fleet_lock);
         return 0;
     }
@@ -928,6 +949,7 @@ void sched_ask_free(struct sched_ask *q)
     json_decref(q->taken);
     json_decref(q->permits);
     free(q->bl);
+    free(q->bl_at);
     free(q->lab);
     free(q->av);
     memset(q, 0, sizeof(*q));
@@ -1017,9 +1039,18 @@ static void ask_block(struct sched_ask *q, const struct fleet *f)
     _cleanup_free_ int64_t *want = xcalloc(nw + 1, sizeof(*want));
     json_array_foreach(q->wanted, i, v)
         want[i] = json_int(v, "want_port", 0);
-    q->bl = xcalloc(json_array_size(q->taken) + f->n + 1, sizeof(*q->bl));
-    json_array_foreach(q->taken, i, v)
+    size_t most = json_array_size(q->taken) + f->n + 1;
+    free(q->bl_at);
+    q->bl = xcalloc(most, sizeof(*q->bl));
+    q->bl_at = xcalloc(most, sizeof(*q->bl_at));
+    q->n_bl_at = 0;
+    q->bl_fleet = f;
+    json_array_foreach(q->taken, i, v) {
         q->bl[n++] = json_str(v, "node_id");
+        ssize_t at = fleet_find(f, json_str(v, "node_id"));
+        if (at >= 0)
+            q->bl_at[q->n_bl_at++] = (size_t)at;
+    }
     for (k = 0; k < f->n; k++) {
         bool out = false;
         for (i = 0; i < nw && !out; i++) {
@@ -1033,8 +1064,10 @@ static void ask_block(struct sched_ask *q, const struct fleet *f)
                     streq(json_str(v, "node_id"), f->nodes[k].id))
                     out = false;
         }
-        if (out)
+        if (out) {
             q->bl[n++] = f->nodes[k].id;
+            q->bl_at[q->n_bl_at++] = k;
+        }
     }
     q->req.port_blocked = q->bl;
     q->req.n_port_blocked = n;
@@ -1096,14 +1129,13 @@ static int decide(struct app *a, struct sched_ask *q, uint64_t after,
 {
     struct fleet *f;
     struct place_weights w = weights(a);
-    const struct place_req *r = &q->req;
     if (refuse_after < after)
         refuse_after = after;
     int e = fleet_get(a, after, &f);
     if (e < 0)
         return e;
     ask_block(q, f);
-    if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
+    if ((e = fleet_decide(a, f, q, &w, ret)) < 0) {
         fleet_put(f);
         return e;
     }
@@ -1114,7 +1146,7 @@ static int decide(struct app *a, struct sched_ask *q, uint64_t after,
         if ((e = fleet_get(a, refuse_after, &f)) < 0)
             return e;
         ask_block(q, f);
-        if ((e = fleet_decide(a, f, r, &w, ret)) < 0) {
+        if ((e = fleet_decide(a, f, q, &w, ret)) < 0) {
             fleet_put(f);
             return e;
         }

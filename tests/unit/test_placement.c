@@ -107,6 +107,25 @@ struct ask {
     const char *blocked[MAX_NODES];
 };
 
+/* q's anti-affinity and port lists, each empty half the time; the port
+ * list may name a node twice. */
+static void random_lists(struct ask *q, size_t nodes)
+{
+    struct place_req *r = &q->req;
+    r->n_avoid = r->n_port_blocked = 0;
+    bool avoid = below(2), ports = below(2);
+    for (size_t i = 0; i < nodes; i++) {
+        if (avoid && below(5) == 0)
+            q->avoid[r->n_avoid++] = ids[i];
+        if (ports && below(6) == 0 && r->n_port_blocked < MAX_NODES)
+            q->blocked[r->n_port_blocked++] = ids[i];
+    }
+    if (ports && nodes > 0 && r->n_port_blocked < MAX_NODES)
+        q->blocked[r->n_port_blocked++] = ids[below(nodes)];
+    r->avoid = q->avoid;
+    r->port_blocked = q->blocked;
+}
+
 static void random_req(struct ask *q, size_t nodes)
 {
     struct place_req *r = &q->req;
@@ -133,14 +152,7 @@ static void random_req(struct ask *q, size_t nodes)
     r->labels = q->lab;
     r->max_price = below(4) == 0 ? -1 : (int64_t)below(2000000000);
     r->min_reputation = below(3) == 0 ? (double)below(101) / 100.0 : 0;
-    for (size_t i = 0; i < nodes; i++)
-        if (below(5) == 0)
-            q->avoid[q->req.n_avoid++] = ids[i];
-    r->avoid = q->avoid;
-    for (size_t i = 0; i < nodes; i++)
-        if (below(6) == 0)
-            q->blocked[q->req.n_port_blocked++] = ids[i];
-    r->port_blocked = q->blocked;
+    random_lists(q, nodes);
 }
 
 /* ---- the oracle: every rule spelled out again, independently ---- */
@@ -357,13 +369,12 @@ static void filter_counts(void **state)
 
 /* A kept decision, after each of a run of changes to single nodes
  * (capacity taken or given back, a drain, a window, a price), is what
- * place_decide says of the fleet as it is, keeping from one node in its
- * ranking to more than the fleet has. */
-/* Weights and ranking lengths the kept decisions are tried with. */
+ * place_decide says of the fleet as it is, for requests with and without
+ * port and anti-affinity lists, fleets from none to 40 nodes. */
+/* Weights the kept decisions are tried with. */
 static const struct place_weights memo_ws[] = {
     { 1, 0, 0 }, { 0, 1, 0 }, { 0, -1, 0 }, { 1, 5, 0 }, { 0, 0, 0 },
     { 1, 1, 1 } };
-static const size_t memo_keeps[] = { 1, 2, 3, 8, 64, 128 };
 
 /* The seed of a randomized test (FOG_SEED, else the time), shown. */
 static uint64_t test_seed(uint64_t mul, uint64_t add)
@@ -375,16 +386,15 @@ static uint64_t test_seed(uint64_t mul, uint64_t add)
     return seed;
 }
 
-/* A random fleet, and a request a kept decision takes (no labels,
- * anti-affinity, port lists or GPUs; `small`: a fleet takes many), with a
- * kept decision for it. */
+/* A random fleet, and a request a kept decision takes (no labels or
+ * GPUs; `small`: a fleet takes many), with a kept decision for it. */
 static struct place_memo *random_memo(struct fleet *f, struct ask *q,
                                       bool small,
                                       const struct place_weights **ret_w)
 {
     random_fleet(f);
     random_req(q, f->n);
-    q->req.n_labels = q->req.n_avoid = q->req.n_port_blocked = 0;
+    q->req.n_labels = 0;
     q->req.gpu_count = 0;
     q->req.gpu_model = NULL;
     if (small) {
@@ -394,8 +404,7 @@ static struct place_memo *random_memo(struct fleet *f, struct ask *q,
     }
     assert_true(place_memo_fits(&q->req));
     *ret_w = &memo_ws[below(ARRAY_SIZE(memo_ws))];
-    return place_memo_new(&q->req, *ret_w, f->nodes, f->n,
-                          memo_keeps[below(ARRAY_SIZE(memo_keeps))]);
+    return place_memo_new(&q->req, *ret_w, f->nodes, f->n);
 }
 
 /* m's decision is place_decide's for r on f as it is (its result to
@@ -407,7 +416,19 @@ static void memo_as_decide(struct place_memo *m, const struct place_req *r,
 {
     struct place_result want, got;
     place_decide(r, f->nodes, f->n, w, &want);
-    place_memo_result(m, f->nodes, &got);
+    /* r's lists as indexes of f's nodes, for the memo. */
+    size_t idx[2 * MAX_NODES];
+    struct place_except x = { idx, NULL, 0, 0 };
+    for (size_t i = 0; i < r->n_port_blocked; i++)
+        for (size_t k = 0; k < f->n; k++)
+            if (streq(f->nodes[k].id, r->port_blocked[i]))
+                idx[x.n_ports++] = k;
+    x.avoid = idx + x.n_ports;
+    for (size_t i = 0; i < r->n_avoid; i++)
+        for (size_t k = 0; k < f->n; k++)
+            if (streq(f->nodes[k].id, r->avoid[i]))
+                idx[x.n_ports + x.n_avoid++] = k;
+    place_memo_result(m, &x, &got);
     if (got.chosen != want.chosen || got.passed != want.passed ||
         memcmp(got.removed, want.removed, sizeof(got.removed)) ||
         (want.chosen >= 0 && (got.price_hour != want.price_hour ||
@@ -466,6 +487,10 @@ static void memo_follows_changes(void **state)
                 }
                 place_memo_node_changed(m, f.nodes, k);
             }
+            /* Another VM of the same request, with lists of its own
+             * (the memo shares none of them). */
+            if (below(4) == 0)
+                random_lists(&q, f.n);
             memo_as_decide(m, &q.req, &f, w, seed, c, step, NULL);
         }
         place_memo_free(m);
