@@ -681,13 +681,16 @@ HANDLER(h_agent_status)
     }
     int64_t now = now_s();
     /* A node that moved (another address seen or reported) must reach its
-     * peers' configuration: every node's desired state changes. */
-    bool moved = store_query_int(
-                     a->store, 0,
-                     "SELECT COUNT(*) FROM nodes WHERE id = $1 AND approved = 1 "
-                     "AND (COALESCE(observed_endpoint, '') <> $2 OR COALESCE($3, "
-                     "endpoint, '') <> COALESCE(endpoint, ''))", "sss", node_id,
-                     http_req_peer(r), b.endpoint) > 0;
+     * peers' configuration: every node's desired state changes. Read with
+     * the contract its agent last spoke (below). */
+    json_auto_t *was = NULL;
+    store_query_one(a->store, &was,
+                    "SELECT CASE WHEN approved = 1 AND (COALESCE("
+                    "observed_endpoint, '') <> $2 OR COALESCE($3, endpoint, "
+                    "'') <> COALESCE(endpoint, '')) THEN 1 ELSE 0 END AS "
+                    "moved, agent_contract FROM nodes WHERE id = $1",
+                    "sss", node_id, http_req_peer(r), b.endpoint);
+    bool moved = json_int(was, "moved", 0) != 0;
     /* A new mapping or class changes the endpoint its peers are given. */
     if (b.has_reach) {
         moved = moved ||
@@ -704,8 +707,7 @@ HANDLER(h_agent_status)
     /* An agent that begins or stops taking AGENT_NET_VMS (upgraded or
      * downgraded) gets its next document whole, in its form. */
     int contract = reqctx_of(r)->contract;
-    bool reform = (store_query_int(a->store, 1, "SELECT agent_contract FROM "
-                                   "nodes WHERE id = $1", "s", node_id) >=
+    bool reform = (json_int(was, "agent_contract", 1) >=
                    AGENT_CONTRACT_NET_VMS) !=
                   (contract >= AGENT_CONTRACT_NET_VMS);
     store_exec(a->store,
