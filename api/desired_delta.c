@@ -143,6 +143,15 @@ static void parts_whole(struct desired_parts *p)
     buf_free(&b);
 }
 
+const uint8_t *desired_parts_whole(struct desired_parts *p)
+{
+    if (!p->whole_ok) {
+        parts_whole(p);
+        p->whole_ok = true;
+    }
+    return p->whole;
+}
+
 /* p's AGENT_NET_VMS list cut from `items`, a run per id prefix: 0, or
  * -EINVAL when it is no such list (two items with one id among them). */
 static int runs_of(struct desired_parts *p, const json_t *items)
@@ -222,7 +231,6 @@ struct desired_parts *desired_parts_new(const json_t *doc)
         desired_parts_free(p);
         return NULL;
     }
-    parts_whole(p);
     return p;
 }
 
@@ -282,7 +290,6 @@ struct desired_parts *desired_parts_update(const struct desired_parts *base,
         desired_parts_free(p);
         return NULL;
     }
-    parts_whole(p);
     return p;
 }
 
@@ -303,7 +310,7 @@ void desired_parts_put(struct desired_parts *p, const char *key, char *text)
     }
     p->members[i].text = text;
     part_hash(text, p->members[i].hash);
-    parts_whole(p);
+    p->whole_ok = false;
 }
 
 void desired_parts_put_runs(struct desired_parts *p, struct desired_run **runs,
@@ -317,7 +324,7 @@ void desired_parts_put_runs(struct desired_parts *p, struct desired_run **runs,
     }
     p->n_runs = n;
     p->has_net_vms = true;
-    parts_whole(p);
+    p->whole_ok = false;
 }
 
 void desired_parts_drop_text(struct desired_parts *p)

@@ -60,7 +60,10 @@ struct desired_run {
 
 struct desired_parts {
     int64_t revision;
-    uint8_t whole[16];           /* digest of every part together */
+    /* Digest of every part together (desired_parts_whole(): worked out
+     * when first asked for, not at each change). */
+    uint8_t whole[16];
+    bool whole_ok;
     struct desired_part *vms;    /* sorted by key */
     size_t n_vms;
     struct desired_part *members; /* every member but the lists, revision */
@@ -76,6 +79,9 @@ struct desired_parts {
 struct desired_run *desired_run_new(const char *key,
                                     struct desired_part *items, size_t n);
 struct desired_run *desired_run_ref(struct desired_run *r);
+/* p's digest of every part together: two cuts of the same parts have the
+ * same. */
+const uint8_t *desired_parts_whole(struct desired_parts *p);
 /* Accepts NULL. */
 void desired_run_unref(struct desired_run *r);
 /* Give p the AGENT_NET_VMS list made of runs (n of them, sorted by key,

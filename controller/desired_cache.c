@@ -397,7 +397,8 @@ static void parts_keep(struct entry *c, struct desired_parts *parts)
     if (!old)
         return;
     if (parts && old->revision == parts->revision) {
-        if (memcmp(old->whole, parts->whole, sizeof(old->whole)) != 0)
+        if (memcmp(desired_parts_whole(old), desired_parts_whole(parts),
+                   sizeof(old->whole)) != 0)
             c->ambiguous = old->revision;
         desired_parts_free(old);
         return;
