@@ -683,11 +683,24 @@ static int net_vm_vtep_cmp(const void *x, const void *y)
     return c ? c : strcmp(a->mac, b->mac);
 }
 
+static int net_vm_vxlan_cmp(const void *x, const void *y)
+{
+    const struct am_net_vm *a = *(const struct am_net_vm *const *)x;
+    const struct am_net_vm *b = *(const struct am_net_vm *const *)y;
+    return a->vxlan_id < b->vxlan_id ? -1 : a->vxlan_id > b->vxlan_id;
+}
+
 /* Each network's records and remote MACs made from d's AGENT_NET_VMS, as
- * the controller writes them for older agents. */
+ * the controller writes them for older agents: the items grouped by
+ * network once, each network's found by a binary search. */
 static void net_vms_expand(struct am_desired *d)
 {
     const struct am_net_vm **of = xcalloc(d->n_net_vms + 1, sizeof(*of));
+    const struct am_net_vm **by = xcalloc(d->n_net_vms + 1, sizeof(*by));
+    for (size_t k = 0; k < d->n_net_vms; k++)
+        by[k] = &d->net_vms[k];
+    if (d->n_net_vms > 0)
+        qsort(by, d->n_net_vms, sizeof(*by), net_vm_vxlan_cmp);
     for (size_t i = 0; i < d->n_networks; i++) {
         struct am_network *w = &d->networks[i];
         for (size_t k = 0; k < w->n_macs; k++) {
@@ -704,10 +717,17 @@ static void net_vms_expand(struct am_desired *d)
         w->macs = NULL;
         w->records = NULL;
         w->n_macs = w->n_records = 0;
-        size_t n = 0;
-        for (size_t k = 0; k < d->n_net_vms; k++)
-            if (d->net_vms[k].vxlan_id == w->vxlan_id)
-                of[n++] = &d->net_vms[k];
+        /* The first item of the network, then its others. */
+        size_t lo = 0, hi = d->n_net_vms, n = 0;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (by[mid]->vxlan_id < w->vxlan_id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (; lo < d->n_net_vms && by[lo]->vxlan_id == w->vxlan_id; lo++)
+            of[n++] = by[lo];
         if (n == 0)
             continue;
         qsort(of, n, sizeof(*of), net_vm_name_cmp);
@@ -736,6 +756,7 @@ static void net_vms_expand(struct am_desired *d)
             };
     }
     free(of);
+    free(by);
 }
 
 static void network_clear(struct am_network *w)
