@@ -203,12 +203,13 @@ static int sq_connect(const char *path, int flags, const char *why,
  * (Debian 12 has 3.40) can lose committed pages when one connection starts
  * a checkpoint while another's commit starts the WAL again from its head
  * (the "WAL-reset bug" of sqlite's WAL documentation, fixed in 3.51.3);
- * under a stream of placements that corrupted the database about once in
- * ten runs of bench_sched. So a checkpoint never overlaps a write. What
- * took long in it is done outside the lock: the WAL's frames are flushed
- * to disk first (the checkpoint's own flush of the WAL then has little
- * left), and the pages copied back are flushed afterwards (SQ_CKPT_SYNC).
- * Readers never wait for it. */
+ * under a stream of placements that corrupted the database in about a
+ * third of the runs of bench_sched. So a checkpoint never overlaps a
+ * write (a write that comes meanwhile waits for it). What took long in it
+ * is done outside the lock: the WAL's frames are flushed to disk first
+ * (the checkpoint's own flush of the WAL then has little left), and the
+ * pages copied back are flushed afterwards (SQ_CKPT_SYNC). Readers never
+ * wait for it. */
 #define SQ_CKPT_PAGES 1000
 /* The checkpointer's nice value, the writers' own by default
  * (--write-nice): its page copies, made while it holds their lock, take
