@@ -718,15 +718,19 @@ static struct place_memo *fleet_memo(struct fleet *f, const struct place_req *r,
     return fm->m;
 }
 
-/* place_decide on the fleet. The cached fleet knows nothing of GPUs: a VM
+static void ask_block(struct sched_ask *q, const struct fleet *f);
+
+/* place_decide on the fleet, with q's port filter worked out on it
+ * (ask_block()). The cached fleet knows nothing of GPUs: a VM
  * asking for some is decided on a private copy of the nodes with their
  * free GPUs of its model read from the store. 0 or -errno. */
 static int fleet_decide(struct app *a, struct fleet *f,
-                        const struct sched_ask *q,
+                        struct sched_ask *q,
                         const struct place_weights *w,
                         struct place_result *ret)
 {
     const struct place_req *r = &q->req;
+    ask_block(q, f);
     if (r->gpu_count <= 0) {
         pthread_mutex_lock(&fleet_lock);
         /* A request like one decided on f before costs the nodes that
@@ -736,8 +740,8 @@ static int fleet_decide(struct app *a, struct fleet *f,
         if (m) {
             /* Its port and anti-affinity lists as node indexes (ids
              * not in the fleet leave nothing out); the port list as
-             * ask_block() worked it out on f. */
-            bool at = q->bl_fleet == f;
+             * ask_block() worked it out on f just now, when it did. */
+            bool at = q->wanted != NULL;
             size_t np = at ? 0 : r->n_port_blocked, n_p = 0, n_a = 0;
             _cleanup_free_ size_t *idx = xcalloc(np + r->n_avoid + 1,
                                                  sizeof(*idx));
@@ -1044,7 +1048,6 @@ static void ask_block(struct sched_ask *q, const struct fleet *f)
     q->bl = xcalloc(most, sizeof(*q->bl));
     q->bl_at = xcalloc(most, sizeof(*q->bl_at));
     q->n_bl_at = 0;
-    q->bl_fleet = f;
     json_array_foreach(q->taken, i, v) {
         q->bl[n++] = json_str(v, "node_id");
         ssize_t at = fleet_find(f, json_str(v, "node_id"));
@@ -1134,7 +1137,6 @@ static int decide(struct app *a, struct sched_ask *q, uint64_t after,
     int e = fleet_get(a, after, &f);
     if (e < 0)
         return e;
-    ask_block(q, f);
     if ((e = fleet_decide(a, f, q, &w, ret)) < 0) {
         fleet_put(f);
         return e;
@@ -1145,7 +1147,6 @@ static int decide(struct app *a, struct sched_ask *q, uint64_t after,
             return -ESTALE;
         if ((e = fleet_get(a, refuse_after, &f)) < 0)
             return e;
-        ask_block(q, f);
         if ((e = fleet_decide(a, f, q, &w, ret)) < 0) {
             fleet_put(f);
             return e;

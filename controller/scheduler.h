@@ -15,10 +15,9 @@ struct sched_ask {
      * outside their range ({node_id, port}); NULL when none were asked. */
     json_t *wanted, *taken, *permits;
     const char **lab, **av, **bl;
-    /* req.port_blocked as indexes into the fleet it was worked out on
-     * (bl_fleet), as a kept decision takes it. */
+    /* req.port_blocked as indexes into the fleet it was last worked out
+     * on, as a kept decision takes it. */
     size_t *bl_at, n_bl_at;
-    const void *bl_fleet;
 };
 /* Fill q->req's labels (from labels_json, a JSON array of "key=value"), its
  * avoid list (nodes with a live VM of account_id's anti-affinity group,
