@@ -14,10 +14,10 @@
  * Bulk fill (how the store gets to 100k VMs in seconds, not hours): with
  * the controller stopped, one transaction inserts the VMs straight into
  * its store, stopped and unplaced, the first 35,000 with an interface in
- * one /16 network "bench" and its integer address (net_addrs, cursor set
- * past them), as the API would have left them; then the controller
- * restarts. The throughput POSTs create VMs in that network, those
- * streamed beside the p99 GETs in an empty one ("bench-side").
+ * one /16 network "bench" and its integer address (net_addrs, the free
+ * map's top past them), as the API would have left them; then the
+ * controller restarts. The throughput POSTs create VMs in that network,
+ * those streamed beside the p99 GETs in an empty one ("bench-side").
  * Sizes: arguments (e.g. `bench_scale 1000 10000`), default 1000 10000
  * 100000. FOG_BENCH_SECONDS sets each run's length (default 3). */
 #include "api/client.h"
@@ -81,7 +81,7 @@ static char *bulk_fill(const char *dir, int n)
     int64_t t = 1700000000;
     store_tx_begin(s);
     if (store_exec(s, "INSERT INTO networks (id, account_id, name, cidr, "
-                      "gateway, vxlan_id, created_at, addr_next) VALUES ($1, "
+                      "gateway, vxlan_id, created_at, addr_top) VALUES ($1, "
                       "$2, 'bench', '10.0.0.0/16', '10.0.0.1', 990000, $3, $4)",
                    "ssii", net, admin, t, (int64_t)NET_FIRST + (n < NET_FILL ? n : NET_FILL)) < 0)
         abort();
@@ -115,7 +115,7 @@ static char *bulk_fill(const char *dir, int n)
      * not take the crowded network's last addresses. */
     uuid_generate_str(net);
     if (store_exec(s, "INSERT INTO networks (id, account_id, name, cidr, "
-                      "gateway, vxlan_id, created_at, addr_next) VALUES ($1, "
+                      "gateway, vxlan_id, created_at, addr_top) VALUES ($1, "
                       "$2, 'bench-side', '10.1.0.0/16', '10.1.0.1', 990001, $3, "
                       "$4)", "ssii", net, admin, t, (int64_t)((10u << 24) |
                                                               (1u << 16) | 2u)) < 0)

@@ -184,35 +184,57 @@ char *netalloc_default_cidr(struct store *s)
 
 char *netalloc_gateway(uint32_t net) { return ip_text(net + 1); }
 
-const char netalloc_sql_run_end[] =
-    "SELECT a.addr + 1 FROM net_addrs a WHERE a.network_id = $1 AND a.addr "
-    ">= $2 AND NOT EXISTS (SELECT 1 FROM net_addrs b WHERE b.network_id = $1 "
-    "AND b.addr = a.addr + 1) ORDER BY a.addr LIMIT 1";
+const char netalloc_sql_lowest_free[] =
+    "SELECT addr FROM net_free WHERE network_id = $1 ORDER BY addr LIMIT 1";
 
-/* A network's addresses from before integer addresses, recorded once:
- * the cursor starts at the first host. 0 or -errno. */
-static int addrs_fill(struct store *s, const char *network_id, uint32_t first)
+/* A network's free map (schema 049), made once: the addresses its VMs
+ * held before integer addresses (only in vm_nics) recorded when it has
+ * none in net_addrs yet, then every gap below the highest taken one put
+ * in net_free. Its addr_top, or -errno. */
+static int64_t map_make(struct store *s, const char *network_id,
+                        uint32_t first)
 {
-    json_auto_t *used = NULL;
+    json_auto_t *rows = NULL;
     size_t i;
     json_t *row;
-    int e = store_query(s, &used, "SELECT vm_id, address FROM vm_nics WHERE "
-                                  "network_id = $1", "s", network_id);
-    if (e < 0)
+    int e = 0;
+    if (store_query_int(s, -1, "SELECT COUNT(*) FROM net_addrs WHERE "
+                               "network_id = $1", "s", network_id) == 0) {
+        if ((e = store_query(s, &rows, "SELECT vm_id, address FROM vm_nics "
+                                       "WHERE network_id = $1", "s",
+                             network_id)) < 0)
+            return e;
+        json_array_foreach(rows, i, row) {
+            struct in_addr in;
+            if (inet_pton(AF_INET, json_str(row, "address"), &in) != 1)
+                continue;
+            e = store_exec(s, "INSERT INTO net_addrs (network_id, addr, vm_id) "
+                              "VALUES ($1, $2, $3)", "sis", network_id,
+                           (int64_t)ntohl(in.s_addr), json_str(row, "vm_id"));
+            if (e < 0)
+                return e;
+        }
+        json_decref(rows);
+        rows = NULL;
+    }
+    if ((e = store_query(s, &rows, "SELECT addr FROM net_addrs WHERE "
+                                   "network_id = $1 ORDER BY addr", "s",
+                         network_id)) < 0)
         return e;
-    json_array_foreach(used, i, row) {
-        struct in_addr in;
-        if (inet_pton(AF_INET, json_str(row, "address"), &in) != 1)
-            continue;
-        e = store_exec(s, "INSERT INTO net_addrs (network_id, addr, vm_id) "
-                          "VALUES ($1, $2, $3)", "sis", network_id,
-                       (int64_t)ntohl(in.s_addr), json_str(row, "vm_id"));
+    int64_t top = first;
+    json_array_foreach(rows, i, row) {
+        int64_t a = json_int(row, "addr", 0);
+        for (; top < a && e >= 0; top++)
+            e = store_exec(s, "INSERT INTO net_free (network_id, addr) VALUES "
+                              "($1, $2)", "si", network_id, top);
         if (e < 0)
             return e;
+        if (a >= top)
+            top = a + 1;
     }
-    e = store_exec(s, "UPDATE networks SET addr_next = $1 WHERE id = $2", "is",
-                   (int64_t)first, network_id);
-    return e < 0 ? e : 0;
+    e = store_exec(s, "UPDATE networks SET addr_top = $1 WHERE id = $2", "is",
+                   top, network_id);
+    return e < 0 ? e : top;
 }
 
 char *netalloc_address(struct store *s, const char *network_id,
@@ -222,57 +244,44 @@ char *netalloc_address(struct store *s, const char *network_id,
     uint32_t net;
     int prefix;
     if (store_lock(s, "network", network_id) < 0 ||
-        store_query_one(s, &nw, "SELECT cidr, addr_next FROM networks WHERE "
+        store_query_one(s, &nw, "SELECT cidr, addr_top FROM networks WHERE "
                                 "id = $1", "s", network_id) < 0 ||
         netalloc_parse_cidr(json_str(nw, "cidr"), &net, &prefix) < 0)
         return NULL;
     /* .0 network, .1 gateway, last broadcast. */
     int64_t first = (int64_t)net + 2;
     int64_t last = (int64_t)net + ((int64_t)1 << (32 - prefix)) - 2;
-    int64_t cursor = json_int(nw, "addr_next", 0);
-    if (cursor == 0) {
-        if (addrs_fill(s, network_id, (uint32_t)first) < 0)
-            return NULL;
-        cursor = first;
-    }
-    /* Everything below the cursor is taken: the lowest free address is
-     * the cursor itself, or the end of the run of taken ones from it. */
-    int64_t cand = cursor;
-    if (store_query_int(s, 0, "SELECT COUNT(*) FROM net_addrs WHERE "
-                              "network_id = $1 AND addr = $2", "si",
-                        network_id, cand) != 0)
-        cand = store_query_int(s, -1, netalloc_sql_run_end, "si",
-                               network_id, cand);
-    if (cand < first || cand > last)
+    int64_t top = json_int(nw, "addr_top", 0);
+    if (top == 0 && (top = map_make(s, network_id, (uint32_t)first)) < 0)
         return NULL;
-    if (store_exec(s, "INSERT INTO net_addrs (network_id, addr, vm_id) VALUES "
+    /* The lowest free address: the least given back, else the top. */
+    int64_t cand = store_query_int(s, -1, netalloc_sql_lowest_free, "s",
+                                   network_id);
+    int e;
+    if (cand >= 0)
+        e = store_exec(s, "DELETE FROM net_free WHERE network_id = $1 AND "
+                          "addr = $2", "si", network_id, cand);
+    else if ((cand = top) > last)
+        return NULL;
+    else
+        e = store_exec(s, "UPDATE networks SET addr_top = $1 WHERE id = $2",
+                       "is", top + 1, network_id);
+    if (e < 0 || cand < first || cand > last ||
+        store_exec(s, "INSERT INTO net_addrs (network_id, addr, vm_id) VALUES "
                       "($1, $2, $3)", "sis", network_id, cand, vm_id) < 0)
-        return NULL;
-    /* Only from the value read: a release that lowered it meanwhile
-     * (another replica's) wins. */
-    if (store_exec(s, "UPDATE networks SET addr_next = $1 WHERE id = $2 AND "
-                      "addr_next = $3", "isi", cand + 1, network_id,
-                   cursor) < 0)
         return NULL;
     return ip_text((uint32_t)cand);
 }
 
 int netalloc_release(struct store *s, const char *vm_id)
 {
-    /* Lower each network's cursor to the freed address, so the lowest
-     * free address is found first again. */
-    json_auto_t *rows = NULL;
-    size_t i;
-    json_t *row;
-    int e = store_query(s, &rows, "SELECT network_id, MIN(addr) AS addr FROM "
-                                  "net_addrs WHERE vm_id = $1 GROUP BY "
-                                  "network_id", "s", vm_id);
-    json_array_foreach(rows, i, row)
-        if (e >= 0)
-            e = store_exec(s, "UPDATE networks SET addr_next = $1 WHERE id = "
-                              "$2 AND addr_next > $1", "is",
-                           json_int(row, "addr", 0),
-                           json_str(row, "network_id"));
+    /* Back into each network's free map (a network without one yet counts
+     * what net_addrs lacks as free when it makes it). Nothing else
+     * changes, so a release takes no network's lock. */
+    int e = store_exec(s, "INSERT INTO net_free (network_id, addr) SELECT "
+                          "a.network_id, a.addr FROM net_addrs a JOIN "
+                          "networks w ON w.id = a.network_id WHERE a.vm_id = "
+                          "$1 AND a.addr < w.addr_top", "s", vm_id);
     if (e >= 0)
         e = store_exec(s, "DELETE FROM net_addrs WHERE vm_id = $1", "s", vm_id);
     return e < 0 ? e : 0;

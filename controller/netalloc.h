@@ -36,9 +36,9 @@ char *netalloc_gateway(uint32_t net);
  * the store failed). Inside the caller's transaction. */
 char *netalloc_address(struct store *s, const char *network_id,
                        const char *vm_id);
-/* The first free address after the run of taken ones that starts at $2
- * in network $1 (tests read its query plan). */
-extern const char netalloc_sql_run_end[];
+/* The lowest address given back to network $1's free map (tests read its
+ * query plan). */
+extern const char netalloc_sql_lowest_free[];
 /* Free every address vm_id holds. 0 or -errno. */
 int netalloc_release(struct store *s, const char *vm_id);
 /* A random locally administered unicast MAC not yet used; caller frees. */

@@ -99,7 +99,7 @@ static void vm_lists_walk_only_their_page(void **state)
 static void address_allocation_searches_the_key(void **state)
 {
     assert_indexed("first free address",
-                   plan(netalloc_sql_run_end, "si", "w", NULL, 42, NULL, 0));
+                   plan(netalloc_sql_lowest_free, "s", "w", NULL, 0, NULL, 0));
 }
 
 static void the_scheduler_reads_its_pending_vms_in_index_order(void **state)

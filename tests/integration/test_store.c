@@ -10,11 +10,13 @@
 
 #include "common/jsonutil.h"
 #include "controller/netalloc.h"
+#include "controller/schema.h"
 #include "controller/store.h"
 #include "tests/testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <pwd.h>
@@ -251,6 +253,30 @@ static char *alloc_for(struct store *s, int n)
     return addr;
 }
 
+/* Network w1's free map (schema 049) matches its taken addresses: below
+ * addr_top, net_free holds exactly the addresses net_addrs lacks, from the
+ * first host (.2 of net) up. */
+static void assert_map_whole(struct store *s, int64_t net)
+{
+    int64_t top = store_query_int(s, -1, "SELECT addr_top FROM networks "
+                                         "WHERE id = 'w1'", "");
+    assert_true(top >= net + 2);
+    for (int64_t a = net + 2; a < top; a++) {
+        int64_t taken = store_query_int(s, -1, "SELECT COUNT(*) FROM "
+                                               "net_addrs WHERE network_id = "
+                                               "'w1' AND addr = $1", "i", a);
+        int64_t free = store_query_int(s, -1, "SELECT COUNT(*) FROM net_free "
+                                              "WHERE network_id = 'w1' AND "
+                                              "addr = $1", "i", a);
+        if (taken + free != 1)
+            fail_msg("address %" PRId64 ": taken %" PRId64 ", free %" PRId64,
+                     a - net, taken, free);
+    }
+    assert_int_equal(store_query_int(s, -1, "SELECT COUNT(*) FROM net_free "
+                                            "WHERE network_id = 'w1' AND "
+                                            "addr >= $1", "i", top), 0);
+}
+
 /* Addresses are the lowest free host of the network: a network's rows
  * from before integer addresses count as taken, a freed address is the
  * next one handed out, and a full network gives none. */
@@ -277,20 +303,79 @@ static void check_addresses(struct backend *b)
     assert_string_equal(a4, "10.9.0.5");
     assert_string_equal(a5, "10.9.0.6");
     assert_null(a6);
+    const int64_t net = (10 << 24) | (9 << 16);
+    assert_map_whole(s, net);
     /* The lowest freed address comes back first. */
     assert_int_equal(netalloc_release(s, "vm4"), 0);
     assert_int_equal(netalloc_release(s, "vm1"), 0);
+    assert_map_whole(s, net);
     _cleanup_free_ char *again = alloc_for(s, 7);
+    assert_map_whole(s, net);
     _cleanup_free_ char *again2 = alloc_for(s, 8);
     _cleanup_free_ char *none = alloc_for(s, 9);
     assert_string_equal(again, "10.9.0.2");
     assert_string_equal(again2, "10.9.0.5");
     assert_null(none);
+    assert_map_whole(s, net);
     /* One address is never held twice. */
     assert_int_equal(store_exec(s, "INSERT INTO net_addrs (network_id, addr, "
                                    "vm_id) SELECT network_id, addr, 'x' FROM "
                                    "net_addrs LIMIT 1", ""), -EEXIST);
     store_close(s);
+}
+
+/* A store written before the free map (schema 048) keeps its addresses:
+ * the migration frees the gaps between the old cursor and the highest
+ * taken address, and allocation goes on from the lowest of them. */
+static void sqlite_migration_maps_free_addresses(void **state)
+{
+    _cleanup_free_ char *dir = tu_tempdir("store-mig");
+    _cleanup_free_ char *db = xasprintf("%s/fog.db", dir);
+    sqlite3 *c;
+    assert_int_equal(sqlite3_open(db, &c), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(c, "CREATE TABLE schema_migrations (version "
+                                     "INTEGER PRIMARY KEY, name TEXT NOT "
+                                     "NULL, applied_at BIGINT NOT NULL)",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    for (unsigned i = 0; i < schema_migration_count; i++) {
+        const struct schema_migration *m = &schema_migrations[i];
+        if (m->version >= 49)
+            continue;
+        if (sqlite3_exec(c, m->sql, NULL, NULL, NULL) != SQLITE_OK)
+            fail_msg("%s: %s", m->name, sqlite3_errmsg(c));
+    }
+    /* A /24 whose cursor stands at .5 (.2 to .4 taken below it) with .7
+     * and .9 taken above it. */
+    const int64_t net = (10 << 24) | (9 << 16);
+    _cleanup_free_ char *rows = xasprintf(
+        "INSERT INTO schema_migrations VALUES (48, '048', 1);"
+        "INSERT INTO accounts (id, name, role, created_at) VALUES ('na1', "
+        "'nn1', 'tenant', 1);"
+        "INSERT INTO networks (id, account_id, name, cidr, gateway, vxlan_id, "
+        "created_at, addr_next) VALUES ('w1', 'na1', 'w', '10.9.0.0/24', "
+        "'10.9.0.1', 5000, 1, %" PRId64 ");"
+        "INSERT INTO net_addrs VALUES ('w1', %" PRId64 ", 'vm2'), ('w1', "
+        "%" PRId64 ", 'vm3'), ('w1', %" PRId64 ", 'vm4'), ('w1', %" PRId64
+        ", 'vm7'), ('w1', %" PRId64 ", 'vm9');",
+        net + 5, net + 2, net + 3, net + 4, net + 7, net + 9);
+    if (sqlite3_exec(c, rows, NULL, NULL, NULL) != SQLITE_OK)
+        fail_msg("rows: %s", sqlite3_errmsg(c));
+    sqlite3_close(c);
+
+    struct store *s;
+    assert_int_equal(store_open(db, &s), 0);
+    assert_int_equal(store_query_int(s, -1, "SELECT addr_top FROM networks "
+                                            "WHERE id = 'w1'", ""), net + 10);
+    assert_map_whole(s, net);
+    const char *want[] = { "10.9.0.5", "10.9.0.6", "10.9.0.8", "10.9.0.10",
+                           "10.9.0.11" };
+    for (int i = 0; i < 5; i++) {
+        _cleanup_free_ char *a = alloc_for(s, 20 + i);
+        assert_string_equal(a, want[i]);
+    }
+    assert_map_whole(s, net);
+    store_close(s);
+    tu_rmrf(dir);
 }
 
 static void sqlite_addresses_lowest_free_first(void **state)
@@ -1009,6 +1094,7 @@ int main(void)
         cmocka_unit_test(sqlite_queries_bind_and_constrain),
         cmocka_unit_test(sqlite_store_always_leads),
         cmocka_unit_test(sqlite_addresses_lowest_free_first),
+        cmocka_unit_test(sqlite_migration_maps_free_addresses),
         cmocka_unit_test(sqlite_reads_do_not_wait_for_writes),
         cmocka_unit_test(sqlite_request_reads_share_a_snapshot),
         cmocka_unit_test(sqlite_snapshot_never_waits_for_a_reader),
