@@ -588,6 +588,24 @@ int app_tx_begin(struct app *a)
     return e;
 }
 
+bool app_hold_begin(void)
+{
+    if (request_tx_open)
+        return false;
+    request_tx_open = true;
+    return true;
+}
+
+void app_hold_end(struct app *a, bool held, bool committed)
+{
+    if (!held)
+        return;
+    if (committed)
+        wake_committed(a);
+    else
+        wake_discard();
+}
+
 int app_tx_commit(struct app *a)
 {
     int e = store_tx_commit(a->store);

@@ -255,6 +255,13 @@ void app_nodes_changed_vms(struct app *a, json_t *changes);
 int app_tx_begin(struct app *a);
 int app_tx_commit(struct app *a);
 void app_tx_rollback(struct app *a);
+/* The same for a store transaction begun without app_tx_begin(): from
+ * app_hold_begin() the wakes and effects asked for wait for
+ * app_hold_end(), which runs them when `committed`, else drops them.
+ * app_hold_begin() returns false inside a request or app_tx_begin()
+ * (whose end runs them): pass its answer to app_hold_end() as `held`. */
+bool app_hold_begin(void);
+void app_hold_end(struct app *a, bool held, bool committed);
 /* Remove backup blob `id` from the backup store once the transaction that
  * deletes (or fails) its row has committed; at once outside one. A failed
  * removal leaves an orphan for the sweep (bsched.h), never a row without

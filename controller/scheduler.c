@@ -918,7 +918,21 @@ static int place_finish(struct app *a, struct fleet *f, int r,
         fleet_put(f);
         return r;
     }
-    if ((r = store_tx_commit(a->store)) < 0) {
+    /* A batch tells what it placed once, inside its transaction
+     * (batch_tell()); a lone placement here, inside its own, with the
+     * nodes woken once it commits: told after it, a build in between
+     * would read the VM placed under its networks' old DNS revision. */
+    bool lone = !(cur_batch && !from);
+    bool held = lone && app_hold_begin();
+    if (lone) {
+        if (from)
+            app_vm_changed(a, from, vm_id);
+        app_vm_changed(a, node_id, vm_id);
+        vm_networks_changed(a, vm_id);
+    }
+    r = store_tx_commit(a->store);
+    app_hold_end(a, held, r == 0);
+    if (r < 0) {
         fleet_put(f);
         return r;
     }
@@ -928,18 +942,13 @@ static int place_finish(struct app *a, struct fleet *f, int r,
         batch_keep(cur_batch, kept, *kept_text, kept_price);
         *kept_text = NULL;
     }
-    if (cur_batch && !from) {
+    if (!lone) {
         json_array_append_new(cur_batch->vms, json_string(vm_id));
         json_t *on = json_object_get(cur_batch->nodes, node_id);
         if (!on)
             json_object_set_new(cur_batch->nodes, node_id, on = json_array());
         json_array_append_new(on, json_string(vm_id));
-        return 1;
     }
-    if (from)
-        app_vm_changed(a, from, vm_id);
-    app_vm_changed(a, node_id, vm_id);
-    vm_networks_changed(a, vm_id);
     return 1;
 }
 
